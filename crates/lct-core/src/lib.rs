@@ -1,0 +1,22 @@
+//! The shared foundation of the lct tools.
+//!
+//! * [`record`]: the records that flow between the tools (node, cluster, node-spec) and
+//!   the [`record::Record`] trait other crates implement for their own kinds.
+//! * [`stream`]: reading and writing JSON lines, passing unknown kinds through untouched.
+//! * [`cli`]: the conventions every binary follows (output format, logging, exit codes,
+//!   completions and man pages).
+//! * [`fsutil`]: atomic file replacement and advisory locks.
+//! * [`state`]: the state directory and the cluster records kept in it.
+//! * [`table`]: human tables for terminals.
+//!
+//! This crate exists so that `lct-api` (which returns node records) and `lct-inventory`
+//! (which asks the providers for them) can share the record types without a cycle.
+
+pub mod cli;
+pub mod fsutil;
+pub mod record;
+pub mod state;
+pub mod stream;
+pub mod table;
+
+pub use record::{Cluster, Node, NodeSpec, Record};

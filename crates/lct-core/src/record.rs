@@ -1,0 +1,477 @@
+//! The records that flow between the lct tools as JSON lines.
+//!
+//! Every line is one JSON object with a `kind` and a schema version `v`. The types here
+//! are the single definition of the node, cluster and node-spec records; other crates
+//! define their own kinds (host entries, firewall rules, DNS records) by implementing
+//! [`Record`]. `schemas/records.schema.json` describes the same shapes for other languages.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A record kind that can travel in the stream.
+pub trait Record: Serialize + serde::de::DeserializeOwned {
+    /// The value of the `kind` field.
+    const KIND: &'static str;
+    /// The newest schema version of this kind this build reads and writes.
+    const VERSION: u32;
+
+    /// Drops the envelope fields (`kind`, `v`) where a record keeps unknown fields.
+    fn strip_envelope(&mut self) {}
+}
+
+/// Why a name or address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidValue {
+    #[error("{0:?} is not a valid host name label: {1}")]
+    Label(String, &'static str),
+    #[error("{0:?} is not a valid domain name: {1}")]
+    Domain(String, String),
+    #[error("{0:?} is not a valid port spec (expected PORT[-PORT][/tcp|/udp], e.g. 2181/tcp): {1}")]
+    Port(String, &'static str),
+}
+
+/// A name that is valid as a single DNS/host-name label (RFC 1123): 1 to 63 characters of
+/// lower-case letters, digits and hyphens, not starting or ending with a hyphen.
+///
+/// Node, group and cluster names are all labels, because they become host names, DNS
+/// labels, namespace names and firewall set names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Name(String);
+
+impl Name {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub fn check_label(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("it is empty");
+    }
+    if s.len() > 63 {
+        return Err("it is longer than 63 characters");
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        return Err("it starts or ends with a hyphen");
+    }
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Err("it has upper-case letters (use lower case)");
+    }
+    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err("only a-z, 0-9 and '-' are allowed");
+    }
+    Ok(())
+}
+
+impl TryFrom<String> for Name {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        match check_label(&s) {
+            Ok(()) => Ok(Name(s)),
+            Err(why) => Err(InvalidValue::Label(s, why)),
+        }
+    }
+}
+
+impl FromStr for Name {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Name::try_from(s.to_string())
+    }
+}
+
+impl From<Name> for String {
+    fn from(n: Name) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for Name {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+/// A fully qualified domain name without the trailing dot, e.g. `zk.example.internal`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainName(String);
+
+impl DomainName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let trimmed = s.strip_suffix('.').unwrap_or(&s);
+        if trimmed.len() > 253 {
+            return Err(InvalidValue::Domain(s, "it is longer than 253 characters".into()));
+        }
+        for label in trimmed.split('.') {
+            if let Err(why) = check_label(label) {
+                return Err(InvalidValue::Domain(s.clone(), format!("label {label:?}: {why}")));
+            }
+        }
+        Ok(DomainName(trimmed.to_string()))
+    }
+}
+
+impl FromStr for DomainName {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DomainName::try_from(s.to_string())
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(n: DomainName) -> String {
+        n.0
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Which provider a node or cluster lives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+#[derive(clap::ValueEnum)]
+pub enum ProviderName {
+    /// The embedded local cloud: network namespaces on this machine.
+    #[default]
+    Local,
+    /// Linode API v4.
+    Linode,
+}
+
+impl ProviderName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderName::Local => "local",
+            ProviderName::Linode => "linode",
+        }
+    }
+}
+
+impl fmt::Display for ProviderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The life-cycle state of a node. The names follow Linode's instance statuses so both
+/// providers report the same words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[derive(clap::ValueEnum)]
+pub enum Status {
+    Provisioning,
+    Booting,
+    Running,
+    ShuttingDown,
+    Offline,
+    Rebooting,
+    Rebuilding,
+    Cloning,
+    Migrating,
+    Restoring,
+    Stopped,
+    Deleting,
+    BillingSuspension,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Provisioning => "provisioning",
+            Status::Booting => "booting",
+            Status::Running => "running",
+            Status::ShuttingDown => "shutting_down",
+            Status::Offline => "offline",
+            Status::Rebooting => "rebooting",
+            Status::Rebuilding => "rebuilding",
+            Status::Cloning => "cloning",
+            Status::Migrating => "migrating",
+            Status::Restoring => "restoring",
+            Status::Stopped => "stopped",
+            Status::Deleting => "deleting",
+            Status::BillingSuspension => "billing_suspension",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How lct reaches a node to run commands on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "lowercase")]
+pub enum Access {
+    /// A local-cloud node: run inside this network namespace (`ip netns exec`).
+    Netns { netns: String },
+    /// A remote node: OpenSSH to `user@host -p port`.
+    Ssh {
+        host: String,
+        #[serde(default = "default_ssh_port")]
+        port: u16,
+        #[serde(default = "default_ssh_user")]
+        user: String,
+    },
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_ssh_user() -> String {
+    "root".into()
+}
+
+/// A block volume attached to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeAttachment {
+    pub label: Name,
+    pub size_mib: u64,
+    /// A device path that stays the same across re-attachment.
+    pub path: String,
+}
+
+/// One server of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub cluster: Name,
+    /// The node's role in its cluster (e.g. `namenode`, `journal`).
+    pub group: Name,
+    /// Unique per provider; also the node's host name.
+    pub name: Name,
+    pub provider: ProviderName,
+    /// The provider's own identifier (Linode instance id, local-cloud node number).
+    #[serde(default)]
+    pub provider_id: String,
+    #[serde(default)]
+    pub region: String,
+    pub status: Status,
+    #[serde(default)]
+    pub private_ipv4: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub public_ipv4: Vec<Ipv4Addr>,
+    #[serde(default)]
+    pub private_ipv6: Vec<Ipv6Addr>,
+    #[serde(default)]
+    pub public_ipv6: Vec<Ipv6Addr>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Access>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeAttachment>,
+}
+
+impl Record for Node {
+    const KIND: &'static str = "node";
+    const VERSION: u32 = 1;
+}
+
+/// A port or port range with its protocol, written `2181/tcp`, `8000-8010/udp` or `22`
+/// (TCP when no protocol is given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PortSpec {
+    pub first: u16,
+    pub last: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl TryFrom<String> for PortSpec {
+    type Error = InvalidValue;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        let bad = |why| InvalidValue::Port(s.clone(), why);
+        let (ports, protocol) = match s.split_once('/') {
+            None => (s.as_str(), Protocol::Tcp),
+            Some((p, "tcp")) => (p, Protocol::Tcp),
+            Some((p, "udp")) => (p, Protocol::Udp),
+            Some(_) => return Err(bad("the protocol must be tcp or udp")),
+        };
+        let parse = |p: &str| p.parse::<u16>().ok().filter(|&n| n > 0);
+        let (first, last) = match ports.split_once('-') {
+            None => {
+                let n = parse(ports).ok_or_else(|| bad("a port is a number from 1 to 65535"))?;
+                (n, n)
+            }
+            Some((a, b)) => {
+                let a = parse(a).ok_or_else(|| bad("a port is a number from 1 to 65535"))?;
+                let b = parse(b).ok_or_else(|| bad("a port is a number from 1 to 65535"))?;
+                if a > b {
+                    return Err(bad("the range is reversed"));
+                }
+                (a, b)
+            }
+        };
+        Ok(PortSpec { first, last, protocol })
+    }
+}
+
+impl FromStr for PortSpec {
+    type Err = InvalidValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PortSpec::try_from(s.to_string())
+    }
+}
+
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = match self.protocol {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        };
+        if self.first == self.last {
+            write!(f, "{}/{proto}", self.first)
+        } else {
+            write!(f, "{}-{}/{proto}", self.first, self.last)
+        }
+    }
+}
+
+impl From<PortSpec> for String {
+    fn from(p: PortSpec) -> String {
+        p.to_string()
+    }
+}
+
+/// What one cluster uses of another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub cluster: Name,
+    /// The groups of that cluster this one talks to; empty means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<Name>,
+    /// The ports it talks to them on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+}
+
+/// A cluster: its name, domain, provider and the clusters it depends on.
+///
+/// Fields this build does not know (added by later tools, e.g. firewall declarations)
+/// are kept in `extra` and written back unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub name: Name,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<DomainName>,
+    #[serde(default)]
+    pub provider: ProviderName,
+    #[serde(default)]
+    pub depends_on: Vec<Dependency>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Record for Cluster {
+    const KIND: &'static str = "cluster";
+    const VERSION: u32 = 1;
+
+    fn strip_envelope(&mut self) {
+        self.extra.remove("kind");
+        self.extra.remove("v");
+    }
+}
+
+/// A request for a node: what `lct-api create` reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeSpec {
+    pub cluster: Name,
+    #[serde(default = "default_group")]
+    pub group: Name,
+    pub name: Name,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Instance type (Linode plan, e.g. `g6-nanode-1`); ignored by the local cloud.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+pub fn default_group() -> Name {
+    Name("node".into())
+}
+
+impl Record for NodeSpec {
+    const KIND: &'static str = "node-spec";
+    const VERSION: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert!("zk-1".parse::<Name>().is_ok());
+        assert!("a".parse::<Name>().is_ok());
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"x".repeat(64)] {
+            assert!(bad.parse::<Name>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!("zk.lct.internal.".parse::<DomainName>().unwrap().as_str(), "zk.lct.internal");
+        assert!("zk..internal".parse::<DomainName>().is_err());
+        assert!("zk_1.internal".parse::<DomainName>().is_err());
+    }
+
+    #[test]
+    fn ports() {
+        let p: PortSpec = "8000-8010/udp".parse().unwrap();
+        assert_eq!((p.first, p.last, p.protocol), (8000, 8010, Protocol::Udp));
+        assert_eq!("22".parse::<PortSpec>().unwrap().to_string(), "22/tcp");
+        for bad in ["0", "70000", "10-5", "22/icmp", "x/tcp", ""] {
+            assert!(bad.parse::<PortSpec>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cluster_keeps_unknown_fields() {
+        let json = r#"{"name":"zk","depends_on":[],"firewall":{"rules":[1,2]}}"#;
+        let c: Cluster = serde_json::from_str(json).unwrap();
+        assert_eq!(c.extra["firewall"]["rules"][1], 2);
+        let back = serde_json::to_value(&c).unwrap();
+        assert_eq!(back["firewall"]["rules"][0], 1);
+    }
+}

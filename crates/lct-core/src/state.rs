@@ -1,0 +1,180 @@
+//! The state directory and the cluster records kept in it.
+//!
+//! The state directory is `/var/lib/lct` unless `LCT_STATE_DIR` names another. It holds
+//! `clusters.jsonl` (one cluster record a line) and a folder per provider (`local/`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{Lock, atomic_write};
+use crate::record::{Cluster, Name};
+use crate::stream::{self, StreamError};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/lct";
+
+/// The state directory: `LCT_STATE_DIR`, else `/var/lib/lct`.
+pub fn state_dir() -> PathBuf {
+    match std::env::var_os("LCT_STATE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(DEFAULT_STATE_DIR),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Record { path: PathBuf, source: StreamError },
+    #[error("cluster {0} depends on itself")]
+    SelfDependency(Name),
+    #[error("cluster {0:?} is given twice")]
+    Duplicate(Name),
+}
+
+/// The cluster records of a state directory.
+pub struct ClusterStore {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl ClusterStore {
+    pub fn new(state_dir: &Path) -> Self {
+        ClusterStore { path: state_dir.join("clusters.jsonl"), lock_path: state_dir.join("clusters.lock") }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All cluster records, sorted by name; none when the file does not exist yet.
+    pub fn load(&self) -> Result<Vec<Cluster>, StateError> {
+        let file = match fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => return Err(StateError::Io { path: self.path.clone(), source }),
+        };
+        let (mut clusters, _) = stream::read_kind::<Cluster>(BufReader::new(file))
+            .map_err(|source| StateError::Record { path: self.path.clone(), source })?;
+        clusters.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(clusters)
+    }
+
+    /// Adds or replaces these clusters (by name) in one atomic write.
+    pub fn set(&self, new: Vec<Cluster>) -> Result<Vec<Cluster>, StateError> {
+        let mut seen = BTreeSet::new();
+        for c in &new {
+            if !seen.insert(c.name.clone()) {
+                return Err(StateError::Duplicate(c.name.clone()));
+            }
+            if c.depends_on.iter().any(|d| d.cluster == c.name) {
+                return Err(StateError::SelfDependency(c.name.clone()));
+            }
+        }
+        self.update(|all| {
+            for c in new {
+                all.insert(c.name.clone(), c);
+            }
+        })
+    }
+
+    /// Removes these clusters; returns the names that were there.
+    pub fn remove(&self, names: &[Name]) -> Result<Vec<Name>, StateError> {
+        let mut removed = Vec::new();
+        self.update(|all| {
+            for n in names {
+                if all.remove(n).is_some() {
+                    removed.push(n.clone());
+                }
+            }
+        })?;
+        Ok(removed)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut BTreeMap<Name, Cluster>)) -> Result<Vec<Cluster>, StateError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { path, source }
+        };
+        if let Some(dir) = self.path.parent() {
+            fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let _lock = Lock::acquire(&self.lock_path).map_err(io_err(&self.lock_path))?;
+        let mut all: BTreeMap<Name, Cluster> = self.load()?.into_iter().map(|c| (c.name.clone(), c)).collect();
+        change(&mut all);
+        let mut text = String::new();
+        for c in all.values() {
+            text.push_str(&stream::to_line(c));
+            text.push('\n');
+        }
+        atomic_write(&self.path, text.as_bytes(), 0o644).map_err(io_err(&self.path))?;
+        Ok(all.into_values().collect())
+    }
+}
+
+/// The clusters that directly depend on any of `names` (not including `names`).
+pub fn dependents_of(clusters: &[Cluster], names: &BTreeSet<Name>) -> BTreeSet<Name> {
+    clusters
+        .iter()
+        .filter(|c| !names.contains(&c.name) && c.depends_on.iter().any(|d| names.contains(&d.cluster)))
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// The clusters that any of `names` directly depends on (not including `names`).
+pub fn dependencies_of(clusters: &[Cluster], names: &BTreeSet<Name>) -> BTreeSet<Name> {
+    clusters
+        .iter()
+        .filter(|c| names.contains(&c.name))
+        .flat_map(|c| c.depends_on.iter().map(|d| d.cluster.clone()))
+        .filter(|n| !names.contains(n))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(line: &str) -> Cluster {
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn store_round_trip_and_dependencies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClusterStore::new(dir.path());
+        assert!(store.load().unwrap().is_empty());
+        store
+            .set(vec![
+                cluster(r#"{"name":"zk","domain":"zk.lct"}"#),
+                cluster(r#"{"name":"hdfs","depends_on":[{"cluster":"zk","ports":["2181/tcp"]}]}"#),
+                cluster(r#"{"name":"hbase","depends_on":[{"cluster":"hdfs"},{"cluster":"zk"}]}"#),
+            ])
+            .unwrap();
+        let all = store.load().unwrap();
+        assert_eq!(all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["hbase", "hdfs", "zk"]);
+        let zk: BTreeSet<Name> = ["zk".parse().unwrap()].into();
+        let names = |s: BTreeSet<Name>| s.into_iter().map(String::from).collect::<Vec<_>>();
+        assert_eq!(names(dependents_of(&all, &zk)), ["hbase", "hdfs"]);
+        let hbase: BTreeSet<Name> = ["hbase".parse().unwrap()].into();
+        assert_eq!(names(dependencies_of(&all, &hbase)), ["hdfs", "zk"]);
+
+        assert!(matches!(
+            store.set(vec![cluster(r#"{"name":"x","depends_on":[{"cluster":"x"}]}"#)]),
+            Err(StateError::SelfDependency(_))
+        ));
+        assert_eq!(store.remove(&["hdfs".parse().unwrap()]).unwrap().len(), 1);
+        assert_eq!(store.load().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn corrupt_store_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClusterStore::new(dir.path());
+        fs::write(store.path(), "{\"kind\":\"cluster\",\"name\":\"ok\"}\n{\"kind\":\"cluster\",\"name\":\"Bad\"}\n").unwrap();
+        let err = store.load().unwrap_err().to_string();
+        assert!(err.contains("clusters.jsonl: line 2: field name"), "{err}");
+    }
+}
