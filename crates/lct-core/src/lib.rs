@@ -19,4 +19,4 @@ pub mod state;
 pub mod stream;
 pub mod table;
 
-pub use record::{Cluster, Node, NodeSpec, Record};
+pub use record::{Cluster, Node, NodeSpec, Record, Volume};

@@ -475,3 +475,28 @@ mod tests {
         assert_eq!(back["firewall"]["rules"][0], 1);
     }
 }
+
+/// A block volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub label: Name,
+    pub size_mib: u64,
+    pub provider: ProviderName,
+    #[serde(default)]
+    pub provider_id: String,
+    #[serde(default)]
+    pub region: String,
+    /// `creating`, `active`, `resizing` (Linode's words).
+    pub status: String,
+    /// The node it is attached to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_to: Option<Name>,
+    /// The stable device path while attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+impl Record for Volume {
+    const KIND: &'static str = "volume";
+    const VERSION: u32 = 1;
+}

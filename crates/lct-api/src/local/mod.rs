@@ -1,0 +1,700 @@
+//! The local cloud: nodes are Linux network namespaces on this machine.
+//!
+//! Layout of a lab named `L` (`LCT_LAB`, default `lct`):
+//!
+//! ```text
+//!   namespace L-lab:      br-priv (private network)      br-pub (public network)
+//!                           |  p<id> veths                 |  u<id> veths, out
+//!   namespace L-<node>:   eth0 192.168.128.x/17          eth1 203.0.113.x/24, 2001:db8::x/64
+//!   namespace L-outside:                                 eth0 203.0.113.254/24, 2001:db8::fffe/64
+//! ```
+//!
+//! The bridges carry no address, so the lab is reachable from nowhere but its own
+//! namespaces: the root namespace gets no address and no route to either network.
+//! Volumes are sparse files attached as loop devices.
+//!
+//! State lives in `STATE_DIR/local/cloud.json`. Every change is written there *before* it
+//! is made (a node is `provisioning` until its namespace is complete, `deleting` until it is
+//! gone), so a run that dies half-way leaves a record of what to finish; the next change
+//! repairs it, and `lct-api lab repair` repairs everything.
+
+mod net;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+
+use lct_core::fsutil::{Lock, atomic_write, atomic_write_json};
+use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status, Volume, VolumeAttachment};
+use serde::{Deserialize, Serialize};
+
+use crate::{Provider, ProviderError, VolumeSpec};
+
+pub const REGION: &str = "local";
+/// The outside namespace's addresses: the "internet" that sees public addresses only.
+pub const OUTSIDE_IPV4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
+pub const OUTSIDE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfffe);
+const PRIVATE_PREFIX: u8 = 17;
+const PUBLIC_RANGES: [[u8; 3]; 2] = [[203, 0, 113], [198, 51, 100]];
+const PRIVATE_BRIDGE: &str = "br-priv";
+const PUBLIC_BRIDGE: &str = "br-pub";
+
+/// The saved state of one lab.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CloudState {
+    lab: String,
+    /// True once the lab and outside namespaces are complete.
+    lab_ready: bool,
+    next_id: u64,
+    nodes: Vec<Node>,
+    volumes: Vec<Volume>,
+}
+
+/// The local cloud of one state directory.
+pub struct LocalCloud {
+    dir: PathBuf,
+    lab: Option<String>,
+}
+
+impl LocalCloud {
+    /// The state directory from `LCT_STATE_DIR` and the lab name from `LCT_LAB`.
+    pub fn from_env() -> Self {
+        let lab = std::env::var("LCT_LAB").ok().filter(|l| !l.is_empty());
+        LocalCloud::new(&lct_core::state::state_dir(), lab)
+    }
+
+    pub fn new(state_dir: &Path, lab: Option<String>) -> Self {
+        LocalCloud { dir: state_dir.join("local"), lab }
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("cloud.json")
+    }
+
+    fn load(&self) -> Result<CloudState, ProviderError> {
+        let path = self.state_path();
+        let mut state = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<CloudState>(&bytes).map_err(|e| {
+                ProviderError::Invalid(format!("{}: corrupt local-cloud state: {e}", path.display()))
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CloudState { next_id: 1, ..Default::default() },
+            Err(source) => return Err(ProviderError::Io { what: path.display().to_string(), source }),
+        };
+        let wanted = self.lab.clone().unwrap_or_else(|| "lct".to_string());
+        if state.lab.is_empty() {
+            if let Err(why) = lct_core::record::check_label(&wanted) {
+                return Err(ProviderError::Invalid(format!("LCT_LAB {wanted:?} is not a valid name: {why}")));
+            }
+            if wanted.len() > 20 {
+                return Err(ProviderError::Invalid(format!("LCT_LAB {wanted:?} is longer than 20 characters")));
+            }
+            state.lab = wanted;
+        } else if self.lab.as_ref().is_some_and(|l| *l != state.lab) {
+            return Err(ProviderError::Invalid(format!(
+                "this state directory belongs to lab {:?}, not {wanted:?} (LCT_LAB)",
+                state.lab
+            )));
+        }
+        Ok(state)
+    }
+
+    fn save(&self, state: &CloudState) -> Result<(), ProviderError> {
+        fs::create_dir_all(&self.dir)
+            .map_err(|source| ProviderError::Io { what: self.dir.display().to_string(), source })?;
+        atomic_write_json(&self.state_path(), state)
+            .map_err(|source| ProviderError::Io { what: self.state_path().display().to_string(), source })
+    }
+
+    /// Takes the lab's lock, loads the state and finishes whatever a dead run left half-done.
+    fn begin(&self) -> Result<(Lock, CloudState), ProviderError> {
+        if !is_root() {
+            return Err(ProviderError::NotRoot);
+        }
+        let lock_path = self.dir.join("lock");
+        let lock = Lock::acquire(&lock_path)
+            .map_err(|source| ProviderError::Io { what: lock_path.display().to_string(), source })?;
+        let mut state = self.load()?;
+        self.repair(&mut state, false)?;
+        Ok((lock, state))
+    }
+
+    /// Brings reality in line with the state. Unfinished nodes (provisioning, deleting) are
+    /// always finished; with `thorough`, every node and volume is checked step by step.
+    fn repair(&self, state: &mut CloudState, thorough: bool) -> Result<(), ProviderError> {
+        if state.nodes.is_empty() && state.volumes.is_empty() && !state.lab_ready && !thorough {
+            return Ok(());
+        }
+        let lab = Lab::new(&state.lab);
+        if !state.lab_ready || thorough || !net::netns_exists(&lab.lab_ns()) || !net::netns_exists(&lab.outside_ns()) {
+            lab.ensure()?;
+            state.lab_ready = true;
+            self.save(state)?;
+        }
+        let names: Vec<Name> = state.nodes.iter().map(|n| n.name.clone()).collect();
+        for name in names {
+            let node = state.nodes.iter().find(|n| n.name == name).cloned().expect("listed");
+            match node.status {
+                Status::Deleting => self.finish_delete(state, &node)?,
+                Status::Provisioning => {
+                    tracing::info!(node = %node.name, "finishing a node a previous run left half-made");
+                    lab.ensure_node(&node, true)?;
+                    set_status(state, &node.name, Status::Running);
+                    self.save(state)?;
+                }
+                status => {
+                    if thorough || !net::netns_exists(&lab.node_ns(&node.name)) {
+                        lab.ensure_node(&node, status == Status::Running)?;
+                    }
+                }
+            }
+        }
+        if thorough {
+            for volume in state.volumes.clone() {
+                match &volume.attached_to {
+                    Some(_) => {
+                        self.attach_loop(&volume.label)?;
+                    }
+                    None => self.detach_loops(&volume.label)?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_delete(&self, state: &mut CloudState, node: &Node) -> Result<(), ProviderError> {
+        let lab = Lab::new(&state.lab);
+        // A deleted Linode leaves its volumes behind, detached; so does a local node.
+        let attached: Vec<Name> = state
+            .volumes
+            .iter()
+            .filter(|v| v.attached_to.as_ref() == Some(&node.name))
+            .map(|v| v.label.clone())
+            .collect();
+        for label in attached {
+            self.detach_loops(&label)?;
+            let v = state.volumes.iter_mut().find(|v| v.label == label).expect("listed");
+            v.attached_to = None;
+            v.path = None;
+        }
+        lab.remove_node(node)?;
+        state.nodes.retain(|n| n.name != node.name);
+        self.save(state)
+    }
+
+    /// The stable device path of a volume: a symlink to whichever loop device backs it now.
+    fn device_link(&self, label: &Name) -> PathBuf {
+        self.dir.join("dev").join(format!("lct-volume-{label}"))
+    }
+
+    fn backing_file(&self, label: &Name) -> PathBuf {
+        self.dir.join("volumes").join(format!("{label}.img"))
+    }
+
+    fn attach_loop(&self, label: &Name) -> Result<String, ProviderError> {
+        let file = self.backing_file(label);
+        let device = match net::loops_of(&file)?.into_iter().next() {
+            Some(dev) => dev,
+            None => net::run("losetup", &["--find", "--show", &file.to_string_lossy()])?.trim().to_string(),
+        };
+        let link = self.device_link(label);
+        let io = |what: &Path| {
+            let what = what.display().to_string();
+            move |source| ProviderError::Io { what, source }
+        };
+        fs::create_dir_all(link.parent().expect("has parent")).map_err(io(&link))?;
+        let tmp = link.with_extension("new");
+        let _ = fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&device, &tmp).map_err(io(&tmp))?;
+        fs::rename(&tmp, &link).map_err(io(&link))?;
+        Ok(link.display().to_string())
+    }
+
+    fn detach_loops(&self, label: &Name) -> Result<(), ProviderError> {
+        let file = self.backing_file(label);
+        if file.exists() {
+            for dev in net::loops_of(&file)? {
+                net::run("losetup", &["--detach", &dev])?;
+            }
+        }
+        let _ = fs::remove_file(self.device_link(label));
+        Ok(())
+    }
+
+    /// Repairs every node and volume, step by step.
+    pub fn repair_all(&self) -> Result<(), ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        self.repair(&mut state, true)
+    }
+
+    /// Deletes every node and volume, the lab and the outside namespaces, and the state.
+    pub fn destroy(&self) -> Result<(), ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        for node in state.nodes.clone() {
+            set_status(&mut state, &node.name, Status::Deleting);
+            self.save(&state)?;
+            self.finish_delete(&mut state, &node)?;
+        }
+        for volume in state.volumes.clone() {
+            self.detach_loops(&volume.label)?;
+            let _ = fs::remove_file(self.backing_file(&volume.label));
+        }
+        Lab::new(&state.lab).remove()?;
+        let _ = fs::remove_file(self.state_path());
+        let _ = fs::remove_dir_all(self.dir.join("dev"));
+        let _ = fs::remove_dir_all(self.dir.join("volumes"));
+        Ok(())
+    }
+
+    /// A summary of the lab: its name, namespaces and whether they exist.
+    pub fn status(&self) -> Result<LabStatus, ProviderError> {
+        let state = self.load()?;
+        let lab = Lab::new(&state.lab);
+        Ok(LabStatus {
+            lab: state.lab.clone(),
+            lab_namespace: lab.lab_ns(),
+            lab_namespace_exists: net::netns_exists(&lab.lab_ns()),
+            outside_namespace: lab.outside_ns(),
+            outside_namespace_exists: net::netns_exists(&lab.outside_ns()),
+            outside_ipv4: OUTSIDE_IPV4,
+            outside_ipv6: OUTSIDE_IPV6,
+            nodes: state.nodes.len(),
+            volumes: state.volumes.len(),
+        })
+    }
+
+    fn node_view(state: &CloudState, node: &Node) -> Node {
+        let mut node = node.clone();
+        node.volumes = state
+            .volumes
+            .iter()
+            .filter(|v| v.attached_to.as_ref() == Some(&node.name))
+            .map(|v| VolumeAttachment {
+                label: v.label.clone(),
+                size_mib: v.size_mib,
+                path: v.path.clone().unwrap_or_default(),
+            })
+            .collect();
+        node
+    }
+
+    fn find<'a>(state: &'a CloudState, name: &Name) -> Result<&'a Node, ProviderError> {
+        state.nodes.iter().find(|n| &n.name == name).ok_or_else(|| ProviderError::NoSuchNode(name.clone()))
+    }
+
+    fn set_power(&self, name: &Name, up: bool) -> Result<Node, ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        let node = Self::find(&state, name)?.clone();
+        Lab::new(&state.lab).set_links(&node, up)?;
+        set_status(&mut state, name, if up { Status::Running } else { Status::Offline });
+        self.save(&state)?;
+        Ok(Self::node_view(&state, Self::find(&state, name)?))
+    }
+}
+
+/// What `lct-api lab status` shows.
+#[derive(Debug, Serialize)]
+pub struct LabStatus {
+    pub lab: String,
+    pub lab_namespace: String,
+    pub lab_namespace_exists: bool,
+    pub outside_namespace: String,
+    pub outside_namespace_exists: bool,
+    pub outside_ipv4: Ipv4Addr,
+    pub outside_ipv6: Ipv6Addr,
+    pub nodes: usize,
+    pub volumes: usize,
+}
+
+fn set_status(state: &mut CloudState, name: &Name, status: Status) {
+    if let Some(n) = state.nodes.iter_mut().find(|n| &n.name == name) {
+        n.status = status;
+    }
+}
+
+fn is_root() -> bool {
+    // The effective uid of this process; /proc/self is always ours.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Picks the lowest free addresses for a new node.
+fn allocate(state: &CloudState) -> Result<(Ipv4Addr, Ipv4Addr, Ipv6Addr), ProviderError> {
+    let used: BTreeSet<IpAddr> = state
+        .nodes
+        .iter()
+        .flat_map(|n| {
+            n.private_ipv4
+                .iter()
+                .chain(&n.public_ipv4)
+                .map(|a| IpAddr::V4(*a))
+                .chain(n.public_ipv6.iter().map(|a| IpAddr::V6(*a)))
+        })
+        .collect();
+    // 192.168.128.0/17 without its network and broadcast addresses.
+    let private = (u32::from(Ipv4Addr::new(192, 168, 128, 1))..u32::from(Ipv4Addr::new(192, 168, 255, 255)))
+        .map(Ipv4Addr::from)
+        .find(|a| !used.contains(&IpAddr::V4(*a)))
+        .ok_or_else(|| ProviderError::Invalid("the private network 192.168.128.0/17 is full".into()))?;
+    let public = PUBLIC_RANGES
+        .iter()
+        .flat_map(|[a, b, c]| (1..=253u8).map(move |d| Ipv4Addr::new(*a, *b, *c, d)))
+        .find(|a| !used.contains(&IpAddr::V4(*a)))
+        .ok_or_else(|| ProviderError::Invalid("the public networks are full (506 addresses)".into()))?;
+    let public6 = (1..0xff00u16)
+        .map(|n| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n))
+        .find(|a| !used.contains(&IpAddr::V6(*a)))
+        .expect("more IPv6 addresses than IPv4 ones");
+    Ok((private, public, public6))
+}
+
+/// The namespaces and links of one lab.
+struct Lab {
+    name: String,
+}
+
+impl Lab {
+    fn new(name: &str) -> Self {
+        Lab { name: name.to_string() }
+    }
+
+    fn lab_ns(&self) -> String {
+        format!("{}-lab", self.name)
+    }
+
+    fn outside_ns(&self) -> String {
+        format!("{}-outside", self.name)
+    }
+
+    fn node_ns(&self, node: &Name) -> String {
+        format!("{}-{node}", self.name)
+    }
+
+    fn ensure(&self) -> Result<(), ProviderError> {
+        let lab = self.lab_ns();
+        net::ensure_netns(&lab)?;
+        net::ensure_bridge(&lab, PRIVATE_BRIDGE)?;
+        net::ensure_bridge(&lab, PUBLIC_BRIDGE)?;
+        let outside = self.outside_ns();
+        net::ensure_netns(&outside)?;
+        net::ensure_veth(&lab, "out", &outside, "eth0")?;
+        net::ip_in(&lab, &["link", "set", "out", "master", PUBLIC_BRIDGE, "up"])?;
+        net::ip_in(&outside, &["addr", "replace", &format!("{OUTSIDE_IPV4}/24"), "dev", "eth0"])?;
+        net::ip_in(&outside, &["addr", "replace", &format!("{OUTSIDE_IPV6}/64"), "dev", "eth0", "nodad"])?;
+        net::ip_in(&outside, &["link", "set", "eth0", "up"])?;
+        for [a, b, c] in PUBLIC_RANGES {
+            net::ip_in(&outside, &["route", "replace", &format!("{a}.{b}.{c}.0/24"), "dev", "eth0"])?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self) -> Result<(), ProviderError> {
+        net::delete_netns(&self.outside_ns())?;
+        net::delete_netns(&self.lab_ns())?;
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(self.outside_ns()));
+        Ok(())
+    }
+
+    fn ensure_node(&self, node: &Node, up: bool) -> Result<(), ProviderError> {
+        let lab = self.lab_ns();
+        let ns = self.node_ns(&node.name);
+        let id = &node.provider_id;
+        write_netns_etc(&ns, node)?;
+        net::ensure_netns(&ns)?;
+        // Keep IPv6 quiet: no router solicitations or autoconfigured addresses.
+        net::run("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_ra=0"])?;
+        let private_veth = format!("p{id}");
+        let public_veth = format!("u{id}");
+        net::ensure_veth(&lab, &private_veth, &ns, "eth0")?;
+        net::ensure_veth(&lab, &public_veth, &ns, "eth1")?;
+        net::ip_in(&lab, &["link", "set", &private_veth, "master", PRIVATE_BRIDGE, "up"])?;
+        net::ip_in(&lab, &["link", "set", &public_veth, "master", PUBLIC_BRIDGE, "up"])?;
+        for a in &node.private_ipv4 {
+            net::ip_in(&ns, &["addr", "replace", &format!("{a}/{PRIVATE_PREFIX}"), "dev", "eth0"])?;
+        }
+        for a in &node.public_ipv4 {
+            net::ip_in(&ns, &["addr", "replace", &format!("{a}/24"), "dev", "eth1"])?;
+        }
+        for a in &node.public_ipv6 {
+            net::ip_in(&ns, &["addr", "replace", &format!("{a}/64"), "dev", "eth1", "nodad"])?;
+        }
+        self.set_links(node, up)
+    }
+
+    fn set_links(&self, node: &Node, up: bool) -> Result<(), ProviderError> {
+        let ns = self.node_ns(&node.name);
+        let state = if up { "up" } else { "down" };
+        for dev in ["eth0", "eth1"] {
+            net::ip_in(&ns, &["link", "set", dev, state])?;
+        }
+        if up {
+            // Both public ranges share one link, as if the provider's router joined them.
+            for [a, b, c] in PUBLIC_RANGES {
+                net::ip_in(&ns, &["route", "replace", &format!("{a}.{b}.{c}.0/24"), "dev", "eth1"])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_node(&self, node: &Node) -> Result<(), ProviderError> {
+        let lab = self.lab_ns();
+        net::delete_netns(&self.node_ns(&node.name))?;
+        // Deleting the namespace takes the veth pairs with it; a crash mid-create may have
+        // left a lab-side end alone.
+        if net::netns_exists(&lab) {
+            for dev in [format!("p{}", node.provider_id), format!("u{}", node.provider_id)] {
+                if net::link_exists(&lab, &dev) {
+                    net::ip_in(&lab, &["link", "delete", &dev])?;
+                }
+            }
+        }
+        let etc = Path::new("/etc/netns").join(self.node_ns(&node.name));
+        match fs::remove_dir_all(&etc) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(ProviderError::Io { what: etc.display().to_string(), source }),
+        }
+    }
+}
+
+/// The node's own `/etc/hosts` and `/etc/resolv.conf`, which `ip netns exec` bind-mounts
+/// over the machine's. An existing hosts file is left alone: lct-hosts manages blocks in it.
+fn write_netns_etc(ns: &str, node: &Node) -> Result<(), ProviderError> {
+    let dir = Path::new("/etc/netns").join(ns);
+    let io = |p: &Path| {
+        let what = p.display().to_string();
+        move |source| ProviderError::Io { what, source }
+    };
+    fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let hosts = dir.join("hosts");
+    if !hosts.exists() {
+        let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        if let Some(a) = node.private_ipv4.first() {
+            text.push_str(&format!("{a}\t{}\n", node.name));
+        }
+        atomic_write(&hosts, text.as_bytes(), 0o644).map_err(io(&hosts))?;
+    }
+    let resolv = dir.join("resolv.conf");
+    if !resolv.exists() {
+        // No resolver runs in the lab until lct-dns does; fail fast on the node itself
+        // rather than fall back to the machine's resolver.
+        let text = "# lct local cloud: lct-dns replaces this when it serves the lab\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n";
+        atomic_write(&resolv, text.as_bytes(), 0o644).map_err(io(&resolv))?;
+    }
+    Ok(())
+}
+
+/// Debug builds can be told to die after a named step, so tests can check that the next run
+/// repairs what a crash left (`LCT_LOCAL_CRASH_AFTER=node-recorded|node-private-link`).
+fn crash_point(step: &str) {
+    if cfg!(debug_assertions) && std::env::var("LCT_LOCAL_CRASH_AFTER").is_ok_and(|s| s == step) {
+        eprintln!("lct-api: crashing after {step} (LCT_LOCAL_CRASH_AFTER)");
+        std::process::abort();
+    }
+}
+
+impl Provider for LocalCloud {
+    fn name(&self) -> ProviderName {
+        ProviderName::Local
+    }
+
+    async fn list(&self) -> Result<Vec<Node>, ProviderError> {
+        let state = self.load()?;
+        let mut nodes: Vec<Node> = state.nodes.iter().map(|n| Self::node_view(&state, n)).collect();
+        nodes.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
+        Ok(nodes)
+    }
+
+    async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
+        if matches!(spec.name.as_str(), "lab" | "outside") {
+            return Err(ProviderError::Invalid(format!(
+                "node name {:?} is reserved by the local cloud",
+                spec.name.as_str()
+            )));
+        }
+        let (_lock, mut state) = self.begin()?;
+        if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
+            if existing.cluster != spec.cluster || existing.group != spec.group {
+                return Err(ProviderError::Invalid(format!(
+                    "a node named {} already exists in cluster {} group {}",
+                    spec.name, existing.cluster, existing.group
+                )));
+            }
+            return Ok(Self::node_view(&state, existing));
+        }
+        if let Some(region) = spec.region.as_deref().filter(|r| *r != REGION) {
+            return Err(ProviderError::Invalid(format!(
+                "field region: the local cloud has one region, {REGION:?}, not {region:?}"
+            )));
+        }
+        let (private, public, public6) = allocate(&state)?;
+        let id = state.next_id;
+        let lab = Lab::new(&state.lab);
+        let node = Node {
+            cluster: spec.cluster.clone(),
+            group: spec.group.clone(),
+            name: spec.name.clone(),
+            provider: ProviderName::Local,
+            provider_id: id.to_string(),
+            region: REGION.into(),
+            status: Status::Provisioning,
+            private_ipv4: vec![private],
+            public_ipv4: vec![public],
+            private_ipv6: vec![],
+            public_ipv6: vec![public6],
+            tags: spec.tags.clone(),
+            access: Some(Access::Netns { netns: lab.node_ns(&spec.name) }),
+            volumes: vec![],
+        };
+        state.next_id += 1;
+        state.nodes.push(node.clone());
+        self.save(&state)?;
+        crash_point("node-recorded");
+        if !state.lab_ready {
+            lab.ensure()?;
+            state.lab_ready = true;
+        }
+        lab.ensure_node(&node, true).inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))?;
+        set_status(&mut state, &node.name, Status::Running);
+        self.save(&state)?;
+        Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
+    }
+
+    async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
+        self.set_power(name, true)
+    }
+
+    async fn stop(&self, name: &Name) -> Result<Node, ProviderError> {
+        self.set_power(name, false)
+    }
+
+    async fn delete(&self, name: &Name) -> Result<bool, ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        let Ok(node) = Self::find(&state, name).cloned() else {
+            return Ok(false);
+        };
+        set_status(&mut state, name, Status::Deleting);
+        self.save(&state)?;
+        self.finish_delete(&mut state, &node)?;
+        Ok(true)
+    }
+
+    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
+        let mut volumes = self.load()?.volumes;
+        volumes.sort_by(|a, b| a.label.cmp(&b.label));
+        Ok(volumes)
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, ProviderError> {
+        if spec.size_mib == 0 {
+            return Err(ProviderError::Invalid("field size: a volume needs at least 1 MiB".into()));
+        }
+        let (_lock, mut state) = self.begin()?;
+        if let Some(v) = state.volumes.iter().find(|v| v.label == spec.label) {
+            if v.size_mib != spec.size_mib {
+                return Err(ProviderError::Invalid(format!(
+                    "volume {} exists with {} MiB, not {} MiB",
+                    spec.label, v.size_mib, spec.size_mib
+                )));
+            }
+            return Ok(v.clone());
+        }
+        let file = self.backing_file(&spec.label);
+        let io = |source| ProviderError::Io { what: file.display().to_string(), source };
+        fs::create_dir_all(file.parent().expect("has parent")).map_err(io)?;
+        let f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(&file).map_err(io)?;
+        f.set_len(spec.size_mib * 1024 * 1024).map_err(io)?;
+        let volume = Volume {
+            label: spec.label.clone(),
+            size_mib: spec.size_mib,
+            provider: ProviderName::Local,
+            provider_id: state.next_id.to_string(),
+            region: REGION.into(),
+            status: "active".into(),
+            attached_to: None,
+            path: None,
+        };
+        state.next_id += 1;
+        state.volumes.push(volume.clone());
+        self.save(&state)?;
+        Ok(volume)
+    }
+
+    async fn attach_volume(&self, label: &Name, node: &Name) -> Result<Volume, ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        Self::find(&state, node)?;
+        let volume = state.volumes.iter().find(|v| &v.label == label).ok_or_else(|| ProviderError::NoSuchVolume(label.clone()))?;
+        if let Some(other) = volume.attached_to.as_ref().filter(|n| *n != node) {
+            return Err(ProviderError::Invalid(format!("volume {label} is attached to {other}; detach it first")));
+        }
+        let path = self.attach_loop(label)?;
+        let v = state.volumes.iter_mut().find(|v| &v.label == label).expect("found above");
+        v.attached_to = Some(node.clone());
+        v.path = Some(path);
+        let v = v.clone();
+        self.save(&state)?;
+        Ok(v)
+    }
+
+    async fn detach_volume(&self, label: &Name) -> Result<Volume, ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        if !state.volumes.iter().any(|v| &v.label == label) {
+            return Err(ProviderError::NoSuchVolume(label.clone()));
+        }
+        self.detach_loops(label)?;
+        let v = state.volumes.iter_mut().find(|v| &v.label == label).expect("found above");
+        v.attached_to = None;
+        v.path = None;
+        let v = v.clone();
+        self.save(&state)?;
+        Ok(v)
+    }
+
+    async fn delete_volume(&self, label: &Name) -> Result<bool, ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        if !state.volumes.iter().any(|v| &v.label == label) {
+            return Ok(false);
+        }
+        self.detach_loops(label)?;
+        let file = self.backing_file(label);
+        match fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(ProviderError::Io { what: file.display().to_string(), source }),
+        }
+        state.volumes.retain(|v| &v.label != label);
+        self.save(&state)?;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocation_takes_lowest_free_addresses() {
+        let mut state = CloudState { lab: "t".into(), next_id: 1, ..Default::default() };
+        let (a, b, c) = allocate(&state).unwrap();
+        assert_eq!((a, b, c), (Ipv4Addr::new(192, 168, 128, 1), Ipv4Addr::new(203, 0, 113, 1), "2001:db8::1".parse().unwrap()));
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "group": "g", "name": "n", "provider": "local", "status": "running",
+            "private_ipv4": ["192.168.128.1"], "public_ipv4": ["203.0.113.1"], "public_ipv6": ["2001:db8::1"]
+        }))
+        .unwrap();
+        state.nodes.push(node);
+        let (a, b, _) = allocate(&state).unwrap();
+        assert_eq!((a, b), (Ipv4Addr::new(192, 168, 128, 2), Ipv4Addr::new(203, 0, 113, 2)));
+        // Past 203.0.113.253 the second documentation range is used.
+        for d in 2..=253u8 {
+            let mut n = state.nodes[0].clone();
+            n.public_ipv4 = vec![Ipv4Addr::new(203, 0, 113, d)];
+            n.private_ipv4 = vec![];
+            n.public_ipv6 = vec![];
+            state.nodes.push(n);
+        }
+        assert_eq!(allocate(&state).unwrap().1, Ipv4Addr::new(198, 51, 100, 1));
+    }
+}

@@ -1,0 +1,410 @@
+use std::io::{self, IsTerminal};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use lct_api::local::LocalCloud;
+use lct_api::{AnyProvider, Provider, VolumeSpec};
+use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
+use lct_core::record::{Name, Node, NodeSpec, ProviderName};
+use lct_core::stream::{self, Writer};
+use lct_core::table::emit;
+
+const EXAMPLES: &str = "\
+Examples:
+  # Three local nodes of cluster demo (demo-1, demo-2, demo-3)
+  lct-api create --cluster demo --count 3
+
+  # Node specs as JSON lines
+  echo '{\"kind\":\"node-spec\",\"cluster\":\"zk\",\"group\":\"zookeeper\",\"name\":\"zk-1\"}' | lct-api create
+
+  lct-api list
+  lct-api stop demo-2 && lct-api start demo-2
+  lct-inventory query --cluster demo | lct-api delete
+
+  # Volumes (loop devices on the local cloud)
+  lct-api volume create data-1 --size 1G --attach demo-1
+
+  # The local lab itself
+  lct-api lab status
+  lct-api lab down
+
+Exit status: 0 success, 1 failure (each failed node is named), 2 usage error.
+Environment: LCT_PROVIDER, LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (default lct).";
+
+/// Create, list, start, stop and delete nodes and volumes on a cloud provider.
+///
+/// The local provider (the default) needs no account: its nodes are Linux network
+/// namespaces on this machine, with a private and a public address each.
+#[derive(Parser)]
+#[command(name = "lct-api", version, after_help = EXAMPLES)]
+struct Cli {
+    /// Which provider to talk to
+    #[arg(long, short = 'p', global = true, value_enum, env = "LCT_PROVIDER", default_value_t = ProviderName::Local)]
+    provider: ProviderName,
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create nodes (from flags, or node-spec JSON lines on stdin); existing ones are kept
+    Create {
+        /// Cluster of the new nodes
+        #[arg(long, requires = "count_or_name")]
+        cluster: Option<Name>,
+        /// Group (role) of the new nodes
+        #[arg(long, default_value = "node")]
+        group: Name,
+        /// Create CLUSTER-1 ... CLUSTER-N (or CLUSTER-GROUP-i with --group)
+        #[arg(long, group = "count_or_name")]
+        count: Option<u32>,
+        /// Names of the nodes to create
+        #[arg(long = "name", group = "count_or_name", num_args = 1..)]
+        names: Vec<Name>,
+        /// Tags for the new nodes
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// How many creations run at once
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
+    /// List nodes
+    List {
+        /// Only nodes of this cluster
+        #[arg(long)]
+        cluster: Option<Name>,
+    },
+    /// Show one node
+    Get { name: Name },
+    /// Boot nodes (names, or node records on stdin)
+    Start { names: Vec<Name> },
+    /// Shut nodes down (names, or node records on stdin)
+    Stop { names: Vec<Name> },
+    /// Delete nodes (names, or node records on stdin); volumes stay, detached
+    Delete { names: Vec<Name> },
+    /// Block volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// The local cloud's lab: its namespaces and bridges
+    #[command(subcommand)]
+    Lab(LabCommand),
+    #[command(flatten)]
+    Meta(MetaCommand),
+}
+
+#[derive(Subcommand)]
+enum VolumeCommand {
+    /// Create a volume (sizes like 512M, 10G; plain numbers are GiB, as Linode's)
+    Create {
+        label: Name,
+        #[arg(long, value_parser = parse_size_mib)]
+        size: u64,
+        /// Attach it to this node once created
+        #[arg(long)]
+        attach: Option<Name>,
+    },
+    /// List volumes
+    List,
+    /// Attach a volume to a node
+    Attach { label: Name, node: Name },
+    /// Detach a volume
+    Detach { label: Name },
+    /// Delete volumes (detaching them first)
+    Delete { labels: Vec<Name> },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Show the lab's namespaces and counts
+    Status,
+    /// Re-check every namespace, link, address and loop device and fix what is missing
+    Repair,
+    /// Delete every node and volume, the lab and the outside namespaces, and the state
+    Down,
+}
+
+fn parse_size_mib(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 10G)"))?;
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" | "g" | "gb" | "gib" => 1024,
+        "m" | "mb" | "mib" => 1,
+        "t" | "tb" | "tib" => 1024 * 1024,
+        _ => return Err(format!("unknown size unit {unit:?} (use M, G or T)")),
+    };
+    match n.checked_mul(factor) {
+        Some(0) => Err("a volume needs at least 1 MiB".into()),
+        Some(mib) => Ok(mib),
+        None => Err(format!("{s:?} is too large")),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cli.global.init_logging();
+    lct_core::cli::run("lct-api", || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(run(cli))
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.global.output();
+    if let Command::Meta(meta) = &cli.command {
+        return meta.run::<Cli>();
+    }
+    let provider = AnyProvider::from_env(cli.provider)?;
+    match cli.command {
+        Command::Create { cluster, group, count, names, tags, parallel } => {
+            let specs = match cluster {
+                Some(cluster) => specs_from_flags(cluster, group, count, names, tags)?,
+                None => {
+                    if io::stdin().is_terminal() {
+                        return Err(UsageError("give --cluster with --count or --name, or pipe node-spec records".into()).into());
+                    }
+                    read_specs()?
+                }
+            };
+            create_all(provider, specs, parallel.max(1), format).await
+        }
+        Command::List { cluster } => {
+            let mut nodes = provider.list().await?;
+            if let Some(c) = cluster {
+                nodes.retain(|n| n.cluster == c);
+            }
+            Ok(emit(&nodes, format)?)
+        }
+        Command::Get { name } => {
+            let nodes = provider.list().await?;
+            let node = nodes.into_iter().find(|n| n.name == name).with_context(|| format!("no node named {name}"))?;
+            Ok(emit(&[node], format)?)
+        }
+        Command::Start { names } => power(&provider, names, true, format).await,
+        Command::Stop { names } => power(&provider, names, false, format).await,
+        Command::Delete { names } => {
+            let names = names_or_stdin(names)?;
+            let mut failed = 0;
+            for name in &names {
+                match provider.delete(name).await {
+                    Ok(true) => tracing::info!(node = %name, "deleted"),
+                    Ok(false) => tracing::warn!(node = %name, "no such node; nothing to delete"),
+                    Err(e) => {
+                        eprintln!("lct-api: delete {name}: {e}");
+                        failed += 1;
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} of {} deletions failed", names.len());
+            }
+            Ok(())
+        }
+        Command::Volume(cmd) => volume(&provider, cmd, format).await,
+        Command::Lab(cmd) => {
+            let AnyProvider::Local(local) = &provider;
+            lab(local, cmd, format)
+        }
+        Command::Meta(_) => unreachable!("handled above"),
+    }
+}
+
+fn specs_from_flags(
+    cluster: Name,
+    group: Name,
+    count: Option<u32>,
+    names: Vec<Name>,
+    tags: Vec<String>,
+) -> anyhow::Result<Vec<NodeSpec>> {
+    let names = match count {
+        Some(n) => (1..=n)
+            .map(|i| {
+                let name = if group.as_str() == "node" { format!("{cluster}-{i}") } else { format!("{cluster}-{group}-{i}") };
+                name.parse::<Name>()
+            })
+            .collect::<Result<Vec<_>, _>>(),
+        None => Ok(names),
+    };
+    let names = names.map_err(|e| UsageError(format!("--count: generated {e}")))?;
+    Ok(names
+        .into_iter()
+        .map(|name| NodeSpec {
+            cluster: cluster.clone(),
+            group: group.clone(),
+            name,
+            region: None,
+            node_type: None,
+            image: None,
+            tags: tags.clone(),
+        })
+        .collect())
+}
+
+fn read_specs() -> anyhow::Result<Vec<NodeSpec>> {
+    let (specs, others) = stream::read_kind::<NodeSpec>(io::stdin().lock()).context("stdin")?;
+    if let Some(other) = others.first() {
+        bail!("stdin: line {}: kind {:?} is not a node-spec", other.number, other.kind);
+    }
+    Ok(specs)
+}
+
+/// Node names from the arguments, or from node records on stdin.
+fn names_or_stdin(names: Vec<Name>) -> anyhow::Result<Vec<Name>> {
+    if !names.is_empty() {
+        return Ok(names);
+    }
+    if io::stdin().is_terminal() {
+        return Err(UsageError("name the nodes, or pipe node records".into()).into());
+    }
+    let (nodes, _) = stream::read_kind::<Node>(io::stdin().lock()).context("stdin")?;
+    Ok(nodes.into_iter().map(|n| n.name).collect())
+}
+
+async fn create_all(provider: AnyProvider, specs: Vec<NodeSpec>, parallel: usize, format: OutputFormat) -> anyhow::Result<()> {
+    let total = specs.len();
+    // The local cloud serialises changes on its lock anyway; one at a time keeps its
+    // address assignment in input order (demo-1 gets .1).
+    let parallel = if provider.name() == ProviderName::Local { 1 } else { parallel };
+    let provider = Arc::new(provider);
+    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
+    let mut tasks = tokio::task::JoinSet::new();
+    for spec in specs {
+        let provider = provider.clone();
+        let permit = permits.clone().acquire_owned().await?;
+        tasks.spawn(async move {
+            let result = provider.create(&spec).await;
+            drop(permit);
+            (spec, result)
+        });
+    }
+    let mut created = Vec::new();
+    let mut out = Writer::new(io::stdout().lock());
+    let mut failed = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (spec, result) = joined?;
+        match result {
+            Ok(node) => {
+                // Each node is printed as soon as it runs, so a pipeline can start on it.
+                if format == OutputFormat::Jsonl {
+                    out.write(&node)?;
+                    out.flush()?;
+                }
+                created.push(node);
+            }
+            Err(e) => {
+                eprintln!("lct-api: create {}: {e}", spec.name);
+                failed += 1;
+            }
+        }
+    }
+    drop(out);
+    if format == OutputFormat::Table {
+        created.sort_by(|a, b| a.name.cmp(&b.name));
+        emit(&created, format)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {total} nodes failed");
+    }
+    Ok(())
+}
+
+async fn power(provider: &AnyProvider, names: Vec<Name>, up: bool, format: OutputFormat) -> anyhow::Result<()> {
+    let names = names_or_stdin(names)?;
+    let mut nodes = Vec::new();
+    let mut failed = 0;
+    for name in &names {
+        let result = if up { provider.start(name).await } else { provider.stop(name).await };
+        match result {
+            Ok(node) => nodes.push(node),
+            Err(e) => {
+                eprintln!("lct-api: {} {name}: {e}", if up { "start" } else { "stop" });
+                failed += 1;
+            }
+        }
+    }
+    emit(&nodes, format)?;
+    if failed > 0 {
+        bail!("{failed} of {} nodes failed", names.len());
+    }
+    Ok(())
+}
+
+async fn volume(provider: &AnyProvider, cmd: VolumeCommand, format: OutputFormat) -> anyhow::Result<()> {
+    let show = |v| emit(&[v], format);
+    match cmd {
+        VolumeCommand::Create { label, size, attach } => {
+            let mut v = provider.create_volume(&VolumeSpec { label: label.clone(), size_mib: size, region: None }).await?;
+            if let Some(node) = attach {
+                v = provider.attach_volume(&label, &node).await?;
+            }
+            show(v)?;
+        }
+        VolumeCommand::List => emit(&provider.volumes().await?, format)?,
+        VolumeCommand::Attach { label, node } => show(provider.attach_volume(&label, &node).await?)?,
+        VolumeCommand::Detach { label } => show(provider.detach_volume(&label).await?)?,
+        VolumeCommand::Delete { labels } => {
+            for label in labels {
+                if !provider.delete_volume(&label).await? {
+                    tracing::warn!(volume = %label, "no such volume; nothing to delete");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Result<()> {
+    match cmd {
+        LabCommand::Status => {
+            let s = local.status()?;
+            match format {
+                OutputFormat::Jsonl => {
+                    let mut v = serde_json::to_value(&s)?;
+                    v.as_object_mut().expect("struct").insert("kind".into(), "lab".into());
+                    println!("{v}");
+                }
+                OutputFormat::Table => {
+                    println!("lab        {}", s.lab);
+                    println!("bridges    {} ({})", s.lab_namespace, if s.lab_namespace_exists { "up" } else { "absent" });
+                    println!(
+                        "outside    {} {} {} ({})",
+                        s.outside_namespace,
+                        s.outside_ipv4,
+                        s.outside_ipv6,
+                        if s.outside_namespace_exists { "up" } else { "absent" }
+                    );
+                    println!("nodes      {}", s.nodes);
+                    println!("volumes    {}", s.volumes);
+                }
+            }
+        }
+        LabCommand::Repair => local.repair_all()?,
+        LabCommand::Down => local.destroy()?,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size_mib("512M"), Ok(512));
+        assert_eq!(parse_size_mib("10"), Ok(10 * 1024));
+        assert_eq!(parse_size_mib("1GiB"), Ok(1024));
+        assert!(parse_size_mib("0M").is_err());
+        assert!(parse_size_mib("1X").is_err());
+        assert!(parse_size_mib("G").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
