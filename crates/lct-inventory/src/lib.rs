@@ -1,0 +1,13 @@
+//! The inventory: which nodes exist, which of them a command is about, and how to run
+//! something on each.
+//!
+//! * [`Selector`] picks nodes by cluster, group, tag, status and provider, and widens a
+//!   cluster selection to the clusters that depend on it, or that it depends on.
+//! * [`query`] asks the providers for their nodes and applies a selector.
+//! * [`exec`] runs a command on nodes in parallel: inside the namespace of a local node,
+//!   over OpenSSH for a remote one.
+
+pub mod exec;
+mod select;
+
+pub use select::{Selector, query, select};

@@ -1,0 +1,312 @@
+//! Running a command on many nodes at once.
+//!
+//! A local node's command runs inside its network namespace (`ip netns exec`, which also
+//! bind-mounts the node's `/etc/netns/NS/hosts` and `resolv.conf`) and in a UTS namespace of
+//! its own whose host name is the node's name. A remote node's command runs over OpenSSH in
+//! batch mode. Either way the node record is in the environment: `LCT_NODE` (the record as
+//! one JSON line), `LCT_NODE_NAME`, `LCT_NODE_CLUSTER`, `LCT_NODE_GROUP`,
+//! `LCT_NODE_PRIVATE_IPV4`, `LCT_NODE_PUBLIC_IPV4`.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lct_core::record::{Access, Name, Node, Record};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::{Semaphore, mpsc};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// How many nodes run at once.
+    pub parallel: usize,
+    /// Kill a node's command (and everything it started) after this long.
+    pub timeout: Option<Duration>,
+    /// Extra `-o` options for ssh, e.g. `StrictHostKeyChecking=accept-new`.
+    pub ssh_options: Vec<String>,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions { parallel: 16, timeout: None, ssh_options: Vec::new() }
+    }
+}
+
+/// How a node's command ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum Outcome {
+    Exited { code: i32 },
+    Signalled { signal: i32 },
+    TimedOut,
+    /// The command could not be started at all (no such program, no access method).
+    NotStarted { reason: String },
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        *self == Outcome::Exited { code: 0 }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Exited { code } => format!("exit {code}"),
+            Outcome::Signalled { signal } => format!("killed by signal {signal}"),
+            Outcome::TimedOut => "timed out".into(),
+            Outcome::NotStarted { reason } => format!("not started: {reason}"),
+        }
+    }
+}
+
+/// One node's result: the `exec-result` record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecResult {
+    pub node: Name,
+    pub cluster: Name,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub stdout: String,
+    pub stderr: String,
+    pub duration_ms: u64,
+}
+
+impl Record for ExecResult {
+    const KIND: &'static str = "exec-result";
+    const VERSION: u32 = 1;
+}
+
+/// Which output stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A line of output as it arrives.
+#[derive(Debug, Clone)]
+pub struct OutputLine {
+    pub node: Name,
+    pub stream: Stream,
+    pub text: String,
+}
+
+/// Runs `argv` on every node; results come back in the order nodes finish. Lines are also
+/// sent to `lines` as they arrive, when given.
+pub async fn exec(
+    nodes: Vec<Node>,
+    argv: Vec<String>,
+    options: &ExecOptions,
+    lines: Option<mpsc::UnboundedSender<OutputLine>>,
+) -> Vec<ExecResult> {
+    let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let argv = Arc::new(argv);
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in nodes {
+        let permits = permits.clone();
+        let argv = argv.clone();
+        let options = options.clone();
+        let lines = lines.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+            run_one(node, &argv, &options, lines).await
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        results.push(r.expect("exec tasks do not panic"));
+    }
+    results
+}
+
+fn node_env(node: &Node) -> Vec<(&'static str, String)> {
+    let join = |v: &[std::net::Ipv4Addr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ");
+    vec![
+        ("LCT_NODE", lct_core::stream::to_line(node)),
+        ("LCT_NODE_NAME", node.name.to_string()),
+        ("LCT_NODE_CLUSTER", node.cluster.to_string()),
+        ("LCT_NODE_GROUP", node.group.to_string()),
+        ("LCT_NODE_PRIVATE_IPV4", join(&node.private_ipv4)),
+        ("LCT_NODE_PUBLIC_IPV4", join(&node.public_ipv4)),
+    ]
+}
+
+/// Quotes a word for a POSIX shell (the remote side of ssh joins its arguments into one
+/// command line).
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// The program and arguments that run `argv` on `node`.
+pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Result<Vec<String>, String> {
+    match &node.access {
+        Some(Access::Netns { netns }) => {
+            let mut cmd: Vec<String> = ["ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            cmd.push(r#"hostname "$0" 2>/dev/null; exec "$@""#.into());
+            cmd.push(node.name.to_string());
+            cmd.extend(argv.iter().cloned());
+            Ok(cmd)
+        }
+        Some(Access::Ssh { host, port, user }) => {
+            let mut cmd: Vec<String> = vec!["ssh".into(), "-o".into(), "BatchMode=yes".into()];
+            cmd.extend(["-o".into(), "ConnectTimeout=15".into()]);
+            for o in &options.ssh_options {
+                cmd.extend(["-o".into(), o.clone()]);
+            }
+            cmd.extend(["-p".into(), port.to_string(), "-l".into(), user.clone(), host.clone(), "--".into()]);
+            let mut remote = vec!["env".to_string()];
+            remote.extend(node_env(node).into_iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))));
+            remote.extend(argv.iter().map(|a| shell_quote(a)));
+            cmd.push(remote.join(" "));
+            Ok(cmd)
+        }
+        None => Err(format!("node {} has no access method in its record", node.name)),
+    }
+}
+
+async fn run_one(
+    node: Node,
+    argv: &[String],
+    options: &ExecOptions,
+    lines: Option<mpsc::UnboundedSender<OutputLine>>,
+) -> ExecResult {
+    let started = Instant::now();
+    let mut result = ExecResult {
+        node: node.name.clone(),
+        cluster: node.cluster.clone(),
+        outcome: Outcome::TimedOut,
+        stdout: String::new(),
+        stderr: String::new(),
+        duration_ms: 0,
+    };
+    let cmd = match command_for(&node, argv, options) {
+        Ok(c) => c,
+        Err(reason) => {
+            result.outcome = Outcome::NotStarted { reason };
+            return result;
+        }
+    };
+    let mut command = tokio::process::Command::new(&cmd[0]);
+    command
+        .args(&cmd[1..])
+        .envs(node_env(&node))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            result.outcome = Outcome::NotStarted { reason: format!("{}: {e}", cmd[0]) };
+            return result;
+        }
+    };
+    let pgid = child.id();
+    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone());
+    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines);
+    let run = async {
+        let (stdout, stderr, status) = tokio::join!(out, err, child.wait());
+        (stdout, stderr, status)
+    };
+    let finished = match options.timeout {
+        Some(limit) => tokio::time::timeout(limit, run).await.ok(),
+        None => Some(run.await),
+    };
+    match finished {
+        Some((stdout, stderr, status)) => {
+            result.stdout = stdout;
+            result.stderr = stderr;
+            result.outcome = match status {
+                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+                    (Some(code), _) => Outcome::Exited { code },
+                    (None, Some(signal)) => Outcome::Signalled { signal },
+                    (None, None) => Outcome::NotStarted { reason: "unknown exit status".into() },
+                },
+                Err(e) => Outcome::NotStarted { reason: e.to_string() },
+            };
+        }
+        None => {
+            // The whole process group: a shell's children must not outlive the timeout.
+            if let Some(pgid) = pgid {
+                // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+                unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+            }
+            result.outcome = Outcome::TimedOut;
+        }
+    }
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+async fn collect(
+    reader: impl AsyncRead + Unpin,
+    node: Name,
+    stream: Stream,
+    lines: Option<mpsc::UnboundedSender<OutputLine>>,
+) -> String {
+    let mut reader = BufReader::new(reader);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                all.extend_from_slice(&line);
+                if let Some(tx) = &lines {
+                    let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
+                    let _ = tx.send(OutputLine { node: node.clone(), stream, text });
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&all).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("plain-word"), "plain-word");
+        assert_eq!(shell_quote("two words"), "'two words'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn ssh_command_quotes_remote_words() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "group": "g", "name": "n-1", "provider": "linode", "status": "running",
+            "access": {"method": "ssh", "host": "203.0.113.9", "port": 2222}
+        }))
+        .unwrap();
+        let cmd = command_for(&node, &["echo".into(), "a b".into()], &ExecOptions::default()).unwrap();
+        assert_eq!(&cmd[..3], ["ssh", "-o", "BatchMode=yes"]);
+        let remote = cmd.last().unwrap();
+        assert!(remote.starts_with("env 'LCT_NODE={"), "{remote}");
+        assert!(remote.ends_with(" echo 'a b'"), "{remote}");
+        assert!(cmd.windows(2).any(|w| w == ["-p", "2222"]));
+        assert!(cmd.windows(2).any(|w| w == ["-l", "root"]));
+    }
+
+    #[tokio::test]
+    async fn node_without_access_is_reported_not_run() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "group": "g", "name": "n-1", "provider": "local", "status": "running"
+        }))
+        .unwrap();
+        let results = exec(vec![node], vec!["true".into()], &ExecOptions::default(), None).await;
+        assert!(matches!(results[0].outcome, Outcome::NotStarted { .. }));
+    }
+}
