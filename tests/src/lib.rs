@@ -1,1 +1,188 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: finding the built binaries, running them with a
+//! private state directory, and a local-cloud lab that cleans up after itself.
+//!
+//! The binaries are those of `cargo build --workspace` in the same target directory
+//! (`scripts/test` builds them first).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use lct_core::record::Node;
+
+/// The path of a built binary of the workspace.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/debug/deps/TEST-HASH -> target/debug/NAME
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", path.display());
+    path
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Returns early from a test that needs root, saying why.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("SKIPPED: this test needs root (network namespaces); run scripts/test as root");
+            return;
+        }
+    };
+}
+
+/// The result of running a binary.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Run {
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Panics with the output unless the exit status is 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(self.status, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+            .collect()
+    }
+
+    pub fn nodes(&self) -> Vec<Node> {
+        lct_core::stream::read_kind::<Node>(self.stdout.as_bytes()).expect("node records").0
+    }
+}
+
+/// A state directory (and, for the local cloud, a lab of its own) for one test.
+pub struct Env {
+    pub state: tempfile::TempDir,
+    pub lab: String,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Env {
+    pub fn new() -> Env {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        // Unique per process and test, short enough for interface and namespace names.
+        let lab = format!("t{}x{n}x{}", std::process::id() % 100_000, nanos % 1000);
+        Env { state: tempfile::tempdir().expect("temp dir"), lab }
+    }
+
+    pub fn command(&self, name: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(bin(name));
+        c.args(args)
+            .env("LCT_STATE_DIR", self.state.path())
+            .env("LCT_LAB", &self.lab)
+            .env_remove("LCT_PROVIDER")
+            .env("NO_COLOR", "1");
+        c
+    }
+
+    /// Runs a binary with no stdin.
+    pub fn run(&self, name: &str, args: &[&str]) -> Run {
+        Run::from(self.command(name, args).stdin(Stdio::null()).output().expect("spawn"))
+    }
+
+    /// Runs a binary with `input` on stdin.
+    pub fn run_with_input(&self, name: &str, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command(name, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        Run::from(child.wait_with_output().expect("wait"))
+    }
+
+    /// The namespace of a node of this lab.
+    pub fn ns(&self, node: &str) -> String {
+        format!("{}-{node}", self.lab)
+    }
+
+    /// Runs a command inside a namespace of this lab (`node`, or `outside`).
+    pub fn in_ns(&self, node: &str, args: &[&str]) -> Run {
+        let ns = self.ns(node);
+        let mut full = vec!["netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        Run::from(Command::new("ip").args(&full).stdin(Stdio::null()).output().expect("spawn ip"))
+    }
+
+    /// Whether `node`'s namespace reaches `addr` with one ping.
+    pub fn pings(&self, node: &str, addr: &str) -> bool {
+        self.in_ns(node, &["ping", "-c", "1", "-W", "1", "-q", addr]).status == 0
+    }
+
+    /// The namespaces of this lab that exist now.
+    pub fn namespaces(&self) -> Vec<String> {
+        let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
+        let prefix = format!("{}-", self.lab);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|ns| ns.starts_with(&prefix))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Env::new()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if !is_root() {
+            return;
+        }
+        // The tool's own teardown first; then, whatever happened, nothing of this lab stays.
+        let _ = self.command("lct-api", &["lab", "down"]).stdin(Stdio::null()).output();
+        for ns in self.namespaces() {
+            let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
+        }
+        let prefix = format!("{}-", self.lab);
+        if let Ok(entries) = std::fs::read_dir("/etc/netns") {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let volumes = self.state.path().join("local/volumes");
+        if let Ok(entries) = std::fs::read_dir(&volumes) {
+            for e in entries.flatten() {
+                let _ = Command::new("sh")
+                    .args(["-c", "losetup -j \"$1\" -O NAME -n -l | xargs -r -n1 losetup -d", "sh"])
+                    .arg(e.path())
+                    .status();
+            }
+        }
+    }
+}

@@ -38,6 +38,8 @@ pub const OUTSIDE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0
 const PRIVATE_PREFIX: u8 = 17;
 const PUBLIC_RANGES: [[u8; 3]; 2] = [[203, 0, 113], [198, 51, 100]];
 const PRIVATE_BRIDGE: &str = "br-priv";
+/// A file in `/etc/netns/NS/` naming the lab that owns the namespace.
+const LAB_MARKER: &str = ".lct-lab";
 const PUBLIC_BRIDGE: &str = "br-pub";
 
 /// The saved state of one lab.
@@ -83,11 +85,14 @@ impl LocalCloud {
         };
         let wanted = self.lab.clone().unwrap_or_else(|| "lct".to_string());
         if state.lab.is_empty() {
-            if let Err(why) = lct_core::record::check_label(&wanted) {
-                return Err(ProviderError::Invalid(format!("LCT_LAB {wanted:?} is not a valid name: {why}")));
-            }
-            if wanted.len() > 20 {
-                return Err(ProviderError::Invalid(format!("LCT_LAB {wanted:?} is longer than 20 characters")));
+            // No hyphen, so "LAB-" prefixes of two labs never overlap.
+            if wanted.is_empty()
+                || wanted.len() > 20
+                || !wanted.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                return Err(ProviderError::Invalid(format!(
+                    "LCT_LAB {wanted:?} must be 1 to 20 lower-case letters and digits"
+                )));
             }
             state.lab = wanted;
         } else if self.lab.as_ref().is_some_and(|l| *l != state.lab) {
@@ -150,6 +155,9 @@ impl LocalCloud {
             }
         }
         if thorough {
+            let mut keep: BTreeSet<String> = state.nodes.iter().map(|n| lab.node_ns(&n.name)).collect();
+            keep.extend([lab.lab_ns(), lab.outside_ns()]);
+            lab.sweep(&keep)?;
             for volume in state.volumes.clone() {
                 match &volume.attached_to {
                     Some(_) => {
@@ -239,7 +247,9 @@ impl LocalCloud {
             self.detach_loops(&volume.label)?;
             let _ = fs::remove_file(self.backing_file(&volume.label));
         }
-        Lab::new(&state.lab).remove()?;
+        let lab = Lab::new(&state.lab);
+        lab.sweep(&BTreeSet::new())?;
+        lab.remove()?;
         let _ = fs::remove_file(self.state_path());
         let _ = fs::remove_dir_all(self.dir.join("dev"));
         let _ = fs::remove_dir_all(self.dir.join("volumes"));
@@ -372,12 +382,54 @@ impl Lab {
         format!("{}-{node}", self.name)
     }
 
+    /// Marks a namespace as this lab's, so a sweep after lost state knows what is ours.
+    fn mark(&self, ns: &str) -> Result<(), ProviderError> {
+        let dir = Path::new("/etc/netns").join(ns);
+        let marker = dir.join(LAB_MARKER);
+        fs::create_dir_all(&dir)
+            .and_then(|()| fs::write(&marker, format!("{}\n", self.name)))
+            .map_err(|source| ProviderError::Io { what: marker.display().to_string(), source })
+    }
+
+    /// Namespaces that carry this lab's marker.
+    fn marked_namespaces(&self) -> Vec<String> {
+        let prefix = format!("{}-", self.name);
+        let Ok(entries) = fs::read_dir("/etc/netns") else { return Vec::new() };
+        let mut found: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|ns| ns.starts_with(&prefix))
+            .filter(|ns| {
+                fs::read_to_string(Path::new("/etc/netns").join(ns).join(LAB_MARKER))
+                    .is_ok_and(|owner| owner.trim() == self.name)
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Removes marked namespaces that no node of the state owns (left by lost state).
+    fn sweep(&self, keep: &BTreeSet<String>) -> Result<Vec<String>, ProviderError> {
+        let mut removed = Vec::new();
+        for ns in self.marked_namespaces() {
+            if !keep.contains(&ns) {
+                tracing::warn!(namespace = %ns, "removing a namespace of this lab that no node owns");
+                net::delete_netns(&ns)?;
+                let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
+                removed.push(ns);
+            }
+        }
+        Ok(removed)
+    }
+
     fn ensure(&self) -> Result<(), ProviderError> {
         let lab = self.lab_ns();
+        self.mark(&lab)?;
         net::ensure_netns(&lab)?;
         net::ensure_bridge(&lab, PRIVATE_BRIDGE)?;
         net::ensure_bridge(&lab, PUBLIC_BRIDGE)?;
         let outside = self.outside_ns();
+        self.mark(&outside)?;
         net::ensure_netns(&outside)?;
         net::ensure_veth(&lab, "out", &outside, "eth0")?;
         net::ip_in(&lab, &["link", "set", "out", "master", PUBLIC_BRIDGE, "up"])?;
@@ -391,9 +443,10 @@ impl Lab {
     }
 
     fn remove(&self) -> Result<(), ProviderError> {
-        net::delete_netns(&self.outside_ns())?;
-        net::delete_netns(&self.lab_ns())?;
-        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(self.outside_ns()));
+        for ns in [self.outside_ns(), self.lab_ns()] {
+            net::delete_netns(&ns)?;
+            let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
         Ok(())
     }
 
@@ -401,6 +454,7 @@ impl Lab {
         let lab = self.lab_ns();
         let ns = self.node_ns(&node.name);
         let id = &node.provider_id;
+        self.mark(&ns)?;
         write_netns_etc(&ns, node)?;
         net::ensure_netns(&ns)?;
         // Keep IPv6 quiet: no router solicitations or autoconfigured addresses.
