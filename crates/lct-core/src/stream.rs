@@ -36,7 +36,11 @@ impl fmt::Display for StreamError {
 
 impl StreamError {
     fn new(line: usize, field: Option<&str>, message: impl Into<String>) -> Self {
-        StreamError { line, field: field.map(str::to_string), message: message.into() }
+        StreamError {
+            line,
+            field: field.map(str::to_string),
+            message: message.into(),
+        }
     }
 }
 
@@ -71,23 +75,50 @@ impl Line {
                 return Err(StreamError::new(number, None, "not a JSON object"));
             }
             Err(e) => {
-                return Err(StreamError::new(number, None, format!("not valid JSON: {e}")));
+                return Err(StreamError::new(
+                    number,
+                    None,
+                    format!("not valid JSON: {e}"),
+                ));
             }
         };
         let kind = match head.kind {
             Some(serde_json::Value::String(k)) if !k.is_empty() => k,
-            Some(_) => return Err(StreamError::new(number, Some("kind"), "must be a non-empty string")),
-            None => return Err(StreamError::new(number, Some("kind"), "missing (every line needs a kind)")),
+            Some(_) => {
+                return Err(StreamError::new(
+                    number,
+                    Some("kind"),
+                    "must be a non-empty string",
+                ));
+            }
+            None => {
+                return Err(StreamError::new(
+                    number,
+                    Some("kind"),
+                    "missing (every line needs a kind)",
+                ));
+            }
         };
         let version = match head.v {
             None => 1,
             Some(serde_json::Value::Number(n)) => match n.as_u64() {
                 Some(v) if (1..=u32::MAX as u64).contains(&v) => v as u32,
-                _ => return Err(StreamError::new(number, Some("v"), "must be a whole number from 1")),
+                _ => {
+                    return Err(StreamError::new(
+                        number,
+                        Some("v"),
+                        "must be a whole number from 1",
+                    ));
+                }
             },
             Some(_) => return Err(StreamError::new(number, Some("v"), "must be a number")),
         };
-        Ok(Some(Line { number, text: trimmed.to_string(), kind, version }))
+        Ok(Some(Line {
+            number,
+            text: trimmed.to_string(),
+            kind,
+            version,
+        }))
     }
 
     pub fn is<T: Record>(&self) -> bool {
@@ -118,14 +149,21 @@ impl Line {
                 message.truncate(at);
             }
             // A missing field is reported at its parent: name the field itself.
-            if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
+            if let Some(name) = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
                 field = Some(match field {
                     Some(parent) => format!("{parent}.{name}"),
                     None => name.to_string(),
                 });
                 message = "missing".into();
             }
-            StreamError { line: self.number, field, message }
+            StreamError {
+                line: self.number,
+                field,
+                message,
+            }
         })?;
         record.strip_envelope();
         Ok(record)
@@ -141,7 +179,11 @@ pub struct Reader<R> {
 
 impl<R: BufRead> Reader<R> {
     pub fn new(inner: R) -> Self {
-        Reader { inner, number: 0, buf: String::new() }
+        Reader {
+            inner,
+            number: 0,
+            buf: String::new(),
+        }
     }
 }
 
@@ -162,7 +204,13 @@ impl<R: BufRead> Iterator for Reader<R> {
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                     return Some(Err(StreamError::new(self.number, None, "not valid UTF-8")));
                 }
-                Err(e) => return Some(Err(StreamError::new(self.number, None, format!("read error: {e}")))),
+                Err(e) => {
+                    return Some(Err(StreamError::new(
+                        self.number,
+                        None,
+                        format!("read error: {e}"),
+                    )));
+                }
             }
         }
     }
@@ -198,8 +246,12 @@ struct Envelope<'a, T> {
 
 /// Serializes a record as one JSON line (without the newline).
 pub fn to_line<T: Record>(record: &T) -> String {
-    serde_json::to_string(&Envelope { kind: T::KIND, v: T::VERSION, record })
-        .expect("records always serialize")
+    serde_json::to_string(&Envelope {
+        kind: T::KIND,
+        v: T::VERSION,
+        record,
+    })
+    .expect("records always serialize")
 }
 
 /// Buffered JSON-lines output.
@@ -209,11 +261,20 @@ pub struct Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     pub fn new(inner: W) -> Self {
-        Writer { inner: BufWriter::with_capacity(64 * 1024, inner) }
+        Writer {
+            inner: BufWriter::with_capacity(64 * 1024, inner),
+        }
     }
 
     pub fn write<T: Record>(&mut self, record: &T) -> io::Result<()> {
-        serde_json::to_writer(&mut self.inner, &Envelope { kind: T::KIND, v: T::VERSION, record })?;
+        serde_json::to_writer(
+            &mut self.inner,
+            &Envelope {
+                kind: T::KIND,
+                v: T::VERSION,
+                record,
+            },
+        )?;
         self.inner.write_all(b"\n")
     }
 
@@ -240,10 +301,16 @@ mod tests {
         let input = format!("{NODE}\n\n{{\"kind\":\"other\",\"x\": 1}}\n");
         let (nodes, others) = read_kind::<Node>(input.as_bytes()).unwrap();
         assert_eq!(nodes.len(), 1);
-        assert_eq!(others[0].text, "{\"kind\":\"other\",\"x\": 1}", "passthrough must be byte-exact");
+        assert_eq!(
+            others[0].text, "{\"kind\":\"other\",\"x\": 1}",
+            "passthrough must be byte-exact"
+        );
         assert_eq!(others[0].number, 3);
         let line = to_line(&nodes[0]);
-        assert!(line.starts_with(r#"{"kind":"node","v":1,"cluster":"zk""#), "{line}");
+        assert!(
+            line.starts_with(r#"{"kind":"node","v":1,"cluster":"zk""#),
+            "{line}"
+        );
         let (again, _) = read_kind::<Node>(line.as_bytes()).unwrap();
         assert_eq!(again, nodes);
     }
@@ -268,7 +335,10 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("v"));
         assert!(e.to_string().contains("newer than this build"), "{e}");
 
-        let e = error_of(&format!("{NODE}\n{}", NODE.replace("192.168.128.1", "192.168.300.1")));
+        let e = error_of(&format!(
+            "{NODE}\n{}",
+            NODE.replace("192.168.128.1", "192.168.300.1")
+        ));
         assert_eq!((e.line, e.field.as_deref()), (2, Some("private_ipv4[0]")));
 
         let e = error_of(&NODE.replace(r#""name":"zk-1","#, ""));

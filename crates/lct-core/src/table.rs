@@ -9,7 +9,10 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Self {
-        Table { headers: headers.to_vec(), rows: Vec::new() }
+        Table {
+            headers: headers.to_vec(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -59,7 +62,121 @@ pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
     if items.is_empty() {
         "-".into()
     } else {
-        items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+        items
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// A record that can be shown as a table row.
+pub trait Tabular {
+    const HEADERS: &'static [&'static str];
+    fn row(&self) -> Vec<String>;
+}
+
+impl Tabular for crate::record::Node {
+    const HEADERS: &'static [&'static str] = &[
+        "NAME", "CLUSTER", "GROUP", "STATUS", "PRIVATE", "PUBLIC", "PROVIDER", "ID", "REGION",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.name.to_string(),
+            self.cluster.to_string(),
+            self.group.to_string(),
+            self.status.to_string(),
+            list(&self.private_ipv4),
+            list(&self.public_ipv4),
+            self.provider.to_string(),
+            self.provider_id.clone(),
+            self.region.clone(),
+        ]
+    }
+}
+
+impl Tabular for crate::record::Volume {
+    const HEADERS: &'static [&'static str] = &[
+        "LABEL",
+        "SIZE_MIB",
+        "STATUS",
+        "ATTACHED_TO",
+        "PATH",
+        "PROVIDER",
+    ];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.label.to_string(),
+            self.size_mib.to_string(),
+            self.status.clone(),
+            self.attached_to
+                .as_ref()
+                .map_or("-".into(), |n| n.to_string()),
+            self.path.clone().unwrap_or_else(|| "-".into()),
+            self.provider.to_string(),
+        ]
+    }
+}
+
+impl Tabular for crate::record::Cluster {
+    const HEADERS: &'static [&'static str] = &["NAME", "DOMAIN", "PROVIDER", "DEPENDS_ON"];
+    fn row(&self) -> Vec<String> {
+        let deps: Vec<String> = self
+            .depends_on
+            .iter()
+            .map(|d| {
+                let mut s = d.cluster.to_string();
+                if !d.groups.is_empty() {
+                    s.push(':');
+                    s.push_str(
+                        &d.groups
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join("+"),
+                    );
+                }
+                if !d.ports.is_empty() {
+                    s.push('[');
+                    s.push_str(&list(&d.ports));
+                    s.push(']');
+                }
+                s
+            })
+            .collect();
+        vec![
+            self.name.to_string(),
+            self.domain.as_ref().map_or("-".into(), |d| d.to_string()),
+            self.provider.to_string(),
+            if deps.is_empty() {
+                "-".into()
+            } else {
+                deps.join(" ")
+            },
+        ]
+    }
+}
+
+/// Prints records as a table or as JSON lines.
+pub fn emit<T: crate::record::Record + Tabular>(
+    items: &[T],
+    format: crate::cli::OutputFormat,
+) -> io::Result<()> {
+    match format {
+        crate::cli::OutputFormat::Table => {
+            let mut t = Table::new(T::HEADERS);
+            for item in items {
+                t.row(item.row());
+            }
+            t.print()
+        }
+        crate::cli::OutputFormat::Jsonl => {
+            let mut w = crate::stream::Writer::new(io::stdout().lock());
+            for item in items {
+                w.write(item)?;
+            }
+            w.flush()
+        }
     }
 }
 
@@ -78,92 +195,5 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "NAME          STATUS\nzk-1          running\nzookeeper-12  offline\n"
         );
-    }
-}
-
-/// A record that can be shown as a table row.
-pub trait Tabular {
-    const HEADERS: &'static [&'static str];
-    fn row(&self) -> Vec<String>;
-}
-
-impl Tabular for crate::record::Node {
-    const HEADERS: &'static [&'static str] =
-        &["NAME", "CLUSTER", "GROUP", "STATUS", "PRIVATE", "PUBLIC", "PROVIDER", "ID", "REGION"];
-    fn row(&self) -> Vec<String> {
-        vec![
-            self.name.to_string(),
-            self.cluster.to_string(),
-            self.group.to_string(),
-            self.status.to_string(),
-            list(&self.private_ipv4),
-            list(&self.public_ipv4),
-            self.provider.to_string(),
-            self.provider_id.clone(),
-            self.region.clone(),
-        ]
-    }
-}
-
-impl Tabular for crate::record::Volume {
-    const HEADERS: &'static [&'static str] = &["LABEL", "SIZE_MIB", "STATUS", "ATTACHED_TO", "PATH", "PROVIDER"];
-    fn row(&self) -> Vec<String> {
-        vec![
-            self.label.to_string(),
-            self.size_mib.to_string(),
-            self.status.clone(),
-            self.attached_to.as_ref().map_or("-".into(), |n| n.to_string()),
-            self.path.clone().unwrap_or_else(|| "-".into()),
-            self.provider.to_string(),
-        ]
-    }
-}
-
-impl Tabular for crate::record::Cluster {
-    const HEADERS: &'static [&'static str] = &["NAME", "DOMAIN", "PROVIDER", "DEPENDS_ON"];
-    fn row(&self) -> Vec<String> {
-        let deps: Vec<String> = self
-            .depends_on
-            .iter()
-            .map(|d| {
-                let mut s = d.cluster.to_string();
-                if !d.groups.is_empty() {
-                    s.push(':');
-                    s.push_str(&d.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join("+"));
-                }
-                if !d.ports.is_empty() {
-                    s.push('[');
-                    s.push_str(&list(&d.ports));
-                    s.push(']');
-                }
-                s
-            })
-            .collect();
-        vec![
-            self.name.to_string(),
-            self.domain.as_ref().map_or("-".into(), |d| d.to_string()),
-            self.provider.to_string(),
-            if deps.is_empty() { "-".into() } else { deps.join(" ") },
-        ]
-    }
-}
-
-/// Prints records as a table or as JSON lines.
-pub fn emit<T: crate::record::Record + Tabular>(items: &[T], format: crate::cli::OutputFormat) -> io::Result<()> {
-    match format {
-        crate::cli::OutputFormat::Table => {
-            let mut t = Table::new(T::HEADERS);
-            for item in items {
-                t.row(item.row());
-            }
-            t.print()
-        }
-        crate::cli::OutputFormat::Jsonl => {
-            let mut w = crate::stream::Writer::new(io::stdout().lock());
-            for item in items {
-                w.write(item)?;
-            }
-            w.flush()
-        }
     }
 }

@@ -5,7 +5,11 @@ use lct_core::cli::{GlobalArgs, MetaCommand};
 ///
 /// The embedded authoritative DNS server (hickory) is built in its own issue; this build has the command skeleton only.
 #[derive(Parser)]
-#[command(name = "lct-dns", version, after_help = "Examples:\n  lct-dns completions bash > /etc/bash_completion.d/lct-dns\n  lct-dns man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error.")]
+#[command(
+    name = "lct-dns",
+    version,
+    after_help = "Examples:\n  lct-dns completions bash > /etc/bash_completion.d/lct-dns\n  lct-dns man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

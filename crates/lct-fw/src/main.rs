@@ -5,7 +5,11 @@ use lct_core::cli::{GlobalArgs, MetaCommand};
 ///
 /// The nftables and iptables backends are built in their own issue; this build has the command skeleton only.
 #[derive(Parser)]
-#[command(name = "lct-fw", version, after_help = "Examples:\n  lct-fw completions bash > /etc/bash_completion.d/lct-fw\n  lct-fw man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error.")]
+#[command(
+    name = "lct-fw",
+    version,
+    after_help = "Examples:\n  lct-fw completions bash > /etc/bash_completion.d/lct-fw\n  lct-fw man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

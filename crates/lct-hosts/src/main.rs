@@ -5,7 +5,11 @@ use lct_core::cli::{GlobalArgs, MetaCommand};
 ///
 /// Rendering and applying hosts files are built in their own issue; this build has the command skeleton only.
 #[derive(Parser)]
-#[command(name = "lct-hosts", version, after_help = "Examples:\n  lct-hosts completions bash > /etc/bash_completion.d/lct-hosts\n  lct-hosts man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error.")]
+#[command(
+    name = "lct-hosts",
+    version,
+    after_help = "Examples:\n  lct-hosts completions bash > /etc/bash_completion.d/lct-hosts\n  lct-hosts man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error."
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,

@@ -29,7 +29,11 @@ pub struct ExecOptions {
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { parallel: 16, timeout: None, ssh_options: Vec::new() }
+        ExecOptions {
+            parallel: 16,
+            timeout: None,
+            ssh_options: Vec::new(),
+        }
     }
 }
 
@@ -37,11 +41,17 @@ impl Default for ExecOptions {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
-    Exited { code: i32 },
-    Signalled { signal: i32 },
+    Exited {
+        code: i32,
+    },
+    Signalled {
+        signal: i32,
+    },
     TimedOut,
     /// The command could not be started at all (no such program, no access method).
-    NotStarted { reason: String },
+    NotStarted {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -108,7 +118,10 @@ pub async fn exec(
         let options = options.clone();
         let lines = lines.clone();
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             run_one(node, &argv, &options, lines).await
         });
     }
@@ -120,7 +133,12 @@ pub async fn exec(
 }
 
 fn node_env(node: &Node) -> Vec<(&'static str, String)> {
-    let join = |v: &[std::net::Ipv4Addr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ");
+    let join = |v: &[std::net::Ipv4Addr]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
     vec![
         ("LCT_NODE", lct_core::stream::to_line(node)),
         ("LCT_NODE_NAME", node.name.to_string()),
@@ -134,7 +152,11 @@ fn node_env(node: &Node) -> Vec<(&'static str, String)> {
 /// Quotes a word for a POSIX shell (the remote side of ssh joins its arguments into one
 /// command line).
 pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
+    {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
@@ -142,13 +164,19 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// The program and arguments that run `argv` on `node`.
-pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Result<Vec<String>, String> {
+pub fn command_for(
+    node: &Node,
+    argv: &[String],
+    options: &ExecOptions,
+) -> Result<Vec<String>, String> {
     match &node.access {
         Some(Access::Netns { netns }) => {
-            let mut cmd: Vec<String> = ["ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+            let mut cmd: Vec<String> = [
+                "ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
             cmd.push(r#"hostname "$0" 2>/dev/null; exec "$@""#.into());
             cmd.push(node.name.to_string());
             cmd.extend(argv.iter().cloned());
@@ -160,14 +188,28 @@ pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Resul
             for o in &options.ssh_options {
                 cmd.extend(["-o".into(), o.clone()]);
             }
-            cmd.extend(["-p".into(), port.to_string(), "-l".into(), user.clone(), host.clone(), "--".into()]);
+            cmd.extend([
+                "-p".into(),
+                port.to_string(),
+                "-l".into(),
+                user.clone(),
+                host.clone(),
+                "--".into(),
+            ]);
             let mut remote = vec!["env".to_string()];
-            remote.extend(node_env(node).into_iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))));
+            remote.extend(
+                node_env(node)
+                    .into_iter()
+                    .map(|(k, v)| shell_quote(&format!("{k}={v}"))),
+            );
             remote.extend(argv.iter().map(|a| shell_quote(a)));
             cmd.push(remote.join(" "));
             Ok(cmd)
         }
-        None => Err(format!("node {} has no access method in its record", node.name)),
+        None => Err(format!(
+            "node {} has no access method in its record",
+            node.name
+        )),
     }
 }
 
@@ -205,13 +247,25 @@ async fn run_one(
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            result.outcome = Outcome::NotStarted { reason: format!("{}: {e}", cmd[0]) };
+            result.outcome = Outcome::NotStarted {
+                reason: format!("{}: {e}", cmd[0]),
+            };
             return result;
         }
     };
     let pgid = child.id();
-    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone());
-    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines);
+    let out = collect(
+        child.stdout.take().expect("piped"),
+        node.name.clone(),
+        Stream::Stdout,
+        lines.clone(),
+    );
+    let err = collect(
+        child.stderr.take().expect("piped"),
+        node.name.clone(),
+        Stream::Stderr,
+        lines,
+    );
     let run = async {
         let (stdout, stderr, status) = tokio::join!(out, err, child.wait());
         (stdout, stderr, status)
@@ -228,9 +282,13 @@ async fn run_one(
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(code), _) => Outcome::Exited { code },
                     (None, Some(signal)) => Outcome::Signalled { signal },
-                    (None, None) => Outcome::NotStarted { reason: "unknown exit status".into() },
+                    (None, None) => Outcome::NotStarted {
+                        reason: "unknown exit status".into(),
+                    },
                 },
-                Err(e) => Outcome::NotStarted { reason: e.to_string() },
+                Err(e) => Outcome::NotStarted {
+                    reason: e.to_string(),
+                },
             };
         }
         None => {
@@ -262,8 +320,14 @@ async fn collect(
             Ok(_) => {
                 all.extend_from_slice(&line);
                 if let Some(tx) = &lines {
-                    let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
-                    let _ = tx.send(OutputLine { node: node.clone(), stream, text });
+                    let text = String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    let _ = tx.send(OutputLine {
+                        node: node.clone(),
+                        stream,
+                        text,
+                    });
                 }
             }
         }
@@ -291,7 +355,12 @@ mod tests {
             "access": {"method": "ssh", "host": "203.0.113.9", "port": 2222}
         }))
         .unwrap();
-        let cmd = command_for(&node, &["echo".into(), "a b".into()], &ExecOptions::default()).unwrap();
+        let cmd = command_for(
+            &node,
+            &["echo".into(), "a b".into()],
+            &ExecOptions::default(),
+        )
+        .unwrap();
         assert_eq!(&cmd[..3], ["ssh", "-o", "BatchMode=yes"]);
         let remote = cmd.last().unwrap();
         assert!(remote.starts_with("env 'LCT_NODE={"), "{remote}");
@@ -306,7 +375,13 @@ mod tests {
             "cluster": "c", "group": "g", "name": "n-1", "provider": "local", "status": "running"
         }))
         .unwrap();
-        let results = exec(vec![node], vec!["true".into()], &ExecOptions::default(), None).await;
+        let results = exec(
+            vec![node],
+            vec!["true".into()],
+            &ExecOptions::default(),
+            None,
+        )
+        .await;
         assert!(matches!(results[0].outcome, Outcome::NotStarted { .. }));
     }
 }
