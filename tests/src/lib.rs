@@ -214,10 +214,13 @@ impl Drop for Env {
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
         }
         let prefix = format!("{}-", self.lab);
-        if let Ok(entries) = std::fs::read_dir("/etc/netns") {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&prefix) {
-                    let _ = std::fs::remove_dir_all(e.path());
+        for dir in ["/etc/netns", "/run/lct/netns"] {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with(&prefix) {
+                        let _ = std::fs::remove_dir_all(e.path());
+                        let _ = std::fs::remove_file(e.path());
+                    }
                 }
             }
         }

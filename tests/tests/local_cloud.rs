@@ -101,6 +101,7 @@ fn three_node_cluster_networks_exec_and_cleanup() {
         assert_eq!(r["kind"], "exec-result");
         assert_eq!(r["node"], name);
         assert_eq!(r["stdout"], format!("{name}\n"));
+        assert_eq!(r["stderr"], "", "exec must not add noise of its own");
         assert_eq!(r["code"], 0);
     }
     // The node record is in the environment, and output is prefixed on a table.

@@ -40,8 +40,8 @@ pub const OUTSIDE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0
 const PRIVATE_PREFIX: u8 = 17;
 const PUBLIC_RANGES: [[u8; 3]; 2] = [[203, 0, 113], [198, 51, 100]];
 const PRIVATE_BRIDGE: &str = "br-priv";
-/// A file in `/etc/netns/NS/` naming the lab that owns the namespace.
-const LAB_MARKER: &str = ".lct-lab";
+/// One file per namespace, named after it, holding the name of the lab that owns it.
+const MARKER_DIR: &str = "/run/lct/netns";
 const PUBLIC_BRIDGE: &str = "br-pub";
 
 /// The saved state of one lab.
@@ -288,7 +288,7 @@ impl LocalCloud {
             let _ = fs::remove_file(self.backing_file(&volume.label));
         }
         let lab = Lab::new(&state.lab);
-        lab.sweep(&BTreeSet::new())?;
+        lab.sweep(&[lab.lab_ns(), lab.outside_ns()].into())?;
         lab.remove()?;
         let _ = fs::remove_file(self.state_path());
         let _ = fs::remove_dir_all(self.dir.join("dev"));
@@ -441,11 +441,12 @@ impl Lab {
         format!("{}-{node}", self.name)
     }
 
-    /// Marks a namespace as this lab's, so a sweep after lost state knows what is ours.
+    /// Marks a namespace as this lab's, so a sweep after lost state knows what is ours. The
+    /// marks live in /run, like the namespaces themselves (both go with a reboot); not in
+    /// /etc/netns/NS/, whose every file `ip netns exec` bind-mounts over /etc.
     fn mark(&self, ns: &str) -> Result<(), ProviderError> {
-        let dir = Path::new("/etc/netns").join(ns);
-        let marker = dir.join(LAB_MARKER);
-        fs::create_dir_all(&dir)
+        let marker = Path::new(MARKER_DIR).join(ns);
+        fs::create_dir_all(MARKER_DIR)
             .and_then(|()| fs::write(&marker, format!("{}\n", self.name)))
             .map_err(|source| ProviderError::Io {
                 what: marker.display().to_string(),
@@ -453,10 +454,14 @@ impl Lab {
             })
     }
 
-    /// Namespaces that carry this lab's marker.
+    fn unmark(ns: &str) {
+        let _ = fs::remove_file(Path::new(MARKER_DIR).join(ns));
+    }
+
+    /// Namespaces that carry this lab's mark.
     fn marked_namespaces(&self) -> Vec<String> {
         let prefix = format!("{}-", self.name);
-        let Ok(entries) = fs::read_dir("/etc/netns") else {
+        let Ok(entries) = fs::read_dir(MARKER_DIR) else {
             return Vec::new();
         };
         let mut found: Vec<String> = entries
@@ -464,7 +469,7 @@ impl Lab {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|ns| ns.starts_with(&prefix))
             .filter(|ns| {
-                fs::read_to_string(Path::new("/etc/netns").join(ns).join(LAB_MARKER))
+                fs::read_to_string(Path::new(MARKER_DIR).join(ns))
                     .is_ok_and(|owner| owner.trim() == self.name)
             })
             .collect();
@@ -480,6 +485,7 @@ impl Lab {
                 tracing::warn!(namespace = %ns, "removing a namespace of this lab that no node owns");
                 net::delete_netns(&ns)?;
                 let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
+                Self::unmark(&ns);
                 removed.push(ns);
             }
         }
@@ -537,7 +543,8 @@ impl Lab {
     fn remove(&self) -> Result<(), ProviderError> {
         for ns in [self.outside_ns(), self.lab_ns()] {
             net::delete_netns(&ns)?;
-            let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+            let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
+            Self::unmark(&ns);
         }
         Ok(())
     }
@@ -644,6 +651,7 @@ impl Lab {
                 }
             }
         }
+        Self::unmark(&self.node_ns(&node.name));
         let etc = Path::new("/etc/netns").join(self.node_ns(&node.name));
         match fs::remove_dir_all(&etc) {
             Ok(()) => Ok(()),
