@@ -1,3 +1,21 @@
-//! /etc/hosts for lct clusters: render and apply managed blocks, in step with membership.
+//! `/etc/hosts` for lct clusters.
 //!
-//! Rendering and applying hosts files are built in their own issue; this build has the command skeleton only.
+//! * [`render`] turns node records into [`HostEntry`] records: a node's private (and, if
+//!   asked, public) addresses with its short name, its FQDN under the cluster's domain and
+//!   its aliases; sorted, so the same membership always gives the same bytes.
+//! * [`HostsFile`] edits one managed block per cluster between marker lines, keeping every
+//!   other byte; [`apply`] writes it atomically (or in place on a bind mount), under a lock,
+//!   and not at all when nothing changed.
+//! * [`push`] renders once and applies on every node of the selected clusters and of the
+//!   clusters that depend on them.
+
+mod entry;
+mod file;
+pub mod push;
+
+pub use entry::{
+    HostEntry, HostsError, PublicNames, RenderOptions, Scope, check, check_host_name, hosts_text,
+    render,
+};
+pub use file::{ApplyOutcome, ApplyReport, HostsFile, WriteMode, apply, block_begin, block_end};
+pub use push::{PushPlan, PushReport, PushStatus, plan, push};

@@ -1,15 +1,45 @@
-use clap::{Parser, Subcommand};
-use lct_core::cli::{GlobalArgs, MetaCommand};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// /etc/hosts for lct clusters: render and apply managed blocks, in step with membership.
-///
-/// Rendering and applying hosts files are built in their own issue; this build has the command skeleton only.
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
+use lct_core::record::{Cluster, DomainName, Name, Node, ProviderName};
+use lct_core::state::{ClusterStore, state_dir};
+use lct_core::stream::{self, Writer};
+use lct_core::table::{Tabular, emit};
+use lct_hosts::{
+    ApplyOutcome, HostEntry, PublicNames, PushStatus, RenderOptions, WriteMode, apply, hosts_text,
+    plan, push, render,
+};
+use lct_inventory::exec::ExecOptions;
+use lct_inventory::{Selector, query};
+
+const EXAMPLES: &str = "\
+Examples:
+  # The hosts lines of a cluster, for review
+  lct-inventory query --cluster zk | lct-hosts render --format hosts
+
+  # Keep this machine's /etc/hosts in step (a managed block per cluster)
+  lct-inventory query --cluster zk | lct-hosts apply
+  lct-inventory query --cluster zk | lct-hosts apply --check --diff   # cron / review
+  lct-hosts apply --remove zk
+
+  # Every node of zk and of the clusters that depend on it
+  lct-hosts push --cluster zk
+
+  # Public addresses too, named NODE.public
+  lct-inventory query --cluster web | lct-hosts render --public --format hosts
+
+Exit status: 0 success, 1 failure (apply --check: a change is due; push: a node failed, each
+named), 2 usage error. Environment: LCT_STATE_DIR (cluster records: domains, dependencies).";
+
+/// /etc/hosts for lct clusters: render node records as hosts entries, keep a managed block
+/// per cluster in a hosts file, and push them to every node that needs them.
 #[derive(Parser)]
-#[command(
-    name = "lct-hosts",
-    version,
-    after_help = "Examples:\n  lct-hosts completions bash > /etc/bash_completion.d/lct-hosts\n  lct-hosts man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error."
-)]
+#[command(name = "lct-hosts", version, after_help = EXAMPLES)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -19,14 +49,364 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Node records in, host-entry records (or hosts-file lines) out; other lines pass through
+    Render {
+        /// hosts: hosts-file text instead of records
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        #[command(flatten)]
+        naming: Naming,
+    },
+    /// Write the managed blocks of the clusters on stdin (host-entry or node records)
+    Apply {
+        /// The hosts file
+        #[arg(long, default_value = "/etc/hosts")]
+        file: PathBuf,
+        /// Also (re)write this cluster's block when the input has no entry of it: it empties
+        #[arg(long = "cluster", value_name = "CLUSTER")]
+        clusters: Vec<Name>,
+        /// Delete this cluster's block (repeatable)
+        #[arg(long = "remove", value_name = "CLUSTER")]
+        remove: Vec<Name>,
+        /// Change nothing; exit 1 if the file would change
+        #[arg(long)]
+        check: bool,
+        /// Print the lines that change
+        #[arg(long)]
+        diff: bool,
+        /// Always rewrite in place (keep the inode), e.g. for a file bind-mounted elsewhere
+        #[arg(long, conflicts_with = "check")]
+        in_place: bool,
+        #[command(flatten)]
+        naming: Naming,
+    },
+    /// Render once from the inventory and apply on every node of the clusters and their dependents
+    Push {
+        /// The clusters whose blocks to push (repeatable) [default: all]
+        #[arg(long = "cluster", short = 'c', value_name = "CLUSTER")]
+        clusters: Vec<Name>,
+        /// Providers to ask [default: local]
+        #[arg(long = "provider", short = 'p', value_enum)]
+        providers: Vec<ProviderName>,
+        /// The hosts file on the nodes
+        #[arg(long, default_value = "/etc/hosts")]
+        file: String,
+        /// How many nodes at once
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+        /// Give up on a node after this many seconds
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// lct-hosts on remote (ssh) nodes
+        #[arg(long, default_value = "lct-hosts")]
+        remote_bin: String,
+        #[command(flatten)]
+        naming: Naming,
+    },
     #[command(flatten)]
     Meta(MetaCommand),
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// host-entry records
+    Jsonl,
+    /// hosts-file lines
+    Hosts,
+}
+
+/// Which entries and names.
+#[derive(Args, Clone)]
+struct Naming {
+    /// Entries for public addresses too (named NODE.public unless --public-domain)
+    #[arg(long)]
+    public: bool,
+    /// Name public entries NODE.SUFFIX
+    #[arg(long, value_name = "SUFFIX", default_value = "public")]
+    public_suffix: Name,
+    /// Name public entries NODE.DOMAIN instead
+    #[arg(long, value_name = "DOMAIN")]
+    public_domain: Option<DomainName>,
+    /// No entries for private addresses
+    #[arg(long)]
+    no_private: bool,
+    /// IPv4 only
+    #[arg(long)]
+    no_ipv6: bool,
+    /// An extra name for a node: NODE=NAME (repeatable)
+    #[arg(long, value_name = "NODE=NAME", value_parser = parse_alias)]
+    alias: Vec<(Name, String)>,
+}
+
+fn parse_alias(s: &str) -> Result<(Name, String), String> {
+    let (node, name) = s.split_once('=').ok_or("expected NODE=NAME")?;
+    let node = node.parse::<Name>().map_err(|e| e.to_string())?;
+    lct_hosts::check_host_name(name).map_err(|e| e.to_string())?;
+    Ok((node, name.to_string()))
+}
+
+impl Naming {
+    fn options(&self) -> Result<RenderOptions, UsageError> {
+        let public = match (&self.public_domain, self.public) {
+            (Some(d), _) => Some(PublicNames::Domain(d.clone())),
+            (None, true) => Some(PublicNames::Suffix(self.public_suffix.to_string())),
+            (None, false) => None,
+        };
+        if self.no_private && public.is_none() {
+            return Err(UsageError(
+                "--no-private without --public leaves nothing to render".into(),
+            ));
+        }
+        let mut aliases: BTreeMap<Name, Vec<String>> = BTreeMap::new();
+        for (node, name) in &self.alias {
+            aliases.entry(node.clone()).or_default().push(name.clone());
+        }
+        Ok(RenderOptions {
+            private: !self.no_private,
+            public,
+            ipv6: !self.no_ipv6,
+            aliases,
+        })
+    }
+}
+
+struct HostRow<'a>(&'a HostEntry);
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
-    lct_core::cli::run("lct-hosts", || match &cli.command {
-        Command::Meta(meta) => meta.run::<Cli>(),
+    lct_core::cli::run("lct-hosts", || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(run(cli))
     })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.global.output();
+    match cli.command {
+        Command::Render {
+            format: text_format,
+            naming,
+        } => {
+            let options = naming.options()?;
+            let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
+            let (nodes, clusters, others) = split_input(&lines)?;
+            let entries = render(&nodes, &with_store(clusters)?, &options)?;
+            let stdout = io::stdout();
+            match (text_format, format) {
+                (Some(Format::Hosts), _) => {
+                    let mut out = stdout.lock();
+                    out.write_all(hosts_text(&entries).as_bytes())?;
+                    out.flush()?;
+                }
+                (None, OutputFormat::Table) => print_entries(&entries)?,
+                (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl) => {
+                    let mut out = Writer::new(stdout.lock());
+                    for line in &others {
+                        out.passthrough(line)?;
+                    }
+                    for e in &entries {
+                        out.write(e)?;
+                    }
+                    out.flush()?;
+                }
+            }
+            Ok(())
+        }
+        Command::Apply {
+            file,
+            clusters,
+            remove,
+            check,
+            diff,
+            in_place,
+            naming,
+        } => {
+            let options = naming.options()?;
+            let mut entries = Vec::new();
+            if !io::stdin().is_terminal() {
+                let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
+                let (nodes, cluster_records, _) = split_input(&lines)?;
+                for line in lines.iter().filter(|l| l.is::<HostEntry>()) {
+                    entries.push(line.parse::<HostEntry>().context("stdin")?);
+                }
+                entries.extend(render(&nodes, &with_store(cluster_records)?, &options)?);
+                lct_hosts::check(&entries)?;
+            } else if remove.is_empty() {
+                return Err(
+                    UsageError("pipe host-entry or node records, or give --remove".into()).into(),
+                );
+            }
+            let mut changes: BTreeMap<Name, String> = BTreeMap::new();
+            for c in clusters {
+                changes.entry(c).or_default();
+            }
+            let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
+            for e in entries {
+                by_cluster.entry(e.cluster.clone()).or_default().push(e);
+            }
+            for (c, list) in by_cluster {
+                changes.insert(c, hosts_text(&list));
+            }
+            for c in remove {
+                if changes.get(&c).is_some_and(|t| !t.is_empty()) {
+                    return Err(UsageError(format!(
+                        "cluster {c} is both given entries and --remove'd"
+                    ))
+                    .into());
+                }
+                changes.insert(c, String::new());
+            }
+            if changes.is_empty() {
+                tracing::warn!("no entries and no clusters: nothing to apply");
+                return Ok(());
+            }
+            let mode = if check {
+                WriteMode::Check
+            } else if in_place {
+                WriteMode::InPlace
+            } else {
+                WriteMode::Auto
+            };
+            let report = apply(&file, &changes, mode)?;
+            if diff {
+                io::stdout().write_all(report.diff.as_bytes())?;
+            }
+            if format == OutputFormat::Jsonl && !diff {
+                let mut v = serde_json::to_value(&report)?;
+                let obj = v.as_object_mut().expect("struct");
+                obj.insert("kind".into(), "hosts-apply".into());
+                obj.insert("v".into(), 1.into());
+                println!("{v}");
+            } else {
+                let what = match report.outcome {
+                    ApplyOutcome::Unchanged => "unchanged",
+                    ApplyOutcome::Replaced => "updated",
+                    ApplyOutcome::WrittenInPlace => "updated in place",
+                    ApplyOutcome::WouldChange => "would change",
+                };
+                eprintln!("{}: {what}", report.file);
+            }
+            if report.outcome == ApplyOutcome::WouldChange {
+                bail!("{} is not up to date", report.file);
+            }
+            Ok(())
+        }
+        Command::Push {
+            clusters,
+            providers,
+            file,
+            parallel,
+            timeout,
+            remote_bin,
+            naming,
+        } => {
+            let options = naming.options()?;
+            let records = ClusterStore::new(&state_dir()).load()?;
+            let selector = Selector {
+                providers,
+                ..Default::default()
+            };
+            let nodes = query(&selector, &records).await?;
+            let selected: BTreeSet<Name> = if clusters.is_empty() {
+                nodes
+                    .iter()
+                    .map(|n| n.cluster.clone())
+                    .chain(records.iter().map(|c| c.name.clone()))
+                    .collect()
+            } else {
+                clusters.into_iter().collect()
+            };
+            let work = plan(&nodes, &records, &selected, &options)?;
+            let local_bin = std::env::current_exe().context("where is lct-hosts?")?;
+            let exec = ExecOptions {
+                parallel,
+                timeout: Some(Duration::from_secs(timeout)),
+                ssh_options: vec![],
+            };
+            let reports = push(work, &file, &local_bin, &remote_bin, &exec).await;
+            emit(&reports, format)?;
+            let failed: Vec<String> = reports
+                .iter()
+                .filter(|r| r.status == PushStatus::Failed)
+                .map(|r| format!("{} ({})", r.node, r.error.as_deref().unwrap_or("failed")))
+                .collect();
+            if !failed.is_empty() {
+                bail!(
+                    "push failed on {} of {} nodes: {}",
+                    failed.len(),
+                    reports.len(),
+                    failed.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Command::Meta(meta) => meta.run::<Cli>(),
+    }
+}
+
+/// Node and cluster records of the input, and the lines of other kinds.
+fn split_input(
+    lines: &[stream::Line],
+) -> anyhow::Result<(Vec<Node>, Vec<Cluster>, Vec<stream::Line>)> {
+    let mut nodes = Vec::new();
+    let mut clusters = Vec::new();
+    let mut others = Vec::new();
+    for line in lines {
+        if line.is::<Node>() {
+            nodes.push(line.parse::<Node>().context("stdin")?);
+        } else {
+            if line.is::<Cluster>() {
+                clusters.push(line.parse::<Cluster>().context("stdin")?);
+            }
+            // Cluster records are context, not consumed: they pass on to the next tool.
+            others.push(line.clone());
+        }
+    }
+    Ok((nodes, clusters, others))
+}
+
+/// Cluster records from the input, completed by those of the state directory.
+fn with_store(mut clusters: Vec<Cluster>) -> anyhow::Result<Vec<Cluster>> {
+    let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
+    clusters.extend(
+        ClusterStore::new(&state_dir())
+            .load()?
+            .into_iter()
+            .filter(|c| !known.contains(&c.name)),
+    );
+    Ok(clusters)
+}
+
+fn print_entries(entries: &[HostEntry]) -> io::Result<()> {
+    let mut t = lct_core::table::Table::new(HostRow::HEADERS);
+    for e in entries {
+        t.row(HostRow(e).row());
+    }
+    t.print()
+}
+
+impl Tabular for HostRow<'_> {
+    const HEADERS: &'static [&'static str] = &["ADDRESS", "NAMES", "CLUSTER", "NODE", "SCOPE"];
+    fn row(&self) -> Vec<String> {
+        let e = self.0;
+        vec![
+            e.address.to_string(),
+            e.names.join(" "),
+            e.cluster.to_string(),
+            e.node.to_string(),
+            format!("{:?}", e.scope).to_lowercase(),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -109,12 +109,23 @@ pub async fn exec(
     options: &ExecOptions,
     lines: Option<mpsc::UnboundedSender<OutputLine>>,
 ) -> Vec<ExecResult> {
+    let jobs = nodes
+        .into_iter()
+        .map(|n| (n, argv.clone(), Vec::new()))
+        .collect();
+    exec_each(jobs, options, lines).await
+}
+
+/// Runs a command of its own on each node, with `input` on its stdin (empty: no stdin).
+pub async fn exec_each(
+    jobs: Vec<(Node, Vec<String>, Vec<u8>)>,
+    options: &ExecOptions,
+    lines: Option<mpsc::UnboundedSender<OutputLine>>,
+) -> Vec<ExecResult> {
     let permits = Arc::new(Semaphore::new(options.parallel.max(1)));
-    let argv = Arc::new(argv);
     let mut tasks = tokio::task::JoinSet::new();
-    for node in nodes {
+    for (node, argv, input) in jobs {
         let permits = permits.clone();
-        let argv = argv.clone();
         let options = options.clone();
         let lines = lines.clone();
         tasks.spawn(async move {
@@ -122,7 +133,7 @@ pub async fn exec(
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
-            run_one(node, &argv, &options, lines).await
+            run_one(node, &argv, input, &options, lines).await
         });
     }
     let mut results = Vec::new();
@@ -216,6 +227,7 @@ pub fn command_for(
 async fn run_one(
     node: Node,
     argv: &[String],
+    input: Vec<u8>,
     options: &ExecOptions,
     lines: Option<mpsc::UnboundedSender<OutputLine>>,
 ) -> ExecResult {
@@ -239,7 +251,11 @@ async fn run_one(
     command
         .args(&cmd[1..])
         .envs(node_env(&node))
-        .stdin(Stdio::null())
+        .stdin(if input.is_empty() {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -254,6 +270,13 @@ async fn run_one(
         }
     };
     let pgid = child.id();
+    if let Some(mut stdin) = child.stdin.take() {
+        // Fed from a task of its own so a command that does not read cannot block us.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&input).await;
+        });
+    }
     let out = collect(
         child.stdout.take().expect("piped"),
         node.name.clone(),

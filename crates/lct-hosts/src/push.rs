@@ -1,0 +1,251 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use lct_core::record::{Access, Cluster, Name, Node, Record, Status};
+use lct_core::state::dependents_of;
+use lct_inventory::exec::{ExecOptions, exec_each};
+use serde::{Deserialize, Serialize};
+
+use crate::{HostsError, RenderOptions, render};
+
+/// How a node fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PushStatus {
+    Changed,
+    Unchanged,
+    Failed,
+    /// Not running: nothing to reach.
+    Skipped,
+}
+
+/// The `hosts-push` record: one per target node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PushReport {
+    pub node: Name,
+    pub cluster: Name,
+    pub status: PushStatus,
+    /// The blocks written on this node.
+    pub blocks: Vec<Name>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Record for PushReport {
+    const KIND: &'static str = "hosts-push";
+    const VERSION: u32 = 1;
+}
+
+impl lct_core::table::Tabular for PushReport {
+    const HEADERS: &'static [&'static str] = &["NODE", "CLUSTER", "STATUS", "BLOCKS", "ERROR"];
+    fn row(&self) -> Vec<String> {
+        vec![
+            self.node.to_string(),
+            self.cluster.to_string(),
+            format!("{:?}", self.status).to_lowercase(),
+            lct_core::table::list(&self.blocks),
+            self.error.clone().unwrap_or_else(|| "-".into()),
+        ]
+    }
+}
+
+/// What to push where.
+pub struct PushPlan {
+    /// Every target node with the host-entry lines and the clusters its blocks are for.
+    pub targets: Vec<(Node, Vec<Name>, String)>,
+    pub skipped: Vec<Node>,
+}
+
+/// Works out, from every node and cluster record, what each node must receive when the
+/// blocks of `selected` are pushed: the nodes of the selected clusters and of the clusters
+/// that depend on them; each gets the blocks of its own cluster and of the clusters it
+/// depends on, among the selected ones.
+pub fn plan(
+    nodes: &[Node],
+    clusters: &[Cluster],
+    selected: &BTreeSet<Name>,
+    options: &RenderOptions,
+) -> Result<PushPlan, HostsError> {
+    let members: Vec<Node> = nodes
+        .iter()
+        .filter(|n| selected.contains(&n.cluster) && n.status != Status::Deleting)
+        .cloned()
+        .collect();
+    let entries = render(&members, clusters, options)?;
+    let mut lines: BTreeMap<&Name, String> = selected.iter().map(|c| (c, String::new())).collect();
+    for e in &entries {
+        let text = lines
+            .get_mut(&e.cluster)
+            .expect("entries come from selected clusters");
+        text.push_str(&lct_core::stream::to_line(e));
+        text.push('\n');
+    }
+    let mut reach: BTreeSet<Name> = selected.clone();
+    reach.extend(dependents_of(clusters, selected));
+    let mut plan = PushPlan {
+        targets: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for node in nodes.iter().filter(|n| reach.contains(&n.cluster)) {
+        if node.status != Status::Running {
+            plan.skipped.push(node.clone());
+            continue;
+        }
+        let uses: BTreeSet<&Name> = clusters
+            .iter()
+            .filter(|c| c.name == node.cluster)
+            .flat_map(|c| c.depends_on.iter().map(|d| &d.cluster))
+            .chain([&node.cluster])
+            .collect();
+        let blocks: Vec<Name> = selected
+            .iter()
+            .filter(|c| uses.contains(c))
+            .cloned()
+            .collect();
+        let input: String = blocks.iter().map(|c| lines[c].as_str()).collect();
+        plan.targets.push((node.clone(), blocks, input));
+    }
+    Ok(plan)
+}
+
+/// Applies a plan: `lct-hosts apply` on every target in parallel through lct-inventory's
+/// exec (the namespace of a local node, OpenSSH for a remote one). A failing node does not
+/// stop the others.
+pub async fn push(
+    plan: PushPlan,
+    file: &str,
+    local_bin: &Path,
+    remote_bin: &str,
+    options: &ExecOptions,
+) -> Vec<PushReport> {
+    let mut jobs = Vec::new();
+    let mut blocks_of: BTreeMap<Name, Vec<Name>> = BTreeMap::new();
+    for (node, blocks, input) in plan.targets {
+        let bin = match node.access {
+            Some(Access::Netns { .. }) => local_bin.display().to_string(),
+            _ => remote_bin.to_string(),
+        };
+        let mut argv = vec![
+            bin,
+            "apply".into(),
+            "--file".into(),
+            file.into(),
+            "--output".into(),
+            "jsonl".into(),
+        ];
+        for c in &blocks {
+            argv.extend(["--cluster".into(), c.to_string()]);
+        }
+        blocks_of.insert(node.name.clone(), blocks);
+        jobs.push((node, argv, input.into_bytes()));
+    }
+    let mut reports: Vec<PushReport> = exec_each(jobs, options, None)
+        .await
+        .into_iter()
+        .map(|r| {
+            let blocks = blocks_of.remove(&r.node).unwrap_or_default();
+            let (status, error) = if r.outcome.success() {
+                let changed = r.stdout.lines().any(|l| l.contains("\"changed\":true"));
+                (
+                    if changed {
+                        PushStatus::Changed
+                    } else {
+                        PushStatus::Unchanged
+                    },
+                    None,
+                )
+            } else {
+                let why = r
+                    .stderr
+                    .trim()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .to_string();
+                (
+                    PushStatus::Failed,
+                    Some(format!("{}: {why}", r.outcome.describe())),
+                )
+            };
+            PushReport {
+                node: r.node,
+                cluster: r.cluster,
+                status,
+                blocks,
+                error,
+            }
+        })
+        .collect();
+    reports.extend(plan.skipped.into_iter().map(|n| PushReport {
+        error: Some(format!("status {}", n.status)),
+        node: n.name,
+        cluster: n.cluster,
+        status: PushStatus::Skipped,
+        blocks: Vec::new(),
+    }));
+    reports.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
+    reports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(cluster: &str, name: &str, ip: &str, status: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "cluster": cluster, "group": "g", "name": name, "provider": "local", "status": status,
+            "private_ipv4": [ip], "access": {"method": "netns", "netns": format!("x-{name}")},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn dependents_get_the_blocks_they_use() {
+        let nodes = vec![
+            node("zk", "zk-1", "192.168.128.1", "running"),
+            node("hdfs", "nn-1", "192.168.128.2", "running"),
+            node("hdfs", "dn-1", "192.168.128.3", "offline"),
+            node("web", "web-1", "192.168.128.4", "running"),
+        ];
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(r#"{"name":"zk"}"#).unwrap(),
+            serde_json::from_str(r#"{"name":"hdfs","depends_on":[{"cluster":"zk"}]}"#).unwrap(),
+        ];
+        let selected: BTreeSet<Name> = ["zk".parse().unwrap()].into();
+        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default()).unwrap();
+        let targets: Vec<(&str, Vec<&str>)> = p
+            .targets
+            .iter()
+            .map(|(n, b, _)| (n.name.as_str(), b.iter().map(|c| c.as_str()).collect()))
+            .collect();
+        assert_eq!(targets, [("zk-1", vec!["zk"]), ("nn-1", vec!["zk"])]);
+        assert_eq!(p.skipped[0].name.as_str(), "dn-1");
+        assert!(p.targets[1].2.contains("\"address\":\"192.168.128.1\""));
+
+        let both: BTreeSet<Name> = ["zk".parse().unwrap(), "hdfs".parse().unwrap()].into();
+        let p = plan(&nodes, &clusters, &both, &RenderOptions::default()).unwrap();
+        let zk1 = p
+            .targets
+            .iter()
+            .find(|(n, _, _)| n.name.as_str() == "zk-1")
+            .unwrap();
+        assert_eq!(
+            zk1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            ["zk"],
+            "zk does not use hdfs"
+        );
+        let nn1 = p
+            .targets
+            .iter()
+            .find(|(n, _, _)| n.name.as_str() == "nn-1")
+            .unwrap();
+        assert_eq!(
+            nn1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            ["hdfs", "zk"]
+        );
+        assert!(
+            nn1.2.contains("192.168.128.3"),
+            "an offline member keeps its entry"
+        );
+    }
+}
