@@ -240,8 +240,12 @@ impl fmt::Display for Status {
 }
 
 /// How lct reaches a node to run commands on it.
+///
+/// Written `{"method":"netns","netns":"lct-zk-1"}` or
+/// `{"method":"ssh","host":"203.0.113.7","port":22,"user":"root"}`. Read through a flat form
+/// rather than serde's internally tagged enums, which buffer every record they read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "lowercase")]
+#[serde(tag = "method", rename_all = "lowercase", try_from = "AccessFields")]
 pub enum Access {
     /// A local-cloud node: run inside this network namespace (`ip netns exec`).
     Netns { netns: String },
@@ -253,6 +257,38 @@ pub enum Access {
         #[serde(default = "default_ssh_user")]
         user: String,
     },
+}
+
+#[derive(Deserialize)]
+struct AccessFields {
+    method: AccessMethod,
+    netns: Option<String>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum AccessMethod {
+    Netns,
+    Ssh,
+}
+
+impl TryFrom<AccessFields> for Access {
+    type Error = &'static str;
+    fn try_from(f: AccessFields) -> Result<Self, Self::Error> {
+        match f.method {
+            AccessMethod::Netns => Ok(Access::Netns {
+                netns: f.netns.ok_or("method netns needs field netns")?,
+            }),
+            AccessMethod::Ssh => Ok(Access::Ssh {
+                host: f.host.ok_or("method ssh needs field host")?,
+                port: f.port.unwrap_or_else(default_ssh_port),
+                user: f.user.unwrap_or_else(default_ssh_user),
+            }),
+        }
+    }
 }
 
 fn default_ssh_port() -> u16 {

@@ -9,7 +9,7 @@
 //! `line 3: field private_ipv4[0]: invalid IPv4 address syntax`.
 
 use std::fmt;
-use std::io::{self, BufRead, BufWriter, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 
 use serde::{Deserialize, Serialize};
 
@@ -139,34 +139,45 @@ impl Line {
                 ),
             ));
         }
-        let de = &mut serde_json::Deserializer::from_str(&self.text);
-        let mut record: T = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let mut field = (path != ".").then_some(path);
-            // serde_json appends " at line 1 column N", which only confuses here.
-            let mut message = e.inner().to_string();
-            if let Some(at) = message.rfind(" at line ") {
-                message.truncate(at);
-            }
-            // A missing field is reported at its parent: name the field itself.
-            if let Some(name) = message
-                .strip_prefix("missing field `")
-                .and_then(|m| m.strip_suffix('`'))
-            {
-                field = Some(match field {
-                    Some(parent) => format!("{parent}.{name}"),
-                    None => name.to_string(),
-                });
-                message = "missing".into();
-            }
-            StreamError {
-                line: self.number,
-                field,
-                message,
-            }
-        })?;
+        // The fast path: plain serde_json. Only a line that fails is parsed again, more
+        // slowly, to name the field at fault.
+        let mut record: T = match serde_json::from_str(&self.text) {
+            Ok(r) => r,
+            Err(_) => return Err(self.explain::<T>()),
+        };
         record.strip_envelope();
         Ok(record)
+    }
+
+    /// The error of parsing this line as a `T`, with the path of the field at fault.
+    fn explain<T: Record>(&self) -> StreamError {
+        let de = &mut serde_json::Deserializer::from_str(&self.text);
+        let Err(e) = serde_path_to_error::deserialize::<_, T>(de) else {
+            return StreamError::new(self.number, None, "unreadable record");
+        };
+        let path = e.path().to_string();
+        let mut field = (path != ".").then_some(path);
+        // serde_json appends " at line 1 column N", which only confuses here.
+        let mut message = e.inner().to_string();
+        if let Some(at) = message.rfind(" at line ") {
+            message.truncate(at);
+        }
+        // A missing field is reported at its parent: name the field itself.
+        if let Some(name) = message
+            .strip_prefix("missing field `")
+            .and_then(|m| m.strip_suffix('`'))
+        {
+            field = Some(match field {
+                Some(parent) => format!("{parent}.{name}"),
+                None => name.to_string(),
+            });
+            message = "missing".into();
+        }
+        StreamError {
+            line: self.number,
+            field,
+            message,
+        }
     }
 }
 
@@ -350,5 +361,228 @@ mod tests {
         let e = error_of(&NODE.replace("zk-1", "ZK_1"));
         assert_eq!(e.field.as_deref(), Some("name"));
         assert!(e.message.contains("not a valid host name"), "{e}");
+    }
+}
+
+/// How much input [`read_kind_parallel`] holds at once.
+const CHUNK: usize = 8 << 20;
+
+/// Reads a whole input and parses every line of kind `T` on all cores, handing each record
+/// to `keep` as soon as it is parsed (so a caller can keep only what it needs); the lines of
+/// other kinds come back as [`Line`]s. The input is read in chunks of a few MiB, so memory
+/// stays bounded by what `keep` keeps. Errors are those of the first bad line, in input
+/// order, as [`read_kind`] reports them.
+pub fn read_kind_parallel<T: Record, U: Send>(
+    mut input: impl io::Read,
+    keep: impl Fn(T) -> U + Sync,
+) -> Result<(Vec<U>, Vec<Line>), StreamError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    // What our own writer puts first: lines that start so need no separate look at their head.
+    let prefix = format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION);
+    let mut kept = Vec::new();
+    let mut others = Vec::new();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    let mut base = 0usize; // lines before this chunk
+    let mut eof = false;
+    while !eof {
+        // Fill the buffer up to a chunk (it may hold the tail of the previous one).
+        let want = CHUNK.saturating_sub(buf.len()).max(4096) as u64;
+        match input.by_ref().take(want).read_to_end(&mut buf) {
+            Ok(0) => eof = true,
+            Ok(_) => {}
+            Err(e) => return Err(StreamError::new(base + 1, None, format!("read error: {e}"))),
+        }
+        // Whole lines only; the rest waits for the next round.
+        let cut = if eof {
+            buf.len()
+        } else {
+            buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
+        };
+        if cut == 0 && !eof {
+            continue; // one line longer than a chunk: read on
+        }
+        let text = match std::str::from_utf8(&buf[..cut]) {
+            Ok(t) => t,
+            Err(e) => {
+                let line = base
+                    + 1
+                    + buf[..e.valid_up_to()]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count();
+                return Err(StreamError::new(line, None, "not valid UTF-8"));
+            }
+        };
+        let parts = split_lines(text, threads);
+        let results: Vec<Part<U>> = std::thread::scope(|s| {
+            let handles: Vec<_> = parts
+                .iter()
+                .map(|part| s.spawn(|| parse_part::<T, U>(part, &prefix, &keep)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("parser threads do not panic"))
+                .collect()
+        });
+        for part in results {
+            if let Some(mut e) = part.error {
+                e.line += base;
+                return Err(e);
+            }
+            kept.extend(part.kept);
+            others.extend(part.others.into_iter().map(|mut l| {
+                l.number += base;
+                l
+            }));
+            base += part.lines;
+        }
+        buf.drain(..cut);
+    }
+    Ok((kept, others))
+}
+
+struct Part<U> {
+    kept: Vec<U>,
+    others: Vec<Line>,
+    lines: usize,
+    error: Option<StreamError>,
+}
+
+/// Splits text into about `n` parts at line ends.
+fn split_lines(text: &str, n: usize) -> Vec<&str> {
+    let mut parts = Vec::with_capacity(n);
+    let mut rest = text;
+    for i in (1..n).rev() {
+        let target = rest.len() / (i + 1);
+        match rest[target..].find('\n') {
+            Some(p) if target > 0 => {
+                let (a, b) = rest.split_at(target + p + 1);
+                parts.push(a);
+                rest = b;
+            }
+            _ => break,
+        }
+    }
+    parts.push(rest);
+    parts
+}
+
+fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T) -> U + Sync)) -> Part<U> {
+    let mut part = Part {
+        kept: Vec::new(),
+        others: Vec::new(),
+        lines: 0,
+        error: None,
+    };
+    for raw in text.split_inclusive('\n') {
+        part.lines += 1;
+        let number = part.lines;
+        let fast = raw.starts_with(prefix);
+        let line = if fast {
+            Line {
+                number,
+                text: String::new(),
+                kind: String::new(),
+                version: T::VERSION,
+            }
+        } else {
+            match Line::from_text(number, raw) {
+                Ok(Some(line)) => line,
+                Ok(None) => continue,
+                Err(e) => {
+                    part.error = Some(e);
+                    return part;
+                }
+            }
+        };
+        if fast || line.is::<T>() {
+            let text = raw.trim_end_matches(['\n', '\r']);
+            let parsed = match serde_json::from_str::<T>(text) {
+                Ok(mut r) if line.version <= T::VERSION => {
+                    r.strip_envelope();
+                    Ok(r)
+                }
+                _ => Line {
+                    text: text.to_string(),
+                    ..line
+                }
+                .parse::<T>(),
+            };
+            match parsed {
+                Ok(r) => part.kept.push(keep(r)),
+                Err(e) => {
+                    part.error = Some(e);
+                    return part;
+                }
+            }
+        } else {
+            part.others.push(line);
+        }
+    }
+    part
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use super::*;
+    use crate::record::Node;
+
+    fn node(i: usize) -> String {
+        format!(
+            r#"{{"kind":"node","v":1,"cluster":"c","group":"g","name":"n-{i}","provider":"local","status":"running","private_ipv4":["10.0.{}.{}"]}}"#,
+            i / 256,
+            i % 256
+        )
+    }
+
+    #[test]
+    fn parallel_reading_matches_sequential_reading() {
+        let mut input = String::new();
+        for i in 0..5000 {
+            input.push_str(&node(i));
+            input.push('\n');
+            if i % 700 == 0 {
+                input.push_str("{\"kind\":\"other\",\"i\": ");
+                input.push_str(&i.to_string());
+                input.push_str("}\n\n");
+            }
+        }
+        let (seq, seq_others) = read_kind::<Node>(input.as_bytes()).unwrap();
+        let (par, par_others) = read_kind_parallel::<Node, Node>(input.as_bytes(), |n| n).unwrap();
+        assert_eq!(seq, par);
+        let numbers = |l: &[Line]| {
+            l.iter()
+                .map(|l| (l.number, l.text.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(numbers(&seq_others), numbers(&par_others));
+    }
+
+    #[test]
+    fn parallel_reading_reports_the_first_bad_line() {
+        let mut input = String::new();
+        for i in 0..3000 {
+            let line = node(i);
+            let line = match i {
+                1234 => line.replace("10.0.4.210", "10.0.4.999"),
+                2500 => "not json".to_string(),
+                _ => line,
+            };
+            input.push_str(&line);
+            input.push('\n');
+        }
+        let seq = read_kind::<Node>(input.as_bytes()).unwrap_err();
+        let par = read_kind_parallel::<Node, Node>(input.as_bytes(), |n| n).unwrap_err();
+        assert_eq!(seq, par);
+        assert_eq!(
+            (par.line, par.field.as_deref()),
+            (1235, Some("private_ipv4[0]"))
+        );
+        // The fast path still checks versions.
+        let newer = node(1).replace("\"v\":1", "\"v\":2");
+        let e = read_kind_parallel::<Node, Node>(newer.as_bytes(), |n| n).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("v"));
     }
 }

@@ -1,6 +1,7 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lct_core::record::{Cluster, DomainName, Name, Node, Record, check_label};
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,37 @@ pub struct HostEntry {
 impl Record for HostEntry {
     const KIND: &'static str = "host-entry";
     const VERSION: u32 = 1;
+}
+
+/// What rendering needs of a node: its names and first address of each kind. Small, so
+/// 100,000 of them fit in a few MiB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub cluster: Name,
+    pub name: Name,
+    pub private_ipv4: Option<Ipv4Addr>,
+    pub private_ipv6: Option<Ipv6Addr>,
+    pub public_ipv4: Option<Ipv4Addr>,
+    pub public_ipv6: Option<Ipv6Addr>,
+}
+
+impl From<Node> for Member {
+    fn from(n: Node) -> Member {
+        Member {
+            private_ipv4: n.private_ipv4.first().copied(),
+            private_ipv6: n.private_ipv6.first().copied(),
+            public_ipv4: n.public_ipv4.first().copied(),
+            public_ipv6: n.public_ipv6.first().copied(),
+            cluster: n.cluster,
+            name: n.name,
+        }
+    }
+}
+
+impl From<&Node> for Member {
+    fn from(n: &Node) -> Member {
+        Member::from(n.clone())
+    }
 }
 
 /// How public addresses are named.
@@ -103,16 +135,37 @@ pub fn check_host_name(name: &str) -> Result<(), HostsError> {
 /// Renders the entries of `nodes`, sorted by cluster, node, scope and address family, and
 /// checks them: every name valid, and no name for two addresses of one family.
 pub fn render(
-    nodes: &[Node],
+    nodes: &[Member],
     clusters: &[Cluster],
     options: &RenderOptions,
 ) -> Result<Vec<HostEntry>, HostsError> {
-    let domains: BTreeMap<&Name, &DomainName> = clusters
+    let domains: HashMap<&Name, &DomainName> = clusters
         .iter()
         .filter_map(|c| c.domain.as_ref().map(|d| (&c.name, d)))
         .collect();
+    for name in options.aliases.values().flatten() {
+        check_host_name(name)?;
+    }
+    if let Some(PublicNames::Suffix(s)) = &options.public {
+        check_host_name(s)?;
+    }
+    // Labels joined with a valid domain are valid, if not too long.
+    let longest_domain = domains
+        .values()
+        .map(|d| d.as_str().len())
+        .chain(match &options.public {
+            Some(PublicNames::Domain(d)) => Some(d.as_str().len()),
+            Some(PublicNames::Suffix(s)) => Some(s.len()),
+            None => None,
+        })
+        .max()
+        .unwrap_or(0);
     let mut entries = Vec::with_capacity(nodes.len() * 2);
-    for node in nodes {
+    // Sorted once by node, entries come out in order: a node's private entries before its
+    // public ones, IPv4 before IPv6.
+    let mut order: Vec<&Member> = nodes.iter().collect();
+    order.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
+    for node in order {
         let domain = domains.get(&node.cluster);
         let aliases = options
             .aliases
@@ -130,8 +183,8 @@ pub fn render(
                 &mut entries,
                 node,
                 Scope::Private,
-                &node.private_ipv4,
-                &node.private_ipv6,
+                node.private_ipv4,
+                node.private_ipv6,
                 &names,
                 options,
             );
@@ -148,43 +201,40 @@ pub fn render(
                 &mut entries,
                 node,
                 Scope::Public,
-                &node.public_ipv4,
-                &node.public_ipv6,
+                node.public_ipv4,
+                node.public_ipv6,
                 &names,
                 options,
             );
         }
     }
-    entries.sort_by(|a, b| {
-        (&a.cluster, &a.node, a.scope, a.address.is_ipv6(), a.address).cmp(&(
-            &b.cluster,
-            &b.node,
-            b.scope,
-            b.address.is_ipv6(),
-            b.address,
-        ))
-    });
-    check(&entries)?;
+    if let Some(long) = nodes
+        .iter()
+        .find(|n| n.name.as_str().len() + 1 + longest_domain > 253)
+    {
+        for e in entries.iter().filter(|e| e.node == long.name) {
+            for n in &e.names {
+                check_host_name(n)?;
+            }
+        }
+    }
+    check_names(&entries, false)?;
     Ok(entries)
 }
 
 fn push_addresses(
     entries: &mut Vec<HostEntry>,
-    node: &Node,
+    node: &Member,
     scope: Scope,
-    v4: &[std::net::Ipv4Addr],
-    v6: &[std::net::Ipv6Addr],
+    v4: Option<Ipv4Addr>,
+    v6: Option<Ipv6Addr>,
     names: &[String],
     options: &RenderOptions,
 ) {
     // A node's primary address carries its names; further addresses of the same family
     // would make the names ambiguous, so only the first of each family is listed.
-    let v6 = if options.ipv6 {
-        v6.first().map(|a| IpAddr::V6(*a))
-    } else {
-        None
-    };
-    for address in v4.first().map(|a| IpAddr::V4(*a)).into_iter().chain(v6) {
+    let v6 = v6.filter(|_| options.ipv6).map(IpAddr::V6);
+    for address in v4.map(IpAddr::V4).into_iter().chain(v6) {
         entries.push(HostEntry {
             cluster: node.cluster.clone(),
             node: node.name.clone(),
@@ -197,27 +247,39 @@ fn push_addresses(
 
 /// Every name valid; no name bound to two addresses of the same family.
 pub fn check(entries: &[HostEntry]) -> Result<(), HostsError> {
-    let mut seen: BTreeMap<(&str, bool), (&IpAddr, &HostEntry)> = BTreeMap::new();
-    let mut checked: BTreeSet<&str> = BTreeSet::new();
-    for e in entries {
+    check_names(entries, true)
+}
+
+/// With `validate` false, only conflicts are looked for: names built from node names and
+/// domains are valid by construction, and [`render`] checks the rest itself.
+fn check_names(entries: &[HostEntry], validate: bool) -> Result<(), HostsError> {
+    let mut seen: HashMap<(&str, bool), usize> = HashMap::with_capacity(entries.len() * 2);
+    for (i, e) in entries.iter().enumerate() {
         for name in &e.names {
-            if checked.insert(name) {
-                check_host_name(name)?;
-            }
-            let key = (name.as_str(), e.address.is_ipv6());
-            match seen.get(&key) {
-                Some((addr, first)) if **addr != e.address => {
-                    return Err(HostsError::Conflict {
-                        name: name.clone(),
-                        first: **addr,
-                        first_node: format!("{}/{}", first.cluster, first.node),
-                        second: e.address,
-                        second_node: format!("{}/{}", e.cluster, e.node),
-                    });
+            match seen.entry((name.as_str(), e.address.is_ipv6())) {
+                Entry::Vacant(v) => {
+                    if validate {
+                        check_host_name(name)?;
+                    }
+                    v.insert(i);
                 }
-                Some(_) => {}
-                None => {
-                    seen.insert(key, (&e.address, e));
+                Entry::Occupied(o) => {
+                    let first = &entries[*o.get()];
+                    if first.address != e.address {
+                        // Name the pair in a stable order, whatever the input order was.
+                        let (a, b) = if (&first.cluster, &first.node) <= (&e.cluster, &e.node) {
+                            (first, e)
+                        } else {
+                            (e, first)
+                        };
+                        return Err(HostsError::Conflict {
+                            name: name.clone(),
+                            first: a.address,
+                            first_node: format!("{}/{}", a.cluster, a.node),
+                            second: b.address,
+                            second_node: format!("{}/{}", b.cluster, b.node),
+                        });
+                    }
                 }
             }
         }
@@ -253,6 +315,10 @@ mod tests {
         .unwrap()
     }
 
+    fn members(nodes: &[Node]) -> Vec<Member> {
+        nodes.iter().map(Member::from).collect()
+    }
+
     fn zk() -> Vec<Cluster> {
         vec![serde_json::from_str(r#"{"name":"zk","domain":"zk.lct"}"#).unwrap()]
     }
@@ -267,14 +333,14 @@ mod tests {
         options
             .aliases
             .insert("zk-1".parse().unwrap(), vec!["leader".into()]);
-        let text = hosts_text(&render(&nodes, &zk(), &options).unwrap());
+        let text = hosts_text(&render(&members(&nodes), &zk(), &options).unwrap());
         assert_eq!(
             text,
             "192.168.128.1\tzk-1.zk.lct zk-1 leader\n192.168.128.2\tzk-2.zk.lct zk-2\n"
         );
 
         options.public = Some(PublicNames::Suffix("public".into()));
-        let text = hosts_text(&render(&nodes, &zk(), &options).unwrap());
+        let text = hosts_text(&render(&members(&nodes), &zk(), &options).unwrap());
         assert_eq!(
             text,
             "192.168.128.1\tzk-1.zk.lct zk-1 leader\n203.0.113.1\tzk-1.public\n2001:db8::1\tzk-1.public\n\
@@ -283,7 +349,7 @@ mod tests {
         options.ipv6 = false;
         options.private = false;
         options.public = Some(PublicNames::Domain("pub.example".parse().unwrap()));
-        let text = hosts_text(&render(&nodes, &zk(), &options).unwrap());
+        let text = hosts_text(&render(&members(&nodes), &zk(), &options).unwrap());
         assert_eq!(
             text,
             "203.0.113.1\tzk-1.pub.example leader\n203.0.113.2\tzk-2.pub.example\n"
@@ -302,7 +368,7 @@ mod tests {
                 "2001:db8::9",
             ),
         ];
-        let err = render(&nodes, &[], &RenderOptions::default())
+        let err = render(&members(&nodes), &[], &RenderOptions::default())
             .unwrap_err()
             .to_string();
         assert!(
@@ -316,7 +382,9 @@ mod tests {
         options
             .aliases
             .insert("zk-1".parse().unwrap(), vec!["bad_alias".into()]);
-        let err = render(&nodes[..1], &[], &options).unwrap_err().to_string();
+        let err = render(&members(&nodes[..1]), &[], &options)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("\"bad_alias\" is not a valid host name"),
             "{err}"

@@ -11,8 +11,8 @@ use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream::{self, Writer};
 use lct_core::table::{Tabular, emit};
 use lct_hosts::{
-    ApplyOutcome, HostEntry, PublicNames, PushStatus, RenderOptions, WriteMode, apply, hosts_text,
-    plan, push, render,
+    ApplyOutcome, HostEntry, Member, PublicNames, PushStatus, RenderOptions, WriteMode, apply,
+    hosts_text, plan, push, render,
 };
 use lct_inventory::exec::ExecOptions;
 use lct_inventory::{Selector, query};
@@ -191,8 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             naming,
         } => {
             let options = naming.options()?;
-            let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
-            let (nodes, clusters, others) = split_input(&lines)?;
+            let (nodes, clusters, others) = read_input()?;
             let entries = render(&nodes, &with_store(clusters)?, &options)?;
             let stdout = io::stdout();
             match (text_format, format) {
@@ -227,9 +226,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = naming.options()?;
             let mut entries = Vec::new();
             if !io::stdin().is_terminal() {
-                let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
-                let (nodes, cluster_records, _) = split_input(&lines)?;
-                for line in lines.iter().filter(|l| l.is::<HostEntry>()) {
+                let (nodes, cluster_records, others) = read_input()?;
+                for line in others.iter().filter(|l| l.is::<HostEntry>()) {
                     entries.push(line.parse::<HostEntry>().context("stdin")?);
                 }
                 entries.extend(render(&nodes, &with_store(cluster_records)?, &options)?);
@@ -347,24 +345,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Node and cluster records of the input, and the lines of other kinds.
-fn split_input(
-    lines: &[stream::Line],
-) -> anyhow::Result<(Vec<Node>, Vec<Cluster>, Vec<stream::Line>)> {
-    let mut nodes = Vec::new();
-    let mut clusters = Vec::new();
-    let mut others = Vec::new();
-    for line in lines {
-        if line.is::<Node>() {
-            nodes.push(line.parse::<Node>().context("stdin")?);
-        } else {
-            if line.is::<Cluster>() {
-                clusters.push(line.parse::<Cluster>().context("stdin")?);
-            }
-            // Cluster records are context, not consumed: they pass on to the next tool.
-            others.push(line.clone());
-        }
-    }
+/// Node and cluster records of stdin, and the lines of other kinds (cluster records among
+/// them: they are context, not consumed, and pass on to the next tool).
+fn read_input() -> anyhow::Result<(Vec<Member>, Vec<Cluster>, Vec<stream::Line>)> {
+    // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
+    let (nodes, others) =
+        stream::read_kind_parallel::<Node, Member>(io::stdin().lock(), Member::from)
+            .context("stdin")?;
+    let clusters = others
+        .iter()
+        .filter(|l| l.is::<Cluster>())
+        .map(|l| l.parse::<Cluster>())
+        .collect::<Result<Vec<_>, _>>()
+        .context("stdin")?;
     Ok((nodes, clusters, others))
 }
 

@@ -66,10 +66,10 @@ pub fn plan(
     selected: &BTreeSet<Name>,
     options: &RenderOptions,
 ) -> Result<PushPlan, HostsError> {
-    let members: Vec<Node> = nodes
+    let members: Vec<crate::Member> = nodes
         .iter()
         .filter(|n| selected.contains(&n.cluster) && n.status != Status::Deleting)
-        .cloned()
+        .map(crate::Member::from)
         .collect();
     let entries = render(&members, clusters, options)?;
     let mut lines: BTreeMap<&Name, String> = selected.iter().map(|c| (c, String::new())).collect();
