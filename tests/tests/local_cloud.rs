@@ -9,7 +9,12 @@ fn three_node_cluster_networks_exec_and_cleanup() {
     let created = env
         .run("lct-api", &["create", "--cluster", "demo", "--count", "3"])
         .ok();
-    let nodes = created.nodes();
+    // Records come out as each node is ready, in any order.
+    let sorted = |mut nodes: Vec<lct_core::Node>| {
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        nodes
+    };
+    let nodes = sorted(created.nodes());
     assert_eq!(
         nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
         ["demo-1", "demo-2", "demo-3"]
@@ -32,7 +37,7 @@ fn three_node_cluster_networks_exec_and_cleanup() {
     let again = env
         .run("lct-api", &["create", "--cluster", "demo", "--count", "3"])
         .ok();
-    assert_eq!(again.nodes(), nodes);
+    assert_eq!(sorted(again.nodes()), nodes);
 
     // Every node reaches every other's private and public addresses.
     for from in ["demo-1", "demo-2", "demo-3"] {
