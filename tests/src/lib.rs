@@ -17,22 +17,14 @@ pub fn bin(name: &str) -> PathBuf {
     // target/debug/deps/TEST-HASH -> target/debug/NAME
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace` first (scripts/test does)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace` first (scripts/test does)", path.display());
     path
 }
 
 pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -41,9 +33,7 @@ pub fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !$crate::is_root() {
-            eprintln!(
-                "SKIPPED: this test needs root (network namespaces); run scripts/test as root"
-            );
+            eprintln!("SKIPPED: this test needs root (network namespaces); run scripts/test as root");
             return;
         }
     };
@@ -67,11 +57,7 @@ impl Run {
 
     /// Panics with the output unless the exit status is 0.
     pub fn ok(self) -> Run {
-        assert_eq!(
-            self.status, 0,
-            "command failed\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.status, 0, "command failed\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 
@@ -84,9 +70,7 @@ impl Run {
     }
 
     pub fn nodes(&self) -> Vec<Node> {
-        lct_core::stream::read_kind::<Node>(self.stdout.as_bytes())
-            .expect("node records")
-            .0
+        lct_core::stream::read_kind::<Node>(self.stdout.as_bytes()).expect("node records").0
     }
 }
 
@@ -101,16 +85,10 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl Env {
     pub fn new() -> Env {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         // Unique per process and test, short enough for interface and namespace names.
         let lab = format!("t{}x{n}x{}", std::process::id() % 100_000, nanos % 1000);
-        Env {
-            state: tempfile::tempdir().expect("temp dir"),
-            lab,
-        }
+        Env { state: tempfile::tempdir().expect("temp dir"), lab }
     }
 
     pub fn command(&self, name: &str, args: &[&str]) -> Command {
@@ -125,12 +103,7 @@ impl Env {
 
     /// Runs a binary with no stdin.
     pub fn run(&self, name: &str, args: &[&str]) -> Run {
-        Run::from(
-            self.command(name, args)
-                .stdin(Stdio::null())
-                .output()
-                .expect("spawn"),
-        )
+        Run::from(self.command(name, args).stdin(Stdio::null()).output().expect("spawn"))
     }
 
     /// Runs a binary with `input` on stdin.
@@ -142,12 +115,7 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
         Run::from(child.wait_with_output().expect("wait"))
     }
 
@@ -161,28 +129,17 @@ impl Env {
         let ns = self.ns(node);
         let mut full = vec!["netns", "exec", ns.as_str()];
         full.extend_from_slice(args);
-        Run::from(
-            Command::new("ip")
-                .args(&full)
-                .stdin(Stdio::null())
-                .output()
-                .expect("spawn ip"),
-        )
+        Run::from(Command::new("ip").args(&full).stdin(Stdio::null()).output().expect("spawn ip"))
     }
 
     /// Whether `node`'s namespace reaches `addr` with one ping.
     pub fn pings(&self, node: &str, addr: &str) -> bool {
-        self.in_ns(node, &["ping", "-c", "1", "-W", "1", "-q", addr])
-            .status
-            == 0
+        self.in_ns(node, &["ping", "-c", "1", "-W", "1", "-q", addr]).status == 0
     }
 
     /// The namespaces of this lab that exist now.
     pub fn namespaces(&self) -> Vec<String> {
-        let out = Command::new("ip")
-            .args(["netns", "list"])
-            .output()
-            .expect("ip netns list");
+        let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
         let prefix = format!("{}-", self.lab);
         String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -205,10 +162,7 @@ impl Drop for Env {
             return;
         }
         // The tool's own teardown first; then, whatever happened, nothing of this lab stays.
-        let _ = self
-            .command("lct-api", &["lab", "down"])
-            .stdin(Stdio::null())
-            .output();
+        let _ = self.command("lct-api", &["lab", "down"]).stdin(Stdio::null()).output();
         for ns in self.namespaces() {
             let _ = Command::new("ip").args(["netns", "delete", &ns]).status();
             let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
@@ -228,11 +182,7 @@ impl Drop for Env {
         if let Ok(entries) = std::fs::read_dir(&volumes) {
             for e in entries.flatten() {
                 let _ = Command::new("sh")
-                    .args([
-                        "-c",
-                        "losetup -j \"$1\" -O NAME -n -l | xargs -r -n1 losetup -d",
-                        "sh",
-                    ])
+                    .args(["-c", "losetup -j \"$1\" -O NAME -n -l | xargs -r -n1 losetup -d", "sh"])
                     .arg(e.path())
                     .status();
             }

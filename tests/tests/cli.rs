@@ -2,35 +2,17 @@
 
 use lct_tests::Env;
 
-const BINARIES: [&str; 7] = [
-    "lct-api",
-    "lct-inventory",
-    "lct-hosts",
-    "lct-dns",
-    "lct-fw",
-    "lct-image",
-    "lct-plan",
-];
+const BINARIES: [&str; 7] = ["lct-api", "lct-inventory", "lct-hosts", "lct-dns", "lct-fw", "lct-image", "lct-plan"];
 
 #[test]
 fn every_binary_has_help_version_completions_and_man() {
     let env = Env::new();
     for bin in BINARIES {
         let help = env.run(bin, &["--help"]).ok();
-        assert!(
-            help.stdout.contains("Examples:"),
-            "{bin} --help has no examples"
-        );
-        assert!(
-            help.stdout.contains("Exit status"),
-            "{bin} --help does not document exit codes"
-        );
+        assert!(help.stdout.contains("Examples:"), "{bin} --help has no examples");
+        assert!(help.stdout.contains("Exit status"), "{bin} --help does not document exit codes");
         let version = env.run(bin, &["--version"]).ok();
-        assert!(
-            version.stdout.starts_with(&format!("{bin} ")),
-            "{bin} --version: {}",
-            version.stdout
-        );
+        assert!(version.stdout.starts_with(&format!("{bin} ")), "{bin} --version: {}", version.stdout);
         let usage = env.run(bin, &["--no-such-flag"]);
         assert_eq!(usage.status, 2, "{bin}: a usage error exits 2");
         for shell in ["bash", "zsh", "fish"] {
@@ -46,16 +28,9 @@ fn every_binary_has_help_version_completions_and_man() {
 fn man_dir_writes_a_page_per_subcommand() {
     let env = Env::new();
     let dir = env.state.path().join("man");
-    env.run("lct-inventory", &["man", "--dir", dir.to_str().unwrap()])
-        .ok();
-    for page in [
-        "lct-inventory.1",
-        "lct-inventory-query.1",
-        "lct-inventory-exec.1",
-        "lct-inventory-clusters-set.1",
-    ] {
-        let text =
-            std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
+    env.run("lct-inventory", &["man", "--dir", dir.to_str().unwrap()]).ok();
+    for page in ["lct-inventory.1", "lct-inventory-query.1", "lct-inventory-exec.1", "lct-inventory-clusters-set.1"] {
+        let text = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(text.contains(".SH NAME"), "{page}");
     }
 }
@@ -93,17 +68,9 @@ fn check_reports_every_bad_line_with_its_field() {
         "line 7: field depends_on[0].ports[0]:",
         "line 9: field kind: missing",
     ] {
-        assert!(
-            out.stderr.contains(expected),
-            "missing {expected:?} in:\n{}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(expected), "missing {expected:?} in:\n{}", out.stderr);
     }
-    assert!(
-        !out.stderr.contains("line 1:") && !out.stderr.contains("line 8:"),
-        "{}",
-        out.stderr
-    );
+    assert!(!out.stderr.contains("line 1:") && !out.stderr.contains("line 8:"), "{}", out.stderr);
 
     let good = env.run_with_input("lct-inventory", &["check"], input.lines().next().unwrap());
     assert_eq!(good.status, 0, "{}", good.stderr);
@@ -126,22 +93,8 @@ fn malformed_exec_input_runs_nothing() {
 #[test]
 fn clusters_are_kept_and_bad_ones_refused_whole() {
     let env = Env::new();
-    env.run(
-        "lct-inventory",
-        &["clusters", "set", "zk", "--domain", "zk.lct.internal"],
-    )
-    .ok();
-    env.run(
-        "lct-inventory",
-        &[
-            "clusters",
-            "set",
-            "hdfs",
-            "--depends-on",
-            "zk:zookeeper:2181/tcp",
-        ],
-    )
-    .ok();
+    env.run("lct-inventory", &["clusters", "set", "zk", "--domain", "zk.lct.internal"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:zookeeper:2181/tcp"]).ok();
     let list = env.run("lct-inventory", &["clusters", "list"]).ok();
     let records = list.json_lines();
     assert_eq!(records.len(), 2);
@@ -152,35 +105,20 @@ fn clusters_are_kept_and_bad_ones_refused_whole() {
 
     let before = std::fs::read(env.state.path().join("clusters.jsonl")).unwrap();
     // One good record and one bad one: neither is applied.
-    let input = "{\"kind\":\"cluster\",\"name\":\"kafka\"}\n{\"kind\":\"cluster\",\"name\":\"x\",\"domain\":\"bad..domain\"}\n";
+    let input =
+        "{\"kind\":\"cluster\",\"name\":\"kafka\"}\n{\"kind\":\"cluster\",\"name\":\"x\",\"domain\":\"bad..domain\"}\n";
     let out = env.run_with_input("lct-inventory", &["clusters", "set"], input);
     assert_eq!(out.status, 1);
-    assert!(
-        out.stderr.contains("line 2: field domain"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        std::fs::read(env.state.path().join("clusters.jsonl")).unwrap(),
-        before
-    );
+    assert!(out.stderr.contains("line 2: field domain"), "{}", out.stderr);
+    assert_eq!(std::fs::read(env.state.path().join("clusters.jsonl")).unwrap(), before);
 
-    let out = env.run(
-        "lct-inventory",
-        &["clusters", "set", "loop", "--depends-on", "loop"],
-    );
+    let out = env.run("lct-inventory", &["clusters", "set", "loop", "--depends-on", "loop"]);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("depends on itself"), "{}", out.stderr);
 
-    let table = env
-        .run("lct-inventory", &["clusters", "list", "-o", "table"])
-        .ok();
+    let table = env.run("lct-inventory", &["clusters", "list", "-o", "table"]).ok();
     assert!(table.stdout.starts_with("NAME "), "{}", table.stdout);
-    assert!(
-        table.stdout.contains("zk:zookeeper[2181/tcp]"),
-        "{}",
-        table.stdout
-    );
+    assert!(table.stdout.contains("zk:zookeeper[2181/tcp]"), "{}", table.stdout);
 }
 
 #[test]
@@ -197,19 +135,13 @@ fn exec_without_nodes_is_a_usage_error_on_a_terminal_only() {
 fn exec_passes_unknown_kinds_through() {
     let env = Env::new();
     let input = "{\"kind\":\"host-entry\",\"name\":\"x\",  \"spacing\":\"kept\"}\n";
-    let out = env
-        .run_with_input("lct-inventory", &["exec", "--", "true"], input)
-        .ok();
+    let out = env.run_with_input("lct-inventory", &["exec", "--", "true"], input).ok();
     assert_eq!(out.stdout, input);
 }
 
 #[test]
 fn schema_file_describes_the_records() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../schemas/records.schema.json"
-    ))
-    .unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/records.schema.json")).unwrap();
     let schema: serde_json::Value = serde_json::from_str(&text).expect("schema is JSON");
     let full_node: lct_core::Node = serde_json::from_value(serde_json::json!({
         "cluster": "a", "group": "g", "name": "a-1", "provider": "local", "provider_id": "1",
@@ -219,36 +151,21 @@ fn schema_file_describes_the_records() {
         "volumes": [{"label": "d", "size_mib": 1, "path": "/dev/x"}]
     }))
     .unwrap();
-    let line: serde_json::Value =
-        serde_json::from_str(&lct_core::stream::to_line(&full_node)).unwrap();
+    let line: serde_json::Value = serde_json::from_str(&lct_core::stream::to_line(&full_node)).unwrap();
     for (def, value) in [("node", &line)] {
-        let props = schema["$defs"][def]["properties"]
-            .as_object()
-            .unwrap_or_else(|| panic!("no $defs.{def}"));
+        let props = schema["$defs"][def]["properties"].as_object().unwrap_or_else(|| panic!("no $defs.{def}"));
         for key in value.as_object().unwrap().keys() {
-            assert!(
-                props.contains_key(key),
-                "schema $defs.{def} lacks property {key}"
-            );
+            assert!(props.contains_key(key), "schema $defs.{def} lacks property {key}");
         }
         for key in props.keys() {
-            assert!(
-                value.get(key).is_some(),
-                "schema $defs.{def} has {key}, which the record never has"
-            );
+            assert!(value.get(key).is_some(), "schema $defs.{def} has {key}, which the record never has");
         }
     }
     let cluster: lct_core::Cluster =
         serde_json::from_str(r#"{"name":"b","domain":"b.x","provider":"local","depends_on":[{"cluster":"a","groups":["g"],"ports":["1/tcp"]}]}"#).unwrap();
-    let line: serde_json::Value =
-        serde_json::from_str(&lct_core::stream::to_line(&cluster)).unwrap();
-    let props = schema["$defs"]["cluster"]["properties"]
-        .as_object()
-        .unwrap();
+    let line: serde_json::Value = serde_json::from_str(&lct_core::stream::to_line(&cluster)).unwrap();
+    let props = schema["$defs"]["cluster"]["properties"].as_object().unwrap();
     for key in line.as_object().unwrap().keys() {
-        assert!(
-            props.contains_key(key),
-            "schema $defs.cluster lacks property {key}"
-        );
+        assert!(props.contains_key(key), "schema $defs.cluster lacks property {key}");
     }
 }

@@ -18,35 +18,12 @@ fn node_line(cluster: &str, name: &str, private: &str) -> String {
 #[test]
 fn render_formats_and_passthrough() {
     let env = Env::new();
-    env.run(
-        "lct-inventory",
-        &["clusters", "set", "a", "--domain", "a.lct.internal"],
-    )
-    .ok();
-    let input = format!(
-        "{}\n{{\"kind\":\"other\",\"x\":1}}\n{NODE_A}\n",
-        node_line("a", "a-2", "192.168.128.2")
-    );
-    let text = env
-        .run_with_input("lct-hosts", &["render", "--format", "hosts"], &input)
-        .ok();
-    assert_eq!(
-        text.stdout,
-        "192.168.128.1\ta-1.a.lct.internal a-1\n192.168.128.2\ta-2.a.lct.internal a-2\n"
-    );
+    env.run("lct-inventory", &["clusters", "set", "a", "--domain", "a.lct.internal"]).ok();
+    let input = format!("{}\n{{\"kind\":\"other\",\"x\":1}}\n{NODE_A}\n", node_line("a", "a-2", "192.168.128.2"));
+    let text = env.run_with_input("lct-hosts", &["render", "--format", "hosts"], &input).ok();
+    assert_eq!(text.stdout, "192.168.128.1\ta-1.a.lct.internal a-1\n192.168.128.2\ta-2.a.lct.internal a-2\n");
     let public = env
-        .run_with_input(
-            "lct-hosts",
-            &[
-                "render",
-                "--format",
-                "hosts",
-                "--public",
-                "--alias",
-                "a-1=leader",
-            ],
-            &input,
-        )
+        .run_with_input("lct-hosts", &["render", "--format", "hosts", "--public", "--alias", "a-1=leader"], &input)
         .ok();
     assert_eq!(
         public.stdout,
@@ -55,10 +32,7 @@ fn render_formats_and_passthrough() {
     );
     let records = env.run_with_input("lct-hosts", &["render"], &input).ok();
     let lines: Vec<&str> = records.stdout.lines().collect();
-    assert_eq!(
-        lines[0], "{\"kind\":\"other\",\"x\":1}",
-        "other kinds pass through first, unchanged"
-    );
+    assert_eq!(lines[0], "{\"kind\":\"other\",\"x\":1}", "other kinds pass through first, unchanged");
     assert!(
         lines[1].starts_with("{\"kind\":\"host-entry\",\"v\":1,\"cluster\":\"a\",\"node\":\"a-1\""),
         "{}",
@@ -66,9 +40,7 @@ fn render_formats_and_passthrough() {
     );
     // Deterministic: the same membership in another order gives the same bytes.
     let reversed: String = input.lines().rev().map(|l| format!("{l}\n")).collect();
-    let again = env
-        .run_with_input("lct-hosts", &["render", "--format", "hosts"], &reversed)
-        .ok();
+    let again = env.run_with_input("lct-hosts", &["render", "--format", "hosts"], &reversed).ok();
     assert_eq!(again.stdout, text.stdout);
 }
 
@@ -96,42 +68,18 @@ fn bad_input_leaves_the_file_untouched() {
     for (input, expected) in cases {
         let out = env.run_with_input("lct-hosts", &["apply", "--file", path], &input);
         assert_eq!(out.status, 1, "{input}");
-        assert!(
-            out.stderr.contains(expected),
-            "expected {expected:?} in {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains(expected), "expected {expected:?} in {}", out.stderr);
         assert_eq!(fs::read_to_string(&file).unwrap(), "127.0.0.1 localhost\n");
     }
-    let out = env.run_with_input(
-        "lct-hosts",
-        &["apply", "--file", path, "--alias", "a-1=no_good"],
-        NODE_A,
-    );
-    assert_eq!(
-        out.status, 2,
-        "a bad alias is a usage error: {}",
-        out.stderr
-    );
+    let out = env.run_with_input("lct-hosts", &["apply", "--file", path, "--alias", "a-1=no_good"], NODE_A);
+    assert_eq!(out.status, 2, "a bad alias is a usage error: {}", out.stderr);
 
     // Broken markers in the file: refused with the line, nothing written.
-    fs::write(
-        &file,
-        "127.0.0.1 localhost\n# BEGIN lct-hosts cluster a\n1.2.3.4 x\n",
-    )
-    .unwrap();
+    fs::write(&file, "127.0.0.1 localhost\n# BEGIN lct-hosts cluster a\n1.2.3.4 x\n").unwrap();
     let out = env.run_with_input("lct-hosts", &["apply", "--file", path], NODE_A);
     assert_eq!(out.status, 1);
-    assert!(
-        out.stderr
-            .contains("line 2: the block of cluster a has no end line"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        fs::read_to_string(&file).unwrap(),
-        "127.0.0.1 localhost\n# BEGIN lct-hosts cluster a\n1.2.3.4 x\n"
-    );
+    assert!(out.stderr.contains("line 2: the block of cluster a has no end line"), "{}", out.stderr);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "127.0.0.1 localhost\n# BEGIN lct-hosts cluster a\n1.2.3.4 x\n");
 }
 
 #[test]
@@ -142,53 +90,25 @@ fn apply_check_diff_remove_and_no_write_when_unchanged() {
     fs::write(&file, hand).unwrap();
     let path = file.to_str().unwrap();
 
-    let check = env.run_with_input(
-        "lct-hosts",
-        &["apply", "--file", path, "--check", "--diff"],
-        NODE_A,
-    );
+    let check = env.run_with_input("lct-hosts", &["apply", "--file", path, "--check", "--diff"], NODE_A);
     assert_eq!(check.status, 1, "a due change fails --check");
-    assert!(
-        check.stdout.contains("+192.168.128.1\ta-1"),
-        "{}",
-        check.stdout
-    );
+    assert!(check.stdout.contains("+192.168.128.1\ta-1"), "{}", check.stdout);
     assert_eq!(fs::read_to_string(&file).unwrap(), hand);
 
-    let applied = env
-        .run_with_input("lct-hosts", &["apply", "--file", path], NODE_A)
-        .ok();
+    let applied = env.run_with_input("lct-hosts", &["apply", "--file", path], NODE_A).ok();
     let report = &applied.json_lines()[0];
-    assert_eq!(
-        (report["kind"].as_str(), report["changed"].as_bool()),
-        (Some("hosts-apply"), Some(true))
-    );
+    assert_eq!((report["kind"].as_str(), report["changed"].as_bool()), (Some("hosts-apply"), Some(true)));
     let written = fs::read_to_string(&file).unwrap();
-    assert_eq!(
-        written,
-        format!(
-            "{hand}# BEGIN lct-hosts cluster a\n192.168.128.1\ta-1\n# END lct-hosts cluster a\n"
-        )
-    );
+    assert_eq!(written, format!("{hand}# BEGIN lct-hosts cluster a\n192.168.128.1\ta-1\n# END lct-hosts cluster a\n"));
 
     let inode = fs::metadata(&file).unwrap().ino();
     let mtime = fs::metadata(&file).unwrap().mtime_nsec();
-    let again = env
-        .run_with_input("lct-hosts", &["apply", "--file", path], NODE_A)
-        .ok();
+    let again = env.run_with_input("lct-hosts", &["apply", "--file", path], NODE_A).ok();
     assert_eq!(again.json_lines()[0]["changed"], false);
-    assert_eq!(
-        (
-            fs::metadata(&file).unwrap().ino(),
-            fs::metadata(&file).unwrap().mtime_nsec()
-        ),
-        (inode, mtime)
-    );
-    env.run_with_input("lct-hosts", &["apply", "--file", path, "--check"], NODE_A)
-        .ok();
+    assert_eq!((fs::metadata(&file).unwrap().ino(), fs::metadata(&file).unwrap().mtime_nsec()), (inode, mtime));
+    env.run_with_input("lct-hosts", &["apply", "--file", path, "--check"], NODE_A).ok();
 
-    env.run("lct-hosts", &["apply", "--file", path, "--remove", "a"])
-        .ok();
+    env.run("lct-hosts", &["apply", "--file", path, "--remove", "a"]).ok();
     assert_eq!(fs::read_to_string(&file).unwrap(), hand);
 }
 
@@ -201,23 +121,11 @@ fn concurrent_applies_never_interleave() {
     let children: Vec<_> = (1..=12)
         .map(|i| {
             let mut cmd = env.command("lct-hosts", &["apply", "--file", &path]);
-            let mut child = cmd
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let input = node_line(
-                &format!("c{i}"),
-                &format!("n-{i}"),
-                &format!("192.168.128.{i}"),
-            );
+            let mut child =
+                cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).spawn().unwrap();
+            let input = node_line(&format!("c{i}"), &format!("n-{i}"), &format!("192.168.128.{i}"));
             use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
+            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
             child
         })
         .collect();
@@ -227,9 +135,7 @@ fn concurrent_applies_never_interleave() {
     let text = fs::read_to_string(&file).unwrap();
     for i in 1..=12 {
         assert!(
-            text.contains(&format!(
-                "# BEGIN lct-hosts cluster c{i}\n192.168.128.{i}\tn-{i}\n"
-            )),
+            text.contains(&format!("# BEGIN lct-hosts cluster c{i}\n192.168.128.{i}\tn-{i}\n")),
             "c{i} lost:\n{text}"
         );
     }
@@ -238,47 +144,20 @@ fn concurrent_applies_never_interleave() {
 /// The names a node's resolver finds, through glibc's getent inside its namespace.
 fn resolves(env: &Env, node: &str, name: &str) -> Option<String> {
     let out = env.in_ns(node, &["getent", "hosts", name]);
-    (out.status == 0).then(|| {
-        out.stdout
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    })
+    (out.status == 0).then(|| out.stdout.split_whitespace().next().unwrap_or_default().to_string())
 }
 
 #[test]
 fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
     require_root!();
     let env = Env::new();
-    env.run("lct-api", &["create", "--cluster", "zk", "--count", "3"])
-        .ok();
-    env.run("lct-api", &["create", "--cluster", "hdfs", "--count", "2"])
-        .ok();
-    env.run("lct-api", &["create", "--cluster", "web", "--count", "1"])
-        .ok();
-    env.run(
-        "lct-inventory",
-        &["clusters", "set", "zk", "--domain", "zk.lct.internal"],
-    )
-    .ok();
-    env.run(
-        "lct-inventory",
-        &[
-            "clusters",
-            "set",
-            "hdfs",
-            "--depends-on",
-            "zk:node:2181/tcp",
-        ],
-    )
-    .ok();
+    env.run("lct-api", &["create", "--cluster", "zk", "--count", "3"]).ok();
+    env.run("lct-api", &["create", "--cluster", "hdfs", "--count", "2"]).ok();
+    env.run("lct-api", &["create", "--cluster", "web", "--count", "1"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "zk", "--domain", "zk.lct.internal"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp"]).ok();
     // An operator's own line on a node.
-    let hosts_of = |node: &str| {
-        std::path::Path::new("/etc/netns")
-            .join(env.ns(node))
-            .join("hosts")
-    };
+    let hosts_of = |node: &str| std::path::Path::new("/etc/netns").join(env.ns(node)).join("hosts");
     let mut hand = fs::read_to_string(hosts_of("zk-1")).unwrap();
     hand.push_str("10.20.30.40 added-by-hand\n");
     fs::write(hosts_of("zk-1"), &hand).unwrap();
@@ -286,23 +165,13 @@ fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
     let out = env.run("lct-hosts", &["push"]).ok();
     let reports = out.json_lines();
     assert_eq!(reports.len(), 6);
-    assert!(
-        reports
-            .iter()
-            .all(|r| r["kind"] == "hosts-push" && r["status"] == "changed"),
-        "{}",
-        out.stdout
-    );
+    assert!(reports.iter().all(|r| r["kind"] == "hosts-push" && r["status"] == "changed"), "{}", out.stdout);
 
     let ip = |n: usize| format!("192.168.128.{n}");
     for node in ["zk-1", "zk-2", "zk-3"] {
         assert_eq!(resolves(&env, node, "zk-2.zk.lct.internal"), Some(ip(2)));
         assert_eq!(resolves(&env, node, "zk-3"), Some(ip(3)));
-        assert_eq!(
-            resolves(&env, node, "hdfs-1"),
-            None,
-            "zk does not depend on hdfs"
-        );
+        assert_eq!(resolves(&env, node, "hdfs-1"), None, "zk does not depend on hdfs");
     }
     for node in ["hdfs-1", "hdfs-2"] {
         assert_eq!(resolves(&env, node, "zk-1.zk.lct.internal"), Some(ip(1)));
@@ -311,75 +180,36 @@ fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
     }
     assert_eq!(resolves(&env, "web-1", "zk-1"), None);
     assert_eq!(resolves(&env, "web-1", "web-1"), Some(ip(6)));
-    assert_eq!(
-        resolves(&env, "zk-1", "added-by-hand"),
-        Some("10.20.30.40".into())
-    );
+    assert_eq!(resolves(&env, "zk-1", "added-by-hand"), Some("10.20.30.40".into()));
 
     // The node files were rewritten in place: bind mounts and open readers see the change.
     let inode = fs::metadata(hosts_of("hdfs-1")).unwrap().ino();
 
     // Unchanged membership: nothing written anywhere.
     let again = env.run("lct-hosts", &["push", "--cluster", "zk"]).ok();
-    assert!(
-        again
-            .json_lines()
-            .iter()
-            .all(|r| r["status"] == "unchanged"),
-        "{}",
-        again.stdout
-    );
+    assert!(again.json_lines().iter().all(|r| r["status"] == "unchanged"), "{}", again.stdout);
 
     // zk-3 leaves: after a push of zk, its name resolves nowhere; hand-made lines stay.
     env.run("lct-api", &["delete", "zk-3"]).ok();
     let out = env.run("lct-hosts", &["push", "--cluster", "zk"]).ok();
-    let changed: Vec<String> = out
-        .json_lines()
-        .iter()
-        .map(|r| format!("{}={}", r["node"], r["status"]))
-        .collect();
+    let changed: Vec<String> = out.json_lines().iter().map(|r| format!("{}={}", r["node"], r["status"])).collect();
     assert_eq!(
         changed,
-        [
-            "\"hdfs-1\"=\"changed\"",
-            "\"hdfs-2\"=\"changed\"",
-            "\"zk-1\"=\"changed\"",
-            "\"zk-2\"=\"changed\""
-        ]
+        ["\"hdfs-1\"=\"changed\"", "\"hdfs-2\"=\"changed\"", "\"zk-1\"=\"changed\"", "\"zk-2\"=\"changed\""]
     );
     for node in ["zk-1", "zk-2", "hdfs-1", "hdfs-2", "web-1"] {
-        assert_eq!(
-            resolves(&env, node, "zk-3"),
-            None,
-            "{node} still resolves zk-3"
-        );
+        assert_eq!(resolves(&env, node, "zk-3"), None, "{node} still resolves zk-3");
         assert_eq!(resolves(&env, node, "zk-3.zk.lct.internal"), None);
     }
-    assert_eq!(
-        resolves(&env, "zk-1", "added-by-hand"),
-        Some("10.20.30.40".into())
-    );
-    assert_eq!(
-        fs::metadata(hosts_of("hdfs-1")).unwrap().ino(),
-        inode,
-        "written in place"
-    );
+    assert_eq!(resolves(&env, "zk-1", "added-by-hand"), Some("10.20.30.40".into()));
+    assert_eq!(fs::metadata(hosts_of("hdfs-1")).unwrap().ino(), inode, "written in place");
 
     // A node whose file is broken fails alone; the others are updated; the exit names it.
     fs::write(hosts_of("zk-2"), "# BEGIN lct-hosts cluster zk\n").unwrap();
-    env.run("lct-api", &["create", "--cluster", "zk", "--name", "zk-4"])
-        .ok();
+    env.run("lct-api", &["create", "--cluster", "zk", "--name", "zk-4"]).ok();
     let out = env.run("lct-hosts", &["push", "--cluster", "zk"]);
     assert_eq!(out.status, 1);
-    assert!(
-        out.stderr.contains("push failed on 1 of 5 nodes: zk-2"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("push failed on 1 of 5 nodes: zk-2"), "{}", out.stderr);
     assert!(out.stderr.contains("has no end line"), "{}", out.stderr);
-    assert_eq!(
-        resolves(&env, "hdfs-1", "zk-4"),
-        Some(ip(3)),
-        "the lowest free address is reused"
-    );
+    assert_eq!(resolves(&env, "hdfs-1", "zk-4"), Some(ip(3)), "the lowest free address is reused");
 }

@@ -6,37 +6,23 @@ use lct_tests::{Env, require_root};
 fn three_node_cluster_networks_exec_and_cleanup() {
     require_root!();
     let env = Env::new();
-    let created = env
-        .run("lct-api", &["create", "--cluster", "demo", "--count", "3"])
-        .ok();
+    let created = env.run("lct-api", &["create", "--cluster", "demo", "--count", "3"]).ok();
     // Records come out as each node is ready, in any order.
     let sorted = |mut nodes: Vec<lct_core::Node>| {
         nodes.sort_by(|a, b| a.name.cmp(&b.name));
         nodes
     };
     let nodes = sorted(created.nodes());
-    assert_eq!(
-        nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(),
-        ["demo-1", "demo-2", "demo-3"]
-    );
-    assert!(
-        nodes
-            .iter()
-            .all(|n| n.status == lct_core::record::Status::Running)
-    );
-    let private: Vec<String> = nodes
-        .iter()
-        .map(|n| n.private_ipv4[0].to_string())
-        .collect();
+    assert_eq!(nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>(), ["demo-1", "demo-2", "demo-3"]);
+    assert!(nodes.iter().all(|n| n.status == lct_core::record::Status::Running));
+    let private: Vec<String> = nodes.iter().map(|n| n.private_ipv4[0].to_string()).collect();
     let public: Vec<String> = nodes.iter().map(|n| n.public_ipv4[0].to_string()).collect();
     let public6: Vec<String> = nodes.iter().map(|n| n.public_ipv6[0].to_string()).collect();
     assert_eq!(private, ["192.168.128.1", "192.168.128.2", "192.168.128.3"]);
     assert_eq!(public, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]);
 
     // Creating what exists is a no-op: same nodes, same addresses.
-    let again = env
-        .run("lct-api", &["create", "--cluster", "demo", "--count", "3"])
-        .ok();
+    let again = env.run("lct-api", &["create", "--cluster", "demo", "--count", "3"]).ok();
     assert_eq!(sorted(again.nodes()), nodes);
 
     // Every node reaches every other's private and public addresses.
@@ -53,53 +39,23 @@ fn three_node_cluster_networks_exec_and_cleanup() {
         assert!(!env.pings("outside", to), "outside reaches private {to}");
     }
     // The root namespace has no address and no route in the lab's ranges.
-    let routes = std::process::Command::new("ip")
-        .args(["-j", "route", "show", "table", "all"])
-        .output()
-        .unwrap();
-    let addrs = std::process::Command::new("ip")
-        .args(["-j", "addr", "show"])
-        .output()
-        .unwrap();
-    for text in [
-        String::from_utf8_lossy(&routes.stdout),
-        String::from_utf8_lossy(&addrs.stdout),
-    ] {
-        for range in [
-            "192.168.128.",
-            "192.168.129.",
-            "203.0.113.",
-            "198.51.100.",
-            "2001:db8:",
-        ] {
-            assert!(
-                !text.contains(range),
-                "the root namespace knows {range}: {text}"
-            );
+    let routes = std::process::Command::new("ip").args(["-j", "route", "show", "table", "all"]).output().unwrap();
+    let addrs = std::process::Command::new("ip").args(["-j", "addr", "show"]).output().unwrap();
+    for text in [String::from_utf8_lossy(&routes.stdout), String::from_utf8_lossy(&addrs.stdout)] {
+        for range in ["192.168.128.", "192.168.129.", "203.0.113.", "198.51.100.", "2001:db8:"] {
+            assert!(!text.contains(range), "the root namespace knows {range}: {text}");
         }
     }
 
     // Each node has its own /etc/hosts and resolv.conf (ip netns exec bind-mounts them).
     let hosts = env.in_ns("demo-2", &["cat", "/etc/hosts"]).ok();
-    assert!(
-        hosts.stdout.contains("192.168.128.2\tdemo-2"),
-        "{}",
-        hosts.stdout
-    );
+    assert!(hosts.stdout.contains("192.168.128.2\tdemo-2"), "{}", hosts.stdout);
     let resolv = env.in_ns("demo-2", &["cat", "/etc/resolv.conf"]).ok();
-    assert!(
-        resolv.stdout.contains("nameserver 127.0.0.1"),
-        "{}",
-        resolv.stdout
-    );
+    assert!(resolv.stdout.contains("nameserver 127.0.0.1"), "{}", resolv.stdout);
 
     // query | exec -- hostname: one line per node, each with its own name.
-    let query = env
-        .run("lct-inventory", &["query", "--cluster", "demo"])
-        .ok();
-    let exec = env
-        .run_with_input("lct-inventory", &["exec", "--", "hostname"], &query.stdout)
-        .ok();
+    let query = env.run("lct-inventory", &["query", "--cluster", "demo"]).ok();
+    let exec = env.run_with_input("lct-inventory", &["exec", "--", "hostname"], &query.stdout).ok();
     let results = exec.json_lines();
     assert_eq!(results.len(), 3, "{}", exec.stdout);
     for (r, name) in results.iter().zip(["demo-1", "demo-2", "demo-3"]) {
@@ -113,129 +69,55 @@ fn three_node_cluster_networks_exec_and_cleanup() {
     let table = env
         .run(
             "lct-inventory",
-            &[
-                "exec",
-                "-o",
-                "table",
-                "--cluster",
-                "demo",
-                "--",
-                "sh",
-                "-c",
-                "echo $LCT_NODE_PRIVATE_IPV4",
-            ],
+            &["exec", "-o", "table", "--cluster", "demo", "--", "sh", "-c", "echo $LCT_NODE_PRIVATE_IPV4"],
         )
         .ok();
     let mut lines: Vec<&str> = table.stdout.lines().collect();
     lines.sort();
-    assert_eq!(
-        lines,
-        [
-            "demo-1 | 192.168.128.1",
-            "demo-2 | 192.168.128.2",
-            "demo-3 | 192.168.128.3"
-        ]
-    );
+    assert_eq!(lines, ["demo-1 | 192.168.128.1", "demo-2 | 192.168.128.2", "demo-3 | 192.168.128.3"]);
     // A failing node is named, the others still run, the exit status is 1.
-    let failing = env.run(
-        "lct-inventory",
-        &[
-            "exec",
-            "--cluster",
-            "demo",
-            "--",
-            "sh",
-            "-c",
-            "test $LCT_NODE_NAME != demo-2",
-        ],
-    );
+    let failing =
+        env.run("lct-inventory", &["exec", "--cluster", "demo", "--", "sh", "-c", "test $LCT_NODE_NAME != demo-2"]);
     assert_eq!(failing.status, 1);
-    assert!(
-        failing
-            .stderr
-            .contains("failed on 1 of 3 nodes: demo-2 (exit 1)"),
-        "{}",
-        failing.stderr
-    );
+    assert!(failing.stderr.contains("failed on 1 of 3 nodes: demo-2 (exit 1)"), "{}", failing.stderr);
     assert_eq!(failing.json_lines().len(), 3);
-    let slow = env.run(
-        "lct-inventory",
-        &[
-            "exec",
-            "--cluster",
-            "demo",
-            "--timeout",
-            "1",
-            "--",
-            "sleep",
-            "30",
-        ],
-    );
+    let slow = env.run("lct-inventory", &["exec", "--cluster", "demo", "--timeout", "1", "--", "sleep", "30"]);
     assert_eq!(slow.status, 1);
-    assert!(
-        slow.stderr.contains("demo-1 (timed out)"),
-        "{}",
-        slow.stderr
-    );
+    assert!(slow.stderr.contains("demo-1 (timed out)"), "{}", slow.stderr);
 
     // Stop takes a node off the networks; start brings it back.
     let stopped = env.run("lct-api", &["stop", "demo-3"]).ok();
     assert_eq!(stopped.nodes()[0].status, lct_core::record::Status::Offline);
     assert!(!env.pings("demo-1", "192.168.128.3"));
-    let offline = env
-        .run("lct-inventory", &["query", "--status", "offline"])
-        .ok();
+    let offline = env.run("lct-inventory", &["query", "--status", "offline"]).ok();
     assert_eq!(offline.nodes().len(), 1);
     env.run("lct-api", &["start", "demo-3"]).ok();
     assert!(env.pings("demo-1", "192.168.128.3"));
 
     // Delete (names from node records on stdin) cleans namespaces and /etc/netns.
-    let one = env
-        .run("lct-inventory", &["query", "--cluster", "demo"])
-        .ok();
+    let one = env.run("lct-inventory", &["query", "--cluster", "demo"]).ok();
     let first = one.stdout.lines().next().unwrap().to_string();
-    env.run_with_input("lct-api", &["delete"], &format!("{first}\n"))
-        .ok();
+    env.run_with_input("lct-api", &["delete"], &format!("{first}\n")).ok();
     assert!(!env.namespaces().contains(&env.ns("demo-1")));
-    assert!(
-        !std::path::Path::new("/etc/netns")
-            .join(env.ns("demo-1"))
-            .exists()
-    );
+    assert!(!std::path::Path::new("/etc/netns").join(env.ns("demo-1")).exists());
     assert_eq!(env.run("lct-api", &["list"]).ok().nodes().len(), 2);
 
     env.run("lct-api", &["lab", "down"]).ok();
-    assert!(
-        env.namespaces().is_empty(),
-        "left behind: {:?}",
-        env.namespaces()
-    );
+    assert!(env.namespaces().is_empty(), "left behind: {:?}", env.namespaces());
 }
 
 #[test]
 fn volumes_are_loop_devices_with_stable_paths() {
     require_root!();
     let env = Env::new();
-    env.run("lct-api", &["create", "--cluster", "vol", "--count", "1"])
-        .ok();
-    let v = env
-        .run(
-            "lct-api",
-            &[
-                "volume", "create", "data-1", "--size", "16M", "--attach", "vol-1",
-            ],
-        )
-        .ok();
+    env.run("lct-api", &["create", "--cluster", "vol", "--count", "1"]).ok();
+    let v = env.run("lct-api", &["volume", "create", "data-1", "--size", "16M", "--attach", "vol-1"]).ok();
     let v = &v.json_lines()[0];
     assert_eq!(v["kind"], "volume");
     assert_eq!(v["attached_to"], "vol-1");
     let path = v["path"].as_str().unwrap().to_string();
     let device = std::fs::canonicalize(&path).unwrap();
-    assert!(
-        device.to_string_lossy().starts_with("/dev/loop"),
-        "{}",
-        device.display()
-    );
+    assert!(device.to_string_lossy().starts_with("/dev/loop"), "{}", device.display());
     // Usable as a block device from inside the node.
     let size = env.in_ns("vol-1", &["blockdev", "--getsize64", &path]).ok();
     assert_eq!(size.stdout.trim(), (16 * 1024 * 1024).to_string());
@@ -245,16 +127,10 @@ fn volumes_are_loop_devices_with_stable_paths() {
     // Detach and re-attach: the path stays the same.
     env.run("lct-api", &["volume", "detach", "data-1"]).ok();
     assert!(!std::path::Path::new(&path).exists());
-    let again = env
-        .run("lct-api", &["volume", "attach", "data-1", "vol-1"])
-        .ok();
+    let again = env.run("lct-api", &["volume", "attach", "data-1", "vol-1"]).ok();
     assert_eq!(again.json_lines()[0]["path"], path.as_str());
     // Attaching elsewhere while attached is refused.
-    env.run(
-        "lct-api",
-        &["create", "--cluster", "vol", "--name", "vol-2"],
-    )
-    .ok();
+    env.run("lct-api", &["create", "--cluster", "vol", "--name", "vol-2"]).ok();
     let busy = env.run("lct-api", &["volume", "attach", "data-1", "vol-2"]);
     assert_eq!(busy.status, 1);
     assert!(busy.stderr.contains("detach it first"), "{}", busy.stderr);
@@ -262,70 +138,35 @@ fn volumes_are_loop_devices_with_stable_paths() {
     // Deleting the node detaches the volume; deleting the volume frees the loop device.
     env.run("lct-api", &["delete", "vol-1"]).ok();
     let list = env.run("lct-api", &["volume", "list"]).ok();
-    assert!(
-        list.json_lines()[0].get("attached_to").is_none(),
-        "{}",
-        list.stdout
-    );
+    assert!(list.json_lines()[0].get("attached_to").is_none(), "{}", list.stdout);
     let backing = env.state.path().join("local/volumes/data-1.img");
-    env.run("lct-api", &["volume", "attach", "data-1", "vol-2"])
-        .ok();
+    env.run("lct-api", &["volume", "attach", "data-1", "vol-2"]).ok();
     env.run("lct-api", &["volume", "delete", "data-1"]).ok();
     assert!(!backing.exists());
-    let loops = std::process::Command::new("losetup")
-        .args(["-j", backing.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        loops.stdout.is_empty(),
-        "loop device left: {}",
-        String::from_utf8_lossy(&loops.stdout)
-    );
+    let loops = std::process::Command::new("losetup").args(["-j", backing.to_str().unwrap()]).output().unwrap();
+    assert!(loops.stdout.is_empty(), "loop device left: {}", String::from_utf8_lossy(&loops.stdout));
 }
 
 #[test]
 fn a_crash_half_way_is_repaired_by_the_next_run() {
     require_root!();
     let env = Env::new();
-    env.run("lct-api", &["create", "--cluster", "crash", "--count", "1"])
-        .ok();
+    env.run("lct-api", &["create", "--cluster", "crash", "--count", "1"]).ok();
     // Die right after the node was recorded, before its namespace exists.
-    let mut cmd = env.command(
-        "lct-api",
-        &["create", "--cluster", "crash", "--name", "crash-2"],
-    );
-    let died = cmd
-        .env("LCT_LOCAL_CRASH_AFTER", "node-recorded")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
+    let mut cmd = env.command("lct-api", &["create", "--cluster", "crash", "--name", "crash-2"]);
+    let died = cmd.env("LCT_LOCAL_CRASH_AFTER", "node-recorded").stdin(std::process::Stdio::null()).output().unwrap();
     assert!(!died.status.success());
     let listed = env.run("lct-api", &["list"]).ok().nodes();
     assert_eq!(listed[1].status, lct_core::record::Status::Provisioning);
     // Any next change finishes it.
-    env.run(
-        "lct-api",
-        &["create", "--cluster", "crash", "--name", "crash-3"],
-    )
-    .ok();
+    env.run("lct-api", &["create", "--cluster", "crash", "--name", "crash-3"]).ok();
     let listed = env.run("lct-api", &["list"]).ok().nodes();
-    assert!(
-        listed
-            .iter()
-            .all(|n| n.status == lct_core::record::Status::Running),
-        "{listed:?}"
-    );
+    assert!(listed.iter().all(|n| n.status == lct_core::record::Status::Running), "{listed:?}");
     assert!(env.pings("crash-2", "192.168.128.3"));
 
     // Damage from outside (a link and a whole namespace gone) is repaired by `lab repair`.
-    std::process::Command::new("ip")
-        .args(["-n", &env.ns("crash-1"), "link", "delete", "eth0"])
-        .status()
-        .unwrap();
-    std::process::Command::new("ip")
-        .args(["netns", "delete", &env.ns("crash-3")])
-        .status()
-        .unwrap();
+    std::process::Command::new("ip").args(["-n", &env.ns("crash-1"), "link", "delete", "eth0"]).status().unwrap();
+    std::process::Command::new("ip").args(["netns", "delete", &env.ns("crash-3")]).status().unwrap();
     env.run("lct-api", &["lab", "repair"]).ok();
     assert!(env.pings("crash-1", "192.168.128.3"));
     assert!(env.pings("crash-3", "192.168.128.2"));
@@ -333,56 +174,35 @@ fn a_crash_half_way_is_repaired_by_the_next_run() {
     // Lost state: `lab down` still removes every namespace this lab marked as its own.
     std::fs::remove_file(env.state.path().join("local/cloud.json")).unwrap();
     env.run("lct-api", &["lab", "down"]).ok();
-    assert!(
-        env.namespaces().is_empty(),
-        "left behind: {:?}",
-        env.namespaces()
-    );
+    assert!(env.namespaces().is_empty(), "left behind: {:?}", env.namespaces());
 }
 
 #[test]
 fn dependents_and_dependencies_widen_a_query() {
     require_root!();
     let env = Env::new();
-    let specs = [("zk", "zookeeper", "zk-1"), ("hdfs", "namenode", "nn-1"), ("hdfs", "datanode", "dn-1"), ("web", "node", "web-1")]
-        .iter()
-        .map(|(c, g, n)| format!("{{\"kind\":\"node-spec\",\"v\":1,\"cluster\":\"{c}\",\"group\":\"{g}\",\"name\":\"{n}\"}}\n"))
-        .collect::<String>();
+    let specs = [
+        ("zk", "zookeeper", "zk-1"),
+        ("hdfs", "namenode", "nn-1"),
+        ("hdfs", "datanode", "dn-1"),
+        ("web", "node", "web-1"),
+    ]
+    .iter()
+    .map(|(c, g, n)| {
+        format!("{{\"kind\":\"node-spec\",\"v\":1,\"cluster\":\"{c}\",\"group\":\"{g}\",\"name\":\"{n}\"}}\n")
+    })
+    .collect::<String>();
     env.run_with_input("lct-api", &["create"], &specs).ok();
-    env.run(
-        "lct-inventory",
-        &[
-            "clusters",
-            "set",
-            "hdfs",
-            "--depends-on",
-            "zk:zookeeper:2181/tcp",
-        ],
-    )
-    .ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:zookeeper:2181/tcp"]).ok();
     let names = |args: &[&str]| -> Vec<String> {
         let mut full = vec!["query"];
         full.extend_from_slice(args);
-        env.run("lct-inventory", &full)
-            .ok()
-            .nodes()
-            .into_iter()
-            .map(|n| n.name.to_string())
-            .collect()
+        env.run("lct-inventory", &full).ok().nodes().into_iter().map(|n| n.name.to_string()).collect()
     };
     assert_eq!(names(&["--cluster", "zk"]), ["zk-1"]);
-    assert_eq!(
-        names(&["--cluster", "zk", "--with-dependents"]),
-        ["dn-1", "nn-1", "zk-1"]
-    );
-    assert_eq!(
-        names(&["--cluster", "hdfs", "--with-dependencies"]),
-        ["dn-1", "nn-1", "zk-1"]
-    );
-    assert_eq!(
-        names(&["--cluster", "hdfs", "--group", "namenode"]),
-        ["nn-1"]
-    );
+    assert_eq!(names(&["--cluster", "zk", "--with-dependents"]), ["dn-1", "nn-1", "zk-1"]);
+    assert_eq!(names(&["--cluster", "hdfs", "--with-dependencies"]), ["dn-1", "nn-1", "zk-1"]);
+    assert_eq!(names(&["--cluster", "hdfs", "--group", "namenode"]), ["nn-1"]);
     assert_eq!(names(&[]).len(), 4);
 
     // Bad node specs: nothing is created.

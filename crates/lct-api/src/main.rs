@@ -130,9 +130,7 @@ fn parse_size_mib(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 512M, 10G)"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 10G)"))?;
     let factor = match unit.to_ascii_lowercase().as_str() {
         "" | "g" | "gb" | "gib" => 1024,
         "m" | "mb" | "mib" => 1,
@@ -150,9 +148,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
     lct_core::cli::run("lct-api", || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(run(cli))
     })
 }
@@ -164,21 +160,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let provider = AnyProvider::from_env(cli.provider)?;
     match cli.command {
-        Command::Create {
-            cluster,
-            group,
-            count,
-            names,
-            tags,
-            parallel,
-        } => {
+        Command::Create { cluster, group, count, names, tags, parallel } => {
             let specs = match cluster {
                 Some(cluster) => specs_from_flags(cluster, group, count, names, tags)?,
                 None => {
                     if io::stdin().is_terminal() {
                         return Err(UsageError(
-                            "give --cluster with --count or --name, or pipe node-spec records"
-                                .into(),
+                            "give --cluster with --count or --name, or pipe node-spec records".into(),
                         )
                         .into());
                     }
@@ -196,10 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Get { name } => {
             let nodes = provider.list().await?;
-            let node = nodes
-                .into_iter()
-                .find(|n| n.name == name)
-                .with_context(|| format!("no node named {name}"))?;
+            let node = nodes.into_iter().find(|n| n.name == name).with_context(|| format!("no node named {name}"))?;
             Ok(emit(&[node], format)?)
         }
         Command::Start { names } => power(&provider, names, true, format).await,
@@ -241,11 +226,8 @@ fn specs_from_flags(
     let names = match count {
         Some(n) => (1..=n)
             .map(|i| {
-                let name = if group.as_str() == "node" {
-                    format!("{cluster}-{i}")
-                } else {
-                    format!("{cluster}-{group}-{i}")
-                };
+                let name =
+                    if group.as_str() == "node" { format!("{cluster}-{i}") } else { format!("{cluster}-{group}-{i}") };
                 name.parse::<Name>()
             })
             .collect::<Result<Vec<_>, _>>(),
@@ -269,11 +251,7 @@ fn specs_from_flags(
 fn read_specs() -> anyhow::Result<Vec<NodeSpec>> {
     let (specs, others) = stream::read_kind::<NodeSpec>(io::stdin().lock()).context("stdin")?;
     if let Some(other) = others.first() {
-        bail!(
-            "stdin: line {}: kind {:?} is not a node-spec",
-            other.number,
-            other.kind
-        );
+        bail!("stdin: line {}: kind {:?} is not a node-spec", other.number, other.kind);
     }
     Ok(specs)
 }
@@ -299,11 +277,7 @@ async fn create_all(
     let total = specs.len();
     // The local cloud serialises changes on its lock anyway; one at a time keeps its
     // address assignment in input order (demo-1 gets .1).
-    let parallel = if provider.name() == ProviderName::Local {
-        1
-    } else {
-        parallel
-    };
+    let parallel = if provider.name() == ProviderName::Local { 1 } else { parallel };
     let provider = Arc::new(provider);
     let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
     let mut tasks = tokio::task::JoinSet::new();
@@ -347,21 +321,12 @@ async fn create_all(
     Ok(())
 }
 
-async fn power(
-    provider: &AnyProvider,
-    names: Vec<Name>,
-    up: bool,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
+async fn power(provider: &AnyProvider, names: Vec<Name>, up: bool, format: OutputFormat) -> anyhow::Result<()> {
     let names = names_or_stdin(names)?;
     let mut nodes = Vec::new();
     let mut failed = 0;
     for name in &names {
-        let result = if up {
-            provider.start(name).await
-        } else {
-            provider.stop(name).await
-        };
+        let result = if up { provider.start(name).await } else { provider.stop(name).await };
         match result {
             Ok(node) => nodes.push(node),
             Err(e) => {
@@ -377,34 +342,19 @@ async fn power(
     Ok(())
 }
 
-async fn volume(
-    provider: &AnyProvider,
-    cmd: VolumeCommand,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
+async fn volume(provider: &AnyProvider, cmd: VolumeCommand, format: OutputFormat) -> anyhow::Result<()> {
     let show = |v| emit(&[v], format);
     match cmd {
-        VolumeCommand::Create {
-            label,
-            size,
-            attach,
-        } => {
-            let mut v = provider
-                .create_volume(&VolumeSpec {
-                    label: label.clone(),
-                    size_mib: size,
-                    region: None,
-                })
-                .await?;
+        VolumeCommand::Create { label, size, attach } => {
+            let mut v =
+                provider.create_volume(&VolumeSpec { label: label.clone(), size_mib: size, region: None }).await?;
             if let Some(node) = attach {
                 v = provider.attach_volume(&label, &node).await?;
             }
             show(v)?;
         }
         VolumeCommand::List => emit(&provider.volumes().await?, format)?,
-        VolumeCommand::Attach { label, node } => {
-            show(provider.attach_volume(&label, &node).await?)?
-        }
+        VolumeCommand::Attach { label, node } => show(provider.attach_volume(&label, &node).await?)?,
         VolumeCommand::Detach { label } => show(provider.detach_volume(&label).await?)?,
         VolumeCommand::Delete { labels } => {
             for label in labels {
@@ -424,9 +374,7 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
             match format {
                 OutputFormat::Jsonl => {
                     let mut v = serde_json::to_value(&s)?;
-                    v.as_object_mut()
-                        .expect("struct")
-                        .insert("kind".into(), "lab".into());
+                    v.as_object_mut().expect("struct").insert("kind".into(), "lab".into());
                     println!("{v}");
                 }
                 OutputFormat::Table => {
@@ -434,22 +382,14 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
                     println!(
                         "bridges    {} ({})",
                         s.lab_namespace,
-                        if s.lab_namespace_exists {
-                            "up"
-                        } else {
-                            "absent"
-                        }
+                        if s.lab_namespace_exists { "up" } else { "absent" }
                     );
                     println!(
                         "outside    {} {} {} ({})",
                         s.outside_namespace,
                         s.outside_ipv4,
                         s.outside_ipv6,
-                        if s.outside_namespace_exists {
-                            "up"
-                        } else {
-                            "absent"
-                        }
+                        if s.outside_namespace_exists { "up" } else { "absent" }
                     );
                     println!("nodes      {}", s.nodes);
                     println!("volumes    {}", s.volumes);

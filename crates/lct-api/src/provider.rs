@@ -17,10 +17,7 @@ pub enum ProviderError {
     #[error("the local cloud needs root (it creates network namespaces and loop devices)")]
     NotRoot,
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error("{command} failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error(transparent)]
@@ -54,27 +51,14 @@ pub trait Provider: Send + Sync {
 
     fn volumes(&self) -> impl Future<Output = Result<Vec<Volume>, ProviderError>> + Send;
 
-    fn create_volume(
-        &self,
-        spec: &VolumeSpec,
-    ) -> impl Future<Output = Result<Volume, ProviderError>> + Send;
+    fn create_volume(&self, spec: &VolumeSpec) -> impl Future<Output = Result<Volume, ProviderError>> + Send;
 
-    fn attach_volume(
-        &self,
-        label: &Name,
-        node: &Name,
-    ) -> impl Future<Output = Result<Volume, ProviderError>> + Send;
+    fn attach_volume(&self, label: &Name, node: &Name) -> impl Future<Output = Result<Volume, ProviderError>> + Send;
 
-    fn detach_volume(
-        &self,
-        label: &Name,
-    ) -> impl Future<Output = Result<Volume, ProviderError>> + Send;
+    fn detach_volume(&self, label: &Name) -> impl Future<Output = Result<Volume, ProviderError>> + Send;
 
     /// Deletes the volume (detaching it first); `false` if there was none.
-    fn delete_volume(
-        &self,
-        label: &Name,
-    ) -> impl Future<Output = Result<bool, ProviderError>> + Send;
+    fn delete_volume(&self, label: &Name) -> impl Future<Output = Result<bool, ProviderError>> + Send;
 }
 
 /// A provider chosen at run time.

@@ -46,13 +46,11 @@ pub struct GlobalArgs {
 impl GlobalArgs {
     /// The output format asked for, or the one that suits stdout.
     pub fn output(&self) -> OutputFormat {
-        self.output.unwrap_or_else(|| {
-            if io::stdout().is_terminal() {
-                OutputFormat::Table
-            } else {
-                OutputFormat::Jsonl
-            }
-        })
+        self.output.unwrap_or_else(
+            || {
+                if io::stdout().is_terminal() { OutputFormat::Table } else { OutputFormat::Jsonl }
+            },
+        )
     }
 
     /// Sets up logging to stderr at the level `-v`/`-q` ask for.
@@ -111,10 +109,7 @@ pub fn run(bin: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<io::Error>()
-            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
-    })
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// Prints the completion script for `shell` on stdout.
@@ -140,14 +135,9 @@ pub fn print_man<C: CommandFactory>(dir: Option<&Path>) -> io::Result<()> {
 }
 
 fn write_man_pages(cmd: clap::Command, name: &str, dir: &Path) -> io::Result<()> {
-    let mut cmd = cmd
-        .display_name(name.to_string())
-        .bin_name(name.replace('-', " "));
+    let mut cmd = cmd.display_name(name.to_string()).bin_name(name.replace('-', " "));
     cmd.build();
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
         write_man_pages(sub.clone(), &format!("{name}-{}", sub.get_name()), dir)?;
     }
     let mut page = Vec::new();

@@ -10,21 +10,10 @@ use std::path::{Path, PathBuf};
 /// file's mode and owner are kept; a new file gets `new_mode`.
 pub fn atomic_write(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode_0600()
-            .open(&tmp)?;
+        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode_0600().open(&tmp)?;
         file.write_all(contents)?;
         match fs::metadata(path) {
             Ok(old) => {
@@ -84,12 +73,7 @@ impl Lock {
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         file.lock()?;
         Ok(Lock { _file: file })
     }

@@ -61,10 +61,7 @@ pub fn check_label(s: &str) -> Result<(), &'static str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
         return Err("it has upper-case letters (use lower case)");
     }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         return Err("only a-z, 0-9 and '-' are allowed");
     }
     Ok(())
@@ -127,17 +124,11 @@ impl TryFrom<String> for DomainName {
     fn try_from(s: String) -> Result<Self, Self::Error> {
         let trimmed = s.strip_suffix('.').unwrap_or(&s);
         if trimmed.len() > 253 {
-            return Err(InvalidValue::Domain(
-                s,
-                "it is longer than 253 characters".into(),
-            ));
+            return Err(InvalidValue::Domain(s, "it is longer than 253 characters".into()));
         }
         for label in trimmed.split('.') {
             if let Err(why) = check_label(label) {
-                return Err(InvalidValue::Domain(
-                    s.clone(),
-                    format!("label {label:?}: {why}"),
-                ));
+                return Err(InvalidValue::Domain(s.clone(), format!("label {label:?}: {why}")));
             }
         }
         Ok(DomainName(trimmed.to_string()))
@@ -164,9 +155,7 @@ impl fmt::Display for DomainName {
 }
 
 /// Which provider a node or cluster lives on.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 #[derive(clap::ValueEnum)]
 pub enum ProviderName {
@@ -279,9 +268,7 @@ impl TryFrom<AccessFields> for Access {
     type Error = &'static str;
     fn try_from(f: AccessFields) -> Result<Self, Self::Error> {
         match f.method {
-            AccessMethod::Netns => Ok(Access::Netns {
-                netns: f.netns.ok_or("method netns needs field netns")?,
-            }),
+            AccessMethod::Netns => Ok(Access::Netns { netns: f.netns.ok_or("method netns needs field netns")? }),
             AccessMethod::Ssh => Ok(Access::Ssh {
                 host: f.host.ok_or("method ssh needs field host")?,
                 port: f.port.unwrap_or_else(default_ssh_port),
@@ -386,11 +373,7 @@ impl TryFrom<String> for PortSpec {
                 (a, b)
             }
         };
-        Ok(PortSpec {
-            first,
-            last,
-            protocol,
-        })
+        Ok(PortSpec { first, last, protocol })
     }
 }
 
@@ -502,10 +485,7 @@ mod tests {
 
     #[test]
     fn domains() {
-        assert_eq!(
-            "zk.lct.internal.".parse::<DomainName>().unwrap().as_str(),
-            "zk.lct.internal"
-        );
+        assert_eq!("zk.lct.internal.".parse::<DomainName>().unwrap().as_str(), "zk.lct.internal");
         assert!("zk..internal".parse::<DomainName>().is_err());
         assert!("zk_1.internal".parse::<DomainName>().is_err());
     }

@@ -42,10 +42,7 @@ pub struct ClusterStore {
 
 impl ClusterStore {
     pub fn new(state_dir: &Path) -> Self {
-        ClusterStore {
-            path: state_dir.join("clusters.jsonl"),
-            lock_path: state_dir.join("clusters.lock"),
-        }
+        ClusterStore { path: state_dir.join("clusters.jsonl"), lock_path: state_dir.join("clusters.lock") }
     }
 
     pub fn path(&self) -> &Path {
@@ -58,19 +55,11 @@ impl ClusterStore {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
-                return Err(StateError::Io {
-                    path: self.path.clone(),
-                    source,
-                });
+                return Err(StateError::Io { path: self.path.clone(), source });
             }
         };
-        let (mut clusters, _) =
-            stream::read_kind::<Cluster>(BufReader::new(file)).map_err(|source| {
-                StateError::Record {
-                    path: self.path.clone(),
-                    source,
-                }
-            })?;
+        let (mut clusters, _) = stream::read_kind::<Cluster>(BufReader::new(file))
+            .map_err(|source| StateError::Record { path: self.path.clone(), source })?;
         clusters.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(clusters)
     }
@@ -106,10 +95,7 @@ impl ClusterStore {
         Ok(removed)
     }
 
-    fn update(
-        &self,
-        change: impl FnOnce(&mut BTreeMap<Name, Cluster>),
-    ) -> Result<Vec<Cluster>, StateError> {
+    fn update(&self, change: impl FnOnce(&mut BTreeMap<Name, Cluster>)) -> Result<Vec<Cluster>, StateError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StateError::Io { path, source }
@@ -118,11 +104,7 @@ impl ClusterStore {
             fs::create_dir_all(dir).map_err(io_err(dir))?;
         }
         let _lock = Lock::acquire(&self.lock_path).map_err(io_err(&self.lock_path))?;
-        let mut all: BTreeMap<Name, Cluster> = self
-            .load()?
-            .into_iter()
-            .map(|c| (c.name.clone(), c))
-            .collect();
+        let mut all: BTreeMap<Name, Cluster> = self.load()?.into_iter().map(|c| (c.name.clone(), c)).collect();
         change(&mut all);
         let mut text = String::new();
         for c in all.values() {
@@ -138,9 +120,7 @@ impl ClusterStore {
 pub fn dependents_of(clusters: &[Cluster], names: &BTreeSet<Name>) -> BTreeSet<Name> {
     clusters
         .iter()
-        .filter(|c| {
-            !names.contains(&c.name) && c.depends_on.iter().any(|d| names.contains(&d.cluster))
-        })
+        .filter(|c| !names.contains(&c.name) && c.depends_on.iter().any(|d| names.contains(&d.cluster)))
         .map(|c| c.name.clone())
         .collect()
 }
@@ -176,10 +156,7 @@ mod tests {
             ])
             .unwrap();
         let all = store.load().unwrap();
-        assert_eq!(
-            all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-            ["hbase", "hdfs", "zk"]
-        );
+        assert_eq!(all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["hbase", "hdfs", "zk"]);
         let zk: BTreeSet<Name> = ["zk".parse().unwrap()].into();
         let names = |s: BTreeSet<Name>| s.into_iter().map(String::from).collect::<Vec<_>>();
         assert_eq!(names(dependents_of(&all, &zk)), ["hbase", "hdfs"]);
@@ -187,9 +164,7 @@ mod tests {
         assert_eq!(names(dependencies_of(&all, &hbase)), ["hdfs", "zk"]);
 
         assert!(matches!(
-            store.set(vec![cluster(
-                r#"{"name":"x","depends_on":[{"cluster":"x"}]}"#
-            )]),
+            store.set(vec![cluster(r#"{"name":"x","depends_on":[{"cluster":"x"}]}"#)]),
             Err(StateError::SelfDependency(_))
         ));
         assert_eq!(store.remove(&["hdfs".parse().unwrap()]).unwrap().len(), 1);
@@ -200,11 +175,8 @@ mod tests {
     fn corrupt_store_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let store = ClusterStore::new(dir.path());
-        fs::write(
-            store.path(),
-            "{\"kind\":\"cluster\",\"name\":\"ok\"}\n{\"kind\":\"cluster\",\"name\":\"Bad\"}\n",
-        )
-        .unwrap();
+        fs::write(store.path(), "{\"kind\":\"cluster\",\"name\":\"ok\"}\n{\"kind\":\"cluster\",\"name\":\"Bad\"}\n")
+            .unwrap();
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("clusters.jsonl: line 2: field name"), "{err}");
     }

@@ -36,11 +36,7 @@ impl fmt::Display for StreamError {
 
 impl StreamError {
     fn new(line: usize, field: Option<&str>, message: impl Into<String>) -> Self {
-        StreamError {
-            line,
-            field: field.map(str::to_string),
-            message: message.into(),
-        }
+        StreamError { line, field: field.map(str::to_string), message: message.into() }
     }
 }
 
@@ -75,28 +71,16 @@ impl Line {
                 return Err(StreamError::new(number, None, "not a JSON object"));
             }
             Err(e) => {
-                return Err(StreamError::new(
-                    number,
-                    None,
-                    format!("not valid JSON: {e}"),
-                ));
+                return Err(StreamError::new(number, None, format!("not valid JSON: {e}")));
             }
         };
         let kind = match head.kind {
             Some(serde_json::Value::String(k)) if !k.is_empty() => k,
             Some(_) => {
-                return Err(StreamError::new(
-                    number,
-                    Some("kind"),
-                    "must be a non-empty string",
-                ));
+                return Err(StreamError::new(number, Some("kind"), "must be a non-empty string"));
             }
             None => {
-                return Err(StreamError::new(
-                    number,
-                    Some("kind"),
-                    "missing (every line needs a kind)",
-                ));
+                return Err(StreamError::new(number, Some("kind"), "missing (every line needs a kind)"));
             }
         };
         let version = match head.v {
@@ -104,21 +88,12 @@ impl Line {
             Some(serde_json::Value::Number(n)) => match n.as_u64() {
                 Some(v) if (1..=u32::MAX as u64).contains(&v) => v as u32,
                 _ => {
-                    return Err(StreamError::new(
-                        number,
-                        Some("v"),
-                        "must be a whole number from 1",
-                    ));
+                    return Err(StreamError::new(number, Some("v"), "must be a whole number from 1"));
                 }
             },
             Some(_) => return Err(StreamError::new(number, Some("v"), "must be a number")),
         };
-        Ok(Some(Line {
-            number,
-            text: trimmed.to_string(),
-            kind,
-            version,
-        }))
+        Ok(Some(Line { number, text: trimmed.to_string(), kind, version }))
     }
 
     pub fn is<T: Record>(&self) -> bool {
@@ -151,10 +126,19 @@ impl Line {
 
     /// The error of parsing this line as a `T`, with the path of the field at fault.
     fn explain<T: Record>(&self) -> StreamError {
-        let de = &mut serde_json::Deserializer::from_str(&self.text);
-        let Err(e) = serde_path_to_error::deserialize::<_, T>(de) else {
-            return StreamError::new(self.number, None, "unreadable record");
-        };
+        match from_str_with_path::<T>(&self.text) {
+            Ok(_) => StreamError::new(self.number, None, "unreadable record"),
+            Err((field, message)) => StreamError { line: self.number, field, message },
+        }
+    }
+}
+
+/// Parses JSON text as a `T`; on failure, the path of the field at fault (`access.port`,
+/// `public_ipv4[1]`; the field itself when it is missing) and a message without serde_json's
+/// position suffix. Slower than plain serde_json: use it to explain a failure.
+pub fn from_str_with_path<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Option<String>, String)> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
         let path = e.path().to_string();
         let mut field = (path != ".").then_some(path);
         // serde_json appends " at line 1 column N", which only confuses here.
@@ -163,22 +147,15 @@ impl Line {
             message.truncate(at);
         }
         // A missing field is reported at its parent: name the field itself.
-        if let Some(name) = message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.strip_suffix('`'))
-        {
+        if let Some(name) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
             field = Some(match field {
                 Some(parent) => format!("{parent}.{name}"),
                 None => name.to_string(),
             });
             message = "missing".into();
         }
-        StreamError {
-            line: self.number,
-            field,
-            message,
-        }
-    }
+        (field, message)
+    })
 }
 
 /// Iterates over the records of a reader.
@@ -190,11 +167,7 @@ pub struct Reader<R> {
 
 impl<R: BufRead> Reader<R> {
     pub fn new(inner: R) -> Self {
-        Reader {
-            inner,
-            number: 0,
-            buf: String::new(),
-        }
+        Reader { inner, number: 0, buf: String::new() }
     }
 }
 
@@ -216,11 +189,7 @@ impl<R: BufRead> Iterator for Reader<R> {
                     return Some(Err(StreamError::new(self.number, None, "not valid UTF-8")));
                 }
                 Err(e) => {
-                    return Some(Err(StreamError::new(
-                        self.number,
-                        None,
-                        format!("read error: {e}"),
-                    )));
+                    return Some(Err(StreamError::new(self.number, None, format!("read error: {e}"))));
                 }
             }
         }
@@ -257,12 +226,7 @@ struct Envelope<'a, T> {
 
 /// Serializes a record as one JSON line (without the newline).
 pub fn to_line<T: Record>(record: &T) -> String {
-    serde_json::to_string(&Envelope {
-        kind: T::KIND,
-        v: T::VERSION,
-        record,
-    })
-    .expect("records always serialize")
+    serde_json::to_string(&Envelope { kind: T::KIND, v: T::VERSION, record }).expect("records always serialize")
 }
 
 /// Buffered JSON-lines output.
@@ -272,20 +236,11 @@ pub struct Writer<W: Write> {
 
 impl<W: Write> Writer<W> {
     pub fn new(inner: W) -> Self {
-        Writer {
-            inner: BufWriter::with_capacity(64 * 1024, inner),
-        }
+        Writer { inner: BufWriter::with_capacity(64 * 1024, inner) }
     }
 
     pub fn write<T: Record>(&mut self, record: &T) -> io::Result<()> {
-        serde_json::to_writer(
-            &mut self.inner,
-            &Envelope {
-                kind: T::KIND,
-                v: T::VERSION,
-                record,
-            },
-        )?;
+        serde_json::to_writer(&mut self.inner, &Envelope { kind: T::KIND, v: T::VERSION, record })?;
         self.inner.write_all(b"\n")
     }
 
@@ -312,16 +267,10 @@ mod tests {
         let input = format!("{NODE}\n\n{{\"kind\":\"other\",\"x\": 1}}\n");
         let (nodes, others) = read_kind::<Node>(input.as_bytes()).unwrap();
         assert_eq!(nodes.len(), 1);
-        assert_eq!(
-            others[0].text, "{\"kind\":\"other\",\"x\": 1}",
-            "passthrough must be byte-exact"
-        );
+        assert_eq!(others[0].text, "{\"kind\":\"other\",\"x\": 1}", "passthrough must be byte-exact");
         assert_eq!(others[0].number, 3);
         let line = to_line(&nodes[0]);
-        assert!(
-            line.starts_with(r#"{"kind":"node","v":1,"cluster":"zk""#),
-            "{line}"
-        );
+        assert!(line.starts_with(r#"{"kind":"node","v":1,"cluster":"zk""#), "{line}");
         let (again, _) = read_kind::<Node>(line.as_bytes()).unwrap();
         assert_eq!(again, nodes);
     }
@@ -346,10 +295,7 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("v"));
         assert!(e.to_string().contains("newer than this build"), "{e}");
 
-        let e = error_of(&format!(
-            "{NODE}\n{}",
-            NODE.replace("192.168.128.1", "192.168.300.1")
-        ));
+        let e = error_of(&format!("{NODE}\n{}", NODE.replace("192.168.128.1", "192.168.300.1")));
         assert_eq!((e.line, e.field.as_deref()), (2, Some("private_ipv4[0]")));
 
         let e = error_of(&NODE.replace(r#""name":"zk-1","#, ""));
@@ -376,9 +322,7 @@ pub fn read_kind_parallel<T: Record, U: Send>(
     mut input: impl io::Read,
     keep: impl Fn(T) -> U + Sync,
 ) -> Result<(Vec<U>, Vec<Line>), StreamError> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     // What our own writer puts first: lines that start so need no separate look at their head.
     let prefix = format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION);
     let mut kept = Vec::new();
@@ -395,36 +339,22 @@ pub fn read_kind_parallel<T: Record, U: Send>(
             Err(e) => return Err(StreamError::new(base + 1, None, format!("read error: {e}"))),
         }
         // Whole lines only; the rest waits for the next round.
-        let cut = if eof {
-            buf.len()
-        } else {
-            buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1)
-        };
+        let cut = if eof { buf.len() } else { buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) };
         if cut == 0 && !eof {
             continue; // one line longer than a chunk: read on
         }
         let text = match std::str::from_utf8(&buf[..cut]) {
             Ok(t) => t,
             Err(e) => {
-                let line = base
-                    + 1
-                    + buf[..e.valid_up_to()]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count();
+                let line = base + 1 + buf[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
                 return Err(StreamError::new(line, None, "not valid UTF-8"));
             }
         };
         let parts = split_lines(text, threads);
         let results: Vec<Part<U>> = std::thread::scope(|s| {
-            let handles: Vec<_> = parts
-                .iter()
-                .map(|part| s.spawn(|| parse_part::<T, U>(part, &prefix, &keep)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("parser threads do not panic"))
-                .collect()
+            let handles: Vec<_> =
+                parts.iter().map(|part| s.spawn(|| parse_part::<T, U>(part, &prefix, &keep))).collect();
+            handles.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect()
         });
         for part in results {
             if let Some(mut e) = part.error {
@@ -470,23 +400,13 @@ fn split_lines(text: &str, n: usize) -> Vec<&str> {
 }
 
 fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T) -> U + Sync)) -> Part<U> {
-    let mut part = Part {
-        kept: Vec::new(),
-        others: Vec::new(),
-        lines: 0,
-        error: None,
-    };
+    let mut part = Part { kept: Vec::new(), others: Vec::new(), lines: 0, error: None };
     for raw in text.split_inclusive('\n') {
         part.lines += 1;
         let number = part.lines;
         let fast = raw.starts_with(prefix);
         let line = if fast {
-            Line {
-                number,
-                text: String::new(),
-                kind: String::new(),
-                version: T::VERSION,
-            }
+            Line { number, text: String::new(), kind: String::new(), version: T::VERSION }
         } else {
             match Line::from_text(number, raw) {
                 Ok(Some(line)) => line,
@@ -504,11 +424,7 @@ fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T) -> U + 
                     r.strip_envelope();
                     Ok(r)
                 }
-                _ => Line {
-                    text: text.to_string(),
-                    ..line
-                }
-                .parse::<T>(),
+                _ => Line { text: text.to_string(), ..line }.parse::<T>(),
             };
             match parsed {
                 Ok(r) => part.kept.push(keep(r)),
@@ -552,11 +468,7 @@ mod parallel_tests {
         let (seq, seq_others) = read_kind::<Node>(input.as_bytes()).unwrap();
         let (par, par_others) = read_kind_parallel::<Node, Node>(input.as_bytes(), |n| n).unwrap();
         assert_eq!(seq, par);
-        let numbers = |l: &[Line]| {
-            l.iter()
-                .map(|l| (l.number, l.text.clone()))
-                .collect::<Vec<_>>()
-        };
+        let numbers = |l: &[Line]| l.iter().map(|l| (l.number, l.text.clone())).collect::<Vec<_>>();
         assert_eq!(numbers(&seq_others), numbers(&par_others));
     }
 
@@ -576,10 +488,7 @@ mod parallel_tests {
         let seq = read_kind::<Node>(input.as_bytes()).unwrap_err();
         let par = read_kind_parallel::<Node, Node>(input.as_bytes(), |n| n).unwrap_err();
         assert_eq!(seq, par);
-        assert_eq!(
-            (par.line, par.field.as_deref()),
-            (1235, Some("private_ipv4[0]"))
-        );
+        assert_eq!((par.line, par.field.as_deref()), (1235, Some("private_ipv4[0]")));
         // The fast path still checks versions.
         let newer = node(1).replace("\"v\":1", "\"v\":2");
         let e = read_kind_parallel::<Node, Node>(newer.as_bytes(), |n| n).unwrap_err();

@@ -9,10 +9,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Self {
-        Table {
-            headers: headers.to_vec(),
-            rows: Vec::new(),
-        }
+        Table { headers: headers.to_vec(), rows: Vec::new() }
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
@@ -59,15 +56,7 @@ impl Table {
 
 /// Joins addresses (or anything displayable) with commas; `-` when empty.
 pub fn list<T: std::fmt::Display>(items: &[T]) -> String {
-    if items.is_empty() {
-        "-".into()
-    } else {
-        items
-            .iter()
-            .map(|i| i.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    }
+    if items.is_empty() { "-".into() } else { items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",") }
 }
 
 /// A record that can be shown as a table row.
@@ -77,9 +66,8 @@ pub trait Tabular {
 }
 
 impl Tabular for crate::record::Node {
-    const HEADERS: &'static [&'static str] = &[
-        "NAME", "CLUSTER", "GROUP", "STATUS", "PRIVATE", "PUBLIC", "PROVIDER", "ID", "REGION",
-    ];
+    const HEADERS: &'static [&'static str] =
+        &["NAME", "CLUSTER", "GROUP", "STATUS", "PRIVATE", "PUBLIC", "PROVIDER", "ID", "REGION"];
     fn row(&self) -> Vec<String> {
         vec![
             self.name.to_string(),
@@ -96,22 +84,13 @@ impl Tabular for crate::record::Node {
 }
 
 impl Tabular for crate::record::Volume {
-    const HEADERS: &'static [&'static str] = &[
-        "LABEL",
-        "SIZE_MIB",
-        "STATUS",
-        "ATTACHED_TO",
-        "PATH",
-        "PROVIDER",
-    ];
+    const HEADERS: &'static [&'static str] = &["LABEL", "SIZE_MIB", "STATUS", "ATTACHED_TO", "PATH", "PROVIDER"];
     fn row(&self) -> Vec<String> {
         vec![
             self.label.to_string(),
             self.size_mib.to_string(),
             self.status.clone(),
-            self.attached_to
-                .as_ref()
-                .map_or("-".into(), |n| n.to_string()),
+            self.attached_to.as_ref().map_or("-".into(), |n| n.to_string()),
             self.path.clone().unwrap_or_else(|| "-".into()),
             self.provider.to_string(),
         ]
@@ -128,13 +107,7 @@ impl Tabular for crate::record::Cluster {
                 let mut s = d.cluster.to_string();
                 if !d.groups.is_empty() {
                     s.push(':');
-                    s.push_str(
-                        &d.groups
-                            .iter()
-                            .map(|g| g.as_str())
-                            .collect::<Vec<_>>()
-                            .join("+"),
-                    );
+                    s.push_str(&d.groups.iter().map(|g| g.as_str()).collect::<Vec<_>>().join("+"));
                 }
                 if !d.ports.is_empty() {
                     s.push('[');
@@ -148,20 +121,13 @@ impl Tabular for crate::record::Cluster {
             self.name.to_string(),
             self.domain.as_ref().map_or("-".into(), |d| d.to_string()),
             self.provider.to_string(),
-            if deps.is_empty() {
-                "-".into()
-            } else {
-                deps.join(" ")
-            },
+            if deps.is_empty() { "-".into() } else { deps.join(" ") },
         ]
     }
 }
 
 /// Prints records as a table or as JSON lines.
-pub fn emit<T: crate::record::Record + Tabular>(
-    items: &[T],
-    format: crate::cli::OutputFormat,
-) -> io::Result<()> {
+pub fn emit<T: crate::record::Record + Tabular>(items: &[T], format: crate::cli::OutputFormat) -> io::Result<()> {
     match format {
         crate::cli::OutputFormat::Table => {
             let mut t = Table::new(T::HEADERS);

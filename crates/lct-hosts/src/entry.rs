@@ -84,12 +84,7 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions {
-            private: true,
-            public: None,
-            ipv6: true,
-            aliases: BTreeMap::new(),
-        }
+        RenderOptions { private: true, public: None, ipv6: true, aliases: BTreeMap::new() }
     }
 }
 
@@ -97,27 +92,12 @@ impl Default for RenderOptions {
 pub enum HostsError {
     #[error("{0:?} is not a valid host name: {1}")]
     BadName(String, String),
-    #[error(
-        "the name {name:?} is given to both {first} ({first_node}) and {second} ({second_node})"
-    )]
-    Conflict {
-        name: String,
-        first: IpAddr,
-        first_node: String,
-        second: IpAddr,
-        second_node: String,
-    },
+    #[error("the name {name:?} is given to both {first} ({first_node}) and {second} ({second_node})")]
+    Conflict { name: String, first: IpAddr, first_node: String, second: IpAddr, second_node: String },
     #[error("{path}: line {line}: {message}")]
-    File {
-        path: String,
-        line: usize,
-        message: String,
-    },
+    File { path: String, line: usize, message: String },
     #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 /// Checks a host name: dot-separated RFC 1123 labels, at most 253 characters.
@@ -134,15 +114,9 @@ pub fn check_host_name(name: &str) -> Result<(), HostsError> {
 
 /// Renders the entries of `nodes`, sorted by cluster, node, scope and address family, and
 /// checks them: every name valid, and no name for two addresses of one family.
-pub fn render(
-    nodes: &[Member],
-    clusters: &[Cluster],
-    options: &RenderOptions,
-) -> Result<Vec<HostEntry>, HostsError> {
-    let domains: HashMap<&Name, &DomainName> = clusters
-        .iter()
-        .filter_map(|c| c.domain.as_ref().map(|d| (&c.name, d)))
-        .collect();
+pub fn render(nodes: &[Member], clusters: &[Cluster], options: &RenderOptions) -> Result<Vec<HostEntry>, HostsError> {
+    let domains: HashMap<&Name, &DomainName> =
+        clusters.iter().filter_map(|c| c.domain.as_ref().map(|d| (&c.name, d))).collect();
     for name in options.aliases.values().flatten() {
         check_host_name(name)?;
     }
@@ -167,11 +141,7 @@ pub fn render(
     order.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
     for node in order {
         let domain = domains.get(&node.cluster);
-        let aliases = options
-            .aliases
-            .get(&node.name)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let aliases = options.aliases.get(&node.name).map(Vec::as_slice).unwrap_or_default();
         if options.private {
             let mut names = Vec::with_capacity(2 + aliases.len());
             if let Some(d) = domain {
@@ -179,15 +149,7 @@ pub fn render(
             }
             names.push(node.name.to_string());
             names.extend(aliases.iter().cloned());
-            push_addresses(
-                &mut entries,
-                node,
-                Scope::Private,
-                node.private_ipv4,
-                node.private_ipv6,
-                &names,
-                options,
-            );
+            push_addresses(&mut entries, node, Scope::Private, node.private_ipv4, node.private_ipv6, &names, options);
         }
         if let Some(public) = &options.public {
             let mut names = vec![match public {
@@ -197,21 +159,10 @@ pub fn render(
             if !options.private {
                 names.extend(aliases.iter().cloned());
             }
-            push_addresses(
-                &mut entries,
-                node,
-                Scope::Public,
-                node.public_ipv4,
-                node.public_ipv6,
-                &names,
-                options,
-            );
+            push_addresses(&mut entries, node, Scope::Public, node.public_ipv4, node.public_ipv6, &names, options);
         }
     }
-    if let Some(long) = nodes
-        .iter()
-        .find(|n| n.name.as_str().len() + 1 + longest_domain > 253)
-    {
+    if let Some(long) = nodes.iter().find(|n| n.name.as_str().len() + 1 + longest_domain > 253) {
         for e in entries.iter().filter(|e| e.node == long.name) {
             for n in &e.names {
                 check_host_name(n)?;
@@ -330,14 +281,9 @@ mod tests {
             node("zk", "zk-1", "192.168.128.1", "203.0.113.1", "2001:db8::1"),
         ];
         let mut options = RenderOptions::default();
-        options
-            .aliases
-            .insert("zk-1".parse().unwrap(), vec!["leader".into()]);
+        options.aliases.insert("zk-1".parse().unwrap(), vec!["leader".into()]);
         let text = hosts_text(&render(&members(&nodes), &zk(), &options).unwrap());
-        assert_eq!(
-            text,
-            "192.168.128.1\tzk-1.zk.lct zk-1 leader\n192.168.128.2\tzk-2.zk.lct zk-2\n"
-        );
+        assert_eq!(text, "192.168.128.1\tzk-1.zk.lct zk-1 leader\n192.168.128.2\tzk-2.zk.lct zk-2\n");
 
         options.public = Some(PublicNames::Suffix("public".into()));
         let text = hosts_text(&render(&members(&nodes), &zk(), &options).unwrap());
@@ -350,44 +296,24 @@ mod tests {
         options.private = false;
         options.public = Some(PublicNames::Domain("pub.example".parse().unwrap()));
         let text = hosts_text(&render(&members(&nodes), &zk(), &options).unwrap());
-        assert_eq!(
-            text,
-            "203.0.113.1\tzk-1.pub.example leader\n203.0.113.2\tzk-2.pub.example\n"
-        );
+        assert_eq!(text, "203.0.113.1\tzk-1.pub.example leader\n203.0.113.2\tzk-2.pub.example\n");
     }
 
     #[test]
     fn refuses_conflicts_and_bad_names() {
         let nodes = vec![
             node("zk", "zk-1", "192.168.128.1", "203.0.113.1", "2001:db8::1"),
-            node(
-                "kafka",
-                "zk-1",
-                "192.168.128.9",
-                "203.0.113.9",
-                "2001:db8::9",
-            ),
+            node("kafka", "zk-1", "192.168.128.9", "203.0.113.9", "2001:db8::9"),
         ];
-        let err = render(&members(&nodes), &[], &RenderOptions::default())
-            .unwrap_err()
-            .to_string();
+        let err = render(&members(&nodes), &[], &RenderOptions::default()).unwrap_err().to_string();
         assert!(
-            err.contains(
-                "\"zk-1\" is given to both 192.168.128.9 (kafka/zk-1) and 192.168.128.1 (zk/zk-1)"
-            ),
+            err.contains("\"zk-1\" is given to both 192.168.128.9 (kafka/zk-1) and 192.168.128.1 (zk/zk-1)"),
             "{err}"
         );
 
         let mut options = RenderOptions::default();
-        options
-            .aliases
-            .insert("zk-1".parse().unwrap(), vec!["bad_alias".into()]);
-        let err = render(&members(&nodes[..1]), &[], &options)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("\"bad_alias\" is not a valid host name"),
-            "{err}"
-        );
+        options.aliases.insert("zk-1".parse().unwrap(), vec!["bad_alias".into()]);
+        let err = render(&members(&nodes[..1]), &[], &options).unwrap_err().to_string();
+        assert!(err.contains("\"bad_alias\" is not a valid host name"), "{err}");
     }
 }

@@ -41,11 +41,7 @@ pub struct HostsFile {
 impl HostsFile {
     /// Parses `bytes`; `path` only names the file in errors.
     pub fn parse(path: &str, bytes: Vec<u8>) -> Result<HostsFile, HostsError> {
-        let err = |line: usize, message: String| HostsError::File {
-            path: path.to_string(),
-            line,
-            message,
-        };
+        let err = |line: usize, message: String| HostsError::File { path: path.to_string(), line, message };
         let mut blocks: Vec<Block> = Vec::new();
         let mut open: Option<(String, usize, usize, usize)> = None; // cluster, start, inner start, line
         let mut offset = 0;
@@ -59,9 +55,7 @@ impl HostsFile {
                 if let Some((other, _, _, at)) = &open {
                     return Err(err(
                         number,
-                        format!(
-                            "block of cluster {name} begins inside the block of {other} (line {at})"
-                        ),
+                        format!("block of cluster {name} begins inside the block of {other} (line {at})"),
                     ));
                 }
                 if blocks.iter().any(|b| b.cluster == name) {
@@ -72,36 +66,23 @@ impl HostsFile {
                 let name = String::from_utf8_lossy(name).trim().to_string();
                 match open.take() {
                     Some((cluster, start, inner_start, _)) if cluster == name => {
-                        blocks.push(Block {
-                            cluster,
-                            start,
-                            end: next,
-                            inner: (inner_start, offset),
-                        });
+                        blocks.push(Block { cluster, start, end: next, inner: (inner_start, offset) });
                     }
                     Some((cluster, _, _, at)) => {
                         return Err(err(
                             number,
-                            format!(
-                                "end of cluster {name}'s block inside the block of {cluster} (line {at})"
-                            ),
+                            format!("end of cluster {name}'s block inside the block of {cluster} (line {at})"),
                         ));
                     }
                     None => {
-                        return Err(err(
-                            number,
-                            format!("end of cluster {name}'s block without its beginning"),
-                        ));
+                        return Err(err(number, format!("end of cluster {name}'s block without its beginning")));
                     }
                 }
             }
             offset = next;
         }
         if let Some((cluster, _, _, at)) = open {
-            return Err(err(
-                at,
-                format!("the block of cluster {cluster} has no end line"),
-            ));
+            return Err(err(at, format!("the block of cluster {cluster} has no end line")));
         }
         Ok(HostsFile { bytes, blocks })
     }
@@ -112,10 +93,7 @@ impl HostsFile {
 
     /// The lines of a cluster's block, without the markers.
     pub fn block(&self, cluster: &str) -> Option<&[u8]> {
-        self.blocks
-            .iter()
-            .find(|b| b.cluster == cluster)
-            .map(|b| &self.bytes[b.inner.0..b.inner.1])
+        self.blocks.iter().find(|b| b.cluster == cluster).map(|b| &self.bytes[b.inner.0..b.inner.1])
     }
 
     pub fn clusters(&self) -> Vec<&str> {
@@ -137,9 +115,7 @@ impl HostsFile {
                 out.push(b'\n');
             }
         };
-        let mut out = Vec::with_capacity(
-            self.bytes.len() + changes.values().map(String::len).sum::<usize>() + 256,
-        );
+        let mut out = Vec::with_capacity(self.bytes.len() + changes.values().map(String::len).sum::<usize>() + 256);
         let mut at = 0;
         for b in &self.blocks {
             out.extend_from_slice(&self.bytes[at..b.start]);
@@ -165,18 +141,13 @@ impl HostsFile {
     pub fn diff(&self, path: &str, changes: &BTreeMap<Name, String>) -> String {
         let mut out = String::new();
         for (cluster, text) in changes {
-            let old = self
-                .block(cluster.as_str())
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default();
+            let old = self.block(cluster.as_str()).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
             if old == *text {
                 continue;
             }
             let old_lines: BTreeSet<&str> = old.lines().collect();
             let new_lines: BTreeSet<&str> = text.lines().collect();
-            out.push_str(&format!(
-                "--- {path} (cluster {cluster})\n+++ {path} (cluster {cluster})\n"
-            ));
+            out.push_str(&format!("--- {path} (cluster {cluster})\n+++ {path} (cluster {cluster})\n"));
             for l in old.lines().filter(|l| !new_lines.contains(l)) {
                 out.push_str(&format!("-{l}\n"));
             }
@@ -227,20 +198,11 @@ pub struct ApplyReport {
 /// Sets the blocks of `changes` in the file at `path` (created if missing, mode 0644):
 /// under a lock, not at all when nothing changes, atomically where it can, and read back to
 /// verify.
-pub fn apply(
-    path: &Path,
-    changes: &BTreeMap<Name, String>,
-    mode: WriteMode,
-) -> Result<ApplyReport, HostsError> {
+pub fn apply(path: &Path, changes: &BTreeMap<Name, String>, mode: WriteMode) -> Result<ApplyReport, HostsError> {
     let shown = path.display().to_string();
-    let io_err = |source: io::Error| HostsError::Io {
-        path: shown.clone(),
-        source,
-    };
-    let _lock = Lock::acquire(&lock_path(path)).map_err(|source| HostsError::Io {
-        path: lock_path(path).display().to_string(),
-        source,
-    })?;
+    let io_err = |source: io::Error| HostsError::Io { path: shown.clone(), source };
+    let _lock = Lock::acquire(&lock_path(path))
+        .map_err(|source| HostsError::Io { path: lock_path(path).display().to_string(), source })?;
     let old = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
@@ -261,10 +223,7 @@ pub fn apply(
     report.diff = file.diff(&shown, changes);
     report.outcome = match mode {
         WriteMode::Check => {
-            return Ok(ApplyReport {
-                outcome: ApplyOutcome::WouldChange,
-                ..report
-            });
+            return Ok(ApplyReport { outcome: ApplyOutcome::WouldChange, ..report });
         }
         WriteMode::InPlace => {
             write_in_place(path, &new).map_err(io_err)?;
@@ -286,9 +245,7 @@ pub fn apply(
     };
     let written = fs::read(path).map_err(io_err)?;
     if written != new {
-        return Err(io_err(io::Error::other(
-            "the file read back differs from what was written",
-        )));
+        return Err(io_err(io::Error::other("the file read back differs from what was written")));
     }
     Ok(report)
 }
@@ -302,32 +259,19 @@ fn lock_path(path: &Path) -> PathBuf {
     let key: String = absolute
         .to_string_lossy()
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
         .collect();
     if run_lock.is_dir() && key.len() < 200 {
         return run_lock.join(format!("lct-hosts{key}.lock"));
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "hosts".into());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "hosts".into());
     path.with_file_name(format!(".{name}.lct-hosts.lock"))
 }
 
 /// Rewrites a file's contents without replacing its inode, so every bind mount of it and
 /// every process that has it open see the new contents.
 fn write_in_place(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)?;
+    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
     f.write_all(contents)?;
     f.set_len(contents.len() as u64)?;
     f.sync_all()
@@ -342,9 +286,7 @@ fn is_mount_point(path: &Path) -> bool {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mount| Path::new(&unescape_mount(mount)) == canonical)
+    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mount| Path::new(&unescape_mount(mount)) == canonical)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
@@ -353,15 +295,8 @@ fn unescape_mount(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-        {
-            out.push(
-                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'),
-            );
+        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            out.push((bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0'));
             i += 4;
         } else {
             out.push(bytes[i]);
@@ -376,22 +311,15 @@ mod tests {
     use super::*;
 
     fn changes(pairs: &[(&str, &str)]) -> BTreeMap<Name, String> {
-        pairs
-            .iter()
-            .map(|(c, t)| (c.parse().unwrap(), t.to_string()))
-            .collect()
+        pairs.iter().map(|(c, t)| (c.parse().unwrap(), t.to_string())).collect()
     }
 
-    const HAND: &str =
-        "127.0.0.1\tlocalhost\n# an operator's comment\n10.0.0.9 by-hand  # keep me\n";
+    const HAND: &str = "127.0.0.1\tlocalhost\n# an operator's comment\n10.0.0.9 by-hand  # keep me\n";
 
     #[test]
     fn blocks_are_added_replaced_and_removed_keeping_other_bytes() {
         let file = HostsFile::parse("h", HAND.as_bytes().to_vec()).unwrap();
-        let one = file.with_blocks(&changes(&[
-            ("zk", "192.168.128.1\tzk-1\n"),
-            ("b", "192.168.128.2\tb-1\n"),
-        ]));
+        let one = file.with_blocks(&changes(&[("zk", "192.168.128.1\tzk-1\n"), ("b", "192.168.128.2\tb-1\n")]));
         let one = String::from_utf8(one).unwrap();
         assert_eq!(
             one,
@@ -403,16 +331,11 @@ mod tests {
         // An operator adds a line after the blocks; replacing zk keeps it and b untouched.
         let edited = format!("{one}10.1.1.1 later\n");
         let file = HostsFile::parse("h", edited.clone().into_bytes()).unwrap();
-        let two = String::from_utf8(file.with_blocks(&changes(&[("zk", "192.168.128.3\tzk-3\n")])))
-            .unwrap();
-        assert_eq!(
-            two,
-            edited.replace("192.168.128.1\tzk-1", "192.168.128.3\tzk-3")
-        );
+        let two = String::from_utf8(file.with_blocks(&changes(&[("zk", "192.168.128.3\tzk-3\n")]))).unwrap();
+        assert_eq!(two, edited.replace("192.168.128.1\tzk-1", "192.168.128.3\tzk-3"));
         // An empty block removes it.
         let file = HostsFile::parse("h", two.into_bytes()).unwrap();
-        let three =
-            String::from_utf8(file.with_blocks(&changes(&[("b", ""), ("zk", "")]))).unwrap();
+        let three = String::from_utf8(file.with_blocks(&changes(&[("b", ""), ("zk", "")]))).unwrap();
         assert_eq!(three, format!("{HAND}10.1.1.1 later\n"));
     }
 
@@ -426,27 +349,15 @@ mod tests {
     #[test]
     fn broken_markers_are_refused_with_their_line() {
         for (text, expected) in [
-            (
-                "# BEGIN lct-hosts cluster a\n1.1.1.1 x\n",
-                "line 1: the block of cluster a has no end line",
-            ),
-            (
-                "x\n# END lct-hosts cluster a\n",
-                "line 2: end of cluster a's block without its beginning",
-            ),
-            (
-                "# BEGIN lct-hosts cluster a\n# BEGIN lct-hosts cluster b\n",
-                "line 2: block of cluster b begins inside",
-            ),
+            ("# BEGIN lct-hosts cluster a\n1.1.1.1 x\n", "line 1: the block of cluster a has no end line"),
+            ("x\n# END lct-hosts cluster a\n", "line 2: end of cluster a's block without its beginning"),
+            ("# BEGIN lct-hosts cluster a\n# BEGIN lct-hosts cluster b\n", "line 2: block of cluster b begins inside"),
             (
                 "# BEGIN lct-hosts cluster a\n# END lct-hosts cluster a\n# BEGIN lct-hosts cluster a\n# END lct-hosts cluster a\n",
                 "line 3: a second block for cluster a",
             ),
         ] {
-            let err = HostsFile::parse("/etc/hosts", text.as_bytes().to_vec())
-                .err()
-                .expect(text)
-                .to_string();
+            let err = HostsFile::parse("/etc/hosts", text.as_bytes().to_vec()).err().expect(text).to_string();
             assert!(err.contains(expected), "{err}");
         }
     }
@@ -461,33 +372,17 @@ mod tests {
         let c = changes(&[("zk", "192.168.128.1\tzk-1\n")]);
         let check = apply(&path, &c, WriteMode::Check).unwrap();
         assert_eq!(check.outcome, ApplyOutcome::WouldChange);
-        assert!(
-            check.diff.contains("+192.168.128.1\tzk-1"),
-            "{}",
-            check.diff
-        );
+        assert!(check.diff.contains("+192.168.128.1\tzk-1"), "{}", check.diff);
         assert_eq!(fs::read_to_string(&path).unwrap(), HAND);
-        assert_eq!(
-            apply(&path, &c, WriteMode::Auto).unwrap().outcome,
-            ApplyOutcome::Replaced
-        );
-        assert_eq!(
-            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o640
-        );
+        assert_eq!(apply(&path, &c, WriteMode::Auto).unwrap().outcome, ApplyOutcome::Replaced);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         let mtime = fs::metadata(&path).unwrap().modified().unwrap();
-        assert_eq!(
-            apply(&path, &c, WriteMode::Auto).unwrap().outcome,
-            ApplyOutcome::Unchanged
-        );
+        assert_eq!(apply(&path, &c, WriteMode::Auto).unwrap().outcome, ApplyOutcome::Unchanged);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
         let before = inode(&path);
         let c2 = changes(&[("zk", "192.168.128.2\tzk-2\n")]);
-        assert_eq!(
-            apply(&path, &c2, WriteMode::InPlace).unwrap().outcome,
-            ApplyOutcome::WrittenInPlace
-        );
+        assert_eq!(apply(&path, &c2, WriteMode::InPlace).unwrap().outcome, ApplyOutcome::WrittenInPlace);
         assert_eq!(inode(&path), before, "in place keeps the inode");
         assert!(fs::read_to_string(&path).unwrap().contains("zk-2"));
     }

@@ -14,8 +14,7 @@ mod file;
 pub mod push;
 
 pub use entry::{
-    HostEntry, HostsError, Member, PublicNames, RenderOptions, Scope, check, check_host_name,
-    hosts_text, render,
+    HostEntry, HostsError, Member, PublicNames, RenderOptions, Scope, check, check_host_name, hosts_text, render,
 };
 pub use file::{ApplyOutcome, ApplyReport, HostsFile, WriteMode, apply, block_begin, block_end};
 pub use push::{PushPlan, PushReport, PushStatus, plan, push};

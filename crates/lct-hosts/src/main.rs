@@ -11,8 +11,8 @@ use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream::{self, Writer};
 use lct_core::table::{Tabular, emit};
 use lct_hosts::{
-    ApplyOutcome, HostEntry, Member, PublicNames, PushStatus, RenderOptions, WriteMode, apply,
-    hosts_text, plan, push, render,
+    ApplyOutcome, HostEntry, Member, PublicNames, PushStatus, RenderOptions, WriteMode, apply, hosts_text, plan, push,
+    render,
 };
 use lct_inventory::exec::ExecOptions;
 use lct_inventory::{Selector, query};
@@ -153,20 +153,13 @@ impl Naming {
             (None, false) => None,
         };
         if self.no_private && public.is_none() {
-            return Err(UsageError(
-                "--no-private without --public leaves nothing to render".into(),
-            ));
+            return Err(UsageError("--no-private without --public leaves nothing to render".into()));
         }
         let mut aliases: BTreeMap<Name, Vec<String>> = BTreeMap::new();
         for (node, name) in &self.alias {
             aliases.entry(node.clone()).or_default().push(name.clone());
         }
-        Ok(RenderOptions {
-            private: !self.no_private,
-            public,
-            ipv6: !self.no_ipv6,
-            aliases,
-        })
+        Ok(RenderOptions { private: !self.no_private, public, ipv6: !self.no_ipv6, aliases })
     }
 }
 
@@ -176,9 +169,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
     lct_core::cli::run("lct-hosts", || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(run(cli))
     })
 }
@@ -186,10 +177,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
     match cli.command {
-        Command::Render {
-            format: text_format,
-            naming,
-        } => {
+        Command::Render { format: text_format, naming } => {
             let options = naming.options()?;
             let (nodes, clusters, others) = read_input()?;
             let entries = render(&nodes, &with_store(clusters)?, &options)?;
@@ -214,15 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Apply {
-            file,
-            clusters,
-            remove,
-            check,
-            diff,
-            in_place,
-            naming,
-        } => {
+        Command::Apply { file, clusters, remove, check, diff, in_place, naming } => {
             let options = naming.options()?;
             let mut entries = Vec::new();
             if !io::stdin().is_terminal() {
@@ -233,9 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 entries.extend(render(&nodes, &with_store(cluster_records)?, &options)?);
                 lct_hosts::check(&entries)?;
             } else if remove.is_empty() {
-                return Err(
-                    UsageError("pipe host-entry or node records, or give --remove".into()).into(),
-                );
+                return Err(UsageError("pipe host-entry or node records, or give --remove".into()).into());
             }
             let mut changes: BTreeMap<Name, String> = BTreeMap::new();
             for c in clusters {
@@ -250,10 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             for c in remove {
                 if changes.get(&c).is_some_and(|t| !t.is_empty()) {
-                    return Err(UsageError(format!(
-                        "cluster {c} is both given entries and --remove'd"
-                    ))
-                    .into());
+                    return Err(UsageError(format!("cluster {c} is both given entries and --remove'd")).into());
                 }
                 changes.insert(c, String::new());
             }
@@ -292,38 +267,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Push {
-            clusters,
-            providers,
-            file,
-            parallel,
-            timeout,
-            remote_bin,
-            naming,
-        } => {
+        Command::Push { clusters, providers, file, parallel, timeout, remote_bin, naming } => {
             let options = naming.options()?;
             let records = ClusterStore::new(&state_dir()).load()?;
-            let selector = Selector {
-                providers,
-                ..Default::default()
-            };
+            let selector = Selector { providers, ..Default::default() };
             let nodes = query(&selector, &records).await?;
             let selected: BTreeSet<Name> = if clusters.is_empty() {
-                nodes
-                    .iter()
-                    .map(|n| n.cluster.clone())
-                    .chain(records.iter().map(|c| c.name.clone()))
-                    .collect()
+                nodes.iter().map(|n| n.cluster.clone()).chain(records.iter().map(|c| c.name.clone())).collect()
             } else {
                 clusters.into_iter().collect()
             };
             let work = plan(&nodes, &records, &selected, &options)?;
             let local_bin = std::env::current_exe().context("where is lct-hosts?")?;
-            let exec = ExecOptions {
-                parallel,
-                timeout: Some(Duration::from_secs(timeout)),
-                ssh_options: vec![],
-            };
+            let exec = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ssh_options: vec![] };
             let reports = push(work, &file, &local_bin, &remote_bin, &exec).await;
             emit(&reports, format)?;
             let failed: Vec<String> = reports
@@ -332,12 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|r| format!("{} ({})", r.node, r.error.as_deref().unwrap_or("failed")))
                 .collect();
             if !failed.is_empty() {
-                bail!(
-                    "push failed on {} of {} nodes: {}",
-                    failed.len(),
-                    reports.len(),
-                    failed.join(", ")
-                );
+                bail!("push failed on {} of {} nodes: {}", failed.len(), reports.len(), failed.join(", "));
             }
             Ok(())
         }
@@ -350,8 +301,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn read_input() -> anyhow::Result<(Vec<Member>, Vec<Cluster>, Vec<stream::Line>)> {
     // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
     let (nodes, others) =
-        stream::read_kind_parallel::<Node, Member>(io::stdin().lock(), Member::from)
-            .context("stdin")?;
+        stream::read_kind_parallel::<Node, Member>(io::stdin().lock(), Member::from).context("stdin")?;
     let clusters = others
         .iter()
         .filter(|l| l.is::<Cluster>())
@@ -364,12 +314,7 @@ fn read_input() -> anyhow::Result<(Vec<Member>, Vec<Cluster>, Vec<stream::Line>)
 /// Cluster records from the input, completed by those of the state directory.
 fn with_store(mut clusters: Vec<Cluster>) -> anyhow::Result<Vec<Cluster>> {
     let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
-    clusters.extend(
-        ClusterStore::new(&state_dir())
-            .load()?
-            .into_iter()
-            .filter(|c| !known.contains(&c.name)),
-    );
+    clusters.extend(ClusterStore::new(&state_dir()).load()?.into_iter().filter(|c| !known.contains(&c.name)));
     Ok(clusters)
 }
 

@@ -74,18 +74,13 @@ pub fn plan(
     let entries = render(&members, clusters, options)?;
     let mut lines: BTreeMap<&Name, String> = selected.iter().map(|c| (c, String::new())).collect();
     for e in &entries {
-        let text = lines
-            .get_mut(&e.cluster)
-            .expect("entries come from selected clusters");
+        let text = lines.get_mut(&e.cluster).expect("entries come from selected clusters");
         text.push_str(&lct_core::stream::to_line(e));
         text.push('\n');
     }
     let mut reach: BTreeSet<Name> = selected.clone();
     reach.extend(dependents_of(clusters, selected));
-    let mut plan = PushPlan {
-        targets: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let mut plan = PushPlan { targets: Vec::new(), skipped: Vec::new() };
     for node in nodes.iter().filter(|n| reach.contains(&n.cluster)) {
         if node.status != Status::Running {
             plan.skipped.push(node.clone());
@@ -97,11 +92,7 @@ pub fn plan(
             .flat_map(|c| c.depends_on.iter().map(|d| &d.cluster))
             .chain([&node.cluster])
             .collect();
-        let blocks: Vec<Name> = selected
-            .iter()
-            .filter(|c| uses.contains(c))
-            .cloned()
-            .collect();
+        let blocks: Vec<Name> = selected.iter().filter(|c| uses.contains(c)).cloned().collect();
         let input: String = blocks.iter().map(|c| lines[c].as_str()).collect();
         plan.targets.push((node.clone(), blocks, input));
     }
@@ -125,14 +116,7 @@ pub async fn push(
             Some(Access::Netns { .. }) => local_bin.display().to_string(),
             _ => remote_bin.to_string(),
         };
-        let mut argv = vec![
-            bin,
-            "apply".into(),
-            "--file".into(),
-            file.into(),
-            "--output".into(),
-            "jsonl".into(),
-        ];
+        let mut argv = vec![bin, "apply".into(), "--file".into(), file.into(), "--output".into(), "jsonl".into()];
         for c in &blocks {
             argv.extend(["--cluster".into(), c.to_string()]);
         }
@@ -146,34 +130,12 @@ pub async fn push(
             let blocks = blocks_of.remove(&r.node).unwrap_or_default();
             let (status, error) = if r.outcome.success() {
                 let changed = r.stdout.lines().any(|l| l.contains("\"changed\":true"));
-                (
-                    if changed {
-                        PushStatus::Changed
-                    } else {
-                        PushStatus::Unchanged
-                    },
-                    None,
-                )
+                (if changed { PushStatus::Changed } else { PushStatus::Unchanged }, None)
             } else {
-                let why = r
-                    .stderr
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or_default()
-                    .to_string();
-                (
-                    PushStatus::Failed,
-                    Some(format!("{}: {why}", r.outcome.describe())),
-                )
+                let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();
+                (PushStatus::Failed, Some(format!("{}: {why}", r.outcome.describe())))
             };
-            PushReport {
-                node: r.node,
-                cluster: r.cluster,
-                status,
-                blocks,
-                error,
-            }
+            PushReport { node: r.node, cluster: r.cluster, status, blocks, error }
         })
         .collect();
     reports.extend(plan.skipped.into_iter().map(|n| PushReport {
@@ -213,39 +175,18 @@ mod tests {
         ];
         let selected: BTreeSet<Name> = ["zk".parse().unwrap()].into();
         let p = plan(&nodes, &clusters, &selected, &RenderOptions::default()).unwrap();
-        let targets: Vec<(&str, Vec<&str>)> = p
-            .targets
-            .iter()
-            .map(|(n, b, _)| (n.name.as_str(), b.iter().map(|c| c.as_str()).collect()))
-            .collect();
+        let targets: Vec<(&str, Vec<&str>)> =
+            p.targets.iter().map(|(n, b, _)| (n.name.as_str(), b.iter().map(|c| c.as_str()).collect())).collect();
         assert_eq!(targets, [("zk-1", vec!["zk"]), ("nn-1", vec!["zk"])]);
         assert_eq!(p.skipped[0].name.as_str(), "dn-1");
         assert!(p.targets[1].2.contains("\"address\":\"192.168.128.1\""));
 
         let both: BTreeSet<Name> = ["zk".parse().unwrap(), "hdfs".parse().unwrap()].into();
         let p = plan(&nodes, &clusters, &both, &RenderOptions::default()).unwrap();
-        let zk1 = p
-            .targets
-            .iter()
-            .find(|(n, _, _)| n.name.as_str() == "zk-1")
-            .unwrap();
-        assert_eq!(
-            zk1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            ["zk"],
-            "zk does not use hdfs"
-        );
-        let nn1 = p
-            .targets
-            .iter()
-            .find(|(n, _, _)| n.name.as_str() == "nn-1")
-            .unwrap();
-        assert_eq!(
-            nn1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            ["hdfs", "zk"]
-        );
-        assert!(
-            nn1.2.contains("192.168.128.3"),
-            "an offline member keeps its entry"
-        );
+        let zk1 = p.targets.iter().find(|(n, _, _)| n.name.as_str() == "zk-1").unwrap();
+        assert_eq!(zk1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["zk"], "zk does not use hdfs");
+        let nn1 = p.targets.iter().find(|(n, _, _)| n.name.as_str() == "nn-1").unwrap();
+        assert_eq!(nn1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["hdfs", "zk"]);
+        assert!(nn1.2.contains("192.168.128.3"), "an offline member keeps its entry");
     }
 }

@@ -29,11 +29,7 @@ pub struct ExecOptions {
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions {
-            parallel: 16,
-            timeout: None,
-            ssh_options: Vec::new(),
-        }
+        ExecOptions { parallel: 16, timeout: None, ssh_options: Vec::new() }
     }
 }
 
@@ -109,10 +105,7 @@ pub async fn exec(
     options: &ExecOptions,
     lines: Option<mpsc::UnboundedSender<OutputLine>>,
 ) -> Vec<ExecResult> {
-    let jobs = nodes
-        .into_iter()
-        .map(|n| (n, argv.clone(), Vec::new()))
-        .collect();
+    let jobs = nodes.into_iter().map(|n| (n, argv.clone(), Vec::new())).collect();
     exec_each(jobs, options, lines).await
 }
 
@@ -129,10 +122,7 @@ pub async fn exec_each(
         let options = options.clone();
         let lines = lines.clone();
         tasks.spawn(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
+            let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
             run_one(node, &argv, input, &options, lines).await
         });
     }
@@ -144,12 +134,7 @@ pub async fn exec_each(
 }
 
 fn node_env(node: &Node) -> Vec<(&'static str, String)> {
-    let join = |v: &[std::net::Ipv4Addr]| {
-        v.iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let join = |v: &[std::net::Ipv4Addr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(" ");
     vec![
         ("LCT_NODE", lct_core::stream::to_line(node)),
         ("LCT_NODE_NAME", node.name.to_string()),
@@ -163,11 +148,7 @@ fn node_env(node: &Node) -> Vec<(&'static str, String)> {
 /// Quotes a word for a POSIX shell (the remote side of ssh joins its arguments into one
 /// command line).
 pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b))
-    {
+    if !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+".contains(&b)) {
         word.to_string()
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
@@ -175,19 +156,13 @@ pub fn shell_quote(word: &str) -> String {
 }
 
 /// The program and arguments that run `argv` on `node`.
-pub fn command_for(
-    node: &Node,
-    argv: &[String],
-    options: &ExecOptions,
-) -> Result<Vec<String>, String> {
+pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Result<Vec<String>, String> {
     match &node.access {
         Some(Access::Netns { netns }) => {
-            let mut cmd: Vec<String> = [
-                "ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            let mut cmd: Vec<String> = ["ip", "netns", "exec", netns, "unshare", "--uts", "--", "sh", "-c"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             cmd.push(r#"hostname "$0" 2>/dev/null; exec "$@""#.into());
             cmd.push(node.name.to_string());
             cmd.extend(argv.iter().cloned());
@@ -199,28 +174,14 @@ pub fn command_for(
             for o in &options.ssh_options {
                 cmd.extend(["-o".into(), o.clone()]);
             }
-            cmd.extend([
-                "-p".into(),
-                port.to_string(),
-                "-l".into(),
-                user.clone(),
-                host.clone(),
-                "--".into(),
-            ]);
+            cmd.extend(["-p".into(), port.to_string(), "-l".into(), user.clone(), host.clone(), "--".into()]);
             let mut remote = vec!["env".to_string()];
-            remote.extend(
-                node_env(node)
-                    .into_iter()
-                    .map(|(k, v)| shell_quote(&format!("{k}={v}"))),
-            );
+            remote.extend(node_env(node).into_iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))));
             remote.extend(argv.iter().map(|a| shell_quote(a)));
             cmd.push(remote.join(" "));
             Ok(cmd)
         }
-        None => Err(format!(
-            "node {} has no access method in its record",
-            node.name
-        )),
+        None => Err(format!("node {} has no access method in its record", node.name)),
     }
 }
 
@@ -251,11 +212,7 @@ async fn run_one(
     command
         .args(&cmd[1..])
         .envs(node_env(&node))
-        .stdin(if input.is_empty() {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
+        .stdin(if input.is_empty() { Stdio::null() } else { Stdio::piped() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -263,9 +220,7 @@ async fn run_one(
     let mut child = match command.spawn() {
         Ok(c) => c,
         Err(e) => {
-            result.outcome = Outcome::NotStarted {
-                reason: format!("{}: {e}", cmd[0]),
-            };
+            result.outcome = Outcome::NotStarted { reason: format!("{}: {e}", cmd[0]) };
             return result;
         }
     };
@@ -277,18 +232,8 @@ async fn run_one(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let out = collect(
-        child.stdout.take().expect("piped"),
-        node.name.clone(),
-        Stream::Stdout,
-        lines.clone(),
-    );
-    let err = collect(
-        child.stderr.take().expect("piped"),
-        node.name.clone(),
-        Stream::Stderr,
-        lines,
-    );
+    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone());
+    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines);
     let run = async {
         let (stdout, stderr, status) = tokio::join!(out, err, child.wait());
         (stdout, stderr, status)
@@ -305,13 +250,9 @@ async fn run_one(
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(code), _) => Outcome::Exited { code },
                     (None, Some(signal)) => Outcome::Signalled { signal },
-                    (None, None) => Outcome::NotStarted {
-                        reason: "unknown exit status".into(),
-                    },
+                    (None, None) => Outcome::NotStarted { reason: "unknown exit status".into() },
                 },
-                Err(e) => Outcome::NotStarted {
-                    reason: e.to_string(),
-                },
+                Err(e) => Outcome::NotStarted { reason: e.to_string() },
             };
         }
         None => {
@@ -343,14 +284,8 @@ async fn collect(
             Ok(_) => {
                 all.extend_from_slice(&line);
                 if let Some(tx) = &lines {
-                    let text = String::from_utf8_lossy(&line)
-                        .trim_end_matches(['\n', '\r'])
-                        .to_string();
-                    let _ = tx.send(OutputLine {
-                        node: node.clone(),
-                        stream,
-                        text,
-                    });
+                    let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
+                    let _ = tx.send(OutputLine { node: node.clone(), stream, text });
                 }
             }
         }
@@ -378,12 +313,7 @@ mod tests {
             "access": {"method": "ssh", "host": "203.0.113.9", "port": 2222}
         }))
         .unwrap();
-        let cmd = command_for(
-            &node,
-            &["echo".into(), "a b".into()],
-            &ExecOptions::default(),
-        )
-        .unwrap();
+        let cmd = command_for(&node, &["echo".into(), "a b".into()], &ExecOptions::default()).unwrap();
         assert_eq!(&cmd[..3], ["ssh", "-o", "BatchMode=yes"]);
         let remote = cmd.last().unwrap();
         assert!(remote.starts_with("env 'LCT_NODE={"), "{remote}");
@@ -398,13 +328,7 @@ mod tests {
             "cluster": "c", "group": "g", "name": "n-1", "provider": "local", "status": "running"
         }))
         .unwrap();
-        let results = exec(
-            vec![node],
-            vec!["true".into()],
-            &ExecOptions::default(),
-            None,
-        )
-        .await;
+        let results = exec(vec![node], vec!["true".into()], &ExecOptions::default(), None).await;
         assert!(matches!(results[0].outcome, Outcome::NotStarted { .. }));
     }
 }

@@ -5,9 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
-use lct_core::record::{
-    Cluster, Dependency, DomainName, Name, Node, NodeSpec, ProviderName, Record, Volume,
-};
+use lct_core::record::{Cluster, Dependency, DomainName, Name, Node, NodeSpec, ProviderName, Record, Volume};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream::{self, Writer};
 use lct_core::table::emit;
@@ -116,19 +114,9 @@ enum ClustersCommand {
 /// `zk`, `zk:zookeeper`, `zk:zookeeper,observer:2181/tcp,2888-3888/tcp`
 fn parse_dependency(s: &str) -> Result<Dependency, String> {
     let mut parts = s.splitn(3, ':');
-    let cluster = parts
-        .next()
-        .unwrap_or_default()
-        .parse::<Name>()
-        .map_err(|e| e.to_string())?;
+    let cluster = parts.next().unwrap_or_default().parse::<Name>().map_err(|e| e.to_string())?;
     let list = |p: Option<&str>| -> Vec<String> {
-        p.map(|p| {
-            p.split(',')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+        p.map(|p| p.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default()
     };
     let groups = list(parts.next())
         .into_iter()
@@ -136,25 +124,16 @@ fn parse_dependency(s: &str) -> Result<Dependency, String> {
         .collect::<Result<_, _>>()?;
     let ports = list(parts.next())
         .into_iter()
-        .map(|p| {
-            p.parse()
-                .map_err(|e: lct_core::record::InvalidValue| e.to_string())
-        })
+        .map(|p| p.parse().map_err(|e: lct_core::record::InvalidValue| e.to_string()))
         .collect::<Result<_, _>>()?;
-    Ok(Dependency {
-        cluster,
-        groups,
-        ports,
-    })
+    Ok(Dependency { cluster, groups, ports })
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
     lct_core::cli::run("lct-inventory", || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         runtime.block_on(run(cli))
     })
 }
@@ -169,31 +148,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(emit(&nodes, format)?)
         }
         Command::Clusters(cmd) => clusters(&store, cmd, format),
-        Command::Exec {
-            selector,
-            all,
-            parallel,
-            timeout,
-            ssh_options,
-            command,
-        } => {
-            let options = ExecOptions {
-                parallel,
-                timeout: timeout.map(Duration::from_secs),
-                ssh_options,
-            };
+        Command::Exec { selector, all, parallel, timeout, ssh_options, command } => {
+            let options = ExecOptions { parallel, timeout: timeout.map(Duration::from_secs), ssh_options };
             let mut passthrough = Vec::new();
             let nodes = if all || !selector.is_empty() {
                 query(&selector, &store.load()?).await?
             } else if !io::stdin().is_terminal() {
-                let (nodes, others) =
-                    stream::read_kind::<Node>(io::stdin().lock()).context("stdin")?;
+                let (nodes, others) = stream::read_kind::<Node>(io::stdin().lock()).context("stdin")?;
                 passthrough = others;
                 nodes
             } else {
                 return Err(UsageError(
-                    "no nodes selected: give selectors (--all for every node) or pipe node records"
-                        .into(),
+                    "no nodes selected: give selectors (--all for every node) or pipe node records".into(),
                 )
                 .into());
             };
@@ -204,61 +170,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn clusters(
-    store: &ClusterStore,
-    cmd: ClustersCommand,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
+fn clusters(store: &ClusterStore, cmd: ClustersCommand, format: OutputFormat) -> anyhow::Result<()> {
     match cmd {
         ClustersCommand::List => emit(&store.load()?, format)?,
-        ClustersCommand::Set {
-            name: None,
-            domain,
-            provider,
-            depends_on,
-            no_dependencies,
-        } => {
+        ClustersCommand::Set { name: None, domain, provider, depends_on, no_dependencies } => {
             if domain.is_some() || provider.is_some() || !depends_on.is_empty() || no_dependencies {
                 return Err(UsageError("flags need a cluster name".into()).into());
             }
             if io::stdin().is_terminal() {
                 return Err(UsageError("name a cluster, or pipe cluster records".into()).into());
             }
-            let (records, others) =
-                stream::read_kind::<Cluster>(io::stdin().lock()).context("stdin")?;
+            let (records, others) = stream::read_kind::<Cluster>(io::stdin().lock()).context("stdin")?;
             if let Some(other) = others.first() {
-                bail!(
-                    "stdin: line {}: kind {:?} is not a cluster record",
-                    other.number,
-                    other.kind
-                );
+                bail!("stdin: line {}: kind {:?} is not a cluster record", other.number, other.kind);
             }
             let names: Vec<Name> = records.iter().map(|c| c.name.clone()).collect();
             let all = store.set(records)?;
-            let changed: Vec<Cluster> = all
-                .into_iter()
-                .filter(|c| names.contains(&c.name))
-                .collect();
+            let changed: Vec<Cluster> = all.into_iter().filter(|c| names.contains(&c.name)).collect();
             emit(&changed, format)?;
         }
-        ClustersCommand::Set {
-            name: Some(name),
-            domain,
-            provider,
-            depends_on,
-            no_dependencies,
-        } => {
-            let mut cluster = store
-                .load()?
-                .into_iter()
-                .find(|c| c.name == name)
-                .unwrap_or_else(|| Cluster {
-                    name: name.clone(),
-                    domain: None,
-                    provider: ProviderName::Local,
-                    depends_on: Vec::new(),
-                    extra: Default::default(),
-                });
+        ClustersCommand::Set { name: Some(name), domain, provider, depends_on, no_dependencies } => {
+            let mut cluster = store.load()?.into_iter().find(|c| c.name == name).unwrap_or_else(|| Cluster {
+                name: name.clone(),
+                domain: None,
+                provider: ProviderName::Local,
+                depends_on: Vec::new(),
+                extra: Default::default(),
+            });
             if domain.is_some() {
                 cluster.domain = domain;
             }
@@ -295,11 +233,7 @@ async fn run_exec(
     let results = match format {
         OutputFormat::Table => {
             // Lines appear as they are printed, prefixed like `pdsh`: "node | text".
-            let width = nodes
-                .iter()
-                .map(|n| n.name.as_str().len())
-                .max()
-                .unwrap_or(0);
+            let width = nodes.iter().map(|n| n.name.as_str().len()).max().unwrap_or(0);
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<OutputLine>();
             let printer = tokio::spawn(async move {
                 while let Some(l) = rx.recv().await {
@@ -339,11 +273,7 @@ async fn run_exec(
         .collect();
     failures.sort();
     if !failures.is_empty() {
-        bail!(
-            "failed on {} of {total} nodes: {}",
-            failures.len(),
-            failures.join(", ")
-        );
+        bail!("failed on {} of {total} nodes: {}", failures.len(), failures.join(", "));
     }
     Ok(())
 }
@@ -375,14 +305,7 @@ fn check() -> anyhow::Result<()> {
         bail!("{} bad line(s)", errors.len());
     }
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    eprintln!(
-        "ok: {}",
-        if summary.is_empty() {
-            "no records".into()
-        } else {
-            summary.join(", ")
-        }
-    );
+    eprintln!("ok: {}", if summary.is_empty() { "no records".into() } else { summary.join(", ") });
     Ok(())
 }
 

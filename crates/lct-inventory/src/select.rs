@@ -42,11 +42,7 @@ impl Selector {
 
     /// The providers to ask.
     pub fn providers(&self) -> Vec<ProviderName> {
-        if self.providers.is_empty() {
-            vec![ProviderName::Local]
-        } else {
-            self.providers.clone()
-        }
+        if self.providers.is_empty() { vec![ProviderName::Local] } else { self.providers.clone() }
     }
 }
 
@@ -69,8 +65,8 @@ pub fn select(nodes: Vec<Node>, clusters: &[Cluster], sel: &Selector) -> Vec<Nod
         .into_iter()
         .filter(|n| {
             let in_base = base.is_empty() || base.contains(&n.cluster);
-            let wanted = (in_base && (sel.groups.is_empty() || sel.groups.contains(&n.group)))
-                || related.contains(&n.cluster);
+            let wanted =
+                (in_base && (sel.groups.is_empty() || sel.groups.contains(&n.group))) || related.contains(&n.cluster);
             wanted
                 && (sel.tags.is_empty() || n.tags.iter().any(|t| sel.tags.contains(t)))
                 && (sel.statuses.is_empty() || sel.statuses.contains(&n.status))
@@ -117,24 +113,15 @@ mod tests {
         ];
         let clusters: Vec<Cluster> = vec![
             serde_json::from_str(r#"{"name":"zk"}"#).unwrap(),
-            serde_json::from_str(
-                r#"{"name":"hdfs","depends_on":[{"cluster":"zk","groups":["zookeeper"]}]}"#,
-            )
-            .unwrap(),
+            serde_json::from_str(r#"{"name":"hdfs","depends_on":[{"cluster":"zk","groups":["zookeeper"]}]}"#).unwrap(),
         ];
         let sel = |f: &dyn Fn(&mut Selector)| {
             let mut s = Selector::default();
             f(&mut s);
-            names(&select(nodes.clone(), &clusters, &s))
-                .into_iter()
-                .map(String::from)
-                .collect::<Vec<_>>()
+            names(&select(nodes.clone(), &clusters, &s)).into_iter().map(String::from).collect::<Vec<_>>()
         };
         assert_eq!(sel(&|_| {}).len(), 5);
-        assert_eq!(
-            sel(&|s| s.clusters = vec!["zk".parse().unwrap()]),
-            ["zk-9", "zk-1"]
-        );
+        assert_eq!(sel(&|s| s.clusters = vec!["zk".parse().unwrap()]), ["zk-9", "zk-1"]);
         assert_eq!(
             sel(&|s| {
                 s.clusters = vec!["zk".parse().unwrap()];

@@ -26,9 +26,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use lct_core::fsutil::{Lock, atomic_write, atomic_write_json};
-use lct_core::record::{
-    Access, Name, Node, NodeSpec, ProviderName, Status, Volume, VolumeAttachment,
-};
+use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status, Volume, VolumeAttachment};
 use serde::{Deserialize, Serialize};
 
 use crate::{Provider, ProviderError, VolumeSpec};
@@ -69,10 +67,7 @@ impl LocalCloud {
     }
 
     pub fn new(state_dir: &Path, lab: Option<String>) -> Self {
-        LocalCloud {
-            dir: state_dir.join("local"),
-            lab,
-        }
+        LocalCloud { dir: state_dir.join("local"), lab }
     }
 
     fn state_path(&self) -> PathBuf {
@@ -82,21 +77,11 @@ impl LocalCloud {
     fn load(&self) -> Result<CloudState, ProviderError> {
         let path = self.state_path();
         let mut state = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice::<CloudState>(&bytes).map_err(|e| {
-                ProviderError::Invalid(format!(
-                    "{}: corrupt local-cloud state: {e}",
-                    path.display()
-                ))
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CloudState {
-                next_id: 1,
-                ..Default::default()
-            },
+            Ok(bytes) => serde_json::from_slice::<CloudState>(&bytes)
+                .map_err(|e| ProviderError::Invalid(format!("{}: corrupt local-cloud state: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => CloudState { next_id: 1, ..Default::default() },
             Err(source) => {
-                return Err(ProviderError::Io {
-                    what: path.display().to_string(),
-                    source,
-                });
+                return Err(ProviderError::Io { what: path.display().to_string(), source });
             }
         };
         let wanted = self.lab.clone().unwrap_or_else(|| "lct".to_string());
@@ -104,9 +89,7 @@ impl LocalCloud {
             // No hyphen, so "LAB-" prefixes of two labs never overlap.
             if wanted.is_empty()
                 || wanted.len() > 20
-                || !wanted
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                || !wanted.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
             {
                 return Err(ProviderError::Invalid(format!(
                     "LCT_LAB {wanted:?} must be 1 to 20 lower-case letters and digits"
@@ -123,14 +106,10 @@ impl LocalCloud {
     }
 
     fn save(&self, state: &CloudState) -> Result<(), ProviderError> {
-        fs::create_dir_all(&self.dir).map_err(|source| ProviderError::Io {
-            what: self.dir.display().to_string(),
-            source,
-        })?;
-        atomic_write_json(&self.state_path(), state).map_err(|source| ProviderError::Io {
-            what: self.state_path().display().to_string(),
-            source,
-        })
+        fs::create_dir_all(&self.dir)
+            .map_err(|source| ProviderError::Io { what: self.dir.display().to_string(), source })?;
+        atomic_write_json(&self.state_path(), state)
+            .map_err(|source| ProviderError::Io { what: self.state_path().display().to_string(), source })
     }
 
     /// Takes the lab's lock, loads the state and finishes whatever a dead run left half-done.
@@ -139,10 +118,8 @@ impl LocalCloud {
             return Err(ProviderError::NotRoot);
         }
         let lock_path = self.dir.join("lock");
-        let lock = Lock::acquire(&lock_path).map_err(|source| ProviderError::Io {
-            what: lock_path.display().to_string(),
-            source,
-        })?;
+        let lock = Lock::acquire(&lock_path)
+            .map_err(|source| ProviderError::Io { what: lock_path.display().to_string(), source })?;
         let mut state = self.load()?;
         self.repair(&mut state, false)?;
         Ok((lock, state))
@@ -155,23 +132,14 @@ impl LocalCloud {
             return Ok(());
         }
         let lab = Lab::new(&state.lab);
-        if !state.lab_ready
-            || thorough
-            || !net::netns_exists(&lab.lab_ns())
-            || !net::netns_exists(&lab.outside_ns())
-        {
+        if !state.lab_ready || thorough || !net::netns_exists(&lab.lab_ns()) || !net::netns_exists(&lab.outside_ns()) {
             lab.ensure()?;
             state.lab_ready = true;
             self.save(state)?;
         }
         let names: Vec<Name> = state.nodes.iter().map(|n| n.name.clone()).collect();
         for name in names {
-            let node = state
-                .nodes
-                .iter()
-                .find(|n| n.name == name)
-                .cloned()
-                .expect("listed");
+            let node = state.nodes.iter().find(|n| n.name == name).cloned().expect("listed");
             match node.status {
                 Status::Deleting => self.finish_delete(state, &node)?,
                 Status::Provisioning => {
@@ -188,8 +156,7 @@ impl LocalCloud {
             }
         }
         if thorough {
-            let mut keep: BTreeSet<String> =
-                state.nodes.iter().map(|n| lab.node_ns(&n.name)).collect();
+            let mut keep: BTreeSet<String> = state.nodes.iter().map(|n| lab.node_ns(&n.name)).collect();
             keep.extend([lab.lab_ns(), lab.outside_ns()]);
             lab.sweep(&keep)?;
             for volume in state.volumes.clone() {
@@ -215,11 +182,7 @@ impl LocalCloud {
             .collect();
         for label in attached {
             self.detach_loops(&label)?;
-            let v = state
-                .volumes
-                .iter_mut()
-                .find(|v| v.label == label)
-                .expect("listed");
+            let v = state.volumes.iter_mut().find(|v| v.label == label).expect("listed");
             v.attached_to = None;
             v.path = None;
         }
@@ -241,9 +204,7 @@ impl LocalCloud {
         let file = self.backing_file(label);
         let device = match net::loops_of(&file)?.into_iter().next() {
             Some(dev) => dev,
-            None => net::run("losetup", &["--find", "--show", &file.to_string_lossy()])?
-                .trim()
-                .to_string(),
+            None => net::run("losetup", &["--find", "--show", &file.to_string_lossy()])?.trim().to_string(),
         };
         let link = self.device_link(label);
         let io = |what: &Path| {
@@ -329,22 +290,14 @@ impl LocalCloud {
     }
 
     fn find<'a>(state: &'a CloudState, name: &Name) -> Result<&'a Node, ProviderError> {
-        state
-            .nodes
-            .iter()
-            .find(|n| &n.name == name)
-            .ok_or_else(|| ProviderError::NoSuchNode(name.clone()))
+        state.nodes.iter().find(|n| &n.name == name).ok_or_else(|| ProviderError::NoSuchNode(name.clone()))
     }
 
     fn set_power(&self, name: &Name, up: bool) -> Result<Node, ProviderError> {
         let (_lock, mut state) = self.begin()?;
         let node = Self::find(&state, name)?.clone();
         Lab::new(&state.lab).set_links(&node, up)?;
-        set_status(
-            &mut state,
-            name,
-            if up { Status::Running } else { Status::Offline },
-        );
+        set_status(&mut state, name, if up { Status::Running } else { Status::Offline });
         self.save(&state)?;
         Ok(Self::node_view(&state, Self::find(&state, name)?))
     }
@@ -374,11 +327,7 @@ fn is_root() -> bool {
     // The effective uid of this process; /proc/self is always ours.
     fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
         .unwrap_or(false)
 }
 
@@ -396,20 +345,15 @@ fn allocate(state: &CloudState) -> Result<(Ipv4Addr, Ipv4Addr, Ipv6Addr), Provid
         })
         .collect();
     // 192.168.128.0/17 without its network and broadcast addresses.
-    let private = (u32::from(Ipv4Addr::new(192, 168, 128, 1))
-        ..u32::from(Ipv4Addr::new(192, 168, 255, 255)))
+    let private = (u32::from(Ipv4Addr::new(192, 168, 128, 1))..u32::from(Ipv4Addr::new(192, 168, 255, 255)))
         .map(Ipv4Addr::from)
         .find(|a| !used.contains(&IpAddr::V4(*a)))
-        .ok_or_else(|| {
-            ProviderError::Invalid("the private network 192.168.128.0/17 is full".into())
-        })?;
+        .ok_or_else(|| ProviderError::Invalid("the private network 192.168.128.0/17 is full".into()))?;
     let public = PUBLIC_RANGES
         .iter()
         .flat_map(|[a, b, c]| (1..=253u8).map(move |d| Ipv4Addr::new(*a, *b, *c, d)))
         .find(|a| !used.contains(&IpAddr::V4(*a)))
-        .ok_or_else(|| {
-            ProviderError::Invalid("the public networks are full (506 addresses)".into())
-        })?;
+        .ok_or_else(|| ProviderError::Invalid("the public networks are full (506 addresses)".into()))?;
     let public6 = (1..0xff00u16)
         .map(|n| Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n))
         .find(|a| !used.contains(&IpAddr::V6(*a)))
@@ -424,9 +368,7 @@ struct Lab {
 
 impl Lab {
     fn new(name: &str) -> Self {
-        Lab {
-            name: name.to_string(),
-        }
+        Lab { name: name.to_string() }
     }
 
     fn lab_ns(&self) -> String {
@@ -448,10 +390,7 @@ impl Lab {
         let marker = Path::new(MARKER_DIR).join(ns);
         fs::create_dir_all(MARKER_DIR)
             .and_then(|()| fs::write(&marker, format!("{}\n", self.name)))
-            .map_err(|source| ProviderError::Io {
-                what: marker.display().to_string(),
-                source,
-            })
+            .map_err(|source| ProviderError::Io { what: marker.display().to_string(), source })
     }
 
     fn unmark(ns: &str) {
@@ -469,8 +408,7 @@ impl Lab {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|ns| ns.starts_with(&prefix))
             .filter(|ns| {
-                fs::read_to_string(Path::new(MARKER_DIR).join(ns))
-                    .is_ok_and(|owner| owner.trim() == self.name)
+                fs::read_to_string(Path::new(MARKER_DIR).join(ns)).is_ok_and(|owner| owner.trim() == self.name)
             })
             .collect();
         found.sort();
@@ -503,39 +441,11 @@ impl Lab {
         net::ensure_netns(&outside)?;
         net::ensure_veth(&lab, "out", &outside, "eth0")?;
         net::ip_in(&lab, &["link", "set", "out", "master", PUBLIC_BRIDGE, "up"])?;
-        net::ip_in(
-            &outside,
-            &[
-                "addr",
-                "replace",
-                &format!("{OUTSIDE_IPV4}/24"),
-                "dev",
-                "eth0",
-            ],
-        )?;
-        net::ip_in(
-            &outside,
-            &[
-                "addr",
-                "replace",
-                &format!("{OUTSIDE_IPV6}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ],
-        )?;
+        net::ip_in(&outside, &["addr", "replace", &format!("{OUTSIDE_IPV4}/24"), "dev", "eth0"])?;
+        net::ip_in(&outside, &["addr", "replace", &format!("{OUTSIDE_IPV6}/64"), "dev", "eth0", "nodad"])?;
         net::ip_in(&outside, &["link", "set", "eth0", "up"])?;
         for [a, b, c] in PUBLIC_RANGES {
-            net::ip_in(
-                &outside,
-                &[
-                    "route",
-                    "replace",
-                    &format!("{a}.{b}.{c}.0/24"),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
+            net::ip_in(&outside, &["route", "replace", &format!("{a}.{b}.{c}.0/24"), "dev", "eth0"])?;
         }
         Ok(())
     }
@@ -557,57 +467,21 @@ impl Lab {
         write_netns_etc(&ns, node)?;
         net::ensure_netns(&ns)?;
         // Keep IPv6 quiet: no router solicitations or autoconfigured addresses.
-        net::run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &ns,
-                "sysctl",
-                "-q",
-                "-w",
-                "net.ipv6.conf.default.accept_ra=0",
-            ],
-        )?;
+        net::run("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_ra=0"])?;
         let private_veth = format!("p{id}");
         let public_veth = format!("u{id}");
         net::ensure_veth(&lab, &private_veth, &ns, "eth0")?;
         net::ensure_veth(&lab, &public_veth, &ns, "eth1")?;
-        net::ip_in(
-            &lab,
-            &["link", "set", &private_veth, "master", PRIVATE_BRIDGE, "up"],
-        )?;
-        net::ip_in(
-            &lab,
-            &["link", "set", &public_veth, "master", PUBLIC_BRIDGE, "up"],
-        )?;
+        net::ip_in(&lab, &["link", "set", &private_veth, "master", PRIVATE_BRIDGE, "up"])?;
+        net::ip_in(&lab, &["link", "set", &public_veth, "master", PUBLIC_BRIDGE, "up"])?;
         for a in &node.private_ipv4 {
-            net::ip_in(
-                &ns,
-                &[
-                    "addr",
-                    "replace",
-                    &format!("{a}/{PRIVATE_PREFIX}"),
-                    "dev",
-                    "eth0",
-                ],
-            )?;
+            net::ip_in(&ns, &["addr", "replace", &format!("{a}/{PRIVATE_PREFIX}"), "dev", "eth0"])?;
         }
         for a in &node.public_ipv4 {
             net::ip_in(&ns, &["addr", "replace", &format!("{a}/24"), "dev", "eth1"])?;
         }
         for a in &node.public_ipv6 {
-            net::ip_in(
-                &ns,
-                &[
-                    "addr",
-                    "replace",
-                    &format!("{a}/64"),
-                    "dev",
-                    "eth1",
-                    "nodad",
-                ],
-            )?;
+            net::ip_in(&ns, &["addr", "replace", &format!("{a}/64"), "dev", "eth1", "nodad"])?;
         }
         self.set_links(node, up)
     }
@@ -621,16 +495,7 @@ impl Lab {
         if up {
             // Both public ranges share one link, as if the provider's router joined them.
             for [a, b, c] in PUBLIC_RANGES {
-                net::ip_in(
-                    &ns,
-                    &[
-                        "route",
-                        "replace",
-                        &format!("{a}.{b}.{c}.0/24"),
-                        "dev",
-                        "eth1",
-                    ],
-                )?;
+                net::ip_in(&ns, &["route", "replace", &format!("{a}.{b}.{c}.0/24"), "dev", "eth1"])?;
             }
         }
         Ok(())
@@ -642,10 +507,7 @@ impl Lab {
         // Deleting the namespace takes the veth pairs with it; a crash mid-create may have
         // left a lab-side end alone.
         if net::netns_exists(&lab) {
-            for dev in [
-                format!("p{}", node.provider_id),
-                format!("u{}", node.provider_id),
-            ] {
+            for dev in [format!("p{}", node.provider_id), format!("u{}", node.provider_id)] {
                 if net::link_exists(&lab, &dev) {
                     net::ip_in(&lab, &["link", "delete", &dev])?;
                 }
@@ -656,10 +518,7 @@ impl Lab {
         match fs::remove_dir_all(&etc) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ProviderError::Io {
-                what: etc.display().to_string(),
-                source,
-            }),
+            Err(source) => Err(ProviderError::Io { what: etc.display().to_string(), source }),
         }
     }
 }
@@ -675,8 +534,7 @@ fn write_netns_etc(ns: &str, node: &Node) -> Result<(), ProviderError> {
     fs::create_dir_all(&dir).map_err(io(&dir))?;
     let hosts = dir.join("hosts");
     if !hosts.exists() {
-        let mut text =
-            String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        let mut text = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         if let Some(a) = node.private_ipv4.first() {
             text.push_str(&format!("{a}\t{}\n", node.name));
         }
@@ -708,11 +566,7 @@ impl Provider for LocalCloud {
 
     async fn list(&self) -> Result<Vec<Node>, ProviderError> {
         let state = self.load()?;
-        let mut nodes: Vec<Node> = state
-            .nodes
-            .iter()
-            .map(|n| Self::node_view(&state, n))
-            .collect();
+        let mut nodes: Vec<Node> = state.nodes.iter().map(|n| Self::node_view(&state, n)).collect();
         nodes.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
         Ok(nodes)
     }
@@ -755,9 +609,7 @@ impl Provider for LocalCloud {
             private_ipv6: vec![],
             public_ipv6: vec![public6],
             tags: spec.tags.clone(),
-            access: Some(Access::Netns {
-                netns: lab.node_ns(&spec.name),
-            }),
+            access: Some(Access::Netns { netns: lab.node_ns(&spec.name) }),
             volumes: vec![],
         };
         state.next_id += 1;
@@ -768,9 +620,8 @@ impl Provider for LocalCloud {
             lab.ensure()?;
             state.lab_ready = true;
         }
-        lab.ensure_node(&node, true).inspect_err(
-            |e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"),
-        )?;
+        lab.ensure_node(&node, true)
+            .inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))?;
         set_status(&mut state, &node.name, Status::Running);
         self.save(&state)?;
         Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
@@ -803,9 +654,7 @@ impl Provider for LocalCloud {
 
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, ProviderError> {
         if spec.size_mib == 0 {
-            return Err(ProviderError::Invalid(
-                "field size: a volume needs at least 1 MiB".into(),
-            ));
+            return Err(ProviderError::Invalid("field size: a volume needs at least 1 MiB".into()));
         }
         let (_lock, mut state) = self.begin()?;
         if let Some(v) = state.volumes.iter().find(|v| v.label == spec.label) {
@@ -818,17 +667,9 @@ impl Provider for LocalCloud {
             return Ok(v.clone());
         }
         let file = self.backing_file(&spec.label);
-        let io = |source| ProviderError::Io {
-            what: file.display().to_string(),
-            source,
-        };
+        let io = |source| ProviderError::Io { what: file.display().to_string(), source };
         fs::create_dir_all(file.parent().expect("has parent")).map_err(io)?;
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&file)
-            .map_err(io)?;
+        let f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(&file).map_err(io)?;
         f.set_len(spec.size_mib * 1024 * 1024).map_err(io)?;
         let volume = Volume {
             label: spec.label.clone(),
@@ -855,16 +696,10 @@ impl Provider for LocalCloud {
             .find(|v| &v.label == label)
             .ok_or_else(|| ProviderError::NoSuchVolume(label.clone()))?;
         if let Some(other) = volume.attached_to.as_ref().filter(|n| *n != node) {
-            return Err(ProviderError::Invalid(format!(
-                "volume {label} is attached to {other}; detach it first"
-            )));
+            return Err(ProviderError::Invalid(format!("volume {label} is attached to {other}; detach it first")));
         }
         let path = self.attach_loop(label)?;
-        let v = state
-            .volumes
-            .iter_mut()
-            .find(|v| &v.label == label)
-            .expect("found above");
+        let v = state.volumes.iter_mut().find(|v| &v.label == label).expect("found above");
         v.attached_to = Some(node.clone());
         v.path = Some(path);
         let v = v.clone();
@@ -878,11 +713,7 @@ impl Provider for LocalCloud {
             return Err(ProviderError::NoSuchVolume(label.clone()));
         }
         self.detach_loops(label)?;
-        let v = state
-            .volumes
-            .iter_mut()
-            .find(|v| &v.label == label)
-            .expect("found above");
+        let v = state.volumes.iter_mut().find(|v| &v.label == label).expect("found above");
         v.attached_to = None;
         v.path = None;
         let v = v.clone();
@@ -901,10 +732,7 @@ impl Provider for LocalCloud {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(ProviderError::Io {
-                    what: file.display().to_string(),
-                    source,
-                });
+                return Err(ProviderError::Io { what: file.display().to_string(), source });
             }
         }
         state.volumes.retain(|v| &v.label != label);
@@ -919,19 +747,11 @@ mod tests {
 
     #[test]
     fn allocation_takes_lowest_free_addresses() {
-        let mut state = CloudState {
-            lab: "t".into(),
-            next_id: 1,
-            ..Default::default()
-        };
+        let mut state = CloudState { lab: "t".into(), next_id: 1, ..Default::default() };
         let (a, b, c) = allocate(&state).unwrap();
         assert_eq!(
             (a, b, c),
-            (
-                Ipv4Addr::new(192, 168, 128, 1),
-                Ipv4Addr::new(203, 0, 113, 1),
-                "2001:db8::1".parse().unwrap()
-            )
+            (Ipv4Addr::new(192, 168, 128, 1), Ipv4Addr::new(203, 0, 113, 1), "2001:db8::1".parse().unwrap())
         );
         let node: Node = serde_json::from_value(serde_json::json!({
             "cluster": "c", "group": "g", "name": "n", "provider": "local", "status": "running",
@@ -940,13 +760,7 @@ mod tests {
         .unwrap();
         state.nodes.push(node);
         let (a, b, _) = allocate(&state).unwrap();
-        assert_eq!(
-            (a, b),
-            (
-                Ipv4Addr::new(192, 168, 128, 2),
-                Ipv4Addr::new(203, 0, 113, 2)
-            )
-        );
+        assert_eq!((a, b), (Ipv4Addr::new(192, 168, 128, 2), Ipv4Addr::new(203, 0, 113, 2)));
         // Past 203.0.113.253 the second documentation range is used.
         for d in 2..=253u8 {
             let mut n = state.nodes[0].clone();

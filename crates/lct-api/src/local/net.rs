@@ -9,13 +9,10 @@ use crate::ProviderError;
 
 /// Runs a command and returns its stdout; a non-zero exit becomes an error with its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<String, ProviderError> {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|source| ProviderError::Io {
-            what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
-            source,
-        })?;
+    let out = Command::new(program).args(args).output().map_err(|source| ProviderError::Io {
+        what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
+        source,
+    })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -79,12 +76,7 @@ pub fn ensure_veth(ns_a: &str, dev_a: &str, ns_b: &str, dev_b: &str) -> Result<(
     if b {
         ip_in(ns_b, &["link", "delete", dev_b])?;
     }
-    ip_in(
-        ns_a,
-        &[
-            "link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b,
-        ],
-    )?;
+    ip_in(ns_a, &["link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b])?;
     Ok(())
 }
 
@@ -98,20 +90,6 @@ pub fn ensure_bridge(ns: &str, dev: &str) -> Result<(), ProviderError> {
 
 /// The loop devices backed by `file`.
 pub fn loops_of(file: &Path) -> Result<Vec<String>, ProviderError> {
-    let out = run(
-        "losetup",
-        &[
-            "--list",
-            "--noheadings",
-            "--output",
-            "NAME",
-            "--associated",
-            &file.to_string_lossy(),
-        ],
-    )?;
-    Ok(out
-        .lines()
-        .map(|l| l.trim().to_string())
-        .filter(|l| !l.is_empty())
-        .collect())
+    let out = run("losetup", &["--list", "--noheadings", "--output", "NAME", "--associated", &file.to_string_lossy()])?;
+    Ok(out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
 }
