@@ -1,3 +1,15 @@
-//! Host firewalls for lct clusters: nftables (iptables fallback) rules that follow membership.
+//! Host firewalls that follow cluster membership.
 //!
-//! The nftables and iptables backends are built in their own issue; this build has the command skeleton only.
+//! * [`model`]: the declarations kept in a cluster record (`firewall`), and what dependent
+//!   clusters declare they use.
+//! * [`ruleset`]: one node's concrete ruleset: peer address sets per rule, resolved from
+//!   the current members; as `fw-ruleset` records or `nft` text.
+//! * [`nft`]: applying it to the kernel's nf_tables in-process over netlink (nftnl), in one
+//!   atomic batch, or only the set elements when only membership changed.
+
+pub mod model;
+pub mod nft;
+pub mod ruleset;
+
+pub use model::{Allow, Cidr, FirewallSpec, Mode};
+pub use ruleset::{Rule, Ruleset, RulesetError, for_node};

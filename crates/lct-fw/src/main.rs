@@ -1,15 +1,37 @@
-use clap::{Parser, Subcommand};
-use lct_core::cli::{GlobalArgs, MetaCommand};
+use std::collections::BTreeSet;
+use std::io::{self, Write};
+use std::time::Duration;
 
-/// Host firewalls for lct clusters: nftables (iptables fallback) rules that follow membership.
-///
-/// The nftables and iptables backends are built in their own issue; this build has the command skeleton only.
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
+use lct_core::record::{Cluster, Name, Node, PortSpec, ProviderName};
+use lct_core::state::{ClusterStore, dependencies_of, dependents_of, state_dir};
+use lct_core::stream::{self, Writer};
+use lct_fw::model::{Allow, Cidr, FirewallSpec, Mode};
+use lct_fw::nft;
+use lct_fw::ruleset::{Ruleset, for_node};
+use lct_inventory::exec::{ExecOptions, exec_each};
+use lct_inventory::{Selector, query};
+
+const EXAMPLES: &str = "\
+Examples:
+  # ZooKeeper admits its own members on 2888-3888 and SSH from the admin network
+  lct-fw declare zk --admin-cidr 192.0.2.0/24 --allow 'self->zookeeper:2888-3888/tcp'
+  # HDFS says it uses ZooKeeper's client port: zk's firewall admits HDFS's nodes on it
+  lct-inventory clusters set hdfs --depends-on zk:zookeeper:2181/tcp
+
+  lct-inventory query | lct-fw render --node zk-1 --format nft    # review
+  lct-inventory query | lct-fw sync                                # this host (its host name)
+  lct-fw push --cluster zk          # every node of zk, its dependencies and its dependents
+
+Exit status: 0 success, 1 failure (push: a node failed, each named), 2 usage error.
+Only the nftables table `inet lct` is ever touched.";
+
+/// Host firewalls that follow cluster membership: nftables rules applied in-process over
+/// netlink, atomically, with SSH from the admin prefixes always admitted.
 #[derive(Parser)]
-#[command(
-    name = "lct-fw",
-    version,
-    after_help = "Examples:\n  lct-fw completions bash > /etc/bash_completion.d/lct-fw\n  lct-fw man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error."
-)]
+#[command(name = "lct-fw", version, after_help = EXAMPLES)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -19,14 +41,367 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Set a cluster's firewall declarations (kept in its cluster record)
+    Declare {
+        cluster: Name,
+        /// managed-ports (guard only declared ports) or default-deny
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// Where SSH is always admitted from (repeatable; replaces the list)
+        #[arg(long = "admin-cidr", value_name = "CIDR", value_parser = parse_cidr)]
+        admin_cidrs: Vec<Cidr>,
+        /// The SSH port of the failsafe
+        #[arg(long)]
+        ssh_port: Option<u16>,
+        /// FROM->TO:PORTS, e.g. 'hdfs:namenode->zookeeper:2181/tcp', 'self->*:9000/tcp',
+        /// '203.0.113.0/24->web:80/tcp,443/tcp' (repeatable; replaces the list)
+        #[arg(long = "allow", value_name = "SPEC", value_parser = parse_allow)]
+        allow: Vec<Allow>,
+        /// Drop all declarations of the cluster
+        #[arg(long, conflicts_with_all = ["mode", "admin_cidrs", "ssh_port", "allow"])]
+        clear: bool,
+    },
+    /// Node records in (all members), fw-ruleset records (or nft text) out
+    Render {
+        /// Only these nodes (repeatable) [default: every node on stdin]
+        #[arg(long = "node", value_name = "NODE")]
+        nodes: Vec<Name>,
+        /// nft: the table as `nft -f` input, for review
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// Allow empty peer sets and default-deny without admin prefixes
+        #[arg(long)]
+        force: bool,
+    },
+    /// Apply this host's ruleset (fw-ruleset or node records on stdin) to nftables
+    Sync {
+        /// Which node this host is [default: the host name]
+        #[arg(long)]
+        node: Option<Name>,
+        /// Replace the whole table even when only members changed
+        #[arg(long)]
+        full: bool,
+        /// Allow empty peer sets and default-deny without admin prefixes
+        #[arg(long)]
+        force: bool,
+    },
+    /// Render from the inventory and sync every affected node
+    Push {
+        /// The clusters that changed (repeatable) [default: all]
+        #[arg(long = "cluster", short = 'c', value_name = "CLUSTER")]
+        clusters: Vec<Name>,
+        /// Providers to ask [default: local]
+        #[arg(long = "provider", short = 'p', value_enum)]
+        providers: Vec<ProviderName>,
+        /// Allow empty peer sets and default-deny without admin prefixes
+        #[arg(long)]
+        force: bool,
+        /// Replace whole tables even where only members changed
+        #[arg(long)]
+        full: bool,
+        #[arg(long, default_value_t = 32)]
+        parallel: usize,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// lct-fw on remote (ssh) nodes
+        #[arg(long, default_value = "lct-fw")]
+        remote_bin: String,
+    },
+    /// Delete this host's `inet lct` table
+    Remove,
     #[command(flatten)]
     Meta(MetaCommand),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    ManagedPorts,
+    DefaultDeny,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Jsonl,
+    Nft,
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
+}
+
+/// `FROM->TO:PORTS`; FROM is `self`, `CLUSTER[:GROUP+GROUP]` or prefixes, comma-separated;
+/// TO is `*` or `GROUP+GROUP`.
+fn parse_allow(s: &str) -> Result<Allow, String> {
+    let (from, rest) = s.split_once("->").ok_or("expected FROM->TO:PORTS")?;
+    let (to, ports) = rest.split_once(':').ok_or("expected FROM->TO:PORTS")?;
+    let mut allow =
+        Allow { from_cluster: None, from_groups: vec![], from_cidrs: vec![], to_groups: vec![], ports: vec![] };
+    for part in from.split(',').filter(|p| !p.is_empty()) {
+        if part.contains('/') || part.parse::<std::net::IpAddr>().is_ok() {
+            allow.from_cidrs.push(part.parse()?);
+        } else if part == "self" {
+        } else {
+            let (cluster, groups) = part.split_once(':').unwrap_or((part, ""));
+            allow.from_cluster = Some(cluster.parse().map_err(|e: lct_core::record::InvalidValue| e.to_string())?);
+            allow.from_groups = names(groups)?;
+        }
+    }
+    if to != "*" {
+        allow.to_groups = names(to)?;
+    }
+    allow.ports =
+        ports.split(',').map(|p| p.parse::<PortSpec>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+    if allow.ports.is_empty() {
+        return Err("name at least one port".into());
+    }
+    Ok(allow)
+}
+
+fn names(list: &str) -> Result<Vec<Name>, String> {
+    list.split('+')
+        .filter(|g| !g.is_empty())
+        .map(|g| g.parse().map_err(|e: lct_core::record::InvalidValue| e.to_string()))
+        .collect()
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
-    lct_core::cli::run("lct-fw", || match &cli.command {
-        Command::Meta(meta) => meta.run::<Cli>(),
+    lct_core::cli::run("lct-fw", || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        runtime.block_on(run(cli))
     })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.global.output();
+    let store = ClusterStore::new(&state_dir());
+    match cli.command {
+        Command::Declare { cluster, mode, admin_cidrs, ssh_port, allow, clear } => {
+            let mut record = store.load()?.into_iter().find(|c| c.name == cluster).unwrap_or_else(|| Cluster {
+                name: cluster.clone(),
+                domain: None,
+                provider: ProviderName::Local,
+                depends_on: vec![],
+                extra: Default::default(),
+            });
+            if clear {
+                record.extra.remove("firewall");
+            } else {
+                let mut spec = FirewallSpec::of(&record)?;
+                if let Some(m) = mode {
+                    spec.mode = match m {
+                        ModeArg::ManagedPorts => Mode::ManagedPorts,
+                        ModeArg::DefaultDeny => Mode::DefaultDeny,
+                    };
+                }
+                if !admin_cidrs.is_empty() {
+                    spec.admin_cidrs = admin_cidrs;
+                }
+                if let Some(p) = ssh_port {
+                    spec.ssh_port = p;
+                }
+                if !allow.is_empty() {
+                    spec.allow = allow;
+                }
+                spec.store(&mut record);
+                FirewallSpec::of(&record)?;
+            }
+            store.set(vec![record.clone()])?;
+            lct_core::table::emit(&[record], format)?;
+            Ok(())
+        }
+        Command::Render { nodes: only, format: text, force } => {
+            let (nodes, clusters, others) = read_nodes(&store)?;
+            let targets: Vec<&Node> = nodes.iter().filter(|n| only.is_empty() || only.contains(&n.name)).collect();
+            if let Some(missing) = only.iter().find(|o| !nodes.iter().any(|n| &n.name == *o)) {
+                bail!("no node record for {missing} on stdin");
+            }
+            let rulesets =
+                targets.iter().map(|n| for_node(n, &nodes, &clusters, force)).collect::<Result<Vec<_>, _>>()?;
+            let mut out = io::stdout().lock();
+            match (text, format) {
+                (Some(Format::Nft), _) | (None, OutputFormat::Table) => {
+                    for r in &rulesets {
+                        out.write_all(r.to_nft().as_bytes())?;
+                    }
+                }
+                _ => {
+                    let mut w = Writer::new(out);
+                    for line in &others {
+                        w.passthrough(line)?;
+                    }
+                    for r in &rulesets {
+                        w.write(r)?;
+                    }
+                    w.flush()?;
+                }
+            }
+            Ok(())
+        }
+        Command::Sync { node, full, force } => {
+            let me = match node {
+                Some(n) => n,
+                None => host_name()?,
+            };
+            let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
+            let mut rulesets = Vec::new();
+            let mut nodes = Vec::new();
+            for line in &lines {
+                if line.is::<Ruleset>() {
+                    rulesets.push(line.parse::<Ruleset>().context("stdin")?);
+                } else if line.is::<Node>() {
+                    nodes.push(line.parse::<Node>().context("stdin")?);
+                }
+            }
+            let ruleset = match rulesets.into_iter().find(|r| r.node == me) {
+                Some(r) => r,
+                None => {
+                    let Some(node) = nodes.iter().find(|n| n.name == me) else {
+                        bail!("stdin has no fw-ruleset or node record for this host ({me}); give --node");
+                    };
+                    for_node(node, &nodes, &store.load()?, force)?
+                }
+            };
+            let applied = nft::sync(&ruleset, full).context("applying to nftables")?;
+            let mut v = serde_json::to_value(&applied)?;
+            let obj = v.as_object_mut().expect("object");
+            obj.insert("kind".into(), "fw-sync".into());
+            obj.insert("v".into(), 1.into());
+            obj.insert("node".into(), me.to_string().into());
+            println!("{v}");
+            Ok(())
+        }
+        Command::Push { clusters, providers, force, full, parallel, timeout, remote_bin } => {
+            let records = store.load()?;
+            let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
+            let changed: BTreeSet<Name> = if clusters.is_empty() {
+                nodes.iter().map(|n| n.cluster.clone()).collect()
+            } else {
+                clusters.into_iter().collect()
+            };
+            let mut affected = changed.clone();
+            affected.extend(dependents_of(&records, &changed));
+            affected.extend(dependencies_of(&records, &changed));
+            // Everything is rendered before anything is applied: one bad declaration or
+            // empty set stops the push with every firewall as it was.
+            let mut jobs = Vec::new();
+            let local_bin = std::env::current_exe()?.display().to_string();
+            for node in
+                nodes.iter().filter(|n| affected.contains(&n.cluster) && n.status == lct_core::record::Status::Running)
+            {
+                let ruleset = for_node(node, &nodes, &records, force)?;
+                let bin = match node.access {
+                    Some(lct_core::record::Access::Netns { .. }) => local_bin.clone(),
+                    _ => remote_bin.clone(),
+                };
+                let mut argv = vec![bin, "sync".into(), "--node".into(), node.name.to_string()];
+                if force {
+                    argv.push("--force".into());
+                }
+                if full {
+                    argv.push("--full".into());
+                }
+                jobs.push((node.clone(), argv, format!("{}\n", stream::to_line(&ruleset)).into_bytes()));
+            }
+            let options = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ssh_options: vec![] };
+            let mut results = exec_each(jobs, &options, None).await;
+            results.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
+            // One fw-sync record per node: the node's own, or one saying why it failed.
+            let mut failed = Vec::new();
+            let mut records = Vec::new();
+            for r in &results {
+                let line = r.stdout.lines().find(|l| l.contains("\"fw-sync\"")).map(str::to_string);
+                match line.filter(|_| r.outcome.success()) {
+                    Some(line) => records.push(serde_json::from_str::<serde_json::Value>(&line)?),
+                    None => {
+                        let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();
+                        failed.push(format!("{} ({}: {why})", r.node, r.outcome.describe()));
+                        records.push(serde_json::json!({
+                            "kind": "fw-sync", "v": 1, "node": r.node, "applied": "failed", "error": why,
+                        }));
+                    }
+                }
+            }
+            match format {
+                OutputFormat::Jsonl => {
+                    let mut out = io::stdout().lock();
+                    for r in &records {
+                        writeln!(out, "{r}")?;
+                    }
+                }
+                OutputFormat::Table => {
+                    let mut table = lct_core::table::Table::new(&["NODE", "APPLIED", "DETAIL"]);
+                    for r in &records {
+                        let detail = match (r.get("added"), r.get("removed"), r.get("error")) {
+                            (Some(a), Some(d), _) => format!("+{a} -{d} elements"),
+                            (_, _, Some(e)) => e.as_str().unwrap_or_default().to_string(),
+                            _ => "-".into(),
+                        };
+                        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+                        table.row(vec![s("node"), s("applied"), detail]);
+                    }
+                    table.print()?;
+                }
+            }
+            if !failed.is_empty() {
+                bail!("push failed on {} of {} nodes: {}", failed.len(), results.len(), failed.join(", "));
+            }
+            Ok(())
+        }
+        Command::Remove => {
+            let removed = nft::delete_table()?;
+            nft::forget()?;
+            eprintln!("{}", if removed { "table inet lct deleted" } else { "no table inet lct here" });
+            Ok(())
+        }
+        Command::Meta(meta) => meta.run::<Cli>(),
+    }
+}
+
+/// Node records of stdin, the cluster records of stdin completed by the state directory's,
+/// and the other lines.
+fn read_nodes(store: &ClusterStore) -> anyhow::Result<(Vec<Node>, Vec<Cluster>, Vec<stream::Line>)> {
+    let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n| n).context("stdin")?;
+    let mut clusters: Vec<Cluster> = others
+        .iter()
+        .filter(|l| l.is::<Cluster>())
+        .map(|l| l.parse::<Cluster>())
+        .collect::<Result<_, _>>()
+        .context("stdin")?;
+    let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
+    clusters.extend(store.load()?.into_iter().filter(|c| !known.contains(&c.name)));
+    Ok((nodes, clusters, others))
+}
+
+fn host_name() -> anyhow::Result<Name> {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").context("reading the host name")?;
+    let short = raw.trim().split('.').next().unwrap_or_default().to_string();
+    short.parse::<Name>().map_err(|e| UsageError(format!("the host name is not a node name ({e}); give --node")).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_specs() {
+        let a = parse_allow("hdfs:namenode+journal->zookeeper:2181/tcp").unwrap();
+        assert_eq!(a.from_cluster.unwrap().as_str(), "hdfs");
+        assert_eq!(a.from_groups.len(), 2);
+        assert_eq!(a.to_groups[0].as_str(), "zookeeper");
+        let a = parse_allow("203.0.113.0/24,2001:db8::/32->*:80/tcp,443").unwrap();
+        assert_eq!((a.from_cidrs.len(), a.to_groups.len(), a.ports.len()), (2, 0, 2));
+        let a = parse_allow("self->*:9000-9010/udp").unwrap();
+        assert!(a.from_cluster.is_none() && a.from_cidrs.is_empty());
+        for bad in ["x", "a->b", "10.0.0.1/8->*:80", "a->b:0", "A->*:80"] {
+            assert!(parse_allow(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
 }

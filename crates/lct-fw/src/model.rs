@@ -53,7 +53,11 @@ impl FromStr for Cidr {
         let max = Cidr::max_prefix(&addr);
         let prefix = match prefix {
             None => max,
-            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
         };
         let cidr = Cidr { addr, prefix };
         let masked: Vec<u8> = match addr {
@@ -154,13 +158,14 @@ impl FirewallSpec {
         let Some(value) = cluster.extra.get("firewall") else {
             return Ok(FirewallSpec { ssh_port: 22, ..Default::default() });
         };
-        let spec: FirewallSpec = lct_core::stream::from_str_with_path(&value.to_string()).map_err(|(field, message)| {
-            ModelError::Declaration {
-                cluster: cluster.name.clone(),
-                path: field.map(|f| format!(".{f}")).unwrap_or_default(),
-                message,
-            }
-        })?;
+        let spec: FirewallSpec =
+            lct_core::stream::from_str_with_path(&value.to_string()).map_err(|(field, message)| {
+                ModelError::Declaration {
+                    cluster: cluster.name.clone(),
+                    path: field.map(|f| format!(".{f}")).unwrap_or_default(),
+                    message,
+                }
+            })?;
         for (i, a) in spec.allow.iter().enumerate() {
             if a.ports.is_empty() {
                 return Err(ModelError::Declaration {
@@ -210,7 +215,10 @@ mod tests {
         )
         .unwrap();
         let err = FirewallSpec::of(&cluster).unwrap_err().to_string();
-        assert!(err.contains("cluster zk: field firewall.allow[1].from_cidrs[0]: \"10.0.0.1/8\" has host bits set"), "{err}");
+        assert!(
+            err.contains("cluster zk: field firewall.allow[1].from_cidrs[0]: \"10.0.0.1/8\" has host bits set"),
+            "{err}"
+        );
         let cluster: Cluster = serde_json::from_str(r#"{"name":"zk","firewall":{"mode":"closed"}}"#).unwrap();
         let err = FirewallSpec::of(&cluster).unwrap_err().to_string();
         assert!(err.contains("field firewall.mode: unknown variant `closed`"), "{err}");

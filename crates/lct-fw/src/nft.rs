@@ -1,0 +1,457 @@
+//! Applying a [`Ruleset`] to nf_tables over netlink, in-process (no `nft` process).
+//!
+//! Only the `inet lct` table is ever touched. A full apply is one batch — add the table,
+//! delete it, add it again with its sets, chain and rules — which the kernel commits
+//! atomically: every packet sees the old table or the new one. When only membership changed
+//! (same structure, same ruleset generation as after our last apply) the batch adds and
+//! deletes set elements only.
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, c_char};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use nftnl::expr::{Bitwise, Cmp, CmpOp, Meta};
+use nftnl::nftnl_sys::{self as sys, libc};
+use nftnl::set::{Set, SetKey};
+use nftnl::{Batch, Chain, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table, nft_expr};
+
+use crate::model::{Cidr, Mode};
+use crate::ruleset::{CHAIN, Ruleset, TABLE};
+use lct_core::record::{PortSpec, Protocol};
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "applied")]
+pub enum Applied {
+    /// Nothing differed.
+    Unchanged,
+    /// Only set elements were added and removed.
+    Elements { added: usize, removed: usize },
+    /// The whole table was replaced.
+    Table,
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s).expect("lct names have no NUL")
+}
+
+/// Replaces the whole `inet lct` table with `rs` in one atomic batch.
+pub fn apply_table(rs: &Ruleset) -> io::Result<()> {
+    let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    // Add first so the delete cannot fail on a missing table; both land in one transaction.
+    batch.add(&table, MsgType::Add);
+    batch.add(&table, MsgType::Del);
+    batch.add(&table, MsgType::Add);
+
+    let mut id = 1;
+    let mut v4_sets = Vec::new();
+    let mut v6_sets = Vec::new();
+    let names: Vec<(CString, CString)> =
+        rs.rules.iter().map(|r| (cstring(&format!("{}_v4", r.name)), cstring(&format!("{}_v6", r.name)))).collect();
+    for (rule, (n4, n6)) in rs.rules.iter().zip(&names) {
+        let mut s4: Set<Ipv4Addr> = Set::new_named(n4, id, &table, ProtoFamily::Inet);
+        let mut s6: Set<Ipv6Addr> = Set::new_named(n6, id + 1, &table, ProtoFamily::Inet);
+        id += 2;
+        for a in &rule.peers_v4 {
+            s4.add(a);
+        }
+        for a in &rule.peers_v6 {
+            s6.add(a);
+        }
+        v4_sets.push(s4);
+        v6_sets.push(s6);
+    }
+    for s in &v4_sets {
+        batch.add(s, MsgType::Add);
+        batch.add_iter(s.elems_iter(), MsgType::Add);
+    }
+    for s in &v6_sets {
+        batch.add(s, MsgType::Add);
+        batch.add_iter(s.elems_iter(), MsgType::Add);
+    }
+
+    let chain_name = cstring(CHAIN);
+    let mut chain = Chain::new(&chain_name, &table);
+    chain.set_hook(Hook::In, 0);
+    chain.set_policy(if rs.mode == Mode::DefaultDeny { Policy::Drop } else { Policy::Accept });
+    batch.add(&chain, MsgType::Add);
+
+    let mut rules: Vec<Rule> = Vec::new();
+    // Replies to what this host started, and connections already admitted, pass.
+    let mut r = Rule::new(&chain);
+    r.add_expr(&nft_expr!(ct state));
+    let bits = (nftnl::expr::States::ESTABLISHED | nftnl::expr::States::RELATED).bits();
+    r.add_expr(&Bitwise::new(bits, 0u32));
+    r.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+    r.add_expr(&nft_expr!(verdict accept));
+    rules.push(r);
+    // Loopback (its index is 1 in every namespace).
+    let mut r = Rule::new(&chain);
+    r.add_expr(&nft_expr!(meta iif));
+    r.add_expr(&nft_expr!(cmp == 1u32));
+    r.add_expr(&nft_expr!(verdict accept));
+    rules.push(r);
+    if rs.mode == Mode::DefaultDeny {
+        for proto in [libc::IPPROTO_ICMP as u8, libc::IPPROTO_ICMPV6 as u8] {
+            let mut r = Rule::new(&chain);
+            r.add_expr(&nft_expr!(meta l4proto));
+            r.add_expr(&nft_expr!(cmp == proto));
+            r.add_expr(&nft_expr!(verdict accept));
+            rules.push(r);
+        }
+    }
+    // The failsafe: SSH from the admin prefixes, before anything that could drop it.
+    let ssh = PortSpec { first: rs.ssh_port, last: rs.ssh_port, protocol: Protocol::Tcp };
+    for cidr in &rs.admin_cidrs {
+        let mut r = Rule::new(&chain);
+        r.set_comment(c"ssh failsafe").map_err(io::Error::other)?;
+        match_cidr(&mut r, cidr);
+        match_port(&mut r, &ssh);
+        r.add_expr(&nft_expr!(verdict accept));
+        rules.push(r);
+    }
+    for (i, rule) in rs.rules.iter().enumerate() {
+        for port in &rule.ports {
+            let mut r = Rule::new(&chain);
+            r.add_expr(&nft_expr!(meta nfproto));
+            r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+            r.add_expr(&nft_expr!(payload ipv4 saddr));
+            r.add_expr(&nft_expr!(lookup & v4_sets[i]));
+            match_port(&mut r, port);
+            r.add_expr(&nft_expr!(verdict accept));
+            rules.push(r);
+
+            let mut r = Rule::new(&chain);
+            r.add_expr(&nft_expr!(meta nfproto));
+            r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+            r.add_expr(&nft_expr!(payload ipv6 saddr));
+            r.add_expr(&nft_expr!(lookup & v6_sets[i]));
+            match_port(&mut r, port);
+            r.add_expr(&nft_expr!(verdict accept));
+            rules.push(r);
+
+            for cidr in &rule.cidrs {
+                let mut r = Rule::new(&chain);
+                match_cidr(&mut r, cidr);
+                match_port(&mut r, port);
+                r.add_expr(&nft_expr!(verdict accept));
+                rules.push(r);
+            }
+        }
+    }
+    if rs.mode == Mode::ManagedPorts {
+        for port in &rs.managed {
+            let mut r = Rule::new(&chain);
+            match_port(&mut r, port);
+            r.add_expr(&nft_expr!(verdict drop));
+            rules.push(r);
+        }
+    }
+    for r in &rules {
+        batch.add(r, MsgType::Add);
+    }
+    send(&batch.finalize())
+}
+
+/// Adds and removes set elements so the sets of `old` (what the kernel holds) become those
+/// of `new`. Both must have the same structure.
+pub fn apply_elements(old: &Ruleset, new: &Ruleset) -> io::Result<Applied> {
+    let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    let (mut added, mut removed) = (0, 0);
+    let mut keep4 = Vec::new();
+    let mut keep6 = Vec::new();
+    for (o, n) in old.rules.iter().zip(&new.rules) {
+        let n4 = cstring(&format!("{}_v4", n.name));
+        let n6 = cstring(&format!("{}_v6", n.name));
+        let (add4, del4) = diff(&o.peers_v4, &n.peers_v4);
+        let (add6, del6) = diff(&o.peers_v6, &n.peers_v6);
+        added += add4.len() + add6.len();
+        removed += del4.len() + del6.len();
+        keep4.push((n4, add4, del4));
+        keep6.push((n6, add6, del6));
+    }
+    if added + removed == 0 {
+        return Ok(Applied::Unchanged);
+    }
+    let mut sets4 = Vec::new();
+    for (name, add, del) in &keep4 {
+        sets4.push((elements::<Ipv4Addr>(name, &table, add), elements::<Ipv4Addr>(name, &table, del)));
+    }
+    let mut sets6 = Vec::new();
+    for (name, add, del) in &keep6 {
+        sets6.push((elements::<Ipv6Addr>(name, &table, add), elements::<Ipv6Addr>(name, &table, del)));
+    }
+    // Deletions first: an address that leaves and comes back in one sync is re-added.
+    for (add, del) in &sets4 {
+        if let Some(d) = del {
+            batch.add_iter(d.elems_iter(), MsgType::Del);
+        }
+        if let Some(a) = add {
+            batch.add_iter(a.elems_iter(), MsgType::Add);
+        }
+    }
+    for (add, del) in &sets6 {
+        if let Some(d) = del {
+            batch.add_iter(d.elems_iter(), MsgType::Del);
+        }
+        if let Some(a) = add {
+            batch.add_iter(a.elems_iter(), MsgType::Add);
+        }
+    }
+    send(&batch.finalize())?;
+    Ok(Applied::Elements { added, removed })
+}
+
+fn elements<'a, K: SetKey>(name: &CString, table: &'a Table, keys: &[K]) -> Option<Set<'a, K>> {
+    if keys.is_empty() {
+        return None;
+    }
+    let mut set: Set<K> = Set::new_named(name, 0, table, ProtoFamily::Inet);
+    for k in keys {
+        set.add(k);
+    }
+    Some(set)
+}
+
+fn diff<T: Ord + Copy>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> (Vec<T>, Vec<T>) {
+    (new.difference(old).copied().collect(), old.difference(new).copied().collect())
+}
+
+/// Deletes the `inet lct` table, if there is one.
+pub fn delete_table() -> io::Result<bool> {
+    if !table_exists()? {
+        return Ok(false);
+    }
+    let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
+    let mut batch = Batch::new();
+    batch.add(&table, MsgType::Del);
+    send(&batch.finalize())?;
+    Ok(true)
+}
+
+fn match_cidr(r: &mut Rule, cidr: &Cidr) {
+    r.add_expr(&nft_expr!(meta nfproto));
+    match cidr.addr {
+        IpAddr::V4(a) => {
+            r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+            r.add_expr(&nft_expr!(payload ipv4 saddr));
+            let mask = cidr.mask();
+            r.add_expr(&Bitwise::new(&mask[..], &[0u8; 4][..]));
+            r.add_expr(&nft_expr!(cmp == a));
+        }
+        IpAddr::V6(a) => {
+            r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+            r.add_expr(&nft_expr!(payload ipv6 saddr));
+            let mask = cidr.mask();
+            r.add_expr(&Bitwise::new(&mask[..], &[0u8; 16][..]));
+            r.add_expr(&nft_expr!(cmp == a));
+        }
+    }
+}
+
+fn match_port(r: &mut Rule, port: &PortSpec) {
+    r.add_expr(&Meta::L4Proto);
+    match port.protocol {
+        Protocol::Tcp => {
+            r.add_expr(&nft_expr!(cmp == libc::IPPROTO_TCP as u8));
+            r.add_expr(&nft_expr!(payload tcp dport));
+        }
+        Protocol::Udp => {
+            r.add_expr(&nft_expr!(cmp == libc::IPPROTO_UDP as u8));
+            r.add_expr(&nft_expr!(payload udp dport));
+        }
+    }
+    // Ports are big-endian on the wire; the kernel compares bytes, so order is preserved.
+    let first = port.first.to_be_bytes();
+    let last = port.last.to_be_bytes();
+    if port.first == port.last {
+        r.add_expr(&Cmp::new(CmpOp::Eq, &first[..]));
+    } else {
+        r.add_expr(&Cmp::new(CmpOp::Gte, &first[..]));
+        r.add_expr(&Cmp::new(CmpOp::Lte, &last[..]));
+    }
+}
+
+/// A receive buffer aligned for `nlmsghdr`, as libmnl requires.
+struct NlBuffer(Vec<u64>);
+
+impl NlBuffer {
+    fn new() -> Self {
+        NlBuffer(vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8).max(8192)])
+    }
+    fn bytes(&mut self) -> &mut [u8] {
+        let len = self.0.len() * 8;
+        // SAFETY: u64 storage viewed as bytes; alignment only grows.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), len) }
+    }
+}
+
+fn socket() -> io::Result<mnl::Socket> {
+    mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"),
+        )
+    })
+}
+
+/// Sends a batch and checks every acknowledgement; the kernel applies all of it or nothing.
+fn send(batch: &FinalizedBatch) -> io::Result<()> {
+    let socket = socket()?;
+    let portid = socket.portid();
+    grow_receive_buffer(&socket);
+    socket.send_all(batch)?;
+    let mut buffer = NlBuffer::new();
+    let mut expected = batch.sequence_numbers();
+    while !expected.is_empty() {
+        for message in socket.recv(buffer.bytes())? {
+            let message = message?;
+            let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink acknowledgement"))?;
+            mnl::cb_run(message, seq, portid)
+                .map_err(|e| io::Error::new(e.kind(), format!("nf_tables refused the batch: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// Large batches (10,000+ elements) bring as many acknowledgements back at once.
+fn grow_receive_buffer(socket: &mnl::Socket) {
+    let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(socket.as_raw_socket()) };
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: setsockopt on our own socket with a c_int option value.
+    unsafe {
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
+            if libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+            {
+                break;
+            }
+        }
+    }
+}
+
+/// The ruleset generation: the kernel bumps it on every change to any table.
+pub fn generation() -> io::Result<u32> {
+    let socket = socket()?;
+    let portid = socket.portid();
+    let seq = 1;
+    let mut request = NlBuffer::new();
+    let len = unsafe {
+        let nlh = sys::nftnl_nlmsg_build_hdr(
+            request.bytes().as_mut_ptr().cast::<c_char>(),
+            libc::NFT_MSG_GETGEN as u16,
+            ProtoFamily::Unspec as u16,
+            libc::NLM_F_ACK as u16,
+            seq,
+        );
+        (*nlh).nlmsg_len as usize
+    };
+    socket.send(&request.bytes()[..len])?;
+    let mut buffer = NlBuffer::new();
+    let mut id: Option<u32> = None;
+    loop {
+        let n = socket.recv_raw(buffer.bytes())?;
+        match mnl::cb_run2(&buffer.bytes()[..n], seq, portid, gen_cb, &mut id)? {
+            mnl::CbResult::Stop => break,
+            mnl::CbResult::Ok if id.is_some() => break,
+            mnl::CbResult::Ok => {}
+        }
+    }
+    id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
+}
+
+fn gen_cb(header: &libc::nlmsghdr, id: &mut Option<u32>) -> libc::c_int {
+    // SAFETY: libnftnl parses the message the kernel sent into an object we free.
+    unsafe {
+        let g = sys::nftnl_gen_alloc();
+        if sys::nftnl_gen_nlmsg_parse(header, g) >= 0 {
+            *id = Some(sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
+        }
+        sys::nftnl_gen_free(g);
+    }
+    1 // MNL_CB_OK
+}
+
+/// Whether the `inet lct` table exists.
+pub fn table_exists() -> io::Result<bool> {
+    let socket = socket()?;
+    let portid = socket.portid();
+    let seq = 1;
+    let request = nftnl::table::get_tables_nlmsg(seq);
+    // The helper leaves the buffer at full size; send only the message.
+    let len = u32::from_ne_bytes(request[..4].try_into().expect("4 bytes")) as usize;
+    socket.send(&request[..len])?;
+    let mut tables = std::collections::HashSet::new();
+    let mut buffer = NlBuffer::new();
+    loop {
+        let n = socket.recv_raw(buffer.bytes())?;
+        if let mnl::CbResult::Stop =
+            mnl::cb_run2(&buffer.bytes()[..n], seq, portid, nftnl::table::get_tables_cb, &mut tables)?
+        {
+            break;
+        }
+    }
+    // Tables of every family come back; ours is the only one named so in `inet` we create,
+    // and lct never creates another of that name.
+    Ok(tables.contains(&cstring(TABLE)))
+}
+
+/// What was last applied in this network namespace, and the generation right after.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LastApplied {
+    generation: u32,
+    ruleset: Ruleset,
+}
+
+/// Where the last applied ruleset of this network namespace is remembered: /run (gone with
+/// the namespaces at reboot), keyed by the namespace's inode.
+fn memory_path() -> io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
+    Ok(std::path::Path::new("/run/lct/fw").join(format!("net-{ino}.json")))
+}
+
+/// Brings this host's `inet lct` table to `rs`: only the elements when nothing else changed
+/// since our last apply (same structure, and no one touched the ruleset: same generation),
+/// the whole table otherwise — which also repairs drift such as `nft flush ruleset`.
+pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
+    let path = memory_path()?;
+    let last: Option<LastApplied> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let applied = match last {
+        Some(last)
+            if !full
+                && last.ruleset.structure() == rs.structure()
+                && last.ruleset.node == rs.node
+                && generation()? == last.generation
+                && table_exists()? =>
+        {
+            apply_elements(&last.ruleset, rs)?
+        }
+        _ => {
+            apply_table(rs)?;
+            Applied::Table
+        }
+    };
+    if applied != Applied::Unchanged {
+        let memory = LastApplied { generation: generation()?, ruleset: rs.clone() };
+        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        lct_core::fsutil::atomic_write_json(&path, &memory)?;
+    }
+    Ok(applied)
+}
+
+/// Forgets what was applied here (after the table was deleted).
+pub fn forget() -> io::Result<()> {
+    match std::fs::remove_file(memory_path()?) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}

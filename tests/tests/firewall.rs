@@ -1,0 +1,227 @@
+//! lct-fw with real traffic: nftables in the local cloud's namespaces (never the root
+//! namespace), probed with real TCP connections.
+
+use std::process::{Child, Command, Stdio};
+
+use lct_tests::{Env, require_root};
+
+/// Listeners in a node's namespace, killed on drop.
+struct Listeners(Vec<Child>);
+
+impl Listeners {
+    fn start(env: &Env, node: &str, ports: &[u16]) -> Listeners {
+        let ns = env.ns(node);
+        let mut children = Vec::new();
+        for port in ports {
+            for family in ["-4", "-6"] {
+                children.push(
+                    Command::new("ip")
+                        .args(["netns", "exec", &ns, "nc", family, "-lk", &port.to_string()])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("nc"),
+                );
+            }
+        }
+        // Until every port accepts on loopback (lo is always admitted).
+        for port in ports {
+            for _ in 0..50 {
+                if env.in_ns(node, &["nc", "-z", "-w", "1", "127.0.0.1", &port.to_string()]).status == 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        Listeners(children)
+    }
+}
+
+impl Drop for Listeners {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Whether a new TCP connection from `from`'s namespace to `addr:port` is accepted.
+fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
+    env.in_ns(from, &["nc", "-z", "-w", "1", addr, &port.to_string()]).status == 0
+}
+
+fn table(env: &Env, node: &str) -> String {
+    env.in_ns(node, &["nft", "list", "table", "inet", "lct"]).stdout
+}
+
+const ZK1: &str = "192.168.128.1";
+const ZK1_V6: &str = "2001:db8::1";
+const ZK1_PUBLIC: &str = "203.0.113.1";
+
+fn cluster_setup(env: &Env) {
+    env.run("lct-api", &["create", "--cluster", "zk", "--count", "2"]).ok(); // .1 .2
+    env.run("lct-api", &["create", "--cluster", "hdfs", "--count", "1"]).ok(); // .3
+    env.run("lct-api", &["create", "--cluster", "web", "--count", "1"]).ok(); // .4
+    env.run("lct-fw", &["declare", "zk", "--admin-cidr", "203.0.113.254/32", "--allow", "self->*:2888-3888/tcp"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp"]).ok();
+}
+
+#[test]
+fn members_dependents_and_admins_get_in_and_nobody_else() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    let _listen = Listeners::start(&env, "zk-1", &[22, 2181, 2888, 9999]);
+    let before: Vec<bool> =
+        [("web-1", 2181), ("hdfs-1", 2888)].iter().map(|(n, p)| connects(&env, n, ZK1, *p)).collect();
+    assert_eq!(before, [true, true], "open before any firewall");
+
+    let out = env.run("lct-fw", &["push"]).ok();
+    assert_eq!(out.json_lines().len(), 4, "{}", out.stdout);
+
+    // The dependent cluster reaches the port it declared, over IPv4 and IPv6, and no other.
+    assert!(connects(&env, "hdfs-1", ZK1, 2181));
+    assert!(connects(&env, "hdfs-1", ZK1_V6, 2181));
+    assert!(!connects(&env, "hdfs-1", ZK1, 2888));
+    // Members reach the members' ports, not the dependents' port.
+    assert!(connects(&env, "zk-2", ZK1, 2888));
+    assert!(connects(&env, "zk-2", ZK1, 3888 - 1000)); // 2888 again through the range start
+    assert!(!connects(&env, "zk-2", ZK1, 2181));
+    // Non-members are refused on managed ports; unmanaged ports stay open (managed-ports mode).
+    assert!(!connects(&env, "web-1", ZK1, 2181));
+    assert!(!connects(&env, "web-1", ZK1_V6, 2181));
+    assert!(!connects(&env, "web-1", ZK1, 2888));
+    assert!(connects(&env, "web-1", ZK1, 9999));
+    // The outside: SSH from the admin prefix, nothing managed.
+    assert!(connects(&env, "outside", ZK1_PUBLIC, 22));
+    assert!(!connects(&env, "outside", ZK1_PUBLIC, 2181));
+    assert!(!connects(&env, "outside", ZK1_PUBLIC, 2888));
+
+    // Only `inet lct` exists in the node: nothing else was touched or created.
+    let ruleset = env.in_ns("zk-1", &["nft", "list", "tables"]).ok();
+    assert_eq!(ruleset.stdout.trim(), "table inet lct");
+
+    // A dependent's new node gains access after a push; a removed one loses it.
+    env.run("lct-api", &["create", "--cluster", "hdfs", "--name", "hdfs-2"]).ok(); // .5
+    assert!(!connects(&env, "hdfs-2", ZK1, 2181), "not before the push");
+    let out = env.run("lct-fw", &["push", "--cluster", "hdfs"]).ok();
+    let applied: Vec<String> = out.json_lines().iter().map(|r| format!("{}={}", r["node"], r["applied"])).collect();
+    assert_eq!(
+        applied,
+        ["\"hdfs-1\"=\"unchanged\"", "\"hdfs-2\"=\"table\"", "\"zk-1\"=\"elements\"", "\"zk-2\"=\"elements\""],
+        "membership only: the old nodes change elements, the new one gets its table"
+    );
+    assert!(connects(&env, "hdfs-2", ZK1, 2181));
+    env.run("lct-api", &["delete", "hdfs-1"]).ok();
+    // Its address is taken by a node of another cluster, which must not inherit access.
+    env.run("lct-api", &["create", "--cluster", "web", "--name", "web-2"]).ok(); // .3 again
+    env.run("lct-fw", &["push", "--cluster", "hdfs"]).ok();
+    assert!(!connects(&env, "web-2", ZK1, 2181), "a removed member's address lost its access");
+    assert!(connects(&env, "hdfs-2", ZK1, 2181));
+
+    // Drift: someone flushes the whole ruleset; the next push restores the table.
+    env.in_ns("zk-1", &["nft", "flush", "ruleset"]).ok();
+    assert!(connects(&env, "web-1", ZK1, 2181), "flushed: open");
+    let out = env.run("lct-fw", &["push", "--cluster", "zk"]).ok();
+    assert!(out.stdout.contains("\"node\":\"zk-1\""), "{}", out.stdout);
+    assert!(!connects(&env, "web-1", ZK1, 2181), "repaired");
+    assert!(connects(&env, "hdfs-2", ZK1, 2181));
+}
+
+#[test]
+fn bad_input_and_empty_sets_change_nothing() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    env.run("lct-fw", &["push"]).ok();
+    let before = table(&env, "zk-1");
+    assert!(before.contains("@r1_v4"), "{before}");
+
+    // A malformed declaration is refused at the door.
+    let out = env.run("lct-fw", &["declare", "zk", "--allow", "self->*:99999/tcp"]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    let out = env.run("lct-fw", &["declare", "zk", "--admin-cidr", "10.0.0.1/8"]);
+    assert_eq!(out.status, 2);
+    assert!(out.stderr.contains("host bits"), "{}", out.stderr);
+
+    // One written into the cluster record by hand: push names it and applies nothing.
+    let store = env.state.path().join("clusters.jsonl");
+    let good = std::fs::read_to_string(&store).unwrap();
+    std::fs::write(&store, good.replace("\"2888-3888/tcp\"", "\"2888-3888/icmp\"")).unwrap();
+    let out = env.run("lct-fw", &["push"]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("firewall.allow[0].ports[0]"), "{}", out.stderr);
+    assert_eq!(table(&env, "zk-1"), before);
+    std::fs::write(&store, &good).unwrap();
+
+    // A malformed ruleset record on a node: refused there, table unchanged.
+    let bad = "{\"kind\":\"fw-ruleset\",\"v\":1,\"node\":\"zk-1\",\"cluster\":\"zk\",\"mode\":\"managed-ports\",\"ssh_port\":22,\"admin_cidrs\":[],\"rules\":[{\"name\":\"r0\",\"comment\":\"x\",\"ports\":[\"2181/tcp\"],\"peers_v4\":[\"10.0.0.300\"]}],\"managed\":[]}\n";
+    let fw = lct_tests::bin("lct-fw");
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &env.ns("zk-1"), fw.to_str().unwrap(), "sync", "--node", "zk-1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(bad.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 1: field rules[0].peers_v4[0]"));
+    assert_eq!(table(&env, "zk-1"), before);
+
+    // The dependency loses all its nodes: an empty peer set is refused unless --force.
+    env.run("lct-api", &["delete", "hdfs-1"]).ok();
+    let out = env.run("lct-fw", &["push", "--cluster", "hdfs"]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("has no peers"), "{}", out.stderr);
+    assert_eq!(table(&env, "zk-1"), before);
+    env.run("lct-fw", &["push", "--cluster", "hdfs", "--force"]).ok();
+    assert!(!table(&env, "zk-1").contains("192.168.128.3"));
+}
+
+#[test]
+fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    let _listen = Listeners::start(&env, "zk-1", &[22, 2181]);
+    env.run("lct-fw", &["push"]).ok();
+    // Probes run in the background while the tables are replaced 20 times.
+    let probe = |from: &str, addr: &str, port: u16, out: &str| {
+        let script = format!(
+            "ok=0; bad=0; while [ ! -e {stop} ]; do if nc -z -w 2 {addr} {port}; then ok=$((ok+1)); else bad=$((bad+1)); fi; done; echo $ok $bad > {out}",
+            stop = env.state.path().join("stop").display(),
+            out = env.state.path().join(out).display(),
+        );
+        Command::new("ip").args(["netns", "exec", &env.ns(from), "sh", "-c", &script]).spawn().unwrap()
+    };
+    let mut probes = vec![
+        probe("hdfs-1", ZK1, 2181, "allowed"),
+        probe("web-1", ZK1, 2181, "forbidden"),
+        probe("outside", ZK1_PUBLIC, 22, "ssh"),
+    ];
+    for i in 0..20 {
+        // Alternate full replacements with membership-only changes.
+        let args: &[&str] = if i % 2 == 0 { &["push", "--full"] } else { &["push", "--cluster", "web"] };
+        env.run("lct-fw", args).ok();
+    }
+    std::fs::write(env.state.path().join("stop"), "").unwrap();
+    for p in &mut probes {
+        p.wait().unwrap();
+    }
+    let counts = |name: &str| -> (u32, u32) {
+        let text = std::fs::read_to_string(env.state.path().join(name)).unwrap();
+        let mut it = text.split_whitespace().map(|n| n.parse::<u32>().unwrap());
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    let (ok, failed) = counts("allowed");
+    assert!(ok > 0 && failed == 0, "allowed probes: {ok} ok, {failed} failed");
+    let (admitted, refused) = counts("forbidden");
+    assert!(refused > 0 && admitted == 0, "forbidden probes: {admitted} admitted, {refused} refused");
+    let (ok, failed) = counts("ssh");
+    assert!(ok > 0 && failed == 0, "ssh from the admin prefix: {ok} ok, {failed} failed");
+}
