@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(r.rules[2].peers_v4.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["192.168.128.3"]);
         assert_eq!(
             r.managed.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            ["2181/tcp", "8080/tcp", "2888-3888/tcp"]
+            ["2181/tcp", "2888-3888/tcp", "8080/tcp"]
         );
         let text = r.to_nft();
         assert!(text.contains("ip saddr @r2_v4 tcp dport 2181 accept"), "{text}");
