@@ -32,12 +32,20 @@ fn render_formats_and_passthrough() {
     );
     let records = env.run_with_input("lct-hosts", &["render"], &input).ok();
     let lines: Vec<&str> = records.stdout.lines().collect();
-    assert_eq!(lines[0], "{\"kind\":\"other\",\"x\":1}", "other kinds pass through first, unchanged");
-    assert!(
-        lines[1].starts_with("{\"kind\":\"host-entry\",\"v\":1,\"cluster\":\"a\",\"node\":\"a-1\""),
-        "{}",
-        lines[1]
-    );
+    // Every input line passes on unchanged and in order (node records too: the next tool in
+    // the pipe needs them), then the entries.
+    assert_eq!(lines[..3], input.lines().collect::<Vec<_>>()[..]);
+    assert!(lines[3].starts_with("{\"kind\":\"host-entry\",\"v\":1,\"cluster\":\"a\",\"node\":\"a-1\""), "{}", lines[3]);
+    assert_eq!(lines.len(), 5);
+    // render | apply writes what apply alone writes.
+    let via_render = env.state.path().join("via-render");
+    let direct = env.state.path().join("direct");
+    env.run_with_input("lct-hosts", &["apply", "--file", via_render.to_str().unwrap()], &records.stdout).ok();
+    env.run_with_input("lct-hosts", &["apply", "--file", direct.to_str().unwrap()], &input).ok();
+    assert_eq!(fs::read_to_string(&via_render).unwrap(), fs::read_to_string(&direct).unwrap());
+    // ...and the node records still reach the next tool.
+    let fw = env.run_with_input("lct-fw", &["render", "--node", "a-2"], &records.stdout).ok();
+    assert!(fw.stdout.contains("\"kind\":\"fw-ruleset\""), "{}", fw.stdout);
     // Deterministic: the same membership in another order gives the same bytes.
     let reversed: String = input.lines().rev().map(|l| format!("{l}\n")).collect();
     let again = env.run_with_input("lct-hosts", &["render", "--format", "hosts"], &reversed).ok();

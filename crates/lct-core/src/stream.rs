@@ -250,6 +250,12 @@ impl<W: Write> Writer<W> {
         self.inner.write_all(b"\n")
     }
 
+    /// Writes a line of text as it is (a line read earlier, passed on).
+    pub fn write_raw(&mut self, text: &str) -> io::Result<()> {
+        self.inner.write_all(text.as_bytes())?;
+        self.inner.write_all(b"\n")
+    }
+
     pub fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
@@ -314,14 +320,16 @@ mod tests {
 const CHUNK: usize = 8 << 20;
 
 /// Reads a whole input and parses every line of kind `T` on all cores, handing each record
-/// to `keep` as soon as it is parsed (so a caller can keep only what it needs); the lines of
+/// to `keep` as soon as it is parsed, with its text (so a caller can keep only what it
+/// needs, or the line to pass on); what `keep` returns comes back with the line number. The
+/// lines of
 /// other kinds come back as [`Line`]s. The input is read in chunks of a few MiB, so memory
 /// stays bounded by what `keep` keeps. Errors are those of the first bad line, in input
 /// order, as [`read_kind`] reports them.
 pub fn read_kind_parallel<T: Record, U: Send>(
     mut input: impl io::Read,
-    keep: impl Fn(T) -> U + Sync,
-) -> Result<(Vec<U>, Vec<Line>), StreamError> {
+    keep: impl Fn(T, &str) -> U + Sync,
+) -> Result<(Vec<(usize, U)>, Vec<Line>), StreamError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     // What our own writer puts first: lines that start so need no separate look at their head.
     let prefix = format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION);
@@ -361,7 +369,7 @@ pub fn read_kind_parallel<T: Record, U: Send>(
                 e.line += base;
                 return Err(e);
             }
-            kept.extend(part.kept);
+            kept.extend(part.kept.into_iter().map(|(n, u)| (n + base, u)));
             others.extend(part.others.into_iter().map(|mut l| {
                 l.number += base;
                 l
@@ -374,7 +382,7 @@ pub fn read_kind_parallel<T: Record, U: Send>(
 }
 
 struct Part<U> {
-    kept: Vec<U>,
+    kept: Vec<(usize, U)>,
     others: Vec<Line>,
     lines: usize,
     error: Option<StreamError>,
@@ -399,7 +407,7 @@ fn split_lines(text: &str, n: usize) -> Vec<&str> {
     parts
 }
 
-fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T) -> U + Sync)) -> Part<U> {
+fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T, &str) -> U + Sync)) -> Part<U> {
     let mut part = Part { kept: Vec::new(), others: Vec::new(), lines: 0, error: None };
     for raw in text.split_inclusive('\n') {
         part.lines += 1;
@@ -427,7 +435,8 @@ fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T) -> U + 
                 _ => Line { text: text.to_string(), ..line }.parse::<T>(),
             };
             match parsed {
-                Ok(r) => part.kept.push(keep(r)),
+                // Numbered within the part; the merge adds the lines before it.
+                Ok(r) => part.kept.push((number, keep(r, text))),
                 Err(e) => {
                     part.error = Some(e);
                     return part;
@@ -466,8 +475,10 @@ mod parallel_tests {
             }
         }
         let (seq, seq_others) = read_kind::<Node>(input.as_bytes()).unwrap();
-        let (par, par_others) = read_kind_parallel::<Node, Node>(input.as_bytes(), |n| n).unwrap();
-        assert_eq!(seq, par);
+        let (par, par_others) = read_kind_parallel::<Node, Node>(input.as_bytes(), |n, _| n).unwrap();
+        assert_eq!(seq, par.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>());
+        // Line numbers count every line, blank ones and other kinds included.
+        assert_eq!((par[0].0, par[1].0, par[2].0), (1, 4, 5));
         let numbers = |l: &[Line]| l.iter().map(|l| (l.number, l.text.clone())).collect::<Vec<_>>();
         assert_eq!(numbers(&seq_others), numbers(&par_others));
     }
@@ -486,12 +497,12 @@ mod parallel_tests {
             input.push('\n');
         }
         let seq = read_kind::<Node>(input.as_bytes()).unwrap_err();
-        let par = read_kind_parallel::<Node, Node>(input.as_bytes(), |n| n).unwrap_err();
+        let par = read_kind_parallel::<Node, Node>(input.as_bytes(), |n, _| n).unwrap_err();
         assert_eq!(seq, par);
         assert_eq!((par.line, par.field.as_deref()), (1235, Some("private_ipv4[0]")));
         // The fast path still checks versions.
         let newer = node(1).replace("\"v\":1", "\"v\":2");
-        let e = read_kind_parallel::<Node, Node>(newer.as_bytes(), |n| n).unwrap_err();
+        let e = read_kind_parallel::<Node, Node>(newer.as_bytes(), |n, _| n).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("v"));
     }
 }

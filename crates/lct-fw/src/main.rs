@@ -362,7 +362,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Node records of stdin, the cluster records of stdin completed by the state directory's,
 /// and the other lines.
 fn read_nodes(store: &ClusterStore) -> anyhow::Result<(Vec<Node>, Vec<Cluster>, Vec<stream::Line>)> {
-    let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n| n).context("stdin")?;
+    let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
+    let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
     let mut clusters: Vec<Cluster> = others
         .iter()
         .filter(|l| l.is::<Cluster>())

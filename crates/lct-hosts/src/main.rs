@@ -179,8 +179,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Render { format: text_format, naming } => {
             let options = naming.options()?;
-            let (nodes, clusters, others) = read_input()?;
-            let entries = render(&nodes, &with_store(clusters)?, &options)?;
+            let jsonl = matches!((text_format, format), (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl));
+            let input = read_input(jsonl)?;
+            let entries = render(&input.nodes, &with_store(input.clusters)?, &options)?;
             let stdout = io::stdout();
             match (text_format, format) {
                 (Some(Format::Hosts), _) => {
@@ -190,9 +191,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, OutputFormat::Table) => print_entries(&entries)?,
                 (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl) => {
+                    // Every input line passes on, node records too (the next tool, e.g. lct-fw,
+                    // needs them), in input order; the entries follow.
                     let mut out = Writer::new(stdout.lock());
-                    for line in &others {
+                    let mut nodes = input.node_lines.iter().peekable();
+                    for line in &input.others {
+                        while let Some((_, text)) = nodes.next_if(|(n, _)| *n < line.number) {
+                            out.write_raw(text)?;
+                        }
                         out.passthrough(line)?;
+                    }
+                    for (_, text) in nodes {
+                        out.write_raw(text)?;
                     }
                     for e in &entries {
                         out.write(e)?;
@@ -206,11 +216,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = naming.options()?;
             let mut entries = Vec::new();
             if !io::stdin().is_terminal() {
-                let (nodes, cluster_records, others) = read_input()?;
-                for line in others.iter().filter(|l| l.is::<HostEntry>()) {
+                let input = read_input(false)?;
+                for line in input.others.iter().filter(|l| l.is::<HostEntry>()) {
                     entries.push(line.parse::<HostEntry>().context("stdin")?);
                 }
-                entries.extend(render(&nodes, &with_store(cluster_records)?, &options)?);
+                // Node records are rendered only when no host entries came (after `render`,
+                // they travel along as context).
+                if entries.is_empty() {
+                    entries = render(&input.nodes, &with_store(input.clusters)?, &options)?;
+                }
                 lct_hosts::check(&entries)?;
             } else if remove.is_empty() {
                 return Err(UsageError("pipe host-entry or node records, or give --remove".into()).into());
@@ -296,19 +310,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Node and cluster records of stdin, and the lines of other kinds (cluster records among
-/// them: they are context, not consumed, and pass on to the next tool).
-fn read_input() -> anyhow::Result<(Vec<Member>, Vec<Cluster>, Vec<stream::Line>)> {
+/// What a hosts command reads: nodes (slimmed to what rendering needs), cluster records,
+/// and every line that is not a node record.
+struct Input {
+    nodes: Vec<Member>,
+    /// With `keep_node_lines`: each node line's number and text, to pass it on.
+    node_lines: Vec<(usize, String)>,
+    clusters: Vec<Cluster>,
+    others: Vec<stream::Line>,
+}
+
+fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
     // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
-    let (nodes, others) =
-        stream::read_kind_parallel::<Node, Member>(io::stdin().lock(), Member::from).context("stdin")?;
+    let (kept, others) = stream::read_kind_parallel::<Node, (Member, Option<String>)>(io::stdin().lock(), |n, text| {
+        (Member::from(n), keep_node_lines.then(|| text.to_string()))
+    })
+    .context("stdin")?;
+    let mut nodes = Vec::with_capacity(kept.len());
+    let mut node_lines = Vec::new();
+    for (number, (member, text)) in kept {
+        nodes.push(member);
+        if let Some(text) = text {
+            node_lines.push((number, text));
+        }
+    }
     let clusters = others
         .iter()
         .filter(|l| l.is::<Cluster>())
         .map(|l| l.parse::<Cluster>())
         .collect::<Result<Vec<_>, _>>()
         .context("stdin")?;
-    Ok((nodes, clusters, others))
+    Ok(Input { nodes, node_lines, clusters, others })
 }
 
 /// Cluster records from the input, completed by those of the state directory.
