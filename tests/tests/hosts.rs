@@ -35,7 +35,11 @@ fn render_formats_and_passthrough() {
     // Every input line passes on unchanged and in order (node records too: the next tool in
     // the pipe needs them), then the entries.
     assert_eq!(lines[..3], input.lines().collect::<Vec<_>>()[..]);
-    assert!(lines[3].starts_with("{\"kind\":\"host-entry\",\"v\":1,\"cluster\":\"a\",\"node\":\"a-1\""), "{}", lines[3]);
+    assert!(
+        lines[3].starts_with("{\"kind\":\"host-entry\",\"v\":1,\"cluster\":\"a\",\"node\":\"a-1\""),
+        "{}",
+        lines[3]
+    );
     assert_eq!(lines.len(), 5);
     // render | apply writes what apply alone writes.
     let via_render = env.state.path().join("via-render");
