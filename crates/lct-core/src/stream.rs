@@ -316,6 +316,9 @@ mod tests {
     }
 }
 
+/// Something kept of a record, with the number of the line it came from.
+pub type Numbered<U> = (usize, U);
+
 /// How much input [`read_kind_parallel`] holds at once.
 const CHUNK: usize = 8 << 20;
 
@@ -329,7 +332,7 @@ const CHUNK: usize = 8 << 20;
 pub fn read_kind_parallel<T: Record, U: Send>(
     mut input: impl io::Read,
     keep: impl Fn(T, &str) -> U + Sync,
-) -> Result<(Vec<(usize, U)>, Vec<Line>), StreamError> {
+) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     // What our own writer puts first: lines that start so need no separate look at their head.
     let prefix = format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION);
@@ -382,7 +385,7 @@ pub fn read_kind_parallel<T: Record, U: Send>(
 }
 
 struct Part<U> {
-    kept: Vec<(usize, U)>,
+    kept: Vec<Numbered<U>>,
     others: Vec<Line>,
     lines: usize,
     error: Option<StreamError>,
