@@ -168,7 +168,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
     lct_core::cli::run("lct-fw", || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        // One thread: sync is a few syscalls, and push waits on child processes.
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         runtime.block_on(run(cli))
     })
 }

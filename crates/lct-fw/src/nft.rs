@@ -54,6 +54,8 @@ pub fn apply_table(rs: &Ruleset) -> io::Result<()> {
         let mut s4: Set<Ipv4Addr> = Set::new_named(n4, id, &table, ProtoFamily::Inet);
         let mut s6: Set<Ipv6Addr> = Set::new_named(n6, id + 1, &table, ProtoFamily::Inet);
         id += 2;
+        size_hint(&s4, rule.peers_v4.len());
+        size_hint(&s6, rule.peers_v6.len());
         for a in &rule.peers_v4 {
             s4.add(a);
         }
@@ -205,6 +207,19 @@ pub fn apply_elements(old: &Ruleset, new: &Ruleset) -> io::Result<Applied> {
     Ok(Applied::Elements { added, removed })
 }
 
+/// How many elements a set made for `n` may hold: room to grow, so membership changes stay
+/// element-only; past it, the next sync replaces the table with a larger set.
+pub fn capacity(n: usize) -> u32 {
+    (n.saturating_mul(2)).max(1024).next_power_of_two().min(1 << 24) as u32
+}
+
+/// Tells the kernel how large the set will be, so it sizes its hash table once instead of
+/// growing it element by element.
+fn size_hint<K>(set: &Set<'_, K>, n: usize) {
+    // SAFETY: the set object is ours and alive; NFTNL_SET_DESC_SIZE takes a u32.
+    unsafe { sys::nftnl_set_set_u32(set.as_ptr().as_ptr(), sys::NFTNL_SET_DESC_SIZE as u16, capacity(n)) };
+}
+
 fn elements<'a, K: SetKey>(name: &CString, table: &'a Table, keys: &[K]) -> Option<Set<'a, K>> {
     if keys.is_empty() {
         return None;
@@ -303,7 +318,7 @@ fn send(batch: &FinalizedBatch) -> io::Result<()> {
     let socket = socket()?;
     let portid = socket.portid();
     grow_receive_buffer(&socket);
-    socket.send_all(batch)?;
+    send_in_one_message(&socket, batch)?;
     let mut buffer = NlBuffer::new();
     let mut expected = batch.sequence_numbers();
     while !expected.is_empty() {
@@ -317,25 +332,61 @@ fn send(batch: &FinalizedBatch) -> io::Result<()> {
     Ok(())
 }
 
-/// Large batches (10,000+ elements) bring as many acknowledgements back at once.
-fn grow_receive_buffer(socket: &mnl::Socket) {
+/// Sends every page of a batch in one `sendmsg`: the kernel processes a batch only within one
+/// message, so a batch sent page by page (as `mnl::Socket::send_all` does) loses its begin
+/// marker past the first page and is refused. The send buffer is raised to fit it, as `nft`
+/// does.
+fn send_in_one_message(socket: &mnl::Socket, batch: &FinalizedBatch) -> io::Result<()> {
+    let pages: Vec<&[u8]> = batch.iter().collect();
+    let total: usize = pages.iter().map(|p| p.len()).sum();
     let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(socket.as_raw_socket()) };
-    let size: libc::c_int = 8 << 20;
-    // SAFETY: setsockopt on our own socket with a c_int option value.
-    unsafe {
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-            if libc::setsockopt(
+    set_buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, total + (1 << 16));
+    let mut iov: Vec<libc::iovec> =
+        pages.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
+    // SAFETY: a zeroed sockaddr_nl is valid; pid 0 is the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut kernel as *mut libc::sockaddr_nl).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: sendmsg on our own socket with a well-formed msghdr.
+    let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if sent as usize != total {
+        return Err(io::Error::other(format!("netlink took {sent} of {total} bytes")));
+    }
+    Ok(())
+}
+
+/// Sets a socket buffer size, forcing it past the system limit where allowed (root).
+fn set_buffer(fd: libc::c_int, force: libc::c_int, plain: libc::c_int, size: usize) {
+    let size = size.min(libc::c_int::MAX as usize) as libc::c_int;
+    for opt in [force, plain] {
+        // SAFETY: setsockopt on our own socket with a c_int option value.
+        let ok = unsafe {
+            libc::setsockopt(
                 fd,
                 libc::SOL_SOCKET,
                 opt,
                 (&size as *const libc::c_int).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-            {
-                break;
-            }
+            )
+        } == 0;
+        if ok {
+            break;
         }
     }
+}
+
+/// Large batches (10,000+ elements) bring as many acknowledgements back at once.
+fn grow_receive_buffer(socket: &mnl::Socket) {
+    let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(socket.as_raw_socket()) };
+    set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
 }
 
 /// The ruleset generation: the kernel bumps it on every change to any table.
@@ -409,6 +460,8 @@ pub fn table_exists() -> io::Result<bool> {
 struct LastApplied {
     generation: u32,
     ruleset: Ruleset,
+    /// Per rule, how many IPv4 and IPv6 elements its sets were sized for at the last full apply.
+    capacity: Vec<[u32; 2]>,
 }
 
 /// Where the last applied ruleset of this network namespace is remembered: /run (gone with
@@ -425,25 +478,37 @@ fn memory_path() -> io::Result<std::path::PathBuf> {
 pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
     let path = memory_path()?;
     let last: Option<LastApplied> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let applied = match last {
+    // Any change to the ruleset by anyone bumps the generation, our own element updates
+    // included (we record the generation after them); a different one means drift.
+    let fits = |last: &LastApplied| {
+        last.capacity.len() == rs.rules.len()
+            && rs
+                .rules
+                .iter()
+                .zip(&last.capacity)
+                .all(|(r, [c4, c6])| r.peers_v4.len() as u64 <= *c4 as u64 && r.peers_v6.len() as u64 <= *c6 as u64)
+    };
+    let (applied, capacity) = match last {
         Some(last)
             if !full
                 && last.ruleset.structure() == rs.structure()
                 && last.ruleset.node == rs.node
-                && generation()? == last.generation
-                && table_exists()? =>
+                && fits(&last)
+                && generation()? == last.generation =>
         {
-            apply_elements(&last.ruleset, rs)?
+            (apply_elements(&last.ruleset, rs)?, last.capacity)
         }
         _ => {
             apply_table(rs)?;
-            Applied::Table
+            let capacity = rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
+            (Applied::Table, capacity)
         }
     };
     if applied != Applied::Unchanged {
-        let memory = LastApplied { generation: generation()?, ruleset: rs.clone() };
+        let memory = LastApplied { generation: generation()?, ruleset: rs.clone(), capacity };
         std::fs::create_dir_all(path.parent().expect("has parent"))?;
-        lct_core::fsutil::atomic_write_json(&path, &memory)?;
+        let bytes = serde_json::to_vec(&memory).map_err(io::Error::other)?;
+        lct_core::fsutil::atomic_write(&path, &bytes, 0o600)?;
     }
     Ok(applied)
 }
