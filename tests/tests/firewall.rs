@@ -65,8 +65,14 @@ fn cluster_setup(env: &Env) {
     env.run("lct-api", &["create", "--cluster", "hdfs", "--count", "1"]).ok(); // .3
     env.run("lct-api", &["create", "--cluster", "web", "--count", "1"]).ok(); // .4
     env.run("lct-fw", &["declare", "zk", "--admin-cidr", "203.0.113.254/32", "--allow", "self->*:2888-3888/tcp"]).ok();
-    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp,5353/udp"]).ok();
 }
+
+const UDP_ECHO: &str = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', int(__import__('sys').argv[1])))\nwhile True:\n    d, a = s.recvfrom(64)\n    s.sendto(d, a)\n";
+
+/// Sends datagrams to addr:port until `stop` exists, a new socket each, and writes
+/// "answered unanswered" to `out`.
+const UDP_PROBE: &str = "import os, socket, sys\naddr, port, stop, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]\nok = bad = 0\nwhile not os.path.exists(stop):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(1.0)\n    s.sendto(b'x', (addr, port))\n    try:\n        s.recvfrom(64)\n        ok += 1\n    except OSError:\n        bad += 1\n    s.close()\nopen(out, 'w').write(f'{ok} {bad}')\n";
 
 #[test]
 fn members_dependents_and_admins_get_in_and_nobody_else() {
@@ -189,6 +195,8 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     let env = Env::new();
     cluster_setup(&env);
     let _listen = Listeners::start(&env, "zk-1", &[22, 2181]);
+    let mut echo =
+        Command::new("ip").args(["netns", "exec", &env.ns("zk-1"), "python3", "-c", UDP_ECHO, "5353"]).spawn().unwrap();
     env.run("lct-fw", &["push"]).ok();
     // Probes run in the background while the tables are replaced 20 times.
     let probe = |from: &str, addr: &str, port: u16, out: &str| {
@@ -199,10 +207,21 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
         );
         Command::new("ip").args(["netns", "exec", &env.ns(from), "sh", "-c", &script]).spawn().unwrap()
     };
+    let stop = env.state.path().join("stop");
+    let udp_probe = |from: &str, out: &str| {
+        let out = env.state.path().join(out);
+        Command::new("ip")
+            .args(["netns", "exec", &env.ns(from), "python3", "-c", UDP_PROBE, ZK1, "5353"])
+            .args([stop.to_str().unwrap(), out.to_str().unwrap()])
+            .spawn()
+            .unwrap()
+    };
     let mut probes = vec![
         probe("hdfs-1", ZK1, 2181, "allowed"),
         probe("web-1", ZK1, 2181, "forbidden"),
         probe("outside", ZK1_PUBLIC, 22, "ssh"),
+        udp_probe("hdfs-1", "udp-allowed"),
+        udp_probe("web-1", "udp-forbidden"),
     ];
     for i in 0..20 {
         // Alternate full replacements with membership-only changes.
@@ -224,4 +243,102 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     assert!(refused > 0 && admitted == 0, "forbidden probes: {admitted} admitted, {refused} refused");
     let (ok, failed) = counts("ssh");
     assert!(ok > 0 && failed == 0, "ssh from the admin prefix: {ok} ok, {failed} failed");
+    let (ok, failed) = counts("udp-allowed");
+    assert!(ok > 0 && failed == 0, "allowed UDP probes: {ok} answered, {failed} not");
+    let (admitted, refused) = counts("udp-forbidden");
+    assert!(refused > 0 && admitted == 0, "forbidden UDP probes: {admitted} answered, {refused} not");
+    let _ = echo.kill();
+    let _ = echo.wait();
+}
+
+/// Runs `lct-fw ARGS` inside a node's namespace with `input` on stdin.
+fn fw_in(env: &Env, node: &str, args: &[&str], input: &str) -> lct_tests::Run {
+    let fw = lct_tests::bin("lct-fw").to_str().unwrap().to_string();
+    let ns = env.ns(node);
+    let mut full = vec!["netns", "exec", ns.as_str(), fw.as_str()];
+    full.extend_from_slice(args);
+    let mut child = Command::new("ip")
+        .args(&full)
+        .env("LCT_STATE_DIR", env.state.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    lct_tests::Run {
+        status: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn confirm_timeout_puts_the_previous_table_back() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    env.run("lct-fw", &["push"]).ok();
+    let before = table(&env, "zk-1");
+    // A change that would lock the dependents out, applied with a 1 s confirmation window.
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--no-dependencies"]).ok();
+    let nodes = env.run("lct-inventory", &["query"]).ok().stdout;
+    let out = fw_in(&env, "zk-1", &["sync", "--node", "zk-1", "--confirm-timeout", "1"], &nodes).ok();
+    assert!(out.stderr.contains("lct-fw confirm"), "{}", out.stderr);
+    assert!(!table(&env, "zk-1").contains("2181"), "the change is in force at first");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(table(&env, "zk-1"), before, "unconfirmed: the previous table is back");
+
+    // Confirmed in time: the change stays.
+    fw_in(&env, "zk-1", &["sync", "--node", "zk-1", "--confirm-timeout", "1"], &nodes).ok();
+    let confirmed = fw_in(&env, "zk-1", &["confirm"], "").ok();
+    assert!(confirmed.stderr.contains("confirmed"), "{}", confirmed.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(!table(&env, "zk-1").contains("2181"), "confirmed: the change stays");
+}
+
+#[test]
+fn kill_established_ends_removed_peers_connections() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    // Default-deny: a port no rule names any more is closed, not left alone.
+    env.run("lct-fw", &["declare", "zk", "--mode", "default-deny"]).ok();
+    let _listen = Listeners::start(&env, "zk-1", &[2181]);
+    env.run("lct-fw", &["push"]).ok();
+    assert!(!connects(&env, "web-1", ZK1, 9999), "default-deny closes undeclared ports");
+    // A long-lived connection from hdfs-1.
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &env.ns("hdfs-1"), "sh", "-c", &format!("sleep 20 | nc {ZK1} 2181")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tracked = |env: &Env| {
+        let out = env.in_ns("zk-1", &["conntrack", "-L", "-p", "tcp", "-s", "192.168.128.3", "--dport", "2181"]);
+        out.stdout.lines().filter(|l| l.contains("ESTABLISHED")).count()
+    };
+    for _ in 0..50 {
+        if tracked(&env) > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(tracked(&env), 1, "the connection is established");
+    // hdfs stops depending on zk: without --kill-established its connection lives on...
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--no-dependencies"]).ok();
+    env.run("lct-fw", &["push", "--cluster", "zk", "--force"]).ok();
+    assert_eq!(tracked(&env), 1, "established traffic survives removal by default");
+    assert!(!connects(&env, "hdfs-1", ZK1, 2181), "but new connections are refused");
+    // ...with it, the connection is ended. (Back to depending, then removed again.)
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp"]).ok();
+    env.run("lct-fw", &["push", "--cluster", "zk"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--no-dependencies"]).ok();
+    let out = env.run("lct-fw", &["push", "--cluster", "zk", "--force", "--kill-established"]).ok();
+    assert!(out.stdout.contains("\"connections_ended_for\":1"), "{}", out.stdout);
+    assert_eq!(tracked(&env), 0, "the removed peer's connection is gone");
+    let _ = client.kill();
+    let _ = client.wait();
 }

@@ -84,6 +84,22 @@ enum Command {
         /// Allow empty peer sets and default-deny without admin prefixes
         #[arg(long)]
         force: bool,
+        /// Also end the established connections of peers that lost access (conntrack)
+        #[arg(long)]
+        kill_established: bool,
+        /// Put the previous table back unless `lct-fw confirm` comes within SECONDS
+        #[arg(long, value_name = "SECONDS")]
+        confirm_timeout: Option<u64>,
+    },
+    /// Keep the change a `sync --confirm-timeout` made
+    Confirm,
+    /// (internal) the watchdog of `sync --confirm-timeout`
+    #[command(hide = true)]
+    RollbackWatch {
+        #[arg(long)]
+        token: String,
+        #[arg(long)]
+        after: u64,
     },
     /// Render from the inventory and sync every affected node
     Push {
@@ -99,6 +115,9 @@ enum Command {
         /// Replace whole tables even where only members changed
         #[arg(long)]
         full: bool,
+        /// Also end the established connections of peers that lost access (conntrack)
+        #[arg(long)]
+        kill_established: bool,
         #[arg(long, default_value_t = 32)]
         parallel: usize,
         #[arg(long, default_value_t = 60)]
@@ -240,7 +259,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sync { node, full, force } => {
+        Command::Sync { node, full, force, kill_established, confirm_timeout } => {
             let me = match node {
                 Some(n) => n,
                 None => host_name()?,
@@ -264,16 +283,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for_node(node, &nodes, &store.load()?, force)?
                 }
             };
+            let previous = nft::last_applied();
+            let token = match confirm_timeout {
+                Some(_) => Some(nft::begin_confirm().context("remembering the table to go back to")?),
+                None => None,
+            };
             let applied = nft::sync(&ruleset, full).context("applying to nftables")?;
             let mut v = serde_json::to_value(&applied)?;
             let obj = v.as_object_mut().expect("object");
+            if kill_established && let Some(previous) = &previous {
+                let gone = nft::removed_peers(previous, &ruleset);
+                let killed = nft::kill_connections(&gone).context("ending removed peers' connections")?;
+                obj.insert("connections_ended_for".into(), killed.into());
+            }
+            if let (Some(token), Some(after)) = (token, confirm_timeout) {
+                // A watchdog of our own, in this namespace, outliving this process.
+                let mut watchdog = std::process::Command::new(std::env::current_exe()?);
+                watchdog
+                    .args(["rollback-watch", "--token", &token, "--after", &after.to_string()])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null());
+                // Its own process group: `exec --timeout` or a closing terminal must not end it.
+                std::os::unix::process::CommandExt::process_group(&mut watchdog, 0);
+                watchdog.spawn().context("starting the rollback watchdog")?;
+                eprintln!("lct-fw: run `lct-fw confirm` within {after} s, or the previous table comes back");
+                obj.insert("confirm_within_s".into(), after.into());
+            }
             obj.insert("kind".into(), "fw-sync".into());
             obj.insert("v".into(), 1.into());
             obj.insert("node".into(), me.to_string().into());
             println!("{v}");
             Ok(())
         }
-        Command::Push { clusters, providers, force, full, parallel, timeout, remote_bin } => {
+        Command::Confirm => {
+            let confirmed = nft::confirm()?;
+            eprintln!("{}", if confirmed { "confirmed" } else { "nothing to confirm" });
+            Ok(())
+        }
+        Command::RollbackWatch { token, after } => {
+            std::thread::sleep(Duration::from_secs(after));
+            if nft::roll_back(&token)? {
+                tracing::warn!("not confirmed in {after} s: the previous table is back");
+            }
+            Ok(())
+        }
+        Command::Push { clusters, providers, force, full, kill_established, parallel, timeout, remote_bin } => {
             let records = store.load()?;
             let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
             let changed: BTreeSet<Name> = if clusters.is_empty() {
@@ -302,6 +357,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 if full {
                     argv.push("--full".into());
+                }
+                if kill_established {
+                    argv.push("--kill-established".into());
                 }
                 jobs.push((node.clone(), argv, format!("{}\n", stream::to_line(&ruleset)).into_bytes()));
             }

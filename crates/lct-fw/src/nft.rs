@@ -520,3 +520,107 @@ pub fn forget() -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// The ruleset last applied in this network namespace, if lct-fw remembers one.
+pub fn last_applied() -> Option<Ruleset> {
+    let path = memory_path().ok()?;
+    let last: LastApplied = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some(last.ruleset)
+}
+
+/// Peer addresses admitted by `old` and by no rule of `new`.
+pub fn removed_peers(old: &Ruleset, new: &Ruleset) -> Vec<IpAddr> {
+    let kept: BTreeSet<IpAddr> = new
+        .rules
+        .iter()
+        .flat_map(|r| r.peers_v4.iter().map(|a| IpAddr::V4(*a)).chain(r.peers_v6.iter().map(|a| IpAddr::V6(*a))))
+        .collect();
+    let gone: BTreeSet<IpAddr> = old
+        .rules
+        .iter()
+        .flat_map(|r| r.peers_v4.iter().map(|a| IpAddr::V4(*a)).chain(r.peers_v6.iter().map(|a| IpAddr::V6(*a))))
+        .filter(|a| !kept.contains(a))
+        .collect();
+    gone.into_iter().collect()
+}
+
+/// Deletes the conntrack entries of connections these addresses started, so their established
+/// connections stop too (otherwise `ct state established` keeps admitting them). Returns how
+/// many addresses had entries.
+pub fn kill_connections(addresses: &[IpAddr]) -> io::Result<usize> {
+    let mut killed = 0;
+    for a in addresses {
+        let family = if a.is_ipv4() { "ipv4" } else { "ipv6" };
+        let out = std::process::Command::new("conntrack")
+            .args(["-D", "-f", family, "-s", &a.to_string()])
+            .output()
+            .map_err(|e| io::Error::new(e.kind(), format!("conntrack (scripts/setup installs it): {e}")))?;
+        // conntrack exits 1 when there was nothing to delete.
+        match out.status.code() {
+            Some(0) => killed += 1,
+            Some(1) => {}
+            _ => return Err(io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string())),
+        }
+    }
+    Ok(killed)
+}
+
+/// A change waiting for `lct-fw confirm`, and what to go back to without it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pending {
+    token: String,
+    previous: Option<LastApplied>,
+}
+
+fn pending_path() -> io::Result<std::path::PathBuf> {
+    Ok(memory_path()?.with_extension("pending.json"))
+}
+
+/// Remembers what is applied now, before a change that must be confirmed; returns the token
+/// the watchdog checks.
+pub fn begin_confirm() -> io::Result<String> {
+    let previous: Option<LastApplied> =
+        std::fs::read(memory_path()?).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let token = format!("{:x}{:x}", std::process::id(), nanos);
+    let path = pending_path()?;
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    let bytes = serde_json::to_vec(&Pending { token: token.clone(), previous }).map_err(io::Error::other)?;
+    lct_core::fsutil::atomic_write(&path, &bytes, 0o600)?;
+    Ok(token)
+}
+
+/// Confirms the pending change; `false` if there was none.
+pub fn confirm() -> io::Result<bool> {
+    match std::fs::remove_file(pending_path()?) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Called by the watchdog when the time is up: unless the change with `token` was
+/// confirmed, puts back what was applied before it (or removes the table, if there was none).
+pub fn roll_back(token: &str) -> io::Result<bool> {
+    let path = pending_path()?;
+    let Some(pending) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Pending>(&b).ok()) else {
+        return Ok(false);
+    };
+    if pending.token != token {
+        return Ok(false); // a newer change is pending; its own watchdog decides
+    }
+    match pending.previous {
+        Some(previous) => {
+            apply_table(&previous.ruleset)?;
+            let memory = LastApplied { generation: generation()?, ..previous };
+            let bytes = serde_json::to_vec(&memory).map_err(io::Error::other)?;
+            lct_core::fsutil::atomic_write(&memory_path()?, &bytes, 0o600)?;
+        }
+        None => {
+            delete_table()?;
+            forget()?;
+        }
+    }
+    std::fs::remove_file(&path)?;
+    Ok(true)
+}
