@@ -342,3 +342,40 @@ fn kill_established_ends_removed_peers_connections() {
     let _ = client.kill();
     let _ = client.wait();
 }
+
+#[test]
+fn the_iptables_backend_admits_the_same_and_keeps_to_its_own_chains() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    let _listen = Listeners::start(&env, "zk-1", &[2181, 2888, 9999]);
+    // Someone else's rule in INPUT, which must survive everything lct does.
+    env.in_ns("zk-1", &["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "7777", "-j", "ACCEPT"]).ok();
+    env.run("lct-fw", &["push", "--backend", "iptables"]).ok();
+    assert!(connects(&env, "hdfs-1", ZK1, 2181));
+    assert!(connects(&env, "hdfs-1", ZK1_V6, 2181));
+    assert!(!connects(&env, "hdfs-1", ZK1, 2888));
+    assert!(connects(&env, "zk-2", ZK1, 2888));
+    assert!(!connects(&env, "web-1", ZK1, 2181));
+    assert!(!connects(&env, "web-1", ZK1_V6, 2181));
+    assert!(connects(&env, "web-1", ZK1, 9999));
+    let no_nft_table = env.in_ns("zk-1", &["nft", "list", "table", "inet", "lct"]);
+    assert_ne!(no_nft_table.status, 0, "the iptables backend makes no nft table of its own");
+
+    // Membership change, applied again.
+    env.run("lct-api", &["create", "--cluster", "hdfs", "--name", "hdfs-2"]).ok();
+    env.run("lct-fw", &["push", "--cluster", "hdfs", "--backend", "iptables"]).ok();
+    assert!(connects(&env, "hdfs-2", ZK1, 2181));
+    let rules = env.in_ns("zk-1", &["iptables", "-S"]).ok().stdout;
+    assert!(rules.contains("-A INPUT -p tcp -m tcp --dport 7777 -j ACCEPT"), "{rules}");
+    assert_eq!(rules.matches("-j LCT").count(), 1, "one jump into lct's chain: {rules}");
+    assert!(!rules.contains("LCT-NEW"), "{rules}");
+
+    // Removal leaves only what was there before.
+    let fw = lct_tests::bin("lct-fw");
+    env.in_ns("zk-1", &[fw.to_str().unwrap(), "remove", "--backend", "iptables"]).ok();
+    let rules = env.in_ns("zk-1", &["iptables", "-S"]).ok().stdout;
+    assert!(!rules.contains("LCT"), "{rules}");
+    assert!(rules.contains("--dport 7777"), "{rules}");
+    assert!(connects(&env, "web-1", ZK1, 2181));
+}

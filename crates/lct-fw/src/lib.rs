@@ -6,7 +6,9 @@
 //!   the current members; as `fw-ruleset` records or `nft` text.
 //! * [`nft`]: applying it to the kernel's nf_tables in-process over netlink (nftnl), in one
 //!   atomic batch, or only the set elements when only membership changed.
+//! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).
 
+pub mod iptables;
 pub mod model;
 pub mod nft;
 pub mod ruleset;

@@ -90,6 +90,9 @@ enum Command {
         /// Put the previous table back unless `lct-fw confirm` comes within SECONDS
         #[arg(long, value_name = "SECONDS")]
         confirm_timeout: Option<u64>,
+        /// nft (nf_tables over netlink, atomic) or iptables (for hosts without nf_tables; not atomic)
+        #[arg(long, value_enum, default_value_t = Backend::Nft)]
+        backend: Backend,
     },
     /// Keep the change a `sync --confirm-timeout` made
     Confirm,
@@ -118,6 +121,9 @@ enum Command {
         /// Also end the established connections of peers that lost access (conntrack)
         #[arg(long)]
         kill_established: bool,
+        /// The backend on the nodes
+        #[arg(long, value_enum, default_value_t = Backend::Nft)]
+        backend: Backend,
         #[arg(long, default_value_t = 32)]
         parallel: usize,
         #[arg(long, default_value_t = 60)]
@@ -126,8 +132,11 @@ enum Command {
         #[arg(long, default_value = "lct-fw")]
         remote_bin: String,
     },
-    /// Delete this host's `inet lct` table
-    Remove,
+    /// Delete this host's `inet lct` table (or, with iptables, lct's chains)
+    Remove {
+        #[arg(long, value_enum, default_value_t = Backend::Nft)]
+        backend: Backend,
+    },
     #[command(flatten)]
     Meta(MetaCommand),
 }
@@ -136,6 +145,21 @@ enum Command {
 enum ModeArg {
     ManagedPorts,
     DefaultDeny,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Backend {
+    Nft,
+    Iptables,
+}
+
+impl Backend {
+    fn as_str(self) -> &'static str {
+        match self {
+            Backend::Nft => "nft",
+            Backend::Iptables => "iptables",
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -259,7 +283,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Sync { node, full, force, kill_established, confirm_timeout } => {
+        Command::Sync { node, full, force, kill_established, confirm_timeout, backend } => {
+            if backend == Backend::Iptables && confirm_timeout.is_some() {
+                return Err(UsageError("--confirm-timeout needs the nft backend".into()).into());
+            }
             let me = match node {
                 Some(n) => n,
                 None => host_name()?,
@@ -283,12 +310,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for_node(node, &nodes, &store.load()?, force)?
                 }
             };
-            let previous = nft::last_applied();
+            let previous = match backend {
+                Backend::Nft => nft::last_applied(),
+                Backend::Iptables => nft::iptables_last_applied(),
+            };
             let token = match confirm_timeout {
                 Some(_) => Some(nft::begin_confirm().context("remembering the table to go back to")?),
                 None => None,
             };
-            let applied = nft::sync(&ruleset, full).context("applying to nftables")?;
+            let applied = match backend {
+                Backend::Nft => nft::sync(&ruleset, full).context("applying to nftables")?,
+                Backend::Iptables => nft::iptables_sync(&ruleset).context("applying with iptables")?,
+            };
             let mut v = serde_json::to_value(&applied)?;
             let obj = v.as_object_mut().expect("object");
             if kill_established && let Some(previous) = &previous {
@@ -328,7 +361,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Push { clusters, providers, force, full, kill_established, parallel, timeout, remote_bin } => {
+        Command::Push {
+            clusters,
+            providers,
+            force,
+            full,
+            kill_established,
+            backend,
+            parallel,
+            timeout,
+            remote_bin,
+        } => {
             let records = store.load()?;
             let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
             let changed: BTreeSet<Name> = if clusters.is_empty() {
@@ -361,6 +404,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 if kill_established {
                     argv.push("--kill-established".into());
                 }
+                argv.extend(["--backend".into(), backend.as_str().into()]);
                 jobs.push((node.clone(), argv, format!("{}\n", stream::to_line(&ruleset)).into_bytes()));
             }
             let options = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ssh_options: vec![] };
@@ -408,10 +452,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Remove => {
+        Command::Remove { backend: Backend::Nft } => {
             let removed = nft::delete_table()?;
             nft::forget()?;
             eprintln!("{}", if removed { "table inet lct deleted" } else { "no table inet lct here" });
+            Ok(())
+        }
+        Command::Remove { backend: Backend::Iptables } => {
+            let removed = nft::iptables_remove()?;
+            eprintln!("{}", if removed { "lct's iptables chains deleted" } else { "no lct iptables chains here" });
             Ok(())
         }
         Command::Meta(meta) => meta.run::<Cli>(),
