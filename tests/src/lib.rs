@@ -86,8 +86,14 @@ impl Env {
     pub fn new() -> Env {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        // Unique per process and test, short enough for interface and namespace names.
-        let lab = format!("t{}x{n}x{}", std::process::id() % 100_000, nanos % 1000);
+        // Unique per run (scripts/test sets LCT_TEST_RUN, so it can check afterwards that its
+        // own run left nothing, without touching a concurrent run's labs), per process and per
+        // test; short enough for namespace and interface names.
+        let run: String = std::env::var("LCT_TEST_RUN")
+            .ok()
+            .filter(|r| !r.is_empty() && r.len() <= 6 && r.bytes().all(|b| b.is_ascii_digit()))
+            .unwrap_or_else(|| "0".into());
+        let lab = format!("t{run}x{}x{n}y{}", std::process::id() % 100_000, nanos % 100);
         Env { state: tempfile::tempdir().expect("temp dir"), lab }
     }
 
