@@ -1,0 +1,336 @@
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
+
+use lct_core::record::{Cluster, DomainName, Name, Node, Record, Status, check_label};
+use serde::{Deserialize, Serialize};
+
+/// Which clients see a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum View {
+    /// Clients inside the private network: private addresses.
+    Internal,
+    /// Everyone else: public addresses only.
+    External,
+    Both,
+}
+
+impl View {
+    pub fn includes(self, view: View) -> bool {
+        self == View::Both || view == View::Both || self == view
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RecordType {
+    SOA,
+    NS,
+    A,
+    AAAA,
+    SRV,
+    PTR,
+}
+
+/// One resource record: the `dns-record` record. `name` and names inside `data` are fully
+/// qualified with the final dot; `data` is in master-file presentation form.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DnsRecord {
+    pub zone: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: RecordType,
+    pub ttl: u32,
+    pub data: String,
+    pub view: View,
+}
+
+impl Record for DnsRecord {
+    const KIND: &'static str = "dns-record";
+    const VERSION: u32 = 1;
+}
+
+/// A service a cluster offers, declared in its cluster record under `services`, published as
+/// SRV records: `_NAME._PROTOCOL.CLUSTER.DOMAIN`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub name: String,
+    /// The group whose members offer it (empty: every member).
+    #[serde(default)]
+    pub group: Option<Name>,
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    #[serde(default)]
+    pub priority: u16,
+    #[serde(default = "weight")]
+    pub weight: u16,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+fn weight() -> u16 {
+    10
+}
+
+/// How to build the zones.
+#[derive(Debug, Clone)]
+pub struct ZoneOptions {
+    pub domain: DomainName,
+    pub ttl: u32,
+    pub serial: u32,
+    /// Name servers and their addresses (glue, when inside the domain).
+    pub name_servers: Vec<(String, Vec<IpAddr>)>,
+    /// The SOA's responsible mailbox, as a name (`hostmaster.DOMAIN.`).
+    pub hostmaster: String,
+    /// Reverse zones for private IPv4 addresses.
+    pub reverse: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ZoneError {
+    #[error("cluster {cluster}: field services{path}: {message}")]
+    Service { cluster: Name, path: String, message: String },
+    #[error("{0:?} is not a valid name server name")]
+    NameServer(String),
+}
+
+fn fqdn(name: &str) -> String {
+    if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
+}
+
+/// The services a cluster record declares.
+pub fn services(cluster: &Cluster) -> Result<Vec<Service>, ZoneError> {
+    let Some(value) = cluster.extra.get("services") else { return Ok(Vec::new()) };
+    let services: Vec<Service> =
+        lct_core::stream::from_str_with_path(&value.to_string()).map_err(|(f, message)| ZoneError::Service {
+            cluster: cluster.name.clone(),
+            path: f.map(|f| format!(".{f}")).unwrap_or_default(),
+            message,
+        })?;
+    for (i, s) in services.iter().enumerate() {
+        let bad = |path: &str, message: &str| ZoneError::Service {
+            cluster: cluster.name.clone(),
+            path: format!("[{i}].{path}"),
+            message: message.into(),
+        };
+        check_label(&s.name).map_err(|why| bad("name", why))?;
+        if !matches!(s.protocol.as_str(), "tcp" | "udp") {
+            return Err(bad("protocol", "must be tcp or udp"));
+        }
+        if s.port == 0 {
+            return Err(bad("port", "must be 1 to 65535"));
+        }
+    }
+    Ok(services)
+}
+
+/// Every record of the forward zone `options.domain` and, with `options.reverse`, of the
+/// reverse zones of the private IPv4 addresses, sorted and deduplicated.
+pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions) -> Result<Vec<DnsRecord>, ZoneError> {
+    let domain = fqdn(options.domain.as_str());
+    let ttl = options.ttl;
+    let mut out: BTreeSet<DnsRecord> = BTreeSet::new();
+    let rec = |zone: &str, name: String, rtype, data: String, view| DnsRecord {
+        zone: zone.to_string(),
+        name,
+        rtype,
+        ttl,
+        data,
+        view,
+    };
+    apex(&mut out, &domain, options)?;
+    let members: Vec<&Node> = nodes.iter().filter(|n| n.status != Status::Deleting).collect();
+    let mut reverse_zones: BTreeSet<String> = BTreeSet::new();
+    for node in &members {
+        let host = format!("{}.{}.{domain}", node.name, node.cluster);
+        let group = format!("{}.{}.{domain}", node.group, node.cluster);
+        for (addr, view) in addresses(node) {
+            let rtype = if addr.is_ipv4() { RecordType::A } else { RecordType::AAAA };
+            out.insert(rec(&domain, host.clone(), rtype, addr.to_string(), view));
+            out.insert(rec(&domain, group.clone(), rtype, addr.to_string(), view));
+        }
+        if options.reverse {
+            for a in &node.private_ipv4 {
+                let [w, x, y, z] = a.octets();
+                let zone = format!("{x}.{w}.in-addr.arpa.");
+                out.insert(rec(&zone, format!("{z}.{y}.{zone}"), RecordType::PTR, host.clone(), View::Internal));
+                reverse_zones.insert(zone);
+            }
+        }
+    }
+    for cluster in clusters {
+        for s in services(cluster)? {
+            let owner = format!("_{}._{}.{}.{domain}", s.name, s.protocol, cluster.name);
+            for node in
+                members.iter().filter(|n| n.cluster == cluster.name && s.group.as_ref().is_none_or(|g| *g == n.group))
+            {
+                let target = format!("{}.{}.{domain}", node.name, node.cluster);
+                let data = format!("{} {} {} {target}", s.priority, s.weight, s.port);
+                // Only where the target has an address in that view.
+                let views: BTreeSet<View> = addresses(node).into_iter().map(|(_, v)| v).collect();
+                for view in views {
+                    out.insert(rec(&domain, owner.clone(), RecordType::SRV, data.clone(), view));
+                }
+            }
+        }
+    }
+    for zone in &reverse_zones {
+        apex(&mut out, zone, options)?;
+    }
+    Ok(out.into_iter().collect())
+}
+
+/// A node's addresses and who may see each: private ones inside, public ones outside (and
+/// inside too when the node has no private address of that family).
+fn addresses(node: &Node) -> Vec<(IpAddr, View)> {
+    let mut out = Vec::new();
+    let v4_inside: Vec<IpAddr> = if node.private_ipv4.is_empty() {
+        node.public_ipv4.iter().map(|a| IpAddr::V4(*a)).collect()
+    } else {
+        node.private_ipv4.iter().map(|a| IpAddr::V4(*a)).collect()
+    };
+    let v6_inside: Vec<IpAddr> = if node.private_ipv6.is_empty() {
+        node.public_ipv6.iter().map(|a| IpAddr::V6(*a)).collect()
+    } else {
+        node.private_ipv6.iter().map(|a| IpAddr::V6(*a)).collect()
+    };
+    out.extend(v4_inside.into_iter().chain(v6_inside).map(|a| (a, View::Internal)));
+    out.extend(node.public_ipv4.iter().map(|a| (IpAddr::V4(*a), View::External)));
+    out.extend(node.public_ipv6.iter().map(|a| (IpAddr::V6(*a), View::External)));
+    out
+}
+
+fn apex(out: &mut BTreeSet<DnsRecord>, zone: &str, options: &ZoneOptions) -> Result<(), ZoneError> {
+    let ns: Vec<String> = options.name_servers.iter().map(|(n, _)| fqdn(n)).collect();
+    let primary = ns.first().cloned().unwrap_or_else(|| format!("ns1.{zone}"));
+    let soa = format!(
+        "{primary} {} {} 3600 600 1209600 {}",
+        fqdn(&options.hostmaster),
+        options.serial,
+        options.ttl.min(3600)
+    );
+    let rec = |name: &str, rtype, data: String| DnsRecord {
+        zone: zone.to_string(),
+        name: name.to_string(),
+        rtype,
+        ttl: options.ttl,
+        data,
+        view: View::Both,
+    };
+    out.insert(rec(zone, RecordType::SOA, soa));
+    for (name, addrs) in &options.name_servers {
+        let name = fqdn(name);
+        if name.trim_end_matches('.').split('.').any(|l| check_label(l).is_err()) {
+            return Err(ZoneError::NameServer(name));
+        }
+        out.insert(rec(zone, RecordType::NS, name.clone()));
+        // Glue: only for a name server inside this zone.
+        if name.ends_with(&format!(".{zone}")) {
+            for a in addrs {
+                let rtype = if a.is_ipv4() { RecordType::A } else { RecordType::AAAA };
+                out.insert(rec(&name, rtype, a.to_string()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The master file of `zone` as `view` sees it: `$ORIGIN`, `$TTL`, the SOA first, then NS,
+/// then every other record in name order, names relative to the origin where they can be.
+pub fn master_file(records: &[DnsRecord], zone: &str, view: View) -> String {
+    let zone = fqdn(zone);
+    let mut text = String::new();
+    let _ = writeln!(text, "; zone {zone}, {} view, written by lct-dns", format!("{view:?}").to_lowercase());
+    let _ = writeln!(text, "$ORIGIN {zone}");
+    let mut ours: Vec<&DnsRecord> = records.iter().filter(|r| r.zone == zone && r.view.includes(view)).collect();
+    let rank = |t: RecordType| match t {
+        RecordType::SOA => 0,
+        RecordType::NS => 1,
+        _ => 2,
+    };
+    ours.sort_by(|a, b| (rank(a.rtype), &a.name, a.rtype, &a.data).cmp(&(rank(b.rtype), &b.name, b.rtype, &b.data)));
+    if let Some(first) = ours.first() {
+        let _ = writeln!(text, "$TTL {}", first.ttl);
+    }
+    let suffix = format!(".{zone}");
+    for r in ours {
+        let owner = if r.name == zone {
+            "@".to_string()
+        } else if let Some(rel) = r.name.strip_suffix(&suffix) {
+            rel.to_string()
+        } else {
+            r.name.clone()
+        };
+        let _ = writeln!(text, "{owner}\t{}\tIN\t{:?}\t{}", r.ttl, r.rtype, r.data);
+    }
+    text
+}
+
+/// The reverse zone a private IPv4 address belongs to (`168.192.in-addr.arpa.`).
+pub fn reverse_zone_of(a: Ipv4Addr) -> String {
+    let [w, x, _, _] = a.octets();
+    format!("{x}.{w}.in-addr.arpa.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(cluster: &str, group: &str, name: &str, private: &[&str], public: &[&str]) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "cluster": cluster, "group": group, "name": name, "provider": "local", "status": "running",
+            "private_ipv4": private, "public_ipv4": public,
+        }))
+        .unwrap()
+    }
+
+    fn options() -> ZoneOptions {
+        ZoneOptions {
+            domain: "lct.internal".parse().unwrap(),
+            ttl: 300,
+            serial: 7,
+            name_servers: vec![("ns1.lct.internal".into(), vec!["192.168.128.53".parse().unwrap()])],
+            hostmaster: "hostmaster.lct.internal".into(),
+            reverse: true,
+        }
+    }
+
+    #[test]
+    fn views_split_private_and_public() {
+        let nodes = vec![
+            node("zk", "zookeeper", "zk-1", &["192.168.128.1"], &["203.0.113.1"]),
+            node("zk", "zookeeper", "zk-2", &["192.168.128.2"], &[]),
+        ];
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(r#"{"name":"zk","services":[{"name":"zookeeper","group":"zookeeper","port":2181}]}"#)
+                .unwrap(),
+        ];
+        let records = zone_records(&nodes, &clusters, &options()).unwrap();
+        let internal = master_file(&records, "lct.internal", View::Internal);
+        let external = master_file(&records, "lct.internal", View::External);
+        assert!(internal.contains("zk-1.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
+        assert!(internal.contains("zookeeper.zk\t300\tIN\tA\t192.168.128.2"), "{internal}");
+        assert!(internal.contains("_zookeeper._tcp.zk\t300\tIN\tSRV\t0 10 2181 zk-2.zk.lct.internal."), "{internal}");
+        assert!(external.contains("zk-1.zk\t300\tIN\tA\t203.0.113.1"), "{external}");
+        assert!(!external.contains("zk-2"), "no public address: no name outside: {external}");
+        for line in external.lines().filter(|l| !l.contains("ns1")) {
+            assert!(!line.contains("192.168."), "private address outside: {line}");
+        }
+        let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
+        assert!(reverse.contains("1.128\t300\tIN\tPTR\tzk-1.zk.lct.internal."), "{reverse}");
+        assert!(reverse.lines().nth(3).unwrap().contains("SOA"), "{reverse}");
+    }
+
+    #[test]
+    fn bad_services_name_the_field() {
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(r#"{"name":"zk","services":[{"name":"zk","port":2181,"protocol":"sctp"}]}"#).unwrap(),
+        ];
+        let err = zone_records(&[], &clusters, &options()).unwrap_err().to_string();
+        assert_eq!(err, "cluster zk: field services[0].protocol: must be tcp or udp");
+    }
+}
