@@ -114,7 +114,7 @@ fn knot_serves_the_zone_as_written() {
         .expect("knotd (scripts/setup installs knot)");
     let query = |name: &str, rtype: &str| -> String {
         let out = Command::new("kdig")
-            .args([&format!("@127.0.0.1"), "-p", &port.to_string(), "+short", "+time=1", "+retry=0", name, rtype])
+            .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=1", "+retry=0", name, rtype])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
