@@ -8,7 +8,8 @@ use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat};
 use lct_core::record::{Cluster, DomainName, Name, Node};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream::{self, Writer};
-use lct_dns::zone::{View, ZoneOptions, master_file, zone_records};
+use lct_dns::server::Views;
+use lct_dns::zone::{DnsRecord, View, ZoneOptions, master_file, zone_records};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -64,6 +65,27 @@ enum Command {
         /// With --format zone: which view
         #[arg(long, value_enum, default_value_t = ViewArg::Internal)]
         view: ViewArg,
+    },
+    /// Serve dns-record records authoritatively over UDP and TCP (in the foreground)
+    #[command(after_help = "\
+Clients from an --internal prefix get the internal view (private addresses); everyone else the
+external view (public addresses; reverse zones refused). A query outside the zones is REFUSED:
+lct-dns never recurses.
+
+Example:
+  lct-inventory query | lct-dns zone --domain lct.internal > zones.jsonl
+  lct-dns serve --records zones.jsonl --listen 192.168.128.53:53 --listen 203.0.113.53:53 \\
+                --internal 192.168.128.0/17")]
+    Serve {
+        /// dns-record records (from `lct-dns zone`); - for stdin
+        #[arg(long, value_name = "FILE")]
+        records: String,
+        /// Address and port to answer on, UDP and TCP (repeatable)
+        #[arg(long, value_name = "ADDR:PORT", required = true)]
+        listen: Vec<std::net::SocketAddr>,
+        /// Clients in this prefix see the internal view (repeatable)
+        #[arg(long = "internal", value_name = "CIDR")]
+        internal: Vec<lct_dns::server::Prefix>,
     },
     #[command(flatten)]
     Meta(MetaCommand),
@@ -159,8 +181,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Serve { records, listen, internal } => {
+            let records: Vec<DnsRecord> = if records == "-" {
+                stream::read_kind::<DnsRecord>(io::stdin().lock()).context("stdin")?.0
+            } else {
+                let file = std::fs::File::open(&records).with_context(|| records.clone())?;
+                stream::read_kind::<DnsRecord>(io::BufReader::new(file)).with_context(|| records.clone())?.0
+            };
+            let views = Views::new(&records, internal)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(serve(views, listen))
+        }
         Command::Meta(meta) => meta.run::<Cli>(),
     }
+}
+
+async fn serve(views: Views, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let mut server = hickory_server::Server::new(views);
+    for addr in &listen {
+        let udp = tokio::net::UdpSocket::bind(addr).await.with_context(|| format!("binding UDP {addr}"))?;
+        server.register_socket(udp);
+        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
+        server.register_listener(tcp, std::time::Duration::from_secs(10), 65_535);
+    }
+    tracing::info!("serving on {listen:?}");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    server.shutdown_gracefully().await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,147 @@
+//! lct-dns serve against real clients: dig and kdig on loopback, and on the local cloud.
+
+use std::process::{Child, Command, Stdio};
+
+use lct_tests::{Env, require_root};
+
+const NODES: &str = concat!(
+    r#"{"kind":"node","v":1,"cluster":"zk","group":"zookeeper","name":"zk-1","provider":"local","status":"running","private_ipv4":["192.168.128.1"],"public_ipv4":["203.0.113.1"],"public_ipv6":["2001:db8::1"]}"#,
+    "\n",
+    r#"{"kind":"node","v":1,"cluster":"zk","group":"zookeeper","name":"zk-2","provider":"local","status":"running","private_ipv4":["192.168.128.2"]}"#,
+    "\n",
+);
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Option<&str>) -> Server {
+    let records = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "9"], nodes).ok();
+    let file = env.state.path().join("zones.jsonl");
+    std::fs::write(&file, records.stdout).unwrap();
+    let bin = lct_tests::bin("lct-dns");
+    let mut args: Vec<String> =
+        vec![bin.display().to_string(), "serve".into(), "--records".into(), file.display().to_string()];
+    for l in listen {
+        args.extend(["--listen".into(), l.clone()]);
+    }
+    args.extend(["--internal".into(), internal.into()]);
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).args(&args);
+            c
+        }
+        None => {
+            let mut c = Command::new(&args[0]);
+            c.args(&args[1..]);
+            c
+        }
+    };
+    Server(cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("lct-dns serve"))
+}
+
+/// dig's full answer (header, sections) for a query.
+fn dig(ns: Option<&str>, args: &[&str]) -> String {
+    let mut full: Vec<&str> = Vec::new();
+    if let Some(ns) = ns {
+        full.extend(["netns", "exec", ns, "dig"]);
+    }
+    full.extend(["+time=1", "+tries=1", "+norec"]);
+    full.extend_from_slice(args);
+    let out =
+        if ns.is_some() { Command::new("ip").args(&full).output() } else { Command::new("dig").args(&full).output() };
+    String::from_utf8_lossy(&out.unwrap().stdout).into_owned()
+}
+
+fn wait_until_answering(ns: Option<&str>, server: &str, port: &str) {
+    for _ in 0..50 {
+        if dig(ns, &[&format!("@{server}"), "-p", port, "lct.internal", "SOA"]).contains("status: NOERROR") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("lct-dns did not answer on {server}:{port}");
+}
+
+#[test]
+fn views_authority_and_refusals_on_loopback() {
+    let env = Env::new();
+    let port = (30000 + std::process::id() % 20000).to_string();
+    let _server = start(&env, NODES, &[format!("127.0.0.1:{port}")], "127.0.0.2/32", None);
+    wait_until_answering(None, "127.0.0.1", &port);
+    let q = |src: &str, args: &[&str]| {
+        let mut full = vec!["-b", src, "@127.0.0.1", "-p", port.as_str()];
+        full.extend_from_slice(args);
+        dig(None, &full)
+    };
+    let inside = q("127.0.0.2", &["zk-1.zk.lct.internal", "A"]);
+    assert!(inside.contains("flags: qr aa"), "authoritative answer: {inside}");
+    assert!(inside.contains("zk-1.zk.lct.internal.\t300\tIN\tA\t192.168.128.1"), "{inside}");
+    let outside = q("127.0.0.1", &["zk-1.zk.lct.internal", "A"]);
+    assert!(outside.contains("zk-1.zk.lct.internal.\t300\tIN\tA\t203.0.113.1"), "{outside}");
+    // A name with no public address does not exist outside.
+    assert!(q("127.0.0.1", &["zk-2.zk.lct.internal", "A"]).contains("status: NXDOMAIN"));
+    assert!(q("127.0.0.2", &["zk-2.zk.lct.internal", "A"]).contains("192.168.128.2"));
+    // NXDOMAIN carries the SOA.
+    let nx = q("127.0.0.2", &["nothing.lct.internal", "A"]);
+    assert!(nx.contains("status: NXDOMAIN") && nx.contains("IN\tSOA\tns1.lct.internal."), "{nx}");
+    // Outside our zones: refused, never recursed.
+    assert!(q("127.0.0.2", &["example.com", "A"]).contains("status: REFUSED"));
+    // Reverse zones are internal.
+    assert!(q("127.0.0.2", &["-x", "192.168.128.1"]).contains("PTR\tzk-1.zk.lct.internal."));
+    assert!(q("127.0.0.1", &["-x", "192.168.128.1"]).contains("status: REFUSED"));
+    // TCP, and Knot's client.
+    assert!(q("127.0.0.2", &["+tcp", "zookeeper.zk.lct.internal", "A"]).contains("192.168.128.2"));
+    let kdig = Command::new("kdig")
+        .args(["-b", "127.0.0.1", "@127.0.0.1", "-p", &port, "+time=1", "+retry=0", "lct.internal", "NS"])
+        .output()
+        .unwrap();
+    let kdig = String::from_utf8_lossy(&kdig.stdout);
+    assert!(kdig.contains("status: NOERROR") && kdig.contains("Flags: qr aa"), "{kdig}");
+
+    // No internal address in any section of any answer to an external client.
+    for (name, rtype) in [
+        ("zk-1.zk.lct.internal", "A"),
+        ("zk-1.zk.lct.internal", "AAAA"),
+        ("zk-1.zk.lct.internal", "ANY"),
+        ("zookeeper.zk.lct.internal", "A"),
+        ("zk-2.zk.lct.internal", "A"),
+        ("lct.internal", "NS"),
+        ("lct.internal", "SOA"),
+        ("lct.internal", "ANY"),
+        ("ns1.lct.internal", "A"),
+        ("nothing.lct.internal", "A"),
+        ("1.128.168.192.in-addr.arpa", "PTR"),
+    ] {
+        let answer = q("127.0.0.1", &[name, rtype]);
+        assert!(!answer.contains("192.168."), "{name} {rtype} leaks a private address outside:\n{answer}");
+    }
+}
+
+#[test]
+fn nodes_see_private_addresses_and_the_outside_public_ones() {
+    require_root!();
+    let env = Env::new();
+    env.run("lct-api", &["create", "--cluster", "zk", "--count", "3"]).ok();
+    let nodes = env.run("lct-inventory", &["query"]).ok().stdout;
+    // The server runs on zk-1, on its private and its public address.
+    let ns = env.ns("zk-1");
+    let _server =
+        start(&env, &nodes, &["192.168.128.1:53".into(), "203.0.113.1:53".into()], "192.168.128.0/17", Some(&ns));
+    let zk2 = env.ns("zk-2");
+    let outside = env.ns("outside");
+    wait_until_answering(Some(&zk2), "192.168.128.1", "53");
+    let inside = dig(Some(&zk2), &["@192.168.128.1", "zk-3.zk.lct.internal", "A", "+short"]);
+    assert_eq!(inside.trim(), "192.168.128.3");
+    let public = dig(Some(&outside), &["@203.0.113.1", "zk-3.zk.lct.internal", "A", "+short"]);
+    assert_eq!(public.trim(), "203.0.113.3");
+    // The outside cannot reach the private address at all.
+    let unreachable = dig(Some(&outside), &["@192.168.128.1", "zk-3.zk.lct.internal", "A"]);
+    assert!(!unreachable.contains("192.168.128.3"), "{unreachable}");
+}
