@@ -8,6 +8,7 @@
 //! The server (hickory, split-horizon views, live updates) builds on these records.
 
 pub mod server;
+pub mod service;
 pub mod zone;
 
 pub use zone::{DnsRecord, RecordType, View, ZoneOptions, master_file, zone_records};

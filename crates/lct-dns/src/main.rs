@@ -4,12 +4,14 @@ use std::net::IpAddr;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat};
+use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{Cluster, DomainName, Name, Node};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream::{self, Writer};
 use lct_dns::server::Views;
-use lct_dns::zone::{DnsRecord, View, ZoneOptions, master_file, zone_records};
+use lct_dns::service::{Config, Live, notify, udp_sockets};
+use lct_dns::zone::{View, ZoneOptions, master_file, zone_records};
+use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -77,15 +79,21 @@ Example:
   lct-dns serve --records zones.jsonl --listen 192.168.128.53:53 --listen 203.0.113.53:53 \\
                 --internal 192.168.128.0/17")]
     Serve {
-        /// dns-record records (from `lct-dns zone`); - for stdin
-        #[arg(long, value_name = "FILE")]
-        records: String,
+        /// A TOML configuration (records, listen, internal, udp_sockets); SIGHUP reloads it
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal"])]
+        config: Option<PathBuf>,
+        /// dns-record records (from `lct-dns zone`)
+        #[arg(long, value_name = "FILE", required_unless_present = "config")]
+        records: Option<PathBuf>,
         /// Address and port to answer on, UDP and TCP (repeatable)
-        #[arg(long, value_name = "ADDR:PORT", required = true)]
+        #[arg(long, value_name = "ADDR:PORT", required_unless_present = "config")]
         listen: Vec<std::net::SocketAddr>,
         /// Clients in this prefix see the internal view (repeatable)
         #[arg(long = "internal", value_name = "CIDR")]
-        internal: Vec<lct_dns::server::Prefix>,
+        internal: Vec<String>,
+        /// UDP sockets per address (SO_REUSEPORT) [default: one per core]
+        #[arg(long)]
+        udp_sockets: Option<usize>,
     },
     #[command(flatten)]
     Meta(MetaCommand),
@@ -181,35 +189,68 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { records, listen, internal } => {
-            let records: Vec<DnsRecord> = if records == "-" {
-                stream::read_kind::<DnsRecord>(io::stdin().lock()).context("stdin")?.0
-            } else {
-                let file = std::fs::File::open(&records).with_context(|| records.clone())?;
-                stream::read_kind::<DnsRecord>(io::BufReader::new(file)).with_context(|| records.clone())?.0
+        Command::Serve { config, records, listen, internal, udp_sockets } => {
+            let (config, config_path) = match config {
+                Some(path) => (Config::load(&path)?, Some(path)),
+                None => {
+                    let config =
+                        Config { records: records.expect("required without --config"), listen, internal, udp_sockets };
+                    config.prefixes().map_err(UsageError)?;
+                    (config, None)
+                }
             };
-            let views = Views::new(&records, internal)?;
+            let views = config.views()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(views, listen))
+            runtime.block_on(serve(views, config, config_path))
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     }
 }
 
-async fn serve(views: Views, listen: Vec<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let mut server = hickory_server::Server::new(views);
-    for addr in &listen {
-        let udp = tokio::net::UdpSocket::bind(addr).await.with_context(|| format!("binding UDP {addr}"))?;
-        server.register_socket(udp);
+async fn serve(views: Views, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let live = Live::new(views);
+    let mut server = hickory_server::Server::new(live.clone());
+    let per_address = config.udp_sockets.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    for addr in &config.listen {
+        for udp in udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))? {
+            server.register_socket(udp);
+        }
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
         server.register_listener(tcp, std::time::Duration::from_secs(10), 65_535);
     }
-    tracing::info!("serving on {listen:?}");
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    tracing::info!("serving on {:?}", config.listen);
+    notify("READY=1");
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut config = config;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hup.recv() => {
+                notify("RELOADING=1");
+                // A bad configuration or zone is refused with a log line; the old one serves on.
+                let reloaded = match &config_path {
+                    Some(path) => Config::load(path).map_err(anyhow::Error::from),
+                    None => Ok(config.clone()),
+                };
+                match reloaded.and_then(|c| c.views().map(|v| (c, v))) {
+                    Ok((c, views)) => {
+                        if c.listen != config.listen {
+                            tracing::warn!("reload: listen addresses change only on restart");
+                        }
+                        live.swap(views);
+                        config = c;
+                        tracing::info!("reloaded");
+                    }
+                    Err(e) => tracing::error!("reload refused, still serving the previous zones: {e:#}"),
+                }
+                notify("READY=1");
+            }
+        }
     }
+    notify("STOPPING=1");
     server.shutdown_gracefully().await?;
     Ok(())
 }
