@@ -145,3 +145,63 @@ fn nodes_see_private_addresses_and_the_outside_public_ones() {
     let unreachable = dig(Some(&outside), &["@192.168.128.1", "zk-3.zk.lct.internal", "A"]);
     assert!(!unreachable.contains("192.168.128.3"), "{unreachable}");
 }
+
+/// A small deterministic generator: the same packets every run, no dependency.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn random_and_mutated_packets_neither_crash_nor_hang_the_server() {
+    let env = Env::new();
+    let port = (30000 + std::process::id() % 20000 + 1).to_string();
+    let mut server = start(&env, NODES, &[format!("127.0.0.1:{port}")], "127.0.0.2/32", None);
+    wait_until_answering(None, "127.0.0.1", &port);
+    // A real query, as dig sends it, to mutate.
+    let mut query = vec![0x12, 0x34, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    for label in ["zk-1", "zk", "lct", "internal"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let target = format!("127.0.0.1:{port}");
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    for i in 0..4000 {
+        let packet: Vec<u8> = if i % 2 == 0 {
+            let len = (rng.next() % 600) as usize;
+            (0..len).map(|_| rng.next() as u8).collect()
+        } else {
+            let mut p = query.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let at = (rng.next() as usize) % p.len();
+                match rng.next() % 3 {
+                    0 => p[at] = rng.next() as u8,
+                    1 => p.truncate(at.max(1)),
+                    _ => p.insert(at, rng.next() as u8),
+                }
+            }
+            p
+        };
+        let _ = socket.send_to(&packet, &target);
+    }
+    // Still alive, still right.
+    assert!(server.0.try_wait().unwrap().is_none(), "the server died");
+    let answer = dig(None, &["-b", "127.0.0.2", "@127.0.0.1", "-p", &port, "zk-1.zk.lct.internal", "A", "+short"]);
+    assert_eq!(answer.trim(), "192.168.128.1");
+    // And over TCP, after garbage on a TCP connection.
+    use std::io::Write;
+    let mut tcp = std::net::TcpStream::connect(&target).unwrap();
+    let _ = tcp.write_all(&[0xff, 0xff, 1, 2, 3]);
+    drop(tcp);
+    let answer =
+        dig(None, &["+tcp", "-b", "127.0.0.2", "@127.0.0.1", "-p", &port, "zk-1.zk.lct.internal", "A", "+short"]);
+    assert_eq!(answer.trim(), "192.168.128.1");
+}

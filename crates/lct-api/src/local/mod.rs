@@ -509,7 +509,7 @@ impl Lab {
         if net::netns_exists(&lab) {
             for dev in [format!("p{}", node.provider_id), format!("u{}", node.provider_id)] {
                 if net::link_exists(&lab, &dev) {
-                    net::ip_in(&lab, &["link", "delete", &dev])?;
+                    net::delete_link(&lab, &dev)?;
                 }
             }
         }

@@ -71,13 +71,22 @@ pub fn ensure_veth(ns_a: &str, dev_a: &str, ns_b: &str, dev_b: &str) -> Result<(
         return Ok(());
     }
     if a {
-        ip_in(ns_a, &["link", "delete", dev_a])?;
+        delete_link(ns_a, dev_a)?;
     }
     if b {
-        ip_in(ns_b, &["link", "delete", dev_b])?;
+        delete_link(ns_b, dev_b)?;
     }
     ip_in(ns_a, &["link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b])?;
     Ok(())
+}
+
+/// Deletes a link; one that is already gone is fine (the kernel removes a veth's peer
+/// asynchronously when the other end's namespace goes away).
+pub fn delete_link(ns: &str, dev: &str) -> Result<(), ProviderError> {
+    match ip_in(ns, &["link", "delete", dev]) {
+        Err(ProviderError::Command { stderr, .. }) if stderr.contains("Cannot find device") => Ok(()),
+        other => other.map(drop),
+    }
 }
 
 pub fn ensure_bridge(ns: &str, dev: &str) -> Result<(), ProviderError> {
