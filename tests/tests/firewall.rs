@@ -72,7 +72,7 @@ const UDP_ECHO: &str = "import socket\ns = socket.socket(socket.AF_INET, socket.
 
 /// Sends datagrams to addr:port until `stop` exists, a new socket each, and writes
 /// "answered unanswered" to `out`.
-const UDP_PROBE: &str = "import os, socket, sys\naddr, port, stop, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]\nok = bad = 0\nwhile not os.path.exists(stop):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(1.0)\n    s.sendto(b'x', (addr, port))\n    try:\n        s.recvfrom(64)\n        ok += 1\n    except OSError:\n        bad += 1\n    s.close()\nopen(out, 'w').write(f'{ok} {bad}')\n";
+const UDP_PROBE: &str = "import os, socket, sys\naddr, port, stop, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]\nok = bad = 0\nwhile not os.path.exists(stop):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(1.0)\n    s.sendto(b'x', (addr, port))\n    try:\n        s.recvfrom(64)\n        ok += 1\n    except OSError:\n        bad += 1\n    s.close()\n    open(out + '.started', 'w').close()\nopen(out, 'w').write(f'{ok} {bad}')\n";
 
 #[test]
 fn members_dependents_and_admins_get_in_and_nobody_else() {
@@ -197,11 +197,21 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     let _listen = Listeners::start(&env, "zk-1", &[22, 2181]);
     let mut echo =
         Command::new("ip").args(["netns", "exec", &env.ns("zk-1"), "python3", "-c", UDP_ECHO, "5353"]).spawn().unwrap();
+    // The echo server answers before any probe starts.
+    let one_shot = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(0.2)\ns.sendto(b'x', ('127.0.0.1', 5353))\ns.recvfrom(64)\n";
+    let mut echo_up = false;
+    for _ in 0..50 {
+        if env.in_ns("zk-1", &["python3", "-c", one_shot]).status == 0 {
+            echo_up = true;
+            break;
+        }
+    }
+    assert!(echo_up, "the UDP echo server did not come up");
     env.run("lct-fw", &["push"]).ok();
     // Probes run in the background while the tables are replaced 20 times.
     let probe = |from: &str, addr: &str, port: u16, out: &str| {
         let script = format!(
-            "ok=0; bad=0; while [ ! -e {stop} ]; do if nc -z -w 2 {addr} {port}; then ok=$((ok+1)); else bad=$((bad+1)); fi; done; echo $ok $bad > {out}",
+            "ok=0; bad=0; while [ ! -e {stop} ]; do if nc -z -w 2 {addr} {port}; then ok=$((ok+1)); else bad=$((bad+1)); fi; : > {out}.started; done; echo $ok $bad > {out}",
             stop = env.state.path().join("stop").display(),
             out = env.state.path().join(out).display(),
         );
@@ -223,6 +233,18 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
         udp_probe("hdfs-1", "udp-allowed"),
         udp_probe("web-1", "udp-forbidden"),
     ];
+    // Every probe has made its first attempt (so the echo server is up and the probes run
+    // through the re-syncs) before they start.
+    for name in ["allowed", "forbidden", "ssh", "udp-allowed", "udp-forbidden"] {
+        let started = env.state.path().join(format!("{name}.started"));
+        for _ in 0..200 {
+            if started.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(started.exists(), "probe {name} did not start");
+    }
     for i in 0..20 {
         // Alternate full replacements with membership-only changes.
         let args: &[&str] = if i % 2 == 0 { &["push", "--full"] } else { &["push", "--cluster", "web"] };

@@ -433,6 +433,13 @@ pub struct Cluster {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Cluster {
+    /// A cluster record with nothing but its name (on the local cloud, no dependencies).
+    pub fn new(name: Name) -> Cluster {
+        Cluster { name, domain: None, provider: ProviderName::Local, depends_on: Vec::new(), extra: Default::default() }
+    }
+}
+
 impl Record for Cluster {
     const KIND: &'static str = "cluster";
     const VERSION: u32 = 1;

@@ -64,6 +64,24 @@ impl ClusterStore {
         Ok(clusters)
     }
 
+    /// The stored record of a cluster, or a new one with just its name.
+    pub fn get_or_new(&self, name: &Name) -> Result<Cluster, StateError> {
+        Ok(self.load()?.into_iter().find(|c| &c.name == name).unwrap_or_else(|| Cluster::new(name.clone())))
+    }
+
+    /// The cluster records among a tool's input lines (they win), completed by the stored
+    /// ones: what a tool that reads node records needs to know of their clusters.
+    pub fn with_input(&self, lines: &[stream::Line]) -> Result<Vec<Cluster>, StateError> {
+        let mut clusters = Vec::new();
+        for line in lines.iter().filter(|l| l.is::<Cluster>()) {
+            let c = line.parse::<Cluster>().map_err(|source| StateError::Record { path: "stdin".into(), source })?;
+            clusters.push(c);
+        }
+        let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
+        clusters.extend(self.load()?.into_iter().filter(|c| !known.contains(&c.name)));
+        Ok(clusters)
+    }
+
     /// Adds or replaces these clusters (by name) in one atomic write.
     pub fn set(&self, new: Vec<Cluster>) -> Result<Vec<Cluster>, StateError> {
         let mut seen = BTreeSet::new();

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
-use lct_core::record::{Cluster, DomainName, Name, Node};
+use lct_core::record::{DomainName, Node};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream::{self, Writer};
 use lct_dns::server::Views;
@@ -149,14 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (nodes, others) =
                 stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
             let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-            let mut clusters: Vec<Cluster> = others
-                .iter()
-                .filter(|l| l.is::<Cluster>())
-                .map(|l| l.parse::<Cluster>())
-                .collect::<Result<_, _>>()
-                .context("stdin")?;
-            let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
-            clusters.extend(ClusterStore::new(&state_dir()).load()?.into_iter().filter(|c| !known.contains(&c.name)));
+            let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
             let records = zone_records(&nodes, &clusters, &options)?;
             let mut out = io::stdout().lock();
             match (text, format) {

@@ -222,13 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = ClusterStore::new(&state_dir());
     match cli.command {
         Command::Declare { cluster, mode, admin_cidrs, ssh_port, allow, clear } => {
-            let mut record = store.load()?.into_iter().find(|c| c.name == cluster).unwrap_or_else(|| Cluster {
-                name: cluster.clone(),
-                domain: None,
-                provider: ProviderName::Local,
-                depends_on: vec![],
-                extra: Default::default(),
-            });
+            let mut record = store.get_or_new(&cluster)?;
             if clear {
                 record.extra.remove("firewall");
             } else {
@@ -472,14 +466,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 fn read_nodes(store: &ClusterStore) -> anyhow::Result<(Vec<Node>, Vec<Cluster>, Vec<stream::Line>)> {
     let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
     let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-    let mut clusters: Vec<Cluster> = others
-        .iter()
-        .filter(|l| l.is::<Cluster>())
-        .map(|l| l.parse::<Cluster>())
-        .collect::<Result<_, _>>()
-        .context("stdin")?;
-    let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
-    clusters.extend(store.load()?.into_iter().filter(|c| !known.contains(&c.name)));
+    let clusters = store.with_input(&others)?;
     Ok((nodes, clusters, others))
 }
 

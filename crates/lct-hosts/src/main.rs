@@ -181,7 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = naming.options()?;
             let jsonl = matches!((text_format, format), (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl));
             let input = read_input(jsonl)?;
-            let entries = render(&input.nodes, &with_store(input.clusters)?, &options)?;
+            let entries = render(&input.nodes, &input.clusters, &options)?;
             let stdout = io::stdout();
             match (text_format, format) {
                 (Some(Format::Hosts), _) => {
@@ -223,7 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // Node records are rendered only when no host entries came (after `render`,
                 // they travel along as context).
                 if entries.is_empty() {
-                    entries = render(&input.nodes, &with_store(input.clusters)?, &options)?;
+                    entries = render(&input.nodes, &input.clusters, &options)?;
                 }
                 lct_hosts::check(&entries)?;
             } else if remove.is_empty() {
@@ -334,20 +334,8 @@ fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
             node_lines.push((number, text));
         }
     }
-    let clusters = others
-        .iter()
-        .filter(|l| l.is::<Cluster>())
-        .map(|l| l.parse::<Cluster>())
-        .collect::<Result<Vec<_>, _>>()
-        .context("stdin")?;
+    let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
     Ok(Input { nodes, node_lines, clusters, others })
-}
-
-/// Cluster records from the input, completed by those of the state directory.
-fn with_store(mut clusters: Vec<Cluster>) -> anyhow::Result<Vec<Cluster>> {
-    let known: BTreeSet<Name> = clusters.iter().map(|c| c.name.clone()).collect();
-    clusters.extend(ClusterStore::new(&state_dir()).load()?.into_iter().filter(|c| !known.contains(&c.name)));
-    Ok(clusters)
 }
 
 fn print_entries(entries: &[HostEntry]) -> io::Result<()> {

@@ -190,13 +190,7 @@ fn clusters(store: &ClusterStore, cmd: ClustersCommand, format: OutputFormat) ->
             emit(&changed, format)?;
         }
         ClustersCommand::Set { name: Some(name), domain, provider, depends_on, no_dependencies } => {
-            let mut cluster = store.load()?.into_iter().find(|c| c.name == name).unwrap_or_else(|| Cluster {
-                name: name.clone(),
-                domain: None,
-                provider: ProviderName::Local,
-                depends_on: Vec::new(),
-                extra: Default::default(),
-            });
+            let mut cluster = store.get_or_new(&name)?;
             if domain.is_some() {
                 cluster.domain = domain;
             }
