@@ -195,3 +195,30 @@ impl Drop for Env {
         }
     }
 }
+
+/// A helper process of a test (a listener, a probe, a server), in a process group of its
+/// own, with no inherited output (a leftover must never hold the test runner's pipes open),
+/// and ended with its whole group when dropped, also when the test fails.
+pub struct Background(pub std::process::Child);
+
+impl Background {
+    pub fn spawn(mut cmd: Command) -> Background {
+        use std::os::unix::process::CommandExt;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
+        Background(cmd.spawn().expect("spawn a helper process"))
+    }
+
+    /// Waits for it to end by itself (a probe that saw its stop file).
+    pub fn wait(&mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+            let _ = self.0.wait();
+        }
+    }
+}

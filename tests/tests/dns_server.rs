@@ -1,8 +1,8 @@
 //! lct-dns serve against real clients: dig and kdig on loopback, and on the local cloud.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-use lct_tests::{Env, require_root};
+use lct_tests::{Background, Env, require_root};
 
 const NODES: &str = concat!(
     r#"{"kind":"node","v":1,"cluster":"zk","group":"zookeeper","name":"zk-1","provider":"local","status":"running","private_ipv4":["192.168.128.1"],"public_ipv4":["203.0.113.1"],"public_ipv6":["2001:db8::1"]}"#,
@@ -11,16 +11,7 @@ const NODES: &str = concat!(
     "\n",
 );
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Option<&str>) -> Server {
+fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Option<&str>) -> Background {
     let records = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "9"], nodes).ok();
     let file = env.state.path().join("zones.jsonl");
     std::fs::write(&file, records.stdout).unwrap();
@@ -31,7 +22,7 @@ fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Optio
         args.extend(["--listen".into(), l.clone()]);
     }
     args.extend(["--internal".into(), internal.into()]);
-    let mut cmd = match netns {
+    let cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", ns]).args(&args);
@@ -43,7 +34,7 @@ fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Optio
             c
         }
     };
-    Server(cmd.stdin(Stdio::null()).stdout(Stdio::null()).spawn().expect("lct-dns serve"))
+    Background::spawn(cmd)
 }
 
 /// dig's full answer (header, sections) for a query.

@@ -1,9 +1,9 @@
 //! lct-dns zone: master files that BIND's and Knot's checkers accept, served by a real
 //! Knot DNS on loopback and queried with kdig.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use lct_tests::Env;
+use lct_tests::{Background, Env};
 
 const NODES: &str = concat!(
     r#"{"kind":"node","v":1,"cluster":"zk","group":"zookeeper","name":"zk-1","provider":"local","status":"running","private_ipv4":["192.168.128.1"],"public_ipv4":["203.0.113.1"],"public_ipv6":["2001:db8::1"]}"#,
@@ -106,12 +106,9 @@ fn knot_serves_the_zone_as_written() {
         d = dir.display()
     );
     std::fs::write(dir.join("knot.conf"), conf).unwrap();
-    let mut knot = Command::new("knotd")
-        .args(["-c", dir.join("knot.conf").to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("knotd (scripts/setup installs knot)");
+    let mut knot_cmd = Command::new("knotd");
+    knot_cmd.args(["-c", dir.join("knot.conf").to_str().unwrap()]);
+    let knot = Background::spawn(knot_cmd);
     let query = |name: &str, rtype: &str| -> String {
         let out = Command::new("kdig")
             .args(["@127.0.0.1", "-p", &port.to_string(), "+short", "+time=1", "+retry=0", name, rtype])
@@ -130,8 +127,7 @@ fn knot_serves_the_zone_as_written() {
     let group = query("zookeeper.zk.lct.internal", "A");
     let srv = query("_zookeeper._tcp.zk.lct.internal", "SRV");
     let soa = query("lct.internal", "SOA");
-    let _ = knot.kill();
-    let _ = knot.wait();
+    drop(knot);
     assert_eq!(answer, "192.168.128.1");
     let mut group: Vec<&str> = group.lines().collect();
     group.sort();

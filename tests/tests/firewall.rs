@@ -1,12 +1,12 @@
 //! lct-fw with real traffic: nftables in the local cloud's namespaces (never the root
 //! namespace), probed with real TCP connections.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use lct_tests::{Env, require_root};
+use lct_tests::{Background, Env, require_root};
 
 /// Listeners in a node's namespace, killed on drop.
-struct Listeners(Vec<Child>);
+struct Listeners(#[allow(dead_code)] Vec<Background>);
 
 impl Listeners {
     fn start(env: &Env, node: &str, ports: &[u16]) -> Listeners {
@@ -14,15 +14,9 @@ impl Listeners {
         let mut children = Vec::new();
         for port in ports {
             for family in ["-4", "-6"] {
-                children.push(
-                    Command::new("ip")
-                        .args(["netns", "exec", &ns, "nc", family, "-lk", &port.to_string()])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("nc"),
-                );
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", &ns, "nc", family, "-lk", &port.to_string()]);
+                children.push(Background::spawn(cmd));
             }
         }
         // Until every port accepts on loopback (lo is always admitted).
@@ -35,15 +29,6 @@ impl Listeners {
             }
         }
         Listeners(children)
-    }
-}
-
-impl Drop for Listeners {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 
@@ -195,8 +180,9 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     let env = Env::new();
     cluster_setup(&env);
     let _listen = Listeners::start(&env, "zk-1", &[22, 2181]);
-    let mut echo =
-        Command::new("ip").args(["netns", "exec", &env.ns("zk-1"), "python3", "-c", UDP_ECHO, "5353"]).spawn().unwrap();
+    let mut echo_cmd = Command::new("ip");
+    echo_cmd.args(["netns", "exec", &env.ns("zk-1"), "python3", "-c", UDP_ECHO, "5353"]);
+    let _echo = Background::spawn(echo_cmd);
     // The echo server answers before any probe starts.
     let one_shot = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(0.2)\ns.sendto(b'x', ('127.0.0.1', 5353))\ns.recvfrom(64)\n";
     let mut echo_up = false;
@@ -215,16 +201,17 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
             stop = env.state.path().join("stop").display(),
             out = env.state.path().join(out).display(),
         );
-        Command::new("ip").args(["netns", "exec", &env.ns(from), "sh", "-c", &script]).spawn().unwrap()
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &env.ns(from), "sh", "-c", &script]);
+        Background::spawn(cmd)
     };
     let stop = env.state.path().join("stop");
     let udp_probe = |from: &str, out: &str| {
         let out = env.state.path().join(out);
-        Command::new("ip")
-            .args(["netns", "exec", &env.ns(from), "python3", "-c", UDP_PROBE, ZK1, "5353"])
-            .args([stop.to_str().unwrap(), out.to_str().unwrap()])
-            .spawn()
-            .unwrap()
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &env.ns(from), "python3", "-c", UDP_PROBE, ZK1, "5353"])
+            .args([stop.to_str().unwrap(), out.to_str().unwrap()]);
+        Background::spawn(cmd)
     };
     let mut probes = vec![
         probe("hdfs-1", ZK1, 2181, "allowed"),
@@ -252,7 +239,7 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     }
     std::fs::write(env.state.path().join("stop"), "").unwrap();
     for p in &mut probes {
-        p.wait().unwrap();
+        p.wait();
     }
     let counts = |name: &str| -> (u32, u32) {
         let text = std::fs::read_to_string(env.state.path().join(name)).unwrap();
@@ -269,8 +256,6 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     assert!(ok > 0 && failed == 0, "allowed UDP probes: {ok} answered, {failed} not");
     let (admitted, refused) = counts("udp-forbidden");
     assert!(refused > 0 && admitted == 0, "forbidden UDP probes: {admitted} answered, {refused} not");
-    let _ = echo.kill();
-    let _ = echo.wait();
 }
 
 /// Runs `lct-fw ARGS` inside a node's namespace with `input` on stdin.
@@ -332,12 +317,9 @@ fn kill_established_ends_removed_peers_connections() {
     env.run("lct-fw", &["push"]).ok();
     assert!(!connects(&env, "web-1", ZK1, 9999), "default-deny closes undeclared ports");
     // A long-lived connection from hdfs-1.
-    let mut client = Command::new("ip")
-        .args(["netns", "exec", &env.ns("hdfs-1"), "sh", "-c", &format!("sleep 20 | nc {ZK1} 2181")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client_cmd = Command::new("ip");
+    client_cmd.args(["netns", "exec", &env.ns("hdfs-1"), "sh", "-c", &format!("sleep 20 | nc {ZK1} 2181")]);
+    let _client = Background::spawn(client_cmd);
     let tracked = |env: &Env| {
         let out = env.in_ns("zk-1", &["conntrack", "-L", "-p", "tcp", "-s", "192.168.128.3", "--dport", "2181"]);
         out.stdout.lines().filter(|l| l.contains("ESTABLISHED")).count()
@@ -361,8 +343,6 @@ fn kill_established_ends_removed_peers_connections() {
     let out = env.run("lct-fw", &["push", "--cluster", "zk", "--force", "--kill-established"]).ok();
     assert!(out.stdout.contains("\"connections_ended_for\":1"), "{}", out.stdout);
     assert_eq!(tracked(&env), 0, "the removed peer's connection is gone");
-    let _ = client.kill();
-    let _ = client.wait();
 }
 
 #[test]
