@@ -121,7 +121,11 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        // A command that exits without reading all of its input (a usage error) closes the pipe.
+        match child.stdin.take().unwrap().write_all(input.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+            _ => {}
+        }
         Run::from(child.wait_with_output().expect("wait"))
     }
 

@@ -196,3 +196,51 @@ fn random_and_mutated_packets_neither_crash_nor_hang_the_server() {
         dig(None, &["+tcp", "-b", "127.0.0.2", "@127.0.0.1", "-p", &port, "zk-1.zk.lct.internal", "A", "+short"]);
     assert_eq!(answer.trim(), "192.168.128.1");
 }
+
+#[test]
+fn zone_modes_private_and_public() {
+    let env = Env::new();
+    let records = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "9"], NODES).ok();
+    let file = env.state.path().join("zones.jsonl");
+    std::fs::write(&file, records.stdout).unwrap();
+    for (mode, offset) in [("private", 2), ("public", 3)] {
+        let port = (30000 + std::process::id() % 20000 + offset).to_string();
+        let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+        cmd.args(["serve", "--records", file.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")]).args([
+            "--internal",
+            "127.0.0.2/32",
+            "--zone-mode",
+            &format!("lct.internal={mode}"),
+        ]);
+        let _server = Background::spawn(cmd);
+        let q = |src: &str| dig(None, &["-b", src, "@127.0.0.1", "-p", &port, "zk-1.zk.lct.internal", "A"]);
+        for _ in 0..50 {
+            if q("127.0.0.2").contains("status:") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let (inside, outside) = (q("127.0.0.2"), q("127.0.0.1"));
+        match mode {
+            "private" => {
+                assert!(inside.contains("IN\tA\t192.168.128.1"), "{inside}");
+                assert!(outside.contains("status: REFUSED"), "private: refused outside: {outside}");
+            }
+            _ => {
+                assert!(inside.contains("IN\tA\t203.0.113.1"), "public: the public answer inside too: {inside}");
+                assert!(outside.contains("IN\tA\t203.0.113.1"), "{outside}");
+            }
+        }
+    }
+    let out = env.run(
+        "lct-dns",
+        &["serve", "--records", file.to_str().unwrap(), "--listen", "127.0.0.1:1", "--zone-mode", "x.test=open"],
+    );
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    let out = env.run(
+        "lct-dns",
+        &["serve", "--records", file.to_str().unwrap(), "--listen", "127.0.0.1:1", "--zone-mode", "other.test=private"],
+    );
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("a mode is given for a zone that has no records"), "{}", out.stderr);
+}

@@ -80,7 +80,7 @@ Example:
                 --internal 192.168.128.0/17")]
     Serve {
         /// A TOML configuration (records, listen, internal, udp_sockets); SIGHUP reloads it
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal", "modes"])]
         config: Option<PathBuf>,
         /// dns-record records (from `lct-dns zone`)
         #[arg(long, value_name = "FILE", required_unless_present = "config")]
@@ -94,6 +94,9 @@ Example:
         /// UDP sockets per address (SO_REUSEPORT) [default: one per core]
         #[arg(long)]
         udp_sockets: Option<usize>,
+        /// A zone's mode, ZONE=split|private|public (repeatable) [default: split; reverse zones private]
+        #[arg(long = "zone-mode", value_name = "ZONE=MODE", value_parser = parse_mode)]
+        modes: Vec<(String, lct_dns::server::ZoneMode)>,
     },
     #[command(flatten)]
     Meta(MetaCommand),
@@ -109,6 +112,11 @@ enum Format {
 enum ViewArg {
     Internal,
     External,
+}
+
+fn parse_mode(s: &str) -> Result<(String, lct_dns::server::ZoneMode), String> {
+    let (zone, mode) = s.split_once('=').ok_or("expected ZONE=MODE")?;
+    Ok((zone.to_string(), mode.parse()?))
 }
 
 fn parse_ns(s: &str) -> Result<(String, Vec<IpAddr>), String> {
@@ -182,12 +190,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { config, records, listen, internal, udp_sockets } => {
+        Command::Serve { config, records, listen, internal, udp_sockets, modes } => {
             let (config, config_path) = match config {
                 Some(path) => (Config::load(&path)?, Some(path)),
                 None => {
-                    let config =
-                        Config { records: records.expect("required without --config"), listen, internal, udp_sockets };
+                    let config = Config {
+                        records: records.expect("required without --config"),
+                        listen,
+                        internal,
+                        udp_sockets,
+                        modes: modes.into_iter().collect(),
+                    };
                     config.prefixes().map_err(UsageError)?;
                     (config, None)
                 }

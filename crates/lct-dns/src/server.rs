@@ -1,7 +1,7 @@
 //! The authoritative server: hickory's catalog of in-memory zones, one per view, and a
 //! request handler that picks the view by the client's address.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -62,6 +62,34 @@ pub enum ServeError {
     Zone { zone: String, view: View, message: String },
 }
 
+/// Who a zone answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneMode {
+    /// Private addresses inside, public ones outside (the default).
+    Split,
+    /// Inside only: clients outside the internal prefixes are refused.
+    Private,
+    /// The public answers, to everyone.
+    Public,
+}
+
+impl std::str::FromStr for ZoneMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "split" => Ok(ZoneMode::Split),
+            "private" => Ok(ZoneMode::Private),
+            "public" => Ok(ZoneMode::Public),
+            _ => Err(format!("{s:?} is not a zone mode (split, private, public)")),
+        }
+    }
+}
+
+fn fqdn(zone: &str) -> String {
+    if zone.ends_with('.') { zone.to_string() } else { format!("{zone}.") }
+}
+
 /// Two catalogs of the same zones, as internal and external clients see them.
 pub struct Views {
     internal: Catalog,
@@ -70,17 +98,36 @@ pub struct Views {
 }
 
 impl Views {
-    /// Builds both views from `dns-record`s. Reverse zones are served inside only: outside,
-    /// a query for them is refused like any name outside our zones.
-    pub fn new(records: &[DnsRecord], internal_prefixes: Vec<Prefix>) -> Result<Views, ServeError> {
+    /// Builds both views from `dns-record`s, each zone in its mode (split unless `modes`
+    /// says otherwise; reverse zones are private unless it does).
+    pub fn new(
+        records: &[DnsRecord],
+        internal_prefixes: Vec<Prefix>,
+        modes: &BTreeMap<String, ZoneMode>,
+    ) -> Result<Views, ServeError> {
         let zones: BTreeSet<&str> = records.iter().map(|r| r.zone.as_str()).collect();
+        for zone in modes.keys() {
+            if !zones.contains(fqdn(zone).as_str()) {
+                return Err(ServeError::Zone {
+                    zone: zone.clone(),
+                    view: View::Both,
+                    message: "a mode is given for a zone that has no records".into(),
+                });
+            }
+        }
         let mut internal = Catalog::new();
         let mut external = Catalog::new();
         for zone in zones {
-            for (view, catalog) in [(View::Internal, &mut internal), (View::External, &mut external)] {
-                if view == View::External && zone.ends_with(".in-addr.arpa.") {
-                    continue;
-                }
+            let default = if zone.ends_with(".in-addr.arpa.") { ZoneMode::Private } else { ZoneMode::Split };
+            let mode = modes.iter().find(|(z, _)| fqdn(z) == zone).map_or(default, |(_, m)| *m);
+            // Which variant of the zone each view serves; none: refused there.
+            let (inside, outside) = match mode {
+                ZoneMode::Split => (Some(View::Internal), Some(View::External)),
+                ZoneMode::Private => (Some(View::Internal), None),
+                ZoneMode::Public => (Some(View::External), Some(View::External)),
+            };
+            for (variant, catalog) in [(inside, &mut internal), (outside, &mut external)] {
+                let Some(view) = variant else { continue };
                 let handler = load(records, zone, view)?;
                 let origin = Name::from_ascii(zone).map_err(|e| ServeError::Zone {
                     zone: zone.into(),

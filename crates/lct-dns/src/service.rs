@@ -21,6 +21,9 @@ use crate::zone::DnsRecord;
 /// listen = ["192.168.128.53:53", "203.0.113.53:53"]
 /// internal = ["192.168.128.0/17"]            # clients that see the internal view
 /// udp_sockets = 2                            # per address; default: one per core
+///
+/// [modes]                                    # per zone: split (default), private, public
+/// "lct.internal" = "split"
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +34,9 @@ pub struct Config {
     pub internal: Vec<String>,
     #[serde(default)]
     pub udp_sockets: Option<usize>,
+    /// Per zone: split (default), private (inside only) or public (public answers to all).
+    #[serde(default)]
+    pub modes: std::collections::BTreeMap<String, crate::server::ZoneMode>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +73,7 @@ impl Config {
         let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
             .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         let prefixes = self.prefixes().map_err(|e| anyhow::anyhow!(e))?;
-        Ok(Views::new(&records, prefixes)?)
+        Ok(Views::new(&records, prefixes, &self.modes)?)
     }
 }
 
