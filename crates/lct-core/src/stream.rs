@@ -229,6 +229,19 @@ pub fn to_line<T: Record>(record: &T) -> String {
     serde_json::to_string(&Envelope { kind: T::KIND, v: T::VERSION, record }).expect("records always serialize")
 }
 
+/// What a filter prints: the lines it did not consume, unchanged and in order, then the
+/// records it made.
+pub fn write_after_passthrough<T: Record>(out: impl Write, others: &[Line], records: &[T]) -> io::Result<()> {
+    let mut w = Writer::new(out);
+    for line in others {
+        w.passthrough(line)?;
+    }
+    for r in records {
+        w.write(r)?;
+    }
+    w.flush()
+}
+
 /// Buffered JSON-lines output.
 pub struct Writer<W: Write> {
     inner: BufWriter<W>,

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{DomainName, Node};
 use lct_core::state::{ClusterStore, state_dir};
-use lct_core::stream::{self, Writer};
+use lct_core::stream;
 use lct_dns::server::Views;
 use lct_dns::service::{Config, Live, notify, udp_sockets};
 use lct_dns::zone::{View, ZoneOptions, master_file, zone_records};
@@ -177,16 +177,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     };
                     out.write_all(master_file(&records, &zone, view).as_bytes())?;
                 }
-                _ => {
-                    let mut w = Writer::new(out);
-                    for line in &others {
-                        w.passthrough(line)?;
-                    }
-                    for r in &records {
-                        w.write(r)?;
-                    }
-                    w.flush()?;
-                }
+                _ => stream::write_after_passthrough(out, &others, &records)?,
             }
             Ok(())
         }

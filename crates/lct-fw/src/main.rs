@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{Cluster, Name, Node, PortSpec, ProviderName};
 use lct_core::state::{ClusterStore, dependencies_of, dependents_of, state_dir};
-use lct_core::stream::{self, Writer};
+use lct_core::stream;
 use lct_fw::model::{Allow, Cidr, FirewallSpec, Mode};
 use lct_fw::nft;
 use lct_fw::ruleset::{Ruleset, for_node};
@@ -264,16 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         out.write_all(r.to_nft().as_bytes())?;
                     }
                 }
-                _ => {
-                    let mut w = Writer::new(out);
-                    for line in &others {
-                        w.passthrough(line)?;
-                    }
-                    for r in &rulesets {
-                        w.write(r)?;
-                    }
-                    w.flush()?;
-                }
+                _ => stream::write_after_passthrough(out, &others, &rulesets)?,
             }
             Ok(())
         }
