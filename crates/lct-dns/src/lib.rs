@@ -7,6 +7,7 @@
 //!
 //! The server (hickory, split-horizon views, live updates) builds on these records.
 
+pub mod fast;
 pub mod server;
 pub mod service;
 pub mod zone;

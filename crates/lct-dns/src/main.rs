@@ -8,8 +8,7 @@ use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{DomainName, Node};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream;
-use lct_dns::server::Views;
-use lct_dns::service::{Config, Live, notify, udp_sockets};
+use lct_dns::service::{Config, Live, Served, notify, udp_sockets};
 use lct_dns::zone::{View, ZoneOptions, master_file, zone_records};
 use std::path::PathBuf;
 
@@ -196,22 +195,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     (config, None)
                 }
             };
-            let views = config.views()?;
+            let served = config.views()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(views, config, config_path))
+            runtime.block_on(serve(served, config, config_path))
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     }
 }
 
-async fn serve(views: Views, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(served: Served, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let live = Live::new(views);
+    let live = Live::new(served);
     let mut server = hickory_server::Server::new(live.clone());
     let per_address = config.udp_sockets.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     for addr in &config.listen {
         for udp in udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))? {
-            server.register_socket(udp);
+            tokio::spawn(lct_dns::fast::udp_loop(udp, live.clone()));
         }
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
         server.register_listener(tcp, std::time::Duration::from_secs(10), 65_535);

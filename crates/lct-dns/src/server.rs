@@ -86,6 +86,12 @@ impl std::str::FromStr for ZoneMode {
     }
 }
 
+/// A zone's mode: as given, else split (private for reverse zones).
+pub fn mode_of(modes: &BTreeMap<String, ZoneMode>, zone: &str) -> ZoneMode {
+    let default = if zone.ends_with(".in-addr.arpa.") { ZoneMode::Private } else { ZoneMode::Split };
+    modes.iter().find(|(z, _)| fqdn(z) == zone).map_or(default, |(_, m)| *m)
+}
+
 fn fqdn(zone: &str) -> String {
     if zone.ends_with('.') { zone.to_string() } else { format!("{zone}.") }
 }
@@ -118,8 +124,7 @@ impl Views {
         let mut internal = Catalog::new();
         let mut external = Catalog::new();
         for zone in zones {
-            let default = if zone.ends_with(".in-addr.arpa.") { ZoneMode::Private } else { ZoneMode::Split };
-            let mode = modes.iter().find(|(z, _)| fqdn(z) == zone).map_or(default, |(_, m)| *m);
+            let mode = mode_of(modes, zone);
             // Which variant of the zone each view serves; none: refused there.
             let (inside, outside) = match mode {
                 ZoneMode::Split => (Some(View::Internal), Some(View::External)),

@@ -5,12 +5,14 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use serde::Deserialize;
 
+use crate::fast::Answers;
 use crate::server::{Prefix, Views};
 use crate::zone::DnsRecord;
 
@@ -65,42 +67,59 @@ impl Config {
         self.internal.iter().map(|p| p.parse::<Prefix>().map_err(|e| format!("internal: {e}"))).collect()
     }
 
-    /// Reads the records and builds the views: everything a (re)load needs, checked before
-    /// anything is swapped in.
-    pub fn views(&self) -> anyhow::Result<Views> {
+    /// Reads the records and builds the views and the fast-path answers: everything a
+    /// (re)load needs, checked before anything is swapped in.
+    pub fn views(&self) -> anyhow::Result<Served> {
         let shown = self.records.display().to_string();
         let file = std::fs::File::open(&self.records).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
             .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
         let prefixes = self.prefixes().map_err(|e| anyhow::anyhow!(e))?;
-        Ok(Views::new(&records, prefixes, &self.modes)?)
+        let views = Views::new(&records, prefixes, &self.modes)?;
+        let answers = Answers::new(&records, &|zone| crate::server::mode_of(&self.modes, zone));
+        Ok(Served { views, answers })
     }
 }
 
-/// The views being served, swapped whole on reload: a query in flight keeps the views it
-/// started with, the next one gets the new ones.
+/// What is being served: the views, and the fast path's answers made from the same records.
+pub struct Served {
+    pub views: Views,
+    pub answers: Answers,
+}
+
+/// What is being served, swapped whole on reload: a query in flight keeps what it started
+/// with, the next one gets the new zones.
 #[derive(Clone)]
-pub struct Live(Arc<RwLock<Arc<Views>>>);
+pub struct Live {
+    served: Arc<RwLock<Arc<Served>>>,
+    /// Bumped on every swap, so a hot loop can keep its `Arc` until it changes.
+    generation: Arc<AtomicU64>,
+}
 
 impl Live {
-    pub fn new(views: Views) -> Live {
-        Live(Arc::new(RwLock::new(Arc::new(views))))
+    pub fn new(served: Served) -> Live {
+        Live { served: Arc::new(RwLock::new(Arc::new(served))), generation: Arc::new(AtomicU64::new(0)) }
     }
 
-    pub fn swap(&self, views: Views) {
-        *self.0.write().expect("not poisoned") = Arc::new(views);
+    pub fn swap(&self, served: Served) {
+        *self.served.write().expect("not poisoned") = Arc::new(served);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
-    fn current(&self) -> Arc<Views> {
-        self.0.read().expect("not poisoned").clone()
+    pub fn current(&self) -> Arc<Served> {
+        self.served.read().expect("not poisoned").clone()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 }
 
 #[async_trait::async_trait]
 impl RequestHandler for Live {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
-        let views = self.current();
-        views.handle_request::<R, T>(request, response).await
+        let served = self.current();
+        served.views.handle_request::<R, T>(request, response).await
     }
 }
 
