@@ -381,3 +381,24 @@ fn the_iptables_backend_admits_the_same_and_keeps_to_its_own_chains() {
     assert!(rules.contains("--dport 7777"), "{rules}");
     assert!(connects(&env, "web-1", ZK1, 2181));
 }
+
+#[test]
+fn a_memory_that_does_not_match_the_kernel_falls_back_to_a_full_table() {
+    require_root!();
+    let env = Env::new();
+    cluster_setup(&env);
+    env.run("lct-fw", &["push", "--cluster", "zk"]).ok();
+    // Make lct-fw remember a peer the kernel never had (as a stale memory of a namespace that
+    // reused a deleted one's inode would): deleting it element-wise must fail...
+    let ino = env.in_ns("zk-1", &["stat", "-L", "-c", "%i", "/proc/self/ns/net"]).ok().stdout.trim().to_string();
+    let path = std::path::Path::new("/run/lct/fw").join(format!("net-{ino}.json"));
+    let mut memory: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    memory["ruleset"]["rules"][0]["peers_v4"].as_array_mut().unwrap().push("10.99.99.99".into());
+    std::fs::write(&path, serde_json::to_vec(&memory).unwrap()).unwrap();
+    // ...and the sync falls back to replacing the table, which comes out right.
+    let out = env.run("lct-fw", &["push", "--cluster", "zk"]).ok();
+    let zk1 = out.json_lines().into_iter().find(|r| r["node"] == "zk-1").unwrap();
+    assert_eq!(zk1["applied"], "table", "{}", out.stdout);
+    let table = table(&env, "zk-1");
+    assert!(!table.contains("10.99.99.99") && table.contains("192.168.128.2"), "{table}");
+}

@@ -496,7 +496,18 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
                 && fits(&last)
                 && generation()? == last.generation =>
         {
-            (apply_elements(&last.ruleset, rs)?, last.capacity)
+            match apply_elements(&last.ruleset, rs) {
+                Ok(applied) => (applied, last.capacity),
+                // What we remembered does not match the kernel after all (a namespace that
+                // reuses a deleted one's inode, say): the whole table puts it right.
+                Err(e) => {
+                    tracing::warn!("element update refused ({e}); replacing the table");
+                    apply_table(rs)?;
+                    let capacity =
+                        rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
+                    (Applied::Table, capacity)
+                }
+            }
         }
         _ => {
             apply_table(rs)?;
