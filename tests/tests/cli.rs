@@ -33,6 +33,9 @@ fn man_dir_writes_a_page_per_subcommand() {
         let text = std::fs::read_to_string(dir.join(page)).unwrap_or_else(|e| panic!("{page}: {e}"));
         assert!(text.contains(".SH NAME"), "{page}");
     }
+    // The synopsis shows what a user types.
+    let set = std::fs::read_to_string(dir.join("lct-inventory-clusters-set.1")).unwrap();
+    assert!(set.contains("lct\\-inventory clusters set"), "{set}");
 }
 
 #[test]

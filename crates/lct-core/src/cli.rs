@@ -129,16 +129,20 @@ pub fn print_man<C: CommandFactory>(dir: Option<&Path>) -> io::Result<()> {
         Some(dir) => {
             std::fs::create_dir_all(dir)?;
             let name = cmd.get_name().to_string();
-            write_man_pages(cmd, &name, dir)
+            write_man_pages(cmd, &name, &name, dir)
         }
     }
 }
 
-fn write_man_pages(cmd: clap::Command, name: &str, dir: &Path) -> io::Result<()> {
-    let mut cmd = cmd.display_name(name.to_string()).bin_name(name.replace('-', " "));
+/// One page per command: `page` names the file (`lct-fw-declare`), `invocation` is what a
+/// user types (`lct-fw declare`).
+fn write_man_pages(cmd: clap::Command, page: &str, invocation: &str, dir: &Path) -> io::Result<()> {
+    let name = page;
+    let mut cmd = cmd.display_name(page.to_string()).bin_name(invocation.to_string());
     cmd.build();
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
-        write_man_pages(sub.clone(), &format!("{name}-{}", sub.get_name()), dir)?;
+        let sub_name = sub.get_name();
+        write_man_pages(sub.clone(), &format!("{page}-{sub_name}"), &format!("{invocation} {sub_name}"), dir)?;
     }
     let mut page = Vec::new();
     clap_mangen::Man::new(cmd).render(&mut page)?;
