@@ -12,6 +12,7 @@ use std::io;
 use lct_core::record::{PortSpec, Protocol};
 
 use crate::model::{Cidr, Mode};
+use crate::nft::Applied;
 use crate::ruleset::Ruleset;
 
 const CHAIN: &str = "LCT";
@@ -111,6 +112,39 @@ pub fn remove() -> io::Result<bool> {
         any |= remove_chain(&t, NEW_CHAIN)?;
     }
     Ok(any)
+}
+
+/// Where the iptables backend remembers what it applied (beside the nft backend's memory).
+fn memory_path() -> io::Result<std::path::PathBuf> {
+    Ok(crate::nft::memory_path()?.with_extension("iptables.json"))
+}
+
+/// What the iptables backend last applied in this namespace.
+pub fn last_applied() -> Option<Ruleset> {
+    serde_json::from_slice(&std::fs::read(memory_path().ok()?).ok()?).ok()
+}
+
+/// Applies with the iptables backend and remembers it (for `--kill-established`).
+pub fn sync(rs: &Ruleset) -> io::Result<Applied> {
+    if last_applied().as_ref() == Some(rs) {
+        return Ok(Applied::Unchanged);
+    }
+    apply(rs)?;
+    let path = memory_path()?;
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    let bytes = serde_json::to_vec(rs).map_err(io::Error::other)?;
+    lct_core::fsutil::atomic_write(&path, &bytes, 0o600)?;
+    Ok(Applied::Table)
+}
+
+/// Removes the iptables backend's chains and forgets them.
+pub fn remove_and_forget() -> io::Result<bool> {
+    let removed = remove()?;
+    match std::fs::remove_file(memory_path()?) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -297,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let previous = match backend {
                 Backend::Nft => nft::last_applied(),
-                Backend::Iptables => nft::iptables_last_applied(),
+                Backend::Iptables => lct_fw::iptables::last_applied(),
             };
             let token = match confirm_timeout {
                 Some(_) => Some(nft::begin_confirm().context("remembering the table to go back to")?),
@@ -305,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let applied = match backend {
                 Backend::Nft => nft::sync(&ruleset, full).context("applying to nftables")?,
-                Backend::Iptables => nft::iptables_sync(&ruleset).context("applying with iptables")?,
+                Backend::Iptables => lct_fw::iptables::sync(&ruleset).context("applying with iptables")?,
             };
             let mut v = serde_json::to_value(&applied)?;
             let obj = v.as_object_mut().expect("object");
@@ -444,7 +444,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Remove { backend: Backend::Iptables } => {
-            let removed = nft::iptables_remove()?;
+            let removed = lct_fw::iptables::remove_and_forget()?;
             eprintln!("{}", if removed { "lct's iptables chains deleted" } else { "no lct iptables chains here" });
             Ok(())
         }

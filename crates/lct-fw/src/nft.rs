@@ -466,7 +466,7 @@ struct LastApplied {
 
 /// Where the last applied ruleset of this network namespace is remembered: /run (gone with
 /// the namespaces at reboot), keyed by the namespace's inode.
-fn memory_path() -> io::Result<std::path::PathBuf> {
+pub(crate) fn memory_path() -> io::Result<std::path::PathBuf> {
     use std::os::unix::fs::MetadataExt;
     let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
     Ok(std::path::Path::new("/run/lct/fw").join(format!("net-{ino}.json")))
@@ -634,36 +634,4 @@ pub fn roll_back(token: &str) -> io::Result<bool> {
     }
     std::fs::remove_file(&path)?;
     Ok(true)
-}
-
-fn iptables_memory_path() -> io::Result<std::path::PathBuf> {
-    Ok(memory_path()?.with_extension("iptables.json"))
-}
-
-/// What the iptables backend last applied in this namespace.
-pub fn iptables_last_applied() -> Option<Ruleset> {
-    serde_json::from_slice(&std::fs::read(iptables_memory_path().ok()?).ok()?).ok()
-}
-
-/// Applies with the iptables backend and remembers it (for `--kill-established`).
-pub fn iptables_sync(rs: &Ruleset) -> io::Result<Applied> {
-    if iptables_last_applied().as_ref() == Some(rs) {
-        return Ok(Applied::Unchanged);
-    }
-    crate::iptables::apply(rs)?;
-    let path = iptables_memory_path()?;
-    std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    let bytes = serde_json::to_vec(rs).map_err(io::Error::other)?;
-    lct_core::fsutil::atomic_write(&path, &bytes, 0o600)?;
-    Ok(Applied::Table)
-}
-
-/// Removes the iptables backend's chains and forgets them.
-pub fn iptables_remove() -> io::Result<bool> {
-    let removed = crate::iptables::remove()?;
-    match std::fs::remove_file(iptables_memory_path()?) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    Ok(removed)
 }

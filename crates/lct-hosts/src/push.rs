@@ -129,7 +129,12 @@ pub async fn push(
         .map(|r| {
             let blocks = blocks_of.remove(&r.node).unwrap_or_default();
             let (status, error) = if r.outcome.success() {
-                let changed = r.stdout.lines().any(|l| l.contains("\"changed\":true"));
+                // The node's `apply` reports in a hosts-apply record.
+                let changed = r
+                    .stdout
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                    .any(|v| v["kind"] == "hosts-apply" && v["changed"] == true);
                 (if changed { PushStatus::Changed } else { PushStatus::Unchanged }, None)
             } else {
                 let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();
