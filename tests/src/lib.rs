@@ -226,3 +226,15 @@ impl Drop for Background {
         }
     }
 }
+
+/// A port free on loopback for TCP and UDP right now (the kernel's pick), for a server a test
+/// starts: tests running side by side never collide.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = tcp.local_addr().expect("its address").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

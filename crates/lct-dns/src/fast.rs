@@ -6,19 +6,8 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::IpAddr;
 
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::Record as HickoryRecord;
-use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
-use tokio::net::UdpSocket;
-
-use crate::service::Live;
 use crate::zone::{DnsRecord, RecordType, View};
 
 /// Precomputed answer sections, keyed by [`key`]: the view, the type and the lower-case wire
@@ -225,89 +214,5 @@ impl Answers {
             out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         }
         Some(())
-    }
-}
-
-/// Sends hickory's answer back on our socket.
-#[derive(Clone)]
-struct UdpReply {
-    socket: Arc<UdpSocket>,
-    dst: SocketAddr,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for UdpReply {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        // As hickory's own UDP responder encodes: within the client's advertised size (512
-        // without EDNS), a bare SERVFAIL if the message cannot be encoded.
-        let max = response.edns().map_or(512, |e| e.max_payload());
-        let id = response.metadata().id;
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(error) => {
-                tracing::error!(%error, "error encoding a response");
-                bytes.clear();
-                let mut encoder = BinEncoder::new(&mut bytes);
-                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-                metadata.response_code = ResponseCode::ServFail;
-                let header = Header { metadata, counts: HeaderCounts::default() };
-                header.emit(&mut encoder)?;
-                ResponseInfo::from(header)
-            }
-        };
-        self.socket.send_to(&bytes, self.dst).await?;
-        Ok(info)
-    }
-}
-
-/// Serves one UDP socket until the process ends.
-pub async fn udp_loop(socket: UdpSocket, live: Live) {
-    let socket = Arc::new(socket);
-    let mut buf = vec![0u8; 4096];
-    let mut key = Vec::with_capacity(300);
-    let mut out = Vec::with_capacity(1232);
-    let mut generation = live.generation();
-    let mut served = live.current();
-    loop {
-        let (n, src) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::debug!("udp receive: {e}");
-                continue;
-            }
-        };
-        let packet = &buf[..n];
-        // A reload swaps the zones; pick them up before the next answer (read the generation
-        // first, so a swap racing with this can only make us fetch once more).
-        let now = live.generation();
-        if now != generation {
-            generation = now;
-            served = live.current();
-        }
-        let internal = served.views.is_internal(src.ip());
-        if served.answers.answer_into(packet, internal, &mut key, &mut out) {
-            let _ = socket.send_to(&out, src).await;
-            continue;
-        }
-        // Everything else, hickory answers (in a task of its own, as its own server does).
-        let Ok(request) = Request::from_bytes(packet.to_vec(), src, Protocol::Udp) else { continue };
-        let reply = UdpReply { socket: socket.clone(), dst: src };
-        let served = served.clone();
-        tokio::spawn(async move {
-            served.views.handle_request::<_, TokioTime>(&request, reply).await;
-        });
     }
 }

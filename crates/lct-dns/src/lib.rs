@@ -5,11 +5,19 @@
 //!   every record marked for the internal view, the external view, or both. As
 //!   `dns-record` records or as RFC 1035 master files that BIND and Knot load as they are.
 //!
-//! The server (hickory, split-horizon views, live updates) builds on these records.
+//! * [`server`]: hickory's catalogs, one per view, and the choice of view by client address.
+//! * [`fast`]: precomputed answers for the common query.
+//! * [`net`]: the UDP and TCP sockets.
+//! * [`service`]: configuration, what is served and its atomic swap, systemd's protocol.
+//! * [`update`]: RFC 2136 dynamic updates and signed transfers, server and client.
+//! * [`tsig`]: TSIG keys.
 
 pub mod fast;
+pub mod net;
 pub mod server;
 pub mod service;
+pub mod tsig;
+pub mod update;
 pub mod zone;
 
 pub use zone::{DnsRecord, RecordType, View, ZoneOptions, master_file, zone_records};

@@ -8,8 +8,10 @@ use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{DomainName, Node};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream;
-use lct_dns::service::{Config, Live, Served, notify, udp_sockets};
-use lct_dns::zone::{View, ZoneOptions, master_file, zone_records};
+use lct_dns::service::{Config, Live, notify, udp_sockets};
+use lct_dns::tsig::Key;
+use lct_dns::update::{Client, difference};
+use lct_dns::zone::{DnsRecord, View, ZoneOptions, master_file, zone_records};
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
@@ -42,27 +44,14 @@ struct Cli {
 enum Command {
     /// Node records in, dns-record records (or a master file) out
     Zone {
-        /// The forward zone, e.g. lct.internal
-        #[arg(long)]
-        domain: DomainName,
-        /// A name server, NAME[=ADDRESS,...] (repeatable) [default: ns1.DOMAIN=127.0.0.1]
-        #[arg(long = "ns", value_name = "NAME=ADDRESS", value_parser = parse_ns)]
-        name_servers: Vec<(String, Vec<IpAddr>)>,
-        /// The SOA serial [default: seconds since 1970, so it grows]
-        #[arg(long)]
-        serial: Option<u32>,
-        /// TTL of every record
-        #[arg(long, default_value_t = 300)]
-        ttl: u32,
-        /// No reverse (PTR) zones for private addresses
-        #[arg(long)]
-        no_reverse: bool,
+        #[command(flatten)]
+        zone: ZoneArgs,
         /// zone: an RFC 1035 master file of one zone and view
         #[arg(long, value_enum)]
         format: Option<Format>,
         /// With --format zone: which zone [default: the domain]
-        #[arg(long)]
-        zone: Option<String>,
+        #[arg(long = "zone")]
+        zone_name: Option<String>,
         /// With --format zone: which view
         #[arg(long, value_enum, default_value_t = ViewArg::Internal)]
         view: ViewArg,
@@ -79,7 +68,7 @@ Example:
                 --internal 192.168.128.0/17")]
     Serve {
         /// A TOML configuration (records, listen, internal, udp_sockets); SIGHUP reloads it
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal", "modes"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal", "modes", "key_files", "state"])]
         config: Option<PathBuf>,
         /// dns-record records (from `lct-dns zone`)
         #[arg(long, value_name = "FILE", required_unless_present = "config")]
@@ -96,7 +85,57 @@ Example:
         /// A zone's mode, ZONE=split|private|public (repeatable) [default: split; reverse zones private]
         #[arg(long = "zone-mode", value_name = "ZONE=MODE", value_parser = parse_mode)]
         modes: Vec<(String, lct_dns::server::ZoneMode)>,
+        /// A TSIG key file that may update zones and transfer them (repeatable; `lct-dns keygen`)
+        #[arg(long = "key-file", value_name = "FILE")]
+        key_files: Vec<PathBuf>,
+        /// Where updated zones are kept [default: $LCT_STATE_DIR/dns]
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
     },
+    /// Node records in: bring a running server's zones in line, by signed dynamic update
+    #[command(after_help = "\
+Transfers each zone from the server (AXFR signed with the key), computes the difference with
+the zones the node records make (the same options as `lct-dns zone`), and sends it as RFC 2136
+UPDATE messages signed with the key. The server gives each changed zone a new SOA serial and
+keeps it in its state directory. Prints a dns-update record per zone.
+
+Examples:
+  lct-dns keygen lct-update > /etc/lct/lct-update.key
+  lct-inventory query | lct-dns update --server 192.168.128.53:53 --key-file /etc/lct/lct-update.key \\
+                        --domain lct.internal --ns ns1.lct.internal=192.168.128.53
+  lct-inventory query | lct-dns update --key-file k.key --domain lct.internal --dry-run
+
+A reverse zone the server does not have yet is reported and skipped: zones come from the
+server's records file (regenerate it and reload to add one).")]
+    Update {
+        #[command(flatten)]
+        zone: ZoneArgs,
+        /// The server's address and port
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:53")]
+        server: std::net::SocketAddr,
+        /// The TSIG key file (`lct-dns keygen`, `tsig-keygen`)
+        #[arg(long = "key-file", value_name = "FILE")]
+        key_file: PathBuf,
+        /// Show the difference, send nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for the server
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Make a TSIG key (hmac-sha256, 32 random bytes) in the format of BIND's tsig-keygen
+    #[command(after_help = "\
+Examples:
+  lct-dns keygen lct-update > /etc/lct/lct-update.key     # written with mode 0600 if a file
+  nsupdate -k /etc/lct/lct-update.key                     # BIND's tools read it as is")]
+    Keygen {
+        /// The key's name, as the server and clients know it
+        name: String,
+        /// Write to this file (mode 0600) instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+
     #[command(flatten)]
     Meta(MetaCommand),
 }
@@ -111,6 +150,84 @@ enum Format {
 enum ViewArg {
     Internal,
     External,
+}
+
+/// How zones are made from node records: shared by `zone` and `update`.
+#[derive(clap::Args)]
+struct ZoneArgs {
+    /// The forward zone, e.g. lct.internal
+    #[arg(long)]
+    domain: DomainName,
+    /// A name server, NAME[=ADDRESS,...] (repeatable) [default: ns1.DOMAIN=127.0.0.1]
+    #[arg(long = "ns", value_name = "NAME=ADDRESS", value_parser = parse_ns)]
+    name_servers: Vec<(String, Vec<IpAddr>)>,
+    /// The SOA serial [default: seconds since 1970, so it grows]
+    #[arg(long)]
+    serial: Option<u32>,
+    /// TTL of every record
+    #[arg(long, default_value_t = 300)]
+    ttl: u32,
+    /// No reverse (PTR) zones for private addresses
+    #[arg(long)]
+    no_reverse: bool,
+}
+
+impl ZoneArgs {
+    /// The zones' records from node records on stdin (and cluster records there or in the
+    /// state directory), and the lines that were not node records.
+    fn records(self) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)> {
+        let ZoneArgs { domain, mut name_servers, serial, ttl, no_reverse } = self;
+        if name_servers.is_empty() {
+            name_servers.push((format!("ns1.{domain}"), vec!["127.0.0.1".parse().expect("an address")]));
+        }
+        let serial = serial.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32)
+        });
+        let options = ZoneOptions {
+            hostmaster: format!("hostmaster.{domain}"),
+            domain,
+            ttl,
+            serial,
+            name_servers,
+            reverse: !no_reverse,
+        };
+        let (nodes, others) =
+            stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
+        let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
+        let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
+        Ok((zone_records(&nodes, &clusters, &options)?, others))
+    }
+}
+
+/// What `lct-dns update` did to one zone.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ZoneUpdate {
+    zone: String,
+    added: usize,
+    removed: usize,
+    /// The serial before and after (equal when nothing changed).
+    serial_before: Option<u32>,
+    serial_after: Option<u32>,
+    dry_run: bool,
+}
+
+impl lct_core::record::Record for ZoneUpdate {
+    const KIND: &'static str = "dns-update";
+    const VERSION: u32 = 1;
+}
+
+impl lct_core::table::Tabular for ZoneUpdate {
+    const HEADERS: &'static [&'static str] = &["ZONE", "ADDED", "REMOVED", "SERIAL"];
+    fn row(&self) -> Vec<String> {
+        let serial = |s: Option<u32>| s.map_or("-".into(), |s| s.to_string());
+        let after = if self.dry_run { "(dry run)".to_string() } else { serial(self.serial_after) };
+        vec![
+            self.zone.clone(),
+            self.added.to_string(),
+            self.removed.to_string(),
+            format!("{} -> {after}", serial(self.serial_before)),
+        ]
+    }
 }
 
 fn parse_mode(s: &str) -> Result<(String, lct_dns::server::ZoneMode), String> {
@@ -138,30 +255,13 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
     match cli.command {
-        Command::Zone { domain, mut name_servers, serial, ttl, no_reverse, format: text, zone, view } => {
-            if name_servers.is_empty() {
-                name_servers.push((format!("ns1.{domain}"), vec!["127.0.0.1".parse().expect("an address")]));
-            }
-            let serial = serial.unwrap_or_else(|| {
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32)
-            });
-            let options = ZoneOptions {
-                hostmaster: format!("hostmaster.{domain}"),
-                domain: domain.clone(),
-                ttl,
-                serial,
-                name_servers,
-                reverse: !no_reverse,
-            };
-            let (nodes, others) =
-                stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
-            let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-            let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
-            let records = zone_records(&nodes, &clusters, &options)?;
+        Command::Zone { zone: args, format: text, zone_name, view } => {
+            let domain = args.domain.to_string();
+            let (records, others) = args.records()?;
             let mut out = io::stdout().lock();
             match (text, format) {
                 (Some(Format::Zone), _) | (None, OutputFormat::Table) => {
-                    let zone = zone.unwrap_or_else(|| domain.to_string());
+                    let zone = zone_name.unwrap_or(domain);
                     let zone_fqdn = if zone.ends_with('.') { zone.clone() } else { format!("{zone}.") };
                     if !records.iter().any(|r| r.zone == zone_fqdn) {
                         let zones: BTreeSet<&str> = records.iter().map(|r| r.zone.as_str()).collect();
@@ -180,7 +280,80 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { config, records, listen, internal, udp_sockets, modes } => {
+        Command::Update { zone: args, server, key_file, dry_run, timeout } => {
+            let key = Key::load(&key_file)?;
+            let (desired, _) = args.records()?;
+            let client = Client { server, key, timeout: std::time::Duration::from_secs(timeout) };
+            let zones: BTreeSet<String> = desired.iter().map(|r| r.zone.clone()).collect();
+            let mut reports = Vec::new();
+            let mut failed = 0;
+            for zone in zones {
+                let current = match client.transfer(&zone) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        failed += 1;
+                        continue;
+                    }
+                };
+                let serial_of = |records: &[DnsRecord]| {
+                    records
+                        .iter()
+                        .find(|r| r.rtype == lct_dns::RecordType::SOA)
+                        .and_then(|r| lct_dns::update::soa_serial(&r.data))
+                };
+                let want: Vec<DnsRecord> = desired.iter().filter(|r| r.zone == zone).cloned().collect();
+                let (deletes, adds) = difference(&current, &want);
+                let serial_before = serial_of(&current);
+                let mut serial_after = serial_before;
+                let nothing_to_do = deletes.is_empty() && adds.is_empty();
+                if !dry_run && !nothing_to_do {
+                    // One message per zone while it fits in 64 KiB; else in parts (each one
+                    // atomic on the server).
+                    let parts = (deletes.len() + adds.len()).div_ceil(1500).max(1);
+                    let (dchunk, achunk) = (deletes.len().div_ceil(parts).max(1), adds.len().div_ceil(parts).max(1));
+                    let mut result = Ok(());
+                    for i in 0..parts {
+                        let d = deletes.chunks(dchunk).nth(i).unwrap_or(&[]);
+                        let a = adds.chunks(achunk).nth(i).unwrap_or(&[]);
+                        result = client.update(&zone, d, a);
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    if let Err(e) = result {
+                        tracing::error!("{e}");
+                        failed += 1;
+                        continue;
+                    }
+                    serial_after = client.transfer(&zone).ok().and_then(|c| serial_of(&c));
+                }
+                reports.push(ZoneUpdate {
+                    zone,
+                    added: adds.len(),
+                    removed: deletes.len(),
+                    serial_before,
+                    serial_after,
+                    dry_run,
+                });
+            }
+            lct_core::table::emit(&reports, format)?;
+            if failed > 0 {
+                bail!("{failed} zone(s) not updated");
+            }
+            Ok(())
+        }
+        Command::Keygen { name, out } => {
+            let key = Key::generate(&name).map_err(UsageError)?;
+            let text = key.to_file_text();
+            match out {
+                Some(path) => lct_core::fsutil::atomic_write(&path, text.as_bytes(), 0o600)
+                    .with_context(|| path.display().to_string())?,
+                None => io::stdout().lock().write_all(text.as_bytes())?,
+            }
+            Ok(())
+        }
+        Command::Serve { config, records, listen, internal, udp_sockets, modes, key_files, state } => {
             let (config, config_path) = match config {
                 Some(path) => (Config::load(&path)?, Some(path)),
                 None => {
@@ -190,30 +363,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         internal,
                         udp_sockets,
                         modes: modes.into_iter().collect(),
+                        keys: key_files,
+                        state,
+                        base: None,
                     };
                     config.prefixes().map_err(UsageError)?;
                     (config, None)
                 }
             };
-            let served = config.views()?;
+            let served = config.load_served(None)?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(serve(served, config, config_path))
+            runtime.block_on(serve(Live::new(served), config, config_path))
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     }
 }
 
-async fn serve(served: Served, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
+async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let live = Live::new(served);
-    let mut server = hickory_server::Server::new(live.clone());
     let per_address = config.udp_sockets.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     for addr in &config.listen {
         for udp in udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))? {
-            tokio::spawn(lct_dns::fast::udp_loop(udp, live.clone()));
+            tokio::spawn(lct_dns::net::udp_loop(udp, live.clone()));
         }
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
-        server.register_listener(tcp, std::time::Duration::from_secs(10), 65_535);
+        tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone()));
     }
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
@@ -231,23 +405,25 @@ async fn serve(served: Served, config: Config, config_path: Option<PathBuf>) -> 
                     Some(path) => Config::load(path).map_err(anyhow::Error::from),
                     None => Ok(config.clone()),
                 };
-                match reloaded.and_then(|c| c.views().map(|v| (c, v))) {
-                    Ok((c, views)) => {
+                let turn = live.update_lock().await;
+                let held = live.current();
+                match reloaded.and_then(|c| c.load_served(Some(&held.records)).map(|v| (c, v))) {
+                    Ok((c, served)) => {
                         if c.listen != config.listen {
                             tracing::warn!("reload: listen addresses change only on restart");
                         }
-                        live.swap(views);
+                        live.swap(served);
                         config = c;
-                        tracing::info!("reloaded");
+                        tracing::info!("reloaded: {} records", live.current().records.len());
                     }
                     Err(e) => tracing::error!("reload refused, still serving the previous zones: {e:#}"),
                 }
+                drop(turn);
                 notify("READY=1");
             }
         }
     }
     notify("STOPPING=1");
-    server.shutdown_gracefully().await?;
     Ok(())
 }
 

@@ -8,21 +8,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use hickory_server::net::runtime::Time;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::fast::Answers;
 use crate::server::{Prefix, Views};
+use crate::tsig::{Key, Keys};
 use crate::zone::DnsRecord;
 
 /// `lct-dns serve --config FILE` (TOML):
 ///
 /// ```toml
-/// records = "/var/lib/lct/dns/zones.jsonl"   # dns-record records (lct-dns zone)
+/// records = "/etc/lct/zones.jsonl"           # dns-record records (lct-dns zone)
 /// listen = ["192.168.128.53:53", "203.0.113.53:53"]
 /// internal = ["192.168.128.0/17"]            # clients that see the internal view
 /// udp_sockets = 2                            # per address; default: one per core
+/// keys = ["lct-update.key"]                  # TSIG keys that may update and transfer
+/// state = "/var/lib/lct/dns"                 # where updated zones are kept
 ///
 /// [modes]                                    # per zone: split (default), private, public
 /// "lct.internal" = "split"
@@ -38,7 +41,17 @@ pub struct Config {
     pub udp_sockets: Option<usize>,
     /// Per zone: split (default), private (inside only) or public (public answers to all).
     #[serde(default)]
-    pub modes: std::collections::BTreeMap<String, crate::server::ZoneMode>,
+    pub modes: BTreeMap<String, crate::server::ZoneMode>,
+    /// TSIG key files (`tsig-keygen`'s format). A relative path is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY` when set, else next to the configuration file.
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    /// The state directory [default: $LCT_STATE_DIR/dns].
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Where relative key paths are resolved when no credentials directory is given.
+    #[serde(skip)]
+    pub base: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,12 +67,13 @@ impl Config {
         let shown = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: shown.clone(), source })?;
         // toml's messages name the line and column, and the key.
-        let config: Config =
+        let mut config: Config =
             toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: shown.clone(), message: e.to_string() })?;
         if config.listen.is_empty() {
             return Err(ConfigError::Invalid { path: shown, message: "listen: give at least one address".into() });
         }
-        config.prefixes().map_err(|message| ConfigError::Invalid { path: shown, message })?;
+        config.prefixes().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
+        config.base = path.parent().map(Path::to_path_buf);
         Ok(config)
     }
 
@@ -67,38 +81,145 @@ impl Config {
         self.internal.iter().map(|p| p.parse::<Prefix>().map_err(|e| format!("internal: {e}"))).collect()
     }
 
-    /// Reads the records and builds the views and the fast-path answers: everything a
-    /// (re)load needs, checked before anything is swapped in.
-    pub fn views(&self) -> anyhow::Result<Served> {
-        let shown = self.records.display().to_string();
-        let file = std::fs::File::open(&self.records).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-        let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
-            .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-        let prefixes = self.prefixes().map_err(|e| anyhow::anyhow!(e))?;
-        let views = Views::new(&records, prefixes, &self.modes)?;
-        let answers = Answers::new(&records, &|zone| crate::server::mode_of(&self.modes, zone));
-        Ok(Served { views, answers })
+    pub fn state_file(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| lct_core::state::state_dir().join("dns")).join("zones.jsonl")
+    }
+
+    /// The keys, each file read and checked.
+    pub fn keys(&self) -> anyhow::Result<Keys> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let keys = self
+            .keys
+            .iter()
+            .map(|p| {
+                let path = match (p.is_relative(), &credentials, &self.base) {
+                    (true, Some(dir), _) => dir.join(p),
+                    (true, None, Some(base)) => base.join(p),
+                    _ => p.clone(),
+                };
+                Key::load(&path)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keys::new(keys))
+    }
+
+    /// Reads the records and builds what is served, checked before anything is swapped in.
+    ///
+    /// Zones come from the records file. A zone's data is what the server holds (`held`: the
+    /// running zones on reload, the state directory at start) if its SOA serial is newer than
+    /// the file's, else the file's, as Knot does with a zone file and its journal: updates
+    /// (each raises the serial) survive a restart, and a records file made afresh (its serial
+    /// is the time) replaces them.
+    pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
+        let seed = read_records(&self.records)?;
+        let from_state;
+        let held = match held {
+            Some(h) => h,
+            None => {
+                let file = self.state_file();
+                from_state = if file.exists() { read_records(&file)? } else { Vec::new() };
+                &from_state
+            }
+        };
+        let records = newest(seed, held);
+        let settings = Settings {
+            prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
+            modes: self.modes.clone(),
+            keys: self.keys()?,
+            state_file: self.state_file(),
+        };
+        Served::build(records, Arc::new(settings))
     }
 }
 
-/// What is being served: the views, and the fast path's answers made from the same records.
-pub struct Served {
-    pub views: Views,
-    pub answers: Answers,
+fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    Ok(records)
 }
 
-/// What is being served, swapped whole on reload: a query in flight keeps what it started
-/// with, the next one gets the new zones.
+/// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982).
+fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord]) -> Vec<DnsRecord> {
+    let serial = |records: &[DnsRecord], zone: &str| {
+        records
+            .iter()
+            .find(|r| r.zone == zone && r.rtype == crate::zone::RecordType::SOA)
+            .and_then(|r| crate::update::soa_serial(&r.data))
+    };
+    let zones: std::collections::BTreeSet<String> = seed.iter().map(|r| r.zone.clone()).collect();
+    let mut out = Vec::with_capacity(seed.len());
+    for zone in &zones {
+        let keep_held = match (serial(held, zone), serial(&seed, zone)) {
+            (Some(h), Some(s)) if (h.wrapping_sub(s) as i32) > 0 => {
+                tracing::info!("zone {zone}: serving serial {h} (updated) over the records file's {s}");
+                true
+            }
+            _ => false,
+        };
+        let from = if keep_held { held } else { &seed };
+        out.extend(from.iter().filter(|r| &r.zone == zone).cloned());
+    }
+    out
+}
+
+/// What a running server needs besides the zones.
+pub struct Settings {
+    pub prefixes: Vec<Prefix>,
+    pub modes: BTreeMap<String, crate::server::ZoneMode>,
+    pub keys: Keys,
+    pub state_file: PathBuf,
+}
+
+/// What is being served: the records, the views made of them, and the fast path's answers.
+pub struct Served {
+    pub records: Vec<DnsRecord>,
+    pub views: Views,
+    pub answers: Answers,
+    pub settings: Arc<Settings>,
+}
+
+impl Served {
+    pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
+        let views = Views::new(&records, settings.prefixes.clone(), &settings.modes)?;
+        let answers = Answers::new(&records, &|zone| crate::server::mode_of(&settings.modes, zone));
+        Ok(Served { records, views, answers, settings })
+    }
+
+    /// Keeps the zones in the state directory (atomically: the old file or the new one).
+    pub fn persist(&self) -> anyhow::Result<()> {
+        let path = &self.settings.state_file;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        }
+        let mut text = Vec::with_capacity(self.records.len() * 120);
+        for r in &self.records {
+            text.extend_from_slice(lct_core::stream::to_line(r).as_bytes());
+            text.push(b'\n');
+        }
+        lct_core::fsutil::atomic_write(path, &text, 0o640).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// What is being served, swapped whole on reload or update: a query in flight keeps what it
+/// started with, the next one gets the new zones.
 #[derive(Clone)]
 pub struct Live {
     served: Arc<RwLock<Arc<Served>>>,
     /// Bumped on every swap, so a hot loop can keep its `Arc` until it changes.
     generation: Arc<AtomicU64>,
+    /// Held by whoever changes the zones (an update, a reload), so each starts from the last.
+    changing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Live {
     pub fn new(served: Served) -> Live {
-        Live { served: Arc::new(RwLock::new(Arc::new(served))), generation: Arc::new(AtomicU64::new(0)) }
+        Live {
+            served: Arc::new(RwLock::new(Arc::new(served))),
+            generation: Arc::new(AtomicU64::new(0)),
+            changing: Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     pub fn swap(&self, served: Served) {
@@ -113,13 +234,10 @@ impl Live {
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
-}
 
-#[async_trait::async_trait]
-impl RequestHandler for Live {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
-        let served = self.current();
-        served.views.handle_request::<R, T>(request, response).await
+    /// The right to change the zones, one change at a time.
+    pub async fn update_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.changing.lock().await
     }
 }
 

@@ -170,38 +170,91 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
             {
                 let target = format!("{}.{}.{domain}", node.name, node.cluster);
                 let data = format!("{} {} {} {target}", s.priority, s.weight, s.port);
-                // Only where the target has an address in that view.
-                let views: BTreeSet<View> = addresses(node).into_iter().map(|(_, v)| v).collect();
-                for view in views {
-                    out.insert(rec(&domain, owner.clone(), RecordType::SRV, data.clone(), view));
-                }
+                out.insert(rec(&domain, owner.clone(), RecordType::SRV, data, View::Both));
             }
         }
     }
     for zone in &reverse_zones {
         apex(&mut out, zone, options)?;
     }
-    Ok(out.into_iter().collect())
+    Ok(assign_views(out))
 }
 
-/// A node's addresses and who may see each: private ones inside, public ones outside (and
-/// inside too when the node has no private address of that family).
+/// A node's addresses: which view shows each is [`assign_views`]'s business.
 fn addresses(node: &Node) -> Vec<(IpAddr, View)> {
-    let mut out = Vec::new();
-    let v4_inside: Vec<IpAddr> = if node.private_ipv4.is_empty() {
-        node.public_ipv4.iter().map(|a| IpAddr::V4(*a)).collect()
-    } else {
-        node.private_ipv4.iter().map(|a| IpAddr::V4(*a)).collect()
+    let private =
+        node.private_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(node.private_ipv6.iter().map(|a| IpAddr::V6(*a)));
+    let public = node.public_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(node.public_ipv6.iter().map(|a| IpAddr::V6(*a)));
+    private.chain(public).map(|a| (a, View::Both)).collect()
+}
+
+/// Whether an address belongs to a private network (RFC 1918, shared 100.64/10, link-local,
+/// loopback, IPv6 unique-local): such addresses are shown only to internal clients.
+pub fn is_private(addr: IpAddr) -> bool {
+    match addr {
+        IpAddr::V4(a) => {
+            let [w, x, ..] = a.octets();
+            a.is_private() || a.is_loopback() || a.is_link_local() || (w == 100 && (64..128).contains(&x))
+        }
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => a.is_loopback() || (a.segments()[0] & 0xfe00) == 0xfc00 || (a.segments()[0] & 0xffc0) == 0xfe80,
+        },
+    }
+}
+
+/// Decides who sees each record, from the data alone, so that zones made from the inventory
+/// and zones changed by dynamic updates follow one rule:
+///
+/// * a private address: internal clients only;
+/// * a public address: external clients, and internal ones too when its name has no private
+///   address of that family;
+/// * SRV: the views in which its target has an address (both when the target is elsewhere);
+/// * PTR: internal; SOA and NS: both.
+///
+/// Records the same but for their view or TTL are merged (the first TTL wins).
+pub fn assign_views(records: impl IntoIterator<Item = DnsRecord>) -> Vec<DnsRecord> {
+    use std::collections::{BTreeMap, HashMap};
+    let mut unique: BTreeMap<(String, String, RecordType, String), DnsRecord> = BTreeMap::new();
+    for r in records {
+        unique.entry((r.zone.clone(), r.name.clone(), r.rtype, r.data.clone())).or_insert(r);
+    }
+    let address = |r: &DnsRecord| r.data.parse::<IpAddr>().ok();
+    let with_private: BTreeSet<(&str, RecordType)> = unique
+        .values()
+        .filter(|r| matches!(r.rtype, RecordType::A | RecordType::AAAA) && address(r).is_some_and(is_private))
+        .map(|r| (r.name.as_str(), r.rtype))
+        .collect();
+    let view_of_address = |r: &DnsRecord| match address(r) {
+        Some(a) if is_private(a) => View::Internal,
+        _ if with_private.contains(&(r.name.as_str(), r.rtype)) => View::External,
+        _ => View::Both,
     };
-    let v6_inside: Vec<IpAddr> = if node.private_ipv6.is_empty() {
-        node.public_ipv6.iter().map(|a| IpAddr::V6(*a)).collect()
-    } else {
-        node.private_ipv6.iter().map(|a| IpAddr::V6(*a)).collect()
-    };
-    out.extend(v4_inside.into_iter().chain(v6_inside).map(|a| (a, View::Internal)));
-    out.extend(node.public_ipv4.iter().map(|a| (IpAddr::V4(*a), View::External)));
-    out.extend(node.public_ipv6.iter().map(|a| (IpAddr::V6(*a), View::External)));
-    out
+    // Which views each name has an address in: (inside, outside).
+    let mut seen: HashMap<&str, (bool, bool)> = HashMap::new();
+    for r in unique.values().filter(|r| matches!(r.rtype, RecordType::A | RecordType::AAAA)) {
+        let v = view_of_address(r);
+        let e = seen.entry(r.name.as_str()).or_default();
+        e.0 |= v.includes(View::Internal);
+        e.1 |= v.includes(View::External);
+    }
+    let views: Vec<View> = unique
+        .values()
+        .map(|r| match r.rtype {
+            RecordType::A | RecordType::AAAA => view_of_address(r),
+            RecordType::PTR => View::Internal,
+            RecordType::SRV => {
+                let target = r.data.rsplit(' ').next().unwrap_or_default();
+                match seen.get(target) {
+                    Some((true, false)) => View::Internal,
+                    Some((false, true)) => View::External,
+                    _ => View::Both,
+                }
+            }
+            RecordType::SOA | RecordType::NS => View::Both,
+        })
+        .collect();
+    unique.into_values().zip(views).map(|(r, view)| DnsRecord { view, ..r }).collect()
 }
 
 fn apex(out: &mut BTreeSet<DnsRecord>, zone: &str, options: &ZoneOptions) -> Result<(), ZoneError> {
