@@ -10,6 +10,25 @@ use lct_core::record::{Name, Node, NodeSpec, ProviderName};
 use lct_core::stream::{self, Writer};
 use lct_core::table::emit;
 
+const LINODE_HELP: &str = "\
+Each item is printed as a JSON line with kind linode-RESOURCE (a table on a terminal). Creates
+never duplicate: when the outcome of a create is unknown (a timeout, 408, 5xx), lct looks for it
+by label before it tries again. Requests are paced by Linode's rate limits and retried on 429
+(after Retry-After), 408, \"Linode busy.\", 503 and nginx's HTML 400.
+
+Examples:
+  lct-api linode regions list
+  lct-api linode instances list --filter '{\"tags\":\"lct-cluster:zk\"}'
+  lct-api linode instances shutdown 12345 --wait
+  lct-api linode disks create 12345 --data '{\"label\":\"data\",\"size\":10240}' --wait
+  lct-api linode volumes create --data '{\"label\":\"data-1\",\"size\":20,\"region\":\"us-east\"}' --wait
+  lct-api linode images upload --data '{\"label\":\"base\",\"region\":\"us-east\"}' --file disk.img.gz --wait
+  lct-api linode events list --since 2026-11-25T12:00:00
+  lct-api linode nodebalancer-nodes create 7 9 --data '{\"label\":\"web-1\",\"address\":\"192.168.128.5:80\"}'
+
+Credentials: LINODE_TOKEN, else LINODE_CLI_TOKEN, else linode-cli's ~/.config/linode-cli
+(default-user). LINODE_URL points elsewhere (a test double).";
+
 const EXAMPLES: &str = "\
 Examples:
   # Three local nodes of cluster demo (demo-1, demo-2, demo-3)
@@ -28,6 +47,11 @@ Examples:
   # The local lab itself
   lct-api lab status
   lct-api lab down
+
+  # Linode (token from LINODE_TOKEN or linode-cli's configuration)
+  lct-api -p linode create --cluster zk --count 3 --region us-east --type g6-standard-1
+  lct-api linode instances list --filter '{\"region\":\"us-east\"}'
+  lct-api linode volumes attach 12345 --data '{\"linode_id\":678}' --wait
 
 Exit status: 0 success, 1 failure (each failed node is named), 2 usage error.
 Environment: LCT_PROVIDER, LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (default lct).";
@@ -67,8 +91,17 @@ enum Command {
         /// Tags for the new nodes
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// How many creations run at once
-        #[arg(long, default_value_t = 8)]
+        /// Region of the new nodes (Linode) [default: $LCT_LINODE_REGION or us-east]
+        #[arg(long)]
+        region: Option<String>,
+        /// Instance type (Linode) [default: $LCT_LINODE_TYPE or g6-nanode-1]
+        #[arg(long = "type")]
+        node_type: Option<String>,
+        /// Image (Linode) [default: $LCT_LINODE_IMAGE or linode/debian12]
+        #[arg(long)]
+        image: Option<String>,
+        /// How many creations run at once (Linode; the rate limits pace them anyway)
+        #[arg(long, default_value_t = 32)]
         parallel: usize,
     },
     /// List nodes
@@ -91,6 +124,34 @@ enum Command {
     /// The local cloud's lab: its namespaces and bridges
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Any Linode API resource: RESOURCE VERB [PARENT-IDS...] [ID]
+    #[command(after_help = LINODE_HELP)]
+    Linode {
+        /// instances, disks, configs, ips, images, volumes, domains, records, firewalls,
+        /// firewall-rules, firewall-devices, regions, types, events, tags, stackscripts,
+        /// nodebalancers, nodebalancer-configs, nodebalancer-nodes
+        resource: String,
+        /// list, get, create, update, delete, or an action (boot, shutdown, reboot, clone,
+        /// attach, detach; images: upload)
+        verb: String,
+        /// The parents' ids (an instance's for disks), then the item's
+        ids: Vec<String>,
+        /// X-Filter, as JSON (list)
+        #[arg(long, value_name = "JSON")]
+        filter: Option<String>,
+        /// The request body, as JSON [default: JSON lines on stdin, one request each]
+        #[arg(long, value_name = "JSON")]
+        data: Option<String>,
+        /// Wait until it is done (instances running, disks ready, volumes active, images available)
+        #[arg(long)]
+        wait: bool,
+        /// images upload: the gzip'd raw disk image to upload
+        #[arg(long, value_name = "FILE")]
+        file: Option<std::path::PathBuf>,
+        /// events list: only events created at or after this time (YYYY-MM-DDTHH:MM:SS, UTC)
+        #[arg(long)]
+        since: Option<String>,
+    },
     #[command(flatten)]
     Meta(MetaCommand),
 }
@@ -158,11 +219,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Meta(meta) = &cli.command {
         return meta.run::<Cli>();
     }
+    if let Command::Linode { resource, verb, ids, filter, data, wait, file, since } = cli.command {
+        return linode(LinodeArgs { resource, verb, ids, filter, data, wait, file, since }, format).await;
+    }
     let provider = AnyProvider::from_env(cli.provider)?;
     match cli.command {
-        Command::Create { cluster, group, count, names, tags, parallel } => {
+        Command::Create { cluster, group, count, names, tags, region, node_type, image, parallel } => {
             let specs = match cluster {
-                Some(cluster) => specs_from_flags(cluster, group, count, names, tags)?,
+                Some(cluster) => {
+                    let mut specs = specs_from_flags(cluster, group, count, names, tags)?;
+                    for s in &mut specs {
+                        s.region = region.clone();
+                        s.node_type = node_type.clone();
+                        s.image = image.clone();
+                    }
+                    specs
+                }
                 None => {
                     if io::stdin().is_terminal() {
                         return Err(UsageError(
@@ -209,11 +281,152 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Volume(cmd) => volume(&provider, cmd, format).await,
         Command::Lab(cmd) => {
-            let AnyProvider::Local(local) = &provider;
+            let AnyProvider::Local(local) = &provider else {
+                return Err(UsageError("lab is the local cloud's: use --provider local".into()).into());
+            };
             lab(local, cmd, format)
         }
-        Command::Meta(_) => unreachable!("handled above"),
+        Command::Meta(_) | Command::Linode { .. } => unreachable!("handled above"),
     }
+}
+
+struct LinodeArgs {
+    resource: String,
+    verb: String,
+    ids: Vec<String>,
+    filter: Option<String>,
+    data: Option<String>,
+    wait: bool,
+    file: Option<std::path::PathBuf>,
+    since: Option<String>,
+}
+
+/// `lct-api linode RESOURCE VERB ...`: the generic path to every resource.
+async fn linode(args: LinodeArgs, format: OutputFormat) -> anyhow::Result<()> {
+    use lct_api::linode::resources::{self, Call, RESOURCES};
+    use serde_json::Value;
+    let resource = resources::find(&args.resource).ok_or_else(|| {
+        UsageError(format!(
+            "no resource {:?}; there are: {}",
+            args.resource,
+            RESOURCES.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    resources::check(resource, &args.verb, &args.ids).map_err(UsageError)?;
+    let parse = |what: &str, text: &str| -> anyhow::Result<Value> {
+        serde_json::from_str(text).map_err(|e| UsageError(format!("--{what}: not JSON: {e}")).into())
+    };
+    let mut filter = args.filter.as_deref().map(|f| parse("filter", f)).transpose()?;
+    if let Some(since) = &args.since {
+        let mut f = filter.take().unwrap_or(serde_json::json!({}));
+        f["created"] = serde_json::json!({ "+gte": since });
+        filter = Some(f);
+    }
+    // Bodies: --data, or a JSON line each on stdin (kind and v dropped), or none.
+    let takes_body = !matches!(args.verb.as_str(), "list" | "get" | "delete");
+    let bodies: Vec<Option<Value>> = match (&args.data, takes_body && !io::stdin().is_terminal()) {
+        (Some(d), _) => vec![Some(parse("data", d)?)],
+        (None, true) => {
+            let mut out = Vec::new();
+            for line in io::read_to_string(io::stdin())?.lines().filter(|l| !l.trim().is_empty()) {
+                let mut v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
+                if let Value::Object(m) = &mut v {
+                    m.remove("kind");
+                    m.remove("v");
+                }
+                out.push(Some(v));
+            }
+            if out.is_empty() { vec![None] } else { out }
+        }
+        (None, false) => vec![None],
+    };
+    let provider = lct_api::linode::LinodeProvider::from_env()?;
+    let api = &provider.api;
+    let mut items = Vec::new();
+    let mut failed = 0;
+    for body in bodies {
+        let result = if resource.name == "images" && args.verb == "upload" {
+            upload_image(api, body, args.file.as_deref(), args.wait).await
+        } else {
+            let call = Call {
+                resource,
+                verb: &args.verb,
+                ids: args.ids.clone(),
+                filter: filter.clone(),
+                body,
+                wait: args.wait,
+            };
+            resources::run(api, call).await.map_err(anyhow::Error::from)
+        };
+        match result {
+            Ok(made) => items.extend(made),
+            Err(e) => {
+                eprintln!("lct-api: {} {}: {e:#}", resource.name, args.verb);
+                failed += 1;
+            }
+        }
+    }
+    match format {
+        OutputFormat::Jsonl => {
+            let mut out = io::stdout().lock();
+            for item in items {
+                use std::io::Write;
+                writeln!(out, "{}", lct_api::linode::with_kind(resource.kind, item))?;
+            }
+        }
+        OutputFormat::Table => {
+            let mut t = lct_core::table::Table::new(&["ID", "NAME", "STATUS", "REGION"]);
+            let text = |v: &Value| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            };
+            for v in &items {
+                let name =
+                    ["label", "domain", "address", "name", "action"].iter().map(|k| &v[*k]).find(|x| !x.is_null());
+                let status = ["status", "type", "class"].iter().map(|k| &v[*k]).find(|x| !x.is_null());
+                t.row(vec![
+                    text(&v["id"]),
+                    name.map(text).unwrap_or_default(),
+                    status.map(text).unwrap_or_default(),
+                    text(&v["region"]),
+                ]);
+            }
+            t.print()?;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} request(s) failed");
+    }
+    Ok(())
+}
+
+/// `images upload`: the image record, the PUT of the gzip'd file, and (with --wait) until it
+/// is available.
+async fn upload_image(
+    api: &lct_api::linode::api::Linode,
+    body: Option<serde_json::Value>,
+    file: Option<&std::path::Path>,
+    wait: bool,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let body = body.ok_or_else(|| UsageError("images upload needs --data '{\"label\":...,\"region\":...}'".into()))?;
+    let file = file.ok_or_else(|| UsageError("images upload needs --file IMAGE.gz".into()))?;
+    let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
+    if bytes.len() < 2 || bytes[..2] != [0x1f, 0x8b] {
+        bail!("{}: not gzip'd (upload a raw disk image compressed with gzip)", file.display());
+    }
+    // Linode's limits: 5 GB compressed.
+    if bytes.len() as u64 > 5_000_000_000 {
+        bail!("{}: larger than the 5 GB an upload may be", file.display());
+    }
+    let label = body["label"].as_str().unwrap_or_default();
+    let region = body["region"].as_str().unwrap_or_default();
+    lct_api::linode::validate::label("label", label)?;
+    lct_api::linode::validate::region("region", region)?;
+    let started = api.upload_image(label, region, body["description"].as_str().unwrap_or("")).await?;
+    api.put_upload(&started.upload_to, bytes).await?;
+    let image = if wait { api.wait_image(&started.image.id).await? } else { api.image(&started.image.id).await? };
+    Ok(vec![serde_json::to_value(image)?])
 }
 
 fn specs_from_flags(

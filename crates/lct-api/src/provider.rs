@@ -2,6 +2,7 @@ use std::future::Future;
 
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Volume};
 
+use crate::linode::LinodeProvider;
 use crate::local::LocalCloud;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,9 @@ pub enum ProviderError {
     Command { command: String, stderr: String },
     #[error(transparent)]
     State(#[from] lct_core::state::StateError),
+    /// The cloud's API refused or failed (the message names the request and field).
+    #[error("{0}")]
+    Api(String),
 }
 
 /// What a new volume should be.
@@ -64,6 +68,7 @@ pub trait Provider: Send + Sync {
 /// A provider chosen at run time.
 pub enum AnyProvider {
     Local(LocalCloud),
+    Linode(Box<LinodeProvider>),
 }
 
 impl AnyProvider {
@@ -71,9 +76,7 @@ impl AnyProvider {
     pub fn from_env(name: ProviderName) -> Result<AnyProvider, ProviderError> {
         match name {
             ProviderName::Local => Ok(AnyProvider::Local(LocalCloud::from_env())),
-            ProviderName::Linode => Err(ProviderError::Unsupported(
-                "the Linode provider is not part of this build yet; use --provider local".into(),
-            )),
+            ProviderName::Linode => Ok(AnyProvider::Linode(Box::new(LinodeProvider::from_env()?))),
         }
     }
 }
@@ -82,6 +85,7 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             AnyProvider::Local($p) => $e,
+            AnyProvider::Linode($p) => $e,
         }
     };
 }

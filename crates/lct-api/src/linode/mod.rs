@@ -1,0 +1,448 @@
+//! The Linode API v4 provider.
+//!
+//! * [`client`]: HTTP, paging, `X-Filter`, retries; [`limits`]: rate limits kept before the
+//!   server has to refuse; [`credentials`]: the token and the API's URL.
+//! * [`api`]: the operations, typed, with their waits; [`types`]: what the API sends;
+//!   [`validate`]: checks made before any request.
+//! * [`LinodeProvider`]: nodes and volumes as the rest of lct sees them. A node is an instance
+//!   labelled with the node's name and tagged `lct`, `lct-cluster:CLUSTER`,
+//!   `lct-group:GROUP`; labels are the idempotency key, so a re-run creates only what is
+//!   missing and an unknown outcome never becomes a duplicate.
+
+pub mod api;
+pub mod client;
+pub mod credentials;
+pub mod limits;
+pub mod resources;
+pub mod types;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status, Volume};
+use serde_json::{Value, json};
+
+use crate::provider::{Provider, ProviderError, VolumeSpec};
+use api::Linode;
+use client::{ApiFailure, Client, RetryPolicy};
+use limits::Limiter;
+use types::{Instance, InstanceStatus};
+
+/// What a node gets when its spec does not say.
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub region: String,
+    pub instance_type: String,
+    pub image: String,
+    /// Public keys for root (`authorized_keys`); without any, a random root password that
+    /// nobody sees (the nodes are then reached with keys added later, or not at all).
+    pub authorized_keys: Vec<String>,
+}
+
+impl Defaults {
+    /// `LCT_LINODE_REGION` (us-east), `LCT_LINODE_TYPE` (g6-nanode-1), `LCT_LINODE_IMAGE`
+    /// (linode/debian12), keys from `LCT_SSH_AUTHORIZED_KEYS` (a file) or `~/.ssh/id_*.pub`.
+    pub fn from_env() -> Defaults {
+        let var =
+            |name: &str, default: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or(default.into());
+        let mut keys = Vec::new();
+        let files: Vec<std::path::PathBuf> = match std::env::var_os("LCT_SSH_AUTHORIZED_KEYS") {
+            Some(f) => vec![f.into()],
+            None => std::env::var_os("HOME")
+                .map(|h| {
+                    ["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"]
+                        .iter()
+                        .map(|f| std::path::Path::new(&h).join(".ssh").join(f))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        for f in files {
+            if let Ok(text) = std::fs::read_to_string(&f) {
+                keys.extend(
+                    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from),
+                );
+            }
+        }
+        Defaults {
+            region: var("LCT_LINODE_REGION", "us-east"),
+            instance_type: var("LCT_LINODE_TYPE", "g6-nanode-1"),
+            image: var("LCT_LINODE_IMAGE", "linode/debian12"),
+            authorized_keys: keys,
+        }
+    }
+}
+
+/// Regions and types, asked once per run: what a spec is checked against.
+struct Catalog {
+    regions: Vec<String>,
+    /// Type id and its disk (MiB).
+    types: HashMap<String, u64>,
+}
+
+pub struct LinodeProvider {
+    pub api: Linode,
+    pub defaults: Defaults,
+    catalog: tokio::sync::OnceCell<Catalog>,
+    /// lct's instances by label, listed once (one request for a bulk create) and kept up to
+    /// date by this process's own creates and deletes.
+    known: tokio::sync::OnceCell<tokio::sync::Mutex<HashMap<String, Instance>>>,
+}
+
+const TAG: &str = "lct";
+
+fn cluster_tag(c: &Name) -> String {
+    format!("lct-cluster:{c}")
+}
+
+fn group_tag(g: &Name) -> String {
+    format!("lct-group:{g}")
+}
+
+impl From<ApiFailure> for ProviderError {
+    fn from(e: ApiFailure) -> Self {
+        ProviderError::Api(e.to_string())
+    }
+}
+
+impl LinodeProvider {
+    /// Token and URL from the environment (see [`credentials`]); the waits' pace from
+    /// `LCT_LINODE_POLL` (seconds, default 3).
+    pub fn from_env() -> Result<LinodeProvider, ProviderError> {
+        let token = credentials::discover_token().map_err(|e| ProviderError::Invalid(e.to_string()))?;
+        let mut retry = RetryPolicy::default();
+        if let Some(poll) = std::env::var("LCT_LINODE_POLL").ok().and_then(|p| p.parse::<f64>().ok()) {
+            retry.poll = Duration::from_secs_f64(poll.max(0.001));
+            // A fast poll means a fast API (the test double): back off as quickly.
+            retry.base = retry.base.min(retry.poll * 2);
+        }
+        let client = Client::new(credentials::base_url(), token, Limiter::new(), retry)?;
+        Ok(LinodeProvider::new(Linode::new(client), Defaults::from_env()))
+    }
+
+    pub fn new(api: Linode, defaults: Defaults) -> LinodeProvider {
+        LinodeProvider { api, defaults, catalog: tokio::sync::OnceCell::new(), known: tokio::sync::OnceCell::new() }
+    }
+
+    async fn catalog(&self) -> Result<&Catalog, ApiFailure> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let (regions, types) = tokio::try_join!(self.api.regions(), self.api.types())?;
+                Ok(Catalog {
+                    regions: regions.into_iter().map(|r| r.id).collect(),
+                    types: types.into_iter().map(|t| (t.id, t.disk)).collect(),
+                })
+            })
+            .await
+    }
+
+    async fn known(&self) -> Result<&tokio::sync::Mutex<HashMap<String, Instance>>, ApiFailure> {
+        self.known
+            .get_or_try_init(|| async {
+                let all = self.api.instances(Some(&json!({ "tags": TAG }))).await?;
+                Ok(tokio::sync::Mutex::new(all.into_iter().map(|i| (i.label.clone(), i)).collect()))
+            })
+            .await
+    }
+
+    /// The instance of a node, from what this run knows or else from the API.
+    async fn find(&self, name: &Name) -> Result<Option<Instance>, ApiFailure> {
+        if let Some(i) = self.known().await?.lock().await.get(name.as_str()) {
+            return Ok(Some(i.clone()));
+        }
+        self.api.instance_by_label(name.as_str()).await
+    }
+
+    async fn remember(&self, i: &Instance) -> Result<(), ApiFailure> {
+        self.known().await?.lock().await.insert(i.label.clone(), i.clone());
+        Ok(())
+    }
+
+    /// Checks a spec: shapes locally, then region, type and image against the API's lists.
+    pub async fn check(&self, spec: &NodeSpec) -> Result<(String, String, String), ApiFailure> {
+        validate::label("name", spec.name.as_str())?;
+        let region = spec.region.clone().unwrap_or_else(|| self.defaults.region.clone());
+        let instance_type = spec.node_type.clone().unwrap_or_else(|| self.defaults.instance_type.clone());
+        let image = spec.image.clone().unwrap_or_else(|| self.defaults.image.clone());
+        validate::region("region", &region)?;
+        validate::instance_type("type", &instance_type)?;
+        validate::image("image", &image)?;
+        let catalog = self.catalog().await?;
+        if !catalog.regions.contains(&region) {
+            return Err(ApiFailure::Invalid { field: "region".into(), message: format!("{region:?}: no such region") });
+        }
+        if !catalog.types.contains_key(&instance_type) {
+            return Err(ApiFailure::Invalid {
+                field: "type".into(),
+                message: format!("{instance_type:?}: no such type"),
+            });
+        }
+        Ok((region, instance_type, image))
+    }
+
+    async fn create_node(&self, spec: &NodeSpec) -> Result<Node, ApiFailure> {
+        let (region, instance_type, image) = self.check(spec).await?;
+        let instance = match self.find(&spec.name).await? {
+            Some(existing) => {
+                tracing::info!(node = %spec.name, "exists; kept");
+                existing
+            }
+            None => {
+                let mut tags = vec![TAG.to_string(), cluster_tag(&spec.cluster), group_tag(&spec.group)];
+                tags.extend(spec.tags.iter().cloned());
+                let mut body = json!({
+                    "label": spec.name.as_str(),
+                    "region": region,
+                    "type": instance_type,
+                    "image": image,
+                    "tags": tags,
+                    "private_ip": true,
+                    "booted": true,
+                    "root_pass": root_password(),
+                });
+                if !self.defaults.authorized_keys.is_empty() {
+                    body["authorized_keys"] = json!(self.defaults.authorized_keys);
+                }
+                let made = self.api.create_instance(&body).await?;
+                self.remember(&made).await?;
+                made
+            }
+        };
+        let running = match instance.status {
+            InstanceStatus::Running => instance,
+            InstanceStatus::Offline | InstanceStatus::Stopped => {
+                self.api.boot(instance.id).await?;
+                self.api.wait_instance(instance.id, &[InstanceStatus::Running]).await?
+            }
+            _ => self.api.wait_instance(instance.id, &[InstanceStatus::Running]).await?,
+        };
+        self.remember(&running).await?;
+        node_of(&running).ok_or_else(|| ApiFailure::Invalid {
+            field: "name".into(),
+            message: format!("instance {} is not one of lct's (no lct tags)", running.label),
+        })
+    }
+
+    async fn power(&self, name: &Name, up: bool) -> Result<Node, ApiFailure> {
+        let i = self.find(name).await?.ok_or_else(|| ApiFailure::Api {
+            method: "GET".into(),
+            path: "/linode/instances".into(),
+            status: 404,
+            errors: vec![types::ApiError { reason: format!("no node named {name}"), field: None }],
+        })?;
+        let i = if up {
+            if i.status != InstanceStatus::Running {
+                self.api.boot(i.id).await?;
+            }
+            self.api.wait_instance(i.id, &[InstanceStatus::Running]).await?
+        } else {
+            if i.status != InstanceStatus::Offline {
+                self.api.shutdown(i.id).await?;
+            }
+            self.api.wait_instance(i.id, &[InstanceStatus::Offline]).await?
+        };
+        self.remember(&i).await?;
+        node_of(&i).ok_or_else(|| ApiFailure::Invalid { field: "name".into(), message: "not one of lct's".into() })
+    }
+
+    async fn volume_of(&self, label: &Name) -> Result<types::Volume, ProviderError> {
+        self.api.volume_by_label(label.as_str()).await?.ok_or_else(|| ProviderError::NoSuchVolume(label.clone()))
+    }
+}
+
+/// 32 random characters with every class Linode's strength check wants.
+fn root_password() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 24];
+    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
+        for b in bytes.iter_mut() {
+            *b = (client::jitter() * 256.0) as u8;
+        }
+    }
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut s: String = bytes.iter().map(|b| CHARS[*b as usize % CHARS.len()] as char).collect();
+    s.push_str("#9aZ!q7X");
+    s
+}
+
+fn status_of(s: InstanceStatus) -> Status {
+    match s {
+        InstanceStatus::Running => Status::Running,
+        InstanceStatus::Offline => Status::Offline,
+        InstanceStatus::Booting => Status::Booting,
+        InstanceStatus::Rebooting => Status::Rebooting,
+        InstanceStatus::ShuttingDown => Status::ShuttingDown,
+        InstanceStatus::Provisioning | InstanceStatus::Unknown => Status::Provisioning,
+        InstanceStatus::Deleting => Status::Deleting,
+        InstanceStatus::Migrating | InstanceStatus::Resizing => Status::Migrating,
+        InstanceStatus::Rebuilding => Status::Rebuilding,
+        InstanceStatus::Cloning => Status::Cloning,
+        InstanceStatus::Restoring => Status::Restoring,
+        InstanceStatus::Stopped => Status::Stopped,
+        InstanceStatus::BillingSuspension => Status::BillingSuspension,
+    }
+}
+
+/// Linode's private range (192.168.128.0/17), and the other private ones.
+fn is_private_v4(a: Ipv4Addr) -> bool {
+    a.is_private() || a.is_link_local()
+}
+
+/// The node record of one of lct's instances (`None` for an instance without lct's tags or
+/// with a label that is not a node name).
+pub fn node_of(i: &Instance) -> Option<Node> {
+    let tag = |prefix: &str| i.tags.iter().find_map(|t| t.strip_prefix(prefix)).and_then(|v| v.parse::<Name>().ok());
+    let cluster = tag("lct-cluster:")?;
+    let group = tag("lct-group:").unwrap_or_else(lct_core::record::default_group);
+    let name: Name = i.label.parse().ok()?;
+    let v4: Vec<Ipv4Addr> = i.ipv4.iter().filter_map(|a| a.parse().ok()).collect();
+    let v6: Option<Ipv6Addr> = i.ipv6.as_deref().and_then(|a| a.split('/').next()).and_then(|a| a.parse().ok());
+    let public_ipv4: Vec<Ipv4Addr> = v4.iter().copied().filter(|a| !is_private_v4(*a)).collect();
+    let access = public_ipv4.first().map(|a| Access::Ssh { host: a.to_string(), port: 22, user: "root".into() });
+    Some(Node {
+        cluster,
+        group,
+        name,
+        provider: ProviderName::Linode,
+        provider_id: i.id.to_string(),
+        region: i.region.clone(),
+        status: status_of(i.status),
+        private_ipv4: v4.iter().copied().filter(|a| is_private_v4(*a)).collect(),
+        public_ipv4,
+        private_ipv6: Vec::new(),
+        public_ipv6: v6.filter(|a| !IpAddr::V6(*a).is_loopback()).into_iter().collect(),
+        tags: i.tags.iter().filter(|t| *t != TAG && !t.starts_with("lct-")).cloned().collect(),
+        access,
+        volumes: Vec::new(),
+    })
+}
+
+fn volume_record(v: &types::Volume) -> Option<Volume> {
+    Some(Volume {
+        label: v.label.parse().ok()?,
+        size_mib: v.size * 1024,
+        provider: ProviderName::Linode,
+        provider_id: v.id.to_string(),
+        region: v.region.clone(),
+        status: v.status.clone(),
+        attached_to: v.linode_label.as_deref().and_then(|l| l.parse().ok()),
+        path: v.linode_id.map(|_| v.filesystem_path.clone()).filter(|p| !p.is_empty()),
+    })
+}
+
+impl Provider for LinodeProvider {
+    fn name(&self) -> ProviderName {
+        ProviderName::Linode
+    }
+
+    async fn list(&self) -> Result<Vec<Node>, ProviderError> {
+        let all = self.api.instances(Some(&json!({ "tags": TAG }))).await?;
+        let mut nodes: Vec<Node> = all.iter().filter_map(node_of).collect();
+        nodes.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
+        Ok(nodes)
+    }
+
+    async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
+        Ok(self.create_node(spec).await?)
+    }
+
+    async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
+        Ok(self.power(name, true).await?)
+    }
+
+    async fn stop(&self, name: &Name) -> Result<Node, ProviderError> {
+        Ok(self.power(name, false).await?)
+    }
+
+    async fn delete(&self, name: &Name) -> Result<bool, ProviderError> {
+        let Some(i) = self.find(name).await? else { return Ok(false) };
+        let deleted = self.api.delete_instance(i.id).await?;
+        self.known().await?.lock().await.remove(name.as_str());
+        Ok(deleted)
+    }
+
+    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
+        let all = self.api.volumes(Some(&json!({ "tags": TAG }))).await?;
+        Ok(all.iter().filter_map(volume_record).collect())
+    }
+
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, ProviderError> {
+        validate::label("label", spec.label.as_str()).map_err(ApiFailure::into_provider)?;
+        let size_gib = spec.size_mib.div_ceil(1024);
+        validate::volume_size("size", size_gib).map_err(ApiFailure::into_provider)?;
+        let region = spec.region.clone().unwrap_or_else(|| self.defaults.region.clone());
+        validate::region("region", &region).map_err(ApiFailure::into_provider)?;
+        let body = json!({ "label": spec.label.as_str(), "size": size_gib, "region": region, "tags": [TAG] });
+        let v = self.api.create_volume(&body).await?;
+        volume_record(&v).ok_or_else(|| ProviderError::Invalid(format!("volume label {:?}", v.label)))
+    }
+
+    async fn attach_volume(&self, label: &Name, node: &Name) -> Result<Volume, ProviderError> {
+        let v = self.volume_of(label).await?;
+        let i = self.find(node).await?.ok_or_else(|| ProviderError::NoSuchNode(node.clone()))?;
+        let v = if v.linode_id == Some(i.id) { v } else { self.api.attach_volume(v.id, i.id).await? };
+        volume_record(&v).ok_or_else(|| ProviderError::Invalid(format!("volume label {:?}", v.label)))
+    }
+
+    async fn detach_volume(&self, label: &Name) -> Result<Volume, ProviderError> {
+        let v = self.volume_of(label).await?;
+        let v = if v.linode_id.is_none() { v } else { self.api.detach_volume(v.id).await? };
+        volume_record(&v).ok_or_else(|| ProviderError::Invalid(format!("volume label {:?}", v.label)))
+    }
+
+    async fn delete_volume(&self, label: &Name) -> Result<bool, ProviderError> {
+        let Some(v) = self.api.volume_by_label(label.as_str()).await? else { return Ok(false) };
+        if v.linode_id.is_some() {
+            self.api.detach_volume(v.id).await?;
+        }
+        Ok(self.api.delete_volume(v.id).await?)
+    }
+}
+
+impl ApiFailure {
+    fn into_provider(self) -> ProviderError {
+        ProviderError::from(self)
+    }
+}
+
+/// A resource's JSON as the API sent it, for printing.
+pub fn with_kind(kind: &str, mut v: Value) -> Value {
+    if let Value::Object(map) = &mut v {
+        map.insert("kind".into(), Value::String(kind.into()));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_become_nodes() {
+        let i: Instance = serde_json::from_value(json!({
+            "id": 42, "label": "zk-1", "status": "running", "region": "us-east",
+            "ipv4": ["203.0.113.7", "192.168.130.9"], "ipv6": "2600:3c03::f03c:91ff:fe24:3a2f/128",
+            "tags": ["lct", "lct-cluster:zk", "lct-group:zookeeper", "prod"]
+        }))
+        .unwrap();
+        let n = node_of(&i).unwrap();
+        assert_eq!((n.cluster.as_str(), n.group.as_str(), n.name.as_str()), ("zk", "zookeeper", "zk-1"));
+        assert_eq!(n.private_ipv4, vec!["192.168.130.9".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(n.public_ipv4, vec!["203.0.113.7".parse::<Ipv4Addr>().unwrap()]);
+        assert_eq!(n.public_ipv6.len(), 1);
+        assert_eq!(n.tags, vec!["prod".to_string()]);
+        assert_eq!(n.provider_id, "42");
+        let mut other = i.clone();
+        other.tags.clear();
+        assert!(node_of(&other).is_none(), "not one of lct's");
+    }
+
+    #[test]
+    fn root_passwords_are_strong_and_differ() {
+        let (a, b) = (root_password(), root_password());
+        assert_ne!(a, b);
+        assert!(a.len() >= 32 && a.chars().any(|c| c.is_ascii_digit()) && a.contains('#'));
+    }
+}
