@@ -868,8 +868,9 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
     }
     let early = w.not_before.is_some_and(|t| now < t) && w.refused_at.is_some_and(|r| now > r + IN_FLIGHT);
     let reset_in = (window - now.duration_since(w.start).as_secs_f64()).max(0.0);
-    let epoch_reset =
-        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) + reset_in.ceil() as u64;
+    // The reset as a whole second, never before the window really ends.
+    let epoch_now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let epoch_reset = (epoch_now + reset_in).ceil() as u64;
     let refused = w.count >= limit;
     let retry_after = reset_in.ceil().max(1.0) as u64;
     if refused {

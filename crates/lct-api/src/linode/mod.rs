@@ -147,12 +147,11 @@ impl LinodeProvider {
             .await
     }
 
-    /// The instance of a node, from what this run knows or else from the API.
+    /// The instance of a node, from lct's instances as listed once by this run (and kept up
+    /// to date by its own creates and deletes): a bulk create costs one listing, not one per
+    /// node. A create whose outcome is unknown still asks the API (see `create_once`).
     async fn find(&self, name: &Name) -> Result<Option<Instance>, ApiFailure> {
-        if let Some(i) = self.known().await?.lock().await.get(name.as_str()) {
-            return Ok(Some(i.clone()));
-        }
-        self.api.instance_by_label(name.as_str()).await
+        Ok(self.known().await?.lock().await.get(name.as_str()).cloned())
     }
 
     async fn remember(&self, i: &Instance) -> Result<(), ApiFailure> {
