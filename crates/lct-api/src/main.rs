@@ -506,8 +506,20 @@ async fn create_all(
     let mut created = Vec::new();
     let mut out = Writer::new(io::stdout().lock());
     let mut failed = 0;
+    // A bar on a terminal (cron and pipes see none): a bulk create takes minutes on Linode.
+    let bar = if io::stderr().is_terminal() && total > 1 {
+        indicatif::ProgressBar::new(total as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} nodes running [{elapsed}] {wide_bar} {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     while let Some(joined) = tasks.join_next().await {
         let (spec, result) = joined?;
+        bar.inc(1);
         match result {
             Ok(node) => {
                 // Each node is printed as soon as it runs, so a pipeline can start on it.
@@ -518,11 +530,13 @@ async fn create_all(
                 created.push(node);
             }
             Err(e) => {
-                eprintln!("lct-api: create {}: {e}", spec.name);
+                bar.suspend(|| eprintln!("lct-api: create {}: {e}", spec.name));
                 failed += 1;
+                bar.set_message(format!("{failed} failed"));
             }
         }
     }
+    bar.finish_and_clear();
     drop(out);
     if format == OutputFormat::Table {
         created.sort_by(|a, b| a.name.cmp(&b.name));
