@@ -63,7 +63,7 @@ fn wait_until_answering(ns: Option<&str>, server: &str, port: &str) {
 #[test]
 fn views_authority_and_refusals_on_loopback() {
     let env = Env::new();
-    let port = (30000 + std::process::id() % 20000).to_string();
+    let port = lct_tests::free_port().to_string();
     let _server = start(&env, NODES, &[format!("127.0.0.1:{port}")], "127.0.0.2/32", None);
     wait_until_answering(None, "127.0.0.1", &port);
     let q = |src: &str, args: &[&str]| {
@@ -152,7 +152,7 @@ impl XorShift {
 #[test]
 fn random_and_mutated_packets_neither_crash_nor_hang_the_server() {
     let env = Env::new();
-    let port = (30000 + std::process::id() % 20000 + 1).to_string();
+    let port = lct_tests::free_port().to_string();
     let mut server = start(&env, NODES, &[format!("127.0.0.1:{port}")], "127.0.0.2/32", None);
     wait_until_answering(None, "127.0.0.1", &port);
     // A real query, as dig sends it, to mutate.
@@ -203,8 +203,8 @@ fn zone_modes_private_and_public() {
     let records = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "9"], NODES).ok();
     let file = env.state.path().join("zones.jsonl");
     std::fs::write(&file, records.stdout).unwrap();
-    for (mode, offset) in [("private", 2), ("public", 3)] {
-        let port = (30000 + std::process::id() % 20000 + offset).to_string();
+    for mode in ["private", "public"] {
+        let port = lct_tests::free_port().to_string();
         let mut cmd = Command::new(lct_tests::bin("lct-dns"));
         cmd.args(["serve", "--records", file.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")]).args([
             "--internal",
@@ -248,7 +248,7 @@ fn zone_modes_private_and_public() {
 #[test]
 fn the_fast_path_answers_like_the_full_server() {
     let env = Env::new();
-    let port = (30000 + std::process::id() % 20000 + 5).to_string();
+    let port = lct_tests::free_port().to_string();
     let _server = start(&env, NODES, &[format!("127.0.0.1:{port}")], "127.0.0.2/32", None);
     wait_until_answering(None, "127.0.0.1", &port);
     // Plain queries (no EDNS, EDNS without options) take the fast path; with a cookie option

@@ -35,7 +35,7 @@ fn ready_reload_and_bad_reloads() {
     let env = Env::new();
     let dir = env.state.path();
     std::fs::write(dir.join("zones.jsonl"), records(&env, NODE)).unwrap();
-    let port = 40000 + (std::process::id() % 20000) as u16;
+    let port = lct_tests::free_port();
     let config = format!(
         "records = \"{}\"\nlisten = [\"127.0.0.1:{port}\"]\ninternal = [\"127.0.0.2/32\"]\nudp_sockets = 2\n",
         dir.join("zones.jsonl").display()

@@ -100,7 +100,7 @@ fn knot_serves_the_zone_as_written() {
     let dir = env.state.path().join("knot");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("lct.internal.zone"), zone(&env, &["--format", "zone"])).unwrap();
-    let port = 20000 + (std::process::id() % 20000) as u16;
+    let port = lct_tests::free_port();
     let conf = format!(
         "server:\n    listen: 127.0.0.1@{port}\n    rundir: {d}\ndatabase:\n    storage: {d}\nlog:\n  - target: stderr\n    any: error\nzone:\n  - domain: lct.internal\n    file: {d}/lct.internal.zone\n",
         d = dir.display()

@@ -384,7 +384,11 @@ async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyh
     let per_address = config.udp_sockets.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     for addr in &config.listen {
         for udp in udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))? {
-            tokio::spawn(lct_dns::net::udp_loop(udp, live.clone()));
+            let (live, runtime) = (live.clone(), tokio::runtime::Handle::current());
+            std::thread::Builder::new()
+                .name("lct-dns-udp".into())
+                .spawn(move || lct_dns::net::udp_batch_loop(udp, live, runtime))
+                .context("starting a UDP thread")?;
         }
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
         tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone()));

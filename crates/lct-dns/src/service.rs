@@ -242,8 +242,9 @@ impl Live {
 }
 
 /// `count` UDP sockets bound to one address with SO_REUSEPORT: the kernel spreads queries
-/// over them, and so over the runtime's threads.
-pub fn udp_sockets(addr: SocketAddr, count: usize) -> io::Result<Vec<tokio::net::UdpSocket>> {
+/// over them, and so over their threads. Blocking: each has a thread that waits in
+/// `recvmmsg`.
+pub fn udp_sockets(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::UdpSocket>> {
     (0..count.max(1))
         .map(|_| {
             let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
@@ -252,9 +253,8 @@ pub fn udp_sockets(addr: SocketAddr, count: usize) -> io::Result<Vec<tokio::net:
             if addr.is_ipv6() {
                 s.set_only_v6(true)?;
             }
-            s.set_nonblocking(true)?;
             s.bind(&addr.into())?;
-            tokio::net::UdpSocket::from_std(s.into())
+            Ok(s.into())
         })
         .collect()
 }
