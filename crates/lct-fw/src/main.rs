@@ -295,7 +295,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     for_node(node, &nodes, &store.load()?, force)?
                 }
             };
+            // What was applied before: only to end removed peers' connections.
             let previous = match backend {
+                _ if !kill_established => None,
                 Backend::Nft => nft::last_applied(),
                 Backend::Iptables => lct_fw::iptables::last_applied(),
             };

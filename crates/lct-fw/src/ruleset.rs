@@ -14,6 +14,16 @@ use crate::model::{Allow, Cidr, FirewallSpec, Mode, ModelError};
 pub const TABLE: &str = "lct";
 pub const CHAIN: &str = "input";
 
+/// A set read as a list and built in one go (sorted, then bulk-loaded): serde's own way
+/// inserts element by element, a third of a 10,000-peer sync's time.
+fn sorted_set<'de, D, T>(d: D) -> Result<BTreeSet<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Ord,
+{
+    Ok(Vec::<T>::deserialize(d)?.into_iter().collect())
+}
+
 /// One accept rule: who (peer sets and prefixes) may reach which ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rule {
@@ -21,9 +31,9 @@ pub struct Rule {
     pub name: String,
     pub comment: String,
     pub ports: Vec<PortSpec>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sorted_set")]
     pub peers_v4: BTreeSet<Ipv4Addr>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "sorted_set")]
     pub peers_v6: BTreeSet<Ipv6Addr>,
     #[serde(default)]
     pub cidrs: Vec<Cidr>,
