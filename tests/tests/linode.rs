@@ -414,3 +414,84 @@ fn the_token_never_shows_and_linode_cli_configuration_works() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Linode API token"));
 }
+
+#[test]
+fn cloud_firewalls_mirror_each_groups_rules_and_members() {
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    api.run(&["-p", "linode", "create", "--cluster", "zk", "--count", "3"], "").ok();
+    api.run(&["-p", "linode", "create", "--cluster", "hdfs", "--count", "2"], "").ok();
+    env.run("lct-fw", &["declare", "zk", "--admin-cidr", "198.51.100.0/24", "--allow", "self->*:2888-3888/tcp"]).ok();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp"]).ok();
+    let fw = |input: &str, args: &[&str]| {
+        let mut all = vec!["cloud-sync", "--cluster", "zk"];
+        all.extend_from_slice(args);
+        let mut cmd = env.command("lct-fw", &all);
+        cmd.env("LINODE_URL", double.url()).env("LINODE_TOKEN", double.token()).env("LCT_LINODE_POLL", "0.02");
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        Run {
+            status: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let nodes = api.run(&["-p", "linode", "list"], "").ok().stdout;
+    let ids = |cluster: &str| -> Vec<u64> {
+        lct_tests::Run { status: 0, stdout: nodes.clone(), stderr: String::new() }
+            .nodes()
+            .into_iter()
+            .filter(|n| n.cluster.as_str() == cluster)
+            .map(|n| n.provider_id.parse().unwrap())
+            .collect()
+    };
+    // A dry run: the plan, nothing made.
+    let dry = fw(&nodes, &["--dry-run"]).ok();
+    let plan = &dry.json_lines()[0];
+    assert_eq!(plan["kind"], "fw-cloud-sync");
+    assert_eq!(plan["created"], true);
+    assert!(plan["planned_rules"]["inbound"].as_array().unwrap().len() >= 3);
+    assert!(api.run(&["linode", "firewalls", "list"], "").ok().stdout.is_empty());
+    // The real thing.
+    let report = &fw(&nodes, &[]).ok().json_lines()[0];
+    assert_eq!(report["firewall"], "lct-zk-node");
+    let mut added: Vec<u64> = report["devices_added"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    added.sort();
+    let mut zk = ids("zk");
+    zk.sort();
+    assert_eq!(added, zk, "the zk instances are its devices");
+    let fid = report["firewall_id"].to_string();
+    let rules = &api.run(&["linode", "firewall-rules", "get", &fid], "").ok().json_lines()[0];
+    let inbound = rules["inbound"].as_array().unwrap();
+    let rule_for = |ports: &str| inbound.iter().find(|r| r["ports"] == ports && r["action"] == "ACCEPT").cloned();
+    assert_eq!(rule_for("22").unwrap()["addresses"]["ipv4"][0], "198.51.100.0/24", "SSH from the admin prefix");
+    // Each peer by its private and its public address, as the host tables admit them.
+    let peers = rule_for("2888-3888").expect("members on 2888-3888");
+    assert_eq!(peers["addresses"]["ipv4"].as_array().unwrap().len(), 6);
+    let client = rule_for("2181").expect("hdfs on 2181");
+    assert_eq!(client["addresses"]["ipv4"].as_array().unwrap().len(), 4);
+    assert_eq!(rules["inbound_policy"], "ACCEPT", "managed-ports: only the managed ports are closed to others");
+    // Again: nothing to do.
+    let again = &fw(&nodes, &[]).ok().json_lines()[0];
+    assert_eq!((again["created"].as_bool(), again["rules_changed"].as_bool()), (Some(false), Some(false)));
+    assert!(again["devices_added"].as_array().unwrap().is_empty());
+    // hdfs-2 leaves: its address leaves the rule. zk-3 is left out of the input: its device goes.
+    api.run(&["-p", "linode", "delete", "hdfs-2"], "").ok();
+    let fewer: String = api
+        .run(&["-p", "linode", "list"], "")
+        .ok()
+        .stdout
+        .lines()
+        .filter(|l| !l.contains("\"zk-3\""))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let changed = &fw(&fewer, &[]).ok().json_lines()[0];
+    assert_eq!(changed["rules_changed"], true);
+    assert_eq!(changed["devices_removed"].as_array().unwrap().len(), 1);
+    let rules = &api.run(&["linode", "firewall-rules", "get", &fid], "").ok().json_lines()[0];
+    let client = rules["inbound"].as_array().unwrap().iter().find(|r| r["ports"] == "2181").cloned().unwrap();
+    assert_eq!(client["addresses"]["ipv4"].as_array().unwrap().len(), 2);
+    assert_eq!(api.run(&["linode", "firewall-devices", "list", &fid], "").ok().json_lines().len(), 2);
+}

@@ -17,7 +17,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TSIG, TsigError, make_tsig_record};
 use hickory_proto::rr::{
-    DNSClass, Name, RData, Record, RecordData, RecordType as WireType, TSigResponseContext, TSigner,
+    DNSClass, Name, RData, Record, RecordData, RecordType as WireType, TSigResponseContext, TSigVerifier, TSigner,
 };
 
 use crate::service::Live;
@@ -552,6 +552,18 @@ impl Client {
         stream.write_all(&framed).map_err(self.io())
     }
 
+    /// Signs `request` with the key, sends it on a new connection, and returns the connection
+    /// and the verifier of the answers.
+    fn send_signed(&self, request: &mut Message) -> Result<(TcpStream, TSigVerifier), ClientError> {
+        let verifier = request
+            .finalize(&self.key.signer(), now())
+            .map_err(|e| self.protocol(e))?
+            .ok_or_else(|| self.protocol("no TSIG verifier"))?;
+        let mut stream = self.connect()?;
+        self.send(&mut stream, request)?;
+        Ok((stream, verifier))
+    }
+
     fn receive(&self, stream: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
         let mut len = [0u8; 2];
         stream.read_exact(&mut len).map_err(self.io())?;
@@ -589,12 +601,7 @@ impl Client {
         let mut request = Message::query();
         request.metadata.id = rand_id();
         request.add_query(Query::query(name, WireType::AXFR));
-        let mut verifier = request
-            .finalize(&self.key.signer(), now())
-            .map_err(|e| self.protocol(e))?
-            .ok_or_else(|| self.protocol("no TSIG verifier"))?;
-        let mut stream = self.connect()?;
-        self.send(&mut stream, &request)?;
+        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
         let mut out = Vec::new();
         let mut soas = 0;
         while soas < 2 {
@@ -638,12 +645,7 @@ impl Client {
         for r in adds {
             request.authorities.push(to_wire(r).map_err(|e| self.protocol(e))?);
         }
-        let mut verifier = request
-            .finalize(&self.key.signer(), now())
-            .map_err(|e| self.protocol(e))?
-            .ok_or_else(|| self.protocol("no TSIG verifier"))?;
-        let mut stream = self.connect()?;
-        self.send(&mut stream, &request)?;
+        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
         let bytes = self.receive(&mut stream)?;
         let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
         self.check(&zone, &message)?;

@@ -8,6 +8,7 @@
 //!   atomic batch, or only the set elements when only membership changed.
 //! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).
 
+pub mod cloud;
 pub mod iptables;
 pub mod model;
 pub mod nft;

@@ -73,6 +73,29 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Mirror each group's rules into a Linode Cloud Firewall (node records on stdin)
+    #[command(after_help = "\
+One Cloud Firewall per group of a cluster, labelled lct-CLUSTER-GROUP, admitting what the
+host firewalls of that group admit (SSH from the admin prefixes, each rule's peers on its
+ports; managed ports dropped for everyone else, or a dropping policy in default-deny mode),
+with the group's Linode instances as its devices. Made if missing; rules replaced when they
+differ; devices added and removed. At most 25 rules (Linode's limit): rules with the same
+ports are merged, and a group that still needs more is refused before any request.
+
+Examples:
+  lct-api -p linode list | lct-fw cloud-sync --cluster zk --dry-run
+  lct-api -p linode list | lct-fw cloud-sync")]
+    CloudSync {
+        /// Only this cluster (repeatable) [default: every cluster with Linode nodes on stdin]
+        #[arg(long = "cluster", value_name = "CLUSTER")]
+        clusters: Vec<Name>,
+        /// Show what would change (and the rules with -o jsonl), change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow empty peer sets and default-deny without admin prefixes
+        #[arg(long)]
+        force: bool,
+    },
     /// Apply this host's ruleset (fw-ruleset or node records on stdin) to nftables
     Sync {
         /// Which node this host is [default: the host name]
@@ -334,6 +357,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             obj.insert("v".into(), 1.into());
             obj.insert("node".into(), me.to_string().into());
             println!("{v}");
+            Ok(())
+        }
+        Command::CloudSync { clusters: only, dry_run, force } => {
+            let (nodes, clusters, _) = read_nodes(&store)?;
+            let mut groups: std::collections::BTreeMap<(Name, Name), Vec<&Node>> = Default::default();
+            for n in nodes.iter().filter(|n| n.provider == lct_core::record::ProviderName::Linode) {
+                if only.is_empty() || only.contains(&n.cluster) {
+                    groups.entry((n.cluster.clone(), n.group.clone())).or_default().push(n);
+                }
+            }
+            if groups.is_empty() {
+                bail!("no Linode node records on stdin{}", if only.is_empty() { "" } else { " for those clusters" });
+            }
+            // Every group's rules first: a group that cannot be mirrored changes nothing at all.
+            let mut plans = Vec::new();
+            for ((cluster, group), members) in &groups {
+                let ruleset = for_node(members[0], &nodes, &clusters, force)?;
+                let rules = lct_fw::cloud::rules_of(&ruleset, group)?;
+                let ids = members
+                    .iter()
+                    .map(|n| n.provider_id.parse::<u64>().with_context(|| format!("node {}: provider_id", n.name)))
+                    .collect::<anyhow::Result<Vec<u64>>>()?;
+                plans.push((cluster.clone(), group.clone(), rules, ids));
+            }
+            let provider = lct_api::linode::LinodeProvider::from_env()?;
+            let mut out = stream::Writer::new(io::stdout().lock());
+            for (cluster, group, rules, ids) in plans {
+                let mut report =
+                    lct_fw::cloud::sync_group(&provider.api, &cluster, &group, &rules, &ids, dry_run).await?;
+                if dry_run {
+                    report.planned_rules = Some(rules);
+                }
+                out.write(&report)?;
+            }
             Ok(())
         }
         Command::Confirm => {

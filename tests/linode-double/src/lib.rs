@@ -1109,6 +1109,9 @@ fn route(
                 s.kind("instances").remove(&id);
                 s.kind("disks").retain(|_, d| d.v["_parent"] != json!(id));
                 s.kind("configs").retain(|_, d| d.v["_parent"] != json!(id));
+                // A deleted instance leaves the Cloud Firewalls it was behind.
+                s.kind("firewall_devices")
+                    .retain(|_, d| !(d.v["entity"]["type"] == json!("linode") && d.v["entity"]["id"] == json!(id)));
                 let now = s.now();
                 for vol in s.kind("volumes").values_mut() {
                     if vol.at(now)["linode_id"] == json!(id) {

@@ -361,6 +361,29 @@ impl Linode {
         self.client.list(&format!("/networking/firewalls/{id}/devices"), None).await
     }
 
+    /// Creates a Cloud Firewall (never twice for a label).
+    pub async fn create_firewall(&self, body: &Value) -> Result<Firewall, ApiFailure> {
+        let label = body["label"].as_str().unwrap_or_default();
+        self.create_once("/networking/firewalls", body, move || async move {
+            Ok(self.firewalls().await?.into_iter().find(|f| f.label == label))
+        })
+        .await
+    }
+
+    /// Puts an instance behind a Cloud Firewall.
+    pub async fn add_firewall_device(&self, firewall: u64, linode: u64) -> Result<FirewallDevice, ApiFailure> {
+        let path = format!("/networking/firewalls/{firewall}/devices");
+        let body = json!({ "type": "linode", "id": linode });
+        self.create_once(&path, &body, move || async move {
+            Ok(self.firewall_devices(firewall).await?.into_iter().find(|d| d.entity.id.as_u64() == Some(linode)))
+        })
+        .await
+    }
+
+    pub async fn remove_firewall_device(&self, firewall: u64, device: u64) -> Result<bool, ApiFailure> {
+        self.client.delete(&format!("/networking/firewalls/{firewall}/devices/{device}")).await
+    }
+
     pub async fn tags(&self) -> Result<Vec<Tag>, ApiFailure> {
         self.client.list("/tags", None).await
     }
