@@ -326,7 +326,10 @@ fn volumes_disks_images_domains_firewalls_nodebalancers_and_events() {
     ))[0];
     let fid = fw["id"].to_string();
     let rules = r#"{"inbound":[{"action":"ACCEPT","protocol":"TCP","ports":"22","addresses":{"ipv4":["192.168.128.0/17"]}}],"inbound_policy":"DROP","outbound_policy":"ACCEPT"}"#;
-    let set = &json(api.run(&["linode", "firewall-rules", "update", &fid, "--data", rules], ""))[0];
+    let rules_file = env.state.path().join("rules.json");
+    std::fs::write(&rules_file, rules).unwrap();
+    let from_file = format!("@{}", rules_file.display());
+    let set = &json(api.run(&["linode", "firewall-rules", "update", &fid, "--data", &from_file], ""))[0];
     assert_eq!(set["inbound"][0]["ports"], "22");
     json(api.run(
         &["linode", "firewall-devices", "create", &fid, "--data", &format!(r#"{{"type":"linode","id":{id}}}"#)],

@@ -139,7 +139,7 @@ enum Command {
         /// X-Filter, as JSON (list)
         #[arg(long, value_name = "JSON")]
         filter: Option<String>,
-        /// The request body, as JSON [default: JSON lines on stdin, one request each]
+        /// The request body, as JSON, or @FILE [default: JSON lines on stdin, one request each]
         #[arg(long, value_name = "JSON")]
         data: Option<String>,
         /// Wait until it is done (instances running, disks ready, volumes active, images available)
@@ -325,7 +325,14 @@ async fn linode(args: LinodeArgs, format: OutputFormat) -> anyhow::Result<()> {
     // Bodies: --data, or a JSON line each on stdin (kind and v dropped), or none.
     let takes_body = !matches!(args.verb.as_str(), "list" | "get" | "delete");
     let bodies: Vec<Option<Value>> = match (&args.data, takes_body && !io::stdin().is_terminal()) {
-        (Some(d), _) => vec![Some(parse("data", d)?)],
+        (Some(d), _) => {
+            // `@FILE` reads the body from a file, as curl does.
+            let text = match d.strip_prefix('@') {
+                Some(file) => std::fs::read_to_string(file).with_context(|| format!("--data {d}"))?,
+                None => d.clone(),
+            };
+            vec![Some(parse("data", &text)?)]
+        }
         (None, true) => {
             let mut out = Vec::new();
             for line in io::read_to_string(io::stdin())?.lines().filter(|l| !l.trim().is_empty()) {
