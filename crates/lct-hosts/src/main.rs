@@ -221,11 +221,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     entries.push(line.parse::<HostEntry>().context("stdin")?);
                 }
                 // Node records are rendered only when no host entries came (after `render`,
-                // they travel along as context).
+                // they travel along as context). Rendering checks what it makes; entries that
+                // came in are checked here.
                 if entries.is_empty() {
                     entries = render(&input.nodes, &input.clusters, &options)?;
+                } else {
+                    lct_hosts::check(&entries)?;
                 }
-                lct_hosts::check(&entries)?;
             } else if remove.is_empty() {
                 return Err(UsageError("pipe host-entry or node records, or give --remove".into()).into());
             }
