@@ -1,0 +1,722 @@
+//! The API's paths: what each method and path does to the state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use crate::state::*;
+use crate::{Config, Fault, FaultKind, Stats};
+
+pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> Reply {
+    let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match (method, rest) {
+        ("GET", "stats") => ok(s.stats.to_json()),
+        ("POST", "advance") => {
+            s.offset += body["seconds"].as_f64().unwrap_or(0.0);
+            ok(json!({}))
+        }
+        ("POST", "faults") => {
+            let Some(kind) = body["kind"].as_str().and_then(FaultKind::parse) else {
+                return error(400, "kind: 408, 503, maintenance, html400, busy or drop", Some("kind"));
+            };
+            s.faults.push(Fault {
+                method: body["method"].as_str().map(str::to_string),
+                path: body["path"].as_str().unwrap_or("/").to_string(),
+                kind,
+                count: body["count"].as_u64().unwrap_or(1) as u32,
+                after: body["after"].as_bool().unwrap_or(false),
+            });
+            ok(json!({}))
+        }
+        ("POST", "seed") => {
+            s.seed_instances(body["instances"].as_u64().unwrap_or(0), body["prefix"].as_str().unwrap_or("seeded-"));
+            ok(json!({}))
+        }
+        _ => error(404, "Not found", None),
+    }
+}
+
+pub(crate) fn upload(s: &mut State, id: &str, body: &[u8]) -> Reply {
+    let now = s.now();
+    let ready = s.cfg.image_ready;
+    let Some(obj) = s.kind("images").values_mut().find(|o| o.v["id"] == json!(format!("private/{id}"))) else {
+        return error(404, "Not found", None);
+    };
+    if obj.at(now)["status"] != json!("pending_upload") {
+        return error(400, "Image is not awaiting an upload.", None);
+    }
+    if body.len() < 2 || body[0] != 0x1f || body[1] != 0x8b {
+        return error(400, "Upload must be a gzip'd raw disk image.", None);
+    }
+    let size_mib = (body.len() as u64).div_ceil(1 << 20).max(1);
+    obj.schedule(
+        now,
+        &[(0.0, json!({ "status": "creating", "size": size_mib })), (ready, json!({ "status": "available" }))],
+    );
+    ok(json!({}))
+}
+
+fn id_of(seg: &str) -> Result<u64, Reply> {
+    seg.parse::<u64>().map_err(|_| error(404, "Not found", None))
+}
+
+/// Generic create for the resources without behaviour of their own.
+fn create_plain(s: &mut State, kind: &'static str, parent: Option<u64>, mut v: Value) -> Value {
+    let id = s.id();
+    let now = s.now();
+    let created = s.time_string(now);
+    // Which resources carry their times, as the recorded responses show.
+    let stamped = !matches!(kind, "nb_configs" | "nb_nodes" | "tags" | "firewall_devices");
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(id));
+        if stamped {
+            m.entry("created").or_insert(json!(created));
+            m.entry("updated").or_insert(json!(created));
+        }
+        if let Some(p) = parent {
+            m.insert("_parent".into(), json!(p));
+        }
+    }
+    s.kind(kind).insert(id, Obj::new(v.clone()));
+    public(&v)
+}
+
+fn update_plain(
+    s: &mut State,
+    kind: &'static str,
+    id: u64,
+    parent: Option<u64>,
+    body: &Value,
+    fields: &[&str],
+) -> Reply {
+    if let Err(e) = s.find(kind, id, parent) {
+        return e;
+    }
+    let now = s.now();
+    let obj = s.kind(kind).get_mut(&id).expect("found");
+    let mut v = obj.at(now);
+    for f in fields {
+        if let Some(val) = body.get(*f) {
+            v[*f] = val.clone();
+        }
+    }
+    obj.v = v.clone();
+    obj.timeline.retain(|(t, _)| *t > now);
+    ok(public(&obj.at(now)))
+}
+
+fn delete_plain(s: &mut State, kind: &'static str, id: u64, parent: Option<u64>) -> Reply {
+    if let Err(e) = s.find(kind, id, parent) {
+        return e;
+    }
+    s.kind(kind).remove(&id);
+    ok(json!({}))
+}
+
+pub(crate) fn route(
+    s: &mut State,
+    method: &str,
+    path: &str,
+    query: &HashMap<String, String>,
+    filter: Option<&str>,
+    body: &Value,
+) -> Reply {
+    // Image ids arrive with their slash encoded (`/images/private%2F123`).
+    let path = path.replace("%2F", "/").replace("%2f", "/");
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let result: Result<Reply, Reply> = (|| {
+        Ok(match (method, segs.as_slice()) {
+            // Instances.
+            ("GET", ["linode", "instances"]) => s.list("instances", None, query, filter),
+            ("POST", ["linode", "instances"]) => ok(s.new_instance(body)?),
+            ("GET", ["linode", "instances", id]) => ok(public(&s.find("instances", id_of(id)?, None)?)),
+            ("PUT", ["linode", "instances", id]) => {
+                if let Some(l) = body["label"].as_str() {
+                    check_label(l)?;
+                }
+                update_plain(
+                    s,
+                    "instances",
+                    id_of(id)?,
+                    None,
+                    body,
+                    &["label", "tags", "group", "watchdog_enabled", "alerts"],
+                )
+            }
+            ("DELETE", ["linode", "instances", id]) => {
+                let id = id_of(id)?;
+                let v = s.find("instances", id, None)?;
+                s.kind("instances").remove(&id);
+                s.kind("disks").retain(|_, d| d.v["_parent"] != json!(id));
+                s.kind("configs").retain(|_, d| d.v["_parent"] != json!(id));
+                // A deleted instance leaves the Cloud Firewalls it was behind.
+                s.kind("firewall_devices")
+                    .retain(|_, d| !(d.v["entity"]["type"] == json!("linode") && d.v["entity"]["id"] == json!(id)));
+                let now = s.now();
+                for vol in s.kind("volumes").values_mut() {
+                    if vol.at(now)["linode_id"] == json!(id) {
+                        vol.schedule(now, &[(0.0, json!({ "linode_id": null, "linode_label": null }))]);
+                    }
+                }
+                s.event("linode_delete", &v, "linode", 0.0);
+                ok(json!({}))
+            }
+            ("POST", ["linode", "instances", id, action @ ("boot" | "shutdown" | "reboot")]) => {
+                ok(s.instance_action(id_of(id)?, action, body)?)
+            }
+            ("POST", ["linode", "instances", id, "clone"]) => {
+                let src = s.find("instances", id_of(id)?, None)?;
+                let mut b = json!({
+                    "label": body["label"], "region": body["region"].as_str().unwrap_or(src["region"].as_str().unwrap_or_default()),
+                    "type": body["type"].as_str().unwrap_or(src["type"].as_str().unwrap_or_default()),
+                    "tags": src["tags"], "private_ip": src["ipv4"].as_array().is_some_and(|a| a.len() > 1),
+                    "booted": false,
+                });
+                if b["label"].is_null() {
+                    b["label"] = json!(format!("{}-clone", src["label"].as_str().unwrap_or("linode")));
+                }
+                ok(s.new_instance(&b)?)
+            }
+            ("GET", ["linode", "instances", id, "ips"]) => {
+                let v = s.find("instances", id_of(id)?, None)?;
+                let ipv4: Vec<Value> = v["ipv4"].as_array().cloned().unwrap_or_default();
+                let addr = |a: &Value, public: bool| {
+                    json!({
+                        "address": a, "type": "ipv4", "public": public, "prefix": if public { 24 } else { 17 },
+                        "gateway": if public { json!("198.51.100.1") } else { Value::Null },
+                        "subnet_mask": if public { "255.255.255.0" } else { "255.255.128.0" },
+                        "rdns": null, "linode_id": v["id"], "region": v["region"],
+                    })
+                };
+                let (private, public_): (Vec<&Value>, Vec<&Value>) =
+                    ipv4.iter().partition(|a| a.as_str().is_some_and(|a| a.starts_with("192.168.")));
+                ok(json!({
+                    "ipv4": {
+                        "public": public_.iter().map(|a| addr(a, true)).collect::<Vec<_>>(),
+                        "private": private.iter().map(|a| addr(a, false)).collect::<Vec<_>>(),
+                        "shared": [], "reserved": [],
+                    },
+                    "ipv6": { "slaac": { "address": v["ipv6"].as_str().unwrap_or_default().trim_end_matches("/128"), "prefix": 64, "type": "ipv6", "public": true, "rdns": null, "linode_id": v["id"], "region": v["region"], "gateway": "fe80::1", "subnet_mask": "ffff:ffff:ffff:ffff::" }, "link_local": { "address": format!("fe80::{:x}", v["id"].as_u64().unwrap_or(0)), "prefix": 64, "type": "ipv6", "public": false, "rdns": null, "linode_id": v["id"], "region": v["region"], "gateway": "fe80::1", "subnet_mask": "ffff:ffff:ffff:ffff::" }, "global": [] },
+                }))
+            }
+            ("POST", ["linode", "instances", id, "ips"]) => {
+                let id = id_of(id)?;
+                let v = s.find("instances", id, None)?;
+                if body["public"] != json!(false) || body["type"] != json!("ipv4") {
+                    return Err(error(400, "Only private IPv4 addresses can be allocated here.", Some("public")));
+                }
+                let (_, private, _) = s.addresses(id);
+                if v["ipv4"].as_array().is_some_and(|a| a.contains(&json!(private))) {
+                    return Err(error(400, "This Linode already has a private IP address.", None));
+                }
+                let now = s.now();
+                let obj = s.kind("instances").get_mut(&id).expect("found");
+                let mut ipv4 = obj.at(now)["ipv4"].clone();
+                ipv4.as_array_mut().expect("a list").push(json!(private));
+                obj.v["ipv4"] = ipv4;
+                ok(json!({
+                    "address": private, "type": "ipv4", "public": false, "prefix": 17, "gateway": null,
+                    "subnet_mask": "255.255.128.0", "rdns": null, "linode_id": id, "region": v["region"],
+                }))
+            }
+            // Disks and configs.
+            ("GET", ["linode", "instances", id, "disks"]) => {
+                let id = id_of(id)?;
+                s.find("instances", id, None)?;
+                s.list("disks", Some(id), query, filter)
+            }
+            ("POST", ["linode", "instances", id, "disks"]) => ok(s.new_disk(id_of(id)?, body)?),
+            ("GET", ["linode", "instances", id, "disks", d]) => {
+                ok(public(&s.find("disks", id_of(d)?, Some(id_of(id)?))?))
+            }
+            ("DELETE", ["linode", "instances", id, "disks", d]) => {
+                delete_plain(s, "disks", id_of(d)?, Some(id_of(id)?))
+            }
+            ("GET", ["linode", "instances", id, "configs"]) => {
+                let id = id_of(id)?;
+                s.find("instances", id, None)?;
+                s.list("configs", Some(id), query, filter)
+            }
+            ("POST", ["linode", "instances", id, "configs"]) => {
+                let id = id_of(id)?;
+                s.find("instances", id, None)?;
+                let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
+                check_label_len(label, "label")?;
+                let v = json!({
+                    "label": label, "kernel": body["kernel"].as_str().unwrap_or("linode/grub2"),
+                    "comments": body["comments"].as_str().unwrap_or(""), "memory_limit": 0, "run_level": "default",
+                    "virt_mode": "paravirt", "root_device": body["root_device"].as_str().unwrap_or("/dev/sda"),
+                    "devices": body.get("devices").cloned().unwrap_or(json!({})),
+                    "helpers": { "updatedb_disabled": true, "distro": true, "modules_dep": true, "network": true, "devtmpfs_automount": true },
+                    "interfaces": body.get("interfaces").cloned().unwrap_or(json!([])),
+                });
+                ok(create_plain(s, "configs", Some(id), v))
+            }
+            ("GET", ["linode", "instances", id, "configs", c]) => {
+                ok(public(&s.find("configs", id_of(c)?, Some(id_of(id)?))?))
+            }
+            ("DELETE", ["linode", "instances", id, "configs", c]) => {
+                delete_plain(s, "configs", id_of(c)?, Some(id_of(id)?))
+            }
+            // Catalogs.
+            ("GET", ["regions"]) => {
+                let all: Vec<Value> = REGIONS.iter().map(|r| State::region_json(r.0, r.1, r.2)).collect();
+                list_static(&all, "regions", query, filter)
+            }
+            ("GET", ["regions", id]) => {
+                let r = REGIONS.iter().find(|r| r.0 == *id).ok_or_else(|| error(404, "Not found", None))?;
+                ok(State::region_json(r.0, r.1, r.2))
+            }
+            ("GET", ["linode", "types"]) => {
+                let all: Vec<Value> = TYPES.iter().map(State::type_json).collect();
+                list_static(&all, "types", query, filter)
+            }
+            ("GET", ["linode", "types", id]) => {
+                ok(State::type_json(TYPES.iter().find(|t| t.0 == *id).ok_or_else(|| error(404, "Not found", None))?))
+            }
+            // Images.
+            ("GET", ["images"]) => s.list("images", None, query, filter),
+            ("POST", ["images"]) => {
+                let disk =
+                    body["disk_id"].as_u64().ok_or_else(|| error(400, "disk_id is required", Some("disk_id")))?;
+                let d = s.get("disks", disk).ok_or_else(|| error(400, "Disk not found.", Some("disk_id")))?;
+                let label = body["label"].as_str().unwrap_or("image").to_string();
+                check_label_len(&label, "label")?;
+                let id = s.id();
+                let now = s.now();
+                let v = image_json(s, id, &label, body, "creating", d["size"].as_u64().unwrap_or(0));
+                let mut obj = Obj::new(v.clone());
+                obj.schedule(now, &[(s.cfg.image_ready, json!({ "status": "available" }))]);
+                s.kind("images").insert(id, obj);
+                let linode = d["_parent"].as_u64().unwrap_or(0);
+                let label = s.get("instances", linode).map(|i| i["label"].clone()).unwrap_or_default();
+                s.event("disk_imagize", &json!({ "id": linode, "label": label }), "linode", s.cfg.image_ready);
+                ok(v)
+            }
+            ("POST", ["images", "upload"]) => {
+                let label =
+                    body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?.to_string();
+                check_label_len(&label, "label")?;
+                let region = body["region"].as_str().ok_or_else(|| error(400, "region is required", Some("region")))?;
+                if !REGIONS.iter().any(|r| r.0 == region) {
+                    return Err(error(400, "Region does not exist.", Some("region")));
+                }
+                let id = s.id();
+                let v = image_json(s, id, &label, body, "pending_upload", 0);
+                s.kind("images").insert(id, Obj::new(v.clone()));
+                ok(json!({ "upload_to": format!("{}/_upload/{id}", s.base_url), "image": v }))
+            }
+            ("GET", ["images", vendor, name]) => {
+                let want = json!(format!("{vendor}/{name}"));
+                let now = s.now();
+                let v = s.kinds.get("images").and_then(|m| m.values().map(|o| o.at(now)).find(|v| v["id"] == want));
+                ok(public(&v.ok_or_else(|| error(404, "Not found", None))?))
+            }
+            ("DELETE", ["images", "private", n]) => {
+                let want = json!(format!("private/{n}"));
+                let key =
+                    s.kinds.get("images").and_then(|m| m.iter().find(|(_, o)| o.v["id"] == want).map(|(k, _)| *k));
+                let key = key.ok_or_else(|| error(404, "Not found", None))?;
+                s.kind("images").remove(&key);
+                ok(json!({}))
+            }
+            // Volumes.
+            ("GET", ["volumes"]) => s.list("volumes", None, query, filter),
+            ("POST", ["volumes"]) => ok(s.new_volume(body)?),
+            ("GET", ["volumes", id]) => ok(public(&s.find("volumes", id_of(id)?, None)?)),
+            ("PUT", ["volumes", id]) => update_plain(s, "volumes", id_of(id)?, None, body, &["label", "tags"]),
+            ("DELETE", ["volumes", id]) => {
+                let id = id_of(id)?;
+                let v = s.find("volumes", id, None)?;
+                if !v["linode_id"].is_null() {
+                    return Err(error(400, "Volume must be detached before it can be deleted.", None));
+                }
+                s.kind("volumes").remove(&id);
+                ok(json!({}))
+            }
+            ("POST", ["volumes", id, action @ ("attach" | "detach")]) => {
+                ok(s.volume_action(id_of(id)?, action, body)?)
+            }
+            // Domains and records.
+            ("GET", ["domains"]) => s.list("domains", None, query, filter),
+            ("POST", ["domains"]) => {
+                let domain = body["domain"].as_str().ok_or_else(|| error(400, "domain is required", Some("domain")))?;
+                if !domain.contains('.') || domain.len() > 253 {
+                    return Err(error(400, "Domain is not valid.", Some("domain")));
+                }
+                let dtype = body["type"].as_str().unwrap_or("master");
+                if dtype == "master" && body["soa_email"].as_str().is_none() {
+                    return Err(error(400, "soa_email is required for master domains", Some("soa_email")));
+                }
+                let v = json!({
+                    "domain": domain, "type": dtype, "status": "active", "soa_email": body["soa_email"].as_str().unwrap_or(""),
+                    "description": "", "tags": body["tags"].as_array().cloned().unwrap_or_default(), "group": "",
+                    "master_ips": body["master_ips"].as_array().cloned().unwrap_or_default(), "axfr_ips": [],
+                    "ttl_sec": 0, "refresh_sec": 0, "retry_sec": 0, "expire_sec": 0,
+                });
+                ok(create_plain(s, "domains", None, v))
+            }
+            ("GET", ["domains", id]) => ok(public(&s.find("domains", id_of(id)?, None)?)),
+            ("PUT", ["domains", id]) => update_plain(
+                s,
+                "domains",
+                id_of(id)?,
+                None,
+                body,
+                &["soa_email", "tags", "ttl_sec", "description", "status"],
+            ),
+            ("DELETE", ["domains", id]) => {
+                let id = id_of(id)?;
+                s.kind("records").retain(|_, r| r.v["_parent"] != json!(id));
+                delete_plain(s, "domains", id, None)
+            }
+            ("GET", ["domains", id, "records"]) => {
+                let id = id_of(id)?;
+                s.find("domains", id, None)?;
+                s.list("records", Some(id), query, filter)
+            }
+            ("POST", ["domains", id, "records"]) => {
+                let id = id_of(id)?;
+                s.find("domains", id, None)?;
+                let rtype = body["type"].as_str().ok_or_else(|| error(400, "type is required", Some("type")))?;
+                if !["A", "AAAA", "NS", "MX", "CNAME", "TXT", "SRV", "PTR", "CAA"].contains(&rtype) {
+                    return Err(error(400, "Invalid record type", Some("type")));
+                }
+                let target = body["target"].as_str().unwrap_or_default();
+                if rtype == "A" && target.parse::<std::net::Ipv4Addr>().is_err() {
+                    return Err(error(400, "You must provide a valid IPv4 address.", Some("target")));
+                }
+                if rtype == "AAAA" && target.parse::<std::net::Ipv6Addr>().is_err() {
+                    return Err(error(400, "You must provide a valid IPv6 address.", Some("target")));
+                }
+                let v = json!({
+                    "type": rtype, "name": body["name"].as_str().unwrap_or(""), "target": target,
+                    "priority": body["priority"].as_u64().unwrap_or(0), "weight": body["weight"].as_u64().unwrap_or(0),
+                    "port": body["port"].as_u64().unwrap_or(0), "service": body["service"].clone(),
+                    "protocol": body["protocol"].clone(), "ttl_sec": body["ttl_sec"].as_u64().unwrap_or(0), "tag": null,
+                });
+                ok(create_plain(s, "records", Some(id), v))
+            }
+            ("GET", ["domains", id, "records", r]) => ok(public(&s.find("records", id_of(r)?, Some(id_of(id)?))?)),
+            ("PUT", ["domains", id, "records", r]) => update_plain(
+                s,
+                "records",
+                id_of(r)?,
+                Some(id_of(id)?),
+                body,
+                &["name", "target", "ttl_sec", "priority", "weight", "port"],
+            ),
+            ("DELETE", ["domains", id, "records", r]) => delete_plain(s, "records", id_of(r)?, Some(id_of(id)?)),
+            // Cloud Firewalls.
+            ("GET", ["networking", "firewalls"]) => s.list("firewalls", None, query, filter),
+            ("POST", ["networking", "firewalls"]) => {
+                let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
+                check_label(label)?;
+                let rules = firewall_rules(&body["rules"])?;
+                let v = json!({ "label": label, "status": "enabled", "rules": rules, "tags": body["tags"].as_array().cloned().unwrap_or_default(), "entities": [] });
+                let made = create_plain(s, "firewalls", None, v);
+                let fid = made["id"].as_u64().expect("an id");
+                for l in body["devices"]["linodes"].as_array().cloned().unwrap_or_default() {
+                    let inst = s.find("instances", l.as_u64().unwrap_or(0), None)?;
+                    let d = json!({ "entity": { "id": l, "type": "linode", "label": inst["label"], "url": format!("/v4/linode/instances/{l}") } });
+                    create_plain(s, "firewall_devices", Some(fid), d);
+                }
+                ok(made)
+            }
+            ("GET", ["networking", "firewalls", id]) => ok(public(&s.find("firewalls", id_of(id)?, None)?)),
+            ("PUT", ["networking", "firewalls", id]) => {
+                update_plain(s, "firewalls", id_of(id)?, None, body, &["label", "status", "tags"])
+            }
+            ("DELETE", ["networking", "firewalls", id]) => {
+                let id = id_of(id)?;
+                s.kind("firewall_devices").retain(|_, d| d.v["_parent"] != json!(id));
+                delete_plain(s, "firewalls", id, None)
+            }
+            ("GET", ["networking", "firewalls", id, "rules"]) => {
+                ok(s.find("firewalls", id_of(id)?, None)?["rules"].clone())
+            }
+            ("PUT", ["networking", "firewalls", id, "rules"]) => {
+                let id = id_of(id)?;
+                s.find("firewalls", id, None)?;
+                let rules = firewall_rules(body)?;
+                let now = s.now();
+                let obj = s.kind("firewalls").get_mut(&id).expect("found");
+                obj.v = obj.at(now);
+                obj.v["rules"] = rules.clone();
+                ok(rules)
+            }
+            ("GET", ["networking", "firewalls", id, "devices"]) => {
+                let id = id_of(id)?;
+                s.find("firewalls", id, None)?;
+                s.list("firewall_devices", Some(id), query, filter)
+            }
+            ("POST", ["networking", "firewalls", id, "devices"]) => {
+                let fid = id_of(id)?;
+                s.find("firewalls", fid, None)?;
+                if body["type"] != json!("linode") && body["type"] != json!("nodebalancer") {
+                    return Err(error(400, "type must be linode or nodebalancer", Some("type")));
+                }
+                let eid = body["id"].as_u64().ok_or_else(|| error(400, "id is required", Some("id")))?;
+                let kind = if body["type"] == json!("linode") { "instances" } else { "nodebalancers" };
+                let e = s.find(kind, eid, None).map_err(|_| error(400, "Entity not found", Some("id")))?;
+                let url = if kind == "instances" {
+                    format!("/v4/linode/instances/{eid}")
+                } else {
+                    format!("/v4/nodebalancers/{eid}")
+                };
+                let d = json!({ "entity": { "id": eid, "type": body["type"], "label": e["label"], "url": url } });
+                ok(create_plain(s, "firewall_devices", Some(fid), d))
+            }
+            ("GET", ["networking", "firewalls", id, "devices", d]) => {
+                ok(public(&s.find("firewall_devices", id_of(d)?, Some(id_of(id)?))?))
+            }
+            ("DELETE", ["networking", "firewalls", id, "devices", d]) => {
+                delete_plain(s, "firewall_devices", id_of(d)?, Some(id_of(id)?))
+            }
+            // Events.
+            ("GET", ["account", "events"]) => {
+                let mut reply = s.list("events", None, query, filter);
+                // Newest first, as the API lists them.
+                if let Some(data) = reply.2["data"].as_array_mut() {
+                    data.sort_by_key(|e| std::cmp::Reverse(e["id"].as_u64().unwrap_or(0)));
+                }
+                reply
+            }
+            ("GET", ["account", "events", id]) => ok(public(&s.find("events", id_of(id)?, None)?)),
+            // Tags.
+            ("GET", ["tags"]) => {
+                let mut labels: Vec<String> = Vec::new();
+                let now = s.now();
+                for k in ["instances", "volumes", "domains", "nodebalancers", "tags"] {
+                    for o in s.kinds.get(k).map(|m| m.values().collect::<Vec<_>>()).unwrap_or_default() {
+                        let v = o.at(now);
+                        if k == "tags" {
+                            labels.push(v["label"].as_str().unwrap_or_default().to_string());
+                        }
+                        labels.extend(
+                            v["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)),
+                        );
+                    }
+                }
+                labels.sort();
+                labels.dedup();
+                let all: Vec<Value> = labels.into_iter().map(|l| json!({ "label": l })).collect();
+                list_static(&all, "tags", query, filter)
+            }
+            ("POST", ["tags"]) => {
+                let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
+                if !(3..=50).contains(&label.len()) {
+                    return Err(error(400, "Length must be 3-50 characters", Some("label")));
+                }
+                create_plain(s, "tags", None, json!({ "label": label }));
+                ok(json!({ "label": label }))
+            }
+            ("DELETE", ["tags", label]) => {
+                let now = s.now();
+                let key = s
+                    .kinds
+                    .get("tags")
+                    .and_then(|m| m.iter().find(|(_, o)| o.at(now)["label"] == json!(label)).map(|(k, _)| *k));
+                let key = key.ok_or_else(|| error(404, "Not found", None))?;
+                s.kind("tags").remove(&key);
+                ok(json!({}))
+            }
+            // StackScripts.
+            ("GET", ["linode", "stackscripts"]) => s.list("stackscripts", None, query, filter),
+            ("POST", ["linode", "stackscripts"]) => {
+                let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
+                check_label_len(label, "label")?;
+                let script = body["script"].as_str().ok_or_else(|| error(400, "script is required", Some("script")))?;
+                if !script.starts_with("#!") {
+                    return Err(error(400, "Script must begin with a shebang (#!).", Some("script")));
+                }
+                let images = body["images"].as_array().cloned().unwrap_or_default();
+                if images.is_empty() {
+                    return Err(error(400, "images is required", Some("images")));
+                }
+                let v = json!({
+                    "label": label, "script": script, "images": images, "description": body["description"].as_str().unwrap_or(""),
+                    "is_public": body["is_public"].as_bool().unwrap_or(false), "rev_note": body["rev_note"].as_str().unwrap_or(""),
+                    "mine": true, "username": "lct-test", "user_gravatar_id": "", "deployments_total": 0, "deployments_active": 0,
+                    "user_defined_fields": [],
+                });
+                ok(create_plain(s, "stackscripts", None, v))
+            }
+            ("GET", ["linode", "stackscripts", id]) => ok(public(&s.find("stackscripts", id_of(id)?, None)?)),
+            ("PUT", ["linode", "stackscripts", id]) => update_plain(
+                s,
+                "stackscripts",
+                id_of(id)?,
+                None,
+                body,
+                &["label", "script", "description", "images", "rev_note"],
+            ),
+            ("DELETE", ["linode", "stackscripts", id]) => delete_plain(s, "stackscripts", id_of(id)?, None),
+            // NodeBalancers, their configs and nodes.
+            ("GET", ["nodebalancers"]) => s.list("nodebalancers", None, query, filter),
+            ("POST", ["nodebalancers"]) => {
+                let region = body["region"].as_str().ok_or_else(|| error(400, "region is required", Some("region")))?;
+                if !REGIONS.iter().any(|r| r.0 == region) {
+                    return Err(error(400, "Region does not exist.", Some("region")));
+                }
+                if let Some(l) = body["label"].as_str() {
+                    check_label(l)?;
+                }
+                let n = s.next_id + 1;
+                let v = json!({
+                    "label": body["label"].as_str().map_or(format!("nodebalancer{n}"), str::to_string), "region": region,
+                    "hostname": format!("nb-{n}.newark.nodebalancer.example"), "ipv4": format!("203.0.113.{}", n % 250 + 1),
+                    "ipv6": format!("2001:db8:1::{n:x}"), "client_conn_throttle": body["client_conn_throttle"].as_u64().unwrap_or(0),
+                    "tags": body["tags"].as_array().cloned().unwrap_or_default(), "transfer": { "in": null, "out": null, "total": null },
+                });
+                ok(create_plain(s, "nodebalancers", None, v))
+            }
+            ("GET", ["nodebalancers", id]) => ok(public(&s.find("nodebalancers", id_of(id)?, None)?)),
+            ("PUT", ["nodebalancers", id]) => {
+                update_plain(s, "nodebalancers", id_of(id)?, None, body, &["label", "client_conn_throttle", "tags"])
+            }
+            ("DELETE", ["nodebalancers", id]) => {
+                let id = id_of(id)?;
+                s.kind("nb_configs").retain(|_, c| c.v["_parent"] != json!(id));
+                delete_plain(s, "nodebalancers", id, None)
+            }
+            ("GET", ["nodebalancers", id, "configs"]) => {
+                let id = id_of(id)?;
+                s.find("nodebalancers", id, None)?;
+                s.list("nb_configs", Some(id), query, filter)
+            }
+            ("POST", ["nodebalancers", id, "configs"]) => {
+                let nb = id_of(id)?;
+                s.find("nodebalancers", nb, None)?;
+                let port = body["port"].as_u64().unwrap_or(80);
+                if !(1..=65_535).contains(&port) {
+                    return Err(error(400, "Port must be between 1 and 65535", Some("port")));
+                }
+                let protocol = body["protocol"].as_str().unwrap_or("http");
+                if !["http", "https", "tcp", "udp"].contains(&protocol) {
+                    return Err(error(400, "Invalid protocol", Some("protocol")));
+                }
+                let v = json!({
+                    "port": port, "protocol": protocol, "algorithm": body["algorithm"].as_str().unwrap_or("roundrobin"),
+                    "stickiness": body["stickiness"].as_str().unwrap_or("none"), "check": body["check"].as_str().unwrap_or("none"),
+                    "check_interval": 0, "check_timeout": 30, "check_attempts": 3, "check_path": "", "check_body": "",
+                    "check_passive": true, "proxy_protocol": "none", "cipher_suite": "recommended", "ssl_commonname": "",
+                    "ssl_fingerprint": "", "ssl_cert": null, "ssl_key": null, "nodebalancer_id": nb,
+                    "nodes_status": { "up": 0, "down": 0 }, "udp_check_port": 80, "udp_session_timeout": 16,
+                });
+                ok(create_plain(s, "nb_configs", Some(nb), v))
+            }
+            ("GET", ["nodebalancers", id, "configs", c]) => {
+                ok(public(&s.find("nb_configs", id_of(c)?, Some(id_of(id)?))?))
+            }
+            ("DELETE", ["nodebalancers", id, "configs", c]) => {
+                let c = id_of(c)?;
+                s.kind("nb_nodes").retain(|_, n| n.v["_parent"] != json!(c));
+                delete_plain(s, "nb_configs", c, Some(id_of(id)?))
+            }
+            ("GET", ["nodebalancers", id, "configs", c, "nodes"]) => {
+                let c = id_of(c)?;
+                s.find("nb_configs", c, Some(id_of(id)?))?;
+                s.list("nb_nodes", Some(c), query, filter)
+            }
+            ("POST", ["nodebalancers", id, "configs", c, "nodes"]) => {
+                let (nb, c) = (id_of(id)?, id_of(c)?);
+                s.find("nb_configs", c, Some(nb))?;
+                let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
+                check_label_len(label, "label")?;
+                let address =
+                    body["address"].as_str().ok_or_else(|| error(400, "address is required", Some("address")))?;
+                let ok_address = address.rsplit_once(':').is_some_and(|(ip, port)| {
+                    ip.parse::<std::net::Ipv4Addr>().is_ok_and(|a| a.is_private()) && port.parse::<u16>().is_ok()
+                });
+                if !ok_address {
+                    return Err(error(
+                        400,
+                        "Must be a private IPv4 address with a port (192.168.x.x:80)",
+                        Some("address"),
+                    ));
+                }
+                let v = json!({
+                    "label": label, "address": address, "status": "Unknown", "weight": body["weight"].as_u64().unwrap_or(100),
+                    "mode": body["mode"].as_str().unwrap_or("accept"), "config_id": c, "nodebalancer_id": nb,
+                });
+                ok(create_plain(s, "nb_nodes", Some(c), v))
+            }
+            ("GET", ["nodebalancers", _, "configs", c, "nodes", n]) => {
+                ok(public(&s.find("nb_nodes", id_of(n)?, Some(id_of(c)?))?))
+            }
+            ("DELETE", ["nodebalancers", _, "configs", c, "nodes", n]) => {
+                delete_plain(s, "nb_nodes", id_of(n)?, Some(id_of(c)?))
+            }
+            _ => error(404, "Not found", None),
+        })
+    })();
+    result.unwrap_or_else(|e| e)
+}
+
+fn image_json(s: &State, id: u64, label: &str, body: &Value, status: &str, size: u64) -> Value {
+    let now = s.time_string(s.now());
+    json!({
+        "id": format!("private/{id}"), "label": label, "description": body["description"].as_str().unwrap_or(""),
+        "status": status, "type": "manual", "is_public": false, "deprecated": false, "size": size, "vendor": null,
+        "created": now, "updated": now, "created_by": "lct-test", "expiry": null, "eol": null,
+        "capabilities": [], "tags": body["tags"].as_array().cloned().unwrap_or_default(), "total_size": size, "regions": [],
+    })
+}
+
+/// A ruleset as the API checks it: at most 25 rules, known actions and protocols.
+fn firewall_rules(rules: &Value) -> Result<Value, Reply> {
+    let mut out = json!({
+        "inbound": rules["inbound"].as_array().cloned().unwrap_or_default(),
+        "outbound": rules["outbound"].as_array().cloned().unwrap_or_default(),
+        "inbound_policy": rules["inbound_policy"].as_str().unwrap_or("ACCEPT"),
+        "outbound_policy": rules["outbound_policy"].as_str().unwrap_or("ACCEPT"),
+    });
+    let count = out["inbound"].as_array().map_or(0, Vec::len) + out["outbound"].as_array().map_or(0, Vec::len);
+    if count > 25 {
+        return Err(error(400, "A firewall may have at most 25 rules.", Some("rules")));
+    }
+    for dir in ["inbound", "outbound"] {
+        for (i, r) in out[dir].as_array().cloned().unwrap_or_default().iter().enumerate() {
+            let field = |f: &str| format!("rules.{dir}[{i}].{f}");
+            if !matches!(r["action"].as_str(), Some("ACCEPT" | "DROP")) {
+                return Err(error(400, "Must be ACCEPT or DROP", Some(&field("action"))));
+            }
+            if !matches!(r["protocol"].as_str(), Some("TCP" | "UDP" | "ICMP" | "IPENCAP")) {
+                return Err(error(400, "Must be TCP, UDP, ICMP or IPENCAP", Some(&field("protocol"))));
+            }
+        }
+    }
+    for p in ["inbound_policy", "outbound_policy"] {
+        if !matches!(out[p].as_str(), Some("ACCEPT" | "DROP")) {
+            return Err(error(400, "Must be ACCEPT or DROP", Some(&format!("rules.{p}"))));
+        }
+    }
+    out["version"] = json!(1);
+    out["fingerprint"] = json!("0011223344");
+    Ok(out)
+}
+
+fn list_static(all: &[Value], kind: &str, query: &HashMap<String, String>, filter: Option<&str>) -> Reply {
+    let mut tmp = State {
+        cfg: Config::fast(),
+        started: Instant::now(),
+        epoch: SystemTime::now(),
+        offset: 0.0,
+        next_id: 0,
+        kinds: HashMap::new(),
+        windows: HashMap::new(),
+        faults: Vec::new(),
+        stats: Stats::default(),
+        base_url: String::new(),
+    };
+    let key: &'static str = match kind {
+        "regions" => "regions",
+        "types" => "types",
+        _ => "tags",
+    };
+    let m: BTreeMap<u64, Obj> = all.iter().enumerate().map(|(i, v)| (i as u64, Obj::new(v.clone()))).collect();
+    tmp.kinds.insert(key, m);
+    tmp.list(key, None, query, filter)
+}
