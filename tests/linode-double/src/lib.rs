@@ -10,8 +10,8 @@
 //! For tests and benchmarks only: no shipped binary depends on it.
 //!
 //! This file: the configuration, fault knobs, statistics, the server and what every request
-//! goes through (token, rate limits, faults); [`state`]: the resources, clock and behaviours;
-//! [`routes`]: each path; [`filter`]: `X-Filter`.
+//! goes through (token, rate limits, faults); `state`: the resources, clock and behaviours;
+//! `routes`: each path; [`filter`]: `X-Filter`.
 
 pub mod filter;
 mod routes;
