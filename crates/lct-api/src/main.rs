@@ -326,6 +326,12 @@ async fn linode(args: LinodeArgs, format: OutputFormat) -> anyhow::Result<()> {
     let takes_body = !matches!(args.verb.as_str(), "list" | "get" | "delete");
     let bodies: Vec<Option<Value>> = match (&args.data, takes_body && !io::stdin().is_terminal()) {
         (Some(d), _) => {
+            // A secret in an argument is in every process list: say so (stdin and @FILE are not).
+            if ["root_pass", "password", "secret", "token"].iter().any(|k| d.contains(k)) {
+                tracing::warn!(
+                    "--data holds what looks like a secret; other users can read arguments: use @FILE or stdin"
+                );
+            }
             // `@FILE` reads the body from a file, as curl does.
             let text = match d.strip_prefix('@') {
                 Some(file) => std::fs::read_to_string(file).with_context(|| format!("--data {d}"))?,
