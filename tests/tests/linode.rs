@@ -120,6 +120,8 @@ fn rate_limits_are_kept_and_every_429_is_waited_out() {
     double.set_limit("collection", 3, 2.0);
     let out = api.run(&["linode", "instances", "list", "--filter", r#"{"tags":"seeded"}"#], "").ok();
     assert_eq!(out.stdout.lines().count(), 2_400);
+    // A fresh window, so the burst below cannot straddle the end of one.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     // Five clients of one token at once, three requests per window: the server refuses some;
     // each waits as asked and gets through.
     let children: Vec<_> = (0..5)
