@@ -22,7 +22,7 @@ fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Optio
         args.extend(["--listen".into(), l.clone()]);
     }
     args.extend(["--internal".into(), internal.into()]);
-    let cmd = match netns {
+    let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
             c.args(["netns", "exec", ns]).args(&args);
@@ -34,6 +34,8 @@ fn start(env: &Env, nodes: &str, listen: &[String], internal: &str, netns: Optio
             c
         }
     };
+    // Its zones are kept in the test's own state directory, never the machine's.
+    cmd.env("LCT_STATE_DIR", env.state.path());
     Background::spawn(cmd)
 }
 
@@ -212,6 +214,7 @@ fn zone_modes_private_and_public() {
             "--zone-mode",
             &format!("lct.internal={mode}"),
         ]);
+        cmd.env("LCT_STATE_DIR", env.state.path());
         let _server = Background::spawn(cmd);
         let q = |src: &str| dig(None, &["-b", src, "@127.0.0.1", "-p", &port, "zk-1.zk.lct.internal", "A"]);
         for _ in 0..50 {

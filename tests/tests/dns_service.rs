@@ -48,6 +48,7 @@ fn ready_reload_and_bad_reloads() {
         Command::new(lct_tests::bin("lct-dns"))
             .args(["serve", "--config", dir.join("dns.toml").to_str().unwrap()])
             .env("NOTIFY_SOCKET", &notify)
+            .env("LCT_STATE_DIR", env.state.path())
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

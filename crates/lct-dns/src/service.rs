@@ -25,7 +25,7 @@ use crate::zone::DnsRecord;
 /// internal = ["192.168.128.0/17"]            # clients that see the internal view
 /// udp_sockets = 2                            # per address; default: one per core
 /// keys = ["lct-update.key"]                  # TSIG keys that may update and transfer
-/// state = "/var/lib/lct/dns"                 # where updated zones are kept
+/// state = "/var/lib/lct/dns"                 # where updated zones are kept (zones-HASH.jsonl)
 ///
 /// [modes]                                    # per zone: split (default), private, public
 /// "lct.internal" = "split"
@@ -81,8 +81,19 @@ impl Config {
         self.internal.iter().map(|p| p.parse::<Prefix>().map_err(|e| format!("internal: {e}"))).collect()
     }
 
+    /// Where this server keeps its zones: in the state directory, under a name drawn from its
+    /// records file, so that servers of different records files never share (or overwrite)
+    /// each other's zones.
     pub fn state_file(&self) -> PathBuf {
-        self.state.clone().unwrap_or_else(|| lct_core::state::state_dir().join("dns")).join("zones.jsonl")
+        let dir = self.state.clone().unwrap_or_else(|| lct_core::state::state_dir().join("dns"));
+        let records = std::fs::canonicalize(&self.records).unwrap_or_else(|_| self.records.clone());
+        // FNV-1a: a stable name, not a secret.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in records.as_os_str().as_encoded_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        dir.join(format!("zones-{h:016x}.jsonl"))
     }
 
     /// The keys, each file read and checked.
