@@ -341,8 +341,13 @@ async fn linode(args: LinodeArgs, format: OutputFormat) -> anyhow::Result<()> {
         }
         (None, true) => {
             let mut out = Vec::new();
-            for line in io::read_to_string(io::stdin())?.lines().filter(|l| !l.trim().is_empty()) {
-                let mut v: Value = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("stdin: {e}"))?;
+            for (n, line) in io::read_to_string(io::stdin())?.lines().enumerate().filter(|(_, l)| !l.trim().is_empty())
+            {
+                let mut v: Value = serde_json::from_str(line).map_err(|e| {
+                    let what = e.to_string();
+                    let what = what.split(" at line ").next().unwrap_or_default().to_string();
+                    anyhow::anyhow!("stdin: line {}, column {}: {what}", n + 1, e.column())
+                })?;
                 if let Value::Object(m) = &mut v {
                     m.remove("kind");
                     m.remove("v");

@@ -17,8 +17,8 @@ pub enum ProviderError {
     Unsupported(String),
     #[error("the local cloud needs root (it creates network namespaces and loop devices)")]
     NotRoot,
-    #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    #[error("{what}: {error}")]
+    Io { what: String, error: std::io::Error },
     #[error("{command} failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error(transparent)]

@@ -24,8 +24,8 @@ pub fn state_dir() -> PathBuf {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: io::Error },
     #[error("{path}: {source}")]
     Record { path: PathBuf, source: StreamError },
     #[error("cluster {0} depends on itself")]
@@ -55,7 +55,7 @@ impl ClusterStore {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(source) => {
-                return Err(StateError::Io { path: self.path.clone(), source });
+                return Err(StateError::Io { path: self.path.clone(), error: source });
             }
         };
         let (mut clusters, _) = stream::read_kind::<Cluster>(BufReader::new(file))
@@ -116,7 +116,7 @@ impl ClusterStore {
     fn update(&self, change: impl FnOnce(&mut BTreeMap<Name, Cluster>)) -> Result<Vec<Cluster>, StateError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| StateError::Io { path, source }
+            move |source| StateError::Io { path, error: source }
         };
         if let Some(dir) = self.path.parent() {
             fs::create_dir_all(dir).map_err(io_err(dir))?;

@@ -27,8 +27,8 @@ impl std::fmt::Debug for Key {
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
     #[error("{path}: line {line}: {message}")]
     Syntax { path: String, line: usize, message: String },
 }
@@ -48,7 +48,8 @@ impl Key {
     /// Reads a key file: `key "NAME" { algorithm hmac-sha256; secret "BASE64"; };`.
     pub fn load(path: &Path) -> Result<Key, KeyError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: shown.clone(), source })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: shown.clone(), error: source })?;
         Key::parse(&text).map_err(|(line, message)| KeyError::Syntax { path: shown, line, message })
     }
 

@@ -519,8 +519,8 @@ pub struct Client {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{server}: {source}")]
-    Io { server: SocketAddr, source: std::io::Error },
+    #[error("{server}: {error}")]
+    Io { server: SocketAddr, error: std::io::Error },
     #[error("{server}: {message}")]
     Protocol { server: SocketAddr, message: String },
     #[error("{server}: zone {zone}: {code}")]
@@ -529,7 +529,7 @@ pub enum ClientError {
 
 impl Client {
     fn io(&self) -> impl Fn(std::io::Error) -> ClientError + '_ {
-        |source| ClientError::Io { server: self.server, source }
+        |source| ClientError::Io { server: self.server, error: source }
     }
 
     fn protocol(&self, message: impl std::fmt::Display) -> ClientError {

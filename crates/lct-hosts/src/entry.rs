@@ -96,8 +96,8 @@ pub enum HostsError {
     Conflict { name: String, first: IpAddr, first_node: String, second: IpAddr, second_node: String },
     #[error("{path}: line {line}: {message}")]
     File { path: String, line: usize, message: String },
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 /// Checks a host name: dot-separated RFC 1123 labels, at most 253 characters.

@@ -200,9 +200,9 @@ pub struct ApplyReport {
 /// verify.
 pub fn apply(path: &Path, changes: &BTreeMap<Name, String>, mode: WriteMode) -> Result<ApplyReport, HostsError> {
     let shown = path.display().to_string();
-    let io_err = |source: io::Error| HostsError::Io { path: shown.clone(), source };
+    let io_err = |source: io::Error| HostsError::Io { path: shown.clone(), error: source };
     let _lock = Lock::acquire(&lock_path(path))
-        .map_err(|source| HostsError::Io { path: lock_path(path).display().to_string(), source })?;
+        .map_err(|source| HostsError::Io { path: lock_path(path).display().to_string(), error: source })?;
     let old = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),

@@ -81,7 +81,7 @@ impl LocalCloud {
                 .map_err(|e| ProviderError::Invalid(format!("{}: corrupt local-cloud state: {e}", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => CloudState { next_id: 1, ..Default::default() },
             Err(source) => {
-                return Err(ProviderError::Io { what: path.display().to_string(), source });
+                return Err(ProviderError::Io { what: path.display().to_string(), error: source });
             }
         };
         let wanted = self.lab.clone().unwrap_or_else(|| "lct".to_string());
@@ -107,9 +107,9 @@ impl LocalCloud {
 
     fn save(&self, state: &CloudState) -> Result<(), ProviderError> {
         fs::create_dir_all(&self.dir)
-            .map_err(|source| ProviderError::Io { what: self.dir.display().to_string(), source })?;
+            .map_err(|source| ProviderError::Io { what: self.dir.display().to_string(), error: source })?;
         atomic_write_json(&self.state_path(), state)
-            .map_err(|source| ProviderError::Io { what: self.state_path().display().to_string(), source })
+            .map_err(|source| ProviderError::Io { what: self.state_path().display().to_string(), error: source })
     }
 
     /// Takes the lab's lock, loads the state and finishes whatever a dead run left half-done.
@@ -119,7 +119,7 @@ impl LocalCloud {
         }
         let lock_path = self.dir.join("lock");
         let lock = Lock::acquire(&lock_path)
-            .map_err(|source| ProviderError::Io { what: lock_path.display().to_string(), source })?;
+            .map_err(|source| ProviderError::Io { what: lock_path.display().to_string(), error: source })?;
         let mut state = self.load()?;
         self.repair(&mut state, false)?;
         Ok((lock, state))
@@ -209,7 +209,7 @@ impl LocalCloud {
         let link = self.device_link(label);
         let io = |what: &Path| {
             let what = what.display().to_string();
-            move |source| ProviderError::Io { what, source }
+            move |source| ProviderError::Io { what, error: source }
         };
         fs::create_dir_all(link.parent().expect("has parent")).map_err(io(&link))?;
         let tmp = link.with_extension("new");
@@ -390,7 +390,7 @@ impl Lab {
         let marker = Path::new(MARKER_DIR).join(ns);
         fs::create_dir_all(MARKER_DIR)
             .and_then(|()| fs::write(&marker, format!("{}\n", self.name)))
-            .map_err(|source| ProviderError::Io { what: marker.display().to_string(), source })
+            .map_err(|source| ProviderError::Io { what: marker.display().to_string(), error: source })
     }
 
     fn unmark(ns: &str) {
@@ -518,7 +518,7 @@ impl Lab {
         match fs::remove_dir_all(&etc) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ProviderError::Io { what: etc.display().to_string(), source }),
+            Err(source) => Err(ProviderError::Io { what: etc.display().to_string(), error: source }),
         }
     }
 }
@@ -529,7 +529,7 @@ fn write_netns_etc(ns: &str, node: &Node) -> Result<(), ProviderError> {
     let dir = Path::new("/etc/netns").join(ns);
     let io = |p: &Path| {
         let what = p.display().to_string();
-        move |source| ProviderError::Io { what, source }
+        move |source| ProviderError::Io { what, error: source }
     };
     fs::create_dir_all(&dir).map_err(io(&dir))?;
     let hosts = dir.join("hosts");
@@ -667,7 +667,7 @@ impl Provider for LocalCloud {
             return Ok(v.clone());
         }
         let file = self.backing_file(&spec.label);
-        let io = |source| ProviderError::Io { what: file.display().to_string(), source };
+        let io = |source| ProviderError::Io { what: file.display().to_string(), error: source };
         fs::create_dir_all(file.parent().expect("has parent")).map_err(io)?;
         let f = fs::OpenOptions::new().write(true).create(true).truncate(false).open(&file).map_err(io)?;
         f.set_len(spec.size_mib * 1024 * 1024).map_err(io)?;
@@ -732,7 +732,7 @@ impl Provider for LocalCloud {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(ProviderError::Io { what: file.display().to_string(), source });
+                return Err(ProviderError::Io { what: file.display().to_string(), error: source });
             }
         }
         state.volumes.retain(|v| &v.label != label);

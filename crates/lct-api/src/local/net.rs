@@ -11,7 +11,7 @@ use crate::ProviderError;
 pub fn run(program: &str, args: &[&str]) -> Result<String, ProviderError> {
     let out = Command::new(program).args(args).output().map_err(|source| ProviderError::Io {
         what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
-        source,
+        error: source,
     })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
