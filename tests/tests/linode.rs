@@ -14,8 +14,9 @@ struct Api<'a> {
 }
 
 impl Api<'_> {
-    fn command(&self, args: &[&str]) -> Command {
-        let mut c = self.env.command("lct-api", args);
+    /// An lct program, pointed at the double.
+    fn tool(&self, name: &str, args: &[&str]) -> Command {
+        let mut c = self.env.command(name, args);
         c.env("LINODE_URL", self.double.url())
             .env("LINODE_TOKEN", self.double.token())
             .env("LCT_LINODE_POLL", "0.02")
@@ -24,14 +25,22 @@ impl Api<'_> {
         c
     }
 
+    fn command(&self, args: &[&str]) -> Command {
+        self.tool("lct-api", args)
+    }
+
     fn run(&self, args: &[&str], input: &str) -> Run {
+        self.run_tool("lct-api", args, input)
+    }
+
+    fn run_tool(&self, name: &str, args: &[&str], input: &str) -> Run {
         let mut child = self
-            .command(args)
+            .tool(name, args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn lct-api");
+            .expect("spawn");
         let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
         let out = child.wait_with_output().unwrap();
         Run {
@@ -432,16 +441,7 @@ fn cloud_firewalls_mirror_each_groups_rules_and_members() {
     let fw = |input: &str, args: &[&str]| {
         let mut all = vec!["cloud-sync", "--cluster", "zk"];
         all.extend_from_slice(args);
-        let mut cmd = env.command("lct-fw", &all);
-        cmd.env("LINODE_URL", double.url()).env("LINODE_TOKEN", double.token()).env("LCT_LINODE_POLL", "0.02");
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        Run {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        api.run_tool("lct-fw", &all, input)
     };
     let nodes = api.run(&["-p", "linode", "list"], "").ok().stdout;
     let ids = |cluster: &str| -> Vec<u64> {

@@ -262,7 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             match (text, format) {
                 (Some(Format::Zone), _) | (None, OutputFormat::Table) => {
                     let zone = zone_name.unwrap_or(domain);
-                    let zone_fqdn = if zone.ends_with('.') { zone.clone() } else { format!("{zone}.") };
+                    let zone_fqdn = lct_dns::zone::fqdn(&zone);
                     if !records.iter().any(|r| r.zone == zone_fqdn) {
                         let zones: BTreeSet<&str> = records.iter().map(|r| r.zone.as_str()).collect();
                         bail!(
@@ -296,12 +296,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                let serial_of = |records: &[DnsRecord]| {
-                    records
-                        .iter()
-                        .find(|r| r.rtype == lct_dns::RecordType::SOA)
-                        .and_then(|r| lct_dns::update::soa_serial(&r.data))
-                };
+                let serial_of = |records: &[DnsRecord]| lct_dns::update::serial_of(records, &zone);
                 let want: Vec<DnsRecord> = desired.iter().filter(|r| r.zone == zone).cloned().collect();
                 let (deletes, adds) = difference(&current, &want);
                 let serial_before = serial_of(&current);

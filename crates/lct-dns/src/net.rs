@@ -26,13 +26,13 @@ const TCP_CONNECTIONS: usize = 512;
 /// Catches hickory's encoded response, for the caller to send.
 #[derive(Clone)]
 struct Captured {
-    max: u16,
+    tcp: bool,
     bytes: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 impl Captured {
-    fn new(max: u16) -> Captured {
-        Captured { max, bytes: Arc::new(Mutex::new(None)) }
+    fn new(tcp: bool) -> Captured {
+        Captured { tcp, bytes: Arc::new(Mutex::new(None)) }
     }
 
     fn take(&self) -> Option<Vec<u8>> {
@@ -55,10 +55,7 @@ impl ResponseHandler for Captured {
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
         // As hickory's own responders encode: within the size allowed (for UDP the client's
         // advertised size, 512 without EDNS), a bare SERVFAIL if it cannot be encoded.
-        let max = match self.max {
-            u16::MAX => u16::MAX,
-            _ => response.edns().map_or(512, |e| e.max_payload()),
-        };
+        let max = if self.tcp { u16::MAX } else { response.edns().map_or(512, |e| e.max_payload()) };
         let id = response.metadata().id;
         let mut bytes = Vec::with_capacity(512);
         let mut encoder = BinEncoder::new(&mut bytes);
@@ -88,7 +85,7 @@ async fn answer(packet: Vec<u8>, src: SocketAddr, protocol: Protocol, live: &Liv
         return messages;
     }
     let Ok(request) = Request::from_bytes(packet, src, protocol) else { return Vec::new() };
-    let reply = Captured::new(if protocol == Protocol::Tcp { u16::MAX } else { 512 });
+    let reply = Captured::new(protocol == Protocol::Tcp);
     live.current().views.handle_request::<_, TokioTime>(&request, reply.clone()).await;
     reply.take().into_iter().collect()
 }

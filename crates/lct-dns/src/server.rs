@@ -12,7 +12,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
-use crate::zone::{DnsRecord, View, master_file};
+use crate::zone::{DnsRecord, View, fqdn, master_file};
 
 /// An address prefix (`192.168.128.0/17`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +90,6 @@ impl std::str::FromStr for ZoneMode {
 pub fn mode_of(modes: &BTreeMap<String, ZoneMode>, zone: &str) -> ZoneMode {
     let default = if zone.ends_with(".in-addr.arpa.") { ZoneMode::Private } else { ZoneMode::Split };
     modes.iter().find(|(z, _)| fqdn(z) == zone).map_or(default, |(_, m)| *m)
-}
-
-fn fqdn(zone: &str) -> String {
-    if zone.ends_with('.') { zone.to_string() } else { format!("{zone}.") }
 }
 
 /// Two catalogs of the same zones, as internal and external clients see them.

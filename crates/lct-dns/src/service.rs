@@ -154,12 +154,7 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
 
 /// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982).
 fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord]) -> Vec<DnsRecord> {
-    let serial = |records: &[DnsRecord], zone: &str| {
-        records
-            .iter()
-            .find(|r| r.zone == zone && r.rtype == crate::zone::RecordType::SOA)
-            .and_then(|r| crate::update::soa_serial(&r.data))
-    };
+    let serial = crate::update::serial_of;
     let zones: std::collections::BTreeSet<String> = seed.iter().map(|r| r.zone.clone()).collect();
     let mut out = Vec::with_capacity(seed.len());
     for zone in &zones {
@@ -206,9 +201,12 @@ impl Served {
             std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         }
         let mut text = Vec::with_capacity(self.records.len() * 120);
-        for r in &self.records {
-            text.extend_from_slice(lct_core::stream::to_line(r).as_bytes());
-            text.push(b'\n');
+        {
+            let mut w = lct_core::stream::Writer::new(&mut text);
+            for r in &self.records {
+                w.write(r)?;
+            }
+            w.flush()?;
         }
         lct_core::fsutil::atomic_write(path, &text, 0o640).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }

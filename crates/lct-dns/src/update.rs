@@ -22,7 +22,7 @@ use hickory_proto::rr::{
 
 use crate::service::Live;
 use crate::tsig::{Key, now};
-use crate::zone::{DnsRecord, RecordType, View, assign_views};
+use crate::zone::{DnsRecord, RecordType, View, assign_views, fqdn};
 
 /// What the server makes of a message: `None` when it is an ordinary query (hickory's).
 pub async fn handle(raw: &[u8], over_tcp: bool, live: &Live) -> Option<Vec<Vec<u8>>> {
@@ -265,7 +265,8 @@ pub fn to_wire(record: &DnsRecord) -> Result<Record, String> {
     Ok(Record::from_rdata(name, record.ttl, data))
 }
 
-fn serial_of(records: &[DnsRecord], zone: &str) -> Option<u32> {
+/// The SOA serial of `zone` among `records`.
+pub fn serial_of(records: &[DnsRecord], zone: &str) -> Option<u32> {
     records.iter().find(|r| r.zone == zone && r.rtype == RecordType::SOA).and_then(|r| soa_serial(&r.data))
 }
 
@@ -596,7 +597,7 @@ impl Client {
 
     /// The zone's full data, by a signed AXFR whose every message is verified.
     pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
-        let zone = fqdn(zone);
+        let zone = fqdn(&zone.to_ascii_lowercase());
         let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
         let mut request = Message::query();
         request.metadata.id = rand_id();
@@ -632,7 +633,7 @@ impl Client {
 
     /// Sends one signed UPDATE of `zone`: `deletes` (each record by its data) then `adds`.
     pub fn update(&self, zone: &str, deletes: &[DnsRecord], adds: &[DnsRecord]) -> Result<(), ClientError> {
-        let zone = fqdn(zone);
+        let zone = fqdn(&zone.to_ascii_lowercase());
         let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
         let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Update);
         request.add_query(Query::query(name, WireType::SOA));
@@ -652,10 +653,6 @@ impl Client {
         verifier.verify(&bytes).map_err(|e| self.protocol(format!("update of {zone}: {e}")))?;
         Ok(())
     }
-}
-
-fn fqdn(zone: &str) -> String {
-    if zone.ends_with('.') { zone.to_ascii_lowercase() } else { format!("{}.", zone.to_ascii_lowercase()) }
 }
 
 fn rand_id() -> u16 {

@@ -98,7 +98,8 @@ pub enum ZoneError {
     NameServer(String),
 }
 
-fn fqdn(name: &str) -> String {
+/// A name with its final dot (`lct.internal` -> `lct.internal.`).
+pub fn fqdn(name: &str) -> String {
     if name.ends_with('.') { name.to_string() } else { format!("{name}.") }
 }
 

@@ -56,20 +56,8 @@ fn protocol_name(p: Protocol) -> &'static str {
 
 /// One inbound rule, split where the API's per-rule limits need it.
 fn push_rules(out: &mut Vec<Value>, action: &str, protocol: &str, ports: &str, addresses: &[String], label: &str) {
-    let (v4, v6): (Vec<&String>, Vec<&String>) = addresses.iter().partition(|a| !a.contains(':'));
-    let chunks: Vec<(Vec<&String>, Vec<&String>)> = {
-        let mut all: Vec<(bool, &String)> =
-            v4.iter().map(|a| (true, *a)).chain(v6.iter().map(|a| (false, *a))).collect();
-        let mut chunks = Vec::new();
-        while !all.is_empty() {
-            let rest = all.split_off(all.len().min(MAX_ADDRESSES));
-            let (c4, c6): (Vec<_>, Vec<_>) = all.into_iter().partition(|(is4, _)| *is4);
-            chunks.push((c4.into_iter().map(|(_, a)| a).collect(), c6.into_iter().map(|(_, a)| a).collect()));
-            all = rest;
-        }
-        chunks
-    };
-    for (i, (c4, c6)) in chunks.into_iter().enumerate() {
+    for (i, chunk) in addresses.chunks(MAX_ADDRESSES).enumerate() {
+        let (c4, c6): (Vec<&String>, Vec<&String>) = chunk.iter().partition(|a| !a.contains(':'));
         let mut rule = json!({
             "action": action,
             "protocol": protocol,

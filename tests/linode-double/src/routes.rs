@@ -1,12 +1,11 @@
 //! The API's paths: what each method and path does to the state.
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::{Instant, SystemTime};
+use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
 use crate::state::*;
-use crate::{Config, Fault, FaultKind, Stats};
+use crate::{Fault, FaultKind};
 
 pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> Reply {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -262,7 +261,7 @@ pub(crate) fn route(
             // Catalogs.
             ("GET", ["regions"]) => {
                 let all: Vec<Value> = REGIONS.iter().map(|r| State::region_json(r.0, r.1, r.2)).collect();
-                list_static(&all, "regions", query, filter)
+                page(&all, "regions", query, filter)
             }
             ("GET", ["regions", id]) => {
                 let r = REGIONS.iter().find(|r| r.0 == *id).ok_or_else(|| error(404, "Not found", None))?;
@@ -270,7 +269,7 @@ pub(crate) fn route(
             }
             ("GET", ["linode", "types"]) => {
                 let all: Vec<Value> = TYPES.iter().map(State::type_json).collect();
-                list_static(&all, "types", query, filter)
+                page(&all, "types", query, filter)
             }
             ("GET", ["linode", "types", id]) => {
                 ok(State::type_json(TYPES.iter().find(|t| t.0 == *id).ok_or_else(|| error(404, "Not found", None))?))
@@ -502,7 +501,7 @@ pub(crate) fn route(
                 labels.sort();
                 labels.dedup();
                 let all: Vec<Value> = labels.into_iter().map(|l| json!({ "label": l })).collect();
-                list_static(&all, "tags", query, filter)
+                page(&all, "tags", query, filter)
             }
             ("POST", ["tags"]) => {
                 let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
@@ -696,27 +695,4 @@ fn firewall_rules(rules: &Value) -> Result<Value, Reply> {
     out["version"] = json!(1);
     out["fingerprint"] = json!("0011223344");
     Ok(out)
-}
-
-fn list_static(all: &[Value], kind: &str, query: &HashMap<String, String>, filter: Option<&str>) -> Reply {
-    let mut tmp = State {
-        cfg: Config::fast(),
-        started: Instant::now(),
-        epoch: SystemTime::now(),
-        offset: 0.0,
-        next_id: 0,
-        kinds: HashMap::new(),
-        windows: HashMap::new(),
-        faults: Vec::new(),
-        stats: Stats::default(),
-        base_url: String::new(),
-    };
-    let key: &'static str = match kind {
-        "regions" => "regions",
-        "types" => "types",
-        _ => "tags",
-    };
-    let m: BTreeMap<u64, Obj> = all.iter().enumerate().map(|(i, v)| (i as u64, Obj::new(v.clone()))).collect();
-    tmp.kinds.insert(key, m);
-    tmp.list(key, None, query, filter)
 }

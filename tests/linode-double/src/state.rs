@@ -457,6 +457,7 @@ impl State {
 
     // Generic resources: the catalog of what is stored where.
 
+    /// A page of the visible resources of kind `k` (under `parent`), filtered as asked.
     pub(crate) fn list(
         &self,
         k: &str,
@@ -464,20 +465,6 @@ impl State {
         query: &HashMap<String, String>,
         filter: Option<&str>,
     ) -> Reply {
-        let page: u64 = match query.get("page").map(|p| p.parse::<u64>()) {
-            None => 1,
-            Some(Ok(p)) if p >= 1 => p,
-            _ => return error(400, "Must be an integer greater than or equal to 1", Some("page")),
-        };
-        let size: u64 = match query.get("page_size").map(|p| p.parse::<u64>()) {
-            None => 100,
-            Some(Ok(s)) if (25..=500).contains(&s) => s,
-            _ => return error(400, "Must be an integer between 25 and 500", Some("page_size")),
-        };
-        let filter = match filter.map(|f| Filter::parse(f, filterable(k))).transpose() {
-            Ok(f) => f,
-            Err(reason) => return error(400, &reason, Some("X-Filter")),
-        };
         let now = self.now();
         let all: Vec<Value> = self
             .kinds
@@ -488,15 +475,7 @@ impl State {
             .filter(|v| v["_hidden"] != json!(true))
             .filter(|v| parent.is_none_or(|p| v["_parent"] == json!(p)))
             .collect();
-        let mut items: Vec<&Value> = all.iter().filter(|v| filter.as_ref().is_none_or(|f| f.matches(v))).collect();
-        if let Some(f) = &filter {
-            f.sort(&mut items);
-        }
-        let results = items.len() as u64;
-        let pages = results.div_ceil(size).max(1);
-        let data: Vec<Value> =
-            items.into_iter().skip(((page - 1) * size) as usize).take(size as usize).map(public).collect();
-        ok(json!({ "data": data, "page": page, "pages": pages, "results": results }))
+        page(&all, k, query, filter)
     }
 
     pub(crate) fn seed_instances(&mut self, count: u64, prefix: &str) {
@@ -549,4 +528,32 @@ pub(crate) fn filterable(kind: &str) -> &'static [&'static str] {
         "tags" => &["label"],
         _ => &["id", "label"],
     }
+}
+
+/// One page of `all` as the API gives it: `page` and `page_size` checked (25 to 500), `X-Filter`
+/// applied with the fields `kind` may be filtered on.
+pub(crate) fn page(all: &[Value], kind: &str, query: &HashMap<String, String>, filter: Option<&str>) -> Reply {
+    let page: u64 = match query.get("page").map(|p| p.parse::<u64>()) {
+        None => 1,
+        Some(Ok(p)) if p >= 1 => p,
+        _ => return error(400, "Must be an integer greater than or equal to 1", Some("page")),
+    };
+    let size: u64 = match query.get("page_size").map(|p| p.parse::<u64>()) {
+        None => 100,
+        Some(Ok(s)) if (25..=500).contains(&s) => s,
+        _ => return error(400, "Must be an integer between 25 and 500", Some("page_size")),
+    };
+    let filter = match filter.map(|f| Filter::parse(f, filterable(kind))).transpose() {
+        Ok(f) => f,
+        Err(reason) => return error(400, &reason, Some("X-Filter")),
+    };
+    let mut items: Vec<&Value> = all.iter().filter(|v| filter.as_ref().is_none_or(|f| f.matches(v))).collect();
+    if let Some(f) = &filter {
+        f.sort(&mut items);
+    }
+    let results = items.len() as u64;
+    let pages = results.div_ceil(size).max(1);
+    let data: Vec<Value> =
+        items.into_iter().skip(((page - 1) * size) as usize).take(size as usize).map(public).collect();
+    ok(json!({ "data": data, "page": page, "pages": pages, "results": results }))
 }

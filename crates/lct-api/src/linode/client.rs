@@ -189,7 +189,7 @@ impl Client {
                 Err(e) => {
                     // Connecting failed: nothing was sent. Anything later: it may have been.
                     let maybe_done = !e.is_connect();
-                    (without_url(&e), maybe_done, None)
+                    (without_url(e), maybe_done, None)
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -353,30 +353,18 @@ impl Client {
     }
 }
 
-/// reqwest's message without the URL (it holds nothing secret, but keeps errors short).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.without_url_ref().to_string();
-    let mut source = std::error::Error::source(e);
+/// reqwest's message and its causes, without the URL (it holds nothing secret, but keeps
+/// errors short).
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(&e);
     while let Some(inner) = source {
         s.push_str(": ");
         s.push_str(&inner.to_string());
         source = inner.source();
     }
     s
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let text = self.to_string();
-        match self.url() {
-            Some(url) => text.replace(&format!(" ({url})"), "").replace(url.as_str(), ""),
-            None => text,
-        }
-    }
 }
 
 pub fn decode<T: DeserializeOwned>(method: &str, path: &str, v: Value) -> Result<T, ApiFailure> {

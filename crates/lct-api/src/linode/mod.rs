@@ -368,11 +368,11 @@ impl Provider for LinodeProvider {
     }
 
     async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, ProviderError> {
-        validate::label("label", spec.label.as_str()).map_err(ApiFailure::into_provider)?;
+        validate::label("label", spec.label.as_str()).map_err(ProviderError::from)?;
         let size_gib = spec.size_mib.div_ceil(1024);
-        validate::volume_size("size", size_gib).map_err(ApiFailure::into_provider)?;
+        validate::volume_size("size", size_gib).map_err(ProviderError::from)?;
         let region = spec.region.clone().unwrap_or_else(|| self.defaults.region.clone());
-        validate::region("region", &region).map_err(ApiFailure::into_provider)?;
+        validate::region("region", &region).map_err(ProviderError::from)?;
         let body = json!({ "label": spec.label.as_str(), "size": size_gib, "region": region, "tags": [TAG] });
         let v = self.api.create_volume(&body).await?;
         volume_record(&v).ok_or_else(|| ProviderError::Invalid(format!("volume label {:?}", v.label)))
@@ -397,12 +397,6 @@ impl Provider for LinodeProvider {
             self.api.detach_volume(v.id).await?;
         }
         Ok(self.api.delete_volume(v.id).await?)
-    }
-}
-
-impl ApiFailure {
-    fn into_provider(self) -> ProviderError {
-        ProviderError::from(self)
     }
 }
 

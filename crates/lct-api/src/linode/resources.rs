@@ -214,7 +214,6 @@ pub async fn run(api: &Linode, call: Call<'_>) -> Result<Vec<Value>, ApiFailure>
     let parents = res.parents.len();
     let collection = res.collection(&call.ids[..parents]);
     let item = |id: &str| format!("{collection}/{id}");
-    let client = &api.client;
     let body = call.body.clone().unwrap_or(json!({}));
     let c = &api.client;
     Ok(match call.verb {
@@ -237,16 +236,10 @@ pub async fn run(api: &Linode, call: Call<'_>) -> Result<Vec<Value>, ApiFailure>
                         api.create_once(&collection, &body, || {
                             let (collection, name) = (collection.clone(), name.clone());
                             async move {
-                                if res.name == "tags" {
-                                    let all: Vec<Value> = client.list(&collection, None).await?;
-                                    return Ok(all.into_iter().find(|v| v[key] == json!(name)));
-                                }
-                                let filter = if matches!(res.name, "instances" | "volumes" | "images" | "domains") {
-                                    Some(json!({ key: name }))
-                                } else {
-                                    None
-                                };
-                                let all: Vec<Value> = client.list(&collection, filter.as_ref()).await?;
+                                // Where the API filters on the name, it does the looking.
+                                let filter = matches!(res.name, "instances" | "volumes" | "images" | "domains")
+                                    .then(|| json!({ key: name }));
+                                let all: Vec<Value> = c.list(&collection, filter.as_ref()).await?;
                                 Ok(all.into_iter().find(|v| v[key] == json!(name)))
                             }
                         })
