@@ -39,6 +39,17 @@ macro_rules! require_root {
     };
 }
 
+/// Runs a prepared command with `input` on stdin.
+pub fn run_command(mut command: Command, input: &str) -> Run {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    // A command that exits without reading all of its input (a usage error) closes the pipe.
+    match child.stdin.take().unwrap().write_all(input.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+        _ => {}
+    }
+    Run::from(child.wait_with_output().expect("wait"))
+}
+
 /// The result of running a binary.
 pub struct Run {
     pub status: i32,
@@ -114,19 +125,7 @@ impl Env {
 
     /// Runs a binary with `input` on stdin.
     pub fn run_with_input(&self, name: &str, args: &[&str], input: &str) -> Run {
-        let mut child = self
-            .command(name, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        // A command that exits without reading all of its input (a usage error) closes the pipe.
-        match child.stdin.take().unwrap().write_all(input.as_bytes()) {
-            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
-            _ => {}
-        }
-        Run::from(child.wait_with_output().expect("wait"))
+        run_command(self.command(name, args), input)
     }
 
     /// The namespace of a node of this lab.

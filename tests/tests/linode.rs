@@ -2,7 +2,6 @@
 //! limits without duplicates, every fault knob, paging, filters, bad input named by field,
 //! the other resources, and a token that never shows.
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 
 use lct_linode_double::{Config, Double, Fault, FaultKind};
@@ -34,20 +33,7 @@ impl Api<'_> {
     }
 
     fn run_tool(&self, name: &str, args: &[&str], input: &str) -> Run {
-        let mut child = self
-            .tool(name, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-        let out = child.wait_with_output().unwrap();
-        Run {
-            status: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        lct_tests::run_command(self.tool(name, args), input)
     }
 }
 
