@@ -81,10 +81,15 @@ pub fn ensure_veth(ns_a: &str, dev_a: &str, ns_b: &str, dev_b: &str) -> Result<(
 }
 
 /// Deletes a link; one that is already gone is fine (the kernel removes a veth's peer
-/// asynchronously when the other end's namespace goes away).
+/// asynchronously when the other end's namespace goes away: `ip` may find the device and
+/// then see it vanish, "No such device").
 pub fn delete_link(ns: &str, dev: &str) -> Result<(), ProviderError> {
     match ip_in(ns, &["link", "delete", dev]) {
-        Err(ProviderError::Command { stderr, .. }) if stderr.contains("Cannot find device") => Ok(()),
+        Err(ProviderError::Command { stderr, .. })
+            if stderr.contains("Cannot find device") || stderr.contains("No such device") =>
+        {
+            Ok(())
+        }
         other => other.map(drop),
     }
 }
