@@ -36,14 +36,32 @@ fn cstring(s: &str) -> CString {
     CString::new(s).expect("lct names have no NUL")
 }
 
-/// Replaces the whole `inet lct` table with `rs` in one atomic batch.
-pub fn apply_table(rs: &Ruleset) -> io::Result<()> {
+/// Replaces the whole `inet lct` table with `rs` in one atomic batch: where there is no
+/// such table yet, the batch only adds (see [`Netlink`] for why that matters), and should the
+/// table appear meanwhile, that batch is refused and the replacing one sent.
+pub fn apply_table(nl: &Netlink, rs: &Ruleset) -> io::Result<()> {
+    if !nl.table_exists()? {
+        match build_table(nl, rs, false) {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            done => return done,
+        }
+    }
+    build_table(nl, rs, true)
+}
+
+/// With `replace`, the batch adds the table, deletes it and builds it anew (one transaction,
+/// so the delete cannot fail on a missing table); without, it creates the table, and the
+/// kernel refuses the batch if it exists.
+fn build_table(nl: &Netlink, rs: &Ruleset, replace: bool) -> io::Result<()> {
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
     let mut batch = Batch::new();
-    // Add first so the delete cannot fail on a missing table; both land in one transaction.
-    batch.add(&table, MsgType::Add);
-    batch.add(&table, MsgType::Del);
-    batch.add(&table, MsgType::Add);
+    if replace {
+        batch.add(&table, MsgType::Add);
+        batch.add(&table, MsgType::Del);
+        batch.add(&table, MsgType::Add);
+    } else {
+        batch.add(&NewTable::new(TABLE, ProtoFamily::Inet), MsgType::Add);
+    }
 
     let mut id = 1;
     let mut v4_sets = Vec::new();
@@ -154,12 +172,54 @@ pub fn apply_table(rs: &Ruleset) -> io::Result<()> {
     for r in &rules {
         batch.add(r, MsgType::Add);
     }
-    send(&batch.finalize())
+    nl.send(&batch.finalize())
+}
+
+/// A table to create only where it does not exist (`NLM_F_EXCL`, which nftnl's `Table` does
+/// not set): a batch that builds the table from nothing must not append to one that exists.
+struct NewTable(std::ptr::NonNull<sys::nftnl_table>, ProtoFamily);
+
+impl NewTable {
+    fn new(name: &str, family: ProtoFamily) -> NewTable {
+        let name = cstring(name);
+        // SAFETY: a table object of our own, filled with copies of the name and family.
+        unsafe {
+            let raw = std::ptr::NonNull::new(sys::nftnl_table_alloc()).expect("allocation");
+            sys::nftnl_table_set_str(raw.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
+            sys::nftnl_table_set_u32(raw.as_ptr(), sys::NFTNL_TABLE_FAMILY as u16, family as u32);
+            NewTable(raw, family)
+        }
+    }
+}
+
+// SAFETY: writes one NEWTABLE message into the buffer the batch provides, as nftnl's own
+// `Table` does, with the flags that make it exclusive.
+unsafe impl nftnl::NlMsg for NewTable {
+    unsafe fn write(&self, buf: *mut libc::c_void, seq: u32, _: MsgType) {
+        let flags = libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL;
+        unsafe {
+            let header = sys::nftnl_nlmsg_build_hdr(
+                buf.cast::<c_char>(),
+                libc::NFT_MSG_NEWTABLE as u16,
+                self.1 as u16,
+                flags as u16,
+                seq,
+            );
+            sys::nftnl_table_nlmsg_build_payload(header, self.0.as_ptr());
+        }
+    }
+}
+
+impl Drop for NewTable {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new`, freed once.
+        unsafe { sys::nftnl_table_free(self.0.as_ptr()) };
+    }
 }
 
 /// Adds and removes set elements so the sets of `old` (what the kernel holds) become those
 /// of `new`. Both must have the same structure.
-pub fn apply_elements(old: &Ruleset, new: &Ruleset) -> io::Result<Applied> {
+pub fn apply_elements(nl: &Netlink, old: &Ruleset, new: &Ruleset) -> io::Result<Applied> {
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
     let mut batch = Batch::new();
     let (mut added, mut removed) = (0, 0);
@@ -203,7 +263,7 @@ pub fn apply_elements(old: &Ruleset, new: &Ruleset) -> io::Result<Applied> {
             batch.add_iter(a.elems_iter(), MsgType::Add);
         }
     }
-    send(&batch.finalize())?;
+    nl.send(&batch.finalize())?;
     Ok(Applied::Elements { added, removed })
 }
 
@@ -237,13 +297,14 @@ fn diff<T: Ord + Copy>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> (Vec<T>, Vec<T>)
 
 /// Deletes the `inet lct` table, if there is one.
 pub fn delete_table() -> io::Result<bool> {
-    if !table_exists()? {
+    let nl = Netlink::open()?;
+    if !nl.table_exists()? {
         return Ok(false);
     }
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
     let mut batch = Batch::new();
     batch.add(&table, MsgType::Del);
-    send(&batch.finalize())?;
+    nl.send(&batch.finalize())?;
     Ok(true)
 }
 
@@ -304,32 +365,98 @@ impl NlBuffer {
     }
 }
 
-fn socket() -> io::Result<mnl::Socket> {
-    mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"),
-        )
-    })
+/// A netfilter netlink socket, one per sync. The kernel frees what a commit replaced or
+/// deleted only after an RCU grace period, in a worker, and makes whoever next closes a
+/// netfilter socket wait for that worker (about 20 ms here): so a sync opens one socket and
+/// closes it once, and a batch that only adds (a table built where there was none, peers
+/// joining) leaves nothing to wait for.
+pub struct Netlink {
+    socket: mnl::Socket,
 }
 
-/// Sends a batch and checks every acknowledgement; the kernel applies all of it or nothing.
-fn send(batch: &FinalizedBatch) -> io::Result<()> {
-    let socket = socket()?;
-    let portid = socket.portid();
-    grow_receive_buffer(&socket);
-    send_in_one_message(&socket, batch)?;
-    let mut buffer = NlBuffer::new();
-    let mut expected = batch.sequence_numbers();
-    while !expected.is_empty() {
-        for message in socket.recv(buffer.bytes())? {
-            let message = message?;
-            let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink acknowledgement"))?;
-            mnl::cb_run(message, seq, portid)
-                .map_err(|e| io::Error::new(e.kind(), format!("nf_tables refused the batch: {e}")))?;
-        }
+impl Netlink {
+    pub fn open() -> io::Result<Netlink> {
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"),
+            )
+        })?;
+        grow_receive_buffer(&socket);
+        Ok(Netlink { socket })
     }
-    Ok(())
+
+    /// Sends a batch and checks every acknowledgement; the kernel applies all of it or nothing.
+    fn send(&self, batch: &FinalizedBatch) -> io::Result<()> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        send_in_one_message(socket, batch)?;
+        let mut buffer = NlBuffer::new();
+        let mut expected = batch.sequence_numbers();
+        while !expected.is_empty() {
+            for message in socket.recv(buffer.bytes())? {
+                let message = message?;
+                let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink acknowledgement"))?;
+                mnl::cb_run(message, seq, portid)
+                    .map_err(|e| io::Error::new(e.kind(), format!("nf_tables refused the batch: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The ruleset generation: the kernel bumps it on every change to any table.
+    pub fn generation(&self) -> io::Result<u32> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        let seq = 1;
+        let mut request = NlBuffer::new();
+        let len = unsafe {
+            let nlh = sys::nftnl_nlmsg_build_hdr(
+                request.bytes().as_mut_ptr().cast::<c_char>(),
+                libc::NFT_MSG_GETGEN as u16,
+                ProtoFamily::Unspec as u16,
+                libc::NLM_F_ACK as u16,
+                seq,
+            );
+            (*nlh).nlmsg_len as usize
+        };
+        socket.send(&request.bytes()[..len])?;
+        let mut buffer = NlBuffer::new();
+        let mut id: Option<u32> = None;
+        // Read up to the acknowledgement that follows the answer: the socket serves the
+        // next request of this sync, which must not find it waiting.
+        loop {
+            let n = socket.recv_raw(buffer.bytes())?;
+            if let mnl::CbResult::Stop = mnl::cb_run2(&buffer.bytes()[..n], seq, portid, gen_cb, &mut id)? {
+                break;
+            }
+        }
+        id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
+    }
+
+    /// Whether the `inet lct` table exists.
+    pub fn table_exists(&self) -> io::Result<bool> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        let seq = 1;
+        let request = nftnl::table::get_tables_nlmsg(seq);
+        // The helper leaves the buffer at full size; send only the message.
+        let len = u32::from_ne_bytes(request[..4].try_into().expect("4 bytes")) as usize;
+        socket.send(&request[..len])?;
+        let mut tables = std::collections::HashSet::new();
+        let mut buffer = NlBuffer::new();
+        loop {
+            let n = socket.recv_raw(buffer.bytes())?;
+            if let mnl::CbResult::Stop =
+                mnl::cb_run2(&buffer.bytes()[..n], seq, portid, nftnl::table::get_tables_cb, &mut tables)?
+            {
+                break;
+            }
+        }
+        // Tables of every family come back; ours is the only one named so in `inet` we
+        // create, and lct never creates another of that name.
+        Ok(tables.contains(&cstring(TABLE)))
+    }
 }
 
 /// Sends every page of a batch in one `sendmsg`: the kernel processes a batch only within one
@@ -389,36 +516,6 @@ fn grow_receive_buffer(socket: &mnl::Socket) {
     set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
 }
 
-/// The ruleset generation: the kernel bumps it on every change to any table.
-pub fn generation() -> io::Result<u32> {
-    let socket = socket()?;
-    let portid = socket.portid();
-    let seq = 1;
-    let mut request = NlBuffer::new();
-    let len = unsafe {
-        let nlh = sys::nftnl_nlmsg_build_hdr(
-            request.bytes().as_mut_ptr().cast::<c_char>(),
-            libc::NFT_MSG_GETGEN as u16,
-            ProtoFamily::Unspec as u16,
-            libc::NLM_F_ACK as u16,
-            seq,
-        );
-        (*nlh).nlmsg_len as usize
-    };
-    socket.send(&request.bytes()[..len])?;
-    let mut buffer = NlBuffer::new();
-    let mut id: Option<u32> = None;
-    loop {
-        let n = socket.recv_raw(buffer.bytes())?;
-        match mnl::cb_run2(&buffer.bytes()[..n], seq, portid, gen_cb, &mut id)? {
-            mnl::CbResult::Stop => break,
-            mnl::CbResult::Ok if id.is_some() => break,
-            mnl::CbResult::Ok => {}
-        }
-    }
-    id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
-}
-
 fn gen_cb(header: &libc::nlmsghdr, id: &mut Option<u32>) -> libc::c_int {
     // SAFETY: libnftnl parses the message the kernel sent into an object we free.
     unsafe {
@@ -429,30 +526,6 @@ fn gen_cb(header: &libc::nlmsghdr, id: &mut Option<u32>) -> libc::c_int {
         sys::nftnl_gen_free(g);
     }
     1 // MNL_CB_OK
-}
-
-/// Whether the `inet lct` table exists.
-pub fn table_exists() -> io::Result<bool> {
-    let socket = socket()?;
-    let portid = socket.portid();
-    let seq = 1;
-    let request = nftnl::table::get_tables_nlmsg(seq);
-    // The helper leaves the buffer at full size; send only the message.
-    let len = u32::from_ne_bytes(request[..4].try_into().expect("4 bytes")) as usize;
-    socket.send(&request[..len])?;
-    let mut tables = std::collections::HashSet::new();
-    let mut buffer = NlBuffer::new();
-    loop {
-        let n = socket.recv_raw(buffer.bytes())?;
-        if let mnl::CbResult::Stop =
-            mnl::cb_run2(&buffer.bytes()[..n], seq, portid, nftnl::table::get_tables_cb, &mut tables)?
-        {
-            break;
-        }
-    }
-    // Tables of every family come back; ours is the only one named so in `inet` we create,
-    // and lct never creates another of that name.
-    Ok(tables.contains(&cstring(TABLE)))
 }
 
 /// What was last applied in this network namespace, and the generation right after.
@@ -476,6 +549,7 @@ pub(crate) fn memory_path() -> io::Result<std::path::PathBuf> {
 /// since our last apply (same structure, and no one touched the ruleset: same generation),
 /// the whole table otherwise — which also repairs drift such as `nft flush ruleset`.
 pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
+    let nl = Netlink::open()?;
     let path = memory_path()?;
     let last: Option<LastApplied> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
     // Any change to the ruleset by anyone bumps the generation, our own element updates
@@ -494,15 +568,15 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
                 && last.ruleset.structure() == rs.structure()
                 && last.ruleset.node == rs.node
                 && fits(&last)
-                && generation()? == last.generation =>
+                && nl.generation()? == last.generation =>
         {
-            match apply_elements(&last.ruleset, rs) {
+            match apply_elements(&nl, &last.ruleset, rs) {
                 Ok(applied) => (applied, last.capacity),
                 // What we remembered does not match the kernel after all (a namespace that
                 // reuses a deleted one's inode, say): the whole table puts it right.
                 Err(e) => {
                     tracing::warn!("element update refused ({e}); replacing the table");
-                    apply_table(rs)?;
+                    apply_table(&nl, rs)?;
                     let capacity =
                         rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
                     (Applied::Table, capacity)
@@ -510,13 +584,13 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
             }
         }
         _ => {
-            apply_table(rs)?;
+            apply_table(&nl, rs)?;
             let capacity = rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
             (Applied::Table, capacity)
         }
     };
     if applied != Applied::Unchanged {
-        let memory = LastApplied { generation: generation()?, ruleset: rs.clone(), capacity };
+        let memory = LastApplied { generation: nl.generation()?, ruleset: rs.clone(), capacity };
         std::fs::create_dir_all(path.parent().expect("has parent"))?;
         let bytes = serde_json::to_vec(&memory).map_err(io::Error::other)?;
         lct_core::fsutil::atomic_write(&path, &bytes, 0o600)?;
@@ -622,8 +696,9 @@ pub fn roll_back(token: &str) -> io::Result<bool> {
     }
     match pending.previous {
         Some(previous) => {
-            apply_table(&previous.ruleset)?;
-            let memory = LastApplied { generation: generation()?, ..previous };
+            let nl = Netlink::open()?;
+            apply_table(&nl, &previous.ruleset)?;
+            let memory = LastApplied { generation: nl.generation()?, ..previous };
             let bytes = serde_json::to_vec(&memory).map_err(io::Error::other)?;
             lct_core::fsutil::atomic_write(&memory_path()?, &bytes, 0o600)?;
         }
