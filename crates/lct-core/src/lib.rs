@@ -2,6 +2,7 @@
 //!
 //! * [`record`]: the records that flow between the tools (node, cluster, node-spec) and
 //!   the [`record::Record`] trait other crates implement for their own kinds.
+//! * [`scan`]: a strict JSON scanner that borrows, for reading many records quickly.
 //! * [`stream`]: reading and writing JSON lines, passing unknown kinds through untouched.
 //! * [`cli`]: the conventions every binary follows (output format, logging, exit codes,
 //!   completions and man pages).
@@ -15,6 +16,7 @@
 pub mod cli;
 pub mod fsutil;
 pub mod record;
+pub mod scan;
 pub mod state;
 pub mod stream;
 pub mod table;

@@ -333,68 +333,90 @@ mod tests {
 pub type Numbered<U> = (usize, U);
 
 /// How much input [`read_kind_parallel`] holds at once.
-const CHUNK: usize = 8 << 20;
+const CHUNK: usize = 2 << 20;
 
 /// Reads a whole input and parses every line of kind `T` on all cores, handing each record
 /// to `keep` as soon as it is parsed, with its text (so a caller can keep only what it
 /// needs, or the line to pass on); what `keep` returns comes back with the line number. The
-/// lines of
-/// other kinds come back as [`Line`]s. The input is read in chunks of a few MiB, so memory
-/// stays bounded by what `keep` keeps. Errors are those of the first bad line, in input
-/// order, as [`read_kind`] reports them.
+/// lines of other kinds come back as [`Line`]s. The input is read in chunks of a few MiB
+/// (the next chunk is read while the last one is parsed), so memory stays bounded by what
+/// `keep` keeps. Errors are those of the first bad line, in input order, as [`read_kind`]
+/// reports them.
 pub fn read_kind_parallel<T: Record, U: Send>(
+    input: impl io::Read,
+    keep: impl Fn(T, &str) -> U + Sync,
+) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
+    read_kind_parallel_with::<T, U>(input, |_| None, keep)
+}
+
+/// [`read_kind_parallel`] with a fast path: `quick` gets the text of each line of kind `T`
+/// (of a version this build reads) first and may return what to keep straight from it,
+/// e.g. by borrowing the few fields it needs; where it returns `None`, the line is parsed
+/// as a whole `T` and handed to `keep`, and a bad line is reported as usual. `quick` must
+/// return `None` for every line that is not a valid `T`.
+pub fn read_kind_parallel_with<T: Record, U: Send>(
     mut input: impl io::Read,
+    quick: impl Fn(&str) -> Option<U> + Sync,
     keep: impl Fn(T, &str) -> U + Sync,
 ) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
     // What our own writer puts first: lines that start so need no separate look at their head.
     let prefix = format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION);
-    let mut kept = Vec::new();
+    let parser =
+        PartParser { prefix: &prefix, quick: &quick, keep: &keep, _kind: std::marker::PhantomData::<fn() -> T> };
+    let mut kept: Vec<Vec<Numbered<U>>> = Vec::new();
     let mut others = Vec::new();
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
     let mut base = 0usize; // lines before this chunk
-    let mut eof = false;
-    while !eof {
-        // Fill the buffer up to a chunk (it may hold the tail of the previous one).
-        let want = CHUNK.saturating_sub(buf.len()).max(4096) as u64;
-        match input.by_ref().take(want).read_to_end(&mut buf) {
-            Ok(0) => eof = true,
-            Ok(_) => {}
-            Err(e) => return Err(StreamError::new(base + 1, None, format!("read error: {e}"))),
-        }
+    // `current` is parsed while `next` is filled; the tail of an unfinished line moves over.
+    let mut current: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    let mut next: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    // A small first chunk: parsing starts soon, while the rest is read.
+    let mut eof =
+        fill(&mut input, &mut current, CHUNK / 8).map_err(|e| StreamError::new(1, None, format!("read error: {e}")))?;
+    loop {
         // Whole lines only; the rest waits for the next round.
-        let cut = if eof { buf.len() } else { buf.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) };
-        if cut == 0 && !eof {
-            continue; // one line longer than a chunk: read on
-        }
-        let text = match std::str::from_utf8(&buf[..cut]) {
-            Ok(t) => t,
-            Err(e) => {
-                let line = base + 1 + buf[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
-                return Err(StreamError::new(line, None, "not valid UTF-8"));
-            }
-        };
-        let parts = split_lines(text, threads);
-        let results: Vec<Part<U>> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                parts.iter().map(|part| s.spawn(|| parse_part::<T, U>(part, &prefix, &keep))).collect();
-            handles.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect()
+        let cut = if eof { current.len() } else { current.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) };
+        next.clear();
+        next.extend_from_slice(&current[cut..]);
+        let parts = split_lines(&current[..cut], threads);
+        let (results, read) = std::thread::scope(|s| {
+            let handles: Vec<_> = parts.iter().map(|part| s.spawn(|| parser.parse_bytes(part))).collect();
+            let read = if eof { Ok(true) } else { fill(&mut input, &mut next, CHUNK) };
+            (handles.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect::<Vec<_>>(), read)
         });
-        for part in results {
+        for mut part in results {
             if let Some(mut e) = part.error {
                 e.line += base;
                 return Err(e);
             }
-            kept.extend(part.kept.into_iter().map(|(n, u)| (n + base, u)));
+            for (n, _) in &mut part.kept {
+                *n += base;
+            }
+            kept.push(part.kept);
             others.extend(part.others.into_iter().map(|mut l| {
                 l.number += base;
                 l
             }));
             base += part.lines;
         }
-        buf.drain(..cut);
+        if eof {
+            let mut all = Vec::with_capacity(kept.iter().map(Vec::len).sum());
+            for part in kept {
+                all.extend(part);
+            }
+            return Ok((all, others));
+        }
+        eof = read.map_err(|e| StreamError::new(base + 1, None, format!("read error: {e}")))?;
+        std::mem::swap(&mut current, &mut next);
     }
-    Ok((kept, others))
+}
+
+/// Reads until `buf` holds about `size` bytes; true at the end of the input.
+fn fill(input: &mut impl io::Read, buf: &mut Vec<u8>, size: usize) -> io::Result<bool> {
+    let want = size.saturating_sub(buf.len()).max(4096) as u64;
+    let before = buf.len();
+    input.take(want).read_to_end(buf)?;
+    Ok(buf.len() - before < want as usize)
 }
 
 struct Part<U> {
@@ -405,12 +427,12 @@ struct Part<U> {
 }
 
 /// Splits text into about `n` parts at line ends.
-fn split_lines(text: &str, n: usize) -> Vec<&str> {
+fn split_lines(text: &[u8], n: usize) -> Vec<&[u8]> {
     let mut parts = Vec::with_capacity(n);
     let mut rest = text;
     for i in (1..n).rev() {
         let target = rest.len() / (i + 1);
-        match rest[target..].find('\n') {
+        match rest[target..].iter().position(|&b| b == b'\n') {
             Some(p) if target > 0 => {
                 let (a, b) = rest.split_at(target + p + 1);
                 parts.push(a);
@@ -423,26 +445,60 @@ fn split_lines(text: &str, n: usize) -> Vec<&str> {
     parts
 }
 
-fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T, &str) -> U + Sync)) -> Part<U> {
-    let mut part = Part { kept: Vec::new(), others: Vec::new(), lines: 0, error: None };
-    for raw in text.split_inclusive('\n') {
-        part.lines += 1;
-        let number = part.lines;
-        let fast = raw.starts_with(prefix);
-        let line = if fast {
-            Line { number, text: String::new(), kind: String::new(), version: T::VERSION }
-        } else {
-            match Line::from_text(number, raw) {
-                Ok(Some(line)) => line,
-                Ok(None) => continue,
-                Err(e) => {
-                    part.error = Some(e);
-                    return part;
+struct PartParser<'a, T, Q, K> {
+    prefix: &'a str,
+    quick: &'a Q,
+    keep: &'a K,
+    _kind: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Record, U, Q: Fn(&str) -> Option<U>, K: Fn(T, &str) -> U> PartParser<'_, T, Q, K> {
+    /// Checks that a part is UTF-8 (on the part's own thread) and parses it; a line that is
+    /// not UTF-8 is reported unless a line before it has another fault.
+    fn parse_bytes(&self, bytes: &[u8]) -> Part<U> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.parse(text),
+            Err(e) => {
+                let line_start = bytes[..e.valid_up_to()].iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+                let valid = std::str::from_utf8(&bytes[..line_start]).expect("checked up to here");
+                let mut part = self.parse(valid);
+                if part.error.is_none() {
+                    part.error = Some(StreamError::new(part.lines + 1, None, "not valid UTF-8"));
                 }
+                part
             }
-        };
-        if fast || line.is::<T>() {
+        }
+    }
+
+    fn parse(&self, text: &str) -> Part<U> {
+        let mut part = Part { kept: Vec::with_capacity(text.len() / 256), others: Vec::new(), lines: 0, error: None };
+        for raw in text.split_inclusive('\n') {
+            part.lines += 1;
+            let number = part.lines;
+            let fast = raw.starts_with(self.prefix);
+            let line = if fast {
+                Line { number, text: String::new(), kind: String::new(), version: T::VERSION }
+            } else {
+                match Line::from_text(number, raw) {
+                    Ok(Some(line)) => line,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        part.error = Some(e);
+                        return part;
+                    }
+                }
+            };
+            if !fast && !line.is::<T>() {
+                part.others.push(line);
+                continue;
+            }
             let text = raw.trim_end_matches(['\n', '\r']);
+            if line.version <= T::VERSION
+                && let Some(u) = (self.quick)(text)
+            {
+                part.kept.push((number, u));
+                continue;
+            }
             let parsed = match serde_json::from_str::<T>(text) {
                 Ok(mut r) if line.version <= T::VERSION => {
                     r.strip_envelope();
@@ -452,17 +508,15 @@ fn parse_part<T: Record, U>(text: &str, prefix: &str, keep: &(impl Fn(T, &str) -
             };
             match parsed {
                 // Numbered within the part; the merge adds the lines before it.
-                Ok(r) => part.kept.push((number, keep(r, text))),
+                Ok(r) => part.kept.push((number, (self.keep)(r, text))),
                 Err(e) => {
                     part.error = Some(e);
                     return part;
                 }
             }
-        } else {
-            part.others.push(line);
         }
+        part
     }
-    part
 }
 
 #[cfg(test)]
@@ -516,6 +570,19 @@ mod parallel_tests {
         let par = read_kind_parallel::<Node, Node>(input.as_bytes(), |n, _| n).unwrap_err();
         assert_eq!(seq, par);
         assert_eq!((par.line, par.field.as_deref()), (1235, Some("private_ipv4[0]")));
+        // A line that is not UTF-8 is reported in order too.
+        let mut bytes = input.clone().into_bytes();
+        let at = input.match_indices('\n').nth(2799).unwrap().0 + 5;
+        bytes[at] = 0xff;
+        let e = read_kind_parallel::<Node, Node>(&bytes[..], |n, _| n).unwrap_err();
+        assert_eq!(e.line, 1235, "{e}");
+        let fixed = input.replace("10.0.4.999", "10.0.4.210").replace("not json", &node(2500));
+        let at = fixed.match_indices('\n').nth(2799).unwrap().0 + 5;
+        let mut bytes = fixed.into_bytes();
+        bytes[at] = 0xff;
+        let e = read_kind_parallel::<Node, Node>(&bytes[..], |n, _| n).unwrap_err();
+        assert_eq!(e, read_kind::<Node>(&bytes[..]).unwrap_err());
+        assert_eq!((e.line, e.message.as_str()), (2801, "not valid UTF-8"));
         // The fast path still checks versions.
         let newer = node(1).replace("\"v\":1", "\"v\":2");
         let e = read_kind_parallel::<Node, Node>(newer.as_bytes(), |n, _| n).unwrap_err();

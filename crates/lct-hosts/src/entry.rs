@@ -2,8 +2,11 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use lct_core::record::{Cluster, DomainName, Name, Node, Record, check_label};
+use lct_core::record::{Cluster, DomainName, Name, Record, check_label};
+
+use crate::Member;
 use serde::{Deserialize, Serialize};
 
 /// Which network an address is on.
@@ -27,37 +30,6 @@ pub struct HostEntry {
 impl Record for HostEntry {
     const KIND: &'static str = "host-entry";
     const VERSION: u32 = 1;
-}
-
-/// What rendering needs of a node: its names and first address of each kind. Small, so
-/// 100,000 of them fit in a few MiB.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Member {
-    pub cluster: Name,
-    pub name: Name,
-    pub private_ipv4: Option<Ipv4Addr>,
-    pub private_ipv6: Option<Ipv6Addr>,
-    pub public_ipv4: Option<Ipv4Addr>,
-    pub public_ipv6: Option<Ipv6Addr>,
-}
-
-impl From<Node> for Member {
-    fn from(n: Node) -> Member {
-        Member {
-            private_ipv4: n.private_ipv4.first().copied(),
-            private_ipv6: n.private_ipv6.first().copied(),
-            public_ipv4: n.public_ipv4.first().copied(),
-            public_ipv6: n.public_ipv6.first().copied(),
-            cluster: n.cluster,
-            name: n.name,
-        }
-    }
-}
-
-impl From<&Node> for Member {
-    fn from(n: &Node) -> Member {
-        Member::from(n.clone())
-    }
 }
 
 /// How public addresses are named.
@@ -115,103 +87,403 @@ pub fn check_host_name(name: &str) -> Result<(), HostsError> {
 /// Renders the entries of `nodes`, sorted by cluster, node, scope and address family, and
 /// checks them: every name valid, and no name for two addresses of one family.
 pub fn render(nodes: &[Member], clusters: &[Cluster], options: &RenderOptions) -> Result<Vec<HostEntry>, HostsError> {
-    let domains: HashMap<&Name, &DomainName> =
-        clusters.iter().filter_map(|c| c.domain.as_ref().map(|d| (&c.name, d))).collect();
-    for name in options.aliases.values().flatten() {
-        check_host_name(name)?;
-    }
-    if let Some(PublicNames::Suffix(s)) = &options.public {
-        check_host_name(s)?;
-    }
-    // Labels joined with a valid domain are valid, if not too long.
-    let longest_domain = domains
-        .values()
-        .map(|d| d.as_str().len())
-        .chain(match &options.public {
-            Some(PublicNames::Domain(d)) => Some(d.as_str().len()),
-            Some(PublicNames::Suffix(s)) => Some(s.len()),
-            None => None,
-        })
-        .max()
-        .unwrap_or(0);
-    let mut entries = Vec::with_capacity(nodes.len() * 2);
-    // Sorted once by node, entries come out in order: a node's private entries before its
-    // public ones, IPv4 before IPv6.
-    let mut order: Vec<&Member> = nodes.iter().collect();
-    order.sort_by(|a, b| (&a.cluster, &a.name).cmp(&(&b.cluster, &b.name)));
-    for node in order {
-        let domain = domains.get(&node.cluster);
-        let aliases = options.aliases.get(&node.name).map(Vec::as_slice).unwrap_or_default();
-        if options.private {
-            let mut names = Vec::with_capacity(2 + aliases.len());
-            if let Some(d) = domain {
-                names.push(format!("{}.{d}", node.name));
-            }
-            names.push(node.name.to_string());
-            names.extend(aliases.iter().cloned());
-            push_addresses(&mut entries, node, Scope::Private, node.private_ipv4, node.private_ipv6, &names, options);
-        }
-        if let Some(public) = &options.public {
-            let mut names = vec![match public {
-                PublicNames::Suffix(s) => format!("{}.{s}", node.name),
-                PublicNames::Domain(d) => format!("{}.{d}", node.name),
-            }];
-            if !options.private {
-                names.extend(aliases.iter().cloned());
-            }
-            push_addresses(&mut entries, node, Scope::Public, node.public_ipv4, node.public_ipv6, &names, options);
-        }
-    }
-    if let Some(long) = nodes.iter().find(|n| n.name.as_str().len() + 1 + longest_domain > 253) {
-        for e in entries.iter().filter(|e| e.node == long.name) {
-            for n in &e.names {
-                check_host_name(n)?;
-            }
-        }
-    }
-    check_names(&entries, false)?;
-    Ok(entries)
+    let layout = Layout::new(nodes, clusters, options)?;
+    layout.check()?;
+    Ok(layout.entries())
 }
 
-fn push_addresses(
-    entries: &mut Vec<HostEntry>,
-    node: &Member,
-    scope: Scope,
-    v4: Option<Ipv4Addr>,
-    v6: Option<Ipv6Addr>,
-    names: &[String],
+/// What [`render`] gives, as hosts-file text per cluster (what `apply` writes into each
+/// cluster's block), without building an entry record per line.
+pub fn render_blocks(
+    nodes: &[Member],
+    clusters: &[Cluster],
     options: &RenderOptions,
-) {
-    // A node's primary address carries its names; further addresses of the same family
-    // would make the names ambiguous, so only the first of each family is listed.
-    let v6 = v6.filter(|_| options.ipv6).map(IpAddr::V6);
-    for address in v4.map(IpAddr::V4).into_iter().chain(v6) {
-        entries.push(HostEntry {
-            cluster: node.cluster.clone(),
-            node: node.name.clone(),
-            scope,
-            address,
-            names: names.to_vec(),
+) -> Result<BTreeMap<Name, String>, HostsError> {
+    let layout = Layout::new(nodes, clusters, options)?;
+    // The check and the text do not depend on each other: both at once, the text thrown
+    // away if the check fails.
+    let (checked, texts) = std::thread::scope(|s| {
+        let check = s.spawn(|| layout.check());
+        let texts = layout.texts();
+        (check.join().expect("the check does not panic"), texts)
+    });
+    checked.map(|()| texts)
+}
+
+/// A rendering before it becomes text or records: per cluster, its members in name order.
+/// Each member gives a line per scope and address family; the names of a line follow from
+/// the member, its cluster's domain, the scope and the options.
+///
+/// Built for 100,000 nodes: whatever reads every member's name (grouping, sort keys, the
+/// conflict check) walks the members in input order, where their names lie one after the
+/// other in memory; only writing the text visits them in name order.
+struct Layout<'a> {
+    options: &'a RenderOptions,
+    members: &'a [Member],
+    clusters: Vec<ClusterOrder<'a>>,
+}
+
+struct ClusterOrder<'a> {
+    name: &'a Name,
+    domain: Option<&'a str>,
+    /// Indices into `members`, sorted by node name.
+    order: Vec<u32>,
+    /// The same, in input order.
+    input_order: Vec<u32>,
+}
+
+/// A host name as the label it starts with and the rest after the first dot (empty for a
+/// single label): names made of a node name and a domain are never built as strings just to
+/// be compared.
+type NameParts<'a> = (&'a str, &'a str);
+
+fn split_name(name: &str) -> NameParts<'_> {
+    name.split_once('.').unwrap_or((name, ""))
+}
+
+/// One line of a member: which scope, which address.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Line {
+    scope: Scope,
+    address: IpAddr,
+}
+
+impl<'a> Layout<'a> {
+    fn new(members: &'a [Member], clusters: &'a [Cluster], options: &'a RenderOptions) -> Result<Self, HostsError> {
+        let domains: HashMap<&Name, &str> =
+            clusters.iter().filter_map(|c| c.domain.as_ref().map(|d| (&c.name, d.as_str()))).collect();
+        for name in options.aliases.values().flatten() {
+            check_host_name(name)?;
+        }
+        if let Some(PublicNames::Suffix(s)) = &options.public {
+            check_host_name(s)?;
+        }
+        let mut by_cluster: BTreeMap<&Name, Vec<(u64, u32)>> = BTreeMap::new();
+        for (i, member) in members.iter().enumerate() {
+            let index = u32::try_from(i).expect("fewer than 4 billion nodes");
+            by_cluster.entry(&member.cluster).or_default().push((sort_prefix(member.name.as_str()), index));
+        }
+        let name = |i: u32| members[i as usize].name.as_str();
+        let clusters = by_cluster
+            .into_iter()
+            .map(|(cluster, mut keyed)| {
+                // The same name twice (a duplicate record) keeps its input order: the output
+                // depends on nothing but the input.
+                let input_order = keyed.iter().map(|&(_, i)| i).collect();
+                keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))).then(a.1.cmp(&b.1)));
+                ClusterOrder {
+                    name: cluster,
+                    domain: domains.get(cluster).copied(),
+                    order: keyed.into_iter().map(|(_, i)| i).collect(),
+                    input_order,
+                }
+            })
+            .collect();
+        Ok(Layout { options, members, clusters })
+    }
+
+    /// A member's lines: private before public, IPv4 before IPv6. Only the first address
+    /// of each family carries names: more would make the names ambiguous.
+    fn lines(&self, member: &Member, mut each: impl FnMut(Line)) {
+        let mut scope = |scope, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>| {
+            let v6 = v6.filter(|_| self.options.ipv6).map(IpAddr::V6);
+            for address in v4.map(IpAddr::V4).into_iter().chain(v6) {
+                each(Line { scope, address });
+            }
+        };
+        if self.options.private {
+            scope(Scope::Private, member.private_ipv4, member.private_ipv6);
+        }
+        if self.options.public.is_some() {
+            scope(Scope::Public, member.public_ipv4, member.public_ipv6);
+        }
+    }
+
+    /// The names of a member's line of `scope`, canonical first.
+    fn names(&self, member: &'a Member, domain: Option<&'a str>, scope: Scope, mut each: impl FnMut(NameParts<'a>)) {
+        let name = member.name.as_str();
+        let options = self.options;
+        let aliases = || {
+            let list = if options.aliases.is_empty() { None } else { options.aliases.get(&member.name) };
+            list.into_iter().flatten().map(|a| split_name(a))
+        };
+        match scope {
+            Scope::Private => {
+                if let Some(domain) = domain {
+                    each((name, domain));
+                }
+                each((name, ""));
+                aliases().for_each(each);
+            }
+            Scope::Public => {
+                match &options.public {
+                    Some(PublicNames::Suffix(s)) => each((name, s.as_str())),
+                    Some(PublicNames::Domain(d)) => each((name, d.as_str())),
+                    None => unreachable!("public lines only with public names"),
+                }
+                if !options.private {
+                    aliases().for_each(each);
+                }
+            }
+        }
+    }
+
+    /// Every name of every line, in input order: the member, the line, which name of the
+    /// line it is, and the name.
+    fn each_name(
+        &self,
+        mut each: impl FnMut(u32, Line, usize, NameParts<'a>) -> Result<(), HostsError>,
+    ) -> Result<(), HostsError> {
+        for cluster in &self.clusters {
+            for &i in &cluster.input_order {
+                let member = &self.members[i as usize];
+                let mut result = Ok(());
+                self.lines(member, |line| {
+                    let mut k = 0;
+                    self.names(member, cluster.domain, line.scope, |parts| {
+                        if result.is_ok() {
+                            result = each(i, line, k, parts);
+                        }
+                        k += 1;
+                    })
+                });
+                result?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The `k`th name of a member's line of `scope` and family, and the line.
+    fn name_of(&self, i: u32, scope: Scope, v6: bool, k: usize) -> (Line, NameParts<'a>) {
+        let member = &self.members[i as usize];
+        let domain = self.clusters.iter().find(|c| c.name == &member.cluster).and_then(|c| c.domain);
+        let mut line = None;
+        self.lines(member, |l| {
+            if l.scope == scope && l.address.is_ipv6() == v6 {
+                line = Some(l);
+            }
         });
+        let mut name = None;
+        let mut n = 0;
+        self.names(member, domain, scope, |parts| {
+            if n == k {
+                name = Some(parts);
+            }
+            n += 1;
+        });
+        (line.expect("the line was seen"), name.expect("the name was seen"))
+    }
+
+    /// Names made of a node name and a domain are valid when not too long (the parts are
+    /// checked); no name may stand for two addresses of one family. Names are compared by
+    /// a 64-bit hash first (a small table that stays in cache); two names with the same
+    /// hash are compared as text, and should two different names ever share a hash, the
+    /// check starts over comparing every name as text.
+    fn check(&self) -> Result<(), HostsError> {
+        // The value says where the name came from: member, scope, family, which name.
+        let mut seen: HashMap<u64, (u32, Scope, bool, usize), Prehashed> = HashMap::default();
+        seen.reserve(self.members.len());
+        let mut collided = false;
+        self.each_name(|i, line, k, parts| {
+            if parts.0.len() + 1 + parts.1.len() > 253 {
+                check_host_name(&join(parts))?;
+            }
+            let v6 = line.address.is_ipv6();
+            let key = fx_hash(parts.0) ^ fx_hash(parts.1).rotate_left(17) ^ u64::from(v6);
+            match seen.entry(key) {
+                Entry::Vacant(v) => {
+                    v.insert((i, line.scope, v6, k));
+                }
+                Entry::Occupied(o) => {
+                    let &(first, scope, first_v6, first_k) = o.get();
+                    let (first_line, first_parts) = self.name_of(first, scope, first_v6, first_k);
+                    if first_parts != parts || first_v6 != v6 {
+                        collided = true;
+                    } else if first_line.address != line.address {
+                        return Err(self.conflict(parts, (first, first_line), (i, line)));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if collided {
+            let mut seen: HashMap<(NameParts<'a>, bool), (u32, Line)> = HashMap::new();
+            self.each_name(|i, line, _, parts| match seen.entry((parts, line.address.is_ipv6())) {
+                Entry::Vacant(v) => {
+                    v.insert((i, line));
+                    Ok(())
+                }
+                Entry::Occupied(o) if o.get().1.address != line.address => {
+                    Err(self.conflict(parts, *o.get(), (i, line)))
+                }
+                Entry::Occupied(_) => Ok(()),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The error for a name given to two addresses, the pair named in a stable order.
+    fn conflict(&self, name: NameParts, a: (u32, Line), b: (u32, Line)) -> HostsError {
+        let node = |(i, _): (u32, Line)| {
+            let m = &self.members[i as usize];
+            (m.cluster.as_str(), m.name.as_str())
+        };
+        let (a, b) = if node(a) <= node(b) { (a, b) } else { (b, a) };
+        let shown = |x: (u32, Line)| format!("{}/{}", node(x).0, node(x).1);
+        HostsError::Conflict {
+            name: join(name),
+            first: a.1.address,
+            first_node: shown(a),
+            second: b.1.address,
+            second_node: shown(b),
+        }
+    }
+
+    fn entries(&self) -> Vec<HostEntry> {
+        let mut entries = Vec::new();
+        for cluster in &self.clusters {
+            for &i in &cluster.order {
+                let member = &self.members[i as usize];
+                self.lines(member, |line| {
+                    let mut names = Vec::new();
+                    self.names(member, cluster.domain, line.scope, |parts| names.push(join(parts)));
+                    entries.push(HostEntry {
+                        cluster: cluster.name.clone(),
+                        node: member.name.clone(),
+                        scope: line.scope,
+                        address: line.address,
+                        names,
+                    });
+                });
+            }
+        }
+        entries
+    }
+
+    /// Each cluster's hosts-file text, the clusters on all cores.
+    fn texts(&self) -> BTreeMap<Name, String> {
+        let next = AtomicUsize::new(0);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(self.clusters.len().max(1));
+        let work = || {
+            let mut done = Vec::new();
+            while let Some(cluster) = self.clusters.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let mut text = String::with_capacity(cluster.order.len() * 40);
+                for &i in &cluster.order {
+                    let member = &self.members[i as usize];
+                    self.lines(member, |line| {
+                        push_address(&mut text, line.address);
+                        let mut separator = '\t';
+                        self.names(member, cluster.domain, line.scope, |(label, rest)| {
+                            text.push(separator);
+                            separator = ' ';
+                            text.push_str(label);
+                            if !rest.is_empty() {
+                                text.push('.');
+                                text.push_str(rest);
+                            }
+                        });
+                        text.push('\n');
+                    });
+                }
+                done.push((cluster.name.clone(), text));
+            }
+            done
+        };
+        std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+            let mut all: BTreeMap<Name, String> = work().into_iter().collect();
+            for h in helpers {
+                all.extend(h.join().expect("render threads do not panic"));
+            }
+            all
+        })
+    }
+}
+
+/// The first 8 bytes of a name as a number that sorts as the name does.
+fn sort_prefix(name: &str) -> u64 {
+    let mut prefix = [0u8; 8];
+    let n = name.len().min(8);
+    prefix[..n].copy_from_slice(&name.as_bytes()[..n]);
+    u64::from_be_bytes(prefix)
+}
+
+fn join((label, rest): NameParts) -> String {
+    if rest.is_empty() { label.to_string() } else { format!("{label}.{rest}") }
+}
+
+/// An address as text: IPv4 by hand (the hot case), IPv6 as the standard library writes it.
+fn push_address(text: &mut String, address: IpAddr) {
+    match address {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    text.push('.');
+                }
+                if octet >= 100 {
+                    text.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    text.push(char::from(b'0' + octet / 10 % 10));
+                }
+                text.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(v6) => {
+            let _ = write!(text, "{v6}");
+        }
+    }
+}
+
+/// FxHash (as rustc uses it) of a string, with a final rotation so that the low bits, which
+/// hash tables index by, depend on every byte: names are hashed once each, and SipHash's
+/// protection against chosen collisions buys nothing here (collisions are handled anyway).
+fn fx_hash(text: &str) -> u64 {
+    const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+    let mut hash = text.len() as u64;
+    let mut chunks = text.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        hash = (hash.rotate_left(5) ^ u64::from_le_bytes(chunk.try_into().expect("8 bytes"))).wrapping_mul(K);
+    }
+    let mut last = [0u8; 8];
+    last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    hash = (hash.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(K);
+    hash.rotate_left(26)
+}
+
+/// For maps whose keys are hashes already.
+#[derive(Clone, Copy, Default)]
+struct Prehashed;
+
+struct PrehashedHasher(u64);
+
+impl std::hash::BuildHasher for Prehashed {
+    type Hasher = PrehashedHasher;
+    fn build_hasher(&self) -> PrehashedHasher {
+        PrehashedHasher(0)
+    }
+}
+
+impl std::hash::Hasher for PrehashedHasher {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
 /// Every name valid; no name bound to two addresses of the same family.
 pub fn check(entries: &[HostEntry]) -> Result<(), HostsError> {
-    check_names(entries, true)
-}
-
-/// With `validate` false, only conflicts are looked for: names built from node names and
-/// domains are valid by construction, and [`render`] checks the rest itself.
-fn check_names(entries: &[HostEntry], validate: bool) -> Result<(), HostsError> {
     let mut seen: HashMap<(&str, bool), usize> = HashMap::with_capacity(entries.len() * 2);
     for (i, e) in entries.iter().enumerate() {
         for name in &e.names {
             match seen.entry((name.as_str(), e.address.is_ipv6())) {
                 Entry::Vacant(v) => {
-                    if validate {
-                        check_host_name(name)?;
-                    }
+                    check_host_name(name)?;
                     v.insert(i);
                 }
                 Entry::Occupied(o) => {
@@ -242,11 +514,9 @@ fn check_names(entries: &[HostEntry], validate: bool) -> Result<(), HostsError> 
 pub fn hosts_text(entries: &[HostEntry]) -> String {
     let mut text = String::with_capacity(entries.len() * 48);
     for e in entries {
-        let _ = write!(text, "{}\t", e.address);
+        push_address(&mut text, e.address);
         for (i, n) in e.names.iter().enumerate() {
-            if i > 0 {
-                text.push(' ');
-            }
+            text.push(if i == 0 { '\t' } else { ' ' });
             text.push_str(n);
         }
         text.push('\n');
@@ -257,6 +527,7 @@ pub fn hosts_text(entries: &[HostEntry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lct_core::record::Node;
 
     fn node(cluster: &str, name: &str, private: &str, public: &str, public6: &str) -> Node {
         serde_json::from_value(serde_json::json!({
@@ -315,5 +586,63 @@ mod tests {
         options.aliases.insert("zk-1".parse().unwrap(), vec!["bad_alias".into()]);
         let err = render(&members(&nodes[..1]), &[], &options).unwrap_err().to_string();
         assert!(err.contains("\"bad_alias\" is not a valid host name"), "{err}");
+    }
+
+    /// Random memberships, names drawn from a small pool so that duplicates and conflicts
+    /// come up: the hashed check agrees with the plain one on the rendered entries, and the
+    /// text per cluster is the entries' text.
+    #[test]
+    fn fast_check_and_text_agree_with_the_entries() {
+        let mut state = 0x853c_49e6_748f_ea9bu64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(r#"{"name":"a","domain":"a.lct"}"#).unwrap(),
+            serde_json::from_str(r#"{"name":"b","domain":"public"}"#).unwrap(),
+            serde_json::from_str(r#"{"name":"c"}"#).unwrap(),
+        ];
+        let (mut conflicts, mut clean) = (0, 0);
+        for round in 0..400 {
+            let members: Vec<Member> = (0..1 + next(12))
+                .map(|_| Member {
+                    cluster: ["a", "b", "c"][next(3) as usize].parse().unwrap(),
+                    name: format!("n{}", next(if round % 2 == 0 { 6 } else { 40 })).parse().unwrap(),
+                    private_ipv4: Some(Ipv4Addr::new(10, 0, 0, next(3) as u8)),
+                    private_ipv6: (next(2) == 0).then(|| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, next(3) as u16)),
+                    public_ipv4: Some(Ipv4Addr::new(203, 0, 113, next(3) as u8)),
+                    public_ipv6: None,
+                })
+                .collect();
+            let mut options = RenderOptions { ipv6: next(2) == 0, ..RenderOptions::default() };
+            if next(2) == 0 {
+                options.public = Some(PublicNames::Suffix("public".into()));
+            }
+            if next(3) == 0 {
+                options.aliases.insert("n1".parse().unwrap(), vec!["n2".into(), "n3.a.lct".into()]);
+            }
+            let layout = Layout::new(&members, &clusters, &options).unwrap();
+            let entries = layout.entries();
+            let fast = layout.check().map_err(|e| e.to_string());
+            let plain = check(&entries).map_err(|e| e.to_string());
+            assert_eq!(fast.is_ok(), plain.is_ok(), "{fast:?} {plain:?} {members:?}");
+            if fast.is_ok() {
+                clean += 1;
+                let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
+                for e in entries {
+                    by_cluster.entry(e.cluster.clone()).or_default().push(e);
+                }
+                let texts: BTreeMap<Name, String> =
+                    by_cluster.iter().map(|(c, l)| (c.clone(), hosts_text(l))).collect();
+                assert_eq!(render_blocks(&members, &clusters, &options).unwrap(), texts);
+            } else {
+                conflicts += 1;
+                assert!(render_blocks(&members, &clusters, &options).is_err());
+            }
+        }
+        assert!(conflicts > 50 && clean > 50, "{conflicts} conflicts, {clean} clean");
     }
 }

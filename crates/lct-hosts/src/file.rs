@@ -197,8 +197,13 @@ pub struct ApplyReport {
 
 /// Sets the blocks of `changes` in the file at `path` (created if missing, mode 0644):
 /// under a lock, not at all when nothing changes, atomically where it can, and read back to
-/// verify.
-pub fn apply(path: &Path, changes: &BTreeMap<Name, String>, mode: WriteMode) -> Result<ApplyReport, HostsError> {
+/// verify. With `diff`, the report holds the lines that change.
+pub fn apply(
+    path: &Path,
+    changes: &BTreeMap<Name, String>,
+    mode: WriteMode,
+    diff: bool,
+) -> Result<ApplyReport, HostsError> {
     let shown = path.display().to_string();
     let io_err = |source: io::Error| HostsError::Io { path: shown.clone(), error: source };
     let _lock = Lock::acquire(&lock_path(path))
@@ -220,7 +225,9 @@ pub fn apply(path: &Path, changes: &BTreeMap<Name, String>, mode: WriteMode) -> 
     if !report.changed {
         return Ok(report);
     }
-    report.diff = file.diff(&shown, changes);
+    if diff {
+        report.diff = file.diff(&shown, changes);
+    }
     report.outcome = match mode {
         WriteMode::Check => {
             return Ok(ApplyReport { outcome: ApplyOutcome::WouldChange, ..report });
@@ -370,19 +377,19 @@ mod tests {
         fs::write(&path, HAND).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
         let c = changes(&[("zk", "192.168.128.1\tzk-1\n")]);
-        let check = apply(&path, &c, WriteMode::Check).unwrap();
+        let check = apply(&path, &c, WriteMode::Check, true).unwrap();
         assert_eq!(check.outcome, ApplyOutcome::WouldChange);
         assert!(check.diff.contains("+192.168.128.1\tzk-1"), "{}", check.diff);
         assert_eq!(fs::read_to_string(&path).unwrap(), HAND);
-        assert_eq!(apply(&path, &c, WriteMode::Auto).unwrap().outcome, ApplyOutcome::Replaced);
+        assert_eq!(apply(&path, &c, WriteMode::Auto, true).unwrap().outcome, ApplyOutcome::Replaced);
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
         let mtime = fs::metadata(&path).unwrap().modified().unwrap();
-        assert_eq!(apply(&path, &c, WriteMode::Auto).unwrap().outcome, ApplyOutcome::Unchanged);
+        assert_eq!(apply(&path, &c, WriteMode::Auto, true).unwrap().outcome, ApplyOutcome::Unchanged);
         assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
         let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
         let before = inode(&path);
         let c2 = changes(&[("zk", "192.168.128.2\tzk-2\n")]);
-        assert_eq!(apply(&path, &c2, WriteMode::InPlace).unwrap().outcome, ApplyOutcome::WrittenInPlace);
+        assert_eq!(apply(&path, &c2, WriteMode::InPlace, true).unwrap().outcome, ApplyOutcome::WrittenInPlace);
         assert_eq!(inode(&path), before, "in place keeps the inode");
         assert!(fs::read_to_string(&path).unwrap().contains("zk-2"));
     }

@@ -11,10 +11,12 @@
 
 mod entry;
 mod file;
+mod member;
 pub mod push;
 
 pub use entry::{
-    HostEntry, HostsError, Member, PublicNames, RenderOptions, Scope, check, check_host_name, hosts_text, render,
+    HostEntry, HostsError, PublicNames, RenderOptions, Scope, check, check_host_name, hosts_text, render, render_blocks,
 };
 pub use file::{ApplyOutcome, ApplyReport, HostsFile, WriteMode, apply, block_begin, block_end};
+pub use member::Member;
 pub use push::{PushPlan, PushReport, PushStatus, plan, push};

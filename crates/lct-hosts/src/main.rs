@@ -12,7 +12,7 @@ use lct_core::stream::{self, Writer};
 use lct_core::table::{Tabular, emit};
 use lct_hosts::{
     ApplyOutcome, HostEntry, Member, PublicNames, PushStatus, RenderOptions, WriteMode, apply, hosts_text, plan, push,
-    render,
+    render, render_blocks,
 };
 use lct_inventory::exec::ExecOptions;
 use lct_inventory::{Selector, query};
@@ -181,14 +181,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = naming.options()?;
             let jsonl = matches!((text_format, format), (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl));
             let input = read_input(jsonl)?;
-            let entries = render(&input.nodes, &input.clusters, &options)?;
             let stdout = io::stdout();
-            match (text_format, format) {
-                (Some(Format::Hosts), _) => {
-                    let mut out = stdout.lock();
-                    out.write_all(hosts_text(&entries).as_bytes())?;
-                    out.flush()?;
+            if let Some(Format::Hosts) = text_format {
+                let mut out = stdout.lock();
+                for text in render_blocks(&input.nodes, &input.clusters, &options)?.values() {
+                    out.write_all(text.as_bytes())?;
                 }
+                out.flush()?;
+                std::mem::forget(input); // as in apply
+                return Ok(());
+            }
+            let entries = render(&input.nodes, &input.clusters, &options)?;
+            match (text_format, format) {
+                (Some(Format::Hosts), _) => unreachable!("written above"),
                 (None, OutputFormat::Table) => print_entries(&entries)?,
                 (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl) => {
                     // Every input line passes on, node records too (the next tool, e.g. lct-fw,
@@ -214,9 +219,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Apply { file, clusters, remove, check, diff, in_place, naming } => {
             let options = naming.options()?;
-            let mut entries = Vec::new();
+            let mut changes: BTreeMap<Name, String> = BTreeMap::new();
             if !io::stdin().is_terminal() {
                 let input = read_input(false)?;
+                let mut entries = Vec::new();
                 for line in input.others.iter().filter(|l| l.is::<HostEntry>()) {
                     entries.push(line.parse::<HostEntry>().context("stdin")?);
                 }
@@ -224,23 +230,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 // they travel along as context). Rendering checks what it makes; entries that
                 // came in are checked here.
                 if entries.is_empty() {
-                    entries = render(&input.nodes, &input.clusters, &options)?;
+                    changes = render_blocks(&input.nodes, &input.clusters, &options)?;
                 } else {
                     lct_hosts::check(&entries)?;
+                    let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
+                    for e in entries {
+                        by_cluster.entry(e.cluster.clone()).or_default().push(e);
+                    }
+                    changes = by_cluster.into_iter().map(|(c, list)| (c, hosts_text(&list))).collect();
                 }
+                // Freeing 100,000 members one by one costs milliseconds, just before the
+                // process ends and the memory goes anyway.
+                std::mem::forget(input);
             } else if remove.is_empty() {
                 return Err(UsageError("pipe host-entry or node records, or give --remove".into()).into());
             }
-            let mut changes: BTreeMap<Name, String> = BTreeMap::new();
             for c in clusters {
                 changes.entry(c).or_default();
-            }
-            let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
-            for e in entries {
-                by_cluster.entry(e.cluster.clone()).or_default().push(e);
-            }
-            for (c, list) in by_cluster {
-                changes.insert(c, hosts_text(&list));
             }
             for c in remove {
                 if changes.get(&c).is_some_and(|t| !t.is_empty()) {
@@ -259,7 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 WriteMode::Auto
             };
-            let report = apply(&file, &changes, mode)?;
+            let report = apply(&file, &changes, mode, diff)?;
             if diff {
                 io::stdout().write_all(report.diff.as_bytes())?;
             }
@@ -324,9 +330,12 @@ struct Input {
 
 fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
     // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
-    let (kept, others) = stream::read_kind_parallel::<Node, (Member, Option<String>)>(io::stdin().lock(), |n, text| {
-        (Member::from(n), keep_node_lines.then(|| text.to_string()))
-    })
+    let keep_text = |text: &str| keep_node_lines.then(|| text.to_string());
+    let (kept, others) = stream::read_kind_parallel_with::<Node, (Member, Option<String>)>(
+        io::stdin().lock(),
+        |text| Some((Member::from_node_json(text)?, keep_text(text))),
+        |node, text| (Member::from(node), keep_text(text)),
+    )
     .context("stdin")?;
     let mut nodes = Vec::with_capacity(kept.len());
     let mut node_lines = Vec::new();
