@@ -392,9 +392,15 @@ fn a_memory_that_does_not_match_the_kernel_falls_back_to_a_full_table() {
     // reused a deleted one's inode would): deleting it element-wise must fail...
     let ino = env.in_ns("zk-1", &["stat", "-L", "-c", "%i", "/proc/self/ns/net"]).ok().stdout.trim().to_string();
     let path = std::path::Path::new("/run/lct/fw").join(format!("net-{ino}.json"));
-    let mut memory: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    memory["ruleset"]["rules"][0]["peers_v4"].as_array_mut().unwrap().push("10.99.99.99".into());
-    std::fs::write(&path, serde_json::to_vec(&memory).unwrap()).unwrap();
+    // The memory: a format line, a JSON line, then per rule a count and raw IPv4 addresses
+    // (then IPv6). 10.99.99.99 sorts before the cluster's 192.168.128.x: it goes first.
+    let mut memory = std::fs::read(&path).unwrap();
+    let second_newline = memory.iter().enumerate().filter(|(_, b)| **b == b'\n').nth(1).unwrap().0;
+    let count_at = second_newline + 1;
+    let count = u32::from_le_bytes(memory[count_at..count_at + 4].try_into().unwrap());
+    memory[count_at..count_at + 4].copy_from_slice(&(count + 1).to_le_bytes());
+    memory.splice(count_at + 4..count_at + 4, [10, 99, 99, 99]);
+    std::fs::write(&path, memory).unwrap();
     // ...and the sync falls back to replacing the table, which comes out right.
     let out = env.run("lct-fw", &["push", "--cluster", "zk"]).ok();
     let zk1 = out.json_lines().into_iter().find(|r| r["node"] == "zk-1").unwrap();
