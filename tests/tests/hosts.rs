@@ -225,3 +225,40 @@ fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
     assert!(out.stderr.contains("has no end line"), "{}", out.stderr);
     assert_eq!(resolves(&env, "hdfs-1", "zk-4"), Some(ip(3)), "the lowest free address is reused");
 }
+
+/// Standard input from a file (`< file`) is read whole, in parallel; from a pipe, in chunks.
+/// Both give the same output and the same errors, and a file read from an offset (a shell
+/// that consumed part of it) is read from there.
+#[test]
+fn stdin_from_a_file_reads_as_from_a_pipe() {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::process::Stdio;
+    let env = Env::new();
+    let lines: Vec<String> = (0..3000)
+        .map(|i| node_line(&format!("c{}", i % 3), &format!("n-{i}"), &format!("10.0.{}.{}", i / 250, i % 250)))
+        .collect();
+    let input = format!("{}\n", lines.join("\n"));
+    let path = env.state.path().join("nodes.jsonl");
+    let from_file = |skip: u64| {
+        let mut file = fs::File::open(&path).unwrap();
+        file.seek(SeekFrom::Start(skip)).unwrap();
+        let out = env.command("lct-hosts", &["render", "--format", "hosts"]).stdin(Stdio::from(file)).output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    fs::write(&path, &input).unwrap();
+    let piped = env.run_with_input("lct-hosts", &["render", "--format", "hosts"], &input).ok();
+    assert_eq!(piped.stdout.lines().count(), 3000);
+    assert_eq!(from_file(0), (Some(0), piped.stdout.clone(), String::new()));
+    // From the second line on: the first node is not there.
+    let (code, text, _) = from_file(lines[0].len() as u64 + 1);
+    assert_eq!((code, text.lines().count()), (Some(0), 2999));
+    assert!(!text.contains("\tn-0\n"), "{text}");
+    // The first bad line is named, the same way.
+    let bad = input.replace("10.0.9.17\"", "10.0.9.317\"");
+    fs::File::create(&path).unwrap().write_all(bad.as_bytes()).unwrap();
+    let (code, _, stderr) = from_file(0);
+    let piped = env.run_with_input("lct-hosts", &["render", "--format", "hosts"], &bad);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("line 2268: field private_ipv4[0]"), "{stderr}");
+    assert_eq!(stderr, piped.stderr);
+}

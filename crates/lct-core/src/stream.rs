@@ -359,32 +359,139 @@ pub fn read_kind_parallel_with<T: Record, U: Send>(
     quick: impl Fn(&str) -> Option<U> + Sync,
     keep: impl Fn(T, &str) -> U + Sync,
 ) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    // What our own writer puts first: lines that start so need no separate look at their head.
-    let prefix = format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION);
+    let mut first: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    // A small first chunk: parsing starts soon, while the rest is read.
+    let eof =
+        fill(&mut input, &mut first, CHUNK / 8).map_err(|e| StreamError::new(1, None, format!("read error: {e}")))?;
+    parse_parallel(input, first, eof, quick, keep)
+}
+
+/// [`read_kind_parallel_with`] of standard input. When it is a regular file (`< file`) of
+/// at most [`WHOLE`] bytes, it is read whole first, two halves at once, and then parsed on
+/// all cores in one go: no reading competes with parsing for the cores, and no chunk waits
+/// for its slowest part. A pipe is read in chunks.
+pub fn read_stdin_kind_parallel_with<T: Record, U: Send>(
+    quick: impl Fn(&str) -> Option<U> + Sync,
+    keep: impl Fn(T, &str) -> U + Sync,
+) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
+    match read_regular_stdin() {
+        Ok(Some(whole)) => parse_whole(&whole, quick, keep),
+        Ok(None) => read_kind_parallel_with(io::stdin().lock(), quick, keep),
+        Err(e) => Err(StreamError::new(1, None, format!("read error: {e}"))),
+    }
+}
+
+/// The largest standard input [`read_stdin_kind_parallel_with`] reads whole.
+pub const WHOLE: u64 = 256 << 20;
+
+/// Standard input from its current offset to its end, when it is a regular file of at most
+/// [`WHOLE`] bytes (`pread` in two halves at once; the offset is then moved to the end, as a
+/// read would); `None` for anything else.
+fn read_regular_stdin() -> io::Result<Option<Vec<u8>>> {
+    use std::io::Seek;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileExt;
+    let mut file = std::fs::File::from(io::stdin().as_fd().try_clone_to_owned()?);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    let start = file.stream_position()?;
+    let len = meta.len().saturating_sub(start);
+    if len > WHOLE {
+        return Ok(None);
+    }
+    // Zeroed by the kernel as it maps each page (a large calloc is a fresh mapping).
+    let mut whole = vec![0u8; len as usize];
+    let (first, second) = whole.split_at_mut(len as usize / 2);
+    let second_at = start + first.len() as u64;
+    let file_ref = &file;
+    std::thread::scope(|s| {
+        let other = s.spawn(move || file_ref.read_exact_at(second, second_at));
+        file_ref.read_exact_at(first, start)?;
+        other.join().expect("reader threads do not panic")
+    })?;
+    file.seek(io::SeekFrom::Start(start + len))?;
+    Ok(Some(whole))
+}
+
+/// Parses `first` and what follows it in `input` (nothing more with `eof`) on all cores,
+/// in chunks; the next chunk is read while one is parsed.
+fn parse_parallel<T: Record, U: Send>(
+    mut input: impl io::Read,
+    first: Vec<u8>,
+    mut eof: bool,
+    quick: impl Fn(&str) -> Option<U> + Sync,
+    keep: impl Fn(T, &str) -> U + Sync,
+) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
+    let prefix = prefix_of::<T>();
     let parser =
         PartParser { prefix: &prefix, quick: &quick, keep: &keep, _kind: std::marker::PhantomData::<fn() -> T> };
-    let mut kept: Vec<Vec<Numbered<U>>> = Vec::new();
-    let mut others = Vec::new();
-    let mut base = 0usize; // lines before this chunk
+    let mut merged = Merged::default();
     // `current` is parsed while `next` is filled; the tail of an unfinished line moves over.
-    let mut current: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
-    let mut next: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
-    // A small first chunk: parsing starts soon, while the rest is read.
-    let mut eof =
-        fill(&mut input, &mut current, CHUNK / 8).map_err(|e| StreamError::new(1, None, format!("read error: {e}")))?;
+    let mut current = first;
+    let mut next: Vec<u8> = Vec::with_capacity(if eof { 0 } else { CHUNK + 4096 });
     loop {
         // Whole lines only; the rest waits for the next round.
         let cut = if eof { current.len() } else { current.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) };
         next.clear();
         next.extend_from_slice(&current[cut..]);
-        let parts = split_lines(&current[..cut], threads);
         let (results, read) = std::thread::scope(|s| {
-            let handles: Vec<_> = parts.iter().map(|part| s.spawn(|| parser.parse_bytes(part))).collect();
+            let parsing = parser.spawn(s, &current[..cut]);
             let read = if eof { Ok(true) } else { fill(&mut input, &mut next, CHUNK) };
-            (handles.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect::<Vec<_>>(), read)
+            (parsing.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect::<Vec<_>>(), read)
         });
-        for mut part in results {
+        merged.add(results)?;
+        if eof {
+            return Ok(merged.finish());
+        }
+        eof = read.map_err(|e| StreamError::new(merged.lines + 1, None, format!("read error: {e}")))?;
+        std::mem::swap(&mut current, &mut next);
+    }
+}
+
+/// Parses a whole input held in memory on all cores.
+fn parse_whole<T: Record, U: Send>(
+    text: &[u8],
+    quick: impl Fn(&str) -> Option<U> + Sync,
+    keep: impl Fn(T, &str) -> U + Sync,
+) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
+    let prefix = prefix_of::<T>();
+    let parser =
+        PartParser { prefix: &prefix, quick: &quick, keep: &keep, _kind: std::marker::PhantomData::<fn() -> T> };
+    let results = std::thread::scope(|s| {
+        let parsing = parser.spawn(s, text);
+        parsing.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect::<Vec<_>>()
+    });
+    let mut merged = Merged::default();
+    merged.add(results)?;
+    Ok(merged.finish())
+}
+
+/// What our own writer puts first: lines that start so need no separate look at their head.
+fn prefix_of<T: Record>() -> String {
+    format!("{{\"kind\":\"{}\",\"v\":{},", T::KIND, T::VERSION)
+}
+
+/// The parts parsed so far, in input order, their line numbers made absolute.
+struct Merged<U> {
+    kept: Vec<Vec<Numbered<U>>>,
+    others: Vec<Line>,
+    /// Lines before the next part.
+    lines: usize,
+}
+
+impl<U> Default for Merged<U> {
+    fn default() -> Self {
+        Merged { kept: Vec::new(), others: Vec::new(), lines: 0 }
+    }
+}
+
+impl<U> Merged<U> {
+    /// The next parts; the first error, in input order, ends the reading.
+    fn add(&mut self, parts: Vec<Part<U>>) -> Result<(), StreamError> {
+        for mut part in parts {
+            let base = self.lines;
             if let Some(mut e) = part.error {
                 e.line += base;
                 return Err(e);
@@ -392,22 +499,26 @@ pub fn read_kind_parallel_with<T: Record, U: Send>(
             for (n, _) in &mut part.kept {
                 *n += base;
             }
-            kept.push(part.kept);
-            others.extend(part.others.into_iter().map(|mut l| {
+            self.kept.push(part.kept);
+            self.others.extend(part.others.into_iter().map(|mut l| {
                 l.number += base;
                 l
             }));
-            base += part.lines;
+            self.lines += part.lines;
         }
-        if eof {
-            let mut all = Vec::with_capacity(kept.iter().map(Vec::len).sum());
-            for part in kept {
-                all.extend(part);
-            }
-            return Ok((all, others));
+        Ok(())
+    }
+
+    fn finish(self) -> (Vec<Numbered<U>>, Vec<Line>) {
+        let total: usize = self.kept.iter().map(Vec::len).sum();
+        let mut parts = self.kept.into_iter();
+        // Grown in place (a large allocation is remapped, not copied), the others appended.
+        let mut all = parts.next().unwrap_or_default();
+        all.reserve(total - all.len());
+        for part in parts {
+            all.extend(part);
         }
-        eof = read.map_err(|e| StreamError::new(base + 1, None, format!("read error: {e}")))?;
-        std::mem::swap(&mut current, &mut next);
+        (all, self.others)
     }
 }
 
@@ -450,6 +561,21 @@ struct PartParser<'a, T, Q, K> {
     quick: &'a Q,
     keep: &'a K,
     _kind: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'a, T: Record, U: Send, Q: Fn(&str) -> Option<U> + Sync, K: Fn(T, &str) -> U + Sync> PartParser<'a, T, Q, K> {
+    /// Parses `text` in one part per core, at line ends.
+    fn spawn<'scope>(
+        &'scope self,
+        s: &'scope std::thread::Scope<'scope, '_>,
+        text: &'scope [u8],
+    ) -> Vec<std::thread::ScopedJoinHandle<'scope, Part<U>>>
+    where
+        U: 'scope,
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        split_lines(text, threads).into_iter().map(|part| s.spawn(move || self.parse_bytes(part))).collect()
+    }
 }
 
 impl<T: Record, U, Q: Fn(&str) -> Option<U>, K: Fn(T, &str) -> U> PartParser<'_, T, Q, K> {

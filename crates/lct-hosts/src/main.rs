@@ -330,21 +330,20 @@ struct Input {
 
 fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
     // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
-    let keep_text = |text: &str| keep_node_lines.then(|| text.to_string());
-    let (kept, others) = stream::read_kind_parallel_with::<Node, (Member, Option<String>)>(
-        io::stdin().lock(),
-        |text| Some((Member::from_node_json(text)?, keep_text(text))),
-        |node, text| (Member::from(node), keep_text(text)),
-    )
-    .context("stdin")?;
-    let mut nodes = Vec::with_capacity(kept.len());
-    let mut node_lines = Vec::new();
-    for (number, (member, text)) in kept {
-        nodes.push(member);
-        if let Some(text) = text {
-            node_lines.push((number, text));
-        }
-    }
+    let (nodes, node_lines, others) = if keep_node_lines {
+        let (kept, others) = stream::read_stdin_kind_parallel_with::<Node, (Member, String)>(
+            |text| Some((Member::from_node_json(text)?, text.to_string())),
+            |node, text| (Member::from(node), text.to_string()),
+        )
+        .context("stdin")?;
+        let (nodes, lines) = kept.into_iter().map(|(number, (member, text))| (member, (number, text))).unzip();
+        (nodes, lines, others)
+    } else {
+        let (kept, others) =
+            stream::read_stdin_kind_parallel_with::<Node, Member>(Member::from_node_json, |node, _| Member::from(node))
+                .context("stdin")?;
+        (kept.into_iter().map(|(_, member)| member).collect(), Vec::new(), others)
+    };
     let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
     Ok(Input { nodes, node_lines, clusters, others })
 }
