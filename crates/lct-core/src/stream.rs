@@ -375,7 +375,7 @@ pub fn read_stdin_kind_parallel_with<T: Record, U: Send>(
     keep: impl Fn(T, &str) -> U + Sync,
 ) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
     match read_regular_stdin() {
-        Ok(Some(whole)) => parse_whole(&whole, quick, keep),
+        Ok(Some(whole)) => parse_parallel(io::empty(), whole, true, quick, keep),
         Ok(None) => read_kind_parallel_with(io::stdin().lock(), quick, keep),
         Err(e) => Err(StreamError::new(1, None, format!("read error: {e}"))),
     }
@@ -448,24 +448,6 @@ fn parse_parallel<T: Record, U: Send>(
         eof = read.map_err(|e| StreamError::new(merged.lines + 1, None, format!("read error: {e}")))?;
         std::mem::swap(&mut current, &mut next);
     }
-}
-
-/// Parses a whole input held in memory on all cores.
-fn parse_whole<T: Record, U: Send>(
-    text: &[u8],
-    quick: impl Fn(&str) -> Option<U> + Sync,
-    keep: impl Fn(T, &str) -> U + Sync,
-) -> Result<(Vec<Numbered<U>>, Vec<Line>), StreamError> {
-    let prefix = prefix_of::<T>();
-    let parser =
-        PartParser { prefix: &prefix, quick: &quick, keep: &keep, _kind: std::marker::PhantomData::<fn() -> T> };
-    let results = std::thread::scope(|s| {
-        let parsing = parser.spawn(s, text);
-        parsing.into_iter().map(|h| h.join().expect("parser threads do not panic")).collect::<Vec<_>>()
-    });
-    let mut merged = Merged::default();
-    merged.add(results)?;
-    Ok(merged.finish())
 }
 
 /// What our own writer puts first: lines that start so need no separate look at their head.
