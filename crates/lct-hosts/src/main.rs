@@ -331,7 +331,8 @@ struct Input {
 fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
     // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
     let (nodes, node_lines, others) = if keep_node_lines {
-        let (kept, others) = stream::read_stdin_kind_parallel_with::<Node, (Member, String)>(
+        let (kept, others) = stream::read_kind_parallel_with::<Node, (Member, String)>(
+            io::stdin().lock(),
             |text| Some((Member::from_node_json(text)?, text.to_string())),
             |node, text| (Member::from(node), text.to_string()),
         )
@@ -340,8 +341,10 @@ fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
         (nodes, lines, others)
     } else {
         let (kept, others) =
-            stream::read_stdin_kind_parallel_with::<Node, Member>(Member::from_node_json, |node, _| Member::from(node))
-                .context("stdin")?;
+            stream::read_kind_parallel_with::<Node, Member>(io::stdin().lock(), Member::from_node_json, |node, _| {
+                Member::from(node)
+            })
+            .context("stdin")?;
         (kept.into_iter().map(|(_, member)| member).collect(), Vec::new(), others)
     };
     let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
