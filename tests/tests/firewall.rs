@@ -105,7 +105,13 @@ fn members_dependents_and_admins_get_in_and_nobody_else() {
         "membership only: the old nodes change elements, the new one gets its table"
     );
     assert!(connects(&env, "hdfs-2", ZK1, 2181));
+    // What lct-fw remembers of a node's namespace goes with the namespace (a later one may
+    // get the same inode).
+    let ino = env.in_ns("hdfs-1", &["stat", "-L", "-c", "%i", "/proc/self/ns/net"]).ok().stdout.trim().to_string();
+    let memory = std::path::Path::new("/run/lct/fw").join(format!("net-{ino}.json"));
+    assert!(memory.exists(), "{}", memory.display());
     env.run("lct-api", &["delete", "hdfs-1"]).ok();
+    assert!(!memory.exists(), "{} outlived its namespace", memory.display());
     // Its address is taken by a node of another cluster, which must not inherit access.
     env.run("lct-api", &["create", "--cluster", "web", "--name", "web-2"]).ok(); // .3 again
     env.run("lct-fw", &["push", "--cluster", "hdfs"]).ok();

@@ -1,7 +1,13 @@
-//! The state directory and the cluster records kept in it.
+//! The state directory and the cluster records kept in it; runtime state per network
+//! namespace.
 //!
 //! The state directory is `/var/lib/lct` unless `LCT_STATE_DIR` names another. It holds
 //! `clusters.jsonl` (one cluster record a line) and a folder per provider (`local/`).
+//!
+//! What a tool knows about the network namespace it runs in (lct-fw: the ruleset it last
+//! applied) lives until reboot in `/run/lct/TOOL/net-INO.*`, INO being the namespace's inode:
+//! unique while the namespace lives, reused after. Whoever deletes a namespace calls
+//! [`forget_netns`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -19,6 +25,37 @@ pub fn state_dir() -> PathBuf {
     match std::env::var_os("LCT_STATE_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(DEFAULT_STATE_DIR),
+    }
+}
+
+/// Runtime state: a tmpfs, gone at reboot with the namespaces it describes.
+pub const RUN_DIR: &str = "/run/lct";
+
+/// `/run/lct/TOOL/net-INO.EXT` for the network namespace this process is in.
+pub fn netns_runtime_file(tool: &str, ext: &str) -> io::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let ino = fs::metadata("/proc/self/ns/net")?.ino();
+    Ok(Path::new(RUN_DIR).join(tool).join(format!("net-{ino}.{ext}")))
+}
+
+/// The inode of a named network namespace (`ip netns`), to [`forget_netns`] it once deleted.
+pub fn netns_inode(name: &str) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(Path::new("/run/netns").join(name)).ok().map(|m| m.ino())
+}
+
+/// Removes what every tool kept about the network namespace with inode `ino`, which is
+/// gone: a namespace made later may get the same inode, and must not inherit it.
+pub fn forget_netns(ino: u64) {
+    let prefix = format!("net-{ino}.");
+    let Ok(tools) = fs::read_dir(RUN_DIR) else { return };
+    for tool in tools.flatten() {
+        let Ok(files) = fs::read_dir(tool.path()) else { continue };
+        for file in files.flatten() {
+            if file.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = fs::remove_file(file.path());
+            }
+        }
     }
 }
 

@@ -618,9 +618,7 @@ fn sorted<T: Ord + Copy>(items: impl Iterator<Item = T>) -> Option<BTreeSet<T>> 
 /// Where the last applied ruleset of this network namespace is remembered: /run (gone with
 /// the namespaces at reboot), keyed by the namespace's inode.
 pub(crate) fn memory_path() -> io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
-    Ok(std::path::Path::new("/run/lct/fw").join(format!("net-{ino}.json")))
+    lct_core::state::netns_runtime_file("fw", "json")
 }
 
 fn remember(path: &std::path::Path, generation: u32, ruleset: &Ruleset, capacity: &[[u32; 2]]) -> io::Result<()> {

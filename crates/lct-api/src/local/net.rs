@@ -46,9 +46,11 @@ pub fn ensure_netns(ns: &str) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// Deletes a namespace, and what lct's tools kept about it in /run.
 pub fn delete_netns(ns: &str) -> Result<(), ProviderError> {
-    if netns_exists(ns) {
+    if let Some(ino) = lct_core::state::netns_inode(ns) {
         ip(&["netns", "delete", ns])?;
+        lct_core::state::forget_netns(ino);
     }
     Ok(())
 }
