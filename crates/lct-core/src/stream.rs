@@ -392,11 +392,19 @@ pub fn read_kind_parallel_with<T: Record, U: Send>(
             let mut chunk = spare.pop().unwrap_or_else(|| Vec::with_capacity(CHUNK + 4096));
             chunk.clear();
             chunk.append(&mut carry);
-            let eof = match fill(&mut input, &mut chunk, CHUNK) {
-                Ok(eof) => eof,
-                Err(e) => {
-                    read_error = Some((parts.len(), e));
-                    true
+            // A chunk, or more while it holds no line end (a line longer than a chunk: the
+            // target doubles, so a long line costs reading it, not reading it over and over).
+            let mut want = CHUNK;
+            let eof = loop {
+                let before = chunk.len();
+                match fill(&mut input, &mut chunk, want) {
+                    Err(e) => {
+                        read_error = Some((parts.len(), e));
+                        break true;
+                    }
+                    Ok(true) => break true,
+                    Ok(false) if chunk[before..].contains(&b'\n') => break false,
+                    Ok(false) => want = chunk.len() * 2,
                 }
             };
             // Whole lines only; the rest starts the next chunk.
