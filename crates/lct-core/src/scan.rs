@@ -15,6 +15,7 @@ const MAX_DEPTH: usize = 100;
 /// The length of a string's contents up to its closing quote; `None` at an escape, a
 /// control character or the end of the text. Eight bytes at a time: most strings of a
 /// record are short, but keys and values together are half of its bytes.
+#[inline]
 fn string_length(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -54,10 +55,12 @@ impl<'a> Scanner<'a> {
         Scanner { text, pos: 0 }
     }
 
+    #[inline]
     fn bytes(&self) -> &'a [u8] {
         self.text.as_bytes()
     }
 
+    #[inline]
     fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.pos) {
             self.pos += 1;
@@ -65,11 +68,13 @@ impl<'a> Scanner<'a> {
     }
 
     /// The next byte after whitespace, not consumed.
+    #[inline]
     fn peek(&mut self) -> Option<u8> {
         self.skip_whitespace();
         self.bytes().get(self.pos).copied()
     }
 
+    #[inline]
     fn eat(&mut self, byte: u8) -> Option<()> {
         (self.peek()? == byte).then(|| self.pos += 1)
     }
@@ -85,6 +90,7 @@ impl<'a> Scanner<'a> {
     }
 
     /// A string without escapes.
+    #[inline]
     pub fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
