@@ -431,14 +431,11 @@ pub fn read_kind_parallel_with<T: Record, U: Send>(
         }
         (parts, read_error)
     });
+    // The chunks before a read error count (one of them may hold an earlier bad line).
+    let readable = read_error.as_ref().map_or(parts.len(), |(at, _)| *at);
     let mut merged = Merged::default();
-    for (index, part) in parts.into_iter().enumerate() {
-        if let Some((at, e)) = &read_error
-            && *at == index
-        {
-            return Err(StreamError::new(merged.lines + 1, None, format!("read error: {e}")));
-        }
-        merged.add(vec![part.expect("every chunk is parsed")])?;
+    for part in parts.into_iter().take(readable) {
+        merged.add(part.expect("every chunk is parsed"))?;
     }
     if let Some((_, e)) = read_error {
         return Err(StreamError::new(merged.lines + 1, None, format!("read error: {e}")));
@@ -466,24 +463,22 @@ impl<U> Default for Merged<U> {
 }
 
 impl<U> Merged<U> {
-    /// The next parts; the first error, in input order, ends the reading.
-    fn add(&mut self, parts: Vec<Part<U>>) -> Result<(), StreamError> {
-        for mut part in parts {
-            let base = self.lines;
-            if let Some(mut e) = part.error {
-                e.line += base;
-                return Err(e);
-            }
-            for (n, _) in &mut part.kept {
-                *n += base;
-            }
-            self.kept.push(part.kept);
-            self.others.extend(part.others.into_iter().map(|mut l| {
-                l.number += base;
-                l
-            }));
-            self.lines += part.lines;
+    /// The next part; the first error, in input order, ends the reading.
+    fn add(&mut self, mut part: Part<U>) -> Result<(), StreamError> {
+        let base = self.lines;
+        if let Some(mut e) = part.error {
+            e.line += base;
+            return Err(e);
         }
+        for (n, _) in &mut part.kept {
+            *n += base;
+        }
+        self.kept.push(part.kept);
+        self.others.extend(part.others.into_iter().map(|mut l| {
+            l.number += base;
+            l
+        }));
+        self.lines += part.lines;
         Ok(())
     }
 

@@ -663,22 +663,22 @@ fn rand_id() -> u16 {
 /// What `lct-dns update` sends for a zone: the records to delete and to add, SOA aside (the
 /// server keeps the serial).
 pub fn difference(current: &[DnsRecord], desired: &[DnsRecord]) -> (Vec<DnsRecord>, Vec<DnsRecord>) {
-    let key = |r: &DnsRecord| normal_with_ttl(r);
-    let have: BTreeSet<_> = current.iter().filter(|r| r.rtype != RecordType::SOA).map(key).collect();
-    let want: BTreeSet<_> = desired.iter().filter(|r| r.rtype != RecordType::SOA).map(key).collect();
-    let mut seen = BTreeSet::new();
-    let deletes = current
-        .iter()
-        .filter(|r| r.rtype != RecordType::SOA && !want.contains(&key(r)) && seen.insert(key(r)))
-        .cloned()
-        .collect();
-    let mut seen = BTreeSet::new();
-    let adds = desired
-        .iter()
-        .filter(|r| r.rtype != RecordType::SOA && !have.contains(&key(r)) && seen.insert(key(r)))
-        .cloned()
-        .collect();
-    (deletes, adds)
+    type Key = (String, RecordType, String, u32);
+    let counted = |r: &&DnsRecord| r.rtype != RecordType::SOA;
+    let keys = |list: &[DnsRecord]| list.iter().filter(counted).map(normal_with_ttl).collect::<BTreeSet<Key>>();
+    // Each record of `list` that `other` lacks, once.
+    let missing_from = |list: &[DnsRecord], other: &BTreeSet<Key>| {
+        let mut seen = BTreeSet::new();
+        list.iter()
+            .filter(counted)
+            .filter(|r| {
+                let key = normal_with_ttl(r);
+                !other.contains(&key) && seen.insert(key)
+            })
+            .cloned()
+            .collect()
+    };
+    (missing_from(current, &keys(desired)), missing_from(desired, &keys(current)))
 }
 
 #[cfg(test)]

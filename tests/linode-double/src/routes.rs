@@ -147,8 +147,8 @@ pub(crate) fn route(
                 let id = id_of(id)?;
                 let v = s.find("instances", id, None)?;
                 s.kind("instances").remove(&id);
-                s.kind("disks").retain(|_, d| d.v["_parent"] != json!(id));
-                s.kind("configs").retain(|_, d| d.v["_parent"] != json!(id));
+                s.remove_children("disks", id);
+                s.remove_children("configs", id);
                 // A deleted instance leaves the Cloud Firewalls it was behind.
                 s.kind("firewall_devices")
                     .retain(|_, d| !(d.v["entity"]["type"] == json!("linode") && d.v["entity"]["id"] == json!(id)));
@@ -367,7 +367,7 @@ pub(crate) fn route(
             ),
             ("DELETE", ["domains", id]) => {
                 let id = id_of(id)?;
-                s.kind("records").retain(|_, r| r.v["_parent"] != json!(id));
+                s.remove_children("records", id);
                 delete_plain(s, "domains", id, None)
             }
             ("GET", ["domains", id, "records"]) => {
@@ -429,7 +429,7 @@ pub(crate) fn route(
             }
             ("DELETE", ["networking", "firewalls", id]) => {
                 let id = id_of(id)?;
-                s.kind("firewall_devices").retain(|_, d| d.v["_parent"] != json!(id));
+                s.remove_children("firewall_devices", id);
                 delete_plain(s, "firewalls", id, None)
             }
             ("GET", ["networking", "firewalls", id, "rules"]) => {
@@ -577,7 +577,7 @@ pub(crate) fn route(
             }
             ("DELETE", ["nodebalancers", id]) => {
                 let id = id_of(id)?;
-                s.kind("nb_configs").retain(|_, c| c.v["_parent"] != json!(id));
+                s.remove_children("nb_configs", id);
                 delete_plain(s, "nodebalancers", id, None)
             }
             ("GET", ["nodebalancers", id, "configs"]) => {
@@ -611,7 +611,7 @@ pub(crate) fn route(
             }
             ("DELETE", ["nodebalancers", id, "configs", c]) => {
                 let c = id_of(c)?;
-                s.kind("nb_nodes").retain(|_, n| n.v["_parent"] != json!(c));
+                s.remove_children("nb_nodes", c);
                 delete_plain(s, "nb_configs", c, Some(id_of(id)?))
             }
             ("GET", ["nodebalancers", id, "configs", c, "nodes"]) => {

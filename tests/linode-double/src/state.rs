@@ -145,6 +145,11 @@ impl State {
         self.kinds.entry(k).or_default()
     }
 
+    /// Deletes the objects of kind `k` that belong to `parent` (when the parent goes).
+    pub(crate) fn remove_children(&mut self, k: &'static str, parent: u64) {
+        self.kind(k).retain(|_, o| o.v["_parent"] != json!(parent));
+    }
+
     pub(crate) fn get(&self, k: &str, id: u64) -> Option<Value> {
         let now = self.now();
         self.kinds.get(k).and_then(|m| m.get(&id)).map(|o| o.at(now))
