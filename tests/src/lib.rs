@@ -28,17 +28,6 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Returns early from a test that needs root, saying why.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !$crate::is_root() {
-            eprintln!("SKIPPED: this test needs root (network namespaces); run scripts/test as root");
-            return;
-        }
-    };
-}
-
 /// Runs a prepared command with `input` on stdin.
 pub fn run_command(mut command: Command, input: &str) -> Run {
     let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use lct_tests::{Background, Env, require_root};
+use lct_tests::{Background, Env};
 
 const NODES: &str = concat!(
     r#"{"kind":"node","v":1,"cluster":"zk","group":"zookeeper","name":"zk-1","provider":"local","status":"running","private_ipv4":["192.168.128.1"],"public_ipv4":["203.0.113.1"],"public_ipv6":["2001:db8::1"]}"#,
@@ -118,8 +118,8 @@ fn views_authority_and_refusals_on_loopback() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn nodes_see_private_addresses_and_the_outside_public_ones() {
-    require_root!();
     let env = Env::new();
     env.run("lct-api", &["create", "--cluster", "zk", "--count", "3"]).ok();
     let nodes = env.run("lct-inventory", &["query"]).ok().stdout;

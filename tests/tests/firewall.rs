@@ -3,7 +3,7 @@
 
 use std::process::{Command, Stdio};
 
-use lct_tests::{Background, Env, require_root};
+use lct_tests::{Background, Env};
 
 /// Listeners in a node's namespace, killed on drop.
 struct Listeners(#[allow(dead_code)] Vec<Background>);
@@ -60,8 +60,8 @@ const UDP_ECHO: &str = "import socket\ns = socket.socket(socket.AF_INET, socket.
 const UDP_PROBE: &str = "import os, socket, sys\naddr, port, stop, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]\nok = bad = 0\nwhile not os.path.exists(stop):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.settimeout(1.0)\n    s.sendto(b'x', (addr, port))\n    try:\n        s.recvfrom(64)\n        ok += 1\n    except OSError:\n        bad += 1\n    s.close()\n    open(out + '.started', 'w').close()\nopen(out, 'w').write(f'{ok} {bad}')\n";
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn members_dependents_and_admins_get_in_and_nobody_else() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     let _listen = Listeners::start(&env, "zk-1", &[22, 2181, 2888, 9999]);
@@ -128,8 +128,8 @@ fn members_dependents_and_admins_get_in_and_nobody_else() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn bad_input_and_empty_sets_change_nothing() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     env.run("lct-fw", &["push"]).ok();
@@ -181,8 +181,8 @@ fn bad_input_and_empty_sets_change_nothing() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     let _listen = Listeners::start(&env, "zk-1", &[22, 2181]);
@@ -289,8 +289,8 @@ fn fw_in(env: &Env, node: &str, args: &[&str], input: &str) -> lct_tests::Run {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn confirm_timeout_puts_the_previous_table_back() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     env.run("lct-fw", &["push"]).ok();
@@ -313,8 +313,8 @@ fn confirm_timeout_puts_the_previous_table_back() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn kill_established_ends_removed_peers_connections() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     // Default-deny: a port no rule names any more is closed, not left alone.
@@ -352,8 +352,8 @@ fn kill_established_ends_removed_peers_connections() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn the_iptables_backend_admits_the_same_and_keeps_to_its_own_chains() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     let _listen = Listeners::start(&env, "zk-1", &[2181, 2888, 9999]);
@@ -389,8 +389,8 @@ fn the_iptables_backend_admits_the_same_and_keeps_to_its_own_chains() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn a_memory_that_does_not_match_the_kernel_falls_back_to_a_full_table() {
-    require_root!();
     let env = Env::new();
     cluster_setup(&env);
     env.run("lct-fw", &["push", "--cluster", "zk"]).ok();

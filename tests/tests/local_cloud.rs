@@ -1,10 +1,10 @@
 //! The local cloud end to end: real namespaces, veths, bridges and loop devices. Needs root.
 
-use lct_tests::{Env, require_root};
+use lct_tests::Env;
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn three_node_cluster_networks_exec_and_cleanup() {
-    require_root!();
     let env = Env::new();
     let created = env.run("lct-api", &["create", "--cluster", "demo", "--count", "3"]).ok();
     // Records come out as each node is ready, in any order.
@@ -107,8 +107,8 @@ fn three_node_cluster_networks_exec_and_cleanup() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn volumes_are_loop_devices_with_stable_paths() {
-    require_root!();
     let env = Env::new();
     env.run("lct-api", &["create", "--cluster", "vol", "--count", "1"]).ok();
     let v = env.run("lct-api", &["volume", "create", "data-1", "--size", "16M", "--attach", "vol-1"]).ok();
@@ -148,8 +148,8 @@ fn volumes_are_loop_devices_with_stable_paths() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn a_crash_half_way_is_repaired_by_the_next_run() {
-    require_root!();
     let env = Env::new();
     env.run("lct-api", &["create", "--cluster", "crash", "--count", "1"]).ok();
     // Die right after the node was recorded, before its namespace exists.
@@ -178,8 +178,8 @@ fn a_crash_half_way_is_repaired_by_the_next_run() {
 }
 
 #[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn dependents_and_dependencies_widen_a_query() {
-    require_root!();
     let env = Env::new();
     let specs = [
         ("zk", "zookeeper", "zk-1"),

@@ -11,29 +11,30 @@ use std::path::{Path, PathBuf};
 pub fn atomic_write(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp.{}", name.to_string_lossy(), std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode_0600().open(&tmp)?;
-        file.write_all(contents)?;
-        match fs::metadata(path) {
-            Ok(old) => {
-                file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
-                // Keeping the owner only works as root; elsewhere the file is ours anyway.
-                let _ = std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                file.set_permissions(fs::Permissions::from_mode(new_mode))?;
-            }
-            Err(e) => return Err(e),
+    // A name of its own per call (random, created O_EXCL, mode 0600): two threads or
+    // processes replacing the same file never write into each other's temporary file.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
+        .suffix(".tmp")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(&dir)?;
+    let file = tmp.as_file_mut();
+    file.write_all(contents)?;
+    match fs::metadata(path) {
+        Ok(old) => {
+            file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
+            // Keeping the owner only works as root; elsewhere the file is ours anyway.
+            let _ = std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid()));
         }
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(&dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            file.set_permissions(fs::Permissions::from_mode(new_mode))?;
+        }
+        Err(e) => return Err(e),
     }
-    result
+    file.sync_all()?;
+    // On error the temporary file is removed when `tmp` drops.
+    tmp.persist(path).map_err(|e| e.error)?;
+    File::open(&dir)?.sync_all()
 }
 
 /// Serializes `value` as pretty JSON and writes it atomically with mode 0600.
@@ -47,17 +48,6 @@ fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    }
-}
-
-trait Mode0600 {
-    fn mode_0600(&mut self) -> &mut Self;
-}
-
-impl Mode0600 for OpenOptions {
-    fn mode_0600(&mut self) -> &mut Self {
-        use std::os::unix::fs::OpenOptionsExt;
-        self.mode(0o600)
     }
 }
 
@@ -94,6 +84,29 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o640);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn atomic_writes_from_many_threads_never_collide() {
+        // With one temporary name per process, threads wrote into each other's file and
+        // renamed it away under each other (ENOENT, or a mix of two contents).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shared");
+        std::thread::scope(|s| {
+            for t in 0..8u8 {
+                let path = &path;
+                s.spawn(move || {
+                    let body = vec![b'a' + t; 64 * 1024];
+                    for _ in 0..50 {
+                        atomic_write(path, &body, 0o644).unwrap();
+                        let now = fs::read(path).unwrap();
+                        assert_eq!(now.len(), body.len());
+                        assert!(now.iter().all(|&b| b == now[0]), "a torn file");
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "a temporary file was left behind");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! * [`stream`]: reading and writing JSON lines, passing unknown kinds through untouched.
 //! * [`cli`]: the conventions every binary follows (output format, logging, exit codes,
 //!   completions and man pages).
+//! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod fsutil;
+pub mod naming;
 pub mod record;
 pub mod scan;
 pub mod state;

@@ -155,9 +155,13 @@ enum ViewArg {
 /// How zones are made from node records: shared by `zone` and `update`.
 #[derive(clap::Args)]
 struct ZoneArgs {
-    /// The forward zone, e.g. lct.internal
-    #[arg(long)]
+    /// The forward zone: nodes named outside it are left out
+    #[arg(long, env = "LCT_DOMAIN", default_value = lct_core::naming::DEFAULT_PARENT_DOMAIN)]
     domain: DomainName,
+    /// The parent of clusters without a domain: their nodes are NODE.CLUSTER.PARENT (as in
+    /// lct-hosts)
+    #[arg(long, value_name = "DOMAIN", env = "LCT_DOMAIN", default_value = lct_core::naming::DEFAULT_PARENT_DOMAIN)]
+    parent_domain: DomainName,
     /// A name server, NAME[=ADDRESS,...] (repeatable) [default: ns1.DOMAIN=127.0.0.1]
     #[arg(long = "ns", value_name = "NAME=ADDRESS", value_parser = parse_ns)]
     name_servers: Vec<(String, Vec<IpAddr>)>,
@@ -176,7 +180,7 @@ impl ZoneArgs {
     /// The zones' records from node records on stdin (and cluster records there or in the
     /// state directory), and the lines that were not node records.
     fn records(self) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)> {
-        let ZoneArgs { domain, mut name_servers, serial, ttl, no_reverse } = self;
+        let ZoneArgs { domain, parent_domain, mut name_servers, serial, ttl, no_reverse } = self;
         if name_servers.is_empty() {
             name_servers.push((format!("ns1.{domain}"), vec!["127.0.0.1".parse().expect("an address")]));
         }
@@ -186,6 +190,7 @@ impl ZoneArgs {
         let options = ZoneOptions {
             hostmaster: format!("hostmaster.{domain}"),
             domain,
+            parent_domain,
             ttl,
             serial,
             name_servers,

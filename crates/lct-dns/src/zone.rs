@@ -1,7 +1,8 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
+use lct_core::naming::Naming;
 use lct_core::record::{Cluster, DomainName, Name, Node, Record, Status, check_label};
 use serde::{Deserialize, Serialize};
 
@@ -79,7 +80,11 @@ fn weight() -> u16 {
 /// How to build the zones.
 #[derive(Debug, Clone)]
 pub struct ZoneOptions {
+    /// The forward zone's apex: nodes whose names (lct-core's naming rule) fall outside it
+    /// are left out.
     pub domain: DomainName,
+    /// The parent of clusters without a domain of their own.
+    pub parent_domain: DomainName,
     pub ttl: u32,
     pub serial: u32,
     /// Name servers and their addresses (glue, when inside the domain).
@@ -144,11 +149,27 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
         view,
     };
     apex(&mut out, &domain, options)?;
+    // Each cluster's domain by the one naming rule (lct-hosts names nodes the same way);
+    // `None` for a cluster whose names are outside this zone.
+    let naming = Naming::new(clusters, options.parent_domain.clone());
     let members: Vec<&Node> = nodes.iter().filter(|n| n.status != Status::Deleting).collect();
+    let mut domains: HashMap<&Name, Option<String>> = HashMap::new();
+    for cluster in members.iter().map(|n| &n.cluster).chain(clusters.iter().map(|c| &c.name)) {
+        domains.entry(cluster).or_insert_with(|| {
+            let d = naming.cluster_domain(cluster);
+            if options.domain.contains(d.as_str()) {
+                Some(fqdn(d.as_str()))
+            } else {
+                tracing::info!("cluster {cluster}: its domain {d} is outside the zone {domain}: left out");
+                None
+            }
+        });
+    }
     let mut reverse_zones: BTreeSet<String> = BTreeSet::new();
     for node in &members {
-        let host = format!("{}.{}.{domain}", node.name, node.cluster);
-        let group = format!("{}.{}.{domain}", node.group, node.cluster);
+        let Some(cluster_domain) = &domains[&node.cluster] else { continue };
+        let host = format!("{}.{cluster_domain}", node.name);
+        let group = format!("{}.{cluster_domain}", node.group);
         for (addr, view) in addresses(node) {
             let rtype = if addr.is_ipv4() { RecordType::A } else { RecordType::AAAA };
             out.insert(rec(&domain, host.clone(), rtype, addr.to_string(), view));
@@ -164,12 +185,14 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
         }
     }
     for cluster in clusters {
-        for s in services(cluster)? {
-            let owner = format!("_{}._{}.{}.{domain}", s.name, s.protocol, cluster.name);
+        let services = services(cluster)?;
+        let Some(cluster_domain) = &domains[&cluster.name] else { continue };
+        for s in services {
+            let owner = format!("_{}._{}.{cluster_domain}", s.name, s.protocol);
             for node in
                 members.iter().filter(|n| n.cluster == cluster.name && s.group.as_ref().is_none_or(|g| *g == n.group))
             {
-                let target = format!("{}.{}.{domain}", node.name, node.cluster);
+                let target = format!("{}.{cluster_domain}", node.name);
                 let data = format!("{} {} {} {target}", s.priority, s.weight, s.port);
                 out.insert(rec(&domain, owner.clone(), RecordType::SRV, data, View::Both));
             }
@@ -345,6 +368,7 @@ mod tests {
     fn options() -> ZoneOptions {
         ZoneOptions {
             domain: "lct.internal".parse().unwrap(),
+            parent_domain: "lct.internal".parse().unwrap(),
             ttl: 300,
             serial: 7,
             name_servers: vec![("ns1.lct.internal".into(), vec!["192.168.128.53".parse().unwrap()])],

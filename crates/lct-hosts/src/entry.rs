@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use lct_core::naming::Naming;
 use lct_core::record::{Cluster, DomainName, Name, Record, check_label};
 
 use crate::Member;
@@ -52,11 +53,19 @@ pub struct RenderOptions {
     pub ipv6: bool,
     /// Extra names for nodes (on their private entries, or public ones without `private`).
     pub aliases: BTreeMap<Name, Vec<String>>,
+    /// The parent of clusters without a domain of their own (lct-core's naming rule).
+    pub parent_domain: DomainName,
 }
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        RenderOptions { private: true, public: None, ipv6: true, aliases: BTreeMap::new() }
+        RenderOptions {
+            private: true,
+            public: None,
+            ipv6: true,
+            aliases: BTreeMap::new(),
+            parent_domain: DomainName::default_parent(),
+        }
     }
 }
 
@@ -87,7 +96,8 @@ pub fn check_host_name(name: &str) -> Result<(), HostsError> {
 /// Renders the entries of `nodes`, sorted by cluster, node, scope and address family, and
 /// checks them: every name valid, and no name for two addresses of one family.
 pub fn render(nodes: &[Member], clusters: &[Cluster], options: &RenderOptions) -> Result<Vec<HostEntry>, HostsError> {
-    let layout = Layout::new(nodes, clusters, options)?;
+    let domains = cluster_domains(nodes, clusters, options);
+    let layout = Layout::new(nodes, &domains, options)?;
     layout.check()?;
     Ok(layout.entries())
 }
@@ -99,7 +109,8 @@ pub fn render_blocks(
     clusters: &[Cluster],
     options: &RenderOptions,
 ) -> Result<BTreeMap<Name, String>, HostsError> {
-    let layout = Layout::new(nodes, clusters, options)?;
+    let domains = cluster_domains(nodes, clusters, options);
+    let layout = Layout::new(nodes, &domains, options)?;
     // The check and the text do not depend on each other: both at once, the text thrown
     // away if the check fails.
     let (checked, texts) = std::thread::scope(|s| {
@@ -108,6 +119,26 @@ pub fn render_blocks(
         (check.join().expect("the check does not panic"), texts)
     });
     checked.map(|()| texts)
+}
+
+/// The domain of every cluster that has members, by lct-core's naming rule (the same names
+/// lct-dns serves): its own domain, else `CLUSTER.PARENT`.
+fn cluster_domains<'a>(
+    members: &'a [Member],
+    clusters: &[Cluster],
+    options: &RenderOptions,
+) -> HashMap<&'a Name, String> {
+    let naming = Naming::new(clusters, options.parent_domain.clone());
+    let mut domains: HashMap<&Name, String> = HashMap::new();
+    let mut last: Option<&Name> = None;
+    for member in members {
+        // Members come grouped by cluster: one look-up per run of a cluster.
+        if last != Some(&member.cluster) {
+            last = Some(&member.cluster);
+            domains.entry(&member.cluster).or_insert_with(|| naming.cluster_domain(&member.cluster).to_string());
+        }
+    }
+    domains
 }
 
 /// A rendering before it becomes text or records: per cluster, its members in name order.
@@ -125,7 +156,7 @@ struct Layout<'a> {
 
 struct ClusterOrder<'a> {
     name: &'a Name,
-    domain: Option<&'a str>,
+    domain: &'a str,
     /// Indices into `members`, sorted by node name.
     order: Vec<u32>,
     /// The same, in input order.
@@ -149,9 +180,11 @@ struct Line {
 }
 
 impl<'a> Layout<'a> {
-    fn new(members: &'a [Member], clusters: &'a [Cluster], options: &'a RenderOptions) -> Result<Self, HostsError> {
-        let domains: HashMap<&Name, &str> =
-            clusters.iter().filter_map(|c| c.domain.as_ref().map(|d| (&c.name, d.as_str()))).collect();
+    fn new(
+        members: &'a [Member],
+        domains: &'a HashMap<&'a Name, String>,
+        options: &'a RenderOptions,
+    ) -> Result<Self, HostsError> {
         for name in options.aliases.values().flatten() {
             check_host_name(name)?;
         }
@@ -173,7 +206,7 @@ impl<'a> Layout<'a> {
                 keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))).then(a.1.cmp(&b.1)));
                 ClusterOrder {
                     name: cluster,
-                    domain: domains.get(cluster).copied(),
+                    domain: domains.get(cluster).map_or("", String::as_str),
                     order: keyed.into_iter().map(|(_, i)| i).collect(),
                     input_order,
                 }
@@ -200,7 +233,7 @@ impl<'a> Layout<'a> {
     }
 
     /// The names of a member's line of `scope`, canonical first.
-    fn names(&self, member: &'a Member, domain: Option<&'a str>, scope: Scope, mut each: impl FnMut(NameParts<'a>)) {
+    fn names(&self, member: &'a Member, domain: &'a str, scope: Scope, mut each: impl FnMut(NameParts<'a>)) {
         let name = member.name.as_str();
         let options = self.options;
         let aliases = || {
@@ -209,9 +242,7 @@ impl<'a> Layout<'a> {
         };
         match scope {
             Scope::Private => {
-                if let Some(domain) = domain {
-                    each((name, domain));
-                }
+                each((name, domain));
                 each((name, ""));
                 aliases().for_each(each);
             }
@@ -256,7 +287,7 @@ impl<'a> Layout<'a> {
     /// The `k`th name of a member's line of `scope` and family, and the line.
     fn name_of(&self, i: u32, scope: Scope, v6: bool, k: usize) -> (Line, NameParts<'a>) {
         let member = &self.members[i as usize];
-        let domain = self.clusters.iter().find(|c| c.name == &member.cluster).and_then(|c| c.domain);
+        let domain = self.clusters.iter().find(|c| c.name == &member.cluster).map_or("", |c| c.domain);
         let mut line = None;
         self.lines(member, |l| {
             if l.scope == scope && l.address.is_ipv6() == v6 {
@@ -629,7 +660,8 @@ mod tests {
             if next(3) == 0 {
                 options.aliases.insert("n1".parse().unwrap(), vec!["n2".into(), "n3.a.lct".into()]);
             }
-            let layout = Layout::new(&members, &clusters, &options).unwrap();
+            let domains = cluster_domains(&members, &clusters, &options);
+            let layout = Layout::new(&members, &domains, &options).unwrap();
             let entries = layout.entries();
             let fast = layout.check().map_err(|e| e.to_string());
             let plain = check(&entries).map_err(|e| e.to_string());

@@ -136,6 +136,10 @@ struct Naming {
     /// An extra name for a node: NODE=NAME (repeatable)
     #[arg(long, value_name = "NODE=NAME", value_parser = parse_alias)]
     alias: Vec<(Name, String)>,
+    /// The parent of clusters without a domain: their nodes are NODE.CLUSTER.PARENT (as in
+    /// lct-dns)
+    #[arg(long, value_name = "DOMAIN", env = "LCT_DOMAIN", default_value = lct_core::naming::DEFAULT_PARENT_DOMAIN)]
+    parent_domain: DomainName,
 }
 
 fn parse_alias(s: &str) -> Result<(Name, String), String> {
@@ -159,7 +163,13 @@ impl Naming {
         for (node, name) in &self.alias {
             aliases.entry(node.clone()).or_default().push(name.clone());
         }
-        Ok(RenderOptions { private: !self.no_private, public, ipv6: !self.no_ipv6, aliases })
+        Ok(RenderOptions {
+            private: !self.no_private,
+            public,
+            ipv6: !self.no_ipv6,
+            aliases,
+            parent_domain: self.parent_domain.clone(),
+        })
     }
 }
 

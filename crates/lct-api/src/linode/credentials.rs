@@ -69,7 +69,10 @@ pub fn base_url() -> String {
         .unwrap_or_else(|| DEFAULT_URL.to_string())
 }
 
-/// Reads linode-cli's INI file.
+/// Reads linode-cli's INI file as Python's configparser (which linode-cli uses) does: `=` or
+/// `:` separates a key from its value at the first of either (`token: ab=c` is `ab=c`), keys
+/// are case-insensitive, no inline comments, indented lines continue a value, and every
+/// section inherits what `[DEFAULT]` sets.
 pub fn token_from_cli_config(path: &Path) -> Result<Token, CredentialsError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| CredentialsError::Config {
@@ -77,38 +80,29 @@ pub fn token_from_cli_config(path: &Path) -> Result<Token, CredentialsError> {
         line: 0,
         message: e.to_string(),
     })?;
-    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            sections.push((name.trim().to_string(), Vec::new()));
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=').or_else(|| line.split_once(':')) else {
-            return Err(CredentialsError::Config {
-                path: shown,
-                line: n + 1,
-                message: "expected KEY = VALUE or [SECTION]".into(),
-            });
-        };
-        let Some(section) = sections.last_mut() else {
-            return Err(CredentialsError::Config {
-                path: shown,
-                line: n + 1,
-                message: "a key before any [SECTION]".into(),
-            });
-        };
-        section.1.push((key.trim().to_string(), value.trim().to_string()));
-    }
-    let get = |section: &str, key: &str| {
-        sections.iter().filter(|(s, _)| s == section).flat_map(|(_, kv)| kv).find(|(k, _)| k == key).map(|(_, v)| v)
-    };
-    let user = get("DEFAULT", "default-user").ok_or(CredentialsError::Missing)?;
-    let token = get(user, "token").ok_or(CredentialsError::Missing)?;
-    Ok(Token(token.clone()))
+    let mut defaults = configparser::ini::IniDefault::default();
+    defaults.default_section = "default".into();
+    defaults.multiline = true;
+    defaults.enable_inline_comments = false;
+    defaults.cascade_defaults = true;
+    let mut ini = configparser::ini::Ini::new_from_defaults(defaults);
+    ini.read(text).map_err(|message| {
+        // configparser says `line N: why` (or `line N:COLUMN: why`).
+        let (line, message) = message
+            .strip_prefix("line ")
+            .and_then(|rest| rest.split_once(':'))
+            .and_then(|(n, why)| {
+                Some((
+                    n.parse().ok()?,
+                    why.trim_start_matches(|c: char| c.is_ascii_digit() || c == ':').trim().to_string(),
+                ))
+            })
+            .unwrap_or((0, message));
+        CredentialsError::Config { path: shown.clone(), line, message }
+    })?;
+    let user = ini.get("default", "default-user").filter(|u| !u.is_empty()).ok_or(CredentialsError::Missing)?;
+    let token = ini.get(&user, "token").filter(|t| !t.is_empty()).ok_or(CredentialsError::Missing)?;
+    Ok(Token(token))
 }
 
 #[cfg(test)]
@@ -125,9 +119,41 @@ mod tests {
         let token = token_from_cli_config(&file).unwrap();
         assert_eq!(token.bearer(), "Bearer s3cret-token");
         assert!(!format!("{token:?}").contains("s3cret"));
-        std::fs::write(&file, "[DEFAULT]\ndefault-user = ops\nbroken line\n").unwrap();
+        std::fs::write(&file, "[DEFAULT]\ndefault-user = ops\n[ops\n").unwrap();
         let err = token_from_cli_config(&file).unwrap_err().to_string();
-        assert!(err.ends_with("line 3: expected KEY = VALUE or [SECTION]"), "{err}");
+        assert!(err.contains("line 3: "), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn read(config: &str) -> Option<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("linode-cli");
+        std::fs::write(&file, config).unwrap();
+        token_from_cli_config(&file).ok().map(|t| t.0)
+    }
+
+    #[test]
+    fn linode_cli_layouts_as_configparser_reads_them() {
+        // What `linode-cli configure` writes (linode-cli 5.x): a DEFAULT naming the user, a
+        // section per user with token, region, type, image and so on.
+        let written = "[DEFAULT]\ndefault-user = ops\n\n[ops]\ntoken = 0123abcd\nregion = us-east\n\
+                       type = g6-standard-2\nimage = linode/debian12\nmysql_engine = mysql/8\n\n\
+                       [dev]\ntoken = feed\n";
+        assert_eq!(read(written).as_deref(), Some("0123abcd"));
+        // `:` separates as well; the first separator wins, so `=` inside a value stays in it.
+        assert_eq!(read("[DEFAULT]\ndefault-user: ops\n[ops]\ntoken: ab=c\n").as_deref(), Some("ab=c"));
+        assert_eq!(read("[DEFAULT]\ndefault-user = ops\n[ops]\ntoken = ab:c=d\n").as_deref(), Some("ab:c=d"));
+        // A section inherits DEFAULT's keys (configparser's rule), its own win.
+        assert_eq!(
+            read("[DEFAULT]\ndefault-user = ops\ntoken = shared\n[ops]\nregion = x\n").as_deref(),
+            Some("shared")
+        );
+        assert_eq!(read("[DEFAULT]\ndefault-user = ops\ntoken = shared\n[ops]\ntoken = own\n").as_deref(), Some("own"));
+        // No inline comments in configparser's default: `#` is part of the value.
+        assert_eq!(read("[DEFAULT]\ndefault-user = ops\n[ops]\ntoken = a#b;c\n").as_deref(), Some("a#b;c"));
+        // Keys are case-insensitive; comment lines are skipped.
+        assert_eq!(read("# linode-cli\n[DEFAULT]\nDefault-User = ops\n; x\n[ops]\nTOKEN = t\n").as_deref(), Some("t"));
+        assert_eq!(read("[DEFAULT]\ndefault-user = nobody\n[ops]\ntoken = t\n"), None);
     }
 }
