@@ -172,3 +172,47 @@ fn schema_file_describes_the_records() {
         assert!(props.contains_key(key), "schema $defs.cluster lacks property {key}");
     }
 }
+
+#[test]
+fn every_inventory_query_picks_providers_by_one_rule() {
+    // The flag, then LCT_PROVIDER, then the providers that hold state. Asking Linode without
+    // a token fails with that reason, which shows it was asked.
+    let env = Env::new();
+    let no_token = |cmd: &mut std::process::Command| {
+        cmd.env_remove("LINODE_TOKEN").env_remove("LINODE_CLI_TOKEN").env("XDG_CONFIG_HOME", env.state.path());
+    };
+    let asks_linode = |args: &[&str], provider_env: Option<&str>| {
+        let mut cmd = env.command(args[0], &args[1..]);
+        no_token(&mut cmd);
+        if let Some(p) = provider_env {
+            cmd.env("LCT_PROVIDER", p);
+        }
+        let out = lct_tests::run_command(cmd, "");
+        out.status != 0 && out.stderr.contains("no Linode API token")
+    };
+    let queries: [&[&str]; 3] =
+        [&["lct-inventory", "query"], &["lct-hosts", "push", "--file", "/nonexistent/hosts"], &["lct-fw", "push"]];
+    for q in queries {
+        assert!(asks_linode(q, Some("linode")), "{q:?} ignores LCT_PROVIDER");
+        // Nothing configured anywhere: the local cloud only.
+        assert!(!asks_linode(q, None), "{q:?} asks Linode with nothing configured");
+    }
+    // A cluster record on Linode makes Linode a provider that holds state.
+    env.run("lct-inventory", &["clusters", "set", "far", "--provider", "linode"]).ok();
+    for q in queries {
+        assert!(asks_linode(q, None), "{q:?} does not ask the provider a cluster record names");
+    }
+    // The flag wins over both.
+    assert!(!asks_linode(&["lct-inventory", "query", "--provider", "local"], Some("linode")));
+    let bad = env.command("lct-inventory", &["query"]);
+    let mut bad = bad;
+    bad.env("LCT_PROVIDER", "aws");
+    let out = lct_tests::run_command(bad, "");
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("LCT_PROVIDER: \"aws\""), "{}", out.stderr);
+    // And each says so in its help.
+    for (bin, sub) in [("lct-inventory", "query"), ("lct-hosts", "push"), ("lct-fw", "push")] {
+        let help = env.run(bin, &[sub, "--help"]).ok();
+        assert!(help.stdout.contains("LCT_PROVIDER"), "{bin} {sub} --help: {}", help.stdout);
+    }
+}

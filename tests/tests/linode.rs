@@ -486,3 +486,29 @@ fn cloud_firewalls_mirror_each_groups_rules_and_members() {
     assert_eq!(client["addresses"]["ipv4"].as_array().unwrap().len(), 2);
     assert_eq!(api.run(&["linode", "firewall-devices", "list", &fid], "").ok().json_lines().len(), 2);
 }
+
+#[test]
+fn bulk_create_streams_each_node_as_it_is_ready() {
+    // One create at a time: the first record must come out while later nodes are still to
+    // be made (it used to come only after the last create had started).
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    let specs: String = (1..=4).map(|i| spec(&format!("web-{i}"), "")).collect();
+    let mut child = api
+        .command(&["-p", "linode", "create", "--parallel", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    child.stdin.take().unwrap().write_all(specs.as_bytes()).unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("a first record").unwrap();
+    let made_by_then = double.stats().created_labels.values().sum::<u32>();
+    assert!(first.contains("\"web-1\""), "{first}");
+    assert!(made_by_then < 4, "the first record came only after all {made_by_then} creates");
+    assert_eq!(lines.count(), 3);
+    assert!(child.wait().unwrap().success());
+}

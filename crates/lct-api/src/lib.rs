@@ -4,10 +4,12 @@
 //! delete nodes, and manage block volumes. [`local::LocalCloud`] implements it with Linux
 //! network namespaces on this machine; [`linode::LinodeProvider`] implements the same trait
 //! with the Linode API v4.
-//! [`AnyProvider`] picks one at run time.
+//! [`AnyProvider`] picks one at run time; [`providers_to_ask`] is the rule for which.
 
+mod any;
 pub mod linode;
 pub mod local;
 mod provider;
 
-pub use provider::{AnyProvider, Provider, ProviderError, VolumeSpec};
+pub use any::{AnyProvider, PROVIDERS_HELP, providers_to_ask};
+pub use provider::{Provider, ProviderError, VolumeSpec};

@@ -508,19 +508,8 @@ async fn create_all(
     let total = specs.len();
     // The local cloud serialises changes on its lock anyway; one at a time keeps its
     // address assignment in input order (demo-1 gets .1).
-    let parallel = if provider.name() == ProviderName::Local { 1 } else { parallel };
+    let parallel = if provider.name() == ProviderName::Local { 1 } else { parallel.max(1) };
     let provider = Arc::new(provider);
-    let permits = Arc::new(tokio::sync::Semaphore::new(parallel));
-    let mut tasks = tokio::task::JoinSet::new();
-    for spec in specs {
-        let provider = provider.clone();
-        let permit = permits.clone().acquire_owned().await?;
-        tasks.spawn(async move {
-            let result = provider.create(&spec).await;
-            drop(permit);
-            (spec, result)
-        });
-    }
     let mut created = Vec::new();
     let mut out = Writer::new(io::stdout().lock());
     let mut failed = 0;
@@ -535,8 +524,23 @@ async fn create_all(
             .expect("a valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    // At most `parallel` creates at once; a finished one is reported (record and bar) at once
+    // and makes room for the next, so records stream out as nodes are ready.
+    let mut specs = specs.into_iter();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut spawn_next = |tasks: &mut tokio::task::JoinSet<_>| {
+        let Some(spec) = specs.next() else { return false };
+        let provider = provider.clone();
+        tasks.spawn(async move {
+            let result = provider.create(&spec).await;
+            (spec, result)
+        });
+        true
+    };
+    while tasks.len() < parallel && spawn_next(&mut tasks) {}
     while let Some(joined) = tasks.join_next().await {
         let (spec, result) = joined?;
+        spawn_next(&mut tasks);
         bar.inc(1);
         match result {
             Ok(node) => {

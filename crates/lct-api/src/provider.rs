@@ -1,9 +1,8 @@
+//! The interface every provider implements, and the errors it reports.
+
 use std::future::Future;
 
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Volume};
-
-use crate::linode::LinodeProvider;
-use crate::local::LocalCloud;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -63,65 +62,4 @@ pub trait Provider: Send + Sync {
 
     /// Deletes the volume (detaching it first); `false` if there was none.
     fn delete_volume(&self, label: &Name) -> impl Future<Output = Result<bool, ProviderError>> + Send;
-}
-
-/// A provider chosen at run time.
-pub enum AnyProvider {
-    Local(LocalCloud),
-    Linode(Box<LinodeProvider>),
-}
-
-impl AnyProvider {
-    /// The provider of that name, configured from the environment.
-    pub fn from_env(name: ProviderName) -> Result<AnyProvider, ProviderError> {
-        match name {
-            ProviderName::Local => Ok(AnyProvider::Local(LocalCloud::from_env())),
-            ProviderName::Linode => Ok(AnyProvider::Linode(Box::new(LinodeProvider::from_env()?))),
-        }
-    }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $p:ident => $e:expr) => {
-        match $self {
-            AnyProvider::Local($p) => $e,
-            AnyProvider::Linode($p) => $e,
-        }
-    };
-}
-
-impl Provider for AnyProvider {
-    fn name(&self) -> ProviderName {
-        dispatch!(self, p => p.name())
-    }
-    async fn list(&self) -> Result<Vec<Node>, ProviderError> {
-        dispatch!(self, p => p.list().await)
-    }
-    async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
-        dispatch!(self, p => p.create(spec).await)
-    }
-    async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
-        dispatch!(self, p => p.start(name).await)
-    }
-    async fn stop(&self, name: &Name) -> Result<Node, ProviderError> {
-        dispatch!(self, p => p.stop(name).await)
-    }
-    async fn delete(&self, name: &Name) -> Result<bool, ProviderError> {
-        dispatch!(self, p => p.delete(name).await)
-    }
-    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
-        dispatch!(self, p => p.volumes().await)
-    }
-    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, ProviderError> {
-        dispatch!(self, p => p.create_volume(spec).await)
-    }
-    async fn attach_volume(&self, label: &Name, node: &Name) -> Result<Volume, ProviderError> {
-        dispatch!(self, p => p.attach_volume(label, node).await)
-    }
-    async fn detach_volume(&self, label: &Name) -> Result<Volume, ProviderError> {
-        dispatch!(self, p => p.detach_volume(label).await)
-    }
-    async fn delete_volume(&self, label: &Name) -> Result<bool, ProviderError> {
-        dispatch!(self, p => p.delete_volume(label).await)
-    }
 }

@@ -132,8 +132,8 @@ Examples:
         /// The clusters that changed (repeatable) [default: all]
         #[arg(long = "cluster", short = 'c', value_name = "CLUSTER")]
         clusters: Vec<Name>,
-        /// Providers to ask [default: local]
-        #[arg(long = "provider", short = 'p', value_enum)]
+        /// Providers to ask (repeatable)
+        #[arg(long = "provider", short = 'p', value_enum, long_help = lct_inventory::providers_long_help())]
         providers: Vec<ProviderName>,
         /// Allow empty peer sets and default-deny without admin prefixes
         #[arg(long)]

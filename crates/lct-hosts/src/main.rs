@@ -85,8 +85,8 @@ enum Command {
         /// The clusters whose blocks to push (repeatable) [default: all]
         #[arg(long = "cluster", short = 'c', value_name = "CLUSTER")]
         clusters: Vec<Name>,
-        /// Providers to ask [default: local]
-        #[arg(long = "provider", short = 'p', value_enum)]
+        /// Providers to ask (repeatable)
+        #[arg(long = "provider", short = 'p', value_enum, long_help = lct_inventory::providers_long_help())]
         providers: Vec<ProviderName>,
         /// The hosts file on the nodes
         #[arg(long, default_value = "/etc/hosts")]

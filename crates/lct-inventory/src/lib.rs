@@ -10,4 +10,4 @@
 pub mod exec;
 mod select;
 
-pub use select::{Selector, query, select};
+pub use select::{Selector, providers_long_help, query, select};

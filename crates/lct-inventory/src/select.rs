@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use lct_api::{AnyProvider, Provider, ProviderError};
+use lct_api::{AnyProvider, PROVIDERS_HELP, Provider, ProviderError, providers_to_ask};
 use lct_core::record::{Cluster, Name, Node, ProviderName, Status};
 use lct_core::state::{dependencies_of, dependents_of};
 
@@ -19,8 +19,8 @@ pub struct Selector {
     /// Nodes in this status (repeatable)
     #[arg(long = "status", value_enum, value_name = "STATUS")]
     pub statuses: Vec<Status>,
-    /// Nodes of this provider (repeatable) [default: every configured provider]
-    #[arg(long = "provider", short = 'p', value_enum, value_name = "PROVIDER")]
+    /// Nodes of this provider (repeatable)
+    #[arg(long = "provider", short = 'p', value_enum, value_name = "PROVIDER", long_help = providers_long_help())]
     pub providers: Vec<ProviderName>,
     /// Add the nodes of clusters that depend on the selected clusters
     #[arg(long, requires = "clusters")]
@@ -40,10 +40,16 @@ impl Selector {
             && self.providers.is_empty()
     }
 
-    /// The providers to ask.
-    pub fn providers(&self) -> Vec<ProviderName> {
-        if self.providers.is_empty() { vec![ProviderName::Local] } else { self.providers.clone() }
+    /// The providers to ask (lct-api's rule: the flag, else `LCT_PROVIDER`, else those that
+    /// hold state).
+    pub fn providers(&self, clusters: &[Cluster]) -> Result<Vec<ProviderName>, ProviderError> {
+        providers_to_ask(&self.providers, clusters, &lct_core::state::state_dir())
     }
+}
+
+/// `--provider`'s help: what it does and the default rule.
+pub fn providers_long_help() -> String {
+    format!("Nodes of this provider (repeatable) {PROVIDERS_HELP}")
 }
 
 /// Applies a selector to nodes, using the cluster records for dependencies.
@@ -80,7 +86,7 @@ pub fn select(nodes: Vec<Node>, clusters: &[Cluster], sel: &Selector) -> Vec<Nod
 /// Asks the selected providers for their nodes and applies the selector.
 pub async fn query(sel: &Selector, clusters: &[Cluster]) -> Result<Vec<Node>, ProviderError> {
     let mut nodes = Vec::new();
-    for name in sel.providers() {
+    for name in sel.providers(clusters)? {
         nodes.extend(AnyProvider::from_env(name)?.list().await?);
     }
     Ok(select(nodes, clusters, sel))

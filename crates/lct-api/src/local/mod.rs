@@ -70,6 +70,11 @@ impl LocalCloud {
         LocalCloud { dir: state_dir.join("local"), lab }
     }
 
+    /// Whether this state directory holds a local cloud (it has created something).
+    pub fn has_state(&self) -> bool {
+        self.state_path().exists()
+    }
+
     fn state_path(&self) -> PathBuf {
         self.dir.join("cloud.json")
     }

@@ -1,0 +1,115 @@
+//! A provider chosen at run time, and the one rule for which providers a command asks.
+
+use std::path::Path;
+
+use lct_core::record::{Cluster, Name, Node, NodeSpec, ProviderName, Volume};
+
+use crate::linode::LinodeProvider;
+use crate::local::LocalCloud;
+use crate::provider::{Provider, ProviderError, VolumeSpec};
+
+/// The rule every tool that queries the inventory follows, also written in their `--help`.
+pub const PROVIDERS_HELP: &str = "[default: LCT_PROVIDER, else the providers that hold state: local when its lab has state, linode when a cluster record names it; local when none does]";
+
+/// Which providers to ask: the ones given (a `--provider` flag), else `LCT_PROVIDER`, else
+/// those that hold state: the local cloud when its state file exists, Linode when a cluster
+/// record names it; the local cloud when none does.
+pub fn providers_to_ask(
+    given: &[ProviderName],
+    clusters: &[Cluster],
+    state_dir: &Path,
+) -> Result<Vec<ProviderName>, ProviderError> {
+    if !given.is_empty() {
+        let mut list = given.to_vec();
+        list.sort();
+        list.dedup();
+        return Ok(list);
+    }
+    if let Ok(value) = std::env::var("LCT_PROVIDER")
+        && !value.trim().is_empty()
+    {
+        let mut list = Vec::new();
+        for word in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let name = <ProviderName as clap::ValueEnum>::from_str(word, true).map_err(|_| {
+                ProviderError::Invalid(format!("LCT_PROVIDER: {word:?} is not a provider (local, linode)"))
+            })?;
+            if !list.contains(&name) {
+                list.push(name);
+            }
+        }
+        list.sort();
+        return Ok(list);
+    }
+    let mut list = Vec::new();
+    if LocalCloud::new(state_dir, None).has_state() {
+        list.push(ProviderName::Local);
+    }
+    if clusters.iter().any(|c| c.provider == ProviderName::Linode) {
+        list.push(ProviderName::Linode);
+    }
+    if list.is_empty() {
+        list.push(ProviderName::Local);
+    }
+    Ok(list)
+}
+
+/// A provider chosen at run time.
+pub enum AnyProvider {
+    Local(LocalCloud),
+    Linode(Box<LinodeProvider>),
+}
+
+impl AnyProvider {
+    /// The provider of that name, configured from the environment.
+    pub fn from_env(name: ProviderName) -> Result<AnyProvider, ProviderError> {
+        match name {
+            ProviderName::Local => Ok(AnyProvider::Local(LocalCloud::from_env())),
+            ProviderName::Linode => Ok(AnyProvider::Linode(Box::new(LinodeProvider::from_env()?))),
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $p:ident => $e:expr) => {
+        match $self {
+            AnyProvider::Local($p) => $e,
+            AnyProvider::Linode($p) => $e,
+        }
+    };
+}
+
+impl Provider for AnyProvider {
+    fn name(&self) -> ProviderName {
+        dispatch!(self, p => p.name())
+    }
+    async fn list(&self) -> Result<Vec<Node>, ProviderError> {
+        dispatch!(self, p => p.list().await)
+    }
+    async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
+        dispatch!(self, p => p.create(spec).await)
+    }
+    async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
+        dispatch!(self, p => p.start(name).await)
+    }
+    async fn stop(&self, name: &Name) -> Result<Node, ProviderError> {
+        dispatch!(self, p => p.stop(name).await)
+    }
+    async fn delete(&self, name: &Name) -> Result<bool, ProviderError> {
+        dispatch!(self, p => p.delete(name).await)
+    }
+    async fn volumes(&self) -> Result<Vec<Volume>, ProviderError> {
+        dispatch!(self, p => p.volumes().await)
+    }
+    async fn create_volume(&self, spec: &VolumeSpec) -> Result<Volume, ProviderError> {
+        dispatch!(self, p => p.create_volume(spec).await)
+    }
+    async fn attach_volume(&self, label: &Name, node: &Name) -> Result<Volume, ProviderError> {
+        dispatch!(self, p => p.attach_volume(label, node).await)
+    }
+    async fn detach_volume(&self, label: &Name) -> Result<Volume, ProviderError> {
+        dispatch!(self, p => p.detach_volume(label).await)
+    }
+    async fn delete_volume(&self, label: &Name) -> Result<bool, ProviderError> {
+        dispatch!(self, p => p.delete_volume(label).await)
+    }
+}
