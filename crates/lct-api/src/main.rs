@@ -1,3 +1,5 @@
+//! `lct-api`: nodes and volumes on a provider from the command line (arguments and output only).
+
 use std::io::{self, IsTerminal};
 use std::sync::Arc;
 

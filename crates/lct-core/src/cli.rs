@@ -11,7 +11,7 @@ use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{ArgAction, CommandFactory, ValueEnum};
+use clap::{ArgAction, CommandFactory};
 use tracing_subscriber::filter::LevelFilter;
 
 /// Process exit statuses shared by every tool.
@@ -21,13 +21,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Aligned columns for people.
-    Table,
-    /// One JSON object per line, for pipes.
-    Jsonl,
-}
+pub use crate::table::OutputFormat;
 
 /// Options every binary takes.
 #[derive(Debug, Clone, clap::Args)]

@@ -4,7 +4,7 @@
 //!   the [`record::Record`] trait other crates implement for their own kinds.
 //! * [`scan`]: a strict JSON scanner that borrows, for reading many records quickly.
 //! * [`stream`]: reading and writing JSON lines, passing unknown kinds through untouched.
-//! * [`cli`]: the conventions every binary follows (output format, logging, exit codes,
+//! * `cli` (feature `cli`): the conventions every binary follows (output format, logging, exit codes,
 //!   completions and man pages).
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
@@ -14,6 +14,7 @@
 //! This crate exists so that `lct-api` (which returns node records) and `lct-inventory`
 //! (which asks the providers for them) can share the record types without a cycle.
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod fsutil;
 pub mod naming;

@@ -157,7 +157,7 @@ impl fmt::Display for DomainName {
 /// Which provider a node or cluster lives on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-#[derive(clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ProviderName {
     /// The embedded local cloud: network namespaces on this machine.
     #[default]
@@ -175,6 +175,17 @@ impl ProviderName {
     }
 }
 
+impl FromStr for ProviderName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "local" => Ok(ProviderName::Local),
+            "linode" => Ok(ProviderName::Linode),
+            _ => Err(format!("{s:?} is not a provider (local, linode)")),
+        }
+    }
+}
+
 impl fmt::Display for ProviderName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -185,7 +196,7 @@ impl fmt::Display for ProviderName {
 /// providers report the same words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-#[derive(clap::ValueEnum)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Status {
     Provisioning,
     Booting,

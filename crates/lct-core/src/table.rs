@@ -2,6 +2,16 @@
 
 use std::io::{self, Write};
 
+/// How a tool prints records: `-o table|jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON object per line, for pipes.
+    Jsonl,
+}
+
 pub struct Table {
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
@@ -127,16 +137,16 @@ impl Tabular for crate::record::Cluster {
 }
 
 /// Prints records as a table or as JSON lines.
-pub fn emit<T: crate::record::Record + Tabular>(items: &[T], format: crate::cli::OutputFormat) -> io::Result<()> {
+pub fn emit<T: crate::record::Record + Tabular>(items: &[T], format: OutputFormat) -> io::Result<()> {
     match format {
-        crate::cli::OutputFormat::Table => {
+        OutputFormat::Table => {
             let mut t = Table::new(T::HEADERS);
             for item in items {
                 t.row(item.row());
             }
             t.print()
         }
-        crate::cli::OutputFormat::Jsonl => {
+        OutputFormat::Jsonl => {
             let mut w = crate::stream::Writer::new(io::stdout().lock());
             for item in items {
                 w.write(item)?;

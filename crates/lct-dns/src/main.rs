@@ -1,3 +1,5 @@
+//! `lct-dns`: zones from the inventory, the authoritative server, updates and keys on the command line.
+
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::net::IpAddr;

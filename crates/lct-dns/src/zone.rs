@@ -1,3 +1,5 @@
+//! Zones from the inventory: `dns-record` records for nodes, groups and services, views, master files.
+
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};

@@ -1,3 +1,5 @@
+//! `lct-fw`: firewall declarations, rendering, sync and push on the command line.
+
 use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::time::Duration;

@@ -1,3 +1,5 @@
+//! Host entries: which names each node's addresses get, checked for conflicts, as records or text.
+
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

@@ -1,3 +1,5 @@
+//! Hosts files: the managed block per cluster, replaced atomically, everything else kept as it is.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Write};

@@ -1,3 +1,5 @@
+//! `lct-hosts`: render, apply and push host entries on the command line.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;

@@ -1,3 +1,5 @@
+//! Push: every node of the changed clusters and their dependents gets its hosts file brought up to date.
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 

@@ -1,3 +1,5 @@
+//! `lct-inventory`: query nodes, keep cluster records, run commands on nodes.
+
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Write};
 use std::time::Duration;

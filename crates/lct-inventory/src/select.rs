@@ -1,3 +1,5 @@
+//! Selecting nodes: by cluster, group, tag, status and provider, widened to dependents or dependencies.
+
 use std::collections::BTreeSet;
 
 use lct_api::{AnyProvider, PROVIDERS_HELP, Provider, ProviderError, providers_to_ask};

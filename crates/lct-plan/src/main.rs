@@ -1,3 +1,5 @@
+//! `lct-plan`: cluster plans (being built; see the issues).
+
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand};
 
