@@ -216,3 +216,17 @@ fn every_inventory_query_picks_providers_by_one_rule() {
         assert!(help.stdout.contains("LCT_PROVIDER"), "{bin} {sub} --help: {}", help.stdout);
     }
 }
+
+#[test]
+fn prefixes_are_strict_in_declarations() {
+    // One prefix type (lct-core): a declaration with host bits set is refused, naming the
+    // network that was probably meant.
+    let env = Env::new();
+    let out = env.run("lct-fw", &["declare", "zk", "--admin-cidr", "10.1.2.3/8"]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("has host bits set (did you mean 10.0.0.0/8?)"), "{}", out.stderr);
+    let out = env.run("lct-fw", &["declare", "zk", "--allow", "10.1.2.3/8->*:22/tcp"]);
+    assert_eq!(out.status, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("did you mean 10.0.0.0/8?"), "{}", out.stderr);
+    env.run("lct-fw", &["declare", "zk", "--admin-cidr", "10.0.0.0/8", "--allow", "10.0.0.0/8->*:22/tcp"]).ok();
+}

@@ -7,6 +7,7 @@
 //! * `cli` (feature `cli`): the conventions every binary follows (output format, logging, exit codes,
 //!   completions and man pages).
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
+//! * [`prefix`]: address prefixes, strict for declarations or clearing host bits.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
@@ -18,6 +19,7 @@
 pub mod cli;
 pub mod fsutil;
 pub mod naming;
+pub mod prefix;
 pub mod record;
 pub mod scan;
 pub mod state;

@@ -13,48 +13,7 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 
 use crate::zone::{DnsRecord, View, fqdn, master_file};
-
-/// An address prefix (`192.168.128.0/17`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Prefix {
-    pub addr: IpAddr,
-    pub len: u8,
-}
-
-impl std::str::FromStr for Prefix {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s.split_once('/').unwrap_or((s, ""));
-        let addr: IpAddr = a.parse().map_err(|_| format!("{s:?} is not an address prefix"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = if l.is_empty() {
-            max
-        } else {
-            l.parse().ok().filter(|l| *l <= max).ok_or(format!("{s:?}: bad length"))?
-        };
-        Ok(Prefix { addr, len })
-    }
-}
-
-impl Prefix {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(p), IpAddr::V4(a)) => {
-                let mask = if self.len == 0 { 0 } else { u32::MAX << (32 - self.len) };
-                u32::from(p) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = if self.len == 0 { 0 } else { u128::MAX << (128 - self.len) };
-                u128::from(p) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
-    }
-}
+pub use lct_core::prefix::Prefix;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -161,21 +120,5 @@ impl RequestHandler for Views {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
         let catalog = if self.is_internal(request.src().ip()) { &self.internal } else { &self.external };
         catalog.handle_request::<R, T>(request, response).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes() {
-        let p: Prefix = "192.168.128.0/17".parse().unwrap();
-        assert!(p.contains("192.168.200.1".parse().unwrap()));
-        assert!(!p.contains("192.168.1.1".parse().unwrap()));
-        assert!(p.contains("::ffff:192.168.128.9".parse().unwrap()), "v4-mapped clients count");
-        let p6: Prefix = "fd00::/8".parse().unwrap();
-        assert!(p6.contains("fd12::1".parse().unwrap()));
-        assert!("10.0.0.0/33".parse::<Prefix>().is_err());
     }
 }

@@ -16,6 +16,7 @@ use crate::fast::Answers;
 use crate::server::{Prefix, Views};
 use crate::tsig::{Key, Keys};
 use crate::zone::DnsRecord;
+use lct_core::prefix::HostBits;
 
 /// `lct-dns serve --config FILE` (TOML):
 ///
@@ -79,7 +80,8 @@ impl Config {
     }
 
     pub fn prefixes(&self) -> Result<Vec<Prefix>, String> {
-        self.internal.iter().map(|p| p.parse::<Prefix>().map_err(|e| format!("internal: {e}"))).collect()
+        // Client selection: `192.168.128.7/17` means its network, as BIND's ACLs read it.
+        self.internal.iter().map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| format!("internal: {e}"))).collect()
     }
 
     /// Where this server keeps its zones: in the state directory, under a name drawn from its

@@ -11,9 +11,10 @@ use std::io;
 
 use lct_core::record::{PortSpec, Protocol};
 
-use crate::model::{Cidr, Mode};
+use crate::model::Mode;
 use crate::nft::Applied;
 use crate::ruleset::Ruleset;
+use lct_core::prefix::Prefix;
 
 const CHAIN: &str = "LCT";
 const NEW_CHAIN: &str = "LCT-NEW";
@@ -34,7 +35,7 @@ pub fn rules(rs: &Ruleset, v6: bool) -> Vec<String> {
         out.push(if v6 { "-p ipv6-icmp -j ACCEPT" } else { "-p icmp -j ACCEPT" }.to_string());
     }
     let ssh = PortSpec { first: rs.ssh_port, last: rs.ssh_port, protocol: Protocol::Tcp };
-    for c in rs.admin_cidrs.iter().filter(|c| c.addr.is_ipv6() == v6) {
+    for c in rs.admin_cidrs.iter().filter(|c| c.is_ipv6() == v6) {
         out.push(format!("-s {c} {} -m comment --comment ssh-failsafe -j ACCEPT", port(&ssh)));
     }
     for r in &rs.rules {
@@ -43,7 +44,7 @@ pub fn rules(rs: &Ruleset, v6: bool) -> Vec<String> {
         } else {
             r.peers_v4.iter().map(|a| format!("{a}/32")).collect()
         };
-        let cidrs = r.cidrs.iter().filter(|c: &&Cidr| c.addr.is_ipv6() == v6).map(|c| c.to_string());
+        let cidrs = r.cidrs.iter().filter(|c: &&Prefix| c.is_ipv6() == v6).map(|c| c.to_string());
         let sources: Vec<String> = peers.into_iter().chain(cidrs).collect();
         for p in &r.ports {
             for s in &sources {

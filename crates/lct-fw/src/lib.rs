@@ -14,5 +14,6 @@ pub mod model;
 pub mod nft;
 pub mod ruleset;
 
-pub use model::{Allow, Cidr, FirewallSpec, Mode};
+pub use lct_core::prefix::Prefix;
+pub use model::{Allow, FirewallSpec, Mode};
 pub use ruleset::{Rule, Ruleset, RulesetError, for_node};

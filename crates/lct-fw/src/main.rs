@@ -7,10 +7,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
+use lct_core::prefix::Prefix;
 use lct_core::record::{Cluster, Name, Node, PortSpec, ProviderName};
 use lct_core::state::{ClusterStore, dependencies_of, dependents_of, state_dir};
 use lct_core::stream;
-use lct_fw::model::{Allow, Cidr, FirewallSpec, Mode};
+use lct_fw::model::{Allow, FirewallSpec, Mode};
 use lct_fw::nft;
 use lct_fw::ruleset::{Ruleset, for_node};
 use lct_inventory::exec::{ExecOptions, exec_each};
@@ -51,7 +52,7 @@ enum Command {
         mode: Option<ModeArg>,
         /// Where SSH is always admitted from (repeatable; replaces the list)
         #[arg(long = "admin-cidr", value_name = "CIDR", value_parser = parse_cidr)]
-        admin_cidrs: Vec<Cidr>,
+        admin_cidrs: Vec<Prefix>,
         /// The SSH port of the failsafe
         #[arg(long)]
         ssh_port: Option<u16>,
@@ -193,8 +194,8 @@ enum Format {
     Nft,
 }
 
-fn parse_cidr(s: &str) -> Result<Cidr, String> {
-    s.parse()
+fn parse_cidr(s: &str) -> Result<Prefix, String> {
+    s.parse().map_err(|e: lct_core::prefix::PrefixError| e.to_string())
 }
 
 /// `FROM->TO:PORTS`; FROM is `self`, `CLUSTER[:GROUP+GROUP]` or prefixes, comma-separated;
@@ -206,7 +207,7 @@ fn parse_allow(s: &str) -> Result<Allow, String> {
         Allow { from_cluster: None, from_groups: vec![], from_cidrs: vec![], to_groups: vec![], ports: vec![] };
     for part in from.split(',').filter(|p| !p.is_empty()) {
         if part.contains('/') || part.parse::<std::net::IpAddr>().is_ok() {
-            allow.from_cidrs.push(part.parse()?);
+            allow.from_cidrs.push(parse_cidr(part)?);
         } else if part == "self" {
         } else {
             let (cluster, groups) = part.split_once(':').unwrap_or((part, ""));

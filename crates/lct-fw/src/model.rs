@@ -1,98 +1,9 @@
 //! Firewall declarations: what a cluster admits, kept in its cluster record under
 //! `firewall`, and the clusters that depend on it.
 
-use std::fmt;
-use std::net::IpAddr;
-use std::str::FromStr;
-
+use lct_core::prefix::Prefix;
 use lct_core::record::{Cluster, Name, PortSpec};
 use serde::{Deserialize, Serialize};
-
-/// An address prefix, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a /32 or /128.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Cidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-impl Cidr {
-    pub fn max_prefix(addr: &IpAddr) -> u8 {
-        if addr.is_ipv4() { 32 } else { 128 }
-    }
-
-    /// The network mask as bytes (4 or 16).
-    pub fn mask(&self) -> Vec<u8> {
-        let len = if self.addr.is_ipv4() { 4 } else { 16 };
-        (0..len)
-            .map(|i| {
-                let bits = (self.prefix as i32 - i * 8).clamp(0, 8);
-                (0xffu16 << (8 - bits)) as u8
-            })
-            .collect()
-    }
-
-    pub fn contains(&self, ip: &IpAddr) -> bool {
-        let (a, b) = match (self.addr, ip) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-            (IpAddr::V6(a), IpAddr::V6(b)) => (a.octets().to_vec(), b.octets().to_vec()),
-            _ => return false,
-        };
-        self.mask().iter().zip(a.iter().zip(&b)).all(|(m, (x, y))| x & m == y & m)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr.parse().map_err(|_| format!("{s:?} is not an address or prefix (e.g. 10.0.0.0/8)"))?;
-        let max = Cidr::max_prefix(&addr);
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
-        };
-        let cidr = Cidr { addr, prefix };
-        let masked: Vec<u8> = match addr {
-            IpAddr::V4(a) => a.octets().iter().zip(cidr.mask()).map(|(b, m)| b & m).collect(),
-            IpAddr::V6(a) => a.octets().iter().zip(cidr.mask()).map(|(b, m)| b & m).collect(),
-        };
-        let exact = match addr {
-            IpAddr::V4(a) => a.octets().to_vec() == masked,
-            IpAddr::V6(a) => a.octets().to_vec() == masked,
-        };
-        if !exact {
-            return Err(format!("{s:?} has host bits set (did you mean the network address?)"));
-        }
-        Ok(cidr)
-    }
-}
-
-impl TryFrom<String> for Cidr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<Cidr> for String {
-    fn from(c: Cidr) -> String {
-        c.to_string()
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
 
 /// What a host does with inbound traffic the declarations do not mention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -118,7 +29,7 @@ pub struct Allow {
     pub from_groups: Vec<Name>,
     /// Address prefixes that may connect.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub from_cidrs: Vec<Cidr>,
+    pub from_cidrs: Vec<Prefix>,
     /// The groups of this cluster it applies to (empty: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to_groups: Vec<Name>,
@@ -133,7 +44,7 @@ pub struct FirewallSpec {
     pub mode: Mode,
     /// Where SSH is always admitted from, whatever else is declared.
     #[serde(default)]
-    pub admin_cidrs: Vec<Cidr>,
+    pub admin_cidrs: Vec<Prefix>,
     #[serde(default = "default_ssh_port")]
     pub ssh_port: u16,
     #[serde(default)]
@@ -194,19 +105,6 @@ impl FirewallSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cidrs() {
-        let c: Cidr = "10.0.0.0/8".parse().unwrap();
-        assert!(c.contains(&"10.1.2.3".parse().unwrap()));
-        assert!(!c.contains(&"11.0.0.1".parse().unwrap()));
-        assert_eq!("192.168.1.7".parse::<Cidr>().unwrap().to_string(), "192.168.1.7/32");
-        assert_eq!("2001:db8::/32".parse::<Cidr>().unwrap().mask()[..5], [255, 255, 255, 255, 0]);
-        assert_eq!("10.0.0.0/12".parse::<Cidr>().unwrap().mask(), [255, 240, 0, 0]);
-        for bad in ["10.0.0.1/8", "10.0.0.0/33", "x/8", "10.0.0.0/"] {
-            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn declarations_name_the_bad_field() {

@@ -16,8 +16,9 @@ use nftnl::nftnl_sys::{self as sys, libc};
 use nftnl::set::{Set, SetKey};
 use nftnl::{Batch, Chain, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table, nft_expr};
 
-use crate::model::{Cidr, Mode};
+use crate::model::Mode;
 use crate::ruleset::{CHAIN, Ruleset, TABLE};
+use lct_core::prefix::Prefix;
 use lct_core::record::{PortSpec, Protocol};
 
 /// What a sync did.
@@ -308,20 +309,20 @@ pub fn delete_table() -> io::Result<bool> {
     Ok(true)
 }
 
-fn match_cidr(r: &mut Rule, cidr: &Cidr) {
+fn match_cidr(r: &mut Rule, cidr: &Prefix) {
     r.add_expr(&nft_expr!(meta nfproto));
-    match cidr.addr {
+    match cidr.addr() {
         IpAddr::V4(a) => {
             r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
             r.add_expr(&nft_expr!(payload ipv4 saddr));
-            let mask = cidr.mask();
+            let mask = cidr.mask_octets();
             r.add_expr(&Bitwise::new(&mask[..], &[0u8; 4][..]));
             r.add_expr(&nft_expr!(cmp == a));
         }
         IpAddr::V6(a) => {
             r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
             r.add_expr(&nft_expr!(payload ipv6 saddr));
-            let mask = cidr.mask();
+            let mask = cidr.mask_octets();
             r.add_expr(&Bitwise::new(&mask[..], &[0u8; 16][..]));
             r.add_expr(&nft_expr!(cmp == a));
         }

@@ -8,7 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use lct_core::record::{Cluster, Name, Node, PortSpec, Protocol, Record, Status};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Allow, Cidr, FirewallSpec, Mode, ModelError};
+use crate::model::{Allow, FirewallSpec, Mode, ModelError};
+use lct_core::prefix::Prefix;
 
 /// The nftables table lct owns; nothing else is ever touched.
 pub const TABLE: &str = "lct";
@@ -36,7 +37,7 @@ pub struct Rule {
     #[serde(default, deserialize_with = "sorted_set")]
     pub peers_v6: BTreeSet<Ipv6Addr>,
     #[serde(default)]
-    pub cidrs: Vec<Cidr>,
+    pub cidrs: Vec<Prefix>,
 }
 
 /// Everything one host's `inet lct` table holds: the `fw-ruleset` record.
@@ -46,7 +47,7 @@ pub struct Ruleset {
     pub cluster: Name,
     pub mode: Mode,
     pub ssh_port: u16,
-    pub admin_cidrs: Vec<Cidr>,
+    pub admin_cidrs: Vec<Prefix>,
     pub rules: Vec<Rule>,
     /// Ports guarded in managed-ports mode: traffic to them that no rule admits is dropped.
     pub managed: Vec<PortSpec>,
@@ -202,7 +203,7 @@ impl Ruleset {
             let _ = writeln!(
                 t,
                 "\t\t{} saddr {c} tcp dport {} accept comment \"ssh failsafe\"",
-                family(&c.addr),
+                family(&c.addr()),
                 self.ssh_port
             );
         }
@@ -212,7 +213,7 @@ impl Ruleset {
                 let _ = writeln!(t, "\t\tip saddr @{}_v4 {proto} dport {ports} accept", r.name);
                 let _ = writeln!(t, "\t\tip6 saddr @{}_v6 {proto} dport {ports} accept", r.name);
                 for c in &r.cidrs {
-                    let _ = writeln!(t, "\t\t{} saddr {c} {proto} dport {ports} accept", family(&c.addr));
+                    let _ = writeln!(t, "\t\t{} saddr {c} {proto} dport {ports} accept", family(&c.addr()));
                 }
             }
         }
