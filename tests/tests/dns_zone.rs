@@ -82,6 +82,15 @@ fn bad_services_and_names_are_refused() {
     let out = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal"], NODES);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("cluster zk: field services[0].port: must be 1 to 65535"), "{}", out.stderr);
+    // The protocol is lct-core's enum: anything but tcp or udp is named with its field.
+    std::fs::write(
+        &store,
+        std::fs::read_to_string(&store).unwrap().replace("\"port\":0", "\"port\":1,\"protocol\":\"sctp\""),
+    )
+    .unwrap();
+    let out = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal"], NODES);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("cluster zk: field services[0].protocol: unknown variant `sctp`"), "{}", out.stderr);
     let out = env.run_with_input("lct-dns", &["zone", "--domain", "bad_domain"], NODES);
     assert_eq!(out.status, 2);
     let out = env.run_with_input(

@@ -71,11 +71,10 @@ impl Answers {
         use crate::server::ZoneMode;
         let mut grouped: HashMap<Vec<u8>, (u16, Vec<&DnsRecord>)> = HashMap::new();
         for r in records {
-            let rtype = match r.rtype {
-                RecordType::A => 1u16,
-                RecordType::AAAA => 28,
-                _ => continue,
-            };
+            if !matches!(r.rtype, RecordType::A | RecordType::AAAA) {
+                continue;
+            }
+            let rtype = u16::from(r.rtype);
             let Some(name) = wire_name(&r.name) else { continue };
             let mode = modes(&r.zone);
             for internal in [true, false] {

@@ -16,13 +16,11 @@ use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TSIG, TsigError, make_tsig_record};
-use hickory_proto::rr::{
-    DNSClass, Name, RData, Record, RecordData, RecordType as WireType, TSigResponseContext, TSigVerifier, TSigner,
-};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordData, TSigResponseContext, TSigVerifier, TSigner};
 
 use crate::service::Live;
 use crate::tsig::{Key, now};
-use crate::zone::{DnsRecord, RecordType, View, assign_views, fqdn};
+use crate::zone::{DnsRecord, RecordType, View, assign_views, fqdn, supported};
 
 /// What the server makes of a message: `None` when it is an ordinary query (hickory's).
 pub async fn handle(raw: &[u8], over_tcp: bool, live: &Live) -> Option<Vec<Vec<u8>>> {
@@ -172,7 +170,7 @@ fn zone_of_request(request: &Message, records: &[DnsRecord]) -> Result<String, R
 /// Applies an UPDATE: the whole message or nothing.
 async fn apply_update(request: &Message, live: &Live) -> ResponseCode {
     let [question] = request.queries.as_slice() else { return ResponseCode::FormErr };
-    if question.query_type() != WireType::SOA {
+    if question.query_type() != RecordType::SOA {
         return ResponseCode::FormErr;
     }
     // One update at a time: each starts from what the previous one left.
@@ -222,32 +220,9 @@ fn normal(name: &str, rtype: RecordType, data: &str) -> (String, RecordType, Str
     (name.to_ascii_lowercase(), rtype, data)
 }
 
-fn our_type(t: WireType) -> Option<RecordType> {
-    Some(match t {
-        WireType::SOA => RecordType::SOA,
-        WireType::NS => RecordType::NS,
-        WireType::A => RecordType::A,
-        WireType::AAAA => RecordType::AAAA,
-        WireType::SRV => RecordType::SRV,
-        WireType::PTR => RecordType::PTR,
-        _ => return None,
-    })
-}
-
-fn wire_type(t: RecordType) -> WireType {
-    match t {
-        RecordType::SOA => WireType::SOA,
-        RecordType::NS => WireType::NS,
-        RecordType::A => WireType::A,
-        RecordType::AAAA => WireType::AAAA,
-        RecordType::SRV => WireType::SRV,
-        RecordType::PTR => WireType::PTR,
-    }
-}
-
 /// A wire record as a `dns-record` of `zone` (its view assigned later).
 fn from_wire(zone: &str, record: &Record) -> Option<DnsRecord> {
-    let rtype = our_type(record.record_type())?;
+    let rtype = supported(record.record_type())?;
     let data = match &record.data {
         RData::A(a) => a.0.to_string(),
         RData::AAAA(a) => a.0.to_string(),
@@ -260,7 +235,7 @@ fn from_wire(zone: &str, record: &Record) -> Option<DnsRecord> {
 /// A `dns-record` on the wire.
 pub fn to_wire(record: &DnsRecord) -> Result<Record, String> {
     let name = Name::from_ascii(&record.name).map_err(|e| format!("{}: {e}", record.name))?;
-    let data = RData::try_from_str(wire_type(record.rtype), &record.data)
+    let data = RData::try_from_str(record.rtype, &record.data)
         .map_err(|e| format!("{} {:?} {:?}: {e}", record.name, record.rtype, record.data))?;
     Ok(Record::from_rdata(name, record.ttl, data))
 }
@@ -296,23 +271,23 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
         let empty = p.data.is_update();
         match p.dns_class {
             DNSClass::ANY | DNSClass::NONE if p.ttl != 0 || !empty => return Err(ResponseCode::FormErr),
-            DNSClass::ANY if t == WireType::ANY => {
+            DNSClass::ANY if t == RecordType::ANY => {
                 if !exists(&name, None) {
                     return Err(ResponseCode::NXDomain);
                 }
             }
             DNSClass::ANY => {
-                if !our_type(t).is_some_and(|t| exists(&name, Some(t))) {
+                if !supported(t).is_some_and(|t| exists(&name, Some(t))) {
                     return Err(ResponseCode::NXRRSet);
                 }
             }
-            DNSClass::NONE if t == WireType::ANY => {
+            DNSClass::NONE if t == RecordType::ANY => {
                 if exists(&name, None) {
                     return Err(ResponseCode::YXDomain);
                 }
             }
             DNSClass::NONE => {
-                if our_type(t).is_some_and(|t| exists(&name, Some(t))) {
+                if supported(t).is_some_and(|t| exists(&name, Some(t))) {
                     return Err(ResponseCode::YXRRSet);
                 }
             }
@@ -344,22 +319,22 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
             return Err(ResponseCode::NotZone);
         }
         let t = u.record_type();
-        if matches!(t, WireType::AXFR | WireType::IXFR | WireType::OPT) {
+        if matches!(t, RecordType::AXFR | RecordType::IXFR | RecordType::OPT) {
             return Err(ResponseCode::FormErr);
         }
         match u.dns_class {
             DNSClass::IN => {
-                if t == WireType::ANY || u.data.is_update() {
+                if t == RecordType::ANY || u.data.is_update() {
                     return Err(ResponseCode::FormErr);
                 }
-                if our_type(t).is_none() {
+                if supported(t).is_none() {
                     tracing::info!("update refused: {t} records are not served");
                     return Err(ResponseCode::Refused);
                 }
             }
             DNSClass::ANY if u.ttl != 0 || !u.data.is_update() => return Err(ResponseCode::FormErr),
             DNSClass::ANY => {}
-            DNSClass::NONE if u.ttl != 0 || t == WireType::ANY => return Err(ResponseCode::FormErr),
+            DNSClass::NONE if u.ttl != 0 || t == RecordType::ANY => return Err(ResponseCode::FormErr),
             DNSClass::NONE => {}
             _ => return Err(ResponseCode::FormErr),
         }
@@ -387,7 +362,7 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
             }
             DNSClass::ANY => {
                 let keep_at_apex = |x: &DnsRecord| apex && matches!(x.rtype, RecordType::SOA | RecordType::NS);
-                let t = if t == WireType::ANY { None } else { our_type(t) };
+                let t = if t == RecordType::ANY { None } else { supported(t) };
                 let before = zone_records.len();
                 zone_records.retain(|(n, rt, _), x| *n != name || t.is_some_and(|t| t != *rt) || keep_at_apex(x));
                 changed |= zone_records.len() != before;
@@ -601,7 +576,7 @@ impl Client {
         let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
         let mut request = Message::query();
         request.metadata.id = rand_id();
-        request.add_query(Query::query(name, WireType::AXFR));
+        request.add_query(Query::query(name, RecordType::AXFR));
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
         let mut out = Vec::new();
         let mut soas = 0;
@@ -614,7 +589,7 @@ impl Client {
                 return Err(self.protocol(format!("transfer of {zone}: an empty message")));
             }
             for r in &message.answers {
-                if r.record_type() == WireType::SOA {
+                if r.record_type() == RecordType::SOA {
                     soas += 1;
                     if soas == 2 {
                         break;
@@ -636,7 +611,7 @@ impl Client {
         let zone = fqdn(&zone.to_ascii_lowercase());
         let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
         let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Update);
-        request.add_query(Query::query(name, WireType::SOA));
+        request.add_query(Query::query(name, RecordType::SOA));
         for r in deletes {
             let mut w = to_wire(r).map_err(|e| self.protocol(e))?;
             w.dns_class = DNSClass::NONE;
@@ -705,9 +680,9 @@ mod tests {
         ])
     }
 
-    fn update(adds: &[(&str, WireType, &str)], deletes: &[(&str, WireType, &str)]) -> Message {
+    fn update(adds: &[(&str, RecordType, &str)], deletes: &[(&str, RecordType, &str)]) -> Message {
         let mut m = Message::new(1, MessageType::Query, OpCode::Update);
-        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), WireType::SOA));
+        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::SOA));
         for (name, t, data) in deletes {
             let mut r = Record::from_rdata(Name::from_ascii(name).unwrap(), 0, RData::try_from_str(*t, data).unwrap());
             r.dns_class = DNSClass::NONE;
@@ -727,8 +702,8 @@ mod tests {
     fn updates_add_delete_bump_the_serial_and_assign_views() {
         let records = zone();
         let m = update(
-            &[("B.zk.lct.internal.", WireType::A, "192.168.128.2")],
-            &[("a.zk.lct.internal.", WireType::A, "203.0.113.1")],
+            &[("B.zk.lct.internal.", RecordType::A, "192.168.128.2")],
+            &[("a.zk.lct.internal.", RecordType::A, "203.0.113.1")],
         );
         let out = changes(&records, "lct.internal.", &m).unwrap().unwrap();
         let b = out.iter().find(|r| r.name == "b.zk.lct.internal.").expect("added, lower case");
@@ -738,25 +713,25 @@ mod tests {
         assert_eq!(a.view, View::Internal);
         assert_eq!(serial_of(&out, "lct.internal."), Some(8));
         // The same again changes nothing: no new serial.
-        let m = update(&[("a.zk.lct.internal.", WireType::A, "192.168.128.1")], &[]);
+        let m = update(&[("a.zk.lct.internal.", RecordType::A, "192.168.128.1")], &[]);
         assert!(changes(&records, "lct.internal.", &m).unwrap().is_none());
         // Out of zone: NOTZONE, nothing applied.
-        let m = update(&[("x.example.", WireType::A, "192.168.128.3")], &[]);
+        let m = update(&[("x.example.", RecordType::A, "192.168.128.3")], &[]);
         assert_eq!(changes(&records, "lct.internal.", &m).unwrap_err(), ResponseCode::NotZone);
         // Unsupported types are refused.
-        let m = update(&[("t.lct.internal.", WireType::TXT, "hello")], &[]);
+        let m = update(&[("t.lct.internal.", RecordType::TXT, "hello")], &[]);
         assert_eq!(changes(&records, "lct.internal.", &m).unwrap_err(), ResponseCode::Refused);
         // The last name server stays.
-        let m = update(&[], &[("lct.internal.", WireType::NS, "ns1.lct.internal.")]);
+        let m = update(&[], &[("lct.internal.", RecordType::NS, "ns1.lct.internal.")]);
         assert!(changes(&records, "lct.internal.", &m).unwrap().is_none());
     }
 
     #[test]
     fn prerequisites() {
         let records = zone();
-        let mut m = update(&[("c.zk.lct.internal.", WireType::A, "192.168.128.3")], &[]);
+        let mut m = update(&[("c.zk.lct.internal.", RecordType::A, "192.168.128.3")], &[]);
         // "c must not exist": fine; then "a must not exist": YXDOMAIN.
-        m.answers.push(Record::update0(Name::from_ascii("c.zk.lct.internal.").unwrap(), 0, WireType::ANY));
+        m.answers.push(Record::update0(Name::from_ascii("c.zk.lct.internal.").unwrap(), 0, RecordType::ANY));
         m.answers[0].dns_class = DNSClass::NONE;
         assert!(changes(&records, "lct.internal.", &m).unwrap().is_some());
         m.answers[0].name = Name::from_ascii("a.zk.lct.internal.").unwrap();
@@ -819,11 +794,11 @@ mod fuzz {
 
     fn signed_update(key: &Key) -> Vec<u8> {
         let mut m = Message::new(0x4242, MessageType::Query, OpCode::Update);
-        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), WireType::SOA));
+        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::SOA));
         m.authorities.push(Record::from_rdata(
             Name::from_ascii("web-1.lct.internal.").unwrap(),
             300,
-            RData::try_from_str(WireType::A, "192.168.128.9").unwrap(),
+            RData::try_from_str(RecordType::A, "192.168.128.9").unwrap(),
         ));
         m.finalize(&key.signer(), now()).unwrap();
         m.to_vec().unwrap()
@@ -831,7 +806,7 @@ mod fuzz {
 
     fn signed_transfer(key: &Key) -> Vec<u8> {
         let mut m = Message::query();
-        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), WireType::AXFR));
+        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::AXFR));
         m.finalize(&key.signer(), now()).unwrap();
         m.to_vec().unwrap()
     }

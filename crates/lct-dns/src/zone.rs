@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use lct_core::naming::Naming;
-use lct_core::record::{Cluster, DomainName, Name, Node, Record, Status, check_label};
+use lct_core::record::{Cluster, DomainName, Name, Node, Protocol, Record, Status, check_label};
 use serde::{Deserialize, Serialize};
 
 /// Which clients see a record.
@@ -25,14 +25,35 @@ impl View {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum RecordType {
-    SOA,
-    NS,
-    A,
-    AAAA,
-    SRV,
-    PTR,
+/// Record types are hickory's, the wire's own; lct-dns makes and keeps these.
+pub use hickory_proto::rr::RecordType;
+
+/// The types a `dns-record` may have: what lct-dns makes from the inventory and takes in
+/// updates.
+pub const SUPPORTED_TYPES: [RecordType; 6] =
+    [RecordType::SOA, RecordType::NS, RecordType::A, RecordType::AAAA, RecordType::SRV, RecordType::PTR];
+
+/// A supported type as `Some`, anything else as `None`.
+pub fn supported(t: RecordType) -> Option<RecordType> {
+    SUPPORTED_TYPES.contains(&t).then_some(t)
+}
+
+/// `type` in a `dns-record`: the type's mnemonic (`AAAA`), one of [`SUPPORTED_TYPES`].
+mod type_mnemonic {
+    use super::{RecordType, SUPPORTED_TYPES, supported};
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(t: &RecordType, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(t)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RecordType, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        text.parse::<RecordType>().ok().and_then(supported).ok_or_else(|| {
+            let names: Vec<String> = SUPPORTED_TYPES.iter().map(ToString::to_string).collect();
+            D::Error::custom(format!("{text:?} is not a record type lct-dns keeps ({})", names.join(", ")))
+        })
+    }
 }
 
 /// One resource record: the `dns-record` record. `name` and names inside `data` are fully
@@ -41,7 +62,7 @@ pub enum RecordType {
 pub struct DnsRecord {
     pub zone: String,
     pub name: String,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", with = "type_mnemonic")]
     pub rtype: RecordType,
     pub ttl: u32,
     pub data: String,
@@ -64,15 +85,15 @@ pub struct Service {
     pub group: Option<Name>,
     pub port: u16,
     #[serde(default = "tcp")]
-    pub protocol: String,
+    pub protocol: Protocol,
     #[serde(default)]
     pub priority: u16,
     #[serde(default = "weight")]
     pub weight: u16,
 }
 
-fn tcp() -> String {
-    "tcp".into()
+fn tcp() -> Protocol {
+    Protocol::Tcp
 }
 
 fn weight() -> u16 {
@@ -116,7 +137,7 @@ pub fn services(cluster: &Cluster) -> Result<Vec<Service>, ZoneError> {
     let services: Vec<Service> =
         lct_core::stream::from_str_with_path(&value.to_string()).map_err(|(f, message)| ZoneError::Service {
             cluster: cluster.name.clone(),
-            path: f.map(|f| format!(".{f}")).unwrap_or_default(),
+            path: f.map(|f| if f.starts_with('[') { f } else { format!(".{f}") }).unwrap_or_default(),
             message,
         })?;
     for (i, s) in services.iter().enumerate() {
@@ -126,9 +147,6 @@ pub fn services(cluster: &Cluster) -> Result<Vec<Service>, ZoneError> {
             message: message.into(),
         };
         check_label(&s.name).map_err(|why| bad("name", why))?;
-        if !matches!(s.protocol.as_str(), "tcp" | "udp") {
-            return Err(bad("protocol", "must be tcp or udp"));
-        }
         if s.port == 0 {
             return Err(bad("port", "must be 1 to 65535"));
         }
@@ -277,7 +295,8 @@ pub fn assign_views(records: impl IntoIterator<Item = DnsRecord>) -> Vec<DnsReco
                     _ => View::Both,
                 }
             }
-            RecordType::SOA | RecordType::NS => View::Both,
+            // SOA and NS (no other type is kept).
+            _ => View::Both,
         })
         .collect();
     unique.into_values().zip(views).map(|(r, view)| DnsRecord { view, ..r }).collect()
@@ -344,7 +363,7 @@ pub fn master_file(records: &[DnsRecord], zone: &str, view: View) -> String {
         } else {
             r.name.clone()
         };
-        let _ = writeln!(text, "{owner}\t{}\tIN\t{:?}\t{}", r.ttl, r.rtype, r.data);
+        let _ = writeln!(text, "{owner}\t{}\tIN\t{}\t{}", r.ttl, r.rtype, r.data);
     }
     text
 }
