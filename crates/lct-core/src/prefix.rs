@@ -67,7 +67,7 @@ impl Prefix {
     }
 
     /// The prefix length.
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.0.prefix_len()
     }
 
@@ -132,7 +132,7 @@ mod tests {
     #[test]
     fn strict_and_clearing_parses() {
         let p: Prefix = "192.168.128.0/17".parse().unwrap();
-        assert_eq!((p.to_string(), p.len()), ("192.168.128.0/17".to_string(), 17));
+        assert_eq!((p.to_string(), p.prefix_len()), ("192.168.128.0/17".to_string(), 17));
         assert_eq!("10.0.0.7".parse::<Prefix>().unwrap().to_string(), "10.0.0.7/32");
         assert_eq!("2001:db8::/32".parse::<Prefix>().unwrap().mask_octets()[..5], [255, 255, 255, 255, 0]);
         assert_eq!("10.0.0.0/12".parse::<Prefix>().unwrap().mask_octets(), [255, 240, 0, 0]);
