@@ -13,7 +13,7 @@ use reqwest_free::Http;
 use serde_json::{Value, json};
 
 /// A tiny validator for the (dereferenced) OpenAPI 3.0 schemas: types, nullable, enum,
-/// properties, additionalProperties: false, items, allOf/oneOf/anyOf.
+/// properties, required, additionalProperties: false, items, allOf/oneOf/anyOf.
 fn validate(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
     if v.is_null() && schema["nullable"] == json!(true) {
         return;
@@ -54,6 +54,13 @@ fn validate(schema: &Value, v: &Value, at: &str, errors: &mut Vec<String>) {
     if !ok {
         errors.push(format!("{at}: expected {t}, got {v}"));
         return;
+    }
+    if let (Some(required), Some(obj)) = (schema["required"].as_array(), v.as_object()) {
+        for key in required.iter().filter_map(Value::as_str) {
+            if !obj.contains_key(key) {
+                errors.push(format!("{at}.{key}: required, missing"));
+            }
+        }
     }
     if let (Some(props), Some(obj)) = (schema["properties"].as_object(), v.as_object()) {
         for (k, val) in obj {
@@ -199,12 +206,32 @@ fn every_allowed_deviation_is_in_the_recordings() {
     }
 }
 
-#[test]
-fn a_tour_of_the_double_matches_the_openapi_schemas() {
+fn spec() -> Value {
     let spec_path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../../shared/linode-api/openapi-v4.189.0-cluster-subset.yaml");
-    let spec: Value =
-        serde_norway::from_str(&std::fs::read_to_string(&spec_path).expect("the spec beside the repository")).unwrap();
+    serde_norway::from_str(&std::fs::read_to_string(&spec_path).expect("the spec beside the repository")).unwrap()
+}
+
+#[test]
+fn the_validator_holds_responses_to_required_fields() {
+    // A config interface must name its purpose (one of the spec's `required` in responses).
+    let spec = spec();
+    let path = "/linode/instances/1/configs/2/interfaces/3";
+    let good = json!({"id": 3, "purpose": "public", "primary": true, "active": true, "ipam_address": null,
+                      "label": null, "vpc_id": null, "subnet_id": null, "ipv4": null, "ip_ranges": []});
+    let mut errors = Vec::new();
+    check(&spec, "GET", path, 200, &good, &mut errors);
+    assert!(errors.iter().all(|e| !e.contains("purpose")), "{errors:?}");
+    let mut bad = good.clone();
+    bad.as_object_mut().unwrap().remove("purpose");
+    let mut errors = Vec::new();
+    check(&spec, "GET", path, 200, &bad, &mut errors);
+    assert!(errors.iter().any(|e| e.ends_with(".purpose: required, missing")), "{errors:?}");
+}
+
+#[test]
+fn a_tour_of_the_double_matches_the_openapi_schemas() {
+    let spec = spec();
     let double = Double::start(Config::fast());
     let retry = RetryPolicy { attempts: 1, ..RetryPolicy::default() };
     let client = Client::new(double.url(), Token::new(double.token()), Limiter::new(), retry).unwrap();
