@@ -624,9 +624,7 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
             let s = local.status()?;
             match format {
                 OutputFormat::Jsonl => {
-                    let mut v = serde_json::to_value(&s)?;
-                    v.as_object_mut().expect("struct").insert("kind".into(), "lab".into());
-                    println!("{v}");
+                    println!("{}", lct_core::stream::to_line(&s));
                 }
                 OutputFormat::Table => {
                     println!("lab        {}", s.lab);

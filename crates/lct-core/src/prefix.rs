@@ -156,3 +156,16 @@ mod tests {
         assert!("0.0.0.0/0".parse::<Prefix>().unwrap().contains("8.8.8.8".parse().unwrap()));
     }
 }
+
+impl schemars::JsonSchema for Prefix {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "prefix".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An address prefix, ADDR/LEN (a bare address is a /32 or /128), without host bits.",
+            "type": "string",
+            "pattern": "^[0-9a-fA-F:.]+(/[0-9]{1,3})?$",
+        })
+    }
+}

@@ -155,7 +155,9 @@ impl fmt::Display for DomainName {
 }
 
 /// Which provider a node or cluster lives on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum ProviderName {
@@ -194,7 +196,7 @@ impl fmt::Display for ProviderName {
 
 /// The life-cycle state of a node. The names follow Linode's instance statuses so both
 /// providers report the same words.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Status {
@@ -298,7 +300,7 @@ fn default_ssh_user() -> String {
 }
 
 /// A block volume attached to a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct VolumeAttachment {
     pub label: Name,
     pub size_mib: u64,
@@ -307,7 +309,7 @@ pub struct VolumeAttachment {
 }
 
 /// One server of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Node {
     pub cluster: Name,
     /// The node's role in its cluster (e.g. `namenode`, `journal`).
@@ -352,7 +354,7 @@ pub struct PortSpec {
     pub protocol: Protocol,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -428,7 +430,7 @@ impl From<PortSpec> for String {
 }
 
 /// What one cluster uses of another.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Dependency {
     pub cluster: Name,
     /// The groups of that cluster this one talks to; empty means all of them.
@@ -443,7 +445,7 @@ pub struct Dependency {
 ///
 /// Fields this build does not know (added by later tools, e.g. firewall declarations)
 /// are kept in `extra` and written back unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Cluster {
     pub name: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,7 +476,7 @@ impl Record for Cluster {
 }
 
 /// A request for a node: what `lct-api create` reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NodeSpec {
     pub cluster: Name,
     #[serde(default = "default_group")]
@@ -541,7 +543,7 @@ mod tests {
 }
 
 /// A block volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Volume {
     pub label: Name,
     pub size_mib: u64,
@@ -563,4 +565,84 @@ pub struct Volume {
 impl Record for Volume {
     const KIND: &'static str = "volume";
     const VERSION: u32 = 1;
+}
+
+/// JSON Schemas of the string types that check their own syntax (`schemas/records.schema.json`
+/// is generated from the types).
+mod schema {
+    use std::borrow::Cow;
+
+    use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+
+    use super::{Access, DomainName, Name, PortSpec};
+
+    impl JsonSchema for Access {
+        fn schema_name() -> Cow<'static, str> {
+            "access".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "How lct reaches the node: inside a network namespace, or over OpenSSH.",
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["method", "netns"],
+                        "properties": { "method": { "const": "netns" }, "netns": { "type": "string" } }
+                    },
+                    {
+                        "type": "object",
+                        "required": ["method", "host"],
+                        "properties": {
+                            "method": { "const": "ssh" },
+                            "host": { "type": "string" },
+                            "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 22 },
+                            "user": { "type": "string", "default": "root" }
+                        }
+                    }
+                ]
+            })
+        }
+    }
+
+    const LABEL: &str = "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?";
+
+    impl JsonSchema for Name {
+        fn schema_name() -> Cow<'static, str> {
+            "label".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "An RFC 1123 host-name label: lower-case letters, digits and hyphens, 1 to 63 characters, no hyphen at either end.",
+                "type": "string",
+                "pattern": format!("^{LABEL}$"),
+            })
+        }
+    }
+
+    impl JsonSchema for DomainName {
+        fn schema_name() -> Cow<'static, str> {
+            "domain".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "A domain name of labels; a trailing dot is dropped.",
+                "type": "string",
+                "maxLength": 254,
+                "pattern": format!("^({LABEL}\\.)*{LABEL}\\.?$"),
+            })
+        }
+    }
+
+    impl JsonSchema for PortSpec {
+        fn schema_name() -> Cow<'static, str> {
+            "port".into()
+        }
+        fn json_schema(_: &mut SchemaGenerator) -> Schema {
+            json_schema!({
+                "description": "PORT or FIRST-LAST, optionally /tcp or /udp (tcp when omitted).",
+                "type": "string",
+                "pattern": "^[0-9]{1,5}(-[0-9]{1,5})?(/(tcp|udp))?$",
+            })
+        }
+    }
 }

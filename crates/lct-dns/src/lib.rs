@@ -9,15 +9,22 @@
 //! * [`fast`]: precomputed answers for the common query.
 //! * [`net`]: the UDP and TCP sockets.
 //! * [`service`]: configuration, what is served and its atomic swap, systemd's protocol.
-//! * [`update`]: RFC 2136 dynamic updates and signed transfers, server and client.
+//! * Server side: [`signed`] authenticates UPDATE and transfer requests (TSIG) and answers
+//!   them through [`update`] (RFC 2136) and [`transfer`] (AXFR).
+//! * Client side: [`client`] transfers a zone and sends the difference as UPDATEs.
+//! * [`wire`]: `dns-record` records to and from the wire.
 //! * [`tsig`]: TSIG keys.
 
+pub mod client;
 pub mod fast;
 pub mod net;
 pub mod server;
 pub mod service;
+pub mod signed;
+pub mod transfer;
 pub mod tsig;
 pub mod update;
+pub mod wire;
 pub mod zone;
 
 pub use zone::{DnsRecord, RecordType, View, ZoneOptions, master_file, zone_records};

@@ -10,9 +10,9 @@ use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{DomainName, Node};
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream;
+use lct_dns::client::{Client, ZoneUpdate, difference};
 use lct_dns::service::{Config, Live, notify, udp_sockets};
 use lct_dns::tsig::Key;
-use lct_dns::update::{Client, difference};
 use lct_dns::zone::{DnsRecord, View, ZoneOptions, master_file, zone_records};
 use std::path::PathBuf;
 
@@ -206,37 +206,6 @@ impl ZoneArgs {
     }
 }
 
-/// What `lct-dns update` did to one zone.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ZoneUpdate {
-    zone: String,
-    added: usize,
-    removed: usize,
-    /// The serial before and after (equal when nothing changed).
-    serial_before: Option<u32>,
-    serial_after: Option<u32>,
-    dry_run: bool,
-}
-
-impl lct_core::record::Record for ZoneUpdate {
-    const KIND: &'static str = "dns-update";
-    const VERSION: u32 = 1;
-}
-
-impl lct_core::table::Tabular for ZoneUpdate {
-    const HEADERS: &'static [&'static str] = &["ZONE", "ADDED", "REMOVED", "SERIAL"];
-    fn row(&self) -> Vec<String> {
-        let serial = |s: Option<u32>| s.map_or("-".into(), |s| s.to_string());
-        let after = if self.dry_run { "(dry run)".to_string() } else { serial(self.serial_after) };
-        vec![
-            self.zone.clone(),
-            self.added.to_string(),
-            self.removed.to_string(),
-            format!("{} -> {after}", serial(self.serial_before)),
-        ]
-    }
-}
-
 fn parse_mode(s: &str) -> Result<(String, lct_dns::server::ZoneMode), String> {
     let (zone, mode) = s.split_once('=').ok_or("expected ZONE=MODE")?;
     Ok((zone.to_string(), mode.parse()?))
@@ -303,7 +272,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         continue;
                     }
                 };
-                let serial_of = |records: &[DnsRecord]| lct_dns::update::serial_of(records, &zone);
+                let serial_of = |records: &[DnsRecord]| lct_dns::wire::serial_of(records, &zone);
                 let want: Vec<DnsRecord> = desired.iter().filter(|r| r.zone == zone).cloned().collect();
                 let (deletes, adds) = difference(&current, &want);
                 let serial_before = serial_of(&current);

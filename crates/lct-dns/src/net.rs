@@ -81,7 +81,7 @@ impl ResponseHandler for Captured {
 /// The answers to one message that is not for the fast path: updates and transfers are ours,
 /// queries hickory's.
 async fn answer(packet: Vec<u8>, src: SocketAddr, protocol: Protocol, live: &Live) -> Vec<Vec<u8>> {
-    if let Some(messages) = crate::update::handle(&packet, protocol == Protocol::Tcp, live).await {
+    if let Some(messages) = crate::signed::handle(&packet, protocol == Protocol::Tcp, live).await {
         return messages;
     }
     let Ok(request) = Request::from_bytes(packet, src, protocol) else { return Vec::new() };

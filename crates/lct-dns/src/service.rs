@@ -156,7 +156,7 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
 
 /// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982).
 fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord]) -> Vec<DnsRecord> {
-    let serial = crate::update::serial_of;
+    let serial = crate::wire::serial_of;
     let zones: std::collections::BTreeSet<String> = seed.iter().map(|r| r.zone.clone()).collect();
     let mut out = Vec::with_capacity(seed.len());
     for zone in &zones {

@@ -9,7 +9,7 @@ use lct_core::record::{Cluster, DomainName, Name, Node, Protocol, Record, Status
 use serde::{Deserialize, Serialize};
 
 /// Which clients see a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum View {
     /// Clients inside the private network: private addresses.
@@ -43,6 +43,11 @@ mod type_mnemonic {
     use super::{RecordType, SUPPORTED_TYPES, supported};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<String> = SUPPORTED_TYPES.iter().map(ToString::to_string).collect();
+        schemars::json_schema!({ "description": "The record type.", "enum": names })
+    }
+
     pub fn serialize<S: Serializer>(t: &RecordType, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(t)
     }
@@ -58,11 +63,12 @@ mod type_mnemonic {
 
 /// One resource record: the `dns-record` record. `name` and names inside `data` are fully
 /// qualified with the final dot; `data` is in master-file presentation form.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DnsRecord {
     pub zone: String,
     pub name: String,
     #[serde(rename = "type", with = "type_mnemonic")]
+    #[schemars(schema_with = "type_mnemonic::schema")]
     pub rtype: RecordType,
     pub ttl: u32,
     pub data: String,
@@ -76,7 +82,7 @@ impl Record for DnsRecord {
 
 /// A service a cluster offers, declared in its cluster record under `services`, published as
 /// SRV records: `_NAME._PROTOCOL.CLUSTER.DOMAIN`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     pub name: String,

@@ -148,7 +148,7 @@ pub fn rules_of(rs: &Ruleset, group: &Name) -> Result<Value, CloudError> {
 }
 
 /// What `cloud-sync` did for one group: the `fw-cloud-sync` record.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct CloudSync {
     pub cluster: Name,
     pub group: Name,

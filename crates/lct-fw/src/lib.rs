@@ -6,14 +6,17 @@
 //!   the current members; as `fw-ruleset` records or `nft` text.
 //! * [`nft`]: applying it to the kernel's nf_tables in-process over netlink (nftnl), in one
 //!   atomic batch, or only the set elements when only membership changed.
+//! * [`report`]: the `fw-sync` record a sync prints.
 //! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).
 
 pub mod cloud;
 pub mod iptables;
 pub mod model;
 pub mod nft;
+pub mod report;
 pub mod ruleset;
 
 pub use lct_core::prefix::Prefix;
 pub use model::{Allow, FirewallSpec, Mode};
+pub use report::{SyncOutcome, SyncReport};
 pub use ruleset::{Rule, Ruleset, RulesetError, for_node};

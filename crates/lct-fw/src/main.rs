@@ -11,6 +11,7 @@ use lct_core::prefix::Prefix;
 use lct_core::record::{Cluster, Name, Node, PortSpec, ProviderName};
 use lct_core::state::{ClusterStore, dependencies_of, dependents_of, state_dir};
 use lct_core::stream;
+use lct_fw::SyncReport;
 use lct_fw::model::{Allow, FirewallSpec, Mode};
 use lct_fw::nft;
 use lct_fw::ruleset::{Ruleset, for_node};
@@ -335,12 +336,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Backend::Nft => nft::sync(&ruleset, full).context("applying to nftables")?,
                 Backend::Iptables => lct_fw::iptables::sync(&ruleset).context("applying with iptables")?,
             };
-            let mut v = serde_json::to_value(&applied)?;
-            let obj = v.as_object_mut().expect("object");
+            let mut report = SyncReport::applied(me.clone(), &applied);
             if kill_established && let Some(previous) = &previous {
                 let gone = nft::removed_peers(previous, &ruleset);
                 let killed = nft::kill_connections(&gone).context("ending removed peers' connections")?;
-                obj.insert("connections_ended_for".into(), killed.into());
+                report.connections_ended_for = Some(killed);
             }
             if let (Some(token), Some(after)) = (token, confirm_timeout) {
                 // A watchdog of our own, in this namespace, outliving this process.
@@ -354,12 +354,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 std::os::unix::process::CommandExt::process_group(&mut watchdog, 0);
                 watchdog.spawn().context("starting the rollback watchdog")?;
                 eprintln!("lct-fw: run `lct-fw confirm` within {after} s, or the previous table comes back");
-                obj.insert("confirm_within_s".into(), after.into());
+                report.confirm_within_s = Some(after);
             }
-            obj.insert("kind".into(), "fw-sync".into());
-            obj.insert("v".into(), 1.into());
-            obj.insert("node".into(), me.to_string().into());
-            println!("{v}");
+            println!("{}", stream::to_line(&report));
             Ok(())
         }
         Command::CloudSync { clusters: only, dry_run, force } => {
@@ -461,35 +458,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut failed = Vec::new();
             let mut records = Vec::new();
             for r in &results {
-                let line = r.stdout.lines().find(|l| l.contains("\"fw-sync\"")).map(str::to_string);
-                match line.filter(|_| r.outcome.success()) {
-                    Some(line) => records.push(serde_json::from_str::<serde_json::Value>(&line)?),
+                // The node's own report: the fw-sync record among the lines it printed.
+                let report = stream::read_kind::<SyncReport>(r.stdout.as_bytes())
+                    .ok()
+                    .and_then(|(reports, _)| reports.into_iter().next())
+                    .filter(|_| r.outcome.success());
+                match report {
+                    Some(report) => records.push(report),
                     None => {
                         let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();
                         failed.push(format!("{} ({}: {why})", r.node, r.outcome.describe()));
-                        records.push(serde_json::json!({
-                            "kind": "fw-sync", "v": 1, "node": r.node, "applied": "failed", "error": why,
-                        }));
+                        records.push(SyncReport::failed(r.node.clone(), why));
                     }
                 }
             }
             match format {
                 OutputFormat::Jsonl => {
-                    let mut out = io::stdout().lock();
+                    let mut out = stream::Writer::new(io::stdout().lock());
                     for r in &records {
-                        writeln!(out, "{r}")?;
+                        out.write(r)?;
                     }
+                    out.flush()?;
                 }
                 OutputFormat::Table => {
                     let mut table = lct_core::table::Table::new(&["NODE", "APPLIED", "DETAIL"]);
                     for r in &records {
-                        let detail = match (r.get("added"), r.get("removed"), r.get("error")) {
-                            (Some(a), Some(d), _) => format!("+{a} -{d} elements"),
-                            (_, _, Some(e)) => e.as_str().unwrap_or_default().to_string(),
-                            _ => "-".into(),
-                        };
-                        let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
-                        table.row(vec![s("node"), s("applied"), detail]);
+                        let applied = serde_json::to_value(r.applied)?.as_str().unwrap_or_default().to_string();
+                        table.row(vec![r.node.to_string(), applied, r.detail()]);
                     }
                     table.print()?;
                 }

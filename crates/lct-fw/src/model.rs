@@ -6,7 +6,7 @@ use lct_core::record::{Cluster, Name, PortSpec};
 use serde::{Deserialize, Serialize};
 
 /// What a host does with inbound traffic the declarations do not mention.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Only the ports that some declaration names are guarded; everything else passes.
@@ -18,7 +18,7 @@ pub enum Mode {
 }
 
 /// One declaration: who may reach which ports on which groups of this cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Allow {
     /// The cluster whose nodes may connect; absent with `from_cidrs` alone, or this cluster.
@@ -37,7 +37,7 @@ pub struct Allow {
 }
 
 /// A cluster's firewall declarations (the `firewall` field of its cluster record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FirewallSpec {
     #[serde(default)]

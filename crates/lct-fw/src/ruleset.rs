@@ -26,7 +26,7 @@ where
 }
 
 /// One accept rule: who (peer sets and prefixes) may reach which ports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rule {
     /// Stable within a declaration set: names the rule's sets (`NAME_v4`, `NAME_v6`).
     pub name: String,
@@ -41,7 +41,7 @@ pub struct Rule {
 }
 
 /// Everything one host's `inet lct` table holds: the `fw-ruleset` record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Ruleset {
     pub node: Name,
     pub cluster: Name,

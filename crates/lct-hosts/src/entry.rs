@@ -13,7 +13,7 @@ use crate::Member;
 use serde::{Deserialize, Serialize};
 
 /// Which network an address is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Private,
@@ -21,7 +21,7 @@ pub enum Scope {
 }
 
 /// One line of a hosts file: an address and its names, the first being the canonical one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct HostEntry {
     pub cluster: Name,
     pub node: Name,

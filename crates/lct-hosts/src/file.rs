@@ -6,8 +6,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use lct_core::fsutil::{Lock, atomic_write};
-use lct_core::record::Name;
-use serde::Serialize;
+use lct_core::record::{Name, Record};
+use serde::{Deserialize, Serialize};
 
 use crate::HostsError;
 
@@ -174,7 +174,7 @@ pub enum WriteMode {
 }
 
 /// How an apply went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ApplyOutcome {
     Unchanged,
@@ -187,7 +187,7 @@ pub enum ApplyOutcome {
 }
 
 /// The `hosts-apply` record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyReport {
     pub file: String,
     pub outcome: ApplyOutcome,
@@ -195,6 +195,11 @@ pub struct ApplyReport {
     pub clusters: Vec<Name>,
     #[serde(skip)]
     pub diff: String,
+}
+
+impl Record for ApplyReport {
+    const KIND: &'static str = "hosts-apply";
+    const VERSION: u32 = 1;
 }
 
 /// Sets the blocks of `changes` in the file at `path` (created if missing, mode 0644):

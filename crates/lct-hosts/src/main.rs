@@ -282,11 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 io::stdout().write_all(report.diff.as_bytes())?;
             }
             if format == OutputFormat::Jsonl && !diff {
-                let mut v = serde_json::to_value(&report)?;
-                let obj = v.as_object_mut().expect("struct");
-                obj.insert("kind".into(), "hosts-apply".into());
-                obj.insert("v".into(), 1.into());
-                println!("{v}");
+                println!("{}", stream::to_line(&report));
             } else {
                 let what = match report.outcome {
                     ApplyOutcome::Unchanged => "unchanged",

@@ -8,10 +8,10 @@ use lct_core::state::dependents_of;
 use lct_inventory::exec::{ExecOptions, exec_each};
 use serde::{Deserialize, Serialize};
 
-use crate::{HostsError, RenderOptions, render};
+use crate::{ApplyReport, HostsError, RenderOptions, render};
 
 /// How a node fared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PushStatus {
     Changed,
@@ -22,7 +22,7 @@ pub enum PushStatus {
 }
 
 /// The `hosts-push` record: one per target node.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PushReport {
     pub node: Name,
     pub cluster: Name,
@@ -132,11 +132,8 @@ pub async fn push(
             let blocks = blocks_of.remove(&r.node).unwrap_or_default();
             let (status, error) = if r.outcome.success() {
                 // The node's `apply` reports in a hosts-apply record.
-                let changed = r
-                    .stdout
-                    .lines()
-                    .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                    .any(|v| v["kind"] == "hosts-apply" && v["changed"] == true);
+                let changed = lct_core::stream::read_kind::<ApplyReport>(r.stdout.as_bytes())
+                    .is_ok_and(|(reports, _)| reports.iter().any(|report| report.changed));
                 (if changed { PushStatus::Changed } else { PushStatus::Unchanged }, None)
             } else {
                 let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();

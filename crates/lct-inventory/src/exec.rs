@@ -34,7 +34,7 @@ impl Default for ExecOptions {
 }
 
 /// How a node's command ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum Outcome {
     Exited {
@@ -66,7 +66,7 @@ impl Outcome {
 }
 
 /// One node's result: the `exec-result` record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExecResult {
     pub node: Name,
     pub cluster: Name,

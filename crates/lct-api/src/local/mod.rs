@@ -308,8 +308,8 @@ impl LocalCloud {
     }
 }
 
-/// What `lct-api lab status` shows.
-#[derive(Debug, Serialize)]
+/// What `lct-api lab status` shows: the `lab` record.
+#[derive(Debug, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct LabStatus {
     pub lab: String,
     pub lab_namespace: String,
@@ -320,6 +320,11 @@ pub struct LabStatus {
     pub outside_ipv6: Ipv6Addr,
     pub nodes: usize,
     pub volumes: usize,
+}
+
+impl lct_core::record::Record for LabStatus {
+    const KIND: &'static str = "lab";
+    const VERSION: u32 = 1;
 }
 
 fn set_status(state: &mut CloudState, name: &Name, status: Status) {

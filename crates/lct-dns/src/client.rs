@@ -1,0 +1,256 @@
+//! The client side: [`Client`] transfers a zone from a server (lct-dns, or any that takes
+//! signed transfers and updates) and sends the [`difference`] as signed UPDATE messages;
+//! what it did is a `dns-update` record ([`ZoneUpdate`]).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, TSigVerifier};
+
+use crate::tsig::{Key, now};
+use crate::wire::{from_wire, normal_with_ttl, to_wire};
+use crate::zone::{DnsRecord, RecordType, fqdn};
+
+/// Talks to an lct-dns server (or any server that takes signed transfers and updates).
+pub struct Client {
+    pub server: SocketAddr,
+    pub key: Key,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{server}: {error}")]
+    Io { server: SocketAddr, error: std::io::Error },
+    #[error("{server}: {message}")]
+    Protocol { server: SocketAddr, message: String },
+    #[error("{server}: zone {zone}: {code}")]
+    Refused { server: SocketAddr, zone: String, code: String },
+}
+
+impl Client {
+    fn io(&self) -> impl Fn(std::io::Error) -> ClientError + '_ {
+        |source| ClientError::Io { server: self.server, error: source }
+    }
+
+    fn protocol(&self, message: impl std::fmt::Display) -> ClientError {
+        ClientError::Protocol { server: self.server, message: message.to_string() }
+    }
+
+    fn connect(&self) -> Result<TcpStream, ClientError> {
+        let stream = TcpStream::connect_timeout(&self.server, self.timeout).map_err(self.io())?;
+        stream.set_read_timeout(Some(self.timeout)).map_err(self.io())?;
+        stream.set_write_timeout(Some(self.timeout)).map_err(self.io())?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    fn send(&self, stream: &mut TcpStream, message: &Message) -> Result<(), ClientError> {
+        let bytes = message.to_vec().map_err(|e| self.protocol(e))?;
+        let len = u16::try_from(bytes.len()).map_err(|_| self.protocol("message over 64 KiB"))?;
+        let mut framed = len.to_be_bytes().to_vec();
+        framed.extend_from_slice(&bytes);
+        stream.write_all(&framed).map_err(self.io())
+    }
+
+    /// Signs `request` with the key, sends it on a new connection, and returns the connection
+    /// and the verifier of the answers.
+    fn send_signed(&self, request: &mut Message) -> Result<(TcpStream, TSigVerifier), ClientError> {
+        let verifier = request
+            .finalize(&self.key.signer(), now())
+            .map_err(|e| self.protocol(e))?
+            .ok_or_else(|| self.protocol("no TSIG verifier"))?;
+        let mut stream = self.connect()?;
+        self.send(&mut stream, request)?;
+        Ok((stream, verifier))
+    }
+
+    fn receive(&self, stream: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len).map_err(self.io())?;
+        let mut bytes = vec![0u8; u16::from_be_bytes(len) as usize];
+        stream.read_exact(&mut bytes).map_err(self.io())?;
+        Ok(bytes)
+    }
+
+    fn check(&self, zone: &str, response: &Message) -> Result<(), ClientError> {
+        let code = response.response_code;
+        if code != ResponseCode::NoError {
+            let tsig_error = response.signature().and_then(|s| s.data.error);
+            if code == ResponseCode::NotAuth && tsig_error.is_none() {
+                return Err(ClientError::Refused {
+                    server: self.server,
+                    zone: zone.into(),
+                    code: "not served there (its zones come from its records file: add the zone there and reload)"
+                        .into(),
+                });
+            }
+            let tsig_error = tsig_error.map(|e| format!(" ({e:?})"));
+            return Err(ClientError::Refused {
+                server: self.server,
+                zone: zone.into(),
+                code: format!("{code}{}", tsig_error.unwrap_or_default()),
+            });
+        }
+        Ok(())
+    }
+
+    /// The zone's full data, by a signed AXFR whose every message is verified.
+    pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
+        let zone = fqdn(&zone.to_ascii_lowercase());
+        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
+        let mut request = Message::query();
+        request.metadata.id = rand_id();
+        request.add_query(Query::query(name, RecordType::AXFR));
+        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
+        let mut out = Vec::new();
+        let mut soas = 0;
+        while soas < 2 {
+            let bytes = self.receive(&mut stream)?;
+            let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
+            self.check(&zone, &message)?;
+            verifier.verify(&bytes).map_err(|e| self.protocol(format!("transfer of {zone}: {e}")))?;
+            if message.answers.is_empty() {
+                return Err(self.protocol(format!("transfer of {zone}: an empty message")));
+            }
+            for r in &message.answers {
+                if r.record_type() == RecordType::SOA {
+                    soas += 1;
+                    if soas == 2 {
+                        break;
+                    }
+                    if out.iter().any(|x: &DnsRecord| x.rtype == RecordType::SOA) {
+                        continue;
+                    }
+                }
+                if let Some(r) = from_wire(&zone, r) {
+                    out.push(r);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends one signed UPDATE of `zone`: `deletes` (each record by its data) then `adds`.
+    pub fn update(&self, zone: &str, deletes: &[DnsRecord], adds: &[DnsRecord]) -> Result<(), ClientError> {
+        let zone = fqdn(&zone.to_ascii_lowercase());
+        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
+        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Update);
+        request.add_query(Query::query(name, RecordType::SOA));
+        for r in deletes {
+            let mut w = to_wire(r).map_err(|e| self.protocol(e))?;
+            w.dns_class = DNSClass::NONE;
+            w.ttl = 0;
+            request.authorities.push(w);
+        }
+        for r in adds {
+            request.authorities.push(to_wire(r).map_err(|e| self.protocol(e))?);
+        }
+        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
+        let bytes = self.receive(&mut stream)?;
+        let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
+        self.check(&zone, &message)?;
+        verifier.verify(&bytes).map_err(|e| self.protocol(format!("update of {zone}: {e}")))?;
+        Ok(())
+    }
+}
+
+fn rand_id() -> u16 {
+    // Not a secret: TSIG protects the exchange; the id only pairs request and response.
+    (now() as u16) ^ (std::process::id() as u16).rotate_left(7)
+}
+
+/// What `lct-dns update` sends for a zone: the records to delete and to add, SOA aside (the
+/// server keeps the serial).
+pub fn difference(current: &[DnsRecord], desired: &[DnsRecord]) -> (Vec<DnsRecord>, Vec<DnsRecord>) {
+    type Key = (String, RecordType, String, u32);
+    let counted = |r: &&DnsRecord| r.rtype != RecordType::SOA;
+    let keys = |list: &[DnsRecord]| list.iter().filter(counted).map(normal_with_ttl).collect::<BTreeSet<Key>>();
+    // Each record of `list` that `other` lacks, once.
+    let missing_from = |list: &[DnsRecord], other: &BTreeSet<Key>| {
+        let mut seen = BTreeSet::new();
+        list.iter()
+            .filter(counted)
+            .filter(|r| {
+                let key = normal_with_ttl(r);
+                !other.contains(&key) && seen.insert(key)
+            })
+            .cloned()
+            .collect()
+    };
+    (missing_from(current, &keys(desired)), missing_from(desired, &keys(current)))
+}
+
+/// What `lct-dns update` did to one zone.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct ZoneUpdate {
+    pub zone: String,
+    pub added: usize,
+    pub removed: usize,
+    /// The serial before and after (equal when nothing changed).
+    pub serial_before: Option<u32>,
+    pub serial_after: Option<u32>,
+    pub dry_run: bool,
+}
+
+impl lct_core::record::Record for ZoneUpdate {
+    const KIND: &'static str = "dns-update";
+    const VERSION: u32 = 1;
+}
+
+impl lct_core::table::Tabular for ZoneUpdate {
+    const HEADERS: &'static [&'static str] = &["ZONE", "ADDED", "REMOVED", "SERIAL"];
+    fn row(&self) -> Vec<String> {
+        let serial = |s: Option<u32>| s.map_or("-".into(), |s| s.to_string());
+        let after = if self.dry_run { "(dry run)".to_string() } else { serial(self.serial_after) };
+        vec![
+            self.zone.clone(),
+            self.added.to_string(),
+            self.removed.to_string(),
+            format!("{} -> {after}", serial(self.serial_before)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::View;
+
+    fn rec(name: &str, rtype: RecordType, data: &str) -> DnsRecord {
+        DnsRecord {
+            zone: "lct.internal.".into(),
+            name: name.into(),
+            rtype,
+            ttl: 300,
+            data: data.into(),
+            view: View::Both,
+        }
+    }
+
+    fn zone() -> Vec<DnsRecord> {
+        crate::zone::assign_views(vec![
+            rec("lct.internal.", RecordType::SOA, "ns1.lct.internal. hostmaster.lct.internal. 7 3600 600 1209600 300"),
+            rec("lct.internal.", RecordType::NS, "ns1.lct.internal."),
+            rec("a.zk.lct.internal.", RecordType::A, "192.168.128.1"),
+            rec("a.zk.lct.internal.", RecordType::A, "203.0.113.1"),
+        ])
+    }
+
+    #[test]
+    fn difference_ignores_the_serial() {
+        let current = zone();
+        let mut desired = zone();
+        desired[0].data = desired[0].data.replace(" 7 ", " 99 ");
+        desired.push(rec("b.zk.lct.internal.", RecordType::A, "192.168.128.2"));
+        desired.retain(|r| r.data != "203.0.113.1");
+        let (deletes, adds) = difference(&current, &desired);
+        assert_eq!(deletes.len(), 1);
+        assert_eq!(deletes[0].data, "203.0.113.1");
+        assert_eq!(adds.len(), 1);
+        assert_eq!(adds[0].name, "b.zk.lct.internal.");
+    }
+}
