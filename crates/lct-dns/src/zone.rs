@@ -436,6 +436,6 @@ mod tests {
             serde_json::from_str(r#"{"name":"zk","services":[{"name":"zk","port":2181,"protocol":"sctp"}]}"#).unwrap(),
         ];
         let err = zone_records(&[], &clusters, &options()).unwrap_err().to_string();
-        assert_eq!(err, "cluster zk: field services[0].protocol: must be tcp or udp");
+        assert_eq!(err, "cluster zk: field services[0].protocol: unknown variant `sctp`, expected `tcp` or `udp`");
     }
 }
