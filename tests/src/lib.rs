@@ -4,6 +4,8 @@
 //! The binaries are those of `cargo build --workspace` in the same target directory
 //! (`scripts/test` builds them first).
 
+pub mod schema;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

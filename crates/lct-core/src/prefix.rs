@@ -125,6 +125,19 @@ impl fmt::Display for Prefix {
     }
 }
 
+impl schemars::JsonSchema for Prefix {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "prefix".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "An address prefix, ADDR/LEN (a bare address is a /32 or /128), without host bits.",
+            "type": "string",
+            "pattern": "^[0-9a-fA-F:.]+(/[0-9]{1,3})?$",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,18 +167,5 @@ mod tests {
         assert!(v6.contains("fd12::1".parse().unwrap()));
         assert!(!v6.contains("10.0.0.1".parse().unwrap()));
         assert!("0.0.0.0/0".parse::<Prefix>().unwrap().contains("8.8.8.8".parse().unwrap()));
-    }
-}
-
-impl schemars::JsonSchema for Prefix {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "prefix".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "description": "An address prefix, ADDR/LEN (a bare address is a /32 or /128), without host bits.",
-            "type": "string",
-            "pattern": "^[0-9a-fA-F:.]+(/[0-9]{1,3})?$",
-        })
     }
 }
