@@ -251,36 +251,26 @@ mod tests {
         assert!(!skips(&"[".repeat(200)));
     }
 
-    #[test]
-    fn string_length_matches_a_plain_loop() {
-        let plain = |bytes: &[u8]| {
-            for (i, &b) in bytes.iter().enumerate() {
-                match b {
-                    b'"' => return Some(i),
-                    b'\\' | 0..0x20 => return None,
-                    _ => {}
-                }
-            }
-            None
-        };
-        let alphabet = [b'a', b'"', b'\\', 0x1f, 0x20, 0x7f, 0x80, 0xa2, 0xdc, 0xff, 0x00, b'!', b'#', 0x9f];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..20_000 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let len = (state % 40) as usize;
-            let bytes: Vec<u8> = (0..len)
-                .map(|i| {
-                    let r = state.rotate_left(i as u32 * 7);
-                    if r.is_multiple_of(5) {
-                        alphabet[(r >> 8) as usize % alphabet.len()]
-                    } else {
-                        b'a' + (r >> 16) as u8 % 26
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(5_000))]
+        /// The word-at-a-time scan finds what a byte loop finds: the closing quote, or
+        /// nothing before an escape or a control byte.
+        #[test]
+        fn string_length_matches_a_plain_loop(bytes in proptest::collection::vec(proptest::prop_oneof![
+            3 => b'a'..=b'z',
+            1 => proptest::sample::select(vec![b'"', b'\\', 0x1f, 0x20, 0x7f, 0x80, 0xa2, 0xdc, 0xff, 0x00, b'!', b'#', 0x9f]),
+        ], 0..40)) {
+            let plain = |bytes: &[u8]| {
+                for (i, &b) in bytes.iter().enumerate() {
+                    match b {
+                        b'"' => return Some(i),
+                        b'\\' | 0..0x20 => return None,
+                        _ => {}
                     }
-                })
-                .collect();
-            assert_eq!(string_length(&bytes), plain(&bytes), "{bytes:?}");
+                }
+                None
+            };
+            proptest::prop_assert_eq!(string_length(&bytes), plain(&bytes));
         }
     }
 

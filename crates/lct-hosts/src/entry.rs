@@ -631,60 +631,66 @@ mod tests {
     /// text per cluster is the entries' text.
     #[test]
     fn fast_check_and_text_agree_with_the_entries() {
-        let mut state = 0x853c_49e6_748f_ea9bu64;
-        let mut next = |n: u64| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state % n
-        };
+        use proptest::prelude::*;
         let clusters: Vec<Cluster> = vec![
             serde_json::from_str(r#"{"name":"a","domain":"a.lct"}"#).unwrap(),
             serde_json::from_str(r#"{"name":"b","domain":"public"}"#).unwrap(),
             serde_json::from_str(r#"{"name":"c"}"#).unwrap(),
         ];
-        let (mut conflicts, mut clean) = (0, 0);
-        for round in 0..400 {
-            let members: Vec<Member> = (0..1 + next(12))
-                .map(|_| Member {
-                    cluster: ["a", "b", "c"][next(3) as usize].parse().unwrap(),
-                    name: format!("n{}", next(if round % 2 == 0 { 6 } else { 40 })).parse().unwrap(),
-                    private_ipv4: Some(Ipv4Addr::new(10, 0, 0, next(3) as u8)),
-                    private_ipv6: (next(2) == 0).then(|| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, next(3) as u16)),
-                    public_ipv4: Some(Ipv4Addr::new(203, 0, 113, next(3) as u8)),
-                    public_ipv6: None,
-                })
-                .collect();
-            let mut options = RenderOptions { ipv6: next(2) == 0, ..RenderOptions::default() };
-            if next(2) == 0 {
-                options.public = Some(PublicNames::Suffix("public".into()));
-            }
-            if next(3) == 0 {
-                options.aliases.insert("n1".parse().unwrap(), vec!["n2".into(), "n3.a.lct".into()]);
-            }
-            let domains = cluster_domains(&members, &clusters, &options);
-            let layout = Layout::new(&members, &domains, &options).unwrap();
-            let entries = layout.entries();
-            let fast = layout.check().map_err(|e| e.to_string());
-            let plain = check(&entries).map_err(|e| e.to_string());
-            assert_eq!(fast.is_ok(), plain.is_ok(), "{fast:?} {plain:?} {members:?}");
-            // Names that share a hash without being equal: the check starts over with text.
-            let colliding = layout.check_hashed(|name| name.len() as u64).map_err(|e| e.to_string());
-            assert_eq!(colliding.is_ok(), plain.is_ok(), "{colliding:?} {plain:?} {members:?}");
-            if fast.is_ok() {
-                clean += 1;
-                let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
-                for e in entries {
-                    by_cluster.entry(e.cluster.clone()).or_default().push(e);
+        // A member: cluster, name number, private IPv4, private IPv6 (or none), public IPv4.
+        let member = |pool: u32| (0..3usize, 0..pool, 0..3u8, proptest::option::of(0..3u16), 0..3u8);
+        // Half the rounds draw names from a pool of 6 (conflicts), half from 40.
+        let round =
+            prop_oneof![proptest::collection::vec(member(6), 1..13), proptest::collection::vec(member(40), 1..13)];
+        let case = (round, any::<bool>(), any::<bool>(), 0..3u8);
+        let config = proptest::test_runner::Config { cases: 400, failure_persistence: None, ..Default::default() };
+        let (conflicts, clean) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        proptest::test_runner::TestRunner::new(config)
+            .run(&case, |(drawn, ipv6, public, alias)| {
+                let members: Vec<Member> = drawn
+                    .iter()
+                    .map(|&(cluster, name, v4, v6, pub4)| Member {
+                        cluster: ["a", "b", "c"][cluster].parse().unwrap(),
+                        name: format!("n{name}").parse().unwrap(),
+                        private_ipv4: Some(Ipv4Addr::new(10, 0, 0, v4)),
+                        private_ipv6: v6.map(|x| Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, x)),
+                        public_ipv4: Some(Ipv4Addr::new(203, 0, 113, pub4)),
+                        public_ipv6: None,
+                    })
+                    .collect();
+                let mut options = RenderOptions { ipv6, ..RenderOptions::default() };
+                if public {
+                    options.public = Some(PublicNames::Suffix("public".into()));
                 }
-                let texts: BTreeMap<Name, String> =
-                    by_cluster.iter().map(|(c, l)| (c.clone(), hosts_text(l))).collect();
-                assert_eq!(render_blocks(&members, &clusters, &options).unwrap(), texts);
-            } else {
-                conflicts += 1;
-                assert!(render_blocks(&members, &clusters, &options).is_err());
-            }
-        }
+                if alias == 0 {
+                    options.aliases.insert("n1".parse().unwrap(), vec!["n2".into(), "n3.a.lct".into()]);
+                }
+                let domains = cluster_domains(&members, &clusters, &options);
+                let layout = Layout::new(&members, &domains, &options).unwrap();
+                let entries = layout.entries();
+                let fast = layout.check().map_err(|e| e.to_string());
+                let plain = check(&entries).map_err(|e| e.to_string());
+                prop_assert_eq!(fast.is_ok(), plain.is_ok(), "{:?} {:?} {:?}", fast, plain, members);
+                // Names that share a hash without being equal: the check starts over with text.
+                let colliding = layout.check_hashed(|name| name.len() as u64).map_err(|e| e.to_string());
+                prop_assert_eq!(colliding.is_ok(), plain.is_ok(), "{:?} {:?} {:?}", colliding, plain, members);
+                if fast.is_ok() {
+                    clean.set(clean.get() + 1);
+                    let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
+                    for e in entries {
+                        by_cluster.entry(e.cluster.clone()).or_default().push(e);
+                    }
+                    let texts: BTreeMap<Name, String> =
+                        by_cluster.iter().map(|(c, l)| (c.clone(), hosts_text(l))).collect();
+                    prop_assert_eq!(render_blocks(&members, &clusters, &options).unwrap(), texts);
+                } else {
+                    conflicts.set(conflicts.get() + 1);
+                    prop_assert!(render_blocks(&members, &clusters, &options).is_err());
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (conflicts, clean) = (conflicts.get(), clean.get());
         assert!(conflicts > 50 && clean > 50, "{conflicts} conflicts, {clean} clean");
     }
 }

@@ -293,30 +293,32 @@ mod tests {
             "\"::1\"",
             "true",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % n as u64) as usize
-        };
-        let (mut accepted, mut declined) = (0, 0);
-        for _ in 0..50_000 {
-            let mut text = LINE.to_string();
-            for _ in 0..1 + next(3) {
-                let at = next(text.len() + 1);
-                let at = (0..=at).rev().find(|&i| text.is_char_boundary(i)).unwrap();
-                let cut = (at..=(at + next(6)).min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap();
-                text.replace_range(at..cut, pieces[next(pieces.len())]);
-            }
-            match Member::from_node_json(&text) {
-                Some(m) => {
-                    accepted += 1;
-                    assert_eq!(Some(m), by_serde(&text), "{text}");
+        // Up to three edits of the line: at a place, cut up to 5 bytes, put in a piece.
+        let edit = (0.0..1.0f64, 0..6usize, 0..pieces.len());
+        let edits = proptest::collection::vec(edit, 1..=3);
+        let config = proptest::test_runner::Config { cases: 20_000, failure_persistence: None, ..Default::default() };
+        let mut runner = proptest::test_runner::TestRunner::new(config);
+        let (accepted, declined) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        runner
+            .run(&edits, |edits| {
+                let mut text = LINE.to_string();
+                for (place, cut, piece) in edits {
+                    let at = (place * (text.len() + 1) as f64) as usize;
+                    let at = (0..=at.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap();
+                    let end = (at..=(at + cut).min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap();
+                    text.replace_range(at..end, pieces[piece]);
                 }
-                None => declined += 1,
-            }
-        }
+                match Member::from_node_json(&text) {
+                    Some(m) => {
+                        accepted.set(accepted.get() + 1);
+                        proptest::prop_assert_eq!(Some(m), by_serde(&text), "{}", text);
+                    }
+                    None => declined.set(declined.get() + 1),
+                }
+                Ok(())
+            })
+            .unwrap();
+        let (accepted, declined) = (accepted.get(), declined.get());
         assert!(accepted > 1000 && declined > 1000, "{accepted} accepted, {declined} declined");
     }
 }
