@@ -6,6 +6,7 @@
 //!   the current members; as `fw-ruleset` records or `nft` text.
 //! * [`nft`]: applying it to the kernel's nf_tables in-process over netlink (nftnl), in one
 //!   atomic batch, or only the set elements when only membership changed.
+//! * [`sync`]: a sync on this host; [`push`]: syncs on every affected node.
 //! * [`report`]: the `fw-sync` record a sync prints.
 //! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).
 
@@ -13,8 +14,10 @@ pub mod cloud;
 pub mod iptables;
 pub mod model;
 pub mod nft;
+pub mod push;
 pub mod report;
 pub mod ruleset;
+pub mod sync;
 
 pub use lct_core::prefix::Prefix;
 pub use model::{Allow, FirewallSpec, Mode};

@@ -9,13 +9,13 @@ use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::prefix::Prefix;
 use lct_core::record::{Cluster, Name, Node, PortSpec, ProviderName};
-use lct_core::state::{ClusterStore, dependencies_of, dependents_of, state_dir};
+use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream;
-use lct_fw::SyncReport;
 use lct_fw::model::{Allow, FirewallSpec, Mode};
 use lct_fw::nft;
+use lct_fw::push::PushOptions;
 use lct_fw::ruleset::{Ruleset, for_node};
-use lct_inventory::exec::{ExecOptions, exec_each};
+use lct_fw::sync::{Backend, SyncError, SyncOptions, sync_here};
 use lct_inventory::{Selector, query};
 
 const EXAMPLES: &str = "\
@@ -174,21 +174,6 @@ enum ModeArg {
     DefaultDeny,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Backend {
-    Nft,
-    Iptables,
-}
-
-impl Backend {
-    fn as_str(self) -> &'static str {
-        match self {
-            Backend::Nft => "nft",
-            Backend::Iptables => "iptables",
-        }
-    }
-}
-
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Format {
     Jsonl,
@@ -249,150 +234,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let store = ClusterStore::new(&state_dir());
     match cli.command {
         Command::Declare { cluster, mode, admin_cidrs, ssh_port, allow, clear } => {
-            let mut record = store.get_or_new(&cluster)?;
-            if clear {
-                record.extra.remove("firewall");
-            } else {
-                let mut spec = FirewallSpec::of(&record)?;
-                if let Some(m) = mode {
-                    spec.mode = match m {
-                        ModeArg::ManagedPorts => Mode::ManagedPorts,
-                        ModeArg::DefaultDeny => Mode::DefaultDeny,
-                    };
-                }
-                if !admin_cidrs.is_empty() {
-                    spec.admin_cidrs = admin_cidrs;
-                }
-                if let Some(p) = ssh_port {
-                    spec.ssh_port = p;
-                }
-                if !allow.is_empty() {
-                    spec.allow = allow;
-                }
-                spec.store(&mut record);
-                FirewallSpec::of(&record)?;
-            }
-            store.set(vec![record.clone()])?;
-            lct_core::table::emit(&[record], format)?;
-            Ok(())
+            declare(&store, &cluster, mode, admin_cidrs, ssh_port, allow, clear, format)
         }
-        Command::Render { nodes: only, format: text, force } => {
-            let (nodes, clusters, others) = read_nodes(&store)?;
-            let targets: Vec<&Node> = nodes.iter().filter(|n| only.is_empty() || only.contains(&n.name)).collect();
-            if let Some(missing) = only.iter().find(|o| !nodes.iter().any(|n| &n.name == *o)) {
-                bail!("no node record for {missing} on stdin");
-            }
-            let rulesets =
-                targets.iter().map(|n| for_node(n, &nodes, &clusters, force)).collect::<Result<Vec<_>, _>>()?;
-            let mut out = io::stdout().lock();
-            match (text, format) {
-                (Some(Format::Nft), _) | (None, OutputFormat::Table) => {
-                    for r in &rulesets {
-                        out.write_all(r.to_nft().as_bytes())?;
-                    }
-                }
-                _ => stream::write_after_passthrough(out, &others, &rulesets)?,
-            }
-            Ok(())
-        }
+        Command::Render { nodes, format: text, force } => render(&store, &nodes, text, force, format),
         Command::Sync { node, full, force, kill_established, confirm_timeout, backend } => {
-            if backend == Backend::Iptables && confirm_timeout.is_some() {
-                return Err(UsageError("--confirm-timeout needs the nft backend".into()).into());
-            }
-            let me = match node {
-                Some(n) => n,
-                None => host_name()?,
-            };
-            let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
-            let mut rulesets = Vec::new();
-            let mut nodes = Vec::new();
-            for line in &lines {
-                if line.is::<Ruleset>() {
-                    rulesets.push(line.parse::<Ruleset>().context("stdin")?);
-                } else if line.is::<Node>() {
-                    nodes.push(line.parse::<Node>().context("stdin")?);
-                }
-            }
-            let ruleset = match rulesets.into_iter().find(|r| r.node == me) {
-                Some(r) => r,
-                None => {
-                    let Some(node) = nodes.iter().find(|n| n.name == me) else {
-                        bail!("stdin has no fw-ruleset or node record for this host ({me}); give --node");
-                    };
-                    for_node(node, &nodes, &store.load()?, force)?
-                }
-            };
-            // What was applied before: only to end removed peers' connections.
-            let previous = match backend {
-                _ if !kill_established => None,
-                Backend::Nft => nft::last_applied(),
-                Backend::Iptables => lct_fw::iptables::last_applied(),
-            };
-            let token = match confirm_timeout {
-                Some(_) => Some(nft::begin_confirm().context("remembering the table to go back to")?),
-                None => None,
-            };
-            let applied = match backend {
-                Backend::Nft => nft::sync(&ruleset, full).context("applying to nftables")?,
-                Backend::Iptables => lct_fw::iptables::sync(&ruleset).context("applying with iptables")?,
-            };
-            let mut report = SyncReport::applied(me.clone(), &applied);
-            if kill_established && let Some(previous) = &previous {
-                let gone = nft::removed_peers(previous, &ruleset);
-                let killed = nft::kill_connections(&gone).context("ending removed peers' connections")?;
-                report.connections_ended_for = Some(killed);
-            }
-            if let (Some(token), Some(after)) = (token, confirm_timeout) {
-                // A watchdog of our own, in this namespace, outliving this process.
-                let mut watchdog = std::process::Command::new(std::env::current_exe()?);
-                watchdog
-                    .args(["rollback-watch", "--token", &token, "--after", &after.to_string()])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::null());
-                // Its own process group: `exec --timeout` or a closing terminal must not end it.
-                std::os::unix::process::CommandExt::process_group(&mut watchdog, 0);
-                watchdog.spawn().context("starting the rollback watchdog")?;
-                eprintln!("lct-fw: run `lct-fw confirm` within {after} s, or the previous table comes back");
-                report.confirm_within_s = Some(after);
-            }
-            println!("{}", stream::to_line(&report));
-            Ok(())
+            let options = SyncOptions { full, kill_established, confirm_timeout, backend };
+            sync(&store, node, force, &options)
         }
-        Command::CloudSync { clusters: only, dry_run, force } => {
-            let (nodes, clusters, _) = read_nodes(&store)?;
-            let mut groups: std::collections::BTreeMap<(Name, Name), Vec<&Node>> = Default::default();
-            for n in nodes.iter().filter(|n| n.provider == lct_core::record::ProviderName::Linode) {
-                if only.is_empty() || only.contains(&n.cluster) {
-                    groups.entry((n.cluster.clone(), n.group.clone())).or_default().push(n);
-                }
-            }
-            if groups.is_empty() {
-                bail!("no Linode node records on stdin{}", if only.is_empty() { "" } else { " for those clusters" });
-            }
-            // Every group's rules first: a group that cannot be mirrored changes nothing at all.
-            let mut plans = Vec::new();
-            for ((cluster, group), members) in &groups {
-                let ruleset = for_node(members[0], &nodes, &clusters, force)?;
-                let rules = lct_fw::cloud::rules_of(&ruleset, group)?;
-                let ids = members
-                    .iter()
-                    .map(|n| n.provider_id.parse::<u64>().with_context(|| format!("node {}: provider_id", n.name)))
-                    .collect::<anyhow::Result<Vec<u64>>>()?;
-                plans.push((cluster.clone(), group.clone(), rules, ids));
-            }
-            let provider = lct_api::linode::LinodeProvider::from_env()?;
-            let mut out = stream::Writer::new(io::stdout().lock());
-            for (cluster, group, rules, ids) in plans {
-                let mut report =
-                    lct_fw::cloud::sync_group(&provider.api, &cluster, &group, &rules, &ids, dry_run).await?;
-                if dry_run {
-                    report.planned_rules = Some(rules);
-                }
-                out.write(&report)?;
-            }
-            Ok(())
-        }
+        Command::CloudSync { clusters, dry_run, force } => cloud_sync(&store, &clusters, dry_run, force).await,
         Command::Confirm => {
             let confirmed = nft::confirm()?;
             eprintln!("{}", if confirmed { "confirmed" } else { "nothing to confirm" });
@@ -416,83 +265,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             remote_bin,
         } => {
-            let records = store.load()?;
-            let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
-            let changed: BTreeSet<Name> = if clusters.is_empty() {
-                nodes.iter().map(|n| n.cluster.clone()).collect()
-            } else {
-                clusters.into_iter().collect()
+            let options = PushOptions {
+                force,
+                full,
+                kill_established,
+                backend,
+                parallel,
+                timeout: Duration::from_secs(timeout),
+                local_bin: std::env::current_exe()?.display().to_string(),
+                remote_bin,
             };
-            let mut affected = changed.clone();
-            affected.extend(dependents_of(&records, &changed));
-            affected.extend(dependencies_of(&records, &changed));
-            // Everything is rendered before anything is applied: one bad declaration or
-            // empty set stops the push with every firewall as it was.
-            let mut jobs = Vec::new();
-            let local_bin = std::env::current_exe()?.display().to_string();
-            for node in
-                nodes.iter().filter(|n| affected.contains(&n.cluster) && n.status == lct_core::record::Status::Running)
-            {
-                let ruleset = for_node(node, &nodes, &records, force)?;
-                let bin = match node.access {
-                    Some(lct_core::record::Access::Netns { .. }) => local_bin.clone(),
-                    _ => remote_bin.clone(),
-                };
-                let mut argv = vec![bin, "sync".into(), "--node".into(), node.name.to_string()];
-                if force {
-                    argv.push("--force".into());
-                }
-                if full {
-                    argv.push("--full".into());
-                }
-                if kill_established {
-                    argv.push("--kill-established".into());
-                }
-                argv.extend(["--backend".into(), backend.as_str().into()]);
-                jobs.push((node.clone(), argv, format!("{}\n", stream::to_line(&ruleset)).into_bytes()));
-            }
-            let options = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ssh_options: vec![] };
-            let mut results = exec_each(jobs, &options, None).await;
-            results.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
-            // One fw-sync record per node: the node's own, or one saying why it failed.
-            let mut failed = Vec::new();
-            let mut records = Vec::new();
-            for r in &results {
-                // The node's own report: the fw-sync record among the lines it printed.
-                let report = stream::read_kind::<SyncReport>(r.stdout.as_bytes())
-                    .ok()
-                    .and_then(|(reports, _)| reports.into_iter().next())
-                    .filter(|_| r.outcome.success());
-                match report {
-                    Some(report) => records.push(report),
-                    None => {
-                        let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();
-                        failed.push(format!("{} ({}: {why})", r.node, r.outcome.describe()));
-                        records.push(SyncReport::failed(r.node.clone(), why));
-                    }
-                }
-            }
-            match format {
-                OutputFormat::Jsonl => {
-                    let mut out = stream::Writer::new(io::stdout().lock());
-                    for r in &records {
-                        out.write(r)?;
-                    }
-                    out.flush()?;
-                }
-                OutputFormat::Table => {
-                    let mut table = lct_core::table::Table::new(&["NODE", "APPLIED", "DETAIL"]);
-                    for r in &records {
-                        let applied = serde_json::to_value(r.applied)?.as_str().unwrap_or_default().to_string();
-                        table.row(vec![r.node.to_string(), applied, r.detail()]);
-                    }
-                    table.print()?;
-                }
-            }
-            if !failed.is_empty() {
-                bail!("push failed on {} of {} nodes: {}", failed.len(), results.len(), failed.join(", "));
-            }
-            Ok(())
+            push(&store, clusters, providers, &options, format).await
         }
         Command::Remove { backend: Backend::Nft } => {
             let removed = nft::delete_table()?;
@@ -507,6 +290,192 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn declare(
+    store: &ClusterStore,
+    cluster: &Name,
+    mode: Option<ModeArg>,
+    admin_cidrs: Vec<Prefix>,
+    ssh_port: Option<u16>,
+    allow: Vec<Allow>,
+    clear: bool,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let mut record = store.get_or_new(cluster)?;
+    if clear {
+        record.extra.remove("firewall");
+    } else {
+        let mut spec = FirewallSpec::of(&record)?;
+        if let Some(m) = mode {
+            spec.mode = match m {
+                ModeArg::ManagedPorts => Mode::ManagedPorts,
+                ModeArg::DefaultDeny => Mode::DefaultDeny,
+            };
+        }
+        if !admin_cidrs.is_empty() {
+            spec.admin_cidrs = admin_cidrs;
+        }
+        if let Some(p) = ssh_port {
+            spec.ssh_port = p;
+        }
+        if !allow.is_empty() {
+            spec.allow = allow;
+        }
+        spec.store(&mut record);
+        FirewallSpec::of(&record)?;
+    }
+    store.set(vec![record.clone()])?;
+    lct_core::table::emit(&[record], format)?;
+    Ok(())
+}
+
+fn render(
+    store: &ClusterStore,
+    only: &[Name],
+    text: Option<Format>,
+    force: bool,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let (nodes, clusters, others) = read_nodes(store)?;
+    let targets: Vec<&Node> = nodes.iter().filter(|n| only.is_empty() || only.contains(&n.name)).collect();
+    if let Some(missing) = only.iter().find(|o| !nodes.iter().any(|n| &n.name == *o)) {
+        bail!("no node record for {missing} on stdin");
+    }
+    let rulesets = targets.iter().map(|n| for_node(n, &nodes, &clusters, force)).collect::<Result<Vec<_>, _>>()?;
+    let mut out = io::stdout().lock();
+    match (text, format) {
+        (Some(Format::Nft), _) | (None, OutputFormat::Table) => {
+            for r in &rulesets {
+                out.write_all(r.to_nft().as_bytes())?;
+            }
+        }
+        _ => stream::write_after_passthrough(out, &others, &rulesets)?,
+    }
+    Ok(())
+}
+
+/// This host's sync: its ruleset from stdin (a fw-ruleset record, or rendered from the node
+/// records there), applied, reported as a fw-sync record.
+fn sync(store: &ClusterStore, node: Option<Name>, force: bool, options: &SyncOptions) -> anyhow::Result<()> {
+    let me = match node {
+        Some(n) => n,
+        None => host_name()?,
+    };
+    let lines = stream::read_all(io::stdin().lock()).context("stdin")?;
+    let mut rulesets = Vec::new();
+    let mut nodes = Vec::new();
+    for line in &lines {
+        if line.is::<Ruleset>() {
+            rulesets.push(line.parse::<Ruleset>().context("stdin")?);
+        } else if line.is::<Node>() {
+            nodes.push(line.parse::<Node>().context("stdin")?);
+        }
+    }
+    let ruleset = match rulesets.into_iter().find(|r| r.node == me) {
+        Some(r) => r,
+        None => {
+            let Some(node) = nodes.iter().find(|n| n.name == me) else {
+                bail!("stdin has no fw-ruleset or node record for this host ({me}); give --node");
+            };
+            for_node(node, &nodes, &store.load()?, force)?
+        }
+    };
+    let report = sync_here(me, &ruleset, options, |token, after| {
+        // A watchdog of our own, in this namespace, outliving this process.
+        let mut watchdog = std::process::Command::new(std::env::current_exe()?);
+        watchdog
+            .args(["rollback-watch", "--token", token, "--after", &after.to_string()])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        // Its own process group: `exec --timeout` or a closing terminal must not end it.
+        std::os::unix::process::CommandExt::process_group(&mut watchdog, 0);
+        watchdog.spawn()?;
+        eprintln!("lct-fw: run `lct-fw confirm` within {after} s, or the previous table comes back");
+        Ok(())
+    })
+    .map_err(|e| match e {
+        SyncError::ConfirmNeedsNft => anyhow::Error::from(UsageError(e.to_string())),
+        e => e.into(),
+    })?;
+    println!("{}", stream::to_line(&report));
+    Ok(())
+}
+
+/// One Linode Cloud Firewall per group, mirroring the group's host rules and members.
+async fn cloud_sync(store: &ClusterStore, only: &[Name], dry_run: bool, force: bool) -> anyhow::Result<()> {
+    let (nodes, clusters, _) = read_nodes(store)?;
+    let mut groups: std::collections::BTreeMap<(Name, Name), Vec<&Node>> = Default::default();
+    for n in nodes.iter().filter(|n| n.provider == lct_core::record::ProviderName::Linode) {
+        if only.is_empty() || only.contains(&n.cluster) {
+            groups.entry((n.cluster.clone(), n.group.clone())).or_default().push(n);
+        }
+    }
+    if groups.is_empty() {
+        bail!("no Linode node records on stdin{}", if only.is_empty() { "" } else { " for those clusters" });
+    }
+    // Every group's rules first: a group that cannot be mirrored changes nothing at all.
+    let mut plans = Vec::new();
+    for ((cluster, group), members) in &groups {
+        let ruleset = for_node(members[0], &nodes, &clusters, force)?;
+        let rules = lct_fw::cloud::rules_of(&ruleset, group)?;
+        let ids = members
+            .iter()
+            .map(|n| n.provider_id.parse::<u64>().with_context(|| format!("node {}: provider_id", n.name)))
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        plans.push((cluster.clone(), group.clone(), rules, ids));
+    }
+    let provider = lct_api::linode::LinodeProvider::from_env()?;
+    let mut out = stream::Writer::new(io::stdout().lock());
+    for (cluster, group, rules, ids) in plans {
+        let mut report = lct_fw::cloud::sync_group(&provider.api, &cluster, &group, &rules, &ids, dry_run).await?;
+        if dry_run {
+            report.planned_rules = Some(rules);
+        }
+        out.write(&report)?;
+    }
+    Ok(())
+}
+
+async fn push(
+    store: &ClusterStore,
+    clusters: Vec<Name>,
+    providers: Vec<ProviderName>,
+    options: &PushOptions,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let records = store.load()?;
+    let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
+    let changed: BTreeSet<Name> = if clusters.is_empty() {
+        nodes.iter().map(|n| n.cluster.clone()).collect()
+    } else {
+        clusters.into_iter().collect()
+    };
+    let reports = lct_fw::push::push(&nodes, &records, &changed, options).await?;
+    match format {
+        OutputFormat::Jsonl => {
+            let mut out = stream::Writer::new(io::stdout().lock());
+            for r in &reports {
+                out.write(r)?;
+            }
+            out.flush()?;
+        }
+        OutputFormat::Table => {
+            let mut table = lct_core::table::Table::new(&["NODE", "APPLIED", "DETAIL"]);
+            for r in &reports {
+                let applied = serde_json::to_value(r.applied)?.as_str().unwrap_or_default().to_string();
+                table.row(vec![r.node.to_string(), applied, r.detail()]);
+            }
+            table.print()?;
+        }
+    }
+    let failed = lct_fw::push::failures(&reports);
+    if !failed.is_empty() {
+        bail!("push failed on {} of {} nodes: {}", failed.len(), reports.len(), failed.join(", "));
+    }
+    Ok(())
 }
 
 /// Node records of stdin, the cluster records of stdin completed by the state directory's,

@@ -1,0 +1,66 @@
+//! A change that must be confirmed: what to go back to, and the watchdog's roll-back.
+
+use std::io;
+
+use super::forget;
+use super::memory::{LastApplied, memory_path, remember};
+use super::socket::Netlink;
+use super::table::{apply_table, delete_table};
+
+/// A change waiting for `lct-fw confirm`, and what to go back to without it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Pending {
+    token: String,
+    previous: Option<LastApplied>,
+}
+
+fn pending_path() -> io::Result<std::path::PathBuf> {
+    Ok(memory_path()?.with_extension("pending.json"))
+}
+
+/// Remembers what is applied now, before a change that must be confirmed; returns the token
+/// the watchdog checks.
+pub fn begin_confirm() -> io::Result<String> {
+    let previous = LastApplied::read(&memory_path()?);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let token = format!("{:x}{:x}", std::process::id(), nanos);
+    let path = pending_path()?;
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    let bytes = serde_json::to_vec(&Pending { token: token.clone(), previous }).map_err(io::Error::other)?;
+    lct_core::fsutil::atomic_write(&path, &bytes, 0o600)?;
+    Ok(token)
+}
+
+/// Confirms the pending change; `false` if there was none.
+pub fn confirm() -> io::Result<bool> {
+    match std::fs::remove_file(pending_path()?) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Called by the watchdog when the time is up: unless the change with `token` was
+/// confirmed, puts back what was applied before it (or removes the table, if there was none).
+pub fn roll_back(token: &str) -> io::Result<bool> {
+    let path = pending_path()?;
+    let Some(pending) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<Pending>(&b).ok()) else {
+        return Ok(false);
+    };
+    if pending.token != token {
+        return Ok(false); // a newer change is pending; its own watchdog decides
+    }
+    match pending.previous {
+        Some(previous) => {
+            let nl = Netlink::open()?;
+            apply_table(&nl, &previous.ruleset)?;
+            remember(&memory_path()?, nl.generation()?, &previous.ruleset, &previous.capacity)?;
+        }
+        None => {
+            delete_table()?;
+            forget()?;
+        }
+    }
+    std::fs::remove_file(&path)?;
+    Ok(true)
+}

@@ -1,0 +1,123 @@
+//! Applying a [`Ruleset`] to nf_tables over netlink, in-process (no `nft` process).
+//!
+//! Only the `inet lct` table is ever touched. A full apply is one batch — add the table,
+//! delete it, add it again with its sets, chain and rules — which the kernel commits
+//! atomically: every packet sees the old table or the new one. When only membership changed
+//! (same structure, same ruleset generation as after our last apply) the batch adds and
+//! deletes set elements only.
+
+//! * [`table`]: the batches: a whole table, or set elements only.
+//! * [`socket`]: the netlink socket (one per sync) and how batches reach the kernel.
+//! * [`memory`]: what was last applied in this namespace, kept under /run.
+//! * [`conntrack`]: ending removed peers' established connections.
+//! * [`confirm`]: a change that rolls back unless confirmed in time.
+
+mod confirm;
+mod conntrack;
+mod memory;
+mod socket;
+mod table;
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::IpAddr;
+
+use crate::ruleset::Ruleset;
+
+pub use confirm::{begin_confirm, confirm, roll_back};
+pub use conntrack::kill_connections;
+pub(crate) use memory::memory_path;
+use memory::{LastApplied, remember};
+pub use socket::Netlink;
+pub use table::{apply_elements, apply_table, capacity, delete_table};
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "applied")]
+pub enum Applied {
+    /// Nothing differed.
+    Unchanged,
+    /// Only set elements were added and removed.
+    Elements { added: usize, removed: usize },
+    /// The whole table was replaced.
+    Table,
+}
+
+/// Brings this host's `inet lct` table to `rs`: only the elements when nothing else changed
+/// since our last apply (same structure, and no one touched the ruleset: same generation),
+/// the whole table otherwise — which also repairs drift such as `nft flush ruleset`.
+pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
+    let nl = Netlink::open()?;
+    let path = memory_path()?;
+    let last = LastApplied::read(&path);
+    // Any change to the ruleset by anyone bumps the generation, our own element updates
+    // included (we record the generation after them); a different one means drift.
+    let fits = |last: &LastApplied| {
+        last.capacity.len() == rs.rules.len()
+            && rs
+                .rules
+                .iter()
+                .zip(&last.capacity)
+                .all(|(r, [c4, c6])| r.peers_v4.len() as u64 <= *c4 as u64 && r.peers_v6.len() as u64 <= *c6 as u64)
+    };
+    let (applied, capacity) = match last {
+        Some(last)
+            if !full
+                && last.ruleset.structure() == rs.structure()
+                && last.ruleset.node == rs.node
+                && fits(&last)
+                && nl.generation()? == last.generation =>
+        {
+            match apply_elements(&nl, &last.ruleset, rs) {
+                Ok(applied) => (applied, last.capacity),
+                // What we remembered does not match the kernel after all (a namespace that
+                // reuses a deleted one's inode, say): the whole table puts it right.
+                Err(e) => {
+                    tracing::warn!("element update refused ({e}); replacing the table");
+                    apply_table(&nl, rs)?;
+                    let capacity =
+                        rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
+                    (Applied::Table, capacity)
+                }
+            }
+        }
+        _ => {
+            apply_table(&nl, rs)?;
+            let capacity = rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
+            (Applied::Table, capacity)
+        }
+    };
+    if applied != Applied::Unchanged {
+        remember(&path, nl.generation()?, rs, &capacity)?;
+    }
+    Ok(applied)
+}
+
+/// Forgets what was applied here (after the table was deleted).
+pub fn forget() -> io::Result<()> {
+    match std::fs::remove_file(memory_path()?) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The ruleset last applied in this network namespace, if lct-fw remembers one.
+pub fn last_applied() -> Option<Ruleset> {
+    Some(LastApplied::read(&memory_path().ok()?)?.ruleset)
+}
+
+/// Peer addresses admitted by `old` and by no rule of `new`.
+pub fn removed_peers(old: &Ruleset, new: &Ruleset) -> Vec<IpAddr> {
+    let kept: BTreeSet<IpAddr> = new
+        .rules
+        .iter()
+        .flat_map(|r| r.peers_v4.iter().map(|a| IpAddr::V4(*a)).chain(r.peers_v6.iter().map(|a| IpAddr::V6(*a))))
+        .collect();
+    let gone: BTreeSet<IpAddr> = old
+        .rules
+        .iter()
+        .flat_map(|r| r.peers_v4.iter().map(|a| IpAddr::V4(*a)).chain(r.peers_v6.iter().map(|a| IpAddr::V6(*a))))
+        .filter(|a| !kept.contains(a))
+        .collect();
+    gone.into_iter().collect()
+}

@@ -1,0 +1,187 @@
+//! The netfilter netlink socket: one per sync, batches sent in one message, generations read.
+
+use std::ffi::c_char;
+use std::io;
+
+use nftnl::nftnl_sys::{self as sys, libc};
+use nftnl::{FinalizedBatch, ProtoFamily};
+
+use super::table::cstring;
+use crate::ruleset::TABLE;
+
+/// A receive buffer aligned for `nlmsghdr`, as libmnl requires.
+struct NlBuffer(Vec<u64>);
+
+impl NlBuffer {
+    pub(super) fn new() -> Self {
+        NlBuffer(vec![0u64; (nftnl::nft_nlmsg_maxsize() as usize).div_ceil(8).max(8192)])
+    }
+    pub(super) fn bytes(&mut self) -> &mut [u8] {
+        let len = self.0.len() * 8;
+        // SAFETY: u64 storage viewed as bytes; alignment only grows.
+        unsafe { std::slice::from_raw_parts_mut(self.0.as_mut_ptr().cast::<u8>(), len) }
+    }
+}
+
+/// A netfilter netlink socket, one per sync. The kernel frees what a commit replaced or
+/// deleted only after an RCU grace period, in a worker, and makes whoever next closes a
+/// netfilter socket wait for that worker (about 20 ms here): so a sync opens one socket and
+/// closes it once, and a batch that only adds (a table built where there was none, peers
+/// joining) leaves nothing to wait for.
+pub struct Netlink {
+    socket: mnl::Socket,
+}
+
+impl Netlink {
+    pub fn open() -> io::Result<Netlink> {
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"),
+            )
+        })?;
+        grow_receive_buffer(&socket);
+        Ok(Netlink { socket })
+    }
+
+    /// Sends a batch and checks every acknowledgement; the kernel applies all of it or nothing.
+    pub(super) fn send(&self, batch: &FinalizedBatch) -> io::Result<()> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        send_in_one_message(socket, batch)?;
+        let mut buffer = NlBuffer::new();
+        let mut expected = batch.sequence_numbers();
+        while !expected.is_empty() {
+            for message in socket.recv(buffer.bytes())? {
+                let message = message?;
+                let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink acknowledgement"))?;
+                mnl::cb_run(message, seq, portid)
+                    .map_err(|e| io::Error::new(e.kind(), format!("nf_tables refused the batch: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The ruleset generation: the kernel bumps it on every change to any table.
+    pub fn generation(&self) -> io::Result<u32> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        let seq = 1;
+        let mut request = NlBuffer::new();
+        let len = unsafe {
+            let nlh = sys::nftnl_nlmsg_build_hdr(
+                request.bytes().as_mut_ptr().cast::<c_char>(),
+                libc::NFT_MSG_GETGEN as u16,
+                ProtoFamily::Unspec as u16,
+                libc::NLM_F_ACK as u16,
+                seq,
+            );
+            (*nlh).nlmsg_len as usize
+        };
+        socket.send(&request.bytes()[..len])?;
+        let mut buffer = NlBuffer::new();
+        let mut id: Option<u32> = None;
+        // Read up to the acknowledgement that follows the answer: the socket serves the
+        // next request of this sync, which must not find it waiting.
+        loop {
+            let n = socket.recv_raw(buffer.bytes())?;
+            if let mnl::CbResult::Stop = mnl::cb_run2(&buffer.bytes()[..n], seq, portid, gen_cb, &mut id)? {
+                break;
+            }
+        }
+        id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
+    }
+
+    /// Whether the `inet lct` table exists.
+    pub fn table_exists(&self) -> io::Result<bool> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        let seq = 1;
+        let request = nftnl::table::get_tables_nlmsg(seq);
+        // The helper leaves the buffer at full size; send only the message.
+        let len = u32::from_ne_bytes(request[..4].try_into().expect("4 bytes")) as usize;
+        socket.send(&request[..len])?;
+        let mut tables = std::collections::HashSet::new();
+        let mut buffer = NlBuffer::new();
+        loop {
+            let n = socket.recv_raw(buffer.bytes())?;
+            if let mnl::CbResult::Stop =
+                mnl::cb_run2(&buffer.bytes()[..n], seq, portid, nftnl::table::get_tables_cb, &mut tables)?
+            {
+                break;
+            }
+        }
+        // Tables of every family come back; ours is the only one named so in `inet` we
+        // create, and lct never creates another of that name.
+        Ok(tables.contains(&cstring(TABLE)))
+    }
+}
+
+/// Sends every page of a batch in one `sendmsg`: the kernel processes a batch only within one
+/// message, so a batch sent page by page (as `mnl::Socket::send_all` does) loses its begin
+/// marker past the first page and is refused. The send buffer is raised to fit it, as `nft`
+/// does.
+fn send_in_one_message(socket: &mnl::Socket, batch: &FinalizedBatch) -> io::Result<()> {
+    let pages: Vec<&[u8]> = batch.iter().collect();
+    let total: usize = pages.iter().map(|p| p.len()).sum();
+    let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(socket.as_raw_socket()) };
+    set_buffer(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, total + (1 << 16));
+    let mut iov: Vec<libc::iovec> =
+        pages.iter().map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() }).collect();
+    // SAFETY: a zeroed sockaddr_nl is valid; pid 0 is the kernel.
+    let mut kernel: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    kernel.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: a zeroed msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut kernel as *mut libc::sockaddr_nl).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len();
+    // SAFETY: sendmsg on our own socket with a well-formed msghdr.
+    let sent = unsafe { libc::sendmsg(fd, &msg, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if sent as usize != total {
+        return Err(io::Error::other(format!("netlink took {sent} of {total} bytes")));
+    }
+    Ok(())
+}
+
+/// Sets a socket buffer size, forcing it past the system limit where allowed (root).
+fn set_buffer(fd: libc::c_int, force: libc::c_int, plain: libc::c_int, size: usize) {
+    let size = size.min(libc::c_int::MAX as usize) as libc::c_int;
+    for opt in [force, plain] {
+        // SAFETY: setsockopt on our own socket with a c_int option value.
+        let ok = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        } == 0;
+        if ok {
+            break;
+        }
+    }
+}
+
+/// Large batches (10,000+ elements) bring as many acknowledgements back at once.
+fn grow_receive_buffer(socket: &mnl::Socket) {
+    let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(socket.as_raw_socket()) };
+    set_buffer(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, 8 << 20);
+}
+
+fn gen_cb(header: &libc::nlmsghdr, id: &mut Option<u32>) -> libc::c_int {
+    // SAFETY: libnftnl parses the message the kernel sent into an object we free.
+    unsafe {
+        let g = sys::nftnl_gen_alloc();
+        if sys::nftnl_gen_nlmsg_parse(header, g) >= 0 {
+            *id = Some(sys::nftnl_gen_get_u32(g, sys::NFTNL_GEN_ID as u16));
+        }
+        sys::nftnl_gen_free(g);
+    }
+    1 // MNL_CB_OK
+}

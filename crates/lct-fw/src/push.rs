@@ -1,0 +1,88 @@
+//! Push: every running node of the changed clusters, their dependents and their
+//! dependencies gets its ruleset, rendered here and applied there by `lct-fw sync` (inside
+//! a local node's namespace, over SSH on a remote one). One `fw-sync` record per node.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lct_core::record::{Access, Cluster, Name, Node, Status};
+use lct_core::state::{dependencies_of, dependents_of};
+use lct_core::stream;
+use lct_inventory::exec::{ExecOptions, exec_each};
+
+use crate::ruleset::{RulesetError, for_node};
+use crate::sync::Backend;
+use crate::{SyncOutcome, SyncReport};
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub force: bool,
+    pub full: bool,
+    pub kill_established: bool,
+    pub backend: Backend,
+    pub parallel: usize,
+    pub timeout: Duration,
+    /// lct-fw on this machine (for local nodes) and on remote nodes.
+    pub local_bin: String,
+    pub remote_bin: String,
+}
+
+/// Renders every affected node's ruleset, then applies them all in parallel. Everything is
+/// rendered before anything is applied: one bad declaration or empty set stops the push
+/// with every firewall as it was.
+pub async fn push(
+    nodes: &[Node],
+    clusters: &[Cluster],
+    changed: &BTreeSet<Name>,
+    options: &PushOptions,
+) -> Result<Vec<SyncReport>, RulesetError> {
+    let mut affected = changed.clone();
+    affected.extend(dependents_of(clusters, changed));
+    affected.extend(dependencies_of(clusters, changed));
+    let mut jobs = Vec::new();
+    for node in nodes.iter().filter(|n| affected.contains(&n.cluster) && n.status == Status::Running) {
+        let ruleset = for_node(node, nodes, clusters, options.force)?;
+        let bin = match node.access {
+            Some(Access::Netns { .. }) => options.local_bin.clone(),
+            _ => options.remote_bin.clone(),
+        };
+        let mut argv = vec![bin, "sync".into(), "--node".into(), node.name.to_string()];
+        for (on, flag) in
+            [(options.force, "--force"), (options.full, "--full"), (options.kill_established, "--kill-established")]
+        {
+            if on {
+                argv.push(flag.into());
+            }
+        }
+        argv.extend(["--backend".into(), options.backend.as_str().into()]);
+        jobs.push((node.clone(), argv, format!("{}\n", stream::to_line(&ruleset)).into_bytes()));
+    }
+    let exec = ExecOptions { parallel: options.parallel, timeout: Some(options.timeout), ssh_options: vec![] };
+    let mut results = exec_each(jobs, &exec, None).await;
+    results.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
+    // One fw-sync record per node: the node's own (among the lines it printed), or one
+    // saying why it failed.
+    Ok(results
+        .iter()
+        .map(|r| {
+            let own = stream::read_kind::<SyncReport>(r.stdout.as_bytes())
+                .ok()
+                .and_then(|(reports, _)| reports.into_iter().next())
+                .filter(|_| r.outcome.success());
+            own.unwrap_or_else(|| {
+                let why = r.stderr.trim().lines().last().unwrap_or_default();
+                SyncReport::failed(r.node.clone(), format!("{}: {why}", r.outcome.describe()))
+            })
+        })
+        .collect())
+}
+
+/// The nodes a push failed on, for the error.
+pub fn failures(reports: &[SyncReport]) -> Vec<String> {
+    reports
+        .iter()
+        .filter(|r| r.applied == SyncOutcome::Failed)
+        .map(|r| format!("{} ({})", r.node, r.error.as_deref().unwrap_or_default()))
+        .collect()
+}
