@@ -218,27 +218,7 @@ impl lct_core::table::Tabular for ZoneUpdate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zone::View;
-
-    fn rec(name: &str, rtype: RecordType, data: &str) -> DnsRecord {
-        DnsRecord {
-            zone: "lct.internal.".into(),
-            name: name.into(),
-            rtype,
-            ttl: 300,
-            data: data.into(),
-            view: View::Both,
-        }
-    }
-
-    fn zone() -> Vec<DnsRecord> {
-        crate::zone::assign_views(vec![
-            rec("lct.internal.", RecordType::SOA, "ns1.lct.internal. hostmaster.lct.internal. 7 3600 600 1209600 300"),
-            rec("lct.internal.", RecordType::NS, "ns1.lct.internal."),
-            rec("a.zk.lct.internal.", RecordType::A, "192.168.128.1"),
-            rec("a.zk.lct.internal.", RecordType::A, "203.0.113.1"),
-        ])
-    }
+    use crate::zone::fixtures::{rec, zone};
 
     #[test]
     fn difference_ignores_the_serial() {

@@ -214,28 +214,9 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
 mod tests {
     use super::*;
     use crate::zone::View;
+    use crate::zone::fixtures::zone;
     use hickory_proto::op::{MessageType, OpCode, Query};
     use hickory_proto::rr::RData;
-
-    fn rec(name: &str, rtype: RecordType, data: &str) -> DnsRecord {
-        DnsRecord {
-            zone: "lct.internal.".into(),
-            name: name.into(),
-            rtype,
-            ttl: 300,
-            data: data.into(),
-            view: View::Both,
-        }
-    }
-
-    fn zone() -> Vec<DnsRecord> {
-        assign_views(vec![
-            rec("lct.internal.", RecordType::SOA, "ns1.lct.internal. hostmaster.lct.internal. 7 3600 600 1209600 300"),
-            rec("lct.internal.", RecordType::NS, "ns1.lct.internal."),
-            rec("a.zk.lct.internal.", RecordType::A, "192.168.128.1"),
-            rec("a.zk.lct.internal.", RecordType::A, "203.0.113.1"),
-        ])
-    }
 
     fn update(adds: &[(&str, RecordType, &str)], deletes: &[(&str, RecordType, &str)]) -> Message {
         let mut m = Message::new(1, MessageType::Query, OpCode::Update);

@@ -380,6 +380,32 @@ pub fn reverse_zone_of(a: Ipv4Addr) -> String {
     format!("{x}.{w}.in-addr.arpa.")
 }
 
+/// A small zone for tests: SOA, NS, and a node with a private and a public address.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::{DnsRecord, RecordType, View, assign_views};
+
+    pub fn rec(name: &str, rtype: RecordType, data: &str) -> DnsRecord {
+        DnsRecord {
+            zone: "lct.internal.".into(),
+            name: name.into(),
+            rtype,
+            ttl: 300,
+            data: data.into(),
+            view: View::Both,
+        }
+    }
+
+    pub fn zone() -> Vec<DnsRecord> {
+        assign_views(vec![
+            rec("lct.internal.", RecordType::SOA, "ns1.lct.internal. hostmaster.lct.internal. 7 3600 600 1209600 300"),
+            rec("lct.internal.", RecordType::NS, "ns1.lct.internal."),
+            rec("a.zk.lct.internal.", RecordType::A, "192.168.128.1"),
+            rec("a.zk.lct.internal.", RecordType::A, "203.0.113.1"),
+        ])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
