@@ -105,6 +105,7 @@ impl Env {
             .env("LCT_STATE_DIR", self.state.path())
             .env("LCT_LAB", &self.lab)
             .env_remove("LCT_PROVIDER")
+            .env("LCT_IMAGE_DIR", image_dir())
             .env("NO_COLOR", "1");
         c
     }
@@ -178,6 +179,14 @@ impl Drop for Env {
                 }
             }
         }
+        // Machines: no container or overlay of this state directory may outlive the test.
+        let state = self.state.path().display().to_string();
+        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("systemd-nspawn.*--directory={state}/")]).status();
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+            for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&state)) {
+                let _ = Command::new("umount").args(["--lazy", m]).status();
+            }
+        }
         let volumes = self.state.path().join("local/volumes");
         if let Ok(entries) = std::fs::read_dir(&volumes) {
             for e in entries.flatten() {
@@ -188,6 +197,12 @@ impl Drop for Env {
             }
         }
     }
+}
+
+/// Where tests keep the machine base root and the package mirror: one for every test and
+/// run of this machine (`LCT_IMAGE_DIR` if set), so the base is built once, not per test.
+pub fn image_dir() -> String {
+    std::env::var("LCT_IMAGE_DIR").ok().filter(|d| !d.is_empty()).unwrap_or_else(|| "/var/tmp/lct-test-images".into())
 }
 
 /// A helper process of a test (a listener, a probe, a server), in a process group of its

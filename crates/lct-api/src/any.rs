@@ -88,6 +88,9 @@ impl Provider for AnyProvider {
     async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
         dispatch!(self, p => p.create(spec).await)
     }
+    async fn wait_ready(&self, node: Node) -> Result<Node, ProviderError> {
+        dispatch!(self, p => p.wait_ready(node).await)
+    }
     async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
         dispatch!(self, p => p.start(name).await)
     }

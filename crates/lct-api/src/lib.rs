@@ -7,6 +7,7 @@
 //! [`AnyProvider`] picks one at run time; [`providers_to_ask`] is the rule for which.
 
 mod any;
+pub mod cloudinit;
 pub mod linode;
 pub mod local;
 mod provider;

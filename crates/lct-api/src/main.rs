@@ -99,9 +99,13 @@ enum Command {
         /// Instance type (Linode) [default: $LCT_LINODE_TYPE or g6-nanode-1]
         #[arg(long = "type")]
         node_type: Option<String>,
-        /// Image (Linode) [default: $LCT_LINODE_IMAGE or linode/debian12]
+        /// Image: Linode's [default: $LCT_LINODE_IMAGE or linode/debian12]; local: lct/netns
+        /// (a namespace, the default) or debian-12 (a machine: systemd, sshd, apt)
         #[arg(long)]
         image: Option<String>,
+        /// cloud-init user-data of your own, merged with lct's at first boot (a file)
+        #[arg(long, value_name = "FILE")]
+        user_data: Option<std::path::PathBuf>,
         /// How many creations run at once (Linode; the rate limits pace them anyway)
         #[arg(long, default_value_t = 32)]
         parallel: usize,
@@ -226,7 +230,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let provider = AnyProvider::from_env(cli.provider)?;
     match cli.command {
-        Command::Create { cluster, group, count, names, tags, region, node_type, image, parallel } => {
+        Command::Create { cluster, group, count, names, tags, region, node_type, image, user_data, parallel } => {
+            let user_data = match user_data {
+                Some(path) => {
+                    Some(std::fs::read_to_string(&path).with_context(|| format!("--user-data {}", path.display()))?)
+                }
+                None => None,
+            };
             let specs = match cluster {
                 Some(cluster) => {
                     let mut specs = specs_from_flags(cluster, group, count, names, tags)?;
@@ -234,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         s.region = region.clone();
                         s.node_type = node_type.clone();
                         s.image = image.clone();
+                        s.user_data = user_data.clone();
                     }
                     specs
                 }
@@ -477,6 +488,7 @@ fn specs_from_flags(
             node_type: None,
             image: None,
             tags: tags.clone(),
+            user_data: None,
         })
         .collect())
 }
@@ -508,10 +520,13 @@ async fn create_all(
     format: OutputFormat,
 ) -> anyhow::Result<()> {
     let total = specs.len();
-    // The local cloud serialises changes on its lock anyway; one at a time keeps its
-    // address assignment in input order (demo-1 gets .1).
-    let parallel = if provider.name() == ProviderName::Local { 1 } else { parallel.max(1) };
+    // The local cloud serialises its creates (one at a time, in input order, so demo-1 gets
+    // .1), but machines then boot and come up side by side; Linode's creates run in
+    // parallel, paced by its rate limits.
+    let serial = provider.name() == ProviderName::Local;
+    let parallel = if serial { total.max(1) } else { parallel.max(1) };
     let provider = Arc::new(provider);
+    let gate = Arc::new(tokio::sync::Mutex::new(()));
     let mut created = Vec::new();
     let mut out = Writer::new(io::stdout().lock());
     let mut failed = 0;
@@ -526,27 +541,18 @@ async fn create_all(
             .expect("a valid template"),
     );
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    // At most `parallel` creates at once; a finished one is reported (record and bar) at once
-    // and makes room for the next, so records stream out as nodes are ready.
-    let mut specs = specs.into_iter();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut spawn_next = |tasks: &mut tokio::task::JoinSet<_>| {
-        let Some(spec) = specs.next() else { return false };
-        let provider = provider.clone();
-        tasks.spawn(async move {
-            let result = provider.create(&spec).await;
-            (spec, result)
-        });
-        true
-    };
-    while tasks.len() < parallel && spawn_next(&mut tasks) {}
-    while let Some(joined) = tasks.join_next().await {
+    // At most `parallel` nodes in the making at once; a finished one is reported (record and
+    // bar) at once, so records stream out as nodes are ready.
+    let mut specs = specs.into_iter().peekable();
+    let mut tasks: tokio::task::JoinSet<(NodeSpec, Result<Node, lct_api::ProviderError>)> = tokio::task::JoinSet::new();
+    let mut report = |joined: Result<(NodeSpec, Result<Node, lct_api::ProviderError>), tokio::task::JoinError>,
+                      out: &mut Writer<_>|
+     -> anyhow::Result<()> {
         let (spec, result) = joined?;
-        spawn_next(&mut tasks);
         bar.inc(1);
         match result {
             Ok(node) => {
-                // Each node is printed as soon as it runs, so a pipeline can start on it.
+                // Each node is printed as soon as it is ready, so a pipeline can start on it.
                 if format == OutputFormat::Jsonl {
                     out.write(&node)?;
                     out.flush()?;
@@ -558,6 +564,39 @@ async fn create_all(
                 failed += 1;
                 bar.set_message(format!("{failed} failed"));
             }
+        }
+        Ok(())
+    };
+    loop {
+        if specs.peek().is_some() && tasks.len() < parallel {
+            // The next create may start once the previous one has (serial) or at once.
+            let permit = if serial {
+                tokio::select! {
+                    biased;
+                    Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                        report(joined, &mut out)?;
+                        continue;
+                    }
+                    permit = gate.clone().lock_owned() => Some(permit),
+                }
+            } else {
+                None
+            };
+            let spec = specs.next().expect("peeked");
+            let provider = provider.clone();
+            tasks.spawn(async move {
+                let result = provider.create(&spec).await;
+                drop(permit);
+                let result = match result {
+                    Ok(node) => provider.wait_ready(node).await,
+                    Err(e) => Err(e),
+                };
+                (spec, result)
+            });
+        } else if let Some(joined) = tasks.join_next().await {
+            report(joined, &mut out)?;
+        } else {
+            break;
         }
     }
     bar.finish_and_clear();

@@ -42,8 +42,15 @@ pub trait Provider: Send + Sync {
 
     fn list(&self) -> impl Future<Output = Result<Vec<Node>, ProviderError>> + Send;
 
-    /// Creates the node unless one of that name exists; returns it running either way.
+    /// Creates the node unless one of that name exists; returns it running, or booting
+    /// where [`Provider::wait_ready`] has more to wait for.
     fn create(&self, spec: &NodeSpec) -> impl Future<Output = Result<Node, ProviderError>> + Send;
+
+    /// Waits until a node `create` or `start` returned is ready for work (a local machine:
+    /// answering SSH with cloud-init finished) and returns it so.
+    fn wait_ready(&self, node: Node) -> impl Future<Output = Result<Node, ProviderError>> + Send {
+        async move { Ok(node) }
+    }
 
     fn start(&self, name: &Name) -> impl Future<Output = Result<Node, ProviderError>> + Send;
 

@@ -9,6 +9,7 @@
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`prefix`]: address prefixes, strict for declarations or clearing host bits.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
+//! * [`ssh`]: lct's SSH client key and pinned host keys.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
 //!
@@ -22,6 +23,7 @@ pub mod naming;
 pub mod prefix;
 pub mod record;
 pub mod scan;
+pub mod ssh;
 pub mod state;
 pub mod stream;
 pub mod table;

@@ -251,13 +251,16 @@ impl fmt::Display for Status {
 pub enum Access {
     /// A local-cloud node: run inside this network namespace (`ip netns exec`).
     Netns { netns: String },
-    /// A remote node: OpenSSH to `user@host -p port`.
+    /// A remote node: OpenSSH to `user@host -p port`; with `netns`, ssh runs inside that
+    /// network namespace (a local machine node, reached from the lab's outside namespace).
     Ssh {
         host: String,
         #[serde(default = "default_ssh_port")]
         port: u16,
         #[serde(default = "default_ssh_user")]
         user: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        netns: Option<String>,
     },
 }
 
@@ -286,6 +289,7 @@ impl TryFrom<AccessFields> for Access {
                 host: f.host.ok_or("method ssh needs field host")?,
                 port: f.port.unwrap_or_else(default_ssh_port),
                 user: f.user.unwrap_or_else(default_ssh_user),
+                netns: f.netns,
             }),
         }
     }
@@ -491,6 +495,9 @@ pub struct NodeSpec {
     pub image: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The user's own cloud-init user-data, merged with lct's at first boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
 }
 
 pub fn default_group() -> Name {
@@ -596,7 +603,8 @@ mod schema {
                             "method": { "const": "ssh" },
                             "host": { "type": "string" },
                             "port": { "type": "integer", "minimum": 1, "maximum": 65535, "default": 22 },
-                            "user": { "type": "string", "default": "root" }
+                            "user": { "type": "string", "default": "root" },
+                            "netns": { "type": "string", "description": "Run ssh inside this network namespace." }
                         }
                     }
                 ]

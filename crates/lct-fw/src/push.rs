@@ -58,7 +58,7 @@ pub async fn push(
         argv.extend(["--backend".into(), options.backend.as_str().into()]);
         jobs.push((node.clone(), argv, format!("{}\n", stream::to_line(&ruleset)).into_bytes()));
     }
-    let exec = ExecOptions { parallel: options.parallel, timeout: Some(options.timeout), ssh_options: vec![] };
+    let exec = ExecOptions { parallel: options.parallel, timeout: Some(options.timeout), ..Default::default() };
     let mut results = exec_each(jobs, &exec, None).await;
     results.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
     // One fw-sync record per node: the node's own (among the lines it printed), or one

@@ -309,7 +309,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let work = plan(&nodes, &records, &selected, &options)?;
             let local_bin = std::env::current_exe().context("where is lct-hosts?")?;
-            let exec = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ssh_options: vec![] };
+            let exec = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ..Default::default() };
             let reports = push(work, &file, &local_bin, &remote_bin, &exec).await;
             emit(&reports, format)?;
             let failed: Vec<String> = reports

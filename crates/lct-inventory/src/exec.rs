@@ -23,13 +23,21 @@ pub struct ExecOptions {
     pub parallel: usize,
     /// Kill a node's command (and everything it started) after this long.
     pub timeout: Option<Duration>,
-    /// Extra `-o` options for ssh, e.g. `StrictHostKeyChecking=accept-new`.
+    /// Extra `-o` options for ssh, e.g. `ServerAliveInterval=5`.
     pub ssh_options: Vec<String>,
+    /// lct's own (its client key, its known_hosts, strict host key checking): see
+    /// `lct_core::ssh`.
+    pub lct_ssh_options: Vec<String>,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        ExecOptions { parallel: 16, timeout: None, ssh_options: Vec::new() }
+        ExecOptions {
+            parallel: 16,
+            timeout: None,
+            ssh_options: Vec::new(),
+            lct_ssh_options: lct_core::ssh::SshFiles::from_env().client_options(),
+        }
     }
 }
 
@@ -168,12 +176,18 @@ pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Resul
             cmd.extend(argv.iter().cloned());
             Ok(cmd)
         }
-        Some(Access::Ssh { host, port, user }) => {
-            let mut cmd: Vec<String> = vec!["ssh".into(), "-o".into(), "BatchMode=yes".into()];
-            cmd.extend(["-o".into(), "ConnectTimeout=15".into()]);
-            for o in &options.ssh_options {
+        Some(Access::Ssh { host, port, user, netns }) => {
+            let mut cmd: Vec<String> = Vec::new();
+            if let Some(ns) = netns {
+                cmd.extend(["ip", "netns", "exec", ns].map(String::from));
+            }
+            cmd.push("ssh".into());
+            // The operator's options first (for ssh the first value of an option wins, so a
+            // deliberate override is possible), then lct's pinned key and host keys.
+            for o in options.ssh_options.iter().chain(&options.lct_ssh_options) {
                 cmd.extend(["-o".into(), o.clone()]);
             }
+            cmd.extend(["-o".into(), "ConnectTimeout=15".into()]);
             cmd.extend(["-p".into(), port.to_string(), "-l".into(), user.clone(), host.clone(), "--".into()]);
             let mut remote = vec!["env".to_string()];
             remote.extend(node_env(node).into_iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))));

@@ -151,7 +151,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Clusters(cmd) => clusters(&store, cmd, format),
         Command::Exec { selector, all, parallel, timeout, ssh_options, command } => {
-            let options = ExecOptions { parallel, timeout: timeout.map(Duration::from_secs), ssh_options };
+            let options =
+                ExecOptions { parallel, timeout: timeout.map(Duration::from_secs), ssh_options, ..Default::default() };
             let mut passthrough = Vec::new();
             let nodes = if all || !selector.is_empty() {
                 query(&selector, &store.load()?).await?

@@ -13,11 +13,15 @@
 //! namespaces: the root namespace gets no address and no route to either network.
 //! Volumes are sparse files attached as loop devices.
 //!
+//! A node is a namespace over this machine's file system (`lct/netns`, the default), or a
+//! Debian machine in that namespace (`debian-12`): see [`machine`].
+//!
 //! State lives in `STATE_DIR/local/cloud.json`. Every change is written there *before* it
 //! is made (a node is `provisioning` until its namespace is complete, `deleting` until it is
 //! gone), so a run that dies half-way leaves a record of what to finish; the next change
 //! repairs it, and `lct-api lab repair` repairs everything.
 
+mod machine;
 mod net;
 
 use std::collections::BTreeSet;
@@ -29,7 +33,10 @@ use lct_core::fsutil::{Lock, atomic_write, atomic_write_json};
 use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status, Volume, VolumeAttachment};
 use serde::{Deserialize, Serialize};
 
+use crate::cloudinit::FirstBoot;
 use crate::{Provider, ProviderError, VolumeSpec};
+use machine::Machine;
+pub use machine::{BASE_PACKAGES, Images, NodeImage};
 
 pub const REGION: &str = "local";
 /// The outside namespace's addresses: the "internet" that sees public addresses only.
@@ -51,6 +58,9 @@ struct CloudState {
     next_id: u64,
     nodes: Vec<Node>,
     volumes: Vec<Volume>,
+    /// The nodes that are machines (image debian-12).
+    #[serde(default)]
+    machines: BTreeSet<Name>,
 }
 
 /// The local cloud of one state directory.
@@ -150,12 +160,19 @@ impl LocalCloud {
                 Status::Provisioning => {
                     tracing::info!(node = %node.name, "finishing a node a previous run left half-made");
                     lab.ensure_node(&node, true)?;
-                    set_status(state, &node.name, Status::Running);
+                    self.ensure_machine(state, &node, None, true)?;
+                    let done = if state.machines.contains(&node.name) { Status::Booting } else { Status::Running };
+                    set_status(state, &node.name, done);
                     self.save(state)?;
                 }
                 status => {
+                    let up = matches!(status, Status::Running | Status::Booting);
                     if thorough || !net::netns_exists(&lab.node_ns(&node.name)) {
-                        lab.ensure_node(&node, status == Status::Running)?;
+                        lab.ensure_node(&node, up)?;
+                    }
+                    if state.machines.contains(&node.name) && up != self.machine(state, &node).pid().is_some() {
+                        tracing::info!(node = %node.name, "the machine is not as recorded: {}", if up { "booting it" } else { "stopping it" });
+                        self.ensure_machine(state, &node, None, up)?;
                     }
                 }
             }
@@ -191,9 +208,57 @@ impl LocalCloud {
             v.attached_to = None;
             v.path = None;
         }
+        if state.machines.contains(&node.name) {
+            self.machine(state, node).remove()?;
+            lct_core::ssh::SshFiles::new(self.state_dir())
+                .forget_host(&ssh_names(node))
+                .map_err(|error| ProviderError::Io { what: "lct's known_hosts".into(), error })?;
+        }
         lab.remove_node(node)?;
         state.nodes.retain(|n| n.name != node.name);
+        state.machines.remove(&node.name);
         self.save(state)
+    }
+
+    /// The state directory (`STATE/local`'s parent).
+    fn state_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(Path::new("."))
+    }
+
+    fn machine(&self, state: &CloudState, node: &Node) -> Machine {
+        Machine::new(&self.dir, node, &Lab::new(&state.lab).node_ns(&node.name))
+    }
+
+    /// A machine node's container: booted (its first-boot files written once, with a new
+    /// host key pinned in lct's known_hosts) or stopped. Nothing for namespace nodes.
+    fn ensure_machine(
+        &self,
+        state: &CloudState,
+        node: &Node,
+        user_data: Option<&str>,
+        up: bool,
+    ) -> Result<(), ProviderError> {
+        if !state.machines.contains(&node.name) {
+            return Ok(());
+        }
+        let ssh = lct_core::ssh::SshFiles::new(self.state_dir());
+        let io = |error| ProviderError::Io { what: "lct's SSH files".into(), error };
+        let first_boot = || -> Result<FirstBoot, ProviderError> {
+            let host_key = lct_core::ssh::generate_key(node.name.as_str()).map_err(io)?;
+            ssh.trust_host(&ssh_names(node), &host_key.public).map_err(io)?;
+            Ok(FirstBoot {
+                hostname: node.name.clone(),
+                host_key,
+                authorized_keys: ssh.authorized_keys().map_err(io)?,
+                user_data: user_data.map(String::from),
+            })
+        };
+        self.machine(state, node).ensure(&Images::new(&self.dir), node, first_boot, up)
+    }
+
+    /// The images and mirror this cloud's machines use.
+    pub fn images(&self) -> Images {
+        Images::new(&self.dir)
     }
 
     /// The stable device path of a volume: a symlink to whichever loop device backs it now.
@@ -259,6 +324,7 @@ impl LocalCloud {
         let _ = fs::remove_file(self.state_path());
         let _ = fs::remove_dir_all(self.dir.join("dev"));
         let _ = fs::remove_dir_all(self.dir.join("volumes"));
+        let _ = fs::remove_dir(self.dir.join("machines"));
         Ok(())
     }
 
@@ -301,10 +367,70 @@ impl LocalCloud {
     fn set_power(&self, name: &Name, up: bool) -> Result<Node, ProviderError> {
         let (_lock, mut state) = self.begin()?;
         let node = Self::find(&state, name)?.clone();
+        let machine = state.machines.contains(name);
+        if !up {
+            self.ensure_machine(&state, &node, None, false)?;
+        }
         Lab::new(&state.lab).set_links(&node, up)?;
-        set_status(&mut state, name, if up { Status::Running } else { Status::Offline });
+        if up {
+            self.ensure_machine(&state, &node, None, true)?;
+        }
+        let status = match (up, machine) {
+            (false, _) => Status::Offline,
+            (true, true) => Status::Booting,
+            (true, false) => Status::Running,
+        };
+        set_status(&mut state, name, status);
         self.save(&state)?;
         Ok(Self::node_view(&state, Self::find(&state, name)?))
+    }
+
+    /// Waits for a machine to answer SSH (through the lab's outside namespace, with lct's
+    /// pinned host key) and for cloud-init to finish; then records it running.
+    async fn wait_machine(&self, node: Node) -> Result<Node, ProviderError> {
+        let Some(Access::Ssh { host, port, user, netns }) = node.access.clone() else { return Ok(node) };
+        let ssh = lct_core::ssh::SshFiles::new(self.state_dir());
+        let mut argv: Vec<String> = Vec::new();
+        if let Some(ns) = &netns {
+            argv.extend(["ip", "netns", "exec", ns].map(String::from));
+        }
+        argv.push("ssh".into());
+        for o in ssh.client_options() {
+            argv.extend(["-o".into(), o]);
+        }
+        argv.extend(["-o".into(), "ConnectTimeout=5".into(), "-p".into(), port.to_string(), "-l".into(), user, host]);
+        let run = |remote: &'static str| {
+            let mut cmd = tokio::process::Command::new(&argv[0]);
+            cmd.args(&argv[1..]).arg(remote).stdin(std::process::Stdio::null()).kill_on_drop(true);
+            cmd
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        let mut last = String::new();
+        loop {
+            let out = run("cloud-init status --wait >/dev/null; cloud-init status --format=json || cloud-init status")
+                .output()
+                .await
+                .map_err(|error| ProviderError::Io { what: "cannot run ssh".into(), error })?;
+            if out.status.success() || out.status.code() == Some(2) {
+                // 2: cloud-init finished with recoverable errors (a module warned).
+                break;
+            }
+            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if std::time::Instant::now() > deadline {
+                return Err(ProviderError::Invalid(format!(
+                    "node {}: no SSH answer with its pinned host key within 180 s: {last}",
+                    node.name
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let _ = last;
+        let (_lock, mut state) = self.begin()?;
+        if Self::find(&state, &node.name)?.status == Status::Booting {
+            set_status(&mut state, &node.name, Status::Running);
+            self.save(&state)?;
+        }
+        Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
     }
 }
 
@@ -325,6 +451,15 @@ pub struct LabStatus {
 impl lct_core::record::Record for LabStatus {
     const KIND: &'static str = "lab";
     const VERSION: u32 = 1;
+}
+
+/// The names a node's host key is known by: its name and addresses.
+fn ssh_names(node: &Node) -> Vec<String> {
+    let mut names = vec![node.name.to_string()];
+    names.extend(node.public_ipv4.iter().map(|a| a.to_string()));
+    names.extend(node.private_ipv4.iter().map(|a| a.to_string()));
+    names.extend(node.public_ipv6.iter().map(|a| a.to_string()));
+    names
 }
 
 fn set_status(state: &mut CloudState, name: &Name, status: Status) {
@@ -603,9 +738,18 @@ impl Provider for LocalCloud {
                 "field region: the local cloud has one region, {REGION:?}, not {region:?}"
             )));
         }
+        let image = NodeImage::parse(spec.image.as_deref())?;
         let (private, public, public6) = allocate(&state)?;
         let id = state.next_id;
         let lab = Lab::new(&state.lab);
+        // A machine is reached over SSH from the lab's outside namespace (the internet of the
+        // lab), at its public address, as an operator reaches a Linode.
+        let access = match image {
+            NodeImage::Netns => Access::Netns { netns: lab.node_ns(&spec.name) },
+            NodeImage::Debian12 => {
+                Access::Ssh { host: public.to_string(), port: 22, user: "root".into(), netns: Some(lab.outside_ns()) }
+            }
+        };
         let node = Node {
             cluster: spec.cluster.clone(),
             group: spec.group.clone(),
@@ -619,11 +763,14 @@ impl Provider for LocalCloud {
             private_ipv6: vec![],
             public_ipv6: vec![public6],
             tags: spec.tags.clone(),
-            access: Some(Access::Netns { netns: lab.node_ns(&spec.name) }),
+            access: Some(access),
             volumes: vec![],
         };
         state.next_id += 1;
         state.nodes.push(node.clone());
+        if image == NodeImage::Debian12 {
+            state.machines.insert(node.name.clone());
+        }
         self.save(&state)?;
         crash_point("node-recorded");
         if !state.lab_ready {
@@ -631,14 +778,21 @@ impl Provider for LocalCloud {
             state.lab_ready = true;
         }
         lab.ensure_node(&node, true)
+            .and_then(|()| self.ensure_machine(&state, &node, spec.user_data.as_deref(), true))
             .inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))?;
-        set_status(&mut state, &node.name, Status::Running);
+        let done = if image == NodeImage::Debian12 { Status::Booting } else { Status::Running };
+        set_status(&mut state, &node.name, done);
         self.save(&state)?;
         Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
     }
 
+    async fn wait_ready(&self, node: Node) -> Result<Node, ProviderError> {
+        if node.status == Status::Booting { self.wait_machine(node).await } else { Ok(node) }
+    }
+
     async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
-        self.set_power(name, true)
+        let node = self.set_power(name, true)?;
+        self.wait_ready(node).await
     }
 
     async fn stop(&self, name: &Name) -> Result<Node, ProviderError> {

@@ -1,0 +1,133 @@
+//! A node's first boot: one cloud-init user-data document for both providers (Linode's
+//! Metadata service takes it as `metadata.user_data`; a local machine reads it from its
+//! NoCloud seed). It carries the node's host name, its SSH host key (made by lct, so the key
+//! is pinned before the first connection) and the authorized keys; password logins are off.
+//! A user's own user-data is kept: both go in one multipart document, merged by cloud-init.
+
+use lct_core::record::Name;
+use lct_core::ssh::HostKey;
+
+/// What lct puts in every node's first boot.
+#[derive(Debug, Clone)]
+pub struct FirstBoot {
+    pub hostname: Name,
+    pub host_key: HostKey,
+    pub authorized_keys: Vec<String>,
+    /// The user's own user-data, merged after lct's (a `#cloud-config` document, a script,
+    /// anything cloud-init takes as a part).
+    pub user_data: Option<String>,
+}
+
+/// The MIME boundary; no line of a part starts with it (checked).
+const BOUNDARY: &str = "==lct-first-boot-7d1f0e==";
+
+impl FirstBoot {
+    /// lct's own `#cloud-config`.
+    pub fn cloud_config(&self) -> String {
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        let mut text = String::from("#cloud-config\n");
+        text.push_str(&format!("hostname: {}\n", self.hostname));
+        text.push_str("preserve_hostname: false\n");
+        text.push_str("ssh_pwauth: false\n");
+        text.push_str("disable_root: false\n");
+        text.push_str("ssh_deletekeys: true\n");
+        text.push_str("ssh_genkeytypes: []\n");
+        text.push_str("ssh_keys:\n");
+        text.push_str(&format!("  ed25519_private: {}\n", quoted(&self.host_key.private)));
+        text.push_str(&format!("  ed25519_public: {}\n", quoted(&self.host_key.public)));
+        text.push_str("ssh_authorized_keys:\n");
+        for key in &self.authorized_keys {
+            text.push_str(&format!("  - {}\n", quoted(key)));
+        }
+        text.push_str("users: [root]\n");
+        text.push_str("chpasswd: {expire: false}\n");
+        text.push_str("locale: C.UTF-8\n");
+        text
+    }
+
+    /// The whole user-data: lct's cloud-config alone, or a multipart document with the
+    /// user's part after it (cloud-init merges cloud-config parts, lists appended).
+    pub fn user_data(&self) -> String {
+        let Some(user) = self.user_data.as_deref().filter(|u| !u.trim().is_empty()) else {
+            return self.cloud_config();
+        };
+        let mut parts = vec![(content_type(&self.cloud_config()), self.cloud_config())];
+        parts.push((content_type(user), user.to_string()));
+        let mut text = format!("Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\nMIME-Version: 1.0\n\n");
+        for (kind, body) in parts {
+            debug_assert!(!body.lines().any(|l| l.starts_with(&format!("--{BOUNDARY}"))));
+            text.push_str(&format!("--{BOUNDARY}\nContent-Type: {kind}; charset=\"utf-8\"\nMIME-Version: 1.0\n"));
+            if kind == "text/cloud-config" {
+                text.push_str("Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n");
+            }
+            text.push('\n');
+            text.push_str(&body);
+            if !body.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        text.push_str(&format!("--{BOUNDARY}--\n"));
+        text
+    }
+
+    /// NoCloud's meta-data.
+    pub fn meta_data(&self, instance_id: &str) -> String {
+        format!("instance-id: {instance_id}\nlocal-hostname: {}\n", self.hostname)
+    }
+}
+
+/// The MIME type cloud-init gives a part by its first line.
+fn content_type(part: &str) -> &'static str {
+    let first = part.lines().next().unwrap_or_default();
+    if first.starts_with("#cloud-config") {
+        "text/cloud-config"
+    } else if first.starts_with("#!") {
+        "text/x-shellscript"
+    } else if first.starts_with("#include") {
+        "text/x-include-url"
+    } else if first.starts_with("#cloud-boothook") {
+        "text/cloud-boothook"
+    } else {
+        "text/plain"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(user: Option<&str>) -> FirstBoot {
+        FirstBoot {
+            hostname: "zk-1".parse().unwrap(),
+            host_key: HostKey {
+                private: "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n".into(),
+                public: "ssh-ed25519 AAAAhost".into(),
+            },
+            authorized_keys: vec!["ssh-ed25519 AAAAlct lct".into()],
+            user_data: user.map(String::from),
+        }
+    }
+
+    #[test]
+    fn lct_alone_is_plain_cloud_config_with_keys_and_no_passwords() {
+        let text = boot(None).user_data();
+        assert!(text.starts_with("#cloud-config\n"));
+        assert!(text.contains("ssh_pwauth: false\n"));
+        assert!(text.contains("hostname: zk-1\n"));
+        assert!(text.contains("ed25519_private: \"-----BEGIN OPENSSH PRIVATE KEY-----\\nabc\\n"), "{text}");
+        assert!(text.contains("  - \"ssh-ed25519 AAAAlct lct\"\n"));
+    }
+
+    #[test]
+    fn a_users_user_data_is_merged_not_dropped() {
+        let text = boot(Some("#!/bin/sh\necho hello > /tmp/x\n")).user_data();
+        assert!(text.starts_with("Content-Type: multipart/mixed;"));
+        assert!(text.contains("Content-Type: text/cloud-config"));
+        assert!(text.contains("Content-Type: text/x-shellscript"));
+        assert!(text.contains("echo hello > /tmp/x\n"));
+        assert!(text.trim_end().ends_with(&format!("--{BOUNDARY}--")));
+        let config = boot(Some("#cloud-config\npackages: [htop]\n")).user_data();
+        assert_eq!(config.matches("Content-Type: text/cloud-config").count(), 2);
+        assert!(config.contains("packages: [htop]"));
+    }
+}

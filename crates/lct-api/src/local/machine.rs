@@ -1,0 +1,394 @@
+//! Machine nodes: a node that is a Debian machine, not just a network namespace.
+//!
+//! A machine is a systemd-nspawn container booting systemd inside the node's network
+//! namespace, its root an overlay over a base root file system built once (mmdebstrap from
+//! Debian's packages, cached under `LCT_IMAGE_DIR`, by default `STATE/local/images`, and
+//! rebuilt when its package list changes). Before the first boot lct writes the node's host
+//! name, its SSH host key, the authorized keys and a cloud-init NoCloud seed into the
+//! overlay; the machine's sshd takes keys only. The lab's package mirror is bind-mounted
+//! read-only, the only apt source a machine has: no machine has a route out.
+//!
+//! The container runs detached (its own session), with no systemd needed on the host
+//! (`--register=no --keep-unit`); its pid is kept beside the overlay, so any later run can
+//! stop it, and a crash half-way is repaired by booting what should run.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lct_core::fsutil::{Lock, atomic_write};
+use lct_core::record::Node;
+
+use super::net;
+use crate::ProviderError;
+use crate::cloudinit::FirstBoot;
+
+/// What a node is, from the image asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeImage {
+    /// A network namespace over this machine's file system (light, for scale).
+    Netns,
+    /// A Debian 12 machine: systemd, sshd, apt, cloud-init.
+    Debian12,
+}
+
+impl NodeImage {
+    /// `None` or `lct/netns`: a namespace; `debian-12` (or Linode's `linode/debian12`): a
+    /// machine.
+    pub fn parse(image: Option<&str>) -> Result<NodeImage, ProviderError> {
+        match image {
+            None | Some("lct/netns") => Ok(NodeImage::Netns),
+            Some("debian-12" | "linode/debian12") => Ok(NodeImage::Debian12),
+            Some(other) => Err(ProviderError::Invalid(format!(
+                "field image: the local cloud has lct/netns and debian-12 (linode/debian12), not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// The packages of the base root: a booting systemd, sshd, cloud-init, and python3 (for
+/// Ansible). What a plan installs comes later, from the mirror.
+pub const BASE_PACKAGES: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "cloud-init",
+    "python3",
+    "iproute2",
+    "netbase",
+    "ca-certificates",
+    "procps",
+    "sudo",
+    "less",
+];
+
+/// Debian's archive, as the machine's own apt configuration names it.
+const ARCHIVE: &str = "http://deb.debian.org/debian";
+const SUITE: &str = "bookworm";
+/// Where the lab's package mirror appears inside a machine.
+pub const MIRROR_IN_MACHINE: &str = "/var/lib/lct-mirror";
+
+/// The base images and the package mirror, shared by every lab of a machine.
+#[derive(Debug, Clone)]
+pub struct Images {
+    dir: PathBuf,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ProviderError + '_ {
+    move |error| ProviderError::Io { what: path.display().to_string(), error }
+}
+
+impl Images {
+    /// `LCT_IMAGE_DIR`, else `local_dir/images`.
+    pub fn new(local_dir: &Path) -> Images {
+        let dir = std::env::var_os("LCT_IMAGE_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| local_dir.join("images"));
+        Images { dir }
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.dir.join("debian-12")
+    }
+
+    /// The package mirror: `.deb` files and their index, an apt repository.
+    pub fn mirror(&self) -> PathBuf {
+        self.dir.join("mirror")
+    }
+
+    /// The base root, built first if missing or made from another package list.
+    pub fn base(&self) -> Result<PathBuf, ProviderError> {
+        let dir = self.base_dir();
+        let root = dir.join("root");
+        let manifest = dir.join("manifest.json");
+        let wanted = manifest_text();
+        if fs::read_to_string(&manifest).is_ok_and(|m| m == wanted) && root.is_dir() {
+            return Ok(root);
+        }
+        fs::create_dir_all(&dir).map_err(io_at(&dir))?;
+        let lock_path = dir.join("lock");
+        let _lock = Lock::acquire(&lock_path).map_err(io_at(&lock_path))?;
+        // Another process may have built it while this one waited.
+        if fs::read_to_string(&manifest).is_ok_and(|m| m == wanted) && root.is_dir() {
+            return Ok(root);
+        }
+        let started = Instant::now();
+        eprintln!("lct-api: building the debian-12 base root (once; about a minute)");
+        let building = dir.join("root.building");
+        let _ = fs::remove_dir_all(&building);
+        fs::create_dir_all(&building).map_err(io_at(&building))?;
+        let mut args: Vec<String> =
+            vec!["--variant=apt".into(), "--quiet".into(), format!("--include={}", BASE_PACKAGES.join(","))];
+        for hook in customize_hooks() {
+            args.push(format!("--customize-hook={hook}"));
+        }
+        args.extend([SUITE.into(), building.display().to_string(), ARCHIVE.into()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        net::run("mmdebstrap", &refs)?;
+        let _ = fs::remove_dir_all(&root);
+        fs::rename(&building, &root).map_err(io_at(&root))?;
+        atomic_write(&manifest, wanted.as_bytes(), 0o644).map_err(io_at(&manifest))?;
+        tracing::info!("base root built in {:.1} s", started.elapsed().as_secs_f64());
+        self.ensure_mirror()?;
+        Ok(root)
+    }
+
+    /// An empty mirror is still a valid repository (an empty index).
+    pub fn ensure_mirror(&self) -> Result<(), ProviderError> {
+        let mirror = self.mirror();
+        fs::create_dir_all(mirror.join("pool")).map_err(io_at(&mirror))?;
+        let index = mirror.join("Packages");
+        if !index.exists() {
+            atomic_write(&index, b"", 0o644).map_err(io_at(&index))?;
+        }
+        Ok(())
+    }
+}
+
+/// What the base root is made from: a rebuild when it changes.
+fn manifest_text() -> String {
+    let hooks: Vec<String> = customize_hooks();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "suite": SUITE,
+        "archive": ARCHIVE,
+        "packages": BASE_PACKAGES,
+        "customize": hooks,
+    }))
+    .expect("json")
+        + "\n"
+}
+
+/// Shell run by mmdebstrap on the finished root (`$1`): no host keys or machine id of its
+/// own (each machine gets its own), keys-only sshd, no network configuration inside (the lab
+/// sets addresses from outside), cloud-init from its NoCloud seed only, and apt pointed at
+/// the lab's mirror only.
+fn customize_hooks() -> Vec<String> {
+    vec![
+        r#"rm -f "$1"/etc/ssh/ssh_host_* && : > "$1/etc/machine-id" && rm -f "$1/var/lib/dbus/machine-id""#.into(),
+        r#"printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n' > "$1/etc/ssh/sshd_config.d/lct.conf""#.into(),
+        r#"ln -sf /dev/null "$1/etc/systemd/system/networking.service" && ln -sf /dev/null "$1/etc/systemd/system/systemd-networkd-wait-online.service""#.into(),
+        r#"printf 'datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n' > "$1/etc/cloud/cloud.cfg.d/90-lct.cfg""#.into(),
+        r#"rm -f "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/* && echo "deb [trusted=yes] file:/var/lib/lct-mirror ./" > "$1/etc/apt/sources.list.d/lct-mirror.list""#.into(),
+        r#"passwd --root "$1" --lock root >/dev/null"#.into(),
+    ]
+}
+
+/// One machine: its overlay and its container.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// `STATE/local/machines/NODE`.
+    dir: PathBuf,
+    /// The container's name (the node's namespace name, unique per lab).
+    name: String,
+    /// The node's network namespace.
+    netns: String,
+}
+
+impl Machine {
+    pub fn new(local_dir: &Path, node: &Node, netns: &str) -> Machine {
+        Machine {
+            dir: local_dir.join("machines").join(node.name.as_str()),
+            name: netns.to_string(),
+            netns: netns.to_string(),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join("pid")
+    }
+
+    /// Whether the overlay is mounted on the machine's root.
+    fn mounted(&self) -> bool {
+        let root = self.root();
+        fs::read_to_string("/proc/self/mountinfo")
+            .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap_or_default())))
+    }
+
+    /// Mounts the overlay (base root below, the machine's own changes above).
+    fn mount(&self, base: &Path) -> Result<(), ProviderError> {
+        if self.mounted() {
+            return Ok(());
+        }
+        for d in ["upper", "work", "root"] {
+            let p = self.dir.join(d);
+            fs::create_dir_all(&p).map_err(io_at(&p))?;
+        }
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            base.display(),
+            self.dir.join("upper").display(),
+            self.dir.join("work").display()
+        );
+        net::run("mount", &["-t", "overlay", "overlay", "-o", &options, &self.root().to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// Whether this machine has been set up before (its first-boot files are written once).
+    fn prepared(&self) -> bool {
+        self.dir.join("prepared").exists()
+    }
+
+    /// Writes what the machine boots with the first time: host name, hosts file, host key,
+    /// authorized keys and the cloud-init seed.
+    fn prepare(&self, node: &Node, boot: &FirstBoot) -> Result<(), ProviderError> {
+        let root = self.root();
+        let write = |rel: &str, text: &str, mode: u32| -> Result<(), ProviderError> {
+            let path = root.join(rel.trim_start_matches('/'));
+            if let Some(dir) = path.parent() {
+                fs::create_dir_all(dir).map_err(io_at(dir))?;
+            }
+            atomic_write(&path, text.as_bytes(), mode).map_err(io_at(&path))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io_at(&path))
+        };
+        write("/etc/hostname", &format!("{}\n", node.name), 0o644)?;
+        let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        if let Some(a) = node.private_ipv4.first() {
+            hosts.push_str(&format!("{a}\t{}\n", node.name));
+        }
+        write("/etc/hosts", &hosts, 0o644)?;
+        write(
+            "/etc/resolv.conf",
+            "# lct local cloud: no resolver until lct-dns serves the lab\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
+            0o644,
+        )?;
+        write("/etc/machine-id", &format!("{}\n", random_hex(16)?), 0o444)?;
+        write("/etc/ssh/ssh_host_ed25519_key", &boot.host_key.private, 0o600)?;
+        write("/etc/ssh/ssh_host_ed25519_key.pub", &format!("{}\n", boot.host_key.public), 0o644)?;
+        let ssh_dir = root.join("root/.ssh");
+        fs::create_dir_all(&ssh_dir).map_err(io_at(&ssh_dir))?;
+        fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(io_at(&ssh_dir))?;
+        write("/root/.ssh/authorized_keys", &(boot.authorized_keys.join("\n") + "\n"), 0o600)?;
+        let instance = format!("lct-{}-{}", node.name, node.provider_id);
+        write("/var/lib/cloud/seed/nocloud/meta-data", &boot.meta_data(&instance), 0o600)?;
+        write("/var/lib/cloud/seed/nocloud/user-data", &boot.user_data(), 0o600)?;
+        let done = self.dir.join("prepared");
+        atomic_write(&done, b"", 0o644).map_err(io_at(&done))
+    }
+
+    /// The container's pid, if it runs.
+    pub fn pid(&self) -> Option<i32> {
+        let pid: i32 = fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // A zombie (its parent gone and nobody reaping) has stopped.
+        let zombie = stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        let ours = String::from_utf8_lossy(&cmdline).contains(&format!("--directory={}", self.root().display()));
+        (ours && !zombie).then_some(pid)
+    }
+
+    /// Everything a running machine needs: the base root, the overlay, the first-boot files
+    /// (once) and the container; with `up` false, the container is stopped.
+    pub fn ensure(
+        &self,
+        images: &Images,
+        node: &Node,
+        boot: impl FnOnce() -> Result<FirstBoot, ProviderError>,
+        up: bool,
+    ) -> Result<(), ProviderError> {
+        if !up {
+            return self.stop();
+        }
+        let base = images.base()?;
+        images.ensure_mirror()?;
+        self.mount(&base)?;
+        if !self.prepared() {
+            self.prepare(node, &boot()?)?;
+        }
+        if self.pid().is_none() {
+            self.boot(&images.mirror())?;
+        }
+        Ok(())
+    }
+
+    /// Starts the container detached: its own session, its console in `console.log`.
+    fn boot(&self, mirror: &Path) -> Result<(), ProviderError> {
+        let log_path = self.dir.join("console.log");
+        let log = fs::File::create(&log_path).map_err(io_at(&log_path))?;
+        let err = log.try_clone().map_err(io_at(&log_path))?;
+        let mut cmd = Command::new("systemd-nspawn");
+        cmd.args([
+            "--quiet",
+            "--boot",
+            &format!("--directory={}", self.root().display()),
+            &format!("--machine={}", self.name),
+            "--register=no",
+            "--keep-unit",
+            &format!("--network-namespace-path=/run/netns/{}", self.netns),
+            "--console=passive",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+            &format!("--bind-ro={}:{MIRROR_IN_MACHINE}", mirror.display()),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err);
+        // SAFETY: setsid is async-signal-safe; the container must outlive this process and
+        // not get its terminal's hangup.
+        unsafe {
+            cmd.pre_exec(|| if libc::setsid() < 0 { Err(io::Error::last_os_error()) } else { Ok(()) });
+        }
+        let child = cmd.spawn().map_err(|error| ProviderError::Io {
+            what: "cannot run systemd-nspawn (systemd-container; scripts/setup installs it)".into(),
+            error,
+        })?;
+        let pid_file = self.pid_file();
+        atomic_write(&pid_file, format!("{}\n", child.id()).as_bytes(), 0o644).map_err(io_at(&pid_file))?;
+        // Not waited for here: whoever stops it checks /proc.
+        std::mem::forget(child);
+        Ok(())
+    }
+
+    /// Powers the machine off (systemd's orderly shutdown), killing it after 30 s.
+    pub fn stop(&self) -> Result<(), ProviderError> {
+        let Some(pid) = self.pid() else { return Ok(()) };
+        // SAFETY: plain kill(2) on the container's pid, checked to be ours above.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.pid().is_some() {
+            if Instant::now() > deadline {
+                tracing::warn!(machine = %self.name, "no orderly shutdown in 30 s: killing it");
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                std::thread::sleep(Duration::from_millis(200));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = fs::remove_file(self.pid_file());
+        Ok(())
+    }
+
+    /// Stops the machine and removes its overlay and files: nothing of it stays.
+    pub fn remove(&self) -> Result<(), ProviderError> {
+        self.stop()?;
+        if self.mounted() {
+            let root = self.root().display().to_string();
+            if net::run("umount", &[&root]).is_err() {
+                net::run("umount", &["--lazy", &root])?;
+            }
+        }
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(ProviderError::Io { what: self.dir.display().to_string(), error }),
+        }
+    }
+}
+
+/// `n` random bytes as hex, from the kernel.
+fn random_hex(n: usize) -> Result<String, ProviderError> {
+    let mut bytes = vec![0u8; n];
+    let mut file = fs::File::open("/dev/urandom").map_err(io_at(Path::new("/dev/urandom")))?;
+    io::Read::read_exact(&mut file, &mut bytes).map_err(io_at(Path::new("/dev/urandom")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
