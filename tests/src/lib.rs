@@ -182,6 +182,8 @@ impl Drop for Env {
         // Machines: no container or overlay of this state directory may outlive the test.
         let state = self.state.path().display().to_string();
         let _ = Command::new("pkill").args(["-KILL", "-f", &format!("systemd-nspawn.*--directory={state}/")]).status();
+        // And no helper of it (Ansible's shared SSH connections name the state directory).
+        let _ = Command::new("pkill").args(["-KILL", "-f", &format!("{state}/")]).status();
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
             for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&state)) {
                 let _ = Command::new("umount").args(["--lazy", m]).status();

@@ -120,3 +120,114 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
     assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
 }
+
+#[test]
+#[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
+fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
+    let env = Env::new();
+    let mut nodes = env
+        .run("lct-api", &["create", "--cluster", "m", "--count", "2", "--image", "debian-12", "-o", "jsonl"])
+        .ok()
+        .json_lines();
+    // Records come as machines are ready, not in input order.
+    nodes.sort_by_key(|n| n["name"].as_str().unwrap().to_string());
+    assert_eq!(nodes.len(), 2);
+    let ssh0 = ssh_args(&env, &nodes[0]);
+    let on = |node: usize, cmd: &str| {
+        let mut argv = ssh_args(&env, &nodes[node]);
+        argv.push(cmd.to_string());
+        ip(&argv)
+    };
+
+    // No route out; packages come from the lab's mirror all the same.
+    assert_eq!(on(0, "ip route show default").stdout.trim(), "", "a machine has a default route");
+    env.run("lct-api", &["lab", "packages", "add", "zookeeperd"]).ok();
+    let installed = on(
+        0,
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeperd >/dev/null && ls /usr/share/zookeeper/bin/zkServer.sh",
+    );
+    assert_eq!(installed.status, 0, "{}\n{}", installed.stdout, installed.stderr);
+    assert_ne!(on(1, "test -e /usr/share/zookeeper").status, 0, "installed on one machine, present on another");
+    drop(ssh0);
+
+    // Ansible over SSH with lct's pinned keys, through the inventory lct-inventory prints.
+    let inventory = env.state.path().join("inventory");
+    std::fs::write(
+        &inventory,
+        format!(
+            "#!/bin/sh\nexec env LCT_STATE_DIR={} LCT_LAB={} {} ansible --cluster m \"$@\"\n",
+            env.state.path().display(),
+            env.lab,
+            lct_tests::bin("lct-inventory").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&inventory, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let playbook = env.state.path().join("site.yml");
+    std::fs::write(
+        &playbook,
+        "- hosts: m\n  gather_facts: false\n  tasks:\n    - copy:\n        content: \"{{ inventory_hostname }} {{ lct_private_ipv4[0] }}\\n\"\n        dest: /etc/lct-ansible\n",
+    )
+    .unwrap();
+    // Output to a file, not a pipe: Ansible's shared SSH connection outlives the command and
+    // would hold a pipe open.
+    let log = env.state.path().join("ansible.log");
+    let status = Command::new("ansible-playbook")
+        .arg("-i")
+        .arg(&inventory)
+        .arg(&playbook)
+        .env("ANSIBLE_NOCOLOR", "1")
+        .env("ANSIBLE_LOCAL_TEMP", env.state.path().join("ansible-tmp"))
+        .env("ANSIBLE_SSH_CONTROL_PATH_DIR", env.state.path().join("ansible-cp"))
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    for (i, n) in nodes.iter().enumerate() {
+        let want = format!("{} {}", n["name"].as_str().unwrap(), n["private_ipv4"][0].as_str().unwrap());
+        assert_eq!(on(i, "cat /etc/lct-ansible").stdout.trim(), want);
+    }
+
+    // lct's node-side programs, copied and checked; then pushes run them over SSH.
+    env.run("lct-inventory", &["install", "--cluster", "m"]).ok();
+    assert_eq!(on(1, "lct-hosts --version").status, 0);
+    env.run("lct-inventory", &["clusters", "set", "m", "--domain", "m.lct.internal"]).ok();
+    env.run("lct-hosts", &["push", "--cluster", "m"]).ok();
+    let peer = on(0, "getent hosts m-2.m.lct.internal");
+    assert_eq!(peer.stdout.split_whitespace().next(), nodes[1]["private_ipv4"][0].as_str(), "{}", peer.stderr);
+
+    // A firewall pushed over SSH: default-deny, SSH from the outside (the admin network) only.
+    let public = nodes[1]["public_ipv4"][0].as_str().unwrap().to_string();
+    assert_eq!(on(1, "nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 0.5; echo started").status, 0);
+    let outside = format!("{}-outside", env.lab);
+    let reaches = |port: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &outside, "nc", "-z", "-w", "2", &public, port])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(reaches("8080"), "the web server is not reachable before the firewall");
+    env.run(
+        "lct-fw",
+        &[
+            "declare",
+            "m",
+            "--mode",
+            "default-deny",
+            "--admin-cidr",
+            "203.0.113.254/32",
+            "--allow",
+            "self->*:2888-3888/tcp",
+        ],
+    )
+    .ok();
+    env.run("lct-fw", &["push", "--cluster", "m"]).ok();
+    assert!(!reaches("8080"), "default-deny let the outside in on 8080");
+    assert!(reaches("22"), "the admin network lost SSH");
+    env.run("lct-api", &["lab", "down"]).ok();
+    // Ansible's shared connections end with the nodes' (within ServerAlive's 15 s).
+    let _ = Command::new("pkill").args(["-f", &format!("{}/ansible-cp", env.state.path().display())]).status();
+}

@@ -191,6 +191,20 @@ enum LabCommand {
     Repair,
     /// Delete every node and volume, the lab and the outside namespaces, and the state
     Down,
+    /// The package mirror machines install from (they have no route out)
+    #[command(subcommand)]
+    Packages(PackagesCommand),
+}
+
+#[derive(Subcommand)]
+enum PackagesCommand {
+    /// Download Debian packages and what they need into the mirror
+    Add {
+        #[arg(required = true)]
+        packages: Vec<String>,
+    },
+    /// The packages the mirror holds
+    List,
 }
 
 fn parse_size_mib(s: &str) -> Result<u64, String> {
@@ -686,6 +700,18 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
         }
         LabCommand::Repair => local.repair_all()?,
         LabCommand::Down => local.destroy()?,
+        LabCommand::Packages(PackagesCommand::Add { packages }) => {
+            let added = local.images().add_packages(&packages)?;
+            eprintln!("lct-api: {} package file(s) added to the mirror", added.len());
+            for file in added {
+                println!("{file}");
+            }
+        }
+        LabCommand::Packages(PackagesCommand::List) => {
+            for (name, version) in local.images().mirror_packages()? {
+                println!("{name} {version}");
+            }
+        }
     }
     Ok(())
 }

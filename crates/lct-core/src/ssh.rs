@@ -134,6 +134,10 @@ impl SshFiles {
             "IdentitiesOnly=yes".into(),
             "PasswordAuthentication=no".into(),
             "KbdInteractiveAuthentication=no".into(),
+            // A node that vanishes (deleted, its namespace gone) ends the session in 15 s
+            // rather than never.
+            "ServerAliveInterval=5".into(),
+            "ServerAliveCountMax=3".into(),
             "LogLevel=ERROR".into(),
         ]
     }

@@ -4,10 +4,14 @@
 //! * [`Selector`] picks nodes by cluster, group, tag, status and provider, and widens a
 //!   cluster selection to the clusters that depend on it, or that it depends on.
 //! * [`query`] asks the providers for their nodes and applies a selector.
+//! * [`ansible`] prints an Ansible dynamic inventory of nodes.
+//! * [`install`] copies lct's node-side programs to nodes over SSH, checked by hash.
 //! * [`exec`] runs a command on nodes in parallel: inside the namespace of a local node,
 //!   over OpenSSH for a remote one.
 
+pub mod ansible;
 pub mod exec;
+pub mod install;
 mod select;
 
 pub use select::{Selector, providers_long_help, query, select};

@@ -79,6 +79,31 @@ record per node. The node record is in LCT_NODE (and LCT_NODE_NAME, ..._CLUSTER,
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
     },
+    /// Copy lct's node-side programs (lct-hosts, lct-fw, lct-dns) to SSH nodes, checked by
+    /// SHA-256 (the copies beside this program: the same build)
+    Install {
+        #[command(flatten)]
+        selector: Selector,
+        /// How many nodes at once
+        #[arg(long, default_value_t = 16)]
+        parallel: usize,
+    },
+    /// Print an Ansible dynamic inventory of the selected nodes (as an inventory script's
+    /// --list: groups per cluster and per cluster_group, lct's SSH key and known_hosts)
+    #[command(after_help = "\
+Examples:
+  printf '#!/bin/sh\\nexec lct-inventory ansible --cluster zk \"$@\"\\n' > zk-inventory; chmod +x zk-inventory
+  ansible-playbook -i zk-inventory site.yml")]
+    Ansible {
+        #[command(flatten)]
+        selector: Selector,
+        /// What Ansible asks an inventory script first (the default)
+        #[arg(long)]
+        list: bool,
+        /// What Ansible may ask per host (host variables are all in --list's _meta)
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+    },
     /// Check records on stdin: every error with its line and field
     Check,
     #[command(flatten)]
@@ -167,6 +192,64 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into());
             };
             run_exec(nodes, command, &options, format, &passthrough).await
+        }
+        Command::Install { selector, parallel } => {
+            let nodes = query(&selector, &store.load()?).await?;
+            let dir = std::env::current_exe().context("where is lct-inventory?")?;
+            let programs = lct_inventory::install::Program::beside(dir.parent().unwrap_or(std::path::Path::new(".")))
+                .context(
+                "lct's node-side programs must be beside lct-inventory (scripts/install puts them there)",
+            )?;
+            let options = ExecOptions { parallel, timeout: Some(Duration::from_secs(300)), ..Default::default() };
+            let mut results = lct_inventory::install::install(&nodes, &programs, &options).await;
+            results.sort_by(|a, b| a.node.cmp(&b.node));
+            let failed: Vec<String> = results
+                .iter()
+                .filter(|r| !r.outcome.success())
+                .map(|r| {
+                    format!(
+                        "{} ({}: {})",
+                        r.node,
+                        r.outcome.describe(),
+                        r.stderr.trim().lines().last().unwrap_or_default()
+                    )
+                })
+                .collect();
+            match format {
+                OutputFormat::Jsonl => {
+                    let mut out = Writer::new(io::stdout().lock());
+                    for r in &results {
+                        out.write(r)?;
+                    }
+                    out.flush()?;
+                }
+                OutputFormat::Table => {
+                    let mut table = lct_core::table::Table::new(&["NODE", "RESULT"]);
+                    for r in &results {
+                        let said = r.stdout.trim().lines().last().unwrap_or_default().to_string();
+                        table.row(vec![
+                            r.node.to_string(),
+                            if r.outcome.success() { said } else { r.outcome.describe() },
+                        ]);
+                    }
+                    table.print()?;
+                }
+            }
+            if !failed.is_empty() {
+                bail!("install failed on {} of {}: {}", failed.len(), results.len(), failed.join(", "));
+            }
+            Ok(())
+        }
+        Command::Ansible { selector, list: _, host } => {
+            if host.is_some() {
+                // Every host's variables are in --list's _meta: Ansible does not ask.
+                println!("{{}}");
+                return Ok(());
+            }
+            let nodes = query(&selector, &store.load()?).await?;
+            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env());
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
         }
         Command::Check => check(),
         Command::Meta(meta) => meta.run::<Cli>(),

@@ -50,8 +50,9 @@ impl NodeImage {
     }
 }
 
-/// The packages of the base root: a booting systemd, sshd, cloud-init, and python3 (for
-/// Ansible). What a plan installs comes later, from the mirror.
+/// The packages of the base root: a booting systemd, sshd, cloud-init, python3 (for
+/// Ansible) and the libraries lct's node-side programs need. What a plan installs comes
+/// later, from the mirror.
 pub const BASE_PACKAGES: &[&str] = &[
     "systemd",
     "systemd-sysv",
@@ -65,6 +66,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "procps",
     "sudo",
     "less",
+    // What lct's node-side programs link to (lct-fw: nf_tables over netlink).
+    "libnftnl11",
+    "libmnl0",
 ];
 
 /// Debian's archive, as the machine's own apt configuration names it.
@@ -148,6 +152,98 @@ impl Images {
             atomic_write(&index, b"", 0o644).map_err(io_at(&index))?;
         }
         Ok(())
+    }
+}
+
+/// The lab's package mirror: Debian packages the host downloads (with whatever they need
+/// beyond the base root), indexed as an apt repository that every machine reads from its
+/// read-only bind mount. The host's own apt configuration is read (its proxy, if any), never
+/// changed: the download has its own source list, lists, cache and dpkg status (the base
+/// root's, so only what a machine lacks is fetched).
+impl Images {
+    /// Downloads `packages` and what they depend on into the mirror and re-indexes it;
+    /// returns the .deb files added.
+    pub fn add_packages(&self, packages: &[String]) -> Result<Vec<String>, ProviderError> {
+        for p in packages {
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.:=~".contains(&b)) {
+                return Err(ProviderError::Invalid(format!("{p:?} is not a Debian package name")));
+            }
+        }
+        let base = self.base()?;
+        self.ensure_mirror()?;
+        let mirror = self.mirror();
+        let lock_path = mirror.join("lock");
+        let _lock = Lock::acquire(&lock_path).map_err(io_at(&lock_path))?;
+        let apt = mirror.join("apt");
+        let empty = apt.join("empty");
+        for d in [apt.join("lists/partial"), apt.join("cache/archives/partial"), empty.clone()] {
+            fs::create_dir_all(&d).map_err(io_at(&d))?;
+        }
+        let sources = apt.join("sources.list");
+        let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        atomic_write(&sources, format!("deb [signed-by={keyring}] {ARCHIVE} {SUITE} main\n").as_bytes(), 0o644)
+            .map_err(io_at(&sources))?;
+        let options = [
+            format!("Dir::Etc::SourceList={}", sources.display()),
+            format!("Dir::Etc::SourceParts={}", empty.display()),
+            format!("Dir::Etc::Preferences={}/none", empty.display()),
+            format!("Dir::Etc::PreferencesParts={}", empty.display()),
+            format!("Dir::State::Lists={}", apt.join("lists").display()),
+            format!("Dir::State::status={}", base.join("var/lib/dpkg/status").display()),
+            format!("Dir::Cache={}", apt.join("cache").display()),
+            format!("Dir::Cache::archives={}", apt.join("cache/archives").display()),
+            "Debug::NoLocking=1".to_string(),
+            "APT::Architecture=amd64".to_string(),
+        ];
+        let apt_get = |extra: &[&str]| -> Result<String, ProviderError> {
+            let mut args: Vec<&str> = vec!["-q"];
+            for o in &options {
+                args.extend(["-o", o]);
+            }
+            args.extend_from_slice(extra);
+            net::run("apt-get", &args)
+        };
+        apt_get(&["update"])?;
+        let mut install: Vec<&str> = vec!["install", "--download-only", "--yes"];
+        install.extend(packages.iter().map(String::as_str));
+        apt_get(&install)?;
+        let pool = mirror.join("pool");
+        let mut added = Vec::new();
+        let archives = apt.join("cache/archives");
+        for entry in fs::read_dir(&archives).map_err(io_at(&archives))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".deb") && !pool.join(&name).exists() {
+                fs::rename(entry.path(), pool.join(&name)).map_err(io_at(&pool))?;
+                added.push(name);
+            }
+        }
+        // The index, replaced whole: apt in a machine sees the old one or the new one.
+        let index = net::run_in(&mirror, "dpkg-scanpackages", &["--multiversion", "pool", "/dev/null"])?;
+        let packages_file = mirror.join("Packages");
+        atomic_write(&packages_file, index.as_bytes(), 0o644).map_err(io_at(&packages_file))?;
+        added.sort();
+        Ok(added)
+    }
+
+    /// The packages the mirror holds: `NAME VERSION` lines.
+    pub fn mirror_packages(&self) -> Result<Vec<(String, String)>, ProviderError> {
+        let index = self.mirror().join("Packages");
+        let text = match fs::read_to_string(&index) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(io_at(&index)(e)),
+        };
+        let mut out = Vec::new();
+        let mut name = None;
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("Package: ") {
+                name = Some(n.to_string());
+            } else if let (Some(v), Some(n)) = (line.strip_prefix("Version: "), name.take()) {
+                out.push((n, v.to_string()));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -324,6 +420,9 @@ impl Machine {
             "--register=no",
             "--keep-unit",
             &format!("--network-namespace-path=/run/netns/{}", self.netns),
+            // The node's own network namespace is the machine's: its firewall is its own to
+            // set, as on a Linode (nspawn keeps CAP_NET_ADMIN only for networks it makes).
+            "--capability=CAP_NET_ADMIN",
             "--console=passive",
             "--resolv-conf=off",
             "--timezone=off",

@@ -23,6 +23,22 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, ProviderError> {
     }
 }
 
+/// [`run`] in the directory `dir`.
+pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<String, ProviderError> {
+    let out = Command::new(program).args(args).current_dir(dir).output().map_err(|source| ProviderError::Io {
+        what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
+        error: source,
+    })?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(ProviderError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
 pub fn ip(args: &[&str]) -> Result<String, ProviderError> {
     run("ip", args)
 }

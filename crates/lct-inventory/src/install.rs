@@ -1,0 +1,112 @@
+//! lct's node-side programs on the nodes: `lct-hosts`, `lct-fw` and `lct-dns`, at exactly
+//! the controller's version, copied over SSH into `/usr/local/bin` and checked by SHA-256
+//! on the node before they replace what was there. A node that already has the same file
+//! gets nothing. Namespace nodes share this machine's programs and are skipped.
+
+use std::path::Path;
+
+use lct_core::record::{Access, Node};
+
+use crate::exec::{ExecOptions, ExecResult, exec_each, shell_quote};
+
+/// The programs that run on nodes (`push` runs them there).
+pub const NODE_PROGRAMS: [&str; 3] = ["lct-hosts", "lct-fw", "lct-dns"];
+
+/// Where they go on a node.
+pub const REMOTE_DIR: &str = "/usr/local/bin";
+
+/// A program to install: its name, bytes and SHA-256.
+pub struct Program {
+    pub name: String,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+impl Program {
+    pub fn new(name: &str, bytes: Vec<u8>) -> Program {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        Program { name: name.to_string(), bytes, sha256 }
+    }
+
+    /// The node-side programs in `dir` (beside the running program: the same build).
+    pub fn beside(dir: &Path) -> std::io::Result<Vec<Program>> {
+        NODE_PROGRAMS
+            .iter()
+            .map(|name| {
+                let path = dir.join(name);
+                std::fs::read(&path)
+                    .map(|bytes| Program::new(name, bytes))
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            })
+            .collect()
+    }
+
+    /// The shell run on the node: skip when the same file is there; else write beside it,
+    /// check the hash, and rename over it (a failed copy leaves the old program in place).
+    pub fn script(&self) -> String {
+        let target = format!("{REMOTE_DIR}/{}", self.name);
+        let temp = format!("{REMOTE_DIR}/.{}.lct-new", self.name);
+        format!(
+            "set -e; mkdir -p {dir}; \
+             if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then cat >/dev/null; echo unchanged; exit 0; fi; \
+             cat > {temp}; echo '{hash}  {temp}' | sha256sum -c --quiet || {{ rm -f {temp}; exit 1; }}; \
+             chmod 755 {temp}; mv -f {temp} {target}; echo installed",
+            dir = shell_quote(REMOTE_DIR),
+            target = shell_quote(&target),
+            temp = shell_quote(&temp),
+            hash = self.sha256,
+        )
+    }
+}
+
+/// Installs `programs` on every SSH node of `nodes`; one result per node and program.
+pub async fn install(nodes: &[Node], programs: &[Program], options: &ExecOptions) -> Vec<ExecResult> {
+    let mut jobs = Vec::new();
+    for node in nodes.iter().filter(|n| matches!(n.access, Some(Access::Ssh { .. }))) {
+        for p in programs {
+            let argv = vec!["sh".to_string(), "-c".to_string(), p.script()];
+            jobs.push((node.clone(), argv, p.bytes.clone()));
+        }
+    }
+    exec_each(jobs, options, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_checks_the_hash_before_replacing() {
+        let p = Program::new("lct-fw", b"binary".to_vec());
+        assert_eq!(p.sha256, "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd");
+        let script = p.script();
+        let check = script.find("sha256sum -c").unwrap();
+        let replace = script.find("mv -f").unwrap();
+        assert!(check < replace, "{script}");
+        // Run it for real against a temporary directory standing for /usr/local/bin.
+        let dir = tempfile::tempdir().unwrap();
+        let local = script.replace(REMOTE_DIR, dir.path().to_str().unwrap());
+        let run = |input: &[u8]| {
+            use std::io::Write;
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &local])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(input).unwrap();
+            let out = child.wait_with_output().unwrap();
+            (out.status.success(), String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        assert_eq!(run(b"binary"), (true, "installed".to_string()));
+        assert_eq!(std::fs::read(dir.path().join("lct-fw")).unwrap(), b"binary");
+        assert_eq!(run(b"binary"), (true, "unchanged".to_string()));
+        // A copy that arrives damaged is refused and the installed program stays.
+        std::fs::write(dir.path().join("lct-fw"), b"old").unwrap();
+        assert!(!run(b"binarx").0);
+        assert_eq!(std::fs::read(dir.path().join("lct-fw")).unwrap(), b"old");
+        assert!(!dir.path().join(".lct-fw.lct-new").exists());
+    }
+}
