@@ -512,3 +512,22 @@ fn bulk_create_streams_each_node_as_it_is_ready() {
     assert_eq!(lines.count(), 3);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn linode_nodes_boot_with_lcts_cloud_init_and_a_pinned_host_key() {
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    let node =
+        api.run(&["-p", "linode", "create", "--cluster", "web", "--name", "web-1", "-o", "jsonl"], "").ok().nodes();
+    let instance = api.run(&["linode", "instances", "get", &node[0].provider_id], "").ok().json_lines();
+    assert_eq!(instance[0]["has_user_data"], true, "{:?}", instance[0]);
+    // The host key lct made is pinned under the node's name and public address before any
+    // connection; lct's own key is an authorized key.
+    let known = std::fs::read_to_string(env.state.path().join("ssh/known_hosts")).unwrap();
+    let public = node[0].public_ipv4[0].to_string();
+    let line = known.lines().find(|l| l.starts_with("web-1,")).unwrap_or_else(|| panic!("{known}"));
+    assert!(line.split(' ').next().unwrap().split(',').any(|h| h == public), "{line}");
+    assert!(line.contains(" ssh-ed25519 "), "{line}");
+    assert!(env.state.path().join("ssh/id_ed25519").exists());
+}

@@ -262,6 +262,19 @@ impl State {
         {
             return Err(error(400, "Password does not meet strength requirement.", Some("root_pass")));
         }
+        // Metadata (cloud-init): user_data is base64, at most 64 KiB once encoded.
+        let user_data = &body["metadata"]["user_data"];
+        if !user_data.is_null() {
+            let text = user_data.as_str().ok_or_else(|| error(400, "Must be a string", Some("metadata.user_data")))?;
+            if text.len() > 65_535 || data_encoding::BASE64.decode(text.as_bytes()).is_err() {
+                return Err(error(
+                    400,
+                    "user_data must be base64 encoded and at most 64 KiB",
+                    Some("metadata.user_data"),
+                ));
+            }
+        }
+        let has_user_data = !user_data.is_null();
         let id = self.id();
         let (public_v4, private, v6) = self.addresses(id);
         let mut ipv4 = vec![public_v4];
@@ -278,7 +291,7 @@ impl State {
             "alerts": { "cpu": 90, "io": 10000, "network_in": 10, "network_out": 10, "transfer_quota": 80 },
             "backups": { "enabled": false, "available": false, "schedule": { "day": null, "window": null }, "last_successful": null },
             "hypervisor": "kvm", "watchdog_enabled": true, "tags": if tags.is_array() { tags } else { json!([]) },
-            "host_uuid": format!("{:032x}", id), "has_user_data": false, "placement_group": null,
+            "host_uuid": format!("{:032x}", id), "has_user_data": has_user_data, "placement_group": null,
             "disk_encryption": "disabled", "lke_cluster_id": null, "capabilities": [],
         });
         let mut obj = Obj::new(v.clone());

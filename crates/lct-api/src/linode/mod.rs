@@ -201,11 +201,30 @@ impl LinodeProvider {
                     "booted": true,
                     "root_pass": root_password(),
                 });
-                if !self.defaults.authorized_keys.is_empty() {
-                    body["authorized_keys"] = json!(self.defaults.authorized_keys);
+                // First boot through Linode's Metadata service: the same cloud-init document a
+                // local machine gets, with a host key lct made and pins before any connection.
+                let ssh = lct_core::ssh::SshFiles::from_env();
+                let local = |e: std::io::Error| ApiFailure::Invalid { field: "ssh".into(), message: e.to_string() };
+                let host_key = lct_core::ssh::generate_key(spec.name.as_str()).map_err(local)?;
+                let mut keys = ssh.authorized_keys().map_err(local)?;
+                for k in &self.defaults.authorized_keys {
+                    if !keys.contains(k) {
+                        keys.push(k.clone());
+                    }
                 }
+                let boot = crate::cloudinit::FirstBoot {
+                    hostname: spec.name.clone(),
+                    host_key: host_key.clone(),
+                    authorized_keys: keys.clone(),
+                    user_data: spec.user_data.clone(),
+                };
+                body["authorized_keys"] = json!(keys);
+                body["metadata"] = json!({ "user_data": data_encoding::BASE64.encode(boot.user_data().as_bytes()) });
                 let made = self.api.create_instance(&body).await?;
                 self.remember(&made).await?;
+                let mut names = vec![made.label.clone()];
+                names.extend(made.ipv4.iter().map(|a| a.to_string()));
+                ssh.trust_host(&names, &host_key.public).map_err(local)?;
                 made
             }
         };
