@@ -398,13 +398,35 @@ impl LocalCloud {
         for o in ssh.client_options() {
             argv.extend(["-o".into(), o]);
         }
-        argv.extend(["-o".into(), "ConnectTimeout=5".into(), "-p".into(), port.to_string(), "-l".into(), user, host]);
+        argv.extend([
+            "-o".into(),
+            "ConnectTimeout=5".into(),
+            "-p".into(),
+            port.to_string(),
+            "-l".into(),
+            user,
+            host.clone(),
+        ]);
         let run = |remote: &'static str| {
             let mut cmd = tokio::process::Command::new(&argv[0]);
             cmd.args(&argv[1..]).arg(remote).stdin(std::process::Stdio::null()).kill_on_drop(true);
             cmd
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+        // First, until sshd listens (after cloud-init's network stage): a plain connect from
+        // the namespace, no process per try (ten machines booting on two cores feel every
+        // ssh client started in vain).
+        if let (Some(ns), Ok(ip)) = (&netns, host.parse::<IpAddr>()) {
+            let address = std::net::SocketAddr::new(ip, port);
+            loop {
+                let ns = ns.clone();
+                let open = tokio::task::spawn_blocking(move || net::connects_from(&ns, address)).await.unwrap_or(false);
+                if open || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
         let mut last = String::new();
         loop {
             let out = run("cloud-init status --wait >/dev/null; cloud-init status --format=json || cloud-init status")
@@ -422,7 +444,7 @@ impl LocalCloud {
                     node.name
                 )));
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
         let _ = last;
         let (_lock, mut state) = self.begin()?;

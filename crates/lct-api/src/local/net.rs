@@ -125,3 +125,22 @@ pub fn loops_of(file: &Path) -> Result<Vec<String>, ProviderError> {
     let out = run("losetup", &["--list", "--noheadings", "--output", "NAME", "--associated", &file.to_string_lossy()])?;
     Ok(out.lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect())
 }
+
+/// Whether a TCP connection to `address` opens from inside the network namespace `ns`: a
+/// thread of its own enters the namespace (setns is per thread), tries once, and ends.
+pub fn connects_from(ns: &str, address: std::net::SocketAddr) -> bool {
+    use std::os::fd::AsRawFd;
+    let path = Path::new("/run/netns").join(ns);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let Ok(file) = std::fs::File::open(&path) else { return false };
+            // SAFETY: setns on an open namespace file, for this thread only.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return false;
+            }
+            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(500)).is_ok()
+        })
+        .join()
+        .unwrap_or(false)
+    })
+}
