@@ -280,12 +280,7 @@ fn fw_in(env: &Env, node: &str, args: &[&str], input: &str) -> lct_tests::Run {
         .unwrap();
     use std::io::Write;
     child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    lct_tests::Run {
-        status: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    lct_tests::Run::from(child.wait_with_output().unwrap())
 }
 
 #[test]

@@ -9,23 +9,16 @@ use crate::ProviderError;
 
 /// Runs a command and returns its stdout; a non-zero exit becomes an error with its stderr.
 pub fn run(program: &str, args: &[&str]) -> Result<String, ProviderError> {
-    let out = Command::new(program).args(args).output().map_err(|source| ProviderError::Io {
-        what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
-        error: source,
-    })?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(ProviderError::Command {
-            command: format!("{program} {}", args.join(" ")),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        })
-    }
+    run_command(Command::new(program).args(args), program, args)
 }
 
 /// [`run`] in the directory `dir`.
 pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<String, ProviderError> {
-    let out = Command::new(program).args(args).current_dir(dir).output().map_err(|source| ProviderError::Io {
+    run_command(Command::new(program).args(args).current_dir(dir), program, args)
+}
+
+fn run_command(command: &mut Command, program: &str, args: &[&str]) -> Result<String, ProviderError> {
+    let out = command.output().map_err(|source| ProviderError::Io {
         what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
         error: source,
     })?;
