@@ -103,6 +103,22 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     );
     std::fs::write(&known, original).unwrap();
 
+    // A volume is a block device inside the machine, at Linode's path.
+    env.run("lct-api", &["volume", "create", "data", "--size", "8M", "--attach", name]).ok();
+    let listed = env.run("lct-api", &["get", name, "-o", "jsonl"]).ok().json_lines();
+    let path = listed[0]["volumes"][0]["path"].as_str().unwrap().to_string();
+    assert_eq!(path, "/dev/disk/by-id/scsi-0Linode_Volume_data");
+    let mut write_volume = ssh0.clone();
+    write_volume.push(format!("test -b {path} && printf lct-volume | dd of={path} conv=fsync status=none"));
+    assert_eq!(ip(&write_volume).status, 0, "{}", ip(&write_volume).stderr);
+    let backing = env.state.path().join("local/volumes/data.img");
+    assert_eq!(&std::fs::read(&backing).unwrap()[..10], b"lct-volume");
+    env.run("lct-api", &["volume", "detach", "data"]).ok();
+    let mut gone = ssh0.clone();
+    gone.push(format!("test ! -e {path}"));
+    assert_eq!(ip(&gone).status, 0, "a detached volume is still in the machine");
+    env.run("lct-api", &["volume", "attach", "data", name]).ok();
+
     // Stop and start: the machine goes away and comes back, the same machine.
     env.run("lct-api", &["stop", name]).ok();
     let mut probe = ssh0.clone();
@@ -110,6 +126,10 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     assert_ne!(ip(&probe).status, 0, "a stopped machine answered");
     env.run("lct-api", &["start", name]).ok();
     assert_eq!(ip(&probe).stdout.trim(), "mine");
+    // Its volume comes back with it.
+    let mut read_volume = ssh0.clone();
+    read_volume.push(format!("head -c 10 {path}"));
+    assert_eq!(ip(&read_volume).stdout, "lct-volume");
 
     // lab down: no container, no overlay, no namespace of this test is left.
     env.run("lct-api", &["lab", "down"]).ok();

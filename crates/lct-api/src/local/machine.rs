@@ -484,6 +484,59 @@ impl Machine {
     }
 }
 
+/// Where a volume appears inside a machine: Linode's path, so what runs on a node finds its
+/// volumes at the same place on both providers.
+pub fn volume_path_in_machine(label: &str) -> String {
+    format!("/dev/disk/by-id/scsi-0Linode_Volume_{label}")
+}
+
+impl Machine {
+    /// The container's init (the nspawn process's child), whose mount namespace is the
+    /// machine's.
+    fn init_pid(&self) -> Option<i32> {
+        let pid = self.pid()?;
+        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Makes the block device `device` (a loop device of the host) appear in the running
+    /// machine as volume `label`; nothing when the machine does not run (it gets its volumes
+    /// at boot).
+    pub fn add_volume(&self, label: &str, device: &Path) -> Result<(), ProviderError> {
+        let Some(init) = self.wait_init() else { return Ok(()) };
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(device).map_err(io_at(device))?;
+        let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+        let path = volume_path_in_machine(label);
+        let script = format!("mkdir -p /dev/disk/by-id && rm -f {path} && mknod {path} b {major} {minor}");
+        net::run("nsenter", &["--target", &init.to_string(), "--mount", "--", "sh", "-c", &script])?;
+        Ok(())
+    }
+
+    /// Removes volume `label`'s device from the running machine.
+    pub fn remove_volume(&self, label: &str) -> Result<(), ProviderError> {
+        let Some(init) = self.init_pid() else { return Ok(()) };
+        let path = volume_path_in_machine(label);
+        net::run("nsenter", &["--target", &init.to_string(), "--mount", "--", "rm", "-f", &path])?;
+        Ok(())
+    }
+
+    /// The init of a machine that runs, once it exists (just after boot it may not yet).
+    fn wait_init(&self) -> Option<i32> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.pid()?;
+            if let Some(init) = self.init_pid() {
+                return Some(init);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// `n` random bytes as hex, from the kernel.
 fn random_hex(n: usize) -> Result<String, ProviderError> {
     let mut bytes = vec![0u8; n];

@@ -253,7 +253,23 @@ impl LocalCloud {
                 user_data: user_data.map(String::from),
             })
         };
-        self.machine(state, node).ensure(&Images::new(&self.dir), node, first_boot, up)
+        let machine = self.machine(state, node);
+        machine.ensure(&Images::new(&self.dir), node, first_boot, up)?;
+        if up {
+            for v in state.volumes.iter().filter(|v| v.attached_to.as_ref() == Some(&node.name)) {
+                machine.add_volume(v.label.as_str(), &self.device_link(&v.label))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a volume's device out of the machine it is attached to, if that is a machine.
+    fn remove_from_machine(&self, state: &CloudState, volume: &Volume) -> Result<(), ProviderError> {
+        let node = volume.attached_to.as_ref().and_then(|n| state.nodes.iter().find(|x| &x.name == n));
+        match node {
+            Some(n) if state.machines.contains(&n.name) => self.machine(state, n).remove_volume(volume.label.as_str()),
+            _ => Ok(()),
+        }
     }
 
     /// The images and mirror this cloud's machines use.
@@ -354,7 +370,12 @@ impl LocalCloud {
             .map(|v| VolumeAttachment {
                 label: v.label.clone(),
                 size_mib: v.size_mib,
-                path: v.path.clone().unwrap_or_default(),
+                // Inside a machine, the volume's path is where the machine sees it.
+                path: if state.machines.contains(&node.name) {
+                    machine::volume_path_in_machine(v.label.as_str())
+                } else {
+                    v.path.clone().unwrap_or_default()
+                },
             })
             .collect();
         node
@@ -885,6 +906,10 @@ impl Provider for LocalCloud {
             return Err(ProviderError::Invalid(format!("volume {label} is attached to {other}; detach it first")));
         }
         let path = self.attach_loop(label)?;
+        if state.machines.contains(node) {
+            let n = Self::find(&state, node)?.clone();
+            self.machine(&state, &n).add_volume(label.as_str(), &self.device_link(label))?;
+        }
         let v = state.volumes.iter_mut().find(|v| &v.label == label).expect("found above");
         v.attached_to = Some(node.clone());
         v.path = Some(path);
@@ -895,9 +920,10 @@ impl Provider for LocalCloud {
 
     async fn detach_volume(&self, label: &Name) -> Result<Volume, ProviderError> {
         let (_lock, mut state) = self.begin()?;
-        if !state.volumes.iter().any(|v| &v.label == label) {
+        let Some(volume) = state.volumes.iter().find(|v| &v.label == label).cloned() else {
             return Err(ProviderError::NoSuchVolume(label.clone()));
-        }
+        };
+        self.remove_from_machine(&state, &volume)?;
         self.detach_loops(label)?;
         let v = state.volumes.iter_mut().find(|v| &v.label == label).expect("found above");
         v.attached_to = None;
@@ -909,9 +935,10 @@ impl Provider for LocalCloud {
 
     async fn delete_volume(&self, label: &Name) -> Result<bool, ProviderError> {
         let (_lock, mut state) = self.begin()?;
-        if !state.volumes.iter().any(|v| &v.label == label) {
+        let Some(volume) = state.volumes.iter().find(|v| &v.label == label).cloned() else {
             return Ok(false);
-        }
+        };
+        self.remove_from_machine(&state, &volume)?;
         self.detach_loops(label)?;
         let file = self.backing_file(label);
         match fs::remove_file(&file) {
