@@ -33,6 +33,29 @@ fn the_records_schema_is_generated_from_the_types() {
     }
 }
 
+#[test]
+fn the_plan_schema_is_generated_from_the_types() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/plan.schema.json");
+    let mut generated = serde_json::to_string_pretty(&schemars::schema_for!(lct_plan::Plan)).unwrap();
+    generated.push('\n');
+    if std::env::var_os("LCT_BLESS").is_some() {
+        std::fs::write(&path, &generated).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(&path).unwrap_or_default() == generated,
+        "{} is stale: run LCT_BLESS=1 cargo test -p lct-tests --test schema",
+        path.display()
+    );
+    // Every packaged plan is valid against it, as an editor would check it.
+    let validator = jsonschema::validator_for(&serde_json::from_str(&generated).unwrap()).unwrap();
+    for (name, text) in lct_plan::PACKAGES {
+        let value: serde_json::Value = serde_norway::from_str(text).unwrap();
+        let errors: Vec<String> =
+            validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "package:{name}: {errors:?}");
+    }
+}
+
 /// Every line a tool printed, checked against the schema; the first mismatch named.
 fn assert_valid(validator: &jsonschema::Validator, tool: &str, output: &str) -> usize {
     let mut n = 0;

@@ -1,17 +1,29 @@
-//! `lct-plan`: cluster plans (being built; see the issues).
+//! `lct-plan`: cluster plans on the command line (arguments and output only).
 
+use std::path::Path;
+
+use anyhow::Context;
 use clap::{Parser, Subcommand};
-use lct_core::cli::{GlobalArgs, MetaCommand};
+use lct_core::cli::{GlobalArgs, MetaCommand, UsageError};
+use lct_plan::plan::Count;
+use lct_plan::{PACKAGES, PlanRef, parameters, parse, validate};
 
-/// Cluster plans for lct: operations, events, hooks and dependencies.
-///
-/// Cluster plans are built in their own issue; this build has the command skeleton only.
+const EXAMPLES: &str = "\
+Examples:
+  lct-plan list                                   # the plans built into lct
+  lct-plan show package:zookeeper                 # what it makes, its parameters
+  lct-plan validate ./my-plan.yaml --set servers=5
+  lct-plan schema > plan.schema.json              # for editors (YAML language servers)
+
+Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME or a path.
+
+Exit status: 0 success, 1 failure (an invalid plan: file, line, column and field named),
+2 usage error.";
+
+/// Cluster plans: what a cluster is made of (groups, services, firewall flows, names,
+/// dependencies, offered values, hooks), checked before anything is made.
 #[derive(Parser)]
-#[command(
-    name = "lct-plan",
-    version,
-    after_help = "Examples:\n  lct-plan completions bash > /etc/bash_completion.d/lct-plan\n  lct-plan man --dir /usr/local/share/man/man1\n\nExit status: 0 success, 1 failure, 2 usage error."
-)]
+#[command(name = "lct-plan", version, after_help = EXAMPLES)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -21,14 +33,120 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The plans built into lct
+    List,
+    /// A plan's description, downloads, parameters, groups and services
+    Show { plan: String },
+    /// Check a plan (and --set values) without making anything
+    Validate {
+        plan: String,
+        /// A parameter's value, NAME=VALUE (repeatable; checked against its type)
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// The JSON Schema of the plan format
+    Schema,
     #[command(flatten)]
     Meta(MetaCommand),
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn load(reference: &str) -> anyhow::Result<(lct_plan::Plan, String)> {
+    let r = PlanRef::parse(reference)?;
+    let (text, source) = r.read()?;
+    let plan = parse(&text, &source)?;
+    let dir = match &r {
+        PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
+        PlanRef::Package(_) => None,
+    };
+    validate(&plan, &source, dir.as_deref())?;
+    Ok((plan, source))
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
     lct_core::cli::run("lct-plan", || match &cli.command {
+        Command::List => {
+            for (name, text) in PACKAGES {
+                let plan = parse(text, &format!("package:{name}"))?;
+                let first = plan.description.split(". ").next().unwrap_or_default().trim().trim_end_matches('.');
+                println!("package:{name:<14} {first}");
+            }
+            Ok(())
+        }
+        Command::Show { plan } => {
+            let (plan, source) = load(plan)?;
+            println!("{source}\n\n{}", plan.description.trim());
+            if plan.downloads.is_empty() {
+                println!("\nDownloads: nothing outside Debian's archive.");
+            } else {
+                println!("\nDownloads (checked by SHA-256 before use):");
+                for d in &plan.downloads {
+                    println!("  {} sha256:{} {}", d.url, d.sha256, d.description);
+                }
+            }
+            if !plan.packages.is_empty() {
+                println!("\nDebian packages: {}", plan.packages.join(" "));
+            }
+            println!("\nParameters:");
+            for (name, p) in &plan.parameters {
+                let default = match (&p.default, p.secret) {
+                    (_, true) => "<secret>".to_string(),
+                    (Some(d), _) => d.to_string(),
+                    (None, _) => "(required)".to_string(),
+                };
+                let kind = serde_json::to_value(p.kind)?;
+                println!("  {name:<20} {:<8} {default:<20} {}", kind.as_str().unwrap_or_default(), p.description);
+            }
+            println!("\nGroups:");
+            for (g, group) in &plan.groups {
+                let count = match &group.count {
+                    Count::Fixed(n) => n.to_string(),
+                    Count::Template(t) => t.clone(),
+                };
+                println!("  {:<12} count {count}, image {}", g.as_str(), group.image);
+                for (s, service) in &group.services {
+                    let ports: Vec<String> = service.ports.iter().map(ToString::to_string).collect();
+                    println!("    {:<10} {:<22} {}", s.as_str(), ports.join(","), service.description);
+                }
+            }
+            if !plan.depends_on.is_empty() {
+                println!("\nDepends on:");
+                for (role, d) in &plan.depends_on {
+                    println!("  {role:<12} cluster {}, services {}", d.cluster, d.services.join(", "));
+                }
+            }
+            if !plan.offers.is_empty() {
+                let names: Vec<&str> = plan.offers.keys().map(String::as_str).collect();
+                println!("\nOffers its dependents: {}", names.join(", "));
+            }
+            Ok(())
+        }
+        Command::Validate { plan, sets } => {
+            let (plan, source) = load(plan)?;
+            parameters(&plan, sets).map_err(UsageError).context(source.clone())?;
+            eprintln!("{source}: valid");
+            Ok(())
+        }
+        Command::Schema => {
+            let schema = schemars::schema_for!(lct_plan::Plan);
+            println!("{}", serde_json::to_string_pretty(&schema)?);
+            Ok(())
+        }
         Command::Meta(meta) => meta.run::<Cli>(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -1,0 +1,340 @@
+//! Finding, reading and checking plans: references (`package:NAME`, a path), YAML with
+//! errors that name file, line, column and field, and the checks a plan must pass before
+//! anything is made from it (templates compile, references resolve, parameters fit).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::plan::{Action, Count, Hook, ParameterType, Plan};
+
+/// The plans built into lct.
+pub const PACKAGES: &[(&str, &str)] = &[
+    ("zookeeper", include_str!("../plans/zookeeper.yaml")),
+    ("postgres-ha", include_str!("../plans/postgres-ha.yaml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{file}: line {line}, column {column}: {field}{message}")]
+    Parse { file: String, line: usize, column: usize, field: String, message: String },
+    #[error("{file}: {field}: {message}")]
+    Invalid { file: String, field: String, message: String },
+    #[error("{0}")]
+    Reference(String),
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+}
+
+/// Where a plan comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanRef {
+    /// Built in: `package:zookeeper`.
+    Package(String),
+    /// A file.
+    Path(String),
+}
+
+impl PlanRef {
+    pub fn parse(s: &str) -> Result<PlanRef, PlanError> {
+        if let Some(name) = s.strip_prefix("package:") {
+            if !PACKAGES.iter().any(|(n, _)| *n == name) {
+                let names: Vec<&str> = PACKAGES.iter().map(|(n, _)| *n).collect();
+                return Err(PlanError::Reference(format!(
+                    "no packaged plan {name:?}; there are: {}",
+                    names.join(", ")
+                )));
+            }
+            return Ok(PlanRef::Package(name.to_string()));
+        }
+        if s.starts_with("http://") || s.starts_with("https://") {
+            return Err(PlanError::Reference(format!(
+                "{s}: plans by URL (HTTPS, pinned with #sha256=HEX) are not in this build yet; \
+                 download it and give the path"
+            )));
+        }
+        Ok(PlanRef::Path(s.to_string()))
+    }
+
+    /// The plan's text and the name errors give it.
+    pub fn read(&self) -> Result<(String, String), PlanError> {
+        match self {
+            PlanRef::Package(name) => {
+                let text = PACKAGES.iter().find(|(n, _)| n == name).map(|(_, t)| *t).expect("checked in parse");
+                Ok((text.to_string(), format!("package:{name}")))
+            }
+            PlanRef::Path(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|error| PlanError::Io { path: path.clone(), error })?;
+                Ok((text, path.clone()))
+            }
+        }
+    }
+}
+
+/// Reads a plan from YAML (JSON is YAML too): unknown fields and bad values name the line,
+/// column and field.
+pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize::<_, Plan>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
+        let mut message = inner.to_string();
+        // serde_norway appends " at line L column C", which the error already says.
+        if let Some(at) = message.find(" at line ") {
+            message.truncate(at);
+        }
+        // ...and begins with the path of the value it was in, which the field says.
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && !prefix.contains(' ')
+            && path.starts_with(prefix)
+        {
+            message = rest.to_string();
+        }
+        let field = if path == "." { String::new() } else { format!("field {path}: ") };
+        PlanError::Parse { file: source.to_string(), line, column, field, message }
+    })
+}
+
+/// The checks a plan passes before use.
+pub fn validate(plan: &Plan, source: &str, plan_dir: Option<&Path>) -> Result<(), PlanError> {
+    let bad = |field: String, message: String| PlanError::Invalid { file: source.to_string(), field, message };
+    let env = minijinja::Environment::new();
+    let template = |field: String, text: &str| -> Result<(), PlanError> {
+        env.template_from_str(text).map(drop).map_err(|e| bad(field, format!("template: {e}")))
+    };
+    for (name, p) in &plan.parameters {
+        if !is_identifier(name) {
+            return Err(bad(format!("parameters.{name}"), "a parameter name is letters, digits and _".into()));
+        }
+        if let Some(default) = &p.default {
+            check_type(p.kind, default, p.minimum, p.maximum)
+                .map_err(|m| bad(format!("parameters.{name}.default"), m))?;
+        }
+    }
+    if plan.groups.is_empty() {
+        return Err(bad("groups".into(), "a plan has at least one group".into()));
+    }
+    for (g, group) in &plan.groups {
+        if let Count::Template(t) = &group.count {
+            template(format!("groups.{g}.count"), t)?;
+        }
+        template(format!("groups.{g}.hostname"), &group.hostname)?;
+        if !matches!(group.image.as_str(), "debian-12" | "linode/debian12" | "lct/netns") {
+            return Err(bad(format!("groups.{g}.image"), format!("{:?}: debian-12 or lct/netns", group.image)));
+        }
+    }
+    let services: BTreeSet<String> =
+        plan.groups.iter().flat_map(|(g, group)| group.services.keys().map(move |s| format!("{g}.{s}"))).collect();
+    for (i, admin) in plan.firewall.admin.iter().enumerate() {
+        template(format!("firewall.admin[{i}]"), admin)?;
+    }
+    for (i, flow) in plan.firewall.allow.iter().enumerate() {
+        if !services.contains(&flow.to) {
+            return Err(bad(
+                format!("firewall.allow[{i}].to"),
+                format!("{:?} is no GROUP.SERVICE of this plan ({})", flow.to, list(&services)),
+            ));
+        }
+        let from_ok = match flow.from.as_str() {
+            "self" | "dependents" => true,
+            f if f.starts_with("self:") => plan.groups.keys().any(|g| g.as_str() == &f[5..]),
+            f => lct_core::prefix::Prefix::parse(f, lct_core::prefix::HostBits::Refuse).is_ok(),
+        };
+        if !from_ok {
+            return Err(bad(
+                format!("firewall.allow[{i}].from"),
+                format!("{:?}: self, self:GROUP, dependents or an address prefix", flow.from),
+            ));
+        }
+    }
+    if let Some(domain) = &plan.names.domain {
+        template("names.domain".into(), domain)?;
+    }
+    for (role, dep) in &plan.depends_on {
+        template(format!("depends_on.{role}.cluster"), &dep.cluster)?;
+        for (i, s) in dep.services.iter().enumerate() {
+            if s.split_once('.').is_none_or(|(g, s)| g.is_empty() || s.is_empty()) {
+                return Err(bad(format!("depends_on.{role}.services[{i}]"), format!("{s:?}: GROUP.SERVICE")));
+            }
+        }
+    }
+    for (name, offer) in &plan.offers {
+        template(format!("offers.{name}"), offer)?;
+    }
+    for (event, hooks) in &plan.hooks {
+        let event = serde_json::to_value(event).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        for (i, hook) in hooks.iter().enumerate() {
+            check_hook(plan, hook, plan_dir).map_err(|m| bad(format!("hooks.{event}[{i}]"), m))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_hook(plan: &Plan, hook: &Hook, plan_dir: Option<&Path>) -> Result<(), String> {
+    let kinds = [hook.action.is_some(), hook.script.is_some(), hook.playbook.is_some()];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        return Err("a hook is one of action, script or playbook".into());
+    }
+    for g in &hook.on {
+        if !plan.groups.contains_key(g) {
+            return Err(format!("on: no group {g}"));
+        }
+    }
+    if hook.action.is_some() && !hook.on.is_empty() {
+        return Err("a built-in action runs on the controller (no `on`)".into());
+    }
+    if hook.action == Some(Action::Packages) && plan.packages.is_empty() {
+        return Err("action packages, but the plan lists no packages".into());
+    }
+    if let (Some(dir), Some(file)) = (plan_dir, hook.script.as_ref().or(hook.playbook.as_ref())) {
+        let path = dir.join(file);
+        if Path::new(file).is_absolute() || file.split('/').any(|p| p == "..") {
+            return Err(format!("{file}: a path inside the plan's directory"));
+        }
+        if !path.is_file() {
+            return Err(format!("{}: no such file", path.display()));
+        }
+    }
+    Ok(())
+}
+
+fn list(items: &BTreeSet<String>) -> String {
+    if items.is_empty() { "it has none".into() } else { items.iter().cloned().collect::<Vec<_>>().join(", ") }
+}
+
+fn is_identifier(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
+}
+
+fn check_type(kind: ParameterType, v: &Value, min: Option<i64>, max: Option<i64>) -> Result<(), String> {
+    match (kind, v) {
+        (ParameterType::String, Value::String(_)) | (ParameterType::Boolean, Value::Bool(_)) => Ok(()),
+        (ParameterType::Integer, Value::Number(n)) => {
+            let n = n.as_i64().ok_or_else(|| format!("{n} is not a whole number"))?;
+            if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
+                return Err(format!(
+                    "{n} is outside {}..{}",
+                    min.map_or("".into(), |m| m.to_string()),
+                    max.map_or("".into(), |m| m.to_string())
+                ));
+            }
+            Ok(())
+        }
+        (kind, v) => {
+            Err(format!("{v} is not a {}", serde_json::to_value(kind).unwrap_or_default().as_str().unwrap_or("value")))
+        }
+    }
+}
+
+/// The parameters' values: defaults, then `--set NAME=VALUE` (each parsed and checked as
+/// its parameter's type). A parameter without default must be set.
+pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<String, Value>, String> {
+    let mut values = BTreeMap::new();
+    for (name, p) in &plan.parameters {
+        if let Some(d) = &p.default {
+            values.insert(name.clone(), d.clone());
+        }
+    }
+    for (name, text) in sets {
+        let p = plan.parameters.get(name).ok_or_else(|| {
+            let known: BTreeSet<String> = plan.parameters.keys().cloned().collect();
+            format!("--set {name}: the plan has no such parameter ({})", list(&known))
+        })?;
+        let value = match p.kind {
+            ParameterType::String => Value::String(text.clone()),
+            ParameterType::Integer => text
+                .parse::<i64>()
+                .map(Value::from)
+                .map_err(|_| format!("--set {name}={}: not a whole number", shown(p.secret, text)))?,
+            ParameterType::Boolean => match text.as_str() {
+                "true" | "yes" | "1" => Value::Bool(true),
+                "false" | "no" | "0" => Value::Bool(false),
+                _ => return Err(format!("--set {name}={}: true or false", shown(p.secret, text))),
+            },
+        };
+        check_type(p.kind, &value, p.minimum, p.maximum).map_err(|m| format!("--set {name}: {m}"))?;
+        values.insert(name.clone(), value);
+    }
+    if let Some((name, _)) = plan.parameters.iter().find(|(n, _)| !values.contains_key(*n)) {
+        return Err(format!("parameter {name} has no default: give --set {name}=VALUE"));
+    }
+    Ok(values)
+}
+
+/// A secret's value is never shown, not even in an error.
+fn shown(secret: bool, text: &str) -> &str {
+    if secret { "<secret>" } else { text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "description: a test\ngroups:\n  server:\n    count: 2\n    services:\n      client:\n        ports: [2181/tcp]\nfirewall:\n  allow:\n    - {from: dependents, to: server.client}\n";
+
+    fn error(text: &str) -> String {
+        match parse(text, "p.yaml") {
+            Err(e) => e.to_string(),
+            Ok(plan) => validate(&plan, "p.yaml", None).unwrap_err().to_string(),
+        }
+    }
+
+    #[test]
+    fn every_packaged_plan_is_valid() {
+        for (name, text) in PACKAGES {
+            let plan = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
+            validate(&plan, name, None).unwrap_or_else(|e| panic!("{e}"));
+        }
+        validate(&parse(GOOD, "p.yaml").unwrap(), "p.yaml", None).unwrap();
+    }
+
+    #[test]
+    fn bad_plans_name_file_line_column_and_field() {
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    colour: blue\n"));
+        assert!(e.starts_with("p.yaml: line 5, column 5: field groups.server.colour: unknown field `colour`"), "{e}");
+        let e = error(&GOOD.replace("[2181/tcp]", "[2181/sctp]"));
+        assert!(e.contains("line 7") && e.contains("field groups.server.services.client.ports[0]"), "{e}");
+        let e = error(&GOOD.replace("server.client}", "server.nothing}"));
+        assert_eq!(
+            e,
+            "p.yaml: firewall.allow[0].to: \"server.nothing\" is no GROUP.SERVICE of this plan (server.client)"
+        );
+        let e = error(&GOOD.replace("from: dependents", "from: 10.1.2.3/8"));
+        assert!(e.contains("firewall.allow[0].from"), "{e}");
+        let e = error(&GOOD.replace("count: 2", "count: \"{{ servers \""));
+        assert!(e.starts_with("p.yaml: groups.server.count: template:"), "{e}");
+        let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{action: hosts, script: x.sh}}\n"));
+        assert_eq!(e, "p.yaml: hooks.created[0]: a hook is one of action, script or playbook");
+        let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{script: x.sh, on: [nobody]}}\n"));
+        assert_eq!(e, "p.yaml: hooks.created[0]: on: no group nobody");
+        let e = error(&format!("{GOOD}hooks:\n  exploded:\n    - {{action: hosts}}\n"));
+        assert!(e.contains("unknown variant `exploded`"), "{e}");
+        let e = error(&format!("{GOOD}parameters:\n  n: {{type: integer, default: many, description: x}}\n"));
+        assert_eq!(e, "p.yaml: parameters.n.default: \"many\" is not a integer");
+    }
+
+    #[test]
+    fn settings_are_typed_and_secrets_never_shown() {
+        let text = format!(
+            "{GOOD}parameters:\n  n: {{type: integer, default: 3, minimum: 1, description: x}}\n  pw: {{type: string, secret: true, description: y}}\n  on: {{type: boolean, default: false, description: z}}\n"
+        );
+        let plan = parse(&text, "p").unwrap();
+        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(parameters(&plan, &[]).unwrap_err(), "parameter pw has no default: give --set pw=VALUE");
+        let values = parameters(&plan, &[set("pw", "hunter2"), set("n", "5"), set("on", "yes")]).unwrap();
+        assert_eq!((values["n"].as_i64(), values["on"].as_bool()), (Some(5), Some(true)));
+        assert_eq!(parameters(&plan, &[set("pw", "x"), set("n", "0")]).unwrap_err(), "--set n: 0 is outside 1..");
+        assert!(parameters(&plan, &[set("pw", "x"), set("n", "five")]).unwrap_err().contains("not a whole number"));
+        assert!(
+            parameters(&plan, &[set("nope", "1")])
+                .unwrap_err()
+                .starts_with("--set nope: the plan has no such parameter")
+        );
+        let plan = parse(&text.replace("type: string, secret: true", "type: integer, secret: true"), "p").unwrap();
+        let e = parameters(&plan, &[set("pw", "hunter2")]).unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,284 @@
+//! The cluster plan format: what a cluster is made of, as YAML (or JSON) an operator writes.
+//!
+//! A plan declares parameters (typed, with defaults and documentation), node groups (count,
+//! type, region, image, volumes, tags, host-name template, the services they expose),
+//! firewall flows, names, dependencies on other clusters, the values it offers its
+//! dependents (templates over its inventory, as Juju relations hand data over) and hooks per
+//! event. Unknown fields are errors; every error names the file, line, column and field.
+//! `schemas/plan.schema.json` is generated from these types, for editors.
+
+use std::collections::BTreeMap;
+
+use lct_core::record::{Name, PortSpec};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A cluster plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// What the plan makes, in a sentence or two (`lct-plan show`).
+    pub description: String,
+    /// What the plan downloads from outside Debian's archive, said plainly (shown before
+    /// anything runs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub downloads: Vec<Download>,
+    /// Values the operator may set (`--set NAME=VALUE`), by name.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, Parameter>,
+    /// The node groups, by name (a group name is a label: `server`, `namenode`).
+    pub groups: BTreeMap<Name, Group>,
+    /// Who reaches which services.
+    #[serde(default)]
+    pub firewall: Firewall,
+    /// How the nodes are named.
+    #[serde(default)]
+    pub names: Names,
+    /// Clusters this one uses, by the role they play for it (`zookeeper`).
+    #[serde(default)]
+    pub depends_on: BTreeMap<String, Dependency>,
+    /// Values this cluster offers its dependents, by name: templates over its inventory.
+    #[serde(default)]
+    pub offers: BTreeMap<String, String>,
+    /// What runs on each event, in order.
+    #[serde(default)]
+    pub hooks: BTreeMap<Event, Vec<Hook>>,
+    /// Debian packages the plan's hooks install (added to the lab's mirror before they run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+}
+
+/// Something a plan fetches from outside Debian's archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Download {
+    pub url: String,
+    /// Its SHA-256, checked before use.
+    pub sha256: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A parameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParameterType {
+    String,
+    Integer,
+    Boolean,
+}
+
+/// A value the operator may set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    #[serde(rename = "type")]
+    pub kind: ParameterType,
+    /// Without a default, the operator must set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<serde_json::Value>,
+    pub description: String,
+    /// A secret (a password) is never shown, logged or put in an event log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
+    /// For integers: the smallest and largest values allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<i64>,
+}
+
+/// A count: a number, or a template giving one (`"{{ servers }}"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Count {
+    Fixed(u32),
+    Template(String),
+}
+
+/// A group of nodes of one role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    pub count: Count,
+    /// Linode type (ignored by the local cloud).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Node image: `debian-12` (a machine; on Linode `linode/debian12`), `lct/netns`.
+    #[serde(default = "debian12")]
+    pub image: String,
+    /// Host-name template; `cluster`, `group` and `index` (from 1) are defined.
+    #[serde(default = "hostname")]
+    pub hostname: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<VolumeSpec>,
+    /// Services the group's nodes expose, by name.
+    #[serde(default)]
+    pub services: BTreeMap<Name, Service>,
+}
+
+fn debian12() -> String {
+    "debian-12".into()
+}
+
+fn hostname() -> String {
+    "{{ cluster }}-{{ index }}".into()
+}
+
+/// A block volume each node of a group gets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// Its name per node (`data`: the volume of zk-1 is `zk-1-data`).
+    pub name: Name,
+    /// Size, e.g. `10G`, `512M`.
+    pub size: String,
+}
+
+/// A service: ports a group listens on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub ports: Vec<PortSpec>,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The firewall: default-deny inbound but SSH from the admin networks and the flows allowed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Firewall {
+    /// Networks that reach SSH (and nothing else unless allowed).
+    #[serde(default = "admin_default")]
+    pub admin: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<Flow>,
+}
+
+impl Default for Firewall {
+    fn default() -> Self {
+        Firewall { admin: admin_default(), allow: Vec::new() }
+    }
+}
+
+fn admin_default() -> Vec<String> {
+    vec!["{{ admin_cidr }}".into()]
+}
+
+/// One allowed flow: from whom, to which of this cluster's services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    /// `self` (this cluster's nodes), `self:GROUP`, `dependents` (every cluster depending on
+    /// this one for this service), or an address prefix.
+    pub from: String,
+    /// `GROUP.SERVICE`.
+    pub to: String,
+}
+
+/// How the nodes are named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Names {
+    /// The cluster's domain (template); default: lct's naming rule (`CLUSTER.PARENT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Hosts-file entries for private addresses (and public ones).
+    #[serde(default = "yes")]
+    pub hosts_private: bool,
+    #[serde(default)]
+    pub hosts_public: bool,
+    /// DNS: which views publish the nodes.
+    #[serde(default)]
+    pub dns: DnsMode,
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names { domain: None, hosts_private: true, hosts_public: false, dns: DnsMode::Split }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Which DNS views publish the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    /// Private addresses inside, public outside.
+    #[default]
+    Split,
+    Private,
+    Public,
+    None,
+}
+
+/// A cluster this one uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Dependency {
+    /// The cluster's name (a template: usually a parameter, `{{ zookeeper_cluster }}`).
+    pub cluster: String,
+    /// The services of it this cluster uses: `GROUP.SERVICE`.
+    pub services: Vec<String>,
+    /// The values it offers that this cluster reads (checked when both are known).
+    #[serde(default)]
+    pub uses: Vec<String>,
+}
+
+/// Events a cluster goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Event {
+    Created,
+    Starting,
+    Started,
+    Stopping,
+    Stopped,
+    NodeAdded,
+    NodeRemoved,
+    DependencyChanged,
+    DependentChanged,
+    Destroying,
+}
+
+/// One hook: a built-in action, a shell script of the plan, or an Ansible playbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// A built-in action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// A shell script shipped with the plan (a path inside it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// An Ansible playbook shipped with the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub playbook: Option<String>,
+    /// Where a script runs: on every node of these groups (over SSH); empty: on the
+    /// controller.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<Name>,
+}
+
+/// lct's built-in actions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// `/etc/hosts` on every node of the cluster and its dependents.
+    Hosts,
+    /// The firewall of every node of the cluster, its dependencies and dependents.
+    Firewall,
+    /// The cluster's names in lct-dns.
+    Dns,
+    /// lct's node-side programs onto the nodes.
+    Install,
+    /// The plan's packages into the lab's mirror.
+    Packages,
+}
