@@ -37,7 +37,7 @@ pub struct Allow {
 }
 
 /// A cluster's firewall declarations (the `firewall` field of its cluster record).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FirewallSpec {
     #[serde(default)]
@@ -53,6 +53,13 @@ pub struct FirewallSpec {
 
 fn default_ssh_port() -> u16 {
     22
+}
+
+impl Default for FirewallSpec {
+    /// What a cluster record without `firewall` declares: SSH on 22, nothing else.
+    fn default() -> Self {
+        FirewallSpec { mode: Mode::default(), admin_cidrs: Vec::new(), ssh_port: default_ssh_port(), allow: Vec::new() }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

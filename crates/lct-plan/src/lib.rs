@@ -5,9 +5,13 @@
 //! * [`load`]: plan references (`package:NAME`, a path), reading with errors that name file,
 //!   line, column and field, the checks, and parameter values from `--set`.
 //!
-//! Operations (create, scale, start, stop, destroy, reconcile), events and hooks build on
-//! these in the next steps.
+//! * [`cluster`]: clusters made from plans: `create` (converging), `destroy`, the built-in
+//!   actions of events, the state kept per cluster.
+//!
+//! Scale, start, stop, reconcile, scripts and playbooks as hooks, and dependency events are
+//! the next steps.
 
+pub mod cluster;
 pub mod load;
 pub mod plan;
 

@@ -14,6 +14,9 @@ Examples:
   lct-plan show package:zookeeper                 # what it makes, its parameters
   lct-plan validate ./my-plan.yaml --set servers=5
   lct-plan schema > plan.schema.json              # for editors (YAML language servers)
+  lct-plan create zk package:zookeeper --set servers=3
+  lct-plan status zk
+  lct-plan destroy zk
 
 Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME or a path.
 
@@ -43,6 +46,25 @@ enum Command {
         /// A parameter's value, NAME=VALUE (repeatable; checked against its type)
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+    },
+    /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
+    Create {
+        name: lct_core::record::Name,
+        plan: String,
+        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::Local)]
+        provider: lct_core::record::ProviderName,
+        /// A parameter's value, NAME=VALUE (repeatable)
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+    },
+    /// A cluster's plan, parameters (secrets hidden), nodes and last events
+    Status { name: lct_core::record::Name },
+    /// Delete a cluster's nodes, record and state (refused while others depend on it)
+    Destroy {
+        name: lct_core::record::Name,
+        /// Even when other clusters depend on it
+        #[arg(long)]
+        force: bool,
     },
     /// The JSON Schema of the plan format
     Schema,
@@ -131,6 +153,47 @@ fn main() -> std::process::ExitCode {
             let (plan, source) = load(plan)?;
             parameters(&plan, sets).map_err(UsageError).context(source.clone())?;
             eprintln!("{source}: valid");
+            Ok(())
+        }
+        Command::Create { name, plan, provider, sets } => {
+            let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let nodes = runtime.block_on(lct_plan::cluster::create(
+                &lct_core::state::state_dir(),
+                name,
+                plan,
+                *provider,
+                sets,
+                &bin_dir,
+            ))?;
+            lct_core::table::emit(&nodes, cli.global.output())?;
+            Ok(())
+        }
+        Command::Status { name } => {
+            let state_dir = lct_core::state::state_dir();
+            let (state, plan) = lct_plan::cluster::load_cluster(&state_dir, name)?;
+            println!("cluster {name}: from {} on {}", state.source, state.provider);
+            for (k, v) in &state.parameters {
+                let secret = plan.parameters.get(k).is_some_and(|p| p.secret);
+                println!("  {k} = {}", if secret { "<secret>".into() } else { v.to_string() });
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let api = lct_api::AnyProvider::from_env(state.provider)?;
+            let nodes: Vec<_> =
+                runtime.block_on(lct_api::Provider::list(&api))?.into_iter().filter(|n| &n.cluster == name).collect();
+            lct_core::table::emit(&nodes, lct_core::cli::OutputFormat::Table)?;
+            let log = lct_plan::cluster::plans_dir(&state_dir).join(name.as_str()).join("events.jsonl");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            println!("last events:");
+            for line in text.lines().rev().take(5) {
+                println!("  {line}");
+            }
+            Ok(())
+        }
+        Command::Destroy { name, force } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(lct_plan::cluster::destroy(&lct_core::state::state_dir(), name, *force))?;
+            eprintln!("cluster {name} destroyed");
             Ok(())
         }
         Command::Schema => {

@@ -1,0 +1,394 @@
+//! Clusters made from plans: `create` (converging: a re-run after any failure part-way
+//! finishes the job and never makes a node twice), `status`, `destroy`, and the built-in
+//! actions the `created` event runs.
+//!
+//! A cluster's state is `STATE/plans/NAME/`: `plan.yaml` (the copy every later operation
+//! reads, no network needed), `cluster.json` (where the plan came from, the parameters; 0600
+//! since parameters may be secret) and `events.jsonl` (what ran, when, how it ended). The
+//! provider is the source of truth for which nodes exist; the cluster record (domain,
+//! dependencies, firewall declarations) is what lct-hosts, lct-fw and lct-dns read.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use lct_api::{AnyProvider, Provider};
+use lct_core::fsutil::{atomic_write, atomic_write_json};
+use lct_core::record::{Cluster, Dependency, Name, Node, NodeSpec, PortSpec, ProviderName};
+use lct_core::state::ClusterStore;
+use lct_fw::model::{Allow, FirewallSpec, Mode};
+use lct_inventory::exec::ExecOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::plan::{Action, Count, Event, Plan};
+use crate::{PlanRef, parameters, parse, validate};
+
+/// What lct keeps of a cluster made from a plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub name: Name,
+    /// The reference it was made from (`package:zookeeper`, a path).
+    pub source: String,
+    pub provider: ProviderName,
+    pub parameters: BTreeMap<String, Value>,
+}
+
+/// Where clusters made from plans keep their state.
+pub fn plans_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("plans")
+}
+
+fn cluster_dir(state_dir: &Path, name: &Name) -> PathBuf {
+    plans_dir(state_dir).join(name.as_str())
+}
+
+/// A cluster's saved plan and state.
+pub fn load_cluster(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterState, Plan)> {
+    let dir = cluster_dir(state_dir, name);
+    let state: ClusterState = serde_json::from_slice(
+        &std::fs::read(dir.join("cluster.json"))
+            .with_context(|| format!("cluster {name} was not made by lct-plan here"))?,
+    )
+    .with_context(|| format!("{}", dir.join("cluster.json").display()))?;
+    let text = std::fs::read_to_string(dir.join("plan.yaml")).context("the cluster's plan copy")?;
+    let plan = parse(&text, &dir.join("plan.yaml").display().to_string())?;
+    Ok((state, plan))
+}
+
+/// The template context: the parameters, the cluster's name, and `admin_cidr` (the network
+/// that reaches SSH: `LCT_ADMIN_CIDR`, else the local cloud's outside namespace), which a
+/// parameter of that name overrides.
+fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
+    let mut ctx = serde_json::Map::new();
+    let admin =
+        std::env::var("LCT_ADMIN_CIDR").ok().filter(|a| !a.is_empty()).unwrap_or_else(|| "203.0.113.254/32".into());
+    ctx.insert("admin_cidr".into(), json!(admin));
+    for (k, v) in params {
+        ctx.insert(k.clone(), v.clone());
+    }
+    ctx.insert("cluster".into(), json!(name));
+    Value::Object(ctx)
+}
+
+fn render(template: &str, ctx: &Value) -> anyhow::Result<String> {
+    let env = minijinja::Environment::new();
+    Ok(env.render_str(template, ctx)?)
+}
+
+/// The nodes a plan asks for: every group's count of nodes, named by its template.
+pub fn node_specs(
+    plan: &Plan,
+    name: &Name,
+    params: &BTreeMap<String, Value>,
+    provider: ProviderName,
+) -> anyhow::Result<Vec<NodeSpec>> {
+    let ctx = context(name, params);
+    let mut specs = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (g, group) in &plan.groups {
+        let count: u32 = match &group.count {
+            Count::Fixed(n) => *n,
+            Count::Template(t) => {
+                render(t, &ctx)?.trim().parse().with_context(|| format!("groups.{g}.count: {t:?}"))?
+            }
+        };
+        for index in 1..=count {
+            let mut c = ctx.clone();
+            c["group"] = json!(g);
+            c["index"] = json!(index);
+            let hostname = render(&group.hostname, &c)?;
+            let node: Name = hostname.parse().with_context(|| format!("groups.{g}.hostname gave {hostname:?}"))?;
+            if !seen.insert(node.clone()) {
+                bail!("groups.{g}.hostname: two nodes would be named {node}");
+            }
+            let image = match (provider, group.image.as_str()) {
+                (ProviderName::Linode, "debian-12") => "linode/debian12".to_string(),
+                (_, image) => image.to_string(),
+            };
+            specs.push(NodeSpec {
+                cluster: name.clone(),
+                group: g.clone(),
+                name: node,
+                region: group.region.clone().filter(|_| provider == ProviderName::Linode),
+                node_type: group.node_type.clone(),
+                image: Some(image),
+                tags: group.tags.clone(),
+                user_data: None,
+            });
+        }
+    }
+    Ok(specs)
+}
+
+/// The ports of `GROUP.SERVICE` in `plan`.
+fn service_ports(plan: &Plan, service: &str) -> anyhow::Result<(Name, Vec<PortSpec>)> {
+    let (g, s) = service.split_once('.').context("GROUP.SERVICE")?;
+    let group = plan.groups.iter().find(|(n, _)| n.as_str() == g).with_context(|| format!("no group {g}"))?;
+    let svc =
+        group.1.services.iter().find(|(n, _)| n.as_str() == s).with_context(|| format!("no service {service}"))?;
+    Ok((group.0.clone(), svc.1.ports.clone()))
+}
+
+/// The cluster record a plan fills: domain, provider, dependencies (with the ports of the
+/// services used, from the other cluster's plan), firewall declarations.
+pub fn cluster_record(
+    state_dir: &Path,
+    plan: &Plan,
+    name: &Name,
+    params: &BTreeMap<String, Value>,
+    provider: ProviderName,
+    existing: Cluster,
+) -> anyhow::Result<Cluster> {
+    let ctx = context(name, params);
+    let mut record = existing;
+    record.provider = provider;
+    if let Some(domain) = &plan.names.domain {
+        record.domain = Some(render(domain, &ctx)?.parse().context("names.domain")?);
+    }
+    record.depends_on = Vec::new();
+    for (role, dep) in &plan.depends_on {
+        let other: Name = render(&dep.cluster, &ctx)?.parse().with_context(|| format!("depends_on.{role}.cluster"))?;
+        let (_, other_plan) = load_cluster(state_dir, &other)
+            .with_context(|| format!("depends_on.{role}: cluster {other} has no plan here; create it first"))?;
+        for service in &dep.services {
+            let (group, ports) =
+                service_ports(&other_plan, service).with_context(|| format!("depends_on.{role}: {other}"))?;
+            record.depends_on.push(Dependency { cluster: other.clone(), groups: vec![group], ports });
+        }
+    }
+    let mut spec = FirewallSpec { mode: Mode::DefaultDeny, ..Default::default() };
+    for admin in &plan.firewall.admin {
+        spec.admin_cidrs.push(render(admin, &ctx)?.parse().map_err(|e| anyhow::anyhow!("firewall.admin: {e}"))?);
+    }
+    for flow in &plan.firewall.allow {
+        let (group, ports) = service_ports(plan, &flow.to)?;
+        let mut allow =
+            Allow { from_cluster: None, from_groups: vec![], from_cidrs: vec![], to_groups: vec![group], ports };
+        match flow.from.as_str() {
+            "self" => {}
+            // Dependents are admitted by what they declare they use (their depends_on).
+            "dependents" => continue,
+            f if f.starts_with("self:") => allow.from_groups = vec![f[5..].parse()?],
+            f => allow.from_cidrs = vec![f.parse().map_err(|e| anyhow::anyhow!("firewall: {e}"))?],
+        }
+        spec.allow.push(allow);
+    }
+    spec.store(&mut record);
+    Ok(record)
+}
+
+/// Appends an event to the cluster's log.
+fn log_event(state_dir: &Path, name: &Name, event: Event, outcome: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = cluster_dir(state_dir, name).join("events.jsonl");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let line = json!({ "kind": "plan-event", "v": 1, "cluster": name, "event": event, "at": now, "outcome": outcome });
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    writeln!(f, "{line}")?;
+    Ok(())
+}
+
+/// Makes (or finishes making) cluster `name` from `reference`.
+pub async fn create(
+    state_dir: &Path,
+    name: &Name,
+    reference: &str,
+    provider: ProviderName,
+    sets: &[(String, String)],
+    bin_dir: &Path,
+) -> anyhow::Result<Vec<Node>> {
+    let r = PlanRef::parse(reference)?;
+    let (text, source) = r.read()?;
+    let plan = parse(&text, &source)?;
+    let plan_dir = match &r {
+        PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
+        PlanRef::Package(_) => None,
+    };
+    validate(&plan, &source, plan_dir.as_deref())?;
+    if plan.hooks.values().flatten().any(|h| h.script.is_some() || h.playbook.is_some()) {
+        bail!("{source}: hooks with scripts and playbooks are not run by this build yet (only built-in actions)");
+    }
+    let dir = cluster_dir(state_dir, name);
+    // A re-run keeps the parameters given before, unless set again.
+    let previous = load_cluster(state_dir, name).ok();
+    let mut all_sets: Vec<(String, String)> = Vec::new();
+    if let Some((old, _)) = &previous {
+        if old.source != source {
+            bail!("cluster {name} was made from {}, not {source}", old.source);
+        }
+        for (k, v) in &old.parameters {
+            if !sets.iter().any(|(s, _)| s == k) {
+                all_sets.push((k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)));
+            }
+        }
+    }
+    all_sets.extend(sets.iter().cloned());
+    let params = parameters(&plan, &all_sets).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    atomic_write(&dir.join("plan.yaml"), text.as_bytes(), 0o600)?;
+    let state = ClusterState { name: name.clone(), source, provider, parameters: params.clone() };
+    atomic_write_json(&dir.join("cluster.json"), &state)?;
+
+    let store = ClusterStore::new(state_dir);
+    let record = cluster_record(state_dir, &plan, name, &params, provider, store.get_or_new(name)?)?;
+    store.set(vec![record])?;
+
+    let api = AnyProvider::from_env(provider)?;
+    // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
+    if let AnyProvider::Local(local) = &api
+        && !plan.packages.is_empty()
+    {
+        local.images().add_packages(&plan.packages)?;
+    }
+    let specs = node_specs(&plan, name, &params, provider)?;
+    let existing: BTreeSet<Name> =
+        api.list().await?.into_iter().filter(|n| &n.cluster == name).map(|n| n.name).collect();
+    let mut created = Vec::new();
+    for spec in &specs {
+        if existing.contains(&spec.name) {
+            continue;
+        }
+        created.push(api.create(spec).await.with_context(|| format!("creating {}", spec.name))?);
+    }
+    // Machines boot side by side.
+    let ready = futures_join(created.into_iter().map(|n| api.wait_ready(n))).await;
+    for r in ready {
+        r?;
+    }
+    let outcome = run_actions(state_dir, &plan, name, Event::Created, bin_dir).await;
+    log_event(state_dir, name, Event::Created, if outcome.is_ok() { "ok" } else { "failed" })?;
+    outcome?;
+    Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
+}
+
+async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let futures: Vec<F> = futures.collect();
+    let mut out = Vec::new();
+    // Polled together: each machine's wait is mostly sleeping.
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut done: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if done[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => done[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    out.extend(done.into_iter().map(|d| d.expect("finished")));
+    out
+}
+
+/// The built-in actions of `event`, in the declared order; the first failure stops them.
+pub async fn run_actions(
+    state_dir: &Path,
+    plan: &Plan,
+    name: &Name,
+    event: Event,
+    bin_dir: &Path,
+) -> anyhow::Result<()> {
+    let store = ClusterStore::new(state_dir);
+    for hook in plan.hooks.get(&event).into_iter().flatten() {
+        let Some(action) = hook.action else { continue };
+        let records = store.load()?;
+        let selector = lct_inventory::Selector { clusters: vec![name.clone()], ..Default::default() };
+        let options = ExecOptions::default();
+        match action {
+            Action::Install => {
+                let nodes = lct_inventory::query(&selector, &records).await?;
+                let programs = lct_inventory::install::Program::beside(bin_dir)?;
+                for r in lct_inventory::install::install(&nodes, &programs, &options).await {
+                    if !r.outcome.success() {
+                        bail!("action install: node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
+                    }
+                }
+            }
+            Action::Hosts => {
+                let nodes = lct_inventory::query(&lct_inventory::Selector::default(), &records).await?;
+                // This cluster's block, and its dependencies' blocks, reach its nodes (and
+                // its dependents').
+                let mut selected: BTreeSet<Name> = [name.clone()].into();
+                selected.extend(lct_core::state::dependencies_of(&records, &selected));
+                let push_plan = lct_hosts::plan(&nodes, &records, &selected, &lct_hosts::RenderOptions::default())?;
+                for r in
+                    lct_hosts::push(push_plan, "/etc/hosts", &bin_dir.join("lct-hosts"), "lct-hosts", &options).await
+                {
+                    if let Some(e) = r.error {
+                        bail!("action hosts: node {}: {e}", r.node);
+                    }
+                }
+            }
+            Action::Firewall => {
+                let nodes = lct_inventory::query(&lct_inventory::Selector::default(), &records).await?;
+                let fw = lct_fw::push::PushOptions {
+                    force: false,
+                    full: false,
+                    kill_established: true,
+                    backend: lct_fw::sync::Backend::Nft,
+                    parallel: 32,
+                    timeout: std::time::Duration::from_secs(60),
+                    local_bin: bin_dir.join("lct-fw").display().to_string(),
+                    remote_bin: "lct-fw".into(),
+                };
+                let reports = lct_fw::push::push(&nodes, &records, &[name.clone()].into(), &fw).await?;
+                let failed = lct_fw::push::failures(&reports);
+                if !failed.is_empty() {
+                    bail!("action firewall: {}", failed.join(", "));
+                }
+            }
+            Action::Packages => {
+                let nodes = lct_inventory::query(&selector, &records).await?;
+                let packages = plan.packages.join(" ");
+                let script = format!(
+                    "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq {packages} >/dev/null"
+                );
+                let jobs = nodes
+                    .iter()
+                    .filter(|n| matches!(n.access, Some(lct_core::record::Access::Ssh { .. })))
+                    .map(|n| (n.clone(), vec!["sh".to_string(), "-c".to_string(), script.clone()], Vec::new()))
+                    .collect();
+                for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
+                    if !r.outcome.success() {
+                        bail!("action packages: node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
+                    }
+                }
+            }
+            Action::Dns => bail!("action dns is not run by this build yet"),
+        }
+    }
+    Ok(())
+}
+
+/// Deletes a cluster's nodes, its record and its state; refused while other clusters
+/// depend on it, unless `force`.
+pub async fn destroy(state_dir: &Path, name: &Name, force: bool) -> anyhow::Result<()> {
+    let (state, _plan) = load_cluster(state_dir, name)?;
+    let store = ClusterStore::new(state_dir);
+    let records = store.load()?;
+    let dependents: Vec<String> = records
+        .iter()
+        .filter(|c| c.depends_on.iter().any(|d| &d.cluster == name))
+        .map(|c| c.name.to_string())
+        .collect();
+    if !dependents.is_empty() && !force {
+        bail!("cluster {name} is used by {}: destroy them first, or give --force", dependents.join(", "));
+    }
+    let api = AnyProvider::from_env(state.provider)?;
+    for node in api.list().await?.into_iter().filter(|n| &n.cluster == name) {
+        api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
+    }
+    store.remove(std::slice::from_ref(name))?;
+    std::fs::remove_dir_all(cluster_dir(state_dir, name))?;
+    Ok(())
+}

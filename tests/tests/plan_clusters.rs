@@ -1,0 +1,129 @@
+//! lct-plan create/status/destroy on the local cloud with machine nodes: nodes named by the
+//! plan, the cluster record filled, packages from the mirror, hosts and firewalls that follow
+//! a dependent cluster, re-runs that make nothing twice.
+
+use std::process::Command;
+
+use lct_tests::{Env, Run};
+
+const SERVICE: &str = "description: a web service
+parameters:
+  n: {type: integer, default: 2, description: how many}
+groups:
+  server:
+    count: \"{{ n }}\"
+    image: debian-12
+    services:
+      web: {ports: [8080/tcp]}
+firewall:
+  allow:
+    - {from: self, to: server.web}
+    - {from: dependents, to: server.web}
+packages: [htop]
+hooks:
+  created:
+    - action: install
+    - action: hosts
+    - action: firewall
+    - action: packages
+";
+
+const CLIENT: &str = "description: a client of the web service
+parameters:
+  upstream: {type: string, default: svc, description: the service cluster}
+groups:
+  node:
+    count: 1
+    image: debian-12
+depends_on:
+  web:
+    cluster: \"{{ upstream }}\"
+    services: [server.web]
+hooks:
+  created:
+    - action: install
+    - action: hosts
+    - action: firewall
+";
+
+fn on(env: &Env, node: &str, cmd: &str) -> Run {
+    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
+    let ssh = env.state.path().join("ssh");
+    let mut argv: Vec<String> =
+        vec!["netns".into(), "exec".into(), n["access"]["netns"].as_str().unwrap().into(), "ssh".into()];
+    for o in [
+        "BatchMode=yes".to_string(),
+        "StrictHostKeyChecking=yes".to_string(),
+        format!("UserKnownHostsFile={}", ssh.join("known_hosts").display()),
+        format!("IdentityFile={}", ssh.join("id_ed25519").display()),
+        "ConnectTimeout=5".to_string(),
+    ] {
+        argv.extend(["-o".into(), o]);
+    }
+    argv.push(format!("root@{}", n["access"]["host"].as_str().unwrap()));
+    argv.push(cmd.into());
+    Run::from(Command::new("ip").args(&argv).output().unwrap())
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
+fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
+    let env = Env::new();
+    let dir = env.state.path().join("plans-src");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (svc, cli) = (dir.join("svc.yaml"), dir.join("cli.yaml"));
+    std::fs::write(&svc, SERVICE).unwrap();
+    std::fs::write(&cli, CLIENT).unwrap();
+
+    let made = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap(), "-o", "jsonl"]).ok();
+    let names: Vec<String> = made.json_lines().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["svc-1", "svc-2"]);
+    assert_eq!(on(&env, "svc-1", "dpkg-query -W -f='${Status}' htop").stdout, "install ok installed");
+    let peer = on(&env, "svc-1", "getent hosts svc-2.svc.lct.internal").stdout;
+    assert!(peer.starts_with("192.168.128."), "{peer}");
+
+    // A re-run makes nothing twice.
+    let again = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap(), "-o", "jsonl"]).ok();
+    assert_eq!(again.json_lines().len(), 2);
+
+    // The dependent: its record says what it uses; the service admits it and nobody else.
+    env.run("lct-plan", &["create", "cli", cli.to_str().unwrap()]).ok();
+    let records = env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().json_lines();
+    let record = records.iter().find(|c| c["name"] == "cli").unwrap();
+    assert_eq!(record["depends_on"][0]["cluster"], "svc");
+    assert_eq!(record["depends_on"][0]["ports"][0], "8080/tcp");
+    on(&env, "svc-1", "nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 0.5");
+    let svc1 = on(&env, "cli-1", "getent hosts svc-1.svc.lct.internal").stdout;
+    let address = svc1.split_whitespace().next().unwrap_or_else(|| panic!("cli-1 cannot name svc-1")).to_string();
+    assert_eq!(
+        on(&env, "cli-1", &format!("python3 -c 'import socket; socket.create_connection((\"{address}\", 8080), 3)'"))
+            .status,
+        0,
+        "the dependent is refused"
+    );
+    let public = env
+        .run("lct-inventory", &["query", "-o", "jsonl"])
+        .ok()
+        .json_lines()
+        .into_iter()
+        .find(|n| n["name"] == "svc-1")
+        .unwrap()["public_ipv4"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let outside = Command::new("ip")
+        .args(["netns", "exec", &format!("{}-outside", env.lab), "nc", "-z", "-w", "2", &public, "8080"])
+        .status()
+        .unwrap();
+    assert!(!outside.success(), "the outside reaches the service");
+
+    let status = env.run("lct-plan", &["status", "svc"]).ok();
+    assert!(status.stdout.contains("svc-2") && status.stdout.contains("\"event\":\"created\""), "{}", status.stdout);
+    let refused = env.run("lct-plan", &["destroy", "svc"]);
+    assert_eq!(refused.status, 1);
+    assert!(refused.stderr.contains("cluster svc is used by cli"), "{}", refused.stderr);
+    env.run("lct-plan", &["destroy", "cli"]).ok();
+    env.run("lct-plan", &["destroy", "svc"]).ok();
+    assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}
