@@ -16,6 +16,8 @@ pub struct FirstBoot {
     /// The user's own user-data, merged after lct's (a `#cloud-config` document, a script,
     /// anything cloud-init takes as a part).
     pub user_data: Option<String>,
+    /// A whole document to use instead of lct's (what a Linode was sent, for the double).
+    pub raw_user_data: Option<String>,
 }
 
 /// The MIME boundary; no line of a part starts with it (checked).
@@ -48,6 +50,9 @@ impl FirstBoot {
     /// The whole user-data: lct's cloud-config alone, or a multipart document with the
     /// user's part after it (cloud-init merges cloud-config parts, lists appended).
     pub fn user_data(&self) -> String {
+        if let Some(raw) = &self.raw_user_data {
+            return raw.clone();
+        }
         let Some(user) = self.user_data.as_deref().filter(|u| !u.trim().is_empty()) else {
             return self.cloud_config();
         };
@@ -105,6 +110,7 @@ mod tests {
             },
             authorized_keys: vec!["ssh-ed25519 AAAAlct lct".into()],
             user_data: user.map(String::from),
+            raw_user_data: None,
         }
     }
 

@@ -20,6 +20,8 @@ mod state;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+
+pub mod backing;
 use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::{BodyExt, Full};
@@ -47,6 +49,8 @@ pub struct Config {
     pub image_ready: f64,
     /// Per rate-limit class: requests per window (seconds, real time).
     pub limits: HashMap<&'static str, (u32, f64)>,
+    /// Instances backed by local machine nodes (`--backing local`).
+    pub backing: Option<backing::Backing>,
 }
 
 /// Linode's documented limits (NOTICE.md).
@@ -76,6 +80,7 @@ impl Config {
             attach: 4.0,
             image_ready: 10.0,
             limits: linode_limits(),
+            backing: None,
         }
     }
 
@@ -393,7 +398,46 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         }
     };
     let filter = header("X-Filter");
-    let (status, mut hs, v) = route(&mut s, &method, &path, &query, filter.as_deref(), &body);
+    // With a backing: the instance an action or a delete is about, before the double acts.
+    let backing = s.cfg.backing.clone();
+    let segments: Vec<String> = path.trim_matches('/').split('/').map(String::from).collect();
+    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let target = match (&backing, method.as_str(), segs.as_slice()) {
+        (Some(_), "POST", ["linode", "instances", id, "boot" | "shutdown" | "reboot"])
+        | (Some(_), "DELETE", ["linode", "instances", id]) => id
+            .parse()
+            .ok()
+            .and_then(|id| s.find("instances", id, None).ok())
+            .and_then(|v| v["label"].as_str().map(String::from)),
+        _ => None,
+    };
+    let (status, mut hs, mut v) = route(&mut s, &method, &path, &query, filter.as_deref(), &body);
+    if let Some(b) = backing.filter(|_| status == 200) {
+        // On a thread of its own: the machine side runs its own small runtime.
+        let outcome = std::thread::scope(|scope| {
+            scope
+                .spawn(|| match (method.as_str(), segs.as_slice()) {
+                    ("POST", ["linode", "instances"]) if v["image"].is_string() => b.create(&body, &v).map(Some),
+                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| b.power(l, action).map(|()| None)),
+                    ("DELETE", _) => target.as_deref().map_or(Ok(None), |l| b.delete(l).map(|()| None)),
+                    _ => Ok(None),
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the backing panicked".into()))
+        });
+        match outcome {
+            Ok(Some((ipv4, ipv6))) => {
+                if let Some(id) = v["id"].as_u64()
+                    && let Some(obj) = s.kind("instances").get_mut(&id)
+                {
+                    obj.v = backing::with_addresses(obj.v.clone(), &ipv4, &ipv6);
+                }
+                v = backing::with_addresses(v, &ipv4, &ipv6);
+            }
+            Ok(None) => {}
+            Err(e) => return Ok(respond(error(500, &format!("the backing machine: {e}"), None))),
+        }
+    }
     if let Some((kind, true)) = fault {
         s.stats.faults_served += 1;
         return fault_response(kind);

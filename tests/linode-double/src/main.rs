@@ -21,11 +21,18 @@ struct Args {
     /// Its clock's speed: 1 is real time (Linode's delays), 100 runs them 100 times faster
     #[arg(long, default_value_t = 1.0)]
     speed: f64,
+    /// Back each instance made from an image with a machine node of the local cloud
+    /// (LCT_STATE_DIR, LCT_LAB): its addresses, its first boot from metadata.user_data
+    #[arg(long, value_parser = ["local"])]
+    backing: Option<String>,
 }
 
 fn main() {
     let args = Args::parse();
-    let double = Double::start_on(Config { token: args.token, speed: args.speed, ..Config::realistic() }, args.port);
+    let backing =
+        args.backing.map(|_| lct_linode_double::backing::Backing { local: lct_api::local::LocalCloud::from_env() });
+    let double =
+        Double::start_on(Config { token: args.token, speed: args.speed, backing, ..Config::realistic() }, args.port);
     println!("{}", double.url());
     loop {
         std::thread::park();

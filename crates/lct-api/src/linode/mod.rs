@@ -217,6 +217,7 @@ impl LinodeProvider {
                     host_key: host_key.clone(),
                     authorized_keys: keys.clone(),
                     user_data: spec.user_data.clone(),
+                    raw_user_data: None,
                 };
                 body["authorized_keys"] = json!(keys);
                 body["metadata"] = json!({ "user_data": data_encoding::BASE64.encode(boot.user_data().as_bytes()) });

@@ -496,7 +496,11 @@ impl Machine {
     fn init_pid(&self) -> Option<i32> {
         let pid = self.pid()?;
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        children.split_whitespace().next()?.parse().ok()
+        let child: i32 = children.split_whitespace().next()?.parse().ok()?;
+        // Right after the spawn, nspawn's own helper stands there before the container's
+        // init (systemd) does.
+        let comm = fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
+        (comm.trim() == "systemd").then_some(child)
     }
 
     /// Makes the block device `device` (a loop device of the host) appear in the running

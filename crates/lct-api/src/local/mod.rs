@@ -64,6 +64,7 @@ struct CloudState {
 }
 
 /// The local cloud of one state directory.
+#[derive(Debug, Clone)]
 pub struct LocalCloud {
     dir: PathBuf,
     lab: Option<String>,
@@ -160,7 +161,7 @@ impl LocalCloud {
                 Status::Provisioning => {
                     tracing::info!(node = %node.name, "finishing a node a previous run left half-made");
                     lab.ensure_node(&node, true)?;
-                    self.ensure_machine(state, &node, None, true)?;
+                    self.ensure_machine(state, &node, Seed::Merged(None), true)?;
                     let done = if state.machines.contains(&node.name) { Status::Booting } else { Status::Running };
                     set_status(state, &node.name, done);
                     self.save(state)?;
@@ -172,7 +173,7 @@ impl LocalCloud {
                     }
                     if state.machines.contains(&node.name) && up != self.machine(state, &node).pid().is_some() {
                         tracing::info!(node = %node.name, "the machine is not as recorded: {}", if up { "booting it" } else { "stopping it" });
-                        self.ensure_machine(state, &node, None, up)?;
+                        self.ensure_machine(state, &node, Seed::Merged(None), up)?;
                     }
                 }
             }
@@ -231,13 +232,7 @@ impl LocalCloud {
 
     /// A machine node's container: booted (its first-boot files written once, with a new
     /// host key pinned in lct's known_hosts) or stopped. Nothing for namespace nodes.
-    fn ensure_machine(
-        &self,
-        state: &CloudState,
-        node: &Node,
-        user_data: Option<&str>,
-        up: bool,
-    ) -> Result<(), ProviderError> {
+    fn ensure_machine(&self, state: &CloudState, node: &Node, seed: Seed<'_>, up: bool) -> Result<(), ProviderError> {
         if !state.machines.contains(&node.name) {
             return Ok(());
         }
@@ -250,7 +245,14 @@ impl LocalCloud {
                 hostname: node.name.clone(),
                 host_key,
                 authorized_keys: ssh.authorized_keys().map_err(io)?,
-                user_data: user_data.map(String::from),
+                user_data: match seed {
+                    Seed::Merged(u) => u.map(String::from),
+                    Seed::Raw(_) => None,
+                },
+                raw_user_data: match seed {
+                    Seed::Raw(u) => Some(u.to_string()),
+                    Seed::Merged(_) => None,
+                },
             })
         };
         let machine = self.machine(state, node);
@@ -270,6 +272,79 @@ impl LocalCloud {
             Some(n) if state.machines.contains(&n.name) => self.machine(state, n).remove_volume(volume.label.as_str()),
             _ => Ok(()),
         }
+    }
+
+    /// Creates a node whose machine (if it is one) boots with `seed`: lct's cloud-config with
+    /// the user's merged in, or a whole user-data document as given (the Linode double backs
+    /// its instances this way, with the document the Linode API was sent).
+    pub fn create_seeded(&self, spec: &NodeSpec, seed: Seed<'_>) -> Result<Node, ProviderError> {
+        if matches!(spec.name.as_str(), "lab" | "outside") {
+            return Err(ProviderError::Invalid(format!(
+                "node name {:?} is reserved by the local cloud",
+                spec.name.as_str()
+            )));
+        }
+        let (_lock, mut state) = self.begin()?;
+        if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
+            if existing.cluster != spec.cluster || existing.group != spec.group {
+                return Err(ProviderError::Invalid(format!(
+                    "a node named {} already exists in cluster {} group {}",
+                    spec.name, existing.cluster, existing.group
+                )));
+            }
+            return Ok(Self::node_view(&state, existing));
+        }
+        if let Some(region) = spec.region.as_deref().filter(|r| *r != REGION) {
+            return Err(ProviderError::Invalid(format!(
+                "field region: the local cloud has one region, {REGION:?}, not {region:?}"
+            )));
+        }
+        let image = NodeImage::parse(spec.image.as_deref())?;
+        let (private, public, public6) = allocate(&state)?;
+        let id = state.next_id;
+        let lab = Lab::new(&state.lab);
+        // A machine is reached over SSH from the lab's outside namespace (the internet of the
+        // lab), at its public address, as an operator reaches a Linode.
+        let access = match image {
+            NodeImage::Netns => Access::Netns { netns: lab.node_ns(&spec.name) },
+            NodeImage::Debian12 => {
+                Access::Ssh { host: public.to_string(), port: 22, user: "root".into(), netns: Some(lab.outside_ns()) }
+            }
+        };
+        let node = Node {
+            cluster: spec.cluster.clone(),
+            group: spec.group.clone(),
+            name: spec.name.clone(),
+            provider: ProviderName::Local,
+            provider_id: id.to_string(),
+            region: REGION.into(),
+            status: Status::Provisioning,
+            private_ipv4: vec![private],
+            public_ipv4: vec![public],
+            private_ipv6: vec![],
+            public_ipv6: vec![public6],
+            tags: spec.tags.clone(),
+            access: Some(access),
+            volumes: vec![],
+        };
+        state.next_id += 1;
+        state.nodes.push(node.clone());
+        if image == NodeImage::Debian12 {
+            state.machines.insert(node.name.clone());
+        }
+        self.save(&state)?;
+        crash_point("node-recorded");
+        if !state.lab_ready {
+            lab.ensure()?;
+            state.lab_ready = true;
+        }
+        lab.ensure_node(&node, true)
+            .and_then(|()| self.ensure_machine(&state, &node, seed, true))
+            .inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))?;
+        let done = if image == NodeImage::Debian12 { Status::Booting } else { Status::Running };
+        set_status(&mut state, &node.name, done);
+        self.save(&state)?;
+        Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
     }
 
     /// The images and mirror this cloud's machines use.
@@ -390,11 +465,11 @@ impl LocalCloud {
         let node = Self::find(&state, name)?.clone();
         let machine = state.machines.contains(name);
         if !up {
-            self.ensure_machine(&state, &node, None, false)?;
+            self.ensure_machine(&state, &node, Seed::Merged(None), false)?;
         }
         Lab::new(&state.lab).set_links(&node, up)?;
         if up {
-            self.ensure_machine(&state, &node, None, true)?;
+            self.ensure_machine(&state, &node, Seed::Merged(None), true)?;
         }
         let status = match (up, machine) {
             (false, _) => Status::Offline,
@@ -494,6 +569,15 @@ pub struct LabStatus {
 impl lct_core::record::Record for LabStatus {
     const KIND: &'static str = "lab";
     const VERSION: u32 = 1;
+}
+
+/// What a machine's cloud-init seed is.
+#[derive(Debug, Clone, Copy)]
+pub enum Seed<'a> {
+    /// lct's cloud-config, with the user's user-data (if any) merged in.
+    Merged(Option<&'a str>),
+    /// This whole document, as given.
+    Raw(&'a str),
 }
 
 /// The names a node's host key is known by: its name and addresses.
@@ -760,75 +844,8 @@ impl Provider for LocalCloud {
     }
 
     async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
-        if matches!(spec.name.as_str(), "lab" | "outside") {
-            return Err(ProviderError::Invalid(format!(
-                "node name {:?} is reserved by the local cloud",
-                spec.name.as_str()
-            )));
-        }
-        let (_lock, mut state) = self.begin()?;
-        if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
-            if existing.cluster != spec.cluster || existing.group != spec.group {
-                return Err(ProviderError::Invalid(format!(
-                    "a node named {} already exists in cluster {} group {}",
-                    spec.name, existing.cluster, existing.group
-                )));
-            }
-            return Ok(Self::node_view(&state, existing));
-        }
-        if let Some(region) = spec.region.as_deref().filter(|r| *r != REGION) {
-            return Err(ProviderError::Invalid(format!(
-                "field region: the local cloud has one region, {REGION:?}, not {region:?}"
-            )));
-        }
-        let image = NodeImage::parse(spec.image.as_deref())?;
-        let (private, public, public6) = allocate(&state)?;
-        let id = state.next_id;
-        let lab = Lab::new(&state.lab);
-        // A machine is reached over SSH from the lab's outside namespace (the internet of the
-        // lab), at its public address, as an operator reaches a Linode.
-        let access = match image {
-            NodeImage::Netns => Access::Netns { netns: lab.node_ns(&spec.name) },
-            NodeImage::Debian12 => {
-                Access::Ssh { host: public.to_string(), port: 22, user: "root".into(), netns: Some(lab.outside_ns()) }
-            }
-        };
-        let node = Node {
-            cluster: spec.cluster.clone(),
-            group: spec.group.clone(),
-            name: spec.name.clone(),
-            provider: ProviderName::Local,
-            provider_id: id.to_string(),
-            region: REGION.into(),
-            status: Status::Provisioning,
-            private_ipv4: vec![private],
-            public_ipv4: vec![public],
-            private_ipv6: vec![],
-            public_ipv6: vec![public6],
-            tags: spec.tags.clone(),
-            access: Some(access),
-            volumes: vec![],
-        };
-        state.next_id += 1;
-        state.nodes.push(node.clone());
-        if image == NodeImage::Debian12 {
-            state.machines.insert(node.name.clone());
-        }
-        self.save(&state)?;
-        crash_point("node-recorded");
-        if !state.lab_ready {
-            lab.ensure()?;
-            state.lab_ready = true;
-        }
-        lab.ensure_node(&node, true)
-            .and_then(|()| self.ensure_machine(&state, &node, spec.user_data.as_deref(), true))
-            .inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))?;
-        let done = if image == NodeImage::Debian12 { Status::Booting } else { Status::Running };
-        set_status(&mut state, &node.name, done);
-        self.save(&state)?;
-        Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
+        self.create_seeded(spec, Seed::Merged(spec.user_data.as_deref()))
     }
-
     async fn wait_ready(&self, node: Node) -> Result<Node, ProviderError> {
         if node.status == Status::Booting { self.wait_machine(node).await } else { Ok(node) }
     }
