@@ -269,7 +269,19 @@ fn customize_hooks() -> Vec<String> {
         r#"rm -f "$1"/etc/ssh/ssh_host_* && : > "$1/etc/machine-id" && rm -f "$1/var/lib/dbus/machine-id""#.into(),
         r#"printf 'PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nUseDNS no\n' > "$1/etc/ssh/sshd_config.d/lct.conf""#.into(),
         r#"ln -sf /dev/null "$1/etc/systemd/system/networking.service" && ln -sf /dev/null "$1/etc/systemd/system/systemd-networkd-wait-online.service""#.into(),
-        r#"printf 'datasource_list: [ NoCloud, None ]\nnetwork: {config: disabled}\n' > "$1/etc/cloud/cloud.cfg.d/90-lct.cfg""#.into(),
+        // cloud-init from the NoCloud seed only, no network configuration, and the modules
+        // lct's first boot and common user-data use (each stage is a Python start: the
+        // boot's main cost, so the lists are short).
+        concat!(
+            r#"printf '%s\n' 'datasource_list: [ NoCloud, None ]' 'network: {config: disabled}' "#,
+            r#"'cloud_init_modules: [seed_random, bootcmd, write_files, set_hostname, update_hostname, update_etc_hosts, users_groups, ssh]' "#,
+            r#"'cloud_config_modules: [locale, set_passwords, runcmd]' "#,
+            r#"'cloud_final_modules: [package_update_upgrade_install, write_files_deferred, scripts_per_once, scripts_per_boot, scripts_per_instance, scripts_user, final_message]' "#,
+            r#"> "$1/etc/cloud/cloud.cfg.d/90-lct.cfg""#
+        )
+        .into(),
+        // Units a container has no use for (timers, consoles): less to start at every boot.
+        r#"for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer man-db.timer console-getty.service getty@.service systemd-networkd-wait-online.service; do ln -sf /dev/null "$1/etc/systemd/system/$u"; done"#.into(),
         r#"rm -f "$1/etc/apt/sources.list" "$1"/etc/apt/sources.list.d/* && echo "deb [trusted=yes] file:/var/lib/lct-mirror ./" > "$1/etc/apt/sources.list.d/lct-mirror.list""#.into(),
         r#"passwd --root "$1" --lock root >/dev/null"#.into(),
     ]
