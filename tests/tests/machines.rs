@@ -38,8 +38,13 @@ fn ip(args: &[String]) -> Run {
 #[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
 fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing() {
     let env = Env::new();
-    let created =
-        env.run("lct-api", &["create", "--cluster", "m", "--count", "3", "--image", "debian-12", "-o", "jsonl"]).ok();
+    // The user's own user-data is merged with lct's first boot, not dropped.
+    let user_data = env.state.path().join("user-data.sh");
+    std::fs::write(&user_data, "#!/bin/sh\necho ran > /etc/lct-user-data-ran\n").unwrap();
+    let args = ["create", "--cluster", "m", "--count", "3", "--image", "debian-12", "--user-data"];
+    let mut args: Vec<&str> = args.to_vec();
+    args.extend([user_data.to_str().unwrap(), "-o", "jsonl"]);
+    let created = env.run("lct-api", &args).ok();
     let nodes = created.json_lines();
     assert_eq!(nodes.len(), 3, "{}", created.stdout);
     for n in &nodes {
@@ -57,6 +62,13 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     for line in state.json_lines() {
         let s = line["stdout"].as_str().unwrap().trim();
         assert!(s == "running" || s == "degraded", "{line}");
+    }
+    let ran = env
+        .run("lct-inventory", &["exec", "--cluster", "m", "-o", "jsonl", "--", "cat", "/etc/lct-user-data-ran"])
+        .ok();
+    assert_eq!(ran.json_lines().len(), 3);
+    for line in ran.json_lines() {
+        assert_eq!(line["stdout"], "ran\n", "{line}");
     }
     let marker = format!("/etc/lct-test-{}", env.lab);
     let ssh0 = ssh_args(&env, &nodes[0]);
@@ -303,4 +315,22 @@ fn the_linode_double_backed_by_machines_boots_instances_that_answer_ssh_where_th
     ));
     linode(&["-p", "linode", "delete", "web-1", "web-2"]).ok();
     assert!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "backing machines left");
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
+fn a_machine_create_killed_half_way_is_finished_by_the_next_run() {
+    let env = Env::new();
+    let args = ["create", "--cluster", "c", "--count", "1", "--image", "debian-12", "-o", "jsonl"];
+    let mut crashing = env.command("lct-api", &args);
+    crashing.env("LCT_LOCAL_CRASH_AFTER", "node-recorded").stdin(std::process::Stdio::null());
+    let crashed = Run::from(crashing.output().unwrap());
+    assert_ne!(crashed.status, 0, "the create did not crash");
+    // Recorded, not made: the next run makes it (once) and waits until it answers.
+    let again = env.run("lct-api", &args).ok().json_lines();
+    assert_eq!((again.len(), again[0]["status"].as_str()), (1, Some("running")), "{again:?}");
+    let hostname = env.run("lct-inventory", &["exec", "--cluster", "c", "-o", "jsonl", "--", "hostname"]).ok();
+    assert_eq!(hostname.json_lines()[0]["stdout"], "c-1\n");
+    let listed = env.run("lct-api", &["list", "-o", "jsonl"]).ok().json_lines();
+    assert_eq!(listed.len(), 1);
 }
