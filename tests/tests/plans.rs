@@ -48,3 +48,38 @@ fn list_show_validate_and_errors_that_name_the_place() {
     let out = env.run("lct-plan", &["validate", "package:nothing"]);
     assert!(out.stderr.contains("no packaged plan \"nothing\"; there are: zookeeper, postgres-ha"), "{}", out.stderr);
 }
+
+#[test]
+fn plans_by_url_are_https_only_unless_allowed_and_checked_against_their_pin() {
+    let env = Env::new();
+    let dir = env.state.path().join("served");
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = "description: served\ngroups:\n  node: {count: 1}\n";
+    std::fs::write(dir.join("p.yaml"), text).unwrap();
+    let port = lct_tests::free_port();
+    let mut server = std::process::Command::new("python3");
+    server.args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()]).current_dir(&dir);
+    let _server = lct_tests::Background::spawn(server);
+    let url = format!("http://127.0.0.1:{port}/p.yaml");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = env.run("lct-plan", &["validate", &url]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("plans by URL over HTTPS only (--allow-http"), "{}", out.stderr);
+    env.run("lct-plan", &["validate", "--allow-http", &url]).ok();
+    let sha = {
+        let out = std::process::Command::new("sha256sum").arg(dir.join("p.yaml")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    };
+    env.run("lct-plan", &["validate", "--allow-http", &format!("{url}#sha256={sha}")]).ok();
+    let wrong = "0".repeat(64);
+    let out = env.run("lct-plan", &["validate", "--allow-http", &format!("{url}#sha256={wrong}")]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains(&format!("its SHA-256 is {sha}, not the pinned {wrong}")), "{}", out.stderr);
+    let out = env.run("lct-plan", &["validate", "--allow-http", &format!("{url}#md5=abc")]);
+    assert!(out.stderr.contains("the only fragment a plan URL takes is #sha256=HEX"), "{}", out.stderr);
+}

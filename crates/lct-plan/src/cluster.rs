@@ -193,6 +193,15 @@ fn log_event(state_dir: &Path, name: &Name, event: Event, outcome: &str) -> anyh
     Ok(())
 }
 
+/// How far a plan from elsewhere is trusted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trust {
+    /// Plans by plain-HTTP URLs are taken.
+    pub allow_http: bool,
+    /// An unpinned remote plan's shell hooks may run.
+    pub trust_hooks: bool,
+}
+
 /// Makes (or finishes making) cluster `name` from `reference`.
 pub async fn create(
     state_dir: &Path,
@@ -201,16 +210,23 @@ pub async fn create(
     provider: ProviderName,
     sets: &[(String, String)],
     bin_dir: &Path,
+    trust: Trust,
 ) -> anyhow::Result<Vec<Node>> {
-    let r = PlanRef::parse(reference)?;
+    let r = PlanRef::parse_with(reference, trust.allow_http)?;
     let (text, source) = r.read()?;
     let plan = parse(&text, &source)?;
     let plan_dir = match &r {
         PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
-        PlanRef::Package(_) => None,
+        PlanRef::Package(_) | PlanRef::Url { .. } => None,
     };
     validate(&plan, &source, plan_dir.as_deref())?;
-    if plan.hooks.values().flatten().any(|h| h.script.is_some() || h.playbook.is_some()) {
+    let shell_hooks = plan.hooks.values().flatten().any(|h| h.script.is_some() || h.playbook.is_some());
+    if shell_hooks && r.is_unpinned_remote() && !trust.trust_hooks {
+        bail!(
+            "{source}: a plan from elsewhere without a #sha256= pin runs no shell hooks unless --trust-hooks is given"
+        );
+    }
+    if shell_hooks {
         bail!("{source}: hooks with scripts and playbooks are not run by this build yet (only built-in actions)");
     }
     let dir = cluster_dir(state_dir, name);

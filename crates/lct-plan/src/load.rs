@@ -34,9 +34,45 @@ pub enum PlanRef {
     Package(String),
     /// A file.
     Path(String),
+    /// A URL, with the SHA-256 it must have (`#sha256=HEX`), if pinned.
+    Url { url: String, pin: Option<String> },
 }
 
+/// The most a plan by URL may be.
+const MAX_PLAN_BYTES: u64 = 1 << 20;
+
 impl PlanRef {
+    /// A reference; plans by URL over HTTPS only unless `allow_http`.
+    pub fn parse_with(s: &str, allow_http: bool) -> Result<PlanRef, PlanError> {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            if s.starts_with("http://") && !allow_http {
+                return Err(PlanError::Reference(format!(
+                    "{s}: plans by URL over HTTPS only (--allow-http to take plain HTTP)"
+                )));
+            }
+            let (url, pin) = match s.split_once('#') {
+                Some((url, fragment)) => {
+                    let hex = fragment.strip_prefix("sha256=").ok_or_else(|| {
+                        PlanError::Reference(format!("{s}: the only fragment a plan URL takes is #sha256=HEX"))
+                    })?;
+                    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        return Err(PlanError::Reference(format!("{s}: #sha256= takes 64 hexadecimal digits")));
+                    }
+                    (url.to_string(), Some(hex.to_ascii_lowercase()))
+                }
+                None => (s.to_string(), None),
+            };
+            return Ok(PlanRef::Url { url, pin });
+        }
+        PlanRef::parse(s)
+    }
+
+    /// Whether the plan came from elsewhere without a pin: its shell hooks then need
+    /// explicit trust.
+    pub fn is_unpinned_remote(&self) -> bool {
+        matches!(self, PlanRef::Url { pin: None, .. })
+    }
+
     pub fn parse(s: &str) -> Result<PlanRef, PlanError> {
         if let Some(name) = s.strip_prefix("package:") {
             if !PACKAGES.iter().any(|(n, _)| *n == name) {
@@ -49,10 +85,7 @@ impl PlanRef {
             return Ok(PlanRef::Package(name.to_string()));
         }
         if s.starts_with("http://") || s.starts_with("https://") {
-            return Err(PlanError::Reference(format!(
-                "{s}: plans by URL (HTTPS, pinned with #sha256=HEX) are not in this build yet; \
-                 download it and give the path"
-            )));
+            return PlanRef::parse_with(s, false);
         }
         Ok(PlanRef::Path(s.to_string()))
     }
@@ -68,6 +101,29 @@ impl PlanRef {
                 let text =
                     std::fs::read_to_string(path).map_err(|error| PlanError::Io { path: path.clone(), error })?;
                 Ok((text, path.clone()))
+            }
+            PlanRef::Url { url, pin } => {
+                let fail = |why: String| PlanError::Reference(format!("{url}: {why}"));
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(std::time::Duration::from_secs(30)))
+                    .build()
+                    .into();
+                let mut response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+                let bytes = response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_PLAN_BYTES)
+                    .read_to_vec()
+                    .map_err(|e| fail(format!("reading it: {e}")))?;
+                let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+                let got: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                if let Some(want) = pin
+                    && *want != got
+                {
+                    return Err(fail(format!("its SHA-256 is {got}, not the pinned {want}: nothing was used")));
+                }
+                let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
+                Ok((text, url.clone()))
             }
         }
     }

@@ -18,7 +18,9 @@ Examples:
   lct-plan status zk
   lct-plan destroy zk
 
-Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME or a path.
+Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME, a path, or
+an HTTPS URL, pinned with #sha256=HEX (checked before use; an unpinned remote plan's shell
+hooks run only with --trust-hooks).
 
 Exit status: 0 success, 1 failure (an invalid plan: file, line, column and field named),
 2 usage error.";
@@ -30,6 +32,9 @@ Exit status: 0 success, 1 failure (an invalid plan: file, line, column and field
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// Take plans by plain-HTTP URLs too (HTTPS only otherwise)
+    #[arg(long, global = true)]
+    allow_http: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -56,6 +61,9 @@ enum Command {
         /// A parameter's value, NAME=VALUE (repeatable)
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// Run the shell hooks of a plan by URL that is not pinned (#sha256=HEX)
+        #[arg(long)]
+        trust_hooks: bool,
     },
     /// A cluster's plan, parameters (secrets hidden), nodes and last events
     Status { name: lct_core::record::Name },
@@ -77,13 +85,13 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
-fn load(reference: &str) -> anyhow::Result<(lct_plan::Plan, String)> {
-    let r = PlanRef::parse(reference)?;
+fn load(reference: &str, allow_http: bool) -> anyhow::Result<(lct_plan::Plan, String)> {
+    let r = PlanRef::parse_with(reference, allow_http)?;
     let (text, source) = r.read()?;
     let plan = parse(&text, &source)?;
     let dir = match &r {
         PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
-        PlanRef::Package(_) => None,
+        PlanRef::Package(_) | PlanRef::Url { .. } => None,
     };
     validate(&plan, &source, dir.as_deref())?;
     Ok((plan, source))
@@ -102,7 +110,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Show { plan } => {
-            let (plan, source) = load(plan)?;
+            let (plan, source) = load(plan, cli.allow_http)?;
             println!("{source}\n\n{}", plan.description.trim());
             if plan.downloads.is_empty() {
                 println!("\nDownloads: nothing outside Debian's archive.");
@@ -150,12 +158,12 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Validate { plan, sets } => {
-            let (plan, source) = load(plan)?;
+            let (plan, source) = load(plan, cli.allow_http)?;
             parameters(&plan, sets).map_err(UsageError).context(source.clone())?;
             eprintln!("{source}: valid");
             Ok(())
         }
-        Command::Create { name, plan, provider, sets } => {
+        Command::Create { name, plan, provider, sets, trust_hooks } => {
             let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let nodes = runtime.block_on(lct_plan::cluster::create(
@@ -165,6 +173,7 @@ fn main() -> std::process::ExitCode {
                 *provider,
                 sets,
                 &bin_dir,
+                lct_plan::cluster::Trust { allow_http: cli.allow_http, trust_hooks: *trust_hooks },
             ))?;
             lct_core::table::emit(&nodes, cli.global.output())?;
             Ok(())
