@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::plan::{Action, Count, Event, Plan};
-use crate::{PlanRef, parameters, parse, validate};
+use crate::{PlanRef, parameters, parse};
 
 /// What lct keeps of a cluster made from a plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -213,13 +213,7 @@ pub async fn create(
     trust: Trust,
 ) -> anyhow::Result<Vec<Node>> {
     let r = PlanRef::parse_with(reference, trust.allow_http)?;
-    let (text, source) = r.read()?;
-    let plan = parse(&text, &source)?;
-    let plan_dir = match &r {
-        PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
-        PlanRef::Package(_) | PlanRef::Url { .. } => None,
-    };
-    validate(&plan, &source, plan_dir.as_deref())?;
+    let (plan, text, source) = r.load()?;
     let shell_hooks = plan.hooks.values().flatten().any(|h| h.script.is_some() || h.playbook.is_some());
     if shell_hooks && r.is_unpinned_remote() && !trust.trust_hooks {
         bail!(

@@ -90,6 +90,18 @@ impl PlanRef {
         Ok(PlanRef::Path(s.to_string()))
     }
 
+    /// Reads, parses and checks the plan: the plan, and the name errors give it.
+    pub fn load(&self) -> Result<(Plan, String, String), PlanError> {
+        let (text, source) = self.read()?;
+        let plan = parse(&text, &source)?;
+        let dir = match self {
+            PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
+            PlanRef::Package(_) | PlanRef::Url { .. } => None,
+        };
+        validate(&plan, &source, dir.as_deref())?;
+        Ok((plan, text, source))
+    }
+
     /// The plan's text and the name errors give it.
     pub fn read(&self) -> Result<(String, String), PlanError> {
         match self {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, UsageError};
 use lct_plan::plan::Count;
-use lct_plan::{PACKAGES, PlanRef, parameters, parse, validate};
+use lct_plan::{PACKAGES, PlanRef, parameters, parse};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -86,14 +86,7 @@ fn parse_set(s: &str) -> Result<(String, String), String> {
 }
 
 fn load(reference: &str, allow_http: bool) -> anyhow::Result<(lct_plan::Plan, String)> {
-    let r = PlanRef::parse_with(reference, allow_http)?;
-    let (text, source) = r.read()?;
-    let plan = parse(&text, &source)?;
-    let dir = match &r {
-        PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
-        PlanRef::Package(_) | PlanRef::Url { .. } => None,
-    };
-    validate(&plan, &source, dir.as_deref())?;
+    let (plan, _, source) = PlanRef::parse_with(reference, allow_http)?.load()?;
     Ok((plan, source))
 }
 
