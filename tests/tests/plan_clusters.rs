@@ -9,6 +9,7 @@ use lct_tests::{Env, Run};
 const SERVICE: &str = "description: a web service
 parameters:
   n: {type: integer, default: 2, description: how many}
+  token: {type: string, default: s3cret-token, secret: true, description: a secret}
 groups:
   server:
     count: \"{{ n }}\"
@@ -26,6 +27,18 @@ hooks:
     - action: hosts
     - action: firewall
     - action: packages
+    - {script: configure.sh, on: [server]}
+";
+
+/// A hook script: what it is given (event, parameters, the inventory on stdin, secrets on
+/// the first stdin line only).
+const CONFIGURE: &str = "#!/bin/sh
+set -e
+input=$(cat)
+nodes=$(printf '%s\\n' \"$input\" | grep -c '\"kind\":\"node\"')
+printf '%s\\n' \"$input\" | head -1 | grep -o 's3cret-token' > /etc/lct-secret
+env | grep -c LCT_PARAM_TOKEN > /etc/lct-secret-in-env || true
+echo \"$LCT_EVENT $LCT_CLUSTER $LCT_PARAM_N $nodes\" > /etc/lct-hook
 ";
 
 const CLIENT: &str = "description: a client of the web service
@@ -75,11 +88,21 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     let (svc, cli) = (dir.join("svc.yaml"), dir.join("cli.yaml"));
     std::fs::write(&svc, SERVICE).unwrap();
     std::fs::write(&cli, CLIENT).unwrap();
+    std::fs::write(dir.join("configure.sh"), CONFIGURE).unwrap();
 
     let made = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap(), "-o", "jsonl"]).ok();
     let names: Vec<String> = made.json_lines().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names, ["svc-1", "svc-2"]);
     assert_eq!(on(&env, "svc-1", "dpkg-query -W -f='${Status}' htop").stdout, "install ok installed");
+    // The script hook ran on every server with the event, parameters and inventory; the
+    // secret came on stdin, not in its environment.
+    for node in ["svc-1", "svc-2"] {
+        assert_eq!(on(&env, node, "cat /etc/lct-hook").stdout, "created svc 2 2\n");
+        assert_eq!(on(&env, node, "cat /etc/lct-secret").stdout, "s3cret-token\n");
+        assert_eq!(on(&env, node, "cat /etc/lct-secret-in-env").stdout, "0\n");
+    }
+    let logs = env.state.path().join("plans/svc/logs");
+    assert!(logs.join("created.configure.sh.svc-1.log").exists(), "no hook log in {}", logs.display());
     let peer = on(&env, "svc-1", "getent hosts svc-2.svc.lct.internal").stdout;
     assert!(peer.starts_with("192.168.128."), "{peer}");
 

@@ -220,10 +220,27 @@ pub async fn create(
             "{source}: a plan from elsewhere without a #sha256= pin runs no shell hooks unless --trust-hooks is given"
         );
     }
-    if shell_hooks {
-        bail!("{source}: hooks with scripts and playbooks are not run by this build yet (only built-in actions)");
+    if plan.hooks.values().flatten().any(|h| h.playbook.is_some()) {
+        bail!("{source}: playbook hooks are not run by this build yet (scripts and built-in actions are)");
     }
+    let scripts: Vec<&String> = plan.hooks.values().flatten().filter_map(|h| h.script.as_ref()).collect();
+    let plan_dir = match &r {
+        PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
+        _ if scripts.is_empty() => None,
+        _ => bail!("{source}: script hooks of plans by URL or packaged plans are not run by this build yet"),
+    };
     let dir = cluster_dir(state_dir, name);
+    // The plan's scripts are kept with its copy: later events need no source directory.
+    if let Some(plan_dir) = &plan_dir {
+        for script in &scripts {
+            let target = dir.join("files").join(script);
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let body = std::fs::read(plan_dir.join(script)).with_context(|| format!("hook script {script}"))?;
+            atomic_write(&target, &body, 0o600)?;
+        }
+    }
     // A re-run keeps the parameters given before, unless set again.
     let previous = load_cluster(state_dir, name).ok();
     let mut all_sets: Vec<(String, String)> = Vec::new();
@@ -310,8 +327,12 @@ pub async fn run_actions(
 ) -> anyhow::Result<()> {
     let store = ClusterStore::new(state_dir);
     for hook in plan.hooks.get(&event).into_iter().flatten() {
-        let Some(action) = hook.action else { continue };
         let records = store.load()?;
+        if let Some(script) = &hook.script {
+            run_script(state_dir, plan, name, event, script, &hook.on, &records).await?;
+            continue;
+        }
+        let Some(action) = hook.action else { continue };
         let selector = lct_inventory::Selector { clusters: vec![name.clone()], ..Default::default() };
         let options = ExecOptions::default();
         match action {
@@ -376,6 +397,100 @@ pub async fn run_actions(
             }
             Action::Dns => bail!("action dns is not run by this build yet"),
         }
+    }
+    Ok(())
+}
+
+/// Runs a hook's script: on every node of the `on` groups over SSH (or in its namespace), or
+/// on the controller when `on` is empty. Its standard input is the node records of the
+/// cluster and the clusters it depends on (JSON lines), after a `plan-secrets` line with the
+/// secret parameters (never in an environment or a command line, so in no process list);
+/// the other parameters are `LCT_PARAM_NAME`, with `LCT_EVENT` and `LCT_CLUSTER`. Its output
+/// is kept per hook, event and node under the cluster's `logs/`.
+async fn run_script(
+    state_dir: &Path,
+    plan: &Plan,
+    name: &Name,
+    event: Event,
+    script: &str,
+    on: &[Name],
+    records: &[Cluster],
+) -> anyhow::Result<()> {
+    let dir = cluster_dir(state_dir, name);
+    let text =
+        std::fs::read_to_string(dir.join("files").join(script)).with_context(|| format!("hook script {script}"))?;
+    let (state, _) = load_cluster(state_dir, name)?;
+    let event_name = serde_json::to_value(event)?.as_str().unwrap_or_default().to_string();
+    let mut env: Vec<(String, String)> =
+        vec![("LCT_EVENT".into(), event_name.clone()), ("LCT_CLUSTER".into(), name.to_string())];
+    let mut secrets = serde_json::Map::new();
+    for (k, v) in &state.parameters {
+        let value = v.as_str().map_or_else(|| v.to_string(), String::from);
+        if plan.parameters.get(k).is_some_and(|p| p.secret) {
+            secrets.insert(k.clone(), json!(value));
+        } else {
+            env.push((format!("LCT_PARAM_{}", k.to_ascii_uppercase()), value));
+        }
+    }
+    let mut wanted: BTreeSet<Name> = [name.clone()].into();
+    wanted.extend(lct_core::state::dependencies_of(records, &wanted));
+    let selector = lct_inventory::Selector { clusters: wanted.into_iter().collect(), ..Default::default() };
+    let nodes = lct_inventory::query(&selector, records).await?;
+    let mut input = json!({ "kind": "plan-secrets", "v": 1, "cluster": name, "parameters": secrets }).to_string();
+    input.push('\n');
+    for n in &nodes {
+        input.push_str(&lct_core::stream::to_line(n));
+        input.push('\n');
+    }
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let log_name = |node: &str| logs.join(format!("{event_name}.{}.{node}.log", script.replace('/', "_")));
+    let mut argv = vec!["env".to_string()];
+    argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    argv.extend(["sh".into(), "-c".into(), text, format!("lct-hook {script}")]);
+    if on.is_empty() {
+        use tokio::io::AsyncWriteExt;
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let _ = stdin.write_all(input.as_bytes()).await;
+        drop(stdin);
+        let out = child.wait_with_output().await?;
+        let mut log = out.stdout.clone();
+        log.extend_from_slice(&out.stderr);
+        std::fs::write(log_name("controller"), log)?;
+        if !out.status.success() {
+            bail!(
+                "hook {script} on the controller: exit {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        return Ok(());
+    }
+    let jobs = nodes
+        .iter()
+        .filter(|n| &n.cluster == name && on.contains(&n.group))
+        .map(|n| (n.clone(), argv.clone(), input.clone().into_bytes()))
+        .collect();
+    let mut failed = Vec::new();
+    for r in lct_inventory::exec::exec_each(jobs, &ExecOptions::default(), None).await {
+        std::fs::write(log_name(r.node.as_str()), format!("{}{}", r.stdout, r.stderr))?;
+        if !r.outcome.success() {
+            failed.push(format!(
+                "node {}: {}: {}",
+                r.node,
+                r.outcome.describe(),
+                r.stderr.trim().lines().last().unwrap_or_default()
+            ));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("hook {script}: {}", failed.join("; "));
     }
     Ok(())
 }
