@@ -20,6 +20,8 @@ firewall:
   allow:
     - {from: self, to: server.web}
     - {from: dependents, to: server.web}
+offers:
+  urls: \"{% for n in nodes.server %}http://{{ n.fqdn }}:8080{% if not loop.last %},{% endif %}{% endfor %}\"
 packages: [htop]
 hooks:
   created:
@@ -57,6 +59,7 @@ hooks:
     - action: install
     - action: hosts
     - action: firewall
+    - {script: upstream.sh, on: [node]}
 ";
 
 fn on(env: &Env, node: &str, cmd: &str) -> Run {
@@ -89,6 +92,7 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     std::fs::write(&svc, SERVICE).unwrap();
     std::fs::write(&cli, CLIENT).unwrap();
     std::fs::write(dir.join("configure.sh"), CONFIGURE).unwrap();
+    std::fs::write(dir.join("upstream.sh"), "#!/bin/sh\necho \"$LCT_OFFER_WEB_URLS\" > /etc/lct-upstream\n").unwrap();
 
     let made = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap(), "-o", "jsonl"]).ok();
     let names: Vec<String> = made.json_lines().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
@@ -117,6 +121,11 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     assert_eq!(record["depends_on"][0]["cluster"], "svc");
     assert_eq!(record["depends_on"][0]["ports"][0], "8080/tcp");
     on(&env, "svc-1", "nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 0.5");
+    // What svc offers reached cli's hook, rendered from svc's inventory.
+    assert_eq!(
+        on(&env, "cli-1", "cat /etc/lct-upstream").stdout,
+        "http://svc-1.svc.lct.internal:8080,http://svc-2.svc.lct.internal:8080\n"
+    );
     let svc1 = on(&env, "cli-1", "getent hosts svc-1.svc.lct.internal").stdout;
     let address = svc1.split_whitespace().next().unwrap_or_else(|| panic!("cli-1 cannot name svc-1")).to_string();
     assert_eq!(
@@ -143,6 +152,8 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
 
     let status = env.run("lct-plan", &["status", "svc"]).ok();
     assert!(status.stdout.contains("svc-2") && status.stdout.contains("\"event\":\"created\""), "{}", status.stdout);
+    assert!(status.stdout.contains("offers urls = http://svc-1.svc.lct.internal:8080,"), "{}", status.stdout);
+    assert!(!status.stdout.contains("s3cret-token"), "a secret in status: {}", status.stdout);
     let refused = env.run("lct-plan", &["destroy", "svc"]);
     assert_eq!(refused.status, 1);
     assert!(refused.stderr.contains("cluster svc is used by cli"), "{}", refused.stderr);

@@ -401,6 +401,55 @@ pub async fn run_actions(
     Ok(())
 }
 
+/// The values cluster `name` offers its dependents, rendered over its nodes: the template
+/// sees the parameters, `cluster`, and `nodes.GROUP`, a list (by name) of `{name, fqdn,
+/// private_ipv4, public_ipv4}` (the FQDN by lct's naming rule).
+pub fn offers(
+    plan: &Plan,
+    name: &Name,
+    params: &BTreeMap<String, Value>,
+    nodes: &[Node],
+    records: &[Cluster],
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let naming = lct_core::naming::Naming::new(records, lct_core::naming::parent_domain().map_err(anyhow::Error::msg)?);
+    let mut groups: BTreeMap<String, Vec<Value>> = plan.groups.keys().map(|g| (g.to_string(), Vec::new())).collect();
+    let mut own: Vec<&Node> = nodes.iter().filter(|n| &n.cluster == name).collect();
+    own.sort_by(|a, b| a.name.cmp(&b.name));
+    for n in own {
+        groups.entry(n.group.to_string()).or_default().push(json!({
+            "name": n.name,
+            "fqdn": naming.node_fqdn(&n.cluster, &n.name),
+            "private_ipv4": n.private_ipv4.first().map(|a| a.to_string()),
+            "public_ipv4": n.public_ipv4.first().map(|a| a.to_string()),
+        }));
+    }
+    let mut ctx = context(name, params);
+    ctx["nodes"] = json!(groups);
+    plan.offers.iter().map(|(k, t)| Ok((k.clone(), render(t, &ctx).with_context(|| format!("offers.{k}"))?))).collect()
+}
+
+/// `LCT_OFFER_ROLE_NAME` for every value the clusters `plan` depends on offer.
+fn offered_env(
+    state_dir: &Path,
+    plan: &Plan,
+    name: &Name,
+    params: &BTreeMap<String, Value>,
+    nodes: &[Node],
+    records: &[Cluster],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let ctx = context(name, params);
+    let mut env = Vec::new();
+    for (role, dep) in &plan.depends_on {
+        let other: Name = render(&dep.cluster, &ctx)?.parse()?;
+        let (other_state, other_plan) = load_cluster(state_dir, &other)?;
+        for (key, value) in offers(&other_plan, &other, &other_state.parameters, nodes, records)? {
+            let var = format!("LCT_OFFER_{}_{}", role, key).to_ascii_uppercase().replace('-', "_");
+            env.push((var, value));
+        }
+    }
+    Ok(env)
+}
+
 /// Runs a hook's script: on every node of the `on` groups over SSH (or in its namespace), or
 /// on the controller when `on` is empty. Its standard input is the node records of the
 /// cluster and the clusters it depends on (JSON lines), after a `plan-secrets` line with the
@@ -436,6 +485,7 @@ async fn run_script(
     wanted.extend(lct_core::state::dependencies_of(records, &wanted));
     let selector = lct_inventory::Selector { clusters: wanted.into_iter().collect(), ..Default::default() };
     let nodes = lct_inventory::query(&selector, records).await?;
+    env.extend(offered_env(state_dir, plan, name, &state.parameters, &nodes, records)?);
     let mut input = json!({ "kind": "plan-secrets", "v": 1, "cluster": name, "parameters": secrets }).to_string();
     input.push('\n');
     for n in &nodes {

@@ -183,6 +183,10 @@ fn main() -> std::process::ExitCode {
             let api = lct_api::AnyProvider::from_env(state.provider)?;
             let nodes: Vec<_> =
                 runtime.block_on(lct_api::Provider::list(&api))?.into_iter().filter(|n| &n.cluster == name).collect();
+            let records = lct_core::state::ClusterStore::new(&state_dir).load()?;
+            for (k, v) in lct_plan::cluster::offers(&plan, name, &state.parameters, &nodes, &records)? {
+                println!("  offers {k} = {v}");
+            }
             lct_core::table::emit(&nodes, lct_core::cli::OutputFormat::Table)?;
             let log = lct_plan::cluster::plans_dir(&state_dir).join(name.as_str()).join("events.jsonl");
             let text = std::fs::read_to_string(log).unwrap_or_default();
