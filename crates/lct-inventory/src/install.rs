@@ -15,6 +15,11 @@ pub const NODE_PROGRAMS: [&str; 3] = ["lct-hosts", "lct-fw", "lct-dns"];
 /// Where they go on a node.
 pub const REMOTE_DIR: &str = "/usr/local/bin";
 
+/// The SHA-256 of `bytes` in lower-case hex, as `sha256sum` prints it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A program to install: its name, bytes and SHA-256.
 pub struct Program {
     pub name: String,
@@ -24,8 +29,7 @@ pub struct Program {
 
 impl Program {
     pub fn new(name: &str, bytes: Vec<u8>) -> Program {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let sha256 = sha256_hex(&bytes);
         Program { name: name.to_string(), bytes, sha256 }
     }
 

@@ -284,7 +284,7 @@ pub async fn create(
         created.push(api.create(spec).await.with_context(|| format!("creating {}", spec.name))?);
     }
     // Machines boot side by side.
-    let ready = futures_join(created.into_iter().map(|n| api.wait_ready(n))).await;
+    let ready = futures_util::future::join_all(created.into_iter().map(|n| api.wait_ready(n))).await;
     for r in ready {
         r?;
     }
@@ -292,29 +292,6 @@ pub async fn create(
     log_event(state_dir, name, Event::Created, if outcome.is_ok() { "ok" } else { "failed" })?;
     outcome?;
     Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
-}
-
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let futures: Vec<F> = futures.collect();
-    let mut out = Vec::new();
-    // Polled together: each machine's wait is mostly sleeping.
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if done[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => done[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
-    })
-    .await;
-    out.extend(done.into_iter().map(|d| d.expect("finished")));
-    out
 }
 
 /// The built-in actions of `event`, in the declared order; the first failure stops them.

@@ -127,8 +127,7 @@ impl PlanRef {
                     .limit(MAX_PLAN_BYTES)
                     .read_to_vec()
                     .map_err(|e| fail(format!("reading it: {e}")))?;
-                let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-                let got: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+                let got = lct_inventory::install::sha256_hex(&bytes);
                 if let Some(want) = pin
                     && *want != got
                 {
