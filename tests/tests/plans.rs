@@ -83,3 +83,24 @@ fn plans_by_url_are_https_only_unless_allowed_and_checked_against_their_pin() {
     let out = env.run("lct-plan", &["validate", "--allow-http", &format!("{url}#md5=abc")]);
     assert!(out.stderr.contains("the only fragment a plan URL takes is #sha256=HEX"), "{}", out.stderr);
 }
+
+#[test]
+fn a_create_refused_for_bad_input_writes_nothing() {
+    let env = Env::new();
+    let file = env.state.path().join("cli.yaml");
+    std::fs::write(
+        &file,
+        "description: x\ngroups:\n  node: {count: 1}\ndepends_on:\n  web: {cluster: nowhere, services: [server.web]}\n",
+    )
+    .unwrap();
+    let out = env.run("lct-plan", &["create", "cli", file.to_str().unwrap()]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("cluster nowhere has no plan here; create it first"), "{}", out.stderr);
+    let bad_set = env.run("lct-plan", &["create", "zk", "package:zookeeper", "--set", "servers=0"]);
+    assert_ne!(bad_set.status, 0);
+    assert!(bad_set.stderr.contains("--set servers: 0 is outside 1..9"), "{}", bad_set.stderr);
+    // Nothing of either: no plan state, no cluster record.
+    assert!(!env.state.path().join("plans").join("cli").exists());
+    assert!(!env.state.path().join("plans").join("zk").exists());
+    assert!(env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}

@@ -229,16 +229,12 @@ pub async fn create(
         _ if scripts.is_empty() => None,
         _ => bail!("{source}: script hooks of plans by URL or packaged plans are not run by this build yet"),
     };
-    let dir = cluster_dir(state_dir, name);
-    // The plan's scripts are kept with its copy: later events need no source directory.
+    // Everything is read and checked before anything is written: bad input changes nothing.
+    let mut script_bodies = Vec::new();
     if let Some(plan_dir) = &plan_dir {
         for script in &scripts {
-            let target = dir.join("files").join(script);
-            if let Some(parent) = target.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
             let body = std::fs::read(plan_dir.join(script)).with_context(|| format!("hook script {script}"))?;
-            atomic_write(&target, &body, 0o600)?;
+            script_bodies.push((script.to_string(), body));
         }
     }
     // A re-run keeps the parameters given before, unless set again.
@@ -256,14 +252,23 @@ pub async fn create(
     }
     all_sets.extend(sets.iter().cloned());
     let params = parameters(&plan, &all_sets).map_err(anyhow::Error::msg)?;
+    let store = ClusterStore::new(state_dir);
+    let record = cluster_record(state_dir, &plan, name, &params, provider, store.get_or_new(name)?)?;
+
+    let dir = cluster_dir(state_dir, name);
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    // The plan's scripts are kept with its copy: later events need no source directory.
+    for (script, body) in &script_bodies {
+        let target = dir.join("files").join(script);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        atomic_write(&target, body, 0o600)?;
+    }
     atomic_write(&dir.join("plan.yaml"), text.as_bytes(), 0o600)?;
     let state = ClusterState { name: name.clone(), source, provider, parameters: params.clone() };
     atomic_write_json(&dir.join("cluster.json"), &state)?;
-
-    let store = ClusterStore::new(state_dir);
-    let record = cluster_record(state_dir, &plan, name, &params, provider, store.get_or_new(name)?)?;
     store.set(vec![record])?;
 
     let api = AnyProvider::from_env(provider)?;
