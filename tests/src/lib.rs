@@ -140,6 +140,28 @@ impl Env {
     }
 
     /// The namespaces of this lab that exist now.
+    /// Runs `cmd` on a machine node over SSH, as lct does (its key, its pinned host keys),
+    /// from the namespace its access names.
+    pub fn ssh(&self, node: &str, cmd: &str) -> Run {
+        let nodes = self.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+        let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
+        let ssh = self.state.path().join("ssh");
+        let mut argv: Vec<String> =
+            vec!["netns".into(), "exec".into(), n["access"]["netns"].as_str().unwrap().into(), "ssh".into()];
+        for o in [
+            "BatchMode=yes".to_string(),
+            "StrictHostKeyChecking=yes".to_string(),
+            format!("UserKnownHostsFile={}", ssh.join("known_hosts").display()),
+            format!("IdentityFile={}", ssh.join("id_ed25519").display()),
+            "ConnectTimeout=5".to_string(),
+        ] {
+            argv.extend(["-o".into(), o]);
+        }
+        argv.push(format!("root@{}", n["access"]["host"].as_str().unwrap()));
+        argv.push(cmd.into());
+        Run::from(Command::new("ip").args(&argv).output().unwrap())
+    }
+
     pub fn namespaces(&self) -> Vec<String> {
         let out = Command::new("ip").args(["netns", "list"]).output().expect("ip netns list");
         let prefix = format!("{}-", self.lab);

@@ -30,6 +30,25 @@ hooks:
     - action: firewall
     - action: packages
     - {script: configure.sh, on: [server]}
+    - {playbook: site.yml}
+  node-added:
+    - action: install
+    - action: hosts
+    - action: firewall
+    - {run: \"echo added $LCT_NODES_ADDED > /etc/lct-added\", on: [server]}
+  node-removed:
+    - action: hosts
+    - action: firewall
+";
+
+/// A playbook hook: its plays name their hosts by role; parameters (the secret too, from a
+/// 0600 file) are extra variables.
+const PLAYBOOK: &str = "- hosts: \"{{ lct_groups.server }}\"
+  gather_facts: false
+  tasks:
+    - copy:
+        dest: /etc/lct-playbook
+        content: \"{{ lct_event }} {{ lct_param_n }} {{ lct_param_token | length }}\\n\"
 ";
 
 /// A hook script: what it is given (event, parameters, the inventory on stdin, secrets on
@@ -60,26 +79,13 @@ hooks:
     - action: hosts
     - action: firewall
     - {script: upstream.sh, on: [node]}
+  dependency-changed:
+    - action: hosts
+    - {script: upstream.sh, on: [node]}
 ";
 
 fn on(env: &Env, node: &str, cmd: &str) -> Run {
-    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
-    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
-    let ssh = env.state.path().join("ssh");
-    let mut argv: Vec<String> =
-        vec!["netns".into(), "exec".into(), n["access"]["netns"].as_str().unwrap().into(), "ssh".into()];
-    for o in [
-        "BatchMode=yes".to_string(),
-        "StrictHostKeyChecking=yes".to_string(),
-        format!("UserKnownHostsFile={}", ssh.join("known_hosts").display()),
-        format!("IdentityFile={}", ssh.join("id_ed25519").display()),
-        "ConnectTimeout=5".to_string(),
-    ] {
-        argv.extend(["-o".into(), o]);
-    }
-    argv.push(format!("root@{}", n["access"]["host"].as_str().unwrap()));
-    argv.push(cmd.into());
-    Run::from(Command::new("ip").args(&argv).output().unwrap())
+    env.ssh(node, cmd)
 }
 
 #[test]
@@ -92,6 +98,7 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     std::fs::write(&svc, SERVICE).unwrap();
     std::fs::write(&cli, CLIENT).unwrap();
     std::fs::write(dir.join("configure.sh"), CONFIGURE).unwrap();
+    std::fs::write(dir.join("site.yml"), PLAYBOOK).unwrap();
     std::fs::write(dir.join("upstream.sh"), "#!/bin/sh\necho \"$LCT_OFFER_WEB_URLS\" > /etc/lct-upstream\n").unwrap();
 
     let made = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap(), "-o", "jsonl"]).ok();
@@ -105,8 +112,12 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
         assert_eq!(on(&env, node, "cat /etc/lct-secret").stdout, "s3cret-token\n");
         assert_eq!(on(&env, node, "cat /etc/lct-secret-in-env").stdout, "0\n");
     }
+    // The playbook ran on every server (through lct-inventory ansible, pinned host keys).
+    for node in ["svc-1", "svc-2"] {
+        assert_eq!(on(&env, node, "cat /etc/lct-playbook").stdout, "created 2 12\n");
+    }
     let logs = env.state.path().join("plans/svc/logs");
-    assert!(logs.join("created.configure.sh.svc-1.log").exists(), "no hook log in {}", logs.display());
+    assert!(logs.join("created.script_configure.sh.svc-1.log").exists(), "no hook log in {}", logs.display());
     let peer = on(&env, "svc-1", "getent hosts svc-2.svc.lct.internal").stdout;
     assert!(peer.starts_with("192.168.128."), "{peer}");
 
@@ -150,8 +161,68 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
         .unwrap();
     assert!(!outside.success(), "the outside reaches the service");
 
+    // Scaling: diff says what would happen and changes nothing; scale makes svc-3, its
+    // node-added hooks run, and the dependent's dependency-changed hooks follow.
+    let diff = env.run("lct-plan", &["diff", "svc", "--count", "server=3"]).ok();
+    assert!(
+        diff.stdout.contains("+ node svc-3 (group server") && diff.stdout.contains("event node-added"),
+        "{}",
+        diff.stdout
+    );
+    assert_eq!(env.run("lct-plan", &["diff", "svc"]).ok().stdout, "cluster svc: no changes\n");
+    env.run("lct-plan", &["scale", "svc", "server", "3"]).ok();
+    assert_eq!(on(&env, "svc-3", "cat /etc/lct-added").stdout, "added svc-3\n");
+    assert_eq!(
+        on(&env, "cli-1", "cat /etc/lct-upstream").stdout,
+        "http://svc-1.svc.lct.internal:8080,http://svc-2.svc.lct.internal:8080,http://svc-3.svc.lct.internal:8080\n"
+    );
+    assert!(on(&env, "cli-1", "getent hosts svc-3.svc.lct.internal").stdout.starts_with("192.168.128."));
+    let log = env.run("lct-plan", &["log", "svc", "node-added"]).ok();
+    assert!(
+        log.stdout.contains("\"added\":[\"svc-3\"]") && log.stdout.contains("node-added.run__4.svc-3.log"),
+        "{}",
+        log.stdout
+    );
+    // fire runs an event by hand: the dependent's file comes back.
+    on(&env, "cli-1", "rm /etc/lct-upstream");
+    env.run("lct-plan", &["fire", "cli", "dependency-changed"]).ok();
+    assert!(on(&env, "cli-1", "cat /etc/lct-upstream").stdout.contains("svc-3"));
+    // A node deleted behind lct's back: reconcile finds it and the hooks follow.
+    env.run("lct-api", &["delete", "svc-3"]).ok();
+    let found = env.run("lct-plan", &["reconcile", "svc"]).ok().json_lines();
+    assert_eq!(found[0]["removed"], serde_json::json!(["svc-3"]));
+    assert_eq!(found[0]["short"], serde_json::json!(["server: 2 of 3 nodes"]));
+    assert_eq!(
+        on(&env, "cli-1", "cat /etc/lct-upstream").stdout,
+        "http://svc-1.svc.lct.internal:8080,http://svc-2.svc.lct.internal:8080\n"
+    );
+    // A failing hook stops the operation naming the hook, the node and the exit status.
+    // create converges to the plan's count again: svc-3 is made, its hook fails.
+    let good = std::fs::read_to_string(&svc).unwrap();
+    std::fs::write(&svc, good.replace("echo added", "exit 3; echo")).unwrap();
+    let failed = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap()]);
+    assert_eq!(failed.status, 1);
+    assert!(
+        failed.stderr.contains("cluster svc, event node-added, hook run #4")
+            && failed.stderr.contains("node svc-3: exit 3"),
+        "{}",
+        failed.stderr
+    );
+    // The event is raised again by the next run (the membership its hooks saw did not
+    // change), and no node is made twice.
+    std::fs::write(&svc, good).unwrap();
+    let again = env.run("lct-plan", &["create", "svc", svc.to_str().unwrap(), "-o", "jsonl"]).ok();
+    assert_eq!(again.json_lines().len(), 3);
+    assert_eq!(on(&env, "svc-3", "cat /etc/lct-added").stdout, "added svc-3\n");
+
     let status = env.run("lct-plan", &["status", "svc"]).ok();
-    assert!(status.stdout.contains("svc-2") && status.stdout.contains("\"event\":\"created\""), "{}", status.stdout);
+    assert!(
+        status.stdout.contains("svc-3")
+            && status.stdout.contains("group server: 3 nodes (scaled)")
+            && status.stdout.contains("\"event\":\"node-added\""),
+        "{}",
+        status.stdout
+    );
     assert!(status.stdout.contains("offers urls = http://svc-1.svc.lct.internal:8080,"), "{}", status.stdout);
     assert!(!status.stdout.contains("s3cret-token"), "a secret in status: {}", status.stdout);
     let refused = env.run("lct-plan", &["destroy", "svc"]);

@@ -104,3 +104,47 @@ fn a_create_refused_for_bad_input_writes_nothing() {
     assert!(!env.state.path().join("plans").join("zk").exists());
     assert!(env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().stdout.trim().is_empty());
 }
+
+#[test]
+fn the_reconcile_units_verify() {
+    let env = Env::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/systemd/");
+    let service = std::fs::read_to_string(format!("{dir}lct-plan-reconcile.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/local/bin/lct-plan reconcile") && service.contains("Type=oneshot"));
+    // systemd-analyze checks that ExecStart exists: point it at the binary just built.
+    let local = service.replace("/usr/local/bin/lct-plan", lct_tests::bin("lct-plan").to_str().unwrap());
+    std::fs::write(env.state.path().join("lct-plan-reconcile.service"), local).unwrap();
+    std::fs::copy(format!("{dir}lct-plan-reconcile.timer"), env.state.path().join("lct-plan-reconcile.timer")).unwrap();
+    for unit in ["lct-plan-reconcile.service", "lct-plan-reconcile.timer"] {
+        let path = env.state.path().join(unit);
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let ours: Vec<&str> = stderr.lines().filter(|l| l.contains("lct-plan-reconcile")).collect();
+        assert!(out.status.success() && ours.is_empty(), "systemd-analyze verify {unit}:\n{stderr}");
+    }
+}
+
+#[test]
+fn operations_on_unknown_clusters_and_bad_arguments_are_refused_clearly() {
+    let env = Env::new();
+    for args in
+        [&["scale", "nope", "server", "3"][..], &["status", "nope"], &["fire", "nope", "created"], &["stop", "nope"]]
+    {
+        let out = env.run("lct-plan", args);
+        assert_eq!(out.status, 1, "{args:?}");
+        assert!(out.stderr.contains("cluster nope was not made by lct-plan here"), "{args:?}: {}", out.stderr);
+    }
+    let out = env.run("lct-plan", &["fire", "nope", "exploded"]);
+    assert_eq!(out.status, 2);
+    assert!(out.stderr.contains("no event \"exploded\""), "{}", out.stderr);
+    // Nothing ran yet: reconcile of no clusters is a quiet success.
+    assert_eq!(env.run("lct-plan", &["reconcile"]).ok().stdout, "");
+    // A plan by URL carries its scripts inline, so its pin covers them.
+    let file = env.state.path().join("p.yaml");
+    std::fs::write(&file, "description: x\ngroups:\n  node: {count: 1}\nhooks:\n  created:\n    - {run: \"echo hi\", on: [node]}\n    - {playbook: site.yml, on: [node]}\n").unwrap();
+    let out = env.run("lct-plan", &["validate", file.to_str().unwrap()]);
+    assert!(out.stderr.contains("hooks.created[1]: a playbook runs on the controller"), "{}", out.stderr);
+}

@@ -48,8 +48,9 @@ fn the_plan_schema_is_generated_from_the_types() {
     );
     // Every packaged plan is valid against it, as an editor would check it.
     let validator = jsonschema::validator_for(&serde_json::from_str(&generated).unwrap()).unwrap();
-    for (name, text) in lct_plan::PACKAGES {
-        let value: serde_json::Value = serde_norway::from_str(text).unwrap();
+    for package in lct_plan::PACKAGES {
+        let name = package.name;
+        let value: serde_json::Value = serde_norway::from_str(package.plan).unwrap();
         let errors: Vec<String> =
             validator.iter_errors(&value).map(|e| format!("{e} at {}", e.instance_path())).collect();
         assert!(errors.is_empty(), "package:{name}: {errors:?}");

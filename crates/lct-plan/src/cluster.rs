@@ -1,11 +1,13 @@
-//! Clusters made from plans: `create` (converging: a re-run after any failure part-way
-//! finishes the job and never makes a node twice), `status`, `destroy`, and the built-in
-//! actions the `created` event runs.
+//! Clusters made from plans and their operations: `create`, `scale`, `start`, `stop`,
+//! `reconcile`, `destroy`, `diff`. Every operation converges: a re-run after any failure
+//! part-way finishes the job and never makes a node twice.
 //!
 //! A cluster's state is `STATE/plans/NAME/`: `plan.yaml` (the copy every later operation
-//! reads, no network needed), `cluster.json` (where the plan came from, the parameters; 0600
-//! since parameters may be secret) and `events.jsonl` (what ran, when, how it ended). The
-//! provider is the source of truth for which nodes exist; the cluster record (domain,
+//! reads, no network needed), `files/` (its hook scripts), `cluster.json` (where the plan
+//! came from, the parameters, group sizes, the membership its hooks last saw; 0600 since
+//! parameters may be secret), `events.jsonl` and `logs/`. The provider is the source of
+//! truth for which nodes exist: the difference between its nodes and the membership hooks
+//! last saw is what `node-added` and `node-removed` carry. The cluster record (domain,
 //! dependencies, firewall declarations) is what lct-hosts, lct-fw and lct-dns read.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,14 +16,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use lct_api::{AnyProvider, Provider};
 use lct_core::fsutil::{atomic_write, atomic_write_json};
-use lct_core::record::{Cluster, Dependency, Name, Node, NodeSpec, PortSpec, ProviderName};
+use lct_core::record::{Cluster, Dependency, Name, Node, NodeSpec, PortSpec, ProviderName, Status};
 use lct_core::state::ClusterStore;
 use lct_fw::model::{Allow, FirewallSpec, Mode};
-use lct_inventory::exec::ExecOptions;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::plan::{Action, Count, Event, Plan};
+use crate::hooks::{Change, Tools, fire};
+use crate::plan::{Count, Event, Plan};
 use crate::{PlanRef, parameters, parse};
 
 /// What lct keeps of a cluster made from a plan.
@@ -32,6 +34,24 @@ pub struct ClusterState {
     pub source: String,
     pub provider: ProviderName,
     pub parameters: BTreeMap<String, Value>,
+    /// Group sizes set by `scale`, over the plan's counts.
+    #[serde(default)]
+    pub counts: BTreeMap<Name, u32>,
+    /// Whether the `created` event has run to its end.
+    #[serde(default)]
+    pub created: bool,
+    /// The nodes the hooks last saw (after the last event that ended well).
+    #[serde(default)]
+    pub members: BTreeSet<Name>,
+    /// Stopped by `lct-plan stop`.
+    #[serde(default)]
+    pub stopped: bool,
+}
+
+impl ClusterState {
+    fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
+        Ok(atomic_write_json(&cluster_dir(state_dir, &self.name).join("cluster.json"), self)?)
+    }
 }
 
 /// Where clusters made from plans keep their state.
@@ -39,7 +59,7 @@ pub fn plans_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("plans")
 }
 
-fn cluster_dir(state_dir: &Path, name: &Name) -> PathBuf {
+pub(crate) fn cluster_dir(state_dir: &Path, name: &Name) -> PathBuf {
     plans_dir(state_dir).join(name.as_str())
 }
 
@@ -59,7 +79,7 @@ pub fn load_cluster(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterSta
 /// The template context: the parameters, the cluster's name, and `admin_cidr` (the network
 /// that reaches SSH: `LCT_ADMIN_CIDR`, else the local cloud's outside namespace), which a
 /// parameter of that name overrides.
-fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
+pub(crate) fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
     let mut ctx = serde_json::Map::new();
     let admin =
         std::env::var("LCT_ADMIN_CIDR").ok().filter(|a| !a.is_empty()).unwrap_or_else(|| "203.0.113.254/32".into());
@@ -71,25 +91,28 @@ fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
     Value::Object(ctx)
 }
 
-fn render(template: &str, ctx: &Value) -> anyhow::Result<String> {
+pub(crate) fn render(template: &str, ctx: &Value) -> anyhow::Result<String> {
     let env = minijinja::Environment::new();
     Ok(env.render_str(template, ctx)?)
 }
 
-/// The nodes a plan asks for: every group's count of nodes, named by its template.
+/// The nodes a plan asks for: every group's count of nodes (`counts` from `scale` over the
+/// plan's), named by its template.
 pub fn node_specs(
     plan: &Plan,
     name: &Name,
     params: &BTreeMap<String, Value>,
+    counts: &BTreeMap<Name, u32>,
     provider: ProviderName,
 ) -> anyhow::Result<Vec<NodeSpec>> {
     let ctx = context(name, params);
     let mut specs = Vec::new();
     let mut seen = BTreeSet::new();
     for (g, group) in &plan.groups {
-        let count: u32 = match &group.count {
-            Count::Fixed(n) => *n,
-            Count::Template(t) => {
+        let count: u32 = match (&group.count, counts.get(g)) {
+            (_, Some(n)) => *n,
+            (Count::Fixed(n), None) => *n,
+            (Count::Template(t), None) => {
                 render(t, &ctx)?.trim().parse().with_context(|| format!("groups.{g}.count: {t:?}"))?
             }
         };
@@ -178,21 +201,6 @@ pub fn cluster_record(
     Ok(record)
 }
 
-/// Appends an event to the cluster's log.
-fn log_event(state_dir: &Path, name: &Name, event: Event, outcome: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let path = cluster_dir(state_dir, name).join("events.jsonl");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let line = json!({ "kind": "plan-event", "v": 1, "cluster": name, "event": event, "at": now, "outcome": outcome });
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| path.display().to_string())?;
-    writeln!(f, "{line}")?;
-    Ok(())
-}
-
 /// How far a plan from elsewhere is trusted.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Trust {
@@ -205,45 +213,31 @@ pub struct Trust {
 /// Makes (or finishes making) cluster `name` from `reference`.
 pub async fn create(
     state_dir: &Path,
+    tools: &Tools,
     name: &Name,
     reference: &str,
     provider: ProviderName,
     sets: &[(String, String)],
-    bin_dir: &Path,
     trust: Trust,
 ) -> anyhow::Result<Vec<Node>> {
     let r = PlanRef::parse_with(reference, trust.allow_http)?;
-    let (plan, text, source) = r.load()?;
-    let shell_hooks = plan.hooks.values().flatten().any(|h| h.script.is_some() || h.playbook.is_some());
+    let loaded = r.load()?;
+    let (plan, source) = (&loaded.plan, loaded.source.clone());
+    let shell_hooks =
+        plan.hooks.values().flatten().any(|h| h.script.is_some() || h.run.is_some() || h.playbook.is_some());
     if shell_hooks && r.is_unpinned_remote() && !trust.trust_hooks {
         bail!(
             "{source}: a plan from elsewhere without a #sha256= pin runs no shell hooks unless --trust-hooks is given"
         );
     }
-    if plan.hooks.values().flatten().any(|h| h.playbook.is_some()) {
-        bail!("{source}: playbook hooks are not run by this build yet (scripts and built-in actions are)");
-    }
-    let scripts: Vec<&String> = plan.hooks.values().flatten().filter_map(|h| h.script.as_ref()).collect();
-    let plan_dir = match &r {
-        PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
-        _ if scripts.is_empty() => None,
-        _ => bail!("{source}: script hooks of plans by URL or packaged plans are not run by this build yet"),
-    };
     // Everything is read and checked before anything is written: bad input changes nothing.
-    let mut script_bodies = Vec::new();
-    if let Some(plan_dir) = &plan_dir {
-        for script in &scripts {
-            let body = std::fs::read(plan_dir.join(script)).with_context(|| format!("hook script {script}"))?;
-            script_bodies.push((script.to_string(), body));
-        }
-    }
-    // A re-run keeps the parameters given before, unless set again.
     let previous = load_cluster(state_dir, name).ok();
     let mut all_sets: Vec<(String, String)> = Vec::new();
     if let Some((old, _)) = &previous {
         if old.source != source {
             bail!("cluster {name} was made from {}, not {source}", old.source);
         }
+        // A re-run keeps the parameters given before, unless set again.
         for (k, v) in &old.parameters {
             if !sets.iter().any(|(s, _)| s == k) {
                 all_sets.push((k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)));
@@ -251,24 +245,39 @@ pub async fn create(
         }
     }
     all_sets.extend(sets.iter().cloned());
-    let params = parameters(&plan, &all_sets).map_err(anyhow::Error::msg)?;
+    let params = parameters(plan, &all_sets).map_err(anyhow::Error::msg)?;
     let store = ClusterStore::new(state_dir);
-    let record = cluster_record(state_dir, &plan, name, &params, provider, store.get_or_new(name)?)?;
+    let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)?;
+    check_no_cycle(&store.load()?, &record)?;
+    let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
+    node_specs(plan, name, &params, &counts, provider)?;
 
     let dir = cluster_dir(state_dir, name);
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    // The plan's scripts are kept with its copy: later events need no source directory.
-    for (script, body) in &script_bodies {
-        let target = dir.join("files").join(script);
+    // The plan's scripts are kept with its copy: later events need no source or network.
+    for (file, body) in &loaded.files {
+        let target = dir.join("files").join(file);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        atomic_write(&target, body, 0o600)?;
+        atomic_write(&target, body, 0o700)?;
     }
-    atomic_write(&dir.join("plan.yaml"), text.as_bytes(), 0o600)?;
-    let state = ClusterState { name: name.clone(), source, provider, parameters: params.clone() };
-    atomic_write_json(&dir.join("cluster.json"), &state)?;
+    atomic_write(&dir.join("plan.yaml"), loaded.text.as_bytes(), 0o600)?;
+    let state = match previous {
+        Some((old, _)) => ClusterState { parameters: params, provider, ..old },
+        None => ClusterState {
+            name: name.clone(),
+            source,
+            provider,
+            parameters: params,
+            counts: BTreeMap::new(),
+            created: false,
+            members: BTreeSet::new(),
+            stopped: false,
+        },
+    };
+    state.save(state_dir)?;
     store.set(vec![record])?;
 
     let api = AnyProvider::from_env(provider)?;
@@ -278,258 +287,354 @@ pub async fn create(
     {
         local.images().add_packages(&plan.packages)?;
     }
-    let specs = node_specs(&plan, name, &params, provider)?;
-    let existing: BTreeSet<Name> =
-        api.list().await?.into_iter().filter(|n| &n.cluster == name).map(|n| n.name).collect();
-    let mut created = Vec::new();
-    for spec in &specs {
-        if existing.contains(&spec.name) {
-            continue;
+    converge(state_dir, tools, &api, name).await
+}
+
+/// A dependency cycle is refused before anything is written.
+fn check_no_cycle(records: &[Cluster], new: &Cluster) -> anyhow::Result<()> {
+    let mut edges: BTreeMap<&Name, Vec<&Name>> = BTreeMap::new();
+    for c in records.iter().filter(|c| c.name != new.name).chain([new]) {
+        edges.entry(&c.name).or_default().extend(c.depends_on.iter().map(|d| &d.cluster));
+    }
+    let mut path = vec![&new.name];
+    fn walk<'a>(edges: &BTreeMap<&'a Name, Vec<&'a Name>>, path: &mut Vec<&'a Name>) -> Option<String> {
+        let last = *path.last().expect("never empty");
+        for next in edges.get(last).into_iter().flatten() {
+            if *next == path[0] {
+                let names: Vec<String> = path.iter().chain([next]).map(|n| n.to_string()).collect();
+                return Some(names.join(" -> "));
+            }
+            if path.contains(next) {
+                continue;
+            }
+            path.push(next);
+            if let Some(cycle) = walk(edges, path) {
+                return Some(cycle);
+            }
+            path.pop();
         }
-        created.push(api.create(spec).await.with_context(|| format!("creating {}", spec.name))?);
+        None
     }
-    // Machines boot side by side.
-    let ready = futures_util::future::join_all(created.into_iter().map(|n| api.wait_ready(n))).await;
-    for r in ready {
-        r?;
+    if let Some(cycle) = walk(&edges, &mut path) {
+        bail!("depends_on: a cycle of dependencies: {cycle}");
     }
-    let outcome = run_actions(state_dir, &plan, name, Event::Created, bin_dir).await;
-    log_event(state_dir, name, Event::Created, if outcome.is_ok() { "ok" } else { "failed" })?;
-    outcome?;
+    Ok(())
+}
+
+/// Makes the nodes the plan asks for and deletes the ones beyond it, waits for them, then
+/// raises the events for what changed since the hooks last saw the cluster (`created` the
+/// first time), and the dependency events on the clusters around it.
+async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Name) -> anyhow::Result<Vec<Node>> {
+    let (state, plan) = load_cluster(state_dir, name)?;
+    let specs = node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
+    let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
+    let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    // Nodes beyond the plan go first (the highest numbers, as `scale` asks).
+    for node in existing.iter().filter(|n| !wanted.contains(&n.name)) {
+        api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
+    }
+    let mut waiting: Vec<Node> = existing.into_iter().filter(|n| wanted.contains(&n.name)).collect();
+    let missing: Vec<&NodeSpec> = specs.iter().filter(|s| !waiting.iter().any(|n| n.name == s.name)).collect();
+    if state.provider == ProviderName::Local {
+        // The local cloud makes nodes one at a time, in order (zk-1 gets .1); machines then
+        // boot side by side.
+        for spec in missing {
+            waiting.push(api.create(spec).await.with_context(|| format!("creating {}", spec.name))?);
+        }
+    } else {
+        // Linode's creates run at once, paced by its rate limits inside the provider.
+        let made = futures_util::future::join_all(
+            missing
+                .iter()
+                .map(|spec| async move { api.create(spec).await.with_context(|| format!("creating {}", spec.name)) }),
+        )
+        .await;
+        let mut failures = Vec::new();
+        for m in made {
+            match m {
+                Ok(node) => waiting.push(node),
+                Err(e) => failures.push(format!("{e:#}")),
+            }
+        }
+        if !failures.is_empty() {
+            bail!("{} of the nodes were not made (a re-run makes them): {}", failures.len(), failures.join("; "));
+        }
+    }
+    if !state.stopped {
+        // Machines boot side by side; a node made by a run that died is waited for too.
+        let ready = futures_util::future::join_all(
+            waiting.into_iter().filter(|n| n.status != Status::Offline).map(|n| api.wait_ready(n)),
+        )
+        .await;
+        for r in ready {
+            r?;
+        }
+    }
+    settle(state_dir, tools, api, name).await?;
     Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
 }
 
-/// The built-in actions of `event`, in the declared order; the first failure stops them.
-pub async fn run_actions(
-    state_dir: &Path,
-    plan: &Plan,
-    name: &Name,
-    event: Event,
-    bin_dir: &Path,
-) -> anyhow::Result<()> {
-    let store = ClusterStore::new(state_dir);
-    for hook in plan.hooks.get(&event).into_iter().flatten() {
-        let records = store.load()?;
-        if let Some(script) = &hook.script {
-            run_script(state_dir, plan, name, event, script, &hook.on, &records).await?;
-            continue;
+/// Raises the events for what the hooks have not seen yet: `created` until it has ended
+/// well, then `node-removed` and `node-added` for the difference between the provider's
+/// nodes and the membership last seen; then the dependency events around the cluster.
+/// Membership is saved only after the events end well, so a re-run raises them again.
+pub async fn settle(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Name) -> anyhow::Result<Change> {
+    let (mut state, _) = load_cluster(state_dir, name)?;
+    let current: BTreeSet<Name> =
+        api.list().await?.into_iter().filter(|n| &n.cluster == name).map(|n| n.name).collect();
+    let change = Change {
+        added: current.difference(&state.members).cloned().collect(),
+        removed: state.members.difference(&current).cloned().collect(),
+    };
+    if !state.created {
+        fire(
+            state_dir,
+            tools,
+            name,
+            Event::Created,
+            &Change { added: current.iter().cloned().collect(), removed: vec![] },
+        )
+        .await?;
+        state.created = true;
+    } else {
+        if !change.removed.is_empty() {
+            let only = Change { added: vec![], removed: change.removed.clone() };
+            fire(state_dir, tools, name, Event::NodeRemoved, &only).await?;
         }
-        let Some(action) = hook.action else { continue };
-        let selector = lct_inventory::Selector { clusters: vec![name.clone()], ..Default::default() };
-        let options = ExecOptions::default();
-        match action {
-            Action::Install => {
-                let nodes = lct_inventory::query(&selector, &records).await?;
-                let programs = lct_inventory::install::Program::beside(bin_dir)?;
-                for r in lct_inventory::install::install(&nodes, &programs, &options).await {
-                    if !r.outcome.success() {
-                        bail!("action install: node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
-                    }
-                }
-            }
-            Action::Hosts => {
-                let nodes = lct_inventory::query(&lct_inventory::Selector::default(), &records).await?;
-                // This cluster's block, and its dependencies' blocks, reach its nodes (and
-                // its dependents').
-                let mut selected: BTreeSet<Name> = [name.clone()].into();
-                selected.extend(lct_core::state::dependencies_of(&records, &selected));
-                let push_plan = lct_hosts::plan(&nodes, &records, &selected, &lct_hosts::RenderOptions::default())?;
-                for r in
-                    lct_hosts::push(push_plan, "/etc/hosts", &bin_dir.join("lct-hosts"), "lct-hosts", &options).await
-                {
-                    if let Some(e) = r.error {
-                        bail!("action hosts: node {}: {e}", r.node);
-                    }
-                }
-            }
-            Action::Firewall => {
-                let nodes = lct_inventory::query(&lct_inventory::Selector::default(), &records).await?;
-                let fw = lct_fw::push::PushOptions {
-                    force: false,
-                    full: false,
-                    kill_established: true,
-                    backend: lct_fw::sync::Backend::Nft,
-                    parallel: 32,
-                    timeout: std::time::Duration::from_secs(60),
-                    local_bin: bin_dir.join("lct-fw").display().to_string(),
-                    remote_bin: "lct-fw".into(),
-                };
-                let reports = lct_fw::push::push(&nodes, &records, &[name.clone()].into(), &fw).await?;
-                let failed = lct_fw::push::failures(&reports);
-                if !failed.is_empty() {
-                    bail!("action firewall: {}", failed.join(", "));
-                }
-            }
-            Action::Packages => {
-                let nodes = lct_inventory::query(&selector, &records).await?;
-                let packages = plan.packages.join(" ");
-                let script = format!(
-                    "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq {packages} >/dev/null"
-                );
-                let jobs = nodes
-                    .iter()
-                    .filter(|n| matches!(n.access, Some(lct_core::record::Access::Ssh { .. })))
-                    .map(|n| (n.clone(), vec!["sh".to_string(), "-c".to_string(), script.clone()], Vec::new()))
-                    .collect();
-                for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
-                    if !r.outcome.success() {
-                        bail!("action packages: node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
-                    }
-                }
-            }
-            Action::Dns => bail!("action dns is not run by this build yet"),
+        if !change.added.is_empty() {
+            let only = Change { added: change.added.clone(), removed: vec![] };
+            fire(state_dir, tools, name, Event::NodeAdded, &only).await?;
         }
+    }
+    let first = state.members.is_empty() && !current.is_empty();
+    state.members = current;
+    state.save(state_dir)?;
+    if first || !change.added.is_empty() || !change.removed.is_empty() {
+        propagate(state_dir, tools, name, &change).await?;
+    }
+    Ok(change)
+}
+
+/// A cluster's membership changed: its dependents hear `dependency-changed` (new offered
+/// values, names, addresses), the clusters it depends on `dependent-changed` (their
+/// firewalls admit the new nodes).
+async fn propagate(state_dir: &Path, tools: &Tools, name: &Name, change: &Change) -> anyhow::Result<()> {
+    let records = ClusterStore::new(state_dir).load()?;
+    let one: BTreeSet<Name> = [name.clone()].into();
+    let made_here = |c: &Name| cluster_dir(state_dir, c).join("cluster.json").exists();
+    for dependent in lct_core::state::dependents_of(&records, &one).into_iter().filter(made_here) {
+        fire(state_dir, tools, &dependent, Event::DependencyChanged, change).await?;
+    }
+    for dependency in lct_core::state::dependencies_of(&records, &one).into_iter().filter(|c| c != name && made_here(c))
+    {
+        fire(state_dir, tools, &dependency, Event::DependentChanged, change).await?;
     }
     Ok(())
 }
 
-/// The values cluster `name` offers its dependents, rendered over its nodes: the template
-/// sees the parameters, `cluster`, and `nodes.GROUP`, a list (by name) of `{name, fqdn,
-/// private_ipv4, public_ipv4}` (the FQDN by lct's naming rule).
-pub fn offers(
-    plan: &Plan,
+/// `lct-plan scale NAME GROUP N`: the group's size becomes N (kept over the plan's count);
+/// nodes are made or deleted (the highest numbers first) and the events follow.
+pub async fn scale(
+    state_dir: &Path,
+    tools: &Tools,
     name: &Name,
-    params: &BTreeMap<String, Value>,
-    nodes: &[Node],
-    records: &[Cluster],
-) -> anyhow::Result<BTreeMap<String, String>> {
-    let naming = lct_core::naming::Naming::new(records, lct_core::naming::parent_domain().map_err(anyhow::Error::msg)?);
-    let mut groups: BTreeMap<String, Vec<Value>> = plan.groups.keys().map(|g| (g.to_string(), Vec::new())).collect();
-    let mut own: Vec<&Node> = nodes.iter().filter(|n| &n.cluster == name).collect();
-    own.sort_by(|a, b| a.name.cmp(&b.name));
-    for n in own {
-        groups.entry(n.group.to_string()).or_default().push(json!({
-            "name": n.name,
-            "fqdn": naming.node_fqdn(&n.cluster, &n.name),
-            "private_ipv4": n.private_ipv4.first().map(|a| a.to_string()),
-            "public_ipv4": n.public_ipv4.first().map(|a| a.to_string()),
-        }));
+    group: &Name,
+    count: u32,
+) -> anyhow::Result<Vec<Node>> {
+    let (mut state, plan) = load_cluster(state_dir, name)?;
+    if !plan.groups.contains_key(group) {
+        let groups: Vec<&str> = plan.groups.keys().map(Name::as_str).collect();
+        bail!("cluster {name} has no group {group} (it has {})", groups.join(", "));
     }
-    let mut ctx = context(name, params);
-    ctx["nodes"] = json!(groups);
-    plan.offers.iter().map(|(k, t)| Ok((k.clone(), render(t, &ctx).with_context(|| format!("offers.{k}"))?))).collect()
+    if state.stopped {
+        bail!("cluster {name} is stopped: `lct-plan start {name}` first");
+    }
+    state.counts.insert(group.clone(), count);
+    node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
+    state.save(state_dir)?;
+    let api = AnyProvider::from_env(state.provider)?;
+    converge(state_dir, tools, &api, name).await
 }
 
-/// `LCT_OFFER_ROLE_NAME` for every value the clusters `plan` depends on offer.
-fn offered_env(
-    state_dir: &Path,
-    plan: &Plan,
-    name: &Name,
-    params: &BTreeMap<String, Value>,
-    nodes: &[Node],
-    records: &[Cluster],
-) -> anyhow::Result<Vec<(String, String)>> {
-    let ctx = context(name, params);
-    let mut env = Vec::new();
-    for (role, dep) in &plan.depends_on {
-        let other: Name = render(&dep.cluster, &ctx)?.parse()?;
-        let (other_state, other_plan) = load_cluster(state_dir, &other)?;
-        for (key, value) in offers(&other_plan, &other, &other_state.parameters, nodes, records)? {
-            let var = format!("LCT_OFFER_{}_{}", role, key).to_ascii_uppercase().replace('-', "_");
-            env.push((var, value));
-        }
+/// `lct-plan stop`: `stopping` (nodes still up), the nodes stop, `stopped`.
+pub async fn stop(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
+    let (mut state, _) = load_cluster(state_dir, name)?;
+    let api = AnyProvider::from_env(state.provider)?;
+    fire(state_dir, tools, name, Event::Stopping, &Change::default()).await?;
+    let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    let stopped = futures_util::future::join_all(nodes.iter().map(|n| api.stop(&n.name))).await;
+    for r in stopped {
+        r?;
     }
-    Ok(env)
+    state.stopped = true;
+    state.save(state_dir)?;
+    fire(state_dir, tools, name, Event::Stopped, &Change::default()).await
 }
 
-/// Runs a hook's script: on every node of the `on` groups over SSH (or in its namespace), or
-/// on the controller when `on` is empty. Its standard input is the node records of the
-/// cluster and the clusters it depends on (JSON lines), after a `plan-secrets` line with the
-/// secret parameters (never in an environment or a command line, so in no process list);
-/// the other parameters are `LCT_PARAM_NAME`, with `LCT_EVENT` and `LCT_CLUSTER`. Its output
-/// is kept per hook, event and node under the cluster's `logs/`.
-async fn run_script(
+/// `lct-plan start`: `starting`, the nodes start and are waited for, `started`; then what
+/// changed while it was stopped is settled.
+pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
+    let (mut state, _) = load_cluster(state_dir, name)?;
+    let api = AnyProvider::from_env(state.provider)?;
+    fire(state_dir, tools, name, Event::Starting, &Change::default()).await?;
+    let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    let started = futures_util::future::join_all(nodes.iter().map(|n| async {
+        let node = if n.status == Status::Running { n.clone() } else { api.start(&n.name).await? };
+        api.wait_ready(node).await
+    }))
+    .await;
+    for r in started {
+        r?;
+    }
+    state.stopped = false;
+    state.save(state_dir)?;
+    fire(state_dir, tools, name, Event::Started, &Change::default()).await?;
+    settle(state_dir, tools, &api, name).await?;
+    Ok(())
+}
+
+/// What `reconcile` found and did for one cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciled {
+    pub cluster: Name,
+    pub added: Vec<Name>,
+    pub removed: Vec<Name>,
+    /// Groups with fewer or more nodes than the plan asks (`lct-plan create` converges).
+    pub short: Vec<String>,
+    /// The built-in actions run again to repair drift.
+    pub repaired: Vec<String>,
+}
+
+/// `lct-plan reconcile`: raises `node-added` / `node-removed` for what changed behind lct's
+/// back (the provider is the source of truth), then runs the plan's built-in `hosts` and
+/// `firewall` actions again (each converges: a node whose file or rules drifted is put
+/// right, the others are left alone). Stopped clusters are left alone.
+pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<Reconciled> {
+    let (state, plan) = load_cluster(state_dir, name)?;
+    let mut out = Reconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
+    if state.stopped {
+        return Ok(out);
+    }
+    let api = AnyProvider::from_env(state.provider)?;
+    let change = settle(state_dir, tools, &api, name).await?;
+    out.added = change.added;
+    out.removed = change.removed;
+    let specs = node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
+    let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    for g in plan.groups.keys() {
+        let want = specs.iter().filter(|s| &s.group == g).count();
+        let have = nodes.iter().filter(|n| &n.group == g).count();
+        if want != have {
+            out.short.push(format!("{g}: {have} of {want} nodes"));
+        }
+    }
+    let used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
+    for action in [crate::plan::Action::Hosts, crate::plan::Action::Firewall] {
+        if used.contains(&action) {
+            crate::hooks::repair(state_dir, tools, name, action).await?;
+            out.repaired.push(serde_json::to_value(action)?.as_str().unwrap_or_default().to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Every cluster made by lct-plan here.
+pub fn clusters(state_dir: &Path) -> anyhow::Result<Vec<Name>> {
+    let mut names = Vec::new();
+    let Ok(entries) = std::fs::read_dir(plans_dir(state_dir)) else { return Ok(names) };
+    for e in entries {
+        let e = e?;
+        if e.path().join("cluster.json").exists()
+            && let Some(name) = e.file_name().to_str().and_then(|n| n.parse().ok())
+        {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// What an operation would do, changing nothing: nodes made and deleted, the record's
+/// changes, the events raised.
+pub async fn diff(
     state_dir: &Path,
-    plan: &Plan,
     name: &Name,
-    event: Event,
-    script: &str,
-    on: &[Name],
-    records: &[Cluster],
-) -> anyhow::Result<()> {
-    let dir = cluster_dir(state_dir, name);
-    let text =
-        std::fs::read_to_string(dir.join("files").join(script)).with_context(|| format!("hook script {script}"))?;
-    let (state, _) = load_cluster(state_dir, name)?;
-    let event_name = serde_json::to_value(event)?.as_str().unwrap_or_default().to_string();
-    let mut env: Vec<(String, String)> =
-        vec![("LCT_EVENT".into(), event_name.clone()), ("LCT_CLUSTER".into(), name.to_string())];
-    let mut secrets = serde_json::Map::new();
-    for (k, v) in &state.parameters {
-        let value = v.as_str().map_or_else(|| v.to_string(), String::from);
-        if plan.parameters.get(k).is_some_and(|p| p.secret) {
-            secrets.insert(k.clone(), json!(value));
-        } else {
-            env.push((format!("LCT_PARAM_{}", k.to_ascii_uppercase()), value));
+    reference: Option<&str>,
+    sets: &[(String, String)],
+    counts: &[(Name, u32)],
+    trust: Trust,
+) -> anyhow::Result<Vec<String>> {
+    let previous = load_cluster(state_dir, name).ok();
+    let (plan, provider, mut state_counts, members, created) = match (&previous, reference) {
+        (_, Some(r)) => {
+            let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
+            let (provider, counts, members, created) =
+                previous.as_ref().map_or((ProviderName::Local, BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
+                    (s.provider, s.counts.clone(), s.members.clone(), s.created)
+                });
+            (loaded.plan, provider, counts, members, created)
+        }
+        (Some((s, p)), None) => (p.clone(), s.provider, s.counts.clone(), s.members.clone(), s.created),
+        (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
+    };
+    let mut all_sets: Vec<(String, String)> = Vec::new();
+    if let Some((old, _)) = &previous {
+        for (k, v) in &old.parameters {
+            if !sets.iter().any(|(s, _)| s == k) {
+                all_sets.push((k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)));
+            }
         }
     }
-    let mut wanted: BTreeSet<Name> = [name.clone()].into();
-    wanted.extend(lct_core::state::dependencies_of(records, &wanted));
-    let selector = lct_inventory::Selector { clusters: wanted.into_iter().collect(), ..Default::default() };
-    let nodes = lct_inventory::query(&selector, records).await?;
-    env.extend(offered_env(state_dir, plan, name, &state.parameters, &nodes, records)?);
-    let mut input = json!({ "kind": "plan-secrets", "v": 1, "cluster": name, "parameters": secrets }).to_string();
-    input.push('\n');
-    for n in &nodes {
-        input.push_str(&lct_core::stream::to_line(n));
-        input.push('\n');
-    }
-    let logs = dir.join("logs");
-    std::fs::create_dir_all(&logs)?;
-    let log_name = |node: &str| logs.join(format!("{event_name}.{}.{node}.log", script.replace('/', "_")));
-    let mut argv = vec!["env".to_string()];
-    argv.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
-    argv.extend(["sh".into(), "-c".into(), text, format!("lct-hook {script}")]);
-    if on.is_empty() {
-        use tokio::io::AsyncWriteExt;
-        let mut child = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let _ = stdin.write_all(input.as_bytes()).await;
-        drop(stdin);
-        let out = child.wait_with_output().await?;
-        let mut log = out.stdout.clone();
-        log.extend_from_slice(&out.stderr);
-        std::fs::write(log_name("controller"), log)?;
-        if !out.status.success() {
-            bail!(
-                "hook {script} on the controller: exit {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+    all_sets.extend(sets.iter().cloned());
+    let params = parameters(&plan, &all_sets).map_err(anyhow::Error::msg)?;
+    for (g, n) in counts {
+        if !plan.groups.contains_key(g) {
+            bail!("cluster {name} has no group {g}");
         }
-        return Ok(());
+        state_counts.insert(g.clone(), *n);
     }
-    let jobs = nodes
-        .iter()
-        .filter(|n| &n.cluster == name && on.contains(&n.group))
-        .map(|n| (n.clone(), argv.clone(), input.clone().into_bytes()))
-        .collect();
-    let mut failed = Vec::new();
-    for r in lct_inventory::exec::exec_each(jobs, &ExecOptions::default(), None).await {
-        std::fs::write(log_name(r.node.as_str()), format!("{}{}", r.stdout, r.stderr))?;
-        if !r.outcome.success() {
-            failed.push(format!(
-                "node {}: {}: {}",
-                r.node,
-                r.outcome.describe(),
-                r.stderr.trim().lines().last().unwrap_or_default()
+    let specs = node_specs(&plan, name, &params, &state_counts, provider)?;
+    let api = AnyProvider::from_env(provider)?;
+    let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    let mut lines = Vec::new();
+    let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
+    for n in existing.iter().filter(|n| !wanted.contains(&n.name)) {
+        lines.push(format!("- node {} (group {})", n.name, n.group));
+    }
+    for s in specs.iter().filter(|s| !existing.iter().any(|n| n.name == s.name)) {
+        lines.push(format!("+ node {} (group {}, image {})", s.name, s.group, s.image.as_deref().unwrap_or("-")));
+    }
+    let store = ClusterStore::new(state_dir);
+    let old = store.get_or_new(name)?;
+    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone())?;
+    let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
+    for key in ["domain", "depends_on", "firewall", "provider"] {
+        if a.get(key) != b.get(key) {
+            lines.push(format!(
+                "~ record {key}: {} -> {}",
+                a.get(key).unwrap_or(&Value::Null),
+                b.get(key).unwrap_or(&Value::Null)
             ));
         }
     }
-    if !failed.is_empty() {
-        bail!("hook {script}: {}", failed.join("; "));
+    let after: BTreeSet<Name> = specs.iter().map(|s| s.name.clone()).collect();
+    if !created {
+        lines.push("event created".into());
+    } else {
+        if members.difference(&after).next().is_some() {
+            lines.push("event node-removed".into());
+        }
+        if after.difference(&members).next().is_some() {
+            lines.push("event node-added".into());
+        }
     }
-    Ok(())
+    Ok(lines)
 }
 
-/// Deletes a cluster's nodes, its record and its state; refused while other clusters
-/// depend on it, unless `force`.
-pub async fn destroy(state_dir: &Path, name: &Name, force: bool) -> anyhow::Result<()> {
+/// Deletes a cluster's nodes, its record and its state after its `destroying` hooks;
+/// refused while other clusters depend on it, unless `force`. The clusters it depended on
+/// hear `dependent-changed` (their firewalls stop admitting it).
+pub async fn destroy(state_dir: &Path, tools: &Tools, name: &Name, force: bool) -> anyhow::Result<()> {
     let (state, _plan) = load_cluster(state_dir, name)?;
     let store = ClusterStore::new(state_dir);
     let records = store.load()?;
@@ -541,11 +646,26 @@ pub async fn destroy(state_dir: &Path, name: &Name, force: bool) -> anyhow::Resu
     if !dependents.is_empty() && !force {
         bail!("cluster {name} is used by {}: destroy them first, or give --force", dependents.join(", "));
     }
+    let dependencies = lct_core::state::dependencies_of(&records, &[name.clone()].into());
+    if !state.stopped
+        && let Err(e) = fire(state_dir, tools, name, Event::Destroying, &Change::default()).await
+        && !force
+    {
+        return Err(e.context("the destroying hooks failed; --force destroys anyway"));
+    }
     let api = AnyProvider::from_env(state.provider)?;
-    for node in api.list().await?.into_iter().filter(|n| &n.cluster == name) {
+    let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    let removed: Vec<Name> = nodes.iter().map(|n| n.name.clone()).collect();
+    for node in nodes {
         api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
     }
     store.remove(std::slice::from_ref(name))?;
     std::fs::remove_dir_all(cluster_dir(state_dir, name))?;
+    let change = Change { added: vec![], removed };
+    for dependency in dependencies.into_iter().filter(|c| c != name) {
+        if cluster_dir(state_dir, &dependency).join("cluster.json").exists() {
+            fire(state_dir, tools, &dependency, Event::DependentChanged, &change).await?;
+        }
+    }
     Ok(())
 }

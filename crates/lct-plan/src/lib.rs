@@ -5,15 +5,15 @@
 //! * [`load`]: plan references (`package:NAME`, a path), reading with errors that name file,
 //!   line, column and field, the checks, and parameter values from `--set`.
 //!
-//! * [`cluster`]: clusters made from plans: `create` (converging), `destroy`, the built-in
-//!   actions of events, the state kept per cluster.
-//!
-//! Scale, start, stop, reconcile, scripts and playbooks as hooks, and dependency events are
-//! the next steps.
+//! * [`cluster`]: clusters made from plans and their operations (create, scale, start,
+//!   stop, reconcile, diff, destroy), all converging; the state kept per cluster.
+//! * [`hooks`]: events and their hooks (built-in actions, scripts, playbooks), what hooks
+//!   are given, the event log.
 
 pub mod cluster;
+pub mod hooks;
 pub mod load;
 pub mod plan;
 
-pub use load::{PACKAGES, PlanError, PlanRef, parameters, parse, validate};
+pub use load::{Loaded, PACKAGES, Package, PlanError, PlanRef, parameters, parse, validate};
 pub use plan::Plan;

@@ -9,11 +9,40 @@ use serde_json::Value;
 
 use crate::plan::{Action, Count, Hook, ParameterType, Plan};
 
-/// The plans built into lct.
-pub const PACKAGES: &[(&str, &str)] = &[
-    ("zookeeper", include_str!("../plans/zookeeper.yaml")),
-    ("postgres-ha", include_str!("../plans/postgres-ha.yaml")),
+/// A plan built into lct, with the files its hooks run.
+pub struct Package {
+    pub name: &'static str,
+    pub plan: &'static str,
+    /// Hook scripts and playbooks by their path in the plan.
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+/// The plans built into lct (`crates/lct-plan/plans/NAME/`).
+pub const PACKAGES: &[Package] = &[
+    Package {
+        name: "zookeeper",
+        plan: include_str!("../plans/zookeeper/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/zookeeper/configure.py"))],
+    },
+    Package {
+        name: "postgres-ha",
+        plan: include_str!("../plans/postgres-ha/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/postgres-ha/configure.py"))],
+    },
 ];
+
+/// A plan read and checked, with the files its hooks run (read now: later operations need
+/// neither the source directory nor the network).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub plan: Plan,
+    /// Its text, as kept with the cluster.
+    pub text: String,
+    /// The name errors and `status` give it (`package:zookeeper`, a path, a URL).
+    pub source: String,
+    /// Hook scripts and playbooks by their path in the plan.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -75,8 +104,8 @@ impl PlanRef {
 
     pub fn parse(s: &str) -> Result<PlanRef, PlanError> {
         if let Some(name) = s.strip_prefix("package:") {
-            if !PACKAGES.iter().any(|(n, _)| *n == name) {
-                let names: Vec<&str> = PACKAGES.iter().map(|(n, _)| *n).collect();
+            if !PACKAGES.iter().any(|p| p.name == name) {
+                let names: Vec<&str> = PACKAGES.iter().map(|p| p.name).collect();
                 return Err(PlanError::Reference(format!(
                     "no packaged plan {name:?}; there are: {}",
                     names.join(", ")
@@ -90,23 +119,46 @@ impl PlanRef {
         Ok(PlanRef::Path(s.to_string()))
     }
 
-    /// Reads, parses and checks the plan: the plan, and the name errors give it.
-    pub fn load(&self) -> Result<(Plan, String, String), PlanError> {
+    /// Reads, parses and checks the plan and reads the files its hooks run.
+    pub fn load(&self) -> Result<Loaded, PlanError> {
         let (text, source) = self.read()?;
         let plan = parse(&text, &source)?;
-        let dir = match self {
-            PlanRef::Path(p) => Some(Path::new(p).parent().unwrap_or(Path::new(".")).to_path_buf()),
-            PlanRef::Package(_) | PlanRef::Url { .. } => None,
-        };
-        validate(&plan, &source, dir.as_deref())?;
-        Ok((plan, text, source))
+        validate(&plan, &source)?;
+        let mut files = BTreeMap::new();
+        for (event, i, hook) in hooks_in(&plan) {
+            let Some(file) = hook.script.as_ref().or(hook.playbook.as_ref()) else { continue };
+            let bad = |message: String| PlanError::Invalid {
+                file: source.clone(),
+                field: format!("hooks.{event}[{i}]"),
+                message,
+            };
+            let body = match self {
+                PlanRef::Path(p) => {
+                    let path = Path::new(p).parent().unwrap_or(Path::new(".")).join(file);
+                    std::fs::read(&path).map_err(|e| bad(format!("{}: {}", path.display(), no_such(&e))))?
+                }
+                PlanRef::Package(name) => PACKAGES
+                    .iter()
+                    .find(|p| p.name == name)
+                    .and_then(|p| p.files.iter().find(|(f, _)| f == file))
+                    .map(|(_, body)| body.as_bytes().to_vec())
+                    .ok_or_else(|| bad(format!("{file}: not packaged with the plan")))?,
+                PlanRef::Url { .. } => {
+                    return Err(bad(format!(
+                        "{file}: a plan by URL carries its scripts inline (`run:`), so that its pin covers them"
+                    )));
+                }
+            };
+            files.insert(file.clone(), body);
+        }
+        Ok(Loaded { plan, text, source, files })
     }
 
     /// The plan's text and the name errors give it.
     pub fn read(&self) -> Result<(String, String), PlanError> {
         match self {
             PlanRef::Package(name) => {
-                let text = PACKAGES.iter().find(|(n, _)| n == name).map(|(_, t)| *t).expect("checked in parse");
+                let text = PACKAGES.iter().find(|p| p.name == name).map(|p| p.plan).expect("checked in parse");
                 Ok((text.to_string(), format!("package:{name}")))
             }
             PlanRef::Path(path) => {
@@ -166,7 +218,7 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
 }
 
 /// The checks a plan passes before use.
-pub fn validate(plan: &Plan, source: &str, plan_dir: Option<&Path>) -> Result<(), PlanError> {
+pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
     let bad = |field: String, message: String| PlanError::Invalid { file: source.to_string(), field, message };
     let env = minijinja::Environment::new();
     let template = |field: String, text: &str| -> Result<(), PlanError> {
@@ -175,6 +227,12 @@ pub fn validate(plan: &Plan, source: &str, plan_dir: Option<&Path>) -> Result<()
     for (name, p) in &plan.parameters {
         if !is_identifier(name) {
             return Err(bad(format!("parameters.{name}"), "a parameter name is letters, digits and _".into()));
+        }
+        if p.generate && (p.kind != ParameterType::String || p.default.is_some()) {
+            return Err(bad(
+                format!("parameters.{name}.generate"),
+                "a generated value is a string without default".into(),
+            ));
         }
         if let Some(default) = &p.default {
             check_type(p.kind, default, p.minimum, p.maximum)
@@ -231,19 +289,34 @@ pub fn validate(plan: &Plan, source: &str, plan_dir: Option<&Path>) -> Result<()
     for (name, offer) in &plan.offers {
         template(format!("offers.{name}"), offer)?;
     }
-    for (event, hooks) in &plan.hooks {
-        let event = serde_json::to_value(event).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        for (i, hook) in hooks.iter().enumerate() {
-            check_hook(plan, hook, plan_dir).map_err(|m| bad(format!("hooks.{event}[{i}]"), m))?;
+    for (event, i, hook) in hooks_in(plan) {
+        check_hook(plan, hook).map_err(|m| bad(format!("hooks.{event}[{i}]"), m))?;
+    }
+    let mut roles = BTreeSet::new();
+    for (role, dep) in &plan.depends_on {
+        if !roles.insert(dep.cluster.clone()) {
+            return Err(bad(format!("depends_on.{role}.cluster"), format!("{} is named twice", dep.cluster)));
         }
     }
     Ok(())
 }
 
-fn check_hook(plan: &Plan, hook: &Hook, plan_dir: Option<&Path>) -> Result<(), String> {
-    let kinds = [hook.action.is_some(), hook.script.is_some(), hook.playbook.is_some()];
+/// Every hook with its event's name and its place in the event's list.
+pub fn hooks_in(plan: &Plan) -> impl Iterator<Item = (String, usize, &Hook)> {
+    plan.hooks.iter().flat_map(|(event, hooks)| {
+        let event = event.as_str().to_string();
+        hooks.iter().enumerate().map(move |(i, h)| (event.clone(), i, h))
+    })
+}
+
+fn no_such(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound { "no such file".into() } else { e.to_string() }
+}
+
+fn check_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
+    let kinds = [hook.action.is_some(), hook.script.is_some(), hook.playbook.is_some(), hook.run.is_some()];
     if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a hook is one of action, script or playbook".into());
+        return Err("a hook is one of action, script, run or playbook".into());
     }
     for g in &hook.on {
         if !plan.groups.contains_key(g) {
@@ -256,14 +329,14 @@ fn check_hook(plan: &Plan, hook: &Hook, plan_dir: Option<&Path>) -> Result<(), S
     if hook.action == Some(Action::Packages) && plan.packages.is_empty() {
         return Err("action packages, but the plan lists no packages".into());
     }
-    if let (Some(dir), Some(file)) = (plan_dir, hook.script.as_ref().or(hook.playbook.as_ref())) {
-        let path = dir.join(file);
-        if Path::new(file).is_absolute() || file.split('/').any(|p| p == "..") {
-            return Err(format!("{file}: a path inside the plan's directory"));
-        }
-        if !path.is_file() {
-            return Err(format!("{}: no such file", path.display()));
-        }
+    if hook.playbook.is_some() && !hook.on.is_empty() {
+        // A playbook names its hosts itself (`hosts: server`); lct gives it the inventory.
+        return Err("a playbook runs on the controller and names its hosts itself (no `on`)".into());
+    }
+    if let Some(file) = hook.script.as_ref().or(hook.playbook.as_ref())
+        && (Path::new(file).is_absolute() || file.split('/').any(|p| p == ".." || p.is_empty()))
+    {
+        return Err(format!("{file}: a path inside the plan's directory"));
     }
     Ok(())
 }
@@ -325,10 +398,32 @@ pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<Str
         check_type(p.kind, &value, p.minimum, p.maximum).map_err(|m| format!("--set {name}: {m}"))?;
         values.insert(name.clone(), value);
     }
+    for (name, p) in &plan.parameters {
+        if p.generate && p.kind == ParameterType::String && !values.contains_key(name) {
+            values.insert(name.clone(), Value::String(random_token()?));
+        }
+    }
     if let Some((name, _)) = plan.parameters.iter().find(|(n, _)| !values.contains_key(*n)) {
         return Err(format!("parameter {name} has no default: give --set {name}=VALUE"));
     }
     Ok(values)
+}
+
+/// 24 letters and digits from the kernel's random source (about 143 bits).
+fn random_token() -> Result<String, String> {
+    use std::io::Read;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
+    let mut token = String::new();
+    let mut byte = [0u8; 1];
+    while token.len() < 24 {
+        f.read_exact(&mut byte).map_err(|e| format!("/dev/urandom: {e}"))?;
+        // 248 = 4 x 62: no bias.
+        if byte[0] < 248 {
+            token.push(ALPHABET[usize::from(byte[0]) % 62] as char);
+        }
+    }
+    Ok(token)
 }
 
 /// A secret's value is never shown, not even in an error.
@@ -345,17 +440,17 @@ mod tests {
     fn error(text: &str) -> String {
         match parse(text, "p.yaml") {
             Err(e) => e.to_string(),
-            Ok(plan) => validate(&plan, "p.yaml", None).unwrap_err().to_string(),
+            Ok(plan) => validate(&plan, "p.yaml").unwrap_err().to_string(),
         }
     }
 
     #[test]
     fn every_packaged_plan_is_valid() {
-        for (name, text) in PACKAGES {
-            let plan = parse(text, name).unwrap_or_else(|e| panic!("{e}"));
-            validate(&plan, name, None).unwrap_or_else(|e| panic!("{e}"));
+        for p in PACKAGES {
+            let loaded = PlanRef::Package(p.name.into()).load().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.files.len(), p.files.len(), "package:{}: files no hook runs", p.name);
         }
-        validate(&parse(GOOD, "p.yaml").unwrap(), "p.yaml", None).unwrap();
+        validate(&parse(GOOD, "p.yaml").unwrap(), "p.yaml").unwrap();
     }
 
     #[test]
@@ -374,7 +469,7 @@ mod tests {
         let e = error(&GOOD.replace("count: 2", "count: \"{{ servers \""));
         assert!(e.starts_with("p.yaml: groups.server.count: template:"), "{e}");
         let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{action: hosts, script: x.sh}}\n"));
-        assert_eq!(e, "p.yaml: hooks.created[0]: a hook is one of action, script or playbook");
+        assert_eq!(e, "p.yaml: hooks.created[0]: a hook is one of action, script, run or playbook");
         let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{script: x.sh, on: [nobody]}}\n"));
         assert_eq!(e, "p.yaml: hooks.created[0]: on: no group nobody");
         let e = error(&format!("{GOOD}hooks:\n  exploded:\n    - {{action: hosts}}\n"));

@@ -5,7 +5,10 @@ use std::path::Path;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, UsageError};
-use lct_plan::plan::Count;
+use lct_core::record::Name;
+use lct_plan::cluster::Trust;
+use lct_plan::hooks::Tools;
+use lct_plan::plan::{Count, Event};
 use lct_plan::{PACKAGES, PlanRef, parameters, parse};
 
 const EXAMPLES: &str = "\
@@ -15,8 +18,15 @@ Examples:
   lct-plan validate ./my-plan.yaml --set servers=5
   lct-plan schema > plan.schema.json              # for editors (YAML language servers)
   lct-plan create zk package:zookeeper --set servers=3
+  lct-plan create pg package:postgres-ha --set zookeeper=zk
   lct-plan status zk
-  lct-plan destroy zk
+  lct-plan diff zk --count server=5              # what scale would do, changing nothing
+  lct-plan scale zk server 5                     # pg's hooks follow (dependency-changed)
+  lct-plan log zk node-added                     # the event's hooks and their output
+  lct-plan fire zk dependent-changed             # an event by hand
+  lct-plan reconcile                             # for cron / lct-plan-reconcile.timer
+  lct-plan stop zk; lct-plan start zk
+  lct-plan destroy pg; lct-plan destroy zk
 
 Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME, a path, or
 an HTTPS URL, pinned with #sha256=HEX (checked before use; an unpinned remote plan's shell
@@ -54,7 +64,7 @@ enum Command {
     },
     /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
     Create {
-        name: lct_core::record::Name,
+        name: Name,
         plan: String,
         #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::Local)]
         provider: lct_core::record::ProviderName,
@@ -65,12 +75,46 @@ enum Command {
         #[arg(long)]
         trust_hooks: bool,
     },
+    /// Make a group N nodes (made or deleted, highest numbers first); events follow
+    Scale { name: Name, group: Name, count: u32 },
+    /// Stop a cluster's nodes (stopping, then stopped hooks)
+    Stop { name: Name },
+    /// Start a cluster's nodes again (starting, then started hooks)
+    Start { name: Name },
+    /// What create or scale would do, changing nothing
+    Diff {
+        name: Name,
+        /// Compare with this plan instead of the cluster's copy
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// A group's size as scale would set it, GROUP=N
+        #[arg(long = "count", value_name = "GROUP=N", value_parser = parse_count)]
+        counts: Vec<(Name, u32)>,
+    },
+    /// Raise an event by hand: its hooks run as the operation would run them
+    Fire {
+        name: Name,
+        /// created, starting, started, stopping, stopped, node-added, node-removed,
+        /// dependency-changed, dependent-changed, destroying
+        event: Event,
+    },
+    /// The cluster's events, or one event's hooks with their output
+    Log {
+        name: Name,
+        /// Show the last run of this event with every hook's output
+        event: Option<Event>,
+    },
+    /// Find nodes added or removed behind lct's back and repair hosts files and firewalls
+    /// (every cluster, or the named ones): made for cron and lct-plan-reconcile.timer
+    Reconcile { names: Vec<Name> },
     /// A cluster's plan, parameters (secrets hidden), nodes and last events
-    Status { name: lct_core::record::Name },
+    Status { name: Name },
     /// Delete a cluster's nodes, record and state (refused while others depend on it)
     Destroy {
-        name: lct_core::record::Name,
-        /// Even when other clusters depend on it
+        name: Name,
+        /// Even when other clusters depend on it, or its destroying hooks fail
         #[arg(long)]
         force: bool,
     },
@@ -80,14 +124,27 @@ enum Command {
     Meta(MetaCommand),
 }
 
+fn parse_count(s: &str) -> Result<(Name, u32), String> {
+    let (g, n) = s.split_once('=').ok_or("expected GROUP=N")?;
+    Ok((g.parse().map_err(|e| format!("{e}"))?, n.parse().map_err(|_| format!("{n:?} is not a count"))?))
+}
+
 fn parse_set(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE")?;
     Ok((k.to_string(), v.to_string()))
 }
 
 fn load(reference: &str, allow_http: bool) -> anyhow::Result<(lct_plan::Plan, String)> {
-    let (plan, _, source) = PlanRef::parse_with(reference, allow_http)?.load()?;
-    Ok((plan, source))
+    let loaded = PlanRef::parse_with(reference, allow_http)?.load()?;
+    Ok((loaded.plan, loaded.source))
+}
+
+fn tools() -> anyhow::Result<Tools> {
+    Ok(Tools { bin_dir: std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default() })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 fn main() -> std::process::ExitCode {
@@ -95,8 +152,9 @@ fn main() -> std::process::ExitCode {
     cli.global.init_logging();
     lct_core::cli::run("lct-plan", || match &cli.command {
         Command::List => {
-            for (name, text) in PACKAGES {
-                let plan = parse(text, &format!("package:{name}"))?;
+            for package in PACKAGES {
+                let name = package.name;
+                let plan = parse(package.plan, &format!("package:{name}"))?;
                 let first = plan.description.split(". ").next().unwrap_or_default().trim().trim_end_matches('.');
                 println!("package:{name:<14} {first}");
             }
@@ -157,18 +215,124 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Create { name, plan, provider, sets, trust_hooks } => {
-            let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default();
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let nodes = runtime.block_on(lct_plan::cluster::create(
-                &lct_core::state::state_dir(),
+            let trust = Trust { allow_http: cli.allow_http, trust_hooks: *trust_hooks };
+            let state_dir = lct_core::state::state_dir();
+            let nodes = runtime()?.block_on(lct_plan::cluster::create(
+                &state_dir,
+                &tools()?,
                 name,
                 plan,
                 *provider,
                 sets,
-                &bin_dir,
-                lct_plan::cluster::Trust { allow_http: cli.allow_http, trust_hooks: *trust_hooks },
+                trust,
             ))?;
             lct_core::table::emit(&nodes, cli.global.output())?;
+            Ok(())
+        }
+        Command::Scale { name, group, count } => {
+            let state_dir = lct_core::state::state_dir();
+            let nodes = runtime()?.block_on(lct_plan::cluster::scale(&state_dir, &tools()?, name, group, *count))?;
+            lct_core::table::emit(&nodes, cli.global.output())?;
+            Ok(())
+        }
+        Command::Stop { name } => {
+            runtime()?.block_on(lct_plan::cluster::stop(&lct_core::state::state_dir(), &tools()?, name))?;
+            eprintln!("cluster {name} stopped");
+            Ok(())
+        }
+        Command::Start { name } => {
+            runtime()?.block_on(lct_plan::cluster::start(&lct_core::state::state_dir(), &tools()?, name))?;
+            eprintln!("cluster {name} started");
+            Ok(())
+        }
+        Command::Diff { name, plan, sets, counts } => {
+            let trust = Trust { allow_http: cli.allow_http, trust_hooks: false };
+            let state_dir = lct_core::state::state_dir();
+            let lines =
+                runtime()?.block_on(lct_plan::cluster::diff(&state_dir, name, plan.as_deref(), sets, counts, trust))?;
+            if lines.is_empty() {
+                println!("cluster {name}: no changes");
+            }
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::Fire { name, event } => {
+            let state_dir = lct_core::state::state_dir();
+            let change = lct_plan::hooks::Change::default();
+            runtime()?.block_on(lct_plan::hooks::fire(&state_dir, &tools()?, name, *event, &change))?;
+            eprintln!("cluster {name}: {event} ran");
+            Ok(())
+        }
+        Command::Log { name, event } => {
+            let dir = lct_plan::cluster::plans_dir(&lct_core::state::state_dir()).join(name.as_str());
+            let text = std::fs::read_to_string(dir.join("events.jsonl"))
+                .with_context(|| format!("cluster {name} has no event log here"))?;
+            let events: Vec<serde_json::Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+            let Some(event) = event else {
+                if cli.global.output() == lct_core::cli::OutputFormat::Jsonl {
+                    for e in &events {
+                        println!("{e}");
+                    }
+                    return Ok(());
+                }
+                println!("{:<10} {:<19} {:<7} {:>8}  HOOKS / ERROR", "AT", "EVENT", "OUTCOME", "TOOK");
+                for e in &events {
+                    let hooks: Vec<&str> =
+                        e["hooks"].as_array().into_iter().flatten().filter_map(|h| h["hook"].as_str()).collect();
+                    let detail = e["error"].as_str().map_or_else(|| hooks.join(", "), String::from);
+                    println!(
+                        "{:<10} {:<19} {:<7} {:>6}ms  {detail}",
+                        e["at"],
+                        e["event"].as_str().unwrap_or_default(),
+                        e["outcome"].as_str().unwrap_or_default(),
+                        e["took_ms"]
+                    );
+                }
+                return Ok(());
+            };
+            let last = events
+                .iter()
+                .rev()
+                .find(|e| e["event"] == event.as_str())
+                .with_context(|| format!("cluster {name}: no {event} event yet"))?;
+            println!("{last}");
+            let prefix = format!("{event}.");
+            let mut logs: Vec<_> = std::fs::read_dir(dir.join("logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .collect();
+            logs.sort_by_key(|e| e.file_name());
+            for log in logs {
+                println!("==> {} <==", log.file_name().to_string_lossy());
+                print!("{}", std::fs::read_to_string(log.path()).unwrap_or_default());
+            }
+            Ok(())
+        }
+        Command::Reconcile { names } => {
+            let state_dir = lct_core::state::state_dir();
+            let names = if names.is_empty() { lct_plan::cluster::clusters(&state_dir)? } else { names.clone() };
+            let tools = tools()?;
+            let runtime = runtime()?;
+            let mut failed = 0;
+            for name in &names {
+                match runtime.block_on(lct_plan::cluster::reconcile(&state_dir, &tools, name)) {
+                    Ok(r) => println!(
+                        "{}",
+                        serde_json::json!({"kind": "plan-reconciled", "v": 1, "cluster": r.cluster, "added": r.added, "removed": r.removed, "short": r.short, "repaired": r.repaired})
+                    ),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("lct-plan: reconcile {name}: {e:#}");
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} clusters failed to reconcile", names.len());
+            }
             Ok(())
         }
         Command::Status { name } => {
@@ -184,7 +348,13 @@ fn main() -> std::process::ExitCode {
             let nodes: Vec<_> =
                 runtime.block_on(lct_api::Provider::list(&api))?.into_iter().filter(|n| &n.cluster == name).collect();
             let records = lct_core::state::ClusterStore::new(&state_dir).load()?;
-            for (k, v) in lct_plan::cluster::offers(&plan, name, &state.parameters, &nodes, &records)? {
+            if state.stopped {
+                println!("  (stopped)");
+            }
+            for (g, n) in &state.counts {
+                println!("  group {g}: {n} nodes (scaled)");
+            }
+            for (k, v) in lct_plan::hooks::offers(&plan, name, &state.parameters, &nodes, &records)? {
                 println!("  offers {k} = {v}");
             }
             lct_core::table::emit(&nodes, lct_core::cli::OutputFormat::Table)?;
@@ -197,8 +367,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Destroy { name, force } => {
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(lct_plan::cluster::destroy(&lct_core::state::state_dir(), name, *force))?;
+            runtime()?.block_on(lct_plan::cluster::destroy(&lct_core::state::state_dir(), &tools()?, name, *force))?;
             eprintln!("cluster {name} destroyed");
             Ok(())
         }

@@ -81,6 +81,10 @@ pub struct Parameter {
     /// A secret (a password) is never shown, logged or put in an event log.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub secret: bool,
+    /// Without a default and not set: a random value (24 letters and digits) made once
+    /// and kept 0600 with the cluster's state.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub generate: bool,
     /// For integers: the smallest and largest values allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum: Option<i64>,
@@ -248,7 +252,57 @@ pub enum Event {
     Destroying,
 }
 
-/// One hook: a built-in action, a shell script of the plan, or an Ansible playbook.
+impl Event {
+    pub const ALL: [Event; 10] = [
+        Event::Created,
+        Event::Starting,
+        Event::Started,
+        Event::Stopping,
+        Event::Stopped,
+        Event::NodeAdded,
+        Event::NodeRemoved,
+        Event::DependencyChanged,
+        Event::DependentChanged,
+        Event::Destroying,
+    ];
+
+    /// Its name in plans, logs and `LCT_EVENT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Created => "created",
+            Event::Starting => "starting",
+            Event::Started => "started",
+            Event::Stopping => "stopping",
+            Event::Stopped => "stopped",
+            Event::NodeAdded => "node-added",
+            Event::NodeRemoved => "node-removed",
+            Event::DependencyChanged => "dependency-changed",
+            Event::DependentChanged => "dependent-changed",
+            Event::Destroying => "destroying",
+        }
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Event {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Event, String> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = Event::ALL.iter().map(|e| e.as_str()).collect();
+            format!("no event {s:?}; there are: {}", names.join(", "))
+        })
+    }
+}
+
+/// One hook: a built-in action, a script shipped with the plan (run by its `#!` line), a
+/// script written inline (`run:`, what plans by URL use so their pin covers it), or an
+/// Ansible playbook shipped with the plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Hook {
@@ -258,17 +312,21 @@ pub struct Hook {
     /// A shell script shipped with the plan (a path inside it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script: Option<String>,
-    /// An Ansible playbook shipped with the plan.
+    /// A script written here (`#!` line optional: `sh` without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+    /// An Ansible playbook shipped with the plan, run on the controller with the cluster's
+    /// inventory (`lct-inventory ansible`); its plays name their hosts (`server`, `zk_server`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub playbook: Option<String>,
-    /// Where a script runs: on every node of these groups (over SSH); empty: on the
-    /// controller.
+    /// Where a script runs: on every node of these groups (over SSH), in parallel; empty:
+    /// on the controller.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on: Vec<Name>,
 }
 
 /// lct's built-in actions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// `/etc/hosts` on every node of the cluster and its dependents.

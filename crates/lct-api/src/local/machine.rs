@@ -66,9 +66,11 @@ pub const BASE_PACKAGES: &[&str] = &[
     "procps",
     "sudo",
     "less",
-    // What lct's node-side programs link to (lct-fw: nf_tables over netlink).
+    // What lct's node-side programs link to (lct-fw: nf_tables over netlink) and run
+    // (lct-fw ends removed peers' connections with conntrack).
     "libnftnl11",
     "libmnl0",
+    "conntrack",
 ];
 
 /// Debian's archive, as the machine's own apt configuration names it.

@@ -1,0 +1,135 @@
+#!/usr/bin/python3
+"""Configures Patroni (and through it PostgreSQL) on this node from lct's inventory.
+
+Standard input: the plan-secrets line (the superuser and replication passwords), then the
+node records. The ZooKeeper ensemble Patroni elects its leader through comes from the
+value the zookeeper cluster offers (LCT_OFFER_ZOOKEEPER_CONNECT). Debian's default
+`main` cluster is dropped (Patroni owns PostgreSQL here); the configuration is written
+0600 for the postgres user, and Patroni is started, or reloaded when it changed.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+CONFIG = "/etc/patroni/config.yml"
+VERSION = "15"
+
+
+def main():
+    lines = [json.loads(line) for line in sys.stdin if line.strip()]
+    secrets = next(r for r in lines if r.get("kind") == "plan-secrets")["parameters"]
+    cluster = os.environ["LCT_CLUSTER"]
+    me = socket.gethostname()
+    mine = next((n for n in lines if n.get("kind") == "node" and n["name"] == me), None)
+    if mine is None or mine["cluster"] != cluster:
+        sys.exit(f"{me} is not a node of {cluster}")
+    address = mine["private_ipv4"][0]
+    zookeeper = [h for h in os.environ.get("LCT_OFFER_ZOOKEEPER_CONNECT", "").split(",") if h]
+    if not zookeeper:
+        sys.exit("no ZooKeeper hosts offered (LCT_OFFER_ZOOKEEPER_CONNECT is empty)")
+
+    if os.path.isdir(f"/etc/postgresql/{VERSION}/main"):
+        subprocess.run(["pg_dropcluster", "--stop", VERSION, "main"], check=True)
+
+    config = f"""# Written by lct (postgres-ha plan).
+scope: {cluster}
+namespace: /lct/
+name: {me}
+restapi:
+  listen: 0.0.0.0:8008
+  connect_address: {address}:8008
+zookeeper:
+  hosts: {json.dumps(zookeeper)}
+bootstrap:
+  dcs:
+    ttl: 30
+    loop_wait: 10
+    retry_timeout: 10
+    maximum_lag_on_failover: 1048576
+    postgresql:
+      use_pg_rewind: false
+      parameters:
+        wal_level: replica
+        hot_standby: "on"
+        max_wal_senders: 10
+        max_replication_slots: 10
+  initdb:
+    - encoding: UTF8
+    - data-checksums
+postgresql:
+  listen: 0.0.0.0:5432
+  connect_address: {address}:5432
+  data_dir: /var/lib/postgresql/{VERSION}/patroni
+  bin_dir: /usr/lib/postgresql/{VERSION}/bin
+  pgpass: /var/lib/postgresql/.pgpass.patroni
+  authentication:
+    superuser:
+      username: postgres
+      password: {json.dumps(secrets["superuser_password"])}
+    replication:
+      username: replicator
+      password: {json.dumps(secrets["replication_password"])}
+  parameters:
+    unix_socket_directories: /var/run/postgresql
+  pg_hba:
+    - local all all peer
+    - host all all 127.0.0.1/32 scram-sha-256
+    - host all all 0.0.0.0/0 scram-sha-256
+    - host replication replicator 0.0.0.0/0 scram-sha-256
+"""
+    changed = write(CONFIG, config)
+    active = subprocess.run(["systemctl", "is-active", "--quiet", "patroni"]).returncode == 0
+    if not active:
+        subprocess.run(["systemctl", "enable", "--quiet", "patroni"], check=False)
+        subprocess.run(["systemctl", "restart", "patroni"], check=True)
+    elif changed:
+        # Patroni re-reads its configuration on SIGHUP (pg_hba, parameters); ZooKeeper's
+        # host list is used from its next start, the hosts it has still answer meanwhile.
+        subprocess.run(["systemctl", "reload", "patroni"], check=True)
+    role = wait_healthy()
+    print(f"{me}: patroni {'started' if not active else 'reloaded' if changed else 'unchanged'}, {role}")
+
+
+def write(path, text):
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    tmp = f"{path}.lct-tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    import pwd
+
+    pw = pwd.getpwnam("postgres")
+    os.chown(tmp, pw.pw_uid, pw.pw_gid)
+    os.replace(tmp, path)
+    return True
+
+
+def wait_healthy(timeout=180):
+    """Until Patroni says PostgreSQL runs here (a primary, or a replica that has copied it)."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:8008/health", timeout=3) as r:
+                state = json.load(r)
+                if state.get("state") == "running":
+                    return state.get("role", "?")
+                last = state.get("state", "?")
+        except Exception as e:  # not up yet: connection refused, 503 while starting
+            last = str(e)
+        time.sleep(1)
+    sys.exit(f"patroni is not healthy after {timeout}s: {last}")
+
+
+if __name__ == "__main__":
+    main()

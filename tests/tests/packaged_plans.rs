@@ -1,0 +1,136 @@
+//! The main job end to end, on machine nodes: `zk` from package:zookeeper elects a leader,
+//! `pg` from package:postgres-ha elects a PostgreSQL primary through it and its replica
+//! streams; names resolve; the firewall admits exactly the declared flows; scaling zk
+//! reaches ZooKeeper's server list and Patroni's hosts; a node deleted behind lct's back is
+//! found by reconcile; destroy removes everything.
+
+use std::process::Command;
+
+use lct_tests::Env;
+
+/// `Mode: leader` / `follower` / `standalone` of the ZooKeeper server on `node`.
+fn zk_mode(env: &Env, node: &str) -> String {
+    let probe = "python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", 2181), 5); s.sendall(b\"srvr\"); print(s.makefile().read())'";
+    let out = env.ssh(node, probe);
+    out.stdout.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or_default().to_string()
+}
+
+fn psql(env: &Env, node: &str, sql: &str) -> String {
+    env.ssh(node, &format!("cd / && runuser -u postgres -- psql -XAtc \"{sql}\"")).stdout.trim().to_string()
+}
+
+fn private_ip(env: &Env, node: &str) -> String {
+    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
+    n["private_ipv4"][0].as_str().unwrap().to_string()
+}
+
+fn public_ip(env: &Env, node: &str) -> String {
+    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
+    n["public_ipv4"][0].as_str().unwrap().to_string()
+}
+
+fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
+    let probe = format!("python3 -c 'import socket; socket.create_connection((\"{addr}\", {port}), 3)'");
+    env.ssh(from, &probe).status == 0
+}
+
+#[test]
+#[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn) with ZooKeeper and PostgreSQL"]
+fn zookeeper_and_postgres_ha_end_to_end() {
+    let env = Env::new();
+    env.run("lct-plan", &["create", "zk", "package:zookeeper"]).ok();
+    let modes: Vec<String> = ["zk-1", "zk-2", "zk-3"].iter().map(|n| zk_mode(&env, n)).collect();
+    assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
+    assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 2, "{modes:?}");
+
+    env.run("lct-plan", &["create", "pg", "package:postgres-ha", "--set", "zookeeper=zk"]).ok();
+    let roles: Vec<String> = ["pg-1", "pg-2"].iter().map(|n| psql(&env, n, "select pg_is_in_recovery()")).collect();
+    let primary = if roles[0] == "f" { "pg-1" } else { "pg-2" };
+    let replica = if primary == "pg-1" { "pg-2" } else { "pg-1" };
+    assert_eq!(
+        {
+            let mut r = roles.clone();
+            r.sort();
+            r
+        },
+        ["f", "t"],
+        "one primary, one replica: {roles:?}"
+    );
+    // The primary takes writes and the replica streams them.
+    psql(&env, primary, "create table lct (v text); insert into lct values ('written')");
+    assert_eq!(psql(&env, primary, "select count(*) from pg_stat_replication where state = 'streaming'"), "1");
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = psql(&env, replica, "select v from lct");
+        if seen == "written" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(seen, "written", "the replica did not get the write");
+    // Patroni's leader key lives in ZooKeeper.
+    let leader =
+        env.ssh("zk-1", "/usr/share/zookeeper/bin/zkCli.sh -server 127.0.0.1:2181 get /lct/pg/leader 2>/dev/null");
+    assert!(leader.stdout.contains(primary), "{}", leader.stdout);
+    // The secret never reached the event log, status or hook logs.
+    let state = std::fs::read_to_string(env.state.path().join("plans/pg/cluster.json")).unwrap();
+    let password: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let password = password["parameters"]["superuser_password"].as_str().unwrap().to_string();
+    assert_eq!(password.len(), 24);
+    let status = env.run("lct-plan", &["status", "pg"]).ok();
+    assert!(!status.stdout.contains(&password));
+    for cluster in ["zk", "pg"] {
+        let dir = env.state.path().join("plans").join(cluster);
+        let mut files = vec![dir.join("events.jsonl")];
+        files.extend(std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().path()));
+        for f in files {
+            assert!(!std::fs::read_to_string(&f).unwrap().contains(&password), "a secret in {}", f.display());
+        }
+    }
+
+    // Names: pg reaches zk by name; the firewall admits pg to 2181 and not to 2888, and the
+    // outside to nothing but SSH.
+    let zk1 = private_ip(&env, "zk-1");
+    assert_eq!(
+        env.ssh("pg-1", "getent hosts zk-1.zk.lct.internal").stdout.split_whitespace().next(),
+        Some(zk1.as_str())
+    );
+    assert!(connects(&env, "pg-1", &zk1, 2181), "pg cannot reach zk's client port");
+    assert!(!connects(&env, "pg-1", &zk1, 2888), "pg reaches zk's quorum port");
+    let outside = format!("{}-outside", env.lab);
+    let refused = Command::new("ip")
+        .args(["netns", "exec", &outside, "nc", "-z", "-w", "2", &public_ip(&env, "zk-1"), "2181"])
+        .status()
+        .unwrap();
+    assert!(!refused.success(), "the outside reaches ZooKeeper");
+
+    // Scale: every dependent piece follows.
+    env.run("lct-plan", &["scale", "zk", "server", "5"]).ok();
+    let modes: Vec<String> = (1..=5).map(|i| zk_mode(&env, &format!("zk-{i}"))).collect();
+    assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
+    assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 4, "{modes:?}");
+    let zoo = env.ssh("zk-1", "grep -c '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
+    assert_eq!(zoo.trim(), "5");
+    let patroni = env.ssh("pg-1", "grep -A1 '^zookeeper:' /etc/patroni/config.yml").stdout;
+    assert!(patroni.contains("zk-5.zk.lct.internal:2181"), "{patroni}");
+    let zk5 = private_ip(&env, "zk-5");
+    assert!(env.ssh("pg-2", "getent hosts zk-5.zk.lct.internal").stdout.starts_with(&zk5));
+    assert!(connects(&env, "pg-2", &zk5, 2181), "zk-5 does not admit pg");
+    assert!(connects(&env, "zk-5", &zk1, 2888) || modes[0] != "leader", "zk-5 does not reach the quorum port");
+    assert_eq!(psql(&env, primary, "select count(*) from lct"), "1", "PostgreSQL lost its data");
+
+    // A node deleted behind lct's back is found, and the ensemble follows.
+    env.run("lct-api", &["delete", "zk-5"]).ok();
+    let found = env.run("lct-plan", &["reconcile"]).ok().json_lines();
+    let zk = found.iter().find(|r| r["cluster"] == "zk").unwrap();
+    assert_eq!(zk["removed"], serde_json::json!(["zk-5"]));
+    let zoo = env.ssh("zk-1", "grep -c '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
+    assert_eq!(zoo.trim(), "4");
+    assert!(!env.ssh("pg-1", "grep -A1 '^zookeeper:' /etc/patroni/config.yml").stdout.contains("zk-5"));
+
+    env.run("lct-plan", &["destroy", "pg"]).ok();
+    env.run("lct-plan", &["destroy", "zk"]).ok();
+    assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}
