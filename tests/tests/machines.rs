@@ -225,6 +225,12 @@ fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
     // lct's node-side programs, copied and checked; then pushes run them over SSH.
     env.run("lct-inventory", &["install", "--cluster", "m"]).ok();
     assert_eq!(on(1, "lct-hosts --version").status, 0);
+    // With lct-dns's unit, installed but not enabled.
+    assert_eq!(
+        on(1, "grep -c '^ExecStart=/usr/local/bin/lct-dns serve' /etc/systemd/system/lct-dns.service").stdout,
+        "1\n"
+    );
+    assert_ne!(on(1, "systemctl is-enabled lct-dns").stdout.trim(), "enabled");
     env.run("lct-inventory", &["clusters", "set", "m", "--domain", "m.lct.internal"]).ok();
     env.run("lct-hosts", &["push", "--cluster", "m"]).ok();
     let peer = on(0, "getent hosts m-2.m.lct.internal");

@@ -1,6 +1,7 @@
 //! The main job end to end, on machine nodes: `zk` from package:zookeeper elects a leader,
 //! `pg` from package:postgres-ha elects a PostgreSQL primary through it and its replica
-//! streams; names resolve; the firewall admits exactly the declared flows; scaling zk
+//! streams; names resolve through /etc/hosts and through lct-dns (package:dns-private:
+//! private answers inside, public ones outside); the firewall admits exactly the declared flows; scaling zk
 //! reaches ZooKeeper's server list and Patroni's hosts; a node deleted behind lct's back is
 //! found by reconcile; destroy removes everything.
 
@@ -31,6 +32,15 @@ fn public_ip(env: &Env, node: &str) -> String {
     n["public_ipv4"][0].as_str().unwrap().to_string()
 }
 
+/// What the DNS server at `server` answers `from` a namespace for `name` (A records).
+fn dig(from_ns: &str, server: &str, name: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", from_ns, "dig", "+short", "+time=2", "+tries=2", &format!("@{server}"), name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
     let probe = format!("python3 -c 'import socket; socket.create_connection((\"{addr}\", {port}), 3)'");
     env.ssh(from, &probe).status == 0
@@ -40,6 +50,9 @@ fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
 #[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn) with ZooKeeper and PostgreSQL"]
 fn zookeeper_and_postgres_ha_end_to_end() {
     let env = Env::new();
+    // The lab's DNS server first: every later cluster's names reach it (the dns action).
+    env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
+    let (dns_private, dns_public) = (private_ip(&env, "dns-1"), public_ip(&env, "dns-1"));
     env.run("lct-plan", &["create", "zk", "package:zookeeper"]).ok();
     let modes: Vec<String> = ["zk-1", "zk-2", "zk-3"].iter().map(|n| zk_mode(&env, n)).collect();
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
@@ -100,6 +113,10 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     assert!(connects(&env, "pg-1", &zk1, 2181), "pg cannot reach zk's client port");
     assert!(!connects(&env, "pg-1", &zk1, 2888), "pg reaches zk's quorum port");
     let outside = format!("{}-outside", env.lab);
+    // DNS: private answers inside, public ones outside; the outside reaches DNS and SSH only.
+    assert_eq!(dig(&env.ns("pg-1"), &dns_private, "zk-1.zk.lct.internal"), zk1);
+    assert_eq!(dig(&outside, &dns_public, "zk-1.zk.lct.internal"), public_ip(&env, "zk-1"));
+    assert_eq!(dig(&outside, &dns_public, "pg-2.pg.lct.internal"), public_ip(&env, "pg-2"));
     let refused = Command::new("ip")
         .args(["netns", "exec", &outside, "nc", "-z", "-w", "2", &public_ip(&env, "zk-1"), "2181"])
         .status()
@@ -118,6 +135,8 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     let zk5 = private_ip(&env, "zk-5");
     assert!(env.ssh("pg-2", "getent hosts zk-5.zk.lct.internal").stdout.starts_with(&zk5));
     assert!(connects(&env, "pg-2", &zk5, 2181), "zk-5 does not admit pg");
+    assert_eq!(dig(&env.ns("pg-2"), &dns_private, "zk-5.zk.lct.internal"), zk5);
+    assert_eq!(dig(&outside, &dns_public, "zk-5.zk.lct.internal"), public_ip(&env, "zk-5"));
     assert!(connects(&env, "zk-5", &zk1, 2888) || modes[0] != "leader", "zk-5 does not reach the quorum port");
     assert_eq!(psql(&env, primary, "select count(*) from lct"), "1", "PostgreSQL lost its data");
 
@@ -129,8 +148,74 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     let zoo = env.ssh("zk-1", "grep -c '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
     assert_eq!(zoo.trim(), "4");
     assert!(!env.ssh("pg-1", "grep -A1 '^zookeeper:' /etc/patroni/config.yml").stdout.contains("zk-5"));
+    assert_eq!(dig(&outside, &dns_public, "zk-5.zk.lct.internal"), "", "zk-5 still has a name");
 
     env.run("lct-plan", &["destroy", "pg"]).ok();
     env.run("lct-plan", &["destroy", "zk"]).ok();
+    assert_eq!(dig(&outside, &dns_public, "zk-1.zk.lct.internal"), "", "a destroyed cluster keeps its names");
+    env.run("lct-plan", &["destroy", "dns"]).ok();
+    assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}
+
+#[test]
+#[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn) with ZooKeeper"]
+fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
+    // Hadoop itself is downloaded from Apache by the plan's hook (nothing leaves a test
+    // machine): install=false makes and checks everything else of the plan.
+    let env = Env::new();
+    env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
+    let dns_private = private_ip(&env, "dns-1");
+    env.run("lct-plan", &["create", "zk", "package:zookeeper", "--set", "servers=1"]).ok();
+    let made = env
+        .run(
+            "lct-plan",
+            &["create", "hdfs", "package:hdfs-ha", "--set", "install=false", "--set", "datanodes=1", "-o", "jsonl"],
+        )
+        .ok()
+        .json_lines();
+    let names: Vec<&str> = made.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["hdfs-dn-1", "hdfs-jn-1", "hdfs-jn-2", "hdfs-jn-3", "hdfs-nn-1", "hdfs-nn-2"]);
+    let hook = env.ssh("hdfs-jn-2", "test -x /usr/local/sbin/lct-hadoop && echo installed").stdout;
+    assert_eq!(hook, "installed\n");
+    let log = std::fs::read_to_string(env.state.path().join("plans/hdfs/logs/created.script_hadoop.py.hdfs-nn-1.log"))
+        .unwrap();
+    assert!(log.contains("install is false"), "{log}");
+
+    // Names: /etc/hosts and DNS, its own and ZooKeeper's.
+    let nn1 = private_ip(&env, "hdfs-nn-1");
+    let zk1 = private_ip(&env, "zk-1");
+    assert_eq!(
+        env.ssh("hdfs-dn-1", "getent hosts hdfs-nn-1.hdfs.lct.internal").stdout.split_whitespace().next(),
+        Some(nn1.as_str())
+    );
+    assert_eq!(
+        env.ssh("hdfs-nn-2", "getent hosts zk-1.zk.lct.internal").stdout.split_whitespace().next(),
+        Some(zk1.as_str())
+    );
+    assert_eq!(dig(&env.ns("hdfs-dn-1"), &dns_private, "hdfs-nn-2.hdfs.lct.internal"), private_ip(&env, "hdfs-nn-2"));
+
+    // Flows: the NameNodes reach ZooKeeper's client port; DataNodes reach NameNode RPC;
+    // only NameNodes reach ZKFC; the outside reaches none of it.
+    assert!(connects(&env, "hdfs-nn-1", &zk1, 2181), "a NameNode cannot reach ZooKeeper");
+    env.ssh("hdfs-nn-1", "for p in 8020 8019; do nohup python3 -m http.server $p >/dev/null 2>&1 & done; sleep 0.7");
+    assert!(connects(&env, "hdfs-dn-1", &nn1, 8020), "a DataNode cannot reach NameNode RPC");
+    assert!(connects(&env, "hdfs-nn-2", &nn1, 8019), "the other NameNode cannot reach ZKFC");
+    assert!(!connects(&env, "hdfs-jn-1", &nn1, 8019), "a JournalNode reaches ZKFC");
+    let outside = format!("{}-outside", env.lab);
+    let reached = Command::new("ip")
+        .args(["netns", "exec", &outside, "nc", "-z", "-w", "2", &public_ip(&env, "hdfs-nn-1"), "8020"])
+        .status()
+        .unwrap();
+    assert!(!reached.success(), "the outside reaches NameNode RPC");
+    // What it offers its dependents.
+    let status = env.run("lct-plan", &["status", "hdfs"]).ok().stdout;
+    assert!(
+        status.contains("offers namenodes = hdfs-nn-1.hdfs.lct.internal:8020,hdfs-nn-2.hdfs.lct.internal:8020"),
+        "{status}"
+    );
+
+    for cluster in ["hdfs", "zk", "dns"] {
+        env.run("lct-plan", &["destroy", cluster]).ok();
+    }
     assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
 }

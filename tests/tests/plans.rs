@@ -11,6 +11,16 @@ fn list_show_validate_and_errors_that_name_the_place() {
         "{}",
         list.stdout
     );
+    // hdfs-ha says plainly what it downloads, and the pin it checks.
+    let show = env.run("lct-plan", &["show", "package:hdfs-ha"]).ok();
+    assert!(
+        show.stdout.contains("Downloads (checked by SHA-256 before use):")
+            && show.stdout.contains(
+                "https://archive.apache.org/dist/hadoop/common/hadoop-3.4.0/hadoop-3.4.0.tar.gz sha256:e311a784"
+            ),
+        "{}",
+        show.stdout
+    );
     let show = env.run("lct-plan", &["show", "package:postgres-ha"]).ok();
     assert!(show.stdout.contains("Downloads: nothing outside Debian's archive."), "{}", show.stdout);
     assert!(show.stdout.contains("superuser_password   string   <secret>"), "{}", show.stdout);
@@ -46,7 +56,11 @@ fn list_show_validate_and_errors_that_name_the_place() {
     std::fs::write(env.state.path().join("install.sh"), "#!/bin/sh\n").unwrap();
     env.run("lct-plan", &["validate", file.to_str().unwrap()]).ok();
     let out = env.run("lct-plan", &["validate", "package:nothing"]);
-    assert!(out.stderr.contains("no packaged plan \"nothing\"; there are: zookeeper, postgres-ha"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("no packaged plan \"nothing\"; there are: zookeeper, dns-private, hdfs-ha, postgres-ha"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

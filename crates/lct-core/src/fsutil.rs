@@ -23,8 +23,12 @@ pub fn atomic_write(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<(
     match fs::metadata(path) {
         Ok(old) => {
             file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
-            // Keeping the owner only works as root; elsewhere the file is ours anyway.
-            let _ = std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid()));
+            // Keeping another owner only works as root (and is only tried then: a sandboxed
+            // service may be forbidden the chown system calls); our own file is ours anyway.
+            let ours = file.metadata()?;
+            if (ours.uid(), ours.gid()) != (old.uid(), old.gid()) {
+                let _ = std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid()));
+            }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             file.set_permissions(fs::Permissions::from_mode(new_mode))?;

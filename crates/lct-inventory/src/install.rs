@@ -1,7 +1,8 @@
 //! lct's node-side programs on the nodes: `lct-hosts`, `lct-fw` and `lct-dns`, at exactly
 //! the controller's version, copied over SSH into `/usr/local/bin` and checked by SHA-256
-//! on the node before they replace what was there. A node that already has the same file
-//! gets nothing. Namespace nodes share this machine's programs and are skipped.
+//! on the node before they replace what was there, with lct-dns's systemd unit (installed,
+//! not enabled: a plan that runs a DNS server enables it). A node that already has the same
+//! file gets nothing. Namespace nodes share this machine's programs and are skipped.
 
 use std::path::Path;
 
@@ -20,22 +21,29 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A program to install: its name, bytes and SHA-256.
+/// lct-dns's systemd unit (`packaging/systemd/lct-dns.service`) and where it goes.
+pub const DNS_UNIT: &str = include_str!("../../../packaging/systemd/lct-dns.service");
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+
+/// A file to install: its name, bytes and SHA-256, the directory it goes to and its mode.
 pub struct Program {
     pub name: String,
     pub bytes: Vec<u8>,
     pub sha256: String,
+    pub dir: &'static str,
+    pub mode: &'static str,
 }
 
 impl Program {
     pub fn new(name: &str, bytes: Vec<u8>) -> Program {
         let sha256 = sha256_hex(&bytes);
-        Program { name: name.to_string(), bytes, sha256 }
+        Program { name: name.to_string(), bytes, sha256, dir: REMOTE_DIR, mode: "755" }
     }
 
-    /// The node-side programs in `dir` (beside the running program: the same build).
+    /// The node-side programs in `dir` (beside the running program: the same build), and
+    /// lct-dns's unit.
     pub fn beside(dir: &Path) -> std::io::Result<Vec<Program>> {
-        NODE_PROGRAMS
+        let mut programs: Vec<Program> = NODE_PROGRAMS
             .iter()
             .map(|name| {
                 let path = dir.join(name);
@@ -43,20 +51,27 @@ impl Program {
                     .map(|bytes| Program::new(name, bytes))
                     .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
             })
-            .collect()
+            .collect::<std::io::Result<_>>()?;
+        programs.push(Program {
+            dir: UNIT_DIR,
+            mode: "644",
+            ..Program::new("lct-dns.service", DNS_UNIT.as_bytes().to_vec())
+        });
+        Ok(programs)
     }
 
     /// The shell run on the node: skip when the same file is there; else write beside it,
     /// check the hash, and rename over it (a failed copy leaves the old program in place).
     pub fn script(&self) -> String {
-        let target = format!("{REMOTE_DIR}/{}", self.name);
-        let temp = format!("{REMOTE_DIR}/.{}.lct-new", self.name);
+        let target = format!("{}/{}", self.dir, self.name);
+        let temp = format!("{}/.{}.lct-new", self.dir, self.name);
         format!(
             "set -e; mkdir -p {dir}; \
              if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then cat >/dev/null; echo unchanged; exit 0; fi; \
              cat > {temp}; echo '{hash}  {temp}' | sha256sum -c --quiet || {{ rm -f {temp}; exit 1; }}; \
-             chmod 755 {temp}; mv -f {temp} {target}; echo installed",
-            dir = shell_quote(REMOTE_DIR),
+             chmod {mode} {temp}; mv -f {temp} {target}; echo installed",
+            dir = shell_quote(self.dir),
+            mode = self.mode,
             target = shell_quote(&target),
             temp = shell_quote(&temp),
             hash = self.sha256,

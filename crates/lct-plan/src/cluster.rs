@@ -529,7 +529,7 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::
         }
     }
     let used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
-    for action in [crate::plan::Action::Hosts, crate::plan::Action::Firewall] {
+    for action in [crate::plan::Action::Hosts, crate::plan::Action::Firewall, crate::plan::Action::Dns] {
         if used.contains(&action) {
             crate::hooks::repair(state_dir, tools, name, action).await?;
             out.repaired.push(serde_json::to_value(action)?.as_str().unwrap_or_default().to_string());
@@ -635,7 +635,7 @@ pub async fn diff(
 /// refused while other clusters depend on it, unless `force`. The clusters it depended on
 /// hear `dependent-changed` (their firewalls stop admitting it).
 pub async fn destroy(state_dir: &Path, tools: &Tools, name: &Name, force: bool) -> anyhow::Result<()> {
-    let (state, _plan) = load_cluster(state_dir, name)?;
+    let (state, plan) = load_cluster(state_dir, name)?;
     let store = ClusterStore::new(state_dir);
     let records = store.load()?;
     let dependents: Vec<String> = records
@@ -661,6 +661,10 @@ pub async fn destroy(state_dir: &Path, tools: &Tools, name: &Name, force: bool) 
     }
     store.remove(std::slice::from_ref(name))?;
     std::fs::remove_dir_all(cluster_dir(state_dir, name))?;
+    // Its names leave the DNS servers it was published on.
+    if plan.hooks.values().flatten().any(|h| h.action == Some(crate::plan::Action::Dns)) {
+        crate::hooks::update_dns(state_dir, &store.load()?).await?;
+    }
     let change = Change { added: vec![], removed };
     for dependency in dependencies.into_iter().filter(|c| c != name) {
         if cluster_dir(state_dir, &dependency).join("cluster.json").exists() {

@@ -113,7 +113,7 @@ async fn run_hook(
     if let Some(action) = hook.action {
         // Programs and packages go to the new nodes only when nodes were added.
         let only = (event == Event::NodeAdded).then_some(change.added.as_slice());
-        return run_action(tools, plan, &state.name, action, &records, only).await;
+        return run_action(state_dir, tools, plan, &state.name, action, &records, only).await;
     }
     let given = Given::gather(state_dir, state, plan, event, change, &records).await?;
     let logs = cluster_dir(state_dir, &state.name).join("logs");
@@ -136,7 +136,7 @@ async fn run_hook(
 pub async fn repair(state_dir: &Path, tools: &Tools, name: &Name, action: Action) -> anyhow::Result<()> {
     let (_, plan) = load_cluster(state_dir, name)?;
     let records = ClusterStore::new(state_dir).load()?;
-    run_action(tools, &plan, name, action, &records, None)
+    run_action(state_dir, tools, &plan, name, action, &records, None)
         .await
         .with_context(|| format!("cluster {name}: action {}", action_name(action)))
 }
@@ -147,6 +147,7 @@ fn action_name(action: Action) -> String {
 
 /// A built-in action; `install` and `packages` only on `only`, when given.
 async fn run_action(
+    state_dir: &Path,
     tools: &Tools,
     plan: &Plan,
     name: &Name,
@@ -220,9 +221,78 @@ async fn run_action(
                 }
             }
         }
-        Action::Dns => bail!("action dns is not run by this build yet"),
+        Action::Dns => update_dns(state_dir, records).await?,
     }
     Ok(())
+}
+
+/// Brings every DNS server made by a plan here (package:dns-private) in line with the
+/// whole inventory: `lct-dns update` runs on the server's node, where its key is (the key
+/// never leaves it), and sends the difference as signed updates.
+pub async fn update_dns(state_dir: &Path, records: &[Cluster]) -> anyhow::Result<()> {
+    let options = ExecOptions::default();
+    let all = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
+    let input: String = all.iter().map(|n| lct_core::stream::to_line(n) + "\n").collect();
+    for (server, offered) in dns_servers(state_dir, &all, records)? {
+        let (Some(at), Some(address), Some(ns), Some(domain)) =
+            (offered.get("update_node"), offered.get("server"), offered.get("dns_ns"), offered.get("domain"))
+        else {
+            bail!("cluster {server} offers update_node but not server, dns_ns and domain");
+        };
+        let Some(node) = all.iter().find(|n| n.name.as_str() == at) else {
+            // Its node is gone: reconcile and create put it back; nothing to update.
+            continue;
+        };
+        // The update runs on the server's node, where the key is: it never leaves it.
+        let argv: Vec<String> = [
+            "lct-dns",
+            "update",
+            "--server",
+            &format!("{address}:53"),
+            "--key-file",
+            "/etc/lct/lct-update.key",
+            "--domain",
+            domain,
+            "--parent-domain",
+            domain,
+            "--ns",
+            ns,
+            "-o",
+            "jsonl",
+        ]
+        .map(String::from)
+        .to_vec();
+        let jobs = vec![(node.clone(), argv, input.clone().into_bytes())];
+        for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
+            if !r.outcome.success() {
+                bail!(
+                    "lct-dns update on {} (cluster {server}): {}: {}",
+                    r.node,
+                    r.outcome.describe(),
+                    last_line(&r.stderr)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The DNS servers made by plans here (clusters whose plan offers `update_node`, as
+/// package:dns-private does), with what they offer.
+fn dns_servers(
+    state_dir: &Path,
+    nodes: &[Node],
+    records: &[Cluster],
+) -> anyhow::Result<Vec<(Name, BTreeMap<String, String>)>> {
+    let mut servers = Vec::new();
+    for name in crate::cluster::clusters(state_dir)? {
+        let (state, plan) = load_cluster(state_dir, &name)?;
+        if plan.offers.contains_key("update_node") && nodes.iter().any(|n| n.cluster == name) {
+            let offered = offers(&plan, &name, &state.parameters, nodes, records)?;
+            servers.push((name, offered));
+        }
+    }
+    Ok(servers)
 }
 
 /// What a script or playbook is given.
@@ -250,6 +320,11 @@ impl Given {
         let join = |names: &[Name]| names.iter().map(Name::to_string).collect::<Vec<_>>().join(",");
         env.push(("LCT_NODES_ADDED".into(), join(&change.added)));
         env.push(("LCT_NODES_REMOVED".into(), join(&change.removed)));
+        // What the plan says it downloads (one place: the hook takes URL and pin from here).
+        for (i, d) in plan.downloads.iter().enumerate() {
+            env.push((format!("LCT_DOWNLOAD_{}_URL", i + 1), d.url.clone()));
+            env.push((format!("LCT_DOWNLOAD_{}_SHA256", i + 1), d.sha256.clone()));
+        }
         let mut secrets = serde_json::Map::new();
         for (k, v) in &state.parameters {
             let value = v.as_str().map_or_else(|| v.to_string(), String::from);

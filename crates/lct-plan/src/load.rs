@@ -25,6 +25,16 @@ pub const PACKAGES: &[Package] = &[
         files: &[("configure.py", include_str!("../plans/zookeeper/configure.py"))],
     },
     Package {
+        name: "dns-private",
+        plan: include_str!("../plans/dns-private/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/dns-private/configure.py"))],
+    },
+    Package {
+        name: "hdfs-ha",
+        plan: include_str!("../plans/hdfs-ha/plan.yaml"),
+        files: &[("hadoop.py", include_str!("../plans/hdfs-ha/hadoop.py"))],
+    },
+    Package {
         name: "postgres-ha",
         plan: include_str!("../plans/postgres-ha/plan.yaml"),
         files: &[("configure.py", include_str!("../plans/postgres-ha/configure.py"))],

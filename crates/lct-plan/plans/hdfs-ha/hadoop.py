@@ -1,0 +1,226 @@
+#!/usr/bin/python3
+"""Installs, configures and starts HDFS (the hdfs-ha plan) from lct's inventory.
+
+As a hook (no arguments): copies itself to /usr/local/sbin/lct-hadoop; when LCT_PARAM_INSTALL
+is true, installs Java from Debian, downloads the Hadoop release (checked by SHA-256 before
+it is unpacked), writes /etc/hadoop/{core,hdfs}-site.xml from the inventory on standard input
+and ZooKeeper's offered `connect`, writes a systemd unit per role, and starts this node's
+JournalNode (on journal nodes). `lct-hadoop start STEP` runs the later steps the plan's
+hooks name: `namenode-first` (format once, formatZK, NameNode and ZKFC on the first
+NameNode), `namenode-standby` (bootstrapStandby once, NameNode and ZKFC on the others),
+`datanode`. With install false every step does nothing: the nodes, names and flows are
+what the plan then makes.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+
+# The release and its pin, as the plan's `downloads` says (lct hands them over).
+URL = os.environ.get("LCT_DOWNLOAD_1_URL", "")
+SHA256 = os.environ.get("LCT_DOWNLOAD_1_SHA256", "")
+HOME = "/opt/hadoop"
+CONF = "/etc/hadoop"
+DATA = "/var/lib/hadoop"
+SELF = "/usr/local/sbin/lct-hadoop"
+INVENTORY = "/etc/hadoop/lct-inventory.json"
+
+
+def installing():
+    return os.environ.get("LCT_PARAM_INSTALL", "true") == "true"
+
+
+def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "start":
+        if installing():
+            start(sys.argv[2])
+        return
+    records = [json.loads(line) for line in sys.stdin if line.strip()]
+    shutil.copyfile(sys.argv[0], SELF + ".tmp")
+    os.chmod(SELF + ".tmp", 0o755)
+    os.replace(SELF + ".tmp", SELF)
+    if not installing():
+        print("install is false: nodes, names and flows only")
+        return
+    cluster = os.environ["LCT_CLUSTER"]
+    nodes = [n for n in records if n.get("kind") == "node" and n["cluster"] == cluster]
+    by_group = {g: sorted((n for n in nodes if n["group"] == g), key=lambda n: n["name"])
+                for g in ("namenode", "journalnode", "datanode")}
+    zookeeper = os.environ.get("LCT_OFFER_ZOOKEEPER_CONNECT", "")
+    if not zookeeper:
+        sys.exit("no ZooKeeper hosts offered (LCT_OFFER_ZOOKEEPER_CONNECT is empty)")
+    install_hadoop()
+    os.makedirs(CONF, exist_ok=True)
+    fqdn = {n["name"]: f"{n['name']}.{cluster}.{os.environ.get('LCT_DOMAIN', 'lct.internal')}" for n in nodes}
+    write(INVENTORY, json.dumps({g: [fqdn[n["name"]] for n in ns] for g, ns in by_group.items()}))
+    nn = [fqdn[n["name"]] for n in by_group["namenode"]]
+    jn = [fqdn[n["name"]] for n in by_group["journalnode"]]
+    ids = [f"nn{i + 1}" for i in range(len(nn))]
+    core = {
+        "fs.defaultFS": f"hdfs://{cluster}",
+        "ha.zookeeper.quorum": zookeeper,
+        "hadoop.tmp.dir": f"{DATA}/tmp",
+    }
+    hdfs = {
+        "dfs.nameservices": cluster,
+        f"dfs.ha.namenodes.{cluster}": ",".join(ids),
+        "dfs.namenode.shared.edits.dir": "qjournal://" + ";".join(f"{h}:8485" for h in jn) + f"/{cluster}",
+        f"dfs.client.failover.proxy.provider.{cluster}":
+            "org.apache.hadoop.hdfs.server.namenode.ha.ConfiguredFailoverProxyProvider",
+        "dfs.ha.fencing.methods": "shell(/bin/true)",
+        "dfs.ha.automatic-failover.enabled": "true",
+        "dfs.journalnode.edits.dir": f"{DATA}/journal",
+        "dfs.namenode.name.dir": f"{DATA}/name",
+        "dfs.datanode.data.dir": f"{DATA}/data",
+        "dfs.replication": str(min(3, max(1, len(by_group["datanode"])))),
+        "dfs.namenode.rpc-bind-host": "0.0.0.0",
+        "dfs.namenode.http-bind-host": "0.0.0.0",
+    }
+    for i, host in zip(ids, nn):
+        hdfs[f"dfs.namenode.rpc-address.{cluster}.{i}"] = f"{host}:8020"
+        hdfs[f"dfs.namenode.http-address.{cluster}.{i}"] = f"{host}:9870"
+    changed = write(f"{CONF}/core-site.xml", site(core))
+    changed |= write(f"{CONF}/hdfs-site.xml", site(hdfs))
+    for role in ("journalnode", "namenode", "zkfc", "datanode"):
+        write(f"/etc/systemd/system/lct-hdfs-{role}.service", unit(role))
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    me = socket.gethostname()
+    if any(n["name"] == me for n in by_group["journalnode"]):
+        run_role("journalnode", restart=changed)
+    elif changed:
+        for role in ("namenode", "zkfc", "datanode"):
+            if active(role):
+                subprocess.run(["systemctl", "restart", f"lct-hdfs-{role}"], check=True)
+    print(f"{me}: hadoop configured{' (changed)' if changed else ''}")
+
+
+def install_hadoop():
+    if os.path.exists(f"{HOME}/bin/hdfs"):
+        return
+    if not URL or len(SHA256) != 64:
+        sys.exit("the plan names no download with a SHA-256 (LCT_DOWNLOAD_1_URL, LCT_DOWNLOAD_1_SHA256)")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "default-jre-headless"],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    os.makedirs("/var/cache/lct-hadoop", exist_ok=True)
+    tarball = "/var/cache/lct-hadoop/" + URL.rsplit("/", 1)[1]
+    if not os.path.exists(tarball) or sha256(tarball) != SHA256:
+        with urllib.request.urlopen(URL, timeout=60) as r, open(tarball + ".part", "wb") as f:
+            shutil.copyfileobj(r, f, 1 << 20)
+        got = sha256(tarball + ".part")
+        if got != SHA256:
+            os.remove(tarball + ".part")
+            sys.exit(f"{URL}: SHA-256 {got}, not the pinned {SHA256}: nothing was unpacked")
+        os.replace(tarball + ".part", tarball)
+    with tarfile.open(tarball) as t:
+        top = t.getnames()[0].split("/")[0]
+        try:
+            t.extractall("/opt", filter="data")
+        except TypeError:  # a Python without extraction filters: the archive was checked
+            t.extractall("/opt")
+    os.symlink(f"/opt/{top}", HOME + ".tmp")
+    os.replace(HOME + ".tmp", HOME)
+    subprocess.run(["useradd", "--system", "--home-dir", DATA, "--create-home", "hdfs"], check=False)
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def site(properties):
+    body = "".join(f"  <property><name>{k}</name><value>{v}</value></property>\n" for k, v in sorted(properties.items()))
+    return f'<?xml version="1.0"?>\n<!-- Written by lct (hdfs-ha plan). -->\n<configuration>\n{body}</configuration>\n'
+
+
+def unit(role):
+    return f"""[Unit]
+Description=HDFS {role} (lct hdfs-ha plan)
+After=network-online.target
+
+[Service]
+User=hdfs
+Environment=JAVA_HOME=/usr/lib/jvm/default-java HADOOP_CONF_DIR={CONF} HADOOP_LOG_DIR={DATA}/logs
+ExecStart={HOME}/bin/hdfs {role}
+Restart=on-failure
+RestartSec=5s
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def active(role):
+    return subprocess.run(["systemctl", "is-active", "--quiet", f"lct-hdfs-{role}"]).returncode == 0
+
+
+def run_role(role, restart=False):
+    subprocess.run(["systemctl", "enable", "--quiet", f"lct-hdfs-{role}"], check=True)
+    subprocess.run(["systemctl", "restart" if restart or not active(role) else "start", f"lct-hdfs-{role}"], check=True)
+
+
+def as_hdfs(*args):
+    env = dict(os.environ, JAVA_HOME="/usr/lib/jvm/default-java", HADOOP_CONF_DIR=CONF)
+    subprocess.run(["runuser", "-u", "hdfs", "--", f"{HOME}/bin/hdfs", *args], check=True, env=env)
+
+
+def wait_port(host, port, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), 3).close()
+            return
+        except OSError:
+            time.sleep(2)
+    sys.exit(f"{host}:{port} does not answer after {timeout}s")
+
+
+def start(step):
+    with open(INVENTORY) as f:
+        groups = json.load(f)
+    me = socket.gethostname()
+    first = re.search(r"-1$", me) is not None
+    if step == "namenode-first" and first:
+        for jn in groups["journalnode"]:
+            wait_port(jn, 8485)
+        if not os.path.exists(f"{DATA}/name/current/VERSION"):
+            as_hdfs("namenode", "-format", "-nonInteractive")
+            as_hdfs("zkfc", "-formatZK", "-nonInteractive")
+        run_role("namenode")
+        run_role("zkfc")
+    elif step == "namenode-standby" and not first:
+        wait_port(groups["namenode"][0], 8020)
+        if not os.path.exists(f"{DATA}/name/current/VERSION"):
+            as_hdfs("namenode", "-bootstrapStandby", "-nonInteractive")
+        run_role("namenode")
+        run_role("zkfc")
+    elif step == "datanode":
+        run_role("datanode")
+
+
+def write(path, text):
+    try:
+        with open(path) as f:
+            if f.read() == text:
+                return False
+    except FileNotFoundError:
+        pass
+    with open(path + ".lct-tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".lct-tmp", path)
+    return True
+
+
+if __name__ == "__main__":
+    main()
