@@ -7,7 +7,7 @@
 
 use std::process::Command;
 
-use lct_tests::Env;
+use lct_tests::{Env, Run};
 
 /// `Mode: leader` / `follower` / `standalone` of the ZooKeeper server on `node`.
 fn zk_mode(env: &Env, node: &str) -> String {
@@ -218,4 +218,69 @@ fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
         env.run("lct-plan", &["destroy", cluster]).ok();
     }
     assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}
+
+#[test]
+#[ignore = "needs root: the Linode double backed by machine nodes, with ZooKeeper"]
+fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    // The double as its own process, backed by this test's local cloud.
+    let mut double = env.command("lct-linode-double", &["--speed", "100", "--token", "backed", "--backing", "local"]);
+    double.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).stdin(std::process::Stdio::null());
+    double.process_group(0);
+    let mut child = double.spawn().unwrap();
+    let mut url = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    let _double = lct_tests::Background(child);
+    // The machines' apt source is the lab's mirror: it gets the plan's packages first (on
+    // Linode the nodes reach Debian's archive themselves).
+    env.run("lct-api", &["lab", "packages", "add", "zookeeperd"]).ok();
+    // The controller knows Linode only (a state of its own) and reaches the nodes from the
+    // lab's outside namespace, as it would reach real Linodes from the internet.
+    let controller = env.state.path().join("controller");
+    std::fs::create_dir_all(&controller).unwrap();
+    let linode = |program: &str, args: &[&str]| {
+        let mut cmd = env.command(program, args);
+        cmd.env("LCT_STATE_DIR", &controller)
+            .env("LCT_PROVIDER", "linode")
+            .env("LINODE_URL", url.trim())
+            .env("LINODE_TOKEN", "backed")
+            .env("LCT_LINODE_POLL", "0.05")
+            .env("LCT_LINODE_SSH_NETNS", format!("{}-outside", env.lab))
+            .env("HOME", &controller);
+        Run::from(cmd.stdin(std::process::Stdio::null()).output().unwrap())
+    };
+    linode("lct-plan", &["create", "zk", "package:zookeeper", "-p", "linode"]).ok();
+    let probe = "import socket; s = socket.create_connection((\"127.0.0.1\", 2181), 5); s.sendall(b\"srvr\"); print(s.makefile().read())";
+    let out = linode("lct-inventory", &["exec", "--cluster", "zk", "-o", "jsonl", "--", "python3", "-c", probe]).ok();
+    let modes: Vec<String> = out
+        .json_lines()
+        .iter()
+        .map(|r| r["stdout"].as_str().unwrap().lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").to_string())
+        .collect();
+    assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
+    assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 2, "{modes:?}");
+    // Hosts and firewalls went over SSH: names resolve; the outside reaches SSH, not 2181.
+    let names = linode(
+        "lct-inventory",
+        &["exec", "--cluster", "zk", "-o", "jsonl", "--", "getent", "hosts", "zk-3.zk.lct.internal"],
+    )
+    .ok();
+    assert_eq!(names.json_lines().len(), 3);
+    let nodes = linode("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+    assert!(nodes.iter().all(|n| n["provider"] == "linode"), "{nodes:?}");
+    let public = nodes[0]["public_ipv4"][0].as_str().unwrap().to_string();
+    let outside = format!("{}-outside", env.lab);
+    let nc = |port: &str| {
+        Command::new("ip")
+            .args(["netns", "exec", &outside, "nc", "-z", "-w", "2", &public, port])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(nc("22") && !nc("2181"), "the firewall admits more or less than SSH from the outside");
+    linode("lct-plan", &["destroy", "zk"]).ok();
+    assert!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "backing machines left");
 }

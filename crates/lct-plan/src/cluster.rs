@@ -366,12 +366,51 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
             waiting.into_iter().filter(|n| n.status != Status::Offline).map(|n| api.wait_ready(n)),
         )
         .await;
+        let mut up = Vec::new();
         for r in ready {
-            r?;
+            up.push(r?);
+        }
+        if state.provider != ProviderName::Local && !plan.hooks.is_empty() {
+            wait_ssh(up).await?;
         }
     }
     settle(state_dir, tools, api, name).await?;
     Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
+}
+
+/// Waits until every node answers SSH (with its pinned host key) and cloud-init has
+/// finished: a provider's "running" comes before sshd answers (Linode), and hooks need it.
+/// Retries for up to 5 minutes, then names the nodes that never answered and why.
+async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
+    use lct_inventory::exec::{ExecOptions, exec_each};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let options = ExecOptions {
+        timeout: Some(std::time::Duration::from_secs(120)),
+        ssh_options: vec!["ConnectTimeout=5".into()],
+        ..ExecOptions::default()
+    };
+    let mut waiting: Vec<Node> =
+        nodes.into_iter().filter(|n| matches!(n.access, Some(lct_core::record::Access::Ssh { .. }))).collect();
+    loop {
+        let argv =
+            vec!["sh".to_string(), "-c".to_string(), "cloud-init status --wait >/dev/null 2>&1; true".to_string()];
+        let jobs = waiting.iter().map(|n| (n.clone(), argv.clone(), Vec::new())).collect();
+        let failed: BTreeMap<Name, String> = exec_each(jobs, &options, None)
+            .await
+            .into_iter()
+            .filter(|r| !r.outcome.success())
+            .map(|r| (r.node, r.stderr.trim().lines().last().unwrap_or_default().to_string()))
+            .collect();
+        waiting.retain(|n| failed.contains_key(&n.name));
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            let why: Vec<String> = failed.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+            bail!("nodes that do not answer SSH after 5 minutes: {}", why.join("; "));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 /// Raises the events for what the hooks have not seen yet: `created` until it has ended
@@ -474,7 +513,7 @@ pub async fn stop(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resul
 /// `lct-plan start`: `starting`, the nodes start and are waited for, `started`; then what
 /// changed while it was stopped is settled.
 pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let (mut state, _) = load_cluster(state_dir, name)?;
+    let (mut state, _plan) = load_cluster(state_dir, name)?;
     let api = AnyProvider::from_env(state.provider)?;
     fire(state_dir, tools, name, Event::Starting, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
@@ -483,8 +522,12 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
         api.wait_ready(node).await
     }))
     .await;
+    let mut up = Vec::new();
     for r in started {
-        r?;
+        up.push(r?);
+    }
+    if state.provider != ProviderName::Local {
+        wait_ssh(up).await?;
     }
     state.stopped = false;
     state.save(state_dir)?;

@@ -319,8 +319,10 @@ pub fn node_of(i: &Instance) -> Option<Node> {
     let v4: Vec<Ipv4Addr> = i.ipv4.iter().filter_map(|a| a.parse().ok()).collect();
     let v6: Option<Ipv6Addr> = i.ipv6.as_deref().and_then(|a| a.split('/').next()).and_then(|a| a.parse().ok());
     let public_ipv4: Vec<Ipv4Addr> = v4.iter().copied().filter(|a| !is_private_v4(*a)).collect();
-    let access =
-        public_ipv4.first().map(|a| Access::Ssh { host: a.to_string(), port: 22, user: "root".into(), netns: None });
+    // LCT_LINODE_SSH_NETNS: the controller reaches its nodes from that network namespace (a
+    // VPN's, or the local cloud's outside when the API double is backed by machines).
+    let netns = std::env::var("LCT_LINODE_SSH_NETNS").ok().filter(|ns| !ns.is_empty());
+    let access = public_ipv4.first().map(|a| Access::Ssh { host: a.to_string(), port: 22, user: "root".into(), netns });
     Some(Node {
         cluster,
         group,
