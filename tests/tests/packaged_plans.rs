@@ -210,7 +210,7 @@ fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
     // What it offers its dependents.
     let status = env.run("lct-plan", &["status", "hdfs"]).ok().stdout;
     assert!(
-        status.contains("offers namenodes = hdfs-nn-1.hdfs.lct.internal:8020,hdfs-nn-2.hdfs.lct.internal:8020"),
+        status.contains("offers:\n  namenodes = hdfs-nn-1.hdfs.lct.internal:8020,hdfs-nn-2.hdfs.lct.internal:8020"),
         "{status}"
     );
 

@@ -335,6 +335,10 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
     }
     let mut waiting: Vec<Node> = existing.into_iter().filter(|n| wanted.contains(&n.name)).collect();
     let missing: Vec<&NodeSpec> = specs.iter().filter(|s| !waiting.iter().any(|n| n.name == s.name)).collect();
+    let bar = crate::hooks::progress();
+    if !missing.is_empty() {
+        bar.set_message(format!("cluster {name}: making {} node(s), then waiting until they answer", missing.len()));
+    }
     if state.provider == ProviderName::Local {
         // The local cloud makes nodes one at a time, in order (zk-1 gets .1); machines then
         // boot side by side.
@@ -374,6 +378,7 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
             wait_ssh(up).await?;
         }
     }
+    bar.finish_and_clear();
     settle(state_dir, tools, api, name).await?;
     Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
 }

@@ -37,8 +37,10 @@ pub async fn fire(state_dir: &Path, tools: &Tools, name: &Name, event: Event, ch
     let started = std::time::Instant::now();
     let mut ran = Vec::new();
     let mut outcome = Ok(());
+    let bar = progress();
     for (i, hook) in plan.hooks.get(&event).into_iter().flatten().enumerate() {
         let label = hook_label(hook, i);
+        bar.set_message(format!("cluster {name}, {event}: {label}"));
         let result = run_hook(state_dir, tools, &state, &plan, event, hook, &label, change).await;
         ran.push(json!({ "hook": label, "ok": result.is_ok() }));
         if let Err(e) = result {
@@ -46,9 +48,25 @@ pub async fn fire(state_dir: &Path, tools: &Tools, name: &Name, event: Event, ch
             break;
         }
     }
+    bar.finish_and_clear();
+    if !plan.hooks.get(&event).is_none_or(Vec::is_empty) && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let how = if outcome.is_ok() { "ok" } else { "failed" };
+        eprintln!("cluster {name}, {event}: {how} in {:.1} s", started.elapsed().as_secs_f64());
+    }
     let error = outcome.as_ref().err().map(|e| format!("{e:#}"));
     log_event(state_dir, name, event, &ran, error.as_deref(), started.elapsed(), change)?;
     outcome
+}
+
+/// A spinner naming the hook at work, on a terminal only (cron and pipes see nothing).
+pub fn progress() -> indicatif::ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").expect("a valid template"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
 
 /// A hook's name in logs: `action hosts`, `script configure.py`, `run #2`, `playbook site.yml`.

@@ -139,6 +139,26 @@ fn load(reference: &str, allow_http: bool) -> anyhow::Result<(lct_plan::Plan, St
     Ok((loaded.plan, loaded.source))
 }
 
+/// Events as a table: when (UTC), which, how it ended, how long, its hooks or its error.
+fn print_events(events: &[serde_json::Value]) {
+    println!("  {:<20} {:<19} {:<7} {:>8}  HOOKS / ERROR", "AT (UTC)", "EVENT", "OUTCOME", "TOOK");
+    for e in events {
+        let at = e["at"]
+            .as_i64()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        let hooks: Vec<&str> = e["hooks"].as_array().into_iter().flatten().filter_map(|h| h["hook"].as_str()).collect();
+        let detail = e["error"].as_str().map_or_else(|| hooks.join(", "), String::from);
+        println!(
+            "  {at:<20} {:<19} {:<7} {:>6}ms  {detail}",
+            e["event"].as_str().unwrap_or_default(),
+            e["outcome"].as_str().unwrap_or_default(),
+            e["took_ms"]
+        );
+    }
+}
+
 fn tools() -> anyhow::Result<Tools> {
     Ok(Tools { bin_dir: std::env::current_exe()?.parent().map(Path::to_path_buf).unwrap_or_default() })
 }
@@ -277,19 +297,7 @@ fn main() -> std::process::ExitCode {
                     }
                     return Ok(());
                 }
-                println!("{:<10} {:<19} {:<7} {:>8}  HOOKS / ERROR", "AT", "EVENT", "OUTCOME", "TOOK");
-                for e in &events {
-                    let hooks: Vec<&str> =
-                        e["hooks"].as_array().into_iter().flatten().filter_map(|h| h["hook"].as_str()).collect();
-                    let detail = e["error"].as_str().map_or_else(|| hooks.join(", "), String::from);
-                    println!(
-                        "{:<10} {:<19} {:<7} {:>6}ms  {detail}",
-                        e["at"],
-                        e["event"].as_str().unwrap_or_default(),
-                        e["outcome"].as_str().unwrap_or_default(),
-                        e["took_ms"]
-                    );
-                }
+                print_events(&events);
                 return Ok(());
             };
             let last = events
@@ -338,7 +346,9 @@ fn main() -> std::process::ExitCode {
         Command::Status { name } => {
             let state_dir = lct_core::state::state_dir();
             let (state, plan) = lct_plan::cluster::load_cluster(&state_dir, name)?;
-            println!("cluster {name}: from {} on {}", state.source, state.provider);
+            let stopped = if state.stopped { " (stopped)" } else { "" };
+            println!("cluster {name}: from {} on {}{stopped}", state.source, state.provider);
+            println!("parameters:");
             for (k, v) in &state.parameters {
                 let secret = plan.parameters.get(k).is_some_and(|p| p.secret);
                 println!("  {k} = {}", if secret { "<secret>".into() } else { v.to_string() });
@@ -348,22 +358,60 @@ fn main() -> std::process::ExitCode {
             let nodes: Vec<_> =
                 runtime.block_on(lct_api::Provider::list(&api))?.into_iter().filter(|n| &n.cluster == name).collect();
             let records = lct_core::state::ClusterStore::new(&state_dir).load()?;
-            if state.stopped {
-                println!("  (stopped)");
+            let planned =
+                lct_plan::cluster::node_specs(&plan, name, &state.parameters, &Default::default(), state.provider)?;
+            let wanted = lct_plan::cluster::node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
+            println!("groups:");
+            for (g, group) in &plan.groups {
+                let count = |specs: &[lct_core::record::NodeSpec]| specs.iter().filter(|s| &s.group == g).count();
+                let have = nodes.iter().filter(|n| &n.group == g).count();
+                let scaled = if state.counts.contains_key(g) {
+                    format!(" (scaled from {})", count(&planned))
+                } else {
+                    String::new()
+                };
+                let services: Vec<String> = group
+                    .services
+                    .iter()
+                    .map(|(s, svc)| {
+                        format!("{s} {}", svc.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(","))
+                    })
+                    .collect();
+                println!("  {:<12} {have} of {} nodes{scaled}  {}", g.as_str(), count(&wanted), services.join("; "));
             }
-            for (g, n) in &state.counts {
-                println!("  group {g}: {n} nodes (scaled)");
+            let offered = lct_plan::hooks::offers(&plan, name, &state.parameters, &nodes, &records)?;
+            if !offered.is_empty() {
+                println!("offers:");
+                for (k, v) in offered {
+                    println!("  {k} = {v}");
+                }
             }
-            for (k, v) in lct_plan::hooks::offers(&plan, name, &state.parameters, &nodes, &records)? {
-                println!("  offers {k} = {v}");
+            if let Some(record) = records.iter().find(|c| &c.name == name)
+                && !record.depends_on.is_empty()
+            {
+                let deps: Vec<String> = record
+                    .depends_on
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{} ({})",
+                            d.cluster,
+                            d.ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+                        )
+                    })
+                    .collect();
+                println!("depends on: {}", deps.join(", "));
             }
+            println!("nodes:");
             lct_core::table::emit(&nodes, lct_core::cli::OutputFormat::Table)?;
             let log = lct_plan::cluster::plans_dir(&state_dir).join(name.as_str()).join("events.jsonl");
-            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let events: Vec<serde_json::Value> = std::fs::read_to_string(log)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect();
             println!("last events:");
-            for line in text.lines().rev().take(5) {
-                println!("  {line}");
-            }
+            print_events(&events[events.len().saturating_sub(5)..]);
             Ok(())
         }
         Command::Destroy { name, force } => {
