@@ -9,6 +9,14 @@ use std::process::Command;
 
 use lct_tests::{Env, Run};
 
+/// These tests boot many machines and install Java and PostgreSQL on them: one at a time,
+/// so that two cores are not asked to boot twenty machines at once.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `Mode: leader` / `follower` / `standalone` of the ZooKeeper server on `node`.
 fn zk_mode(env: &Env, node: &str) -> String {
     let probe = "python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", 2181), 5); s.sendall(b\"srvr\"); print(s.makefile().read())'";
@@ -49,6 +57,7 @@ fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
 #[test]
 #[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn) with ZooKeeper and PostgreSQL"]
 fn zookeeper_and_postgres_ha_end_to_end() {
+    let _heavy = one_at_a_time();
     let env = Env::new();
     // The lab's DNS server first: every later cluster's names reach it (the dns action).
     env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
@@ -225,6 +234,7 @@ fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
 fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
+    let _heavy = one_at_a_time();
     let env = Env::new();
     // The double as its own process, backed by this test's local cloud.
     let mut double = env.command("lct-linode-double", &["--speed", "100", "--token", "backed", "--backing", "local"]);
