@@ -241,7 +241,7 @@ fn a_create_killed_part_way_is_finished_by_the_next_run_and_makes_no_node_twice(
     let marker = env.state.path().join("events.txt");
     std::fs::write(
         &plan,
-        "description: namespace nodes\nparameters:\n  marker: {type: string, description: a file}\ngroups:\n  node: {count: 3, image: lct/netns}\nhooks:\n  created:\n    - action: hosts\n    - run: \"echo $LCT_EVENT $LCT_NODES_ADDED >> $LCT_PARAM_MARKER\"\n",
+        "description: namespace nodes\nparameters:\n  marker: {type: string, description: a file}\ngroups:\n  node: {count: 3, image: lct/netns, volumes: [{name: data, size: 8M}]}\nhooks:\n  created:\n    - action: hosts\n    - run: \"echo $LCT_EVENT $LCT_NODES_ADDED >> $LCT_PARAM_MARKER\"\n",
     )
     .unwrap();
     let set = format!("marker={}", marker.display());
@@ -259,8 +259,35 @@ fn a_create_killed_part_way_is_finished_by_the_next_run_and_makes_no_node_twice(
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "created ns-1,ns-2,ns-3\n");
     let listed = env.run("lct-api", &["list", "-o", "jsonl"]).ok().json_lines();
     assert_eq!(listed.len(), 3, "a node made twice");
+    // Every node got its volume, once, attached to it.
+    let volumes = env.run("lct-api", &["volume", "list", "-o", "jsonl"]).ok().json_lines();
+    let attached: Vec<(String, String, u64)> = volumes
+        .iter()
+        .map(|v| {
+            (
+                v["label"].as_str().unwrap().into(),
+                v["attached_to"].as_str().unwrap_or("").into(),
+                v["size_mib"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attached,
+        [
+            ("ns-1-data".into(), "ns-1".into(), 8),
+            ("ns-2-data".into(), "ns-2".into(), 8),
+            ("ns-3-data".into(), "ns-3".into(), 8)
+        ]
+    );
     // Nothing changed: a third run raises nothing.
     env.run("lct-plan", &args).ok();
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "created ns-1,ns-2,ns-3\n");
+    assert_eq!(env.run("lct-api", &["volume", "list", "-o", "jsonl"]).ok().json_lines().len(), 3);
+    // A scale down leaves the volume (data is never deleted by a scale); destroy deletes it.
+    env.run("lct-plan", &["scale", "ns", "node", "2"]).ok();
+    let volumes = env.run("lct-api", &["volume", "list", "-o", "jsonl"]).ok().json_lines();
+    assert_eq!(volumes.len(), 3);
+    assert!(volumes.iter().any(|v| v["label"] == "ns-3-data" && v.get("attached_to").is_none()), "{volumes:?}");
     env.run("lct-plan", &["destroy", "ns"]).ok();
+    assert!(env.run("lct-api", &["volume", "list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "volumes left");
 }

@@ -13,4 +13,4 @@ pub mod local;
 mod provider;
 
 pub use any::{AnyProvider, PROVIDERS_HELP, providers_to_ask};
-pub use provider::{Provider, ProviderError, VolumeSpec};
+pub use provider::{Provider, ProviderError, VolumeSpec, parse_size_mib};

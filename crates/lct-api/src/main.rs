@@ -208,21 +208,7 @@ enum PackagesCommand {
 }
 
 fn parse_size_mib(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 10G)"))?;
-    let factor = match unit.to_ascii_lowercase().as_str() {
-        "" | "g" | "gb" | "gib" => 1024,
-        "m" | "mb" | "mib" => 1,
-        "t" | "tb" | "tib" => 1024 * 1024,
-        _ => return Err(format!("unknown size unit {unit:?} (use M, G or T)")),
-    };
-    match n.checked_mul(factor) {
-        Some(0) => Err("a volume needs at least 1 MiB".into()),
-        Some(mib) => Ok(mib),
-        None => Err(format!("{s:?} is too large")),
-    }
+    lct_api::parse_size_mib(s)
 }
 
 fn main() -> std::process::ExitCode {

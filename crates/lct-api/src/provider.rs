@@ -35,6 +35,26 @@ pub struct VolumeSpec {
     pub region: Option<String>,
 }
 
+/// A volume size as people write it: `512M`, `10G` (a bare number is GiB, as Linode's API
+/// counts), `1T`; in MiB.
+pub fn parse_size_mib(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 10G)"))?;
+    let factor = match unit.to_ascii_lowercase().as_str() {
+        "" | "g" | "gb" | "gib" => 1024,
+        "m" | "mb" | "mib" => 1,
+        "t" | "tb" | "tib" => 1024 * 1024,
+        _ => return Err(format!("unknown size unit {unit:?} (use M, G or T)")),
+    };
+    match n.checked_mul(factor) {
+        Some(0) => Err("a volume needs at least 1 MiB".into()),
+        Some(mib) => Ok(mib),
+        None => Err(format!("{s:?} is too large")),
+    }
+}
+
 /// The operations every provider offers. Creating is idempotent by node name (labels are
 /// the idempotency key of a cluster's nodes); deleting what does not exist is not an error.
 pub trait Provider: Send + Sync {

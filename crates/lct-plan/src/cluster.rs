@@ -46,6 +46,9 @@ pub struct ClusterState {
     /// Stopped by `lct-plan stop`.
     #[serde(default)]
     pub stopped: bool,
+    /// The volumes it made (`destroy` deletes them unless kept).
+    #[serde(default)]
+    pub volumes: BTreeSet<Name>,
 }
 
 impl ClusterState {
@@ -275,6 +278,7 @@ pub async fn create(
             created: false,
             members: BTreeSet::new(),
             stopped: false,
+            volumes: BTreeSet::new(),
         },
     };
     state.save(state_dir)?;
@@ -379,8 +383,56 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
         }
     }
     bar.finish_and_clear();
+    let volumes = attach_volumes(api, &plan, &specs).await?;
+    if !volumes.is_subset(&state.volumes) {
+        let (mut state, _) = load_cluster(state_dir, name)?;
+        state.volumes.extend(volumes);
+        state.save(state_dir)?;
+    }
     settle(state_dir, tools, api, name).await?;
     Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
+}
+
+/// The volumes the plan gives its nodes: `NODE-VOLUME` (zk-1's `data` is `zk-1-data`).
+fn volume_labels(plan: &Plan, specs: &[NodeSpec]) -> anyhow::Result<Vec<(Name, Name, u64)>> {
+    let mut out = Vec::new();
+    for spec in specs {
+        for v in plan.groups.get(&spec.group).map(|g| g.volumes.as_slice()).unwrap_or_default() {
+            let label: Name = format!("{}-{}", spec.name, v.name)
+                .parse()
+                .with_context(|| format!("groups.{}.volumes: {}-{}", spec.group, spec.name, v.name))?;
+            let size = lct_api::parse_size_mib(&v.size).map_err(anyhow::Error::msg)?;
+            out.push((label, spec.name.clone(), size));
+        }
+    }
+    Ok(out)
+}
+
+/// Every node's volumes made (once) and attached to it; a volume of a node that is gone
+/// stays, detached, and comes back to it if the node does (data is never deleted by a scale).
+async fn attach_volumes(api: &AnyProvider, plan: &Plan, specs: &[NodeSpec]) -> anyhow::Result<BTreeSet<Name>> {
+    let wanted = volume_labels(plan, specs)?;
+    let labels: BTreeSet<Name> = wanted.iter().map(|(l, _, _)| l.clone()).collect();
+    if wanted.is_empty() {
+        return Ok(labels);
+    }
+    let existing = api.volumes().await?;
+    let nodes = api.list().await?;
+    for (label, node, size_mib) in wanted {
+        let volume = match existing.iter().find(|v| v.label == label) {
+            Some(v) => v.clone(),
+            None => {
+                let region = nodes.iter().find(|n| n.name == node).map(|n| n.region.clone()).filter(|r| !r.is_empty());
+                api.create_volume(&lct_api::VolumeSpec { label: label.clone(), size_mib, region })
+                    .await
+                    .with_context(|| format!("creating volume {label}"))?
+            }
+        };
+        if volume.attached_to.as_ref() != Some(&node) {
+            api.attach_volume(&label, &node).await.with_context(|| format!("attaching volume {label} to {node}"))?;
+        }
+    }
+    Ok(labels)
 }
 
 /// Waits until every node answers SSH (with its pinned host key) and cloud-init has
@@ -682,7 +734,13 @@ pub async fn diff(
 /// Deletes a cluster's nodes, its record and its state after its `destroying` hooks;
 /// refused while other clusters depend on it, unless `force`. The clusters it depended on
 /// hear `dependent-changed` (their firewalls stop admitting it).
-pub async fn destroy(state_dir: &Path, tools: &Tools, name: &Name, force: bool) -> anyhow::Result<()> {
+pub async fn destroy(
+    state_dir: &Path,
+    tools: &Tools,
+    name: &Name,
+    force: bool,
+    keep_volumes: bool,
+) -> anyhow::Result<()> {
     let (state, plan) = load_cluster(state_dir, name)?;
     let store = ClusterStore::new(state_dir);
     let records = store.load()?;
@@ -706,6 +764,15 @@ pub async fn destroy(state_dir: &Path, tools: &Tools, name: &Name, force: bool) 
     let removed: Vec<Name> = nodes.iter().map(|n| n.name.clone()).collect();
     for node in nodes {
         api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
+    }
+    // The volumes it made go too, unless kept.
+    if !keep_volumes {
+        for v in api.volumes().await?.into_iter().filter(|v| state.volumes.contains(&v.label)) {
+            if v.attached_to.is_some() {
+                api.detach_volume(&v.label).await.with_context(|| format!("detaching volume {}", v.label))?;
+            }
+            api.delete_volume(&v.label).await.with_context(|| format!("deleting volume {}", v.label))?;
+        }
     }
     store.remove(std::slice::from_ref(name))?;
     std::fs::remove_dir_all(cluster_dir(state_dir, name))?;

@@ -257,6 +257,13 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
             template(format!("groups.{g}.count"), t)?;
         }
         template(format!("groups.{g}.hostname"), &group.hostname)?;
+        let mut volumes = BTreeSet::new();
+        for (i, v) in group.volumes.iter().enumerate() {
+            lct_api::parse_size_mib(&v.size).map_err(|m| bad(format!("groups.{g}.volumes[{i}].size"), m))?;
+            if !volumes.insert(&v.name) {
+                return Err(bad(format!("groups.{g}.volumes[{i}].name"), format!("{} is named twice", v.name)));
+            }
+        }
         if !matches!(group.image.as_str(), "debian-12" | "linode/debian12" | "lct/netns") {
             return Err(bad(format!("groups.{g}.image"), format!("{:?}: debian-12 or lct/netns", group.image)));
         }
@@ -484,6 +491,8 @@ mod tests {
         assert_eq!(e, "p.yaml: hooks.created[0]: on: no group nobody");
         let e = error(&format!("{GOOD}hooks:\n  exploded:\n    - {{action: hosts}}\n"));
         assert!(e.contains("unknown variant `exploded`"), "{e}");
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    volumes: [{name: data, size: 10X}]\n"));
+        assert_eq!(e, "p.yaml: groups.server.volumes[0].size: unknown size unit \"X\" (use M, G or T)");
         let e = error(&format!("{GOOD}parameters:\n  n: {{type: integer, default: many, description: x}}\n"));
         assert_eq!(e, "p.yaml: parameters.n.default: \"many\" is not a integer");
     }

@@ -117,6 +117,9 @@ enum Command {
         /// Even when other clusters depend on it, or its destroying hooks fail
         #[arg(long)]
         force: bool,
+        /// Keep the cluster's volumes (detached) instead of deleting them
+        #[arg(long)]
+        keep_volumes: bool,
     },
     /// The JSON Schema of the plan format
     Schema,
@@ -414,8 +417,9 @@ fn main() -> std::process::ExitCode {
             print_events(&events[events.len().saturating_sub(5)..]);
             Ok(())
         }
-        Command::Destroy { name, force } => {
-            runtime()?.block_on(lct_plan::cluster::destroy(&lct_core::state::state_dir(), &tools()?, name, *force))?;
+        Command::Destroy { name, force, keep_volumes } => {
+            let state_dir = lct_core::state::state_dir();
+            runtime()?.block_on(lct_plan::cluster::destroy(&state_dir, &tools()?, name, *force, *keep_volumes))?;
             eprintln!("cluster {name} destroyed");
             Ok(())
         }
