@@ -92,6 +92,8 @@ postgresql:
         # host list is used from its next start, the hosts it has still answer meanwhile.
         subprocess.run(["systemctl", "reload", "patroni"], check=True)
     role = wait_healthy()
+    if role == "replica":
+        wait_streaming()
     print(f"{me}: patroni {'started' if not active else 'reloaded' if changed else 'unchanged'}, {role}")
 
 
@@ -129,6 +131,22 @@ def wait_healthy(timeout=180):
             last = str(e)
         time.sleep(1)
     sys.exit(f"patroni is not healthy after {timeout}s: {last}")
+
+
+def wait_streaming(timeout=120):
+    """Until this replica streams from the primary (its WAL receiver says so)."""
+    deadline = time.monotonic() + timeout
+    status = ""
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            ["runuser", "-u", "postgres", "--", "psql", "-XAtc", "select status from pg_stat_wal_receiver"],
+            capture_output=True, text=True, cwd="/",
+        )
+        status = out.stdout.strip()
+        if status == "streaming":
+            return
+        time.sleep(1)
+    sys.exit(f"the replica does not stream after {timeout}s (WAL receiver: {status or 'none'})")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,252 @@
+//! The lct image format: the disk in fixed-size extents, each an independent zstd frame
+//! (so plain `zstd -d` restores the raw disk), then lct's index in a zstd skippable frame,
+//! then a seek table in zstd's seekable format (its last bytes), so seekable readers find
+//! every frame too. docs/image-format.md describes it byte by byte.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use serde::{Deserialize, Serialize};
+
+/// The logical size of an extent (the last one may be shorter).
+pub const EXTENT_SIZE: u64 = 4 << 20;
+
+/// lct's index frame: a zstd skippable frame (magic 0x184D2A50 + 0xD).
+pub const INDEX_MAGIC: u32 = 0x184D_2A5D;
+/// zstd's seekable format: the seek table's skippable frame and its footer magic.
+pub const SEEK_TABLE_MAGIC: u32 = 0x184D_2A5E;
+pub const SEEKABLE_MAGIC: u32 = 0x8F92_EAB1;
+/// The index's first bytes.
+pub const INDEX_HEADER: &[u8; 8] = b"LCTIMG1\0";
+/// One extent's entry in the index: offset u64, length u32, compressed offset u64,
+/// compressed size u32, kind u8, BLAKE3 hash 32 bytes; little-endian.
+pub const ENTRY_SIZE: usize = 8 + 4 + 8 + 4 + 1 + 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an lct image, or a truncated one: {0}")]
+    Truncated(String),
+    #[error("the image's index is damaged: {0}")]
+    Index(String),
+}
+
+/// What an extent holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Data: its frame decompresses to the extent.
+    Data,
+    /// Only zeros: a tiny frame of zeros, and a target gets real zeros (a punched hole,
+    /// BLKZEROOUT or written zeros), never stale data.
+    Zero,
+}
+
+/// One extent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extent {
+    /// Where it is on the disk, and how long.
+    pub offset: u64,
+    pub len: u32,
+    /// Where its frame is in the image, and how long.
+    pub coffset: u64,
+    pub csize: u32,
+    pub kind: Kind,
+    /// BLAKE3 of its bytes on the disk.
+    pub hash: [u8; 32],
+}
+
+/// What the image is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The disk's size in bytes.
+    pub size: u64,
+    pub extent_size: u64,
+    #[serde(default)]
+    pub label: String,
+    /// Where it was made from.
+    #[serde(default)]
+    pub source: String,
+    /// Seconds since 1970 (UTC).
+    pub created: u64,
+    /// The lct-image that made it.
+    pub tool_version: String,
+}
+
+/// The index: the manifest, every extent, and the root hash over the entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    pub manifest: Manifest,
+    pub extents: Vec<Extent>,
+    pub root: [u8; 32],
+}
+
+impl Extent {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
+        out.extend_from_slice(&self.coffset.to_le_bytes());
+        out.extend_from_slice(&self.csize.to_le_bytes());
+        out.push(match self.kind {
+            Kind::Data => 0,
+            Kind::Zero => 1,
+        });
+        out.extend_from_slice(&self.hash);
+    }
+
+    fn decode(b: &[u8]) -> Result<Extent, FormatError> {
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let kind = match b[24] {
+            0 => Kind::Data,
+            1 => Kind::Zero,
+            k => return Err(FormatError::Index(format!("extent kind {k}"))),
+        };
+        Ok(Extent {
+            offset: u64_at(0),
+            len: u32_at(8),
+            coffset: u64_at(12),
+            csize: u32_at(20),
+            kind,
+            hash: b[25..57].try_into().expect("32 bytes"),
+        })
+    }
+}
+
+/// The root hash: BLAKE3 over every entry's bytes, in order.
+pub fn root_hash(extents: &[Extent]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(ENTRY_SIZE);
+    for e in extents {
+        buf.clear();
+        e.encode(&mut buf);
+        hasher.update(&buf);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+impl Index {
+    /// The trailer written after the last extent's frame: the index frame, then the seek
+    /// table (one entry per extent frame, and one for the index frame, decompressed size 0).
+    pub fn trailer(&self) -> Vec<u8> {
+        let manifest = serde_json::to_vec(&self.manifest).expect("a manifest serializes");
+        let mut body = Vec::with_capacity(8 + 4 + manifest.len() + 8 + self.extents.len() * ENTRY_SIZE + 32);
+        body.extend_from_slice(INDEX_HEADER);
+        body.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
+        body.extend_from_slice(&manifest);
+        body.extend_from_slice(&(self.extents.len() as u64).to_le_bytes());
+        for e in &self.extents {
+            e.encode(&mut body);
+        }
+        body.extend_from_slice(&self.root);
+        let mut out = Vec::with_capacity(body.len() + 8 + (self.extents.len() + 1) * 8 + 17);
+        out.extend_from_slice(&INDEX_MAGIC.to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        let index_frame = 8 + body.len() as u32;
+        out.extend_from_slice(&body);
+        // zstd's seekable format: entries of (compressed size, decompressed size), no checksums.
+        let frames = self.extents.len() as u32 + 1;
+        out.extend_from_slice(&SEEK_TABLE_MAGIC.to_le_bytes());
+        out.extend_from_slice(&(frames * 8 + 9).to_le_bytes());
+        for e in &self.extents {
+            out.extend_from_slice(&e.csize.to_le_bytes());
+            out.extend_from_slice(&e.len.to_le_bytes());
+        }
+        out.extend_from_slice(&index_frame.to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&frames.to_le_bytes());
+        out.push(0);
+        out.extend_from_slice(&SEEKABLE_MAGIC.to_le_bytes());
+        out
+    }
+
+    /// Reads the index from an image's end (and checks it: magics, sizes, the root hash, that
+    /// the extents tile the disk and the frames tile the image).
+    pub fn read<R: Read + Seek>(image: &mut R) -> Result<Index, FormatError> {
+        let total = image.seek(SeekFrom::End(0))?;
+        let truncated = |why: &str| FormatError::Truncated(why.to_string());
+        if total < 17 {
+            return Err(truncated("shorter than a seek table"));
+        }
+        let mut footer = [0u8; 9];
+        image.seek(SeekFrom::End(-9))?;
+        image.read_exact(&mut footer)?;
+        if u32::from_le_bytes(footer[5..9].try_into().expect("4")) != SEEKABLE_MAGIC {
+            return Err(truncated("no seek table at its end"));
+        }
+        let frames = u64::from(u32::from_le_bytes(footer[0..4].try_into().expect("4")));
+        let table_len = 8 + frames * 8 + 9;
+        if frames == 0 || table_len > total {
+            return Err(truncated("the seek table is longer than the file"));
+        }
+        let mut table = vec![0u8; table_len as usize];
+        image.seek(SeekFrom::Start(total - table_len))?;
+        image.read_exact(&mut table)?;
+        if u32::from_le_bytes(table[0..4].try_into().expect("4")) != SEEK_TABLE_MAGIC {
+            return Err(truncated("the seek table's frame header is wrong"));
+        }
+        let entry = |i: u64| {
+            let at = 8 + i as usize * 8;
+            (
+                u64::from(u32::from_le_bytes(table[at..at + 4].try_into().expect("4"))),
+                u64::from(u32::from_le_bytes(table[at + 4..at + 8].try_into().expect("4"))),
+            )
+        };
+        let frames_len: u64 = (0..frames).map(|i| entry(i).0).sum();
+        if frames_len + table_len != total {
+            return Err(truncated(&format!(
+                "its frames and tables make {} bytes, the file has {total}",
+                frames_len + table_len
+            )));
+        }
+        let (index_len, _) = entry(frames - 1);
+        let index_at = total - table_len - index_len;
+        let mut frame = vec![0u8; index_len as usize];
+        image.seek(SeekFrom::Start(index_at))?;
+        image.read_exact(&mut frame)?;
+        let bad = |why: String| FormatError::Index(why);
+        if frame.len() < 8 + 8 + 4 || u32::from_le_bytes(frame[0..4].try_into().expect("4")) != INDEX_MAGIC {
+            return Err(bad("no index frame before the seek table".into()));
+        }
+        let body = &frame[8..];
+        if &body[..8] != INDEX_HEADER {
+            return Err(bad("not an lct index".into()));
+        }
+        let mlen = u32::from_le_bytes(body[8..12].try_into().expect("4")) as usize;
+        let rest = body.get(12..).ok_or_else(|| bad("short".into()))?;
+        let manifest: Manifest = serde_json::from_slice(rest.get(..mlen).ok_or_else(|| bad("short manifest".into()))?)
+            .map_err(|e| bad(format!("manifest: {e}")))?;
+        let rest = &rest[mlen..];
+        let count = u64::from_le_bytes(rest.get(..8).ok_or_else(|| bad("short".into()))?.try_into().expect("8"));
+        if count + 1 != frames {
+            return Err(bad(format!("{count} extents, {frames} frames in the seek table")));
+        }
+        let entries = rest.get(8..8 + count as usize * ENTRY_SIZE).ok_or_else(|| bad("short entries".into()))?;
+        let extents = entries.chunks_exact(ENTRY_SIZE).map(Extent::decode).collect::<Result<Vec<_>, _>>()?;
+        let root: [u8; 32] = rest
+            .get(8 + count as usize * ENTRY_SIZE..8 + count as usize * ENTRY_SIZE + 32)
+            .ok_or_else(|| bad("no root hash".into()))?
+            .try_into()
+            .expect("32");
+        if root_hash(&extents) != root {
+            return Err(bad("its root hash does not match its entries".into()));
+        }
+        // The extents tile the disk, the frames the image, as the seek table says.
+        let (mut offset, mut coffset) = (0u64, 0u64);
+        for (i, e) in extents.iter().enumerate() {
+            if e.offset != offset || e.coffset != coffset || (u64::from(e.csize), u64::from(e.len)) != entry(i as u64) {
+                return Err(bad(format!("extent {i} is not where the seek table puts it")));
+            }
+            offset += u64::from(e.len);
+            coffset += u64::from(e.csize);
+        }
+        if offset != manifest.size {
+            return Err(bad(format!("the extents cover {offset} bytes, the disk has {}", manifest.size)));
+        }
+        Ok(Index { manifest, extents, root })
+    }
+}
+
+pub fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,465 @@
+//! Making, restoring and verifying images: extents read, compressed and hashed on every
+//! core with a bounded number in flight (memory stays bounded whatever the disk's size),
+//! written in order.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel};
+use std::sync::{Mutex, OnceLock};
+
+use serde::Serialize;
+
+use crate::disk;
+use crate::format::{EXTENT_SIZE, Extent, FormatError, Index, Kind, Manifest, hex, root_hash};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Format { path: String, error: FormatError },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{image}: extent {index} (bytes {offset}..{end}) is damaged: {why}")]
+    Damaged { image: String, index: usize, offset: u64, end: u64, why: String },
+    #[error("{target}: extent {index} (bytes {offset}..{end}) differs from the image")]
+    Differs { target: String, index: usize, offset: u64, end: u64 },
+}
+
+fn io_at(path: &Path) -> impl Fn(std::io::Error) -> ImageError + '_ {
+    move |error| ImageError::Io { path: path.display().to_string(), error }
+}
+
+/// How many threads compress or decompress: every core.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Runs `work` on `threads` threads over what `produce` yields, and hands the results to
+/// `consume` in order; at most `window` items are between `produce` and `consume` at any
+/// time (what bounds memory).
+fn ordered<I: Send, O: Send>(
+    threads: usize,
+    window: usize,
+    mut produce: impl FnMut(usize) -> Option<Result<I, ImageError>> + Send,
+    work: impl Fn(usize, I) -> Result<O, ImageError> + Sync,
+    mut consume: impl FnMut(usize, O) -> Result<(), ImageError>,
+) -> Result<(), ImageError> {
+    let (tokens_tx, tokens_rx) = sync_channel::<()>(window);
+    for _ in 0..window {
+        tokens_tx.send(()).expect("room for the window");
+    }
+    let (jobs_tx, jobs_rx) = sync_channel::<(usize, I)>(window);
+    let (results_tx, results_rx) = channel::<(usize, Result<O, ImageError>)>();
+    let jobs_rx = Mutex::new(jobs_rx);
+    // Once the consumer has stopped (an error), workers only drain the jobs, so that the
+    // producer is never left blocked on a full queue.
+    let stopped = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Owned here, so that an early return (an error) closes them: the producer and the
+        // workers then stop instead of waiting for a consumer that is gone.
+        let (tokens_tx, results_rx) = (tokens_tx, results_rx);
+        let results_for_producer = results_tx.clone();
+        scope.spawn(move || {
+            let mut i = 0;
+            while tokens_rx.recv().is_ok() {
+                match produce(i) {
+                    None => break,
+                    Some(Ok(item)) => {
+                        if jobs_tx.send((i, item)).is_err() {
+                            break;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = results_for_producer.send((i, Err(e)));
+                        break;
+                    }
+                }
+                i += 1;
+            }
+        });
+        let work = &work;
+        let jobs_rx = &jobs_rx;
+        let stopped = &stopped;
+        for _ in 0..threads.max(1) {
+            let results_tx = results_tx.clone();
+            scope.spawn(move || {
+                loop {
+                    let job = jobs_rx.lock().expect("not poisoned").recv();
+                    let Ok((i, item)) = job else { break };
+                    if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                        continue;
+                    }
+                    if results_tx.send((i, work(i, item))).is_err() {
+                        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        drop(results_tx);
+        let mut pending: BTreeMap<usize, Result<O, ImageError>> = BTreeMap::new();
+        let mut next = 0;
+        for (i, result) in results_rx.iter() {
+            pending.insert(i, result);
+            while let Some(result) = pending.remove(&next) {
+                consume(next, result?)?;
+                next += 1;
+                let _ = tokens_tx.send(());
+            }
+        }
+        Ok(())
+    })
+}
+
+/// A frame of `len` zeros, made once per length (all extents but the last share one).
+fn zero_frame(len: usize) -> Vec<u8> {
+    static FULL: OnceLock<(Vec<u8>, [u8; 32])> = OnceLock::new();
+    if len as u64 == EXTENT_SIZE {
+        return FULL.get_or_init(|| zeros_frame_and_hash(len)).0.clone();
+    }
+    zeros_frame_and_hash(len).0
+}
+
+fn zero_hash(len: usize) -> [u8; 32] {
+    static FULL: OnceLock<[u8; 32]> = OnceLock::new();
+    if len as u64 == EXTENT_SIZE {
+        return *FULL.get_or_init(|| *blake3::hash(&vec![0u8; len]).as_bytes());
+    }
+    *blake3::hash(&vec![0u8; len]).as_bytes()
+}
+
+fn zeros_frame_and_hash(len: usize) -> (Vec<u8>, [u8; 32]) {
+    let zeros = vec![0u8; len];
+    (zstd::bulk::compress(&zeros, 19).expect("zstd compresses zeros"), *blake3::hash(&zeros).as_bytes())
+}
+
+/// What `create` is told.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub label: String,
+    /// zstd's level (3, as `zstd -3`, by default).
+    pub level: i32,
+    pub threads: usize,
+    /// Image a block device even while it is mounted read-write.
+    pub force: bool,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions { label: String::new(), level: 3, threads: threads(), force: false }
+    }
+}
+
+/// What a create, restore or verify did (the `image-*` records).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub kind: &'static str,
+    pub v: u32,
+    pub image: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub size: u64,
+    pub extents: usize,
+    pub data_extents: usize,
+    pub zero_extents: usize,
+    /// Extents `--skip-matching` found right on the target.
+    pub skipped: usize,
+    pub image_bytes: u64,
+    pub root: String,
+}
+
+fn report(kind: &'static str, image: &Path, target: Option<&Path>, index: &Index, skipped: usize) -> Report {
+    let data = index.extents.iter().filter(|e| e.kind == Kind::Data).count();
+    Report {
+        kind,
+        v: 1,
+        image: image.display().to_string(),
+        target: target.map(|t| t.display().to_string()),
+        size: index.manifest.size,
+        extents: index.extents.len(),
+        data_extents: data,
+        zero_extents: index.extents.len() - data,
+        skipped,
+        image_bytes: index.extents.iter().map(|e| u64::from(e.csize)).sum(),
+        root: hex(&index.root),
+    }
+}
+
+/// Images `source` (a file or block device) into `out`: written to `OUT.partial` and
+/// renamed when whole and synced. `progress` hears the bytes done and the total.
+pub fn create(
+    source: &Path,
+    out: &Path,
+    options: &CreateOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    if !options.force
+        && let Some(at) = disk::mounted_rw(source).map_err(io_at(source))?
+    {
+        return Err(ImageError::Refused(format!(
+            "{} is mounted read-write on {at}: its image would not be consistent. Remount it read-only \
+             (mount -o remount,ro {at}), freeze it (fsfreeze -f {at}), or image a snapshot; --force images it anyway",
+            source.display()
+        )));
+    }
+    let file = File::open(source).map_err(io_at(source))?;
+    let size = disk::size(&file).map_err(io_at(source))?;
+    let ranges = disk::data_ranges(&file, size);
+    let partial = partial_path(out);
+    let out_file =
+        OpenOptions::new().write(true).create(true).truncate(true).open(&partial).map_err(io_at(&partial))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, out_file);
+    let count = size.div_ceil(EXTENT_SIZE) as usize;
+    let mut extents: Vec<Extent> = Vec::with_capacity(count);
+    let mut coffset = 0u64;
+    let level = options.level;
+    enum Read {
+        Data(Vec<u8>),
+        Hole(usize),
+    }
+    ordered(
+        options.threads,
+        options.threads * 2 + 2,
+        |i| {
+            if i >= count {
+                return None;
+            }
+            let offset = i as u64 * EXTENT_SIZE;
+            let len = (size - offset).min(EXTENT_SIZE) as usize;
+            if ranges.as_ref().is_some_and(|r| !disk::has_data(r, offset, offset + len as u64)) {
+                return Some(Ok(Read::Hole(len)));
+            }
+            let mut buf = vec![0u8; len];
+            Some(disk::read_at(&file, &mut buf, offset).map(|()| Read::Data(buf)).map_err(io_at(source)))
+        },
+        |_, read| {
+            Ok(match read {
+                Read::Hole(len) => (Kind::Zero, len, zero_frame(len), zero_hash(len)),
+                Read::Data(buf) if disk::is_zero(&buf) => {
+                    (Kind::Zero, buf.len(), zero_frame(buf.len()), zero_hash(buf.len()))
+                }
+                Read::Data(buf) => {
+                    let frame = zstd::bulk::compress(&buf, level).map_err(io_at(source))?;
+                    (Kind::Data, buf.len(), frame, *blake3::hash(&buf).as_bytes())
+                }
+            })
+        },
+        |i, (kind, len, frame, hash)| {
+            writer.write_all(&frame).map_err(io_at(&partial))?;
+            extents.push(Extent {
+                offset: i as u64 * EXTENT_SIZE,
+                len: len as u32,
+                coffset,
+                csize: frame.len() as u32,
+                kind,
+                hash,
+            });
+            coffset += frame.len() as u64;
+            progress(i as u64 * EXTENT_SIZE + len as u64, size);
+            Ok(())
+        },
+    )?;
+    let manifest = Manifest {
+        size,
+        extent_size: EXTENT_SIZE,
+        label: options.label.clone(),
+        source: source.display().to_string(),
+        created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let root = root_hash(&extents);
+    let index = Index { manifest, extents, root };
+    writer.write_all(&index.trailer()).map_err(io_at(&partial))?;
+    let file = writer.into_inner().map_err(|e| io_at(&partial)(e.into_error()))?;
+    file.sync_all().map_err(io_at(&partial))?;
+    std::fs::rename(&partial, out).map_err(io_at(out))?;
+    Ok(report("image-created", out, None, &index, 0))
+}
+
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+/// Reads an image's index.
+pub fn index(image: &Path) -> Result<Index, ImageError> {
+    let mut file = File::open(image).map_err(io_at(image))?;
+    Index::read(&mut file).map_err(|error| ImageError::Format { path: image.display().to_string(), error })
+}
+
+/// What `restore` is told.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Read the target first and write only the extents that differ (a resumed restore,
+    /// or a target that already holds most of the image).
+    pub skip_matching: bool,
+    pub threads: usize,
+    /// Write onto a block device even while it is mounted.
+    pub force: bool,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        RestoreOptions { skip_matching: false, threads: threads(), force: false }
+    }
+}
+
+/// Restores `image` onto `target` (a file, made or grown to the disk's size, or a block
+/// device at least that large): each extent's hash is checked before it is written, zero
+/// extents become real zeros, and the target is synced before this returns.
+pub fn restore(
+    image: &Path,
+    target: &Path,
+    options: &RestoreOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let index = index(image)?;
+    if !options.force
+        && let Some(at) = disk::mounted_rw(target).map_err(io_at(target))?
+    {
+        return Err(ImageError::Refused(format!(
+            "{} is mounted on {at}: unmount it first (--force writes anyway)",
+            target.display()
+        )));
+    }
+    let out =
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).open(target).map_err(io_at(target))?;
+    let size = index.manifest.size;
+    if disk::is_block_device(&out) {
+        let have = disk::size(&out).map_err(io_at(target))?;
+        if have < size {
+            return Err(ImageError::Refused(format!(
+                "{} has {have} bytes, the image's disk {size}: too small",
+                target.display()
+            )));
+        }
+    } else if out.metadata().map_err(io_at(target))?.len() != size {
+        out.set_len(size).map_err(io_at(target))?;
+    }
+    let source = File::open(image).map_err(io_at(image))?;
+    let skipped = std::sync::atomic::AtomicUsize::new(0);
+    let damaged = |i: usize, e: &Extent, why: String| ImageError::Damaged {
+        image: image.display().to_string(),
+        index: i,
+        offset: e.offset,
+        end: e.offset + u64::from(e.len),
+        why,
+    };
+    ordered(
+        options.threads,
+        options.threads * 2 + 2,
+        |i| {
+            let e = index.extents.get(i)?;
+            if e.kind == Kind::Zero {
+                return Some(Ok(Vec::new()));
+            }
+            let mut frame = vec![0u8; e.csize as usize];
+            Some(disk::read_at(&source, &mut frame, e.coffset).map(|()| frame).map_err(io_at(image)))
+        },
+        |i, frame| {
+            let e = &index.extents[i];
+            if options.skip_matching {
+                let mut have = vec![0u8; e.len as usize];
+                if disk::read_at(&out, &mut have, e.offset).is_ok() && *blake3::hash(&have).as_bytes() == e.hash {
+                    skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Ok(());
+                }
+            }
+            match e.kind {
+                Kind::Zero => disk::zero_range(&out, e.offset, u64::from(e.len)).map_err(io_at(target)),
+                Kind::Data => {
+                    let data = zstd::bulk::decompress(&frame, e.len as usize)
+                        .map_err(|err| damaged(i, e, format!("its frame does not decompress: {err}")))?;
+                    if data.len() != e.len as usize || *blake3::hash(&data).as_bytes() != e.hash {
+                        return Err(damaged(i, e, "its BLAKE3 hash does not match the index".into()));
+                    }
+                    out.write_all_at(&data, e.offset).map_err(io_at(target))
+                }
+            }
+        },
+        |i, ()| {
+            let e = &index.extents[i];
+            progress(e.offset + u64::from(e.len), size);
+            Ok(())
+        },
+    )?;
+    out.sync_all().map_err(io_at(target))?;
+    Ok(report("image-restored", image, Some(target), &index, skipped.into_inner()))
+}
+
+/// Checks an image (every frame decompresses to its extent's hash) or, with `target`, that
+/// the target holds the image: the first bad extent is named.
+pub fn verify(
+    image: &Path,
+    target: Option<&Path>,
+    threads: usize,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let index = index(image)?;
+    let size = index.manifest.size;
+    let source = File::open(image).map_err(io_at(image))?;
+    let target_file = match target {
+        Some(t) => Some(File::open(t).map_err(io_at(t))?),
+        None => None,
+    };
+    ordered(
+        threads,
+        threads * 2 + 2,
+        |i| {
+            let e = index.extents.get(i)?;
+            let (file, at, len, path) = match &target_file {
+                Some(f) => (f, e.offset, e.len as usize, target.expect("with its file")),
+                None => (&source, e.coffset, e.csize as usize, image),
+            };
+            let mut buf = vec![0u8; len];
+            Some(disk::read_at(file, &mut buf, at).map(|()| buf).map_err(|err| match target {
+                // A short target is a difference, not an I/O failure.
+                Some(t) if err.kind() == std::io::ErrorKind::UnexpectedEof => ImageError::Differs {
+                    target: t.display().to_string(),
+                    index: i,
+                    offset: e.offset,
+                    end: e.offset + u64::from(e.len),
+                },
+                _ => io_at(path)(err),
+            }))
+        },
+        |i, buf| {
+            let e = &index.extents[i];
+            let end = e.offset + u64::from(e.len);
+            if let Some(t) = target {
+                if *blake3::hash(&buf).as_bytes() != e.hash {
+                    return Err(ImageError::Differs {
+                        target: t.display().to_string(),
+                        index: i,
+                        offset: e.offset,
+                        end,
+                    });
+                }
+                return Ok(());
+            }
+            let damaged = |why: String| ImageError::Damaged {
+                image: image.display().to_string(),
+                index: i,
+                offset: e.offset,
+                end,
+                why,
+            };
+            let data = zstd::bulk::decompress(&buf, e.len as usize)
+                .map_err(|err| damaged(format!("its frame does not decompress: {err}")))?;
+            if data.len() != e.len as usize || *blake3::hash(&data).as_bytes() != e.hash {
+                return Err(damaged("its BLAKE3 hash does not match the index".into()));
+            }
+            Ok(())
+        },
+        |i, ()| {
+            let e = &index.extents[i];
+            progress(e.offset + u64::from(e.len), size);
+            Ok(())
+        },
+    )?;
+    Ok(report("image-verified", image, target, &index, 0))
+}
