@@ -140,6 +140,19 @@ impl Env {
     }
 
     /// The namespaces of this lab that exist now.
+    /// The Linode API double as a process of its own, backed by this test's local cloud
+    /// (its instances are machines of this lab): the helper, and the API's URL.
+    pub fn linode_double_backed_by_machines(&self, token: &str) -> (Background, String) {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut double = self.command("lct-linode-double", &["--speed", "100", "--token", token, "--backing", "local"]);
+        double.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null()).process_group(0);
+        let mut child = double.spawn().expect("the Linode double starts");
+        let mut url = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut url).expect("its URL");
+        (Background(child), url.trim().to_string())
+    }
+
     /// Runs `cmd` on a machine node over SSH, as lct does (its key, its pinned host keys),
     /// from the namespace its access names.
     pub fn ssh(&self, node: &str, cmd: &str) -> Run {

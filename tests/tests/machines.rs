@@ -273,20 +273,12 @@ fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
 #[test]
 #[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
 fn the_linode_double_backed_by_machines_boots_instances_that_answer_ssh_where_the_api_says() {
-    use std::io::BufRead;
     let env = Env::new();
     // The double as its own process, backed by this test's local cloud.
-    let mut double = env.command("lct-linode-double", &["--speed", "100", "--token", "backed", "--backing", "local"]);
-    double.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).stdin(std::process::Stdio::null());
-    use std::os::unix::process::CommandExt;
-    double.process_group(0);
-    let mut child = double.spawn().unwrap();
-    let mut url = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
-    let _double = lct_tests::Background(child);
+    let (_double, url) = env.linode_double_backed_by_machines("backed");
     let linode = |args: &[&str]| {
         let mut cmd = env.command("lct-api", args);
-        cmd.env("LINODE_URL", url.trim())
+        cmd.env("LINODE_URL", &url)
             .env("LINODE_TOKEN", "backed")
             .env("LCT_LINODE_POLL", "0.05")
             .env("HOME", env.state.path());

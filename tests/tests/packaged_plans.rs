@@ -232,18 +232,9 @@ fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
 #[test]
 #[ignore = "needs root: the Linode double backed by machine nodes, with ZooKeeper"]
 fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
-    use std::io::BufRead;
-    use std::os::unix::process::CommandExt;
     let _heavy = one_at_a_time();
     let env = Env::new();
-    // The double as its own process, backed by this test's local cloud.
-    let mut double = env.command("lct-linode-double", &["--speed", "100", "--token", "backed", "--backing", "local"]);
-    double.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).stdin(std::process::Stdio::null());
-    double.process_group(0);
-    let mut child = double.spawn().unwrap();
-    let mut url = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut url).unwrap();
-    let _double = lct_tests::Background(child);
+    let (_double, url) = env.linode_double_backed_by_machines("backed");
     // The machines' apt source is the lab's mirror: it gets the plan's packages first (on
     // Linode the nodes reach Debian's archive themselves).
     env.run("lct-api", &["lab", "packages", "add", "zookeeperd"]).ok();
@@ -255,7 +246,7 @@ fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
         let mut cmd = env.command(program, args);
         cmd.env("LCT_STATE_DIR", &controller)
             .env("LCT_PROVIDER", "linode")
-            .env("LINODE_URL", url.trim())
+            .env("LINODE_URL", &url)
             .env("LINODE_TOKEN", "backed")
             .env("LCT_LINODE_POLL", "0.05")
             .env("LCT_LINODE_SSH_NETNS", format!("{}-outside", env.lab))

@@ -219,7 +219,7 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     assert!(
         status.stdout.contains("svc-3")
             && status.stdout.contains("  server       3 of 3 nodes (scaled from 2)  web 8080/tcp")
-            && status.stdout.contains(" node-added          ok"),
+            && status.stdout.contains(" node-added          ok "),
         "{}",
         status.stdout
     );

@@ -144,7 +144,7 @@ fn load(reference: &str, allow_http: bool) -> anyhow::Result<(lct_plan::Plan, St
 
 /// Events as a table: when (UTC), which, how it ended, how long, its hooks or its error.
 fn print_events(events: &[serde_json::Value]) {
-    println!("  {:<20} {:<19} {:<7} {:>8}  HOOKS / ERROR", "AT (UTC)", "EVENT", "OUTCOME", "TOOK");
+    println!("  {:<20} {:<19} {:<7} {:>9}  HOOKS / ERROR", "AT (UTC)", "EVENT", "OUTCOME", "TOOK");
     for e in events {
         let at = e["at"]
             .as_i64()
@@ -154,10 +154,10 @@ fn print_events(events: &[serde_json::Value]) {
         let hooks: Vec<&str> = e["hooks"].as_array().into_iter().flatten().filter_map(|h| h["hook"].as_str()).collect();
         let detail = e["error"].as_str().map_or_else(|| hooks.join(", "), String::from);
         println!(
-            "  {at:<20} {:<19} {:<7} {:>6}ms  {detail}",
+            "  {at:<20} {:<19} {:<7} {:>9}  {detail}",
             e["event"].as_str().unwrap_or_default(),
             e["outcome"].as_str().unwrap_or_default(),
-            e["took_ms"]
+            format!("{} ms", e["took_ms"])
         );
     }
 }
