@@ -24,6 +24,21 @@ fn zk_mode(env: &Env, node: &str) -> String {
     out.stdout.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or_default().to_string()
 }
 
+/// The servers' modes once one leads and the others follow (a re-election after a restart
+/// takes a moment), or as they are after 30 s.
+fn settled(mut modes: impl FnMut() -> Vec<String>) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = modes();
+        let leaders = m.iter().filter(|x| *x == "leader").count();
+        let followers = m.iter().filter(|x| *x == "follower").count();
+        if (leaders == 1 && followers + 1 == m.len()) || std::time::Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
 fn psql(env: &Env, node: &str, sql: &str) -> String {
     env.ssh(node, &format!("cd / && runuser -u postgres -- psql -XAtc \"{sql}\"")).stdout.trim().to_string()
 }
@@ -63,7 +78,7 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
     let (dns_private, dns_public) = (private_ip(&env, "dns-1"), public_ip(&env, "dns-1"));
     env.run("lct-plan", &["create", "zk", "package:zookeeper"]).ok();
-    let modes: Vec<String> = ["zk-1", "zk-2", "zk-3"].iter().map(|n| zk_mode(&env, n)).collect();
+    let modes = settled(|| ["zk-1", "zk-2", "zk-3"].iter().map(|n| zk_mode(&env, n)).collect());
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
     assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 2, "{modes:?}");
 
@@ -134,7 +149,7 @@ fn zookeeper_and_postgres_ha_end_to_end() {
 
     // Scale: every dependent piece follows.
     env.run("lct-plan", &["scale", "zk", "server", "5"]).ok();
-    let modes: Vec<String> = (1..=5).map(|i| zk_mode(&env, &format!("zk-{i}"))).collect();
+    let modes = settled(|| (1..=5).map(|i| zk_mode(&env, &format!("zk-{i}"))).collect());
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
     assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 4, "{modes:?}");
     let zoo = env.ssh("zk-1", "grep -c '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
@@ -255,12 +270,21 @@ fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
     };
     linode("lct-plan", &["create", "zk", "package:zookeeper", "-p", "linode"]).ok();
     let probe = "import socket; s = socket.create_connection((\"127.0.0.1\", 2181), 5); s.sendall(b\"srvr\"); print(s.makefile().read())";
-    let out = linode("lct-inventory", &["exec", "--cluster", "zk", "-o", "jsonl", "--", "python3", "-c", probe]).ok();
-    let modes: Vec<String> = out
-        .json_lines()
-        .iter()
-        .map(|r| r["stdout"].as_str().unwrap().lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").to_string())
-        .collect();
+    let modes = settled(|| {
+        let out = linode("lct-inventory", &["exec", "--cluster", "zk", "-o", "jsonl", "--", "python3", "-c", probe]);
+        out.json_lines()
+            .iter()
+            .map(|r| {
+                r["stdout"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Mode: "))
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .collect()
+    });
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
     assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 2, "{modes:?}");
     // Hosts and firewalls went over SSH: names resolve; the outside reaches SSH, not 2181.

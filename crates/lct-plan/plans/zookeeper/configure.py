@@ -4,7 +4,8 @@
 The ensemble is every node of this cluster's `server` group; a server's id (myid) is the
 number its name ends with (zk-3 is server 3), so ids stay put when the ensemble grows or
 shrinks. zoo.cfg is rewritten only when it changes; then the server restarts (all servers
-of a changed ensemble restart together: a short pause in service, not a data loss).
+of a changed ensemble restart together: a short pause in service, not a data loss), and the
+hook ends when the server serves again (a quorum has elected a leader).
 """
 
 import json
@@ -55,8 +56,8 @@ def main():
     if changed or not active:
         subprocess.run(["systemctl", "enable", "--quiet", "zookeeper"], check=False)
         subprocess.run(["systemctl", "restart", "zookeeper"], check=True)
-    wait_serving()
-    print(f"server {myid} of {len(servers)}: {'restarted' if changed or not active else 'unchanged'}")
+    mode = wait_serving()
+    print(f"server {myid} of {len(servers)}: {'restarted' if changed or not active else 'unchanged'}, {mode}")
 
 
 def write(path, text):
@@ -73,19 +74,24 @@ def write(path, text):
     return True
 
 
-def wait_serving(timeout=90):
-    """Until the server answers `ruok` (it listens; the quorum may still be forming)."""
+def wait_serving(timeout=120):
+    """Until the server serves: `srvr` names its mode (leader, follower, standalone), which
+    for an ensemble means a quorum has formed and elected a leader."""
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", 2181), timeout=2) as s:
-                s.sendall(b"ruok")
-                if s.recv(16) == b"imok":
-                    return
-        except OSError:
-            pass
+                s.sendall(b"srvr")
+                answer = s.makefile().read()
+            mode = [line[6:] for line in answer.splitlines() if line.startswith("Mode: ")]
+            if mode:
+                return mode[0]
+            last = answer.strip() or "an empty answer"
+        except OSError as e:
+            last = str(e)
         time.sleep(0.5)
-    sys.exit("zookeeper does not answer on port 2181")
+    sys.exit(f"zookeeper does not serve after {timeout}s: {last}")
 
 
 if __name__ == "__main__":
