@@ -73,6 +73,34 @@ pub const BASE_PACKAGES: &[&str] = &[
     "conntrack",
 ];
 
+/// inotify instances a booted machine holds (systemd, journald, logind, dbus, ...: 7
+/// measured), all counted against root's per-user limit, since every machine runs as root of
+/// the host's user namespace.
+const INOTIFY_PER_MACHINE: u64 = 8;
+
+/// Refuses to boot `machines` machines where the kernel's inotify limit cannot hold them:
+/// past it, a machine's systemd cannot watch its units and its sshd never starts, which
+/// would otherwise show only as a machine that never answers.
+pub fn check_inotify(machines: usize) -> Result<(), ProviderError> {
+    let path = "/proc/sys/fs/inotify/max_user_instances";
+    let Some(limit) = fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u64>().ok()) else {
+        return Ok(());
+    };
+    inotify_fits(machines, limit)
+}
+
+fn inotify_fits(machines: usize, limit: u64) -> Result<(), ProviderError> {
+    // Room for the host's own watchers too.
+    let need = machines as u64 * INOTIFY_PER_MACHINE + 16;
+    if need > limit {
+        return Err(ProviderError::Invalid(format!(
+            "{machines} machines need about {need} inotify instances and fs.inotify.max_user_instances is {limit}: \
+             raise it (scripts/setup does: sysctl -w fs.inotify.max_user_instances=1024, kept in /etc/sysctl.d/60-lct.conf)"
+        )));
+    }
+    Ok(())
+}
+
 /// Debian's archive, as the machine's own apt configuration names it.
 const ARCHIVE: &str = "http://deb.debian.org/debian";
 const SUITE: &str = "bookworm";
@@ -561,4 +589,15 @@ fn random_hex(n: usize) -> Result<String, ProviderError> {
     let mut file = fs::File::open("/dev/urandom").map_err(io_at(Path::new("/dev/urandom")))?;
     io::Read::read_exact(&mut file, &mut bytes).map_err(io_at(Path::new("/dev/urandom")))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod inotify_tests {
+    #[test]
+    fn machines_beyond_the_inotify_limit_are_refused_naming_the_setting() {
+        assert!(super::inotify_fits(14, 128).is_ok());
+        let e = super::inotify_fits(20, 128).unwrap_err().to_string();
+        assert!(e.contains("fs.inotify.max_user_instances is 128") && e.contains("sysctl -w"), "{e}");
+        assert!(super::inotify_fits(100, 1024).is_ok());
+    }
 }

@@ -300,6 +300,9 @@ impl LocalCloud {
             )));
         }
         let image = NodeImage::parse(spec.image.as_deref())?;
+        if image == NodeImage::Debian12 {
+            machine::check_inotify(state.machines.len() + 1)?;
+        }
         let (private, public, public6) = allocate(&state)?;
         let id = state.next_id;
         let lab = Lab::new(&state.lab);
