@@ -235,20 +235,12 @@ pub async fn create(
     }
     // Everything is read and checked before anything is written: bad input changes nothing.
     let previous = load_cluster(state_dir, name).ok();
-    let mut all_sets: Vec<(String, String)> = Vec::new();
-    if let Some((old, _)) = &previous {
-        if old.source != source {
-            bail!("cluster {name} was made from {}, not {source}", old.source);
-        }
-        // A re-run keeps the parameters given before, unless set again.
-        for (k, v) in &old.parameters {
-            if !sets.iter().any(|(s, _)| s == k) {
-                all_sets.push((k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)));
-            }
-        }
+    if let Some((old, _)) = &previous
+        && old.source != source
+    {
+        bail!("cluster {name} was made from {}, not {source}", old.source);
     }
-    all_sets.extend(sets.iter().cloned());
-    let params = parameters(plan, &all_sets).map_err(anyhow::Error::msg)?;
+    let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), sets)?;
     let store = ClusterStore::new(state_dir);
     let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)?;
     check_no_cycle(&store.load()?, &record)?;
@@ -292,6 +284,23 @@ pub async fn create(
         local.images().add_packages(&plan.packages)?;
     }
     converge(state_dir, tools, &api, name).await
+}
+
+/// The parameters' values: those given before (a re-run keeps them) unless set again, then
+/// `sets`, each checked against the plan.
+fn kept_parameters(
+    plan: &Plan,
+    previous: Option<&ClusterState>,
+    sets: &[(String, String)],
+) -> anyhow::Result<BTreeMap<String, Value>> {
+    let mut all: Vec<(String, String)> = Vec::new();
+    for (k, v) in previous.map(|p| &p.parameters).into_iter().flatten() {
+        if !sets.iter().any(|(s, _)| s == k) {
+            all.push((k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)));
+        }
+    }
+    all.extend(sets.iter().cloned());
+    parameters(plan, &all).map_err(anyhow::Error::msg)
 }
 
 /// A dependency cycle is refused before anything is written.
@@ -677,16 +686,7 @@ pub async fn diff(
         (Some((s, p)), None) => (p.clone(), s.provider, s.counts.clone(), s.members.clone(), s.created),
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
-    let mut all_sets: Vec<(String, String)> = Vec::new();
-    if let Some((old, _)) = &previous {
-        for (k, v) in &old.parameters {
-            if !sets.iter().any(|(s, _)| s == k) {
-                all_sets.push((k.clone(), v.as_str().map_or_else(|| v.to_string(), String::from)));
-            }
-        }
-    }
-    all_sets.extend(sets.iter().cloned());
-    let params = parameters(&plan, &all_sets).map_err(anyhow::Error::msg)?;
+    let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), sets)?;
     for (g, n) in counts {
         if !plan.groups.contains_key(g) {
             bail!("cluster {name} has no group {g}");
