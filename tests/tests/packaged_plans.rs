@@ -245,14 +245,14 @@ fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
 }
 
 #[test]
-#[ignore = "needs root: the Linode double backed by machine nodes, with ZooKeeper"]
-fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
+#[ignore = "needs root: the Linode double backed by machine nodes, with ZooKeeper and PostgreSQL"]
+fn zookeeper_and_postgres_ha_on_the_linode_path_against_the_double_backed_by_machines() {
     let _heavy = one_at_a_time();
     let env = Env::new();
     let (_double, url) = env.linode_double_backed_by_machines("backed");
     // The machines' apt source is the lab's mirror: it gets the plan's packages first (on
     // Linode the nodes reach Debian's archive themselves).
-    env.run("lct-api", &["lab", "packages", "add", "zookeeperd"]).ok();
+    env.run("lct-api", &["lab", "packages", "add", "zookeeperd", "postgresql", "patroni", "python3-kazoo"]).ok();
     // The controller knows Linode only (a state of its own) and reaches the nodes from the
     // lab's outside namespace, as it would reach real Linodes from the internet.
     let controller = env.state.path().join("controller");
@@ -306,6 +306,58 @@ fn zookeeper_on_the_linode_path_against_the_double_backed_by_machines() {
             .success()
     };
     assert!(nc("22") && !nc("2181"), "the firewall admits more or less than SSH from the outside");
+
+    // pg depends on zk, as in the local demo: Patroni elects a primary through ZooKeeper and
+    // the replica streams from it, every step over SSH to the double's nodes.
+    linode("lct-plan", &["create", "pg", "package:postgres-ha", "--set", "zookeeper=zk", "-p", "linode"]).ok();
+    let sql = |sql: &str| {
+        let out = linode(
+            "lct-inventory",
+            &[
+                "exec",
+                "--cluster",
+                "pg",
+                "-o",
+                "jsonl",
+                "--",
+                "sh",
+                "-c",
+                &format!("cd / && runuser -u postgres -- psql -XAtc \"{sql}\""),
+            ],
+        );
+        let mut rows: Vec<(String, String)> = out
+            .json_lines()
+            .iter()
+            .map(|r| (r["node"].as_str().unwrap_or_default().into(), r["stdout"].as_str().unwrap_or_default().trim().into()))
+            .collect();
+        rows.sort();
+        rows
+    };
+    let roles = sql("select pg_is_in_recovery()");
+    let mut in_recovery: Vec<&str> = roles.iter().map(|(_, r)| r.as_str()).collect();
+    in_recovery.sort();
+    assert_eq!(in_recovery, ["f", "t"], "one primary, one replica: {roles:?}");
+    let streaming = sql("select count(*) from pg_stat_replication where state = 'streaming'");
+    assert!(streaming.iter().any(|(_, n)| n == "1"), "no replica streams: {streaming:?}");
+    let zk1 = nodes_of(&linode, "zk").remove(0);
+    // pg reaches zk's client port, not its quorum port (the dependency's flows, over SSH).
+    let reach = |port: u16| {
+        let probe = format!("import socket; socket.create_connection((\"{zk1}\", {port}), 3)");
+        let out = linode("lct-inventory", &["exec", "--cluster", "pg", "-o", "jsonl", "--", "python3", "-c", &probe]);
+        let codes: Vec<i64> = out.json_lines().iter().map(|r| r["code"].as_i64().unwrap_or(-1)).collect();
+        assert_eq!(codes.len(), 2, "{}", out.stdout);
+        codes.iter().filter(|c| **c == 0).count()
+    };
+    assert_eq!((reach(2181), reach(2888)), (2, 0), "pg's access to zk is not exactly the declared flow");
+    linode("lct-plan", &["destroy", "pg"]).ok();
     linode("lct-plan", &["destroy", "zk"]).ok();
     assert!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "backing machines left");
+}
+
+/// The first private address of each node of `cluster` (names sorted) as the given
+/// controller sees them.
+fn nodes_of(run: &dyn Fn(&str, &[&str]) -> Run, cluster: &str) -> Vec<String> {
+    let mut nodes = run("lct-inventory", &["query", "--cluster", cluster, "-o", "jsonl"]).ok().json_lines();
+    nodes.sort_by_key(|n| n["name"].as_str().unwrap_or_default().to_string());
+    nodes.iter().map(|n| n["private_ipv4"][0].as_str().unwrap_or_default().to_string()).collect()
 }
