@@ -328,7 +328,9 @@ fn zookeeper_and_postgres_ha_on_the_linode_path_against_the_double_backed_by_mac
         let mut rows: Vec<(String, String)> = out
             .json_lines()
             .iter()
-            .map(|r| (r["node"].as_str().unwrap_or_default().into(), r["stdout"].as_str().unwrap_or_default().trim().into()))
+            .map(|r| {
+                (r["node"].as_str().unwrap_or_default().into(), r["stdout"].as_str().unwrap_or_default().trim().into())
+            })
             .collect();
         rows.sort();
         rows

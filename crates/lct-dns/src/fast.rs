@@ -1,24 +1,32 @@
-//! The UDP answer path. The common query — one question, class IN, type A or AAAA, for a
-//! name that has those records — is answered from a table of precomputed answer records per
-//! view, without parsing a full message or walking the zone. Everything else (other types,
-//! names without such records, EDNS options, anything unusual) goes to hickory's catalog, so
-//! the answers stay those of a complete authoritative server.
+//! The UDP answer path: every ordinary query (one question, class IN, any type but the
+//! transfers, with or without EDNS and its options) is answered from tables built once per
+//! zone version, without parsing a full message or walking a zone: the records of each name
+//! and type, ready to copy; which names exist (empty non-terminals too); each zone's negative
+//! answer. Positive answers, NODATA and NXDOMAIN (with the SOA, RFC 2308), REFUSED outside
+//! our zones, and truncation all cost a hash lookup or a few.
+//!
+//! Why not hickory's catalog for the rest: its in-memory zone answers a name it has no
+//! records of by scanning every record key to tell NXDOMAIN from NODATA (an empty
+//! non-terminal), about 1.5 ms a query with 10,000 names, so a random-subdomain flood took
+//! the server down (docs/benchmarks.md). Updates, transfers, other classes and odd messages
+//! still go to the runtime (`crate::signed`, then hickory), where their cost is bounded by
+//! being rare or authenticated.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::IpAddr;
+
+use hickory_proto::rr::RData;
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
 use crate::zone::{DnsRecord, RecordType, View};
 
-/// Precomputed answer sections, keyed by [`key`]: the view, the type and the lower-case wire
-/// name in one byte string, so a lookup borrows a reused buffer instead of allocating.
-#[derive(Default)]
-pub struct Answers {
-    table: HashMap<Vec<u8>, Answer, BuildHasherDefault<Fnv>>,
-}
+/// Largest UDP answer whatever the client offers (the DNS flag day 2020 value): bigger
+/// answers are truncated, so that none is fragmented.
+pub const UDP_PAYLOAD_MAX: u16 = 1232;
 
-/// FNV-1a: keys are short and come from our own zones' names; SipHash's flood resistance
-/// buys nothing here and costs a third of a lookup.
+/// FNV-1a: keys are short and come from our own zones' names plus the asked name; the
+/// tables are rebuilt for each zone version and a collision flood costs a probe chain, not
+/// a scan. SipHash would cost a third of a lookup.
 #[derive(Default)]
 struct Fnv(u64);
 
@@ -36,31 +44,123 @@ impl Hasher for Fnv {
     }
 }
 
-/// The table key: view (1 internal, 0 external), type (2 bytes), then the wire name.
-fn key_into(buf: &mut Vec<u8>, internal: bool, qtype: u16) {
-    buf.clear();
-    buf.push(internal as u8);
-    buf.extend_from_slice(&qtype.to_be_bytes());
+type Table<V> = HashMap<Vec<u8>, V, BuildHasherDefault<Fnv>>;
+
+/// A record on its way into a set: TTL, data on the wire, the target for additional data.
+type Pending = (u32, Vec<u8>, Option<Vec<u8>>);
+
+/// The records of one name and type, as answer records whose owner is a pointer to the
+/// question (offset 12), and what goes with them in the additional section (the addresses
+/// of NS and SRV targets we hold, owners written out).
+#[derive(Default)]
+struct RrSet {
+    rtype: u16,
+    count: u16,
+    bytes: Vec<u8>,
+    extra_count: u16,
+    extra: Vec<u8>,
+    /// Target names (NS, SRV) whose addresses go in the additional section.
+    targets: Vec<Vec<u8>>,
 }
 
-struct Answer {
-    count: u16,
-    /// Answer records whose owner is a pointer to the question (offset 12).
-    bytes: Vec<u8>,
+/// A zone as one view serves it: its SOA for negative answers (type, class, TTL, length and
+/// data; the owner is a pointer into the question).
+struct Zone {
+    soa: Vec<u8>,
+}
+
+/// The tables for both views. Keys start with the view (1 internal, 0 external) followed by
+/// the lower-case wire name.
+#[derive(Default)]
+pub struct Answers {
+    names: Table<Vec<RrSet>>,
+    zones: Table<Zone>,
+}
+
+/// What kind of answer was made, for rate limiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Answer,
+    NoData,
+    NxDomain,
+    Refused,
+}
+
+/// An answer made by [`Answers::answer_into`].
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub class: Class,
+    bucket: std::ops::Range<usize>,
+    question_end: usize,
+}
+
+impl Outcome {
+    /// The name the answer is counted under: the question's name and type for answers,
+    /// the zone's apex for negative answers, nothing for refusals.
+    pub fn bucket<'k>(&self, key: &'k [u8]) -> &'k [u8] {
+        &key[self.bucket.clone()]
+    }
+
+    /// Turns the answer in `out` into a truncated, empty one (RRL's "slip"): a real client
+    /// retries over TCP, a spoofed victim gets no amplification.
+    pub fn slip(&self, out: &mut Vec<u8>) {
+        out.truncate(self.question_end);
+        out[2] |= 0x02;
+        out[6..12].fill(0);
+    }
 }
 
 /// Owner names in wire form, lower case: `3www7example3com0`.
 fn wire_name(name: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(name.len() + 2);
-    for label in name.trim_end_matches('.').split('.') {
-        if label.is_empty() || label.len() > 63 {
-            return None;
+    let name = name.trim_end_matches('.');
+    if !name.is_empty() {
+        for label in name.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return None;
+            }
+            out.push(label.len() as u8);
+            out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
         }
-        out.push(label.len() as u8);
-        out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
     }
     out.push(0);
+    (out.len() <= 255).then_some(out)
+}
+
+fn keyed(internal: bool, wire: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(wire.len() + 1);
+    key.push(internal as u8);
+    key.extend_from_slice(wire);
+    key
+}
+
+/// The record's data on the wire, names uncompressed (they are copied into any message).
+fn rdata_bytes(r: &DnsRecord) -> Option<Vec<u8>> {
+    let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
+    let mut out = Vec::with_capacity(32);
+    let mut encoder = BinEncoder::new(&mut out);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    rdata.emit(&mut encoder).ok()?;
     Some(out)
+}
+
+/// Type, class IN, TTL, length and data of a record.
+fn rr_tail(rtype: u16, ttl: u32, rdata: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&rtype.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&ttl.to_be_bytes());
+    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    out.extend_from_slice(rdata);
+}
+
+/// The target name inside NS and SRV data, in wire form.
+fn target_of(r: &DnsRecord) -> Option<Vec<u8>> {
+    let name = match r.rtype {
+        RecordType::NS => r.data.split_whitespace().next()?,
+        RecordType::SRV => r.data.split_whitespace().nth(3)?,
+        _ => return None,
+    };
+    wire_name(name)
 }
 
 impl Answers {
@@ -69,13 +169,13 @@ impl Answers {
     /// here by default; see [`crate::server::Views`] for the modes.)
     pub fn new(records: &[DnsRecord], modes: &dyn Fn(&str) -> crate::server::ZoneMode) -> Answers {
         use crate::server::ZoneMode;
-        let mut grouped: HashMap<Vec<u8>, (u16, Vec<&DnsRecord>)> = HashMap::new();
+        let mut answers = Answers::default();
+        // (view, name, type) -> records, in the order given.
+        let mut grouped: Table<(u16, Vec<Pending>)> = Table::default();
         for r in records {
-            if !matches!(r.rtype, RecordType::A | RecordType::AAAA) {
-                continue;
-            }
+            let (Some(name), Some(apex)) = (wire_name(&r.name), wire_name(&r.zone)) else { continue };
+            let Some(rdata) = rdata_bytes(r) else { continue };
             let rtype = u16::from(r.rtype);
-            let Some(name) = wire_name(&r.name) else { continue };
             let mode = modes(&r.zone);
             for internal in [true, false] {
                 let view = match (mode, internal) {
@@ -83,56 +183,121 @@ impl Answers {
                     (ZoneMode::Split, false) | (ZoneMode::Public, _) => View::External,
                     (ZoneMode::Private, false) => continue,
                 };
-                if r.view.includes(view) {
-                    let mut key = Vec::with_capacity(name.len() + 3);
-                    key_into(&mut key, internal, rtype);
-                    key.extend_from_slice(&name);
-                    grouped.entry(key).or_insert_with(|| (rtype, Vec::new())).1.push(r);
+                if !r.view.includes(view) {
+                    continue;
+                }
+                if r.rtype == RecordType::SOA && name == apex {
+                    // Negative answers last as long as the SOA's minimum allows (RFC 2308).
+                    let minimum = rdata
+                        .get(rdata.len().saturating_sub(4)..)
+                        .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
+                    let mut soa = Vec::with_capacity(rdata.len() + 10);
+                    rr_tail(rtype, r.ttl.min(minimum), &rdata, &mut soa);
+                    answers.zones.insert(keyed(internal, &apex), Zone { soa });
+                }
+                let mut key = keyed(internal, &name);
+                key.extend_from_slice(&rtype.to_be_bytes());
+                grouped.entry(key).or_insert_with(|| (rtype, Vec::new())).1.push((r.ttl, rdata.clone(), target_of(r)));
+                // The name and every name between it and the apex exist (empty non-terminals
+                // answer NODATA, not NXDOMAIN).
+                let mut at = 0;
+                while name.len() - at >= apex.len() {
+                    answers.names.entry(keyed(internal, &name[at..])).or_default();
+                    if name[at..] == apex[..] || name[at] == 0 {
+                        break;
+                    }
+                    at += 1 + name[at] as usize;
                 }
             }
         }
-        let mut table: HashMap<Vec<u8>, Answer, BuildHasherDefault<Fnv>> =
-            HashMap::with_capacity_and_hasher(grouped.len(), Default::default());
+        // Names of zones without an SOA in a view are not served there.
+        answers.names.retain(|key, _| {
+            let internal = key[0] == 1;
+            let mut at = 1;
+            loop {
+                if answers.zones.contains_key(&keyed(internal, &key[at..])) {
+                    return true;
+                }
+                if key[at] == 0 {
+                    return false;
+                }
+                at += 1 + key[at] as usize;
+            }
+        });
         for (key, (rtype, list)) in grouped {
-            let mut bytes = Vec::with_capacity(list.len() * 28);
-            let mut count = 0u16;
-            for r in list {
-                let Ok(addr) = r.data.parse::<IpAddr>() else { continue };
-                bytes.extend_from_slice(&[0xc0, 0x0c]);
-                bytes.extend_from_slice(&rtype.to_be_bytes());
-                bytes.extend_from_slice(&1u16.to_be_bytes());
-                bytes.extend_from_slice(&r.ttl.to_be_bytes());
-                match addr {
-                    IpAddr::V4(a) => {
-                        bytes.extend_from_slice(&4u16.to_be_bytes());
-                        bytes.extend_from_slice(&a.octets());
-                    }
-                    IpAddr::V6(a) => {
-                        bytes.extend_from_slice(&16u16.to_be_bytes());
-                        bytes.extend_from_slice(&a.octets());
+            let name_key = &key[..key.len() - 2];
+            let Some(sets) = answers.names.get_mut(name_key) else { continue };
+            let mut set = RrSet { rtype, ..Default::default() };
+            for (ttl, rdata, target) in list {
+                set.bytes.extend_from_slice(&[0xc0, 0x0c]);
+                rr_tail(rtype, ttl, &rdata, &mut set.bytes);
+                set.count += 1;
+                set.targets.extend(target);
+            }
+            sets.push(set);
+        }
+        // Addresses of NS and SRV targets we hold, in the same view.
+        let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
+        for (key, sets) in &answers.names {
+            for (i, set) in sets.iter().enumerate() {
+                let (mut count, mut bytes) = (0u16, Vec::new());
+                // Only addresses from the owner's zone (what resolvers accept as glue).
+                let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
+                let apex = &key[1 + offset..];
+                for target in set.targets.iter().filter(|t| is_within(t, apex)) {
+                    let Some(target_sets) = answers.names.get(&keyed(key[0] == 1, target)) else { continue };
+                    for t in target_sets.iter().filter(|t| t.rtype == 1 || t.rtype == 28) {
+                        // Each record of the set, its owner written out instead of the pointer.
+                        let mut at = 0;
+                        while at < t.bytes.len() {
+                            let rdlen = u16::from_be_bytes([t.bytes[at + 10], t.bytes[at + 11]]) as usize;
+                            bytes.extend_from_slice(target);
+                            bytes.extend_from_slice(&t.bytes[at + 2..at + 12 + rdlen]);
+                            at += 12 + rdlen;
+                            count += 1;
+                        }
                     }
                 }
-                count += 1;
+                if count > 0 {
+                    extras.push((key.clone(), i, count, bytes));
+                }
             }
-            table.insert(key, Answer { count, bytes });
         }
-        Answers { table }
+        for (key, i, count, bytes) in extras {
+            if let Some(set) = answers.names.get_mut(&key).and_then(|s| s.get_mut(i)) {
+                set.extra_count = count;
+                set.extra = bytes;
+            }
+        }
+        for sets in answers.names.values_mut() {
+            for set in sets.iter_mut() {
+                set.targets = Vec::new();
+            }
+        }
+        answers
     }
 
-    /// The response to `query` if it is one the table answers; `None` sends it to hickory.
-    pub fn answer(&self, query: &[u8], internal: bool) -> Option<Vec<u8>> {
-        let mut key = Vec::with_capacity(64);
+    /// The response to `query` if it is one the tables answer; `None` sends it to the
+    /// runtime.
+    pub fn answer(&self, query: &[u8], internal: bool, tcp: bool) -> Option<Vec<u8>> {
+        let mut key = Vec::with_capacity(300);
         let mut out = Vec::with_capacity(512);
-        self.answer_into(query, internal, &mut key, &mut out).then_some(out)
+        self.answer_into(query, internal, tcp, &mut key, &mut out).map(|_| out)
     }
 
-    /// [`Answers::answer`] into buffers the caller reuses; `false` when hickory must answer.
-    pub fn answer_into(&self, query: &[u8], internal: bool, key: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
-        self.try_answer(query, internal, key, out).is_some()
-    }
-
-    fn try_answer(&self, query: &[u8], internal: bool, key: &mut Vec<u8>, out: &mut Vec<u8>) -> Option<()> {
-        if query.len() < 17 || query.len() > 512 {
+    /// [`Answers::answer`] into buffers the caller reuses; `None` when the runtime must
+    /// answer. Over TCP an answer may take 64 KiB; over UDP what the client's EDNS allows up
+    /// to [`UDP_PAYLOAD_MAX`], 512 bytes without EDNS. `key` is left holding what the
+    /// answer is rate-limited by ([`Outcome::bucket`]).
+    pub fn answer_into(
+        &self,
+        query: &[u8],
+        internal: bool,
+        tcp: bool,
+        key: &mut Vec<u8>,
+        out: &mut Vec<u8>,
+    ) -> Option<Outcome> {
+        if query.len() < 17 {
             return None;
         }
         let flags = u16::from_be_bytes([query[2], query[3]]);
@@ -149,10 +314,10 @@ impl Answers {
         if counts[0] != 1 || counts[1] != 0 || counts[2] != 0 || counts[3] > 1 {
             return None;
         }
-        // The question name: plain labels only, lower-cased for the key (its type goes in
-        // once read; the placeholder keeps the layout).
+        // The question name: plain labels only, lower-cased into the key after the view.
         let mut at = 12;
-        key_into(key, internal, 0);
+        key.clear();
+        key.push(internal as u8);
         loop {
             let len = *query.get(at)? as usize;
             if len == 0 {
@@ -160,7 +325,7 @@ impl Answers {
                 at += 1;
                 break;
             }
-            if len > 63 || at + 1 + len > query.len() || key.len() + len + 1 > 258 {
+            if len > 63 || at + 1 + len > query.len() || key.len() + len + 1 > 256 {
                 return None;
             }
             key.push(len as u8);
@@ -170,48 +335,253 @@ impl Answers {
         let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
         let qclass = u16::from_be_bytes([*query.get(at + 2)?, *query.get(at + 3)?]);
         let question_end = at + 4;
-        if qclass != 1 || !(qtype == 1 || qtype == 28) {
+        // Transfers (signed, TCP), meta types and other classes: the runtime's.
+        if qclass != 1 || matches!(qtype, 41 | 249 | 250 | 251 | 252) {
             return None;
         }
-        key[1..3].copy_from_slice(&qtype.to_be_bytes());
-        // An OPT record without options (EDNS0, version 0) is answered with one of ours.
-        let edns = if counts[3] == 1 {
-            let opt = query.get(question_end..)?;
-            // root name, type 41, class = payload size, ttl = ext-rcode/version/flags, rdlen.
-            if opt.len() != 11 || opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != 41 || opt[6] != 0 {
-                return None;
-            }
-            if u16::from_be_bytes([opt[9], opt[10]]) != 0 {
-                return None; // options (cookies, ...): hickory
-            }
-            Some(u16::from_be_bytes([opt[7], opt[8]]) & 0x8000) // DO bit
-        } else if question_end != query.len() {
+        let edns = if counts[3] == 1 { Some(edns_payload(query.get(question_end..)?)?) } else { None };
+        if edns.is_none() && question_end != query.len() {
             return None;
+        }
+        let limit = if tcp {
+            u16::MAX as usize
         } else {
-            None
+            edns.map_or(512, |payload| payload.clamp(512, UDP_PAYLOAD_MAX)) as usize
         };
-        let answer = self.table.get(key.as_slice())?;
-        let limit = if edns.is_some() { 1232 } else { 512 };
-        let size = question_end + answer.bytes.len() + if edns.is_some() { 11 } else { 0 };
-        if size > limit {
-            return None; // truncation is hickory's business
-        }
+
+        // The answer: the name's records, else the zone's negative answer, else REFUSED.
+        let sets = self.names.get(key.as_slice());
+        let answer: Vec<&RrSet> = match (sets, qtype) {
+            (Some(sets), 255) => sets.iter().collect(),
+            (Some(sets), _) => sets.iter().filter(|s| s.rtype == qtype).collect(),
+            (None, _) => Vec::new(),
+        };
+        // The zone: for negative answers, the closest enclosing apex we serve.
+        let (rcode, soa) = if !answer.is_empty() {
+            (0u16, None)
+        } else {
+            match self.enclosing_zone(key) {
+                Some((zone, offset)) => (if sets.is_some() { 0 } else { 3 }, Some((zone, offset))),
+                None => (5, None),
+            }
+        };
+        // What the answer is counted by, for rate limiting (as BIND's RRL): identical answers
+        // by name and type; negative ones by zone, so that a flood of random names is one
+        // bucket; refusals by client alone.
+        let (class, bucket) = match (rcode, soa) {
+            (0, None) => {
+                key.extend_from_slice(&qtype.to_be_bytes());
+                (Class::Answer, 1..key.len())
+            }
+            (0, Some((_, offset))) => (Class::NoData, 1 + offset..key.len()),
+            (_, Some((_, offset))) => (Class::NxDomain, 1 + offset..key.len()),
+            _ => (Class::Refused, 0..0),
+        };
+
         out.clear();
         out.extend_from_slice(&query[0..2]); // id
-        // QR, AA, and RD copied; RA off; NOERROR.
-        let rd = flags & 0x0100;
-        out.extend_from_slice(&(0x8400 | rd).to_be_bytes());
-        out.extend_from_slice(&1u16.to_be_bytes());
-        out.extend_from_slice(&answer.count.to_be_bytes());
-        out.extend_from_slice(&0u16.to_be_bytes());
-        out.extend_from_slice(&(if edns.is_some() { 1u16 } else { 0 }).to_be_bytes());
+        // QR; AA for our zones; RD and CD copied; RA off.
+        let aa = if rcode == 5 { 0 } else { 0x0400 };
+        out.extend_from_slice(&(0x8000 | aa | (flags & 0x0110) | rcode).to_be_bytes());
+        out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(&query[12..question_end]); // the question as asked (its case)
-        out.extend_from_slice(&answer.bytes);
-        if edns.is_some() {
-            out.extend_from_slice(&[0, 0, 41]);
-            out.extend_from_slice(&1232u16.to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let opt_len = if edns.is_some() { 11 } else { 0 };
+        let (mut an, mut ns, mut ar) = (0u16, 0u16, 0u16);
+        if let Some((zone, offset)) = soa {
+            // The SOA's owner: the apex, a suffix of the question's name.
+            let pointer = 0xc000 | (12 + offset) as u16;
+            out.extend_from_slice(&pointer.to_be_bytes());
+            out.extend_from_slice(&zone.soa);
+            ns = 1;
+        } else {
+            for set in &answer {
+                out.extend_from_slice(&set.bytes);
+                an += set.count;
+            }
+            if out.len() + opt_len > limit {
+                // Too big for the client's buffer: truncated, empty, so it retries over TCP.
+                out.truncate(question_end);
+                out[2] |= 0x02;
+                an = 0;
+            } else {
+                let before = out.len();
+                for set in &answer {
+                    out.extend_from_slice(&set.extra);
+                    ar += set.extra_count;
+                }
+                if out.len() + opt_len > limit {
+                    out.truncate(before); // additional data is optional (RFC 2181 9)
+                    ar = 0;
+                }
+            }
         }
-        Some(())
+        if edns.is_some() {
+            // Our OPT: payload 1232, version 0, no flags, no options (COOKIE and others the
+            // client sent are ignored, as RFC 7873 lets a server that does not keep them).
+            out.extend_from_slice(&[0, 0, 41]);
+            out.extend_from_slice(&UDP_PAYLOAD_MAX.to_be_bytes());
+            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            ar += 1;
+        }
+        out[6..8].copy_from_slice(&an.to_be_bytes());
+        out[8..10].copy_from_slice(&ns.to_be_bytes());
+        out[10..12].copy_from_slice(&ar.to_be_bytes());
+        Some(Outcome { class, bucket, question_end })
+    }
+
+    /// The zone this view serves that is the closest to the name in `key` (view byte, then
+    /// the wire name), and the offset of its apex within the name.
+    fn enclosing_zone(&self, key: &[u8]) -> Option<(&Zone, usize)> {
+        let mut probe = Vec::with_capacity(key.len());
+        let mut at = 1;
+        loop {
+            probe.clear();
+            probe.push(key[0]);
+            probe.extend_from_slice(&key[at..]);
+            if let Some(zone) = self.zones.get(probe.as_slice()) {
+                return Some((zone, at - 1));
+            }
+            if key[at] == 0 {
+                return None;
+            }
+            at += 1 + key[at] as usize;
+        }
+    }
+}
+
+/// Whether wire name `name` is `apex` or below it (label by label).
+fn is_within(name: &[u8], apex: &[u8]) -> bool {
+    let mut at = 0;
+    loop {
+        if name[at..] == *apex {
+            return true;
+        }
+        if name[at] == 0 {
+            return false;
+        }
+        at += 1 + name[at] as usize;
+    }
+}
+
+/// The client's UDP payload size from an OPT record that ends the message: root owner,
+/// type 41, version 0, options well formed (their content is not ours to read). `None`
+/// (the runtime answers, with FORMERR or BADVERS) for anything else.
+fn edns_payload(opt: &[u8]) -> Option<u16> {
+    if opt.len() < 11 || opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != 41 || opt[6] != 0 {
+        return None;
+    }
+    let rdlen = u16::from_be_bytes([opt[9], opt[10]]) as usize;
+    let mut options = opt.get(11..)?;
+    if options.len() != rdlen {
+        return None;
+    }
+    while !options.is_empty() {
+        let len = u16::from_be_bytes([*options.get(2)?, *options.get(3)?]) as usize;
+        options = options.get(4 + len..)?;
+    }
+    Some(u16::from_be_bytes([opt[3], opt[4]]))
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+    use crate::server::ZoneMode;
+    use crate::zone::fixtures::{rec, zone};
+
+    fn query(name: &str, rtype: RecordType, payload: Option<u16>) -> Vec<u8> {
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+        if let Some(p) = payload {
+            let mut e = Edns::new();
+            e.set_max_payload(p);
+            m.set_edns(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    fn split(_: &str) -> ZoneMode {
+        ZoneMode::Split
+    }
+
+    /// A zone with a name of 100 addresses: 1,600 bytes of answers and more.
+    fn big_zone() -> Vec<DnsRecord> {
+        let mut records = zone();
+        for i in 0..100 {
+            records.push(rec("many.lct.internal.", RecordType::A, &format!("192.168.1.{i}")));
+        }
+        records
+    }
+
+    #[test]
+    fn answers_too_big_for_udp_are_truncated_and_whole_over_tcp() {
+        let answers = Answers::new(&big_zone(), &split);
+        for payload in [None, Some(4096)] {
+            let reply = answers.answer(&query("many.lct.internal.", RecordType::A, payload), true, false).unwrap();
+            let m = Message::from_vec(&reply).unwrap();
+            assert!(m.metadata.truncation, "{payload:?}");
+            assert!(m.answers.is_empty());
+            assert!(reply.len() <= 512);
+            if payload.is_some() {
+                // Our OPT offers 1232, whatever the client offered.
+                assert_eq!(m.edns.as_ref().unwrap().max_payload(), UDP_PAYLOAD_MAX);
+            }
+        }
+        let reply = answers.answer(&query("many.lct.internal.", RecordType::A, None), true, true).unwrap();
+        let m = Message::from_vec(&reply).unwrap();
+        assert!(!m.metadata.truncation);
+        assert_eq!(m.answers.len(), 100);
+    }
+
+    #[test]
+    fn negative_answers_carry_the_soa_capped_by_its_minimum() {
+        let mut records = zone();
+        records[0].ttl = 3600; // the SOA; its minimum is 300
+        let answers = Answers::new(&records, &split);
+        let reply = answers.answer(&query("nope.lct.internal.", RecordType::A, None), true, false).unwrap();
+        let m = Message::from_vec(&reply).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        assert!(m.metadata.authoritative);
+        assert_eq!(m.authorities.len(), 1);
+        assert_eq!(m.authorities[0].name, Name::from_ascii("lct.internal.").unwrap());
+        assert_eq!(m.authorities[0].ttl, 300);
+        // NODATA: the name exists (and `zk.lct.internal.` between it and the apex).
+        for name in ["a.zk.lct.internal.", "zk.lct.internal."] {
+            let reply = answers.answer(&query(name, RecordType::MX, None), true, false).unwrap();
+            let m = Message::from_vec(&reply).unwrap();
+            assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+            assert!(m.answers.is_empty() && m.authorities.len() == 1, "{name}");
+        }
+        // Outside our zones: refused, not authoritative.
+        let reply = answers.answer(&query("example.com.", RecordType::A, None), true, false).unwrap();
+        let m = Message::from_vec(&reply).unwrap();
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+        assert!(!m.metadata.authoritative);
+    }
+
+    #[test]
+    fn unusual_messages_go_to_the_slow_path() {
+        let answers = Answers::new(&zone(), &split);
+        assert!(answers.answer(&query("lct.internal.", RecordType::AXFR, None), true, false).is_none());
+        assert!(answers.answer(&query("lct.internal.", RecordType::IXFR, None), true, false).is_none());
+        // EDNS version 1: BADVERS is the runtime's to say.
+        let mut packet = query("a.zk.lct.internal.", RecordType::A, Some(1232));
+        let n = packet.len();
+        packet[n - 5] = 1;
+        assert!(answers.answer(&packet, true, false).is_none());
+        // An OPT whose options run past its end.
+        let mut packet = query("a.zk.lct.internal.", RecordType::A, Some(1232));
+        let n = packet.len();
+        packet[n - 1] = 4;
+        packet.extend_from_slice(&[0, 10, 0, 9]);
+        assert!(answers.answer(&packet, true, false).is_none());
+        // A response, or a message cut short.
+        let mut packet = query("a.zk.lct.internal.", RecordType::A, None);
+        packet[2] |= 0x80;
+        assert!(answers.answer(&packet, true, false).is_none());
+        let packet = query("a.zk.lct.internal.", RecordType::A, None);
+        assert!(answers.answer(&packet[..packet.len() - 1], true, false).is_none());
     }
 }

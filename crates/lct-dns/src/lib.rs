@@ -6,7 +6,8 @@
 //!   `dns-record` records or as RFC 1035 master files that BIND and Knot load as they are.
 //!
 //! * [`server`]: hickory's catalogs, one per view, and the choice of view by client address.
-//! * [`fast`]: precomputed answers for the common query.
+//! * [`fast`]: precomputed answers: every ordinary query, positive or negative.
+//! * [`rrl`]: response rate limiting over UDP.
 //! * [`net`]: the UDP and TCP sockets.
 //! * [`service`]: configuration, what is served and its atomic swap, systemd's protocol.
 //! * Server side: [`signed`] authenticates UPDATE and transfer requests (TSIG) and answers
@@ -18,6 +19,7 @@
 pub mod client;
 pub mod fast;
 pub mod net;
+pub mod rrl;
 pub mod server;
 pub mod service;
 pub mod signed;

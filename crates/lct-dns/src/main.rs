@@ -93,6 +93,16 @@ Example:
         /// Where updated zones are kept [default: $LCT_STATE_DIR/dns]
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// UDP answers per second to one outside /24 (/56) for one name and type, or one zone's
+        /// negative answers (RRL); 0 turns it off
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        rate_limit: u32,
+        /// With --rate-limit: every N-th limited answer goes out truncated (clients retry over TCP)
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        slip: u32,
+        /// TCP connections at once; when full, the longest idle one is closed
+        #[arg(long, value_name = "N", default_value_t = 4096)]
+        tcp_clients: usize,
     },
     /// Node records in: bring a running server's zones in line, by signed dynamic update
     #[command(after_help = "\
@@ -324,7 +334,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { config, records, listen, internal, udp_sockets, modes, key_files, state } => {
+        Command::Serve {
+            config,
+            records,
+            listen,
+            internal,
+            udp_sockets,
+            modes,
+            key_files,
+            state,
+            rate_limit,
+            slip,
+            tcp_clients,
+        } => {
             let (config, config_path) = match config {
                 Some(path) => (Config::load(&path)?, Some(path)),
                 None => {
@@ -336,6 +358,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         modes: modes.into_iter().collect(),
                         keys: key_files,
                         state,
+                        rate_limit: lct_dns::rrl::RateLimitSettings {
+                            responses_per_second: rate_limit,
+                            slip,
+                            ..Default::default()
+                        },
+                        tcp_clients: Some(tcp_clients),
                         base: None,
                     };
                     config.prefixes().map_err(UsageError)?;
@@ -353,16 +381,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let per_address = config.udp_sockets.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rrl = lct_dns::rrl::RateLimit::new(&config.rate_limit).map(std::sync::Arc::new);
+    // One table of TCP connections for all addresses, and file descriptors for them.
+    let tcp_clients = config.tcp_clients.unwrap_or(lct_dns::net::TCP_CLIENTS);
+    lct_dns::net::raise_file_limit(tcp_clients + 256);
+    let connections = lct_dns::net::Connections::new(tcp_clients);
     for addr in &config.listen {
         for udp in udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))? {
-            let (live, runtime) = (live.clone(), tokio::runtime::Handle::current());
+            let (live, rrl, runtime) = (live.clone(), rrl.clone(), tokio::runtime::Handle::current());
             std::thread::Builder::new()
                 .name("lct-dns-udp".into())
-                .spawn(move || lct_dns::net::udp_batch_loop(udp, live, runtime))
+                .spawn(move || lct_dns::net::udp_batch_loop(udp, live, rrl, runtime))
                 .context("starting a UDP thread")?;
         }
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
-        tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone()));
+        tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone(), connections.clone()));
     }
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
@@ -384,8 +417,12 @@ async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyh
                 let held = live.current();
                 match reloaded.and_then(|c| c.load_served(Some(&held.records)).map(|v| (c, v))) {
                     Ok((c, served)) => {
-                        if c.listen != config.listen {
-                            tracing::warn!("reload: listen addresses change only on restart");
+                        if c.listen != config.listen
+                            || c.rate_limit != config.rate_limit
+                            || c.tcp_clients != config.tcp_clients
+                            || c.udp_sockets != config.udp_sockets
+                        {
+                            tracing::warn!("reload: listen, udp_sockets, tcp_clients and rate_limit change only on restart");
                         }
                         live.swap(served);
                         config = c;

@@ -27,6 +27,12 @@ use lct_core::prefix::HostBits;
 /// udp_sockets = 2                            # per address; default: one per core
 /// keys = ["lct-update.key"]                  # TSIG keys that may update and transfer
 /// state = "/var/lib/lct/dns"                 # where updated zones are kept (zones-HASH.jsonl)
+/// tcp_clients = 4096                         # TCP connections at once; when full the
+///                                            # longest idle one is closed
+///
+/// [rate_limit]                               # UDP answers to the outside (RRL)
+/// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
+/// slip = 2                                   # every 2nd limited answer sent truncated
 ///
 /// [modes]                                    # per zone: split (default), private, public
 /// "lct.internal" = "split"
@@ -50,6 +56,13 @@ pub struct Config {
     /// The state directory [default: $LCT_STATE_DIR/dns].
     #[serde(default)]
     pub state: Option<PathBuf>,
+    /// Response rate limiting over UDP (on for the outside by default).
+    #[serde(default)]
+    pub rate_limit: crate::rrl::RateLimitSettings,
+    /// TCP connections served at once [default: 4096]; when full, the connection idle the
+    /// longest is closed for the new one (as Knot does), so idle clients cannot lock others out.
+    #[serde(default)]
+    pub tcp_clients: Option<usize>,
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
