@@ -255,6 +255,14 @@ impl Background {
         Background(cmd.spawn().expect("spawn a helper process"))
     }
 
+    /// As [`Background::spawn`], its standard error going to `log` (to read what it said).
+    pub fn spawn_logged(mut cmd: Command, log: &std::path::Path) -> Background {
+        use std::os::unix::process::CommandExt;
+        let file = std::fs::File::create(log).expect("create a log file");
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file).process_group(0);
+        Background(cmd.spawn().expect("spawn a helper process"))
+    }
+
     /// Waits for it to end by itself (a probe that saw its stop file).
     pub fn wait(&mut self) {
         let _ = self.0.wait();

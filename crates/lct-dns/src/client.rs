@@ -158,9 +158,10 @@ impl Client {
     }
 }
 
-fn rand_id() -> u16 {
+pub(crate) fn rand_id() -> u16 {
     // Not a secret: TSIG protects the exchange; the id only pairs request and response.
-    (now() as u16) ^ (std::process::id() as u16).rotate_left(7)
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    (now() as u16) ^ (std::process::id() as u16).rotate_left(7) ^ (nanos >> 10) as u16
 }
 
 /// What `lct-dns update` sends for a zone: the records to delete and to add, SOA aside (the

@@ -8,10 +8,12 @@
 //! * [`server`]: hickory's catalogs, one per view, and the choice of view by client address.
 //! * [`fast`]: precomputed answers: every ordinary query, positive or negative.
 //! * [`rrl`]: response rate limiting over UDP.
+//! * [`notify`]: NOTIFY to secondaries when a zone changes.
 //! * [`net`]: the UDP and TCP sockets.
 //! * [`service`]: configuration, what is served and its atomic swap, systemd's protocol.
 //! * Server side: [`signed`] authenticates UPDATE and transfer requests (TSIG) and answers
-//!   them through [`update`] (RFC 2136) and [`transfer`] (AXFR).
+//!   them through [`update`] (RFC 2136) and [`transfer`] (AXFR, IXFR from the journal, one
+//!   view per secondary's key).
 //! * Client side: [`client`] transfers a zone and sends the difference as UPDATEs.
 //! * [`wire`]: `dns-record` records to and from the wire.
 //! * [`tsig`]: TSIG keys.
@@ -19,6 +21,7 @@
 pub mod client;
 pub mod fast;
 pub mod net;
+pub mod notify;
 pub mod rrl;
 pub mod server;
 pub mod service;

@@ -364,6 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             ..Default::default()
                         },
                         tcp_clients: Some(tcp_clients),
+                        secondaries: Vec::new(),
                         base: None,
                     };
                     config.prefixes().map_err(UsageError)?;

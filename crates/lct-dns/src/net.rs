@@ -88,7 +88,7 @@ async fn answer(packet: Vec<u8>, src: SocketAddr, protocol: Protocol, live: &Liv
             return vec![reply];
         }
     }
-    if let Some(messages) = crate::signed::handle(&packet, protocol == Protocol::Tcp, live).await {
+    if let Some(messages) = crate::signed::handle(&packet, protocol == Protocol::Tcp, src.ip(), live).await {
         return messages;
     }
     let Ok(request) = Request::from_bytes(packet, src, protocol) else { return Vec::new() };

@@ -30,6 +30,13 @@ use lct_core::prefix::HostBits;
 /// tcp_clients = 4096                         # TCP connections at once; when full the
 ///                                            # longest idle one is closed
 ///
+/// [[secondary]]                              # a secondary server (BIND, Knot, lct-dns)
+/// key = "xfr-external.key"                   # its TSIG key selects the view it transfers
+/// view = "external"                          # internal or external
+/// notify = ["198.51.100.53:53"]              # told of every change (signed NOTIFY)
+/// allow = ["198.51.100.53/32"]               # where its requests may come from [any]
+/// zones = ["lct.internal"]                   # which zones [all]
+///
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
 /// slip = 2                                   # every 2nd limited answer sent truncated
@@ -56,6 +63,10 @@ pub struct Config {
     /// The state directory [default: $LCT_STATE_DIR/dns].
     #[serde(default)]
     pub state: Option<PathBuf>,
+    /// Secondary servers: each key may transfer (AXFR, IXFR) one view of the zones, and
+    /// nothing else; the addresses in `notify` hear of every change.
+    #[serde(default, rename = "secondary")]
+    pub secondaries: Vec<SecondaryConfig>,
     /// Response rate limiting over UDP (on for the outside by default).
     #[serde(default)]
     pub rate_limit: crate::rrl::RateLimitSettings,
@@ -66,6 +77,58 @@ pub struct Config {
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
+}
+
+/// `[[secondary]]` in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    pub key: PathBuf,
+    pub view: TransferView,
+    #[serde(default)]
+    pub notify: Vec<SocketAddr>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub zones: Vec<String>,
+}
+
+/// Which view a secondary's key transfers.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TransferView {
+    Internal,
+    External,
+}
+
+impl TransferView {
+    pub fn view(self) -> crate::zone::View {
+        match self {
+            TransferView::Internal => crate::zone::View::Internal,
+            TransferView::External => crate::zone::View::External,
+        }
+    }
+}
+
+/// A secondary as the server runs it: its key loaded, its prefixes parsed.
+#[derive(Debug, Clone)]
+pub struct Secondary {
+    pub key: Key,
+    pub view: TransferView,
+    pub notify: Vec<SocketAddr>,
+    pub allow: Vec<Prefix>,
+    /// Fully qualified; empty: every zone.
+    pub zones: Vec<String>,
+}
+
+impl Secondary {
+    pub fn serves(&self, zone: &str) -> bool {
+        self.zones.is_empty() || self.zones.iter().any(|z| z == zone)
+    }
+
+    pub fn allows(&self, ip: std::net::IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|p| p.contains(ip))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,22 +175,42 @@ impl Config {
         dir.join(format!("zones-{h:016x}.jsonl"))
     }
 
+    /// A key file: a relative path in systemd's credentials directory when there is one,
+    /// else next to the configuration file.
+    fn key_file(&self, p: &Path) -> anyhow::Result<Key> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let path = match (p.is_relative(), &credentials, &self.base) {
+            (true, Some(dir), _) => dir.join(p),
+            (true, None, Some(base)) => base.join(p),
+            _ => p.to_path_buf(),
+        };
+        Ok(Key::load(&path)?)
+    }
+
     /// The keys, each file read and checked.
     pub fn keys(&self) -> anyhow::Result<Keys> {
-        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
-        let keys = self
-            .keys
-            .iter()
-            .map(|p| {
-                let path = match (p.is_relative(), &credentials, &self.base) {
-                    (true, Some(dir), _) => dir.join(p),
-                    (true, None, Some(base)) => base.join(p),
-                    _ => p.clone(),
-                };
-                Key::load(&path)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = self.keys.iter().map(|p| self.key_file(p)).collect::<Result<Vec<_>, _>>()?;
         Ok(Keys::new(keys))
+    }
+
+    /// The secondaries, their keys read; a key may not be both an update key and a
+    /// secondary's, nor two secondaries' (it would choose two views).
+    pub fn secondaries(&self, keys: &Keys) -> anyhow::Result<Vec<Secondary>> {
+        let mut out: Vec<Secondary> = Vec::new();
+        for (i, s) in self.secondaries.iter().enumerate() {
+            let key = self.key_file(&s.key)?;
+            if keys.get(&key.name).is_some() || out.iter().any(|o| o.key.name == key.name) {
+                anyhow::bail!("secondary[{i}].key: key {} is already given another role", key.name);
+            }
+            let allow = s
+                .allow
+                .iter()
+                .map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| anyhow::anyhow!("secondary[{i}].allow: {e}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let zones = s.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect();
+            out.push(Secondary { key, view: s.view, notify: s.notify.clone(), allow, zones });
+        }
+        Ok(out)
     }
 
     /// Reads the records and builds what is served, checked before anything is swapped in.
@@ -153,8 +236,10 @@ impl Config {
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
             modes: self.modes.clone(),
             keys: self.keys()?,
+            secondaries: Vec::new(),
             state_file: self.state_file(),
         };
+        let settings = Settings { secondaries: self.secondaries(&settings.keys)?, ..settings };
         Served::build(records, Arc::new(settings))
     }
 }
@@ -191,6 +276,7 @@ pub struct Settings {
     pub prefixes: Vec<Prefix>,
     pub modes: BTreeMap<String, crate::server::ZoneMode>,
     pub keys: Keys,
+    pub secondaries: Vec<Secondary>,
     pub state_file: PathBuf,
 }
 
@@ -232,6 +318,8 @@ impl Served {
 #[derive(Clone)]
 pub struct Live {
     served: Arc<RwLock<Arc<Served>>>,
+    /// Recent changes per zone, for IXFR.
+    journal: Arc<std::sync::Mutex<Journal>>,
     /// Bumped on every swap, so a hot loop can keep its `Arc` until it changes.
     generation: Arc<AtomicU64>,
     /// Held by whoever changes the zones (an update, a reload), so each starts from the last.
@@ -242,14 +330,27 @@ impl Live {
     pub fn new(served: Served) -> Live {
         Live {
             served: Arc::new(RwLock::new(Arc::new(served))),
+            journal: Arc::default(),
             generation: Arc::new(AtomicU64::new(0)),
             changing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
+    /// Serves `served` from now on; zones whose serial changed go in the journal, and their
+    /// secondaries are notified.
     pub fn swap(&self, served: Served) {
-        *self.served.write().expect("not poisoned") = Arc::new(served);
+        let old = self.current();
+        let changed = self.journal.lock().expect("not poisoned").record(&old.records, &served.records);
+        let served = Arc::new(served);
+        *self.served.write().expect("not poisoned") = served.clone();
         self.generation.fetch_add(1, Ordering::Release);
+        crate::notify::zones_changed(&served, &changed);
+    }
+
+    /// The changes of `zone` from `serial` to the current one, oldest first, if the journal
+    /// reaches back that far.
+    pub fn changes_since(&self, zone: &str, serial: u32) -> Option<Vec<Change>> {
+        self.journal.lock().expect("not poisoned").since(zone, serial)
     }
 
     pub fn current(&self) -> Arc<Served> {
@@ -305,5 +406,104 @@ pub fn notify(state: &str) {
     };
     if let Err(e) = result {
         tracing::warn!("NOTIFY_SOCKET {path}: {e}");
+    }
+}
+
+/// One change of a zone: from one serial to the next, the records taken out and put in
+/// (SOA aside).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub from: u32,
+    pub to: u32,
+    pub removed: Vec<DnsRecord>,
+    pub added: Vec<DnsRecord>,
+}
+
+/// The last changes of each zone (in memory: after a restart a secondary gets a full
+/// transfer, as IXFR allows).
+#[derive(Default)]
+pub struct Journal {
+    zones: BTreeMap<String, std::collections::VecDeque<Change>>,
+}
+
+/// Changes kept per zone, and records per change beyond which a full transfer is as good.
+const JOURNAL_CHANGES: usize = 100;
+const JOURNAL_RECORDS: usize = 100_000;
+
+impl Journal {
+    /// Notes how every zone whose serial differs between `old` and `new` changed; returns
+    /// those zones.
+    pub fn record(&mut self, old: &[DnsRecord], new: &[DnsRecord]) -> Vec<String> {
+        use crate::wire::serial_of;
+        use crate::zone::RecordType;
+        let zones: std::collections::BTreeSet<&str> = new.iter().map(|r| r.zone.as_str()).collect();
+        let mut changed = Vec::new();
+        for zone in zones {
+            let (Some(from), Some(to)) = (serial_of(old, zone), serial_of(new, zone)) else { continue };
+            if from == to {
+                continue;
+            }
+            changed.push(zone.to_string());
+            let of = |records: &'_ [DnsRecord]| -> std::collections::BTreeSet<DnsRecord> {
+                records.iter().filter(|r| r.zone == zone && r.rtype != RecordType::SOA).cloned().collect()
+            };
+            let (before, after) = (of(old), of(new));
+            let removed: Vec<DnsRecord> = before.difference(&after).cloned().collect();
+            let added: Vec<DnsRecord> = after.difference(&before).cloned().collect();
+            let journal = self.zones.entry(zone.to_string()).or_default();
+            if removed.len() + added.len() > JOURNAL_RECORDS {
+                journal.clear(); // a change this big: a full transfer is no worse
+                continue;
+            }
+            journal.push_back(Change { from, to, removed, added });
+            while journal.len() > JOURNAL_CHANGES {
+                journal.pop_front();
+            }
+        }
+        changed
+    }
+
+    /// The chain of changes from `serial` to the zone's latest, if the journal holds it.
+    pub fn since(&self, zone: &str, serial: u32) -> Option<Vec<Change>> {
+        let journal = self.zones.get(zone)?;
+        let start = journal.iter().position(|c| c.from == serial)?;
+        let chain: Vec<Change> = journal.iter().skip(start).cloned().collect();
+        chain.windows(2).all(|w| w[0].to == w[1].from).then_some(chain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zone::RecordType;
+    use crate::zone::fixtures::{rec, zone};
+
+    fn with_serial(records: &[DnsRecord], serial: u32) -> Vec<DnsRecord> {
+        let mut out = records.to_vec();
+        let soa = out.iter_mut().find(|r| r.rtype == RecordType::SOA).unwrap();
+        soa.data = format!("ns1.lct.internal. hostmaster.lct.internal. {serial} 3600 600 1209600 300");
+        out
+    }
+
+    #[test]
+    fn the_journal_chains_changes_and_forgets_what_it_cannot_chain() {
+        let mut journal = Journal::default();
+        let v7 = zone();
+        let mut v8 = with_serial(&v7, 8);
+        v8.push(rec("b.zk.lct.internal.", RecordType::A, "192.168.128.2"));
+        let mut v9 = with_serial(&v8, 9);
+        v9.retain(|r| r.data != "203.0.113.1");
+        assert_eq!(journal.record(&v7, &v8), ["lct.internal."]);
+        assert_eq!(journal.record(&v8, &v9), ["lct.internal."]);
+        assert!(journal.record(&v9, &v9).is_empty(), "same serial: no change");
+        let chain = journal.since("lct.internal.", 7).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!((chain[0].from, chain[0].to, chain[1].from, chain[1].to), (7, 8, 8, 9));
+        assert_eq!(chain[0].added.len(), 1);
+        assert!(chain[0].removed.is_empty());
+        assert_eq!(chain[1].removed[0].data, "203.0.113.1");
+        assert_eq!(journal.since("lct.internal.", 8).unwrap().len(), 1);
+        assert!(journal.since("lct.internal.", 6).is_none(), "before the journal: a full transfer");
+        assert!(journal.since("other.", 7).is_none());
     }
 }

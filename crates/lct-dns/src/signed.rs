@@ -12,27 +12,44 @@ use crate::tsig::now;
 use crate::zone::{DnsRecord, RecordType};
 
 /// What the server makes of a message: `None` when it is an ordinary query (hickory's).
-pub async fn handle(raw: &[u8], over_tcp: bool, live: &Live) -> Option<Vec<Vec<u8>>> {
+pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Live) -> Option<Vec<Vec<u8>>> {
     if raw.len() < 12 {
         return None;
     }
     let opcode = (raw[2] >> 3) & 0xf;
     let transfer = opcode == 0 && matches!(question_type(raw), Some(252 | 251));
-    if opcode != 5 && !transfer {
+    // A query with additional records may be signed (a secondary's SOA refresh is).
+    let maybe_signed_query = opcode == 0 && !transfer && u16::from_be_bytes([raw[10], raw[11]]) > 0;
+    if opcode != 5 && !transfer && !maybe_signed_query {
         return None;
     }
     let Ok(request) = Message::from_vec(raw).map_err(drop).and_then(|m| counts_fit(raw).then_some(m).ok_or(())) else {
         return Some(vec![bare_error(raw, ResponseCode::FormErr)]);
     };
+    if maybe_signed_query && request.signature().is_none() {
+        return None;
+    }
     let signed = match authenticate(raw, &request, live) {
         Ok(signed) => signed,
         Err(response) => return Some(vec![response]),
     };
+    if maybe_signed_query {
+        return Some(vec![signed_query(&request, &signed, over_tcp, live)]);
+    }
     if transfer {
-        if !over_tcp {
+        let allowed = match &signed.grant {
+            Grant::Full => true,
+            Grant::Secondary(s) => s.allows(src),
+        };
+        if !over_tcp || !allowed {
+            tracing::info!("refused a transfer from {src} (over UDP, or from outside the key's prefixes)");
             return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
         }
         return Some(crate::transfer::transfer_messages(&request, &signed, live));
+    }
+    if let Grant::Secondary(_) = signed.grant {
+        tracing::warn!("refused an update signed by a secondary's key (it may transfer only)");
+        return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
     }
     let code = crate::update::apply_update(&request, live).await;
     Some(vec![reply(&request, code, Some(&signed))])
@@ -65,10 +82,20 @@ pub(crate) fn counts_fit(raw: &[u8]) -> bool {
     raw.len() >= 12 && count(6) + count(8) <= u32::from(u16::MAX)
 }
 
-/// A verified request: the key's signer and the request's MAC, to sign the answers with.
+/// A verified request: the key's signer and the request's MAC, to sign the answers with,
+/// and what the key may do.
 pub(crate) struct Signed {
     pub(crate) signer: TSigner,
     pub(crate) mac: Vec<u8>,
+    pub(crate) grant: Grant,
+}
+
+/// What a key may do.
+pub(crate) enum Grant {
+    /// An update key: update, and transfer every view's data (lct-dns's own clients).
+    Full,
+    /// A secondary's key: transfer its view, nothing else.
+    Secondary(Box<crate::service::Secondary>),
 }
 
 /// Checks the request's TSIG against the configured keys; the error is the response to send
@@ -80,7 +107,13 @@ pub(crate) fn authenticate(raw: &[u8], request: &Message, live: &Live) -> Result
     };
     let served = live.current();
     let time = now();
-    let Some(key) = served.settings.keys.get(&tsig.name) else {
+    let secondary = served.settings.secondaries.iter().find(|s| s.key.name == tsig.name);
+    let (key, grant) = match (served.settings.keys.get(&tsig.name), secondary) {
+        (Some(key), _) => (Some(key), Grant::Full),
+        (None, Some(s)) => (Some(&s.key), Grant::Secondary(Box::new(s.clone()))),
+        (None, None) => (None, Grant::Full),
+    };
+    let Some(key) = key else {
         tracing::warn!("refused a request signed with an unknown key {}", tsig.name);
         return Err(reply_tsig(
             request,
@@ -103,7 +136,26 @@ pub(crate) fn authenticate(raw: &[u8], request: &Message, live: &Live) -> Result
             let context = TSigResponseContext::new(request.id, time, signer, mac, Some(TsigError::BadTime));
             Err(reply_tsig(request, ResponseCode::NotAuth, context))
         }
-        Ok((mac, _, _)) => Ok(Signed { signer, mac }),
+        Ok((mac, _, _)) => Ok(Signed { signer, mac, grant }),
+    }
+}
+
+/// The answer to a signed query (a secondary's SOA refresh, most often), from the tables
+/// the unsigned ones are answered from, in the key's view, signed.
+fn signed_query(request: &Message, signed: &Signed, over_tcp: bool, live: &Live) -> Vec<u8> {
+    let served = live.current();
+    let mut query = Message::new(request.id, MessageType::Query, request.op_code);
+    query.metadata.recursion_desired = request.metadata.recursion_desired;
+    query.add_queries(request.queries.iter().cloned());
+    if let Some(edns) = request.edns.clone() {
+        query.set_edns(edns);
+    }
+    let internal = !matches!(&signed.grant, Grant::Secondary(s) if s.view == crate::service::TransferView::External);
+    let context = || TSigResponseContext::new(request.id, now(), signed.signer.clone(), signed.mac.clone(), None);
+    let answer = query.to_vec().ok().and_then(|q| served.answers.answer(&q, internal, over_tcp));
+    match answer.and_then(|a| Message::from_vec(&a).ok()) {
+        Some(message) => sign(message, context()),
+        None => reply(request, ResponseCode::Refused, Some(signed)),
     }
 }
 
@@ -120,8 +172,16 @@ pub(crate) fn reply(request: &Message, code: ResponseCode, signed: Option<&Signe
 }
 
 pub(crate) fn reply_tsig(request: &Message, code: ResponseCode, context: TSigResponseContext) -> Vec<u8> {
-    let mut message = response(request, code);
-    let Ok(bytes) = message.to_vec() else { return bare_error_id(request.id, code) };
+    let message = response(request, code);
+    if message.to_vec().is_err() {
+        return bare_error_id(request.id, code);
+    }
+    sign(message, context)
+}
+
+/// `message` on the wire with its TSIG record (unsigned if signing fails).
+fn sign(mut message: Message, context: TSigResponseContext) -> Vec<u8> {
+    let Ok(bytes) = message.to_vec() else { return bare_error_id(message.id, ResponseCode::ServFail) };
     match context.sign(&bytes) {
         Ok(tsig) => {
             message.set_signature(tsig);
@@ -201,6 +261,7 @@ mod fuzz {
             prefixes: Vec::new(),
             modes: Default::default(),
             keys: Keys::new(vec![key.clone()]),
+            secondaries: Vec::new(),
             state_file: state,
         };
         Live::new(Served::build(records, Arc::new(settings)).unwrap())
@@ -272,7 +333,11 @@ mod fuzz {
                 }
                 let answers = runtime
                     .block_on(async {
-                        tokio::time::timeout(std::time::Duration::from_secs(2), handle(&packet, true, &live)).await
+                        tokio::time::timeout(
+                            std::time::Duration::from_secs(2),
+                            handle(&packet, true, std::net::Ipv4Addr::LOCALHOST.into(), &live),
+                        )
+                        .await
                     })
                     .expect("answered in time");
                 if let Some(answers) = answers {
@@ -285,7 +350,8 @@ mod fuzz {
             .unwrap();
         assert!(handled.get() > 1_000, "only {} mutated messages reached the handler", handled.get());
         // The original, signed and intact, is applied.
-        let answer = runtime.block_on(handle(&originals[0], true, &live)).unwrap();
+        let answer =
+            runtime.block_on(handle(&originals[0], true, std::net::Ipv4Addr::LOCALHOST.into(), &live)).unwrap();
         assert_eq!(answer[0][3] & 0xf, 0, "NOERROR");
         assert_eq!(serial(&live), Some(8));
         let state = live.current().settings.state_file.clone();

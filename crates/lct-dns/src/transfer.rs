@@ -1,46 +1,84 @@
-//! Zone transfers (AXFR), the server side: the zone's full data (every view's records once,
-//! which is what `lct-dns update` diffs against), in messages each signed and chained as
-//! RFC 8945 section 5.3.1 says.
+//! Zone transfers, the server side: AXFR, and IXFR (RFC 1995) from the journal of recent
+//! changes (a full transfer when it does not reach back), in messages each signed and
+//! chained as RFC 8945 section 5.3.1 says. What a transfer holds depends on the key: an
+//! update key gets the zone's full data (every view's records once, which is what `lct-dns
+//! update` diffs against); a secondary's key gets its view only, as the zone's mode serves
+//! it there, so a standard secondary never serves both views merged.
 
 use std::collections::BTreeSet;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::TSigResponseContext;
 use hickory_proto::rr::rdata::tsig::{TSIG, make_tsig_record};
+use hickory_proto::rr::{RData, Record, TSigResponseContext};
 
+use crate::server::{ZoneMode, mode_of};
 use crate::service::Live;
-use crate::signed::{Signed, reply, response, zone_of_request};
+use crate::signed::{Grant, Signed, reply, response, zone_of_request};
 use crate::tsig::now;
-use crate::wire::{normal, to_wire};
-use crate::zone::RecordType;
+use crate::wire::{normal, serial_of, to_wire};
+use crate::zone::{DnsRecord, RecordType, View};
 
-/// An AXFR of the zone's full data: SOA, every record of every view once, SOA; in messages
-/// of at most ~16 KiB, each signed, chained as RFC 8945 section 5.3.1 says.
+/// The answer to an AXFR or IXFR: SOA, records, SOA (or the IXFR forms), in messages of at
+/// most 250 records, each signed, chained as RFC 8945 section 5.3.1 says.
 pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live) -> Vec<Vec<u8>> {
     let served = live.current();
     let zone = match zone_of_request(request, &served.records) {
         Ok(zone) => zone,
         Err(code) => return vec![reply(request, code, Some(signed))],
     };
-    let mut seen = BTreeSet::new();
-    let mut soa = None;
-    let mut body = Vec::new();
-    for r in served.records.iter().filter(|r| r.zone == zone) {
-        if !seen.insert(normal(&r.name, r.rtype, &r.data)) {
-            continue;
+    // Which records the key sees: all, or its view of the zone as the zone's mode has it.
+    let view = match &signed.grant {
+        Grant::Full => None,
+        Grant::Secondary(s) if !s.serves(&zone) => return vec![reply(request, ResponseCode::NotAuth, Some(signed))],
+        Grant::Secondary(s) => match (mode_of(&served.settings.modes, &zone), s.view.view()) {
+            (ZoneMode::Private, View::External) => {
+                return vec![reply(request, ResponseCode::NotAuth, Some(signed))];
+            }
+            (ZoneMode::Public, _) => Some(View::External),
+            (_, v) => Some(v),
+        },
+    };
+    let visible = |r: &&DnsRecord| r.zone == zone && view.is_none_or(|v| r.view.includes(v));
+    let Some(soa) = served.records.iter().filter(visible).find(|r| r.rtype == RecordType::SOA) else {
+        return vec![reply(request, ResponseCode::ServFail, Some(signed))];
+    };
+    let Ok(soa_wire) = to_wire(soa) else { return vec![reply(request, ResponseCode::ServFail, Some(signed))] };
+    let current = serial_of(&served.records, &zone).unwrap_or_default();
+    let wire_all = |records: &mut dyn Iterator<Item = &DnsRecord>| -> Vec<Record> {
+        let mut seen = BTreeSet::new();
+        records
+            .filter(|r| r.rtype != RecordType::SOA && seen.insert(normal(&r.name, r.rtype, &r.data)))
+            .filter_map(|r| to_wire(r).map_err(|e| tracing::error!("zone {zone}: {e}")).ok())
+            .collect()
+    };
+    let mut all = vec![soa_wire.clone()];
+    let client_serial = ixfr_serial(request);
+    match client_serial.map(|s| (s, live.changes_since(&zone, s))) {
+        // Up to date (or ahead): the current SOA alone.
+        Some((s, _)) if s == current || (s.wrapping_sub(current) as i32) > 0 => {}
+        // Incremental: for each change, the old SOA, what went, the new SOA, what came.
+        Some((_, Some(changes))) => {
+            for change in &changes {
+                all.push(with_serial(&soa_wire, change.from));
+                all.extend(wire_all(&mut change.removed.iter().filter(visible)));
+                all.push(with_serial(&soa_wire, change.to));
+                all.extend(wire_all(&mut change.added.iter().filter(visible)));
+            }
+            all.push(soa_wire);
         }
-        match to_wire(r) {
-            Ok(w) if r.rtype == RecordType::SOA => soa = Some(w),
-            Ok(w) => body.push(w),
-            Err(e) => tracing::error!("zone {zone}: {e}"),
+        // AXFR, or an IXFR the journal does not reach: everything.
+        _ => {
+            all.extend(wire_all(&mut served.records.iter().filter(visible)));
+            all.push(soa_wire);
         }
     }
-    let Some(soa) = soa else { return vec![reply(request, ResponseCode::ServFail, Some(signed))] };
-    let mut all = Vec::with_capacity(body.len() + 2);
-    all.push(soa.clone());
-    all.extend(body);
-    all.push(soa);
-    tracing::info!("zone {zone}: transfer of {} records", all.len());
+    let kind = if client_serial.is_some() { "IXFR" } else { "AXFR" };
+    let shown = match view {
+        None => "every",
+        Some(View::Internal) => "internal",
+        Some(_) => "external",
+    };
+    tracing::info!("zone {zone}: {kind} of {} records (serial {current}, {shown} view)", all.len());
     let mut messages = Vec::new();
     let mut previous_mac = signed.mac.clone();
     let time = now();
@@ -89,4 +127,24 @@ pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live)
         }
     }
     messages
+}
+
+/// The serial an IXFR request says the client has (its authority section's SOA).
+fn ixfr_serial(request: &Message) -> Option<u32> {
+    if request.queries.first()?.query_type() != RecordType::IXFR {
+        return None;
+    }
+    request.authorities.iter().find_map(|r| match &r.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    })
+}
+
+/// The SOA record with another serial (a journal's earlier versions differ only there).
+fn with_serial(soa: &Record, serial: u32) -> Record {
+    let mut r = soa.clone();
+    if let RData::SOA(data) = &mut r.data {
+        data.serial = serial;
+    }
+    r
 }

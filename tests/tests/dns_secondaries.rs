@@ -1,0 +1,247 @@
+//! lct-dns as a primary of real secondaries: Knot (knotd) takes the internal view with its
+//! key, BIND (named) the external view with its own; both follow a change through NOTIFY
+//! and IXFR; unsigned, wrongly signed and misused requests are refused.
+
+use std::process::Command;
+
+use lct_tests::{Background, Env};
+
+fn node(name: &str, private: &str, public: Option<&str>) -> String {
+    let public = public.map_or(String::new(), |p| format!(r#","public_ipv4":["{p}"]"#));
+    format!(
+        r#"{{"kind":"node","v":1,"cluster":"zk","group":"zookeeper","name":"{name}","provider":"local","status":"running","private_ipv4":["{private}"]{public}}}"#
+    ) + "\n"
+}
+
+/// The base64 secret of a key file (`secret "...";`).
+fn secret(key_file: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(key_file).unwrap();
+    text.lines().find_map(|l| l.trim().strip_prefix("secret \"")).unwrap().trim_end_matches("\";").to_string()
+}
+
+/// `+short` A answers for `name` from the server on `port`, sorted.
+fn addresses(port: u16, name: &str) -> Vec<String> {
+    let out = Command::new("dig")
+        .args(["+time=1", "+tries=1", "+short", "@127.0.0.1", "-p", &port.to_string(), name, "A"])
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+fn until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..150 {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("not within 15 s: {what}");
+}
+
+#[test]
+fn knot_and_bind_transfer_the_view_their_key_selects_and_follow_changes() {
+    for tool in ["knotd", "named"] {
+        assert!(
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]).status().unwrap().success(),
+            "{tool} is missing: scripts/setup installs it"
+        );
+    }
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let nodes = node("zk-1", "192.168.128.1", Some("203.0.113.1")) + &node("zk-2", "192.168.128.2", None);
+    let records = env
+        .run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "10", "--no-reverse"], &nodes)
+        .ok();
+    std::fs::write(dir.join("zones.jsonl"), records.stdout).unwrap();
+    for key in ["lct-update", "xfr-internal", "xfr-external"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    let (primary, knot, bind) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
+    std::fs::write(
+        dir.join("lct-dns.toml"),
+        format!(
+            r#"records = "{d}/zones.jsonl"
+listen = ["127.0.0.1:{primary}"]
+internal = ["192.168.0.0/16"]
+keys = ["lct-update.key"]
+state = "{d}/dns-state"
+
+[[secondary]]
+key = "xfr-internal.key"
+view = "internal"
+notify = ["127.0.0.1:{knot}"]
+allow = ["127.0.0.0/8"]
+
+[[secondary]]
+key = "xfr-external.key"
+view = "external"
+notify = ["127.0.0.1:{bind}"]
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["-v", "serve", "--config", dir.join("lct-dns.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
+    let log = dir.join("lct-dns.log");
+    let _primary = Background::spawn_logged(cmd, &log);
+    until("lct-dns answers", || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
+
+    // Knot: the internal view, refreshed by NOTIFY from lct-dns (signed with the same key).
+    let kdir = dir.join("knot");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(
+        kdir.join("knot.conf"),
+        format!(
+            r#"server:
+    listen: 127.0.0.1@{knot}
+    rundir: {k}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: {k}
+key:
+  - id: xfr-internal
+    algorithm: hmac-sha256
+    secret: {secret}
+remote:
+  - id: primary
+    address: 127.0.0.1@{primary}
+    key: xfr-internal
+acl:
+  - id: from-primary
+    address: 127.0.0.1
+    key: xfr-internal
+    action: notify
+template:
+  - id: default
+    storage: {k}
+    zonefile-sync: -1
+    journal-content: none
+zone:
+  - domain: lct.internal
+    master: primary
+    acl: from-primary
+"#,
+            k = kdir.display(),
+            secret = secret(&dir.join("xfr-internal.key")),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("knotd");
+    cmd.args(["-c", kdir.join("knot.conf").to_str().unwrap()]);
+    let _knot = Background::spawn(cmd);
+
+    // BIND: the external view.
+    let bdir = dir.join("bind");
+    std::fs::create_dir_all(&bdir).unwrap();
+    std::fs::write(
+        bdir.join("named.conf"),
+        format!(
+            r#"options {{
+    directory "{b}";
+    pid-file "{b}/named.pid";
+    listen-on port {bind} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    notify no;
+    dnssec-validation no;
+}};
+key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
+server 127.0.0.1 {{ keys {{ xfr-external; }}; }};
+zone "lct.internal" {{
+    type secondary;
+    primaries port {primary} {{ 127.0.0.1 key xfr-external; }};
+    file "{b}/lct.internal.db";
+    allow-notify {{ key xfr-external; }};
+}};
+"#,
+            b = bdir.display(),
+            secret = secret(&dir.join("xfr-external.key")),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("named");
+    cmd.args(["-g", "-c", bdir.join("named.conf").to_str().unwrap()]);
+    let _bind = Background::spawn(cmd);
+
+    // Each serves its view, never the other's.
+    until("Knot serves the zone", || !addresses(knot, "zk-1.zk.lct.internal").is_empty());
+    until("BIND serves the zone", || !addresses(bind, "zk-1.zk.lct.internal").is_empty());
+    assert_eq!(addresses(knot, "zk-1.zk.lct.internal"), ["192.168.128.1"]);
+    assert_eq!(addresses(knot, "zk-2.zk.lct.internal"), ["192.168.128.2"]);
+    assert_eq!(addresses(bind, "zk-1.zk.lct.internal"), ["203.0.113.1"]);
+    assert!(addresses(bind, "zk-2.zk.lct.internal").is_empty(), "a private-only node outside");
+    let bind_zone = std::fs::read(bdir.join("lct.internal.db")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&bind_zone).contains("192.168.128."), "private addresses in BIND's copy");
+
+    // A change: NOTIFY, then each fetches it by IXFR (the journal holds serial 10 -> 11).
+    let more = nodes + &node("zk-3", "192.168.128.3", Some("203.0.113.3"));
+    let key = dir.join("lct-update.key");
+    env.run_with_input(
+        "lct-dns",
+        &[
+            "update",
+            "--server",
+            &format!("127.0.0.1:{primary}"),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--domain",
+            "lct.internal",
+            "--no-reverse",
+        ],
+        &more,
+    )
+    .ok();
+    until("Knot follows", || addresses(knot, "zk-3.zk.lct.internal") == ["192.168.128.3"]);
+    until("BIND follows", || addresses(bind, "zk-3.zk.lct.internal") == ["203.0.113.3"]);
+    // Told by NOTIFY, fetched incrementally: one IXFR per view from serial 10.
+    let said = std::fs::read_to_string(&log).unwrap();
+    for view in ["internal", "external"] {
+        assert!(said.contains(&format!("IXFR of 6 records (serial 11, {view} view)")), "{view}: {said}");
+        assert!(said.contains("notified to 127.0.0.1"), "{said}");
+    }
+
+    // Refusals: unsigned, wrongly signed, a secondary's key updating.
+    let axfr = |extra: &[&str]| {
+        let out = Command::new("dig")
+            .args(["+time=2", "+tries=1", "@127.0.0.1", "-p", &primary.to_string(), "lct.internal", "AXFR"])
+            .args(extra)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(axfr(&[]).contains("Transfer failed"), "an unsigned AXFR");
+    let wrong = format!("hmac-sha256:xfr-internal:{}", secret(&dir.join("xfr-external.key")));
+    assert!(!axfr(&["-y", &wrong]).contains("192.168.128.1"), "a wrongly signed AXFR");
+    let internal = format!("hmac-sha256:xfr-internal:{}", secret(&dir.join("xfr-internal.key")));
+    let transfer = axfr(&["-y", &internal]);
+    assert!(transfer.contains("192.168.128.3") && !transfer.contains("203.0.113."), "{transfer}");
+    let update = Command::new("nsupdate")
+        .args(["-k", dir.join("xfr-internal.key").to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(
+                format!("server 127.0.0.1 {primary}\nzone lct.internal\nupdate add evil.lct.internal 300 A 192.0.2.1\nsend\n")
+                    .as_bytes(),
+            )?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(
+        !update.status.success() && String::from_utf8_lossy(&update.stdout).contains("REFUSED")
+            || String::from_utf8_lossy(&update.stderr).contains("REFUSED"),
+        "{update:?}"
+    );
+    assert!(addresses(primary, "evil.lct.internal").is_empty());
+    if std::env::var_os("LCT_SHOW_LOG").is_some() {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap());
+    }
+}
