@@ -245,3 +245,263 @@ zone "lct.internal" {{
         eprintln!("{}", std::fs::read_to_string(&log).unwrap());
     }
 }
+
+/// The status dig reports for `name` at the server on `port` (NOERROR, SERVFAIL, ...).
+fn status(port: u16, name: &str) -> String {
+    let out = Command::new("dig")
+        .args(["+time=1", "+tries=1", "@127.0.0.1", "-p", &port.to_string(), name, "A"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or("no answer").to_string()
+}
+
+/// nsupdate with a `-y` key against a server on loopback.
+fn nsupdate(port: u16, key: &str, zone: &str, line: &str) {
+    use std::io::Write;
+    let mut child = Command::new("nsupdate")
+        .args(["-y", key])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("server 127.0.0.1 {port}\nzone {zone}\n{line}\nsend\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "nsupdate: {out:?}");
+}
+
+#[test]
+fn lct_dns_follows_knot_bind_and_lct_dns_primaries() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    for key in ["k-knot", "k-bind", "k-lct", "lct-update"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    let (knot, bind, primary, secondary) =
+        (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
+
+    // Knot, primary of knot.test: short timers, so that expiry shows within the test.
+    let kdir = dir.join("knot");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(
+        kdir.join("knot.test.zone"),
+        "$ORIGIN knot.test.\n$TTL 60\n@ SOA ns1.knot.test. hostmaster.knot.test. 1 2 1 6 60\n@ NS ns1.knot.test.\nns1 A 192.0.2.1\nwww A 192.0.2.10\n",
+    )
+    .unwrap();
+    std::fs::write(
+        kdir.join("knot.conf"),
+        format!(
+            r#"server:
+    listen: 127.0.0.1@{knot}
+    rundir: {k}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: {k}
+key:
+  - id: k-knot
+    algorithm: hmac-sha256
+    secret: {secret}
+remote:
+  - id: lct
+    address: 127.0.0.1@{secondary}
+    key: k-knot
+acl:
+  - id: lct
+    address: 127.0.0.1
+    key: k-knot
+    action: [transfer, update]
+zone:
+  - domain: knot.test
+    storage: {k}
+    file: knot.test.zone
+    notify: lct
+    acl: lct
+    zonefile-sync: -1
+"#,
+            k = kdir.display(),
+            secret = secret(&dir.join("k-knot.key")),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("knotd");
+    cmd.args(["-c", kdir.join("knot.conf").to_str().unwrap()]);
+    let knot_server = Background::spawn(cmd);
+
+    // BIND, primary of bind.test, dynamic (its journal answers IXFR).
+    let bdir = dir.join("bind");
+    std::fs::create_dir_all(&bdir).unwrap();
+    std::fs::write(
+        bdir.join("bind.test.db"),
+        "$ORIGIN bind.test.\n$TTL 60\n@ SOA ns1.bind.test. hostmaster.bind.test. 1 60 10 600 60\n@ NS ns1.bind.test.\nns1 A 192.0.2.2\nwww A 192.0.2.20\n",
+    )
+    .unwrap();
+    std::fs::write(
+        bdir.join("named.conf"),
+        format!(
+            r#"options {{
+    directory "{b}";
+    pid-file "{b}/named.pid";
+    listen-on port {bind} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    notify explicit;
+    dnssec-validation no;
+}};
+key "k-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
+server 127.0.0.1 {{ keys {{ k-bind; }}; }};
+zone "bind.test" {{
+    type primary;
+    file "{b}/bind.test.db";
+    allow-transfer {{ key k-bind; }};
+    allow-update {{ key k-bind; }};
+    also-notify {{ 127.0.0.1 port {secondary}; }};
+}};
+"#,
+            b = bdir.display(),
+            secret = secret(&dir.join("k-bind.key")),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("named");
+    cmd.args(["-g", "-c", bdir.join("named.conf").to_str().unwrap()]);
+    let _bind = Background::spawn(cmd);
+
+    // lct-dns, primary of lct.internal, with the other lct-dns as its secondary.
+    let nodes = node("zk-1", "192.168.128.1", Some("203.0.113.1"));
+    let records = env
+        .run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "10", "--no-reverse"], &nodes)
+        .ok();
+    std::fs::write(dir.join("zones.jsonl"), records.stdout).unwrap();
+    std::fs::write(
+        dir.join("primary.toml"),
+        format!(
+            r#"records = "{d}/zones.jsonl"
+listen = ["127.0.0.1:{primary}"]
+keys = ["lct-update.key"]
+state = "{d}/primary-state"
+[[secondary]]
+key = "k-lct.key"
+view = "internal"
+notify = ["127.0.0.1:{secondary}"]
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["-v", "serve", "--config", dir.join("primary.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
+    let primary_server = Background::spawn_logged(cmd, &dir.join("primary.log"));
+
+    // The lct-dns secondary of all three, with its own (empty) records file.
+    std::fs::write(dir.join("none.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.join("secondary.toml"),
+        format!(
+            r#"records = "{d}/none.jsonl"
+listen = ["127.0.0.1:{secondary}"]
+internal = ["127.0.0.0/8"]
+state = "{d}/secondary-state"
+[[primary]]
+zone = "knot.test"
+address = "127.0.0.1:{knot}"
+key = "k-knot.key"
+[[primary]]
+zone = "bind.test"
+address = "127.0.0.1:{bind}"
+key = "k-bind.key"
+[[primary]]
+zone = "lct.internal"
+address = "127.0.0.1:{primary}"
+key = "k-lct.key"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let start_secondary = |log: &str| {
+        let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+        cmd.args(["-v", "serve", "--config", dir.join("secondary.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
+        Background::spawn_logged(cmd, &dir.join(log))
+    };
+    let secondary_server = start_secondary("secondary.log");
+
+    until("knot.test transferred", || addresses(secondary, "www.knot.test") == ["192.0.2.10"]);
+    until("bind.test transferred", || addresses(secondary, "www.bind.test") == ["192.0.2.20"]);
+    until("lct.internal transferred", || addresses(secondary, "zk-1.zk.lct.internal") == ["192.168.128.1"]);
+    assert_eq!(status(secondary, "nothing.knot.test"), "NXDOMAIN");
+
+    // Changes at each primary reach the secondary through NOTIFY and IXFR.
+    nsupdate(
+        knot,
+        &format!("hmac-sha256:k-knot:{}", secret(&dir.join("k-knot.key"))),
+        "knot.test",
+        "update add new.knot.test 60 A 192.0.2.11",
+    );
+    nsupdate(
+        bind,
+        &format!("hmac-sha256:k-bind:{}", secret(&dir.join("k-bind.key"))),
+        "bind.test",
+        "update add new.bind.test 60 A 192.0.2.21",
+    );
+    let more = nodes + &node("zk-2", "192.168.128.2", None);
+    let key = dir.join("lct-update.key");
+    env.run_with_input(
+        "lct-dns",
+        &[
+            "update",
+            "--server",
+            &format!("127.0.0.1:{primary}"),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--domain",
+            "lct.internal",
+            "--no-reverse",
+        ],
+        &more,
+    )
+    .ok();
+    until("Knot's change followed", || addresses(secondary, "new.knot.test") == ["192.0.2.11"]);
+    until("BIND's change followed", || addresses(secondary, "new.bind.test") == ["192.0.2.21"]);
+    until("lct-dns's change followed", || addresses(secondary, "zk-2.zk.lct.internal") == ["192.168.128.2"]);
+    let said = std::fs::read_to_string(dir.join("secondary.log")).unwrap();
+    assert!(said.contains("zone knot.test.: NOTIFY: refreshing"), "{said}");
+    assert!(said.contains("zone bind.test.: NOTIFY: refreshing"), "{said}");
+    assert!(!said.contains("IXFR failed"), "every change came by IXFR: {said}");
+    for (zone, serial) in [("knot.test.", 2), ("bind.test.", 2), ("lct.internal.", 11)] {
+        assert!(said.contains(&format!("zone {zone}: serial {serial} by IXFR (1 changes)")), "{zone}: {said}");
+    }
+    let primary_said = std::fs::read_to_string(dir.join("primary.log")).unwrap();
+    assert!(primary_said.contains("IXFR of"), "{primary_said}");
+    // The secondary takes no update.
+    let refused = Command::new("sh")
+        .args(["-c", &format!("printf 'server 127.0.0.1 {secondary}\\nzone lct.internal\\nupdate add x.lct.internal 60 A 192.0.2.9\\nsend\\n' | nsupdate -k {}", key.display())])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "an update at the secondary");
+
+    // lct-dns's primary stops: after a restart the secondary serves its kept copy.
+    drop(primary_server);
+    drop(secondary_server);
+    let _secondary_again = start_secondary("secondary2.log");
+    until("the kept copy served", || addresses(secondary, "zk-2.zk.lct.internal") == ["192.168.128.2"]);
+
+    // Knot stops: the copy is served until its expire (6 s after the last refresh), then
+    // SERVFAIL.
+    drop(knot_server);
+    assert_eq!(addresses(secondary, "www.knot.test"), ["192.0.2.10"]);
+    until("knot.test expired", || status(secondary, "www.knot.test") == "SERVFAIL");
+    assert_eq!(status(secondary, "www.bind.test"), "NOERROR", "other zones serve on");
+    if std::env::var_os("LCT_SHOW_LOG").is_some() {
+        for log in ["secondary.log", "secondary2.log"] {
+            eprintln!("{log}:\n{}", std::fs::read_to_string(dir.join(log)).unwrap());
+        }
+    }
+}

@@ -134,6 +134,52 @@ impl Client {
         Ok(out)
     }
 
+    /// The zone's SOA at the server, by a signed query over TCP (a secondary's refresh).
+    pub fn soa(&self, zone: &str) -> Result<DnsRecord, ClientError> {
+        let zone = fqdn(&zone.to_ascii_lowercase());
+        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
+        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        request.add_query(Query::query(name, RecordType::SOA));
+        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
+        let bytes = self.receive(&mut stream)?;
+        let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
+        self.check(&zone, &message)?;
+        verifier.verify(&bytes).map_err(|e| self.protocol(format!("SOA of {zone}: {e}")))?;
+        message
+            .answers
+            .iter()
+            .find(|r| r.record_type() == RecordType::SOA)
+            .and_then(|r| from_wire(&zone, r))
+            .ok_or_else(|| self.protocol(format!("SOA of {zone}: not in the answer")))
+    }
+
+    /// The changes since `have` (our SOA) by a signed IXFR (RFC 1995): the server answers
+    /// with the changes, the whole zone, or its SOA alone when nothing changed.
+    pub fn ixfr(&self, zone: &str, have: &DnsRecord) -> Result<Ixfr, ClientError> {
+        let zone = fqdn(&zone.to_ascii_lowercase());
+        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
+        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        request.add_query(Query::query(name, RecordType::IXFR));
+        request.authorities.push(to_wire(have).map_err(|e| self.protocol(e))?);
+        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
+        let mut records = Vec::new();
+        loop {
+            let bytes = self.receive(&mut stream)?;
+            let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
+            self.check(&zone, &message)?;
+            verifier.verify(&bytes).map_err(|e| self.protocol(format!("IXFR of {zone}: {e}")))?;
+            if message.answers.is_empty() {
+                return Err(self.protocol(format!("IXFR of {zone}: an empty message")));
+            }
+            records.extend(message.answers.iter().cloned());
+            match parse_ixfr(&zone, &records) {
+                Ok(Some(ixfr)) => return Ok(ixfr),
+                Ok(None) => continue,
+                Err(e) => return Err(self.protocol(format!("IXFR of {zone}: {e}"))),
+            }
+        }
+    }
+
     /// Sends one signed UPDATE of `zone`: `deletes` (each record by its data) then `adds`.
     pub fn update(&self, zone: &str, deletes: &[DnsRecord], adds: &[DnsRecord]) -> Result<(), ClientError> {
         let zone = fqdn(&zone.to_ascii_lowercase());
@@ -155,6 +201,72 @@ impl Client {
         self.check(&zone, &message)?;
         verifier.verify(&bytes).map_err(|e| self.protocol(format!("update of {zone}: {e}")))?;
         Ok(())
+    }
+}
+
+/// What an IXFR brought.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ixfr {
+    /// Nothing changed.
+    UpToDate,
+    /// The whole zone (SOA first), as a server sends when its journal does not reach back.
+    Full(Vec<DnsRecord>),
+    /// The new SOA and each change in order: the records taken out, then those put in.
+    Incremental(DnsRecord, Vec<(Vec<DnsRecord>, Vec<DnsRecord>)>),
+}
+
+/// The IXFR so far: `None` while incomplete (more messages follow). Records of types lct-dns
+/// does not keep are left out (and counted in the log).
+fn parse_ixfr(zone: &str, records: &[hickory_proto::rr::Record]) -> Result<Option<Ixfr>, String> {
+    use hickory_proto::rr::RData;
+    let serial = |r: &hickory_proto::rr::Record| match &r.data {
+        RData::SOA(soa) => Some(soa.serial),
+        _ => None,
+    };
+    let Some(first) = records.first() else { return Ok(None) };
+    let new = serial(first).ok_or("the first record is not the SOA")?;
+    let keep = |list: &[hickory_proto::rr::Record]| -> Vec<DnsRecord> {
+        let kept: Vec<DnsRecord> = list.iter().filter_map(|r| from_wire(zone, r)).collect();
+        if kept.len() < list.len() {
+            tracing::warn!("zone {zone}: {} records of types lct-dns does not serve left out", list.len() - kept.len());
+        }
+        kept
+    };
+    if records.len() == 1 {
+        return Ok(Some(Ixfr::UpToDate));
+    }
+    let last = records.last().and_then(serial);
+    if serial(&records[1]).is_none() {
+        // The whole zone: SOA, records, SOA.
+        if records.len() >= 3 && last == Some(new) {
+            return Ok(Some(Ixfr::Full(keep(&records[..records.len() - 1]))));
+        }
+        return Ok(None);
+    }
+    let soa = from_wire(zone, first).ok_or("the SOA cannot be read")?;
+    let mut changes = Vec::new();
+    let mut i = 1;
+    loop {
+        let Some(start) = records.get(i) else { return Ok(None) };
+        let at = serial(start).ok_or("a change does not start with an SOA")?;
+        if at == new && i == records.len() - 1 {
+            return Ok(Some(Ixfr::Incremental(soa, changes)));
+        }
+        let removed_from = i + 1;
+        i += 1;
+        while records.get(i).is_some_and(|r| serial(r).is_none()) {
+            i += 1;
+        }
+        let removed = &records[removed_from..i];
+        if records.get(i).is_none() {
+            return Ok(None);
+        }
+        let added_from = i + 1;
+        i += 1;
+        while records.get(i).is_some_and(|r| serial(r).is_none()) {
+            i += 1;
+        }
+        changes.push((keep(removed), keep(&records[added_from..i])));
     }
 }
 

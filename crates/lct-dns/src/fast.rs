@@ -67,6 +67,8 @@ struct RrSet {
 /// data; the owner is a pointer into the question).
 struct Zone {
     soa: Vec<u8>,
+    /// A secondary zone past its expire time: SERVFAIL for every name in it.
+    expired: bool,
 }
 
 /// The tables for both views. Keys start with the view (1 internal, 0 external) followed by
@@ -193,7 +195,7 @@ impl Answers {
                         .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
                     let mut soa = Vec::with_capacity(rdata.len() + 10);
                     rr_tail(rtype, r.ttl.min(minimum), &rdata, &mut soa);
-                    answers.zones.insert(keyed(internal, &apex), Zone { soa });
+                    answers.zones.insert(keyed(internal, &apex), Zone { soa, expired: false });
                 }
                 let mut key = keyed(internal, &name);
                 key.extend_from_slice(&rtype.to_be_bytes());
@@ -275,6 +277,18 @@ impl Answers {
             }
         }
         answers
+    }
+
+    /// Marks secondary zones whose copy expired: their names get SERVFAIL (RFC 1034: a
+    /// secondary stops answering for a zone it could not refresh within the SOA's expire).
+    pub fn expire<'z>(&mut self, zones: impl Iterator<Item = &'z str>) {
+        for zone in zones {
+            let Some(apex) = wire_name(zone) else { continue };
+            for internal in [true, false] {
+                self.names.retain(|k, _| !(k[0] == internal as u8 && is_within(&k[1..], &apex)));
+                self.zones.insert(keyed(internal, &apex), Zone { soa: Vec::new(), expired: true });
+            }
+        }
     }
 
     /// The response to `query` if it is one the tables answer; `None` sends it to the
@@ -361,6 +375,7 @@ impl Answers {
             (0u16, None)
         } else {
             match self.enclosing_zone(key) {
+                Some((zone, _)) if zone.expired => (2, None),
                 Some((zone, offset)) => (if sets.is_some() { 0 } else { 3 }, Some((zone, offset))),
                 None => (5, None),
             }
@@ -381,7 +396,7 @@ impl Answers {
         out.clear();
         out.extend_from_slice(&query[0..2]); // id
         // QR; AA for our zones; RD and CD copied; RA off.
-        let aa = if rcode == 5 { 0 } else { 0x0400 };
+        let aa = if rcode == 5 || rcode == 2 { 0 } else { 0x0400 };
         out.extend_from_slice(&(0x8000 | aa | (flags & 0x0110) | rcode).to_be_bytes());
         out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(&query[12..question_end]); // the question as asked (its case)

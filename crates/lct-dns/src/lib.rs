@@ -9,6 +9,7 @@
 //! * [`fast`]: precomputed answers: every ordinary query, positive or negative.
 //! * [`rrl`]: response rate limiting over UDP.
 //! * [`notify`]: NOTIFY to secondaries when a zone changes.
+//! * [`secondary`]: zones followed from a primary (refresh, NOTIFY, IXFR, expiry).
 //! * [`net`]: the UDP and TCP sockets.
 //! * [`service`]: configuration, what is served and its atomic swap, systemd's protocol.
 //! * Server side: [`signed`] authenticates UPDATE and transfer requests (TSIG) and answers
@@ -23,6 +24,7 @@ pub mod fast;
 pub mod net;
 pub mod notify;
 pub mod rrl;
+pub mod secondary;
 pub mod server;
 pub mod service;
 pub mod signed;

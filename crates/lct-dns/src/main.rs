@@ -365,6 +365,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         },
                         tcp_clients: Some(tcp_clients),
                         secondaries: Vec::new(),
+                        primaries: Vec::new(),
                         base: None,
                     };
                     config.prefixes().map_err(UsageError)?;
@@ -398,6 +399,7 @@ async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyh
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
         tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone(), connections.clone()));
     }
+    lct_dns::secondary::follow_all(&live);
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
     let mut term = signal(SignalKind::terminate())?;
@@ -422,8 +424,11 @@ async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyh
                             || c.rate_limit != config.rate_limit
                             || c.tcp_clients != config.tcp_clients
                             || c.udp_sockets != config.udp_sockets
+                            || c.primaries != config.primaries
                         {
-                            tracing::warn!("reload: listen, udp_sockets, tcp_clients and rate_limit change only on restart");
+                            tracing::warn!(
+                                "reload: listen, udp_sockets, tcp_clients, rate_limit and [[primary]] change only on restart"
+                            );
                         }
                         live.swap(served);
                         config = c;

@@ -37,6 +37,11 @@ use lct_core::prefix::HostBits;
 /// allow = ["198.51.100.53/32"]               # where its requests may come from [any]
 /// zones = ["lct.internal"]                   # which zones [all]
 ///
+/// [[primary]]                                # a zone this server is a secondary for
+/// zone = "example.internal"
+/// address = "192.168.128.60:53"              # its primary (lct-dns, BIND, Knot)
+/// key = "xfr-example.key"                    # TSIG: transfers, and NOTIFY from it
+///
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
 /// slip = 2                                   # every 2nd limited answer sent truncated
@@ -67,6 +72,9 @@ pub struct Config {
     /// nothing else; the addresses in `notify` hear of every change.
     #[serde(default, rename = "secondary")]
     pub secondaries: Vec<SecondaryConfig>,
+    /// Zones this server is a secondary for, each from its primary.
+    #[serde(default, rename = "primary")]
+    pub primaries: Vec<PrimaryConfig>,
     /// Response rate limiting over UDP (on for the outside by default).
     #[serde(default)]
     pub rate_limit: crate::rrl::RateLimitSettings,
@@ -91,6 +99,24 @@ pub struct SecondaryConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub zones: Vec<String>,
+}
+
+/// `[[primary]]` in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryConfig {
+    pub zone: String,
+    pub address: SocketAddr,
+    pub key: PathBuf,
+}
+
+/// A zone served as a secondary, as the server runs it.
+#[derive(Debug, Clone)]
+pub struct Primary {
+    /// Fully qualified, lower case.
+    pub zone: String,
+    pub address: SocketAddr,
+    pub key: Key,
 }
 
 /// Which view a secondary's key transfers.
@@ -193,6 +219,19 @@ impl Config {
         Ok(Keys::new(keys))
     }
 
+    /// The zones served as a secondary, their keys read.
+    pub fn primaries(&self) -> anyhow::Result<Vec<Primary>> {
+        let mut out: Vec<Primary> = Vec::new();
+        for (i, p) in self.primaries.iter().enumerate() {
+            let zone = crate::zone::fqdn(&p.zone.to_ascii_lowercase());
+            if out.iter().any(|o| o.zone == zone) {
+                anyhow::bail!("primary[{i}].zone: {zone} is given twice");
+            }
+            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)? });
+        }
+        Ok(out)
+    }
+
     /// The secondaries, their keys read; a key may not be both an update key and a
     /// secondary's, nor two secondaries' (it would choose two views).
     pub fn secondaries(&self, keys: &Keys) -> anyhow::Result<Vec<Secondary>> {
@@ -231,12 +270,19 @@ impl Config {
                 &from_state
             }
         };
-        let records = newest(seed, held);
+        let primaries = self.primaries()?;
+        let secondary_zones: Vec<String> = primaries.iter().map(|p| p.zone.clone()).collect();
+        if let Some(zone) = seed.iter().map(|r| &r.zone).find(|z| secondary_zones.contains(z)) {
+            anyhow::bail!("zone {zone} is in the records file and has a [[primary]]: it is one or the other");
+        }
+        let records = newest(seed, held, &secondary_zones);
         let settings = Settings {
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
             modes: self.modes.clone(),
             keys: self.keys()?,
             secondaries: Vec::new(),
+            primaries,
+            expired: Arc::default(),
             state_file: self.state_file(),
         };
         let settings = Settings { secondaries: self.secondaries(&settings.keys)?, ..settings };
@@ -252,8 +298,9 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
     Ok(records)
 }
 
-/// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982).
-fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord]) -> Vec<DnsRecord> {
+/// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982); and
+/// the secondary zones `held` has (the last copy transferred).
+fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) -> Vec<DnsRecord> {
     let serial = crate::wire::serial_of;
     let zones: std::collections::BTreeSet<String> = seed.iter().map(|r| r.zone.clone()).collect();
     let mut out = Vec::with_capacity(seed.len());
@@ -268,6 +315,7 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord]) -> Vec<DnsRecord> {
         let from = if keep_held { held } else { &seed };
         out.extend(from.iter().filter(|r| &r.zone == zone).cloned());
     }
+    out.extend(held.iter().filter(|r| secondary_zones.contains(&r.zone)).cloned());
     out
 }
 
@@ -277,6 +325,10 @@ pub struct Settings {
     pub modes: BTreeMap<String, crate::server::ZoneMode>,
     pub keys: Keys,
     pub secondaries: Vec<Secondary>,
+    /// Zones served as a secondary.
+    pub primaries: Vec<Primary>,
+    /// Secondary zones past their SOA expire time without a refresh: SERVFAIL.
+    pub expired: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     pub state_file: PathBuf,
 }
 
@@ -291,7 +343,8 @@ pub struct Served {
 impl Served {
     pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
         let views = Views::new(&records, settings.prefixes.clone(), &settings.modes)?;
-        let answers = Answers::new(&records, &|zone| crate::server::mode_of(&settings.modes, zone));
+        let mut answers = Answers::new(&records, &|zone| crate::server::mode_of(&settings.modes, zone));
+        answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
         Ok(Served { records, views, answers, settings })
     }
 
@@ -320,6 +373,8 @@ pub struct Live {
     served: Arc<RwLock<Arc<Served>>>,
     /// Recent changes per zone, for IXFR.
     journal: Arc<std::sync::Mutex<Journal>>,
+    /// Per secondary zone: wakes its refresh (a NOTIFY came).
+    refreshers: Arc<std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Notify>>>>,
     /// Bumped on every swap, so a hot loop can keep its `Arc` until it changes.
     generation: Arc<AtomicU64>,
     /// Held by whoever changes the zones (an update, a reload), so each starts from the last.
@@ -331,6 +386,7 @@ impl Live {
         Live {
             served: Arc::new(RwLock::new(Arc::new(served))),
             journal: Arc::default(),
+            refreshers: Arc::default(),
             generation: Arc::new(AtomicU64::new(0)),
             changing: Arc::new(tokio::sync::Mutex::new(())),
         }
@@ -345,6 +401,11 @@ impl Live {
         *self.served.write().expect("not poisoned") = served.clone();
         self.generation.fetch_add(1, Ordering::Release);
         crate::notify::zones_changed(&served, &changed);
+    }
+
+    /// What wakes `zone`'s refresh.
+    pub fn refresher(&self, zone: &str) -> Arc<tokio::sync::Notify> {
+        self.refreshers.lock().expect("not poisoned").entry(zone.to_string()).or_default().clone()
     }
 
     /// The changes of `zone` from `serial` to the current one, oldest first, if the journal

@@ -20,7 +20,8 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
     let transfer = opcode == 0 && matches!(question_type(raw), Some(252 | 251));
     // A query with additional records may be signed (a secondary's SOA refresh is).
     let maybe_signed_query = opcode == 0 && !transfer && u16::from_be_bytes([raw[10], raw[11]]) > 0;
-    if opcode != 5 && !transfer && !maybe_signed_query {
+    let notify = opcode == 4;
+    if opcode != 5 && !transfer && !maybe_signed_query && !notify {
         return None;
     }
     let Ok(request) = Message::from_vec(raw).map_err(drop).and_then(|m| counts_fit(raw).then_some(m).ok_or(())) else {
@@ -36,10 +37,30 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
     if maybe_signed_query {
         return Some(vec![signed_query(&request, &signed, over_tcp, live)]);
     }
+    if notify {
+        // From a primary, signed with the zone's key: refresh it now (RFC 1996).
+        let zone = request.queries.first().map(|q| q.name().to_lowercase().to_string());
+        return Some(vec![match (&signed.grant, zone) {
+            (Grant::Primary(zones), Some(zone)) if zones.contains(&zone) => {
+                live.refresher(&zone).notify_one();
+                let mut answer = response(&request, ResponseCode::NoError);
+                answer.metadata.authoritative = true;
+                sign(
+                    answer,
+                    TSigResponseContext::new(request.id, now(), signed.signer.clone(), signed.mac.clone(), None),
+                )
+            }
+            _ => {
+                tracing::warn!("refused a NOTIFY from {src}: not a primary's key for that zone");
+                reply(&request, ResponseCode::NotAuth, Some(&signed))
+            }
+        }]);
+    }
     if transfer {
         let allowed = match &signed.grant {
             Grant::Full => true,
             Grant::Secondary(s) => s.allows(src),
+            Grant::Primary(_) => false,
         };
         if !over_tcp || !allowed {
             tracing::info!("refused a transfer from {src} (over UDP, or from outside the key's prefixes)");
@@ -47,8 +68,8 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
         }
         return Some(crate::transfer::transfer_messages(&request, &signed, live));
     }
-    if let Grant::Secondary(_) = signed.grant {
-        tracing::warn!("refused an update signed by a secondary's key (it may transfer only)");
+    if !matches!(signed.grant, Grant::Full) {
+        tracing::warn!("refused an update signed by a secondary's or a primary's key (not an update key)");
         return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
     }
     let code = crate::update::apply_update(&request, live).await;
@@ -96,6 +117,8 @@ pub(crate) enum Grant {
     Full,
     /// A secondary's key: transfer its view, nothing else.
     Secondary(Box<crate::service::Secondary>),
+    /// A primary's key (of the zones we are a secondary for): NOTIFY, nothing else.
+    Primary(Vec<String>),
 }
 
 /// Checks the request's TSIG against the configured keys; the error is the response to send
@@ -108,10 +131,13 @@ pub(crate) fn authenticate(raw: &[u8], request: &Message, live: &Live) -> Result
     let served = live.current();
     let time = now();
     let secondary = served.settings.secondaries.iter().find(|s| s.key.name == tsig.name);
-    let (key, grant) = match (served.settings.keys.get(&tsig.name), secondary) {
-        (Some(key), _) => (Some(key), Grant::Full),
-        (None, Some(s)) => (Some(&s.key), Grant::Secondary(Box::new(s.clone()))),
-        (None, None) => (None, Grant::Full),
+    let primaries: Vec<&crate::service::Primary> =
+        served.settings.primaries.iter().filter(|p| p.key.name == tsig.name).collect();
+    let (key, grant) = match (served.settings.keys.get(&tsig.name), secondary, primaries.first()) {
+        (Some(key), _, _) => (Some(key), Grant::Full),
+        (None, Some(s), _) => (Some(&s.key), Grant::Secondary(Box::new(s.clone()))),
+        (None, None, Some(p)) => (Some(&p.key), Grant::Primary(primaries.iter().map(|p| p.zone.clone()).collect())),
+        (None, None, None) => (None, Grant::Full),
     };
     let Some(key) = key else {
         tracing::warn!("refused a request signed with an unknown key {}", tsig.name);
@@ -262,6 +288,8 @@ mod fuzz {
             modes: Default::default(),
             keys: Keys::new(vec![key.clone()]),
             secondaries: Vec::new(),
+            primaries: Vec::new(),
+            expired: Default::default(),
             state_file: state,
         };
         Live::new(Served::build(records, Arc::new(settings)).unwrap())

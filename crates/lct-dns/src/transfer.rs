@@ -29,6 +29,7 @@ pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live)
     // Which records the key sees: all, or its view of the zone as the zone's mode has it.
     let view = match &signed.grant {
         Grant::Full => None,
+        Grant::Primary(_) => return vec![reply(request, ResponseCode::Refused, Some(signed))],
         Grant::Secondary(s) if !s.serves(&zone) => return vec![reply(request, ResponseCode::NotAuth, Some(signed))],
         Grant::Secondary(s) => match (mode_of(&served.settings.modes, &zone), s.view.view()) {
             (ZoneMode::Private, View::External) => {

@@ -25,6 +25,10 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
         Ok(zone) => zone,
         Err(code) => return code,
     };
+    if served.settings.primaries.iter().any(|p| p.zone == zone) {
+        tracing::warn!("zone {zone}: refused an update: this server is its secondary (update the primary)");
+        return ResponseCode::NotAuth;
+    }
     let changed = match changes(&served.records, &zone, request) {
         Ok(Some(records)) => records,
         Ok(None) => return ResponseCode::NoError,

@@ -1,0 +1,161 @@
+//! Secondary zones: each `[[primary]]` zone is followed from its primary (lct-dns, BIND,
+//! Knot) as RFC 1034 and 1996 say: its SOA is asked every `refresh` seconds (every `retry`
+//! after a failure) and at once on a NOTIFY; a newer serial is fetched by IXFR (RFC 1995),
+//! falling back to AXFR; every exchange signed with the zone's key. The copy is kept in the
+//! state directory and served after a restart; while the primary is unreachable the last
+//! good copy is served until `expire` seconds after the last successful refresh, then the
+//! zone answers SERVFAIL until a refresh succeeds again.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::client::{Client, Ixfr};
+use crate::service::{Live, Primary, Served};
+use crate::tsig::now;
+use crate::wire::{normal, serial_of};
+use crate::zone::{DnsRecord, RecordType};
+
+/// SOA timers when the zone has none yet (no copy): try again soon.
+const FIRST_RETRY: u64 = 10;
+
+/// Follows every secondary zone, each in a task of its own.
+pub fn follow_all(live: &Live) {
+    for primary in live.current().settings.primaries.clone() {
+        tokio::spawn(follow(live.clone(), primary));
+    }
+}
+
+/// When the zone was last refreshed: a file beside the zones in the state directory.
+fn refreshed_file(live: &Live, zone: &str) -> PathBuf {
+    let state = live.current().settings.state_file.clone();
+    state.with_file_name(format!(
+        "{}-secondary-{}",
+        state.file_stem().map_or("zones".into(), |s| s.to_string_lossy()),
+        zone.trim_end_matches('.')
+    ))
+}
+
+/// refresh, retry and expire of an SOA's data.
+fn timers(soa: Option<&DnsRecord>) -> (u64, u64, u64) {
+    let fields: Vec<u64> =
+        soa.map(|s| s.data.split_whitespace().skip(3).filter_map(|f| f.parse().ok()).collect()).unwrap_or_default();
+    match fields.as_slice() {
+        [refresh, retry, expire, ..] => (*refresh, *retry, *expire),
+        _ => (FIRST_RETRY, FIRST_RETRY, u64::MAX),
+    }
+}
+
+fn soa_of(served: &Served, zone: &str) -> Option<DnsRecord> {
+    served.records.iter().find(|r| r.zone == zone && r.rtype == RecordType::SOA).cloned()
+}
+
+async fn follow(live: Live, primary: Primary) {
+    let zone = primary.zone.clone();
+    let poke = live.refresher(&zone);
+    let stamp = refreshed_file(&live, &zone);
+    let mut refreshed: Option<u64> = std::fs::read_to_string(&stamp).ok().and_then(|t| t.trim().parse().ok());
+    loop {
+        let ours = soa_of(&live.current(), &zone);
+        let wait = match refresh(&live, &primary, ours.clone()).await {
+            Ok(changed) => {
+                let t = now();
+                refreshed = Some(t);
+                let _ = lct_core::fsutil::atomic_write(&stamp, t.to_string().as_bytes(), 0o640);
+                if let Some(what) = changed {
+                    tracing::info!("zone {zone}: {what} from {}", primary.address);
+                }
+                if live.current().settings.expired.lock().expect("not poisoned").remove(&zone) {
+                    tracing::info!("zone {zone}: served again");
+                    rebuild(&live, &zone, None).await;
+                }
+                timers(soa_of(&live.current(), &zone).as_ref()).0
+            }
+            Err(e) => {
+                tracing::warn!("zone {zone}: refresh from {} failed: {e:#}", primary.address);
+                timers(ours.as_ref()).1
+            }
+        };
+        // The copy expires `expire` seconds after the last good refresh.
+        let expire = timers(soa_of(&live.current(), &zone).as_ref()).2;
+        let left = refreshed.map(|t| (t.saturating_add(expire)).saturating_sub(now()));
+        if left == Some(0) && soa_of(&live.current(), &zone).is_some() {
+            tracing::error!("zone {zone}: not refreshed for {expire} s (its SOA's expire): SERVFAIL until it is");
+            live.current().settings.expired.lock().expect("not poisoned").insert(zone.clone());
+            rebuild(&live, &zone, Some(Vec::new())).await;
+        }
+        let wait = left.filter(|l| *l > 0).map_or(wait, |l| wait.min(l)).max(1);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = poke.notified() => tracing::info!("zone {zone}: NOTIFY: refreshing"),
+        }
+    }
+}
+
+/// One refresh: the primary's SOA, and if newer, its changes. `Some(what came)` when the
+/// copy changed.
+async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> anyhow::Result<Option<String>> {
+    let client = Client { server: primary.address, key: primary.key.clone(), timeout: Duration::from_secs(10) };
+    let zone = primary.zone.clone();
+    let current: Vec<DnsRecord> = live.current().records.iter().filter(|r| r.zone == zone).cloned().collect();
+    let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(Vec<DnsRecord>, String)>> {
+        let theirs = client.soa(&zone)?;
+        let their_serial = crate::wire::soa_serial(&theirs.data).unwrap_or_default();
+        let Some(ours) = ours else { return Ok(Some((client.transfer(&zone)?, "AXFR".into()))) };
+        let our_serial = crate::wire::soa_serial(&ours.data).unwrap_or_default();
+        if (their_serial.wrapping_sub(our_serial) as i32) <= 0 {
+            return Ok(None); // ours is current (or newer: a primary restored from backup waits)
+        }
+        match client.ixfr(&zone, &ours) {
+            Ok(Ixfr::UpToDate) => Ok(None),
+            Ok(Ixfr::Full(records)) => Ok(Some((records, "IXFR (the whole zone)".into()))),
+            Ok(Ixfr::Incremental(soa, changes)) => {
+                let how = format!("IXFR ({} changes)", changes.len());
+                Ok(Some((apply(current, soa, &changes), how)))
+            }
+            Err(e) => {
+                tracing::info!("zone {zone}: IXFR failed ({e}); full transfer");
+                Ok(Some((client.transfer(&zone)?, "AXFR".into())))
+            }
+        }
+    })
+    .await??;
+    let Some((records, how)) = fetched else { return Ok(None) };
+    let serial = serial_of(&records, &primary.zone).unwrap_or_default();
+    rebuild(live, &primary.zone, Some(records)).await;
+    Ok(Some(format!("serial {serial} by {how}")))
+}
+
+/// The zone after an incremental transfer's changes, in order.
+fn apply(mut records: Vec<DnsRecord>, soa: DnsRecord, changes: &[(Vec<DnsRecord>, Vec<DnsRecord>)]) -> Vec<DnsRecord> {
+    for (removed, added) in changes {
+        let gone: std::collections::BTreeSet<_> = removed.iter().map(|r| normal(&r.name, r.rtype, &r.data)).collect();
+        records.retain(|r| r.rtype == RecordType::SOA || !gone.contains(&normal(&r.name, r.rtype, &r.data)));
+        records.extend(added.iter().filter(|r| r.rtype != RecordType::SOA).cloned());
+    }
+    records.retain(|r| r.rtype != RecordType::SOA);
+    records.insert(0, soa);
+    records
+}
+
+/// Serves `zone` as `records` (`None`: as it is, the other zones kept; rebuilt so that an
+/// expiry mark is read again), kept in the state directory first.
+async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>) {
+    let _turn = live.update_lock().await;
+    let served = live.current();
+    let mut all: Vec<DnsRecord> =
+        served.records.iter().filter(|r| records.is_none() || r.zone != zone).cloned().collect();
+    all.extend(records.unwrap_or_default());
+    let settings = Arc::clone(&served.settings);
+    let built = tokio::task::spawn_blocking(move || {
+        let served = Served::build(all, settings)?;
+        served.persist()?;
+        anyhow::Ok(served)
+    })
+    .await;
+    match built {
+        Ok(Ok(served)) => live.swap(served),
+        Ok(Err(e)) => tracing::error!("zone {zone}: the copy is refused, the previous one serves on: {e:#}"),
+        Err(e) => tracing::error!("zone {zone}: {e}"),
+    }
+}
