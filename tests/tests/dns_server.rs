@@ -342,6 +342,10 @@ fn a_random_subdomain_flood_from_outside_is_rate_limited_and_tcp_still_answers()
     // the flood), every second answer beyond that slips out truncated, the rest are dropped.
     assert!((20..=40).contains(&full), "{full} full answers");
     assert!((170..=200).contains(&truncated), "{truncated} truncated answers");
+    // Another network outside is served as usual meanwhile (its own buckets).
+    let other = dig(None, &["-b", "127.0.1.1", "@127.0.0.1", "-p", &port, "r1x.lct.internal", "A"]);
+    assert!(other.contains("status: NXDOMAIN") && other.contains("flags: qr aa"), "{other}");
+    assert!(!other.contains(" tc"), "{other}");
     // A real client retries over TCP, which is not limited.
     let tcp = dig(None, &["+tcp", "@127.0.0.1", "-p", &port, "r1x.lct.internal", "A"]);
     assert!(tcp.contains("status: NXDOMAIN") && tcp.contains("IN\tSOA"), "{tcp}");

@@ -323,3 +323,55 @@ fn updates_drop_no_query() {
     assert_eq!(lost, 0, "{lost} of {asked} queries went unanswered or wrong during updates");
     assert_eq!(server.serial(), 7, "six updates");
 }
+
+#[test]
+fn update_keys_limited_to_zones_and_prefixes() {
+    let env = Env::new();
+    let server = Server::prepare(&env, &node("zk-1", "192.168.128.1", Some("203.0.113.1")), 100);
+    let dir = env.state.path();
+    for key in ["scoped-zone", "scoped-net"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    std::fs::write(
+        dir.join("lct-dns.toml"),
+        format!(
+            r#"records = "{records}"
+listen = ["127.0.0.1:{port}"]
+internal = ["127.0.0.2/32"]
+state = "{state}"
+[[update]]
+key = "scoped-zone.key"
+zones = ["other.test"]
+[[update]]
+key = "scoped-net.key"
+allow = ["127.0.0.2/32"]
+"#,
+            records = server.records.display(),
+            port = server.port,
+            state = server.state.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["serve", "--config", dir.join("lct-dns.toml").to_str().unwrap()]);
+    let _running = Background::spawn(cmd);
+    for _ in 0..50 {
+        if server.dig("127.0.0.2", &["lct.internal", "SOA"]).contains("status: NOERROR") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let add = "update add web-1.zk.lct.internal 300 A 192.168.128.9";
+    // A key for another zone: refused here.
+    let zone_key = dir.join("scoped-zone.key");
+    let (ok, err) = server.nsupdate(&["-k", zone_key.to_str().unwrap()], add);
+    assert!(!ok && err.contains("REFUSED"), "{err}");
+    // A key for one prefix: refused from elsewhere, taken from there.
+    let net_key = dir.join("scoped-net.key");
+    let (ok, err) = server.nsupdate(&["-k", net_key.to_str().unwrap()], &format!("local 127.0.0.1\n{add}"));
+    assert!(!ok && err.contains("REFUSED"), "{err}");
+    assert_eq!(server.serial(), 100, "nothing changed");
+    let (ok, err) = server.nsupdate(&["-k", net_key.to_str().unwrap()], &format!("local 127.0.0.2\n{add}"));
+    assert!(ok, "{err}");
+    assert_eq!(server.short("127.0.0.2", "web-1.zk.lct.internal"), "192.168.128.9");
+}

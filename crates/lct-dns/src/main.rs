@@ -366,6 +366,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         tcp_clients: Some(tcp_clients),
                         secondaries: Vec::new(),
                         primaries: Vec::new(),
+                        updates: Vec::new(),
                         base: None,
                     };
                     config.prefixes().map_err(UsageError)?;

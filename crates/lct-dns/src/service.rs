@@ -30,6 +30,11 @@ use lct_core::prefix::HostBits;
 /// tcp_clients = 4096                         # TCP connections at once; when full the
 ///                                            # longest idle one is closed
 ///
+/// [[update]]                                 # an update key limited to zones and prefixes
+/// key = "web-update.key"
+/// zones = ["web.lct.internal"]               # [every zone]
+/// allow = ["192.168.128.0/24"]               # where its updates may come from [any]
+///
 /// [[secondary]]                              # a secondary server (BIND, Knot, lct-dns)
 /// key = "xfr-external.key"                   # its TSIG key selects the view it transfers
 /// view = "external"                          # internal or external
@@ -68,6 +73,10 @@ pub struct Config {
     /// The state directory [default: $LCT_STATE_DIR/dns].
     #[serde(default)]
     pub state: Option<PathBuf>,
+    /// Update keys limited to some zones and client prefixes (`keys` may update every zone
+    /// from anywhere).
+    #[serde(default, rename = "update")]
+    pub updates: Vec<UpdateConfig>,
     /// Secondary servers: each key may transfer (AXFR, IXFR) one view of the zones, and
     /// nothing else; the addresses in `notify` hear of every change.
     #[serde(default, rename = "secondary")]
@@ -99,6 +108,38 @@ pub struct SecondaryConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub zones: Vec<String>,
+}
+
+/// `[[update]]` in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    pub key: PathBuf,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// What an update key may touch: zones (fully qualified; empty: all) from prefixes (empty:
+/// anywhere).
+#[derive(Debug, Clone)]
+pub struct UpdateScope {
+    pub key: hickory_proto::rr::Name,
+    pub zones: Vec<String>,
+    pub allow: Vec<Prefix>,
+}
+
+impl UpdateScope {
+    pub fn permits(&self, zone: &str, ip: std::net::IpAddr) -> bool {
+        (self.zones.is_empty() || self.zones.iter().any(|z| z == zone))
+            && (self.allow.is_empty() || self.allow.iter().any(|p| p.contains(ip)))
+    }
+}
+
+/// Prefixes from the configuration, `field` naming where they came from.
+fn prefixes_of(list: &[String], field: &str) -> anyhow::Result<Vec<Prefix>> {
+    list.iter().map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| anyhow::anyhow!("{field}: {e}"))).collect()
 }
 
 /// `[[primary]]` in the configuration.
@@ -213,10 +254,30 @@ impl Config {
         Ok(Key::load(&path)?)
     }
 
-    /// The keys, each file read and checked.
+    /// The update keys (`keys` and `[[update]]`), each file read and checked.
     pub fn keys(&self) -> anyhow::Result<Keys> {
-        let keys = self.keys.iter().map(|p| self.key_file(p)).collect::<Result<Vec<_>, _>>()?;
+        let keys = self
+            .keys
+            .iter()
+            .chain(self.updates.iter().map(|u| &u.key))
+            .map(|p| self.key_file(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Keys::new(keys))
+    }
+
+    /// The limits of `[[update]]` keys.
+    pub fn update_scopes(&self) -> anyhow::Result<Vec<UpdateScope>> {
+        self.updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                Ok(UpdateScope {
+                    key: self.key_file(&u.key)?.name,
+                    zones: u.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect(),
+                    allow: prefixes_of(&u.allow, &format!("update[{i}].allow"))?,
+                })
+            })
+            .collect()
     }
 
     /// The zones served as a secondary, their keys read.
@@ -241,11 +302,7 @@ impl Config {
             if keys.get(&key.name).is_some() || out.iter().any(|o| o.key.name == key.name) {
                 anyhow::bail!("secondary[{i}].key: key {} is already given another role", key.name);
             }
-            let allow = s
-                .allow
-                .iter()
-                .map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| anyhow::anyhow!("secondary[{i}].allow: {e}")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
+            let allow = prefixes_of(&s.allow, &format!("secondary[{i}].allow"))?;
             let zones = s.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect();
             out.push(Secondary { key, view: s.view, notify: s.notify.clone(), allow, zones });
         }
@@ -281,6 +338,7 @@ impl Config {
             modes: self.modes.clone(),
             keys: self.keys()?,
             secondaries: Vec::new(),
+            update_scopes: self.update_scopes()?,
             primaries,
             expired: Arc::default(),
             state_file: self.state_file(),
@@ -325,6 +383,8 @@ pub struct Settings {
     pub modes: BTreeMap<String, crate::server::ZoneMode>,
     pub keys: Keys,
     pub secondaries: Vec<Secondary>,
+    /// Limits of update keys given in `[[update]]`.
+    pub update_scopes: Vec<UpdateScope>,
     /// Zones served as a secondary.
     pub primaries: Vec<Primary>,
     /// Secondary zones past their SOA expire time without a refresh: SERVFAIL.

@@ -37,6 +37,16 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
     if maybe_signed_query {
         return Some(vec![signed_query(&request, &signed, over_tcp, live)]);
     }
+    // An update key given in [[update]] acts on its zones, from its prefixes only.
+    if let Grant::Full = signed.grant {
+        let zone = request.queries.first().map(|q| q.name().to_lowercase().to_string()).unwrap_or_default();
+        let served = live.current();
+        let scope = served.settings.update_scopes.iter().find(|s| &s.key == signed.signer.signer_name());
+        if scope.is_some_and(|s| !s.permits(&zone, src)) {
+            tracing::warn!("refused a request for zone {zone} from {src}: outside what its key may do");
+            return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
+        }
+    }
     if notify {
         // From a primary, signed with the zone's key: refresh it now (RFC 1996).
         let zone = request.queries.first().map(|q| q.name().to_lowercase().to_string());
@@ -288,6 +298,7 @@ mod fuzz {
             modes: Default::default(),
             keys: Keys::new(vec![key.clone()]),
             secondaries: Vec::new(),
+            update_scopes: Vec::new(),
             primaries: Vec::new(),
             expired: Default::default(),
             state_file: state,

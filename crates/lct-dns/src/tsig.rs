@@ -50,6 +50,11 @@ impl Key {
         let shown = path.display().to_string();
         let text =
             std::fs::read_to_string(path).map_err(|source| KeyError::Io { path: shown.clone(), error: source })?;
+        // A secret others can read is no secret (systemd's credentials are 0400; keygen writes 0600).
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            tracing::warn!("{shown}: readable by others than its owner: chmod 600 it");
+        }
         Key::parse(&text).map_err(|(line, message)| KeyError::Syntax { path: shown, line, message })
     }
 
