@@ -531,3 +531,115 @@ fn linode_nodes_boot_with_lcts_cloud_init_and_a_pinned_host_key() {
     assert!(line.contains(" ssh-ed25519 "), "{line}");
     assert!(env.state.path().join("ssh/id_ed25519").exists());
 }
+
+#[test]
+fn dns_sync_makes_exactly_the_differing_records_and_leaves_others_alone() {
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    let json = |out: Run| out.ok().json_lines();
+    let node = |name: &str, private: &str, public: Option<&str>| {
+        let public = public.map_or(String::new(), |p| format!(r#","public_ipv4":["{p}"]"#));
+        format!(
+            r#"{{"kind":"node","v":1,"cluster":"zk","group":"server","name":"{name}","provider":"local","status":"running","private_ipv4":["{private}"]{public}}}"#
+        ) + "\n"
+    };
+    // The domain exists with a record of someone else's and one that already says what lct wants.
+    let dom = &json(api.run(
+        &[
+            "linode",
+            "domains",
+            "create",
+            "--data",
+            r#"{"domain":"example.com","type":"master","soa_email":"ops@example.com"}"#,
+        ],
+        "",
+    ))[0];
+    let did = dom["id"].to_string();
+    for data in [
+        r#"{"type":"A","name":"www","target":"198.51.100.80","ttl_sec":3600}"#,
+        r#"{"type":"A","name":"zk-1.zk","target":"203.0.113.1","ttl_sec":300}"#,
+    ] {
+        json(api.run(&["linode", "records", "create", &did, "--data", data], ""));
+    }
+    let records = || {
+        let mut r: Vec<String> = json(api.run(&["linode", "records", "list", &did], ""))
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {}",
+                    r["name"].as_str().unwrap(),
+                    r["type"].as_str().unwrap(),
+                    r["target"].as_str().unwrap(),
+                    r["ttl_sec"]
+                )
+            })
+            .collect();
+        r.sort();
+        r
+    };
+    let sync = |nodes: &str, extra: &[&str]| {
+        let mut args = vec!["sync-linode", "--domain", "example.com", "--parent-domain", "example.com", "-o", "jsonl"];
+        args.extend_from_slice(extra);
+        let out = api.run_tool("lct-dns", &args, nodes).ok();
+        let mut changes: Vec<String> = out
+            .json_lines()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {}",
+                    c["action"].as_str().unwrap(),
+                    c["name"].as_str().unwrap(),
+                    c["target"].as_str().unwrap()
+                )
+            })
+            .collect();
+        changes.sort();
+        changes
+    };
+    let nodes = node("zk-1", "192.168.128.1", Some("203.0.113.1"))
+        + &node("zk-2", "192.168.128.2", Some("203.0.113.2"))
+        + &node("zk-3", "192.168.128.3", None);
+    // A dry run says what would change and changes nothing.
+    let before = records();
+    let planned = sync(&nodes, &["--dry-run"]);
+    assert_eq!(records(), before);
+    // The public addresses only: node names and the group's name; zk-1's record adopted.
+    let done = sync(&nodes, &[]);
+    assert_eq!(done, planned);
+    assert_eq!(
+        done,
+        [
+            "adopt zk-1.zk 203.0.113.1",
+            "create server.zk 203.0.113.1",
+            "create server.zk 203.0.113.2",
+            "create zk-2.zk 203.0.113.2",
+        ]
+    );
+    assert_eq!(
+        records(),
+        [
+            "server.zk A 203.0.113.1 300",
+            "server.zk A 203.0.113.2 300",
+            "www A 198.51.100.80 3600",
+            "zk-1.zk A 203.0.113.1 300",
+            "zk-2.zk A 203.0.113.2 300",
+        ]
+    );
+    // Again: nothing to do.
+    assert!(sync(&nodes, &[]).is_empty());
+    // zk-1 goes, zk-2's address changes: exactly those records change; www stays.
+    let nodes = node("zk-2", "192.168.128.2", Some("203.0.113.22")) + &node("zk-3", "192.168.128.3", None);
+    let done = sync(&nodes, &[]);
+    assert_eq!(
+        done,
+        [
+            "delete server.zk 203.0.113.2",
+            "delete zk-1.zk 203.0.113.1",
+            "update server.zk 203.0.113.22",
+            "update zk-2.zk 203.0.113.22"
+        ]
+    );
+    assert_eq!(records(), ["server.zk A 203.0.113.22 300", "www A 198.51.100.80 3600", "zk-2.zk A 203.0.113.22 300"]);
+    assert!(sync(&nodes, &[]).is_empty());
+}

@@ -16,11 +16,13 @@
 //!   them through [`update`] (RFC 2136) and [`transfer`] (AXFR, IXFR from the journal, one
 //!   view per secondary's key).
 //! * Client side: [`client`] transfers a zone and sends the difference as UPDATEs.
+//! * [`linode`]: the external view into Linode's DNS Manager (`lct-dns sync-linode`).
 //! * [`wire`]: `dns-record` records to and from the wire.
 //! * [`tsig`]: TSIG keys.
 
 pub mod client;
 pub mod fast;
+pub mod linode;
 pub mod net;
 pub mod notify;
 pub mod rrl;

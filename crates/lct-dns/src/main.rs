@@ -104,6 +104,32 @@ Example:
         #[arg(long, value_name = "N", default_value_t = 4096)]
         tcp_clients: usize,
     },
+    /// Node records in: make Linode's DNS Manager serve the zone's public addresses
+    #[command(after_help = "\
+The external view of the zone (A and AAAA of node and group names, public addresses only) is
+made the DNS Manager's: records lct made before (their ids kept in
+$LCT_STATE_DIR/dns/linode-DOMAIN.json) are updated or deleted as the nodes change, records
+already saying what is wanted are adopted, and every other record of the domain is left
+alone. The domain is created (type master) if Linode does not have it. The token comes from
+LINODE_TOKEN or linode-cli's configuration, as for lct-api.
+
+Clusters without a domain of their own are named under --parent-domain, as everywhere in lct
+(LCT_DOMAIN sets both).
+
+Example:
+  export LCT_DOMAIN=example.com
+  lct-inventory query | lct-dns sync-linode --domain example.com --dry-run
+  lct-inventory query | lct-dns sync-linode --domain example.com")]
+    SyncLinode {
+        #[command(flatten)]
+        zone: ZoneArgs,
+        /// The SOA contact if the domain is created [default: hostmaster@DOMAIN]
+        #[arg(long, value_name = "EMAIL")]
+        soa_email: Option<String>,
+        /// Show what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Node records in: bring a running server's zones in line, by signed dynamic update
     #[command(after_help = "\
 Transfers each zone from the server (AXFR signed with the key), computes the difference with
@@ -323,6 +349,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("{failed} zone(s) not updated");
             }
             Ok(())
+        }
+        Command::SyncLinode { zone: args, soa_email, dry_run } => {
+            let domain = args.domain.to_string();
+            let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));
+            let (records, _) = args.records()?;
+            let want = lct_dns::linode::desired(&records, &domain);
+            let provider = lct_api::linode::LinodeProvider::from_env()?;
+            let state = state_dir().join("dns").join(format!("linode-{domain}.json"));
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let changes =
+                runtime.block_on(lct_dns::linode::sync(&provider.api, &domain, &want, &soa_email, &state, dry_run))?;
+            lct_core::table::emit(&changes, format)
+                .map_err(Into::into)
+                .inspect(|_| tracing::info!("{domain}: {} changes, {} records wanted", changes.len(), want.len()))
         }
         Command::Keygen { name, out } => {
             let key = Key::generate(&name).map_err(UsageError)?;

@@ -345,6 +345,25 @@ impl Linode {
         self.client.list(&format!("/domains/{domain}/records"), None).await
     }
 
+    /// A primary ("master") domain in the DNS Manager.
+    pub async fn create_domain(&self, domain: &str, soa_email: &str) -> Result<Domain, ApiFailure> {
+        let body = json!({ "domain": domain, "type": "master", "soa_email": soa_email, "tags": ["lct"] });
+        self.client.post("/domains", &body, Outcome::Report).await
+    }
+
+    /// A record (`body`: type, name, target, ttl_sec, ...).
+    pub async fn create_domain_record(&self, domain: u64, body: &Value) -> Result<DomainRecord, ApiFailure> {
+        self.client.post(&format!("/domains/{domain}/records"), body, Outcome::Report).await
+    }
+
+    pub async fn update_domain_record(&self, domain: u64, id: u64, body: &Value) -> Result<DomainRecord, ApiFailure> {
+        self.client.put(&format!("/domains/{domain}/records/{id}"), body).await
+    }
+
+    pub async fn delete_domain_record(&self, domain: u64, id: u64) -> Result<bool, ApiFailure> {
+        self.client.delete(&format!("/domains/{domain}/records/{id}")).await
+    }
+
     pub async fn firewalls(&self) -> Result<Vec<Firewall>, ApiFailure> {
         self.client.list("/networking/firewalls", None).await
     }
