@@ -64,6 +64,19 @@ fn dig(from_ns: &str, server: &str, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// [`dig`] until it answers `expected` (a secondary follows its primary within moments),
+/// or what it answers after 15 s.
+fn dig_until(from_ns: &str, server: &str, name: &str, expected: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let answer = dig(from_ns, server, name);
+        if answer == expected || std::time::Instant::now() > deadline {
+            return answer;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
     let probe = format!("python3 -c 'import socket; socket.create_connection((\"{addr}\", {port}), 3)'");
     env.ssh(from, &probe).status == 0
@@ -77,6 +90,8 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     // The lab's DNS server first: every later cluster's names reach it (the dns action).
     env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
     let (dns_private, dns_public) = (private_ip(&env, "dns-1"), public_ip(&env, "dns-1"));
+    // dns-2 is dns-1's secondary: the internal view by NOTIFY and IXFR, inside only.
+    let dns_secondary = private_ip(&env, "dns-2");
     env.run("lct-plan", &["create", "zk", "package:zookeeper"]).ok();
     let modes = settled(|| ["zk-1", "zk-2", "zk-3"].iter().map(|n| zk_mode(&env, n)).collect());
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
@@ -139,6 +154,12 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     let outside = format!("{}-outside", env.lab);
     // DNS: private answers inside, public ones outside; the outside reaches DNS and SSH only.
     assert_eq!(dig(&env.ns("pg-1"), &dns_private, "zk-1.zk.lct.internal"), zk1);
+    assert_eq!(dig_until(&env.ns("pg-1"), &dns_secondary, "zk-1.zk.lct.internal", &zk1), zk1);
+    let from_outside = dig(&outside, &public_ip(&env, "dns-2"), "zk-1.zk.lct.internal");
+    assert!(
+        !from_outside.lines().any(|l| l.parse::<std::net::IpAddr>().is_ok()),
+        "the secondary answers outside: {from_outside}"
+    );
     assert_eq!(dig(&outside, &dns_public, "zk-1.zk.lct.internal"), public_ip(&env, "zk-1"));
     assert_eq!(dig(&outside, &dns_public, "pg-2.pg.lct.internal"), public_ip(&env, "pg-2"));
     let refused = Command::new("ip")
@@ -160,6 +181,7 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     assert!(env.ssh("pg-2", "getent hosts zk-5.zk.lct.internal").stdout.starts_with(&zk5));
     assert!(connects(&env, "pg-2", &zk5, 2181), "zk-5 does not admit pg");
     assert_eq!(dig(&env.ns("pg-2"), &dns_private, "zk-5.zk.lct.internal"), zk5);
+    assert_eq!(dig_until(&env.ns("pg-2"), &dns_secondary, "zk-5.zk.lct.internal", &zk5), zk5, "the secondary follows");
     assert_eq!(dig(&outside, &dns_public, "zk-5.zk.lct.internal"), public_ip(&env, "zk-5"));
     assert!(connects(&env, "zk-5", &zk1, 2888) || modes[0] != "leader", "zk-5 does not reach the quorum port");
     assert_eq!(psql(&env, primary, "select count(*) from lct"), "1", "PostgreSQL lost its data");
@@ -173,6 +195,7 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     assert_eq!(zoo.trim(), "4");
     assert!(!env.ssh("pg-1", "grep -A1 '^zookeeper:' /etc/patroni/config.yml").stdout.contains("zk-5"));
     assert_eq!(dig(&outside, &dns_public, "zk-5.zk.lct.internal"), "", "zk-5 still has a name");
+    assert_eq!(dig_until(&env.ns("pg-1"), &dns_secondary, "zk-5.zk.lct.internal", ""), "", "the secondary keeps zk-5");
 
     env.run("lct-plan", &["destroy", "pg"]).ok();
     env.run("lct-plan", &["destroy", "zk"]).ok();

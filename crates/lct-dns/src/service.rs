@@ -332,6 +332,12 @@ impl Config {
         if let Some(zone) = seed.iter().map(|r| &r.zone).find(|z| secondary_zones.contains(z)) {
             anyhow::bail!("zone {zone} is in the records file and has a [[primary]]: it is one or the other");
         }
+        for zone in self.modes.keys() {
+            let zone = crate::zone::fqdn(&zone.to_ascii_lowercase());
+            if !seed.iter().any(|r| r.zone == zone) && !secondary_zones.contains(&zone) {
+                anyhow::bail!("zone {zone}: a mode is given for a zone that has no records");
+            }
+        }
         let records = newest(seed, held, &secondary_zones);
         let settings = Settings {
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
