@@ -505,3 +505,173 @@ key = "k-lct.key"
         }
     }
 }
+
+#[test]
+fn a_50000_record_zone_transfers_whole_to_bind_and_lct_dns_and_follows_by_ixfr() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    // 50,000 nodes with a private address each: 50,000 A records in the internal view.
+    let nodes_of = |count: usize| -> String {
+        (0..count)
+            .map(|i| {
+                format!(
+                    r#"{{"kind":"node","v":1,"cluster":"c{}","group":"g","name":"n-{i}","provider":"local","status":"running","private_ipv4":["10.{}.{}.{}"]}}"#,
+                    i % 10,
+                    i >> 16,
+                    (i >> 8) & 255,
+                    i & 255
+                ) + "\n"
+            })
+            .collect()
+    };
+    let zone = |count: usize, serial: &str| {
+        let out = env
+            .run_with_input(
+                "lct-dns",
+                &["zone", "--domain", "lct.internal", "--serial", serial, "--no-reverse"],
+                &nodes_of(count),
+            )
+            .ok();
+        out.stdout
+    };
+    std::fs::write(dir.join("zones.jsonl"), zone(50_000, "10")).unwrap();
+    for key in ["lct-update", "xfr-bind", "xfr-lct"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    let (primary, bind, secondary) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
+    std::fs::write(
+        dir.join("primary.toml"),
+        format!(
+            r#"records = "{d}/zones.jsonl"
+listen = ["127.0.0.1:{primary}"]
+internal = ["10.0.0.0/8"]
+keys = ["lct-update.key"]
+state = "{d}/primary-state"
+[[secondary]]
+key = "xfr-bind.key"
+view = "internal"
+notify = ["127.0.0.1:{bind}"]
+[[secondary]]
+key = "xfr-lct.key"
+view = "internal"
+notify = ["127.0.0.1:{secondary}"]
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["-v", "serve", "--config", dir.join("primary.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
+    let _primary = Background::spawn_logged(cmd, &dir.join("primary.log"));
+    std::fs::write(dir.join("none.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.join("secondary.toml"),
+        format!(
+            r#"records = "{d}/none.jsonl"
+listen = ["127.0.0.1:{secondary}"]
+internal = ["127.0.0.0/8"]
+state = "{d}/secondary-state"
+[[primary]]
+zone = "lct.internal"
+address = "127.0.0.1:{primary}"
+key = "xfr-lct.key"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let bdir = dir.join("bind");
+    std::fs::create_dir_all(&bdir).unwrap();
+    std::fs::write(
+        bdir.join("named.conf"),
+        format!(
+            r#"options {{
+    directory "{b}";
+    pid-file "{b}/named.pid";
+    listen-on port {bind} {{ 127.0.0.1; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    notify no;
+    dnssec-validation no;
+    allow-transfer {{ 127.0.0.1; }};
+    // A group name of 5,000 members is one RRset of 5,000 A records: BIND 9.18.28 and later
+    // refuse more than 100 per RRset unless told (docs/dns.md).
+    max-records-per-type 0;
+}};
+key "xfr-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
+server 127.0.0.1 {{ keys {{ xfr-bind; }}; }};
+zone "lct.internal" {{
+    type secondary;
+    primaries port {primary} {{ 127.0.0.1 key xfr-bind; }};
+    file "{b}/lct.internal.db";
+}};
+"#,
+            b = bdir.display(),
+            secret = secret(&dir.join("xfr-bind.key")),
+        ),
+    )
+    .unwrap();
+    // Wait for the primary, then start both secondaries.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while addresses(primary, "n-49999.c9.lct.internal").is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the primary did not answer");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let mut cmd = Command::new("named");
+    cmd.args(["-g", "-c", bdir.join("named.conf").to_str().unwrap()]);
+    let _bind = Background::spawn(cmd);
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["-v", "serve", "--config", dir.join("secondary.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
+    let _secondary = Background::spawn_logged(cmd, &dir.join("secondary.log"));
+    // Whole: every A record (BIND's copy, counted by a transfer from it), and the last name.
+    let until_long = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "not within 120 s: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    until_long("BIND has it", &|| addresses(bind, "n-49999.c9.lct.internal") == ["10.0.195.79"]);
+    until_long("lct-dns has it", &|| addresses(secondary, "n-49999.c9.lct.internal") == ["10.0.195.79"]);
+    let count_a = |port: u16| {
+        let out = Command::new("dig")
+            .args(["+time=10", "+tries=1", "@127.0.0.1", "-p", &port.to_string(), "lct.internal", "AXFR"])
+            .args(["-y", &format!("hmac-sha256:xfr-bind:{}", secret(&dir.join("xfr-bind.key")))])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("\tIN\tA\t")).count()
+    };
+    let at_primary = count_a(primary);
+    assert!(at_primary >= 50_000, "{at_primary}");
+    assert_eq!(count_a(bind), at_primary, "BIND's copy is whole");
+    for i in [0, 12_345, 31_999, 49_999] {
+        let name = format!("n-{i}.c{}.lct.internal", i % 10);
+        assert_eq!(addresses(secondary, &name), [format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255)], "{name}");
+    }
+    // 500 more nodes: both follow by IXFR.
+    std::fs::write(dir.join("more.jsonl"), nodes_of(50_500)).unwrap();
+    env.run_with_input(
+        "lct-dns",
+        &[
+            "update",
+            "--server",
+            &format!("127.0.0.1:{primary}"),
+            "--key-file",
+            dir.join("lct-update.key").to_str().unwrap(),
+            "--domain",
+            "lct.internal",
+            "--no-reverse",
+            "--timeout",
+            "60",
+        ],
+        &nodes_of(50_500),
+    )
+    .ok();
+    until_long("BIND follows", &|| addresses(bind, "n-50499.c9.lct.internal") == ["10.0.197.67"]);
+    until_long("lct-dns follows", &|| addresses(secondary, "n-50499.c9.lct.internal") == ["10.0.197.67"]);
+    assert_eq!(count_a(bind), count_a(primary), "BIND's copy is whole after the change");
+    let said = std::fs::read_to_string(dir.join("secondary.log")).unwrap();
+    assert!(said.contains("by IXFR (1 changes)"), "{said}");
+    let primary_said = std::fs::read_to_string(dir.join("primary.log")).unwrap();
+    assert_eq!(primary_said.matches("IXFR of").count(), 2, "{primary_said}");
+}

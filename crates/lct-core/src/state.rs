@@ -34,7 +34,8 @@ pub const RUN_DIR: &str = "/run/lct";
 /// `/run/lct/TOOL/net-INO.EXT` for the network namespace this process is in.
 pub fn netns_runtime_file(tool: &str, ext: &str) -> io::Result<PathBuf> {
     use std::os::unix::fs::MetadataExt;
-    let ino = fs::metadata("/proc/self/ns/net")?.ino();
+    // This thread's namespace: a thread may have entered a node's (lct-fw push does).
+    let ino = fs::metadata("/proc/thread-self/ns/net")?.ino();
     Ok(Path::new(RUN_DIR).join(tool).join(format!("net-{ino}.{ext}")))
 }
 

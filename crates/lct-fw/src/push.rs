@@ -41,8 +41,17 @@ pub async fn push(
     affected.extend(dependents_of(clusters, changed));
     affected.extend(dependencies_of(clusters, changed));
     let mut jobs = Vec::new();
+    let mut here = Vec::new();
     for node in nodes.iter().filter(|n| affected.contains(&n.cluster) && n.status == Status::Running) {
         let ruleset = for_node(node, nodes, clusters, options.force)?;
+        if let Some(Access::Netns { netns }) = &node.access {
+            // A namespace node: applied from a thread that enters its namespace (no process).
+            let (netns, name, sync) = (netns.clone(), node.name.clone(), sync_options(options));
+            here.push(tokio::task::spawn_blocking(move || {
+                sync_in_netns(&netns, name.clone(), ruleset, sync).unwrap_or_else(|e| SyncReport::failed(name, e))
+            }));
+            continue;
+        }
         let bin = match node.access {
             Some(Access::Netns { .. }) => options.local_bin.clone(),
             _ => options.remote_bin.clone(),
@@ -61,11 +70,15 @@ pub async fn push(
     let exec = ExecOptions { parallel: options.parallel, timeout: Some(options.timeout), ..Default::default() };
     let mut results = exec_each(jobs, &exec, None).await;
     results.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
+    let mut reports = Vec::new();
+    for job in here {
+        if let Ok(report) = job.await {
+            reports.push(report);
+        }
+    }
     // One fw-sync record per node: the node's own (among the lines it printed), or one
     // saying why it failed.
-    Ok(results
-        .iter()
-        .map(|r| {
+    reports.extend(results.iter().map(|r| {
             let own = stream::read_kind::<SyncReport>(r.stdout.as_bytes())
                 .ok()
                 .and_then(|(reports, _)| reports.into_iter().next())
@@ -74,8 +87,42 @@ pub async fn push(
                 let why = r.stderr.trim().lines().last().unwrap_or_default();
                 SyncReport::failed(r.node.clone(), format!("{}: {why}", r.outcome.describe()))
             })
-        })
-        .collect())
+    }));
+    reports.sort_by(|a, b| a.node.cmp(&b.node));
+    Ok(reports)
+}
+
+/// What `lct-fw sync` on the node would be told.
+fn sync_options(options: &PushOptions) -> crate::sync::SyncOptions {
+    crate::sync::SyncOptions {
+        full: options.full,
+        kill_established: options.kill_established,
+        confirm_timeout: None,
+        backend: options.backend,
+    }
+}
+
+/// `lct-fw sync` of a namespace node, done by a thread of this process that enters the
+/// node's network namespace (setns) and ends with it: the netlink sockets it opens, the
+/// conntrack it runs and the memory of what it applied are the node's.
+fn sync_in_netns(
+    netns: &str,
+    node: Name,
+    ruleset: crate::Ruleset,
+    options: crate::sync::SyncOptions,
+) -> Result<SyncReport, String> {
+    let path = std::path::Path::new("/run/netns").join(netns);
+    let thread = std::thread::Builder::new().name(format!("fw-{netns}")).spawn(move || {
+        use std::os::fd::AsRawFd;
+        let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        // SAFETY: setns on this thread only, with a namespace file it holds open; the thread
+        // ends when done, so nothing else runs in the node's namespace.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("entering {}: {}", path.display(), std::io::Error::last_os_error()));
+        }
+        crate::sync::sync_here(node, &ruleset, &options, |_, _| Ok(())).map_err(|e| e.to_string())
+    });
+    thread.map_err(|e| e.to_string())?.join().map_err(|_| "the firewall thread panicked".to_string())?
 }
 
 /// The nodes a push failed on, for the error.

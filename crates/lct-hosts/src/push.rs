@@ -101,9 +101,34 @@ pub fn plan(
     Ok(plan)
 }
 
+/// A namespace node's hosts file as seen from here: `ip netns exec` binds
+/// `/etc/netns/NS/hosts` over `/etc/hosts` inside.
+pub fn netns_hosts_file(netns: &str) -> std::path::PathBuf {
+    Path::new("/etc/netns").join(netns).join("hosts")
+}
+
+/// `lct-hosts apply` of `input` (host-entry lines) for `blocks`, done here on a namespace
+/// node's file: in place, so processes inside that have it bound keep seeing it.
+fn apply_here(path: &Path, blocks: &[Name], input: &str) -> Result<bool, String> {
+    let (entries, _) = lct_core::stream::read_kind::<crate::HostEntry>(input.as_bytes()).map_err(|e| e.to_string())?;
+    let mut changes: BTreeMap<Name, String> = blocks.iter().map(|c| (c.clone(), String::new())).collect();
+    let mut by_cluster: BTreeMap<Name, Vec<crate::HostEntry>> = BTreeMap::new();
+    for e in entries {
+        by_cluster.entry(e.cluster.clone()).or_default().push(e);
+    }
+    for (c, list) in by_cluster {
+        changes.insert(c, crate::hosts_text(&list));
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    crate::apply(path, &changes, crate::WriteMode::InPlace, false).map(|r| r.changed).map_err(|e| e.to_string())
+}
+
 /// Applies a plan: `lct-hosts apply` on every target in parallel through lct-inventory's
-/// exec (the namespace of a local node, OpenSSH for a remote one). A failing node does not
-/// stop the others.
+/// exec (OpenSSH for a remote node). A namespace node's file is written from here, since
+/// it is a file of this machine (no process per node: a scale event reaches dozens of
+/// namespace nodes at the cost of one). A failing node does not stop the others.
 pub async fn push(
     plan: PushPlan,
     file: &str,
@@ -112,8 +137,21 @@ pub async fn push(
     options: &ExecOptions,
 ) -> Vec<PushReport> {
     let mut jobs = Vec::new();
+    let mut here = Vec::new();
     let mut blocks_of: BTreeMap<Name, Vec<Name>> = BTreeMap::new();
     for (node, blocks, input) in plan.targets {
+        if let (Some(Access::Netns { netns }), "/etc/hosts") = (&node.access, file) {
+            let path = netns_hosts_file(netns);
+            here.push(tokio::task::spawn_blocking(move || {
+                let (status, error) = match apply_here(&path, &blocks, &input) {
+                    Ok(true) => (PushStatus::Changed, None),
+                    Ok(false) => (PushStatus::Unchanged, None),
+                    Err(e) => (PushStatus::Failed, Some(e)),
+                };
+                PushReport { node: node.name, cluster: node.cluster, status, blocks, error }
+            }));
+            continue;
+        }
         let bin = match node.access {
             Some(Access::Netns { .. }) => local_bin.display().to_string(),
             _ => remote_bin.to_string(),
@@ -142,6 +180,11 @@ pub async fn push(
             PushReport { node: r.node, cluster: r.cluster, status, blocks, error }
         })
         .collect();
+    for job in here {
+        if let Ok(report) = job.await {
+            reports.push(report);
+        }
+    }
     reports.extend(plan.skipped.into_iter().map(|n| PushReport {
         error: Some(format!("status {}", n.status)),
         node: n.name,
