@@ -169,14 +169,26 @@ impl Answers {
     /// From the records of both views; zones in `refused_outside` have no external answers,
     /// and `public_inside` zones answer inside as outside. (Only zones in split mode get
     /// here by default; see [`crate::server::Views`] for the modes.)
-    pub fn new(records: &[DnsRecord], modes: &dyn Fn(&str) -> crate::server::ZoneMode) -> Answers {
+    pub fn new(
+        records: &[DnsRecord],
+        modes: &dyn Fn(&str) -> crate::server::ZoneMode,
+    ) -> Result<Answers, crate::server::ServeError> {
         use crate::server::ZoneMode;
         let mut answers = Answers::default();
         // (view, name, type) -> records, in the order given.
         let mut grouped: Table<(u16, Vec<Pending>)> = Table::default();
         for r in records {
-            let (Some(name), Some(apex)) = (wire_name(&r.name), wire_name(&r.zone)) else { continue };
-            let Some(rdata) = rdata_bytes(r) else { continue };
+            // A record that cannot be served is refused with its zone and name (nothing is
+            // swapped in: the previous zones serve on).
+            let bad = |message: &str| crate::server::ServeError::Zone {
+                zone: r.zone.clone(),
+                view: r.view,
+                message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
+            };
+            let (Some(name), Some(apex)) = (wire_name(&r.name), wire_name(&r.zone)) else {
+                return Err(bad("not a valid name"));
+            };
+            let rdata = rdata_bytes(r).ok_or_else(|| bad("data that cannot be read"))?;
             let rtype = u16::from(r.rtype);
             let mode = modes(&r.zone);
             for internal in [true, false] {
@@ -276,7 +288,7 @@ impl Answers {
                 set.targets = Vec::new();
             }
         }
-        answers
+        Ok(answers)
     }
 
     /// Marks secondary zones whose copy expired: their names get SERVFAIL (RFC 1034: a
@@ -532,7 +544,7 @@ mod tests {
 
     #[test]
     fn answers_too_big_for_udp_are_truncated_and_whole_over_tcp() {
-        let answers = Answers::new(&big_zone(), &split);
+        let answers = Answers::new(&big_zone(), &split).unwrap();
         for payload in [None, Some(4096)] {
             let reply = answers.answer(&query("many.lct.internal.", RecordType::A, payload), true, false).unwrap();
             let m = Message::from_vec(&reply).unwrap();
@@ -554,7 +566,7 @@ mod tests {
     fn negative_answers_carry_the_soa_capped_by_its_minimum() {
         let mut records = zone();
         records[0].ttl = 3600; // the SOA; its minimum is 300
-        let answers = Answers::new(&records, &split);
+        let answers = Answers::new(&records, &split).unwrap();
         let reply = answers.answer(&query("nope.lct.internal.", RecordType::A, None), true, false).unwrap();
         let m = Message::from_vec(&reply).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
@@ -578,7 +590,7 @@ mod tests {
 
     #[test]
     fn unusual_messages_go_to_the_slow_path() {
-        let answers = Answers::new(&zone(), &split);
+        let answers = Answers::new(&zone(), &split).unwrap();
         assert!(answers.answer(&query("lct.internal.", RecordType::AXFR, None), true, false).is_none());
         assert!(answers.answer(&query("lct.internal.", RecordType::IXFR, None), true, false).is_none());
         // EDNS version 1: BADVERS is the runtime's to say.

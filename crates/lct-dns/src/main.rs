@@ -429,16 +429,23 @@ async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyh
     let tcp_clients = config.tcp_clients.unwrap_or(lct_dns::net::TCP_CLIENTS);
     lct_dns::net::raise_file_limit(tcp_clients + 256);
     let connections = lct_dns::net::Connections::new(tcp_clients);
+    // Every socket bound before any is served: a client that gets a UDP answer can open a
+    // TCP connection (a secondary's transfer right after our start).
+    let mut bound = Vec::new();
     for addr in &config.listen {
-        for udp in udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))? {
+        let udp = udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))?;
+        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
+        bound.push((udp, tcp));
+    }
+    for (udp, tcp) in bound {
+        tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone(), connections.clone()));
+        for udp in udp {
             let (live, rrl, runtime) = (live.clone(), rrl.clone(), tokio::runtime::Handle::current());
             std::thread::Builder::new()
                 .name("lct-dns-udp".into())
                 .spawn(move || lct_dns::net::udp_batch_loop(udp, live, rrl, runtime))
                 .context("starting a UDP thread")?;
         }
-        let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
-        tokio::spawn(lct_dns::net::tcp_loop(tcp, live.clone(), connections.clone()));
     }
     lct_dns::secondary::follow_all(&live);
     tracing::info!("serving on {:?}", config.listen);

@@ -1,100 +1,78 @@
 //! The sockets: UDP (batched receives and sends on threads of their own; the fast path first,
-//! then updates and transfers, then hickory's catalog) and TCP (length-prefixed messages,
-//! several per connection, idle connections closed).
+//! then updates, transfers and the rest) and TCP (length-prefixed messages, several per
+//! connection, idle connections closed, the longest idle one when full).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::proto::op::{Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::Record as HickoryRecord;
-use hickory_server::proto::serialize::binary::{BinEncodable, BinEncoder};
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::DNSClass;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::fast::Class;
+use crate::fast::{Class, UDP_PAYLOAD_MAX};
 use crate::rrl::{RateLimit, Verdict};
-use crate::service::Live;
+use crate::service::{Live, Served};
 
-/// Catches hickory's encoded response, for the caller to send.
-#[derive(Clone)]
-struct Captured {
-    tcp: bool,
-    bytes: Arc<Mutex<Option<Vec<u8>>>>,
-}
-
-impl Captured {
-    fn new(tcp: bool) -> Captured {
-        Captured { tcp, bytes: Arc::new(Mutex::new(None)) }
+/// The answers to one message the UDP fast path did not take (or any over TCP): the tables
+/// first, then updates, transfers, NOTIFY and signed queries ([`crate::signed`]), then the
+/// rest read in full ([`plain_answer`]).
+async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, live: &Live) -> Vec<Vec<u8>> {
+    let served = live.current();
+    let internal = served.is_internal(src.ip());
+    if tcp && let Some(reply) = served.answers.answer(&packet, internal, true) {
+        return vec![reply];
     }
-
-    fn take(&self) -> Option<Vec<u8>> {
-        self.bytes.lock().expect("not poisoned").take()
-    }
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Captured {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-            impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        // As hickory's own responders encode: within the size allowed (for UDP the client's
-        // advertised size, 512 without EDNS), a bare SERVFAIL if it cannot be encoded.
-        let max = if self.tcp {
-            u16::MAX
-        } else {
-            response.edns().map_or(512, |e| e.max_payload().clamp(512, crate::fast::UDP_PAYLOAD_MAX))
-        };
-        let id = response.metadata().id;
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(max);
-        let info = match response.destructive_emit(&mut encoder) {
-            Ok(info) => info,
-            Err(error) => {
-                tracing::error!(%error, "error encoding a response");
-                bytes.clear();
-                let mut encoder = BinEncoder::new(&mut bytes);
-                let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
-                metadata.response_code = ResponseCode::ServFail;
-                let header = Header { metadata, counts: HeaderCounts::default() };
-                header.emit(&mut encoder)?;
-                ResponseInfo::from(header)
-            }
-        };
-        *self.bytes.lock().expect("not poisoned") = Some(bytes);
-        Ok(info)
-    }
-}
-
-/// The answers to one message that is not for the fast path: updates and transfers are ours,
-/// queries hickory's.
-async fn answer(packet: Vec<u8>, src: SocketAddr, protocol: Protocol, live: &Live) -> Vec<Vec<u8>> {
-    if protocol == Protocol::Tcp {
-        let served = live.current();
-        if let Some(reply) = served.answers.answer(&packet, served.views.is_internal(src.ip()), true) {
-            return vec![reply];
-        }
-    }
-    if let Some(messages) = crate::signed::handle(&packet, protocol == Protocol::Tcp, src.ip(), live).await {
+    if let Some(messages) = crate::signed::handle(&packet, tcp, src.ip(), live).await {
         return messages;
     }
-    let Ok(request) = Request::from_bytes(packet, src, protocol) else { return Vec::new() };
-    let reply = Captured::new(protocol == Protocol::Tcp);
-    live.current().views.handle_request::<_, TokioTime>(&request, reply.clone()).await;
-    reply.take().into_iter().collect()
+    plain_answer(&packet, internal, tcp, &served).into_iter().collect()
+}
+
+/// A query the tables did not take as it came (other classes, EDNS versions, several
+/// questions, records where none belong, malformed): read in full, then answered from the
+/// tables as a clean query (its question and EDNS), or refused, FORMERR, NOTIMP or BADVERS
+/// as the message deserves. Responses and messages too short for a header get nothing.
+fn plain_answer(packet: &[u8], internal: bool, tcp: bool, served: &Served) -> Option<Vec<u8>> {
+    if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let Ok(request) = Message::from_vec(packet) else {
+        return Some(crate::signed::bare_error(packet, ResponseCode::FormErr));
+    };
+    let respond = |code: ResponseCode| {
+        let mut m = Message::new(request.id, MessageType::Response, request.op_code);
+        m.metadata.response_code = code;
+        m.metadata.recursion_desired = request.metadata.recursion_desired;
+        m.add_queries(request.queries.iter().cloned());
+        if request.edns.is_some() {
+            let mut edns = Edns::new();
+            edns.set_max_payload(UDP_PAYLOAD_MAX);
+            m.set_edns(edns);
+        }
+        m.to_vec().ok()
+    };
+    if request.op_code != OpCode::Query {
+        return respond(ResponseCode::NotImp);
+    }
+    let [question] = request.queries.as_slice() else { return respond(ResponseCode::FormErr) };
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return respond(ResponseCode::BADVERS);
+    }
+    if question.query_class() != DNSClass::IN {
+        return respond(ResponseCode::Refused);
+    }
+    let mut clean = Message::new(request.id, MessageType::Query, OpCode::Query);
+    clean.metadata.recursion_desired = request.metadata.recursion_desired;
+    clean.metadata.checking_disabled = request.metadata.checking_disabled;
+    clean.add_query(question.clone());
+    if let Some(e) = &request.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(e.max_payload());
+        clean.set_edns(edns);
+    }
+    served.answers.answer(&clean.to_vec().ok()?, internal, tcp).or_else(|| respond(ResponseCode::Refused))
 }
 
 /// How many datagrams one system call receives or sends.
@@ -162,7 +140,7 @@ pub fn udp_batch_loop(
         for i in 0..n as usize {
             let packet = &bufs[i][..msgs[i].msg_len as usize];
             let Some(src) = socket_addr(&names[i]) else { continue };
-            let internal = served.views.is_internal(src.ip());
+            let internal = served.is_internal(src.ip());
             if let Some(outcome) = served.answers.answer_into(packet, internal, false, &mut key, &mut replies[ready]) {
                 if let Some(rrl) = rrl.as_ref().filter(|r| !internal || r.limits_internal()) {
                     match rrl.check(src.ip(), outcome.class, outcome.bucket(&key)) {
@@ -185,7 +163,7 @@ pub fn udp_batch_loop(
             }
             let (socket, live, packet) = (socket.clone(), live.clone(), packet.to_vec());
             runtime.spawn(async move {
-                for message in answer(packet, src, Protocol::Udp, &live).await {
+                for message in answer(packet, src, false, &live).await {
                     let _ = socket.send_to(&message, src);
                 }
             });
@@ -377,7 +355,7 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, live: &Live, slot: &
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        for message in answer(packet, src, Protocol::Tcp, live).await {
+        for message in answer(packet, src, true, live).await {
             let mut framed = Vec::with_capacity(message.len() + 2);
             framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
             framed.extend_from_slice(&message);
@@ -399,13 +377,79 @@ mod tests {
     use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
     use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
     use hickory_proto::rr::{Name, RecordType};
+    use std::sync::{Arc, Mutex};
+
+    use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+    use hickory_proto::rr::Record as HickoryRecord;
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
     use hickory_server::net::runtime::TokioTime;
     use hickory_server::net::xfer::Protocol;
-    use hickory_server::server::{Request, RequestHandler};
+    use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+    use hickory_server::zone_handler::MessageResponse;
 
-    use super::Captured;
     use crate::fast::Answers;
-    use crate::server::{Prefix, Views, ZoneMode, mode_of};
+    use crate::server::reference::Views;
+    use crate::server::{Prefix, ZoneMode, mode_of};
+
+    /// Catches hickory's encoded response, for the caller to send.
+    #[derive(Clone)]
+    struct Captured {
+        tcp: bool,
+        bytes: Arc<Mutex<Option<Vec<u8>>>>,
+    }
+
+    impl Captured {
+        fn new(tcp: bool) -> Captured {
+            Captured { tcp, bytes: Arc::new(Mutex::new(None)) }
+        }
+
+        fn take(&self) -> Option<Vec<u8>> {
+            self.bytes.lock().expect("not poisoned").take()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ResponseHandler for Captured {
+        async fn send_response<'a>(
+            &mut self,
+            response: MessageResponse<
+                '_,
+                'a,
+                impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
+                impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
+                impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
+                impl Iterator<Item = &'a HickoryRecord> + Send + 'a,
+            >,
+        ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+            // As hickory's own responders encode: within the size allowed (for UDP the client's
+            // advertised size, 512 without EDNS), a bare SERVFAIL if it cannot be encoded.
+            let max = if self.tcp {
+                u16::MAX
+            } else {
+                response.edns().map_or(512, |e| e.max_payload().clamp(512, crate::fast::UDP_PAYLOAD_MAX))
+            };
+            let id = response.metadata().id;
+            let mut bytes = Vec::with_capacity(512);
+            let mut encoder = BinEncoder::new(&mut bytes);
+            encoder.set_max_size(max);
+            let info = match response.destructive_emit(&mut encoder) {
+                Ok(info) => info,
+                Err(error) => {
+                    tracing::error!(%error, "error encoding a response");
+                    bytes.clear();
+                    let mut encoder = BinEncoder::new(&mut bytes);
+                    let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+                    metadata.response_code = ResponseCode::ServFail;
+                    let header = Header { metadata, counts: HeaderCounts::default() };
+                    header.emit(&mut encoder)?;
+                    ResponseInfo::from(header)
+                }
+            };
+            *self.bytes.lock().expect("not poisoned") = Some(bytes);
+            Ok(info)
+        }
+    }
+
     use crate::zone::{DnsRecord, ZoneOptions, zone_records};
 
     fn records() -> Vec<DnsRecord> {
@@ -530,7 +574,7 @@ mod tests {
         ] {
             let prefixes = vec!["192.168.0.0/16".parse::<Prefix>().unwrap()];
             let views = Views::new(&records, prefixes, &modes).unwrap();
-            let answers = Answers::new(&records, &|zone| mode_of(&modes, zone));
+            let answers = Answers::new(&records, &|zone| mode_of(&modes, zone)).unwrap();
             for name in &names {
                 for rtype in types {
                     for edns in [None, Some(vec![]), Some(vec![cookie.clone()])] {

@@ -16,8 +16,8 @@ use crate::tsig::now;
 use crate::wire::{normal, serial_of};
 use crate::zone::{DnsRecord, RecordType};
 
-/// SOA timers when the zone has none yet (no copy): try again soon.
-const FIRST_RETRY: u64 = 10;
+/// Before the first copy: retries 1, 2, 4... seconds apart, at most this.
+const FIRST_RETRY_MAX: u64 = 60;
 
 /// Follows every secondary zone, each in a task of its own.
 pub fn follow_all(live: &Live) {
@@ -42,7 +42,7 @@ fn timers(soa: Option<&DnsRecord>) -> (u64, u64, u64) {
         soa.map(|s| s.data.split_whitespace().skip(3).filter_map(|f| f.parse().ok()).collect()).unwrap_or_default();
     match fields.as_slice() {
         [refresh, retry, expire, ..] => (*refresh, *retry, *expire),
-        _ => (FIRST_RETRY, FIRST_RETRY, u64::MAX),
+        _ => (FIRST_RETRY_MAX, FIRST_RETRY_MAX, u64::MAX),
     }
 }
 
@@ -55,6 +55,7 @@ async fn follow(live: Live, primary: Primary) {
     let poke = live.refresher(&zone);
     let stamp = refreshed_file(&live, &zone);
     let mut refreshed: Option<u64> = std::fs::read_to_string(&stamp).ok().and_then(|t| t.trim().parse().ok());
+    let mut first_retry = 1;
     loop {
         let ours = soa_of(&live.current(), &zone);
         let wait = match refresh(&live, &primary, ours.clone()).await {
@@ -73,7 +74,13 @@ async fn follow(live: Live, primary: Primary) {
             }
             Err(e) => {
                 tracing::warn!("zone {zone}: refresh from {} failed: {e:#}", primary.address);
-                timers(ours.as_ref()).1
+                if ours.is_none() {
+                    // Nothing to serve yet: try again soon, backing off.
+                    first_retry = (first_retry * 2).min(FIRST_RETRY_MAX);
+                    first_retry / 2
+                } else {
+                    timers(ours.as_ref()).1
+                }
             }
         };
         // The copy expires `expire` seconds after the last good refresh.
@@ -129,8 +136,15 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
 /// The zone after an incremental transfer's changes, in order.
 fn apply(mut records: Vec<DnsRecord>, soa: DnsRecord, changes: &[(Vec<DnsRecord>, Vec<DnsRecord>)]) -> Vec<DnsRecord> {
     for (removed, added) in changes {
-        let gone: std::collections::BTreeSet<_> = removed.iter().map(|r| normal(&r.name, r.rtype, &r.data)).collect();
-        records.retain(|r| r.rtype == RecordType::SOA || !gone.contains(&normal(&r.name, r.rtype, &r.data)));
+        let gone: std::collections::HashSet<_> = removed.iter().map(|r| normal(&r.name, r.rtype, &r.data)).collect();
+        // Only records whose name lost something are compared in full (a change touches few
+        // names of a big zone).
+        let names: std::collections::HashSet<String> = removed.iter().map(|r| r.name.to_ascii_lowercase()).collect();
+        records.retain(|r| {
+            r.rtype == RecordType::SOA
+                || !names.contains(r.name.as_str()) // names come lower-cased off the wire
+                || !gone.contains(&normal(&r.name, r.rtype, &r.data))
+        });
         records.extend(added.iter().filter(|r| r.rtype != RecordType::SOA).cloned());
     }
     records.retain(|r| r.rtype != RecordType::SOA);
@@ -147,14 +161,18 @@ async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>) {
         served.records.iter().filter(|r| records.is_none() || r.zone != zone).cloned().collect();
     all.extend(records.unwrap_or_default());
     let settings = Arc::clone(&served.settings);
-    let built = tokio::task::spawn_blocking(move || {
-        let served = Served::build(all, settings)?;
-        served.persist()?;
-        anyhow::Ok(served)
-    })
-    .await;
+    let built = tokio::task::spawn_blocking(move || Served::build(all, settings)).await;
     match built {
-        Ok(Ok(served)) => live.swap(served),
+        Ok(Ok(served)) => {
+            live.swap(served);
+            // Kept after it serves: a copy lost to a crash is transferred again.
+            let current = live.current();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = current.persist() {
+                    tracing::error!("keeping the zones: {e:#}");
+                }
+            });
+        }
         Ok(Err(e)) => tracing::error!("zone {zone}: the copy is refused, the previous one serves on: {e:#}"),
         Err(e) => tracing::error!("zone {zone}: {e}"),
     }

@@ -235,7 +235,7 @@ pub(crate) fn response(request: &Message, code: ResponseCode) -> Message {
 }
 
 /// An error for a message too broken to parse: its id and opcode, no sections.
-fn bare_error(raw: &[u8], code: ResponseCode) -> Vec<u8> {
+pub(crate) fn bare_error(raw: &[u8], code: ResponseCode) -> Vec<u8> {
     let mut out = bare_error_id(u16::from_be_bytes([raw[0], raw[1]]), code);
     out[2] |= raw[2] & 0x78; // the opcode
     out

@@ -79,14 +79,14 @@ pub async fn push(
     // One fw-sync record per node: the node's own (among the lines it printed), or one
     // saying why it failed.
     reports.extend(results.iter().map(|r| {
-            let own = stream::read_kind::<SyncReport>(r.stdout.as_bytes())
-                .ok()
-                .and_then(|(reports, _)| reports.into_iter().next())
-                .filter(|_| r.outcome.success());
-            own.unwrap_or_else(|| {
-                let why = r.stderr.trim().lines().last().unwrap_or_default();
-                SyncReport::failed(r.node.clone(), format!("{}: {why}", r.outcome.describe()))
-            })
+        let own = stream::read_kind::<SyncReport>(r.stdout.as_bytes())
+            .ok()
+            .and_then(|(reports, _)| reports.into_iter().next())
+            .filter(|_| r.outcome.success());
+        own.unwrap_or_else(|| {
+            let why = r.stderr.trim().lines().last().unwrap_or_default();
+            SyncReport::failed(r.node.clone(), format!("{}: {why}", r.outcome.describe()))
+        })
     }));
     reports.sort_by(|a, b| a.node.cmp(&b.node));
     Ok(reports)
