@@ -138,6 +138,12 @@ fn keyed(internal: bool, wire: &[u8]) -> Vec<u8> {
 
 /// The record's data on the wire, names uncompressed (they are copied into any message).
 fn rdata_bytes(r: &DnsRecord) -> Option<Vec<u8>> {
+    // Addresses, most of any zone here, without the general parser.
+    match (r.rtype, r.data.parse::<std::net::IpAddr>()) {
+        (RecordType::A, Ok(std::net::IpAddr::V4(a))) => return Some(a.octets().to_vec()),
+        (RecordType::AAAA, Ok(std::net::IpAddr::V6(a))) => return Some(a.octets().to_vec()),
+        _ => {}
+    }
     let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
     let mut out = Vec::with_capacity(32);
     let mut encoder = BinEncoder::new(&mut out);
@@ -177,6 +183,7 @@ impl Answers {
         let mut answers = Answers::default();
         // (view, name, type) -> records, in the order given.
         let mut grouped: Table<(u16, Vec<Pending>)> = Table::default();
+        let mut probe: Vec<u8> = Vec::with_capacity(260);
         for r in records {
             // A record that cannot be served is refused with its zone and name (nothing is
             // swapped in: the previous zones serve on).
@@ -209,14 +216,30 @@ impl Answers {
                     rr_tail(rtype, r.ttl.min(minimum), &rdata, &mut soa);
                     answers.zones.insert(keyed(internal, &apex), Zone { soa, expired: false });
                 }
-                let mut key = keyed(internal, &name);
-                key.extend_from_slice(&rtype.to_be_bytes());
-                grouped.entry(key).or_insert_with(|| (rtype, Vec::new())).1.push((r.ttl, rdata.clone(), target_of(r)));
+                // (Keys are built in a reused buffer and copied only when new: a big zone
+                // has few names per record.)
+                probe.clear();
+                probe.push(internal as u8);
+                probe.extend_from_slice(&name);
+                probe.extend_from_slice(&rtype.to_be_bytes());
+                let pending = (r.ttl, rdata.clone(), target_of(r));
+                match grouped.get_mut(probe.as_slice()) {
+                    Some(group) => group.1.push(pending),
+                    None => {
+                        grouped.insert(probe.clone(), (rtype, vec![pending]));
+                    }
+                }
                 // The name and every name between it and the apex exist (empty non-terminals
                 // answer NODATA, not NXDOMAIN).
                 let mut at = 0;
                 while name.len() - at >= apex.len() {
-                    answers.names.entry(keyed(internal, &name[at..])).or_default();
+                    probe.clear();
+                    probe.push(internal as u8);
+                    probe.extend_from_slice(&name[at..]);
+                    if answers.names.contains_key(probe.as_slice()) {
+                        break; // so are its ancestors
+                    }
+                    answers.names.insert(probe.clone(), Vec::new());
                     if name[at..] == apex[..] || name[at] == 0 {
                         break;
                     }
@@ -225,11 +248,14 @@ impl Answers {
             }
         }
         // Names of zones without an SOA in a view are not served there.
+        let mut suffix = Vec::with_capacity(256);
         answers.names.retain(|key, _| {
-            let internal = key[0] == 1;
             let mut at = 1;
             loop {
-                if answers.zones.contains_key(&keyed(internal, &key[at..])) {
+                suffix.clear();
+                suffix.push(key[0]);
+                suffix.extend_from_slice(&key[at..]);
+                if answers.zones.contains_key(suffix.as_slice()) {
                     return true;
                 }
                 if key[at] == 0 {
@@ -254,6 +280,9 @@ impl Answers {
         let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
         for (key, sets) in &answers.names {
             for (i, set) in sets.iter().enumerate() {
+                if set.targets.is_empty() {
+                    continue;
+                }
                 let (mut count, mut bytes) = (0u16, Vec::new());
                 // Only addresses from the owner's zone (what resolvers accept as glue).
                 let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
