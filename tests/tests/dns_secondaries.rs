@@ -86,7 +86,7 @@ notify = ["127.0.0.1:{bind}"]
     let mut cmd = Command::new(lct_tests::bin("lct-dns"));
     cmd.args(["-v", "serve", "--config", dir.join("lct-dns.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
     let log = dir.join("lct-dns.log");
-    let _primary = Background::spawn_logged(cmd, &log);
+    let primary_server = Background::spawn_logged(cmd, &log);
     until("lct-dns answers", || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
 
     // Knot: the internal view, refreshed by NOTIFY from lct-dns (signed with the same key).
@@ -204,6 +204,37 @@ zone "lct.internal" {{
         assert!(said.contains(&format!("IXFR of 6 records (serial 11, {view} view)")), "{view}: {said}");
         assert!(said.contains("notified to 127.0.0.1"), "{said}");
     }
+
+    // The primary restarts: its journal was kept, so the next change still goes by IXFR.
+    drop(primary_server);
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["-v", "serve", "--config", dir.join("lct-dns.toml").to_str().unwrap()]).env("LCT_STATE_DIR", &dir);
+    let restarted_log = dir.join("lct-dns-restarted.log");
+    let _primary = Background::spawn_logged(cmd, &restarted_log);
+    until("lct-dns answers again", || addresses(primary, "zk-3.zk.lct.internal") == ["203.0.113.3"]);
+    let even_more = more.clone() + &node("zk-4", "192.168.128.4", Some("203.0.113.4"));
+    env.run_with_input(
+        "lct-dns",
+        &[
+            "update",
+            "--server",
+            &format!("127.0.0.1:{primary}"),
+            "--key-file",
+            key.to_str().unwrap(),
+            "--domain",
+            "lct.internal",
+            "--no-reverse",
+        ],
+        &even_more,
+    )
+    .ok();
+    until("Knot follows after the restart", || addresses(knot, "zk-4.zk.lct.internal") == ["192.168.128.4"]);
+    until("BIND follows after the restart", || addresses(bind, "zk-4.zk.lct.internal") == ["203.0.113.4"]);
+    let said = std::fs::read_to_string(&restarted_log).unwrap();
+    // (The AXFR of every view is `lct-dns update`'s own, to diff.)
+    let secondaries_axfr = said.lines().any(|l| l.contains("AXFR of") && !l.contains("every view"));
+    assert!(!secondaries_axfr, "a secondary needed a full transfer after the restart: {said}");
+    assert_eq!(said.matches("IXFR of").count(), 2, "{said}");
 
     // Refusals: unsigned, wrongly signed, a secondary's key updating.
     let axfr = |extra: &[&str]| {

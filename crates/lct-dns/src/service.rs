@@ -452,9 +452,11 @@ pub struct Live {
 
 impl Live {
     pub fn new(served: Served) -> Live {
+        // The journal of the last run, for what it still leads to: IXFR across a restart.
+        let journal = Journal::load(&journal_file(&served.settings.state_file), &served.records);
         Live {
             served: Arc::new(RwLock::new(Arc::new(served))),
-            journal: Arc::default(),
+            journal: Arc::new(std::sync::Mutex::new(journal)),
             refreshers: Arc::default(),
             generation: Arc::new(AtomicU64::new(0)),
             changing: Arc::new(tokio::sync::Mutex::new(())),
@@ -465,7 +467,20 @@ impl Live {
     /// secondaries are notified.
     pub fn swap(&self, served: Served) {
         let old = self.current();
-        let changed = self.journal.lock().expect("not poisoned").record(&old.records, &served.records);
+        let changed = {
+            let mut journal = self.journal.lock().expect("not poisoned");
+            let changed = journal.record(&old.records, &served.records);
+            if !changed.is_empty() {
+                let path = journal_file(&served.settings.state_file);
+                if let Err(e) = journal.save(&path) {
+                    tracing::warn!(
+                        "{}: the journal is not kept ({e}); after a restart, secondaries get AXFR",
+                        path.display()
+                    );
+                }
+            }
+            changed
+        };
         let served = Arc::new(served);
         *self.served.write().expect("not poisoned") = served.clone();
         self.generation.fetch_add(1, Ordering::Release);
@@ -539,9 +554,14 @@ pub fn notify(state: &str) {
     }
 }
 
+/// Where the journal is kept: beside the zones in the state directory.
+fn journal_file(state_file: &Path) -> PathBuf {
+    state_file.with_extension("journal.json")
+}
+
 /// One change of a zone: from one serial to the next, the records taken out and put in
 /// (SOA aside).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Change {
     pub from: u32,
     pub to: u32,
@@ -549,14 +569,15 @@ pub struct Change {
     pub added: Vec<DnsRecord>,
 }
 
-/// The last changes of each zone (in memory: after a restart a secondary gets a full
-/// transfer, as IXFR allows).
-#[derive(Default)]
+/// The last changes of each zone, kept in the state directory after every change (as
+/// Knot's journal is), so an IXFR reaches across a restart.
+#[derive(Default, serde::Serialize, Deserialize)]
 pub struct Journal {
     zones: BTreeMap<String, std::collections::VecDeque<Change>>,
 }
 
-/// Changes kept per zone, and records per change beyond which a full transfer is as good.
+/// Changes kept per zone, and records (per change, and in all) beyond which a full transfer
+/// is as good.
 const JOURNAL_CHANGES: usize = 100;
 const JOURNAL_RECORDS: usize = 100_000;
 
@@ -587,11 +608,40 @@ impl Journal {
                 continue;
             }
             journal.push_back(Change { from, to, removed, added });
-            while journal.len() > JOURNAL_CHANGES {
+            // At most so many changes, and so many records in all (it is written after
+            // every change).
+            let size = |j: &std::collections::VecDeque<Change>| -> usize {
+                j.iter().map(|c| c.removed.len() + c.added.len()).sum()
+            };
+            while journal.len() > JOURNAL_CHANGES || (journal.len() > 1 && size(journal) > JOURNAL_RECORDS) {
                 journal.pop_front();
             }
         }
         changed
+    }
+
+    /// The journal kept at `path`, each zone's chain only if it ends at the serial served
+    /// now (a records file made afresh starts a new history); empty if there is none.
+    pub fn load(path: &Path, records: &[DnsRecord]) -> Journal {
+        let Some(mut journal) = std::fs::read(path).ok().and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
+        else {
+            return Journal::default();
+        };
+        journal.zones.retain(|zone, changes| {
+            let current = crate::wire::serial_of(records, zone);
+            changes.back().is_some_and(|c| Some(c.to) == current)
+                && changes.iter().zip(changes.iter().skip(1)).all(|(a, b)| a.to == b.from)
+        });
+        journal
+    }
+
+    /// Writes the journal to `path` (atomically: the old one or the new one).
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        lct_core::fsutil::atomic_write(path, &serde_json::to_vec(self)?, 0o640)?;
+        Ok(())
     }
 
     /// The chain of changes from `serial` to the zone's latest, if the journal holds it.
@@ -636,5 +686,14 @@ mod tests {
         assert_eq!(journal.since("lct.internal.", 8).unwrap().len(), 1);
         assert!(journal.since("lct.internal.", 6).is_none(), "before the journal: a full transfer");
         assert!(journal.since("other.", 7).is_none());
+        // Kept and read back: the chain serves IXFR after a restart while it leads to the
+        // serial served; a zone started afresh (another serial) drops it.
+        let path = std::env::temp_dir().join(format!("lct-dns-journal-{}.json", std::process::id()));
+        journal.save(&path).unwrap();
+        let back = Journal::load(&path, &v9);
+        assert_eq!(back.since("lct.internal.", 7).unwrap().len(), 2);
+        let afresh = Journal::load(&path, &with_serial(&v9, 1000));
+        assert!(afresh.since("lct.internal.", 7).is_none());
+        std::fs::remove_file(&path).unwrap();
     }
 }
