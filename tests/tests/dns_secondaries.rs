@@ -30,6 +30,16 @@ fn addresses(port: u16, name: &str) -> Vec<String> {
     v
 }
 
+/// A named.conf in `bdir` for BIND on loopback `port` (no recursion, no IPv6): `options`
+/// are added to its options block, `zones` follow it.
+fn named_conf(bdir: &std::path::Path, port: u16, options: &str, zones: &str) {
+    let b = bdir.display();
+    let text = format!(
+        "options {{\n    directory \"{b}\";\n    pid-file \"{b}/named.pid\";\n    listen-on port {port} {{ 127.0.0.1; }};\n    listen-on-v6 {{ none; }};\n    recursion no;\n{options}}};\n{zones}"
+    );
+    std::fs::write(bdir.join("named.conf"), text).unwrap();
+}
+
 fn until(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..150 {
         if f() {
@@ -138,19 +148,14 @@ zone:
     // BIND: the external view.
     let bdir = dir.join("bind");
     std::fs::create_dir_all(&bdir).unwrap();
-    std::fs::write(
-        bdir.join("named.conf"),
-        format!(
-            r#"options {{
-    directory "{b}";
-    pid-file "{b}/named.pid";
-    listen-on port {bind} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    notify no;
+    named_conf(
+        &bdir,
+        bind,
+        r#"    notify no;
     dnssec-validation no;
-}};
-key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
+"#,
+        &format!(
+            r#"key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
 server 127.0.0.1 {{ keys {{ xfr-external; }}; }};
 zone "lct.internal" {{
     type secondary;
@@ -159,11 +164,10 @@ zone "lct.internal" {{
     allow-notify {{ key xfr-external; }};
 }};
 "#,
-            b = bdir.display(),
             secret = secret(&dir.join("xfr-external.key")),
+            b = bdir.display(),
         ),
-    )
-    .unwrap();
+    );
     let mut cmd = Command::new("named");
     cmd.args(["-g", "-c", bdir.join("named.conf").to_str().unwrap()]);
     let _bind = Background::spawn(cmd);
@@ -374,19 +378,14 @@ zone:
         "$ORIGIN bind.test.\n$TTL 60\n@ SOA ns1.bind.test. hostmaster.bind.test. 1 60 10 600 60\n@ NS ns1.bind.test.\nns1 A 192.0.2.2\nwww A 192.0.2.20\n",
     )
     .unwrap();
-    std::fs::write(
-        bdir.join("named.conf"),
-        format!(
-            r#"options {{
-    directory "{b}";
-    pid-file "{b}/named.pid";
-    listen-on port {bind} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    notify explicit;
+    named_conf(
+        &bdir,
+        bind,
+        r#"    notify explicit;
     dnssec-validation no;
-}};
-key "k-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
+"#,
+        &format!(
+            r#"key "k-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
 server 127.0.0.1 {{ keys {{ k-bind; }}; }};
 zone "bind.test" {{
     type primary;
@@ -396,11 +395,10 @@ zone "bind.test" {{
     also-notify {{ 127.0.0.1 port {secondary}; }};
 }};
 "#,
-            b = bdir.display(),
             secret = secret(&dir.join("k-bind.key")),
+            b = bdir.display(),
         ),
-    )
-    .unwrap();
+    );
     let mut cmd = Command::new("named");
     cmd.args(["-g", "-c", bdir.join("named.conf").to_str().unwrap()]);
     let _bind = Background::spawn(cmd);
@@ -613,23 +611,18 @@ key = "xfr-lct.key"
     .unwrap();
     let bdir = dir.join("bind");
     std::fs::create_dir_all(&bdir).unwrap();
-    std::fs::write(
-        bdir.join("named.conf"),
-        format!(
-            r#"options {{
-    directory "{b}";
-    pid-file "{b}/named.pid";
-    listen-on port {bind} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    notify no;
+    named_conf(
+        &bdir,
+        bind,
+        r#"    notify no;
     dnssec-validation no;
-    allow-transfer {{ 127.0.0.1; }};
+    allow-transfer { 127.0.0.1; };
     // A group name of 5,000 members is one RRset of 5,000 A records: BIND 9.18.28 and later
     // refuse more than 100 per RRset unless told (docs/dns.md).
     max-records-per-type 0;
-}};
-key "xfr-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
+"#,
+        &format!(
+            r#"key "xfr-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
 server 127.0.0.1 {{ keys {{ xfr-bind; }}; }};
 zone "lct.internal" {{
     type secondary;
@@ -637,11 +630,10 @@ zone "lct.internal" {{
     file "{b}/lct.internal.db";
 }};
 "#,
-            b = bdir.display(),
             secret = secret(&dir.join("xfr-bind.key")),
+            b = bdir.display(),
         ),
-    )
-    .unwrap();
+    );
     // Wait for the primary, then start both secondaries.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while addresses(primary, "n-49999.c9.lct.internal").is_empty() {

@@ -98,21 +98,39 @@ impl Client {
         Ok(())
     }
 
-    /// The zone's full data, by a signed AXFR whose every message is verified.
-    pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
+    /// A query of `zone` (fully qualified, lower case) for `rtype`, and the zone's name so.
+    fn question(&self, zone: &str, rtype: RecordType) -> Result<(String, Message), ClientError> {
         let zone = fqdn(&zone.to_ascii_lowercase());
         let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
-        let mut request = Message::query();
-        request.metadata.id = rand_id();
-        request.add_query(Query::query(name, RecordType::AXFR));
+        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        request.add_query(Query::query(name, rtype));
+        Ok((zone, request))
+    }
+
+    /// The next message of an answer, read, checked and its signature verified; `what`
+    /// names the exchange in errors.
+    fn receive_verified(
+        &self,
+        stream: &mut TcpStream,
+        verifier: &mut TSigVerifier,
+        zone: &str,
+        what: &str,
+    ) -> Result<Message, ClientError> {
+        let bytes = self.receive(stream)?;
+        let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
+        self.check(zone, &message)?;
+        verifier.verify(&bytes).map_err(|e| self.protocol(format!("{what} of {zone}: {e}")))?;
+        Ok(message)
+    }
+
+    /// The zone's full data, by a signed AXFR whose every message is verified.
+    pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
+        let (zone, mut request) = self.question(zone, RecordType::AXFR)?;
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
         let mut out = Vec::new();
         let mut soas = 0;
         while soas < 2 {
-            let bytes = self.receive(&mut stream)?;
-            let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
-            self.check(&zone, &message)?;
-            verifier.verify(&bytes).map_err(|e| self.protocol(format!("transfer of {zone}: {e}")))?;
+            let message = self.receive_verified(&mut stream, &mut verifier, &zone, "transfer")?;
             if message.answers.is_empty() {
                 return Err(self.protocol(format!("transfer of {zone}: an empty message")));
             }
@@ -136,15 +154,9 @@ impl Client {
 
     /// The zone's SOA at the server, by a signed query over TCP (a secondary's refresh).
     pub fn soa(&self, zone: &str) -> Result<DnsRecord, ClientError> {
-        let zone = fqdn(&zone.to_ascii_lowercase());
-        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
-        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-        request.add_query(Query::query(name, RecordType::SOA));
+        let (zone, mut request) = self.question(zone, RecordType::SOA)?;
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
-        let bytes = self.receive(&mut stream)?;
-        let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
-        self.check(&zone, &message)?;
-        verifier.verify(&bytes).map_err(|e| self.protocol(format!("SOA of {zone}: {e}")))?;
+        let message = self.receive_verified(&mut stream, &mut verifier, &zone, "SOA")?;
         message
             .answers
             .iter()
@@ -156,18 +168,12 @@ impl Client {
     /// The changes since `have` (our SOA) by a signed IXFR (RFC 1995): the server answers
     /// with the changes, the whole zone, or its SOA alone when nothing changed.
     pub fn ixfr(&self, zone: &str, have: &DnsRecord) -> Result<Ixfr, ClientError> {
-        let zone = fqdn(&zone.to_ascii_lowercase());
-        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
-        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Query);
-        request.add_query(Query::query(name, RecordType::IXFR));
+        let (zone, mut request) = self.question(zone, RecordType::IXFR)?;
         request.authorities.push(to_wire(have).map_err(|e| self.protocol(e))?);
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
         let mut records = Vec::new();
         loop {
-            let bytes = self.receive(&mut stream)?;
-            let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
-            self.check(&zone, &message)?;
-            verifier.verify(&bytes).map_err(|e| self.protocol(format!("IXFR of {zone}: {e}")))?;
+            let message = self.receive_verified(&mut stream, &mut verifier, &zone, "IXFR")?;
             if message.answers.is_empty() {
                 return Err(self.protocol(format!("IXFR of {zone}: an empty message")));
             }
@@ -182,10 +188,8 @@ impl Client {
 
     /// Sends one signed UPDATE of `zone`: `deletes` (each record by its data) then `adds`.
     pub fn update(&self, zone: &str, deletes: &[DnsRecord], adds: &[DnsRecord]) -> Result<(), ClientError> {
-        let zone = fqdn(&zone.to_ascii_lowercase());
-        let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
-        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Update);
-        request.add_query(Query::query(name, RecordType::SOA));
+        let (zone, mut request) = self.question(zone, RecordType::SOA)?;
+        request.metadata.op_code = OpCode::Update;
         for r in deletes {
             let mut w = to_wire(r).map_err(|e| self.protocol(e))?;
             w.dns_class = DNSClass::NONE;
@@ -196,10 +200,7 @@ impl Client {
             request.authorities.push(to_wire(r).map_err(|e| self.protocol(e))?);
         }
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
-        let bytes = self.receive(&mut stream)?;
-        let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
-        self.check(&zone, &message)?;
-        verifier.verify(&bytes).map_err(|e| self.protocol(format!("update of {zone}: {e}")))?;
+        self.receive_verified(&mut stream, &mut verifier, &zone, "update")?;
         Ok(())
     }
 }
