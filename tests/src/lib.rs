@@ -289,3 +289,15 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Runs a blocking socket call again when it was interrupted. A read with a timeout
+/// (SO_RCVTIMEO) fails with EINTR when the process is stopped and continued (SIGSTOP, then
+/// SIGCONT: a CI runner or a debugger pausing the tests), even with no signal handler.
+pub fn uninterrupted<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

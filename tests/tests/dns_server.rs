@@ -311,7 +311,7 @@ fn flood(source: &str, port: &str, count: u16) -> (usize, usize) {
     let replies = std::thread::spawn(move || {
         let (mut full, mut truncated) = (0, 0);
         let mut buf = [0u8; 1500];
-        while let Ok(n) = reader.recv(&mut buf) {
+        while let Ok(n) = lct_tests::uninterrupted(|| reader.recv(&mut buf)) {
             assert!(n >= 12);
             if buf[2] & 0x02 != 0 {
                 truncated += 1;
@@ -400,7 +400,7 @@ fn when_tcp_is_full_the_longest_idle_connection_makes_room() {
     let closed = |c: &std::net::TcpStream| {
         let mut c = c.try_clone().unwrap();
         c.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
-        match c.read(&mut [0u8; 1]) {
+        match lct_tests::uninterrupted(|| c.read(&mut [0u8; 1])) {
             Ok(n) => n == 0,
             Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
         }

@@ -55,7 +55,7 @@ fn ready_reload_and_bad_reloads() {
             .unwrap(),
     );
     let mut buf = [0u8; 64];
-    let n = listener.recv(&mut buf).expect("a READY notification");
+    let n = lct_tests::uninterrupted(|| listener.recv(&mut buf)).expect("a READY notification");
     assert_eq!(&buf[..n], b"READY=1");
     // Ready means the sockets are bound: the first query is answered.
     assert_eq!(ask(port, "zk-1.zk.lct.internal"), "192.168.128.1");
@@ -65,28 +65,28 @@ fn ready_reload_and_bad_reloads() {
     std::fs::write(dir.join("zones.jsonl"), records(&env, &two)).unwrap();
     let pid = server.0.id().to_string();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    let n = listener.recv(&mut buf).unwrap();
+    let n = lct_tests::uninterrupted(|| listener.recv(&mut buf)).unwrap();
     assert_eq!(&buf[..n], b"RELOADING=1");
-    let n = listener.recv(&mut buf).unwrap();
+    let n = lct_tests::uninterrupted(|| listener.recv(&mut buf)).unwrap();
     assert_eq!(&buf[..n], b"READY=1");
     assert_eq!(ask(port, "zk-2.zk.lct.internal"), "192.168.128.2");
 
     // A broken zone file on reload: refused, the previous zones serve on.
     std::fs::write(dir.join("zones.jsonl"), "{\"kind\":\"dns-record\",\"zone\":\"x.\"}\n").unwrap();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    let _ = listener.recv(&mut buf);
-    let _ = listener.recv(&mut buf);
+    let _ = lct_tests::uninterrupted(|| listener.recv(&mut buf));
+    let _ = lct_tests::uninterrupted(|| listener.recv(&mut buf));
     assert_eq!(ask(port, "zk-2.zk.lct.internal"), "192.168.128.2");
     // And a broken configuration.
     std::fs::write(dir.join("dns.toml"), "listen = [\"not an address\"]\n").unwrap();
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-    let _ = listener.recv(&mut buf);
-    let _ = listener.recv(&mut buf);
+    let _ = lct_tests::uninterrupted(|| listener.recv(&mut buf));
+    let _ = lct_tests::uninterrupted(|| listener.recv(&mut buf));
     assert_eq!(ask(port, "zk-1.zk.lct.internal"), "192.168.128.1");
 
     let mut server = server;
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let n = listener.recv(&mut buf).unwrap();
+    let n = lct_tests::uninterrupted(|| listener.recv(&mut buf)).unwrap();
     assert_eq!(&buf[..n], b"STOPPING=1");
     let status = server.0.wait().unwrap();
     assert!(status.success(), "a clean stop on SIGTERM");
