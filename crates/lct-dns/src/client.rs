@@ -10,6 +10,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, TSigVerifier};
 
+use crate::service::Change;
 use crate::tsig::{Key, now};
 use crate::wire::{from_wire, normal_with_ttl, to_wire};
 use crate::zone::{DnsRecord, RecordType, fqdn};
@@ -123,33 +124,45 @@ impl Client {
         Ok(message)
     }
 
-    /// The zone's full data, by a signed AXFR whose every message is verified.
+    /// The zone's full data, by a signed AXFR whose every message is verified. Messages
+    /// are read and verified here while another thread turns the previous ones into
+    /// records: a big zone takes the slower of the two, not their sum.
     pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
         let (zone, mut request) = self.question(zone, RecordType::AXFR)?;
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
-        let mut out = Vec::new();
-        let mut soas = 0;
-        while soas < 2 {
-            let message = self.receive_verified(&mut stream, &mut verifier, &zone, "transfer")?;
-            if message.answers.is_empty() {
-                return Err(self.protocol(format!("transfer of {zone}: an empty message")));
-            }
-            for r in &message.answers {
-                if r.record_type() == RecordType::SOA {
-                    soas += 1;
-                    if soas == 2 {
-                        break;
-                    }
-                    if out.iter().any(|x: &DnsRecord| x.rtype == RecordType::SOA) {
-                        continue;
+        std::thread::scope(|scope| {
+            let (messages, received) = std::sync::mpsc::sync_channel::<Message>(64);
+            let zone_name = zone.as_str();
+            let records = scope.spawn(move || {
+                let mut out: Vec<DnsRecord> = Vec::new();
+                let mut soas = 0;
+                for message in received {
+                    for r in &message.answers {
+                        if r.record_type() == RecordType::SOA {
+                            soas += 1;
+                            if soas == 2 {
+                                return out;
+                            }
+                        }
+                        out.extend(from_wire(zone_name, r));
                     }
                 }
-                if let Some(r) = from_wire(&zone, r) {
-                    out.push(r);
+                out
+            });
+            let mut soas = 0;
+            while soas < 2 {
+                let message = self.receive_verified(&mut stream, &mut verifier, &zone, "transfer")?;
+                if message.answers.is_empty() {
+                    return Err(self.protocol(format!("transfer of {zone}: an empty message")));
+                }
+                soas += message.answers.iter().filter(|r| r.record_type() == RecordType::SOA).count();
+                if messages.send(message).is_err() {
+                    break;
                 }
             }
-        }
-        Ok(out)
+            drop(messages);
+            Ok(records.join().expect("reading records does not panic"))
+        })
     }
 
     /// The zone's SOA at the server, by a signed query over TCP (a secondary's refresh).
@@ -213,7 +226,7 @@ pub enum Ixfr {
     /// The whole zone (SOA first), as a server sends when its journal does not reach back.
     Full(Vec<DnsRecord>),
     /// The new SOA and each change in order: the records taken out, then those put in.
-    Incremental(DnsRecord, Vec<(Vec<DnsRecord>, Vec<DnsRecord>)>),
+    Incremental(DnsRecord, Vec<Change>),
 }
 
 /// The IXFR so far: `None` while incomplete (more messages follow). Records of types lct-dns
@@ -259,15 +272,13 @@ fn parse_ixfr(zone: &str, records: &[hickory_proto::rr::Record]) -> Result<Optio
             i += 1;
         }
         let removed = &records[removed_from..i];
-        if records.get(i).is_none() {
-            return Ok(None);
-        }
+        let Some(to) = records.get(i).and_then(serial) else { return Ok(None) };
         let added_from = i + 1;
         i += 1;
         while records.get(i).is_some_and(|r| serial(r).is_none()) {
             i += 1;
         }
-        changes.push((keep(removed), keep(&records[added_from..i])));
+        changes.push(Change { from: at, to, removed: keep(removed), added: keep(&records[added_from..i]) });
     }
 }
 

@@ -13,7 +13,6 @@
 //! being rare or authenticated.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use hickory_proto::rr::RData;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
@@ -24,30 +23,10 @@ use crate::zone::{DnsRecord, RecordType, View};
 /// answers are truncated, so that none is fragmented.
 pub const UDP_PAYLOAD_MAX: u16 = 1232;
 
-/// FNV-1a: keys are short and come from our own zones' names plus the asked name; the
-/// tables are rebuilt for each zone version and a collision flood costs a probe chain, not
-/// a scan. SipHash would cost a third of a lookup.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Table<V> = HashMap<Vec<u8>, V, BuildHasherDefault<Fnv>>;
-
-/// A record on its way into a set: TTL, data on the wire, the target for additional data.
-type Pending = (u32, Vec<u8>, Option<Vec<u8>>);
+/// foldhash, seeded per process: keys are short (a view byte and a name) and a lookup hashes
+/// them a word at a time; the random seed means a flood of names chosen to collide would
+/// have to guess it. (FNV, byte by byte, took a tenth of a big zone's build.)
+type Table<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 
 /// The records of one name and type, as answer records whose owner is a pointer to the
 /// question (offset 12), and what goes with them in the additional section (the addresses
@@ -77,6 +56,29 @@ struct Zone {
 pub struct Answers {
     names: Table<Vec<RrSet>>,
     zones: Table<Zone>,
+}
+
+/// A zone's records on the wire, one after another: record `i` ends at `ends[i]`.
+#[derive(Default)]
+pub struct ZoneBytes {
+    pub bytes: Vec<u8>,
+    pub ends: Vec<usize>,
+}
+
+impl ZoneBytes {
+    /// Record `i`'s bytes.
+    pub fn record(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 }
 
 /// What kind of answer was made, for rate limiting.
@@ -115,18 +117,24 @@ impl Outcome {
 /// Owner names in wire form, lower case: `3www7example3com0`.
 fn wire_name(name: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(name.len() + 2);
+    wire_name_into(name, &mut out).then_some(out)
+}
+
+/// [`wire_name`] appended to `out`; false (and `out` partly written) if it is not a name.
+fn wire_name_into(name: &str, out: &mut Vec<u8>) -> bool {
+    let start = out.len();
     let name = name.trim_end_matches('.');
     if !name.is_empty() {
         for label in name.split('.') {
             if label.is_empty() || label.len() > 63 {
-                return None;
+                return false;
             }
             out.push(label.len() as u8);
             out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
         }
     }
     out.push(0);
-    (out.len() <= 255).then_some(out)
+    out.len() - start <= 255
 }
 
 fn keyed(internal: bool, wire: &[u8]) -> Vec<u8> {
@@ -137,19 +145,20 @@ fn keyed(internal: bool, wire: &[u8]) -> Vec<u8> {
 }
 
 /// The record's data on the wire, names uncompressed (they are copied into any message).
-fn rdata_bytes(r: &DnsRecord) -> Option<Vec<u8>> {
+fn rdata_bytes(r: &DnsRecord, out: &mut Vec<u8>) -> Option<()> {
+    out.clear();
     // Addresses, most of any zone here, without the general parser.
-    match (r.rtype, r.data.parse::<std::net::IpAddr>()) {
-        (RecordType::A, Ok(std::net::IpAddr::V4(a))) => return Some(a.octets().to_vec()),
-        (RecordType::AAAA, Ok(std::net::IpAddr::V6(a))) => return Some(a.octets().to_vec()),
-        _ => {}
+    match r.rtype {
+        RecordType::A => out.extend_from_slice(&r.data.parse::<std::net::Ipv4Addr>().ok()?.octets()),
+        RecordType::AAAA => out.extend_from_slice(&r.data.parse::<std::net::Ipv6Addr>().ok()?.octets()),
+        _ => {
+            let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
+            let mut encoder = BinEncoder::new(out);
+            encoder.set_name_encoding(NameEncoding::Uncompressed);
+            rdata.emit(&mut encoder).ok()?;
+        }
     }
-    let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
-    let mut out = Vec::with_capacity(32);
-    let mut encoder = BinEncoder::new(&mut out);
-    encoder.set_name_encoding(NameEncoding::Uncompressed);
-    rdata.emit(&mut encoder).ok()?;
-    Some(out)
+    Some(())
 }
 
 /// Type, class IN, TTL, length and data of a record.
@@ -181,9 +190,11 @@ impl Answers {
     ) -> Result<Answers, crate::server::ServeError> {
         use crate::server::ZoneMode;
         let mut answers = Answers::default();
-        // (view, name, type) -> records, in the order given.
-        let mut grouped: Table<(u16, Vec<Pending>)> = Table::default();
-        let mut probe: Vec<u8> = Vec::with_capacity(260);
+        answers.names.reserve(records.len() / 2);
+        let (mut name, mut rdata, mut probe) =
+            (Vec::with_capacity(256), Vec::with_capacity(64), Vec::with_capacity(260));
+        // The zone's apex and mode, worked out once for each run of records of one zone.
+        let mut zone: Option<(&str, Vec<u8>, ZoneMode)> = None;
         for r in records {
             // A record that cannot be served is refused with its zone and name (nothing is
             // swapped in: the previous zones serve on).
@@ -192,12 +203,17 @@ impl Answers {
                 view: r.view,
                 message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
             };
-            let (Some(name), Some(apex)) = (wire_name(&r.name), wire_name(&r.zone)) else {
+            if zone.as_ref().is_none_or(|(z, ..)| *z != r.zone) {
+                let apex = wire_name(&r.zone).ok_or_else(|| bad("not a valid name"))?;
+                zone = Some((r.zone.as_str(), apex, modes(&r.zone)));
+            }
+            let (_, apex, mode) = zone.as_ref().expect("just set");
+            name.clear();
+            if !wire_name_into(&r.name, &mut name) {
                 return Err(bad("not a valid name"));
-            };
-            let rdata = rdata_bytes(r).ok_or_else(|| bad("data that cannot be read"))?;
+            }
+            rdata_bytes(r, &mut rdata).ok_or_else(|| bad("data that cannot be read"))?;
             let rtype = u16::from(r.rtype);
-            let mode = modes(&r.zone);
             for internal in [true, false] {
                 let view = match (mode, internal) {
                     (ZoneMode::Split, true) | (ZoneMode::Private, true) => View::Internal,
@@ -207,44 +223,52 @@ impl Answers {
                 if !r.view.includes(view) {
                     continue;
                 }
-                if r.rtype == RecordType::SOA && name == apex {
+                if r.rtype == RecordType::SOA && name == *apex {
                     // Negative answers last as long as the SOA's minimum allows (RFC 2308).
                     let minimum = rdata
                         .get(rdata.len().saturating_sub(4)..)
                         .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
                     let mut soa = Vec::with_capacity(rdata.len() + 10);
                     rr_tail(rtype, r.ttl.min(minimum), &rdata, &mut soa);
-                    answers.zones.insert(keyed(internal, &apex), Zone { soa, expired: false });
+                    answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
                 }
                 // (Keys are built in a reused buffer and copied only when new: a big zone
                 // has few names per record.)
                 probe.clear();
                 probe.push(internal as u8);
                 probe.extend_from_slice(&name);
-                probe.extend_from_slice(&rtype.to_be_bytes());
-                let pending = (r.ttl, rdata.clone(), target_of(r));
-                match grouped.get_mut(probe.as_slice()) {
-                    Some(group) => group.1.push(pending),
+                if !answers.names.contains_key(probe.as_slice()) {
+                    // The name and every name between it and the apex exist (empty
+                    // non-terminals answer NODATA, not NXDOMAIN).
+                    let mut at = 0;
+                    while name.len() - at >= apex.len() {
+                        let mut ancestor = Vec::with_capacity(name.len() + 1 - at);
+                        ancestor.push(internal as u8);
+                        ancestor.extend_from_slice(&name[at..]);
+                        if answers.names.contains_key(ancestor.as_slice()) {
+                            break; // so are its ancestors
+                        }
+                        answers.names.insert(ancestor, Vec::new());
+                        if name[at..] == apex[..] || name[at] == 0 {
+                            break;
+                        }
+                        at += 1 + name[at] as usize;
+                    }
+                }
+                // The record joins its set (in the order given), owner a pointer to the
+                // question.
+                let Some(sets) = answers.names.get_mut(probe.as_slice()) else { continue };
+                let set = match sets.iter().position(|s| s.rtype == rtype) {
+                    Some(i) => &mut sets[i],
                     None => {
-                        grouped.insert(probe.clone(), (rtype, vec![pending]));
+                        sets.push(RrSet { rtype, ..Default::default() });
+                        sets.last_mut().expect("just pushed")
                     }
-                }
-                // The name and every name between it and the apex exist (empty non-terminals
-                // answer NODATA, not NXDOMAIN).
-                let mut at = 0;
-                while name.len() - at >= apex.len() {
-                    probe.clear();
-                    probe.push(internal as u8);
-                    probe.extend_from_slice(&name[at..]);
-                    if answers.names.contains_key(probe.as_slice()) {
-                        break; // so are its ancestors
-                    }
-                    answers.names.insert(probe.clone(), Vec::new());
-                    if name[at..] == apex[..] || name[at] == 0 {
-                        break;
-                    }
-                    at += 1 + name[at] as usize;
-                }
+                };
+                set.bytes.extend_from_slice(&[0xc0, 0x0c]);
+                rr_tail(rtype, r.ttl, &rdata, &mut set.bytes);
+                set.count = set.count.saturating_add(1);
+                set.targets.extend(target_of(r));
             }
         }
         // Names of zones without an SOA in a view are not served there.
@@ -264,18 +288,6 @@ impl Answers {
                 at += 1 + key[at] as usize;
             }
         });
-        for (key, (rtype, list)) in grouped {
-            let name_key = &key[..key.len() - 2];
-            let Some(sets) = answers.names.get_mut(name_key) else { continue };
-            let mut set = RrSet { rtype, ..Default::default() };
-            for (ttl, rdata, target) in list {
-                set.bytes.extend_from_slice(&[0xc0, 0x0c]);
-                rr_tail(rtype, ttl, &rdata, &mut set.bytes);
-                set.count += 1;
-                set.targets.extend(target);
-            }
-            sets.push(set);
-        }
         // Addresses of NS and SRV targets we hold, in the same view.
         let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
         for (key, sets) in &answers.names {
@@ -330,6 +342,50 @@ impl Answers {
                 self.zones.insert(keyed(internal, &apex), Zone { soa: Vec::new(), expired: true });
             }
         }
+    }
+
+    /// The records a view serves in `zone`, for a zone transfer, each as it goes on the wire
+    /// (owner written out, type, class, TTL, length, data): the SOA first, then the rest in
+    /// no particular order. `None` when the view does not serve the zone (or its copy
+    /// expired). Read from the tables, so a transfer costs a copy of the zone's bytes, not
+    /// a conversion of every record.
+    pub fn zone_transfer(&self, zone: &str, internal: bool) -> Option<ZoneBytes> {
+        let apex = wire_name(zone)?;
+        let zone_key = keyed(internal, &apex);
+        if self.zones.get(&zone_key).is_none_or(|z| z.expired) {
+            return None;
+        }
+        // Names below the apex that belong to a zone of their own (served here too) are not
+        // this zone's; the check is only paid when there is such a zone.
+        let nested =
+            self.zones.keys().any(|k| k[0] == internal as u8 && k[1..] != apex[..] && is_within(&k[1..], &apex));
+        let mut out = ZoneBytes::default();
+        let push = |owner: &[u8], set: &RrSet, out: &mut ZoneBytes| {
+            let mut at = 0;
+            while at < set.bytes.len() {
+                let rdlen = u16::from_be_bytes([set.bytes[at + 10], set.bytes[at + 11]]) as usize;
+                out.bytes.extend_from_slice(owner);
+                out.bytes.extend_from_slice(&set.bytes[at + 2..at + 12 + rdlen]);
+                out.ends.push(out.bytes.len());
+                at += 12 + rdlen;
+            }
+        };
+        let soa = self.names.get(&zone_key)?.iter().find(|s| s.rtype == 6)?;
+        push(&apex, soa, &mut out);
+        out.ends.truncate(1); // one SOA, whatever the set held
+        out.bytes.truncate(out.ends[0]);
+        for (key, sets) in &self.names {
+            if key[0] != internal as u8 || !is_within(&key[1..], &apex) {
+                continue;
+            }
+            if nested && self.enclosing_zone(key).is_none_or(|(_, offset)| key[1 + offset..] != apex[..]) {
+                continue;
+            }
+            for set in sets.iter().filter(|s| !(s.rtype == 6 && key[..] == zone_key[..])) {
+                push(&key[1..], set, &mut out);
+            }
+        }
+        Some(out)
     }
 
     /// The response to `query` if it is one the tables answer; `None` sends it to the

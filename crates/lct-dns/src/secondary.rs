@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Client, Ixfr};
-use crate::service::{Live, Primary, Served};
+use crate::service::{Change, Known, Live, Primary, Served};
 use crate::tsig::now;
 use crate::wire::{normal, serial_of};
 use crate::zone::{DnsRecord, RecordType};
@@ -68,7 +68,7 @@ async fn follow(live: Live, primary: Primary) {
                 }
                 if live.current().settings.expired.lock().expect("not poisoned").remove(&zone) {
                     tracing::info!("zone {zone}: served again");
-                    rebuild(&live, &zone, None).await;
+                    rebuild(&live, &zone, None, None).await;
                 }
                 timers(soa_of(&live.current(), &zone).as_ref()).0
             }
@@ -89,7 +89,7 @@ async fn follow(live: Live, primary: Primary) {
         if left == Some(0) && soa_of(&live.current(), &zone).is_some() {
             tracing::error!("zone {zone}: not refreshed for {expire} s (its SOA's expire): SERVFAIL until it is");
             live.current().settings.expired.lock().expect("not poisoned").insert(zone.clone());
-            rebuild(&live, &zone, Some(Vec::new())).await;
+            rebuild(&live, &zone, Some(Vec::new()), None).await;
         }
         let wait = left.filter(|l| *l > 0).map_or(wait, |l| wait.min(l)).max(1);
         tokio::select! {
@@ -104,38 +104,47 @@ async fn follow(live: Live, primary: Primary) {
 async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> anyhow::Result<Option<String>> {
     let client = Client { server: primary.address, key: primary.key.clone(), timeout: Duration::from_secs(10) };
     let zone = primary.zone.clone();
-    let current: Vec<DnsRecord> = live.current().records.iter().filter(|r| r.zone == zone).cloned().collect();
-    let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<(Vec<DnsRecord>, String)>> {
+    let served = live.current();
+    let started = std::time::Instant::now();
+    type Fetched = (Vec<DnsRecord>, String, Option<Vec<Change>>);
+    let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Fetched>> {
         let theirs = client.soa(&zone)?;
         let their_serial = crate::wire::soa_serial(&theirs.data).unwrap_or_default();
-        let Some(ours) = ours else { return Ok(Some((client.transfer(&zone)?, "AXFR".into()))) };
+        let Some(ours) = ours else { return Ok(Some((client.transfer(&zone)?, "AXFR".into(), None))) };
         let our_serial = crate::wire::soa_serial(&ours.data).unwrap_or_default();
         if (their_serial.wrapping_sub(our_serial) as i32) <= 0 {
             return Ok(None); // ours is current (or newer: a primary restored from backup waits)
         }
         match client.ixfr(&zone, &ours) {
             Ok(Ixfr::UpToDate) => Ok(None),
-            Ok(Ixfr::Full(records)) => Ok(Some((records, "IXFR (the whole zone)".into()))),
+            Ok(Ixfr::Full(records)) => Ok(Some((records, "IXFR (the whole zone)".into(), None))),
             Ok(Ixfr::Incremental(soa, changes)) => {
                 let how = format!("IXFR ({} changes)", changes.len());
-                Ok(Some((apply(current, soa, &changes), how)))
+                // (The zone is copied only now: most refreshes find it current.)
+                let current = served.records.iter().filter(|r| r.zone == zone).cloned().collect();
+                let records = apply(current, soa, &changes);
+                Ok(Some((records, how, Some(changes))))
             }
             Err(e) => {
                 tracing::info!("zone {zone}: IXFR failed ({e}); full transfer");
-                Ok(Some((client.transfer(&zone)?, "AXFR".into())))
+                Ok(Some((client.transfer(&zone)?, "AXFR".into(), None)))
             }
         }
     })
     .await??;
-    let Some((records, how)) = fetched else { return Ok(None) };
+    let Some((records, how, steps)) = fetched else { return Ok(None) };
+    tracing::debug!("zone {}: {how} of {} records in {:?}", primary.zone, records.len(), started.elapsed());
     let serial = serial_of(&records, &primary.zone).unwrap_or_default();
-    rebuild(live, &primary.zone, Some(records)).await;
+    let started = std::time::Instant::now();
+    let known = steps.map(|steps| Known { zone: primary.zone.clone(), steps });
+    rebuild(live, &primary.zone, Some(records), known).await;
+    tracing::debug!("zone {}: served in {:?}", primary.zone, started.elapsed());
     Ok(Some(format!("serial {serial} by {how}")))
 }
 
 /// The zone after an incremental transfer's changes, in order.
-fn apply(mut records: Vec<DnsRecord>, soa: DnsRecord, changes: &[(Vec<DnsRecord>, Vec<DnsRecord>)]) -> Vec<DnsRecord> {
-    for (removed, added) in changes {
+fn apply(mut records: Vec<DnsRecord>, soa: DnsRecord, changes: &[Change]) -> Vec<DnsRecord> {
+    for Change { removed, added, .. } in changes {
         let gone: std::collections::HashSet<_> = removed.iter().map(|r| normal(&r.name, r.rtype, &r.data)).collect();
         // Only records whose name lost something are compared in full (a change touches few
         // names of a big zone).
@@ -154,7 +163,7 @@ fn apply(mut records: Vec<DnsRecord>, soa: DnsRecord, changes: &[(Vec<DnsRecord>
 
 /// Serves `zone` as `records` (`None`: as it is, the other zones kept; rebuilt so that an
 /// expiry mark is read again), kept in the state directory first.
-async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>) {
+async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>, known: Option<Known>) {
     let _turn = live.update_lock().await;
     let served = live.current();
     let mut all: Vec<DnsRecord> =
@@ -164,7 +173,7 @@ async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>) {
     let built = tokio::task::spawn_blocking(move || Served::build(all, settings)).await;
     match built {
         Ok(Ok(served)) => {
-            live.swap(served);
+            live.swap_known(served, known);
             // Kept after it serves: a copy lost to a crash is transferred again.
             let current = live.current();
             tokio::task::spawn_blocking(move || {

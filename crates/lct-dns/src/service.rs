@@ -407,9 +407,27 @@ pub struct Served {
 
 impl Served {
     pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
-        let mut answers = Answers::new(&records, &|zone| crate::server::mode_of(&settings.modes, zone))?;
-        answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
+        let answers = Served::answers(&records, &settings)?;
         Ok(Served { records, answers, settings })
+    }
+
+    /// [`Served::build`] and [`Served::persist`] at once, on two cores: the file's text is
+    /// made while the tables are built, and written only once they are (a zone that cannot
+    /// be served is not kept).
+    pub fn build_and_persist(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
+        let (answers, text) = std::thread::scope(|scope| {
+            let text = scope.spawn(|| records_text(&records));
+            (Served::answers(&records, &settings), text.join().expect("writing JSON does not panic"))
+        });
+        let served = Served { records, answers: answers?, settings };
+        served.keep(&text?)?;
+        Ok(served)
+    }
+
+    fn answers(records: &[DnsRecord], settings: &Settings) -> anyhow::Result<Answers> {
+        let mut answers = Answers::new(records, &|zone| crate::server::mode_of(&settings.modes, zone))?;
+        answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
+        Ok(answers)
     }
 
     /// Whether a client at `ip` sees the internal view.
@@ -419,20 +437,29 @@ impl Served {
 
     /// Keeps the zones in the state directory (atomically: the old file or the new one).
     pub fn persist(&self) -> anyhow::Result<()> {
+        self.keep(&records_text(&self.records)?)
+    }
+
+    fn keep(&self, text: &[u8]) -> anyhow::Result<()> {
         let path = &self.settings.state_file;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         }
-        let mut text = Vec::with_capacity(self.records.len() * 120);
-        {
-            let mut w = lct_core::stream::Writer::new(&mut text);
-            for r in &self.records {
-                w.write(r)?;
-            }
-            w.flush()?;
-        }
-        lct_core::fsutil::atomic_write(path, &text, 0o640).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        lct_core::fsutil::atomic_write(path, text, 0o640).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
     }
+}
+
+/// Records as the state file holds them: JSON lines.
+fn records_text(records: &[DnsRecord]) -> anyhow::Result<Vec<u8>> {
+    let mut text = Vec::with_capacity(records.len() * 120);
+    {
+        let mut w = lct_core::stream::Writer::new(&mut text);
+        for r in records {
+            w.write(r)?;
+        }
+        w.flush()?;
+    }
+    Ok(text)
 }
 
 /// What is being served, swapped whole on reload or update: a query in flight keeps what it
@@ -466,10 +493,16 @@ impl Live {
     /// Serves `served` from now on; zones whose serial changed go in the journal, and their
     /// secondaries are notified.
     pub fn swap(&self, served: Served) {
+        self.swap_known(served, None)
+    }
+
+    /// [`Live::swap`] when the steps of the changed zone are known (the journal need not
+    /// compare the whole zone).
+    pub fn swap_known(&self, served: Served, known: Option<Known>) {
         let old = self.current();
         let changed = {
             let mut journal = self.journal.lock().expect("not poisoned");
-            let changed = journal.record(&old.records, &served.records);
+            let changed = journal.record(&old.records, &served.records, known);
             if !changed.is_empty() {
                 let path = journal_file(&served.settings.state_file);
                 if let Err(e) = journal.save(&path) {
@@ -576,6 +609,31 @@ pub struct Journal {
     zones: BTreeMap<String, std::collections::VecDeque<Change>>,
 }
 
+/// The steps a zone went through, as the code that changed it knows them.
+#[derive(Debug, Clone)]
+pub struct Known {
+    pub zone: String,
+    pub steps: Vec<Change>,
+}
+
+/// One zone's journal, oldest change first.
+trait Trim {
+    /// At most so many changes, and so many records in all (it is written after every
+    /// change).
+    fn trim(&mut self);
+}
+
+impl Trim for std::collections::VecDeque<Change> {
+    fn trim(&mut self) {
+        let size = |j: &std::collections::VecDeque<Change>| -> usize {
+            j.iter().map(|c| c.removed.len() + c.added.len()).sum()
+        };
+        while self.len() > JOURNAL_CHANGES || (self.len() > 1 && size(self) > JOURNAL_RECORDS) {
+            self.pop_front();
+        }
+    }
+}
+
 /// Changes kept per zone, and records (per change, and in all) beyond which a full transfer
 /// is as good.
 const JOURNAL_CHANGES: usize = 100;
@@ -583,8 +641,9 @@ const JOURNAL_RECORDS: usize = 100_000;
 
 impl Journal {
     /// Notes how every zone whose serial differs between `old` and `new` changed; returns
-    /// those zones.
-    pub fn record<'a>(&mut self, old: &'a [DnsRecord], new: &'a [DnsRecord]) -> Vec<String> {
+    /// those zones. A zone whose steps are `known` (an update, an incremental transfer) is
+    /// recorded as they say; the others are compared whole.
+    pub fn record<'a>(&mut self, old: &'a [DnsRecord], new: &'a [DnsRecord], mut known: Option<Known>) -> Vec<String> {
         use crate::wire::serial_of;
         use crate::zone::RecordType;
         let zones: std::collections::BTreeSet<&str> = new.iter().map(|r| r.zone.as_str()).collect();
@@ -595,9 +654,26 @@ impl Journal {
                 continue;
             }
             changed.push(zone.to_string());
+            if let Some(Known { steps, .. }) = known.take_if(|k| k.zone == zone) {
+                let journal = self.zones.entry(zone.to_string()).or_default();
+                for step in steps {
+                    if step.removed.len() + step.added.len() > JOURNAL_RECORDS {
+                        journal.clear();
+                        continue;
+                    }
+                    journal.push_back(step);
+                }
+                journal.trim();
+                continue;
+            }
             // By reference: a zone of 300,000 records is compared without copying it.
-            let of = |records: &'a [DnsRecord]| -> std::collections::HashSet<&'a DnsRecord> {
-                records.iter().filter(|r| r.zone == zone && r.rtype != RecordType::SOA).collect()
+            let of = |records: &'a [DnsRecord]| {
+                let mut set = std::collections::HashSet::with_capacity_and_hasher(
+                    records.len(),
+                    foldhash::fast::RandomState::default(),
+                );
+                set.extend(records.iter().filter(|r| r.zone == zone && r.rtype != RecordType::SOA));
+                set
             };
             let (before, after) = (of(old), of(new));
             let removed: Vec<DnsRecord> = before.difference(&after).map(|r| (*r).clone()).collect();
@@ -608,14 +684,7 @@ impl Journal {
                 continue;
             }
             journal.push_back(Change { from, to, removed, added });
-            // At most so many changes, and so many records in all (it is written after
-            // every change).
-            let size = |j: &std::collections::VecDeque<Change>| -> usize {
-                j.iter().map(|c| c.removed.len() + c.added.len()).sum()
-            };
-            while journal.len() > JOURNAL_CHANGES || (journal.len() > 1 && size(journal) > JOURNAL_RECORDS) {
-                journal.pop_front();
-            }
+            journal.trim();
         }
         changed
     }
@@ -674,9 +743,9 @@ mod tests {
         v8.push(rec("b.zk.lct.internal.", RecordType::A, "192.168.128.2"));
         let mut v9 = with_serial(&v8, 9);
         v9.retain(|r| r.data != "203.0.113.1");
-        assert_eq!(journal.record(&v7, &v8), ["lct.internal."]);
-        assert_eq!(journal.record(&v8, &v9), ["lct.internal."]);
-        assert!(journal.record(&v9, &v9).is_empty(), "same serial: no change");
+        assert_eq!(journal.record(&v7, &v8, None), ["lct.internal."]);
+        assert_eq!(journal.record(&v8, &v9, None), ["lct.internal."]);
+        assert!(journal.record(&v9, &v9, None).is_empty(), "same serial: no change");
         let chain = journal.since("lct.internal.", 7).unwrap();
         assert_eq!(chain.len(), 2);
         assert_eq!((chain[0].from, chain[0].to, chain[1].from, chain[1].to), (7, 8, 8, 9));

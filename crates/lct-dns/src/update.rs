@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordData};
 
-use crate::service::Live;
+use crate::service::{Change, Known, Live};
 use crate::signed::zone_of_request;
 use crate::wire::{from_wire, normal, serial_of};
 use crate::zone::{DnsRecord, RecordType, assign_views, supported};
@@ -29,22 +29,17 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
         tracing::warn!("zone {zone}: refused an update: this server is its secondary (update the primary)");
         return ResponseCode::NotAuth;
     }
-    let changed = match changes(&served.records, &zone, request) {
-        Ok(Some(records)) => records,
+    let (changed, step) = match changes(&served.records, &zone, request) {
+        Ok(Some(changed)) => changed,
         Ok(None) => return ResponseCode::NoError,
         Err(code) => return code,
     };
     let settings = served.settings.clone();
-    let built = tokio::task::spawn_blocking(move || {
-        let served = crate::service::Served::build(changed, settings)?;
-        served.persist()?;
-        anyhow::Ok(served)
-    })
-    .await;
+    let built = tokio::task::spawn_blocking(move || crate::service::Served::build_and_persist(changed, settings)).await;
     match built {
         Ok(Ok(served)) => {
             let serial = serial_of(&served.records, &zone).unwrap_or_default();
-            live.swap(served);
+            live.swap_known(served, Some(Known { zone: zone.clone(), steps: vec![step] }));
             tracing::info!("zone {zone} updated, serial {serial}");
             ResponseCode::NoError
         }
@@ -59,9 +54,14 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
     }
 }
 
-/// The records after `request`'s prerequisites and updates (RFC 2136 sections 3.2 to 3.4),
-/// `None` if nothing changes, or the response code that refuses it.
-fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Option<Vec<DnsRecord>>, ResponseCode> {
+/// The records after `request`'s prerequisites and updates (RFC 2136 sections 3.2 to 3.4)
+/// and the step the zone took, `None` if nothing changes, or the response code that
+/// refuses it.
+fn changes(
+    records: &[DnsRecord],
+    zone: &str,
+    request: &Message,
+) -> Result<Option<(Vec<DnsRecord>, Change)>, ResponseCode> {
     let zone_name = Name::from_ascii(zone).map_err(|_| ResponseCode::ServFail)?;
     let in_zone = |r: &Record| zone_name.zone_of(&r.name);
     let mine: Vec<&DnsRecord> = records.iter().filter(|r| r.zone == zone).collect();
@@ -150,9 +150,18 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
         }
     }
 
-    // The update itself, on a copy keyed by each record's identity.
+    // The update itself, on a copy of the records of the names it names (keyed by each
+    // record's identity): a big zone is not copied for a change of one name.
+    let touched_names: BTreeSet<String> = request.authorities.iter().map(|u| lower(&u.name)).collect();
+    let touched = |r: &DnsRecord| {
+        if r.name.bytes().any(|b| b.is_ascii_uppercase()) {
+            touched_names.contains(&r.name.to_ascii_lowercase())
+        } else {
+            touched_names.contains(r.name.as_str())
+        }
+    };
     let mut zone_records: std::collections::BTreeMap<(String, RecordType, String), DnsRecord> =
-        mine.iter().map(|r| (normal(&r.name, r.rtype, &r.data), (*r).clone())).collect();
+        mine.iter().filter(|r| touched(r)).map(|r| (normal(&r.name, r.rtype, &r.data), (*r).clone())).collect();
     let mut changed = false;
     for u in &request.authorities {
         let name = lower(&u.name);
@@ -197,9 +206,36 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
     if !changed {
         return Ok(None);
     }
-    let mut zone_records: Vec<DnsRecord> = zone_records.into_values().collect();
+    // Views are assigned again to the touched names' records and to the SRV records that
+    // point at them (an SRV's view follows its target's addresses), with the addresses of
+    // those SRVs' other targets to go by.
+    let target = |r: &DnsRecord| r.data.rsplit(' ').next().unwrap_or_default().to_ascii_lowercase();
+    let reviewed = |r: &DnsRecord| {
+        r.zone == zone
+            && r.rtype != RecordType::SOA
+            && (touched(r) || (r.rtype == RecordType::SRV && touched_names.contains(&target(r))))
+    };
+    let before: Vec<&DnsRecord> = mine.iter().copied().filter(|r| reviewed(r)).collect();
+    let mut again: Vec<DnsRecord> = zone_records.into_values().filter(|r| r.rtype != RecordType::SOA).collect();
+    again.extend(before.iter().filter(|r| !touched(r)).map(|r| (*r).clone()));
+    let targets: BTreeSet<String> = again
+        .iter()
+        .filter(|r| r.rtype == RecordType::SRV)
+        .map(target)
+        .filter(|t| !touched_names.contains(t))
+        .collect();
+    let context = mine.iter().filter(|r| {
+        matches!(r.rtype, RecordType::A | RecordType::AAAA) && targets.contains(&r.name.to_ascii_lowercase())
+    });
+    again.extend(context.map(|r| (*r).clone()));
+    let after: Vec<DnsRecord> =
+        assign_views(again).into_iter().filter(|r| touched(r) || r.rtype == RecordType::SRV).collect();
+
+    let mut out: Vec<DnsRecord> = Vec::with_capacity(records.len() + after.len());
+    out.extend(records.iter().filter(|r| !reviewed(r)).cloned());
     // A new serial (RFC 1982 arithmetic wraps; 0 is skipped as some tools treat it as unset).
-    for r in zone_records.iter_mut().filter(|r| r.rtype == RecordType::SOA) {
+    let mut serials = None;
+    for r in out.iter_mut().filter(|r| r.zone == zone && r.rtype == RecordType::SOA) {
         let mut fields: Vec<String> = r.data.split_whitespace().map(str::to_string).collect();
         let serial = fields.get(2).and_then(|s| s.parse::<u32>().ok()).ok_or(ResponseCode::ServFail)?;
         let next = match serial.wrapping_add(1) {
@@ -208,10 +244,19 @@ fn changes(records: &[DnsRecord], zone: &str, request: &Message) -> Result<Optio
         };
         fields[2] = next.to_string();
         r.data = fields.join(" ");
+        serials = Some((serial, next));
     }
-    let mut out: Vec<DnsRecord> = records.iter().filter(|r| r.zone != zone).cloned().collect();
-    out.extend(assign_views(zone_records));
-    Ok(Some(out))
+    let (from, to) = serials.ok_or(ResponseCode::ServFail)?;
+    let old: std::collections::HashSet<&DnsRecord> = before.iter().copied().collect();
+    let new: std::collections::HashSet<&DnsRecord> = after.iter().collect();
+    let step = Change {
+        from,
+        to,
+        removed: before.iter().filter(|r| !new.contains(*r)).map(|r| (*r).clone()).collect(),
+        added: after.iter().filter(|r| !old.contains(r)).cloned().collect(),
+    };
+    out.extend(after);
+    Ok(Some((out, step)))
 }
 
 #[cfg(test)]
@@ -247,7 +292,7 @@ mod tests {
             &[("B.zk.lct.internal.", RecordType::A, "192.168.128.2")],
             &[("a.zk.lct.internal.", RecordType::A, "203.0.113.1")],
         );
-        let out = changes(&records, "lct.internal.", &m).unwrap().unwrap();
+        let (out, _) = changes(&records, "lct.internal.", &m).unwrap().unwrap();
         let b = out.iter().find(|r| r.name == "b.zk.lct.internal.").expect("added, lower case");
         assert_eq!(b.view, View::Internal);
         assert!(!out.iter().any(|r| r.data == "203.0.113.1"));
@@ -266,6 +311,63 @@ mod tests {
         // The last name server stays.
         let m = update(&[], &[("lct.internal.", RecordType::NS, "ns1.lct.internal.")]);
         assert!(changes(&records, "lct.internal.", &m).unwrap().is_none());
+    }
+
+    /// Only the touched names (and SRVs pointing at them) are viewed again: the result must
+    /// be what viewing the whole zone gives, and the step exactly the difference.
+    #[test]
+    fn updates_touch_only_their_names_yet_match_the_whole_zone() {
+        use std::collections::BTreeSet;
+        let mut records = zone();
+        records.extend(assign_views(vec![
+            DnsRecord {
+                zone: "lct.internal.".into(),
+                name: "_zk._tcp.zk.lct.internal.".into(),
+                rtype: RecordType::SRV,
+                ttl: 300,
+                data: "0 0 2181 c.zk.lct.internal.".into(),
+                view: View::Both,
+            },
+            DnsRecord {
+                zone: "lct.internal.".into(),
+                name: "c.zk.lct.internal.".into(),
+                rtype: RecordType::A,
+                ttl: 300,
+                data: "192.168.128.3".into(),
+                view: View::Both,
+            },
+        ]));
+        type Records<'a> = &'a [(&'a str, RecordType, &'a str)];
+        let steps: [(Records, Records); 3] = [
+            // c gets a public address: the SRV pointing at it changes views.
+            (&[("c.zk.lct.internal.", RecordType::A, "203.0.113.3")], &[]),
+            // a loses its private one: its public address serves both views now.
+            (&[], &[("a.zk.lct.internal.", RecordType::A, "192.168.128.1")]),
+            // A new SRV to a name with only a public address.
+            (&[("_x._tcp.zk.lct.internal.", RecordType::SRV, "0 0 1 a.zk.lct.internal.")], &[]),
+        ];
+        let srv = records.iter().find(|r| r.name == "_zk._tcp.zk.lct.internal.").unwrap();
+        assert_eq!(srv.view, View::Internal, "its target has a private address only");
+        for (adds, deletes) in steps {
+            let (out, step) = changes(&records, "lct.internal.", &update(adds, deletes)).unwrap().unwrap();
+            let set = |r: &[DnsRecord]| -> BTreeSet<DnsRecord> { r.iter().cloned().collect() };
+            assert_eq!(set(&assign_views(out.clone())), set(&out), "views as the whole zone has them");
+            let no_soa = |r: &[DnsRecord]| -> BTreeSet<DnsRecord> {
+                r.iter().filter(|r| r.rtype != RecordType::SOA).cloned().collect()
+            };
+            let mut replayed = no_soa(&records);
+            for r in &step.removed {
+                assert!(replayed.remove(r), "removed {r:?} was there");
+            }
+            for r in &step.added {
+                assert!(replayed.insert(r.clone()), "added {r:?} was not there");
+            }
+            assert_eq!(replayed, no_soa(&out), "the step is the difference");
+            assert_eq!((step.from + 1, step.to), (serial_of(&records, "lct.internal.").unwrap() + 1, step.from + 1));
+            records = out;
+        }
+        let srv = records.iter().find(|r| r.name == "_zk._tcp.zk.lct.internal.").unwrap();
+        assert_eq!(srv.view, View::Both, "the SRV follows its target's addresses (both now)");
     }
 
     #[test]

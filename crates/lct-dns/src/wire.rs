@@ -20,12 +20,18 @@ pub(crate) fn normal(name: &str, rtype: RecordType, data: &str) -> (String, Reco
 /// A wire record as a `dns-record` of `zone` (its view assigned later).
 pub(crate) fn from_wire(zone: &str, record: &Record) -> Option<DnsRecord> {
     let rtype = supported(record.record_type())?;
+    // As `normal` has them (addresses print canonical), without parsing them back.
     let data = match &record.data {
         RData::A(a) => a.0.to_string(),
         RData::AAAA(a) => a.0.to_string(),
-        other => other.to_string().to_ascii_lowercase(),
+        other => {
+            let mut data = other.to_string();
+            data.make_ascii_lowercase();
+            data
+        }
     };
-    let (name, rtype, data) = normal(&record.name.to_string(), rtype, &data);
+    let mut name = record.name.to_string();
+    name.make_ascii_lowercase();
     Some(DnsRecord { zone: zone.to_string(), name, rtype, ttl: record.ttl, data, view: View::Both })
 }
 
