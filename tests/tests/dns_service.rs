@@ -111,6 +111,19 @@ fn a_bad_configuration_is_named_at_start() {
     let out = env.run("lct-dns", &["serve", "--config", file.to_str().unwrap()]);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("line 3") && out.stderr.contains("bogus"), "{}", out.stderr);
+    // A field of a table array is named with the file too.
+    let key = env.state.path().join("xfr.key");
+    env.run("lct-dns", &["keygen", "xfr", "--out", key.to_str().unwrap()]).ok();
+    let none = env.state.path().join("none.jsonl");
+    std::fs::write(&none, "").unwrap();
+    let config = format!(
+        "records = \"{}\"\nlisten = [\"127.0.0.1:53\"]\n[[secondary]]\nkey = \"xfr.key\"\nview = \"internal\"\nallow = [\"10.0.0.0/99\"]\n",
+        none.display()
+    );
+    std::fs::write(&file, config).unwrap();
+    let out = env.run("lct-dns", &["serve", "--config", file.to_str().unwrap()]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("dns.toml: secondary[0].allow: \"10.0.0.0/99\""), "{}", out.stderr);
 }
 
 #[test]

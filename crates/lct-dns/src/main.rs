@@ -408,6 +408,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         primaries: Vec::new(),
                         updates: Vec::new(),
                         base: None,
+                        source: None,
                     };
                     config.prefixes().map_err(UsageError)?;
                     (config, None)

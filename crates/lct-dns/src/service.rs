@@ -94,6 +94,9 @@ pub struct Config {
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
+    /// The file this was read from, named in errors about its fields.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[[secondary]]` in the configuration.
@@ -219,6 +222,7 @@ impl Config {
         }
         config.prefixes().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         config.base = path.parent().map(Path::to_path_buf);
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 
@@ -254,6 +258,14 @@ impl Config {
         Ok(Key::load(&path)?)
     }
 
+    /// A field of this configuration as errors name it: with the file when there is one.
+    fn field(&self, name: String) -> String {
+        match &self.source {
+            Some(path) => format!("{}: {name}", path.display()),
+            None => name,
+        }
+    }
+
     /// The update keys (`keys` and `[[update]]`), each file read and checked.
     pub fn keys(&self) -> anyhow::Result<Keys> {
         let keys = self
@@ -274,7 +286,7 @@ impl Config {
                 Ok(UpdateScope {
                     key: self.key_file(&u.key)?.name,
                     zones: u.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect(),
-                    allow: prefixes_of(&u.allow, &format!("update[{i}].allow"))?,
+                    allow: prefixes_of(&u.allow, &self.field(format!("update[{i}].allow")))?,
                 })
             })
             .collect()
@@ -286,7 +298,7 @@ impl Config {
         for (i, p) in self.primaries.iter().enumerate() {
             let zone = crate::zone::fqdn(&p.zone.to_ascii_lowercase());
             if out.iter().any(|o| o.zone == zone) {
-                anyhow::bail!("primary[{i}].zone: {zone} is given twice");
+                anyhow::bail!("{}: {zone} is given twice", self.field(format!("primary[{i}].zone")));
             }
             out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)? });
         }
@@ -300,9 +312,13 @@ impl Config {
         for (i, s) in self.secondaries.iter().enumerate() {
             let key = self.key_file(&s.key)?;
             if keys.get(&key.name).is_some() || out.iter().any(|o| o.key.name == key.name) {
-                anyhow::bail!("secondary[{i}].key: key {} is already given another role", key.name);
+                anyhow::bail!(
+                    "{}: key {} is already given another role",
+                    self.field(format!("secondary[{i}].key")),
+                    key.name
+                );
             }
-            let allow = prefixes_of(&s.allow, &format!("secondary[{i}].allow"))?;
+            let allow = prefixes_of(&s.allow, &self.field(format!("secondary[{i}].allow")))?;
             let zones = s.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect();
             out.push(Secondary { key, view: s.view, notify: s.notify.clone(), allow, zones });
         }
@@ -335,7 +351,10 @@ impl Config {
         for zone in self.modes.keys() {
             let zone = crate::zone::fqdn(&zone.to_ascii_lowercase());
             if !seed.iter().any(|r| r.zone == zone) && !secondary_zones.contains(&zone) {
-                anyhow::bail!("zone {zone}: a mode is given for a zone that has no records");
+                anyhow::bail!(
+                    "{}: a mode is given for a zone that has no records",
+                    self.field(format!("modes.\"{zone}\""))
+                );
             }
         }
         let records = newest(seed, held, &secondary_zones);
