@@ -159,7 +159,7 @@ fn wire_bodies(request: &Message, records: &ZoneBytes) -> Vec<Vec<u8>> {
 /// request's MAC and the whole TSIG variables, each later one over the previous MAC, the
 /// message and only the timers. Each body is a message without its TSIG, which is
 /// appended (and counted in the additional section).
-fn sign_chain(request: &Message, signed: &Signed, bodies: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+pub(crate) fn sign_chain(request: &Message, signed: &Signed, bodies: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut messages = Vec::with_capacity(bodies.len());
     let mut previous_mac = signed.mac.clone();
     let time = now();
