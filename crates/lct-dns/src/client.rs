@@ -124,44 +124,48 @@ impl Client {
         Ok(message)
     }
 
-    /// The zone's full data, by a signed AXFR whose every message is verified. Messages
-    /// are read and verified here while another thread turns the previous ones into
-    /// records: a big zone takes the slower of the two, not their sum.
+    /// The zone's full data, by a signed AXFR whose every message is verified.
     pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
+        let mut out = Vec::new();
+        self.transfer_into(zone, |batch| out.extend(batch))?;
+        Ok(out)
+    }
+
+    /// [`Client::transfer`], each message's records handed to `take` as they arrive, on
+    /// another thread: messages are read, verified and turned into records here while
+    /// `take` works on the previous ones (a secondary builds its tables meanwhile), so a big
+    /// zone takes the slower of the two, not their sum.
+    pub fn transfer_into(&self, zone: &str, mut take: impl FnMut(Vec<DnsRecord>) + Send) -> Result<(), ClientError> {
         let (zone, mut request) = self.question(zone, RecordType::AXFR)?;
-        let (mut stream, mut verifier) = self.send_signed(&mut request)?;
+        let (mut stream, mut chain) = self.send_signed(&mut request)?;
         std::thread::scope(|scope| {
-            let (messages, received) = std::sync::mpsc::sync_channel::<Message>(64);
-            let zone_name = zone.as_str();
-            let records = scope.spawn(move || {
-                let mut out: Vec<DnsRecord> = Vec::new();
-                let mut soas = 0;
-                for message in received {
-                    for r in &message.answers {
-                        if r.record_type() == RecordType::SOA {
-                            soas += 1;
-                            if soas == 2 {
-                                return out;
-                            }
-                        }
-                        out.extend(from_wire(zone_name, r));
-                    }
+            let (batches, received) = std::sync::mpsc::sync_channel::<Vec<DnsRecord>>(64);
+            scope.spawn(move || {
+                for batch in received {
+                    take(batch);
                 }
-                out
             });
             let mut soas = 0;
             while soas < 2 {
-                let message = self.receive_verified(&mut stream, &mut verifier, &zone, "transfer")?;
+                let message = self.receive_verified(&mut stream, &mut chain, &zone, "transfer")?;
                 if message.answers.is_empty() {
                     return Err(self.protocol(format!("transfer of {zone}: an empty message")));
                 }
-                soas += message.answers.iter().filter(|r| r.record_type() == RecordType::SOA).count();
-                if messages.send(message).is_err() {
+                let mut batch = Vec::with_capacity(message.answers.len());
+                for r in &message.answers {
+                    if r.record_type() == RecordType::SOA {
+                        soas += 1;
+                        if soas == 2 {
+                            break; // the closing SOA
+                        }
+                    }
+                    batch.extend(from_wire(&zone, r));
+                }
+                if batches.send(batch).is_err() {
                     break;
                 }
             }
-            drop(messages);
-            Ok(records.join().expect("reading records does not panic"))
+            Ok(())
         })
     }
 

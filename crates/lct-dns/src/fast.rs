@@ -186,150 +186,13 @@ impl Answers {
     /// here by default; see [`crate::server::Views`] for the modes.)
     pub fn new(
         records: &[DnsRecord],
-        modes: &dyn Fn(&str) -> crate::server::ZoneMode,
+        modes: &(dyn Fn(&str) -> crate::server::ZoneMode + Sync),
     ) -> Result<Answers, crate::server::ServeError> {
-        use crate::server::ZoneMode;
-        let mut answers = Answers::default();
-        answers.names.reserve(records.len() / 2);
-        let (mut name, mut rdata, mut probe) =
-            (Vec::with_capacity(256), Vec::with_capacity(64), Vec::with_capacity(260));
-        // The zone's apex and mode, worked out once for each run of records of one zone.
-        let mut zone: Option<(&str, Vec<u8>, ZoneMode)> = None;
+        let mut builder = Builder::new(modes, records.len());
         for r in records {
-            // A record that cannot be served is refused with its zone and name (nothing is
-            // swapped in: the previous zones serve on).
-            let bad = |message: &str| crate::server::ServeError::Zone {
-                zone: r.zone.clone(),
-                view: r.view,
-                message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
-            };
-            if zone.as_ref().is_none_or(|(z, ..)| *z != r.zone) {
-                let apex = wire_name(&r.zone).ok_or_else(|| bad("not a valid name"))?;
-                zone = Some((r.zone.as_str(), apex, modes(&r.zone)));
-            }
-            let (_, apex, mode) = zone.as_ref().expect("just set");
-            name.clear();
-            if !wire_name_into(&r.name, &mut name) {
-                return Err(bad("not a valid name"));
-            }
-            rdata_bytes(r, &mut rdata).ok_or_else(|| bad("data that cannot be read"))?;
-            let rtype = u16::from(r.rtype);
-            for internal in [true, false] {
-                let view = match (mode, internal) {
-                    (ZoneMode::Split, true) | (ZoneMode::Private, true) => View::Internal,
-                    (ZoneMode::Split, false) | (ZoneMode::Public, _) => View::External,
-                    (ZoneMode::Private, false) => continue,
-                };
-                if !r.view.includes(view) {
-                    continue;
-                }
-                if r.rtype == RecordType::SOA && name == *apex {
-                    // Negative answers last as long as the SOA's minimum allows (RFC 2308).
-                    let minimum = rdata
-                        .get(rdata.len().saturating_sub(4)..)
-                        .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
-                    let mut soa = Vec::with_capacity(rdata.len() + 10);
-                    rr_tail(rtype, r.ttl.min(minimum), &rdata, &mut soa);
-                    answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
-                }
-                // (Keys are built in a reused buffer and copied only when new: a big zone
-                // has few names per record.)
-                probe.clear();
-                probe.push(internal as u8);
-                probe.extend_from_slice(&name);
-                if !answers.names.contains_key(probe.as_slice()) {
-                    // The name and every name between it and the apex exist (empty
-                    // non-terminals answer NODATA, not NXDOMAIN).
-                    let mut at = 0;
-                    while name.len() - at >= apex.len() {
-                        let mut ancestor = Vec::with_capacity(name.len() + 1 - at);
-                        ancestor.push(internal as u8);
-                        ancestor.extend_from_slice(&name[at..]);
-                        if answers.names.contains_key(ancestor.as_slice()) {
-                            break; // so are its ancestors
-                        }
-                        answers.names.insert(ancestor, Vec::new());
-                        if name[at..] == apex[..] || name[at] == 0 {
-                            break;
-                        }
-                        at += 1 + name[at] as usize;
-                    }
-                }
-                // The record joins its set (in the order given), owner a pointer to the
-                // question.
-                let Some(sets) = answers.names.get_mut(probe.as_slice()) else { continue };
-                let set = match sets.iter().position(|s| s.rtype == rtype) {
-                    Some(i) => &mut sets[i],
-                    None => {
-                        sets.push(RrSet { rtype, ..Default::default() });
-                        sets.last_mut().expect("just pushed")
-                    }
-                };
-                set.bytes.extend_from_slice(&[0xc0, 0x0c]);
-                rr_tail(rtype, r.ttl, &rdata, &mut set.bytes);
-                set.count = set.count.saturating_add(1);
-                set.targets.extend(target_of(r));
-            }
+            builder.add(r)?;
         }
-        // Names of zones without an SOA in a view are not served there.
-        let mut suffix = Vec::with_capacity(256);
-        answers.names.retain(|key, _| {
-            let mut at = 1;
-            loop {
-                suffix.clear();
-                suffix.push(key[0]);
-                suffix.extend_from_slice(&key[at..]);
-                if answers.zones.contains_key(suffix.as_slice()) {
-                    return true;
-                }
-                if key[at] == 0 {
-                    return false;
-                }
-                at += 1 + key[at] as usize;
-            }
-        });
-        // Addresses of NS and SRV targets we hold, in the same view.
-        let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
-        for (key, sets) in &answers.names {
-            for (i, set) in sets.iter().enumerate() {
-                if set.targets.is_empty() {
-                    continue;
-                }
-                let (mut count, mut bytes) = (0u16, Vec::new());
-                // Only addresses from the owner's zone (what resolvers accept as glue).
-                let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
-                let apex = &key[1 + offset..];
-                for target in set.targets.iter().filter(|t| is_within(t, apex)) {
-                    let Some(target_sets) = answers.names.get(&keyed(key[0] == 1, target)) else { continue };
-                    for t in target_sets.iter().filter(|t| t.rtype == 1 || t.rtype == 28) {
-                        // Each record of the set, its owner written out instead of the pointer.
-                        let mut at = 0;
-                        while at < t.bytes.len() {
-                            let rdlen = u16::from_be_bytes([t.bytes[at + 10], t.bytes[at + 11]]) as usize;
-                            bytes.extend_from_slice(target);
-                            bytes.extend_from_slice(&t.bytes[at + 2..at + 12 + rdlen]);
-                            at += 12 + rdlen;
-                            count += 1;
-                        }
-                    }
-                }
-                if count > 0 {
-                    extras.push((key.clone(), i, count, bytes));
-                }
-            }
-        }
-        for (key, i, count, bytes) in extras {
-            if let Some(set) = answers.names.get_mut(&key).and_then(|s| s.get_mut(i)) {
-                set.extra_count = count;
-                set.extra = bytes;
-            }
-        }
-        for sets in answers.names.values_mut() {
-            for set in sets.iter_mut() {
-                set.targets = Vec::new();
-            }
-        }
-        Ok(answers)
+        Ok(builder.finish())
     }
 
     /// Marks secondary zones whose copy expired: their names get SERVFAIL (RFC 1034: a
@@ -558,6 +421,179 @@ impl Answers {
             }
             at += 1 + key[at] as usize;
         }
+    }
+}
+
+/// Builds [`Answers`] a record at a time (a secondary feeds it while a transfer arrives).
+pub struct Builder<'m> {
+    answers: Answers,
+    modes: &'m (dyn Fn(&str) -> crate::server::ZoneMode + Sync),
+    /// The zone's apex and mode, worked out once for each run of records of one zone.
+    zone: Option<(String, Vec<u8>, crate::server::ZoneMode)>,
+    // Buffers reused for every record.
+    name: Vec<u8>,
+    rdata: Vec<u8>,
+    probe: Vec<u8>,
+}
+
+impl<'m> Builder<'m> {
+    /// For about `records` records.
+    pub fn new(modes: &'m (dyn Fn(&str) -> crate::server::ZoneMode + Sync), records: usize) -> Builder<'m> {
+        let mut answers = Answers::default();
+        answers.names.reserve(records / 2);
+        Builder {
+            answers,
+            modes,
+            zone: None,
+            name: Vec::with_capacity(256),
+            rdata: Vec::with_capacity(64),
+            probe: Vec::with_capacity(260),
+        }
+    }
+
+    /// One more record; an error names a record that cannot be served.
+    pub fn add(&mut self, r: &DnsRecord) -> Result<(), crate::server::ServeError> {
+        use crate::server::ZoneMode;
+        // A record that cannot be served is refused with its zone and name (nothing is
+        // swapped in: the previous zones serve on).
+        let bad = |message: &str| crate::server::ServeError::Zone {
+            zone: r.zone.clone(),
+            view: r.view,
+            message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
+        };
+        if self.zone.as_ref().is_none_or(|(z, ..)| *z != r.zone) {
+            let apex = wire_name(&r.zone).ok_or_else(|| bad("not a valid name"))?;
+            self.zone = Some((r.zone.clone(), apex, (self.modes)(&r.zone)));
+        }
+        let Builder { answers, name, rdata, probe, zone, .. } = self;
+        let (_, apex, mode) = zone.as_ref().expect("just set");
+        name.clear();
+        if !wire_name_into(&r.name, name) {
+            return Err(bad("not a valid name"));
+        }
+        rdata_bytes(r, rdata).ok_or_else(|| bad("data that cannot be read"))?;
+        let rtype = u16::from(r.rtype);
+        for internal in [true, false] {
+            let view = match (mode, internal) {
+                (ZoneMode::Split, true) | (ZoneMode::Private, true) => View::Internal,
+                (ZoneMode::Split, false) | (ZoneMode::Public, _) => View::External,
+                (ZoneMode::Private, false) => continue,
+            };
+            if !r.view.includes(view) {
+                continue;
+            }
+            if r.rtype == RecordType::SOA && *name == *apex {
+                // Negative answers last as long as the SOA's minimum allows (RFC 2308).
+                let minimum = rdata
+                    .get(rdata.len().saturating_sub(4)..)
+                    .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
+                let mut soa = Vec::with_capacity(rdata.len() + 10);
+                rr_tail(rtype, r.ttl.min(minimum), rdata, &mut soa);
+                answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
+            }
+            // (Keys are built in a reused buffer and copied only when new: a big zone
+            // has few names per record.)
+            probe.clear();
+            probe.push(internal as u8);
+            probe.extend_from_slice(name);
+            if !answers.names.contains_key(probe.as_slice()) {
+                // The name and every name between it and the apex exist (empty
+                // non-terminals answer NODATA, not NXDOMAIN).
+                let mut at = 0;
+                while name.len() - at >= apex.len() {
+                    let mut ancestor = Vec::with_capacity(name.len() + 1 - at);
+                    ancestor.push(internal as u8);
+                    ancestor.extend_from_slice(&name[at..]);
+                    if answers.names.contains_key(ancestor.as_slice()) {
+                        break; // so are its ancestors
+                    }
+                    answers.names.insert(ancestor, Vec::new());
+                    if name[at..] == apex[..] || name[at] == 0 {
+                        break;
+                    }
+                    at += 1 + name[at] as usize;
+                }
+            }
+            // The record joins its set (in the order given), owner a pointer to the
+            // question.
+            let Some(sets) = answers.names.get_mut(probe.as_slice()) else { continue };
+            let set = match sets.iter().position(|s| s.rtype == rtype) {
+                Some(i) => &mut sets[i],
+                None => {
+                    sets.push(RrSet { rtype, ..Default::default() });
+                    sets.last_mut().expect("just pushed")
+                }
+            };
+            set.bytes.extend_from_slice(&[0xc0, 0x0c]);
+            rr_tail(rtype, r.ttl, rdata, &mut set.bytes);
+            set.count = set.count.saturating_add(1);
+            set.targets.extend(target_of(r));
+        }
+        Ok(())
+    }
+
+    /// The tables, once every record is in.
+    pub fn finish(self) -> Answers {
+        let mut answers = self.answers;
+        // Names of zones without an SOA in a view are not served there.
+        let mut suffix = Vec::with_capacity(256);
+        answers.names.retain(|key, _| {
+            let mut at = 1;
+            loop {
+                suffix.clear();
+                suffix.push(key[0]);
+                suffix.extend_from_slice(&key[at..]);
+                if answers.zones.contains_key(suffix.as_slice()) {
+                    return true;
+                }
+                if key[at] == 0 {
+                    return false;
+                }
+                at += 1 + key[at] as usize;
+            }
+        });
+        // Addresses of NS and SRV targets we hold, in the same view.
+        let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
+        for (key, sets) in &answers.names {
+            for (i, set) in sets.iter().enumerate() {
+                if set.targets.is_empty() {
+                    continue;
+                }
+                let (mut count, mut bytes) = (0u16, Vec::new());
+                // Only addresses from the owner's zone (what resolvers accept as glue).
+                let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
+                let apex = &key[1 + offset..];
+                for target in set.targets.iter().filter(|t| is_within(t, apex)) {
+                    let Some(target_sets) = answers.names.get(&keyed(key[0] == 1, target)) else { continue };
+                    for t in target_sets.iter().filter(|t| t.rtype == 1 || t.rtype == 28) {
+                        // Each record of the set, its owner written out instead of the pointer.
+                        let mut at = 0;
+                        while at < t.bytes.len() {
+                            let rdlen = u16::from_be_bytes([t.bytes[at + 10], t.bytes[at + 11]]) as usize;
+                            bytes.extend_from_slice(target);
+                            bytes.extend_from_slice(&t.bytes[at + 2..at + 12 + rdlen]);
+                            at += 12 + rdlen;
+                            count += 1;
+                        }
+                    }
+                }
+                if count > 0 {
+                    extras.push((key.clone(), i, count, bytes));
+                }
+            }
+        }
+        for (key, i, count, bytes) in extras {
+            if let Some(set) = answers.names.get_mut(&key).and_then(|s| s.get_mut(i)) {
+                set.extra_count = count;
+                set.extra = bytes;
+            }
+        }
+        for sets in answers.names.values_mut() {
+            for set in sets.iter_mut() {
+                set.targets = Vec::new();
+            }
+        }
+        answers
     }
 }
 

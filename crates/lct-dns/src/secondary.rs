@@ -105,41 +105,111 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
     let client = Client { server: primary.address, key: primary.key.clone(), timeout: Duration::from_secs(10) };
     let zone = primary.zone.clone();
     let served = live.current();
+    let generation = live.generation();
     let started = std::time::Instant::now();
-    type Fetched = (Vec<DnsRecord>, String, Option<Vec<Change>>);
     let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Fetched>> {
         let theirs = client.soa(&zone)?;
         let their_serial = crate::wire::soa_serial(&theirs.data).unwrap_or_default();
-        let Some(ours) = ours else { return Ok(Some((client.transfer(&zone)?, "AXFR".into(), None))) };
+        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served)?)) };
         let our_serial = crate::wire::soa_serial(&ours.data).unwrap_or_default();
         if (their_serial.wrapping_sub(our_serial) as i32) <= 0 {
             return Ok(None); // ours is current (or newer: a primary restored from backup waits)
         }
         match client.ixfr(&zone, &ours) {
             Ok(Ixfr::UpToDate) => Ok(None),
-            Ok(Ixfr::Full(records)) => Ok(Some((records, "IXFR (the whole zone)".into(), None))),
+            Ok(Ixfr::Full(records)) => Ok(Some(Fetched::Zone(records, "IXFR (the whole zone)".into(), None))),
             Ok(Ixfr::Incremental(soa, changes)) => {
                 let how = format!("IXFR ({} changes)", changes.len());
                 // (The zone is copied only now: most refreshes find it current.)
                 let current = served.records.iter().filter(|r| r.zone == zone).cloned().collect();
                 let records = apply(current, soa, &changes);
-                Ok(Some((records, how, Some(changes))))
+                Ok(Some(Fetched::Zone(records, how, Some(changes))))
             }
             Err(e) => {
                 tracing::info!("zone {zone}: IXFR failed ({e}); full transfer");
-                Ok(Some((client.transfer(&zone)?, "AXFR".into(), None)))
+                Ok(Some(full_transfer(&client, &zone, &served)?))
             }
         }
     })
     .await??;
-    let Some((records, how, steps)) = fetched else { return Ok(None) };
-    tracing::debug!("zone {}: {how} of {} records in {:?}", primary.zone, records.len(), started.elapsed());
-    let serial = serial_of(&records, &primary.zone).unwrap_or_default();
-    let started = std::time::Instant::now();
-    let known = steps.map(|steps| Known { zone: primary.zone.clone(), steps });
-    rebuild(live, &primary.zone, Some(records), known).await;
-    tracing::debug!("zone {}: served in {:?}", primary.zone, started.elapsed());
+    let zone = &primary.zone;
+    let (serial, how) = match fetched {
+        None => return Ok(None),
+        Some(Fetched::Zone(records, how, steps)) => {
+            tracing::debug!("zone {zone}: {how} of {} records in {:?}", records.len(), started.elapsed());
+            let serial = serial_of(&records, zone).unwrap_or_default();
+            let known = steps.map(|steps| Known { zone: zone.clone(), steps });
+            rebuild(live, zone, Some(records), known).await;
+            (serial, how)
+        }
+        Some(Fetched::Built(served)) => {
+            let serial = serial_of(&served.records, zone).unwrap_or_default();
+            let turn = live.update_lock().await;
+            if live.generation() == generation {
+                install(live, served, None);
+            } else {
+                // Another zone changed while this one arrived: built again on top of it.
+                drop(turn);
+                let records = served.records.iter().filter(|r| r.zone == *zone).cloned().collect();
+                rebuild(live, zone, Some(records), None).await;
+            }
+            (serial, "AXFR".to_string())
+        }
+    };
+    tracing::debug!("zone {zone}: served {:?} after the refresh began", started.elapsed());
     Ok(Some(format!("serial {serial} by {how}")))
+}
+
+/// What a refresh brought: the zone's records (an IXFR), or, from a full transfer, what is
+/// served with it, built while it arrived.
+enum Fetched {
+    Zone(Vec<DnsRecord>, String, Option<Vec<Change>>),
+    Built(Served),
+}
+
+/// An AXFR of `zone`, the answer tables built while it arrives: the other zones' records
+/// first, then each message's records as the client hands them over.
+fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result<Fetched> {
+    let settings = Arc::clone(&served.settings);
+    let modes = |z: &str| crate::server::mode_of(&settings.modes, z);
+    let mut records: Vec<DnsRecord> = served.records.iter().filter(|r| r.zone != zone).cloned().collect();
+    let mut builder = crate::fast::Builder::new(&modes, records.len().max(1024));
+    let mut refused = None;
+    for r in &records {
+        builder.add(r)?;
+    }
+    // Batches are joined at the end: one copy of the records, not one per doubling.
+    let mut batches: Vec<Vec<DnsRecord>> = Vec::new();
+    client.transfer_into(zone, |batch| {
+        for r in &batch {
+            if refused.is_none()
+                && let Err(e) = builder.add(r)
+            {
+                refused = Some(e);
+            }
+        }
+        batches.push(batch);
+    })?;
+    records.reserve(batches.iter().map(Vec::len).sum());
+    records.extend(batches.into_iter().flatten());
+    if let Some(e) = refused {
+        anyhow::bail!("zone {zone}: the copy is refused, the previous one serves on: {e}");
+    }
+    let mut answers = builder.finish();
+    answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
+    Ok(Fetched::Built(Served { records, answers, settings }))
+}
+
+/// Serves `served` (the caller holds the update lock), then keeps it in the state
+/// directory: a copy lost to a crash is transferred again.
+fn install(live: &Live, served: Served, known: Option<Known>) {
+    live.swap_known(served, known);
+    let current = live.current();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = current.persist() {
+            tracing::error!("keeping the zones: {e:#}");
+        }
+    });
 }
 
 /// The zone after an incremental transfer's changes, in order.
@@ -172,16 +242,7 @@ async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>, known
     let settings = Arc::clone(&served.settings);
     let built = tokio::task::spawn_blocking(move || Served::build(all, settings)).await;
     match built {
-        Ok(Ok(served)) => {
-            live.swap_known(served, known);
-            // Kept after it serves: a copy lost to a crash is transferred again.
-            let current = live.current();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = current.persist() {
-                    tracing::error!("keeping the zones: {e:#}");
-                }
-            });
-        }
+        Ok(Ok(served)) => install(live, served, known),
         Ok(Err(e)) => tracing::error!("zone {zone}: the copy is refused, the previous one serves on: {e:#}"),
         Err(e) => tracing::error!("zone {zone}: {e}"),
     }

@@ -24,6 +24,7 @@ use crate::zone::{DnsRecord, RecordType, View};
 /// The answer to an AXFR or IXFR: SOA, records, SOA (or the IXFR forms), in messages of at
 /// most 250 records, each signed, chained as RFC 8945 section 5.3.1 says.
 pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live) -> Vec<Vec<u8>> {
+    let started = std::time::Instant::now();
     let served = live.current();
     let zone = match zone_of_request(request, &served.records) {
         Ok(zone) => zone,
@@ -72,7 +73,9 @@ pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live)
             return vec![reply(request, ResponseCode::ServFail, Some(signed))];
         };
         tracing::info!("zone {zone}: {kind} of {} records (serial {current}, {shown} view)", records.len() + 1);
-        return sign_chain(request, signed, wire_bodies(request, &records));
+        let messages = sign_chain(request, signed, wire_bodies(request, &records));
+        tracing::debug!("zone {zone}: {} messages ready in {:?}", messages.len(), started.elapsed());
+        return messages;
     }
     let mut all = vec![soa_wire.clone()];
     match changes {
