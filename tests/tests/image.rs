@@ -161,3 +161,125 @@ impl Drop for LoopGuard {
         }
     }
 }
+
+/// The bytes of every stored extent in a repository.
+fn stored_bytes(repo: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for dir in std::fs::read_dir(repo.join("extents")).unwrap() {
+        for f in std::fs::read_dir(dir.unwrap().path()).unwrap() {
+            total += f.unwrap().metadata().unwrap().len();
+        }
+    }
+    total
+}
+
+#[test]
+fn a_repository_stores_shared_extents_once_and_restores_what_it_holds() {
+    let env = Env::new();
+    let dir = env.state.path();
+    let (raw, image, repo) = (dir.join("disk.raw"), dir.join("disk.lcti"), dir.join("repo"));
+    let bytes = disk(&raw);
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    env.run("lct-image", &["create", &s(&raw), &s(&image)]).ok();
+    env.run("lct-image", &["repo", "init", &s(&repo)]).ok();
+    let first = env.run("lct-image", &["repo", "add", &s(&repo), &s(&image), "--name", "base", "-o", "jsonl"]).ok();
+    assert_eq!(first.json_lines()[0]["new_extents"], 5, "{}", first.stdout);
+    let after_first = stored_bytes(&repo);
+
+    // A second disk that differs in one extent, added straight from the disk file: only
+    // that extent is stored.
+    let mut changed = bytes.clone();
+    changed[5 << 20..(5 << 20) + 4096].copy_from_slice(&[0x77u8; 4096]);
+    let raw2 = dir.join("disk2.raw");
+    std::fs::write(&raw2, &changed).unwrap();
+    let second = env.run("lct-image", &["repo", "add", &s(&repo), &s(&raw2), "--name", "web-1", "-o", "jsonl"]).ok();
+    let added = &second.json_lines()[0];
+    assert_eq!((added["data_extents"].as_u64(), added["new_extents"].as_u64()), (Some(5), Some(1)), "{added}");
+    let grown = stored_bytes(&repo) - after_first;
+    assert_eq!(grown, added["new_bytes"].as_u64().unwrap(), "the store grew by the new extent only");
+    assert!(grown < after_first, "one changed extent of five: {grown} bytes against {after_first}");
+    assert!(std::fs::read_dir(repo.join("tmp")).unwrap().next().is_none(), "nothing left in tmp/");
+
+    // A name is taken once; list shows both.
+    let again = env.run("lct-image", &["repo", "add", &s(&repo), &s(&image), "--name", "base"]);
+    assert_eq!(again.status, 1);
+    assert!(again.stderr.contains("there is already an image base"), "{}", again.stderr);
+    let list = env.run("lct-image", &["repo", "list", &s(&repo), "-o", "jsonl"]).ok().json_lines();
+    let names: Vec<&str> = list.iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["base", "web-1"]);
+
+    // REPO::NAME restores (onto a dirty target) and verifies like an image file; an export
+    // is a standalone image that plain zstd reads.
+    let target = dir.join("target.raw");
+    std::fs::write(&target, vec![0xa5u8; bytes.len()]).unwrap();
+    let spec = format!("{}::web-1", s(&repo));
+    env.run("lct-image", &["restore", &spec, &s(&target)]).ok();
+    assert!(std::fs::read(&target).unwrap() == changed, "the restored disk differs");
+    env.run("lct-image", &["verify", &spec, &s(&target)]).ok();
+    let exported = dir.join("web-1.lcti");
+    env.run("lct-image", &["repo", "export", &s(&repo), "web-1", &s(&exported)]).ok();
+    let out = Command::new("zstd").args(["-dc", "-q", &s(&exported)]).output().unwrap();
+    assert!(out.stdout == changed, "zstd -d of the export is not the disk");
+
+    // rm, then prune: base's extents stay while web-1 uses them; the one only base had goes.
+    env.run("lct-image", &["repo", "rm", &s(&repo), "base"]).ok();
+    let pruned = env.run("lct-image", &["repo", "prune", &s(&repo), "-o", "jsonl"]).ok().json_lines();
+    assert_eq!((pruned[0]["removed_extents"].as_u64(), pruned[0]["kept_extents"].as_u64()), (Some(1), Some(5)));
+    env.run("lct-image", &["repo", "verify", &s(&repo)]).ok();
+
+    // A damaged stored extent is named.
+    let extent = std::fs::read_dir(repo.join("extents"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|f| f.unwrap().path())
+        .next()
+        .unwrap();
+    let mut frame = std::fs::read(&extent).unwrap();
+    let at = frame.len() / 2;
+    frame[at] ^= 0x01;
+    std::fs::write(&extent, &frame).unwrap();
+    let out = env.run("lct-image", &["repo", "verify", &s(&repo)]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("::web-1: extent") && out.stderr.contains("is damaged"), "{}", out.stderr);
+}
+
+#[test]
+fn two_writers_add_to_one_repository_at_once() {
+    let env = Env::new();
+    let dir = env.state.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let repo = dir.join("repo");
+    env.run("lct-image", &["repo", "init", &s(&repo)]).ok();
+    // Two disks sharing most extents, added at the same time, several times over.
+    let raw = dir.join("a.raw");
+    let bytes = disk(&raw);
+    let mut other = bytes.clone();
+    other[..4096].copy_from_slice(&[1u8; 4096]);
+    std::fs::write(dir.join("b.raw"), &other).unwrap();
+    for round in 0..3 {
+        let children: Vec<_> = ["a", "b"]
+            .iter()
+            .map(|d| {
+                env.command(
+                    "lct-image",
+                    &["repo", "add", &s(&repo), &s(&dir.join(format!("{d}.raw"))), "--name", &format!("{d}-{round}")],
+                )
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+            })
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+    }
+    env.run("lct-image", &["repo", "verify", &s(&repo)]).ok();
+    let list = env.run("lct-image", &["repo", "list", &s(&repo), "-o", "jsonl"]).ok().json_lines();
+    assert_eq!(list.len(), 6);
+    // Six images, six distinct data extents (five shared, one of b's own).
+    let count: usize = std::fs::read_dir(repo.join("extents"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(count, 6);
+}

@@ -247,6 +247,58 @@ impl Index {
     }
 }
 
+impl Index {
+    /// An index from a trailer alone (what a repository keeps of an image: the trailer its
+    /// export would end with), checked as [`Index::read`] checks a whole image.
+    pub fn from_trailer(trailer: &[u8]) -> Result<Index, FormatError> {
+        let truncated = |why: &str| FormatError::Truncated(why.to_string());
+        let n = trailer.len();
+        if n < 17 || u32::from_le_bytes(trailer[n - 4..].try_into().expect("4")) != SEEKABLE_MAGIC {
+            return Err(truncated("no seek table at its end"));
+        }
+        let frames = u32::from_le_bytes(trailer[n - 9..n - 5].try_into().expect("4")) as usize;
+        let table_len = 8 + frames * 8 + 9;
+        if frames == 0 || table_len > n {
+            return Err(truncated("the seek table is longer than the trailer"));
+        }
+        let table = &trailer[n - table_len..];
+        // The extents' frames come before the trailer in an image: their sizes from the table.
+        let data: u64 = (0..frames - 1)
+            .map(|i| u64::from(u32::from_le_bytes(table[8 + i * 8..12 + i * 8].try_into().expect("4"))))
+            .sum();
+        Index::read(&mut Padded { before: data, trailer, at: 0 })
+    }
+}
+
+/// A trailer read as if the frames it describes came before it (they are never read).
+struct Padded<'a> {
+    before: u64,
+    trailer: &'a [u8],
+    at: u64,
+}
+
+impl Read for Padded<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = self.at.checked_sub(self.before).ok_or_else(|| std::io::Error::other("reads a frame"))? as usize;
+        let n = buf.len().min(self.trailer.len().saturating_sub(start));
+        buf[..n].copy_from_slice(&self.trailer[start..start + n]);
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for Padded<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let total = self.before + self.trailer.len() as u64;
+        self.at = match pos {
+            SeekFrom::Start(at) => at,
+            SeekFrom::End(back) => total.checked_add_signed(back).ok_or_else(|| std::io::Error::other("before 0"))?,
+            SeekFrom::Current(d) => self.at.checked_add_signed(d).ok_or_else(|| std::io::Error::other("before 0"))?,
+        };
+        Ok(self.at)
+    }
+}
+
 pub fn hex(hash: &[u8]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }

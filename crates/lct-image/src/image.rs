@@ -29,7 +29,7 @@ pub enum ImageError {
     Differs { target: String, index: usize, offset: u64, end: u64 },
 }
 
-fn io_at(path: &Path) -> impl Fn(std::io::Error) -> ImageError + '_ {
+pub(crate) fn io_at(path: &Path) -> impl Fn(std::io::Error) -> ImageError + '_ {
     move |error| ImageError::Io { path: path.display().to_string(), error }
 }
 
@@ -41,7 +41,7 @@ pub fn threads() -> usize {
 /// Runs `work` on `threads` threads over what `produce` yields, and hands the results to
 /// `consume` in order; at most `window` items are between `produce` and `consume` at any
 /// time (what bounds memory).
-fn ordered<I: Send, O: Send>(
+pub(crate) fn ordered<I: Send, O: Send>(
     threads: usize,
     window: usize,
     mut produce: impl FnMut(usize) -> Option<Result<I, ImageError>> + Send,
@@ -115,7 +115,7 @@ fn ordered<I: Send, O: Send>(
 }
 
 /// A frame of `len` zeros, made once per length (all extents but the last share one).
-fn zero_frame(len: usize) -> Vec<u8> {
+pub(crate) fn zero_frame(len: usize) -> Vec<u8> {
     static FULL: OnceLock<(Vec<u8>, [u8; 32])> = OnceLock::new();
     if len as u64 == EXTENT_SIZE {
         return FULL.get_or_init(|| zeros_frame_and_hash(len)).0.clone();
@@ -279,16 +279,82 @@ pub fn create(
     Ok(report("image-created", out, None, &index, 0))
 }
 
-fn partial_path(out: &Path) -> PathBuf {
+pub(crate) fn partial_path(out: &Path) -> PathBuf {
     let mut name = out.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
     out.with_file_name(name)
 }
 
-/// Reads an image's index.
+/// Reads an image file's index.
 pub fn index(image: &Path) -> Result<Index, ImageError> {
     let mut file = File::open(image).map_err(io_at(image))?;
     Index::read(&mut file).map_err(|error| ImageError::Format { path: image.display().to_string(), error })
+}
+
+/// `REPO::NAME` (image NAME in the repository at REPO, as borg names archives), unless a
+/// file of that name exists.
+pub fn repo_ref(spec: &Path) -> Option<(PathBuf, String)> {
+    let text = spec.to_str()?;
+    let (dir, name) = text.rsplit_once("::")?;
+    (!spec.exists() && !name.is_empty()).then(|| (PathBuf::from(if dir.is_empty() { "." } else { dir }), name.into()))
+}
+
+/// An image opened for reading: a file, or an image in a repository (`REPO::NAME`, the
+/// repository's shared lock held while it is open).
+pub struct Opened {
+    pub index: Index,
+    /// How it was named.
+    pub name: String,
+    frames: Frames,
+}
+
+enum Frames {
+    File(File, PathBuf),
+    Repo(crate::repo::Repo, #[allow(dead_code)] File),
+}
+
+impl Opened {
+    pub fn open(spec: &Path) -> Result<Opened, ImageError> {
+        let name = spec.display().to_string();
+        if let Some((dir, image)) = repo_ref(spec) {
+            let repo = crate::repo::Repo::open(&dir)?;
+            let lock = repo.lock(false)?;
+            let index = repo.index(&image)?;
+            return Ok(Opened { index, name, frames: Frames::Repo(repo, lock) });
+        }
+        let index = index(spec)?;
+        let file = File::open(spec).map_err(io_at(spec))?;
+        Ok(Opened { index, name, frames: Frames::File(file, spec.to_path_buf()) })
+    }
+
+    /// Extent `e`'s frame, as stored.
+    pub fn frame(&self, e: &Extent) -> Result<Vec<u8>, ImageError> {
+        match &self.frames {
+            Frames::File(file, path) => {
+                let mut frame = vec![0u8; e.csize as usize];
+                disk::read_at(file, &mut frame, e.coffset).map_err(io_at(path))?;
+                Ok(frame)
+            }
+            Frames::Repo(repo, _) => repo.frame(e),
+        }
+    }
+}
+
+/// Checks that `frame` decompresses to extent `i`'s bytes; returns them.
+pub(crate) fn check_frame(image: &Path, i: usize, e: &Extent, frame: &[u8]) -> Result<Vec<u8>, ImageError> {
+    let damaged = |why: String| ImageError::Damaged {
+        image: image.display().to_string(),
+        index: i,
+        offset: e.offset,
+        end: e.offset + u64::from(e.len),
+        why,
+    };
+    let data = zstd::bulk::decompress(frame, e.len as usize)
+        .map_err(|err| damaged(format!("its frame does not decompress: {err}")))?;
+    if data.len() != e.len as usize || *blake3::hash(&data).as_bytes() != e.hash {
+        return Err(damaged("its BLAKE3 hash does not match the index".into()));
+    }
+    Ok(data)
 }
 
 /// What `restore` is told.
@@ -317,7 +383,8 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
-    let index = index(image)?;
+    let opened = Opened::open(image)?;
+    let index = &opened.index;
     if !options.force
         && let Some(at) = disk::mounted_rw(target).map_err(io_at(target))?
     {
@@ -343,15 +410,7 @@ pub fn restore(
     } else if out.metadata().map_err(io_at(target))?.len() != size {
         out.set_len(size).map_err(io_at(target))?;
     }
-    let source = File::open(image).map_err(io_at(image))?;
     let skipped = std::sync::atomic::AtomicUsize::new(0);
-    let damaged = |i: usize, e: &Extent, why: String| ImageError::Damaged {
-        image: image.display().to_string(),
-        index: i,
-        offset: e.offset,
-        end: e.offset + u64::from(e.len),
-        why,
-    };
     ordered(
         options.threads,
         options.threads * 2 + 2,
@@ -360,8 +419,7 @@ pub fn restore(
             if e.kind == Kind::Zero {
                 return Some(Ok(Vec::new()));
             }
-            let mut frame = vec![0u8; e.csize as usize];
-            Some(disk::read_at(&source, &mut frame, e.coffset).map(|()| frame).map_err(io_at(image)))
+            Some(opened.frame(e))
         },
         |i, frame| {
             let e = &index.extents[i];
@@ -376,11 +434,7 @@ pub fn restore(
                 Kind::Zero if fresh => Ok(()),
                 Kind::Zero => disk::zero_range(&out, e.offset, u64::from(e.len)).map_err(io_at(target)),
                 Kind::Data => {
-                    let data = zstd::bulk::decompress(&frame, e.len as usize)
-                        .map_err(|err| damaged(i, e, format!("its frame does not decompress: {err}")))?;
-                    if data.len() != e.len as usize || *blake3::hash(&data).as_bytes() != e.hash {
-                        return Err(damaged(i, e, "its BLAKE3 hash does not match the index".into()));
-                    }
+                    let data = check_frame(image, i, e, &frame)?;
                     out.write_all_at(&data, e.offset).map_err(io_at(target))
                 }
             }
@@ -392,7 +446,7 @@ pub fn restore(
         },
     )?;
     out.sync_all().map_err(io_at(target))?;
-    Ok(report("image-restored", image, Some(target), &index, skipped.into_inner()))
+    Ok(report("image-restored", image, Some(target), index, skipped.into_inner()))
 }
 
 /// Checks an image (every frame decompresses to its extent's hash) or, with `target`, that
@@ -403,9 +457,9 @@ pub fn verify(
     threads: usize,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
-    let index = index(image)?;
+    let opened = Opened::open(image)?;
+    let index = &opened.index;
     let size = index.manifest.size;
-    let source = File::open(image).map_err(io_at(image))?;
     let target_file = match target {
         Some(t) => Some(File::open(t).map_err(io_at(t))?),
         None => None,
@@ -415,12 +469,10 @@ pub fn verify(
         threads * 2 + 2,
         |i| {
             let e = index.extents.get(i)?;
-            let (file, at, len, path) = match &target_file {
-                Some(f) => (f, e.offset, e.len as usize, target.expect("with its file")),
-                None => (&source, e.coffset, e.csize as usize, image),
-            };
-            let mut buf = vec![0u8; len];
-            Some(disk::read_at(file, &mut buf, at).map(|()| buf).map_err(|err| match target {
+            let Some(file) = &target_file else { return Some(opened.frame(e)) };
+            let path = target.expect("with its file");
+            let mut buf = vec![0u8; e.len as usize];
+            Some(disk::read_at(file, &mut buf, e.offset).map(|()| buf).map_err(|err| match target {
                 // A short target is a difference, not an I/O failure.
                 Some(t) if err.kind() == std::io::ErrorKind::UnexpectedEof => ImageError::Differs {
                     target: t.display().to_string(),
@@ -445,19 +497,7 @@ pub fn verify(
                 }
                 return Ok(());
             }
-            let damaged = |why: String| ImageError::Damaged {
-                image: image.display().to_string(),
-                index: i,
-                offset: e.offset,
-                end,
-                why,
-            };
-            let data = zstd::bulk::decompress(&buf, e.len as usize)
-                .map_err(|err| damaged(format!("its frame does not decompress: {err}")))?;
-            if data.len() != e.len as usize || *blake3::hash(&data).as_bytes() != e.hash {
-                return Err(damaged("its BLAKE3 hash does not match the index".into()));
-            }
-            Ok(())
+            check_frame(image, i, e, &buf).map(|_| ())
         },
         |i, ()| {
             let e = &index.extents[i];
@@ -465,5 +505,5 @@ pub fn verify(
             Ok(())
         },
     )?;
-    Ok(report("image-verified", image, target, &index, 0))
+    Ok(report("image-verified", image, target, index, 0))
 }

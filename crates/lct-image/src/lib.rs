@@ -5,10 +5,13 @@
 //! * [`disk`]: files and block devices (size, mounts, holes, zeroing a range).
 //! * [`image`]: `create`, `restore`, `verify` on every core with bounded memory.
 //!
-//! The repository, sources by URL and provider integration are the image issue's next steps.
+//! * [`repo`]: a repository of many images, each extent stored once.
+//!
+//! Sources by URL and provider integration are the image issue's next steps.
 
 pub mod disk;
 pub mod format;
 pub mod image;
+pub mod repo;
 
 pub use image::{CreateOptions, ImageError, Report, RestoreOptions, create, index, restore, verify};

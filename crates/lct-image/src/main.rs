@@ -16,6 +16,11 @@ Examples:
   lct-image verify base.lcti /dev/loop4                      # the target holds the image
   lct-image info base.lcti
   zstd -dc base.lcti > disk.raw                              # plain zstd restores the raw disk
+  lct-image repo init /mnt/images                            # a repository (any disk or volume)
+  lct-image repo add /mnt/images base.lcti --name debian-12  # each extent stored once
+  lct-image repo add /mnt/images /dev/loop3 --name web-1     # a disk straight in
+  lct-image restore /mnt/images::debian-12 /dev/loop4        # REPO::NAME wherever an image goes
+  lct-image repo list /mnt/images
 
 An image is the disk in 4 MiB extents, each an independent zstd frame (all-zero extents as
 tiny frames), then an index with a BLAKE3 hash per extent and zstd's seek table: see
@@ -64,8 +69,48 @@ enum Command {
     Verify { image: PathBuf, target: Option<PathBuf> },
     /// An image's manifest and extents
     Info { image: PathBuf },
+    /// A repository of images on any disk or volume, each extent stored once
+    #[command(subcommand)]
+    Repo(RepoCommand),
     #[command(flatten)]
     Meta(MetaCommand),
+}
+
+#[derive(Subcommand)]
+enum RepoCommand {
+    /// Make a repository in a directory (new or empty)
+    Init { repo: PathBuf },
+    /// Add an image file, or image a disk or file straight in
+    Add {
+        repo: PathBuf,
+        /// An lct image, or a block device or disk file to image
+        source: PathBuf,
+        #[arg(long)]
+        name: String,
+        /// The label of an image made from a disk
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Image a block device even while it is mounted read-write
+        #[arg(long)]
+        force: bool,
+    },
+    /// The images, their sizes and what they hold
+    List { repo: PathBuf },
+    /// One image
+    Show { repo: PathBuf, name: String },
+    /// Remove an image (its extents stay until prune)
+    Rm { repo: PathBuf, name: String },
+    /// Delete the extents no image uses
+    Prune {
+        repo: PathBuf,
+        /// Count what would go, delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check every image (or one): each extent there and matching its hash
+    Verify { repo: PathBuf, name: Option<String> },
+    /// Write an image out as a standalone image file
+    Export { repo: PathBuf, name: String, out: PathBuf },
 }
 
 /// A bar on a terminal (cron and pipes see none).
@@ -138,8 +183,9 @@ fn main() -> std::process::ExitCode {
             bar.finish_and_clear();
             emit(&report, cli.global.output())
         }
+        Command::Repo(command) => repo(command, cli.global.output()),
         Command::Info { image } => {
-            let index = lct_image::index(image)?;
+            let index = lct_image::image::Opened::open(image)?.index;
             println!("{}", serde_json::to_string_pretty(&index.manifest)?);
             let data = index.extents.iter().filter(|e| e.kind == lct_image::format::Kind::Data).count();
             println!(
@@ -152,6 +198,129 @@ fn main() -> std::process::ExitCode {
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     })
+}
+
+fn print<T: serde::Serialize>(value: &T, format: OutputFormat, table: impl FnOnce() -> String) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Jsonl => println!("{}", serde_json::to_string(value)?),
+        OutputFormat::Table => println!("{}", table()),
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+fn repo(command: &RepoCommand, format: OutputFormat) -> anyhow::Result<()> {
+    use lct_image::repo::Repo;
+    let progress = |what: &str| {
+        let bar = bar(what);
+        move |done: u64, total: u64| {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    match command {
+        RepoCommand::Init { repo } => {
+            Repo::init(repo)?;
+            eprintln!("{}: an image repository", repo.display());
+            Ok(())
+        }
+        RepoCommand::Add { repo, source, name, label, force } => {
+            let repo = Repo::open(repo)?;
+            let threads = lct_image::image::threads();
+            // An image file is added as it is; anything else is imaged first, into the
+            // repository's own tmp/ (same file system, removed after).
+            let added = if lct_image::index(source).is_ok() {
+                repo.add(name, source, threads, &progress("adding"))?
+            } else {
+                let tmp =
+                    tempfile::Builder::new().prefix("create.").suffix(".lcti").tempfile_in(repo.path().join("tmp"))?;
+                let options = CreateOptions { label: label.clone(), force: *force, ..Default::default() };
+                lct_image::create(source, tmp.path(), &options, &progress("imaging"))?;
+                repo.add(name, tmp.path(), threads, &progress("adding"))?
+            };
+            print(&added, format, || {
+                format!(
+                    "{}::{}: {} data extents, {} new ({})",
+                    added.repo,
+                    added.name,
+                    added.data_extents,
+                    added.new_extents,
+                    mib(added.new_bytes)
+                )
+            })
+        }
+        RepoCommand::List { repo } => {
+            let entries = Repo::open(repo)?.list()?;
+            match format {
+                OutputFormat::Jsonl => {
+                    for e in &entries {
+                        println!("{}", serde_json::to_string(e)?);
+                    }
+                }
+                OutputFormat::Table => {
+                    println!(
+                        "{:<24} {:>12} {:>12} {:>8}  {:<16} LABEL",
+                        "NAME", "SIZE", "STORED", "EXTENTS", "CREATED"
+                    );
+                    for e in &entries {
+                        println!(
+                            "{:<24} {:>12} {:>12} {:>8}  {:<16} {}",
+                            e.name,
+                            mib(e.size),
+                            mib(e.image_bytes),
+                            e.data_extents,
+                            e.created,
+                            e.label
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        RepoCommand::Show { repo, name } => {
+            let entry = Repo::open(repo)?.show(name)?;
+            print(&entry, format, || serde_json::to_string_pretty(&entry).unwrap_or_default())
+        }
+        RepoCommand::Rm { repo, name } => {
+            Repo::open(repo)?.remove(name)?;
+            eprintln!("{}::{name}: removed (lct-image repo prune frees its extents)", repo.display());
+            Ok(())
+        }
+        RepoCommand::Prune { repo, dry_run } => {
+            let pruned = Repo::open(repo)?.prune(*dry_run)?;
+            print(&pruned, format, || {
+                format!(
+                    "{}: {} {} extents ({}), kept {}",
+                    pruned.repo,
+                    if *dry_run { "would remove" } else { "removed" },
+                    pruned.removed_extents,
+                    mib(pruned.removed_bytes),
+                    pruned.kept_extents
+                )
+            })
+        }
+        RepoCommand::Verify { repo, name } => {
+            let r = Repo::open(repo)?;
+            let names = match name {
+                Some(n) => vec![n.clone()],
+                None => r.list()?.into_iter().map(|e| e.name).collect(),
+            };
+            for n in names {
+                let spec = PathBuf::from(format!("{}::{n}", repo.display()));
+                let report = lct_image::verify(&spec, None, lct_image::image::threads(), &progress("verifying"))?;
+                emit(&report, format)?;
+            }
+            Ok(())
+        }
+        RepoCommand::Export { repo, name, out } => {
+            Repo::open(repo)?.export(name, out, &progress("exporting"))?;
+            eprintln!("{}::{name}: written to {}", repo.display(), out.display());
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]
