@@ -301,3 +301,92 @@ pub fn uninterrupted<T>(mut call: impl FnMut() -> std::io::Result<T>) -> std::io
         }
     }
 }
+
+/// A small HTTP/1.1 file server on loopback for the tests of sources by URL: GET with
+/// `Range: bytes=A-` or `bytes=A-B` (206) or without (200), 404 for what is not there.
+/// `cut_next_after(n)` makes the next response with a body longer than `n` stop after `n`
+/// bytes and close the connection (a dropped transfer); `requests()` counts the requests.
+pub struct HttpFiles {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl HttpFiles {
+    pub fn serve(dir: &std::path::Path) -> HttpFiles {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (dir, cut2, requests2) = (dir.to_path_buf(), cut.clone(), requests.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (dir, cut, requests) = (dir.clone(), cut2.clone(), requests2.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let path = line.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                        let mut range: Option<(u64, Option<u64>)> = None;
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                                let (a, b) = v.trim().split_once('-').unwrap();
+                                range = Some((a.parse().unwrap(), b.parse().ok()));
+                            }
+                        }
+                        let Ok(body) = std::fs::read(dir.join(&path)) else {
+                            let _ = out.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
+                            continue;
+                        };
+                        let len = body.len() as u64;
+                        let (status, from, to) = match range {
+                            Some((a, b)) => (206, a, b.unwrap_or(len - 1).min(len - 1)),
+                            None => (200, 0, len - 1),
+                        };
+                        let part = &body[from as usize..=to as usize];
+                        let mut head = format!("HTTP/1.1 {status} OK\r\ncontent-length: {}\r\n", part.len());
+                        if status == 206 {
+                            head.push_str(&format!("content-range: bytes {from}-{to}/{len}\r\n"));
+                        }
+                        head.push_str("\r\n");
+                        let _ = out.write_all(head.as_bytes());
+                        let limit = cut.load(Ordering::SeqCst);
+                        if limit > 0 && (part.len() as u64) > limit {
+                            cut.store(0, Ordering::SeqCst);
+                            let _ = out.write_all(&part[..limit as usize]);
+                            let _ = out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if out.write_all(part).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        HttpFiles { port, cut, requests }
+    }
+
+    pub fn url(&self, file: &str) -> String {
+        format!("http://127.0.0.1:{}/{file}", self.port)
+    }
+
+    pub fn cut_next_after(&self, bytes: u64) {
+        self.cut.store(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}

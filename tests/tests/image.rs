@@ -283,3 +283,104 @@ fn two_writers_add_to_one_repository_at_once() {
         .sum();
     assert_eq!(count, 6);
 }
+
+#[test]
+fn images_by_url_are_read_with_range_requests_and_resumed_after_a_drop() {
+    let env = Env::new();
+    let dir = env.state.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let served = dir.join("served");
+    std::fs::create_dir(&served).unwrap();
+    let bytes = disk(&dir.join("disk.raw"));
+    env.run("lct-image", &["create", &s(&dir.join("disk.raw")), &s(&served.join("disk.lcti"))]).ok();
+    let http = lct_tests::HttpFiles::serve(&served);
+    let url = http.url("disk.lcti");
+    let target = dir.join("target.raw");
+
+    // Plain HTTP only when asked for.
+    let out = env.run("lct-image", &["restore", &url, &s(&target)]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("use HTTPS, or --allow-http"), "{}", out.stderr);
+
+    // The frames' stream is cut 1.5 MB in: the restore starts again at the frame it was in.
+    http.cut_next_after(1_500_000);
+    let out = env.run("lct-image", &["--allow-http", "restore", &url, &s(&target)]).ok();
+    assert!(out.stderr.contains("reading again from byte"), "no resume seen: {}", out.stderr);
+    assert!(std::fs::read(&target).unwrap() == bytes, "the restored disk differs");
+    env.run("lct-image", &["--allow-http", "verify", &url, &s(&target)]).ok();
+    let info = env.run("lct-image", &["--allow-http", "info", &url]).ok().stdout;
+    assert!(info.contains("6 extents (5 data, 1 zero)"), "{info}");
+
+    // A repository adds it by URL too; the same again under another name reads no frame.
+    let repo = dir.join("repo");
+    env.run("lct-image", &["repo", "init", &s(&repo)]).ok();
+    env.run("lct-image", &["--allow-http", "repo", "add", &s(&repo), &url, "--name", "one"]).ok();
+    let before = http.requests();
+    let again =
+        env.run("lct-image", &["--allow-http", "repo", "add", &s(&repo), &url, "--name", "two", "-o", "jsonl"]).ok();
+    assert_eq!(again.json_lines()[0]["new_extents"], 0);
+    assert_eq!(http.requests() - before, 4, "only the size and the trailer were asked for");
+
+    // A missing image, a truncated one: clear errors, no target made.
+    let out = env.run("lct-image", &["--allow-http", "restore", &http.url("nothing.lcti"), &s(&dir.join("t2"))]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("404"), "{}", out.stderr);
+    let whole = std::fs::read(served.join("disk.lcti")).unwrap();
+    std::fs::write(served.join("short.lcti"), &whole[..whole.len() - 100]).unwrap();
+    let out = env.run("lct-image", &["--allow-http", "restore", &http.url("short.lcti"), &s(&dir.join("t3"))]);
+    assert_eq!(out.status, 1);
+    assert!(!dir.join("t3").exists());
+}
+
+#[test]
+fn qcow2_and_compressed_raw_disks_become_lct_images() {
+    let env = Env::new();
+    let dir = env.state.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let raw = dir.join("disk.raw");
+    let bytes = disk(&raw);
+    let served = dir.join("served");
+    std::fs::create_dir(&served).unwrap();
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).output().unwrap();
+        assert!(out.status.success(), "{program}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    run("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", "-c", &s(&raw), &s(&served.join("disk.qcow2"))]);
+    std::fs::write(served.join("disk.raw.gz"), run("gzip", &["-c", &s(&raw)])).unwrap();
+    std::fs::write(served.join("disk.raw.xz"), run("xz", &["-T1", "-0", "-c", &s(&raw)])).unwrap();
+    std::fs::write(served.join("disk.raw.zst"), run("zstd", &["-q", "-c", &s(&raw)])).unwrap();
+    let http = lct_tests::HttpFiles::serve(&served);
+    let sources = [
+        s(&served.join("disk.qcow2")),
+        http.url("disk.qcow2"),
+        s(&served.join("disk.raw.xz")),
+        http.url("disk.raw.gz"),
+        http.url("disk.raw.zst"),
+        http.url("disk.raw.xz"),
+    ];
+    // qcow2's disk is qemu-img's raw of it (its size rounded up to whole sectors).
+    let qemu_raw = dir.join("qemu.raw");
+    run("qemu-img", &["convert", "-f", "qcow2", "-O", "raw", &s(&served.join("disk.qcow2")), &s(&qemu_raw)]);
+    let qemu_bytes = std::fs::read(&qemu_raw).unwrap();
+    assert_eq!(&qemu_bytes[..bytes.len()], &bytes[..]);
+    for (i, source) in sources.iter().enumerate() {
+        let want = if source.ends_with("qcow2") { &qemu_bytes } else { &bytes };
+        let image = dir.join(format!("{i}.lcti"));
+        let made = env.run("lct-image", &["--allow-http", "create", source, &s(&image), "-o", "jsonl"]).ok();
+        assert_eq!(made.json_lines()[0]["size"], want.len(), "{source}");
+        let target = dir.join(format!("{i}.raw"));
+        env.run("lct-image", &["restore", &s(&image), &s(&target)]).ok();
+        assert!(std::fs::read(&target).unwrap() == *want, "{source}: the restored disk differs");
+        assert!(
+            !std::fs::read_dir(dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".source."))
+        );
+    }
+    // A damaged stream is an error, never a short disk.
+    let gz = std::fs::read(served.join("disk.raw.gz")).unwrap();
+    std::fs::write(served.join("short.gz"), &gz[..gz.len() / 2]).unwrap();
+    let out = env.run("lct-image", &["--allow-http", "create", &http.url("short.gz"), &s(&dir.join("short.lcti"))]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("gzip -d failed"), "{}", out.stderr);
+    assert!(!dir.join("short.lcti").exists() && !dir.join("short.lcti.partial").exists());
+}

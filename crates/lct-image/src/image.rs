@@ -145,11 +145,13 @@ pub struct CreateOptions {
     pub threads: usize,
     /// Image a block device even while it is mounted read-write.
     pub force: bool,
+    /// Read a source by plain HTTP.
+    pub allow_http: bool,
 }
 
 impl Default for CreateOptions {
     fn default() -> Self {
-        CreateOptions { label: String::new(), level: 3, threads: threads(), force: false }
+        CreateOptions { label: String::new(), level: 3, threads: threads(), force: false, allow_http: false }
     }
 }
 
@@ -188,10 +190,42 @@ fn report(kind: &'static str, image: &Path, target: Option<&Path>, index: &Index
     }
 }
 
-/// Images `source` (a file or block device) into `out`: written to `OUT.partial` and
-/// renamed when whole and synced. `progress` hears the bytes done and the total.
+/// Images `source` into `out`: a block device or disk file (raw), a qcow2, VMDK, VHDX or
+/// VDI file (through qemu-img), a .gz, .xz or .zst stream of a raw disk, or any of these by
+/// URL. Written to `OUT.partial` and renamed when whole and synced. `progress` hears the
+/// bytes done and the total (0 while unknown).
 pub fn create(
     source: &Path,
+    out: &Path,
+    options: &CreateOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let name = source.display().to_string();
+    if crate::remote::is_url(&name) {
+        return crate::source::create_from_url(&name, out, options, progress);
+    }
+    let mut head = [0u8; 72];
+    let read = File::open(source).and_then(|f| {
+        let mut n = 0;
+        while n < head.len() {
+            match std::io::Read::read(&mut &f, &mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    });
+    let head = &head[..read.map_err(io_at(source))?];
+    match crate::source::Kind::of(head) {
+        crate::source::Kind::Raw => create_from_file(source, &name, out, options, progress),
+        kind => crate::source::create_from_local(source, kind, out, options, progress),
+    }
+}
+
+/// Images a raw disk: a block device or a file (its holes found without reading them).
+pub(crate) fn create_from_file(
+    source: &Path,
+    name: &str,
     out: &Path,
     options: &CreateOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
@@ -208,21 +242,12 @@ pub fn create(
     let file = File::open(source).map_err(io_at(source))?;
     let size = disk::size(&file).map_err(io_at(source))?;
     let ranges = disk::data_ranges(&file, size);
-    let partial = partial_path(out);
-    let out_file =
-        OpenOptions::new().write(true).create(true).truncate(true).open(&partial).map_err(io_at(&partial))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, out_file);
     let count = size.div_ceil(EXTENT_SIZE) as usize;
-    let mut extents: Vec<Extent> = Vec::with_capacity(count);
-    let mut coffset = 0u64;
-    let level = options.level;
-    enum Read {
-        Data(Vec<u8>),
-        Hole(usize),
-    }
-    ordered(
-        options.threads,
-        options.threads * 2 + 2,
+    write_image(
+        name,
+        out,
+        options,
+        size,
         |i| {
             if i >= count {
                 return None;
@@ -230,53 +255,126 @@ pub fn create(
             let offset = i as u64 * EXTENT_SIZE;
             let len = (size - offset).min(EXTENT_SIZE) as usize;
             if ranges.as_ref().is_some_and(|r| !disk::has_data(r, offset, offset + len as u64)) {
-                return Some(Ok(Read::Hole(len)));
+                return Some(Ok(Chunk::Hole(len)));
             }
             let mut buf = vec![0u8; len];
-            Some(disk::read_at(&file, &mut buf, offset).map(|()| Read::Data(buf)).map_err(io_at(source)))
+            Some(disk::read_at(&file, &mut buf, offset).map(|()| Chunk::Data(buf)).map_err(io_at(source)))
         },
-        |_, read| {
-            Ok(match read {
-                Read::Hole(len) => (Kind::Zero, len, zero_frame(len), zero_hash(len)),
-                Read::Data(buf) if disk::is_zero(&buf) => {
+        progress,
+    )
+}
+
+/// An extent of a disk on its way into an image.
+pub(crate) enum Chunk {
+    Data(Vec<u8>),
+    Hole(usize),
+}
+
+/// Images a raw disk read as one stream (its size known at its end).
+pub(crate) fn create_from_stream(
+    name: &str,
+    mut stream: impl std::io::Read + Send,
+    out: &Path,
+    options: &CreateOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let at = Path::new(name);
+    write_image(
+        name,
+        out,
+        options,
+        0,
+        move |_| {
+            let mut buf = vec![0u8; EXTENT_SIZE as usize];
+            let mut n = 0;
+            while n < buf.len() {
+                match stream.read(&mut buf[n..]) {
+                    Ok(0) => break,
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Some(Err(io_at(at)(e))),
+                }
+            }
+            if n == 0 {
+                return None;
+            }
+            buf.truncate(n);
+            Some(Ok(Chunk::Data(buf)))
+        },
+        progress,
+    )
+}
+
+/// Compresses and hashes what `produce` yields (extent after extent, all full but the
+/// last) on every core, writes the frames in order to `OUT.partial`, then the trailer;
+/// syncs and renames. `size` is the disk's size if known (for progress), else 0.
+fn write_image(
+    name: &str,
+    out: &Path,
+    options: &CreateOptions,
+    size: u64,
+    produce: impl FnMut(usize) -> Option<Result<Chunk, ImageError>> + Send,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let partial = partial_path(out);
+    let out_file =
+        OpenOptions::new().write(true).create(true).truncate(true).open(&partial).map_err(io_at(&partial))?;
+    let mut writer = BufWriter::with_capacity(1 << 20, out_file);
+    let mut extents: Vec<Extent> = Vec::with_capacity(size.div_ceil(EXTENT_SIZE) as usize);
+    let (mut offset, mut coffset) = (0u64, 0u64);
+    let level = options.level;
+    let result = ordered(
+        options.threads,
+        options.threads * 2 + 2,
+        produce,
+        |_, chunk| {
+            Ok(match chunk {
+                Chunk::Hole(len) => (Kind::Zero, len, zero_frame(len), zero_hash(len)),
+                Chunk::Data(buf) if disk::is_zero(&buf) => {
                     (Kind::Zero, buf.len(), zero_frame(buf.len()), zero_hash(buf.len()))
                 }
-                Read::Data(buf) => {
-                    let frame = zstd::bulk::compress(&buf, level).map_err(io_at(source))?;
+                Chunk::Data(buf) => {
+                    let frame = zstd::bulk::compress(&buf, level).map_err(io_at(&partial))?;
                     (Kind::Data, buf.len(), frame, *blake3::hash(&buf).as_bytes())
                 }
             })
         },
-        |i, (kind, len, frame, hash)| {
+        |_, (kind, len, frame, hash)| {
+            if extents.last().is_some_and(|e| u64::from(e.len) != EXTENT_SIZE) {
+                return Err(ImageError::Refused(format!("{name}: an extent after a short one")));
+            }
             writer.write_all(&frame).map_err(io_at(&partial))?;
-            extents.push(Extent {
-                offset: i as u64 * EXTENT_SIZE,
-                len: len as u32,
-                coffset,
-                csize: frame.len() as u32,
-                kind,
-                hash,
-            });
+            extents.push(Extent { offset, len: len as u32, coffset, csize: frame.len() as u32, kind, hash });
+            offset += len as u64;
             coffset += frame.len() as u64;
-            progress(i as u64 * EXTENT_SIZE + len as u64, size);
+            progress(offset, size);
             Ok(())
         },
-    )?;
-    let manifest = Manifest {
-        size,
-        extent_size: EXTENT_SIZE,
-        label: options.label.clone(),
-        source: source.display().to_string(),
-        created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let root = root_hash(&extents);
-    let index = Index { manifest, extents, root };
-    writer.write_all(&index.trailer()).map_err(io_at(&partial))?;
-    let file = writer.into_inner().map_err(|e| io_at(&partial)(e.into_error()))?;
-    file.sync_all().map_err(io_at(&partial))?;
-    std::fs::rename(&partial, out).map_err(io_at(out))?;
-    Ok(report("image-created", out, None, &index, 0))
+    );
+    let finish = result.and_then(|()| {
+        if extents.is_empty() {
+            return Err(ImageError::Refused(format!("{name}: an empty disk")));
+        }
+        let manifest = Manifest {
+            size: offset,
+            extent_size: EXTENT_SIZE,
+            label: options.label.clone(),
+            source: name.to_string(),
+            created: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        };
+        let root = root_hash(&extents);
+        let index = Index { manifest, extents: std::mem::take(&mut extents), root };
+        writer.write_all(&index.trailer()).map_err(io_at(&partial))?;
+        writer.flush().map_err(io_at(&partial))?;
+        writer.get_ref().sync_all().map_err(io_at(&partial))?;
+        std::fs::rename(&partial, out).map_err(io_at(out))?;
+        Ok(report("image-created", out, None, &index, 0))
+    });
+    if finish.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    finish
 }
 
 pub(crate) fn partial_path(out: &Path) -> PathBuf {
@@ -310,12 +408,21 @@ pub struct Opened {
 
 enum Frames {
     File(File, PathBuf),
+    /// (The lock file is held, not read.)
     Repo(crate::repo::Repo, #[allow(dead_code)] File),
+    Remote(Mutex<crate::remote::FrameStream>),
 }
 
 impl Opened {
-    pub fn open(spec: &Path) -> Result<Opened, ImageError> {
+    /// An image file, `REPO::NAME`, or a URL (HTTPS; plain HTTP only if `allow_http`).
+    pub fn open(spec: &Path, allow_http: bool) -> Result<Opened, ImageError> {
         let name = spec.display().to_string();
+        if crate::remote::is_url(&name) {
+            let remote = crate::remote::Remote::open(&name, allow_http)?;
+            let index = remote.index()?;
+            let frames = Frames::Remote(Mutex::new(crate::remote::FrameStream::new(remote)));
+            return Ok(Opened { index, name, frames });
+        }
         if let Some((dir, image)) = repo_ref(spec) {
             let repo = crate::repo::Repo::open(&dir)?;
             let lock = repo.lock(false)?;
@@ -336,6 +443,15 @@ impl Opened {
                 Ok(frame)
             }
             Frames::Repo(repo, _) => repo.frame(e),
+            Frames::Remote(stream) => stream.lock().expect("not poisoned").frame(e),
+        }
+    }
+
+    /// How often a transfer by URL was started again after a dropped connection.
+    pub fn resumed(&self) -> u32 {
+        match &self.frames {
+            Frames::Remote(stream) => stream.lock().expect("not poisoned").resumed,
+            _ => 0,
         }
     }
 }
@@ -366,11 +482,13 @@ pub struct RestoreOptions {
     pub threads: usize,
     /// Write onto a block device even while it is mounted.
     pub force: bool,
+    /// Read an image by plain HTTP.
+    pub allow_http: bool,
 }
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        RestoreOptions { skip_matching: false, threads: threads(), force: false }
+        RestoreOptions { skip_matching: false, threads: threads(), force: false, allow_http: false }
     }
 }
 
@@ -383,7 +501,7 @@ pub fn restore(
     options: &RestoreOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
-    let opened = Opened::open(image)?;
+    let opened = Opened::open(image, options.allow_http)?;
     let index = &opened.index;
     if !options.force
         && let Some(at) = disk::mounted_rw(target).map_err(io_at(target))?
@@ -455,9 +573,10 @@ pub fn verify(
     image: &Path,
     target: Option<&Path>,
     threads: usize,
+    allow_http: bool,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
-    let opened = Opened::open(image)?;
+    let opened = Opened::open(image, allow_http)?;
     let index = &opened.index;
     let size = index.manifest.size;
     let target_file = match target {

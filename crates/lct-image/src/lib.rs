@@ -6,12 +6,16 @@
 //! * [`image`]: `create`, `restore`, `verify` on every core with bounded memory.
 //!
 //! * [`repo`]: a repository of many images, each extent stored once.
+//! * [`remote`]: images by URL (HTTP Range, resumed at frame boundaries).
+//! * [`source`]: what `create` reads besides raw disks (qcow2 and friends, .gz/.xz/.zst).
 //!
-//! Sources by URL and provider integration are the image issue's next steps.
+//! Provider integration is the image issue's next step.
 
 pub mod disk;
 pub mod format;
 pub mod image;
+pub mod remote;
 pub mod repo;
+pub mod source;
 
 pub use image::{CreateOptions, ImageError, Report, RestoreOptions, create, index, restore, verify};

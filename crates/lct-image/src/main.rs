@@ -10,6 +10,9 @@ use lct_image::{CreateOptions, RestoreOptions};
 const EXAMPLES: &str = "\
 Examples:
   lct-image create /dev/loop3 base.lcti --label debian-12     # a disk (or a file) into an image
+  lct-image create debian-12-genericcloud-amd64.qcow2 base.lcti   # qcow2, VMDK, ... via qemu-img
+  lct-image create https://example.org/disk.raw.xz base.lcti  # .gz, .xz, .zst streams, by URL too
+  lct-image restore https://images.example.org/base.lcti /dev/vdb  # Range requests, resumed
   lct-image restore base.lcti /dev/disk/by-id/scsi-0Linode_Volume_data-1
   lct-image restore base.lcti disk.raw --skip-matching       # resume: writes only what differs
   lct-image verify base.lcti                                 # every extent checked
@@ -35,13 +38,18 @@ Exit status: 0 success, 1 failure (a damaged image or target names its first bad
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
+    /// Read images by plain HTTP too (HTTPS only by default: plain HTTP can be changed on
+    /// the way, and only the index's hashes would notice)
+    #[arg(long, global = true)]
+    allow_http: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Image a block device or a disk file (sparse-aware, every core, bounded memory)
+    /// Image a block device or disk file, a qcow2/VMDK/VHDX/VDI file, a .gz/.xz/.zst raw
+    /// disk, or any of these by URL (sparse-aware, every core, bounded memory)
     Create {
         source: PathBuf,
         out: PathBuf,
@@ -156,7 +164,13 @@ fn main() -> std::process::ExitCode {
     lct_core::cli::run("lct-image", || match &cli.command {
         Command::Create { source, out, label, level, force } => {
             let bar = bar("imaging");
-            let options = CreateOptions { label: label.clone(), level: *level, force: *force, ..Default::default() };
+            let options = CreateOptions {
+                label: label.clone(),
+                level: *level,
+                force: *force,
+                allow_http: cli.allow_http,
+                ..Default::default()
+            };
             let report = lct_image::create(source, out, &options, &|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
@@ -166,7 +180,12 @@ fn main() -> std::process::ExitCode {
         }
         Command::Restore { image, target, skip_matching, force } => {
             let bar = bar("restoring");
-            let options = RestoreOptions { skip_matching: *skip_matching, force: *force, ..Default::default() };
+            let options = RestoreOptions {
+                skip_matching: *skip_matching,
+                force: *force,
+                allow_http: cli.allow_http,
+                ..Default::default()
+            };
             let report = lct_image::restore(image, target, &options, &|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
@@ -176,16 +195,17 @@ fn main() -> std::process::ExitCode {
         }
         Command::Verify { image, target } => {
             let bar = bar("verifying");
-            let report = lct_image::verify(image, target.as_deref(), lct_image::image::threads(), &|done, total| {
+            let threads = lct_image::image::threads();
+            let report = lct_image::verify(image, target.as_deref(), threads, cli.allow_http, &|done, total| {
                 bar.set_length(total);
                 bar.set_position(done);
             })?;
             bar.finish_and_clear();
             emit(&report, cli.global.output())
         }
-        Command::Repo(command) => repo(command, cli.global.output()),
+        Command::Repo(command) => repo(command, cli.global.output(), cli.allow_http),
         Command::Info { image } => {
-            let index = lct_image::image::Opened::open(image)?.index;
+            let index = lct_image::image::Opened::open(image, cli.allow_http)?.index;
             println!("{}", serde_json::to_string_pretty(&index.manifest)?);
             let data = index.extents.iter().filter(|e| e.kind == lct_image::format::Kind::Data).count();
             println!(
@@ -212,7 +232,7 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
-fn repo(command: &RepoCommand, format: OutputFormat) -> anyhow::Result<()> {
+fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow::Result<()> {
     use lct_image::repo::Repo;
     let progress = |what: &str| {
         let bar = bar(what);
@@ -230,16 +250,21 @@ fn repo(command: &RepoCommand, format: OutputFormat) -> anyhow::Result<()> {
         RepoCommand::Add { repo, source, name, label, force } => {
             let repo = Repo::open(repo)?;
             let threads = lct_image::image::threads();
-            // An image file is added as it is; anything else is imaged first, into the
-            // repository's own tmp/ (same file system, removed after).
-            let added = if lct_image::index(source).is_ok() {
-                repo.add(name, source, threads, &progress("adding"))?
+            // An lct image (a file, REPO::NAME, a URL) is added as it is; anything else is
+            // imaged first, into the repository's own tmp/ (same file system, removed after).
+            let text = source.to_string_lossy();
+            let added = if lct_image::remote::is_url(&text)
+                || lct_image::image::repo_ref(source).is_some()
+                || lct_image::index(source).is_ok()
+            {
+                let image = lct_image::image::Opened::open(source, allow_http)?;
+                repo.add(name, &image, threads, &progress("adding"))?
             } else {
                 let tmp =
                     tempfile::Builder::new().prefix("create.").suffix(".lcti").tempfile_in(repo.path().join("tmp"))?;
                 let options = CreateOptions { label: label.clone(), force: *force, ..Default::default() };
                 lct_image::create(source, tmp.path(), &options, &progress("imaging"))?;
-                repo.add(name, tmp.path(), threads, &progress("adding"))?
+                repo.add(name, &lct_image::image::Opened::open(tmp.path(), false)?, threads, &progress("adding"))?
             };
             print(&added, format, || {
                 format!(
@@ -310,7 +335,8 @@ fn repo(command: &RepoCommand, format: OutputFormat) -> anyhow::Result<()> {
             };
             for n in names {
                 let spec = PathBuf::from(format!("{}::{n}", repo.display()));
-                let report = lct_image::verify(&spec, None, lct_image::image::threads(), &progress("verifying"))?;
+                let report =
+                    lct_image::verify(&spec, None, lct_image::image::threads(), false, &progress("verifying"))?;
                 emit(&report, format)?;
             }
             Ok(())

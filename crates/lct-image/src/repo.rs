@@ -162,12 +162,13 @@ impl Repo {
         Ok(())
     }
 
-    /// Adds the image file `image` as `name`: its new extents checked (each frame
-    /// decompresses to its hash) and stored, then the image made visible at once.
+    /// Adds an image (a file, another repository's, one by URL) as `name`: its new extents
+    /// checked (each frame decompresses to its hash) and stored, then the image made
+    /// visible at once. Extents the repository holds are not read.
     pub fn add(
         &self,
         name: &str,
-        image: &Path,
+        opened: &crate::image::Opened,
         threads: usize,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<Added, ImageError> {
@@ -176,8 +177,8 @@ impl Repo {
         if self.image_path(name).exists() {
             return Err(refused(format!("{}: there is already an image {name} (rm it first)", self.root.display())));
         }
-        let index = crate::image::index(image)?;
-        let source = File::open(image).map_err(io_at(image))?;
+        let index = &opened.index;
+        let image = Path::new(&opened.name);
         let size = index.manifest.size;
         let tmp = self.root.join("tmp");
         let (mut new_extents, mut new_bytes) = (0usize, 0u64);
@@ -192,8 +193,7 @@ impl Repo {
                 if e.kind == Kind::Zero || self.extent_path(&e.hash).exists() {
                     return Some(Ok(None));
                 }
-                let mut frame = vec![0u8; e.csize as usize];
-                Some(crate::disk::read_at(&source, &mut frame, e.coffset).map(|()| Some(frame)).map_err(io_at(image)))
+                Some(opened.frame(e).map(Some))
             },
             |i, frame: Option<Vec<u8>>| {
                 let Some(frame) = frame else { return Ok(None) };
@@ -222,7 +222,7 @@ impl Repo {
             file.persist(&path).map_err(|e| io_at(&path)(e.error))?;
         }
         self.sync()?;
-        let stored = self.as_stored(&index);
+        let stored = self.as_stored(index);
         self.link_image(name, &stored.trailer())?;
         let data_extents = index.extents.iter().filter(|e| e.kind == Kind::Data).count();
         Ok(Added {

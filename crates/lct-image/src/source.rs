@@ -1,0 +1,207 @@
+//! Sources `create` reads besides a raw disk: compressed streams of a raw disk (.gz and .xz
+//! through the system's gzip and xz, .zst in process), disk formats qemu-img reads (qcow2,
+//! VMDK, VHDX, VDI: converted to a sparse raw file beside the output first, since qemu-img
+//! needs to seek), and any of these by URL (fetched first for qemu-img's formats, streamed
+//! otherwise).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use crate::image::{CreateOptions, ImageError, Report, create_from_file, create_from_stream, io_at};
+
+/// What a source is, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Raw,
+    Gzip,
+    Xz,
+    Zstd,
+    /// A format qemu-img converts (its name for `-f`).
+    Qemu(&'static str),
+}
+
+impl Kind {
+    pub fn of(head: &[u8]) -> Kind {
+        let starts = |magic: &[u8]| head.starts_with(magic);
+        if starts(b"QFI\xfb") {
+            Kind::Qemu("qcow2")
+        } else if starts(b"KDMV") || starts(b"# Disk DescriptorFile") {
+            Kind::Qemu("vmdk")
+        } else if starts(b"vhdxfile") {
+            Kind::Qemu("vhdx")
+        } else if head.get(64..68) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
+            Kind::Qemu("vdi")
+        } else if starts(&[0x1f, 0x8b]) {
+            Kind::Gzip
+        } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Kind::Xz
+        } else if starts(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Kind::Zstd
+        } else {
+            Kind::Raw
+        }
+    }
+}
+
+/// A local file that is not a raw disk.
+pub(crate) fn create_from_local(
+    source: &Path,
+    kind: Kind,
+    out: &Path,
+    options: &CreateOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let name = source.display().to_string();
+    match kind {
+        Kind::Raw => create_from_file(source, &name, out, options, progress),
+        Kind::Qemu(format) => {
+            let raw = Scratch::beside(out, "raw")?;
+            convert(source, format, &raw.0)?;
+            create_from_file(&raw.0, &name, out, options, progress)
+        }
+        Kind::Zstd if crate::image::index(source).is_ok() => {
+            Err(ImageError::Refused(format!("{name} is an lct image already: restore it, or add it to a repository")))
+        }
+        compressed => {
+            let file = std::fs::File::open(source).map_err(io_at(source))?;
+            let stream = decoded(&name, compressed, Box::new(file))?;
+            create_from_stream(&name, stream, out, options, progress)
+        }
+    }
+}
+
+/// A source by URL.
+pub(crate) fn create_from_url(
+    url: &str,
+    out: &Path,
+    options: &CreateOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let remote = crate::remote::Remote::open(url, options.allow_http)?;
+    if remote.index().is_ok() {
+        return Err(ImageError::Refused(format!(
+            "{url} is an lct image already: restore it, or add it to a repository, by its URL"
+        )));
+    }
+    let mut head = Vec::with_capacity(72);
+    remote.from(0)?.take(72).read_to_end(&mut head).map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
+    match Kind::of(&head) {
+        Kind::Qemu(format) => {
+            // qemu-img seeks: the file is fetched whole first, beside the output.
+            let fetched = Scratch::beside(out, format)?;
+            let mut file = std::fs::File::create(&fetched.0).map_err(io_at(&fetched.0))?;
+            std::io::copy(&mut remote.from(0)?, &mut file).map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
+            drop(file);
+            let raw = Scratch::beside(out, "raw")?;
+            convert(&fetched.0, format, &raw.0)?;
+            create_from_file(&raw.0, url, out, options, progress)
+        }
+        kind => {
+            let stream = decoded(url, kind, remote.from(0)?)?;
+            create_from_stream(url, stream, out, options, progress)
+        }
+    }
+}
+
+/// A file beside the output for the create's time, removed after (whatever happens).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn beside(out: &Path, ext: &str) -> Result<Scratch, ImageError> {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".source.{ext}"));
+        let path = out.with_file_name(name);
+        let _ = std::fs::remove_file(&path);
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `qemu-img convert` to a sparse raw file.
+fn convert(source: &Path, format: &str, raw: &Path) -> Result<(), ImageError> {
+    let out = Command::new("qemu-img")
+        .args(["convert", "-q", "-f", format, "-O", "raw"])
+        .arg(source)
+        .arg(raw)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| ImageError::Refused(format!("qemu-img (to read {format}): {e}; scripts/setup installs it")))?;
+    if !out.status.success() {
+        return Err(ImageError::Refused(format!(
+            "{}: qemu-img cannot convert it from {format}: {}",
+            source.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The raw disk inside a compressed stream.
+fn decoded(name: &str, kind: Kind, input: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>, ImageError> {
+    Ok(match kind {
+        Kind::Raw => input,
+        Kind::Zstd => Box::new(zstd::stream::read::Decoder::new(input).map_err(io_at(Path::new(name)))?),
+        Kind::Gzip => Box::new(Filter::spawn(name, "gzip", input)?),
+        Kind::Xz => Box::new(Filter::spawn(name, "xz", input)?),
+        Kind::Qemu(_) => unreachable!("converted, not streamed"),
+    })
+}
+
+/// A decompressor process: fed by a thread, read here; its exit status is checked at the
+/// end of its output, so a damaged stream is an error, never a short disk.
+struct Filter {
+    tool: &'static str,
+    child: Child,
+    stdout: ChildStdout,
+    feeder: Option<std::thread::JoinHandle<std::io::Result<u64>>>,
+}
+
+impl Filter {
+    fn spawn(name: &str, tool: &'static str, mut input: Box<dyn Read + Send>) -> Result<Filter, ImageError> {
+        let mut child = Command::new(tool)
+            .args(["-dc"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ImageError::Refused(format!("{tool} (to read {name}): {e}")))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        let feeder = std::thread::spawn(move || std::io::copy(&mut input, &mut stdin));
+        Ok(Filter { tool, child, stdout, feeder: Some(feeder) })
+    }
+}
+
+impl Read for Filter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let fed = self.feeder.take().map(|f| f.join());
+            let mut stderr = String::new();
+            if let Some(mut e) = self.child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            let status = self.child.wait()?;
+            if let Some(Ok(Err(e))) = fed {
+                return Err(std::io::Error::other(format!("reading it: {e}")));
+            }
+            if !status.success() {
+                return Err(std::io::Error::other(format!("{} -d failed: {}", self.tool, stderr.trim())));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for Filter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
