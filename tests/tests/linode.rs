@@ -643,3 +643,78 @@ fn dns_sync_makes_exactly_the_differing_records_and_leaves_others_alone() {
     assert_eq!(records(), ["server.zk A 203.0.113.22 300", "www A 198.51.100.80 3600", "zk-2.zk A 203.0.113.22 300"]);
     assert!(sync(&nodes, &[]).is_empty());
 }
+
+#[test]
+fn push_linode_streams_a_gzipd_disk_to_the_upload_url_with_bounded_memory() {
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    let dir = env.state.path();
+    // A 160 MiB disk: compressible data in every extent, so that neither a whole extent
+    // list nor the gzip'd disk (some 40 MiB) fits the memory bound below by accident.
+    let raw = dir.join("disk.raw");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&raw).unwrap());
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..(160 << 20) / 8 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            f.write_all(&(seed & 0x0f0f_0f0f_0f0f_0f0f).to_le_bytes()).unwrap();
+        }
+    }
+    let image = dir.join("disk.lcti");
+    env.run("lct-image", &["create", raw.to_str().unwrap(), image.to_str().unwrap()]).ok();
+    let mut push = api.tool(
+        "/usr/bin/time",
+        &[
+            "-f",
+            "peak %M",
+            lct_tests::bin("lct-image").to_str().unwrap(),
+            "push-linode",
+            image.to_str().unwrap(),
+            "--label",
+            "lct-disk",
+            "--region",
+            "us-east",
+            "--wait",
+        ],
+    );
+    let out = push.stdin(Stdio::null()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["status"], "available");
+    assert_eq!(made["label"], "lct-disk");
+    let peak_kib: u64 = stderr.lines().find_map(|l| l.strip_prefix("peak ")).unwrap().trim().parse().unwrap();
+    assert!(peak_kib < 96 * 1024, "peak RSS {peak_kib} KiB for a 160 MiB disk");
+    assert!(!stderr.contains(&double.token()), "the token shows: {stderr}");
+
+    // What arrived is the disk, gzip'd.
+    let uploaded = double.upload(made["id"].as_str().unwrap()).expect("an upload");
+    let mut gunzip = Command::new("gzip").args(["-dc"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = gunzip.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        stdin.write_all(&uploaded).unwrap();
+    });
+    let disk = gunzip.wait_with_output().unwrap().stdout;
+    writer.join().unwrap();
+    assert!(disk == std::fs::read(&raw).unwrap(), "the uploaded disk differs");
+
+    // Over Linode's 6 GB raw limit: refused before any request.
+    let big = dir.join("big.raw");
+    std::fs::File::create(&big).unwrap().set_len(6_500_000_000).unwrap();
+    let big_image = dir.join("big.lcti");
+    env.run("lct-image", &["create", big.to_str().unwrap(), big_image.to_str().unwrap()]).ok();
+    let before = double.stats().requests;
+    let out = api.run_tool(
+        "lct-image",
+        &["push-linode", big_image.to_str().unwrap(), "--label", "big", "--region", "us-east"],
+        "",
+    );
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("at most 6000000000 bytes"), "{}", out.stderr);
+    assert_eq!(double.stats().requests, before, "a request was made");
+}

@@ -14,6 +14,7 @@
 pub mod disk;
 pub mod format;
 pub mod image;
+pub mod linode;
 pub mod remote;
 pub mod repo;
 pub mod source;

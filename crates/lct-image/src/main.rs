@@ -24,6 +24,7 @@ Examples:
   lct-image repo add /mnt/images /dev/loop3 --name web-1     # a disk straight in
   lct-image restore /mnt/images::debian-12 /dev/loop4        # REPO::NAME wherever an image goes
   lct-image repo list /mnt/images
+  lct-image push-linode /mnt/images::debian-12 --label debian-12-lct --region us-east --wait
 
 An image is the disk in 4 MiB extents, each an independent zstd frame (all-zero extents as
 tiny frames), then an index with a BLAKE3 hash per extent and zstd's seek table: see
@@ -80,6 +81,22 @@ enum Command {
     /// A repository of images on any disk or volume, each extent stored once
     #[command(subcommand)]
     Repo(RepoCommand),
+    /// Make an image a Linode Image (gzip'd raw through /images/upload, streamed; Linode's
+    /// 6 GB raw and 5 GB compressed limits checked before a byte is sent). The token comes
+    /// from LINODE_TOKEN (or lct-api's other places), never from the command line.
+    PushLinode {
+        image: PathBuf,
+        #[arg(long)]
+        label: String,
+        /// A core region with Object Storage (where Linode stores uploads)
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Wait until Linode says the image is available
+        #[arg(long)]
+        wait: bool,
+    },
     #[command(flatten)]
     Meta(MetaCommand),
 }
@@ -204,6 +221,17 @@ fn main() -> std::process::ExitCode {
             emit(&report, cli.global.output())
         }
         Command::Repo(command) => repo(command, cli.global.output(), cli.allow_http),
+        Command::PushLinode { image, label, region, description, wait } => {
+            let opened = lct_image::image::Opened::open(image, cli.allow_http)?;
+            let provider = lct_api::linode::LinodeProvider::from_env()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let push = lct_image::linode::Push { label, region, description, wait: *wait };
+            let image = lct_image::linode::push(&runtime, &provider.api, &opened, &push, &|step| {
+                tracing::info!("{}: {step}", opened.name)
+            })?;
+            println!("{}", serde_json::to_string(&image)?);
+            Ok(())
+        }
         Command::Info { image } => {
             let index = lct_image::image::Opened::open(image, cli.allow_http)?.index;
             println!("{}", serde_json::to_string_pretty(&index.manifest)?);

@@ -208,6 +208,7 @@ impl Double {
             faults: Vec::new(),
             stats: Stats::default(),
             base_url: format!("http://{addr}"),
+            uploads: HashMap::new(),
         };
         state.seed_catalog();
         let state = Arc::new(Mutex::new(state));
@@ -232,6 +233,11 @@ impl Double {
 
     pub fn inject(&self, fault: Fault) {
         self.state.lock().expect("not poisoned").faults.push(fault);
+    }
+
+    /// The bytes PUT to image `id`'s upload URL (`private/N`), if any.
+    pub fn upload(&self, id: &str) -> Option<Vec<u8>> {
+        self.state.lock().expect("not poisoned").uploads.get(id).cloned()
     }
 
     /// Moves the double's clock forward: pending changes that are due take effect.
@@ -323,6 +329,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         return Ok(respond(control(&mut s, &method, rest, &body)));
     }
     if let Some(id) = full_path.strip_prefix("/_upload/") {
+        // As Object Storage's presigned PUT: a length up front, no chunked uploads.
+        if header("content-length").is_none() {
+            return Ok(respond(error(411, "Length Required", None)));
+        }
         return Ok(respond(upload(&mut s, id, &body)));
     }
     let Some(path) = full_path.strip_prefix("/v4beta").or_else(|| full_path.strip_prefix("/v4")) else {

@@ -49,10 +49,12 @@ pub(crate) fn upload(s: &mut State, id: &str, body: &[u8]) -> Reply {
         return error(400, "Upload must be a gzip'd raw disk image.", None);
     }
     let size_mib = (body.len() as u64).div_ceil(1 << 20).max(1);
+    let image_id = obj.v["id"].as_str().unwrap_or_default().to_string();
     obj.schedule(
         now,
         &[(0.0, json!({ "status": "creating", "size": size_mib })), (ready, json!({ "status": "available" }))],
     );
+    s.uploads.insert(image_id, body.to_vec());
     ok(json!({}))
 }
 

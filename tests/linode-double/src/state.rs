@@ -92,6 +92,8 @@ pub(crate) struct State {
     pub(crate) faults: Vec<Fault>,
     pub(crate) stats: Stats,
     pub(crate) base_url: String,
+    /// What was PUT to each image's upload URL (for the tests to check).
+    pub(crate) uploads: HashMap<String, Vec<u8>>,
 }
 
 pub(crate) type Reply = (StatusCode, Vec<(&'static str, String)>, Value);
