@@ -384,3 +384,71 @@ fn qcow2_and_compressed_raw_disks_become_lct_images() {
     assert!(out.stderr.contains("gzip -d failed"), "{}", out.stderr);
     assert!(!dir.join("short.lcti").exists() && !dir.join("short.lcti.partial").exists());
 }
+
+#[test]
+#[ignore = "needs root: machine nodes, loop devices, mkfs.ext4, mount and e2fsck"]
+fn a_nodes_volume_goes_into_the_repository_and_onto_another_nodes_volume_over_ssh() {
+    let env = Env::new();
+    let dir = env.state.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let sh = |script: &str| {
+        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    env.run("lct-api", &["create", "--cluster", "img", "--count", "2", "--image", "debian-12"]).ok();
+    let nodes = env.run("lct-inventory", &["query", "--cluster", "img", "-o", "jsonl"]).ok().json_lines();
+    let names: Vec<String> = nodes.iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();
+    let src =
+        env.run("lct-api", &["volume", "create", "src", "--size", "64M", "--attach", &names[0], "-o", "jsonl"]).ok();
+    let dst =
+        env.run("lct-api", &["volume", "create", "dst", "--size", "64M", "--attach", &names[1], "-o", "jsonl"]).ok();
+    let src_dev = src.json_lines()[0]["path"].as_str().unwrap().to_string();
+    let dst_dev = dst.json_lines()[0]["path"].as_str().unwrap().to_string();
+    // An ext4 file system with real files on the first node's volume; stale bytes on the other.
+    let mnt = dir.join("mnt");
+    let _guard = LoopGuard(Vec::new(), mnt.clone());
+    sh(&format!(
+        "mkfs.ext4 -q -F {src_dev} && mkdir -p {m} && mount {src_dev} {m} && cp -r {root}/../crates {m}/ && \
+         (cd {m} && find . -type f -exec sha256sum {{}} + | sort -k2 > {d}/files.sha) && umount {m}",
+        m = mnt.display(),
+        d = dir.display(),
+        root = env!("CARGO_MANIFEST_DIR")
+    ));
+    sh(&format!("tr '\\0' '\\132' < /dev/zero | head -c 64M > {dst_dev}"));
+
+    // Into the repository (the local cloud's loop device, read here), then onto the other
+    // node's volume over SSH, restored on that node by the lct-image put there.
+    let repo = dir.join("repo");
+    env.run("lct-image", &["repo", "init", &s(&repo)]).ok();
+    env.run("lct-image", &["repo", "add", &s(&repo), "volume:src", "--name", "src"]).ok();
+    let spec = format!("{}::src", s(&repo));
+    let restored = env
+        .command("lct-image", &["restore", &spec, "volume:dst", "-o", "jsonl"])
+        .env("LCT_IMAGE_ON_NODE", "1")
+        .output()
+        .unwrap();
+    assert!(restored.status.success(), "{}", String::from_utf8_lossy(&restored.stderr));
+    let which = env
+        .run(
+            "lct-inventory",
+            &["exec", "--cluster", "img", "-o", "jsonl", "--", "sh", "-c", "command -v lct-image || true"],
+        )
+        .ok();
+    let on = |name: &str| which.json_lines().into_iter().find(|l| l["node"] == name).unwrap()["stdout"].to_string();
+    assert!(on(&names[1]).contains("/usr/local/bin/lct-image"), "lct-image was not put on the node");
+    sh(&format!("e2fsck -fn {dst_dev} >/dev/null"));
+    sh(&format!(
+        "mount -o ro {dst_dev} {m} && (cd {m} && sha256sum -c --quiet {d}/files.sha) && umount {m}",
+        m = mnt.display(),
+        d = dir.display()
+    ));
+    assert_eq!(sh(&format!("cmp {src_dev} {dst_dev} && echo same")), "same");
+
+    // And imaged on its node, back over SSH: the same disk.
+    let back = dir.join("back.lcti");
+    let imaged =
+        env.command("lct-image", &["create", "volume:dst", &s(&back)]).env("LCT_IMAGE_ON_NODE", "1").output().unwrap();
+    assert!(imaged.status.success(), "{}", String::from_utf8_lossy(&imaged.stderr));
+    env.run("lct-image", &["verify", &s(&back), &src_dev]).ok();
+}

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel};
@@ -173,6 +173,15 @@ pub struct Report {
     pub root: String,
 }
 
+/// The report of a restore onto `target` of `opened` (done elsewhere, a node).
+pub(crate) fn report_of(opened: &Opened, target: &str) -> Report {
+    report("image-restored", Path::new(&opened.name), Some(Path::new(target)), &opened.index, 0)
+}
+
+pub(crate) fn report_for(kind: &'static str, image: &Path, target: Option<&Path>, index: &Index) -> Report {
+    report(kind, image, target, index, 0)
+}
+
 fn report(kind: &'static str, image: &Path, target: Option<&Path>, index: &Index, skipped: usize) -> Report {
     let data = index.extents.iter().filter(|e| e.kind == Kind::Data).count();
     Report {
@@ -316,10 +325,17 @@ fn write_image(
     produce: impl FnMut(usize) -> Option<Result<Chunk, ImageError>> + Send,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
-    let partial = partial_path(out);
-    let out_file =
-        OpenOptions::new().write(true).create(true).truncate(true).open(&partial).map_err(io_at(&partial))?;
-    let mut writer = BufWriter::with_capacity(1 << 20, out_file);
+    // `-`: the image to stdout (a node imaging its volume for the controller), else a file
+    // written as OUT.partial and renamed when whole.
+    let to_stdout = out == Path::new("-");
+    let partial = if to_stdout { PathBuf::from("(stdout)") } else { partial_path(out) };
+    let sink: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(OpenOptions::new().write(true).create(true).truncate(true).open(&partial).map_err(io_at(&partial))?)
+    };
+    let mut file_to_sync = if to_stdout { None } else { Some(File::open(&partial).map_err(io_at(&partial))?) };
+    let mut writer = BufWriter::with_capacity(1 << 20, sink);
     let mut extents: Vec<Extent> = Vec::with_capacity(size.div_ceil(EXTENT_SIZE) as usize);
     let (mut offset, mut coffset) = (0u64, 0u64);
     let level = options.level;
@@ -367,11 +383,13 @@ fn write_image(
         let index = Index { manifest, extents: std::mem::take(&mut extents), root };
         writer.write_all(&index.trailer()).map_err(io_at(&partial))?;
         writer.flush().map_err(io_at(&partial))?;
-        writer.get_ref().sync_all().map_err(io_at(&partial))?;
-        std::fs::rename(&partial, out).map_err(io_at(out))?;
+        if let Some(file) = file_to_sync.take() {
+            file.sync_all().map_err(io_at(&partial))?;
+            std::fs::rename(&partial, out).map_err(io_at(out))?;
+        }
         Ok(report("image-created", out, None, &index, 0))
     });
-    if finish.is_err() {
+    if finish.is_err() && !to_stdout {
         let _ = std::fs::remove_file(&partial);
     }
     finish
@@ -411,12 +429,30 @@ enum Frames {
     /// (The lock file is held, not read.)
     Repo(crate::repo::Repo, #[allow(dead_code)] File),
     Remote(Mutex<crate::remote::FrameStream>),
+    /// A sent image (`lct-image send`): its data frames in order, on a pipe.
+    Sent(Mutex<SentFrames>),
+}
+
+/// What `send` writes before the frames.
+pub const SEND_MAGIC: &[u8; 8] = b"LCTSEND1";
+
+/// The frames of a sent image, read in order; frames not asked for are read past.
+pub struct SentFrames {
+    input: Box<dyn std::io::Read + Send>,
+    /// Where the next frame on the pipe is in the image's layout.
+    next: u64,
+    /// The data extents' frames in order: (where, how long) in the image's layout.
+    frames: Vec<(u64, u32)>,
+    at: usize,
 }
 
 impl Opened {
     /// An image file, `REPO::NAME`, or a URL (HTTPS; plain HTTP only if `allow_http`).
     pub fn open(spec: &Path, allow_http: bool) -> Result<Opened, ImageError> {
         let name = spec.display().to_string();
+        if name == "-" {
+            return Opened::sent(Box::new(std::io::stdin()), "(stdin)");
+        }
         if crate::remote::is_url(&name) {
             let remote = crate::remote::Remote::open(&name, allow_http)?;
             let index = remote.index()?;
@@ -434,6 +470,41 @@ impl Opened {
         Ok(Opened { index, name, frames: Frames::File(file, spec.to_path_buf()) })
     }
 
+    /// An image as `send` wrote it: the magic, the trailer's length and the trailer, then
+    /// the data extents' frames in order.
+    pub fn sent(mut input: Box<dyn std::io::Read + Send>, name: &str) -> Result<Opened, ImageError> {
+        let at = Path::new(name);
+        let mut head = [0u8; 16];
+        input.read_exact(&mut head).map_err(io_at(at))?;
+        if &head[..8] != SEND_MAGIC {
+            return Err(ImageError::Refused(format!("{name}: not an image as lct-image send writes it")));
+        }
+        let len = u64::from_le_bytes(head[8..16].try_into().expect("8"));
+        if len > 1 << 32 {
+            return Err(ImageError::Refused(format!("{name}: a {len}-byte trailer")));
+        }
+        let mut trailer = vec![0u8; len as usize];
+        input.read_exact(&mut trailer).map_err(io_at(at))?;
+        let index = Index::from_trailer(&trailer).map_err(|error| ImageError::Format { path: name.into(), error })?;
+        let frames = index.extents.iter().filter(|e| e.kind == Kind::Data).map(|e| (e.coffset, e.csize)).collect();
+        let sent = SentFrames { input, next: 0, frames, at: 0 };
+        Ok(Opened { index, name: name.to_string(), frames: Frames::Sent(Mutex::new(sent)) })
+    }
+
+    /// Writes this image as a stream `Opened::sent` reads (what restores on a node over a
+    /// pipe): the trailer first, then the data frames; zero extents are not sent.
+    pub fn send(&self, out: &mut dyn Write) -> Result<(), ImageError> {
+        let trailer = self.index.trailer();
+        let stdout = Path::new("(output)");
+        out.write_all(SEND_MAGIC).map_err(io_at(stdout))?;
+        out.write_all(&(trailer.len() as u64).to_le_bytes()).map_err(io_at(stdout))?;
+        out.write_all(&trailer).map_err(io_at(stdout))?;
+        for e in self.index.extents.iter().filter(|e| e.kind == Kind::Data) {
+            out.write_all(&self.frame(e)?).map_err(io_at(stdout))?;
+        }
+        out.flush().map_err(io_at(stdout))
+    }
+
     /// Extent `e`'s frame, as stored.
     pub fn frame(&self, e: &Extent) -> Result<Vec<u8>, ImageError> {
         match &self.frames {
@@ -444,6 +515,35 @@ impl Opened {
             }
             Frames::Repo(repo, _) => repo.frame(e),
             Frames::Remote(stream) => stream.lock().expect("not poisoned").frame(e),
+            Frames::Sent(sent) => {
+                let mut sent = sent.lock().expect("not poisoned");
+                let at = Path::new(&self.name);
+                // Frames before this one that nobody asked for are read past.
+                while sent.frames.get(sent.at).is_some_and(|(c, _)| *c < e.coffset) {
+                    let skip = u64::from(sent.frames[sent.at].1);
+                    let read =
+                        std::io::copy(&mut (&mut sent.input).take(skip), &mut std::io::sink()).map_err(io_at(at))?;
+                    if read != skip {
+                        return Err(ImageError::Refused(format!("{}: the stream ended early", self.name)));
+                    }
+                    sent.next += skip;
+                    sent.at += 1;
+                }
+                if sent.frames.get(sent.at).is_none_or(|(c, _)| *c != e.coffset) {
+                    return Err(ImageError::Refused(format!("{}: frames asked for out of order", self.name)));
+                }
+                let mut frame = vec![0u8; e.csize as usize];
+                sent.input.read_exact(&mut frame).map_err(|error| match error.kind() {
+                    std::io::ErrorKind::UnexpectedEof => ImageError::Refused(format!(
+                        "{}: the stream ended early, in extent at byte {}",
+                        self.name, e.offset
+                    )),
+                    _ => io_at(at)(error),
+                })?;
+                sent.next += u64::from(e.csize);
+                sent.at += 1;
+                Ok(frame)
+            }
         }
     }
 
@@ -502,6 +602,17 @@ pub fn restore(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
     let opened = Opened::open(image, options.allow_http)?;
+    restore_opened(&opened, target, options, progress)
+}
+
+/// [`restore`] of an image already opened.
+pub fn restore_opened(
+    opened: &Opened,
+    target: &Path,
+    options: &RestoreOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report, ImageError> {
+    let image = Path::new(&opened.name);
     let index = &opened.index;
     if !options.force
         && let Some(at) = disk::mounted_rw(target).map_err(io_at(target))?

@@ -18,5 +18,6 @@ pub mod linode;
 pub mod remote;
 pub mod repo;
 pub mod source;
+pub mod volume;
 
 pub use image::{CreateOptions, ImageError, Report, RestoreOptions, create, index, restore, verify};

@@ -16,6 +16,8 @@ Examples:
   lct-image restore base.lcti /dev/disk/by-id/scsi-0Linode_Volume_data-1
   lct-image restore base.lcti disk.raw --skip-matching       # resume: writes only what differs
   lct-image verify base.lcti                                 # every extent checked
+  lct-image send base.lcti | ssh node lct-image restore - /dev/vdb   # streamed, checked there
+  ssh node lct-image create /dev/vdb - > node.lcti           # a node's disk imaged over SSH
   lct-image verify base.lcti /dev/loop4                      # the target holds the image
   lct-image info base.lcti
   zstd -dc base.lcti > disk.raw                              # plain zstd restores the raw disk
@@ -24,6 +26,8 @@ Examples:
   lct-image repo add /mnt/images /dev/loop3 --name web-1     # a disk straight in
   lct-image restore /mnt/images::debian-12 /dev/loop4        # REPO::NAME wherever an image goes
   lct-image repo list /mnt/images
+  lct-image restore /mnt/images::web-base volume:web-1-data  # a node's volume, any provider
+  lct-image repo add /mnt/images volume:web-1-data --name web-1-data   # and back
   lct-image push-linode /mnt/images::debian-12 --label debian-12-lct --region us-east --wait
 
 An image is the disk in 4 MiB extents, each an independent zstd frame (all-zero extents as
@@ -74,6 +78,9 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Write an image as a stream for `restore -` elsewhere (its index first, then its data
+    /// frames): how an image reaches a node over SSH
+    Send { image: PathBuf },
     /// Check an image, or that a target holds it; the first bad extent is named
     Verify { image: PathBuf, target: Option<PathBuf> },
     /// An image's manifest and extents
@@ -188,12 +195,33 @@ fn main() -> std::process::ExitCode {
                 allow_http: cli.allow_http,
                 ..Default::default()
             };
-            let report = lct_image::create(source, out, &options, &|done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })?;
+            let report = match lct_image::volume::volume_ref(source) {
+                Some(label) => {
+                    runtime()?.block_on(lct_image::volume::image_of(&label, out.clone(), options, this()?))?
+                }
+                None => lct_image::create(source, out, &options, &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })?,
+            };
             bar.finish_and_clear();
+            if out.as_os_str() == "-" {
+                // The image went to stdout: the report to stderr.
+                eprintln!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
             emit(&report, cli.global.output())
+        }
+        Command::Send { image } => {
+            if std::io::stdout().is_terminal() {
+                return Err(lct_core::cli::UsageError(
+                    "send writes an image stream: pipe it (into lct-image restore - TARGET, over ssh)".into(),
+                )
+                .into());
+            }
+            let opened = lct_image::image::Opened::open(image, cli.allow_http)?;
+            opened.send(&mut std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock()))?;
+            Ok(())
         }
         Command::Restore { image, target, skip_matching, force } => {
             let bar = bar("restoring");
@@ -203,10 +231,16 @@ fn main() -> std::process::ExitCode {
                 allow_http: cli.allow_http,
                 ..Default::default()
             };
-            let report = lct_image::restore(image, target, &options, &|done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })?;
+            let report = match lct_image::volume::volume_ref(target) {
+                Some(label) => {
+                    let opened = lct_image::image::Opened::open(image, cli.allow_http)?;
+                    runtime()?.block_on(lct_image::volume::restore_onto(opened, &label, options, this()?))?
+                }
+                None => lct_image::restore(image, target, &options, &|done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })?,
+            };
             bar.finish_and_clear();
             emit(&report, cli.global.output())
         }
@@ -246,6 +280,16 @@ fn main() -> std::process::ExitCode {
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     })
+}
+
+/// A runtime for the providers' calls (volumes).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// This program, to put on a node that restores or images a volume there.
+fn this() -> anyhow::Result<PathBuf> {
+    Ok(std::env::current_exe()?)
 }
 
 fn print<T: serde::Serialize>(value: &T, format: OutputFormat, table: impl FnOnce() -> String) -> anyhow::Result<()> {
@@ -291,7 +335,15 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
                 let tmp =
                     tempfile::Builder::new().prefix("create.").suffix(".lcti").tempfile_in(repo.path().join("tmp"))?;
                 let options = CreateOptions { label: label.clone(), force: *force, ..Default::default() };
-                lct_image::create(source, tmp.path(), &options, &progress("imaging"))?;
+                match lct_image::volume::volume_ref(source) {
+                    Some(volume) => {
+                        let out = tmp.path().to_path_buf();
+                        runtime()?.block_on(lct_image::volume::image_of(&volume, out, options, this()?))?;
+                    }
+                    None => {
+                        lct_image::create(source, tmp.path(), &options, &progress("imaging"))?;
+                    }
+                }
                 repo.add(name, &lct_image::image::Opened::open(tmp.path(), false)?, threads, &progress("adding"))?
             };
             print(&added, format, || {
