@@ -300,6 +300,22 @@ fn print<T: serde::Serialize>(value: &T, format: OutputFormat, table: impl FnOnc
     Ok(())
 }
 
+/// Seconds since 1970 as `YYYY-MM-DD HH:MM` (UTC), for tables.
+fn utc(seconds: u64) -> String {
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rest / 3600, rest % 3600 / 60)
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
@@ -372,12 +388,12 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
                     );
                     for e in &entries {
                         println!(
-                            "{:<24} {:>12} {:>12} {:>8}  {:<16} {}",
+                            "{:<24} {:>12} {:>12} {:>8}  {:<16}  {}",
                             e.name,
                             mib(e.size),
                             mib(e.image_bytes),
                             e.data_extents,
-                            e.created,
+                            utc(e.created),
                             e.label
                         );
                     }
@@ -431,6 +447,13 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_read_as_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(951_825_600), "2000-02-29 12:00");
+        assert_eq!(super::utc(1_795_834_919), "2026-11-28 03:01");
+    }
+
     #[test]
     fn cli_is_consistent() {
         use clap::CommandFactory;
