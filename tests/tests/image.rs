@@ -452,3 +452,65 @@ fn a_nodes_volume_goes_into_the_repository_and_onto_another_nodes_volume_over_ss
     assert!(imaged.status.success(), "{}", String::from_utf8_lossy(&imaged.stderr));
     env.run("lct-image", &["verify", &s(&back), &src_dev]).ok();
 }
+
+#[test]
+fn a_create_stopped_half_way_goes_on_from_its_checkpoint() {
+    let env = Env::new();
+    let dir = env.state.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    // 160 MiB (40 extents) of data that compresses slowly enough to stop the create part-way.
+    let raw = dir.join("disk.raw");
+    {
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&raw).unwrap());
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..(160 << 20) / 8 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            f.write_all(&(seed & 0x1f1f_1f1f_1f1f_1f1f).to_le_bytes()).unwrap();
+        }
+    }
+    let image = dir.join("disk.lcti");
+    let partial = dir.join("disk.lcti.partial");
+    let checkpoint = dir.join("disk.lcti.partial.ckpt");
+    // Level 12 is slow enough: the create is killed once its checkpoint vouches for 16
+    // extents (it checkpoints every 16).
+    let mut child = env
+        .command("lct-image", &["create", &s(&raw), &s(&image), "--level", "12"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let header =
+        || std::fs::read(&checkpoint).ok().and_then(|b| b.iter().position(|c| *c == b'\n').map(|n| b.len() - n - 1));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while header().is_none_or(|entries| entries < 57 * 16) {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        assert!(child.try_wait().unwrap().is_none(), "the create ended before it could be stopped");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(partial.exists() && !image.exists());
+
+    // Run again (at the same level): it goes on from the checkpoint, and the image is the
+    // one a create from scratch makes.
+    let resumed = env.run("lct-image", &["create", &s(&raw), &s(&image), "--level", "12", "-o", "jsonl"]).ok();
+    assert!(resumed.stderr.contains("going on from extent"), "{}", resumed.stderr);
+    assert!(!partial.exists() && !checkpoint.exists());
+    let whole = dir.join("whole.lcti");
+    let fresh = env.run("lct-image", &["create", &s(&raw), &s(&whole), "--level", "12", "-o", "jsonl"]).ok();
+    assert_eq!(resumed.json_lines()[0]["root"], fresh.json_lines()[0]["root"], "resumed and fresh images differ");
+    let restored = dir.join("back.raw");
+    env.run("lct-image", &["restore", &s(&image), &s(&restored)]).ok();
+    assert!(std::fs::read(&restored).unwrap() == std::fs::read(&raw).unwrap());
+
+    // A checkpoint of something else (another source, level or size) is not gone on from:
+    // the create starts afresh, and its image is right.
+    std::fs::remove_file(&image).unwrap();
+    std::fs::write(&checkpoint, b"{\"name\":\"other\"}\n").unwrap();
+    std::fs::write(&partial, vec![0x5au8; 1 << 20]).unwrap();
+    let again = env.run("lct-image", &["create", &s(&raw), &s(&image), "--level", "1"]).ok();
+    assert!(!again.stderr.contains("going on from extent"), "{}", again.stderr);
+    env.run("lct-image", &["verify", &s(&image), &s(&raw)]).ok();
+}

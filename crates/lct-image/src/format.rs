@@ -82,7 +82,7 @@ pub struct Index {
 }
 
 impl Extent {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.offset.to_le_bytes());
         out.extend_from_slice(&self.len.to_le_bytes());
         out.extend_from_slice(&self.coffset.to_le_bytes());
@@ -94,7 +94,7 @@ impl Extent {
         out.extend_from_slice(&self.hash);
     }
 
-    fn decode(b: &[u8]) -> Result<Extent, FormatError> {
+    pub(crate) fn decode(b: &[u8]) -> Result<Extent, FormatError> {
         let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
         let kind = match b[24] {

@@ -252,11 +252,13 @@ pub(crate) fn create_from_file(
     let size = disk::size(&file).map_err(io_at(source))?;
     let ranges = disk::data_ranges(&file, size);
     let count = size.div_ceil(EXTENT_SIZE) as usize;
+    let resume = crate::checkpoint::Source::of(&file, name, size, options.level).map_err(io_at(source))?;
     write_image(
         name,
         out,
         options,
         size,
+        Some(resume),
         |i| {
             if i >= count {
                 return None;
@@ -293,6 +295,7 @@ pub(crate) fn create_from_stream(
         out,
         options,
         0,
+        None,
         move |_| {
             let mut buf = vec![0u8; EXTENT_SIZE as usize];
             let mut n = 0;
@@ -314,35 +317,64 @@ pub(crate) fn create_from_stream(
     )
 }
 
+/// Extents written between two checkpoints (64 MiB of disk).
+const CHECKPOINT_EVERY: usize = 16;
+
 /// Compresses and hashes what `produce` yields (extent after extent, all full but the
 /// last) on every core, writes the frames in order to `OUT.partial`, then the trailer;
-/// syncs and renames. `size` is the disk's size if known (for progress), else 0.
+/// syncs and renames. `size` is the disk's size if known (for progress), else 0. With
+/// `resume` (a source read at random: a file or a device), a checkpoint is kept beside the
+/// partial file and a create that stopped goes on where it stopped (`produce` is then
+/// asked for the extents from there).
 fn write_image(
     name: &str,
     out: &Path,
     options: &CreateOptions,
     size: u64,
-    produce: impl FnMut(usize) -> Option<Result<Chunk, ImageError>> + Send,
+    resume: Option<crate::checkpoint::Source>,
+    mut produce: impl FnMut(usize) -> Option<Result<Chunk, ImageError>> + Send,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
     // `-`: the image to stdout (a node imaging its volume for the controller), else a file
     // written as OUT.partial and renamed when whole.
     let to_stdout = out == Path::new("-");
     let partial = if to_stdout { PathBuf::from("(stdout)") } else { partial_path(out) };
+    let resume = resume.filter(|_| !to_stdout);
+    let done = resume.as_ref().and_then(|source| crate::checkpoint::resumable(&partial, source)).unwrap_or_default();
+    let mut extents: Vec<Extent> = Vec::with_capacity(size.div_ceil(EXTENT_SIZE) as usize);
+    let (mut offset, mut coffset) =
+        done.last().map_or((0, 0), |e| (e.offset + u64::from(e.len), e.coffset + u64::from(e.csize)));
+    let start = done.len();
+    if start > 0 {
+        tracing::warn!(
+            "{}: going on from extent {start} (byte {offset}), where an earlier create stopped",
+            out.display()
+        );
+    }
+    extents.extend(done);
     let sink: Box<dyn Write> = if to_stdout {
         Box::new(std::io::stdout().lock())
     } else {
-        Box::new(OpenOptions::new().write(true).create(true).truncate(true).open(&partial).map_err(io_at(&partial))?)
+        let mut file =
+            OpenOptions::new().write(true).create(true).truncate(start == 0).open(&partial).map_err(io_at(&partial))?;
+        file.set_len(coffset).map_err(io_at(&partial))?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(coffset)).map_err(io_at(&partial))?;
+        Box::new(file)
     };
     let mut file_to_sync = if to_stdout { None } else { Some(File::open(&partial).map_err(io_at(&partial))?) };
+    let mut checkpoint = match &resume {
+        Some(source) => {
+            Some(crate::checkpoint::Checkpoint::open(&partial, source, start > 0).map_err(io_at(&partial))?)
+        }
+        None => None,
+    };
+    let mut vouched = start;
     let mut writer = BufWriter::with_capacity(1 << 20, sink);
-    let mut extents: Vec<Extent> = Vec::with_capacity(size.div_ceil(EXTENT_SIZE) as usize);
-    let (mut offset, mut coffset) = (0u64, 0u64);
     let level = options.level;
     let result = ordered(
         options.threads,
         options.threads * 2 + 2,
-        produce,
+        |i| produce(i + start),
         |_, chunk| {
             Ok(match chunk {
                 Chunk::Hole(len) => (Kind::Zero, len, zero_frame(len), zero_hash(len)),
@@ -364,6 +396,15 @@ fn write_image(
             offset += len as u64;
             coffset += frame.len() as u64;
             progress(offset, size);
+            // Every so often: the frames synced, then vouched for in the checkpoint.
+            if let (Some(ckpt), Some(file)) = (checkpoint.as_mut(), file_to_sync.as_ref())
+                && extents.len() - vouched >= CHECKPOINT_EVERY
+            {
+                writer.flush().map_err(io_at(&partial))?;
+                file.sync_data().map_err(io_at(&partial))?;
+                ckpt.append(&extents[vouched..]).map_err(io_at(&partial))?;
+                vouched = extents.len();
+            }
             Ok(())
         },
     );
@@ -387,9 +428,13 @@ fn write_image(
             file.sync_all().map_err(io_at(&partial))?;
             std::fs::rename(&partial, out).map_err(io_at(out))?;
         }
+        if let Some(ckpt) = checkpoint.take() {
+            ckpt.remove();
+        }
         Ok(report("image-created", out, None, &index, 0))
     });
-    if finish.is_err() && !to_stdout {
+    // A create that can go on keeps its partial file and checkpoint; others leave nothing.
+    if finish.is_err() && !to_stdout && resume.is_none() {
         let _ = std::fs::remove_file(&partial);
     }
     finish

@@ -11,6 +11,7 @@
 //!
 //! Provider integration is the image issue's next step.
 
+pub mod checkpoint;
 pub mod disk;
 pub mod format;
 pub mod image;

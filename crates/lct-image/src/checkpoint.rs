@@ -1,0 +1,105 @@
+//! Resuming a create. Beside `OUT.partial`, `OUT.partial.ckpt` says what the partial file
+//! durably holds: a header line (the source and the options, as JSON), then the index
+//! entries of the extents written so far (57 bytes each), appended only after the partial
+//! file is synced up to them. A create that finds a checkpoint of the same source (its
+//! name, size and modification time) and options cuts the partial file to what the entries
+//! cover and goes on from the next extent; any other checkpoint is started afresh.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{ENTRY_SIZE, Extent};
+
+/// What a checkpoint is of: a resume needs all of it to match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Source {
+    pub name: String,
+    pub size: u64,
+    /// Nanoseconds since 1970 of the source's last change (0 for a block device, whose
+    /// changes are the operator's to prevent: it is refused while mounted read-write).
+    pub modified: u128,
+    pub level: i32,
+    pub extent_size: u64,
+}
+
+impl Source {
+    pub fn of(file: &File, name: &str, size: u64, level: i32) -> io::Result<Source> {
+        let meta = file.metadata()?;
+        let modified = if meta.is_file() {
+            meta.modified()?.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        } else {
+            0
+        };
+        Ok(Source { name: name.to_string(), size, modified, level, extent_size: crate::format::EXTENT_SIZE })
+    }
+}
+
+pub fn path_of(partial: &Path) -> PathBuf {
+    let mut name = partial.file_name().unwrap_or_default().to_os_string();
+    name.push(".ckpt");
+    partial.with_file_name(name)
+}
+
+/// The extents a checkpoint of `source` vouches for, if there is one and the partial file
+/// holds their frames.
+pub fn resumable(partial: &Path, source: &Source) -> Option<Vec<Extent>> {
+    let mut bytes = Vec::new();
+    File::open(path_of(partial)).ok()?.read_to_end(&mut bytes).ok()?;
+    let newline = bytes.iter().position(|b| *b == b'\n')?;
+    let header: Source = serde_json::from_slice(&bytes[..newline]).ok()?;
+    if header != *source {
+        return None;
+    }
+    // A torn last entry (a crash while appending) is left out.
+    let entries = &bytes[newline + 1..];
+    let extents: Vec<Extent> = entries.chunks_exact(ENTRY_SIZE).map(Extent::decode).collect::<Result<_, _>>().ok()?;
+    let covered: u64 = extents.iter().map(|e| u64::from(e.csize)).sum();
+    let have = std::fs::metadata(partial).ok()?.len();
+    (have >= covered && !extents.is_empty()).then_some(extents)
+}
+
+/// A checkpoint being written.
+pub struct Checkpoint {
+    file: File,
+    path: PathBuf,
+}
+
+impl Checkpoint {
+    /// A new checkpoint of `source` (any old one replaced), or the one to go on with
+    /// (`keep`: its entries stay).
+    pub fn open(partial: &Path, source: &Source, keep: bool) -> io::Result<Checkpoint> {
+        let path = path_of(partial);
+        if keep {
+            let file = OpenOptions::new().append(true).open(&path)?;
+            // Whole entries only: a torn tail goes.
+            let len = file.metadata()?.len();
+            let header = serde_json::to_vec(source)?.len() as u64 + 1;
+            file.set_len(header + (len - header) / ENTRY_SIZE as u64 * ENTRY_SIZE as u64)?;
+            return Ok(Checkpoint { file, path });
+        }
+        let mut file = File::create(&path)?;
+        let mut header = serde_json::to_vec(source)?;
+        header.push(b'\n');
+        file.write_all(&header)?;
+        file.sync_all()?;
+        Ok(Checkpoint { file, path })
+    }
+
+    /// Vouches for `extents` (their frames are synced in the partial file already).
+    pub fn append(&mut self, extents: &[Extent]) -> io::Result<()> {
+        let mut bytes = Vec::with_capacity(extents.len() * ENTRY_SIZE);
+        for e in extents {
+            e.encode(&mut bytes);
+        }
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()
+    }
+
+    /// The create is done: the checkpoint goes.
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
