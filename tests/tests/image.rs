@@ -52,6 +52,9 @@ fn images_round_trip_through_zstd_and_restore_and_damage_is_named() {
     assert_eq!(report["extents"], 6);
     assert_eq!(report["zero_extents"], 1, "{report}");
     assert!(!dir.join("disk.lcti.partial").exists());
+    // Without a terminal, progress is JSON lines on stderr.
+    let progress: serde_json::Value = serde_json::from_str(made.stderr.lines().next().unwrap()).unwrap();
+    assert_eq!((progress["kind"].as_str(), progress["step"].as_str()), (Some("image-progress"), Some("imaging")));
 
     // Plain zstd restores the raw disk exactly (the index and seek table are skippable frames).
     let out = Command::new("zstd").args(["-dc", "-q", image.to_str().unwrap()]).output().unwrap();

@@ -145,19 +145,51 @@ enum RepoCommand {
     Export { repo: PathBuf, name: String, out: PathBuf },
 }
 
-/// A bar on a terminal (cron and pipes see none).
-fn bar(what: &str) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
+/// Progress of long work: a bar on a terminal; elsewhere (cron, systemd, pipes) a JSON line
+/// on stderr at most every two seconds (`image-progress`: the step, bytes done and the
+/// total, 0 while unknown), so that a log shows how far a long create got.
+struct Progress {
+    what: &'static str,
+    bar: Option<indicatif::ProgressBar>,
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    fn new(what: &'static str) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(&format!(
+                    "{what} {{bytes}}/{{total_bytes}} [{{elapsed}}, {{bytes_per_sec}}] {{wide_bar}}"
+                ))
+                .expect("a valid template"),
+            );
+            bar
+        });
+        Progress { what, bar, last: std::sync::Mutex::new(None) }
     }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{what} {{bytes}}/{{total_bytes}} [{{elapsed}}, {{bytes_per_sec}}] {{wide_bar}}"
-        ))
-        .expect("a valid template"),
-    );
-    bar
+
+    fn update(&self, done: u64, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(done);
+            return;
+        }
+        let mut last = self.last.lock().expect("not poisoned");
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(2)) {
+            return;
+        }
+        *last = Some(now);
+        // (Written out so that `kind` comes first, as in every record.)
+        eprintln!(r#"{{"kind":"image-progress","v":1,"step":"{}","done":{done},"total":{total}}}"#, self.what);
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
 }
 
 fn emit(report: &lct_image::Report, format: OutputFormat) -> anyhow::Result<()> {
@@ -187,7 +219,7 @@ fn main() -> std::process::ExitCode {
     cli.global.init_logging();
     lct_core::cli::run("lct-image", || match &cli.command {
         Command::Create { source, out, label, level, force } => {
-            let bar = bar("imaging");
+            let bar = Progress::new("imaging");
             let options = CreateOptions {
                 label: label.clone(),
                 level: *level,
@@ -199,12 +231,9 @@ fn main() -> std::process::ExitCode {
                 Some(label) => {
                     runtime()?.block_on(lct_image::volume::image_of(&label, out.clone(), options, this()?))?
                 }
-                None => lct_image::create(source, out, &options, &|done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                })?,
+                None => lct_image::create(source, out, &options, &|done, total| bar.update(done, total))?,
             };
-            bar.finish_and_clear();
+            bar.finish();
             if out.as_os_str() == "-" {
                 // The image went to stdout: the report to stderr.
                 eprintln!("{}", serde_json::to_string(&report)?);
@@ -224,7 +253,7 @@ fn main() -> std::process::ExitCode {
             Ok(())
         }
         Command::Restore { image, target, skip_matching, force } => {
-            let bar = bar("restoring");
+            let bar = Progress::new("restoring");
             let options = RestoreOptions {
                 skip_matching: *skip_matching,
                 force: *force,
@@ -236,22 +265,18 @@ fn main() -> std::process::ExitCode {
                     let opened = lct_image::image::Opened::open(image, cli.allow_http)?;
                     runtime()?.block_on(lct_image::volume::restore_onto(opened, &label, options, this()?))?
                 }
-                None => lct_image::restore(image, target, &options, &|done, total| {
-                    bar.set_length(total);
-                    bar.set_position(done);
-                })?,
+                None => lct_image::restore(image, target, &options, &|done, total| bar.update(done, total))?,
             };
-            bar.finish_and_clear();
+            bar.finish();
             emit(&report, cli.global.output())
         }
         Command::Verify { image, target } => {
-            let bar = bar("verifying");
+            let bar = Progress::new("verifying");
             let threads = lct_image::image::threads();
             let report = lct_image::verify(image, target.as_deref(), threads, cli.allow_http, &|done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
+                bar.update(done, total)
             })?;
-            bar.finish_and_clear();
+            bar.finish();
             emit(&report, cli.global.output())
         }
         Command::Repo(command) => repo(command, cli.global.output(), cli.allow_http),
@@ -322,12 +347,9 @@ fn mib(bytes: u64) -> String {
 
 fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow::Result<()> {
     use lct_image::repo::Repo;
-    let progress = |what: &str| {
-        let bar = bar(what);
-        move |done: u64, total: u64| {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
+    let progress = |what: &'static str| {
+        let bar = Progress::new(what);
+        move |done: u64, total: u64| bar.update(done, total)
     };
     match command {
         RepoCommand::Init { repo } => {
