@@ -22,7 +22,7 @@ pub(crate) fn from_wire(zone: &str, record: &Record) -> Option<DnsRecord> {
     let rtype = supported(record.record_type())?;
     // As `normal` has them (addresses print canonical), without parsing them back.
     let data = match &record.data {
-        RData::A(a) => a.0.to_string(),
+        RData::A(a) => ipv4_text(a.0),
         RData::AAAA(a) => a.0.to_string(),
         other => {
             let mut data = other.to_string();
@@ -30,9 +30,52 @@ pub(crate) fn from_wire(zone: &str, record: &Record) -> Option<DnsRecord> {
             data
         }
     };
-    let mut name = record.name.to_string();
-    name.make_ascii_lowercase();
-    Some(DnsRecord { zone: zone.to_string(), name, rtype, ttl: record.ttl, data, view: View::Both })
+    Some(DnsRecord {
+        zone: zone.to_string(),
+        name: name_text(&record.name),
+        rtype,
+        ttl: record.ttl,
+        data,
+        view: View::Both,
+    })
+}
+
+/// A name as text, lower case, fully qualified. Names of plain labels (letters, digits, `-`,
+/// `_`: every name lct makes) are written straight from their labels; others go through
+/// hickory's printing, which escapes what needs it. (A big transfer has hundreds of
+/// thousands of names: hickory's printing was a fifth of reading one.)
+pub(crate) fn name_text(name: &Name) -> String {
+    let plain = name.iter().all(|l| l.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')));
+    if !plain || name.is_root() {
+        let mut text = name.to_string();
+        text.make_ascii_lowercase();
+        return text;
+    }
+    let mut text = String::with_capacity(name.len() + 1);
+    for label in name.iter() {
+        text.extend(label.iter().map(|b| b.to_ascii_lowercase() as char));
+        text.push('.');
+    }
+    text
+}
+
+/// An IPv4 address as text, without the formatting machinery (hundreds of thousands of
+/// them in a big transfer).
+fn ipv4_text(a: std::net::Ipv4Addr) -> String {
+    let mut text = String::with_capacity(15);
+    for (i, octet) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        if octet >= 100 {
+            text.push((b'0' + octet / 100) as char);
+        }
+        if octet >= 10 {
+            text.push((b'0' + octet / 10 % 10) as char);
+        }
+        text.push((b'0' + octet % 10) as char);
+    }
+    text
 }
 
 /// A `dns-record` on the wire.
@@ -55,4 +98,28 @@ pub fn soa_serial(data: &str) -> Option<u32> {
 pub(crate) fn normal_with_ttl(r: &DnsRecord) -> (String, RecordType, String, u32) {
     let (n, t, d) = normal(&r.name, r.rtype, &r.data);
     (n, t, d, r.ttl)
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn names_and_addresses_read_as_hickory_prints_them() {
+        let labels: [&[&[u8]]; 5] = [
+            &[b"zk-1", b"ZK", b"lct", b"internal"],
+            &[b"_zk", b"_tcp", b"lct", b"internal"],
+            &[b"a.b", b"example"],
+            &[b"x y", b"\xff", b"example"],
+            &[],
+        ];
+        for l in labels {
+            let name = Name::from_labels(l.iter().copied()).unwrap();
+            assert_eq!(name_text(&name), name.to_string().to_ascii_lowercase(), "{name:?}");
+        }
+        for a in ["0.0.0.0", "10.9.99.100", "255.255.255.255", "192.168.128.7"] {
+            let ip: std::net::Ipv4Addr = a.parse().unwrap();
+            assert_eq!(ipv4_text(ip), ip.to_string());
+        }
+    }
 }
