@@ -225,8 +225,13 @@ async fn run_action(
             let nodes = own().await?;
             let packages = plan.packages.join(" ");
             // Servers get what they need, not what is recommended (no desktop fonts for a JRE).
+            // Tried three times: a mirror changing while a node reads it (the lab's, when
+            // another plan adds packages; Debian's, on a push) fails one run of apt, not
+            // the next one, which reads the index again.
             let script = format!(
-                "export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends {packages} >/dev/null"
+                "export DEBIAN_FRONTEND=noninteractive; for try in 1 2 3; do \
+                 apt-get update -qq && apt-get install -y -qq --no-install-recommends {packages} >/dev/null && exit 0; \
+                 [ $try = 3 ] || sleep $try; done; exit 100"
             );
             let jobs = nodes
                 .iter()
