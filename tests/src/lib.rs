@@ -390,3 +390,18 @@ impl HttpFiles {
         self.requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Writes `bytes` bytes of pseudo-random data (xorshift from `seed`), each byte masked by
+/// `mask`: compressible, but not trivially (a disk for image tests).
+pub fn pseudo_random_file(path: &Path, bytes: u64, seed: u64, mask: u8) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create the file"));
+    let mut seed = seed;
+    let mask = u64::from_le_bytes([mask; 8]);
+    for _ in 0..bytes / 8 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        f.write_all(&(seed & mask).to_le_bytes()).expect("write the file");
+    }
+    f.flush().expect("write the file");
+}

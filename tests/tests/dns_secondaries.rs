@@ -185,21 +185,7 @@ zone "lct.internal" {{
     // A change: NOTIFY, then each fetches it by IXFR (the journal holds serial 10 -> 11).
     let more = nodes + &node("zk-3", "192.168.128.3", Some("203.0.113.3"));
     let key = dir.join("lct-update.key");
-    env.run_with_input(
-        "lct-dns",
-        &[
-            "update",
-            "--server",
-            &format!("127.0.0.1:{primary}"),
-            "--key-file",
-            key.to_str().unwrap(),
-            "--domain",
-            "lct.internal",
-            "--no-reverse",
-        ],
-        &more,
-    )
-    .ok();
+    lct_dns_update(&env, primary, &key, &more);
     until("Knot follows", || addresses(knot, "zk-3.zk.lct.internal") == ["192.168.128.3"]);
     until("BIND follows", || addresses(bind, "zk-3.zk.lct.internal") == ["203.0.113.3"]);
     // Told by NOTIFY, fetched incrementally: one IXFR per view from serial 10.
@@ -217,21 +203,7 @@ zone "lct.internal" {{
     let _primary = Background::spawn_logged(cmd, &restarted_log);
     until("lct-dns answers again", || addresses(primary, "zk-3.zk.lct.internal") == ["203.0.113.3"]);
     let even_more = more.clone() + &node("zk-4", "192.168.128.4", Some("203.0.113.4"));
-    env.run_with_input(
-        "lct-dns",
-        &[
-            "update",
-            "--server",
-            &format!("127.0.0.1:{primary}"),
-            "--key-file",
-            key.to_str().unwrap(),
-            "--domain",
-            "lct.internal",
-            "--no-reverse",
-        ],
-        &even_more,
-    )
-    .ok();
+    lct_dns_update(&env, primary, &key, &even_more);
     until("Knot follows after the restart", || addresses(knot, "zk-4.zk.lct.internal") == ["192.168.128.4"]);
     until("BIND follows after the restart", || addresses(bind, "zk-4.zk.lct.internal") == ["203.0.113.4"]);
     let said = std::fs::read_to_string(&restarted_log).unwrap();
@@ -482,21 +454,7 @@ key = "k-lct.key"
     );
     let more = nodes + &node("zk-2", "192.168.128.2", None);
     let key = dir.join("lct-update.key");
-    env.run_with_input(
-        "lct-dns",
-        &[
-            "update",
-            "--server",
-            &format!("127.0.0.1:{primary}"),
-            "--key-file",
-            key.to_str().unwrap(),
-            "--domain",
-            "lct.internal",
-            "--no-reverse",
-        ],
-        &more,
-    )
-    .ok();
+    lct_dns_update(&env, primary, &key, &more);
     until("Knot's change followed", || addresses(secondary, "new.knot.test") == ["192.0.2.11"]);
     until("BIND's change followed", || addresses(secondary, "new.bind.test") == ["192.0.2.21"]);
     until("lct-dns's change followed", || addresses(secondary, "zk-2.zk.lct.internal") == ["192.168.128.2"]);
@@ -697,4 +655,13 @@ zone "lct.internal" {{
     assert!(said.contains("by IXFR (1 changes)"), "{said}");
     let primary_said = std::fs::read_to_string(dir.join("primary.log")).unwrap();
     assert_eq!(primary_said.matches("IXFR of").count(), 2, "{primary_said}");
+}
+
+/// `lct-dns update` of lct.internal at the lct-dns primary on `port`: the zone made from
+/// `nodes`, sent as signed updates.
+fn lct_dns_update(env: &Env, port: u16, key: &std::path::Path, nodes: &str) {
+    let server = format!("127.0.0.1:{port}");
+    let args = ["update", "--server", &server, "--key-file", key.to_str().unwrap()];
+    let args: Vec<&str> = args.into_iter().chain(["--domain", "lct.internal", "--no-reverse"]).collect();
+    env.run_with_input("lct-dns", &args, nodes).ok();
 }

@@ -8,6 +8,11 @@ use std::process::Command;
 
 use lct_tests::Env;
 
+/// A path as the command line takes it.
+fn s(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
 /// A sparse disk file: random data in some extents, explicit zeros in one, holes elsewhere,
 /// and a short tail (its size is not a multiple of the extent size).
 fn disk(path: &std::path::Path) -> Vec<u8> {
@@ -182,7 +187,6 @@ fn a_repository_stores_shared_extents_once_and_restores_what_it_holds() {
     let dir = env.state.path();
     let (raw, image, repo) = (dir.join("disk.raw"), dir.join("disk.lcti"), dir.join("repo"));
     let bytes = disk(&raw);
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     env.run("lct-image", &["create", &s(&raw), &s(&image)]).ok();
     env.run("lct-image", &["repo", "init", &s(&repo)]).ok();
     let first = env.run("lct-image", &["repo", "add", &s(&repo), &s(&image), "--name", "base", "-o", "jsonl"]).ok();
@@ -250,7 +254,6 @@ fn a_repository_stores_shared_extents_once_and_restores_what_it_holds() {
 fn two_writers_add_to_one_repository_at_once() {
     let env = Env::new();
     let dir = env.state.path();
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let repo = dir.join("repo");
     env.run("lct-image", &["repo", "init", &s(&repo)]).ok();
     // Two disks sharing most extents, added at the same time, several times over.
@@ -291,7 +294,6 @@ fn two_writers_add_to_one_repository_at_once() {
 fn images_by_url_are_read_with_range_requests_and_resumed_after_a_drop() {
     let env = Env::new();
     let dir = env.state.path();
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let served = dir.join("served");
     std::fs::create_dir(&served).unwrap();
     let bytes = disk(&dir.join("disk.raw"));
@@ -339,7 +341,6 @@ fn images_by_url_are_read_with_range_requests_and_resumed_after_a_drop() {
 fn qcow2_and_compressed_raw_disks_become_lct_images() {
     let env = Env::new();
     let dir = env.state.path();
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let raw = dir.join("disk.raw");
     let bytes = disk(&raw);
     let served = dir.join("served");
@@ -393,7 +394,6 @@ fn qcow2_and_compressed_raw_disks_become_lct_images() {
 fn a_nodes_volume_goes_into_the_repository_and_onto_another_nodes_volume_over_ssh() {
     let env = Env::new();
     let dir = env.state.path();
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let sh = |script: &str| {
         let out = Command::new("sh").args(["-ec", script]).output().unwrap();
         assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
@@ -460,20 +460,9 @@ fn a_nodes_volume_goes_into_the_repository_and_onto_another_nodes_volume_over_ss
 fn a_create_stopped_half_way_goes_on_from_its_checkpoint() {
     let env = Env::new();
     let dir = env.state.path();
-    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     // 160 MiB (40 extents) of data that compresses slowly enough to stop the create part-way.
     let raw = dir.join("disk.raw");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&raw).unwrap());
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        for _ in 0..(160 << 20) / 8 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            f.write_all(&(seed & 0x1f1f_1f1f_1f1f_1f1f).to_le_bytes()).unwrap();
-        }
-    }
+    lct_tests::pseudo_random_file(&raw, 160 << 20, 0x2545_f491_4f6c_dd1d, 0x1f);
     let image = dir.join("disk.lcti");
     let partial = dir.join("disk.lcti.partial");
     let checkpoint = dir.join("disk.lcti.partial.ckpt");

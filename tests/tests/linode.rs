@@ -653,17 +653,7 @@ fn push_linode_streams_a_gzipd_disk_to_the_upload_url_with_bounded_memory() {
     // A 160 MiB disk: compressible data in every extent, so that neither a whole extent
     // list nor the gzip'd disk (some 40 MiB) fits the memory bound below by accident.
     let raw = dir.join("disk.raw");
-    {
-        use std::io::Write;
-        let mut f = std::io::BufWriter::new(std::fs::File::create(&raw).unwrap());
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        for _ in 0..(160 << 20) / 8 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            f.write_all(&(seed & 0x0f0f_0f0f_0f0f_0f0f).to_le_bytes()).unwrap();
-        }
-    }
+    lct_tests::pseudo_random_file(&raw, 160 << 20, 0x9e37_79b9_7f4a_7c15, 0x0f);
     let image = dir.join("disk.lcti");
     env.run("lct-image", &["create", raw.to_str().unwrap(), image.to_str().unwrap()]).ok();
     let mut push = api.tool(

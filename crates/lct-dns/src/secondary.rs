@@ -195,8 +195,7 @@ fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result
     if let Some(e) = refused {
         anyhow::bail!("zone {zone}: the copy is refused, the previous one serves on: {e}");
     }
-    let mut answers = builder.finish();
-    answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
+    let answers = Served::with_expiry(builder.finish(), &settings);
     Ok(Fetched::Built(Served { records, answers, settings }))
 }
 

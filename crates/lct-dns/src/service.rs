@@ -444,9 +444,14 @@ impl Served {
     }
 
     fn answers(records: &[DnsRecord], settings: &Settings) -> anyhow::Result<Answers> {
-        let mut answers = Answers::new(records, &|zone| crate::server::mode_of(&settings.modes, zone))?;
+        let answers = Answers::new(records, &|zone| crate::server::mode_of(&settings.modes, zone))?;
+        Ok(Served::with_expiry(answers, settings))
+    }
+
+    /// `answers` with the secondary zones whose copy expired marked (SERVFAIL).
+    pub fn with_expiry(mut answers: Answers, settings: &Settings) -> Answers {
         answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
-        Ok(answers)
+        answers
     }
 
     /// Whether a client at `ip` sees the internal view.

@@ -327,18 +327,8 @@ fn print<T: serde::Serialize>(value: &T, format: OutputFormat, table: impl FnOnc
 
 /// Seconds since 1970 as `YYYY-MM-DD HH:MM` (UTC), for tables.
 fn utc(seconds: u64) -> String {
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}", rest / 3600, rest % 3600 / 60)
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    lct_api::linode::api::api_time(at)[..16].replacen('T', " ", 1)
 }
 
 fn mib(bytes: u64) -> String {

@@ -72,7 +72,7 @@ fn reach(located: &Located) -> Result<Reach, ImageError> {
     let on_node = std::env::var("LCT_IMAGE_ON_NODE").is_ok_and(|v| v == "1");
     match (located.volume.provider, &located.volume.path) {
         (ProviderName::Local, Some(_)) if on_node && matches!(node.access, Some(Access::Ssh { .. })) => {
-            Ok(Reach::Node(Box::new(node.clone()), format!("/dev/disk/by-id/scsi-0Linode_Volume_{label}")))
+            Ok(Reach::Node(Box::new(node.clone()), lct_api::local::volume_path_in_machine(label.as_str())))
         }
         (ProviderName::Local, Some(path)) => Ok(Reach::Here(PathBuf::from(path))),
         (ProviderName::Local, None) => Err(refused(format!("volume {label}: attached without a device path"))),
@@ -82,7 +82,7 @@ fn reach(located: &Located) -> Result<Reach, ImageError> {
                     .volume
                     .path
                     .clone()
-                    .unwrap_or_else(|| format!("/dev/disk/by-id/scsi-0Linode_Volume_{label}"));
+                    .unwrap_or_else(|| lct_api::local::volume_path_in_machine(label.as_str()));
                 Ok(Reach::Node(Box::new(node.clone()), path))
             }
             _ => Err(refused(format!("volume {label}: node {} is not reached by SSH", node.name))),

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use crate::cloudinit::FirstBoot;
 use crate::{Provider, ProviderError, VolumeSpec};
 use machine::Machine;
-pub use machine::{BASE_PACKAGES, Images, NodeImage};
+pub use machine::{BASE_PACKAGES, Images, NodeImage, volume_path_in_machine};
 
 pub const REGION: &str = "local";
 /// The outside namespace's addresses: the "internet" that sees public addresses only.
