@@ -111,6 +111,12 @@ fn images_round_trip_through_zstd_and_restore_and_damage_is_named() {
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("extent 1 (bytes 4194304..8388608) is damaged"), "{}", out.stderr);
 
+    // Something else on `restore -`: named, no target made.
+    let out = env.run_with_input("lct-image", &["restore", "-", dir.join("t4").to_str().unwrap()], "garbage\n");
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("not an image as lct-image send writes it"), "{}", out.stderr);
+    assert!(!dir.join("t4").exists());
+
     // A truncated image is a clear error, never a short disk.
     let short = dir.join("short.lcti");
     std::fs::write(&short, &std::fs::read(&image).unwrap()[..1_000_000]).unwrap();

@@ -707,4 +707,13 @@ fn push_linode_streams_a_gzipd_disk_to_the_upload_url_with_bounded_memory() {
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("at most 6000000000 bytes"), "{}", out.stderr);
     assert_eq!(double.stats().requests, before, "a request was made");
+    // A label Linode would refuse: named, no request.
+    let out = api.run_tool(
+        "lct-image",
+        &["push-linode", image.to_str().unwrap(), "--label", "bad label", "--region", "us-east"],
+        "",
+    );
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("field label"), "{}", out.stderr);
+    assert_eq!(double.stats().requests, before, "a request was made");
 }

@@ -520,10 +520,11 @@ impl Opened {
     pub fn sent(mut input: Box<dyn std::io::Read + Send>, name: &str) -> Result<Opened, ImageError> {
         let at = Path::new(name);
         let mut head = [0u8; 16];
-        input.read_exact(&mut head).map_err(io_at(at))?;
-        if &head[..8] != SEND_MAGIC {
+        let read = input.read_exact(&mut head);
+        if read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof) || &head[..8] != SEND_MAGIC {
             return Err(ImageError::Refused(format!("{name}: not an image as lct-image send writes it")));
         }
+        read.map_err(io_at(at))?;
         let len = u64::from_le_bytes(head[8..16].try_into().expect("8"));
         if len > 1 << 32 {
             return Err(ImageError::Refused(format!("{name}: a {len}-byte trailer")));

@@ -121,6 +121,15 @@ pub struct Push<'a> {
     pub wait: bool,
 }
 
+impl Push<'_> {
+    /// The label and region as Linode takes them (checked before any request, and before
+    /// a token is looked for).
+    pub fn check(&self) -> Result<(), ImageError> {
+        lct_api::linode::validate::label("label", self.label).map_err(|e| refused(e.to_string()))?;
+        lct_api::linode::validate::region("region", self.region).map_err(|e| refused(e.to_string()))
+    }
+}
+
 /// Makes `opened` a Linode Image; returns the image (available if `wait`). The API's calls
 /// run on `runtime`, the compression and the PUT on this thread and one more.
 pub fn push(
@@ -137,8 +146,7 @@ pub fn push(
             opened.name
         )));
     }
-    lct_api::linode::validate::label("label", push.label).map_err(|e| refused(e.to_string()))?;
-    lct_api::linode::validate::region("region", push.region).map_err(|e| refused(e.to_string()))?;
+    push.check()?;
     progress("compressing to count");
     let length =
         gzipped(opened, |gz| std::io::copy(gz, &mut std::io::sink()).map_err(|e| refused(format!("gzip: {e}"))))?;

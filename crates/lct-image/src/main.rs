@@ -281,10 +281,11 @@ fn main() -> std::process::ExitCode {
         }
         Command::Repo(command) => repo(command, cli.global.output(), cli.allow_http),
         Command::PushLinode { image, label, region, description, wait } => {
+            let push = lct_image::linode::Push { label, region, description, wait: *wait };
+            push.check()?;
             let opened = lct_image::image::Opened::open(image, cli.allow_http)?;
             let provider = lct_api::linode::LinodeProvider::from_env()?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let push = lct_image::linode::Push { label, region, description, wait: *wait };
             let image = lct_image::linode::push(&runtime, &provider.api, &opened, &push, &|step| {
                 tracing::info!("{}: {step}", opened.name)
             })?;
