@@ -131,7 +131,15 @@ pub async fn restore_onto(
         Reach::Node(node, device) => {
             install_on(&node, &local_bin).await?;
             tokio::task::spawn_blocking(move || {
-                let mut command = on_node(&node, &["lct-image", "-o", "jsonl", "restore", "-", &device])?;
+                let mut argv = vec!["lct-image", "-o", "jsonl", "restore", "-", &device];
+                // What was asked of the restore holds on the node too.
+                if options.skip_matching {
+                    argv.push("--skip-matching");
+                }
+                if options.force {
+                    argv.push("--force");
+                }
+                let mut command = on_node(&node, &argv)?;
                 let mut child = command
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
