@@ -168,8 +168,27 @@ fn zookeeper_and_postgres_ha_end_to_end() {
         .unwrap();
     assert!(!refused.success(), "the outside reaches ZooKeeper");
 
-    // Scale: every dependent piece follows.
+    // Scale: every dependent piece follows. Patroni reads ZooKeeper's hosts only when it
+    // starts: it restarts (a new process) under the same PostgreSQL (same postmaster), without
+    // a failover, and the cluster leaves maintenance mode afterwards.
+    let pids = |node: &str| {
+        let patroni = env.ssh(node, "systemctl show -p MainPID --value patroni").stdout.trim().to_string();
+        let postmaster =
+            env.ssh(node, "head -n 1 /var/lib/postgresql/15/patroni/postmaster.pid").stdout.trim().to_string();
+        (patroni, postmaster)
+    };
+    let before: Vec<_> = ["pg-1", "pg-2"].iter().map(|n| pids(n)).collect();
     env.run("lct-plan", &["scale", "zk", "server", "5"]).ok();
+    for (node, (patroni, postmaster)) in ["pg-1", "pg-2"].iter().zip(&before) {
+        let (patroni_now, postmaster_now) = pids(node);
+        assert_ne!(&patroni_now, patroni, "{node}: Patroni was not restarted for the new ZooKeeper hosts");
+        assert_eq!(&postmaster_now, postmaster, "{node}: PostgreSQL was restarted");
+    }
+    assert_eq!(psql(&env, primary, "select pg_is_in_recovery()"), "f", "the primary changed");
+    let health = env
+        .ssh(primary, "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:8008/patroni\").read().decode())'")
+        .stdout;
+    assert!(!health.contains("\"pause\""), "left in maintenance mode: {health}");
     let modes = settled(|| (1..=5).map(|i| zk_mode(&env, &format!("zk-{i}"))).collect());
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
     assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 4, "{modes:?}");

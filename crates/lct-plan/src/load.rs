@@ -37,7 +37,10 @@ pub const PACKAGES: &[Package] = &[
     Package {
         name: "postgres-ha",
         plan: include_str!("../plans/postgres-ha/plan.yaml"),
-        files: &[("configure.py", include_str!("../plans/postgres-ha/configure.py"))],
+        files: &[
+            ("configure.py", include_str!("../plans/postgres-ha/configure.py")),
+            ("resume.py", include_str!("../plans/postgres-ha/resume.py")),
+        ],
     },
 ];
 

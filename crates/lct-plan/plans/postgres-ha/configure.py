@@ -6,6 +6,12 @@ node records. The ZooKeeper ensemble Patroni elects its leader through comes fro
 value the zookeeper cluster offers (LCT_OFFER_ZOOKEEPER_CONNECT). Debian's default
 `main` cluster is dropped (Patroni owns PostgreSQL here); the configuration is written
 0600 for the postgres user, and Patroni is started, or reloaded when it changed.
+
+Patroni reads ZooKeeper's host list only when it starts (its reload changes timeouts, not
+hosts). When the list changed, the cluster is put in maintenance mode (`patronictl pause`:
+Patroni then neither stops PostgreSQL when it exits nor fails over) and Patroni restarts
+under the running PostgreSQL; the plan's next hook, resume.py, ends maintenance once every
+node has done so.
 """
 
 import json
@@ -82,28 +88,67 @@ postgresql:
     - host all all 0.0.0.0/0 scram-sha-256
     - host replication replicator 0.0.0.0/0 scram-sha-256
 """
+    before = read(CONFIG)
     changed = write(CONFIG, config)
     active = subprocess.run(["systemctl", "is-active", "--quiet", "patroni"]).returncode == 0
     if not active:
         subprocess.run(["systemctl", "enable", "--quiet", "patroni"], check=False)
         subprocess.run(["systemctl", "restart", "patroni"], check=True)
+        done = "started"
+    elif changed and zookeeper_hosts(before) != zookeeper:
+        pause()
+        subprocess.run(["systemctl", "restart", "patroni"], check=True)
+        done = "restarted under a running PostgreSQL (new ZooKeeper hosts)"
     elif changed:
-        # Patroni re-reads its configuration on SIGHUP (pg_hba, parameters); ZooKeeper's
-        # host list is used from its next start, the hosts it has still answer meanwhile.
+        # Patroni re-reads the rest of its configuration on SIGHUP (pg_hba, parameters).
         subprocess.run(["systemctl", "reload", "patroni"], check=True)
+        done = "reloaded"
+    else:
+        done = "unchanged"
     role = wait_healthy()
     if role == "replica":
         wait_streaming()
-    print(f"{me}: patroni {'started' if not active else 'reloaded' if changed else 'unchanged'}, {role}")
+    print(f"{me}: patroni {done}, {role}")
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def zookeeper_hosts(config):
+    """The host list of a configuration this script wrote (one JSON line under `zookeeper:`)."""
+    lines = config.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line == "zookeeper:" and lines[i + 1].startswith("  hosts: "):
+            return json.loads(lines[i + 1][len("  hosts: "):])
+    return None
+
+
+def paused():
+    with urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=5) as r:
+        return bool(json.load(r).get("pause"))
+
+
+def pause():
+    """Maintenance mode for the whole cluster, seen by every member (another node of the
+    group may be pausing at the same moment: then patronictl says it is paused already)."""
+    out = subprocess.run(
+        ["patronictl", "-c", CONFIG, "pause", "--wait"], capture_output=True, text=True, cwd="/"
+    )
+    deadline = time.monotonic() + 60
+    while not paused():
+        if time.monotonic() > deadline:
+            sys.exit(f"patroni did not enter maintenance mode: {out.stdout}{out.stderr}".strip())
+        time.sleep(1)
 
 
 def write(path, text):
-    try:
-        with open(path) as f:
-            if f.read() == text:
-                return False
-    except FileNotFoundError:
-        pass
+    if read(path) == text:
+        return False
     tmp = f"{path}.lct-tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
