@@ -291,3 +291,58 @@ fn a_create_killed_part_way_is_finished_by_the_next_run_and_makes_no_node_twice(
     env.run("lct-plan", &["destroy", "ns"]).ok();
     assert!(env.run("lct-api", &["volume", "list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "volumes left");
 }
+
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn a_plans_names_decide_hosts_files_and_dns() {
+    let env = Env::new();
+    let write = |name: &str, names: &str| {
+        let plan = env.state.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &plan,
+            format!(
+                "description: names\ngroups:\n  node: {{count: 1, image: lct/netns}}\nnames: {names}\nhooks:\n  created:\n    - action: hosts\n"
+            ),
+        )
+        .unwrap();
+        plan
+    };
+    let public = write("pub", "{hosts_private: false, hosts_public: true, dns: public}");
+    let hidden = write("hid", "{dns: none}");
+    env.run("lct-plan", &["create", "pub", public.to_str().unwrap()]).ok();
+    env.run("lct-plan", &["create", "hid", hidden.to_str().unwrap()]).ok();
+    // The plan's names reach the cluster record (the defaults are not written out).
+    let records = env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().json_lines();
+    let record = |name: &str| records.iter().find(|r| r["name"] == name).unwrap()["names"].clone();
+    assert_eq!(record("pub"), serde_json::json!({"hosts_private": false, "hosts_public": true, "dns": "public"}));
+    assert_eq!(record("hid"), serde_json::json!({"hosts_private": true, "hosts_public": false, "dns": "none"}));
+
+    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+    let address = |node: &str, field: &str| {
+        nodes.iter().find(|n| n["name"] == node).unwrap()[field][0].as_str().unwrap().to_string()
+    };
+    // pub's block in the hosts file on pub-1 has its public entry and no private one (the
+    // line the namespace names itself with is outside lct's block).
+    let hosts = env.in_ns("pub-1", &["cat", "/etc/hosts"]).stdout;
+    let block = hosts.split("# BEGIN lct-hosts cluster pub\n").nth(1).unwrap().split("# END").next().unwrap();
+    assert!(block.starts_with(&format!("{}\tpub-1.public\n", address("pub-1", "public_ipv4"))), "{hosts}");
+    assert!(!block.contains(&address("pub-1", "private_ipv4")), "{hosts}");
+    let hosts = env.in_ns("hid-1", &["cat", "/etc/hosts"]).stdout;
+    assert!(hosts.contains(&format!("{}\thid-1.hid.", address("hid-1", "private_ipv4"))), "{hosts}");
+
+    // DNS: pub's public address to everyone, nothing of hid.
+    let input = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout;
+    let zone = env.run_with_input("lct-dns", &["zone", "--serial", "1", "-o", "jsonl"], &input).ok().json_lines();
+    let of = |name: &str| -> Vec<(String, String)> {
+        zone.iter()
+            .filter(|r| r["name"].as_str().unwrap().starts_with(name))
+            .map(|r| (r["data"].as_str().unwrap().to_string(), r["view"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let both = |a: String| (a, "both".to_string());
+    assert_eq!(of("pub-1."), [both(address("pub-1", "public_ipv4")), both(address("pub-1", "public_ipv6"))]);
+    assert_eq!(of("hid-1."), []);
+    assert!(!zone.iter().any(|r| r["data"].as_str().unwrap().starts_with("hid-1")), "a PTR for hid-1");
+    env.run("lct-plan", &["destroy", "hid"]).ok();
+    env.run("lct-plan", &["destroy", "pub"]).ok();
+}

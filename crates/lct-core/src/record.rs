@@ -445,6 +445,48 @@ pub struct Dependency {
     pub ports: Vec<PortSpec>,
 }
 
+/// How a cluster's nodes are named: which of their addresses hosts files carry and which
+/// DNS views publish them (a plan's `names`). lct-hosts and lct-dns read it; a cluster
+/// without one gets the tools' defaults (private entries in hosts files, split DNS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamePolicy {
+    /// Hosts-file entries for private addresses (`NODE.DOMAIN NODE`).
+    #[serde(default = "yes")]
+    pub hosts_private: bool,
+    /// Hosts-file entries for public addresses (`NODE.public`, or lct-hosts' naming).
+    #[serde(default)]
+    pub hosts_public: bool,
+    /// Which addresses DNS publishes.
+    #[serde(default)]
+    pub dns: DnsPublish,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for NamePolicy {
+    fn default() -> Self {
+        NamePolicy { hosts_private: true, hosts_public: false, dns: DnsPublish::Split }
+    }
+}
+
+/// Which of a cluster's addresses DNS publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsPublish {
+    /// Private addresses to internal clients, public ones to everyone else.
+    #[default]
+    Split,
+    /// Private addresses only: the names exist for internal clients alone.
+    Private,
+    /// Public addresses only, to every client.
+    Public,
+    /// No names in DNS.
+    None,
+}
+
 /// A cluster: its name, domain, provider and the clusters it depends on.
 ///
 /// Fields this build does not know (added by later tools, e.g. firewall declarations)
@@ -458,14 +500,29 @@ pub struct Cluster {
     pub provider: ProviderName,
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
+    /// How its nodes are named; `None`: the tools' defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<NamePolicy>,
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Cluster {
+    /// How its nodes are named: its own policy, else the defaults.
+    pub fn name_policy(&self) -> NamePolicy {
+        self.names.unwrap_or_default()
+    }
+
     /// A cluster record with nothing but its name (on the local cloud, no dependencies).
     pub fn new(name: Name) -> Cluster {
-        Cluster { name, domain: None, provider: ProviderName::Local, depends_on: Vec::new(), extra: Default::default() }
+        Cluster {
+            name,
+            domain: None,
+            provider: ProviderName::Local,
+            depends_on: Vec::new(),
+            names: None,
+            extra: Default::default(),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use lct_core::naming::Naming;
-use lct_core::record::{Cluster, DomainName, Name, Node, Protocol, Record, Status, check_label};
+use lct_core::record::{Cluster, DnsPublish, DomainName, Name, Node, Protocol, Record, Status, check_label};
 use serde::{Deserialize, Serialize};
 
 /// Which clients see a record.
@@ -191,17 +191,25 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
             }
         });
     }
+    // Clusters that publish less than both kinds of address (their records' names.dns).
+    let publish: HashMap<&Name, DnsPublish> =
+        clusters.iter().filter_map(|c| c.names.map(|p| (&c.name, p.dns))).collect();
+    let publish_of = |cluster: &Name| publish.get(cluster).copied().unwrap_or_default();
     let mut reverse_zones: BTreeSet<String> = BTreeSet::new();
     for node in &members {
         let Some(cluster_domain) = &domains[&node.cluster] else { continue };
+        let mode = publish_of(&node.cluster);
+        if mode == DnsPublish::None {
+            continue;
+        }
         let host = format!("{}.{cluster_domain}", node.name);
         let group = format!("{}.{cluster_domain}", node.group);
-        for (addr, view) in addresses(node) {
+        for (addr, view) in addresses(node, mode) {
             let rtype = if addr.is_ipv4() { RecordType::A } else { RecordType::AAAA };
             out.insert(rec(&domain, host.clone(), rtype, addr.to_string(), view));
             out.insert(rec(&domain, group.clone(), rtype, addr.to_string(), view));
         }
-        if options.reverse {
+        if options.reverse && mode != DnsPublish::Public {
             for a in &node.private_ipv4 {
                 let [w, x, y, z] = a.octets();
                 let zone = format!("{x}.{w}.in-addr.arpa.");
@@ -213,6 +221,9 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
     for cluster in clusters {
         let services = services(cluster)?;
         let Some(cluster_domain) = &domains[&cluster.name] else { continue };
+        if publish_of(&cluster.name) == DnsPublish::None {
+            continue;
+        }
         for s in services {
             let owner = format!("_{}._{}.{cluster_domain}", s.name, s.protocol);
             for node in
@@ -230,12 +241,26 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
     Ok(assign_views(out))
 }
 
-/// A node's addresses: which view shows each is [`assign_views`]'s business.
-fn addresses(node: &Node) -> Vec<(IpAddr, View)> {
-    let private =
-        node.private_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(node.private_ipv6.iter().map(|a| IpAddr::V6(*a)));
-    let public = node.public_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(node.public_ipv6.iter().map(|a| IpAddr::V6(*a)));
-    private.chain(public).map(|a| (a, View::Both)).collect()
+/// A node's addresses its cluster publishes: which view shows each is [`assign_views`]'s
+/// business (with only public ones, every client sees them; with only private ones,
+/// internal clients alone).
+fn addresses(node: &Node, mode: DnsPublish) -> Vec<(IpAddr, View)> {
+    let (private, public) = match mode {
+        DnsPublish::Split => (true, true),
+        DnsPublish::Private => (true, false),
+        DnsPublish::Public => (false, true),
+        DnsPublish::None => (false, false),
+    };
+    let mut out = Vec::new();
+    if private {
+        out.extend(node.private_ipv4.iter().map(|a| IpAddr::V4(*a)));
+        out.extend(node.private_ipv6.iter().map(|a| IpAddr::V6(*a)));
+    }
+    if public {
+        out.extend(node.public_ipv4.iter().map(|a| IpAddr::V4(*a)));
+        out.extend(node.public_ipv6.iter().map(|a| IpAddr::V6(*a)));
+    }
+    out.into_iter().map(|a| (a, View::Both)).collect()
 }
 
 /// Whether an address belongs to a private network (RFC 1918, shared 100.64/10, link-local,
@@ -454,6 +479,47 @@ mod tests {
         let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
         assert!(reverse.contains("1.128\t300\tIN\tPTR\tzk-1.zk.lct.internal."), "{reverse}");
         assert!(reverse.lines().nth(3).unwrap().contains("SOA"), "{reverse}");
+    }
+
+    #[test]
+    fn clusters_publish_what_their_names_policy_says() {
+        let nodes = vec![
+            node("web", "web", "web-1", &["192.168.128.1"], &["203.0.113.1"]),
+            node("db", "db", "db-1", &["192.168.128.2"], &["203.0.113.2"]),
+            node("cache", "cache", "cache-1", &["192.168.128.3"], &["203.0.113.3"]),
+            node("zk", "zk", "zk-1", &["192.168.128.4"], &["203.0.113.4"]),
+        ];
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(r#"{"name":"web","names":{"dns":"public"}}"#).unwrap(),
+            serde_json::from_str(r#"{"name":"db","names":{"dns":"private"}}"#).unwrap(),
+            serde_json::from_str(
+                r#"{"name":"cache","names":{"dns":"none"},"services":[{"name":"redis","port":6379}]}"#,
+            )
+            .unwrap(),
+            serde_json::from_str(r#"{"name":"zk"}"#).unwrap(),
+        ];
+        let records = zone_records(&nodes, &clusters, &options()).unwrap();
+        let internal = master_file(&records, "lct.internal", View::Internal);
+        let external = master_file(&records, "lct.internal", View::External);
+        // public: the public address only, to everyone.
+        assert!(internal.contains("web-1.web\t300\tIN\tA\t203.0.113.1"), "{internal}");
+        assert!(external.contains("web-1.web\t300\tIN\tA\t203.0.113.1"), "{external}");
+        assert!(!internal.contains("192.168.128.1"), "{internal}");
+        // private: internal clients only.
+        assert!(internal.contains("db-1.db\t300\tIN\tA\t192.168.128.2"), "{internal}");
+        assert!(!external.contains("db-1"), "{external}");
+        assert!(!internal.contains("203.0.113.2"), "{internal}");
+        // none: nothing, not even its services or reverse names.
+        assert!(!records.iter().any(|r| r.name.contains("cache") || r.data.contains("cache")), "{records:?}");
+        // split (no policy): as before.
+        assert!(internal.contains("zk-1.zk\t300\tIN\tA\t192.168.128.4"), "{internal}");
+        assert!(external.contains("zk-1.zk\t300\tIN\tA\t203.0.113.4"), "{external}");
+        let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
+        assert!(reverse.contains("db-1.db.lct.internal."), "{reverse}");
+        assert!(!reverse.contains("web-1") && !reverse.contains("cache-1"), "{reverse}");
+        // A policy that is not one names the field.
+        let bad = serde_json::from_str::<Cluster>(r#"{"name":"x","names":{"dns":"secret"}}"#).unwrap_err();
+        assert!(bad.to_string().contains("unknown variant `secret`"), "{bad}");
     }
 
     #[test]

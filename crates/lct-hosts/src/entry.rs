@@ -99,7 +99,8 @@ pub fn check_host_name(name: &str) -> Result<(), HostsError> {
 /// checks them: every name valid, and no name for two addresses of one family.
 pub fn render(nodes: &[Member], clusters: &[Cluster], options: &RenderOptions) -> Result<Vec<HostEntry>, HostsError> {
     let domains = cluster_domains(nodes, clusters, options);
-    let layout = Layout::new(nodes, &domains, options)?;
+    let scopes = cluster_scopes(clusters);
+    let layout = Layout::new(nodes, &domains, &scopes, options)?;
     layout.check()?;
     Ok(layout.entries())
 }
@@ -112,7 +113,8 @@ pub fn render_blocks(
     options: &RenderOptions,
 ) -> Result<BTreeMap<Name, String>, HostsError> {
     let domains = cluster_domains(nodes, clusters, options);
-    let layout = Layout::new(nodes, &domains, options)?;
+    let scopes = cluster_scopes(clusters);
+    let layout = Layout::new(nodes, &domains, &scopes, options)?;
     // The check and the text do not depend on each other: both at once, the text thrown
     // away if the check fails.
     let (checked, texts) = std::thread::scope(|s| {
@@ -143,6 +145,22 @@ fn cluster_domains<'a>(
     domains
 }
 
+/// The clusters whose records say which of their addresses hosts files carry (a plan's
+/// `names.hosts_private` and `names.hosts_public`): for them, that wins over the options.
+fn cluster_scopes(clusters: &[Cluster]) -> HashMap<&Name, Scopes> {
+    clusters
+        .iter()
+        .filter_map(|c| c.names.map(|p| (&c.name, Scopes { private: p.hosts_private, public: p.hosts_public })))
+        .collect()
+}
+
+/// Which lines a cluster's members get.
+#[derive(Debug, Clone, Copy)]
+struct Scopes {
+    private: bool,
+    public: bool,
+}
+
 /// A rendering before it becomes text or records: per cluster, its members in name order.
 /// Each member gives a line per scope and address family; the names of a line follow from
 /// the member, its cluster's domain, the scope and the options.
@@ -152,6 +170,9 @@ fn cluster_domains<'a>(
 /// other in memory; only writing the text visits them in name order.
 struct Layout<'a> {
     options: &'a RenderOptions,
+    /// What follows the node's name on public lines (the options' suffix or domain, else
+    /// `public`).
+    public_rest: &'a str,
     members: &'a [Member],
     clusters: Vec<ClusterOrder<'a>>,
 }
@@ -159,6 +180,7 @@ struct Layout<'a> {
 struct ClusterOrder<'a> {
     name: &'a Name,
     domain: &'a str,
+    scopes: Scopes,
     /// Indices into `members`, sorted by node name.
     order: Vec<u32>,
     /// The same, in input order.
@@ -185,6 +207,7 @@ impl<'a> Layout<'a> {
     fn new(
         members: &'a [Member],
         domains: &'a HashMap<&'a Name, String>,
+        scopes: &HashMap<&Name, Scopes>,
         options: &'a RenderOptions,
     ) -> Result<Self, HostsError> {
         for name in options.aliases.values().flatten() {
@@ -193,6 +216,12 @@ impl<'a> Layout<'a> {
         if let Some(PublicNames::Suffix(s)) = &options.public {
             check_host_name(s)?;
         }
+        let defaults = Scopes { private: options.private, public: options.public.is_some() };
+        let public_rest = match &options.public {
+            Some(PublicNames::Suffix(s)) => s.as_str(),
+            Some(PublicNames::Domain(d)) => d.as_str(),
+            None => "public",
+        };
         let mut by_cluster: BTreeMap<&Name, Vec<(u64, u32)>> = BTreeMap::new();
         for (i, member) in members.iter().enumerate() {
             let index = u32::try_from(i).expect("fewer than 4 billion nodes");
@@ -209,34 +238,36 @@ impl<'a> Layout<'a> {
                 ClusterOrder {
                     name: cluster,
                     domain: domains.get(cluster).map_or("", String::as_str),
+                    scopes: scopes.get(cluster).copied().unwrap_or(defaults),
                     order: keyed.into_iter().map(|(_, i)| i).collect(),
                     input_order,
                 }
             })
             .collect();
-        Ok(Layout { options, members, clusters })
+        Ok(Layout { options, public_rest, members, clusters })
     }
 
     /// A member's lines: private before public, IPv4 before IPv6. Only the first address
     /// of each family carries names: more would make the names ambiguous.
-    fn lines(&self, member: &Member, mut each: impl FnMut(Line)) {
+    fn lines(&self, member: &Member, scopes: Scopes, mut each: impl FnMut(Line)) {
         let mut scope = |scope, v4: Option<Ipv4Addr>, v6: Option<Ipv6Addr>| {
             let v6 = v6.filter(|_| self.options.ipv6).map(IpAddr::V6);
             for address in v4.map(IpAddr::V4).into_iter().chain(v6) {
                 each(Line { scope, address });
             }
         };
-        if self.options.private {
+        if scopes.private {
             scope(Scope::Private, member.private_ipv4, member.private_ipv6);
         }
-        if self.options.public.is_some() {
+        if scopes.public {
             scope(Scope::Public, member.public_ipv4, member.public_ipv6);
         }
     }
 
     /// The names of a member's line of `scope`, canonical first.
-    fn names(&self, member: &'a Member, domain: &'a str, scope: Scope, mut each: impl FnMut(NameParts<'a>)) {
+    fn names(&self, member: &'a Member, cluster: &ClusterOrder<'a>, scope: Scope, mut each: impl FnMut(NameParts<'a>)) {
         let name = member.name.as_str();
+        let domain = cluster.domain;
         let options = self.options;
         let aliases = || {
             let list = if options.aliases.is_empty() { None } else { options.aliases.get(&member.name) };
@@ -249,12 +280,8 @@ impl<'a> Layout<'a> {
                 aliases().for_each(each);
             }
             Scope::Public => {
-                match &options.public {
-                    Some(PublicNames::Suffix(s)) => each((name, s.as_str())),
-                    Some(PublicNames::Domain(d)) => each((name, d.as_str())),
-                    None => unreachable!("public lines only with public names"),
-                }
-                if !options.private {
+                each((name, self.public_rest));
+                if !cluster.scopes.private {
                     aliases().for_each(each);
                 }
             }
@@ -271,9 +298,9 @@ impl<'a> Layout<'a> {
             for &i in &cluster.input_order {
                 let member = &self.members[i as usize];
                 let mut result = Ok(());
-                self.lines(member, |line| {
+                self.lines(member, cluster.scopes, |line| {
                     let mut k = 0;
-                    self.names(member, cluster.domain, line.scope, |parts| {
+                    self.names(member, cluster, line.scope, |parts| {
                         if result.is_ok() {
                             result = each(i, line, k, parts);
                         }
@@ -289,16 +316,17 @@ impl<'a> Layout<'a> {
     /// The `k`th name of a member's line of `scope` and family, and the line.
     fn name_of(&self, i: u32, scope: Scope, v6: bool, k: usize) -> (Line, NameParts<'a>) {
         let member = &self.members[i as usize];
-        let domain = self.clusters.iter().find(|c| c.name == &member.cluster).map_or("", |c| c.domain);
+        let cluster =
+            self.clusters.iter().find(|c| c.name == &member.cluster).expect("every member's cluster is laid out");
         let mut line = None;
-        self.lines(member, |l| {
+        self.lines(member, cluster.scopes, |l| {
             if l.scope == scope && l.address.is_ipv6() == v6 {
                 line = Some(l);
             }
         });
         let mut name = None;
         let mut n = 0;
-        self.names(member, domain, scope, |parts| {
+        self.names(member, cluster, scope, |parts| {
             if n == k {
                 name = Some(parts);
             }
@@ -382,9 +410,9 @@ impl<'a> Layout<'a> {
         for cluster in &self.clusters {
             for &i in &cluster.order {
                 let member = &self.members[i as usize];
-                self.lines(member, |line| {
+                self.lines(member, cluster.scopes, |line| {
                     let mut names = Vec::new();
-                    self.names(member, cluster.domain, line.scope, |parts| names.push(join(parts)));
+                    self.names(member, cluster, line.scope, |parts| names.push(join(parts)));
                     entries.push(HostEntry {
                         cluster: cluster.name.clone(),
                         node: member.name.clone(),
@@ -408,10 +436,10 @@ impl<'a> Layout<'a> {
                 let mut text = String::with_capacity(cluster.order.len() * 40);
                 for &i in &cluster.order {
                     let member = &self.members[i as usize];
-                    self.lines(member, |line| {
+                    self.lines(member, cluster.scopes, |line| {
                         push_address(&mut text, line.address);
                         let mut separator = '\t';
-                        self.names(member, cluster.domain, line.scope, |(label, rest)| {
+                        self.names(member, cluster, line.scope, |(label, rest)| {
                             text.push(separator);
                             separator = ' ';
                             text.push_str(label);
@@ -609,6 +637,33 @@ mod tests {
     }
 
     #[test]
+    fn a_clusters_names_policy_wins_over_the_options() {
+        let nodes = vec![
+            node("web", "web-1", "192.168.128.1", "203.0.113.1", "2001:db8::1"),
+            node("zk", "zk-1", "192.168.128.2", "203.0.113.2", "2001:db8::2"),
+        ];
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(
+                r#"{"name":"web","domain":"web.lct","names":{"hosts_private":false,"hosts_public":true}}"#,
+            )
+            .unwrap(),
+            serde_json::from_str(r#"{"name":"zk","domain":"zk.lct"}"#).unwrap(),
+        ];
+        let mut options = RenderOptions { ipv6: false, ..Default::default() };
+        let text = hosts_text(&render(&members(&nodes), &clusters, &options).unwrap());
+        assert_eq!(text, "203.0.113.1\tweb-1.public\n192.168.128.2\tzk-1.zk.lct zk-1\n");
+        // The blocks `apply` writes say the same.
+        let blocks = render_blocks(&members(&nodes), &clusters, &options).unwrap();
+        assert_eq!(blocks[&"web".parse::<Name>().unwrap()], "203.0.113.1\tweb-1.public\n");
+        // With public entries asked for, a cluster whose policy has none still has none.
+        let clusters: Vec<Cluster> =
+            vec![serde_json::from_str(r#"{"name":"zk","domain":"zk.lct","names":{"hosts_public":false}}"#).unwrap()];
+        options.public = Some(PublicNames::Suffix("pub".into()));
+        let text = hosts_text(&render(&members(&nodes[1..]), &clusters, &options).unwrap());
+        assert_eq!(text, "192.168.128.2\tzk-1.zk.lct zk-1\n");
+    }
+
+    #[test]
     fn refuses_conflicts_and_bad_names() {
         let nodes = vec![
             node("zk", "zk-1", "192.168.128.1", "203.0.113.1", "2001:db8::1"),
@@ -666,7 +721,7 @@ mod tests {
                     options.aliases.insert("n1".parse().unwrap(), vec!["n2".into(), "n3.a.lct".into()]);
                 }
                 let domains = cluster_domains(&members, &clusters, &options);
-                let layout = Layout::new(&members, &domains, &options).unwrap();
+                let layout = Layout::new(&members, &domains, &HashMap::new(), &options).unwrap();
                 let entries = layout.entries();
                 let fast = layout.check().map_err(|e| e.to_string());
                 let plain = check(&entries).map_err(|e| e.to_string());

@@ -120,7 +120,8 @@ enum Format {
 /// Which entries and names.
 #[derive(Args, Clone)]
 struct Naming {
-    /// Entries for public addresses too (named NODE.public unless --public-domain)
+    /// Entries for public addresses too (named NODE.public unless --public-domain); a
+    /// cluster whose record has `names` (a plan's) gets what that says instead
     #[arg(long)]
     public: bool,
     /// Name public entries NODE.SUFFIX
@@ -129,7 +130,7 @@ struct Naming {
     /// Name public entries NODE.DOMAIN instead
     #[arg(long, value_name = "DOMAIN")]
     public_domain: Option<DomainName>,
-    /// No entries for private addresses
+    /// No entries for private addresses (except for clusters whose record says otherwise)
     #[arg(long)]
     no_private: bool,
     /// IPv4 only

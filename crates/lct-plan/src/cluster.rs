@@ -172,6 +172,9 @@ pub fn cluster_record(
     if let Some(domain) = &plan.names.domain {
         record.domain = Some(render(domain, &ctx)?.parse().context("names.domain")?);
     }
+    // Only a plan that differs from the defaults says so in the record.
+    let policy = plan.names.policy();
+    record.names = (policy != lct_core::record::NamePolicy::default()).then_some(policy);
     record.depends_on = Vec::new();
     for (role, dep) in &plan.depends_on {
         let other: Name = render(&dep.cluster, &ctx)?.parse().with_context(|| format!("depends_on.{role}.cluster"))?;
@@ -708,7 +711,7 @@ pub async fn diff(
     let old = store.get_or_new(name)?;
     let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone())?;
     let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
-    for key in ["domain", "depends_on", "firewall", "provider"] {
+    for key in ["domain", "depends_on", "names", "firewall", "provider"] {
         if a.get(key) != b.get(key) {
             lines.push(format!(
                 "~ record {key}: {} -> {}",

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use lct_core::record::{Name, PortSpec};
+use lct_core::record::{DnsPublish, Name, PortSpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -196,14 +196,14 @@ pub struct Names {
     pub hosts_private: bool,
     #[serde(default)]
     pub hosts_public: bool,
-    /// DNS: which views publish the nodes.
+    /// DNS: which addresses are published (split, private, public, none).
     #[serde(default)]
-    pub dns: DnsMode,
+    pub dns: DnsPublish,
 }
 
 impl Default for Names {
     fn default() -> Self {
-        Names { domain: None, hosts_private: true, hosts_public: false, dns: DnsMode::Split }
+        Names { domain: None, hosts_private: true, hosts_public: false, dns: DnsPublish::Split }
     }
 }
 
@@ -211,16 +211,15 @@ fn yes() -> bool {
     true
 }
 
-/// Which DNS views publish the nodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum DnsMode {
-    /// Private addresses inside, public outside.
-    #[default]
-    Split,
-    Private,
-    Public,
-    None,
+impl Names {
+    /// What the cluster record carries for lct-hosts and lct-dns.
+    pub fn policy(&self) -> lct_core::record::NamePolicy {
+        lct_core::record::NamePolicy {
+            hosts_private: self.hosts_private,
+            hosts_public: self.hosts_public,
+            dns: self.dns,
+        }
+    }
 }
 
 /// A cluster this one uses.
