@@ -223,7 +223,24 @@ fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
     }
 
     // lct's node-side programs, copied and checked; then pushes run them over SSH.
-    env.run("lct-inventory", &["install", "--cluster", "m"]).ok();
+    // A node without conntrack (lct-fw needs it) gets it from apt, here the lab's mirror.
+    let removed = on(1, "dpkg -r conntrack >/dev/null 2>&1 && ! command -v conntrack");
+    assert_eq!(removed.status, 0, "{}", removed.stderr);
+    env.run("lct-api", &["lab", "packages", "add", "conntrack"]).ok();
+    let results = env.run("lct-inventory", &["install", "--cluster", "m", "-o", "jsonl"]).ok().json_lines();
+    let needs: Vec<(String, String)> = results
+        .iter()
+        .filter(|r| {
+            r["stdout"].as_str().unwrap().starts_with(['p', 'i'])
+                && !r["stdout"].as_str().unwrap().starts_with("installed\n")
+        })
+        .map(|r| (r["node"].as_str().unwrap().to_string(), r["stdout"].as_str().unwrap().trim().to_string()))
+        .collect();
+    assert_eq!(
+        needs,
+        [("m-1".to_string(), "present".to_string()), ("m-2".to_string(), "installed conntrack".to_string())]
+    );
+    assert_eq!(on(1, "command -v conntrack").status, 0);
     assert_eq!(on(1, "lct-hosts --version").status, 0);
     // With lct-dns's unit, installed but not enabled.
     assert_eq!(

@@ -3,6 +3,8 @@
 //! on the node before they replace what was there, with lct-dns's systemd unit (installed,
 //! not enabled: a plan that runs a DNS server enables it). A node that already has the same
 //! file gets nothing. Namespace nodes share this machine's programs and are skipped.
+//! What the programs need from the node's distribution (`conntrack`, with which lct-fw ends
+//! the connections of peers that lost access) is installed with apt when it is missing.
 
 use std::path::Path;
 
@@ -79,7 +81,29 @@ impl Program {
     }
 }
 
-/// Installs `programs` on every SSH node of `nodes`; one result per node and program.
+/// The commands the node-side programs run, by the Debian package that has them.
+pub const NODE_NEEDS: [(&str, &str); 1] = [("conntrack", "conntrack")];
+
+/// The shell run on a node for what the programs need: nothing when every command is there,
+/// else apt installs the missing packages (with a fresh index when the first try fails: a
+/// new machine's lists may be empty or old).
+pub fn needs_script() -> String {
+    let checks: Vec<String> = NODE_NEEDS
+        .iter()
+        .map(|(command, package)| format!("command -v {command} >/dev/null 2>&1 || missing=\"$missing {package}\";"))
+        .collect();
+    format!(
+        "missing=; {checks} [ -z \"$missing\" ] && {{ echo present; exit 0; }}; \
+         export DEBIAN_FRONTEND=noninteractive; \
+         apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 || \
+         {{ apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }} || \
+         {{ echo \"could not install$missing with apt\" >&2; exit 1; }}; echo \"installed$missing\"",
+        checks = checks.join(" ")
+    )
+}
+
+/// Installs `programs` and what they need on every SSH node of `nodes`; one result per node
+/// and program, and one per node for the needs.
 pub async fn install(nodes: &[Node], programs: &[Program], options: &ExecOptions) -> Vec<ExecResult> {
     let mut jobs = Vec::new();
     for node in nodes.iter().filter(|n| matches!(n.access, Some(Access::Ssh { .. }))) {
@@ -87,6 +111,7 @@ pub async fn install(nodes: &[Node], programs: &[Program], options: &ExecOptions
             let argv = vec!["sh".to_string(), "-c".to_string(), p.script()];
             jobs.push((node.clone(), argv, p.bytes.clone()));
         }
+        jobs.push((node.clone(), vec!["sh".to_string(), "-c".to_string(), needs_script()], Vec::new()));
     }
     exec_each(jobs, options, None).await
 }

@@ -80,7 +80,8 @@ record per node. The node record is in LCT_NODE (and LCT_NODE_NAME, ..._CLUSTER,
         command: Vec<String>,
     },
     /// Copy lct's node-side programs (lct-hosts, lct-fw, lct-dns) to SSH nodes, checked by
-    /// SHA-256 (the copies beside this program: the same build)
+    /// SHA-256 (the copies beside this program: the same build), and install what they need
+    /// (conntrack) with apt where it is missing
     Install {
         #[command(flatten)]
         selector: Selector,

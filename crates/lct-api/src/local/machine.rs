@@ -234,7 +234,9 @@ impl Images {
             net::run("apt-get", &args)
         };
         apt_get(&["update"])?;
-        let mut install: Vec<&str> = vec!["install", "--download-only", "--yes"];
+        // --reinstall: a package named here is fetched even when the base root has it (a
+        // machine may have removed it); what it depends on only when the base lacks it.
+        let mut install: Vec<&str> = vec!["install", "--download-only", "--reinstall", "--yes"];
         install.extend(packages.iter().map(String::as_str));
         apt_get(&install)?;
         let pool = mirror.join("pool");
