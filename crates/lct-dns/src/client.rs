@@ -12,7 +12,7 @@ use hickory_proto::rr::{DNSClass, Name, TSigner};
 
 use crate::service::Change;
 use crate::tsig::{Key, now};
-use crate::wire::{from_wire, normal_with_ttl, to_wire};
+use crate::wire::{TsigSeen, WireBatch, from_wire, normal_with_ttl, read_answers, read_tsig, to_wire};
 use crate::zone::{DnsRecord, RecordType, fqdn};
 
 /// Talks to an lct-dns server (or any server that takes signed transfers and updates).
@@ -66,7 +66,7 @@ impl Client {
         let previous = request.signature().map(|s| s.data.mac.clone()).ok_or_else(|| self.protocol("not signed"))?;
         let mut stream = self.connect()?;
         self.send(&mut stream, request)?;
-        Ok((stream, Chain { signer, previous, remote_time: 0, request_time: time }))
+        Ok((stream, Chain::new(signer, previous, time)))
     }
 
     fn receive(&self, stream: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
@@ -127,7 +127,8 @@ impl Client {
     /// The zone's full data, by a signed AXFR whose every message is verified.
     pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
         let mut out = Vec::new();
-        self.transfer_into(zone, |batch| out.extend(batch))?;
+        let fqdn_zone = fqdn(&zone.to_ascii_lowercase());
+        self.transfer_into(zone, |batch| out.extend(batch.iter().filter_map(|r| r.to_text(&fqdn_zone))))?;
         Ok(out)
     }
 
@@ -135,35 +136,41 @@ impl Client {
     /// another thread: messages are read, verified and turned into records here while
     /// `take` works on the previous ones (a secondary builds its tables meanwhile), so a big
     /// zone takes the slower of the two, not their sum.
-    pub fn transfer_into(&self, zone: &str, mut take: impl FnMut(Vec<DnsRecord>) + Send) -> Result<(), ClientError> {
+    pub fn transfer_into(&self, zone: &str, mut take: impl FnMut(WireBatch) + Send) -> Result<(), ClientError> {
         let (zone, mut request) = self.question(zone, RecordType::AXFR)?;
         let (mut stream, mut chain) = self.send_signed(&mut request)?;
         std::thread::scope(|scope| {
-            let (batches, received) = std::sync::mpsc::sync_channel::<Vec<DnsRecord>>(64);
+            let (batches, received) = std::sync::mpsc::sync_channel::<WireBatch>(64);
             scope.spawn(move || {
                 for batch in received {
                     take(batch);
                 }
             });
+            // Each message is read off the wire as it is: no parsed message, no text (a big
+            // zone's transfer spent most of its time in those).
             let mut soas = 0;
-            while soas < 2 {
-                let message = self.receive_verified(&mut stream, &mut chain, &zone, "transfer")?;
-                if message.answers.is_empty() {
+            let mut skipped = 0;
+            loop {
+                let bytes = self.receive(&mut stream)?;
+                if bytes.len() < 12 || bytes[3] & 0x0f != 0 {
+                    // Not an answer: let the full parser say what it is.
+                    let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
+                    self.check(&zone, &message)?;
+                }
+                chain.verify_bytes(&bytes).map_err(|e| self.protocol(format!("transfer of {zone}: {e}")))?;
+                let mut batch = WireBatch::default();
+                let answered = read_answers(&bytes, &mut soas, &mut batch)
+                    .map_err(|e| self.protocol(format!("transfer of {zone}: {e}")))?;
+                if batch.is_empty() && !answered.closed && answered.skipped == 0 {
                     return Err(self.protocol(format!("transfer of {zone}: an empty message")));
                 }
-                let mut batch = Vec::with_capacity(message.answers.len());
-                for r in &message.answers {
-                    if r.record_type() == RecordType::SOA {
-                        soas += 1;
-                        if soas == 2 {
-                            break; // the closing SOA
-                        }
-                    }
-                    batch.extend(from_wire(&zone, r));
-                }
-                if batches.send(batch).is_err() {
+                skipped += answered.skipped;
+                if (!batch.is_empty() && batches.send(batch).is_err()) || answered.closed {
                     break;
                 }
+            }
+            if skipped > 0 {
+                tracing::warn!("zone {zone}: {skipped} records of types lct-dns does not serve left out");
             }
             Ok(())
         })
@@ -293,24 +300,59 @@ fn parse_ixfr(zone: &str, records: &[hickory_proto::rr::Record]) -> Result<Optio
 /// time).
 struct Chain {
     signer: TSigner,
+    /// The key's and the algorithm's names in wire form, lower case (as read off messages).
+    key: Vec<u8>,
+    algorithm: Vec<u8>,
     previous: Vec<u8>,
     remote_time: u64,
     request_time: u64,
 }
 
 impl Chain {
+    fn new(signer: TSigner, previous: Vec<u8>, request_time: u64) -> Chain {
+        let wire = |name: &Name| crate::fast::wire_name(&crate::wire::name_text(name)).unwrap_or_default();
+        let key = wire(signer.signer_name());
+        let algorithm = wire(&signer.algorithm().to_name());
+        Chain { signer, key, algorithm, previous, remote_time: 0, request_time }
+    }
+
+    /// Checks the next message of the answer, given parsed.
     fn verify(&mut self, bytes: &[u8], message: &Message) -> Result<(), String> {
+        let seen = message.signature().map(|tsig| TsigSeen {
+            key: crate::fast::wire_name(&crate::wire::name_text(&tsig.name)).unwrap_or_default(),
+            algorithm: crate::fast::wire_name(&crate::wire::name_text(&tsig.data.algorithm.to_name()))
+                .unwrap_or_default(),
+            time: tsig.data.time,
+            fudge: tsig.data.fudge,
+            mac: tsig.data.mac.clone(),
+            original_id: tsig.data.oid,
+        });
+        self.verify_seen(bytes, seen)
+    }
+
+    /// Checks the next message of the answer, its TSIG read off the bytes.
+    fn verify_bytes(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let seen = if self.remote_time == 0 {
+            None // hickory reads the first one
+        } else {
+            let at = last_record_at(bytes).ok_or("a malformed message")?;
+            Some(read_tsig(bytes, at).ok_or("a message without TSIG")?)
+        };
+        self.verify_seen(bytes, seen)
+    }
+
+    fn verify_seen(&mut self, bytes: &[u8], seen: Option<TsigSeen>) -> Result<(), String> {
         let (mac, time, fudge) = if self.remote_time == 0 {
             let (mac, time, range) =
                 self.signer.verify_message_byte(bytes, Some(&self.previous), true).map_err(|e| e.to_string())?;
             (mac, time, (range.end - range.start) / 2)
         } else {
-            let tsig = message.signature().ok_or("a message without TSIG")?;
-            if tsig.name != *self.signer.signer_name() || tsig.data.algorithm != *self.signer.algorithm() {
+            let tsig = seen.ok_or("a message without TSIG")?;
+            if tsig.key != self.key || tsig.algorithm != self.algorithm {
                 return Err("signed with another key".into());
             }
             // The first MAC was checked full length; a later one as short is truncated.
-            if tsig.data.mac.len() < self.previous.len() {
+            if tsig.mac.len() < self.previous.len() {
                 return Err("a truncated MAC".into());
             }
             let start = last_record_at(bytes).ok_or("a malformed message")?;
@@ -320,14 +362,14 @@ impl Chain {
             let header = tbv.len();
             tbv.extend_from_slice(&bytes[..start]);
             // The message as it was signed: its original id, the TSIG not counted.
-            tbv[header..header + 2].copy_from_slice(&tsig.data.oid.to_be_bytes());
+            tbv[header..header + 2].copy_from_slice(&tsig.original_id.to_be_bytes());
             let additional = u16::from_be_bytes([tbv[header + 10], tbv[header + 11]]) - 1;
             tbv[header + 10..header + 12].copy_from_slice(&additional.to_be_bytes());
-            tbv.extend_from_slice(&((tsig.data.time >> 32) as u16).to_be_bytes());
-            tbv.extend_from_slice(&(tsig.data.time as u32).to_be_bytes());
-            tbv.extend_from_slice(&tsig.data.fudge.to_be_bytes());
-            self.signer.verify(&tbv, &tsig.data.mac).map_err(|e| e.to_string())?;
-            (tsig.data.mac.clone(), tsig.data.time, tsig.data.fudge as u64)
+            tbv.extend_from_slice(&((tsig.time >> 32) as u16).to_be_bytes());
+            tbv.extend_from_slice(&(tsig.time as u32).to_be_bytes());
+            tbv.extend_from_slice(&tsig.fudge.to_be_bytes());
+            self.signer.verify(&tbv, &tsig.mac).map_err(|e| e.to_string())?;
+            (tsig.mac, tsig.time, tsig.fudge as u64)
         };
         if time < self.remote_time || self.request_time.abs_diff(time) > fudge {
             return Err("tsig validation error: outdated response".into());
@@ -340,7 +382,7 @@ impl Chain {
 
 /// Where a message's last record (the TSIG) starts: the sections walked without reading
 /// any record's data.
-fn last_record_at(bytes: &[u8]) -> Option<usize> {
+pub(crate) fn last_record_at(bytes: &[u8]) -> Option<usize> {
     let count = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]) as usize;
     if bytes.len() < 12 {
         return None;
@@ -457,7 +499,7 @@ mod tests {
             })
             .collect();
         let messages = crate::transfer::sign_chain(&request, &signed, bodies);
-        let chain = |signer: TSigner| Chain { signer, previous: mac.clone(), remote_time: 0, request_time: time };
+        let chain = |signer: TSigner| Chain::new(signer, mac.clone(), time);
         let check = |chain: &mut Chain, bytes: &[u8]| chain.verify(bytes, &Message::from_vec(bytes).unwrap());
         let mut good = chain(key.signer());
         for m in &messages {

@@ -58,26 +58,24 @@ pub struct Answers {
     zones: Table<Zone>,
 }
 
-/// A zone's records on the wire, one after another: record `i` ends at `ends[i]`.
-#[derive(Default)]
-pub struct ZoneBytes {
-    pub bytes: Vec<u8>,
-    pub ends: Vec<usize>,
-}
+/// A set as [`Answers::dump`] lists it: key, type, count, bytes, extra count, extra bytes.
+#[cfg(test)]
+type DumpedSet = (Vec<u8>, u16, u16, Vec<u8>, u16, Vec<u8>);
 
-impl ZoneBytes {
-    /// Record `i`'s bytes.
-    pub fn record(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+#[cfg(test)]
+impl Answers {
+    /// Everything in the tables, sorted: for comparing two builds.
+    fn dump(&self) -> Vec<DumpedSet> {
+        let mut out: Vec<_> = self
+            .names
+            .iter()
+            .flat_map(|(k, sets)| {
+                sets.iter().map(|s| (k.clone(), s.rtype, s.count, s.bytes.clone(), s.extra_count, s.extra.clone()))
+            })
+            .chain(self.zones.iter().map(|(k, z)| (k.clone(), 6, 0, z.soa.clone(), 0, Vec::new())))
+            .collect();
+        out.sort();
+        out
     }
 }
 
@@ -115,7 +113,7 @@ impl Outcome {
 }
 
 /// Owner names in wire form, lower case: `3www7example3com0`.
-fn wire_name(name: &str) -> Option<Vec<u8>> {
+pub(crate) fn wire_name(name: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(name.len() + 2);
     wire_name_into(name, &mut out).then_some(out)
 }
@@ -207,36 +205,33 @@ impl Answers {
         }
     }
 
-    /// The records a view serves in `zone`, for a zone transfer, each as it goes on the wire
-    /// (owner written out, type, class, TTL, length, data): the SOA first, then the rest in
-    /// no particular order. `None` when the view does not serve the zone (or its copy
-    /// expired). Read from the tables, so a transfer costs a copy of the zone's bytes, not
-    /// a conversion of every record.
-    pub fn zone_transfer(&self, zone: &str, internal: bool) -> Option<ZoneBytes> {
-        let apex = wire_name(zone)?;
+    /// Whether `zone` is served (and not expired) in a view: what a transfer of it needs.
+    pub fn transferable(&self, zone: &str, internal: bool) -> bool {
+        wire_name(zone).is_some_and(|apex| self.zones.get(&keyed(internal, &apex)).is_some_and(|z| !z.expired))
+    }
+
+    /// Every record of `zone` in a view, as a transfer sends them: the SOA first, then the
+    /// rest, each handed to `each` as its owner (wire form) and the bytes after it (type,
+    /// class, TTL, length, data); `each` returns false to stop. False when the zone is not
+    /// [`transferable`](Answers::transferable) there or `each` stopped.
+    pub fn each_transfer_record(&self, zone: &str, internal: bool, mut each: impl FnMut(&[u8], &[u8]) -> bool) -> bool {
+        let Some(apex) = wire_name(zone) else { return false };
         let zone_key = keyed(internal, &apex);
         if self.zones.get(&zone_key).is_none_or(|z| z.expired) {
-            return None;
+            return false;
         }
         // Names below the apex that belong to a zone of their own (served here too) are not
         // this zone's; the check is only paid when there is such a zone.
         let nested =
             self.zones.keys().any(|k| k[0] == internal as u8 && k[1..] != apex[..] && is_within(&k[1..], &apex));
-        let mut out = ZoneBytes::default();
-        let push = |owner: &[u8], set: &RrSet, out: &mut ZoneBytes| {
-            let mut at = 0;
-            while at < set.bytes.len() {
-                let rdlen = u16::from_be_bytes([set.bytes[at + 10], set.bytes[at + 11]]) as usize;
-                out.bytes.extend_from_slice(owner);
-                out.bytes.extend_from_slice(&set.bytes[at + 2..at + 12 + rdlen]);
-                out.ends.push(out.bytes.len());
-                at += 12 + rdlen;
-            }
+        let records = set_records;
+        let Some(soa) = self.names.get(&zone_key).and_then(|sets| sets.iter().find(|s| s.rtype == 6)) else {
+            return false;
         };
-        let soa = self.names.get(&zone_key)?.iter().find(|s| s.rtype == 6)?;
-        push(&apex, soa, &mut out);
-        out.ends.truncate(1); // one SOA, whatever the set held
-        out.bytes.truncate(out.ends[0]);
+        // One SOA, whatever the set held.
+        if !records(soa).next().is_some_and(|r| each(&apex, r)) {
+            return false;
+        }
         for (key, sets) in &self.names {
             if key[0] != internal as u8 || !is_within(&key[1..], &apex) {
                 continue;
@@ -245,10 +240,14 @@ impl Answers {
                 continue;
             }
             for set in sets.iter().filter(|s| !(s.rtype == 6 && key[..] == zone_key[..])) {
-                push(&key[1..], set, &mut out);
+                for r in records(set) {
+                    if !each(&key[1..], r) {
+                        return false;
+                    }
+                }
             }
         }
-        Some(out)
+        true
     }
 
     /// The response to `query` if it is one the tables answer; `None` sends it to the
@@ -434,6 +433,11 @@ pub struct Builder<'m> {
     name: Vec<u8>,
     rdata: Vec<u8>,
     probe: Vec<u8>,
+    /// The sets of the name whose records are arriving (by view: internal first), joined
+    /// to the tables when another name comes: a name's records come together in a
+    /// transfer, so the tables are looked up once a name, not twice a record.
+    pending_name: Vec<u8>,
+    pending: [Vec<RrSet>; 2],
 }
 
 impl<'m> Builder<'m> {
@@ -448,12 +452,13 @@ impl<'m> Builder<'m> {
             name: Vec::with_capacity(256),
             rdata: Vec::with_capacity(64),
             probe: Vec::with_capacity(260),
+            pending_name: Vec::with_capacity(256),
+            pending: [Vec::new(), Vec::new()],
         }
     }
 
     /// One more record; an error names a record that cannot be served.
     pub fn add(&mut self, r: &DnsRecord) -> Result<(), crate::server::ServeError> {
-        use crate::server::ZoneMode;
         // A record that cannot be served is refused with its zone and name (nothing is
         // swapped in: the previous zones serve on).
         let bad = |message: &str| crate::server::ServeError::Zone {
@@ -461,62 +466,77 @@ impl<'m> Builder<'m> {
             view: r.view,
             message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
         };
-        if self.zone.as_ref().is_none_or(|(z, ..)| *z != r.zone) {
-            let apex = wire_name(&r.zone).ok_or_else(|| bad("not a valid name"))?;
-            self.zone = Some((r.zone.clone(), apex, (self.modes)(&r.zone)));
-        }
-        let Builder { answers, name, rdata, probe, zone, .. } = self;
-        let (_, apex, mode) = zone.as_ref().expect("just set");
-        name.clear();
-        if !wire_name_into(&r.name, name) {
+        self.enter_zone(&r.zone).ok_or_else(|| bad("not a valid name"))?;
+        self.name.clear();
+        if !wire_name_into(&r.name, &mut self.name) {
             return Err(bad("not a valid name"));
         }
-        rdata_bytes(r, rdata).ok_or_else(|| bad("data that cannot be read"))?;
-        let rtype = u16::from(r.rtype);
+        rdata_bytes(r, &mut self.rdata).ok_or_else(|| bad("data that cannot be read"))?;
+        self.insert(r.view, u16::from(r.rtype), r.ttl, target_of(r));
+        Ok(())
+    }
+
+    /// One more record of `zone`, read off the wire (a transfer's: both views).
+    pub fn add_wire(&mut self, zone: &str, r: &crate::wire::WireRecord) -> Result<(), crate::server::ServeError> {
+        self.enter_zone(zone).ok_or_else(|| crate::server::ServeError::Zone {
+            zone: zone.to_string(),
+            view: View::Both,
+            message: "not a valid name".into(),
+        })?;
+        self.name.clear();
+        self.name.extend_from_slice(r.name);
+        self.rdata.clear();
+        self.rdata.extend_from_slice(r.rdata);
+        let target = match r.rtype {
+            2 => Some(r.rdata.to_vec()),
+            33 => r.rdata.get(6..).map(<[u8]>::to_vec),
+            _ => None,
+        };
+        self.insert(View::Both, r.rtype, r.ttl, target);
+        Ok(())
+    }
+
+    /// Works out `zone`'s apex and mode when the zone changes from the last record's.
+    fn enter_zone(&mut self, zone: &str) -> Option<()> {
+        if self.zone.as_ref().is_none_or(|(z, ..)| *z != zone) {
+            self.flush();
+            let apex = wire_name(zone)?;
+            self.zone = Some((zone.to_string(), apex, (self.modes)(zone)));
+        }
+        Some(())
+    }
+
+    /// The record in `self.name` and `self.rdata` joins its set in each view it is seen in.
+    fn insert(&mut self, seen_in: View, rtype: u16, ttl: u32, target: Option<Vec<u8>>) {
+        use crate::server::ZoneMode;
+        if self.pending_name != self.name {
+            self.flush();
+            self.pending_name.clear();
+            self.pending_name.extend_from_slice(&self.name);
+        }
+        let Builder { answers, name, rdata, zone, pending, .. } = self;
+        let (_, apex, mode) = zone.as_ref().expect("entered");
         for internal in [true, false] {
             let view = match (mode, internal) {
                 (ZoneMode::Split, true) | (ZoneMode::Private, true) => View::Internal,
                 (ZoneMode::Split, false) | (ZoneMode::Public, _) => View::External,
                 (ZoneMode::Private, false) => continue,
             };
-            if !r.view.includes(view) {
+            if !seen_in.includes(view) {
                 continue;
             }
-            if r.rtype == RecordType::SOA && *name == *apex {
+            if rtype == 6 && *name == *apex {
                 // Negative answers last as long as the SOA's minimum allows (RFC 2308).
                 let minimum = rdata
                     .get(rdata.len().saturating_sub(4)..)
                     .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
                 let mut soa = Vec::with_capacity(rdata.len() + 10);
-                rr_tail(rtype, r.ttl.min(minimum), rdata, &mut soa);
+                rr_tail(rtype, ttl.min(minimum), rdata, &mut soa);
                 answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
-            }
-            // (Keys are built in a reused buffer and copied only when new: a big zone
-            // has few names per record.)
-            probe.clear();
-            probe.push(internal as u8);
-            probe.extend_from_slice(name);
-            if !answers.names.contains_key(probe.as_slice()) {
-                // The name and every name between it and the apex exist (empty
-                // non-terminals answer NODATA, not NXDOMAIN).
-                let mut at = 0;
-                while name.len() - at >= apex.len() {
-                    let mut ancestor = Vec::with_capacity(name.len() + 1 - at);
-                    ancestor.push(internal as u8);
-                    ancestor.extend_from_slice(&name[at..]);
-                    if answers.names.contains_key(ancestor.as_slice()) {
-                        break; // so are its ancestors
-                    }
-                    answers.names.insert(ancestor, Vec::new());
-                    if name[at..] == apex[..] || name[at] == 0 {
-                        break;
-                    }
-                    at += 1 + name[at] as usize;
-                }
             }
             // The record joins its set (in the order given), owner a pointer to the
             // question.
-            let Some(sets) = answers.names.get_mut(probe.as_slice()) else { continue };
+            let sets = &mut pending[usize::from(!internal)];
             let set = match sets.iter().position(|s| s.rtype == rtype) {
                 Some(i) => &mut sets[i],
                 None => {
@@ -525,25 +545,85 @@ impl<'m> Builder<'m> {
                 }
             };
             set.bytes.extend_from_slice(&[0xc0, 0x0c]);
-            rr_tail(rtype, r.ttl, rdata, &mut set.bytes);
+            rr_tail(rtype, ttl, rdata, &mut set.bytes);
             set.count = set.count.saturating_add(1);
-            set.targets.extend(target_of(r));
+            set.targets.extend(target.clone());
         }
-        Ok(())
+    }
+
+    /// Joins the pending name's sets to the tables: the name and every name between it and
+    /// its zone's apex exist (empty non-terminals answer NODATA, not NXDOMAIN); sets of a
+    /// name seen before are appended to its own.
+    fn flush(&mut self) {
+        let Builder { answers, probe, zone, pending, pending_name: name, .. } = self;
+        for (i, sets) in pending.iter_mut().enumerate() {
+            if sets.is_empty() {
+                continue;
+            }
+            let internal = i == 0;
+            probe.clear();
+            probe.push(internal as u8);
+            probe.extend_from_slice(name);
+            if let Some(existing) = answers.names.get_mut(probe.as_slice()) {
+                for set in sets.drain(..) {
+                    match existing.iter_mut().find(|s| s.rtype == set.rtype) {
+                        Some(old) => {
+                            old.bytes.extend_from_slice(&set.bytes);
+                            old.count = old.count.saturating_add(set.count);
+                            old.targets.extend(set.targets);
+                        }
+                        None => existing.push(set),
+                    }
+                }
+                continue;
+            }
+            answers.names.insert(probe.clone(), std::mem::take(sets));
+            let Some((_, apex, _)) = zone.as_ref() else { continue };
+            // Its ancestors down to the apex, until one that is there (so are its own).
+            let mut at = 0;
+            while name[at] != 0 && name[at..] != apex[..] {
+                at += 1 + name[at] as usize;
+                if name.len() - at < apex.len() {
+                    break;
+                }
+                probe.clear();
+                probe.push(internal as u8);
+                probe.extend_from_slice(&name[at..]);
+                if answers.names.contains_key(probe.as_slice()) {
+                    break;
+                }
+                answers.names.insert(probe.clone(), Vec::new());
+            }
+        }
     }
 
     /// The tables, once every record is in.
-    pub fn finish(self) -> Answers {
+    pub fn finish(mut self) -> Answers {
+        self.flush();
         let mut answers = self.answers;
         // Names of zones without an SOA in a view are not served there.
         let mut suffix = Vec::with_capacity(256);
+        // The zone the last name was found in (view byte, apex): most names are in the same
+        // zone as the one before, found by comparing bytes instead of looking up each suffix.
+        let mut last_zone: Vec<u8> = Vec::new();
         answers.names.retain(|key, _| {
+            if !last_zone.is_empty() && key[0] == last_zone[0] && key.ends_with(&last_zone[1..]) {
+                // At a label boundary?
+                let mut at = 1;
+                while key.len() - at > last_zone.len() - 1 && key[at] != 0 {
+                    at += 1 + key[at] as usize;
+                }
+                if key[at..] == last_zone[1..] {
+                    return true;
+                }
+            }
             let mut at = 1;
             loop {
                 suffix.clear();
                 suffix.push(key[0]);
                 suffix.extend_from_slice(&key[at..]);
                 if answers.zones.contains_key(suffix.as_slice()) {
+                    last_zone.clone_from(&suffix);
                     return true;
                 }
                 if key[at] == 0 {
@@ -595,6 +675,20 @@ impl<'m> Builder<'m> {
         }
         answers
     }
+}
+
+/// Each record of a set: its bytes after the pointer that stands for the owner.
+fn set_records(set: &RrSet) -> impl Iterator<Item = &[u8]> {
+    let bytes = &set.bytes;
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        (at < bytes.len()).then(|| {
+            let rdlen = u16::from_be_bytes([bytes[at + 10], bytes[at + 11]]) as usize;
+            let record = &bytes[at + 2..at + 12 + rdlen];
+            at += 12 + rdlen;
+            record
+        })
+    })
 }
 
 /// Whether wire name `name` is `apex` or below it (label by label).
@@ -661,6 +755,37 @@ mod tests {
             records.push(rec("many.lct.internal.", RecordType::A, &format!("192.168.1.{i}")));
         }
         records
+    }
+
+    /// A zone read off a transfer's message builds the same tables as its text does.
+    #[test]
+    fn tables_from_the_wire_equal_tables_from_text() {
+        let mut records = big_zone();
+        records.push(rec("_zk._tcp.lct.internal.", RecordType::SRV, "0 10 2181 a.zk.lct.internal."));
+        records.push(rec("zk.lct.internal.", RecordType::NS, "a.zk.lct.internal."));
+        records.push(rec("a.zk.lct.internal.", RecordType::AAAA, "fd00::1"));
+        // As a transfer sends them: the SOA first and last.
+        let soa = records.iter().position(|r| r.rtype == RecordType::SOA).unwrap();
+        records.swap(0, soa);
+        let mut from_text = Builder::new(&split, 16);
+        for r in &records {
+            // (Off the wire every record is seen in both views; the mode decides.)
+            from_text.add(&DnsRecord { view: View::Both, ..r.clone() }).unwrap();
+        }
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        for r in records.iter().chain(std::iter::once(&records[0])) {
+            m.add_answer(crate::wire::to_wire(r).unwrap());
+        }
+        let bytes = m.to_vec().unwrap();
+        let mut batch = crate::wire::WireBatch::default();
+        assert!(crate::wire::read_answers(&bytes, &mut 0, &mut batch).unwrap().closed);
+        let mut from_wire = Builder::new(&split, 16);
+        for r in batch.iter() {
+            from_wire.add_wire("lct.internal.", &r).unwrap();
+        }
+        let (text, wire) = (from_text.finish().dump(), from_wire.finish().dump());
+        assert_eq!(text.len(), wire.len());
+        assert!(text == wire, "the tables differ");
     }
 
     #[test]

@@ -14,20 +14,21 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::fast::{Class, UDP_PAYLOAD_MAX};
 use crate::rrl::{RateLimit, Verdict};
 use crate::service::{Live, Served};
+use crate::transfer::Replies;
 
 /// The answers to one message the UDP fast path did not take (or any over TCP): the tables
 /// first, then updates, transfers, NOTIFY and signed queries ([`crate::signed`]), then the
 /// rest read in full ([`plain_answer`]).
-async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, live: &Live) -> Vec<Vec<u8>> {
+async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, live: &Live) -> Replies {
     let served = live.current();
     let internal = served.is_internal(src.ip());
     if tcp && let Some(reply) = served.answers.answer(&packet, internal, true) {
-        return vec![reply];
+        return Replies::Now(vec![reply]);
     }
     if let Some(messages) = crate::signed::handle(&packet, tcp, src.ip(), live).await {
         return messages;
     }
-    plain_answer(&packet, internal, tcp, &served).into_iter().collect()
+    Replies::Now(plain_answer(&packet, internal, tcp, &served).into_iter().collect())
 }
 
 /// A query the tables did not take as it came (other classes, EDNS versions, several
@@ -163,8 +164,11 @@ pub fn udp_batch_loop(
             }
             let (socket, live, packet) = (socket.clone(), live.clone(), packet.to_vec());
             runtime.spawn(async move {
-                for message in answer(packet, src, false, &live).await {
-                    let _ = socket.send_to(&message, src);
+                // (Over UDP nothing is streamed: transfers are refused there.)
+                if let Replies::Now(messages) = answer(packet, src, false, &live).await {
+                    for message in messages {
+                        let _ = socket.send_to(&message, src);
+                    }
                 }
             });
         }
@@ -355,11 +359,23 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, live: &Live, slot: &
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        for message in answer(packet, src, true, live).await {
+        let write = async |stream: &mut TcpStream, message: Vec<u8>| -> std::io::Result<()> {
             let mut framed = Vec::with_capacity(message.len() + 2);
             framed.extend_from_slice(&(message.len() as u16).to_be_bytes());
             framed.extend_from_slice(&message);
-            tokio::time::timeout(TCP_IO, stream.write_all(&framed)).await.map_err(std::io::Error::other)??;
+            tokio::time::timeout(TCP_IO, stream.write_all(&framed)).await.map_err(std::io::Error::other)?
+        };
+        match answer(packet, src, true, live).await {
+            Replies::Now(messages) => {
+                for message in messages {
+                    write(&mut stream, message).await?;
+                }
+            }
+            Replies::Streamed(mut messages) => {
+                while let Some(message) = messages.recv().await {
+                    write(&mut stream, message).await?;
+                }
+            }
         }
         slot.connections.set_idle(slot.id, true);
     }

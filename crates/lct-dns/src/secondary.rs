@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::client::{Client, Ixfr};
 use crate::service::{Change, Known, Live, Primary, Served};
 use crate::tsig::now;
+use crate::wire::WireBatch;
 use crate::wire::{normal, serial_of};
 use crate::zone::{DnsRecord, RecordType};
 
@@ -108,9 +109,10 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
     let generation = live.generation();
     let started = std::time::Instant::now();
     let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Fetched>> {
+        // Nothing yet: straight to the transfer (its first record is the SOA).
+        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served)?)) };
         let theirs = client.soa(&zone)?;
         let their_serial = crate::wire::soa_serial(&theirs.data).unwrap_or_default();
-        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served)?)) };
         let our_serial = crate::wire::soa_serial(&ours.data).unwrap_or_default();
         if (their_serial.wrapping_sub(our_serial) as i32) <= 0 {
             return Ok(None); // ours is current (or newer: a primary restored from backup waits)
@@ -142,15 +144,36 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
             rebuild(live, zone, Some(records), known).await;
             (serial, how)
         }
-        Some(Fetched::Built(served)) => {
-            let serial = serial_of(&served.records, zone).unwrap_or_default();
+        Some(Fetched::Built(answers, batches)) => {
             let turn = live.update_lock().await;
+            let current = live.current();
+            let serial = batches
+                .first()
+                .and_then(|b| b.iter().next())
+                .and_then(|soa| soa.to_text(zone))
+                .and_then(|soa| crate::wire::soa_serial(&soa.data))
+                .unwrap_or_default();
             if live.generation() == generation {
-                install(live, served, None);
+                // The tables serve at once; the records' text follows (made meanwhile, on
+                // another core, with the update lock held: no other change comes between).
+                let settings = Arc::clone(&current.settings);
+                live.swap_tables(Served {
+                    records: Arc::clone(&current.records),
+                    answers: Arc::new(answers),
+                    settings: Arc::clone(&settings),
+                    settling: Some(zone.clone()),
+                });
+                tracing::debug!("zone {zone}: its tables serve {:?} after the refresh began", started.elapsed());
+                let answers = Arc::clone(&live.current().answers);
+                let at = zone.clone();
+                let records =
+                    tokio::task::spawn_blocking(move || with_transferred(&current.records, &at, &batches)).await?;
+                install(live, Served { records: Arc::new(records), answers, settings, settling: None }, None);
+                drop(turn);
             } else {
                 // Another zone changed while this one arrived: built again on top of it.
                 drop(turn);
-                let records = served.records.iter().filter(|r| r.zone == *zone).cloned().collect();
+                let records = batches.iter().flat_map(WireBatch::iter).filter_map(|r| r.to_text(zone)).collect();
                 rebuild(live, zone, Some(records), None).await;
             }
             (serial, "AXFR".to_string())
@@ -164,39 +187,53 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
 /// served with it, built while it arrived.
 enum Fetched {
     Zone(Vec<DnsRecord>, String, Option<Vec<Change>>),
-    Built(Served),
+    /// The tables with the new copy, and the zone's records as they came off the wire.
+    Built(crate::fast::Answers, Vec<WireBatch>),
 }
 
 /// An AXFR of `zone`, the answer tables built while it arrives: the other zones' records
-/// first, then each message's records as the client hands them over.
+/// first, then each message's records, straight off the wire, as the client hands them over.
+/// The records' text (what the state file, the journal and updates read) is made later,
+/// once the tables serve.
 fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result<Fetched> {
     let settings = Arc::clone(&served.settings);
     let modes = |z: &str| crate::server::mode_of(&settings.modes, z);
-    let mut records: Vec<DnsRecord> = served.records.iter().filter(|r| r.zone != zone).cloned().collect();
-    let mut builder = crate::fast::Builder::new(&modes, records.len().max(1024));
-    let mut refused = None;
-    for r in &records {
+    let mut builder = crate::fast::Builder::new(&modes, served.records.len().max(1024));
+    for r in served.records.iter().filter(|r| r.zone != zone) {
         builder.add(r)?;
     }
-    // Batches are joined at the end: one copy of the records, not one per doubling.
-    let mut batches: Vec<Vec<DnsRecord>> = Vec::new();
-    client.transfer_into(zone, |batch| {
-        for r in &batch {
+    let started = std::time::Instant::now();
+    let mut refused = None;
+    let mut batches: Vec<WireBatch> = Vec::new();
+    client.transfer_into(zone, |batch: WireBatch| {
+        for r in batch.iter() {
             if refused.is_none()
-                && let Err(e) = builder.add(r)
+                && let Err(e) = builder.add_wire(zone, &r)
             {
                 refused = Some(e);
             }
         }
         batches.push(batch);
     })?;
-    records.reserve(batches.iter().map(Vec::len).sum());
-    records.extend(batches.into_iter().flatten());
     if let Some(e) = refused {
         anyhow::bail!("zone {zone}: the copy is refused, the previous one serves on: {e}");
     }
+    let received = started.elapsed();
     let answers = Served::with_expiry(builder.finish(), &settings);
-    Ok(Fetched::Built(Served { records, answers, settings }))
+    tracing::debug!(
+        "zone {zone}: AXFR of {} records received and read in {received:?}, tables finished in {:?}",
+        batches.iter().map(WireBatch::len).sum::<usize>(),
+        started.elapsed() - received
+    );
+    Ok(Fetched::Built(answers, batches))
+}
+
+/// Every zone's records but `zone`'s from `records`, then `zone`'s as `batches` have them.
+fn with_transferred(records: &[DnsRecord], zone: &str, batches: &[WireBatch]) -> Vec<DnsRecord> {
+    let mut all: Vec<DnsRecord> = Vec::with_capacity(records.len() + batches.iter().map(WireBatch::len).sum::<usize>());
+    all.extend(records.iter().filter(|r| r.zone != zone).cloned());
+    all.extend(batches.iter().flat_map(WireBatch::iter).filter_map(|r| r.to_text(zone)));
+    all
 }
 
 /// Serves `served` (the caller holds the update lock), then keeps it in the state

@@ -419,15 +419,20 @@ pub struct Settings {
 
 /// What is being served: the records and the answer tables made of them.
 pub struct Served {
-    pub records: Vec<DnsRecord>,
-    pub answers: Answers,
+    /// Shared: a secondary serves a transferred zone's tables first and its records' text
+    /// a moment later, without copying the other zones' records in between.
+    pub records: Arc<Vec<DnsRecord>>,
+    pub answers: Arc<Answers>,
     pub settings: Arc<Settings>,
+    /// A zone whose new tables serve while its records' text is still being made (a
+    /// secondary's full transfer): not transferred onwards until the text is in.
+    pub settling: Option<String>,
 }
 
 impl Served {
     pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
         let answers = Served::answers(&records, &settings)?;
-        Ok(Served { records, answers, settings })
+        Ok(Served { records: Arc::new(records), answers: Arc::new(answers), settings, settling: None })
     }
 
     /// [`Served::build`] and [`Served::persist`] at once, on two cores: the file's text is
@@ -438,7 +443,7 @@ impl Served {
             let text = scope.spawn(|| records_text(&records));
             (Served::answers(&records, &settings), text.join().expect("writing JSON does not panic"))
         });
-        let served = Served { records, answers: answers?, settings };
+        let served = Served { records: Arc::new(records), answers: Arc::new(answers?), settings, settling: None };
         served.keep(&text?)?;
         Ok(served)
     }
@@ -518,6 +523,14 @@ impl Live {
     /// secondaries are notified.
     pub fn swap(&self, served: Served) {
         self.swap_known(served, None)
+    }
+
+    /// Serves `served`'s tables at once while its records are still the last swap's (a
+    /// secondary's full transfer, its `settling` zone's text still being made): nothing is
+    /// journaled, notified or kept; the [`Live::swap_known`] that brings the records does.
+    pub fn swap_tables(&self, served: Served) {
+        *self.served.write().expect("not poisoned") = Arc::new(served);
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// [`Live::swap`] when the steps of the changed zone are known (the journal need not

@@ -3,6 +3,7 @@
 //! [`crate::update`] (RFC 2136) or [`crate::transfer`] (AXFR); answers are signed with the
 //! request's key. Unsigned or wrongly signed requests change nothing and see nothing.
 
+use crate::transfer::Replies;
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{TSigResponseContext, TSigner};
@@ -12,7 +13,7 @@ use crate::tsig::now;
 use crate::zone::{DnsRecord, RecordType};
 
 /// What the server makes of a message: `None` when it is an ordinary query (hickory's).
-pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Live) -> Option<Vec<Vec<u8>>> {
+pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Live) -> Option<Replies> {
     if raw.len() < 12 {
         return None;
     }
@@ -25,17 +26,17 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
         return None;
     }
     let Ok(request) = Message::from_vec(raw).map_err(drop).and_then(|m| counts_fit(raw).then_some(m).ok_or(())) else {
-        return Some(vec![bare_error(raw, ResponseCode::FormErr)]);
+        return Some(Replies::Now(vec![bare_error(raw, ResponseCode::FormErr)]));
     };
     if maybe_signed_query && request.signature().is_none() {
         return None;
     }
     let signed = match authenticate(raw, &request, live) {
         Ok(signed) => signed,
-        Err(response) => return Some(vec![response]),
+        Err(response) => return Some(Replies::Now(vec![response])),
     };
     if maybe_signed_query {
-        return Some(vec![signed_query(&request, &signed, over_tcp, live)]);
+        return Some(Replies::Now(vec![signed_query(&request, &signed, over_tcp, live)]));
     }
     // An update key given in [[update]] acts on its zones, from its prefixes only.
     if let Grant::Full = signed.grant {
@@ -44,13 +45,13 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
         let scope = served.settings.update_scopes.iter().find(|s| &s.key == signed.signer.signer_name());
         if scope.is_some_and(|s| !s.permits(&zone, src)) {
             tracing::warn!("refused a request for zone {zone} from {src}: outside what its key may do");
-            return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
+            return Some(Replies::Now(vec![reply(&request, ResponseCode::Refused, Some(&signed))]));
         }
     }
     if notify {
         // From a primary, signed with the zone's key: refresh it now (RFC 1996).
         let zone = request.queries.first().map(|q| q.name().to_lowercase().to_string());
-        return Some(vec![match (&signed.grant, zone) {
+        return Some(Replies::Now(vec![match (&signed.grant, zone) {
             (Grant::Primary(zones), Some(zone)) if zones.contains(&zone) => {
                 live.refresher(&zone).notify_one();
                 let mut answer = response(&request, ResponseCode::NoError);
@@ -64,7 +65,7 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
                 tracing::warn!("refused a NOTIFY from {src}: not a primary's key for that zone");
                 reply(&request, ResponseCode::NotAuth, Some(&signed))
             }
-        }]);
+        }]));
     }
     if transfer {
         let allowed = match &signed.grant {
@@ -74,16 +75,16 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
         };
         if !over_tcp || !allowed {
             tracing::info!("refused a transfer from {src} (over UDP, or from outside the key's prefixes)");
-            return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
+            return Some(Replies::Now(vec![reply(&request, ResponseCode::Refused, Some(&signed))]));
         }
         return Some(crate::transfer::transfer_messages(&request, &signed, live));
     }
     if !matches!(signed.grant, Grant::Full) {
         tracing::warn!("refused an update signed by a secondary's or a primary's key (not an update key)");
-        return Some(vec![reply(&request, ResponseCode::Refused, Some(&signed))]);
+        return Some(Replies::Now(vec![reply(&request, ResponseCode::Refused, Some(&signed))]));
     }
     let code = crate::update::apply_update(&request, live).await;
-    Some(vec![reply(&request, code, Some(&signed))])
+    Some(Replies::Now(vec![reply(&request, code, Some(&signed))]))
 }
 
 /// The question's type, read straight from the wire (only the first question).
@@ -325,6 +326,34 @@ mod fuzz {
         m.to_vec().unwrap()
     }
 
+    /// While a secondary's new tables serve and its records' text is still being made, the
+    /// zone is not transferred onwards (SERVFAIL: ask again); then it is.
+    #[test]
+    fn a_settling_zone_is_not_transferred_onwards() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let key = Key::generate("xfr-key").unwrap();
+        let live = runtime.block_on(async { live(&key) });
+        let rcode = |live: &Live| {
+            let request = signed_transfer(&key);
+            let replies = runtime.block_on(async {
+                handle(&request, true, std::net::Ipv4Addr::LOCALHOST.into(), live).await.unwrap().all().await
+            });
+            replies[0][3] & 0xf
+        };
+        assert_eq!(rcode(&live), 0);
+        let current = live.current();
+        let settling = |zone: Option<&str>| Served {
+            records: Arc::clone(&current.records),
+            answers: Arc::clone(&current.answers),
+            settings: Arc::clone(&current.settings),
+            settling: zone.map(String::from),
+        };
+        live.swap_tables(settling(Some("lct.internal.")));
+        assert_eq!(rcode(&live), 2, "SERVFAIL");
+        live.swap_tables(settling(None));
+        assert_eq!(rcode(&live), 0);
+    }
+
     #[test]
     fn mutated_signed_messages_change_nothing_and_never_panic() {
         use proptest::prelude::*;
@@ -372,10 +401,12 @@ mod fuzz {
                 }
                 let answers = runtime
                     .block_on(async {
-                        tokio::time::timeout(
-                            std::time::Duration::from_secs(2),
-                            handle(&packet, true, std::net::Ipv4Addr::LOCALHOST.into(), &live),
-                        )
+                        tokio::time::timeout(std::time::Duration::from_secs(2), async {
+                            match handle(&packet, true, std::net::Ipv4Addr::LOCALHOST.into(), &live).await {
+                                Some(replies) => Some(replies.all().await),
+                                None => None,
+                            }
+                        })
                         .await
                     })
                     .expect("answered in time");
@@ -389,8 +420,9 @@ mod fuzz {
             .unwrap();
         assert!(handled.get() > 1_000, "only {} mutated messages reached the handler", handled.get());
         // The original, signed and intact, is applied.
-        let answer =
-            runtime.block_on(handle(&originals[0], true, std::net::Ipv4Addr::LOCALHOST.into(), &live)).unwrap();
+        let answer = runtime.block_on(async {
+            handle(&originals[0], true, std::net::Ipv4Addr::LOCALHOST.into(), &live).await.unwrap().all().await
+        });
         assert_eq!(answer[0][3] & 0xf, 0, "NOERROR");
         assert_eq!(serial(&live), Some(8));
         let state = live.current().settings.state_file.clone();

@@ -12,8 +12,6 @@ use hickory_proto::rr::rdata::tsig::{TSIG, make_tsig_record};
 use hickory_proto::rr::{RData, Record, TSigResponseContext};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
-use crate::fast::ZoneBytes;
-
 use crate::server::{ZoneMode, mode_of};
 use crate::service::Live;
 use crate::signed::{Grant, Signed, reply, response, zone_of_request};
@@ -23,31 +21,69 @@ use crate::zone::{DnsRecord, RecordType, View};
 
 /// The answer to an AXFR or IXFR: SOA, records, SOA (or the IXFR forms), in messages of at
 /// most 250 records, each signed, chained as RFC 8945 section 5.3.1 says.
-pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live) -> Vec<Vec<u8>> {
+pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live) -> Replies {
+    Replies::Now(match transfer(request, signed, live) {
+        Ok(stream) => return stream,
+        Err(messages) => messages,
+    })
+}
+
+/// Messages to send: made already, or arriving as they are made (a big transfer's first
+/// message goes out while the rest are packed and signed).
+pub enum Replies {
+    Now(Vec<Vec<u8>>),
+    Streamed(tokio::sync::mpsc::Receiver<Vec<u8>>),
+}
+
+impl Replies {
+    /// Every message, once made.
+    pub async fn all(self) -> Vec<Vec<u8>> {
+        match self {
+            Replies::Now(messages) => messages,
+            Replies::Streamed(mut received) => {
+                let mut messages = Vec::new();
+                while let Some(m) = received.recv().await {
+                    messages.push(m);
+                }
+                messages
+            }
+        }
+    }
+}
+
+/// [`transfer_messages`]: `Err` holds every message at once.
+fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, Vec<Vec<u8>>> {
     let started = std::time::Instant::now();
     let served = live.current();
     let zone = match zone_of_request(request, &served.records) {
         Ok(zone) => zone,
-        Err(code) => return vec![reply(request, code, Some(signed))],
+        Err(code) => return Err(vec![reply(request, code, Some(signed))]),
     };
+    if served.settling.as_deref() == Some(zone.as_str()) {
+        // Its new copy serves, its records' text is a moment away: ask again then.
+        return Err(vec![reply(request, ResponseCode::ServFail, Some(signed))]);
+    }
     // Which records the key sees: all, or its view of the zone as the zone's mode has it.
     let view = match &signed.grant {
         Grant::Full => None,
-        Grant::Primary(_) => return vec![reply(request, ResponseCode::Refused, Some(signed))],
-        Grant::Secondary(s) if !s.serves(&zone) => return vec![reply(request, ResponseCode::NotAuth, Some(signed))],
+        Grant::Primary(_) => return Err(vec![reply(request, ResponseCode::Refused, Some(signed))]),
+        Grant::Secondary(s) if !s.serves(&zone) => {
+            return Err(vec![reply(request, ResponseCode::NotAuth, Some(signed))]);
+        }
         Grant::Secondary(s) => match (mode_of(&served.settings.modes, &zone), s.view.view()) {
             (ZoneMode::Private, View::External) => {
-                return vec![reply(request, ResponseCode::NotAuth, Some(signed))];
+                return Err(vec![reply(request, ResponseCode::NotAuth, Some(signed))]);
             }
             (ZoneMode::Public, _) => Some(View::External),
             (_, v) => Some(v),
         },
     };
     let visible = |r: &&DnsRecord| r.zone == zone && view.is_none_or(|v| r.view.includes(v));
+    let servfail = || Err(vec![reply(request, ResponseCode::ServFail, Some(signed))]);
     let Some(soa) = served.records.iter().filter(visible).find(|r| r.rtype == RecordType::SOA) else {
-        return vec![reply(request, ResponseCode::ServFail, Some(signed))];
+        return servfail();
     };
-    let Ok(soa_wire) = to_wire(soa) else { return vec![reply(request, ResponseCode::ServFail, Some(signed))] };
+    let Ok(soa_wire) = to_wire(soa) else { return servfail() };
     let current = serial_of(&served.records, &zone).unwrap_or_default();
     let wire_all = |records: &mut dyn Iterator<Item = &DnsRecord>| -> Vec<Record> {
         let mut seen = BTreeSet::new();
@@ -69,13 +105,42 @@ pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live)
     if let Some(v) = view
         && !matches!(&changes, Some((s, changes)) if up_to_date(*s) || changes.is_some())
     {
-        let Some(records) = served.answers.zone_transfer(&zone, v == View::Internal) else {
-            return vec![reply(request, ResponseCode::ServFail, Some(signed))];
-        };
-        tracing::info!("zone {zone}: {kind} of {} records (serial {current}, {shown} view)", records.len() + 1);
-        let messages = sign_chain(request, signed, wire_bodies(request, &records));
-        tracing::debug!("zone {zone}: {} messages ready in {:?}", messages.len(), started.elapsed());
-        return messages;
+        let internal = v == View::Internal;
+        if !served.answers.transferable(&zone, internal) {
+            return servfail();
+        }
+        tracing::info!("zone {zone}: {kind} (serial {current}, {shown} view)");
+        // Packed, signed and sent a message at a time, on a thread of its own.
+        let (sender, messages) = tokio::sync::mpsc::channel(16);
+        let mut signer = ChainSigner::new(request.id, signed);
+        let mut packer = Packer::new(request);
+        let answers = std::sync::Arc::clone(&served.answers);
+        tokio::task::spawn_blocking(move || {
+            let (mut sent, mut records) = (0usize, 0usize);
+            let mut send = |body: Vec<u8>| {
+                sent += 1;
+                signer.sign(body).is_some_and(|m| sender.blocking_send(m).is_ok())
+            };
+            let mut soa = Vec::new();
+            let all = answers.each_transfer_record(&zone, internal, |owner, rest| {
+                if soa.is_empty() {
+                    soa = [owner, rest].concat();
+                }
+                records += 1;
+                packer.push(owner, rest).is_none_or(&mut send)
+            });
+            // The SOA again at the end.
+            if all && packer.push(&soa, &[]).is_none_or(&mut send) && send(packer.finish()) {
+                tracing::debug!(
+                    "zone {zone}: {} records in {sent} messages sent in {:?}",
+                    records + 1,
+                    started.elapsed()
+                );
+            } else {
+                tracing::info!("zone {zone}: the {kind} stopped after {sent} messages (the client left)");
+            }
+        });
+        return Ok(Replies::Streamed(messages));
     }
     let mut all = vec![soa_wire.clone()];
     match changes {
@@ -106,56 +171,72 @@ pub(crate) fn transfer_messages(request: &Message, signed: &Signed, live: &Live)
             message.queries.clear();
         }
         message.add_answers(chunk.iter().cloned());
-        let Ok(bytes) = message.to_vec() else { return vec![reply(request, ResponseCode::ServFail, Some(signed))] };
+        let Ok(bytes) = message.to_vec() else { return servfail() };
         bodies.push(bytes);
     }
-    sign_chain(request, signed, bodies)
+    Err(sign_chain(request, signed, bodies))
 }
 
 /// Largest transfer message we write (the records of one RRset are never split across
 /// messages by a limit smaller than a record: a record always fits one).
 const MESSAGE_BYTES: usize = 16 * 1024;
 
-/// A full transfer's messages, unsigned: the SOA, the records, the SOA again, packed up to
-/// [`MESSAGE_BYTES`]; the question in the first message only (RFC 5936 section 2.2).
-fn wire_bodies(request: &Message, records: &ZoneBytes) -> Vec<Vec<u8>> {
-    let question = request.queries.first().map(|q| {
-        let mut bytes = Vec::with_capacity(64);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        let _ = q.emit(&mut encoder);
-        bytes
-    });
-    let header = |count: u16, first: bool| {
+/// Packs a full transfer's records into messages of up to [`MESSAGE_BYTES`]; the question
+/// in the first message only (RFC 5936 section 2.2).
+struct Packer {
+    id: u16,
+    question: Option<Vec<u8>>,
+    body: Vec<u8>,
+    count: u16,
+}
+
+impl Packer {
+    fn new(request: &Message) -> Packer {
+        let question = request.queries.first().map(|q| {
+            let mut bytes = Vec::with_capacity(64);
+            let mut encoder = BinEncoder::new(&mut bytes);
+            let _ = q.emit(&mut encoder);
+            bytes
+        });
+        let mut packer = Packer { id: request.id, question, body: Vec::new(), count: 0 };
+        packer.body = packer.header();
+        packer
+    }
+
+    /// A message's header (a response, authoritative, NOERROR) and, in the first, the question.
+    fn header(&mut self) -> Vec<u8> {
         let mut out = Vec::with_capacity(MESSAGE_BYTES + 512);
-        out.extend_from_slice(&request.id.to_be_bytes());
-        out.extend_from_slice(&[0x84, 0x00]); // a response, authoritative, NOERROR
-        let questions = u16::from(first && question.is_some());
-        for n in [questions, count, 0, 0] {
+        out.extend_from_slice(&self.id.to_be_bytes());
+        out.extend_from_slice(&[0x84, 0x00]);
+        let question = self.question.take();
+        for n in [u16::from(question.is_some()), 0, 0, 0] {
             out.extend_from_slice(&n.to_be_bytes());
         }
-        if first && let Some(q) = &question {
-            out.extend_from_slice(q);
-        }
+        out.extend(question.unwrap_or_default());
         out
-    };
-    // The SOA again at the end.
-    let order = (0..records.len()).chain(std::iter::once(0));
-    let mut bodies = Vec::new();
-    let mut body = header(0, true);
-    let mut count = 0u16;
-    for i in order {
-        let record = records.record(i);
-        if count > 0 && (body.len() + record.len() > MESSAGE_BYTES || count == u16::MAX) {
-            body[6..8].copy_from_slice(&count.to_be_bytes());
-            bodies.push(std::mem::replace(&mut body, header(0, false)));
-            count = 0;
-        }
-        body.extend_from_slice(record);
-        count += 1;
     }
-    body[6..8].copy_from_slice(&count.to_be_bytes());
-    bodies.push(body);
-    bodies
+
+    /// Adds a record (its owner, then the rest); a message that it does not fit in comes
+    /// back, full, and the record starts the next.
+    fn push(&mut self, owner: &[u8], rest: &[u8]) -> Option<Vec<u8>> {
+        let size = owner.len() + rest.len();
+        let full = (self.count > 0 && (self.body.len() + size > MESSAGE_BYTES || self.count == u16::MAX)).then(|| {
+            self.body[6..8].copy_from_slice(&self.count.to_be_bytes());
+            self.count = 0;
+            let next = self.header();
+            std::mem::replace(&mut self.body, next)
+        });
+        self.body.extend_from_slice(owner);
+        self.body.extend_from_slice(rest);
+        self.count += 1;
+        full
+    }
+
+    /// The last message.
+    fn finish(mut self) -> Vec<u8> {
+        self.body[6..8].copy_from_slice(&self.count.to_be_bytes());
+        self.body
+    }
 }
 
 /// Signs a transfer's messages as RFC 8945 section 5.3.1 chains them: the first over the
@@ -163,46 +244,55 @@ fn wire_bodies(request: &Message, records: &ZoneBytes) -> Vec<Vec<u8>> {
 /// message and only the timers. Each body is a message without its TSIG, which is
 /// appended (and counted in the additional section).
 pub(crate) fn sign_chain(request: &Message, signed: &Signed, bodies: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut signer = ChainSigner::new(request.id, signed);
     let mut messages = Vec::with_capacity(bodies.len());
-    let mut previous_mac = signed.mac.clone();
-    let time = now();
-    for (i, mut bytes) in bodies.into_iter().enumerate() {
-        let tsig = if i == 0 {
-            let context = TSigResponseContext::new(request.id, time, signed.signer.clone(), previous_mac.clone(), None);
-            match context.sign(&bytes) {
-                Ok(t) => t,
-                Err(_) => return vec![reply(request, ResponseCode::ServFail, Some(signed))],
-            }
+    for body in bodies {
+        match signer.sign(body) {
+            Some(m) => messages.push(m),
+            None => return vec![reply(request, ResponseCode::ServFail, Some(signed))],
+        }
+    }
+    messages
+}
+
+/// Signs the messages of one answer in order, each over the previous one's MAC.
+struct ChainSigner {
+    id: u16,
+    signer: hickory_proto::rr::TSigner,
+    previous_mac: Vec<u8>,
+    time: u64,
+    first: bool,
+}
+
+impl ChainSigner {
+    fn new(id: u16, signed: &Signed) -> ChainSigner {
+        ChainSigner { id, signer: signed.signer.clone(), previous_mac: signed.mac.clone(), time: now(), first: true }
+    }
+
+    /// `bytes` (a message without its TSIG) with its TSIG appended and counted.
+    fn sign(&mut self, mut bytes: Vec<u8>) -> Option<Vec<u8>> {
+        let (time, signer) = (self.time, &self.signer);
+        let tsig = if std::mem::take(&mut self.first) {
+            let context = TSigResponseContext::new(self.id, time, signer.clone(), self.previous_mac.clone(), None);
+            context.sign(&bytes).ok()?
         } else {
-            let mut tbs = Vec::with_capacity(bytes.len() + previous_mac.len() + 10);
-            tbs.extend_from_slice(&(previous_mac.len() as u16).to_be_bytes());
-            tbs.extend_from_slice(&previous_mac);
+            let mut tbs = Vec::with_capacity(bytes.len() + self.previous_mac.len() + 10);
+            tbs.extend_from_slice(&(self.previous_mac.len() as u16).to_be_bytes());
+            tbs.extend_from_slice(&self.previous_mac);
             tbs.extend_from_slice(&bytes);
             tbs.extend_from_slice(&((time >> 32) as u16).to_be_bytes());
             tbs.extend_from_slice(&(time as u32).to_be_bytes());
-            tbs.extend_from_slice(&signed.signer.fudge().to_be_bytes());
-            let Ok(mac) = signed.signer.sign(&tbs) else {
-                return vec![reply(request, ResponseCode::ServFail, Some(signed))];
-            };
-            let rdata = TSIG::new(
-                signed.signer.algorithm().clone(),
-                time,
-                signed.signer.fudge(),
-                mac,
-                request.id,
-                None,
-                Vec::new(),
-            );
-            Box::new(make_tsig_record(signed.signer.signer_name().clone(), rdata))
+            tbs.extend_from_slice(&signer.fudge().to_be_bytes());
+            let mac = signer.sign(&tbs).ok()?;
+            let rdata = TSIG::new(signer.algorithm().clone(), time, signer.fudge(), mac, self.id, None, Vec::new());
+            Box::new(make_tsig_record(signer.signer_name().clone(), rdata))
         };
-        previous_mac = tsig.data.mac.clone();
-        let Ok(record) = tsig.to_bytes() else { return vec![reply(request, ResponseCode::ServFail, Some(signed))] };
-        bytes.extend_from_slice(&record);
+        self.previous_mac = tsig.data.mac.clone();
+        bytes.extend_from_slice(&tsig.to_bytes().ok()?);
         let additional = u16::from_be_bytes([bytes[10], bytes[11]]) + 1;
         bytes[10..12].copy_from_slice(&additional.to_be_bytes());
-        messages.push(bytes);
+        Some(bytes)
     }
-    messages
 }
 
 /// The serial an IXFR request says the client has (its authority section's SOA).

@@ -78,6 +78,289 @@ fn ipv4_text(a: std::net::Ipv4Addr) -> String {
     text
 }
 
+/// Records read straight off a message, one after another in one buffer: each is its owner
+/// name (in wire form, lower case, uncompressed), type, TTL, data length and data (names
+/// inside written out in full, lower case). A big transfer is read into these without a
+/// parsed message or any text; [`WireRecord::to_text`] makes `dns-record`s when needed.
+#[derive(Debug, Default, Clone)]
+pub struct WireBatch {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+/// One record of a [`WireBatch`].
+#[derive(Debug, Clone, Copy)]
+pub struct WireRecord<'a> {
+    pub name: &'a [u8],
+    pub rtype: u16,
+    pub ttl: u32,
+    pub rdata: &'a [u8],
+}
+
+impl WireBatch {
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = WireRecord<'_>> {
+        let bytes = &self.bytes;
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            if at >= bytes.len() {
+                return None;
+            }
+            let name_end = at + wire_name_len(&bytes[at..]);
+            let fixed = &bytes[name_end..name_end + 8];
+            let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+            let ttl = u32::from_be_bytes([fixed[2], fixed[3], fixed[4], fixed[5]]);
+            let rdlen = u16::from_be_bytes([fixed[6], fixed[7]]) as usize;
+            let record = WireRecord {
+                name: &bytes[at..name_end],
+                rtype,
+                ttl,
+                rdata: &bytes[name_end + 8..name_end + 8 + rdlen],
+            };
+            at = name_end + 8 + rdlen;
+            Some(record)
+        })
+    }
+}
+
+/// The length of an uncompressed wire name at the start of `name` (this module wrote it).
+fn wire_name_len(name: &[u8]) -> usize {
+    let mut at = 0;
+    while name[at] != 0 {
+        at += 1 + name[at] as usize;
+    }
+    at + 1
+}
+
+/// Reads the name at `at` of `message` (following compression pointers, which must point
+/// back) onto `out`, in lower case; returns where the name ends in place.
+fn read_name(message: &[u8], mut at: usize, out: &mut Vec<u8>) -> Option<usize> {
+    let start = out.len();
+    let mut end = None;
+    loop {
+        let len = *message.get(at)? as usize;
+        if len & 0xc0 == 0xc0 {
+            let pointer = ((len & 0x3f) << 8) | *message.get(at + 1)? as usize;
+            end.get_or_insert(at + 2);
+            if pointer >= at {
+                return None; // forward or self pointers could loop
+            }
+            at = pointer;
+            continue;
+        }
+        if len > 63 {
+            return None;
+        }
+        let label = message.get(at + 1..at + 1 + len)?;
+        out.push(len as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+        if out.len() - start > 255 {
+            return None;
+        }
+        at += 1 + len;
+        if len == 0 {
+            return Some(end.unwrap_or(at));
+        }
+    }
+}
+
+/// What [`read_answers`] found in a message.
+#[derive(Debug, Default)]
+pub(crate) struct Answered {
+    /// Records of types lct-dns does not keep, left out.
+    pub skipped: usize,
+    /// The answer's closing SOA (the second SOA of a transfer) was seen: the records after
+    /// it, and it, are not taken.
+    pub closed: bool,
+}
+
+/// Appends the answer records of `message` (a transfer's) to `out`, until the closing SOA
+/// (`soas` counts SOAs across the transfer's messages); an error names what is malformed.
+pub(crate) fn read_answers(message: &[u8], soas: &mut u32, out: &mut WireBatch) -> Result<Answered, &'static str> {
+    let count = |i: usize| u16::from_be_bytes([message[i], message[i + 1]]) as usize;
+    if message.len() < 12 {
+        return Err("a message shorter than its header");
+    }
+    let mut at = 12;
+    let mut scratch = Vec::with_capacity(256);
+    for _ in 0..count(4) {
+        scratch.clear();
+        at = read_name(message, at, &mut scratch).ok_or("a malformed question")? + 4;
+    }
+    let mut answered = Answered::default();
+    for _ in 0..count(6) {
+        let start = out.bytes.len();
+        at = read_name(message, at, &mut out.bytes).ok_or("a malformed owner name")?;
+        let fixed = message.get(at..at + 10).ok_or("a truncated record")?;
+        let rtype = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        let rdata_at = at + 10;
+        let rdata_end = rdata_at + rdlen;
+        let rdata = message.get(rdata_at..rdata_end).ok_or("a truncated record")?;
+        at = rdata_end;
+        if rtype == 6 {
+            *soas += 1;
+            if *soas == 2 {
+                out.bytes.truncate(start);
+                answered.closed = true;
+                return Ok(answered);
+            }
+        }
+        out.bytes.extend_from_slice(&fixed[..2]);
+        out.bytes.extend_from_slice(&fixed[4..8]);
+        let length_at = out.bytes.len();
+        out.bytes.extend_from_slice(&[0, 0]);
+        let data_start = out.bytes.len();
+        let names_end = |out: &mut Vec<u8>, from: usize, names: usize| -> Option<usize> {
+            let mut at = from;
+            for _ in 0..names {
+                at = read_name(message, at, out)?;
+            }
+            Some(at)
+        };
+        let well_formed = match rtype {
+            1 => rdlen == 4,
+            28 => rdlen == 16,
+            // NS, PTR: a name.
+            2 | 12 => names_end(&mut out.bytes, rdata_at, 1) == Some(rdata_end),
+            // SRV: priority, weight, port, target.
+            33 => {
+                out.bytes.extend_from_slice(rdata.get(..6).ok_or("a truncated SRV")?);
+                names_end(&mut out.bytes, rdata_at + 6, 1) == Some(rdata_end)
+            }
+            // SOA: two names, five numbers.
+            6 => match names_end(&mut out.bytes, rdata_at, 2) {
+                Some(end) if end + 20 == rdata_end => {
+                    out.bytes.extend_from_slice(&message[end..rdata_end]);
+                    true
+                }
+                _ => false,
+            },
+            _ => {
+                out.bytes.truncate(start);
+                answered.skipped += 1;
+                continue;
+            }
+        };
+        if !well_formed {
+            return Err("a record whose data does not match its type");
+        }
+        if matches!(rtype, 1 | 28) {
+            out.bytes.extend_from_slice(rdata);
+        }
+        let written = out.bytes.len() - data_start;
+        let written = u16::try_from(written).map_err(|_| "record data over 64 KiB")?;
+        out.bytes[length_at..length_at + 2].copy_from_slice(&written.to_be_bytes());
+        out.count += 1;
+    }
+    Ok(answered)
+}
+
+/// The TSIG record of a message, as read off the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TsigSeen {
+    /// The key's name and the algorithm's, in wire form, lower case.
+    pub key: Vec<u8>,
+    pub algorithm: Vec<u8>,
+    pub time: u64,
+    pub fudge: u16,
+    pub mac: Vec<u8>,
+    pub original_id: u16,
+}
+
+/// Reads the TSIG record that starts at `at` (the message's last record).
+pub(crate) fn read_tsig(message: &[u8], at: usize) -> Option<TsigSeen> {
+    let mut key = Vec::new();
+    let at = read_name(message, at, &mut key)?;
+    let fixed = message.get(at..at + 10)?;
+    if u16::from_be_bytes([fixed[0], fixed[1]]) != 250 {
+        return None;
+    }
+    let rdlen = u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+    let end = at + 10 + rdlen;
+    let mut algorithm = Vec::new();
+    let at = read_name(message, at + 10, &mut algorithm)?;
+    let rest = message.get(at..end)?;
+    let number = |i: usize, n: usize| rest.get(i..i + n).map(|b| b.iter().fold(0u64, |v, &x| (v << 8) | x as u64));
+    let time = number(0, 6)?;
+    let fudge = number(6, 2)? as u16;
+    let mac_len = number(8, 2)? as usize;
+    let mac = rest.get(10..10 + mac_len)?.to_vec();
+    let original_id = number(10 + mac_len, 2)? as u16;
+    Some(TsigSeen { key, algorithm, time, fudge, mac, original_id })
+}
+
+/// A wire name (uncompressed) as text, as [`name_text`] writes names.
+pub(crate) fn wire_name_text(wire: &[u8]) -> String {
+    let mut labels = Vec::new();
+    let mut at = 0;
+    while at < wire.len() && wire[at] != 0 {
+        let len = wire[at] as usize;
+        labels.push(&wire[at + 1..at + 1 + len]);
+        at += 1 + len;
+    }
+    let plain = labels.iter().all(|l| l.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_')));
+    if !plain || labels.is_empty() {
+        return Name::from_labels(labels).map_or_else(|_| ".".to_string(), |n| name_text(&n));
+    }
+    let mut text = String::with_capacity(wire.len());
+    for label in labels {
+        text.extend(label.iter().map(|&b| b as char));
+        text.push('.');
+    }
+    text
+}
+
+impl WireRecord<'_> {
+    /// As a `dns-record` of `zone`: the same text [`from_wire`] makes of the parsed record.
+    pub fn to_text(&self, zone: &str) -> Option<DnsRecord> {
+        let rtype = supported(RecordType::from(self.rtype))?;
+        let d = self.rdata;
+        let number = |i: usize| u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        let data = match rtype {
+            RecordType::A => ipv4_text(std::net::Ipv4Addr::new(d[0], d[1], d[2], d[3])),
+            RecordType::AAAA => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(d).ok()?).to_string(),
+            RecordType::NS | RecordType::PTR => wire_name_text(d),
+            RecordType::SRV => {
+                let field = |i: usize| u16::from_be_bytes([d[i], d[i + 1]]);
+                format!("{} {} {} {}", field(0), field(2), field(4), wire_name_text(&d[6..]))
+            }
+            RecordType::SOA => {
+                let mname = wire_name_len(d);
+                let rname = mname + wire_name_len(&d[mname..]);
+                let n = rname;
+                // As hickory prints an SOA: refresh, retry and expire are signed there.
+                format!(
+                    "{} {} {} {} {} {} {}",
+                    wire_name_text(&d[..mname]),
+                    wire_name_text(&d[mname..rname]),
+                    number(n),
+                    number(n + 4) as i32,
+                    number(n + 8) as i32,
+                    number(n + 12) as i32,
+                    number(n + 16)
+                )
+            }
+            _ => return None,
+        };
+        Some(DnsRecord {
+            zone: zone.to_string(),
+            name: wire_name_text(self.name),
+            rtype,
+            ttl: self.ttl,
+            data,
+            view: View::Both,
+        })
+    }
+}
+
 /// A `dns-record` on the wire.
 pub fn to_wire(record: &DnsRecord) -> Result<Record, String> {
     let name = Name::from_ascii(&record.name).map_err(|e| format!("{}: {e}", record.name))?;
@@ -103,6 +386,106 @@ pub(crate) fn normal_with_ttl(r: &DnsRecord) -> (String, RecordType, String, u32
 #[cfg(test)]
 mod text_tests {
     use super::*;
+    use crate::zone::fixtures::rec;
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+
+    /// A transfer-like message (compressed by hickory) of every kind of record lct-dns
+    /// keeps, mixed case, odd labels, and a type it does not keep.
+    fn message(records: &[DnsRecord]) -> Vec<u8> {
+        let mut m = Message::new(9, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::AXFR));
+        for r in records {
+            m.add_answer(to_wire(r).unwrap());
+            if r.rtype == RecordType::AAAA {
+                // Labels with a space and a byte above ASCII (printed escaped).
+                let labels: [&[u8]; 4] = [b"x y", b"\xff", b"lct", b"internal"];
+                let name = Name::from_labels(labels).unwrap();
+                m.add_answer(Record::from_rdata(name, 60, RData::A("10.1.2.3".parse().unwrap())));
+            }
+        }
+        m.add_answer(Record::from_rdata(
+            Name::from_ascii("t.lct.internal.").unwrap(),
+            60,
+            RData::try_from_str(RecordType::TXT, "hello").unwrap(),
+        ));
+        m.to_vec().unwrap()
+    }
+
+    fn records() -> Vec<DnsRecord> {
+        let mut odd = rec("x.lct.internal.", RecordType::A, "10.0.0.9");
+        odd.name = r"a\.b.x_y.lct.internal.".into();
+        vec![
+            rec("lct.internal.", RecordType::SOA, "ns1.lct.internal. hostmaster.lct.internal. 7 3600 600 1209600 300"),
+            rec("lct.internal.", RecordType::NS, "NS1.lct.internal."),
+            rec("Zk-1.ZK.lct.internal.", RecordType::A, "192.168.128.1"),
+            rec("zk-1.zk.lct.internal.", RecordType::AAAA, "2001:db8::1"),
+            rec("_zk._tcp.zk.lct.internal.", RecordType::SRV, "0 10 2181 zk-1.zk.lct.internal."),
+            rec("1.128.168.192.in-addr.arpa.", RecordType::PTR, "zk-1.zk.lct.internal."),
+            odd,
+            rec("lct.internal.", RecordType::SOA, "ns1.lct.internal. hostmaster.lct.internal. 7 3600 600 1209600 300"),
+        ]
+    }
+
+    #[test]
+    fn records_read_off_the_wire_read_as_hickory_parses_them() {
+        let bytes = message(&records());
+        let parsed = Message::from_vec(&bytes).unwrap();
+        // hickory's reading, up to the closing SOA, the TXT left out.
+        let want: Vec<DnsRecord> =
+            parsed.answers[..parsed.answers.len() - 2].iter().filter_map(|r| from_wire("lct.internal.", r)).collect();
+        let mut soas = 0;
+        let mut batch = WireBatch::default();
+        let answered = read_answers(&bytes, &mut soas, &mut batch).unwrap();
+        assert!(answered.closed);
+        let got: Vec<DnsRecord> = batch.iter().filter_map(|r| r.to_text("lct.internal.")).collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), 8);
+        assert!(got.iter().any(|r| r.name.contains('\\')), "escaped: {got:?}");
+        assert_eq!(got[2].name, "zk-1.zk.lct.internal.", "lower case");
+        // In a message of its own, the TXT is skipped and counted; the SOA count goes on.
+        let mut soas = 1;
+        let mut batch = WireBatch::default();
+        let answered = read_answers(&message(&records()[2..4]), &mut soas, &mut batch).unwrap();
+        assert_eq!((answered.skipped, answered.closed, batch.len()), (1, false, 3));
+    }
+
+    #[test]
+    fn malformed_messages_are_refused() {
+        let bytes = message(&records()[..3]);
+        let mut batch = WireBatch::default();
+        for cut in [5, 30, bytes.len() - 3] {
+            assert!(read_answers(&bytes[..cut], &mut 0, &mut batch).is_err(), "cut at {cut}");
+        }
+        // A compression pointer that points forward (or at itself) could loop.
+        let mut looped = bytes.clone();
+        let at = 12 + 14 + 4; // the first answer's owner, after the question
+        looped[at] = 0xc0;
+        looped[at + 1] = at as u8;
+        assert!(read_answers(&looped, &mut 0, &mut WireBatch::default()).is_err());
+        // A record whose length does not fit its type.
+        let mut short = message(&[rec("a.lct.internal.", RecordType::A, "10.0.0.1")]);
+        let a_at = short.windows(4).position(|w| w == [10, 0, 0, 1]).unwrap();
+        short[a_at - 1] = 3; // rdlength 4 -> 3
+        assert!(read_answers(&short, &mut 0, &mut WireBatch::default()).is_err());
+    }
+
+    #[test]
+    fn a_tsig_read_off_the_wire_is_the_one_hickory_reads() {
+        let key = crate::tsig::Key::generate("xfr").unwrap();
+        let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::AXFR));
+        m.finalize(&key.signer(), 1_700_000_000).unwrap();
+        let bytes = m.to_vec().unwrap();
+        let at = crate::client::last_record_at(&bytes).unwrap();
+        let seen = read_tsig(&bytes, at).unwrap();
+        let tsig = Message::from_vec(&bytes).unwrap().signature().unwrap().clone();
+        assert_eq!(seen.key, crate::fast::wire_name(&name_text(&tsig.name)).unwrap());
+        assert_eq!(seen.time, tsig.data.time);
+        assert_eq!(seen.fudge, tsig.data.fudge);
+        assert_eq!(seen.mac, tsig.data.mac);
+        assert_eq!(seen.original_id, tsig.data.oid);
+        assert!(read_tsig(&bytes, 12).is_none(), "not a TSIG there");
+    }
 
     #[test]
     fn names_and_addresses_read_as_hickory_prints_them() {
