@@ -31,7 +31,7 @@ type Table<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
 /// The records of one name and type, as answer records whose owner is a pointer to the
 /// question (offset 12), and what goes with them in the additional section (the addresses
 /// of NS and SRV targets we hold, owners written out).
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct RrSet {
     rtype: u16,
     count: u16,
@@ -438,6 +438,11 @@ pub struct Builder<'m> {
     /// transfer, so the tables are looked up once a name, not twice a record.
     pending_name: Vec<u8>,
     pending: [Vec<RrSet>; 2],
+    /// Every record of the pending name so far is in both views: only the internal sets
+    /// are built, and copied for the external view when the name is done.
+    mirrored: bool,
+    /// Keys of the names with NS or SRV sets (whose targets' addresses `finish` adds).
+    with_targets: Vec<Vec<u8>>,
 }
 
 impl<'m> Builder<'m> {
@@ -454,6 +459,8 @@ impl<'m> Builder<'m> {
             probe: Vec::with_capacity(260),
             pending_name: Vec::with_capacity(256),
             pending: [Vec::new(), Vec::new()],
+            mirrored: false,
+            with_targets: Vec::new(),
         }
     }
 
@@ -513,9 +520,16 @@ impl<'m> Builder<'m> {
             self.flush();
             self.pending_name.clear();
             self.pending_name.extend_from_slice(&self.name);
+            self.mirrored = true;
         }
-        let Builder { answers, name, rdata, zone, pending, .. } = self;
+        let Builder { answers, name, rdata, zone, pending, mirrored, .. } = self;
         let (_, apex, mode) = zone.as_ref().expect("entered");
+        let both = *mode == ZoneMode::Split && seen_in == View::Both;
+        if *mirrored && !both {
+            // This record is not in both views: the external sets go their own way now.
+            pending[1] = pending[0].clone();
+            *mirrored = false;
+        }
         for internal in [true, false] {
             let view = match (mode, internal) {
                 (ZoneMode::Split, true) | (ZoneMode::Private, true) => View::Internal,
@@ -533,6 +547,9 @@ impl<'m> Builder<'m> {
                 let mut soa = Vec::with_capacity(rdata.len() + 10);
                 rr_tail(rtype, ttl.min(minimum), rdata, &mut soa);
                 answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
+            }
+            if !internal && both && *mirrored {
+                continue; // the set is copied from the internal view's when the name is done
             }
             // The record joins its set (in the order given), owner a pointer to the
             // question.
@@ -555,7 +572,10 @@ impl<'m> Builder<'m> {
     /// its zone's apex exist (empty non-terminals answer NODATA, not NXDOMAIN); sets of a
     /// name seen before are appended to its own.
     fn flush(&mut self) {
-        let Builder { answers, probe, zone, pending, pending_name: name, .. } = self;
+        if std::mem::take(&mut self.mirrored) && !self.pending[0].is_empty() {
+            self.pending[1] = self.pending[0].clone();
+        }
+        let Builder { answers, probe, zone, pending, pending_name: name, with_targets, .. } = self;
         for (i, sets) in pending.iter_mut().enumerate() {
             if sets.is_empty() {
                 continue;
@@ -564,6 +584,9 @@ impl<'m> Builder<'m> {
             probe.clear();
             probe.push(internal as u8);
             probe.extend_from_slice(name);
+            if sets.iter().any(|s| !s.targets.is_empty()) {
+                with_targets.push(probe.clone());
+            }
             if let Some(existing) = answers.names.get_mut(probe.as_slice()) {
                 for set in sets.drain(..) {
                     match existing.iter_mut().find(|s| s.rtype == set.rtype) {
@@ -600,6 +623,9 @@ impl<'m> Builder<'m> {
     /// The tables, once every record is in.
     pub fn finish(mut self) -> Answers {
         self.flush();
+        let mut with_targets = std::mem::take(&mut self.with_targets);
+        with_targets.sort_unstable();
+        with_targets.dedup();
         let mut answers = self.answers;
         // Names of zones without an SOA in a view are not served there.
         let mut suffix = Vec::with_capacity(256);
@@ -634,7 +660,8 @@ impl<'m> Builder<'m> {
         });
         // Addresses of NS and SRV targets we hold, in the same view.
         let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
-        for (key, sets) in &answers.names {
+        for key in &with_targets {
+            let Some(sets) = answers.names.get(key) else { continue }; // not in a served zone
             for (i, set) in sets.iter().enumerate() {
                 if set.targets.is_empty() {
                     continue;
@@ -668,8 +695,8 @@ impl<'m> Builder<'m> {
                 set.extra = bytes;
             }
         }
-        for sets in answers.names.values_mut() {
-            for set in sets.iter_mut() {
+        for key in &with_targets {
+            for set in answers.names.get_mut(key).into_iter().flatten() {
                 set.targets = Vec::new();
             }
         }
