@@ -69,7 +69,7 @@ impl Client {
         Ok((stream, Chain::new(signer, previous, time)))
     }
 
-    fn receive(&self, stream: &mut TcpStream) -> Result<Vec<u8>, ClientError> {
+    fn receive(&self, stream: &mut impl Read) -> Result<Vec<u8>, ClientError> {
         let mut len = [0u8; 2];
         stream.read_exact(&mut len).map_err(self.io())?;
         let mut bytes = vec![0u8; u16::from_be_bytes(len) as usize];
@@ -138,7 +138,9 @@ impl Client {
     /// zone takes the slower of the two, not their sum.
     pub fn transfer_into(&self, zone: &str, mut take: impl FnMut(WireBatch) + Send) -> Result<(), ClientError> {
         let (zone, mut request) = self.question(zone, RecordType::AXFR)?;
-        let (mut stream, mut chain) = self.send_signed(&mut request)?;
+        let (stream, mut chain) = self.send_signed(&mut request)?;
+        // Buffered: a big transfer is hundreds of messages, two reads each otherwise.
+        let mut reader = std::io::BufReader::with_capacity(256 * 1024, stream);
         std::thread::scope(|scope| {
             let (batches, received) = std::sync::mpsc::sync_channel::<WireBatch>(64);
             scope.spawn(move || {
@@ -151,7 +153,7 @@ impl Client {
             let mut soas = 0;
             let mut skipped = 0;
             loop {
-                let bytes = self.receive(&mut stream)?;
+                let bytes = self.receive(&mut reader)?;
                 if bytes.len() < 12 || bytes[3] & 0x0f != 0 {
                     // Not an answer: let the full parser say what it is.
                     let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;

@@ -587,20 +587,26 @@ impl<'m> Builder<'m> {
             if sets.iter().any(|s| !s.targets.is_empty()) {
                 with_targets.push(probe.clone());
             }
-            if let Some(existing) = answers.names.get_mut(probe.as_slice()) {
-                for set in sets.drain(..) {
-                    match existing.iter_mut().find(|s| s.rtype == set.rtype) {
-                        Some(old) => {
-                            old.bytes.extend_from_slice(&set.bytes);
-                            old.count = old.count.saturating_add(set.count);
-                            old.targets.extend(set.targets);
+            // One look-up: the key is made for the table either way.
+            match answers.names.entry(probe.clone()) {
+                std::collections::hash_map::Entry::Occupied(mut entry) => {
+                    let existing = entry.get_mut();
+                    for set in sets.drain(..) {
+                        match existing.iter_mut().find(|s| s.rtype == set.rtype) {
+                            Some(old) => {
+                                old.bytes.extend_from_slice(&set.bytes);
+                                old.count = old.count.saturating_add(set.count);
+                                old.targets.extend(set.targets);
+                            }
+                            None => existing.push(set),
                         }
-                        None => existing.push(set),
                     }
+                    continue;
                 }
-                continue;
+                std::collections::hash_map::Entry::Vacant(entry) => {
+                    entry.insert(std::mem::take(sets));
+                }
             }
-            answers.names.insert(probe.clone(), std::mem::take(sets));
             let Some((_, apex, _)) = zone.as_ref() else { continue };
             // Its ancestors down to the apex, until one that is there (so are its own).
             let mut at = 0;
