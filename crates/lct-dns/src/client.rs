@@ -128,7 +128,7 @@ impl Client {
     pub fn transfer(&self, zone: &str) -> Result<Vec<DnsRecord>, ClientError> {
         let mut out = Vec::new();
         let fqdn_zone = fqdn(&zone.to_ascii_lowercase());
-        self.transfer_into(zone, |batch| out.extend(batch.iter().filter_map(|r| r.to_text(&fqdn_zone))))?;
+        self.transfer_into(zone, |batch| out.extend(batch.texts(&fqdn_zone)))?;
         Ok(out)
     }
 

@@ -173,7 +173,7 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
             } else {
                 // Another zone changed while this one arrived: built again on top of it.
                 drop(turn);
-                let records = batches.iter().flat_map(WireBatch::iter).filter_map(|r| r.to_text(zone)).collect();
+                let records = batches.iter().flat_map(|b| b.texts(zone)).collect();
                 rebuild(live, zone, Some(records), None).await;
             }
             (serial, "AXFR".to_string())
@@ -232,7 +232,7 @@ fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result
 fn with_transferred(records: &[DnsRecord], zone: &str, batches: &[WireBatch]) -> Vec<DnsRecord> {
     let mut all: Vec<DnsRecord> = Vec::with_capacity(records.len() + batches.iter().map(WireBatch::len).sum::<usize>());
     all.extend(records.iter().filter(|r| r.zone != zone).cloned());
-    all.extend(batches.iter().flat_map(WireBatch::iter).filter_map(|r| r.to_text(zone)));
+    all.extend(batches.iter().flat_map(|b| b.texts(zone)));
     all
 }
 

@@ -106,6 +106,11 @@ impl WireBatch {
         self.count == 0
     }
 
+    /// Its records as `dns-record`s of `zone` (types lct-dns does not keep left out).
+    pub fn texts<'a>(&'a self, zone: &'a str) -> impl Iterator<Item = DnsRecord> + 'a {
+        self.iter().filter_map(move |r| r.to_text(zone))
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = WireRecord<'_>> {
         let bytes = &self.bytes;
         let mut at = 0;
