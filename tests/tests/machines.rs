@@ -348,4 +348,42 @@ fn a_machine_create_killed_half_way_is_finished_by_the_next_run() {
     assert_eq!(hostname.json_lines()[0]["stdout"], "c-1\n");
     let listed = env.run("lct-api", &["list", "-o", "jsonl"]).ok().json_lines();
     assert_eq!(listed.len(), 1);
+
+    // A user-data that fails: the create fails at once (not after minutes of waiting),
+    // naming cloud-init's error.
+    let failing = env.state.path().join("fail.sh");
+    std::fs::write(&failing, "#!/bin/sh\nexit 3\n").unwrap();
+    let started = std::time::Instant::now();
+    let bad = env.run(
+        "lct-api",
+        &[
+            "create",
+            "--cluster",
+            "bad",
+            "--count",
+            "1",
+            "--image",
+            "debian-12",
+            "--user-data",
+            failing.to_str().unwrap(),
+        ],
+    );
+    assert_ne!(bad.status, 0, "a failed first boot was reported ready");
+    assert!(
+        bad.stderr.contains("cloud-init finished with errors") && bad.stderr.contains("scripts_user"),
+        "{}",
+        bad.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(90), "took {:?}", started.elapsed());
+
+    // The state file lost (or restored from before the machine): lab down still stops the
+    // machines and removes their overlays.
+    std::fs::remove_file(env.state.path().join("local/cloud.json")).unwrap();
+    env.run("lct-api", &["lab", "down"]).ok();
+    let state_dir = env.state.path().display().to_string();
+    let procs = Command::new("pgrep").args(["-f", &format!("systemd-nspawn.*{state_dir}")]).output().unwrap();
+    assert!(procs.stdout.is_empty(), "containers left: {}", String::from_utf8_lossy(&procs.stdout));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
+    assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
 }

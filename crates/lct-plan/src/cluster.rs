@@ -461,8 +461,10 @@ async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
     let mut waiting: Vec<Node> =
         nodes.into_iter().filter(|n| matches!(n.access, Some(lct_core::record::Access::Ssh { .. }))).collect();
     loop {
-        let argv =
-            vec!["sh".to_string(), "-c".to_string(), "cloud-init status --wait >/dev/null 2>&1; true".to_string()];
+        // cloud-init's CLI (a Python start) only while its result is not written yet: nodes
+        // the provider already waited for answer at once.
+        let wait = "[ -e /run/cloud-init/result.json ] || cloud-init status --wait >/dev/null 2>&1; true";
+        let argv = vec!["sh".to_string(), "-c".to_string(), wait.to_string()];
         let jobs = waiting.iter().map(|n| (n.clone(), argv.clone(), Vec::new())).collect();
         let failed: BTreeMap<Name, String> = exec_each(jobs, &options, None)
             .await

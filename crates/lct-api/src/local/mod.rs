@@ -408,6 +408,12 @@ impl LocalCloud {
             self.save(&state)?;
             self.finish_delete(&mut state, &node)?;
         }
+        // Machines no node of the state owns (its file lost, or older than they are): their
+        // containers and overlays go too.
+        for machine in Machine::all_on_disk(&self.dir) {
+            tracing::warn!(machine = %machine.dir().display(), "removing a machine of this lab that no node owns");
+            machine.remove()?;
+        }
         for volume in state.volumes.clone() {
             self.detach_loops(&volume.label)?;
             let _ = fs::remove_file(self.backing_file(&volume.label));
@@ -526,26 +532,32 @@ impl LocalCloud {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
+        // Then one SSH session that waits for cloud-init's result file (written at the end of
+        // its final stage, also after a restart: /run is a tmpfs). A shell loop, not
+        // `cloud-init status --wait`: that is two Python starts per machine, and a poll every
+        // 0.25 s, while the other machines still boot on the same two cores.
         let mut last = String::new();
         loop {
-            let out = run("cloud-init status --wait >/dev/null; cloud-init status --format=json || cloud-init status")
-                .output()
-                .await
-                .map_err(|error| ProviderError::Io { what: "cannot run ssh".into(), error })?;
-            if out.status.success() || out.status.code() == Some(2) {
-                // 2: cloud-init finished with recoverable errors (a module warned).
-                break;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let out = tokio::time::timeout(left, run(CLOUD_INIT_RESULT).output()).await;
+            match out {
+                Ok(Ok(out)) if out.status.success() => {
+                    cloud_init_result(&out.stdout)
+                        .map_err(|e| ProviderError::Invalid(format!("node {}: {e}", node.name)))?;
+                    break;
+                }
+                Ok(Ok(out)) => last = String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                Ok(Err(error)) => return Err(ProviderError::Io { what: "cannot run ssh".into(), error }),
+                Err(_) => {}
             }
-            last = String::from_utf8_lossy(&out.stderr).trim().to_string();
             if std::time::Instant::now() > deadline {
                 return Err(ProviderError::Invalid(format!(
-                    "node {}: no SSH answer with its pinned host key within 180 s: {last}",
+                    "node {}: no SSH answer with its pinned host key and cloud-init's result within 180 s: {last}",
                     node.name
                 )));
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
-        let _ = last;
         let (_lock, mut state) = self.begin()?;
         if Self::find(&state, &node.name)?.status == Status::Booting {
             set_status(&mut state, &node.name, Status::Running);
@@ -553,6 +565,33 @@ impl LocalCloud {
         }
         Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
     }
+}
+
+/// Run in a machine: waits for cloud-init's result (its final stage's last write), prints it.
+const CLOUD_INIT_RESULT: &str = "r=/run/cloud-init/result.json; while [ ! -e $r ]; do sleep 0.1; done; cat $r";
+
+/// Whether cloud-init's `result.json` says the boot went without errors; else the errors.
+fn cloud_init_result(json: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Result1 {
+        v1: V1,
+    }
+    #[derive(serde::Deserialize)]
+    struct V1 {
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    let result: Result1 = serde_json::from_slice(json)
+        .map_err(|e| format!("cloud-init's result.json is not what cloud-init writes: {e}"))?;
+    if result.v1.errors.is_empty() {
+        return Ok(());
+    }
+    let errors: Vec<String> =
+        result.v1.errors.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect();
+    Err(format!(
+        "cloud-init finished with errors (its log: /var/log/cloud-init.log on the node): {}",
+        errors.join("; ")
+    ))
 }
 
 /// What `lct-api lab status` shows: the `lab` record.
@@ -705,24 +744,43 @@ impl Lab {
         Ok(removed)
     }
 
+    /// The lab's namespace with its two bridges, and the outside namespace joined to the
+    /// public bridge; safe to run again.
     fn ensure(&self) -> Result<(), ProviderError> {
         let lab = self.lab_ns();
-        self.mark(&lab)?;
-        net::ensure_netns(&lab)?;
-        net::ensure_bridge(&lab, PRIVATE_BRIDGE)?;
-        net::ensure_bridge(&lab, PUBLIC_BRIDGE)?;
         let outside = self.outside_ns();
+        self.mark(&lab)?;
         self.mark(&outside)?;
-        net::ensure_netns(&outside)?;
-        net::ensure_veth(&lab, "out", &outside, "eth0")?;
-        net::ip_in(&lab, &["link", "set", "out", "master", PUBLIC_BRIDGE, "up"])?;
-        net::ip_in(&outside, &["addr", "replace", &format!("{OUTSIDE_IPV4}/24"), "dev", "eth0"])?;
-        net::ip_in(&outside, &["addr", "replace", &format!("{OUTSIDE_IPV6}/64"), "dev", "eth0", "nodad"])?;
-        net::ip_in(&outside, &["link", "set", "eth0", "up"])?;
-        for [a, b, c] in PUBLIC_RANGES {
-            net::ip_in(&outside, &["route", "replace", &format!("{a}.{b}.{c}.0/24"), "dev", "eth0"])?;
+        for ns in [&lab, &outside] {
+            if !net::netns_exists(ns) {
+                net::ip(&["netns", "add", ns])?;
+            }
         }
-        Ok(())
+        let lab_links = net::links_in(&lab)?;
+        let outside_links = net::links_in(&outside)?;
+        let mut in_lab = vec!["link set lo up".to_string()];
+        for bridge in [PRIVATE_BRIDGE, PUBLIC_BRIDGE] {
+            if !lab_links.contains(bridge) {
+                in_lab.push(format!("link add {bridge} type bridge"));
+            }
+            in_lab.push(format!("link set {bridge} up"));
+        }
+        if !outside_links.contains("eth0") {
+            if lab_links.contains("out") {
+                net::delete_link(&lab, "out")?;
+            }
+            in_lab.push(format!("link add out type veth peer name eth0 netns {outside}"));
+        }
+        in_lab.push(format!("link set out master {PUBLIC_BRIDGE} up"));
+        net::ip_batch(&lab, &in_lab)?;
+        let mut in_outside = vec![
+            "link set lo up".to_string(),
+            format!("addr replace {OUTSIDE_IPV4}/24 dev eth0"),
+            format!("addr replace {OUTSIDE_IPV6}/64 dev eth0 nodad"),
+            "link set eth0 up".to_string(),
+        ];
+        in_outside.extend(PUBLIC_RANGES.iter().map(|[a, b, c]| format!("route replace {a}.{b}.{c}.0/24 dev eth0")));
+        net::ip_batch(&outside, &in_outside)
     }
 
     fn remove(&self) -> Result<(), ProviderError> {
@@ -734,46 +792,63 @@ impl Lab {
         Ok(())
     }
 
+    /// A node's namespace, its two veth pairs to the lab's bridges, its addresses and routes:
+    /// a batch of `ip` commands per namespace, each step safe to run again (a crash half-way
+    /// is finished by the next run).
     fn ensure_node(&self, node: &Node, up: bool) -> Result<(), ProviderError> {
         let lab = self.lab_ns();
         let ns = self.node_ns(&node.name);
         let id = &node.provider_id;
         self.mark(&ns)?;
         write_netns_etc(&ns, node)?;
-        net::ensure_netns(&ns)?;
+        let fresh = !net::netns_exists(&ns);
+        if fresh {
+            net::ip(&["netns", "add", &ns])?;
+        }
         // Keep IPv6 quiet: no router solicitations or autoconfigured addresses.
-        net::run("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.accept_ra=0"])?;
-        let private_veth = format!("p{id}");
-        let public_veth = format!("u{id}");
-        net::ensure_veth(&lab, &private_veth, &ns, "eth0")?;
-        net::ensure_veth(&lab, &public_veth, &ns, "eth1")?;
-        net::ip_in(&lab, &["link", "set", &private_veth, "master", PRIVATE_BRIDGE, "up"])?;
-        net::ip_in(&lab, &["link", "set", &public_veth, "master", PUBLIC_BRIDGE, "up"])?;
-        for a in &node.private_ipv4 {
-            net::ip_in(&ns, &["addr", "replace", &format!("{a}/{PRIVATE_PREFIX}"), "dev", "eth0"])?;
+        net::net_sysctl_in(&ns, "ipv6/conf/default/accept_ra", "0")?;
+        let node_links = if fresh { BTreeSet::new() } else { net::links_in(&ns)? };
+        let mut lab_links: Option<BTreeSet<String>> = None;
+        let mut in_lab = Vec::new();
+        for (veth, inside, bridge) in
+            [(format!("p{id}"), "eth0", PRIVATE_BRIDGE), (format!("u{id}"), "eth1", PUBLIC_BRIDGE)]
+        {
+            if !node_links.contains(inside) {
+                // Its lab end may be left from a namespace made before (a crash between the
+                // two): the pair is made again.
+                let lab_links = match &mut lab_links {
+                    Some(l) => l,
+                    None => lab_links.insert(net::links_in(&lab)?),
+                };
+                if lab_links.contains(&veth) {
+                    net::delete_link(&lab, &veth)?;
+                }
+                in_lab.push(format!("link add {veth} type veth peer name {inside} netns {ns}"));
+            }
+            in_lab.push(format!("link set {veth} master {bridge} up"));
         }
-        for a in &node.public_ipv4 {
-            net::ip_in(&ns, &["addr", "replace", &format!("{a}/24"), "dev", "eth1"])?;
+        net::ip_batch(&lab, &in_lab)?;
+        let mut in_node = vec!["link set lo up".to_string()];
+        in_node.extend(node.private_ipv4.iter().map(|a| format!("addr replace {a}/{PRIVATE_PREFIX} dev eth0")));
+        in_node.extend(node.public_ipv4.iter().map(|a| format!("addr replace {a}/24 dev eth1")));
+        in_node.extend(node.public_ipv6.iter().map(|a| format!("addr replace {a}/64 dev eth1 nodad")));
+        in_node.extend(Self::link_commands(up));
+        net::ip_batch(&ns, &in_node)
+    }
+
+    /// What brings a node's links up (with its routes) or down.
+    fn link_commands(up: bool) -> Vec<String> {
+        let state = if up { "up" } else { "down" };
+        let mut commands: Vec<String> = ["eth0", "eth1"].iter().map(|dev| format!("link set {dev} {state}")).collect();
+        if up {
+            // Both public ranges share one link, as if the provider's router joined them.
+            commands.extend(PUBLIC_RANGES.iter().map(|[a, b, c]| format!("route replace {a}.{b}.{c}.0/24 dev eth1")));
         }
-        for a in &node.public_ipv6 {
-            net::ip_in(&ns, &["addr", "replace", &format!("{a}/64"), "dev", "eth1", "nodad"])?;
-        }
-        self.set_links(node, up)
+        commands
     }
 
     fn set_links(&self, node: &Node, up: bool) -> Result<(), ProviderError> {
-        let ns = self.node_ns(&node.name);
-        let state = if up { "up" } else { "down" };
-        for dev in ["eth0", "eth1"] {
-            net::ip_in(&ns, &["link", "set", dev, state])?;
-        }
-        if up {
-            // Both public ranges share one link, as if the provider's router joined them.
-            for [a, b, c] in PUBLIC_RANGES {
-                net::ip_in(&ns, &["route", "replace", &format!("{a}.{b}.{c}.0/24"), "dev", "eth1"])?;
-            }
-        }
-        Ok(())
+        net::ip_batch(&self.node_ns(&node.name), &Self::link_commands(up))
     }
 
     fn remove_node(&self, node: &Node) -> Result<(), ProviderError> {
@@ -977,6 +1052,18 @@ impl Provider for LocalCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloud_init_results_with_errors_are_refused_naming_them() {
+        let ok = br#"{"v1": {"datasource": "DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]", "errors": []}}"#;
+        assert_eq!(cloud_init_result(ok), Ok(()));
+        let failed =
+            br#"{"v1": {"datasource": null, "errors": ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]}}"#;
+        let err = cloud_init_result(failed).unwrap_err();
+        assert!(err.contains("scripts_user") && err.contains("errors"), "{err}");
+        let err = cloud_init_result(b"not json").unwrap_err();
+        assert!(err.contains("result.json"), "{err}");
+    }
 
     #[test]
     fn allocation_takes_lowest_free_addresses() {

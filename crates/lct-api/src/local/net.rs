@@ -1,6 +1,7 @@
 //! Thin wrappers over iproute2 and util-linux, the tools that own namespaces, links and loop
-//! devices. Each call is one process; every step is written so that running it again is
-//! harmless (`replace` rather than `add`, existence checks before `add`).
+//! devices: one process per call, or per namespace with `ip -batch`; every step is written
+//! so that running it again is harmless (`replace` rather than `add`, existence checks
+//! before `add`).
 
 use std::path::Path;
 use std::process::Command;
@@ -43,16 +44,85 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String, ProviderError> {
     run("ip", &full)
 }
 
-pub fn netns_exists(ns: &str) -> bool {
-    Path::new("/run/netns").join(ns).exists()
+/// Runs `ip -n NS -batch -` with `commands`, one per line: one process for all a step needs
+/// in a namespace (a node's create was twenty `ip` processes, most of its time). A failed
+/// line stops the batch; the error names it.
+pub fn ip_batch(ns: &str, commands: &[String]) -> Result<(), ProviderError> {
+    use std::io::Write;
+    if commands.is_empty() {
+        return Ok(());
+    }
+    let mut child = Command::new("ip")
+        .args(["-n", ns, "-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| ProviderError::Io {
+            what: "cannot run ip (iproute2; scripts/setup installs it)".into(),
+            error: source,
+        })?;
+    let text = commands.join("\n") + "\n";
+    // A batch that stops early closes its end: the error below says why, not the pipe.
+    let _ = child.stdin.take().expect("piped").write_all(text.as_bytes());
+    let out =
+        child.wait_with_output().map_err(|source| ProviderError::Io { what: "ip -batch".into(), error: source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let line = failed_line(&stderr, commands);
+    Err(ProviderError::Command {
+        command: format!("ip -n {ns} {}", line.map_or_else(|| commands.join("; "), str::to_string)),
+        stderr,
+    })
 }
 
-pub fn ensure_netns(ns: &str) -> Result<(), ProviderError> {
-    if !netns_exists(ns) {
-        ip(&["netns", "add", ns])?;
-    }
-    ip_in(ns, &["link", "set", "lo", "up"])?;
-    Ok(())
+/// The batch line `ip` says failed ("Command failed -:3": the third).
+fn failed_line<'a>(stderr: &str, commands: &'a [String]) -> Option<&'a str> {
+    let (_, n) = stderr.rsplit_once("Command failed -:")?;
+    let n: usize = n.trim().parse().ok()?;
+    commands.get(n.checked_sub(1)?).map(String::as_str)
+}
+
+/// Link names from `ip -o link show`.
+fn link_names(listing: &str) -> std::collections::BTreeSet<String> {
+    listing
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|name| name.split('@').next().unwrap_or(name).to_string())
+        .collect()
+}
+
+/// The names of the links in a namespace (a veth's `@peer` left off).
+pub fn links_in(ns: &str) -> Result<std::collections::BTreeSet<String>, ProviderError> {
+    Ok(link_names(&ip_in(ns, &["-o", "link", "show"])?))
+}
+
+/// Sets a sysctl of a network namespace (`net.ipv6.conf.default.accept_ra` is
+/// `ipv6/conf/default/accept_ra`) from a thread that enters it: no process.
+pub fn net_sysctl_in(ns: &str, key: &str, value: &str) -> Result<(), ProviderError> {
+    let path = Path::new("/run/netns").join(ns);
+    let sysctl = Path::new("/proc/sys/net").join(key);
+    let result = std::thread::scope(|s| {
+        s.spawn(|| -> std::io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let file = std::fs::File::open(&path)?;
+            // SAFETY: setns on an open namespace file, for this thread only; /proc/sys/net
+            // shows the namespace of the thread that opens it.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::fs::write(&sysctl, value)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the thread setting it panicked")))
+    });
+    result.map_err(|error| ProviderError::Io { what: format!("{} in namespace {ns}", sysctl.display()), error })
+}
+
+pub fn netns_exists(ns: &str) -> bool {
+    Path::new("/run/netns").join(ns).exists()
 }
 
 /// Deletes a namespace, and what lct's tools kept about it in /run.
@@ -73,24 +143,6 @@ pub fn link_exists(ns: &str, dev: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// A veth pair from `ns_a`/`dev_a` to `ns_b`/`dev_b`, rebuilt if only one end exists (a
-/// crash between the two halves of a step).
-pub fn ensure_veth(ns_a: &str, dev_a: &str, ns_b: &str, dev_b: &str) -> Result<(), ProviderError> {
-    let a = link_exists(ns_a, dev_a);
-    let b = link_exists(ns_b, dev_b);
-    if a && b {
-        return Ok(());
-    }
-    if a {
-        delete_link(ns_a, dev_a)?;
-    }
-    if b {
-        delete_link(ns_b, dev_b)?;
-    }
-    ip_in(ns_a, &["link", "add", dev_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b])?;
-    Ok(())
-}
-
 /// Deletes a link; one that is already gone is fine (the kernel removes a veth's peer
 /// asynchronously when the other end's namespace goes away: `ip` may find the device and
 /// then see it vanish, "No such device").
@@ -103,14 +155,6 @@ pub fn delete_link(ns: &str, dev: &str) -> Result<(), ProviderError> {
         }
         other => other.map(drop),
     }
-}
-
-pub fn ensure_bridge(ns: &str, dev: &str) -> Result<(), ProviderError> {
-    if !link_exists(ns, dev) {
-        ip_in(ns, &["link", "add", dev, "type", "bridge"])?;
-    }
-    ip_in(ns, &["link", "set", dev, "up"])?;
-    Ok(())
 }
 
 /// The loop devices backed by `file`.
@@ -136,4 +180,23 @@ pub fn connects_from(ns: &str, address: std::net::SocketAddr) -> bool {
         .join()
         .unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_batch_names_its_line_and_links_are_named_without_their_peer() {
+        let commands = vec!["link set lo up".to_string(), "addr replace 10.0.0.1/24 dev eth9".to_string()];
+        let stderr = "Cannot find device \"eth9\"\nCommand failed -:2";
+        assert_eq!(failed_line(stderr, &commands), Some("addr replace 10.0.0.1/24 dev eth9"));
+        assert_eq!(failed_line("Command failed -:0", &commands), None);
+        assert_eq!(failed_line("Command failed -:7", &commands), None);
+        assert_eq!(failed_line("Error: something else", &commands), None);
+        let listing = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\\    link/loopback 00:00:00:00:00:00\n\
+                       5: p1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-priv state UP\\    link/ether 4e:9e\n";
+        let names: Vec<String> = link_names(listing).into_iter().collect();
+        assert_eq!(names, ["lo", "p1"]);
+    }
 }
