@@ -34,6 +34,17 @@ fn ip(args: &[String]) -> Run {
     }
 }
 
+/// `lab down`, then no container, no overlay and no namespace of this test is left.
+fn lab_down_leaves_nothing(env: &Env) {
+    env.run("lct-api", &["lab", "down"]).ok();
+    let state_dir = env.state.path().display().to_string();
+    let procs = Command::new("pgrep").args(["-f", &format!("systemd-nspawn.*{state_dir}")]).output().unwrap();
+    assert!(procs.stdout.is_empty(), "containers left: {}", String::from_utf8_lossy(&procs.stdout));
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
+    assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
 fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing() {
@@ -144,13 +155,7 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     assert_eq!(ip(&read_volume).stdout, "lct-volume");
 
     // lab down: no container, no overlay, no namespace of this test is left.
-    env.run("lct-api", &["lab", "down"]).ok();
-    let state_dir = env.state.path().display().to_string();
-    let procs = Command::new("pgrep").args(["-f", &format!("systemd-nspawn.*{state_dir}")]).output().unwrap();
-    assert!(procs.stdout.is_empty(), "containers left: {}", String::from_utf8_lossy(&procs.stdout));
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
-    assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
+    lab_down_leaves_nothing(&env);
 }
 
 #[test]
@@ -379,11 +384,5 @@ fn a_machine_create_killed_half_way_is_finished_by_the_next_run() {
     // The state file lost (or restored from before the machine): lab down still stops the
     // machines and removes their overlays.
     std::fs::remove_file(env.state.path().join("local/cloud.json")).unwrap();
-    env.run("lct-api", &["lab", "down"]).ok();
-    let state_dir = env.state.path().display().to_string();
-    let procs = Command::new("pgrep").args(["-f", &format!("systemd-nspawn.*{state_dir}")]).output().unwrap();
-    assert!(procs.stdout.is_empty(), "containers left: {}", String::from_utf8_lossy(&procs.stdout));
-    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
-    assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
+    lab_down_leaves_nothing(&env);
 }
