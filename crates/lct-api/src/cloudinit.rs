@@ -23,6 +23,34 @@ pub struct FirstBoot {
 /// The MIME boundary; no line of a part starts with it (checked).
 const BOUNDARY: &str = "==lct-first-boot-7d1f0e==";
 
+/// Where cloud-init writes its boot's result, at the end of its final stage (every boot:
+/// /run is a tmpfs); what waiting for a node's first boot looks for.
+pub const RESULT_PATH: &str = "/run/cloud-init/result.json";
+
+/// Whether cloud-init's `result.json` says the boot went without errors; else the errors.
+pub fn boot_result(json: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Result1 {
+        v1: V1,
+    }
+    #[derive(serde::Deserialize)]
+    struct V1 {
+        #[serde(default)]
+        errors: Vec<serde_json::Value>,
+    }
+    let result: Result1 = serde_json::from_slice(json)
+        .map_err(|e| format!("cloud-init's result.json is not what cloud-init writes: {e}"))?;
+    if result.v1.errors.is_empty() {
+        return Ok(());
+    }
+    let errors: Vec<String> =
+        result.v1.errors.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect();
+    Err(format!(
+        "cloud-init finished with errors (its log: /var/log/cloud-init.log on the node): {}",
+        errors.join("; ")
+    ))
+}
+
 impl FirstBoot {
     /// lct's own `#cloud-config`.
     pub fn cloud_config(&self) -> String {
@@ -101,6 +129,18 @@ fn content_type(part: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cloud_init_results_with_errors_are_refused_naming_them() {
+        let ok = br#"{"v1": {"datasource": "DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]", "errors": []}}"#;
+        assert_eq!(boot_result(ok), Ok(()));
+        let failed =
+            br#"{"v1": {"datasource": null, "errors": ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]}}"#;
+        let err = boot_result(failed).unwrap_err();
+        assert!(err.contains("scripts_user") && err.contains("errors"), "{err}");
+        let err = boot_result(b"not json").unwrap_err();
+        assert!(err.contains("result.json"), "{err}");
+    }
 
     fn boot(user: Option<&str>) -> FirstBoot {
         FirstBoot {

@@ -45,6 +45,28 @@ pub fn netns_inode(name: &str) -> Option<u64> {
     fs::metadata(Path::new("/run/netns").join(name)).ok().map(|m| m.ino())
 }
 
+/// Runs `f` on a thread of its own that has entered the named network namespace (`ip
+/// netns`): the sockets it opens, the netlink it speaks and the `/proc/sys/net` it writes are
+/// the namespace's, with no process started. setns is per thread and the thread ends with
+/// `f`, so nothing else of this process runs there.
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    use std::os::fd::AsRawFd;
+    let path = Path::new("/run/netns").join(name);
+    std::thread::scope(|s| {
+        let thread = std::thread::Builder::new().name(format!("netns-{name}")).spawn_scoped(s, || {
+            let file =
+                fs::File::open(&path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            // SAFETY: setns on this thread only, with a namespace file it holds open.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("entering {}: {e}", path.display())));
+            }
+            Ok(f())
+        })?;
+        thread.join().unwrap_or_else(|_| Err(io::Error::other(format!("the thread in namespace {name} panicked"))))
+    })
+}
+
 /// Removes what every tool kept about the network namespace with inode `ino`, which is
 /// gone: a namespace made later may get the same inode, and must not inherit it.
 pub fn forget_netns(ino: u64) {

@@ -111,18 +111,10 @@ fn sync_in_netns(
     ruleset: crate::Ruleset,
     options: crate::sync::SyncOptions,
 ) -> Result<SyncReport, String> {
-    let path = std::path::Path::new("/run/netns").join(netns);
-    let thread = std::thread::Builder::new().name(format!("fw-{netns}")).spawn(move || {
-        use std::os::fd::AsRawFd;
-        let ns = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        // SAFETY: setns on this thread only, with a namespace file it holds open; the thread
-        // ends when done, so nothing else runs in the node's namespace.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(format!("entering {}: {}", path.display(), std::io::Error::last_os_error()));
-        }
+    lct_core::state::in_netns(netns, || {
         crate::sync::sync_here(node, &ruleset, &options, |_, _| Ok(())).map_err(|e| e.to_string())
-    });
-    thread.map_err(|e| e.to_string())?.join().map_err(|_| "the firewall thread panicked".to_string())?
+    })
+    .map_err(|e| e.to_string())?
 }
 
 /// The nodes a push failed on, for the error.

@@ -463,8 +463,9 @@ async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
     loop {
         // cloud-init's CLI (a Python start) only while its result is not written yet: nodes
         // the provider already waited for answer at once.
-        let wait = "[ -e /run/cloud-init/result.json ] || cloud-init status --wait >/dev/null 2>&1; true";
-        let argv = vec!["sh".to_string(), "-c".to_string(), wait.to_string()];
+        let wait =
+            format!("[ -e {} ] || cloud-init status --wait >/dev/null 2>&1; true", lct_api::cloudinit::RESULT_PATH);
+        let argv = vec!["sh".to_string(), "-c".to_string(), wait];
         let jobs = waiting.iter().map(|n| (n.clone(), argv.clone(), Vec::new())).collect();
         let failed: BTreeMap<Name, String> = exec_each(jobs, &options, None)
             .await

@@ -33,7 +33,7 @@ use lct_core::fsutil::{Lock, atomic_write, atomic_write_json};
 use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status, Volume, VolumeAttachment};
 use serde::{Deserialize, Serialize};
 
-use crate::cloudinit::FirstBoot;
+use crate::cloudinit::{FirstBoot, RESULT_PATH, boot_result};
 use crate::{Provider, ProviderError, VolumeSpec};
 use machine::Machine;
 pub use machine::{BASE_PACKAGES, Images, NodeImage, volume_path_in_machine};
@@ -512,7 +512,7 @@ impl LocalCloud {
             user,
             host.clone(),
         ]);
-        let run = |remote: &'static str| {
+        let run = |remote: &str| {
             let mut cmd = tokio::process::Command::new(&argv[0]);
             cmd.args(&argv[1..]).arg(remote).stdin(std::process::Stdio::null()).kill_on_drop(true);
             cmd
@@ -536,14 +536,14 @@ impl LocalCloud {
         // its final stage, also after a restart: /run is a tmpfs). A shell loop, not
         // `cloud-init status --wait`: that is two Python starts per machine, and a poll every
         // 0.25 s, while the other machines still boot on the same two cores.
+        let wait_for_result = format!("r={RESULT_PATH}; while [ ! -e $r ]; do sleep 0.1; done; cat $r");
         let mut last = String::new();
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let out = tokio::time::timeout(left, run(CLOUD_INIT_RESULT).output()).await;
+            let out = tokio::time::timeout(left, run(&wait_for_result).output()).await;
             match out {
                 Ok(Ok(out)) if out.status.success() => {
-                    cloud_init_result(&out.stdout)
-                        .map_err(|e| ProviderError::Invalid(format!("node {}: {e}", node.name)))?;
+                    boot_result(&out.stdout).map_err(|e| ProviderError::Invalid(format!("node {}: {e}", node.name)))?;
                     break;
                 }
                 Ok(Ok(out)) => last = String::from_utf8_lossy(&out.stderr).trim().to_string(),
@@ -565,33 +565,6 @@ impl LocalCloud {
         }
         Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
     }
-}
-
-/// Run in a machine: waits for cloud-init's result (its final stage's last write), prints it.
-const CLOUD_INIT_RESULT: &str = "r=/run/cloud-init/result.json; while [ ! -e $r ]; do sleep 0.1; done; cat $r";
-
-/// Whether cloud-init's `result.json` says the boot went without errors; else the errors.
-fn cloud_init_result(json: &[u8]) -> Result<(), String> {
-    #[derive(serde::Deserialize)]
-    struct Result1 {
-        v1: V1,
-    }
-    #[derive(serde::Deserialize)]
-    struct V1 {
-        #[serde(default)]
-        errors: Vec<serde_json::Value>,
-    }
-    let result: Result1 = serde_json::from_slice(json)
-        .map_err(|e| format!("cloud-init's result.json is not what cloud-init writes: {e}"))?;
-    if result.v1.errors.is_empty() {
-        return Ok(());
-    }
-    let errors: Vec<String> =
-        result.v1.errors.iter().map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string)).collect();
-    Err(format!(
-        "cloud-init finished with errors (its log: /var/log/cloud-init.log on the node): {}",
-        errors.join("; ")
-    ))
 }
 
 /// What `lct-api lab status` shows: the `lab` record.
@@ -765,12 +738,7 @@ impl Lab {
             }
             in_lab.push(format!("link set {bridge} up"));
         }
-        if !outside_links.contains("eth0") {
-            if lab_links.contains("out") {
-                net::delete_link(&lab, "out")?;
-            }
-            in_lab.push(format!("link add out type veth peer name eth0 netns {outside}"));
-        }
+        in_lab.extend(veth_pair(&lab, &lab_links, "out", &outside, "eth0", outside_links.contains("eth0"))?);
         in_lab.push(format!("link set out master {PUBLIC_BRIDGE} up"));
         net::ip_batch(&lab, &in_lab)?;
         let mut in_outside = vec![
@@ -808,23 +776,12 @@ impl Lab {
         // Keep IPv6 quiet: no router solicitations or autoconfigured addresses.
         net::net_sysctl_in(&ns, "ipv6/conf/default/accept_ra", "0")?;
         let node_links = if fresh { BTreeSet::new() } else { net::links_in(&ns)? };
-        let mut lab_links: Option<BTreeSet<String>> = None;
+        let lab_links = net::links_in(&lab)?;
         let mut in_lab = Vec::new();
         for (veth, inside, bridge) in
             [(format!("p{id}"), "eth0", PRIVATE_BRIDGE), (format!("u{id}"), "eth1", PUBLIC_BRIDGE)]
         {
-            if !node_links.contains(inside) {
-                // Its lab end may be left from a namespace made before (a crash between the
-                // two): the pair is made again.
-                let lab_links = match &mut lab_links {
-                    Some(l) => l,
-                    None => lab_links.insert(net::links_in(&lab)?),
-                };
-                if lab_links.contains(&veth) {
-                    net::delete_link(&lab, &veth)?;
-                }
-                in_lab.push(format!("link add {veth} type veth peer name {inside} netns {ns}"));
-            }
+            in_lab.extend(veth_pair(&lab, &lab_links, &veth, &ns, inside, node_links.contains(inside))?);
             in_lab.push(format!("link set {veth} master {bridge} up"));
         }
         net::ip_batch(&lab, &in_lab)?;
@@ -871,6 +828,26 @@ impl Lab {
             Err(source) => Err(ProviderError::Io { what: etc.display().to_string(), error: source }),
         }
     }
+}
+
+/// The batch line (in the lab's namespace) that makes the veth pair `outer` (in the lab) to
+/// `inner` (in `ns`), when the inside end is missing; a lab end left alone (its namespace
+/// made again after a crash between the two) is deleted first.
+fn veth_pair(
+    lab: &str,
+    lab_links: &BTreeSet<String>,
+    outer: &str,
+    ns: &str,
+    inner: &str,
+    inner_exists: bool,
+) -> Result<Option<String>, ProviderError> {
+    if inner_exists {
+        return Ok(None);
+    }
+    if lab_links.contains(outer) {
+        net::delete_link(lab, outer)?;
+    }
+    Ok(Some(format!("link add {outer} type veth peer name {inner} netns {ns}")))
 }
 
 /// The node's own `/etc/hosts` and `/etc/resolv.conf`, which `ip netns exec` bind-mounts
@@ -1052,18 +1029,6 @@ impl Provider for LocalCloud {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cloud_init_results_with_errors_are_refused_naming_them() {
-        let ok = br#"{"v1": {"datasource": "DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]", "errors": []}}"#;
-        assert_eq!(cloud_init_result(ok), Ok(()));
-        let failed =
-            br#"{"v1": {"datasource": null, "errors": ["('scripts_user', RuntimeError('Runparts: 1 failures'))"]}}"#;
-        let err = cloud_init_result(failed).unwrap_err();
-        assert!(err.contains("scripts_user") && err.contains("errors"), "{err}");
-        let err = cloud_init_result(b"not json").unwrap_err();
-        assert!(err.contains("result.json"), "{err}");
-    }
 
     #[test]
     fn allocation_takes_lowest_free_addresses() {

@@ -19,10 +19,37 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<String, Provid
 }
 
 fn run_command(command: &mut Command, program: &str, args: &[&str]) -> Result<String, ProviderError> {
-    let out = command.output().map_err(|source| ProviderError::Io {
+    run_with_input(command, program, args, None)
+}
+
+/// Runs `command`, `input` (if any) on its stdin; its stdout, or an error with its stderr.
+fn run_with_input(
+    command: &mut Command,
+    program: &str,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> Result<String, ProviderError> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let cannot_run = |source| ProviderError::Io {
         what: format!("cannot run {program} (is it installed? scripts/setup installs it)"),
         error: source,
-    })?;
+    };
+    let out = match input {
+        None => command.output().map_err(cannot_run)?,
+        Some(input) => {
+            let mut child = command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(cannot_run)?;
+            // A program that stops reading early closes its end: its stderr says why, not
+            // the pipe.
+            let _ = child.stdin.take().expect("piped").write_all(input);
+            child.wait_with_output().map_err(cannot_run)?
+        }
+    };
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
@@ -48,34 +75,22 @@ pub fn ip_in(ns: &str, args: &[&str]) -> Result<String, ProviderError> {
 /// in a namespace (a node's create was twenty `ip` processes, most of its time). A failed
 /// line stops the batch; the error names it.
 pub fn ip_batch(ns: &str, commands: &[String]) -> Result<(), ProviderError> {
-    use std::io::Write;
     if commands.is_empty() {
         return Ok(());
     }
-    let mut child = Command::new("ip")
-        .args(["-n", ns, "-batch", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|source| ProviderError::Io {
-            what: "cannot run ip (iproute2; scripts/setup installs it)".into(),
-            error: source,
-        })?;
-    let text = commands.join("\n") + "\n";
-    // A batch that stops early closes its end: the error below says why, not the pipe.
-    let _ = child.stdin.take().expect("piped").write_all(text.as_bytes());
-    let out =
-        child.wait_with_output().map_err(|source| ProviderError::Io { what: "ip -batch".into(), error: source })?;
-    if out.status.success() {
-        return Ok(());
+    let args = ["-n", ns, "-batch", "-"];
+    let input = commands.join("\n") + "\n";
+    match run_with_input(Command::new("ip").args(args), "ip", &args, Some(input.as_bytes())) {
+        Ok(_) => Ok(()),
+        Err(ProviderError::Command { stderr, .. }) => {
+            let line = failed_line(&stderr, commands);
+            Err(ProviderError::Command {
+                command: format!("ip -n {ns} {}", line.map_or_else(|| commands.join("; "), str::to_string)),
+                stderr,
+            })
+        }
+        Err(e) => Err(e),
     }
-    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    let line = failed_line(&stderr, commands);
-    Err(ProviderError::Command {
-        command: format!("ip -n {ns} {}", line.map_or_else(|| commands.join("; "), str::to_string)),
-        stderr,
-    })
 }
 
 /// The batch line `ip` says failed ("Command failed -:3": the third).
@@ -102,23 +117,10 @@ pub fn links_in(ns: &str) -> Result<std::collections::BTreeSet<String>, Provider
 /// Sets a sysctl of a network namespace (`net.ipv6.conf.default.accept_ra` is
 /// `ipv6/conf/default/accept_ra`) from a thread that enters it: no process.
 pub fn net_sysctl_in(ns: &str, key: &str, value: &str) -> Result<(), ProviderError> {
-    let path = Path::new("/run/netns").join(ns);
     let sysctl = Path::new("/proc/sys/net").join(key);
-    let result = std::thread::scope(|s| {
-        s.spawn(|| -> std::io::Result<()> {
-            use std::os::fd::AsRawFd;
-            let file = std::fs::File::open(&path)?;
-            // SAFETY: setns on an open namespace file, for this thread only; /proc/sys/net
-            // shows the namespace of the thread that opens it.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            std::fs::write(&sysctl, value)
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the thread setting it panicked")))
-    });
-    result.map_err(|error| ProviderError::Io { what: format!("{} in namespace {ns}", sysctl.display()), error })
+    lct_core::state::in_netns(ns, || std::fs::write(&sysctl, value))
+        .and_then(|written| written)
+        .map_err(|error| ProviderError::Io { what: format!("{} in namespace {ns}", sysctl.display()), error })
 }
 
 pub fn netns_exists(ns: &str) -> bool {
@@ -166,20 +168,10 @@ pub fn loops_of(file: &Path) -> Result<Vec<String>, ProviderError> {
 /// Whether a TCP connection to `address` opens from inside the network namespace `ns`: a
 /// thread of its own enters the namespace (setns is per thread), tries once, and ends.
 pub fn connects_from(ns: &str, address: std::net::SocketAddr) -> bool {
-    use std::os::fd::AsRawFd;
-    let path = Path::new("/run/netns").join(ns);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let Ok(file) = std::fs::File::open(&path) else { return false };
-            // SAFETY: setns on an open namespace file, for this thread only.
-            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return false;
-            }
-            std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(500)).is_ok()
-        })
-        .join()
-        .unwrap_or(false)
+    lct_core::state::in_netns(ns, || {
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_millis(500)).is_ok()
     })
+    .unwrap_or(false)
 }
 
 #[cfg(test)]
