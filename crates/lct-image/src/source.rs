@@ -2,12 +2,15 @@
 //! through the system's gzip and xz, .zst in process), disk formats qemu-img reads (qcow2,
 //! VMDK, VHDX, VDI: converted to a sparse raw file beside the output first, since qemu-img
 //! needs to seek), and any of these by URL (fetched first for qemu-img's formats, streamed
-//! otherwise).
+//! otherwise). A disk format is inspected first (`foreign`: an image naming any other file
+//! is refused) and qemu-img is told its format and driver outright: what lct does not
+//! recognise is read as raw, never left to qemu's probing.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
+use crate::foreign::{self, Format};
 use crate::image::{CreateOptions, ImageError, Report, create_from_file, create_from_stream, io_at};
 
 /// What a source is, from its first bytes.
@@ -17,21 +20,21 @@ pub enum Kind {
     Gzip,
     Xz,
     Zstd,
-    /// A format qemu-img converts (its name for `-f`).
-    Qemu(&'static str),
+    /// A format qemu-img converts.
+    Qemu(Format),
 }
 
 impl Kind {
     pub fn of(head: &[u8]) -> Kind {
         let starts = |magic: &[u8]| head.starts_with(magic);
         if starts(b"QFI\xfb") {
-            Kind::Qemu("qcow2")
+            Kind::Qemu(Format::Qcow2)
         } else if starts(b"KDMV") || starts(b"# Disk DescriptorFile") {
-            Kind::Qemu("vmdk")
+            Kind::Qemu(Format::Vmdk)
         } else if starts(b"vhdxfile") {
-            Kind::Qemu("vhdx")
+            Kind::Qemu(Format::Vhdx)
         } else if head.get(64..68) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
-            Kind::Qemu("vdi")
+            Kind::Qemu(Format::Vdi)
         } else if starts(&[0x1f, 0x8b]) {
             Kind::Gzip
         } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
@@ -57,7 +60,7 @@ pub(crate) fn create_from_local(
         Kind::Raw => create_from_file(source, &name, out, options, progress),
         Kind::Qemu(format) => {
             let raw = Scratch::beside(out, "raw")?;
-            convert(source, format, &raw.0)?;
+            convert(source, &name, format, &raw.0)?;
             create_from_file(&raw.0, &name, out, options, progress)
         }
         Kind::Zstd if crate::image::index(source).is_ok() => {
@@ -89,12 +92,12 @@ pub(crate) fn create_from_url(
     match Kind::of(&head) {
         Kind::Qemu(format) => {
             // qemu-img seeks: the file is fetched whole first, beside the output.
-            let fetched = Scratch::beside(out, format)?;
+            let fetched = Scratch::beside(out, format.qemu_name())?;
             let mut file = std::fs::File::create(&fetched.0).map_err(io_at(&fetched.0))?;
             std::io::copy(&mut remote.from(0)?, &mut file).map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
             drop(file);
             let raw = Scratch::beside(out, "raw")?;
-            convert(&fetched.0, format, &raw.0)?;
+            convert(&fetched.0, url, format, &raw.0)?;
             create_from_file(&raw.0, url, out, options, progress)
         }
         kind => {
@@ -123,19 +126,33 @@ impl Drop for Scratch {
     }
 }
 
-/// `qemu-img convert` to a sparse raw file.
-fn convert(source: &Path, format: &str, raw: &Path) -> Result<(), ImageError> {
+/// `qemu-img convert` of `source` (called `name` in messages) to a sparse raw file, once
+/// `foreign` has found it names no other file. qemu-img is then held to that one file as
+/// well: its block driver and the `file` protocol are given outright (no probing, no
+/// protocol prefix read from the name), and its backing chain is cut (`"backing": null`),
+/// so a reference the inspection missed fails instead of being read.
+fn convert(source: &Path, name: &str, format: Format, raw: &Path) -> Result<(), ImageError> {
+    foreign::inspect_file(source, format)
+        .map_err(|refusal| ImageError::Refused(format!("{name}: refused: {refusal}")))?;
+    let qemu = format.qemu_name();
+    let filename = source.to_str().ok_or_else(|| {
+        ImageError::Refused(format!("{name}: qemu-img takes only UTF-8 file names, and {} is not", source.display()))
+    })?;
+    let options = serde_json::json!({
+        "driver": qemu,
+        "file": { "driver": "file", "filename": filename },
+        "backing": null,
+    });
     let out = Command::new("qemu-img")
-        .args(["convert", "-q", "-f", format, "-O", "raw"])
-        .arg(source)
+        .args(["convert", "-q", "-f", qemu, "-O", "raw"])
+        .arg(format!("json:{options}"))
         .arg(raw)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| ImageError::Refused(format!("qemu-img (to read {format}): {e}; scripts/setup installs it")))?;
     if !out.status.success() {
         return Err(ImageError::Refused(format!(
-            "{}: qemu-img cannot convert it from {format}: {}",
-            source.display(),
+            "{name}: qemu-img cannot convert it from {format}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
