@@ -135,11 +135,12 @@ fn convert(source: &Path, name: &str, format: Format, raw: &Path) -> Result<(), 
     qemu_convert(source, name, format, raw)
 }
 
-/// qemu-img held to `source` and `raw` whatever `source` names (what `foreign` might miss):
-/// its block driver and the `file` protocol are given outright (no probing, no protocol
-/// prefix read from the name), its backing chain is cut (`"backing": null`), and Landlock
-/// lets it read no other file and write no other (where the kernel has Landlock; where not,
-/// it says so).
+/// qemu-img held to `source` and `raw` whatever `source` names (what `foreign` might
+/// miss): its block driver and the `file` protocol are given outright (no probing, no
+/// protocol prefix read from the name), the image is opened read-only (nothing written back
+/// to it, such as a VHDX log replayed), its backing chain is cut (`"backing": null`), and
+/// Landlock lets it read no other file and write no other (where the kernel has Landlock;
+/// where not, it says so).
 fn qemu_convert(source: &Path, name: &str, format: Format, raw: &Path) -> Result<(), ImageError> {
     let qemu = format.qemu_name();
     let filename = source.to_str().ok_or_else(|| {
@@ -147,7 +148,8 @@ fn qemu_convert(source: &Path, name: &str, format: Format, raw: &Path) -> Result
     })?;
     let options = serde_json::json!({
         "driver": qemu,
-        "file": { "driver": "file", "filename": filename },
+        "read-only": true,
+        "file": { "driver": "file", "filename": filename, "read-only": true },
         "backing": null,
     });
     let program = confine::program("qemu-img").ok_or_else(|| {
