@@ -40,7 +40,9 @@ struct PathBeneathAttr {
 
 /// Programs and libraries: read and run (qemu-img, ld.so, its libraries and modules).
 const SYSTEM_PROGRAMS: &[&str] = &["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"];
-/// What qemu-img and its libraries read at start (none of it private).
+/// What qemu-img and its libraries read at start (none of it private). Not /proc/self: a
+/// rule made here would name this process's directory, not the child's; qemu-img reads its
+/// status there, is denied, and does without.
 const SYSTEM_READ: &[&str] = &[
     "/etc/ld.so.cache",
     "/dev/urandom",
