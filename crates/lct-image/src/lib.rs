@@ -8,11 +8,15 @@
 //! * [`repo`]: a repository of many images, each extent stored once.
 //! * [`remote`]: images by URL (HTTP Range, resumed at frame boundaries).
 //! * [`source`]: what `create` reads besides raw disks (qcow2 and friends, .gz/.xz/.zst).
+//! * [`foreign`]: what a qcow2, VMDK, VHDX or VDI says about other files (refused).
+//! * `confine`: qemu-img confined by Landlock to the image it converts and its output.
 //!
 //! Provider integration is the image issue's next step.
 
 pub mod checkpoint;
+mod confine;
 pub mod disk;
+pub mod foreign;
 pub mod format;
 pub mod image;
 pub mod linode;

@@ -55,6 +55,12 @@ struct Cli {
 enum Command {
     /// Image a block device or disk file, a qcow2/VMDK/VHDX/VDI file, a .gz/.xz/.zst raw
     /// disk, or any of these by URL (sparse-aware, every core, bounded memory)
+    ///
+    /// A qcow2, VMDK, VHDX or VDI file must hold its whole disk: one that names another file
+    /// (a backing file, an external data file, an extent in another file, a parent disk) is
+    /// refused, naming it, before qemu-img opens it; qemu-img then runs confined (Landlock)
+    /// to the image and its output. A format lct does not recognise is read as raw bytes,
+    /// never left to qemu's probing.
     Create {
         source: PathBuf,
         out: PathBuf,

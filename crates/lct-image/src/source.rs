@@ -2,12 +2,16 @@
 //! through the system's gzip and xz, .zst in process), disk formats qemu-img reads (qcow2,
 //! VMDK, VHDX, VDI: converted to a sparse raw file beside the output first, since qemu-img
 //! needs to seek), and any of these by URL (fetched first for qemu-img's formats, streamed
-//! otherwise).
+//! otherwise). A disk format is inspected first (`foreign`: an image naming any other file
+//! is refused) and qemu-img is told its format and driver outright: what lct does not
+//! recognise is read as raw, never left to qemu's probing.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
+use crate::confine::{self, Confinement};
+use crate::foreign::{self, Format};
 use crate::image::{CreateOptions, ImageError, Report, create_from_file, create_from_stream, io_at};
 
 /// What a source is, from its first bytes.
@@ -17,21 +21,21 @@ pub enum Kind {
     Gzip,
     Xz,
     Zstd,
-    /// A format qemu-img converts (its name for `-f`).
-    Qemu(&'static str),
+    /// A format qemu-img converts.
+    Qemu(Format),
 }
 
 impl Kind {
     pub fn of(head: &[u8]) -> Kind {
         let starts = |magic: &[u8]| head.starts_with(magic);
         if starts(b"QFI\xfb") {
-            Kind::Qemu("qcow2")
+            Kind::Qemu(Format::Qcow2)
         } else if starts(b"KDMV") || starts(b"# Disk DescriptorFile") {
-            Kind::Qemu("vmdk")
+            Kind::Qemu(Format::Vmdk)
         } else if starts(b"vhdxfile") {
-            Kind::Qemu("vhdx")
+            Kind::Qemu(Format::Vhdx)
         } else if head.get(64..68) == Some(&[0x7f, 0x10, 0xda, 0xbe]) {
-            Kind::Qemu("vdi")
+            Kind::Qemu(Format::Vdi)
         } else if starts(&[0x1f, 0x8b]) {
             Kind::Gzip
         } else if starts(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
@@ -57,7 +61,7 @@ pub(crate) fn create_from_local(
         Kind::Raw => create_from_file(source, &name, out, options, progress),
         Kind::Qemu(format) => {
             let raw = Scratch::beside(out, "raw")?;
-            convert(source, format, &raw.0)?;
+            convert(source, &name, format, &raw.0)?;
             create_from_file(&raw.0, &name, out, options, progress)
         }
         Kind::Zstd if crate::image::index(source).is_ok() => {
@@ -89,12 +93,12 @@ pub(crate) fn create_from_url(
     match Kind::of(&head) {
         Kind::Qemu(format) => {
             // qemu-img seeks: the file is fetched whole first, beside the output.
-            let fetched = Scratch::beside(out, format)?;
+            let fetched = Scratch::beside(out, format.qemu_name())?;
             let mut file = std::fs::File::create(&fetched.0).map_err(io_at(&fetched.0))?;
             std::io::copy(&mut remote.from(0)?, &mut file).map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
             drop(file);
             let raw = Scratch::beside(out, "raw")?;
-            convert(&fetched.0, format, &raw.0)?;
+            convert(&fetched.0, url, format, &raw.0)?;
             create_from_file(&raw.0, url, out, options, progress)
         }
         kind => {
@@ -123,19 +127,52 @@ impl Drop for Scratch {
     }
 }
 
-/// `qemu-img convert` to a sparse raw file.
-fn convert(source: &Path, format: &str, raw: &Path) -> Result<(), ImageError> {
-    let out = Command::new("qemu-img")
-        .args(["convert", "-q", "-f", format, "-O", "raw"])
-        .arg(source)
-        .arg(raw)
+/// `qemu-img convert` of `source` (called `name` in messages) to a sparse raw file, once
+/// `foreign` has found it names no other file.
+fn convert(source: &Path, name: &str, format: Format, raw: &Path) -> Result<(), ImageError> {
+    foreign::inspect_file(source, format)
+        .map_err(|refusal| ImageError::Refused(format!("{name}: refused: {refusal}")))?;
+    qemu_convert(source, name, format, raw)
+}
+
+/// qemu-img held to `source` and `raw` whatever `source` names (what `foreign` might
+/// miss): its block driver and the `file` protocol are given outright (no probing, no
+/// protocol prefix read from the name), the image is opened read-only (nothing written back
+/// to it, such as a VHDX log replayed), its backing chain is cut (`"backing": null`), and
+/// Landlock lets it read no other file and write no other (where the kernel has Landlock;
+/// where not, it says so).
+fn qemu_convert(source: &Path, name: &str, format: Format, raw: &Path) -> Result<(), ImageError> {
+    let qemu = format.qemu_name();
+    let filename = source.to_str().ok_or_else(|| {
+        ImageError::Refused(format!("{name}: qemu-img takes only UTF-8 file names, and {} is not", source.display()))
+    })?;
+    let options = serde_json::json!({
+        "driver": qemu,
+        "read-only": true,
+        "file": { "driver": "file", "filename": filename, "read-only": true },
+        "backing": null,
+    });
+    let program = confine::program("qemu-img").ok_or_else(|| {
+        ImageError::Refused(format!("qemu-img (to read {format}) is not on PATH; scripts/setup installs it"))
+    })?;
+    // The output exists before qemu-img runs: confined, it may write that one file.
+    std::fs::File::create(raw).map_err(io_at(raw))?;
+    let mut command = Command::new(&program);
+    command.args(["convert", "-q", "-f", qemu, "-O", "raw"]).arg(format!("json:{options}")).arg(raw);
+    match Confinement::new(&program, &[source], &[raw]) {
+        Ok(Some(confinement)) => confinement.apply(&mut command),
+        Ok(None) => tracing::warn!(
+            "this kernel has no Landlock: qemu-img runs unconfined (the inspection of {name} alone keeps it to that file)"
+        ),
+        Err(e) => return Err(ImageError::Refused(format!("confining qemu-img with Landlock: {e}"))),
+    }
+    let out = command
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| ImageError::Refused(format!("qemu-img (to read {format}): {e}; scripts/setup installs it")))?;
+        .map_err(|e| ImageError::Refused(format!("{}: {e}", program.display())))?;
     if !out.status.success() {
         return Err(ImageError::Refused(format!(
-            "{}: qemu-img cannot convert it from {format}: {}",
-            source.display(),
+            "{name}: qemu-img cannot convert it from {format}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
@@ -203,5 +240,87 @@ impl Drop for Filter {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The second wall alone: qemu-img as `create` runs it, on images the inspection would
+    //! have refused, still reads no other file.
+    use super::*;
+
+    const MARKER: &[u8] = b"lct-unit-secret-31c4b2";
+
+    fn qemu_img(args: &[&str]) {
+        let out = Command::new("qemu-img").args(args).output().unwrap();
+        assert!(out.status.success(), "qemu-img {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn secret(dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        let mut bytes = MARKER.to_vec();
+        bytes.resize(1 << 20, 0);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn has_marker(path: &Path) -> bool {
+        std::fs::read(path).unwrap_or_default().windows(MARKER.len()).any(|w| w == MARKER)
+    }
+
+    #[test]
+    fn the_backing_chain_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = secret(dir.path(), "secret");
+        let image = dir.path().join("backing.qcow2");
+        qemu_img(&[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            secret.to_str().unwrap(),
+            "-F",
+            "raw",
+            image.to_str().unwrap(),
+        ]);
+        let raw = dir.path().join("out.raw");
+        qemu_convert(&image, "backing.qcow2", Format::Qcow2, &raw).unwrap();
+        assert_eq!(std::fs::metadata(&raw).unwrap().len(), 1 << 20);
+        assert!(!has_marker(&raw), "the backing file was read");
+    }
+
+    #[test]
+    fn confined_qemu_img_opens_no_file_an_image_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = confine::program("qemu-img").expect("qemu-img (scripts/setup installs it)");
+        let raw = dir.path().join("probe.raw");
+        std::fs::write(&raw, b"").unwrap();
+        assert!(
+            Confinement::new(&program, &[], &[&raw]).unwrap().is_some(),
+            "this kernel has no Landlock: the second wall cannot be tested here"
+        );
+        let secret = secret(dir.path(), "secret");
+        let descriptor = dir.path().join("descriptor.vmdk");
+        std::fs::write(
+            &descriptor,
+            format!(
+                "# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\n\
+                 RW 2048 FLAT \"{}\" 0\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let data_image = dir.path().join("data-file.qcow2");
+        let option = format!("data_file={},data_file_raw=on", data.display());
+        qemu_img(&["create", "-q", "-f", "qcow2", "-o", &option, data_image.to_str().unwrap(), "1M"]);
+        std::fs::copy(&secret, &data).unwrap();
+        for (image, format) in [(&descriptor, Format::Vmdk), (&data_image, Format::Qcow2)] {
+            let raw = dir.path().join("out.raw");
+            let error = qemu_convert(image, "the image", format, &raw).unwrap_err().to_string();
+            assert!(error.contains("Permission denied"), "{format}: {error}");
+            assert!(!has_marker(&raw), "{format}: the named file was read");
+        }
     }
 }
