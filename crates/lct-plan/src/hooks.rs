@@ -223,20 +223,15 @@ async fn run_action(
         }
         Action::Packages => {
             let nodes = own().await?;
-            let packages = plan.packages.join(" ");
-            // Servers get what they need, not what is recommended (no desktop fonts for a JRE).
-            // Tried three times: a mirror changing while a node reads it (the lab's, when
-            // another plan adds packages; Debian's, on a push) fails one run of apt, not
-            // the next one, which reads the index again.
-            let script = format!(
-                "export DEBIAN_FRONTEND=noninteractive; for try in 1 2 3; do \
-                 apt-get update -qq && apt-get install -y -qq --no-install-recommends {packages} >/dev/null && exit 0; \
-                 [ $try = 3 ] || sleep $try; done; exit 100"
-            );
+            // The packages are arguments of the script ("$@", after apt-get's `--`), never
+            // part of its text: a name can be neither a shell word nor an option (and each
+            // passed Debian's grammar at validate).
+            let mut argv: Vec<String> = ["sh", "-c", INSTALL_PACKAGES, "lct-packages"].map(String::from).to_vec();
+            argv.extend(plan.packages.iter().cloned());
             let jobs = nodes
                 .iter()
                 .filter(|n| matches!(n.access, Some(Access::Ssh { .. })))
-                .map(|n| (n.clone(), vec!["sh".to_string(), "-c".to_string(), script.clone()], Vec::new()))
+                .map(|n| (n.clone(), argv.clone(), Vec::new()))
                 .collect();
             for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
                 if !r.outcome.success() {
@@ -248,6 +243,17 @@ async fn run_action(
     }
     Ok(())
 }
+
+/// Installs the packages given as its arguments. Servers get what they need, not what is
+/// recommended (no desktop fonts for a JRE). Tried three times: a mirror changing while a
+/// node reads it (the lab's, when another plan adds packages; Debian's, on a push) fails
+/// one run of apt, not the next one, which reads the index again.
+const INSTALL_PACKAGES: &str = r#"export DEBIAN_FRONTEND=noninteractive
+for try in 1 2 3; do
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends -- "$@" >/dev/null && exit 0
+  [ $try = 3 ] || sleep $try
+done
+exit 100"#;
 
 /// Brings every DNS server made by a plan here (package:dns-private) in line with the
 /// whole inventory: `lct-dns update` runs on the server's node, where its key is (the key
@@ -262,29 +268,24 @@ pub async fn update_dns(state_dir: &Path, records: &[Cluster]) -> anyhow::Result
         else {
             bail!("cluster {server} offers update_node but not server, dns_ns and domain");
         };
-        let Some(node) = all.iter().find(|n| n.name.as_str() == at) else {
+        // Only a node of the offering cluster: a plan cannot send lct-dns to another's node.
+        let Some(node) = all.iter().find(|n| n.name.as_str() == at && n.cluster == server) else {
             // Its node is gone: reconcile and create put it back; nothing to update.
             continue;
         };
-        // The update runs on the server's node, where the key is: it never leaves it.
-        let argv: Vec<String> = [
-            "lct-dns",
-            "update",
-            "--server",
-            &format!("{address}:53"),
-            "--key-file",
-            "/etc/lct/lct-update.key",
-            "--domain",
-            domain,
-            "--parent-domain",
-            domain,
-            "--ns",
-            ns,
-            "-o",
-            "jsonl",
-        ]
-        .map(String::from)
-        .to_vec();
+        // The update runs on the server's node, where the key is: it never leaves it. The
+        // offered values are plan output: each is glued to its option (`--domain=VALUE`), so
+        // none can be read as an option of its own.
+        let argv: Vec<String> = vec![
+            "lct-dns".into(),
+            "update".into(),
+            format!("--server={address}:53"),
+            "--key-file=/etc/lct/lct-update.key".into(),
+            format!("--domain={domain}"),
+            format!("--parent-domain={domain}"),
+            format!("--ns={ns}"),
+            "--output=jsonl".into(),
+        ];
         let jobs = vec![(node.clone(), argv, input.clone().into_bytes())];
         for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
             if !r.outcome.success() {
