@@ -543,9 +543,11 @@ async fn run_playbook(
     let work = tempfile::Builder::new().prefix("lct-playbook-").tempdir()?;
     let mut clusters: Vec<String> = given.nodes.iter().map(|n| n.cluster.to_string()).collect();
     clusters.dedup();
-    let mut inventory = format!("#!/bin/sh\nexec '{}' ansible", tools.bin_dir.join("lct-inventory").display());
+    let quote = lct_inventory::exec::shell_quote;
+    let mut inventory =
+        format!("#!/bin/sh\nexec {} ansible", quote(&tools.bin_dir.join("lct-inventory").display().to_string()));
     for c in BTreeSet::<String>::from_iter(clusters) {
-        inventory.push_str(&format!(" --cluster {c}"));
+        inventory.push_str(&format!(" --cluster {}", quote(&c)));
     }
     inventory.push_str(" \"$@\"\n");
     let inventory_path = work.path().join("inventory");
@@ -565,8 +567,11 @@ async fn run_playbook(
         .map(|g| (g.to_string(), json!(lct_inventory::ansible::group_name(&[state.name.as_str(), g.as_str()]))))
         .collect();
     vars.insert("lct_groups".into(), Value::Object(groups));
-    let vars_path = work.path().join("vars.json");
-    lct_core::fsutil::atomic_write(&vars_path, serde_json::to_string(&vars)?.as_bytes(), 0o600)?;
+    // Every string is `!unsafe`: Ansible renders variables as templates when used, and
+    // these hold values from elsewhere (a dependency's offers, the operator's parameters);
+    // `{{ lookup('pipe', ...) }}` in one of them stays text.
+    let vars_path = work.path().join("vars.yaml");
+    lct_core::fsutil::atomic_write(&vars_path, unsafe_yaml(&Value::Object(vars)).as_bytes(), 0o600)?;
     let argv = vec![
         "ansible-playbook".to_string(),
         "-i".into(),
@@ -591,4 +596,50 @@ async fn run_playbook(
         bail!("ansible-playbook {playbook}: {status}: {}", failed_hosts.join("; "));
     }
     Ok(())
+}
+
+/// A JSON value as YAML (flow style) whose strings are all tagged `!unsafe`, so Ansible never
+/// evaluates them as templates. Strings are double-quoted with every byte outside printable
+/// ASCII escaped (YAML's `\u` / `\U`), which YAML reads back exactly.
+fn unsafe_yaml(value: &Value) -> String {
+    fn quoted(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                ' '..='~' => out.push(c),
+                c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push_str(&format!("\\U{:08x}", c as u32)),
+            }
+        }
+        out.push('"');
+        out
+    }
+    match value {
+        Value::String(s) => format!("!unsafe {}", quoted(s)),
+        Value::Array(items) => format!("[{}]", items.iter().map(unsafe_yaml).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter().map(|(k, v)| format!("{}: {}", quoted(k), unsafe_yaml(v))).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn playbook_variables_are_unsafe_yaml_that_reads_back_exactly() {
+        let value = serde_json::json!({
+            "lct_offer_up_url": "{{ lookup('pipe', 'id') }}",
+            "lct_param_n": 3,
+            "odd": "quote \" back\\slash tab\t nl\n é 😀",
+        });
+        let yaml = super::unsafe_yaml(&value);
+        assert!(yaml.contains("\"lct_offer_up_url\": !unsafe \"{{ lookup('pipe', 'id') }}\""), "{yaml}");
+        // YAML reads it back as the same value (the tags aside).
+        let back: serde_json::Value = serde_norway::from_str(&yaml.replace("!unsafe ", "")).unwrap();
+        assert_eq!(back, value);
+    }
 }
