@@ -17,12 +17,11 @@ Examples:
   lct-plan list                                   # the plans built into lct
   lct-plan show package:zookeeper                 # what it makes, its parameters
   lct-plan validate ./my-plan.yaml --set servers=5
-  lct-plan create pg package:postgres-ha --set zookeeper=zk \
-      --set-file superuser_password=./pg-password  # a secret from a file (kept out of ps)
-  pass show pg | lct-plan create pg package:postgres-ha --set zookeeper=zk --set-file superuser_password=-
   lct-plan schema > plan.schema.json              # for editors (YAML language servers)
   lct-plan create zk package:zookeeper --set servers=3
-  lct-plan create pg package:postgres-ha --set zookeeper=zk
+  lct-plan create pg package:postgres-ha --set zookeeper=zk \\
+      --set-file superuser_password=./pg-password  # a secret from a file, not in ps
+  pass pg | lct-plan create pg ... --set-file superuser_password=-  # from stdin
   lct-plan status zk
   lct-plan diff zk --count server=5              # what scale would do, changing nothing
   lct-plan scale zk server 5                     # pg's hooks follow (dependency-changed)
@@ -34,8 +33,7 @@ Examples:
 
 Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME, a path, or
 an HTTPS URL, pinned with #sha256=HEX (checked before use; an unpinned remote plan's shell
-hooks, playbooks and
-`packages` actions run only with --trust-hooks).
+hooks, playbooks and `packages` actions run only with --trust-hooks).
 
 Secrets: a parameter's value given with --set is on the command line, where every local user
 reads it (`ps`). Give secrets with --set-file NAME=PATH, or NAME=- for standard input (one final
