@@ -71,7 +71,9 @@ fn a_remote_plan_whose_packages_action_runs_on_nodes_needs_a_pin_or_trust() {
     let out = env.run("lct-plan", &["create", "--allow-http", "remote", &url]);
     assert_eq!(out.status, 1);
     assert!(
-        out.stderr.contains("without a #sha256= pin runs no shell hooks, playbooks or `packages` actions unless --trust-hooks"),
+        out.stderr.contains(
+            "without a #sha256= pin runs no shell hooks, playbooks or `packages` actions unless --trust-hooks"
+        ),
         "{}",
         out.stderr
     );
@@ -88,14 +90,18 @@ fn templates_that_loop_for_ever_or_render_megabytes_fail_fast_naming_the_place()
             "count: \"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}1\"",
             "line 4, column 12: field groups.node.count: template: takes more than",
         ),
-        ("count: \"{% for i in range(1000000000) %}x{% endfor %}\"", "line 4, column 12: field groups.node.count: template:"),
+        (
+            "count: \"{% for i in range(1000000000) %}x{% endfor %}\"",
+            "line 4, column 12: field groups.node.count: template:",
+        ),
         (
             "count: 1\n    hostname: \"{{ 'x' * 90000000 }}\"",
             "line 5, column 15: field groups.node.hostname: template: renders more than 256 KiB",
         ),
     ];
     for (field, want) in cases {
-        let plan = write(&env, "p.yaml", &format!("description: x\ngroups:\n  node:\n    {field}\n    image: lct/netns\n"));
+        let plan =
+            write(&env, "p.yaml", &format!("description: x\ngroups:\n  node:\n    {field}\n    image: lct/netns\n"));
         for args in [
             vec!["validate", plan.as_str()],
             vec!["diff", "loop", "--plan", plan.as_str()],
@@ -117,7 +123,11 @@ fn templates_that_loop_for_ever_or_render_megabytes_fail_fast_naming_the_place()
         "description: x\ngroups:\n  node: {count: 2, image: lct/netns}\noffers:\n  all: \"{% for n in nodes.node %}{% for i in range(100000) %}{{ n.name }}{% endfor %}{% endfor %}\"\n",
     );
     let out = env.run("lct-plan", &["validate", &plan]);
-    assert!(out.stderr.contains(&format!("{plan}: line 5, column 8: field offers.all: template: renders more")), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("{plan}: line 5, column 8: field offers.all: template: renders more")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -146,12 +156,17 @@ fn secrets_come_from_files_or_standard_input_and_set_warns() {
     assert!(out.stderr.contains("--set-file pw=/nonexistent/pw"), "{}", out.stderr);
     // An integer from a file is checked like one from --set, and its value not shown if secret.
     let bad = write(&env, "n", "many\n");
-    let out = env.run("lct-plan", &["validate", &plan, "--set-file", &format!("pw={file}"), "--set-file", &format!("n={bad}")]);
+    let out = env
+        .run("lct-plan", &["validate", &plan, "--set-file", &format!("pw={file}"), "--set-file", &format!("n={bad}")]);
     assert_eq!(out.status, 2);
     assert!(out.stderr.contains("--set n=many: not a whole number"), "{}", out.stderr);
     // The help says so, with an example.
     let help = env.run("lct-plan", &["create", "--help"]).ok();
-    assert!(help.stdout.contains("--set-file <NAME=PATH>") && help.stdout.contains("standard input"), "{}", help.stdout);
+    assert!(
+        help.stdout.contains("--set-file <NAME=PATH>") && help.stdout.contains("standard input"),
+        "{}",
+        help.stdout
+    );
     let help = env.run("lct-plan", &["--help"]).ok();
     assert!(help.stdout.contains("--set-file superuser_password=./pg-password"), "{}", help.stdout);
     // An offer cannot carry a secret: offered values reach dependents' command lines.
@@ -221,7 +236,44 @@ fn a_secret_from_a_file_never_appears_in_ps_logs_or_errors_during_a_create() {
         assert!(!t.contains(&secret), "the secret in: {t}");
     }
     // The state keeps it, for later events, readable by root only.
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("cluster.json")).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("cluster.json")).unwrap().permissions());
     assert_eq!(mode & 0o077, 0, "cluster.json is {mode:o}");
     env.run("lct-plan", &["destroy", "sec"]).ok();
+}
+
+/// A dependency's offered value that is an Ansible template (`{{ lookup('pipe', ...) }}`)
+/// reaches a dependent's playbook as text: it never runs on the controller.
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn an_offered_value_cannot_run_a_template_in_a_dependents_playbook() {
+    let env = Env::new();
+    let marker = env.state.path().join("pwned");
+    let up = write(
+        &env,
+        "up.yaml",
+        &format!(
+            "description: a hostile dependency\ngroups:\n  node:\n    count: 1\n    image: lct/netns\n    services:\n      web: {{ports: [80/tcp]}}\noffers:\n  x: \"{{% raw %}}{{{{ lookup('pipe', 'touch {}') }}}}{{% endraw %}}\"\n",
+            marker.display()
+        ),
+    );
+    let down = write(
+        &env,
+        "down.yaml",
+        "description: a dependent with a playbook\ngroups:\n  node: {count: 1, image: lct/netns}\ndepends_on:\n  up: {cluster: up, services: [node.web]}\nhooks:\n  created:\n    - {playbook: site.yml}\n",
+    );
+    write(
+        &env,
+        "site.yml",
+        "- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n    - copy: {dest: \"{{ lct_cluster_out }}\", content: \"{{ lct_offer_up_x }}\"}\n      vars: {lct_cluster_out: OUT}\n"
+            .replace("OUT", &env.state.path().join("seen").display().to_string())
+            .as_str(),
+    );
+    env.run("lct-plan", &["create", "up", &up]).ok();
+    env.run("lct-plan", &["create", "down", &down]).ok();
+    let seen = std::fs::read_to_string(env.state.path().join("seen")).unwrap();
+    assert!(seen.contains("lookup('pipe'"), "the playbook saw: {seen}");
+    assert!(!marker.exists(), "the offered template ran on the controller");
+    env.run("lct-plan", &["destroy", "down"]).ok();
+    env.run("lct-plan", &["destroy", "up"]).ok();
 }

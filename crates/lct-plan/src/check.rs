@@ -34,8 +34,7 @@ pub fn plan_inputs(plan: &Plan) -> Result<(), Refusal> {
     for role in plan.depends_on.keys() {
         check_identifier(role).map_err(|m| (format!("depends_on.{role}"), m))?;
     }
-    let secrets: Vec<&str> =
-        plan.parameters.iter().filter(|(_, p)| p.secret).map(|(name, _)| name.as_str()).collect();
+    let secrets: Vec<&str> = plan.parameters.iter().filter(|(_, p)| p.secret).map(|(name, _)| name.as_str()).collect();
     for (name, offer) in &plan.offers {
         check_identifier(name).map_err(|m| (format!("offers.{name}"), m))?;
         if crate::template::reads_any(offer, &secrets) {
@@ -54,9 +53,10 @@ pub fn plan_inputs(plan: &Plan) -> Result<(), Refusal> {
 /// playbooks, or a built-in action fed with its strings (`packages`). A plan from elsewhere
 /// without a pin is trusted with that only on request (`--trust-hooks`).
 pub fn runs_plan_supplied_commands(plan: &Plan) -> bool {
-    plan.hooks.values().flatten().any(|h| {
-        h.script.is_some() || h.run.is_some() || h.playbook.is_some() || h.action == Some(Action::Packages)
-    })
+    plan.hooks
+        .values()
+        .flatten()
+        .any(|h| h.script.is_some() || h.run.is_some() || h.playbook.is_some() || h.action == Some(Action::Packages))
 }
 
 /// A name that becomes part of an environment variable's: a letter, then letters, digits,
@@ -98,11 +98,9 @@ mod tests {
         let bad_url = download.replace("https://example.org/x.tgz", "-o/etc/passwd").replace("SHA", &"a".repeat(64));
         assert_eq!(refusal(&bad_url).unwrap().0, "downloads[0].url");
         assert_eq!(refusal("offers:\n  \"x=1 y\": a\n").unwrap().0, "offers.x=1 y");
-        assert_eq!(
-            refusal("depends_on:\n  \"-x\": {cluster: a, services: [a.b]}\n").unwrap().0,
-            "depends_on.-x"
-        );
-        let secret = "parameters:\n  pw: {type: string, secret: true, description: x}\noffers:\n  url: \"{{ pw }}@db\"\n";
+        assert_eq!(refusal("depends_on:\n  \"-x\": {cluster: a, services: [a.b]}\n").unwrap().0, "depends_on.-x");
+        let secret =
+            "parameters:\n  pw: {type: string, secret: true, description: x}\noffers:\n  url: \"{{ pw }}@db\"\n";
         assert_eq!(refusal(secret).unwrap().0, "offers.url");
     }
 }

@@ -692,7 +692,9 @@ pub async fn diff(
                 });
             (loaded, provider, counts, members, created)
         }
-        (Some((s, _)), None) => (saved_plan(state_dir, name)?, s.provider, s.counts.clone(), s.members.clone(), s.created),
+        (Some((s, _)), None) => {
+            (saved_plan(state_dir, name)?, s.provider, s.counts.clone(), s.members.clone(), s.created)
+        }
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
     let plan = loaded.plan.clone();

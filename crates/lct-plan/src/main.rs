@@ -262,7 +262,8 @@ fn main() -> std::process::ExitCode {
             let settings = settings(sets, set_files)?;
             let loaded = PlanRef::parse_with(plan, cli.allow_http)?.load()?;
             settings.warn_visible_secrets(&loaded.plan);
-            let values = parameters(&loaded.plan, &settings.all()).map_err(UsageError).context(loaded.source.clone())?;
+            let values =
+                parameters(&loaded.plan, &settings.all()).map_err(UsageError).context(loaded.source.clone())?;
             // Every template rendered once, within its bounds, as a cluster named `example`.
             lct_plan::template::check_plan(&loaded, "example", &values)?;
             eprintln!("{}: valid", loaded.source);

@@ -104,8 +104,7 @@ pub fn check_plan(loaded: &Loaded, cluster: &str, params: &BTreeMap<String, Valu
             let mut c = ctx.clone();
             c["group"] = json!(g);
             c["index"] = json!(index);
-            let name =
-                render(&group.hostname, &c).map_err(|m| fail(field(&["groups", g.as_str(), "hostname"]), m))?;
+            let name = render(&group.hostname, &c).map_err(|m| fail(field(&["groups", g.as_str(), "hostname"]), m))?;
             if nodes.len() < 16 {
                 nodes.push(json!({
                     "name": name, "fqdn": format!("{name}.{cluster}.example"),
@@ -172,5 +171,21 @@ mod tests {
         let e = render("{% for i in range(100000) %}{{ 'y' * 100 }}{% endfor %}", &ctx).unwrap_err();
         assert!(e.contains("renders more than 256 KiB"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn every_packaged_plan_renders_within_the_bounds() {
+        for p in crate::PACKAGES {
+            let loaded = crate::PlanRef::Package(p.name.into()).load().unwrap();
+            let required: Vec<(String, String)> = loaded
+                .plan
+                .parameters
+                .iter()
+                .filter(|(_, param)| param.default.is_none() && !param.generate)
+                .map(|(name, _)| (name.clone(), "zk".to_string()))
+                .collect();
+            let values = crate::parameters(&loaded.plan, &required).unwrap();
+            check_plan(&loaded, "example", &values).unwrap_or_else(|e| panic!("package:{}: {e}", p.name));
+        }
     }
 }
