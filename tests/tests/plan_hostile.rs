@@ -277,3 +277,22 @@ fn an_offered_value_cannot_run_a_template_in_a_dependents_playbook() {
     env.run("lct-plan", &["destroy", "down"]).ok();
     env.run("lct-plan", &["destroy", "up"]).ok();
 }
+
+/// A create whose provider cannot be used (Linode without a token) is refused before it
+/// writes anything, so `scale` cannot go on to make the cluster later.
+#[test]
+fn a_create_refused_for_its_provider_writes_nothing_that_scale_could_finish() {
+    let env = Env::new();
+    let plan = write(&env, "p.yaml", "description: x\ngroups:\n  node: {count: 1}\n");
+    let mut create = env.command("lct-plan", &["create", "lz", &plan, "-p", "linode"]);
+    create
+        .env("HOME", env.state.path())
+        .env("XDG_CONFIG_HOME", env.state.path())
+        .env_remove("LINODE_TOKEN")
+        .env_remove("LINODE_CLI_TOKEN")
+        .stdin(std::process::Stdio::null());
+    let out = Run::from(create.output().unwrap());
+    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert!(out.stderr.to_lowercase().contains("token"), "{}", out.stderr);
+    nothing_written(&env, "lz");
+}
