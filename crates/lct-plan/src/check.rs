@@ -50,13 +50,15 @@ pub fn plan_inputs(plan: &Plan) -> Result<(), Refusal> {
 }
 
 /// Whether the plan has nodes or the controller run anything it supplies: shell hooks,
-/// playbooks, or a built-in action fed with its strings (`packages`). A plan from elsewhere
-/// without a pin is trusted with that only on request (`--trust-hooks`).
+/// playbooks, or a built-in action fed with its strings (`packages`; and offering
+/// `update_node`, whose offers become `lct-dns update`'s arguments on that node when any
+/// cluster's `dns` action runs). A plan from elsewhere without a pin is trusted with that
+/// only on request (`--trust-hooks`).
 pub fn runs_plan_supplied_commands(plan: &Plan) -> bool {
-    plan.hooks
-        .values()
-        .flatten()
-        .any(|h| h.script.is_some() || h.run.is_some() || h.playbook.is_some() || h.action == Some(Action::Packages))
+    plan.offers.contains_key("update_node")
+        || plan.hooks.values().flatten().any(|h| {
+            h.script.is_some() || h.run.is_some() || h.playbook.is_some() || h.action == Some(Action::Packages)
+        })
 }
 
 /// A name that becomes part of an environment variable's: a letter, then letters, digits,
@@ -99,6 +101,14 @@ mod tests {
         assert_eq!(refusal(&bad_url).unwrap().0, "downloads[0].url");
         assert_eq!(refusal("offers:\n  \"x=1 y\": a\n").unwrap().0, "offers.x=1 y");
         assert_eq!(refusal("depends_on:\n  \"-x\": {cluster: a, services: [a.b]}\n").unwrap().0, "depends_on.-x");
+        let remote = |extra: &str| {
+            let text = format!("description: x\ngroups:\n  server: {{count: 1}}\n{extra}");
+            runs_plan_supplied_commands(&crate::parse(&text, "p.yaml").unwrap())
+        };
+        assert!(!remote("hooks:\n  created: [{action: hosts}, {action: firewall}]\n"));
+        assert!(remote("packages: [htop]\nhooks:\n  created: [{action: packages}]\n"));
+        assert!(remote("hooks:\n  created: [{run: id, on: [server]}]\n"));
+        assert!(remote("offers:\n  update_node: \"{{ nodes.server[0].name }}\"\n"));
         let secret =
             "parameters:\n  pw: {type: string, secret: true, description: x}\noffers:\n  url: \"{{ pw }}@db\"\n";
         assert_eq!(refusal(secret).unwrap().0, "offers.url");
