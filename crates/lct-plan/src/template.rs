@@ -21,7 +21,7 @@ pub const MAX_OUTPUT: usize = 256 * 1024;
 pub fn render(template: &str, ctx: &Value) -> Result<String, String> {
     let mut env = minijinja::Environment::new();
     env.set_fuel(Some(FUEL));
-    let compiled = env.template_from_str(template).map_err(|e| format!("template: {e:#}"))?;
+    let compiled = env.template_from_str(template).map_err(|e| format!("template: {e}"))?;
     let mut out = Capped { bytes: Vec::new(), over: false };
     match compiled.render_captured_to(ctx, &mut out).map(drop) {
         Ok(_) => String::from_utf8(out.bytes).map_err(|_| "template: its output is not UTF-8".into()),
@@ -29,7 +29,9 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, String> {
         Err(e) if e.kind() == minijinja::ErrorKind::OutOfFuel => {
             Err(format!("template: takes more than {FUEL} steps (the limit; a loop without end?)"))
         }
-        Err(e) => Err(format!("template: {e:#}")),
+        // `{e}`, not `{e:#}`: minijinja's long form lists the variables a template read, with
+        // their values (a secret parameter's too).
+        Err(e) => Err(format!("template: {e}")),
     }
 }
 
@@ -171,6 +173,13 @@ mod tests {
         let e = render("{% for i in range(100000) %}{{ 'y' * 100 }}{% endfor %}", &ctx).unwrap_err();
         assert!(e.contains("renders more than 256 KiB"), "{e}");
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_failing_template_does_not_show_the_values_it_read() {
+        let e = render("{{ pw ~ (1 // 0) }}", &json!({"pw": "hunter2"})).unwrap_err();
+        assert!(e.starts_with("template: invalid operation: unable to calculate 1 // 0"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]
