@@ -296,3 +296,25 @@ fn a_create_refused_for_its_provider_writes_nothing_that_scale_could_finish() {
     assert!(out.stderr.to_lowercase().contains("token"), "{}", out.stderr);
     nothing_written(&env, "lz");
 }
+
+/// A plan offering `update_node` names the node `lct-dns update` runs on (with its offered
+/// values as arguments): only a node of its own cluster is taken, never another's.
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn an_update_node_offer_cannot_send_lct_dns_to_another_clusters_node() {
+    let env = Env::new();
+    let victim =
+        write(&env, "victim.yaml", "description: a bystander\ngroups:\n  node: {count: 1, image: lct/netns}\n");
+    let evil = write(
+        &env,
+        "evil.yaml",
+        "description: names another cluster's node as its DNS server\ngroups:\n  node: {count: 1, image: lct/netns}\noffers:\n  update_node: victim-1\n  server: 10.0.0.1\n  dns_ns: ns1.example=10.0.0.1\n  domain: example\nhooks:\n  created:\n    - action: dns\n",
+    );
+    env.run("lct-plan", &["create", "victim", &victim]).ok();
+    // The dns action finds no node of cluster evil named victim-1: nothing runs anywhere.
+    let out = env.run("lct-plan", &["create", "evil", &evil]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("victim-1"), "{}", out.stderr);
+    env.run("lct-plan", &["destroy", "evil"]).ok();
+    env.run("lct-plan", &["destroy", "victim"]).ok();
+}
