@@ -9,6 +9,7 @@
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`prefix`]: address prefixes, strict for declarations or clearing host bits.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
+//! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
@@ -18,6 +19,7 @@
 
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod debian;
 pub mod fsutil;
 pub mod naming;
 pub mod prefix;

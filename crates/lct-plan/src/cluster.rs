@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::hooks::{Change, Tools, fire};
 use crate::plan::{Count, Event, Plan};
+use crate::setting::Settings;
 use crate::{PlanRef, parameters, parse};
 
 /// What lct keeps of a cluster made from a plan.
@@ -79,24 +80,23 @@ pub fn load_cluster(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterSta
     Ok((state, plan))
 }
 
-/// The template context: the parameters, the cluster's name, and `admin_cidr` (the network
-/// that reaches SSH: `LCT_ADMIN_CIDR`, else the local cloud's outside namespace), which a
-/// parameter of that name overrides.
-pub(crate) fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
-    let mut ctx = serde_json::Map::new();
-    let admin =
-        std::env::var("LCT_ADMIN_CIDR").ok().filter(|a| !a.is_empty()).unwrap_or_else(|| "203.0.113.254/32".into());
-    ctx.insert("admin_cidr".into(), json!(admin));
-    for (k, v) in params {
-        ctx.insert(k.clone(), v.clone());
-    }
-    ctx.insert("cluster".into(), json!(name));
-    Value::Object(ctx)
+/// A cluster's saved plan copy, as loaded (its text for errors that name the place).
+fn saved_plan(state_dir: &Path, name: &Name) -> anyhow::Result<crate::Loaded> {
+    let path = cluster_dir(state_dir, name).join("plan.yaml");
+    let text = std::fs::read_to_string(&path).context("the cluster's plan copy")?;
+    let source = path.display().to_string();
+    let plan = parse(&text, &source)?;
+    Ok(crate::Loaded { plan, text, source, files: BTreeMap::new() })
 }
 
+/// The template context (see [`crate::template::context`]).
+pub(crate) fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
+    crate::template::context(name.as_str(), params)
+}
+
+/// Renders a plan template within its bounds ([`crate::template::render`]).
 pub(crate) fn render(template: &str, ctx: &Value) -> anyhow::Result<String> {
-    let env = minijinja::Environment::new();
-    Ok(env.render_str(template, ctx)?)
+    crate::template::render(template, ctx).map_err(anyhow::Error::msg)
 }
 
 /// The nodes a plan asks for: every group's count of nodes (`counts` from `scale` over the
@@ -223,17 +223,16 @@ pub async fn create(
     name: &Name,
     reference: &str,
     provider: ProviderName,
-    sets: &[(String, String)],
+    sets: &Settings,
     trust: Trust,
 ) -> anyhow::Result<Vec<Node>> {
     let r = PlanRef::parse_with(reference, trust.allow_http)?;
     let loaded = r.load()?;
     let (plan, source) = (&loaded.plan, loaded.source.clone());
-    let shell_hooks =
-        plan.hooks.values().flatten().any(|h| h.script.is_some() || h.run.is_some() || h.playbook.is_some());
-    if shell_hooks && r.is_unpinned_remote() && !trust.trust_hooks {
+    if crate::check::runs_plan_supplied_commands(plan) && r.is_unpinned_remote() && !trust.trust_hooks {
         bail!(
-            "{source}: a plan from elsewhere without a #sha256= pin runs no shell hooks unless --trust-hooks is given"
+            "{source}: a plan from elsewhere without a #sha256= pin runs no shell hooks, playbooks or \
+             `packages` actions unless --trust-hooks is given"
         );
     }
     // Everything is read and checked before anything is written: bad input changes nothing.
@@ -243,12 +242,17 @@ pub async fn create(
     {
         bail!("cluster {name} was made from {}, not {source}", old.source);
     }
-    let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), sets)?;
+    sets.warn_visible_secrets(plan);
+    let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
+    crate::template::check_plan(&loaded, name.as_str(), &params)?;
     let store = ClusterStore::new(state_dir);
     let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)?;
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
+    // The provider is reachable (its settings are there) before anything is written: a
+    // create refused here leaves nothing for `scale` to finish.
+    let api = AnyProvider::from_env(provider)?;
 
     let dir = cluster_dir(state_dir, name);
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
@@ -279,7 +283,6 @@ pub async fn create(
     state.save(state_dir)?;
     store.set(vec![record])?;
 
-    let api = AnyProvider::from_env(provider)?;
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
     if let AnyProvider::Local(local) = &api
         && !plan.packages.is_empty()
@@ -675,24 +678,29 @@ pub async fn diff(
     state_dir: &Path,
     name: &Name,
     reference: Option<&str>,
-    sets: &[(String, String)],
+    sets: &Settings,
     counts: &[(Name, u32)],
     trust: Trust,
 ) -> anyhow::Result<Vec<String>> {
     let previous = load_cluster(state_dir, name).ok();
-    let (plan, provider, mut state_counts, members, created) = match (&previous, reference) {
+    let (loaded, provider, mut state_counts, members, created) = match (&previous, reference) {
         (_, Some(r)) => {
             let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
             let (provider, counts, members, created) =
                 previous.as_ref().map_or((ProviderName::Local, BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
                     (s.provider, s.counts.clone(), s.members.clone(), s.created)
                 });
-            (loaded.plan, provider, counts, members, created)
+            (loaded, provider, counts, members, created)
         }
-        (Some((s, p)), None) => (p.clone(), s.provider, s.counts.clone(), s.members.clone(), s.created),
+        (Some((s, _)), None) => {
+            (saved_plan(state_dir, name)?, s.provider, s.counts.clone(), s.members.clone(), s.created)
+        }
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
-    let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), sets)?;
+    let plan = loaded.plan.clone();
+    sets.warn_visible_secrets(&plan);
+    let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
+    crate::template::check_plan(&loaded, name.as_str(), &params)?;
     for (g, n) in counts {
         if !plan.groups.contains_key(g) {
             bail!("cluster {name} has no group {g}");

@@ -223,20 +223,15 @@ async fn run_action(
         }
         Action::Packages => {
             let nodes = own().await?;
-            let packages = plan.packages.join(" ");
-            // Servers get what they need, not what is recommended (no desktop fonts for a JRE).
-            // Tried three times: a mirror changing while a node reads it (the lab's, when
-            // another plan adds packages; Debian's, on a push) fails one run of apt, not
-            // the next one, which reads the index again.
-            let script = format!(
-                "export DEBIAN_FRONTEND=noninteractive; for try in 1 2 3; do \
-                 apt-get update -qq && apt-get install -y -qq --no-install-recommends {packages} >/dev/null && exit 0; \
-                 [ $try = 3 ] || sleep $try; done; exit 100"
-            );
+            // The packages are arguments of the script ("$@", after apt-get's `--`), never
+            // part of its text: a name can be neither a shell word nor an option (and each
+            // passed Debian's grammar at validate).
+            let mut argv: Vec<String> = ["sh", "-c", INSTALL_PACKAGES, "lct-packages"].map(String::from).to_vec();
+            argv.extend(plan.packages.iter().cloned());
             let jobs = nodes
                 .iter()
                 .filter(|n| matches!(n.access, Some(Access::Ssh { .. })))
-                .map(|n| (n.clone(), vec!["sh".to_string(), "-c".to_string(), script.clone()], Vec::new()))
+                .map(|n| (n.clone(), argv.clone(), Vec::new()))
                 .collect();
             for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
                 if !r.outcome.success() {
@@ -248,6 +243,17 @@ async fn run_action(
     }
     Ok(())
 }
+
+/// Installs the packages given as its arguments. Servers get what they need, not what is
+/// recommended (no desktop fonts for a JRE). Tried three times: a mirror changing while a
+/// node reads it (the lab's, when another plan adds packages; Debian's, on a push) fails
+/// one run of apt, not the next one, which reads the index again.
+const INSTALL_PACKAGES: &str = r#"export DEBIAN_FRONTEND=noninteractive
+for try in 1 2 3; do
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends -- "$@" >/dev/null && exit 0
+  [ $try = 3 ] || sleep $try
+done
+exit 100"#;
 
 /// Brings every DNS server made by a plan here (package:dns-private) in line with the
 /// whole inventory: `lct-dns update` runs on the server's node, where its key is (the key
@@ -262,29 +268,24 @@ pub async fn update_dns(state_dir: &Path, records: &[Cluster]) -> anyhow::Result
         else {
             bail!("cluster {server} offers update_node but not server, dns_ns and domain");
         };
-        let Some(node) = all.iter().find(|n| n.name.as_str() == at) else {
+        // Only a node of the offering cluster: a plan cannot send lct-dns to another's node.
+        let Some(node) = all.iter().find(|n| n.name.as_str() == at && n.cluster == server) else {
             // Its node is gone: reconcile and create put it back; nothing to update.
             continue;
         };
-        // The update runs on the server's node, where the key is: it never leaves it.
-        let argv: Vec<String> = [
-            "lct-dns",
-            "update",
-            "--server",
-            &format!("{address}:53"),
-            "--key-file",
-            "/etc/lct/lct-update.key",
-            "--domain",
-            domain,
-            "--parent-domain",
-            domain,
-            "--ns",
-            ns,
-            "-o",
-            "jsonl",
-        ]
-        .map(String::from)
-        .to_vec();
+        // The update runs on the server's node, where the key is: it never leaves it. The
+        // offered values are plan output: each is glued to its option (`--domain=VALUE`), so
+        // none can be read as an option of its own.
+        let argv: Vec<String> = vec![
+            "lct-dns".into(),
+            "update".into(),
+            format!("--server={address}:53"),
+            "--key-file=/etc/lct/lct-update.key".into(),
+            format!("--domain={domain}"),
+            format!("--parent-domain={domain}"),
+            format!("--ns={ns}"),
+            "--output=jsonl".into(),
+        ];
         let jobs = vec![(node.clone(), argv, input.clone().into_bytes())];
         for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
             if !r.outcome.success() {
@@ -542,9 +543,11 @@ async fn run_playbook(
     let work = tempfile::Builder::new().prefix("lct-playbook-").tempdir()?;
     let mut clusters: Vec<String> = given.nodes.iter().map(|n| n.cluster.to_string()).collect();
     clusters.dedup();
-    let mut inventory = format!("#!/bin/sh\nexec '{}' ansible", tools.bin_dir.join("lct-inventory").display());
+    let quote = lct_inventory::exec::shell_quote;
+    let mut inventory =
+        format!("#!/bin/sh\nexec {} ansible", quote(&tools.bin_dir.join("lct-inventory").display().to_string()));
     for c in BTreeSet::<String>::from_iter(clusters) {
-        inventory.push_str(&format!(" --cluster {c}"));
+        inventory.push_str(&format!(" --cluster {}", quote(&c)));
     }
     inventory.push_str(" \"$@\"\n");
     let inventory_path = work.path().join("inventory");
@@ -564,8 +567,11 @@ async fn run_playbook(
         .map(|g| (g.to_string(), json!(lct_inventory::ansible::group_name(&[state.name.as_str(), g.as_str()]))))
         .collect();
     vars.insert("lct_groups".into(), Value::Object(groups));
-    let vars_path = work.path().join("vars.json");
-    lct_core::fsutil::atomic_write(&vars_path, serde_json::to_string(&vars)?.as_bytes(), 0o600)?;
+    // Every string is `!unsafe`: Ansible renders variables as templates when used, and
+    // these hold values from elsewhere (a dependency's offers, the operator's parameters);
+    // `{{ lookup('pipe', ...) }}` in one of them stays text.
+    let vars_path = work.path().join("vars.yaml");
+    lct_core::fsutil::atomic_write(&vars_path, unsafe_yaml(&Value::Object(vars)).as_bytes(), 0o600)?;
     let argv = vec![
         "ansible-playbook".to_string(),
         "-i".into(),
@@ -590,4 +596,50 @@ async fn run_playbook(
         bail!("ansible-playbook {playbook}: {status}: {}", failed_hosts.join("; "));
     }
     Ok(())
+}
+
+/// A JSON value as YAML (flow style) whose strings are all tagged `!unsafe`, so Ansible never
+/// evaluates them as templates. Strings are double-quoted with every byte outside printable
+/// ASCII escaped (YAML's `\u` / `\U`), which YAML reads back exactly.
+fn unsafe_yaml(value: &Value) -> String {
+    fn quoted(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                ' '..='~' => out.push(c),
+                c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push_str(&format!("\\U{:08x}", c as u32)),
+            }
+        }
+        out.push('"');
+        out
+    }
+    match value {
+        Value::String(s) => format!("!unsafe {}", quoted(s)),
+        Value::Array(items) => format!("[{}]", items.iter().map(unsafe_yaml).collect::<Vec<_>>().join(", ")),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter().map(|(k, v)| format!("{}: {}", quoted(k), unsafe_yaml(v))).collect::<Vec<_>>().join(", ")
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn playbook_variables_are_unsafe_yaml_that_reads_back_exactly() {
+        let value = serde_json::json!({
+            "lct_offer_up_url": "{{ lookup('pipe', 'id') }}",
+            "lct_param_n": 3,
+            "odd": "quote \" back\\slash tab\t nl\n é 😀",
+        });
+        let yaml = super::unsafe_yaml(&value);
+        assert!(yaml.contains("\"lct_offer_up_url\": !unsafe \"{{ lookup('pipe', 'id') }}\""), "{yaml}");
+        // YAML reads it back as the same value (the tags aside).
+        let back: serde_json::Value = serde_norway::from_str(&yaml.replace("!unsafe ", "")).unwrap();
+        assert_eq!(back, value);
+    }
 }

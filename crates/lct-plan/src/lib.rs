@@ -4,16 +4,24 @@
 //!   dependencies, offered values, hooks per event).
 //! * [`load`]: plan references (`package:NAME`, a path), reading with errors that name file,
 //!   line, column and field, the checks, and parameter values from `--set`.
+//! * [`check`]: what a plan may hand to a command line (grammars checked at `validate`).
+//! * [`template`]: templates rendered within a budget of steps and output.
+//! * [`locate`]: where a field is in a plan's text, for errors found after parsing.
+//! * [`setting`]: parameter values from `--set` and `--set-file` (secrets kept out of `ps`).
 //!
 //! * [`cluster`]: clusters made from plans and their operations (create, scale, start,
 //!   stop, reconcile, diff, destroy), all converging; the state kept per cluster.
 //! * [`hooks`]: events and their hooks (built-in actions, scripts, playbooks), what hooks
 //!   are given, the event log.
 
+pub mod check;
 pub mod cluster;
 pub mod hooks;
 pub mod load;
+pub mod locate;
 pub mod plan;
+pub mod setting;
+pub mod template;
 
 pub use load::{Loaded, PACKAGES, Package, PlanError, PlanRef, parameters, parse, validate};
 pub use plan::Plan;

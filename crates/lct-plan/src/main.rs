@@ -9,6 +9,7 @@ use lct_core::record::Name;
 use lct_plan::cluster::Trust;
 use lct_plan::hooks::Tools;
 use lct_plan::plan::{Count, Event};
+use lct_plan::setting::{Settings, parse_set_file};
 use lct_plan::{PACKAGES, PlanRef, parameters, parse};
 
 const EXAMPLES: &str = "\
@@ -18,7 +19,9 @@ Examples:
   lct-plan validate ./my-plan.yaml --set servers=5
   lct-plan schema > plan.schema.json              # for editors (YAML language servers)
   lct-plan create zk package:zookeeper --set servers=3
-  lct-plan create pg package:postgres-ha --set zookeeper=zk
+  lct-plan create pg package:postgres-ha --set zookeeper=zk \\
+      --set-file superuser_password=./pg-password  # a secret from a file, not in ps
+  pass pg | lct-plan create pg ... --set-file superuser_password=-  # from stdin
   lct-plan status zk
   lct-plan diff zk --count server=5              # what scale would do, changing nothing
   lct-plan scale zk server 5                     # pg's hooks follow (dependency-changed)
@@ -30,7 +33,14 @@ Examples:
 
 Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME, a path, or
 an HTTPS URL, pinned with #sha256=HEX (checked before use; an unpinned remote plan's shell
-hooks run only with --trust-hooks).
+hooks, playbooks and `packages` actions run only with --trust-hooks).
+
+Secrets: a parameter's value given with --set is on the command line, where every local user
+reads it (`ps`). Give secrets with --set-file NAME=PATH, or NAME=- for standard input (one final
+newline is dropped); --set on a secret still works, with a warning.
+
+Templates in plans are bounded: one that takes more than 200000 steps or renders more than
+256 KiB fails validate, diff and create, naming the file, line, column and field.
 
 Exit status: 0 success, 1 failure (an invalid plan: file, line, column and field named),
 2 usage error.";
@@ -61,6 +71,10 @@ enum Command {
         /// A parameter's value, NAME=VALUE (repeatable; checked against its type)
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
+        /// for secrets, which --set would show in `ps`
+        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+        set_files: Vec<(String, String)>,
     },
     /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
     Create {
@@ -68,10 +82,15 @@ enum Command {
         plan: String,
         #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::Local)]
         provider: lct_core::record::ProviderName,
-        /// A parameter's value, NAME=VALUE (repeatable)
+        /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
-        /// Run the shell hooks of a plan by URL that is not pinned (#sha256=HEX)
+        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
+        /// for secrets, e.g. --set-file superuser_password=./pg-password
+        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+        set_files: Vec<(String, String)>,
+        /// Run the shell hooks, playbooks and `packages` actions of a plan by URL that is not
+        /// pinned (#sha256=HEX)
         #[arg(long)]
         trust_hooks: bool,
     },
@@ -89,6 +108,9 @@ enum Command {
         plan: Option<String>,
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
         sets: Vec<(String, String)>,
+        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input)
+        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+        set_files: Vec<(String, String)>,
         /// A group's size as scale would set it, GROUP=N
         #[arg(long = "count", value_name = "GROUP=N", value_parser = parse_count)]
         counts: Vec<(Name, u32)>,
@@ -135,6 +157,11 @@ fn parse_count(s: &str) -> Result<(Name, u32), String> {
 fn parse_set(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE")?;
     Ok((k.to_string(), v.to_string()))
+}
+
+/// The `--set` and `--set-file` values (a file that cannot be read is a usage error).
+fn settings(sets: &[(String, String)], files: &[(String, String)]) -> anyhow::Result<Settings> {
+    Ok(Settings::read(sets, files).map_err(UsageError)?)
 }
 
 fn load(reference: &str, allow_http: bool) -> anyhow::Result<(lct_plan::Plan, String)> {
@@ -231,14 +258,20 @@ fn main() -> std::process::ExitCode {
             }
             Ok(())
         }
-        Command::Validate { plan, sets } => {
-            let (plan, source) = load(plan, cli.allow_http)?;
-            parameters(&plan, sets).map_err(UsageError).context(source.clone())?;
-            eprintln!("{source}: valid");
+        Command::Validate { plan, sets, set_files } => {
+            let settings = settings(sets, set_files)?;
+            let loaded = PlanRef::parse_with(plan, cli.allow_http)?.load()?;
+            settings.warn_visible_secrets(&loaded.plan);
+            let values =
+                parameters(&loaded.plan, &settings.all()).map_err(UsageError).context(loaded.source.clone())?;
+            // Every template rendered once, within its bounds, as a cluster named `example`.
+            lct_plan::template::check_plan(&loaded, "example", &values)?;
+            eprintln!("{}: valid", loaded.source);
             Ok(())
         }
-        Command::Create { name, plan, provider, sets, trust_hooks } => {
+        Command::Create { name, plan, provider, sets, set_files, trust_hooks } => {
             let trust = Trust { allow_http: cli.allow_http, trust_hooks: *trust_hooks };
+            let sets = &settings(sets, set_files)?;
             let state_dir = lct_core::state::state_dir();
             let nodes = runtime()?.block_on(lct_plan::cluster::create(
                 &state_dir,
@@ -268,8 +301,9 @@ fn main() -> std::process::ExitCode {
             eprintln!("cluster {name} started");
             Ok(())
         }
-        Command::Diff { name, plan, sets, counts } => {
+        Command::Diff { name, plan, sets, set_files, counts } => {
             let trust = Trust { allow_http: cli.allow_http, trust_hooks: false };
+            let sets = &settings(sets, set_files)?;
             let state_dir = lct_core::state::state_dir();
             let lines =
                 runtime()?.block_on(lct_plan::cluster::diff(&state_dir, name, plan.as_deref(), sets, counts, trust))?;

@@ -43,7 +43,8 @@ pub struct Plan {
     /// What runs on each event, in order.
     #[serde(default)]
     pub hooks: BTreeMap<Event, Vec<Hook>>,
-    /// Debian packages the plan's hooks install (added to the lab's mirror before they run).
+    /// Debian packages the plan's hooks install (added to the lab's mirror before they run):
+    /// `NAME` or `NAME=VERSION` in Debian's grammar, checked at validate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
 }
@@ -52,6 +53,7 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Download {
+    /// An `https://` URL (no spaces, quotes or control characters).
     pub url: String,
     /// Its SHA-256, checked before use.
     pub sha256: String,

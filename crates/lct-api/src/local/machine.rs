@@ -195,9 +195,7 @@ impl Images {
     /// returns the .deb files added.
     pub fn add_packages(&self, packages: &[String]) -> Result<Vec<String>, ProviderError> {
         for p in packages {
-            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.:=~".contains(&b)) {
-                return Err(ProviderError::Invalid(format!("{p:?} is not a Debian package name")));
-            }
+            lct_core::debian::check_package(p).map_err(|e| ProviderError::Invalid(e.to_string()))?;
         }
         let base = self.base()?;
         self.ensure_mirror()?;
@@ -236,7 +234,8 @@ impl Images {
         apt_get(&["update"])?;
         // --reinstall: a package named here is fetched even when the base root has it (a
         // machine may have removed it); what it depends on only when the base lacks it.
-        let mut install: Vec<&str> = vec!["install", "--download-only", "--reinstall", "--yes"];
+        // `--`: what follows is packages only (each checked above, none starts with `-`).
+        let mut install: Vec<&str> = vec!["install", "--download-only", "--reinstall", "--yes", "--"];
         install.extend(packages.iter().map(String::as_str));
         apt_get(&install)?;
         let pool = mirror.join("pool");
