@@ -137,7 +137,7 @@ fn cluster_with_service(env: &Env, cluster: &str) -> (String, String) {
     let enabled = env.ssh(
         &node,
         &format!(
-            "printf '{}' > /etc/systemd/system/probe-target.service && systemctl enable --quiet probe-target && systemctl is-enabled lct-fw-boot",
+            "printf '{}' > /etc/systemd/system/probe-target.service && systemctl enable --now --quiet probe-target && systemctl is-enabled lct-fw-boot",
             SERVICE.replace('\n', "\\n")
         ),
     );
