@@ -128,7 +128,7 @@ impl Prober {
 
 /// A cluster of one machine with lct's node-side programs installed (and lct-fw-boot
 /// enabled), its firewall declared (SSH from the lab's public network, PORT for the
-/// cluster's own nodes only) and the service on PORT enabled at boot.
+/// cluster's own nodes only) and the service on PORT enabled at boot, and running.
 fn cluster_with_service(env: &Env, cluster: &str) -> (String, String) {
     let (node, public) = machine(env, cluster);
     let allow = format!("self->*:{PORT}/tcp");
@@ -197,8 +197,9 @@ fn a_machine_with_no_saved_firewall_boots_default_deny_not_open() {
         .unwrap()
     );
 
-    let prober = Prober::start(env.ns("outside"), ns.clone(), target);
     env.run("lct-api", &["stop", &node]).ok();
+    // Probed from before it boots (it was open until its stop).
+    let prober = Prober::start(env.ns("outside"), ns.clone(), target);
     // SSH stays reachable (lct's way back in): start waits for it.
     env.run("lct-api", &["start", &node]).ok();
     wait_for("the service listening after start", Duration::from_secs(60), || listening(&ns, PORT));
