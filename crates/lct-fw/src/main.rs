@@ -108,7 +108,8 @@ Examples:
         #[arg(long)]
         force: bool,
     },
-    /// Apply this host's ruleset (fw-ruleset or node records on stdin) to nftables
+    /// Apply this host's ruleset (fw-ruleset or node records on stdin) to nftables; the
+    /// host's own is saved for its next boot (`lct-fw boot`)
     Sync {
         /// Which node this host is [default: the host name]
         #[arg(long)]
