@@ -194,6 +194,19 @@ enum LabCommand {
     /// The package mirror machines install from (they have no route out)
     #[command(subcommand)]
     Packages(PackagesCommand),
+    /// (internal) a machine's supervisor: boots it again when it reboots itself
+    #[command(hide = true)]
+    RunMachine {
+        #[arg(long)]
+        state_dir: std::path::PathBuf,
+        #[arg(long)]
+        lab: String,
+        #[arg(long)]
+        pid_file: std::path::PathBuf,
+        /// systemd-nspawn's arguments
+        #[arg(last = true, required = true)]
+        nspawn_args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,6 +237,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
     if let Command::Meta(meta) = &cli.command {
         return meta.run::<Cli>();
+    }
+    if let Command::Lab(LabCommand::RunMachine { state_dir, lab, pid_file, nspawn_args }) = &cli.command {
+        use lct_api::local::reboot::{Supervised, run};
+        return Ok(run(&Supervised { state_dir, lab, pid_file, nspawn_args })?);
     }
     if let Command::Linode { resource, verb, ids, filter, data, wait, file, since } = cli.command {
         return linode(LinodeArgs { resource, verb, ids, filter, data, wait, file, since }, format).await;
@@ -685,6 +702,7 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
             }
         }
         LabCommand::Repair => local.repair_all()?,
+        LabCommand::RunMachine { .. } => unreachable!("handled before the provider"),
         LabCommand::Down => local.destroy()?,
         LabCommand::Packages(PackagesCommand::Add { packages }) => {
             let added = local.images().add_packages(&packages)?;

@@ -9,7 +9,9 @@
 //! * [`sync`]: a sync on this host; [`push`]: syncs on every affected node.
 //! * [`report`]: the `fw-sync` record a sync prints.
 //! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).
+//! * [`boot`]: the last applied ruleset saved on disk and loaded at boot, else default-deny.
 
+pub mod boot;
 pub mod cloud;
 pub mod iptables;
 pub mod model;

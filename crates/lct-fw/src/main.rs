@@ -32,6 +32,14 @@ Examples:
 Exit status: 0 success, 1 failure (push: a node failed, each named), 2 usage error.
 Only the nftables table `inet lct` is ever touched.";
 
+const BOOT_HELP: &str = "\
+Every `lct-fw sync` of this host's own firewall (and `confirm`, and `remove`) is saved in
+/var/lib/lct/fw; lct-fw-boot.service, installed and enabled by `lct-inventory install`,
+runs `lct-fw boot` before the network comes up. With no saved ruleset, or one that cannot be
+read or applied, it loads a default-deny table admitting SSH from the admin prefixes last
+saved (from anywhere when none are known) and says why; after `lct-fw remove` it loads
+nothing. Exit status 1 only when not even the default-deny table could be loaded.";
+
 /// Host firewalls that follow cluster membership: nftables rules applied in-process over
 /// netlink, atomically, with SSH from the admin prefixes always admitted.
 #[derive(Parser)]
@@ -100,7 +108,8 @@ Examples:
         #[arg(long)]
         force: bool,
     },
-    /// Apply this host's ruleset (fw-ruleset or node records on stdin) to nftables
+    /// Apply this host's ruleset (fw-ruleset or node records on stdin) to nftables; the
+    /// host's own is saved for its next boot (`lct-fw boot`)
     Sync {
         /// Which node this host is [default: the host name]
         #[arg(long)]
@@ -123,6 +132,9 @@ Examples:
     },
     /// Keep the change a `sync --confirm-timeout` made
     Confirm,
+    /// Load the saved firewall at boot, else a default-deny table (lct-fw-boot.service)
+    #[command(after_help = BOOT_HELP)]
+    Boot,
     /// (internal) the watchdog of `sync --confirm-timeout`
     #[command(hide = true)]
     RollbackWatch {
@@ -242,8 +254,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sync(&store, node, force, &options)
         }
         Command::CloudSync { clusters, dry_run, force } => cloud_sync(&store, &clusters, dry_run, force).await,
+        Command::Boot => boot(),
         Command::Confirm => {
             let confirmed = nft::confirm()?;
+            if confirmed {
+                lct_fw::boot::save_applied_now()?;
+            }
             eprintln!("{}", if confirmed { "confirmed" } else { "nothing to confirm" });
             Ok(())
         }
@@ -280,11 +296,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Remove { backend: Backend::Nft } => {
             let removed = nft::delete_table()?;
             nft::forget()?;
+            lct_fw::boot::save(&lct_fw::boot::Saved::Removed)?;
             eprintln!("{}", if removed { "table inet lct deleted" } else { "no table inet lct here" });
             Ok(())
         }
         Command::Remove { backend: Backend::Iptables } => {
             let removed = lct_fw::iptables::remove_and_forget()?;
+            lct_fw::boot::save(&lct_fw::boot::Saved::Removed)?;
             eprintln!("{}", if removed { "lct's iptables chains deleted" } else { "no lct iptables chains here" });
             Ok(())
         }
@@ -400,7 +418,33 @@ fn sync(store: &ClusterStore, node: Option<Name>, force: bool, options: &SyncOpt
         SyncError::ConfirmNeedsNft => anyhow::Error::from(UsageError(e.to_string())),
         e => e.into(),
     })?;
+    if options.confirm_timeout.is_none() {
+        // What the next boot loads (a change awaiting `confirm` is saved when confirmed).
+        lct_fw::boot::save(&lct_fw::boot::Saved::Applied { backend: options.backend.into(), ruleset })?;
+    }
     println!("{}", stream::to_line(&report));
+    Ok(())
+}
+
+/// `lct-fw boot`: the saved firewall, else default-deny, said at the default log level.
+fn boot() -> anyhow::Result<()> {
+    let node = host_name().unwrap_or_else(|_| "boot".parse().expect("a valid name"));
+    match lct_fw::boot::boot(node)? {
+        lct_fw::boot::Booted::Saved { node, rules } => {
+            eprintln!("lct-fw: loaded the saved firewall of node {node} ({rules} rules)")
+        }
+        lct_fw::boot::Booted::DefaultDeny { reason, admin } => {
+            let from: Vec<String> = admin.admin_cidrs.iter().map(|c| c.to_string()).collect();
+            tracing::warn!(
+                "no usable saved firewall ({reason}): loaded default-deny, SSH (port {}) from {} only; `lct-fw push` puts the cluster's rules back",
+                admin.ssh_port,
+                from.join(", ")
+            );
+        }
+        lct_fw::boot::Booted::Removed => {
+            eprintln!("lct-fw: lct's firewall was removed (lct-fw remove): nothing loaded")
+        }
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! lct's node-side programs on the nodes: `lct-hosts`, `lct-fw` and `lct-dns`, at exactly
 //! the controller's version, copied over SSH into `/usr/local/bin` and checked by SHA-256
 //! on the node before they replace what was there, with lct-dns's systemd unit (installed,
-//! not enabled: a plan that runs a DNS server enables it). A node that already has the same
+//! not enabled: a plan that runs a DNS server enables it) and lct-fw-boot's (enabled: the
+//! firewall lct-fw last applied comes back before the network at every boot). A node that already has the same
 //! file gets nothing. Namespace nodes share this machine's programs and are skipped.
 //! What the programs need from the node's distribution (`conntrack`, with which lct-fw ends
 //! the connections of peers that lost access) is installed with apt when it is missing.
@@ -26,6 +27,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// lct-dns's systemd unit (`packaging/systemd/lct-dns.service`) and where it goes.
 pub const DNS_UNIT: &str = include_str!("../../../packaging/systemd/lct-dns.service");
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// The unit that loads the saved firewall before the network (`lct-fw boot`).
+pub const FW_BOOT_UNIT: &str = include_str!("../../../packaging/systemd/lct-fw-boot.service");
 
 /// A file to install: its name, bytes and SHA-256, the directory it goes to and its mode.
 pub struct Program {
@@ -34,12 +37,14 @@ pub struct Program {
     pub sha256: String,
     pub dir: &'static str,
     pub mode: &'static str,
+    /// A systemd unit to enable (`systemctl enable`) once it is in place.
+    pub enable: bool,
 }
 
 impl Program {
     pub fn new(name: &str, bytes: Vec<u8>) -> Program {
         let sha256 = sha256_hex(&bytes);
-        Program { name: name.to_string(), bytes, sha256, dir: REMOTE_DIR, mode: "755" }
+        Program { name: name.to_string(), bytes, sha256, dir: REMOTE_DIR, mode: "755", enable: false }
     }
 
     /// The node-side programs in `dir` (beside the running program: the same build), and
@@ -59,19 +64,28 @@ impl Program {
             mode: "644",
             ..Program::new("lct-dns.service", DNS_UNIT.as_bytes().to_vec())
         });
+        programs.push(Program {
+            dir: UNIT_DIR,
+            mode: "644",
+            enable: true,
+            ..Program::new("lct-fw-boot.service", FW_BOOT_UNIT.as_bytes().to_vec())
+        });
         Ok(programs)
     }
 
     /// The shell run on the node: skip when the same file is there; else write beside it,
-    /// check the hash, and rename over it (a failed copy leaves the old program in place).
+    /// check the hash, and rename over it (a failed copy leaves the old program in place);
+    /// then enable it, if it is a unit to enable (also when unchanged: enabled it must be).
     pub fn script(&self) -> String {
         let target = format!("{}/{}", self.dir, self.name);
         let temp = format!("{}/.{}.lct-new", self.dir, self.name);
+        let enable =
+            if self.enable { format!("systemctl enable --quiet {}; ", shell_quote(&self.name)) } else { String::new() };
         format!(
             "set -e; mkdir -p {dir}; \
-             if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then cat >/dev/null; echo unchanged; exit 0; fi; \
+             if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then cat >/dev/null; said=unchanged; else \
              cat > {temp}; echo '{hash}  {temp}' | sha256sum -c --quiet || {{ rm -f {temp}; exit 1; }}; \
-             chmod {mode} {temp}; mv -f {temp} {target}; echo installed",
+             chmod {mode} {temp}; mv -f {temp} {target}; said=installed; fi; {enable}echo $said",
             dir = shell_quote(self.dir),
             mode = self.mode,
             target = shell_quote(&target),

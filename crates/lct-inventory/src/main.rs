@@ -81,7 +81,8 @@ record per node. The node record is in LCT_NODE (and LCT_NODE_NAME, ..._CLUSTER,
     },
     /// Copy lct's node-side programs (lct-hosts, lct-fw, lct-dns) to SSH nodes, checked by
     /// SHA-256 (the copies beside this program: the same build), and install what they need
-    /// (conntrack) with apt where it is missing
+    /// (conntrack) with apt where it is missing; lct-fw-boot.service is installed and enabled
+    /// (the firewall lct-fw last applied, else default-deny, loaded before the network)
     Install {
         #[command(flatten)]
         selector: Selector,

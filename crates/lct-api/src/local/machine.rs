@@ -9,15 +9,14 @@
 //! read-only, the only apt source a machine has: no machine has a route out.
 //!
 //! The container runs detached (its own session), with no systemd needed on the host
-//! (`--register=no --keep-unit`); its pid is kept beside the overlay, so any later run can
+//! (`--register=no --keep-unit`), under a supervisor that boots it again when it reboots
+//! itself (see [`super::reboot`]); its pid is kept beside the overlay, so any later run can
 //! stop it, and a crash half-way is repaired by booting what should run.
 
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lct_core::fsutil::{Lock, atomic_write};
@@ -410,14 +409,17 @@ pub struct Machine {
     name: String,
     /// The node's network namespace.
     netns: String,
+    /// The lab it belongs to (for its supervisor's repair after a reboot).
+    lab: String,
 }
 
 impl Machine {
-    pub fn new(local_dir: &Path, node: &Node, netns: &str) -> Machine {
+    pub fn new(local_dir: &Path, node: &Node, netns: &str, lab: &str) -> Machine {
         Machine {
             dir: local_dir.join("machines").join(node.name.as_str()),
             name: netns.to_string(),
             netns: netns.to_string(),
+            lab: lab.to_string(),
         }
     }
 
@@ -429,7 +431,7 @@ impl Machine {
             .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
             .map(|d| {
                 let name = d.file_name().to_string_lossy().into_owned();
-                Machine { dir: d.path(), name: name.clone(), netns: name }
+                Machine { dir: d.path(), name: name.clone(), netns: name, lab: String::new() }
             })
             .collect()
     }
@@ -474,7 +476,7 @@ impl Machine {
     }
 
     /// Whether this machine has been set up before (its first-boot files are written once).
-    fn prepared(&self) -> bool {
+    pub fn prepared(&self) -> bool {
         self.dir.join("prepared").exists()
     }
 
@@ -550,46 +552,31 @@ impl Machine {
         Ok(())
     }
 
-    /// Starts the container detached: its own session, its console in `console.log`.
+    /// Starts the container under its supervisor, detached: its console in `console.log`.
     fn boot(&self, mirror: &Path) -> Result<(), ProviderError> {
         let log_path = self.dir.join("console.log");
         let log = fs::File::create(&log_path).map_err(io_at(&log_path))?;
-        let err = log.try_clone().map_err(io_at(&log_path))?;
-        let mut cmd = Command::new("systemd-nspawn");
-        cmd.args([
-            "--quiet",
-            "--boot",
-            &format!("--directory={}", self.root().display()),
-            &format!("--machine={}", self.name),
-            "--register=no",
-            "--keep-unit",
-            &format!("--network-namespace-path=/run/netns/{}", self.netns),
+        let args: Vec<String> = vec![
+            "--quiet".into(),
+            "--boot".into(),
+            format!("--directory={}", self.root().display()),
+            format!("--machine={}", self.name),
+            "--register=no".into(),
+            "--keep-unit".into(),
+            format!("--network-namespace-path=/run/netns/{}", self.netns),
             // The node's own network namespace is the machine's: its firewall is its own to
             // set, as on a Linode (nspawn keeps CAP_NET_ADMIN only for networks it makes).
-            "--capability=CAP_NET_ADMIN",
-            "--console=passive",
-            "--resolv-conf=off",
-            "--timezone=off",
-            "--link-journal=no",
-            &format!("--bind-ro={}:{MIRROR_IN_MACHINE}", mirror.display()),
-        ])
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err);
-        // SAFETY: setsid is async-signal-safe; the container must outlive this process and
-        // not get its terminal's hangup.
-        unsafe {
-            cmd.pre_exec(|| if libc::setsid() < 0 { Err(io::Error::last_os_error()) } else { Ok(()) });
-        }
-        let child = cmd.spawn().map_err(|error| ProviderError::Io {
-            what: "cannot run systemd-nspawn (systemd-container; scripts/setup installs it)".into(),
-            error,
-        })?;
-        let pid_file = self.pid_file();
-        atomic_write(&pid_file, format!("{}\n", child.id()).as_bytes(), 0o644).map_err(io_at(&pid_file))?;
-        // Not waited for here: whoever stops it checks /proc.
-        std::mem::forget(child);
-        Ok(())
+            "--capability=CAP_NET_ADMIN".into(),
+            "--console=passive".into(),
+            "--resolv-conf=off".into(),
+            "--timezone=off".into(),
+            "--link-journal=no".into(),
+            format!("--bind-ro={}:{MIRROR_IN_MACHINE}", mirror.display()),
+        ];
+        let state_dir = self.dir.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("."));
+        let supervised =
+            super::reboot::Supervised { state_dir, lab: &self.lab, pid_file: &self.pid_file(), nspawn_args: &args };
+        super::reboot::start(&supervised, log, || self.pid().is_some())
     }
 
     /// Powers the machine off (systemd's orderly shutdown), killing it after 30 s.

@@ -23,6 +23,7 @@
 
 mod machine;
 mod net;
+pub mod reboot;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -227,7 +228,7 @@ impl LocalCloud {
     }
 
     fn machine(&self, state: &CloudState, node: &Node) -> Machine {
-        Machine::new(&self.dir, node, &Lab::new(&state.lab).node_ns(&node.name))
+        Machine::new(&self.dir, node, &Lab::new(&state.lab).node_ns(&node.name), &state.lab)
     }
 
     /// A machine node's container: booted (its first-boot files written once, with a new
@@ -256,6 +257,12 @@ impl LocalCloud {
             })
         };
         let machine = self.machine(state, node);
+        if up && machine.pid().is_none() && machine.prepared() {
+            // It booted before: like a computer that reboots, it starts with a fresh network
+            // stack (no ruleset, conntrack entry or sysctl of its last boot), not the namespace
+            // its last boot left behind.
+            Lab::new(&state.lab).renew_node(node)?;
+        }
         machine.ensure(&Images::new(&self.dir), node, first_boot, up)?;
         if up {
             for v in state.volumes.iter().filter(|v| v.attached_to.as_ref() == Some(&node.name)) {
@@ -392,6 +399,12 @@ impl LocalCloud {
         }
         let _ = fs::remove_file(self.device_link(label));
         Ok(())
+    }
+
+    /// Finishes what a dead run left and boots the machines that should run and do not: what
+    /// a machine's supervisor asks for when the machine rebooted itself.
+    pub fn repair_after_reboot(&self) -> Result<(), ProviderError> {
+        self.begin().map(drop)
     }
 
     /// Repairs every node and volume, step by step.
@@ -791,6 +804,14 @@ impl Lab {
         in_node.extend(node.public_ipv6.iter().map(|a| format!("addr replace {a}/64 dev eth1 nodad")));
         in_node.extend(Self::link_commands(up));
         net::ip_batch(&ns, &in_node)
+    }
+
+    /// A node's namespace made anew, as a rebooted computer's network stack is: the old one
+    /// deleted (with whatever rules, connections and settings it held), then the node's
+    /// links, addresses and routes set up again.
+    fn renew_node(&self, node: &Node) -> Result<(), ProviderError> {
+        net::delete_netns(&self.node_ns(&node.name))?;
+        self.ensure_node(node, true)
     }
 
     /// What brings a node's links up (with its routes) or down.
