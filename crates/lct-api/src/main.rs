@@ -42,7 +42,7 @@ Examples:
 
   lct-api list
   lct-api stop demo-2 && lct-api start demo-2
-  lct-inventory query --cluster demo | lct-api delete
+  lct-inventory query --cluster demo | lct-api delete    # each record on its own provider
 
   # Volumes (loop devices on the local cloud)
   lct-api volume create data-1 --size 1G --attach demo-1
@@ -56,7 +56,8 @@ Examples:
   lct-api linode instances list --filter '{\"region\":\"us-east\"}'
   lct-api linode volumes attach 12345 --data '{\"linode_id\":678}' --wait
 
-Exit status: 0 success, 1 failure (each failed node is named), 2 usage error.
+Exit status: 0 success, 1 failure (each failed node is named; start, stop and delete of a node
+that does not exist fail unless --missing-ok), 2 usage error.
 Environment: LCT_PROVIDER, LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (default lct).";
 
 /// Create, list, start, stop and delete nodes and volumes on a cloud provider.
