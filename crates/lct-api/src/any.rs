@@ -1,6 +1,6 @@
 //! A provider chosen at run time, and the one rule for which providers a command asks.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use lct_core::record::{Cluster, Name, Node, NodeSpec, ProviderName, Volume};
@@ -76,18 +76,19 @@ pub async fn remember_provider(
 ) -> Result<Vec<Cluster>, ProviderError> {
     let records = store.load()?;
     let mut elsewhere = BTreeSet::new();
-    let mut listed: Vec<(ProviderName, Result<Vec<Node>, ()>)> = Vec::new();
+    // Each other provider listed once; `None`: it could not be asked.
+    let mut listed: BTreeMap<ProviderName, Option<Vec<Node>>> = BTreeMap::new();
     for record in records.iter().filter(|c| clusters.contains(&c.name) && !c.providers().contains(&provider)) {
         for other in record.providers() {
-            if !listed.iter().any(|(p, _)| *p == other) {
+            if !listed.contains_key(&other) {
                 let nodes = match AnyProvider::from_env(other) {
-                    Ok(p) => p.list().await.map_err(drop),
-                    Err(_) => Err(()),
+                    Ok(p) => p.list().await.ok(),
+                    Err(_) => None,
                 };
-                listed.push((other, nodes));
+                listed.insert(other, nodes);
             }
-            let (_, nodes) = listed.iter().find(|(p, _)| *p == other).expect("listed above");
-            if nodes.as_ref().map_or(true, |nodes| nodes.iter().any(|n| n.cluster == record.name)) {
+            let holds_some = listed[&other].as_ref().is_none_or(|nodes| nodes.iter().any(|n| n.cluster == record.name));
+            if holds_some {
                 elsewhere.insert(record.name.clone());
             }
         }

@@ -172,6 +172,15 @@ impl ClusterStore {
         provider: ProviderName,
         elsewhere: &BTreeSet<Name>,
     ) -> Result<Vec<Cluster>, StateError> {
+        // Nothing to record (the usual case): the file is not written, nor made.
+        let current = self.load()?;
+        let news = |name: &Name| match current.iter().find(|c| &c.name == name) {
+            None => provider != ProviderName::Local,
+            Some(c) => !c.providers().contains(&provider),
+        };
+        if !clusters.iter().any(news) {
+            return Ok(Vec::new());
+        }
         let mut changed = Vec::new();
         self.update(|all| {
             for name in clusters {
@@ -314,6 +323,10 @@ mod tests {
             store.load().unwrap().into_iter().map(|c| (c.name.to_string(), c)).collect();
         assert!(!all.contains_key("demo"));
         assert_eq!(all["lz"].providers(), [ProviderName::Linode, ProviderName::Local]);
+        // Nothing new on a fresh state directory: no file is made.
+        let fresh = tempfile::tempdir().unwrap();
+        ClusterStore::new(fresh.path()).note_nodes_on(&names(&["demo"]), ProviderName::Local, &names(&[])).unwrap();
+        assert!(!ClusterStore::new(fresh.path()).path().exists());
     }
 
     #[test]
