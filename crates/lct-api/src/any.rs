@@ -80,12 +80,11 @@ pub async fn remember_provider(
     let mut listed: BTreeMap<ProviderName, Option<Vec<Node>>> = BTreeMap::new();
     for record in records.iter().filter(|c| clusters.contains(&c.name) && !c.providers().contains(&provider)) {
         for other in record.providers() {
-            if !listed.contains_key(&other) {
-                let nodes = match AnyProvider::from_env(other) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(other) {
+                slot.insert(match AnyProvider::from_env(other) {
                     Ok(p) => p.list().await.ok(),
                     Err(_) => None,
-                };
-                listed.insert(other, nodes);
+                });
             }
             let holds_some = listed[&other].as_ref().is_none_or(|nodes| nodes.iter().any(|n| n.cluster == record.name));
             if holds_some {
