@@ -661,7 +661,8 @@ async fn create_all(
     match lct_api::remember_provider(&store, &clusters, provider.name()).await {
         Ok(changed) => {
             for c in changed {
-                tracing::info!(cluster = %c.name, "its record says its nodes are on {}", c.providers().iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "));
+                let on: Vec<&str> = c.providers().iter().map(|p| p.as_str()).collect();
+                tracing::info!(cluster = %c.name, "its record says its nodes are on {}", on.join(", "));
             }
         }
         Err(e) => tracing::warn!(
