@@ -830,6 +830,23 @@ fn lab_addresses_are_reached_from_the_lab_only_and_pipes_need_no_provider() {
     assert_eq!(wrong.status, 1, "{}", wrong.stderr);
     let reason = wrong.json_lines()[0]["reason"].as_str().unwrap_or_default().to_string();
     assert!(reason.contains(&format!("network namespace {void} has no route")), "{reason}");
+    // A plan with hooks waits for its nodes' SSH: the refusal ends that wait at once, with
+    // the reason, rather than after five minutes of retries.
+    let plan = env.state.path().join("hooked.yaml");
+    std::fs::write(
+        &plan,
+        "description: x\ngroups:\n  node: {count: 1}\nhooks:\n  created:\n    - {run: \"true\", on: [node]}\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let hooked = run("lct-plan", &["create", "ph", plan.to_str().unwrap(), "-p", "linode"], Some(&void), "");
+    assert_ne!(hooked.status, 0, "{}", hooked.stderr);
+    assert!(
+        hooked.stderr.contains("refusing to connect") && hooked.stderr.contains("LCT_LINODE_SSH_NETNS"),
+        "{}",
+        hooked.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "waited {:?}", started.elapsed());
 
     // With the double's setting: through a pipe, no -p, it works (once the machine's sshd is up).
     let piped = run("lct-inventory", &["query", "--cluster", "lz", "-o", "jsonl"], Some(&outside), "").ok();
@@ -845,5 +862,6 @@ fn lab_addresses_are_reached_from_the_lab_only_and_pipes_need_no_provider() {
     assert_eq!(answered.json_lines()[0]["stdout"].as_str().unwrap().trim(), "lz-1");
     // And deleted through a pipe with no -p: on Linode, so its machine goes.
     run("lct-api", &["delete"], None, &records.stdout).ok();
-    assert!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "backing machine left");
+    let backing = env.run("lct-api", &["list", "-o", "jsonl"]).ok().nodes();
+    assert!(!backing.iter().any(|n| n.name.as_str() == "lz-1"), "lz-1's backing machine left");
 }
