@@ -143,14 +143,29 @@ impl Env {
     /// The Linode API double as a process of its own, backed by this test's local cloud
     /// (its instances are machines of this lab): the helper, and the API's URL.
     pub fn linode_double_backed_by_machines(&self, token: &str) -> (Background, String) {
+        let (double, settings) = self.linode_double_settings(token);
+        (double, settings["LINODE_URL"].clone())
+    }
+
+    /// The same, and the settings it prints for lct (`export LINODE_URL=... LINODE_TOKEN=...
+    /// LCT_LINODE_SSH_NETNS=...`), by name.
+    pub fn linode_double_settings(&self, token: &str) -> (Background, std::collections::BTreeMap<String, String>) {
         use std::io::BufRead;
         use std::os::unix::process::CommandExt;
         let mut double = self.command("lct-linode-double", &["--speed", "100", "--token", token, "--backing", "local"]);
         double.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null()).process_group(0);
         let mut child = double.spawn().expect("the Linode double starts");
-        let mut url = String::new();
-        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut url).expect("its URL");
-        (Background(child), url.trim().to_string())
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line).expect("its settings");
+        let settings = line
+            .trim()
+            .strip_prefix("export ")
+            .unwrap_or_else(|| panic!("not an export line: {line:?}"))
+            .split_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        (Background(child), settings)
     }
 
     /// Runs `cmd` on a machine node over SSH, as lct does (its key, its pinned host keys),

@@ -175,7 +175,8 @@ fn schema_file_describes_the_records() {
 
 #[test]
 fn every_inventory_query_picks_providers_by_one_rule() {
-    // The flag, then LCT_PROVIDER, then the providers that hold state. Asking Linode without
+    // The flag, then LCT_PROVIDER, then the selected clusters' records, then the providers
+    // that hold state. Asking Linode without
     // a token fails with that reason, which shows it was asked.
     let env = Env::new();
     let no_token = |cmd: &mut std::process::Command| {
@@ -202,6 +203,15 @@ fn every_inventory_query_picks_providers_by_one_rule() {
     for q in queries {
         assert!(asks_linode(q, None), "{q:?} does not ask the provider a cluster record names");
     }
+    // A query about clusters asks where their records say their nodes are: near's (local)
+    // does not ask Linode (no token needed) and says it found nothing there; far's does; a
+    // cluster without a record, every provider that holds state.
+    env.run("lct-inventory", &["clusters", "set", "near", "--provider", "local"]).ok();
+    assert!(!asks_linode(&["lct-inventory", "query", "--cluster", "near"], None));
+    let near = env.run("lct-inventory", &["query", "--cluster", "near", "-o", "jsonl"]).ok();
+    assert!(near.stderr.contains("cluster near: no nodes (asked local)"), "{}", near.stderr);
+    assert!(asks_linode(&["lct-inventory", "query", "--cluster", "far"], None));
+    assert!(asks_linode(&["lct-inventory", "query", "--cluster", "unknown"], None));
     // The flag wins over both.
     assert!(!asks_linode(&["lct-inventory", "query", "--provider", "local"], Some("linode")));
     let bad = env.command("lct-inventory", &["query"]);

@@ -374,9 +374,59 @@ fn volumes_disks_images_domains_firewalls_nodebalancers_and_events() {
     assert!(events.iter().any(|e| e["action"] == "linode_shutdown"), "{events:?}");
     let none = json(api.run(&["linode", "events", "list", "--since", "2999-01-01T00:00:00"], ""));
     assert!(none.is_empty());
-    // Delete: a node goes, the second delete finds nothing.
+    // Delete: a node goes; a second delete finds nothing, a failure unless --missing-ok.
     api.run(&["-p", "linode", "delete", "st-1"], "").ok();
-    assert!(api.run(&["-p", "linode", "delete", "st-1"], "").ok().stderr.contains("no such node"));
+    let again = api.run(&["-p", "linode", "delete", "st-1"], "");
+    assert_eq!(again.status, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("delete st-1: no node named st-1 on linode"), "{}", again.stderr);
+    assert!(api.run(&["-p", "linode", "delete", "--missing-ok", "st-1"], "").ok().stderr.contains("no such node"));
+}
+
+#[test]
+fn pipes_act_on_each_records_provider_and_clusters_remember_where_their_nodes_are() {
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    let inventory = |args: &[&str]| api.run_tool("lct-inventory", args, "");
+    let names = |nodes: Vec<lct_core::record::Node>| nodes.into_iter().map(|n| n.name.to_string()).collect::<Vec<_>>();
+    // Made on Linode, as a new user would, then asked about with no -p: the cluster's record
+    // says where its nodes are.
+    api.run(&["-p", "linode", "create", "--cluster", "lz", "--count", "2"], "").ok();
+    let records = inventory(&["clusters", "list", "-o", "jsonl"]).ok().json_lines();
+    assert!(records.iter().any(|c| c["name"] == "lz" && c["provider"] == "linode"), "{records:?}");
+    let found = inventory(&["query", "--cluster", "lz", "-o", "jsonl"]).ok();
+    assert_eq!(names(found.nodes()), ["lz-1", "lz-2"], "{}", found.stderr);
+    assert!(found.nodes().iter().all(|n| n.provider.as_str() == "linode"));
+    // A cluster with no nodes says so at the default log level, and where lct looked.
+    let nowhere = inventory(&["query", "--cluster", "nowhere", "-o", "jsonl"]).ok();
+    assert!(nowhere.stdout.trim().is_empty());
+    assert!(nowhere.stderr.contains("cluster nowhere: no nodes (asked linode)"), "{}", nowhere.stderr);
+    let narrowed = inventory(&["query", "--cluster", "lz", "--status", "offline", "-o", "jsonl"]).ok();
+    assert!(narrowed.stderr.contains("cluster lz: no nodes that match the other selectors"), "{}", narrowed.stderr);
+
+    // Piped records go to the provider each names: stop, start and delete on Linode, with
+    // no -p (they used to be looked up in the local cloud and, not found there, skipped).
+    let piped = found.stdout.clone();
+    let stopped = api.run(&["stop", "-o", "jsonl"], &piped).ok();
+    assert!(stopped.nodes().iter().all(|n| n.status.as_str() == "offline"), "{}", stopped.stdout);
+    api.run(&["start", "-o", "jsonl"], &piped).ok();
+    // A provider chosen explicitly that is not the records' is refused before anything.
+    let mixed = api.run(&["-p", "local", "delete"], &piped);
+    assert_eq!(mixed.status, 1, "{}", mixed.stderr);
+    assert!(mixed.stderr.contains("node lz-1 is on linode"), "{}", mixed.stderr);
+    assert_eq!(names(inventory(&["query", "--cluster", "lz", "-o", "jsonl"]).ok().nodes()), ["lz-1", "lz-2"]);
+    api.run(&["delete"], &piped).ok();
+    assert!(api.run(&["-p", "linode", "list", "-o", "jsonl"], "").ok().stdout.trim().is_empty(), "left on Linode");
+    // Again: neither is there any more. Each is named, and the exit status says so.
+    let gone = api.run(&["delete"], &piped);
+    assert_eq!(gone.status, 1, "{}", gone.stderr);
+    for n in ["lz-1", "lz-2"] {
+        assert!(gone.stderr.contains(&format!("delete {n}: no node named {n} on linode")), "{}", gone.stderr);
+    }
+    let tolerated = api.run(&["delete", "--missing-ok"], &piped).ok();
+    assert!(tolerated.stderr.contains("no such node on linode"), "{}", tolerated.stderr);
+    let stop_missing = api.run(&["stop"], &piped);
+    assert_eq!(stop_missing.status, 1, "{}", stop_missing.stderr);
 }
 
 #[test]
@@ -716,4 +766,102 @@ fn push_linode_streams_a_gzipd_disk_to_the_upload_url_with_bounded_memory() {
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("field label"), "{}", out.stderr);
     assert_eq!(double.stats().requests, before, "a request was made");
+}
+
+#[test]
+#[ignore = "needs root: the Linode double backed by machine nodes, and an empty network namespace"]
+fn lab_addresses_are_reached_from_the_lab_only_and_pipes_need_no_provider() {
+    let env = Env::new();
+    let (_double, settings) = env.linode_double_settings("backed");
+    // The double says what points lct at its lab: its API, and the namespace its nodes'
+    // (documentation) addresses are reached from.
+    let outside = format!("{}-outside", env.lab);
+    assert!(settings["LINODE_URL"].starts_with("http://127.0.0.1:"), "{settings:?}");
+    assert_eq!(settings.get("LCT_LINODE_SSH_NETNS"), Some(&outside), "{settings:?}");
+    // A controller that knows Linode only (a state of its own): the double's settings, with
+    // the namespace given or not.
+    let controller = env.state.path().join("controller");
+    std::fs::create_dir_all(&controller).unwrap();
+    let point = |cmd: &mut Command, netns: Option<&str>| {
+        cmd.env("LCT_STATE_DIR", &controller)
+            .env("LINODE_URL", &settings["LINODE_URL"])
+            .env("LINODE_TOKEN", &settings["LINODE_TOKEN"])
+            .env("LCT_LINODE_POLL", "0.05")
+            .env("HOME", &controller)
+            .env_remove("LCT_PROVIDER")
+            .env_remove("LCT_LINODE_SSH_NETNS");
+        if let Some(ns) = netns {
+            cmd.env("LCT_LINODE_SSH_NETNS", ns);
+        }
+    };
+    let run = |program: &str, args: &[&str], netns: Option<&str>, input: &str| {
+        let mut cmd = env.command(program, args);
+        point(&mut cmd, netns);
+        lct_tests::run_command(cmd, input)
+    };
+    run("lct-api", &["-p", "linode", "create", "--cluster", "lz", "--count", "1"], None, "").ok();
+    // Found by cluster with no -p: the cluster's record says Linode.
+    let records = run("lct-inventory", &["query", "--cluster", "lz", "-o", "jsonl"], None, "").ok();
+    let nodes = records.nodes();
+    assert_eq!(nodes.len(), 1, "{}", records.stderr);
+    let public = nodes[0].public_ipv4[0].to_string();
+    assert!(lct_core::reach::documentation_block(public.parse().unwrap()).is_some(), "{public}");
+
+    // Without the setting, from a namespace the test made with no route at all (so that even
+    // without the check nothing could leave this machine): refused before any connection,
+    // naming the setting, not a network error.
+    let void = format!("{}-void", env.lab);
+    assert!(Command::new("ip").args(["netns", "add", &void]).status().unwrap().success());
+    let mut in_void = Command::new("ip");
+    in_void
+        .args(["netns", "exec", &void])
+        .arg(lct_tests::bin("lct-inventory"))
+        .args(["exec", "-o", "jsonl", "--", "hostname"]);
+    point(&mut in_void, None);
+    let refused = lct_tests::run_command(in_void, &records.stdout);
+    assert_eq!(refused.status, 1, "{}\n{}", refused.stdout, refused.stderr);
+    let result = &refused.json_lines()[0];
+    let reason = result["reason"].as_str().unwrap_or_else(|| panic!("not refused: {result}"));
+    assert!(reason.contains(&format!("refusing to connect to {public}")), "{reason}");
+    assert!(reason.contains("LCT_LINODE_SSH_NETNS") && reason.contains("this machine's own"), "{reason}");
+    assert!(!refused.stderr.contains("unreachable") && !reason.contains("unreachable"), "{reason}");
+    // The same by cluster (no -p), the setting naming that empty namespace: refused, naming it.
+    let wrong = run("lct-inventory", &["exec", "--cluster", "lz", "-o", "jsonl", "--", "hostname"], Some(&void), "");
+    assert_eq!(wrong.status, 1, "{}", wrong.stderr);
+    let reason = wrong.json_lines()[0]["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains(&format!("network namespace {void} has no route")), "{reason}");
+    // A plan with hooks waits for its nodes' SSH: the refusal ends that wait at once, with
+    // the reason, rather than after five minutes of retries.
+    let plan = env.state.path().join("hooked.yaml");
+    std::fs::write(
+        &plan,
+        "description: x\ngroups:\n  node: {count: 1}\nhooks:\n  created:\n    - {run: \"true\", on: [node]}\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let hooked = run("lct-plan", &["create", "ph", plan.to_str().unwrap(), "-p", "linode"], Some(&void), "");
+    assert_ne!(hooked.status, 0, "{}", hooked.stderr);
+    assert!(
+        hooked.stderr.contains("refusing to connect") && hooked.stderr.contains("LCT_LINODE_SSH_NETNS"),
+        "{}",
+        hooked.stderr
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(120), "waited {:?}", started.elapsed());
+
+    // With the double's setting: through a pipe, no -p, it works (once the machine's sshd is up).
+    let piped = run("lct-inventory", &["query", "--cluster", "lz", "-o", "jsonl"], Some(&outside), "").ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let answered = loop {
+        let out = run("lct-inventory", &["exec", "-o", "jsonl", "--", "hostname"], Some(&outside), &piped.stdout);
+        if out.status == 0 || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(answered.status, 0, "{}\n{}", answered.stdout, answered.stderr);
+    assert_eq!(answered.json_lines()[0]["stdout"].as_str().unwrap().trim(), "lz-1");
+    // And deleted through a pipe with no -p: on Linode, so its machine goes.
+    run("lct-api", &["delete"], None, &records.stdout).ok();
+    let backing = env.run("lct-api", &["list", "-o", "jsonl"]).ok().nodes();
+    assert!(!backing.iter().any(|n| n.name.as_str() == "lz-1"), "lz-1's backing machine left");
 }

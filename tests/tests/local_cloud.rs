@@ -101,6 +101,15 @@ fn three_node_cluster_networks_exec_and_cleanup() {
     assert!(!env.namespaces().contains(&env.ns("demo-1")));
     assert!(!std::path::Path::new("/etc/netns").join(env.ns("demo-1")).exists());
     assert_eq!(env.run("lct-api", &["list"]).ok().nodes().len(), 2);
+    // The same record again: that node is gone, which is an error naming it (a stale record
+    // or a typo is never "done"), unless missing nodes are fine.
+    let again = env.run_with_input("lct-api", &["delete"], &format!("{first}\n"));
+    assert_eq!(again.status, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("delete demo-1: no node named demo-1 on local"), "{}", again.stderr);
+    env.run_with_input("lct-api", &["delete", "--missing-ok"], &format!("{first}\n")).ok();
+    let start_missing = env.run("lct-api", &["start", "demo-1"]);
+    assert_eq!(start_missing.status, 1, "{}", start_missing.stderr);
+    assert!(start_missing.stderr.contains("start demo-1: no node named demo-1 on local"), "{}", start_missing.stderr);
 
     env.run("lct-api", &["lab", "down"]).ok();
     assert!(env.namespaces().is_empty(), "left behind: {:?}", env.namespaces());

@@ -1,22 +1,27 @@
 //! A provider chosen at run time, and the one rule for which providers a command asks.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use lct_core::record::{Cluster, Name, Node, NodeSpec, ProviderName, Volume};
+use lct_core::state::ClusterStore;
 
 use crate::linode::LinodeProvider;
 use crate::local::LocalCloud;
 use crate::provider::{Provider, ProviderError, VolumeSpec};
 
 /// The rule every tool that queries the inventory follows, also written in their `--help`.
-pub const PROVIDERS_HELP: &str = "[default: LCT_PROVIDER, else the providers that hold state: local when its lab has state, linode when a cluster record names it; local when none does]";
+pub const PROVIDERS_HELP: &str = "[default: LCT_PROVIDER, else where the selected clusters' records say their nodes are (lct-api create records it), else the providers that hold state: local when its lab has state, those a cluster record names; local when none does]";
 
-/// Which providers to ask: the ones given (a `--provider` flag), else `LCT_PROVIDER`, else
-/// those that hold state: the local cloud when its state file exists, Linode when a cluster
-/// record names it; the local cloud when none does.
+/// Which providers to ask about the clusters `selected` (none: every cluster): the ones
+/// given (a `--provider` flag), else `LCT_PROVIDER`, else, when every selected cluster has a
+/// record, the providers those records name (where `lct-api create` found their nodes
+/// live), else those that hold state: the local cloud when its state file exists, and every
+/// other provider a cluster record names; the local cloud when none does.
 pub fn providers_to_ask(
     given: &[ProviderName],
     clusters: &[Cluster],
+    selected: &BTreeSet<Name>,
     state_dir: &Path,
 ) -> Result<Vec<ProviderName>, ProviderError> {
     if !given.is_empty() {
@@ -40,17 +45,54 @@ pub fn providers_to_ask(
         list.sort();
         return Ok(list);
     }
-    let mut list = Vec::new();
-    if LocalCloud::new(state_dir, None).has_state() {
-        list.push(ProviderName::Local);
+    let records: Vec<&Cluster> = clusters.iter().filter(|c| selected.contains(&c.name)).collect();
+    let mut list: Vec<ProviderName> = Vec::new();
+    if !selected.is_empty() && records.len() == selected.len() {
+        list.extend(records.iter().flat_map(|c| c.providers()));
+    } else {
+        if LocalCloud::new(state_dir, None).has_state() {
+            list.push(ProviderName::Local);
+        }
+        // The local cloud by its state alone: a record names it by default.
+        list.extend(clusters.iter().flat_map(|c| c.providers()).filter(|p| *p != ProviderName::Local));
     }
-    if clusters.iter().any(|c| c.provider == ProviderName::Linode) {
-        list.push(ProviderName::Linode);
-    }
+    list.sort();
+    list.dedup();
     if list.is_empty() {
         list.push(ProviderName::Local);
     }
     Ok(list)
+}
+
+/// Records that `provider` now holds nodes of `clusters` (after `lct-api create`), so that
+/// queries by cluster find them without `--provider`: see
+/// [`lct_core::state::ClusterStore::note_nodes_on`]. A record naming other providers keeps
+/// them (`also_on`) unless they hold none of the cluster's nodes (asked here; one that
+/// cannot be asked is taken to hold some).
+pub async fn remember_provider(
+    store: &ClusterStore,
+    clusters: &BTreeSet<Name>,
+    provider: ProviderName,
+) -> Result<Vec<Cluster>, ProviderError> {
+    let records = store.load()?;
+    let mut elsewhere = BTreeSet::new();
+    // Each other provider listed once; `None`: it could not be asked.
+    let mut listed: BTreeMap<ProviderName, Option<Vec<Node>>> = BTreeMap::new();
+    for record in records.iter().filter(|c| clusters.contains(&c.name) && !c.providers().contains(&provider)) {
+        for other in record.providers() {
+            if let std::collections::btree_map::Entry::Vacant(slot) = listed.entry(other) {
+                slot.insert(match AnyProvider::from_env(other) {
+                    Ok(p) => p.list().await.ok(),
+                    Err(_) => None,
+                });
+            }
+            let holds_some = listed[&other].as_ref().is_none_or(|nodes| nodes.iter().any(|n| n.cluster == record.name));
+            if holds_some {
+                elsewhere.insert(record.name.clone());
+            }
+        }
+    }
+    Ok(store.note_nodes_on(clusters, provider, &elsewhere)?)
 }
 
 /// A provider chosen at run time.

@@ -4,13 +4,16 @@
 //! delete nodes, and manage block volumes. [`local::LocalCloud`] implements it with Linux
 //! network namespaces on this machine; [`linode::LinodeProvider`] implements the same trait
 //! with the Linode API v4.
-//! [`AnyProvider`] picks one at run time; [`providers_to_ask`] is the rule for which.
+//! [`AnyProvider`] picks one at run time; [`providers_to_ask`] is the rule for which, and
+//! [`remember_provider`] keeps cluster records pointing at it. [`act`] starts, stops and
+//! deletes nodes each on the provider that holds it.
 
+pub mod act;
 mod any;
 pub mod cloudinit;
 pub mod linode;
 pub mod local;
 mod provider;
 
-pub use any::{AnyProvider, PROVIDERS_HELP, providers_to_ask};
+pub use any::{AnyProvider, PROVIDERS_HELP, providers_to_ask, remember_provider};
 pub use provider::{Provider, ProviderError, VolumeSpec, parse_size_mib};

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use lct_api::act::Action;
 use lct_api::local::LocalCloud;
 use lct_api::{AnyProvider, Provider, VolumeSpec};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
@@ -41,7 +42,7 @@ Examples:
 
   lct-api list
   lct-api stop demo-2 && lct-api start demo-2
-  lct-inventory query --cluster demo | lct-api delete
+  lct-inventory query --cluster demo | lct-api delete    # each record on its own provider
 
   # Volumes (loop devices on the local cloud)
   lct-api volume create data-1 --size 1G --attach demo-1
@@ -55,7 +56,8 @@ Examples:
   lct-api linode instances list --filter '{\"region\":\"us-east\"}'
   lct-api linode volumes attach 12345 --data '{\"linode_id\":678}' --wait
 
-Exit status: 0 success, 1 failure (each failed node is named), 2 usage error.
+Exit status: 0 success, 1 failure (each failed node is named; start, stop and delete of a node
+that does not exist fail unless --missing-ok), 2 usage error.
 Environment: LCT_PROVIDER, LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (default lct).";
 
 /// Create, list, start, stop and delete nodes and volumes on a cloud provider.
@@ -65,9 +67,10 @@ Environment: LCT_PROVIDER, LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (defaul
 #[derive(Parser)]
 #[command(name = "lct-api", version, after_help = EXAMPLES)]
 struct Cli {
-    /// Which provider to talk to
-    #[arg(long, short = 'p', global = true, value_enum, env = "LCT_PROVIDER", default_value_t = ProviderName::Local)]
-    provider: ProviderName,
+    /// Which provider to talk to [default: local]; node records piped to start, stop and
+    /// delete go to the provider each names
+    #[arg(long, short = 'p', global = true, value_enum, env = "LCT_PROVIDER")]
+    provider: Option<ProviderName>,
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
@@ -118,12 +121,28 @@ enum Command {
     },
     /// Show one node
     Get { name: Name },
-    /// Boot nodes (names, or node records on stdin)
-    Start { names: Vec<Name> },
-    /// Shut nodes down (names, or node records on stdin)
-    Stop { names: Vec<Name> },
-    /// Delete nodes (names, or node records on stdin); volumes stay, detached
-    Delete { names: Vec<Name> },
+    /// Boot nodes (names, or node records on stdin, each on its own provider)
+    Start {
+        names: Vec<Name>,
+        /// A node that does not exist is no failure (a warning)
+        #[arg(long)]
+        missing_ok: bool,
+    },
+    /// Shut nodes down (names, or node records on stdin, each on its own provider)
+    Stop {
+        names: Vec<Name>,
+        /// A node that does not exist is no failure (a warning)
+        #[arg(long)]
+        missing_ok: bool,
+    },
+    /// Delete nodes (names, or node records on stdin, each on its own provider); volumes
+    /// stay, detached. A node that does not exist is a failure unless --missing-ok
+    Delete {
+        names: Vec<Name>,
+        /// A node that does not exist is no failure (a warning)
+        #[arg(long)]
+        missing_ok: bool,
+    },
     /// Block volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
@@ -245,8 +264,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Linode { resource, verb, ids, filter, data, wait, file, since } = cli.command {
         return linode(LinodeArgs { resource, verb, ids, filter, data, wait, file, since }, format).await;
     }
-    let provider = AnyProvider::from_env(cli.provider)?;
-    match cli.command {
+    let chosen = cli.provider;
+    // Start, stop and delete act on each node's own provider (records say which).
+    let command = match cli.command {
+        Command::Start { names, missing_ok } => return act_on(names, chosen, Action::Start, missing_ok, format).await,
+        Command::Stop { names, missing_ok } => return act_on(names, chosen, Action::Stop, missing_ok, format).await,
+        Command::Delete { names, missing_ok } => {
+            return act_on(names, chosen, Action::Delete, missing_ok, format).await;
+        }
+        other => other,
+    };
+    let provider = AnyProvider::from_env(chosen.unwrap_or_default())?;
+    match command {
         Command::Create { cluster, group, count, names, tags, region, node_type, image, user_data, parallel } => {
             let user_data = match user_data {
                 Some(path) => {
@@ -289,26 +318,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let node = nodes.into_iter().find(|n| n.name == name).with_context(|| format!("no node named {name}"))?;
             Ok(emit(&[node], format)?)
         }
-        Command::Start { names } => power(&provider, names, true, format).await,
-        Command::Stop { names } => power(&provider, names, false, format).await,
-        Command::Delete { names } => {
-            let names = names_or_stdin(names)?;
-            let mut failed = 0;
-            for name in &names {
-                match provider.delete(name).await {
-                    Ok(true) => tracing::info!(node = %name, "deleted"),
-                    Ok(false) => tracing::warn!(node = %name, "no such node; nothing to delete"),
-                    Err(e) => {
-                        eprintln!("lct-api: delete {name}: {e}");
-                        failed += 1;
-                    }
-                }
-            }
-            if failed > 0 {
-                bail!("{failed} of {} deletions failed", names.len());
-            }
-            Ok(())
-        }
         Command::Volume(cmd) => volume(&provider, cmd, format).await,
         Command::Lab(cmd) => {
             let AnyProvider::Local(local) = &provider else {
@@ -316,7 +325,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             lab(local, cmd, format)
         }
-        Command::Meta(_) | Command::Linode { .. } => unreachable!("handled above"),
+        Command::Meta(_)
+        | Command::Linode { .. }
+        | Command::Start { .. }
+        | Command::Stop { .. }
+        | Command::Delete { .. } => {
+            unreachable!("handled above")
+        }
     }
 }
 
@@ -518,16 +533,54 @@ fn read_specs() -> anyhow::Result<Vec<NodeSpec>> {
     Ok(specs)
 }
 
-/// Node names from the arguments, or from node records on stdin.
-fn names_or_stdin(names: Vec<Name>) -> anyhow::Result<Vec<Name>> {
-    if !names.is_empty() {
-        return Ok(names);
-    }
-    if io::stdin().is_terminal() {
+/// `start`, `stop`, `delete`: the nodes named (on the chosen provider) or piped (each on its
+/// own), acted on, each failure named; a missing node fails unless `missing_ok`.
+async fn act_on(
+    names: Vec<Name>,
+    chosen: Option<ProviderName>,
+    action: Action,
+    missing_ok: bool,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let records = if !names.is_empty() {
+        Vec::new()
+    } else if io::stdin().is_terminal() {
         return Err(UsageError("name the nodes, or pipe node records".into()).into());
+    } else {
+        let (nodes, _) = stream::read_kind::<Node>(io::stdin().lock()).context("stdin")?;
+        if nodes.is_empty() {
+            tracing::warn!("no node records on stdin; nothing to {}", action.as_str());
+        }
+        nodes
+    };
+    let targets = lct_api::act::targets(names, records, chosen)?;
+    let mut nodes = Vec::new();
+    let mut failed = 0;
+    for (target, outcome) in lct_api::act::act(&targets, action).await {
+        let verb = action.as_str();
+        match outcome {
+            Ok(Some(node)) => nodes.push(node),
+            Ok(None) => tracing::info!(node = %target.name, provider = %target.provider, "{verb}: done"),
+            Err(lct_api::ProviderError::NoSuchNode(name)) if missing_ok => {
+                tracing::warn!("{verb} {name}: no such node on {}; nothing to do (--missing-ok)", target.provider);
+            }
+            Err(lct_api::ProviderError::NoSuchNode(name)) => {
+                eprintln!("lct-api: {verb} {name}: no node named {name} on {}", target.provider);
+                failed += 1;
+            }
+            Err(e) => {
+                eprintln!("lct-api: {verb} {} (on {}): {e}", target.name, target.provider);
+                failed += 1;
+            }
+        }
     }
-    let (nodes, _) = stream::read_kind::<Node>(io::stdin().lock()).context("stdin")?;
-    Ok(nodes.into_iter().map(|n| n.name).collect())
+    if action != Action::Delete {
+        emit(&nodes, format)?;
+    }
+    if failed > 0 {
+        bail!("{failed} of {} nodes failed to {}", targets.len(), action.as_str());
+    }
+    Ok(())
 }
 
 async fn create_all(
@@ -618,33 +671,29 @@ async fn create_all(
     }
     bar.finish_and_clear();
     drop(out);
+    // The clusters' records remember where their nodes are: queries by cluster find them
+    // without --provider.
+    let clusters: std::collections::BTreeSet<Name> = created.iter().map(|n| n.cluster.clone()).collect();
+    let store = lct_core::state::ClusterStore::new(&lct_core::state::state_dir());
+    match lct_api::remember_provider(&store, &clusters, provider.name()).await {
+        Ok(changed) => {
+            for c in changed {
+                let on: Vec<&str> = c.providers().iter().map(|p| p.as_str()).collect();
+                tracing::info!(cluster = %c.name, "its record says its nodes are on {}", on.join(", "));
+            }
+        }
+        Err(e) => tracing::warn!(
+            "{path}: the cluster records do not say these nodes are on {p} ({e}): queries by cluster need --provider {p}",
+            path = store.path().display(),
+            p = provider.name()
+        ),
+    }
     if format == OutputFormat::Table {
         created.sort_by(|a, b| a.name.cmp(&b.name));
         emit(&created, format)?;
     }
     if failed > 0 {
         bail!("{failed} of {total} nodes failed");
-    }
-    Ok(())
-}
-
-async fn power(provider: &AnyProvider, names: Vec<Name>, up: bool, format: OutputFormat) -> anyhow::Result<()> {
-    let names = names_or_stdin(names)?;
-    let mut nodes = Vec::new();
-    let mut failed = 0;
-    for name in &names {
-        let result = if up { provider.start(name).await } else { provider.stop(name).await };
-        match result {
-            Ok(node) => nodes.push(node),
-            Err(e) => {
-                eprintln!("lct-api: {} {name}: {e}", if up { "start" } else { "stop" });
-                failed += 1;
-            }
-        }
-    }
-    emit(&nodes, format)?;
-    if failed > 0 {
-        bail!("{failed} of {} nodes failed", names.len());
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //!   completions and man pages).
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`prefix`]: address prefixes, strict for declarations or clearing host bits.
+//! * [`reach`]: never a connection to a lab's documentation address out of this machine.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
 //! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
@@ -23,6 +24,7 @@ pub mod debian;
 pub mod fsutil;
 pub mod naming;
 pub mod prefix;
+pub mod reach;
 pub mod record;
 pub mod scan;
 pub mod ssh;

@@ -496,8 +496,14 @@ pub struct Cluster {
     pub name: Name,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<DomainName>,
+    /// Where its nodes live: `lct-api create` and `lct-plan create` set it, and queries by
+    /// cluster ask this provider.
     #[serde(default)]
     pub provider: ProviderName,
+    /// Other providers that hold nodes of it too (a cluster created on one and grown on
+    /// another); queries by cluster ask them as well.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_on: Vec<ProviderName>,
     #[serde(default)]
     pub depends_on: Vec<Dependency>,
     /// How its nodes are named; `None`: the tools' defaults.
@@ -513,12 +519,24 @@ impl Cluster {
         self.names.unwrap_or_default()
     }
 
+    /// Every provider that holds nodes of it: its own, then the others, without repeats.
+    pub fn providers(&self) -> Vec<ProviderName> {
+        let mut list = vec![self.provider];
+        for p in &self.also_on {
+            if !list.contains(p) {
+                list.push(*p);
+            }
+        }
+        list
+    }
+
     /// A cluster record with nothing but its name (on the local cloud, no dependencies).
     pub fn new(name: Name) -> Cluster {
         Cluster {
             name,
             domain: None,
             provider: ProviderName::Local,
+            also_on: Vec::new(),
             depends_on: Vec::new(),
             names: None,
             extra: Default::default(),

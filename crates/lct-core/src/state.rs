@@ -15,7 +15,7 @@ use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{Lock, atomic_write};
-use crate::record::{Cluster, Name};
+use crate::record::{Cluster, Name, ProviderName};
 use crate::stream::{self, StreamError};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/lct";
@@ -160,6 +160,55 @@ impl ClusterStore {
         })
     }
 
+    /// Records that `provider` holds nodes of `clusters` now (`lct-api create` calls it), so
+    /// queries by cluster ask it without being told. A cluster without a record gets one
+    /// naming `provider` (on the local cloud none: it is asked whenever it has state). A record naming other providers is moved to `provider` when none of
+    /// those holds its nodes (a record made before its first node, by `clusters set`), and
+    /// otherwise gets `provider` in `also_on`: `elsewhere` names the clusters whose recorded
+    /// providers still hold nodes. Returns the records that changed.
+    pub fn note_nodes_on(
+        &self,
+        clusters: &BTreeSet<Name>,
+        provider: ProviderName,
+        elsewhere: &BTreeSet<Name>,
+    ) -> Result<Vec<Cluster>, StateError> {
+        // Nothing to record (the usual case): the file is not written, nor made.
+        let current = self.load()?;
+        let news = |name: &Name| match current.iter().find(|c| &c.name == name) {
+            None => provider != ProviderName::Local,
+            Some(c) => !c.providers().contains(&provider),
+        };
+        if !clusters.iter().any(news) {
+            return Ok(Vec::new());
+        }
+        let mut changed = Vec::new();
+        self.update(|all| {
+            for name in clusters {
+                let Some(record) = all.get_mut(name) else {
+                    // The local cloud is asked whenever it has state: its clusters need none.
+                    if provider == ProviderName::Local {
+                        continue;
+                    }
+                    let record = Cluster { provider, ..Cluster::new(name.clone()) };
+                    changed.push(record.clone());
+                    all.insert(name.clone(), record);
+                    continue;
+                };
+                if record.providers().contains(&provider) {
+                    continue;
+                }
+                if elsewhere.contains(name) {
+                    record.also_on.push(provider);
+                } else {
+                    record.provider = provider;
+                    record.also_on.clear();
+                }
+                changed.push(record.clone());
+            }
+        })?;
+        Ok(changed)
+    }
+
     /// Removes these clusters; returns the names that were there.
     pub fn remove(&self, names: &[Name]) -> Result<Vec<Name>, StateError> {
         let mut removed = Vec::new();
@@ -247,6 +296,37 @@ mod tests {
         ));
         assert_eq!(store.remove(&["hdfs".parse().unwrap()]).unwrap().len(), 1);
         assert_eq!(store.load().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn clusters_remember_where_their_nodes_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ClusterStore::new(dir.path());
+        let names = |list: &[&str]| list.iter().map(|n| n.parse().unwrap()).collect::<BTreeSet<Name>>();
+        // A record made before any node (a domain set first) names the local cloud.
+        store.set(vec![cluster(r#"{"name":"pre","domain":"pre.lct"}"#)]).unwrap();
+        store.set(vec![cluster(r#"{"name":"both"}"#)]).unwrap();
+        let changed =
+            store.note_nodes_on(&names(&["lz", "pre", "both"]), ProviderName::Linode, &names(&["both"])).unwrap();
+        assert_eq!(changed.len(), 3);
+        let all: BTreeMap<String, Cluster> =
+            store.load().unwrap().into_iter().map(|c| (c.name.to_string(), c)).collect();
+        assert_eq!(all["lz"].providers(), [ProviderName::Linode]);
+        assert_eq!(all["pre"].providers(), [ProviderName::Linode], "no local node: moved");
+        assert_eq!(all["pre"].domain.as_ref().unwrap().as_str(), "pre.lct", "the rest kept");
+        assert_eq!(all["both"].providers(), [ProviderName::Local, ProviderName::Linode], "local nodes too");
+        // Again: nothing changes.
+        assert!(store.note_nodes_on(&names(&["lz", "both"]), ProviderName::Linode, &names(&[])).unwrap().is_empty());
+        // A local cluster needs no record; one on Linode that grows locally names both.
+        store.note_nodes_on(&names(&["demo", "lz"]), ProviderName::Local, &names(&["lz"])).unwrap();
+        let all: BTreeMap<String, Cluster> =
+            store.load().unwrap().into_iter().map(|c| (c.name.to_string(), c)).collect();
+        assert!(!all.contains_key("demo"));
+        assert_eq!(all["lz"].providers(), [ProviderName::Linode, ProviderName::Local]);
+        // Nothing new on a fresh state directory: no file is made.
+        let fresh = tempfile::tempdir().unwrap();
+        ClusterStore::new(fresh.path()).note_nodes_on(&names(&["demo"]), ProviderName::Local, &names(&[])).unwrap();
+        assert!(!ClusterStore::new(fresh.path()).path().exists());
     }
 
     #[test]

@@ -36,7 +36,11 @@ pub struct Located {
 /// Finds volume `label` among the providers lct uses.
 pub async fn locate(label: &str) -> Result<Located, ImageError> {
     let state = lct_core::state::state_dir();
-    let asked = lct_api::providers_to_ask(&[], &[], &state).map_err(|e| refused(e.to_string()))?;
+    // With the cluster records: a volume on Linode is found without LCT_PROVIDER when a
+    // cluster record names Linode (as lct-inventory's queries do).
+    let records = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
+    let asked =
+        lct_api::providers_to_ask(&[], &records, &Default::default(), &state).map_err(|e| refused(e.to_string()))?;
     for name in asked {
         let provider = AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))?;
         let volumes = provider.volumes().await.map_err(|e| refused(e.to_string()))?;

@@ -15,8 +15,12 @@ pub fn group_name(parts: &[&str]) -> String {
     parts.iter().map(|p| p.replace('-', "_")).collect::<Vec<_>>().join("_")
 }
 
-/// The `--list` document for `nodes`.
-pub fn inventory(nodes: &[Node], ssh: &SshFiles) -> Value {
+/// The `--list` document for `nodes`; refused when Ansible would connect to a node out of
+/// this machine that lives in a lab (see `exec::check_reach`).
+pub fn inventory(nodes: &[Node], ssh: &SshFiles) -> Result<Value, String> {
+    for node in nodes {
+        crate::exec::check_reach(node)?;
+    }
     let mut groups: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
     let mut hostvars = Map::new();
     for node in nodes {
@@ -48,7 +52,7 @@ pub fn inventory(nodes: &[Node], ssh: &SshFiles) -> Value {
         doc.insert(name, Value::Object(g));
     }
     doc.insert("_meta".into(), json!({ "hostvars": hostvars }));
-    Value::Object(doc)
+    Ok(Value::Object(doc))
 }
 
 fn host_vars(node: &Node, ssh: &SshFiles) -> Value {
@@ -97,24 +101,38 @@ mod tests {
     #[test]
     fn groups_per_cluster_and_role_and_pinned_ssh() {
         let nodes: Vec<Node> = [
-            r#"{"cluster":"zk","group":"server","name":"zk-1","provider":"local","status":"running","public_ipv4":["203.0.113.1"],"access":{"method":"ssh","host":"203.0.113.1","netns":"lct-outside"}}"#,
-            r#"{"cluster":"web-app","group":"node","name":"web-app-1","provider":"linode","status":"running","access":{"method":"ssh","host":"198.51.100.7","port":2222,"user":"admin"}}"#,
+            r#"{"cluster":"zk","group":"server","name":"zk-1","provider":"local","status":"running","public_ipv4":["100.64.0.1"],"access":{"method":"ssh","host":"100.64.0.1","netns":"lct-outside"}}"#,
+            r#"{"cluster":"web-app","group":"node","name":"web-app-1","provider":"linode","status":"running","access":{"method":"ssh","host":"100.64.0.7","port":2222,"user":"admin"}}"#,
         ]
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
         let dir = tempfile::tempdir().unwrap();
-        let doc = inventory(&nodes, &SshFiles::new(dir.path()));
+        let doc = inventory(&nodes, &SshFiles::new(dir.path())).unwrap();
         assert_eq!(doc["all"]["children"], json!(["web_app", "zk"]));
         assert_eq!(doc["zk"]["children"], json!(["zk_server"]));
         assert_eq!(doc["zk_server"]["hosts"], json!(["zk-1"]));
         let zk = &doc["_meta"]["hostvars"]["zk-1"];
-        assert_eq!(zk["ansible_host"], "203.0.113.1");
+        assert_eq!(zk["ansible_host"], "100.64.0.1");
         let args = zk["ansible_ssh_common_args"].as_str().unwrap();
         assert!(args.contains("-o StrictHostKeyChecking=yes"), "{args}");
         assert!(args.contains("ProxyCommand=ip netns exec lct-outside nc %h %p"), "{args}");
         let web = &doc["_meta"]["hostvars"]["web-app-1"];
         assert_eq!((web["ansible_port"].as_u64(), web["ansible_user"].as_str()), (Some(2222), Some("admin")));
         assert!(!web["ansible_ssh_common_args"].as_str().unwrap().contains("ProxyCommand"));
+    }
+
+    #[test]
+    fn a_lab_node_unreachable_from_its_namespace_is_refused() {
+        let node: Node = serde_json::from_str(
+            r#"{"cluster":"lz","group":"node","name":"lz-1","provider":"linode","status":"running","access":{"method":"ssh","host":"203.0.113.9","netns":"lct-no-such-lab-outside"}}"#,
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let e = inventory(&[node], &SshFiles::new(dir.path())).unwrap_err();
+        assert!(
+            e.starts_with("node lz-1: refusing to connect to 203.0.113.9") && e.contains("LCT_LINODE_SSH_NETNS"),
+            "{e}"
+        );
     }
 }

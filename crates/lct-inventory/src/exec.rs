@@ -177,6 +177,8 @@ pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Resul
             Ok(cmd)
         }
         Some(Access::Ssh { host, port, user, netns }) => {
+            // Before anything connects: a lab's address is reached from inside the lab only.
+            check_reach(node)?;
             let mut cmd: Vec<String> = Vec::new();
             if let Some(ns) = netns {
                 cmd.extend(["ip", "netns", "exec", ns].map(String::from));
@@ -196,6 +198,18 @@ pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Resul
             Ok(cmd)
         }
         None => Err(format!("node {} has no access method in its record", node.name)),
+    }
+}
+
+/// Refuses an SSH node whose address is a documentation address (a lab's) that the
+/// namespace ssh would start in does not route inside the lab ([`lct_core::reach`]): the
+/// one check every connection lct makes to a node over SSH passes, before it is made.
+pub fn check_reach(node: &Node) -> Result<(), String> {
+    let Some(Access::Ssh { host, netns, .. }) = &node.access else { return Ok(()) };
+    match host.parse::<std::net::IpAddr>() {
+        Ok(addr) => lct_core::reach::check(addr, netns.as_deref()).map_err(|e| format!("node {}: {e}", node.name)),
+        // A host name: resolved by ssh, to whatever it names (not one of the labs' records).
+        Err(_) => Ok(()),
     }
 }
 
@@ -324,7 +338,7 @@ mod tests {
     fn ssh_command_quotes_remote_words() {
         let node: Node = serde_json::from_value(serde_json::json!({
             "cluster": "c", "group": "g", "name": "n-1", "provider": "linode", "status": "running",
-            "access": {"method": "ssh", "host": "203.0.113.9", "port": 2222}
+            "access": {"method": "ssh", "host": "100.64.0.9", "port": 2222}
         }))
         .unwrap();
         let cmd = command_for(&node, &["echo".into(), "a b".into()], &ExecOptions::default()).unwrap();
@@ -334,6 +348,19 @@ mod tests {
         assert!(remote.ends_with(" echo 'a b'"), "{remote}");
         assert!(cmd.windows(2).any(|w| w == ["-p", "2222"]));
         assert!(cmd.windows(2).any(|w| w == ["-l", "root"]));
+    }
+
+    #[test]
+    fn a_lab_address_is_refused_before_ssh_is_even_named() {
+        // A documentation address from a namespace that does not exist: no route inside a
+        // lab, so no command at all (the check asks the kernel; nothing is sent).
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "cluster": "lz", "group": "node", "name": "lz-1", "provider": "linode", "status": "running",
+            "access": {"method": "ssh", "host": "203.0.113.9", "netns": "lct-no-such-lab-outside"}
+        }))
+        .unwrap();
+        let e = command_for(&node, &["true".into()], &ExecOptions::default()).unwrap_err();
+        assert!(e.contains("LCT_LINODE_SSH_NETNS") && e.starts_with("node lz-1: refusing"), "{e}");
     }
 
     #[tokio::test]

@@ -29,7 +29,11 @@ Examples:
   lct-inventory check < records.jsonl
 
 Exit status: 0 success, 1 failure (exec: any node failed, each named), 2 usage error.
-Environment: LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (local cloud lab name).";
+A query by cluster asks the providers the cluster records name (lct-api create records them)
+and says on stderr when a selected cluster has no nodes.
+
+Environment: LCT_STATE_DIR (default /var/lib/lct), LCT_LAB (local cloud lab name),
+LCT_PROVIDER, LCT_LINODE_SSH_NETNS (the namespace Linode nodes are reached from).";
 
 /// Node records: query them across providers and clusters, keep cluster records, and run
 /// commands on nodes.
@@ -57,6 +61,9 @@ enum Command {
 Nodes come from the selectors, or, when none is given and stdin is not a terminal, from the
 node records on stdin (other lines pass through to stdout). Each local node's command runs in
 its namespace with the node's host name; remote nodes are reached with OpenSSH.
+A node at a documentation address (a lab's, e.g. the Linode double's 203.0.113.x) is reached
+only from a network namespace that routes it inside the lab (LCT_LINODE_SSH_NETNS for Linode
+nodes); otherwise it is refused before any connection, and the setting is named.
 On a terminal, output lines are prefixed with the node name; in a pipe, one exec-result
 record per node. The node record is in LCT_NODE (and LCT_NODE_NAME, ..._CLUSTER, ..._GROUP,
 ..._PRIVATE_IPV4, ..._PUBLIC_IPV4).")]
@@ -249,7 +256,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let nodes = query(&selector, &store.load()?).await?;
-            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env());
+            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env())
+                .map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }

@@ -42,10 +42,23 @@ impl Selector {
             && self.providers.is_empty()
     }
 
-    /// The providers to ask (lct-api's rule: the flag, else `LCT_PROVIDER`, else those that
-    /// hold state).
+    /// The clusters a query is about: those selected, with their dependents or dependencies
+    /// when asked for (none: every cluster).
+    pub fn wanted_clusters(&self, clusters: &[Cluster]) -> BTreeSet<Name> {
+        let mut wanted: BTreeSet<Name> = self.clusters.iter().cloned().collect();
+        if self.with_dependents {
+            wanted.extend(dependents_of(clusters, &wanted));
+        }
+        if self.with_dependencies {
+            wanted.extend(dependencies_of(clusters, &self.clusters.iter().cloned().collect()));
+        }
+        wanted
+    }
+
+    /// The providers to ask (lct-api's rule: the flag, else `LCT_PROVIDER`, else where the
+    /// selected clusters' records say their nodes are, else those that hold state).
     pub fn providers(&self, clusters: &[Cluster]) -> Result<Vec<ProviderName>, ProviderError> {
-        providers_to_ask(&self.providers, clusters, &lct_core::state::state_dir())
+        providers_to_ask(&self.providers, clusters, &self.wanted_clusters(clusters), &lct_core::state::state_dir())
     }
 }
 
@@ -85,13 +98,37 @@ pub fn select(nodes: Vec<Node>, clusters: &[Cluster], sel: &Selector) -> Vec<Nod
     selected
 }
 
-/// Asks the selected providers for their nodes and applies the selector.
+/// Asks the selected providers for their nodes and applies the selector. A cluster asked
+/// for by name that has no node among them is said at the default log level (warn), with
+/// where lct looked: an empty answer is never silent.
 pub async fn query(sel: &Selector, clusters: &[Cluster]) -> Result<Vec<Node>, ProviderError> {
+    let asked = sel.providers(clusters)?;
     let mut nodes = Vec::new();
-    for name in sel.providers(clusters)? {
-        nodes.extend(AnyProvider::from_env(name)?.list().await?);
+    for name in &asked {
+        nodes.extend(AnyProvider::from_env(*name)?.list().await?);
     }
-    Ok(select(nodes, clusters, sel))
+    let selected = select(nodes, clusters, sel);
+    for cluster in &sel.clusters {
+        if !selected.iter().any(|n| &n.cluster == cluster) {
+            tracing::warn!("{}", nothing_found(cluster, clusters, &asked, sel));
+        }
+    }
+    Ok(selected)
+}
+
+/// What to say when cluster `name` has no selected node.
+fn nothing_found(name: &Name, clusters: &[Cluster], asked: &[ProviderName], sel: &Selector) -> String {
+    let asked = asked.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+    let narrowed = !(sel.groups.is_empty() && sel.tags.is_empty() && sel.statuses.is_empty());
+    let what = if narrowed { "no nodes that match the other selectors" } else { "no nodes" };
+    if clusters.iter().any(|c| &c.name == name) || !sel.providers.is_empty() {
+        format!("cluster {name}: {what} (asked {asked})")
+    } else {
+        format!(
+            "cluster {name}: {what} (asked {asked}), and no cluster record says where its nodes are: \
+             --provider asks another (lct-api create records it for clusters it makes)"
+        )
+    }
 }
 
 #[cfg(test)]

@@ -470,8 +470,12 @@ async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
             format!("[ -e {} ] || cloud-init status --wait >/dev/null 2>&1; true", lct_api::cloudinit::RESULT_PATH);
         let argv = vec!["sh".to_string(), "-c".to_string(), wait];
         let jobs = waiting.iter().map(|n| (n.clone(), argv.clone(), Vec::new())).collect();
-        let failed: BTreeMap<Name, String> = exec_each(jobs, &options, None)
-            .await
+        let results = exec_each(jobs, &options, None).await;
+        // Refused before any connection (a lab's address out of the lab): waiting changes nothing.
+        if let Some(r) = results.iter().find(|r| matches!(r.outcome, lct_inventory::exec::Outcome::NotStarted { .. })) {
+            bail!("{}", r.outcome.describe());
+        }
+        let failed: BTreeMap<Name, String> = results
             .into_iter()
             .filter(|r| !r.outcome.success())
             .map(|r| (r.node, r.stderr.trim().lines().last().unwrap_or_default().to_string()))

@@ -6,7 +6,10 @@ use lct_linode_double::{Config, Double};
 /// A test double of the Linode API v4 on 127.0.0.1 (tests and benchmarks only)
 #[derive(Parser)]
 #[command(after_help = "\
-Prints its base URL (for LINODE_URL) and serves until killed. Controls:
+Prints one line of the settings that point lct at it, for a shell to eval:
+  export LINODE_URL=http://127.0.0.1:PORT/v4 LINODE_TOKEN=TOKEN [LCT_LINODE_SSH_NETNS=LAB-outside]
+(the namespace with --backing local: its nodes' addresses are reached from there only), and
+serves until killed. Controls:
   GET  /_double/stats                   counts: requests, 429s, early retries, duplicates
   POST /_double/faults  {\"path\":\"/linode/instances\",\"method\":\"POST\",\"kind\":\"503\",\"count\":1,\"after\":true}
   POST /_double/advance {\"seconds\":60}
@@ -31,9 +34,32 @@ fn main() {
     let args = Args::parse();
     let backing =
         args.backing.map(|_| lct_linode_double::backing::Backing { local: lct_api::local::LocalCloud::from_env() });
+    // Where its nodes are reached from: the lab's outside namespace, which routes their
+    // documentation addresses; from anywhere else lct refuses them (lct_core::reach).
+    let netns = match &backing {
+        Some(b) => match b.local.status() {
+            Ok(status) => Some(status.outside_namespace),
+            Err(e) => {
+                eprintln!("lct-linode-double: the local cloud of the backing: {e}");
+                std::process::exit(1);
+            }
+        },
+        None => None,
+    };
     let double =
         Double::start_on(Config { token: args.token, speed: args.speed, backing, ..Config::realistic() }, args.port);
-    println!("{}", double.url());
+    // One line of the settings that point lct at this double, for a shell to `eval`.
+    let mut settings = format!("export LINODE_URL={} LINODE_TOKEN={}", double.url(), double.token());
+    if let Some(ns) = &netns {
+        settings.push_str(&format!(" {}={ns}", lct_core::reach::SSH_NETNS_VAR));
+    }
+    println!("{settings}");
+    eprintln!("lct-linode-double: serving {}; the line on stdout sets what lct needs to use it", double.url());
+    if netns.is_none() {
+        eprintln!(
+            "lct-linode-double: no backing: its instances' addresses (203.0.113.x) exist nowhere, and lct refuses to connect to them"
+        );
+    }
     loop {
         std::thread::park();
     }

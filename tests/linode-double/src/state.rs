@@ -230,7 +230,11 @@ impl State {
     // Instances.
 
     pub(crate) fn addresses(&self, n: u64) -> (String, String, String) {
-        let public = format!("198.51.{}.{}", 100 + (n / 254) % 100, n % 254 + 1);
+        // Public addresses from documentation ranges only (RFC 5737's 198.51.100.0/24 and
+        // 203.0.113.0/24, repeating after 508): they exist on no real network, and lct
+        // refuses to connect to them from outside a lab (lct_core::reach).
+        const BLOCKS: [&str; 2] = ["198.51.100", "203.0.113"];
+        let public = format!("{}.{}", BLOCKS[((n / 254) % 2) as usize], n % 254 + 1);
         let private = format!("192.168.{}.{}", 128 + (n / 254) % 128, n % 254 + 1);
         let v6 = format!("2001:db8::{n:x}/128");
         (public, private, v6)

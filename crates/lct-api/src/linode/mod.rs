@@ -321,7 +321,8 @@ pub fn node_of(i: &Instance) -> Option<Node> {
     let public_ipv4: Vec<Ipv4Addr> = v4.iter().copied().filter(|a| !is_private_v4(*a)).collect();
     // LCT_LINODE_SSH_NETNS: the controller reaches its nodes from that network namespace (a
     // VPN's, or the local cloud's outside when the API double is backed by machines).
-    let netns = std::env::var("LCT_LINODE_SSH_NETNS").ok().filter(|ns| !ns.is_empty());
+    // lct_core::reach refuses a documentation address (the double's) from anywhere else.
+    let netns = std::env::var(lct_core::reach::SSH_NETNS_VAR).ok().filter(|ns| !ns.is_empty());
     let access = public_ipv4.first().map(|a| Access::Ssh { host: a.to_string(), port: 22, user: "root".into(), netns });
     Some(Node {
         cluster,
@@ -371,10 +372,16 @@ impl Provider for LinodeProvider {
     }
 
     async fn start(&self, name: &Name) -> Result<Node, ProviderError> {
+        if self.find(name).await?.is_none() {
+            return Err(ProviderError::NoSuchNode(name.clone()));
+        }
         Ok(self.power(name, true).await?)
     }
 
     async fn stop(&self, name: &Name) -> Result<Node, ProviderError> {
+        if self.find(name).await?.is_none() {
+            return Err(ProviderError::NoSuchNode(name.clone()));
+        }
         Ok(self.power(name, false).await?)
     }
 

@@ -507,6 +507,10 @@ impl LocalCloud {
     /// pinned host key) and for cloud-init to finish; then records it running.
     async fn wait_machine(&self, node: Node) -> Result<Node, ProviderError> {
         let Some(Access::Ssh { host, port, user, netns }) = node.access.clone() else { return Ok(node) };
+        if let Ok(addr) = host.parse::<IpAddr>() {
+            // The lab's addresses from the lab's namespace only (lct_core::reach).
+            lct_core::reach::check(addr, netns.as_deref()).map_err(|e| ProviderError::Invalid(e.to_string()))?;
+        }
         let ssh = lct_core::ssh::SshFiles::new(self.state_dir());
         let mut argv: Vec<String> = Vec::new();
         if let Some(ns) = &netns {
