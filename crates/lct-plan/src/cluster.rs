@@ -180,6 +180,8 @@ pub fn cluster_record(
         let other: Name = render(&dep.cluster, &ctx)?.parse().with_context(|| format!("depends_on.{role}.cluster"))?;
         let (_, other_plan) = load_cluster(state_dir, &other)
             .with_context(|| format!("depends_on.{role}: cluster {other} has no plan here; create it first"))?;
+        // Only what the other cluster opens to dependents becomes a rule on its nodes.
+        crate::offered::check_dependency(role, dep, &format!("cluster {other}"), &other_plan)?;
         for service in &dep.services {
             let (group, ports) =
                 service_ports(&other_plan, service).with_context(|| format!("depends_on.{role}: {other}"))?;
@@ -245,7 +247,8 @@ pub async fn create(
     }
     let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), sets)?;
     let store = ClusterStore::new(state_dir);
-    let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)?;
+    let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)
+        .with_context(|| source.clone())?;
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
@@ -680,16 +683,19 @@ pub async fn diff(
     trust: Trust,
 ) -> anyhow::Result<Vec<String>> {
     let previous = load_cluster(state_dir, name).ok();
-    let (plan, provider, mut state_counts, members, created) = match (&previous, reference) {
+    let (plan, source, provider, mut state_counts, members, created) = match (&previous, reference) {
         (_, Some(r)) => {
             let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
             let (provider, counts, members, created) =
                 previous.as_ref().map_or((ProviderName::Local, BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
                     (s.provider, s.counts.clone(), s.members.clone(), s.created)
                 });
-            (loaded.plan, provider, counts, members, created)
+            (loaded.plan, loaded.source, provider, counts, members, created)
         }
-        (Some((s, p)), None) => (p.clone(), s.provider, s.counts.clone(), s.members.clone(), s.created),
+        (Some((s, p)), None) => {
+            let copy = cluster_dir(state_dir, name).join("plan.yaml").display().to_string();
+            (p.clone(), copy, s.provider, s.counts.clone(), s.members.clone(), s.created)
+        }
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
     let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), sets)?;
@@ -712,7 +718,7 @@ pub async fn diff(
     }
     let store = ClusterStore::new(state_dir);
     let old = store.get_or_new(name)?;
-    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone())?;
+    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone()).context(source)?;
     let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
     for key in ["domain", "depends_on", "names", "firewall", "provider"] {
         if a.get(key) != b.get(key) {
