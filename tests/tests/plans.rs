@@ -199,6 +199,9 @@ fn a_dependent_plan_asking_for_what_its_dependency_does_not_open_is_refused_at_v
         "{}",
         out.stderr
     );
+    // show says what a plan opens to dependents.
+    let show = env.run("lct-plan", &["show", "package:zookeeper"]).ok();
+    assert!(show.stdout.contains("Opens to its dependents: server.client (2181/tcp)"), "{}", show.stdout);
     // What it offers is taken; the packaged dependents name package:zookeeper too.
     validate("server.client").ok();
     for package in ["package:postgres-ha", "package:hdfs-ha"] {

@@ -59,7 +59,7 @@ pub fn check_dependency(role: &str, dep: &Dependency, other: &str, other_plan: &
         };
         return Err(Refused {
             field: format!("depends_on.{role}.services[{i}]"),
-            message: format!("{what}; it opens to dependents: {}", opened_list(&opened)),
+            message: format!("{what}; it opens to dependents: {}", describe(&opened)),
         });
     }
     for (i, value) in dep.uses.iter().enumerate() {
@@ -116,7 +116,9 @@ fn ports_list(ports: &[PortSpec]) -> String {
     ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
-fn opened_list(opened: &BTreeMap<String, Vec<PortSpec>>) -> String {
+/// What a plan opens to dependents, as errors and `lct-plan show` say it:
+/// `server.client (2181/tcp)`, or `nothing`.
+pub fn describe(opened: &BTreeMap<String, Vec<PortSpec>>) -> String {
     if opened.is_empty() {
         return "nothing".into();
     }
