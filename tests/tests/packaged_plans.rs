@@ -17,10 +17,13 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Python, run on a ZooKeeper server: `srvr` at the address its zoo.cfg binds clients to
+/// (the server's private address: nothing else answers).
+const ZK_SRVR: &str = "import socket; address = next(l.split('=', 1)[1].strip() for l in open('/etc/zookeeper/conf/zoo.cfg') if l.startswith('clientPortAddress=')); s = socket.create_connection((address, 2181), 5); s.sendall(b'srvr'); print(s.makefile().read())";
+
 /// `Mode: leader` / `follower` / `standalone` of the ZooKeeper server on `node`.
 fn zk_mode(env: &Env, node: &str) -> String {
-    let probe = "python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", 2181), 5); s.sendall(b\"srvr\"); print(s.makefile().read())'";
-    let out = env.ssh(node, probe);
+    let out = env.ssh(node, &format!("python3 -c \"{ZK_SRVR}\""));
     out.stdout.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or_default().to_string()
 }
 
@@ -77,6 +80,76 @@ fn dig_until(from_ns: &str, server: &str, name: &str, expected: &str) -> String 
     }
 }
 
+/// Whether a TCP connection from namespace `ns` to `addr:port` is accepted.
+fn tcp_connects(ns: &str, addr: &str, port: u16) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "nc", "-z", "-w", "2", addr, &port.to_string()])
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// The addresses TCP `port` listens on in namespace `ns` (`ss`), once `expected` is among
+/// them (a service comes up in moments), or as they are after 30 s.
+fn listening(ns: &str, port: u16, expected: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", ns, "ss", "-Hltn", "sport", "=", &format!(":{port}")])
+            .output()
+            .unwrap();
+        let addresses: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .filter_map(|local| local.rsplit_once(':'))
+            .map(|(address, _)| address.trim_start_matches('[').trim_end_matches(']'))
+            // Java binds IPv4 addresses through IPv6 sockets: ::ffff:192.168.128.3.
+            .map(|address| address.strip_prefix("::ffff:").unwrap_or(address).to_string())
+            .collect();
+        if addresses.iter().any(|a| a == expected) || std::time::Instant::now() > deadline {
+            return addresses;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `node` serves `port` on its private address (listening, and answering from its own
+/// namespace) and on nothing else but `also` (localhost): no wildcard, not its public
+/// address, which neither its own namespace (its firewall admits its own traffic, so what
+/// answers there is the bind) nor the outside reaches.
+fn serves_privately(env: &Env, node: &str, port: u16, also: &[&str]) {
+    let (ns, private, public) = (env.ns(node), private_ip(env, node), public_ip(env, node));
+    let listening = listening(&ns, port, &private);
+    assert!(listening.contains(&private), "{node}: nothing listens on {private}:{port} ({listening:?})");
+    let others: Vec<&String> = listening.iter().filter(|a| **a != private && !also.contains(&a.as_str())).collect();
+    assert!(others.is_empty(), "{node}: port {port} listens on {others:?} too");
+    assert!(tcp_connects(&ns, &private, port), "{node}: {private}:{port} does not answer");
+    assert!(!tcp_connects(&ns, &public, port), "{node}: {public}:{port} answers inside the node");
+    assert!(!tcp_connects(&format!("{}-outside", env.lab), &public, port), "the outside reaches {node}:{port}");
+}
+
+/// The status code of a request to Patroni's REST API on `node` (at its private address,
+/// from the node's namespace), with `credentials` (`user:password`, on stdin, never on a
+/// command line) or none.
+fn patroni_request(env: &Env, node: &str, method: &str, path: &str, body: &str, credentials: Option<&str>) -> String {
+    let script = "import base64, sys, urllib.error, urllib.request
+url, method, body = sys.argv[1:4]
+credentials = sys.stdin.read().strip()
+request = urllib.request.Request(url, data=body.encode() or None, method=method, headers={'Content-Type': 'application/json'})
+if credentials:
+    request.add_header('Authorization', 'Basic ' + base64.b64encode(credentials.encode()).decode())
+try:
+    response = urllib.request.urlopen(request, timeout=10)
+    print(response.status, response.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+";
+    let url = format!("http://{}:8008{path}", private_ip(env, node));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &env.ns(node), "python3", "-c", script, &url, method, body]);
+    lct_tests::run_command(cmd, credentials.unwrap_or_default()).stdout.trim().to_string()
+}
+
 fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
     let probe = format!("python3 -c 'import socket; socket.create_connection((\"{addr}\", {port}), 3)'");
     env.ssh(from, &probe).status == 0
@@ -123,28 +196,68 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     }
     assert_eq!(seen, "written", "the replica did not get the write");
     // Patroni's leader key lives in ZooKeeper.
-    let leader =
-        env.ssh("zk-1", "/usr/share/zookeeper/bin/zkCli.sh -server 127.0.0.1:2181 get /lct/pg/leader 2>/dev/null");
+    let zk1 = private_ip(&env, "zk-1");
+    let leader = env
+        .ssh("zk-1", &format!("/usr/share/zookeeper/bin/zkCli.sh -server {zk1}:2181 get /lct/pg/leader 2>/dev/null"));
     assert!(leader.stdout.contains(primary), "{}", leader.stdout);
-    // The secret never reached the event log, status or hook logs.
+    // The secrets never reached the event log, status or hook logs.
     let state = std::fs::read_to_string(env.state.path().join("plans/pg/cluster.json")).unwrap();
-    let password: serde_json::Value = serde_json::from_str(&state).unwrap();
-    let password = password["parameters"]["superuser_password"].as_str().unwrap().to_string();
-    assert_eq!(password.len(), 24);
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    let secret = |name: &str| state["parameters"][name].as_str().unwrap().to_string();
+    let (password, api_password) = (secret("superuser_password"), secret("restapi_password"));
+    assert_eq!((password.len(), api_password.len()), (24, 24));
     let status = env.run("lct-plan", &["status", "pg"]).ok();
-    assert!(!status.stdout.contains(&password));
+    assert!(!status.stdout.contains(&password) && !status.stdout.contains(&api_password));
     for cluster in ["zk", "pg"] {
         let dir = env.state.path().join("plans").join(cluster);
         let mut files = vec![dir.join("events.jsonl")];
         files.extend(std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().path()));
         for f in files {
-            assert!(!std::fs::read_to_string(&f).unwrap().contains(&password), "a secret in {}", f.display());
+            let text = std::fs::read_to_string(&f).unwrap();
+            assert!(!text.contains(&password) && !text.contains(&api_password), "a secret in {}", f.display());
         }
     }
 
+    // Nothing listens on a public address: ZooKeeper's clients, quorum (the leader's 2888)
+    // and election ports, PostgreSQL (and localhost) and Patroni's REST API.
+    for zk in ["zk-1", "zk-2", "zk-3"] {
+        serves_privately(&env, zk, 2181, &[]);
+        serves_privately(&env, zk, 3888, &[]);
+    }
+    let leading = ["zk-1", "zk-2", "zk-3"].into_iter().find(|n| zk_mode(&env, n) == "leader").expect("a leader");
+    serves_privately(&env, leading, 2888, &[]);
+    for pg in ["pg-1", "pg-2"] {
+        serves_privately(&env, pg, 5432, &["127.0.0.1"]);
+        serves_privately(&env, pg, 8008, &[]);
+    }
+    // Patroni's REST API: changes without its password (none, or a wrong one) are refused
+    // and change nothing; with it, they are made. Reading stays open (health checks).
+    let credentials = format!("patroni:{api_password}");
+    let parameter =
+        |name: &str, value: &str| format!("{{\"postgresql\": {{\"parameters\": {{\"{name}\": \"{value}\"}}}}}}");
+    let refused = parameter("work_mem", "6MB");
+    for (method, path, body) in [("PATCH", "/config", refused.as_str()), ("POST", "/restart", "")] {
+        for wrong in [None, Some("patroni:guessed")] {
+            let answer = patroni_request(&env, primary, method, path, body, wrong);
+            assert!(answer.starts_with("401"), "{method} {path} with {wrong:?}: {answer}");
+        }
+    }
+    // The authenticated change answers with the whole configuration, read from ZooKeeper:
+    // the refused one is not in it.
+    let made = parameter("maintenance_work_mem", "70MB");
+    let answer = patroni_request(&env, primary, "PATCH", "/config", &made, Some(&credentials));
+    assert!(answer.starts_with("200") && answer.contains("70MB"), "{answer}");
+    assert!(!answer.contains("\"work_mem\""), "a refused change was made: {answer}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut config = patroni_request(&env, replica, "GET", "/config", "", None);
+    while !config.contains("70MB") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        config = patroni_request(&env, replica, "GET", "/config", "", None);
+    }
+    assert!(config.starts_with("200") && config.contains("70MB"), "the replica does not see the change: {config}");
+
     // Names: pg reaches zk by name; the firewall admits pg to 2181 and not to 2888, and the
     // outside to nothing but SSH.
-    let zk1 = private_ip(&env, "zk-1");
     assert_eq!(
         env.ssh("pg-1", "getent hosts zk-1.zk.lct.internal").stdout.split_whitespace().next(),
         Some(zk1.as_str())
@@ -185,9 +298,7 @@ fn zookeeper_and_postgres_ha_end_to_end() {
         assert_eq!(&postmaster_now, postmaster, "{node}: PostgreSQL was restarted");
     }
     assert_eq!(psql(&env, primary, "select pg_is_in_recovery()"), "f", "the primary changed");
-    let health = env
-        .ssh(primary, "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:8008/patroni\").read().decode())'")
-        .stdout;
+    let health = patroni_request(&env, primary, "GET", "/patroni", "", None);
     assert!(!health.contains("\"pause\""), "left in maintenance mode: {health}");
     let modes = settled(|| (1..=5).map(|i| zk_mode(&env, &format!("zk-{i}"))).collect());
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
@@ -311,9 +422,8 @@ fn zookeeper_and_postgres_ha_on_the_linode_path_against_the_double_backed_by_mac
         Run::from(cmd.stdin(std::process::Stdio::null()).output().unwrap())
     };
     linode("lct-plan", &["create", "zk", "package:zookeeper", "-p", "linode"]).ok();
-    let probe = "import socket; s = socket.create_connection((\"127.0.0.1\", 2181), 5); s.sendall(b\"srvr\"); print(s.makefile().read())";
     let modes = settled(|| {
-        let out = linode("lct-inventory", &["exec", "--cluster", "zk", "-o", "jsonl", "--", "python3", "-c", probe]);
+        let out = linode("lct-inventory", &["exec", "--cluster", "zk", "-o", "jsonl", "--", "python3", "-c", ZK_SRVR]);
         out.json_lines()
             .iter()
             .map(|r| {

@@ -346,3 +346,85 @@ fn a_plans_names_decide_hosts_files_and_dns() {
     env.run("lct-plan", &["destroy", "hid"]).ok();
     env.run("lct-plan", &["destroy", "pub"]).ok();
 }
+
+/// A ZooKeeper-like ensemble on namespace nodes: clients are opened to dependents, the
+/// quorum and election ports to its own nodes, the admin port to nobody.
+const ENSEMBLE: &str = "description: an ensemble
+groups:
+  server:
+    count: 1
+    image: lct/netns
+    services:
+      client: {ports: [2181/tcp]}
+      quorum: {ports: [2888/tcp, 3888/tcp]}
+      admin: {ports: [8080/tcp]}
+firewall:
+  allow:
+    - {from: self, to: server.quorum}
+    - {from: dependents, to: server.client}
+offers:
+  connect: \"{{ nodes.server[0].private_ipv4 }}:2181\"
+";
+
+/// A dependent of the ensemble asking for `services`; `plan` names the ensemble's plan (or
+/// not: then only `create` knows it).
+fn ensemble_client(services: &str, plan: &str) -> String {
+    format!(
+        "description: a client\ngroups:\n  node: {{count: 1, image: lct/netns}}\ndepends_on:\n  zookeeper:\n    cluster: zk\n{plan}    services: [{services}]\n    uses: [connect]\n"
+    )
+}
+
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn a_dependent_is_refused_what_its_dependency_does_not_open_to_dependents() {
+    let env = Env::new();
+    let dir = env.state.path();
+    std::fs::write(dir.join("ensemble.yaml"), ENSEMBLE).unwrap();
+    env.run("lct-plan", &["create", "zk", dir.join("ensemble.yaml").to_str().unwrap()]).ok();
+    let client = dir.join("client.yaml");
+    // Each refusal names the field, the service, its ports and what the dependency opens.
+    let reason = |field: &str, why: &str, other: &str| {
+        format!(
+            "{}: depends_on.zookeeper.{field}: {}; it opens to dependents: server.client (2181/tcp)",
+            client.display(),
+            why.replace("OTHER", other)
+        )
+    };
+    for (services, field, why) in [
+        ("server.quorum", "services[0]", "server.quorum (2888/tcp, 3888/tcp) is not opened to dependents by OTHER"),
+        ("server.client, server.admin", "services[1]", "server.admin (8080/tcp) is not opened to dependents by OTHER"),
+        ("server.shell", "services[0]", "OTHER has no service server.shell"),
+    ] {
+        // Named in the dependent's plan, the dependency's plan is checked at validate...
+        std::fs::write(&client, ensemble_client(services, "    plan: ensemble.yaml\n")).unwrap();
+        let out = env.run("lct-plan", &["validate", client.to_str().unwrap()]);
+        assert_eq!(out.status, 1, "{services}: {}", out.stderr);
+        let ensemble = dir.join("ensemble.yaml").display().to_string();
+        assert!(out.stderr.contains(&reason(field, why, &ensemble)), "{services}: {}", out.stderr);
+        // ...and, not named, create and diff refuse it against the cluster's own plan,
+        // before anything is written.
+        std::fs::write(&client, ensemble_client(services, "")).unwrap();
+        env.run("lct-plan", &["validate", client.to_str().unwrap()]).ok();
+        let path = client.to_str().unwrap();
+        for args in [["create", "cli", path].as_slice(), &["diff", "cli", "--plan", path]] {
+            let out = env.run("lct-plan", args);
+            assert_eq!(out.status, 1, "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains(&reason(field, why, "cluster zk")), "{args:?}: {}", out.stderr);
+        }
+        assert!(!dir.join("plans/cli").exists(), "{services}: a refused create wrote state");
+        let records = env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().json_lines();
+        assert!(records.iter().all(|r| r["name"] != "cli"), "{services}: a refused create wrote a record");
+        assert_eq!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().json_lines().len(), 1, "{services}: a node made");
+    }
+    // What it opens to dependents is taken, and only that reaches the record lct-fw reads.
+    std::fs::write(&client, ensemble_client("server.client", "    plan: ensemble.yaml\n")).unwrap();
+    env.run("lct-plan", &["create", "cli", client.to_str().unwrap()]).ok();
+    let records = env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().json_lines();
+    let record = records.iter().find(|r| r["name"] == "cli").unwrap();
+    assert_eq!(
+        record["depends_on"],
+        serde_json::json!([{"cluster": "zk", "groups": ["server"], "ports": ["2181/tcp"]}])
+    );
+    env.run("lct-plan", &["destroy", "cli"]).ok();
+    env.run("lct-plan", &["destroy", "zk"]).ok();
+}

@@ -162,3 +162,59 @@ fn operations_on_unknown_clusters_and_bad_arguments_are_refused_clearly() {
     let out = env.run("lct-plan", &["validate", file.to_str().unwrap()]);
     assert!(out.stderr.contains("hooks.created[1]: a playbook runs on the controller"), "{}", out.stderr);
 }
+
+/// A client of ZooKeeper that names the plan its dependency is made from, asking for
+/// `services`.
+fn zookeeper_client(services: &str) -> String {
+    format!(
+        "description: a ZooKeeper client\ngroups:\n  node: {{count: 1}}\ndepends_on:\n  zookeeper:\n    cluster: zk\n    plan: package:zookeeper\n    services: [{services}]\n    uses: [connect]\n"
+    )
+}
+
+#[test]
+fn a_dependent_plan_asking_for_what_its_dependency_does_not_open_is_refused_at_validate() {
+    let env = Env::new();
+    let file = env.state.path().join("client.yaml");
+    let validate = |services: &str| {
+        std::fs::write(&file, zookeeper_client(services)).unwrap();
+        env.run("lct-plan", &["validate", file.to_str().unwrap()])
+    };
+    // ZooKeeper's quorum and election ports are its servers' own.
+    let out = validate("server.client, server.quorum");
+    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{}: depends_on.zookeeper.services[1]: server.quorum (2888/tcp, 3888/tcp) is not opened to dependents by \
+             package:zookeeper; it opens to dependents: server.client (2181/tcp)",
+            file.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    // A port the plan does not open at all (ZooKeeper's admin server, 8080).
+    let out = validate("server.admin");
+    assert_eq!(out.status, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("depends_on.zookeeper.services[0]: package:zookeeper has no service server.admin; it opens to dependents: server.client (2181/tcp)"),
+        "{}",
+        out.stderr
+    );
+    // show says what a plan opens to dependents.
+    let show = env.run("lct-plan", &["show", "package:zookeeper"]).ok();
+    assert!(show.stdout.contains("Opens to its dependents: server.client (2181/tcp)"), "{}", show.stdout);
+    // What it offers is taken; the packaged dependents name package:zookeeper too.
+    validate("server.client").ok();
+    for package in ["package:postgres-ha", "package:hdfs-ha"] {
+        env.run("lct-plan", &["validate", package]).ok();
+    }
+    // A value it does not offer.
+    std::fs::write(&file, zookeeper_client("server.client").replace("[connect]", "[password]")).unwrap();
+    let out = env.run("lct-plan", &["validate", file.to_str().unwrap()]);
+    assert!(
+        out.stderr.contains(
+            "depends_on.zookeeper.uses[0]: package:zookeeper offers no value \"password\"; it offers: connect"
+        ),
+        "{}",
+        out.stderr
+    );
+}

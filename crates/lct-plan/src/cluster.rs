@@ -180,6 +180,8 @@ pub fn cluster_record(
         let other: Name = render(&dep.cluster, &ctx)?.parse().with_context(|| format!("depends_on.{role}.cluster"))?;
         let (_, other_plan) = load_cluster(state_dir, &other)
             .with_context(|| format!("depends_on.{role}: cluster {other} has no plan here; create it first"))?;
+        // Only what the other cluster opens to dependents becomes a rule on its nodes.
+        crate::offered::check_dependency(role, dep, &format!("cluster {other}"), &other_plan)?;
         for service in &dep.services {
             let (group, ports) =
                 service_ports(&other_plan, service).with_context(|| format!("depends_on.{role}: {other}"))?;
@@ -246,7 +248,8 @@ pub async fn create(
     let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
     let store = ClusterStore::new(state_dir);
-    let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)?;
+    let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)
+        .with_context(|| source.clone())?;
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
@@ -702,6 +705,7 @@ pub async fn diff(
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
     let plan = loaded.plan.clone();
+    let source = loaded.source.clone();
     sets.warn_visible_secrets(&plan);
     let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
@@ -724,7 +728,7 @@ pub async fn diff(
     }
     let store = ClusterStore::new(state_dir);
     let old = store.get_or_new(name)?;
-    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone())?;
+    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone()).context(source)?;
     let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
     for key in ["domain", "depends_on", "names", "firewall", "provider"] {
         if a.get(key) != b.get(key) {

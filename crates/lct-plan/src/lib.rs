@@ -2,6 +2,8 @@
 //!
 //! * [`plan`]: the format (parameters, groups, services, firewall flows, names,
 //!   dependencies, offered values, hooks per event).
+//! * [`offered`]: what a cluster opens to its dependents, and the check that a dependent
+//!   asks for nothing else.
 //! * [`load`]: plan references (`package:NAME`, a path), reading with errors that name file,
 //!   line, column and field, the checks, and parameter values from `--set`.
 //! * [`check`]: what a plan may hand to a command line (grammars checked at `validate`).
@@ -19,6 +21,7 @@ pub mod cluster;
 pub mod hooks;
 pub mod load;
 pub mod locate;
+pub mod offered;
 pub mod plan;
 pub mod setting;
 pub mod template;

@@ -137,6 +137,7 @@ impl PlanRef {
         let (text, source) = self.read()?;
         let plan = parse(&text, &source)?;
         validate(&plan, &source)?;
+        crate::offered::check_declared(&plan, self, &source)?;
         let mut files = BTreeMap::new();
         for (event, i, hook) in hooks_in(&plan) {
             let Some(file) = hook.script.as_ref().or(hook.playbook.as_ref()) else { continue };

@@ -63,7 +63,7 @@ struct Cli {
 enum Command {
     /// The plans built into lct
     List,
-    /// A plan's description, downloads, parameters, groups and services
+    /// A plan's description, downloads, parameters, groups and services, what it opens to dependents
     Show { plan: String },
     /// Check a plan (and --set values) without making anything
     Validate {
@@ -249,9 +249,12 @@ fn main() -> std::process::ExitCode {
             if !plan.depends_on.is_empty() {
                 println!("\nDepends on:");
                 for (role, d) in &plan.depends_on {
-                    println!("  {role:<12} cluster {}, services {}", d.cluster, d.services.join(", "));
+                    let made_from = d.plan.as_deref().map_or(String::new(), |p| format!(" (made from {p})"));
+                    println!("  {role:<12} cluster {}{made_from}, services {}", d.cluster, d.services.join(", "));
                 }
             }
+            let opened = lct_plan::offered::opened_to_dependents(&plan);
+            println!("\nOpens to its dependents: {}", lct_plan::offered::describe(&opened));
             if !plan.offers.is_empty() {
                 let names: Vec<&str> = plan.offers.keys().map(String::as_str).collect();
                 println!("\nOffers its dependents: {}", names.join(", "));

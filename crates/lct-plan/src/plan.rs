@@ -230,11 +230,18 @@ impl Names {
 pub struct Dependency {
     /// The cluster's name (a template: usually a parameter, `{{ zookeeper_cluster }}`).
     pub cluster: String,
-    /// The services of it this cluster uses: `GROUP.SERVICE`.
+    /// The services of it this cluster uses: `GROUP.SERVICE`, each one the other cluster's
+    /// plan opens to dependents (a `firewall.allow` flow `from: dependents`); its nodes
+    /// admit this cluster's to those services' ports, and to nothing else.
     pub services: Vec<String>,
-    /// The values it offers that this cluster reads (checked when both are known).
+    /// The values it offers that this cluster reads.
     #[serde(default)]
     pub uses: Vec<String>,
+    /// The plan the other cluster is made from (`package:NAME`, a path beside this plan, or
+    /// a URL): `validate` checks `services` and `uses` against it. `create` checks them
+    /// against the plan the cluster was really made from, whatever this says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 /// Events a cluster goes through.

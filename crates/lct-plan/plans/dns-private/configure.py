@@ -5,7 +5,8 @@ the primary, the second its secondary.
 Standard input: the plan-secrets line (the transfer key's secret), then the inventory.
 The primary makes the update key once (`lct-dns keygen`, 0600, never leaves the node), the
 first zones from the inventory (`lct-dns zone`: SOA, NS, the nodes, reverse zones), and a
-configuration: listen on the node's private and public addresses, split-horizon for the
+configuration: listen on the node's private address and (the plan's `listen_public`, on by
+default) its public one, split-horizon for the
 internal prefix, the secondary's key allowed to transfer the internal view from the
 secondary's address only, and told of every change (NOTIFY). The secondary follows each of
 those zones from the primary with the same key, listens on its private address, and answers
@@ -60,7 +61,10 @@ def main():
     nodes = "".join(line for line, r in zip(lines, records) if r.get("kind") == "node")
     zone_args = ["lct-dns", "zone", "--domain", domain, "--parent-domain", domain, "--ns", f"ns1.{domain}={primary_private}"]
     if node is primary:
-        listen = [f"{private}:53"] + [f"{a}:53" for a in node.get("public_ipv4", [])[:1]]
+        listen = [f"{private}:53"]
+        if os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true":
+            # The public view is for the outside: the plan's flows open it to every address.
+            listen += [f"{a}:53" for a in node.get("public_ipv4", [])[:1]]
         if not os.path.exists(KEY):
             subprocess.run(["lct-dns", "keygen", "lct-update", "--out", KEY], check=True, stdout=subprocess.DEVNULL)
         if not os.path.exists(ZONES):

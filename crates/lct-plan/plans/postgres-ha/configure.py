@@ -1,11 +1,17 @@
 #!/usr/bin/python3
 """Configures Patroni (and through it PostgreSQL) on this node from lct's inventory.
 
-Standard input: the plan-secrets line (the superuser and replication passwords), then the
-node records. The ZooKeeper ensemble Patroni elects its leader through comes from the
+Standard input: the plan-secrets line (the superuser, replication and REST API passwords),
+then the node records. The ZooKeeper ensemble Patroni elects its leader through comes from the
 value the zookeeper cluster offers (LCT_OFFER_ZOOKEEPER_CONNECT). Debian's default
 `main` cluster is dropped (Patroni owns PostgreSQL here); the configuration is written
 0600 for the postgres user, and Patroni is started, or reloaded when it changed.
+
+Nothing listens on the node's public address unless the plan's `listen_public` says so:
+PostgreSQL listens on the private address and localhost, Patroni's REST API on the private
+address, and every unsafe request to it (POST, PUT, PATCH, DELETE: restart, switchover,
+configuration) needs the user `patroni` and the generated password (patronictl takes them
+from the same file).
 
 Patroni reads ZooKeeper's host list only when it starts (its reload changes timeouts, not
 hosts). When the list changed, the cluster is put in maintenance mode (`patronictl pause`:
@@ -20,10 +26,12 @@ import socket
 import subprocess
 import sys
 import time
+import base64
 import urllib.request
 
 CONFIG = "/etc/patroni/config.yml"
 VERSION = "15"
+RESTAPI_USER = "patroni"
 
 
 def main():
@@ -35,6 +43,12 @@ def main():
     if mine is None or mine["cluster"] != cluster:
         sys.exit(f"{me} is not a node of {cluster}")
     address = mine["private_ipv4"][0]
+    public = os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true"
+    # PostgreSQL: the private address and localhost (local clients, hooks); Patroni's REST
+    # API takes one address: the private one.
+    pg_listen = "0.0.0.0:5432" if public else f"{address},127.0.0.1:5432"
+    api_listen = "0.0.0.0:8008" if public else f"{address}:8008"
+    api = Api(address, secrets["restapi_password"])
     zookeeper = [h for h in os.environ.get("LCT_OFFER_ZOOKEEPER_CONNECT", "").split(",") if h]
     if not zookeeper:
         sys.exit("no ZooKeeper hosts offered (LCT_OFFER_ZOOKEEPER_CONNECT is empty)")
@@ -47,8 +61,11 @@ scope: {cluster}
 namespace: /lct/
 name: {me}
 restapi:
-  listen: 0.0.0.0:8008
+  listen: {api_listen}
   connect_address: {address}:8008
+  authentication:
+    username: {RESTAPI_USER}
+    password: {json.dumps(secrets["restapi_password"])}
 zookeeper:
   hosts: {json.dumps(zookeeper)}
 bootstrap:
@@ -68,7 +85,7 @@ bootstrap:
     - encoding: UTF8
     - data-checksums
 postgresql:
-  listen: 0.0.0.0:5432
+  listen: {json.dumps(pg_listen)}
   connect_address: {address}:5432
   data_dir: /var/lib/postgresql/{VERSION}/patroni
   bin_dir: /usr/lib/postgresql/{VERSION}/bin
@@ -96,7 +113,7 @@ postgresql:
         subprocess.run(["systemctl", "restart", "patroni"], check=True)
         done = "started"
     elif changed and zookeeper_hosts(before) != zookeeper:
-        pause()
+        pause(api)
         subprocess.run(["systemctl", "restart", "patroni"], check=True)
         done = "restarted under a running PostgreSQL (new ZooKeeper hosts)"
     elif changed:
@@ -105,7 +122,7 @@ postgresql:
         done = "reloaded"
     else:
         done = "unchanged"
-    role = wait_healthy()
+    role = wait_healthy(api)
     if role == "replica":
         wait_streaming()
     print(f"{me}: patroni {done}, {role}")
@@ -128,19 +145,32 @@ def zookeeper_hosts(config):
     return None
 
 
-def paused():
-    with urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=5) as r:
-        return bool(json.load(r).get("pause"))
+class Api:
+    """Patroni's REST API on this node, at its private address, with its credentials."""
+
+    def __init__(self, address, password):
+        self.url = f"http://{address}:8008"
+        token = base64.b64encode(f"{RESTAPI_USER}:{password}".encode()).decode()
+        self.headers = {"Authorization": f"Basic {token}"}
+
+    def get(self, path, timeout):
+        request = urllib.request.Request(self.url + path, headers=self.headers)
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return json.load(r)
+
+    def paused(self):
+        return bool(self.get("/patroni", 5).get("pause"))
 
 
-def pause():
+def pause(api):
     """Maintenance mode for the whole cluster, seen by every member (another node of the
-    group may be pausing at the same moment: then patronictl says it is paused already)."""
+    group may be pausing at the same moment: then patronictl says it is paused already).
+    patronictl takes the REST API's credentials from the configuration file."""
     out = subprocess.run(
         ["patronictl", "-c", CONFIG, "pause", "--wait"], capture_output=True, text=True, cwd="/"
     )
     deadline = time.monotonic() + 60
-    while not paused():
+    while not api.paused():
         if time.monotonic() > deadline:
             sys.exit(f"patroni did not enter maintenance mode: {out.stdout}{out.stderr}".strip())
         time.sleep(1)
@@ -161,17 +191,16 @@ def write(path, text):
     return True
 
 
-def wait_healthy(timeout=180):
+def wait_healthy(api, timeout=180):
     """Until Patroni says PostgreSQL runs here (a primary, or a replica that has copied it)."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen("http://127.0.0.1:8008/health", timeout=3) as r:
-                state = json.load(r)
-                if state.get("state") == "running":
-                    return state.get("role", "?")
-                last = state.get("state", "?")
+            state = api.get("/health", 3)
+            if state.get("state") == "running":
+                return state.get("role", "?")
+            last = state.get("state", "?")
         except Exception as e:  # not up yet: connection refused, 503 while starting
             last = str(e)
         time.sleep(1)

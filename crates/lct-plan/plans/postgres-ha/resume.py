@@ -2,30 +2,42 @@
 """Ends the maintenance mode configure.py puts the cluster in to restart Patroni under a
 running PostgreSQL, once every node's configure.py is done (hooks run in order, so this runs
 after all of them). Nothing to do when the cluster is not paused; with several nodes resuming
-at once, one of them does it and the others see it done."""
+at once, one of them does it and the others see it done. Patroni's REST API is asked at its
+private address with its credentials, both from Patroni's configuration (as patronictl
+does)."""
 
+import base64
 import json
 import subprocess
 import sys
 import time
 import urllib.request
 
+import yaml
+
 CONFIG = "/etc/patroni/config.yml"
 
 
-def paused():
-    with urllib.request.urlopen("http://127.0.0.1:8008/patroni", timeout=5) as r:
+def paused(restapi):
+    auth = restapi["authentication"]
+    token = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
+    request = urllib.request.Request(
+        f"http://{restapi['connect_address']}/patroni", headers={"Authorization": f"Basic {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as r:
         return bool(json.load(r).get("pause"))
 
 
 def main():
-    if not paused():
+    with open(CONFIG) as f:
+        restapi = yaml.safe_load(f)["restapi"]
+    if not paused(restapi):
         return
     out = subprocess.run(
         ["patronictl", "-c", CONFIG, "resume", "--wait"], capture_output=True, text=True, cwd="/"
     )
     deadline = time.monotonic() + 60
-    while paused():
+    while paused(restapi):
         if time.monotonic() > deadline:
             sys.exit(f"patroni is still in maintenance mode: {out.stdout}{out.stderr}".strip())
         time.sleep(1)

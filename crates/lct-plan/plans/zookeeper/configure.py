@@ -3,7 +3,10 @@
 
 The ensemble is every node of this cluster's `server` group; a server's id (myid) is the
 number its name ends with (zk-3 is server 3), so ids stay put when the ensemble grows or
-shrinks. zoo.cfg is rewritten only when it changes; then the server restarts (all servers
+shrinks. Every port binds to the server's private address: clients (clientPortAddress; all
+addresses only with the plan's `listen_public`), the quorum and election ports (the
+server's own line of the server list, quorumListenOnAllIPs=false); the admin server (Jetty)
+is off. zoo.cfg is rewritten only when it changes; then the server restarts (all servers
 of a changed ensemble restart together: a short pause in service, not a data loss), and the
 hook ends when the server serves again (a quorum has elected a leader).
 """
@@ -34,6 +37,9 @@ def main():
     if not match or int(match.group(1)) not in servers:
         sys.exit(f"{me} is not a server of {cluster}")
     myid = int(match.group(1))
+    private = servers[myid]
+    public = os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true"
+    client_address = "0.0.0.0" if public else private
 
     lines = [
         "# Written by lct (zookeeper plan): the ensemble from the inventory.",
@@ -42,8 +48,9 @@ def main():
         "syncLimit=5",
         "dataDir=/var/lib/zookeeper",
         "clientPort=2181",
+        f"clientPortAddress={client_address}",
         "maxClientCnxns=60",
-        "quorumListenOnAllIPs=true",
+        "quorumListenOnAllIPs=false",
         "4lw.commands.whitelist=srvr,stat,ruok,mntr,conf",
         "admin.enableServer=false",
     ]
@@ -56,7 +63,7 @@ def main():
     if changed or not active:
         subprocess.run(["systemctl", "enable", "--quiet", "zookeeper"], check=False)
         subprocess.run(["systemctl", "restart", "zookeeper"], check=True)
-    mode = wait_serving()
+    mode = wait_serving(private)
     print(f"server {myid} of {len(servers)}: {'restarted' if changed or not active else 'unchanged'}, {mode}")
 
 
@@ -74,14 +81,14 @@ def write(path, text):
     return True
 
 
-def wait_serving(timeout=120):
-    """Until the server serves: `srvr` names its mode (leader, follower, standalone), which
-    for an ensemble means a quorum has formed and elected a leader."""
+def wait_serving(address, timeout=120):
+    """Until the server serves at `address`: `srvr` names its mode (leader, follower,
+    standalone), which for an ensemble means a quorum has formed and elected a leader."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", 2181), timeout=2) as s:
+            with socket.create_connection((address, 2181), timeout=2) as s:
                 s.sendall(b"srvr")
                 answer = s.makefile().read()
             mode = [line[6:] for line in answer.splitlines() if line.startswith("Mode: ")]
