@@ -32,6 +32,16 @@ Examples:
 Exit status: 0 success, 1 failure (push: a node failed, each named), 2 usage error.
 Only the nftables table `inet lct` is ever touched.";
 
+const WATCH_HELP: &str = "\
+Listens to nf_tables' change notifications (as `nft monitor` does) and, when anyone but
+lct-fw changes table inet lct (`nft flush ruleset`, a deleted chain, set or rule, a rule
+added to lct's chain), puts back what lct-fw last applied in this network namespace, in
+milliseconds. Each change is logged (warning level) with the process that committed it
+(pid and name) and what it changed; other tables are left alone. lct-fw's own syncs are
+recognised and kept. The nft backend only: hosts on the iptables backend are not watched.
+Runs until stopped; on nodes it is the lct-fw-watch systemd service (Restart=always),
+installed and started by `lct-inventory install`.";
+
 /// Host firewalls that follow cluster membership: nftables rules applied in-process over
 /// netlink, atomically, with SSH from the admin prefixes always admitted.
 #[derive(Parser)]
@@ -159,6 +169,9 @@ Examples:
         #[arg(long, default_value = "lct-fw")]
         remote_bin: String,
     },
+    /// Put this host's `inet lct` table back whenever anything else changes it (a service)
+    #[command(after_help = WATCH_HELP)]
+    Watch,
     /// Delete this host's `inet lct` table (or, with iptables, lct's chains)
     Remove {
         #[arg(long, value_enum, default_value_t = Backend::Nft)]
@@ -277,9 +290,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             push(&store, clusters, providers, &options, format).await
         }
+        Command::Watch => Ok(nft::watch()?),
         Command::Remove { backend: Backend::Nft } => {
-            let removed = nft::delete_table()?;
+            // Forgotten first: `lct-fw watch` finds nothing to put back when the table goes.
             nft::forget()?;
+            let removed = nft::delete_table()?;
             eprintln!("{}", if removed { "table inet lct deleted" } else { "no table inet lct here" });
             Ok(())
         }
