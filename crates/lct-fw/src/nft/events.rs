@@ -119,7 +119,7 @@ impl Monitor {
 
     /// Waits for notifications, then returns them with every one already queued behind them
     /// (a commit arrives as several datagrams; a burst of commits is taken in one go).
-    pub fn next(&mut self) -> io::Result<Vec<Event>> {
+    pub fn wait(&mut self) -> io::Result<Vec<Event>> {
         let mut events = Vec::new();
         self.receive(0, &mut events)?;
         while self.receive(libc::MSG_DONTWAIT, &mut events)? {}

@@ -49,7 +49,7 @@ pub fn watch() -> io::Result<()> {
     loop {
         let mut foreign: Vec<(Commit, Vec<Change>)> = Vec::new();
         let mut lost = false;
-        for event in monitor.next()? {
+        for event in monitor.wait()? {
             match event {
                 Event::Change(change) if change.is_to(INET, TABLE) => open.push(change),
                 Event::Change(_) => {}
