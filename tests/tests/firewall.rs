@@ -371,7 +371,8 @@ fn the_iptables_backend_admits_the_same_and_keeps_to_its_own_chains() {
     assert!(connects(&env, "hdfs-2", ZK1, 2181));
     let rules = env.in_ns("zk-1", &["iptables", "-S"]).ok().stdout;
     assert!(rules.contains("-A INPUT -p tcp -m tcp --dport 7777 -j ACCEPT"), "{rules}");
-    assert_eq!(rules.matches("-j LCT").count(), 1, "one jump into lct's chain: {rules}");
+    assert_eq!(rules.matches("-A INPUT -j LCT\n").count(), 1, "one jump into lct's chain: {rules}");
+    assert_eq!(rules.matches("-A OUTPUT -j LCT-OUT\n").count(), 1, "one into its output chain: {rules}");
     assert!(!rules.contains("LCT-NEW"), "{rules}");
 
     // Removal leaves only what was there before.
@@ -408,4 +409,104 @@ fn a_memory_that_does_not_match_the_kernel_falls_back_to_a_full_table() {
     assert_eq!(zk1["applied"], "table", "{}", out.stdout);
     let table = table(&env, "zk-1");
     assert!(!table.contains("10.99.99.99") && table.contains("192.168.128.2"), "{table}");
+}
+
+/// `lct-fw watch` in a node's namespace, its log (info level) in the state directory, once it
+/// says it is watching.
+fn start_watcher(env: &Env, node: &str) -> (Background, std::path::PathBuf) {
+    let fw = lct_tests::bin("lct-fw");
+    let log = env.state.path().join(format!("watch-{node}.log"));
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &env.ns(node), fw.to_str().unwrap(), "-v", "watch"]);
+    let watcher = Background::spawn_logged(cmd, &log);
+    poll(
+        || std::fs::read_to_string(&log).unwrap_or_default().contains("watching table inet lct"),
+        "the watcher starts",
+    );
+    (watcher, log)
+}
+
+/// Polls `done` every 2 ms for up to 5 s; panics naming `what` if it never holds.
+fn poll(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn the_watcher_undoes_tampering_keeps_syncs_and_leaves_other_tables_alone() {
+    let env = Env::new();
+    cluster_setup(&env);
+    let _listen = Listeners::start(&env, "zk-1", &[2181]);
+    env.run("lct-fw", &["push"]).ok();
+    let applied = table(&env, "zk-1");
+    let (_watcher, log) = start_watcher(&env, "zk-1");
+    let said = || std::fs::read_to_string(&log).unwrap();
+
+    // The whole ruleset flushed: the table comes back as applied, and the log names who.
+    env.in_ns("zk-1", &["nft", "flush", "ruleset"]).ok();
+    poll(|| table(&env, "zk-1") == applied, "the table is back after nft flush ruleset");
+    assert!(!connects(&env, "web-1", ZK1, 2181), "forbidden again");
+    assert!(connects(&env, "hdfs-1", ZK1, 2181));
+    poll(|| said().contains("restored"), "the restore is logged");
+    let text = said();
+    assert!(text.contains("(nft)") && text.contains("delete table inet lct"), "{text}");
+
+    // A rule of someone else's in lct's chain is removed.
+    env.in_ns("zk-1", &["nft", "insert", "rule", "inet", "lct", "input", "tcp", "dport", "2181", "accept"]).ok();
+    poll(|| table(&env, "zk-1") == applied, "the foreign rule is gone");
+    poll(|| said().contains("add rule inet lct input"), "the foreign rule is logged");
+    assert!(!connects(&env, "web-1", ZK1, 2181));
+
+    // Another table is left alone (checked once a later change to lct's table was handled:
+    // the watcher reads events in order).
+    env.in_ns("zk-1", &["nft", "add", "table", "inet", "other"]).ok();
+    env.in_ns("zk-1", &["nft", "add", "chain", "inet", "other", "c"]).ok();
+    env.in_ns("zk-1", &["nft", "add", "rule", "inet", "other", "c", "tcp", "dport", "1", "accept"]).ok();
+    let restores = said().matches("restored").count();
+    env.in_ns("zk-1", &["nft", "flush", "chain", "inet", "lct", "input"]).ok();
+    poll(|| said().matches("restored").count() > restores, "a flushed chain is restored");
+    poll(|| table(&env, "zk-1") == applied, "the table is back after its chain was flushed");
+    let other = env.in_ns("zk-1", &["nft", "list", "table", "inet", "other"]).ok().stdout;
+    assert!(other.contains("tcp dport 1 accept"), "{other}");
+    assert!(!said().contains("inet other"), "{}", said());
+
+    // lct-fw's own syncs are kept: a new dependent node is admitted, and a flush after it
+    // brings back the new table, not the old one.
+    env.run("lct-api", &["create", "--cluster", "hdfs", "--name", "hdfs-2"]).ok(); // .5
+    env.run("lct-fw", &["push", "--cluster", "hdfs"]).ok();
+    let synced = table(&env, "zk-1");
+    assert!(synced.contains("192.168.128.5"), "{synced}");
+    assert!(connects(&env, "hdfs-2", ZK1, 2181), "the sync stands");
+    env.in_ns("zk-1", &["nft", "flush", "ruleset"]).ok();
+    poll(|| table(&env, "zk-1") == synced, "the synced table is back");
+    assert!(!said().contains("(lct-fw)"), "a sync taken for tampering: {}", said());
+}
+
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn only_root_reaches_the_metadata_service() {
+    let env = Env::new();
+    cluster_setup(&env);
+    // The metadata service's addresses, inside this test's node namespace only.
+    for addr in ["169.254.169.254/32", "fd00:a9fe:a9fe::1/128"] {
+        env.in_ns("zk-1", &["ip", "addr", "add", addr, "dev", "lo"]).ok();
+    }
+    let _listen = Listeners::start(&env, "zk-1", &[80]);
+    let as_nobody = |addr: &str| {
+        let args =
+            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "nc", "-z", "-w", "1", addr, "80"];
+        env.in_ns("zk-1", &args).status == 0
+    };
+    let as_root = |addr: &str| connects(&env, "zk-1", addr, 80);
+    assert!(as_nobody("169.254.169.254") && as_nobody("fd00:a9fe:a9fe::1"), "open before lct's table");
+
+    env.run("lct-fw", &["push"]).ok();
+    assert!(!as_nobody("169.254.169.254"), "a local user reads user-data");
+    assert!(!as_nobody("fd00:a9fe:a9fe::1"), "a local user reads user-data over IPv6");
+    assert!(as_root("169.254.169.254") && as_root("fd00:a9fe:a9fe::1"), "root (cloud-init) still reaches it");
+    assert!(as_nobody("127.0.0.1"), "only the metadata service is kept from users");
 }

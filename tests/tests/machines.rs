@@ -386,3 +386,75 @@ fn a_machine_create_killed_half_way_is_finished_by_the_next_run() {
     std::fs::remove_file(env.state.path().join("local/cloud.json")).unwrap();
     lab_down_leaves_nothing(&env);
 }
+
+/// The files under / (but /proc, /sys and /dev, and `skip`) that `user`:`group` can read and
+/// that hold `pattern` (`grep KIND`: -F a string, -E a pattern), searched on a node.
+fn readable_files_with(
+    env: &Env,
+    node: &str,
+    (user, group): (&str, &str),
+    (kind, pattern): (&str, &str),
+    skip: &[&str],
+) -> Vec<String> {
+    let prune: String = ["/proc", "/sys", "/dev"].iter().chain(skip).map(|p| format!(" -o -path {p}")).collect();
+    let search = format!(
+        "find / \\( -false{prune} \\) -prune -o -type f -readable -print0 2>/dev/null | xargs -0 -r grep -l {kind} -e '{pattern}' 2>/dev/null"
+    );
+    let as_user = format!("setpriv --reuid={user} --regid={group} --clear-groups sh -c \"{search}\"; true");
+    env.ssh(node, &as_user).ok().stdout.lines().map(str::to_string).collect()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
+fn a_machine_keeps_its_keys_from_users_and_its_firewall_from_tampering() {
+    let env = Env::new();
+    env.run("lct-api", &["create", "--cluster", "k", "--count", "1", "--image", "debian-12"]).ok();
+    const ROOT: (&str, &str) = ("root", "root");
+    const NOBODY: (&str, &str) = ("nobody", "nogroup");
+    // The node's own secret: its SSH host key, which lct put in its user-data. A line of the
+    // key's private part, wherever it was copied (the seed, cloud-init's copies of the
+    // user-data and its pickled data source under /var/lib/cloud, its logs, /run/cloud-init),
+    // in plain or JSON-escaped text: root finds the key and the seed (the search works)...
+    let secret = env.ssh("k-1", "sed -n 4p /etc/ssh/ssh_host_ed25519_key").ok().stdout.trim().to_string();
+    assert!(secret.len() >= 60, "{secret:?}");
+    let roots = readable_files_with(&env, "k-1", ROOT, ("-F", &secret), &[]);
+    for expected in ["/etc/ssh/ssh_host_ed25519_key", "/var/lib/cloud/seed/nocloud/user-data"] {
+        assert!(roots.iter().any(|f| f == expected), "root's search misses {expected}: {roots:?}");
+    }
+    // ...and a user finds none.
+    let users = readable_files_with(&env, "k-1", NOBODY, ("-F", &secret), &[]);
+    assert!(users.is_empty(), "files nobody reads that hold the node's host key: {users:?}");
+    // Nor any other private key outside the packaged software (whose programs, libraries,
+    // sources and examples name PEM headers, and one example key in cloud-init's docs).
+    let pem = "-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----";
+    let software = ["/usr/bin", "/usr/sbin", "/usr/lib", "/usr/share", "/var/lib/lct-mirror"];
+    let roots = readable_files_with(&env, "k-1", ROOT, ("-E", pem), &software);
+    assert!(roots.iter().any(|f| f == "/etc/ssh/ssh_host_ed25519_key"), "{roots:?}");
+    let users = readable_files_with(&env, "k-1", NOBODY, ("-E", pem), &software);
+    assert!(users.is_empty(), "files nobody reads that hold a private key: {users:?}");
+
+    // `lct-inventory install` starts lct-fw-watch; a flush of the pushed table is undone by
+    // the service, and its journal says who did it.
+    env.run("lct-inventory", &["install", "--cluster", "k"]).ok();
+    assert_eq!(env.ssh("k-1", "systemctl is-enabled lct-fw-watch").stdout.trim(), "enabled");
+    env.run("lct-fw", &["declare", "k", "--admin-cidr", "203.0.113.254/32", "--allow", "self->*:2888/tcp"]).ok();
+    env.run("lct-fw", &["push", "--cluster", "k"]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while env.ssh("k-1", "journalctl -u lct-fw-watch | grep -q 'watching table inet lct'").status != 0 {
+        assert!(std::time::Instant::now() < deadline, "lct-fw-watch did not start");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The tamperer's tool, from the lab's mirror (Linode's Debian has it; the base root not).
+    env.run("lct-api", &["lab", "packages", "add", "nftables"]).ok();
+    let nft = env
+        .ssh("k-1", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null");
+    assert_eq!(nft.status, 0, "{}", nft.stderr);
+    // Flushed, then polled on the node (every 10 ms, for up to 2 s) until the table is back.
+    let applied = env.ssh("k-1", "nft list table inet lct").ok().stdout;
+    let poll = "nft flush ruleset; for i in $(seq 200); do nft list table inet lct 2>/dev/null && exit 0; sleep 0.01; done; exit 1";
+    let after = env.ssh("k-1", poll).ok().stdout;
+    assert_eq!(after, applied, "the service put the table back");
+    let journal = env.ssh("k-1", "journalctl -u lct-fw-watch -o cat").ok().stdout;
+    assert!(journal.contains("(nft)") && journal.contains("restored"), "{journal}");
+    lab_down_leaves_nothing(&env);
+}

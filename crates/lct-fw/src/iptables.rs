@@ -6,6 +6,9 @@
 //! traffic over, then the old chain is removed and the new one renamed. Between the two
 //! jumps both chains are in place, the new one first. iptables has no sets either: one rule
 //! per peer and port.
+//!
+//! The metadata service is kept root's here too: a chain `LCT-OUT`, jumped to from `OUTPUT`,
+//! drops what users other than root send it (`-m owner ! --uid-owner 0`).
 
 use std::io;
 
@@ -13,11 +16,13 @@ use lct_core::record::{PortSpec, Protocol};
 
 use crate::model::Mode;
 use crate::nft::Applied;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{METADATA_V4, METADATA_V6, Ruleset};
 use lct_core::prefix::Prefix;
 
 const CHAIN: &str = "LCT";
 const NEW_CHAIN: &str = "LCT-NEW";
+const OUT_CHAIN: &str = "LCT-OUT";
+const NEW_OUT_CHAIN: &str = "LCT-OUT-NEW";
 
 fn ipt(v6: bool) -> io::Result<iptables::IPTables> {
     iptables::new(v6).map_err(|e| io::Error::other(format!("iptables (scripts/setup installs it): {e}")))
@@ -59,6 +64,19 @@ pub fn rules(rs: &Ruleset, v6: bool) -> Vec<String> {
     out
 }
 
+/// The rules of lct's output chain: the metadata service is root's.
+pub fn output_rules(v6: bool) -> Vec<String> {
+    let addresses: Vec<String> = if v6 {
+        METADATA_V6.iter().map(|a| format!("{a}/128")).collect()
+    } else {
+        METADATA_V4.iter().map(|a| format!("{a}/32")).collect()
+    };
+    addresses
+        .iter()
+        .map(|a| format!("-d {a} -m owner ! --uid-owner 0 -m comment --comment metadata-root-only -j DROP"))
+        .collect()
+}
+
 fn port(p: &PortSpec) -> String {
     let proto = match p.protocol {
         Protocol::Tcp => "tcp",
@@ -75,29 +93,36 @@ fn port(p: &PortSpec) -> String {
 pub fn apply(rs: &Ruleset) -> io::Result<()> {
     for v6 in [false, true] {
         let t = ipt(v6)?;
-        if t.chain_exists("filter", NEW_CHAIN).map_err(err)? {
-            let _ = t.delete_all("filter", "INPUT", &format!("-j {NEW_CHAIN}"));
-            t.flush_chain("filter", NEW_CHAIN).map_err(err)?;
-        } else {
-            t.new_chain("filter", NEW_CHAIN).map_err(err)?;
-        }
-        for rule in rules(rs, v6) {
-            t.append("filter", NEW_CHAIN, &rule).map_err(err)?;
-        }
-        // Switch over: the new chain first, then the old one out.
-        t.insert("filter", "INPUT", &format!("-j {NEW_CHAIN}"), 1).map_err(err)?;
-        remove_chain(&t, CHAIN)?;
-        t.rename_chain("filter", NEW_CHAIN, CHAIN).map_err(err)?;
+        switch_over(&t, "INPUT", CHAIN, NEW_CHAIN, &rules(rs, v6))?;
+        switch_over(&t, "OUTPUT", OUT_CHAIN, NEW_OUT_CHAIN, &output_rules(v6))?;
     }
     Ok(())
 }
 
-fn remove_chain(t: &iptables::IPTables, chain: &str) -> io::Result<bool> {
+/// Builds `rules` in `new`, jumps to it from `hook` first, then replaces `chain` with it.
+fn switch_over(t: &iptables::IPTables, hook: &str, chain: &str, new: &str, rules: &[String]) -> io::Result<()> {
+    if t.chain_exists("filter", new).map_err(err)? {
+        let _ = t.delete_all("filter", hook, &format!("-j {new}"));
+        t.flush_chain("filter", new).map_err(err)?;
+    } else {
+        t.new_chain("filter", new).map_err(err)?;
+    }
+    for rule in rules {
+        t.append("filter", new, rule).map_err(err)?;
+    }
+    // Switch over: the new chain first, then the old one out.
+    t.insert("filter", hook, &format!("-j {new}"), 1).map_err(err)?;
+    remove_chain(t, hook, chain)?;
+    t.rename_chain("filter", new, chain).map_err(err)?;
+    Ok(())
+}
+
+fn remove_chain(t: &iptables::IPTables, hook: &str, chain: &str) -> io::Result<bool> {
     if !t.chain_exists("filter", chain).map_err(err)? {
         return Ok(false);
     }
-    while t.exists("filter", "INPUT", &format!("-j {chain}")).map_err(err)? {
-        t.delete("filter", "INPUT", &format!("-j {chain}")).map_err(err)?;
+    while t.exists("filter", hook, &format!("-j {chain}")).map_err(err)? {
+        t.delete("filter", hook, &format!("-j {chain}")).map_err(err)?;
     }
     t.flush_chain("filter", chain).map_err(err)?;
     t.delete_chain("filter", chain).map_err(err)?;
@@ -109,8 +134,10 @@ pub fn remove() -> io::Result<bool> {
     let mut any = false;
     for v6 in [false, true] {
         let t = ipt(v6)?;
-        any |= remove_chain(&t, CHAIN)?;
-        any |= remove_chain(&t, NEW_CHAIN)?;
+        any |= remove_chain(&t, "INPUT", CHAIN)?;
+        any |= remove_chain(&t, "INPUT", NEW_CHAIN)?;
+        any |= remove_chain(&t, "OUTPUT", OUT_CHAIN)?;
+        any |= remove_chain(&t, "OUTPUT", NEW_OUT_CHAIN)?;
     }
     Ok(any)
 }
@@ -175,5 +202,10 @@ mod tests {
         let v6 = rules(&rs, true);
         assert!(v6.contains(&"-s 2001:db8::3/128 -p tcp --dport 2181 -j ACCEPT".to_string()));
         assert!(!v6.iter().any(|r| r.contains("192.0.2.0")));
+        assert_eq!(
+            output_rules(false),
+            ["-d 169.254.169.254/32 -m owner ! --uid-owner 0 -m comment --comment metadata-root-only -j DROP"]
+        );
+        assert_eq!(output_rules(true).len(), 2);
     }
 }

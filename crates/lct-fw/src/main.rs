@@ -39,6 +39,15 @@ runs `lct-fw boot` before the network comes up. With no saved ruleset, or one th
 read or applied, it loads a default-deny table admitting SSH from the admin prefixes last
 saved (from anywhere when none are known) and says why; after `lct-fw remove` it loads
 nothing. Exit status 1 only when not even the default-deny table could be loaded.";
+const WATCH_HELP: &str = "\
+Listens to nf_tables' change notifications (as `nft monitor` does) and, when anyone but
+lct-fw changes table inet lct (`nft flush ruleset`, a deleted chain, set or rule, a rule
+added to lct's chain), puts back what lct-fw last applied in this network namespace, in
+milliseconds. Each change is logged (warning level) with the process that committed it
+(pid and name) and what it changed; other tables are left alone. lct-fw's own syncs are
+recognised and kept. The nft backend only: hosts on the iptables backend are not watched.
+Runs until stopped; on nodes it is the lct-fw-watch systemd service (Restart=always),
+installed and started by `lct-inventory install`.";
 
 /// Host firewalls that follow cluster membership: nftables rules applied in-process over
 /// netlink, atomically, with SSH from the admin prefixes always admitted.
@@ -171,6 +180,9 @@ Examples:
         #[arg(long, default_value = "lct-fw")]
         remote_bin: String,
     },
+    /// Put this host's `inet lct` table back whenever anything else changes it (a service)
+    #[command(after_help = WATCH_HELP)]
+    Watch,
     /// Delete this host's `inet lct` table (or, with iptables, lct's chains)
     Remove {
         #[arg(long, value_enum, default_value_t = Backend::Nft)]
@@ -293,10 +305,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             push(&store, clusters, providers, &options, format).await
         }
+        Command::Watch => Ok(nft::watch()?),
         Command::Remove { backend: Backend::Nft } => {
-            let removed = nft::delete_table()?;
+            // Forgotten first: `lct-fw watch` finds nothing to put back when the table goes.
             nft::forget()?;
             lct_fw::boot::save(&lct_fw::boot::Saved::Removed)?;
+            let removed = nft::delete_table()?;
             eprintln!("{}", if removed { "table inet lct deleted" } else { "no table inet lct here" });
             Ok(())
         }

@@ -14,6 +14,15 @@ use lct_core::prefix::Prefix;
 /// The nftables table lct owns; nothing else is ever touched.
 pub const TABLE: &str = "lct";
 pub const CHAIN: &str = "input";
+/// The chain that keeps the cloud's metadata service root's.
+pub const OUTPUT_CHAIN: &str = "output";
+
+/// The metadata service of a cloud node, where user-data (on Linode: the node's SSH host
+/// key) can be read by anyone who asks from the node: lct's table lets only root (uid 0)
+/// reach it. Linode answers on all three; 169.254.169.254 is every cloud's.
+pub const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(169, 254, 169, 254)];
+pub const METADATA_V6: [Ipv6Addr; 2] =
+    [Ipv6Addr::new(0xfd00, 0xa9fe, 0xa9fe, 0, 0, 0, 0, 1), Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe)];
 
 /// A set read as a list and built in one go (sorted, then bulk-loaded): serde's own way
 /// inserts element by element, a third of a 10,000-peer sync's time.
@@ -223,6 +232,15 @@ impl Ruleset {
                 let _ = writeln!(t, "\t\t{proto} dport {ports} drop");
             }
         }
+        let _ = writeln!(t, "\t}}");
+        let _ = writeln!(t, "\tchain {OUTPUT_CHAIN} {{");
+        let _ = writeln!(t, "\t\ttype filter hook output priority filter; policy accept;");
+        for a in METADATA_V4 {
+            let _ = writeln!(t, "\t\tip daddr {a} meta skuid != 0 drop comment \"metadata: root only\"");
+        }
+        for a in METADATA_V6 {
+            let _ = writeln!(t, "\t\tip6 daddr {a} meta skuid != 0 drop comment \"metadata: root only\"");
+        }
         let _ = writeln!(t, "\t}}\n}}");
         t
     }
@@ -296,6 +314,7 @@ mod tests {
         assert!(text.contains("ip saddr @r2_v4 tcp dport 2181 accept"), "{text}");
         assert!(text.contains("ip saddr 10.9.0.0/16 tcp dport 22 accept"), "{text}");
         assert!(text.contains("tcp dport 2888-3888 drop"), "{text}");
+        assert!(text.contains("ip daddr 169.254.169.254 meta skuid != 0 drop"), "{text}");
 
         // The dependency's nodes gone: the rule would be empty, which is refused.
         let err = for_node(&nodes[0], &nodes[..2], &clusters, false).unwrap_err().to_string();

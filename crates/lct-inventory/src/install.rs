@@ -1,8 +1,9 @@
 //! lct's node-side programs on the nodes: `lct-hosts`, `lct-fw` and `lct-dns`, at exactly
 //! the controller's version, copied over SSH into `/usr/local/bin` and checked by SHA-256
 //! on the node before they replace what was there, with lct-dns's systemd unit (installed,
-//! not enabled: a plan that runs a DNS server enables it) and lct-fw-boot's (enabled: the
-//! firewall lct-fw last applied comes back before the network at every boot). A node that already has the same
+//! not enabled: a plan that runs a DNS server enables it), lct-fw-boot's (enabled: the
+//! firewall lct-fw last applied comes back before the network at every boot) and
+//! lct-fw-watch's (enabled and started: it undoes tampering with lct's firewall table). A node that already has the same
 //! file gets nothing. Namespace nodes share this machine's programs and are skipped.
 //! What the programs need from the node's distribution (`conntrack`, with which lct-fw ends
 //! the connections of peers that lost access) is installed with apt when it is missing.
@@ -27,8 +28,25 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// lct-dns's systemd unit (`packaging/systemd/lct-dns.service`) and where it goes.
 pub const DNS_UNIT: &str = include_str!("../../../packaging/systemd/lct-dns.service");
 pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// `lct-fw watch`'s systemd unit (`packaging/systemd/lct-fw-watch.service`).
 /// The unit that loads the saved firewall before the network (`lct-fw boot`).
 pub const FW_BOOT_UNIT: &str = include_str!("../../../packaging/systemd/lct-fw-boot.service");
+/// Run after lct-fw-boot's unit is in place, also when unchanged: enabled it must be (it runs
+/// at the next boot; the firewall of this boot is lct-fw push's).
+const FW_BOOT_ACTIVATE: &str = "systemctl enable --quiet lct-fw-boot.service";
+/// `lct-fw watch`'s systemd unit (`packaging/systemd/lct-fw-watch.service`).
+pub const WATCH_UNIT: &str = include_str!("../../../packaging/systemd/lct-fw-watch.service");
+
+/// Run after lct-fw-watch's unit is in place (also when unchanged: a node where it was
+/// stopped gets it back); `$changed` is 1 when the file was replaced. Nodes without systemd
+/// are told, not failed.
+const WATCH_ACTIVATE: &str = "if [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+     if [ \"$changed\" = 1 ]; then systemctl enable -q lct-fw-watch.service && systemctl restart lct-fw-watch.service; \
+     else systemctl enable -q --now lct-fw-watch.service; fi; \
+     else echo 'no systemd: lct-fw-watch not started' >&2; fi";
+/// Run after lct-fw is replaced: a running watcher moves to the new program.
+const FW_ACTIVATE: &str =
+    "if [ \"$changed\" = 1 ] && [ -d /run/systemd/system ]; then systemctl try-restart lct-fw-watch.service; fi";
 
 /// A file to install: its name, bytes and SHA-256, the directory it goes to and its mode.
 pub struct Program {
@@ -37,18 +55,19 @@ pub struct Program {
     pub sha256: String,
     pub dir: &'static str,
     pub mode: &'static str,
-    /// A systemd unit to enable (`systemctl enable`) once it is in place.
-    pub enable: bool,
+    /// Shell run once the file is in place (`$changed`: 1 if it was replaced, else 0).
+    pub activate: Option<&'static str>,
 }
 
 impl Program {
     pub fn new(name: &str, bytes: Vec<u8>) -> Program {
         let sha256 = sha256_hex(&bytes);
-        Program { name: name.to_string(), bytes, sha256, dir: REMOTE_DIR, mode: "755", enable: false }
+        let activate = (name == "lct-fw").then_some(FW_ACTIVATE);
+        Program { name: name.to_string(), bytes, sha256, dir: REMOTE_DIR, mode: "755", activate }
     }
 
     /// The node-side programs in `dir` (beside the running program: the same build), and
-    /// lct-dns's unit.
+    /// lct-dns's, lct-fw-boot's and lct-fw-watch's units.
     pub fn beside(dir: &Path) -> std::io::Result<Vec<Program>> {
         let mut programs: Vec<Program> = NODE_PROGRAMS
             .iter()
@@ -67,25 +86,30 @@ impl Program {
         programs.push(Program {
             dir: UNIT_DIR,
             mode: "644",
-            enable: true,
+            activate: Some(FW_BOOT_ACTIVATE),
             ..Program::new("lct-fw-boot.service", FW_BOOT_UNIT.as_bytes().to_vec())
+        });
+        programs.push(Program {
+            dir: UNIT_DIR,
+            mode: "644",
+            activate: Some(WATCH_ACTIVATE),
+            ..Program::new("lct-fw-watch.service", WATCH_UNIT.as_bytes().to_vec())
         });
         Ok(programs)
     }
 
     /// The shell run on the node: skip when the same file is there; else write beside it,
     /// check the hash, and rename over it (a failed copy leaves the old program in place);
-    /// then enable it, if it is a unit to enable (also when unchanged: enabled it must be).
+    /// then its activation (a unit enabled, a service restarted), if it has one.
     pub fn script(&self) -> String {
         let target = format!("{}/{}", self.dir, self.name);
         let temp = format!("{}/.{}.lct-new", self.dir, self.name);
-        let enable =
-            if self.enable { format!("systemctl enable --quiet {}; ", shell_quote(&self.name)) } else { String::new() };
         format!(
             "set -e; mkdir -p {dir}; \
-             if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then cat >/dev/null; said=unchanged; else \
+             if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then cat >/dev/null; changed=0; echo unchanged; else \
              cat > {temp}; echo '{hash}  {temp}' | sha256sum -c --quiet || {{ rm -f {temp}; exit 1; }}; \
-             chmod {mode} {temp}; mv -f {temp} {target}; said=installed; fi; {enable}echo $said",
+             chmod {mode} {temp}; mv -f {temp} {target}; changed=1; echo installed; fi; {activate}",
+            activate = self.activate.unwrap_or(":"),
             dir = shell_quote(self.dir),
             mode = self.mode,
             target = shell_quote(&target),
@@ -136,7 +160,10 @@ mod tests {
 
     #[test]
     fn the_script_checks_the_hash_before_replacing() {
-        let p = Program::new("lct-fw", b"binary".to_vec());
+        let mut p = Program::new("lct-fw", b"binary".to_vec());
+        assert!(p.script().contains("try-restart lct-fw-watch.service"), "a new lct-fw restarts the watcher");
+        // Run below without touching this host's services.
+        p.activate = None;
         assert_eq!(p.sha256, "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd");
         let script = p.script();
         let check = script.find("sha256sum -c").unwrap();

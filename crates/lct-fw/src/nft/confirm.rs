@@ -3,7 +3,7 @@
 use std::io;
 
 use super::forget;
-use super::memory::{LastApplied, memory_path, remember};
+use super::memory::{LastApplied, lock, memory_path, remember};
 use super::socket::Netlink;
 use super::table::{apply_table, delete_table};
 
@@ -52,13 +52,17 @@ pub fn roll_back(token: &str) -> io::Result<bool> {
     }
     match pending.previous {
         Some(previous) => {
+            let path = memory_path()?;
+            let _lock = lock(&path)?;
             let nl = Netlink::open()?;
+            let before = nl.generation()?;
             apply_table(&nl, &previous.ruleset)?;
-            remember(&memory_path()?, nl.generation()?, &previous.ruleset, &previous.capacity)?;
+            remember(&path, nl.generation_after(before)?, &previous.ruleset, &previous.capacity)?;
         }
         None => {
-            delete_table()?;
+            // Forgotten first: `lct-fw watch` finds nothing to put back when the table goes.
             forget()?;
+            delete_table()?;
         }
     }
     std::fs::remove_file(&path)?;

@@ -100,6 +100,34 @@ pub(crate) fn memory_path() -> io::Result<std::path::PathBuf> {
     lct_core::state::netns_runtime_file("fw", "json")
 }
 
+/// Held while the table is changed and the change recorded (a sync, a roll-back, the watcher's
+/// restore), so that the watcher judges a change only once its author has recorded it: a
+/// change made under the lock and recorded is lct's own. Released when dropped.
+pub(super) struct MemoryLock(#[allow(dead_code)] std::fs::File);
+
+/// Takes the lock of the memory at `path` (`net-INO.lock` beside it), waiting for its holder.
+pub(super) fn lock(path: &std::path::Path) -> io::Result<MemoryLock> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(path.parent().expect("has parent"))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path.with_extension("lock"))?;
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(MemoryLock(file));
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 pub(super) fn remember(
     path: &std::path::Path,
     generation: u32,

@@ -11,12 +11,16 @@
 //! * [`memory`]: what was last applied in this namespace, kept under /run.
 //! * [`conntrack`]: ending removed peers' established connections.
 //! * [`confirm`]: a change that rolls back unless confirmed in time.
+//! * [`events`]: nf_tables' change notifications; [`watch`]: `lct-fw watch`, which puts the
+//!   table back when anyone else changes it.
 
 mod confirm;
 mod conntrack;
+pub mod events;
 mod memory;
 mod socket;
 mod table;
+mod watch;
 
 use std::collections::BTreeSet;
 use std::io;
@@ -29,7 +33,8 @@ pub use conntrack::kill_connections;
 pub(crate) use memory::memory_path;
 use memory::{LastApplied, remember};
 pub use socket::Netlink;
-pub use table::{apply_elements, apply_table, capacity, delete_table};
+pub use table::{apply_elements, apply_table, capacities, capacity, delete_table};
+pub use watch::watch;
 
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -49,7 +54,10 @@ pub enum Applied {
 pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
     let nl = Netlink::open()?;
     let path = memory_path()?;
+    // From before the commit until it is recorded: `lct-fw watch` must not take it for tampering.
+    let _lock = memory::lock(&path)?;
     let last = LastApplied::read(&path);
+    let before = nl.generation()?;
     // Any change to the ruleset by anyone bumps the generation, our own element updates
     // included (we record the generation after them); a different one means drift.
     let fits = |last: &LastApplied| {
@@ -66,7 +74,7 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
                 && last.ruleset.structure() == rs.structure()
                 && last.ruleset.node == rs.node
                 && fits(&last)
-                && nl.generation()? == last.generation =>
+                && before == last.generation =>
         {
             match apply_elements(&nl, &last.ruleset, rs) {
                 Ok(applied) => (applied, last.capacity),
@@ -75,20 +83,18 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
                 Err(e) => {
                     tracing::warn!("element update refused ({e}); replacing the table");
                     apply_table(&nl, rs)?;
-                    let capacity =
-                        rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
-                    (Applied::Table, capacity)
+                    (Applied::Table, capacities(rs))
                 }
             }
         }
         _ => {
             apply_table(&nl, rs)?;
-            let capacity = rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect();
-            (Applied::Table, capacity)
+            (Applied::Table, capacities(rs))
         }
     };
     if applied != Applied::Unchanged {
-        remember(&path, nl.generation()?, rs, &capacity)?;
+        // Our one commit's generation, or 0 if another came in between (not ours to vouch for).
+        remember(&path, nl.generation_after(before)?, rs, &capacity)?;
     }
     Ok(applied)
 }

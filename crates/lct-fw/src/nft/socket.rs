@@ -10,7 +10,7 @@ use super::table::cstring;
 use crate::ruleset::TABLE;
 
 /// A receive buffer aligned for `nlmsghdr`, as libmnl requires.
-struct NlBuffer(Vec<u64>);
+pub(super) struct NlBuffer(Vec<u64>);
 
 impl NlBuffer {
     pub(super) fn new() -> Self {
@@ -92,6 +92,14 @@ impl Netlink {
         id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
     }
 
+    /// The generation our own single commit made, given the one read just before it: the
+    /// next one, unless someone else committed in between (then 0, which no commit makes: the
+    /// kernel counts from 1), so that their change is not taken for ours.
+    pub fn generation_after(&self, before: u32) -> io::Result<u32> {
+        let now = self.generation()?;
+        Ok(if now == before.wrapping_add(1) { now } else { 0 })
+    }
+
     /// Whether the `inet lct` table exists.
     pub fn table_exists(&self) -> io::Result<bool> {
         let socket = &self.socket;
@@ -149,7 +157,7 @@ fn send_in_one_message(socket: &mnl::Socket, batch: &FinalizedBatch) -> io::Resu
 }
 
 /// Sets a socket buffer size, forcing it past the system limit where allowed (root).
-fn set_buffer(fd: libc::c_int, force: libc::c_int, plain: libc::c_int, size: usize) {
+pub(super) fn set_buffer(fd: libc::c_int, force: libc::c_int, plain: libc::c_int, size: usize) {
     let size = size.min(libc::c_int::MAX as usize) as libc::c_int;
     for opt in [force, plain] {
         // SAFETY: setsockopt on our own socket with a c_int option value.

@@ -12,7 +12,7 @@ use nftnl::set::{Set, SetKey};
 use nftnl::{Batch, Chain, Hook, MsgType, Policy, ProtoFamily, Rule, Table, nft_expr};
 
 use crate::model::Mode;
-use crate::ruleset::{CHAIN, Ruleset, TABLE};
+use crate::ruleset::{CHAIN, METADATA_V4, METADATA_V6, OUTPUT_CHAIN, Ruleset, TABLE};
 use lct_core::prefix::Prefix;
 use lct_core::record::{PortSpec, Protocol};
 
@@ -159,6 +159,37 @@ fn build_table(nl: &Netlink, rs: &Ruleset, replace: bool) -> io::Result<()> {
     for r in &rules {
         batch.add(r, MsgType::Add);
     }
+
+    // The metadata service is root's: its user-data holds the node's secrets.
+    let output_name = cstring(OUTPUT_CHAIN);
+    let mut output = Chain::new(&output_name, &table);
+    output.set_hook(Hook::Out, 0);
+    output.set_policy(Policy::Accept);
+    batch.add(&output, MsgType::Add);
+    let mut root_only = Vec::new();
+    for a in METADATA_V4 {
+        let mut r = Rule::new(&output);
+        r.add_expr(&nft_expr!(meta nfproto));
+        r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV4 as u8));
+        r.add_expr(&nft_expr!(payload ipv4 daddr));
+        r.add_expr(&nft_expr!(cmp == a));
+        root_only.push(r);
+    }
+    for a in METADATA_V6 {
+        let mut r = Rule::new(&output);
+        r.add_expr(&nft_expr!(meta nfproto));
+        r.add_expr(&nft_expr!(cmp == libc::NFPROTO_IPV6 as u8));
+        r.add_expr(&nft_expr!(payload ipv6 daddr));
+        r.add_expr(&nft_expr!(cmp == a));
+        root_only.push(r);
+    }
+    for r in &mut root_only {
+        r.set_comment(c"metadata: root only").map_err(io::Error::other)?;
+        r.add_expr(&nft_expr!(meta skuid));
+        r.add_expr(&Cmp::new(CmpOp::Neq, 0u32));
+        r.add_expr(&nft_expr!(verdict drop));
+        batch.add(r, MsgType::Add);
+    }
     nl.send(&batch.finalize())
 }
 
@@ -258,6 +289,11 @@ pub fn apply_elements(nl: &Netlink, old: &Ruleset, new: &Ruleset) -> io::Result<
 /// element-only; past it, the next sync replaces the table with a larger set.
 pub fn capacity(n: usize) -> u32 {
     (n.saturating_mul(2)).max(1024).next_power_of_two().min(1 << 24) as u32
+}
+
+/// The capacities a whole table made for `rs` has, per rule (IPv4, IPv6).
+pub fn capacities(rs: &Ruleset) -> Vec<[u32; 2]> {
+    rs.rules.iter().map(|r| [capacity(r.peers_v4.len()), capacity(r.peers_v6.len())]).collect()
 }
 
 /// Tells the kernel how large the set will be, so it sizes its hash table once instead of

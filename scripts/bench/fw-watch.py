@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""The parts of scripts/bench/fw's watch measurement that run inside namespaces.
+
+  listen PORT                      accept and close TCP connections on PORT (the guarded service)
+  probe ADDR PORT OUT STOP         a new non-blocking TCP connect to ADDR:PORT every 5 ms until
+                                   STOP exists; OUT gets the send time (CLOCK_MONOTONIC, ns) of
+                                   each probe that connected (was admitted)
+  measure RUNS WATCHER_PID OUT     RUNS times: `nft flush ruleset`, then wait for the watcher's
+                                   restore; OUT gets one line per run: the flush's commit time,
+                                   the restore's commit time (both as nf_tables' NEWGEN
+                                   notifications arrive here) and the time the command started
+"""
+import os, select, socket, struct, subprocess, sys, time
+
+NETLINK_NETFILTER, NFNLGRP_NFTABLES = 12, 7
+NEWGEN = (10 << 8) | 15  # NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN
+SO_RCVBUFFORCE = 33
+
+
+def commits(sock, timeout):
+    """(arrival ns, committing pid) of each NEWGEN received within timeout seconds."""
+    out = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            return out
+        data = sock.recv(1 << 20)
+        now = time.monotonic_ns()
+        off = 0
+        while off + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            if length < 16:
+                break
+            if kind == NEWGEN:
+                pid, a = None, off + 20
+                while a + 4 <= off + length:
+                    alen, atype = struct.unpack_from("=HH", data, a)
+                    if alen < 4:
+                        break
+                    if atype & 0x3FFF == 2:  # NFTA_GEN_PROC_PID
+                        pid = struct.unpack_from(">I", data, a + 4)[0]
+                    a += (alen + 3) & ~3
+                out.append((now, pid))
+                return out
+            off += (length + 3) & ~3
+
+
+def measure(runs, watcher, out):
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    sock.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
+    # A 10,000-peer restore comes as 10,000 element notifications before its NEWGEN.
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    lines = []
+    for _ in range(runs):
+        time.sleep(0.2)  # the prober's steady state between runs
+        started = time.monotonic_ns()
+        nft = subprocess.Popen(["nft", "flush", "ruleset"])
+        flushed = restored = None
+        while restored is None:
+            got = commits(sock, 5.0)
+            if not got:
+                sys.exit("no restore within 5 s")
+            at, pid = got[0]
+            if pid == nft.pid:
+                flushed = at
+            elif pid == watcher and flushed is not None:
+                restored = at
+        nft.wait()
+        lines.append(f"{flushed} {restored} {started}\n")
+    open(out, "w").writelines(lines)
+
+
+def probe(addr, port, out, stop):
+    pending, admitted = {}, []
+    poller = select.epoll()
+    next_send = time.monotonic_ns()
+    while not os.path.exists(stop):
+        now = time.monotonic_ns()
+        if now >= next_send:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            s.connect_ex((addr, port))
+            pending[s.fileno()] = (s, now)
+            poller.register(s.fileno(), select.EPOLLOUT)
+            # Late (a busy machine): the next one 5 ms from now, never a burst to catch up.
+            next_send += 5_000_000
+            if next_send <= now:
+                next_send = now + 5_000_000
+        for fd, _ in poller.poll(max(0, next_send - time.monotonic_ns()) / 1e9):
+            s, sent = pending.pop(fd)
+            poller.unregister(fd)
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                admitted.append(sent)
+            s.close()
+        # A dropped SYN is retried after 1 s: given up at 0.5 s, so a retry never counts.
+        for fd, (s, sent) in list(pending.items()):
+            if time.monotonic_ns() - sent > 500_000_000:
+                poller.unregister(fd)
+                s.close()
+                del pending[fd]
+    open(out, "w").write("".join(f"{t}\n" for t in admitted))
+
+
+def listen(port):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("0.0.0.0", port))
+    server.listen(1024)
+    while True:
+        server.accept()[0].close()
+
+
+if __name__ == "__main__":
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "listen":
+        listen(int(args[0]))
+    elif mode == "probe":
+        probe(args[0], int(args[1]), args[2], args[3])
+    elif mode == "measure":
+        measure(int(args[0]), int(args[1]), args[2])
+    else:
+        sys.exit(f"unknown mode {mode}")
