@@ -6,6 +6,8 @@
 //! * [`targets`]: the readers, each a `fn(&[u8]) -> u64` (the outcome's fingerprint).
 //! * [`mutate`]: a small deterministic mutator (bit flips, interesting integers, inserts,
 //!   deletes, duplication, splicing).
+//! * [`fixup`]: checksums made to agree again after mutation (blind mutation never gets
+//!   past a BLAKE3 hash).
 //! * [`memory`]: a counting global allocator: each input's peak, and a hard limit past
 //!   which the input is saved before the process aborts.
 //! * [`runner`]: runs a target for a number of inputs or a time, keeps inputs that reach
@@ -15,6 +17,7 @@
 //! an image of another shape) stand in for new coverage. cargo-fuzz could drive the same
 //! target functions on nightly.
 
+pub mod fixup;
 pub mod memory;
 pub mod mutate;
 pub mod runner;

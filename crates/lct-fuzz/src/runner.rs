@@ -146,8 +146,10 @@ pub fn run(target: &Target, options: &Options) -> std::io::Result<Summary> {
                 }
             }
             Some((kind, detail)) => {
-                // One finding per kind and place (a panic's message names its place).
-                if reported.insert((kind, detail.clone())) {
+                // One finding per panic's place and message; one of memory and one of time
+                // per run (their details are only numbers).
+                let key = if kind == "panic" { detail.clone() } else { String::new() };
+                if reported.insert((kind, key)) {
                     let saved = if options.save { Some(save(&dir, kind, &input)?) } else { None };
                     summary.findings.push(Finding { kind, detail, input, saved });
                 }
@@ -161,11 +163,15 @@ pub fn run(target: &Target, options: &Options) -> std::io::Result<Summary> {
     if pool.is_empty() {
         pool.push(Vec::new());
     }
+    // Half the inputs are mutated from the corpus itself: well-formed inputs reach deeper
+    // than the mutants of mutants that pile up in the pool.
+    let from_corpus = pool.len();
     let mut rng = Rng::new(options.seed);
     let deadline = options.time.map(|t| started + t);
     let wanted = options.runs.unwrap_or(if deadline.is_some() { u64::MAX } else { 0 });
     while summary.runs < wanted && deadline.is_none_or(|d| Instant::now() < d) {
-        let mut input = pool[rng.below(pool.len())].clone();
+        let base = if rng.below(2) == 0 { rng.below(from_corpus) } else { rng.below(pool.len()) };
+        let mut input = pool[base].clone();
         let other = &pool[rng.below(pool.len())];
         mutate(&mut rng, &mut input, other, options.max_len);
         summary.runs += 1;

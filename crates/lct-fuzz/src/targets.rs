@@ -25,12 +25,12 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "image-trailer",
-        about: "a trailer alone, as a repository keeps an image and a URL's trailer is read (Index::from_trailer)",
+        about: "a trailer alone, as a repository keeps an image and a URL's trailer is read (Index::from_trailer); its root hash and seek table fixed up after mutation, to reach the entries' checks",
         run: image_trailer,
     },
     Target {
         name: "image-stream",
-        about: "a stream as `lct-image send` writes it (Opened::sent), its frames read in order and checked",
+        about: "a stream as `lct-image send` writes it (Opened::sent), its frames read in order and checked; its trailer fixed up (root hash, seek table, offsets that tile), to reach the extents' checks",
         run: image_stream,
     },
     Target {
@@ -99,11 +99,15 @@ fn image_file(bytes: &[u8]) -> u64 {
 }
 
 fn image_trailer(bytes: &[u8]) -> u64 {
-    outcome(&Index::from_trailer(bytes), shape)
+    let mut bytes = bytes.to_vec();
+    crate::fixup::trailer(&mut bytes, crate::fixup::Fix { tiling: false });
+    outcome(&Index::from_trailer(&bytes), shape)
 }
 
 fn image_stream(bytes: &[u8]) -> u64 {
-    let opened = lct_image::image::Opened::sent(Box::new(Cursor::new(bytes.to_vec())), "fuzz");
+    let mut bytes = bytes.to_vec();
+    crate::fixup::stream(&mut bytes, crate::fixup::Fix { tiling: true });
+    let opened = lct_image::image::Opened::sent(Box::new(Cursor::new(bytes)), "fuzz");
     let mut checked = String::new();
     if let Ok(opened) = &opened {
         for (i, e) in opened.index.extents.iter().enumerate().filter(|(_, e)| e.kind == Kind::Data).take(FRAMES) {
