@@ -134,3 +134,46 @@ impl Checkpoint {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{EXTENT_SIZE, Kind};
+
+    fn entry(i: u64, len: u32, csize: u32) -> Extent {
+        Extent { offset: i * EXTENT_SIZE, len, coffset: i * 100, csize, kind: Kind::Data, hash: [0; 32] }
+    }
+
+    /// A checkpoint of the same source whose entries a create would not have written (a
+    /// frame of 4 GiB, an extent of 0 bytes, a gap), or that is longer than its source
+    /// allows, is not resumed from (nor read whole).
+    #[test]
+    fn a_crafted_checkpoint_is_not_resumed_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("out.partial");
+        std::fs::write(&partial, vec![0u8; 1000]).unwrap();
+        let source =
+            Source { name: "disk".into(), size: 3 * EXTENT_SIZE, modified: 1, level: 3, extent_size: EXTENT_SIZE };
+        let write = |extents: &[Extent]| {
+            let mut ckpt = Checkpoint::open(&partial, &source, false).unwrap();
+            ckpt.append(extents).unwrap();
+        };
+        let full = EXTENT_SIZE as u32;
+        write(&[entry(0, full, 100), entry(1, full, 100)]);
+        assert_eq!(resumable(&partial, &source).unwrap().len(), 2);
+        for crafted in [
+            vec![entry(0, full, u32::MAX)],
+            vec![entry(0, 0, 100)],
+            vec![entry(0, full, 100), entry(2, full, 100)],
+            vec![entry(0, full + 1, 100)],
+        ] {
+            write(&crafted);
+            assert!(resumable(&partial, &source).is_none(), "{crafted:?}");
+        }
+        // Longer than a header and an entry per extent: not read.
+        write(&[entry(0, full, 100)]);
+        let file = OpenOptions::new().write(true).open(path_of(&partial)).unwrap();
+        file.set_len(1 << 40).unwrap();
+        assert!(resumable(&partial, &source).is_none());
+    }
+}

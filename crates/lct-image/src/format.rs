@@ -420,3 +420,151 @@ impl Seek for Padded<'_> {
 pub fn hex(hash: &[u8]) -> String {
     hash.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Crafted images: each claim that would size an allocation or a loop is refused by name
+    //! before it does.
+
+    use super::*;
+    use std::io::Cursor;
+
+    /// An image of `data` in extents of `extent_size` (as `create` lays it out), with the
+    /// manifest and extents then changed by `craft` (the root hash and seek table follow).
+    fn image(data: &[u8], extent_size: u64, craft: impl FnOnce(&mut Manifest, &mut Vec<Extent>)) -> Vec<u8> {
+        let mut frames = Vec::new();
+        let mut extents = Vec::new();
+        for (i, chunk) in data.chunks(extent_size as usize).enumerate() {
+            let frame = zstd::bulk::compress(chunk, 3).unwrap();
+            extents.push(Extent {
+                offset: i as u64 * extent_size,
+                len: chunk.len() as u32,
+                coffset: frames.len() as u64,
+                csize: frame.len() as u32,
+                kind: Kind::Data,
+                hash: *blake3::hash(chunk).as_bytes(),
+            });
+            frames.extend_from_slice(&frame);
+        }
+        let mut manifest = Manifest {
+            size: data.len() as u64,
+            extent_size,
+            label: "crafted".into(),
+            source: "test".into(),
+            created: 0,
+            tool_version: "0".into(),
+        };
+        craft(&mut manifest, &mut extents);
+        let root = root_hash(&extents);
+        frames.extend_from_slice(&Index { manifest, extents, root }.trailer());
+        frames
+    }
+
+    fn read(bytes: &[u8]) -> Result<Index, FormatError> {
+        Index::read(&mut Cursor::new(bytes))
+    }
+
+    fn data(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[test]
+    fn a_well_made_image_reads() {
+        let bytes = image(&data(10_000), MIN_EXTENT_SIZE, |_, _| {});
+        let index = read(&bytes).unwrap();
+        assert_eq!(index.extents.len(), 3);
+        assert_eq!(Index::from_trailer(&bytes[index.extents.iter().map(|e| e.csize as usize).sum()..]).unwrap(), index);
+    }
+
+    #[test]
+    fn a_huge_extent_size_is_refused_by_name() {
+        // One extent of 1 GiB claimed (its frame is a few bytes): a restore would allocate it.
+        let bytes = image(&data(1000), MIN_EXTENT_SIZE, |m, e| {
+            m.extent_size = 1 << 30;
+            m.size = 1 << 30;
+            e[0].len = 1 << 30;
+        });
+        let error = read(&bytes).unwrap_err();
+        assert!(matches!(error, FormatError::Limit(_)), "{error}");
+        assert!(error.to_string().contains("MAX_EXTENT_SIZE"), "{error}");
+        let bytes = image(&data(1000), MIN_EXTENT_SIZE, |m, _| m.extent_size = 0);
+        assert!(matches!(read(&bytes).unwrap_err(), FormatError::Limit(_)));
+    }
+
+    #[test]
+    fn an_extent_longer_than_the_extent_size_is_refused() {
+        // Two extents of 5000 and 3000 bytes in 4 KiB extents: the count is right (8000 bytes
+        // are two extents), the first is not.
+        let bytes = image(&data(8000), MIN_EXTENT_SIZE, |_, e| {
+            e[0].len = 5000;
+            e[1].len = 3000;
+            e[1].offset = 5000;
+        });
+        let error = read(&bytes).unwrap_err().to_string();
+        assert!(error.contains("extent 0 is 5000 bytes long, not 4096"), "{error}");
+    }
+
+    #[test]
+    fn a_frame_larger_than_its_extent_can_compress_to_is_refused() {
+        let bytes = image(&data(1000), MIN_EXTENT_SIZE, |_, e| e[0].csize = u32::MAX);
+        // (The seek table agrees with the entry; the file is shorter than the claim.)
+        let error = read(&bytes).unwrap_err().to_string();
+        assert!(error.contains("bytes, the file has"), "{error}");
+        let trailer = &bytes[bytes.len() - (INDEX_FIXED as usize + 200)..];
+        let _ = Index::from_trailer(trailer).unwrap_err();
+    }
+
+    #[test]
+    fn an_extent_count_that_asks_for_all_memory_is_refused_before_reading() {
+        // The footer claims 2^32 - 1 frames (a 32 GiB seek table, a 228 GiB index).
+        let mut bytes = image(&data(1000), MIN_EXTENT_SIZE, |_, _| {});
+        let n = bytes.len();
+        bytes[n - 9..n - 5].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = read(&bytes).unwrap_err();
+        assert!(matches!(error, FormatError::Limit(_)), "{error}");
+        assert!(error.to_string().contains("MAX_EXTENTS"), "{error}");
+        assert!(matches!(Index::from_trailer(&bytes).unwrap_err(), FormatError::Limit(_)));
+        // Within the limit but longer than the file: truncated, not read.
+        bytes[n - 9..n - 5].copy_from_slice(&((MAX_EXTENTS + 1) as u32).to_le_bytes());
+        assert!(read(&bytes).unwrap_err().to_string().contains("longer than the file"));
+        // And the count in the index must be the seek table's (u64::MAX once overflowed).
+        let mut bytes = image(&data(1000), MIN_EXTENT_SIZE, |_, _| {});
+        let count_at = bytes.len() - seek_table_len(2) as usize - 32 - ENTRY_SIZE - 8;
+        bytes[count_at..count_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        let error = read(&bytes).unwrap_err().to_string();
+        assert!(error.contains("extents, 2 frames"), "{error}");
+    }
+
+    #[test]
+    fn an_index_frame_past_the_start_or_the_end_is_refused() {
+        let bytes = image(&data(1000), MIN_EXTENT_SIZE, |_, _| {});
+        let n = bytes.len();
+        let table = seek_table_len(2) as usize;
+        // The seek table's entry for the index frame: larger than the file, larger than the
+        // limit for one extent, or too small to hold an index.
+        for len in [u32::MAX, (n - table) as u32 + 1, 10] {
+            let mut crafted = bytes.clone();
+            crafted[n - 9 - 8..n - 9 - 4].copy_from_slice(&len.to_le_bytes());
+            let error = read(&crafted).unwrap_err().to_string();
+            assert!(error.contains("bytes"), "{len}: {error}");
+        }
+        // A manifest length past the frame's end.
+        let mut crafted = bytes.clone();
+        let header = crafted.windows(8).position(|w| w == INDEX_HEADER).unwrap();
+        crafted[header + 8..header + 12].copy_from_slice(&u32::MAX.to_le_bytes());
+        let error = read(&crafted).unwrap_err().to_string();
+        assert!(error.contains("manifest and 1 entries do not make"), "{error}");
+        let _ = n;
+    }
+
+    #[test]
+    fn a_truncated_index_is_refused_wherever_it_is_cut() {
+        let bytes = image(&data(10_000), MIN_EXTENT_SIZE, |_, _| {});
+        let frames: usize = read(&bytes).unwrap().extents.iter().map(|e| e.csize as usize).sum();
+        for cut in 1..bytes.len() {
+            assert!(read(&bytes[..bytes.len() - cut]).is_err(), "cut {cut}");
+            // A trailer is exactly the index frame and the seek table.
+            assert_eq!(Index::from_trailer(&bytes[cut..]).is_ok(), cut == frames, "cut {cut}");
+        }
+    }
+}

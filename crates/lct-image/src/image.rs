@@ -797,3 +797,7 @@ pub fn verify(
     )?;
     Ok(report("image-verified", image, target, index, 0))
 }
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;
