@@ -291,3 +291,47 @@ pub fn kinds(findings: &[Finding]) -> BTreeMap<&'static str, usize> {
     }
     counts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A planted bug: a panic when the input starts with a byte over 0xf0.
+    fn planted(bytes: &[u8]) -> u64 {
+        if bytes.first().is_some_and(|b| *b > 0xf0) {
+            panic!("planted at {}", bytes[0] > 0);
+        }
+        bytes.len() as u64
+    }
+
+    /// The runner finds a bug the mutations reach from the corpus, saves its input once,
+    /// and is the same for the same seed.
+    #[test]
+    fn a_planted_bug_is_found_saved_and_found_again_with_the_same_seed() {
+        let dir = tempfile_dir();
+        std::fs::create_dir_all(dir.join("planted")).unwrap();
+        std::fs::write(dir.join("planted/seed-a"), b"\x10 a seed").unwrap();
+        let target = Target { name: "planted", about: "", run: planted };
+        let options = Options { runs: Some(5000), seed: 9, corpus: dir.clone(), save: true, ..Default::default() };
+        let first = run(&target, &options).unwrap();
+        assert_eq!(first.findings.len(), 1, "{:?}", first.findings);
+        let finding = &first.findings[0];
+        assert_eq!(finding.kind, "panic");
+        assert!(
+            finding.detail.contains("runner.rs") && finding.detail.contains("planted at true"),
+            "{}",
+            finding.detail
+        );
+        assert_eq!(std::fs::read(finding.saved.as_ref().unwrap()).unwrap(), finding.input);
+        let again = run(&target, &Options { save: false, ..options }).unwrap();
+        // (The saved input is in the corpus now: found at once, as a regression.)
+        assert_eq!(again.findings[0].input, finding.input);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("lct-fuzz-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+}
