@@ -178,7 +178,7 @@ fn server(respond: fn(u64) -> (String, Vec<u8>)) -> u16 {
 const CLAIMED: u64 = 1 << 50;
 
 fn huge_file(from: u64) -> (String, Vec<u8>) {
-    let mut tail = vec![0u8; 17];
+    let mut tail = [0u8; 17];
     tail[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
     tail[13..17].copy_from_slice(&0x8F92_EAB1u32.to_le_bytes());
     let body: Vec<u8> = if from + 17 >= CLAIMED {

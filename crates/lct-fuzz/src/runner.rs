@@ -230,7 +230,10 @@ fn save(dir: &Path, kind: &str, input: &[u8]) -> std::io::Result<PathBuf> {
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 /// While alive, panics are recorded, not printed (the runner reports them once each).
-struct QuietPanics(Option<Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>>);
+struct QuietPanics(Option<PanicHook>);
+
+/// What `std::panic::take_hook` returns.
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
 
 impl QuietPanics {
     fn install() -> QuietPanics {
