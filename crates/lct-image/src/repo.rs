@@ -423,3 +423,36 @@ impl Repo {
         fs::rename(&partial, out).map_err(io_at(out))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository's files are read only up to what they may hold: an image record longer
+    /// than any trailer (a sparse 1 TiB file), an extent file longer than its frame, a marker
+    /// of a gigabyte are refused by name, not read whole.
+    #[test]
+    fn oversized_repository_files_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path()).unwrap();
+        let record = File::create(repo.image_path("huge")).unwrap();
+        record.set_len(1 << 40).unwrap();
+        let error = repo.index("huge").unwrap_err().to_string();
+        assert!(error.contains("longer than the") && error.contains("images/huge"), "{error}");
+
+        let hash = [7u8; 32];
+        let path = repo.extent_path(&hash);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        File::create(&path).unwrap().set_len(1 << 40).unwrap();
+        let e = Extent { offset: 0, len: 4096, coffset: 0, csize: 100, kind: Kind::Data, hash };
+        let error = repo.frame(&e).unwrap_err().to_string();
+        assert!(error.contains("longer than the 100 bytes"), "{error}");
+        File::create(&path).unwrap().set_len(99).unwrap();
+        let error = repo.frame(&e).unwrap_err().to_string();
+        assert!(error.contains("the stored frame has 99 bytes, the index says 100"), "{error}");
+
+        File::create(dir.path().join("lct-image-repo")).unwrap().set_len(1 << 30).unwrap();
+        let error = Repo::open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("a repository of another version"), "{error}");
+    }
+}
