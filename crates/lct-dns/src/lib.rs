@@ -19,9 +19,12 @@
 //! * [`linode`]: the external view into Linode's DNS Manager (`lct-dns sync-linode`).
 //! * [`wire`]: `dns-record` records to and from the wire.
 //! * [`tsig`]: TSIG keys.
+//! * `fuzzing` (hidden): the readers of untrusted messages, for lct-fuzz.
 
 pub mod client;
 pub mod fast;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod linode;
 pub mod net;
 pub mod notify;

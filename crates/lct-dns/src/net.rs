@@ -11,9 +11,9 @@ use hickory_proto::rr::DNSClass;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::fast::{Class, UDP_PAYLOAD_MAX};
+use crate::fast::{Answers, Class, UDP_PAYLOAD_MAX};
 use crate::rrl::{RateLimit, Verdict};
-use crate::service::{Live, Served};
+use crate::service::Live;
 use crate::transfer::Replies;
 
 /// The answers to one message the UDP fast path did not take (or any over TCP): the tables
@@ -28,14 +28,14 @@ async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, live: &Live) -> Rep
     if let Some(messages) = crate::signed::handle(&packet, tcp, src.ip(), live).await {
         return messages;
     }
-    Replies::Now(plain_answer(&packet, internal, tcp, &served).into_iter().collect())
+    Replies::Now(plain_answer(&packet, internal, tcp, &served.answers).into_iter().collect())
 }
 
 /// A query the tables did not take as it came (other classes, EDNS versions, several
 /// questions, records where none belong, malformed): read in full, then answered from the
 /// tables as a clean query (its question and EDNS), or refused, FORMERR, NOTIMP or BADVERS
 /// as the message deserves. Responses and messages too short for a header get nothing.
-fn plain_answer(packet: &[u8], internal: bool, tcp: bool, served: &Served) -> Option<Vec<u8>> {
+pub(crate) fn plain_answer(packet: &[u8], internal: bool, tcp: bool, answers: &Answers) -> Option<Vec<u8>> {
     if packet.len() < 12 || packet[2] & 0x80 != 0 {
         return None;
     }
@@ -73,7 +73,7 @@ fn plain_answer(packet: &[u8], internal: bool, tcp: bool, served: &Served) -> Op
         edns.set_max_payload(e.max_payload());
         clean.set_edns(edns);
     }
-    served.answers.answer(&clean.to_vec().ok()?, internal, tcp).or_else(|| respond(ResponseCode::Refused))
+    answers.answer(&clean.to_vec().ok()?, internal, tcp).or_else(|| respond(ResponseCode::Refused))
 }
 
 /// How many datagrams one system call receives or sends.

@@ -46,8 +46,15 @@ pub fn path_of(partial: &Path) -> PathBuf {
 /// The extents a checkpoint of `source` vouches for, if there is one and the partial file
 /// holds their frames.
 pub fn resumable(partial: &Path, source: &Source) -> Option<Vec<Extent>> {
+    // No more than the header and an entry per extent of the source: a checkpoint is not
+    // read whole whatever its size.
+    let extents = source.size.div_ceil(source.extent_size);
+    let limit = crate::format::MAX_MANIFEST + extents * ENTRY_SIZE as u64;
     let mut bytes = Vec::new();
-    File::open(path_of(partial)).ok()?.read_to_end(&mut bytes).ok()?;
+    File::open(path_of(partial)).ok()?.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > limit {
+        return None;
+    }
     let newline = bytes.iter().position(|b| *b == b'\n')?;
     let header: Source = serde_json::from_slice(&bytes[..newline]).ok()?;
     if header != *source {
@@ -58,7 +65,27 @@ pub fn resumable(partial: &Path, source: &Source) -> Option<Vec<Extent>> {
     let extents: Vec<Extent> = entries.chunks_exact(ENTRY_SIZE).map(Extent::decode).collect::<Result<_, _>>().ok()?;
     let covered: u64 = extents.iter().map(|e| u64::from(e.csize)).sum();
     let have = std::fs::metadata(partial).ok()?.len();
-    (have >= covered && !extents.is_empty()).then_some(extents)
+    (have >= covered && !extents.is_empty() && tiles(&extents, source)).then_some(extents)
+}
+
+/// Whether `extents` are what a create of `source` writes first: one after another from the
+/// disk's start and the image's, each the extent size (the disk's last may be shorter), each
+/// frame no longer than compression can make it. Anything else is not resumed from.
+fn tiles(extents: &[Extent], source: &Source) -> bool {
+    let max_frame = crate::format::max_frame(source.extent_size);
+    let (mut offset, mut coffset) = (0u64, 0u64);
+    for e in extents {
+        let want = source.extent_size.min(source.size.saturating_sub(offset));
+        if e.offset != offset || e.coffset != coffset || want == 0 || u64::from(e.len) != want {
+            return false;
+        }
+        if e.csize == 0 || u64::from(e.csize) > max_frame {
+            return false;
+        }
+        offset += u64::from(e.len);
+        coffset += u64::from(e.csize);
+    }
+    true
 }
 
 /// A checkpoint being written.
@@ -73,10 +100,14 @@ impl Checkpoint {
     pub fn open(partial: &Path, source: &Source, keep: bool) -> io::Result<Checkpoint> {
         let path = path_of(partial);
         if keep {
-            let file = OpenOptions::new().append(true).open(&path)?;
-            // Whole entries only: a torn tail goes.
+            let mut file = OpenOptions::new().read(true).append(true).open(&path)?;
+            // Whole entries only: a torn tail goes. (The header is the first line as written,
+            // which `resumable` found.)
             let len = file.metadata()?.len();
-            let header = serde_json::to_vec(source)?.len() as u64 + 1;
+            let mut first = Vec::new();
+            (&mut file).take(crate::format::MAX_MANIFEST).read_to_end(&mut first)?;
+            let header =
+                first.iter().position(|b| *b == b'\n').ok_or_else(|| io::Error::other("no header"))? as u64 + 1;
             file.set_len(header + (len - header) / ENTRY_SIZE as u64 * ENTRY_SIZE as u64)?;
             return Ok(Checkpoint { file, path });
         }
@@ -101,5 +132,48 @@ impl Checkpoint {
     /// The create is done: the checkpoint goes.
     pub fn remove(self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{EXTENT_SIZE, Kind};
+
+    fn entry(i: u64, len: u32, csize: u32) -> Extent {
+        Extent { offset: i * EXTENT_SIZE, len, coffset: i * 100, csize, kind: Kind::Data, hash: [0; 32] }
+    }
+
+    /// A checkpoint of the same source whose entries a create would not have written (a
+    /// frame of 4 GiB, an extent of 0 bytes, a gap), or that is longer than its source
+    /// allows, is not resumed from (nor read whole).
+    #[test]
+    fn a_crafted_checkpoint_is_not_resumed_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = dir.path().join("out.partial");
+        std::fs::write(&partial, vec![0u8; 1000]).unwrap();
+        let source =
+            Source { name: "disk".into(), size: 3 * EXTENT_SIZE, modified: 1, level: 3, extent_size: EXTENT_SIZE };
+        let write = |extents: &[Extent]| {
+            let mut ckpt = Checkpoint::open(&partial, &source, false).unwrap();
+            ckpt.append(extents).unwrap();
+        };
+        let full = EXTENT_SIZE as u32;
+        write(&[entry(0, full, 100), entry(1, full, 100)]);
+        assert_eq!(resumable(&partial, &source).unwrap().len(), 2);
+        for crafted in [
+            vec![entry(0, full, u32::MAX)],
+            vec![entry(0, 0, 100)],
+            vec![entry(0, full, 100), entry(2, full, 100)],
+            vec![entry(0, full + 1, 100)],
+        ] {
+            write(&crafted);
+            assert!(resumable(&partial, &source).is_none(), "{crafted:?}");
+        }
+        // Longer than a header and an entry per extent: not read.
+        write(&[entry(0, full, 100)]);
+        let file = OpenOptions::new().write(true).open(path_of(&partial)).unwrap();
+        file.set_len(1 << 40).unwrap();
+        assert!(resumable(&partial, &source).is_none());
     }
 }

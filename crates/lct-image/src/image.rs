@@ -526,11 +526,25 @@ impl Opened {
         }
         read.map_err(io_at(at))?;
         let len = u64::from_le_bytes(head[8..16].try_into().expect("8"));
-        if len > 1 << 32 {
-            return Err(ImageError::Refused(format!("{name}: a {len}-byte trailer")));
+        if len > crate::format::MAX_TRAILER {
+            return Err(ImageError::Format {
+                path: name.into(),
+                error: FormatError::Limit(format!(
+                    "a {len}-byte trailer, over the {} bytes of a 4 TiB disk's (MAX_TRAILER)",
+                    crate::format::MAX_TRAILER
+                )),
+            });
         }
-        let mut trailer = vec![0u8; len as usize];
-        input.read_exact(&mut trailer).map_err(io_at(at))?;
+        // Read as it comes (not allocated as claimed): a stream that stops short costs only
+        // what it sent.
+        let mut trailer = Vec::new();
+        (&mut input).take(len).read_to_end(&mut trailer).map_err(io_at(at))?;
+        if trailer.len() as u64 != len {
+            return Err(ImageError::Refused(format!(
+                "{name}: the stream ended in its trailer ({} of {len} bytes)",
+                trailer.len()
+            )));
+        }
         let index = Index::from_trailer(&trailer).map_err(|error| ImageError::Format { path: name.into(), error })?;
         let frames = index.extents.iter().filter(|e| e.kind == Kind::Data).map(|e| (e.coffset, e.csize)).collect();
         let sent = SentFrames { input, next: 0, frames, at: 0 };
@@ -603,7 +617,7 @@ impl Opened {
 }
 
 /// Checks that `frame` decompresses to extent `i`'s bytes; returns them.
-pub(crate) fn check_frame(image: &Path, i: usize, e: &Extent, frame: &[u8]) -> Result<Vec<u8>, ImageError> {
+pub fn check_frame(image: &Path, i: usize, e: &Extent, frame: &[u8]) -> Result<Vec<u8>, ImageError> {
     let damaged = |why: String| ImageError::Damaged {
         image: image.display().to_string(),
         index: i,
@@ -783,3 +797,7 @@ pub fn verify(
     )?;
     Ok(report("image-verified", image, target, index, 0))
 }
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;

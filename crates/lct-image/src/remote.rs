@@ -7,7 +7,7 @@
 
 use std::io::Read;
 
-use crate::format::{Extent, FormatError, Index, SEEKABLE_MAGIC};
+use crate::format::{Extent, Footer, FormatError, Index};
 use crate::image::ImageError;
 
 /// How often a dropped transfer is started again (at the frame it stopped in) before the
@@ -24,6 +24,15 @@ pub fn is_url(spec: &str) -> bool {
 
 fn failed(url: &str, why: impl std::fmt::Display) -> ImageError {
     ImageError::Refused(format!("{url}: {why}"))
+}
+
+/// A Content-Range header's `bytes FIRST-LAST/LENGTH`.
+fn content_range(headers: &ureq::http::HeaderMap) -> Option<(u64, u64, u64)> {
+    let value = headers.get("content-range")?.to_str().ok()?.trim();
+    let (range, len) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = range.split_once('-')?;
+    let (first, last, len) = (first.trim().parse().ok()?, last.trim().parse().ok()?, len.trim().parse().ok()?);
+    (first <= last && last < len).then_some((first, last, len))
 }
 
 /// A file behind a URL that answers Range requests.
@@ -47,13 +56,13 @@ impl Remote {
             .into();
         let response = agent.get(url).header("Range", "bytes=0-0").call().map_err(|e| failed(url, e))?;
         let len = match response.status().as_u16() {
-            206 => response
-                .headers()
-                .get("content-range")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit('/').next())
-                .and_then(|n| n.trim().parse::<u64>().ok())
-                .ok_or_else(|| failed(url, "no size in the server's Content-Range"))?,
+            206 => match content_range(response.headers()) {
+                Some((0, _, len)) => len,
+                Some((from, _, _)) => {
+                    return Err(failed(url, format!("asked for byte 0, the server sent from {from}")));
+                }
+                None => return Err(failed(url, "no size in the server's Content-Range")),
+            },
             status => {
                 return Err(failed(
                     url,
@@ -79,12 +88,27 @@ impl Remote {
         if response.status().as_u16() != 206 {
             return Err(failed(&self.url, format!("HTTP {} to a Range request", response.status().as_u16())));
         }
+        // The bytes must be the ones asked for, of the file whose size we were told: a server
+        // that sends others (or whose file changed) is caught here, not by a damaged disk.
+        match content_range(response.headers()) {
+            Some((start, _, len)) if start == from && len == self.len => {}
+            Some((start, end, len)) => {
+                return Err(failed(
+                    &self.url,
+                    format!(
+                        "asked for bytes {from}- of {}, the server sent {start}-{end}/{len} (Content-Range)",
+                        self.len
+                    ),
+                ));
+            }
+            None => return Err(failed(&self.url, "a partial response without a Content-Range")),
+        }
         Ok(Box::new(response.into_body().into_reader()))
     }
 
-    /// `len` bytes at `from`.
+    /// `len` bytes at `from` (`len` is bounded by the caller: the format's limits).
     fn read(&self, from: u64, len: u64) -> Result<Vec<u8>, ImageError> {
-        let mut buf = Vec::with_capacity(len as usize);
+        let mut buf = Vec::new();
         self.from(from)?.take(len).read_to_end(&mut buf).map_err(|e| failed(&self.url, e))?;
         if buf.len() as u64 != len {
             return Err(failed(&self.url, format!("{} bytes at {from} instead of {len}", buf.len())));
@@ -101,18 +125,19 @@ impl Remote {
             return Err(short());
         }
         let footer = self.read(self.len - 9, 9)?;
-        if u32::from_le_bytes(footer[5..9].try_into().expect("4")) != SEEKABLE_MAGIC {
-            return Err(format(FormatError::Truncated("no seek table at its end".into())));
-        }
-        let frames = u64::from(u32::from_le_bytes(footer[0..4].try_into().expect("4")));
-        let table_len = 8 + frames * 8 + 9;
-        if table_len > self.len {
-            return Err(short());
-        }
-        // The index frame's size is the table's last entry.
+        let footer = Footer::parse(footer[..].try_into().expect("9 bytes"), self.len).map_err(format)?;
+        // The index frame's size is the table's last entry; it must fit the limits before the
+        // trailer is asked for.
         let last = self.read(self.len - 9 - 8, 4)?;
         let index_len = u64::from(u32::from_le_bytes(last[..4].try_into().expect("4")));
-        let trailer_len = (table_len + index_len).min(self.len);
+        if index_len > footer.max_index_len() {
+            return Err(format(FormatError::Index(format!(
+                "an index frame of {index_len} bytes for {} extents (at most {})",
+                footer.frames - 1,
+                footer.max_index_len()
+            ))));
+        }
+        let trailer_len = (footer.table_len + index_len).min(self.len);
         let trailer = self.read(self.len - trailer_len, trailer_len)?;
         let index = Index::from_trailer(&trailer).map_err(format)?;
         let data: u64 = index.extents.iter().map(|e| u64::from(e.csize)).sum();

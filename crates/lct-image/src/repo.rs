@@ -17,13 +17,13 @@
 //! extent rename identical bytes over each other. Zero extents are stored as nothing.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::format::{Extent, Index, Kind, Manifest, hex, root_hash};
+use crate::format::{Extent, Index, Kind, MAX_TRAILER, Manifest, hex, root_hash};
 use crate::image::{ImageError, io_at, ordered, zero_frame};
 
 const MARKER: &str = "lct-image repository 1\n";
@@ -77,6 +77,17 @@ pub struct Pruned {
     pub kept_extents: usize,
 }
 
+/// A repository's file, read only up to `limit` bytes: longer is an error naming it (what
+/// a file holds is not trusted to be what its name says).
+fn read_at_most(file: File, limit: u64, path: &Path) -> Result<Vec<u8>, ImageError> {
+    let mut bytes = Vec::new();
+    io::Read::take(file, limit + 1).read_to_end(&mut bytes).map_err(io_at(path))?;
+    if bytes.len() as u64 > limit {
+        return Err(refused(format!("{}: longer than the {limit} bytes it may have", path.display())));
+    }
+    Ok(bytes)
+}
+
 fn refused(message: String) -> ImageError {
     ImageError::Refused(message)
 }
@@ -117,9 +128,11 @@ impl Repo {
     /// Opens the repository in `dir`.
     pub fn open(dir: &Path) -> Result<Repo, ImageError> {
         let marker = dir.join("lct-image-repo");
-        match fs::read_to_string(&marker) {
-            Ok(text) if text == MARKER => Ok(Repo { root: dir.to_path_buf() }),
-            Ok(_) => Err(refused(format!("{}: a repository of another version", dir.display()))),
+        match File::open(&marker) {
+            Ok(file) => match read_at_most(file, 256, &marker) {
+                Ok(text) if text == MARKER.as_bytes() => Ok(Repo { root: dir.to_path_buf() }),
+                _ => Err(refused(format!("{}: a repository of another version", dir.display()))),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(refused(format!(
                 "{}: not an image repository (lct-image repo init {} makes one)",
                 dir.display(),
@@ -279,10 +292,11 @@ impl Repo {
     pub fn index(&self, name: &str) -> Result<Index, ImageError> {
         check_name(name)?;
         let path = self.image_path(name);
-        let trailer = fs::read(&path).map_err(|e| match e.kind() {
+        let file = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => refused(format!("{}: no image {name}", self.root.display())),
             _ => io_at(&path)(e),
         })?;
+        let trailer = read_at_most(file, MAX_TRAILER, &path)?;
         Index::from_trailer(&trailer).map_err(|error| ImageError::Format { path: path.display().to_string(), error })
     }
 
@@ -292,7 +306,16 @@ impl Repo {
             return Ok(zero_frame(e.len as usize));
         }
         let path = self.extent_path(&e.hash);
-        fs::read(&path).map_err(io_at(&path))
+        let frame = read_at_most(File::open(&path).map_err(io_at(&path))?, u64::from(e.csize), &path)?;
+        if frame.len() != e.csize as usize {
+            return Err(refused(format!(
+                "{}: the stored frame has {} bytes, the index says {}",
+                path.display(),
+                frame.len(),
+                e.csize
+            )));
+        }
+        Ok(frame)
     }
 
     /// Every image, by name.
@@ -391,15 +414,6 @@ impl Repo {
         let mut writer = io::BufWriter::with_capacity(1 << 20, file);
         for e in &index.extents {
             let frame = self.frame(e)?;
-            if frame.len() != e.csize as usize {
-                return Err(ImageError::Damaged {
-                    image: format!("{}::{name}", self.root.display()),
-                    index: (e.offset / index.manifest.extent_size) as usize,
-                    offset: e.offset,
-                    end: e.offset + u64::from(e.len),
-                    why: format!("its stored frame has {} bytes, the index says {}", frame.len(), e.csize),
-                });
-            }
             writer.write_all(&frame).map_err(io_at(&partial))?;
             progress(e.offset + u64::from(e.len), index.manifest.size);
         }
@@ -407,5 +421,38 @@ impl Repo {
         let file = writer.into_inner().map_err(|e| io_at(&partial)(e.into_error()))?;
         file.sync_all().map_err(io_at(&partial))?;
         fs::rename(&partial, out).map_err(io_at(out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository's files are read only up to what they may hold: an image record longer
+    /// than any trailer (a sparse 1 TiB file), an extent file longer than its frame, a marker
+    /// of a gigabyte are refused by name, not read whole.
+    #[test]
+    fn oversized_repository_files_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::init(dir.path()).unwrap();
+        let record = File::create(repo.image_path("huge")).unwrap();
+        record.set_len(1 << 40).unwrap();
+        let error = repo.index("huge").unwrap_err().to_string();
+        assert!(error.contains("longer than the") && error.contains("images/huge"), "{error}");
+
+        let hash = [7u8; 32];
+        let path = repo.extent_path(&hash);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        File::create(&path).unwrap().set_len(1 << 40).unwrap();
+        let e = Extent { offset: 0, len: 4096, coffset: 0, csize: 100, kind: Kind::Data, hash };
+        let error = repo.frame(&e).unwrap_err().to_string();
+        assert!(error.contains("longer than the 100 bytes"), "{error}");
+        File::create(&path).unwrap().set_len(99).unwrap();
+        let error = repo.frame(&e).unwrap_err().to_string();
+        assert!(error.contains("the stored frame has 99 bytes, the index says 100"), "{error}");
+
+        File::create(dir.path().join("lct-image-repo")).unwrap().set_len(1 << 30).unwrap();
+        let error = Repo::open(dir.path()).unwrap_err().to_string();
+        assert!(error.contains("a repository of another version"), "{error}");
     }
 }

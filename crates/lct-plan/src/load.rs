@@ -209,6 +209,7 @@ impl PlanRef {
 /// Reads a plan from YAML (JSON is YAML too): unknown fields and bad values name the line,
 /// column and field.
 pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
+    check_nesting(text, source)?;
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, Plan>(de).map_err(|e| {
         let path = e.path().to_string();
@@ -229,6 +230,36 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
         let field = if path == "." { String::new() } else { format!("field {path}: ") };
         PlanError::Parse { file: source.to_string(), line, column, field, message }
     })
+}
+
+/// The deepest the brackets of a plan's text may nest (`[` and `{`, counted wherever they
+/// are: quoted or not). YAML's parser (libyaml, under serde_norway) takes time quadratic in
+/// the depth of flow collections: 100,000 brackets, a 200 KB plan, kept it busy for minutes
+/// (found by lct-fuzz). serde_norway refuses structures over 128 levels anyway, so this
+/// refuses no plan that could load.
+pub const MAX_NESTING: usize = 256;
+
+fn check_nesting(text: &str, source: &str) -> Result<(), PlanError> {
+    let (mut depth, mut line, mut column) = (0usize, 1, 0);
+    for c in text.chars() {
+        column += 1;
+        match c {
+            '\n' => (line, column) = (line + 1, 0),
+            '[' | '{' => depth += 1,
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > MAX_NESTING {
+            return Err(PlanError::Parse {
+                file: source.to_string(),
+                line,
+                column,
+                field: String::new(),
+                message: format!("brackets nested more than {MAX_NESTING} deep"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The checks a plan passes before use.
@@ -455,6 +486,20 @@ fn shown(secret: bool, text: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    /// Brackets nested 100,000 deep (found by lct-fuzz: minutes in the YAML parser) are
+    /// refused at once, with the place; a plan's usual nesting is not.
+    #[test]
+    fn deeply_nested_brackets_are_refused_at_once() {
+        let text = format!("description: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let start = std::time::Instant::now();
+        let error = super::parse(&text, "deep.yaml").unwrap_err().to_string();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{:?}", start.elapsed());
+        assert!(error.contains("deep.yaml: line 1, column 270: brackets nested more than 256 deep"), "{error}");
+        let text = format!("description: {}{}\ngroups: {{node: {{count: 1}}}}\n", "[".repeat(20), "]".repeat(20));
+        let error = super::parse(&text, "ok.yaml").unwrap_err().to_string();
+        assert!(!error.contains("nested"), "{error}");
+    }
+
     use super::*;
 
     const GOOD: &str = "description: a test\ngroups:\n  server:\n    count: 2\n    services:\n      client:\n        ports: [2181/tcp]\nfirewall:\n  allow:\n    - {from: dependents, to: server.client}\n";
