@@ -9,6 +9,7 @@
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`prefix`]: address prefixes, strict for declarations or clearing host bits.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
+//! * [`random`]: the one source of randomness (the kernel's CSPRNG) for secrets, ids and seeds.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod fsutil;
 pub mod naming;
 pub mod prefix;
+pub mod random;
 pub mod record;
 pub mod scan;
 pub mod ssh;
