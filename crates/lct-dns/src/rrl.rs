@@ -228,15 +228,11 @@ mod tests {
 
     /// Tags whose buckets are in one set under `rrl`'s key: names `n0`, `n1`, ... tried in order.
     fn names_in_one_set(rrl: &RateLimit, client: IpAddr, count: usize) -> Vec<Vec<u8>> {
-        let set_of = |name: &[u8]| {
-            ((u128::from(rrl.tag(client, Class::Answer, name)) * rrl.sets.len() as u128) >> 64) as usize
-        };
+        let set_of =
+            |name: &[u8]| ((u128::from(rrl.tag(client, Class::Answer, name)) * rrl.sets.len() as u128) >> 64) as usize;
         let target = set_of(b"n0");
-        let found: Vec<Vec<u8>> = (0..2_000_000)
-            .map(|i| format!("n{i}").into_bytes())
-            .filter(|n| set_of(n) == target)
-            .take(count)
-            .collect();
+        let found: Vec<Vec<u8>> =
+            (0..2_000_000).map(|i| format!("n{i}").into_bytes()).filter(|n| set_of(n) == target).take(count).collect();
         assert_eq!(found.len(), count);
         found
     }
@@ -279,7 +275,10 @@ mod tests {
         assert_eq!(sent, 5, "two alternating tags in one bucket share its limit");
         // A set of four in the default table, eight tags alternating: at most the four
         // buckets' worth get through, however the attacker orders them.
-        let rrl = RateLimit::with_key(&RateLimitSettings { responses_per_second: 5, slip: 0, ..Default::default() }, SipKey::new(5, 6));
+        let rrl = RateLimit::with_key(
+            &RateLimitSettings { responses_per_second: 5, slip: 0, ..Default::default() },
+            SipKey::new(5, 6),
+        );
         let names = names_in_one_set(&rrl, client, 8);
         let sent = (0..50)
             .flat_map(|_| names.iter())
@@ -329,6 +328,8 @@ mod tests {
 
     #[test]
     fn off_at_zero() {
-        assert!(RateLimit::new(&RateLimitSettings { responses_per_second: 0, ..Default::default() }).unwrap().is_none());
+        assert!(
+            RateLimit::new(&RateLimitSettings { responses_per_second: 0, ..Default::default() }).unwrap().is_none()
+        );
     }
 }

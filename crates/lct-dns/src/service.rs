@@ -50,6 +50,7 @@ use lct_core::prefix::HostBits;
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
 /// slip = 2                                   # every 2nd limited answer sent truncated
+/// table_size = 65536                         # buckets, 24 bytes each
 ///
 /// [modes]                                    # per zone: split (default), private, public
 /// "lct.internal" = "split"

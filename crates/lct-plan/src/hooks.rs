@@ -539,7 +539,7 @@ async fn run_playbook(
     log: &Path,
 ) -> anyhow::Result<()> {
     let dir = cluster_dir(state_dir, &state.name);
-    let work = tempfile::Builder::new().prefix("lct-playbook-").tempdir()?;
+    let work = lct_core::fsutil::temp_dir("lct-playbook-")?;
     let mut clusters: Vec<String> = given.nodes.iter().map(|n| n.cluster.to_string()).collect();
     clusters.dedup();
     let mut inventory = format!("#!/bin/sh\nexec '{}' ansible", tools.bin_dir.join("lct-inventory").display());
