@@ -386,7 +386,8 @@ fn alternating_answers_that_share_a_rate_limit_slot_are_still_limited() {
     let _server = Background::spawn(cmd);
     wait_until_answering(None, "127.0.0.1", &port);
     std::thread::sleep(std::time::Duration::from_millis(1100)); // a fresh second for the bucket
-    let alternate = |i: u16| if i % 2 == 0 { format!("r{i}x.lct.internal") } else { "lct.internal".to_string() };
+    let alternate =
+        |i: u16| if i.is_multiple_of(2) { format!("r{i}x.lct.internal") } else { "lct.internal".to_string() };
     let (full, truncated) = burst("127.0.0.1", &port, 400, alternate);
     assert!(full.contains(&3) && full.contains(&0), "both kinds of answer were sent: {full:?}");
     // 20 a second for both together (a second boundary may fall in the burst).

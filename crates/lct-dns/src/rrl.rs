@@ -265,10 +265,13 @@ mod tests {
             SipKey::new(3, 4),
         );
         let client: IpAddr = "198.51.100.7".parse().unwrap();
-        let sent = (0..40)
+        let sent = (0..40u32)
             .filter(|i| {
-                let (class, name): (Class, &[u8]) =
-                    if i % 2 == 0 { (Class::NxDomain, b"\x03lct\x08internal\x00") } else { (Class::Answer, b"\x01x") };
+                let (class, name): (Class, &[u8]) = if i.is_multiple_of(2) {
+                    (Class::NxDomain, b"\x03lct\x08internal\x00")
+                } else {
+                    (Class::Answer, b"\x01x")
+                };
                 one.check_at(client, class, name, 1) == Verdict::Send
             })
             .count();
