@@ -301,32 +301,39 @@ fn raw_query(id: u16, name: &str) -> Vec<u8> {
     q
 }
 
-/// Sends `count` queries for names that do not exist (a random-subdomain flood) from
-/// `source`, and counts the full answers and the truncated ones that come back.
-fn flood(source: &str, port: &str, count: u16) -> (usize, usize) {
+/// Sends `count` queries (type A) for `name_of(i)` from `source`, and returns the rcodes of
+/// the full answers and the number of truncated ones that come back.
+fn burst(source: &str, port: &str, count: u16, name_of: impl Fn(u16) -> String) -> (Vec<u8>, usize) {
     let socket = std::net::UdpSocket::bind(format!("{source}:0")).unwrap();
     socket.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
     // Replies are read as they come, so that none is lost to a full socket buffer.
     let reader = socket.try_clone().unwrap();
     let replies = std::thread::spawn(move || {
-        let (mut full, mut truncated) = (0, 0);
+        let (mut full, mut truncated) = (Vec::new(), 0);
         let mut buf = [0u8; 1500];
         while let Ok(n) = lct_tests::uninterrupted(|| reader.recv(&mut buf)) {
             assert!(n >= 12);
             if buf[2] & 0x02 != 0 {
                 truncated += 1;
             } else {
-                assert_eq!(buf[3] & 0x0f, 3, "NXDOMAIN");
-                full += 1;
+                full.push(buf[3] & 0x0f);
             }
         }
         (full, truncated)
     });
     for i in 0..count {
-        socket.send_to(&raw_query(i, &format!("r{i}x.lct.internal")), format!("127.0.0.1:{port}")).unwrap();
+        socket.send_to(&raw_query(i, &name_of(i)), format!("127.0.0.1:{port}")).unwrap();
         std::thread::sleep(std::time::Duration::from_micros(200));
     }
     replies.join().unwrap()
+}
+
+/// Sends `count` queries for names that do not exist (a random-subdomain flood) from
+/// `source`, and counts the full answers and the truncated ones that come back.
+fn flood(source: &str, port: &str, count: u16) -> (usize, usize) {
+    let (full, truncated) = burst(source, port, count, |i| format!("r{i}x.lct.internal"));
+    assert!(full.iter().all(|rcode| *rcode == 3), "NXDOMAIN: {full:?}");
+    (full.len(), truncated)
 }
 
 #[test]
@@ -352,6 +359,40 @@ fn a_random_subdomain_flood_from_outside_is_rate_limited_and_tcp_still_answers()
     // Internal clients are not limited.
     let (full, truncated) = flood("127.0.0.2", &port, 400);
     assert_eq!((full, truncated), (400, 0));
+}
+
+#[test]
+fn alternating_answers_that_share_a_rate_limit_slot_are_still_limited() {
+    // A table of one bucket: every tag shares it. Before the fix, a tag that found another's
+    // tag in its slot restarted the count, so alternating two kinds of answer (an NXDOMAIN
+    // and the apex's NODATA: two tags) was never limited; names that collide in the default
+    // table could be computed from the unkeyed hash. Now they share the stricter count.
+    let env = Env::new();
+    let port = lct_tests::free_port().to_string();
+    let records = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--serial", "9"], NODES).ok();
+    let file = env.state.path().join("zones.jsonl");
+    std::fs::write(&file, records.stdout).unwrap();
+    let config = env.state.path().join("dns.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "records = \"{}\"\nlisten = [\"127.0.0.1:{port}\"]\ninternal = [\"127.0.0.2/32\"]\n\n[rate_limit]\ntable_size = 1\n",
+            file.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(lct_tests::bin("lct-dns"));
+    cmd.args(["serve", "--config", config.to_str().unwrap()]).env("LCT_STATE_DIR", env.state.path());
+    let _server = Background::spawn(cmd);
+    wait_until_answering(None, "127.0.0.1", &port);
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a fresh second for the bucket
+    let alternate =
+        |i: u16| if i.is_multiple_of(2) { format!("r{i}x.lct.internal") } else { "lct.internal".to_string() };
+    let (full, truncated) = burst("127.0.0.1", &port, 400, alternate);
+    assert!(full.contains(&3) && full.contains(&0), "both kinds of answer were sent: {full:?}");
+    // 20 a second for both together (a second boundary may fall in the burst).
+    assert!((20..=40).contains(&full.len()), "{} full answers", full.len());
+    assert!((170..=200).contains(&truncated), "{truncated} truncated answers");
 }
 
 #[test]

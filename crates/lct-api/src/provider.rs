@@ -22,6 +22,8 @@ pub enum ProviderError {
     Command { command: String, stderr: String },
     #[error(transparent)]
     State(#[from] lct_core::state::StateError),
+    #[error(transparent)]
+    Random(#[from] lct_core::random::RandomError),
     /// The cloud's API refused or failed (the message names the request and field).
     #[error("{0}")]
     Api(String),

@@ -13,11 +13,7 @@ pub fn atomic_write(path: &Path, contents: &[u8], new_mode: u32) -> io::Result<(
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     // A name of its own per call (random, created O_EXCL, mode 0600): two threads or
     // processes replacing the same file never write into each other's temporary file.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", name.to_string_lossy()))
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(&dir)?;
+    let mut tmp = temp_file_in(&dir, &format!(".{}.", name.to_string_lossy()), ".tmp")?;
     let file = tmp.as_file_mut();
     file.write_all(contents)?;
     match fs::metadata(path) {
@@ -46,6 +42,32 @@ pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Res
     let mut bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
     bytes.push(b'\n');
     atomic_write(path, &bytes, 0o600)
+}
+
+/// A temporary file in `dir`, `{prefix}{16 letters and digits}{suffix}`, the name drawn from
+/// the one random source (tempfile's own names come from a generator seeded by the clock),
+/// created exclusively with mode 0600, removed on drop unless persisted.
+pub fn temp_file_in(dir: &Path, prefix: &str, suffix: &str) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&random_name(prefix, suffix)?)
+        .rand_bytes(0)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+}
+
+/// A private temporary directory (mode 0700) in the system's temporary directory, named as
+/// [`temp_file_in`]'s files; removed with its contents on drop.
+pub fn temp_dir(prefix: &str) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&random_name(prefix, "")?)
+        .rand_bytes(0)
+        .permissions(fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
+fn random_name(prefix: &str, suffix: &str) -> io::Result<String> {
+    let token = crate::random::token(16, crate::random::ALPHANUMERIC).map_err(io::Error::other)?;
+    Ok(format!("{prefix}{token}{suffix}"))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {

@@ -11,6 +11,7 @@
 //! * [`reach`]: never a connection to a lab's documentation address out of this machine.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
 //! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
+//! * [`random`]: the one source of randomness (the kernel's CSPRNG) for secrets, ids and seeds.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
@@ -25,6 +26,7 @@ pub mod fsutil;
 pub mod naming;
 pub mod prefix;
 pub mod reach;
+pub mod random;
 pub mod record;
 pub mod scan;
 pub mod ssh;

@@ -146,7 +146,7 @@ impl SshFiles {
 /// A new ed25519 key pair from `ssh-keygen` (in a private temporary directory, removed
 /// after; the private key never touches a command line).
 pub fn generate_key(comment: &str) -> io::Result<HostKey> {
-    let dir = tempfile::Builder::new().prefix("lct-keygen.").tempdir()?;
+    let dir = crate::fsutil::temp_dir("lct-keygen.")?;
     let file = dir.path().join("key");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])

@@ -103,7 +103,7 @@ impl Client {
     fn question(&self, zone: &str, rtype: RecordType) -> Result<(String, Message), ClientError> {
         let zone = fqdn(&zone.to_ascii_lowercase());
         let name = Name::from_ascii(&zone).map_err(|e| self.protocol(e))?;
-        let mut request = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        let mut request = Message::new(rand_id().map_err(|e| self.protocol(e))?, MessageType::Query, OpCode::Query);
         request.add_query(Query::query(name, rtype));
         Ok((zone, request))
     }
@@ -413,10 +413,10 @@ pub(crate) fn last_record_at(bytes: &[u8]) -> Option<usize> {
     (at < bytes.len()).then_some(at)
 }
 
-pub(crate) fn rand_id() -> u16 {
-    // Not a secret: TSIG protects the exchange; the id only pairs request and response.
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    (now() as u16) ^ (std::process::id() as u16).rotate_left(7) ^ (nanos >> 10) as u16
+/// A message id from the system's random source: an unsigned exchange (a secondary's SOA
+/// check without a key) is only as hard to spoof as its id is to guess (RFC 5452).
+pub(crate) fn rand_id() -> Result<u16, lct_core::random::RandomError> {
+    lct_core::random::u16()
 }
 
 /// What `lct-dns update` sends for a zone: the records to delete and to add, SOA aside (the

@@ -23,10 +23,10 @@ use crate::zone::{DnsRecord, RecordType, View};
 /// answers are truncated, so that none is fragmented.
 pub const UDP_PAYLOAD_MAX: u16 = 1232;
 
-/// foldhash, seeded per process: keys are short (a view byte and a name) and a lookup hashes
-/// them a word at a time; the random seed means a flood of names chosen to collide would
-/// have to guess it. (FNV, byte by byte, took a tenth of a big zone's build.)
-type Table<V> = HashMap<Vec<u8>, V, foldhash::fast::RandomState>;
+/// foldhash, seeded per process from the system's random source (`keyed`): keys are short
+/// (a view byte and a name) and a lookup hashes them a word at a time; the random seed means
+/// a flood of names chosen to collide would have to guess it. (FNV, byte by byte, took a tenth of a big zone's build.)
+type Table<V> = HashMap<Vec<u8>, V, crate::keyed::TableState>;
 
 /// The records of one name and type, as answer records whose owner is a pointer to the
 /// question (offset 12), and what goes with them in the additional section (the addresses

@@ -8,6 +8,7 @@
 //! * [`server`]: hickory's catalogs, one per view, and the choice of view by client address.
 //! * [`fast`]: precomputed answers: every ordinary query, positive or negative.
 //! * [`rrl`]: response rate limiting over UDP.
+//! * [`keyed`]: hashing keyed per process (rate-limit tags, the answer tables).
 //! * [`notify`]: NOTIFY to secondaries when a zone changes.
 //! * [`secondary`]: zones followed from a primary (refresh, NOTIFY, IXFR, expiry).
 //! * [`net`]: the UDP and TCP sockets.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod keyed;
 pub mod linode;
 pub mod net;
 pub mod notify;

@@ -387,6 +387,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             slip,
             tcp_clients,
         } => {
+            // The answer tables' random seed: a failing random source stops the start here.
+            lct_dns::keyed::init()?;
             let (config, config_path) = match config {
                 Some(path) => (Config::load(&path)?, Some(path)),
                 None => {
@@ -425,7 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let per_address = config.udp_sockets.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let rrl = lct_dns::rrl::RateLimit::new(&config.rate_limit).map(std::sync::Arc::new);
+    let rrl = lct_dns::rrl::RateLimit::new(&config.rate_limit)?.map(std::sync::Arc::new);
     // One table of TCP connections for all addresses, and file descriptors for them.
     let tcp_clients = config.tcp_clients.unwrap_or(lct_dns::net::TCP_CLIENTS);
     lct_dns::net::raise_file_limit(tcp_clients + 256);

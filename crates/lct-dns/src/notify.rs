@@ -40,7 +40,7 @@ pub async fn notify(zone: &str, key: &Key, target: SocketAddr) -> std::io::Resul
     let socket = tokio::net::UdpSocket::bind(bind).await?;
     let mut wait = Duration::from_secs(2);
     for _ in 0..5 {
-        let id = crate::client::rand_id();
+        let id = crate::client::rand_id().map_err(std::io::Error::other)?;
         let mut message = Message::new(id, MessageType::Query, OpCode::Notify);
         message.metadata.authoritative = true;
         message.add_query(Query::query(name.clone(), RecordType::SOA));

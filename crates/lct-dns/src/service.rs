@@ -50,6 +50,7 @@ use lct_core::prefix::HostBits;
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
 /// slip = 2                                   # every 2nd limited answer sent truncated
+/// table_size = 65536                         # buckets, 24 bytes each
 ///
 /// [modes]                                    # per zone: split (default), private, public
 /// "lct.internal" = "split"
@@ -707,7 +708,7 @@ impl Journal {
             let of = |records: &'a [DnsRecord]| {
                 let mut set = std::collections::HashSet::with_capacity_and_hasher(
                     records.len(),
-                    foldhash::fast::RandomState::default(),
+                    crate::keyed::TableState::default(),
                 );
                 set.extend(records.iter().filter(|r| r.zone == zone && r.rtype != RecordType::SOA));
                 set
@@ -794,7 +795,7 @@ mod tests {
         assert!(journal.since("other.", 7).is_none());
         // Kept and read back: the chain serves IXFR after a restart while it leads to the
         // serial served; a zone started afresh (another serial) drops it.
-        let path = std::env::temp_dir().join(format!("lct-dns-journal-{}.json", std::process::id()));
+        let path = std::env::temp_dir().join(format!("lct-dns-journal-{}.json", lct_core::random::hex(8).unwrap()));
         journal.save(&path).unwrap();
         let back = Journal::load(&path, &v9);
         assert_eq!(back.since("lct.internal.", 7).unwrap().len(), 2);

@@ -293,7 +293,9 @@ mod fuzz {
                 view: View::Both,
             },
         ]);
-        let state = std::env::temp_dir().join(format!("lct-dns-fuzz-{}", std::process::id())).join("zones.jsonl");
+        let state = std::env::temp_dir()
+            .join(format!("lct-dns-fuzz-{}", lct_core::random::hex(8).unwrap()))
+            .join("zones.jsonl");
         let settings = Settings {
             prefixes: Vec::new(),
             modes: Default::default(),

@@ -139,13 +139,9 @@ impl Key {
 
     /// A new key of 32 random bytes (as `tsig-keygen -a hmac-sha256`).
     pub fn generate(name: &str) -> Result<Key, String> {
-        use std::io::Read;
         let mut name = Name::from_ascii(name).map_err(|e| format!("key name {name:?}: {e}"))?;
         name.set_fqdn(true);
-        let mut secret = vec![0u8; 32];
-        std::fs::File::open("/dev/urandom")
-            .and_then(|mut f| f.read_exact(&mut secret))
-            .map_err(|e| format!("/dev/urandom: {e}"))?;
+        let secret = lct_core::random::bytes::<32>().map_err(|e| e.to_string())?.to_vec();
         Ok(Key { name, algorithm: TsigAlgorithm::HmacSha256, secret })
     }
 

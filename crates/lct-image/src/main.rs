@@ -367,8 +367,7 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
                 let image = lct_image::image::Opened::open(source, allow_http)?;
                 repo.add(name, &image, threads, &progress("adding"))?
             } else {
-                let tmp =
-                    tempfile::Builder::new().prefix("create.").suffix(".lcti").tempfile_in(repo.path().join("tmp"))?;
+                let tmp = lct_core::fsutil::temp_file_in(&repo.path().join("tmp"), "create.", ".lcti")?;
                 let options = CreateOptions { label: label.clone(), force: *force, ..Default::default() };
                 match lct_image::volume::volume_ref(source) {
                     Some(volume) => {

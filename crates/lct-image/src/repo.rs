@@ -217,7 +217,7 @@ impl Repo {
             |i, frame| {
                 let e = &index.extents[i];
                 if let Some(frame) = frame {
-                    let mut file = tempfile::Builder::new().prefix("extent.").tempfile_in(&tmp).map_err(io_at(&tmp))?;
+                    let mut file = lct_core::fsutil::temp_file_in(&tmp, "extent.", "").map_err(io_at(&tmp))?;
                     file.write_all(&frame).map_err(io_at(&tmp))?;
                     new_extents += 1;
                     new_bytes += frame.len() as u64;
@@ -273,7 +273,7 @@ impl Repo {
     /// Makes image `name` visible with `trailer`, never over one of the same name.
     fn link_image(&self, name: &str, trailer: &[u8]) -> Result<(), ImageError> {
         let tmp = self.root.join("tmp");
-        let mut file = tempfile::Builder::new().prefix("image.").tempfile_in(&tmp).map_err(io_at(&tmp))?;
+        let mut file = lct_core::fsutil::temp_file_in(&tmp, "image.", "").map_err(io_at(&tmp))?;
         file.write_all(trailer).map_err(io_at(&tmp))?;
         file.as_file().sync_all().map_err(io_at(&tmp))?;
         let path = self.image_path(name);

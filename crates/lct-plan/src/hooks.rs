@@ -540,7 +540,7 @@ async fn run_playbook(
     log: &Path,
 ) -> anyhow::Result<()> {
     let dir = cluster_dir(state_dir, &state.name);
-    let work = tempfile::Builder::new().prefix("lct-playbook-").tempdir()?;
+    let work = lct_core::fsutil::temp_dir("lct-playbook-")?;
     let mut clusters: Vec<String> = given.nodes.iter().map(|n| n.cluster.to_string()).collect();
     clusters.dedup();
     let quote = lct_inventory::exec::shell_quote;

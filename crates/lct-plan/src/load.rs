@@ -462,21 +462,9 @@ pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<Str
     Ok(values)
 }
 
-/// 24 letters and digits from the kernel's random source (about 143 bits).
+/// 24 letters and digits from the system's random source (about 143 bits).
 fn random_token() -> Result<String, String> {
-    use std::io::Read;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut f = std::fs::File::open("/dev/urandom").map_err(|e| format!("/dev/urandom: {e}"))?;
-    let mut token = String::new();
-    let mut byte = [0u8; 1];
-    while token.len() < 24 {
-        f.read_exact(&mut byte).map_err(|e| format!("/dev/urandom: {e}"))?;
-        // 248 = 4 x 62: no bias.
-        if byte[0] < 248 {
-            token.push(ALPHABET[usize::from(byte[0]) % 62] as char);
-        }
-    }
-    Ok(token)
+    lct_core::random::token(24, lct_core::random::ALPHANUMERIC).map_err(|e| e.to_string())
 }
 
 /// A secret's value is never shown, not even in an error.

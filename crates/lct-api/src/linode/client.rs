@@ -62,6 +62,8 @@ pub enum ApiFailure {
     Invalid { field: String, message: String },
     #[error("{0}")]
     Timeout(String),
+    #[error(transparent)]
+    Random(#[from] lct_core::random::RandomError),
 }
 
 impl ApiFailure {
@@ -119,6 +121,7 @@ struct Inner {
     limiter: Limiter,
     retry: RetryPolicy,
     stats: Stats,
+    jitter: Jitter,
 }
 
 /// Installs ring as rustls's crypto (once): the build has no other provider.
@@ -138,7 +141,8 @@ impl Client {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| ApiFailure::Transport { method: "-".into(), path: base.clone(), message: e.to_string() })?;
-        Ok(Client { inner: Arc::new(Inner { http, base, token, limiter, retry, stats: Stats::default() }) })
+        let jitter = Jitter::new()?;
+        Ok(Client { inner: Arc::new(Inner { http, base, token, limiter, retry, stats: Stats::default(), jitter }) })
     }
 
     pub fn retry(&self) -> &RetryPolicy {
@@ -277,7 +281,7 @@ impl Client {
     pub fn backoff(&self, attempt: u32) -> Duration {
         let r = &self.inner.retry;
         let full = r.base.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(r.cap);
-        full / 2 + full.mul_f64(jitter() / 2.0)
+        full / 2 + full.mul_f64(self.inner.jitter.next() / 2.0)
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
@@ -375,19 +379,22 @@ pub fn decode<T: DeserializeOwned>(method: &str, path: &str, v: Value) -> Result
     })
 }
 
-/// A number in [0, 1) that differs between calls and processes: jitter, not cryptography.
-pub fn jitter() -> f64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static STATE: AtomicU64 = AtomicU64::new(0);
-    let mut x = STATE.load(Ordering::Relaxed);
-    if x == 0 {
-        x = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
-            ^ ((std::process::id() as u64) << 32)
-            | 1;
+/// Numbers in [0, 1) for backoff jitter: xorshift from a seed of the system's random source
+/// (jitter only spreads retries; it need not be unpredictable, only differ between clients).
+struct Jitter(std::sync::atomic::AtomicU64);
+
+impl Jitter {
+    fn new() -> Result<Jitter, ApiFailure> {
+        Ok(Jitter(std::sync::atomic::AtomicU64::new(lct_core::random::u64()? | 1)))
     }
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    STATE.store(x, Ordering::Relaxed);
-    (x >> 11) as f64 / (1u64 << 53) as f64
+
+    fn next(&self) -> f64 {
+        use std::sync::atomic::Ordering;
+        let mut x = self.0.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0.store(x, Ordering::Relaxed);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    }
 }

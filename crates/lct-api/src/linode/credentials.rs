@@ -111,9 +111,8 @@ mod tests {
 
     #[test]
     fn linode_cli_config_and_no_leaks() {
-        let dir = std::env::temp_dir().join(format!("lct-cred-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("linode-cli");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("linode-cli");
         std::fs::write(&file, "[DEFAULT]\ndefault-user = ops\n\n[ops]\ntoken = s3cret-token\nregion = us-east\n")
             .unwrap();
         let token = token_from_cli_config(&file).unwrap();
@@ -123,7 +122,6 @@ mod tests {
         let err = token_from_cli_config(&file).unwrap_err().to_string();
         assert!(err.contains("line 3: "), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     fn read(config: &str) -> Option<String> {

@@ -199,7 +199,7 @@ impl LinodeProvider {
                     "tags": tags,
                     "private_ip": true,
                     "booted": true,
-                    "root_pass": root_password(),
+                    "root_pass": root_password()?,
                 });
                 // First boot through Linode's Metadata service: the same cloud-init document a
                 // local machine gets, with a host key lct made and pins before any connection.
@@ -271,19 +271,13 @@ impl LinodeProvider {
     }
 }
 
-/// 32 random characters with every class Linode's strength check wants.
-fn root_password() -> String {
-    use std::io::Read;
-    let mut bytes = [0u8; 24];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).is_err() {
-        for b in bytes.iter_mut() {
-            *b = (client::jitter() * 256.0) as u8;
-        }
-    }
+/// 32 random characters with every class Linode's strength check wants: 24 drawn from the
+/// system's random source (about 140 bits), then a fixed tail of the classes.
+fn root_password() -> Result<String, ApiFailure> {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
-    let mut s: String = bytes.iter().map(|b| CHARS[*b as usize % CHARS.len()] as char).collect();
+    let mut s = lct_core::random::token(24, CHARS)?;
     s.push_str("#9aZ!q7X");
-    s
+    Ok(s)
 }
 
 fn status_of(s: InstanceStatus) -> Status {
@@ -464,7 +458,7 @@ mod tests {
 
     #[test]
     fn root_passwords_are_strong_and_differ() {
-        let (a, b) = (root_password(), root_password());
+        let (a, b) = (root_password().unwrap(), root_password().unwrap());
         assert_ne!(a, b);
         assert!(a.len() >= 32 && a.chars().any(|c| c.is_ascii_digit()) && a.contains('#'));
     }

@@ -503,7 +503,7 @@ impl Machine {
             "# lct local cloud: no resolver until lct-dns serves the lab\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
             0o644,
         )?;
-        write("/etc/machine-id", &format!("{}\n", random_hex(16)?), 0o444)?;
+        write("/etc/machine-id", &format!("{}\n", lct_core::random::hex(16)?), 0o444)?;
         write("/etc/ssh/ssh_host_ed25519_key", &boot.host_key.private, 0o600)?;
         write("/etc/ssh/ssh_host_ed25519_key.pub", &format!("{}\n", boot.host_key.public), 0o644)?;
         let ssh_dir = root.join("root/.ssh");
@@ -670,14 +670,6 @@ impl Machine {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// `n` random bytes as hex, from the kernel.
-fn random_hex(n: usize) -> Result<String, ProviderError> {
-    let mut bytes = vec![0u8; n];
-    let mut file = fs::File::open("/dev/urandom").map_err(io_at(Path::new("/dev/urandom")))?;
-    io::Read::read_exact(&mut file, &mut bytes).map_err(io_at(Path::new("/dev/urandom")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@ fn pending_path() -> io::Result<std::path::PathBuf> {
 /// the watchdog checks.
 pub fn begin_confirm() -> io::Result<String> {
     let previous = LastApplied::read(&memory_path()?);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let token = format!("{:x}{:x}", std::process::id(), nanos);
+    // Unguessable, so that only the watchdog started with this change can roll it back.
+    let token = lct_core::random::hex(16).map_err(io::Error::other)?;
     let path = pending_path()?;
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
     let bytes = serde_json::to_vec(&Pending { token: token.clone(), previous }).map_err(io::Error::other)?;
