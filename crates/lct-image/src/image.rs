@@ -335,6 +335,14 @@ fn write_image(
     mut produce: impl FnMut(usize) -> Option<Result<Chunk, ImageError>> + Send,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Report, ImageError> {
+    // An image its own readers would refuse (more extents than MAX_EXTENTS) is never made:
+    // refused here, before any byte is written, not found out at restore.
+    if size.div_ceil(EXTENT_SIZE) > crate::format::MAX_EXTENTS {
+        return Err(ImageError::Refused(format!(
+            "{name}: {size} bytes is over the {} bytes lct-image reads back (MAX_EXTENTS extents of {EXTENT_SIZE} bytes)",
+            crate::format::MAX_EXTENTS * EXTENT_SIZE
+        )));
+    }
     // `-`: the image to stdout (a node imaging its volume for the controller), else a file
     // written as OUT.partial and renamed when whole.
     let to_stdout = out == Path::new("-");

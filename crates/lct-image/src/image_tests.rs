@@ -43,3 +43,16 @@ fn a_stream_claiming_a_huge_trailer_is_refused_before_reading_it() {
     let error = sent(bytes).err().expect("refused").to_string();
     assert!(error.contains("the stream ended in its trailer (100 of"), "{error}");
 }
+
+#[test]
+fn a_disk_larger_than_the_readers_take_is_refused_before_any_byte_is_written() {
+    // A sparse file one byte over MAX_EXTENTS extents: its image could never be read back.
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("huge.raw");
+    File::create(&disk).unwrap().set_len(crate::format::MAX_EXTENTS * EXTENT_SIZE + 1).unwrap();
+    let out = dir.path().join("huge.lct");
+    let error = create(&disk, &out, &CreateOptions::default(), &|_, _| {}).unwrap_err();
+    assert!(matches!(error, ImageError::Refused(_)), "{error}");
+    assert!(error.to_string().contains("MAX_EXTENTS"), "{error}");
+    assert!(!out.exists() && !partial_path(&out).exists(), "nothing written");
+}

@@ -44,9 +44,11 @@ const WATCH_ACTIVATE: &str = "if [ -d /run/systemd/system ]; then systemctl daem
      if [ \"$changed\" = 1 ]; then systemctl enable -q lct-fw-watch.service && systemctl restart lct-fw-watch.service; \
      else systemctl enable -q --now lct-fw-watch.service; fi; \
      else echo 'no systemd: lct-fw-watch not started' >&2; fi";
-/// Run after lct-fw is replaced: a running watcher moves to the new program.
-const FW_ACTIVATE: &str =
-    "if [ \"$changed\" = 1 ] && [ -d /run/systemd/system ]; then systemctl try-restart lct-fw-watch.service; fi";
+/// Run after lct-fw is replaced: a running watcher moves to the new program. Only a watcher
+/// that runs: on a new node lct-fw comes before the watcher's unit, which systemd does not
+/// know yet (`try-restart` fails there with "Unit not found").
+const FW_ACTIVATE: &str = "if [ \"$changed\" = 1 ] && [ -d /run/systemd/system ] && \
+     systemctl is-active --quiet lct-fw-watch.service; then systemctl restart lct-fw-watch.service; fi";
 
 /// A file to install: its name, bytes and SHA-256, the directory it goes to and its mode.
 pub struct Program {
@@ -161,7 +163,11 @@ mod tests {
     #[test]
     fn the_script_checks_the_hash_before_replacing() {
         let mut p = Program::new("lct-fw", b"binary".to_vec());
-        assert!(p.script().contains("try-restart lct-fw-watch.service"), "a new lct-fw restarts the watcher");
+        let script = p.script();
+        assert!(
+            script.contains("is-active --quiet lct-fw-watch.service; then systemctl restart lct-fw-watch.service"),
+            "a new lct-fw restarts a running watcher, and only a running one: {script}"
+        );
         // Run below without touching this host's services.
         p.activate = None;
         assert_eq!(p.sha256, "9a3a45d01531a20e89ac6ae10b0b0beb0492acd7216a368aa062d1a5fecaf9cd");
