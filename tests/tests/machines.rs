@@ -433,6 +433,21 @@ fn a_machine_keeps_its_keys_from_users_and_its_firewall_from_tampering() {
     let users = readable_files_with(&env, "k-1", NOBODY, ("-E", pem), &software);
     assert!(users.is_empty(), "files nobody reads that hold a private key: {users:?}");
 
+    // From the first boot, before lct-fw is on the node: the metadata service is root's
+    // (cloud-init's bootcmd). Served on the node itself at the metadata address, it answers
+    // root (so the address works) and refuses nobody.
+    let guard = env.ssh("k-1", "nft list table inet lct").ok().stdout;
+    assert!(guard.contains("169.254.169.254") && guard.contains("skuid != 0"), "{guard}");
+    let serve = "ip addr add 169.254.169.254/32 dev lo; \
+                 (python3 -m http.server -b 169.254.169.254 80 </dev/null >/dev/null 2>&1 &); \
+                 for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"169.254.169.254\", 80), 1)' 2>/dev/null && exit 0; sleep 0.05; done; exit 1";
+    assert_eq!(env.ssh("k-1", serve).status, 0, "the stand-in metadata service answers root");
+    let as_nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups python3 -c \
+                     'import socket; socket.create_connection((\"169.254.169.254\", 80), 2)'";
+    let refused = env.ssh("k-1", as_nobody);
+    assert_ne!(refused.status, 0, "nobody reached the metadata service at first boot");
+    assert!(refused.stderr.contains("timed out"), "dropped, not refused: {}", refused.stderr);
+
     // `lct-inventory install` starts lct-fw-watch; a flush of the pushed table is undone by
     // the service, and its journal says who did it.
     env.run("lct-inventory", &["install", "--cluster", "k"]).ok();
@@ -444,11 +459,10 @@ fn a_machine_keeps_its_keys_from_users_and_its_firewall_from_tampering() {
         assert!(std::time::Instant::now() < deadline, "lct-fw-watch did not start");
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    // The tamperer's tool, from the lab's mirror (Linode's Debian has it; the base root not).
-    env.run("lct-api", &["lab", "packages", "add", "nftables"]).ok();
-    let nft = env
-        .ssh("k-1", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nftables >/dev/null");
-    assert_eq!(nft.status, 0, "{}", nft.stderr);
+    // The pushed table replaced the first boot's guard and keeps its rules.
+    let pushed = env.ssh("k-1", "nft list table inet lct").ok().stdout;
+    assert!(pushed.contains("chain input") && pushed.contains("metadata: root only"), "{pushed}");
+    assert_ne!(env.ssh("k-1", as_nobody).status, 0, "nobody reached the metadata service after the push");
     // Flushed, then polled on the node (every 10 ms, for up to 2 s) until the table is back.
     let applied = env.ssh("k-1", "nft list table inet lct").ok().stdout;
     let poll = "nft flush ruleset; for i in $(seq 200); do nft list table inet lct 2>/dev/null && exit 0; sleep 0.01; done; exit 1";

@@ -3,9 +3,41 @@
 //! NoCloud seed). It carries the node's host name, its SSH host key (made by lct, so the key
 //! is pinned before the first connection) and the authorized keys; password logins are off.
 //! A user's own user-data is kept: both go in one multipart document, merged by cloud-init.
+//! From its first boot, a node's metadata service is root's alone (`bootcmd`, below).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use lct_core::record::Name;
 use lct_core::ssh::HostKey;
+
+/// The metadata service of a cloud node, where user-data (on Linode: the node's SSH host
+/// key) can be read by anyone who asks from the node. Linode answers on all three;
+/// 169.254.169.254 is every cloud's.
+pub const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(169, 254, 169, 254)];
+pub const METADATA_V6: [Ipv6Addr; 2] =
+    [Ipv6Addr::new(0xfd00, 0xa9fe, 0xa9fe, 0, 0, 0, 0, 1), Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe)];
+
+/// The first boot's guard of the metadata service, until lct-fw's first push replaces it
+/// (lct-fw's table holds the same rules, and lct-fw-boot.service loads that table at every
+/// later boot): lct's table `inet lct` with only its output chain, dropping what users other
+/// than root send to the metadata service. cloud-init runs `bootcmd` before any user can log
+/// in and before its later stages; it is skipped where lct's table is already loaded. A node
+/// without `nft` (not Debian's or Ubuntu's cloud images, which have it) is told in
+/// cloud-init's log and left as it is.
+fn metadata_guard() -> String {
+    let v4: Vec<String> = METADATA_V4.iter().map(ToString::to_string).collect();
+    let v6: Vec<String> = METADATA_V6.iter().map(ToString::to_string).collect();
+    format!(
+        "if ! command -v nft >/dev/null 2>&1; then \
+         echo 'lct: no nft on this node: its metadata service is open to every user until lct-fw is pushed' >&2; \
+         elif ! nft list table inet lct >/dev/null 2>&1; then \
+         printf '%s\\n' 'table inet lct {{ chain output {{ type filter hook output priority 0; policy accept; \
+         ip daddr {{ {v4} }} meta skuid != 0 drop comment \"metadata: root only\"; \
+         ip6 daddr {{ {v6} }} meta skuid != 0 drop comment \"metadata: root only\"; }}; }}' | nft -f -; fi",
+        v4 = v4.join(", "),
+        v6 = v6.join(", "),
+    )
+}
 
 /// What lct puts in every node's first boot.
 #[derive(Debug, Clone)]
@@ -73,6 +105,7 @@ impl FirstBoot {
         text.push_str("users: [root]\n");
         text.push_str("chpasswd: {expire: false}\n");
         text.push_str("locale: C.UTF-8\n");
+        text.push_str(&format!("bootcmd:\n  - {}\n", quoted(&metadata_guard())));
         text
     }
 
@@ -176,5 +209,20 @@ mod tests {
         let config = boot(Some("#cloud-config\npackages: [htop]\n")).user_data();
         assert_eq!(config.matches("Content-Type: text/cloud-config").count(), 2);
         assert!(config.contains("packages: [htop]"));
+    }
+
+    #[test]
+    fn the_first_boot_keeps_the_metadata_service_roots() {
+        let config: serde_json::Value = serde_norway::from_str(&boot(None).cloud_config()).unwrap();
+        let bootcmd = config["bootcmd"].as_array().expect("a bootcmd list");
+        let guard = bootcmd[0].as_str().expect("one shell command");
+        assert_eq!(guard, metadata_guard(), "the YAML reads back as the script");
+        for address in ["169.254.169.254", "fd00:a9fe:a9fe::1", "fe80::a9fe:a9fe"] {
+            assert!(guard.contains(address), "{guard}");
+        }
+        assert!(guard.contains("meta skuid != 0 drop"), "{guard}");
+        if let Some(path) = std::env::var_os("LCT_PRINT_METADATA_GUARD") {
+            std::fs::write(path, guard).unwrap();
+        }
     }
 }

@@ -17,12 +17,10 @@ pub const CHAIN: &str = "input";
 /// The chain that keeps the cloud's metadata service root's.
 pub const OUTPUT_CHAIN: &str = "output";
 
-/// The metadata service of a cloud node, where user-data (on Linode: the node's SSH host
-/// key) can be read by anyone who asks from the node: lct's table lets only root (uid 0)
-/// reach it. Linode answers on all three; 169.254.169.254 is every cloud's.
-pub const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(169, 254, 169, 254)];
-pub const METADATA_V6: [Ipv6Addr; 2] =
-    [Ipv6Addr::new(0xfd00, 0xa9fe, 0xa9fe, 0, 0, 0, 0, 1), Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0xa9fe, 0xa9fe)];
+/// The metadata service of a cloud node (lct-api's: what a cloud is, is the provider layer's
+/// to say), where user-data can be read by anyone who asks from the node: lct's table lets
+/// only root (uid 0) reach it, as the node's first boot already did.
+pub use lct_api::cloudinit::{METADATA_V4, METADATA_V6};
 
 /// A set read as a list and built in one go (sorted, then bulk-loaded): serde's own way
 /// inserts element by element, a third of a 10,000-peer sync's time.

@@ -70,6 +70,9 @@ pub const BASE_PACKAGES: &[&str] = &[
     "libnftnl11",
     "libmnl0",
     "conntrack",
+    // nft, as Linode's Debian has it: the first boot's guard of the metadata service
+    // (lct_api::cloudinit) runs it before lct-fw is on the node.
+    "nftables",
 ];
 
 /// inotify instances a booted machine holds (systemd, journald, logind, dbus, ...: 7
