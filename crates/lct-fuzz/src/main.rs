@@ -66,11 +66,7 @@ fn main() -> std::process::ExitCode {
         };
         let seed = match cli.seed {
             Some(seed) => seed,
-            None => {
-                let mut bytes = [0u8; 8];
-                std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
-                u64::from_le_bytes(bytes)
-            }
+            None => lct_core::random::u64()?,
         };
         lct_fuzz::memory::set_hard_limit(cli.hard_limit << 20);
         let options = lct_fuzz::Options {

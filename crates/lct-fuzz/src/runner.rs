@@ -333,8 +333,7 @@ mod tests {
     }
 
     fn tempfile_dir() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("lct-fuzz-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        // A new private directory (kept: the test removes it), named from lct's one source.
+        lct_core::fsutil::temp_dir("lct-fuzz-test-").unwrap().keep()
     }
 }

@@ -47,7 +47,7 @@ fn a_stream_claiming_a_huge_trailer_is_refused_before_reading_it() {
 #[test]
 fn a_disk_larger_than_the_readers_take_is_refused_before_any_byte_is_written() {
     // A sparse file one byte over MAX_EXTENTS extents: its image could never be read back.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = lct_core::fsutil::temp_dir("lct-image-test-").unwrap();
     let disk = dir.path().join("huge.raw");
     File::create(&disk).unwrap().set_len(crate::format::MAX_EXTENTS * EXTENT_SIZE + 1).unwrap();
     let out = dir.path().join("huge.lct");
