@@ -218,3 +218,57 @@ fn a_dependent_plan_asking_for_what_its_dependency_does_not_open_is_refused_at_v
         out.stderr
     );
 }
+
+/// The hdfs-ha plan's Hadoop configuration (its hook's `settings`, run by Python as on a
+/// node): every HDFS port binds the node's private address unless `listen_public`.
+#[test]
+fn hdfs_ports_bind_the_private_address_unless_the_plan_says_public() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/hdfs-ha/hadoop.py");
+    let settings = |public: bool| -> serde_json::Value {
+        let program = format!(
+            r#"
+import importlib.util, json
+spec = importlib.util.spec_from_file_location("hadoop", {script:?})
+hadoop = importlib.util.module_from_spec(spec); spec.loader.exec_module(hadoop)
+nodes = [dict(name=f"h-{{g}}-1", group=g, private_ipv4=[f"192.168.128.{{i + 2}}"], public_ipv4=[f"203.0.113.{{i + 2}}"])
+         for i, g in enumerate(["namenode", "journalnode", "datanode"])]
+by_group = {{n["group"]: [n] for n in nodes}}
+fqdn = {{n["name"]: n["name"] + ".h.lct.internal" for n in nodes}}
+out = {{}}
+for n in nodes:
+    core, hdfs = hadoop.settings("h", nodes, by_group, fqdn, "zk-1:2181", n["name"], {public})
+    out[n["name"]] = hdfs
+print(json.dumps(out))
+"#,
+            script = script.display().to_string(),
+            public = if public { "True" } else { "False" },
+        );
+        let out = std::process::Command::new("python3").args(["-c", &program]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let binds = [
+        "dfs.namenode.rpc-bind-host",
+        "dfs.namenode.servicerpc-bind-host",
+        "dfs.namenode.http-bind-host",
+        "dfs.journalnode.rpc-address",
+        "dfs.journalnode.http-address",
+        "dfs.datanode.address",
+        "dfs.datanode.http.address",
+        "dfs.datanode.ipc.address",
+    ];
+    let private = settings(false);
+    for (i, node) in ["h-namenode-1", "h-journalnode-1", "h-datanode-1"].iter().enumerate() {
+        let hdfs = &private[node];
+        let own = format!("192.168.128.{}", i + 2);
+        for key in binds {
+            let value = hdfs[key].as_str().unwrap_or_else(|| panic!("{node}: no {key}"));
+            assert!(value == own || value.starts_with(&format!("{own}:")), "{node}: {key} = {value}, not {own}");
+        }
+        let text = hdfs.to_string();
+        assert!(!text.contains("0.0.0.0") && !text.contains("203.0.113."), "{node}: {text}");
+    }
+    let public = settings(true);
+    assert_eq!(public["h-namenode-1"]["dfs.namenode.rpc-bind-host"], "0.0.0.0");
+    assert_eq!(public["h-datanode-1"]["dfs.datanode.address"], "0.0.0.0:9866");
+}

@@ -61,6 +61,29 @@ def main():
     os.makedirs(CONF, exist_ok=True)
     fqdn = {n["name"]: f"{n['name']}.{cluster}.{os.environ.get('LCT_DOMAIN', 'lct.internal')}" for n in nodes}
     write(INVENTORY, json.dumps({g: [fqdn[n["name"]] for n in ns] for g, ns in by_group.items()}))
+    public = os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true"
+    core, hdfs = settings(cluster, nodes, by_group, fqdn, zookeeper, socket.gethostname(), public)
+    changed = write(f"{CONF}/core-site.xml", site(core))
+    changed |= write(f"{CONF}/hdfs-site.xml", site(hdfs))
+    for role in ("journalnode", "namenode", "zkfc", "datanode"):
+        write(f"/etc/systemd/system/lct-hdfs-{role}.service", unit(role))
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    me = socket.gethostname()
+    if any(n["name"] == me for n in by_group["journalnode"]):
+        run_role("journalnode", restart=changed)
+    elif changed:
+        for role in ("namenode", "zkfc", "datanode"):
+            if active(role):
+                subprocess.run(["systemctl", "restart", f"lct-hdfs-{role}"], check=True)
+    print(f"{me}: hadoop configured{' (changed)' if changed else ''}")
+
+
+def settings(cluster, nodes, by_group, fqdn, zookeeper, me, public):
+    """core-site and hdfs-site for node `me`: every HDFS port (NameNode RPC and HTTP,
+    JournalNode, DataNode) binds this node's private address, or all addresses with the
+    plan's `listen_public` (the firewall still decides who)."""
+    own = next(n for n in nodes if n["name"] == me)
+    bind = "0.0.0.0" if public else own["private_ipv4"][0]
     nn = [fqdn[n["name"]] for n in by_group["namenode"]]
     jn = [fqdn[n["name"]] for n in by_group["journalnode"]]
     ids = [f"nn{i + 1}" for i in range(len(nn))]
@@ -81,25 +104,25 @@ def main():
         "dfs.namenode.name.dir": f"{DATA}/name",
         "dfs.datanode.data.dir": f"{DATA}/data",
         "dfs.replication": str(min(3, max(1, len(by_group["datanode"])))),
-        "dfs.namenode.rpc-bind-host": "0.0.0.0",
-        "dfs.namenode.http-bind-host": "0.0.0.0",
+        # The NameNodes' addresses name hosts (their FQDNs, which clients use); what they
+        # listen on is the bind host.
+        "dfs.namenode.rpc-bind-host": bind,
+        "dfs.namenode.servicerpc-bind-host": bind,
+        "dfs.namenode.lifeline.rpc-bind-host": bind,
+        "dfs.namenode.http-bind-host": bind,
+        "dfs.namenode.https-bind-host": bind,
+        "dfs.journalnode.rpc-address": f"{bind}:8485",
+        "dfs.journalnode.http-address": f"{bind}:8480",
+        "dfs.journalnode.https-address": f"{bind}:8481",
+        "dfs.datanode.address": f"{bind}:9866",
+        "dfs.datanode.http.address": f"{bind}:9864",
+        "dfs.datanode.https.address": f"{bind}:9865",
+        "dfs.datanode.ipc.address": f"{bind}:9867",
     }
     for i, host in zip(ids, nn):
         hdfs[f"dfs.namenode.rpc-address.{cluster}.{i}"] = f"{host}:8020"
         hdfs[f"dfs.namenode.http-address.{cluster}.{i}"] = f"{host}:9870"
-    changed = write(f"{CONF}/core-site.xml", site(core))
-    changed |= write(f"{CONF}/hdfs-site.xml", site(hdfs))
-    for role in ("journalnode", "namenode", "zkfc", "datanode"):
-        write(f"/etc/systemd/system/lct-hdfs-{role}.service", unit(role))
-    subprocess.run(["systemctl", "daemon-reload"], check=True)
-    me = socket.gethostname()
-    if any(n["name"] == me for n in by_group["journalnode"]):
-        run_role("journalnode", restart=changed)
-    elif changed:
-        for role in ("namenode", "zkfc", "datanode"):
-            if active(role):
-                subprocess.run(["systemctl", "restart", f"lct-hdfs-{role}"], check=True)
-    print(f"{me}: hadoop configured{' (changed)' if changed else ''}")
+    return core, hdfs
 
 
 def install_hadoop():
