@@ -98,6 +98,9 @@ fn templates_that_loop_for_ever_or_render_megabytes_fail_fast_naming_the_place()
             "count: 1\n    hostname: \"{{ 'x' * 90000000 }}\"",
             "line 5, column 15: field groups.node.hostname: template: renders more than 256 KiB",
         ),
+        // Within the budget of steps, but billions of names to render and nodes to ask for.
+        ("count: 4000000000", "line 4, column 12: field groups.node.count: 4000000000 nodes, over the 1000"),
+        ("count: \"{{ 2000000 }}\"", "line 4, column 12: field groups.node.count: 2000000 nodes, over the 1000"),
     ];
     for (field, want) in cases {
         let plan =

@@ -119,6 +119,9 @@ pub fn node_specs(
                 render(t, &ctx)?.trim().parse().with_context(|| format!("groups.{g}.count: {t:?}"))?
             }
         };
+        if count > crate::plan::MAX_GROUP_NODES {
+            bail!("groups.{g}.count: {count} nodes, over the {} a group may have", crate::plan::MAX_GROUP_NODES);
+        }
         for index in 1..=count {
             let mut c = ctx.clone();
             c["group"] = json!(g);

@@ -94,6 +94,11 @@ pub struct Parameter {
     pub maximum: Option<i64>,
 }
 
+/// The most nodes one group may have: a count past it (written, templated or asked of
+/// `scale`) is refused before a name is rendered or a node is asked for, so a plan cannot keep
+/// lct busy for hours or ask a provider for billions of nodes.
+pub const MAX_GROUP_NODES: u32 = 1000;
+
 /// A count: a number, or a template giving one (`"{{ servers }}"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]

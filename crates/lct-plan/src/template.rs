@@ -99,6 +99,10 @@ pub fn check_plan(loaded: &Loaded, cluster: &str, params: &BTreeMap<String, Valu
                 text.trim().parse().map_err(|_| fail(path, format!("{:?} is not a count", text.trim())))?
             }
         };
+        if count > crate::plan::MAX_GROUP_NODES {
+            let message = format!("{count} nodes, over the {} a group may have", crate::plan::MAX_GROUP_NODES);
+            return Err(fail(field(&["groups", g.as_str(), "count"]), message));
+        }
         let mut nodes = Vec::new();
         // Every name is rendered (a template may loop on `index`); the stand-in inventory
         // for the offers keeps a few.
