@@ -447,8 +447,14 @@ fn the_watcher_undoes_tampering_keeps_syncs_and_leaves_other_tables_alone() {
     let said = || std::fs::read_to_string(&log).unwrap();
 
     // The whole ruleset flushed: the table comes back as applied, and the log names who.
+    // Event-driven: back well within a second on a loaded 2-core CI machine, nft's own start
+    // and the test's polls included (scripts/bench/fw measures the 100 ms target), and the
+    // log names the committing process, which only nf_tables' notifications tell.
+    let flushed = std::time::Instant::now();
     env.in_ns("zk-1", &["nft", "flush", "ruleset"]).ok();
     poll(|| table(&env, "zk-1") == applied, "the table is back after nft flush ruleset");
+    let took = flushed.elapsed();
+    assert!(took < std::time::Duration::from_secs(1), "restored {took:?} after the flush");
     assert!(!connects(&env, "web-1", ZK1, 2181), "forbidden again");
     assert!(connects(&env, "hdfs-1", ZK1, 2181));
     poll(|| said().contains("restored"), "the restore is logged");

@@ -212,3 +212,25 @@ fn a_server_claiming_a_huge_image_or_sending_other_bytes_gets_a_named_error() {
     );
     assert!(!target.exists());
 }
+
+/// A qcow2 (its magic and version at the start) claiming a petabyte: fetched whole before
+/// qemu-img may read it, so it must fit, and is refused before a byte is written.
+fn huge_qcow2(from: u64) -> (String, Vec<u8>) {
+    let mut body = vec![0u8; (CLAIMED - from).min(1 << 16) as usize];
+    if from == 0 {
+        body[..8].copy_from_slice(b"QFI\xfb\0\0\0\x03");
+    }
+    let last = from + body.len() as u64 - 1;
+    (format!("HTTP/1.1 206 Partial Content\r\ncontent-range: bytes {from}-{last}/{CLAIMED}\r\n"), body)
+}
+
+#[test]
+fn a_foreign_image_by_url_larger_than_the_disk_is_refused_before_it_is_fetched() {
+    let env = Env::new();
+    let out = env.state.path().join("vendor.lcti");
+    let url = format!("http://127.0.0.1:{}/vendor.qcow2", server(huge_qcow2));
+    let run = limited(&env, &["--allow-http", "create", &url, &s(&out)], b"");
+    refused(&run, &format!("{CLAIMED} bytes to fetch"));
+    let left: Vec<_> = std::fs::read_dir(env.state.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().starts_with("vendor.lcti")), "{left:?}");
+}

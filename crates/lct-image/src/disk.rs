@@ -25,6 +25,17 @@ pub fn size(file: &File) -> io::Result<u64> {
         Ok(meta.len())
     }
 }
+/// Bytes an unprivileged writer may still put in the file system holding `dir` (statvfs).
+pub fn free_space(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and a statvfs the call fills.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
 
 pub fn is_block_device(file: &File) -> bool {
     file.metadata().is_ok_and(|m| m.file_type().is_block_device())

@@ -92,10 +92,22 @@ pub(crate) fn create_from_url(
     remote.from(0)?.take(72).read_to_end(&mut head).map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
     match Kind::of(&head) {
         Kind::Qemu(format) => {
-            // qemu-img seeks: the file is fetched whole first, beside the output.
+            // qemu-img seeks: the file is fetched whole first, beside the output: never more
+            // than the server announced, and only where that fits (a server claiming a
+            // petabyte gets a refusal, not a full disk).
             let fetched = Scratch::beside(out, format.qemu_name())?;
+            let dir = fetched.0.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let room = crate::disk::free_space(dir).map_err(io_at(dir))?;
+            if remote.len > room {
+                return Err(ImageError::Refused(format!(
+                    "{url}: {} bytes to fetch, {room} free in {}",
+                    remote.len,
+                    dir.display()
+                )));
+            }
             let mut file = std::fs::File::create(&fetched.0).map_err(io_at(&fetched.0))?;
-            std::io::copy(&mut remote.from(0)?, &mut file).map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
+            std::io::copy(&mut remote.from(0)?.take(remote.len), &mut file)
+                .map_err(|e| ImageError::Refused(format!("{url}: {e}")))?;
             drop(file);
             let raw = Scratch::beside(out, "raw")?;
             convert(&fetched.0, url, format, &raw.0)?;
