@@ -172,6 +172,15 @@ fn a_machine_stopped_started_and_rebooted_inside_never_admits_a_probe_to_its_boo
 
     assert_eq!(admitted, 0, "{admitted} of {probes} probes got in");
     assert!(after_start > 0 && after_reboot > 0, "the service was not seen listening ({after_start}, {after_reboot})");
+    // The prober's way in works: from the same namespace, with the same connect, the port the
+    // firewall admits (SSH) answers at the same address. A wrong address or route cannot pass
+    // for a closed firewall.
+    let ssh: SocketAddr = format!("{public}:22").parse().unwrap();
+    let reached = lct_core::state::in_netns(&env.ns("outside"), || {
+        std::net::TcpStream::connect_timeout(&ssh, Duration::from_millis(500)).is_ok()
+    })
+    .unwrap_or(false);
+    assert!(reached, "the outside namespace does not reach {ssh}: the probes prove nothing");
     // The boot loaded what was pushed, not a default.
     let booted = in_ns(&ns, &["nft", "list", "table", "inet", "lct"]).ok().stdout;
     assert_eq!(booted, pushed);
