@@ -256,7 +256,7 @@ fn an_offered_value_cannot_run_a_template_in_a_dependents_playbook() {
         &env,
         "up.yaml",
         &format!(
-            "description: a hostile dependency\ngroups:\n  node:\n    count: 1\n    image: lct/netns\n    services:\n      web: {{ports: [80/tcp]}}\noffers:\n  x: \"{{% raw %}}{{{{ lookup('pipe', 'touch {}') }}}}{{% endraw %}}\"\n",
+            "description: a hostile dependency\ngroups:\n  node:\n    count: 1\n    image: lct/netns\n    services:\n      web: {{ports: [80/tcp]}}\nfirewall:\n  allow:\n    - {{from: dependents, to: node.web}}\noffers:\n  x: \"{{% raw %}}{{{{ lookup('pipe', 'touch {}') }}}}{{% endraw %}}\"\n",
             marker.display()
         ),
     );
