@@ -103,12 +103,7 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn open() -> io::Result<Monitor> {
-        let socket = mnl::Socket::open(mnl::Bus::Netfilter).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"),
-            )
-        })?;
+        let socket = mnl::Socket::open(mnl::Bus::Netfilter).map_err(super::socket::not_opened)?;
         // Groups below 32 are a bit mask at bind time.
         socket.bind(1 << (libc::NFNLGRP_NFTABLES - 1), mnl::mnl_sys::MNL_SOCKET_AUTOPID)?;
         // A 10,000-peer table comes back as as many element notifications: room for them, so

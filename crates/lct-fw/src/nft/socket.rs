@@ -23,6 +23,12 @@ impl NlBuffer {
     }
 }
 
+/// Why a netfilter netlink socket could not be opened, with what it takes (for commits and
+/// for the notifications `lct-fw watch` reads alike).
+pub(super) fn not_opened(e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"))
+}
+
 /// A netfilter netlink socket, one per sync. The kernel frees what a commit replaced or
 /// deleted only after an RCU grace period, in a worker, and makes whoever next closes a
 /// netfilter socket wait for that worker (about 20 ms here): so a sync opens one socket and
@@ -34,12 +40,7 @@ pub struct Netlink {
 
 impl Netlink {
     pub fn open() -> io::Result<Netlink> {
-        let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot open a netfilter netlink socket (root, or CAP_NET_ADMIN, needed): {e}"),
-            )
-        })?;
+        let socket = mnl::Socket::new(mnl::Bus::Netfilter).map_err(not_opened)?;
         grow_receive_buffer(&socket);
         Ok(Netlink { socket })
     }
