@@ -102,6 +102,18 @@ pub fn run(bin: &str, body: impl FnOnce() -> anyhow::Result<()>) -> ExitCode {
     }
 }
 
+/// Runs a binary's async body on one multi-threaded runtime, with [`run`]'s exit statuses:
+/// the whole of a main that is async from its first line (`run_async("lct-fw", run(cli))`).
+pub fn run_async(bin: &str, body: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    run(bin, || block_on(body))
+}
+
+/// Runs one future to its end on a fresh multi-threaded runtime: for a main whose
+/// subcommands are mostly synchronous and only some need the runtime.
+pub fn block_on<T>(future: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(future)
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
