@@ -1,5 +1,5 @@
 //! Memory accounting for the harness: a global allocator over the system's that counts live
-//! bytes and their peak (what [`crate::runner`] checks each input against), and a hard limit
+//! bytes and their peak (what the runner checks each input against), and a hard limit
 //! past which it saves the input being run and aborts: an input that asks for all memory is
 //! kept, not lost with the process. The harness's binary installs it; elsewhere (unit tests)
 //! the counts stay zero and the checks are off.

@@ -91,7 +91,7 @@ fn image_file(bytes: &[u8]) -> u64 {
         for (i, e) in index.extents.iter().enumerate().filter(|(_, e)| e.kind == Kind::Data).take(FRAMES) {
             // Index::read checked that the frames tile the file.
             let frame = &bytes[e.coffset as usize..(e.coffset + u64::from(e.csize)) as usize];
-            let result = lct_image::image::check_frame(Path::new("fuzz"), i, e, frame);
+            let result = lct_image::frame::check_frame(Path::new("fuzz"), i, e, frame);
             checked.push_str(if result.is_ok() { "+" } else { "-" });
         }
     }
@@ -107,12 +107,12 @@ fn image_trailer(bytes: &[u8]) -> u64 {
 fn image_stream(bytes: &[u8]) -> u64 {
     let mut bytes = bytes.to_vec();
     crate::fixup::stream(&mut bytes, crate::fixup::Fix { tiling: true });
-    let opened = lct_image::image::Opened::sent(Box::new(Cursor::new(bytes)), "fuzz");
+    let opened = lct_image::Opened::sent(Box::new(Cursor::new(bytes)), "fuzz");
     let mut checked = String::new();
     if let Ok(opened) = &opened {
         for (i, e) in opened.index.extents.iter().enumerate().filter(|(_, e)| e.kind == Kind::Data).take(FRAMES) {
             let result =
-                opened.frame(e).and_then(|frame| lct_image::image::check_frame(Path::new("fuzz"), i, e, &frame));
+                opened.frame(e).and_then(|frame| lct_image::frame::check_frame(Path::new("fuzz"), i, e, &frame));
             checked.push_str(if result.is_ok() { "+" } else { "-" });
         }
     }

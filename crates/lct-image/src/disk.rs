@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// BLKGETSIZE64 and BLKZEROOUT (linux/fs.h).
 const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
@@ -141,4 +141,11 @@ pub fn zero_range(file: &File, offset: u64, len: u64) -> io::Result<()> {
 /// Reads exactly `buf.len()` bytes at `offset`.
 pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
     file.read_exact_at(buf, offset)
+}
+
+/// Where a file is written until it is whole and synced (`OUT.partial`), then renamed.
+pub fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    out.with_file_name(name)
 }

@@ -15,8 +15,10 @@ use std::process::{Command, Stdio};
 use lct_api::linode::api::Linode;
 use lct_api::linode::types::Image;
 
+use crate::error::ImageError;
 use crate::format::Kind;
-use crate::image::{ImageError, Opened};
+use crate::frame::check_frame;
+use crate::opened::Opened;
 
 /// Linode's limits on an uploaded image: the raw disk, and the gzip'd file.
 pub const RAW_MAX: u64 = 6_000_000_000;
@@ -48,7 +50,7 @@ impl Read for RawDisk<'_> {
                 Kind::Zero => vec![0u8; e.len as usize],
                 Kind::Data => {
                     let frame = self.opened.frame(e).map_err(std::io::Error::other)?;
-                    crate::image::check_frame(std::path::Path::new(&self.opened.name), self.next, e, &frame)
+                    check_frame(std::path::Path::new(&self.opened.name), self.next, e, &frame)
                         .map_err(std::io::Error::other)?
                 }
             };

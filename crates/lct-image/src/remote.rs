@@ -7,8 +7,8 @@
 
 use std::io::Read;
 
+use crate::error::ImageError;
 use crate::format::{Extent, Footer, FormatError, Index};
-use crate::image::ImageError;
 
 /// How often a dropped transfer is started again (at the frame it stopped in) before the
 /// error is reported.

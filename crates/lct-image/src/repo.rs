@@ -21,10 +21,15 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use lct_core::record::Record;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
+use crate::disk::partial_path;
+use crate::error::{ImageError, io_at};
 use crate::format::{Extent, Index, Kind, MAX_TRAILER, Manifest, hex, root_hash};
-use crate::image::{ImageError, io_at, ordered, zero_frame};
+use crate::frame::{ReadFrames, check_frame, zero_frame};
+use crate::parallel::ordered;
 
 const MARKER: &str = "lct-image repository 1\n";
 
@@ -34,11 +39,9 @@ pub struct Repo {
     root: PathBuf,
 }
 
-/// An image in a repository, as `list` and `show` report it.
-#[derive(Debug, Clone, Serialize)]
+/// An image in a repository, as `list` and `show` report it (`image-entry`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Entry {
-    pub kind: &'static str,
-    pub v: u32,
     pub repo: String,
     pub name: String,
     pub size: u64,
@@ -52,11 +55,9 @@ pub struct Entry {
     pub root: String,
 }
 
-/// What an add did.
-#[derive(Debug, Clone, Serialize)]
+/// What an add did (`image-added`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Added {
-    pub kind: &'static str,
-    pub v: u32,
     pub repo: String,
     pub name: String,
     pub size: u64,
@@ -66,15 +67,84 @@ pub struct Added {
     pub new_bytes: u64,
 }
 
-/// What a prune removed.
-#[derive(Debug, Clone, Serialize)]
+/// What a prune removed (`image-pruned`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Pruned {
-    pub kind: &'static str,
-    pub v: u32,
     pub repo: String,
     pub removed_extents: usize,
     pub removed_bytes: u64,
     pub kept_extents: usize,
+}
+
+impl Record for Entry {
+    const KIND: &'static str = "image-entry";
+    const VERSION: u32 = 1;
+}
+
+impl Record for Added {
+    const KIND: &'static str = "image-added";
+    const VERSION: u32 = 1;
+}
+
+impl Record for Pruned {
+    const KIND: &'static str = "image-pruned";
+    const VERSION: u32 = 1;
+}
+
+impl Added {
+    /// The line a terminal shows.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}::{}: {} data extents, {} new ({})",
+            self.repo,
+            self.name,
+            self.data_extents,
+            self.new_extents,
+            mib(self.new_bytes)
+        )
+    }
+}
+
+impl Pruned {
+    /// The line a terminal shows (`dry_run`: what a prune would remove).
+    pub fn summary(&self, dry_run: bool) -> String {
+        format!(
+            "{}: {} {} extents ({}), kept {}",
+            self.repo,
+            if dry_run { "would remove" } else { "removed" },
+            self.removed_extents,
+            mib(self.removed_bytes),
+            self.kept_extents
+        )
+    }
+}
+
+/// The images of a repository as a terminal shows them.
+pub fn table(entries: &[Entry]) -> String {
+    let mut text =
+        format!("{:<24} {:>12} {:>12} {:>8}  {:<16} LABEL\n", "NAME", "SIZE", "STORED", "EXTENTS", "CREATED");
+    for e in entries {
+        text.push_str(&format!(
+            "{:<24} {:>12} {:>12} {:>8}  {:<16}  {}\n",
+            e.name,
+            mib(e.size),
+            mib(e.image_bytes),
+            e.data_extents,
+            utc(e.created),
+            e.label
+        ));
+    }
+    text
+}
+
+/// Seconds since 1970 as `YYYY-MM-DD HH:MM` (UTC), for tables.
+fn utc(seconds: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    lct_api::linode::api::api_time(at)[..16].replacen('T', " ", 1)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 /// A repository's file, read only up to `limit` bytes: longer is an error naming it (what
@@ -181,7 +251,7 @@ impl Repo {
     pub fn add(
         &self,
         name: &str,
-        opened: &crate::image::Opened,
+        opened: &dyn ReadFrames,
         threads: usize,
         progress: &(dyn Fn(u64, u64) + Sync),
     ) -> Result<Added, ImageError> {
@@ -190,8 +260,8 @@ impl Repo {
         if self.image_path(name).exists() {
             return Err(refused(format!("{}: there is already an image {name} (rm it first)", self.root.display())));
         }
-        let index = &opened.index;
-        let image = Path::new(&opened.name);
+        let index = opened.index();
+        let image = Path::new(opened.name());
         let size = index.manifest.size;
         let tmp = self.root.join("tmp");
         let (mut new_extents, mut new_bytes) = (0usize, 0u64);
@@ -211,7 +281,7 @@ impl Repo {
             |i, frame: Option<Vec<u8>>| {
                 let Some(frame) = frame else { return Ok(None) };
                 let e = &index.extents[i];
-                crate::image::check_frame(image, i, e, &frame)?;
+                check_frame(image, i, e, &frame)?;
                 Ok(Some(frame))
             },
             |i, frame| {
@@ -239,8 +309,6 @@ impl Repo {
         self.link_image(name, &stored.trailer())?;
         let data_extents = index.extents.iter().filter(|e| e.kind == Kind::Data).count();
         Ok(Added {
-            kind: "image-added",
-            v: 1,
             repo: self.root.display().to_string(),
             name: name.to_string(),
             size,
@@ -335,8 +403,6 @@ impl Repo {
         let index = self.index(name)?;
         let Manifest { size, label, source, created, .. } = index.manifest.clone();
         Ok(Entry {
-            kind: "image-entry",
-            v: 1,
             repo: self.root.display().to_string(),
             name: name.to_string(),
             size,
@@ -395,21 +461,14 @@ impl Repo {
                 let _ = fs::remove_file(file.path());
             }
         }
-        Ok(Pruned {
-            kind: "image-pruned",
-            v: 1,
-            repo: self.root.display().to_string(),
-            removed_extents,
-            removed_bytes,
-            kept_extents,
-        })
+        Ok(Pruned { repo: self.root.display().to_string(), removed_extents, removed_bytes, kept_extents })
     }
 
     /// Writes image `name` out as a standalone image file (`OUT.partial`, synced, renamed).
     pub fn export(&self, name: &str, out: &Path, progress: &(dyn Fn(u64, u64) + Sync)) -> Result<(), ImageError> {
         let _shared = self.lock(false)?;
         let index = self.index(name)?;
-        let partial = crate::image::partial_path(out);
+        let partial = partial_path(out);
         let file = File::create(&partial).map_err(io_at(&partial))?;
         let mut writer = io::BufWriter::with_capacity(1 << 20, file);
         for e in &index.extents {
@@ -427,6 +486,13 @@ impl Repo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_read_as_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00");
+        assert_eq!(utc(951_825_600), "2000-02-29 12:00");
+        assert_eq!(utc(1_795_834_919), "2026-11-28 03:01");
+    }
 
     /// A repository's files are read only up to what they may hold: an image record longer
     /// than any trailer (a sparse 1 TiB file), an extent file longer than its frame, a marker

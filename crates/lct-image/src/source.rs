@@ -11,8 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use crate::confine::{self, Confinement};
+use crate::create::{CreateOptions, create_from_file, create_from_stream};
+use crate::error::{ImageError, io_at};
 use crate::foreign::{self, Format};
-use crate::image::{CreateOptions, ImageError, Report, create_from_file, create_from_stream, io_at};
+use crate::report::{Created, Report};
 
 /// What a source is, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,38 @@ impl Kind {
     }
 }
 
+/// Images `source` into `out`: a block device or disk file (raw), a qcow2, VMDK, VHDX or
+/// VDI file (through qemu-img), a .gz, .xz or .zst stream of a raw disk, or any of these by
+/// URL. Written to `OUT.partial` and renamed when whole and synced. `progress` hears the
+/// bytes done and the total (0 while unknown).
+pub fn create(
+    source: &Path,
+    out: &Path,
+    options: &CreateOptions,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<Report<Created>, ImageError> {
+    let name = source.display().to_string();
+    if crate::remote::is_url(&name) {
+        return create_from_url(&name, out, options, progress);
+    }
+    let mut head = [0u8; 72];
+    let read = std::fs::File::open(source).and_then(|f| {
+        let mut n = 0;
+        while n < head.len() {
+            match std::io::Read::read(&mut &f, &mut head[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    });
+    let head = &head[..read.map_err(io_at(source))?];
+    match Kind::of(head) {
+        Kind::Raw => create_from_file(source, &name, out, options, progress),
+        kind => create_from_local(source, kind, out, options, progress),
+    }
+}
+
 /// A local file that is not a raw disk.
 pub(crate) fn create_from_local(
     source: &Path,
@@ -55,7 +89,7 @@ pub(crate) fn create_from_local(
     out: &Path,
     options: &CreateOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<Report, ImageError> {
+) -> Result<Report<Created>, ImageError> {
     let name = source.display().to_string();
     match kind {
         Kind::Raw => create_from_file(source, &name, out, options, progress),
@@ -64,7 +98,7 @@ pub(crate) fn create_from_local(
             convert(source, &name, format, &raw.0)?;
             create_from_file(&raw.0, &name, out, options, progress)
         }
-        Kind::Zstd if crate::image::index(source).is_ok() => {
+        Kind::Zstd if crate::opened::index(source).is_ok() => {
             Err(ImageError::Refused(format!("{name} is an lct image already: restore it, or add it to a repository")))
         }
         compressed => {
@@ -81,7 +115,7 @@ pub(crate) fn create_from_url(
     out: &Path,
     options: &CreateOptions,
     progress: &(dyn Fn(u64, u64) + Sync),
-) -> Result<Report, ImageError> {
+) -> Result<Report<Created>, ImageError> {
     let remote = crate::remote::Remote::open(url, options.allow_http)?;
     if remote.index().is_ok() {
         return Err(ImageError::Refused(format!(
@@ -334,5 +368,19 @@ mod tests {
             assert!(error.contains("Permission denied"), "{format}: {error}");
             assert!(!has_marker(&raw), "{format}: the named file was read");
         }
+    }
+
+    #[test]
+    fn a_disk_larger_than_the_readers_take_is_refused_before_any_byte_is_written() {
+        use crate::format::EXTENT_SIZE;
+        // A sparse file one byte over MAX_EXTENTS extents: its image could never be read back.
+        let dir = lct_core::fsutil::temp_dir("lct-image-test-").unwrap();
+        let disk = dir.path().join("huge.raw");
+        std::fs::File::create(&disk).unwrap().set_len(crate::format::MAX_EXTENTS * EXTENT_SIZE + 1).unwrap();
+        let out = dir.path().join("huge.lct");
+        let error = create(&disk, &out, &CreateOptions::default(), &|_, _| {}).unwrap_err();
+        assert!(matches!(error, ImageError::Refused(_)), "{error}");
+        assert!(error.to_string().contains("MAX_EXTENTS"), "{error}");
+        assert!(!out.exists() && !crate::disk::partial_path(&out).exists(), "nothing written");
     }
 }

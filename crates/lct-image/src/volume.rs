@@ -16,7 +16,11 @@ use std::process::{Command, Stdio};
 use lct_api::{AnyProvider, Provider};
 use lct_core::record::{Access, Node, ProviderName, Volume};
 
-use crate::image::{CreateOptions, ImageError, Opened, Report, RestoreOptions};
+use crate::create::CreateOptions;
+use crate::error::ImageError;
+use crate::opened::Opened;
+use crate::report::{Created, Report, Restored};
+use crate::restore::RestoreOptions;
 
 fn refused(message: String) -> ImageError {
     ImageError::Refused(message)
@@ -96,7 +100,7 @@ fn reach(located: &Located) -> Result<Reach, ImageError> {
 
 /// Puts lct-image (this very program, `local_bin`) on the node, unless it has it.
 async fn install_on(node: &Node, local_bin: &Path) -> Result<(), ImageError> {
-    let bytes = std::fs::read(local_bin).map_err(crate::image::io_at(local_bin))?;
+    let bytes = std::fs::read(local_bin).map_err(crate::error::io_at(local_bin))?;
     let program = lct_inventory::install::Program::new("lct-image", bytes);
     let options = lct_inventory::exec::ExecOptions::default();
     for r in lct_inventory::install::install(std::slice::from_ref(node), &[program], &options).await {
@@ -124,11 +128,11 @@ pub async fn restore_onto(
     label: &str,
     options: RestoreOptions,
     local_bin: PathBuf,
-) -> Result<Report, ImageError> {
+) -> Result<Report<Restored>, ImageError> {
     let located = locate(label).await?;
     match reach(&located)? {
         Reach::Here(path) => {
-            tokio::task::spawn_blocking(move || crate::image::restore_opened(&opened, &path, &options, &|_, _| {}))
+            tokio::task::spawn_blocking(move || crate::restore::restore_opened(&opened, &path, &options, &|_, _| {}))
                 .await
                 .map_err(|e| refused(e.to_string()))?
         }
@@ -164,7 +168,7 @@ pub async fn restore_onto(
                 sent?;
                 serde_json::from_slice::<serde_json::Value>(&out.stdout)
                     .ok()
-                    .map(|_| crate::image::report_of(&opened, &device))
+                    .map(|_| Report::of(Path::new(&opened.name), Some(Path::new(&device)), &opened.index, 0))
                     .ok_or_else(|| refused(format!("node {}: lct-image restore said nothing", node.name)))
             })
             .await
@@ -179,20 +183,20 @@ pub async fn image_of(
     out: PathBuf,
     options: CreateOptions,
     local_bin: PathBuf,
-) -> Result<Report, ImageError> {
+) -> Result<Report<Created>, ImageError> {
     let located = locate(label).await?;
     let source = format!("volume:{label}");
     match reach(&located)? {
         Reach::Here(path) => tokio::task::spawn_blocking(move || {
-            crate::image::create_from_file(&path, &source, &out, &options, &|_, _| {})
+            crate::create::create_from_file(&path, &source, &out, &options, &|_, _| {})
         })
         .await
         .map_err(|e| refused(e.to_string()))?,
         Reach::Node(node, device) => {
             install_on(&node, &local_bin).await?;
             tokio::task::spawn_blocking(move || {
-                let partial = crate::image::partial_path(&out);
-                let file = std::fs::File::create(&partial).map_err(crate::image::io_at(&partial))?;
+                let partial = crate::disk::partial_path(&out);
+                let file = std::fs::File::create(&partial).map_err(crate::error::io_at(&partial))?;
                 let level = options.level.to_string();
                 let mut argv = vec!["lct-image", "create", &device, "-", "--level", &level];
                 if options.force {
@@ -208,16 +212,16 @@ pub async fn image_of(
                     return Err(refused(format!("node {}: lct-image create {device} failed", node.name)));
                 }
                 // The image is checked whole before it takes the name.
-                let checked = crate::image::verify(&partial, None, crate::image::threads(), false, &|_, _| {});
+                let checked = crate::restore::verify(&partial, None, crate::parallel::threads(), false, &|_, _| {});
                 if let Err(e) = checked {
                     let _ = std::fs::remove_file(&partial);
                     return Err(e);
                 }
-                std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(crate::image::io_at(&partial))?;
-                std::fs::rename(&partial, &out).map_err(crate::image::io_at(&out))?;
-                let index = crate::image::index(&out)?;
+                std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(crate::error::io_at(&partial))?;
+                std::fs::rename(&partial, &out).map_err(crate::error::io_at(&out))?;
+                let index = crate::opened::index(&out)?;
                 let _ = std::io::stderr().flush();
-                Ok(crate::image::report_for("image-created", &out, None, &index))
+                Ok(Report::of(&out, None, &index, 0))
             })
             .await
             .map_err(|e| refused(e.to_string()))?
