@@ -7,7 +7,8 @@ use schemars::generate::SchemaSettings;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 
-/// The kinds lct's tools print and read, with the crate that owns each.
+/// The kinds lct's tools print and read, with the crate that owns each (the schema test
+/// checks that these are exactly `lct_core::record::KINDS`).
 pub fn document() -> Value {
     let mut generator: SchemaGenerator = SchemaSettings::draft2020_12().into_generator();
     let mut kinds: Vec<(&str, u32, Value)> = Vec::new();
@@ -31,6 +32,16 @@ pub fn document() -> Value {
     kind!(lct_fw::Ruleset);
     kind!(lct_fw::SyncReport);
     kind!(lct_fw::cloud::CloudSync);
+    kind!(lct_image::report::Report<lct_image::report::Created>);
+    kind!(lct_image::report::Report<lct_image::report::Restored>);
+    kind!(lct_image::report::Report<lct_image::report::Verified>);
+    kind!(lct_image::report::Progress);
+    kind!(lct_image::repo::Entry);
+    kind!(lct_image::repo::Added);
+    kind!(lct_image::repo::Pruned);
+    kind!(lct_plan::records::PlanEvent);
+    kind!(lct_plan::records::PlanSecrets);
+    kind!(lct_plan::records::PlanReconciled);
     // What other tools keep in a cluster record (it keeps fields it does not know).
     let firewall = <lct_fw::FirewallSpec as JsonSchema>::json_schema(&mut generator).to_value();
     let services = <Vec<lct_dns::zone::Service> as JsonSchema>::json_schema(&mut generator).to_value();
@@ -72,6 +83,12 @@ pub fn document() -> Value {
         "oneOf": one_of,
         "$defs": defs,
     })
+}
+
+/// The kinds a document (this one, or the file) describes, in its order.
+pub fn kinds(doc: &Value) -> Vec<String> {
+    let refs = doc["oneOf"].as_array().map(Vec::as_slice).unwrap_or_default();
+    refs.iter().filter_map(|r| r["$ref"].as_str()?.strip_prefix("#/$defs/").map(String::from)).collect()
 }
 
 /// The document as the file holds it.

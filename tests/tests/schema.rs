@@ -1,36 +1,35 @@
 //! schemas/records.schema.json is what the types say, and what the tools print matches it.
 
+use std::collections::BTreeSet;
 use std::path::Path;
+
+use lct_linode_double::{Config, Double};
 
 #[test]
 fn the_records_schema_is_generated_from_the_types() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/records.schema.json");
     let generated = lct_tests::schema::text();
+    // The kinds come from the code: lct_core::record::KINDS, which every record written must
+    // be on (a compile error otherwise). The document must describe exactly those.
+    let listed: BTreeSet<String> = lct_core::record::KINDS.iter().map(|k| k.to_string()).collect();
+    let described: BTreeSet<String> = lct_tests::schema::kinds(&lct_tests::schema::document()).into_iter().collect();
+    let missing: Vec<_> = listed.difference(&described).collect();
+    let unlisted: Vec<_> = described.difference(&listed).collect();
+    assert!(
+        missing.is_empty() && unlisted.is_empty(),
+        "kinds without a schema (add their type to tests/src/schema.rs): {missing:?}; \
+         kinds in the schema but not in lct_core::record::KINDS: {unlisted:?}"
+    );
+    // Blessing rewrites the file; the file is then checked like any other: what follows reads
+    // it back from disk, so a bless that wrote something else (or nothing) still fails.
     if std::env::var_os("LCT_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(on_disk == generated, "{} is stale: run LCT_BLESS=1 cargo test -p lct-tests --test schema", path.display());
-    let doc = lct_tests::schema::document();
-    let kinds: Vec<&str> = doc["oneOf"].as_array().unwrap().iter().filter_map(|r| r["$ref"].as_str()).collect();
-    for kind in [
-        "node",
-        "cluster",
-        "node-spec",
-        "volume",
-        "lab",
-        "exec-result",
-        "host-entry",
-        "hosts-apply",
-        "hosts-push",
-        "dns-record",
-        "dns-update",
-        "fw-ruleset",
-        "fw-sync",
-        "fw-cloud-sync",
-    ] {
-        assert!(kinds.contains(&format!("#/$defs/{kind}").as_str()), "{kind} is not in the schema");
-    }
+    let file: serde_json::Value = serde_json::from_str(&on_disk).unwrap();
+    let in_file: BTreeSet<String> = lct_tests::schema::kinds(&file).into_iter().collect();
+    assert_eq!(in_file, listed, "{} describes other kinds than the code", path.display());
 }
 
 #[test]
@@ -81,17 +80,34 @@ fn what_the_tools_print_matches_the_schema() {
                                                      "ttl": 1, "data": "x", "view": "both"})));
 
     let env = lct_tests::Env::new();
-    let nodes = concat!(
-        r#"{"kind":"node","v":1,"cluster":"zk","group":"server","name":"zk-1","provider":"local","status":"running","private_ipv4":["192.168.128.1"],"public_ipv4":["203.0.113.1"],"public_ipv6":["2001:db8::1"],"access":{"method":"netns","netns":"lct-zk-1"}}"#,
+    // Node and volume records as lct-api prints them (against the Linode API double: no
+    // root, no lab), and fed to the other tools as they would be.
+    let double = Double::start(Config::fast());
+    let linode = |args: &[&str], input: &str| {
+        let mut command = env.command("lct-api", args);
+        command
+            .env("LINODE_URL", double.url())
+            .env("LINODE_TOKEN", double.token())
+            .env("LCT_LINODE_POLL", "0.02")
+            .env_remove("LINODE_CLI_TOKEN")
+            .env("HOME", env.state.path());
+        lct_tests::run_command(command, input).ok().stdout
+    };
+    let specs = concat!(
+        r#"{"kind":"node-spec","cluster":"zk","group":"server","name":"zk-1"}"#,
         "\n",
-        r#"{"kind":"node","v":1,"cluster":"pg","group":"db","name":"pg-1","provider":"linode","status":"offline","private_ipv4":["192.168.128.2"],"access":{"method":"ssh","host":"203.0.113.2"},"volumes":[{"label":"data","size_mib":1024,"path":"/dev/x"}]}"#,
+        r#"{"kind":"node-spec","cluster":"pg","group":"db","name":"pg-1"}"#,
         "\n"
     );
+    let nodes = linode(&["-p", "linode", "create", "-o", "jsonl"], specs);
+    let volume = linode(&["-p", "linode", "volume", "create", "data-1", "--size", "10G", "-o", "jsonl"], "");
     env.run("lct-inventory", &["clusters", "set", "zk", "--domain", "zk.lct.internal"]).ok();
     env.run("lct-inventory", &["clusters", "set", "pg", "--depends-on", "zk:server:2181/tcp"]).ok();
     env.run("lct-fw", &["declare", "zk", "--admin-cidr", "203.0.113.254/32", "--allow", "self->*:2888-3888/tcp"]).ok();
     let mut checked = 0;
-    checked += assert_valid(&validator, "lct-inventory check", nodes);
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    checked += assert_kind(&validator, "lct-api create", &nodes, "node");
+    checked += assert_kind(&validator, "lct-api volume create", &volume, "volume");
     checked += assert_valid(
         &validator,
         "lct-inventory clusters list",
@@ -100,20 +116,56 @@ fn what_the_tools_print_matches_the_schema() {
     checked += assert_valid(
         &validator,
         "lct-hosts render",
-        &env.run_with_input("lct-hosts", &["render", "--public"], nodes).ok().stdout,
+        &env.run_with_input("lct-hosts", &["render", "--public"], &nodes).ok().stdout,
     );
     let hosts = env.state.path().join("hosts");
-    let apply = env.run_with_input("lct-hosts", &["apply", "--file", hosts.to_str().unwrap()], nodes).ok();
+    let apply = env.run_with_input("lct-hosts", &["apply", "--file", hosts.to_str().unwrap()], &nodes).ok();
     checked += assert_valid(&validator, "lct-hosts apply", &apply.stdout);
     checked += assert_valid(
         &validator,
         "lct-dns zone",
-        &env.run_with_input("lct-dns", &["zone", "--serial", "1"], nodes).ok().stdout,
+        &env.run_with_input("lct-dns", &["zone", "--serial", "1"], &nodes).ok().stdout,
     );
     checked += assert_valid(
         &validator,
         "lct-fw render",
-        &env.run_with_input("lct-fw", &["render", "--force"], nodes).ok().stdout,
+        &env.run_with_input("lct-fw", &["render", "--force"], &nodes).ok().stdout,
     );
-    assert!(checked > 20, "only {checked} lines checked");
+    checked += image_records(&validator, &env);
+    assert!(checked > 30, "only {checked} lines checked");
+}
+
+/// Lines a tool printed, each valid and of `kind`, at least one.
+fn assert_kind(validator: &jsonschema::Validator, tool: &str, output: &str, kind: &str) -> usize {
+    for line in output.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(value["kind"], kind, "{tool}: {line}");
+    }
+    let n = assert_valid(validator, tool, output);
+    assert!(n > 0, "{tool} printed no {kind} line");
+    n
+}
+
+/// lct-image's records, as it prints them: create (and its progress on stderr), verify,
+/// restore, and a repository's add, list and prune.
+fn image_records(validator: &jsonschema::Validator, env: &lct_tests::Env) -> usize {
+    let dir = env.state.path();
+    let disk = dir.join("disk.raw");
+    lct_tests::pseudo_random_file(&disk, 9 << 20, 7, 0x0f);
+    let (image, copy, repo) = (dir.join("disk.lcti"), dir.join("copy.raw"), dir.join("repo"));
+    let [disk, image, copy, repo] = [&disk, &image, &copy, &repo].map(|p| p.to_str().unwrap());
+    let run = |args: &[&str]| env.run("lct-image", &[&["-o", "jsonl"], args].concat()).ok();
+    let created = run(&["create", disk, image]);
+    let mut checked = assert_kind(validator, "lct-image create", &created.stdout, "image-created");
+    // Not a terminal: progress goes to stderr as lines, the first one at once.
+    let progress: String = created.stderr.lines().filter(|l| l.starts_with('{')).map(|l| format!("{l}\n")).collect();
+    checked += assert_kind(validator, "lct-image create (stderr)", &progress, "image-progress");
+    checked += assert_kind(validator, "lct-image verify", &run(&["verify", image]).stdout, "image-verified");
+    checked += assert_kind(validator, "lct-image restore", &run(&["restore", image, copy]).stdout, "image-restored");
+    run(&["repo", "init", repo]);
+    let added = run(&["repo", "add", repo, image, "--name", "a"]).stdout;
+    checked += assert_kind(validator, "lct-image repo add", &added, "image-added");
+    checked += assert_kind(validator, "lct-image repo list", &run(&["repo", "list", repo]).stdout, "image-entry");
+    checked += assert_kind(validator, "lct-image repo prune", &run(&["repo", "prune", repo]).stdout, "image-pruned");
+    checked
 }

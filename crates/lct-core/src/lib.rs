@@ -1,7 +1,8 @@
 //! The shared foundation of the lct tools.
 //!
-//! * [`record`]: the records that flow between the tools (node, cluster, node-spec) and
-//!   the [`record::Record`] trait other crates implement for their own kinds.
+//! * [`record`]: the records that flow between the tools (node, cluster, node-spec, volume),
+//!   the [`record::Record`] trait other crates implement for their own kinds, and the list
+//!   of every kind ([`record::KINDS`]).
 //! * [`scan`]: a strict JSON scanner that borrows, for reading many records quickly.
 //! * [`stream`]: reading and writing JSON lines, passing unknown kinds through untouched.
 //! * `cli` (feature `cli`): the conventions every binary follows (output format, logging, exit codes,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::cluster::{ClusterState, cluster_dir, context, load_cluster, render};
 use crate::plan::{Action, Event, Hook, Plan};
+use crate::records::{HookRun, PlanEvent, PlanSecrets};
 
 /// What changed, for `node-added` and `node-removed` hooks (`LCT_NODES_ADDED`,
 /// `LCT_NODES_REMOVED`, comma-separated).
@@ -42,7 +43,7 @@ pub async fn fire(state_dir: &Path, tools: &Tools, name: &Name, event: Event, ch
         let label = hook_label(hook, i);
         bar.set_message(format!("cluster {name}, {event}: {label}"));
         let result = run_hook(state_dir, tools, &state, &plan, event, hook, &label, change).await;
-        ran.push(json!({ "hook": label, "ok": result.is_ok() }));
+        ran.push(HookRun { hook: label.clone(), ok: result.is_ok() });
         if let Err(e) = result {
             outcome = Err(e.context(format!("cluster {name}, event {event}, hook {label}")));
             break;
@@ -85,7 +86,7 @@ fn log_event(
     state_dir: &Path,
     name: &Name,
     event: Event,
-    hooks: &[Value],
+    hooks: &[HookRun],
     error: Option<&str>,
     took: std::time::Duration,
     change: &Change,
@@ -93,26 +94,23 @@ fn log_event(
     use std::io::Write;
     let path = cluster_dir(state_dir, name).join("events.jsonl");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut line = json!({
-        "kind": "plan-event", "v": 1, "cluster": name, "event": event, "at": now,
-        "outcome": if error.is_none() { "ok" } else { "failed" },
-        "took_ms": took.as_millis() as u64, "hooks": hooks,
-    });
-    if let Some(e) = error {
-        line["error"] = json!(e);
-    }
-    if !change.added.is_empty() {
-        line["added"] = json!(change.added);
-    }
-    if !change.removed.is_empty() {
-        line["removed"] = json!(change.removed);
-    }
+    let line = PlanEvent {
+        cluster: name.clone(),
+        event,
+        at: now,
+        outcome: if error.is_none() { "ok" } else { "failed" }.into(),
+        took_ms: took.as_millis() as u64,
+        hooks: hooks.to_vec(),
+        error: error.map(String::from),
+        added: change.added.clone(),
+        removed: change.removed.clone(),
+    };
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&path)
         .with_context(|| path.display().to_string())?;
-    writeln!(f, "{line}")?;
+    writeln!(f, "{}", lct_core::stream::to_line(&line))?;
     Ok(())
 }
 
@@ -324,7 +322,7 @@ struct Given {
     /// `LCT_EVENT`, `LCT_CLUSTER`, `LCT_PARAM_*`, `LCT_OFFER_*`, `LCT_NODES_ADDED`, ...
     env: Vec<(String, String)>,
     /// The `plan-secrets` record: secret parameters, by name.
-    secrets: Value,
+    secrets: PlanSecrets,
     /// The node records of the cluster and the clusters it depends on (and its dependents').
     nodes: Vec<Node>,
 }
@@ -364,13 +362,13 @@ impl Given {
         let selector = lct_inventory::Selector { clusters: wanted.into_iter().collect(), ..Default::default() };
         let nodes = lct_inventory::query(&selector, records).await?;
         env.extend(offered_env(state_dir, plan, name, &state.parameters, &nodes, records)?);
-        let secrets = json!({ "kind": "plan-secrets", "v": 1, "cluster": name, "parameters": secrets });
+        let secrets = PlanSecrets { cluster: name.clone(), parameters: secrets };
         Ok(Given { env, secrets, nodes })
     }
 
     /// Standard input: the secrets line, then the node records.
     fn input(&self) -> Vec<u8> {
-        let mut input = self.secrets.to_string();
+        let mut input = lct_core::stream::to_line(&self.secrets);
         input.push('\n');
         input.push_str(&self.inventory());
         input.into_bytes()
@@ -556,10 +554,8 @@ async fn run_playbook(
     for (k, v) in &given.env {
         vars.insert(k.to_ascii_lowercase(), json!(v));
     }
-    if let Some(secrets) = given.secrets["parameters"].as_object() {
-        for (k, v) in secrets {
-            vars.insert(format!("lct_param_{k}"), v.clone());
-        }
+    for (k, v) in &given.secrets.parameters {
+        vars.insert(format!("lct_param_{k}"), v.clone());
     }
     let groups: serde_json::Map<String, Value> = plan
         .groups

@@ -10,6 +10,7 @@
 //! * [`template`]: templates rendered within a budget of steps and output.
 //! * [`locate`]: where a field is in a plan's text, for errors found after parsing.
 //! * [`setting`]: parameter values from `--set` and `--set-file` (secrets kept out of `ps`).
+//! * [`records`]: the records lct-plan prints (`plan-event`, `plan-secrets`, `plan-reconciled`).
 //!
 //! * [`cluster`]: clusters made from plans and their operations (create, scale, start,
 //!   stop, reconcile, diff, destroy), all converging; the state kept per cluster.
@@ -23,6 +24,7 @@ pub mod load;
 pub mod locate;
 pub mod offered;
 pub mod plan;
+pub mod records;
 pub mod setting;
 pub mod template;
 

@@ -370,7 +370,13 @@ fn main() -> std::process::ExitCode {
                 match runtime.block_on(lct_plan::cluster::reconcile(&state_dir, &tools, name)) {
                     Ok(r) => println!(
                         "{}",
-                        serde_json::json!({"kind": "plan-reconciled", "v": 1, "cluster": r.cluster, "added": r.added, "removed": r.removed, "short": r.short, "repaired": r.repaired})
+                        lct_core::stream::to_line(&lct_plan::records::PlanReconciled {
+                            cluster: r.cluster,
+                            added: r.added,
+                            removed: r.removed,
+                            short: r.short,
+                            repaired: r.repaired
+                        })
                     ),
                     Err(e) => {
                         failed += 1;

@@ -229,6 +229,7 @@ struct Envelope<'a, T> {
 
 /// Serializes a record as one JSON line (without the newline).
 pub fn to_line<T: Record>(record: &T) -> String {
+    let () = T::LISTED;
     serde_json::to_string(&Envelope { kind: T::KIND, v: T::VERSION, record }).expect("records always serialize")
 }
 
@@ -256,6 +257,7 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn write<T: Record>(&mut self, record: &T) -> io::Result<()> {
+        let () = T::LISTED;
         serde_json::to_writer(&mut self.inner, &Envelope { kind: T::KIND, v: T::VERSION, record })?;
         self.inner.write_all(b"\n")
     }
