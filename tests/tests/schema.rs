@@ -169,3 +169,73 @@ fn image_records(validator: &jsonschema::Validator, env: &lct_tests::Env) -> usi
     checked += assert_kind(validator, "lct-image repo prune", &run(&["repo", "prune", repo]).stdout, "image-pruned");
     checked
 }
+
+/// The source of every tool, without its unit tests: `(file, text)`.
+fn shipped_sources() -> Vec<(String, String)> {
+    fn walk(dir: &Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Unit tests sit at a file's end, after `#[cfg(test)]`.
+                let shipped = text.split("\n#[cfg(test)]").next().unwrap_or_default().to_string();
+                out.push((path.display().to_string(), shipped));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates"), &mut out);
+    out
+}
+
+/// Each `json!(...)` in `text`, whole (to its balancing parenthesis).
+fn json_macros(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    for (start, _) in text.match_indices("json!(") {
+        let mut depth = 0;
+        for (i, c) in text[start..].char_indices() {
+            match c {
+                '(' | '{' | '[' => depth += 1,
+                ')' | '}' | ']' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 && i > 5 {
+                found.push(&text[start..start + i + 1]);
+                break;
+            }
+        }
+    }
+    found
+}
+
+/// What records.md says: no line is built by hand. A `"kind"` key in a `json!`, in a
+/// format string, or inserted into a map, outside lct_core::stream, is a record written
+/// around its type (and around KINDS and the schema); `with_kind` (Linode's own JSON, passed
+/// on) is the one exception.
+#[test]
+fn no_line_is_built_by_hand() {
+    let sources = shipped_sources();
+    assert!(sources.len() > 50, "only {} files read", sources.len());
+    let mut found = Vec::new();
+    // lct_core::stream is where lines are written (and read: a record's prefix).
+    for (file, text) in sources.iter().filter(|(f, _)| !f.contains("lct-core/src/stream/")) {
+        for json in json_macros(text).into_iter().filter(|j| j.contains("\"kind\"")) {
+            found.push(format!("{file}: {json}"));
+        }
+        for line in text.lines() {
+            if line.contains("{{\"kind\"") || line.contains("{{\\\"kind\\\"") || line.contains(".insert(\"kind\"") {
+                found.push(format!("{file}: {}", line.trim()));
+            }
+        }
+    }
+    let with_kind = |f: &&String| f.contains("lct-api/src/linode/mod.rs: map.insert(\"kind\"");
+    let by_hand: Vec<&String> = found.iter().filter(|f| !with_kind(f)).collect();
+    assert!(by_hand.is_empty(), "lines built by hand (make them records): {by_hand:#?}");
+    assert_eq!(found.len(), 1, "with_kind is no longer where it was: {found:#?}");
+    // And the check sees one when there is one.
+    let planted = "let line = json!({\n    \"kind\": \"x\", \"v\": 1,\n});";
+    assert_eq!(json_macros(planted).len(), 1);
+    assert!(json_macros(planted)[0].contains("\"kind\""));
+}

@@ -16,7 +16,7 @@ pub trait Record: Serialize + serde::de::DeserializeOwned + JsonSchema {
     /// Drops the envelope fields (`kind`, `v`) where a record keeps unknown fields.
     fn strip_envelope(&mut self) {}
 
-    /// Evaluated wherever a record is written ([`crate::stream`]): a kind missing from
+    /// Evaluated wherever a record is written (lct-core's stream): a kind missing from
     /// [`KINDS`] is a compile error there, not a line no schema describes.
     #[doc(hidden)]
     const LISTED: () = assert!(listed(Self::KIND), "a Record's KIND must be listed in lct_core::record::KINDS");
