@@ -25,7 +25,7 @@
 //! * [`volume`]: images onto and from the block volumes of nodes, on every provider.
 //! * [`linode`]: an image as a Linode Image (`push-linode`).
 //! * [`any`]: what the subcommands do, whatever names their image and target.
-//! * [`progress`]: a bar on a terminal, `image-progress` lines elsewhere.
+//! * [`progress`]: a bar on a terminal, `image-progress` lines elsewhere ([`progress::Bar`]).
 //! * [`cli`]: the command line.
 
 pub mod any;

@@ -7,7 +7,7 @@ use clap::Parser;
 use lct_core::cli::{OutputFormat, block_on};
 use lct_core::record::Record;
 use lct_image::cli::{Cli, Command, RepoCommand};
-use lct_image::progress::Progress;
+use lct_image::progress::Bar;
 use lct_image::repo::Repo;
 use lct_image::{CreateOptions, Opened, RestoreOptions};
 
@@ -21,7 +21,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
     match &cli.command {
         Command::Create { source, out, label, level, force } => {
-            let bar = Progress::new("imaging");
+            let bar = Bar::new("imaging");
             let options = CreateOptions {
                 label: label.clone(),
                 level: *level,
@@ -53,7 +53,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Restore { image, target, skip_matching, force } => {
-            let bar = Progress::new("restoring");
+            let bar = Bar::new("restoring");
             let options = RestoreOptions {
                 skip_matching: *skip_matching,
                 force: *force,
@@ -68,7 +68,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             print(&report, format, || report.summary())
         }
         Command::Verify { image, target } => {
-            let bar = Progress::new("verifying");
+            let bar = Bar::new("verifying");
             let threads = lct_image::parallel::threads();
             let report = lct_image::verify(image, target.as_deref(), threads, cli.allow_http, &|done, total| {
                 bar.update(done, total)
@@ -122,7 +122,7 @@ fn print<T: Record>(value: &T, format: OutputFormat, table: impl FnOnce() -> Str
 
 fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow::Result<()> {
     let progress = |what: &'static str| {
-        let bar = Progress::new(what);
+        let bar = Bar::new(what);
         move |done: u64, total: u64| bar.update(done, total)
     };
     match command {

@@ -4,15 +4,15 @@
 
 use std::io::IsTerminal;
 
-/// One step's progress, shown as it goes.
-pub struct Progress {
+/// One step's progress, shown as it goes: a bar, or lines.
+pub struct Bar {
     what: &'static str,
     bar: Option<indicatif::ProgressBar>,
     last: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
-impl Progress {
-    pub fn new(what: &'static str) -> Progress {
+impl Bar {
+    pub fn new(what: &'static str) -> Bar {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -23,7 +23,7 @@ impl Progress {
             );
             bar
         });
-        Progress { what, bar, last: std::sync::Mutex::new(None) }
+        Bar { what, bar, last: std::sync::Mutex::new(None) }
     }
 
     pub fn update(&self, done: u64, total: u64) {
