@@ -47,7 +47,8 @@ fn edge(tail: &str, head: &str, label: &str) -> (String, String, String) {
 #[test]
 fn packaged_plans_draw_their_groups_services_flows_and_dependency() {
     let env = Env::new();
-    let dot = env.run("lct-plan", &["graph", "--plan", "zk=package:zookeeper", "--plan", "pg=package:postgres-ha"]).ok();
+    let dot =
+        env.run("lct-plan", &["graph", "--plan", "zk=package:zookeeper", "--plan", "pg=package:postgres-ha"]).ok();
     let drawn = graphviz(&dot.stdout);
     let labels: BTreeSet<&str> = drawn.objects.iter().map(|(_, l)| l.as_str()).collect();
     for expected in [
@@ -156,7 +157,10 @@ fn hostile_text_stays_inside_its_label() {
     assert!(!names.iter().any(|n| n.contains("evil")), "{names:?}");
     // The text is shown as written (a line break as DOT's \n, a backslash as \\).
     let node_type = evil.objects.iter().find(|(_, l)| l.starts_with("web × 2")).expect("the group").1.clone();
-    assert_eq!(node_type, "web × 2\\ndebian-12 x\" -> \"evil\" [label=\"pwned\"]; evil2 [shape=box]; }\\n digraph y { \\\\\"");
+    assert_eq!(
+        node_type,
+        "web × 2\\ndebian-12 x\" -> \"evil\" [label=\"pwned\"]; evil2 [shape=box]; }\\n digraph y { \\\\\""
+    );
     assert!(
         evil.objects.iter().any(|(_, l)| l.starts_with("cluster x\" -> \"evil\"")),
         "the dependency's cluster name (a parameter's value) is one label: {:?}",

@@ -131,7 +131,9 @@ fn cluster(out: &mut String, networks: &mut BTreeMap<String, String>, edges: &mu
         let Some(to) = service_id(i, &m.plan, &flow.to) else { continue };
         let groups: Vec<usize> = match flow.from.as_str() {
             "self" => (0..m.plan.groups.len()).collect(),
-            f if f.starts_with("self:") => m.plan.groups.keys().position(|g| g.as_str() == &f[5..]).into_iter().collect(),
+            f if f.starts_with("self:") => {
+                m.plan.groups.keys().position(|g| g.as_str() == &f[5..]).into_iter().collect()
+            }
             "dependents" => Vec::new(), // drawn as each dependent's dependency edge
             prefix => {
                 let from = network(prefix.to_string());

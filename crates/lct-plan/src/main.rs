@@ -473,7 +473,9 @@ fn main() -> std::process::ExitCode {
             let dot = lct_plan::graph::dot(&members);
             match format {
                 lct_plan::graph::Format::Dot => print!("{dot}"),
-                lct_plan::graph::Format::Svg => std::io::Write::write_all(&mut std::io::stdout(), &lct_plan::graph::svg(&dot)?)?,
+                lct_plan::graph::Format::Svg => {
+                    std::io::Write::write_all(&mut std::io::stdout(), &lct_plan::graph::svg(&dot)?)?
+                }
             }
             Ok(())
         }
