@@ -222,6 +222,9 @@ fn dependents_and_dependencies_widen_a_query() {
     let none = env.run("lct-inventory", &["query", "zk-9"]).ok();
     assert!(none.nodes().is_empty());
     assert!(none.stderr.contains("no selected node is named \"zk-9\""), "said at the default level: {}", none.stderr);
+    let no_group = env.run("lct-inventory", &["query", "--group", "nosuch"]).ok();
+    assert!(no_group.nodes().is_empty());
+    assert!(no_group.stderr.contains("no node matches the selectors (asked local)"), "{}", no_group.stderr);
     // A command on one node by its name.
     let exec = env.run("lct-inventory", &["exec", "nn-1", "--", "hostname"]).ok();
     let results = exec.json_lines();

@@ -209,6 +209,10 @@ pub async fn query(sel: &Selector, clusters: &[Cluster]) -> Result<Vec<Node>, Pr
             tracing::warn!("no selected node is named {pattern:?} (asked {asked_names})");
         }
     }
+    // Narrowed by group, tag or status alone: an empty answer is said too.
+    if selected.is_empty() && sel.clusters.is_empty() && sel.names.is_empty() && !sel.is_empty() {
+        tracing::warn!("no node matches the selectors (asked {asked_names})");
+    }
     Ok(selected)
 }
 
