@@ -267,3 +267,47 @@ fn the_tours_read_only_lines_run() {
         env.run("lct-plan", &["graph", "--plan", "zk=package:zookeeper", "--plan", "pg=package:postgres-ha"]).ok();
     assert!(graph.stdout.starts_with("digraph"), "{}", graph.stdout);
 }
+
+/// The tour's local-cloud part, run as written in a lab of its own: namespace nodes, the
+/// inventory, exec by cluster and by name, the private and public networks, cluster records,
+/// hosts files and firewalls (up to its DNS lines, which start a server in the background).
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn the_tours_local_cloud_part_runs_in_a_lab() {
+    let env = Env::new();
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let lines = shell_lines(&readme);
+    let start = lines.iter().position(|l| l.starts_with("lct-api create --cluster demo")).expect("the tour's start");
+    let end = lines.iter().position(|l| l.starts_with("lct-inventory query | lct-dns zone")).expect("its DNS part");
+    assert!(end - start >= 15, "the tour's local-cloud part: {:?}", &lines[start..end]);
+    let bin_dir = lct_tests::bin("lct-api").parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let mut outputs = Vec::new();
+    for line in &lines[start..end] {
+        // The README's lab is `lct`; this one's namespaces have the test's lab name.
+        let script = line.replace("ip netns exec lct-", &format!("ip netns exec {}-", env.lab));
+        let mut command = env.command("lct-api", &[]);
+        command.env("PATH", &path);
+        let mut bash = std::process::Command::new("bash");
+        bash.args(["-o", "pipefail", "-c", &script]);
+        for (k, v) in command.get_envs() {
+            match v {
+                Some(v) => bash.env(k, v),
+                None => bash.env_remove(k),
+            };
+        }
+        let run = lct_tests::Run::from(bash.env("PATH", &path).stdin(std::process::Stdio::null()).output().unwrap());
+        assert_eq!(run.status, 0, "`{script}` failed:\n{}\n{}", run.stdout, run.stderr);
+        outputs.push((line.clone(), run.stdout));
+    }
+    let said = |prefix: &str| &outputs.iter().find(|(l, _)| l.starts_with(prefix)).expect(prefix).1;
+    // What the tour's comments say the lines show.
+    assert_eq!(said("lct-inventory query --cluster demo | cat").lines().count(), 3);
+    let by_name = said("lct-inventory exec 'demo-[12]'");
+    assert!(by_name.contains("\"node\":\"demo-1\"") && by_name.contains("\"node\":\"demo-2\""), "{by_name}");
+    assert!(!by_name.contains("demo-3"), "{by_name}");
+    let widened = said("lct-inventory query --cluster zk --with-dependents");
+    assert_eq!(widened.lines().count(), 5, "zk's nodes and hdfs's: {widened}");
+    assert!(said("ip netns exec lct-demo-1 getent hosts").contains("192.168.128.2"));
+    env.run("lct-api", &["lab", "down"]).ok();
+}
