@@ -180,3 +180,12 @@ pub fn hosts_text(entries: &[HostEntry]) -> String {
     }
     text
 }
+
+/// Each cluster's block text from entries (in their order within a cluster).
+pub fn blocks_of(entries: Vec<HostEntry>) -> BTreeMap<Name, String> {
+    let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
+    for e in entries {
+        by_cluster.entry(e.cluster.clone()).or_default().push(e);
+    }
+    by_cluster.into_iter().map(|(c, list)| (c, hosts_text(&list))).collect()
+}

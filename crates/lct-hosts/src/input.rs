@@ -11,7 +11,7 @@ use lct_core::record::{Cluster, Name, Node};
 use lct_core::state::ClusterStore;
 use lct_core::stream::{self, Writer};
 
-use crate::entry::{HostEntry, RenderOptions, check, hosts_text};
+use crate::entry::{HostEntry, RenderOptions, blocks_of, check};
 use crate::member::Member;
 use crate::render::render_blocks;
 
@@ -62,11 +62,7 @@ impl Input {
             return Ok(render_blocks(&self.nodes, &self.clusters, options)?);
         }
         check(&entries)?;
-        let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
-        for e in entries {
-            by_cluster.entry(e.cluster.clone()).or_default().push(e);
-        }
-        Ok(by_cluster.into_iter().map(|(c, list)| (c, hosts_text(&list))).collect())
+        Ok(blocks_of(entries))
     }
 
     /// Every input line passed on, node records too (the next tool, e.g. lct-fw, needs them),

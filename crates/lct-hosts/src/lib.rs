@@ -20,7 +20,9 @@ mod member;
 pub mod push;
 mod render;
 
-pub use entry::{HostEntry, HostsError, PublicNames, RenderOptions, Scope, check, check_host_name, hosts_text};
+pub use entry::{
+    HostEntry, HostsError, PublicNames, RenderOptions, Scope, blocks_of, check, check_host_name, hosts_text,
+};
 pub use file::{ApplyOutcome, ApplyReport, HostsFile, WriteMode, apply, block_begin, block_end};
 pub use member::Member;
 pub use push::{PushPlan, PushReport, PushStatus, plan, push};
