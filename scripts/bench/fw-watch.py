@@ -8,7 +8,8 @@
   measure RUNS WATCHER_PID OUT     RUNS times: `nft flush ruleset`, then wait for the watcher's
                                    restore; OUT gets one line per run: the flush's commit time,
                                    the restore's commit time (both as nf_tables' NEWGEN
-                                   notifications arrive here) and the time the command started
+                                   notifications arrive here), the time the command started and
+                                   the time the flushing nft exited
 """
 import os, select, socket, struct, subprocess, sys, time
 
@@ -17,33 +18,25 @@ NEWGEN = (10 << 8) | 15  # NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWGEN
 SO_RCVBUFFORCE = 33
 
 
-def commits(sock, timeout):
-    """(arrival ns, committing pid) of each NEWGEN received within timeout seconds."""
-    out = []
-    deadline = time.monotonic() + timeout
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([sock], [], [], left)[0]:
-            return out
-        data = sock.recv(1 << 20)
-        now = time.monotonic_ns()
-        off = 0
-        while off + 16 <= len(data):
-            length, kind = struct.unpack_from("=IH", data, off)
-            if length < 16:
-                break
-            if kind == NEWGEN:
-                pid, a = None, off + 20
-                while a + 4 <= off + length:
-                    alen, atype = struct.unpack_from("=HH", data, a)
-                    if alen < 4:
-                        break
-                    if atype & 0x3FFF == 2:  # NFTA_GEN_PROC_PID
-                        pid = struct.unpack_from(">I", data, a + 4)[0]
-                    a += (alen + 3) & ~3
-                out.append((now, pid))
-                return out
-            off += (length + 3) & ~3
+def newgens(data):
+    """The committing pid of each NEWGEN in one datagram."""
+    pids, off = [], 0
+    while off + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, off)
+        if length < 16:
+            break
+        if kind == NEWGEN:
+            pid, a = None, off + 20
+            while a + 4 <= off + length:
+                alen, atype = struct.unpack_from("=HH", data, a)
+                if alen < 4:
+                    break
+                if atype & 0x3FFF == 2:  # NFTA_GEN_PROC_PID
+                    pid = struct.unpack_from(">I", data, a + 4)[0]
+                a += (alen + 3) & ~3
+            pids.append(pid)
+        off += (length + 3) & ~3
+    return pids
 
 
 def measure(runs, watcher, out):
@@ -56,18 +49,29 @@ def measure(runs, watcher, out):
         time.sleep(0.2)  # the prober's steady state between runs
         started = time.monotonic_ns()
         nft = subprocess.Popen(["nft", "flush", "ruleset"])
-        flushed = restored = None
-        while restored is None:
-            got = commits(sock, 5.0)
-            if not got:
+        # nft's exit, as a pidfd turning readable: its socket is closed by then, and the
+        # close holds nf_tables' commit lock through an RCU grace period (see docs/benchmarks.md).
+        pidfd = os.pidfd_open(nft.pid)
+        flushed = restored = exited = None
+        deadline = time.monotonic() + 5.0
+        while restored is None or exited is None:
+            left = deadline - time.monotonic()
+            waiting = [sock] + ([pidfd] if exited is None else [])
+            ready = select.select(waiting, [], [], max(left, 0))[0] if left > 0 else []
+            if not ready:
                 sys.exit("no restore within 5 s")
-            at, pid = got[0]
-            if pid == nft.pid:
-                flushed = at
-            elif pid == watcher and flushed is not None:
-                restored = at
+            now = time.monotonic_ns()
+            if pidfd in ready:
+                exited = now
+            if sock in ready:
+                for pid in newgens(sock.recv(1 << 20)):
+                    if pid == nft.pid:
+                        flushed = now
+                    elif pid == watcher and flushed is not None and restored is None:
+                        restored = now
         nft.wait()
-        lines.append(f"{flushed} {restored} {started}\n")
+        os.close(pidfd)
+        lines.append(f"{flushed} {restored} {started} {exited}\n")
     open(out, "w").writelines(lines)
 
 

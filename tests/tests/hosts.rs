@@ -229,6 +229,11 @@ fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
     assert!(out.stderr.contains("push failed on 1 of 5 nodes: zk-2"), "{}", out.stderr);
     assert!(out.stderr.contains("has no end line"), "{}", out.stderr);
     assert_eq!(resolves(&env, "hdfs-1", "zk-4"), Some(ip(3)), "the lowest free address is reused");
+
+    // A mistyped cluster pushes nothing, and says so at the default log level.
+    let typo = env.run("lct-hosts", &["push", "--cluster", "zkk"]).ok();
+    assert!(typo.json_lines().is_empty(), "{}", typo.stdout);
+    assert!(typo.stderr.contains("cluster zkk: no nodes and no cluster record"), "{}", typo.stderr);
 }
 
 /// Standard input from a file (`< file`) is read whole, in parallel; from a pipe, in chunks.

@@ -214,6 +214,23 @@ fn dependents_and_dependencies_widen_a_query() {
     assert_eq!(names(&["--cluster", "hdfs", "--group", "namenode"]), ["nn-1"]);
     assert_eq!(names(&[]).len(), 4);
 
+    // By name or glob, like Ansible's --limit, composing with the other selectors.
+    assert_eq!(names(&["zk-1"]), ["zk-1"]);
+    assert_eq!(names(&["*-1"]), ["dn-1", "nn-1", "web-1", "zk-1"]);
+    assert_eq!(names(&["?n-1,web-*"]), ["dn-1", "nn-1", "web-1"]);
+    assert_eq!(names(&["*-1", "--cluster", "hdfs", "--group", "namenode"]), ["nn-1"]);
+    let none = env.run("lct-inventory", &["query", "zk-9"]).ok();
+    assert!(none.nodes().is_empty());
+    assert!(none.stderr.contains("no selected node is named \"zk-9\""), "said at the default level: {}", none.stderr);
+    let no_group = env.run("lct-inventory", &["query", "--group", "nosuch"]).ok();
+    assert!(no_group.nodes().is_empty());
+    assert!(no_group.stderr.contains("no node matches the selectors (asked local)"), "{}", no_group.stderr);
+    // A command on one node by its name.
+    let exec = env.run("lct-inventory", &["exec", "nn-1", "--", "hostname"]).ok();
+    let results = exec.json_lines();
+    assert_eq!(results.len(), 1, "{}", exec.stdout);
+    assert_eq!(results[0]["stdout"], "nn-1\n");
+
     // Bad node specs: nothing is created.
     let bad = "{\"kind\":\"node-spec\",\"cluster\":\"x\",\"name\":\"x-1\"}\n{\"kind\":\"node-spec\",\"cluster\":\"x\",\"name\":\"X_2\"}\n";
     let out = env.run_with_input("lct-api", &["create"], bad);

@@ -15,7 +15,7 @@ use lct_core::record::Name;
 use serde::{Deserialize, Serialize};
 
 use crate::model::Mode;
-use crate::nft::Applied;
+use crate::report::Applied;
 use crate::ruleset::Ruleset;
 use crate::sync::Backend;
 use crate::{iptables, nft};

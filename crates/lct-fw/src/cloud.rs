@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 use lct_api::linode::api::Linode;
 use lct_api::linode::client::ApiFailure;
 use lct_api::linode::types::FirewallDevice;
-use lct_core::record::{Name, PortSpec, Protocol};
+use lct_core::record::{Name, Node, PortSpec, Protocol, ProviderName};
 use serde_json::{Value, json};
 
+use crate::input::Members;
 use crate::model::Mode;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Ruleset, RulesetError, for_node};
 
 /// At most this many rules in one Cloud Firewall (Linode's limit).
 pub const MAX_RULES: usize = 25;
@@ -32,6 +33,48 @@ pub enum CloudError {
     Label { cluster: Name, group: Name, label: String },
     #[error(transparent)]
     Api(#[from] ApiFailure),
+    #[error("no Linode node records on stdin{}", if *.filtered { " for those clusters" } else { "" })]
+    NoLinodeNodes { filtered: bool },
+    #[error(transparent)]
+    Ruleset(#[from] RulesetError),
+    #[error("node {node}: provider_id")]
+    ProviderId { node: Name, source: std::num::ParseIntError },
+}
+
+/// One group's Cloud Firewall as it should be: its rules and its Linode instances.
+pub struct GroupPlan {
+    pub cluster: Name,
+    pub group: Name,
+    pub rules: Value,
+    pub instances: Vec<u64>,
+}
+
+/// The Cloud Firewall of every group with Linode nodes among `members` (of the clusters in
+/// `only`, every cluster when empty). Every group's rules first: a group that cannot be
+/// mirrored changes nothing at all.
+pub fn plan(members: &Members, only: &[Name], force: bool) -> Result<Vec<GroupPlan>, CloudError> {
+    let mut groups: BTreeMap<(Name, Name), Vec<&Node>> = BTreeMap::new();
+    for n in members.nodes.iter().filter(|n| n.provider == ProviderName::Linode) {
+        if only.is_empty() || only.contains(&n.cluster) {
+            groups.entry((n.cluster.clone(), n.group.clone())).or_default().push(n);
+        }
+    }
+    if groups.is_empty() {
+        return Err(CloudError::NoLinodeNodes { filtered: !only.is_empty() });
+    }
+    let mut plans = Vec::new();
+    for ((cluster, group), nodes) in groups {
+        let ruleset = for_node(nodes[0], &members.nodes, &members.clusters, force)?;
+        let rules = rules_of(&ruleset, &group)?;
+        let instances = nodes
+            .iter()
+            .map(|n| {
+                n.provider_id.parse::<u64>().map_err(|source| CloudError::ProviderId { node: n.name.clone(), source })
+            })
+            .collect::<Result<Vec<u64>, _>>()?;
+        plans.push(GroupPlan { cluster, group, rules, instances });
+    }
+    Ok(plans)
 }
 
 /// The Cloud Firewall's label for a group.

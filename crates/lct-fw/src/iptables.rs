@@ -15,7 +15,7 @@ use std::io;
 use lct_core::record::{PortSpec, Protocol};
 
 use crate::model::Mode;
-use crate::nft::Applied;
+use crate::report::Applied;
 use crate::ruleset::{METADATA_V4, METADATA_V6, Ruleset};
 use lct_core::prefix::Prefix;
 

@@ -10,9 +10,17 @@
 //! * [`report`]: the `fw-sync` record a sync prints.
 //! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).
 //! * [`boot`]: the last applied ruleset saved on disk and loaded at boot, else default-deny.
+//! * [`input`]: the node records (or this host's ruleset) read on stdin.
+//! * [`host`]: this host's own firewall as the commands change it (sync saved for the next
+//!   boot, confirm, roll-back, remove).
+//! * [`cloud`]: Linode Cloud Firewalls mirroring each group's host rules.
+//! * [`cli`]: the command line (the binary parses it and prints).
 
 pub mod boot;
+pub mod cli;
 pub mod cloud;
+pub mod host;
+pub mod input;
 pub mod iptables;
 pub mod model;
 pub mod nft;

@@ -107,11 +107,98 @@ impl FirewallSpec {
     pub fn store(&self, cluster: &mut Cluster) {
         cluster.extra.insert("firewall".into(), serde_json::to_value(self).expect("serializes"));
     }
+
+    /// `lct-fw declare`: what is given replaces what the cluster record declared (`None`:
+    /// drops all its declarations); the result is checked as a read would check it.
+    pub fn declare(cluster: &mut Cluster, declared: Option<Declared>) -> Result<(), ModelError> {
+        let Some(declared) = declared else {
+            cluster.extra.remove("firewall");
+            return Ok(());
+        };
+        let mut spec = FirewallSpec::of(cluster)?;
+        if let Some(mode) = declared.mode {
+            spec.mode = mode;
+        }
+        if !declared.admin_cidrs.is_empty() {
+            spec.admin_cidrs = declared.admin_cidrs;
+        }
+        if let Some(port) = declared.ssh_port {
+            spec.ssh_port = port;
+        }
+        if !declared.allow.is_empty() {
+            spec.allow = declared.allow;
+        }
+        spec.store(cluster);
+        FirewallSpec::of(cluster).map(|_| ())
+    }
+}
+
+/// The declarations a `lct-fw declare` gives: each one given replaces the cluster's.
+#[derive(Debug, Clone, Default)]
+pub struct Declared {
+    pub mode: Option<Mode>,
+    pub admin_cidrs: Vec<Prefix>,
+    pub ssh_port: Option<u16>,
+    pub allow: Vec<Allow>,
+}
+
+/// `FROM->TO:PORTS`, as `lct-fw declare --allow` takes it: FROM is `self`,
+/// `CLUSTER[:GROUP+GROUP]` or prefixes, comma-separated; TO is `*` or `GROUP+GROUP`.
+impl std::str::FromStr for Allow {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Allow, String> {
+        let (from, rest) = s.split_once("->").ok_or("expected FROM->TO:PORTS")?;
+        let (to, ports) = rest.split_once(':').ok_or("expected FROM->TO:PORTS")?;
+        let mut allow =
+            Allow { from_cluster: None, from_groups: vec![], from_cidrs: vec![], to_groups: vec![], ports: vec![] };
+        for part in from.split(',').filter(|p| !p.is_empty()) {
+            if part.contains('/') || part.parse::<std::net::IpAddr>().is_ok() {
+                allow.from_cidrs.push(part.parse().map_err(|e: lct_core::prefix::PrefixError| e.to_string())?);
+            } else if part == "self" {
+            } else {
+                let (cluster, groups) = part.split_once(':').unwrap_or((part, ""));
+                allow.from_cluster = Some(cluster.parse().map_err(|e: lct_core::record::InvalidValue| e.to_string())?);
+                allow.from_groups = names(groups)?;
+            }
+        }
+        if to != "*" {
+            allow.to_groups = names(to)?;
+        }
+        allow.ports =
+            ports.split(',').map(|p| p.parse::<PortSpec>().map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+        if allow.ports.is_empty() {
+            return Err("name at least one port".into());
+        }
+        Ok(allow)
+    }
+}
+
+fn names(list: &str) -> Result<Vec<Name>, String> {
+    list.split('+')
+        .filter(|g| !g.is_empty())
+        .map(|g| g.parse().map_err(|e: lct_core::record::InvalidValue| e.to_string()))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_specs() {
+        let a: Allow = "hdfs:namenode+journal->zookeeper:2181/tcp".parse().unwrap();
+        assert_eq!(a.from_cluster.unwrap().as_str(), "hdfs");
+        assert_eq!(a.from_groups.len(), 2);
+        assert_eq!(a.to_groups[0].as_str(), "zookeeper");
+        let a: Allow = "203.0.113.0/24,2001:db8::/32->*:80/tcp,443".parse().unwrap();
+        assert_eq!((a.from_cidrs.len(), a.to_groups.len(), a.ports.len()), (2, 0, 2));
+        let a: Allow = "self->*:9000-9010/udp".parse().unwrap();
+        assert!(a.from_cluster.is_none() && a.from_cidrs.is_empty());
+        for bad in ["x", "a->b", "10.0.0.1/8->*:80", "a->b:0", "A->*:80"] {
+            assert!(bad.parse::<Allow>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn declarations_name_the_bad_field() {

@@ -5,14 +5,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use lct_core::record::{Access, Cluster, Name, Node, Status};
-use lct_core::state::{dependencies_of, dependents_of};
+use lct_core::record::{Access, Cluster, Name, Node, ProviderName, Status};
+use lct_core::state::{ClusterStore, StateError, dependencies_of, dependents_of};
 use lct_core::stream;
 use lct_inventory::exec::{ExecOptions, exec_each};
 
+use crate::report::{SyncOutcome, SyncReport};
 use crate::ruleset::{RulesetError, for_node};
 use crate::sync::Backend;
-use crate::{SyncOutcome, SyncReport};
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -26,6 +26,35 @@ pub struct PushOptions {
     /// lct-fw on this machine (for local nodes) and on remote nodes.
     pub local_bin: String,
     pub remote_bin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Provider(#[from] lct_api::ProviderError),
+    #[error(transparent)]
+    Ruleset(#[from] RulesetError),
+}
+
+/// `lct-fw push`: the nodes the inventory finds (asking `providers`, every provider the
+/// clusters use when empty), pushed for the clusters in `changed` (every cluster with nodes
+/// when empty).
+pub async fn push_clusters(
+    store: &ClusterStore,
+    changed: Vec<Name>,
+    providers: Vec<ProviderName>,
+    options: &PushOptions,
+) -> Result<Vec<SyncReport>, PushError> {
+    let clusters = store.load()?;
+    let nodes = lct_inventory::query(&lct_inventory::Selector { providers, ..Default::default() }, &clusters).await?;
+    let changed: BTreeSet<Name> = if changed.is_empty() {
+        nodes.iter().map(|n| n.cluster.clone()).collect()
+    } else {
+        changed.into_iter().collect()
+    };
+    Ok(push(&nodes, &clusters, &changed, options).await?)
 }
 
 /// Renders every affected node's ruleset, then applies them all in parallel. Everything is

@@ -4,7 +4,17 @@
 use lct_core::record::{Name, Record};
 use serde::{Deserialize, Serialize};
 
-use crate::nft::Applied;
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "applied")]
+pub enum Applied {
+    /// Nothing differed.
+    Unchanged,
+    /// Only set elements were added and removed.
+    Elements { added: usize, removed: usize },
+    /// The whole table was replaced.
+    Table,
+}
 
 /// What a node's sync did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -5,8 +5,9 @@ use std::io;
 
 use lct_core::record::Name;
 
+use crate::report::SyncReport;
 use crate::ruleset::Ruleset;
-use crate::{SyncReport, iptables, nft};
+use crate::{iptables, nft};
 
 /// Which packet filter applies the ruleset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

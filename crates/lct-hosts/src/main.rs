@@ -6,16 +6,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
-use lct_core::record::{Cluster, DomainName, Name, Node, ProviderName};
+use lct_core::record::{Name, ProviderName};
 use lct_core::state::{ClusterStore, state_dir};
-use lct_core::stream::{self, Writer};
-use lct_core::table::{Tabular, emit};
-use lct_hosts::{
-    ApplyOutcome, HostEntry, Member, PublicNames, PushStatus, RenderOptions, WriteMode, apply, hosts_text, plan, push,
-    render, render_blocks,
-};
+use lct_core::stream;
+use lct_core::table::emit;
+use lct_hosts::args::Naming;
+use lct_hosts::input::Input;
+use lct_hosts::{ApplyOutcome, PushStatus, WriteMode, apply, plan, push, render, render_blocks};
 use lct_inventory::exec::ExecOptions;
 use lct_inventory::{Selector, query};
 
@@ -117,74 +116,10 @@ enum Format {
     Hosts,
 }
 
-/// Which entries and names.
-#[derive(Args, Clone)]
-struct Naming {
-    /// Entries for public addresses too (named NODE.public unless --public-domain); a
-    /// cluster whose record has `names` (a plan's) gets what that says instead
-    #[arg(long)]
-    public: bool,
-    /// Name public entries NODE.SUFFIX
-    #[arg(long, value_name = "SUFFIX", default_value = "public")]
-    public_suffix: Name,
-    /// Name public entries NODE.DOMAIN instead
-    #[arg(long, value_name = "DOMAIN")]
-    public_domain: Option<DomainName>,
-    /// No entries for private addresses (except for clusters whose record says otherwise)
-    #[arg(long)]
-    no_private: bool,
-    /// IPv4 only
-    #[arg(long)]
-    no_ipv6: bool,
-    /// An extra name for a node: NODE=NAME (repeatable)
-    #[arg(long, value_name = "NODE=NAME", value_parser = parse_alias)]
-    alias: Vec<(Name, String)>,
-    /// The parent of clusters without a domain: their nodes are NODE.CLUSTER.PARENT (as in
-    /// lct-dns)
-    #[arg(long, value_name = "DOMAIN", env = "LCT_DOMAIN", default_value = lct_core::naming::DEFAULT_PARENT_DOMAIN)]
-    parent_domain: DomainName,
-}
-
-fn parse_alias(s: &str) -> Result<(Name, String), String> {
-    let (node, name) = s.split_once('=').ok_or("expected NODE=NAME")?;
-    let node = node.parse::<Name>().map_err(|e| e.to_string())?;
-    lct_hosts::check_host_name(name).map_err(|e| e.to_string())?;
-    Ok((node, name.to_string()))
-}
-
-impl Naming {
-    fn options(&self) -> Result<RenderOptions, UsageError> {
-        let public = match (&self.public_domain, self.public) {
-            (Some(d), _) => Some(PublicNames::Domain(d.clone())),
-            (None, true) => Some(PublicNames::Suffix(self.public_suffix.to_string())),
-            (None, false) => None,
-        };
-        if self.no_private && public.is_none() {
-            return Err(UsageError("--no-private without --public leaves nothing to render".into()));
-        }
-        let mut aliases: BTreeMap<Name, Vec<String>> = BTreeMap::new();
-        for (node, name) in &self.alias {
-            aliases.entry(node.clone()).or_default().push(name.clone());
-        }
-        Ok(RenderOptions {
-            private: !self.no_private,
-            public,
-            ipv6: !self.no_ipv6,
-            aliases,
-            parent_domain: self.parent_domain.clone(),
-        })
-    }
-}
-
-struct HostRow<'a>(&'a HostEntry);
-
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
-    lct_core::cli::run("lct-hosts", || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        runtime.block_on(run(cli))
-    })
+    lct_core::cli::run_async("lct-hosts", run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -193,68 +128,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render { format: text_format, naming } => {
             let options = naming.options()?;
             let jsonl = matches!((text_format, format), (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl));
-            let input = read_input(jsonl)?;
-            let stdout = io::stdout();
+            let input = Input::read(io::stdin().lock(), &state_dir(), jsonl)?;
             if let Some(Format::Hosts) = text_format {
-                let mut out = stdout.lock();
+                let mut out = io::stdout().lock();
                 for text in render_blocks(&input.nodes, &input.clusters, &options)?.values() {
                     out.write_all(text.as_bytes())?;
                 }
                 out.flush()?;
-                std::mem::forget(input); // as in apply
-                return Ok(());
-            }
-            let entries = render(&input.nodes, &input.clusters, &options)?;
-            match (text_format, format) {
-                (Some(Format::Hosts), _) => unreachable!("written above"),
-                (None, OutputFormat::Table) => print_entries(&entries)?,
-                (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl) => {
-                    // Every input line passes on, node records too (the next tool, e.g. lct-fw,
-                    // needs them), in input order; the entries follow.
-                    let mut out = Writer::new(stdout.lock());
-                    let mut nodes = input.node_lines.iter().peekable();
-                    for line in &input.others {
-                        while let Some((_, text)) = nodes.next_if(|(n, _)| *n < line.number) {
-                            out.write_raw(text)?;
-                        }
-                        out.passthrough(line)?;
-                    }
-                    for (_, text) in nodes {
-                        out.write_raw(text)?;
-                    }
-                    for e in &entries {
-                        out.write(e)?;
-                    }
-                    out.flush()?;
+            } else {
+                let entries = render(&input.nodes, &input.clusters, &options)?;
+                match jsonl {
+                    true => input.write_through(&entries, io::stdout().lock())?,
+                    false => emit(&entries, OutputFormat::Table)?,
                 }
             }
+            // Freeing 100,000 members one by one costs milliseconds, just before the
+            // process ends and the memory goes anyway.
+            std::mem::forget(input);
             Ok(())
         }
         Command::Apply { file, clusters, remove, check, diff, in_place, naming } => {
             let options = naming.options()?;
             let mut changes: BTreeMap<Name, String> = BTreeMap::new();
             if !io::stdin().is_terminal() {
-                let input = read_input(false)?;
-                let mut entries = Vec::new();
-                for line in input.others.iter().filter(|l| l.is::<HostEntry>()) {
-                    entries.push(line.parse::<HostEntry>().context("stdin")?);
-                }
-                // Node records are rendered only when no host entries came (after `render`,
-                // they travel along as context). Rendering checks what it makes; entries that
-                // came in are checked here.
-                if entries.is_empty() {
-                    changes = render_blocks(&input.nodes, &input.clusters, &options)?;
-                } else {
-                    lct_hosts::check(&entries)?;
-                    let mut by_cluster: BTreeMap<Name, Vec<HostEntry>> = BTreeMap::new();
-                    for e in entries {
-                        by_cluster.entry(e.cluster.clone()).or_default().push(e);
-                    }
-                    changes = by_cluster.into_iter().map(|(c, list)| (c, hosts_text(&list))).collect();
-                }
-                // Freeing 100,000 members one by one costs milliseconds, just before the
-                // process ends and the memory goes anyway.
-                std::mem::forget(input);
+                let input = Input::read(io::stdin().lock(), &state_dir(), false)?;
+                changes = input.blocks(&options)?;
+                std::mem::forget(input); // as in render
             } else if remove.is_empty() {
                 return Err(UsageError("pipe host-entry or node records, or give --remove".into()).into());
             }
@@ -271,12 +170,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("no entries and no clusters: nothing to apply");
                 return Ok(());
             }
-            let mode = if check {
-                WriteMode::Check
-            } else if in_place {
-                WriteMode::InPlace
-            } else {
-                WriteMode::Auto
+            let mode = match (check, in_place) {
+                (true, _) => WriteMode::Check,
+                (false, true) => WriteMode::InPlace,
+                (false, false) => WriteMode::Auto,
             };
             let report = apply(&file, &changes, mode, diff)?;
             if diff {
@@ -301,11 +198,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push { clusters, providers, file, parallel, timeout, remote_bin, naming } => {
             let options = naming.options()?;
             let records = ClusterStore::new(&state_dir()).load()?;
-            let selector = Selector { providers, ..Default::default() };
-            let nodes = query(&selector, &records).await?;
+            let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
             let selected: BTreeSet<Name> = if clusters.is_empty() {
                 nodes.iter().map(|n| n.cluster.clone()).chain(records.iter().map(|c| c.name.clone())).collect()
             } else {
+                // A cluster with no node and no record here is likely mistyped: say so.
+                for c in clusters.iter().filter(|c| !nodes.iter().any(|n| &n.cluster == *c)) {
+                    if !records.iter().any(|r| &r.name == c) {
+                        tracing::warn!("cluster {c}: no nodes and no cluster record; nothing to push for it");
+                    }
+                }
                 clusters.into_iter().collect()
             };
             let work = plan(&nodes, &records, &selected, &options)?;
@@ -324,61 +226,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Meta(meta) => meta.run::<Cli>(),
-    }
-}
-
-/// What a hosts command reads: nodes (slimmed to what rendering needs), cluster records,
-/// and every line that is not a node record.
-struct Input {
-    nodes: Vec<Member>,
-    /// With `keep_node_lines`: each node line's number and text, to pass it on.
-    node_lines: Vec<(usize, String)>,
-    clusters: Vec<Cluster>,
-    others: Vec<stream::Line>,
-}
-
-fn read_input(keep_node_lines: bool) -> anyhow::Result<Input> {
-    // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
-    let (nodes, node_lines, others) = if keep_node_lines {
-        let (kept, others) = stream::read_kind_parallel_with::<Node, (Member, String)>(
-            io::stdin().lock(),
-            |text| Some((Member::from_node_json(text)?, text.to_string())),
-            |node, text| (Member::from(node), text.to_string()),
-        )
-        .context("stdin")?;
-        let (nodes, lines) = kept.into_iter().map(|(number, (member, text))| (member, (number, text))).unzip();
-        (nodes, lines, others)
-    } else {
-        let (kept, others) =
-            stream::read_kind_parallel_with::<Node, Member>(io::stdin().lock(), Member::from_node_json, |node, _| {
-                Member::from(node)
-            })
-            .context("stdin")?;
-        (kept.into_iter().map(|(_, member)| member).collect(), Vec::new(), others)
-    };
-    let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
-    Ok(Input { nodes, node_lines, clusters, others })
-}
-
-fn print_entries(entries: &[HostEntry]) -> io::Result<()> {
-    let mut t = lct_core::table::Table::new(HostRow::HEADERS);
-    for e in entries {
-        t.row(HostRow(e).row());
-    }
-    t.print()
-}
-
-impl Tabular for HostRow<'_> {
-    const HEADERS: &'static [&'static str] = &["ADDRESS", "NAMES", "CLUSTER", "NODE", "SCOPE"];
-    fn row(&self) -> Vec<String> {
-        let e = self.0;
-        vec![
-            e.address.to_string(),
-            e.names.join(" "),
-            e.cluster.to_string(),
-            e.node.to_string(),
-            format!("{:?}", e.scope).to_lowercase(),
-        ]
     }
 }
 

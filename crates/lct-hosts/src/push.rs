@@ -112,13 +112,7 @@ pub fn netns_hosts_file(netns: &str) -> std::path::PathBuf {
 fn apply_here(path: &Path, blocks: &[Name], input: &str) -> Result<bool, String> {
     let (entries, _) = lct_core::stream::read_kind::<crate::HostEntry>(input.as_bytes()).map_err(|e| e.to_string())?;
     let mut changes: BTreeMap<Name, String> = blocks.iter().map(|c| (c.clone(), String::new())).collect();
-    let mut by_cluster: BTreeMap<Name, Vec<crate::HostEntry>> = BTreeMap::new();
-    for e in entries {
-        by_cluster.entry(e.cluster.clone()).or_default().push(e);
-    }
-    for (c, list) in by_cluster {
-        changes.insert(c, crate::hosts_text(&list));
-    }
+    changes.extend(crate::blocks_of(entries));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }

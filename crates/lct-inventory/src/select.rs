@@ -1,4 +1,5 @@
-//! Selecting nodes: by cluster, group, tag, status and provider, widened to dependents or dependencies.
+//! Selecting nodes: by name or glob (like Ansible's `--limit`), cluster, group, tag, status
+//! and provider, widened to dependents or dependencies.
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,10 @@ use lct_core::state::{dependencies_of, dependents_of};
 /// Which nodes a command is about. Empty lists select everything.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Selector {
+    /// Nodes by name or glob: `zk-1`, 'zk-*', 'pg-[12]', or several at once ('zk-*,pg-1');
+    /// with other selectors, the nodes that match both
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
     /// Nodes of this cluster (repeatable)
     #[arg(long = "cluster", short = 'c', value_name = "CLUSTER")]
     pub clusters: Vec<Name>,
@@ -35,7 +40,8 @@ pub struct Selector {
 impl Selector {
     /// True when no selector was given at all.
     pub fn is_empty(&self) -> bool {
-        self.clusters.is_empty()
+        self.names.is_empty()
+            && self.clusters.is_empty()
             && self.groups.is_empty()
             && self.tags.is_empty()
             && self.statuses.is_empty()
@@ -60,6 +66,89 @@ impl Selector {
     pub fn providers(&self, clusters: &[Cluster]) -> Result<Vec<ProviderName>, ProviderError> {
         providers_to_ask(&self.providers, clusters, &self.wanted_clusters(clusters), &lct_core::state::state_dir())
     }
+
+    /// The name patterns, each comma-separated list split.
+    pub fn patterns(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().flat_map(|n| n.split(',')).map(str::trim).filter(|p| !p.is_empty())
+    }
+
+    /// Whether `name` is selected by the name patterns (every name when there are none).
+    pub fn names_match(&self, name: &str) -> bool {
+        self.names.is_empty() || self.patterns().any(|p| glob(p, name))
+    }
+}
+
+/// Shell-style matching of a whole name: `*` any run of characters, `?` one, `[abc]`,
+/// `[a-c]` and `[!a]` one of a set (or not).
+pub fn glob(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Iterative, with one remembered star: linear in practice, no recursion to blow up.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match p.get(pi) {
+            Some('*') => {
+                star = Some((pi, ni));
+                pi += 1;
+                continue;
+            }
+            Some('?') => {
+                pi += 1;
+                ni += 1;
+                continue;
+            }
+            Some('[') => match class(&p[pi..], n[ni]) {
+                Some((true, len)) => {
+                    pi += len;
+                    ni += 1;
+                    continue;
+                }
+                None if n[ni] == '[' => {
+                    pi += 1;
+                    ni += 1;
+                    continue;
+                }
+                _ => {}
+            },
+            Some(c) if *c == n[ni] => {
+                pi += 1;
+                ni += 1;
+                continue;
+            }
+            _ => {}
+        }
+        match star {
+            Some((sp, sn)) => {
+                pi = sp + 1;
+                ni = sn + 1;
+                star = Some((sp, sn + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// A `[...]` class at the start of `p`: whether `c` is in it, and the class's length.
+/// None when the bracket is not closed (then it is matched as a plain `[`).
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let end = p.iter().skip(2).position(|x| *x == ']').map(|i| i + 2)?;
+    let (negated, body) = match p[1] {
+        '!' | '^' => (true, &p[2..end]),
+        _ => (false, &p[1..end]),
+    };
+    let mut found = false;
+    let mut i = 0;
+    while i < body.len() {
+        if i + 2 < body.len() && body[i + 1] == '-' {
+            found |= body[i] <= c && c <= body[i + 2];
+            i += 3;
+        } else {
+            found |= body[i] == c;
+            i += 1;
+        }
+    }
+    Some((found != negated, end + 1))
 }
 
 /// `--provider`'s help: what it does and the default rule.
@@ -89,6 +178,7 @@ pub fn select(nodes: Vec<Node>, clusters: &[Cluster], sel: &Selector) -> Vec<Nod
             let wanted =
                 (in_base && (sel.groups.is_empty() || sel.groups.contains(&n.group))) || related.contains(&n.cluster);
             wanted
+                && sel.names_match(n.name.as_str())
                 && (sel.tags.is_empty() || n.tags.iter().any(|t| sel.tags.contains(t)))
                 && (sel.statuses.is_empty() || sel.statuses.contains(&n.status))
                 && (sel.providers.is_empty() || sel.providers.contains(&n.provider))
@@ -112,6 +202,16 @@ pub async fn query(sel: &Selector, clusters: &[Cluster]) -> Result<Vec<Node>, Pr
         if !selected.iter().any(|n| &n.cluster == cluster) {
             tracing::warn!("{}", nothing_found(cluster, clusters, &asked, sel));
         }
+    }
+    let asked_names = asked.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+    for pattern in sel.patterns() {
+        if !selected.iter().any(|n| glob(pattern, n.name.as_str())) {
+            tracing::warn!("no selected node is named {pattern:?} (asked {asked_names})");
+        }
+    }
+    // Narrowed by group, tag or status alone: an empty answer is said too.
+    if selected.is_empty() && sel.clusters.is_empty() && sel.names.is_empty() && !sel.is_empty() {
+        tracing::warn!("no node matches the selectors (asked {asked_names})");
     }
     Ok(selected)
 }
@@ -184,5 +284,39 @@ mod tests {
         );
         assert_eq!(sel(&|s| s.tags = vec!["slow".into()]), ["nn-1", "zk-9"]);
         assert!(sel(&|s| s.statuses = vec![Status::Offline]).is_empty());
+        assert_eq!(sel(&|s| s.names = vec!["zk-*".into()]), ["zk-9", "zk-1"]);
+        assert_eq!(sel(&|s| s.names = vec!["zk-1,web-1".into(), "dn-?".into()]), ["dn-1", "web-1", "zk-1"]);
+        assert_eq!(
+            sel(&|s| {
+                s.names = vec!["*-1".into()];
+                s.clusters = vec!["zk".parse().unwrap(), "hdfs".parse().unwrap()];
+            }),
+            ["dn-1", "nn-1", "zk-1"]
+        );
+        assert!(sel(&|s| s.names = vec!["zk".into()]).is_empty());
+    }
+
+    #[test]
+    fn globs_match_whole_names() {
+        for (pattern, name, matches) in [
+            ("zk-*", "zk-1", true),
+            ("zk-*", "zk-", true),
+            ("zk-*", "pg-1", false),
+            ("zk", "zk-1", false),
+            ("*-1", "zk-1", true),
+            ("*-1", "zk-10", false),
+            ("z?-1", "zk-1", true),
+            ("zk-[12]", "zk-2", true),
+            ("zk-[12]", "zk-3", false),
+            ("zk-[1-3]", "zk-3", true),
+            ("zk-[!1-3]", "zk-3", false),
+            ("zk-[!1-3]", "zk-4", true),
+            ("zk-[1", "zk-[1", true),
+            ("*a*b*c", "xaxbxc", true),
+            ("*a*b*c", "xaxbxcx", false),
+            ("**", "", true),
+        ] {
+            assert_eq!(glob(pattern, name), matches, "{pattern} {name}");
+        }
     }
 }

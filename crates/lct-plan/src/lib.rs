@@ -14,11 +14,13 @@
 //!
 //! * [`cluster`]: clusters made from plans and their operations (create, scale, start,
 //!   stop, reconcile, diff, destroy), all converging; the state kept per cluster.
+//! * [`graph`]: clusters and plans as a picture (DOT, SVG through Graphviz).
 //! * [`hooks`]: events and their hooks (built-in actions, scripts, playbooks), what hooks
 //!   are given, the event log.
 
 pub mod check;
 pub mod cluster;
+pub mod graph;
 pub mod hooks;
 pub mod load;
 pub mod locate;

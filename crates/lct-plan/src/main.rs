@@ -145,6 +145,20 @@ enum Command {
     },
     /// The JSON Schema of the plan format
     Schema,
+    /// Clusters (every one made here, or those named) and plans as a picture: groups,
+    /// services, firewall flows, offered values and dependencies, as DOT or SVG (Graphviz)
+    #[command(after_help = "Examples:\n  lct-plan graph | dot -Tpng > clusters.png\n  \
+lct-plan graph --plan zk=package:zookeeper --plan pg=package:postgres-ha --format svg > plans.svg")]
+    Graph {
+        clusters: Vec<Name>,
+        /// A plan drawn as the cluster it would make, [NAME=]PLAN (repeatable; parameters'
+        /// defaults; NAME: the package's or the file's name)
+        #[arg(long = "plan", value_name = "[NAME=]PLAN")]
+        plans: Vec<String>,
+        /// dot, or svg (drawn by Graphviz's `dot`)
+        #[arg(long, value_enum, default_value_t = lct_plan::graph::Format::Dot)]
+        format: lct_plan::graph::Format,
+    },
     #[command(flatten)]
     Meta(MetaCommand),
 }
@@ -458,6 +472,17 @@ fn main() -> std::process::ExitCode {
                 .collect();
             println!("last events:");
             print_events(&events[events.len().saturating_sub(5)..]);
+            Ok(())
+        }
+        Command::Graph { clusters, plans, format } => {
+            let members = lct_plan::graph::gather(&lct_core::state::state_dir(), clusters, plans, cli.allow_http)?;
+            let dot = lct_plan::graph::dot(&members);
+            match format {
+                lct_plan::graph::Format::Dot => print!("{dot}"),
+                lct_plan::graph::Format::Svg => {
+                    std::io::Write::write_all(&mut std::io::stdout(), &lct_plan::graph::svg(&dot)?)?
+                }
+            }
             Ok(())
         }
         Command::Destroy { name, force, keep_volumes } => {

@@ -13,7 +13,9 @@
 //! goes through (token, rate limits, faults); `state`: the resources, clock and behaviours;
 //! `routes`: each path; [`filter`]: `X-Filter`.
 
+mod crud;
 pub mod filter;
+mod networking;
 mod routes;
 mod state;
 

@@ -2,8 +2,7 @@
 
 use std::io;
 
-use super::forget;
-use super::memory::{LastApplied, lock, memory_path, remember};
+use super::memory::{LastApplied, LockFile, forget, memory_path, remember};
 use super::socket::Netlink;
 use super::table::{apply_table, delete_table};
 
@@ -53,7 +52,8 @@ pub fn roll_back(token: &str) -> io::Result<bool> {
     match pending.previous {
         Some(previous) => {
             let path = memory_path()?;
-            let _lock = lock(&path)?;
+            let lock_file = LockFile::open(&path)?;
+            let _lock = lock_file.lock()?;
             let nl = Netlink::open()?;
             let before = nl.generation()?;
             apply_table(&nl, &previous.ruleset)?;

@@ -29,7 +29,7 @@ impl LastApplied {
             rules: ruleset
                 .rules
                 .iter()
-                .map(|r| crate::Rule {
+                .map(|r| crate::ruleset::Rule {
                     name: r.name.clone(),
                     comment: r.comment.clone(),
                     ports: r.ports.clone(),
@@ -100,42 +100,81 @@ pub(crate) fn memory_path() -> io::Result<std::path::PathBuf> {
     lct_core::state::netns_runtime_file("fw", "json")
 }
 
-/// Held while the table is changed and the change recorded (a sync, a roll-back, the watcher's
+/// The lock beside the memory at `path` (`net-INO.lock`), open: taken with [`LockFile::lock`]
+/// while the table is changed and the change recorded (a sync, a roll-back, the watcher's
 /// restore), so that the watcher judges a change only once its author has recorded it: a
-/// change made under the lock and recorded is lct's own. Released when dropped.
-pub(super) struct MemoryLock(#[allow(dead_code)] std::fs::File);
+/// change made under the lock and recorded is lct's own. The watcher keeps it open.
+pub(super) struct LockFile(std::fs::File);
 
-/// Takes the lock of the memory at `path` (`net-INO.lock` beside it), waiting for its holder.
-pub(super) fn lock(path: &std::path::Path) -> io::Result<MemoryLock> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(path.with_extension("lock"))?;
-    loop {
+/// The lock, held until dropped.
+pub(super) struct MemoryLock<'a>(&'a LockFile);
+
+impl LockFile {
+    pub(super) fn open(path: &std::path::Path) -> io::Result<LockFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path.with_extension("lock"))?;
+        Ok(LockFile(file))
+    }
+
+    /// Takes the lock, waiting for its holder.
+    pub(super) fn lock(&self) -> io::Result<MemoryLock<'_>> {
+        loop {
+            if self.flock(libc::LOCK_EX) == 0 {
+                return Ok(MemoryLock(self));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    fn flock(&self, operation: libc::c_int) -> libc::c_int {
+        use std::os::fd::AsRawFd;
         // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-            return Ok(MemoryLock(file));
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
+        unsafe { libc::flock(self.0.as_raw_fd(), operation) }
     }
 }
 
+impl Drop for MemoryLock<'_> {
+    fn drop(&mut self) {
+        self.0.flock(libc::LOCK_UN);
+    }
+}
+
+/// Records `ruleset` as applied, with the generation its commit made.
 pub(super) fn remember(
     path: &std::path::Path,
     generation: u32,
     ruleset: &Ruleset,
     capacity: &[[u32; 2]],
 ) -> io::Result<()> {
+    store(path, &LastApplied::encode(generation, ruleset, capacity))
+}
+
+/// Writes an encoded memory (atomically: a reader sees the old one or the new one).
+pub(super) fn store(path: &std::path::Path, encoded: &[u8]) -> io::Result<()> {
     std::fs::create_dir_all(path.parent().expect("has parent"))?;
-    lct_core::fsutil::atomic_write(path, &LastApplied::encode(generation, ruleset, capacity), 0o600)
+    lct_core::fsutil::atomic_write(path, encoded, 0o600)
+}
+
+/// Forgets what was applied here (after the table was deleted).
+pub fn forget() -> io::Result<()> {
+    match std::fs::remove_file(memory_path()?) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The ruleset last applied in this network namespace, if lct-fw remembers one.
+pub fn last_applied() -> Option<Ruleset> {
+    Some(LastApplied::read(&memory_path().ok()?)?.ruleset)
 }
 
 #[cfg(test)]

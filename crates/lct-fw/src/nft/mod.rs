@@ -6,9 +6,9 @@
 //! (same structure, same ruleset generation as after our last apply) the batch adds and
 //! deletes set elements only.
 
-//! * [`table`]: the batches: a whole table, or set elements only.
-//! * [`socket`]: the netlink socket (one per sync) and how batches reach the kernel.
-//! * [`memory`]: what was last applied in this namespace, kept under /run.
+//! * [`table`]: the batches: a whole table, or set elements only; the queries about it.
+//! * [`socket`]: the netlink socket (one per sync), how batches and queries reach the kernel.
+//! * [`memory`]: what was last applied in this namespace, kept under /run, and its lock.
 //! * [`conntrack`]: ending removed peers' established connections.
 //! * [`confirm`]: a change that rolls back unless confirmed in time.
 //! * [`events`]: nf_tables' change notifications; [`watch`]: `lct-fw watch`, which puts the
@@ -26,27 +26,17 @@ use std::collections::BTreeSet;
 use std::io;
 use std::net::IpAddr;
 
+use crate::report::Applied;
 use crate::ruleset::Ruleset;
 
 pub use confirm::{begin_confirm, confirm, roll_back};
 pub use conntrack::kill_connections;
 pub(crate) use memory::memory_path;
-use memory::{LastApplied, remember};
+use memory::{LastApplied, LockFile, remember};
+pub use memory::{forget, last_applied};
 pub use socket::Netlink;
 pub use table::{apply_elements, apply_table, capacities, capacity, delete_table};
 pub use watch::watch;
-
-/// What a sync did.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case", tag = "applied")]
-pub enum Applied {
-    /// Nothing differed.
-    Unchanged,
-    /// Only set elements were added and removed.
-    Elements { added: usize, removed: usize },
-    /// The whole table was replaced.
-    Table,
-}
 
 /// Brings this host's `inet lct` table to `rs`: only the elements when nothing else changed
 /// since our last apply (same structure, and no one touched the ruleset: same generation),
@@ -55,7 +45,8 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
     let nl = Netlink::open()?;
     let path = memory_path()?;
     // From before the commit until it is recorded: `lct-fw watch` must not take it for tampering.
-    let _lock = memory::lock(&path)?;
+    let lock_file = LockFile::open(&path)?;
+    let _lock = lock_file.lock()?;
     let last = LastApplied::read(&path);
     let before = nl.generation()?;
     // Any change to the ruleset by anyone bumps the generation, our own element updates
@@ -97,19 +88,6 @@ pub fn sync(rs: &Ruleset, full: bool) -> io::Result<Applied> {
         remember(&path, nl.generation_after(before)?, rs, &capacity)?;
     }
     Ok(applied)
-}
-
-/// Forgets what was applied here (after the table was deleted).
-pub fn forget() -> io::Result<()> {
-    match std::fs::remove_file(memory_path()?) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-/// The ruleset last applied in this network namespace, if lct-fw remembers one.
-pub fn last_applied() -> Option<Ruleset> {
-    Some(LastApplied::read(&memory_path().ok()?)?.ruleset)
 }
 
 /// Peer addresses admitted by `old` and by no rule of `new`.

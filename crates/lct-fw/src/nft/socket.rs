@@ -6,8 +6,8 @@ use std::io;
 use nftnl::nftnl_sys::{self as sys, libc};
 use nftnl::{FinalizedBatch, ProtoFamily};
 
-use super::table::cstring;
-use crate::ruleset::TABLE;
+/// The sequence number of queries (one at a time per socket).
+pub(super) const QUERY_SEQ: u32 = 1;
 
 /// A receive buffer aligned for `nlmsghdr`, as libmnl requires.
 pub(super) struct NlBuffer(Vec<u64>);
@@ -52,22 +52,35 @@ impl Netlink {
         send_in_one_message(socket, batch)?;
         let mut buffer = NlBuffer::new();
         let mut expected = batch.sequence_numbers();
-        while !expected.is_empty() {
-            for message in socket.recv(buffer.bytes())? {
-                let message = message?;
-                let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink acknowledgement"))?;
-                mnl::cb_run(message, seq, portid)
-                    .map_err(|e| io::Error::new(e.kind(), format!("nf_tables refused the batch: {e}")))?;
+        let checked = (|| {
+            while !expected.is_empty() {
+                for message in socket.recv(buffer.bytes())? {
+                    let message = message?;
+                    let seq = expected.next().ok_or_else(|| io::Error::other("unexpected netlink acknowledgement"))?;
+                    mnl::cb_run(message, seq, portid)
+                        .map_err(|e| io::Error::new(e.kind(), format!("nf_tables refused the batch: {e}")))?;
+                }
             }
+            Ok(())
+        })();
+        if checked.is_err() {
+            // A refused batch is acknowledged message by message, all queued by the time
+            // sendmsg returned: the next batch on this socket must not read them as its own.
+            self.discard_pending(&mut buffer);
         }
-        Ok(())
+        checked
+    }
+
+    /// Drops whatever the kernel queued on this socket and no one read.
+    fn discard_pending(&self, buffer: &mut NlBuffer) {
+        let fd = unsafe { mnl::mnl_sys::mnl_socket_get_fd(self.socket.as_raw_socket()) };
+        let bytes = buffer.bytes();
+        // SAFETY: recv into our own buffer, at most its length, never blocking.
+        while unsafe { libc::recv(fd, bytes.as_mut_ptr().cast(), bytes.len(), libc::MSG_DONTWAIT) } > 0 {}
     }
 
     /// The ruleset generation: the kernel bumps it on every change to any table.
     pub fn generation(&self) -> io::Result<u32> {
-        let socket = &self.socket;
-        let portid = socket.portid();
-        let seq = 1;
         let mut request = NlBuffer::new();
         let len = unsafe {
             let nlh = sys::nftnl_nlmsg_build_hdr(
@@ -75,22 +88,29 @@ impl Netlink {
                 libc::NFT_MSG_GETGEN as u16,
                 ProtoFamily::Unspec as u16,
                 libc::NLM_F_ACK as u16,
-                seq,
+                QUERY_SEQ,
             );
             (*nlh).nlmsg_len as usize
         };
-        socket.send(&request.bytes()[..len])?;
-        let mut buffer = NlBuffer::new();
         let mut id: Option<u32> = None;
-        // Read up to the acknowledgement that follows the answer: the socket serves the
-        // next request of this sync, which must not find it waiting.
+        self.query(&request.bytes()[..len], gen_cb, &mut id)?;
+        id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
+    }
+
+    /// Sends a request (sequence number [`QUERY_SEQ`]) and hands every message of the answer
+    /// to `callback`, up to the acknowledgement that ends it: the socket serves the next
+    /// request, which must not find it waiting.
+    pub(super) fn query<T>(&self, request: &[u8], callback: mnl::Callback<T>, data: &mut T) -> io::Result<()> {
+        let socket = &self.socket;
+        let portid = socket.portid();
+        socket.send(request)?;
+        let mut buffer = NlBuffer::new();
         loop {
             let n = socket.recv_raw(buffer.bytes())?;
-            if let mnl::CbResult::Stop = mnl::cb_run2(&buffer.bytes()[..n], seq, portid, gen_cb, &mut id)? {
-                break;
+            if let mnl::CbResult::Stop = mnl::cb_run2(&buffer.bytes()[..n], QUERY_SEQ, portid, callback, data)? {
+                return Ok(());
             }
         }
-        id.ok_or_else(|| io::Error::other("no ruleset generation in the kernel's answer"))
     }
 
     /// The generation our own single commit made, given the one read just before it: the
@@ -99,30 +119,6 @@ impl Netlink {
     pub fn generation_after(&self, before: u32) -> io::Result<u32> {
         let now = self.generation()?;
         Ok(if now == before.wrapping_add(1) { now } else { 0 })
-    }
-
-    /// Whether the `inet lct` table exists.
-    pub fn table_exists(&self) -> io::Result<bool> {
-        let socket = &self.socket;
-        let portid = socket.portid();
-        let seq = 1;
-        let request = nftnl::table::get_tables_nlmsg(seq);
-        // The helper leaves the buffer at full size; send only the message.
-        let len = u32::from_ne_bytes(request[..4].try_into().expect("4 bytes")) as usize;
-        socket.send(&request[..len])?;
-        let mut tables = std::collections::HashSet::new();
-        let mut buffer = NlBuffer::new();
-        loop {
-            let n = socket.recv_raw(buffer.bytes())?;
-            if let mnl::CbResult::Stop =
-                mnl::cb_run2(&buffer.bytes()[..n], seq, portid, nftnl::table::get_tables_cb, &mut tables)?
-            {
-                break;
-            }
-        }
-        // Tables of every family come back; ours is the only one named so in `inet` we
-        // create, and lct never creates another of that name.
-        Ok(tables.contains(&cstring(TABLE)))
     }
 }
 

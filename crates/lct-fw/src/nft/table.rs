@@ -9,17 +9,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use nftnl::expr::{Bitwise, Cmp, CmpOp, Meta};
 use nftnl::nftnl_sys::{self as sys, libc};
 use nftnl::set::{Set, SetKey};
-use nftnl::{Batch, Chain, Hook, MsgType, Policy, ProtoFamily, Rule, Table, nft_expr};
+use nftnl::{Batch, Chain, FinalizedBatch, Hook, MsgType, Policy, ProtoFamily, Rule, Table, nft_expr};
 
 use crate::model::Mode;
 use crate::ruleset::{CHAIN, METADATA_V4, METADATA_V6, OUTPUT_CHAIN, Ruleset, TABLE};
 use lct_core::prefix::Prefix;
 use lct_core::record::{PortSpec, Protocol};
 
-use super::Applied;
-use super::socket::Netlink;
+use super::socket::{Netlink, QUERY_SEQ};
+use crate::report::Applied;
 
-pub(super) fn cstring(s: &str) -> CString {
+fn cstring(s: &str) -> CString {
     CString::new(s).expect("lct names have no NUL")
 }
 
@@ -27,19 +27,56 @@ pub(super) fn cstring(s: &str) -> CString {
 /// such table yet, the batch only adds (see [`Netlink`] for why that matters), and should the
 /// table appear meanwhile, that batch is refused and the replacing one sent.
 pub fn apply_table(nl: &Netlink, rs: &Ruleset) -> io::Result<()> {
-    if !nl.table_exists()? {
-        match build_table(nl, rs, false) {
+    if !table_exists(nl)? {
+        match nl.send(&table_batch(rs, false)?) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             done => return done,
         }
     }
-    build_table(nl, rs, true)
+    nl.send(&table_batch(rs, true)?)
+}
+
+/// Both batches of a table, built ahead of time: `lct-fw watch` keeps them for the ruleset it
+/// guards, so that putting the table back is one `sendmsg` and nothing before it.
+pub(super) struct PreparedTable {
+    create: FinalizedBatch,
+    replace: FinalizedBatch,
+}
+
+impl PreparedTable {
+    pub(super) fn new(rs: &Ruleset) -> io::Result<PreparedTable> {
+        Ok(PreparedTable { create: table_batch(rs, false)?, replace: table_batch(rs, true)? })
+    }
+
+    /// Puts the table back: `gone` says the table is known to be missing (then the batch that
+    /// only adds goes first, and the replacing one only if the table is there after all).
+    pub(super) fn apply(&self, nl: &Netlink, gone: bool) -> io::Result<()> {
+        if gone {
+            match nl.send(&self.create) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                done => return done,
+            }
+        }
+        nl.send(&self.replace)
+    }
+}
+
+/// Whether the `inet lct` table exists.
+pub(super) fn table_exists(nl: &Netlink) -> io::Result<bool> {
+    let request = nftnl::table::get_tables_nlmsg(QUERY_SEQ);
+    // The helper leaves the buffer at full size; send only the message.
+    let len = u32::from_ne_bytes(request[..4].try_into().expect("4 bytes")) as usize;
+    let mut tables = std::collections::HashSet::new();
+    nl.query(&request[..len], nftnl::table::get_tables_cb, &mut tables)?;
+    // Tables of every family come back; ours is the only one named so in `inet` we
+    // create, and lct never creates another of that name.
+    Ok(tables.contains(&cstring(TABLE)))
 }
 
 /// With `replace`, the batch adds the table, deletes it and builds it anew (one transaction,
 /// so the delete cannot fail on a missing table); without, it creates the table, and the
 /// kernel refuses the batch if it exists.
-fn build_table(nl: &Netlink, rs: &Ruleset, replace: bool) -> io::Result<()> {
+fn table_batch(rs: &Ruleset, replace: bool) -> io::Result<FinalizedBatch> {
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
     let mut batch = Batch::new();
     if replace {
@@ -190,7 +227,7 @@ fn build_table(nl: &Netlink, rs: &Ruleset, replace: bool) -> io::Result<()> {
         r.add_expr(&nft_expr!(verdict drop));
         batch.add(r, MsgType::Add);
     }
-    nl.send(&batch.finalize())
+    Ok(batch.finalize())
 }
 
 /// A table to create only where it does not exist (`NLM_F_EXCL`, which nftnl's `Table` does
@@ -321,7 +358,7 @@ fn diff<T: Ord + Copy>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> (Vec<T>, Vec<T>)
 /// Deletes the `inet lct` table, if there is one.
 pub fn delete_table() -> io::Result<bool> {
     let nl = Netlink::open()?;
-    if !nl.table_exists()? {
+    if !table_exists(&nl)? {
         return Ok(false);
     }
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
