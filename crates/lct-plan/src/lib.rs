@@ -17,14 +17,20 @@
 //!   are given, the event log.
 
 pub mod check;
+pub mod error;
 pub mod cluster;
 pub mod hooks;
 pub mod load;
 pub mod locate;
 pub mod offered;
+pub mod packages;
 pub mod plan;
 pub mod setting;
 pub mod template;
+pub mod validate;
 
-pub use load::{Loaded, PACKAGES, Package, PlanError, PlanRef, parameters, parse, validate};
+pub use error::PlanError;
+pub use load::{Loaded, PlanRef, parse};
+pub use packages::{PACKAGES, Package};
+pub use validate::{parameters, validate};
 pub use plan::Plan;

@@ -9,11 +9,9 @@
 //! and always at `create` and `diff`, against the plan the dependency was really made from.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use lct_core::record::PortSpec;
 
-use crate::load::{PlanError, PlanRef, parse, validate};
 use crate::plan::{Dependency, Plan};
 
 /// The flow source that opens a service to dependents.
@@ -75,43 +73,6 @@ pub fn check_dependency(role: &str, dep: &Dependency, other: &str, other_plan: &
     Ok(())
 }
 
-/// `validate`'s part: each dependency that names its plan (`depends_on.ROLE.plan`) is
-/// checked against that plan. `base` is where the dependent plan came from: a path beside
-/// it is read relative to it.
-pub fn check_declared(plan: &Plan, base: &PlanRef, source: &str) -> Result<(), PlanError> {
-    for (role, dep) in &plan.depends_on {
-        let Some(reference) = &dep.plan else { continue };
-        let field = format!("depends_on.{role}.plan");
-        let bad = |message: String| PlanError::Invalid { file: source.to_string(), field: field.clone(), message };
-        let other_ref = resolve(reference, base).map_err(bad)?;
-        let (text, other) = other_ref.read().map_err(|e| bad(e.to_string()))?;
-        let other_plan = parse(&text, &other).map_err(|e| bad(e.to_string()))?;
-        validate(&other_plan, &other).map_err(|e| bad(e.to_string()))?;
-        check_dependency(role, dep, &other, &other_plan).map_err(|refused| PlanError::Invalid {
-            file: source.to_string(),
-            field: refused.field,
-            message: refused.message,
-        })?;
-    }
-    Ok(())
-}
-
-/// A dependency's plan reference, a path read relative to the dependent plan's file; a
-/// plan that is not a file (packaged, by URL) names its dependencies' plans by package or
-/// URL only.
-fn resolve(reference: &str, base: &PlanRef) -> Result<PlanRef, String> {
-    match (PlanRef::parse(reference).map_err(|e| e.to_string())?, base) {
-        (PlanRef::Path(path), PlanRef::Path(own)) => {
-            let dir = Path::new(own).parent().unwrap_or(Path::new("."));
-            Ok(PlanRef::Path(dir.join(path).to_string_lossy().into_owned()))
-        }
-        (PlanRef::Path(path), _) => {
-            Err(format!("{path}: a plan that is not a file names its dependency's plan as package:NAME or a URL"))
-        }
-        (other, _) => Ok(other),
-    }
-}
-
 fn ports_list(ports: &[PortSpec]) -> String {
     ports.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
@@ -128,6 +89,7 @@ pub fn describe(opened: &BTreeMap<String, Vec<PortSpec>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse;
 
     const ZOOKEEPER: &str = "description: zk\ngroups:\n  server:\n    count: 3\n    services:\n      client: {ports: [2181/tcp]}\n      quorum: {ports: [2888/tcp, 3888/tcp]}\n      admin: {ports: [8080/tcp]}\nfirewall:\n  allow:\n    - {from: self, to: server.quorum}\n    - {from: dependents, to: server.client}\noffers:\n  connect: x\n";
 
@@ -172,14 +134,5 @@ mod tests {
         let closed = parse(&ZOOKEEPER.replace("from: dependents", "from: self"), "zk.yaml").unwrap();
         let e = check_dependency("zookeeper", &dependency(&["server.client"], &[]), "cluster zk", &closed);
         assert!(e.unwrap_err().message.ends_with("it opens to dependents: nothing"));
-    }
-
-    #[test]
-    fn dependency_plans_beside_a_file_or_by_package() {
-        let file = PlanRef::Path("/plans/pg.yaml".into());
-        assert_eq!(resolve("zk.yaml", &file).unwrap(), PlanRef::Path("/plans/zk.yaml".into()));
-        assert_eq!(resolve("package:zookeeper", &file).unwrap(), PlanRef::Package("zookeeper".into()));
-        let packaged = PlanRef::Package("postgres-ha".into());
-        assert!(resolve("zk.yaml", &packaged).unwrap_err().contains("as package:NAME or a URL"));
     }
 }
