@@ -262,6 +262,20 @@ fn no_such(e: &std::io::Error) -> String {
 mod tests {
     use super::*;
 
+    /// Brackets nested 100,000 deep (found by lct-fuzz: minutes in the YAML parser) are
+    /// refused at once, with the place; a plan's usual nesting is not.
+    #[test]
+    fn deeply_nested_brackets_are_refused_at_once() {
+        let text = format!("description: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let start = std::time::Instant::now();
+        let error = super::parse(&text, "deep.yaml").unwrap_err().to_string();
+        assert!(start.elapsed() < std::time::Duration::from_secs(1), "{:?}", start.elapsed());
+        assert!(error.contains("deep.yaml: line 1, column 270: brackets nested more than 256 deep"), "{error}");
+        let text = format!("description: {}{}\ngroups: {{node: {{count: 1}}}}\n", "[".repeat(20), "]".repeat(20));
+        let error = super::parse(&text, "ok.yaml").unwrap_err().to_string();
+        assert!(!error.contains("nested"), "{error}");
+    }
+
     #[test]
     fn dependency_plans_beside_a_file_or_by_package() {
         let file = PlanRef::Path("/plans/pg.yaml".into());
