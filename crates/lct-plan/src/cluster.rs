@@ -22,8 +22,9 @@ use serde_json::Value;
 use crate::hooks::{fire, progress};
 use crate::plan::{Event, Plan};
 use crate::setting::Settings;
-use crate::spec::{check_no_cycle, cluster_record, node_specs, volume_labels};
-use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster};
+use crate::suggest::did_you_mean;
+use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
+use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster, saved_plan};
 use crate::{PlanRef, parameters};
 
 /// How far a plan from elsewhere is trusted.
@@ -66,10 +67,11 @@ pub async fn create(
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
     let store = ClusterStore::new(state_dir);
     let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)
-        .with_context(|| source.clone())?;
+        .map_err(|e| placed(e, &loaded))?;
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
+    warn_unwise(&loaded, name, &params, &counts)?;
     // The provider is reachable (its settings are there) before anything is written: a
     // create refused here leaves nothing for `scale` to finish.
     let api = AnyProvider::from_env(provider)?;
@@ -331,13 +333,15 @@ pub async fn scale(
     let (state, plan) = (&mut ctx.state, &ctx.plan);
     if !plan.groups.contains_key(group) {
         let groups: Vec<&str> = plan.groups.keys().map(Name::as_str).collect();
-        bail!("cluster {name} has no group {group} (it has {})", groups.join(", "));
+        let close = did_you_mean(group.as_str(), groups.iter().copied());
+        bail!("cluster {name} has no group {group} (it has {}){close}", groups.join(", "));
     }
     if state.stopped {
         bail!("cluster {name} is stopped: `lct-plan start {name}` first");
     }
     state.counts.insert(group.clone(), count);
     node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
+    warn_unwise(&saved_plan(state_dir, name)?, name, &state.parameters, &state.counts)?;
     ctx.save()?;
     let api = AnyProvider::from_env(ctx.state.provider)?;
     converge(&mut ctx, &api).await

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use lct_api::{AnyProvider, Provider};
 use lct_core::record::{Name, Node, ProviderName};
 use lct_core::state::ClusterStore;
@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::PlanRef;
 use crate::cluster::{Trust, kept_parameters};
 use crate::setting::Settings;
-use crate::spec::{cluster_record, node_specs};
+use crate::spec::{cluster_record, node_specs, placed, warn_unwise};
+use crate::suggest::did_you_mean;
 use crate::state::{load_cluster, saved_plan};
 
 /// What an operation would do, changing nothing: nodes made and deleted, the record's
@@ -41,17 +42,18 @@ pub async fn diff(
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
     let plan = loaded.plan.clone();
-    let source = loaded.source.clone();
     sets.warn_visible_secrets(&plan);
     let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
     for (g, n) in counts {
         if !plan.groups.contains_key(g) {
-            bail!("cluster {name} has no group {g}");
+            let close = did_you_mean(g.as_str(), plan.groups.keys().map(Name::as_str));
+            bail!("cluster {name} has no group {g}{close}");
         }
         state_counts.insert(g.clone(), *n);
     }
     let specs = node_specs(&plan, name, &params, &state_counts, provider)?;
+    warn_unwise(&loaded, name, &params, &state_counts)?;
     let api = AnyProvider::from_env(provider)?;
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     let mut lines = Vec::new();
@@ -64,7 +66,7 @@ pub async fn diff(
     }
     let store = ClusterStore::new(state_dir);
     let old = store.get_or_new(name)?;
-    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone()).context(source)?;
+    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone()).map_err(|e| placed(e, &loaded))?;
     let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
     for key in ["domain", "depends_on", "names", "firewall", "provider"] {
         if a.get(key) != b.get(key) {

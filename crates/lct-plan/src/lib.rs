@@ -14,6 +14,7 @@
 //! * [`template`]: templates rendered within a budget of steps and output.
 //! * [`locate`]: where a field is in a plan's text, for errors found after parsing.
 //! * [`setting`]: parameter values from `--set` and `--set-file` (secrets kept out of `ps`).
+//! * [`suggest`]: "did you mean" for names that are close to a known one.
 //!
 //! Clusters made from plans:
 //!
@@ -44,6 +45,7 @@ pub mod script;
 pub mod setting;
 pub mod spec;
 pub mod state;
+pub mod suggest;
 pub mod template;
 pub mod validate;
 

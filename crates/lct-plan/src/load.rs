@@ -9,6 +9,7 @@ use crate::error::PlanError;
 use crate::offered::check_dependency;
 use crate::packages::PACKAGES;
 use crate::plan::Plan;
+use crate::suggest::{self, did_you_mean};
 use crate::validate::{hooks_in, validate};
 
 /// A plan read and checked, with the files its hooks run (read now: later operations need
@@ -75,8 +76,9 @@ impl PlanRef {
             if !PACKAGES.iter().any(|p| p.name == name) {
                 let names: Vec<&str> = PACKAGES.iter().map(|p| p.name).collect();
                 return Err(PlanError::Reference(format!(
-                    "no packaged plan {name:?}; there are: {}",
-                    names.join(", ")
+                    "no packaged plan {name:?}; there are: {}{}",
+                    names.join(", "),
+                    did_you_mean(name, names.iter().copied())
                 )));
             }
             return Ok(PlanRef::Package(name.to_string()));
@@ -91,13 +93,20 @@ impl PlanRef {
     pub fn load(&self) -> Result<Loaded, PlanError> {
         let (text, source) = self.read()?;
         let plan = parse(&text, &source)?;
-        validate(&plan, &source)?;
-        check_declared(&plan, self, &source)?;
+        // Errors found after parsing name the place too.
+        let files = self.checked(&plan, &source).map_err(|e| e.located(&text))?;
+        Ok(Loaded { plan, text, source, files })
+    }
+
+    /// The checks of a parsed plan, then the files its hooks run.
+    fn checked(&self, plan: &Plan, source: &str) -> Result<BTreeMap<String, Vec<u8>>, PlanError> {
+        validate(plan, source)?;
+        check_declared(plan, self, source)?;
         let mut files = BTreeMap::new();
-        for (event, i, hook) in hooks_in(&plan) {
+        for (event, i, hook) in hooks_in(plan) {
             let Some(file) = hook.script.as_ref().or(hook.playbook.as_ref()) else { continue };
             let bad = |message: String| PlanError::Invalid {
-                file: source.clone(),
+                file: source.to_string(),
                 field: format!("hooks.{event}[{i}]"),
                 message,
             };
@@ -120,7 +129,7 @@ impl PlanRef {
             };
             files.insert(file.clone(), body);
         }
-        Ok(Loaded { plan, text, source, files })
+        Ok(files)
     }
 
     /// The plan's text and the name errors give it.
@@ -167,7 +176,7 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
     check_nesting(text, source)?;
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, Plan>(de).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let inner = e.into_inner();
         let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
         let mut message = inner.to_string();
@@ -175,13 +184,19 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
         if let Some(at) = message.find(" at line ") {
             message.truncate(at);
         }
-        // ...and begins with the path of the value it was in, which the field says.
+        // ...and begins with the path of the value it was in, which the field says. Under a
+        // map keyed by an enum (`hooks`) the field's path has `?` for the key, where
+        // serde_norway's names it: then its path is the one given (one path per message).
         if let Some((prefix, rest)) = message.split_once(": ")
             && !prefix.contains(' ')
-            && path.starts_with(prefix)
+            && (path.starts_with(prefix) || path.contains('?'))
         {
+            if path.contains('?') {
+                path = prefix.to_string();
+            }
             message = rest.to_string();
         }
+        message.push_str(&suggest::for_serde(&message));
         let field = if path == "." { String::new() } else { format!("field {path}: ") };
         PlanError::Parse { file: source.to_string(), line, column, field, message }
     })

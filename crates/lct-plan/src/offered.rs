@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use lct_core::record::PortSpec;
 
 use crate::plan::{Dependency, Plan};
+use crate::suggest::did_you_mean;
 
 /// The flow source that opens a service to dependents.
 const DEPENDENTS: &str = "dependents";
@@ -55,9 +56,11 @@ pub fn check_dependency(role: &str, dep: &Dependency, other: &str, other_plan: &
             Some(ports) => format!("{service} ({}) is not opened to dependents by {other}", ports_list(&ports)),
             None => format!("{other} has no service {service}"),
         };
+        // A typo of a service it opens is worth a suggestion; one it keeps closed is not.
+        let close = did_you_mean(service, opened.keys().map(String::as_str));
         return Err(Refused {
             field: format!("depends_on.{role}.services[{i}]"),
-            message: format!("{what}; it opens to dependents: {}", describe(&opened)),
+            message: format!("{what}; it opens to dependents: {}{close}", describe(&opened)),
         });
     }
     for (i, value) in dep.uses.iter().enumerate() {
@@ -66,7 +69,10 @@ pub fn check_dependency(role: &str, dep: &Dependency, other: &str, other_plan: &
             let offers = if offers.is_empty() { "nothing".to_string() } else { offers.join(", ") };
             return Err(Refused {
                 field: format!("depends_on.{role}.uses[{i}]"),
-                message: format!("{other} offers no value {value:?}; it offers: {offers}"),
+                message: format!(
+                    "{other} offers no value {value:?}; it offers: {offers}{}",
+                    did_you_mean(value, other_plan.offers.keys().map(String::as_str))
+                ),
             });
         }
     }

@@ -10,6 +10,9 @@ use lct_core::record::{Cluster, Dependency, Name, Node, NodeSpec, PortSpec, Prov
 use lct_fw::model::{Allow, FirewallSpec, Mode};
 use serde_json::{Value, json};
 
+use crate::error::PlanError;
+use crate::load::Loaded;
+use crate::offered::Refused;
 use crate::plan::{Count, Plan};
 use crate::state::load_cluster;
 
@@ -98,6 +101,16 @@ pub fn cluster_record(
     record.provider = provider;
     if let Some(domain) = &plan.names.domain {
         record.domain = Some(render(domain, &ctx)?.parse().context("names.domain")?);
+    } else {
+        // Without a domain of its own the cluster's is NAME.PARENT: one too long to be a
+        // domain name is refused here, not left to name the nodes under the parent.
+        let parent = lct_core::naming::parent_domain().map_err(anyhow::Error::msg)?;
+        format!("{name}.{parent}").parse::<lct_core::record::DomainName>().map_err(|e| {
+            anyhow::anyhow!(
+                "names.domain: {e} (the cluster's name under the parent domain, LCT_DOMAIN); give the \
+                 plan a names.domain, or the cluster a shorter name"
+            )
+        })?;
     }
     // Only a plan that differs from the defaults says so in the record.
     let policy = plan.names.policy();
@@ -134,6 +147,17 @@ pub fn cluster_record(
     }
     spec.store(&mut record);
     Ok(record)
+}
+
+/// An error of [`cluster_record`] for the plan `loaded`: a refused dependency with its
+/// place in the plan's text, as `validate` names it; any other after the plan's name.
+pub fn placed(e: anyhow::Error, loaded: &Loaded) -> anyhow::Error {
+    match e.downcast::<Refused>() {
+        Ok(Refused { field, message }) => {
+            PlanError::Invalid { file: loaded.source.clone(), field, message }.located(&loaded.text).into()
+        }
+        Err(e) => e.context(loaded.source.clone()),
+    }
 }
 
 /// A dependency cycle is refused before anything is written.
@@ -207,4 +231,52 @@ pub fn offers(
     let mut ctx = context(name, params);
     ctx["nodes"] = json!(groups);
     plan.offers.iter().map(|(k, t)| Ok((k.clone(), render(t, &ctx).with_context(|| format!("offers.{k}"))?))).collect()
+}
+
+/// ZooKeeper's quorum and leader-election ports: a group serving both is an ensemble.
+const ZOOKEEPER_QUORUM: [u16; 2] = [2888, 3888];
+
+/// Values a plan may have but had better not, as errors placed in its text (said as
+/// warnings): a ZooKeeper ensemble (a group serving ports 2888 and 3888, as
+/// package:zookeeper's `server`) of an even number of servers, which survives no more
+/// failures than one server fewer and splits into halves that cannot elect a leader.
+pub fn unwise(
+    loaded: &Loaded,
+    name: &Name,
+    params: &BTreeMap<String, Value>,
+    counts: &BTreeMap<Name, u32>,
+) -> anyhow::Result<Vec<PlanError>> {
+    let specs = node_specs(&loaded.plan, name, params, counts, ProviderName::Local)?;
+    let mut found = Vec::new();
+    for (g, group) in &loaded.plan.groups {
+        let serves = |port: u16| group.services.values().flat_map(|s| &s.ports).any(|p| (p.first..=p.last).contains(&port));
+        let count = specs.iter().filter(|s| &s.group == g).count();
+        if ZOOKEEPER_QUORUM.iter().all(|p| serves(*p)) && count > 0 && count % 2 == 0 {
+            let message = format!(
+                "{count} ZooKeeper servers: a majority of {count} is {}, so they survive {} failure(s), as {} \
+                 do; an odd count ({} or {}) is better",
+                count / 2 + 1,
+                (count - 1) / 2,
+                count - 1,
+                count - 1,
+                count + 1
+            );
+            let field = format!("groups.{g}.count");
+            found.push(PlanError::Invalid { file: loaded.source.clone(), field, message }.located(&loaded.text));
+        }
+    }
+    Ok(found)
+}
+
+/// Says [`unwise`]'s findings as warnings.
+pub fn warn_unwise(
+    loaded: &Loaded,
+    name: &Name,
+    params: &BTreeMap<String, Value>,
+    counts: &BTreeMap<Name, u32>,
+) -> anyhow::Result<()> {
+    for warning in unwise(loaded, name, params, counts)? {
+        tracing::warn!("{warning}");
+    }
+    Ok(())
 }

@@ -5,10 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use lct_core::record::Name;
 use serde_json::Value;
 
 use crate::error::PlanError;
 use crate::plan::{Action, Count, Hook, ParameterType, Plan};
+use crate::suggest::did_you_mean;
 
 /// The checks a plan passes before use.
 pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
@@ -61,7 +63,12 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
         if !services.contains(&flow.to) {
             return Err(bad(
                 format!("firewall.allow[{i}].to"),
-                format!("{:?} is no GROUP.SERVICE of this plan ({})", flow.to, list(&services)),
+                format!(
+                    "{:?} is no GROUP.SERVICE of this plan ({}){}",
+                    flow.to,
+                    list(&services),
+                    did_you_mean(&flow.to, services.iter().map(String::as_str))
+                ),
             ));
         }
         let from_ok = match flow.from.as_str() {
@@ -70,9 +77,15 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
             f => lct_core::prefix::Prefix::parse(f, lct_core::prefix::HostBits::Refuse).is_ok(),
         };
         if !from_ok {
+            let mut known: Vec<String> = ["self", "dependents"].map(String::from).to_vec();
+            known.extend(plan.groups.keys().map(|g| format!("self:{g}")));
             return Err(bad(
                 format!("firewall.allow[{i}].from"),
-                format!("{:?}: self, self:GROUP, dependents or an address prefix", flow.from),
+                format!(
+                    "{:?}: self, self:GROUP, dependents or an address prefix{}",
+                    flow.from,
+                    did_you_mean(&flow.from, known.iter().map(String::as_str))
+                ),
             ));
         }
     }
@@ -117,7 +130,7 @@ fn check_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
     }
     for g in &hook.on {
         if !plan.groups.contains_key(g) {
-            return Err(format!("on: no group {g}"));
+            return Err(format!("on: no group {g}{}", did_you_mean(g.as_str(), plan.groups.keys().map(Name::as_str))));
         }
     }
     if hook.action.is_some() && !hook.on.is_empty() {
@@ -178,7 +191,8 @@ pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<Str
     for (name, text) in sets {
         let p = plan.parameters.get(name).ok_or_else(|| {
             let known: BTreeSet<String> = plan.parameters.keys().cloned().collect();
-            format!("--set {name}: the plan has no such parameter ({})", list(&known))
+            let close = did_you_mean(name, known.iter().map(String::as_str));
+            format!("--set {name}: the plan has no such parameter ({}){close}", list(&known))
         })?;
         let value = match p.kind {
             ParameterType::String => Value::String(text.clone()),
