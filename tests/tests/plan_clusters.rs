@@ -394,7 +394,12 @@ fn a_dependent_is_refused_what_its_dependency_does_not_open_to_dependents() {
     };
     for (services, column, field, why) in [
         ("server.quorum", 16, "services[0]", "server.quorum (2888/tcp, 3888/tcp) is not opened to dependents by OTHER"),
-        ("server.client, server.admin", 31, "services[1]", "server.admin (8080/tcp) is not opened to dependents by OTHER"),
+        (
+            "server.client, server.admin",
+            31,
+            "services[1]",
+            "server.admin (8080/tcp) is not opened to dependents by OTHER",
+        ),
         ("server.shell", 16, "services[0]", "OTHER has no service server.shell"),
     ] {
         // Named in the dependent's plan, the dependency's plan is checked at validate...

@@ -22,9 +22,9 @@ use serde_json::Value;
 use crate::hooks::{fire, progress};
 use crate::plan::{Event, Plan};
 use crate::setting::Settings;
-use crate::suggest::did_you_mean;
 use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
 use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster, saved_plan};
+use crate::suggest::did_you_mean;
 use crate::{PlanRef, parameters};
 
 /// How far a plan from elsewhere is trusted.

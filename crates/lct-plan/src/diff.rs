@@ -13,8 +13,8 @@ use crate::PlanRef;
 use crate::cluster::{Trust, kept_parameters};
 use crate::setting::Settings;
 use crate::spec::{cluster_record, node_specs, placed, warn_unwise};
-use crate::suggest::did_you_mean;
 use crate::state::{load_cluster, saved_plan};
+use crate::suggest::did_you_mean;
 
 /// What an operation would do, changing nothing: nodes made and deleted, the record's
 /// changes, the events raised.

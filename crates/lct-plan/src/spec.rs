@@ -249,7 +249,8 @@ pub fn unwise(
     let specs = node_specs(&loaded.plan, name, params, counts, ProviderName::Local)?;
     let mut found = Vec::new();
     for (g, group) in &loaded.plan.groups {
-        let serves = |port: u16| group.services.values().flat_map(|s| &s.ports).any(|p| (p.first..=p.last).contains(&port));
+        let serves =
+            |port: u16| group.services.values().flat_map(|s| &s.ports).any(|p| (p.first..=p.last).contains(&port));
         let count = specs.iter().filter(|s| &s.group == g).count();
         if ZOOKEEPER_QUORUM.iter().all(|p| serves(*p)) && count > 0 && count % 2 == 0 {
             let message = format!(
