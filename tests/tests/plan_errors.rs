@@ -189,3 +189,31 @@ fn a_cluster_domain_too_long_for_its_parent_is_refused_before_anything_is_writte
     assert_eq!(out.status, 1, "{}", out.stderr);
     assert!(out.stderr.contains("names.domain: \"abcdefghij."), "{}", out.stderr);
 }
+
+/// `scale` warns of the even ensemble it makes, at the count's place in the plan the cluster
+/// was made from, and makes it; to an odd count it says nothing.
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn scaling_an_ensemble_to_an_even_count_warns_and_scales() {
+    let env = Env::new();
+    let file = env.state.path().join("ensemble.yaml");
+    let ensemble = "description: an ensemble\ngroups:\n  server:\n    count: 1\n    image: lct/netns\n    services:\n      quorum: {ports: [2888/tcp, 3888/tcp]}\n";
+    std::fs::write(&file, ensemble).unwrap();
+    let path = file.display().to_string();
+    let out = env.run("lct-plan", &["create", "zk", &path]).ok();
+    assert!(!out.stderr.contains("ZooKeeper"), "{}", out.stderr);
+    let out = env.run("lct-plan", &["scale", "zk", "server", "2"]).ok();
+    assert!(
+        out.stderr.contains(&format!(
+            "{path}: line 4, column 12: field groups.server.count: 2 ZooKeeper servers: a majority of 2 is 2, so they \
+             survive 0 failure(s), as 1 do; an odd count (1 or 3) is better"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().json_lines().len(), 2);
+    let out = env.run("lct-plan", &["scale", "zk", "server", "3"]).ok();
+    assert!(!out.stderr.contains("ZooKeeper"), "{}", out.stderr);
+    assert_eq!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().json_lines().len(), 3);
+    env.run("lct-plan", &["destroy", "zk"]).ok();
+}

@@ -23,7 +23,7 @@ use crate::hooks::{fire, progress};
 use crate::plan::{Event, Plan};
 use crate::setting::Settings;
 use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
-use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster, saved_plan};
+use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster};
 use crate::suggest::did_you_mean;
 use crate::{PlanRef, parameters};
 
@@ -71,7 +71,7 @@ pub async fn create(
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
-    warn_unwise(&loaded, name, &params, &counts)?;
+    warn_unwise(plan, &loaded.text, &loaded.source, name, &params, &counts)?;
     // The provider is reachable (its settings are there) before anything is written: a
     // create refused here leaves nothing for `scale` to finish.
     let api = AnyProvider::from_env(provider)?;
@@ -104,7 +104,7 @@ pub async fn create(
     };
     state.save(state_dir)?;
     store.set(vec![record])?;
-    let mut ctx = Context::new(state_dir, tools, state, loaded.plan.clone());
+    let mut ctx = Context::new(state_dir, tools, state, loaded.clone());
 
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
     if let AnyProvider::Local(local) = &api
@@ -341,7 +341,7 @@ pub async fn scale(
     }
     state.counts.insert(group.clone(), count);
     node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
-    warn_unwise(&saved_plan(state_dir, name)?, name, &state.parameters, &state.counts)?;
+    warn_unwise(plan, &ctx.text, &state.source, name, &state.parameters, &state.counts)?;
     ctx.save()?;
     let api = AnyProvider::from_env(ctx.state.provider)?;
     converge(&mut ctx, &api).await

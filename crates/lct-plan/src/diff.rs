@@ -53,7 +53,7 @@ pub async fn diff(
         state_counts.insert(g.clone(), *n);
     }
     let specs = node_specs(&plan, name, &params, &state_counts, provider)?;
-    warn_unwise(&loaded, name, &params, &state_counts)?;
+    warn_unwise(&plan, &loaded.text, &loaded.source, name, &params, &state_counts)?;
     let api = AnyProvider::from_env(provider)?;
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     let mut lines = Vec::new();

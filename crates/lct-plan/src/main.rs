@@ -176,7 +176,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 parameters(&loaded.plan, &settings.all()).map_err(UsageError).context(loaded.source.clone())?;
             // Every template rendered once, within its bounds, as a cluster named `example`.
             lct_plan::template::check_plan(&loaded, "example", &values)?;
-            lct_plan::spec::warn_unwise(&loaded, &"example".parse()?, &values, &Default::default())?;
+            let (text, source) = (&loaded.text, &loaded.source);
+            lct_plan::spec::warn_unwise(&loaded.plan, text, source, &"example".parse()?, &values, &Default::default())?;
             eprintln!("{}: valid", loaded.source);
         }
         Command::Create { name, plan, provider, sets, set_files, trust_hooks } => {

@@ -236,19 +236,21 @@ pub fn offers(
 /// ZooKeeper's quorum and leader-election ports: a group serving both is an ensemble.
 const ZOOKEEPER_QUORUM: [u16; 2] = [2888, 3888];
 
-/// Values a plan may have but had better not, as errors placed in its text (said as
+/// Values a plan may have but had better not, as errors placed in its `text` (said as
 /// warnings): a ZooKeeper ensemble (a group serving ports 2888 and 3888, as
 /// package:zookeeper's `server`) of an even number of servers, which survives no more
 /// failures than one server fewer and splits into halves that cannot elect a leader.
 pub fn unwise(
-    loaded: &Loaded,
+    plan: &Plan,
+    text: &str,
+    source: &str,
     name: &Name,
     params: &BTreeMap<String, Value>,
     counts: &BTreeMap<Name, u32>,
 ) -> anyhow::Result<Vec<PlanError>> {
-    let specs = node_specs(&loaded.plan, name, params, counts, ProviderName::Local)?;
+    let specs = node_specs(plan, name, params, counts, ProviderName::Local)?;
     let mut found = Vec::new();
-    for (g, group) in &loaded.plan.groups {
+    for (g, group) in &plan.groups {
         let serves =
             |port: u16| group.services.values().flat_map(|s| &s.ports).any(|p| (p.first..=p.last).contains(&port));
         let count = specs.iter().filter(|s| &s.group == g).count();
@@ -263,7 +265,7 @@ pub fn unwise(
                 count + 1
             );
             let field = format!("groups.{g}.count");
-            found.push(PlanError::Invalid { file: loaded.source.clone(), field, message }.located(&loaded.text));
+            found.push(PlanError::Invalid { file: source.to_string(), field, message }.located(text));
         }
     }
     Ok(found)
@@ -271,12 +273,14 @@ pub fn unwise(
 
 /// Says [`unwise`]'s findings as warnings.
 pub fn warn_unwise(
-    loaded: &Loaded,
+    plan: &Plan,
+    text: &str,
+    source: &str,
     name: &Name,
     params: &BTreeMap<String, Value>,
     counts: &BTreeMap<Name, u32>,
 ) -> anyhow::Result<()> {
-    for warning in unwise(loaded, name, params, counts)? {
+    for warning in unwise(plan, text, source, name, params, counts)? {
         tracing::warn!("{warning}");
     }
     Ok(())

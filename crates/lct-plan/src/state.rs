@@ -61,15 +61,20 @@ pub(crate) fn cluster_dir(state_dir: &Path, name: &Name) -> PathBuf {
 
 /// A cluster's saved plan and state.
 pub fn load_cluster(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterState, Plan)> {
+    let (state, saved) = load_saved(state_dir, name)?;
+    Ok((state, saved.plan))
+}
+
+/// A cluster's state and saved plan copy, as loaded (with its text, for errors that name
+/// the place).
+fn load_saved(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterState, Loaded)> {
     let dir = cluster_dir(state_dir, name);
     let state: ClusterState = serde_json::from_slice(
         &std::fs::read(dir.join("cluster.json"))
             .with_context(|| format!("cluster {name} was not made by lct-plan here"))?,
     )
     .with_context(|| format!("{}", dir.join("cluster.json").display()))?;
-    let text = std::fs::read_to_string(dir.join("plan.yaml")).context("the cluster's plan copy")?;
-    let plan = parse(&text, &dir.join("plan.yaml").display().to_string())?;
-    Ok((state, plan))
+    Ok((state, saved_plan(state_dir, name)?))
 }
 
 /// A cluster's saved plan copy, as loaded (its text for errors that name the place).
@@ -127,19 +132,22 @@ pub struct Context {
     pub store: ClusterStore,
     pub state: ClusterState,
     pub plan: Plan,
+    /// The plan's text, for errors and warnings that name a place in it.
+    pub text: String,
 }
 
 impl Context {
     /// Cluster `name` as saved in `state_dir`.
     pub fn load(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<Context> {
-        let (state, plan) = load_cluster(state_dir, name)?;
-        Ok(Context::new(state_dir, tools, state, plan))
+        let (state, saved) = load_saved(state_dir, name)?;
+        Ok(Context::new(state_dir, tools, state, saved))
     }
 
     /// A cluster whose state and plan are at hand (`create` has just written them).
-    pub fn new(state_dir: &Path, tools: &Tools, state: ClusterState, plan: Plan) -> Context {
+    pub fn new(state_dir: &Path, tools: &Tools, state: ClusterState, loaded: Loaded) -> Context {
         let store = ClusterStore::new(state_dir);
-        Context { state_dir: state_dir.to_path_buf(), tools: tools.clone(), store, state, plan }
+        let (plan, text) = (loaded.plan, loaded.text);
+        Context { state_dir: state_dir.to_path_buf(), tools: tools.clone(), store, state, plan, text }
     }
 
     /// Another cluster of the same state directory (a dependency, a dependent).
