@@ -167,9 +167,9 @@ fn a_cluster_domain_too_long_for_its_parent_is_refused_before_anything_is_writte
         &out,
         1,
         &format!(
-            "package:zookeeper: names.domain: \"abcdefghij.{parent}\" is not a valid domain name: it is longer than \
-             253 characters (the cluster's name under the parent domain, LCT_DOMAIN); give the plan a names.domain, \
-             or the cluster a shorter name"
+            "package:zookeeper: line 43, column 3: field names.domain: \"abcdefghij.{parent}\" is not a valid domain \
+             name: it is longer than 253 characters (the cluster's name under the parent domain, LCT_DOMAIN); give \
+             the plan a names.domain, or the cluster a shorter name"
         ),
     );
     assert!(!env.state.path().join("plans").exists(), "a refused create wrote state");

@@ -35,7 +35,8 @@ fn ports_of(plan: &Plan, service: &str) -> Option<Vec<PortSpec>> {
     Some(group.services.iter().find(|(name, _)| name.as_str() == s)?.1.ports.clone())
 }
 
-/// A refused dependency: the field of the dependent's plan and why.
+/// A refusal: the plan's field and why (a dependency asking for what is not opened to
+/// it; a value of the cluster record that cannot be, [`crate::spec::cluster_record`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Refused {

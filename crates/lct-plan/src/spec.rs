@@ -100,16 +100,15 @@ pub fn cluster_record(
     let mut record = existing;
     record.provider = provider;
     if let Some(domain) = &plan.names.domain {
-        record.domain = Some(render(domain, &ctx)?.parse().context("names.domain")?);
+        let refused = |e: lct_core::record::InvalidValue| refused("names.domain", e.to_string());
+        record.domain = Some(render(domain, &ctx)?.parse().map_err(refused)?);
     } else {
         // Without a domain of its own the cluster's is NAME.PARENT: one too long to be a
         // domain name is refused here, not left to name the nodes under the parent.
         let parent = lct_core::naming::parent_domain().map_err(anyhow::Error::msg)?;
         format!("{name}.{parent}").parse::<lct_core::record::DomainName>().map_err(|e| {
-            anyhow::anyhow!(
-                "names.domain: {e} (the cluster's name under the parent domain, LCT_DOMAIN); give the \
-                 plan a names.domain, or the cluster a shorter name"
-            )
+            let why = "the cluster's name under the parent domain, LCT_DOMAIN";
+            refused("names.domain", format!("{e} ({why}); give the plan a names.domain, or the cluster a shorter name"))
         })?;
     }
     // Only a plan that differs from the defaults says so in the record.
@@ -117,9 +116,10 @@ pub fn cluster_record(
     record.names = (policy != lct_core::record::NamePolicy::default()).then_some(policy);
     record.depends_on = Vec::new();
     for (role, dep) in &plan.depends_on {
-        let other: Name = render(&dep.cluster, &ctx)?.parse().with_context(|| format!("depends_on.{role}.cluster"))?;
+        let field = format!("depends_on.{role}.cluster");
+        let other: Name = render(&dep.cluster, &ctx)?.parse().map_err(|e| refused(&field, format!("{e}")))?;
         let (_, other_plan) = load_cluster(state_dir, &other)
-            .with_context(|| format!("depends_on.{role}: cluster {other} has no plan here; create it first"))?;
+            .map_err(|e| refused(&field, format!("cluster {other} has no plan here; create it first: {e:#}")))?;
         // Only what the other cluster opens to dependents becomes a rule on its nodes.
         crate::offered::check_dependency(role, dep, &format!("cluster {other}"), &other_plan)?;
         for service in &dep.services {
@@ -129,8 +129,9 @@ pub fn cluster_record(
         }
     }
     let mut spec = FirewallSpec { mode: Mode::DefaultDeny, ..Default::default() };
-    for admin in &plan.firewall.admin {
-        spec.admin_cidrs.push(render(admin, &ctx)?.parse().map_err(|e| anyhow::anyhow!("firewall.admin: {e}"))?);
+    for (i, admin) in plan.firewall.admin.iter().enumerate() {
+        let field = format!("firewall.admin[{i}]");
+        spec.admin_cidrs.push(render(admin, &ctx)?.parse().map_err(|e| refused(&field, format!("{e}")))?);
     }
     for flow in &plan.firewall.allow {
         let (group, ports) = service_ports(plan, &flow.to)?;
@@ -149,8 +150,13 @@ pub fn cluster_record(
     Ok(record)
 }
 
-/// An error of [`cluster_record`] for the plan `loaded`: a refused dependency with its
-/// place in the plan's text, as `validate` names it; any other after the plan's name.
+/// A value of the cluster record refused, with the plan's field it came from.
+fn refused(field: &str, message: String) -> Refused {
+    Refused { field: field.to_string(), message }
+}
+
+/// An error of [`cluster_record`] for the plan `loaded`: a refusal with its place in the
+/// plan's text, as `validate` names it; any other after the plan's name.
 pub fn placed(e: anyhow::Error, loaded: &Loaded) -> anyhow::Error {
     match e.downcast::<Refused>() {
         Ok(Refused { field, message }) => {
