@@ -1,5 +1,5 @@
 //! Clusters made from plans and their operations: `create`, `scale`, `start`, `stop`,
-//! `reconcile`, `destroy` (`diff` in [`crate::diff`]). Every operation converges: a re-run
+//! `reconcile`, `destroy` (`diff` apart). Every operation converges: a re-run
 //! after any failure part-way finishes the job and never makes a node twice.
 //!
 //! An operation loads its cluster once ([`Context`], kept as [`crate::state`] says) and

@@ -36,7 +36,7 @@ fn ports_of(plan: &Plan, service: &str) -> Option<Vec<PortSpec>> {
 }
 
 /// A refusal: the plan's field and why (a dependency asking for what is not opened to
-/// it; a value of the cluster record that cannot be, [`crate::spec::cluster_record`]).
+/// it; a value of the cluster record that cannot be).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Refused {
