@@ -382,25 +382,32 @@ fn a_dependent_is_refused_what_its_dependency_does_not_open_to_dependents() {
     std::fs::write(dir.join("ensemble.yaml"), ENSEMBLE).unwrap();
     env.run("lct-plan", &["create", "zk", dir.join("ensemble.yaml").to_str().unwrap()]).ok();
     let client = dir.join("client.yaml");
-    // Each refusal names the field, the service, its ports and what the dependency opens.
-    let reason = |field: &str, why: &str, other: &str| {
+    // Each refusal names the place, the field, the service, its ports and what the
+    // dependency opens (the services are on line 8 with the dependency's plan named, 7 without).
+    let reason = |line: usize, column: usize, field: &str, why: &str, other: &str| {
         format!(
-            "{}: depends_on.zookeeper.{field}: {}; it opens to dependents: server.client (2181/tcp)",
+            "{}: line {line}, column {column}: field depends_on.zookeeper.{field}: {}; it opens to dependents: \
+             server.client (2181/tcp)",
             client.display(),
             why.replace("OTHER", other)
         )
     };
-    for (services, field, why) in [
-        ("server.quorum", "services[0]", "server.quorum (2888/tcp, 3888/tcp) is not opened to dependents by OTHER"),
-        ("server.client, server.admin", "services[1]", "server.admin (8080/tcp) is not opened to dependents by OTHER"),
-        ("server.shell", "services[0]", "OTHER has no service server.shell"),
+    for (services, column, field, why) in [
+        ("server.quorum", 16, "services[0]", "server.quorum (2888/tcp, 3888/tcp) is not opened to dependents by OTHER"),
+        (
+            "server.client, server.admin",
+            31,
+            "services[1]",
+            "server.admin (8080/tcp) is not opened to dependents by OTHER",
+        ),
+        ("server.shell", 16, "services[0]", "OTHER has no service server.shell"),
     ] {
         // Named in the dependent's plan, the dependency's plan is checked at validate...
         std::fs::write(&client, ensemble_client(services, "    plan: ensemble.yaml\n")).unwrap();
         let out = env.run("lct-plan", &["validate", client.to_str().unwrap()]);
         assert_eq!(out.status, 1, "{services}: {}", out.stderr);
         let ensemble = dir.join("ensemble.yaml").display().to_string();
-        assert!(out.stderr.contains(&reason(field, why, &ensemble)), "{services}: {}", out.stderr);
+        assert!(out.stderr.contains(&reason(8, column, field, why, &ensemble)), "{services}: {}", out.stderr);
         // ...and, not named, create and diff refuse it against the cluster's own plan,
         // before anything is written.
         std::fs::write(&client, ensemble_client(services, "")).unwrap();
@@ -409,7 +416,7 @@ fn a_dependent_is_refused_what_its_dependency_does_not_open_to_dependents() {
         for args in [["create", "cli", path].as_slice(), &["diff", "cli", "--plan", path]] {
             let out = env.run("lct-plan", args);
             assert_eq!(out.status, 1, "{args:?}: {}", out.stderr);
-            assert!(out.stderr.contains(&reason(field, why, "cluster zk")), "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains(&reason(7, column, field, why, "cluster zk")), "{args:?}: {}", out.stderr);
         }
         assert!(!dir.join("plans/cli").exists(), "{services}: a refused create wrote state");
         let records = env.run("lct-inventory", &["clusters", "list", "-o", "jsonl"]).ok().json_lines();

@@ -41,7 +41,8 @@ fn package_names_that_are_options_or_shell_are_refused_for_every_provider_before
         let out = env.run("lct-plan", &["validate", &plan]);
         assert_eq!(out.status, 1, "{attack}: {}", out.stderr);
         assert!(
-            out.stderr.contains(&format!("{plan}: packages[1]: {attack:?} is not a Debian package")),
+            out.stderr
+                .contains(&format!("{plan}: line 4, column 18: field packages[1]: {attack:?} is not a Debian package")),
             "{attack}: {}",
             out.stderr
         );

@@ -184,8 +184,8 @@ fn a_dependent_plan_asking_for_what_its_dependency_does_not_open_is_refused_at_v
     assert_eq!(out.status, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains(&format!(
-            "{}: depends_on.zookeeper.services[1]: server.quorum (2888/tcp, 3888/tcp) is not opened to dependents by \
-             package:zookeeper; it opens to dependents: server.client (2181/tcp)",
+            "{}: line 8, column 31: field depends_on.zookeeper.services[1]: server.quorum (2888/tcp, 3888/tcp) is not \
+             opened to dependents by package:zookeeper; it opens to dependents: server.client (2181/tcp)",
             file.display()
         )),
         "{}",

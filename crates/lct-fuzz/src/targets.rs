@@ -43,7 +43,7 @@ pub const TARGETS: &[Target] = &[
         about: "a query as lct-dns's server reads it (the fast path's parser, then net's full parse), both views, UDP and TCP",
         run: dns_query,
     },
-    Target { name: "plan", about: "a cluster plan's text (lct_plan::load::parse, then validate)", run: plan },
+    Target { name: "plan", about: "a cluster plan's text (lct_plan::parse, then validate)", run: plan },
 ];
 
 /// The target called `name`.
@@ -129,8 +129,7 @@ fn dns_query(bytes: &[u8]) -> u64 {
 
 fn plan(bytes: &[u8]) -> u64 {
     let text = String::from_utf8_lossy(bytes);
-    let result =
-        lct_plan::load::parse(&text, "fuzz.yaml").and_then(|plan| lct_plan::load::validate(&plan, "fuzz.yaml"));
+    let result = lct_plan::parse(&text, "fuzz.yaml").and_then(|plan| lct_plan::validate(&plan, "fuzz.yaml"));
     outcome(&result, |()| String::new())
 }
 

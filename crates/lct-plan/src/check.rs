@@ -37,7 +37,7 @@ pub fn plan_inputs(plan: &Plan) -> Result<(), Refusal> {
     let secrets: Vec<&str> = plan.parameters.iter().filter(|(_, p)| p.secret).map(|(name, _)| name.as_str()).collect();
     for (name, offer) in &plan.offers {
         check_identifier(name).map_err(|m| (format!("offers.{name}"), m))?;
-        if crate::template::reads_any(offer, &secrets) {
+        if reads_any(offer, &secrets) {
             return Err((
                 format!("offers.{name}"),
                 "an offered value reaches the dependents' hooks on their command line (LCT_OFFER_*): \
@@ -59,6 +59,14 @@ pub fn runs_plan_supplied_commands(plan: &Plan) -> bool {
         || plan.hooks.values().flatten().any(|h| {
             h.script.is_some() || h.run.is_some() || h.playbook.is_some() || h.action == Some(Action::Packages)
         })
+}
+
+/// Whether a template reads any of `names` (a secret parameter, say).
+pub fn reads_any(template: &str, names: &[&str]) -> bool {
+    let env = minijinja::Environment::new();
+    env.template_from_str(template)
+        .map(|t| t.undeclared_variables(false).iter().any(|v| names.contains(&v.as_str())))
+        .unwrap_or(false)
 }
 
 /// A name that becomes part of an environment variable's: a letter, then letters, digits,

@@ -1,216 +1,31 @@
 //! Clusters made from plans and their operations: `create`, `scale`, `start`, `stop`,
-//! `reconcile`, `destroy`, `diff`. Every operation converges: a re-run after any failure
-//! part-way finishes the job and never makes a node twice.
+//! `reconcile`, `destroy` (`diff` apart). Every operation converges: a re-run
+//! after any failure part-way finishes the job and never makes a node twice.
 //!
-//! A cluster's state is `STATE/plans/NAME/`: `plan.yaml` (the copy every later operation
-//! reads, no network needed), `files/` (its hook scripts), `cluster.json` (where the plan
-//! came from, the parameters, group sizes, the membership its hooks last saw; 0600 since
-//! parameters may be secret), `events.jsonl` and `logs/`. The provider is the source of
-//! truth for which nodes exist: the difference between its nodes and the membership hooks
-//! last saw is what `node-added` and `node-removed` carry. The cluster record (domain,
-//! dependencies, firewall declarations) is what lct-hosts, lct-fw and lct-dns read.
+//! An operation loads its cluster once ([`Context`], kept as [`crate::state`] says) and
+//! hands it to the events it raises. The provider is the source of truth for which nodes
+//! exist: the difference between its nodes and the membership hooks last saw is what
+//! `node-added` and `node-removed` carry. The cluster record (domain, dependencies,
+//! firewall declarations) is what lct-hosts, lct-fw and lct-dns read.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::{Context as _, bail};
 use lct_api::{AnyProvider, Provider};
-use lct_core::fsutil::{atomic_write, atomic_write_json};
-use lct_core::record::{Cluster, Dependency, Name, Node, NodeSpec, PortSpec, ProviderName, Status};
+use lct_core::fsutil::atomic_write;
+use lct_core::record::{Name, Node, NodeSpec, ProviderName, Status};
 use lct_core::state::ClusterStore;
-use lct_fw::model::{Allow, FirewallSpec, Mode};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::hooks::{Change, Tools, fire};
-use crate::plan::{Count, Event, Plan};
+use crate::hooks::{fire, progress};
+use crate::plan::{Event, Plan};
+use crate::records::PlanReconciled;
 use crate::setting::Settings;
-use crate::{PlanRef, parameters, parse};
-
-/// What lct keeps of a cluster made from a plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ClusterState {
-    pub name: Name,
-    /// The reference it was made from (`package:zookeeper`, a path).
-    pub source: String,
-    pub provider: ProviderName,
-    pub parameters: BTreeMap<String, Value>,
-    /// Group sizes set by `scale`, over the plan's counts.
-    #[serde(default)]
-    pub counts: BTreeMap<Name, u32>,
-    /// Whether the `created` event has run to its end.
-    #[serde(default)]
-    pub created: bool,
-    /// The nodes the hooks last saw (after the last event that ended well).
-    #[serde(default)]
-    pub members: BTreeSet<Name>,
-    /// Stopped by `lct-plan stop`.
-    #[serde(default)]
-    pub stopped: bool,
-    /// The volumes it made (`destroy` deletes them unless kept).
-    #[serde(default)]
-    pub volumes: BTreeSet<Name>,
-}
-
-impl ClusterState {
-    fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
-        Ok(atomic_write_json(&cluster_dir(state_dir, &self.name).join("cluster.json"), self)?)
-    }
-}
-
-/// Where clusters made from plans keep their state.
-pub fn plans_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("plans")
-}
-
-pub(crate) fn cluster_dir(state_dir: &Path, name: &Name) -> PathBuf {
-    plans_dir(state_dir).join(name.as_str())
-}
-
-/// A cluster's saved plan and state.
-pub fn load_cluster(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterState, Plan)> {
-    let dir = cluster_dir(state_dir, name);
-    let state: ClusterState = serde_json::from_slice(
-        &std::fs::read(dir.join("cluster.json"))
-            .with_context(|| format!("cluster {name} was not made by lct-plan here"))?,
-    )
-    .with_context(|| format!("{}", dir.join("cluster.json").display()))?;
-    let text = std::fs::read_to_string(dir.join("plan.yaml")).context("the cluster's plan copy")?;
-    let plan = parse(&text, &dir.join("plan.yaml").display().to_string())?;
-    Ok((state, plan))
-}
-
-/// A cluster's saved plan copy, as loaded (its text for errors that name the place).
-fn saved_plan(state_dir: &Path, name: &Name) -> anyhow::Result<crate::Loaded> {
-    let path = cluster_dir(state_dir, name).join("plan.yaml");
-    let text = std::fs::read_to_string(&path).context("the cluster's plan copy")?;
-    let source = path.display().to_string();
-    let plan = parse(&text, &source)?;
-    Ok(crate::Loaded { plan, text, source, files: BTreeMap::new() })
-}
-
-/// The template context (see [`crate::template::context`]).
-pub(crate) fn context(name: &Name, params: &BTreeMap<String, Value>) -> Value {
-    crate::template::context(name.as_str(), params)
-}
-
-/// Renders a plan template within its bounds ([`crate::template::render`]).
-pub(crate) fn render(template: &str, ctx: &Value) -> anyhow::Result<String> {
-    crate::template::render(template, ctx).map_err(anyhow::Error::msg)
-}
-
-/// The nodes a plan asks for: every group's count of nodes (`counts` from `scale` over the
-/// plan's), named by its template.
-pub fn node_specs(
-    plan: &Plan,
-    name: &Name,
-    params: &BTreeMap<String, Value>,
-    counts: &BTreeMap<Name, u32>,
-    provider: ProviderName,
-) -> anyhow::Result<Vec<NodeSpec>> {
-    let ctx = context(name, params);
-    let mut specs = Vec::new();
-    let mut seen = BTreeSet::new();
-    for (g, group) in &plan.groups {
-        let count: u32 = match (&group.count, counts.get(g)) {
-            (_, Some(n)) => *n,
-            (Count::Fixed(n), None) => *n,
-            (Count::Template(t), None) => {
-                render(t, &ctx)?.trim().parse().with_context(|| format!("groups.{g}.count: {t:?}"))?
-            }
-        };
-        if count > crate::plan::MAX_GROUP_NODES {
-            bail!("groups.{g}.count: {count} nodes, over the {} a group may have", crate::plan::MAX_GROUP_NODES);
-        }
-        for index in 1..=count {
-            let mut c = ctx.clone();
-            c["group"] = json!(g);
-            c["index"] = json!(index);
-            let hostname = render(&group.hostname, &c)?;
-            let node: Name = hostname.parse().with_context(|| format!("groups.{g}.hostname gave {hostname:?}"))?;
-            if !seen.insert(node.clone()) {
-                bail!("groups.{g}.hostname: two nodes would be named {node}");
-            }
-            let image = match (provider, group.image.as_str()) {
-                (ProviderName::Linode, "debian-12") => "linode/debian12".to_string(),
-                (_, image) => image.to_string(),
-            };
-            specs.push(NodeSpec {
-                cluster: name.clone(),
-                group: g.clone(),
-                name: node,
-                region: group.region.clone().filter(|_| provider == ProviderName::Linode),
-                node_type: group.node_type.clone(),
-                image: Some(image),
-                tags: group.tags.clone(),
-                user_data: None,
-            });
-        }
-    }
-    Ok(specs)
-}
-
-/// The ports of `GROUP.SERVICE` in `plan`.
-fn service_ports(plan: &Plan, service: &str) -> anyhow::Result<(Name, Vec<PortSpec>)> {
-    let (g, s) = service.split_once('.').context("GROUP.SERVICE")?;
-    let group = plan.groups.iter().find(|(n, _)| n.as_str() == g).with_context(|| format!("no group {g}"))?;
-    let svc =
-        group.1.services.iter().find(|(n, _)| n.as_str() == s).with_context(|| format!("no service {service}"))?;
-    Ok((group.0.clone(), svc.1.ports.clone()))
-}
-
-/// The cluster record a plan fills: domain, provider, dependencies (with the ports of the
-/// services used, from the other cluster's plan), firewall declarations.
-pub fn cluster_record(
-    state_dir: &Path,
-    plan: &Plan,
-    name: &Name,
-    params: &BTreeMap<String, Value>,
-    provider: ProviderName,
-    existing: Cluster,
-) -> anyhow::Result<Cluster> {
-    let ctx = context(name, params);
-    let mut record = existing;
-    record.provider = provider;
-    if let Some(domain) = &plan.names.domain {
-        record.domain = Some(render(domain, &ctx)?.parse().context("names.domain")?);
-    }
-    // Only a plan that differs from the defaults says so in the record.
-    let policy = plan.names.policy();
-    record.names = (policy != lct_core::record::NamePolicy::default()).then_some(policy);
-    record.depends_on = Vec::new();
-    for (role, dep) in &plan.depends_on {
-        let other: Name = render(&dep.cluster, &ctx)?.parse().with_context(|| format!("depends_on.{role}.cluster"))?;
-        let (_, other_plan) = load_cluster(state_dir, &other)
-            .with_context(|| format!("depends_on.{role}: cluster {other} has no plan here; create it first"))?;
-        // Only what the other cluster opens to dependents becomes a rule on its nodes.
-        crate::offered::check_dependency(role, dep, &format!("cluster {other}"), &other_plan)?;
-        for service in &dep.services {
-            let (group, ports) =
-                service_ports(&other_plan, service).with_context(|| format!("depends_on.{role}: {other}"))?;
-            record.depends_on.push(Dependency { cluster: other.clone(), groups: vec![group], ports });
-        }
-    }
-    let mut spec = FirewallSpec { mode: Mode::DefaultDeny, ..Default::default() };
-    for admin in &plan.firewall.admin {
-        spec.admin_cidrs.push(render(admin, &ctx)?.parse().map_err(|e| anyhow::anyhow!("firewall.admin: {e}"))?);
-    }
-    for flow in &plan.firewall.allow {
-        let (group, ports) = service_ports(plan, &flow.to)?;
-        let mut allow =
-            Allow { from_cluster: None, from_groups: vec![], from_cidrs: vec![], to_groups: vec![group], ports };
-        match flow.from.as_str() {
-            "self" => {}
-            // Dependents are admitted by what they declare they use (their depends_on).
-            "dependents" => continue,
-            f if f.starts_with("self:") => allow.from_groups = vec![f[5..].parse()?],
-            f => allow.from_cidrs = vec![f.parse().map_err(|e| anyhow::anyhow!("firewall: {e}"))?],
-        }
-        spec.allow.push(allow);
-    }
-    spec.store(&mut record);
-    Ok(record)
-}
+use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
+use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster};
+use crate::suggest::did_you_mean;
+use crate::{PlanRef, parameters};
 
 /// How far a plan from elsewhere is trusted.
 #[derive(Debug, Clone, Copy, Default)]
@@ -252,10 +67,11 @@ pub async fn create(
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
     let store = ClusterStore::new(state_dir);
     let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)
-        .with_context(|| source.clone())?;
+        .map_err(|e| placed(e, &loaded))?;
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
+    warn_unwise(plan, &loaded.text, &loaded.source, name, &params, &counts)?;
     // The provider is reachable (its settings are there) before anything is written: a
     // create refused here leaves nothing for `scale` to finish.
     let api = AnyProvider::from_env(provider)?;
@@ -288,6 +104,7 @@ pub async fn create(
     };
     state.save(state_dir)?;
     store.set(vec![record])?;
+    let mut ctx = Context::new(state_dir, tools, state, loaded.clone());
 
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
     if let AnyProvider::Local(local) = &api
@@ -295,12 +112,12 @@ pub async fn create(
     {
         local.images().add_packages(&plan.packages)?;
     }
-    converge(state_dir, tools, &api, name).await
+    converge(&mut ctx, &api).await
 }
 
 /// The parameters' values: those given before (a re-run keeps them) unless set again, then
 /// `sets`, each checked against the plan.
-fn kept_parameters(
+pub(crate) fn kept_parameters(
     plan: &Plan,
     previous: Option<&ClusterState>,
     sets: &[(String, String)],
@@ -315,43 +132,12 @@ fn kept_parameters(
     parameters(plan, &all).map_err(anyhow::Error::msg)
 }
 
-/// A dependency cycle is refused before anything is written.
-fn check_no_cycle(records: &[Cluster], new: &Cluster) -> anyhow::Result<()> {
-    let mut edges: BTreeMap<&Name, Vec<&Name>> = BTreeMap::new();
-    for c in records.iter().filter(|c| c.name != new.name).chain([new]) {
-        edges.entry(&c.name).or_default().extend(c.depends_on.iter().map(|d| &d.cluster));
-    }
-    let mut path = vec![&new.name];
-    fn walk<'a>(edges: &BTreeMap<&'a Name, Vec<&'a Name>>, path: &mut Vec<&'a Name>) -> Option<String> {
-        let last = *path.last().expect("never empty");
-        for next in edges.get(last).into_iter().flatten() {
-            if *next == path[0] {
-                let names: Vec<String> = path.iter().chain([next]).map(|n| n.to_string()).collect();
-                return Some(names.join(" -> "));
-            }
-            if path.contains(next) {
-                continue;
-            }
-            path.push(next);
-            if let Some(cycle) = walk(edges, path) {
-                return Some(cycle);
-            }
-            path.pop();
-        }
-        None
-    }
-    if let Some(cycle) = walk(&edges, &mut path) {
-        bail!("depends_on: a cycle of dependencies: {cycle}");
-    }
-    Ok(())
-}
-
 /// Makes the nodes the plan asks for and deletes the ones beyond it, waits for them, then
 /// raises the events for what changed since the hooks last saw the cluster (`created` the
 /// first time), and the dependency events on the clusters around it.
-async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Name) -> anyhow::Result<Vec<Node>> {
-    let (state, plan) = load_cluster(state_dir, name)?;
-    let specs = node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
+async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<Node>> {
+    let (name, state, plan) = (&ctx.state.name.clone(), &ctx.state, &ctx.plan);
+    let specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
     let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     // Nodes beyond the plan go first (the highest numbers, as `scale` asks).
@@ -360,7 +146,7 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
     }
     let mut waiting: Vec<Node> = existing.into_iter().filter(|n| wanted.contains(&n.name)).collect();
     let missing: Vec<&NodeSpec> = specs.iter().filter(|s| !waiting.iter().any(|n| n.name == s.name)).collect();
-    let bar = crate::hooks::progress();
+    let bar = progress();
     if !missing.is_empty() {
         bar.set_message(format!("cluster {name}: making {} node(s), then waiting until they answer", missing.len()));
     }
@@ -404,29 +190,13 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
         }
     }
     bar.finish_and_clear();
-    let volumes = attach_volumes(api, &plan, &specs).await?;
+    let volumes = attach_volumes(api, plan, &specs).await?;
     if !volumes.is_subset(&state.volumes) {
-        let (mut state, _) = load_cluster(state_dir, name)?;
-        state.volumes.extend(volumes);
-        state.save(state_dir)?;
+        ctx.state.volumes.extend(volumes);
+        ctx.save()?;
     }
-    settle(state_dir, tools, api, name).await?;
+    settle(ctx, api).await?;
     Ok(api.list().await?.into_iter().filter(|n| &n.cluster == name).collect())
-}
-
-/// The volumes the plan gives its nodes: `NODE-VOLUME` (zk-1's `data` is `zk-1-data`).
-fn volume_labels(plan: &Plan, specs: &[NodeSpec]) -> anyhow::Result<Vec<(Name, Name, u64)>> {
-    let mut out = Vec::new();
-    for spec in specs {
-        for v in plan.groups.get(&spec.group).map(|g| g.volumes.as_slice()).unwrap_or_default() {
-            let label: Name = format!("{}-{}", spec.name, v.name)
-                .parse()
-                .with_context(|| format!("groups.{}.volumes: {}-{}", spec.group, spec.name, v.name))?;
-            let size = lct_api::parse_size_mib(&v.size).map_err(anyhow::Error::msg)?;
-            out.push((label, spec.name.clone(), size));
-        }
-    }
-    Ok(out)
 }
 
 /// Every node's volumes made (once) and attached to it; a volume of a node that is gone
@@ -502,39 +272,32 @@ async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
 /// well, then `node-removed` and `node-added` for the difference between the provider's
 /// nodes and the membership last seen; then the dependency events around the cluster.
 /// Membership is saved only after the events end well, so a re-run raises them again.
-pub async fn settle(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Name) -> anyhow::Result<Change> {
-    let (mut state, _) = load_cluster(state_dir, name)?;
+pub async fn settle(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Change> {
+    let name = &ctx.state.name.clone();
     let current: BTreeSet<Name> =
         api.list().await?.into_iter().filter(|n| &n.cluster == name).map(|n| n.name).collect();
     let change = Change {
-        added: current.difference(&state.members).cloned().collect(),
-        removed: state.members.difference(&current).cloned().collect(),
+        added: current.difference(&ctx.state.members).cloned().collect(),
+        removed: ctx.state.members.difference(&current).cloned().collect(),
     };
-    if !state.created {
-        fire(
-            state_dir,
-            tools,
-            name,
-            Event::Created,
-            &Change { added: current.iter().cloned().collect(), removed: vec![] },
-        )
-        .await?;
-        state.created = true;
+    if !ctx.state.created {
+        fire(ctx, Event::Created, &Change { added: current.iter().cloned().collect(), removed: vec![] }).await?;
+        ctx.state.created = true;
     } else {
         if !change.removed.is_empty() {
             let only = Change { added: vec![], removed: change.removed.clone() };
-            fire(state_dir, tools, name, Event::NodeRemoved, &only).await?;
+            fire(ctx, Event::NodeRemoved, &only).await?;
         }
         if !change.added.is_empty() {
             let only = Change { added: change.added.clone(), removed: vec![] };
-            fire(state_dir, tools, name, Event::NodeAdded, &only).await?;
+            fire(ctx, Event::NodeAdded, &only).await?;
         }
     }
-    let first = state.members.is_empty() && !current.is_empty();
-    state.members = current;
-    state.save(state_dir)?;
+    let first = ctx.state.members.is_empty() && !current.is_empty();
+    ctx.state.members = current;
+    ctx.save()?;
     if first || !change.added.is_empty() || !change.removed.is_empty() {
-        propagate(state_dir, tools, name, &change).await?;
+        propagate(ctx, &change).await?;
     }
     Ok(change)
 }
@@ -542,16 +305,17 @@ pub async fn settle(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &N
 /// A cluster's membership changed: its dependents hear `dependency-changed` (new offered
 /// values, names, addresses), the clusters it depends on `dependent-changed` (their
 /// firewalls admit the new nodes).
-async fn propagate(state_dir: &Path, tools: &Tools, name: &Name, change: &Change) -> anyhow::Result<()> {
-    let records = ClusterStore::new(state_dir).load()?;
+async fn propagate(ctx: &Context, change: &Change) -> anyhow::Result<()> {
+    let name = ctx.name();
+    let records = ctx.store.load()?;
     let one: BTreeSet<Name> = [name.clone()].into();
-    let made_here = |c: &Name| cluster_dir(state_dir, c).join("cluster.json").exists();
+    let made_here = |c: &Name| cluster_dir(&ctx.state_dir, c).join("cluster.json").exists();
     for dependent in lct_core::state::dependents_of(&records, &one).into_iter().filter(made_here) {
-        fire(state_dir, tools, &dependent, Event::DependencyChanged, change).await?;
+        fire(&ctx.other(&dependent)?, Event::DependencyChanged, change).await?;
     }
     for dependency in lct_core::state::dependencies_of(&records, &one).into_iter().filter(|c| c != name && made_here(c))
     {
-        fire(state_dir, tools, &dependency, Event::DependentChanged, change).await?;
+        fire(&ctx.other(&dependency)?, Event::DependentChanged, change).await?;
     }
     Ok(())
 }
@@ -565,42 +329,45 @@ pub async fn scale(
     group: &Name,
     count: u32,
 ) -> anyhow::Result<Vec<Node>> {
-    let (mut state, plan) = load_cluster(state_dir, name)?;
+    let mut ctx = Context::load(state_dir, tools, name)?;
+    let (state, plan) = (&mut ctx.state, &ctx.plan);
     if !plan.groups.contains_key(group) {
         let groups: Vec<&str> = plan.groups.keys().map(Name::as_str).collect();
-        bail!("cluster {name} has no group {group} (it has {})", groups.join(", "));
+        let close = did_you_mean(group.as_str(), groups.iter().copied());
+        bail!("cluster {name} has no group {group} (it has {}){close}", groups.join(", "));
     }
     if state.stopped {
         bail!("cluster {name} is stopped: `lct-plan start {name}` first");
     }
     state.counts.insert(group.clone(), count);
-    node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
-    state.save(state_dir)?;
-    let api = AnyProvider::from_env(state.provider)?;
-    converge(state_dir, tools, &api, name).await
+    node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
+    warn_unwise(plan, &ctx.text, &state.source, name, &state.parameters, &state.counts)?;
+    ctx.save()?;
+    let api = AnyProvider::from_env(ctx.state.provider)?;
+    converge(&mut ctx, &api).await
 }
 
 /// `lct-plan stop`: `stopping` (nodes still up), the nodes stop, `stopped`.
 pub async fn stop(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let (mut state, _) = load_cluster(state_dir, name)?;
-    let api = AnyProvider::from_env(state.provider)?;
-    fire(state_dir, tools, name, Event::Stopping, &Change::default()).await?;
+    let mut ctx = Context::load(state_dir, tools, name)?;
+    let api = AnyProvider::from_env(ctx.state.provider)?;
+    fire(&ctx, Event::Stopping, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     let stopped = futures_util::future::join_all(nodes.iter().map(|n| api.stop(&n.name))).await;
     for r in stopped {
         r?;
     }
-    state.stopped = true;
-    state.save(state_dir)?;
-    fire(state_dir, tools, name, Event::Stopped, &Change::default()).await
+    ctx.state.stopped = true;
+    ctx.save()?;
+    fire(&ctx, Event::Stopped, &Change::default()).await
 }
 
 /// `lct-plan start`: `starting`, the nodes start and are waited for, `started`; then what
 /// changed while it was stopped is settled.
 pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let (mut state, _plan) = load_cluster(state_dir, name)?;
-    let api = AnyProvider::from_env(state.provider)?;
-    fire(state_dir, tools, name, Event::Starting, &Change::default()).await?;
+    let mut ctx = Context::load(state_dir, tools, name)?;
+    let api = AnyProvider::from_env(ctx.state.provider)?;
+    fire(&ctx, Event::Starting, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     let started = futures_util::future::join_all(nodes.iter().map(|n| async {
         let node = if n.status == Status::Running { n.clone() } else { api.start(&n.name).await? };
@@ -611,43 +378,33 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
     for r in started {
         up.push(r?);
     }
-    if state.provider != ProviderName::Local {
+    if ctx.state.provider != ProviderName::Local {
         wait_ssh(up).await?;
     }
-    state.stopped = false;
-    state.save(state_dir)?;
-    fire(state_dir, tools, name, Event::Started, &Change::default()).await?;
-    settle(state_dir, tools, &api, name).await?;
+    ctx.state.stopped = false;
+    ctx.save()?;
+    fire(&ctx, Event::Started, &Change::default()).await?;
+    settle(&mut ctx, &api).await?;
     Ok(())
-}
-
-/// What `reconcile` found and did for one cluster.
-#[derive(Debug, Clone, Serialize)]
-pub struct Reconciled {
-    pub cluster: Name,
-    pub added: Vec<Name>,
-    pub removed: Vec<Name>,
-    /// Groups with fewer or more nodes than the plan asks (`lct-plan create` converges).
-    pub short: Vec<String>,
-    /// The built-in actions run again to repair drift.
-    pub repaired: Vec<String>,
 }
 
 /// `lct-plan reconcile`: raises `node-added` / `node-removed` for what changed behind lct's
 /// back (the provider is the source of truth), then runs the plan's built-in `hosts` and
 /// `firewall` actions again (each converges: a node whose file or rules drifted is put
 /// right, the others are left alone). Stopped clusters are left alone.
-pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<Reconciled> {
-    let (state, plan) = load_cluster(state_dir, name)?;
-    let mut out = Reconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
-    if state.stopped {
+pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<PlanReconciled> {
+    let mut ctx = Context::load(state_dir, tools, name)?;
+    let mut out =
+        PlanReconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
+    if ctx.state.stopped {
         return Ok(out);
     }
-    let api = AnyProvider::from_env(state.provider)?;
-    let change = settle(state_dir, tools, &api, name).await?;
+    let api = AnyProvider::from_env(ctx.state.provider)?;
+    let change = settle(&mut ctx, &api).await?;
     out.added = change.added;
     out.removed = change.removed;
-    let specs = node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
+    let (state, plan) = (&ctx.state, &ctx.plan);
+    let specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     for g in plan.groups.keys() {
         let want = specs.iter().filter(|s| &s.group == g).count();
@@ -659,101 +416,32 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::
     let used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
     for action in [crate::plan::Action::Hosts, crate::plan::Action::Firewall, crate::plan::Action::Dns] {
         if used.contains(&action) {
-            crate::hooks::repair(state_dir, tools, name, action).await?;
+            crate::actions::repair(&ctx, action).await?;
             out.repaired.push(serde_json::to_value(action)?.as_str().unwrap_or_default().to_string());
         }
     }
     Ok(out)
 }
 
-/// Every cluster made by lct-plan here.
-pub fn clusters(state_dir: &Path) -> anyhow::Result<Vec<Name>> {
-    let mut names = Vec::new();
-    let Ok(entries) = std::fs::read_dir(plans_dir(state_dir)) else { return Ok(names) };
-    for e in entries {
-        let e = e?;
-        if e.path().join("cluster.json").exists()
-            && let Some(name) = e.file_name().to_str().and_then(|n| n.parse().ok())
-        {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// What an operation would do, changing nothing: nodes made and deleted, the record's
-/// changes, the events raised.
-pub async fn diff(
+/// `lct-plan reconcile` over the named clusters, or every cluster made here: each on its
+/// own (one failing stops no other), `each` told how it went; the error counts the failures.
+pub async fn reconcile_all(
     state_dir: &Path,
-    name: &Name,
-    reference: Option<&str>,
-    sets: &Settings,
-    counts: &[(Name, u32)],
-    trust: Trust,
-) -> anyhow::Result<Vec<String>> {
-    let previous = load_cluster(state_dir, name).ok();
-    let (loaded, provider, mut state_counts, members, created) = match (&previous, reference) {
-        (_, Some(r)) => {
-            let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
-            let (provider, counts, members, created) =
-                previous.as_ref().map_or((ProviderName::Local, BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
-                    (s.provider, s.counts.clone(), s.members.clone(), s.created)
-                });
-            (loaded, provider, counts, members, created)
-        }
-        (Some((s, _)), None) => {
-            (saved_plan(state_dir, name)?, s.provider, s.counts.clone(), s.members.clone(), s.created)
-        }
-        (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
-    };
-    let plan = loaded.plan.clone();
-    let source = loaded.source.clone();
-    sets.warn_visible_secrets(&plan);
-    let params = kept_parameters(&plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
-    crate::template::check_plan(&loaded, name.as_str(), &params)?;
-    for (g, n) in counts {
-        if !plan.groups.contains_key(g) {
-            bail!("cluster {name} has no group {g}");
-        }
-        state_counts.insert(g.clone(), *n);
+    tools: &Tools,
+    names: &[Name],
+    mut each: impl FnMut(&Name, anyhow::Result<PlanReconciled>),
+) -> anyhow::Result<()> {
+    let names = if names.is_empty() { clusters(state_dir)? } else { names.to_vec() };
+    let mut failed = 0;
+    for name in &names {
+        let result = reconcile(state_dir, tools, name).await;
+        failed += usize::from(result.is_err());
+        each(name, result);
     }
-    let specs = node_specs(&plan, name, &params, &state_counts, provider)?;
-    let api = AnyProvider::from_env(provider)?;
-    let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
-    let mut lines = Vec::new();
-    let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
-    for n in existing.iter().filter(|n| !wanted.contains(&n.name)) {
-        lines.push(format!("- node {} (group {})", n.name, n.group));
+    if failed > 0 {
+        bail!("{failed} of {} clusters failed to reconcile", names.len());
     }
-    for s in specs.iter().filter(|s| !existing.iter().any(|n| n.name == s.name)) {
-        lines.push(format!("+ node {} (group {}, image {})", s.name, s.group, s.image.as_deref().unwrap_or("-")));
-    }
-    let store = ClusterStore::new(state_dir);
-    let old = store.get_or_new(name)?;
-    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone()).context(source)?;
-    let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
-    for key in ["domain", "depends_on", "names", "firewall", "provider"] {
-        if a.get(key) != b.get(key) {
-            lines.push(format!(
-                "~ record {key}: {} -> {}",
-                a.get(key).unwrap_or(&Value::Null),
-                b.get(key).unwrap_or(&Value::Null)
-            ));
-        }
-    }
-    let after: BTreeSet<Name> = specs.iter().map(|s| s.name.clone()).collect();
-    if !created {
-        lines.push("event created".into());
-    } else {
-        if members.difference(&after).next().is_some() {
-            lines.push("event node-removed".into());
-        }
-        if after.difference(&members).next().is_some() {
-            lines.push("event node-added".into());
-        }
-    }
-    Ok(lines)
+    Ok(())
 }
 
 /// Deletes a cluster's nodes, its record and its state after its `destroying` hooks;
@@ -766,8 +454,8 @@ pub async fn destroy(
     force: bool,
     keep_volumes: bool,
 ) -> anyhow::Result<()> {
-    let (state, plan) = load_cluster(state_dir, name)?;
-    let store = ClusterStore::new(state_dir);
+    let ctx = Context::load(state_dir, tools, name)?;
+    let (state, plan, store) = (&ctx.state, &ctx.plan, &ctx.store);
     let records = store.load()?;
     let dependents: Vec<String> = records
         .iter()
@@ -779,7 +467,7 @@ pub async fn destroy(
     }
     let dependencies = lct_core::state::dependencies_of(&records, &[name.clone()].into());
     if !state.stopped
-        && let Err(e) = fire(state_dir, tools, name, Event::Destroying, &Change::default()).await
+        && let Err(e) = fire(&ctx, Event::Destroying, &Change::default()).await
         && !force
     {
         return Err(e.context("the destroying hooks failed; --force destroys anyway"));
@@ -803,12 +491,12 @@ pub async fn destroy(
     std::fs::remove_dir_all(cluster_dir(state_dir, name))?;
     // Its names leave the DNS servers it was published on.
     if plan.hooks.values().flatten().any(|h| h.action == Some(crate::plan::Action::Dns)) {
-        crate::hooks::update_dns(state_dir, &store.load()?).await?;
+        crate::actions::update_dns(state_dir, &store.load()?).await?;
     }
     let change = Change { added: vec![], removed };
     for dependency in dependencies.into_iter().filter(|c| c != name) {
         if cluster_dir(state_dir, &dependency).join("cluster.json").exists() {
-            fire(state_dir, tools, &dependency, Event::DependentChanged, &change).await?;
+            fire(&ctx.other(&dependency)?, Event::DependentChanged, &change).await?;
         }
     }
     Ok(())

@@ -58,14 +58,14 @@ pub enum GraphError {
 pub fn gather(state_dir: &Path, clusters: &[Name], plans: &[String], allow_http: bool) -> anyhow::Result<Vec<Member>> {
     let mut names = clusters.to_vec();
     if names.is_empty() && plans.is_empty() {
-        names = crate::cluster::clusters(state_dir)?;
+        names = crate::state::clusters(state_dir)?;
         if names.is_empty() {
             anyhow::bail!("no cluster was made here: name a plan (--plan package:zookeeper)");
         }
     }
     let mut members = Vec::new();
     for name in &names {
-        let (state, plan) = crate::cluster::load_cluster(state_dir, name)?;
+        let (state, plan) = crate::state::load_cluster(state_dir, name)?;
         let name = name.to_string();
         members.push(Member { name, source: state.source, plan, parameters: state.parameters, counts: state.counts });
     }
@@ -254,6 +254,14 @@ pub fn quote(text: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The picture in the format asked for: DOT as it is, or drawn as SVG.
+pub fn output(dot: &str, format: Format) -> Result<Vec<u8>, GraphError> {
+    match format {
+        Format::Dot => Ok(dot.as_bytes().to_vec()),
+        Format::Svg => svg(dot),
+    }
 }
 
 /// Draws DOT as SVG with Graphviz's `dot`.

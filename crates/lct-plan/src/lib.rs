@@ -1,34 +1,62 @@
 //! Cluster plans for lct: what a cluster is made of, checked before anything is made.
 //!
+//! Plans, read and checked:
+//!
 //! * [`plan`]: the format (parameters, groups, services, firewall flows, names,
 //!   dependencies, offered values, hooks per event).
+//! * [`packages`]: the plans built into lct.
+//! * [`load`]: plan references (`package:NAME`, a path, a URL) and reading them, with
+//!   errors ([`error`]) that name file, line, column and field.
+//! * [`validate`]: the checks a plan passes before use, and parameter values from `--set`.
 //! * [`offered`]: what a cluster opens to its dependents, and the check that a dependent
 //!   asks for nothing else.
-//! * [`load`]: plan references (`package:NAME`, a path), reading with errors that name file,
-//!   line, column and field, the checks, and parameter values from `--set`.
 //! * [`check`]: what a plan may hand to a command line (grammars checked at `validate`).
 //! * [`template`]: templates rendered within a budget of steps and output.
 //! * [`locate`]: where a field is in a plan's text, for errors found after parsing.
 //! * [`setting`]: parameter values from `--set` and `--set-file` (secrets kept out of `ps`).
 //! * [`records`]: the records lct-plan prints (`plan-event`, `plan-secrets`, `plan-reconciled`).
+//! * [`suggest`]: "did you mean" for names that are close to a known one.
 //!
-//! * [`cluster`]: clusters made from plans and their operations (create, scale, start,
-//!   stop, reconcile, diff, destroy), all converging; the state kept per cluster.
+//! Clusters made from plans:
+//!
+//! * [`state`]: what lct keeps per cluster, and the cluster loaded once for an operation
+//!   (the [`state::Context`] events, hooks and actions are given).
+//! * [`spec`]: what a plan asks for and gives, rendered for one cluster: nodes, the cluster
+//!   record, volumes, offered values.
+//! * [`cluster`]: the operations (create, scale, start, stop, reconcile, destroy), all
+//!   converging; [`diff`]: what one would do, changing nothing.
+//! * [`hooks`]: events and their hooks, the event log; [`actions`]: the built-in actions;
+//!   [`script`]: scripts and playbooks, and what they are given.
+//! * [`report`]: what `lct-plan` shows: the packaged plans, a plan, a cluster's status and
+//!   its events.
 //! * [`graph`]: clusters and plans as a picture (DOT, SVG through Graphviz).
-//! * [`hooks`]: events and their hooks (built-in actions, scripts, playbooks), what hooks
-//!   are given, the event log.
+//! * [`cli`]: the command line's definitions (the binary parses with them and prints).
 
+pub mod actions;
 pub mod check;
+pub mod cli;
 pub mod cluster;
+pub mod diff;
+pub mod error;
 pub mod graph;
 pub mod hooks;
 pub mod load;
 pub mod locate;
 pub mod offered;
+pub mod packages;
 pub mod plan;
 pub mod records;
+pub mod report;
+pub mod script;
 pub mod setting;
+pub mod spec;
+pub mod state;
+pub mod suggest;
 pub mod template;
+pub mod validate;
 
-pub use load::{Loaded, PACKAGES, Package, PlanError, PlanRef, parameters, parse, validate};
+pub use error::PlanError;
+pub use load::{Loaded, PlanRef, parse};
+pub use packages::{PACKAGES, Package};
 pub use plan::Plan;
+pub use validate::{parameters, validate};

@@ -2,47 +2,15 @@
 //! errors that name file, line, column and field, and the checks a plan must pass before
 //! anything is made from it (templates compile, references resolve, parameters fit).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::Value;
-
-use crate::plan::{Action, Count, Hook, ParameterType, Plan};
-
-/// A plan built into lct, with the files its hooks run.
-pub struct Package {
-    pub name: &'static str,
-    pub plan: &'static str,
-    /// Hook scripts and playbooks by their path in the plan.
-    pub files: &'static [(&'static str, &'static str)],
-}
-
-/// The plans built into lct (`crates/lct-plan/plans/NAME/`).
-pub const PACKAGES: &[Package] = &[
-    Package {
-        name: "zookeeper",
-        plan: include_str!("../plans/zookeeper/plan.yaml"),
-        files: &[("configure.py", include_str!("../plans/zookeeper/configure.py"))],
-    },
-    Package {
-        name: "dns-private",
-        plan: include_str!("../plans/dns-private/plan.yaml"),
-        files: &[("configure.py", include_str!("../plans/dns-private/configure.py"))],
-    },
-    Package {
-        name: "hdfs-ha",
-        plan: include_str!("../plans/hdfs-ha/plan.yaml"),
-        files: &[("hadoop.py", include_str!("../plans/hdfs-ha/hadoop.py"))],
-    },
-    Package {
-        name: "postgres-ha",
-        plan: include_str!("../plans/postgres-ha/plan.yaml"),
-        files: &[
-            ("configure.py", include_str!("../plans/postgres-ha/configure.py")),
-            ("resume.py", include_str!("../plans/postgres-ha/resume.py")),
-        ],
-    },
-];
+use crate::error::PlanError;
+use crate::offered::check_dependency;
+use crate::packages::PACKAGES;
+use crate::plan::Plan;
+use crate::suggest::{self, did_you_mean};
+use crate::validate::{hooks_in, validate};
 
 /// A plan read and checked, with the files its hooks run (read now: later operations need
 /// neither the source directory nor the network).
@@ -55,18 +23,6 @@ pub struct Loaded {
     pub source: String,
     /// Hook scripts and playbooks by their path in the plan.
     pub files: BTreeMap<String, Vec<u8>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PlanError {
-    #[error("{file}: line {line}, column {column}: {field}{message}")]
-    Parse { file: String, line: usize, column: usize, field: String, message: String },
-    #[error("{file}: {field}: {message}")]
-    Invalid { file: String, field: String, message: String },
-    #[error("{0}")]
-    Reference(String),
-    #[error("{path}: {error}")]
-    Io { path: String, error: std::io::Error },
 }
 
 /// Where a plan comes from.
@@ -120,8 +76,9 @@ impl PlanRef {
             if !PACKAGES.iter().any(|p| p.name == name) {
                 let names: Vec<&str> = PACKAGES.iter().map(|p| p.name).collect();
                 return Err(PlanError::Reference(format!(
-                    "no packaged plan {name:?}; there are: {}",
-                    names.join(", ")
+                    "no packaged plan {name:?}; there are: {}{}",
+                    names.join(", "),
+                    did_you_mean(name, names.iter().copied())
                 )));
             }
             return Ok(PlanRef::Package(name.to_string()));
@@ -136,13 +93,20 @@ impl PlanRef {
     pub fn load(&self) -> Result<Loaded, PlanError> {
         let (text, source) = self.read()?;
         let plan = parse(&text, &source)?;
-        validate(&plan, &source)?;
-        crate::offered::check_declared(&plan, self, &source)?;
+        // Errors found after parsing name the place too.
+        let files = self.checked(&plan, &source).map_err(|e| e.located(&text))?;
+        Ok(Loaded { plan, text, source, files })
+    }
+
+    /// The checks of a parsed plan, then the files its hooks run.
+    fn checked(&self, plan: &Plan, source: &str) -> Result<BTreeMap<String, Vec<u8>>, PlanError> {
+        validate(plan, source)?;
+        check_declared(plan, self, source)?;
         let mut files = BTreeMap::new();
-        for (event, i, hook) in hooks_in(&plan) {
+        for (event, i, hook) in hooks_in(plan) {
             let Some(file) = hook.script.as_ref().or(hook.playbook.as_ref()) else { continue };
             let bad = |message: String| PlanError::Invalid {
-                file: source.clone(),
+                file: source.to_string(),
                 field: format!("hooks.{event}[{i}]"),
                 message,
             };
@@ -165,7 +129,7 @@ impl PlanRef {
             };
             files.insert(file.clone(), body);
         }
-        Ok(Loaded { plan, text, source, files })
+        Ok(files)
     }
 
     /// The plan's text and the name errors give it.
@@ -212,7 +176,7 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
     check_nesting(text, source)?;
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize::<_, Plan>(de).map_err(|e| {
-        let path = e.path().to_string();
+        let mut path = e.path().to_string();
         let inner = e.into_inner();
         let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
         let mut message = inner.to_string();
@@ -220,13 +184,19 @@ pub fn parse(text: &str, source: &str) -> Result<Plan, PlanError> {
         if let Some(at) = message.find(" at line ") {
             message.truncate(at);
         }
-        // ...and begins with the path of the value it was in, which the field says.
+        // ...and begins with the path of the value it was in, which the field says. Under a
+        // map keyed by an enum (`hooks`) the field's path has `?` for the key, where
+        // serde_norway's names it: then its path is the one given (one path per message).
         if let Some((prefix, rest)) = message.split_once(": ")
             && !prefix.contains(' ')
-            && path.starts_with(prefix)
+            && (path.starts_with(prefix) || path.contains('?'))
         {
+            if path.contains('?') {
+                path = prefix.to_string();
+            }
             message = rest.to_string();
         }
+        message.push_str(&suggest::for_serde(&message));
         let field = if path == "." { String::new() } else { format!("field {path}: ") };
         PlanError::Parse { file: source.to_string(), line, column, field, message }
     })
@@ -262,218 +232,51 @@ fn check_nesting(text: &str, source: &str) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// The checks a plan passes before use.
-pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
-    let bad = |field: String, message: String| PlanError::Invalid { file: source.to_string(), field, message };
-    let env = minijinja::Environment::new();
-    let template = |field: String, text: &str| -> Result<(), PlanError> {
-        env.template_from_str(text).map(drop).map_err(|e| bad(field, format!("template: {e}")))
-    };
-    crate::check::plan_inputs(plan).map_err(|(field, message)| bad(field, message))?;
-    for (name, p) in &plan.parameters {
-        if !is_identifier(name) {
-            return Err(bad(format!("parameters.{name}"), "a parameter name is letters, digits and _".into()));
-        }
-        if p.generate && (p.kind != ParameterType::String || p.default.is_some()) {
-            return Err(bad(
-                format!("parameters.{name}.generate"),
-                "a generated value is a string without default".into(),
-            ));
-        }
-        if let Some(default) = &p.default {
-            check_type(p.kind, default, p.minimum, p.maximum)
-                .map_err(|m| bad(format!("parameters.{name}.default"), m))?;
-        }
-    }
-    if plan.groups.is_empty() {
-        return Err(bad("groups".into(), "a plan has at least one group".into()));
-    }
-    for (g, group) in &plan.groups {
-        if let Count::Template(t) = &group.count {
-            template(format!("groups.{g}.count"), t)?;
-        }
-        template(format!("groups.{g}.hostname"), &group.hostname)?;
-        let mut volumes = BTreeSet::new();
-        for (i, v) in group.volumes.iter().enumerate() {
-            lct_api::parse_size_mib(&v.size).map_err(|m| bad(format!("groups.{g}.volumes[{i}].size"), m))?;
-            if !volumes.insert(&v.name) {
-                return Err(bad(format!("groups.{g}.volumes[{i}].name"), format!("{} is named twice", v.name)));
-            }
-        }
-        if !matches!(group.image.as_str(), "debian-12" | "linode/debian12" | "lct/netns") {
-            return Err(bad(format!("groups.{g}.image"), format!("{:?}: debian-12 or lct/netns", group.image)));
-        }
-    }
-    let services: BTreeSet<String> =
-        plan.groups.iter().flat_map(|(g, group)| group.services.keys().map(move |s| format!("{g}.{s}"))).collect();
-    for (i, admin) in plan.firewall.admin.iter().enumerate() {
-        template(format!("firewall.admin[{i}]"), admin)?;
-    }
-    for (i, flow) in plan.firewall.allow.iter().enumerate() {
-        if !services.contains(&flow.to) {
-            return Err(bad(
-                format!("firewall.allow[{i}].to"),
-                format!("{:?} is no GROUP.SERVICE of this plan ({})", flow.to, list(&services)),
-            ));
-        }
-        let from_ok = match flow.from.as_str() {
-            "self" | "dependents" => true,
-            f if f.starts_with("self:") => plan.groups.keys().any(|g| g.as_str() == &f[5..]),
-            f => lct_core::prefix::Prefix::parse(f, lct_core::prefix::HostBits::Refuse).is_ok(),
-        };
-        if !from_ok {
-            return Err(bad(
-                format!("firewall.allow[{i}].from"),
-                format!("{:?}: self, self:GROUP, dependents or an address prefix", flow.from),
-            ));
-        }
-    }
-    if let Some(domain) = &plan.names.domain {
-        template("names.domain".into(), domain)?;
-    }
+/// `validate`'s part: each dependency that names its plan (`depends_on.ROLE.plan`) is
+/// checked against that plan. `base` is where the dependent plan came from: a path beside
+/// it is read relative to it.
+pub fn check_declared(plan: &Plan, base: &PlanRef, source: &str) -> Result<(), PlanError> {
     for (role, dep) in &plan.depends_on {
-        template(format!("depends_on.{role}.cluster"), &dep.cluster)?;
-        for (i, s) in dep.services.iter().enumerate() {
-            if s.split_once('.').is_none_or(|(g, s)| g.is_empty() || s.is_empty()) {
-                return Err(bad(format!("depends_on.{role}.services[{i}]"), format!("{s:?}: GROUP.SERVICE")));
-            }
-        }
-    }
-    for (name, offer) in &plan.offers {
-        template(format!("offers.{name}"), offer)?;
-    }
-    for (event, i, hook) in hooks_in(plan) {
-        check_hook(plan, hook).map_err(|m| bad(format!("hooks.{event}[{i}]"), m))?;
-    }
-    let mut roles = BTreeSet::new();
-    for (role, dep) in &plan.depends_on {
-        if !roles.insert(dep.cluster.clone()) {
-            return Err(bad(format!("depends_on.{role}.cluster"), format!("{} is named twice", dep.cluster)));
-        }
+        let Some(reference) = &dep.plan else { continue };
+        let field = format!("depends_on.{role}.plan");
+        let bad = |message: String| PlanError::Invalid { file: source.to_string(), field: field.clone(), message };
+        let other_ref = resolve(reference, base).map_err(bad)?;
+        let (text, other) = other_ref.read().map_err(|e| bad(e.to_string()))?;
+        let other_plan = parse(&text, &other).map_err(|e| bad(e.to_string()))?;
+        validate(&other_plan, &other).map_err(|e| bad(e.to_string()))?;
+        check_dependency(role, dep, &other, &other_plan).map_err(|refused| PlanError::Invalid {
+            file: source.to_string(),
+            field: refused.field,
+            message: refused.message,
+        })?;
     }
     Ok(())
 }
 
-/// Every hook with its event's name and its place in the event's list.
-pub fn hooks_in(plan: &Plan) -> impl Iterator<Item = (String, usize, &Hook)> {
-    plan.hooks.iter().flat_map(|(event, hooks)| {
-        let event = event.as_str().to_string();
-        hooks.iter().enumerate().map(move |(i, h)| (event.clone(), i, h))
-    })
+/// A dependency's plan reference, a path read relative to the dependent plan's file; a
+/// plan that is not a file (packaged, by URL) names its dependencies' plans by package or
+/// URL only.
+fn resolve(reference: &str, base: &PlanRef) -> Result<PlanRef, String> {
+    match (PlanRef::parse(reference).map_err(|e| e.to_string())?, base) {
+        (PlanRef::Path(path), PlanRef::Path(own)) => {
+            let dir = Path::new(own).parent().unwrap_or(Path::new("."));
+            Ok(PlanRef::Path(dir.join(path).to_string_lossy().into_owned()))
+        }
+        (PlanRef::Path(path), _) => {
+            Err(format!("{path}: a plan that is not a file names its dependency's plan as package:NAME or a URL"))
+        }
+        (other, _) => Ok(other),
+    }
 }
 
 fn no_such(e: &std::io::Error) -> String {
     if e.kind() == std::io::ErrorKind::NotFound { "no such file".into() } else { e.to_string() }
 }
 
-fn check_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
-    let kinds = [hook.action.is_some(), hook.script.is_some(), hook.playbook.is_some(), hook.run.is_some()];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a hook is one of action, script, run or playbook".into());
-    }
-    for g in &hook.on {
-        if !plan.groups.contains_key(g) {
-            return Err(format!("on: no group {g}"));
-        }
-    }
-    if hook.action.is_some() && !hook.on.is_empty() {
-        return Err("a built-in action runs on the controller (no `on`)".into());
-    }
-    if hook.action == Some(Action::Packages) && plan.packages.is_empty() {
-        return Err("action packages, but the plan lists no packages".into());
-    }
-    if hook.playbook.is_some() && !hook.on.is_empty() {
-        // A playbook names its hosts itself (`hosts: server`); lct gives it the inventory.
-        return Err("a playbook runs on the controller and names its hosts itself (no `on`)".into());
-    }
-    if let Some(file) = hook.script.as_ref().or(hook.playbook.as_ref())
-        && (Path::new(file).is_absolute() || file.split('/').any(|p| p == ".." || p.is_empty()))
-    {
-        return Err(format!("{file}: a path inside the plan's directory"));
-    }
-    Ok(())
-}
-
-fn list(items: &BTreeSet<String>) -> String {
-    if items.is_empty() { "it has none".into() } else { items.iter().cloned().collect::<Vec<_>>().join(", ") }
-}
-
-fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
-}
-
-fn check_type(kind: ParameterType, v: &Value, min: Option<i64>, max: Option<i64>) -> Result<(), String> {
-    match (kind, v) {
-        (ParameterType::String, Value::String(_)) | (ParameterType::Boolean, Value::Bool(_)) => Ok(()),
-        (ParameterType::Integer, Value::Number(n)) => {
-            let n = n.as_i64().ok_or_else(|| format!("{n} is not a whole number"))?;
-            if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
-                return Err(format!(
-                    "{n} is outside {}..{}",
-                    min.map_or("".into(), |m| m.to_string()),
-                    max.map_or("".into(), |m| m.to_string())
-                ));
-            }
-            Ok(())
-        }
-        (kind, v) => {
-            Err(format!("{v} is not a {}", serde_json::to_value(kind).unwrap_or_default().as_str().unwrap_or("value")))
-        }
-    }
-}
-
-/// The parameters' values: defaults, then `--set NAME=VALUE` (each parsed and checked as
-/// its parameter's type). A parameter without default must be set.
-pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<String, Value>, String> {
-    let mut values = BTreeMap::new();
-    for (name, p) in &plan.parameters {
-        if let Some(d) = &p.default {
-            values.insert(name.clone(), d.clone());
-        }
-    }
-    for (name, text) in sets {
-        let p = plan.parameters.get(name).ok_or_else(|| {
-            let known: BTreeSet<String> = plan.parameters.keys().cloned().collect();
-            format!("--set {name}: the plan has no such parameter ({})", list(&known))
-        })?;
-        let value = match p.kind {
-            ParameterType::String => Value::String(text.clone()),
-            ParameterType::Integer => text
-                .parse::<i64>()
-                .map(Value::from)
-                .map_err(|_| format!("--set {name}={}: not a whole number", shown(p.secret, text)))?,
-            ParameterType::Boolean => match text.as_str() {
-                "true" | "yes" | "1" => Value::Bool(true),
-                "false" | "no" | "0" => Value::Bool(false),
-                _ => return Err(format!("--set {name}={}: true or false", shown(p.secret, text))),
-            },
-        };
-        check_type(p.kind, &value, p.minimum, p.maximum).map_err(|m| format!("--set {name}: {m}"))?;
-        values.insert(name.clone(), value);
-    }
-    for (name, p) in &plan.parameters {
-        if p.generate && p.kind == ParameterType::String && !values.contains_key(name) {
-            values.insert(name.clone(), Value::String(random_token()?));
-        }
-    }
-    if let Some((name, _)) = plan.parameters.iter().find(|(n, _)| !values.contains_key(*n)) {
-        return Err(format!("parameter {name} has no default: give --set {name}=VALUE"));
-    }
-    Ok(values)
-}
-
-/// 24 letters and digits from the system's random source (about 143 bits).
-fn random_token() -> Result<String, String> {
-    lct_core::random::token(24, lct_core::random::ALPHANUMERIC).map_err(|e| e.to_string())
-}
-
-/// A secret's value is never shown, not even in an error.
-fn shown(secret: bool, text: &str) -> &str {
-    if secret { "<secret>" } else { text }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// Brackets nested 100,000 deep (found by lct-fuzz: minutes in the YAML parser) are
     /// refused at once, with the place; a plan's usual nesting is not.
     #[test]
@@ -488,72 +291,12 @@ mod tests {
         assert!(!error.contains("nested"), "{error}");
     }
 
-    use super::*;
-
-    const GOOD: &str = "description: a test\ngroups:\n  server:\n    count: 2\n    services:\n      client:\n        ports: [2181/tcp]\nfirewall:\n  allow:\n    - {from: dependents, to: server.client}\n";
-
-    fn error(text: &str) -> String {
-        match parse(text, "p.yaml") {
-            Err(e) => e.to_string(),
-            Ok(plan) => validate(&plan, "p.yaml").unwrap_err().to_string(),
-        }
-    }
-
     #[test]
-    fn every_packaged_plan_is_valid() {
-        for p in PACKAGES {
-            let loaded = PlanRef::Package(p.name.into()).load().unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(loaded.files.len(), p.files.len(), "package:{}: files no hook runs", p.name);
-        }
-        validate(&parse(GOOD, "p.yaml").unwrap(), "p.yaml").unwrap();
-    }
-
-    #[test]
-    fn bad_plans_name_file_line_column_and_field() {
-        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    colour: blue\n"));
-        assert!(e.starts_with("p.yaml: line 5, column 5: field groups.server.colour: unknown field `colour`"), "{e}");
-        let e = error(&GOOD.replace("[2181/tcp]", "[2181/sctp]"));
-        assert!(e.contains("line 7") && e.contains("field groups.server.services.client.ports[0]"), "{e}");
-        let e = error(&GOOD.replace("server.client}", "server.nothing}"));
-        assert_eq!(
-            e,
-            "p.yaml: firewall.allow[0].to: \"server.nothing\" is no GROUP.SERVICE of this plan (server.client)"
-        );
-        let e = error(&GOOD.replace("from: dependents", "from: 10.1.2.3/8"));
-        assert!(e.contains("firewall.allow[0].from"), "{e}");
-        let e = error(&GOOD.replace("count: 2", "count: \"{{ servers \""));
-        assert!(e.starts_with("p.yaml: groups.server.count: template:"), "{e}");
-        let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{action: hosts, script: x.sh}}\n"));
-        assert_eq!(e, "p.yaml: hooks.created[0]: a hook is one of action, script, run or playbook");
-        let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{script: x.sh, on: [nobody]}}\n"));
-        assert_eq!(e, "p.yaml: hooks.created[0]: on: no group nobody");
-        let e = error(&format!("{GOOD}hooks:\n  exploded:\n    - {{action: hosts}}\n"));
-        assert!(e.contains("unknown variant `exploded`"), "{e}");
-        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    volumes: [{name: data, size: 10X}]\n"));
-        assert_eq!(e, "p.yaml: groups.server.volumes[0].size: unknown size unit \"X\" (use M, G or T)");
-        let e = error(&format!("{GOOD}parameters:\n  n: {{type: integer, default: many, description: x}}\n"));
-        assert_eq!(e, "p.yaml: parameters.n.default: \"many\" is not a integer");
-    }
-
-    #[test]
-    fn settings_are_typed_and_secrets_never_shown() {
-        let text = format!(
-            "{GOOD}parameters:\n  n: {{type: integer, default: 3, minimum: 1, description: x}}\n  pw: {{type: string, secret: true, description: y}}\n  on: {{type: boolean, default: false, description: z}}\n"
-        );
-        let plan = parse(&text, "p").unwrap();
-        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
-        assert_eq!(parameters(&plan, &[]).unwrap_err(), "parameter pw has no default: give --set pw=VALUE");
-        let values = parameters(&plan, &[set("pw", "hunter2"), set("n", "5"), set("on", "yes")]).unwrap();
-        assert_eq!((values["n"].as_i64(), values["on"].as_bool()), (Some(5), Some(true)));
-        assert_eq!(parameters(&plan, &[set("pw", "x"), set("n", "0")]).unwrap_err(), "--set n: 0 is outside 1..");
-        assert!(parameters(&plan, &[set("pw", "x"), set("n", "five")]).unwrap_err().contains("not a whole number"));
-        assert!(
-            parameters(&plan, &[set("nope", "1")])
-                .unwrap_err()
-                .starts_with("--set nope: the plan has no such parameter")
-        );
-        let plan = parse(&text.replace("type: string, secret: true", "type: integer, secret: true"), "p").unwrap();
-        let e = parameters(&plan, &[set("pw", "hunter2")]).unwrap_err();
-        assert!(!e.contains("hunter2"), "{e}");
+    fn dependency_plans_beside_a_file_or_by_package() {
+        let file = PlanRef::Path("/plans/pg.yaml".into());
+        assert_eq!(resolve("zk.yaml", &file).unwrap(), PlanRef::Path("/plans/zk.yaml".into()));
+        assert_eq!(resolve("package:zookeeper", &file).unwrap(), PlanRef::Package("zookeeper".into()));
+        let packaged = PlanRef::Package("postgres-ha".into());
+        assert!(resolve("zk.yaml", &packaged).unwrap_err().contains("as package:NAME or a URL"));
     }
 }

@@ -9,12 +9,11 @@
 //! and always at `create` and `diff`, against the plan the dependency was really made from.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use lct_core::record::PortSpec;
 
-use crate::load::{PlanError, PlanRef, parse, validate};
 use crate::plan::{Dependency, Plan};
+use crate::suggest::did_you_mean;
 
 /// The flow source that opens a service to dependents.
 const DEPENDENTS: &str = "dependents";
@@ -36,7 +35,8 @@ fn ports_of(plan: &Plan, service: &str) -> Option<Vec<PortSpec>> {
     Some(group.services.iter().find(|(name, _)| name.as_str() == s)?.1.ports.clone())
 }
 
-/// A refused dependency: the field of the dependent's plan and why.
+/// A refusal: the plan's field and why (a dependency asking for what is not opened to
+/// it; a value of the cluster record that cannot be).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct Refused {
@@ -57,9 +57,11 @@ pub fn check_dependency(role: &str, dep: &Dependency, other: &str, other_plan: &
             Some(ports) => format!("{service} ({}) is not opened to dependents by {other}", ports_list(&ports)),
             None => format!("{other} has no service {service}"),
         };
+        // A typo of a service it opens is worth a suggestion; one it keeps closed is not.
+        let close = did_you_mean(service, opened.keys().map(String::as_str));
         return Err(Refused {
             field: format!("depends_on.{role}.services[{i}]"),
-            message: format!("{what}; it opens to dependents: {}", describe(&opened)),
+            message: format!("{what}; it opens to dependents: {}{close}", describe(&opened)),
         });
     }
     for (i, value) in dep.uses.iter().enumerate() {
@@ -68,48 +70,14 @@ pub fn check_dependency(role: &str, dep: &Dependency, other: &str, other_plan: &
             let offers = if offers.is_empty() { "nothing".to_string() } else { offers.join(", ") };
             return Err(Refused {
                 field: format!("depends_on.{role}.uses[{i}]"),
-                message: format!("{other} offers no value {value:?}; it offers: {offers}"),
+                message: format!(
+                    "{other} offers no value {value:?}; it offers: {offers}{}",
+                    did_you_mean(value, other_plan.offers.keys().map(String::as_str))
+                ),
             });
         }
     }
     Ok(())
-}
-
-/// `validate`'s part: each dependency that names its plan (`depends_on.ROLE.plan`) is
-/// checked against that plan. `base` is where the dependent plan came from: a path beside
-/// it is read relative to it.
-pub fn check_declared(plan: &Plan, base: &PlanRef, source: &str) -> Result<(), PlanError> {
-    for (role, dep) in &plan.depends_on {
-        let Some(reference) = &dep.plan else { continue };
-        let field = format!("depends_on.{role}.plan");
-        let bad = |message: String| PlanError::Invalid { file: source.to_string(), field: field.clone(), message };
-        let other_ref = resolve(reference, base).map_err(bad)?;
-        let (text, other) = other_ref.read().map_err(|e| bad(e.to_string()))?;
-        let other_plan = parse(&text, &other).map_err(|e| bad(e.to_string()))?;
-        validate(&other_plan, &other).map_err(|e| bad(e.to_string()))?;
-        check_dependency(role, dep, &other, &other_plan).map_err(|refused| PlanError::Invalid {
-            file: source.to_string(),
-            field: refused.field,
-            message: refused.message,
-        })?;
-    }
-    Ok(())
-}
-
-/// A dependency's plan reference, a path read relative to the dependent plan's file; a
-/// plan that is not a file (packaged, by URL) names its dependencies' plans by package or
-/// URL only.
-fn resolve(reference: &str, base: &PlanRef) -> Result<PlanRef, String> {
-    match (PlanRef::parse(reference).map_err(|e| e.to_string())?, base) {
-        (PlanRef::Path(path), PlanRef::Path(own)) => {
-            let dir = Path::new(own).parent().unwrap_or(Path::new("."));
-            Ok(PlanRef::Path(dir.join(path).to_string_lossy().into_owned()))
-        }
-        (PlanRef::Path(path), _) => {
-            Err(format!("{path}: a plan that is not a file names its dependency's plan as package:NAME or a URL"))
-        }
-        (other, _) => Ok(other),
-    }
 }
 
 fn ports_list(ports: &[PortSpec]) -> String {
@@ -128,6 +96,7 @@ pub fn describe(opened: &BTreeMap<String, Vec<PortSpec>>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse;
 
     const ZOOKEEPER: &str = "description: zk\ngroups:\n  server:\n    count: 3\n    services:\n      client: {ports: [2181/tcp]}\n      quorum: {ports: [2888/tcp, 3888/tcp]}\n      admin: {ports: [8080/tcp]}\nfirewall:\n  allow:\n    - {from: self, to: server.quorum}\n    - {from: dependents, to: server.client}\noffers:\n  connect: x\n";
 
@@ -172,14 +141,5 @@ mod tests {
         let closed = parse(&ZOOKEEPER.replace("from: dependents", "from: self"), "zk.yaml").unwrap();
         let e = check_dependency("zookeeper", &dependency(&["server.client"], &[]), "cluster zk", &closed);
         assert!(e.unwrap_err().message.ends_with("it opens to dependents: nothing"));
-    }
-
-    #[test]
-    fn dependency_plans_beside_a_file_or_by_package() {
-        let file = PlanRef::Path("/plans/pg.yaml".into());
-        assert_eq!(resolve("zk.yaml", &file).unwrap(), PlanRef::Path("/plans/zk.yaml".into()));
-        assert_eq!(resolve("package:zookeeper", &file).unwrap(), PlanRef::Package("zookeeper".into()));
-        let packaged = PlanRef::Package("postgres-ha".into());
-        assert!(resolve("zk.yaml", &packaged).unwrap_err().contains("as package:NAME or a URL"));
     }
 }

@@ -4,6 +4,8 @@
 
 use std::io::Read;
 
+use lct_core::record::Name;
+
 use crate::plan::Plan;
 
 /// The values given on the command line, by where they came from.
@@ -62,6 +64,18 @@ impl Settings {
             }
         }
     }
+}
+
+/// `GROUP=N` of `diff --count`.
+pub fn parse_count(s: &str) -> Result<(Name, u32), String> {
+    let (g, n) = s.split_once('=').ok_or("expected GROUP=N")?;
+    Ok((g.parse().map_err(|e| format!("{e}"))?, n.parse().map_err(|_| format!("{n:?} is not a count"))?))
+}
+
+/// `NAME=VALUE` of `--set`.
+pub fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE")?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// `NAME=PATH` of `--set-file`.

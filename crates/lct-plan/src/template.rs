@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::load::{Loaded, PlanError};
+use crate::error::PlanError;
+use crate::load::Loaded;
 use crate::plan::Count;
 
 /// Steps one render may take: thousands of times what the packaged plans use (a loop over
@@ -135,14 +136,6 @@ pub fn check_plan(loaded: &Loaded, cluster: &str, params: &BTreeMap<String, Valu
         render(offer, &with_nodes).map_err(|m| fail(field(&["offers", name]), m))?;
     }
     Ok(())
-}
-
-/// Whether a template reads any of `names` (a secret parameter, say).
-pub fn reads_any(template: &str, names: &[&str]) -> bool {
-    let env = minijinja::Environment::new();
-    env.template_from_str(template)
-        .map(|t| t.undeclared_variables(false).iter().any(|v| names.contains(&v.as_str())))
-        .unwrap_or(false)
 }
 
 fn dotted(path: &[String]) -> String {

@@ -1,0 +1,182 @@
+//! The built-in actions of hooks: `install` (lct's programs), `hosts`, `firewall`,
+//! `packages` (Debian's, from the plan) and `dns` (every DNS server made by a plan here
+//! brought in line with the inventory); run in events, and again by `reconcile` to repair
+//! drift.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use lct_core::record::{Access, Cluster, Name, Node};
+use lct_inventory::exec::ExecOptions;
+
+use crate::plan::Action;
+use crate::script::last_line;
+use crate::spec::offers;
+use crate::state::{Context, clusters, load_cluster};
+
+/// Runs one built-in action outside an event (`reconcile` repairing drift).
+pub async fn repair(ctx: &Context, action: Action) -> anyhow::Result<()> {
+    let records = ctx.store.load()?;
+    run_action(ctx, action, &records, None)
+        .await
+        .with_context(|| format!("cluster {}: action {}", ctx.name(), action_name(action)))
+}
+
+pub(crate) fn action_name(action: Action) -> String {
+    serde_json::to_value(action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+}
+
+/// A built-in action; `install` and `packages` only on `only`, when given.
+pub(crate) async fn run_action(
+    ctx: &Context,
+    action: Action,
+    records: &[Cluster],
+    only: Option<&[Name]>,
+) -> anyhow::Result<()> {
+    let (name, plan, tools) = (ctx.name(), &ctx.plan, &ctx.tools);
+    let selector = lct_inventory::Selector { clusters: vec![name.clone()], ..Default::default() };
+    let own = || async {
+        let nodes = lct_inventory::query(&selector, records).await?;
+        anyhow::Ok(nodes.into_iter().filter(|n| only.is_none_or(|o| o.contains(&n.name))).collect::<Vec<Node>>())
+    };
+    let options = ExecOptions::default();
+    match action {
+        Action::Install => {
+            let nodes = own().await?;
+            let programs = lct_inventory::install::Program::beside(&tools.bin_dir)?;
+            for r in lct_inventory::install::install(&nodes, &programs, &options).await {
+                if !r.outcome.success() {
+                    bail!("node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
+                }
+            }
+        }
+        Action::Hosts => {
+            let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
+            // This cluster's block and its dependencies' blocks reach its nodes and its
+            // dependents' nodes.
+            let mut selected: BTreeSet<Name> = [name.clone()].into();
+            selected.extend(lct_core::state::dependencies_of(records, &selected));
+            let push_plan = lct_hosts::plan(&nodes, records, &selected, &lct_hosts::RenderOptions::default())?;
+            let local = tools.bin_dir.join("lct-hosts");
+            for r in lct_hosts::push(push_plan, "/etc/hosts", &local, "lct-hosts", &options).await {
+                if let Some(e) = r.error {
+                    bail!("node {}: {e}", r.node);
+                }
+            }
+        }
+        Action::Firewall => {
+            let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
+            let fw = lct_fw::push::PushOptions {
+                force: false,
+                full: false,
+                kill_established: true,
+                backend: lct_fw::sync::Backend::Nft,
+                parallel: 32,
+                timeout: std::time::Duration::from_secs(60),
+                local_bin: tools.bin_dir.join("lct-fw").display().to_string(),
+                remote_bin: "lct-fw".into(),
+            };
+            let reports = lct_fw::push::push(&nodes, records, &[name.clone()].into(), &fw).await?;
+            let failed = lct_fw::push::failures(&reports);
+            if !failed.is_empty() {
+                bail!("{}", failed.join(", "));
+            }
+        }
+        Action::Packages => {
+            let nodes = own().await?;
+            // The packages are arguments of the script ("$@", after apt-get's `--`), never
+            // part of its text: a name can be neither a shell word nor an option (and each
+            // passed Debian's grammar at validate).
+            let mut argv: Vec<String> = ["sh", "-c", INSTALL_PACKAGES, "lct-packages"].map(String::from).to_vec();
+            argv.extend(plan.packages.iter().cloned());
+            let jobs = nodes
+                .iter()
+                .filter(|n| matches!(n.access, Some(Access::Ssh { .. })))
+                .map(|n| (n.clone(), argv.clone(), Vec::new()))
+                .collect();
+            for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
+                if !r.outcome.success() {
+                    bail!("node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
+                }
+            }
+        }
+        Action::Dns => update_dns(&ctx.state_dir, records).await?,
+    }
+    Ok(())
+}
+
+/// Installs the packages given as its arguments. Servers get what they need, not what is
+/// recommended (no desktop fonts for a JRE). Tried three times: a mirror changing while a
+/// node reads it (the lab's, when another plan adds packages; Debian's, on a push) fails
+/// one run of apt, not the next one, which reads the index again.
+const INSTALL_PACKAGES: &str = r#"export DEBIAN_FRONTEND=noninteractive
+for try in 1 2 3; do
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends -- "$@" >/dev/null && exit 0
+  [ $try = 3 ] || sleep $try
+done
+exit 100"#;
+
+/// Brings every DNS server made by a plan here (package:dns-private) in line with the
+/// whole inventory: `lct-dns update` runs on the server's node, where its key is (the key
+/// never leaves it), and sends the difference as signed updates.
+pub async fn update_dns(state_dir: &Path, records: &[Cluster]) -> anyhow::Result<()> {
+    let options = ExecOptions::default();
+    let all = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
+    let input: String = all.iter().map(|n| lct_core::stream::to_line(n) + "\n").collect();
+    for (server, offered) in dns_servers(state_dir, &all, records)? {
+        let (Some(at), Some(address), Some(ns), Some(domain)) =
+            (offered.get("update_node"), offered.get("server"), offered.get("dns_ns"), offered.get("domain"))
+        else {
+            bail!("cluster {server} offers update_node but not server, dns_ns and domain");
+        };
+        // Only a node of the offering cluster: a plan cannot send lct-dns to another's node.
+        let Some(node) = all.iter().find(|n| n.name.as_str() == at && n.cluster == server) else {
+            // Its node is gone: reconcile and create put it back; nothing to update.
+            continue;
+        };
+        // The update runs on the server's node, where the key is: it never leaves it. The
+        // offered values are plan output: each is glued to its option (`--domain=VALUE`), so
+        // none can be read as an option of its own.
+        let argv: Vec<String> = vec![
+            "lct-dns".into(),
+            "update".into(),
+            format!("--server={address}:53"),
+            "--key-file=/etc/lct/lct-update.key".into(),
+            format!("--domain={domain}"),
+            format!("--parent-domain={domain}"),
+            format!("--ns={ns}"),
+            "--output=jsonl".into(),
+        ];
+        let jobs = vec![(node.clone(), argv, input.clone().into_bytes())];
+        for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
+            if !r.outcome.success() {
+                bail!(
+                    "lct-dns update on {} (cluster {server}): {}: {}",
+                    r.node,
+                    r.outcome.describe(),
+                    last_line(&r.stderr)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The DNS servers made by plans here (clusters whose plan offers `update_node`, as
+/// package:dns-private does), with what they offer.
+fn dns_servers(
+    state_dir: &Path,
+    nodes: &[Node],
+    records: &[Cluster],
+) -> anyhow::Result<Vec<(Name, BTreeMap<String, String>)>> {
+    let mut servers = Vec::new();
+    for name in clusters(state_dir)? {
+        let (state, plan) = load_cluster(state_dir, &name)?;
+        if plan.offers.contains_key("update_node") && nodes.iter().any(|n| n.cluster == name) {
+            let offered = offers(&plan, &name, &state.parameters, nodes, records)?;
+            servers.push((name, offered));
+        }
+    }
+    Ok(servers)
+}

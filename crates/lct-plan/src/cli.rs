@@ -1,0 +1,160 @@
+//! lct-plan's command line: its subcommands, arguments and help (the binary parses and
+//! prints; tests and docs read the same definitions).
+
+use clap::{Parser, Subcommand};
+use lct_core::cli::{GlobalArgs, MetaCommand};
+use lct_core::record::Name;
+
+use crate::plan::Event;
+use crate::setting::{parse_count, parse_set, parse_set_file};
+
+const EXAMPLES: &str = "\
+Examples:
+  lct-plan list                                   # the plans built into lct
+  lct-plan show package:zookeeper                 # what it makes, its parameters
+  lct-plan validate ./my-plan.yaml --set servers=5
+  lct-plan schema > plan.schema.json              # for editors (YAML language servers)
+  lct-plan create zk package:zookeeper --set servers=3
+  lct-plan create pg package:postgres-ha --set zookeeper=zk \\
+      --set-file superuser_password=./pg-password  # a secret from a file, not in ps
+  pass pg | lct-plan create pg ... --set-file superuser_password=-  # from stdin
+  lct-plan status zk
+  lct-plan diff zk --count server=5              # what scale would do, changing nothing
+  lct-plan scale zk server 5                     # pg's hooks follow (dependency-changed)
+  lct-plan log zk node-added                     # the event's hooks and their output
+  lct-plan fire zk dependent-changed             # an event by hand
+  lct-plan reconcile                             # for cron / lct-plan-reconcile.timer
+  lct-plan stop zk; lct-plan start zk
+  lct-plan destroy pg; lct-plan destroy zk
+
+Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME, a path, or
+an HTTPS URL, pinned with #sha256=HEX (checked before use; an unpinned remote plan's shell
+hooks, playbooks and `packages` actions run only with --trust-hooks).
+
+Secrets: a parameter's value given with --set is on the command line, where every local user
+reads it (`ps`). Give secrets with --set-file NAME=PATH, or NAME=- for standard input (one final
+newline is dropped); --set on a secret still works, with a warning.
+
+Templates in plans are bounded: one that takes more than 200000 steps or renders more than
+256 KiB fails validate, diff and create, naming the file, line, column and field.
+
+Exit status: 0 success, 1 failure (an invalid plan: file, line, column and field named),
+2 usage error.";
+
+/// Cluster plans: what a cluster is made of (groups, services, firewall flows, names,
+/// dependencies, offered values, hooks), checked before anything is made.
+#[derive(Parser)]
+#[command(name = "lct-plan", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// Take plans by plain-HTTP URLs too (HTTPS only otherwise)
+    #[arg(long, global = true)]
+    pub allow_http: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// The plans built into lct
+    List,
+    /// A plan's description, downloads, parameters, groups and services, what it opens to dependents
+    Show { plan: String },
+    /// Check a plan (and --set values) without making anything
+    Validate {
+        plan: String,
+        /// A parameter's value, NAME=VALUE (repeatable; checked against its type)
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
+        /// for secrets, which --set would show in `ps`
+        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+        set_files: Vec<(String, String)>,
+    },
+    /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
+    Create {
+        name: Name,
+        plan: String,
+        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::Local)]
+        provider: lct_core::record::ProviderName,
+        /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
+        /// for secrets, e.g. --set-file superuser_password=./pg-password
+        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+        set_files: Vec<(String, String)>,
+        /// Run the shell hooks, playbooks and `packages` actions of a plan by URL that is not
+        /// pinned (#sha256=HEX)
+        #[arg(long)]
+        trust_hooks: bool,
+    },
+    /// Make a group N nodes (made or deleted, highest numbers first); events follow
+    Scale { name: Name, group: Name, count: u32 },
+    /// Stop a cluster's nodes (stopping, then stopped hooks)
+    Stop { name: Name },
+    /// Start a cluster's nodes again (starting, then started hooks)
+    Start { name: Name },
+    /// What create or scale would do, changing nothing
+    Diff {
+        name: Name,
+        /// Compare with this plan instead of the cluster's copy
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+        sets: Vec<(String, String)>,
+        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input)
+        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+        set_files: Vec<(String, String)>,
+        /// A group's size as scale would set it, GROUP=N
+        #[arg(long = "count", value_name = "GROUP=N", value_parser = parse_count)]
+        counts: Vec<(Name, u32)>,
+    },
+    /// Raise an event by hand: its hooks run as the operation would run them
+    Fire {
+        name: Name,
+        /// created, starting, started, stopping, stopped, node-added, node-removed,
+        /// dependency-changed, dependent-changed, destroying
+        event: Event,
+    },
+    /// The cluster's events, or one event's hooks with their output
+    Log {
+        name: Name,
+        /// Show the last run of this event with every hook's output
+        event: Option<Event>,
+    },
+    /// Find nodes added or removed behind lct's back and repair hosts files and firewalls
+    /// (every cluster, or the named ones): made for cron and lct-plan-reconcile.timer
+    Reconcile { names: Vec<Name> },
+    /// A cluster's plan, parameters (secrets hidden), nodes and last events
+    Status { name: Name },
+    /// Delete a cluster's nodes, record and state (refused while others depend on it)
+    Destroy {
+        name: Name,
+        /// Even when other clusters depend on it, or its destroying hooks fail
+        #[arg(long)]
+        force: bool,
+        /// Keep the cluster's volumes (detached) instead of deleting them
+        #[arg(long)]
+        keep_volumes: bool,
+    },
+    /// The JSON Schema of the plan format
+    Schema,
+    /// Clusters (every one made here, or those named) and plans as a picture: groups,
+    /// services, firewall flows, offered values and dependencies, as DOT or SVG (Graphviz)
+    #[command(after_help = "Examples:\n  lct-plan graph | dot -Tpng > clusters.png\n  \
+lct-plan graph --plan zk=package:zookeeper --plan pg=package:postgres-ha --format svg > plans.svg")]
+    Graph {
+        clusters: Vec<Name>,
+        /// A plan drawn as the cluster it would make, [NAME=]PLAN (repeatable; parameters'
+        /// defaults; NAME: the package's or the file's name)
+        #[arg(long = "plan", value_name = "[NAME=]PLAN")]
+        plans: Vec<String>,
+        /// dot, or svg (drawn by Graphviz's `dot`)
+        #[arg(long, value_enum, default_value_t = crate::graph::Format::Dot)]
+        format: crate::graph::Format,
+    },
+    #[command(flatten)]
+    Meta(MetaCommand),
+}
