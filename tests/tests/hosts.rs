@@ -204,6 +204,8 @@ fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
 
     // Unchanged membership: nothing written anywhere.
     let again = env.run("lct-hosts", &["push", "--cluster", "zk"]).ok();
+    // zk's three nodes and its dependent's two, each reported.
+    assert_eq!(again.json_lines().len(), 5, "{}", again.stdout);
     assert!(again.json_lines().iter().all(|r| r["status"] == "unchanged"), "{}", again.stdout);
 
     // zk-3 leaves: after a push of zk, its name resolves nowhere; hand-made lines stay.

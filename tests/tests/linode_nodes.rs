@@ -36,6 +36,7 @@ fn pipes_act_on_each_records_provider_and_clusters_remember_where_their_nodes_ar
     // no -p (they used to be looked up in the local cloud and, not found there, skipped).
     let piped = found.stdout.clone();
     let stopped = api.run(&["stop", "-o", "jsonl"], &piped).ok();
+    assert_eq!(stopped.nodes().len(), 2, "{}", stopped.stdout);
     assert!(stopped.nodes().iter().all(|n| n.status.as_str() == "offline"), "{}", stopped.stdout);
     api.run(&["start", "-o", "jsonl"], &piped).ok();
     // A provider chosen explicitly that is not the records' is refused before anything.
