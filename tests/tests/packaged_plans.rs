@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use lct_tests::fixtures::names_address as names;
 use lct_tests::{Env, Run};
 
 /// These tests boot many machines and install Java and PostgreSQL on them: one at a time,
@@ -158,11 +159,6 @@ except urllib.error.HTTPError as e:
     let mut cmd = Command::new("ip");
     cmd.args(["netns", "exec", &env.ns(node), "python3", "-c", script, &url, method, body]);
     lct_tests::run_command(cmd, credentials.unwrap_or_default()).stdout.trim().to_string()
-}
-
-/// Whether an nft table names `address` (as a whole word: 192.168.128.1 is not in .10).
-fn names(table: &str, address: &str) -> bool {
-    table.split(|c: char| !(c.is_ascii_hexdigit() || c == '.' || c == ':')).any(|word| word == address)
 }
 
 fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use lct_tests::fixtures::names_address;
 use lct_tests::{Env, Run};
 
 const SERVICE: &str = "description: a web service
@@ -251,6 +252,15 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     );
     assert!(status.stdout.contains("offers:\n  urls = http://svc-1.svc.lct.internal:8080,"), "{}", status.stdout);
     assert!(!status.stdout.contains("s3cret-token"), "a secret in status: {}", status.stdout);
+    // Scaled in: svc-3 goes, and the members that remain no longer admit its address.
+    let svc3 = private_ip(&env, "svc-3");
+    let table = |node: &str| on(&env, node, "nft list table inet lct").ok().stdout;
+    assert!(names_address(&table("svc-1"), &svc3), "svc-1 does not admit svc-3: {}", table("svc-1"));
+    env.run("lct-plan", &["scale", "svc", "server", "2"]).ok();
+    for (node, peer) in [("svc-1", "svc-2"), ("svc-2", "svc-1")] {
+        let (table, peer) = (table(node), private_ip(&env, peer));
+        assert!(names_address(&table, &peer) && !names_address(&table, &svc3), "{node} admits svc-3: {table}");
+    }
     let refused = env.run("lct-plan", &["destroy", "svc"]);
     assert_eq!(refused.status, 1);
     assert!(refused.stderr.contains("cluster svc is used by cli"), "{}", refused.stderr);
