@@ -4,6 +4,7 @@
 //! The binaries are those of `cargo build --workspace` in the same target directory
 //! (`scripts/test` builds them first).
 
+pub mod fixtures;
 pub mod schema;
 
 use std::io::Write;

@@ -21,12 +21,11 @@ impl Listeners {
         }
         // Until every port accepts on loopback (lo is always admitted).
         for port in ports {
-            for _ in 0..50 {
-                if env.in_ns(node, &["nc", "-z", "-w", "1", "127.0.0.1", &port.to_string()]).status == 0 {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            lct_tests::fixtures::until(
+                &format!("{node} listens on {port}"),
+                std::time::Duration::from_secs(10),
+                || env.in_ns(node, &["nc", "-z", "-w", "1", "127.0.0.1", &port.to_string()]).status == 0,
+            );
         }
         Listeners(children)
     }
@@ -64,10 +63,11 @@ const UDP_PROBE: &str = "import os, socket, sys\naddr, port, stop, out = sys.arg
 fn members_dependents_and_admins_get_in_and_nobody_else() {
     let env = Env::new();
     cluster_setup(&env);
-    let _listen = Listeners::start(&env, "zk-1", &[22, 2181, 2888, 9999]);
+    // Both ends of the members' range 2888-3888 listen.
+    let _listen = Listeners::start(&env, "zk-1", &[22, 2181, 2888, 3888, 9999]);
     let before: Vec<bool> =
-        [("web-1", 2181), ("hdfs-1", 2888)].iter().map(|(n, p)| connects(&env, n, ZK1, *p)).collect();
-    assert_eq!(before, [true, true], "open before any firewall");
+        [("web-1", 2181), ("hdfs-1", 2888), ("web-1", 3888)].iter().map(|(n, p)| connects(&env, n, ZK1, *p)).collect();
+    assert_eq!(before, [true, true, true], "open before any firewall");
 
     let out = env.run("lct-fw", &["push"]).ok();
     assert_eq!(out.json_lines().len(), 4, "{}", out.stdout);
@@ -76,19 +76,22 @@ fn members_dependents_and_admins_get_in_and_nobody_else() {
     assert!(connects(&env, "hdfs-1", ZK1, 2181));
     assert!(connects(&env, "hdfs-1", ZK1_V6, 2181));
     assert!(!connects(&env, "hdfs-1", ZK1, 2888));
-    // Members reach the members' ports, not the dependents' port.
+    assert!(!connects(&env, "hdfs-1", ZK1, 3888));
+    // Members reach the members' ports (both ends of the range), not the dependents' port.
     assert!(connects(&env, "zk-2", ZK1, 2888));
-    assert!(connects(&env, "zk-2", ZK1, 3888 - 1000)); // 2888 again through the range start
+    assert!(connects(&env, "zk-2", ZK1, 3888));
     assert!(!connects(&env, "zk-2", ZK1, 2181));
     // Non-members are refused on managed ports; unmanaged ports stay open (managed-ports mode).
     assert!(!connects(&env, "web-1", ZK1, 2181));
     assert!(!connects(&env, "web-1", ZK1_V6, 2181));
     assert!(!connects(&env, "web-1", ZK1, 2888));
+    assert!(!connects(&env, "web-1", ZK1, 3888));
     assert!(connects(&env, "web-1", ZK1, 9999));
     // The outside: SSH from the admin prefix, nothing managed.
     assert!(connects(&env, "outside", ZK1_PUBLIC, 22));
     assert!(!connects(&env, "outside", ZK1_PUBLIC, 2181));
     assert!(!connects(&env, "outside", ZK1_PUBLIC, 2888));
+    assert!(!connects(&env, "outside", ZK1_PUBLIC, 3888));
 
     // Only `inet lct` exists in the node: nothing else was touched or created.
     let ruleset = env.in_ns("zk-1", &["nft", "list", "tables"]).ok();
@@ -283,6 +286,16 @@ fn fw_in(env: &Env, node: &str, args: &[&str], input: &str) -> lct_tests::Run {
     lct_tests::Run::from(child.wait_with_output().unwrap())
 }
 
+/// Whether an `lct-fw rollback-watch` (the watchdog of an unconfirmed sync) runs in
+/// `node`'s namespace.
+fn rollback_watch_runs(env: &Env, node: &str) -> bool {
+    let pids = Command::new("ip").args(["netns", "pids", &env.ns(node)]).output().unwrap();
+    String::from_utf8_lossy(&pids.stdout).split_whitespace().any(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        String::from_utf8_lossy(&cmdline).contains("rollback-watch")
+    })
+}
+
 #[test]
 #[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn confirm_timeout_puts_the_previous_table_back() {
@@ -296,14 +309,18 @@ fn confirm_timeout_puts_the_previous_table_back() {
     let out = fw_in(&env, "zk-1", &["sync", "--node", "zk-1", "--confirm-timeout", "1"], &nodes).ok();
     assert!(out.stderr.contains("lct-fw confirm"), "{}", out.stderr);
     assert!(!table(&env, "zk-1").contains("2181"), "the change is in force at first");
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(rollback_watch_runs(&env, "zk-1"), "no watchdog waits for the confirmation");
+    let within = std::time::Duration::from_secs(15);
+    lct_tests::fixtures::until("the previous table is back", within, || table(&env, "zk-1") == before);
+    lct_tests::fixtures::until("the watchdog ends", within, || !rollback_watch_runs(&env, "zk-1"));
     assert_eq!(table(&env, "zk-1"), before, "unconfirmed: the previous table is back");
 
-    // Confirmed in time: the change stays.
+    // Confirmed in time: the change stays once the watchdog's time is up.
     fw_in(&env, "zk-1", &["sync", "--node", "zk-1", "--confirm-timeout", "1"], &nodes).ok();
     let confirmed = fw_in(&env, "zk-1", &["confirm"], "").ok();
-    assert!(confirmed.stderr.contains("confirmed"), "{}", confirmed.stderr);
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(confirmed.stderr.contains("confirmed") && !confirmed.stderr.contains("nothing"), "{}", confirmed.stderr);
+    assert!(rollback_watch_runs(&env, "zk-1"), "no watchdog waits for the confirmation");
+    lct_tests::fixtures::until("the watchdog ends", within, || !rollback_watch_runs(&env, "zk-1"));
     assert!(!table(&env, "zk-1").contains("2181"), "confirmed: the change stays");
 }
 
@@ -351,14 +368,16 @@ fn kill_established_ends_removed_peers_connections() {
 fn the_iptables_backend_admits_the_same_and_keeps_to_its_own_chains() {
     let env = Env::new();
     cluster_setup(&env);
-    let _listen = Listeners::start(&env, "zk-1", &[2181, 2888, 9999]);
+    let _listen = Listeners::start(&env, "zk-1", &[2181, 2888, 3888, 9999]);
     // Someone else's rule in INPUT, which must survive everything lct does.
     env.in_ns("zk-1", &["iptables", "-A", "INPUT", "-p", "tcp", "--dport", "7777", "-j", "ACCEPT"]).ok();
     env.run("lct-fw", &["push", "--backend", "iptables"]).ok();
     assert!(connects(&env, "hdfs-1", ZK1, 2181));
     assert!(connects(&env, "hdfs-1", ZK1_V6, 2181));
     assert!(!connects(&env, "hdfs-1", ZK1, 2888));
+    assert!(!connects(&env, "hdfs-1", ZK1, 3888));
     assert!(connects(&env, "zk-2", ZK1, 2888));
+    assert!(connects(&env, "zk-2", ZK1, 3888));
     assert!(!connects(&env, "web-1", ZK1, 2181));
     assert!(!connects(&env, "web-1", ZK1_V6, 2181));
     assert!(connects(&env, "web-1", ZK1, 9999));

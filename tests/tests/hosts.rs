@@ -204,6 +204,8 @@ fn push_reaches_every_node_of_the_cluster_and_its_dependents() {
 
     // Unchanged membership: nothing written anywhere.
     let again = env.run("lct-hosts", &["push", "--cluster", "zk"]).ok();
+    // zk's three nodes and its dependent's two, each reported.
+    assert_eq!(again.json_lines().len(), 5, "{}", again.stdout);
     assert!(again.json_lines().iter().all(|r| r["status"] == "unchanged"), "{}", again.stdout);
 
     // zk-3 leaves: after a push of zk, its name resolves nowhere; hand-made lines stay.
@@ -262,7 +264,9 @@ fn stdin_from_a_file_reads_as_from_a_pipe() {
     // From the second line on: the first node is not there.
     let (code, text, _) = from_file(lines[0].len() as u64 + 1);
     assert_eq!((code, text.lines().count()), (Some(0), 2999));
-    assert!(!text.contains("\tn-0\n"), "{text}");
+    // (An entry is `ADDRESS\tNAME.CLUSTER.DOMAIN NAME`.)
+    assert!(text.contains("10.0.0.1\tn-1.c1.lct.internal n-1\n"), "{text}");
+    assert!(!text.contains("\tn-0.c0.lct.internal n-0\n"), "{text}");
     // The first bad line is named, the same way.
     let bad = input.replace("10.0.9.17\"", "10.0.9.317\"");
     fs::File::create(&path).unwrap().write_all(bad.as_bytes()).unwrap();

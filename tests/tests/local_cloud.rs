@@ -170,6 +170,7 @@ fn a_crash_half_way_is_repaired_by_the_next_run() {
     // Any next change finishes it.
     env.run("lct-api", &["create", "--cluster", "crash", "--name", "crash-3"]).ok();
     let listed = env.run("lct-api", &["list"]).ok().nodes();
+    assert_eq!(listed.len(), 3, "{listed:?}");
     assert!(listed.iter().all(|n| n.status == lct_core::record::Status::Running), "{listed:?}");
     assert!(env.pings("crash-2", "192.168.128.3"));
 

@@ -65,11 +65,13 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
 
     // Each machine is itself: its host name, a booted systemd, its own /etc.
     let hostnames = env.run("lct-inventory", &["exec", "--cluster", "m", "-o", "jsonl", "--", "hostname"]).ok();
+    assert_eq!(hostnames.json_lines().len(), 3, "{}", hostnames.stdout);
     for line in hostnames.json_lines() {
         assert_eq!(line["stdout"].as_str().unwrap().trim(), line["node"].as_str().unwrap(), "{line}");
     }
     let state =
         env.run("lct-inventory", &["exec", "--cluster", "m", "-o", "jsonl", "--", "systemctl", "is-system-running"]);
+    assert_eq!(state.json_lines().len(), 3, "{}\n{}", state.stdout, state.stderr);
     for line in state.json_lines() {
         let s = line["stdout"].as_str().unwrap().trim();
         assert!(s == "running" || s == "degraded", "{line}");
@@ -260,7 +262,9 @@ fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
 
     // A firewall pushed over SSH: default-deny, SSH from the outside (the admin network) only.
     let public = nodes[1]["public_ipv4"][0].as_str().unwrap().to_string();
-    assert_eq!(on(1, "nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 0.5; echo started").status, 0);
+    let serve = "nohup python3 -m http.server 8080 >/dev/null 2>&1 & \
+                 for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8080), 1)' 2>/dev/null && exit 0; sleep 0.05; done; exit 1";
+    assert_eq!(on(1, serve).status, 0, "the web server does not start");
     let outside = format!("{}-outside", env.lab);
     let reaches = |port: &str| {
         Command::new("ip")
@@ -310,6 +314,7 @@ fn the_linode_double_backed_by_machines_boots_instances_that_answer_ssh_where_th
     let mut nodes = made.json_lines();
     nodes.sort_by_key(|n| n["name"].as_str().unwrap().to_string());
     assert_eq!(nodes.len(), 2, "{}", made.stdout);
+    let mut hostname = Vec::new();
     for n in &nodes {
         // The address the API reports is the machine's; the first boot was the user-data the
         // API was sent (the host key lct made for it, pinned before this first connection).
@@ -327,12 +332,16 @@ fn the_linode_double_backed_by_machines_boots_instances_that_answer_ssh_where_th
             std::thread::sleep(std::time::Duration::from_millis(300));
         };
         assert_eq!(answer.stdout.trim(), n["name"].as_str().unwrap(), "{}", answer.stderr);
+        argv.pop();
+        argv.push("hostname".into());
+        hostname.push(argv);
     }
-    // Shutdown and delete act on the machines.
+    // Shutdown and delete act on the machines: web-1's backing machine stops (SSH no longer
+    // answers), web-2's runs on (and answers).
     linode(&["-p", "linode", "stop", "web-1"]).ok();
-    assert!(!env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.contains(
-        "\"web-1\",\"provider\":\"local\",\"provider_id\":\"1\",\"region\":\"local\",\"status\":\"running\""
-    ));
+    let within = std::time::Duration::from_secs(60);
+    lct_tests::fixtures::until("web-1's machine stops answering", within, || ip(&hostname[0]).status != 0);
+    assert_eq!(ip(&hostname[1]).stdout.trim(), "web-2", "web-2 stopped with web-1");
     linode(&["-p", "linode", "delete", "web-1", "web-2"]).ok();
     assert!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "backing machines left");
 }

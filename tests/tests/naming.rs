@@ -6,9 +6,8 @@ use std::collections::BTreeMap;
 use lct_tests::Env;
 
 fn node(cluster: &str, name: &str, last: u8) -> String {
-    format!(
-        r#"{{"kind":"node","v":1,"cluster":"{cluster}","group":"server","name":"{name}","provider":"local","status":"running","private_ipv4":["192.168.128.{last}"],"public_ipv4":["203.0.113.{last}"]}}"#
-    )
+    let (private, public) = (format!("192.168.128.{last}"), format!("203.0.113.{last}"));
+    lct_tests::fixtures::node(cluster, "server", name, &private, Some(&public))
 }
 
 /// node -> its canonical (first) name in lct-hosts' private entries.
@@ -51,8 +50,7 @@ fn hosts_and_dns_agree_on_every_fqdn() {
     // zk has a domain inside the zone, pg none (so pg.PARENT), far a domain outside the zone.
     env.run("lct-inventory", &["clusters", "set", "zk", "--domain", "zk.prod.lct.internal"]).ok();
     env.run("lct-inventory", &["clusters", "set", "far", "--domain", "far.example.org"]).ok();
-    let input =
-        [node("zk", "zk-1", 1), node("zk", "zk-2", 2), node("pg", "pg-1", 3), node("far", "far-1", 4)].join("\n");
+    let input = [node("zk", "zk-1", 1), node("zk", "zk-2", 2), node("pg", "pg-1", 3), node("far", "far-1", 4)].concat();
 
     let hosts = hosts_names(&env, &input, &[]);
     assert_eq!(hosts["zk-1"], "zk-1.zk.prod.lct.internal");

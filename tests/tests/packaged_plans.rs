@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use lct_tests::fixtures::names_address as names;
 use lct_tests::{Env, Run};
 
 /// These tests boot many machines and install Java and PostgreSQL on them: one at a time,
@@ -65,6 +66,16 @@ fn dig(from_ns: &str, server: &str, name: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The status of the DNS server's answer (NOERROR, NXDOMAIN, ...), or "no answer".
+fn dig_status(from_ns: &str, server: &str, name: &str) -> String {
+    let out = Command::new("ip")
+        .args(["netns", "exec", from_ns, "dig", "+time=2", "+tries=2", &format!("@{server}"), name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split("status: ").nth(1).and_then(|s| s.split(',').next()).unwrap_or("no answer").to_string()
 }
 
 /// [`dig`] until it answers `expected` (a secondary follows its primary within moments),
@@ -263,11 +274,22 @@ fn zookeeper_and_postgres_ha_end_to_end() {
         Some(zk1.as_str())
     );
     assert!(connects(&env, "pg-1", &zk1, 2181), "pg cannot reach zk's client port");
-    assert!(!connects(&env, "pg-1", &zk1, 2888), "pg reaches zk's quorum port");
+    // The members' ports: the election port (every server listens on it) and the leader's
+    // quorum port admit a member and refuse pg, so a closed port cannot pass for a firewall.
+    let leader = private_ip(&env, leading);
+    let member = ["zk-1", "zk-2", "zk-3"].into_iter().find(|n| *n != leading).unwrap();
+    for (address, port) in [(zk1.as_str(), 3888), (leader.as_str(), 2888)] {
+        let from = if address == private_ip(&env, member) { leading } else { member };
+        assert!(connects(&env, from, address, port), "{from} cannot reach {address}:{port}");
+        assert!(!connects(&env, "pg-1", address, port), "pg reaches zk's {address}:{port}");
+    }
     let outside = format!("{}-outside", env.lab);
     // DNS: private answers inside, public ones outside; the outside reaches DNS and SSH only.
     assert_eq!(dig(&env.ns("pg-1"), &dns_private, "zk-1.zk.lct.internal"), zk1);
     assert_eq!(dig_until(&env.ns("pg-1"), &dns_secondary, "zk-1.zk.lct.internal", &zk1), zk1);
+    // The secondary answers inside only: it listens on its private address and nothing else
+    // (not just silent from the outside).
+    serves_privately(&env, "dns-2", 53, &[]);
     let from_outside = dig(&outside, &public_ip(&env, "dns-2"), "zk-1.zk.lct.internal");
     assert!(
         !from_outside.lines().any(|l| l.parse::<std::net::IpAddr>().is_ok()),
@@ -299,7 +321,10 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     }
     assert_eq!(psql(&env, primary, "select pg_is_in_recovery()"), "f", "the primary changed");
     let health = patroni_request(&env, primary, "GET", "/patroni", "", None);
-    assert!(!health.contains("\"pause\""), "left in maintenance mode: {health}");
+    let (code, body) = health.split_once(' ').unwrap_or_default();
+    let body: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    assert_eq!((code, body["state"].as_str()), ("200", Some("running")), "Patroni's health: {health}");
+    assert!(body.get("pause").is_none(), "left in maintenance mode: {health}");
     let modes = settled(|| (1..=5).map(|i| zk_mode(&env, &format!("zk-{i}"))).collect());
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
     assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 4, "{modes:?}");
@@ -313,7 +338,11 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     assert_eq!(dig(&env.ns("pg-2"), &dns_private, "zk-5.zk.lct.internal"), zk5);
     assert_eq!(dig_until(&env.ns("pg-2"), &dns_secondary, "zk-5.zk.lct.internal", &zk5), zk5, "the secondary follows");
     assert_eq!(dig(&outside, &dns_public, "zk-5.zk.lct.internal"), public_ip(&env, "zk-5"));
-    assert!(connects(&env, "zk-5", &zk1, 2888) || modes[0] != "leader", "zk-5 does not reach the quorum port");
+    assert!(connects(&env, "zk-5", &zk1, 3888), "zk-5 does not reach zk-1's election port");
+    assert!(connects(&env, "zk-1", &zk5, 3888), "zk-1 does not reach zk-5's election port");
+    // zk-1 admits zk-5 by address (its table names it), until zk-5 goes.
+    let zk1_table = || env.ssh("zk-1", "nft list table inet lct").ok().stdout;
+    assert!(names(&zk1_table(), &zk5), "zk-1's firewall does not name zk-5: {}", zk1_table());
     assert_eq!(psql(&env, primary, "select count(*) from lct"), "1", "PostgreSQL lost its data");
 
     // A node deleted behind lct's back is found, and the ensemble follows.
@@ -323,13 +352,22 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     assert_eq!(zk["removed"], serde_json::json!(["zk-5"]));
     let zoo = env.ssh("zk-1", "grep -c '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
     assert_eq!(zoo.trim(), "4");
+    // The removed node's address is no longer admitted by the members that remain.
+    for member in ["zk-1", "zk-2", "zk-3", "zk-4"] {
+        let table = env.ssh(member, "nft list table inet lct").ok().stdout;
+        assert!(names(&table, &zk1) && !names(&table, &zk5), "{member} still admits zk-5 ({zk5}): {table}");
+    }
     assert!(!env.ssh("pg-1", "grep -A1 '^zookeeper:' /etc/patroni/config.yml").stdout.contains("zk-5"));
-    assert_eq!(dig(&outside, &dns_public, "zk-5.zk.lct.internal"), "", "zk-5 still has a name");
+    assert_eq!(dig_status(&outside, &dns_public, "zk-5.zk.lct.internal"), "NXDOMAIN", "zk-5 still has a name");
     assert_eq!(dig_until(&env.ns("pg-1"), &dns_secondary, "zk-5.zk.lct.internal", ""), "", "the secondary keeps zk-5");
 
     env.run("lct-plan", &["destroy", "pg"]).ok();
     env.run("lct-plan", &["destroy", "zk"]).ok();
-    assert_eq!(dig(&outside, &dns_public, "zk-1.zk.lct.internal"), "", "a destroyed cluster keeps its names");
+    assert_eq!(
+        dig_status(&outside, &dns_public, "zk-1.zk.lct.internal"),
+        "NXDOMAIN",
+        "a destroyed cluster keeps its names"
+    );
     env.run("lct-plan", &["destroy", "dns"]).ok();
     assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
 }
@@ -374,7 +412,10 @@ fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
     // Flows: the NameNodes reach ZooKeeper's client port; DataNodes reach NameNode RPC;
     // only NameNodes reach ZKFC; the outside reaches none of it.
     assert!(connects(&env, "hdfs-nn-1", &zk1, 2181), "a NameNode cannot reach ZooKeeper");
-    env.ssh("hdfs-nn-1", "for p in 8020 8019; do nohup python3 -m http.server $p >/dev/null 2>&1 & done; sleep 0.7");
+    let serve = "for p in 8020 8019; do nohup python3 -m http.server $p >/dev/null 2>&1 & done; \
+                 for p in 8020 8019; do for i in $(seq 100); do python3 -c \"import socket; socket.create_connection(('127.0.0.1', $p), 1)\" 2>/dev/null && break; sleep 0.05; done; done";
+    env.ssh("hdfs-nn-1", serve).ok();
+    assert!(connects(&env, "hdfs-nn-1", "127.0.0.1", 8019), "the stand-in ZKFC does not start");
     assert!(connects(&env, "hdfs-dn-1", &nn1, 8020), "a DataNode cannot reach NameNode RPC");
     assert!(connects(&env, "hdfs-nn-2", &nn1, 8019), "the other NameNode cannot reach ZKFC");
     assert!(!connects(&env, "hdfs-jn-1", &nn1, 8019), "a JournalNode reaches ZKFC");
@@ -502,7 +543,13 @@ fn zookeeper_and_postgres_ha_on_the_linode_path_against_the_double_backed_by_mac
         assert_eq!(codes.len(), 2, "{}", out.stdout);
         codes.iter().filter(|c| **c == 0).count()
     };
-    assert_eq!((reach(2181), reach(2888)), (2, 0), "pg's access to zk is not exactly the declared flow");
+    assert_eq!((reach(2181), reach(3888)), (2, 0), "pg's access to zk is not exactly the declared flow");
+    // The election port is open to the members (every server listens on it): closed to pg
+    // by the firewall, not for want of a listener.
+    let probe = format!("import socket; socket.create_connection((\"{zk1}\", 3888), 3)");
+    let members = linode("lct-inventory", &["exec", "--cluster", "zk", "-o", "jsonl", "--", "python3", "-c", &probe]);
+    let codes: Vec<i64> = members.json_lines().iter().map(|r| r["code"].as_i64().unwrap_or(-1)).collect();
+    assert_eq!(codes, [0, 0, 0], "zk's members do not reach zk-1's election port: {}", members.stdout);
     linode("lct-plan", &["destroy", "pg"]).ok();
     linode("lct-plan", &["destroy", "zk"]).ok();
     assert!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().stdout.trim().is_empty(), "backing machines left");

@@ -4,6 +4,7 @@
 
 use std::process::Command;
 
+use lct_tests::fixtures::names_address;
 use lct_tests::{Env, Run};
 
 const SERVICE: &str = "description: a web service
@@ -88,6 +89,17 @@ fn on(env: &Env, node: &str, cmd: &str) -> Run {
     env.ssh(node, cmd)
 }
 
+fn private_ip(env: &Env, node: &str) -> String {
+    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
+    n["private_ipv4"][0].as_str().unwrap().to_string()
+}
+
+/// Whether a TCP connection from (netns) node `from`'s namespace to `addr:port` is accepted.
+fn tcp_connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
+    env.in_ns(from, &["nc", "-z", "-w", "2", addr, &port.to_string()]).status == 0
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, overlays and systemd-nspawn (scripts/test runs it as root)"]
 fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
@@ -131,7 +143,9 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     let record = records.iter().find(|c| c["name"] == "cli").unwrap();
     assert_eq!(record["depends_on"][0]["cluster"], "svc");
     assert_eq!(record["depends_on"][0]["ports"][0], "8080/tcp");
-    on(&env, "svc-1", "nohup python3 -m http.server 8080 >/dev/null 2>&1 & sleep 0.5");
+    let serve = "nohup python3 -m http.server 8080 >/dev/null 2>&1 & \
+                 for i in $(seq 100); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8080), 1)' 2>/dev/null && exit 0; sleep 0.05; done; exit 1";
+    assert_eq!(on(&env, "svc-1", serve).status, 0, "the web server on svc-1 does not start");
     // What svc offers reached cli's hook, rendered from svc's inventory.
     assert_eq!(
         on(&env, "cli-1", "cat /etc/lct-upstream").stdout,
@@ -160,6 +174,9 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
         .status()
         .unwrap();
     assert!(!outside.success(), "the outside reaches the service");
+    // A private cluster that is not a dependent (in the same private network) is refused.
+    env.run("lct-api", &["create", "--cluster", "other", "--name", "other-1"]).ok();
+    assert!(!tcp_connects(&env, "other-1", &address, 8080), "an unrelated cluster reaches the service");
 
     // Scaling: diff says what would happen and changes nothing; scale makes svc-3, its
     // node-added hooks run, and the dependent's dependency-changed hooks follow.
@@ -177,6 +194,10 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
         "http://svc-1.svc.lct.internal:8080,http://svc-2.svc.lct.internal:8080,http://svc-3.svc.lct.internal:8080\n"
     );
     assert!(on(&env, "cli-1", "getent hosts svc-3.svc.lct.internal").stdout.starts_with("192.168.128."));
+    // The new member is admitted by the others (from: self).
+    let svc3 = private_ip(&env, "svc-3");
+    let reach_svc1 = format!("python3 -c 'import socket; socket.create_connection((\"{address}\", 8080), 3)'");
+    assert_eq!(on(&env, "svc-3", &reach_svc1).status, 0, "svc-3 is not admitted by svc-1");
     let log = env.run("lct-plan", &["log", "svc", "node-added"]).ok();
     assert!(
         log.stdout.contains("\"added\":[\"svc-3\"]") && log.stdout.contains("node-added.run__4.svc-3.log"),
@@ -196,6 +217,12 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
         on(&env, "cli-1", "cat /etc/lct-upstream").stdout,
         "http://svc-1.svc.lct.internal:8080,http://svc-2.svc.lct.internal:8080\n"
     );
+    // The removed member's address is no longer admitted: a node of another cluster that
+    // gets it next (the lowest free address) is refused where svc-3 was let in.
+    env.run("lct-api", &["create", "--cluster", "other", "--name", "other-2"]).ok();
+    assert_eq!(private_ip(&env, "other-2"), svc3, "other-2 did not get svc-3's address");
+    assert!(!tcp_connects(&env, "other-2", &address, 8080), "svc-1 still admits the removed svc-3's address");
+    env.run("lct-api", &["delete", "other-1", "other-2"]).ok();
     // A failing hook stops the operation naming the hook, the node and the exit status.
     // create converges to the plan's count again: svc-3 is made, its hook fails.
     let good = std::fs::read_to_string(&svc).unwrap();
@@ -225,6 +252,15 @@ fn a_plan_makes_a_cluster_and_a_dependent_one_and_their_flows_follow() {
     );
     assert!(status.stdout.contains("offers:\n  urls = http://svc-1.svc.lct.internal:8080,"), "{}", status.stdout);
     assert!(!status.stdout.contains("s3cret-token"), "a secret in status: {}", status.stdout);
+    // Scaled in: svc-3 goes, and the members that remain no longer admit its address.
+    let svc3 = private_ip(&env, "svc-3");
+    let table = |node: &str| on(&env, node, "nft list table inet lct").ok().stdout;
+    assert!(names_address(&table("svc-1"), &svc3), "svc-1 does not admit svc-3: {}", table("svc-1"));
+    env.run("lct-plan", &["scale", "svc", "server", "2"]).ok();
+    for (node, peer) in [("svc-1", "svc-2"), ("svc-2", "svc-1")] {
+        let (table, peer) = (table(node), private_ip(&env, peer));
+        assert!(names_address(&table, &peer) && !names_address(&table, &svc3), "{node} admits svc-3: {table}");
+    }
     let refused = env.run("lct-plan", &["destroy", "svc"]);
     assert_eq!(refused.status, 1);
     assert!(refused.stderr.contains("cluster svc is used by cli"), "{}", refused.stderr);

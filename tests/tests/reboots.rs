@@ -74,6 +74,9 @@ fn reboot_inside(env: &Env, node: &str) {
     });
 }
 
+/// Probes made while the service listens, after each start, before the probing ends.
+const SAMPLES: usize = 50;
+
 /// Probes `target` from the lab's outside namespace every 20 ms (50 ms timeouts) while the
 /// test goes on, noting whether the node's service was listening at each probe.
 struct Prober {
@@ -116,6 +119,13 @@ impl Prober {
 
     fn listening_samples(&self) -> usize {
         self.listening_samples.load(Ordering::SeqCst)
+    }
+
+    /// Waits until `count` more probes were made while the service listened (about a second
+    /// of them on a quiet machine), however long a busy one takes.
+    fn probes_on_while_listening(&self, count: usize) {
+        let goal = self.listening_samples() + count;
+        wait_for("probes while the service listens", Duration::from_secs(60), || self.listening_samples() >= goal);
     }
 
     /// Stops probing: (probes, admitted).
@@ -162,11 +172,11 @@ fn a_machine_stopped_started_and_rebooted_inside_never_admits_a_probe_to_its_boo
     env.run("lct-api", &["start", &node]).ok();
     // Probing on until well after the service is up again.
     wait_for("the service listening after start", Duration::from_secs(60), || listening(&ns, PORT));
+    prober.probes_on_while_listening(SAMPLES);
     let after_start = prober.listening_samples();
-    std::thread::sleep(Duration::from_secs(2));
     reboot_inside(&env, &node);
     wait_for("the service listening after the reboot", Duration::from_secs(60), || listening(&ns, PORT));
-    std::thread::sleep(Duration::from_secs(2));
+    prober.probes_on_while_listening(SAMPLES);
     let after_reboot = prober.listening_samples() - after_start;
     let (probes, admitted) = prober.finish();
 
@@ -212,7 +222,7 @@ fn a_machine_with_no_saved_firewall_boots_default_deny_not_open() {
     // SSH stays reachable (lct's way back in): start waits for it.
     env.run("lct-api", &["start", &node]).ok();
     wait_for("the service listening after start", Duration::from_secs(60), || listening(&ns, PORT));
-    std::thread::sleep(Duration::from_secs(2));
+    prober.probes_on_while_listening(SAMPLES);
     let samples = prober.listening_samples();
     let (probes, admitted) = prober.finish();
     assert_eq!(admitted, 0, "{admitted} of {probes} probes got in");
