@@ -51,6 +51,10 @@ fn the_watcher_owns_the_table_flushes_pass_it_by_and_syncs_go_through_it() {
     let (mut watcher, log) = start_watcher(&env, "zk-1", &[]);
     let said = || std::fs::read_to_string(&log).unwrap();
     assert!(said().contains("is this process's own"), "{}", said());
+    // A second watcher cannot take the table, nor the socket.
+    let fw = lct_tests::bin("lct-fw");
+    let second = env.in_ns("zk-1", &[fw.to_str().unwrap(), "watch"]);
+    assert!(second.status != 0 && second.stderr.contains("owned by another process"), "{}", second.stderr);
     let owned = table(&env, "zk-1");
     assert!(owned.contains("flags owner"), "{owned}");
 

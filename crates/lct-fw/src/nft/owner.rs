@@ -103,10 +103,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Listens at [`socket_path`], replacing a file a previous watcher left.
+    /// Listens at [`socket_path`], replacing a file a previous watcher left; refused while
+    /// another watcher listens there.
     pub fn bind() -> io::Result<Server> {
         let path = socket_path()?;
         std::fs::create_dir_all(path.parent().expect("has parent"))?;
+        if UnixStream::connect(&path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another lct-fw watch listens on {}", path.display()),
+            ));
+        }
         match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
