@@ -10,6 +10,11 @@
                                    the restore's commit time (both as nf_tables' NEWGEN
                                    notifications arrive here), the time the command started and
                                    the time the flushing nft exited
+  measure-owned RUNS OUT           RUNS times: a table `inet other` added, then `nft flush
+                                   ruleset` under a watcher that owns lct's table; OUT gets one
+                                   line per run: the time the command started, the time it
+                                   exited, whether its flush committed (a NEWGEN of its pid)
+                                   and whether lct's table was there after it (1 or 0)
 """
 import os, select, socket, struct, subprocess, sys, time
 
@@ -75,6 +80,27 @@ def measure(runs, watcher, out):
     open(out, "w").writelines(lines)
 
 
+def measure_owned(runs, out):
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    sock.bind((0, 1 << (NFNLGRP_NFTABLES - 1)))
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 64 << 20)
+    lines = []
+    for _ in range(runs):
+        time.sleep(0.2)  # the prober's steady state between runs
+        # Something for the flush to take, so that it commits.
+        subprocess.run(["nft", "add", "table", "inet", "other"], check=True)
+        started = time.monotonic_ns()
+        nft = subprocess.Popen(["nft", "flush", "ruleset"])
+        nft.wait()
+        exited = time.monotonic_ns()
+        committed = 0
+        while select.select([sock], [], [], 0.05)[0]:
+            committed |= int(nft.pid in newgens(sock.recv(1 << 20)))
+        kept = int(subprocess.run(["nft", "list", "table", "inet", "lct"], stdout=subprocess.DEVNULL).returncode == 0)
+        lines.append(f"{started} {exited} {committed} {kept}\n")
+    open(out, "w").writelines(lines)
+
+
 def probe(addr, port, out, stop):
     pending, admitted = {}, []
     poller = select.epoll()
@@ -121,6 +147,8 @@ if __name__ == "__main__":
         listen(int(args[0]))
     elif mode == "probe":
         probe(args[0], int(args[1]), args[2], args[3])
+    elif mode == "measure-owned":
+        measure_owned(int(args[0]), args[1])
     elif mode == "measure":
         measure(int(args[0]), int(args[1]), args[2])
     else:

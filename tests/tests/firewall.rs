@@ -3,54 +3,10 @@
 
 use std::process::{Command, Stdio};
 
+mod fw_lab;
+
+use fw_lab::*;
 use lct_tests::{Background, Env};
-
-/// Listeners in a node's namespace, killed on drop.
-struct Listeners(#[allow(dead_code)] Vec<Background>);
-
-impl Listeners {
-    fn start(env: &Env, node: &str, ports: &[u16]) -> Listeners {
-        let ns = env.ns(node);
-        let mut children = Vec::new();
-        for port in ports {
-            for family in ["-4", "-6"] {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", &ns, "nc", family, "-lk", &port.to_string()]);
-                children.push(Background::spawn(cmd));
-            }
-        }
-        // Until every port accepts on loopback (lo is always admitted).
-        for port in ports {
-            lct_tests::fixtures::until(
-                &format!("{node} listens on {port}"),
-                std::time::Duration::from_secs(10),
-                || env.in_ns(node, &["nc", "-z", "-w", "1", "127.0.0.1", &port.to_string()]).status == 0,
-            );
-        }
-        Listeners(children)
-    }
-}
-
-/// Whether a new TCP connection from `from`'s namespace to `addr:port` is accepted.
-fn connects(env: &Env, from: &str, addr: &str, port: u16) -> bool {
-    env.in_ns(from, &["nc", "-z", "-w", "1", addr, &port.to_string()]).status == 0
-}
-
-fn table(env: &Env, node: &str) -> String {
-    env.in_ns(node, &["nft", "list", "table", "inet", "lct"]).stdout
-}
-
-const ZK1: &str = "192.168.128.1";
-const ZK1_V6: &str = "2001:db8::1";
-const ZK1_PUBLIC: &str = "203.0.113.1";
-
-fn cluster_setup(env: &Env) {
-    env.run("lct-api", &["create", "--cluster", "zk", "--count", "2"]).ok(); // .1 .2
-    env.run("lct-api", &["create", "--cluster", "hdfs", "--count", "1"]).ok(); // .3
-    env.run("lct-api", &["create", "--cluster", "web", "--count", "1"]).ok(); // .4
-    env.run("lct-fw", &["declare", "zk", "--admin-cidr", "203.0.113.254/32", "--allow", "self->*:2888-3888/tcp"]).ok();
-    env.run("lct-inventory", &["clusters", "set", "hdfs", "--depends-on", "zk:node:2181/tcp,5353/udp"]).ok();
-}
 
 const UDP_ECHO: &str = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('0.0.0.0', int(__import__('sys').argv[1])))\nwhile True:\n    d, a = s.recvfrom(64)\n    s.sendto(d, a)\n";
 
@@ -267,25 +223,6 @@ fn no_allowed_connection_fails_and_no_forbidden_one_gets_in_during_resyncs() {
     assert!(refused > 0 && admitted == 0, "forbidden UDP probes: {admitted} answered, {refused} not");
 }
 
-/// Runs `lct-fw ARGS` inside a node's namespace with `input` on stdin.
-fn fw_in(env: &Env, node: &str, args: &[&str], input: &str) -> lct_tests::Run {
-    let fw = lct_tests::bin("lct-fw").to_str().unwrap().to_string();
-    let ns = env.ns(node);
-    let mut full = vec!["netns", "exec", ns.as_str(), fw.as_str()];
-    full.extend_from_slice(args);
-    let mut child = Command::new("ip")
-        .args(&full)
-        .env("LCT_STATE_DIR", env.state.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    lct_tests::Run::from(child.wait_with_output().unwrap())
-}
-
 /// Whether an `lct-fw rollback-watch` (the watchdog of an unconfirmed sync) runs in
 /// `node`'s namespace.
 fn rollback_watch_runs(env: &Env, node: &str) -> bool {
@@ -430,30 +367,6 @@ fn a_memory_that_does_not_match_the_kernel_falls_back_to_a_full_table() {
     assert!(!table.contains("10.99.99.99") && table.contains("192.168.128.2"), "{table}");
 }
 
-/// `lct-fw watch` in a node's namespace, its log (info level) in the state directory, once it
-/// says it is watching.
-fn start_watcher(env: &Env, node: &str) -> (Background, std::path::PathBuf) {
-    let fw = lct_tests::bin("lct-fw");
-    let log = env.state.path().join(format!("watch-{node}.log"));
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", &env.ns(node), fw.to_str().unwrap(), "-v", "watch"]);
-    let watcher = Background::spawn_logged(cmd, &log);
-    poll(
-        || std::fs::read_to_string(&log).unwrap_or_default().contains("watching table inet lct"),
-        "the watcher starts",
-    );
-    (watcher, log)
-}
-
-/// Polls `done` every 2 ms for up to 5 s; panics naming `what` if it never holds.
-fn poll(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-}
-
 #[test]
 #[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
 fn the_watcher_undoes_tampering_keeps_syncs_and_leaves_other_tables_alone() {
@@ -462,7 +375,7 @@ fn the_watcher_undoes_tampering_keeps_syncs_and_leaves_other_tables_alone() {
     let _listen = Listeners::start(&env, "zk-1", &[2181]);
     env.run("lct-fw", &["push"]).ok();
     let applied = table(&env, "zk-1");
-    let (_watcher, log) = start_watcher(&env, "zk-1");
+    let (_watcher, log) = start_watcher(&env, "zk-1", &["--restore-only"]);
     let said = || std::fs::read_to_string(&log).unwrap();
 
     // The whole ruleset flushed: the table comes back as applied, and the log names who.

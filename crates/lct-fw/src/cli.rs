@@ -37,6 +37,15 @@ added to lct's chain), puts back what lct-fw last applied in this network namesp
 milliseconds. Each change is logged (warning level) with the process that committed it
 (pid and name) and what it changed; other tables are left alone. lct-fw's own syncs are
 recognised and kept. The nft backend only: hosts on the iptables backend are not watched.
+
+On Linux 6.9 and later the watcher first makes the table its own (nf_tables' table flags
+owner and persist, taken over in one commit): `nft flush ruleset` then leaves it in place
+and any other process's change to it (`nft delete table inet lct`, a rule added) is refused,
+so nothing is exposed meanwhile. `lct-fw sync`, `remove` and a roll-back then hand their
+change to the watcher over a unix socket beside lct-fw's memory in /run/lct/fw (root only),
+and it applies them. When the watcher stops the table stays, unowned, and the next watcher
+takes it over. On older kernels (Debian 12's 6.1 has owner but not persist: an owned table
+would die with the watcher), or with --restore-only, it puts the table back after the fact.
 Runs until stopped; on nodes it is the lct-fw-watch systemd service (Restart=always),
 installed and started by `lct-inventory install`.";
 
@@ -173,7 +182,11 @@ Examples:
     },
     /// Put this host's `inet lct` table back whenever anything else changes it (a service)
     #[command(after_help = WATCH_HELP)]
-    Watch,
+    Watch {
+        /// Never own the table: put it back after others' changes (as on kernels before 6.9)
+        #[arg(long)]
+        restore_only: bool,
+    },
     /// Delete this host's `inet lct` table (or, with iptables, lct's chains)
     Remove {
         #[arg(long, value_enum, default_value_t = Backend::Nft)]

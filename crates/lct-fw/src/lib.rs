@@ -5,7 +5,8 @@
 //! * [`ruleset`]: one node's concrete ruleset: peer address sets per rule, resolved from
 //!   the current members; as `fw-ruleset` records or `nft` text.
 //! * [`nft`]: applying it to the kernel's nf_tables in-process over netlink (nftnl), in one
-//!   atomic batch, or only the set elements when only membership changed.
+//!   atomic batch, or only the set elements when only membership changed; through `lct-fw
+//!   watch` when it owns the table (Linux 6.9+).
 //! * [`sync`]: a sync on this host; [`push`]: syncs on every affected node.
 //! * [`report`]: the `fw-sync` record a sync prints.
 //! * [`iptables`]: the fallback for hosts without nf_tables (not atomic).

@@ -118,7 +118,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Watch => Ok(nft::watch()?),
+        Command::Watch { restore_only } => Ok(nft::watch(!restore_only)?),
         Command::Remove { backend } => {
             let removed = host::remove(backend)?;
             eprintln!(

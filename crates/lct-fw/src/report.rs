@@ -5,7 +5,7 @@ use lct_core::record::{Name, Record};
 use serde::{Deserialize, Serialize};
 
 /// What a sync did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "applied")]
 pub enum Applied {
     /// Nothing differed.

@@ -2,9 +2,8 @@
 
 use std::io;
 
-use super::memory::{LastApplied, LockFile, forget, memory_path, remember};
-use super::socket::Netlink;
-use super::table::{apply_table, delete_table};
+use super::memory::{LastApplied, forget, memory_path};
+use super::owner::{delete_table, sync};
 
 /// A change waiting for `lct-fw confirm`, and what to go back to without it.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -50,14 +49,9 @@ pub fn roll_back(token: &str) -> io::Result<bool> {
         return Ok(false); // a newer change is pending; its own watchdog decides
     }
     match pending.previous {
+        // The whole table, through `lct-fw watch` if it owns it.
         Some(previous) => {
-            let path = memory_path()?;
-            let lock_file = LockFile::open(&path)?;
-            let _lock = lock_file.lock()?;
-            let nl = Netlink::open()?;
-            let before = nl.generation()?;
-            apply_table(&nl, &previous.ruleset)?;
-            remember(&path, nl.generation_after(before)?, &previous.ruleset, &previous.capacity)?;
+            sync(&previous.ruleset, true)?;
         }
         None => {
             // Forgotten first: `lct-fw watch` finds nothing to put back when the table goes.

@@ -112,6 +112,10 @@ impl Monitor {
         Ok(Monitor { socket, buffer: NlBuffer::new() })
     }
 
+    pub fn fd(&self) -> libc::c_int {
+        socket_fd(&self.socket)
+    }
+
     /// Waits for notifications, then returns them with every one already queued behind them
     /// (a commit arrives as several datagrams; a burst of commits is taken in one go).
     pub fn wait(&mut self) -> io::Result<Vec<Event>> {

@@ -26,15 +26,23 @@ fn cstring(s: &str) -> CString {
 /// Replaces the whole `inet lct` table with `rs` in one atomic batch: where there is no
 /// such table yet, the batch only adds (see [`Netlink`] for why that matters), and should the
 /// table appear meanwhile, that batch is refused and the replacing one sent.
-pub fn apply_table(nl: &Netlink, rs: &Ruleset) -> io::Result<()> {
+/// With `owned`, the table is made the socket's own (see [`OWNED`]).
+pub fn apply_table(nl: &Netlink, rs: &Ruleset, owned: bool) -> io::Result<()> {
     if !table_exists(nl)? {
-        match nl.send(&table_batch(rs, false)?) {
+        match nl.send(&table_batch(rs, false, owned)?) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
             done => return done,
         }
     }
-    nl.send(&table_batch(rs, true)?)
+    nl.send(&table_batch(rs, true, owned)?)
 }
+
+/// The table flags (linux/netfilter/nf_tables.h) that make a table its netlink socket's own:
+/// `NFT_TABLE_F_OWNER` (Linux 5.12): other sockets' changes to it are refused (EPERM) and
+/// `nft flush ruleset` passes it by; `NFT_TABLE_F_PERSIST` (6.9): it stays, unowned, when
+/// its owner's socket closes, until a batch from another socket replaces it (a new owner, or
+/// none). Without PERSIST an owned table dies with its owner, so lct-fw owns it only with both.
+pub const OWNED: u32 = 0x2 | 0x4;
 
 /// Both batches of a table, built ahead of time: `lct-fw watch` keeps them for the ruleset it
 /// guards, so that putting the table back is one `sendmsg` and nothing before it.
@@ -44,8 +52,8 @@ pub(super) struct PreparedTable {
 }
 
 impl PreparedTable {
-    pub(super) fn new(rs: &Ruleset) -> io::Result<PreparedTable> {
-        Ok(PreparedTable { create: table_batch(rs, false)?, replace: table_batch(rs, true)? })
+    pub(super) fn new(rs: &Ruleset, owned: bool) -> io::Result<PreparedTable> {
+        Ok(PreparedTable { create: table_batch(rs, false, owned)?, replace: table_batch(rs, true, owned)? })
     }
 
     /// Puts the table back: `gone` says the table is known to be missing (then the batch that
@@ -75,16 +83,21 @@ pub(super) fn table_exists(nl: &Netlink) -> io::Result<bool> {
 
 /// With `replace`, the batch adds the table, deletes it and builds it anew (one transaction,
 /// so the delete cannot fail on a missing table); without, it creates the table, and the
-/// kernel refuses the batch if it exists.
-fn table_batch(rs: &Ruleset, replace: bool) -> io::Result<FinalizedBatch> {
+/// kernel refuses the batch if it exists. With `owned`, the table built carries [`OWNED`]:
+/// the replacing batch also takes over a table whose owner has gone (the first add, without
+/// flags, leaves an existing table as it is; one owned by another socket refuses it: EPERM).
+fn table_batch(rs: &Ruleset, replace: bool, owned: bool) -> io::Result<FinalizedBatch> {
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);
+    let flags = if owned { OWNED } else { 0 };
     let mut batch = Batch::new();
     if replace {
-        batch.add(&table, MsgType::Add);
+        // Without flags (nftnl's `Table` sends flags 0): an owned or orphaned table refuses a
+        // change of its flags (EOPNOTSUPP), but takes an add without them as a no-op.
+        batch.add(&NewTable::new(TABLE, ProtoFamily::Inet, false, 0), MsgType::Add);
         batch.add(&table, MsgType::Del);
-        batch.add(&table, MsgType::Add);
+        batch.add(&NewTable::new(TABLE, ProtoFamily::Inet, false, flags), MsgType::Add);
     } else {
-        batch.add(&NewTable::new(TABLE, ProtoFamily::Inet), MsgType::Add);
+        batch.add(&NewTable::new(TABLE, ProtoFamily::Inet, true, flags), MsgType::Add);
     }
 
     let mut id = 1;
@@ -230,28 +243,33 @@ fn table_batch(rs: &Ruleset, replace: bool) -> io::Result<FinalizedBatch> {
     Ok(batch.finalize())
 }
 
-/// A table to create only where it does not exist (`NLM_F_EXCL`, which nftnl's `Table` does
-/// not set): a batch that builds the table from nothing must not append to one that exists.
-struct NewTable(std::ptr::NonNull<sys::nftnl_table>, ProtoFamily);
+/// A table to add with what nftnl's `Table` does not set: `exclusive` (`NLM_F_EXCL`), for a
+/// batch that builds the table from nothing and must not append to one that exists, and
+/// table flags ([`OWNED`]).
+struct NewTable(std::ptr::NonNull<sys::nftnl_table>, ProtoFamily, bool);
 
 impl NewTable {
-    fn new(name: &str, family: ProtoFamily) -> NewTable {
+    fn new(name: &str, family: ProtoFamily, exclusive: bool, flags: u32) -> NewTable {
         let name = cstring(name);
         // SAFETY: a table object of our own, filled with copies of the name and family.
         unsafe {
             let raw = std::ptr::NonNull::new(sys::nftnl_table_alloc()).expect("allocation");
             sys::nftnl_table_set_str(raw.as_ptr(), sys::NFTNL_TABLE_NAME as u16, name.as_ptr());
             sys::nftnl_table_set_u32(raw.as_ptr(), sys::NFTNL_TABLE_FAMILY as u16, family as u32);
-            NewTable(raw, family)
+            if flags != 0 {
+                sys::nftnl_table_set_u32(raw.as_ptr(), sys::NFTNL_TABLE_FLAGS as u16, flags);
+            }
+            NewTable(raw, family, exclusive)
         }
     }
 }
 
 // SAFETY: writes one NEWTABLE message into the buffer the batch provides, as nftnl's own
-// `Table` does, with the flags that make it exclusive.
+// `Table` does, with the flags asked for.
 unsafe impl nftnl::NlMsg for NewTable {
     unsafe fn write(&self, buf: *mut libc::c_void, seq: u32, _: MsgType) {
-        let flags = libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_EXCL;
+        let exclusive = if self.2 { libc::NLM_F_EXCL } else { 0 };
+        let flags = libc::NLM_F_ACK | libc::NLM_F_CREATE | exclusive;
         unsafe {
             let header = sys::nftnl_nlmsg_build_hdr(
                 buf.cast::<c_char>(),
@@ -356,9 +374,8 @@ fn diff<T: Ord + Copy>(old: &BTreeSet<T>, new: &BTreeSet<T>) -> (Vec<T>, Vec<T>)
 }
 
 /// Deletes the `inet lct` table, if there is one.
-pub fn delete_table() -> io::Result<bool> {
-    let nl = Netlink::open()?;
-    if !table_exists(&nl)? {
+pub(super) fn delete_table(nl: &Netlink) -> io::Result<bool> {
+    if !table_exists(nl)? {
         return Ok(false);
     }
     let table = Table::new(cstring(TABLE), ProtoFamily::Inet);

@@ -7,6 +7,12 @@
 //! takes before judging) is a sync's; anything else that touched the table is tampering.
 //! Changes to other tables are left alone.
 //!
+//! Where the kernel keeps a table past its owner (Linux 6.9+), the watcher first makes the
+//! table its own (see [`super::table::OWNED`]): `nft flush ruleset` then passes it by and any
+//! other change to it is refused, so there is nothing to put back; syncs hand their ruleset to
+//! the watcher ([`super::owner`]). When it exits, the table stays; the next watcher takes it
+//! over. On older kernels (or with `--restore-only`) it puts the table back after the fact.
+//!
 //! The restore is the exposure window, so nothing stands before its one `sendmsg` that can
 //! come after it: the batches are built when the memory changes (after a sync), not when the
 //! table goes; the lock file stays open; the generation before it comes from the
@@ -21,6 +27,7 @@ use nftnl::nftnl_sys::libc;
 
 use super::events::{Change, Commit, Event, Monitor};
 use super::memory::{LastApplied, LockFile, memory_path, store};
+use super::owner::Server;
 use super::socket::Netlink;
 use super::table::{PreparedTable, capacities, table_exists};
 use crate::ruleset::TABLE;
@@ -37,13 +44,13 @@ struct Kept {
 
 impl Kept {
     /// The memory at `path`, decoded and its batches built only when it changed since `kept`.
-    fn refresh(kept: Option<Kept>, path: &Path) -> io::Result<Option<Kept>> {
+    fn refresh(kept: Option<Kept>, path: &Path, owned: bool) -> io::Result<Option<Kept>> {
         let Ok(bytes) = std::fs::read(path) else { return Ok(None) };
         if let Some(kept) = kept.filter(|k| k.bytes == bytes) {
             return Ok(Some(kept));
         }
         let Some(last) = LastApplied::decode(&bytes) else { return Ok(None) };
-        let prepared = PreparedTable::new(&last.ruleset)?;
+        let prepared = PreparedTable::new(&last.ruleset, owned)?;
         Ok(Some(Kept { bytes, last, prepared }))
     }
 
@@ -73,18 +80,48 @@ struct Restored {
 
 /// Watches this network namespace's nf_tables for ever; returns only on an error (the
 /// service manager starts it again, and the check at start catches what happened meanwhile).
-pub fn watch() -> io::Result<()> {
+/// With `claim` (and a kernel that keeps owned tables), owns the table and serves syncs.
+pub fn watch(claim: bool) -> io::Result<()> {
     // Subscribed before the first look, so that no change falls between the two.
     let mut monitor = Monitor::open()?;
     let nl = Netlink::open()?;
     let path = memory_path()?;
     let lock_file = LockFile::open(&path)?;
     let me = std::process::id();
+    let mut owned = claim && keeps_owned_tables();
     let mut kept = {
         let _lock = lock_file.lock()?;
-        let mut kept = Kept::refresh(None, &path)?;
+        let mut kept = Kept::refresh(None, &path, owned)?;
+        let mut unsupported = false;
+        if owned && let Some(k) = &mut kept {
+            let before = nl.generation()?;
+            let exists = table_exists(&nl)?;
+            {
+                // Taken over in one commit, the table replaced by the same one, owned: no
+                // moment without it.
+                match k.restore(&nl, &path, !exists, before) {
+                    Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                        tracing::warn!("nf_tables refused an owned table ({e}): putting it back after changes instead");
+                        unsupported = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("table inet {TABLE} is owned by another process (another lct-fw watch?): {e}"),
+                        ));
+                    }
+                    done => {
+                        done?;
+                    }
+                }
+            }
+        }
+        if unsupported {
+            owned = false;
+            kept = Kept::refresh(None, &path, owned)?;
+        }
         match &mut kept {
-            Some(k) => {
+            Some(k) if !owned => {
                 let before = nl.generation()?;
                 let exists = table_exists(&nl)?;
                 if before != k.last.generation || !exists {
@@ -94,10 +131,18 @@ pub fn watch() -> io::Result<()> {
                     k.restore(&nl, &path, !exists, before)?;
                 }
             }
+            Some(_) => {}
             None => tracing::info!("no ruleset applied here yet: the first `lct-fw sync` gives one to keep"),
         }
         kept
     };
+    let server = if owned { Some(Server::bind()?) } else { None };
+    if owned {
+        tracing::info!(
+            "table inet {TABLE} is this process's own: others' changes to it are refused; syncs come through {}",
+            super::owner::socket_path()?.display()
+        );
+    }
     tracing::info!("watching table inet {TABLE} ({})", path.display());
     // The changes of a commit whose NEWGEN has not come yet.
     let mut open: Vec<Change> = Vec::new();
@@ -106,6 +151,12 @@ pub fn watch() -> io::Result<()> {
     loop {
         let mut foreign: Vec<(Commit, Vec<Change>)> = Vec::new();
         let mut lost = false;
+        if let Some(server) = &server
+            && !ready(monitor.fd(), server.fd())?
+        {
+            server.serve(&nl);
+            continue;
+        }
         let events = monitor.wait()?;
         let read = Instant::now();
         for event in events {
@@ -127,7 +178,7 @@ pub fn watch() -> io::Result<()> {
         }
         // A sync that committed holds the lock until it has recorded its generation.
         let lock = lock_file.lock()?;
-        kept = Kept::refresh(kept, &path)?;
+        kept = Kept::refresh(kept, &path, owned)?;
         let Some(k) = &mut kept else {
             for (commit, changes) in &foreign {
                 tracing::warn!(
@@ -176,6 +227,36 @@ pub fn watch() -> io::Result<()> {
             ms(restored.recorded),
         );
     }
+}
+
+/// Waits until notifications (`true`) or a request on the unix socket (`false`) wait.
+fn ready(monitor: libc::c_int, server: libc::c_int) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd { fd: monitor, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: server, events: libc::POLLIN, revents: 0 },
+    ];
+    loop {
+        // SAFETY: poll on two descriptors we own, the array's length given.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
+            return Ok(fds[0].revents != 0 || fds[1].revents == 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether this kernel keeps an owned table when its owner goes (`NFT_TABLE_F_PERSIST`,
+/// Linux 6.9): without it, an owned table would die with the watcher.
+fn keeps_owned_tables() -> bool {
+    persists(&std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default())
+}
+
+/// Whether a kernel release (`uname -r`) is 6.9 or later.
+fn persists(release: &str) -> bool {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 9)
 }
 
 fn ms(d: std::time::Duration) -> f64 {
@@ -239,6 +320,13 @@ mod tests {
         // Deleted, then made again (empty) by someone: there is a table to replace.
         assert!(!table_deleted(&[(commit.clone(), flush), (commit.clone(), vec![change("add", "table")])]));
         assert!(!table_deleted(&[(commit, vec![change("delete", "rule")])]), "a flushed chain leaves the table");
+    }
+
+    #[test]
+    fn owned_tables_from_linux_6_9() {
+        assert!(persists("6.18.44-fc-v1272\n") && persists("6.9.0") && persists("7.0-rc1"));
+        assert!(!persists("6.1.0-28-cloud-amd64"), "Debian 12: owner without persist");
+        assert!(!persists("5.12.0") && !persists(""));
     }
 
     #[test]
