@@ -8,7 +8,7 @@ use lct_core::state::ClusterStore;
 
 use crate::linode::LinodeProvider;
 use crate::local::LocalCloud;
-use crate::provider::{Provider, ProviderError, VolumeSpec};
+use crate::provider::{CreateOrder, Provider, ProviderError, VolumeSpec};
 
 /// The rule every tool that queries the inventory follows, also written in their `--help`.
 pub const PROVIDERS_HELP: &str = "[default: LCT_PROVIDER, else where the selected clusters' records say their nodes are (lct-api create records it), else the providers that hold state: local when its lab has state, those a cluster record names; local when none does]";
@@ -123,6 +123,15 @@ macro_rules! dispatch {
 impl Provider for AnyProvider {
     fn name(&self) -> ProviderName {
         dispatch!(self, p => p.name())
+    }
+    fn create_order(&self) -> CreateOrder {
+        dispatch!(self, p => p.create_order())
+    }
+    fn ready_answers_ssh(&self) -> bool {
+        dispatch!(self, p => p.ready_answers_ssh())
+    }
+    async fn provide_packages(&self, packages: &[String]) -> Result<(), ProviderError> {
+        dispatch!(self, p => p.provide_packages(packages).await)
     }
     async fn list(&self) -> Result<Vec<Node>, ProviderError> {
         dispatch!(self, p => p.list().await)

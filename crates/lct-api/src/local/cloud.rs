@@ -4,11 +4,27 @@
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Status, Volume};
 
 use super::{LocalCloud, Seed};
-use crate::{Provider, ProviderError, VolumeSpec};
+use crate::provider::{CreateOrder, Provider, ProviderError, VolumeSpec};
 
 impl Provider for LocalCloud {
     fn name(&self) -> ProviderName {
         ProviderName::Local
+    }
+
+    fn create_order(&self) -> CreateOrder {
+        CreateOrder::InOrder
+    }
+
+    fn ready_answers_ssh(&self) -> bool {
+        true
+    }
+
+    async fn provide_packages(&self, packages: &[String]) -> Result<(), ProviderError> {
+        if packages.is_empty() {
+            return Ok(());
+        }
+        let packages = packages.to_vec();
+        self.blocking(move |cloud| cloud.images().add_packages(&packages).map(drop)).await
     }
 
     async fn list(&self) -> Result<Vec<Node>, ProviderError> {
