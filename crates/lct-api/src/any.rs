@@ -95,6 +95,21 @@ pub async fn remember_provider(
     Ok(store.note_nodes_on(clusters, provider, &elsewhere)?)
 }
 
+/// The name `provider` gives an image a plan names portably: `debian-12` is Linode's
+/// `linode/debian12`; others pass as written.
+pub fn provider_image(provider: ProviderName, image: &str) -> String {
+    match (provider, image) {
+        (ProviderName::Linode, "debian-12") => "linode/debian12".to_string(),
+        (_, image) => image.to_string(),
+    }
+}
+
+/// Whether `provider` has regions to choose (the local cloud has one, `local`): a plan's
+/// region is given to those only.
+pub fn has_regions(provider: ProviderName) -> bool {
+    provider == ProviderName::Linode
+}
+
 /// A provider chosen at run time.
 pub enum AnyProvider {
     Local(LocalCloud),

@@ -20,5 +20,5 @@ pub mod local;
 mod provider;
 pub mod reach;
 
-pub use any::{AnyProvider, PROVIDERS_HELP, providers_to_ask, remember_provider};
+pub use any::{AnyProvider, PROVIDERS_HELP, has_regions, provider_image, providers_to_ask, remember_provider};
 pub use provider::{CreateOrder, Provider, ProviderError, VolumeSpec, parse_size_mib};

@@ -131,15 +131,12 @@ pub fn node_specs(
             if !seen.insert(node.clone()) {
                 bail!("groups.{g}.hostname: two nodes would be named {node}");
             }
-            let image = match (provider, group.image.as_str()) {
-                (ProviderName::Linode, "debian-12") => "linode/debian12".to_string(),
-                (_, image) => image.to_string(),
-            };
+            let image = lct_api::provider_image(provider, &group.image);
             specs.push(NodeSpec {
                 cluster: name.clone(),
                 group: g.clone(),
                 name: node,
-                region: group.region.clone().filter(|_| provider == ProviderName::Linode),
+                region: group.region.clone().filter(|_| lct_api::has_regions(provider)),
                 node_type: group.node_type.clone(),
                 image: Some(image),
                 tags: group.tags.clone(),
@@ -290,11 +287,7 @@ pub async fn create(
     store.set(vec![record])?;
 
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
-    if let AnyProvider::Local(local) = &api
-        && !plan.packages.is_empty()
-    {
-        local.images().add_packages(&plan.packages)?;
-    }
+    api.provide_packages(&plan.packages).await?;
     converge(state_dir, tools, &api, name).await
 }
 
@@ -364,30 +357,18 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
     if !missing.is_empty() {
         bar.set_message(format!("cluster {name}: making {} node(s), then waiting until they answer", missing.len()));
     }
-    if state.provider == ProviderName::Local {
-        // The local cloud makes nodes one at a time, in order (zk-1 gets .1); machines then
-        // boot side by side.
-        for spec in missing {
-            waiting.push(api.create(spec).await.with_context(|| format!("creating {}", spec.name))?);
+    // The provider's order (the local cloud: one at a time, zk-1 gets .1), bounded.
+    let how = lct_api::create::CreateMany { wait_ready: false, ..Default::default() };
+    let made = lct_api::create::create_many(api, missing.into_iter().cloned().collect(), how, |_| {}).await;
+    let mut failures = Vec::new();
+    for (spec, m) in made {
+        match m {
+            Ok(node) => waiting.push(node),
+            Err(e) => failures.push(format!("creating {}: {e}", spec.name)),
         }
-    } else {
-        // Linode's creates run at once, paced by its rate limits inside the provider.
-        let made = futures_util::future::join_all(
-            missing
-                .iter()
-                .map(|spec| async move { api.create(spec).await.with_context(|| format!("creating {}", spec.name)) }),
-        )
-        .await;
-        let mut failures = Vec::new();
-        for m in made {
-            match m {
-                Ok(node) => waiting.push(node),
-                Err(e) => failures.push(format!("{e:#}")),
-            }
-        }
-        if !failures.is_empty() {
-            bail!("{} of the nodes were not made (a re-run makes them): {}", failures.len(), failures.join("; "));
-        }
+    }
+    if !failures.is_empty() {
+        bail!("{} of the nodes were not made (a re-run makes them): {}", failures.len(), failures.join("; "));
     }
     if !state.stopped {
         // Machines boot side by side; a node made by a run that died is waited for too.
@@ -399,7 +380,7 @@ async fn converge(state_dir: &Path, tools: &Tools, api: &AnyProvider, name: &Nam
         for r in ready {
             up.push(r?);
         }
-        if state.provider != ProviderName::Local && !plan.hooks.is_empty() {
+        if !api.ready_answers_ssh() && !plan.hooks.is_empty() {
             wait_ssh(up).await?;
         }
     }
@@ -611,7 +592,7 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
     for r in started {
         up.push(r?);
     }
-    if state.provider != ProviderName::Local {
+    if !api.ready_answers_ssh() {
         wait_ssh(up).await?;
     }
     state.stopped = false;
@@ -696,8 +677,9 @@ pub async fn diff(
     let (loaded, provider, mut state_counts, members, created) = match (&previous, reference) {
         (_, Some(r)) => {
             let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
-            let (provider, counts, members, created) =
-                previous.as_ref().map_or((ProviderName::Local, BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
+            let (provider, counts, members, created) = previous
+                .as_ref()
+                .map_or((ProviderName::default(), BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
                     (s.provider, s.counts.clone(), s.members.clone(), s.created)
                 });
             (loaded, provider, counts, members, created)
