@@ -6,6 +6,7 @@ use std::path::Path;
 use lct_core::record::{Cluster, Name, Node, NodeSpec, ProviderName, Volume};
 use lct_core::state::ClusterStore;
 
+#[cfg(feature = "linode")]
 use crate::linode::LinodeProvider;
 use crate::local::LocalCloud;
 use crate::provider::{CreateOrder, Provider, ProviderError, VolumeSpec};
@@ -113,6 +114,7 @@ pub fn has_regions(provider: ProviderName) -> bool {
 /// A provider chosen at run time.
 pub enum AnyProvider {
     Local(LocalCloud),
+    #[cfg(feature = "linode")]
     Linode(Box<LinodeProvider>),
 }
 
@@ -121,7 +123,12 @@ impl AnyProvider {
     pub fn from_env(name: ProviderName) -> Result<AnyProvider, ProviderError> {
         match name {
             ProviderName::Local => Ok(AnyProvider::Local(LocalCloud::from_env())),
+            #[cfg(feature = "linode")]
             ProviderName::Linode => Ok(AnyProvider::Linode(Box::new(LinodeProvider::from_env()?))),
+            #[cfg(not(feature = "linode"))]
+            ProviderName::Linode => Err(ProviderError::Unsupported(
+                "this build of lct has no Linode provider (built without the `linode` feature, as the node-side programs are)".into(),
+            )),
         }
     }
 }
@@ -130,6 +137,7 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             AnyProvider::Local($p) => $e,
+            #[cfg(feature = "linode")]
             AnyProvider::Linode($p) => $e,
         }
     };

@@ -15,6 +15,7 @@ mod any;
 pub mod cli;
 pub mod cloudinit;
 pub mod create;
+#[cfg(feature = "linode")]
 pub mod linode;
 pub mod local;
 mod provider;

@@ -1,6 +1,6 @@
 //! `lct-api`: nodes and volumes on a provider from the command line (arguments and output only).
 
-use std::io::{self, IsTerminal, Write};
+use std::io;
 
 use anyhow::bail;
 use clap::Parser;
@@ -30,6 +30,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             use lct_api::local::reboot::{Supervised, run};
             Ok(run(&Supervised { state_dir: &state_dir, lab: &lab, pid_file: &pid_file, nspawn_args: &nspawn_args })?)
         }
+        #[cfg(feature = "linode")]
         Command::Linode(args) => linode(args, format).await,
         // Start, stop and delete act on each node's own provider (records say which).
         Command::Start { names, missing_ok } => act_on(names, chosen, Action::Start, missing_ok, format).await,
@@ -56,6 +57,7 @@ async fn on_provider(provider: AnyProvider, command: Command, format: OutputForm
         },
         Command::Volume(cmd) => volume(&provider, cmd, format).await,
         Command::Lab(cmd) => {
+            #[cfg_attr(not(feature = "linode"), allow(irrefutable_let_patterns))]
             let AnyProvider::Local(local) = provider else {
                 return Err(UsageError("lab is the local cloud's: use --provider local".into()).into());
             };
@@ -67,8 +69,10 @@ async fn on_provider(provider: AnyProvider, command: Command, format: OutputForm
 }
 
 /// `lct-api linode RESOURCE VERB ...`: the items as JSON lines, or a table.
+#[cfg(feature = "linode")]
 async fn linode(args: lct_api::cli::LinodeArgs, format: OutputFormat) -> anyhow::Result<()> {
     use serde_json::Value;
+    use std::io::Write;
     let outcome = lct_api::cli::linode::run(args).await?;
     match format {
         OutputFormat::Jsonl => {
@@ -147,13 +151,7 @@ async fn create(
     format: OutputFormat,
 ) -> anyhow::Result<()> {
     let total = specs.len();
-    let shown = io::stderr().is_terminal() && total > 1;
-    let bar = if shown { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} nodes running [{elapsed}] {wide_bar} {msg}")
-            .expect("a valid template"),
-    );
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let bar = lct_api::cli::create::progress_bar(total);
     let mut out = Writer::new(io::stdout().lock());
     let (mut failed, mut written) = (0, Ok(()));
     let how = CreateMany { parallel: parallel.max(1), wait_ready: true };

@@ -12,6 +12,7 @@
 //! * [`boot`]: the last applied ruleset saved on disk and loaded at boot, else default-deny.
 
 pub mod boot;
+#[cfg(feature = "linode")]
 pub mod cloud;
 pub mod iptables;
 pub mod model;

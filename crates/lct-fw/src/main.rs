@@ -95,6 +95,7 @@ enum Command {
         force: bool,
     },
     /// Mirror each group's rules into a Linode Cloud Firewall (node records on stdin)
+    #[cfg(feature = "linode")]
     #[command(after_help = "\
 One Cloud Firewall per group of a cluster, labelled lct-CLUSTER-GROUP, admitting what the
 host firewalls of that group admit (SSH from the admin prefixes, each rule's peers on its
@@ -265,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = SyncOptions { full, kill_established, confirm_timeout, backend };
             sync(&store, node, force, &options)
         }
+        #[cfg(feature = "linode")]
         Command::CloudSync { clusters, dry_run, force } => cloud_sync(&store, &clusters, dry_run, force).await,
         Command::Boot => boot(),
         Command::Confirm => {
@@ -463,6 +465,7 @@ fn boot() -> anyhow::Result<()> {
 }
 
 /// One Linode Cloud Firewall per group, mirroring the group's host rules and members.
+#[cfg(feature = "linode")]
 async fn cloud_sync(store: &ClusterStore, only: &[Name], dry_run: bool, force: bool) -> anyhow::Result<()> {
     let (nodes, clusters, _) = read_nodes(store)?;
     let mut groups: std::collections::BTreeMap<(Name, Name), Vec<&Node>> = Default::default();

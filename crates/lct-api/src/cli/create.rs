@@ -97,3 +97,16 @@ pub fn piped_nodes(names_given: bool, verb: &str) -> anyhow::Result<Vec<Node>> {
     }
     Ok(nodes)
 }
+
+/// A bar of nodes running on a terminal (cron and pipes see none): a bulk create takes
+/// minutes on Linode.
+pub fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    let shown = io::stderr().is_terminal() && total > 1;
+    let bar = if shown { indicatif::ProgressBar::new(total as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos}/{len} nodes running [{elapsed}] {wide_bar} {msg}")
+            .expect("a valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

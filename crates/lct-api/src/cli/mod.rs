@@ -2,6 +2,7 @@
 //! more than printing (`main.rs` parses, calls these and prints).
 
 pub mod create;
+#[cfg(feature = "linode")]
 pub mod linode;
 
 use clap::{Parser, Subcommand};
@@ -146,6 +147,7 @@ pub enum Command {
     Lab(LabCommand),
     /// Any Linode API resource: RESOURCE VERB [PARENT-IDS...] [ID]
     #[command(after_help = LINODE_HELP)]
+    #[cfg(feature = "linode")]
     Linode(LinodeArgs),
     #[command(flatten)]
     Meta(MetaCommand),
