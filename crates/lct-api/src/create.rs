@@ -87,7 +87,7 @@ pub async fn create_many<P: Provider>(
     done
 }
 
-/// The specs of `count` new nodes of `group` in `cluster`: CLUSTER-1 ... CLUSTER-N, or
+/// The names of `count` new nodes of `group` in `cluster`: CLUSTER-1 ... CLUSTER-N, or
 /// CLUSTER-GROUP-1 ... when the group is not the default `node`.
 pub fn numbered(cluster: &Name, group: &Name, count: u32) -> Result<Vec<Name>, String> {
     (1..=count)

@@ -20,6 +20,14 @@
 //! is made (a node is `provisioning` until its namespace is complete, `deleting` until it is
 //! gone), so a run that dies half-way leaves a record of what to finish; the next change
 //! repairs it, and `lct-api lab repair` repairs everything.
+//!
+//! The rooms: `state` (the state file and the lab's lock), `lab` (namespaces, bridges,
+//! veths, addresses on links), `address` (allocation), `volumes` (loop devices),
+//! `nodes` (create, power, wait for SSH), `repair` (finishing what a dead run left,
+//! `lab down`), `machine` and `images` (machine nodes, their base root and mirror),
+//! `reboot` (a machine's supervisor), `net` (iproute2 and util-linux), and `cloud`:
+//! the [`Provider`](crate::Provider) impl, whose every operation runs on tokio's blocking
+//! threads (the lock, `ip`, `losetup` and systemd-nspawn block).
 
 mod address;
 mod cloud;
