@@ -174,6 +174,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_node_side_build_is_shipped_where_there_is_one() {
+        let build = tempfile::tempdir().unwrap();
+        let bin = build.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for name in NODE_PROGRAMS {
+            std::fs::write(bin.join(name), b"controller's").unwrap();
+        }
+        let shipped = |dir: &Path| -> Vec<Vec<u8>> {
+            Program::beside(dir).unwrap().into_iter().filter(|p| p.dir == REMOTE_DIR).map(|p| p.bytes).collect()
+        };
+        assert_eq!(shipped(&bin), vec![b"controller's".to_vec(); 3], "no node-side build: the controller's own");
+        // An installed layout: PREFIX/bin beside PREFIX/libexec/lct.
+        let libexec = build.path().join("libexec/lct");
+        std::fs::create_dir_all(&libexec).unwrap();
+        std::fs::write(libexec.join("lct-hosts"), b"lean hosts").unwrap();
+        let got = shipped(&bin);
+        assert_eq!(got[0], b"lean hosts", "lct-hosts from libexec/lct");
+        assert_eq!(got[1], b"controller's", "lct-fw has no node-side build here");
+        // A cargo build directory: PROFILE/node-side, taken first.
+        std::fs::create_dir_all(bin.join("node-side")).unwrap();
+        std::fs::write(bin.join("node-side/lct-fw"), b"lean fw").unwrap();
+        assert_eq!(shipped(&bin)[1], b"lean fw");
+    }
+
+    #[test]
     fn the_script_checks_the_hash_before_replacing() {
         let mut p = Program::new("lct-fw", b"binary".to_vec());
         let script = p.script();
