@@ -24,12 +24,7 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
-        .unwrap_or(false)
-}
+pub use lct_core::privilege::is_root;
 
 /// Runs a prepared command with `input` on stdin.
 pub fn run_command(mut command: Command, input: &str) -> Run {

@@ -6,9 +6,10 @@ use std::path::Path;
 use lct_core::record::{Cluster, Name, Node, NodeSpec, ProviderName, Volume};
 use lct_core::state::ClusterStore;
 
+#[cfg(feature = "linode")]
 use crate::linode::LinodeProvider;
 use crate::local::LocalCloud;
-use crate::provider::{Provider, ProviderError, VolumeSpec};
+use crate::provider::{CreateOrder, Provider, ProviderError, VolumeSpec};
 
 /// The rule every tool that queries the inventory follows, also written in their `--help`.
 pub const PROVIDERS_HELP: &str = "[default: LCT_PROVIDER, else where the selected clusters' records say their nodes are (lct-api create records it), else the providers that hold state: local when its lab has state, those a cluster record names; local when none does]";
@@ -95,9 +96,25 @@ pub async fn remember_provider(
     Ok(store.note_nodes_on(clusters, provider, &elsewhere)?)
 }
 
+/// The name `provider` gives an image a plan names portably: `debian-12` is Linode's
+/// `linode/debian12`; others pass as written.
+pub fn provider_image(provider: ProviderName, image: &str) -> String {
+    match (provider, image) {
+        (ProviderName::Linode, "debian-12") => "linode/debian12".to_string(),
+        (_, image) => image.to_string(),
+    }
+}
+
+/// Whether `provider` has regions to choose (the local cloud has one, `local`): a plan's
+/// region is given to those only.
+pub fn has_regions(provider: ProviderName) -> bool {
+    provider == ProviderName::Linode
+}
+
 /// A provider chosen at run time.
 pub enum AnyProvider {
     Local(LocalCloud),
+    #[cfg(feature = "linode")]
     Linode(Box<LinodeProvider>),
 }
 
@@ -106,7 +123,12 @@ impl AnyProvider {
     pub fn from_env(name: ProviderName) -> Result<AnyProvider, ProviderError> {
         match name {
             ProviderName::Local => Ok(AnyProvider::Local(LocalCloud::from_env())),
+            #[cfg(feature = "linode")]
             ProviderName::Linode => Ok(AnyProvider::Linode(Box::new(LinodeProvider::from_env()?))),
+            #[cfg(not(feature = "linode"))]
+            ProviderName::Linode => Err(ProviderError::Unsupported(
+                "this build of lct has no Linode provider (built without the `linode` feature, as the node-side programs are)".into(),
+            )),
         }
     }
 }
@@ -115,6 +137,7 @@ macro_rules! dispatch {
     ($self:ident, $p:ident => $e:expr) => {
         match $self {
             AnyProvider::Local($p) => $e,
+            #[cfg(feature = "linode")]
             AnyProvider::Linode($p) => $e,
         }
     };
@@ -123,6 +146,15 @@ macro_rules! dispatch {
 impl Provider for AnyProvider {
     fn name(&self) -> ProviderName {
         dispatch!(self, p => p.name())
+    }
+    fn create_order(&self) -> CreateOrder {
+        dispatch!(self, p => p.create_order())
+    }
+    fn ready_answers_ssh(&self) -> bool {
+        dispatch!(self, p => p.ready_answers_ssh())
+    }
+    async fn provide_packages(&self, packages: &[String]) -> Result<(), ProviderError> {
+        dispatch!(self, p => p.provide_packages(packages).await)
     }
     async fn list(&self) -> Result<Vec<Node>, ProviderError> {
         dispatch!(self, p => p.list().await)

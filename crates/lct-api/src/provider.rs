@@ -29,6 +29,17 @@ pub enum ProviderError {
     Api(String),
 }
 
+/// How a provider makes many nodes ([`crate::create::create_many`] follows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOrder {
+    /// One at a time, in the order given, so that addresses follow names (the local cloud:
+    /// demo-1 gets .1); each then comes up beside the others.
+    InOrder,
+    /// Side by side, as many at once as the caller allows (Linode: its rate limits pace the
+    /// requests inside the provider).
+    Parallel,
+}
+
 /// What a new volume should be.
 #[derive(Debug, Clone)]
 pub struct VolumeSpec {
@@ -67,6 +78,25 @@ pub trait Provider: Send + Sync {
     /// Creates the node unless one of that name exists; returns it running, or booting
     /// where [`Provider::wait_ready`] has more to wait for.
     fn create(&self, spec: &NodeSpec) -> impl Future<Output = Result<Node, ProviderError>> + Send;
+
+    /// How this provider makes many nodes at once ([`crate::create::create_many`] follows it).
+    fn create_order(&self) -> CreateOrder {
+        CreateOrder::Parallel
+    }
+
+    /// Whether a node [`Provider::wait_ready`] returned already answers SSH with cloud-init
+    /// finished (the local cloud waits for that; Linode's "running" comes before sshd).
+    fn ready_answers_ssh(&self) -> bool {
+        false
+    }
+
+    /// Makes Debian packages installable on this provider's machine nodes before they are
+    /// made (the local cloud's machines have no route out: the packages go into the lab's
+    /// mirror); nothing where nodes reach Debian themselves (Linode).
+    fn provide_packages(&self, packages: &[String]) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let _ = packages;
+        async { Ok(()) }
+    }
 
     /// Waits until a node `create` or `start` returned is ready for work (a local machine:
     /// answering SSH with cloud-init finished) and returns it so.

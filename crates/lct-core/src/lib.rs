@@ -9,6 +9,7 @@
 //!   completions and man pages).
 //! * [`naming`]: the one rule for cluster domains and node FQDNs.
 //! * [`prefix`]: address prefixes, strict for declarations or clearing host bits.
+//! * [`privilege`]: whether this process runs as root.
 //! * [`reach`]: never a connection to a lab's documentation address out of this machine.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
 //! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
@@ -26,6 +27,7 @@ pub mod debian;
 pub mod fsutil;
 pub mod naming;
 pub mod prefix;
+pub mod privilege;
 pub mod random;
 pub mod reach;
 pub mod record;

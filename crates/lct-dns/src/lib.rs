@@ -27,6 +27,7 @@ pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keyed;
+#[cfg(feature = "linode")]
 pub mod linode;
 pub mod net;
 pub mod notify;

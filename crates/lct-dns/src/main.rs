@@ -105,6 +105,7 @@ Example:
         tcp_clients: usize,
     },
     /// Node records in: make Linode's DNS Manager serve the zone's public addresses
+    #[cfg(feature = "linode")]
     #[command(after_help = "\
 The external view of the zone (A and AAAA of node and group names, public addresses only) is
 made the DNS Manager's: records lct made before (their ids kept in
@@ -350,6 +351,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        #[cfg(feature = "linode")]
         Command::SyncLinode { zone: args, soa_email, dry_run } => {
             let domain = args.domain.to_string();
             let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));

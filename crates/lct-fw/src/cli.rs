@@ -95,6 +95,7 @@ pub enum Command {
         force: bool,
     },
     /// Mirror each group's rules into a Linode Cloud Firewall (node records on stdin)
+    #[cfg(feature = "linode")]
     #[command(after_help = "\
 One Cloud Firewall per group of a cluster, labelled lct-CLUSTER-GROUP, admitting what the
 host firewalls of that group admit (SSH from the admin prefixes, each rule's peers on its

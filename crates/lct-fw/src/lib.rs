@@ -19,6 +19,7 @@
 
 pub mod boot;
 pub mod cli;
+#[cfg(feature = "linode")]
 pub mod cloud;
 pub mod host;
 pub mod input;

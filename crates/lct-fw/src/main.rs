@@ -12,12 +12,14 @@ use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream;
 use lct_fw::boot::Booted;
 use lct_fw::cli::{Cli, Command, Format};
+#[cfg(feature = "linode")]
+use lct_fw::cloud;
 use lct_fw::host::{self, HostError};
 use lct_fw::input::{Members, host_ruleset};
 use lct_fw::model::{Declared, FirewallSpec};
+use lct_fw::nft;
 use lct_fw::push::PushOptions;
 use lct_fw::sync::{SyncError, SyncOptions};
-use lct_fw::{cloud, nft};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -64,6 +66,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", stream::to_line(&report));
             Ok(())
         }
+        #[cfg(feature = "linode")]
         Command::CloudSync { clusters, dry_run, force } => {
             let members = Members::read(&store, io::stdin().lock())?;
             let plans = cloud::plan(&members, &clusters, force)?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use lct_api::{AnyProvider, Provider};
-use lct_core::record::{Access, Node, ProviderName, Volume};
+use lct_core::record::{Node, Volume};
 
 use crate::create::CreateOptions;
 use crate::error::ImageError;
@@ -78,23 +78,9 @@ fn reach(located: &Located) -> Result<Reach, ImageError> {
     };
     // LCT_IMAGE_ON_NODE=1: on the node even on the local cloud (a machine node), as on Linode.
     let on_node = std::env::var("LCT_IMAGE_ON_NODE").is_ok_and(|v| v == "1");
-    match (located.volume.provider, &located.volume.path) {
-        (ProviderName::Local, Some(_)) if on_node && matches!(node.access, Some(Access::Ssh { .. })) => {
-            Ok(Reach::Node(Box::new(node.clone()), lct_api::local::volume_path_in_machine(label.as_str())))
-        }
-        (ProviderName::Local, Some(path)) => Ok(Reach::Here(PathBuf::from(path))),
-        (ProviderName::Local, None) => Err(refused(format!("volume {label}: attached without a device path"))),
-        _ => match node.access {
-            Some(Access::Ssh { .. }) => {
-                let path = located
-                    .volume
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| lct_api::local::volume_path_in_machine(label.as_str()));
-                Ok(Reach::Node(Box::new(node.clone()), path))
-            }
-            _ => Err(refused(format!("volume {label}: node {} is not reached by SSH", node.name))),
-        },
+    match lct_api::reach::volume_device(&located.volume, node, on_node).map_err(|e| refused(e.to_string()))? {
+        lct_api::reach::VolumeDevice::Here(path) => Ok(Reach::Here(path)),
+        lct_api::reach::VolumeDevice::OnNode(path) => Ok(Reach::Node(Box::new(node.clone()), path)),
     }
 }
 

@@ -25,6 +25,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Where the node-side build of the programs in `dir` puts them: `DIR/node-side` in a cargo
+/// build directory (`target/release/node-side`, scripts/lib/cargo.sh's `build_node_side`),
+/// `DIR/../libexec/lct` where they are installed (`/usr/local/libexec/lct`, scripts/install).
+pub const NODE_SIDE_DIRS: [&str; 2] = ["node-side", "../libexec/lct"];
+
+/// The node-side build of program `name` of the build in `dir`, else `dir/name` (a build
+/// without a node-side one ships the controller's programs, as before).
+pub fn node_side_path(dir: &Path, name: &str) -> std::path::PathBuf {
+    NODE_SIDE_DIRS.iter().map(|d| dir.join(d).join(name)).find(|p| p.is_file()).unwrap_or_else(|| dir.join(name))
+}
+
 /// lct-dns's systemd unit (`packaging/systemd/lct-dns.service`) and where it goes.
 pub const DNS_UNIT: &str = include_str!("../../../packaging/systemd/lct-dns.service");
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -68,13 +79,15 @@ impl Program {
         Program { name: name.to_string(), bytes, sha256, dir: REMOTE_DIR, mode: "755", activate }
     }
 
-    /// The node-side programs in `dir` (beside the running program: the same build), and
-    /// lct-dns's, lct-fw-boot's and lct-fw-watch's units.
+    /// The node-side programs of the build in `dir` (beside the running program: the same
+    /// build), and lct-dns's, lct-fw-boot's and lct-fw-watch's units. Each program is the
+    /// node-side build's where there is one ([`node_side_path`]: without the Linode client, a
+    /// third of the crates), else the controller's own.
     pub fn beside(dir: &Path) -> std::io::Result<Vec<Program>> {
         let mut programs: Vec<Program> = NODE_PROGRAMS
             .iter()
             .map(|name| {
-                let path = dir.join(name);
+                let path = node_side_path(dir, name);
                 std::fs::read(&path)
                     .map(|bytes| Program::new(name, bytes))
                     .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
@@ -159,6 +172,31 @@ pub async fn install(nodes: &[Node], programs: &[Program], options: &ExecOptions
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_side_build_is_shipped_where_there_is_one() {
+        let build = tempfile::tempdir().unwrap();
+        let bin = build.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for name in NODE_PROGRAMS {
+            std::fs::write(bin.join(name), b"controller's").unwrap();
+        }
+        let shipped = |dir: &Path| -> Vec<Vec<u8>> {
+            Program::beside(dir).unwrap().into_iter().filter(|p| p.dir == REMOTE_DIR).map(|p| p.bytes).collect()
+        };
+        assert_eq!(shipped(&bin), vec![b"controller's".to_vec(); 3], "no node-side build: the controller's own");
+        // An installed layout: PREFIX/bin beside PREFIX/libexec/lct.
+        let libexec = build.path().join("libexec/lct");
+        std::fs::create_dir_all(&libexec).unwrap();
+        std::fs::write(libexec.join("lct-hosts"), b"lean hosts").unwrap();
+        let got = shipped(&bin);
+        assert_eq!(got[0], b"lean hosts", "lct-hosts from libexec/lct");
+        assert_eq!(got[1], b"controller's", "lct-fw has no node-side build here");
+        // A cargo build directory: PROFILE/node-side, taken first.
+        std::fs::create_dir_all(bin.join("node-side")).unwrap();
+        std::fs::write(bin.join("node-side/lct-fw"), b"lean fw").unwrap();
+        assert_eq!(shipped(&bin)[1], b"lean fw");
+    }
 
     #[test]
     fn the_script_checks_the_hash_before_replacing() {

@@ -76,7 +76,7 @@ pub enum Command {
     Create {
         name: Name,
         plan: String,
-        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::Local)]
+        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
         provider: lct_core::record::ProviderName,
         /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
         #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]

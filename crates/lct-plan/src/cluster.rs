@@ -107,11 +107,7 @@ pub async fn create(
     let mut ctx = Context::new(state_dir, tools, state, loaded.clone());
 
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
-    if let AnyProvider::Local(local) = &api
-        && !plan.packages.is_empty()
-    {
-        local.images().add_packages(&plan.packages)?;
-    }
+    api.provide_packages(&plan.packages).await?;
     converge(&mut ctx, &api).await
 }
 
@@ -150,30 +146,18 @@ async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<No
     if !missing.is_empty() {
         bar.set_message(format!("cluster {name}: making {} node(s), then waiting until they answer", missing.len()));
     }
-    if state.provider == ProviderName::Local {
-        // The local cloud makes nodes one at a time, in order (zk-1 gets .1); machines then
-        // boot side by side.
-        for spec in missing {
-            waiting.push(api.create(spec).await.with_context(|| format!("creating {}", spec.name))?);
+    // The provider's order (the local cloud: one at a time, zk-1 gets .1), bounded.
+    let how = lct_api::create::CreateMany { wait_ready: false, ..Default::default() };
+    let made = lct_api::create::create_many(api, missing.into_iter().cloned().collect(), how, |_| {}).await;
+    let mut failures = Vec::new();
+    for (spec, m) in made {
+        match m {
+            Ok(node) => waiting.push(node),
+            Err(e) => failures.push(format!("creating {}: {e}", spec.name)),
         }
-    } else {
-        // Linode's creates run at once, paced by its rate limits inside the provider.
-        let made = futures_util::future::join_all(
-            missing
-                .iter()
-                .map(|spec| async move { api.create(spec).await.with_context(|| format!("creating {}", spec.name)) }),
-        )
-        .await;
-        let mut failures = Vec::new();
-        for m in made {
-            match m {
-                Ok(node) => waiting.push(node),
-                Err(e) => failures.push(format!("{e:#}")),
-            }
-        }
-        if !failures.is_empty() {
-            bail!("{} of the nodes were not made (a re-run makes them): {}", failures.len(), failures.join("; "));
-        }
+    }
+    if !failures.is_empty() {
+        bail!("{} of the nodes were not made (a re-run makes them): {}", failures.len(), failures.join("; "));
     }
     if !state.stopped {
         // Machines boot side by side; a node made by a run that died is waited for too.
@@ -185,7 +169,7 @@ async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<No
         for r in ready {
             up.push(r?);
         }
-        if state.provider != ProviderName::Local && !plan.hooks.is_empty() {
+        if !api.ready_answers_ssh() && !plan.hooks.is_empty() {
             wait_ssh(up).await?;
         }
     }
@@ -378,7 +362,7 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
     for r in started {
         up.push(r?);
     }
-    if ctx.state.provider != ProviderName::Local {
+    if !api.ready_answers_ssh() {
         wait_ssh(up).await?;
     }
     ctx.state.stopped = false;

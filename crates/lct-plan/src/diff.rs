@@ -30,8 +30,9 @@ pub async fn diff(
     let (loaded, provider, mut state_counts, members, created) = match (&previous, reference) {
         (_, Some(r)) => {
             let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
-            let (provider, counts, members, created) =
-                previous.as_ref().map_or((ProviderName::Local, BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
+            let (provider, counts, members, created) = previous
+                .as_ref()
+                .map_or((ProviderName::default(), BTreeMap::new(), BTreeSet::new(), false), |(s, _)| {
                     (s.provider, s.counts.clone(), s.members.clone(), s.created)
                 });
             (loaded, provider, counts, members, created)

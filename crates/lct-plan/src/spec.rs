@@ -58,15 +58,12 @@ pub fn node_specs(
             if !seen.insert(node.clone()) {
                 bail!("groups.{g}.hostname: two nodes would be named {node}");
             }
-            let image = match (provider, group.image.as_str()) {
-                (ProviderName::Linode, "debian-12") => "linode/debian12".to_string(),
-                (_, image) => image.to_string(),
-            };
+            let image = lct_api::provider_image(provider, &group.image);
             specs.push(NodeSpec {
                 cluster: name.clone(),
                 group: g.clone(),
                 name: node,
-                region: group.region.clone().filter(|_| provider == ProviderName::Linode),
+                region: group.region.clone().filter(|_| lct_api::has_regions(provider)),
                 node_type: group.node_type.clone(),
                 image: Some(image),
                 tags: group.tags.clone(),
@@ -254,7 +251,7 @@ pub fn unwise(
     params: &BTreeMap<String, Value>,
     counts: &BTreeMap<Name, u32>,
 ) -> anyhow::Result<Vec<PlanError>> {
-    let specs = node_specs(plan, name, params, counts, ProviderName::Local)?;
+    let specs = node_specs(plan, name, params, counts, ProviderName::default())?;
     let mut found = Vec::new();
     for (g, group) in &plan.groups {
         let serves =

@@ -1,0 +1,9 @@
+//! Whether this process may do what only root may (namespaces, loop devices, nftables).
+
+/// The effective uid of this process is 0; /proc/self is always ours.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .unwrap_or(false)
+}
