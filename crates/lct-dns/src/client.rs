@@ -10,7 +10,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, TSigner};
 
-use crate::service::Change;
+use crate::journal::Change;
 use crate::tsig::{Key, now};
 use crate::wire::{TsigSeen, WireBatch, from_wire, normal_with_ttl, read_answers, read_tsig, to_wire};
 use crate::zone::{DnsRecord, RecordType, fqdn};
@@ -312,7 +312,7 @@ struct Chain {
 
 impl Chain {
     fn new(signer: TSigner, previous: Vec<u8>, request_time: u64) -> Chain {
-        let wire = |name: &Name| crate::fast::wire_name(&crate::wire::name_text(name)).unwrap_or_default();
+        let wire = |name: &Name| crate::wire::wire_name(&crate::wire::name_text(name)).unwrap_or_default();
         let key = wire(signer.signer_name());
         let algorithm = wire(&signer.algorithm().to_name());
         Chain { signer, key, algorithm, previous, remote_time: 0, request_time }
@@ -321,8 +321,8 @@ impl Chain {
     /// Checks the next message of the answer, given parsed.
     fn verify(&mut self, bytes: &[u8], message: &Message) -> Result<(), String> {
         let seen = message.signature().map(|tsig| TsigSeen {
-            key: crate::fast::wire_name(&crate::wire::name_text(&tsig.name)).unwrap_or_default(),
-            algorithm: crate::fast::wire_name(&crate::wire::name_text(&tsig.data.algorithm.to_name()))
+            key: crate::wire::wire_name(&crate::wire::name_text(&tsig.name)).unwrap_or_default(),
+            algorithm: crate::wire::wire_name(&crate::wire::name_text(&tsig.data.algorithm.to_name()))
                 .unwrap_or_default(),
             time: tsig.data.time,
             fudge: tsig.data.fudge,
@@ -440,6 +440,63 @@ pub fn difference(current: &[DnsRecord], desired: &[DnsRecord]) -> (Vec<DnsRecor
     (missing_from(current, &keys(desired)), missing_from(desired, &keys(current)))
 }
 
+impl Client {
+    /// `lct-dns update`: each zone of `desired` transferred from the server and compared
+    /// with it, the difference sent (unless `dry_run`); a report per zone brought in line,
+    /// and how many zones could not be (each logged).
+    pub fn update_zones(&self, desired: &[DnsRecord], dry_run: bool) -> (Vec<ZoneUpdate>, usize) {
+        let zones: BTreeSet<String> = desired.iter().map(|r| r.zone.clone()).collect();
+        let mut reports = Vec::new();
+        let mut failed = 0;
+        for zone in zones {
+            let current = match self.transfer(&zone) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("{e}");
+                    failed += 1;
+                    continue;
+                }
+            };
+            let serial_of = |records: &[DnsRecord]| crate::wire::serial_of(records, &zone);
+            let want: Vec<DnsRecord> = desired.iter().filter(|r| r.zone == zone).cloned().collect();
+            let (deletes, adds) = difference(&current, &want);
+            let serial_before = serial_of(&current);
+            let mut serial_after = serial_before;
+            let nothing_to_do = deletes.is_empty() && adds.is_empty();
+            if !dry_run && !nothing_to_do {
+                // One message per zone while it fits in 64 KiB; else in parts (each one
+                // atomic on the server).
+                let parts = (deletes.len() + adds.len()).div_ceil(1500).max(1);
+                let (dchunk, achunk) = (deletes.len().div_ceil(parts).max(1), adds.len().div_ceil(parts).max(1));
+                let mut result = Ok(());
+                for i in 0..parts {
+                    let d = deletes.chunks(dchunk).nth(i).unwrap_or(&[]);
+                    let a = adds.chunks(achunk).nth(i).unwrap_or(&[]);
+                    result = self.update(&zone, d, a);
+                    if result.is_err() {
+                        break;
+                    }
+                }
+                if let Err(e) = result {
+                    tracing::error!("{e}");
+                    failed += 1;
+                    continue;
+                }
+                serial_after = self.transfer(&zone).ok().and_then(|c| serial_of(&c));
+            }
+            reports.push(ZoneUpdate {
+                zone,
+                added: adds.len(),
+                removed: deletes.len(),
+                serial_before,
+                serial_after,
+                dry_run,
+            });
+        }
+        (reports, failed)
+    }
+}
+
 /// What `lct-dns update` did to one zone.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ZoneUpdate {
@@ -480,7 +537,7 @@ mod tests {
     /// pass in order; a changed byte, a message left out or another key's signature fail.
     #[test]
     fn the_tsig_chain_catches_changed_missing_and_foreign_messages() {
-        use crate::signed::{Grant, Signed};
+        use crate::request::{Grant, Signed};
         let key = Key::generate("xfr").unwrap();
         let mut request = Message::new(7, MessageType::Query, OpCode::Query);
         request.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::AXFR));
@@ -490,7 +547,7 @@ mod tests {
         let signed = Signed { signer: key.signer(), mac: mac.clone(), grant: Grant::Full };
         let bodies: Vec<Vec<u8>> = (0..4)
             .map(|i| {
-                let mut m = crate::signed::response(&request, ResponseCode::NoError);
+                let mut m = crate::request::response(&request, ResponseCode::NoError);
                 if i > 0 {
                     m.queries.clear();
                 }
