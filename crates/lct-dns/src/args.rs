@@ -19,8 +19,13 @@ Examples:
   lct-inventory query | lct-dns zone --domain lct.internal --format zone --view external
   lct-inventory query | lct-dns zone --domain lct.internal --format zone --zone 168.192.in-addr.arpa
 
-Names: NODE.CLUSTER.DOMAIN, GROUP.CLUSTER.DOMAIN (an address set over the group), and
-_SERVICE._PROTO.CLUSTER.DOMAIN SRV for the services a cluster record declares.
+Names, in the zone --domain: NODE.CD and GROUP.CD (A and AAAA; a group's name holds every
+member's address) and _SERVICE._PROTO.CD (SRV, for the services a cluster record declares),
+where CD is the cluster's domain: its cluster record's own, else CLUSTER.PARENT
+(--parent-domain). A cluster whose domain is outside the zone is left out, with a warning.
+Private addresses are in the internal view, public ones in the external view (and inside too
+for a name without a private address); a cluster's names.dns can publish only its private or
+only its public addresses, or no names. Reverse zones: a PTR per private IPv4 address, inside.
 
 Exit status: 0 success, 1 failure, 2 usage error.";
 
