@@ -19,7 +19,7 @@ fn split(_: &str) -> ZoneMode {
 /// as text and into the fast path's tables (what a secondary does), and the TSIG at its end.
 /// Returns the records taken, or what was malformed.
 pub fn transfer_message(message: &[u8]) -> Result<usize, &'static str> {
-    if let Some(at) = crate::client::last_record_at(message) {
+    if let Some(at) = crate::chain::last_record_at(message) {
         std::hint::black_box(read_tsig(message, at));
     }
     let mut batch = WireBatch::default();

@@ -19,6 +19,7 @@
 //! * [`journal`]: the recent changes of each zone, for IXFR.
 //!
 //! Client side
+//! * [`chain`]: the TSIG chain of an answer in several messages, checked.
 //! * [`client`]: transfers a zone and sends the difference as UPDATEs (`lct-dns update`).
 //! * [`linode`]: the external view into Linode's DNS Manager (`lct-dns sync-linode`).
 //!
@@ -47,6 +48,7 @@
 //!
 //! * `fuzzing` (hidden): the readers of untrusted messages, for lct-fuzz.
 
+pub mod chain;
 pub mod client;
 pub mod config;
 pub mod dispatch;

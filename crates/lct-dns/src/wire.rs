@@ -504,7 +504,7 @@ mod text_tests {
         m.add_query(Query::query(Name::from_ascii("lct.internal.").unwrap(), RecordType::AXFR));
         m.finalize(&key.signer(), 1_700_000_000).unwrap();
         let bytes = m.to_vec().unwrap();
-        let at = crate::client::last_record_at(&bytes).unwrap();
+        let at = crate::chain::last_record_at(&bytes).unwrap();
         let seen = read_tsig(&bytes, at).unwrap();
         let tsig = Message::from_vec(&bytes).unwrap().signature().unwrap().clone();
         assert_eq!(seen.key, wire_name(&name_text(&tsig.name)).unwrap());
