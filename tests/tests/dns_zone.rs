@@ -103,6 +103,27 @@ fn bad_services_and_names_are_refused() {
 }
 
 #[test]
+fn a_cluster_outside_the_zone_is_named_at_the_default_log_level() {
+    let env = Env::new();
+    env.run("lct-inventory", &["clusters", "set", "hdfs", "--domain", "hdfs.example.org"]).ok();
+    // No -v: what is left out is said at the default level, naming the cluster, its domain and
+    // the zone, so an empty zone is never a puzzle.
+    let out = env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal"], NODES).ok();
+    assert!(
+        out.stderr.contains("cluster hdfs: its domain hdfs.example.org is outside the zone lct.internal"),
+        "{}",
+        out.stderr
+    );
+    let names: Vec<String> = out.json_lines().iter().filter_map(|r| r["name"].as_str().map(String::from)).collect();
+    assert!(names.iter().any(|n| n == "zk-1.zk.lct.internal."), "{names:?}");
+    assert!(!names.iter().any(|n| n.starts_with("nn-1.")), "{names:?}");
+    // The zone of its own domain serves it, and says nothing of hdfs.
+    let out = env.run_with_input("lct-dns", &["zone", "--domain", "example.org"], NODES).ok();
+    assert!(out.stdout.contains("nn-1.hdfs.example.org."), "{}", out.stdout);
+    assert!(!out.stderr.contains("cluster hdfs"), "{}", out.stderr);
+}
+
+#[test]
 fn knot_serves_the_zone_as_written() {
     let env = Env::new();
     setup(&env);

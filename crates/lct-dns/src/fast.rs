@@ -9,15 +9,12 @@
 //! records of by scanning every record key to tell NXDOMAIN from NODATA (an empty
 //! non-terminal), about 1.5 ms a query with 10,000 names, so a random-subdomain flood took
 //! the server down (docs/benchmarks.md). Updates, transfers, other classes and odd messages
-//! still go to the runtime (`crate::signed`, then hickory), where their cost is bounded by
+//! still go to the runtime (the signed-request handler, then a full read), where their cost is bounded by
 //! being rare or authenticated.
 
 use std::collections::HashMap;
 
-use hickory_proto::rr::RData;
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
-
-use crate::zone::{DnsRecord, RecordType, View};
+use crate::wire::wire_name;
 
 /// Largest UDP answer whatever the client offers (the DNS flag day 2020 value): bigger
 /// answers are truncated, so that none is fragmented.
@@ -32,30 +29,30 @@ type Table<V> = HashMap<Vec<u8>, V, crate::keyed::TableState>;
 /// question (offset 12), and what goes with them in the additional section (the addresses
 /// of NS and SRV targets we hold, owners written out).
 #[derive(Default, Clone)]
-struct RrSet {
-    rtype: u16,
-    count: u16,
-    bytes: Vec<u8>,
-    extra_count: u16,
-    extra: Vec<u8>,
+pub(crate) struct RrSet {
+    pub(crate) rtype: u16,
+    pub(crate) count: u16,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) extra_count: u16,
+    pub(crate) extra: Vec<u8>,
     /// Target names (NS, SRV) whose addresses go in the additional section.
-    targets: Vec<Vec<u8>>,
+    pub(crate) targets: Vec<Vec<u8>>,
 }
 
 /// A zone as one view serves it: its SOA for negative answers (type, class, TTL, length and
 /// data; the owner is a pointer into the question).
-struct Zone {
-    soa: Vec<u8>,
+pub(crate) struct Zone {
+    pub(crate) soa: Vec<u8>,
     /// A secondary zone past its expire time: SERVFAIL for every name in it.
-    expired: bool,
+    pub(crate) expired: bool,
 }
 
 /// The tables for both views. Keys start with the view (1 internal, 0 external) followed by
 /// the lower-case wire name.
 #[derive(Default)]
 pub struct Answers {
-    names: Table<Vec<RrSet>>,
-    zones: Table<Zone>,
+    pub(crate) names: Table<Vec<RrSet>>,
+    pub(crate) zones: Table<Zone>,
 }
 
 /// A set as [`Answers::dump`] lists it: key, type, count, bytes, extra count, extra bytes.
@@ -112,88 +109,15 @@ impl Outcome {
     }
 }
 
-/// Owner names in wire form, lower case: `3www7example3com0`.
-pub(crate) fn wire_name(name: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(name.len() + 2);
-    wire_name_into(name, &mut out).then_some(out)
-}
-
-/// [`wire_name`] appended to `out`; false (and `out` partly written) if it is not a name.
-fn wire_name_into(name: &str, out: &mut Vec<u8>) -> bool {
-    let start = out.len();
-    let name = name.trim_end_matches('.');
-    if !name.is_empty() {
-        for label in name.split('.') {
-            if label.is_empty() || label.len() > 63 {
-                return false;
-            }
-            out.push(label.len() as u8);
-            out.extend(label.bytes().map(|b| b.to_ascii_lowercase()));
-        }
-    }
-    out.push(0);
-    out.len() - start <= 255
-}
-
-fn keyed(internal: bool, wire: &[u8]) -> Vec<u8> {
+/// A table's key: the view byte, then the wire name.
+pub(crate) fn keyed(internal: bool, wire: &[u8]) -> Vec<u8> {
     let mut key = Vec::with_capacity(wire.len() + 1);
     key.push(internal as u8);
     key.extend_from_slice(wire);
     key
 }
 
-/// The record's data on the wire, names uncompressed (they are copied into any message).
-fn rdata_bytes(r: &DnsRecord, out: &mut Vec<u8>) -> Option<()> {
-    out.clear();
-    // Addresses, most of any zone here, without the general parser.
-    match r.rtype {
-        RecordType::A => out.extend_from_slice(&r.data.parse::<std::net::Ipv4Addr>().ok()?.octets()),
-        RecordType::AAAA => out.extend_from_slice(&r.data.parse::<std::net::Ipv6Addr>().ok()?.octets()),
-        _ => {
-            let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
-            let mut encoder = BinEncoder::new(out);
-            encoder.set_name_encoding(NameEncoding::Uncompressed);
-            rdata.emit(&mut encoder).ok()?;
-        }
-    }
-    Some(())
-}
-
-/// Type, class IN, TTL, length and data of a record.
-fn rr_tail(rtype: u16, ttl: u32, rdata: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&rtype.to_be_bytes());
-    out.extend_from_slice(&1u16.to_be_bytes());
-    out.extend_from_slice(&ttl.to_be_bytes());
-    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
-    out.extend_from_slice(rdata);
-}
-
-/// The target name inside NS and SRV data, in wire form.
-fn target_of(r: &DnsRecord) -> Option<Vec<u8>> {
-    let name = match r.rtype {
-        RecordType::NS => r.data.split_whitespace().next()?,
-        RecordType::SRV => r.data.split_whitespace().nth(3)?,
-        _ => return None,
-    };
-    wire_name(name)
-}
-
 impl Answers {
-    /// From the records of both views; zones in `refused_outside` have no external answers,
-    /// and `public_inside` zones answer inside as outside. (Only zones in split mode get
-    /// here by default; see [`crate::server::Views`] for the modes.)
-    pub fn new(
-        records: &[DnsRecord],
-        modes: &(dyn Fn(&str) -> crate::server::ZoneMode + Sync),
-    ) -> Result<Answers, crate::server::ServeError> {
-        let mut builder = Builder::new(modes, records.len());
-        for r in records {
-            builder.add(r)?;
-        }
-        Ok(builder.finish())
-    }
-
-    /// Marks secondary zones whose copy expired: their names get SERVFAIL (RFC 1034: a
     /// secondary stops answering for a zone it could not refresh within the SOA's expire).
     pub fn expire<'z>(&mut self, zones: impl Iterator<Item = &'z str>) {
         for zone in zones {
@@ -405,7 +329,7 @@ impl Answers {
 
     /// The zone this view serves that is the closest to the name in `key` (view byte, then
     /// the wire name), and the offset of its apex within the name.
-    fn enclosing_zone(&self, key: &[u8]) -> Option<(&Zone, usize)> {
+    pub(crate) fn enclosing_zone(&self, key: &[u8]) -> Option<(&Zone, usize)> {
         let mut probe = Vec::with_capacity(key.len());
         let mut at = 1;
         loop {
@@ -422,294 +346,6 @@ impl Answers {
         }
     }
 }
-
-/// Builds [`Answers`] a record at a time (a secondary feeds it while a transfer arrives).
-pub struct Builder<'m> {
-    answers: Answers,
-    modes: &'m (dyn Fn(&str) -> crate::server::ZoneMode + Sync),
-    /// The zone's apex and mode, worked out once for each run of records of one zone.
-    zone: Option<(String, Vec<u8>, crate::server::ZoneMode)>,
-    // Buffers reused for every record.
-    name: Vec<u8>,
-    rdata: Vec<u8>,
-    probe: Vec<u8>,
-    /// The sets of the name whose records are arriving (by view: internal first), joined
-    /// to the tables when another name comes: a name's records come together in a
-    /// transfer, so the tables are looked up once a name, not twice a record.
-    pending_name: Vec<u8>,
-    pending: [Vec<RrSet>; 2],
-    /// Every record of the pending name so far is in both views: only the internal sets
-    /// are built, and copied for the external view when the name is done.
-    mirrored: bool,
-    /// Keys of the names with NS or SRV sets (whose targets' addresses `finish` adds).
-    with_targets: Vec<Vec<u8>>,
-}
-
-impl<'m> Builder<'m> {
-    /// For about `records` records.
-    pub fn new(modes: &'m (dyn Fn(&str) -> crate::server::ZoneMode + Sync), records: usize) -> Builder<'m> {
-        let mut answers = Answers::default();
-        answers.names.reserve(records / 2);
-        Builder {
-            answers,
-            modes,
-            zone: None,
-            name: Vec::with_capacity(256),
-            rdata: Vec::with_capacity(64),
-            probe: Vec::with_capacity(260),
-            pending_name: Vec::with_capacity(256),
-            pending: [Vec::new(), Vec::new()],
-            mirrored: false,
-            with_targets: Vec::new(),
-        }
-    }
-
-    /// One more record; an error names a record that cannot be served.
-    pub fn add(&mut self, r: &DnsRecord) -> Result<(), crate::server::ServeError> {
-        // A record that cannot be served is refused with its zone and name (nothing is
-        // swapped in: the previous zones serve on).
-        let bad = |message: &str| crate::server::ServeError::Zone {
-            zone: r.zone.clone(),
-            view: r.view,
-            message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
-        };
-        self.enter_zone(&r.zone).ok_or_else(|| bad("not a valid name"))?;
-        self.name.clear();
-        if !wire_name_into(&r.name, &mut self.name) {
-            return Err(bad("not a valid name"));
-        }
-        rdata_bytes(r, &mut self.rdata).ok_or_else(|| bad("data that cannot be read"))?;
-        self.insert(r.view, u16::from(r.rtype), r.ttl, target_of(r));
-        Ok(())
-    }
-
-    /// One more record of `zone`, read off the wire (a transfer's: both views).
-    pub fn add_wire(&mut self, zone: &str, r: &crate::wire::WireRecord) -> Result<(), crate::server::ServeError> {
-        self.enter_zone(zone).ok_or_else(|| crate::server::ServeError::Zone {
-            zone: zone.to_string(),
-            view: View::Both,
-            message: "not a valid name".into(),
-        })?;
-        self.name.clear();
-        self.name.extend_from_slice(r.name);
-        self.rdata.clear();
-        self.rdata.extend_from_slice(r.rdata);
-        let target = match r.rtype {
-            2 => Some(r.rdata.to_vec()),
-            33 => r.rdata.get(6..).map(<[u8]>::to_vec),
-            _ => None,
-        };
-        self.insert(View::Both, r.rtype, r.ttl, target);
-        Ok(())
-    }
-
-    /// Works out `zone`'s apex and mode when the zone changes from the last record's.
-    fn enter_zone(&mut self, zone: &str) -> Option<()> {
-        if self.zone.as_ref().is_none_or(|(z, ..)| *z != zone) {
-            self.flush();
-            let apex = wire_name(zone)?;
-            self.zone = Some((zone.to_string(), apex, (self.modes)(zone)));
-        }
-        Some(())
-    }
-
-    /// The record in `self.name` and `self.rdata` joins its set in each view it is seen in.
-    fn insert(&mut self, seen_in: View, rtype: u16, ttl: u32, target: Option<Vec<u8>>) {
-        use crate::server::ZoneMode;
-        if self.pending_name != self.name {
-            self.flush();
-            self.pending_name.clear();
-            self.pending_name.extend_from_slice(&self.name);
-            self.mirrored = true;
-        }
-        let Builder { answers, name, rdata, zone, pending, mirrored, .. } = self;
-        let (_, apex, mode) = zone.as_ref().expect("entered");
-        let both = *mode == ZoneMode::Split && seen_in == View::Both;
-        if *mirrored && !both {
-            // This record is not in both views: the external sets go their own way now.
-            pending[1] = pending[0].clone();
-            *mirrored = false;
-        }
-        for internal in [true, false] {
-            let view = match (mode, internal) {
-                (ZoneMode::Split, true) | (ZoneMode::Private, true) => View::Internal,
-                (ZoneMode::Split, false) | (ZoneMode::Public, _) => View::External,
-                (ZoneMode::Private, false) => continue,
-            };
-            if !seen_in.includes(view) {
-                continue;
-            }
-            if rtype == 6 && *name == *apex {
-                // Negative answers last as long as the SOA's minimum allows (RFC 2308).
-                let minimum = rdata
-                    .get(rdata.len().saturating_sub(4)..)
-                    .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
-                let mut soa = Vec::with_capacity(rdata.len() + 10);
-                rr_tail(rtype, ttl.min(minimum), rdata, &mut soa);
-                answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
-            }
-            if !internal && both && *mirrored {
-                continue; // the set is copied from the internal view's when the name is done
-            }
-            // The record joins its set (in the order given), owner a pointer to the
-            // question.
-            let sets = &mut pending[usize::from(!internal)];
-            let set = match sets.iter().position(|s| s.rtype == rtype) {
-                Some(i) => &mut sets[i],
-                None => {
-                    sets.push(RrSet { rtype, ..Default::default() });
-                    sets.last_mut().expect("just pushed")
-                }
-            };
-            set.bytes.extend_from_slice(&[0xc0, 0x0c]);
-            rr_tail(rtype, ttl, rdata, &mut set.bytes);
-            set.count = set.count.saturating_add(1);
-            set.targets.extend(target.clone());
-        }
-    }
-
-    /// Joins the pending name's sets to the tables: the name and every name between it and
-    /// its zone's apex exist (empty non-terminals answer NODATA, not NXDOMAIN); sets of a
-    /// name seen before are appended to its own.
-    fn flush(&mut self) {
-        if std::mem::take(&mut self.mirrored) && !self.pending[0].is_empty() {
-            self.pending[1] = self.pending[0].clone();
-        }
-        let Builder { answers, probe, zone, pending, pending_name: name, with_targets, .. } = self;
-        for (i, sets) in pending.iter_mut().enumerate() {
-            if sets.is_empty() {
-                continue;
-            }
-            let internal = i == 0;
-            probe.clear();
-            probe.push(internal as u8);
-            probe.extend_from_slice(name);
-            if sets.iter().any(|s| !s.targets.is_empty()) {
-                with_targets.push(probe.clone());
-            }
-            // One look-up: the key is made for the table either way.
-            match answers.names.entry(probe.clone()) {
-                std::collections::hash_map::Entry::Occupied(mut entry) => {
-                    let existing = entry.get_mut();
-                    for set in sets.drain(..) {
-                        match existing.iter_mut().find(|s| s.rtype == set.rtype) {
-                            Some(old) => {
-                                old.bytes.extend_from_slice(&set.bytes);
-                                old.count = old.count.saturating_add(set.count);
-                                old.targets.extend(set.targets);
-                            }
-                            None => existing.push(set),
-                        }
-                    }
-                    continue;
-                }
-                std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(std::mem::take(sets));
-                }
-            }
-            let Some((_, apex, _)) = zone.as_ref() else { continue };
-            // Its ancestors down to the apex, until one that is there (so are its own).
-            let mut at = 0;
-            while name[at] != 0 && name[at..] != apex[..] {
-                at += 1 + name[at] as usize;
-                if name.len() - at < apex.len() {
-                    break;
-                }
-                probe.clear();
-                probe.push(internal as u8);
-                probe.extend_from_slice(&name[at..]);
-                if answers.names.contains_key(probe.as_slice()) {
-                    break;
-                }
-                answers.names.insert(probe.clone(), Vec::new());
-            }
-        }
-    }
-
-    /// The tables, once every record is in.
-    pub fn finish(mut self) -> Answers {
-        self.flush();
-        let mut with_targets = std::mem::take(&mut self.with_targets);
-        with_targets.sort_unstable();
-        with_targets.dedup();
-        let mut answers = self.answers;
-        // Names of zones without an SOA in a view are not served there.
-        let mut suffix = Vec::with_capacity(256);
-        // The zone the last name was found in (view byte, apex): most names are in the same
-        // zone as the one before, found by comparing bytes instead of looking up each suffix.
-        let mut last_zone: Vec<u8> = Vec::new();
-        answers.names.retain(|key, _| {
-            if !last_zone.is_empty() && key[0] == last_zone[0] && key.ends_with(&last_zone[1..]) {
-                // At a label boundary?
-                let mut at = 1;
-                while key.len() - at > last_zone.len() - 1 && key[at] != 0 {
-                    at += 1 + key[at] as usize;
-                }
-                if key[at..] == last_zone[1..] {
-                    return true;
-                }
-            }
-            let mut at = 1;
-            loop {
-                suffix.clear();
-                suffix.push(key[0]);
-                suffix.extend_from_slice(&key[at..]);
-                if answers.zones.contains_key(suffix.as_slice()) {
-                    last_zone.clone_from(&suffix);
-                    return true;
-                }
-                if key[at] == 0 {
-                    return false;
-                }
-                at += 1 + key[at] as usize;
-            }
-        });
-        // Addresses of NS and SRV targets we hold, in the same view.
-        let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
-        for key in &with_targets {
-            let Some(sets) = answers.names.get(key) else { continue }; // not in a served zone
-            for (i, set) in sets.iter().enumerate() {
-                if set.targets.is_empty() {
-                    continue;
-                }
-                let (mut count, mut bytes) = (0u16, Vec::new());
-                // Only addresses from the owner's zone (what resolvers accept as glue).
-                let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
-                let apex = &key[1 + offset..];
-                for target in set.targets.iter().filter(|t| is_within(t, apex)) {
-                    let Some(target_sets) = answers.names.get(&keyed(key[0] == 1, target)) else { continue };
-                    for t in target_sets.iter().filter(|t| t.rtype == 1 || t.rtype == 28) {
-                        // Each record of the set, its owner written out instead of the pointer.
-                        let mut at = 0;
-                        while at < t.bytes.len() {
-                            let rdlen = u16::from_be_bytes([t.bytes[at + 10], t.bytes[at + 11]]) as usize;
-                            bytes.extend_from_slice(target);
-                            bytes.extend_from_slice(&t.bytes[at + 2..at + 12 + rdlen]);
-                            at += 12 + rdlen;
-                            count += 1;
-                        }
-                    }
-                }
-                if count > 0 {
-                    extras.push((key.clone(), i, count, bytes));
-                }
-            }
-        }
-        for (key, i, count, bytes) in extras {
-            if let Some(set) = answers.names.get_mut(&key).and_then(|s| s.get_mut(i)) {
-                set.extra_count = count;
-                set.extra = bytes;
-            }
-        }
-        for key in &with_targets {
-            for set in answers.names.get_mut(key).into_iter().flatten() {
-                set.targets = Vec::new();
-            }
-        }
-        answers
-    }
-}
-
 /// Each record of a set: its bytes after the pointer that stands for the owner.
 fn set_records(set: &RrSet) -> impl Iterator<Item = &[u8]> {
     let bytes = &set.bytes;
@@ -725,7 +361,7 @@ fn set_records(set: &RrSet) -> impl Iterator<Item = &[u8]> {
 }
 
 /// Whether wire name `name` is `apex` or below it (label by label).
-fn is_within(name: &[u8], apex: &[u8]) -> bool {
+pub(crate) fn is_within(name: &[u8], apex: &[u8]) -> bool {
     let mut at = 0;
     loop {
         if name[at..] == *apex {
@@ -763,8 +399,10 @@ mod tests {
     use hickory_proto::rr::{Name, RecordType};
 
     use super::*;
-    use crate::server::ZoneMode;
+    use crate::mode::ZoneMode;
+    use crate::tables::Builder;
     use crate::zone::fixtures::{rec, zone};
+    use crate::zone::{DnsRecord, View};
 
     fn query(name: &str, rtype: RecordType, payload: Option<u16>) -> Vec<u8> {
         let mut m = Message::new(7, MessageType::Query, OpCode::Query);

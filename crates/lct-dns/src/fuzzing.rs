@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use crate::fast::Answers;
-use crate::server::ZoneMode;
+use crate::mode::ZoneMode;
 use crate::wire::{WireBatch, read_answers, read_tsig};
 use crate::zone::{DnsRecord, RecordType, View};
 
@@ -19,13 +19,13 @@ fn split(_: &str) -> ZoneMode {
 /// as text and into the fast path's tables (what a secondary does), and the TSIG at its end.
 /// Returns the records taken, or what was malformed.
 pub fn transfer_message(message: &[u8]) -> Result<usize, &'static str> {
-    if let Some(at) = crate::client::last_record_at(message) {
+    if let Some(at) = crate::chain::last_record_at(message) {
         std::hint::black_box(read_tsig(message, at));
     }
     let mut batch = WireBatch::default();
     let mut soas = 0;
     let answered = read_answers(message, &mut soas, &mut batch)?;
-    let mut builder = crate::fast::Builder::new(&split, batch.len());
+    let mut builder = crate::tables::Builder::new(&split, batch.len());
     for record in batch.iter() {
         std::hint::black_box(record.to_text(ZONE));
         // Records out of the zone are refused by the builder: an outcome, not a failure.
@@ -46,7 +46,7 @@ pub fn query(packet: &[u8]) -> usize {
             if answers.answer_into(packet, internal, tcp, &mut key, &mut out).is_some() {
                 total += out.len();
             }
-            total += crate::net::plain_answer(packet, internal, tcp, answers).map_or(0, |a| a.len());
+            total += crate::dispatch::plain_answer(packet, internal, tcp, answers).map_or(0, |a| a.len());
         }
     }
     total

@@ -1,43 +1,82 @@
-//! Authoritative DNS for lct clusters.
+//! Authoritative DNS for lct clusters. The modules in layers, each using only those above it
+//! in this list (no two files use each other, directly or around a loop):
 //!
+//! Records and names
 //! * [`zone`]: zones from the inventory: a name per node and per group, SRV records for the
 //!   services a cluster declares, reverse (PTR) zones for private addresses, SOA and NS;
 //!   every record marked for the internal view, the external view, or both. As
 //!   `dns-record` records or as RFC 1035 master files that BIND and Knot load as they are.
-//!
-//! * [`server`]: hickory's catalogs, one per view, and the choice of view by client address.
-//! * [`fast`]: precomputed answers: every ordinary query, positive or negative.
-//! * [`rrl`]: response rate limiting over UDP.
 //! * [`keyed`]: hashing keyed per process (rate-limit tags, the answer tables).
-//! * [`notify`]: NOTIFY to secondaries when a zone changes.
-//! * [`secondary`]: zones followed from a primary (refresh, NOTIFY, IXFR, expiry).
-//! * [`net`]: the UDP and TCP sockets.
-//! * [`service`]: configuration, what is served and its atomic swap, systemd's protocol.
-//! * Server side: [`signed`] authenticates UPDATE and transfer requests (TSIG) and answers
-//!   them through [`update`] (RFC 2136) and [`transfer`] (AXFR, IXFR from the journal, one
-//!   view per secondary's key).
-//! * Client side: [`client`] transfers a zone and sends the difference as UPDATEs.
-//! * [`linode`]: the external view into Linode's DNS Manager (`lct-dns sync-linode`).
-//! * [`wire`]: `dns-record` records to and from the wire.
 //! * [`tsig`]: TSIG keys.
+//! * [`mode`]: zone modes (split, private, public): who a zone answers.
+//! * [`wire`]: `dns-record` records to and from the wire; names in wire form.
+//!
+//! Answering
+//! * [`fast`]: the answer tables and the hot path: every ordinary query, positive or
+//!   negative, answered from them.
+//! * [`tables`]: building those tables from records, or a record at a time off a transfer.
+//! * [`rrl`]: response rate limiting over UDP.
+//! * [`journal`]: the recent changes of each zone, for IXFR.
+//!
+//! Client side
+//! * [`chain`]: the TSIG chain of an answer in several messages, checked.
+//! * [`client`]: transfers a zone and sends the difference as UPDATEs (`lct-dns update`).
+//! * [`linode`]: the external view into Linode's DNS Manager (`lct-dns sync-linode`).
+//!
+//! What a server serves
+//! * [`settings`]: what a running server needs besides its zones (prefixes, modes, keys and
+//!   what each may do).
+//! * [`served`]: the records, their answer tables and the settings, kept in the state
+//!   directory.
+//! * [`notify`]: NOTIFY to secondaries when a zone changes.
+//! * [`live`]: what is served now, swapped whole on a change; the journal beside it.
+//! * [`config`]: the configuration file, and what is served made of it.
+//!
+//! Requests beyond the tables
+//! * [`request`]: a request authenticated with TSIG (what its key may do), its zone, the
+//!   signed responses to it.
+//! * [`transfer`]: AXFR, and IXFR from the journal, one view per secondary's key.
+//! * [`update`]: dynamic updates (RFC 2136).
+//! * [`signed`]: the entry for signed requests: UPDATE, transfers, NOTIFY, signed queries.
+//! * [`dispatch`]: the answer to any message the UDP fast path did not take.
+//!
+//! The running server
+//! * [`udp`] and [`tcp`]: the sockets and their loops.
+//! * [`secondary`]: zones followed from a primary (refresh, NOTIFY, IXFR, expiry).
+//! * [`systemd`]: systemd's readiness protocol.
+//! * [`service`]: `lct-dns serve`: sockets bound, loops started, SIGHUP reloads.
+//!
 //! * `fuzzing` (hidden): the readers of untrusted messages, for lct-fuzz.
 
+pub mod chain;
 pub mod client;
+pub mod config;
+pub mod dispatch;
 pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod journal;
 pub mod keyed;
 #[cfg(feature = "linode")]
 pub mod linode;
-pub mod net;
+pub mod live;
+pub mod mode;
 pub mod notify;
+#[cfg(test)]
+mod reference;
+pub mod request;
 pub mod rrl;
 pub mod secondary;
-pub mod server;
+pub mod served;
 pub mod service;
+pub mod settings;
 pub mod signed;
+pub mod systemd;
+pub mod tables;
+pub mod tcp;
 pub mod transfer;
 pub mod tsig;
+pub mod udp;
 pub mod update;
 pub mod wire;
 pub mod zone;

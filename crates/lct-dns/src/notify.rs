@@ -9,7 +9,7 @@ use std::time::Duration;
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 
-use crate::service::Served;
+use crate::served::Served;
 use crate::tsig::{Key, now};
 use crate::wire::serial_of;
 

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Client, Ixfr};
-use crate::service::{Change, Known, Live, Primary, Served};
+use crate::journal::{Change, Known};
+use crate::live::Live;
+use crate::served::Served;
+use crate::settings::Primary;
 use crate::tsig::now;
 use crate::wire::WireBatch;
 use crate::wire::{normal, serial_of};
@@ -197,8 +200,8 @@ enum Fetched {
 /// once the tables serve.
 fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result<Fetched> {
     let settings = Arc::clone(&served.settings);
-    let modes = |z: &str| crate::server::mode_of(&settings.modes, z);
-    let mut builder = crate::fast::Builder::new(&modes, served.records.len().max(1024));
+    let modes = |z: &str| crate::mode::mode_of(&settings.modes, z);
+    let mut builder = crate::tables::Builder::new(&modes, served.records.len().max(1024));
     for r in served.records.iter().filter(|r| r.zone != zone) {
         builder.add(r)?;
     }

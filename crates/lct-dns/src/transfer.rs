@@ -12,9 +12,9 @@ use hickory_proto::rr::rdata::tsig::{TSIG, make_tsig_record};
 use hickory_proto::rr::{RData, Record, TSigResponseContext};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
-use crate::server::{ZoneMode, mode_of};
-use crate::service::Live;
-use crate::signed::{Grant, Signed, reply, response, zone_of_request};
+use crate::live::Live;
+use crate::mode::{ZoneMode, mode_of};
+use crate::request::{Grant, Signed, reply, response, zone_of_request};
 use crate::tsig::now;
 use crate::wire::{normal, serial_of, to_wire};
 use crate::zone::{DnsRecord, RecordType, View};

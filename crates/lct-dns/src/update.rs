@@ -7,8 +7,10 @@ use std::collections::BTreeSet;
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, Record, RecordData};
 
-use crate::service::{Change, Known, Live};
-use crate::signed::zone_of_request;
+use crate::journal::{Change, Known};
+use crate::live::Live;
+use crate::request::zone_of_request;
+use crate::served::Served;
 use crate::wire::{from_wire, normal, serial_of};
 use crate::zone::{DnsRecord, RecordType, assign_views, supported};
 
@@ -35,7 +37,7 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
         Err(code) => return code,
     };
     let settings = served.settings.clone();
-    let built = tokio::task::spawn_blocking(move || crate::service::Served::build_and_persist(changed, settings)).await;
+    let built = tokio::task::spawn_blocking(move || Served::build_and_persist(changed, settings)).await;
     match built {
         Ok(Ok(served)) => {
             let serial = serial_of(&served.records, &zone).unwrap_or_default();

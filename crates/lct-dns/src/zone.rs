@@ -186,7 +186,12 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
             if options.domain.contains(d.as_str()) {
                 Some(fqdn(d.as_str()))
             } else {
-                tracing::info!("cluster {cluster}: its domain {d} is outside the zone {domain}: left out");
+                // At the default log level: an empty zone with no word why is a puzzle.
+                tracing::warn!(
+                    "cluster {cluster}: its domain {d} is outside the zone {}: its names are left out (a zone \
+                     of {d} or of a parent domain serves them)",
+                    options.domain
+                );
                 None
             }
         });

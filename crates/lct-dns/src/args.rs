@@ -1,0 +1,261 @@
+//! `lct-dns`'s command line: its subcommands, their arguments and help.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use lct_core::cli::{GlobalArgs, MetaCommand};
+use lct_core::record::DomainName;
+use lct_dns::mode::ZoneMode;
+use lct_dns::zone::ZoneOptions;
+
+const EXAMPLES: &str = "\
+Examples:
+  # The zone's records, each marked internal, external or both
+  lct-inventory query | lct-dns zone --domain lct.internal --ns ns1.lct.internal=192.168.128.53
+
+  # Master files that BIND and Knot load as they are, one per view
+  lct-inventory query | lct-dns zone --domain lct.internal --format zone --view internal
+  lct-inventory query | lct-dns zone --domain lct.internal --format zone --view external
+  lct-inventory query | lct-dns zone --domain lct.internal --format zone --zone 168.192.in-addr.arpa
+
+Names, in the zone --domain: NODE.CD and GROUP.CD (A and AAAA; a group's name holds every
+member's address) and _SERVICE._PROTO.CD (SRV, for the services a cluster record declares),
+where CD is the cluster's domain: its cluster record's own, else CLUSTER.PARENT
+(--parent-domain). A cluster whose domain is outside the zone is left out, with a warning.
+Private addresses are in the internal view, public ones in the external view (and inside too
+for a name without a private address); a cluster's names.dns can publish only its private or
+only its public addresses, or no names. Reverse zones: a PTR per private IPv4 address, inside.
+
+Exit status: 0 success, 1 failure, 2 usage error.";
+
+/// Authoritative DNS for lct clusters: zones built from the inventory, with split-horizon
+/// views (private addresses inside, public ones outside).
+#[derive(Parser)]
+#[command(name = "lct-dns", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Node records in, dns-record records (or a master file) out
+    Zone {
+        #[command(flatten)]
+        zone: ZoneArgs,
+        /// zone: an RFC 1035 master file of one zone and view
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// With --format zone: which zone [default: the domain]
+        #[arg(long = "zone")]
+        zone_name: Option<String>,
+        /// With --format zone: which view
+        #[arg(long, value_enum, default_value_t = ViewArg::Internal)]
+        view: ViewArg,
+    },
+    /// Serve dns-record records authoritatively over UDP and TCP (in the foreground)
+    #[command(after_help = "\
+Clients from an --internal prefix get the internal view (private addresses); everyone else the
+external view (public addresses; reverse zones refused). A query outside the zones is REFUSED:
+lct-dns never recurses.
+
+Example:
+  lct-inventory query | lct-dns zone --domain lct.internal > zones.jsonl
+  lct-dns serve --records zones.jsonl --listen 192.168.128.53:53 --listen 203.0.113.53:53 \\
+                --internal 192.168.128.0/17")]
+    Serve {
+        /// A TOML configuration (records, listen, internal, udp_sockets); SIGHUP reloads it
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal", "modes", "key_files", "state"])]
+        config: Option<PathBuf>,
+        /// dns-record records (from `lct-dns zone`)
+        #[arg(long, value_name = "FILE", required_unless_present = "config")]
+        records: Option<PathBuf>,
+        /// Address and port to answer on, UDP and TCP (repeatable)
+        #[arg(long, value_name = "ADDR:PORT", required_unless_present = "config")]
+        listen: Vec<std::net::SocketAddr>,
+        /// Clients in this prefix see the internal view (repeatable)
+        #[arg(long = "internal", value_name = "CIDR")]
+        internal: Vec<String>,
+        /// UDP sockets per address (SO_REUSEPORT) [default: one per core]
+        #[arg(long)]
+        udp_sockets: Option<usize>,
+        /// A zone's mode, ZONE=split|private|public (repeatable) [default: split; reverse zones private]
+        #[arg(long = "zone-mode", value_name = "ZONE=MODE", value_parser = parse_mode)]
+        modes: Vec<(String, ZoneMode)>,
+        /// A TSIG key file that may update zones and transfer them (repeatable; `lct-dns keygen`)
+        #[arg(long = "key-file", value_name = "FILE")]
+        key_files: Vec<PathBuf>,
+        /// Where updated zones are kept [default: $LCT_STATE_DIR/dns]
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// UDP answers per second to one outside /24 (/56) for one name and type, or one zone's
+        /// negative answers (RRL); 0 turns it off
+        #[arg(long, value_name = "N", default_value_t = 20)]
+        rate_limit: u32,
+        /// With --rate-limit: every N-th limited answer goes out truncated (clients retry over TCP)
+        #[arg(long, value_name = "N", default_value_t = 2)]
+        slip: u32,
+        /// TCP connections at once; when full, the longest idle one is closed
+        #[arg(long, value_name = "N", default_value_t = 4096)]
+        tcp_clients: usize,
+    },
+    /// Node records in: make Linode's DNS Manager serve the zone's public addresses
+    #[cfg(feature = "linode")]
+    #[command(after_help = "\
+The external view of the zone (A and AAAA of node and group names, public addresses only) is
+made the DNS Manager's: records lct made before (their ids kept in
+$LCT_STATE_DIR/dns/linode-DOMAIN.json) are updated or deleted as the nodes change, records
+already saying what is wanted are adopted, and every other record of the domain is left
+alone. The domain is created (type master) if Linode does not have it. The token comes from
+LINODE_TOKEN or linode-cli's configuration, as for lct-api.
+
+Clusters without a domain of their own are named under --parent-domain, as everywhere in lct
+(LCT_DOMAIN sets both).
+
+Example:
+  export LCT_DOMAIN=example.com
+  lct-inventory query | lct-dns sync-linode --domain example.com --dry-run
+  lct-inventory query | lct-dns sync-linode --domain example.com")]
+    SyncLinode {
+        #[command(flatten)]
+        zone: ZoneArgs,
+        /// The SOA contact if the domain is created [default: hostmaster@DOMAIN]
+        #[arg(long, value_name = "EMAIL")]
+        soa_email: Option<String>,
+        /// Show what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Node records in: bring a running server's zones in line, by signed dynamic update
+    #[command(after_help = "\
+Transfers each zone from the server (AXFR signed with the key), computes the difference with
+the zones the node records make (the same options as `lct-dns zone`), and sends it as RFC 2136
+UPDATE messages signed with the key. The server gives each changed zone a new SOA serial and
+keeps it in its state directory. Prints a dns-update record per zone.
+
+Examples:
+  lct-dns keygen lct-update > /etc/lct/lct-update.key
+  lct-inventory query | lct-dns update --server 192.168.128.53:53 --key-file /etc/lct/lct-update.key \\
+                        --domain lct.internal --ns ns1.lct.internal=192.168.128.53
+  lct-inventory query | lct-dns update --key-file k.key --domain lct.internal --dry-run
+
+A reverse zone the server does not have yet is reported and skipped: zones come from the
+server's records file (regenerate it and reload to add one).")]
+    Update {
+        #[command(flatten)]
+        zone: ZoneArgs,
+        /// The server's address and port
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:53")]
+        server: std::net::SocketAddr,
+        /// The TSIG key file (`lct-dns keygen`, `tsig-keygen`)
+        #[arg(long = "key-file", value_name = "FILE")]
+        key_file: PathBuf,
+        /// Show the difference, send nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for the server
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// Make a TSIG key (hmac-sha256, 32 random bytes) in the format of BIND's tsig-keygen
+    #[command(after_help = "\
+Examples:
+  lct-dns keygen lct-update > /etc/lct/lct-update.key     # written with mode 0600 if a file
+  nsupdate -k /etc/lct/lct-update.key                     # BIND's tools read it as is")]
+    Keygen {
+        /// The key's name, as the server and clients know it
+        name: String,
+        /// Write to this file (mode 0600) instead of standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+
+    #[command(flatten)]
+    Meta(MetaCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Zone,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ViewArg {
+    Internal,
+    External,
+}
+
+/// How zones are made from node records: shared by `zone` and `update`.
+#[derive(clap::Args)]
+pub struct ZoneArgs {
+    /// The forward zone: nodes named outside it are left out
+    #[arg(long, env = "LCT_DOMAIN", default_value = lct_core::naming::DEFAULT_PARENT_DOMAIN)]
+    pub domain: DomainName,
+    /// The parent of clusters without a domain: their nodes are NODE.CLUSTER.PARENT (as in
+    /// lct-hosts)
+    #[arg(long, value_name = "DOMAIN", env = "LCT_DOMAIN", default_value = lct_core::naming::DEFAULT_PARENT_DOMAIN)]
+    pub parent_domain: DomainName,
+    /// A name server, NAME[=ADDRESS,...] (repeatable) [default: ns1.DOMAIN=127.0.0.1]
+    #[arg(long = "ns", value_name = "NAME=ADDRESS", value_parser = parse_ns)]
+    pub name_servers: Vec<(String, Vec<IpAddr>)>,
+    /// The SOA serial [default: seconds since 1970, so it grows]
+    #[arg(long)]
+    pub serial: Option<u32>,
+    /// TTL of every record
+    #[arg(long, default_value_t = 300)]
+    pub ttl: u32,
+    /// No reverse (PTR) zones for private addresses
+    #[arg(long)]
+    pub no_reverse: bool,
+}
+
+impl ZoneArgs {
+    /// How the zones are made, defaults filled in.
+    pub fn options(self) -> ZoneOptions {
+        let ZoneArgs { domain, parent_domain, mut name_servers, serial, ttl, no_reverse } = self;
+        if name_servers.is_empty() {
+            name_servers.push((format!("ns1.{domain}"), vec!["127.0.0.1".parse().expect("an address")]));
+        }
+        let serial = serial.unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs() as u32)
+        });
+        ZoneOptions {
+            hostmaster: format!("hostmaster.{domain}"),
+            domain,
+            parent_domain,
+            ttl,
+            serial,
+            name_servers,
+            reverse: !no_reverse,
+        }
+    }
+}
+
+fn parse_mode(s: &str) -> Result<(String, ZoneMode), String> {
+    let (zone, mode) = s.split_once('=').ok_or("expected ZONE=MODE")?;
+    Ok((zone.to_string(), mode.parse()?))
+}
+
+fn parse_ns(s: &str) -> Result<(String, Vec<IpAddr>), String> {
+    let (name, addrs) = s.split_once('=').unwrap_or((s, ""));
+    name.trim_end_matches('.').parse::<DomainName>().map_err(|e| e.to_string())?;
+    let addrs = addrs
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| a.parse::<IpAddr>().map_err(|_| format!("{a:?} is not an IP address")))
+        .collect::<Result<_, _>>()?;
+    Ok((name.to_string(), addrs))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

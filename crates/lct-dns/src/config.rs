@@ -1,0 +1,339 @@
+//! The configuration file of `lct-dns serve --config` (TOML), and what is served made of it:
+//! the records file, the zones held in the state directory, and the settings (keys read,
+//! prefixes parsed), all checked before anything is swapped in.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lct_core::prefix::{HostBits, Prefix};
+use serde::Deserialize;
+
+use crate::served::Served;
+use crate::settings::{Primary, Secondary, Settings, TransferView, UpdateScope};
+use crate::tsig::{Key, Keys};
+use crate::zone::DnsRecord;
+
+/// `lct-dns serve --config FILE` (TOML):
+///
+/// ```toml
+/// records = "/etc/lct/zones.jsonl"           # dns-record records (lct-dns zone)
+/// listen = ["192.168.128.53:53", "203.0.113.53:53"]
+/// internal = ["192.168.128.0/17"]            # clients that see the internal view
+/// udp_sockets = 2                            # per address; default: one per core
+/// keys = ["lct-update.key"]                  # TSIG keys that may update and transfer
+/// state = "/var/lib/lct/dns"                 # where updated zones are kept (zones-HASH.jsonl)
+/// tcp_clients = 4096                         # TCP connections at once; when full the
+///                                            # longest idle one is closed
+///
+/// [[update]]                                 # an update key limited to zones and prefixes
+/// key = "web-update.key"
+/// zones = ["web.lct.internal"]               # [every zone]
+/// allow = ["192.168.128.0/24"]               # where its updates may come from [any]
+///
+/// [[secondary]]                              # a secondary server (BIND, Knot, lct-dns)
+/// key = "xfr-external.key"                   # its TSIG key selects the view it transfers
+/// view = "external"                          # internal or external
+/// notify = ["198.51.100.53:53"]              # told of every change (signed NOTIFY)
+/// allow = ["198.51.100.53/32"]               # where its requests may come from [any]
+/// zones = ["lct.internal"]                   # which zones [all]
+///
+/// [[primary]]                                # a zone this server is a secondary for
+/// zone = "example.internal"
+/// address = "192.168.128.60:53"              # its primary (lct-dns, BIND, Knot)
+/// key = "xfr-example.key"                    # TSIG: transfers, and NOTIFY from it
+///
+/// [rate_limit]                               # UDP answers to the outside (RRL)
+/// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
+/// slip = 2                                   # every 2nd limited answer sent truncated
+/// table_size = 65536                         # buckets, 24 bytes each
+///
+/// [modes]                                    # per zone: split (default), private, public
+/// "lct.internal" = "split"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub records: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    #[serde(default)]
+    pub internal: Vec<String>,
+    #[serde(default)]
+    pub udp_sockets: Option<usize>,
+    /// Per zone: split (default), private (inside only) or public (public answers to all).
+    #[serde(default)]
+    pub modes: BTreeMap<String, crate::mode::ZoneMode>,
+    /// TSIG key files (`tsig-keygen`'s format). A relative path is looked up in systemd's
+    /// `$CREDENTIALS_DIRECTORY` when set, else next to the configuration file.
+    #[serde(default)]
+    pub keys: Vec<PathBuf>,
+    /// The state directory [default: $LCT_STATE_DIR/dns].
+    #[serde(default)]
+    pub state: Option<PathBuf>,
+    /// Update keys limited to some zones and client prefixes (`keys` may update every zone
+    /// from anywhere).
+    #[serde(default, rename = "update")]
+    pub updates: Vec<UpdateConfig>,
+    /// Secondary servers: each key may transfer (AXFR, IXFR) one view of the zones, and
+    /// nothing else; the addresses in `notify` hear of every change.
+    #[serde(default, rename = "secondary")]
+    pub secondaries: Vec<SecondaryConfig>,
+    /// Zones this server is a secondary for, each from its primary.
+    #[serde(default, rename = "primary")]
+    pub primaries: Vec<PrimaryConfig>,
+    /// Response rate limiting over UDP (on for the outside by default).
+    #[serde(default)]
+    pub rate_limit: crate::rrl::RateLimitSettings,
+    /// TCP connections served at once [default: 4096]; when full, the connection idle the
+    /// longest is closed for the new one (as Knot does), so idle clients cannot lock others out.
+    #[serde(default)]
+    pub tcp_clients: Option<usize>,
+    /// Where relative key paths are resolved when no credentials directory is given.
+    #[serde(skip)]
+    pub base: Option<PathBuf>,
+    /// The file this was read from, named in errors about its fields.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[[secondary]]` in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SecondaryConfig {
+    pub key: PathBuf,
+    pub view: TransferView,
+    #[serde(default)]
+    pub notify: Vec<SocketAddr>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    #[serde(default)]
+    pub zones: Vec<String>,
+}
+
+/// `[[update]]` in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    pub key: PathBuf,
+    #[serde(default)]
+    pub zones: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// Prefixes from the configuration, `field` naming where they came from.
+fn prefixes_of(list: &[String], field: &str) -> anyhow::Result<Vec<Prefix>> {
+    list.iter().map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| anyhow::anyhow!("{field}: {e}"))).collect()
+}
+
+/// `[[primary]]` in the configuration.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PrimaryConfig {
+    pub zone: String,
+    pub address: SocketAddr,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{path}: {error}")]
+    Io { path: String, error: io::Error },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: shown.clone(), error: source })?;
+        // toml's messages name the line and column, and the key.
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: shown.clone(), message: e.to_string() })?;
+        if config.listen.is_empty() {
+            return Err(ConfigError::Invalid { path: shown, message: "listen: give at least one address".into() });
+        }
+        config.prefixes().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
+        config.base = path.parent().map(Path::to_path_buf);
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    pub fn prefixes(&self) -> Result<Vec<Prefix>, String> {
+        // Client selection: `192.168.128.7/17` means its network, as BIND's ACLs read it.
+        self.internal.iter().map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| format!("internal: {e}"))).collect()
+    }
+
+    /// Where this server keeps its zones: in the state directory, under a name drawn from its
+    /// records file, so that servers of different records files never share (or overwrite)
+    /// each other's zones.
+    pub fn state_file(&self) -> PathBuf {
+        let dir = self.state.clone().unwrap_or_else(|| lct_core::state::state_dir().join("dns"));
+        let records = std::fs::canonicalize(&self.records).unwrap_or_else(|_| self.records.clone());
+        // FNV-1a: a stable name, not a secret.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in records.as_os_str().as_encoded_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        dir.join(format!("zones-{h:016x}.jsonl"))
+    }
+
+    /// A key file: a relative path in systemd's credentials directory when there is one,
+    /// else next to the configuration file.
+    fn key_file(&self, p: &Path) -> anyhow::Result<Key> {
+        let credentials = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from);
+        let path = match (p.is_relative(), &credentials, &self.base) {
+            (true, Some(dir), _) => dir.join(p),
+            (true, None, Some(base)) => base.join(p),
+            _ => p.to_path_buf(),
+        };
+        Ok(Key::load(&path)?)
+    }
+
+    /// A field of this configuration as errors name it: with the file when there is one.
+    fn field(&self, name: String) -> String {
+        match &self.source {
+            Some(path) => format!("{}: {name}", path.display()),
+            None => name,
+        }
+    }
+
+    /// The update keys (`keys` and `[[update]]`), each file read and checked.
+    pub fn keys(&self) -> anyhow::Result<Keys> {
+        let keys = self
+            .keys
+            .iter()
+            .chain(self.updates.iter().map(|u| &u.key))
+            .map(|p| self.key_file(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Keys::new(keys))
+    }
+
+    /// The limits of `[[update]]` keys.
+    pub fn update_scopes(&self) -> anyhow::Result<Vec<UpdateScope>> {
+        self.updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                Ok(UpdateScope {
+                    key: self.key_file(&u.key)?.name,
+                    zones: u.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect(),
+                    allow: prefixes_of(&u.allow, &self.field(format!("update[{i}].allow")))?,
+                })
+            })
+            .collect()
+    }
+
+    /// The zones served as a secondary, their keys read.
+    pub fn primaries(&self) -> anyhow::Result<Vec<Primary>> {
+        let mut out: Vec<Primary> = Vec::new();
+        for (i, p) in self.primaries.iter().enumerate() {
+            let zone = crate::zone::fqdn(&p.zone.to_ascii_lowercase());
+            if out.iter().any(|o| o.zone == zone) {
+                anyhow::bail!("{}: {zone} is given twice", self.field(format!("primary[{i}].zone")));
+            }
+            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)? });
+        }
+        Ok(out)
+    }
+
+    /// The secondaries, their keys read; a key may not be both an update key and a
+    /// secondary's, nor two secondaries' (it would choose two views).
+    pub fn secondaries(&self, keys: &Keys) -> anyhow::Result<Vec<Secondary>> {
+        let mut out: Vec<Secondary> = Vec::new();
+        for (i, s) in self.secondaries.iter().enumerate() {
+            let key = self.key_file(&s.key)?;
+            if keys.get(&key.name).is_some() || out.iter().any(|o| o.key.name == key.name) {
+                anyhow::bail!(
+                    "{}: key {} is already given another role",
+                    self.field(format!("secondary[{i}].key")),
+                    key.name
+                );
+            }
+            let allow = prefixes_of(&s.allow, &self.field(format!("secondary[{i}].allow")))?;
+            let zones = s.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect();
+            out.push(Secondary { key, view: s.view, notify: s.notify.clone(), allow, zones });
+        }
+        Ok(out)
+    }
+
+    /// Reads the records and builds what is served, checked before anything is swapped in.
+    ///
+    /// Zones come from the records file. A zone's data is what the server holds (`held`: the
+    /// running zones on reload, the state directory at start) if its SOA serial is newer than
+    /// the file's, else the file's, as Knot does with a zone file and its journal: updates
+    /// (each raises the serial) survive a restart, and a records file made afresh (its serial
+    /// is the time) replaces them.
+    pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
+        let seed = read_records(&self.records)?;
+        let from_state;
+        let held = match held {
+            Some(h) => h,
+            None => {
+                let file = self.state_file();
+                from_state = if file.exists() { read_records(&file)? } else { Vec::new() };
+                &from_state
+            }
+        };
+        let primaries = self.primaries()?;
+        let secondary_zones: Vec<String> = primaries.iter().map(|p| p.zone.clone()).collect();
+        if let Some(zone) = seed.iter().map(|r| &r.zone).find(|z| secondary_zones.contains(z)) {
+            anyhow::bail!("zone {zone} is in the records file and has a [[primary]]: it is one or the other");
+        }
+        for zone in self.modes.keys() {
+            let zone = crate::zone::fqdn(&zone.to_ascii_lowercase());
+            if !seed.iter().any(|r| r.zone == zone) && !secondary_zones.contains(&zone) {
+                anyhow::bail!(
+                    "{}: a mode is given for a zone that has no records",
+                    self.field(format!("modes.\"{zone}\""))
+                );
+            }
+        }
+        let records = newest(seed, held, &secondary_zones);
+        let settings = Settings {
+            prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
+            modes: self.modes.clone(),
+            keys: self.keys()?,
+            secondaries: Vec::new(),
+            update_scopes: self.update_scopes()?,
+            primaries,
+            expired: Arc::default(),
+            state_file: self.state_file(),
+        };
+        let settings = Settings { secondaries: self.secondaries(&settings.keys)?, ..settings };
+        Served::build(records, Arc::new(settings))
+    }
+}
+
+fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    Ok(records)
+}
+
+/// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982); and
+/// the secondary zones `held` has (the last copy transferred).
+fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) -> Vec<DnsRecord> {
+    let serial = crate::wire::serial_of;
+    let zones: std::collections::BTreeSet<String> = seed.iter().map(|r| r.zone.clone()).collect();
+    let mut out = Vec::with_capacity(seed.len());
+    for zone in &zones {
+        let keep_held = match (serial(held, zone), serial(&seed, zone)) {
+            (Some(h), Some(s)) if (h.wrapping_sub(s) as i32) > 0 => {
+                tracing::info!("zone {zone}: serving serial {h} (updated) over the records file's {s}");
+                true
+            }
+            _ => false,
+        };
+        let from = if keep_held { held } else { &seed };
+        out.extend(from.iter().filter(|r| &r.zone == zone).cloned());
+    }
+    out.extend(held.iter().filter(|r| secondary_zones.contains(&r.zone)).cloned());
+    out
+}

@@ -1,0 +1,73 @@
+//! The answer to one message off either socket that the UDP fast path did not take (or any
+//! over TCP): the tables first, then the signed-request handler (updates, transfers, NOTIFY,
+//! signed queries), then the rest read in full.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
+use hickory_proto::rr::DNSClass;
+
+use crate::fast::{Answers, UDP_PAYLOAD_MAX};
+use crate::live::Live;
+use crate::request::bare_error;
+use crate::transfer::Replies;
+
+/// The answers to one message the UDP fast path did not take (or any over TCP): the tables
+/// first, then updates, transfers, NOTIFY and signed queries ([`crate::signed`]), then the
+/// rest read in full ([`plain_answer`]).
+pub(crate) async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, live: &Live) -> Replies {
+    let served = live.current();
+    let internal = served.is_internal(src.ip());
+    if tcp && let Some(reply) = served.answers.answer(&packet, internal, true) {
+        return Replies::Now(vec![reply]);
+    }
+    if let Some(messages) = crate::signed::handle(&packet, tcp, src.ip(), live).await {
+        return messages;
+    }
+    Replies::Now(plain_answer(&packet, internal, tcp, &served.answers).into_iter().collect())
+}
+
+/// A query the tables did not take as it came (other classes, EDNS versions, several
+/// questions, records where none belong, malformed): read in full, then answered from the
+/// tables as a clean query (its question and EDNS), or refused, FORMERR, NOTIMP or BADVERS
+/// as the message deserves. Responses and messages too short for a header get nothing.
+pub(crate) fn plain_answer(packet: &[u8], internal: bool, tcp: bool, answers: &Answers) -> Option<Vec<u8>> {
+    if packet.len() < 12 || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let Ok(request) = Message::from_vec(packet) else {
+        return Some(bare_error(packet, ResponseCode::FormErr));
+    };
+    let respond = |code: ResponseCode| {
+        let mut m = Message::new(request.id, MessageType::Response, request.op_code);
+        m.metadata.response_code = code;
+        m.metadata.recursion_desired = request.metadata.recursion_desired;
+        m.add_queries(request.queries.iter().cloned());
+        if request.edns.is_some() {
+            let mut edns = Edns::new();
+            edns.set_max_payload(UDP_PAYLOAD_MAX);
+            m.set_edns(edns);
+        }
+        m.to_vec().ok()
+    };
+    if request.op_code != OpCode::Query {
+        return respond(ResponseCode::NotImp);
+    }
+    let [question] = request.queries.as_slice() else { return respond(ResponseCode::FormErr) };
+    if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        return respond(ResponseCode::BADVERS);
+    }
+    if question.query_class() != DNSClass::IN {
+        return respond(ResponseCode::Refused);
+    }
+    let mut clean = Message::new(request.id, MessageType::Query, OpCode::Query);
+    clean.metadata.recursion_desired = request.metadata.recursion_desired;
+    clean.metadata.checking_disabled = request.metadata.checking_disabled;
+    clean.add_query(question.clone());
+    if let Some(e) = &request.edns {
+        let mut edns = Edns::new();
+        edns.set_max_payload(e.max_payload());
+        clean.set_edns(edns);
+    }
+    answers.answer(&clean.to_vec().ok()?, internal, tcp).or_else(|| respond(ResponseCode::Refused))
+}

@@ -1,0 +1,82 @@
+//! What is being served: the records and the answer tables made of them, with the settings
+//! they are served under; kept in the state directory after a change.
+
+use std::sync::Arc;
+
+use crate::fast::Answers;
+use crate::settings::Settings;
+use crate::zone::DnsRecord;
+
+/// What is being served: the records and the answer tables made of them.
+pub struct Served {
+    /// Shared: a secondary serves a transferred zone's tables first and its records' text
+    /// a moment later, without copying the other zones' records in between.
+    pub records: Arc<Vec<DnsRecord>>,
+    pub answers: Arc<Answers>,
+    pub settings: Arc<Settings>,
+    /// A zone whose new tables serve while its records' text is still being made (a
+    /// secondary's full transfer): not transferred onwards until the text is in.
+    pub settling: Option<String>,
+}
+
+impl Served {
+    pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
+        let answers = Served::answers(&records, &settings)?;
+        Ok(Served { records: Arc::new(records), answers: Arc::new(answers), settings, settling: None })
+    }
+
+    /// [`Served::build`] and [`Served::persist`] at once, on two cores: the file's text is
+    /// made while the tables are built, and written only once they are (a zone that cannot
+    /// be served is not kept).
+    pub fn build_and_persist(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
+        let (answers, text) = std::thread::scope(|scope| {
+            let text = scope.spawn(|| records_text(&records));
+            (Served::answers(&records, &settings), text.join().expect("writing JSON does not panic"))
+        });
+        let served = Served { records: Arc::new(records), answers: Arc::new(answers?), settings, settling: None };
+        served.keep(&text?)?;
+        Ok(served)
+    }
+
+    fn answers(records: &[DnsRecord], settings: &Settings) -> anyhow::Result<Answers> {
+        let answers = Answers::new(records, &|zone| crate::mode::mode_of(&settings.modes, zone))?;
+        Ok(Served::with_expiry(answers, settings))
+    }
+
+    /// `answers` with the secondary zones whose copy expired marked (SERVFAIL).
+    pub fn with_expiry(mut answers: Answers, settings: &Settings) -> Answers {
+        answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
+        answers
+    }
+
+    /// Whether a client at `ip` sees the internal view.
+    pub fn is_internal(&self, ip: std::net::IpAddr) -> bool {
+        self.settings.prefixes.iter().any(|p| p.contains(ip))
+    }
+
+    /// Keeps the zones in the state directory (atomically: the old file or the new one).
+    pub fn persist(&self) -> anyhow::Result<()> {
+        self.keep(&records_text(&self.records)?)
+    }
+
+    fn keep(&self, text: &[u8]) -> anyhow::Result<()> {
+        let path = &self.settings.state_file;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+        }
+        lct_core::fsutil::atomic_write(path, text, 0o640).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+}
+
+/// Records as the state file holds them: JSON lines.
+fn records_text(records: &[DnsRecord]) -> anyhow::Result<Vec<u8>> {
+    let mut text = Vec::with_capacity(records.len() * 120);
+    {
+        let mut w = lct_core::stream::Writer::new(&mut text);
+        for r in records {
+            w.write(r)?;
+        }
+        w.flush()?;
+    }
+    Ok(text)
+}
