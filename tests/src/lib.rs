@@ -112,6 +112,38 @@ impl Env {
         Run::from(self.command(name, args).stdin(Stdio::null()).output().expect("spawn"))
     }
 
+    /// Runs a binary with no stdin, and the CPU time it used (user and system, its own:
+    /// `wait4`'s accounting), which a busy machine does not stretch as it does wall time.
+    #[allow(clippy::zombie_processes, reason = "reaped by wait4 below, which std cannot do")]
+    pub fn run_cpu_timed(&self, name: &str, args: &[&str]) -> (Run, std::time::Duration) {
+        use std::io::Read;
+        let mut child = self
+            .command(name, args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let drain = |mut pipe: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        };
+        let stdout = drain(Box::new(child.stdout.take().unwrap()));
+        let stderr = drain(Box::new(child.stderr.take().unwrap()));
+        let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+        // SAFETY: the child is ours and not yet reaped; status and usage are valid out-pointers.
+        let reaped = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+        assert_eq!(reaped, child.id() as libc::pid_t, "wait4: {}", std::io::Error::last_os_error());
+        let time = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        let cpu = time(usage.ru_utime) + time(usage.ru_stime);
+        let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+        let run = Run { status: code, stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() };
+        (run, cpu)
+    }
+
     /// Runs a binary with `input` on stdin.
     pub fn run_with_input(&self, name: &str, args: &[&str], input: &str) -> Run {
         run_command(self.command(name, args), input)

@@ -240,3 +240,27 @@ fn prefixes_are_strict_in_declarations() {
     assert!(out.stderr.contains("did you mean 10.0.0.0/8?"), "{}", out.stderr);
     env.run("lct-fw", &["declare", "zk", "--admin-cidr", "10.0.0.0/8", "--allow", "10.0.0.0/8->*:22/tcp"]).ok();
 }
+
+#[test]
+fn what_a_tool_leaves_out_it_says_at_the_default_level() {
+    let env = Env::new();
+    // A mistyped cluster: nothing to push, and a word why (no -v needed).
+    let out = env.run("lct-fw", &["push", "--cluster", "zk-typo"]);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("cluster zk-typo: no nodes and no cluster record"), "{}", out.stderr);
+    // A cluster whose name does not fit under a long parent domain: named in the parent,
+    // and said once (not once per node).
+    let parent = format!("{}.example", ["a".repeat(60), "b".repeat(60), "c".repeat(60), "d".repeat(54)].join("."));
+    assert_eq!(parent.len(), 245);
+    let node = |name: &str| {
+        format!(
+            "{{\"kind\":\"node\",\"v\":1,\"cluster\":\"long-cluster-name\",\"group\":\"g\",\"name\":\"{name}\",\"provider\":\"local\",\"status\":\"running\",\"private_ipv4\":[\"192.168.128.1\"]}}\n"
+        )
+    };
+    let input = format!("{}{}", node("n-1"), node("n-2"));
+    let out = env.run_with_input("lct-hosts", &["render", "--parent-domain", &parent], &input);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let said = out.stderr.matches("is longer than a domain name may be").count();
+    assert_eq!(said, 1, "{}", out.stderr);
+    assert!(out.stdout.contains(&format!("n-1.{parent}")), "{}", out.stdout);
+}

@@ -50,7 +50,23 @@ pub fn cluster_domain(cluster: &Name, declared: Option<&DomainName>, parent: &Do
     match declared {
         Some(d) => d.clone(),
         // Two valid parts joined by a dot: a valid name unless too long, which the parse says.
-        None => format!("{cluster}.{parent}").parse().unwrap_or_else(|_| parent.clone()),
+        // lct-plan refuses such a cluster at create; one made otherwise is named in the parent
+        // and said so, once per cluster and parent.
+        None => format!("{cluster}.{parent}").parse().unwrap_or_else(|_| {
+            warn_once(&format!(
+                "cluster {cluster}: {cluster}.{parent} is longer than a domain name may be (253): its nodes are named in {parent} itself"
+            ));
+            parent.clone()
+        }),
+    }
+}
+
+/// A warning said once per process (naming runs per node; the reason is per cluster).
+fn warn_once(message: &str) {
+    static SAID: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if said.get_or_insert_with(Default::default).insert(message.to_string()) {
+        tracing::warn!("{message}");
     }
 }
 
