@@ -18,13 +18,24 @@ pub fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Words longer than this get no suggestion: every name lct knows fits in a DNS label (63),
+/// and the distance costs the product of the lengths, which a hostile plan would choose.
+pub const MAX_SUGGESTED: usize = 64;
+
 /// The candidate closest to `word`, if one is close enough to be a typo of it: at most a
 /// third of the word's length away (one edit for short words), as rustc and cargo judge.
+/// Bounded: a word over [`MAX_SUGGESTED`] characters, and candidates whose length alone puts
+/// them too far, are not compared.
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let most = (word.chars().count() / 3).max(1);
+    let length = word.chars().count();
+    if length > MAX_SUGGESTED {
+        return None;
+    }
+    let most = (length / 3).max(1);
     candidates
         .into_iter()
-        .filter(|c| *c != word)
+        // A byte length over 4 bytes a character is too long before its characters are counted.
+        .filter(|c| *c != word && c.len() <= (length + most) * 4 && c.chars().count().abs_diff(length) <= most)
         .map(|c| (distance(word, c), c))
         .filter(|(d, _)| *d <= most)
         .min_by_key(|(d, _)| *d)
@@ -53,6 +64,17 @@ pub fn for_serde(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hostile_word_or_candidate_costs_nothing() {
+        // A megabyte-long unknown name against a thousand megabyte-long candidates: compared,
+        // this would be 10^15 steps; bounded, it is none.
+        let long = "x".repeat(1 << 20);
+        let started = std::time::Instant::now();
+        assert_eq!(closest(&long, std::iter::repeat_n(long.as_str(), 1000)), None);
+        assert_eq!(closest("server", std::iter::repeat_n(long.as_str(), 1000).chain(["sever"])), Some("sever"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    }
 
     #[test]
     fn distances_and_suggestions() {
