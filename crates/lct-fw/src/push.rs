@@ -52,12 +52,7 @@ pub async fn push_clusters(
     let changed: BTreeSet<Name> = if changed.is_empty() {
         nodes.iter().map(|n| n.cluster.clone()).collect()
     } else {
-        // A cluster with no node and no record here is likely mistyped: say so.
-        for c in changed.iter().filter(|c| !nodes.iter().any(|n| &n.cluster == *c)) {
-            if !clusters.iter().any(|r| &r.name == c) {
-                tracing::warn!("cluster {c}: no nodes and no cluster record; nothing to push for it");
-            }
-        }
+        lct_inventory::say_unknown_clusters(&changed, &nodes, &clusters);
         changed.into_iter().collect()
     };
     Ok(push(&nodes, &clusters, &changed, options).await?)

@@ -202,12 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let selected: BTreeSet<Name> = if clusters.is_empty() {
                 nodes.iter().map(|n| n.cluster.clone()).chain(records.iter().map(|c| c.name.clone())).collect()
             } else {
-                // A cluster with no node and no record here is likely mistyped: say so.
-                for c in clusters.iter().filter(|c| !nodes.iter().any(|n| &n.cluster == *c)) {
-                    if !records.iter().any(|r| &r.name == c) {
-                        tracing::warn!("cluster {c}: no nodes and no cluster record; nothing to push for it");
-                    }
-                }
+                lct_inventory::say_unknown_clusters(&clusters, &nodes, &records);
                 clusters.into_iter().collect()
             };
             let work = plan(&nodes, &records, &selected, &options)?;

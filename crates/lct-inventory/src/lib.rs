@@ -20,4 +20,4 @@ pub mod install;
 pub mod report;
 mod select;
 
-pub use select::{Selector, glob, providers_long_help, query, select};
+pub use select::{Selector, glob, providers_long_help, query, say_unknown_clusters, select};

@@ -216,6 +216,18 @@ pub async fn query(sel: &Selector, clusters: &[Cluster]) -> Result<Vec<Node>, Pr
     Ok(selected)
 }
 
+/// Says (warn) each cluster named in `named` that has no node in `nodes` and no cluster
+/// record: likely mistyped, so what a push does for it is nothing, and the user is told.
+/// For commands that ask for every node (a push needs dependents' too) and pick clusters
+/// after; [`query`] says the same of the clusters its selector names.
+pub fn say_unknown_clusters<'a>(named: impl IntoIterator<Item = &'a Name>, nodes: &[Node], clusters: &[Cluster]) {
+    for c in named {
+        if !nodes.iter().any(|n| &n.cluster == c) && !clusters.iter().any(|r| &r.name == c) {
+            tracing::warn!("cluster {c}: no nodes and no cluster record; nothing to push for it");
+        }
+    }
+}
+
 /// What to say when cluster `name` has no selected node.
 fn nothing_found(name: &Name, clusters: &[Cluster], asked: &[ProviderName], sel: &Selector) -> String {
     let asked = asked.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
