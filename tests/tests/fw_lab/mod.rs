@@ -69,12 +69,9 @@ pub fn start_watcher(env: &Env, node: &str, args: &[&str]) -> (Background, std::
 }
 
 /// Polls `done` every 2 ms for up to 5 s; panics naming `what` if it never holds.
-pub fn poll(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !done() {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+pub fn poll(done: impl FnMut() -> bool, what: &str) {
+    use std::time::Duration;
+    lct_tests::fixtures::until_every(what, Duration::from_secs(5), Duration::from_millis(2), done);
 }
 
 /// Runs `lct-fw ARGS` inside a node's namespace with `input` on stdin.
