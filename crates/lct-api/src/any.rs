@@ -6,6 +6,7 @@ use std::path::Path;
 use lct_core::record::{Cluster, Name, Node, NodeSpec, ProviderName, Volume};
 use lct_core::state::ClusterStore;
 
+use crate::disk_image::DiskCapture;
 #[cfg(feature = "linode")]
 use crate::linode::LinodeProvider;
 use crate::local::LocalCloud;
@@ -155,6 +156,15 @@ impl Provider for AnyProvider {
     }
     async fn provide_packages(&self, packages: &[String]) -> Result<(), ProviderError> {
         dispatch!(self, p => p.provide_packages(packages).await)
+    }
+    async fn prepare_image(&self, image: &str, disk_mib: Option<u64>) -> Result<(), ProviderError> {
+        dispatch!(self, p => p.prepare_image(image, disk_mib).await)
+    }
+    async fn capture_disk(&self, name: &Name) -> Result<DiskCapture, ProviderError> {
+        dispatch!(self, p => p.capture_disk(name).await)
+    }
+    async fn release_capture(&self, name: &Name) -> Result<(), ProviderError> {
+        dispatch!(self, p => p.release_capture(name).await)
     }
     async fn list(&self) -> Result<Vec<Node>, ProviderError> {
         dispatch!(self, p => p.list().await)

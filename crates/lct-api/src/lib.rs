@@ -15,6 +15,7 @@ mod any;
 pub mod cli;
 pub mod cloudinit;
 pub mod create;
+pub mod disk_image;
 #[cfg(feature = "linode")]
 pub mod linode;
 pub mod local;
@@ -22,4 +23,5 @@ mod provider;
 pub mod reach;
 
 pub use any::{AnyProvider, PROVIDERS_HELP, has_regions, provider_image, providers_to_ask, remember_provider};
+pub use disk_image::{DiskCapture, LctImage};
 pub use provider::{CreateOrder, Provider, ProviderError, VolumeSpec, parse_size_mib};

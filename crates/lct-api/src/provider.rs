@@ -4,6 +4,8 @@ use std::future::Future;
 
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Volume};
 
+use crate::disk_image::DiskCapture;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("no node named {0}")]
@@ -95,6 +97,34 @@ pub trait Provider: Send + Sync {
     /// mirror); nothing where nodes reach Debian themselves (Linode).
     fn provide_packages(&self, packages: &[String]) -> impl Future<Output = Result<(), ProviderError>> + Send {
         let _ = packages;
+        async { Ok(()) }
+    }
+
+    /// Makes the image `image` ready to make nodes from, before any node is made: an lct
+    /// image ([`crate::disk_image::LctImage`]) is found, checked whole (present, every
+    /// extent's hash, this provider's architecture, fits a disk of `disk_mib` MiB where
+    /// given) and prepared (the local cloud restores it once into its image directory);
+    /// a clear error otherwise. Provider images need nothing.
+    fn prepare_image(
+        &self,
+        image: &str,
+        disk_mib: Option<u64>,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let _ = (image, disk_mib);
+        async { Ok(()) }
+    }
+
+    /// Makes the node's disk readable for capture into an image (the node is stopped
+    /// first): see [`DiskCapture`]. Generalizing the disk is the caller's work, done on the
+    /// node before.
+    fn capture_disk(&self, name: &Name) -> impl Future<Output = Result<DiskCapture, ProviderError>> + Send {
+        let name = name.clone();
+        async move { Err(ProviderError::Unsupported(format!("{name}: this provider cannot capture a node's disk"))) }
+    }
+
+    /// Ends a capture: removes what [`Provider::capture_disk`] made (a raw file, a helper disk).
+    fn release_capture(&self, name: &Name) -> impl Future<Output = Result<(), ProviderError>> + Send {
+        let _ = name;
         async { Ok(()) }
     }
 
