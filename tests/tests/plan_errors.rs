@@ -93,7 +93,7 @@ fn unknown_fields_variants_and_actions_have_one_path_and_a_suggestion() {
         1,
         &format!(
             "{path}: line 5, column 5: field groups.server.hostnme: unknown field `hostnme`, expected one of \
-             `count`, `type`, `region`, `image`, `hostname`, `tags`, `volumes`, `services`; did you mean \
+             `count`, `type`, `region`, `image`, `hostname`, `tags`, `volumes`, `services`, `replace_lost`; did you mean \
              `hostname`?"
         ),
     );
@@ -121,7 +121,7 @@ fn unknown_parameters_packages_and_groups_suggest_the_close_name() {
     refused(
         &out,
         1,
-        "no packaged plan \"zookeper\"; there are: zookeeper, dns-private, hdfs-ha, postgres-ha; did you mean \
+        "no packaged plan \"zookeper\"; there are: zookeeper, dns-private, hdfs-ha, postgres-ha, redis-sentinel; did you mean \
          `zookeeper`?",
     );
     // diff checks a group's size before it asks the provider anything.

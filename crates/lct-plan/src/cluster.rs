@@ -132,12 +132,23 @@ pub(crate) fn kept_parameters(
 /// raises the events for what changed since the hooks last saw the cluster (`created` the
 /// first time), and the dependency events on the clusters around it.
 async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<Node>> {
+    converge_groups(ctx, api, None).await
+}
+
+/// [`converge`], or with `only`, the nodes of those groups made (none deleted): what
+/// `reconcile` does for groups that replace lost nodes.
+async fn converge_groups(
+    ctx: &mut Context,
+    api: &AnyProvider,
+    only: Option<&BTreeSet<Name>>,
+) -> anyhow::Result<Vec<Node>> {
     let (name, state, plan) = (&ctx.state.name.clone(), &ctx.state, &ctx.plan);
-    let specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
+    let mut specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
+    specs.retain(|s| only.is_none_or(|groups| groups.contains(&s.group)));
     let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     // Nodes beyond the plan go first (the highest numbers, as `scale` asks).
-    for node in existing.iter().filter(|n| !wanted.contains(&n.name)) {
+    for node in existing.iter().filter(|n| only.is_none() && !wanted.contains(&n.name)) {
         api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
     }
     let mut waiting: Vec<Node> = existing.into_iter().filter(|n| wanted.contains(&n.name)).collect();
@@ -373,7 +384,8 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
 }
 
 /// `lct-plan reconcile`: raises `node-added` / `node-removed` for what changed behind lct's
-/// back (the provider is the source of truth), then runs the plan's built-in `hosts` and
+/// back (the provider is the source of truth), makes the lost nodes of groups with
+/// `replace_lost` again (their `node-added` follows), then runs the plan's built-in `hosts` and
 /// `firewall` actions again (each converges: a node whose file or rules drifted is put
 /// right, the others are left alone). Stopped clusters are left alone.
 pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<PlanReconciled> {
@@ -389,7 +401,21 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::
     out.removed = change.removed;
     let (state, plan) = (&ctx.state, &ctx.plan);
     let specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
-    let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    let mut nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    // Groups that replace lost nodes get them back under their names (`node-added` follows).
+    let lost: Vec<&NodeSpec> = specs
+        .iter()
+        .filter(|s| plan.groups.get(&s.group).is_some_and(|g| g.replace_lost))
+        .filter(|s| !nodes.iter().any(|n| n.name == s.name))
+        .collect();
+    if !lost.is_empty() {
+        let groups: BTreeSet<Name> = lost.iter().map(|s| s.group.clone()).collect();
+        let names: Vec<Name> = lost.iter().map(|s| s.name.clone()).collect();
+        converge_groups(&mut ctx, &api, Some(&groups)).await?;
+        out.added.extend(names);
+        nodes = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    }
+    let plan = &ctx.plan;
     for g in plan.groups.keys() {
         let want = specs.iter().filter(|s| &s.group == g).count();
         let have = nodes.iter().filter(|n| &n.group == g).count();

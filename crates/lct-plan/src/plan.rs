@@ -130,6 +130,11 @@ pub struct Group {
     /// Services the group's nodes expose, by name.
     #[serde(default)]
     pub services: BTreeMap<Name, Service>,
+    /// `reconcile` makes a node of this group the provider lost again, under the same name
+    /// (after `node-removed`; its `node-added` hooks bring the replacement in); without it,
+    /// `reconcile` only says the group is short.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_lost: bool,
 }
 
 fn debian12() -> String {

@@ -62,7 +62,8 @@ impl Record for PlanSecrets {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanReconciled {
     pub cluster: Name,
-    /// Nodes the provider gained behind lct's back (`node-added` raised).
+    /// Nodes the provider gained behind lct's back, and the replacements made for lost nodes
+    /// of groups with `replace_lost` (`node-added` raised).
     pub added: Vec<Name>,
     /// Nodes the provider lost (`node-removed` raised).
     pub removed: Vec<Name>,
