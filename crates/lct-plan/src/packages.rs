@@ -33,4 +33,9 @@ pub const PACKAGES: &[Package] = &[
             ("resume.py", include_str!("../plans/postgres-ha/resume.py")),
         ],
     },
+    Package {
+        name: "redis-sentinel",
+        plan: include_str!("../plans/redis-sentinel/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/redis-sentinel/configure.py"))],
+    },
 ];
