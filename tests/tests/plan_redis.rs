@@ -31,17 +31,17 @@ fn replication(env: &Env, node: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// What the Sentinel on `node` knows of the primary `main`, by field (`ip`, `num-slaves`,
+/// What the Sentinel on `node` knows of the primary `redis` (the cluster's name), by field (`ip`, `num-slaves`,
 /// `num-other-sentinels`, ...).
 fn sentinel_master(env: &Env, node: &str) -> BTreeMap<String, String> {
-    let out = cli(env, node, "127.0.0.1", 26379, "SENTINEL master main");
+    let out = cli(env, node, "127.0.0.1", 26379, "SENTINEL master redis");
     let lines: Vec<&str> = out.lines().collect();
     lines.chunks(2).filter(|p| p.len() == 2).map(|p| (p[0].to_string(), p[1].to_string())).collect()
 }
 
 /// The primary the Sentinel at `sentinel` names, asked from `node`.
 fn asked_master(env: &Env, node: &str, sentinel: &str) -> String {
-    cli(env, node, sentinel, 26379, "SENTINEL get-master-addr-by-name main").lines().next().unwrap_or("").to_string()
+    cli(env, node, sentinel, 26379, "SENTINEL get-master-addr-by-name redis").lines().next().unwrap_or("").to_string()
 }
 
 fn private_ip(env: &Env, node: &str) -> String {
@@ -149,7 +149,7 @@ fn redis_sentinel_scales_fails_over_and_replaces_the_lost_primary() {
     }
     let status = env.run("lct-plan", &["status", "redis"]).ok().stdout;
     assert!(!status.contains(&password), "{status}");
-    assert!(status.contains("master_name = main"), "{status}");
+    assert!(status.contains("master_name = redis"), "{status}");
     assert!(
         status.contains(
             "sentinels = redis-1.redis.lct.internal:26379,redis-2.redis.lct.internal:26379,redis-3.redis.lct.internal:26379"
@@ -232,4 +232,62 @@ fn redis_sentinel_scales_fails_over_and_replaces_the_lost_primary() {
 
     env.run("lct-plan", &["destroy", "redis"]).ok();
     assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}
+
+/// A password set by the operator (`--set-file password=...`) reaches redis.conf and
+/// sentinel.conf as one quoted value: quotes, backslashes, a newline and a directive after
+/// it (`replicaof`, `sentinel notification-script`) stay inside it, as \xHH escapes that
+/// Redis's parser reads back to the same bytes.
+#[test]
+fn a_hostile_password_stays_one_quoted_value_in_both_configurations() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/redis-sentinel/configure.py");
+    let hostile = "p\"w\\ \nreplicaof 10.9.9.9 6379\nsentinel notification-script x /tmp/x.sh\té";
+    let program = format!(
+        r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("configure", {script:?})
+configure = importlib.util.module_from_spec(spec); spec.loader.exec_module(configure)
+password = sys.stdin.read()
+print(json.dumps([configure.redis_config("192.168.128.2", password, "192.168.128.1"),
+                  configure.sentinel_config("192.168.128.2", password, "redis", "192.168.128.1", 2)]))
+"#,
+        script = script.display().to_string()
+    );
+    let mut python = std::process::Command::new("python3");
+    python.args(["-c", &program]);
+    let out = lct_tests::run_command(python, hostile);
+    assert_eq!(out.status, 0, "{}", out.stderr);
+    let configs: Vec<String> = serde_json::from_str(&out.stdout).unwrap();
+    for config in &configs {
+        let lines: Vec<&str> = config.lines().collect();
+        assert!(
+            !lines.iter().any(|l| l.starts_with("replicaof 10.9.9.9") || l.contains("notification-script")),
+            "{config}"
+        );
+        let secrets: Vec<&str> = lines
+            .iter()
+            .filter(|l| l.starts_with("requirepass ") || l.starts_with("masterauth ") || l.contains("-pass "))
+            .copied()
+            .collect();
+        assert!(!secrets.is_empty(), "{config}");
+        for line in secrets {
+            let value = line.rsplit_once(' ').unwrap().1;
+            let inner = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or_else(|| panic!("{line}"));
+            // Redis's sdssplitargs: \xHH is one byte; nothing else but letters and digits.
+            let (mut bytes, mut rest) = (Vec::new(), inner.as_bytes());
+            while let Some((&c, tail)) = rest.split_first() {
+                if c == b'\\' {
+                    assert_eq!(tail[0], b'x', "{line}");
+                    bytes.push(u8::from_str_radix(std::str::from_utf8(&tail[1..3]).unwrap(), 16).unwrap());
+                    rest = &tail[3..];
+                } else {
+                    assert!(c.is_ascii_alphanumeric(), "{line}");
+                    bytes.push(c);
+                    rest = tail;
+                }
+            }
+            assert_eq!(String::from_utf8(bytes).unwrap(), hostile, "{line}");
+        }
+    }
 }

@@ -43,9 +43,11 @@ def main():
     password = next(r for r in records if r.get("kind") == "plan-secrets")["parameters"]["password"]
     cluster = os.environ["LCT_CLUSTER"]
     event = os.environ.get("LCT_EVENT", "")
-    name = os.environ.get("LCT_PARAM_MASTER_NAME", "main")
+    # The name the Sentinels know the primary by: the cluster's, a label (checked again:
+    # it is a word of a line of sentinel.conf).
+    name = cluster
     if not MASTER_NAME.match(name):
-        sys.exit(f"parameter master_name: {name!r} is not a Sentinel master name (letters, digits, `.`, `_`, `-`; at most 64)")
+        sys.exit(f"cluster name {name!r} is not a Sentinel master name (letters, digits, `.`, `_`, `-`; at most 64)")
     quorum = int(os.environ.get("LCT_PARAM_QUORUM", "2"))
     members = {
         n["name"]: n["private_ipv4"][0]
