@@ -149,6 +149,14 @@ impl Env {
         run_command(self.command(name, args), input)
     }
 
+    /// The first address in `field` (`private_ipv4`, `public_ipv4`) of `node`, as the
+    /// inventory has it.
+    pub fn node_address(&self, node: &str, field: &str) -> String {
+        let nodes = self.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+        let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
+        n[field][0].as_str().unwrap_or_else(|| panic!("{node} has no {field}")).to_string()
+    }
+
     /// The namespace of a node of this lab.
     pub fn ns(&self, node: &str) -> String {
         format!("{}-{node}", self.lab)

@@ -48,15 +48,11 @@ fn psql(env: &Env, node: &str, sql: &str) -> String {
 }
 
 fn private_ip(env: &Env, node: &str) -> String {
-    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
-    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
-    n["private_ipv4"][0].as_str().unwrap().to_string()
+    env.node_address(node, "private_ipv4")
 }
 
 fn public_ip(env: &Env, node: &str) -> String {
-    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
-    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
-    n["public_ipv4"][0].as_str().unwrap().to_string()
+    env.node_address(node, "public_ipv4")
 }
 
 /// What the DNS server at `server` answers `from` a namespace for `name` (A records).

@@ -44,18 +44,6 @@ fn asked_master(env: &Env, node: &str, sentinel: &str) -> String {
     cli(env, node, sentinel, 26379, "SENTINEL get-master-addr-by-name redis").lines().next().unwrap_or("").to_string()
 }
 
-fn private_ip(env: &Env, node: &str) -> String {
-    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
-    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
-    n["private_ipv4"][0].as_str().unwrap().to_string()
-}
-
-fn public_ip(env: &Env, node: &str) -> String {
-    let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
-    let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
-    n["public_ipv4"][0].as_str().unwrap().to_string()
-}
-
 /// The addresses TCP `port` listens on in `node`'s namespace.
 fn listening(env: &Env, node: &str, port: u16) -> Vec<String> {
     let out = env.in_ns(node, &["ss", "-Hltn", "sport", "=", &format!(":{port}")]);
@@ -117,7 +105,7 @@ fn redis_sentinel_scales_fails_over_and_replaces_the_lost_primary() {
     };
     timed(&["create", "redis", "package:redis-sentinel"]);
     let ip: BTreeMap<&str, String> =
-        ["redis-1", "redis-2", "redis-3"].iter().map(|n| (*n, private_ip(&env, n))).collect();
+        ["redis-1", "redis-2", "redis-3"].iter().map(|n| (*n, env.node_address(n, "private_ipv4"))).collect();
     // The first node is the primary, the others replicate from it; every Sentinel knows them all.
     let primary = replication(&env, "redis-1");
     assert_eq!((primary["role"].as_str(), primary["connected_slaves"].as_str()), ("master", "2"), "{primary:?}");
@@ -162,8 +150,40 @@ fn redis_sentinel_scales_fails_over_and_replaces_the_lost_primary() {
         let mut want = vec!["127.0.0.1".to_string(), ip["redis-2"].clone()];
         want.sort();
         assert_eq!(listening(&env, "redis-2", port), want, "port {port}");
-        assert!(!tcp_connects(&outside, &public_ip(&env, "redis-2"), port), "the outside reaches {port}");
+        assert!(
+            !tcp_connects(&outside, &env.node_address("redis-2", "public_ipv4"), port),
+            "the outside reaches {port}"
+        );
     }
+
+    // A dependent reaches both ports and reads both offers; a cluster that does not depend
+    // on redis reaches neither.
+    let client = |depends: &str| {
+        format!(
+            "description: a client\nparameters:\n  marker: {{type: string, description: a file}}\ngroups:\n  \
+             node: {{count: 1, image: lct/netns}}\n{depends}hooks:\n  created:\n    - action: firewall\n    - run: \
+             'echo \"$LCT_OFFER_REDIS_SENTINELS $LCT_OFFER_REDIS_MASTER_NAME\" > \"$LCT_PARAM_MARKER\"'\n"
+        )
+    };
+    let uses = "depends_on:\n  redis:\n    cluster: redis\n    services: [redis.redis, redis.sentinel]\n    \
+                uses: [sentinels, master_name]\n";
+    for (name, text) in [("app", client(uses)), ("other", client(""))] {
+        let file = env.state.path().join(format!("{name}.yaml"));
+        std::fs::write(&file, text).unwrap();
+        let marker = format!("marker={}", env.state.path().join(format!("{name}.offers")).display());
+        env.run("lct-plan", &["create", name, file.to_str().unwrap(), "--set", &marker]).ok();
+    }
+    let offers = std::fs::read_to_string(env.state.path().join("app.offers")).unwrap();
+    assert_eq!(
+        offers,
+        "redis-1.redis.lct.internal:26379,redis-2.redis.lct.internal:26379,redis-3.redis.lct.internal:26379 redis\n"
+    );
+    for port in [6379, 26379] {
+        assert!(tcp_connects(&env.ns("app-1"), &ip["redis-3"], port), "the dependent does not reach {port}");
+        assert!(!tcp_connects(&env.ns("other-1"), &ip["redis-3"], port), "a cluster not depending reaches {port}");
+    }
+    env.run("lct-plan", &["destroy", "app"]).ok();
+    env.run("lct-plan", &["destroy", "other"]).ok();
 
     // A key written on the primary reaches the replicas.
     assert_eq!(cli(&env, "redis-1", "127.0.0.1", 6379, "SET before written"), "OK");
