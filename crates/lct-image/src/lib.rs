@@ -17,8 +17,12 @@
 //! * [`remote`]: images by URL (HTTP Range, resumed at frame boundaries).
 //! * [`repo`]: a repository of many images, each extent stored once (`image-entry`,
 //!   `image-added`, `image-pruned`).
+//! * [`node_pipe`]: a program on a node over lct's SSH, its answer bounded and timed.
 //! * [`opened`]: an image opened however it is named (file, `REPO::NAME`, URL, a pipe), and
 //!   `send`.
+//! * [`repo_remote`]: repositories on nodes (`ssh://NODE/PATH`), lct-image run there.
+//! * [`repo_relay`]: a restore from a repository on one node onto another node's volume,
+//!   node to node.
 //! * [`create`]: a raw disk into an image (every core, bounded memory, resumable).
 //! * [`source`]: `create` of anything else (qcow2 and friends, .gz/.xz/.zst, by URL).
 //! * [`restore`]: `restore` and `verify`.
@@ -39,11 +43,14 @@ pub mod foreign;
 pub mod format;
 pub mod frame;
 pub mod linode;
+pub mod node_pipe;
 pub mod opened;
 pub mod parallel;
 pub mod progress;
 pub mod remote;
 pub mod repo;
+pub mod repo_relay;
+pub mod repo_remote;
 pub mod report;
 pub mod restore;
 pub mod source;
