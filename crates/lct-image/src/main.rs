@@ -9,13 +9,21 @@ use lct_core::record::Record;
 use lct_image::cli::{Cli, Command, RepoCommand};
 use lct_image::progress::Bar;
 use lct_image::repo::Repo;
-use lct_image::repo_remote::{NodeRepo, NodeRepoName, receive};
+use lct_image::repo_remote::{NodeRepo, receive};
 use lct_image::{CreateOptions, Opened, RestoreOptions};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
-    lct_core::cli::run("lct-image", || run(&cli))
+    lct_core::cli::run("lct-image", || {
+        let result = run(&cli);
+        // What went through this machine for repositories on nodes (the payload on its pipes).
+        let traffic = lct_image::node_pipe::traffic();
+        if traffic > 0 {
+            eprintln!("lct-image: {traffic} bytes to and from nodes through this machine");
+        }
+        result
+    })
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -126,7 +134,7 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
         let bar = Bar::new(what);
         move |done: u64, total: u64| bar.update(done, total)
     };
-    if let Some(name) = remote_repo_of(command) {
+    if let Some(name) = lct_image::repo_remote::of_command(command) {
         return node_repo(command, &NodeRepo::open(&name?)?, format, allow_http);
     }
     match command {
@@ -189,20 +197,6 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
             Ok(())
         }
     }
-}
-
-/// The repository a repo command names, if it is on a node (`ssh://NODE/PATH`).
-fn remote_repo_of(command: &RepoCommand) -> Option<Result<NodeRepoName, lct_image::ImageError>> {
-    let (RepoCommand::Init { repo }
-    | RepoCommand::Add { repo, .. }
-    | RepoCommand::List { repo }
-    | RepoCommand::Show { repo, .. }
-    | RepoCommand::Rm { repo, .. }
-    | RepoCommand::Prune { repo, .. }
-    | RepoCommand::Verify { repo, .. }
-    | RepoCommand::Export { repo, .. }
-    | RepoCommand::Receive { repo, .. }) = command;
-    lct_image::repo_remote::repo_name(repo.to_str()?)
 }
 
 /// A repo command on a repository on a node: run there, its records printed here.

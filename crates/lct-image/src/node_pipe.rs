@@ -17,6 +17,11 @@ use crate::error::ImageError;
 /// Bytes through the controller's pipes to nodes, in this process.
 static TRAFFIC: AtomicU64 = AtomicU64::new(0);
 
+/// Counts `bytes` sent to a node another way (a program installed by lct-inventory).
+pub fn count(bytes: u64) {
+    TRAFFIC.fetch_add(bytes, Ordering::Relaxed);
+}
+
 /// What went through the controller's pipes to nodes so far (both ways).
 pub fn traffic() -> u64 {
     TRAFFIC.load(Ordering::Relaxed)
@@ -57,6 +62,8 @@ pub struct Piped {
     stderr: Arc<Mutex<Vec<u8>>>,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
     finished: bool,
+    /// Why it failed, once known (said once, however often asked).
+    failed: Option<String>,
 }
 
 /// The last this many bytes of a command's stderr are kept (for its error message).
@@ -123,6 +130,7 @@ impl Piped {
             stderr,
             stderr_thread: Some(stderr_thread),
             finished: false,
+            failed: None,
         })
     }
 
@@ -160,8 +168,16 @@ impl Piped {
     /// Waits for the command (its stdout at its end) and says why it failed, if it did.
     fn finish(&mut self) -> Result<(), ImageError> {
         if self.finished {
-            return Ok(());
+            return self.failed.clone().map_or(Ok(()), |why| Err(refused(why)));
         }
+        let result = self.wait();
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    fn wait(&mut self) -> Result<(), ImageError> {
         self.stdin = None;
         let status = self.child.wait().map_err(|e| refused(format!("{}: {e}", self.what)));
         self.stop.store(true, Ordering::Relaxed);

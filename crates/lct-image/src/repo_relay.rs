@@ -30,7 +30,7 @@ const DEAUTHORIZE: &str = "f=~/.ssh/authorized_keys; [ -f \"$f\" ] || exit 0; \
 /// On B: A's pinned host key into the key's directory, then `ssh A | lct-image restore`.
 /// `$0` directory, `$1` A's address, `$2` port, `$3` user, `$4` known_hosts line, `$5` device,
 /// then restore's own options.
-const PULL: &str = "d=$0; a=$1; p=$2; u=$3; printf '%s\\n' \"$4\" > \"$d/known_hosts\"; dev=$5; shift 6; \
+const PULL: &str = "d=$0; a=$1; p=$2; u=$3; printf '%s\\n' \"$4\" > \"$d/known_hosts\"; dev=$5; shift 5; \
     ssh -i \"$d/key\" -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
     -o UserKnownHostsFile=\"$d/known_hosts\" -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=15 \
     -o ServerAliveInterval=5 -o ServerAliveCountMax=3 -o LogLevel=ERROR -p \"$p\" -l \"$u\" -- \"$a\" send \

@@ -60,6 +60,21 @@ fn parse_repo(spec: &str, rest: &str) -> Result<NodeRepoName, ImageError> {
     Ok(NodeRepoName { node, path: path.to_string() })
 }
 
+/// The repository a repo command names, if it is on a node.
+pub fn of_command(command: &crate::cli::RepoCommand) -> Option<Result<NodeRepoName, ImageError>> {
+    use crate::cli::RepoCommand::*;
+    let (Init { repo }
+    | Add { repo, .. }
+    | List { repo }
+    | Show { repo, .. }
+    | Rm { repo, .. }
+    | Prune { repo, .. }
+    | Verify { repo, .. }
+    | Export { repo, .. }
+    | Receive { repo, .. }) = command;
+    repo_name(repo.to_str()?)
+}
+
 /// `ssh://NODE/PATH::NAME`, if `spec` is one.
 pub fn entry_name(spec: &Path) -> Option<Result<(NodeRepoName, String), ImageError>> {
     let text = spec.to_str()?;
@@ -115,6 +130,7 @@ pub fn ensure_program(node: &Node) -> Result<(), ImageError> {
     if String::from_utf8_lossy(&answer).split_whitespace().next() == Some(program.sha256.as_str()) {
         return Ok(());
     }
+    crate::node_pipe::count(program.bytes.len() as u64);
     block(async {
         let options = lct_inventory::exec::ExecOptions::default();
         for r in lct_inventory::install::install(std::slice::from_ref(node), &[program], &options).await {
