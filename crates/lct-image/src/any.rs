@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use crate::create::CreateOptions;
 use crate::error::ImageError;
+use crate::node_repo::NodeRepo;
 use crate::opened::Opened;
 use crate::repo::{Added, Repo};
-use crate::repo_remote::NodeRepo;
 use crate::report::{Created, Report, Restored};
 use crate::restore::RestoreOptions;
 use crate::volume::volume_ref;
@@ -43,7 +43,7 @@ pub async fn restore(
     match volume_ref(target) {
         Some(label) => {
             // From a repository on a node onto a volume on a node: node to node.
-            if let Some(entry) = crate::repo_remote::entry_name(image) {
+            if let Some(entry) = crate::node_repo::entry_name(image) {
                 let (repo, name) = entry?;
                 let repo = NodeRepo::open(&repo)?;
                 if let Some((node, device)) = crate::volume::on_node_device(&label).await? {
@@ -100,11 +100,11 @@ pub async fn node_repo_add(
     let text = source.to_string_lossy();
     let is_image = crate::remote::is_url(&text)
         || crate::opened::repo_ref(source).is_some()
-        || crate::repo_remote::entry_name(source).is_some()
+        || crate::node_repo::entry_name(source).is_some()
         || crate::opened::index(source).is_ok();
     if is_image {
         let image = Opened::open(source, options.allow_http)?;
-        return repo.add(name, &image);
+        return crate::repo_remote::add(repo, name, &image);
     }
     let tmp = tempfile::Builder::new()
         .prefix("lct-image-add.")
@@ -113,5 +113,5 @@ pub async fn node_repo_add(
         .map_err(|e| ImageError::Refused(format!("a temporary file: {e}")))?;
     let options = CreateOptions { allow_http: false, ..options };
     create(source, tmp.path(), options, local_bin, &|_, _| {}).await?;
-    repo.add(name, &Opened::open(tmp.path(), false)?)
+    crate::repo_remote::add(repo, name, &Opened::open(tmp.path(), false)?)
 }

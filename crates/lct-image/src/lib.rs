@@ -18,9 +18,10 @@
 //! * [`repo`]: a repository of many images, each extent stored once (`image-entry`,
 //!   `image-added`, `image-pruned`).
 //! * [`node_pipe`]: a program on a node over lct's SSH, its answer bounded and timed.
+//! * [`node_repo`]: repositories on nodes (`ssh://NODE/PATH`), lct-image run there.
 //! * [`opened`]: an image opened however it is named (file, `REPO::NAME`, URL, a pipe), and
 //!   `send`.
-//! * [`repo_remote`]: repositories on nodes (`ssh://NODE/PATH`), lct-image run there.
+//! * [`repo_remote`]: images up to and down from repositories on nodes.
 //! * [`repo_relay`]: a restore from a repository on one node onto another node's volume,
 //!   node to node.
 //! * [`create`]: a raw disk into an image (every core, bounded memory, resumable).
@@ -44,6 +45,7 @@ pub mod format;
 pub mod frame;
 pub mod linode;
 pub mod node_pipe;
+pub mod node_repo;
 pub mod opened;
 pub mod parallel;
 pub mod progress;

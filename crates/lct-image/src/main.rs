@@ -7,9 +7,10 @@ use clap::Parser;
 use lct_core::cli::{OutputFormat, block_on};
 use lct_core::record::Record;
 use lct_image::cli::{Cli, Command, RepoCommand};
+use lct_image::node_repo::NodeRepo;
 use lct_image::progress::Bar;
 use lct_image::repo::Repo;
-use lct_image::repo_remote::{NodeRepo, receive};
+use lct_image::repo_remote::receive;
 use lct_image::{CreateOptions, Opened, RestoreOptions};
 
 fn main() -> std::process::ExitCode {
@@ -134,7 +135,7 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
         let bar = Bar::new(what);
         move |done: u64, total: u64| bar.update(done, total)
     };
-    if let Some(name) = lct_image::repo_remote::of_command(command) {
+    if let Some(name) = lct_image::node_repo::of_command(command) {
         return node_repo(command, &NodeRepo::open(&name?)?, format, allow_http);
     }
     match command {
@@ -234,8 +235,10 @@ fn node_repo(command: &RepoCommand, repo: &NodeRepo, format: OutputFormat, allow
             Ok(())
         }
         RepoCommand::Export { name, out, .. } => {
-            lct_image::repo_remote::export(&repo.open_image(name)?, out)?;
-            Ok(said(format!("{name}: written to {}", out.display())))
+            let image = Opened::open(&PathBuf::from(format!("{}::{name}", repo.name)), false)?;
+            lct_image::repo_remote::export(&image, out)?;
+            said(format!("{name}: written to {}", out.display()));
+            Ok(())
         }
         RepoCommand::Receive { .. } => Err(lct_core::cli::UsageError("receive runs on the node itself".into()).into()),
     }

@@ -64,9 +64,10 @@ impl Opened {
             return Opened::sent(Box::new(std::io::stdin()), "(stdin)");
         }
         // ssh://NODE/PATH::NAME: streamed from the node that holds the repository.
-        if let Some(entry) = crate::repo_remote::entry_name(spec) {
+        if let Some(entry) = crate::node_repo::entry_name(spec) {
             let (repo, image) = entry?;
-            return crate::repo_remote::NodeRepo::open(&repo)?.open_image(&image);
+            let stream = crate::node_repo::NodeRepo::open(&repo)?.stream(&image)?;
+            return Opened::sent(Box::new(stream), &name);
         }
         if crate::remote::is_url(&name) {
             let remote = crate::remote::Remote::open(&name, allow_http)?;

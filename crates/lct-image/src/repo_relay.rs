@@ -9,7 +9,7 @@ use lct_core::record::{Access, Node};
 
 use crate::error::ImageError;
 use crate::node_pipe::{Piped, on_node};
-use crate::repo_remote::{NodeRepo, ensure_program};
+use crate::node_repo::{NodeRepo, ensure_program};
 use crate::restore::RestoreOptions;
 
 fn refused(message: String) -> ImageError {
