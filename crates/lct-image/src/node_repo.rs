@@ -142,6 +142,13 @@ pub struct NodeRepo {
 impl NodeRepo {
     pub fn open(name: &NodeRepoName) -> Result<NodeRepo, ImageError> {
         let node = find_node(&name.node)?;
+        // A namespace node shares this machine's files: a repository there is a local one.
+        if !matches!(node.access, Some(lct_core::record::Access::Ssh { .. })) {
+            return Err(refused(format!(
+                "node {}: not reached by SSH (a repository on a node needs a machine node or a Linode;                  on a namespace node, name the directory itself)",
+                node.name
+            )));
+        }
         ensure_program(&node)?;
         Ok(NodeRepo { name: name.clone(), node })
     }
