@@ -164,6 +164,23 @@ pub enum RepoCommand {
     },
 }
 
+impl RepoCommand {
+    /// The repository the command is about.
+    pub fn repo(&self) -> &std::path::Path {
+        use RepoCommand::*;
+        let (Init { repo }
+        | Add { repo, .. }
+        | List { repo }
+        | Show { repo, .. }
+        | Rm { repo, .. }
+        | Prune { repo, .. }
+        | Verify { repo, .. }
+        | Export { repo, .. }
+        | Receive { repo, .. }) = self;
+        repo
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -135,7 +135,7 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
         let bar = Bar::new(what);
         move |done: u64, total: u64| bar.update(done, total)
     };
-    if let Some(name) = lct_image::node_repo::of_command(command) {
+    if let Some(name) = command.repo().to_str().and_then(lct_image::node_repo::repo_name) {
         return node_repo(command, &NodeRepo::open(&name?)?, format, allow_http);
     }
     match command {

@@ -51,21 +51,6 @@ fn parse_repo(spec: &str, rest: &str) -> Result<NodeRepoName, ImageError> {
     Ok(NodeRepoName { node, path: path.to_string() })
 }
 
-/// The repository a repo command names, if it is on a node.
-pub fn of_command(command: &crate::cli::RepoCommand) -> Option<Result<NodeRepoName, ImageError>> {
-    use crate::cli::RepoCommand::*;
-    let (Init { repo }
-    | Add { repo, .. }
-    | List { repo }
-    | Show { repo, .. }
-    | Rm { repo, .. }
-    | Prune { repo, .. }
-    | Verify { repo, .. }
-    | Export { repo, .. }
-    | Receive { repo, .. }) = command;
-    repo_name(repo.to_str()?)
-}
-
 /// `ssh://NODE/PATH::NAME`, if `spec` is one.
 pub fn entry_name(spec: &Path) -> Option<Result<(NodeRepoName, String), ImageError>> {
     let text = spec.to_str()?;
