@@ -19,9 +19,8 @@
 //!   `image-added`, `image-pruned`).
 //! * [`node_pipe`]: a program on a node over lct's SSH, its answer bounded and timed.
 //! * [`node_repo`]: repositories on nodes (`ssh://NODE/PATH`), lct-image run there.
-//! * [`opened`]: an image opened however it is named (file, `REPO::NAME`, `ssh://NODE/PATH::NAME`,
-//!   URL, a pipe), and
-//!   `send`.
+//! * [`opened`]: an image opened however it is named (file, `REPO::NAME`,
+//!   `ssh://NODE/PATH::NAME`, URL, a pipe), and `send`.
 //! * [`repo_remote`]: images up to and down from repositories on nodes.
 //! * [`create`]: a raw disk into an image (every core, bounded memory, resumable).
 //! * [`source`]: `create` of anything else (qcow2 and friends, .gz/.xz/.zst, by URL).
