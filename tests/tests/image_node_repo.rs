@@ -92,11 +92,19 @@ fn a_repository_on_a_nodes_volume_takes_images_and_restores_them_node_to_node() 
     assert_eq!(shown[0]["size"], 64 << 20);
     env.run("lct-image", &["repo", "verify", &repo, "src"]).ok();
     env.run("lct-image", &["repo", "rm", &repo, "src-2"]).ok();
+    // src-2 was all src's extents: nothing to prune.
+    let pruned = env.run("lct-image", &["repo", "prune", &repo, "-o", "jsonl"]).ok().json_lines();
+    assert_eq!((pruned[0]["repo"].as_str(), pruned[0]["removed_extents"].as_u64()), (Some(repo.as_str()), Some(0)));
     let exported = dir.join("src.lcti");
     env.run("lct-image", &["repo", "export", &repo, "src", &s(&exported)]).ok();
     env.run("lct-image", &["verify", &s(&exported)]).ok();
     let info = env.run("lct-image", &["info", &s(&exported)]).ok();
     assert!(info.stdout.contains(shown[0]["root"].as_str().unwrap()), "{}", info.stdout);
+    // Onto a file here, streamed from the node, and checked against the export.
+    let here = dir.join("here.raw");
+    env.run("lct-image", &["restore", &format!("{repo}::src"), &s(&here)]).ok();
+    env.run("lct-image", &["verify", &s(&exported), &s(&here)]).ok();
+    std::fs::remove_file(&here).unwrap();
 
     // Onto the third node's volume, from the store node to it directly: the first time with
     // lct-image put on that node (counted), then again with it there.
