@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::create::CreateOptions;
 use crate::error::ImageError;
+use crate::node_repo::NodeRepo;
 use crate::opened::Opened;
 use crate::repo::{Added, Repo};
 use crate::report::{Created, Report, Restored};
@@ -41,6 +42,18 @@ pub async fn restore(
 ) -> Result<Report<Restored>, ImageError> {
     match volume_ref(target) {
         Some(label) => {
+            // From a repository on a node onto a volume on a node: node to node.
+            if let Some(entry) = crate::node_repo::entry_name(image) {
+                let (repo, name) = entry?;
+                let repo = NodeRepo::open(&repo)?;
+                if let Some((node, device)) = crate::volume::on_node_device(&label).await? {
+                    return tokio::task::spawn_blocking(move || {
+                        crate::repo_relay::restore(&repo, &name, &node, &device, &options)
+                    })
+                    .await
+                    .map_err(|e| ImageError::Refused(e.to_string()))?;
+                }
+            }
             let opened = Opened::open(image, options.allow_http)?;
             crate::volume::restore_onto(opened, &label, options, local_bin).await
         }
@@ -72,4 +85,33 @@ pub async fn repo_add(
     let options = CreateOptions { allow_http: false, ..options };
     create(source, tmp.path(), options, local_bin, imaging).await?;
     repo.add(name, &Opened::open(tmp.path(), false)?, threads, adding)
+}
+
+/// Adds `source` to the repository on a node as `name`: an lct image streamed up as it is
+/// (the node asks only for the extents it lacks); anything else imaged here first (into a
+/// temporary file, removed after).
+pub async fn node_repo_add(
+    repo: &NodeRepo,
+    source: &Path,
+    name: &str,
+    options: CreateOptions,
+    local_bin: PathBuf,
+) -> Result<Added, ImageError> {
+    let text = source.to_string_lossy();
+    let is_image = crate::remote::is_url(&text)
+        || crate::opened::repo_ref(source).is_some()
+        || crate::node_repo::entry_name(source).is_some()
+        || crate::opened::index(source).is_ok();
+    if is_image {
+        let image = Opened::open(source, options.allow_http)?;
+        return crate::repo_remote::add(repo, name, &image);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("lct-image-add.")
+        .suffix(".lcti")
+        .tempfile()
+        .map_err(|e| ImageError::Refused(format!("a temporary file: {e}")))?;
+    let options = CreateOptions { allow_http: false, ..options };
+    create(source, tmp.path(), options, local_bin, &|_, _| {}).await?;
+    crate::repo_remote::add(repo, name, &Opened::open(tmp.path(), false)?)
 }

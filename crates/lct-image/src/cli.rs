@@ -27,6 +27,10 @@ Examples:
   lct-image repo list /mnt/images
   lct-image restore /mnt/images::web-base volume:web-1-data  # a node's volume, any provider
   lct-image repo add /mnt/images volume:web-1-data --name web-1-data   # and back
+  lct-image repo init ssh://store-1/srv/images               # a repository on a node's volume
+  lct-image repo add ssh://store-1/srv/images base.lcti --name debian-12   # only new extents sent
+  lct-image repo list ssh://store-1/srv/images               # every repo command, run on the node
+  lct-image restore ssh://store-1/srv/images::debian-12 volume:web-2-data  # node to node
   lct-image push-linode /mnt/images::debian-12 --label debian-12-lct --region us-east --wait
 
 An image is the disk in 4 MiB extents, each an independent zstd frame (all-zero extents as
@@ -90,7 +94,8 @@ pub enum Command {
     Verify { image: PathBuf, target: Option<PathBuf> },
     /// An image's manifest and extents
     Info { image: PathBuf },
-    /// A repository of images on any disk or volume, each extent stored once
+    /// A repository of images on any disk or volume, each extent stored once; on a node's
+    /// volume as ssh://NODE/PATH (lct-image runs there, over lct's SSH)
     #[command(subcommand)]
     Repo(RepoCommand),
     /// Make an image a Linode Image (gzip'd raw through /images/upload, streamed; Linode's
@@ -148,6 +153,32 @@ pub enum RepoCommand {
     Verify { repo: PathBuf, name: Option<String> },
     /// Write an image out as a standalone image file
     Export { repo: PathBuf, name: String, out: PathBuf },
+    /// A repository's side of an add from another machine (`repo add ssh://NODE/PATH ...`
+    /// runs it there): the image's index on stdin, the extents it lacks asked for on stdout,
+    /// then those frames on stdin
+    #[command(hide = true)]
+    Receive {
+        repo: PathBuf,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+impl RepoCommand {
+    /// The repository the command is about.
+    pub fn repo(&self) -> &std::path::Path {
+        use RepoCommand::*;
+        let (Init { repo }
+        | Add { repo, .. }
+        | List { repo }
+        | Show { repo, .. }
+        | Rm { repo, .. }
+        | Prune { repo, .. }
+        | Verify { repo, .. }
+        | Export { repo, .. }
+        | Receive { repo, .. }) = self;
+        repo
+    }
 }
 
 #[cfg(test)]

@@ -17,12 +17,17 @@
 //! * [`remote`]: images by URL (HTTP Range, resumed at frame boundaries).
 //! * [`repo`]: a repository of many images, each extent stored once (`image-entry`,
 //!   `image-added`, `image-pruned`).
-//! * [`opened`]: an image opened however it is named (file, `REPO::NAME`, URL, a pipe), and
-//!   `send`.
+//! * [`node_pipe`]: a program on a node over lct's SSH, its answer bounded and timed.
+//! * [`node_repo`]: repositories on nodes (`ssh://NODE/PATH`), lct-image run there.
+//! * [`opened`]: an image opened however it is named (file, `REPO::NAME`,
+//!   `ssh://NODE/PATH::NAME`, URL, a pipe), and `send`.
+//! * [`repo_remote`]: images up to and down from repositories on nodes.
 //! * [`create`]: a raw disk into an image (every core, bounded memory, resumable).
 //! * [`source`]: `create` of anything else (qcow2 and friends, .gz/.xz/.zst, by URL).
 //! * [`restore`]: `restore` and `verify`.
 //! * [`volume`]: images onto and from the block volumes of nodes, on every provider.
+//! * [`repo_relay`]: a restore from a repository on one node onto another node's volume,
+//!   node to node.
 //! * [`linode`]: an image as a Linode Image (`push-linode`).
 //! * [`any`]: what the subcommands do, whatever names their image and target.
 //! * [`progress`]: a bar on a terminal, `image-progress` lines elsewhere ([`progress::Bar`]).
@@ -39,11 +44,15 @@ pub mod foreign;
 pub mod format;
 pub mod frame;
 pub mod linode;
+pub mod node_pipe;
+pub mod node_repo;
 pub mod opened;
 pub mod parallel;
 pub mod progress;
 pub mod remote;
 pub mod repo;
+pub mod repo_relay;
+pub mod repo_remote;
 pub mod report;
 pub mod restore;
 pub mod source;

@@ -7,14 +7,24 @@ use clap::Parser;
 use lct_core::cli::{OutputFormat, block_on};
 use lct_core::record::Record;
 use lct_image::cli::{Cli, Command, RepoCommand};
+use lct_image::node_repo::NodeRepo;
 use lct_image::progress::Bar;
 use lct_image::repo::Repo;
+use lct_image::repo_remote::receive;
 use lct_image::{CreateOptions, Opened, RestoreOptions};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cli.global.init_logging();
-    lct_core::cli::run("lct-image", || run(&cli))
+    lct_core::cli::run("lct-image", || {
+        let result = run(&cli);
+        // What went through this machine for repositories on nodes (the payload on its pipes).
+        let traffic = lct_image::node_pipe::traffic();
+        if traffic > 0 {
+            eprintln!("lct-image: {traffic} bytes to and from nodes through this machine");
+        }
+        result
+    })
 }
 
 fn run(cli: &Cli) -> anyhow::Result<()> {
@@ -125,7 +135,14 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
         let bar = Bar::new(what);
         move |done: u64, total: u64| bar.update(done, total)
     };
+    if let Some(name) = command.repo().to_str().and_then(lct_image::node_repo::repo_name) {
+        return node_repo(command, &NodeRepo::open(&name?)?, format, allow_http);
+    }
     match command {
+        RepoCommand::Receive { repo, name } => {
+            let added = receive(&Repo::open(repo)?, name, Box::new(std::io::stdin()), &mut std::io::stdout().lock())?;
+            print(&added, format, || added.summary())
+        }
         RepoCommand::Init { repo } => {
             Repo::init(repo)?;
             eprintln!("{}: an image repository", repo.display());
@@ -180,5 +197,49 @@ fn repo(command: &RepoCommand, format: OutputFormat, allow_http: bool) -> anyhow
             eprintln!("{}::{name}: written to {}", repo.display(), out.display());
             Ok(())
         }
+    }
+}
+
+/// A repo command on a repository on a node: run there, its records printed here.
+fn node_repo(command: &RepoCommand, repo: &NodeRepo, format: OutputFormat, allow_http: bool) -> anyhow::Result<()> {
+    let said = |what: String| eprintln!("{}: {what}", repo.name);
+    match command {
+        RepoCommand::Init { .. } => Ok(repo.init().map(|()| said("an image repository".into()))?),
+        RepoCommand::Add { source, name, label, force, .. } => {
+            let options = CreateOptions { label: label.clone(), force: *force, allow_http, ..Default::default() };
+            let added =
+                block_on(async { Ok(lct_image::any::node_repo_add(repo, source, name, options, this()?).await?) })?;
+            print(&added, format, || added.summary())
+        }
+        RepoCommand::List { .. } => {
+            let entries = repo.list()?;
+            match format {
+                OutputFormat::Jsonl => entries.iter().for_each(|e| println!("{}", lct_core::stream::to_line(e))),
+                OutputFormat::Table => print!("{}", lct_image::repo::table(&entries)),
+            }
+            Ok(())
+        }
+        RepoCommand::Show { name, .. } => {
+            let entry = repo.show(name)?;
+            print(&entry, format, || serde_json::to_string_pretty(&entry).unwrap_or_default())
+        }
+        RepoCommand::Rm { name, .. } => Ok(repo.remove(name).map(|()| said(format!("{name} removed")))?),
+        RepoCommand::Prune { dry_run, .. } => {
+            let pruned = repo.prune(*dry_run)?;
+            print(&pruned, format, || pruned.summary(*dry_run))
+        }
+        RepoCommand::Verify { name, .. } => {
+            for report in repo.verify(name.as_deref())? {
+                print(&report, format, || report.summary())?;
+            }
+            Ok(())
+        }
+        RepoCommand::Export { name, out, .. } => {
+            let image = Opened::open(&PathBuf::from(format!("{}::{name}", repo.name)), false)?;
+            lct_image::repo_remote::export(&image, out)?;
+            said(format!("{name}: written to {}", out.display()));
+            Ok(())
+        }
+        RepoCommand::Receive { .. } => Err(lct_core::cli::UsageError("receive runs on the node itself".into()).into()),
     }
 }

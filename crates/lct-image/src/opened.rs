@@ -63,6 +63,12 @@ impl Opened {
         if name == "-" {
             return Opened::sent(Box::new(std::io::stdin()), "(stdin)");
         }
+        // ssh://NODE/PATH::NAME: streamed from the node that holds the repository.
+        if let Some(entry) = crate::node_repo::entry_name(spec) {
+            let (repo, image) = entry?;
+            let stream = crate::node_repo::NodeRepo::open(&repo)?.stream(&image)?;
+            return Opened::sent(Box::new(stream), &name);
+        }
         if crate::remote::is_url(&name) {
             let remote = crate::remote::Remote::open(&name, allow_http)?;
             let index = remote.index()?;
@@ -86,10 +92,15 @@ impl Opened {
         let at = Path::new(name);
         let mut head = [0u8; 16];
         let read = input.read_exact(&mut head);
-        if read.as_ref().is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof) || &head[..8] != SEND_MAGIC {
+        // A pipe that failed says why (a node's lct-image that found no such image).
+        if let Err(e) = &read
+            && e.kind() != std::io::ErrorKind::UnexpectedEof
+        {
+            return Err(ImageError::Refused(format!("{name}: {e}")));
+        }
+        if read.is_err() || &head[..8] != SEND_MAGIC {
             return Err(ImageError::Refused(format!("{name}: not an image as lct-image send writes it")));
         }
-        read.map_err(io_at(at))?;
         let len = u64::from_le_bytes(head[8..16].try_into().expect("8"));
         if len > crate::format::MAX_TRAILER {
             return Err(ImageError::Format {
@@ -114,6 +125,22 @@ impl Opened {
         let frames = index.extents.iter().filter(|e| e.kind == Kind::Data).map(|e| (e.coffset, e.csize)).collect();
         let sent = SentFrames { input, next: 0, frames, at: 0 };
         Ok(Opened { index, name: name.to_string(), frames: Frames::Sent(Mutex::new(sent)) })
+    }
+
+    /// Of a sent image: only the frames of the extents `keep` picks (by index) are on the
+    /// stream (a node receiving an add asked for those only). Called before any frame is read.
+    pub fn only_frames(&mut self, keep: impl Fn(usize) -> bool) {
+        if let Frames::Sent(sent) = &mut self.frames {
+            let sent = sent.get_mut().expect("not poisoned");
+            sent.frames = self
+                .index
+                .extents
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| e.kind == Kind::Data && keep(*i))
+                .map(|(_, e)| (e.coffset, e.csize))
+                .collect();
+        }
     }
 
     /// Writes this image as a stream `Opened::sent` reads (what restores on a node over a

@@ -163,7 +163,7 @@ fn refused(message: String) -> ImageError {
 }
 
 /// A name an image may have in a repository: a file name, nothing that climbs out.
-fn check_name(name: &str) -> Result<(), ImageError> {
+pub(crate) fn check_name(name: &str) -> Result<(), ImageError> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
@@ -224,6 +224,11 @@ impl Repo {
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io_at(&path))?;
         if exclusive { file.lock() } else { file.lock_shared() }.map_err(io_at(&path))?;
         Ok(file)
+    }
+
+    /// Whether the repository has the extent of this hash.
+    pub(crate) fn holds(&self, hash: &[u8; 32]) -> bool {
+        self.extent_path(hash).exists()
     }
 
     fn extent_path(&self, hash: &[u8; 32]) -> PathBuf {

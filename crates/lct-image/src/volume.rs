@@ -84,6 +84,15 @@ fn reach(located: &Located) -> Result<Reach, ImageError> {
     }
 }
 
+/// Volume `label`'s device on the node it is attached to, when it is reached there (a
+/// node's over SSH); `None` when it is a device on this machine.
+pub async fn on_node_device(label: &str) -> Result<Option<(Node, String)>, ImageError> {
+    match reach(&locate(label).await?)? {
+        Reach::Here(_) => Ok(None),
+        Reach::Node(node, device) => Ok(Some((*node, device))),
+    }
+}
+
 /// Puts lct-image (this very program, `local_bin`) on the node, unless it has it.
 async fn install_on(node: &Node, local_bin: &Path) -> Result<(), ImageError> {
     let bytes = std::fs::read(local_bin).map_err(crate::error::io_at(local_bin))?;
