@@ -33,4 +33,9 @@ pub const PACKAGES: &[Package] = &[
             ("resume.py", include_str!("../plans/postgres-ha/resume.py")),
         ],
     },
+    Package {
+        name: "etcd",
+        plan: include_str!("../plans/etcd/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/etcd/configure.py"))],
+    },
 ];
