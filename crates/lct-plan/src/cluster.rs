@@ -138,13 +138,14 @@ async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<No
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     // Nodes beyond the plan go first (the highest numbers, as `scale` asks), after
     // `node-removing` while they still run (a member leaves its ensemble before its node
-    // goes); a failing hook deletes nothing, and a re-run raises it again.
+    // goes); a failing hook deletes nothing, and a re-run raises it again. Only a plan that
+    // has hooks for it hears it (the others' event logs stay as they were).
     let leaving: Vec<Name> = existing
         .iter()
         .filter(|n| !wanted.contains(&n.name) && state.created && state.members.contains(&n.name))
         .map(|n| n.name.clone())
         .collect();
-    if !leaving.is_empty() {
+    if !leaving.is_empty() && plan.hooks.contains_key(&Event::NodeRemoving) {
         fire(ctx, Event::NodeRemoving, &Change { added: vec![], removed: leaving }).await?;
     }
     for node in existing.iter().filter(|n| !wanted.contains(&n.name)) {

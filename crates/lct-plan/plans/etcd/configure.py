@@ -383,10 +383,14 @@ class Etcd:
         return out
 
     def members(self, addresses):
-        out = self.ctl(addresses, "member", "list", "-w", "json", check=False)
-        if out.returncode != 0:
-            return []
-        return json.loads(out.stdout).get("members", [])
+        """The member list, asked again for a few seconds while no member answers (an empty
+        list would pass for "everyone left" where the hook waits for that)."""
+        for _ in range(10):
+            out = self.ctl(addresses, "member", "list", "-w", "json", check=False)
+            if out.returncode == 0:
+                return json.loads(out.stdout).get("members", [])
+            time.sleep(1)
+        sys.exit(f"etcdctl member list: {out.stderr.strip() or out.stdout.strip()}")
 
     def remove(self, addresses, member):
         out = self.ctl(addresses, "member", "remove", format(member["ID"], "x"), check=False)
