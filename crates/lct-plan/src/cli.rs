@@ -24,6 +24,7 @@ Examples:
   lct-plan log zk node-added                     # the event's hooks and their output
   lct-plan fire zk dependent-changed             # an event by hand
   lct-plan reconcile                             # for cron / lct-plan-reconcile.timer
+  lct-plan reconcile etcd --replace              # lost nodes made anew (a member replaced)
   lct-plan stop zk; lct-plan start zk
   lct-plan destroy pg; lct-plan destroy zk
 
@@ -114,7 +115,7 @@ pub enum Command {
     /// Raise an event by hand: its hooks run as the operation would run them
     Fire {
         name: Name,
-        /// created, starting, started, stopping, stopped, node-added, node-removed,
+        /// created, starting, started, stopping, stopped, node-added, node-removing, node-removed,
         /// dependency-changed, dependent-changed, destroying
         event: Event,
     },
@@ -126,7 +127,12 @@ pub enum Command {
     },
     /// Find nodes added or removed behind lct's back and repair hosts files and firewalls
     /// (every cluster, or the named ones): made for cron and lct-plan-reconcile.timer
-    Reconcile { names: Vec<Name> },
+    Reconcile {
+        names: Vec<Name>,
+        /// Make groups short of the plan whole again (lost nodes made anew, node-added)
+        #[arg(long)]
+        replace: bool,
+    },
     /// A cluster's plan, parameters (secrets hidden), nodes and last events
     Status { name: Name },
     /// Delete a cluster's nodes, record and state (refused while others depend on it)

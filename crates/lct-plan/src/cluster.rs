@@ -147,7 +147,18 @@ async fn converge_groups(
     specs.retain(|s| only.is_none_or(|groups| groups.contains(&s.group)));
     let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
-    // Nodes beyond the plan go first (the highest numbers, as `scale` asks).
+    // Nodes beyond the plan go first (the highest numbers, as `scale` asks), after
+    // `node-removing` while they still run (a member leaves its ensemble before its node
+    // goes); a failing hook deletes nothing, and a re-run raises it again. Only a plan that
+    // has hooks for it hears it (the others' event logs stay as they were).
+    let leaving: Vec<Name> = existing
+        .iter()
+        .filter(|n| only.is_none() && !wanted.contains(&n.name) && state.created && state.members.contains(&n.name))
+        .map(|n| n.name.clone())
+        .collect();
+    if !leaving.is_empty() && plan.hooks.contains_key(&Event::NodeRemoving) {
+        fire(ctx, Event::NodeRemoving, &Change { added: vec![], removed: leaving }).await?;
+    }
     for node in existing.iter().filter(|n| only.is_none() && !wanted.contains(&n.name)) {
         api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
     }
@@ -387,8 +398,10 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
 /// back (the provider is the source of truth), makes the lost nodes of groups with
 /// `replace_lost` again (their `node-added` follows), then runs the plan's built-in `hosts` and
 /// `firewall` actions again (each converges: a node whose file or rules drifted is put
-/// right, the others are left alone). Stopped clusters are left alone.
-pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<PlanReconciled> {
+/// right, the others are left alone). With `replace`, groups short of the plan are made
+/// whole again as `create` would (the lost nodes made anew: `node-added`), after the lost
+/// ones' `node-removed`. Stopped clusters are left alone.
+pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name, replace: bool) -> anyhow::Result<PlanReconciled> {
     let mut ctx = Context::load(state_dir, tools, name)?;
     let mut out =
         PlanReconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
@@ -399,6 +412,11 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::
     let change = settle(&mut ctx, &api).await?;
     out.added = change.added;
     out.removed = change.removed;
+    if replace {
+        let before = ctx.state.members.clone();
+        converge(&mut ctx, &api).await?;
+        out.added.extend(ctx.state.members.difference(&before).cloned());
+    }
     let (state, plan) = (&ctx.state, &ctx.plan);
     let specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
     let mut nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
@@ -439,12 +457,13 @@ pub async fn reconcile_all(
     state_dir: &Path,
     tools: &Tools,
     names: &[Name],
+    replace: bool,
     mut each: impl FnMut(&Name, anyhow::Result<PlanReconciled>),
 ) -> anyhow::Result<()> {
     let names = if names.is_empty() { clusters(state_dir)? } else { names.to_vec() };
     let mut failed = 0;
     for name in &names {
-        let result = reconcile(state_dir, tools, name).await;
+        let result = reconcile(state_dir, tools, name, replace).await;
         failed += usize::from(result.is_err());
         each(name, result);
     }

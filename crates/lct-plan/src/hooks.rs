@@ -115,5 +115,14 @@ async fn run_hook(ctx: &Context, event: Event, hook: &Hook, label: &str, change:
         (_, Some(text)) => text.clone(),
         _ => bail!("a hook without action, script, run or playbook"),
     };
-    run_script(ctx.name(), &text, &hook.on, &given, &log_path).await
+    // On the controller, a script reaches the nodes with lct's own programs (`lct-inventory
+    // exec`) and the same state as this run.
+    let bin_dir = std::iter::once(ctx.tools.bin_dir.clone());
+    let path =
+        std::env::join_paths(bin_dir.chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))?;
+    let controller = [
+        ("LCT_STATE_DIR".to_string(), ctx.state_dir.display().to_string()),
+        ("PATH".to_string(), path.to_string_lossy().into_owned()),
+    ];
+    run_script(ctx.name(), &text, &hook.on, &given, &controller, &log_path).await
 }

@@ -80,8 +80,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { name, event: None } => {
             report::log(out, state_dir, name, cli.global.output() == OutputFormat::Jsonl)?;
         }
-        Command::Reconcile { names } => {
-            lct_plan::cluster::reconcile_all(state_dir, &tools()?, names, |name, result| match result {
+        Command::Reconcile { names, replace } => {
+            lct_plan::cluster::reconcile_all(state_dir, &tools()?, names, *replace, |name, result| match result {
                 Ok(r) => println!("{}", lct_core::stream::to_line(&r)),
                 Err(e) => eprintln!("lct-plan: reconcile {name}: {e:#}"),
             })

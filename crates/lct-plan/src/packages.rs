@@ -38,4 +38,9 @@ pub const PACKAGES: &[Package] = &[
         plan: include_str!("../plans/redis-sentinel/plan.yaml"),
         files: &[("configure.py", include_str!("../plans/redis-sentinel/configure.py"))],
     },
+    Package {
+        name: "etcd",
+        plan: include_str!("../plans/etcd/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/etcd/configure.py"))],
+    },
 ];

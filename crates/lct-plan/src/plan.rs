@@ -264,6 +264,10 @@ pub enum Event {
     Stopping,
     Stopped,
     NodeAdded,
+    // Nodes a scale is about to delete, raised while they still run (a member leaves its
+    // ensemble before its node goes). A plain comment: a doc comment would change the
+    // schema's plain enum of event names.
+    NodeRemoving,
     NodeRemoved,
     DependencyChanged,
     DependentChanged,
@@ -271,13 +275,14 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 11] = [
         Event::Created,
         Event::Starting,
         Event::Started,
         Event::Stopping,
         Event::Stopped,
         Event::NodeAdded,
+        Event::NodeRemoving,
         Event::NodeRemoved,
         Event::DependencyChanged,
         Event::DependentChanged,
@@ -293,6 +298,7 @@ impl Event {
             Event::Stopping => "stopping",
             Event::Stopped => "stopped",
             Event::NodeAdded => "node-added",
+            Event::NodeRemoving => "node-removing",
             Event::NodeRemoved => "node-removed",
             Event::DependencyChanged => "dependency-changed",
             Event::DependentChanged => "dependent-changed",

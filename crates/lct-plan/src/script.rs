@@ -115,20 +115,22 @@ set +e
 "#;
 
 /// Runs a hook's script on every node of the `on` groups (over SSH or in its namespace, all
-/// at once) or, when `on` is empty, on the controller. Its output is kept per hook, event
+/// at once) or, when `on` is empty, on the controller (with `controller` added to its
+/// environment: lct's programs first on `PATH`, `LCT_STATE_DIR`). Its output is kept per hook, event
 /// and node under the cluster's `logs/`.
 pub(crate) async fn run_script(
     name: &Name,
     text: &str,
     on: &[Name],
     given: &Given,
+    controller: &[(String, String)],
     log_path: &dyn Fn(&str) -> std::path::PathBuf,
 ) -> anyhow::Result<()> {
     let mut argv = vec!["env".to_string()];
     argv.extend(given.env.iter().map(|(k, v)| format!("{k}={v}")));
     argv.extend(["sh".into(), "-c".into(), RUNNER.into(), "lct-hook".into(), text.into()]);
     if on.is_empty() {
-        let out = run_local(&argv, &given.input(), &[]).await?;
+        let out = run_local(&argv, &given.input(), controller).await?;
         std::fs::write(log_path("controller"), format!("{}{}", out.0, out.1))?;
         if let Some(status) = out.2 {
             bail!("on the controller: {status}: {}", last_line(&out.1));
