@@ -33,4 +33,13 @@ pub const PACKAGES: &[Package] = &[
             ("resume.py", include_str!("../plans/postgres-ha/resume.py")),
         ],
     },
+    Package {
+        name: "mariadb-galera",
+        plan: include_str!("../plans/mariadb-galera/plan.yaml"),
+        files: &[
+            ("configure.py", include_str!("../plans/mariadb-galera/configure.py")),
+            ("join.py", include_str!("../plans/mariadb-galera/join.py")),
+            ("stop.py", include_str!("../plans/mariadb-galera/stop.py")),
+        ],
+    },
 ];
