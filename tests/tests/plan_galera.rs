@@ -178,8 +178,8 @@ fn galera_replicates_scales_and_stays_primary_without_a_node() {
     // Private addresses only: MariaDB and Galera's replication; the outside reaches neither.
     for n in three {
         let private = private_ip(&env, n);
-        assert_eq!(listening(&env, n, 3306), [private.clone()], "{n}: 3306");
-        assert_eq!(listening(&env, n, 4567), [private], "{n}: 4567");
+        assert_eq!(listening(&env, n, 3306), vec![private.clone()], "{n}: 3306");
+        assert_eq!(listening(&env, n, 4567), vec![private], "{n}: 4567");
         for port in [3306, 4567] {
             assert!(!outside_reaches(&env, &public_ip(&env, n), port), "the outside reaches {n}:{port}");
         }
@@ -227,4 +227,38 @@ fn galera_replicates_scales_and_stays_primary_without_a_node() {
 
     env.run("lct-plan", &["destroy", "gal"]).ok();
     assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
+}
+
+/// A password set by the user reaches my.cnf (wsrep_sst_auth), SQL and the SST shell scripts:
+/// configure.py refuses anything outside its grammar before it touches the node, naming the
+/// parameter and not the value. The real script, fed a hostile plan-secrets line.
+#[test]
+fn galera_refuses_passwords_outside_their_grammar() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/mariadb-galera/configure.py");
+    let run = |admin: &str| {
+        let secrets = serde_json::json!({"kind": "plan-secrets", "parameters": {"admin_password": admin, "sst_password": "Sst-password.123"}});
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).env("LCT_CLUSTER", "gal").env("LCT_EVENT", "created");
+        lct_tests::run_command(cmd, &format!("{secrets}\n"))
+    };
+    for hostile in [
+        "x'; DROP USER root; -- ",
+        "$(touch /tmp/owned)xxxx",
+        "`id`xxxxxxxxxxxx",
+        "pass word 123456",
+        "quote\"xxxxxxxxxxx",
+        "new\nline12345678",
+        "hash#comment1234",
+        "short",
+        &"x".repeat(129),
+    ] {
+        let out = run(hostile);
+        assert_ne!(out.status, 0, "{hostile:?} accepted");
+        assert!(out.stderr.contains("parameter admin_password: 12 to 128 letters"), "{hostile:?}: {}", out.stderr);
+        assert!(!out.stderr.contains(hostile), "the value is shown: {}", out.stderr);
+    }
+    // A good value passes the check (and the script goes on to look for its node: not here).
+    let out = run("Good.password+=-123");
+    assert!(out.stderr.contains("is not a db node of gal"), "{}", out.stderr);
 }
