@@ -185,6 +185,21 @@ fn galera_replicates_scales_and_stays_primary_without_a_node() {
         }
     }
 
+    // A dependent (a namespace node) reaches MariaDB, not Galera's ports.
+    let client = env.state.path().join("client.yaml");
+    std::fs::write(
+        &client,
+        "description: a client\ngroups:\n  node: {count: 1, image: lct/netns}\ndepends_on:\n  db:\n    \
+         cluster: gal\n    services: [db.mysql]\n    uses: [endpoints]\n    plan: package:mariadb-galera\n",
+    )
+    .unwrap();
+    env.run("lct-plan", &["create", "app", client.to_str().unwrap()]).ok();
+    let reaches = |port: &str| env.in_ns("app-1", &["nc", "-z", "-w", "2", &addresses[0], port]).status == 0;
+    assert!(reaches("3306"), "the dependent does not reach MariaDB");
+    // (Every member listens on 4567; 4568 and 4444 only during a state transfer.)
+    assert!(!reaches("4567"), "the dependent reaches Galera's replication port");
+    env.run("lct-plan", &["destroy", "app"]).ok();
+
     // Scale 3 -> 5: the new nodes join (SST) and have the row; running members are not
     // restarted, and their wsrep_cluster_address follows.
     let pids: Vec<String> = three.iter().map(|n| mysqld_pid(&env, n)).collect();
