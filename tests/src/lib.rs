@@ -207,6 +207,16 @@ impl Env {
     /// Runs `cmd` on a machine node over SSH, as lct does (its key, its pinned host keys),
     /// from the namespace its access names.
     pub fn ssh(&self, node: &str, cmd: &str) -> Run {
+        Run::from(self.ssh_command(node, cmd).output().unwrap())
+    }
+
+    /// [`Env::ssh`] with `input` on the remote command's standard input (a secret a test
+    /// hands a node stays off every command line).
+    pub fn ssh_with_input(&self, node: &str, cmd: &str, input: &str) -> Run {
+        run_command(self.ssh_command(node, cmd), input)
+    }
+
+    fn ssh_command(&self, node: &str, cmd: &str) -> Command {
         let nodes = self.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
         let n = nodes.iter().find(|n| n["name"] == node).unwrap_or_else(|| panic!("no node {node}"));
         let ssh = self.state.path().join("ssh");
@@ -223,7 +233,9 @@ impl Env {
         }
         argv.push(format!("root@{}", n["access"]["host"].as_str().unwrap()));
         argv.push(cmd.into());
-        Run::from(Command::new("ip").args(&argv).output().unwrap())
+        let mut command = Command::new("ip");
+        command.args(&argv);
+        command
     }
 
     pub fn namespaces(&self) -> Vec<String> {

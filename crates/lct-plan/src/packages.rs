@@ -43,4 +43,13 @@ pub const PACKAGES: &[Package] = &[
         plan: include_str!("../plans/etcd/plan.yaml"),
         files: &[("configure.py", include_str!("../plans/etcd/configure.py"))],
     },
+    Package {
+        name: "mariadb-galera",
+        plan: include_str!("../plans/mariadb-galera/plan.yaml"),
+        files: &[
+            ("configure.py", include_str!("../plans/mariadb-galera/configure.py")),
+            ("join.py", include_str!("../plans/mariadb-galera/join.py")),
+            ("stop.py", include_str!("../plans/mariadb-galera/stop.py")),
+        ],
+    },
 ];

@@ -92,6 +92,10 @@ pub struct Parameter {
     pub minimum: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum: Option<i64>,
+    /// For strings: a regular expression (Rust's `regex` syntax, matched in linear time) the
+    /// whole value must match, checked before anything is made (`^` and `$` are implied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
 }
 
 /// The most nodes one group may have: a count past it (written, templated or asked of

@@ -30,8 +30,15 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
                 "a generated value is a string without default".into(),
             ));
         }
+        if let Some(pattern) = &p.pattern {
+            if p.kind != ParameterType::String {
+                return Err(bad(format!("parameters.{name}.pattern"), "a pattern is for a string".into()));
+            }
+            compile(pattern).map_err(|m| bad(format!("parameters.{name}.pattern"), m))?;
+        }
         if let Some(default) = &p.default {
             check_type(p.kind, default, p.minimum, p.maximum)
+                .and_then(|()| check_pattern(p.pattern.as_deref(), p.secret, default))
                 .map_err(|m| bad(format!("parameters.{name}.default"), m))?;
         }
     }
@@ -179,6 +186,28 @@ fn check_type(kind: ParameterType, v: &Value, min: Option<i64>, max: Option<i64>
     }
 }
 
+/// The most a pattern's compiled program may take: a plan's pattern (`a{1000}{1000}`) cannot
+/// make validate build a huge automaton.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+/// A parameter's pattern, anchored at both ends, compiled within bounds.
+fn compile(pattern: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(PATTERN_SIZE_LIMIT)
+        .dfa_size_limit(PATTERN_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("not a pattern: {}", e.to_string().lines().last().unwrap_or_default()))
+}
+
+/// A string value against its parameter's pattern (a secret's value never shown).
+fn check_pattern(pattern: Option<&str>, secret: bool, value: &Value) -> Result<(), String> {
+    let (Some(pattern), Value::String(text)) = (pattern, value) else { return Ok(()) };
+    if compile(pattern)?.is_match(text) {
+        return Ok(());
+    }
+    Err(format!("{} does not match the pattern {pattern}", if secret { "the value" } else { text }))
+}
+
 /// The parameters' values: defaults, then `--set NAME=VALUE` (each parsed and checked as
 /// its parameter's type). A parameter without default must be set.
 pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<String, Value>, String> {
@@ -206,12 +235,17 @@ pub fn parameters(plan: &Plan, sets: &[(String, String)]) -> Result<BTreeMap<Str
                 _ => return Err(format!("--set {name}={}: true or false", shown(p.secret, text))),
             },
         };
-        check_type(p.kind, &value, p.minimum, p.maximum).map_err(|m| format!("--set {name}: {m}"))?;
+        check_type(p.kind, &value, p.minimum, p.maximum)
+            .and_then(|()| check_pattern(p.pattern.as_deref(), p.secret, &value))
+            .map_err(|m| format!("--set {name}: {m}"))?;
         values.insert(name.clone(), value);
     }
     for (name, p) in &plan.parameters {
         if p.generate && p.kind == ParameterType::String && !values.contains_key(name) {
-            values.insert(name.clone(), Value::String(random_token()?));
+            let value = Value::String(random_token()?);
+            check_pattern(p.pattern.as_deref(), p.secret, &value)
+                .map_err(|m| format!("parameter {name}: a generated value (24 letters and digits): {m}"))?;
+            values.insert(name.clone(), value);
         }
     }
     if let Some((name, _)) = plan.parameters.iter().find(|(n, _)| !values.contains_key(*n)) {
@@ -300,5 +334,44 @@ mod tests {
         let plan = parse(&text.replace("type: string, secret: true", "type: integer, secret: true"), "p").unwrap();
         let e = parameters(&plan, &[set("pw", "hunter2")]).unwrap_err();
         assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn a_pattern_holds_for_set_default_and_generated_values_and_bounds_itself() {
+        let text = format!(
+            "{GOOD}parameters:\n  pw: {{type: string, secret: true, generate: true, pattern: '[A-Za-z0-9._+=-]{{12,128}}', description: y}}\n  tag: {{type: string, default: blue, pattern: '[a-z]+', description: z}}\n"
+        );
+        let plan = parse(&text, "p").unwrap();
+        validate(&plan, "p").unwrap();
+        let set = |k: &str, v: &str| (k.to_string(), v.to_string());
+        // Generated values match; a set one is checked whole (anchored), a secret never shown.
+        assert!(parameters(&plan, &[]).is_ok());
+        parameters(&plan, &[set("pw", "Good.password+=-1")]).unwrap();
+        for hostile in ["x'; DROP USER root; -- xx", "$(reboot)xxxxxxxx", "good-password\nand more", "short"] {
+            let e = parameters(&plan, &[set("pw", hostile)]).unwrap_err();
+            assert_eq!(e, "--set pw: the value does not match the pattern [A-Za-z0-9._+=-]{12,128}", "{hostile:?}");
+        }
+        let e = parameters(&plan, &[set("tag", "Blue!")]).unwrap_err();
+        assert_eq!(e, "--set tag: Blue! does not match the pattern [a-z]+");
+        // The plan's own pattern: a default outside it, a pattern on an integer, a pattern
+        // that does not compile, one too big to build (refused, not built).
+        let e = error(&text.replace("default: blue", "default: Blue"));
+        assert_eq!(e, "p.yaml: parameters.tag.default: Blue does not match the pattern [a-z]+");
+        let e =
+            error(&format!("{GOOD}parameters:\n  n: {{type: integer, default: 1, pattern: '1', description: x}}\n"));
+        assert_eq!(e, "p.yaml: parameters.n.pattern: a pattern is for a string");
+        let e = error(&text.replace("'[a-z]+'", "'[a-z'"));
+        assert!(e.starts_with("p.yaml: parameters.tag.pattern: not a pattern: error: unclosed character class"), "{e}");
+        let started = std::time::Instant::now();
+        let e = error(&text.replace("'[a-z]+'", "'(((a{1000}){1000}){1000})'"));
+        assert!(e.starts_with("p.yaml: parameters.tag.pattern: not a pattern:"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+        // A generated value the pattern refuses is said plainly (the plan cannot work).
+        let plan = parse(&text.replace("{12,128}", "{30}"), "p").unwrap();
+        let e = parameters(&plan, &[]).unwrap_err();
+        assert!(
+            e.starts_with("parameter pw: a generated value (24 letters and digits): the value does not match"),
+            "{e}"
+        );
     }
 }
