@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use lct_tests::Env;
 
-/// Python on a node: publishes to, or takes one message from, the quorum queue `lct-test`
-/// through AMQP at the node's own private address, as the plan's user `lct`.
+/// Python on a node: publishes to, or takes one message from, the queue `lct-test` (declared
+/// without a type: the plan makes quorum the default) through AMQP at the node's own
+/// private address, as the plan's user `lct`.
 fn amqp(env: &Env, node: &str, password: &str, action: &str) -> String {
     let program = format!(
         r#"
@@ -19,7 +20,7 @@ address = socket.gethostbyname(socket.getfqdn())
 credentials = pika.PlainCredentials("lct", {password:?})
 connection = pika.BlockingConnection(pika.ConnectionParameters(address, 5672, "/", credentials))
 channel = connection.channel()
-channel.queue_declare("lct-test", durable=True, arguments={{"x-queue-type": "quorum"}})
+channel.queue_declare("lct-test", durable=True)
 if {publish}:
     channel.confirm_delivery()
     channel.basic_publish("", "lct-test", b"kept across scale and loss", pika.BasicProperties(delivery_mode=2))
@@ -108,6 +109,9 @@ fn rabbitmq_keeps_a_quorum_queue_message_across_scale_and_node_loss() {
         env.ssh(node, "apt-get update -qq && apt-get install -y -qq python3-pika >/dev/null").ok();
     }
     assert_eq!(amqp(&env, "rmq-2", password, "publish"), "published");
+    // Declared without a type: a quorum queue all the same (the vhost's default).
+    let queues = env.ssh("rmq-1", "rabbitmqctl list_queues name type --silent").ok().stdout;
+    assert!(queues.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["lct-test", "quorum"]), "{queues}");
 
     timed("scale 3 -> 4", &env, &["scale", "rmq", "node", "4"]);
     assert_eq!(members(&env, "rmq-1"), ["rmq-1", "rmq-2", "rmq-3", "rmq-4"]);

@@ -57,7 +57,9 @@ fn list_show_validate_and_errors_that_name_the_place() {
     env.run("lct-plan", &["validate", file.to_str().unwrap()]).ok();
     let out = env.run("lct-plan", &["validate", "package:nothing"]);
     assert!(
-        out.stderr.contains("no packaged plan \"nothing\"; there are: zookeeper, dns-private, hdfs-ha, rabbitmq, postgres-ha"),
+        out.stderr.contains(
+            "no packaged plan \"nothing\"; there are: zookeeper, dns-private, hdfs-ha, rabbitmq, postgres-ha"
+        ),
         "{}",
         out.stderr
     );

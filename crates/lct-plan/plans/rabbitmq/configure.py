@@ -7,8 +7,9 @@ names) and rabbitmq.conf (AMQP on the private address and localhost), restarting
 when any of them changed (stopped before the cookie changes: its CLI needs the old one).
 Then: a node that is not in the cluster of the first member joins it (the first member is
 the lowest-named node that this event did not add); the first member forgets nodes that
-left the inventory, replaces `guest` by the user `lct` (imported as a salted hash from a
-0600 file, never an argument); an added node becomes a member of every quorum queue.
+left the inventory, on `created` makes the vhost `/` again with quorum as its default queue
+type, replaces `guest` by the user `lct` (imported as a salted hash from a 0600 file, never
+an argument); an added node becomes a member of every quorum queue.
 """
 
 import base64
@@ -78,6 +79,12 @@ def main():
         ctl_tool("rabbitmq-queues", "shrink", gone, check=False)
         ctl("forget_cluster_node", gone)
         print(f"{me}: forgot {gone}")
+    if os.environ.get("LCT_EVENT") == "created":
+        # Quorum queues by default: "/" made again (it holds nothing yet) with quorum as its
+        # default queue type, so a durable queue declared without x-queue-type is one
+        # (RabbitMQ 3.10 cannot change an existing vhost's metadata).
+        ctl("delete_vhost", "/")
+        ctl("add_vhost", "/", "--default-queue-type", "quorum")
     users(secrets["password"])
     print(f"{me}: first member of {sorted(wanted)}")
 
@@ -116,7 +123,7 @@ def ctl(*args, check=True):
 def ctl_tool(tool, *args, check=True):
     done = subprocess.run([tool, *args], capture_output=True, text=True, cwd="/")
     if check and done.returncode != 0:
-        sys.exit(f"{tool} {args[0]}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
+        sys.exit(f"{tool} {args[0]}: exit {done.returncode}: {done.stderr.strip()[:600]}")
     return done
 
 
