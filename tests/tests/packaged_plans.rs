@@ -371,8 +371,8 @@ fn zookeeper_and_postgres_ha_end_to_end() {
 #[test]
 #[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn) with ZooKeeper"]
 fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
-    // Hadoop itself is downloaded from Apache by the plan's hook (nothing leaves a test
-    // machine): install=false makes and checks everything else of the plan.
+    // install=false: the nodes, names and flows alone (the install path runs against a
+    // stand-in release in tests/tests/plan_hdfs.rs; nothing leaves a test machine).
     let env = Env::new();
     env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
     let dns_private = private_ip(&env, "dns-1");

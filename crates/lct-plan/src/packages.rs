@@ -26,6 +26,11 @@ pub const PACKAGES: &[Package] = &[
         files: &[("hadoop.py", include_str!("../plans/hdfs-ha/hadoop.py"))],
     },
     Package {
+        name: "rabbitmq",
+        plan: include_str!("../plans/rabbitmq/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/rabbitmq/configure.py"))],
+    },
+    Package {
         name: "postgres-ha",
         plan: include_str!("../plans/postgres-ha/plan.yaml"),
         files: &[

@@ -5,7 +5,8 @@ As a hook (no arguments): copies itself to /usr/local/sbin/lct-hadoop; when LCT_
 is true, installs Java from Debian, downloads the Hadoop release (checked by SHA-256 before
 it is unpacked), writes /etc/hadoop/{core,hdfs}-site.xml from the inventory on standard input
 and ZooKeeper's offered `connect`, writes a systemd unit per role, and starts this node's
-JournalNode (on journal nodes). `lct-hadoop start STEP` runs the later steps the plan's
+JournalNode (on journal nodes). The release is the plan's download (Apache's archive) unless
+the operator gives `hadoop_url` and `hadoop_sha256` (a mirror, or file:///PATH on the nodes). `lct-hadoop start STEP` runs the later steps the plan's
 hooks name: `namenode-first` (format once, formatZK, NameNode and ZKFC on the first
 NameNode), `namenode-standby` (bootstrapStandby once, NameNode and ZKFC on the others),
 `datanode`. With install false every step does nothing: the nodes, names and flows are
@@ -55,6 +56,7 @@ def main():
     by_group = {g: sorted((n for n in nodes if n["group"] == g), key=lambda n: n["name"])
                 for g in ("namenode", "journalnode", "datanode")}
     zookeeper = os.environ.get("LCT_OFFER_ZOOKEEPER_CONNECT", "")
+    source()  # a bad hadoop_url or pin stops here, before anything is installed
     if not zookeeper:
         sys.exit("no ZooKeeper hosts offered (LCT_OFFER_ZOOKEEPER_CONNECT is empty)")
     install_hadoop()
@@ -125,33 +127,89 @@ def settings(cluster, nodes, by_group, fqdn, zookeeper, me, public):
     return core, hdfs
 
 
+def source():
+    """Where the release comes from and its pin: the plan's download (Apache's archive), or
+    the operator's `hadoop_url` with its `hadoop_sha256` (a local mirror, a file on the
+    nodes). Checked before anything is installed or fetched."""
+    url = os.environ.get("LCT_PARAM_HADOOP_URL", "")
+    pin = os.environ.get("LCT_PARAM_HADOOP_SHA256", "")
+    if not url:
+        if pin:
+            sys.exit("parameter hadoop_sha256 is set without hadoop_url: set both, or neither")
+        url, pin, names = URL, SHA256, "the plan's download (LCT_DOWNLOAD_1_URL, LCT_DOWNLOAD_1_SHA256)"
+    else:
+        names = "parameters hadoop_url, hadoop_sha256"
+        if not re.fullmatch(r"(https?://[^/\s\"'`\\<>]+|file://)/[^\s\"'`\\<>]*", url):
+            sys.exit(f"parameter hadoop_url: {url!r} is not an http://, https:// or file:/// URL "
+                     "without spaces or quotes")
+    if not url or not re.fullmatch(r"[0-9a-fA-F]{64}", pin):
+        sys.exit(f"{names}: a URL and a SHA-256 of 64 hexadecimal digits are needed, "
+                 f"got {pin!r} for the SHA-256")
+    return url, pin.lower()
+
+
 def install_hadoop():
     if os.path.exists(f"{HOME}/bin/hdfs"):
         return
-    if not URL or len(SHA256) != 64:
-        sys.exit("the plan names no download with a SHA-256 (LCT_DOWNLOAD_1_URL, LCT_DOWNLOAD_1_SHA256)")
+    url, pin = source()
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "default-jre-headless"],
+    # Java from Debian (the plan's `packages`, in the lab's mirror): the index first, which a
+    # fresh node has not read (with install false no Java is installed at all).
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "--", "default-jre-headless"],
                    check=True, env=env, stdout=subprocess.DEVNULL)
-    os.makedirs("/var/cache/lct-hadoop", exist_ok=True)
-    tarball = "/var/cache/lct-hadoop/" + URL.rsplit("/", 1)[1]
-    if not os.path.exists(tarball) or sha256(tarball) != SHA256:
-        with urllib.request.urlopen(URL, timeout=60) as r, open(tarball + ".part", "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
-        got = sha256(tarball + ".part")
-        if got != SHA256:
-            os.remove(tarball + ".part")
-            sys.exit(f"{URL}: SHA-256 {got}, not the pinned {SHA256}: nothing was unpacked")
-        os.replace(tarball + ".part", tarball)
-    with tarfile.open(tarball) as t:
-        top = t.getnames()[0].split("/")[0]
-        try:
-            t.extractall("/opt", filter="data")
-        except TypeError:  # a Python without extraction filters: the archive was checked
-            t.extractall("/opt")
+    tarball = fetch(url, pin, "/var/cache/lct-hadoop")
+    top = unpack(tarball, "/opt")
     os.symlink(f"/opt/{top}", HOME + ".tmp")
     os.replace(HOME + ".tmp", HOME)
     subprocess.run(["useradd", "--system", "--home-dir", DATA, "--create-home", "hdfs"], check=False)
+
+
+def fetch(url, pin, cache):
+    """The release at `url` in `cache`, named by its pin (never by the URL, which the
+    operator or a mirror chooses), kept only when its SHA-256 is `pin`."""
+    os.makedirs(cache, exist_ok=True)
+    tarball = f"{cache}/{pin}.tar.gz"
+    if os.path.exists(tarball) and sha256(tarball) == pin:
+        return tarball
+    with urllib.request.urlopen(url, timeout=60) as r, open(tarball + ".part", "wb") as f:
+        shutil.copyfileobj(r, f, 1 << 20)
+    got = sha256(tarball + ".part")
+    if got != pin:
+        os.remove(tarball + ".part")
+        sys.exit(f"{url}: SHA-256 {got}, not the pinned {pin}: nothing was unpacked")
+    os.replace(tarball + ".part", tarball)
+    return tarball
+
+
+def unpack(tarball, into):
+    """Unpacks the release's one top directory into `into` and returns its name. Every member
+    is checked first (even a pinned archive): it lies under that directory, names no parent
+    or absolute path, is a file, directory or link that stays inside it; otherwise nothing is
+    unpacked."""
+    with tarfile.open(tarball) as t:
+        members = t.getmembers()
+        tops = sorted({m.name.split("/")[0] for m in members})
+        top = tops[0] if len(tops) == 1 else ""
+        if top in ("", ".", "..") or not re.fullmatch(r"[A-Za-z0-9._+-]+", top):
+            sys.exit(f"{tarball}: not one top directory ({tops[:5]}): nothing was unpacked")
+        for m in members:
+            parts = m.name.split("/")
+            bad = m.name.startswith("/") or ".." in parts
+            if m.issym() or m.islnk():
+                base = os.path.dirname(m.name) if m.issym() else ""
+                target = os.path.normpath(os.path.join(base, m.linkname))
+                bad |= m.linkname.startswith("/") or not (target == top or target.startswith(top + "/"))
+            elif not (m.isfile() or m.isdir()):
+                bad = True
+            if bad:
+                sys.exit(f"{tarball}: member {m.name!r} would reach outside {top}/ or is not a file, "
+                         "directory or link: nothing was unpacked")
+        try:
+            t.extractall(into, filter="data")
+        except TypeError:  # a Python without extraction filters: every member was checked above
+            t.extractall(into)
+    return top
 
 
 def sha256(path):
