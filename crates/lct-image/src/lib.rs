@@ -23,6 +23,7 @@
 //! * [`source`]: `create` of anything else (qcow2 and friends, .gz/.xz/.zst, by URL).
 //! * [`restore`]: `restore` and `verify`.
 //! * [`volume`]: images onto and from the block volumes of nodes, on every provider.
+//! * [`node`]: images onto a node's block device (`node:NAME:/dev/DEVICE`).
 //! * [`linode`]: an image as a Linode Image (`push-linode`).
 //! * [`any`]: what the subcommands do, whatever names their image and target.
 //! * [`progress`]: a bar on a terminal, `image-progress` lines elsewhere ([`progress::Bar`]).
@@ -39,6 +40,7 @@ pub mod foreign;
 pub mod format;
 pub mod frame;
 pub mod linode;
+pub mod node;
 pub mod opened;
 pub mod parallel;
 pub mod progress;

@@ -14,6 +14,7 @@
 //! `routes`: each path; [`filter`]: `X-Filter`.
 
 mod crud;
+mod disks;
 pub mod filter;
 mod networking;
 mod routes;
@@ -149,9 +150,20 @@ pub struct Stats {
     /// Instances created per label, over the whole run (deleted ones too).
     pub created_labels: BTreeMap<String, u32>,
     pub faults_served: u64,
+    /// The requests that passed the token check, in order: method, path (below the
+    /// version) and JSON body; the last [`LOG_MAX`].
+    pub log: Vec<(String, String, Value)>,
 }
 
+/// How many requests [`Stats::log`] keeps.
+pub const LOG_MAX: usize = 20_000;
+
 impl Stats {
+    /// The logged requests as `METHOD /path`, those whose path contains `part` only.
+    pub fn requests(&self, part: &str) -> Vec<String> {
+        self.log.iter().filter(|(_, p, _)| p.contains(part)).map(|(m, p, _)| format!("{m} {p}")).collect()
+    }
+
     pub fn duplicates(&self) -> Vec<String> {
         self.created_labels.iter().filter(|(_, n)| **n > 1).map(|(l, _)| l.clone()).collect()
     }
@@ -410,6 +422,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         }
     };
     let filter = header("X-Filter");
+    if s.stats.log.len() >= LOG_MAX {
+        s.stats.log.remove(0);
+    }
+    s.stats.log.push((method.clone(), path.clone(), body.clone()));
     // With a backing: the instance an action or a delete is about, before the double acts.
     let backing = s.cfg.backing.clone();
     let segments: Vec<String> = path.trim_matches('/').split('/').map(String::from).collect();
