@@ -161,8 +161,7 @@ pub fn push(
     // The image's identity in the description: how lct-api finds the Linode Image made of
     // an lct image (nodes made from it rather than through a helper disk).
     let mark = lct_api::linode::images::identity_mark(&crate::format::hex(&opened.index.root));
-    let description =
-        if push.description.is_empty() { mark } else { format!("{} ({mark})", push.description) };
+    let description = if push.description.is_empty() { mark } else { format!("{} ({mark})", push.description) };
     let started = runtime
         .block_on(api.upload_image(push.label, push.region, &description))
         .map_err(|e| refused(format!("POST /images/upload: {e}")))?;

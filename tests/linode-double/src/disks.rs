@@ -12,10 +12,10 @@ const FILESYSTEMS: [&str; 5] = ["raw", "swap", "ext3", "ext4", "initrd"];
 
 /// Checks a disk's create body before the disk is made (`State::new_disk` checks the size).
 pub(crate) fn check_new_disk(s: &State, body: &Value) -> Result<(), Reply> {
-    if let Some(fs) = body.get("filesystem").filter(|v| !v.is_null()) {
-        if !fs.as_str().is_some_and(|f| FILESYSTEMS.contains(&f)) {
-            return Err(error(400, "filesystem must be one of raw, swap, ext3, ext4, initrd", Some("filesystem")));
-        }
+    if let Some(fs) = body.get("filesystem").filter(|v| !v.is_null())
+        && !fs.as_str().is_some_and(|f| FILESYSTEMS.contains(&f))
+    {
+        return Err(error(400, "filesystem must be one of raw, swap, ext3, ext4, initrd", Some("filesystem")));
     }
     if let Some(image) = body.get("image").filter(|v| !v.is_null()) {
         let image = image.as_str().ok_or_else(|| error(400, "Must be a string", Some("image")))?;
@@ -95,12 +95,19 @@ pub(crate) fn update_config(s: &mut State, linode: u64, config: u64, body: &Valu
     if let Some(devices) = body.get("devices").cloned() {
         body["devices"] = checked_devices(s, linode, &devices)?;
     }
-    if let Some(root) = body.get("root_device").filter(|v| !v.is_null()) {
-        if !root.as_str().is_some_and(|r| r.starts_with("/dev/") && r.len() <= 50) {
-            return Err(error(400, "root_device must be a device path", Some("root_device")));
-        }
+    if let Some(root) = body.get("root_device").filter(|v| !v.is_null())
+        && !root.as_str().is_some_and(|r| r.starts_with("/dev/") && r.len() <= 50)
+    {
+        return Err(error(400, "root_device must be a device path", Some("root_device")));
     }
-    Ok(update_plain(s, "configs", config, Some(linode), &body, &["label", "kernel", "comments", "root_device", "devices"]))
+    Ok(update_plain(
+        s,
+        "configs",
+        config,
+        Some(linode),
+        &body,
+        &["label", "kernel", "comments", "root_device", "devices"],
+    ))
 }
 
 /// `POST .../disks/ID/resize`: within the type's disk; the disk is not ready meanwhile.

@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 pub mod backing;
+pub mod backing_disks;
 use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::{BodyExt, Full};
@@ -439,6 +440,19 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
             .and_then(|v| v["label"].as_str().map(String::from)),
         _ => None,
     };
+    // What the helper-disk way asks of the backing, read before the double acts.
+    let instance_id: Option<u64> = segs.get(2).and_then(|id| id.parse().ok());
+    let (boot, raw_disks) = match (&backing, method.as_str(), segs.as_slice(), instance_id) {
+        (Some(_), "POST", ["linode", "instances", _, "boot" | "reboot"], Some(id)) => {
+            (backing_disks::boot_of(&s, id, &body), Vec::new())
+        }
+        (Some(_), "DELETE", ["linode", "instances", _], Some(id)) => (None, backing_disks::raw_disks(&s, id)),
+        (Some(_), "DELETE", ["linode", "instances", _, "disks", d], Some(id)) => {
+            let d: u64 = d.parse().unwrap_or(0);
+            (None, backing_disks::raw_disks(&s, id).into_iter().filter(|r| *r == d).collect())
+        }
+        _ => (None, Vec::new()),
+    };
     let (status, mut hs, mut v) = route(&mut s, &method, &path, &query, filter.as_deref(), &body);
     if let Some(b) = backing.filter(|_| status == 200) {
         // On a thread of its own: the machine side runs its own small runtime.
@@ -446,8 +460,27 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
             scope
                 .spawn(|| match (method.as_str(), segs.as_slice()) {
                     ("POST", ["linode", "instances"]) if v["image"].is_string() => b.create(&body, &v).map(Some),
-                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| b.power(l, action).map(|()| None)),
-                    ("DELETE", _) => target.as_deref().map_or(Ok(None), |l| b.delete(l).map(|()| None)),
+                    ("POST", ["linode", "instances"]) => Ok(None),
+                    ("POST", ["linode", "instances", _, "disks"]) if body["filesystem"] == json!("raw") => {
+                        let (id, size) = (v["id"].as_u64().unwrap_or(0), v["size"].as_u64().unwrap_or(0));
+                        b.raw_disk(id, size).map(|()| None)
+                    }
+                    ("POST", [.., "boot" | "reboot"]) if boot.as_ref().is_some_and(|b| b.user_data.is_some()) => {
+                        let (label, boot) = (target.as_deref().unwrap_or_default(), boot.as_ref().expect("some"));
+                        b.boot(label, boot)
+                    }
+                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| {
+                        b.power(l, action)?;
+                        match &boot {
+                            Some(boot) if *action != "shutdown" && !boot.raw.is_empty() => b.boot(l, boot).map(drop),
+                            _ => Ok(()),
+                        }
+                        .map(|()| None)
+                    }),
+                    ("DELETE", _) => {
+                        target.as_deref().map_or(Ok(()), |l| b.delete(l))?;
+                        b.delete_disks(&raw_disks).map(|()| None)
+                    }
                     _ => Ok(None),
                 })
                 .join()
@@ -455,15 +488,27 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         });
         match outcome {
             Ok(Some((ipv4, ipv6))) => {
-                if let Some(id) = v["id"].as_u64()
-                    && let Some(obj) = s.kind("instances").get_mut(&id)
-                {
+                let id = v["id"].as_u64().or(instance_id).unwrap_or(0);
+                if let Some(obj) = s.kind("instances").get_mut(&id) {
                     obj.v = backing::with_addresses(obj.v.clone(), &ipv4, &ipv6);
                 }
-                v = backing::with_addresses(v, &ipv4, &ipv6);
+                if v["id"].as_u64() == Some(id) {
+                    v = backing::with_addresses(v, &ipv4, &ipv6);
+                }
             }
             Ok(None) => {}
             Err(e) => return Ok(respond(error(500, &format!("the backing machine: {e}"), None))),
+        }
+        // The first boot data of an instance made without an image: a helper disk's boot
+        // takes it (the API keeps it, write-only).
+        if let (["linode", "instances"], "POST", Some(id)) = (segs.as_slice(), method.as_str(), v["id"].as_u64())
+            && let Some(data) = body["metadata"]["user_data"].as_str()
+            && let Some(obj) = s.kind("instances").get_mut(&id)
+        {
+            obj.v["_user_data"] = data_encoding::BASE64
+                .decode(data.as_bytes())
+                .map(|d| json!(String::from_utf8_lossy(&d)))
+                .unwrap_or(Value::Null);
         }
     }
     if let Some((kind, true)) = fault {

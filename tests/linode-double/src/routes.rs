@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use crate::crud::{create_plain, delete_plain, id_of, update_plain};
-use crate::{disks, networking};
 use crate::state::*;
 use crate::{Fault, FaultKind};
+use crate::{disks, networking};
 
 pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> Reply {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -180,7 +180,14 @@ pub(crate) fn route(
             }
             ("POST", ["linode", "instances", id, "disks"]) => {
                 disks::check_new_disk(s, body)?;
-                ok(s.new_disk(id_of(id)?, body)?)
+                let made = s.new_disk(id_of(id)?, body)?;
+                // Which disks come from an image (a backing boots those as a machine).
+                if let (Some(d), Some(image)) = (made["id"].as_u64(), body["image"].as_str())
+                    && let Some(obj) = s.kind("disks").get_mut(&d)
+                {
+                    obj.v["_image"] = json!(image);
+                }
+                ok(made)
             }
             ("POST", ["linode", "instances", id, "disks", d, "resize"]) => {
                 disks::resize_disk(s, id_of(id)?, id_of(d)?, body)?
@@ -204,7 +211,8 @@ pub(crate) fn route(
                 check_label_len(label, "label")?;
                 let devices = disks::checked_devices(s, id, body.get("devices").unwrap_or(&json!({})))?;
                 let kernel = body["kernel"].as_str().unwrap_or("linode/grub2");
-                let mut v = disks::profile_json(label, kernel, body["root_device"].as_str().unwrap_or("/dev/sda"), devices);
+                let mut v =
+                    disks::profile_json(label, kernel, body["root_device"].as_str().unwrap_or("/dev/sda"), devices);
                 v["comments"] = json!(body["comments"].as_str().unwrap_or(""));
                 v["interfaces"] = body.get("interfaces").cloned().filter(|i| !i.is_null()).unwrap_or(json!([]));
                 ok(create_plain(s, "configs", Some(id), v))

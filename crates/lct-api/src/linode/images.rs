@@ -155,11 +155,7 @@ impl LinodeProvider {
     }
 
     /// The way a node of `instance_type` is made from `image`, decided before any instance.
-    pub(super) async fn way_for(
-        &self,
-        image: &LctImage,
-        instance_type: &str,
-    ) -> Result<(Checked, Way), ProviderError> {
+    pub(super) async fn way_for(&self, image: &LctImage, instance_type: &str) -> Result<(Checked, Way), ProviderError> {
         let checked = self.checked(image).await?;
         let type_disk = self.catalog().await?.types.get(instance_type).copied().unwrap_or(0);
         let own = self.api.images(Some(&json!({ "is_public": false }))).await?;
@@ -185,11 +181,7 @@ impl LinodeProvider {
         body["booted"] = json!(false);
         let made = self.api.create_instance(&body).await.map_err(api_error("creating the instance"))?;
         self.remember(&made).await?;
-        let filled = match pin(&made) {
-            Ok(()) => self.fill_from_image(spec, made.id, checked, keys).await,
-            Err(e) => Err(e),
-        };
-        match filled {
+        match self.fill_from_image(spec, made.id, checked, keys, pin).await {
             Ok(running) => Ok(running),
             Err(e) => {
                 // Nothing half-made stays: the instance goes, with its disks and profile.
@@ -209,6 +201,7 @@ impl LinodeProvider {
         id: u64,
         checked: &Checked,
         keys: &[String],
+        pin: &(dyn Fn(&Instance) -> Result<(), ProviderError> + Sync),
     ) -> Result<Instance, ProviderError> {
         self.api.wait_instance(id, &[InstanceStatus::Offline]).await.map_err(api_error("the new instance"))?;
         let helper = self.helper_disk(id, keys).await?;
@@ -220,7 +213,14 @@ impl LinodeProvider {
         });
         let profile = self.api.create_config(id, &profile).await.map_err(api_error("creating the profile"))?;
         self.api.boot_config(id, profile.id).await.map_err(api_error("booting the helper disk"))?;
-        self.api.wait_instance(id, &[InstanceStatus::Running]).await.map_err(api_error("booting the helper disk"))?;
+        let helper_up = self
+            .api
+            .wait_instance(id, &[InstanceStatus::Running])
+            .await
+            .map_err(api_error("booting the helper disk"))?;
+        // Pinned (the instance's label and addresses) before the stream's first connection.
+        pin(&helper_up)?;
+        self.remember(&helper_up).await?;
         stream_onto(&spec.name, checked).await?;
         self.api.shutdown(id).await.map_err(api_error("shutting the helper down"))?;
         self.api.wait_instance(id, &[InstanceStatus::Offline]).await.map_err(api_error("shutting the helper down"))?;
@@ -240,7 +240,7 @@ impl LinodeProvider {
             "label": HELPER_LABEL, "size": HELPER_MIB, "image": HELPER_IMAGE,
             "authorized_keys": keys, "root_pass": root_password()?,
         });
-        Ok(self.api.create_disk(id, &body).await.map_err(api_error("creating the helper disk"))?)
+        self.api.create_disk(id, &body).await.map_err(api_error("creating the helper disk"))
     }
 
     /// The instance of a node that must exist.
@@ -252,7 +252,9 @@ impl LinodeProvider {
     async fn boot_profile(&self, id: u64, name: &Name) -> Result<InstanceConfig, ProviderError> {
         let configs = self.api.configs(id).await?;
         let chosen = configs.iter().find(|c| c.label == PROFILE_LABEL).or_else(|| configs.first());
-        chosen.cloned().ok_or_else(|| ProviderError::Invalid(format!("{name}: the instance has no configuration profile")))
+        chosen
+            .cloned()
+            .ok_or_else(|| ProviderError::Invalid(format!("{name}: the instance has no configuration profile")))
     }
 
     /// See [`crate::Provider::capture_disk`]: the node boots a helper disk with its own root
@@ -316,7 +318,10 @@ impl LinodeProvider {
         let profile = self.boot_profile(i.id, name).await?;
         let Some(captured) = disk_of(&profile, "sdb") else { return Ok(()) };
         self.api.shutdown(i.id).await.map_err(api_error("shutting the helper down"))?;
-        self.api.wait_instance(i.id, &[InstanceStatus::Offline]).await.map_err(api_error("shutting the helper down"))?;
+        self.api
+            .wait_instance(i.id, &[InstanceStatus::Offline])
+            .await
+            .map_err(api_error("shutting the helper down"))?;
         let body = json!({ "root_device": "/dev/sda", "devices": devices(captured, None) });
         self.api.update_config(i.id, profile.id, &body).await.map_err(api_error("switching the profile back"))?;
         for d in self.api.disks(i.id).await?.iter().filter(|d| d.label == HELPER_LABEL) {
@@ -366,7 +371,10 @@ async fn stream_onto(node: &Name, checked: &Checked) -> Result<(), ProviderError
         let why = String::from_utf8_lossy(&out.stderr);
         return Err(refused(
             &checked.name,
-            format!("onto {node}'s {SECOND_DEVICE}: {}", why.trim().lines().last().unwrap_or("lct-image restore failed")),
+            format!(
+                "onto {node}'s {SECOND_DEVICE}: {}",
+                why.trim().lines().last().unwrap_or("lct-image restore failed")
+            ),
         ));
     }
     Ok(())
@@ -377,8 +385,7 @@ mod tests {
     use super::*;
 
     fn image(id: &str, description: &str, status: &str) -> Image {
-        serde_json::from_value(json!({ "id": id, "label": "x", "status": status, "description": description }))
-            .unwrap()
+        serde_json::from_value(json!({ "id": id, "label": "x", "status": status, "description": description })).unwrap()
     }
 
     #[test]
