@@ -51,8 +51,7 @@ fn bodies(double: &Double, method: &str, tail: &str) -> Vec<Value> {
 
 #[test]
 fn a_linode_image_pushed_from_the_lct_image_makes_the_node() {
-    let started = std::time::Instant::now();
-    let env = Env::new();
+    let (started, env) = (std::time::Instant::now(), Env::new());
     let double = Double::start(Config::fast());
     let api = Api { env: &env, double: &double };
     let image = marker_image(&env, &api, 32);
@@ -77,8 +76,7 @@ fn a_linode_image_pushed_from_the_lct_image_makes_the_node() {
 
 #[test]
 fn without_a_linode_image_the_node_is_made_through_a_helper_disk_and_a_failure_leaves_nothing() {
-    let started = std::time::Instant::now();
-    let env = Env::new();
+    let (started, env) = (std::time::Instant::now(), Env::new());
     let double = Double::start(Config::fast());
     let api = Api { env: &env, double: &double };
     let image = marker_image(&env, &api, 48);
@@ -139,8 +137,7 @@ fn without_a_linode_image_the_node_is_made_through_a_helper_disk_and_a_failure_l
 
 #[test]
 fn missing_corrupt_and_too_big_images_are_refused_before_any_instance() {
-    let started = std::time::Instant::now();
-    let env = Env::new();
+    let (started, env) = (std::time::Instant::now(), Env::new());
     let double = Double::start(Config::fast());
     let api = Api { env: &env, double: &double };
     let missing = env.state.path().join("missing.lcti");
@@ -171,8 +168,7 @@ fn missing_corrupt_and_too_big_images_are_refused_before_any_instance() {
 
 #[test]
 fn a_capture_boots_a_helper_with_the_nodes_disk_at_sdb_and_release_puts_it_back() {
-    let started = std::time::Instant::now();
-    let env = Env::new();
+    let (started, env) = (std::time::Instant::now(), Env::new());
     let double = Double::start(Config::fast());
     let api = Api { env: &env, double: &double };
     api.run(&["-p", "linode", "create"], &spec("cap-1", "")).ok();

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use lct_api::{AnyProvider, Provider};
+use lct_api::Provider;
 use lct_core::record::Node;
 
 use crate::error::ImageError;
@@ -46,12 +46,7 @@ pub fn node_ref(spec: &Path) -> Option<Result<(String, String), ImageError>> {
 
 /// Finds node `name` among the providers lct uses (`LCT_PROVIDER`, else those with state).
 async fn locate(name: &str) -> Result<Node, ImageError> {
-    let state = lct_core::state::state_dir();
-    let records = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
-    let asked =
-        lct_api::providers_to_ask(&[], &records, &Default::default(), &state).map_err(|e| refused(e.to_string()))?;
-    for provider in asked {
-        let provider = AnyProvider::from_env(provider).map_err(|e| refused(e.to_string()))?;
+    for provider in crate::volume::providers()? {
         let nodes = provider.list().await.map_err(|e| refused(e.to_string()))?;
         if let Some(node) = nodes.into_iter().find(|n| n.name.as_str() == name) {
             return Ok(node);

@@ -37,16 +37,20 @@ pub struct Located {
     pub node: Option<Node>,
 }
 
-/// Finds volume `label` among the providers lct uses.
-pub async fn locate(label: &str) -> Result<Located, ImageError> {
+/// The providers lct uses (`LCT_PROVIDER`, else those with state): with the cluster
+/// records, a volume or node on Linode is found without LCT_PROVIDER when a cluster record
+/// names Linode (as lct-inventory's queries do).
+pub(crate) fn providers() -> Result<Vec<AnyProvider>, ImageError> {
     let state = lct_core::state::state_dir();
-    // With the cluster records: a volume on Linode is found without LCT_PROVIDER when a
-    // cluster record names Linode (as lct-inventory's queries do).
     let records = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
     let asked =
         lct_api::providers_to_ask(&[], &records, &Default::default(), &state).map_err(|e| refused(e.to_string()))?;
-    for name in asked {
-        let provider = AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))?;
+    asked.into_iter().map(|name| AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))).collect()
+}
+
+/// Finds volume `label` among the providers lct uses.
+pub async fn locate(label: &str) -> Result<Located, ImageError> {
+    for provider in providers()? {
         let volumes = provider.volumes().await.map_err(|e| refused(e.to_string()))?;
         if let Some(volume) = volumes.into_iter().find(|v| v.label.as_str() == label) {
             let node = match &volume.attached_to {
