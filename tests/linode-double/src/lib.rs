@@ -469,13 +469,15 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
                         let (label, boot) = (target.as_deref().unwrap_or_default(), boot.as_ref().expect("some"));
                         b.boot(label, boot)
                     }
-                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| {
-                        b.power(l, action)?;
-                        match &boot {
-                            Some(boot) if *action != "shutdown" && !boot.raw.is_empty() => b.boot(l, boot).map(drop),
-                            _ => Ok(()),
+                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| match &boot {
+                        // A profile with raw disks: one start, the disks made visible after it.
+                        Some(boot) if *action != "shutdown" && !boot.raw.is_empty() => {
+                            if *action == "reboot" {
+                                b.power(l, "shutdown")?;
+                            }
+                            b.boot(l, boot).map(drop).map(|()| None)
                         }
-                        .map(|()| None)
+                        _ => b.power(l, action).map(|()| None),
                     }),
                     ("DELETE", _) => {
                         target.as_deref().map_or(Ok(()), |l| b.delete(l))?;
