@@ -37,16 +37,20 @@ pub struct Located {
     pub node: Option<Node>,
 }
 
-/// Finds volume `label` among the providers lct uses.
-pub async fn locate(label: &str) -> Result<Located, ImageError> {
+/// The providers lct uses (`LCT_PROVIDER`, else those with state): with the cluster
+/// records, a volume or node on Linode is found without LCT_PROVIDER when a cluster record
+/// names Linode (as lct-inventory's queries do).
+pub(crate) fn providers() -> Result<Vec<AnyProvider>, ImageError> {
     let state = lct_core::state::state_dir();
-    // With the cluster records: a volume on Linode is found without LCT_PROVIDER when a
-    // cluster record names Linode (as lct-inventory's queries do).
     let records = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
     let asked =
         lct_api::providers_to_ask(&[], &records, &Default::default(), &state).map_err(|e| refused(e.to_string()))?;
-    for name in asked {
-        let provider = AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))?;
+    asked.into_iter().map(|name| AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))).collect()
+}
+
+/// Finds volume `label` among the providers lct uses.
+pub async fn locate(label: &str) -> Result<Located, ImageError> {
+    for provider in providers()? {
         let volumes = provider.volumes().await.map_err(|e| refused(e.to_string()))?;
         if let Some(volume) = volumes.into_iter().find(|v| v.label.as_str() == label) {
             let node = match &volume.attached_to {
@@ -131,45 +135,55 @@ pub async fn restore_onto(
                 .await
                 .map_err(|e| refused(e.to_string()))?
         }
-        Reach::Node(node, device) => {
-            install_on(&node, &local_bin).await?;
-            tokio::task::spawn_blocking(move || {
-                let mut argv = vec!["lct-image", "-o", "jsonl", "restore", "-", &device];
-                // What was asked of the restore holds on the node too.
-                if options.skip_matching {
-                    argv.push("--skip-matching");
-                }
-                if options.force {
-                    argv.push("--force");
-                }
-                let mut command = on_node(&node, &argv)?;
-                let mut child = command
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
-                let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
-                let sent = opened.send(&mut stdin);
-                drop(stdin);
-                let out = child.wait_with_output().map_err(|e| refused(format!("node {}: {e}", node.name)))?;
-                if !out.status.success() {
-                    return Err(refused(format!(
-                        "node {}: lct-image restore: {}",
-                        node.name,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )));
-                }
-                sent?;
-                serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .ok()
-                    .map(|_| Report::of(Path::new(&opened.name), Some(Path::new(&device)), &opened.index, 0))
-                    .ok_or_else(|| refused(format!("node {}: lct-image restore said nothing", node.name)))
-            })
-            .await
-            .map_err(|e| refused(e.to_string()))?
-        }
+        Reach::Node(node, device) => restore_on_node(*node, device, opened, options, local_bin).await,
     }
+}
+
+/// Restores `opened` onto `device` of `node`, over the node's access: lct-image put there,
+/// the image streamed into its `restore -` (every extent's hash checked before it is written).
+pub(crate) async fn restore_on_node(
+    node: Node,
+    device: String,
+    opened: Opened,
+    options: RestoreOptions,
+    local_bin: PathBuf,
+) -> Result<Report<Restored>, ImageError> {
+    install_on(&node, &local_bin).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut argv = vec!["lct-image", "-o", "jsonl", "restore", "-", &device];
+        // What was asked of the restore holds on the node too.
+        if options.skip_matching {
+            argv.push("--skip-matching");
+        }
+        if options.force {
+            argv.push("--force");
+        }
+        let mut command = on_node(&node, &argv)?;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
+        let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
+        let sent = opened.send(&mut stdin);
+        drop(stdin);
+        let out = child.wait_with_output().map_err(|e| refused(format!("node {}: {e}", node.name)))?;
+        if !out.status.success() {
+            return Err(refused(format!(
+                "node {}: lct-image restore: {}",
+                node.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        sent?;
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .map(|_| Report::of(Path::new(&opened.name), Some(Path::new(&device)), &opened.index, 0))
+            .ok_or_else(|| refused(format!("node {}: lct-image restore said nothing", node.name)))
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?
 }
 
 /// Images volume `label` into the image file `out`.
