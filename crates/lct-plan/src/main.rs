@@ -48,6 +48,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let nodes = lct_plan::cluster::create(state_dir, &tools()?, name, plan, *provider, sets, trust).await?;
             lct_core::table::emit(&nodes, cli.global.output())?;
         }
+        Command::Bake { name, plan, provider, sets, set_files, repo, trust_hooks } => {
+            let trust = Trust { allow_http: cli.allow_http, trust_hooks: *trust_hooks };
+            let sets = &settings(sets, set_files)?;
+            let repo = repo.clone().unwrap_or_else(|| lct_plan::images::default_repo(state_dir));
+            let to = lct_plan::bake::BakeTo { repo: &repo, provider: *provider };
+            let baked = lct_plan::bake::bake(state_dir, &tools()?, name, plan, sets, to, trust).await?;
+            lct_core::table::emit(&[baked], cli.global.output())?;
+        }
         Command::Scale { name, group, count } => {
             let nodes = lct_plan::cluster::scale(state_dir, &tools()?, name, group, *count).await?;
             lct_core::table::emit(&nodes, cli.global.output())?;

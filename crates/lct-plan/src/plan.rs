@@ -117,7 +117,9 @@ pub struct Group {
     pub node_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Node image: `debian-12` (a machine; on Linode `linode/debian12`), `lct/netns`.
+    /// Node image: `debian-12` (a machine; on Linode `linode/debian12`), `lct/netns`;
+    /// `baked` (the image `lct-plan bake` made of this plan for this cluster), or an lct
+    /// image: `REPO::NAME`, an image file (`/...`, `./...`) or an `https://` URL.
     #[serde(default = "debian12")]
     pub image: String,
     /// Host-name template; `cluster`, `group` and `index` (from 1) are defined.
@@ -263,10 +265,15 @@ pub enum Event {
     DependencyChanged,
     DependentChanged,
     Destroying,
+    /// On the bake node only (`lct-plan bake`), after the plan's packages and lct's
+    /// programs are installed and before the disk is generalized and imaged: downloads and
+    /// other image-time work (the node's names and addresses are the bake node's, not a
+    /// cluster's).
+    Baked,
 }
 
 impl Event {
-    pub const ALL: [Event; 10] = [
+    pub const ALL: [Event; 11] = [
         Event::Created,
         Event::Starting,
         Event::Started,
@@ -277,6 +284,7 @@ impl Event {
         Event::DependencyChanged,
         Event::DependentChanged,
         Event::Destroying,
+        Event::Baked,
     ];
 
     /// Its name in plans, logs and `LCT_EVENT`.
@@ -292,6 +300,7 @@ impl Event {
             Event::DependencyChanged => "dependency-changed",
             Event::DependentChanged => "dependent-changed",
             Event::Destroying => "destroying",
+            Event::Baked => "baked",
         }
     }
 }

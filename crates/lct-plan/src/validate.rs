@@ -9,7 +9,7 @@ use lct_core::record::Name;
 use serde_json::Value;
 
 use crate::error::PlanError;
-use crate::plan::{Action, Count, Hook, ParameterType, Plan};
+use crate::plan::{Action, Count, Event, Hook, ParameterType, Plan};
 use crate::suggest::did_you_mean;
 
 /// The checks a plan passes before use.
@@ -50,8 +50,16 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
                 return Err(bad(format!("groups.{g}.volumes[{i}].name"), format!("{} is named twice", v.name)));
             }
         }
-        if !matches!(group.image.as_str(), "debian-12" | "linode/debian12" | "lct/netns") {
-            return Err(bad(format!("groups.{g}.image"), format!("{:?}: debian-12 or lct/netns", group.image)));
+        let image = group.image.as_str();
+        let lct_image = lct_api::disk_image::LctImage::parse(image).is_some();
+        if !lct_image && !matches!(image, "debian-12" | "linode/debian12" | "lct/netns" | "baked") {
+            return Err(bad(
+                format!("groups.{g}.image"),
+                format!("{image:?}: debian-12, lct/netns, baked, REPO::NAME, an image file or an https:// URL"),
+            ));
+        }
+        if image.chars().any(char::is_control) {
+            return Err(bad(format!("groups.{g}.image"), "a control character in an image name".into()));
         }
     }
     let services: BTreeSet<String> =
@@ -106,6 +114,9 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
     for (event, i, hook) in hooks_in(plan) {
         check_hook(plan, hook).map_err(|m| bad(format!("hooks.{event}[{i}]"), m))?;
     }
+    for (i, hook) in plan.hooks.get(&Event::Baked).into_iter().flatten().enumerate() {
+        check_baked_hook(plan, hook).map_err(|m| bad(format!("hooks.baked[{i}]"), m))?;
+    }
     let mut roles = BTreeSet::new();
     for (role, dep) in &plan.depends_on {
         if !roles.insert(dep.cluster.clone()) {
@@ -147,6 +158,25 @@ fn check_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
         && (Path::new(file).is_absolute() || file.split('/').any(|p| p == ".." || p.is_empty()))
     {
         return Err(format!("{file}: a path inside the plan's directory"));
+    }
+    Ok(())
+}
+
+/// A `baked` hook works on the bake node alone: lct's programs and the plan's packages, or
+/// a script on the bake node's group (no cluster exists yet: hosts, firewalls, DNS and
+/// playbooks over an inventory have nothing to work on).
+fn check_baked_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
+    if let Some(action) = hook.action
+        && !matches!(action, Action::Install | Action::Packages)
+    {
+        return Err("a baked hook's action is install or packages (there is no cluster yet)".into());
+    }
+    if hook.playbook.is_some() {
+        return Err("a baked hook is an action, a script or run (no playbook: there is no cluster yet)".into());
+    }
+    let group = crate::recipe::bake_group(plan);
+    if let Some(other) = hook.on.iter().find(|g| *g != group) {
+        return Err(format!("on: {other}: a baked script runs on the bake node, of group {group}"));
     }
     Ok(())
 }
