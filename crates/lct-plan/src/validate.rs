@@ -284,6 +284,27 @@ mod tests {
     }
 
     #[test]
+    fn images_and_baked_hooks_are_checked() {
+        for image in ["baked", "/srv/repo::zk-0123", "./zk.lcti", "https://x.example/zk.lcti", "ssh://store-1/r::zk"] {
+            let plan = GOOD.replace("    count: 2\n", &format!("    count: 2\n    image: {image:?}\n"));
+            validate(&parse(&plan, "p.yaml").unwrap(), "p.yaml").unwrap_or_else(|e| panic!("{image}: {e}"));
+        }
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: debian-13\n"));
+        assert!(e.starts_with("p.yaml: groups.server.image: \"debian-13\": debian-12, lct/netns, baked"), "{e}");
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: \"/r::a\\nb\"\n"));
+        assert!(e.contains("groups.server.image: a control character"), "{e}");
+        let e = error(&format!("{GOOD}hooks:\n  baked:\n    - action: hosts\n"));
+        assert!(e.contains("hooks.baked[0]: a baked hook's action is install or packages"), "{e}");
+        let e = error(&format!("{GOOD}hooks:\n  baked:\n    - playbook: site.yml\n"));
+        assert!(e.contains("hooks.baked[0]: a baked hook is an action, a script or run"), "{e}");
+        let two = GOOD.replace("firewall:", "  other:\n    count: 1\nfirewall:");
+        let e = error(&format!("{two}hooks:\n  baked:\n    - {{run: 'true', on: [server]}}\n"));
+        assert!(e.contains("hooks.baked[0]: on: server: a baked script runs on the bake node, of group other"), "{e}");
+        let fine = format!("{two}hooks:\n  baked:\n    - {{run: 'true', on: [other]}}\n    - action: install\n");
+        validate(&parse(&fine, "p.yaml").unwrap(), "p.yaml").unwrap();
+    }
+
+    #[test]
     fn bad_plans_name_file_line_column_and_field() {
         let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    colour: blue\n"));
         assert!(e.starts_with("p.yaml: line 5, column 5: field groups.server.colour: unknown field `colour`"), "{e}");
