@@ -5,7 +5,7 @@ use std::io;
 use anyhow::bail;
 use clap::Parser;
 use lct_api::act::Action;
-use lct_api::cli::create::{SpecFlags, piped_nodes, remember, specs};
+use lct_api::cli::create::{SpecFlags, piped_nodes, prepare_images, remember, specs};
 use lct_api::cli::{Cli, Command, LabCommand, PackagesCommand, VolumeCommand};
 use lct_api::create::{CreateMany, create_many};
 use lct_api::local::LocalCloud;
@@ -44,7 +44,9 @@ async fn on_provider(provider: AnyProvider, command: Command, format: OutputForm
     match command {
         Command::Create { cluster, group, count, names, tags, region, node_type, image, user_data, parallel } => {
             let flags = SpecFlags { cluster, group, count, names, tags, region, node_type, image, user_data };
-            create(provider, specs(flags)?, parallel, format).await
+            let specs = specs(flags)?;
+            prepare_images(&provider, &specs).await?;
+            create(provider, specs, parallel, format).await
         }
         Command::List { cluster } => {
             let mut nodes = provider.list().await?;
@@ -228,6 +230,8 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
         LabCommand::Repair => local.repair_all()?,
         LabCommand::RunMachine { .. } => unreachable!("handled before the provider"),
         LabCommand::Down => local.destroy()?,
+        LabCommand::Capture { node, release: false } => println!("{}", local.capture(&node)?.display()),
+        LabCommand::Capture { node, release: true } => local.release(&node)?,
         LabCommand::Packages(PackagesCommand::Add { packages }) => {
             let added = local.images().add_packages(&packages)?;
             eprintln!("lct-api: {} package file(s) added to the mirror", added.len());

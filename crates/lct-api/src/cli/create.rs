@@ -54,6 +54,16 @@ pub fn specs(flags: SpecFlags) -> anyhow::Result<Vec<NodeSpec>> {
         .collect())
 }
 
+/// Makes every image the specs name ready before any node is made (an lct image found,
+/// checked whole and prepared once): a bad image fails here, with nothing made.
+pub async fn prepare_images<P: crate::Provider>(provider: &P, specs: &[NodeSpec]) -> anyhow::Result<()> {
+    let images: BTreeSet<&str> = specs.iter().filter_map(|s| s.image.as_deref()).collect();
+    for image in images {
+        provider.prepare_image(image, None).await.with_context(|| format!("image {image}"))?;
+    }
+    Ok(())
+}
+
 fn read_specs() -> anyhow::Result<Vec<NodeSpec>> {
     let (specs, others) = stream::read_kind::<NodeSpec>(io::stdin().lock()).context("stdin")?;
     if let Some(other) = others.first() {

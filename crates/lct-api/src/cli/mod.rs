@@ -43,6 +43,10 @@ Examples:
   # Volumes (loop devices on the local cloud)
   lct-api volume create data-1 --size 1G --attach demo-1
 
+  # Machines from an lct image (a repository entry, a file or an https URL)
+  lct-api create --cluster zk --count 3 --image /var/lib/lct/images/repo::zookeeper-1a2b3c4d5e6f
+  lct-api lab capture zk-1      # a stopped machine's root as an ext4 disk, to image
+
   # The local lab itself
   lct-api lab status
   lct-api lab down
@@ -99,7 +103,8 @@ pub enum Command {
         #[arg(long = "type")]
         node_type: Option<String>,
         /// Image: Linode's [default: $LCT_LINODE_IMAGE or linode/debian12]; local: lct/netns
-        /// (a namespace, the default) or debian-12 (a machine: systemd, sshd, apt)
+        /// (a namespace, the default) or debian-12 (a machine: systemd, sshd, apt); or an lct
+        /// image (REPO::NAME, a file, an https URL), checked whole before any node is made
         #[arg(long)]
         image: Option<String>,
         /// cloud-init user-data of your own, merged with lct's at first boot (a file)
@@ -185,6 +190,14 @@ pub enum LabCommand {
     /// The package mirror machines install from (they have no route out)
     #[command(subcommand)]
     Packages(PackagesCommand),
+    /// Stop a machine and write its root as a raw ext4 disk, what `lct-plan bake` images
+    /// (prints the file; `lct-image repo add REPO FILE --name NAME` takes it)
+    Capture {
+        node: Name,
+        /// Remove the disk a capture wrote instead
+        #[arg(long)]
+        release: bool,
+    },
     /// (internal) a machine's supervisor: boots it again when it reboots itself
     #[command(hide = true)]
     RunMachine {

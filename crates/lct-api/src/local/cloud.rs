@@ -3,7 +3,8 @@
 
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Status, Volume};
 
-use super::{LocalCloud, Seed};
+use super::{LocalCloud, NodeImage, Seed};
+use crate::disk_image::{DiskCapture, LctImage};
 use crate::provider::{CreateOrder, Provider, ProviderError, VolumeSpec};
 
 impl Provider for LocalCloud {
@@ -25,6 +26,21 @@ impl Provider for LocalCloud {
         }
         let packages = packages.to_vec();
         self.blocking(move |cloud| cloud.images().add_packages(&packages).map(drop)).await
+    }
+
+    async fn prepare_image(&self, image: &str, disk_mib: Option<u64>) -> Result<(), ProviderError> {
+        let Some(lct) = LctImage::parse(image) else { return NodeImage::parse(Some(image)).map(drop) };
+        self.blocking(move |cloud| cloud.images().prepare_lct(&lct, disk_mib).map(drop)).await
+    }
+
+    async fn capture_disk(&self, name: &Name) -> Result<DiskCapture, ProviderError> {
+        let name = name.clone();
+        self.blocking(move |cloud| cloud.capture(&name).map(DiskCapture::Here)).await
+    }
+
+    async fn release_capture(&self, name: &Name) -> Result<(), ProviderError> {
+        let name = name.clone();
+        self.blocking(move |cloud| cloud.release(&name)).await
     }
 
     async fn list(&self) -> Result<Vec<Node>, ProviderError> {

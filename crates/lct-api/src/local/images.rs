@@ -63,7 +63,12 @@ impl Images {
         Images { dir }
     }
 
-    fn base_dir(&self) -> PathBuf {
+    /// `IMAGES`: the base root, the lct images machines are made from, the mirror.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(super) fn base_dir(&self) -> PathBuf {
         self.dir.join("debian-12")
     }
 
@@ -215,7 +220,7 @@ impl Images {
 }
 
 /// What the base root is made from: a rebuild when it changes.
-fn manifest_text() -> String {
+pub(super) fn manifest_text() -> String {
     let hooks: Vec<String> = customize_hooks();
     serde_json::to_string_pretty(&serde_json::json!({
         "suite": SUITE,

@@ -23,7 +23,7 @@ use lct_core::fsutil::atomic_write;
 use lct_core::record::Node;
 
 use super::images::{Images, MIRROR_IN_MACHINE, io_at};
-use super::net;
+use super::{confined, net};
 use crate::ProviderError;
 use crate::cloudinit::FirstBoot;
 
@@ -123,6 +123,45 @@ impl Machine {
         self.dir.join("root")
     }
 
+    /// The merged root (what the machine sees as `/`).
+    pub fn root_path(&self) -> PathBuf {
+        self.root()
+    }
+
+    /// Where the machine's lower layer is named when it is not the base root.
+    fn lower_file(&self) -> PathBuf {
+        self.dir.join("lower")
+    }
+
+    /// Makes the machine's lower layer `root` (an lct image's, `IMAGES/lct/<id>/root`) in
+    /// place of the base root: set before it is first mounted, kept for its life.
+    pub fn set_lower(&self, root: &Path) -> Result<(), ProviderError> {
+        fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
+        let file = self.lower_file();
+        atomic_write(&file, format!("{}\n", root.display()).as_bytes(), 0o644).map_err(io_at(&file))
+    }
+
+    /// The machine's lower layer: an lct image's root, else the base root.
+    fn lower(&self, images: &Images) -> Result<PathBuf, ProviderError> {
+        match fs::read_to_string(self.lower_file()) {
+            Ok(text) => Ok(PathBuf::from(text.trim_end_matches('\n'))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => images.base(),
+            Err(e) => Err(io_at(&self.lower_file())(e)),
+        }
+    }
+
+    /// The disk of the lct image the machine was made from (`IMAGES/lct/<id>/disk.raw`
+    /// beside its root), if it was made from one.
+    pub fn golden_disk(&self) -> Option<PathBuf> {
+        let lower = PathBuf::from(fs::read_to_string(self.lower_file()).ok()?.trim_end_matches('\n'));
+        Some(lower.parent()?.join("disk.raw")).filter(|d| d.is_file())
+    }
+
+    /// Mounts the machine's overlay if it is not (a stopped machine's root, for capture).
+    pub fn mount_root(&self, images: &Images) -> Result<(), ProviderError> {
+        self.mount(&self.lower(images)?)
+    }
+
     fn pid_file(&self) -> PathBuf {
         self.dir.join("pid")
     }
@@ -162,14 +201,18 @@ impl Machine {
     /// authorized keys and the cloud-init seed.
     fn prepare(&self, node: &Node, boot: &FirstBoot) -> Result<(), ProviderError> {
         let root = self.root();
+        // An image's tree is not trusted: every path is resolved inside the machine's root
+        // (see super::confined), never through a symbolic link to the host.
         let write = |rel: &str, text: &str, mode: u32| -> Result<(), ProviderError> {
-            let path = root.join(rel.trim_start_matches('/'));
-            if let Some(dir) = path.parent() {
-                fs::create_dir_all(dir).map_err(io_at(dir))?;
-            }
+            let path = confined::file(&root, rel)?;
             atomic_write(&path, text.as_bytes(), mode).map_err(io_at(&path))?;
             fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io_at(&path))
         };
+        // A machine from an image is a new instance whatever the image kept: no host keys,
+        // machine id or cloud-init state of the machine it was made from.
+        confined::clear(&root, "etc/ssh", |n| n.starts_with("ssh_host_"))?;
+        confined::clear(&root, "var/lib/dbus", |n| n == "machine-id")?;
+        confined::clear(&root, "var/lib/cloud", |n| matches!(n, "instance" | "instances" | "data" | "sem" | "seed"))?;
         write("/etc/hostname", &format!("{}\n", node.name), 0o644)?;
         let mut hosts = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
         if let Some(a) = node.private_ipv4.first() {
@@ -184,8 +227,7 @@ impl Machine {
         write("/etc/machine-id", &format!("{}\n", lct_core::random::hex(16)?), 0o444)?;
         write("/etc/ssh/ssh_host_ed25519_key", &boot.host_key.private, 0o600)?;
         write("/etc/ssh/ssh_host_ed25519_key.pub", &format!("{}\n", boot.host_key.public), 0o644)?;
-        let ssh_dir = root.join("root/.ssh");
-        fs::create_dir_all(&ssh_dir).map_err(io_at(&ssh_dir))?;
+        let ssh_dir = confined::dir(&root, "root/.ssh")?;
         fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(io_at(&ssh_dir))?;
         write("/root/.ssh/authorized_keys", &(boot.authorized_keys.join("\n") + "\n"), 0o600)?;
         let instance = format!("lct-{}-{}", node.name, node.provider_id);
@@ -218,7 +260,7 @@ impl Machine {
         if !up {
             return self.stop();
         }
-        let base = images.base()?;
+        let base = self.lower(images)?;
         images.ensure_mirror()?;
         self.mount(&base)?;
         if !self.prepared() {

@@ -25,12 +25,17 @@
 //! veths, addresses on links), `address` (allocation), `volumes` (loop devices),
 //! `nodes` (create, power, wait for SSH), `repair` (finishing what a dead run left,
 //! `lab down`), `machine` and `images` (machine nodes, their base root and mirror),
+//! `golden` (machines from lct images), `confined` (writing into an image's tree safely),
+//! `capture` (a stopped machine's root as a disk, for bake),
 //! `reboot` (a machine's supervisor), `net` (iproute2 and util-linux), and `cloud`:
 //! the [`Provider`](crate::Provider) impl, whose every operation runs on tokio's blocking
 //! threads (the lock, `ip`, `losetup` and systemd-nspawn block).
 
 mod address;
+mod capture;
 mod cloud;
+mod confined;
+mod golden;
 mod images;
 mod lab;
 mod machine;
@@ -47,6 +52,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::ProviderError;
+pub use capture::TEMPLATE_DISK_MIB;
+pub use golden::{Golden, host_arch};
 pub use images::{BASE_PACKAGES, Images};
 pub use lab::{OUTSIDE_IPV4, OUTSIDE_IPV6};
 pub use machine::{NodeImage, volume_path_in_machine};

@@ -13,6 +13,7 @@ use super::state::set_status;
 use super::{LocalCloud, REGION, Seed};
 use crate::ProviderError;
 use crate::cloudinit::{RESULT_PATH, boot_result};
+use crate::disk_image::LctImage;
 
 impl LocalCloud {
     /// Creates a node whose machine (if it is one) boots with `seed`: lct's cloud-config with
@@ -25,6 +26,12 @@ impl LocalCloud {
                 spec.name.as_str()
             )));
         }
+        // A machine from an lct image: the image is found (and restored, once) before the
+        // lab's lock is taken, and before anything of the node is made.
+        let golden = match spec.image.as_deref().and_then(LctImage::parse) {
+            Some(lct) => Some(self.images().golden(&lct)?),
+            None => None,
+        };
         let (_lock, mut state) = self.begin()?;
         if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
             if existing.cluster != spec.cluster || existing.group != spec.group {
@@ -40,7 +47,7 @@ impl LocalCloud {
                 "field region: the local cloud has one region, {REGION:?}, not {region:?}"
             )));
         }
-        let image = NodeImage::parse(spec.image.as_deref())?;
+        let image = if golden.is_some() { NodeImage::Debian12 } else { NodeImage::parse(spec.image.as_deref())? };
         if image == NodeImage::Debian12 {
             machine::check_inotify(state.machines.len() + 1)?;
         }
@@ -71,6 +78,9 @@ impl LocalCloud {
             access: Some(access),
             volumes: vec![],
         };
+        if let Some(golden) = &golden {
+            self.machine(&state, &node).set_lower(&golden.root())?;
+        }
         state.next_id += 1;
         state.nodes.push(node.clone());
         if image == NodeImage::Debian12 {

@@ -1,0 +1,344 @@
+//! Machines from lct images (golden images): an image is checked whole, restored once into
+//! `IMAGES/lct/<id>/disk.raw` and copied out into `IMAGES/lct/<id>/root`, the lower layer of
+//! every machine made from it.
+//!
+//! The id is the image's root hash (BLAKE3 over its extents' entries): one content under
+//! two names is restored once. The image is read by the `lct-image` program (lct-api sits
+//! below lct-image: see [`crate::disk_image`]). A disk from someone else is an attack on the
+//! host kernel's ext4 code once mounted, so it is checked by e2fsck first, its architecture
+//! read by debugfs (user space), and only then mounted read-only, nosuid, nodev, noexec,
+//! copied out and unmounted at once: no loop device stays.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lct_core::fsutil::{Lock, atomic_write};
+use serde::{Deserialize, Serialize};
+
+use super::images::{Images, io_at};
+use super::{confined, net};
+use crate::ProviderError;
+use crate::disk_image::{LctImage, lct_image_program};
+
+/// An image restored and copied out, ready to make machines from.
+#[derive(Debug, Clone)]
+pub struct Golden {
+    /// `IMAGES/lct/<id>`.
+    pub dir: PathBuf,
+    /// The image's disk size in bytes.
+    pub size: u64,
+}
+
+impl Golden {
+    /// The machines' lower layer.
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    /// The image's disk (a capture of a machine made from it starts from a copy).
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.raw")
+    }
+}
+
+/// What `IMAGES/lct/<id>/ready` says: written last, so a directory without it is unfinished.
+#[derive(Debug, Serialize, Deserialize)]
+struct Ready {
+    size: u64,
+    arch: String,
+}
+
+/// What `lct-image verify` reports (the `image-verified` record's fields lct-api reads).
+#[derive(Debug, Deserialize)]
+struct Verified {
+    size: u64,
+    root: String,
+}
+
+impl Images {
+    fn lct_dir(&self) -> PathBuf {
+        self.dir().join("lct")
+    }
+
+    /// Where the id of the image last prepared under this name is kept.
+    fn name_file(&self, image: &LctImage) -> PathBuf {
+        let hash = blake3::hash(image.argument().as_bytes()).to_hex();
+        self.lct_dir().join("names").join(&hash.as_str()[..32])
+    }
+
+    /// Checks `image` whole (every extent against its hash), its architecture against this
+    /// host's and its disk against `disk_mib`, and restores it once: the machines' lower
+    /// layer. A clear error, naming the image, otherwise.
+    pub fn prepare_lct(&self, image: &LctImage, disk_mib: Option<u64>) -> Result<Golden, ProviderError> {
+        let arg = image.argument();
+        let program = lct_image_program()?;
+        let named = |e: ProviderError| match e {
+            ProviderError::Command { stderr, .. } => ProviderError::Invalid(format!("image {arg}: {stderr}")),
+            other => other,
+        };
+        let out = run_lct_image(&program, &["--output", "jsonl", "verify", &arg]).map_err(named)?;
+        let verified: Verified = out
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| ProviderError::Invalid(format!("image {arg}: lct-image verify said nothing readable")))?;
+        if !verified.root.bytes().all(|b| b.is_ascii_hexdigit()) || verified.root.len() != 64 {
+            return Err(ProviderError::Invalid(format!("image {arg}: root hash {:?} is not hex", verified.root)));
+        }
+        check_size(&arg, verified.size, disk_mib)?;
+        let golden = self.restore_once(&program, &arg, &verified)?;
+        let names = self.name_file(image);
+        if let Some(d) = names.parent() {
+            fs::create_dir_all(d).map_err(io_at(d))?;
+        }
+        atomic_write(&names, format!("{arg}\n{}\n", verified.root).as_bytes(), 0o644).map_err(io_at(&names))?;
+        Ok(golden)
+    }
+
+    /// The image last prepared under this name (by `prepare_image` before the nodes are
+    /// made), else prepared now.
+    pub fn golden(&self, image: &LctImage) -> Result<Golden, ProviderError> {
+        let names = self.name_file(image);
+        if let Ok(text) = fs::read_to_string(&names)
+            && let Some((arg, id)) = text.trim_end().split_once('\n')
+            && arg == image.argument()
+        {
+            let dir = self.lct_dir().join(id);
+            if let Ok(ready) = fs::read(dir.join("ready"))
+                && let Ok(ready) = serde_json::from_slice::<Ready>(&ready)
+            {
+                return Ok(Golden { dir, size: ready.size });
+            }
+        }
+        self.prepare_lct(image, None)
+    }
+
+    /// Restores the image into `IMAGES/lct/<root>` unless it is there, under a lock.
+    fn restore_once(&self, program: &Path, arg: &str, verified: &Verified) -> Result<Golden, ProviderError> {
+        let base = self.lct_dir();
+        let dir = base.join(&verified.root);
+        let ready_file = dir.join("ready");
+        let lock_path = base.join(format!("{}.lock", verified.root));
+        let _lock = Lock::acquire(&lock_path).map_err(io_at(&lock_path))?;
+        if ready_file.exists() {
+            return Ok(Golden { dir, size: verified.size });
+        }
+        let building = base.join(format!("{}.building", verified.root));
+        remove_tree(&building)?;
+        fs::create_dir_all(&building).map_err(io_at(&building))?;
+        let result = (|| {
+            let disk = building.join("disk.raw");
+            let disk_s = disk.to_string_lossy().into_owned();
+            run_lct_image(program, &["--output", "jsonl", "restore", arg, &disk_s])
+                .map_err(|e| ProviderError::Invalid(format!("image {arg}: {e}")))?;
+            // e2fsck before anything reads the file system: a damaged or hostile one is refused.
+            net::run("e2fsck", &["-fn", &disk_s]).map_err(|e| {
+                ProviderError::Invalid(format!(
+                    "image {arg}: its disk is not a clean ext4 file system (e2fsck -fn): {}",
+                    short(&e.to_string())
+                ))
+            })?;
+            let arch = check_arch(arg, &disk)?;
+            copy_out(&disk, &building.join("root"), &building.join("mnt"))?;
+            confined::refuse_links(&building.join("root"), confined::FIRST_BOOT_DIRS)
+                .map_err(|e| ProviderError::Invalid(format!("image {arg}: {e}")))?;
+            let ready = Ready { size: verified.size, arch };
+            let text = serde_json::to_vec(&ready).expect("json");
+            atomic_write(&building.join("ready"), &text, 0o644).map_err(io_at(&building))
+        })();
+        if let Err(e) = result {
+            let _ = remove_tree(&building);
+            return Err(e);
+        }
+        remove_tree(&dir)?;
+        fs::rename(&building, &dir).map_err(io_at(&dir))?;
+        Ok(Golden { dir, size: verified.size })
+    }
+}
+
+fn run_lct_image(program: &Path, args: &[&str]) -> Result<String, ProviderError> {
+    net::run(&program.to_string_lossy(), args)
+}
+
+fn remove_tree(path: &Path) -> Result<(), ProviderError> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_at(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The first lines of a long tool message.
+fn short(text: &str) -> String {
+    text.lines().take(6).collect::<Vec<_>>().join("; ")
+}
+
+/// The image's disk must fit the node's disk, where the node's size is known.
+fn check_size(arg: &str, size: u64, disk_mib: Option<u64>) -> Result<(), ProviderError> {
+    let Some(mib) = disk_mib else { return Ok(()) };
+    if size > mib.saturating_mul(1 << 20) {
+        return Err(ProviderError::Invalid(format!(
+            "image {arg}: its disk is {} MiB, more than the node's disk of {mib} MiB",
+            size.div_ceil(1 << 20)
+        )));
+    }
+    Ok(())
+}
+
+/// This host's architecture, in dpkg's names.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        other => other,
+    }
+}
+
+/// The architecture an ELF header says, in dpkg's names.
+fn elf_arch(header: &[u8]) -> Option<&'static str> {
+    if header.len() < 20 || &header[..4] != b"\x7fELF" {
+        return None;
+    }
+    let machine = match header[5] {
+        1 => u16::from_le_bytes([header[18], header[19]]),
+        2 => u16::from_be_bytes([header[18], header[19]]),
+        _ => return None,
+    };
+    Some(match machine {
+        62 => "amd64",
+        183 => "arm64",
+        3 => "i386",
+        40 => "armhf",
+        243 => "riscv64",
+        21 => "ppc64el",
+        22 => "s390x",
+        _ => "unknown",
+    })
+}
+
+/// A file of the image's file system, read by debugfs in user space (no mount): at most
+/// the first 64 KiB.
+fn read_in_image(disk: &Path, path: &str) -> Result<Vec<u8>, ProviderError> {
+    let out = Command::new("debugfs").args(["-R", &format!("cat {path}"), &disk.to_string_lossy()]).output().map_err(
+        |error| ProviderError::Io { what: "cannot run debugfs (scripts/setup installs e2fsprogs)".into(), error },
+    )?;
+    let mut bytes = out.stdout;
+    bytes.truncate(64 << 10);
+    Ok(bytes)
+}
+
+/// Refuses an image made for another architecture: dpkg's architecture and the ELF machine
+/// of /usr/bin/env, each where present, must be this host's, and at least one must be.
+fn check_arch(arg: &str, disk: &Path) -> Result<String, ProviderError> {
+    let host = host_arch();
+    let dpkg = String::from_utf8_lossy(&read_in_image(disk, "/var/lib/dpkg/arch")?)
+        .lines()
+        .next()
+        .map(str::trim)
+        .map(String::from);
+    let elf = elf_arch(&read_in_image(disk, "/usr/bin/env")?);
+    let mut said = Vec::new();
+    if let Some(a) = dpkg.filter(|a| !a.is_empty()) {
+        said.push(("/var/lib/dpkg/arch", a));
+    }
+    if let Some(a) = elf {
+        said.push(("/usr/bin/env's ELF header", a.to_string()));
+    }
+    if said.is_empty() {
+        return Err(ProviderError::Invalid(format!(
+            "image {arg}: no /var/lib/dpkg/arch and no ELF /usr/bin/env: not a Debian machine's disk"
+        )));
+    }
+    for (source, arch) in &said {
+        if arch != host {
+            return Err(ProviderError::Invalid(format!(
+                "image {arg}: made for {arch} ({source}), this host is {host}"
+            )));
+        }
+    }
+    Ok(host.to_string())
+}
+
+/// A loop device and its mount, undone on drop (also on an error half-way).
+pub(super) struct Mounted {
+    device: String,
+    at: PathBuf,
+    mounted: bool,
+}
+
+impl Mounted {
+    /// `disk` on a loop device, mounted at `at` with `options`.
+    pub(super) fn new(disk: &Path, at: &Path, read_only: bool, options: &str) -> Result<Mounted, ProviderError> {
+        fs::create_dir_all(at).map_err(io_at(at))?;
+        let disk_s = disk.to_string_lossy();
+        let mut args = vec!["--find", "--show"];
+        if read_only {
+            args.push("--read-only");
+        }
+        args.push(&disk_s);
+        let device = net::run("losetup", &args)?.trim().to_string();
+        let mut m = Mounted { device, at: at.to_path_buf(), mounted: false };
+        net::run("mount", &["-t", "ext4", "-o", options, &m.device, &at.to_string_lossy()])?;
+        m.mounted = true;
+        Ok(m)
+    }
+
+    pub(super) fn finish(mut self) -> Result<(), ProviderError> {
+        self.undo()
+    }
+
+    fn undo(&mut self) -> Result<(), ProviderError> {
+        if self.mounted {
+            net::run("umount", &[&self.at.to_string_lossy()])?;
+            self.mounted = false;
+        }
+        if !self.device.is_empty() {
+            net::run("losetup", &["-d", &self.device])?;
+            self.device.clear();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Err(e) = self.undo() {
+            tracing::warn!("{}: {e}", self.at.display());
+        }
+    }
+}
+
+/// Copies the checked disk's files out (owners, modes, xattrs, ACLs, hard links kept) from
+/// a read-only, nosuid, nodev, noexec mount.
+fn copy_out(disk: &Path, root: &Path, mnt: &Path) -> Result<(), ProviderError> {
+    let mounted = Mounted::new(disk, mnt, true, "ro,nosuid,nodev,noexec,noload")?;
+    fs::create_dir_all(root).map_err(io_at(root))?;
+    let from = format!("{}/", mnt.display());
+    let to = format!("{}/", root.display());
+    net::run("rsync", &["-aHAX", "--numeric-ids", &from, &to])?;
+    mounted.finish()?;
+    let _ = fs::remove_dir(mnt);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn elf_headers_name_their_architecture() {
+        let mut amd64 = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0".to_vec();
+        amd64.extend([62, 0]);
+        assert_eq!(super::elf_arch(&amd64), Some("amd64"));
+        let mut arm64 = amd64.clone();
+        arm64[18] = 183;
+        assert_eq!(super::elf_arch(&arm64), Some("arm64"));
+        assert_eq!(super::elf_arch(b"#!/bin/sh\n"), None);
+    }
+
+    #[test]
+    fn an_image_larger_than_the_disk_is_refused() {
+        assert!(super::check_size("r::x", 4 << 30, Some(4096)).is_ok());
+        let e = super::check_size("r::x", 4 << 30, Some(2048)).unwrap_err().to_string();
+        assert!(e.contains("4096 MiB") && e.contains("2048 MiB") && e.contains("r::x"), "{e}");
+    }
+}
