@@ -24,7 +24,7 @@ use crate::cluster::{Trust, check_trust, wait_ssh};
 use crate::hooks::{fire, progress};
 use crate::images::{base_image, programs, save_bake};
 use crate::plan::{Action, Event};
-use crate::recipe::{bake_group, bake_hash, entry_name, plan_name, recipe};
+use crate::recipe::{bake_hash, entry_name, plan_name, recipe};
 use crate::records::{PlanBakeStep, PlanBaked};
 use crate::setting::Settings;
 use crate::state::{ClusterState, Context, Tools, cluster_dir};
@@ -73,7 +73,7 @@ pub async fn bake(
     sets.warn_visible_secrets(plan);
     let params = parameters(plan, &sets.all()).map_err(anyhow::Error::msg).context(loaded.source.clone())?;
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
-    let group = bake_group(plan).clone();
+    let group = plan.bake_group().clone();
     let base = base_image(plan, &group, to.provider)?;
     let recipe = recipe(&loaded, &base, &programs(tools)?);
     let hash = bake_hash(&recipe, plan, &sets.all());

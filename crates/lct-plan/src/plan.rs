@@ -49,6 +49,19 @@ pub struct Plan {
     pub packages: Vec<String>,
 }
 
+impl Plan {
+    /// The group a bake node stands for (`lct-plan bake`): the first whose image is `baked`,
+    /// else the first.
+    pub fn bake_group(&self) -> &Name {
+        self.groups
+            .iter()
+            .find(|(_, g)| g.image == "baked")
+            .or_else(|| self.groups.iter().next())
+            .map(|(name, _)| name)
+            .expect("a valid plan has a group")
+    }
+}
+
 /// Something a plan fetches from outside Debian's archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

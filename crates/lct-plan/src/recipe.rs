@@ -1,14 +1,12 @@
 //! What goes into a baked image, hashed: its recipe (the plan's text and files, its
 //! packages, the base image, lct's node-side programs) and the values given to the bake;
-//! the repository entry's name (`PLAN-<hash12>`); the group the bake node stands for.
+//! the repository entry's name (`PLAN-<hash12>`).
 //!
 //! The recipe leaves out the parameters on purpose: `create` and `scale` of a cluster set
 //! their own (`servers=5`), and the image must still be the one baked from this plan. The
 //! bake's hash adds the non-secret values given to the bake with `--set` (what its `baked`
 //! hooks may read); secret values never go into a hash that is printed and stored (a hash
 //! of a password is a way to test guesses of it offline).
-
-use lct_core::record::Name;
 
 use crate::load::Loaded;
 use crate::plan::Plan;
@@ -100,16 +98,6 @@ pub fn entry_name(plan_name: &str, hash: &str) -> String {
     format!("{plan_name}-{}", &hash[..12])
 }
 
-/// The group the bake node stands for: the first whose image is `baked`, else the first.
-pub fn bake_group(plan: &Plan) -> &Name {
-    plan.groups
-        .iter()
-        .find(|(_, g)| g.image == "baked")
-        .or_else(|| plan.groups.iter().next())
-        .map(|(name, _)| name)
-        .expect("a valid plan has a group")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,8 +161,8 @@ mod tests {
 
     #[test]
     fn the_bake_group_is_the_first_baked_one() {
-        assert_eq!(bake_group(&loaded(PLAN).plan).as_str(), "b");
+        assert_eq!(loaded(PLAN).plan.bake_group().as_str(), "b");
         let plain = PLAN.replace("    image: baked\n", "");
-        assert_eq!(bake_group(&loaded(&plain).plan).as_str(), "a");
+        assert_eq!(loaded(&plain).plan.bake_group().as_str(), "a");
     }
 }

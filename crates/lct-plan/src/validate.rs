@@ -174,7 +174,7 @@ fn check_baked_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
     if hook.playbook.is_some() {
         return Err("a baked hook is an action, a script or run (no playbook: there is no cluster yet)".into());
     }
-    let group = crate::recipe::bake_group(plan);
+    let group = plan.bake_group();
     if let Some(other) = hook.on.iter().find(|g| *g != group) {
         return Err(format!("on: {other}: a baked script runs on the bake node, of group {group}"));
     }
