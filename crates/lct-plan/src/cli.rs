@@ -56,6 +56,26 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `create` and `bake` make a cluster's nodes from: the plan, the provider, the
+/// parameters' values, and how far a plan from elsewhere is trusted.
+#[derive(clap::Args)]
+pub struct Making {
+    pub plan: String,
+    #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
+    pub provider: lct_core::record::ProviderName,
+    /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
+    /// for secrets, e.g. --set-file superuser_password=./pg-password
+    #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+    pub set_files: Vec<(String, String)>,
+    /// Run the shell hooks, playbooks and `packages` actions of a plan by URL that is not
+    /// pinned (#sha256=HEX)
+    #[arg(long)]
+    pub trust_hooks: bool,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// The plans built into lct
@@ -76,20 +96,8 @@ pub enum Command {
     /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
     Create {
         name: Name,
-        plan: String,
-        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
-        provider: lct_core::record::ProviderName,
-        /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
-        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
-        sets: Vec<(String, String)>,
-        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
-        /// for secrets, e.g. --set-file superuser_password=./pg-password
-        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
-        set_files: Vec<(String, String)>,
-        /// Run the shell hooks, playbooks and `packages` actions of a plan by URL that is not
-        /// pinned (#sha256=HEX)
-        #[arg(long)]
-        trust_hooks: bool,
+        #[command(flatten)]
+        making: Making,
     },
     /// Bake a plan's image-time work (its packages, lct's programs, its `baked` hooks) into an
     /// image once, for the groups of cluster NAME whose image is `baked`
@@ -109,21 +117,11 @@ pub enum Command {
     Bake {
         /// The cluster the image is for (`image: baked` of cluster NAME)
         name: Name,
-        plan: String,
-        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
-        provider: lct_core::record::ProviderName,
-        /// A parameter's value, NAME=VALUE (repeatable; part of the bake's hash unless secret)
-        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
-        sets: Vec<(String, String)>,
-        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input)
-        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
-        set_files: Vec<(String, String)>,
+        #[command(flatten)]
+        making: Making,
         /// The image repository (made when missing); default STATE/images/repo
         #[arg(long, env = "LCT_IMAGE_REPO")]
         repo: Option<std::path::PathBuf>,
-        /// Run the shell hooks and `packages` of a plan by URL that is not pinned
-        #[arg(long)]
-        trust_hooks: bool,
     },
     /// Make a group N nodes (made or deleted, highest numbers first); events follow
     Scale { name: Name, group: Name, count: u32 },
