@@ -60,6 +60,7 @@ pub struct Cli {
 /// parameters' values, and how far a plan from elsewhere is trusted.
 #[derive(clap::Args)]
 pub struct Making {
+    /// The plan: package:NAME, a path, or an HTTPS URL (pinned with #sha256=HEX)
     pub plan: String,
     #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
     pub provider: lct_core::record::ProviderName,
