@@ -70,16 +70,7 @@ pub fn lct_image_program() -> Result<PathBuf, ProviderError> {
         })
 }
 
-/// Where a node's disk is read when it is captured into an image (`lct-plan bake`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DiskCapture {
-    /// A raw disk file on this machine (the local cloud builds it from the stopped machine),
-    /// read by the caller, then given back with [`crate::Provider::release_capture`].
-    Here(PathBuf),
-    /// A block device on the node, reached over the node's SSH (Linode: the node now runs
-    /// from a small helper disk and the captured disk is attached at `device`).
-    OnNode { device: String },
-}
+pub use crate::provider::DiskCapture;
 
 #[cfg(test)]
 mod tests {

@@ -4,8 +4,6 @@ use std::future::Future;
 
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Volume};
 
-use crate::disk_image::DiskCapture;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("no node named {0}")]
@@ -29,6 +27,17 @@ pub enum ProviderError {
     /// The cloud's API refused or failed (the message names the request and field).
     #[error("{0}")]
     Api(String),
+}
+
+/// Where a node's disk is read when it is captured into an image (`lct-plan bake`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiskCapture {
+    /// A raw disk file on this machine (the local cloud builds it from the stopped machine),
+    /// read by the caller, then given back with [`Provider::release_capture`].
+    Here(std::path::PathBuf),
+    /// A block device on the node, reached over the node's SSH (Linode: the node now runs
+    /// from a small helper disk and the captured disk is attached at `device`).
+    OnNode { device: String },
 }
 
 /// How a provider makes many nodes ([`crate::create::create_many`] follows it).

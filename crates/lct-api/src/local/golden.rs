@@ -118,7 +118,7 @@ impl Images {
         let base = self.lct_dir();
         let dir = base.join(&verified.root);
         let ready_file = dir.join("ready");
-        let lock_path = base.join(format!("{}.lock", verified.root));
+        let lock_path = base.join("locks").join(&verified.root);
         let _lock = Lock::acquire(&lock_path).map_err(io_at(&lock_path))?;
         if ready_file.exists() {
             return Ok(Golden { dir, size: verified.size });

@@ -52,7 +52,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::ProviderError;
-pub use capture::TEMPLATE_DISK_MIB;
 pub use golden::{Golden, host_arch};
 pub use images::{BASE_PACKAGES, Images};
 pub use lab::{OUTSIDE_IPV4, OUTSIDE_IPV6};
