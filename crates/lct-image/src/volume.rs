@@ -201,39 +201,51 @@ pub async fn image_of(
         })
         .await
         .map_err(|e| refused(e.to_string()))?,
-        Reach::Node(node, device) => {
-            install_on(&node, &local_bin).await?;
-            tokio::task::spawn_blocking(move || {
-                let partial = crate::disk::partial_path(&out);
-                let file = std::fs::File::create(&partial).map_err(crate::error::io_at(&partial))?;
-                let level = options.level.to_string();
-                let mut argv = vec!["lct-image", "create", &device, "-", "--level", &level];
-                if options.force {
-                    argv.push("--force");
-                }
-                let status = on_node(&node, &argv)?
-                    .stdin(Stdio::null())
-                    .stdout(file)
-                    .status()
-                    .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
-                if !status.success() {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(refused(format!("node {}: lct-image create {device} failed", node.name)));
-                }
-                // The image is checked whole before it takes the name.
-                let checked = crate::restore::verify(&partial, None, crate::parallel::threads(), false, &|_, _| {});
-                if let Err(e) = checked {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(e);
-                }
-                std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(crate::error::io_at(&partial))?;
-                std::fs::rename(&partial, &out).map_err(crate::error::io_at(&out))?;
-                let index = crate::opened::index(&out)?;
-                let _ = std::io::stderr().flush();
-                Ok(Report::of(&out, None, &index, 0))
-            })
-            .await
-            .map_err(|e| refused(e.to_string()))?
-        }
+        Reach::Node(node, device) => image_device_on(*node, device, out, options, local_bin).await,
     }
+}
+
+/// Images block device `device` of `node` into the image file `out` on this machine:
+/// lct-image put on the node, `create DEVICE -` run there, the image back on the pipe and
+/// checked whole before it takes its name (a volume; a node's own disk that `lct-plan
+/// bake` captures on a helper disk).
+pub async fn image_device_on(
+    node: Node,
+    device: String,
+    out: PathBuf,
+    options: CreateOptions,
+    local_bin: PathBuf,
+) -> Result<Report<Created>, ImageError> {
+    install_on(&node, &local_bin).await?;
+    tokio::task::spawn_blocking(move || {
+        let partial = crate::disk::partial_path(&out);
+        let file = std::fs::File::create(&partial).map_err(crate::error::io_at(&partial))?;
+        let level = options.level.to_string();
+        let mut argv = vec!["lct-image", "create", &device, "-", "--level", &level];
+        if options.force {
+            argv.push("--force");
+        }
+        let status = on_node(&node, &argv)?
+            .stdin(Stdio::null())
+            .stdout(file)
+            .status()
+            .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
+        if !status.success() {
+            let _ = std::fs::remove_file(&partial);
+            return Err(refused(format!("node {}: lct-image create {device} failed", node.name)));
+        }
+        // The image is checked whole before it takes the name.
+        let checked = crate::restore::verify(&partial, None, crate::parallel::threads(), false, &|_, _| {});
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(crate::error::io_at(&partial))?;
+        std::fs::rename(&partial, &out).map_err(crate::error::io_at(&out))?;
+        let index = crate::opened::index(&out)?;
+        let _ = std::io::stderr().flush();
+        Ok(Report::of(&out, None, &index, 0))
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?
 }
