@@ -11,13 +11,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use lct_api::{AnyProvider, Provider};
 use lct_core::record::{Node, Volume};
 
 use crate::create::CreateOptions;
 use crate::error::ImageError;
+use crate::node_pipe::on_node;
 use crate::opened::Opened;
 use crate::report::{Created, Report, Restored};
 use crate::restore::RestoreOptions;
@@ -110,15 +111,6 @@ async fn install_on(node: &Node, local_bin: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// The command that runs `argv` on `node`.
-fn on_node(node: &Node, argv: &[&str]) -> Result<Command, ImageError> {
-    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let options = lct_inventory::exec::ExecOptions::default();
-    let full = lct_inventory::exec::command_for(node, &argv, &options).map_err(refused)?;
-    let mut command = Command::new(&full[0]);
-    command.args(&full[1..]);
-    Ok(command)
-}
 
 /// Restores `opened` onto volume `label` wherever it is attached. `local_bin` is the
 /// lct-image to put on a node that needs one.
