@@ -7,6 +7,10 @@
 //! starting with `./`), or an `https://` URL. lct-api does not read the image format itself:
 //! lct-image owns it and sits above lct-api, so the providers run the `lct-image` program
 //! (beside this program, else on the PATH), with argument vectors, never a shell.
+//!
+//! An image by URL may be pinned, `URL#root=HEX` (the image's root hash, which `lct-image
+//! verify` reports): the provider refuses content with another root, so a server cannot
+//! swap what a plan names (plans must pin theirs: `lct-plan validate`).
 
 use std::path::{Path, PathBuf};
 
@@ -19,9 +23,12 @@ pub enum LctImage {
     Entry { repo: String, name: String },
     /// An image file.
     File(PathBuf),
-    /// An image behind an `https://` URL.
-    Url(String),
+    /// An image behind an `https://` URL, pinned to a root hash (lower-case hex) or not.
+    Url { url: String, root: Option<String> },
 }
+
+/// Where a pin starts in an image URL.
+const PIN: &str = "#root=";
 
 impl LctImage {
     /// `Some` when `image` names an lct image, `None` for a provider's own image name.
@@ -30,7 +37,10 @@ impl LctImage {
             return Some(LctImage::Entry { repo: repo.to_string(), name: name.to_string() });
         }
         if image.starts_with("https://") || image.starts_with("http://") {
-            return Some(LctImage::Url(image.to_string()));
+            return Some(match image.split_once(PIN) {
+                Some((url, root)) => LctImage::Url { url: url.to_string(), root: Some(root.to_ascii_lowercase()) },
+                None => LctImage::Url { url: image.to_string(), root: None },
+            });
         }
         if image.starts_with('/') || image.starts_with("./") || image.starts_with("../") {
             return Some(LctImage::File(PathBuf::from(image)));
@@ -43,8 +53,40 @@ impl LctImage {
         match self {
             LctImage::Entry { repo, name } => format!("{repo}::{name}"),
             LctImage::File(path) => path.display().to_string(),
-            LctImage::Url(url) => url.clone(),
+            LctImage::Url { url, .. } => url.clone(),
         }
+    }
+
+    /// Whether an image by URL names the root hash its content must have.
+    pub fn is_pinned(&self) -> bool {
+        !matches!(self, LctImage::Url { root: None, .. })
+    }
+
+    /// Refuses content whose root hash (`lct-image verify`'s) is not the pinned one.
+    pub fn check_root(&self, root: &str) -> Result<(), ProviderError> {
+        match self {
+            LctImage::Url { url, root: Some(pin) } if !pin.eq_ignore_ascii_case(root) => {
+                Err(ProviderError::Invalid(format!("image {url}: its root hash is {root}, not the pinned {pin}")))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Refuses a restore whose image was not the one verified before it (`root`): lct-image
+/// reads an image again to restore it, and a server may answer the second fetch with other
+/// content. `report` is the restore's JSON lines; its `root` is what was written.
+pub fn check_restored(image: &str, report: &str, root: &str) -> Result<(), ProviderError> {
+    let restored = report
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["root"].as_str().map(str::to_string));
+    match restored {
+        Some(r) if r.eq_ignore_ascii_case(root) => Ok(()),
+        Some(r) => Err(ProviderError::Invalid(format!(
+            "image {image}: the restored image's root hash is {r}, not the verified {root}: it changed in between"
+        ))),
+        None => Err(ProviderError::Invalid(format!("image {image}: lct-image restore reported no root hash"))),
     }
 }
 
@@ -92,6 +134,25 @@ mod tests {
             Some(LctImage::Entry { repo: "ssh://store-1/srv/repo".into(), name: "zk".into() })
         );
         assert_eq!(LctImage::parse("./zk.lct"), Some(LctImage::File("./zk.lct".into())));
-        assert_eq!(LctImage::parse("https://x.example/zk.lct"), Some(LctImage::Url("https://x.example/zk.lct".into())));
+        assert_eq!(
+            LctImage::parse("https://x.example/zk.lct"),
+            Some(LctImage::Url { url: "https://x.example/zk.lct".into(), root: None })
+        );
+        let pinned = LctImage::parse("https://x.example/zk.lct#root=ABC1").unwrap();
+        assert_eq!(pinned, LctImage::Url { url: "https://x.example/zk.lct".into(), root: Some("abc1".into()) });
+        assert_eq!(pinned.argument(), "https://x.example/zk.lct", "the pin is lct's, not the server's");
+        assert!(pinned.is_pinned() && pinned.check_root("abc1").is_ok());
+        let e = pinned.check_root("ffff").unwrap_err().to_string();
+        assert!(e.contains("its root hash is ffff, not the pinned abc1"), "{e}");
+        assert!(!LctImage::parse("https://x.example/zk.lct").unwrap().is_pinned());
+    }
+
+    #[test]
+    fn a_restore_of_other_content_than_was_verified_is_refused() {
+        let report = "{\"kind\":\"image-restored\",\"root\":\"abcd\"}\n";
+        assert!(super::check_restored("x", report, "ABCD").is_ok());
+        let e = super::check_restored("x", report, "ffff").unwrap_err().to_string();
+        assert!(e.contains("root hash is abcd, not the verified ffff"), "{e}");
+        assert!(super::check_restored("x", "", "ffff").is_err());
     }
 }

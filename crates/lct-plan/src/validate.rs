@@ -58,7 +58,18 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
             }
         }
         let image = group.image.as_str();
-        let lct_image = lct_api::disk_image::LctImage::parse(image).is_some();
+        let lct_image = lct_api::disk_image::LctImage::parse(image);
+        if lct_image.as_ref().is_some_and(|i| !i.is_pinned()) {
+            // A plan names what its nodes run: content behind a URL must be the content the
+            // plan's author meant (as hook downloads are pinned by SHA-256).
+            return Err(bad(
+                format!("groups.{g}.image"),
+                format!(
+                    "{image}: an image by URL must be pinned, URL#root=HEX (the `root` of `lct-image info -o jsonl URL`)"
+                ),
+            ));
+        }
+        let lct_image = lct_image.is_some();
         if !lct_image && !matches!(image, "debian-12" | "linode/debian12" | "lct/netns" | "baked") {
             return Err(bad(
                 format!("groups.{g}.image"),
@@ -319,10 +330,18 @@ mod tests {
 
     #[test]
     fn images_and_baked_hooks_are_checked() {
-        for image in ["baked", "/srv/repo::zk-0123", "./zk.lcti", "https://x.example/zk.lcti", "ssh://store-1/r::zk"] {
+        for image in [
+            "baked",
+            "/srv/repo::zk-0123",
+            "./zk.lcti",
+            "https://x.example/zk.lcti#root=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "ssh://store-1/r::zk",
+        ] {
             let plan = GOOD.replace("    count: 2\n", &format!("    count: 2\n    image: {image:?}\n"));
             validate(&parse(&plan, "p.yaml").unwrap(), "p.yaml").unwrap_or_else(|e| panic!("{image}: {e}"));
         }
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: https://x.example/zk.lcti\n"));
+        assert!(e.contains("groups.server.image: https://x.example/zk.lcti: an image by URL must be pinned"), "{e}");
         let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: debian-13\n"));
         assert!(e.starts_with("p.yaml: groups.server.image: \"debian-13\": debian-12, lct/netns, baked"), "{e}");
         let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: \"/r::a\\nb\"\n"));

@@ -84,7 +84,7 @@ pub async fn check_image(image: &LctImage) -> Result<Checked, ProviderError> {
     let program = lct_image_program()?;
     let mut command = tokio::process::Command::new(&program);
     command.args(["-o", "jsonl", "verify", &name]).stdin(Stdio::null()).kill_on_drop(true);
-    if matches!(image, LctImage::Url(u) if u.starts_with("http://")) {
+    if matches!(image, LctImage::Url { url, .. } if url.starts_with("http://")) {
         command.arg("--allow-http");
     }
     let out = command.output().await.map_err(|e| refused(&name, format!("{}: {e}", program.display())))?;
@@ -103,6 +103,7 @@ pub async fn check_image(image: &LctImage) -> Result<Checked, ProviderError> {
     if root.len() != 64 || !root.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(refused(&name, "lct-image verify's root is not a hash"));
     }
+    image.check_root(root)?;
     Ok(Checked { name, size, root: root.to_string() })
 }
 
@@ -377,7 +378,7 @@ async fn stream_onto(node: &Name, checked: &Checked) -> Result<(), ProviderError
             ),
         ));
     }
-    Ok(())
+    crate::disk_image::check_restored(&checked.name, &String::from_utf8_lossy(&out.stdout), &checked.root)
 }
 
 #[cfg(test)]

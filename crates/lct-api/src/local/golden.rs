@@ -85,6 +85,7 @@ impl Images {
         if !verified.root.bytes().all(|b| b.is_ascii_hexdigit()) || verified.root.len() != 64 {
             return Err(ProviderError::Invalid(format!("image {arg}: root hash {:?} is not hex", verified.root)));
         }
+        image.check_root(&verified.root)?;
         check_size(&arg, verified.size, disk_mib)?;
         let golden = self.restore_once(&program, &arg, &verified)?;
         let names = self.name_file(image);
@@ -129,8 +130,9 @@ impl Images {
         let result = (|| {
             let disk = building.join("disk.raw");
             let disk_s = disk.to_string_lossy().into_owned();
-            run_lct_image(program, &["--output", "jsonl", "restore", arg, &disk_s])
+            let report = run_lct_image(program, &["--output", "jsonl", "restore", arg, &disk_s])
                 .map_err(|e| ProviderError::Invalid(format!("image {arg}: {e}")))?;
+            crate::disk_image::check_restored(arg, &report, &verified.root)?;
             // e2fsck before anything reads the file system: a damaged or hostile one is refused.
             net::check_ext4(&disk).map_err(|e| {
                 ProviderError::Invalid(format!(
