@@ -503,3 +503,40 @@ mod inotify_tests {
         assert!(super::inotify_fits(100, 1024).is_ok());
     }
 }
+
+#[cfg(test)]
+mod disk_root_tests {
+    use super::Machine;
+
+    fn machine(dir: &std::path::Path) -> Machine {
+        let name = "t-node".to_string();
+        Machine { dir: dir.join("machines/node"), name: name.clone(), netns: name, lab: "t".into() }
+    }
+
+    #[test]
+    fn a_disk_without_a_clean_file_system_is_refused_before_any_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = machine(dir.path());
+        // Not a file system at all (a disk an attacker filled), and a truncated one.
+        let disk = dir.path().join("disk.raw");
+        std::fs::write(&disk, vec![0x5a; 4 << 20]).unwrap();
+        assert!(m.set_root_disk(&disk).unwrap(), "a new root");
+        let e = m.mount_disk(&disk).unwrap_err().to_string();
+        assert!(e.contains("not a clean ext4 file system") && e.contains("disk.raw"), "{e}");
+        assert!(!m.mounted());
+    }
+
+    #[test]
+    fn the_same_disk_again_is_a_reboot_and_another_one_a_first_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = machine(dir.path());
+        let (a, b) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
+        assert!(m.set_root_disk(&a).unwrap());
+        std::fs::write(m.dir.join("prepared"), b"").unwrap();
+        assert!(!m.set_root_disk(&a).unwrap(), "the same disk: nothing changes");
+        assert!(m.prepared(), "a reboot keeps its first boot done");
+        assert!(m.set_root_disk(&b).unwrap());
+        assert!(!m.prepared(), "another disk boots for the first time");
+        assert_eq!(m.root_disk().as_deref(), Some(b.as_path()));
+    }
+}
