@@ -226,3 +226,97 @@ fn a_capture_boots_a_helper_with_the_nodes_disk_at_sdb_and_release_puts_it_back(
     assert_eq!(writes[2].0, "DELETE", "the helper disk goes");
     eprintln!("took {:?}", started.elapsed());
 }
+
+/// The base root's disk (debian-12: systemd, sshd, cloud-init) with a marker file, imaged:
+/// a bootable lct image.
+fn bootable_marker_image(env: &Env, run: &dyn Fn(&str, &[&str]) -> lct_tests::Run) -> (PathBuf, PathBuf) {
+    let base =
+        lct_api::local::Images::at(Path::new(&lct_tests::image_dir())).base_disk().expect("the base root's disk");
+    let raw = env.state.path().join("disk.raw");
+    let copy = std::process::Command::new("cp").args(["--sparse=always"]).arg(&base).arg(&raw).status().unwrap();
+    assert!(copy.success());
+    let marker = env.state.path().join("marker");
+    std::fs::write(&marker, "made from an lct image\n").unwrap();
+    let write = format!("write {} marker", path(&marker));
+    let out = std::process::Command::new("debugfs").args(["-w", "-R", &write]).arg(&raw).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let image = env.state.path().join("disk.lcti");
+    run("lct-image", &["create", path(&raw), path(&image)]).ok();
+    std::fs::remove_file(&raw).unwrap();
+    (image, marker)
+}
+
+/// A file of an ext4 disk file, read in user space (debugfs).
+fn file_in_disk(disk: &Path, file: &str) -> String {
+    let out = std::process::Command::new("debugfs").args(["-R", &format!("cat {file}")]).arg(disk).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs root: the Linode double backed by machine nodes (loop devices, mounts, namespaces)"]
+fn on_a_backed_double_the_node_boots_the_image_streamed_onto_its_target_disk() {
+    let started = std::time::Instant::now();
+    let env = Env::new();
+    let (double, settings) = env.linode_double_settings("backed");
+    let controller = env.state.path().join("controller");
+    std::fs::create_dir_all(&controller).unwrap();
+    let command = |program: &str, args: &[&str]| {
+        let mut cmd = env.command(program, args);
+        cmd.env("LCT_STATE_DIR", &controller)
+            .env("LINODE_URL", &settings["LINODE_URL"])
+            .env("LINODE_TOKEN", &settings["LINODE_TOKEN"])
+            .env("LCT_LINODE_SSH_NETNS", &settings["LCT_LINODE_SSH_NETNS"])
+            .env("LCT_LINODE_POLL", "0.05")
+            .env("HOME", &controller)
+            .env_remove("LCT_PROVIDER");
+        cmd
+    };
+    let run = |program: &str, args: &[&str]| lct_tests::run_command(command(program, args), "");
+    let (image, _) = bootable_marker_image(&env, &run);
+    eprintln!("image made at {:?}", started.elapsed());
+    let made = lct_tests::run_command(
+        command("lct-api", &["-p", "linode", "create", "-o", "jsonl"]),
+        &spec("img-1", &format!(r#","image":"{}""#, path(&image))),
+    )
+    .ok();
+    eprintln!("created at {:?}", started.elapsed());
+    let node = &made.nodes()[0];
+    // The profile boots the target disk alone; the helper disk is gone.
+    let disks = run("lct-api", &["linode", "disks", "list", &node.provider_id]).ok().json_lines();
+    assert_eq!(disks.iter().map(|d| d["label"].as_str().unwrap()).collect::<Vec<_>>(), ["lct-root"], "{disks:?}");
+    let ssh = |cmd: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let out = lct_tests::run_command(
+                command("lct-inventory", &["exec", "-o", "jsonl", "--", "sh", "-c", cmd]),
+                &made.stdout,
+            );
+            if out.status == 0 || std::time::Instant::now() > deadline {
+                break out.ok().json_lines()[0]["stdout"].as_str().unwrap_or_default().trim().to_string();
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    // Over SSH with the host key lct pinned, the node's own name; its root is the image's
+    // file system (the marker at /), and what it writes lands in the target disk's file.
+    assert_eq!(ssh("cloud-init status --wait >/dev/null; hostname"), "img-1");
+    assert_eq!(ssh("cat /marker"), "made from an lct image");
+    assert_eq!(ssh("echo written on the node > /root/proof && sync && echo ok"), "ok");
+    let volumes = env.state.path().join("local/volumes");
+    let disk = std::fs::read_dir(&volumes)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("lct-disk-")))
+        .unwrap_or_else(|| panic!("no raw disk among {}", volumes.display()));
+    assert_eq!(file_in_disk(&disk, "/root/proof"), "written on the node\n");
+    assert_eq!(file_in_disk(&disk, "/etc/hostname"), "img-1\n", "the first boot's files are in the disk");
+    lct_tests::run_command(command("lct-api", &["delete"]), &made.stdout).ok();
+    assert!(!disk.exists(), "the raw disk's volume goes with the instance");
+    let loops = std::process::Command::new("losetup").arg("-a").output().unwrap();
+    assert!(!String::from_utf8_lossy(&loops.stdout).contains(path(&volumes)), "no loop device left");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(path(env.state.path())), "no mount left under the test's state");
+    drop(double);
+    eprintln!("took {:?}", started.elapsed());
+}

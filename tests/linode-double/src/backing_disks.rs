@@ -1,12 +1,13 @@
-//! The helper-disk way (nodes from lct images) on a backing of machines, at the closest level
-//! reached: a `raw` disk is a local-cloud volume (`lct-disk-ID`: a sparse file on this
-//! machine, a loop device); booting a profile whose `sda` is a disk made from an image makes
-//! the instance's machine (debian-12, first boot from the instance's `metadata.user_data`)
-//! when it has none; every raw disk of the booted profile is attached to the machine and
-//! appears in it at its slot (`/dev/sdb`), so an image streamed there over SSH lands in that
-//! file. A profile whose `sda` is a raw disk boots the same machine with that disk at
-//! `/dev/sda`: the machine's root file system stays the local cloud's debian-12 overlay (the
-//! disk's contents are not what it boots). Deleting a disk or the instance deletes its volumes.
+//! The helper-disk way (nodes from lct images) on a backing of machines: a `raw` disk is a
+//! local-cloud volume (`lct-disk-ID`: a sparse file on this machine, a loop device); booting
+//! a profile whose `sda` is a disk made from an image makes the instance's machine (debian-12,
+//! first boot from the instance's `metadata.user_data`) when it has none; every other raw disk
+//! of the booted profile is attached to the machine and appears in it at its slot
+//! (`/dev/sdb`), so an image streamed there over SSH lands in that file. A profile whose `sda`
+//! is a raw disk boots *that disk*: its ext4 file system becomes the machine's root (no
+//! overlay; what the node writes lands in the disk), with the node's first-boot files
+//! written into it from the instance's metadata, and the disk appears at `/dev/sda`.
+//! Deleting a disk or the instance deletes its volumes (the machine's root unmounted first).
 
 use lct_api::Provider;
 use lct_api::local::Seed;
@@ -27,8 +28,10 @@ pub struct Boot {
     /// The instance has no machine yet and its profile boots a disk made from an image: the
     /// first boot data to make one with.
     pub user_data: Option<String>,
-    /// Raw disks of the profile and the slots they are in (`sdb`).
+    /// Raw disks of the profile and the slots they are in (`sdb`), `sda` aside.
     pub raw: Vec<(String, u64)>,
+    /// A raw disk at `sda`: the disk the machine boots as its root.
+    pub root: Option<u64>,
 }
 
 /// The raw disks of instance `linode` (their volumes go with it).
@@ -56,11 +59,15 @@ pub(crate) fn boot_of(s: &State, linode: u64, body: &Value) -> Option<Boot> {
     for slot in ["sda", "sdb", "sdc", "sdd", "sde", "sdf", "sdg", "sdh"] {
         let Some(d) = config["devices"][slot]["disk_id"].as_u64() else { continue };
         let Some(disk) = disks.get(&d) else { continue };
-        if disk.v["filesystem"] == json!("raw") {
-            boot.raw.push((slot.to_string(), d));
-        } else if slot == "sda" && disk.v["_image"].is_string() {
+        let raw = disk.v["filesystem"] == json!("raw");
+        if slot == "sda" && (raw || disk.v["_image"].is_string()) {
             let instance = s.kinds.get("instances")?.get(&linode)?;
             boot.user_data = instance.v["_user_data"].as_str().map(String::from);
+        }
+        if raw && slot == "sda" {
+            boot.root = Some(d);
+        } else if raw {
+            boot.raw.push((slot.to_string(), d));
         }
     }
     Some(boot)
@@ -92,7 +99,18 @@ impl Backing {
         let runtime = runtime()?;
         let exists = runtime.block_on(self.local.list()).map_err(|e| e.to_string())?.iter().any(|n| n.name == name);
         let mut made = None;
-        if exists {
+        if let Some(root) = boot.root {
+            if !exists {
+                return Err(format!(
+                    "{label}: its profile boots raw disk {root}, and it never booted a disk from an image"
+                ));
+            }
+            let volume = volume_of(root);
+            runtime.block_on(self.local.attach_volume(&volume, &name)).map_err(|e| e.to_string())?;
+            let seed = boot.user_data.as_deref().map_or(Seed::Merged(None), Seed::Raw);
+            self.local.boot_from_volume(&name, &volume, seed).map_err(|e| e.to_string())?;
+            self.local.expose_volume_at(&volume, "/dev/sda").map_err(|e| e.to_string())?;
+        } else if exists {
             runtime.block_on(self.local.start(&name)).map_err(|e| e.to_string())?;
         } else if let Some(user_data) = &boot.user_data {
             let spec = NodeSpec {

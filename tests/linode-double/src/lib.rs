@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod backing;
 pub mod backing_disks;
+mod backing_power;
 use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::{BodyExt, Full};
@@ -454,7 +455,16 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         _ => (None, Vec::new()),
     };
     let (status, mut hs, mut v) = route(&mut s, &method, &path, &query, filter.as_deref(), &body);
-    if let Some(b) = backing.filter(|_| status == 200) {
+    let power = match (method.as_str(), segs.as_slice(), &target, instance_id) {
+        ("POST", ["linode", "instances", _, action @ ("boot" | "shutdown" | "reboot")], Some(label), Some(id)) => {
+            Some((id, label.clone(), *action))
+        }
+        _ => None,
+    };
+    if let (Some(b), Some((id, label, action))) = (backing.clone().filter(|_| status == 200), power) {
+        // Answered now, the machine's work behind it (Linode's power actions are jobs).
+        backing_power::start(&mut s, state.clone(), b, (id, label), action, boot);
+    } else if let Some(b) = backing.filter(|_| status == 200) {
         // On a thread of its own: the machine side runs its own small runtime.
         let outcome = std::thread::scope(|scope| {
             scope
@@ -465,20 +475,6 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
                         let (id, size) = (v["id"].as_u64().unwrap_or(0), v["size"].as_u64().unwrap_or(0));
                         b.raw_disk(id, size).map(|()| None)
                     }
-                    ("POST", [.., "boot" | "reboot"]) if boot.as_ref().is_some_and(|b| b.user_data.is_some()) => {
-                        let (label, boot) = (target.as_deref().unwrap_or_default(), boot.as_ref().expect("some"));
-                        b.boot(label, boot)
-                    }
-                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| match &boot {
-                        // A profile with raw disks: one start, the disks made visible after it.
-                        Some(boot) if *action != "shutdown" && !boot.raw.is_empty() => {
-                            if *action == "reboot" {
-                                b.power(l, "shutdown")?;
-                            }
-                            b.boot(l, boot).map(drop).map(|()| None)
-                        }
-                        _ => b.power(l, action).map(|()| None),
-                    }),
                     ("DELETE", _) => {
                         target.as_deref().map_or(Ok(()), |l| b.delete(l))?;
                         b.delete_disks(&raw_disks).map(|()| None)

@@ -63,6 +63,11 @@ impl Images {
         Images { dir }
     }
 
+    /// The images at `dir` (a test's shared image directory), whatever `LCT_IMAGE_DIR` says.
+    pub fn at(dir: &Path) -> Images {
+        Images { dir: dir.to_path_buf() }
+    }
+
     /// `IMAGES`: the base root, the lct images machines are made from, the mirror.
     pub(super) fn dir(&self) -> &Path {
         &self.dir

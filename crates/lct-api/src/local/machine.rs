@@ -8,6 +8,10 @@
 //! overlay; the machine's sshd takes keys only. The lab's package mirror is bind-mounted
 //! read-only, the only apt source a machine has: no machine has a route out.
 //!
+//! A machine can boot a disk instead (the Linode double's instance booting the raw disk its
+//! profile names, an image streamed onto it): the disk's ext4 file system, checked by e2fsck,
+//! is mounted read-write as its root, no overlay, and gets its first-boot files the same way.
+//!
 //! The container runs detached (its own session), with no systemd needed on the host
 //! (`--register=no --keep-unit`), under a supervisor that boots it again when it reboots
 //! itself (see [`super::reboot`]); its pid is kept beside the overlay, so any later run can
@@ -173,10 +177,14 @@ impl Machine {
             .is_ok_and(|m| m.lines().any(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap_or_default())))
     }
 
-    /// Mounts the overlay (base root below, the machine's own changes above).
+    /// Mounts the machine's root: its disk when it boots one (see [`Machine::set_root_disk`]),
+    /// else the overlay (base root below, the machine's own changes above).
     fn mount(&self, base: &Path) -> Result<(), ProviderError> {
         if self.mounted() {
             return Ok(());
+        }
+        if let Some(disk) = self.root_disk() {
+            return self.mount_disk(&disk);
         }
         for d in ["upper", "work", "root"] {
             let p = self.dir.join(d);
@@ -189,6 +197,85 @@ impl Machine {
             self.dir.join("work").display()
         );
         net::run("mount", &["-t", "overlay", "overlay", "-o", &options, &self.root().to_string_lossy()])?;
+        Ok(())
+    }
+
+    /// Where the disk the machine boots is named, when it boots one.
+    fn disk_file(&self) -> PathBuf {
+        self.dir.join("disk")
+    }
+
+    /// The block device (or raw disk file) whose ext4 file system is the machine's root, in
+    /// place of the overlay: a Linode double's instance booting the disk its profile names.
+    pub fn root_disk(&self) -> Option<PathBuf> {
+        let text = fs::read_to_string(self.disk_file()).ok()?;
+        Some(PathBuf::from(text.trim_end_matches('\n'))).filter(|p| !p.as_os_str().is_empty())
+    }
+
+    /// Makes `disk` the machine's root from its next boot (the machine is stopped): the
+    /// overlay is unmounted (kept on disk), and the next boot is a first boot (the node's host
+    /// name, host key, keys and seed are written into the disk's file system). Whether the
+    /// root changed: the same disk again is a plain reboot.
+    pub fn set_root_disk(&self, disk: &Path) -> Result<bool, ProviderError> {
+        if self.root_disk().as_deref() == Some(disk) {
+            return Ok(false);
+        }
+        if self.pid().is_some() {
+            return Err(ProviderError::Invalid(format!("machine {}: stop it before its root changes", self.name)));
+        }
+        self.unmount_root()?;
+        fs::create_dir_all(&self.dir).map_err(io_at(&self.dir))?;
+        let file = self.disk_file();
+        atomic_write(&file, format!("{}\n", disk.display()).as_bytes(), 0o644).map_err(io_at(&file))?;
+        match fs::remove_file(self.dir.join("prepared")) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_at(&self.dir)(e)),
+            _ => Ok(true),
+        }
+    }
+
+    /// Mounts the disk's ext4 file system on the machine's root, read-write (what the machine
+    /// writes lands in the disk). Its contents came from someone else (an image streamed onto
+    /// it): e2fsck checks it first (preen: a journal left by a killed machine is replayed),
+    /// and anything it cannot fix safely is refused before the host's kernel mounts it.
+    fn mount_disk(&self, disk: &Path) -> Result<(), ProviderError> {
+        let root = self.root();
+        fs::create_dir_all(&root).map_err(io_at(&root))?;
+        let checked = std::process::Command::new("e2fsck")
+            .args(["-p", "-f"])
+            .arg(disk)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|error| ProviderError::Io { what: "e2fsck".into(), error })?;
+        // 0: clean; 1: errors corrected. Anything else: not a file system to boot.
+        if !matches!(checked.status.code(), Some(0 | 1)) {
+            let why = String::from_utf8_lossy(&checked.stdout)
+                .lines()
+                .chain(String::from_utf8_lossy(&checked.stderr).lines())
+                .take(4)
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ProviderError::Invalid(format!(
+                "machine {}: its disk {} is not a clean ext4 file system (e2fsck -p: {why})",
+                self.name,
+                disk.display()
+            )));
+        }
+        let disk_s = disk.to_string_lossy();
+        let root_s = root.to_string_lossy();
+        // A raw disk file goes on a loop device of its own, freed by the unmount (autoclear).
+        let options = if fs::metadata(disk).is_ok_and(|m| m.is_file()) { "loop" } else { "rw" };
+        net::run("mount", &["-t", "ext4", "-o", options, &disk_s, &root_s])?;
+        Ok(())
+    }
+
+    /// Unmounts the machine's root, if mounted (overlay or disk).
+    fn unmount_root(&self) -> Result<(), ProviderError> {
+        if self.mounted() {
+            let root = self.root().display().to_string();
+            if net::run("umount", &[&root]).is_err() {
+                net::run("umount", &["--lazy", &root])?;
+            }
+        }
         Ok(())
     }
 
@@ -321,11 +408,11 @@ impl Machine {
     /// Stops the machine and removes its overlay and files: nothing of it stays.
     pub fn remove(&self) -> Result<(), ProviderError> {
         self.stop()?;
+        self.unmount_root()?;
         if self.mounted() {
-            let root = self.root().display().to_string();
-            if net::run("umount", &[&root]).is_err() {
-                net::run("umount", &["--lazy", &root])?;
-            }
+            // Never remove a tree through a mount: with a disk as root, that is the disk's
+            // contents (another Linode disk of the double), not the machine's own files.
+            return Err(ProviderError::Invalid(format!("machine {}: its root is still mounted", self.name)));
         }
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => Ok(()),
@@ -414,5 +501,42 @@ mod inotify_tests {
         let e = super::inotify_fits(20, 128).unwrap_err().to_string();
         assert!(e.contains("fs.inotify.max_user_instances is 128") && e.contains("sysctl -w"), "{e}");
         assert!(super::inotify_fits(100, 1024).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod disk_root_tests {
+    use super::Machine;
+
+    fn machine(dir: &std::path::Path) -> Machine {
+        let name = "t-node".to_string();
+        Machine { dir: dir.join("machines/node"), name: name.clone(), netns: name, lab: "t".into() }
+    }
+
+    #[test]
+    fn a_disk_without_a_clean_file_system_is_refused_before_any_mount() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = machine(dir.path());
+        // Not a file system at all (a disk an attacker filled), and a truncated one.
+        let disk = dir.path().join("disk.raw");
+        std::fs::write(&disk, vec![0x5a; 4 << 20]).unwrap();
+        assert!(m.set_root_disk(&disk).unwrap(), "a new root");
+        let e = m.mount_disk(&disk).unwrap_err().to_string();
+        assert!(e.contains("not a clean ext4 file system") && e.contains("disk.raw"), "{e}");
+        assert!(!m.mounted());
+    }
+
+    #[test]
+    fn the_same_disk_again_is_a_reboot_and_another_one_a_first_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = machine(dir.path());
+        let (a, b) = (dir.path().join("a.raw"), dir.path().join("b.raw"));
+        assert!(m.set_root_disk(&a).unwrap());
+        std::fs::write(m.dir.join("prepared"), b"").unwrap();
+        assert!(!m.set_root_disk(&a).unwrap(), "the same disk: nothing changes");
+        assert!(m.prepared(), "a reboot keeps its first boot done");
+        assert!(m.set_root_disk(&b).unwrap());
+        assert!(!m.prepared(), "another disk boots for the first time");
+        assert_eq!(m.root_disk().as_deref(), Some(b.as_path()));
     }
 }

@@ -78,17 +78,19 @@ impl LocalCloud {
             .filter(|v| v.attached_to.as_ref() == Some(&node.name))
             .map(|v| v.label.clone())
             .collect();
-        for label in attached {
-            self.detach_loops(&label)?;
-            let v = state.volumes.iter_mut().find(|v| v.label == label).expect("listed");
-            v.attached_to = None;
-            v.path = None;
-        }
+        // The machine first: its root may be one of those volumes (a disk it boots), mounted
+        // on a loop device that can only go once it is unmounted.
         if state.machines.contains(&node.name) {
             self.machine(state, node).remove()?;
             lct_core::ssh::SshFiles::new(self.state_dir())
                 .forget_host(&ssh_names(node))
                 .map_err(|error| ProviderError::Io { what: "lct's known_hosts".into(), error })?;
+        }
+        for label in attached {
+            self.detach_loops(&label)?;
+            let v = state.volumes.iter_mut().find(|v| v.label == label).expect("listed");
+            v.attached_to = None;
+            v.path = None;
         }
         lab.remove_node(node)?;
         state.nodes.retain(|n| n.name != node.name);
@@ -185,6 +187,16 @@ impl LocalCloud {
         for volume in state.volumes.clone() {
             self.detach_loops(&volume.label)?;
             let _ = fs::remove_file(self.backing_file(&volume.label));
+        }
+        // Volume files no record names (a state file lost): their loop devices go too (after
+        // the machines above, whose roots they may have been).
+        if let Ok(files) = fs::read_dir(self.dir.join("volumes")) {
+            for file in files.flatten().map(|f| f.path()) {
+                for dev in net::loops_of(&file)? {
+                    tracing::warn!(device = %dev, file = %file.display(), "detaching a loop device of a volume no record names");
+                    net::run("losetup", &["--detach", &dev])?;
+                }
+            }
         }
         let lab = Lab::new(&state.lab);
         lab.sweep(&[lab.lab_ns(), lab.outside_ns()].into())?;

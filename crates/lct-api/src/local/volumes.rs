@@ -1,12 +1,15 @@
-//! Volumes: sparse files attached as loop devices, reached through a stable symlink.
+//! Volumes: sparse files attached as loop devices, reached through a stable symlink (and a
+//! machine booting one as its root disk).
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use lct_core::record::{Name, ProviderName, Volume};
+use lct_core::record::{Name, ProviderName, Status, Volume};
 
+use super::lab::Lab;
 use super::net;
-use super::{LocalCloud, REGION};
+use super::state::set_status;
+use super::{LocalCloud, REGION, Seed};
 use crate::{ProviderError, VolumeSpec};
 
 impl LocalCloud {
@@ -46,6 +49,36 @@ impl LocalCloud {
         let node = node.ok_or_else(|| ProviderError::Invalid(format!("volume {label} is not attached")))?;
         let n = Self::find(&state, &node)?.clone();
         self.machine(&state, &n).add_device(path, &self.device_link(label))
+    }
+
+    /// Boots machine `name` from attached volume `label` (a raw disk holding an ext4 file
+    /// system) as its root, as a Linode whose profile now boots that disk: stopped, its root
+    /// switched, its network stack renewed, and, the first time on this disk, its first-boot
+    /// files written into the disk's file system from `seed` (the instance's metadata).
+    pub fn boot_from_volume(&self, name: &Name, label: &Name, seed: Seed<'_>) -> Result<(), ProviderError> {
+        let (_lock, mut state) = self.begin()?;
+        let node = Self::find(&state, name)?.clone();
+        if !state.machines.contains(name) {
+            return Err(ProviderError::Invalid(format!("{name} is a namespace node: it boots no disk")));
+        }
+        let volume = state
+            .volumes
+            .iter()
+            .find(|v| &v.label == label)
+            .ok_or_else(|| ProviderError::NoSuchVolume(label.clone()))?;
+        if volume.attached_to.as_ref() != Some(name) {
+            return Err(ProviderError::Invalid(format!("volume {label} is not attached to {name}: it cannot boot it")));
+        }
+        let machine = self.machine(&state, &node);
+        machine.stop()?;
+        if machine.set_root_disk(&self.device_link(label))? {
+            Lab::new(&state.lab).renew_node(&node)?;
+        } else {
+            Lab::new(&state.lab).set_links(&node, true)?;
+        }
+        self.ensure_machine(&state, &node, seed, true)?;
+        set_status(&mut state, name, Status::Booting);
+        self.save(&state)
     }
 
     pub(super) fn detach_loops(&self, label: &Name) -> Result<(), ProviderError> {
