@@ -1,14 +1,17 @@
 //! package:glusterfs on machine nodes, its whole lifecycle on Debian's glusterfs-server: a
 //! replica-3 volume on three servers' lct volumes, bricks addressed by FQDN; a dependent
 //! cluster of two clients mounts it by name through FUSE (with the plan's offers): a file
-//! one writes the other reads; names resolve to private addresses inside; a scale 3 -> 6 -> 3
+//! one writes the other reads; a server's name resolves to its private address inside (hosts
+//! files and lct-dns's internal view, package:dns-private) and to its public one outside
+//! (lct-dns's public view); a scale 3 -> 6 -> 3
 //! (add-brick + rebalance, remove-brick start/commit) loses no file (checksums before and
 //! after); a server deleted behind lct's back: reads and writes go on.
 
+use std::process::Command;
 use std::time::Duration;
 
 use lct_tests::Env;
-use lct_tests::fixtures::{node_address, tcp_connects, until};
+use lct_tests::fixtures::{dig_in as dig, node_address, tcp_connects, until};
 
 /// Two clients of the volume: they mount it at /mnt/gv from what the plan offers.
 const CLIENT_PLAN: &str = r#"description: Clients of a GlusterFS volume.
@@ -66,8 +69,12 @@ fn brick(n: u32) -> String {
 fn glusterfs_replicates_scales_by_replica_sets_and_survives_a_lost_server() {
     let env = Env::new();
     let started = std::time::Instant::now();
+    // The lab's DNS server first: the glusterfs plan's `dns` action puts its names there.
+    env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
+    let dns = (node_address(&env, "dns-1", "private_ipv4"), node_address(&env, "dns-1", "public_ipv4"));
+    let t = std::time::Instant::now();
     env.run("lct-plan", &["create", "gfs", "package:glusterfs"]).ok();
-    eprintln!("create: {:?}", started.elapsed());
+    eprintln!("create: {:?}", t.elapsed());
     assert_eq!(bricks(&env), [brick(1), brick(2), brick(3)]);
     // Bricks sit on the servers' lct volumes, peers know each other by FQDN.
     let mounted = env.ssh("gfs-2", "findmnt -n -o SOURCE,FSTYPE /srv/gluster/brick").ok().stdout;
@@ -87,8 +94,11 @@ fn glusterfs_replicates_scales_by_replica_sets_and_survives_a_lost_server() {
     let public = node_address(&env, "gfs-1", "public_ipv4");
     let resolved = env.ssh("app-1", "getent hosts gfs-1.gfs.lct.internal").ok().stdout;
     assert_eq!(resolved.split_whitespace().next(), Some(private.as_str()), "{resolved}");
-    // The outside reaches neither glusterd nor a brick.
+    // Split horizon: lct-dns answers the private address inside, the public one outside.
     let outside = format!("{}-outside", env.lab);
+    assert_eq!(dig(&env.ns("app-1"), &dns.0, "gfs-1.gfs.lct.internal"), private);
+    assert_eq!(dig(&outside, &dns.1, "gfs-1.gfs.lct.internal"), public);
+    // The outside reaches neither glusterd nor a brick.
     assert!(!tcp_connects(&outside, &public, 24007), "the outside reaches glusterd");
     assert!(!tcp_connects(&outside, &public, 49152), "the outside reaches a brick");
 
@@ -110,6 +120,7 @@ fn glusterfs_replicates_scales_by_replica_sets_and_survives_a_lost_server() {
     env.run("lct-plan", &["scale", "gfs", "server", "6"]).ok();
     eprintln!("scale 3 -> 6: {:?}", t.elapsed());
     assert_eq!(bricks(&env), (1..=6).map(brick).collect::<Vec<_>>());
+    assert_eq!(dig(&env.ns("app-1"), &dns.0, "gfs-4.gfs.lct.internal"), node_address(&env, "gfs-4", "private_ipv4"));
     let moved = env.ssh("gfs-4", "ls /srv/gluster/brick/data/data | wc -l").ok().stdout;
     assert!(moved.trim().parse::<u32>().unwrap() > 0, "the rebalance moved no file to the new set");
     assert_eq!(checksums(&env, "app-2"), before, "files changed by the scale up");
@@ -142,6 +153,73 @@ fn glusterfs_replicates_scales_by_replica_sets_and_survives_a_lost_server() {
 
     env.run("lct-plan", &["destroy", "app"]).ok();
     env.run("lct-plan", &["destroy", "gfs"]).ok();
+    env.run("lct-plan", &["destroy", "dns"]).ok();
     assert!(env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout.trim().is_empty());
     eprintln!("total: {:?}", started.elapsed());
+}
+
+/// A scale down that would take part of a replica set (its other bricks keep files whose
+/// third copy would go unmoved) is refused before anything is removed; whole sets pass, and
+/// the volume's last set never goes.
+#[test]
+fn a_scale_down_that_splits_a_replica_set_is_refused() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/glusterfs/configure.py");
+    let remove = |leaving: &str| {
+        let program = format!(
+            r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("configure", {script:?})
+c = importlib.util.module_from_spec(spec); spec.loader.exec_module(c)
+calls = []
+c.volume_exists = lambda v: True
+c.bricks_of = lambda v: [f"gfs-{{n}}.gfs.lct.internal:/srv/gluster/brick/data" for n in range(1, 7)]
+c.peers = lambda: {{}}
+c.wait_task = lambda *a: None
+def gluster(*args, check=True, xml=False):
+    calls.append(list(args))
+    class Out: returncode = 1; stdout = ""; stderr = ""
+    return Out()
+c.gluster = gluster
+try:
+    c.remove_bricks("gv0", json.loads(sys.argv[1]))
+finally:
+    print(json.dumps(calls))
+"#,
+            script = script.display().to_string(),
+        );
+        Command::new("python3").args(["-c", &program, leaving]).env("PYTHONDONTWRITEBYTECODE", "1").output().unwrap()
+    };
+    let fqdns = |ns: &[u32]| {
+        serde_json::to_string(&ns.iter().map(|n| format!("gfs-{n}.gfs.lct.internal")).collect::<Vec<_>>()).unwrap()
+    };
+    let whole = remove(&fqdns(&[4, 5, 6]));
+    assert!(whole.status.success(), "{}", String::from_utf8_lossy(&whole.stderr));
+    let calls: serde_json::Value = serde_json::from_slice(&whole.stdout).unwrap();
+    let brick = |n: u32| format!("gfs-{n}.gfs.lct.internal:/srv/gluster/brick/data");
+    assert!(calls.as_array().unwrap().iter().any(|c| c[1] == "remove-brick" && c[3] == brick(4) && c[6] == "start"));
+    for (leaving, says) in [
+        (fqdns(&[5, 6]), "part of the replica set"),
+        (fqdns(&[3, 4, 5]), "part of the replica set"),
+        (fqdns(&[1, 2, 3, 4, 5, 6]), "every brick of the volume would go"),
+    ] {
+        let out = remove(&leaving);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(says), "{leaving}: {stderr}");
+        let calls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(calls, serde_json::json!([]), "{leaving}: gluster was asked to change something");
+    }
+}
+
+/// The volume's name reaches gluster's command lines and the clients' mount source: the
+/// plan's pattern refuses anything but a label.
+#[test]
+fn a_hostile_volume_name_is_refused() {
+    let env = Env::new();
+    for name in ["gv0;reboot", "../x", "gv0 force", "-gv0", "Gv0"] {
+        let out = env.run("lct-plan", &["validate", "package:glusterfs", "--set", &format!("volume={name}")]);
+        assert_ne!(out.status, 0, "{name} passed");
+        assert!(out.stderr.contains("volume"), "{name}: {}", out.stderr);
+    }
+    env.run("lct-plan", &["validate", "package:glusterfs", "--set", "volume=data-1"]).ok();
 }
