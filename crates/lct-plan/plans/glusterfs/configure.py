@@ -21,8 +21,8 @@ Events (every step idempotent: a re-run after a failure finishes the job):
 * node-removing: the first server that stays checks that the leaving servers' bricks are
   whole replica sets, moves their files off (remove-brick start, waited for until completed),
   commits, and detaches the leaving peers;
-* started: bricks mounted again and glusterd running, the volume's missing brick
-  processes started (`volume start force`).
+* started: bricks mounted again and glusterd running; the first server starts the volume's
+  missing brick processes (`volume start force`).
 """
 
 import json
@@ -98,7 +98,9 @@ def main():
         else:
             say = "ready"
     else:
-        if volume_exists(volume):
+        # One server asks (glusterd takes a cluster-wide lock per transaction: three at
+        # once would refuse each other).
+        if me == servers[0] and volume_exists(volume):
             gluster("volume", "start", volume, "force")
         say = "glusterd runs"
     print(f"{me}: {event}: {say}")
