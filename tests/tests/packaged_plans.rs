@@ -7,6 +7,7 @@
 
 use std::process::Command;
 
+use lct_tests::fixtures::dig_in as dig;
 use lct_tests::fixtures::names_address as names;
 use lct_tests::{Env, Run};
 
@@ -53,15 +54,6 @@ fn private_ip(env: &Env, node: &str) -> String {
 
 fn public_ip(env: &Env, node: &str) -> String {
     env.node_address(node, "public_ipv4")
-}
-
-/// What the DNS server at `server` answers `from` a namespace for `name` (A records).
-fn dig(from_ns: &str, server: &str, name: &str) -> String {
-    let out = Command::new("ip")
-        .args(["netns", "exec", from_ns, "dig", "+short", "+time=2", "+tries=2", &format!("@{server}"), name])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The status of the DNS server's answer (NOERROR, NXDOMAIN, ...), or "no answer".

@@ -121,7 +121,7 @@ fn unknown_parameters_packages_and_groups_suggest_the_close_name() {
     refused(
         &out,
         1,
-        "no packaged plan \"zookeper\"; there are: zookeeper, dns-private, hdfs-ha, rabbitmq, postgres-ha, redis-sentinel, etcd, mariadb-galera; did you mean \
+        "no packaged plan \"zookeper\"; there are: zookeeper, dns-private, hdfs-ha, rabbitmq, postgres-ha, redis-sentinel, etcd, mariadb-galera, glusterfs; did you mean \
          `zookeeper`?",
     );
     // diff checks a group's size before it asks the provider anything.

@@ -58,7 +58,7 @@ fn list_show_validate_and_errors_that_name_the_place() {
     let out = env.run("lct-plan", &["validate", "package:nothing"]);
     assert!(
         out.stderr.contains(
-            "no packaged plan \"nothing\"; there are: zookeeper, dns-private, hdfs-ha, rabbitmq, postgres-ha, redis-sentinel, etcd, mariadb-galera"
+            "no packaged plan \"nothing\"; there are: zookeeper, dns-private, hdfs-ha, rabbitmq, postgres-ha, redis-sentinel, etcd, mariadb-galera, glusterfs"
         ),
         "{}",
         out.stderr

@@ -57,4 +57,9 @@ pub const PACKAGES: &[Package] = &[
             ("stop.py", include_str!("../plans/mariadb-galera/stop.py")),
         ],
     },
+    Package {
+        name: "glusterfs",
+        plan: include_str!("../plans/glusterfs/plan.yaml"),
+        files: &[("configure.py", include_str!("../plans/glusterfs/configure.py"))],
+    },
 ];

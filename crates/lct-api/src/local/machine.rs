@@ -380,6 +380,12 @@ impl Machine {
             "--link-journal=no".into(),
             format!("--bind-ro={}:{MIRROR_IN_MACHINE}", mirror.display()),
         ];
+        let mut args = args;
+        // FUSE, as a Linode's kernel offers it (GlusterFS's and other network file systems'
+        // clients mount through it); nspawn gives containers no /dev/fuse of their own.
+        if Path::new("/dev/fuse").exists() {
+            args.push("--bind=/dev/fuse".into());
+        }
         let state_dir = self.dir.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("."));
         let supervised =
             super::reboot::Supervised { state_dir, lab: &self.lab, pid_file: &self.pid_file(), nspawn_args: &args };
