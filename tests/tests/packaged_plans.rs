@@ -364,7 +364,7 @@ fn zookeeper_and_postgres_ha_end_to_end() {
 #[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn) with ZooKeeper"]
 fn hdfs_ha_nodes_flows_and_names_around_zookeeper() {
     // install=false: the nodes, names and flows alone (the install path runs against a
-    // stand-in release in tests/tests/plan_hdfs.rs; nothing leaves a test machine).
+    // stand-in release in tests/tests/stacks/plan_hdfs.rs; nothing leaves a test machine).
     let env = Env::new();
     env.run("lct-plan", &["create", "dns", "package:dns-private"]).ok();
     let dns_private = private_ip(&env, "dns-1");

@@ -1,5 +1,5 @@
 //! package:hdfs-ha's install path on machine nodes, without Apache's 920 MB release: the test
-//! makes a stand-in release (Hadoop's layout; its `bin/hdfs`, tests/tests/plan_hdfs/hdfs,
+//! makes a stand-in release (Hadoop's layout; its `bin/hdfs`, tests/tests/stacks/plan_hdfs/hdfs,
 //! formats, bootstraps, asks ZooKeeper and listens as the plan's configuration says), serves
 //! it from the lab's outside namespace (what the nodes reach of the "internet"), and creates
 //! the plan with `hadoop_url` and `hadoop_sha256`: download, pin check, unpack, Java from
