@@ -42,6 +42,8 @@ pub fn document() -> Value {
     kind!(lct_plan::records::PlanEvent);
     kind!(lct_plan::records::PlanSecrets);
     kind!(lct_plan::records::PlanReconciled);
+    kind!(lct_plan::records::PlanBaked);
+    kind!(lct_plan::records::PlanBakeStep);
     // What other tools keep in a cluster record (it keeps fields it does not know).
     let firewall = <lct_fw::FirewallSpec as JsonSchema>::json_schema(&mut generator).to_value();
     let services = <Vec<lct_dns::zone::Service> as JsonSchema>::json_schema(&mut generator).to_value();

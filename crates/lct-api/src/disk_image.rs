@@ -70,6 +70,8 @@ pub fn lct_image_program() -> Result<PathBuf, ProviderError> {
         })
 }
 
+/// Where a node's disk is read when it is captured (defined beside the trait that returns
+/// it, so that this file and `provider` do not import each other).
 pub use crate::provider::DiskCapture;
 
 #[cfg(test)]

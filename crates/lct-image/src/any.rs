@@ -32,7 +32,7 @@ pub async fn create(
 }
 
 /// Restores `image` (a file, `REPO::NAME`, a URL, `-`) onto `target` (a file, a block
-/// device, or a volume).
+/// device, a volume, or a node's device `node:NAME:/dev/DEVICE`).
 pub async fn restore(
     image: &Path,
     target: &Path,
@@ -40,6 +40,11 @@ pub async fn restore(
     local_bin: PathBuf,
     progress: Hook<'_>,
 ) -> Result<Report<Restored>, ImageError> {
+    if let Some(node) = crate::node::node_ref(target) {
+        let (name, device) = node?;
+        let opened = Opened::open(image, options.allow_http)?;
+        return crate::node::restore_onto(opened, &name, &device, options, local_bin).await;
+    }
     match volume_ref(target) {
         Some(label) => {
             // From a repository on a node onto a volume on a node: node to node.

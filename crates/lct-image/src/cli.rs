@@ -13,6 +13,7 @@ Examples:
   lct-image create https://example.org/disk.raw.xz base.lcti  # .gz, .xz, .zst streams, by URL too
   lct-image restore https://images.example.org/base.lcti /dev/vdb  # Range requests, resumed
   lct-image restore base.lcti /dev/disk/by-id/scsi-0Linode_Volume_data-1
+  lct-image restore base.lcti node:web-1:/dev/sdb            # a node's device, over its SSH
   lct-image restore base.lcti disk.raw --skip-matching       # resume: writes only what differs
   lct-image verify base.lcti                                 # every extent checked
   lct-image send base.lcti | ssh node lct-image restore - /dev/vdb   # streamed, checked there

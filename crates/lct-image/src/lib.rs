@@ -28,6 +28,7 @@
 //! * [`volume`]: images onto and from the block volumes of nodes, on every provider.
 //! * [`repo_relay`]: a restore from a repository on one node onto another node's volume,
 //!   node to node.
+//! * [`node`]: images onto a node's block device (`node:NAME:/dev/DEVICE`).
 //! * [`linode`]: an image as a Linode Image (`push-linode`).
 //! * [`any`]: what the subcommands do, whatever names their image and target.
 //! * [`progress`]: a bar on a terminal, `image-progress` lines elsewhere ([`progress::Bar`]).
@@ -44,6 +45,7 @@ pub mod foreign;
 pub mod format;
 pub mod frame;
 pub mod linode;
+pub mod node;
 pub mod node_pipe;
 pub mod node_repo;
 pub mod opened;

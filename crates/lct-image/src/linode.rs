@@ -20,9 +20,9 @@ use crate::format::Kind;
 use crate::frame::check_frame;
 use crate::opened::Opened;
 
-/// Linode's limits on an uploaded image: the raw disk, and the gzip'd file.
-pub const RAW_MAX: u64 = 6_000_000_000;
-pub const UPLOAD_MAX: u64 = 5_000_000_000;
+/// Linode's limits on an uploaded image: the raw disk, and the gzip'd file (lct-api's Linode
+/// provider chooses between a Linode Image and a helper disk by the same numbers).
+pub use lct_api::linode::images::{RAW_MAX, UPLOAD_MAX};
 
 fn refused(message: String) -> ImageError {
     ImageError::Refused(message)
@@ -158,8 +158,12 @@ pub fn push(
             opened.name
         )));
     }
+    // The image's identity in the description: how lct-api finds the Linode Image made of
+    // an lct image (nodes made from it rather than through a helper disk).
+    let mark = lct_api::linode::images::identity_mark(&crate::format::hex(&opened.index.root));
+    let description = if push.description.is_empty() { mark } else { format!("{} ({mark})", push.description) };
     let started = runtime
-        .block_on(api.upload_image(push.label, push.region, push.description))
+        .block_on(api.upload_image(push.label, push.region, &description))
         .map_err(|e| refused(format!("POST /images/upload: {e}")))?;
     progress("uploading");
     let url = started.upload_to.clone();

@@ -11,13 +11,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use lct_api::{AnyProvider, Provider};
 use lct_core::record::{Node, Volume};
 
 use crate::create::CreateOptions;
 use crate::error::ImageError;
+use crate::node_pipe::on_node;
 use crate::opened::Opened;
 use crate::report::{Created, Report, Restored};
 use crate::restore::RestoreOptions;
@@ -37,16 +38,20 @@ pub struct Located {
     pub node: Option<Node>,
 }
 
-/// Finds volume `label` among the providers lct uses.
-pub async fn locate(label: &str) -> Result<Located, ImageError> {
+/// The providers lct uses (`LCT_PROVIDER`, else those with state): with the cluster
+/// records, a volume or node on Linode is found without LCT_PROVIDER when a cluster record
+/// names Linode (as lct-inventory's queries do).
+pub(crate) fn providers() -> Result<Vec<AnyProvider>, ImageError> {
     let state = lct_core::state::state_dir();
-    // With the cluster records: a volume on Linode is found without LCT_PROVIDER when a
-    // cluster record names Linode (as lct-inventory's queries do).
     let records = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
     let asked =
         lct_api::providers_to_ask(&[], &records, &Default::default(), &state).map_err(|e| refused(e.to_string()))?;
-    for name in asked {
-        let provider = AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))?;
+    asked.into_iter().map(|name| AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))).collect()
+}
+
+/// Finds volume `label` among the providers lct uses.
+pub async fn locate(label: &str) -> Result<Located, ImageError> {
+    for provider in providers()? {
         let volumes = provider.volumes().await.map_err(|e| refused(e.to_string()))?;
         if let Some(volume) = volumes.into_iter().find(|v| v.label.as_str() == label) {
             let node = match &volume.attached_to {
@@ -106,15 +111,6 @@ async fn install_on(node: &Node, local_bin: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// The command that runs `argv` on `node`.
-fn on_node(node: &Node, argv: &[&str]) -> Result<Command, ImageError> {
-    let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
-    let options = lct_inventory::exec::ExecOptions::default();
-    let full = lct_inventory::exec::command_for(node, &argv, &options).map_err(refused)?;
-    let mut command = Command::new(&full[0]);
-    command.args(&full[1..]);
-    Ok(command)
-}
 
 /// Restores `opened` onto volume `label` wherever it is attached. `local_bin` is the
 /// lct-image to put on a node that needs one.
@@ -131,45 +127,55 @@ pub async fn restore_onto(
                 .await
                 .map_err(|e| refused(e.to_string()))?
         }
-        Reach::Node(node, device) => {
-            install_on(&node, &local_bin).await?;
-            tokio::task::spawn_blocking(move || {
-                let mut argv = vec!["lct-image", "-o", "jsonl", "restore", "-", &device];
-                // What was asked of the restore holds on the node too.
-                if options.skip_matching {
-                    argv.push("--skip-matching");
-                }
-                if options.force {
-                    argv.push("--force");
-                }
-                let mut command = on_node(&node, &argv)?;
-                let mut child = command
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
-                let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
-                let sent = opened.send(&mut stdin);
-                drop(stdin);
-                let out = child.wait_with_output().map_err(|e| refused(format!("node {}: {e}", node.name)))?;
-                if !out.status.success() {
-                    return Err(refused(format!(
-                        "node {}: lct-image restore: {}",
-                        node.name,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )));
-                }
-                sent?;
-                serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                    .ok()
-                    .map(|_| Report::of(Path::new(&opened.name), Some(Path::new(&device)), &opened.index, 0))
-                    .ok_or_else(|| refused(format!("node {}: lct-image restore said nothing", node.name)))
-            })
-            .await
-            .map_err(|e| refused(e.to_string()))?
-        }
+        Reach::Node(node, device) => restore_on_node(*node, device, opened, options, local_bin).await,
     }
+}
+
+/// Restores `opened` onto `device` of `node`, over the node's access: lct-image put there,
+/// the image streamed into its `restore -` (every extent's hash checked before it is written).
+pub(crate) async fn restore_on_node(
+    node: Node,
+    device: String,
+    opened: Opened,
+    options: RestoreOptions,
+    local_bin: PathBuf,
+) -> Result<Report<Restored>, ImageError> {
+    install_on(&node, &local_bin).await?;
+    tokio::task::spawn_blocking(move || {
+        let mut argv = vec!["lct-image", "-o", "jsonl", "restore", "-", &device];
+        // What was asked of the restore holds on the node too.
+        if options.skip_matching {
+            argv.push("--skip-matching");
+        }
+        if options.force {
+            argv.push("--force");
+        }
+        let mut command = on_node(&node, &argv)?;
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
+        let mut stdin = std::io::BufWriter::with_capacity(1 << 20, child.stdin.take().expect("piped"));
+        let sent = opened.send(&mut stdin);
+        drop(stdin);
+        let out = child.wait_with_output().map_err(|e| refused(format!("node {}: {e}", node.name)))?;
+        if !out.status.success() {
+            return Err(refused(format!(
+                "node {}: lct-image restore: {}",
+                node.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        sent?;
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .map(|_| Report::of(Path::new(&opened.name), Some(Path::new(&device)), &opened.index, 0))
+            .ok_or_else(|| refused(format!("node {}: lct-image restore said nothing", node.name)))
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?
 }
 
 /// Images volume `label` into the image file `out`.
@@ -187,39 +193,51 @@ pub async fn image_of(
         })
         .await
         .map_err(|e| refused(e.to_string()))?,
-        Reach::Node(node, device) => {
-            install_on(&node, &local_bin).await?;
-            tokio::task::spawn_blocking(move || {
-                let partial = crate::disk::partial_path(&out);
-                let file = std::fs::File::create(&partial).map_err(crate::error::io_at(&partial))?;
-                let level = options.level.to_string();
-                let mut argv = vec!["lct-image", "create", &device, "-", "--level", &level];
-                if options.force {
-                    argv.push("--force");
-                }
-                let status = on_node(&node, &argv)?
-                    .stdin(Stdio::null())
-                    .stdout(file)
-                    .status()
-                    .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
-                if !status.success() {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(refused(format!("node {}: lct-image create {device} failed", node.name)));
-                }
-                // The image is checked whole before it takes the name.
-                let checked = crate::restore::verify(&partial, None, crate::parallel::threads(), false, &|_, _| {});
-                if let Err(e) = checked {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(e);
-                }
-                std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(crate::error::io_at(&partial))?;
-                std::fs::rename(&partial, &out).map_err(crate::error::io_at(&out))?;
-                let index = crate::opened::index(&out)?;
-                let _ = std::io::stderr().flush();
-                Ok(Report::of(&out, None, &index, 0))
-            })
-            .await
-            .map_err(|e| refused(e.to_string()))?
-        }
+        Reach::Node(node, device) => image_device_on(*node, device, out, options, local_bin).await,
     }
+}
+
+/// Images block device `device` of `node` into the image file `out` on this machine:
+/// lct-image put on the node, `create DEVICE -` run there, the image back on the pipe and
+/// checked whole before it takes its name (a volume; a node's own disk that `lct-plan
+/// bake` captures on a helper disk).
+pub async fn image_device_on(
+    node: Node,
+    device: String,
+    out: PathBuf,
+    options: CreateOptions,
+    local_bin: PathBuf,
+) -> Result<Report<Created>, ImageError> {
+    install_on(&node, &local_bin).await?;
+    tokio::task::spawn_blocking(move || {
+        let partial = crate::disk::partial_path(&out);
+        let file = std::fs::File::create(&partial).map_err(crate::error::io_at(&partial))?;
+        let level = options.level.to_string();
+        let mut argv = vec!["lct-image", "create", &device, "-", "--level", &level];
+        if options.force {
+            argv.push("--force");
+        }
+        let status = on_node(&node, &argv)?
+            .stdin(Stdio::null())
+            .stdout(file)
+            .status()
+            .map_err(|e| refused(format!("node {}: {e}", node.name)))?;
+        if !status.success() {
+            let _ = std::fs::remove_file(&partial);
+            return Err(refused(format!("node {}: lct-image create {device} failed", node.name)));
+        }
+        // The image is checked whole before it takes the name.
+        let checked = crate::restore::verify(&partial, None, crate::parallel::threads(), false, &|_, _| {});
+        if let Err(e) = checked {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+        std::fs::File::open(&partial).and_then(|f| f.sync_all()).map_err(crate::error::io_at(&partial))?;
+        std::fs::rename(&partial, &out).map_err(crate::error::io_at(&out))?;
+        let index = crate::opened::index(&out)?;
+        let _ = std::io::stderr().flush();
+        Ok(Report::of(&out, None, &index, 0))
+    })
+    .await
+    .map_err(|e| refused(e.to_string()))?
 }

@@ -106,11 +106,22 @@ pub(crate) async fn run_action(
     Ok(())
 }
 
-/// Installs the packages given as its arguments. Servers get what they need, not what is
-/// recommended (no desktop fonts for a JRE). Tried three times: a mirror changing while a
-/// node reads it (the lab's, when another plan adds packages; Debian's, on a push) fails
-/// one run of apt, not the next one, which reads the index again.
-const INSTALL_PACKAGES: &str = r#"export DEBIAN_FRONTEND=noninteractive
+/// Installs the packages given as its arguments. A node that has them all (at the version
+/// asked, `NAME=VERSION`) is left alone and reads no mirror: a node made from a baked image.
+/// Servers get what they need, not what is recommended (no desktop fonts for a JRE). Tried
+/// three times: a mirror changing while a node reads it (the lab's, when another plan adds
+/// packages; Debian's, on a push) fails one run of apt, not the next one, which reads the
+/// index again.
+pub(crate) const INSTALL_PACKAGES: &str = r#"export DEBIAN_FRONTEND=noninteractive
+have=yes
+for p in "$@"; do
+  got=$(dpkg-query -W -f '${db:Status-Abbrev}${Version}' -- "${p%%=*}" 2>/dev/null) || { have=no; break; }
+  case "$p" in
+    *=*) [ "$got" = "ii ${p#*=}" ] || { have=no; break; } ;;
+    *) case "$got" in "ii "*) ;; *) have=no; break ;; esac ;;
+  esac
+done
+[ $have = yes ] && exit 0
 for try in 1 2 3; do
   apt-get update -qq && apt-get install -y -qq --no-install-recommends -- "$@" >/dev/null && exit 0
   [ $try = 3 ] || sleep $try
@@ -179,4 +190,50 @@ fn dns_servers(
         }
     }
     Ok(servers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::INSTALL_PACKAGES;
+
+    /// Runs the script with a dpkg-query that knows `installed` (`NAME VERSION` lines) and an
+    /// apt-get that says it ran: whether apt-get ran.
+    fn apt_ran(installed: &str, args: &[&str]) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path();
+        let fake = |name: &str, body: &str| {
+            let path = bin.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        };
+        std::fs::write(bin.join("installed"), installed).unwrap();
+        // dpkg-query -W -f FORMAT -- NAME: "ii VERSION" for an installed package, else exit 1.
+        fake(
+            "dpkg-query",
+            &format!(
+                "v=$(awk -v p=\"$5\" '$1 == p {{ print $2 }}' {}/installed); [ -n \"$v\" ] || exit 1; printf 'ii %s' \"$v\"",
+                bin.display()
+            ),
+        );
+        fake("apt-get", &format!("touch {}/ran", bin.display()));
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let status = std::process::Command::new("sh")
+            .args(["-c", INSTALL_PACKAGES, "lct-packages"])
+            .args(args)
+            .env("PATH", path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        bin.join("ran").exists()
+    }
+
+    #[test]
+    fn a_node_with_every_package_reads_no_mirror() {
+        let installed = "zookeeperd 3.8.0-11\njq 1.6-2\n";
+        assert!(!apt_ran(installed, &["zookeeperd", "jq"]), "all there: apt must not run");
+        assert!(!apt_ran(installed, &["jq=1.6-2"]), "the version asked is there");
+        assert!(apt_ran(installed, &["jq=1.7-1"]), "another version asked");
+        assert!(apt_ran(installed, &["zookeeperd", "curl"]), "one missing");
+        assert!(apt_ran("", &["curl"]), "nothing installed");
+    }
 }

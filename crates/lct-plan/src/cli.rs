@@ -15,6 +15,7 @@ Examples:
   lct-plan validate ./my-plan.yaml --set servers=5
   lct-plan schema > plan.schema.json              # for editors (YAML language servers)
   lct-plan create zk package:zookeeper --set servers=3
+  lct-plan bake zk ./zk-baked.yaml                # image-time work once: nodes from the image
   lct-plan create pg package:postgres-ha --set zookeeper=zk \\
       --set-file superuser_password=./pg-password  # a secret from a file, not in ps
   pass pg | lct-plan create pg ... --set-file superuser_password=-  # from stdin
@@ -56,6 +57,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `create` and `bake` make a cluster's nodes from: the plan, the provider, the
+/// parameters' values, and how far a plan from elsewhere is trusted.
+#[derive(clap::Args)]
+pub struct Making {
+    /// The plan: package:NAME, a path, or an HTTPS URL (pinned with #sha256=HEX)
+    pub plan: String,
+    #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
+    pub provider: lct_core::record::ProviderName,
+    /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
+    /// for secrets, e.g. --set-file superuser_password=./pg-password
+    #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
+    pub set_files: Vec<(String, String)>,
+    /// Run the shell hooks, playbooks and `packages` actions of a plan by URL that is not
+    /// pinned (#sha256=HEX)
+    #[arg(long)]
+    pub trust_hooks: bool,
+}
+
 #[derive(Subcommand)]
 pub enum Command {
     /// The plans built into lct
@@ -76,20 +98,32 @@ pub enum Command {
     /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
     Create {
         name: Name,
-        plan: String,
-        #[arg(long, short = 'p', value_enum, env = "LCT_PROVIDER", default_value_t = lct_core::record::ProviderName::default())]
-        provider: lct_core::record::ProviderName,
-        /// A parameter's value, NAME=VALUE (repeatable; a secret's is visible in `ps`: use --set-file)
-        #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
-        sets: Vec<(String, String)>,
-        /// A parameter's value read from a file, NAME=PATH (NAME=- reads standard input):
-        /// for secrets, e.g. --set-file superuser_password=./pg-password
-        #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_set_file)]
-        set_files: Vec<(String, String)>,
-        /// Run the shell hooks, playbooks and `packages` actions of a plan by URL that is not
-        /// pinned (#sha256=HEX)
-        #[arg(long)]
-        trust_hooks: bool,
+        #[command(flatten)]
+        making: Making,
+    },
+    /// Bake a plan's image-time work (its packages, lct's programs, its `baked` hooks) into an
+    /// image once, for the groups of cluster NAME whose image is `baked`
+    ///
+    /// One node is made from the provider's Debian, does the work, is generalized (machine-id,
+    /// SSH host keys, cloud-init state, apt lists, logs, histories, authorized keys, temporary
+    /// files removed), stopped, and its disk added to the repository as PLAN-<hash12> (the
+    /// hash of the plan's text and files, packages, base image, lct's node-side programs and
+    /// the values given here); the node is deleted, also on failure. A re-run with nothing
+    /// changed reuses the entry and makes no node.
+    #[command(after_help = "Examples:\n  \
+        lct-plan bake zk ./zookeeper-baked.yaml        # groups with `image: baked`\n  \
+        lct-plan create zk ./zookeeper-baked.yaml      # its nodes from the image: nothing to install\n  \
+        lct-plan scale zk server 5                     # new nodes from the same image\n  \
+        lct-plan bake zk ./zookeeper-baked.yaml --repo /mnt/images   # another repository\n  \
+        lct-image repo list ~/.local/state/lct/images/repo           # the entries (the default repository)")]
+    Bake {
+        /// The cluster the image is for (`image: baked` of cluster NAME)
+        name: Name,
+        #[command(flatten)]
+        making: Making,
+        /// The image repository (made when missing); default STATE/images/repo
+        #[arg(long, env = "LCT_IMAGE_REPO")]
+        repo: Option<std::path::PathBuf>,
     },
     /// Make a group N nodes (made or deleted, highest numbers first); events follow
     Scale { name: Name, group: Name, count: u32 },
@@ -116,7 +150,7 @@ pub enum Command {
     Fire {
         name: Name,
         /// created, starting, started, stopping, stopped, node-added, node-removing, node-removed,
-        /// dependency-changed, dependent-changed, destroying
+        /// dependency-changed, dependent-changed, destroying (baked runs in `bake` only)
         event: Event,
     },
     /// The cluster's events, or one event's hooks with their output

@@ -49,12 +49,7 @@ pub async fn create(
     let r = PlanRef::parse_with(reference, trust.allow_http)?;
     let loaded = r.load()?;
     let (plan, source) = (&loaded.plan, loaded.source.clone());
-    if crate::check::runs_plan_supplied_commands(plan) && r.is_unpinned_remote() && !trust.trust_hooks {
-        bail!(
-            "{source}: a plan from elsewhere without a #sha256= pin runs no shell hooks, playbooks or \
-             `packages` actions unless --trust-hooks is given"
-        );
-    }
+    check_trust(&r, &loaded, trust)?;
     // Everything is read and checked before anything is written: bad input changes nothing.
     let previous = load_cluster(state_dir, name).ok();
     if let Some((old, _)) = &previous
@@ -75,6 +70,9 @@ pub async fn create(
     // The provider is reachable (its settings are there) before anything is written: a
     // create refused here leaves nothing for `scale` to finish.
     let api = AnyProvider::from_env(provider)?;
+    // Groups made from lct images: found, checked and made ready before anything is written.
+    let images = crate::images::resolve(state_dir, tools, name, &loaded, provider)?;
+    crate::images::prepare(&api, &images).await.with_context(|| source.clone())?;
 
     let dir = cluster_dir(state_dir, name);
     std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
@@ -89,7 +87,7 @@ pub async fn create(
     }
     atomic_write(&dir.join("plan.yaml"), loaded.text.as_bytes(), 0o600)?;
     let state = match previous {
-        Some((old, _)) => ClusterState { parameters: params, provider, ..old },
+        Some((old, _)) => ClusterState { parameters: params, provider, images, ..old },
         None => ClusterState {
             name: name.clone(),
             source,
@@ -100,15 +98,31 @@ pub async fn create(
             members: BTreeSet::new(),
             stopped: false,
             volumes: BTreeSet::new(),
+            images,
         },
     };
     state.save(state_dir)?;
     store.set(vec![record])?;
     let mut ctx = Context::new(state_dir, tools, state, loaded.clone());
 
-    // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly).
-    api.provide_packages(&plan.packages).await?;
-    converge(&mut ctx, &api).await
+    // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly);
+    // nodes made from lct images have them (a bake installed them).
+    if plan.groups.keys().any(|g| !ctx.state.images.contains_key(g)) {
+        api.provide_packages(&plan.packages).await?;
+    }
+    converge(&mut ctx, &api, true).await
+}
+
+/// A plan from elsewhere without a pin runs none of its own commands unless trusted.
+pub(crate) fn check_trust(r: &PlanRef, loaded: &crate::Loaded, trust: Trust) -> anyhow::Result<()> {
+    if crate::check::runs_plan_supplied_commands(&loaded.plan) && r.is_unpinned_remote() && !trust.trust_hooks {
+        bail!(
+            "{}: a plan from elsewhere without a #sha256= pin runs no shell hooks, playbooks or \
+             `packages` actions unless --trust-hooks is given",
+            loaded.source
+        );
+    }
+    Ok(())
 }
 
 /// The parameters' values: those given before (a re-run keeps them) unless set again, then
@@ -131,8 +145,10 @@ pub(crate) fn kept_parameters(
 /// Makes the nodes the plan asks for and deletes the ones beyond it, waits for them, then
 /// raises the events for what changed since the hooks last saw the cluster (`created` the
 /// first time), and the dependency events on the clusters around it.
-async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<Node>> {
-    converge_groups(ctx, api, None).await
+/// `prepared`: the groups' lct images were made ready already (`create` does it before
+/// writing anything); else they are before a node is made.
+async fn converge(ctx: &mut Context, api: &AnyProvider, prepared: bool) -> anyhow::Result<Vec<Node>> {
+    converge_groups(ctx, api, prepared, None).await
 }
 
 /// [`converge`], or with `only`, the nodes of those groups made (none deleted): what
@@ -140,11 +156,17 @@ async fn converge(ctx: &mut Context, api: &AnyProvider) -> anyhow::Result<Vec<No
 async fn converge_groups(
     ctx: &mut Context,
     api: &AnyProvider,
+    prepared: bool,
     only: Option<&BTreeSet<Name>>,
 ) -> anyhow::Result<Vec<Node>> {
     let (name, state, plan) = (&ctx.state.name.clone(), &ctx.state, &ctx.plan);
     let mut specs = node_specs(plan, name, &state.parameters, &state.counts, state.provider)?;
     specs.retain(|s| only.is_none_or(|groups| groups.contains(&s.group)));
+    for spec in &mut specs {
+        if let Some(image) = state.images.get(&spec.group) {
+            spec.image = Some(image.clone());
+        }
+    }
     let wanted: BTreeSet<&Name> = specs.iter().map(|s| &s.name).collect();
     let existing: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     // Nodes beyond the plan go first (the highest numbers, as `scale` asks), after
@@ -164,6 +186,10 @@ async fn converge_groups(
     }
     let mut waiting: Vec<Node> = existing.into_iter().filter(|n| wanted.contains(&n.name)).collect();
     let missing: Vec<&NodeSpec> = specs.iter().filter(|s| !waiting.iter().any(|n| n.name == s.name)).collect();
+    if !prepared {
+        let used = state.images.iter().filter(|(g, _)| missing.iter().any(|s| &&s.group == g));
+        crate::images::prepare(api, &used.map(|(g, i)| (g.clone(), i.clone())).collect()).await?;
+    }
     let bar = progress();
     if !missing.is_empty() {
         bar.set_message(format!("cluster {name}: making {} node(s), then waiting until they answer", missing.len()));
@@ -235,7 +261,7 @@ async fn attach_volumes(api: &AnyProvider, plan: &Plan, specs: &[NodeSpec]) -> a
 /// Waits until every node answers SSH (with its pinned host key) and cloud-init has
 /// finished: a provider's "running" comes before sshd answers (Linode), and hooks need it.
 /// Retries for up to 5 minutes, then names the nodes that never answered and why.
-async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
+pub(crate) async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
     use lct_inventory::exec::{ExecOptions, exec_each};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
     let options = ExecOptions {
@@ -350,7 +376,7 @@ pub async fn scale(
     warn_unwise(plan, &ctx.text, &state.source, name, &state.parameters, &state.counts)?;
     ctx.save()?;
     let api = AnyProvider::from_env(ctx.state.provider)?;
-    converge(&mut ctx, &api).await
+    converge(&mut ctx, &api, false).await
 }
 
 /// `lct-plan stop`: `stopping` (nodes still up), the nodes stop, `stopped`.
@@ -414,7 +440,7 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name, replace: bo
     out.removed = change.removed;
     if replace {
         let before = ctx.state.members.clone();
-        converge(&mut ctx, &api).await?;
+        converge(&mut ctx, &api, false).await?;
         out.added.extend(ctx.state.members.difference(&before).cloned());
     }
     let (state, plan) = (&ctx.state, &ctx.plan);
@@ -429,7 +455,7 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name, replace: bo
     if !lost.is_empty() {
         let groups: BTreeSet<Name> = lost.iter().map(|s| s.group.clone()).collect();
         let names: Vec<Name> = lost.iter().map(|s| s.name.clone()).collect();
-        converge_groups(&mut ctx, &api, Some(&groups)).await?;
+        converge_groups(&mut ctx, &api, false, Some(&groups)).await?;
         out.added.extend(names);
         nodes = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     }

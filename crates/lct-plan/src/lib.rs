@@ -30,21 +30,33 @@
 //! * [`report`]: what `lct-plan` shows: the packaged plans, a plan, a cluster's status and
 //!   its events.
 //! * [`graph`]: clusters and plans as a picture (DOT, SVG through Graphviz).
+//!
+//! Golden images:
+//!
+//! * [`recipe`]: what goes into a baked image, hashed, and the entry's name.
+//! * [`generalize`]: the bake node's disk made anyone's (and checked for secrets).
+//! * [`bake`]: `lct-plan bake`, the image-time work on one node into a repository entry.
+//! * [`images`]: groups' images (`baked`, `REPO::NAME`, files, URLs) resolved and prepared
+//!   before any node is made; where bakes are kept.
 //! * [`cli`]: the command line's definitions (the binary parses with them and prints).
 
 pub mod actions;
+pub mod bake;
 pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod diff;
 pub mod error;
+pub mod generalize;
 pub mod graph;
 pub mod hooks;
+pub mod images;
 pub mod load;
 pub mod locate;
 pub mod offered;
 pub mod packages;
 pub mod plan;
+pub mod recipe;
 pub mod records;
 pub mod report;
 pub mod script;

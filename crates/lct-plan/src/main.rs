@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use lct_core::cli::{OutputFormat, UsageError};
-use lct_plan::cli::{Cli, Command};
+use lct_plan::cli::{Cli, Command, Making};
 use lct_plan::cluster::Trust;
 use lct_plan::setting::Settings;
 use lct_plan::state::{Change, Context, Tools};
@@ -12,6 +12,12 @@ use lct_plan::{PlanRef, parameters, report};
 /// The `--set` and `--set-file` values (a file that cannot be read is a usage error).
 fn settings(sets: &[(String, String)], files: &[(String, String)]) -> anyhow::Result<Settings> {
     Ok(Settings::read(sets, files).map_err(UsageError)?)
+}
+
+/// The trust and values `create` and `bake` are given.
+fn making_of(making: &Making, allow_http: bool) -> anyhow::Result<(Trust, Settings)> {
+    let trust = Trust { allow_http, trust_hooks: making.trust_hooks };
+    Ok((trust, settings(&making.sets, &making.set_files)?))
 }
 
 fn main() -> std::process::ExitCode {
@@ -42,11 +48,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lct_plan::spec::warn_unwise(&loaded.plan, text, source, &"example".parse()?, &values, &Default::default())?;
             eprintln!("{}: valid", loaded.source);
         }
-        Command::Create { name, plan, provider, sets, set_files, trust_hooks } => {
-            let trust = Trust { allow_http: cli.allow_http, trust_hooks: *trust_hooks };
-            let sets = &settings(sets, set_files)?;
-            let nodes = lct_plan::cluster::create(state_dir, &tools()?, name, plan, *provider, sets, trust).await?;
+        Command::Create { name, making } => {
+            let (trust, sets) = making_of(making, cli.allow_http)?;
+            let (plan, provider) = (&making.plan, making.provider);
+            let nodes = lct_plan::cluster::create(state_dir, &tools()?, name, plan, provider, &sets, trust).await?;
             lct_core::table::emit(&nodes, cli.global.output())?;
+        }
+        Command::Bake { name, making, repo } => {
+            let (trust, sets) = making_of(making, cli.allow_http)?;
+            let repo = repo.clone().unwrap_or_else(|| lct_plan::images::default_repo(state_dir));
+            let to = lct_plan::bake::BakeTo { repo: &repo, provider: making.provider };
+            let baked = lct_plan::bake::bake(state_dir, &tools()?, name, &making.plan, &sets, to, trust).await?;
+            lct_core::table::emit(&[baked], cli.global.output())?;
         }
         Command::Scale { name, group, count } => {
             let nodes = lct_plan::cluster::scale(state_dir, &tools()?, name, group, *count).await?;

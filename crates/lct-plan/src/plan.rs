@@ -49,6 +49,19 @@ pub struct Plan {
     pub packages: Vec<String>,
 }
 
+impl Plan {
+    /// The group a bake node stands for (`lct-plan bake`): the first whose image is `baked`,
+    /// else the first.
+    pub fn bake_group(&self) -> &Name {
+        self.groups
+            .iter()
+            .find(|(_, g)| g.image == "baked")
+            .or_else(|| self.groups.iter().next())
+            .map(|(name, _)| name)
+            .expect("a valid plan has a group")
+    }
+}
+
 /// Something a plan fetches from outside Debian's archive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -121,7 +134,9 @@ pub struct Group {
     pub node_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// Node image: `debian-12` (a machine; on Linode `linode/debian12`), `lct/netns`.
+    /// Node image: `debian-12` (a machine; on Linode `linode/debian12`), `lct/netns`;
+    /// `baked` (the image `lct-plan bake` made of this plan for this cluster), or an lct
+    /// image: `REPO::NAME`, an image file (`/...`, `./...`) or an `https://` URL.
     #[serde(default = "debian12")]
     pub image: String,
     /// Host-name template; `cluster`, `group` and `index` (from 1) are defined.
@@ -276,10 +291,15 @@ pub enum Event {
     DependencyChanged,
     DependentChanged,
     Destroying,
+    /// On the bake node only (`lct-plan bake`), after the plan's packages and lct's
+    /// programs are installed and before the disk is generalized and imaged: downloads and
+    /// other image-time work (the node's names and addresses are the bake node's, not a
+    /// cluster's).
+    Baked,
 }
 
 impl Event {
-    pub const ALL: [Event; 11] = [
+    pub const ALL: [Event; 12] = [
         Event::Created,
         Event::Starting,
         Event::Started,
@@ -291,6 +311,7 @@ impl Event {
         Event::DependencyChanged,
         Event::DependentChanged,
         Event::Destroying,
+        Event::Baked,
     ];
 
     /// Its name in plans, logs and `LCT_EVENT`.
@@ -307,6 +328,7 @@ impl Event {
             Event::DependencyChanged => "dependency-changed",
             Event::DependentChanged => "dependent-changed",
             Event::Destroying => "destroying",
+            Event::Baked => "baked",
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct ClusterState {
     /// The volumes it made (`destroy` deletes them unless kept).
     #[serde(default)]
     pub volumes: BTreeSet<Name>,
+    /// The lct image each group's nodes are made from, as `create` resolved it (`baked`:
+    /// the bake's `REPO::ENTRY`): `scale` makes new nodes from the same image as the others.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<Name, String>,
 }
 
 impl ClusterState {

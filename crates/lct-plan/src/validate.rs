@@ -9,7 +9,7 @@ use lct_core::record::Name;
 use serde_json::Value;
 
 use crate::error::PlanError;
-use crate::plan::{Action, Count, Hook, ParameterType, Plan};
+use crate::plan::{Action, Count, Event, Hook, ParameterType, Plan};
 use crate::suggest::did_you_mean;
 
 /// The checks a plan passes before use.
@@ -57,8 +57,16 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
                 return Err(bad(format!("groups.{g}.volumes[{i}].name"), format!("{} is named twice", v.name)));
             }
         }
-        if !matches!(group.image.as_str(), "debian-12" | "linode/debian12" | "lct/netns") {
-            return Err(bad(format!("groups.{g}.image"), format!("{:?}: debian-12 or lct/netns", group.image)));
+        let image = group.image.as_str();
+        let lct_image = lct_api::disk_image::LctImage::parse(image).is_some();
+        if !lct_image && !matches!(image, "debian-12" | "linode/debian12" | "lct/netns" | "baked") {
+            return Err(bad(
+                format!("groups.{g}.image"),
+                format!("{image:?}: debian-12, lct/netns, baked, REPO::NAME, an image file or an https:// URL"),
+            ));
+        }
+        if image.chars().any(char::is_control) {
+            return Err(bad(format!("groups.{g}.image"), "a control character in an image name".into()));
         }
     }
     let services: BTreeSet<String> =
@@ -113,6 +121,9 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
     for (event, i, hook) in hooks_in(plan) {
         check_hook(plan, hook).map_err(|m| bad(format!("hooks.{event}[{i}]"), m))?;
     }
+    for (i, hook) in plan.hooks.get(&Event::Baked).into_iter().flatten().enumerate() {
+        check_baked_hook(plan, hook).map_err(|m| bad(format!("hooks.baked[{i}]"), m))?;
+    }
     let mut roles = BTreeSet::new();
     for (role, dep) in &plan.depends_on {
         if !roles.insert(dep.cluster.clone()) {
@@ -154,6 +165,25 @@ fn check_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
         && (Path::new(file).is_absolute() || file.split('/').any(|p| p == ".." || p.is_empty()))
     {
         return Err(format!("{file}: a path inside the plan's directory"));
+    }
+    Ok(())
+}
+
+/// A `baked` hook works on the bake node alone: lct's programs and the plan's packages, or
+/// a script on the bake node's group (no cluster exists yet: hosts, firewalls, DNS and
+/// playbooks over an inventory have nothing to work on).
+fn check_baked_hook(plan: &Plan, hook: &Hook) -> Result<(), String> {
+    if let Some(action) = hook.action
+        && !matches!(action, Action::Install | Action::Packages)
+    {
+        return Err("a baked hook's action is install or packages (there is no cluster yet)".into());
+    }
+    if hook.playbook.is_some() {
+        return Err("a baked hook is an action, a script or run (no playbook: there is no cluster yet)".into());
+    }
+    let group = plan.bake_group();
+    if let Some(other) = hook.on.iter().find(|g| *g != group) {
+        return Err(format!("on: {other}: a baked script runs on the bake node, of group {group}"));
     }
     Ok(())
 }
@@ -285,6 +315,27 @@ mod tests {
             assert_eq!(loaded.files.len(), p.files.len(), "package:{}: files no hook runs", p.name);
         }
         validate(&parse(GOOD, "p.yaml").unwrap(), "p.yaml").unwrap();
+    }
+
+    #[test]
+    fn images_and_baked_hooks_are_checked() {
+        for image in ["baked", "/srv/repo::zk-0123", "./zk.lcti", "https://x.example/zk.lcti", "ssh://store-1/r::zk"] {
+            let plan = GOOD.replace("    count: 2\n", &format!("    count: 2\n    image: {image:?}\n"));
+            validate(&parse(&plan, "p.yaml").unwrap(), "p.yaml").unwrap_or_else(|e| panic!("{image}: {e}"));
+        }
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: debian-13\n"));
+        assert!(e.starts_with("p.yaml: groups.server.image: \"debian-13\": debian-12, lct/netns, baked"), "{e}");
+        let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: \"/r::a\\nb\"\n"));
+        assert!(e.contains("groups.server.image: a control character"), "{e}");
+        let e = error(&format!("{GOOD}hooks:\n  baked:\n    - action: hosts\n"));
+        assert!(e.contains("hooks.baked[0]: a baked hook's action is install or packages"), "{e}");
+        let e = error(&format!("{GOOD}hooks:\n  baked:\n    - playbook: site.yml\n"));
+        assert!(e.contains("hooks.baked[0]: a baked hook is an action, a script or run"), "{e}");
+        let two = GOOD.replace("firewall:", "  other:\n    count: 1\nfirewall:");
+        let e = error(&format!("{two}hooks:\n  baked:\n    - {{run: 'true', on: [server]}}\n"));
+        assert!(e.contains("hooks.baked[0]: on: server: a baked script runs on the bake node, of group other"), "{e}");
+        let fine = format!("{two}hooks:\n  baked:\n    - {{run: 'true', on: [other]}}\n    - action: install\n");
+        validate(&parse(&fine, "p.yaml").unwrap(), "p.yaml").unwrap();
     }
 
     #[test]

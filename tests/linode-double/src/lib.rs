@@ -14,6 +14,7 @@
 //! `routes`: each path; [`filter`]: `X-Filter`.
 
 mod crud;
+mod disks;
 pub mod filter;
 mod networking;
 mod routes;
@@ -24,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 pub mod backing;
+pub mod backing_disks;
 use std::time::{Duration, Instant, SystemTime};
 
 use http_body_util::{BodyExt, Full};
@@ -149,9 +151,20 @@ pub struct Stats {
     /// Instances created per label, over the whole run (deleted ones too).
     pub created_labels: BTreeMap<String, u32>,
     pub faults_served: u64,
+    /// The requests that passed the token check, in order: method, path (below the
+    /// version) and JSON body; the last [`LOG_MAX`].
+    pub log: Vec<(String, String, Value)>,
 }
 
+/// How many requests [`Stats::log`] keeps.
+pub const LOG_MAX: usize = 20_000;
+
 impl Stats {
+    /// The logged requests as `METHOD /path`, those whose path contains `part` only.
+    pub fn requests(&self, part: &str) -> Vec<String> {
+        self.log.iter().filter(|(_, p, _)| p.contains(part)).map(|(m, p, _)| format!("{m} {p}")).collect()
+    }
+
     pub fn duplicates(&self) -> Vec<String> {
         self.created_labels.iter().filter(|(_, n)| **n > 1).map(|(l, _)| l.clone()).collect()
     }
@@ -410,6 +423,10 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         }
     };
     let filter = header("X-Filter");
+    if s.stats.log.len() >= LOG_MAX {
+        s.stats.log.remove(0);
+    }
+    s.stats.log.push((method.clone(), path.clone(), body.clone()));
     // With a backing: the instance an action or a delete is about, before the double acts.
     let backing = s.cfg.backing.clone();
     let segments: Vec<String> = path.trim_matches('/').split('/').map(String::from).collect();
@@ -423,6 +440,19 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
             .and_then(|v| v["label"].as_str().map(String::from)),
         _ => None,
     };
+    // What the helper-disk way asks of the backing, read before the double acts.
+    let instance_id: Option<u64> = segs.get(2).and_then(|id| id.parse().ok());
+    let (boot, raw_disks) = match (&backing, method.as_str(), segs.as_slice(), instance_id) {
+        (Some(_), "POST", ["linode", "instances", _, "boot" | "reboot"], Some(id)) => {
+            (backing_disks::boot_of(&s, id, &body), Vec::new())
+        }
+        (Some(_), "DELETE", ["linode", "instances", _], Some(id)) => (None, backing_disks::raw_disks(&s, id)),
+        (Some(_), "DELETE", ["linode", "instances", _, "disks", d], Some(id)) => {
+            let d: u64 = d.parse().unwrap_or(0);
+            (None, backing_disks::raw_disks(&s, id).into_iter().filter(|r| *r == d).collect())
+        }
+        _ => (None, Vec::new()),
+    };
     let (status, mut hs, mut v) = route(&mut s, &method, &path, &query, filter.as_deref(), &body);
     if let Some(b) = backing.filter(|_| status == 200) {
         // On a thread of its own: the machine side runs its own small runtime.
@@ -430,8 +460,29 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
             scope
                 .spawn(|| match (method.as_str(), segs.as_slice()) {
                     ("POST", ["linode", "instances"]) if v["image"].is_string() => b.create(&body, &v).map(Some),
-                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| b.power(l, action).map(|()| None)),
-                    ("DELETE", _) => target.as_deref().map_or(Ok(None), |l| b.delete(l).map(|()| None)),
+                    ("POST", ["linode", "instances"]) => Ok(None),
+                    ("POST", ["linode", "instances", _, "disks"]) if body["filesystem"] == json!("raw") => {
+                        let (id, size) = (v["id"].as_u64().unwrap_or(0), v["size"].as_u64().unwrap_or(0));
+                        b.raw_disk(id, size).map(|()| None)
+                    }
+                    ("POST", [.., "boot" | "reboot"]) if boot.as_ref().is_some_and(|b| b.user_data.is_some()) => {
+                        let (label, boot) = (target.as_deref().unwrap_or_default(), boot.as_ref().expect("some"));
+                        b.boot(label, boot)
+                    }
+                    ("POST", [.., action]) => target.as_deref().map_or(Ok(None), |l| match &boot {
+                        // A profile with raw disks: one start, the disks made visible after it.
+                        Some(boot) if *action != "shutdown" && !boot.raw.is_empty() => {
+                            if *action == "reboot" {
+                                b.power(l, "shutdown")?;
+                            }
+                            b.boot(l, boot).map(drop).map(|()| None)
+                        }
+                        _ => b.power(l, action).map(|()| None),
+                    }),
+                    ("DELETE", _) => {
+                        target.as_deref().map_or(Ok(()), |l| b.delete(l))?;
+                        b.delete_disks(&raw_disks).map(|()| None)
+                    }
                     _ => Ok(None),
                 })
                 .join()
@@ -439,15 +490,27 @@ async fn handle(req: Request<Incoming>, state: Arc<Mutex<State>>) -> Result<Resp
         });
         match outcome {
             Ok(Some((ipv4, ipv6))) => {
-                if let Some(id) = v["id"].as_u64()
-                    && let Some(obj) = s.kind("instances").get_mut(&id)
-                {
+                let id = v["id"].as_u64().or(instance_id).unwrap_or(0);
+                if let Some(obj) = s.kind("instances").get_mut(&id) {
                     obj.v = backing::with_addresses(obj.v.clone(), &ipv4, &ipv6);
                 }
-                v = backing::with_addresses(v, &ipv4, &ipv6);
+                if v["id"].as_u64() == Some(id) {
+                    v = backing::with_addresses(v, &ipv4, &ipv6);
+                }
             }
             Ok(None) => {}
             Err(e) => return Ok(respond(error(500, &format!("the backing machine: {e}"), None))),
+        }
+        // The first boot data of an instance made without an image: a helper disk's boot
+        // takes it (the API keeps it, write-only).
+        if let (["linode", "instances"], "POST", Some(id)) = (segs.as_slice(), method.as_str(), v["id"].as_u64())
+            && let Some(data) = body["metadata"]["user_data"].as_str()
+            && let Some(obj) = s.kind("instances").get_mut(&id)
+        {
+            obj.v["_user_data"] = data_encoding::BASE64
+                .decode(data.as_bytes())
+                .map(|d| json!(String::from_utf8_lossy(&d)))
+                .unwrap_or(Value::Null);
         }
     }
     if let Some((kind, true)) = fault {

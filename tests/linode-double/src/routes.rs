@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use crate::crud::{create_plain, delete_plain, id_of, update_plain};
-use crate::networking;
 use crate::state::*;
 use crate::{Fault, FaultKind};
+use crate::{disks, networking};
 
 pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> Reply {
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -74,7 +74,13 @@ pub(crate) fn route(
         Ok(match (method, segs.as_slice()) {
             // Instances.
             ("GET", ["linode", "instances"]) => s.list("instances", None, query, filter),
-            ("POST", ["linode", "instances"]) => ok(s.new_instance(body)?),
+            ("POST", ["linode", "instances"]) => {
+                let made = s.new_instance(body)?;
+                if let (Some(id), Some(image)) = (made["id"].as_u64(), body["image"].as_str()) {
+                    disks::image_profile(s, id, image);
+                }
+                ok(made)
+            }
             ("GET", ["linode", "instances", id]) => ok(public(&s.find("instances", id_of(id)?, None)?)),
             ("PUT", ["linode", "instances", id]) => {
                 if let Some(l) = body["label"].as_str() {
@@ -108,6 +114,7 @@ pub(crate) fn route(
                 ok(json!({}))
             }
             ("POST", ["linode", "instances", id, action @ ("boot" | "shutdown" | "reboot")]) => {
+                disks::check_boot(s, id_of(id)?, body)?;
                 ok(s.instance_action(id_of(id)?, action, body)?)
             }
             ("POST", ["linode", "instances", id, "clone"]) => {
@@ -171,7 +178,21 @@ pub(crate) fn route(
                 s.find("instances", id, None)?;
                 s.list("disks", Some(id), query, filter)
             }
-            ("POST", ["linode", "instances", id, "disks"]) => ok(s.new_disk(id_of(id)?, body)?),
+            ("POST", ["linode", "instances", id, "disks"]) => {
+                disks::check_new_disk(s, body)?;
+                let made = s.new_disk(id_of(id)?, body)?;
+                // Which disks come from an image (a backing boots those as a machine).
+                if let (Some(d), Some(image)) = (made["id"].as_u64(), body["image"].as_str())
+                    && let Some(obj) = s.kind("disks").get_mut(&d)
+                {
+                    obj.v["_image"] = json!(image);
+                }
+                ok(made)
+            }
+            ("POST", ["linode", "instances", id, "disks", d, "resize"]) => {
+                disks::resize_disk(s, id_of(id)?, id_of(d)?, body)?
+            }
+            ("PUT", ["linode", "instances", id, "configs", c]) => disks::update_config(s, id_of(id)?, id_of(c)?, body)?,
             ("GET", ["linode", "instances", id, "disks", d]) => {
                 ok(public(&s.find("disks", id_of(d)?, Some(id_of(id)?))?))
             }
@@ -188,14 +209,12 @@ pub(crate) fn route(
                 s.find("instances", id, None)?;
                 let label = body["label"].as_str().ok_or_else(|| error(400, "label is required", Some("label")))?;
                 check_label_len(label, "label")?;
-                let v = json!({
-                    "label": label, "kernel": body["kernel"].as_str().unwrap_or("linode/grub2"),
-                    "comments": body["comments"].as_str().unwrap_or(""), "memory_limit": 0, "run_level": "default",
-                    "virt_mode": "paravirt", "root_device": body["root_device"].as_str().unwrap_or("/dev/sda"),
-                    "devices": body.get("devices").cloned().unwrap_or(json!({})),
-                    "helpers": { "updatedb_disabled": true, "distro": true, "modules_dep": true, "network": true, "devtmpfs_automount": true },
-                    "interfaces": body.get("interfaces").cloned().unwrap_or(json!([])),
-                });
+                let devices = disks::checked_devices(s, id, body.get("devices").unwrap_or(&json!({})))?;
+                let kernel = body["kernel"].as_str().unwrap_or("linode/grub2");
+                let mut v =
+                    disks::profile_json(label, kernel, body["root_device"].as_str().unwrap_or("/dev/sda"), devices);
+                v["comments"] = json!(body["comments"].as_str().unwrap_or(""));
+                v["interfaces"] = body.get("interfaces").cloned().filter(|i| !i.is_null()).unwrap_or(json!([]));
                 ok(create_plain(s, "configs", Some(id), v))
             }
             ("GET", ["linode", "instances", id, "configs", c]) => {

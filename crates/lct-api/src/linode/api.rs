@@ -182,6 +182,23 @@ impl Linode {
         .await
     }
 
+    /// Changes a configuration profile (its devices, root device, ...).
+    pub async fn update_config(&self, linode: u64, config: u64, body: &Value) -> Result<InstanceConfig, ApiFailure> {
+        self.client.put(&format!("/linode/instances/{linode}/configs/{config}"), body).await
+    }
+
+    /// Shrinks or grows a disk (`POST .../disks/ID/resize`) and waits until it is ready again.
+    pub async fn resize_disk(&self, linode: u64, disk: u64, size_mib: u64) -> Result<Disk, ApiFailure> {
+        let path = format!("/linode/instances/{linode}/disks/{disk}/resize");
+        self.client.action(&path, &json!({ "size": size_mib })).await?;
+        self.wait_disk(linode, disk).await
+    }
+
+    /// Boots with a given configuration profile.
+    pub async fn boot_config(&self, id: u64, config: u64) -> Result<(), ApiFailure> {
+        self.client.action(&format!("/linode/instances/{id}/boot"), &json!({ "config_id": config })).await
+    }
+
     // Images.
 
     pub async fn images(&self, filter: Option<&Value>) -> Result<Vec<Image>, ApiFailure> {

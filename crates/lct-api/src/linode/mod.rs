@@ -12,6 +12,7 @@
 pub mod api;
 pub mod client;
 pub mod credentials;
+pub mod images;
 pub mod limits;
 pub mod resources;
 pub mod types;
@@ -89,6 +90,8 @@ pub struct LinodeProvider {
     /// lct's instances by label, listed once (one request for a bulk create) and kept up to
     /// date by this process's own creates and deletes.
     known: tokio::sync::OnceCell<tokio::sync::Mutex<HashMap<String, Instance>>>,
+    /// lct images checked by this run, by name (each verified once).
+    lct_images: tokio::sync::Mutex<HashMap<String, std::sync::Arc<tokio::sync::OnceCell<images::Checked>>>>,
 }
 
 const TAG: &str = "lct";
@@ -123,7 +126,13 @@ impl LinodeProvider {
     }
 
     pub fn new(api: Linode, defaults: Defaults) -> LinodeProvider {
-        LinodeProvider { api, defaults, catalog: tokio::sync::OnceCell::new(), known: tokio::sync::OnceCell::new() }
+        LinodeProvider {
+            api,
+            defaults,
+            catalog: tokio::sync::OnceCell::new(),
+            known: tokio::sync::OnceCell::new(),
+            lct_images: Default::default(),
+        }
     }
 
     async fn catalog(&self) -> Result<&Catalog, ApiFailure> {
@@ -167,7 +176,9 @@ impl LinodeProvider {
         let image = spec.image.clone().unwrap_or_else(|| self.defaults.image.clone());
         validate::region("region", &region)?;
         validate::instance_type("type", &instance_type)?;
-        validate::image("image", &image)?;
+        if crate::disk_image::LctImage::parse(&image).is_none() {
+            validate::image("image", &image)?;
+        }
         let catalog = self.catalog().await?;
         if !catalog.regions.contains(&region) {
             return Err(ApiFailure::Invalid { field: "region".into(), message: format!("{region:?}: no such region") });
@@ -181,16 +192,20 @@ impl LinodeProvider {
         Ok((region, instance_type, image))
     }
 
-    async fn create_node(&self, spec: &NodeSpec) -> Result<Node, ApiFailure> {
+    async fn create_node(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
         let (region, instance_type, image) = self.check(spec).await?;
+        // An lct image is checked whole, and its way chosen, before any instance is made.
+        let from_lct = match crate::disk_image::LctImage::parse(&image) {
+            Some(lct) if self.find(&spec.name).await?.is_none() => Some(self.way_for(&lct, &instance_type).await?),
+            _ => None,
+        };
         let instance = match self.find(&spec.name).await? {
             Some(existing) => {
                 tracing::info!(node = %spec.name, "exists; kept");
                 existing
             }
             None => {
-                let mut tags = vec![TAG.to_string(), cluster_tag(&spec.cluster), group_tag(&spec.group)];
-                tags.extend(spec.tags.iter().cloned());
+                let tags = images::tags_of(spec);
                 let mut body = json!({
                     "label": spec.name.as_str(),
                     "region": region,
@@ -221,7 +236,23 @@ impl LinodeProvider {
                 };
                 body["authorized_keys"] = json!(keys);
                 body["metadata"] = json!({ "user_data": data_encoding::BASE64.encode(boot.user_data().as_bytes()) });
-                let made = self.api.create_instance(&body).await?;
+                let made = match from_lct {
+                    None => self.api.create_instance(&body).await?,
+                    Some((_, images::Way::LinodeImage(id))) => {
+                        body["image"] = json!(id);
+                        self.api.create_instance(&body).await?
+                    }
+                    Some((checked, images::Way::HelperDisk)) => {
+                        // Pinned before the stream's connection: the helper boots with this
+                        // node's metadata, so with its host key too.
+                        let pin = |made: &Instance| {
+                            let mut names = vec![made.label.clone()];
+                            names.extend(made.ipv4.iter().cloned());
+                            ssh.trust_host(&names, &host_key.public).map_err(|e| ProviderError::from(local(e)))
+                        };
+                        self.create_through_helper(spec, &checked, body, &keys, &pin).await?
+                    }
+                };
                 self.remember(&made).await?;
                 let mut names = vec![made.label.clone()];
                 names.extend(made.ipv4.iter().map(|a| a.to_string()));
@@ -238,9 +269,8 @@ impl LinodeProvider {
             _ => self.api.wait_instance(instance.id, &[InstanceStatus::Running]).await?,
         };
         self.remember(&running).await?;
-        node_of(&running).ok_or_else(|| ApiFailure::Invalid {
-            field: "name".into(),
-            message: format!("instance {} is not one of lct's (no lct tags)", running.label),
+        node_of(&running).ok_or_else(|| {
+            ProviderError::Invalid(format!("instance {} is not one of lct's (no lct tags)", running.label))
         })
     }
 
@@ -362,7 +392,27 @@ impl Provider for LinodeProvider {
     }
 
     async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
-        Ok(self.create_node(spec).await?)
+        self.create_node(spec).await
+    }
+
+    async fn prepare_image(&self, image: &str, disk_mib: Option<u64>) -> Result<(), ProviderError> {
+        let Some(lct) = crate::disk_image::LctImage::parse(image) else { return Ok(()) };
+        let checked = self.checked(&lct).await?;
+        if let Some(disk) = disk_mib.filter(|d| checked.size_mib() > *d) {
+            return Err(ProviderError::Invalid(format!(
+                "image {image}: a {} MiB disk does not fit the {disk} MiB asked for",
+                checked.size_mib()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn capture_disk(&self, name: &Name) -> Result<crate::disk_image::DiskCapture, ProviderError> {
+        self.capture(name).await
+    }
+
+    async fn release_capture(&self, name: &Name) -> Result<(), ProviderError> {
+        self.release(name).await
     }
 
     async fn start(&self, name: &Name) -> Result<Node, ProviderError> {

@@ -98,7 +98,7 @@ impl LocalCloud {
             net::run("rsync", &["-aHAX", "--delete", "--numeric-ids", &from, &to])?;
             net::run("fstrim", &[&mnt.to_string_lossy()])?;
             mounted.finish()?;
-            net::run("e2fsck", &["-fn", &b])?;
+            net::check_ext4(&building)?;
             fs::rename(&building, &out).map_err(io_at(&out))
         })();
         let _ = fs::remove_dir(&mnt);

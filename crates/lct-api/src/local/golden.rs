@@ -154,7 +154,7 @@ impl Images {
             run_lct_image(program, &["--output", "jsonl", "restore", arg, &disk_s])
                 .map_err(|e| ProviderError::Invalid(format!("image {arg}: {e}")))?;
             // e2fsck before anything reads the file system: a damaged or hostile one is refused.
-            net::run("e2fsck", &["-fn", &disk_s]).map_err(|e| {
+            net::check_ext4(&disk).map_err(|e| {
                 ProviderError::Invalid(format!(
                     "image {arg}: its disk is not a clean ext4 file system (e2fsck -fn): {}",
                     short(&e.to_string())

@@ -358,12 +358,26 @@ impl Machine {
     /// machine as volume `label`; nothing when the machine does not run (it gets its volumes
     /// at boot).
     pub fn add_volume(&self, label: &str, device: &Path) -> Result<(), ProviderError> {
+        self.add_device(&volume_path_in_machine(label), device)
+    }
+
+    /// Makes `device` (a block device of this machine's host) the block device `path` in the
+    /// running machine; `path` is a plain path under /dev (it goes into a command).
+    pub fn add_device(&self, path: &str, device: &Path) -> Result<(), ProviderError> {
+        let plain = path.strip_prefix("/dev/").is_some_and(|p| {
+            !p.is_empty()
+                && !p.split('/').any(|c| c.is_empty() || c == "..")
+                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+        });
+        if !plain {
+            return Err(ProviderError::Invalid(format!("{path:?}: a device in a machine is a plain path under /dev")));
+        }
         let Some(init) = self.wait_init() else { return Ok(()) };
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(device).map_err(io_at(device))?;
         let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-        let path = volume_path_in_machine(label);
-        let script = format!("mkdir -p /dev/disk/by-id && rm -f {path} && mknod {path} b {major} {minor}");
+        let dir = Path::new(path).parent().map(|d| d.display().to_string()).unwrap_or_else(|| "/dev".into());
+        let script = format!("mkdir -p {dir} && rm -f {path} && mknod {path} b {major} {minor}");
         net::run("nsenter", &["--target", &init.to_string(), "--mount", "--", "sh", "-c", &script])?;
         Ok(())
     }

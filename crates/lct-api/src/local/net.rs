@@ -13,6 +13,24 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, ProviderError> {
     run_command(Command::new(program).args(args), program, args)
 }
 
+/// `e2fsck -fn DISK`: whether the ext4 file system in `disk` is clean, changing nothing; what
+/// e2fsck found (it reports on stdout) in the error.
+pub fn check_ext4(disk: &Path) -> Result<(), ProviderError> {
+    let out = Command::new("e2fsck").arg("-fn").arg(disk).output().map_err(|error| ProviderError::Io {
+        what: "cannot run e2fsck (is it installed? scripts/setup installs it)".into(),
+        error,
+    })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
+    Err(ProviderError::Command {
+        command: format!("e2fsck -fn {}", disk.display()),
+        stderr: format!("{} ({})", lines[lines.len().saturating_sub(8)..].join("; "), out.status),
+    })
+}
+
 /// [`run`] in the directory `dir`.
 pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<String, ProviderError> {
     run_command(Command::new(program).args(args).current_dir(dir), program, args)

@@ -38,6 +38,16 @@ impl LocalCloud {
         Ok(link.display().to_string())
     }
 
+    /// Makes attached volume `label` a block device at `path` in its machine as well (the
+    /// Linode double's backing: a Linode disk at /dev/sdb).
+    pub fn expose_volume_at(&self, label: &Name, path: &str) -> Result<(), ProviderError> {
+        let state = self.load()?;
+        let node = state.volumes.iter().find(|v| &v.label == label).and_then(|v| v.attached_to.clone());
+        let node = node.ok_or_else(|| ProviderError::Invalid(format!("volume {label} is not attached")))?;
+        let n = Self::find(&state, &node)?.clone();
+        self.machine(&state, &n).add_device(path, &self.device_link(label))
+    }
+
     pub(super) fn detach_loops(&self, label: &Name) -> Result<(), ProviderError> {
         let file = self.backing_file(label);
         if file.exists() {

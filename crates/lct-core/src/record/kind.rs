@@ -59,6 +59,8 @@ pub const KINDS: &[&str] = &[
     "plan-event",
     "plan-secrets",
     "plan-reconciled",
+    "plan-baked",
+    "plan-bake-step",
 ];
 
 /// Whether `kind` is in [`KINDS`] (a `const fn`: checked as records are compiled).
