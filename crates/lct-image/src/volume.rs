@@ -111,7 +111,6 @@ async fn install_on(node: &Node, local_bin: &Path) -> Result<(), ImageError> {
     Ok(())
 }
 
-
 /// Restores `opened` onto volume `label` wherever it is attached. `local_bin` is the
 /// lct-image to put on a node that needs one.
 pub async fn restore_onto(
