@@ -131,11 +131,7 @@ fn images_round_trip_through_zstd_and_restore_and_damage_is_named() {
 fn an_ext4_file_system_imaged_and_restored_onto_a_dirty_loop_device_is_identical() {
     let env = Env::new();
     let dir = env.state.path();
-    let sh = |script: &str| {
-        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let sh = lct_tests::fixtures::host_sh;
     let d = dir.display();
     // A file system with real files (this tree's sources), on a loop device.
     let source =
@@ -400,11 +396,7 @@ fn qcow2_and_compressed_raw_disks_become_lct_images() {
 fn a_nodes_volume_goes_into_the_repository_and_onto_another_nodes_volume_over_ssh() {
     let env = Env::new();
     let dir = env.state.path();
-    let sh = |script: &str| {
-        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
-        assert!(out.status.success(), "{script}\n{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    let sh = lct_tests::fixtures::host_sh;
     env.run("lct-api", &["create", "--cluster", "img", "--count", "2", "--image", "debian-12"]).ok();
     let nodes = env.run("lct-inventory", &["query", "--cluster", "img", "-o", "jsonl"]).ok().json_lines();
     let names: Vec<String> = nodes.iter().map(|n| n["name"].as_str().unwrap().to_string()).collect();

@@ -14,7 +14,6 @@ use lct_core::fsutil::{Lock, atomic_write};
 use lct_core::record::Name;
 
 use super::LocalCloud;
-use super::golden::Mounted;
 use super::images::{Images, io_at, manifest_text};
 use super::net;
 use crate::ProviderError;
@@ -22,6 +21,15 @@ use crate::ProviderError;
 /// The template disk's size: room for a plan's packages beyond the base root (sparse: only
 /// what is written takes space).
 pub const TEMPLATE_DISK_MIB: u64 = 4096;
+
+/// Run by `sh -c` with the disk (`$1`), the mount point (`$2`) and the machine's root (`$3`,
+/// ending in `/`): the root copied onto the disk, freed blocks punched out, unmounted.
+const COPY_IN: &str = r#"set -e
+mount -t ext4 -o loop,nosuid,nodev "$1" "$2"
+trap 'umount "$2"' EXIT
+rsync -aHAX --delete --numeric-ids "$3" "$2/"
+fstrim "$2"
+"#;
 
 impl Images {
     /// The base root as an ext4 disk, built once (and again when the base root is rebuilt).
@@ -92,12 +100,17 @@ impl LocalCloud {
             let t = template.to_string_lossy();
             let b = building.to_string_lossy();
             net::run("cp", &["--reflink=auto", "--sparse=always", &t, &b])?;
-            let mounted = Mounted::new(&building, &mnt, false, "nosuid,nodev")?;
+            fs::create_dir_all(&mnt).map_err(io_at(&mnt))?;
             let from = format!("{}/", machine.root_path().display());
-            let to = format!("{}/", mnt.display());
-            net::run("rsync", &["-aHAX", "--delete", "--numeric-ids", &from, &to])?;
-            net::run("fstrim", &[&mnt.to_string_lossy()])?;
-            mounted.finish()?;
+            let m = mnt.to_string_lossy();
+            // In a mount namespace of its own: a machine booted meanwhile (nspawn copies the
+            // host's mounts into its namespace) would otherwise keep the file system mounted
+            // after our umount, unwritten, and e2fsck would find it torn (seen under load).
+            // The loop device clears itself at the umount, or when the namespace ends.
+            net::run(
+                "unshare",
+                &["--mount", "--propagation", "private", "--", "sh", "-c", COPY_IN, "lct-capture", &b, &m, &from],
+            )?;
             net::check_ext4(&building)?;
             fs::rename(&building, &out).map_err(io_at(&out))
         })();

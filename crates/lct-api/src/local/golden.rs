@@ -311,67 +311,41 @@ fn check_arch(arg: &str, disk: &Path) -> Result<String, ProviderError> {
     Ok(host.to_string())
 }
 
-/// A loop device and its mount, undone on drop (also on an error half-way).
-pub(super) struct Mounted {
-    device: String,
-    at: PathBuf,
-    mounted: bool,
-}
-
-impl Mounted {
-    /// `disk` on a loop device, mounted at `at` with `options`.
-    pub(super) fn new(disk: &Path, at: &Path, read_only: bool, options: &str) -> Result<Mounted, ProviderError> {
-        fs::create_dir_all(at).map_err(io_at(at))?;
-        let disk_s = disk.to_string_lossy();
-        let mut args = vec!["--find", "--show"];
-        if read_only {
-            args.push("--read-only");
-        }
-        args.push(&disk_s);
-        let device = net::run("losetup", &args)?.trim().to_string();
-        let mut m = Mounted { device, at: at.to_path_buf(), mounted: false };
-        net::run("mount", &["-t", "ext4", "-o", options, &m.device, &at.to_string_lossy()])?;
-        m.mounted = true;
-        Ok(m)
-    }
-
-    pub(super) fn finish(mut self) -> Result<(), ProviderError> {
-        self.undo()
-    }
-
-    fn undo(&mut self) -> Result<(), ProviderError> {
-        if self.mounted {
-            net::run("umount", &[&self.at.to_string_lossy()])?;
-            self.mounted = false;
-        }
-        if !self.device.is_empty() {
-            net::run("losetup", &["-d", &self.device])?;
-            self.device.clear();
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        if let Err(e) = self.undo() {
-            tracing::warn!("{}: {e}", self.at.display());
-        }
-    }
-}
-
 /// Copies the checked disk's files out (owners, modes, xattrs, ACLs, hard links kept) from
 /// a read-only, nosuid, nodev, noexec mount.
 fn copy_out(disk: &Path, root: &Path, mnt: &Path) -> Result<(), ProviderError> {
-    let mounted = Mounted::new(disk, mnt, true, "ro,nosuid,nodev,noexec,noload")?;
     fs::create_dir_all(root).map_err(io_at(root))?;
-    let from = format!("{}/", mnt.display());
+    fs::create_dir_all(mnt).map_err(io_at(mnt))?;
     let to = format!("{}/", root.display());
-    net::run("rsync", &["-aHAX", "--numeric-ids", &from, &to])?;
-    mounted.finish()?;
+    // In a mount namespace of its own (see capture.rs's COPY_IN): no machine booted
+    // meanwhile keeps a copy of the mount, and the loop device clears itself at the umount.
+    net::run(
+        "unshare",
+        &[
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            COPY_OUT,
+            "lct-copy-out",
+            &disk.to_string_lossy(),
+            &mnt.to_string_lossy(),
+            &to,
+        ],
+    )?;
     let _ = fs::remove_dir(mnt);
     Ok(())
 }
+
+/// Run by `sh -c` with the disk (`$1`), the mount point (`$2`) and the target (`$3`, ending
+/// in `/`): a read-only, nosuid, nodev, noexec mount without the journal replayed.
+const COPY_OUT: &str = r#"set -e
+mount -t ext4 -o loop,ro,nosuid,nodev,noexec,noload "$1" "$2"
+trap 'umount "$2"' EXIT
+rsync -aHAX --numeric-ids "$2/" "$3"
+"#;
 
 #[cfg(test)]
 mod tests {
