@@ -299,16 +299,18 @@ def wait_sentinel(address, password, name, master, members, timeout=90):
     sys.exit(f"Sentinel on {address} does not know the cluster after {timeout}s: (primary, replicas, sentinels) = {view}")
 
 
-def reset_sentinels(members, password, name, master, timeout=90):
+def reset_sentinels(members, password, name, master, timeout=180):
     """SENTINEL RESET on each node's Sentinel in turn, each until it has found the cluster
-    again (a primary may list a replica that is gone until its link times out: reset again)."""
+    again (a primary may list a replica that is gone until its link times out: reset again,
+    but only after 30 s: a Sentinel learns the replicas from the primary's INFO, which it asks
+    every 10 s, later on a loaded machine; resetting sooner can keep it from ever finishing)."""
     for node in sorted(members, key=number):
         address = members[node]
         deadline = time.monotonic() + timeout
         view = None
         while True:
             call(address, SENTINEL, password, "SENTINEL", "RESET", name)
-            again = time.monotonic() + 10
+            again = time.monotonic() + 30
             while time.monotonic() < again:
                 view = sentinel_view(address, password, name)
                 if complete(view, address, master, members):
