@@ -111,10 +111,7 @@ pub async fn node_repo_add(
         let image = Opened::open(source, options.allow_http)?;
         return crate::repo_remote::add(repo, name, &image);
     }
-    let tmp = tempfile::Builder::new()
-        .prefix("lct-image-add.")
-        .suffix(".lcti")
-        .tempfile()
+    let tmp = lct_core::fsutil::temp_file_in(&std::env::temp_dir(), "lct-image-add.", ".lcti")
         .map_err(|e| ImageError::Refused(format!("a temporary file: {e}")))?;
     let options = CreateOptions { allow_http: false, ..options };
     create(source, tmp.path(), options, local_bin, &|_, _| {}).await?;
