@@ -61,6 +61,11 @@ pub const KINDS: &[&str] = &[
     "plan-reconciled",
     "plan-baked",
     "plan-bake-step",
+    // lct-mesh
+    "mesh-node",
+    "mesh-peer",
+    "mesh-config",
+    "mesh-apply",
 ];
 
 /// Whether `kind` is in [`KINDS`] (a `const fn`: checked as records are compiled).

@@ -1,0 +1,271 @@
+//! `lct-mesh`: a WireGuard mesh across regions, planned from the inventory, on the command line.
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use ipnet::Ipv4Net;
+use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat};
+use lct_core::record::{Name, Node, ProviderName};
+use lct_core::state::{ClusterStore, state_dir};
+use lct_core::stream;
+use lct_core::table::emit;
+use lct_mesh::model::{MeshConfig, SyncStatus, Topology};
+use lct_mesh::{graph, node, remote, state::MeshState};
+
+const EXAMPLES: &str = "\
+Examples:
+  # Every node of the inventory in one mesh: one leader per region (Kilo-style)
+  lct-mesh sync
+  # Only some nodes, or regions by record (JSON lines in)
+  lct-inventory query --cluster zk | lct-mesh sync
+  lct-mesh sync --topology full --prefix 10.250.0.0/16      # on the first sync only
+
+  # Peers, last handshakes and bytes, from `wg show dump` on every node
+  lct-mesh status
+  # The picture: regions as boxes, leaders, tunnels with handshake ages
+  lct-mesh graph > mesh.dot
+  lct-mesh graph --format svg > mesh.svg
+
+  # Leave: interfaces, routes and keys removed on the nodes, the record forgotten
+  lct-mesh down
+
+Nodes come from stdin when records are piped, else from the inventory. A node's mesh
+address is recorded ($LCT_STATE_DIR/mesh.json) and kept; a tag mesh-address=ADDR pins it.
+Keys are made on the nodes and never leave them. Exit status: 0 success, 1 failure (a node
+failed, each named), 2 usage error.";
+
+/// A WireGuard mesh across regions: each node a mesh address, one leader per region (or
+/// every node a peer of every other), kept in step with the inventory.
+#[derive(Parser)]
+#[command(name = "lct-mesh", version, after_help = EXAMPLES)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Reach {
+    /// Providers to ask when no records are piped (repeatable)
+    #[arg(long = "provider", short = 'p', value_enum, long_help = lct_inventory::providers_long_help())]
+    providers: Vec<ProviderName>,
+    /// How many nodes at once
+    #[arg(long, default_value_t = 32)]
+    parallel: usize,
+    /// Give up on a node after this many seconds
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    /// lct-mesh on remote (ssh) nodes
+    #[arg(long, default_value = "lct-mesh")]
+    remote_bin: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plan the mesh and push it: keys made on the nodes, configuration and routes applied
+    Sync {
+        /// The mesh prefix (first sync; recorded then)
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<Ipv4Net>,
+        /// leader (default) or full (first sync; recorded then)
+        #[arg(long, value_enum)]
+        topology: Option<Topology>,
+        /// WireGuard's UDP port (first sync; recorded then) [default: 51820]
+        #[arg(long)]
+        port: Option<u16>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Every node's peers, last handshakes and bytes
+    Status {
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// The mesh as Graphviz DOT, or SVG through dot
+    Graph {
+        /// dot (default) or svg
+        #[arg(long, default_value = "dot", value_parser = ["dot", "svg"])]
+        format: String,
+        /// The planned tunnels only: no status asked of the nodes
+        #[arg(long)]
+        offline: bool,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Take the mesh down on every node and forget it
+    Down {
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// On a node: bring it to the mesh-config record on stdin (lct-mesh sync runs this)
+    #[command(hide = true)]
+    Apply {
+        /// Only make (if needed) and report this node's key, and the interface
+        #[arg(long)]
+        key: bool,
+        #[arg(long)]
+        interface: Option<String>,
+    },
+    /// On a node: its peers (lct-mesh status runs this)
+    #[command(hide = true)]
+    Peers {
+        #[arg(long)]
+        interface: String,
+        #[arg(long)]
+        node: Name,
+    },
+    /// On a node: leave the mesh (lct-mesh down runs this)
+    #[command(name = "down-here", hide = true)]
+    DownHere {
+        #[arg(long)]
+        interface: String,
+    },
+    #[command(flatten)]
+    Meta(MetaCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    cli.global.init_logging();
+    lct_core::cli::run_async("lct-mesh", run(cli))
+}
+
+fn options(
+    reach: &Reach,
+    prefix: Option<Ipv4Net>,
+    topology: Option<Topology>,
+    port: Option<u16>,
+) -> anyhow::Result<remote::Options> {
+    Ok(remote::Options {
+        state_dir: state_dir(),
+        prefix,
+        topology,
+        port,
+        parallel: reach.parallel,
+        timeout: Duration::from_secs(reach.timeout),
+        local_bin: std::env::current_exe().context("where is lct-mesh?")?,
+        remote_bin: reach.remote_bin.clone(),
+    })
+}
+
+/// The node records piped in, or (nothing piped) the inventory's.
+async fn nodes(reach: &Reach) -> anyhow::Result<Vec<Node>> {
+    if !io::stdin().is_terminal() {
+        let mut text = String::new();
+        io::stdin().lock().read_to_string(&mut text).context("stdin")?;
+        if !text.trim().is_empty() {
+            let (nodes, _) = stream::read_kind::<Node>(text.as_bytes()).context("stdin")?;
+            return Ok(nodes);
+        }
+    }
+    let clusters = ClusterStore::new(&state_dir()).load()?;
+    let selector = lct_inventory::Selector { providers: reach.providers.clone(), ..Default::default() };
+    Ok(lct_inventory::query(&selector, &clusters).await?)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.global.output();
+    match cli.command {
+        Command::Sync { prefix, topology, port, reach } => {
+            let nodes = nodes(&reach).await?;
+            let reports = remote::sync(&nodes, &options(&reach, prefix, topology, port)?).await?;
+            emit(&reports, format)?;
+            let failed: Vec<String> = reports
+                .iter()
+                .filter(|r| r.status == SyncStatus::Failed)
+                .map(|r| format!("{} ({})", r.node, r.error.as_deref().unwrap_or("failed")))
+                .collect();
+            if !failed.is_empty() {
+                bail!("sync failed on {} of {} nodes: {}", failed.len(), reports.len(), failed.join(", "));
+            }
+            Ok(())
+        }
+        Command::Status { reach } => {
+            let nodes = nodes(&reach).await?;
+            let (peers, problems) = remote::status(&nodes, &options(&reach, None, None, None)?).await?;
+            emit(&peers, format)?;
+            if !problems.is_empty() {
+                bail!("status failed on: {}", problems.join(", "));
+            }
+            Ok(())
+        }
+        Command::Graph { format: picture, offline, reach } => {
+            let state = MeshState::load(&state_dir())?.context("no mesh yet: lct-mesh sync first")?;
+            let peers = if offline {
+                Vec::new()
+            } else {
+                let nodes = nodes(&reach).await?;
+                let (peers, problems) = remote::status(&nodes, &options(&reach, None, None, None)?).await?;
+                if !problems.is_empty() {
+                    tracing::warn!("no status from: {}", problems.join(", "));
+                }
+                peers
+            };
+            let text = graph::dot(&state, &peers, now());
+            let bytes = if picture == "svg" { svg(&text)? } else { text.into_bytes() };
+            io::stdout().write_all(&bytes)?;
+            Ok(())
+        }
+        Command::Down { reach } => {
+            let nodes = nodes(&reach).await?;
+            let problems = remote::down(&nodes, &options(&reach, None, None, None)?).await?;
+            if !problems.is_empty() {
+                bail!("down failed on: {}", problems.join(", "));
+            }
+            Ok(())
+        }
+        Command::Apply { key, interface } => {
+            let applied = if key {
+                let interface = interface.context("--key needs --interface")?;
+                let k = node::ensure_key(&interface)?;
+                node::ensure_interface(&interface)?;
+                k
+            } else {
+                let (mut configs, _) = stream::read_kind::<MeshConfig>(io::stdin().lock()).context("stdin")?;
+                let config = configs.pop().context("stdin: no mesh-config record")?;
+                node::apply(&config)?
+            };
+            println!("{}", stream::to_line(&applied));
+            Ok(())
+        }
+        Command::Peers { interface, node: name } => {
+            let peers = node::peers(&name, &interface)?;
+            emit(&peers, if format == OutputFormat::Table { OutputFormat::Table } else { OutputFormat::Jsonl })?;
+            Ok(())
+        }
+        Command::DownHere { interface } => Ok(node::down(&interface)?),
+        Command::Meta(meta) => meta.run::<Cli>(),
+    }
+}
+
+/// SVG through Graphviz's dot.
+fn svg(text: &str) -> anyhow::Result<Vec<u8>> {
+    let mut child = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("dot (Graphviz) is needed for --format svg; install graphviz, or use the DOT output")?;
+    child.stdin.take().expect("piped").write_all(text.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("dot -Tsvg failed");
+    }
+    Ok(out.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

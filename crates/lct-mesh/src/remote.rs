@@ -1,0 +1,233 @@
+//! The controller's side: `sync` (plan, keys from the nodes, configuration to the nodes),
+//! `status` (every node's peers) and `down`, over the path every push tool uses: lct-mesh
+//! inside a namespace node's namespace, over SSH (pinned host keys) on a remote one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use lct_core::record::{Access, Name, Node};
+use lct_core::stream;
+use lct_inventory::exec::{ExecOptions, ExecResult, exec_each};
+
+use crate::MeshError;
+use crate::model::{MeshApplied, MeshConfig, MeshNode, MeshPeer, SyncStatus, Topology};
+use crate::plan::{assign, interface_for, plan};
+use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, MeshState};
+
+/// How to reach the nodes, and the mesh's settings when it is made.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub state_dir: PathBuf,
+    pub prefix: Option<Ipv4Net>,
+    pub topology: Option<Topology>,
+    pub port: Option<u16>,
+    pub parallel: usize,
+    pub timeout: Duration,
+    /// lct-mesh on this machine (namespace nodes) and on remote nodes.
+    pub local_bin: PathBuf,
+    pub remote_bin: String,
+}
+
+impl Options {
+    fn exec(&self) -> ExecOptions {
+        ExecOptions { parallel: self.parallel, timeout: Some(self.timeout), ..Default::default() }
+    }
+
+    fn argv(&self, node: &Node, args: &[&str]) -> Vec<String> {
+        let bin = match node.access {
+            Some(Access::Netns { .. }) => self.local_bin.display().to_string(),
+            _ => self.remote_bin.clone(),
+        };
+        std::iter::once(bin).chain(args.iter().map(|s| s.to_string())).collect()
+    }
+
+    /// The recorded mesh, or a new one with these settings; settings that contradict the
+    /// recorded ones are an error (a mesh is re-made with `down` first).
+    pub fn state(&self) -> Result<MeshState, MeshError> {
+        match MeshState::load(&self.state_dir)? {
+            Some(s) => {
+                let differs = |what: &str, given: String, recorded: String| {
+                    MeshError::Input(format!(
+                        "{what} {given}: the mesh has {recorded} (lct-mesh down first to change it)"
+                    ))
+                };
+                if let Some(p) = self.prefix.filter(|p| *p != s.prefix) {
+                    return Err(differs("--prefix", p.to_string(), s.prefix.to_string()));
+                }
+                if let Some(t) = self.topology.filter(|t| *t != s.topology) {
+                    return Err(differs("--topology", format!("{t:?}"), format!("{:?}", s.topology)));
+                }
+                if let Some(p) = self.port.filter(|p| *p != s.port) {
+                    return Err(differs("--port", p.to_string(), s.port.to_string()));
+                }
+                Ok(s)
+            }
+            None => Ok(MeshState::new(
+                self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.parse().expect("a prefix")),
+                self.topology.unwrap_or_default(),
+                self.port.unwrap_or(DEFAULT_PORT),
+            )),
+        }
+    }
+}
+
+fn why(r: &ExecResult) -> String {
+    let last = r.stderr.trim().lines().last().unwrap_or_default();
+    format!("{}: {last}", r.outcome.describe())
+}
+
+/// `lct-mesh sync`: every node of `nodes` in the mesh, as planned, and one `mesh-node`
+/// record each. Nothing is pushed when the plan cannot be made; a node that fails (no key
+/// back, apply failed) is reported, and the others go on without it.
+pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, MeshError> {
+    let assigned = assign(options.state()?, nodes)?;
+    let mut state = assigned.state;
+    // The plan must be possible before any node is touched (a region nobody can lead...).
+    let mut trial = state.clone();
+    let placeholder = data_encoding::BASE64.encode(&[0u8; 32]);
+    for m in trial.members.values_mut() {
+        m.public_key.get_or_insert_with(|| placeholder.clone());
+    }
+    plan(&mut trial, &assigned.running)?;
+
+    let exec = options.exec();
+    let jobs = assigned
+        .running
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                options.argv(n, &["apply", "--key", "--interface", &interface_for(n), "-o", "jsonl"]),
+                Vec::new(),
+            )
+        })
+        .collect();
+    let mut failed: BTreeMap<Name, String> = BTreeMap::new();
+    for r in exec_each(jobs, &exec, None).await {
+        let key = stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop());
+        match (r.outcome.success(), key) {
+            (true, Some(k)) => {
+                crate::model::check_public_key(&format!("node {}: its public key", r.node), &k.public_key)?;
+                let member = state.members.get_mut(&r.node).expect("running nodes are members");
+                if member.public_key.as_ref().is_some_and(|old| *old != k.public_key) {
+                    tracing::warn!("node {}: its public key changed (a new node of the same name?)", r.node);
+                }
+                member.public_key = Some(k.public_key);
+            }
+            (true, None) => _ = failed.insert(r.node, "no public key came back".into()),
+            (false, _) => _ = failed.insert(r.node.clone(), why(&r)),
+        }
+    }
+    let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
+    let planned = plan(&mut state, &members)?;
+    state.save(&options.state_dir)?;
+
+    let mut reports: BTreeMap<Name, MeshNode> = BTreeMap::new();
+    let mut jobs = Vec::new();
+    for (node, config) in &planned.configs {
+        reports.insert(node.name.clone(), report(&state, node, config, SyncStatus::Unchanged, None));
+        let line = format!("{}\n", stream::to_line(config));
+        jobs.push((node.clone(), options.argv(node, &["apply", "-o", "jsonl"]), line.into_bytes()));
+    }
+    for r in exec_each(jobs, &exec, None).await {
+        let applied = stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop());
+        let entry = reports.get_mut(&r.node).expect("every job has a report");
+        match (r.outcome.success(), applied) {
+            (true, Some(a)) if a.changed => entry.status = SyncStatus::Changed,
+            (true, Some(_)) => {}
+            (true, None) => (entry.status, entry.error) = (SyncStatus::Failed, Some("no report came back".into())),
+            (false, _) => (entry.status, entry.error) = (SyncStatus::Failed, Some(why(&r))),
+        }
+    }
+    let planned_names: Vec<Name> = reports.keys().cloned().collect();
+    for n in nodes.iter().filter(|n| state.members.contains_key(&n.name) && !planned_names.contains(&n.name)) {
+        let config = MeshConfig {
+            interface: interface_for(n),
+            address: state.members[&n.name].address,
+            listen_port: state.port,
+            forward: false,
+            peers: Vec::new(),
+            routes: Vec::new(),
+        };
+        let (status, error) = match failed.remove(&n.name) {
+            Some(e) => (SyncStatus::Failed, Some(e)),
+            None => (SyncStatus::Skipped, Some(format!("status {}", n.status))),
+        };
+        reports.insert(n.name.clone(), report(&state, n, &config, status, error));
+    }
+    Ok(reports.into_values().collect())
+}
+
+fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatus, error: Option<String>) -> MeshNode {
+    MeshNode {
+        node: node.name.clone(),
+        region: node.region.clone(),
+        address: config.address,
+        leader: state.leaders.get(&node.region) == Some(&node.name),
+        public_key: state.members.get(&node.name).and_then(|m| m.public_key.clone()),
+        interface: config.interface.clone(),
+        peers: config.peers.len(),
+        status,
+        error,
+    }
+}
+
+/// `lct-mesh status`: the peers of every running member, named by their keys; nodes that
+/// could not be asked, with why.
+pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>, Vec<String>), MeshError> {
+    let state = MeshState::load(&options.state_dir)?.unwrap_or_else(|| {
+        MeshState::new(DEFAULT_PREFIX.parse().expect("a prefix"), Topology::default(), DEFAULT_PORT)
+    });
+    let by_key: BTreeMap<&str, &Name> =
+        state.members.iter().filter_map(|(n, m)| m.public_key.as_deref().map(|k| (k, n))).collect();
+    let jobs = nodes
+        .iter()
+        .filter(|n| state.members.contains_key(&n.name) && n.status == lct_core::record::Status::Running)
+        .map(|n| {
+            let argv =
+                options.argv(n, &["peers", "--interface", &interface_for(n), "--node", n.name.as_str(), "-o", "jsonl"]);
+            (n.clone(), argv, Vec::new())
+        })
+        .collect();
+    let (mut peers, mut problems) = (Vec::new(), Vec::new());
+    for r in exec_each(jobs, &options.exec(), None).await {
+        match stream::read_kind::<MeshPeer>(r.stdout.as_bytes()) {
+            Ok((found, _)) if r.outcome.success() => peers.extend(found.into_iter().map(|mut p| {
+                p.node = r.node.clone();
+                p.peer = by_key.get(p.public_key.as_str()).map(|n| (*n).clone());
+                p
+            })),
+            _ => problems.push(format!("{} ({})", r.node, why(&r))),
+        }
+    }
+    peers.sort_by(|a, b| (&a.node, &a.peer).cmp(&(&b.node, &b.peer)));
+    Ok((peers, problems))
+}
+
+/// `lct-mesh down`: every node of `nodes` leaves the mesh; the record goes when all did.
+pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, MeshError> {
+    let jobs = nodes
+        .iter()
+        .filter(|n| n.status == lct_core::record::Status::Running && n.access.is_some())
+        .map(|n| (n.clone(), options.argv(n, &["down-here", "--interface", &interface_for(n)]), Vec::new()))
+        .collect();
+    let problems: Vec<String> = exec_each(jobs, &options.exec(), None)
+        .await
+        .iter()
+        .filter(|r| !r.outcome.success())
+        .map(|r| format!("{} ({})", r.node, why(r)))
+        .collect();
+    if problems.is_empty() {
+        remove_state(&options.state_dir)?;
+    }
+    Ok(problems)
+}
+
+fn remove_state(dir: &Path) -> Result<(), MeshError> {
+    match std::fs::remove_file(MeshState::path(dir)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Io(e.to_string())),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,189 @@
+//! The mesh as recorded in the state directory (`mesh.json`): its prefix, topology and port,
+//! each member's mesh address and public key, each region's leader. Addresses are recorded,
+//! not recomputed from order: a node keeps its address for as long as it exists. Read back
+//! strictly: every key, address and region is checked again, and two members claiming one
+//! address is an error naming both.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use lct_core::record::Name;
+use serde::{Deserialize, Serialize};
+
+use crate::MeshError;
+use crate::model::{Topology, check_public_key, check_region};
+
+/// The default mesh prefix: the shared address space of RFC 6598 (what Tailscale uses too),
+/// which neither Linode's private network nor the lab's use.
+pub const DEFAULT_PREFIX: &str = "100.64.0.0/10";
+/// WireGuard's usual port.
+pub const DEFAULT_PORT: u16 = 51820;
+
+/// One member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    pub address: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+    #[serde(default)]
+    pub region: String,
+}
+
+/// The recorded mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshState {
+    #[serde(with = "prefix_text")]
+    pub prefix: Ipv4Net,
+    pub topology: Topology,
+    pub port: u16,
+    #[serde(default)]
+    pub members: BTreeMap<Name, Member>,
+    /// Region -> its leader.
+    #[serde(default)]
+    pub leaders: BTreeMap<String, Name>,
+}
+
+impl MeshState {
+    pub fn new(prefix: Ipv4Net, topology: Topology, port: u16) -> MeshState {
+        MeshState { prefix, topology, port, members: BTreeMap::new(), leaders: BTreeMap::new() }
+    }
+
+    /// Where the mesh is recorded.
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("mesh.json")
+    }
+
+    /// The recorded mesh, checked; none yet: `None`.
+    pub fn load(state_dir: &Path) -> Result<Option<MeshState>, MeshError> {
+        let path = Self::path(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(MeshError::Io(format!("{}: {e}", path.display()))),
+        };
+        let state: MeshState =
+            serde_json::from_str(&text).map_err(|e| MeshError::Input(format!("{}: {e}", path.display())))?;
+        state.check().map_err(|e| MeshError::Input(format!("{}: {e}", path.display())))?;
+        Ok(Some(state))
+    }
+
+    /// Writes it atomically (mode 0600).
+    pub fn save(&self, state_dir: &Path) -> Result<(), MeshError> {
+        let path = Self::path(state_dir);
+        std::fs::create_dir_all(state_dir).map_err(|e| MeshError::Io(format!("{}: {e}", state_dir.display())))?;
+        lct_core::fsutil::atomic_write_json(&path, self).map_err(|e| MeshError::Io(format!("{}: {e}", path.display())))
+    }
+
+    /// Every recorded value valid, every address in the prefix and claimed once.
+    pub fn check(&self) -> Result<(), MeshError> {
+        let mut seen: BTreeMap<Ipv4Addr, &Name> = BTreeMap::new();
+        for (name, m) in &self.members {
+            if !usable(&self.prefix, m.address) {
+                return Err(MeshError::Input(format!(
+                    "node {name}: mesh address {} is not a host address of {}",
+                    m.address, self.prefix
+                )));
+            }
+            if let Some(other) = seen.insert(m.address, name) {
+                return Err(MeshError::Input(format!(
+                    "nodes {other} and {name} both claim mesh address {}",
+                    m.address
+                )));
+            }
+            if let Some(key) = &m.public_key {
+                check_public_key(&format!("node {name}: public key"), key)?;
+            }
+            check_region(name.as_str(), &m.region)?;
+        }
+        for (region, leader) in &self.leaders {
+            check_region(leader.as_str(), region)?;
+        }
+        Ok(())
+    }
+
+    /// The lowest free host address of the prefix not in `taken`.
+    pub fn free_address(&self, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr, MeshError> {
+        self.prefix
+            .hosts()
+            .find(|a| !taken.contains(a))
+            .ok_or_else(|| MeshError::Input(format!("mesh prefix {} is full", self.prefix)))
+    }
+}
+
+/// The prefix as `ADDR/LEN` text (ipnet's serde support is not built in).
+mod prefix_text {
+    use ipnet::Ipv4Net;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(p: &Ipv4Net, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(p)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Net, D::Error> {
+        let text = String::deserialize(d)?;
+        let p: Ipv4Net =
+            text.parse().map_err(|_| serde::de::Error::custom(format!("{text:?} is not an IPv4 prefix")))?;
+        if p.trunc() != p {
+            return Err(serde::de::Error::custom(format!("{text:?} has host bits set")));
+        }
+        Ok(p)
+    }
+}
+
+/// Whether `a` is a host address of `prefix` (not its network or broadcast address).
+pub fn usable(prefix: &Ipv4Net, a: Ipv4Addr) -> bool {
+    prefix.contains(&a) && (prefix.prefix_len() >= 31 || (a != prefix.network() && a != prefix.broadcast()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_state_is_checked_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(MeshState::load(dir.path()).unwrap(), None);
+        let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
+        s.members.insert(
+            "a-1".parse().unwrap(),
+            Member { address: "100.64.0.1".parse().unwrap(), public_key: None, region: "a".into() },
+        );
+        s.save(dir.path()).unwrap();
+        assert_eq!(MeshState::load(dir.path()).unwrap(), Some(s.clone()));
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(MeshState::path(dir.path())).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Another node claiming a-1's address.
+        let mut twice = s.clone();
+        twice.members.insert(
+            "b-1".parse().unwrap(),
+            Member { address: "100.64.0.1".parse().unwrap(), public_key: None, region: "b".into() },
+        );
+        let err = twice.check().unwrap_err().to_string();
+        assert!(err.contains("a-1 and b-1 both claim mesh address 100.64.0.1"), "{err}");
+        // Outside the prefix, the network address, a hostile key or region.
+        for (address, key, region) in [
+            ("100.65.0.1", None, "a"),
+            ("100.64.0.0", None, "a"),
+            ("100.64.0.2", Some("x\nEndpoint = 6.6.6.6:1"), "a"),
+            ("100.64.0.2", None, "a\n[Peer]"),
+        ] {
+            let mut bad = s.clone();
+            bad.members.insert(
+                "c-1".parse().unwrap(),
+                Member { address: address.parse().unwrap(), public_key: key.map(String::from), region: region.into() },
+            );
+            assert!(bad.check().is_err(), "{address} {key:?} {region:?}");
+            bad.save(dir.path()).unwrap();
+            assert!(MeshState::load(dir.path()).unwrap_err().to_string().contains("mesh.json"));
+        }
+        let taken: BTreeSet<Ipv4Addr> = ["100.64.0.1".parse().unwrap()].into();
+        assert_eq!(s.free_address(&taken).unwrap(), "100.64.0.2".parse::<Ipv4Addr>().unwrap());
+    }
+}
