@@ -100,14 +100,20 @@ pub fn ensure_interface(interface: &str) -> Result<(), MeshError> {
 /// addresses and lct-mesh's routes.
 fn fingerprint(interface: &str) -> String {
     let dump = run("wg", &["show", interface, "dump"], None).unwrap_or_default();
-    let mut text = String::new();
-    for (i, line) in dump.lines().enumerate() {
-        let f: Vec<&str> = line.split('\t').collect();
-        match i {
-            0 => _ = writeln!(text, "port {}", f.get(2).unwrap_or(&"")),
-            _ => _ = writeln!(text, "peer {} {} {}", f[0], f.get(2).unwrap_or(&""), f.get(3).unwrap_or(&"")),
-        }
-    }
+    // wireguard-go lists peers in no fixed order: sorted here.
+    let mut lines: Vec<String> = dump
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let f: Vec<&str> = line.split('\t').collect();
+            match i {
+                0 => format!("0 port {}", f.get(2).unwrap_or(&"")),
+                _ => format!("1 peer {} {} {}", f[0], f.get(2).unwrap_or(&""), f.get(3).unwrap_or(&"")),
+            }
+        })
+        .collect();
+    lines.sort();
+    let mut text = lines.join("\n");
     text.push_str(&run("ip", &["-4", "-o", "addr", "show", "dev", interface], None).unwrap_or_default());
     text.push_str(&run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO], None).unwrap_or_default());
     text

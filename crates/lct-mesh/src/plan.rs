@@ -24,7 +24,7 @@ pub fn interface_for(node: &Node) -> String {
             // FNV-1a: stable across builds and machines (the name must not change).
             let hash =
                 netns.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-            format!("lm{:013x}", hash & ((1 << 52) - 1))
+            format!("lm{:013x}", (hash ^ (hash >> 29)) & ((1 << 52) - 1))
         }
         _ => "lctmesh0".into(),
     }

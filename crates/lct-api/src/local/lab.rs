@@ -128,6 +128,7 @@ impl Lab {
 
     pub(super) fn remove(&self) -> Result<(), ProviderError> {
         for ns in [self.outside_ns(), self.lab_ns()] {
+            net::end_processes(&ns);
             net::delete_netns(&ns)?;
             let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&ns));
             Self::unmark(&ns);
@@ -193,6 +194,7 @@ impl Lab {
 
     pub(super) fn remove_node(&self, node: &Node) -> Result<(), ProviderError> {
         let lab = self.lab_ns();
+        net::end_processes(&self.node_ns(&node.name));
         net::delete_netns(&self.node_ns(&node.name))?;
         // Deleting the namespace takes the veth pairs with it; a crash mid-create may have
         // left a lab-side end alone.

@@ -145,6 +145,21 @@ pub fn netns_exists(ns: &str) -> bool {
     Path::new("/run/netns").join(ns).exists()
 }
 
+/// Ends the processes still in a namespace that goes for good (a deleted node's daemons:
+/// wireguard-go, a DNS server), as a deleted computer's end: left alone they would keep the
+/// namespace, its addresses and sockets alive, unseen. Machines are removed before this.
+pub fn end_processes(ns: &str) {
+    if !netns_exists(ns) {
+        return;
+    }
+    if let Ok(pids) = ip(&["netns", "pids", ns]) {
+        for pid in pids.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()).filter(|p| *p > 1) {
+            // SAFETY: kill(2) with a pid the kernel listed just now; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    }
+}
+
 /// Deletes a namespace, and what lct's tools kept about it in /run.
 pub fn delete_netns(ns: &str) -> Result<(), ProviderError> {
     if let Some(ino) = lct_core::state::netns_inode(ns) {

@@ -1,0 +1,183 @@
+//! lct-mesh end to end: namespace nodes of one lab in "regions" by their records, a real
+//! WireGuard data plane (wireguard-go) between the regions' leaders, leaders replaced and
+//! members removed by the next sync; hostile records refused before any node is touched.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lct_tests::{Env, Run};
+use serde_json::Value;
+
+/// The lab's nodes as the inventory has them, each in the region `regions` gives it.
+fn nodes_in_regions(env: &Env, regions: &[(&str, &str)]) -> String {
+    let regions: BTreeMap<&str, &str> = regions.iter().copied().collect();
+    let mut out = String::new();
+    for mut n in env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines() {
+        let name = n["name"].as_str().unwrap().to_string();
+        n["region"] = Value::from(regions[name.as_str()]);
+        out.push_str(&format!("{n}\n"));
+    }
+    out
+}
+
+fn by_node(run: &Run) -> BTreeMap<String, Value> {
+    run.json_lines().into_iter().map(|r| (r["node"].as_str().unwrap().to_string(), r)).collect()
+}
+
+/// Takes the mesh down however the test ends (wireguard-go would outlive the lab otherwise).
+struct Down<'a>(&'a Env, String);
+
+impl Drop for Down<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.run_with_input("lct-mesh", &["down"], &self.1);
+    }
+}
+
+/// Bytes the node `node`'s tunnel to `peer` carried, both ways (`lct-mesh status`).
+fn tunnel_bytes(env: &Env, input: &str, node: &str, peer: &str) -> u64 {
+    let peers = env.run_with_input("lct-mesh", &["status", "-o", "jsonl"], input).ok().json_lines();
+    peers
+        .iter()
+        .find(|p| p["node"] == node && p["peer"] == peer)
+        .map_or(0, |p| p["rx_bytes"].as_u64().unwrap() + p["tx_bytes"].as_u64().unwrap())
+}
+
+#[test]
+#[ignore = "needs root: network namespaces and wireguard-go (scripts/test runs it as root)"]
+fn mesh_spans_regions_and_follows_membership() {
+    lct_tests::fixtures::dns::require(&["wg", "wireguard-go"]);
+    let env = Env::new();
+    env.run("lct-api", &["create", "--cluster", "m", "--count", "5"]).ok();
+    let regions = [("m-1", "a"), ("m-2", "a"), ("m-3", "b"), ("m-4", "b"), ("m-5", "c")];
+    let input = nodes_in_regions(&env, &regions);
+    let mut down = Down(&env, input.clone());
+
+    let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
+    let nodes = by_node(&out);
+    assert_eq!(nodes.len(), 5, "{}", out.stdout);
+    assert!(nodes.values().all(|n| n["kind"] == "mesh-node" && n["status"] == "changed"), "{}", out.stdout);
+    let leaders: Vec<&str> = nodes.iter().filter(|(_, n)| n["leader"] == true).map(|(k, _)| k.as_str()).collect();
+    assert_eq!(leaders, ["m-1", "m-3", "m-5"]);
+    assert_eq!(nodes["m-1"]["peers"], 2, "a leader peers with the other regions' leaders");
+    assert_eq!(nodes["m-2"]["peers"], 0, "a member uses the private network to its leader");
+    let addr = |n: &str| nodes[n]["address"].as_str().unwrap().to_string();
+    // Private keys stay on the nodes: not in the output, not in the record.
+    let record = std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap();
+    for n in nodes.values() {
+        let key = n["public_key"].as_str().unwrap();
+        assert!(record.contains(key));
+    }
+    assert!(!out.stdout.contains("PrivateKey") && !record.contains("private"), "{record}");
+
+    // Across regions, member to member, through both leaders' tunnel; the counters grow.
+    let before = tunnel_bytes(&env, &input, "m-1", "m-3");
+    assert!(env.pings("m-2", &addr("m-4")), "m-2 reaches m-4 (region b) over the mesh");
+    assert!(env.pings("m-4", &addr("m-5")), "m-4 reaches m-5 (region c)");
+    assert!(env.pings("m-5", &addr("m-2")));
+    assert!(env.pings("m-2", &addr("m-1")), "inside a region: the private network");
+    let after = tunnel_bytes(&env, &input, "m-1", "m-3");
+    assert!(after > before + 2 * 84, "the a-b tunnel carried the pings: {before} -> {after}");
+
+    // Nothing changed: nothing to do.
+    let again = env.run_with_input("lct-mesh", &["sync"], &input).ok();
+    assert!(by_node(&again).values().all(|n| n["status"] == "unchanged"), "{}", again.stdout);
+
+    // Region b's leader goes: the next sync makes m-4 lead, routes move, m-3 leaves the peers.
+    env.run("lct-api", &["delete", "m-3"]).ok();
+    let input = nodes_in_regions(&env, &regions);
+    down.1 = input.clone();
+    let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
+    let nodes = by_node(&out);
+    assert!(!nodes.contains_key("m-3"));
+    assert_eq!(nodes["m-4"]["leader"], true, "{}", out.stdout);
+    assert_eq!(nodes["m-4"]["address"], addr("m-4"), "addresses are kept");
+    assert!(env.pings("m-2", &addr("m-4")), "reachable again through the new leader");
+    assert!(env.pings("m-5", &addr("m-4")));
+    let peers = env.run_with_input("lct-mesh", &["status", "-o", "jsonl"], &input).ok().json_lines();
+    assert!(peers.iter().all(|p| p["peer"] != "m-3" && p["node"] != "m-3"), "{peers:?}");
+    assert!(peers.iter().any(|p| p["node"] == "m-1" && p["peer"] == "m-4" && p["latest_handshake"].is_u64()));
+
+    // The picture: regions as boxes, leaders marked, the tunnels with handshake ages.
+    let dot = env.run_with_input("lct-mesh", &["graph"], &input).ok().stdout;
+    assert!(dot.contains("label=\"b\"") && dot.contains("leader") && dot.contains("s ago"), "{dot}");
+    if Path::new("/usr/bin/dot").exists() {
+        let svg = env.run_with_input("lct-mesh", &["graph", "--format", "svg", "--offline"], "").ok().stdout;
+        assert!(svg.contains("<svg"), "{svg}");
+    }
+
+    // Down: interfaces gone (wireguard-go with them), the record forgotten.
+    let ifaces: Vec<String> = nodes.values().map(|n| n["interface"].as_str().unwrap().to_string()).collect();
+    env.run_with_input("lct-mesh", &["down"], &input).ok();
+    assert!(!env.state.path().join("mesh.json").exists());
+    for iface in &ifaces {
+        assert!(!Path::new("/var/run/wireguard").join(format!("{iface}.sock")).exists(), "{iface}");
+        assert!(!Path::new("/var/lib/lct/mesh").join(format!("{iface}.key")).exists(), "{iface}");
+    }
+}
+
+const NODE: &str = r#"{"kind":"node","v":1,"cluster":"m","group":"g","name":"NAME","provider":"local","status":"running","region":"REGION","private_ipv4":["192.168.128.N"],"public_ipv4":["203.0.113.N"],"tags":[TAGS],"access":{"method":"netns","netns":"lct-nonexistent-NAME"}}"#;
+
+fn node(name: &str, region: &str, n: u8, tags: &str) -> String {
+    let region = serde_json::to_string(region).unwrap();
+    NODE.replace("NAME", name).replace("\"REGION\"", &region).replace(".N\"", &format!(".{n}\"")).replace("TAGS", tags) + "\n"
+}
+
+/// Hostile or impossible records: a clear error naming the place, exit 1, no node touched
+/// (their namespaces do not exist: reaching one would fail differently) and nothing recorded.
+#[test]
+fn hostile_inventory_is_refused_before_any_node_is_touched() {
+    let env = Env::new();
+    let fine = node("m-1", "a", 1, "") + &node("m-2", "b", 2, "");
+    let long = "a".repeat(300);
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        (fine.clone() + &node("m-3", "a;reboot", 3, ""), vec![], "node m-3: region \"a;reboot\" is not a region name"),
+        (fine.clone() + &node("m-3", "a\n[Peer]", 3, ""), vec![], "node m-3: region \"a\\n[Peer]\" is not a region name"),
+        (fine.clone() + &node("m-3", "$(touch /tmp/x)", 3, ""), vec![], "is not a region name"),
+        (fine.clone() + &node("m-3", &long, 3, ""), vec![], "...\" is not a region name"),
+        (fine.clone() + &node("m-3", "a", 3, r#""mesh-address=100.64.0.1; ip link del eth0""#), vec![], "not an IPv4 address"),
+        (
+            node("m-1", "a", 1, r#""mesh-address=100.64.0.7""#) + &node("m-2", "b", 2, r#""mesh-address=100.64.0.7""#),
+            vec![],
+            "nodes m-1 and m-2 both claim mesh address 100.64.0.7",
+        ),
+        (fine.clone(), vec!["--prefix", "192.168.0.0/16"], "mesh prefix 192.168.0.0/16 overlaps node m-1's address"),
+        (fine.replace("\"public_ipv4\":[\"203.0.113.2\"]", "\"public_ipv4\":[]"), vec![], "region b: no node can lead"),
+        (
+            fine.replace("\"public_ipv4\":[\"203.0.113.2\"]", "\"public_ipv4\":[]"),
+            vec!["--topology", "full"],
+            "node m-2: no public address",
+        ),
+    ];
+    for (input, flags, expected) in cases {
+        let mut args = vec!["sync"];
+        args.extend(flags);
+        let out = env.run_with_input("lct-mesh", &args, &input);
+        assert_eq!(out.status, 1, "{input}\n{}", out.stderr);
+        assert!(out.stderr.contains(expected), "expected {expected:?}\n{}", out.stderr);
+        assert!(out.stderr.len() < 600, "the error quotes a hostile value whole: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(!env.state.path().join("mesh.json").exists(), "nothing recorded for {expected}");
+    }
+
+    // A recorded mesh whose keys or addresses were tampered with: refused, file named.
+    let (zero, one) = (format!("{}=", "A".repeat(43)), format!("{}E=", "AQEB".repeat(10) + "AQ"));
+    let tampered = [
+        (format!(r#""m-1":{{"address":"100.64.0.1","public_key":"{zero}\nEndpoint = 6.6.6.6:1","region":"a"}}"#), "not a WireGuard public key"),
+        (format!(r#""m-1":{{"address":"100.64.0.1","region":"a"}},"m-2":{{"address":"100.64.0.1","public_key":"{one}","region":"b"}}"#), "nodes m-1 and m-2 both claim mesh address 100.64.0.1"),
+        (r#""m-1":{"address":"10.0.0.1","region":"a"}"#.to_string(), "not a host address of 100.64.0.0/10"),
+    ];
+    for (members, expected) in tampered {
+        let record = format!(r#"{{"prefix":"100.64.0.0/10","topology":"leader","port":51820,"members":{{{members}}}}}"#);
+        let path = env.state.path().join("mesh.json");
+        std::fs::write(&path, &record).unwrap();
+        let out = env.run_with_input("lct-mesh", &["sync"], &fine);
+        assert_eq!(out.status, 1, "{}", out.stderr);
+        assert!(out.stderr.contains("mesh.json") && out.stderr.contains(expected), "{expected}: {}", out.stderr);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), record, "left as it was");
+    }
+    // Settings that contradict the recorded mesh.
+    let record = format!(r#"{{"prefix":"100.64.0.0/10","topology":"leader","port":51820,"members":{{}}}}"#);
+    std::fs::write(env.state.path().join("mesh.json"), record).unwrap();
+    let out = env.run_with_input("lct-mesh", &["sync", "--topology", "full"], &fine);
+    assert!(out.stderr.contains("lct-mesh down first"), "{}", out.stderr);
+}
