@@ -61,6 +61,9 @@ fn mesh_spans_regions_and_follows_membership() {
     assert_eq!(nodes["m-1"]["peers"], 2, "a leader peers with the other regions' leaders");
     assert_eq!(nodes["m-2"]["peers"], 0, "a member uses the private network to its leader");
     let addr = |n: &str| nodes[n]["address"].as_str().unwrap().to_string();
+    let key_file = |iface: &Value| Path::new("/var/lib/lct/mesh").join(format!("{}.key", iface.as_str().unwrap()));
+    let m3_key = key_file(&nodes["m-3"]["interface"]);
+    assert!(m3_key.exists());
     // Private keys stay on the nodes: not in the output, not in the record.
     let record = std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap();
     for n in nodes.values() {
@@ -89,6 +92,7 @@ fn mesh_spans_regions_and_follows_membership() {
     let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     let nodes = by_node(&out);
     assert!(!nodes.contains_key("m-3"));
+    assert!(!m3_key.exists(), "a deleted namespace node's key is removed with it");
     assert_eq!(nodes["m-4"]["leader"], true, "{}", out.stdout);
     assert_eq!(nodes["m-4"]["address"], addr("m-4"), "addresses are kept");
     assert!(env.pings("m-2", &addr("m-4")), "reachable again through the new leader");
@@ -119,7 +123,8 @@ const NODE: &str = r#"{"kind":"node","v":1,"cluster":"m","group":"g","name":"NAM
 
 fn node(name: &str, region: &str, n: u8, tags: &str) -> String {
     let region = serde_json::to_string(region).unwrap();
-    NODE.replace("NAME", name).replace("\"REGION\"", &region).replace(".N\"", &format!(".{n}\"")).replace("TAGS", tags) + "\n"
+    NODE.replace("NAME", name).replace("\"REGION\"", &region).replace(".N\"", &format!(".{n}\"")).replace("TAGS", tags)
+        + "\n"
 }
 
 /// Hostile or impossible records: a clear error naming the place, exit 1, no node touched
@@ -131,10 +136,18 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
     let long = "a".repeat(300);
     let cases: Vec<(String, Vec<&str>, &str)> = vec![
         (fine.clone() + &node("m-3", "a;reboot", 3, ""), vec![], "node m-3: region \"a;reboot\" is not a region name"),
-        (fine.clone() + &node("m-3", "a\n[Peer]", 3, ""), vec![], "node m-3: region \"a\\n[Peer]\" is not a region name"),
+        (
+            fine.clone() + &node("m-3", "a\n[Peer]", 3, ""),
+            vec![],
+            "node m-3: region \"a\\n[Peer]\" is not a region name",
+        ),
         (fine.clone() + &node("m-3", "$(touch /tmp/x)", 3, ""), vec![], "is not a region name"),
         (fine.clone() + &node("m-3", &long, 3, ""), vec![], "...\" is not a region name"),
-        (fine.clone() + &node("m-3", "a", 3, r#""mesh-address=100.64.0.1; ip link del eth0""#), vec![], "not an IPv4 address"),
+        (
+            fine.clone() + &node("m-3", "a", 3, r#""mesh-address=100.64.0.1; ip link del eth0""#),
+            vec![],
+            "not an IPv4 address",
+        ),
         (
             node("m-1", "a", 1, r#""mesh-address=100.64.0.7""#) + &node("m-2", "b", 2, r#""mesh-address=100.64.0.7""#),
             vec![],
@@ -162,12 +175,21 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
     // A recorded mesh whose keys or addresses were tampered with: refused, file named.
     let (zero, one) = (format!("{}=", "A".repeat(43)), format!("{}E=", "AQEB".repeat(10) + "AQ"));
     let tampered = [
-        (format!(r#""m-1":{{"address":"100.64.0.1","public_key":"{zero}\nEndpoint = 6.6.6.6:1","region":"a"}}"#), "not a WireGuard public key"),
-        (format!(r#""m-1":{{"address":"100.64.0.1","region":"a"}},"m-2":{{"address":"100.64.0.1","public_key":"{one}","region":"b"}}"#), "nodes m-1 and m-2 both claim mesh address 100.64.0.1"),
+        (
+            format!(r#""m-1":{{"address":"100.64.0.1","public_key":"{zero}\nEndpoint = 6.6.6.6:1","region":"a"}}"#),
+            "not a WireGuard public key",
+        ),
+        (
+            format!(
+                r#""m-1":{{"address":"100.64.0.1","region":"a"}},"m-2":{{"address":"100.64.0.1","public_key":"{one}","region":"b"}}"#
+            ),
+            "nodes m-1 and m-2 both claim mesh address 100.64.0.1",
+        ),
         (r#""m-1":{"address":"10.0.0.1","region":"a"}"#.to_string(), "not a host address of 100.64.0.0/10"),
     ];
     for (members, expected) in tampered {
-        let record = format!(r#"{{"prefix":"100.64.0.0/10","topology":"leader","port":51820,"members":{{{members}}}}}"#);
+        let record =
+            format!(r#"{{"prefix":"100.64.0.0/10","topology":"leader","port":51820,"members":{{{members}}}}}"#);
         let path = env.state.path().join("mesh.json");
         std::fs::write(&path, &record).unwrap();
         let out = env.run_with_input("lct-mesh", &["sync"], &fine);

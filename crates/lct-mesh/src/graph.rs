@@ -124,6 +124,7 @@ mod tests {
                     address: format!("100.64.0.{}", i + 1).parse().unwrap(),
                     public_key: None,
                     region: r.to_string(),
+                    local_interface: None,
                 },
             );
         }

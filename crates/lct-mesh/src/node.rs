@@ -207,6 +207,15 @@ fn parse_peer(node: &Name, line: &str) -> Option<MeshPeer> {
     })
 }
 
+/// Removes the key of a namespace node that is gone (its file is one of this machine's).
+pub fn forget_key(interface: &str) -> Result<(), MeshError> {
+    check_interface(interface)?;
+    match std::fs::remove_file(key_path(interface)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Node(format!("key: {e}"))),
+        _ => Ok(()),
+    }
+}
+
 /// Leaves the mesh: lct-mesh's routes, the interface (wireguard-go exits with it) and the key.
 pub fn down(interface: &str) -> Result<(), MeshError> {
     check_interface(interface)?;
@@ -214,10 +223,7 @@ pub fn down(interface: &str) -> Result<(), MeshError> {
     if run("ip", &["link", "show", "dev", interface], None).is_ok() {
         run("ip", &["link", "del", "dev", interface], None)?;
     }
-    match std::fs::remove_file(key_path(interface)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Node(format!("key: {e}"))),
-        _ => Ok(()),
-    }
+    forget_key(interface)
 }
 
 #[cfg(test)]

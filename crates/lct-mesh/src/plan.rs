@@ -36,6 +36,8 @@ pub struct Assigned {
     pub state: MeshState,
     /// The running nodes, which get configured.
     pub running: Vec<Node>,
+    /// Interfaces of namespace nodes that left: their keys (files of this machine) to remove.
+    pub gone_local: Vec<String>,
 }
 
 /// Checks the nodes and gives every one an address: recorded ones are kept, members no
@@ -67,6 +69,12 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
         }
     }
     let present: BTreeSet<&Name> = nodes.iter().map(|n| &n.name).collect();
+    let gone_local = state
+        .members
+        .iter()
+        .filter(|(name, _)| !present.contains(name))
+        .filter_map(|(_, m)| m.local_interface.clone())
+        .collect();
     state.members.retain(|name, _| present.contains(name));
     state.leaders.retain(|_, leader| present.contains(leader));
     // A pinned address taken by another recorded member: the claim is refused, the record stays.
@@ -90,11 +98,14 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
             }
         };
         let public_key = member.and_then(|m| m.public_key);
-        state.members.insert(node.name.clone(), Member { address, public_key, region: node.region.clone() });
+        let local_interface = matches!(node.access, Some(Access::Netns { .. })).then(|| interface_for(node));
+        state
+            .members
+            .insert(node.name.clone(), Member { address, public_key, region: node.region.clone(), local_interface });
     }
     state.check()?;
     let running = nodes.into_iter().filter(|n| n.status == Status::Running && n.access.is_some()).cloned().collect();
-    Ok(Assigned { state, running })
+    Ok(Assigned { state, running, gone_local })
 }
 
 fn pinned_address(node: &Node, state: &MeshState) -> Result<Option<Ipv4Addr>, MeshError> {

@@ -123,6 +123,11 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
     let planned = plan(&mut state, &members)?;
     state.save(&options.state_dir)?;
+    for iface in &assigned.gone_local {
+        if let Err(e) = crate::node::forget_key(iface) {
+            tracing::warn!("a gone node's key ({iface}): {e}");
+        }
+    }
 
     let mut reports: BTreeMap<Name, MeshNode> = BTreeMap::new();
     let mut jobs = Vec::new();

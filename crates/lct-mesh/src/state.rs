@@ -30,6 +30,10 @@ pub struct Member {
     pub public_key: Option<String>,
     #[serde(default)]
     pub region: String,
+    /// A namespace node's interface: its key is a file of this machine, removed here when the
+    /// node leaves the inventory (a deleted node cannot be asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_interface: Option<String>,
 }
 
 /// The recorded mesh.
@@ -98,6 +102,9 @@ impl MeshState {
                 check_public_key(&format!("node {name}: public key"), key)?;
             }
             check_region(name.as_str(), &m.region)?;
+            if let Some(iface) = &m.local_interface {
+                crate::model::check_interface(iface)?;
+            }
         }
         for (region, leader) in &self.leaders {
             check_region(leader.as_str(), region)?;
@@ -150,7 +157,12 @@ mod tests {
         let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
         s.members.insert(
             "a-1".parse().unwrap(),
-            Member { address: "100.64.0.1".parse().unwrap(), public_key: None, region: "a".into() },
+            Member {
+                address: "100.64.0.1".parse().unwrap(),
+                public_key: None,
+                region: "a".into(),
+                local_interface: None,
+            },
         );
         s.save(dir.path()).unwrap();
         assert_eq!(MeshState::load(dir.path()).unwrap(), Some(s.clone()));
@@ -163,7 +175,12 @@ mod tests {
         let mut twice = s.clone();
         twice.members.insert(
             "b-1".parse().unwrap(),
-            Member { address: "100.64.0.1".parse().unwrap(), public_key: None, region: "b".into() },
+            Member {
+                address: "100.64.0.1".parse().unwrap(),
+                public_key: None,
+                region: "b".into(),
+                local_interface: None,
+            },
         );
         let err = twice.check().unwrap_err().to_string();
         assert!(err.contains("a-1 and b-1 both claim mesh address 100.64.0.1"), "{err}");
@@ -177,7 +194,12 @@ mod tests {
             let mut bad = s.clone();
             bad.members.insert(
                 "c-1".parse().unwrap(),
-                Member { address: address.parse().unwrap(), public_key: key.map(String::from), region: region.into() },
+                Member {
+                    address: address.parse().unwrap(),
+                    public_key: key.map(String::from),
+                    region: region.into(),
+                    local_interface: None,
+                },
             );
             assert!(bad.check().is_err(), "{address} {key:?} {region:?}");
             bad.save(dir.path()).unwrap();
