@@ -32,6 +32,10 @@ pub fn document() -> Value {
     kind!(lct_fw::Ruleset);
     kind!(lct_fw::SyncReport);
     kind!(lct_fw::cloud::CloudSync);
+    kind!(lct_mesh::model::MeshNode);
+    kind!(lct_mesh::model::MeshPeer);
+    kind!(lct_mesh::model::MeshConfig);
+    kind!(lct_mesh::model::MeshApplied);
     kind!(lct_image::report::Report<lct_image::report::Created>);
     kind!(lct_image::report::Report<lct_image::report::Restored>);
     kind!(lct_image::report::Report<lct_image::report::Verified>);
