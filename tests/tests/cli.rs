@@ -2,7 +2,8 @@
 
 use lct_tests::Env;
 
-const BINARIES: [&str; 7] = ["lct-api", "lct-inventory", "lct-hosts", "lct-dns", "lct-fw", "lct-image", "lct-plan"];
+const BINARIES: [&str; 8] =
+    ["lct-api", "lct-inventory", "lct-hosts", "lct-dns", "lct-fw", "lct-image", "lct-plan", "lct-mesh"];
 
 #[test]
 fn every_binary_has_help_version_completions_and_man() {

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use lct_tests::Env;
 
-const BINARIES: [&str; 7] = ["lct-api", "lct-inventory", "lct-hosts", "lct-dns", "lct-fw", "lct-image", "lct-plan"];
+const BINARIES: [&str; 8] =
+    ["lct-api", "lct-inventory", "lct-hosts", "lct-dns", "lct-fw", "lct-image", "lct-plan", "lct-mesh"];
 
 /// What one `--help` says: subcommands, and each flag with whether it takes a value.
 #[derive(Debug, Default)]

@@ -8,9 +8,11 @@
 //!   its address and routes.
 //! * [`remote`]: the controller's side: sync, status and down over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
+//! * [`cli`]: the command line's definitions.
 //!
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
+pub mod cli;
 pub mod graph;
 pub mod model;
 pub mod node;

@@ -4,128 +4,16 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use ipnet::Ipv4Net;
-use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat};
-use lct_core::record::{Name, Node, ProviderName};
+use lct_core::cli::OutputFormat;
+use lct_core::record::Node;
 use lct_core::state::{ClusterStore, state_dir};
 use lct_core::stream;
 use lct_core::table::emit;
+use lct_mesh::cli::{Cli, Command, Reach};
 use lct_mesh::model::{MeshConfig, SyncStatus, Topology};
 use lct_mesh::{graph, node, remote, state::MeshState};
-
-const EXAMPLES: &str = "\
-Examples:
-  # Every node of the inventory in one mesh: one leader per region (Kilo-style)
-  lct-mesh sync
-  # Only some nodes, or regions by record (JSON lines in)
-  lct-inventory query --cluster zk | lct-mesh sync
-  lct-mesh sync --topology full --prefix 10.250.0.0/16      # on the first sync only
-
-  # Peers, last handshakes and bytes, from `wg show dump` on every node
-  lct-mesh status
-  # The picture: regions as boxes, leaders, tunnels with handshake ages
-  lct-mesh graph > mesh.dot
-  lct-mesh graph --format svg > mesh.svg
-
-  # Leave: interfaces, routes and keys removed on the nodes, the record forgotten
-  lct-mesh down
-
-Nodes come from stdin when records are piped, else from the inventory. A node's mesh
-address is recorded ($LCT_STATE_DIR/mesh.json) and kept; a tag mesh-address=ADDR pins it.
-Keys are made on the nodes and never leave them. Exit status: 0 success, 1 failure (a node
-failed, each named), 2 usage error.";
-
-/// A WireGuard mesh across regions: each node a mesh address, one leader per region (or
-/// every node a peer of every other), kept in step with the inventory.
-#[derive(Parser)]
-#[command(name = "lct-mesh", version, after_help = EXAMPLES)]
-struct Cli {
-    #[command(flatten)]
-    global: GlobalArgs,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Args, Clone)]
-struct Reach {
-    /// Providers to ask when no records are piped (repeatable)
-    #[arg(long = "provider", short = 'p', value_enum, long_help = lct_inventory::providers_long_help())]
-    providers: Vec<ProviderName>,
-    /// How many nodes at once
-    #[arg(long, default_value_t = 32)]
-    parallel: usize,
-    /// Give up on a node after this many seconds
-    #[arg(long, default_value_t = 60)]
-    timeout: u64,
-    /// lct-mesh on remote (ssh) nodes
-    #[arg(long, default_value = "lct-mesh")]
-    remote_bin: String,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Plan the mesh and push it: keys made on the nodes, configuration and routes applied
-    Sync {
-        /// The mesh prefix (first sync; recorded then)
-        #[arg(long, value_name = "PREFIX")]
-        prefix: Option<Ipv4Net>,
-        /// leader (default) or full (first sync; recorded then)
-        #[arg(long, value_enum)]
-        topology: Option<Topology>,
-        /// WireGuard's UDP port (first sync; recorded then) [default: 51820]
-        #[arg(long)]
-        port: Option<u16>,
-        #[command(flatten)]
-        reach: Reach,
-    },
-    /// Every node's peers, last handshakes and bytes
-    Status {
-        #[command(flatten)]
-        reach: Reach,
-    },
-    /// The mesh as Graphviz DOT, or SVG through dot
-    Graph {
-        /// dot (default) or svg
-        #[arg(long, default_value = "dot", value_parser = ["dot", "svg"])]
-        format: String,
-        /// The planned tunnels only: no status asked of the nodes
-        #[arg(long)]
-        offline: bool,
-        #[command(flatten)]
-        reach: Reach,
-    },
-    /// Take the mesh down on every node and forget it
-    Down {
-        #[command(flatten)]
-        reach: Reach,
-    },
-    /// On a node: bring it to the mesh-config record on stdin (lct-mesh sync runs this)
-    #[command(hide = true)]
-    Apply {
-        /// Only make (if needed) and report this node's key, and the interface
-        #[arg(long)]
-        key: bool,
-        #[arg(long)]
-        interface: Option<String>,
-    },
-    /// On a node: its peers (lct-mesh status runs this)
-    #[command(hide = true)]
-    Peers {
-        #[arg(long)]
-        interface: String,
-        #[arg(long)]
-        node: Name,
-    },
-    /// On a node: leave the mesh (lct-mesh down runs this)
-    #[command(name = "down-here", hide = true)]
-    DownHere {
-        #[arg(long)]
-        interface: String,
-    },
-    #[command(flatten)]
-    Meta(MetaCommand),
-}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();

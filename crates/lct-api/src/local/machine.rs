@@ -386,6 +386,10 @@ impl Machine {
         if Path::new("/dev/fuse").exists() {
             args.push("--bind=/dev/fuse".into());
         }
+        // TUN, for wireguard-go (lct-mesh's data plane where the kernel has no WireGuard).
+        if Path::new("/dev/net/tun").exists() {
+            args.push("--bind=/dev/net/tun".into());
+        }
         let state_dir = self.dir.parent().and_then(Path::parent).and_then(Path::parent).unwrap_or(Path::new("."));
         let supervised =
             super::reboot::Supervised { state_dir, lab: &self.lab, pid_file: &self.pid_file(), nspawn_args: &args };
