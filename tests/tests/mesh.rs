@@ -198,7 +198,7 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), record, "left as it was");
     }
     // Settings that contradict the recorded mesh.
-    let record = format!(r#"{{"prefix":"100.64.0.0/10","topology":"leader","port":51820,"members":{{}}}}"#);
+    let record = r#"{"prefix":"100.64.0.0/10","topology":"leader","port":51820,"members":{}}"#;
     std::fs::write(env.state.path().join("mesh.json"), record).unwrap();
     let out = env.run_with_input("lct-mesh", &["sync", "--topology", "full"], &fine);
     assert!(out.stderr.contains("lct-mesh down first"), "{}", out.stderr);

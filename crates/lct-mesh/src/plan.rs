@@ -59,13 +59,13 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
                 )));
             }
         }
-        if let Some(address) = pinned_address(node, &state)? {
-            if let Some(other) = pinned.insert(address, &node.name) {
-                return Err(MeshError::Input(format!(
-                    "nodes {other} and {} both claim mesh address {address} (tag {ADDRESS_TAG})",
-                    node.name
-                )));
-            }
+        if let Some(address) = pinned_address(node, &state)?
+            && let Some(other) = pinned.insert(address, &node.name)
+        {
+            return Err(MeshError::Input(format!(
+                "nodes {other} and {} both claim mesh address {address} (tag {ADDRESS_TAG})",
+                node.name
+            )));
         }
     }
     let present: BTreeSet<&Name> = nodes.iter().map(|n| &n.name).collect();
