@@ -47,14 +47,14 @@ fn tunnel_bytes(env: &Env, input: &str, node: &str, peer: &str) -> u64 {
 fn mesh_spans_regions_and_follows_membership() {
     lct_tests::fixtures::dns::require(&["wg", "wireguard-go"]);
     let env = Env::new();
-    env.run("lct-api", &["create", "--cluster", "m", "--count", "5"]).ok();
-    let regions = [("m-1", "a"), ("m-2", "a"), ("m-3", "b"), ("m-4", "b"), ("m-5", "c")];
+    env.run("lct-api", &["create", "--cluster", "m", "--count", "6"]).ok();
+    let regions = [("m-1", "a"), ("m-2", "a"), ("m-3", "b"), ("m-4", "b"), ("m-5", "c"), ("m-6", "b")];
     let input = nodes_in_regions(&env, &regions);
     let mut down = Down(&env, input.clone());
 
     let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     let nodes = by_node(&out);
-    assert_eq!(nodes.len(), 5, "{}", out.stdout);
+    assert_eq!(nodes.len(), 6, "{}", out.stdout);
     assert!(nodes.values().all(|n| n["kind"] == "mesh-node" && n["status"] == "changed"), "{}", out.stdout);
     let leaders: Vec<&str> = nodes.iter().filter(|(_, n)| n["leader"] == true).map(|(k, _)| k.as_str()).collect();
     assert_eq!(leaders, ["m-1", "m-3", "m-5"]);
@@ -97,9 +97,30 @@ fn mesh_spans_regions_and_follows_membership() {
     assert_eq!(nodes["m-4"]["address"], addr("m-4"), "addresses are kept");
     assert!(env.pings("m-2", &addr("m-4")), "reachable again through the new leader");
     assert!(env.pings("m-5", &addr("m-4")));
+    assert!(env.pings("m-6", &addr("m-1")), "a member of b, through its new leader");
     let peers = env.run_with_input("lct-mesh", &["status", "-o", "jsonl"], &input).ok().json_lines();
     assert!(peers.iter().all(|p| p["peer"] != "m-3" && p["node"] != "m-3"), "{peers:?}");
     assert!(peers.iter().any(|p| p["node"] == "m-1" && p["peer"] == "m-4" && p["latest_handshake"].is_u64()));
+
+    // Watch mode, its records from a file: b's leader (m-4) goes, and within seconds m-6
+    // leads b and m-2 reaches it, with no sync by hand.
+    let records = env.state.path().join("nodes.jsonl");
+    std::fs::write(&records, &input).unwrap();
+    let watch = env.command("lct-mesh", &["watch", "--interval", "1", "--records", records.to_str().unwrap()]);
+    let _watch = lct_tests::Background::spawn(watch);
+    let m6 = by_node(&out)["m-6"]["address"].as_str().unwrap().to_string();
+    env.run("lct-api", &["delete", "m-4"]).ok();
+    let started = std::time::Instant::now();
+    while !env.pings("m-2", &m6) {
+        assert!(started.elapsed().as_secs() < 20, "watch did not replace b's leader");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let recorded: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap()).unwrap();
+    assert_eq!(recorded["leaders"]["b"], "m-6", "{recorded}");
+    drop(_watch);
+    let input = nodes_in_regions(&env, &regions);
+    down.1 = input.clone();
 
     // The picture: regions as boxes, leaders marked, the tunnels with handshake ages.
     let dot = env.run_with_input("lct-mesh", &["graph"], &input).ok().stdout;

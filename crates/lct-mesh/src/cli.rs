@@ -15,6 +15,9 @@ Examples:
   lct-inventory query --cluster zk | lct-mesh sync
   lct-mesh sync --topology full --prefix 10.250.0.0/16      # on the first sync only
 
+  # Follow membership: a sync every 2 s (a leader gone is replaced within that)
+  lct-mesh watch --interval 2
+
   # Peers, last handshakes and bytes, from `wg show dump` on every node
   lct-mesh status
   # The picture: regions as boxes, leaders, tunnels with handshake ages
@@ -69,6 +72,17 @@ pub enum Command {
         /// WireGuard's UDP port (first sync; recorded then) [default: 51820]
         #[arg(long)]
         port: Option<u16>,
+        #[command(flatten)]
+        reach: Reach,
+    },
+    /// Sync again and again: a leader that went away is replaced within an interval
+    Watch {
+        /// Seconds between syncs
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+        /// Node records from this file, read again each round [default: the inventory]
+        #[arg(long, value_name = "FILE")]
+        records: Option<std::path::PathBuf>,
         #[command(flatten)]
         reach: Reach,
     },

@@ -49,6 +49,10 @@ async fn nodes(reach: &Reach) -> anyhow::Result<Vec<Node>> {
             return Ok(nodes);
         }
     }
+    inventory(reach).await
+}
+
+async fn inventory(reach: &Reach) -> anyhow::Result<Vec<Node>> {
     let clusters = ClusterStore::new(&state_dir()).load()?;
     let selector = lct_inventory::Selector { providers: reach.providers.clone(), ..Default::default() };
     Ok(lct_inventory::query(&selector, &clusters).await?)
@@ -74,6 +78,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("sync failed on {} of {} nodes: {}", failed.len(), reports.len(), failed.join(", "));
             }
             Ok(())
+        }
+        Command::Watch { interval, records, reach } => {
+            let options = options(&reach, None, None, None)?;
+            loop {
+                let nodes = match &records {
+                    Some(file) => std::fs::read(file)
+                        .with_context(|| file.display().to_string())
+                        .and_then(|b| Ok(stream::read_kind::<Node>(&b[..]).context(file.display().to_string())?.0)),
+                    None => inventory(&reach).await,
+                };
+                match nodes {
+                    // Changes only: a quiet mesh prints nothing.
+                    Ok(nodes) => match remote::sync(&nodes, &options).await {
+                        Ok(reports) => {
+                            let changed: Vec<_> =
+                                reports.into_iter().filter(|r| r.status != SyncStatus::Unchanged).collect();
+                            emit(&changed, format)?;
+                        }
+                        Err(e) => tracing::error!("sync: {e}"),
+                    },
+                    Err(e) => tracing::error!("{e:#}"),
+                }
+                tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
+            }
         }
         Command::Status { reach } => {
             let nodes = nodes(&reach).await?;

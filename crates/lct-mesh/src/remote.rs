@@ -225,6 +225,14 @@ pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, Mesh
         .map(|r| format!("{} ({})", r.node, why(r)))
         .collect();
     if problems.is_empty() {
+        // Namespace members not asked (gone from the inventory): their keys are files here.
+        if let Some(state) = MeshState::load(&options.state_dir)? {
+            for (name, m) in &state.members {
+                if let Some(iface) = m.local_interface.as_deref().filter(|_| !nodes.iter().any(|n| &n.name == name)) {
+                    crate::node::forget_key(iface)?;
+                }
+            }
+        }
         remove_state(&options.state_dir)?;
     }
     Ok(problems)
