@@ -2,7 +2,7 @@
 //! `status` (every node's peers) and `down`, over the path every push tool uses: lct-mesh
 //! inside a namespace node's namespace, over SSH (pinned host keys) on a remote one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -93,58 +93,75 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     plan(&mut trial, &assigned.running)?;
 
     let exec = options.exec();
+    // Keys are asked of new nodes only (none recorded): every apply reports the node's key
+    // too, so a changed one (a node made again under its name) is seen in the apply round.
     let jobs = assigned
         .running
         .iter()
+        .filter(|n| state.members[&n.name].public_key.is_none())
         .map(|n| {
-            (
-                n.clone(),
-                options.argv(n, &["apply", "--key", "--interface", &interface_for(n), "-o", "jsonl"]),
-                Vec::new(),
-            )
+            let argv = options.argv(n, &["apply", "--key", "--interface", &interface_for(n), "-o", "jsonl"]);
+            (n.clone(), argv, Vec::new())
         })
         .collect();
     let mut failed: BTreeMap<Name, String> = BTreeMap::new();
     for r in exec_each(jobs, &exec, None).await {
-        let key = stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop());
-        match (r.outcome.success(), key) {
-            (true, Some(k)) => {
-                crate::model::check_public_key(&format!("node {}: its public key", r.node), &k.public_key)?;
-                let member = state.members.get_mut(&r.node).expect("running nodes are members");
-                if member.public_key.as_ref().is_some_and(|old| *old != k.public_key) {
-                    tracing::warn!("node {}: its public key changed (a new node of the same name?)", r.node);
-                }
-                member.public_key = Some(k.public_key);
-            }
+        match (r.outcome.success(), applied_of(&r)) {
+            (true, Some(k)) => _ = take_key(&mut state, &r.node, k.public_key)?,
             (true, None) => _ = failed.insert(r.node, "no public key came back".into()),
             (false, _) => _ = failed.insert(r.node.clone(), why(&r)),
         }
     }
-    let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
-    let planned = plan(&mut state, &members)?;
-    state.save(&options.state_dir)?;
     for iface in &assigned.gone_local {
         if let Err(e) = crate::node::forget_key(iface) {
             tracing::warn!("a gone node's key ({iface}): {e}");
         }
     }
 
+    // Apply; once more when a leader failed or a key changed (the others' peers follow).
+    let mut changed: BTreeSet<Name> = BTreeSet::new();
     let mut reports: BTreeMap<Name, MeshNode> = BTreeMap::new();
-    let mut jobs = Vec::new();
-    for (node, config) in &planned.configs {
-        reports.insert(node.name.clone(), report(&state, node, config, SyncStatus::Unchanged, None));
-        let line = format!("{}\n", stream::to_line(config));
-        jobs.push((node.clone(), options.argv(node, &["apply", "-o", "jsonl"]), line.into_bytes()));
-    }
-    for r in exec_each(jobs, &exec, None).await {
-        let applied = stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop());
-        let entry = reports.get_mut(&r.node).expect("every job has a report");
-        match (r.outcome.success(), applied) {
-            (true, Some(a)) if a.changed => entry.status = SyncStatus::Changed,
-            (true, Some(_)) => {}
-            (true, None) => (entry.status, entry.error) = (SyncStatus::Failed, Some("no report came back".into())),
-            (false, _) => (entry.status, entry.error) = (SyncStatus::Failed, Some(why(&r))),
+    for round in 0..2 {
+        let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
+        let planned = plan(&mut state, &members)?;
+        state.save(&options.state_dir)?;
+        reports.clear();
+        let mut jobs = Vec::new();
+        for (node, config) in &planned.configs {
+            reports.insert(node.name.clone(), report(&state, node, config, SyncStatus::Unchanged, None));
+            let line = format!("{}\n", stream::to_line(config));
+            jobs.push((node.clone(), options.argv(node, &["apply", "-o", "jsonl"]), line.into_bytes()));
         }
+        let mut again = false;
+        for r in exec_each(jobs, &exec, None).await {
+            let lost = match (r.outcome.success(), applied_of(&r)) {
+                (true, Some(a)) => {
+                    again |= take_key(&mut state, &r.node, a.public_key)?;
+                    if a.changed {
+                        changed.insert(r.node.clone());
+                    }
+                    None
+                }
+                (true, None) => Some("no report came back".to_string()),
+                (false, _) => Some(why(&r)),
+            };
+            if let Some(why) = lost {
+                again |= planned.leaders.values().any(|l| *l == r.node);
+                failed.insert(r.node, why);
+            }
+        }
+        if !again || round == 1 {
+            state.save(&options.state_dir)?;
+            break;
+        }
+    }
+    for (name, entry) in reports.iter_mut() {
+        if let Some(e) = failed.get(name) {
+            (entry.status, entry.error) = (SyncStatus::Failed, Some(e.clone()));
+        } else if changed.contains(name) {
+            entry.status = SyncStatus::Changed;
+        }
+        entry.public_key = state.members.get(name).and_then(|m| m.public_key.clone());
     }
     let planned_names: Vec<Name> = reports.keys().cloned().collect();
     for n in nodes.iter().filter(|n| state.members.contains_key(&n.name) && !planned_names.contains(&n.name)) {
@@ -163,6 +180,23 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         reports.insert(n.name.clone(), report(&state, n, &config, status, error));
     }
     Ok(reports.into_values().collect())
+}
+
+/// The `mesh-apply` record a node's lct-mesh printed.
+fn applied_of(r: &ExecResult) -> Option<MeshApplied> {
+    stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop())
+}
+
+/// Records `key` as `node`'s (checked first); whether it differs from the one recorded.
+fn take_key(state: &mut MeshState, node: &Name, key: String) -> Result<bool, MeshError> {
+    crate::model::check_public_key(&format!("node {node}: its public key"), &key)?;
+    let member = state.members.get_mut(node).expect("running nodes are members");
+    let changed = member.public_key.as_ref().is_some_and(|old| *old != key);
+    if changed {
+        tracing::warn!("node {node}: its public key changed (a new node of the same name?)");
+    }
+    member.public_key = Some(key);
+    Ok(changed)
 }
 
 fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatus, error: Option<String>) -> MeshNode {
