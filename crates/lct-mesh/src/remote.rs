@@ -82,6 +82,8 @@ fn why(r: &ExecResult) -> String {
 /// record each. Nothing is pushed when the plan cannot be made; a node that fails (no key
 /// back, apply failed) is reported, and the others go on without it.
 pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, MeshError> {
+    // One sync (or down) at a time: a watch and a sync by hand must not interleave records.
+    let _lock = lock(&options.state_dir)?;
     let assigned = assign(options.state()?, nodes)?;
     let mut state = assigned.state;
     // The plan must be possible before any node is touched (a region nobody can lead...).
@@ -247,6 +249,7 @@ pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>,
 
 /// `lct-mesh down`: every node of `nodes` leaves the mesh; the record goes when all did.
 pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, MeshError> {
+    let _lock = lock(&options.state_dir)?;
     let jobs = nodes
         .iter()
         .filter(|n| n.status == lct_core::record::Status::Running && n.access.is_some())
@@ -270,6 +273,11 @@ pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, Mesh
         remove_state(&options.state_dir)?;
     }
     Ok(problems)
+}
+
+fn lock(dir: &Path) -> Result<lct_core::fsutil::Lock, MeshError> {
+    let path = dir.join("mesh.lock");
+    lct_core::fsutil::Lock::acquire(&path).map_err(|e| MeshError::Io(format!("{}: {e}", path.display())))
 }
 
 fn remove_state(dir: &Path) -> Result<(), MeshError> {

@@ -147,16 +147,26 @@ pub fn netns_exists(ns: &str) -> bool {
 
 /// Ends the processes still in a namespace that goes for good (a deleted node's daemons:
 /// wireguard-go, a DNS server), as a deleted computer's end: left alone they would keep the
-/// namespace, its addresses and sockets alive, unseen. Machines are removed before this.
+/// namespace, its addresses and sockets alive, unseen. Asked again until none is left, since
+/// a process ended may have started another meanwhile (a command run on the node as it is
+/// deleted); SIGKILL after a second. Machines are removed before this.
 pub fn end_processes(ns: &str) {
     if !netns_exists(ns) {
         return;
     }
-    if let Ok(pids) = ip(&["netns", "pids", ns]) {
-        for pid in pids.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()).filter(|p| *p > 1) {
-            // SAFETY: kill(2) with a pid the kernel listed just now; no memory is involved.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+    for round in 0..20 {
+        let Ok(pids) = ip(&["netns", "pids", ns]) else { return };
+        let pids: Vec<libc::pid_t> =
+            pids.split_whitespace().filter_map(|p| p.parse().ok()).filter(|p| *p > 1).collect();
+        if pids.is_empty() {
+            return;
         }
+        let signal = if round < 10 { libc::SIGTERM } else { libc::SIGKILL };
+        for pid in pids {
+            // SAFETY: kill(2) with a pid the kernel listed just now; no memory is involved.
+            unsafe { libc::kill(pid, signal) };
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
 
