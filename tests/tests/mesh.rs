@@ -63,7 +63,9 @@ fn mesh_spans_regions_and_follows_membership() {
     let addr = |n: &str| nodes[n]["address"].as_str().unwrap().to_string();
     let key_file = |iface: &Value| Path::new("/var/lib/lct/mesh").join(format!("{}.key", iface.as_str().unwrap()));
     let m3_key = key_file(&nodes["m-3"]["interface"]);
-    assert!(m3_key.exists());
+    let mode = |p: &Path| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions()) & 0o777;
+    assert_eq!(mode(&m3_key), 0o600, "a private key is its owner's alone");
+    assert_eq!(mode(m3_key.parent().unwrap()), 0o700);
     // Private keys stay on the nodes: not in the output, not in the record.
     let record = std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap();
     for n in nodes.values() {
