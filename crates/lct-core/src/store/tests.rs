@@ -4,14 +4,22 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use super::api::Store;
+use super::key::Key;
 use super::local::LocalStore;
-use super::*;
-use crate::key;
+use super::open::open_spec;
+use super::types::{Expect, Holder, Secrecy, Wait, since_text};
+
+macro_rules! key {
+    ($($arg:tt)*) => {
+        Key::new(format!($($arg)*)).expect("a fixed state key")
+    };
+}
 
 #[test]
 fn local_store_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    contract::check(&LocalStore::new(dir.path()));
+    super::contract::check(&LocalStore::new(dir.path()));
 }
 
 #[test]
