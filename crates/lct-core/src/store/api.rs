@@ -33,6 +33,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Takes the lock `name` (`plans/zk`), recording `holder` with it. A holder that dies
     /// loses it: at once locally, after `ttl` in etcd (kept alive while the guard lives).
     /// If another holds it: waits as `wait` says, then [`StoreError::Held`] naming them.
+    /// Locks are not keys: `get`, `keys`, `list` and `watch` never show them (a backend
+    /// keeps them apart: the local directory in `.locks/`).
     fn lock(&self, name: &Key, holder: &Holder, ttl: Duration, wait: Wait) -> Result<Box<dyn LockGuard>, StoreError>;
 
     /// Who holds the lock `name` now, if anyone.
