@@ -18,13 +18,13 @@ macro_rules! key {
 
 #[test]
 fn local_store_keeps_the_contract() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     super::contract::check(&LocalStore::new(dir.path()));
 }
 
 #[test]
 fn local_store_keeps_todays_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     let store = LocalStore::new(dir.path());
     store.put(&key!("clusters.jsonl"), b"{}\n", Secrecy::Public).unwrap();
     store.put_secret(&key!("plans/zk/cluster.json"), b"{}", Expect::Any).unwrap();
@@ -47,8 +47,8 @@ fn local_store_keeps_todays_files() {
 
 #[test]
 fn local_store_follows_no_link_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
+    let outside = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     std::fs::write(outside.path().join("secret"), "outside").unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
     let store = LocalStore::new(dir.path());
@@ -61,7 +61,7 @@ fn local_store_follows_no_link_out() {
 #[test]
 fn a_locks_holder_dies_with_its_process() {
     // A child holds the lock, then is killed: the next taker gets it at once.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     let store = LocalStore::new(dir.path());
     let name = key!("plans/zk");
     let lock_file = dir.path().join(".locks/plans/zk");
