@@ -94,3 +94,14 @@ fn specs_name_a_backend() {
     assert!(err.contains("LCT_STATE=\"relative/dir\""), "{err}");
     assert!(since_text(0).starts_with("1970-01-01T00:00:00Z"));
 }
+
+#[test]
+fn a_local_value_is_its_own_file_for_programs() {
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
+    let store = LocalStore::new(dir.path());
+    let known = key!("ssh/known_hosts");
+    store.put(&known, b"zk-1 ssh-ed25519 AAAA\n", Secrecy::Public).unwrap();
+    let file = super::open::materialize(&store, &known).unwrap();
+    assert_eq!(file.path, dir.path().join("ssh/known_hosts"));
+    assert_eq!(std::fs::read(&file.path).unwrap(), b"zk-1 ssh-ed25519 AAAA\n");
+}
