@@ -131,3 +131,39 @@ fn two_scales_of_one_cluster_one_waits_out_and_another_cluster_proceeds() {
         env.run("lct-plan", &["destroy", name]).ok();
     }
 }
+
+#[test]
+fn unlock_clears_the_record_of_a_holder_that_died() {
+    let env = Env::new();
+    zk_made_here(&env);
+    // A holder killed outright (no chance to clear its record): its flock goes with it.
+    let file = env.state.path().join(".locks/plans/zk");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let holder = Holder { who: "ops@ctl".into(), pid: 1, operation: "create zk".into(), since: 1 };
+    std::fs::write(&file, serde_json::to_vec(&holder).unwrap()).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "exec 9<>\"$0\" && flock 9 && exec sleep 30"])
+        .arg(&file)
+        .spawn()
+        .expect("sh and flock (util-linux)");
+    let store = LocalStore::new(env.state.path());
+    let zk = Key::new("plans/zk").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.lock_holder(&zk).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = env.run("lct-plan", &["unlock", "zk"]);
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("is locked by ops@ctl (pid 1, create zk) since 1970-01-01T00:00:01Z"),
+        "{}",
+        out.stderr
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = env.run("lct-plan", &["unlock", "zk"]).ok();
+    assert!(out.stderr.contains("cluster zk: unlocked (it was held by ops@ctl (pid 1, create zk)"), "{}", out.stderr);
+    let out = env.run("lct-plan", &["unlock", "zk"]).ok();
+    assert!(out.stderr.contains("cluster zk: not locked"), "{}", out.stderr);
+}
