@@ -15,6 +15,8 @@
 //! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
 //! * [`random`]: the one source of randomness (the kernel's CSPRNG) for secrets, ids and seeds.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
+//! * [`store`]: the one interface to lct's state (records, plan state, keys, secrets, locks)
+//!   and its local directory backend.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
 //!
@@ -34,6 +36,7 @@ pub mod record;
 pub mod scan;
 pub mod ssh;
 pub mod state;
+pub mod store;
 pub mod stream;
 pub mod table;
 

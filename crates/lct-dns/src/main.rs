@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use lct_core::cli::{OutputFormat, UsageError};
 use lct_core::record::Node;
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_dns::client::Client;
 use lct_dns::config::Config;
@@ -32,7 +32,7 @@ fn records(args: ZoneArgs) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)
     let options = args.options();
     let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
     let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-    let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
+    let clusters = ClusterStore::open()?.with_input(&others)?;
     Ok((zone_records(&nodes, &clusters, &options)?, others))
 }
 
@@ -82,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (records, _) = records(args)?;
             let want = lct_dns::linode::desired(&records, &domain);
             let provider = lct_api::linode::LinodeProvider::from_env()?;
-            let state = state_dir().join("dns").join(format!("linode-{domain}.json"));
+            let state = lct_core::state::state_dir().join("dns").join(format!("linode-{domain}.json"));
             let changes = lct_core::cli::block_on(lct_dns::linode::sync(
                 &provider.api,
                 &domain,

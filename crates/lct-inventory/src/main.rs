@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, UsageError};
 use lct_core::record::{Access, Node};
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_core::table::emit;
 use lct_inventory::clusters::{self, ClustersCommand};
@@ -130,7 +130,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
-    let store = ClusterStore::new(&state_dir());
+    let store = ClusterStore::open()?;
     match cli.command {
         Command::Query { selector } => {
             let clusters = store.load()?;
@@ -201,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let nodes = query(&selector, &store.load()?).await?;
-            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env())
+            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env()?)
                 .map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
