@@ -101,7 +101,13 @@ pub fn samples(snap: &Snapshot, served: &Served) -> Vec<DnsStat> {
 /// zone's gauges are made: a zone's signing state and next key event join here, as
 /// `lct_dns_zone_*` gauges listed in [`METRICS`], once zones are signed.
 pub fn zone_samples(served: &Served) -> Vec<DnsStat> {
-    let zones: std::collections::BTreeSet<&str> = served.records.iter().map(|r| r.zone.as_str()).collect();
+    // Secondary zones too when they have no records (never transferred, or expired).
+    let zones: std::collections::BTreeSet<&str> = served
+        .records
+        .iter()
+        .map(|r| r.zone.as_str())
+        .chain(served.settings.primaries.iter().map(|p| p.zone.as_str()))
+        .collect();
     let expired = served.settings.expired.lock().expect("not poisoned").clone();
     let mut out = Vec::new();
     for zone in zones {
