@@ -154,8 +154,27 @@ async fn respond(stream: &mut tokio::net::TcpStream, status: &str, kind: &str, b
     );
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
-    stream.shutdown().await
+    stream.shutdown().await?;
+    // A lingering close: what the client still sends (a head past the limit) is read and
+    // dropped for a moment, so that closing with it unread does not reset the connection
+    // before the client has read the answer. Bounded in time and bytes.
+    let mut sink = [0u8; 4096];
+    let mut left = LINGER_BYTES;
+    let linger = async {
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, linger).await;
+    Ok(())
 }
+
+/// How long, and how many bytes, a closing connection's late input is read and dropped.
+const LINGER: Duration = Duration::from_secs(1);
+const LINGER_BYTES: usize = 256 << 10;
 
 /// The largest answer [`fetch`] reads.
 const ANSWER_MAX: u64 = 64 << 20;
