@@ -18,6 +18,7 @@ fn lct_dns_follows_knot_bind_and_lct_dns_primaries() {
     dns::keygen(&env, &dir, &["k-knot", "k-bind", "k-lct", "lct-update"]);
     let (knot, bind, primary, secondary) =
         (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
+    let (primary_stats, secondary_stats) = (lct_tests::free_port(), lct_tests::free_port());
 
     // Knot, primary of knot.test: short timers, so that expiry shows within the test.
     let kdir = dir.join("knot");
@@ -107,6 +108,8 @@ zone "bind.test" {{
 listen = ["127.0.0.1:{primary}"]
 keys = ["lct-update.key"]
 state = "{d}/primary-state"
+[stats]
+listen = "127.0.0.1:{primary_stats}"
 [[secondary]]
 key = "k-lct.key"
 view = "internal"
@@ -127,6 +130,8 @@ notify = ["127.0.0.1:{secondary}"]
 listen = ["127.0.0.1:{secondary}"]
 internal = ["127.0.0.0/8"]
 state = "{d}/secondary-state"
+[stats]
+listen = "127.0.0.1:{secondary_stats}"
 [[primary]]
 zone = "knot.test"
 address = "127.0.0.1:{knot}"
@@ -175,6 +180,20 @@ key = "k-lct.key"
     }
     let primary_said = std::fs::read_to_string(dir.join("primary.log")).unwrap();
     assert!(primary_said.contains("IXFR of"), "{primary_said}");
+    // The statistics say so too: NOTIFYs out and in, transfers out and in, the serials.
+    let stat = |port, metric, labels: &[(&str, &str)]| dns::stat(&env, port, metric, labels);
+    until("the primary counts its NOTIFY answered", WITHIN, || {
+        stat(primary_stats, "lct_dns_notify_sent_total", &[]) >= 1
+    });
+    assert!(stat(primary_stats, "lct_dns_transfers_out_total", &[("type", "AXFR")]) >= 1);
+    assert!(stat(primary_stats, "lct_dns_transfers_out_total", &[("type", "IXFR")]) >= 1);
+    assert_eq!(stat(primary_stats, "lct_dns_zone_serial", &[("zone", "lct.internal."), ("role", "primary")]), 11);
+    assert!(stat(secondary_stats, "lct_dns_notify_received_total", &[]) >= 3);
+    assert!(stat(secondary_stats, "lct_dns_transfers_in_total", &[("type", "AXFR")]) >= 3);
+    assert!(stat(secondary_stats, "lct_dns_transfers_in_total", &[("type", "IXFR")]) >= 3);
+    for (zone, serial) in [("knot.test.", 2), ("bind.test.", 2), ("lct.internal.", 11)] {
+        assert_eq!(stat(secondary_stats, "lct_dns_zone_serial", &[("zone", zone), ("role", "secondary")]), serial);
+    }
     // The secondary takes no update: unsigned, it is refused (REFUSED, not a timeout);
     // signed with the primary's update key, which the secondary does not hold, the key is
     // named unknown (BADKEY); nothing changes.
@@ -200,6 +219,8 @@ key = "k-lct.key"
     assert_eq!(addresses(secondary, "www.knot.test"), ["192.0.2.10"]);
     until("knot.test expired", WITHIN, || status(secondary, "www.knot.test") == "SERVFAIL");
     assert_eq!(status(secondary, "www.bind.test"), "NOERROR", "other zones serve on");
+    assert_eq!(dns::stat(&env, secondary_stats, "lct_dns_zone_expired", &[("zone", "knot.test.")]), 1);
+    assert_eq!(dns::stat(&env, secondary_stats, "lct_dns_zone_expired", &[("zone", "bind.test.")]), 0);
     if std::env::var_os("LCT_SHOW_LOG").is_some() {
         for log in ["secondary.log", "secondary2.log"] {
             eprintln!("{log}:\n{}", std::fs::read_to_string(dir.join(log)).unwrap());

@@ -68,7 +68,7 @@ Example:
                 --internal 192.168.128.0/17")]
     Serve {
         /// A TOML configuration (records, listen, internal, udp_sockets); SIGHUP reloads it
-        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal", "modes", "key_files", "state"])]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["records", "listen", "internal", "modes", "key_files", "state", "stats"])]
         config: Option<PathBuf>,
         /// dns-record records (from `lct-dns zone`)
         #[arg(long, value_name = "FILE", required_unless_present = "config")]
@@ -101,6 +101,27 @@ Example:
         /// TCP connections at once; when full, the longest idle one is closed
         #[arg(long, value_name = "N", default_value_t = 4096)]
         tcp_clients: usize,
+        /// Serve statistics here over HTTP (/metrics, /stats): a loopback or private address
+        #[arg(long, value_name = "ADDR:PORT")]
+        stats: Option<std::net::SocketAddr>,
+    },
+    /// A running server's statistics (from its --stats / [stats] listener)
+    #[command(after_help = "\
+Counters of queries (by view, type and rcode), RRL drops and slips, TCP connections,
+transfers and NOTIFYs, and each zone's serial, as dns-stat records: a table on a terminal,
+JSON lines in a pipe. Prometheus scrapes the same numbers from http://ADDR:PORT/metrics.
+
+Examples:
+  lct-dns serve --records zones.jsonl --listen 192.168.128.53:53 --stats 127.0.0.1:9153
+  lct-dns stats --server 127.0.0.1:9153
+  lct-dns stats --server 127.0.0.1:9153 -o jsonl | jq 'select(.metric == \"lct_dns_queries_total\")'")]
+    Stats {
+        /// The statistics listener's address and port
+        #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:9153")]
+        server: std::net::SocketAddr,
+        /// Seconds to wait for the server
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
     },
     /// Node records in: make Linode's DNS Manager serve the zone's public addresses
     #[cfg(feature = "linode")]

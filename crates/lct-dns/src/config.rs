@@ -52,6 +52,10 @@ use crate::zone::DnsRecord;
 ///
 /// [modes]                                    # per zone: split (default), private, public
 /// "lct.internal" = "split"
+///
+/// [stats]                                    # the statistics listener (off without it)
+/// listen = "127.0.0.1:9153"                  # GET /metrics (Prometheus), GET /stats (JSON)
+/// allow_public = false                       # true: a public or wildcard address too
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +94,9 @@ pub struct Config {
     /// longest is closed for the new one (as Knot does), so idle clients cannot lock others out.
     #[serde(default)]
     pub tcp_clients: Option<usize>,
+    /// The statistics listener (`[stats]`): off when not given.
+    #[serde(default)]
+    pub stats: Option<crate::scrape::StatsConfig>,
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
@@ -157,6 +164,9 @@ impl Config {
             return Err(ConfigError::Invalid { path: shown, message: "listen: give at least one address".into() });
         }
         config.prefixes().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
+        if let Some(stats) = &config.stats {
+            stats.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
+        }
         config.base = path.parent().map(Path::to_path_buf);
         config.source = Some(path.to_path_buf());
         Ok(config)

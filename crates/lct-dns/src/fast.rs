@@ -89,6 +89,8 @@ pub enum Class {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub class: Class,
+    /// The question's type (for the statistics).
+    pub qtype: u16,
     bucket: std::ops::Range<usize>,
     question_end: usize,
 }
@@ -324,7 +326,7 @@ impl Answers {
         out[6..8].copy_from_slice(&an.to_be_bytes());
         out[8..10].copy_from_slice(&ns.to_be_bytes());
         out[10..12].copy_from_slice(&ar.to_be_bytes());
-        Some(Outcome { class, bucket, question_end })
+        Some(Outcome { class, qtype, bucket, question_end })
     }
 
     /// The zone this view serves that is the closest to the name in `key` (view byte, then

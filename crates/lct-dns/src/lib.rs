@@ -17,6 +17,8 @@
 //! * [`tables`]: building those tables from records, or a record at a time off a transfer.
 //! * [`rrl`]: response rate limiting over UDP.
 //! * [`journal`]: the recent changes of each zone, for IXFR.
+//! * [`stats`]: the counters (queries by view, type and rcode; RRL; TCP; transfers;
+//!   NOTIFY), per thread on the answer path, summed when read.
 //!
 //! Client side
 //! * [`chain`]: the TSIG chain of an answer in several messages, checked.
@@ -30,6 +32,9 @@
 //!   directory.
 //! * [`notify`]: NOTIFY to secondaries when a zone changes.
 //! * [`live`]: what is served now, swapped whole on a change; the journal beside it.
+//! * [`metrics`]: the counters and the zones' gauges as named metrics (`dns-stat` records,
+//!   Prometheus' text format).
+//! * [`scrape`]: the statistics listener (HTTP: /metrics, /stats) and its client.
 //! * [`config`]: the configuration file, and what is served made of it.
 //!
 //! Requests beyond the tables
@@ -60,17 +65,20 @@ pub mod keyed;
 #[cfg(feature = "linode")]
 pub mod linode;
 pub mod live;
+pub mod metrics;
 pub mod mode;
 pub mod notify;
 #[cfg(test)]
 mod reference;
 pub mod request;
 pub mod rrl;
+pub mod scrape;
 pub mod secondary;
 pub mod served;
 pub mod service;
 pub mod settings;
 pub mod signed;
+pub mod stats;
 pub mod systemd;
 pub mod tables;
 pub mod tcp;

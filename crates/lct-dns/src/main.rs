@@ -117,6 +117,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             rate_limit,
             slip,
             tcp_clients,
+            stats,
         } => {
             // The answer tables' random seed: a failing random source stops the start here.
             lct_dns::keyed::init()?;
@@ -137,6 +138,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             ..Default::default()
                         },
                         tcp_clients: Some(tcp_clients),
+                        stats: stats
+                            .map(|listen| lct_dns::scrape::StatsConfig { listen, allow_public: false })
+                            .map(|s| s.check().map(|()| s))
+                            .transpose()
+                            .map_err(UsageError)?,
                         secondaries: Vec::new(),
                         primaries: Vec::new(),
                         updates: Vec::new(),
@@ -149,6 +155,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let served = config.load_served(None)?;
             lct_core::cli::block_on(lct_dns::service::serve(Live::new(served), config, config_path))
+        }
+        Command::Stats { server, timeout } => {
+            let stats = lct_dns::scrape::fetch(server, std::time::Duration::from_secs(timeout))?;
+            lct_core::table::emit(&stats, format).map_err(Into::into)
         }
         Command::Meta(meta) => meta.run::<Cli>(),
     }

@@ -24,8 +24,14 @@ pub fn zones_changed(served: &Served, zones: &[String]) {
                 let (zone, key, target) = (zone.clone(), secondary.key.clone(), *target);
                 runtime.spawn(async move {
                     match notify(&zone, &key, target).await {
-                        Ok(()) => tracing::info!("zone {zone}: serial {serial} notified to {target}"),
-                        Err(e) => tracing::warn!("zone {zone}: NOTIFY to {target} unanswered: {e}"),
+                        Ok(()) => {
+                            crate::stats::event(crate::stats::Event::NotifySent);
+                            tracing::info!("zone {zone}: serial {serial} notified to {target}")
+                        }
+                        Err(e) => {
+                            crate::stats::event(crate::stats::Event::NotifyUnanswered);
+                            tracing::warn!("zone {zone}: NOTIFY to {target} unanswered: {e}")
+                        }
                     }
                 });
             }

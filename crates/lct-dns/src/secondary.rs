@@ -15,6 +15,7 @@ use crate::journal::{Change, Known};
 use crate::live::Live;
 use crate::served::Served;
 use crate::settings::Primary;
+use crate::stats::Event;
 use crate::tsig::now;
 use crate::wire::WireBatch;
 use crate::wire::{normal, serial_of};
@@ -78,6 +79,7 @@ async fn follow(live: Live, primary: Primary) {
             }
             Err(e) => {
                 tracing::warn!("zone {zone}: refresh from {} failed: {e:#}", primary.address);
+                crate::stats::event(Event::TransferInFailed);
                 if ours.is_none() {
                     // Nothing to serve yet: try again soon, backing off.
                     first_retry = (first_retry * 2).min(FIRST_RETRY_MAX);
@@ -183,6 +185,7 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
         }
     };
     tracing::debug!("zone {zone}: served {:?} after the refresh began", started.elapsed());
+    crate::stats::event(if how.starts_with("IXFR") { Event::IxfrIn } else { Event::AxfrIn });
     Ok(Some(format!("serial {serial} by {how}")))
 }
 

@@ -25,6 +25,10 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     // Every socket bound before any is served: a client that gets a UDP answer can open a
     // TCP connection (a secondary's transfer right after our start).
     let mut bound = Vec::new();
+    // The statistics listener first: counting is on before the first query.
+    if let Some(stats) = &config.stats {
+        crate::scrape::listen(stats, live.clone()).await?;
+    }
     for addr in &config.listen {
         let udp = udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))?;
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
@@ -66,9 +70,10 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                             || c.tcp_clients != config.tcp_clients
                             || c.udp_sockets != config.udp_sockets
                             || c.primaries != config.primaries
+                            || c.stats != config.stats
                         {
                             tracing::warn!(
-                                "reload: listen, udp_sockets, tcp_clients, rate_limit and [[primary]] change only on restart"
+                                "reload: listen, udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
                             );
                         }
                         live.swap(served);

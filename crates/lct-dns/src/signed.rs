@@ -55,6 +55,7 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
         return Some(Replies::Now(vec![match (&signed.grant, zone) {
             (Grant::Primary(zones), Some(zone)) if zones.contains(&zone) => {
                 live.refresher(&zone).notify_one();
+                crate::stats::event(crate::stats::Event::NotifyReceived);
                 let mut answer = response(&request, ResponseCode::NoError);
                 answer.metadata.authoritative = true;
                 sign(
@@ -64,6 +65,7 @@ pub async fn handle(raw: &[u8], over_tcp: bool, src: std::net::IpAddr, live: &Li
             }
             _ => {
                 tracing::warn!("refused a NOTIFY from {src}: not a primary's key for that zone");
+                crate::stats::event(crate::stats::Event::NotifyRefused);
                 reply(&request, ResponseCode::NotAuth, Some(&signed))
             }
         }]));

@@ -26,8 +26,10 @@ pub async fn tcp_loop(listener: TcpListener, live: Live, connections: Connection
             }
         };
         let Some(slot) = connections.admit() else {
+            crate::stats::event(crate::stats::Event::TcpRefused);
             continue; // every connection is mid-query: this one is closed
         };
+        crate::stats::event(crate::stats::Event::TcpAccepted);
         let live = live.clone();
         tokio::spawn(async move {
             let _ = connection(stream, src, &live, &slot).await;
@@ -82,6 +84,7 @@ impl Connections {
                 table.open.iter().filter_map(|(id, c)| c.idle_since.map(|t| (t, *id))).min().map(|(_, id)| id)?;
             if let Some(c) = table.open.remove(&oldest) {
                 c.close.notify_one();
+                crate::stats::event(crate::stats::Event::TcpEvicted);
             }
         }
         table.next += 1;
@@ -110,6 +113,7 @@ impl Connections {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.connections.table.lock().expect("not poisoned").open.remove(&self.id);
+        crate::stats::event(crate::stats::Event::TcpClosed);
     }
 }
 
@@ -151,14 +155,22 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, live: &Live, slot: &
             framed.extend_from_slice(&message);
             tokio::time::timeout(TCP_IO, stream.write_all(&framed)).await.map_err(std::io::Error::other)?
         };
+        let internal = crate::stats::get().is_some() && live.current().is_internal(src.ip());
         match answer(packet, src, true, live).await {
             Replies::Now(messages) => {
+                if let Some(first) = messages.first() {
+                    crate::stats::response(internal, first);
+                }
                 for message in messages {
                     write(&mut stream, message).await?;
                 }
             }
             Replies::Streamed(mut messages) => {
+                let mut first = true;
                 while let Some(message) = messages.recv().await {
+                    if std::mem::take(&mut first) {
+                        crate::stats::response(internal, &message);
+                    }
                     write(&mut stream, message).await?;
                 }
             }

@@ -15,6 +15,7 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use crate::live::Live;
 use crate::mode::{ZoneMode, mode_of};
 use crate::request::{Grant, Signed, reply, response, zone_of_request};
+use crate::stats::Event;
 use crate::tsig::now;
 use crate::wire::{normal, serial_of, to_wire};
 use crate::zone::{DnsRecord, RecordType, View};
@@ -94,6 +95,7 @@ fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, 
     };
     let client_serial = ixfr_serial(request);
     let kind = if client_serial.is_some() { "IXFR" } else { "AXFR" };
+    crate::stats::event(if client_serial.is_some() { Event::IxfrOut } else { Event::AxfrOut });
     let shown = match view {
         None => "every",
         Some(View::Internal) => "internal",

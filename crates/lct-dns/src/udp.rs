@@ -57,6 +57,8 @@ pub fn udp_batch_loop(
     let mut reply_iovecs: Vec<libc::iovec> = vec![libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; BATCH];
     let mut reply_msgs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; BATCH];
     let mut key = Vec::with_capacity(300);
+    // This thread's counters (none when statistics are off).
+    let counts = crate::stats::get().map(|s| s.worker());
     let mut generation = live.generation();
     let mut served = live.current();
     loop {
@@ -97,11 +99,20 @@ pub fn udp_batch_loop(
             let Some(src) = socket_addr(&names[i]) else { continue };
             let internal = served.is_internal(src.ip());
             if let Some(outcome) = served.answers.answer_into(packet, internal, false, &mut key, &mut replies[ready]) {
+                if let Some(counts) = &counts {
+                    counts.answered(internal, outcome.qtype, replies[ready][3] & 0xf);
+                }
                 if let Some(rrl) = rrl.as_ref().filter(|r| !internal || r.limits_internal()) {
                     match rrl.check(src.ip(), outcome.class, outcome.bucket(&key)) {
                         Verdict::Send => {}
-                        Verdict::Slip => outcome.slip(&mut replies[ready]),
-                        Verdict::Drop => continue,
+                        Verdict::Slip => {
+                            counts.as_ref().inspect(|c| c.rrl_slipped());
+                            outcome.slip(&mut replies[ready])
+                        }
+                        Verdict::Drop => {
+                            counts.as_ref().inspect(|c| c.rrl_dropped());
+                            continue;
+                        }
                     }
                 }
                 reply_names[ready] = names[i];
@@ -114,12 +125,16 @@ pub fn udp_batch_loop(
             if let Some(rrl) = rrl.as_ref().filter(|r| !internal || r.limits_internal())
                 && rrl.check(src.ip(), Class::Refused, b"") != Verdict::Send
             {
+                counts.as_ref().inspect(|c| c.rrl_dropped());
                 continue;
             }
             let (socket, live, packet) = (socket.clone(), live.clone(), packet.to_vec());
             runtime.spawn(async move {
                 // (Over UDP nothing is streamed: transfers are refused there.)
                 if let Replies::Now(messages) = answer(packet, src, false, &live).await {
+                    if let Some(first) = messages.first().filter(|_| crate::stats::get().is_some()) {
+                        crate::stats::response(live.current().is_internal(src.ip()), first);
+                    }
                     for message in messages {
                         let _ = socket.send_to(&message, src);
                     }

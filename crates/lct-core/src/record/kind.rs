@@ -43,6 +43,7 @@ pub const KINDS: &[&str] = &[
     "dns-record",
     "dns-update",
     "dns-linode-change",
+    "dns-stat",
     // lct-fw
     "fw-ruleset",
     "fw-sync",
