@@ -10,6 +10,7 @@ use super::lab::Lab;
 use super::machine::{self, NodeImage};
 use super::net;
 use super::state::set_status;
+use super::region::check_region;
 use super::{LocalCloud, REGION, Seed};
 use crate::ProviderError;
 use crate::cloudinit::{RESULT_PATH, boot_result};
@@ -34,6 +35,14 @@ impl LocalCloud {
         };
         let (_lock, mut state) = self.begin()?;
         if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
+            if spec.region.as_ref().is_some_and(|r| *r != existing.region) {
+                return Err(ProviderError::Invalid(format!(
+                    "field region: node {} exists in region {}, not {}",
+                    spec.name,
+                    existing.region,
+                    spec.region.as_deref().unwrap_or_default()
+                )));
+            }
             if existing.cluster != spec.cluster || existing.group != spec.group {
                 return Err(ProviderError::Invalid(format!(
                     "a node named {} already exists in cluster {} group {}",
@@ -42,16 +51,13 @@ impl LocalCloud {
             }
             return Ok(Self::node_view(&state, existing));
         }
-        if let Some(region) = spec.region.as_deref().filter(|r| *r != REGION) {
-            return Err(ProviderError::Invalid(format!(
-                "field region: the local cloud has one region, {REGION:?}, not {region:?}"
-            )));
-        }
+        let region = spec.region.as_deref().unwrap_or(REGION);
+        check_region("region", region)?;
         let image = if golden.is_some() { NodeImage::Debian12 } else { NodeImage::parse(spec.image.as_deref())? };
         if image == NodeImage::Debian12 {
             machine::check_inotify(state.machines.len() + 1)?;
         }
-        let (private, public, public6) = allocate(&state)?;
+        let (private, public, public6) = allocate(&state, region)?;
         let id = state.next_id;
         let lab = Lab::new(&state.lab);
         // A machine is reached over SSH from the lab's outside namespace (the internet of the
@@ -68,7 +74,7 @@ impl LocalCloud {
             name: spec.name.clone(),
             provider: ProviderName::Local,
             provider_id: id.to_string(),
-            region: REGION.into(),
+            region: region.into(),
             status: Status::Provisioning,
             private_ipv4: vec![private],
             public_ipv4: vec![public],
