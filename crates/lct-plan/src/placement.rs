@@ -39,7 +39,10 @@ pub fn check(plan: &Plan) -> Result<(), (String, String)> {
         }
         match group.per_region {
             Some(_) if group.regions.is_empty() => {
-                return Err((format!("groups.{g}.per_region"), "per_region places nodes over regions: give regions".into()));
+                return Err((
+                    format!("groups.{g}.per_region"),
+                    "per_region places nodes over regions: give regions".into(),
+                ));
             }
             Some(0) => return Err((format!("groups.{g}.per_region"), "at least 1".into())),
             _ => {}

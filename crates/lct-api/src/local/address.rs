@@ -14,9 +14,7 @@ pub(super) fn allocate(state: &CloudState, region: &str) -> Result<(Ipv4Addr, Ip
     let used: BTreeSet<IpAddr> = state
         .nodes
         .iter()
-        .flat_map(|n| {
-            n.public_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(n.public_ipv6.iter().map(|a| IpAddr::V6(*a)))
-        })
+        .flat_map(|n| n.public_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(n.public_ipv6.iter().map(|a| IpAddr::V6(*a))))
         .collect();
     let used_here: BTreeSet<Ipv4Addr> =
         state.nodes.iter().filter(|n| region_of(n) == region).flat_map(|n| n.private_ipv4.iter().copied()).collect();

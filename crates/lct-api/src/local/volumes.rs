@@ -8,8 +8,8 @@ use lct_core::record::{Name, ProviderName, Status, Volume};
 
 use super::lab::Lab;
 use super::net;
-use super::state::set_status;
 use super::region::check_region;
+use super::state::set_status;
 use super::{LocalCloud, REGION, Seed};
 use crate::{ProviderError, VolumeSpec};
 
