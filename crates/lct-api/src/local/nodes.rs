@@ -27,6 +27,9 @@ impl LocalCloud {
                 spec.name.as_str()
             )));
         }
+        // A region's name becomes a bridge's: checked before anything is locked or recorded.
+        let region = spec.region.as_deref().unwrap_or(REGION);
+        check_region("region", region)?;
         // A machine from an lct image: the image is found (and restored, once) before the
         // lab's lock is taken, and before anything of the node is made.
         let golden = match spec.image.as_deref().and_then(LctImage::parse) {
@@ -51,8 +54,6 @@ impl LocalCloud {
             }
             return Ok(Self::node_view(&state, existing));
         }
-        let region = spec.region.as_deref().unwrap_or(REGION);
-        check_region("region", region)?;
         let image = if golden.is_some() { NodeImage::Debian12 } else { NodeImage::parse(spec.image.as_deref())? };
         if image == NodeImage::Debian12 {
             machine::check_inotify(state.machines.len() + 1)?;
