@@ -148,3 +148,35 @@ fn a_plan_spreads_a_group_over_its_regions_and_scales_without_moving_a_node() {
     assert_eq!(env.run("lct-api", &["list", "-o", "jsonl"]).ok().nodes().len(), 7);
     env.run("lct-plan", &["destroy", "sp"]).ok();
 }
+
+#[test]
+#[ignore = "needs root: network namespaces and a machine node (scripts/test runs it as root)"]
+fn a_machine_node_is_on_its_regions_private_network_only() {
+    let env = Env::new();
+    env.run("lct-api", &["create", "--cluster", "ra", "--name", "a-1", "a-2", "--region", "a"]).ok();
+    env.run("lct-api", &["create", "--cluster", "rb", "--name", "b-1", "--region", "b"]).ok();
+    let machine = env
+        .run("lct-api", &["create", "--cluster", "rb", "--name", "b-m", "--region", "b", "--image", "debian-12"])
+        .ok()
+        .nodes();
+    assert_eq!((machine[0].region.as_str(), machine[0].private_ipv4[0].to_string()), ("b", "192.168.128.2".into()));
+    // From the machine itself (over SSH): its region's node privately, region a's node at its
+    // public address.
+    let (b1, a1) = (socket_in(&env, "b-1"), socket_in(&env, "a-1"));
+    let public_a1 = env.node_address("a-1", "public_ipv4");
+    env.ssh("b-m", &format!("echo private > /dev/udp/192.168.128.1/4789; echo public > /dev/udp/{public_a1}/4789"))
+        .ok();
+    assert_eq!(received(&b1), ["private\n"], "the machine's packet to b-1's private address");
+    assert_eq!(received(&a1), ["public\n"], "the machine's packet to a-1's public address");
+    // A UDP listener on a-2 (192.168.128.2 in region a) hears nothing the machine sends to
+    // that address: it stays in region b (the machine's own).
+    let a2 = socket_in(&env, "a-2");
+    env.ssh("b-m", "echo leak > /dev/udp/192.168.128.2/4789; echo leak > /dev/udp/192.168.128.3/4789").ok();
+    assert!(received(&a2).is_empty(), "a packet from region b's machine reached region a");
+    // And region a's nodes do not reach the machine privately.
+    let sender = a1;
+    let b_m = lct_core::state::in_netns(&env.ns("b-m"), || UdpSocket::bind("192.168.128.2:4790")).unwrap().unwrap();
+    b_m.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+    sender.send_to(b"cross", ("192.168.128.2", 4790)).ok();
+    assert!(received(&b_m).is_empty(), "region a reached the machine's private address");
+}

@@ -158,7 +158,9 @@ pub(crate) fn route(
                 if body["public"] != json!(false) || body["type"] != json!("ipv4") {
                     return Err(error(400, "Only private IPv4 addresses can be allocated here.", Some("public")));
                 }
-                let is_private = |a: &Value| a.as_str().and_then(|a| a.parse::<std::net::Ipv4Addr>().ok()).is_some_and(|a| a.is_private());
+                let is_private = |a: &Value| {
+                    a.as_str().and_then(|a| a.parse::<std::net::Ipv4Addr>().ok()).is_some_and(|a| a.is_private())
+                };
                 if v["ipv4"].as_array().is_some_and(|a| a.iter().any(is_private)) {
                     return Err(error(400, "This Linode already has a private IP address.", None));
                 }
