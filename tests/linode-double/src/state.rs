@@ -229,9 +229,8 @@ impl State {
 
     // Instances.
 
-    /// The lowest private address (192.168.128.0/17) no instance of `region` has: each
-    /// region's private network is its own, so two regions hand out the same addresses, as
-    /// Linode's do.
+    /// The lowest private address (192.168.128.0/17) no instance of `region` has: regions'
+    /// private networks are their own, so they hand out the same addresses, as Linode's do.
     pub(crate) fn private_in(&mut self, region: &str) -> String {
         let used: std::collections::BTreeSet<String> = self
             .kind("instances")

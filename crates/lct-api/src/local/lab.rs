@@ -11,7 +11,7 @@ use lct_core::fsutil::atomic_write;
 use lct_core::record::{Name, Node};
 
 use super::net;
-use super::region::{private_bridge, region_of};
+use super::region::{PRIVATE_BRIDGE, private_bridge, region_of};
 use crate::ProviderError;
 
 /// The outside namespace's addresses: the "internet" that sees public addresses only.
@@ -19,7 +19,6 @@ pub const OUTSIDE_IPV4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const OUTSIDE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfffe);
 pub(super) const PRIVATE_PREFIX: u8 = 17;
 pub(super) const PUBLIC_RANGES: [[u8; 3]; 2] = [[203, 0, 113], [198, 51, 100]];
-pub(super) const PRIVATE_BRIDGE: &str = "br-priv";
 /// One file per namespace, named after it, holding the name of the lab that owns it.
 pub(super) const MARKER_DIR: &str = "/run/lct/netns";
 pub(super) const PUBLIC_BRIDGE: &str = "br-pub";

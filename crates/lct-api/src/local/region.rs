@@ -10,11 +10,13 @@ use std::collections::BTreeMap;
 use lct_core::record::Node;
 use serde::{Deserialize, Serialize};
 
-use super::lab::PRIVATE_BRIDGE;
 use crate::ProviderError;
 
 /// The default region, whose private network is the lab's first bridge (`br-priv`).
 pub const REGION: &str = "local";
+
+/// The default region's private bridge.
+pub(super) const PRIVATE_BRIDGE: &str = "br-priv";
 
 /// The longest region name: `bp-` and the name must fit a Linux interface name (15 bytes).
 pub const MAX_REGION_LEN: usize = 12;
