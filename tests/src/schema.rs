@@ -22,6 +22,7 @@ pub fn document() -> Value {
     kind!(lct_core::record::NodeSpec);
     kind!(lct_core::record::Volume);
     kind!(lct_api::local::LabStatus);
+    kind!(lct_api::local::RegionInfo);
     kind!(lct_inventory::exec::ExecResult);
     kind!(lct_hosts::HostEntry);
     kind!(lct_hosts::ApplyReport);

@@ -407,3 +407,30 @@ fn the_token_never_shows_and_linode_cli_configuration_works() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Linode API token"));
 }
+
+#[test]
+fn nodes_in_several_regions_get_private_addresses_that_overlap_as_linodes_do() {
+    let env = Env::new();
+    let double = Double::start(Config::fast());
+    let api = Api { env: &env, double: &double };
+    let specs: String = [("web-1", "us-east"), ("web-2", "eu-west"), ("web-3", "us-east"), ("web-4", "eu-west")]
+        .iter()
+        .map(|(name, region)| spec(name, &format!(r#","region":"{region}""#)))
+        .collect();
+    let mut nodes = api.run(&["-p", "linode", "create", "--parallel", "1"], &specs).ok().nodes();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    let placed: Vec<(&str, &str, String)> =
+        nodes.iter().map(|n| (n.name.as_str(), n.region.as_str(), n.private_ipv4[0].to_string())).collect();
+    // Each region's private network is its own: the first node of each gets the same address.
+    assert_eq!(
+        placed,
+        [
+            ("web-1", "us-east", "192.168.128.1".to_string()),
+            ("web-2", "eu-west", "192.168.128.1".to_string()),
+            ("web-3", "us-east", "192.168.128.2".to_string()),
+            ("web-4", "eu-west", "192.168.128.2".to_string()),
+        ]
+    );
+    let public: std::collections::BTreeSet<String> = nodes.iter().map(|n| n.public_ipv4[0].to_string()).collect();
+    assert_eq!(public.len(), 4, "public addresses are unique across regions");
+}

@@ -93,7 +93,8 @@ fn unknown_fields_variants_and_actions_have_one_path_and_a_suggestion() {
         1,
         &format!(
             "{path}: line 5, column 5: field groups.server.hostnme: unknown field `hostnme`, expected one of \
-             `count`, `type`, `region`, `image`, `hostname`, `tags`, `volumes`, `services`, `replace_lost`; did you mean \
+             `count`, `type`, `region`, `regions`, `per_region`, `image`, `hostname`, `tags`, `volumes`, `services`, `replace_lost`; \
+             did you mean \
              `hostname`?"
         ),
     );

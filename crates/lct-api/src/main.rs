@@ -228,6 +228,7 @@ fn lab(local: &LocalCloud, cmd: LabCommand, format: OutputFormat) -> anyhow::Res
             println!("volumes    {}", s.volumes);
         }
         LabCommand::Repair => local.repair_all()?,
+        LabCommand::Regions => emit(&local.regions()?, format)?,
         LabCommand::RunMachine { .. } => unreachable!("handled before the provider"),
         LabCommand::Down => local.destroy()?,
         LabCommand::Capture { node, release: false } => println!("{}", local.capture(&node)?.display()),

@@ -232,12 +232,16 @@ pub struct ZoneArgs {
     /// No reverse (PTR) zones for private addresses
     #[arg(long)]
     pub no_reverse: bool,
+    /// The zone as this region's nodes see it: other regions' nodes by their public
+    /// addresses only (regions' private addresses overlap and do not route), no PTR for them
+    #[arg(long)]
+    pub region: Option<String>,
 }
 
 impl ZoneArgs {
     /// How the zones are made, defaults filled in.
     pub fn options(self) -> ZoneOptions {
-        let ZoneArgs { domain, parent_domain, mut name_servers, serial, ttl, no_reverse } = self;
+        let ZoneArgs { domain, parent_domain, mut name_servers, serial, ttl, no_reverse, region } = self;
         if name_servers.is_empty() {
             name_servers.push((format!("ns1.{domain}"), vec!["127.0.0.1".parse().expect("an address")]));
         }
@@ -252,6 +256,7 @@ impl ZoneArgs {
             serial,
             name_servers,
             reverse: !no_reverse,
+            region,
         }
     }
 }

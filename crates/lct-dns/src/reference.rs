@@ -200,6 +200,7 @@ mod tests {
             name_servers: vec![("ns1.lct.internal".into(), vec!["192.168.128.53".parse().unwrap()])],
             hostmaster: "hostmaster.lct.internal".into(),
             reverse: true,
+            region: None,
         };
         zone_records(&nodes, &clusters, &options).unwrap()
     }

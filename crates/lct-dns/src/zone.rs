@@ -122,6 +122,10 @@ pub struct ZoneOptions {
     pub hostmaster: String,
     /// Reverse zones for private IPv4 addresses.
     pub reverse: bool,
+    /// The zone as region R's nodes see it: a node of another region (private addresses
+    /// overlap across regions and do not route between them) is published by its public
+    /// addresses only, and gets no PTR record. `None`: every node's private addresses.
+    pub region: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +207,12 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
     let mut reverse_zones: BTreeSet<String> = BTreeSet::new();
     for node in &members {
         let Some(cluster_domain) = &domains[&node.cluster] else { continue };
-        let mode = publish_of(&node.cluster);
+        let elsewhere = options.region.as_ref().is_some_and(|r| *r != node.region);
+        let mode = match publish_of(&node.cluster) {
+            DnsPublish::Split if elsewhere => DnsPublish::Public,
+            DnsPublish::Private if elsewhere => DnsPublish::None,
+            mode => mode,
+        };
         if mode == DnsPublish::None {
             continue;
         }
@@ -231,9 +240,14 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
         }
         for s in services {
             let owner = format!("_{}._{}.{cluster_domain}", s.name, s.protocol);
-            for node in
-                members.iter().filter(|n| n.cluster == cluster.name && s.group.as_ref().is_none_or(|g| *g == n.group))
-            {
+            // A node another region cannot reach (it publishes private addresses only) is
+            // no target there.
+            let unreachable = |n: &Node| {
+                publish_of(&n.cluster) == DnsPublish::Private && options.region.as_ref().is_some_and(|r| *r != n.region)
+            };
+            for node in members.iter().filter(|n| {
+                n.cluster == cluster.name && s.group.as_ref().is_none_or(|g| *g == n.group) && !unreachable(n)
+            }) {
                 let target = format!("{}.{cluster_domain}", node.name);
                 let data = format!("{} {} {} {target}", s.priority, s.weight, s.port);
                 out.insert(rec(&domain, owner.clone(), RecordType::SRV, data, View::Both));
@@ -457,6 +471,7 @@ mod tests {
             name_servers: vec![("ns1.lct.internal".into(), vec!["192.168.128.53".parse().unwrap()])],
             hostmaster: "hostmaster.lct.internal".into(),
             reverse: true,
+            region: None,
         }
     }
 
@@ -484,6 +499,27 @@ mod tests {
         let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
         assert!(reverse.contains("1.128\t300\tIN\tPTR\tzk-1.zk.lct.internal."), "{reverse}");
         assert!(reverse.lines().nth(3).unwrap().contains("SOA"), "{reverse}");
+    }
+
+    #[test]
+    fn a_zone_for_one_region_names_other_regions_nodes_by_their_public_addresses() {
+        // Both regions hand out 192.168.128.1.
+        let mut nodes = vec![
+            node("zk", "zookeeper", "zk-1", &["192.168.128.1"], &["203.0.113.1"]),
+            node("zk", "zookeeper", "zk-2", &["192.168.128.1"], &["203.0.113.2"]),
+        ];
+        nodes[0].region = "a".into();
+        nodes[1].region = "b".into();
+        let clusters: Vec<Cluster> = vec![serde_json::from_str(r#"{"name":"zk"}"#).unwrap()];
+        let from_a = ZoneOptions { region: Some("a".into()), ..options() };
+        let records = zone_records(&nodes, &clusters, &from_a).unwrap();
+        let internal = master_file(&records, "lct.internal", View::Internal);
+        assert!(internal.contains("zk-1.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
+        assert!(internal.contains("zk-2.zk\t300\tIN\tA\t203.0.113.2"), "{internal}");
+        assert!(!internal.contains("zk-2.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
+        let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
+        assert_eq!(reverse.matches("\tPTR\t").count(), 1, "one PTR for 192.168.128.1: region a's: {reverse}");
+        assert!(reverse.contains("PTR\tzk-1.zk.lct.internal."), "{reverse}");
     }
 
     #[test]

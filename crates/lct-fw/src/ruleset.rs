@@ -131,8 +131,15 @@ pub fn for_node(node: &Node, nodes: &[Node], clusters: &[Cluster], force: bool) 
                     && n.status != Status::Deleting
                     && (allow.from_groups.is_empty() || allow.from_groups.contains(&n.group))
             }) {
-                rule.peers_v4.extend(peer.private_ipv4.iter().chain(&peer.public_ipv4));
-                rule.peers_v6.extend(peer.private_ipv6.iter().chain(&peer.public_ipv6));
+                // A private address names a node only within its provider's region (two
+                // regions may hand out the same one): another region's peer is admitted by
+                // its public addresses only, never by a private one that here may be anyone's.
+                if same_private_network(node, peer) {
+                    rule.peers_v4.extend(&peer.private_ipv4);
+                    rule.peers_v6.extend(&peer.private_ipv6);
+                }
+                rule.peers_v4.extend(&peer.public_ipv4);
+                rule.peers_v6.extend(&peer.public_ipv6);
             }
             if rule.peers_v4.is_empty() && rule.peers_v6.is_empty() && rule.cidrs.is_empty() && !force {
                 return Err(RulesetError::EmptyPeers {
@@ -153,6 +160,11 @@ pub fn for_node(node: &Node, nodes: &[Node], clusters: &[Cluster], force: bool) 
         rules,
         managed: managed.into_iter().collect(),
     })
+}
+
+/// Whether `a` and `b` share a private network: one provider, one region.
+pub fn same_private_network(a: &Node, b: &Node) -> bool {
+    a.provider == b.provider && a.region == b.region
 }
 
 fn describe(a: &Allow, own: &Name) -> String {
@@ -318,6 +330,32 @@ mod tests {
         let err = for_node(&nodes[0], &nodes[..2], &clusters, false).unwrap_err().to_string();
         assert!(err.contains("rule r2 (hdfs depends on zk:zookeeper 2181/tcp) has no peers"), "{err}");
         assert!(for_node(&nodes[0], &nodes[..2], &clusters, true).is_ok());
+    }
+
+    #[test]
+    fn another_regions_peers_are_admitted_by_public_address_only() {
+        let placed = |name: &str, region: &str, private: &str, public: &str| -> Node {
+            let mut n = node("zk", "zookeeper", name, private);
+            n.region = region.into();
+            n.public_ipv4 = vec![public.parse().unwrap()];
+            n
+        };
+        // zk-2 in region b has the private address region a's zk-1... and anyone of a's
+        // 192.168.128.2 (here web-1, no member) may hold.
+        let nodes = vec![
+            placed("zk-1", "a", "192.168.128.1", "203.0.113.1"),
+            placed("zk-2", "b", "192.168.128.2", "203.0.113.2"),
+            placed("zk-3", "a", "192.168.128.3", "203.0.113.3"),
+        ];
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(
+                r#"{"name":"zk","firewall":{"admin_cidrs":["10.9.0.0/16"],"allow":[{"to_groups":["zookeeper"],"ports":["2888-3888/tcp"]}]}}"#,
+            )
+            .unwrap(),
+        ];
+        let r = for_node(&nodes[0], &nodes, &clusters, false).unwrap();
+        let peers: Vec<String> = r.rules[0].peers_v4.iter().map(|a| a.to_string()).collect();
+        assert_eq!(peers, ["192.168.128.1", "192.168.128.3", "203.0.113.1", "203.0.113.2", "203.0.113.3"]);
     }
 
     #[test]

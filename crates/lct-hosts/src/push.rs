@@ -68,26 +68,34 @@ pub fn plan(
     selected: &BTreeSet<Name>,
     options: &RenderOptions,
 ) -> Result<PushPlan, HostsError> {
-    let members: Vec<crate::Member> = nodes
-        .iter()
-        .filter(|n| selected.contains(&n.cluster) && n.status != Status::Deleting)
-        .map(crate::Member::from)
-        .collect();
-    let entries = render(&members, clusters, options)?;
-    let mut lines: BTreeMap<&Name, String> = selected.iter().map(|c| (c, String::new())).collect();
-    for e in &entries {
-        let text = lines.get_mut(&e.cluster).expect("entries come from selected clusters");
-        text.push_str(&lct_core::stream::to_line(e));
-        text.push('\n');
-    }
+    let shown: Vec<&Node> =
+        nodes.iter().filter(|n| selected.contains(&n.cluster) && n.status != Status::Deleting).collect();
     let mut reach: BTreeSet<Name> = selected.clone();
     reach.extend(dependents_of(clusters, selected));
+    // One rendering per private network (provider and region) a target is on: from there, a
+    // node of another network is named with its public address, since its private one is
+    // not reachable (and may be another node's: regions' private ranges overlap).
+    let networks: BTreeSet<Network> = nodes.iter().filter(|n| reach.contains(&n.cluster)).map(network).collect();
+    let single = shown.iter().map(|n| network(n)).chain(networks.iter().cloned()).collect::<BTreeSet<_>>().len() <= 1;
+    let mut lines_of: BTreeMap<Network, BTreeMap<&Name, String>> = BTreeMap::new();
+    for net in networks {
+        let members: Vec<crate::Member> = shown.iter().map(|n| seen_from(n, &net, single)).collect();
+        let entries = render(&members, clusters, options)?;
+        let mut lines: BTreeMap<&Name, String> = selected.iter().map(|c| (c, String::new())).collect();
+        for e in &entries {
+            let text = lines.get_mut(&e.cluster).expect("entries come from selected clusters");
+            text.push_str(&lct_core::stream::to_line(e));
+            text.push('\n');
+        }
+        lines_of.insert(net, lines);
+    }
     let mut plan = PushPlan { targets: Vec::new(), skipped: Vec::new() };
     for node in nodes.iter().filter(|n| reach.contains(&n.cluster)) {
         if node.status != Status::Running {
             plan.skipped.push(node.clone());
             continue;
         }
+        let lines = &lines_of[&network(node)];
         let uses: BTreeSet<&Name> = clusters
             .iter()
             .filter(|c| c.name == node.cluster)
@@ -99,6 +107,24 @@ pub fn plan(
         plan.targets.push((node.clone(), blocks, input));
     }
     Ok(plan)
+}
+
+/// A private network: a provider's region.
+type Network = (lct_core::record::ProviderName, String);
+
+fn network(node: &Node) -> Network {
+    (node.provider, node.region.clone())
+}
+
+/// What a node of network `from` is to know of `node`: all of it on its own network (or
+/// when there is one network only), else its public addresses under its private names.
+fn seen_from(node: &Node, from: &Network, single: bool) -> crate::Member {
+    let mut member = crate::Member::from(node);
+    if !single && network(node) != *from {
+        member.private_ipv4 = member.public_ipv4;
+        member.private_ipv6 = member.public_ipv6;
+    }
+    member
 }
 
 /// A namespace node's hosts file as seen from here: `ip netns exec` binds
@@ -229,5 +255,36 @@ mod tests {
         let nn1 = p.targets.iter().find(|(n, _, _)| n.name.as_str() == "nn-1").unwrap();
         assert_eq!(nn1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["hdfs", "zk"]);
         assert!(nn1.2.contains("192.168.128.3"), "an offline member keeps its entry");
+    }
+
+    #[test]
+    fn a_node_of_another_region_is_named_with_its_public_address() {
+        let placed = |name: &str, region: &str, private: &str, public: &str| {
+            let mut n = node("zk", name, private, "running");
+            n.region = region.into();
+            n.public_ipv4 = vec![public.parse().unwrap()];
+            n
+        };
+        // Both regions hand out 192.168.128.1.
+        let nodes = vec![
+            placed("zk-1", "a", "192.168.128.1", "203.0.113.1"),
+            placed("zk-2", "a", "192.168.128.2", "203.0.113.2"),
+            placed("zk-3", "b", "192.168.128.1", "203.0.113.3"),
+        ];
+        let clusters: Vec<Cluster> = vec![serde_json::from_str(r#"{"name":"zk"}"#).unwrap()];
+        let selected: BTreeSet<Name> = ["zk".parse().unwrap()].into();
+        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default()).unwrap();
+        let input = |name: &str| p.targets.iter().find(|(n, _, _)| n.name.as_str() == name).unwrap().2.clone();
+        let address_of = |text: &str, node: &str| -> String {
+            let line = text.lines().find(|l| l.contains(&format!("\"node\":\"{node}\""))).unwrap();
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            v["address"].as_str().unwrap().to_string()
+        };
+        let (from_a, from_b) = (input("zk-1"), input("zk-3"));
+        assert_eq!(address_of(&from_a, "zk-2"), "192.168.128.2");
+        assert_eq!(address_of(&from_a, "zk-3"), "203.0.113.3");
+        assert_eq!(address_of(&from_b, "zk-3"), "192.168.128.1");
+        assert_eq!(address_of(&from_b, "zk-1"), "203.0.113.1");
+        assert_eq!(address_of(&from_b, "zk-2"), "203.0.113.2");
     }
 }

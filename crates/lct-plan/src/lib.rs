@@ -11,6 +11,8 @@
 //! * [`offered`]: what a cluster opens to its dependents, and the check that a dependent
 //!   asks for nothing else.
 //! * [`check`]: what a plan may hand to a command line (grammars checked at `validate`).
+//! * [`placement`]: groups that span regions (`regions`, `per_region`): names checked,
+//!   each node's region by its index.
 //! * [`template`]: templates rendered within a budget of steps and output.
 //! * [`locate`]: where a field is in a plan's text, for errors found after parsing.
 //! * [`setting`]: parameter values from `--set` and `--set-file` (secrets kept out of `ps`).
@@ -55,6 +57,7 @@ pub mod load;
 pub mod locate;
 pub mod offered;
 pub mod packages;
+pub mod placement;
 pub mod plan;
 pub mod recipe;
 pub mod records;

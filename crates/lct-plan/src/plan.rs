@@ -132,8 +132,18 @@ pub struct Group {
     /// Linode type (ignored by the local cloud).
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub node_type: Option<String>,
+    /// The group's region (on providers with a choice of region: Linode).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// Regions the group spans (any provider; the local cloud's are private networks of
+    /// their own): node i (from 1) goes to `regions[(i-1) % len]`, round-robin, unless
+    /// `per_region` says otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// With `regions`: N nodes in each region in turn (the first N in the first region); a
+    /// count past N for every region is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_region: Option<u32>,
     /// Node image: `debian-12` (a machine; on Linode `linode/debian12`), `lct/netns`;
     /// `baked` (the image `lct-plan bake` made of this plan for this cluster), or an lct
     /// image: `REPO::NAME`, an image file (`/...`, `./...`) or an `https://` URL.

@@ -63,7 +63,7 @@ pub fn node_specs(
                 cluster: name.clone(),
                 group: g.clone(),
                 name: node,
-                region: group.region.clone().filter(|_| lct_api::has_regions(provider)),
+                region: crate::placement::region_of(g, group, index, count, provider)?,
                 node_type: group.node_type.clone(),
                 image: Some(image),
                 tags: group.tags.clone(),

@@ -20,6 +20,7 @@ pub fn validate(plan: &Plan, source: &str) -> Result<(), PlanError> {
         env.template_from_str(text).map(drop).map_err(|e| bad(field, format!("template: {e}")))
     };
     crate::check::plan_inputs(plan).map_err(|(field, message)| bad(field, message))?;
+    crate::placement::check(plan).map_err(|(field, message)| bad(field, message))?;
     for (name, p) in &plan.parameters {
         if !is_identifier(name) {
             return Err(bad(format!("parameters.{name}"), "a parameter name is letters, digits and _".into()));

@@ -29,7 +29,9 @@ impl Backing {
             cluster: BACKING_CLUSTER.parse().expect("a label"),
             group: "node".parse().expect("a label"),
             name: v["label"].as_str().unwrap_or_default().parse().map_err(|e| format!("label: {e}"))?,
-            region: None,
+            // The instance's Linode region is the machine's region in the lab: a private
+            // network of its own, whose addresses overlap other regions'.
+            region: v["region"].as_str().map(String::from),
             node_type: None,
             image: Some("debian-12".into()),
             tags: vec![],

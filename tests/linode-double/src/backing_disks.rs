@@ -32,6 +32,8 @@ pub struct Boot {
     pub raw: Vec<(String, u64)>,
     /// A raw disk at `sda`: the disk the machine boots as its root.
     pub root: Option<u64>,
+    /// The instance's region: its machine's region in the lab.
+    pub region: Option<String>,
 }
 
 /// The raw disks of instance `linode` (their volumes go with it).
@@ -55,7 +57,8 @@ pub(crate) fn boot_of(s: &State, linode: u64, body: &Value) -> Option<Boot> {
         None => configs.values().find(|o| o.v["_parent"] == json!(linode))?.v.clone(),
     };
     let disks = s.kinds.get("disks")?;
-    let mut boot = Boot::default();
+    let region = s.kinds.get("instances")?.get(&linode)?.v["region"].as_str().map(String::from);
+    let mut boot = Boot { region, ..Boot::default() };
     for slot in ["sda", "sdb", "sdc", "sdd", "sde", "sdf", "sdg", "sdh"] {
         let Some(d) = config["devices"][slot]["disk_id"].as_u64() else { continue };
         let Some(disk) = disks.get(&d) else { continue };
@@ -117,7 +120,7 @@ impl Backing {
                 cluster: BACKING_CLUSTER.parse().expect("a label"),
                 group: "node".parse().expect("a label"),
                 name: name.clone(),
-                region: None,
+                region: boot.region.clone(),
                 node_type: None,
                 image: Some("debian-12".into()),
                 tags: vec![],

@@ -158,10 +158,13 @@ pub(crate) fn route(
                 if body["public"] != json!(false) || body["type"] != json!("ipv4") {
                     return Err(error(400, "Only private IPv4 addresses can be allocated here.", Some("public")));
                 }
-                let (_, private, _) = s.addresses(id);
-                if v["ipv4"].as_array().is_some_and(|a| a.contains(&json!(private))) {
+                let is_private = |a: &Value| {
+                    a.as_str().and_then(|a| a.parse::<std::net::Ipv4Addr>().ok()).is_some_and(|a| a.is_private())
+                };
+                if v["ipv4"].as_array().is_some_and(|a| a.iter().any(is_private)) {
                     return Err(error(400, "This Linode already has a private IP address.", None));
                 }
+                let private = s.private_in(v["region"].as_str().unwrap_or_default());
                 let now = s.now();
                 let obj = s.kind("instances").get_mut(&id).expect("found");
                 let mut ipv4 = obj.at(now)["ipv4"].clone();

@@ -229,6 +229,22 @@ impl State {
 
     // Instances.
 
+    /// The lowest private address (192.168.128.0/17) no instance of `region` has: regions'
+    /// private networks are their own, so they hand out the same addresses, as Linode's do.
+    pub(crate) fn private_in(&mut self, region: &str) -> String {
+        let used: std::collections::BTreeSet<String> = self
+            .kind("instances")
+            .values()
+            .filter(|o| o.v["region"] == json!(region))
+            .flat_map(|o| o.v["ipv4"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a.as_str().map(String::from))
+            .collect();
+        (u32::from(std::net::Ipv4Addr::new(192, 168, 128, 1))..u32::from(std::net::Ipv4Addr::new(192, 168, 255, 255)))
+            .map(|a| std::net::Ipv4Addr::from(a).to_string())
+            .find(|a| !used.contains(a))
+            .unwrap_or_else(|| "192.168.255.254".into())
+    }
+
     pub(crate) fn addresses(&self, n: u64) -> (String, String, String) {
         // Public addresses from documentation ranges only (RFC 5737's 198.51.100.0/24 and
         // 203.0.113.0/24, repeating after 508): they exist on no real network, and lct
@@ -282,7 +298,8 @@ impl State {
         }
         let has_user_data = !user_data.is_null();
         let id = self.id();
-        let (public_v4, private, v6) = self.addresses(id);
+        let (public_v4, _, v6) = self.addresses(id);
+        let private = self.private_in(region);
         let mut ipv4 = vec![public_v4];
         if body["private_ip"] == json!(true) {
             ipv4.push(private);

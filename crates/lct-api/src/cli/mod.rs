@@ -47,6 +47,11 @@ Examples:
   lct-api create --cluster zk --count 3 --image /var/lib/lct/images/repo::zookeeper-1a2b3c4d5e6f
   lct-api lab capture zk-1      # a stopped machine's root as an ext4 disk, to image
 
+  # Regions: each a private network of its own (the same private range in each), one
+  # public network for all
+  lct-api create --cluster zk --count 1 --region a && lct-api create --name zk-b --cluster zk --region b
+  lct-api lab regions
+
   # The local lab itself
   lct-api lab status
   lct-api lab down
@@ -96,7 +101,10 @@ pub enum Command {
         /// Tags for the new nodes
         #[arg(long = "tag")]
         tags: Vec<String>,
-        /// Region of the new nodes (Linode) [default: $LCT_LINODE_REGION or us-east]
+        /// Region of the new nodes. Linode's [default: $LCT_LINODE_REGION or us-east]; local:
+        /// any name of 1-12 lower-case letters, digits, hyphens [default: local], each region
+        /// a private network of its own whose addresses overlap the others'
+        /// (`lct-api lab regions` lists them)
         #[arg(long)]
         region: Option<String>,
         /// Instance type (Linode) [default: $LCT_LINODE_TYPE or g6-nanode-1]
@@ -185,6 +193,9 @@ pub enum LabCommand {
     Status,
     /// Re-check every namespace, link, address and loop device and fix what is missing
     Repair,
+    /// The regions: each a private network of its own (`create --region NAME` makes one;
+    /// their private ranges overlap), all on one public network
+    Regions,
     /// Delete every node and volume, the lab and the outside namespaces, and the state
     Down,
     /// The package mirror machines install from (they have no route out)

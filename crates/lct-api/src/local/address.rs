@@ -1,30 +1,28 @@
-//! Address allocation: each new node gets the lowest free private, public and IPv6 address.
+//! Address allocation: each new node gets the lowest free private address of its region (the
+//! regions' private ranges overlap), and the lowest free public and IPv6 addresses of the lab.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::lab::PUBLIC_RANGES;
+use super::region::region_of;
 use super::state::CloudState;
 use crate::ProviderError;
 
-/// Picks the lowest free addresses for a new node.
-pub(super) fn allocate(state: &CloudState) -> Result<(Ipv4Addr, Ipv4Addr, Ipv6Addr), ProviderError> {
+/// Picks the lowest free addresses for a new node in `region`.
+pub(super) fn allocate(state: &CloudState, region: &str) -> Result<(Ipv4Addr, Ipv4Addr, Ipv6Addr), ProviderError> {
     let used: BTreeSet<IpAddr> = state
         .nodes
         .iter()
-        .flat_map(|n| {
-            n.private_ipv4
-                .iter()
-                .chain(&n.public_ipv4)
-                .map(|a| IpAddr::V4(*a))
-                .chain(n.public_ipv6.iter().map(|a| IpAddr::V6(*a)))
-        })
+        .flat_map(|n| n.public_ipv4.iter().map(|a| IpAddr::V4(*a)).chain(n.public_ipv6.iter().map(|a| IpAddr::V6(*a))))
         .collect();
+    let used_here: BTreeSet<Ipv4Addr> =
+        state.nodes.iter().filter(|n| region_of(n) == region).flat_map(|n| n.private_ipv4.iter().copied()).collect();
     // 192.168.128.0/17 without its network and broadcast addresses.
     let private = (u32::from(Ipv4Addr::new(192, 168, 128, 1))..u32::from(Ipv4Addr::new(192, 168, 255, 255)))
         .map(Ipv4Addr::from)
-        .find(|a| !used.contains(&IpAddr::V4(*a)))
-        .ok_or_else(|| ProviderError::Invalid("the private network 192.168.128.0/17 is full".into()))?;
+        .find(|a| !used_here.contains(a))
+        .ok_or_else(|| ProviderError::Invalid(format!("region {region}'s private network 192.168.128.0/17 is full")))?;
     let public = PUBLIC_RANGES
         .iter()
         .flat_map(|[a, b, c]| (1..=253u8).map(move |d| Ipv4Addr::new(*a, *b, *c, d)))
@@ -45,7 +43,7 @@ mod tests {
     #[test]
     fn allocation_takes_lowest_free_addresses() {
         let mut state = CloudState { lab: "t".into(), next_id: 1, ..Default::default() };
-        let (a, b, c) = allocate(&state).unwrap();
+        let (a, b, c) = allocate(&state, "local").unwrap();
         assert_eq!(
             (a, b, c),
             (Ipv4Addr::new(192, 168, 128, 1), Ipv4Addr::new(203, 0, 113, 1), "2001:db8::1".parse().unwrap())
@@ -56,8 +54,12 @@ mod tests {
         }))
         .unwrap();
         state.nodes.push(node);
-        let (a, b, _) = allocate(&state).unwrap();
+        let (a, b, _) = allocate(&state, "local").unwrap();
         assert_eq!((a, b), (Ipv4Addr::new(192, 168, 128, 2), Ipv4Addr::new(203, 0, 113, 2)));
+        // Another region's private range overlaps: its first node gets .1 again, and a public
+        // address of its own.
+        let (a, b, _) = allocate(&state, "b").unwrap();
+        assert_eq!((a, b), (Ipv4Addr::new(192, 168, 128, 1), Ipv4Addr::new(203, 0, 113, 2)));
         // Past 203.0.113.253 the second documentation range is used.
         for d in 2..=253u8 {
             let mut n = state.nodes[0].clone();
@@ -66,6 +68,6 @@ mod tests {
             n.public_ipv6 = vec![];
             state.nodes.push(n);
         }
-        assert_eq!(allocate(&state).unwrap().1, Ipv4Addr::new(198, 51, 100, 1));
+        assert_eq!(allocate(&state, "local").unwrap().1, Ipv4Addr::new(198, 51, 100, 1));
     }
 }

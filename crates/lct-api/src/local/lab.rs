@@ -11,6 +11,7 @@ use lct_core::fsutil::atomic_write;
 use lct_core::record::{Name, Node};
 
 use super::net;
+use super::region::{PRIVATE_BRIDGE, private_bridge, region_of};
 use crate::ProviderError;
 
 /// The outside namespace's addresses: the "internet" that sees public addresses only.
@@ -18,7 +19,6 @@ pub const OUTSIDE_IPV4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const OUTSIDE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfffe);
 pub(super) const PRIVATE_PREFIX: u8 = 17;
 pub(super) const PUBLIC_RANGES: [[u8; 3]; 2] = [[203, 0, 113], [198, 51, 100]];
-pub(super) const PRIVATE_BRIDGE: &str = "br-priv";
 /// One file per namespace, named after it, holding the name of the lab that owns it.
 pub(super) const MARKER_DIR: &str = "/run/lct/netns";
 pub(super) const PUBLIC_BRIDGE: &str = "br-pub";
@@ -136,7 +136,8 @@ impl Lab {
         Ok(())
     }
 
-    /// A node's namespace, its two veth pairs to the lab's bridges, its addresses and routes:
+    /// A node's namespace, its two veth pairs to the lab's bridges (its region's private one,
+    /// made here when it is the region's first node, and the public one), its addresses and routes:
     /// a batch of `ip` commands per namespace, each step safe to run again (a crash half-way
     /// is finished by the next run).
     pub(super) fn ensure_node(&self, node: &Node, up: bool) -> Result<(), ProviderError> {
@@ -154,8 +155,13 @@ impl Lab {
         let node_links = if fresh { BTreeSet::new() } else { net::links_in(&ns)? };
         let lab_links = net::links_in(&lab)?;
         let mut in_lab = Vec::new();
+        let private = private_bridge(region_of(node));
+        if !lab_links.contains(&private) {
+            in_lab.push(format!("link add {private} type bridge"));
+        }
+        in_lab.push(format!("link set {private} up"));
         for (veth, inside, bridge) in
-            [(format!("p{id}"), "eth0", PRIVATE_BRIDGE), (format!("u{id}"), "eth1", PUBLIC_BRIDGE)]
+            [(format!("p{id}"), "eth0", private.as_str()), (format!("u{id}"), "eth1", PUBLIC_BRIDGE)]
         {
             in_lab.extend(veth_pair(&lab, &lab_links, &veth, &ns, inside, node_links.contains(inside))?);
             in_lab.push(format!("link set {veth} master {bridge} up"));

@@ -4,11 +4,16 @@
 //!
 //! ```text
 //!   namespace L-lab:      br-priv (private network)      br-pub (public network)
+//!                         bp-REGION (one per region)
 //!                           |  p<id> veths                 |  u<id> veths, out
 //!   namespace L-<node>:   eth0 192.168.128.x/17          eth1 203.0.113.x/24, 2001:db8::x/64
 //!   namespace L-outside:                                 eth0 203.0.113.254/24, 2001:db8::fffe/64
 //! ```
 //!
+//! Each region (`--region`, default `local`) is a private bridge of its own (`br-priv` for
+//! `local`, `bp-REGION` for the others): every region hands out the same private range, so
+//! two regions' private addresses overlap and never reach each other, while every node's
+//! public side is on the one public bridge, which the outside namespace joins ([`region`]).
 //! The bridges carry no address, so the lab is reachable from nowhere but its own
 //! namespaces: the root namespace gets no address and no route to either network.
 //! Volumes are sparse files attached as loop devices.
@@ -22,7 +27,7 @@
 //! repairs it, and `lct-api lab repair` repairs everything.
 //!
 //! The rooms: `state` (the state file and the lab's lock), `lab` (namespaces, bridges,
-//! veths, addresses on links), `address` (allocation), `volumes` (loop devices),
+//! veths, addresses on links), `region` (region names, their bridges), `address` (allocation), `volumes` (loop devices),
 //! `nodes` (create, power, wait for SSH), `repair` (finishing what a dead run left,
 //! `lab down`), `machine` and `images` (machine nodes, their base root and mirror),
 //! `golden` (machines from lct images), `confined` (writing into an image's tree safely),
@@ -42,6 +47,7 @@ mod machine;
 mod net;
 mod nodes;
 pub mod reboot;
+mod region;
 mod repair;
 mod state;
 mod volumes;
@@ -56,8 +62,7 @@ pub use golden::{Golden, host_arch};
 pub use images::{BASE_PACKAGES, Images};
 pub use lab::{OUTSIDE_IPV4, OUTSIDE_IPV6};
 pub use machine::{NodeImage, volume_path_in_machine};
-
-pub const REGION: &str = "local";
+pub use region::{MAX_REGION_LEN, PRIVATE_RANGE, REGION, RegionInfo, check_region};
 
 /// The local cloud of one state directory.
 #[derive(Debug, Clone)]

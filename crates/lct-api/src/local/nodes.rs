@@ -9,6 +9,7 @@ use super::address::allocate;
 use super::lab::Lab;
 use super::machine::{self, NodeImage};
 use super::net;
+use super::region::check_region;
 use super::state::set_status;
 use super::{LocalCloud, REGION, Seed};
 use crate::ProviderError;
@@ -26,6 +27,9 @@ impl LocalCloud {
                 spec.name.as_str()
             )));
         }
+        // A region's name becomes a bridge's: checked before anything is locked or recorded.
+        let region = spec.region.as_deref().unwrap_or(REGION);
+        check_region("region", region)?;
         // A machine from an lct image: the image is found (and restored, once) before the
         // lab's lock is taken, and before anything of the node is made.
         let golden = match spec.image.as_deref().and_then(LctImage::parse) {
@@ -34,6 +38,14 @@ impl LocalCloud {
         };
         let (_lock, mut state) = self.begin()?;
         if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
+            if spec.region.as_ref().is_some_and(|r| *r != existing.region) {
+                return Err(ProviderError::Invalid(format!(
+                    "field region: node {} exists in region {}, not {}",
+                    spec.name,
+                    existing.region,
+                    spec.region.as_deref().unwrap_or_default()
+                )));
+            }
             if existing.cluster != spec.cluster || existing.group != spec.group {
                 return Err(ProviderError::Invalid(format!(
                     "a node named {} already exists in cluster {} group {}",
@@ -42,16 +54,11 @@ impl LocalCloud {
             }
             return Ok(Self::node_view(&state, existing));
         }
-        if let Some(region) = spec.region.as_deref().filter(|r| *r != REGION) {
-            return Err(ProviderError::Invalid(format!(
-                "field region: the local cloud has one region, {REGION:?}, not {region:?}"
-            )));
-        }
         let image = if golden.is_some() { NodeImage::Debian12 } else { NodeImage::parse(spec.image.as_deref())? };
         if image == NodeImage::Debian12 {
             machine::check_inotify(state.machines.len() + 1)?;
         }
-        let (private, public, public6) = allocate(&state)?;
+        let (private, public, public6) = allocate(&state, region)?;
         let id = state.next_id;
         let lab = Lab::new(&state.lab);
         // A machine is reached over SSH from the lab's outside namespace (the internet of the
@@ -68,7 +75,7 @@ impl LocalCloud {
             name: spec.name.clone(),
             provider: ProviderName::Local,
             provider_id: id.to_string(),
-            region: REGION.into(),
+            region: region.into(),
             status: Status::Provisioning,
             private_ipv4: vec![private],
             public_ipv4: vec![public],

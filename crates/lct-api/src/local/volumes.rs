@@ -8,6 +8,7 @@ use lct_core::record::{Name, ProviderName, Status, Volume};
 
 use super::lab::Lab;
 use super::net;
+use super::region::check_region;
 use super::state::set_status;
 use super::{LocalCloud, REGION, Seed};
 use crate::{ProviderError, VolumeSpec};
@@ -102,6 +103,8 @@ impl LocalCloud {
         if spec.size_mib == 0 {
             return Err(ProviderError::Invalid("field size: a volume needs at least 1 MiB".into()));
         }
+        let region = spec.region.as_deref().unwrap_or(REGION);
+        check_region("region", region)?;
         let (_lock, mut state) = self.begin()?;
         if let Some(v) = state.volumes.iter().find(|v| v.label == spec.label) {
             if v.size_mib != spec.size_mib {
@@ -122,7 +125,7 @@ impl LocalCloud {
             size_mib: spec.size_mib,
             provider: ProviderName::Local,
             provider_id: state.next_id.to_string(),
-            region: REGION.into(),
+            region: region.into(),
             status: "active".into(),
             attached_to: None,
             path: None,

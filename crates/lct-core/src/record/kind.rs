@@ -33,6 +33,7 @@ pub const KINDS: &[&str] = &[
     "volume",
     // lct-api
     "lab",
+    "region",
     // lct-inventory
     "exec-result",
     // lct-hosts
