@@ -320,7 +320,7 @@ impl Machine {
         write("/root/.ssh/authorized_keys", &(boot.authorized_keys.join("\n") + "\n"), 0o600)?;
         // A machine from an lct image with no user-data boots without cloud-init (all it
         // would do is above); any other reads its seed.
-        if self.lower_file().exists() && native_boot::applies(&root, boot) {
+        if self.lower_file().exists() && native_boot::chosen() && native_boot::applies(&root, boot) {
             native_boot::write(&root)?;
         } else {
             let instance = format!("lct-{}-{}", node.name, node.provider_id);

@@ -60,6 +60,13 @@ fn script() -> String {
     )
 }
 
+/// Whether the native first boot is allowed: `LCT_LOCAL_FIRST_BOOT=cloud-init` keeps
+/// cloud-init for every machine (the path before, for benchmarks side by side and for
+/// anyone who wants cloud-init's own boot on machines from images).
+pub fn chosen() -> bool {
+    std::env::var("LCT_LOCAL_FIRST_BOOT").map_or(true, |v| v != "cloud-init")
+}
+
 /// Whether a machine with this first boot over this root boots natively: no user-data of
 /// the user's or a whole document of the Linode double's, and lct's unit in the image.
 pub fn applies(root: &Path, boot: &FirstBoot) -> bool {
