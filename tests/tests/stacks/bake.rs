@@ -243,6 +243,28 @@ fn bake_reuse_nodes_from_the_image_version_drift_and_offline() {
 }
 
 #[test]
+#[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn)"]
+fn create_bake_bakes_a_missing_image_then_makes_the_nodes_from_it() {
+    let env = Env::new();
+    let images = Images::new();
+    let plan = env.state.path().join("plain.yaml");
+    std::fs::write(&plan, "description: a plain baked Debian\ngroups:\n  node:\n    count: 1\n    image: baked\n")
+        .unwrap();
+    let started = Instant::now();
+    let out = run(&env, &images, "lct-plan", &["create", "pl", plan.to_str().unwrap(), "--bake", "-o", "jsonl"]).ok();
+    let line = out.stderr.lines().find(|l| l.contains(r#""kind":"plan-baked""#)).expect("a plan-baked line");
+    let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(record["reused"], false, "no entry yet: baked");
+    let nodes = out.json_lines();
+    assert_eq!(nodes.len(), 1, "{}", out.stdout);
+    // The node is the image's (the bake node's programs on it), booted without cloud-init.
+    let on =
+        env.ssh("pl-1", "hostname; command -v lct-fw; grep -c 'native first boot' /run/cloud-init/result.json").ok();
+    assert_eq!(on.stdout, "pl-1\n/usr/local/bin/lct-fw\n1\n", "{}", on.stderr);
+    eprintln!("create --bake of a plain plan: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
 #[ignore = "needs root: the local cloud's lab"]
 fn bad_images_are_refused_before_any_node() {
     let env = Env::new();
