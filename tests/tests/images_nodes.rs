@@ -84,19 +84,30 @@ fn a_captured_machine_makes_nodes_each_its_own_machine() {
             .ssh(
                 name,
                 "cat /etc/lct-marker; dpkg-query -W -f='${Status}\\n' htop; hostname; cat /etc/machine-id; \
-                 awk 1 /etc/ssh/ssh_host_ed25519_key.pub; ls /etc/ssh | grep -c ssh_host_",
+                 awk 1 /etc/ssh/ssh_host_ed25519_key.pub; ls /etc/ssh | grep -c ssh_host_; \
+                 grep -c 'native first boot' /run/cloud-init/result.json; nft list table inet lct | grep -c 'root only'",
             )
             .ok();
         let lines: Vec<&str> = out.stdout.lines().collect();
-        assert_eq!(lines.len(), 6, "{name}: {}", out.stdout);
+        assert_eq!(lines.len(), 8, "{name}: {}", out.stdout);
         assert_eq!(lines[0], marker, "{name}: {}", out.stdout);
         assert_eq!(lines[1], "install ok installed", "{name}: {}", out.stdout);
         assert_eq!(lines[2], name);
         assert_eq!(lines[5], "2", "{name}: only lct's host key pair: {}", out.stdout);
+        // No user-data: booted without cloud-init, the metadata service guarded all the same.
+        assert_eq!(lines[6], "1", "{name}: a native first boot: {}", out.stdout);
+        assert_eq!(lines[7], "2", "{name}: the metadata guard's v4 and v6 rules: {}", out.stdout);
         seen.push((lines[3].to_string(), lines[4].to_string()));
     }
     assert_ne!(seen[0].0, seen[1].0, "machine ids differ");
     assert_ne!(seen[0].1, seen[1].1, "host keys differ");
+    // With user-data of its own, a machine from the same image boots with cloud-init.
+    let user_data = env.state.path().join("user-data");
+    std::fs::write(&user_data, "#!/bin/sh\necho ran > /etc/lct-user-data-ran\n").unwrap();
+    let args = ["create", "--cluster", "u", "--count", "1", "--image", &image, "--user-data"];
+    env.run("lct-api", &[&args[..], &[user_data.to_str().unwrap()]].concat()).ok();
+    let out = env.ssh("u-1", "cat /etc/lct-user-data-ran; grep -c NoCloud /run/cloud-init/result.json").ok();
+    assert_eq!(out.stdout, "ran\n1\n", "cloud-init ran the user-data");
     // One content, restored once: its directory is named by the image's root hash.
     let verified = env.run("lct-image", &["-o", "jsonl", "verify", &image]).ok().json_lines();
     let root = verified[0]["root"].as_str().unwrap().to_string();

@@ -24,7 +24,7 @@ pub const METADATA_V6: [Ipv6Addr; 2] =
 /// in and before its later stages; it is skipped where lct's table is already loaded. A node
 /// without `nft` (not Debian's or Ubuntu's cloud images, which have it) is told in
 /// cloud-init's log and left as it is.
-fn metadata_guard() -> String {
+pub(crate) fn metadata_guard() -> String {
     let v4: Vec<String> = METADATA_V4.iter().map(ToString::to_string).collect();
     let v6: Vec<String> = METADATA_V6.iter().map(ToString::to_string).collect();
     format!(

@@ -165,6 +165,32 @@ pub async fn bake(
     Ok(baked)
 }
 
+/// `lct-plan create --bake`: the plan's image baked first if the repository lacks it (reused,
+/// no node, when it has it), said on standard error (a `plan-baked` line, or a sentence on a
+/// terminal); a plan without an `image: baked` group is refused before anything is made.
+pub async fn bake_for_create(
+    home: &Home,
+    tools: &Tools,
+    name: &Name,
+    reference: &str,
+    sets: &Settings,
+    to: BakeTo<'_>,
+    trust: Trust,
+) -> anyhow::Result<PlanBaked> {
+    let loaded = PlanRef::parse_with(reference, trust.allow_http)?.load()?;
+    if !loaded.plan.groups.values().any(|g| g.image == "baked") {
+        bail!("--bake: no group of {} has `image: baked` (a group's image names what to bake for)", loaded.source);
+    }
+    let baked = bake(home, tools, name, reference, sets, to, trust).await?;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let how = if baked.reused { "reused" } else { "baked" };
+        eprintln!("cluster {name}: image {} {how} in {:.1} s", baked.image, baked.took_ms as f64 / 1000.0);
+    } else {
+        eprintln!("{}", lct_core::stream::to_line(&baked));
+    }
+    Ok(baked)
+}
+
 fn text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), String::from)
 }

@@ -16,6 +16,7 @@ Examples:
   lct-plan schema > plan.schema.json              # for editors (YAML language servers)
   lct-plan create zk package:zookeeper --set servers=3
   lct-plan bake zk ./zk-baked.yaml                # image-time work once: nodes from the image
+  lct-plan create zk ./zk-baked.yaml --bake       # the same bake (if missing), then create
   lct-plan create pg package:postgres-ha --set zookeeper=zk \\
       --set-file superuser_password=./pg-password  # a secret from a file, not in ps
   pass pg | lct-plan create pg ... --set-file superuser_password=-  # from stdin
@@ -97,10 +98,24 @@ pub enum Command {
         set_files: Vec<(String, String)>,
     },
     /// Make a cluster from a plan, or finish making it (a re-run never makes a node twice)
+    ///
+    /// With --bake, the groups whose image is `baked` get their image first: baked as
+    /// `lct-plan bake` does when the repository has no entry for this plan, build and values,
+    /// reused (no node) when it has.
+    #[command(after_help = "Examples:\n  \
+        lct-plan create zk package:zookeeper --set servers=3\n  \
+        lct-plan create zk ./zookeeper-baked.yaml --bake   # bake if missing, then nodes from the image\n  \
+        lct-plan create zk ./zookeeper-baked.yaml --bake --repo /mnt/images")]
     Create {
         name: Name,
         #[command(flatten)]
         making: Making,
+        /// Bake the image of the groups with `image: baked` first if the repository lacks it
+        #[arg(long)]
+        bake: bool,
+        /// The image repository of --bake (made when missing); default STATE/images/repo
+        #[arg(long, env = "LCT_IMAGE_REPO")]
+        repo: Option<std::path::PathBuf>,
     },
     /// Bake a plan's image-time work (its packages, lct's programs, its `baked` hooks) into an
     /// image once, for the groups of cluster NAME whose image is `baked`

@@ -19,6 +19,10 @@ rm -f /etc/ssh/ssh_host_*
 # cloud-init runs again as on a first boot: instance state, logs and the bake node's seed.
 if command -v cloud-init >/dev/null; then cloud-init clean --logs --seed >/dev/null 2>&1; fi
 rm -rf /var/lib/cloud/instances /var/lib/cloud/instance /var/lib/cloud/data /var/lib/cloud/seed /var/lib/cloud/sem
+# A bake node made from an lct image may have booted without cloud-init (lct_api's
+# native_boot): its files go, so nodes from this image run cloud-init where user-data asks.
+rm -rf /etc/systemd/system/lct-cloud-init.service.d/lct-native.conf /usr/local/lib/lct/native-boot \
+  /etc/systemd/system-generators/cloud-init-generator
 # apt: package lists and downloaded packages (a node from the image installs nothing; lists
 # from the bake's mirror would be stale).
 apt-get clean >/dev/null 2>&1

@@ -48,9 +48,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lct_plan::spec::warn_unwise(&loaded.plan, text, source, &"example".parse()?, &values, &Default::default())?;
             eprintln!("{}: valid", loaded.source);
         }
-        Command::Create { name, making } => {
+        Command::Create { name, making, bake, repo } => {
             let (trust, sets) = making_of(making, cli.allow_http)?;
             let (plan, provider) = (&making.plan, making.provider);
+            if *bake {
+                let repo = repo.clone().unwrap_or_else(|| lct_plan::images::default_repo(home));
+                let to = lct_plan::bake::BakeTo { repo: &repo, provider };
+                lct_plan::bake::bake_for_create(home, &tools()?, name, plan, &sets, to, trust).await?;
+            }
             let nodes = lct_plan::cluster::create(home, &tools()?, name, plan, provider, &sets, trust).await?;
             lct_core::table::emit(&nodes, cli.global.output())?;
         }

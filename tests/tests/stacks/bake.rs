@@ -191,10 +191,15 @@ fn bake_reuse_nodes_from_the_image_version_drift_and_offline() {
 
     // The cluster from the image: ZooKeeper elects a leader; the nodes open nothing in the
     // mirror (every package is on the image).
+    // `create --bake` finds the bake made already: reused, no bake node.
     let watch = Watch::mirror(&images, env.state.path().join("opens-create.log"));
     let created = Instant::now();
-    run(&env, &images, "lct-plan", &["create", "zk", &plan]).ok();
+    let out = run(&env, &images, "lct-plan", &["create", "zk", &plan, "--bake"]).ok();
     let create_time = created.elapsed();
+    let line = out.stderr.lines().find(|l| l.contains(r#""kind":"plan-baked""#)).expect("a plan-baked line");
+    let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!((record["entry"].as_str(), record["reused"].as_bool()), (Some(entry.as_str()), Some(true)));
+    assert!(!out.stderr.contains("making the bake node"), "{}", out.stderr);
     let modes = zk_modes(&env, &["zk-1", "zk-2", "zk-3"]);
     assert_eq!(watch.opens(), Vec::<String>::new(), "nodes from the image read the mirror");
     drop(watch);
@@ -238,6 +243,28 @@ fn bake_reuse_nodes_from_the_image_version_drift_and_offline() {
 }
 
 #[test]
+#[ignore = "needs root: machine nodes (namespaces, overlays, systemd-nspawn)"]
+fn create_bake_bakes_a_missing_image_then_makes_the_nodes_from_it() {
+    let env = Env::new();
+    let images = Images::new();
+    let plan = env.state.path().join("plain.yaml");
+    std::fs::write(&plan, "description: a plain baked Debian\ngroups:\n  node:\n    count: 1\n    image: baked\n")
+        .unwrap();
+    let started = Instant::now();
+    let out = run(&env, &images, "lct-plan", &["create", "pl", plan.to_str().unwrap(), "--bake", "-o", "jsonl"]).ok();
+    let line = out.stderr.lines().find(|l| l.contains(r#""kind":"plan-baked""#)).expect("a plan-baked line");
+    let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(record["reused"], false, "no entry yet: baked");
+    let nodes = out.json_lines();
+    assert_eq!(nodes.len(), 1, "{}", out.stdout);
+    // The node is the image's (the bake node's programs on it), booted without cloud-init.
+    let on =
+        env.ssh("pl-1", "hostname; command -v lct-fw; grep -c 'native first boot' /run/cloud-init/result.json").ok();
+    assert_eq!(on.stdout, "pl-1\n/usr/local/bin/lct-fw\n1\n", "{}", on.stderr);
+    eprintln!("create --bake of a plain plan: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[test]
 #[ignore = "needs root: the local cloud's lab"]
 fn bad_images_are_refused_before_any_node() {
     let env = Env::new();
@@ -258,6 +285,10 @@ fn bad_images_are_refused_before_any_node() {
     let out = run(&env, &images, "lct-plan", &["create", "zk", &plan]);
     assert_ne!(out.status, 0);
     assert!(out.stderr.contains("groups.server.image") && out.stderr.contains("zk-missing"), "{}", out.stderr);
+    // `create --bake` of a plan with no `image: baked` group.
+    let out = run(&env, &images, "lct-plan", &["create", "zk", &plan, "--bake"]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("--bake: no group of") && out.stderr.contains("image: baked"), "{}", out.stderr);
     // Nothing was made, nothing written for the cluster.
     let nodes = run(&env, &images, "lct-api", &["list", "-o", "jsonl"]).ok();
     assert!(nodes.json_lines().is_empty(), "{}", nodes.stdout);

@@ -48,7 +48,16 @@ pub fn dir(root: &Path, rel: &str) -> Result<PathBuf, ProviderError> {
 
 /// The directories lct writes first-boot files into (or clears): an image whose tree links
 /// any of them elsewhere is refused when it is prepared, before any node is made.
-pub const FIRST_BOOT_DIRS: &[&str] = &["etc/ssh", "root/.ssh", "var/lib/cloud/seed/nocloud", "var/lib/dbus"];
+/// (The last three: a machine's native first boot, [`super::native_boot`].)
+pub const FIRST_BOOT_DIRS: &[&str] = &[
+    "etc/ssh",
+    "root/.ssh",
+    "var/lib/cloud/seed/nocloud",
+    "var/lib/dbus",
+    "etc/systemd/system/lct-cloud-init.service.d",
+    "usr/local/lib/lct",
+    "etc/systemd/system-generators",
+];
 
 /// Refuses a tree in which a directory on the way to any of `rels` is a link (or not a
 /// directory); nothing is made or changed.

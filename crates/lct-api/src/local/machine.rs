@@ -5,8 +5,9 @@
 //! Debian's packages, cached under `LCT_IMAGE_DIR`, by default `STATE/local/images`, and
 //! rebuilt when its package list changes). Before the first boot lct writes the node's host
 //! name, its SSH host key, the authorized keys and a cloud-init NoCloud seed into the
-//! overlay; the machine's sshd takes keys only. The lab's package mirror is bind-mounted
-//! read-only, the only apt source a machine has: no machine has a route out.
+//! overlay (a machine from an lct image with no user-data boots without cloud-init, see
+//! [`super::native_boot`]); the machine's sshd takes keys only. The lab's package mirror
+//! is bind-mounted read-only, the only apt source a machine has: no machine has a route out.
 //!
 //! A machine can boot a disk instead (the Linode double's instance booting the raw disk its
 //! profile names, an image streamed onto it): the disk's ext4 file system, checked by e2fsck,
@@ -27,7 +28,7 @@ use lct_core::fsutil::atomic_write;
 use lct_core::record::Node;
 
 use super::images::{Images, MIRROR_IN_MACHINE, io_at};
-use super::{confined, net};
+use super::{confined, native_boot, net};
 use crate::ProviderError;
 use crate::cloudinit::FirstBoot;
 
@@ -317,9 +318,15 @@ impl Machine {
         let ssh_dir = confined::dir(&root, "root/.ssh")?;
         fs::set_permissions(&ssh_dir, fs::Permissions::from_mode(0o700)).map_err(io_at(&ssh_dir))?;
         write("/root/.ssh/authorized_keys", &(boot.authorized_keys.join("\n") + "\n"), 0o600)?;
-        let instance = format!("lct-{}-{}", node.name, node.provider_id);
-        write("/var/lib/cloud/seed/nocloud/meta-data", &boot.meta_data(&instance), 0o600)?;
-        write("/var/lib/cloud/seed/nocloud/user-data", &boot.user_data(), 0o600)?;
+        // A machine from an lct image with no user-data boots without cloud-init (all it
+        // would do is above); any other reads its seed.
+        if self.lower_file().exists() && native_boot::chosen() && native_boot::applies(&root, boot) {
+            native_boot::write(&root)?;
+        } else {
+            let instance = format!("lct-{}-{}", node.name, node.provider_id);
+            write("/var/lib/cloud/seed/nocloud/meta-data", &boot.meta_data(&instance), 0o600)?;
+            write("/var/lib/cloud/seed/nocloud/user-data", &boot.user_data(), 0o600)?;
+        }
         let done = self.dir.join("prepared");
         atomic_write(&done, b"", 0o644).map_err(io_at(&done))
     }

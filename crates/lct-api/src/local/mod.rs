@@ -30,7 +30,7 @@
 //! veths, addresses on links), `region` (region names, their bridges), `address` (allocation), `volumes` (loop devices),
 //! `nodes` (create, power, wait for SSH), `repair` (finishing what a dead run left,
 //! `lab down`), `machine` and `images` (machine nodes, their base root and mirror),
-//! `golden` (machines from lct images), `confined` (writing into an image's tree safely),
+//! `golden` (machines from lct images), `native_boot` (their first boot without cloud-init), `confined` (writing into an image's tree safely),
 //! `capture` (a stopped machine's root as a disk, for bake),
 //! `reboot` (a machine's supervisor), `net` (iproute2 and util-linux), and `cloud`:
 //! the [`Provider`](crate::Provider) impl, whose every operation runs on tokio's blocking
@@ -44,6 +44,7 @@ mod golden;
 mod images;
 mod lab;
 mod machine;
+mod native_boot;
 mod net;
 mod nodes;
 pub mod reboot;
