@@ -10,11 +10,16 @@
 //! * [`tsig`]: TSIG keys.
 //! * [`mode`]: zone modes (split, private, public): who a zone answers.
 //! * [`wire`]: `dns-record` records to and from the wire; names in wire form.
+//! * [`zonekeys`]: DNSSEC keys of the zones signed here, on disk; their DNSKEY and DS.
 //!
 //! Answering
 //! * [`fast`]: the answer tables and the hot path: every ordinary query, positive or
 //!   negative, answered from them.
+//! * [`denial`]: a signed zone's signatures beside their sets, and its NSEC chain for
+//!   negative answers with the DO bit.
 //! * [`tables`]: building those tables from records, or a record at a time off a transfer.
+//! * [`sign`]: signing the zones served here when a version is built, signatures kept
+//!   between versions.
 //! * [`rrl`]: response rate limiting over UDP.
 //! * [`journal`]: the recent changes of each zone, for IXFR.
 //!
@@ -51,6 +56,7 @@
 pub mod chain;
 pub mod client;
 pub mod config;
+pub mod denial;
 pub mod dispatch;
 pub mod fast;
 #[doc(hidden)]
@@ -70,6 +76,7 @@ pub mod secondary;
 pub mod served;
 pub mod service;
 pub mod settings;
+pub mod sign;
 pub mod signed;
 pub mod systemd;
 pub mod tables;
@@ -80,5 +87,6 @@ pub mod udp;
 pub mod update;
 pub mod wire;
 pub mod zone;
+pub mod zonekeys;
 
 pub use zone::{DnsRecord, RecordType, View, ZoneOptions, master_file, zone_records};

@@ -140,6 +140,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         secondaries: Vec::new(),
                         primaries: Vec::new(),
                         updates: Vec::new(),
+                        dnssec: Default::default(),
+                        dnssec_timers: Default::default(),
                         base: None,
                         source: None,
                     };
