@@ -105,6 +105,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Ds { zone, config } => {
+            let config = Config::load(&config)?;
+            let zone = lct_dns::zone::fqdn(&zone.to_ascii_lowercase());
+            let algorithm =
+                match config.dnssec.iter().find(|(z, _)| lct_dns::zone::fqdn(&z.to_ascii_lowercase()) == zone) {
+                    Some((_, lct_dns::config::DnssecChoice::On)) => lct_dns::zonekeys::KeyAlgorithm::Ecdsa,
+                    Some((_, lct_dns::config::DnssecChoice::Ed25519)) => lct_dns::zonekeys::KeyAlgorithm::Ed25519,
+                    _ => bail!("zone {zone} is not signed in this configuration ([dnssec] \"{zone}\" = \"on\")"),
+                };
+            let dir = config.state_file().parent().map(PathBuf::from).unwrap_or_default();
+            let key = lct_dns::zonekeys::ZoneKey::load(&dir, &zone, algorithm)?;
+            let line = key.ds(&zone).map_err(|e| anyhow::anyhow!(e))?;
+            match format {
+                OutputFormat::Table => writeln!(io::stdout().lock(), "{line}")?,
+                _ => {
+                    let data = line.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
+                    let record = DnsRecord {
+                        zone: zone.clone(),
+                        name: zone,
+                        rtype: lct_dns::RecordType::DS,
+                        ttl: 3600,
+                        data,
+                        view: View::Both,
+                    };
+                    stream::write_after_passthrough(io::stdout().lock(), &[], std::slice::from_ref(&record))?;
+                }
+            }
+            Ok(())
+        }
         Command::Serve {
             config,
             records,

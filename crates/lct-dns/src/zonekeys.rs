@@ -125,6 +125,18 @@ impl ZoneKey {
         Ok((ZoneKey::from_pkcs8(zone, algorithm, 257, now, bytes)?, text))
     }
 
+    /// `zone`'s key from its file under `dir`; an error if there is none.
+    pub fn load(dir: &Path, zone: &str, algorithm: KeyAlgorithm) -> Result<ZoneKey, KeyError> {
+        let path = key_file(dir, zone);
+        if !path.exists() {
+            return Err(KeyError::File {
+                path: path.display().to_string(),
+                message: format!("zone {zone} has no key yet: `lct-dns serve` makes it when it first signs the zone"),
+            });
+        }
+        ZoneKey::load_or_create(dir, zone, algorithm, 0)
+    }
+
     /// `zone`'s key from its file under `dir`, made (and kept, 0600) if there is none yet;
     /// a key of another algorithm than asked for is an error (an algorithm rollover is not
     /// done by lct-dns: remove the file to start afresh, and replace the DS at the parent).
