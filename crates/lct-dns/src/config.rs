@@ -375,9 +375,9 @@ impl Config {
         if let Some(refresh) = self.dnssec_timers.signature_refresh {
             timers.refresh = refresh;
         }
-        if timers.refresh >= timers.lifetime || timers.lifetime < 60 {
+        if timers.refresh >= timers.lifetime || timers.lifetime < 10 {
             anyhow::bail!(
-                "{}: the refresh ({} s) must be shorter than the lifetime ({} s), itself a minute at least",
+                "{}: the refresh ({} s) must be shorter than the lifetime ({} s), itself 10 s at least",
                 self.field("dnssec_timers".into()),
                 timers.refresh,
                 timers.lifetime

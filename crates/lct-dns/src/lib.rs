@@ -36,6 +36,7 @@
 //! * [`notify`]: NOTIFY to secondaries when a zone changes.
 //! * [`live`]: what is served now, swapped whole on a change; the journal beside it.
 //! * [`config`]: the configuration file, and what is served made of it.
+//! * [`resign`]: signatures made again before they expire (a new serial).
 //!
 //! Requests beyond the tables
 //! * [`request`]: a request authenticated with TSIG (what its key may do), its zone, the
@@ -71,6 +72,7 @@ pub mod notify;
 #[cfg(test)]
 mod reference;
 pub mod request;
+pub mod resign;
 pub mod rrl;
 pub mod secondary;
 pub mod served;
