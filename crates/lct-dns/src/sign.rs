@@ -351,3 +351,7 @@ fn push_record(set: &mut RrSet, rtype: u16, ttl: u32, data: &[u8]) {
     set.bytes.extend_from_slice(data);
     set.count += 1;
 }
+
+#[cfg(test)]
+#[path = "sign_tests.rs"]
+mod tests;
