@@ -251,3 +251,19 @@ zone "lct.internal" {{
     std::fs::write(&key_file, good).unwrap();
     drop(server);
 }
+
+/// `sync-linode` refuses a zone lct-dns signs here (Linode's DNS Manager serves no DNSSEC),
+/// before any request: exit 2 and why.
+#[test]
+fn sync_linode_refuses_a_zone_signed_here() {
+    let env = Env::new();
+    let keys = env.state.path().join("dns/dnssec");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("example.com.json"), "{}").unwrap();
+    let mut command = env.command("lct-dns", &["sync-linode", "--domain", "example.com", "--dry-run"]);
+    // (Refused before any request; were it not, the requests would go to a closed port.)
+    command.env("LINODE_TOKEN", "not-used").env("LINODE_URL", "http://127.0.0.1:9");
+    let run = lct_tests::run_command(command, "");
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("signed with DNSSEC") && run.stderr.contains("Linode"), "{}", run.stderr);
+}

@@ -78,6 +78,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "linode")]
         Command::SyncLinode { zone: args, soa_email, dry_run } => {
             let domain = args.domain.to_string();
+            // Linode's DNS Manager does not sign: refused for a zone lct-dns signs here.
+            let signed_here = lct_dns::zonekeys::key_file(&state_dir().join("dns"), &lct_dns::zone::fqdn(&domain));
+            if signed_here.exists() {
+                return Err(UsageError(format!(
+                    "zone {domain} is signed with DNSSEC by lct-dns ({}); Linode's DNS Manager serves no DNSSEC, \
+                     so its unsigned answers would fail validation under the DS of the signed zone: serve it \
+                     with lct-dns, or turn [dnssec] off and remove the key and the DS first",
+                    signed_here.display()
+                ))
+                .into());
+            }
             let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));
             let (records, _) = records(args)?;
             let want = lct_dns::linode::desired(&records, &domain);
