@@ -7,28 +7,11 @@
 
 use std::cmp::Ordering;
 
-use crate::fast::{Answers, RrSet, Zone, is_within, keyed};
+use crate::fast::{Answers, Denial, NsecEntry, RrSet, Zone, is_within, keyed};
 
 const RRSIG: u16 = 46;
 const NSEC: u16 = 47;
 const DNSKEY: u16 = 48;
-
-/// What a signed zone answers negative queries with, in one view.
-#[derive(Default)]
-pub(crate) struct Denial {
-    /// The SOA's signatures: type, class, TTL, length and data, the owner left for the
-    /// answer to point at (as [`Zone::soa`]).
-    pub(crate) soa_sigs: Vec<Vec<u8>>,
-    /// The NSEC records in canonical order of their owners.
-    pub(crate) chain: Vec<NsecEntry>,
-}
-
-/// An NSEC record and its signatures, owners written out, ready to copy.
-pub(crate) struct NsecEntry {
-    pub(crate) owner: Vec<u8>,
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) count: u16,
-}
 
 /// The labels of a wire name, first to last (the root left out).
 fn labels(name: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {

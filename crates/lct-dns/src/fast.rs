@@ -49,8 +49,25 @@ pub(crate) struct Zone {
     pub(crate) soa: Vec<u8>,
     /// A secondary zone past its expire time: SERVFAIL for every name in it.
     pub(crate) expired: bool,
-    /// A signed zone's proofs for negative answers.
-    pub(crate) denial: Option<Box<crate::denial::Denial>>,
+    /// A signed zone's proofs for negative answers ([`crate::denial`] makes them).
+    pub(crate) denial: Option<Box<Denial>>,
+}
+
+/// What a signed zone answers negative queries with, in one view.
+#[derive(Default)]
+pub(crate) struct Denial {
+    /// The SOA's signatures: type, class, TTL, length and data, the owner left for the
+    /// answer to point at (as [`Zone::soa`]).
+    pub(crate) soa_sigs: Vec<Vec<u8>>,
+    /// The NSEC records in canonical order of their owners.
+    pub(crate) chain: Vec<NsecEntry>,
+}
+
+/// An NSEC record and its signatures, owners written out, ready to copy.
+pub(crate) struct NsecEntry {
+    pub(crate) owner: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) count: u16,
 }
 
 /// The tables for both views. Keys start with the view (1 internal, 0 external) followed by
