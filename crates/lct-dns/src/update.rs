@@ -44,7 +44,10 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
             let serial = serial_of(&served.records, &zone).unwrap_or_default();
             live.swap_known(served, Some(Known { zone: zone.clone(), steps: vec![step] }));
             // (Built, signed if it is, kept and swapped in: what scripts/bench/dns-signed-update reads.)
-            tracing::info!("zone {zone} updated, serial {serial}, served in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+            tracing::info!(
+                "zone {zone} updated, serial {serial}, served in {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
             ResponseCode::NoError
         }
         Ok(Err(e)) => {
