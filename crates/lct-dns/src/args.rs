@@ -193,6 +193,22 @@ Examples:
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// The DS record a signed zone's parent publishes (SHA-256 of its key)
+    #[command(after_help = "\
+The key is the one `lct-dns serve` made in its state directory when it first signed the zone
+([dnssec] in its configuration); nothing is made here. One DS covers both views: they are
+signed with the same key.
+
+Examples:
+  lct-dns ds lct.internal --config /etc/lct/lct-dns.toml            # a master file line
+  lct-dns ds lct.internal --config /etc/lct/lct-dns.toml -o jsonl   # a dns-record record")]
+    Ds {
+        /// The signed zone
+        zone: String,
+        /// The server's configuration (where its state directory is)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 
     #[command(flatten)]
     Meta(MetaCommand),

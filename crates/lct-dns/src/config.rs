@@ -56,6 +56,12 @@ use crate::zone::DnsRecord;
 /// [stats]                                    # the statistics listener (off without it)
 /// listen = "127.0.0.1:9153"                  # GET /metrics (Prometheus), GET /stats (JSON)
 /// allow_public = false                       # true: a public or wildcard address too
+///
+/// [dnssec]                                   # zones signed here: on (ECDSA P-256),
+/// "lct.internal" = "on"                      # ed25519, off [off]
+///
+/// [dnssec_timers]                            # seconds [Knot's defaults]
+/// signature_lifetime = 1209600               # 14 days
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,12 +103,39 @@ pub struct Config {
     /// The statistics listener (`[stats]`): off when not given.
     #[serde(default)]
     pub stats: Option<crate::scrape::StatsConfig>,
+    /// Per zone of the records file: signed with DNSSEC here (on: ECDSA P-256; ed25519;
+    /// off, the default).
+    #[serde(default)]
+    pub dnssec: BTreeMap<String, DnssecChoice>,
+    /// Signature timers (tests make them short).
+    #[serde(default)]
+    pub dnssec_timers: DnssecTimers,
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
     /// The file this was read from, named in errors about its fields.
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// A zone's `dnssec` setting.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DnssecChoice {
+    /// ECDSA P-256 with SHA-256 (algorithm 13).
+    On,
+    /// Ed25519 (algorithm 15).
+    Ed25519,
+    Off,
+}
+
+/// `[dnssec_timers]`: seconds; unset, Knot's defaults.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecTimers {
+    pub signature_lifetime: Option<u32>,
+    /// Made again this long before they expire [a tenth of the lifetime and two hours].
+    pub signature_refresh: Option<u32>,
 }
 
 /// `[[secondary]]` in the configuration.
@@ -304,6 +337,7 @@ impl Config {
             }
         }
         let records = newest(seed, held, &secondary_zones);
+        let dnssec = self.dnssec(&records, &secondary_zones)?;
         let settings = Settings {
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
             modes: self.modes.clone(),
@@ -313,9 +347,53 @@ impl Config {
             primaries,
             expired: Arc::default(),
             state_file: self.state_file(),
+            dnssec: Arc::new(dnssec),
         };
         let settings = Settings { secondaries: self.secondaries(&settings.keys)?, ..settings };
         Served::build(records, Arc::new(settings))
+    }
+}
+
+impl Config {
+    /// The zones signed here, each key read from the state directory (made there the first
+    /// time); a zone signed must be one of the records file's.
+    pub fn dnssec(&self, records: &[DnsRecord], secondary_zones: &[String]) -> anyhow::Result<crate::sign::Dnssec> {
+        use crate::zonekeys::{KeyAlgorithm, ZoneKey};
+        let dir = self.state_file().parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut keys = BTreeMap::new();
+        for (zone, choice) in &self.dnssec {
+            let zone = crate::zone::fqdn(&zone.to_ascii_lowercase());
+            let field = self.field(format!("dnssec.\"{zone}\""));
+            let algorithm = match choice {
+                DnssecChoice::Off => continue,
+                DnssecChoice::On => KeyAlgorithm::Ecdsa,
+                DnssecChoice::Ed25519 => KeyAlgorithm::Ed25519,
+            };
+            if secondary_zones.contains(&zone) {
+                anyhow::bail!("{field}: a zone followed from a primary is served as signed there, not signed here");
+            }
+            if !records.iter().any(|r| r.zone == zone) {
+                anyhow::bail!("{field}: a zone that has no records");
+            }
+            keys.insert(zone.clone(), ZoneKey::load_or_create(&dir, &zone, algorithm, crate::tsig::now())?);
+        }
+        let mut timers = crate::sign::Timers::default();
+        if let Some(lifetime) = self.dnssec_timers.signature_lifetime {
+            timers.lifetime = lifetime;
+            timers.refresh = lifetime / 10 + (lifetime / 100).min(7_200);
+        }
+        if let Some(refresh) = self.dnssec_timers.signature_refresh {
+            timers.refresh = refresh;
+        }
+        if timers.refresh >= timers.lifetime || timers.lifetime < 10 {
+            anyhow::bail!(
+                "{}: the refresh ({} s) must be shorter than the lifetime ({} s), itself 10 s at least",
+                self.field("dnssec_timers".into()),
+                timers.refresh,
+                timers.lifetime
+            );
+        }
+        Ok(crate::sign::Dnssec::new(keys, timers))
     }
 }
 

@@ -37,6 +37,10 @@ pub(crate) struct RrSet {
     pub(crate) extra: Vec<u8>,
     /// Target names (NS, SRV) whose addresses go in the additional section.
     pub(crate) targets: Vec<Vec<u8>>,
+    /// In a signed zone: the set's signatures (RRSIG records, owner a pointer to the
+    /// question), copied after it when the query has the DO bit ([`crate::denial`]).
+    pub(crate) sigs: Vec<u8>,
+    pub(crate) sig_count: u16,
 }
 
 /// A zone as one view serves it: its SOA for negative answers (type, class, TTL, length and
@@ -45,6 +49,25 @@ pub(crate) struct Zone {
     pub(crate) soa: Vec<u8>,
     /// A secondary zone past its expire time: SERVFAIL for every name in it.
     pub(crate) expired: bool,
+    /// A signed zone's proofs for negative answers ([`crate::denial`] makes them).
+    pub(crate) denial: Option<Box<Denial>>,
+}
+
+/// What a signed zone answers negative queries with, in one view.
+#[derive(Default)]
+pub(crate) struct Denial {
+    /// The SOA's signatures: type, class, TTL, length and data, the owner left for the
+    /// answer to point at (as [`Zone::soa`]).
+    pub(crate) soa_sigs: Vec<Vec<u8>>,
+    /// The NSEC records in canonical order of their owners.
+    pub(crate) chain: Vec<NsecEntry>,
+}
+
+/// An NSEC record and its signatures, owners written out, ready to copy.
+pub(crate) struct NsecEntry {
+    pub(crate) owner: Vec<u8>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) count: u16,
 }
 
 /// The tables for both views. Keys start with the view (1 internal, 0 external) followed by
@@ -126,7 +149,7 @@ impl Answers {
             let Some(apex) = wire_name(zone) else { continue };
             for internal in [true, false] {
                 self.names.retain(|k, _| !(k[0] == internal as u8 && is_within(&k[1..], &apex)));
-                self.zones.insert(keyed(internal, &apex), Zone { soa: Vec::new(), expired: true });
+                self.zones.insert(keyed(internal, &apex), Zone { soa: Vec::new(), expired: true, denial: None });
             }
         }
     }
@@ -239,6 +262,9 @@ impl Answers {
             return None;
         }
         let edns = if counts[3] == 1 { Some(edns_payload(query.get(question_end..)?)?) } else { None };
+        // DNSSEC OK: signatures and proofs go with the answer (RFC 3225).
+        let dnssec_ok = edns.is_some_and(|(_, ok)| ok);
+        let edns = edns.map(|(payload, _)| payload);
         if edns.is_none() && question_end != query.len() {
             return None;
         }
@@ -293,10 +319,23 @@ impl Answers {
             out.extend_from_slice(&pointer.to_be_bytes());
             out.extend_from_slice(&zone.soa);
             ns = 1;
+            if dnssec_ok {
+                ns += self.denial_into(zone, key, rcode == 3, pointer, out);
+                if out.len() + opt_len > limit {
+                    out.truncate(question_end);
+                    out[2] |= 0x02;
+                    ns = 0;
+                }
+            }
         } else {
             for set in &answer {
                 out.extend_from_slice(&set.bytes);
                 an += set.count;
+                // Signatures, but not twice for ANY (the RRSIG set is among the sets).
+                if dnssec_ok && qtype != 255 {
+                    out.extend_from_slice(&set.sigs);
+                    an += set.sig_count;
+                }
             }
             if out.len() + opt_len > limit {
                 // Too big for the client's buffer: truncated, empty, so it retries over TCP.
@@ -320,7 +359,7 @@ impl Answers {
             // client sent are ignored, as RFC 7873 lets a server that does not keep them).
             out.extend_from_slice(&[0, 0, 41]);
             out.extend_from_slice(&UDP_PAYLOAD_MAX.to_be_bytes());
-            out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+            out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
             ar += 1;
         }
         out[6..8].copy_from_slice(&an.to_be_bytes());
@@ -376,10 +415,10 @@ pub(crate) fn is_within(name: &[u8], apex: &[u8]) -> bool {
     }
 }
 
-/// The client's UDP payload size from an OPT record that ends the message: root owner,
-/// type 41, version 0, options well formed (their content is not ours to read). `None`
-/// (the runtime answers, with FORMERR or BADVERS) for anything else.
-fn edns_payload(opt: &[u8]) -> Option<u16> {
+/// The client's UDP payload size and DO bit from an OPT record that ends the message: root
+/// owner, type 41, version 0, options well formed (their content is not ours to read).
+/// `None` (the runtime answers, with FORMERR or BADVERS) for anything else.
+fn edns_payload(opt: &[u8]) -> Option<(u16, bool)> {
     if opt.len() < 11 || opt[0] != 0 || u16::from_be_bytes([opt[1], opt[2]]) != 41 || opt[6] != 0 {
         return None;
     }
@@ -392,7 +431,7 @@ fn edns_payload(opt: &[u8]) -> Option<u16> {
         let len = u16::from_be_bytes([*options.get(2)?, *options.get(3)?]) as usize;
         options = options.get(4 + len..)?;
     }
-    Some(u16::from_be_bytes([opt[3], opt[4]]))
+    Some((u16::from_be_bytes([opt[3], opt[4]]), opt[7] & 0x80 != 0))
 }
 
 #[cfg(test)]

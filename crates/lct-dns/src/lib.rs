@@ -10,11 +10,16 @@
 //! * [`tsig`]: TSIG keys.
 //! * [`mode`]: zone modes (split, private, public): who a zone answers.
 //! * [`wire`]: `dns-record` records to and from the wire; names in wire form.
+//! * [`zonekeys`]: DNSSEC keys of the zones signed here, on disk; their DNSKEY and DS.
 //!
 //! Answering
 //! * [`fast`]: the answer tables and the hot path: every ordinary query, positive or
 //!   negative, answered from them.
+//! * [`denial`]: a signed zone's signatures beside their sets, and its NSEC chain for
+//!   negative answers with the DO bit.
 //! * [`tables`]: building those tables from records, or a record at a time off a transfer.
+//! * [`sign`]: signing the zones served here when a version is built, signatures kept
+//!   between versions.
 //! * [`rrl`]: response rate limiting over UDP.
 //! * [`journal`]: the recent changes of each zone, for IXFR.
 //! * [`stats`]: the counters (queries by view, type and rcode; RRL; TCP; transfers;
@@ -36,6 +41,7 @@
 //!   Prometheus' text format).
 //! * [`scrape`]: the statistics listener (HTTP: /metrics, /stats) and its client.
 //! * [`config`]: the configuration file, and what is served made of it.
+//! * [`resign`]: signatures made again before they expire (a new serial).
 //!
 //! Requests beyond the tables
 //! * [`request`]: a request authenticated with TSIG (what its key may do), its zone, the
@@ -56,6 +62,7 @@
 pub mod chain;
 pub mod client;
 pub mod config;
+pub mod denial;
 pub mod dispatch;
 pub mod fast;
 #[doc(hidden)]
@@ -71,12 +78,14 @@ pub mod notify;
 #[cfg(test)]
 mod reference;
 pub mod request;
+pub mod resign;
 pub mod rrl;
 pub mod scrape;
 pub mod secondary;
 pub mod served;
 pub mod service;
 pub mod settings;
+pub mod sign;
 pub mod signed;
 pub mod stats;
 pub mod systemd;
@@ -88,5 +97,6 @@ pub mod udp;
 pub mod update;
 pub mod wire;
 pub mod zone;
+pub mod zonekeys;
 
 pub use zone::{DnsRecord, RecordType, View, ZoneOptions, master_file, zone_records};

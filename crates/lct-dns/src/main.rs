@@ -78,6 +78,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "linode")]
         Command::SyncLinode { zone: args, soa_email, dry_run } => {
             let domain = args.domain.to_string();
+            // Linode's DNS Manager does not sign: refused for a zone lct-dns signs here.
+            let signed_here = lct_dns::zonekeys::key_file(&lct_core::state::state_dir().join("dns"), &lct_dns::zone::fqdn(&domain));
+            if signed_here.exists() {
+                return Err(UsageError(format!(
+                    "zone {domain} is signed with DNSSEC by lct-dns ({}); Linode's DNS Manager serves no DNSSEC, \
+                     so its unsigned answers would fail validation under the DS of the signed zone: serve it \
+                     with lct-dns, or turn [dnssec] off and remove the key and the DS first",
+                    signed_here.display()
+                ))
+                .into());
+            }
             let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));
             let (records, _) = records(args)?;
             let want = lct_dns::linode::desired(&records, &domain);
@@ -102,6 +113,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(path) => lct_core::fsutil::atomic_write(&path, text.as_bytes(), 0o600)
                     .with_context(|| path.display().to_string())?,
                 None => io::stdout().lock().write_all(text.as_bytes())?,
+            }
+            Ok(())
+        }
+        Command::Ds { zone, config } => {
+            let config = Config::load(&config)?;
+            let zone = lct_dns::zone::fqdn(&zone.to_ascii_lowercase());
+            let algorithm =
+                match config.dnssec.iter().find(|(z, _)| lct_dns::zone::fqdn(&z.to_ascii_lowercase()) == zone) {
+                    Some((_, lct_dns::config::DnssecChoice::On)) => lct_dns::zonekeys::KeyAlgorithm::Ecdsa,
+                    Some((_, lct_dns::config::DnssecChoice::Ed25519)) => lct_dns::zonekeys::KeyAlgorithm::Ed25519,
+                    _ => bail!("zone {zone} is not signed in this configuration ([dnssec] \"{zone}\" = \"on\")"),
+                };
+            let dir = config.state_file().parent().map(PathBuf::from).unwrap_or_default();
+            let key = lct_dns::zonekeys::ZoneKey::load(&dir, &zone, algorithm)?;
+            let line = key.ds(&zone).map_err(|e| anyhow::anyhow!(e))?;
+            match format {
+                OutputFormat::Table => writeln!(io::stdout().lock(), "{line}")?,
+                _ => {
+                    let data = line.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
+                    let record = DnsRecord {
+                        zone: zone.clone(),
+                        name: zone,
+                        rtype: lct_dns::RecordType::DS,
+                        ttl: 3600,
+                        data,
+                        view: View::Both,
+                    };
+                    stream::write_after_passthrough(io::stdout().lock(), &[], std::slice::from_ref(&record))?;
+                }
             }
             Ok(())
         }
@@ -146,6 +186,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         secondaries: Vec::new(),
                         primaries: Vec::new(),
                         updates: Vec::new(),
+                        dnssec: Default::default(),
+                        dnssec_timers: Default::default(),
                         base: None,
                         source: None,
                     };

@@ -172,6 +172,7 @@ mod tests {
             primaries: Vec::new(),
             expired: Default::default(),
             state_file: "/nonexistent/zones.jsonl".into(),
+            dnssec: Default::default(),
         };
         Served::build(vec![soa], std::sync::Arc::new(settings)).unwrap()
     }

@@ -39,7 +39,8 @@ impl Served {
     }
 
     fn answers(records: &[DnsRecord], settings: &Settings) -> anyhow::Result<Answers> {
-        let answers = Answers::new(records, &|zone| crate::mode::mode_of(&settings.modes, zone))?;
+        let mut answers = Answers::new(records, &|zone| crate::mode::mode_of(&settings.modes, zone))?;
+        settings.dnssec.sign(&mut answers)?;
         Ok(Served::with_expiry(answers, settings))
     }
 

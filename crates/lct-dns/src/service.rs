@@ -45,6 +45,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
         }
     }
     crate::secondary::follow_all(&live);
+    tokio::spawn(crate::resign::refresh_loop(live.clone()));
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
     let mut term = signal(SignalKind::terminate())?;

@@ -90,4 +90,6 @@ pub struct Settings {
     /// Secondary zones past their SOA expire time without a refresh: SERVFAIL.
     pub expired: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     pub state_file: PathBuf,
+    /// The zones signed here, their keys and signatures (kept across changes).
+    pub dnssec: Arc<crate::sign::Dnssec>,
 }

@@ -173,6 +173,7 @@ mod fuzz {
             primaries: Vec::new(),
             expired: Default::default(),
             state_file: state,
+            dnssec: Default::default(),
         };
         Live::new(Served::build(records, Arc::new(settings)).unwrap())
     }

@@ -153,7 +153,7 @@ impl<'m> Builder<'m> {
                     .map_or(0, |m| u32::from_be_bytes(m.try_into().unwrap_or([0; 4])));
                 let mut soa = Vec::with_capacity(rdata.len() + 10);
                 rr_tail(rtype, ttl.min(minimum), rdata, &mut soa);
-                answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false });
+                answers.zones.insert(keyed(internal, apex), Zone { soa, expired: false, denial: None });
             }
             if !internal && both && *mirrored {
                 continue; // the set is copied from the internal view's when the name is done
@@ -313,6 +313,8 @@ impl<'m> Builder<'m> {
                 set.targets = Vec::new();
             }
         }
+        // A signed zone (a transfer from a signing primary): signatures beside their sets.
+        answers.attach_dnssec();
         answers
     }
 }

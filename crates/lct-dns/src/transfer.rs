@@ -103,9 +103,13 @@ fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, 
     };
     let changes = client_serial.map(|s| (s, live.changes_since(&zone, s)));
     let up_to_date = |s: u32| s == current || (s.wrapping_sub(current) as i32) > 0;
-    // A secondary's full transfer: the view's records straight from the answer tables.
+    // A secondary's full transfer: the view's records straight from the answer tables. A
+    // signed zone's journal holds its records, not its signatures and NSEC chain: its
+    // IXFR is answered with the whole zone (RFC 1995 allows it).
+    let dnssec = served.settings.dnssec.is_signed(&zone);
     if let Some(v) = view
-        && !matches!(&changes, Some((s, changes)) if up_to_date(*s) || changes.is_some())
+        && !matches!(&changes, Some((s, _)) if up_to_date(*s))
+        && (dnssec || !matches!(&changes, Some((_, Some(_)))))
     {
         let internal = v == View::Internal;
         if !served.answers.transferable(&zone, internal) {

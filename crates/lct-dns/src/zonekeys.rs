@@ -1,0 +1,202 @@
+//! DNSSEC keys of the zones this server signs: made once (ECDSA P-256, algorithm 13, or
+//! Ed25519, 15, through hickory-proto and ring: no cryptography of ours), kept in the state
+//! directory (`dnssec/ZONE.json`, mode 0600, in a directory of mode 0700), read back at each
+//! start; their DNSKEY data, key tag and the DS the parent zone needs.
+
+use std::path::{Path, PathBuf};
+
+use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
+use hickory_proto::dnssec::{Algorithm, SigningKey, TBS};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use serde::{Deserialize, Serialize};
+
+/// A signing algorithm lct-dns offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAlgorithm {
+    /// ECDSA P-256 with SHA-256 (13): the default, what every validator knows.
+    Ecdsa,
+    /// Ed25519 (15): smaller signatures, not every old validator knows it.
+    Ed25519,
+}
+
+impl KeyAlgorithm {
+    pub fn number(self) -> u8 {
+        match self {
+            KeyAlgorithm::Ecdsa => 13,
+            KeyAlgorithm::Ed25519 => 15,
+        }
+    }
+}
+
+/// A key that cannot be made, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("zone {zone}: {message}")]
+    Key { zone: String, message: String },
+}
+
+/// A key as its file keeps it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    zone: String,
+    algorithm: KeyAlgorithm,
+    /// 257: a combined signing key (CSK: signs the DNSKEY set and the zone).
+    flags: u16,
+    /// When it was made (Unix seconds): a clock before it is a clock gone wrong.
+    created: u64,
+    /// The private key, PKCS#8, base64.
+    pkcs8: String,
+}
+
+/// A zone's signing key, loaded.
+pub struct ZoneKey {
+    pub algorithm: KeyAlgorithm,
+    pub flags: u16,
+    pub created: u64,
+    /// The DNSKEY record's data (flags, protocol 3, algorithm, public key).
+    pub dnskey: Vec<u8>,
+    pub tag: u16,
+    signer: Box<dyn SigningKey>,
+}
+
+impl std::fmt::Debug for ZoneKey {
+    // The private half is never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZoneKey({:?}, flags {}, tag {})", self.algorithm, self.flags, self.tag)
+    }
+}
+
+/// Where a zone's keys are kept under the state directory `dir`.
+pub fn key_file(dir: &Path, zone: &str) -> PathBuf {
+    dir.join("dnssec").join(format!("{}json", zone.to_ascii_lowercase()))
+}
+
+impl ZoneKey {
+    fn from_pkcs8(
+        zone: &str,
+        algorithm: KeyAlgorithm,
+        flags: u16,
+        created: u64,
+        der: Vec<u8>,
+    ) -> Result<ZoneKey, KeyError> {
+        let bad = |e: &dyn std::fmt::Display| KeyError::Key {
+            zone: zone.to_string(),
+            message: format!("the key cannot be used: {e}"),
+        };
+        let der = PrivatePkcs8KeyDer::from(der);
+        let signer: Box<dyn SigningKey> = match algorithm {
+            KeyAlgorithm::Ecdsa => {
+                Box::new(EcdsaSigningKey::from_pkcs8(&der, Algorithm::ECDSAP256SHA256).map_err(|e| bad(&e))?)
+            }
+            KeyAlgorithm::Ed25519 => Box::new(Ed25519SigningKey::from_pkcs8(&der).map_err(|e| bad(&e))?),
+        };
+        let public = signer.to_public_key().map_err(|e| bad(&e))?;
+        let mut dnskey = Vec::with_capacity(68);
+        dnskey.extend_from_slice(&flags.to_be_bytes());
+        dnskey.push(3);
+        dnskey.push(algorithm.number());
+        dnskey.extend_from_slice(hickory_proto::dnssec::PublicKey::public_bytes(&public));
+        let tag = hickory_proto::dnssec::rdata::DNSKEY::calculate_key_tag_internal(&dnskey);
+        Ok(ZoneKey { algorithm, flags, created, dnskey, tag, signer })
+    }
+
+    /// A new combined signing key for `zone`, and its file's text.
+    fn generate(zone: &str, algorithm: KeyAlgorithm, now: u64) -> Result<(ZoneKey, Vec<u8>), KeyError> {
+        let bad =
+            |e: &dyn std::fmt::Display| KeyError::Key { zone: zone.to_string(), message: format!("no key made: {e}") };
+        let der = match algorithm {
+            KeyAlgorithm::Ecdsa => EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).map_err(|e| bad(&e))?,
+            KeyAlgorithm::Ed25519 => Ed25519SigningKey::generate_pkcs8().map_err(|e| bad(&e))?,
+        };
+        let bytes = der.secret_pkcs8_der().to_vec();
+        let file = KeyFile {
+            zone: zone.to_string(),
+            algorithm,
+            flags: 257,
+            created: now,
+            pkcs8: data_encoding::BASE64.encode(&bytes),
+        };
+        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| bad(&e))?;
+        text.push(b'\n');
+        Ok((ZoneKey::from_pkcs8(zone, algorithm, 257, now, bytes)?, text))
+    }
+
+    /// `zone`'s key from its file under `dir`; an error if there is none.
+    pub fn load(dir: &Path, zone: &str, algorithm: KeyAlgorithm) -> Result<ZoneKey, KeyError> {
+        let path = key_file(dir, zone);
+        if !path.exists() {
+            return Err(KeyError::File {
+                path: path.display().to_string(),
+                message: format!("zone {zone} has no key yet: `lct-dns serve` makes it when it first signs the zone"),
+            });
+        }
+        ZoneKey::load_or_create(dir, zone, algorithm, 0)
+    }
+
+    /// `zone`'s key from its file under `dir`, made (and kept, 0600) if there is none yet;
+    /// a key of another algorithm than asked for is an error (an algorithm rollover is not
+    /// done by lct-dns: remove the file to start afresh, and replace the DS at the parent).
+    pub fn load_or_create(dir: &Path, zone: &str, algorithm: KeyAlgorithm, now: u64) -> Result<ZoneKey, KeyError> {
+        let path = key_file(dir, zone);
+        let shown = path.display().to_string();
+        let file_err = |message: String| KeyError::File { path: shown.clone(), message };
+        match std::fs::read(&path) {
+            Ok(text) => {
+                let file: KeyFile =
+                    serde_json::from_slice(&text).map_err(|e| file_err(format!("not a key file: {e}")))?;
+                if file.zone != zone {
+                    return Err(file_err(format!("holds the key of {}, not {zone}", file.zone)));
+                }
+                if file.algorithm != algorithm {
+                    return Err(file_err(format!(
+                        "the key is {:?} but {algorithm:?} is configured (lct-dns does not roll algorithms)",
+                        file.algorithm
+                    )));
+                }
+                let der =
+                    data_encoding::BASE64.decode(file.pkcs8.as_bytes()).map_err(|e| file_err(format!("pkcs8: {e}")))?;
+                ZoneKey::from_pkcs8(zone, file.algorithm, file.flags, file.created, der)
+                    .map_err(|e| file_err(e.to_string()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (key, text) = ZoneKey::generate(zone, algorithm, now)?;
+                let parent = path.parent().expect("under a directory");
+                private_dir(parent).map_err(|e| file_err(format!("{}: {e}", parent.display())))?;
+                lct_core::fsutil::atomic_write(&path, &text, 0o600).map_err(|e| file_err(e.to_string()))?;
+                tracing::info!("zone {zone}: a new DNSSEC key (tag {}) in {shown}", key.tag);
+                Ok(key)
+            }
+            Err(e) => Err(file_err(e.to_string())),
+        }
+    }
+
+    /// A signature over `data` (what RFC 4034 section 3.1.8.1 says is signed).
+    pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+        self.signer.sign(&TBS::from(data)).map_err(|e| e.to_string())
+    }
+
+    /// The DS record the parent zone publishes for this key (SHA-256, digest type 2), as a
+    /// master file line.
+    pub fn ds(&self, zone: &str) -> Result<String, String> {
+        let owner = crate::wire::wire_name(zone).ok_or_else(|| format!("{zone}: not a name"))?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &[owner, self.dnskey.clone()].concat());
+        Ok(format!(
+            "{} IN DS {} {} 2 {}",
+            crate::zone::fqdn(zone),
+            self.tag,
+            self.algorithm.number(),
+            data_encoding::HEXUPPER.encode(digest.as_ref())
+        ))
+    }
+}
+
+/// `dir` made if missing, and readable by its owner alone.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}

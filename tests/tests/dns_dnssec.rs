@@ -1,0 +1,269 @@
+//! lct-dns signing a zone (DNSSEC), proven by the field's own tools on loopback: `delv` with
+//! the zone's key as trust anchor validates names, NXDOMAIN and NODATA in both views; Knot
+//! (internal view) and BIND (external view) take the signed zone by transfer and serve it
+//! signed, BIND's copy passes `dnssec-verify` and Knot's `kzonecheck --dnssec on`; after a
+//! change and after signatures come due (short timers) it all still validates; a bad key
+//! file on reload is refused and the signed zone serves on.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use lct_tests::Env;
+use lct_tests::fixtures::dns::{self, addresses, secret};
+use lct_tests::fixtures::{node, until};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+fn zk(name: &str, private: &str, public: Option<&str>) -> String {
+    node("zk", "zookeeper", name, private, public)
+}
+
+/// delv's whole output for `name` `rtype` at the server on loopback `port`, asked from
+/// `from` (127.0.0.2 is inside, 127.0.0.1 outside), the zone's DNSKEY the trust anchor.
+fn delv(port: u16, from: &str, anchor: &Path, name: &str, rtype: &str) -> String {
+    let out = Command::new("delv")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "-b", from, "-a", anchor.to_str().unwrap()])
+        .args(["+root=lct.internal", "+tcp", name, rtype])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Asserts delv validates an answer, NXDOMAIN and NODATA in a view.
+fn validates(port: u16, from: &str, anchor: &Path, name: &str, address: &str) {
+    let said = delv(port, from, anchor, name, "A");
+    assert!(said.contains("; fully validated") && said.contains(address), "{name} from {from}: {said}");
+    let said = delv(port, from, anchor, "no-such-name.lct.internal", "A");
+    assert!(said.contains("negative response, fully validated") && said.contains("NXDOMAIN"), "{from}: {said}");
+    let said = delv(port, from, anchor, name, "MX");
+    assert!(said.contains("negative response, fully validated") && said.contains("NXRRSET"), "{from}: {said}");
+}
+
+/// A trust anchor file for delv from the zone's DNSKEY at the server on `port`.
+fn anchor(port: u16, dir: &Path) -> std::path::PathBuf {
+    let key = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
+    let fields: Vec<&str> = key.split_whitespace().collect();
+    assert!(fields.len() >= 4 && fields[0] == "257" && fields[2] == "13", "no DNSKEY: {key}");
+    let text = format!(
+        "trust-anchors {{ lct.internal. static-key {} {} {} \"{}\"; }};\n",
+        fields[0],
+        fields[1],
+        fields[2],
+        fields[3..].concat()
+    );
+    let path = dir.join("anchor.conf");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn tool(program: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(program).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn a_signed_zone_validates_in_both_views_and_on_knot_and_bind_secondaries() {
+    dns::require(&["knotd", "named", "delv", "dnssec-verify", "kzonecheck"]);
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let nodes = zk("zk-1", "192.168.128.1", Some("203.0.113.1")) + &zk("zk-2", "192.168.128.2", None);
+    dns::zone_file(&env, &dir, &nodes, "10");
+    dns::keygen(&env, &dir, &["lct-update", "xfr-internal", "xfr-external"]);
+    let (primary, knot, bind) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
+    let config = |extra: &str| {
+        format!(
+            r#"records = "{d}/zones.jsonl"
+listen = ["127.0.0.1:{primary}"]
+internal = ["127.0.0.2/32"]
+keys = ["lct-update.key"]
+state = "{d}/dns-state"
+
+[[secondary]]
+key = "xfr-internal.key"
+view = "internal"
+notify = ["127.0.0.1:{knot}"]
+
+[[secondary]]
+key = "xfr-external.key"
+view = "external"
+notify = ["127.0.0.1:{bind}"]
+
+[dnssec]
+"lct.internal" = "on"
+
+[dnssec_timers]
+signature_lifetime = {extra}
+"#,
+            d = dir.display()
+        )
+    };
+    // Signatures valid for 40 s, made again 4 s before they expire.
+    std::fs::write(dir.join("lct-dns.toml"), config("40")).unwrap();
+    let server = dns::lct_dns(&dir, "lct-dns.toml", "lct-dns.log");
+    until("lct-dns answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
+    let key_file = dir.join("dns-state/dnssec/lct.internal.json");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let anchor = anchor(primary, &dir);
+
+    // Both views validate with the one key: answers, NXDOMAIN, NODATA.
+    validates(primary, "127.0.0.2", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+    validates(primary, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "203.0.113.1");
+    // An empty non-terminal: NODATA, proven.
+    let said = delv(primary, "127.0.0.1", &anchor, "zk.lct.internal", "A");
+    assert!(said.contains("negative response, fully validated"), "{said}");
+    // The DS for the parent, as BIND computes it from the DNSKEY.
+    let ds = env
+        .run("lct-dns", &["-o", "table", "ds", "lct.internal", "--config", dir.join("lct-dns.toml").to_str().unwrap()]);
+    let dnskey = dns::dig(primary, &["+noall", "+answer", "lct.internal", "DNSKEY"]);
+    let from_bind = lct_tests::run_command(
+        {
+            let mut c = Command::new("dnssec-dsfromkey");
+            c.args(["-2", "-f", "-", "lct.internal"]);
+            c
+        },
+        &dnskey,
+    );
+    assert_eq!(ds.ok().stdout.trim(), from_bind.ok().stdout.trim());
+
+    // Knot takes the internal view, BIND the external one; each keeps a text copy.
+    let kdir = dir.join("knot");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(
+        kdir.join("knot.conf"),
+        format!(
+            r#"server:
+    listen: 127.0.0.1@{knot}
+    rundir: {k}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: {k}
+key:
+  - id: xfr-internal
+    algorithm: hmac-sha256
+    secret: {secret}
+remote:
+  - id: primary
+    address: 127.0.0.1@{primary}
+    key: xfr-internal
+acl:
+  - id: from-primary
+    address: 127.0.0.1
+    key: xfr-internal
+    action: notify
+template:
+  - id: default
+    storage: {k}
+    zonefile-sync: 0
+    journal-content: none
+zone:
+  - domain: lct.internal
+    master: primary
+    acl: from-primary
+    file: {k}/lct.internal.zone
+"#,
+            k = kdir.display(),
+            secret = secret(&dir.join("xfr-internal.key")),
+        ),
+    )
+    .unwrap();
+    let _knot = dns::knotd(&kdir.join("knot.conf"));
+    let bdir = dir.join("bind");
+    dns::named_conf(
+        &bdir,
+        bind,
+        "    notify no;\n    dnssec-validation no;\n",
+        &format!(
+            r#"key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
+server 127.0.0.1 {{ keys {{ xfr-external; }}; }};
+zone "lct.internal" {{
+    type secondary;
+    primaries port {primary} {{ 127.0.0.1 key xfr-external; }};
+    file "{b}/lct.internal.db";
+    masterfile-format text;
+    allow-notify {{ key xfr-external; }};
+}};
+"#,
+            secret = secret(&dir.join("xfr-external.key")),
+            b = bdir.display(),
+        ),
+    );
+    let _bind = dns::named(&bdir);
+    until("Knot serves the zone", WITHIN, || !addresses(knot, "zk-1.zk.lct.internal").is_empty());
+    until("BIND serves the zone", WITHIN, || !addresses(bind, "zk-1.zk.lct.internal").is_empty());
+    // A secondary of a signed zone answers signed (delv asks them from 127.0.0.1).
+    validates(knot, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+    validates(bind, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "203.0.113.1");
+    // Their copies pass the field's checkers.
+    let verify = |serial: &str| {
+        let bind_copy = bdir.join("lct.internal.db");
+        let knot_copy = kdir.join("lct.internal.zone");
+        for copy in [&bind_copy, &knot_copy] {
+            until(&format!("{} at serial {serial}", copy.display()), WITHIN, || {
+                std::fs::read_to_string(copy).unwrap_or_default().contains(&format!(" {serial} "))
+                    || std::fs::read_to_string(copy).unwrap_or_default().contains(&format!("\t{serial} "))
+            });
+        }
+        let (ok, said) = tool("dnssec-verify", &["-z", "-o", "lct.internal", bind_copy.to_str().unwrap()]);
+        assert!(ok && said.contains("Zone fully signed"), "dnssec-verify of BIND's copy: {said}");
+        let (ok, said) = tool("kzonecheck", &["--dnssec", "on", "-o", "lct.internal", knot_copy.to_str().unwrap()]);
+        assert!(ok, "kzonecheck of Knot's copy: {said}");
+    };
+    verify("10");
+
+    // A change: a node added; the secondaries follow, everything still validates.
+    let more = nodes + &zk("zk-3", "192.168.128.3", Some("203.0.113.3"));
+    dns::lct_dns_update(&env, primary, &dir.join("lct-update.key"), &more);
+    dns::until_answers(knot, "zk-3.zk.lct.internal", &["192.168.128.3"], WITHIN);
+    dns::until_answers(bind, "zk-3.zk.lct.internal", &["203.0.113.3"], WITHIN);
+    validates(primary, "127.0.0.2", &anchor, "zk-3.zk.lct.internal", "192.168.128.3");
+    validates(primary, "127.0.0.1", &anchor, "zk-3.zk.lct.internal", "203.0.113.3");
+    validates(bind, "127.0.0.1", &anchor, "zk-3.zk.lct.internal", "203.0.113.3");
+    verify("11");
+
+    // Signatures come due (40 s lifetime): made again under a new serial, which the
+    // secondaries fetch; all validates past the first signatures' expiry.
+    let said = std::fs::read_to_string(dir.join("lct-dns.log")).unwrap();
+    assert!(!said.contains("signatures refreshed"), "{said}");
+    until("the signatures are refreshed", Duration::from_secs(60), || {
+        std::fs::read_to_string(dir.join("lct-dns.log")).unwrap_or_default().contains("signatures refreshed")
+    });
+    verify("12");
+    std::thread::sleep(Duration::from_secs(6));
+    validates(primary, "127.0.0.2", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+    validates(bind, "127.0.0.1", &anchor, "zk-3.zk.lct.internal", "203.0.113.3");
+
+    // A broken key file: the reload is refused, naming it, and the signed zone serves on.
+    std::fs::write(dir.join("lct-dns.toml"), config("1209600")).unwrap();
+    let good = std::fs::read(&key_file).unwrap();
+    std::fs::write(&key_file, b"{\"zone\": \"lct.internal.\"}").unwrap();
+    Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap();
+    until("the reload is refused", WITHIN, || {
+        std::fs::read_to_string(dir.join("lct-dns.log")).unwrap_or_default().contains("reload refused")
+    });
+    let said = std::fs::read_to_string(dir.join("lct-dns.log")).unwrap();
+    assert!(said.contains(key_file.to_str().unwrap()), "the error does not name the key file: {said}");
+    assert!(!said.contains("pkcs8\":"), "the key's secret in the log");
+    validates(primary, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "203.0.113.1");
+    std::fs::write(&key_file, good).unwrap();
+    drop(server);
+}
+
+/// `sync-linode` refuses a zone lct-dns signs here (Linode's DNS Manager serves no DNSSEC),
+/// before any request: exit 2 and why.
+#[test]
+fn sync_linode_refuses_a_zone_signed_here() {
+    let env = Env::new();
+    let keys = env.state.path().join("dns/dnssec");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::write(keys.join("example.com.json"), "{}").unwrap();
+    let mut command = env.command("lct-dns", &["sync-linode", "--domain", "example.com", "--dry-run"]);
+    // (Refused before any request; were it not, the requests would go to a closed port.)
+    command.env("LINODE_TOKEN", "not-used").env("LINODE_URL", "http://127.0.0.1:9");
+    let run = lct_tests::run_command(command, "");
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("signed with DNSSEC") && run.stderr.contains("Linode"), "{}", run.stderr);
+}
