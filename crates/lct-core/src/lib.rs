@@ -17,6 +17,8 @@
 //! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
 //! * [`random`]: the one source of randomness (the kernel's CSPRNG) for secrets, ids and seeds.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
+//! * [`store`]: the one interface to lct's state (records, plan state, keys, secrets, locks)
+//!   and its local directory backend.
 //! * [`state`]: the state directory and the cluster records kept in it.
 //! * [`table`]: human tables for terminals.
 //!
@@ -40,6 +42,7 @@ pub mod scan;
 pub mod seal;
 pub mod ssh;
 pub mod state;
+pub mod store;
 pub mod stream;
 pub mod table;
 
