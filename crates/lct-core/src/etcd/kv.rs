@@ -30,6 +30,8 @@ pub enum Op {
     Put { key: Vec<u8>, value: Vec<u8>, lease: i64 },
     /// Deletes the key.
     Delete(Vec<u8>),
+    /// Deletes every key starting with these bytes.
+    DeletePrefix(Vec<u8>),
     /// Reads the key (its value comes back in the outcome).
     Get(Vec<u8>),
 }
@@ -98,8 +100,8 @@ impl Client {
         Ok((out, revision))
     }
 
-    /// How many keys start with `prefix`.
-    pub fn count(&self, prefix: &[u8]) -> Result<i64, EtcdError> {
+    /// How many keys start with `prefix`, and the store's revision.
+    pub fn count(&self, prefix: &[u8]) -> Result<(i64, i64), EtcdError> {
         let request = RangeRequest {
             key: prefix.to_vec(),
             range_end: prefix_end(prefix),
@@ -107,7 +109,20 @@ impl Client {
             ..RangeRequest::default()
         };
         let response: RangeResponse = self.call("/v3/kv/range", &request, Retry::Always)?;
-        Ok(response.count)
+        Ok((response.count, response.header.revision))
+    }
+
+    /// The first key starting with `prefix` (its value left out), if any.
+    pub fn first_key(&self, prefix: &[u8]) -> Result<Option<Vec<u8>>, EtcdError> {
+        let request = RangeRequest {
+            key: prefix.to_vec(),
+            range_end: prefix_end(prefix),
+            limit: 1,
+            keys_only: true,
+            ..RangeRequest::default()
+        };
+        let response: RangeResponse = self.call("/v3/kv/range", &request, Retry::Always)?;
+        Ok(response.kvs.into_iter().next().map(|kv| kv.key))
     }
 
     /// Writes the key unconditionally; returns the revision of the write.
@@ -176,6 +191,7 @@ fn op_wire(op: &Op) -> RequestOp {
             RequestOp::Put(PutRequest { key: key.clone(), value: value.clone(), lease: *lease })
         }
         Op::Delete(key) => RequestOp::Delete(DeleteRequest { key: key.clone(), range_end: Vec::new() }),
+        Op::DeletePrefix(prefix) => RequestOp::Delete(DeleteRequest { key: prefix.clone(), range_end: prefix_end(prefix) }),
         Op::Get(key) => RequestOp::Range(RangeRequest { key: key.clone(), ..RangeRequest::default() }),
     }
 }

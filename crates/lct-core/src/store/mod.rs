@@ -23,6 +23,8 @@
 //! the methods may be called from plain code and (briefly, as `std::fs` is) from async code.
 
 pub mod contract;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod key;
 pub mod local;
 mod types;
@@ -161,6 +163,9 @@ pub fn open_spec(spec: &str) -> Result<SharedStore, StoreError> {
         return Ok(Arc::new(local::LocalStore::new(Path::new(dir))));
     }
     if spec.starts_with("etcd://") || spec.starts_with("etcds://") {
+        #[cfg(feature = "etcd")]
+        return Ok(Arc::new(etcd::EtcdStore::from_env(spec)?));
+        #[cfg(not(feature = "etcd"))]
         return Err(StoreError::Spec { spec: spec.into(), detail: "this build has no etcd backend".into() });
     }
     Err(StoreError::Spec {
