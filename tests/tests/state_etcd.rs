@@ -1,0 +1,241 @@
+//! lct's state on a real three-member etcd on loopback (docs/state.md, the etcd backend): the
+//! interface's contract, secrets nobody reads in etcd, mutual TLS, bad input refused with
+//! nothing written, racing writers and lock takers, a dead holder's lock running out, and a
+//! member killed during writes losing nothing.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lct_core::etcd::{Client, EtcdUrl, Options, TlsFiles};
+use lct_core::key;
+use lct_core::seal::SealKey;
+use lct_core::store::etcd::EtcdStore;
+use lct_core::store::{Expect, Holder, Secrecy, Store, StoreError, Wait, contract};
+use lct_tests::fixtures::etcd::EtcdCluster;
+
+fn store_at(url: &str, tls: &TlsFiles, key: Option<SealKey>) -> Result<EtcdStore, StoreError> {
+    EtcdStore::new(EtcdUrl::parse(url).unwrap(), tls, Options::default(), key)
+}
+
+fn seal_key(dir: &std::path::Path, name: &str) -> SealKey {
+    SealKey::generate(&dir.join(name)).unwrap()
+}
+
+fn count(cluster: &EtcdCluster, prefix: &str) -> usize {
+    let out = cluster.etcdctl(&["get", "--prefix", "--keys-only", prefix]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+#[test]
+fn etcd_keeps_the_contract_and_no_secret_in_clear() {
+    let cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path();
+    let store = store_at(&cluster.url("team/lct"), &TlsFiles::default(), Some(seal_key(dir, "state.key"))).unwrap();
+    contract::check(&store);
+
+    // Secrets as lct keeps them: an SSH private key, a plan's generated password.
+    let private = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n";
+    store.put_secret(&key!("ssh/id_ed25519"), private.as_bytes(), Expect::Any).unwrap();
+    store.put_secret(&key!("plans/pg/cluster.json"), br#"{"password":"Zq8pV3sWm1xK"}"#, Expect::Absent).unwrap();
+    store.put(&key!("clusters.jsonl"), b"{\"kind\":\"cluster\",\"name\":\"pg\"}\n", Secrecy::Public).unwrap();
+    let dump = cluster.dump("team/lct/");
+    let text = String::from_utf8_lossy(&dump);
+    assert!(!text.contains("PRIVATE KEY") && !text.contains("b3BlbnNzaC1rZXkt"), "a private key in clear:\n{text}");
+    assert!(!text.contains("Zq8pV3sWm1xK"), "a password in clear:\n{text}");
+    assert!(text.contains("\"name\":\"pg\""), "public records stay readable:\n{text}");
+    assert!(text.contains("team/lct/.lct"), "the prefix is marked as lct's:\n{text}");
+    assert_eq!(store.get_secret(&key!("ssh/id_ed25519")).unwrap().unwrap().value, private.as_bytes());
+
+    // Another key file: refused before anything is sealed with it, and reads say why.
+    let other = store_at(&cluster.url("team/lct"), &TlsFiles::default(), Some(seal_key(dir, "other.key"))).unwrap();
+    let before = cluster.dump("team/lct/");
+    let e = other.put_secret(&key!("secrets/x"), b"s3cret", Expect::Any).unwrap_err().to_string();
+    assert!(e.contains("sealed with key") && e.contains("nothing was written"), "{e}");
+    assert_eq!(cluster.dump("team/lct/"), before, "nothing written");
+    let e = other.get(&key!("ssh/id_ed25519")).unwrap_err().to_string();
+    assert!(e.contains("ssh/id_ed25519") && e.contains("sealed with key"), "{e}");
+
+    // A prefix holding another program's keys: refused, nothing of lct's written there.
+    let out = cluster.etcdctl(&["put", "apps/config/db", "postgres://x"]);
+    assert!(out.status.success());
+    let foreign = store_at(&cluster.url("apps"), &TlsFiles::default(), Some(seal_key(dir, "f.key"))).unwrap();
+    for e in [
+        foreign.put(&key!("clusters.jsonl"), b"x", Secrecy::Public).unwrap_err(),
+        foreign.get(&key!("clusters.jsonl")).unwrap_err(),
+        foreign.lock(&key!("plans/zk"), &Holder::here("t"), Duration::from_secs(5), Wait::No).unwrap_err(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("apps/") && e.contains("lct did not write") && e.contains("nothing was written"), "{e}");
+    }
+    assert_eq!(count(&cluster, "apps/"), 1, "only the other program's key");
+}
+
+#[test]
+fn etcd_over_mutual_tls_and_bad_certificates() {
+    let cluster = EtcdCluster::start(3, true);
+    let certs = cluster.certs.as_ref().unwrap();
+    let dir = cluster.dir.path();
+    let good = TlsFiles {
+        ca: Some(certs.ca.clone()),
+        cert: Some(certs.client_cert.clone()),
+        key: Some(certs.client_key.clone()),
+    };
+    let store = store_at(&cluster.url("lct"), &good, Some(seal_key(dir, "k"))).unwrap();
+    store.put(&key!("clusters.jsonl"), b"{}\n", Secrecy::Public).unwrap();
+    assert_eq!(store.get(&key!("clusters.jsonl")).unwrap().unwrap().value, b"{}\n");
+    let written = count(&cluster, "lct/");
+
+    let started = Instant::now();
+    let bad = [
+        ("a CA that did not sign the members", TlsFiles { ca: Some(certs.other_ca.clone()), ..good.clone() }),
+        (
+            "a client certificate of another CA",
+            TlsFiles { cert: Some(certs.other_cert.clone()), key: Some(certs.other_key.clone()), ..good.clone() },
+        ),
+        ("no client certificate", TlsFiles { ca: Some(certs.ca.clone()), cert: None, key: None }),
+    ];
+    for (what, tls) in bad {
+        let store = store_at(&cluster.url("lct"), &tls, Some(seal_key(dir, &format!("k-{}", what.len())))).unwrap();
+        let e = store.put(&key!("clusters.jsonl"), b"changed", Secrecy::Public).unwrap_err().to_string();
+        assert!(e.contains("no member answered") && e.contains("nothing was written"), "{what}: {e}");
+        assert!(e.contains("127.0.0.1:"), "{what}: the error names the members: {e}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(30), "bad certificates fail quickly");
+    assert_eq!(count(&cluster, "lct/"), written);
+    assert_eq!(store.get(&key!("clusters.jsonl")).unwrap().unwrap().value, b"{}\n");
+
+    // A client key others may read is refused before anything is connected to.
+    let loose = dir.join("loose.key");
+    std::fs::copy(&certs.client_key, &loose).unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let e = store_at(&cluster.url("lct"), &TlsFiles { key: Some(loose), ..good.clone() }, None).unwrap_err();
+    assert!(e.to_string().contains("loose.key") && e.to_string().contains("chmod 600"), "{e}");
+    // TLS files with a plain URL: refused (the operator meant TLS).
+    let plain = cluster.url("lct").replace("etcds://", "etcd://");
+    let e = store_at(&plain, &good, None).unwrap_err().to_string();
+    assert!(e.contains("etcds://"), "{e}");
+}
+
+#[test]
+fn unreachable_etcd_is_said_quickly() {
+    let ports: Vec<u16> = (0..3).map(|_| lct_tests::free_port()).collect();
+    let url = format!("etcd://{}/lct", ports.iter().map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(","));
+    let store = store_at(&url, &TlsFiles::default(), None).unwrap();
+    let started = Instant::now();
+    let e = store.put(&key!("clusters.jsonl"), b"x", Secrecy::Public).unwrap_err().to_string();
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(e.contains("no member answered") && e.contains("nothing was written"), "{e}");
+    for p in ports {
+        assert!(e.contains(&format!("127.0.0.1:{p}")), "{e}");
+    }
+}
+
+#[test]
+fn racing_writers_one_wins_and_a_dead_holders_lock_runs_out() {
+    let cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path();
+    let url = cluster.url("lct");
+    let a = Arc::new(store_at(&url, &TlsFiles::default(), Some(seal_key(dir, "k"))).unwrap());
+    let b = Arc::new(store_at(&url, &TlsFiles::default(), Some(SealKey::load(&dir.join("k")).unwrap())).unwrap());
+
+    // Two controllers (separate clients and connections) make the same node record at once,
+    // again and again: exactly one wins each time, the other is told of the conflict.
+    for round in 0..20 {
+        let node = key!("nodes/zk-{round}");
+        let results: Vec<Result<_, StoreError>> = std::thread::scope(|s| {
+            let ha = s.spawn(|| a.put_if(&node, b"from a", Secrecy::Public, Expect::Absent));
+            let hb = s.spawn(|| b.put_if(&node, b"from b", Secrecy::Public, Expect::Absent));
+            vec![ha.join().unwrap(), hb.join().unwrap()]
+        });
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "round {round}: {results:?}");
+        assert!(results.iter().any(|r| matches!(r, Err(e) if e.is_conflict())), "round {round}: {results:?}");
+    }
+
+    // A held lock: the second taker fails at once naming the holder; another cluster's is free.
+    let zk = key!("plans/zk");
+    let held = a.lock(&zk, &Holder::here("scale zk"), Duration::from_secs(10), Wait::No).unwrap();
+    assert!(held.is_held());
+    let started = Instant::now();
+    let e = b.lock(&zk, &Holder::here("scale zk"), Duration::from_secs(10), Wait::No).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(matches!(&e, StoreError::Held { holder, .. } if holder.pid == std::process::id()), "{e}");
+    assert!(e.to_string().contains("scale zk") && e.to_string().contains("since"), "{e}");
+    drop(b.lock(&key!("plans/pg"), &Holder::here("scale pg"), Duration::from_secs(10), Wait::No).unwrap());
+    // Released: the waiter gets it.
+    let waiter = std::thread::spawn({
+        let b = b.clone();
+        let zk = zk.clone();
+        move || b.lock(&zk, &Holder::here("destroy zk"), Duration::from_secs(10), Wait::Upto(Duration::from_secs(20)))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+    let got = waiter.join().unwrap().unwrap();
+    assert_eq!(b.lock_holder(&zk).unwrap().unwrap().operation, "destroy zk");
+    drop(got);
+
+    // A controller that died holding the lock: its key hangs on a lease nobody renews (what
+    // a killed process leaves). The next taker waits, and gets it once the lease runs out.
+    let client = Client::new(&EtcdUrl::parse(&url).unwrap(), &TlsFiles::default(), Options::default()).unwrap();
+    let lease = client.lease_grant(3).unwrap();
+    let dead = Holder { who: "ops@gone".into(), pid: 4242, operation: "create zk".into(), since: 1 };
+    client.put(b"lct/.locks/plans/zk", &serde_json::to_vec(&dead).unwrap(), lease).unwrap();
+    let e = b.lock(&zk, &Holder::here("create zk"), Duration::from_secs(10), Wait::No).unwrap_err();
+    assert!(e.to_string().contains("ops@gone") && e.to_string().contains("pid 4242"), "{e}");
+    let started = Instant::now();
+    let got = b.lock(&zk, &Holder::here("create zk"), Duration::from_secs(10), Wait::Upto(Duration::from_secs(20)));
+    let waited = started.elapsed();
+    assert!(got.is_ok(), "{:?}", got.err());
+    assert!(waited < Duration::from_secs(6), "the dead holder's lock ran out within its 3 s lease: {waited:?}");
+    drop(got);
+
+    // The operator breaks a live holder's lock: told who held it; the holder sees it lost.
+    let held = a.lock(&zk, &Holder::here("reconcile zk"), Duration::from_secs(3), Wait::No).unwrap();
+    let broken = b.unlock(&zk).unwrap().unwrap();
+    assert_eq!(broken.operation, "reconcile zk");
+    assert!(b.lock_holder(&zk).unwrap().is_none());
+    lct_tests::fixtures::until("the holder sees its lock broken", Duration::from_secs(5), || !held.is_held());
+}
+
+#[test]
+fn a_member_killed_during_writes_loses_nothing() {
+    let mut cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path().to_path_buf();
+    let store = Arc::new(store_at(&cluster.url("lct"), &TlsFiles::default(), Some(seal_key(&dir, "k"))).unwrap());
+    let writer = std::thread::spawn({
+        let store = store.clone();
+        move || {
+            let mut acknowledged = Vec::new();
+            let mut failed = Vec::new();
+            for i in 0..300 {
+                let key = key!("nodes/n-{i}");
+                let value = format!("{{\"name\":\"n-{i}\"}}");
+                match store.put_if(&key, value.as_bytes(), Secrecy::Public, Expect::Absent) {
+                    Ok(_) => acknowledged.push((key, value)),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (acknowledged, failed)
+        }
+    });
+    // The first endpoint is the one the client prefers: kill it mid-way.
+    lct_tests::fixtures::until("writes under way", Duration::from_secs(30), || {
+        store.keys(&key!("nodes")).map(|k| k.len() >= 50).unwrap_or(false)
+    });
+    cluster.kill(0);
+    let (acknowledged, failed) = writer.join().unwrap();
+    assert!(failed.is_empty(), "writes failed with a member down: {failed:?}");
+    let kept = store.list(&key!("nodes")).unwrap();
+    assert_eq!(kept.len(), 300);
+    for (key, value) in &acknowledged {
+        let got = kept.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("{key} lost"));
+        assert_eq!(got.1.value, value.as_bytes());
+    }
+    // Back again: it catches up with what it missed.
+    cluster.restart(0);
+    lct_tests::fixtures::until("the restarted member catches up", Duration::from_secs(30), || {
+        let single = format!("etcd://127.0.0.1:{}/lct", cluster.members[0].client_port);
+        let one = store_at(&single, &TlsFiles::default(), Some(SealKey::load(&dir.join("k")).unwrap())).unwrap();
+        one.keys(&key!("nodes")).map(|k| k.len() == 300).unwrap_or(false)
+    });
+}
