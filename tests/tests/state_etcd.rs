@@ -95,8 +95,8 @@ fn etcd_over_mutual_tls_and_bad_certificates() {
         ),
         ("no client certificate", TlsFiles { ca: Some(certs.ca.clone()), cert: None, key: None }),
     ];
-    for (what, tls) in bad {
-        let store = store_at(&cluster.url("lct"), &tls, Some(seal_key(dir, &format!("k-{}", what.len())))).unwrap();
+    for (i, (what, tls)) in bad.into_iter().enumerate() {
+        let store = store_at(&cluster.url("lct"), &tls, Some(seal_key(dir, &format!("k-{i}")))).unwrap();
         let e = store.put(&key!("clusters.jsonl"), b"changed", Secrecy::Public).unwrap_err().to_string();
         assert!(e.contains("no member answered") && e.contains("nothing was written"), "{what}: {e}");
         assert!(e.contains("127.0.0.1:"), "{what}: the error names the members: {e}");
@@ -223,7 +223,9 @@ fn a_member_killed_during_writes_loses_nothing() {
         store.keys(&key!("nodes")).map(|k| k.len() >= 50).unwrap_or(false)
     });
     cluster.kill(0);
+    let at_kill = store.keys(&key!("nodes")).unwrap().len();
     let (acknowledged, failed) = writer.join().unwrap();
+    assert!(at_kill < 300, "the member died while writes went on ({at_kill} of 300 written then)");
     assert!(failed.is_empty(), "writes failed with a member down: {failed:?}");
     let kept = store.list(&key!("nodes")).unwrap();
     assert_eq!(kept.len(), 300);

@@ -247,29 +247,52 @@ impl Store for EtcdStore {
             }
         }
         marker::mark(self)?;
-        let outcome = match self.client.txn(&compare, &then, &otherwise) {
-            Ok(outcome) => outcome,
-            Err(e @ EtcdError::Ambiguous { .. }) => {
-                return match self.applied(txn)? {
-                    Some(done) => Ok(done),
-                    None => Err(self.fail(e)),
-                };
+        // A lost answer (a member died with the request): applied if the store holds what it
+        // wrote; else sent again, which its compares keep from applying twice (a first
+        // attempt that lands meanwhile makes the second fail its compare, and is then seen).
+        let mut lost = 0;
+        loop {
+            match self.client.txn(&compare, &then, &otherwise) {
+                Ok(outcome) if outcome.succeeded => {
+                    let rev = Rev(outcome.revision as u64);
+                    return Ok(Committed { revs: puts.into_iter().map(|k| (k, rev)).collect() });
+                }
+                Ok(outcome) => {
+                    if lost > 0
+                        && let Some(done) = self.applied(txn)?
+                    {
+                        return Ok(done);
+                    }
+                    return Err(self.conflict(txn, &outcome.read));
+                }
+                Err(e @ EtcdError::Ambiguous { .. }) => {
+                    if let Some(done) = self.applied(txn)? {
+                        return Ok(done);
+                    }
+                    lost += 1;
+                    if lost >= 3 {
+                        return Err(self.fail(e));
+                    }
+                    tracing::debug!(error = %e, "a transaction's answer was lost and it was not applied: sending it again");
+                }
+                Err(e) => return Err(self.fail(e)),
             }
-            Err(e) => return Err(self.fail(e)),
-        };
-        if !outcome.succeeded {
-            return Err(self.conflict(txn, &outcome.read));
         }
-        let rev = Rev(outcome.revision as u64);
-        Ok(Committed { revs: puts.into_iter().map(|k| (k, rev)).collect() })
     }
 
     fn append(&self, key: &Key, bytes: &[u8], secrecy: Secrecy) -> Result<Rev, StoreError> {
         marker::check(self)?;
         marker::mark(self)?;
         let raw = self.raw(key);
+        // After a lost answer, the value that append would have made: seen, it was applied.
+        let mut attempted: Option<Vec<u8>> = None;
         for _ in 0..APPEND_TRIES {
             let now = self.client.get(&raw).map_err(|e| self.fail(e))?;
+            if let (Some(kv), Some(want)) = (&now, &attempted)
+                && self.opened(key, kv)? == *want
+            {
+                return Ok(Rev(kv.mod_revision as u64));
+            }
             let (mut value, compare, secrecy) = match &now {
                 Some(kv) => {
                     let was_secret = is_sealed(&kv.value);
@@ -283,16 +306,8 @@ impl Store for EtcdStore {
             match self.client.txn(&[compare], &[put], &[]) {
                 Ok(outcome) if outcome.succeeded => return Ok(Rev(outcome.revision as u64)),
                 Ok(_) => continue,
-                // A lost answer: applied if the key holds what was written (appending again
-                // could double the bytes); otherwise said, not guessed.
-                Err(e @ EtcdError::Ambiguous { .. }) => {
-                    return match self.client.get(&raw).map_err(|e| self.fail(e))? {
-                        Some(kv) if self.opened(key, &kv).ok().as_deref() == Some(value.as_slice()) => {
-                            Ok(Rev(kv.mod_revision as u64))
-                        }
-                        _ => Err(self.fail(e)),
-                    };
-                }
+                // A lost answer: read again (its compare keeps a late landing from doubling).
+                Err(EtcdError::Ambiguous { .. }) => attempted = Some(value),
                 Err(e) => return Err(self.fail(e)),
             }
         }
