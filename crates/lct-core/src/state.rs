@@ -2,7 +2,9 @@
 //! namespace.
 //!
 //! The state directory is `/var/lib/lct` unless `LCT_STATE_DIR` names another. It holds
-//! `clusters.jsonl` (one cluster record a line) and a folder per provider (`local/`).
+//! `clusters.jsonl` (one cluster record a line) and a folder per provider (`local/`). The
+//! cluster records are read and written through the state interface ([`crate::store`]):
+//! `clusters.jsonl` is one key, changed by compare-and-swap of its revision.
 //!
 //! What a tool knows about the network namespace it runs in (lct-fw: the ruleset it last
 //! applied) lives until reboot in `/run/lct/TOOL/net-INO.*`, INO being the namespace's inode:
@@ -14,8 +16,8 @@ use std::fs;
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{Lock, atomic_write};
 use crate::record::{Cluster, Name, ProviderName};
+use crate::store::{Key, Secrecy, SharedStore, StoreError};
 use crate::stream::{self, StreamError};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/lct";
@@ -92,36 +94,48 @@ pub enum StateError {
     SelfDependency(Name),
     #[error("cluster {0:?} is given twice")]
     Duplicate(Name),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// The cluster records of a state directory.
+/// The cluster records of a state store.
+#[derive(Debug, Clone)]
 pub struct ClusterStore {
-    path: PathBuf,
-    lock_path: PathBuf,
+    store: SharedStore,
+    key: Key,
 }
+
+/// The key of the cluster records.
+pub const CLUSTERS_KEY: &str = "clusters.jsonl";
 
 impl ClusterStore {
+    /// The records of the state directory `state_dir` (the local backend).
     pub fn new(state_dir: &Path) -> Self {
-        ClusterStore { path: state_dir.join("clusters.jsonl"), lock_path: state_dir.join("clusters.lock") }
+        ClusterStore::on(std::sync::Arc::new(crate::store::local::LocalStore::new(state_dir)))
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The records of the store the environment names ([`crate::store::open`]).
+    pub fn open() -> Result<Self, StateError> {
+        Ok(ClusterStore::on(crate::store::open()?))
     }
 
-    /// All cluster records, sorted by name; none when the file does not exist yet.
+    /// The records of `store`.
+    pub fn on(store: SharedStore) -> Self {
+        ClusterStore { store, key: Key::new(CLUSTERS_KEY).expect("a fixed key") }
+    }
+
+    /// Where the records are, for messages (`/var/lib/lct/clusters.jsonl`).
+    pub fn describe(&self) -> String {
+        match self.store.local_path(&self.key) {
+            Some(path) => path.display().to_string(),
+            None => format!("{} {}", self.store.describe(), self.key),
+        }
+    }
+
+    /// All cluster records, sorted by name; none when there are none yet.
     pub fn load(&self) -> Result<Vec<Cluster>, StateError> {
-        let file = match fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(StateError::Io { path: self.path.clone(), error: source });
-            }
-        };
-        let (mut clusters, _) = stream::read_kind::<Cluster>(BufReader::new(file))
-            .map_err(|source| StateError::Record { path: self.path.clone(), source })?;
-        clusters.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(clusters)
+        let Some(entry) = self.store.get(&self.key)? else { return Ok(Vec::new()) };
+        parse(&entry.value, &self.describe())
     }
 
     /// The stored record of a cluster, or a new one with just its name.
@@ -154,8 +168,8 @@ impl ClusterStore {
             }
         }
         self.update(|all| {
-            for c in new {
-                all.insert(c.name.clone(), c);
+            for c in &new {
+                all.insert(c.name.clone(), c.clone());
             }
         })
     }
@@ -183,6 +197,8 @@ impl ClusterStore {
         }
         let mut changed = Vec::new();
         self.update(|all| {
+            // Again from the start when another writer came between.
+            changed.clear();
             for name in clusters {
                 let Some(record) = all.get_mut(name) else {
                     // The local cloud is asked whenever it has state: its clusters need none.
@@ -213,6 +229,7 @@ impl ClusterStore {
     pub fn remove(&self, names: &[Name]) -> Result<Vec<Name>, StateError> {
         let mut removed = Vec::new();
         self.update(|all| {
+            removed.clear();
             for n in names {
                 if all.remove(n).is_some() {
                     removed.push(n.clone());
@@ -222,25 +239,41 @@ impl ClusterStore {
         Ok(removed)
     }
 
-    fn update(&self, change: impl FnOnce(&mut BTreeMap<Name, Cluster>)) -> Result<Vec<Cluster>, StateError> {
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| StateError::Io { path, error: source }
-        };
-        if let Some(dir) = self.path.parent() {
-            fs::create_dir_all(dir).map_err(io_err(dir))?;
+    fn update(&self, mut change: impl FnMut(&mut BTreeMap<Name, Cluster>)) -> Result<Vec<Cluster>, StateError> {
+        // Read, change, write if nobody wrote meanwhile; else again with what they wrote.
+        let place = self.describe();
+        let mut result = Vec::new();
+        let mut bad = None;
+        crate::store::update(&*self.store, &self.key, Secrecy::Public, |old| {
+            let old = match old.map(|v| parse(v, &place)).transpose() {
+                Ok(old) => old.unwrap_or_default(),
+                Err(e) => {
+                    bad = Some(e);
+                    return Ok(None);
+                }
+            };
+            let mut all: BTreeMap<Name, Cluster> = old.into_iter().map(|c| (c.name.clone(), c)).collect();
+            change(&mut all);
+            let mut text = String::new();
+            for c in all.values() {
+                text.push_str(&stream::to_line(c));
+                text.push('\n');
+            }
+            result = all.into_values().collect();
+            Ok(Some(text.into_bytes()))
+        })?;
+        match bad {
+            Some(e) => Err(e),
+            None => Ok(result),
         }
-        let _lock = Lock::acquire(&self.lock_path).map_err(io_err(&self.lock_path))?;
-        let mut all: BTreeMap<Name, Cluster> = self.load()?.into_iter().map(|c| (c.name.clone(), c)).collect();
-        change(&mut all);
-        let mut text = String::new();
-        for c in all.values() {
-            text.push_str(&stream::to_line(c));
-            text.push('\n');
-        }
-        atomic_write(&self.path, text.as_bytes(), 0o644).map_err(io_err(&self.path))?;
-        Ok(all.into_values().collect())
     }
+}
+
+fn parse(bytes: &[u8], place: &str) -> Result<Vec<Cluster>, StateError> {
+    let (mut clusters, _) = stream::read_kind::<Cluster>(BufReader::new(bytes))
+        .map_err(|source| StateError::Record { path: PathBuf::from(place), source })?;
+    clusters.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(clusters)
 }
 
 /// The clusters that directly depend on any of `names` (not including `names`).
@@ -326,15 +359,36 @@ mod tests {
         // Nothing new on a fresh state directory: no file is made.
         let fresh = tempfile::tempdir().unwrap();
         ClusterStore::new(fresh.path()).note_nodes_on(&names(&["demo"]), ProviderName::Local, &names(&[])).unwrap();
-        assert!(!ClusterStore::new(fresh.path()).path().exists());
+        assert!(!fresh.path().join("clusters.jsonl").exists());
+    }
+
+    #[test]
+    fn concurrent_writers_lose_no_update() {
+        // Eight writers, each adding its own clusters one by one: every record survives
+        // (each write compares the revision it read).
+        let dir = tempfile::tempdir().unwrap();
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let store = ClusterStore::new(dir.path());
+                s.spawn(move || {
+                    for i in 0..10 {
+                        store.set(vec![cluster(&format!(r#"{{"name":"c{t}-{i}"}}"#))]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(ClusterStore::new(dir.path()).load().unwrap().len(), 80);
     }
 
     #[test]
     fn corrupt_store_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let store = ClusterStore::new(dir.path());
-        fs::write(store.path(), "{\"kind\":\"cluster\",\"name\":\"ok\"}\n{\"kind\":\"cluster\",\"name\":\"Bad\"}\n")
-            .unwrap();
+        fs::write(
+            dir.path().join("clusters.jsonl"),
+            "{\"kind\":\"cluster\",\"name\":\"ok\"}\n{\"kind\":\"cluster\",\"name\":\"Bad\"}\n",
+        )
+        .unwrap();
         let err = store.load().unwrap_err().to_string();
         assert!(err.contains("clusters.jsonl: line 2: field name"), "{err}");
     }

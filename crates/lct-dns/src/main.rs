@@ -32,7 +32,7 @@ fn records(args: ZoneArgs) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)
     let options = args.options();
     let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
     let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
-    let clusters = ClusterStore::new(&state_dir()).with_input(&others)?;
+    let clusters = ClusterStore::open()?.with_input(&others)?;
     Ok((zone_records(&nodes, &clusters, &options)?, others))
 }
 

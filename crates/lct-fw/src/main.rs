@@ -8,7 +8,7 @@ use anyhow::bail;
 use clap::Parser;
 use lct_core::cli::{OutputFormat, UsageError, block_on};
 use lct_core::record::Name;
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_fw::boot::Booted;
 use lct_fw::cli::{Cli, Command, Format};
@@ -31,7 +31,7 @@ fn main() -> std::process::ExitCode {
 /// the watcher blocks on its socket.
 fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
-    let store = ClusterStore::new(&state_dir());
+    let store = ClusterStore::open()?;
     match cli.command {
         Command::Declare { cluster, mode, admin_cidrs, ssh_port, allow, clear } => {
             let mut record = store.get_or_new(&cluster)?;

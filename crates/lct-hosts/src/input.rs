@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::path::Path;
 
 use anyhow::Context;
 use lct_core::record::{Cluster, Name, Node};
@@ -26,8 +25,8 @@ pub struct Input {
 
 impl Input {
     /// Reads `input` (node lines kept as text too with `keep_node_lines`); the cluster
-    /// records are those of `state_dir` with the stream's over them.
-    pub fn read(input: impl Read, state_dir: &Path, keep_node_lines: bool) -> anyhow::Result<Input> {
+    /// records are those of `store` with the stream's over them.
+    pub fn read(input: impl Read, store: &ClusterStore, keep_node_lines: bool) -> anyhow::Result<Input> {
         // Only what rendering needs is kept of each node: 100,000 nodes stay well within memory.
         let (nodes, node_lines, others) = if keep_node_lines {
             let (kept, others) = stream::read_kind_parallel_with::<Node, (Member, String)>(
@@ -46,7 +45,7 @@ impl Input {
                 .context("stdin")?;
             (kept.into_iter().map(|(_, member)| member).collect(), Vec::new(), others)
         };
-        let clusters = ClusterStore::new(state_dir).with_input(&others)?;
+        let clusters = store.with_input(&others)?;
         Ok(Input { nodes, node_lines, clusters, others })
     }
 

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use lct_core::cli::{GlobalArgs, MetaCommand, OutputFormat, UsageError};
 use lct_core::record::{Name, ProviderName};
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_core::table::emit;
 use lct_hosts::args::Naming;
@@ -128,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Render { format: text_format, naming } => {
             let options = naming.options()?;
             let jsonl = matches!((text_format, format), (Some(Format::Jsonl), _) | (None, OutputFormat::Jsonl));
-            let input = Input::read(io::stdin().lock(), &state_dir(), jsonl)?;
+            let input = Input::read(io::stdin().lock(), &ClusterStore::open()?, jsonl)?;
             if let Some(Format::Hosts) = text_format {
                 let mut out = io::stdout().lock();
                 for text in render_blocks(&input.nodes, &input.clusters, &options)?.values() {
@@ -151,7 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let options = naming.options()?;
             let mut changes: BTreeMap<Name, String> = BTreeMap::new();
             if !io::stdin().is_terminal() {
-                let input = Input::read(io::stdin().lock(), &state_dir(), false)?;
+                let input = Input::read(io::stdin().lock(), &ClusterStore::open()?, false)?;
                 changes = input.blocks(&options)?;
                 std::mem::forget(input); // as in render
             } else if remove.is_empty() {
@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Push { clusters, providers, file, parallel, timeout, remote_bin, naming } => {
             let options = naming.options()?;
-            let records = ClusterStore::new(&state_dir()).load()?;
+            let records = ClusterStore::open()?.load()?;
             let nodes = query(&Selector { providers, ..Default::default() }, &records).await?;
             let selected: BTreeSet<Name> = if clusters.is_empty() {
                 nodes.iter().map(|n| n.cluster.clone()).chain(records.iter().map(|c| c.name.clone())).collect()

@@ -82,8 +82,8 @@ fn block<T: Send>(future: impl std::future::Future<Output = Result<T, ImageError
 /// Node `name` from the inventory (the providers lct uses), or an error naming it.
 pub fn find_node(name: &Name) -> Result<Node, ImageError> {
     block(async {
-        let state = lct_core::state::state_dir();
-        let clusters = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
+        let clusters =
+            lct_core::state::ClusterStore::open().and_then(|store| store.load()).map_err(|e| refused(e.to_string()))?;
         let selector = lct_inventory::Selector { names: vec![name.to_string()], ..Default::default() };
         let nodes = lct_inventory::query(&selector, &clusters).await.map_err(|e| refused(e.to_string()))?;
         nodes.into_iter().find(|n| n.name == *name).ok_or_else(|| {

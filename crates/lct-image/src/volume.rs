@@ -43,7 +43,8 @@ pub struct Located {
 /// names Linode (as lct-inventory's queries do).
 pub(crate) fn providers() -> Result<Vec<AnyProvider>, ImageError> {
     let state = lct_core::state::state_dir();
-    let records = lct_core::state::ClusterStore::new(&state).load().map_err(|e| refused(e.to_string()))?;
+    let records =
+        lct_core::state::ClusterStore::open().and_then(|store| store.load()).map_err(|e| refused(e.to_string()))?;
     let asked =
         lct_api::providers_to_ask(&[], &records, &Default::default(), &state).map_err(|e| refused(e.to_string()))?;
     asked.into_iter().map(|name| AnyProvider::from_env(name).map_err(|e| refused(e.to_string()))).collect()

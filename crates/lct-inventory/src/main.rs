@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use lct_core::cli::{GlobalArgs, MetaCommand, UsageError};
 use lct_core::record::{Access, Node};
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_core::table::emit;
 use lct_inventory::clusters::{self, ClustersCommand};
@@ -130,7 +130,7 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
-    let store = ClusterStore::new(&state_dir());
+    let store = ClusterStore::open()?;
     match cli.command {
         Command::Query { selector } => {
             let clusters = store.load()?;

@@ -3,8 +3,8 @@
 //! brought in line with the inventory); run in events, and again by `reconcile` to repair
 //! drift.
 
+use crate::state::Home;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use anyhow::{Context as _, bail};
 use lct_core::record::{Access, Cluster, Name, Node};
@@ -101,7 +101,7 @@ pub(crate) async fn run_action(
                 }
             }
         }
-        Action::Dns => update_dns(&ctx.state_dir, records).await?,
+        Action::Dns => update_dns(&ctx.home, records).await?,
     }
     Ok(())
 }
@@ -131,11 +131,11 @@ exit 100"#;
 /// Brings every DNS server made by a plan here (package:dns-private) in line with the
 /// whole inventory: `lct-dns update` runs on the server's node, where its key is (the key
 /// never leaves it), and sends the difference as signed updates.
-pub async fn update_dns(state_dir: &Path, records: &[Cluster]) -> anyhow::Result<()> {
+pub async fn update_dns(home: &Home, records: &[Cluster]) -> anyhow::Result<()> {
     let options = ExecOptions::default();
     let all = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
     let input: String = all.iter().map(|n| lct_core::stream::to_line(n) + "\n").collect();
-    for (server, offered) in dns_servers(state_dir, &all, records)? {
+    for (server, offered) in dns_servers(home, &all, records)? {
         let (Some(at), Some(address), Some(ns), Some(domain)) =
             (offered.get("update_node"), offered.get("server"), offered.get("dns_ns"), offered.get("domain"))
         else {
@@ -177,13 +177,13 @@ pub async fn update_dns(state_dir: &Path, records: &[Cluster]) -> anyhow::Result
 /// The DNS servers made by plans here (clusters whose plan offers `update_node`, as
 /// package:dns-private does), with what they offer.
 fn dns_servers(
-    state_dir: &Path,
+    home: &Home,
     nodes: &[Node],
     records: &[Cluster],
 ) -> anyhow::Result<Vec<(Name, BTreeMap<String, String>)>> {
     let mut servers = Vec::new();
-    for name in clusters(state_dir)? {
-        let (state, plan) = load_cluster(state_dir, &name)?;
+    for name in clusters(home)? {
+        let (state, plan) = load_cluster(home, &name)?;
         if plan.offers.contains_key("update_node") && nodes.iter().any(|n| n.cluster == name) {
             let offered = offers(&plan, &name, &state.parameters, nodes, records)?;
             servers.push((name, offered));

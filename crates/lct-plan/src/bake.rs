@@ -27,7 +27,7 @@ use crate::plan::{Action, Event};
 use crate::recipe::{bake_hash, entry_name, plan_name, recipe};
 use crate::records::{PlanBakeStep, PlanBaked};
 use crate::setting::Settings;
-use crate::state::{ClusterState, Context, Tools, cluster_dir};
+use crate::state::{ClusterState, Context, Home, Tools};
 use crate::{PlanRef, parameters};
 
 /// Where the bake's image goes.
@@ -57,7 +57,7 @@ impl Steps {
 
 /// Bakes plan `reference` for cluster `name` into `to.repo`, or finds it baked already.
 pub async fn bake(
-    state_dir: &Path,
+    home: &Home,
     tools: &Tools,
     name: &Name,
     reference: &str,
@@ -101,7 +101,7 @@ pub async fn bake(
         baked.created = found.created;
         baked.disk_size = found.size;
         baked.took_ms = started.elapsed().as_millis() as u64;
-        save_bake(state_dir, &baked)?;
+        save_bake(home, &baked)?;
         return Ok(baked);
     }
 
@@ -124,15 +124,10 @@ pub async fn bake(
         volumes: Default::default(),
         images: Default::default(),
     };
-    let ctx = Context::new(state_dir, tools, state, loaded.clone());
-    let dir = cluster_dir(state_dir, &cluster);
-    for (file, body) in &loaded.files {
-        let target = dir.join("files").join(file);
-        std::fs::create_dir_all(target.parent().expect("files/"))?;
-        lct_core::fsutil::atomic_write(&target, body, 0o700)?;
-    }
-    std::fs::create_dir_all(&dir)?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    let ctx = Context::new(home, tools, state, loaded.clone());
+    // Its plan's files for the hooks, kept as a cluster's are while the bake runs.
+    crate::state::save_plan(home, &cluster, &loaded)?;
+    let logs = ctx.logs();
     let spec = NodeSpec {
         cluster: cluster.clone(),
         group,
@@ -154,15 +149,19 @@ pub async fn bake(
     let released = api.release_capture(&cluster).await;
     let deleted = api.delete(&cluster).await;
     steps.bar.finish_and_clear();
-    let added = made.with_context(|| format!("baking {name} (the hooks' logs: {})", dir.join("logs").display()))?;
+    let added = made.with_context(|| format!("baking {name} (the hooks' logs: {})", logs.display()))?;
     released.with_context(|| format!("releasing the capture of {cluster}"))?;
     deleted.with_context(|| format!("deleting the bake node {cluster}"))?;
-    std::fs::remove_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    home.store.commit(&lct_core::store::Txn::new().delete_prefix(&crate::state::cluster_prefix(&cluster)))?;
+    match std::fs::remove_dir_all(home.dir.join("plans").join(cluster.as_str())) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     baked.reused = false;
     baked.disk_size = added.size;
     baked.new_bytes = added.new_bytes;
     baked.took_ms = started.elapsed().as_millis() as u64;
-    save_bake(state_dir, &baked)?;
+    save_bake(home, &baked)?;
     Ok(baked)
 }
 

@@ -27,6 +27,7 @@ Examples:
   lct-plan reconcile                             # for cron / lct-plan-reconcile.timer
   lct-plan reconcile etcd --replace              # lost nodes made anew (a member replaced)
   lct-plan stop zk; lct-plan start zk
+  lct-plan unlock zk                             # who holds zk's lock, since when
   lct-plan destroy pg; lct-plan destroy zk
 
 Plans: YAML (JSON accepted), see docs/plans.md. A plan reference is package:NAME, a path, or
@@ -179,6 +180,9 @@ pub enum Command {
         #[arg(long)]
         keep_volumes: bool,
     },
+    /// Who holds a cluster's lock (taken by create, scale, start, stop, reconcile, destroy,
+    /// fire) and since when; a stale record is cleared. A live holder's lock ends with it
+    Unlock { name: Name },
     /// The JSON Schema of the plan format
     Schema,
     /// Clusters (every one made here, or those named) and plans as a picture: groups,

@@ -8,22 +8,18 @@
 //! `node-added` and `node-removed` carry. The cluster record (domain, dependencies,
 //! firewall declarations) is what lct-hosts, lct-fw and lct-dns read.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-
 use anyhow::{Context as _, bail};
 use lct_api::{AnyProvider, Provider};
-use lct_core::fsutil::atomic_write;
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Status};
-use lct_core::state::ClusterStore;
 use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hooks::{fire, progress};
 use crate::plan::{Event, Plan};
 use crate::records::PlanReconciled;
 use crate::setting::Settings;
 use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
-use crate::state::{Change, ClusterState, Context, Tools, cluster_dir, clusters, load_cluster};
+use crate::state::{Change, ClusterState, Context, Home, Tools, clusters, load_cluster, lock};
 use crate::suggest::did_you_mean;
 use crate::{PlanRef, parameters};
 
@@ -38,7 +34,7 @@ pub struct Trust {
 
 /// Makes (or finishes making) cluster `name` from `reference`.
 pub async fn create(
-    state_dir: &Path,
+    home: &Home,
     tools: &Tools,
     name: &Name,
     reference: &str,
@@ -50,8 +46,10 @@ pub async fn create(
     let loaded = r.load()?;
     let (plan, source) = (&loaded.plan, loaded.source.clone());
     check_trust(&r, &loaded, trust)?;
+    // One operation on a cluster at a time (others proceed); a second fails naming this one.
+    let _lock = lock(home, name, "create")?;
     // Everything is read and checked before anything is written: bad input changes nothing.
-    let previous = load_cluster(state_dir, name).ok();
+    let previous = load_cluster(home, name).ok();
     if let Some((old, _)) = &previous
         && old.source != source
     {
@@ -60,9 +58,9 @@ pub async fn create(
     sets.warn_visible_secrets(plan);
     let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
-    let store = ClusterStore::new(state_dir);
-    let record = cluster_record(state_dir, plan, name, &params, provider, store.get_or_new(name)?)
-        .map_err(|e| placed(e, &loaded))?;
+    let store = home.records();
+    let record =
+        cluster_record(home, plan, name, &params, provider, store.get_or_new(name)?).map_err(|e| placed(e, &loaded))?;
     check_no_cycle(&store.load()?, &record)?;
     let counts = previous.as_ref().map(|(s, _)| s.counts.clone()).unwrap_or_default();
     node_specs(plan, name, &params, &counts, provider)?;
@@ -71,21 +69,11 @@ pub async fn create(
     // create refused here leaves nothing for `scale` to finish.
     let api = AnyProvider::from_env(provider)?;
     // Groups made from lct images: found, checked and made ready before anything is written.
-    let images = crate::images::resolve(state_dir, tools, name, &loaded, provider)?;
+    let images = crate::images::resolve(home, tools, name, &loaded, provider)?;
     crate::images::prepare(&api, &images).await.with_context(|| source.clone())?;
 
-    let dir = cluster_dir(state_dir, name);
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     // The plan's scripts are kept with its copy: later events need no source or network.
-    for (file, body) in &loaded.files {
-        let target = dir.join("files").join(file);
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        atomic_write(&target, body, 0o700)?;
-    }
-    atomic_write(&dir.join("plan.yaml"), loaded.text.as_bytes(), 0o600)?;
+    crate::state::save_plan(home, name, &loaded)?;
     let state = match previous {
         Some((old, _)) => ClusterState { parameters: params, provider, images, ..old },
         None => ClusterState {
@@ -101,9 +89,9 @@ pub async fn create(
             images,
         },
     };
-    state.save(state_dir)?;
+    state.save(home)?;
     store.set(vec![record])?;
-    let mut ctx = Context::new(state_dir, tools, state, loaded.clone());
+    let mut ctx = Context::new(home, tools, state, loaded.clone());
 
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly);
     // nodes made from lct images have them (a bake installed them).
@@ -341,7 +329,7 @@ async fn propagate(ctx: &Context, change: &Change) -> anyhow::Result<()> {
     let name = ctx.name();
     let records = ctx.store.load()?;
     let one: BTreeSet<Name> = [name.clone()].into();
-    let made_here = |c: &Name| cluster_dir(&ctx.state_dir, c).join("cluster.json").exists();
+    let made_here = |c: &Name| ctx.home.made_here(c).unwrap_or(false);
     for dependent in lct_core::state::dependents_of(&records, &one).into_iter().filter(made_here) {
         fire(&ctx.other(&dependent)?, Event::DependencyChanged, change).await?;
     }
@@ -354,14 +342,9 @@ async fn propagate(ctx: &Context, change: &Change) -> anyhow::Result<()> {
 
 /// `lct-plan scale NAME GROUP N`: the group's size becomes N (kept over the plan's count);
 /// nodes are made or deleted (the highest numbers first) and the events follow.
-pub async fn scale(
-    state_dir: &Path,
-    tools: &Tools,
-    name: &Name,
-    group: &Name,
-    count: u32,
-) -> anyhow::Result<Vec<Node>> {
-    let mut ctx = Context::load(state_dir, tools, name)?;
+pub async fn scale(home: &Home, tools: &Tools, name: &Name, group: &Name, count: u32) -> anyhow::Result<Vec<Node>> {
+    let _lock = lock(home, name, "scale")?;
+    let mut ctx = Context::load(home, tools, name)?;
     let (state, plan) = (&mut ctx.state, &ctx.plan);
     if !plan.groups.contains_key(group) {
         let groups: Vec<&str> = plan.groups.keys().map(Name::as_str).collect();
@@ -380,8 +363,9 @@ pub async fn scale(
 }
 
 /// `lct-plan stop`: `stopping` (nodes still up), the nodes stop, `stopped`.
-pub async fn stop(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let mut ctx = Context::load(state_dir, tools, name)?;
+pub async fn stop(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()> {
+    let _lock = lock(home, name, "stop")?;
+    let mut ctx = Context::load(home, tools, name)?;
     let api = AnyProvider::from_env(ctx.state.provider)?;
     fire(&ctx, Event::Stopping, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
@@ -396,8 +380,9 @@ pub async fn stop(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resul
 
 /// `lct-plan start`: `starting`, the nodes start and are waited for, `started`; then what
 /// changed while it was stopped is settled.
-pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let mut ctx = Context::load(state_dir, tools, name)?;
+pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()> {
+    let _lock = lock(home, name, "start")?;
+    let mut ctx = Context::load(home, tools, name)?;
     let api = AnyProvider::from_env(ctx.state.provider)?;
     fire(&ctx, Event::Starting, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
@@ -427,8 +412,9 @@ pub async fn start(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Resu
 /// right, the others are left alone). With `replace`, groups short of the plan are made
 /// whole again as `create` would (the lost nodes made anew: `node-added`), after the lost
 /// ones' `node-removed`. Stopped clusters are left alone.
-pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name, replace: bool) -> anyhow::Result<PlanReconciled> {
-    let mut ctx = Context::load(state_dir, tools, name)?;
+pub async fn reconcile(home: &Home, tools: &Tools, name: &Name, replace: bool) -> anyhow::Result<PlanReconciled> {
+    let _lock = lock(home, name, "reconcile")?;
+    let mut ctx = Context::load(home, tools, name)?;
     let mut out =
         PlanReconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
     if ctx.state.stopped {
@@ -480,16 +466,16 @@ pub async fn reconcile(state_dir: &Path, tools: &Tools, name: &Name, replace: bo
 /// `lct-plan reconcile` over the named clusters, or every cluster made here: each on its
 /// own (one failing stops no other), `each` told how it went; the error counts the failures.
 pub async fn reconcile_all(
-    state_dir: &Path,
+    home: &Home,
     tools: &Tools,
     names: &[Name],
     replace: bool,
     mut each: impl FnMut(&Name, anyhow::Result<PlanReconciled>),
 ) -> anyhow::Result<()> {
-    let names = if names.is_empty() { clusters(state_dir)? } else { names.to_vec() };
+    let names = if names.is_empty() { clusters(home)? } else { names.to_vec() };
     let mut failed = 0;
     for name in &names {
-        let result = reconcile(state_dir, tools, name, replace).await;
+        let result = reconcile(home, tools, name, replace).await;
         failed += usize::from(result.is_err());
         each(name, result);
     }
@@ -502,14 +488,9 @@ pub async fn reconcile_all(
 /// Deletes a cluster's nodes, its record and its state after its `destroying` hooks;
 /// refused while other clusters depend on it, unless `force`. The clusters it depended on
 /// hear `dependent-changed` (their firewalls stop admitting it).
-pub async fn destroy(
-    state_dir: &Path,
-    tools: &Tools,
-    name: &Name,
-    force: bool,
-    keep_volumes: bool,
-) -> anyhow::Result<()> {
-    let ctx = Context::load(state_dir, tools, name)?;
+pub async fn destroy(home: &Home, tools: &Tools, name: &Name, force: bool, keep_volumes: bool) -> anyhow::Result<()> {
+    let _lock = lock(home, name, "destroy")?;
+    let ctx = Context::load(home, tools, name)?;
     let (state, plan, store) = (&ctx.state, &ctx.plan, &ctx.store);
     let records = store.load()?;
     let dependents: Vec<String> = records
@@ -543,14 +524,19 @@ pub async fn destroy(
         }
     }
     store.remove(std::slice::from_ref(name))?;
-    std::fs::remove_dir_all(cluster_dir(state_dir, name))?;
+    home.store.commit(&lct_core::store::Txn::new().delete_prefix(&crate::state::cluster_prefix(name)))?;
+    // This machine's hook logs of it go too.
+    match std::fs::remove_dir_all(home.dir.join("plans").join(name.as_str())) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
     // Its names leave the DNS servers it was published on.
     if plan.hooks.values().flatten().any(|h| h.action == Some(crate::plan::Action::Dns)) {
-        crate::actions::update_dns(state_dir, &store.load()?).await?;
+        crate::actions::update_dns(home, &store.load()?).await?;
     }
     let change = Change { added: vec![], removed };
     for dependency in dependencies.into_iter().filter(|c| c != name) {
-        if cluster_dir(state_dir, &dependency).join("cluster.json").exists() {
+        if home.made_here(&dependency)? {
             fire(&ctx.other(&dependency)?, Event::DependentChanged, &change).await?;
         }
     }

@@ -1,12 +1,12 @@
 //! `lct-plan diff`: what `create` or `scale` would do, changing nothing.
 
+use crate::state::Home;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use anyhow::bail;
 use lct_api::{AnyProvider, Provider};
 use lct_core::record::{Name, Node, ProviderName};
-use lct_core::state::ClusterStore;
+
 use serde_json::Value;
 
 use crate::PlanRef;
@@ -19,14 +19,14 @@ use crate::suggest::did_you_mean;
 /// What an operation would do, changing nothing: nodes made and deleted, the record's
 /// changes, the events raised.
 pub async fn diff(
-    state_dir: &Path,
+    home: &Home,
     name: &Name,
     reference: Option<&str>,
     sets: &Settings,
     counts: &[(Name, u32)],
     trust: Trust,
 ) -> anyhow::Result<Vec<String>> {
-    let previous = load_cluster(state_dir, name).ok();
+    let previous = load_cluster(home, name).ok();
     let (loaded, provider, mut state_counts, members, created) = match (&previous, reference) {
         (_, Some(r)) => {
             let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;
@@ -37,9 +37,7 @@ pub async fn diff(
                 });
             (loaded, provider, counts, members, created)
         }
-        (Some((s, _)), None) => {
-            (saved_plan(state_dir, name)?, s.provider, s.counts.clone(), s.members.clone(), s.created)
-        }
+        (Some((s, _)), None) => (saved_plan(home, name)?, s.provider, s.counts.clone(), s.members.clone(), s.created),
         (None, None) => bail!("cluster {name} was not made by lct-plan here: give a plan to compare with"),
     };
     let plan = loaded.plan.clone();
@@ -65,9 +63,9 @@ pub async fn diff(
     for s in specs.iter().filter(|s| !existing.iter().any(|n| n.name == s.name)) {
         lines.push(format!("+ node {} (group {}, image {})", s.name, s.group, s.image.as_deref().unwrap_or("-")));
     }
-    let store = ClusterStore::new(state_dir);
+    let store = home.records();
     let old = store.get_or_new(name)?;
-    let new = cluster_record(state_dir, &plan, name, &params, provider, old.clone()).map_err(|e| placed(e, &loaded))?;
+    let new = cluster_record(home, &plan, name, &params, provider, old.clone()).map_err(|e| placed(e, &loaded))?;
     let (a, b) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
     for key in ["domain", "depends_on", "names", "firewall", "provider"] {
         if a.get(key) != b.get(key) {

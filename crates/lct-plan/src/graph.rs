@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
+
+use crate::state::Home;
 use std::process::{Command, Stdio};
 
 use lct_core::record::Name;
@@ -55,17 +57,17 @@ pub enum GraphError {
 /// The clusters named (every cluster made here when none is named and no plan is given)
 /// and the plans given as `[NAME=]PLAN` (their parameters' defaults; NAME: the package's
 /// or the file's name).
-pub fn gather(state_dir: &Path, clusters: &[Name], plans: &[String], allow_http: bool) -> anyhow::Result<Vec<Member>> {
+pub fn gather(home: &Home, clusters: &[Name], plans: &[String], allow_http: bool) -> anyhow::Result<Vec<Member>> {
     let mut names = clusters.to_vec();
     if names.is_empty() && plans.is_empty() {
-        names = crate::state::clusters(state_dir)?;
+        names = crate::state::clusters(home)?;
         if names.is_empty() {
             anyhow::bail!("no cluster was made here: name a plan (--plan package:zookeeper)");
         }
     }
     let mut members = Vec::new();
     for name in &names {
-        let (state, plan) = crate::state::load_cluster(state_dir, name)?;
+        let (state, plan) = crate::state::load_cluster(home, name)?;
         let name = name.to_string();
         members.push(Member { name, source: state.source, plan, parameters: state.parameters, counts: state.counts });
     }

@@ -70,9 +70,7 @@ fn log_event(
     took: std::time::Duration,
     change: &Change,
 ) -> anyhow::Result<()> {
-    use std::io::Write;
     let name = ctx.name();
-    let path = ctx.dir().join("events.jsonl");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let line = PlanEvent {
         cluster: name.clone(),
@@ -85,12 +83,8 @@ fn log_event(
         added: change.added.clone(),
         removed: change.removed.clone(),
     };
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| path.display().to_string())?;
-    writeln!(f, "{}", lct_core::stream::to_line(&line))?;
+    let text = format!("{}\n", lct_core::stream::to_line(&line));
+    ctx.home.store.append(&ctx.key("events.jsonl")?, text.as_bytes(), lct_core::store::Secrecy::Public)?;
     Ok(())
 }
 
@@ -102,7 +96,7 @@ async fn run_hook(ctx: &Context, event: Event, hook: &Hook, label: &str, change:
         return run_action(ctx, action, &records, only).await;
     }
     let given = Given::gather(ctx, event, change, &records).await?;
-    let logs = ctx.dir().join("logs");
+    let logs = ctx.logs();
     std::fs::create_dir_all(&logs)?;
     let file_label = label.replace([' ', '/', '#'], "_");
     let log_path = |node: &str| logs.join(format!("{event}.{file_label}.{node}.log"));
@@ -110,8 +104,11 @@ async fn run_hook(ctx: &Context, event: Event, hook: &Hook, label: &str, change:
         return run_playbook(ctx, playbook, &given, &log_path("controller")).await;
     }
     let text = match (&hook.script, &hook.run) {
-        (Some(script), _) => std::fs::read_to_string(ctx.dir().join("files").join(script))
-            .with_context(|| format!("hook script {script}"))?,
+        (Some(script), _) => {
+            let key = ctx.key(&format!("files/{script}"))?;
+            let entry = ctx.home.store.get(&key)?.with_context(|| format!("hook script {script}: absent"))?;
+            String::from_utf8(entry.value).with_context(|| format!("hook script {script}: not UTF-8"))?
+        }
         (_, Some(text)) => text.clone(),
         _ => bail!("a hook without action, script, run or playbook"),
     };
@@ -121,7 +118,7 @@ async fn run_hook(ctx: &Context, event: Event, hook: &Hook, label: &str, change:
     let path =
         std::env::join_paths(bin_dir.chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())))?;
     let controller = [
-        ("LCT_STATE_DIR".to_string(), ctx.state_dir.display().to_string()),
+        ("LCT_STATE_DIR".to_string(), ctx.home.dir.display().to_string()),
         ("PATH".to_string(), path.to_string_lossy().into_owned()),
     ];
     run_script(ctx.name(), &text, &hook.on, &given, &controller, &log_path).await

@@ -9,7 +9,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use lct_api::disk_image::LctImage;
@@ -19,32 +19,30 @@ use lct_core::record::{Name, ProviderName};
 use crate::load::Loaded;
 use crate::plan::Plan;
 use crate::records::PlanBaked;
-use crate::state::Tools;
+use crate::state::{Home, Tools};
 
 /// The repository bakes go to unless told (`--repo`, `LCT_IMAGE_REPO`).
-pub fn default_repo(state_dir: &Path) -> PathBuf {
-    state_dir.join("images").join("repo")
+pub fn default_repo(home: &Home) -> PathBuf {
+    home.dir.join("images").join("repo")
 }
 
-fn bake_path(state_dir: &Path, name: &Name) -> PathBuf {
-    state_dir.join("images").join("bakes").join(format!("{name}.json"))
+fn bake_key(name: &Name) -> lct_core::store::Key {
+    lct_core::store::Key::new(format!("images/bakes/{name}.json")).expect("a cluster's name makes a key")
 }
 
 /// Keeps `baked` as cluster `name`'s bake.
-pub fn save_bake(state_dir: &Path, baked: &PlanBaked) -> anyhow::Result<()> {
-    let path = bake_path(state_dir, &baked.name);
-    std::fs::create_dir_all(path.parent().expect("bakes/")).with_context(|| path.display().to_string())?;
-    Ok(lct_core::fsutil::atomic_write_json(&path, baked)?)
+pub fn save_bake(home: &Home, baked: &PlanBaked) -> anyhow::Result<()> {
+    let mut bytes = serde_json::to_vec_pretty(baked)?;
+    bytes.push(b'\n');
+    home.store.put(&bake_key(&baked.name), &bytes, lct_core::store::Secrecy::Secret)?;
+    Ok(())
 }
 
 /// Cluster `name`'s last bake, if any.
-pub fn load_bake(state_dir: &Path, name: &Name) -> anyhow::Result<Option<PlanBaked>> {
-    let path = bake_path(state_dir, name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| path.display().to_string())?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| path.display().to_string()),
-    }
+pub fn load_bake(home: &Home, name: &Name) -> anyhow::Result<Option<PlanBaked>> {
+    let key = bake_key(name);
+    let Some(entry) = home.store.get(&key)? else { return Ok(None) };
+    Ok(Some(serde_json::from_slice(&entry.value).with_context(|| format!("{} {key}", home.store.describe()))?))
 }
 
 /// The image a bake node starts from for `group`: the provider's Debian for a group whose
@@ -70,7 +68,7 @@ pub fn programs(tools: &Tools) -> anyhow::Result<Vec<(String, String)>> {
 /// left out): `baked` is cluster `name`'s bake, which must be of this very plan, build and
 /// base image.
 pub fn resolve(
-    state_dir: &Path,
+    home: &Home,
     tools: &Tools,
     name: &Name,
     loaded: &Loaded,
@@ -81,7 +79,7 @@ pub fn resolve(
         let field = format!("{}: groups.{g}.image", loaded.source);
         let image = match group.image.as_str() {
             "baked" => {
-                let Some(baked) = load_bake(state_dir, name)? else {
+                let Some(baked) = load_bake(home, name)? else {
                     bail!(
                         "{field}: baked, but cluster {name} has no bake: `lct-plan bake {name} {}` first",
                         loaded.source
@@ -136,7 +134,7 @@ mod tests {
         }
     }
 
-    fn fake_tools(dir: &Path) -> Tools {
+    fn fake_tools(dir: &std::path::Path) -> Tools {
         for name in lct_inventory::install::NODE_PROGRAMS {
             std::fs::write(dir.join(name), name.as_bytes()).unwrap();
         }
@@ -147,8 +145,9 @@ mod tests {
     fn baked_needs_a_bake_of_this_very_plan() {
         let state = tempfile::tempdir().unwrap();
         let tools = fake_tools(state.path());
+        let home = &Home::local(state.path());
         let zk: Name = "zk".parse().unwrap();
-        let e = resolve(state.path(), &tools, &zk, &loaded(), ProviderName::Local).unwrap_err().to_string();
+        let e = resolve(home, &tools, &zk, &loaded(), ProviderName::Local).unwrap_err().to_string();
         assert!(e.contains("p.yaml: groups.a.image: baked, but cluster zk has no bake"), "{e}");
 
         let recipe = crate::recipe::recipe(&loaded(), "debian-12", &programs(&tools).unwrap());
@@ -168,16 +167,16 @@ mod tests {
             new_bytes: 0,
             took_ms: 0,
         };
-        save_bake(state.path(), &baked).unwrap();
-        let images = resolve(state.path(), &tools, &zk, &loaded(), ProviderName::Local).unwrap();
+        save_bake(home, &baked).unwrap();
+        let images = resolve(home, &tools, &zk, &loaded(), ProviderName::Local).unwrap();
         assert_eq!(images.get(&"a".parse::<Name>().unwrap()).map(String::as_str), Some("/r::p-0123"));
         assert_eq!(images.get(&"b".parse::<Name>().unwrap()).map(String::as_str), Some("/srv/repo::web-1"));
         assert!(!images.keys().any(|g| g.as_str() == "c"), "a provider's image is left to the provider");
 
         // Another build of lct's node-side programs: the bake is stale.
         baked.recipe = "other".into();
-        save_bake(state.path(), &baked).unwrap();
-        let e = resolve(state.path(), &tools, &zk, &loaded(), ProviderName::Local).unwrap_err().to_string();
+        save_bake(home, &baked).unwrap();
+        let e = resolve(home, &tools, &zk, &loaded(), ProviderName::Local).unwrap_err().to_string();
         assert!(e.contains("groups.a.image: baked, but the bake of zk (/r::p-0123) is of another plan"), "{e}");
     }
 

@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let state_dir = &lct_core::state::state_dir();
+    let home = &lct_plan::state::Home::open()?;
     let tools = || Tools::beside_current_exe();
     let out = &mut std::io::stdout();
     match &cli.command {
@@ -51,32 +51,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Create { name, making } => {
             let (trust, sets) = making_of(making, cli.allow_http)?;
             let (plan, provider) = (&making.plan, making.provider);
-            let nodes = lct_plan::cluster::create(state_dir, &tools()?, name, plan, provider, &sets, trust).await?;
+            let nodes = lct_plan::cluster::create(home, &tools()?, name, plan, provider, &sets, trust).await?;
             lct_core::table::emit(&nodes, cli.global.output())?;
         }
         Command::Bake { name, making, repo } => {
             let (trust, sets) = making_of(making, cli.allow_http)?;
-            let repo = repo.clone().unwrap_or_else(|| lct_plan::images::default_repo(state_dir));
+            let repo = repo.clone().unwrap_or_else(|| lct_plan::images::default_repo(home));
             let to = lct_plan::bake::BakeTo { repo: &repo, provider: making.provider };
-            let baked = lct_plan::bake::bake(state_dir, &tools()?, name, &making.plan, &sets, to, trust).await?;
+            let baked = lct_plan::bake::bake(home, &tools()?, name, &making.plan, &sets, to, trust).await?;
             lct_core::table::emit(&[baked], cli.global.output())?;
         }
         Command::Scale { name, group, count } => {
-            let nodes = lct_plan::cluster::scale(state_dir, &tools()?, name, group, *count).await?;
+            let nodes = lct_plan::cluster::scale(home, &tools()?, name, group, *count).await?;
             lct_core::table::emit(&nodes, cli.global.output())?;
         }
         Command::Stop { name } => {
-            lct_plan::cluster::stop(state_dir, &tools()?, name).await?;
+            lct_plan::cluster::stop(home, &tools()?, name).await?;
             eprintln!("cluster {name} stopped");
         }
         Command::Start { name } => {
-            lct_plan::cluster::start(state_dir, &tools()?, name).await?;
+            lct_plan::cluster::start(home, &tools()?, name).await?;
             eprintln!("cluster {name} started");
         }
         Command::Diff { name, plan, sets, set_files, counts } => {
             let trust = Trust { allow_http: cli.allow_http, trust_hooks: false };
             let sets = &settings(sets, set_files)?;
-            let lines = lct_plan::diff::diff(state_dir, name, plan.as_deref(), sets, counts, trust).await?;
+            let lines = lct_plan::diff::diff(home, name, plan.as_deref(), sets, counts, trust).await?;
             if lines.is_empty() {
                 println!("cluster {name}: no changes");
             }
@@ -85,30 +85,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Fire { name, event } => {
-            let ctx = Context::load(state_dir, &tools()?, name)?;
+            let _lock = lct_plan::state::lock(home, name, "fire")?;
+            let ctx = Context::load(home, &tools()?, name)?;
             lct_plan::hooks::fire(&ctx, *event, &Change::default()).await?;
             eprintln!("cluster {name}: {event} ran");
         }
-        Command::Log { name, event: Some(event) } => report::event_log(out, state_dir, name, *event)?,
+        Command::Log { name, event: Some(event) } => report::event_log(out, home, name, *event)?,
         Command::Log { name, event: None } => {
-            report::log(out, state_dir, name, cli.global.output() == OutputFormat::Jsonl)?;
+            report::log(out, home, name, cli.global.output() == OutputFormat::Jsonl)?;
         }
         Command::Reconcile { names, replace } => {
-            lct_plan::cluster::reconcile_all(state_dir, &tools()?, names, *replace, |name, result| match result {
+            lct_plan::cluster::reconcile_all(home, &tools()?, names, *replace, |name, result| match result {
                 Ok(r) => println!("{}", lct_core::stream::to_line(&r)),
                 Err(e) => eprintln!("lct-plan: reconcile {name}: {e:#}"),
             })
             .await?;
         }
-        Command::Status { name } => report::status(out, state_dir, name).await?,
+        Command::Status { name } => report::status(out, home, name).await?,
         Command::Graph { clusters, plans, format } => {
-            let dot = lct_plan::graph::dot(&lct_plan::graph::gather(state_dir, clusters, plans, cli.allow_http)?);
+            let dot = lct_plan::graph::dot(&lct_plan::graph::gather(home, clusters, plans, cli.allow_http)?);
             std::io::Write::write_all(&mut std::io::stdout(), &lct_plan::graph::output(&dot, *format)?)?;
         }
         Command::Destroy { name, force, keep_volumes } => {
-            lct_plan::cluster::destroy(state_dir, &tools()?, name, *force, *keep_volumes).await?;
+            lct_plan::cluster::destroy(home, &tools()?, name, *force, *keep_volumes).await?;
             eprintln!("cluster {name} destroyed");
         }
+        Command::Unlock { name } => match lct_plan::state::unlock(home, name)? {
+            Some(was) => eprintln!("cluster {name}: unlocked (it was held by {was})"),
+            None => eprintln!("cluster {name}: not locked"),
+        },
         Command::Schema => println!("{}", serde_json::to_string_pretty(&schemars::schema_for!(lct_plan::Plan))?),
         Command::Meta(meta) => meta.run::<Cli>()?,
     }

@@ -1,8 +1,8 @@
 //! What `lct-plan` shows people: the packaged plans, a plan's summary, a cluster's status
 //! and its event log. Each is written to `out`; the binary only picks the command.
 
+use crate::state::Home;
 use std::io::Write;
-use std::path::Path;
 
 use anyhow::Context as _;
 use lct_api::Provider;
@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::plan::{Count, Event, Plan};
 use crate::spec::{node_specs, offers};
-use crate::state::{load_cluster, plans_dir};
+use crate::state::load_cluster;
 use crate::{PACKAGES, parse};
 
 /// `lct-plan list`: each packaged plan with the first sentence of its description.
@@ -102,16 +102,16 @@ pub fn events_table(out: &mut impl Write, events: &[Value]) -> std::io::Result<(
 }
 
 /// The events of cluster `name`'s log (`events.jsonl`), oldest first.
-pub fn events(state_dir: &Path, name: &Name) -> anyhow::Result<Vec<Value>> {
-    let dir = plans_dir(state_dir).join(name.as_str());
-    let text = std::fs::read_to_string(dir.join("events.jsonl"))
-        .with_context(|| format!("cluster {name} has no event log here"))?;
+pub fn events(home: &Home, name: &Name) -> anyhow::Result<Vec<Value>> {
+    let key = crate::state::cluster_key(name, "events.jsonl");
+    let entry = home.store.get(&key)?.with_context(|| format!("cluster {name} has no event log here"))?;
+    let text = String::from_utf8_lossy(&entry.value);
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 
 /// `lct-plan log NAME`: the cluster's events, as a table or as they are kept (JSON lines).
-pub fn log(out: &mut impl Write, state_dir: &Path, name: &Name, jsonl: bool) -> anyhow::Result<()> {
-    let events = events(state_dir, name)?;
+pub fn log(out: &mut impl Write, home: &Home, name: &Name, jsonl: bool) -> anyhow::Result<()> {
+    let events = events(home, name)?;
     if !jsonl {
         return Ok(events_table(out, &events)?);
     }
@@ -122,9 +122,9 @@ pub fn log(out: &mut impl Write, state_dir: &Path, name: &Name, jsonl: bool) -> 
 }
 
 /// `lct-plan log NAME EVENT`: the last run of `event`, then every hook's output of it.
-pub fn event_log(out: &mut impl Write, state_dir: &Path, name: &Name, event: Event) -> anyhow::Result<()> {
-    let dir = plans_dir(state_dir).join(name.as_str());
-    let events = events(state_dir, name)?;
+pub fn event_log(out: &mut impl Write, home: &Home, name: &Name, event: Event) -> anyhow::Result<()> {
+    let logs_dir = crate::state::logs_dir(home, name);
+    let events = events(home, name)?;
     let last = events
         .iter()
         .rev()
@@ -132,7 +132,7 @@ pub fn event_log(out: &mut impl Write, state_dir: &Path, name: &Name, event: Eve
         .with_context(|| format!("cluster {name}: no {event} event yet"))?;
     writeln!(out, "{last}")?;
     let prefix = format!("{event}.");
-    let mut logs: Vec<_> = std::fs::read_dir(dir.join("logs"))
+    let mut logs: Vec<_> = std::fs::read_dir(logs_dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -148,8 +148,8 @@ pub fn event_log(out: &mut impl Write, state_dir: &Path, name: &Name, event: Eve
 
 /// `lct-plan status`: a cluster's plan, parameters (secrets hidden), groups against the
 /// plan, what it offers, what it depends on, its nodes and last events.
-pub async fn status(out: &mut impl Write, state_dir: &Path, name: &Name) -> anyhow::Result<()> {
-    let (state, plan) = load_cluster(state_dir, name)?;
+pub async fn status(out: &mut impl Write, home: &Home, name: &Name) -> anyhow::Result<()> {
+    let (state, plan) = load_cluster(home, name)?;
     let stopped = if state.stopped { " (stopped)" } else { "" };
     writeln!(out, "cluster {name}: from {} on {}{stopped}", state.source, state.provider)?;
     writeln!(out, "parameters:")?;
@@ -159,7 +159,7 @@ pub async fn status(out: &mut impl Write, state_dir: &Path, name: &Name) -> anyh
     }
     let api = lct_api::AnyProvider::from_env(state.provider)?;
     let nodes: Vec<_> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
-    let records = lct_core::state::ClusterStore::new(state_dir).load()?;
+    let records = home.records().load()?;
     let planned = node_specs(&plan, name, &state.parameters, &Default::default(), state.provider)?;
     let wanted = node_specs(&plan, name, &state.parameters, &state.counts, state.provider)?;
     writeln!(out, "groups:")?;
@@ -200,7 +200,7 @@ pub async fn status(out: &mut impl Write, state_dir: &Path, name: &Name) -> anyh
         table.row(n.row());
     }
     table.write(out)?;
-    let events = events(state_dir, name).unwrap_or_default();
+    let events = events(home, name).unwrap_or_default();
     writeln!(out, "last events:")?;
     events_table(out, &events[events.len().saturating_sub(5)..])?;
     Ok(())

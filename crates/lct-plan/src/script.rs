@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::plan::{Event, Plan};
 use crate::records::PlanSecrets;
 use crate::spec::{context, offers, render};
-use crate::state::{Change, Context, load_cluster};
+use crate::state::{Change, Context, Home, load_cluster};
 
 /// What a script or playbook is given.
 pub(crate) struct Given {
@@ -58,7 +58,7 @@ impl Given {
         wanted.extend(lct_core::state::dependents_of(records, &[name.clone()].into()));
         let selector = lct_inventory::Selector { clusters: wanted.into_iter().collect(), ..Default::default() };
         let nodes = lct_inventory::query(&selector, records).await?;
-        env.extend(offered_env(&ctx.state_dir, plan, name, &state.parameters, &nodes, records)?);
+        env.extend(offered_env(&ctx.home, plan, name, &state.parameters, &nodes, records)?);
         let secrets = PlanSecrets { cluster: name.clone(), parameters: secrets };
         Ok(Given { env, secrets, nodes })
     }
@@ -78,7 +78,7 @@ impl Given {
 
 /// `LCT_OFFER_ROLE_NAME` for every value the clusters `plan` depends on offer.
 fn offered_env(
-    state_dir: &Path,
+    home: &Home,
     plan: &Plan,
     name: &Name,
     params: &BTreeMap<String, Value>,
@@ -89,7 +89,7 @@ fn offered_env(
     let mut env = Vec::new();
     for (role, dep) in &plan.depends_on {
         let other: Name = render(&dep.cluster, &ctx)?.parse()?;
-        let (other_state, other_plan) = load_cluster(state_dir, &other)?;
+        let (other_state, other_plan) = load_cluster(home, &other)?;
         for (key, value) in offers(&other_plan, &other, &other_state.parameters, nodes, records)? {
             let var = format!("LCT_OFFER_{role}_{key}").to_ascii_uppercase().replace('-', "_");
             env.push((var, value));
@@ -194,6 +194,24 @@ async fn run_local(
     Ok((String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), failed))
 }
 
+/// The directory of the plan's files for a program that reads them (ansible-playbook and
+/// the roles beside a playbook): their own directory where the store keeps files, else a
+/// copy in `work` (private, removed with it).
+fn files_dir(ctx: &Context, work: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let prefix = ctx.key("files")?;
+    if let Some(dir) = ctx.home.store.local_path(&prefix) {
+        return Ok(dir);
+    }
+    let dir = work.join("files");
+    for (key, entry) in ctx.home.store.list(&prefix)? {
+        let rel = &key.as_str()[prefix.as_str().len() + 1..];
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap_or(&dir))?;
+        lct_core::fsutil::atomic_write(&path, &entry.value, 0o700)?;
+    }
+    Ok(dir)
+}
+
 /// Runs an Ansible playbook of the plan on the controller. Its inventory is `lct-inventory
 /// ansible` over the cluster and the clusters around it (groups per cluster, `zk`, and per
 /// cluster and role, `zk_server`); the parameters and offered values are extra variables
@@ -201,9 +219,9 @@ async fn run_local(
 /// to their Ansible groups (`hosts: "{{ lct_groups.server }}"`); the secrets come from a 0600
 /// file removed afterwards (never on a command line).
 pub(crate) async fn run_playbook(ctx: &Context, playbook: &str, given: &Given, log: &Path) -> anyhow::Result<()> {
-    let (state_dir, tools, state, plan) = (&ctx.state_dir, &ctx.tools, &ctx.state, &ctx.plan);
-    let dir = ctx.dir();
+    let (home, tools, state, plan) = (&ctx.home, &ctx.tools, &ctx.state, &ctx.plan);
     let work = lct_core::fsutil::temp_dir("lct-playbook-")?;
+    let files = files_dir(ctx, work.path())?;
     let mut clusters: Vec<String> = given.nodes.iter().map(|n| n.cluster.to_string()).collect();
     clusters.dedup();
     let quote = lct_inventory::exec::shell_quote;
@@ -239,13 +257,13 @@ pub(crate) async fn run_playbook(ctx: &Context, playbook: &str, given: &Given, l
         inventory_path.display().to_string(),
         "-e".into(),
         format!("@{}", vars_path.display()),
-        dir.join("files").join(playbook).display().to_string(),
+        files.join(playbook).display().to_string(),
     ];
     let env = vec![
         ("ANSIBLE_HOME".to_string(), work.path().join("ansible").display().to_string()),
         ("ANSIBLE_NOCOLOR".into(), "1".into()),
         ("ANSIBLE_RETRY_FILES_ENABLED".into(), "0".into()),
-        ("LCT_STATE_DIR".into(), state_dir.display().to_string()),
+        ("LCT_STATE_DIR".into(), home.dir.display().to_string()),
     ];
     let env: Vec<(String, String)> = env.into_iter().chain(given.env.iter().cloned()).collect();
     let (stdout, stderr, failed) = run_local(&argv, &[], &env).await?;

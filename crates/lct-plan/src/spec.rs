@@ -2,8 +2,8 @@
 //! (domain, dependencies, firewall declarations, refused when they make a cycle), its
 //! volumes, and the values it offers its dependents.
 
+use crate::state::Home;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use anyhow::{Context, bail};
 use lct_core::record::{Cluster, Dependency, Name, Node, NodeSpec, PortSpec, ProviderName};
@@ -86,7 +86,7 @@ fn service_ports(plan: &Plan, service: &str) -> anyhow::Result<(Name, Vec<PortSp
 /// The cluster record a plan fills: domain, provider, dependencies (with the ports of the
 /// services used, from the other cluster's plan), firewall declarations.
 pub fn cluster_record(
-    state_dir: &Path,
+    home: &Home,
     plan: &Plan,
     name: &Name,
     params: &BTreeMap<String, Value>,
@@ -115,7 +115,7 @@ pub fn cluster_record(
     for (role, dep) in &plan.depends_on {
         let field = format!("depends_on.{role}.cluster");
         let other: Name = render(&dep.cluster, &ctx)?.parse().map_err(|e| refused(&field, format!("{e}")))?;
-        let (_, other_plan) = load_cluster(state_dir, &other)
+        let (_, other_plan) = load_cluster(home, &other)
             .map_err(|e| refused(&field, format!("cluster {other} has no plan here; create it first: {e:#}")))?;
         // Only what the other cluster opens to dependents becomes a rule on its nodes.
         crate::offered::check_dependency(role, dep, &format!("cluster {other}"), &other_plan)?;

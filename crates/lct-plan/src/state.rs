@@ -1,18 +1,20 @@
 //! What lct keeps of a cluster made from a plan, and the cluster loaded once for an
 //! operation.
 //!
-//! A cluster's state is `STATE/plans/NAME/`: `plan.yaml` (the copy every later operation
-//! reads, no network needed), `files/` (its hook scripts), `cluster.json` (where the plan
-//! came from, the parameters, group sizes, the membership its hooks last saw; 0600 since
-//! parameters may be secret), `events.jsonl` and `logs/`.
+//! A cluster's state is kept in the state store ([`lct_core::store`]) under `plans/NAME/`:
+//! `plan.yaml` (the copy every later operation reads, no network needed), `files/` (its hook
+//! scripts), `cluster.json` (where the plan came from, the parameters, group sizes, the
+//! membership its hooks last saw; secret since parameters may be), `events.jsonl`. The hooks'
+//! output (`logs/`) stays in this machine's state directory, with the controller that ran
+//! them. Long operations hold the cluster's lock (`plans/NAME`, [`lock`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use lct_core::fsutil::atomic_write_json;
 use lct_core::record::{Name, ProviderName};
 use lct_core::state::ClusterStore;
+use lct_core::store::{Expect, Holder, Key, LockGuard, Secrecy, SharedStore, Wait};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -49,60 +51,154 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
-    pub(crate) fn save(&self, state_dir: &Path) -> anyhow::Result<()> {
-        Ok(atomic_write_json(&cluster_dir(state_dir, &self.name).join("cluster.json"), self)?)
+    pub(crate) fn save(&self, home: &Home) -> anyhow::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self)?;
+        bytes.push(b'\n');
+        home.store.put_secret(&cluster_key(&self.name, "cluster.json"), &bytes, Expect::Any)?;
+        Ok(())
     }
 }
 
-/// Where clusters made from plans keep their state.
-pub fn plans_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("plans")
+/// Where lct-plan keeps what it knows: the state store (cluster state, plan copies, events,
+/// bakes) and this machine's state directory (the hooks' logs, the image repository: what
+/// stays with the controller that made it).
+#[derive(Debug, Clone)]
+pub struct Home {
+    pub store: SharedStore,
+    pub dir: PathBuf,
 }
 
-pub(crate) fn cluster_dir(state_dir: &Path, name: &Name) -> PathBuf {
-    plans_dir(state_dir).join(name.as_str())
+impl Home {
+    /// The store the environment names, and `LCT_STATE_DIR` (or the store's own directory).
+    pub fn open() -> anyhow::Result<Home> {
+        let store = lct_core::store::open()?;
+        let dir = store
+            .local_path(&Key::new("x").expect("a fixed key"))
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(lct_core::state::state_dir);
+        Ok(Home { store, dir })
+    }
+
+    /// The local directory `dir` as both.
+    pub fn local(dir: &Path) -> Home {
+        Home { store: std::sync::Arc::new(lct_core::store::local::LocalStore::new(dir)), dir: dir.to_path_buf() }
+    }
+
+    /// The cluster records of the store.
+    pub fn records(&self) -> ClusterStore {
+        ClusterStore::on(self.store.clone())
+    }
+
+    /// Whether cluster `name` was made by lct-plan (its state is in the store).
+    pub fn made_here(&self, name: &Name) -> anyhow::Result<bool> {
+        Ok(self.store.get(&cluster_key(name, "cluster.json"))?.is_some())
+    }
+}
+
+/// `plans/NAME/FILE`.
+pub(crate) fn cluster_key(name: &Name, file: &str) -> Key {
+    Key::new(format!("plans/{name}/{file}")).expect("a cluster's name and a checked file name make a key")
+}
+
+/// `plans/NAME`: the prefix of a cluster's state, and the name of its lock.
+pub(crate) fn cluster_prefix(name: &Name) -> Key {
+    Key::new(format!("plans/{name}")).expect("a cluster's name makes a key")
+}
+
+/// This machine's directory of a cluster's hook logs.
+pub(crate) fn logs_dir(home: &Home, name: &Name) -> PathBuf {
+    home.dir.join("plans").join(name.as_str()).join("logs")
+}
+
+/// How long a lock outlives a controller that died (a shared store's lease; the local
+/// directory frees it at once).
+pub const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Takes cluster `name`'s lock for `operation` (`scale`), or fails at once naming who
+/// holds it. Held until the guard drops.
+pub fn lock(home: &Home, name: &Name, operation: &str) -> anyhow::Result<Box<dyn LockGuard>> {
+    let holder = Holder::here(format!("{operation} {name}"));
+    home.store.lock(&cluster_prefix(name), &holder, LOCK_TTL, Wait::No).map_err(|e| match e {
+        lct_core::store::StoreError::Held { holder, .. } => anyhow::anyhow!(
+            "cluster {name} is busy: {holder} holds its lock (`lct-plan unlock {name}` shows it; it ends with its holder)"
+        ),
+        e => e.into(),
+    })
+}
+
+/// `lct-plan unlock`: clears cluster `name`'s lock record if its holder is gone (returns
+/// who it was); a live holder is named in the error (its lock ends with it: the local
+/// directory's with its process, a shared store's lease when it expires or is revoked).
+pub fn unlock(home: &Home, name: &Name) -> anyhow::Result<Option<Holder>> {
+    home.store.unlock(&cluster_prefix(name)).map_err(|e| match e {
+        lct_core::store::StoreError::Held { holder, .. } => {
+            anyhow::anyhow!("cluster {name} is locked by {holder}: that process still runs; its lock ends with it")
+        }
+        e => e.into(),
+    })
 }
 
 /// A cluster's saved plan and state.
-pub fn load_cluster(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterState, Plan)> {
-    let (state, saved) = load_saved(state_dir, name)?;
+pub fn load_cluster(home: &Home, name: &Name) -> anyhow::Result<(ClusterState, Plan)> {
+    let (state, saved) = load_saved(home, name)?;
     Ok((state, saved.plan))
 }
 
 /// A cluster's state and saved plan copy, as loaded (with its text, for errors that name
 /// the place).
-fn load_saved(state_dir: &Path, name: &Name) -> anyhow::Result<(ClusterState, Loaded)> {
-    let dir = cluster_dir(state_dir, name);
-    let state: ClusterState = serde_json::from_slice(
-        &std::fs::read(dir.join("cluster.json"))
-            .with_context(|| format!("cluster {name} was not made by lct-plan here"))?,
-    )
-    .with_context(|| format!("{}", dir.join("cluster.json").display()))?;
-    Ok((state, saved_plan(state_dir, name)?))
+fn load_saved(home: &Home, name: &Name) -> anyhow::Result<(ClusterState, Loaded)> {
+    let key = cluster_key(name, "cluster.json");
+    let entry = home.store.get(&key)?.with_context(|| format!("cluster {name} was not made by lct-plan here"))?;
+    let state: ClusterState =
+        serde_json::from_slice(&entry.value).with_context(|| format!("{} {key}", home.store.describe()))?;
+    Ok((state, saved_plan(home, name)?))
 }
 
 /// A cluster's saved plan copy, as loaded (its text for errors that name the place).
-pub(crate) fn saved_plan(state_dir: &Path, name: &Name) -> anyhow::Result<Loaded> {
-    let path = cluster_dir(state_dir, name).join("plan.yaml");
-    let text = std::fs::read_to_string(&path).context("the cluster's plan copy")?;
-    let source = path.display().to_string();
+pub(crate) fn saved_plan(home: &Home, name: &Name) -> anyhow::Result<Loaded> {
+    let key = cluster_key(name, "plan.yaml");
+    let entry = home.store.get(&key)?.context("the cluster's plan copy: absent")?;
+    let text = String::from_utf8(entry.value).context("the cluster's plan copy: not UTF-8")?;
+    let source = match home.store.local_path(&key) {
+        Some(path) => path.display().to_string(),
+        None => format!("{} {key}", home.store.describe()),
+    };
     let plan = parse(&text, &source)?;
     Ok(Loaded { plan, text, source, files: BTreeMap::new() })
 }
 
-/// Every cluster made by lct-plan here.
-pub fn clusters(state_dir: &Path) -> anyhow::Result<Vec<Name>> {
-    let mut names = Vec::new();
-    let Ok(entries) = std::fs::read_dir(plans_dir(state_dir)) else { return Ok(names) };
-    for e in entries {
-        let e = e?;
-        if e.path().join("cluster.json").exists()
-            && let Some(name) = e.file_name().to_str().and_then(|n| n.parse().ok())
-        {
-            names.push(name);
+/// Writes a cluster's plan copy and its files (secret: they may hold anything).
+pub(crate) fn save_plan(home: &Home, name: &Name, loaded: &Loaded) -> anyhow::Result<()> {
+    let mut txn = lct_core::store::Txn::new();
+    for (file, body) in &loaded.files {
+        let key = Key::new(format!("plans/{name}/files/{file}"))
+            .with_context(|| format!("the plan's file {file:?} cannot be kept under this name"))?;
+        txn = txn.put(&key, body.clone(), Secrecy::Secret);
+    }
+    txn = txn.put(&cluster_key(name, "plan.yaml"), loaded.text.as_bytes(), Secrecy::Secret);
+    home.store.commit(&txn)?;
+    // Scripts run from their files stay executable where the store keeps files.
+    for file in loaded.files.keys() {
+        if let Some(path) = home.store.local_path(&cluster_key(name, &format!("files/{file}"))) {
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         }
     }
+    Ok(())
+}
+
+/// Every cluster made by lct-plan here.
+pub fn clusters(home: &Home) -> anyhow::Result<Vec<Name>> {
+    let mut names: Vec<Name> = home
+        .store
+        .keys(&Key::new("plans").expect("a fixed key"))?
+        .into_iter()
+        .filter_map(|(key, _)| {
+            let parts: Vec<&str> = key.segments().collect();
+            (parts.len() == 3 && parts[2] == "cluster.json").then(|| parts[1].parse().ok()).flatten()
+        })
+        .collect();
     names.sort();
+    names.dedup();
     Ok(names)
 }
 
@@ -131,7 +227,7 @@ pub struct Change {
 /// cluster records, where lct's programs are. Events, hooks and actions are given it
 /// rather than reading the cluster again.
 pub struct Context {
-    pub state_dir: PathBuf,
+    pub home: Home,
     pub tools: Tools,
     pub store: ClusterStore,
     pub state: ClusterState,
@@ -141,35 +237,40 @@ pub struct Context {
 }
 
 impl Context {
-    /// Cluster `name` as saved in `state_dir`.
-    pub fn load(state_dir: &Path, tools: &Tools, name: &Name) -> anyhow::Result<Context> {
-        let (state, saved) = load_saved(state_dir, name)?;
-        Ok(Context::new(state_dir, tools, state, saved))
+    /// Cluster `name` as saved in `home`.
+    pub fn load(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<Context> {
+        let (state, saved) = load_saved(home, name)?;
+        Ok(Context::new(home, tools, state, saved))
     }
 
     /// A cluster whose state and plan are at hand (`create` has just written them).
-    pub fn new(state_dir: &Path, tools: &Tools, state: ClusterState, loaded: Loaded) -> Context {
-        let store = ClusterStore::new(state_dir);
+    pub fn new(home: &Home, tools: &Tools, state: ClusterState, loaded: Loaded) -> Context {
+        let store = home.records();
         let (plan, text) = (loaded.plan, loaded.text);
-        Context { state_dir: state_dir.to_path_buf(), tools: tools.clone(), store, state, plan, text }
+        Context { home: home.clone(), tools: tools.clone(), store, state, plan, text }
     }
 
-    /// Another cluster of the same state directory (a dependency, a dependent).
+    /// Another cluster of the same state (a dependency, a dependent).
     pub fn other(&self, name: &Name) -> anyhow::Result<Context> {
-        Context::load(&self.state_dir, &self.tools, name)
+        Context::load(&self.home, &self.tools, name)
     }
 
     pub fn name(&self) -> &Name {
         &self.state.name
     }
 
-    /// `STATE/plans/NAME/`.
-    pub fn dir(&self) -> PathBuf {
-        cluster_dir(&self.state_dir, self.name())
+    /// The key of one of the cluster's files (`events.jsonl`, `files/x.sh`).
+    pub fn key(&self, file: &str) -> anyhow::Result<Key> {
+        Ok(Key::new(format!("plans/{}/{file}", self.name()))?)
+    }
+
+    /// This machine's directory of the cluster's hook logs.
+    pub fn logs(&self) -> PathBuf {
+        logs_dir(&self.home, self.name())
     }
 
     /// Writes the cluster's state (`cluster.json`).
     pub fn save(&self) -> anyhow::Result<()> {
-        self.state.save(&self.state_dir)
+        self.state.save(&self.home)
     }
 }

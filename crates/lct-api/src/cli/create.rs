@@ -76,7 +76,15 @@ fn read_specs() -> anyhow::Result<Vec<NodeSpec>> {
 /// without --provider. A failure is a warning: the nodes are made.
 pub async fn remember(created: &[Node], provider: ProviderName) {
     let clusters: BTreeSet<Name> = created.iter().map(|n| n.cluster.clone()).collect();
-    let store = lct_core::state::ClusterStore::new(&lct_core::state::state_dir());
+    let store = match lct_core::state::ClusterStore::open() {
+        Ok(store) => store,
+        Err(e) => {
+            tracing::warn!(
+                "the cluster records do not say these nodes are on {provider} ({e}): queries by cluster need --provider {provider}"
+            );
+            return;
+        }
+    };
     match crate::remember_provider(&store, &clusters, provider).await {
         Ok(changed) => {
             for c in changed {
@@ -86,7 +94,7 @@ pub async fn remember(created: &[Node], provider: ProviderName) {
         }
         Err(e) => tracing::warn!(
             "{path}: the cluster records do not say these nodes are on {p} ({e}): queries by cluster need --provider {p}",
-            path = store.path().display(),
+            path = store.describe(),
             p = provider
         ),
     }
