@@ -241,3 +241,52 @@ fn a_member_killed_during_writes_loses_nothing() {
         one.keys(&key!("nodes")).map(|k| k.len() == 300).unwrap_or(false)
     });
 }
+
+#[test]
+fn two_processes_change_cluster_records_at_once_and_unlock_names_the_holder() {
+    let cluster = EtcdCluster::start(3, false);
+    let env = lct_tests::Env::new();
+    let url = cluster.url("lct");
+    // Two controllers (processes), ten cluster records each, all at once, on one key
+    // (clusters.jsonl): compare-and-swap of its revision, so no update is lost.
+    let spawn = |side: &'static str| {
+        let env = &env;
+        let url = url.clone();
+        move || {
+            for i in 0..10 {
+                let name = format!("{side}{i}");
+                let run = lct_tests::Run::from(
+                    env.command("lct-inventory", &["clusters", "set", &name, "--domain", &format!("{name}.example")])
+                        .env("LCT_STATE", &url)
+                        .output()
+                        .unwrap(),
+                );
+                assert_eq!(run.status, 0, "{}", run.stderr);
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(spawn("a"));
+        s.spawn(spawn("b"));
+    });
+    let list = lct_tests::Run::from(
+        env.command("lct-inventory", &["clusters", "list", "-o", "jsonl"]).env("LCT_STATE", &url).output().unwrap(),
+    )
+    .ok();
+    let names: std::collections::BTreeSet<String> =
+        list.json_lines().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names.len(), 20, "{names:?}");
+    assert!(std::fs::read_dir(env.state.path()).unwrap().next().is_none(), "nothing in the local directory");
+
+    // `lct-plan unlock` names a dead controller's lock's holder and frees it.
+    let client = Client::new(&EtcdUrl::parse(&url).unwrap(), &TlsFiles::default(), Options::default()).unwrap();
+    let lease = client.lease_grant(60).unwrap();
+    let dead = Holder { who: "ops@ctl-2".into(), pid: 4242, operation: "scale zk".into(), since: 1_796_000_000 };
+    client.put(b"lct/.locks/plans/zk", &serde_json::to_vec(&dead).unwrap(), lease).unwrap();
+    let run = lct_tests::Run::from(env.command("lct-plan", &["unlock", "zk"]).env("LCT_STATE", &url).output().unwrap());
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("ops@ctl-2") && said.contains("4242") && said.contains("scale zk"), "{said}");
+    assert!(client.get(b"lct/.locks/plans/zk").unwrap().is_none());
+    assert_eq!(client.lease_ttl(lease).unwrap(), None, "the holder's lease is revoked");
+}
