@@ -24,7 +24,7 @@ pub enum SealError {
     #[error("state key {path}: {why}")]
     KeyFile { path: PathBuf, why: String },
     #[error(
-        "secrets on a shared store are sealed with a key file: set {KEY_ENV} to it (make one with `lct-inventory state keygen FILE`)"
+        "secrets on a shared store are sealed with a key file the operators share: set {KEY_ENV} to it (make one with `(umask 077; openssl rand -hex 32 > FILE)`)"
     )]
     NoKey,
     #[error("secret {name:?}: {why}")]
