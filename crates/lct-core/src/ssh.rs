@@ -1,21 +1,43 @@
-//! lct's own SSH trust: a client key and a known_hosts file in the state directory.
+//! lct's own SSH trust: a client key and a known_hosts file in lct's state.
 //!
 //! lct makes each node's host key itself (at creation, before first boot) and records it
 //! here, so `ssh` runs with `StrictHostKeyChecking=yes` against exactly that key: no trust
-//! on first use. The client key (`STATE/ssh/id_ed25519`, 0600) is every node's authorized
-//! key, with the operator's own keys from `LCT_SSH_AUTHORIZED_KEYS` (a file of public keys).
+//! on first use. The client key (`ssh/id_ed25519`, secret: 0600 in the state directory) is
+//! every node's authorized key, with the operator's own keys from `LCT_SSH_AUTHORIZED_KEYS`
+//! (a file of public keys). The keys live in the state store ([`crate::store`]); ssh reads
+//! files, so where the store keeps none (a shared store) they are copied into a private
+//! temporary directory of this process.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
-use crate::fsutil::{Lock, atomic_write};
+use crate::store::{Expect, Key, Secrecy, SharedStore, StoreError, Txn};
 
-/// The SSH files of one state directory.
+/// The SSH files of one state store.
 #[derive(Debug, Clone)]
 pub struct SshFiles {
+    store: SharedStore,
+    /// Where ssh reads them: the state directory's `ssh/`, or a private copy.
     dir: PathBuf,
+    _copy: Option<Arc<tempfile::TempDir>>,
+}
+
+const IDENTITY: &str = "ssh/id_ed25519";
+const IDENTITY_PUB: &str = "ssh/id_ed25519.pub";
+const KNOWN_HOSTS: &str = "ssh/known_hosts";
+
+fn key(text: &str) -> Key {
+    Key::new(text).expect("a fixed key")
+}
+
+fn io_err(e: StoreError) -> io::Error {
+    match e {
+        StoreError::Io { place, error } => io::Error::new(error.kind(), format!("{place}: {error}")),
+        e => io::Error::other(e.to_string()),
+    }
 }
 
 /// A host key pair, in OpenSSH's formats.
@@ -34,14 +56,58 @@ impl std::fmt::Debug for HostKey {
 }
 
 impl SshFiles {
-    /// `STATE/ssh`.
+    /// `STATE/ssh` of the state directory `state_dir`.
     pub fn new(state_dir: &Path) -> SshFiles {
-        SshFiles { dir: state_dir.join("ssh") }
+        SshFiles::on(Arc::new(crate::store::local::LocalStore::new(state_dir))).expect("a local store needs no copy")
     }
 
-    /// Of the state directory `LCT_STATE_DIR` names.
-    pub fn from_env() -> SshFiles {
-        SshFiles::new(&crate::state::state_dir())
+    /// Of the store the environment names ([`crate::store::open`]).
+    pub fn from_env() -> io::Result<SshFiles> {
+        SshFiles::on(crate::store::open().map_err(io_err)?)
+    }
+
+    /// Of the store the environment names when `LCT_STATE` names one, else of `state_dir`
+    /// (a provider's own directory, as the tests give it).
+    pub fn of_state_or(state_dir: &Path) -> io::Result<SshFiles> {
+        match std::env::var(crate::store::STATE_ENV) {
+            Ok(spec) if !spec.is_empty() => SshFiles::from_env(),
+            _ => Ok(SshFiles::new(state_dir)),
+        }
+    }
+
+    /// Of `store`: its own files, or a private copy of them made now.
+    pub fn on(store: SharedStore) -> io::Result<SshFiles> {
+        if let Some(path) = store.local_path(&key(IDENTITY)) {
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            return Ok(SshFiles { store, dir, _copy: None });
+        }
+        let copy = crate::fsutil::temp_dir("lct-ssh.")?;
+        let files = SshFiles { store, dir: copy.path().to_path_buf(), _copy: Some(Arc::new(copy)) };
+        for name in [IDENTITY, IDENTITY_PUB, KNOWN_HOSTS] {
+            files.copy_out(name)?;
+        }
+        Ok(files)
+    }
+
+    /// Refreshes the private copy of `name` (nothing when ssh reads the store's own file).
+    fn copy_out(&self, name: &str) -> io::Result<()> {
+        if self._copy.is_none() {
+            return Ok(());
+        }
+        let path = self.dir.join(key(name).last());
+        match self.store.get(&key(name)).map_err(io_err)? {
+            Some(entry) => crate::fsutil::atomic_write(&path, &entry.value, 0o600),
+            None => Ok(()),
+        }
+    }
+
+    /// The local store's `ssh/` directory: private (0700), made if needed.
+    fn private_dir(&self) -> io::Result<()> {
+        if self._copy.is_none() {
+            fs::DirBuilder::new().recursive(true).create(&self.dir)?;
+            fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        }
+        Ok(())
     }
 
     pub fn known_hosts(&self) -> PathBuf {
@@ -53,21 +119,30 @@ impl SshFiles {
         self.dir.join("id_ed25519")
     }
 
-    /// Makes lct's client key if there is none; returns its public key line.
+    /// Makes lct's client key if there is none; returns its public key line. Two makers
+    /// at once: one key wins (made only if absent), both return it.
     pub fn ensure_identity(&self) -> io::Result<String> {
-        let private = self.identity();
-        let public = private.with_extension("pub");
-        if !private.exists() || !public.exists() {
-            fs::create_dir_all(&self.dir)?;
-            fs::set_permissions(&self.dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-            let _lock = Lock::acquire(&self.dir.join("lock"))?;
-            if !private.exists() || !public.exists() {
-                let key = generate_key("lct")?;
-                atomic_write(&private, key.private.as_bytes(), 0o600)?;
-                atomic_write(&public, format!("{} lct\n", key.public).as_bytes(), 0o644)?;
+        let (private, public) = (key(IDENTITY), key(IDENTITY_PUB));
+        let have = |k: &Key| self.store.get(k).map_err(io_err);
+        let was = have(&private)?;
+        if was.is_none() || have(&public)?.is_none() {
+            self.private_dir()?;
+            let made = generate_key("lct")?;
+            let txn = Txn::new()
+                .expect(&private, Expect::from_read(was.as_ref()))
+                .put(&private, made.private.as_bytes(), Secrecy::Secret)
+                .put(&public, format!("{} lct\n", made.public).into_bytes(), Secrecy::Public);
+            match self.store.commit(&txn) {
+                Ok(_) => {}
+                // Another made it meanwhile: theirs is the key.
+                Err(e) if e.is_conflict() => {}
+                Err(e) => return Err(io_err(e)),
             }
+            self.copy_out(IDENTITY)?;
+            self.copy_out(IDENTITY_PUB)?;
         }
-        Ok(fs::read_to_string(public)?.trim().to_string())
+        let entry = have(&public)?.ok_or_else(|| io::Error::other(format!("{IDENTITY_PUB}: absent")))?;
+        Ok(String::from_utf8_lossy(&entry.value).trim().to_string())
     }
 
     /// The public keys a node authorizes: lct's own and the operator's
@@ -97,29 +172,24 @@ impl SshFiles {
     }
 
     fn edit_known_hosts(&self, names: &[String], public: Option<&str>) -> io::Result<()> {
-        fs::create_dir_all(&self.dir)?;
-        let _lock = Lock::acquire(&self.dir.join("lock"))?;
-        let path = self.known_hosts();
-        let old = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e),
-        };
-        let mut text: String = old
-            .lines()
-            .filter(|l| {
-                let hosts = l.split_whitespace().next().unwrap_or_default();
-                !hosts.split(',').any(|h| names.iter().any(|n| n == h))
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        if let Some(public) = public {
-            text.push_str(&format!("{} {}\n", names.join(","), public.trim()));
-        }
-        if text != old {
-            atomic_write(&path, text.as_bytes(), 0o644)?;
-        }
-        Ok(())
+        self.private_dir()?;
+        crate::store::update(&*self.store, &key(KNOWN_HOSTS), Secrecy::Public, |old| {
+            let old = String::from_utf8_lossy(old.unwrap_or_default());
+            let mut text: String = old
+                .lines()
+                .filter(|l| {
+                    let hosts = l.split_whitespace().next().unwrap_or_default();
+                    !hosts.split(',').any(|h| names.iter().any(|n| n == h))
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            if let Some(public) = public {
+                text.push_str(&format!("{} {}\n", names.join(","), public.trim()));
+            }
+            Ok((text != old).then(|| text.into_bytes()))
+        })
+        .map_err(io_err)?;
+        self.copy_out(KNOWN_HOSTS)
     }
 
     /// `-o` options for `ssh` to nodes: lct's key only, the host key pinned in lct's

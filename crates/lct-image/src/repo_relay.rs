@@ -46,7 +46,9 @@ fn private_address(node: &Node) -> Result<String, ImageError> {
 
 /// A's host key as lct pinned it (`TYPE BASE64`), from lct's known_hosts.
 fn pinned_key(node: &Node, address: &str) -> Result<String, ImageError> {
-    let path = lct_core::ssh::SshFiles::from_env().known_hosts();
+    let files = lct_core::ssh::SshFiles::from_env()
+        .map_err(|error| crate::error::ImageError::Io { path: "lct's SSH files".into(), error })?;
+    let path = files.known_hosts();
     let text = std::fs::read_to_string(&path).map_err(crate::error::io_at(&path))?;
     let names = [node.name.to_string(), address.to_string()];
     let key = text.lines().find_map(|l| {

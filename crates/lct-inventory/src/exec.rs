@@ -28,15 +28,20 @@ pub struct ExecOptions {
     /// lct's own (its client key, its known_hosts, strict host key checking): see
     /// `lct_core::ssh`.
     pub lct_ssh_options: Vec<String>,
+    /// The files those options name (a shared store's private copy lives as long as they).
+    pub lct_ssh_files: Option<lct_core::ssh::SshFiles>,
 }
 
 impl Default for ExecOptions {
     fn default() -> Self {
+        let files = lct_core::ssh::SshFiles::from_env().ok();
         ExecOptions {
             parallel: 16,
             timeout: None,
             ssh_options: Vec::new(),
-            lct_ssh_options: lct_core::ssh::SshFiles::from_env().client_options(),
+            // A state store that cannot be opened was refused before (the cluster records).
+            lct_ssh_options: files.as_ref().map(|f| f.client_options()).unwrap_or_default(),
+            lct_ssh_files: files,
         }
     }
 }

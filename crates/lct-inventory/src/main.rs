@@ -201,7 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 return Ok(());
             }
             let nodes = query(&selector, &store.load()?).await?;
-            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env())
+            let doc = lct_inventory::ansible::inventory(&nodes, &lct_core::ssh::SshFiles::from_env()?)
                 .map_err(anyhow::Error::msg)?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())

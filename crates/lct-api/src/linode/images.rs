@@ -333,7 +333,8 @@ impl LinodeProvider {
 
     /// The keys root gets on a helper disk: lct's own and the configured ones.
     fn node_keys(&self) -> Result<Vec<String>, ProviderError> {
-        let ssh = lct_core::ssh::SshFiles::from_env();
+        let ssh = lct_core::ssh::SshFiles::from_env()
+            .map_err(|e| ProviderError::Io { what: "lct's SSH keys".into(), error: e })?;
         let mut keys =
             ssh.authorized_keys().map_err(|e| ProviderError::Io { what: "lct's SSH keys".into(), error: e })?;
         for k in &self.defaults.authorized_keys {

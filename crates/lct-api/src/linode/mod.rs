@@ -218,8 +218,8 @@ impl LinodeProvider {
                 });
                 // First boot through Linode's Metadata service: the same cloud-init document a
                 // local machine gets, with a host key lct made and pins before any connection.
-                let ssh = lct_core::ssh::SshFiles::from_env();
                 let local = |e: std::io::Error| ApiFailure::Invalid { field: "ssh".into(), message: e.to_string() };
+                let ssh = lct_core::ssh::SshFiles::from_env().map_err(local)?;
                 let host_key = lct_core::ssh::generate_key(spec.name.as_str()).map_err(local)?;
                 let mut keys = ssh.authorized_keys().map_err(local)?;
                 for k in &self.defaults.authorized_keys {

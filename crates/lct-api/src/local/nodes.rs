@@ -130,7 +130,8 @@ impl LocalCloud {
             // The lab's addresses from the lab's namespace only (lct_core::reach).
             lct_core::reach::check(addr, netns.as_deref()).map_err(|e| ProviderError::Invalid(e.to_string()))?;
         }
-        let ssh = lct_core::ssh::SshFiles::new(self.state_dir());
+        let ssh = lct_core::ssh::SshFiles::of_state_or(self.state_dir())
+            .map_err(|error| ProviderError::Io { what: "lct's SSH files".into(), error })?;
         let mut argv: Vec<String> = Vec::new();
         if let Some(ns) = &netns {
             argv.extend(["ip", "netns", "exec", ns].map(String::from));

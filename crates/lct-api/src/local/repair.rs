@@ -82,8 +82,8 @@ impl LocalCloud {
         // on a loop device that can only go once it is unmounted.
         if state.machines.contains(&node.name) {
             self.machine(state, node).remove()?;
-            lct_core::ssh::SshFiles::new(self.state_dir())
-                .forget_host(&ssh_names(node))
+            lct_core::ssh::SshFiles::of_state_or(self.state_dir())
+                .and_then(|ssh| ssh.forget_host(&ssh_names(node)))
                 .map_err(|error| ProviderError::Io { what: "lct's known_hosts".into(), error })?;
         }
         for label in attached {
@@ -114,8 +114,8 @@ impl LocalCloud {
         if !state.machines.contains(&node.name) {
             return Ok(());
         }
-        let ssh = lct_core::ssh::SshFiles::new(self.state_dir());
         let io = |error| ProviderError::Io { what: "lct's SSH files".into(), error };
+        let ssh = lct_core::ssh::SshFiles::of_state_or(self.state_dir()).map_err(io)?;
         let first_boot = || -> Result<FirstBoot, ProviderError> {
             let host_key = lct_core::ssh::generate_key(node.name.as_str()).map_err(io)?;
             ssh.trust_host(&ssh_names(node), &host_key.public).map_err(io)?;
