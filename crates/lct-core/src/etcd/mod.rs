@@ -82,7 +82,10 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit {
     use super::*;
 
     #[test]
