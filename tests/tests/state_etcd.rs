@@ -290,3 +290,74 @@ fn two_processes_change_cluster_records_at_once_and_unlock_names_the_holder() {
     assert!(client.get(b"lct/.locks/plans/zk").unwrap().is_none());
     assert_eq!(client.lease_ttl(lease).unwrap(), None, "the holder's lease is revoked");
 }
+
+#[test]
+fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = EtcdCluster::start(3, false);
+    let env = lct_tests::Env::new();
+    let dir = cluster.dir.path();
+    let source = dir.join("source");
+    let files: &[(&str, &str, u32)] = &[
+        ("clusters.jsonl", "{\"kind\":\"cluster\",\"v\":1,\"name\":\"zk\"}\n", 0o644),
+        ("ssh/id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAC3NzaC1lZDI1NTE5\n", 0o600),
+        ("ssh/known_hosts", "[203.0.113.4]:22 ssh-ed25519 AAAA\n", 0o644),
+        ("plans/zk/cluster.json", "{\"parameters\":{\"password\":\"Xk2LqP9mW4\"}}", 0o600),
+        ("plans/zk/events.jsonl", "{\"event\":\"created\"}\n", 0o644),
+        ("images/bakes/zb.json", "{\"root\":\"abc\"}", 0o600),
+    ];
+    for (path, text, mode) in files {
+        let p = source.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
+    // A hook's log stays on the machine that ran it.
+    std::fs::create_dir_all(source.join("plans/zk/logs")).unwrap();
+    std::fs::write(source.join("plans/zk/logs/1.log"), "hook output").unwrap();
+    let snapshot = |root: &std::path::Path| {
+        let out = std::process::Command::new("find").arg(root).args(["-printf", "%P %m %s %T@\n"]).output().unwrap();
+        let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+        lines.sort();
+        lines
+    };
+    let before = snapshot(&source);
+    let key_file = dir.join("state.key");
+    SealKey::generate(&key_file).unwrap();
+    let migrate = |from: &str, to: &str| {
+        lct_tests::Run::from(
+            env.command("lct-inventory", &["state", "migrate", "--from", from, "--to", to])
+                .env("LCT_STATE_KEY", &key_file)
+                .output()
+                .unwrap(),
+        )
+    };
+    let url = cluster.url("lct");
+    let run = migrate(source.to_str().unwrap(), &url).ok();
+    assert!(run.stderr.contains("migrated 6 key(s) (3 secret"), "{}", run.stderr);
+    assert_eq!(snapshot(&source), before, "the source is untouched");
+    let dump = String::from_utf8_lossy(&cluster.dump("lct/")).into_owned();
+    assert!(!dump.contains("PRIVATE KEY") && !dump.contains("Xk2LqP9mW4") && !dump.contains("abc"), "{dump}");
+    assert!(!dump.contains("hook output") && dump.contains("lct/plans/zk/events.jsonl"), "{dump}");
+
+    // Into a store that holds state already: refused, nothing copied.
+    let again = migrate(source.to_str().unwrap(), &url);
+    assert_eq!(again.status, 1);
+    assert!(again.stderr.contains("migrate only into an empty store"), "{}", again.stderr);
+
+    // And back: byte-identical files with the same modes.
+    let back = dir.join("back");
+    migrate(&url, back.to_str().unwrap()).ok();
+    for (path, text, mode) in files {
+        let p = back.join(path);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), *text, "{path}");
+        let got = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&p).unwrap()) & 0o777;
+        assert_eq!(got, *mode, "{path}");
+    }
+    assert!(!back.join("plans/zk/logs").exists());
+    // A source naming nothing of lct's: said, nothing copied.
+    let empty = migrate(dir.join("nothing").to_str().unwrap(), &cluster.url("other"));
+    assert_eq!(empty.status, 1);
+    assert!(empty.stderr.contains("holds no lct state"), "{}", empty.stderr);
+    assert_eq!(count(&cluster, "other/"), 0);
+}

@@ -191,7 +191,9 @@ fn op_wire(op: &Op) -> RequestOp {
             RequestOp::Put(PutRequest { key: key.clone(), value: value.clone(), lease: *lease })
         }
         Op::Delete(key) => RequestOp::Delete(DeleteRequest { key: key.clone(), range_end: Vec::new() }),
-        Op::DeletePrefix(prefix) => RequestOp::Delete(DeleteRequest { key: prefix.clone(), range_end: prefix_end(prefix) }),
+        Op::DeletePrefix(prefix) => {
+            RequestOp::Delete(DeleteRequest { key: prefix.clone(), range_end: prefix_end(prefix) })
+        }
         Op::Get(key) => RequestOp::Range(RangeRequest { key: key.clone(), ..RangeRequest::default() }),
     }
 }

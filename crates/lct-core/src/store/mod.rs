@@ -27,6 +27,8 @@ pub mod contract;
 pub mod etcd;
 mod key;
 pub mod local;
+#[cfg(feature = "etcd")]
+pub mod migrate;
 mod types;
 
 use std::path::{Path, PathBuf};

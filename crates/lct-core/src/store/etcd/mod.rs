@@ -236,7 +236,11 @@ impl Store for EtcdStore {
         for op in &txn.ops {
             match op {
                 Op::Put { key, value, secrecy } => {
-                    then.push(etcd::Op::Put { key: self.raw(key), value: self.sealed(key, value, *secrecy)?, lease: 0 });
+                    then.push(etcd::Op::Put {
+                        key: self.raw(key),
+                        value: self.sealed(key, value, *secrecy)?,
+                        lease: 0,
+                    });
                     puts.push(key.clone());
                 }
                 Op::Delete { key } => then.push(etcd::Op::Delete(self.raw(key))),
@@ -311,7 +315,11 @@ impl Store for EtcdStore {
                 Err(e) => return Err(self.fail(e)),
             }
         }
-        Err(StoreError::Conflict { key: key.clone(), expected: "a quiet moment".into(), found: "constant appends".into() })
+        Err(StoreError::Conflict {
+            key: key.clone(),
+            expected: "a quiet moment".into(),
+            found: "constant appends".into(),
+        })
     }
 
     fn lock(&self, name: &Key, holder: &Holder, ttl: Duration, wait: Wait) -> Result<Box<dyn LockGuard>, StoreError> {

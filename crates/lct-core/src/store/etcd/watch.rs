@@ -68,7 +68,9 @@ impl Watch for EtcdWatch {
             Err(EtcdError::Compacted(_)) => {
                 let (kvs, revision) = self.client.list_keys(&self.raw).map_err(|e| self.fail(e))?;
                 self.next = revision + 1;
-                kvs.iter().map(|kv| Ok(Change { key: self.key(&kv.key)?, rev: Some(Rev(kv.mod_revision as u64)) })).collect()
+                kvs.iter()
+                    .map(|kv| Ok(Change { key: self.key(&kv.key)?, rev: Some(Rev(kv.mod_revision as u64)) }))
+                    .collect()
             }
             Err(e) => Err(self.fail(e)),
         }
