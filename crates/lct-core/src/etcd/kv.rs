@@ -66,6 +66,18 @@ impl Client {
     }
 
     fn list_range(&self, from: &[u8], end: &[u8], keys_only: bool) -> Result<(Vec<KeyValue>, i64), EtcdError> {
+        // The revision of the first page compacted away before the last was read: again,
+        // at the newest revision.
+        let mut tries = 0;
+        loop {
+            match self.list_once(from, end, keys_only) {
+                Err(EtcdError::Compacted(_)) if tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn list_once(&self, from: &[u8], end: &[u8], keys_only: bool) -> Result<(Vec<KeyValue>, i64), EtcdError> {
         let mut out = Vec::new();
         let mut revision = 0;
         let mut next = from.to_vec();

@@ -48,8 +48,9 @@ pub enum EtcdError {
     /// A write whose outcome is unknown: the connection broke after it was sent.
     #[error("etcd at {endpoint}: the connection broke after a write was sent (it may or may not be applied): {why}")]
     Ambiguous { endpoint: String, why: String },
-    /// A watch or read from a revision etcd no longer keeps.
-    #[error("etcd: revisions before {0} were compacted away")]
+    /// A watch or read from a revision etcd no longer keeps (the compaction's revision, 0
+    /// when etcd did not say).
+    #[error("etcd: the revision asked for was compacted away (compacted up to {0})")]
     Compacted(i64),
     /// This process could not do its part (start a thread).
     #[error("etcd client: {0}")]
