@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::error::EtcdError;
+use super::tls::TlsFiles;
+use super::url::EtcdUrl;
 use super::wire::GatewayError;
-use super::{EtcdError, EtcdUrl, TlsFiles};
 
 /// Timeouts and bounds of a client.
 #[derive(Debug, Clone)]

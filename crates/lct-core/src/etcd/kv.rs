@@ -2,11 +2,12 @@
 //! the listing is a snapshot), puts, deletes, and transactions that compare revisions first.
 
 use super::client::{Client, Retry};
+use super::error::EtcdError;
+use super::wire::prefix_end;
 use super::wire::{
     CompareWire, DeleteRequest, DeleteResponse, KeyValue, PutRequest, PutResponse, RangeRequest, RangeResponse,
     RequestOp, ResponseOp, TxnRequest, TxnResponse,
 };
-use super::{EtcdError, prefix_end};
 
 /// Keys a page of a listing holds at most (etcd keeps values to 1.5 MiB by default, so a
 /// page stays well inside the bound on one answer only when values are small; lct's are).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
-use super::EtcdError;
+use super::error::EtcdError;
 
 /// The largest PEM file read (a chain of certificates is a few KiB).
 const MAX_PEM: u64 = 1 << 20;

@@ -2,7 +2,7 @@
 //! loopback or a private network) or `etcds://...` (TLS), read strictly before anything is
 //! connected to.
 
-use super::EtcdError;
+use super::error::EtcdError;
 
 /// The most endpoints one URL may name (etcd clusters have 3, 5 or 7 members).
 pub const MAX_ENDPOINTS: usize = 16;

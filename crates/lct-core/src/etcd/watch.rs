@@ -6,8 +6,9 @@ use std::io::{BufRead, BufReader, ErrorKind, Read};
 use std::time::{Duration, Instant};
 
 use super::client::Client;
+use super::error::EtcdError;
+use super::wire::prefix_end;
 use super::wire::{KeyValue, Streamed, WatchCreate, WatchRequest, WatchResponse};
-use super::{EtcdError, prefix_end};
 
 /// The longest line of a watch stream read (one batch of events).
 const MAX_LINE: u64 = 16 << 20;

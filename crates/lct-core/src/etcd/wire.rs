@@ -287,6 +287,33 @@ pub struct GatewayError {
     pub error: String,
 }
 
+/// The end of the range of keys starting with `prefix` (etcd's `range_end`): the prefix with
+/// its last byte below 0xff incremented and what follows dropped; `[0]` (every key) when
+/// all of its bytes are 0xff or it is empty.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_first_key_after_the_prefix() {
+        assert_eq!(prefix_end(b"lct/"), b"lct0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), [0]);
+        assert_eq!(prefix_end(b""), [0]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

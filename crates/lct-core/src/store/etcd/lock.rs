@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use super::EtcdStore;
+use super::base::EtcdStore;
 use crate::etcd::{Compare, EtcdError, KeptLease, Op};
-use crate::store::{Holder, Key, LockGuard, StoreError, Wait};
+use crate::store::key::Key;
+use crate::store::types::{Holder, LockGuard, StoreError, Wait};
 
 /// The longest wait for the lock's key to change before it is tried again anyway.
 const POLL: Duration = Duration::from_secs(2);

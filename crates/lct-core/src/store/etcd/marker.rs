@@ -6,10 +6,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::EtcdStore;
+use super::base::EtcdStore;
 use crate::etcd::{Compare, Op};
 use crate::seal::SealKey;
-use crate::store::{Store, StoreError};
+use crate::store::types::StoreError;
 
 const MARKER: &str = ".lct";
 const KIND: &str = "lct-state";
@@ -97,7 +97,7 @@ pub(super) fn check_seal_key(store: &EtcdStore, seal: &SealKey) -> Result<(), St
             }
             Some(id) => {
                 return Err(StoreError::Unreachable {
-                    store: store.describe(),
+                    store: store.name(),
                     detail: format!(
                         "its secrets are sealed with key {id}, and LCT_STATE_KEY holds key {ours}: \
                          use the team's key file; nothing was written"

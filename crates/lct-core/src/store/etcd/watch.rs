@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::EtcdStore;
+use super::base::EtcdStore;
 use crate::etcd::{Client, EtcdError, EventKind};
-use crate::store::{Change, Key, Rev, Store, StoreError, Watch};
+use crate::store::key::Key;
+use crate::store::types::{Change, Rev, StoreError, Watch};
 
 struct EtcdWatch {
     client: Arc<Client>,
@@ -28,7 +29,7 @@ pub(super) fn start(store: &EtcdStore, prefix: &Key) -> Result<Box<dyn Watch>, S
         client: store.client.clone(),
         raw,
         strip: store.client.prefix().to_string(),
-        store: store.describe(),
+        store: store.name(),
         next: revision + 1,
     }))
 }
