@@ -51,7 +51,8 @@ pub(super) fn take(
     let deadline = Instant::now() + if let Wait::Upto(d) = wait { d } else { Duration::ZERO };
     let key = lock_key(store, name);
     let value = serde_json::to_vec(holder).expect("a holder serializes");
-    let ttl = i64::try_from(ttl.as_secs().max(1) + u64::from(ttl.subsec_nanos() > 0)).unwrap_or(i64::MAX).max(2);
+    // Whole seconds, rounded up (etcd's leases count seconds), at least 2.
+    let ttl = i64::try_from(ttl.as_millis().div_ceil(1000)).unwrap_or(i64::MAX).max(2);
     let lease = KeptLease::grant(store.client.clone(), ttl).map_err(|e| store.fail(e))?;
     loop {
         let put = Op::Put { key: key.clone(), value: value.clone(), lease: lease.id() };
