@@ -7,11 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lct_core::etcd::{Client, EtcdUrl, Options, TlsFiles};
-use lct_core::key;
 use lct_core::seal::SealKey;
 use lct_core::store::etcd::EtcdStore;
 use lct_core::store::{Expect, Holder, Secrecy, Store, StoreError, Wait, contract};
 use lct_tests::fixtures::etcd::EtcdCluster;
+
+/// A state key known good.
+macro_rules! key {
+    ($($arg:tt)*) => {
+        lct_core::store::Key::new(format!($($arg)*)).expect("a fixed state key")
+    };
+}
 
 fn store_at(url: &str, tls: &TlsFiles, key: Option<SealKey>) -> Result<EtcdStore, StoreError> {
     EtcdStore::new(EtcdUrl::parse(url).unwrap(), tls, Options::default(), key)

@@ -77,3 +77,93 @@ fn a_state_store_that_names_nothing_is_refused() {
     command.env("LCT_STATE_DIR", "/nonexistent");
     lct_tests::Run::from(command.output().unwrap()).ok();
 }
+
+/// Namespace nodes whose node-added event takes a while (the lock is held through it).
+const SLOW: &str = "description: namespace nodes\ngroups:\n  node: {count: 1, image: lct/netns}\nhooks:\n  node-added:\n    - run: \"sleep 2\"\n";
+
+#[test]
+#[ignore = "needs root: network namespaces (scripts/test runs it as root)"]
+fn two_scales_of_one_cluster_one_waits_out_and_another_cluster_proceeds() {
+    let env = Env::new();
+    let plan = env.state.path().join("slow.yaml");
+    std::fs::write(&plan, SLOW).unwrap();
+    for name in ["a", "b"] {
+        env.run("lct-plan", &["create", name, plan.to_str().unwrap()]).ok();
+    }
+    let store = LocalStore::new(env.state.path());
+    let spawn = |args: &[&str]| {
+        use std::process::Stdio;
+        env.command("lct-plan", args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn(&["scale", "a", "node", "3"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let a = Key::new("plans/a").unwrap();
+    while store.lock_holder(&a).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the first scale never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // While it runs: a second scale of a is refused at once naming it; b is scaled meanwhile.
+    let other = spawn(&["scale", "b", "node", "2"]);
+    let second = env.run("lct-plan", &["scale", "a", "node", "4"]);
+    assert_eq!(second.status, 1, "{}", second.stderr);
+    assert!(second.stderr.contains("cluster a is busy") && second.stderr.contains("scale a"), "{}", second.stderr);
+    let lct_tests::Run { status, stderr, .. } = lct_tests::Run::from(other.wait_with_output().unwrap());
+    assert_eq!(status, 0, "b: {stderr}");
+    let first = lct_tests::Run::from(first.wait_with_output().unwrap());
+    assert_eq!(first.status, 0, "{}", first.stderr);
+    // The end state: a has the first scale's three nodes, once each; b its two.
+    let mut names: Vec<String> = env
+        .run("lct-api", &["list", "-o", "jsonl"])
+        .ok()
+        .json_lines()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a-1", "a-2", "a-3", "b-1", "b-2"]);
+    assert!(store.lock_holder(&a).unwrap().is_none());
+    for name in ["a", "b"] {
+        env.run("lct-plan", &["destroy", name]).ok();
+    }
+}
+
+#[test]
+fn unlock_clears_the_record_of_a_holder_that_died() {
+    let env = Env::new();
+    zk_made_here(&env);
+    // A holder killed outright (no chance to clear its record): its flock goes with it.
+    let file = env.state.path().join(".locks/plans/zk");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let holder = Holder { who: "ops@ctl".into(), pid: 1, operation: "create zk".into(), since: 1 };
+    std::fs::write(&file, serde_json::to_vec(&holder).unwrap()).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", "exec 9<>\"$0\" && flock 9 && exec sleep 30"])
+        .arg(&file)
+        .spawn()
+        .expect("sh and flock (util-linux)");
+    let store = LocalStore::new(env.state.path());
+    let zk = Key::new("plans/zk").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.lock_holder(&zk).unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = env.run("lct-plan", &["unlock", "zk"]);
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stderr.contains("is locked by ops@ctl (pid 1, create zk) since 1970-01-01T00:00:01Z"),
+        "{}",
+        out.stderr
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = env.run("lct-plan", &["unlock", "zk"]).ok();
+    assert!(out.stderr.contains("cluster zk: unlocked (it was held by ops@ctl (pid 1, create zk)"), "{}", out.stderr);
+    let out = env.run("lct-plan", &["unlock", "zk"]).ok();
+    assert!(out.stderr.contains("cluster zk: not locked"), "{}", out.stderr);
+}

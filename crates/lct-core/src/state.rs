@@ -20,15 +20,7 @@ use crate::record::{Cluster, Name, ProviderName};
 use crate::store::{Key, Secrecy, SharedStore, StoreError};
 use crate::stream::{self, StreamError};
 
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/lct";
-
-/// The state directory: `LCT_STATE_DIR`, else `/var/lib/lct`.
-pub fn state_dir() -> PathBuf {
-    match std::env::var_os("LCT_STATE_DIR") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(DEFAULT_STATE_DIR),
-    }
-}
+pub use crate::store::{DEFAULT_STATE_DIR, state_dir};
 
 /// Runtime state: a tmpfs, gone at reboot with the namespaces it describes.
 pub const RUN_DIR: &str = "/run/lct";

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use lct_core::cli::{OutputFormat, UsageError};
 use lct_core::record::Node;
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_dns::client::Client;
 use lct_dns::config::Config;
@@ -82,7 +82,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (records, _) = records(args)?;
             let want = lct_dns::linode::desired(&records, &domain);
             let provider = lct_api::linode::LinodeProvider::from_env()?;
-            let state = state_dir().join("dns").join(format!("linode-{domain}.json"));
+            let state = lct_core::state::state_dir().join("dns").join(format!("linode-{domain}.json"));
             let changes = lct_core::cli::block_on(lct_dns::linode::sync(
                 &provider.api,
                 &domain,

@@ -3,8 +3,16 @@
 
 use std::time::Duration;
 
-use super::*;
-use crate::key;
+use super::api::{Store, update};
+use super::key::Key;
+use super::types::{Change, Entry, Expect, Holder, Secrecy, StoreError, Txn, Wait};
+
+/// A key known good.
+macro_rules! key {
+    ($($arg:tt)*) => {
+        Key::new(format!($($arg)*)).expect("a fixed state key")
+    };
+}
 
 /// What every backend must do; `store` starts empty.
 #[allow(clippy::missing_panics_doc)]

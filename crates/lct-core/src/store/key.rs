@@ -99,14 +99,6 @@ impl AsRef<str> for Key {
     }
 }
 
-/// A key known good at compile time (tests, fixed names): panics otherwise.
-#[macro_export]
-macro_rules! key {
-    ($($arg:tt)*) => {
-        $crate::store::Key::new(format!($($arg)*)).expect("a fixed state key")
-    };
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,10 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{
-    Change, Committed, Entry, Expect, Holder, Key, LockGuard, Op, Rev, Secrecy, Store, StoreError, Txn, Wait, Watch,
+use super::api::Store;
+use super::key::Key;
+use super::types::{
+    Change, Committed, Entry, Expect, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch,
 };
 
 /// The state directory as a [`Store`].

@@ -4,19 +4,27 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use super::api::Store;
+use super::key::Key;
 use super::local::LocalStore;
-use super::*;
-use crate::key;
+use super::open::open_spec;
+use super::types::{Expect, Holder, Secrecy, Wait, since_text};
+
+macro_rules! key {
+    ($($arg:tt)*) => {
+        Key::new(format!($($arg)*)).expect("a fixed state key")
+    };
+}
 
 #[test]
 fn local_store_keeps_the_contract() {
-    let dir = tempfile::tempdir().unwrap();
-    contract::check(&LocalStore::new(dir.path()));
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
+    super::contract::check(&LocalStore::new(dir.path()));
 }
 
 #[test]
 fn local_store_keeps_todays_files() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     let store = LocalStore::new(dir.path());
     store.put(&key!("clusters.jsonl"), b"{}\n", Secrecy::Public).unwrap();
     store.put_secret(&key!("plans/zk/cluster.json"), b"{}", Expect::Any).unwrap();
@@ -39,8 +47,8 @@ fn local_store_keeps_todays_files() {
 
 #[test]
 fn local_store_follows_no_link_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let outside = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
+    let outside = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     std::fs::write(outside.path().join("secret"), "outside").unwrap();
     std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
     let store = LocalStore::new(dir.path());
@@ -53,7 +61,7 @@ fn local_store_follows_no_link_out() {
 #[test]
 fn a_locks_holder_dies_with_its_process() {
     // A child holds the lock, then is killed: the next taker gets it at once.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
     let store = LocalStore::new(dir.path());
     let name = key!("plans/zk");
     let lock_file = dir.path().join(".locks/plans/zk");
@@ -85,4 +93,15 @@ fn specs_name_a_backend() {
     let err = open_spec("relative/dir").unwrap_err().to_string();
     assert!(err.contains("LCT_STATE=\"relative/dir\""), "{err}");
     assert!(since_text(0).starts_with("1970-01-01T00:00:00Z"));
+}
+
+#[test]
+fn a_local_value_is_its_own_file_for_programs() {
+    let dir = crate::fsutil::temp_dir("lct-store-test.").unwrap();
+    let store = LocalStore::new(dir.path());
+    let known = key!("ssh/known_hosts");
+    store.put(&known, b"zk-1 ssh-ed25519 AAAA\n", Secrecy::Public).unwrap();
+    let file = super::open::materialize(&store, &known).unwrap();
+    assert_eq!(file.path, dir.path().join("ssh/known_hosts"));
+    assert_eq!(std::fs::read(&file.path).unwrap(), b"zk-1 ssh-ed25519 AAAA\n");
 }

@@ -172,11 +172,11 @@ impl Holder {
 
 impl fmt::Display for Holder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (pid {}, {}) since {}", self.who, self.pid, self.operation, crate::store::since_text(self.since))
+        write!(f, "{} (pid {}, {}) since {}", self.who, self.pid, self.operation, since_text(self.since))
     }
 }
 
-/// How long [`super::Store::lock`] waits for a lock another holds.
+/// How long `Store::lock` waits for a lock another holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
     /// Fail at once with [`StoreError::Held`], naming the holder.
@@ -237,4 +237,31 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
     }
+}
+
+/// `2026-12-07T07:05:00Z (3 min ago)` for a time in seconds since the epoch.
+pub fn since_text(since: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let ago = now.saturating_sub(since);
+    let (days, rem) = (since / 86_400, since % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    let ago = match ago {
+        0..120 => format!("{ago} s ago"),
+        120..7200 => format!("{} min ago", ago / 60),
+        _ => format!("{} h ago", ago / 3600),
+    };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z ({ago})", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+// Howard Hinnant's days-to-civil.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }

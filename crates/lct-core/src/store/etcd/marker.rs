@@ -45,8 +45,11 @@ pub(super) fn check(store: &EtcdStore) -> Result<(), StoreError> {
     if store.checked.get().is_some() {
         return Ok(());
     }
+    // The mark is written before lct's first key: keys seen, the mark is read again (another
+    // controller may have marked and written between the two reads).
     if read(store)?.is_none()
         && let Some(first) = store.client.first_key(store.client.prefix().as_bytes()).map_err(|e| store.fail(e))?
+        && read(store)?.is_none()
     {
         let (count, _) = store.client.count(store.client.prefix().as_bytes()).map_err(|e| store.fail(e))?;
         return Err(store.corrupt(
