@@ -12,6 +12,8 @@
 //! * [`privilege`]: whether this process runs as root.
 //! * [`reach`]: never a connection to a lab's documentation address out of this machine.
 //! * [`fsutil`]: atomic file replacement and advisory locks.
+//! * `etcd` (feature `etcd`): an etcd v3 client (its JSON gateway) for lct's state on etcd.
+//! * `seal` (feature `etcd`): secrets sealed (ChaCha20-Poly1305) before a shared store holds them.
 //! * [`debian`]: Debian package names and versions (Policy's grammar), before apt sees them.
 //! * [`random`]: the one source of randomness (the kernel's CSPRNG) for secrets, ids and seeds.
 //! * [`ssh`]: lct's SSH client key and pinned host keys.
@@ -26,6 +28,8 @@
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod debian;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod fsutil;
 pub mod naming;
 pub mod prefix;
@@ -34,6 +38,8 @@ pub mod random;
 pub mod reach;
 pub mod record;
 pub mod scan;
+#[cfg(feature = "etcd")]
+pub mod seal;
 pub mod ssh;
 pub mod state;
 pub mod store;

@@ -19,5 +19,7 @@ pub mod exec;
 pub mod install;
 pub mod report;
 mod select;
+#[cfg(feature = "etcd")]
+pub mod state;
 
 pub use select::{Selector, glob, providers_long_help, query, say_unknown_clusters, select};

@@ -30,6 +30,7 @@ Examples:
   lct-inventory query --cluster demo | lct-inventory exec -- ip -brief addr
 
   lct-inventory check < records.jsonl
+  lct-inventory state migrate --to etcd://10.0.0.1:2379,10.0.0.2:2379/team
 
 Exit status: 0 success, 1 failure (exec: any node failed, each named), 2 usage error.
 A query by cluster asks the providers the cluster records name (lct-api create records them)
@@ -118,6 +119,10 @@ Examples:
     },
     /// Check records on stdin: every error with its line and field
     Check,
+    /// lct's state: move it between the local directory and etcd (docs/state.md)
+    #[cfg(feature = "etcd")]
+    #[command(subcommand)]
+    State(lct_inventory::state::StateCommand),
     #[command(flatten)]
     Meta(MetaCommand),
 }
@@ -130,6 +135,10 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
+    #[cfg(feature = "etcd")]
+    if let Command::State(command) = cli.command {
+        return lct_inventory::state::run(command);
+    }
     let store = ClusterStore::open()?;
     match cli.command {
         Command::Query { selector } => {
@@ -218,6 +227,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Meta(meta) => meta.run::<Cli>(),
+        #[cfg(feature = "etcd")]
+        Command::State(_) => unreachable!("handled above"),
     }
 }
 

@@ -24,8 +24,12 @@
 
 pub mod api;
 pub mod contract;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod key;
 pub mod local;
+#[cfg(feature = "etcd")]
+pub mod migrate;
 pub mod open;
 mod types;
 

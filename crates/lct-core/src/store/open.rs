@@ -39,6 +39,9 @@ pub fn open_spec(spec: &str) -> Result<SharedStore, StoreError> {
         return Ok(Arc::new(LocalStore::new(Path::new(dir))));
     }
     if spec.starts_with("etcd://") || spec.starts_with("etcds://") {
+        #[cfg(feature = "etcd")]
+        return Ok(Arc::new(super::etcd::EtcdStore::from_env(spec)?));
+        #[cfg(not(feature = "etcd"))]
         return Err(StoreError::Spec { spec: spec.into(), detail: "this build has no etcd backend".into() });
     }
     Err(StoreError::Spec {
