@@ -79,7 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SyncLinode { zone: args, soa_email, dry_run } => {
             let domain = args.domain.to_string();
             // Linode's DNS Manager does not sign: refused for a zone lct-dns signs here.
-            let signed_here = lct_dns::zonekeys::key_file(&lct_core::state::state_dir().join("dns"), &lct_dns::zone::fqdn(&domain));
+            let signed_here =
+                lct_dns::zonekeys::key_file(&lct_core::state::state_dir().join("dns"), &lct_dns::zone::fqdn(&domain));
             if signed_here.exists() {
                 return Err(UsageError(format!(
                     "zone {domain} is signed with DNSSEC by lct-dns ({}); Linode's DNS Manager serves no DNSSEC, \
