@@ -167,3 +167,21 @@ fn unlock_clears_the_record_of_a_holder_that_died() {
     let out = env.run("lct-plan", &["unlock", "zk"]).ok();
     assert!(out.stderr.contains("cluster zk: not locked"), "{}", out.stderr);
 }
+
+/// A cluster whose state cannot be read is not a new cluster: `create` (and `diff`) refuse,
+/// naming the state, instead of making the cluster's generated secrets anew over the real ones.
+#[test]
+fn a_state_that_cannot_be_read_is_not_taken_for_a_new_cluster() {
+    let env = Env::new();
+    let dir = zk_made_here(&env);
+    std::fs::write(dir.join("cluster.json"), "{not json").unwrap();
+    let files_before: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    for args in [&["create", "zk", "package:zookeeper"][..], &["diff", "zk", "--plan", "package:zookeeper"]] {
+        let out = env.run("lct-plan", args);
+        assert_eq!(out.status, 1, "{args:?}: {}", out.stderr);
+        assert!(out.stderr.contains("cluster.json"), "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(std::fs::read(dir.join("cluster.json")).unwrap(), b"{not json", "the state was rewritten");
+    let files_after: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files_before, files_after, "a refused create wrote files");
+}

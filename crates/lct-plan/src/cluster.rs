@@ -19,7 +19,7 @@ use crate::plan::{Event, Plan};
 use crate::records::PlanReconciled;
 use crate::setting::Settings;
 use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
-use crate::state::{Change, ClusterState, Context, Home, Tools, clusters, load_cluster, lock};
+use crate::state::{Change, ClusterState, Context, Home, Tools, clusters, find_cluster, lock};
 use crate::suggest::did_you_mean;
 use crate::{PlanRef, parameters};
 
@@ -49,7 +49,7 @@ pub async fn create(
     // One operation on a cluster at a time (others proceed); a second fails naming this one.
     let _lock = lock(home, name, "create")?;
     // Everything is read and checked before anything is written: bad input changes nothing.
-    let previous = load_cluster(home, name).ok();
+    let previous = find_cluster(home, name)?;
     if let Some((old, _)) = &previous
         && old.source != source
     {

@@ -13,7 +13,7 @@ use crate::PlanRef;
 use crate::cluster::{Trust, kept_parameters};
 use crate::setting::Settings;
 use crate::spec::{cluster_record, node_specs, placed, warn_unwise};
-use crate::state::{load_cluster, saved_plan};
+use crate::state::{find_cluster, saved_plan};
 use crate::suggest::did_you_mean;
 
 /// What an operation would do, changing nothing: nodes made and deleted, the record's
@@ -26,7 +26,7 @@ pub async fn diff(
     counts: &[(Name, u32)],
     trust: Trust,
 ) -> anyhow::Result<Vec<String>> {
-    let previous = load_cluster(home, name).ok();
+    let previous = find_cluster(home, name)?;
     let (loaded, provider, mut state_counts, members, created) = match (&previous, reference) {
         (_, Some(r)) => {
             let loaded = PlanRef::parse_with(r, trust.allow_http)?.load()?;

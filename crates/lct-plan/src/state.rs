@@ -144,6 +144,16 @@ pub fn load_cluster(home: &Home, name: &Name) -> anyhow::Result<(ClusterState, P
     Ok((state, saved.plan))
 }
 
+/// A cluster's state and plan when lct-plan made it here, `None` only when it has no state:
+/// a store that cannot be read or a state that does not parse is an error, never taken for
+/// a new cluster (a create would make its generated secrets anew over the real ones).
+pub fn find_cluster(home: &Home, name: &Name) -> anyhow::Result<Option<(ClusterState, Plan)>> {
+    if home.store.get(&cluster_key(name, "cluster.json"))?.is_none() {
+        return Ok(None);
+    }
+    load_cluster(home, name).map(Some)
+}
+
 /// A cluster's state and saved plan copy, as loaded (with its text, for errors that name
 /// the place).
 fn load_saved(home: &Home, name: &Name) -> anyhow::Result<(ClusterState, Loaded)> {
