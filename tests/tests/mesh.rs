@@ -83,6 +83,26 @@ fn mesh_spans_regions_and_follows_membership() {
     let after = tunnel_bytes(&env, &input, "m-1", "m-3");
     assert!(after > before + 2 * 84, "the a-b tunnel carried the pings: {before} -> {after}");
 
+    // A leader forwards between its tunnels and its region's private network only: not what
+    // arrives on its public interface (no open router into the region), never globally.
+    let forwarding = |node: &str, dev: &str| {
+        let path = format!("/proc/sys/net/ipv4/conf/{dev}/forwarding");
+        env.in_ns(node, &["cat", &path]).ok().stdout.trim().to_string()
+    };
+    let dev_of = |node: &str, addr: &str| {
+        let out = env.in_ns(node, &["ip", "-4", "-o", "route", "get", addr]).ok().stdout;
+        out.split_whitespace().skip_while(|w| *w != "dev").nth(1).unwrap().to_string()
+    };
+    let m1_iface = nodes["m-1"]["interface"].as_str().unwrap();
+    let private_dev = dev_of("m-1", &env.node_address("m-2", "private_ipv4"));
+    let public_dev = dev_of("m-1", &env.node_address("m-3", "public_ipv4"));
+    assert_ne!(private_dev, public_dev);
+    assert_eq!(forwarding("m-1", m1_iface), "1");
+    assert_eq!(forwarding("m-1", &private_dev), "1");
+    assert_eq!(forwarding("m-1", &public_dev), "0", "a leader routes what arrives on its public side");
+    assert_eq!(forwarding("m-1", "all"), "0", "forwarding was switched on globally");
+    assert_eq!(forwarding("m-2", nodes["m-2"]["interface"].as_str().unwrap()), "0");
+
     // Nothing changed: nothing to do.
     let again = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     assert!(by_node(&again).values().all(|n| n["status"] == "unchanged"), "{}", again.stdout);

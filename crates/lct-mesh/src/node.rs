@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use lct_core::record::Name;
 
 use crate::MeshError;
-use crate::model::{MeshApplied, MeshConfig, MeshPeer, check_interface, check_public_key};
+use crate::model::{MeshApplied, MeshConfig, MeshPeer, check_interface, check_public_key, shorten};
 
 /// The routing protocol number that marks lct-mesh's routes (`ip route ... proto 77`).
 pub const ROUTE_PROTO: &str = "77";
@@ -153,12 +153,37 @@ pub fn apply(config: &MeshConfig) -> Result<MeshApplied, MeshError> {
         run("ip", &["addr", "add", &cidr, "dev", iface], None)?;
     }
     run("ip", &["link", "set", "dev", iface, "up"], None)?;
-    if config.forward {
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-            .map_err(|e| MeshError::Node(format!("ip_forward: {e}")))?;
-    }
     sync_routes(iface, config.address, &config.routes)?;
+    forward(iface, config)?;
     Ok(MeshApplied { changed: key.changed || fingerprint(iface) != before, ..key })
+}
+
+/// Forwarding per interface, never the global switch: IPv4 decides by the interface a packet
+/// came in on, so a leader forwards what arrives from the tunnels and from its region's private
+/// network (the interfaces its members' routes use) and nothing that arrives on any other
+/// interface (its public one: no open router into the region). A member forwards nothing from
+/// the tunnel interface.
+fn forward(iface: &str, config: &MeshConfig) -> Result<(), MeshError> {
+    let mut devices = std::collections::BTreeSet::from([iface.to_string()]);
+    if config.forward {
+        for via in config.routes.iter().filter_map(|r| r.via) {
+            let route = run("ip", &["-4", "-o", "route", "get", &via.to_string()], None)?;
+            let mut words = route.split_whitespace();
+            if let Some(dev) = words.by_ref().skip_while(|w| *w != "dev").nth(1) {
+                devices.insert(dev.to_string());
+            }
+        }
+    }
+    let on = if config.forward { "1" } else { "0" };
+    for dev in devices {
+        // A kernel's interface name (1-15 bytes, no '/'), one path component under conf/.
+        if dev.is_empty() || dev.len() > 15 || dev.contains('/') || dev == "." || dev == ".." {
+            return Err(MeshError::Node(format!("route to a member through interface {:?}", shorten(&dev))));
+        }
+        std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"), on)
+            .map_err(|e| MeshError::Node(format!("forwarding on {dev}: {e}")))?;
+    }
+    Ok(())
 }
 
 fn sync_routes(iface: &str, src: Ipv4Addr, routes: &[crate::model::RouteConfig]) -> Result<(), MeshError> {
