@@ -37,6 +37,12 @@ pub enum CloudError {
     NoLinodeNodes { filtered: bool },
     #[error(transparent)]
     Ruleset(#[from] RulesetError),
+    #[error(
+        "cluster {cluster} group {group}: its Linode nodes are in regions {regions}; one Cloud Firewall \
+         per group would admit one region's private addresses in another, where other nodes hold \
+         them: not supported yet (the host firewalls, lct-fw push, follow regions)"
+    )]
+    SpansRegions { cluster: Name, group: Name, regions: String },
     #[error("node {node}: provider_id")]
     ProviderId { node: Name, source: std::num::ParseIntError },
 }
@@ -64,6 +70,13 @@ pub fn plan(members: &Members, only: &[Name], force: bool) -> Result<Vec<GroupPl
     }
     let mut plans = Vec::new();
     for ((cluster, group), nodes) in groups {
+        // The rules are one node's view, and private addresses are only unique in a region:
+        // a group over several regions would get another region's view (found in review).
+        let regions: std::collections::BTreeSet<&str> = nodes.iter().map(|n| n.region.as_str()).collect();
+        if regions.len() > 1 {
+            let regions = regions.into_iter().collect::<Vec<_>>().join(", ");
+            return Err(CloudError::SpansRegions { cluster, group, regions });
+        }
         let ruleset = for_node(nodes[0], &members.nodes, &members.clusters, force)?;
         let rules = rules_of(&ruleset, &group)?;
         let instances = nodes
@@ -334,6 +347,23 @@ mod tests {
             peers_v6: Default::default(),
             cidrs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_group_over_several_regions_is_refused_before_any_rule() {
+        let node = |name: &str, region: &str, id: &str| -> Node {
+            serde_json::from_value(json!({
+                "cluster": "zk", "group": "server", "name": name, "provider": "linode", "status": "running",
+                "region": region, "provider_id": id, "private_ipv4": ["192.168.128.1"],
+            }))
+            .unwrap()
+        };
+        let members = |nodes| Members { nodes, clusters: Vec::new(), others: Vec::new() };
+        let spread = members(vec![node("zk-1", "us-east", "1"), node("zk-2", "eu-west", "2")]);
+        let err = plan(&spread, &[], false).err().unwrap().to_string();
+        assert!(err.contains("cluster zk group server") && err.contains("eu-west, us-east"), "{err}");
+        let one = members(vec![node("zk-1", "us-east", "1"), node("zk-2", "us-east", "2")]);
+        assert_eq!(plan(&one, &[], false).unwrap()[0].instances, [1, 2]);
     }
 
     #[test]
