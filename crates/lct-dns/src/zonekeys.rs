@@ -75,6 +75,12 @@ pub fn key_file(dir: &Path, zone: &str) -> PathBuf {
     dir.join("dnssec").join(format!("{}json", zone.to_ascii_lowercase()))
 }
 
+/// The DS of `zone`'s key, kept beside it once the key is made: a key file gone while this
+/// is there was lost, not never made (a new key would not match the DS at the parent).
+pub fn ds_file(dir: &Path, zone: &str) -> PathBuf {
+    dir.join("dnssec").join(format!("{}ds", zone.to_ascii_lowercase()))
+}
+
 impl ZoneKey {
     fn from_pkcs8(
         zone: &str,
@@ -146,6 +152,14 @@ impl ZoneKey {
         let file_err = |message: String| KeyError::File { path: shown.clone(), message };
         match std::fs::read(&path) {
             Ok(text) => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).map_err(|e| file_err(e.to_string()))?.permissions().mode();
+                if mode & 0o077 != 0 {
+                    return Err(file_err(format!(
+                        "mode {:o}: a zone's private key must be its owner's alone (chmod 600)",
+                        mode & 0o777
+                    )));
+                }
                 let file: KeyFile =
                     serde_json::from_slice(&text).map_err(|e| file_err(format!("not a key file: {e}")))?;
                 if file.zone != zone {
@@ -163,10 +177,21 @@ impl ZoneKey {
                     .map_err(|e| file_err(e.to_string()))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let ds_path = ds_file(dir, zone);
+                if ds_path.exists() {
+                    return Err(file_err(format!(
+                        "missing, but a key was made for {zone} (its DS is in {}): restore the key file; \
+                         or remove that file to make a new key, and replace the DS at the parent",
+                        ds_path.display()
+                    )));
+                }
                 let (key, text) = ZoneKey::generate(zone, algorithm, now)?;
                 let parent = path.parent().expect("under a directory");
                 private_dir(parent).map_err(|e| file_err(format!("{}: {e}", parent.display())))?;
                 lct_core::fsutil::atomic_write(&path, &text, 0o600).map_err(|e| file_err(e.to_string()))?;
+                let ds = key.ds(zone).map_err(|e| KeyError::Key { zone: zone.into(), message: e })?;
+                lct_core::fsutil::atomic_write(&ds_path, format!("{ds}\n").as_bytes(), 0o644)
+                    .map_err(|e| file_err(e.to_string()))?;
                 tracing::info!("zone {zone}: a new DNSSEC key (tag {}) in {shown}", key.tag);
                 Ok(key)
             }
@@ -199,4 +224,30 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lost key is not silently replaced (the parent's DS would no longer match), and a key
+    /// others can read is refused; the first load makes the key and its DS.
+    #[test]
+    fn a_lost_or_exposed_key_is_an_error_naming_the_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = lct_core::fsutil::temp_dir("lct-dns-keys").unwrap();
+        let zone = "lct.internal.";
+        let made = ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 1).unwrap();
+        let ds = std::fs::read_to_string(ds_file(dir.path(), zone)).unwrap();
+        assert_eq!(ds.trim(), made.ds(zone).unwrap());
+        assert_eq!(ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 2).unwrap().tag, made.tag);
+        let key = key_file(dir.path(), zone);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 2).err().unwrap().to_string();
+        assert!(err.contains(&key.display().to_string()) && err.contains("mode 644"), "{err}");
+        std::fs::remove_file(&key).unwrap();
+        let err = ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 2).err().unwrap().to_string();
+        assert!(err.contains("missing") && err.contains("lct.internal.ds"), "{err}");
+        assert!(!key.exists(), "no new key was made");
+    }
 }
