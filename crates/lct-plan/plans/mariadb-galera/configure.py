@@ -31,6 +31,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 CONF_DIR = "/etc/mysql/mariadb.conf.d"
 GALERA_CNF = f"{CONF_DIR}/99-lct-galera.cnf"
@@ -110,16 +111,25 @@ bind_address = {address}
 
 def start(command):
     """Starts MariaDB (`galera_new_cluster`, `systemctl start mariadb`); when it fails, the
-    hook's error says why, from MariaDB's journal."""
-    # A start that failed before (the unit's start limit) does not block this one.
-    subprocess.run(["systemctl", "reset-failed", "mariadb"], stderr=subprocess.DEVNULL)
-    if subprocess.run(command, cwd="/").returncode != 0:
-        journal = subprocess.run(
-            ["journalctl", "-u", "mariadb", "-n", "15", "--no-pager", "-o", "cat"], capture_output=True, text=True
-        ).stdout
-        sys.stderr.write(journal)
-        errors = [line for line in journal.splitlines() if "ERROR" in line]
-        sys.exit(f"{' '.join(command)} failed: {errors[-1] if errors else 'see the journal above'}")
+    hook's error says why, from MariaDB's journal. A failed start is looked at once the unit
+    has settled, and tried once more: on a loaded node systemctl's own call to systemd can time
+    out while MariaDB starts, or fail before it began (seen when many machines boot at once)."""
+    for attempt in (1, 2):
+        # A start that failed before (the unit's start limit) does not block this one.
+        subprocess.run(["systemctl", "reset-failed", "mariadb"], stderr=subprocess.DEVNULL)
+        if subprocess.run(command, cwd="/").returncode == 0:
+            return
+        settle()
+        if active():
+            return
+        if attempt == 1:
+            sys.stderr.write(f"{' '.join(command)} failed; trying once more\n")
+    journal = subprocess.run(
+        ["journalctl", "-u", "mariadb", "-n", "15", "--no-pager", "-o", "cat"], capture_output=True, text=True
+    ).stdout
+    sys.stderr.write(journal)
+    errors = [line for line in journal.splitlines() if "ERROR" in line]
+    sys.exit(f"{' '.join(command)} failed: {errors[-1] if errors else 'see the journal above'}")
 
 
 def index(name):
@@ -127,6 +137,16 @@ def index(name):
     if not match:
         sys.exit(f"{name}: a node's name ends with its number")
     return int(match.group(1))
+
+
+def settle(limit=900):
+    """Waits while MariaDB's unit is still starting or stopping (its start may take up to the
+    unit's 900 s, an SST among it)."""
+    for _ in range(limit):
+        state = subprocess.run(["systemctl", "is-active", "mariadb"], capture_output=True, text=True).stdout.strip()
+        if state not in ("activating", "deactivating", "reloading"):
+            return
+        time.sleep(1)
 
 
 def active():
