@@ -196,7 +196,9 @@ pub enum Command {
         keep_volumes: bool,
     },
     /// Who holds a cluster's lock (taken by create, scale, start, stop, reconcile, destroy,
-    /// fire) and since when; a stale record is cleared. A live holder's lock ends with it
+    /// fire) and since when; a stale record is cleared. In a local directory a live holder's
+    /// lock ends with it; on etcd the holder's lease is revoked, and a holder still running is
+    /// not stopped by that: unlock only when its process is gone (docs/state.md)
     Unlock { name: Name },
     /// The JSON Schema of the plan format
     Schema,

@@ -127,8 +127,9 @@ pub fn lock(home: &Home, name: &Name, operation: &str) -> anyhow::Result<Box<dyn
 }
 
 /// `lct-plan unlock`: clears cluster `name`'s lock record if its holder is gone (returns
-/// who it was); a live holder is named in the error (its lock ends with it: the local
-/// directory's with its process, a shared store's lease when it expires or is revoked).
+/// who it was). In the local directory a live holder is named in the error (its lock ends
+/// with its process); on etcd the holder's lease is revoked whoever holds it, and nothing
+/// fences a holder still running yet (docs/state.md, failure modes).
 pub fn unlock(home: &Home, name: &Name) -> anyhow::Result<Option<Holder>> {
     home.store.unlock(&cluster_prefix(name)).map_err(|e| match e {
         lct_core::store::StoreError::Held { holder, .. } => {
