@@ -96,17 +96,24 @@ impl LocalStore {
         Ok(())
     }
 
+    /// `key`'s file and the mode it is written with, its directories made (0700 for a
+    /// secret, 0755 otherwise).
+    fn file_for(&self, key: &Key, secrecy: Secrecy) -> Result<(PathBuf, u32), StoreError> {
+        let path = self.path(key);
+        let (file_mode, dir_mode) = match secrecy {
+            Secrecy::Public => (0o644, 0o755),
+            Secrecy::Secret => (0o600, 0o700),
+        };
+        if let Some(parent) = path.parent() {
+            mkdirs(parent, dir_mode).map_err(self.io(parent))?;
+        }
+        Ok((path, file_mode))
+    }
+
     fn apply(&self, op: &Op, done: &mut Committed) -> Result<(), StoreError> {
         match op {
             Op::Put { key, value, secrecy } => {
-                let path = self.path(key);
-                let (file_mode, dir_mode) = match secrecy {
-                    Secrecy::Public => (0o644, 0o755),
-                    Secrecy::Secret => (0o600, 0o700),
-                };
-                if let Some(parent) = path.parent() {
-                    mkdirs(parent, dir_mode).map_err(self.io(parent))?;
-                }
+                let (path, file_mode) = self.file_for(key, *secrecy)?;
                 // atomic_write keeps an existing file's mode: a secret's is narrowed first.
                 if *secrecy == Secrecy::Secret
                     && let Ok(m) = fs::symlink_metadata(&path)
@@ -260,14 +267,7 @@ impl Store for LocalStore {
 
     fn append(&self, key: &Key, bytes: &[u8], secrecy: Secrecy) -> Result<Rev, StoreError> {
         let _writer = self.writer_lock()?;
-        let path = self.path(key);
-        let (file_mode, dir_mode) = match secrecy {
-            Secrecy::Public => (0o644, 0o755),
-            Secrecy::Secret => (0o600, 0o700),
-        };
-        if let Some(parent) = path.parent() {
-            mkdirs(parent, dir_mode).map_err(self.io(parent))?;
-        }
+        let (path, file_mode) = self.file_for(key, secrecy)?;
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
