@@ -32,6 +32,8 @@ pub mod debian;
 pub mod etcd;
 pub mod fsutil;
 pub mod naming;
+#[cfg(feature = "native-keys")]
+pub mod openssh_key;
 pub mod prefix;
 pub mod privilege;
 pub mod random;

@@ -213,9 +213,20 @@ impl SshFiles {
     }
 }
 
-/// A new ed25519 key pair from `ssh-keygen` (in a private temporary directory, removed
-/// after; the private key never touches a command line).
+/// A new ed25519 key pair: made in process where lct-core has ring (the controller's
+/// programs: [`crate::openssh_key`]; a machine create made one `ssh-keygen` process per
+/// node), else from `ssh-keygen` (in a private temporary directory, removed after; the
+/// private key never touches a command line).
 pub fn generate_key(comment: &str) -> io::Result<HostKey> {
+    #[cfg(feature = "native-keys")]
+    return crate::openssh_key::generate(comment);
+    #[cfg(not(feature = "native-keys"))]
+    keygen_process(comment)
+}
+
+/// A new ed25519 key pair from a `ssh-keygen` process.
+#[cfg_attr(feature = "native-keys", allow(dead_code, reason = "the fallback without ring; its test runs"))]
+fn keygen_process(comment: &str) -> io::Result<HostKey> {
     let dir = crate::fsutil::temp_dir("lct-keygen.")?;
     let file = dir.path().join("key");
     let out = Command::new("ssh-keygen")
@@ -261,7 +272,9 @@ mod tests {
         assert_eq!(ssh.ensure_identity().unwrap(), first);
         use std::os::unix::fs::MetadataExt;
         assert_eq!(fs::metadata(ssh.identity()).unwrap().mode() & 0o777, 0o600);
-        let key = generate_key("node").unwrap();
-        assert!(format!("{key:?}").contains("<redacted>") && !format!("{key:?}").contains("PRIVATE"));
+        for key in [generate_key("node").unwrap(), keygen_process("node").unwrap()] {
+            assert!(key.public.starts_with("ssh-ed25519 ") && key.private.contains("OPENSSH PRIVATE KEY"));
+            assert!(format!("{key:?}").contains("<redacted>") && !format!("{key:?}").contains("PRIVATE"));
+        }
     }
 }
