@@ -43,6 +43,11 @@ pub async fn create_many<P: Provider>(
     mut on_done: impl FnMut(&Made),
 ) -> Vec<Made> {
     let total = specs.len();
+    // A provider that makes many nodes in one step (the local cloud: one hold of its lock)
+    // does; then all are waited for side by side.
+    if let Some(outcomes) = provider.create_batch(&specs).await {
+        return wait_all(provider, specs, outcomes, how, on_done).await;
+    }
     let serial = provider.create_order() == CreateOrder::InOrder;
     let parallel = if serial { total.max(1) } else { how.parallel.max(1) };
     let gate = Arc::new(tokio::sync::Mutex::new(()));
@@ -83,6 +88,34 @@ pub async fn create_many<P: Provider>(
         } else {
             break;
         }
+    }
+    done
+}
+
+/// Waits for each node a batch made (where `how` asks for it), all at once; `on_done` hears
+/// each outcome as it comes.
+async fn wait_all<P: Provider>(
+    provider: &P,
+    specs: Vec<NodeSpec>,
+    outcomes: Vec<Result<Node, ProviderError>>,
+    how: CreateMany,
+    mut on_done: impl FnMut(&Made),
+) -> Vec<Made> {
+    let mut done = Vec::with_capacity(specs.len());
+    let mut tasks: FuturesUnordered<_> = specs
+        .into_iter()
+        .zip(outcomes)
+        .map(|(spec, made)| async move {
+            let result = match made {
+                Ok(node) if how.wait_ready => provider.wait_ready(node).await,
+                other => other,
+            };
+            (spec, result)
+        })
+        .collect();
+    while let Some(made) = tasks.next().await {
+        on_done(&made);
+        done.push(made);
     }
     done
 }

@@ -95,6 +95,18 @@ pub trait Provider: Send + Sync {
         CreateOrder::Parallel
     }
 
+    /// Creates all of `specs` in one step, where the provider does that better than one by
+    /// one: one outcome per spec, in order, each node as [`Provider::create`] returns it
+    /// (waiting for it is still [`Provider::wait_ready`]). `None` where it does not (the
+    /// default): [`crate::create::create_many`] then creates them one by one.
+    fn create_batch(
+        &self,
+        specs: &[NodeSpec],
+    ) -> impl Future<Output = Option<Vec<Result<Node, ProviderError>>>> + Send {
+        let _ = specs;
+        async { None }
+    }
+
     /// Whether a node [`Provider::wait_ready`] returned already answers SSH with cloud-init
     /// finished (the local cloud waits for that; Linode's "running" comes before sshd).
     fn ready_answers_ssh(&self) -> bool {

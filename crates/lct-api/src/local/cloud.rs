@@ -52,6 +52,19 @@ impl Provider for LocalCloud {
         self.blocking(move |cloud| cloud.create_seeded(&spec, Seed::Merged(spec.user_data.as_deref()))).await
     }
 
+    /// One create for many machines (one lock, made side by side): see
+    /// [`LocalCloud::create_all`]. A single node takes the plain path.
+    async fn create_batch(&self, specs: &[NodeSpec]) -> Option<Vec<Result<Node, ProviderError>>> {
+        if specs.len() < 2 {
+            return None;
+        }
+        let (count, specs) = (specs.len(), specs.to_vec());
+        Some(match self.blocking(move |cloud| Ok(cloud.create_all(&specs))).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => (0..count).map(|_| Err(ProviderError::Invalid(e.to_string()))).collect(),
+        })
+    }
+
     async fn wait_ready(&self, node: Node) -> Result<Node, ProviderError> {
         if node.status == Status::Booting { self.wait_machine(node).await } else { Ok(node) }
     }

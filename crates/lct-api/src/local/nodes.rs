@@ -6,37 +6,61 @@ use std::net::IpAddr;
 use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status};
 
 use super::address::allocate;
+use super::golden::Golden;
 use super::lab::Lab;
 use super::machine::{self, NodeImage};
 use super::net;
 use super::region::check_region;
-use super::state::set_status;
+use super::state::{CloudState, set_status};
 use super::{LocalCloud, REGION, Seed};
 use crate::ProviderError;
 use crate::cloudinit::{RESULT_PATH, boot_result};
 use crate::disk_image::LctImage;
 
+/// A node's record as a create found or made it, under the lab's lock.
+enum Recorded {
+    /// A node of that name was there already (creating is idempotent by name).
+    Existing(Node),
+    /// Recorded now (provisioning): its namespace and machine are still to be made.
+    New(Node),
+}
+
+/// How many nodes of one batch are made side by side (namespace links, overlay, first-boot
+/// files, the container's spawn): each is a few short processes, so a few at once keep both
+/// cores busy while one waits for its container's pid, without crowding out the boots.
+const BATCH_WORKERS: usize = 4;
+
 impl LocalCloud {
-    /// Creates a node whose machine (if it is one) boots with `seed`: lct's cloud-config with
-    /// the user's merged in, or a whole user-data document as given (the Linode double backs
-    /// its instances this way, with the document the Linode API was sent).
-    pub fn create_seeded(&self, spec: &NodeSpec, seed: Seed<'_>) -> Result<Node, ProviderError> {
+    /// What is checked of a spec before the lab's lock is taken: the reserved names and the
+    /// region's name (it becomes a bridge's).
+    fn check_spec(spec: &NodeSpec) -> Result<(), ProviderError> {
         if matches!(spec.name.as_str(), "lab" | "outside") {
             return Err(ProviderError::Invalid(format!(
                 "node name {:?} is reserved by the local cloud",
                 spec.name.as_str()
             )));
         }
-        // A region's name becomes a bridge's: checked before anything is locked or recorded.
+        check_region("region", spec.region.as_deref().unwrap_or(REGION))
+    }
+
+    /// The lct image a spec names, found (and restored, once), before the lab's lock is taken
+    /// and before anything of the node is made; `None` for a provider image.
+    fn golden_of(&self, image: Option<&str>) -> Result<Option<Golden>, ProviderError> {
+        match image.and_then(LctImage::parse) {
+            Some(lct) => Ok(Some(self.images().golden(&lct)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a node in `state` (addresses allocated, provisioning; not saved), or finds the
+    /// node of that name made before.
+    fn record(
+        &self,
+        state: &mut CloudState,
+        spec: &NodeSpec,
+        golden: Option<&Golden>,
+    ) -> Result<Recorded, ProviderError> {
         let region = spec.region.as_deref().unwrap_or(REGION);
-        check_region("region", region)?;
-        // A machine from an lct image: the image is found (and restored, once) before the
-        // lab's lock is taken, and before anything of the node is made.
-        let golden = match spec.image.as_deref().and_then(LctImage::parse) {
-            Some(lct) => Some(self.images().golden(&lct)?),
-            None => None,
-        };
-        let (_lock, mut state) = self.begin()?;
         if let Some(existing) = state.nodes.iter().find(|n| n.name == spec.name) {
             if spec.region.as_ref().is_some_and(|r| *r != existing.region) {
                 return Err(ProviderError::Invalid(format!(
@@ -52,13 +76,13 @@ impl LocalCloud {
                     spec.name, existing.cluster, existing.group
                 )));
             }
-            return Ok(Self::node_view(&state, existing));
+            return Ok(Recorded::Existing(Self::node_view(state, existing)));
         }
         let image = if golden.is_some() { NodeImage::Debian12 } else { NodeImage::parse(spec.image.as_deref())? };
         if image == NodeImage::Debian12 {
             machine::check_inotify(state.machines.len() + 1)?;
         }
-        let (private, public, public6) = allocate(&state, region)?;
+        let (private, public, public6) = allocate(state, region)?;
         let id = state.next_id;
         let lab = Lab::new(&state.lab);
         // A machine is reached over SSH from the lab's outside namespace (the internet of the
@@ -85,27 +109,159 @@ impl LocalCloud {
             access: Some(access),
             volumes: vec![],
         };
-        if let Some(golden) = &golden {
-            self.machine(&state, &node).set_lower(&golden.root())?;
+        if let Some(golden) = golden {
+            self.machine(state, &node).set_lower(&golden.root())?;
         }
         state.next_id += 1;
         state.nodes.push(node.clone());
         if image == NodeImage::Debian12 {
             state.machines.insert(node.name.clone());
         }
+        Ok(Recorded::New(node))
+    }
+
+    /// Makes a recorded node: its namespace and links, and its machine booted (if it is one).
+    /// What it leaves undone on an error, the next run finishes (the node stays provisioning).
+    fn make(&self, state: &CloudState, node: &Node, seed: Seed<'_>) -> Result<(), ProviderError> {
+        Lab::new(&state.lab)
+            .ensure_node(node, true)
+            .and_then(|()| self.ensure_machine(state, node, seed, true))
+            .inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))
+    }
+
+    /// The status a made node has: a machine boots (waiting for it is
+    /// [`LocalCloud::wait_machine`]), a namespace runs.
+    fn made_status(state: &CloudState, node: &Node) -> Status {
+        if state.machines.contains(&node.name) { Status::Booting } else { Status::Running }
+    }
+
+    /// Creates a node whose machine (if it is one) boots with `seed`: lct's cloud-config with
+    /// the user's user-data merged in, or a whole user-data document as given (the Linode double backs
+    /// its instances this way, with the document the Linode API was sent).
+    pub fn create_seeded(&self, spec: &NodeSpec, seed: Seed<'_>) -> Result<Node, ProviderError> {
+        Self::check_spec(spec)?;
+        let golden = self.golden_of(spec.image.as_deref())?;
+        let (_lock, mut state) = self.begin()?;
+        let node = match self.record(&mut state, spec, golden.as_ref())? {
+            Recorded::Existing(node) => return Ok(node),
+            Recorded::New(node) => node,
+        };
         self.save(&state)?;
         crash_point("node-recorded");
-        if !state.lab_ready {
-            lab.ensure()?;
-            state.lab_ready = true;
-        }
-        lab.ensure_node(&node, true)
-            .and_then(|()| self.ensure_machine(&state, &node, seed, true))
-            .inspect_err(|e| tracing::warn!(node = %node.name, "create failed: {e}; the next run finishes it"))?;
-        let done = if image == NodeImage::Debian12 { Status::Booting } else { Status::Running };
-        set_status(&mut state, &node.name, done);
+        self.ensure_lab(&mut state)?;
+        self.make(&state, &node, seed)?;
+        let status = Self::made_status(&state, &node);
+        set_status(&mut state, &node.name, status);
         self.save(&state)?;
         Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
+    }
+
+    /// The lab's own namespaces and bridges, made once (before its first node).
+    fn ensure_lab(&self, state: &mut CloudState) -> Result<(), ProviderError> {
+        if !state.lab_ready {
+            Lab::new(&state.lab).ensure()?;
+            state.lab_ready = true;
+        }
+        Ok(())
+    }
+
+    /// Creates many nodes in one hold of the lab's lock: all recorded first, in order (so
+    /// addresses follow names) and saved once, then made side by side, [`BATCH_WORKERS`] at
+    /// a time, each machine's container spawned as soon as its node is made; waiting for the
+    /// machines to answer is left to the caller, all at once. One outcome per spec, in order.
+    ///
+    /// Crash-safe as one create is: every node is recorded (provisioning) before anything of
+    /// it is made, so a run killed half-way leaves records that the next run (any change, or
+    /// `lab repair`, `lab down`) finishes or removes. Safe beside other creates: the lock is
+    /// held from the first record to the last spawn, so no other run sees a node half-made
+    /// (its repair would make it a second time) or allocates the same addresses.
+    pub fn create_all(&self, specs: &[NodeSpec]) -> Vec<Result<Node, ProviderError>> {
+        let mut outcomes: Vec<Option<Result<Node, ProviderError>>> = Vec::with_capacity(specs.len());
+        // Each image is looked up once per batch, before the lock.
+        type Found = Result<Option<Golden>, ProviderError>;
+        let mut goldens: Vec<(Option<&str>, Found)> = Vec::new();
+        let mut checked = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let image = spec.image.as_deref();
+            if !goldens.iter().any(|(i, _)| *i == image) {
+                goldens.push((image, self.golden_of(image)));
+            }
+            let golden = &goldens.iter().find(|(i, _)| *i == image).expect("looked up").1;
+            checked.push(Self::check_spec(spec).and_then(|()| match golden {
+                Ok(g) => Ok(g.clone()),
+                Err(e) => Err(clone_error(e)),
+            }));
+        }
+        let (_lock, mut state) = match self.begin() {
+            Ok(begun) => begun,
+            Err(e) => return specs.iter().map(|_| Err(clone_error(&e))).collect(),
+        };
+        let mut to_make = Vec::new();
+        for (i, (spec, golden)) in specs.iter().zip(checked).enumerate() {
+            let recorded = golden.and_then(|g| self.record(&mut state, spec, g.as_ref()));
+            outcomes.push(match recorded {
+                Ok(Recorded::Existing(node)) => Some(Ok(node)),
+                Ok(Recorded::New(node)) => {
+                    to_make.push((i, node));
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            });
+        }
+        if to_make.is_empty() {
+            return outcomes.into_iter().map(|o| o.expect("every outcome is known")).collect();
+        }
+        let fail_all = |outcomes: Vec<Option<Result<Node, ProviderError>>>, e: ProviderError| {
+            outcomes.into_iter().map(|o| o.unwrap_or_else(|| Err(clone_error(&e)))).collect()
+        };
+        if let Err(e) = self.save(&state) {
+            return fail_all(outcomes, e);
+        }
+        crash_point("node-recorded");
+        if let Err(e) = self.ensure_lab(&mut state) {
+            return fail_all(outcomes, e);
+        }
+        // The first node of each region makes the region's bridge: made one by one, so two
+        // workers never both find a bridge missing.
+        let mut regions = std::collections::BTreeSet::new();
+        let (first, rest): (Vec<_>, Vec<_>) = to_make.into_iter().partition(|(_, n)| regions.insert(n.region.clone()));
+        let seed_of = |i: usize| Seed::Merged(specs[i].user_data.as_deref());
+        let mut made: Vec<(usize, Node, Result<(), ProviderError>)> = first
+            .into_iter()
+            .map(|(i, node)| {
+                let r = self.make(&state, &node, seed_of(i));
+                (i, node, r)
+            })
+            .collect();
+        let queue = std::sync::Mutex::new(rest.into_iter());
+        let results = std::sync::Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..BATCH_WORKERS {
+                scope.spawn(|| {
+                    loop {
+                        let Some((i, node)) = queue.lock().expect("queue").next() else { break };
+                        let r = self.make(&state, &node, seed_of(i));
+                        results.lock().expect("results").push((i, node, r));
+                    }
+                });
+            }
+        });
+        made.extend(results.into_inner().expect("results"));
+        for (_, node, r) in &made {
+            if r.is_ok() {
+                let status = Self::made_status(&state, node);
+                set_status(&mut state, &node.name, status);
+            }
+        }
+        let saved = self.save(&state);
+        for (i, node, r) in made {
+            outcomes[i] = Some(match (r, &saved) {
+                (Err(e), _) => Err(e),
+                (Ok(()), Err(e)) => Err(clone_error(e)),
+                (Ok(()), Ok(())) => Self::find(&state, &node.name).map(|n| Self::node_view(&state, n)),
+            });
+        }
+        outcomes.into_iter().map(|o| o.expect("every outcome is known")).collect()
     }
 
     pub(super) fn set_power(&self, name: &Name, up: bool) -> Result<Node, ProviderError> {
@@ -139,11 +295,21 @@ impl LocalCloud {
         }
         let ssh = lct_core::ssh::SshFiles::of_state_or(self.state_dir())
             .map_err(|error| ProviderError::Io { what: "lct's SSH files".into(), error })?;
+        // ssh runs in the namespace by setns(2) between fork and exec, on a namespace file
+        // held open here: not through `ip netns exec` (a process more per machine, and a
+        // mount namespace with /sys mounted again for each).
+        let ns_file = match &netns {
+            Some(ns) => {
+                let path = std::path::Path::new("/run/netns").join(ns);
+                Some(
+                    std::fs::File::open(&path)
+                        .map_err(|error| ProviderError::Io { what: path.display().to_string(), error })?,
+                )
+            }
+            None => None,
+        };
+        let ns_fd = ns_file.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         let mut argv: Vec<String> = Vec::new();
-        if let Some(ns) = &netns {
-            argv.extend(["ip", "netns", "exec", ns].map(String::from));
-        }
-        argv.push("ssh".into());
         for o in ssh.client_options() {
             argv.extend(["-o".into(), o]);
         }
@@ -157,8 +323,20 @@ impl LocalCloud {
             host.clone(),
         ]);
         let run = |remote: &str| {
-            let mut cmd = tokio::process::Command::new(&argv[0]);
-            cmd.args(&argv[1..]).arg(remote).stdin(std::process::Stdio::null()).kill_on_drop(true);
+            let mut cmd = tokio::process::Command::new("ssh");
+            cmd.args(&argv).arg(remote).stdin(std::process::Stdio::null()).kill_on_drop(true);
+            if let Some(fd) = ns_fd {
+                // SAFETY: between fork and exec only setns(2), async-signal-safe, on a file
+                // descriptor `ns_file` keeps open for as long as `run` is called.
+                unsafe {
+                    cmd.pre_exec(move || {
+                        if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+            }
             cmd
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
@@ -240,6 +418,25 @@ impl LocalCloud {
         self.save(&state)?;
         self.finish_delete(&mut state, &node)?;
         Ok(true)
+    }
+}
+
+/// The same error again, for each node a batch could not make for one reason: its kind
+/// kept where it is plain data, else its message.
+fn clone_error(e: &ProviderError) -> ProviderError {
+    match e {
+        ProviderError::NoSuchNode(n) => ProviderError::NoSuchNode(n.clone()),
+        ProviderError::NoSuchVolume(n) => ProviderError::NoSuchVolume(n.clone()),
+        ProviderError::Unsupported(s) => ProviderError::Unsupported(s.clone()),
+        ProviderError::NotRoot => ProviderError::NotRoot,
+        ProviderError::Api(s) => ProviderError::Api(s.clone()),
+        ProviderError::Command { command, stderr } => {
+            ProviderError::Command { command: command.clone(), stderr: stderr.clone() }
+        }
+        ProviderError::Io { what, error } => {
+            ProviderError::Io { what: what.clone(), error: std::io::Error::new(error.kind(), error.to_string()) }
+        }
+        other => ProviderError::Invalid(other.to_string()),
     }
 }
 
