@@ -70,6 +70,10 @@ pub use region::{MAX_REGION_LEN, PRIVATE_RANGE, REGION, RegionInfo, check_region
 pub struct LocalCloud {
     dir: PathBuf,
     lab: Option<String>,
+    /// Machines this process saw ready and has not recorded as running yet: recorded
+    /// together by whichever waiter takes the lab's lock next (one save for many, not one
+    /// lock and one synced write per machine while a hundred become ready at once).
+    ready: std::sync::Arc<std::sync::Mutex<Vec<lct_core::record::Name>>>,
 }
 
 impl LocalCloud {
@@ -80,7 +84,7 @@ impl LocalCloud {
     }
 
     pub fn new(state_dir: &Path, lab: Option<String>) -> Self {
-        LocalCloud { dir: state_dir.join("local"), lab }
+        LocalCloud { dir: state_dir.join("local"), lab, ready: Default::default() }
     }
 
     /// Whether this state directory holds a local cloud (it has created something).

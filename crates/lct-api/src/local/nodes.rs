@@ -391,10 +391,21 @@ impl LocalCloud {
             }
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(node.name.clone());
         self.blocking(move |cloud| {
             let (_lock, mut state) = cloud.begin()?;
-            if Self::find(&state, &node.name)?.status == Status::Booting {
-                set_status(&mut state, &node.name, Status::Running);
+            Self::find(&state, &node.name)?;
+            // This machine, and every other this process saw ready meanwhile, in one save.
+            let mut ready = std::mem::take(&mut *cloud.ready.lock().unwrap_or_else(|e| e.into_inner()));
+            ready.push(node.name.clone());
+            let mut changed = false;
+            for name in &ready {
+                if Self::find(&state, name).is_ok_and(|n| n.status == Status::Booting) {
+                    set_status(&mut state, name, Status::Running);
+                    changed = true;
+                }
+            }
+            if changed {
                 cloud.save(&state)?;
             }
             Ok(Self::node_view(&state, Self::find(&state, &node.name)?))
