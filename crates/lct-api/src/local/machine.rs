@@ -425,6 +425,9 @@ impl Machine {
     /// Stops the machine and removes its overlay and files: nothing of it stays.
     pub fn remove(&self) -> Result<(), ProviderError> {
         self.stop()?;
+        if let Some(node) = self.dir.file_name() {
+            super::reboot::forget_cgroups(&self.lab, &node.to_string_lossy());
+        }
         self.unmount_root()?;
         if self.mounted() {
             // Never remove a tree through a mount: with a disk as root, that is the disk's
