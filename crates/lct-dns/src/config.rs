@@ -62,6 +62,14 @@ use crate::zone::DnsRecord;
 ///
 /// [dnssec_timers]                            # seconds [Knot's defaults]
 /// signature_lifetime = 1209600               # 14 days
+///
+/// [dnssec_policy]                            # keys; seconds [Knot's defaults]
+/// split = true                               # KSK and ZSK; false: one CSK
+/// zsk_lifetime = 2592000                     # 30 days; 0: only by `lct-dns roll`
+/// ksk_lifetime = 0                           # manual (the parent takes part)
+/// propagation_delay = 3600
+/// dnskey_ttl = 3600                          # [the SOA's TTL]
+/// parent_ds_ttl = 86400                      # the parent's DS TTL
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +118,9 @@ pub struct Config {
     /// Signature timers (tests make them short).
     #[serde(default)]
     pub dnssec_timers: DnssecTimers,
+    /// Key policy: roles, lifetimes, the waits of a rollover.
+    #[serde(default)]
+    pub dnssec_policy: DnssecPolicy,
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
@@ -136,6 +147,19 @@ pub struct DnssecTimers {
     pub signature_lifetime: Option<u32>,
     /// Made again this long before they expire [a tenth of the lifetime and two hours].
     pub signature_refresh: Option<u32>,
+}
+
+/// `[dnssec_policy]`: seconds; unset, Knot's defaults ([`crate::keyroll::Policy`]).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecPolicy {
+    /// A KSK and a ZSK (Knot's default), or one CSK; for a zone's first keys only.
+    pub split: Option<bool>,
+    pub zsk_lifetime: Option<u64>,
+    pub ksk_lifetime: Option<u64>,
+    pub propagation_delay: Option<u64>,
+    pub dnskey_ttl: Option<u32>,
+    pub parent_ds_ttl: Option<u64>,
 }
 
 /// `[[secondary]]` in the configuration.
@@ -358,8 +382,10 @@ impl Config {
     /// The zones signed here, each key read from the state directory (made there the first
     /// time); a zone signed must be one of the records file's.
     pub fn dnssec(&self, records: &[DnsRecord], secondary_zones: &[String]) -> anyhow::Result<crate::sign::Dnssec> {
-        use crate::zonekeys::{KeyAlgorithm, ZoneKey};
+        use crate::zonekeys::KeyAlgorithm;
         let dir = self.state_file().parent().map(Path::to_path_buf).unwrap_or_default();
+        let policy = self.policy()?;
+        let now = crate::tsig::now();
         let mut keys = BTreeMap::new();
         for (zone, choice) in &self.dnssec {
             let zone = crate::zone::fqdn(&zone.to_ascii_lowercase());
@@ -375,7 +401,12 @@ impl Config {
             if !records.iter().any(|r| r.zone == zone) {
                 anyhow::bail!("{field}: a zone that has no records");
             }
-            keys.insert(zone.clone(), ZoneKey::load_or_create(&dir, &zone, algorithm, crate::tsig::now())?);
+            let probe = crate::sign::Dnssec::with_rings(BTreeMap::new(), policy, dir.clone(), Default::default());
+            let ttls = probe.ttls(records, &zone);
+            let ring = crate::keystate::update(&dir, &zone, algorithm, now, |file| {
+                crate::keyroll::advance(&zone, algorithm, file, &policy, ttls, now)
+            })?;
+            keys.insert(zone.clone(), ring);
         }
         let mut timers = crate::sign::Timers::default();
         if let Some(lifetime) = self.dnssec_timers.signature_lifetime {
@@ -393,7 +424,34 @@ impl Config {
                 timers.lifetime
             );
         }
-        Ok(crate::sign::Dnssec::new(keys, timers))
+        Ok(crate::sign::Dnssec::with_rings(keys, policy, dir, timers))
+    }
+
+    /// The key policy: `[dnssec_policy]` over Knot's defaults.
+    pub fn policy(&self) -> anyhow::Result<crate::keyroll::Policy> {
+        let d = crate::keyroll::Policy::default();
+        let p = &self.dnssec_policy;
+        let policy = crate::keyroll::Policy {
+            split: p.split.unwrap_or(d.split),
+            zsk_lifetime: p.zsk_lifetime.unwrap_or(d.zsk_lifetime),
+            ksk_lifetime: p.ksk_lifetime.unwrap_or(d.ksk_lifetime),
+            propagation_delay: p.propagation_delay.unwrap_or(d.propagation_delay),
+            dnskey_ttl: p.dnskey_ttl.or(d.dnskey_ttl),
+            parent_ds_ttl: p.parent_ds_ttl.unwrap_or(d.parent_ds_ttl),
+        };
+        // A lifetime shorter than a rollover's own waits would start the next before the
+        // last ended (Knot refuses the same).
+        for (name, lifetime) in [("zsk_lifetime", policy.zsk_lifetime), ("ksk_lifetime", policy.ksk_lifetime)] {
+            let waits = policy.propagation_delay * 2 + u64::from(policy.dnskey_ttl.unwrap_or(0));
+            if lifetime != 0 && lifetime <= waits {
+                anyhow::bail!(
+                    "{}: {lifetime} s is not longer than a rollover's waits ({waits} s: twice the propagation delay \
+                     and the DNSKEY TTL); 0 rolls only when asked",
+                    self.field(format!("dnssec_policy.{name}"))
+                );
+            }
+        }
+        Ok(policy)
     }
 }
 

@@ -10,7 +10,9 @@
 //! * [`tsig`]: TSIG keys.
 //! * [`mode`]: zone modes (split, private, public): who a zone answers.
 //! * [`wire`]: `dns-record` records to and from the wire; names in wire form.
-//! * [`zonekeys`]: DNSSEC keys of the zones signed here, on disk; their DNSKEY and DS.
+//! * [`zonekeys`]: a DNSSEC key: its DNSKEY, signatures and DS.
+//! * [`keystate`]: a signed zone's keys with roles and timestamps, on disk.
+//! * [`keyroll`]: the key policy and rollovers (ZSK pre-publication, KSK double signature).
 //!
 //! Answering
 //! * [`fast`]: the answer tables and the hot path: every ordinary query, positive or
@@ -69,6 +71,8 @@ pub mod fast;
 pub mod fuzzing;
 pub mod journal;
 pub mod keyed;
+pub mod keyroll;
+pub mod keystate;
 #[cfg(feature = "linode")]
 pub mod linode;
 pub mod live;

@@ -1,7 +1,9 @@
-//! Signatures made again before they expire, without a change to the zone: when the first
-//! signature in use is due (the signature timers' refresh before its expiry), each signed
-//! zone gets a new SOA serial and is built again, so the due signatures are made anew and
-//! secondaries fetch them (NOTIFY, then a transfer), as Knot does.
+//! Signatures made again before they expire, and keys taken through their rollovers,
+//! without a change to the zone: when the first signature in use is due (the signature
+//! timers' refresh before its expiry) or a key event comes (a key published, active,
+//! retired, a rollover asked for by `lct-dns roll` or `ds-seen`), each signed zone gets a
+//! new SOA serial and is built again, so secondaries fetch the new version (NOTIFY, then a
+//! transfer), as Knot does.
 
 use std::time::Duration;
 
@@ -9,28 +11,57 @@ use crate::live::Live;
 use crate::served::Served;
 use crate::zone::{DnsRecord, RecordType};
 
-/// Longest sleep between looks (a reload may bring zones due sooner).
+/// Longest sleep between looks when nothing is signed (a reload may bring signed zones).
 const LOOK_EVERY: u64 = 300;
+
+/// Longest sleep between looks at the key files of signed zones (an operator's `lct-dns
+/// roll` or `ds-seen` is taken within this).
+pub const KEY_LOOK_EVERY: u64 = 2;
 
 /// Re-signs the signed zones of `live` as they come due, until the process ends.
 pub async fn refresh_loop(live: Live) {
     loop {
-        let due = live.current().settings.dnssec.next_refresh();
+        let dnssec = live.current().settings.dnssec.clone();
         let now = crate::tsig::now();
-        let wait = due.map_or(LOOK_EVERY, |d| d.saturating_sub(now).clamp(1, LOOK_EVERY));
+        let longest = if dnssec.zones().is_empty() { LOOK_EVERY } else { KEY_LOOK_EVERY };
+        let due = [dnssec.next_refresh(), dnssec.next_key_event(now)].into_iter().flatten().min();
+        let wait = due.map_or(longest, |d| d.saturating_sub(now).clamp(1, longest));
         tokio::time::sleep(Duration::from_secs(wait)).await;
         let turn = live.update_lock().await;
         let served = live.current();
-        if served.settings.dnssec.next_refresh().is_none_or(|d| d > crate::tsig::now()) {
+        let now = crate::tsig::now();
+        let keys_changed = {
+            let (records, dnssec) = (served.records.clone(), served.settings.dnssec.clone());
+            match tokio::task::spawn_blocking(move || dnssec.advance(&records, now)).await {
+                Ok(Ok(changed)) => changed,
+                Ok(Err(e)) => {
+                    // The previous version serves on; the keys are looked at again later.
+                    tracing::error!("keys not taken further, trying again in a minute: {e}");
+                    drop(turn);
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!("keys not taken further: {e}");
+                    continue;
+                }
+            }
+        };
+        let refresh_due = served.settings.dnssec.next_refresh().is_some_and(|d| d <= now);
+        if !keys_changed && !refresh_due {
             continue;
         }
-        let zones: Vec<String> = served.settings.dnssec.zones().map(String::from).collect();
+        let zones: Vec<String> = served.settings.dnssec.zones();
         let records = with_new_serials(&served.records, &zones);
         let settings = served.settings.clone();
         match tokio::task::spawn_blocking(move || Served::build_and_persist(records, settings)).await {
             Ok(Ok(next)) => {
                 live.swap(next);
-                tracing::info!("signatures refreshed in {}", zones.join(", "));
+                let why = if keys_changed { "keys changed" } else { "signatures refreshed" };
+                tracing::info!("{why} in {}", zones.join(", "));
+                if keys_changed && let Some(ring) = zones.first().and_then(|z| served.settings.dnssec.ring(z)) {
+                    tracing::info!("zone {}: keys {}", ring.zone, ring.describe(now));
+                }
             }
             Ok(Err(e)) => {
                 // The previous version serves on (its signatures still valid for the refresh

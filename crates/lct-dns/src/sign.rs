@@ -1,22 +1,28 @@
 //! Signing the zones this server is primary for, when a zone version's tables are built
 //! (never per query): a DNSKEY set at the apex, an NSEC chain over each view's names, and an
-//! RRSIG for every authoritative set, in both views with the same key (a DS at the parent
-//! covers both). Signatures are kept between versions, keyed by the exact set they sign:
+//! RRSIG for every authoritative set, in both views with the same keys (a DS at the parent
+//! covers both). Which keys sign what at the moment of signing comes from the zone's key
+//! ring ([`crate::keystate`]): during a rollover a set may carry two signatures. Signatures are kept between versions, keyed by the exact set they sign:
 //! a change re-signs only the sets it touches (the names changed, their NSEC neighbours,
 //! the SOA), and a set the two views share is signed once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::denial::{canonical_cmp, records, zone_key, zone_names};
 use crate::fast::{Answers, RrSet};
+use crate::keyroll::Policy;
+use crate::keystate::{KeyRing, SigningPlan};
 use crate::zonekeys::ZoneKey;
 
 const RRSIG: u16 = 46;
 const NSEC: u16 = 47;
 const DNSKEY: u16 = 48;
 const DS: u16 = 43;
+const CDS: u16 = 59;
+const CDNSKEY: u16 = 60;
 
 /// Signature timers, as Knot's defaults: signatures valid for 14 days (`rrsig-lifetime`),
 /// made again when less than a tenth of that and two hours are left (`rrsig-refresh`),
@@ -54,29 +60,99 @@ struct Cached {
 /// The zones signed here, their keys, and the signatures made so far.
 #[derive(Default)]
 pub struct Dnssec {
-    keys: BTreeMap<String, ZoneKey>,
+    /// Per zone its keys; replaced at a key event ([`Dnssec::advance`]).
+    rings: RwLock<BTreeMap<String, Arc<KeyRing>>>,
     pub timers: Timers,
+    pub policy: Policy,
+    /// The state directory the key files are in (`None`: keys in memory only, tests).
+    dir: Option<PathBuf>,
+    /// The moment the last signing pass signed as at (a key event since means a new pass).
+    signed_at: AtomicU64,
     cache: Mutex<(u64, HashMap<Vec<u8>, Cached>)>,
     /// Signatures made since the start (a change should add only a few).
     made: AtomicU64,
 }
 
 impl Dnssec {
-    /// Signs each zone of `keys` (fully qualified, lower case) with its key.
+    /// Signs each zone of `keys` (fully qualified, lower case) with its one key, a CSK
+    /// (tests: no key file, no rollover).
     pub fn new(keys: BTreeMap<String, ZoneKey>, timers: Timers) -> Dnssec {
-        Dnssec { keys, timers, ..Default::default() }
+        let rings =
+            keys.into_iter().map(|(zone, key)| (zone.clone(), Arc::new(KeyRing::single(&zone, key, String::new()))));
+        Dnssec { rings: RwLock::new(rings.collect()), timers, ..Default::default() }
+    }
+
+    /// Signs each zone of `rings` with its keys, kept under the state directory `dir`.
+    pub fn with_rings(rings: BTreeMap<String, Arc<KeyRing>>, policy: Policy, dir: PathBuf, timers: Timers) -> Dnssec {
+        Dnssec { rings: RwLock::new(rings), policy, dir: Some(dir), timers, ..Default::default() }
     }
 
     pub fn is_signed(&self, zone: &str) -> bool {
-        self.keys.contains_key(zone)
+        self.rings.read().expect("not poisoned").contains_key(zone)
     }
 
-    pub fn key(&self, zone: &str) -> Option<&ZoneKey> {
-        self.keys.get(zone)
+    /// `zone`'s keys as they are now.
+    pub fn ring(&self, zone: &str) -> Option<Arc<KeyRing>> {
+        self.rings.read().expect("not poisoned").get(zone).cloned()
     }
 
-    pub fn zones(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+    /// The zones signed here.
+    pub fn zones(&self) -> Vec<String> {
+        self.rings.read().expect("not poisoned").keys().cloned().collect()
+    }
+
+    /// The earliest scheduled key event after `now` in any zone (Unix seconds), if any.
+    pub fn next_key_event(&self, now: u64) -> Option<u64> {
+        let rings = self.rings.read().expect("not poisoned");
+        rings.values().filter_map(|r| crate::keyroll::next_event(r, &self.policy, now).0).min()
+    }
+
+    /// The expiry of `zone`'s signatures in use that expire first (Unix seconds), if any.
+    pub fn first_expiry(&self, zone: &str) -> Option<u64> {
+        let apex = crate::wire::wire_name(zone)?;
+        let cache = self.cache.lock().expect("not poisoned");
+        // A cached signature's id starts with its owner's name in wire form.
+        let owner = |id: &[u8]| {
+            let mut at = 0;
+            while at < id.len() && id[at] != 0 {
+                at += 1 + id[at] as usize;
+            }
+            id.get(..=at).map(<[u8]>::to_vec).unwrap_or_default()
+        };
+        cache.1.iter().filter(|(id, _)| owner(id).ends_with(&apex)).map(|(_, c)| u64::from(c.expiration)).min()
+    }
+
+    /// Each zone's keys taken to `now` in its key file (what `lct-dns roll` and `ds-seen`
+    /// asked for, rollovers whose lifetime ran out, steps that came due); `records` give the
+    /// TTLs the waits depend on. Whether the zones must be signed again: a key changed or
+    /// changed state since the last signing pass. Nothing changes for a zone that fails.
+    pub fn advance(&self, records: &[crate::zone::DnsRecord], now: u64) -> Result<bool, crate::zonekeys::KeyError> {
+        let Some(dir) = &self.dir else { return Ok(false) };
+        let mut changed = false;
+        for zone in self.zones() {
+            let old = self.ring(&zone).expect("listed");
+            let ttls = self.ttls(records, &zone);
+            let ring = crate::keystate::update(dir, &zone, old.algorithm, now, |file| {
+                crate::keyroll::advance(&zone, old.algorithm, file, &self.policy, ttls, now)
+            })?;
+            let before = self.signed_at.load(Ordering::Relaxed);
+            let states = |r: &KeyRing, at: u64| r.keys.iter().map(|k| (k.key.tag, k.state_at(at))).collect::<Vec<_>>();
+            if ring.file.keys != old.file.keys || states(&ring, now) != states(&old, before) {
+                changed = true;
+            }
+            self.rings.write().expect("not poisoned").insert(zone, ring);
+        }
+        Ok(changed)
+    }
+
+    /// The TTLs of `zone` that its keys' rollovers wait for.
+    pub fn ttls(&self, records: &[crate::zone::DnsRecord], zone: &str) -> crate::keyroll::ZoneTtls {
+        let of_zone = || records.iter().filter(|r| r.zone == zone);
+        let soa = of_zone().find(|r| r.rtype == hickory_proto::rr::RecordType::SOA);
+        let minimum = soa.and_then(|r| r.data.split_whitespace().nth(6)?.parse::<u32>().ok()).unwrap_or(0);
+        let max = of_zone().map(|r| r.ttl).chain([minimum]).max().unwrap_or(0);
+        let dnskey = self.policy.dnskey_ttl.or(soa.map(|r| r.ttl)).unwrap_or(max);
+        crate::keyroll::ZoneTtls { dnskey, max: max.max(dnskey) }
     }
 
     /// Signatures made since the start.
@@ -97,25 +173,37 @@ impl Dnssec {
 
     /// Signs the zones of `answers` as at `now` (Unix seconds).
     pub fn sign_at(&self, answers: &mut Answers, now: u64) -> Result<(), SignError> {
-        if self.keys.is_empty() {
+        let rings = self.rings.read().expect("not poisoned").clone();
+        if rings.is_empty() {
             return Ok(());
         }
         let mut cache = self.cache.lock().expect("not poisoned");
         let (generation, cache) = &mut *cache;
         *generation += 1;
-        for (zone, key) in &self.keys {
+        for (zone, ring) in &rings {
             let err = |message: String| SignError::Zone { zone: zone.clone(), message };
-            // A clock before the key was made is a clock gone wrong: signatures dated by it
+            // A clock before a key was made is a clock gone wrong: signatures dated by it
             // would be refused by every validator whose clock is right.
-            if now + 86_400 < key.created {
+            if let Some(key) = ring.keys.iter().find(|k| now + 86_400 < k.key.created) {
                 return Err(err(format!(
                     "the clock ({now}) is more than a day before the key was made ({}): not signing with a clock far off",
-                    key.created
+                    key.key.created
                 )));
             }
+            let plan = ring.plan(now).map_err(err)?;
             let now = u32::try_from(now).map_err(|_| err(format!("the clock ({now}) is past 2106")))?;
             let apex = crate::wire::wire_name(zone).ok_or_else(|| err("not a valid name".into()))?;
-            let mut pass = Pass { key, apex: &apex, now, timers: self.timers, cache, generation: *generation, made: 0 };
+            let dnskey_ttl = self.policy.dnskey_ttl;
+            let mut pass = Pass {
+                plan: &plan,
+                dnskey_ttl,
+                apex: &apex,
+                now,
+                timers: self.timers,
+                cache,
+                generation: *generation,
+                made: 0,
+            };
             for internal in [true, false] {
                 pass.sign_view(answers, internal).map_err(err)?;
             }
@@ -123,6 +211,7 @@ impl Dnssec {
         }
         let current = *generation;
         cache.retain(|_, c| c.used == current);
+        self.signed_at.store(now, Ordering::Relaxed);
         answers.attach_dnssec();
         Ok(())
     }
@@ -130,7 +219,9 @@ impl Dnssec {
 
 /// One zone signed in one signing pass.
 struct Pass<'a> {
-    key: &'a ZoneKey,
+    plan: &'a SigningPlan<'a>,
+    /// The DNSKEY, CDS and CDNSKEY sets' TTL (`None`: the SOA's).
+    dnskey_ttl: Option<u32>,
     apex: &'a [u8],
     now: u32,
     timers: Timers,
@@ -154,8 +245,15 @@ impl Pass<'_> {
             .find(|s| s.rtype == 6)
             .and_then(|s| records(&s.bytes).next().map(|(ttl, _)| ttl))
             .ok_or("no SOA")?;
-        apex_sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC | DNSKEY));
-        apex_sets.push(set_of(DNSKEY, soa_ttl, [self.key.dnskey.as_slice()]));
+        apex_sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC | DNSKEY | CDS | CDNSKEY));
+        let key_ttl = self.dnskey_ttl.unwrap_or(soa_ttl);
+        apex_sets.push(set_of(DNSKEY, key_ttl, self.plan.published.iter().map(|k| k.dnskey.as_slice())));
+        // A KSK waiting for its DS: the parent is asked for it (RFC 7344, 8078).
+        if !self.plan.submitting.is_empty() {
+            let ds: Vec<Vec<u8>> = self.plan.submitting.iter().map(|k| k.ds_rdata(self.apex)).collect();
+            apex_sets.push(set_of(CDS, key_ttl, ds.iter().map(Vec::as_slice)));
+            apex_sets.push(set_of(CDNSKEY, key_ttl, self.plan.submitting.iter().map(|k| k.dnskey.as_slice())));
+        }
 
         let mut names: Vec<Vec<u8>> = zone_names(answers, internal, self.apex).into_iter().cloned().collect();
         // Delegations: their NS sets and what is below them (glue) are not this zone's to
@@ -183,14 +281,21 @@ impl Pass<'_> {
         for name in &names {
             let cut = cuts.contains(name);
             let sets = answers.names.get_mut(name).expect("listed");
+            let at_apex = name[1..] == *self.apex;
             let mut sigs = Vec::new();
             for set in sets.iter().filter(|s| !cut || matches!(s.rtype, DS | NSEC)) {
-                sigs.push(self.signature(&name[1..], set)?);
+                let signers = match set.rtype {
+                    DNSKEY | CDS | CDNSKEY if at_apex => &self.plan.key_signers,
+                    _ => &self.plan.zone_signers,
+                };
+                let ttl = records(&set.bytes).next().map_or(0, |(ttl, _)| ttl);
+                for key in signers {
+                    sigs.push((ttl, self.signature(&name[1..], set, key)?));
+                }
             }
-            let ttl_of = |set: &RrSet| records(&set.bytes).next().map_or(0, |(ttl, _)| ttl);
             let mut rrsig = RrSet { rtype: RRSIG, ..Default::default() };
-            for (set, sig) in sets.iter().filter(|s| !cut || matches!(s.rtype, DS | NSEC)).zip(&sigs) {
-                push_record(&mut rrsig, RRSIG, ttl_of(set), sig);
+            for (ttl, sig) in &sigs {
+                push_record(&mut rrsig, RRSIG, *ttl, sig);
             }
             sets.push(rrsig);
         }
@@ -199,11 +304,11 @@ impl Pass<'_> {
 
     /// The RRSIG data for `set` at `owner`: the one made before if it signs the same set
     /// and is not due for refresh, else a new one.
-    fn signature(&mut self, owner: &[u8], set: &RrSet) -> Result<Vec<u8>, String> {
+    fn signature(&mut self, owner: &[u8], set: &RrSet, key: &ZoneKey) -> Result<Vec<u8>, String> {
         let mut id = Vec::with_capacity(owner.len() + 4 + set.bytes.len());
         id.extend_from_slice(owner);
         id.extend_from_slice(&set.rtype.to_be_bytes());
-        id.extend_from_slice(&self.key.tag.to_be_bytes());
+        id.extend_from_slice(&key.tag.to_be_bytes());
         id.extend_from_slice(&set.bytes);
         if let Some(cached) = self.cache.get_mut(&id)
             && cached.inception <= self.now
@@ -217,12 +322,12 @@ impl Pass<'_> {
         let expiration = self.now.saturating_add(self.timers.lifetime);
         let mut rdata = Vec::with_capacity(128);
         rdata.extend_from_slice(&set.rtype.to_be_bytes());
-        rdata.push(self.key.algorithm.number());
+        rdata.push(key.algorithm.number());
         rdata.push(label_count(owner));
         rdata.extend_from_slice(&ttl.to_be_bytes());
         rdata.extend_from_slice(&expiration.to_be_bytes());
         rdata.extend_from_slice(&inception.to_be_bytes());
-        rdata.extend_from_slice(&self.key.tag.to_be_bytes());
+        rdata.extend_from_slice(&key.tag.to_be_bytes());
         rdata.extend_from_slice(self.apex);
         // What is signed (RFC 4034 3.1.8.1): the RRSIG data without its signature, then the
         // set's records in canonical form and order, each with the original TTL.
@@ -238,7 +343,7 @@ impl Pass<'_> {
             tbs.extend_from_slice(&(d.len() as u16).to_be_bytes());
             tbs.extend_from_slice(d);
         }
-        rdata.extend(self.key.sign(&tbs)?);
+        rdata.extend(key.sign(&tbs)?);
         self.made += 1;
         self.cache.insert(id, Cached { rdata: rdata.clone(), inception, expiration, used: self.generation });
         Ok(rdata)

@@ -11,7 +11,7 @@ use crate::denial::canonical_cmp;
 use crate::mode::ZoneMode;
 use crate::zone::fixtures::{rec, zone};
 use crate::zone::{DnsRecord, View};
-use crate::zonekeys::{KeyAlgorithm, ZoneKey};
+use crate::zonekeys::KeyAlgorithm;
 
 const NOW: u64 = 1_800_000_000;
 
@@ -21,7 +21,7 @@ fn split(_: &str) -> ZoneMode {
 
 fn signer(algorithm: KeyAlgorithm) -> (Dnssec, impl Sized) {
     let dir = lct_core::fsutil::temp_dir("lct-dns-sign").unwrap();
-    let key = ZoneKey::load_or_create(dir.path(), "lct.internal.", algorithm, NOW).unwrap();
+    let key = crate::keyroll::load_or_create_csk(dir.path(), "lct.internal.", algorithm, NOW).unwrap();
     (Dnssec::new(BTreeMap::from([("lct.internal.".to_string(), key)]), Timers::default()), dir)
 }
 
