@@ -42,9 +42,11 @@ fn validates(port: u16, from: &str, anchor: &Path, name: &str, address: &str) {
 
 /// A trust anchor file for delv from the zone's DNSKEY at the server on `port`.
 fn anchor(port: u16, dir: &Path) -> std::path::PathBuf {
-    let key = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
+    // The KSK (flags 257): the key the parent's DS names (the ZSK, 256, it vouches for).
+    let keys = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
+    let key = keys.lines().find(|l| l.starts_with("257 ")).unwrap_or_default();
     let fields: Vec<&str> = key.split_whitespace().collect();
-    assert!(fields.len() >= 4 && fields[0] == "257" && fields[2] == "13", "no DNSKEY: {key}");
+    assert!(fields.len() >= 4 && fields[0] == "257" && fields[2] == "13", "no KSK: {keys}");
     let text = format!(
         "trust-anchors {{ lct.internal. static-key {} {} {} \"{}\"; }};\n",
         fields[0],
