@@ -305,5 +305,19 @@ zone "lct.internal" {{
     assert_eq!(now, [("ksk".into(), "active".into()), ("zsk".into(), "active".into())]);
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(!said.contains("ERROR"), "{said}");
+
+    // A key file broken by hand: `lct-dns roll` refuses, naming it; the server's key look
+    // fails, naming it, and the signed zone serves on, validated.
+    let key_file = dir.join("dns-state/dnssec/lct.internal.json");
+    let good = std::fs::read(&key_file).unwrap();
+    std::fs::write(&key_file, b"{\"zone\": \"lct.internal.\", \"algorithm\": \"rsasha1\", \"keys\": []}").unwrap();
+    refused(&["roll", "lct.internal", "zsk"], key_file.to_str().unwrap());
+    until("the key look fails", WITHIN, || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("keys not taken further")
+    });
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains(key_file.to_str().unwrap()), "the error does not name the key file: {said}");
+    validates(primary, &new_anchor, "with a broken key file");
+    std::fs::write(&key_file, good).unwrap();
     drop(server);
 }

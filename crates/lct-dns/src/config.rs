@@ -439,6 +439,17 @@ impl Config {
             dnskey_ttl: p.dnskey_ttl.or(d.dnskey_ttl),
             parent_ds_ttl: p.parent_ds_ttl.unwrap_or(d.parent_ds_ttl),
         };
+        // Ten years bounds every wait (a typing slip of a few digits is not a plan).
+        for (name, value) in [
+            ("zsk_lifetime", policy.zsk_lifetime),
+            ("ksk_lifetime", policy.ksk_lifetime),
+            ("propagation_delay", policy.propagation_delay),
+            ("parent_ds_ttl", policy.parent_ds_ttl),
+        ] {
+            if value > 10 * 365 * 86_400 {
+                anyhow::bail!("{}: {value} s is more than ten years", self.field(format!("dnssec_policy.{name}")));
+            }
+        }
         // A lifetime shorter than a rollover's own waits would start the next before the
         // last ended (Knot refuses the same).
         for (name, lifetime) in [("zsk_lifetime", policy.zsk_lifetime), ("ksk_lifetime", policy.ksk_lifetime)] {

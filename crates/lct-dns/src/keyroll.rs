@@ -121,12 +121,12 @@ fn describe(file: &RingFile, now: u64) -> String {
 /// Starts a rollover of `role` at `now`: the new key's timestamps, and the old ones' where
 /// they are known now (a KSK's wait for the parent is open until `ds-seen`).
 fn start_roll(file: &mut RingFile, role: Role, policy: &Policy, ttls: ZoneTtls, now: u64) -> Result<(), KeyError> {
-    let known = now + u64::from(ttls.dnskey) + policy.propagation_delay;
+    let known = now.saturating_add(u64::from(ttls.dnskey)).saturating_add(policy.propagation_delay);
     if role == Role::Zsk {
         // Pre-publication (RFC 6781 4.1.1.1): published now, signs once every cache has
         // the new DNSKEY set; the old one published until its signatures left every cache.
         let timing = Timing { publish: now, ready: Some(known), active: Some(known), ..Default::default() };
-        let remove = known + u64::from(ttls.max) + policy.propagation_delay;
+        let remove = known.saturating_add(u64::from(ttls.max)).saturating_add(policy.propagation_delay);
         for old in file.keys.iter_mut().filter(|k| k.role == Role::Zsk && k.timing.retire.is_none()) {
             old.timing.retire_active = Some(known);
             old.timing.retire = Some(known);
@@ -152,7 +152,7 @@ fn ds_seen(file: &mut RingFile, policy: &Policy, seen: u64) -> Result<(), String
     if ready.is_empty() {
         return Err(format!("no key waits for its DS at the parent ({})", describe(file, seen)));
     }
-    let retire = seen + policy.parent_ds_ttl + policy.propagation_delay;
+    let retire = seen.saturating_add(policy.parent_ds_ttl).saturating_add(policy.propagation_delay);
     for (i, k) in file.keys.iter_mut().enumerate() {
         if ready.contains(&i) {
             k.timing.active = Some(seen);
@@ -224,7 +224,7 @@ pub fn advance(
             .keys
             .iter()
             .filter(|k| k.role.is_ksk() == ksk && k.timing.state_at(now) == KeyState::Active)
-            .any(|k| k.timing.active.is_some_and(|a| a + lifetime <= now));
+            .any(|k| k.timing.active.is_some_and(|a| a.saturating_add(lifetime) <= now));
         if due && let Ok(role) = roll_role(&file, ksk, now) {
             start_roll(&mut file, role, policy, ttls, now)?;
         }
@@ -267,7 +267,7 @@ pub fn next_event(ring: &KeyRing, policy: &Policy, now: u64) -> (Option<u64>, St
             && !rolling(&ring.file, k.role.is_ksk(), now)
             && let Some(active) = t.active
         {
-            consider(active + lifetime, format!("{tag} {:?} rollover", k.role));
+            consider(active.saturating_add(lifetime), format!("{tag} {:?} rollover", k.role));
         }
     }
     match best {
@@ -457,6 +457,46 @@ mod tests {
         retired.keys[0].timing.retire_active = Some(5);
         retired.keys[0].timing.retire = Some(5);
         assert!(ring(&retired).plan(6).unwrap_err().contains("no key is active"));
+    }
+
+    /// A key file edited by hand (any timestamps, any requests) never makes the key steps
+    /// panic: each is taken, or refused with an error.
+    #[test]
+    fn any_timestamps_in_a_key_file_are_taken_or_refused_never_a_panic() {
+        use proptest::prelude::*;
+        let p = policy();
+        let base = advance(ZONE, KeyAlgorithm::Ecdsa, None, &p, TTLS, 1_000).unwrap();
+        let stamp = prop_oneof![Just(None), any::<u64>().prop_map(Some), (0..5_000u64).prop_map(Some)];
+        let timing = (any::<u64>(), stamp.clone(), stamp.clone(), stamp.clone(), stamp.clone(), stamp);
+        let strategy = (
+            proptest::collection::vec(timing, 1..4),
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+            any::<bool>(),
+            0..6_000u64,
+        );
+        let config = proptest::test_runner::Config { cases: 500, failure_persistence: None, ..Default::default() };
+        proptest::test_runner::TestRunner::new(config)
+            .run(&strategy, |(timings, last_step, ds_seen, roll_ksk, now)| {
+                let mut file = base.clone();
+                file.last_step = last_step;
+                file.requests.ds_seen = ds_seen;
+                file.requests.roll = vec![if roll_ksk { Role::Ksk } else { Role::Zsk }];
+                for (i, (publish, ready, active, retire_active, retire, remove)) in timings.into_iter().enumerate() {
+                    let key = &mut file.keys[i % 2];
+                    key.timing = Timing { created: 0, publish, ready, active, retire_active, retire, remove };
+                }
+                let r = ring(&file);
+                let _ = r.plan(now);
+                let _ = r.wanted_ds(now);
+                let _ = next_event(&r, &p, now);
+                let _ = report(&r, &p, now);
+                if let Ok(after) = advance(ZONE, KeyAlgorithm::Ecdsa, Some(file), &p, TTLS, now) {
+                    let _ = next_event(&ring(&after), &p, now);
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 
     /// A lost key is not silently replaced (the parent's DS would no longer match), and a key

@@ -452,6 +452,34 @@ mod tests {
         assert_eq!(load(dir.path(), zone, KeyAlgorithm::Ecdsa).unwrap().file, ring.file);
     }
 
+    /// A key file of an algorithm lct-dns does not sign with, of another zone, of another
+    /// algorithm than configured, or not a key file: an error naming the file, nothing written.
+    #[test]
+    fn a_key_file_lct_dns_cannot_use_is_an_error_naming_it() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-keystate").unwrap();
+        let zone = "lct.internal.";
+        let path = key_file(dir.path(), zone);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let cases = [
+            (r#"{"zone": "lct.internal.", "algorithm": "rsasha1", "keys": []}"#, "not a key file"),
+            (r#"{"zone": "other.", "algorithm": "ecdsa", "keys": []}"#, "holds the keys of other."),
+            (r#"{"zone": "lct.internal.", "algorithm": "ed25519", "keys": []}"#, "does not roll algorithms"),
+            (r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "flags": 256, "created": 1, "pkcs8": ""}"#, "CSK"),
+            (r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "keys": [], "extra": 1}"#, "not a key file"),
+        ];
+        for (text, why) in cases {
+            lct_core::fsutil::atomic_write(&path, text.as_bytes(), 0o600).unwrap();
+            let err = update(dir.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| Ok(f.unwrap())).unwrap_err().to_string();
+            assert!(err.contains(&path.display().to_string()) && err.contains(why), "{text}: {err}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "nothing written");
+        }
+        // A key whose private half is not a key: named by zone.
+        let bad = r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "keys": [{"role": "csk", "created": 1, "publish": 1, "pkcs8": "AAAA"}]}"#;
+        lct_core::fsutil::atomic_write(&path, bad.as_bytes(), 0o600).unwrap();
+        let err = update(dir.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| Ok(f.unwrap())).unwrap_err().to_string();
+        assert!(err.contains("lct.internal.") && err.contains("cannot be used"), "{err}");
+    }
+
     #[test]
     fn states_follow_the_timestamps() {
         let t = Timing {
