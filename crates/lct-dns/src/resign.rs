@@ -18,8 +18,22 @@ const LOOK_EVERY: u64 = 300;
 /// roll` or `ds-seen` is taken within this).
 pub const KEY_LOOK_EVERY: u64 = 2;
 
+/// Why a look at `now` is refused when the last one was at `last_look`: a clock jumped
+/// more than a day ahead between two looks seconds apart (a wrong clock would date every
+/// signature in the future, and collapse the waits of a rollover). A restart accepts it.
+pub fn clock_jumped(last_look: u64, now: u64, looks_every: u64) -> Option<String> {
+    let gap = now.saturating_sub(last_look);
+    (gap > looks_every.saturating_add(crate::keyroll::CLOCK_SLACK)).then(|| {
+        format!(
+            "the clock jumped {gap} s ahead since the last look: not signing or rolling keys with a clock far ahead \
+             (the previous version serves on); if the clock is right, restart lct-dns to accept it"
+        )
+    })
+}
+
 /// Re-signs the signed zones of `live` as they come due, until the process ends.
 pub async fn refresh_loop(live: Live) {
+    let mut last_look = crate::tsig::now();
     loop {
         let dnssec = live.current().settings.dnssec.clone();
         let now = crate::tsig::now();
@@ -30,6 +44,13 @@ pub async fn refresh_loop(live: Live) {
         let turn = live.update_lock().await;
         let served = live.current();
         let now = crate::tsig::now();
+        if !served.settings.dnssec.zones().is_empty()
+            && let Some(why) = clock_jumped(last_look, now, longest)
+        {
+            tracing::error!("{why}");
+            continue;
+        }
+        last_look = now;
         let keys_changed = {
             let (records, dnssec) = (served.records.clone(), served.settings.dnssec.clone());
             match tokio::task::spawn_blocking(move || dnssec.advance(&records, now)).await {
@@ -96,4 +117,19 @@ pub fn with_new_serials(records: &[DnsRecord], zones: &[String]) -> Vec<DnsRecor
             DnsRecord { data: fields.join(" "), ..r.clone() }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Looks seconds apart: a gap of a day and more is a clock far ahead, refused; less, or
+    /// a clock going back, is not this check's (signing refuses a clock before its keys).
+    #[test]
+    fn a_clock_jumping_a_day_ahead_between_looks_is_refused() {
+        let day = crate::keyroll::CLOCK_SLACK;
+        assert!(super::clock_jumped(1_000, 1_002, 2).is_none());
+        assert!(super::clock_jumped(1_000, 1_000 + day, 2).is_none());
+        let why = super::clock_jumped(1_000, 1_003 + day, 2).unwrap();
+        assert!(why.contains("clock far ahead") && why.contains("restart"), "{why}");
+        assert!(super::clock_jumped(1_000, 10, 2).is_none());
+    }
 }

@@ -149,3 +149,39 @@ fn names_sort_in_canonical_order() {
     // "\001.z.example." and "\200.z.example.", which names here cannot hold.)
     assert_eq!(names, expected);
 }
+
+/// A CSK rollover by double signature: from the new key's publication every set carries
+/// both keys' signatures and the DNSKEY set both keys; once it is ready the apex shows CDS
+/// and CDNSKEY for it alone, signed by both.
+#[test]
+fn a_csk_rollover_signs_with_both_keys_and_shows_cds_when_ready() {
+    use crate::keyroll::{Policy, ZoneTtls, advance};
+    use crate::keystate::{KeyRing, Role};
+    let policy = Policy { split: false, propagation_delay: 10, ..Policy::default() };
+    let ttls = ZoneTtls { dnskey: 300, max: 300 };
+    let zone = "lct.internal.";
+    let mut file = advance(zone, KeyAlgorithm::Ecdsa, None, &policy, ttls, NOW).unwrap();
+    file.requests.roll.push(Role::Csk);
+    let file = advance(zone, KeyAlgorithm::Ecdsa, Some(file), &policy, ttls, NOW + 5).unwrap();
+    let ring = std::sync::Arc::new(KeyRing::from_file(file).unwrap());
+    let new_tag = ring.keys[1].key.tag;
+    let dir = lct_core::fsutil::temp_dir("lct-dns-sign").unwrap();
+    let rings = BTreeMap::from([(zone.to_string(), ring)]);
+    let dnssec = Dnssec::with_rings(rings, policy, dir.path().to_path_buf(), Timers::default());
+    let count = |answers: &Answers, name: &str, rtype: RecordType| {
+        let m = Message::from_vec(&answers.answer(&query(name, rtype, true), false, false).unwrap()).unwrap();
+        let of = |t| m.answers.iter().filter(|r| r.record_type() == t).count();
+        (of(rtype), of(RecordType::RRSIG))
+    };
+    let published = signed(&nodes(5), &dnssec, NOW + 6);
+    assert_eq!(count(&published, "n-1.c1.lct.internal.", RecordType::A), (1, 2), "double signature");
+    assert_eq!(count(&published, "lct.internal.", RecordType::DNSKEY), (2, 2));
+    assert_eq!(count(&published, "lct.internal.", RecordType::CDS), (0, 0), "not ready yet");
+    let ready = signed(&nodes(5), &dnssec, NOW + 5 + 300 + 10);
+    assert_eq!(count(&ready, "lct.internal.", RecordType::CDS), (1, 2));
+    assert_eq!(count(&ready, "lct.internal.", RecordType::CDNSKEY), (1, 2));
+    let m = Message::from_vec(&ready.answer(&query("lct.internal.", RecordType::CDS, true), false, false).unwrap())
+        .unwrap();
+    let cds = m.answers.iter().find(|r| r.record_type() == RecordType::CDS).unwrap();
+    assert!(cds.data.to_string().starts_with(&format!("{new_tag} 13 2 ")), "{cds}");
+}
