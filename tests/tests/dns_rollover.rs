@@ -2,8 +2,9 @@
 //! loopback with short timers (TTLs of 2 s, a propagation delay of 4 s: each step about 6 s): `delv` says "fully
 //! validated" for a name, NXDOMAIN and NODATA in both views at each step of a ZSK rollover
 //! (pre-publication) and of a KSK rollover (double signature; CDS and CDNSKEY shown while the
-//! new DS is wanted, matching `lct-dns ds`; the old KSK kept until `lct-dns ds-seen`); BIND
-//! takes each version by transfer and its copy passes `dnssec-verify` and `kzonecheck`.
+//! new DS is wanted, matching `lct-dns ds`; the old KSK kept until `lct-dns ds-seen`, or
+//! until the parent, asked, has the new DS); BIND takes each version by transfer and its copy
+//! passes `dnssec-verify` and `kzonecheck`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -152,8 +153,35 @@ fn zsk_and_ksk_rollovers_validate_at_every_step_and_on_a_bind_secondary() {
         )
         .ok();
     std::fs::write(dir.join("zones.jsonl"), records.stdout).unwrap();
-    dns::keygen(&env, &dir, &["xfr-external"]);
+    dns::keygen(&env, &dir, &["xfr-external", "parent-update"]);
     let (primary, bind, stats) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
+    // The parent zone, internal., on BIND: asked for the DS during a KSK submission.
+    let parent = lct_tests::free_port();
+    let pdir = dir.join("parent");
+    dns::named_conf(
+        &pdir,
+        parent,
+        "    notify no;\n    dnssec-validation no;\n",
+        &format!(
+            r#"key "parent-update" {{ algorithm hmac-sha256; secret "{secret}"; }};
+zone "internal" {{
+    type primary;
+    file "{p}/internal.db";
+    allow-update {{ key parent-update; }};
+}};
+"#,
+            secret = secret(&dir.join("parent-update.key")),
+            p = pdir.display(),
+        ),
+    );
+    std::fs::write(
+        pdir.join("internal.db"),
+        "$TTL 2\ninternal. IN SOA ns.internal. hostmaster.internal. 1 60 60 600 2\ninternal. IN NS ns.internal.\n\
+         ns.internal. IN A 127.0.0.1\nlct.internal. IN NS ns1.lct.internal.\nns1.lct.internal. IN A 203.0.113.53\n",
+    )
+    .unwrap();
+    let _parent = dns::named(&pdir);
+    until("the parent answers", WITHIN, || !dns::dig(parent, &["+short", "internal", "SOA"]).trim().is_empty());
     let config = dir.join("lct-dns.toml");
     std::fs::write(
         &config,
@@ -178,6 +206,8 @@ notify = ["127.0.0.1:{bind}"]
 zsk_lifetime = 0
 propagation_delay = 4
 parent_ds_ttl = 2
+parent = ["127.0.0.1:{parent}"]
+parent_check_interval = 1
 "#,
             d = dir.display()
         ),
@@ -289,7 +319,8 @@ zone "lct.internal" {{
     validates(primary, &old_anchor, "new KSK submitted (old anchor)");
     validates(primary, &new_anchor, "new KSK submitted (new DS)");
     verify("new KSK submitted");
-    // The old KSK stays until the operator saw the new DS at the parent.
+    // The old KSK stays until the operator saw the new DS at the parent (which is asked,
+    // and has not got it).
     std::thread::sleep(Duration::from_secs(4));
     assert!(dnskeys(primary).iter().any(|(_, t)| *t == ksk1), "the old KSK went before its DS was replaced");
     env.run("lct-dns", &["ds-seen", "lct.internal", "--config", config.to_str().unwrap()]).ok();
@@ -303,6 +334,29 @@ zone "lct.internal" {{
     let mut now: Vec<(String, String)> = keys(&env, &config).into_iter().map(|(_, r, s)| (r, s)).collect();
     now.sort();
     assert_eq!(now, [("ksk".into(), "active".into()), ("zsk".into(), "active".into())]);
+
+    // Another KSK rollover, its DS put at the parent: seen by asking the parent, no ds-seen.
+    env.run("lct-dns", &["roll", "lct.internal", "ksk", "--config", config.to_str().unwrap()]).ok();
+    until("CDS shown again", WITHIN, || !dns::dig(primary, &["+short", "lct.internal", "CDS"]).trim().is_empty());
+    let ksk3 = keys(&env, &config).iter().find(|(t, r, _)| r == "ksk" && *t != ksk2).expect("a third KSK").0;
+    let (third_anchors, third_datas) = ds_anchor(&env, &config);
+    assert!(third_datas[0].starts_with(&format!("{ksk3} 13 2 ")), "{third_datas:?}");
+    let key_arg = format!("hmac-sha256:parent-update:{}", secret(&dir.join("parent-update.key")));
+    let put = dns::nsupdate(
+        parent,
+        &["-y", &key_arg],
+        "internal",
+        &format!("update add lct.internal. 2 IN DS {}", third_datas[0]),
+    );
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    until("the parent's DS is seen and the old KSK removed", WITHIN, || {
+        dnskeys(primary).iter().all(|(_, t)| *t != ksk2)
+    });
+    assert!(std::fs::read_to_string(&log).unwrap().contains("the parent has the new DS"));
+    let third_anchor = anchor_file(&dir, "third.conf", &third_anchors);
+    validates(primary, &third_anchor, "after a KSK rollover seen at the parent");
+    verify("after a KSK rollover seen at the parent");
+    let new_anchor = third_anchor;
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(!said.contains("ERROR"), "{said}");
 

@@ -70,6 +70,8 @@ use crate::zone::DnsRecord;
 /// propagation_delay = 3600
 /// dnskey_ttl = 3600                          # [the SOA's TTL]
 /// parent_ds_ttl = 86400                      # the parent's DS TTL
+/// parent = ["198.51.100.1:53"]               # asked for the new DS [none: ds-seen]
+/// parent_check_interval = 3600
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -150,7 +152,7 @@ pub struct DnssecTimers {
 }
 
 /// `[dnssec_policy]`: seconds; unset, Knot's defaults ([`crate::keyroll::Policy`]).
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DnssecPolicy {
     /// A KSK and a ZSK (Knot's default), or one CSK; for a zone's first keys only.
@@ -160,6 +162,11 @@ pub struct DnssecPolicy {
     pub propagation_delay: Option<u64>,
     pub dnskey_ttl: Option<u32>,
     pub parent_ds_ttl: Option<u64>,
+    /// The parent zone's servers, asked for the DS during a KSK submission (every one must
+    /// have it); none: the operator says so with `lct-dns ds-seen`.
+    #[serde(default)]
+    pub parent: Vec<SocketAddr>,
+    pub parent_check_interval: Option<u64>,
 }
 
 /// `[[secondary]]` in the configuration.
@@ -424,7 +431,7 @@ impl Config {
                 timers.lifetime
             );
         }
-        Ok(crate::sign::Dnssec::with_rings(keys, policy, dir, timers))
+        Ok(crate::sign::Dnssec::with_rings(keys, policy, dir, timers).with_parents(self.dnssec_policy.parent.clone()))
     }
 
     /// The key policy: `[dnssec_policy]` over Knot's defaults.
@@ -438,6 +445,7 @@ impl Config {
             propagation_delay: p.propagation_delay.unwrap_or(d.propagation_delay),
             dnskey_ttl: p.dnskey_ttl.or(d.dnskey_ttl),
             parent_ds_ttl: p.parent_ds_ttl.unwrap_or(d.parent_ds_ttl),
+            parent_check_interval: p.parent_check_interval.unwrap_or(d.parent_check_interval).max(1),
         };
         // Ten years bounds every wait (a typing slip of a few digits is not a plan).
         for (name, value) in [
@@ -445,6 +453,7 @@ impl Config {
             ("ksk_lifetime", policy.ksk_lifetime),
             ("propagation_delay", policy.propagation_delay),
             ("parent_ds_ttl", policy.parent_ds_ttl),
+            ("parent_check_interval", policy.parent_check_interval),
         ] {
             if value > 10 * 365 * 86_400 {
                 anyhow::bail!("{}: {value} s is more than ten years", self.field(format!("dnssec_policy.{name}")));

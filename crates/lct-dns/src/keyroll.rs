@@ -26,6 +26,9 @@ pub struct Policy {
     /// How long resolvers may keep the parent's old DS after it changed [1 day: what most
     /// top-level domains give their DS sets; Knot asks the parent, lct-dns has no such query].
     pub parent_ds_ttl: u64,
+    /// Seconds between asking the parent's servers for the DS during a submission [1 hour,
+    /// Knot's `check-interval`].
+    pub parent_check_interval: u64,
 }
 
 impl Default for Policy {
@@ -37,6 +40,7 @@ impl Default for Policy {
             propagation_delay: 3_600,
             dnskey_ttl: None,
             parent_ds_ttl: 86_400,
+            parent_check_interval: 3_600,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! * [`zonekeys`]: a DNSSEC key: its DNSKEY, signatures and DS.
 //! * [`keystate`]: a signed zone's keys with roles and timestamps, on disk.
 //! * [`keyroll`]: the key policy and rollovers (ZSK pre-publication, KSK double signature).
+//! * [`dsquery`]: asking the parent's servers whether a new DS is there.
 //!
 //! Answering
 //! * [`fast`]: the answer tables and the hot path: every ordinary query, positive or
@@ -66,6 +67,7 @@ pub mod client;
 pub mod config;
 pub mod denial;
 pub mod dispatch;
+pub mod dsquery;
 pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -34,6 +34,7 @@ pub fn clock_jumped(last_look: u64, now: u64, looks_every: u64) -> Option<String
 /// Re-signs the signed zones of `live` as they come due, until the process ends.
 pub async fn refresh_loop(live: Live) {
     let mut last_look = crate::tsig::now();
+    let mut next_parent_check = 0;
     loop {
         let dnssec = live.current().settings.dnssec.clone();
         let now = crate::tsig::now();
@@ -51,6 +52,22 @@ pub async fn refresh_loop(live: Live) {
             continue;
         }
         last_look = now;
+        // A KSK submission: the parent's servers asked for the DS now and then.
+        let submitting = served.settings.dnssec.zones().iter().any(|z| {
+            served.settings.dnssec.ring(z).is_some_and(|r| r.plan(now).is_ok_and(|p| !p.submitting.is_empty()))
+        });
+        if submitting && !served.settings.dnssec.parents.is_empty() && now >= next_parent_check {
+            next_parent_check = now + served.settings.dnssec.policy.parent_check_interval;
+            let dnssec = served.settings.dnssec.clone();
+            if let Ok((seen, errors)) = tokio::task::spawn_blocking(move || dnssec.check_parents(now)).await {
+                for zone in seen {
+                    tracing::info!("zone {zone}: the parent has the new DS (seen by asking it)");
+                }
+                for e in errors {
+                    tracing::warn!("the parent's DS not checked: {e}");
+                }
+            }
+        }
         let keys_changed = {
             let (records, dnssec) = (served.records.clone(), served.settings.dnssec.clone());
             match tokio::task::spawn_blocking(move || dnssec.advance(&records, now)).await {

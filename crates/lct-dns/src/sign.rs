@@ -68,6 +68,8 @@ pub struct Dnssec {
     dir: Option<PathBuf>,
     /// The moment the last signing pass signed as at (a key event since means a new pass).
     signed_at: AtomicU64,
+    /// The parent zone's servers, asked for the DS during a KSK submission.
+    pub parents: Vec<std::net::SocketAddr>,
     cache: Mutex<(u64, HashMap<Vec<u8>, Cached>)>,
     /// Signatures made since the start (a change should add only a few).
     made: AtomicU64,
@@ -85,6 +87,52 @@ impl Dnssec {
     /// Signs each zone of `rings` with its keys, kept under the state directory `dir`.
     pub fn with_rings(rings: BTreeMap<String, Arc<KeyRing>>, policy: Policy, dir: PathBuf, timers: Timers) -> Dnssec {
         Dnssec { rings: RwLock::new(rings), policy, dir: Some(dir), timers, ..Default::default() }
+    }
+
+    /// The same, asking `parents` for the DS during a KSK submission.
+    pub fn with_parents(self, parents: Vec<std::net::SocketAddr>) -> Dnssec {
+        Dnssec { parents, ..self }
+    }
+
+    /// Asks the parent's servers whether the keys waiting for their DS have it, per zone
+    /// with such keys; where every parent has it, the submission is seen (as `lct-dns
+    /// ds-seen` says it), taken at the next [`Dnssec::advance`]. The zones seen, and an
+    /// error per parent that could not be asked.
+    pub fn check_parents(&self, now: u64) -> (Vec<String>, Vec<String>) {
+        let (mut seen, mut errors) = (Vec::new(), Vec::new());
+        let Some(dir) = &self.dir else { return (seen, errors) };
+        if self.parents.is_empty() {
+            return (seen, errors);
+        }
+        for zone in self.zones() {
+            let ring = self.ring(&zone).expect("listed");
+            let Some(apex) = crate::wire::wire_name(&zone) else { continue };
+            let wanted: Vec<Vec<u8>> = match ring.plan(now) {
+                Ok(plan) => plan.submitting.iter().map(|k| k.ds_rdata(&apex)).collect(),
+                Err(_) => continue,
+            };
+            match crate::dsquery::parents_have(&self.parents, &zone, &wanted) {
+                Ok(false) => {}
+                Ok(true) => {
+                    let noted = crate::keystate::update(dir, &zone, ring.algorithm, now, |file| {
+                        let mut file = file.ok_or_else(|| crate::zonekeys::KeyError::Key {
+                            zone: zone.clone(),
+                            message: "its key file is gone".into(),
+                        })?;
+                        if crate::keyroll::check_ds_seen(&file, now).is_ok() {
+                            file.requests.ds_seen = Some(now);
+                        }
+                        Ok(file)
+                    });
+                    match noted {
+                        Ok(_) => seen.push(zone),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                Err(e) => errors.push(format!("zone {zone}: {e}")),
+            }
+        }
+        (seen, errors)
     }
 
     pub fn is_signed(&self, zone: &str) -> bool {
