@@ -271,7 +271,8 @@ pub fn next_event(ring: &KeyRing, policy: &Policy, now: u64) -> (Option<u64>, St
             && !rolling(&ring.file, k.role.is_ksk(), now)
             && let Some(active) = t.active
         {
-            consider(active.saturating_add(lifetime), format!("{tag} {:?} rollover", k.role));
+            let role = if k.role.is_ksk() { "ksk" } else { "zsk" };
+            consider(active.saturating_add(lifetime), format!("{tag} {role} rollover"));
         }
     }
     match best {
