@@ -23,6 +23,7 @@
 //! * [`tables`]: building those tables from records, or a record at a time off a transfer.
 //! * [`sign`]: signing the zones served here when a version is built, signatures kept
 //!   between versions.
+//! * [`keyevents`]: the signed zones' key events: rollover steps, the parent's DS.
 //! * [`rrl`]: response rate limiting over UDP.
 //! * [`journal`]: the recent changes of each zone, for IXFR.
 //! * [`stats`]: the counters (queries by view, type and rcode; RRL; TCP; transfers;
@@ -73,6 +74,7 @@ pub mod fast;
 pub mod fuzzing;
 pub mod journal;
 pub mod keyed;
+pub mod keyevents;
 pub mod keyroll;
 pub mod keystate;
 #[cfg(feature = "linode")]

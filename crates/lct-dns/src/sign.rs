@@ -2,7 +2,8 @@
 //! (never per query): a DNSKEY set at the apex, an NSEC chain over each view's names, and an
 //! RRSIG for every authoritative set, in both views with the same keys (a DS at the parent
 //! covers both). Which keys sign what at the moment of signing comes from the zone's key
-//! ring ([`crate::keystate`]): during a rollover a set may carry two signatures. Signatures are kept between versions, keyed by the exact set they sign:
+//! ring ([`crate::keystate`]): during a rollover a set may carry two signatures.
+//! Signatures are kept between versions, keyed by the exact set they sign:
 //! a change re-signs only the sets it touches (the names changed, their NSEC neighbours,
 //! the SOA), and a set the two views share is signed once.
 
@@ -49,10 +50,10 @@ pub enum SignError {
 }
 
 /// A signature made before, with the times it holds.
-struct Cached {
+pub(crate) struct Cached {
     rdata: Vec<u8>,
     inception: u32,
-    expiration: u32,
+    pub(crate) expiration: u32,
     /// The last signing pass that used it (the others are dropped after a pass).
     used: u64,
 }
@@ -60,17 +61,17 @@ struct Cached {
 /// The zones signed here, their keys, and the signatures made so far.
 #[derive(Default)]
 pub struct Dnssec {
-    /// Per zone its keys; replaced at a key event ([`Dnssec::advance`]).
-    rings: RwLock<BTreeMap<String, Arc<KeyRing>>>,
+    /// Per zone its keys; replaced at a key event ([`crate::keyevents`]).
+    pub(crate) rings: RwLock<BTreeMap<String, Arc<KeyRing>>>,
     pub timers: Timers,
     pub policy: Policy,
     /// The state directory the key files are in (`None`: keys in memory only, tests).
-    dir: Option<PathBuf>,
+    pub(crate) dir: Option<PathBuf>,
     /// The moment the last signing pass signed as at (a key event since means a new pass).
-    signed_at: AtomicU64,
+    pub(crate) signed_at: AtomicU64,
     /// The parent zone's servers, asked for the DS during a KSK submission.
     pub parents: Vec<std::net::SocketAddr>,
-    cache: Mutex<(u64, HashMap<Vec<u8>, Cached>)>,
+    pub(crate) cache: Mutex<(u64, HashMap<Vec<u8>, Cached>)>,
     /// Signatures made since the start (a change should add only a few).
     made: AtomicU64,
 }
@@ -89,52 +90,6 @@ impl Dnssec {
         Dnssec { rings: RwLock::new(rings), policy, dir: Some(dir), timers, ..Default::default() }
     }
 
-    /// The same, asking `parents` for the DS during a KSK submission.
-    pub fn with_parents(self, parents: Vec<std::net::SocketAddr>) -> Dnssec {
-        Dnssec { parents, ..self }
-    }
-
-    /// Asks the parent's servers whether the keys waiting for their DS have it, per zone
-    /// with such keys; where every parent has it, the submission is seen (as `lct-dns
-    /// ds-seen` says it), taken at the next [`Dnssec::advance`]. The zones seen, and an
-    /// error per parent that could not be asked.
-    pub fn check_parents(&self, now: u64) -> (Vec<String>, Vec<String>) {
-        let (mut seen, mut errors) = (Vec::new(), Vec::new());
-        let Some(dir) = &self.dir else { return (seen, errors) };
-        if self.parents.is_empty() {
-            return (seen, errors);
-        }
-        for zone in self.zones() {
-            let ring = self.ring(&zone).expect("listed");
-            let Some(apex) = crate::wire::wire_name(&zone) else { continue };
-            let wanted: Vec<Vec<u8>> = match ring.plan(now) {
-                Ok(plan) => plan.submitting.iter().map(|k| k.ds_rdata(&apex)).collect(),
-                Err(_) => continue,
-            };
-            match crate::dsquery::parents_have(&self.parents, &zone, &wanted) {
-                Ok(false) => {}
-                Ok(true) => {
-                    let noted = crate::keystate::update(dir, &zone, ring.algorithm, now, |file| {
-                        let mut file = file.ok_or_else(|| crate::zonekeys::KeyError::Key {
-                            zone: zone.clone(),
-                            message: "its key file is gone".into(),
-                        })?;
-                        if crate::keyroll::check_ds_seen(&file, now).is_ok() {
-                            file.requests.ds_seen = Some(now);
-                        }
-                        Ok(file)
-                    });
-                    match noted {
-                        Ok(_) => seen.push(zone),
-                        Err(e) => errors.push(e.to_string()),
-                    }
-                }
-                Err(e) => errors.push(format!("zone {zone}: {e}")),
-            }
-        }
-        (seen, errors)
-    }
-
     pub fn is_signed(&self, zone: &str) -> bool {
         self.rings.read().expect("not poisoned").contains_key(zone)
     }
@@ -147,60 +102,6 @@ impl Dnssec {
     /// The zones signed here.
     pub fn zones(&self) -> Vec<String> {
         self.rings.read().expect("not poisoned").keys().cloned().collect()
-    }
-
-    /// The earliest scheduled key event after `now` in any zone (Unix seconds), if any.
-    pub fn next_key_event(&self, now: u64) -> Option<u64> {
-        let rings = self.rings.read().expect("not poisoned");
-        rings.values().filter_map(|r| crate::keyroll::next_event(r, &self.policy, now).0).min()
-    }
-
-    /// The expiry of `zone`'s signatures in use that expire first (Unix seconds), if any.
-    pub fn first_expiry(&self, zone: &str) -> Option<u64> {
-        let apex = crate::wire::wire_name(zone)?;
-        let cache = self.cache.lock().expect("not poisoned");
-        // A cached signature's id starts with its owner's name in wire form.
-        let owner = |id: &[u8]| {
-            let mut at = 0;
-            while at < id.len() && id[at] != 0 {
-                at += 1 + id[at] as usize;
-            }
-            id.get(..=at).map(<[u8]>::to_vec).unwrap_or_default()
-        };
-        cache.1.iter().filter(|(id, _)| owner(id).ends_with(&apex)).map(|(_, c)| u64::from(c.expiration)).min()
-    }
-
-    /// Each zone's keys taken to `now` in its key file (what `lct-dns roll` and `ds-seen`
-    /// asked for, rollovers whose lifetime ran out, steps that came due); `records` give the
-    /// TTLs the waits depend on. Whether the zones must be signed again: a key changed or
-    /// changed state since the last signing pass. Nothing changes for a zone that fails.
-    pub fn advance(&self, records: &[crate::zone::DnsRecord], now: u64) -> Result<bool, crate::zonekeys::KeyError> {
-        let Some(dir) = &self.dir else { return Ok(false) };
-        let mut changed = false;
-        for zone in self.zones() {
-            let old = self.ring(&zone).expect("listed");
-            let ttls = self.ttls(records, &zone);
-            let ring = crate::keystate::update(dir, &zone, old.algorithm, now, |file| {
-                crate::keyroll::advance(&zone, old.algorithm, file, &self.policy, ttls, now)
-            })?;
-            let before = self.signed_at.load(Ordering::Relaxed);
-            let states = |r: &KeyRing, at: u64| r.keys.iter().map(|k| (k.key.tag, k.state_at(at))).collect::<Vec<_>>();
-            if ring.file.keys != old.file.keys || states(&ring, now) != states(&old, before) {
-                changed = true;
-            }
-            self.rings.write().expect("not poisoned").insert(zone, ring);
-        }
-        Ok(changed)
-    }
-
-    /// The TTLs of `zone` that its keys' rollovers wait for.
-    pub fn ttls(&self, records: &[crate::zone::DnsRecord], zone: &str) -> crate::keyroll::ZoneTtls {
-        let of_zone = || records.iter().filter(|r| r.zone == zone);
-        let soa = of_zone().find(|r| r.rtype == hickory_proto::rr::RecordType::SOA);
-        let minimum = soa.and_then(|r| r.data.split_whitespace().nth(6)?.parse::<u32>().ok()).unwrap_or(0);
-        let max = of_zone().map(|r| r.ttl).chain([minimum]).max().unwrap_or(0);
-        let dnskey = self.policy.dnskey_ttl.or(soa.map(|r| r.ttl)).unwrap_or(max);
-        crate::keyroll::ZoneTtls { dnskey, max: max.max(dnskey) }
     }
 
     /// Signatures made since the start.
