@@ -1,6 +1,7 @@
 //! `lct-dns`: zones from the inventory, the authoritative server, updates and keys on the command line.
 
 mod args;
+mod keycmd;
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -117,72 +118,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ds { zone, config } => {
-            let (zone, dir, algorithm) = signed_zone(&config, &zone)?;
-            let ring = lct_dns::keystate::load(&dir, &zone, algorithm)?;
-            let now = lct_dns::tsig::now();
-            let lines = ring.wanted_ds(now).iter().map(|k| k.ds(&zone)).collect::<Result<Vec<_>, _>>();
-            let lines = lines.map_err(|e| anyhow::anyhow!(e))?;
-            if lines.is_empty() {
-                bail!("zone {zone}: no KSK is active or ready ({})", ring.describe(now));
-            }
-            for line in lines {
-                match format {
-                    OutputFormat::Table => writeln!(io::stdout().lock(), "{line}")?,
-                    _ => {
-                        let data = line.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
-                        let record = DnsRecord {
-                            zone: zone.clone(),
-                            name: zone.clone(),
-                            rtype: lct_dns::RecordType::DS,
-                            ttl: 3600,
-                            data,
-                            view: View::Both,
-                        };
-                        stream::write_after_passthrough(io::stdout().lock(), &[], std::slice::from_ref(&record))?;
-                    }
-                }
-            }
-            Ok(())
-        }
-        Command::Keys { zone, config } => {
-            let (zone, dir, algorithm) = signed_zone(&config, &zone)?;
-            let policy = Config::load(&config)?.policy()?;
-            let ring = lct_dns::keystate::load(&dir, &zone, algorithm)?;
-            let keys = lct_dns::keyroll::report(&ring, &policy, lct_dns::tsig::now());
-            lct_core::table::emit(&keys, format).map_err(Into::into)
-        }
-        Command::Roll { zone, kind, config } => {
-            let (zone, dir, algorithm) = signed_zone(&config, &zone)?;
-            let now = lct_dns::tsig::now();
-            let ksk = matches!(kind, args::RollKind::Ksk);
-            lct_dns::keystate::update(&dir, &zone, algorithm, now, |file| {
-                let mut file = file.ok_or_else(|| no_keys(&dir, &zone))?;
-                let role = lct_dns::keyroll::roll_role(&file, ksk, now)
-                    .map_err(|message| lct_dns::zonekeys::KeyError::Key { zone: zone.clone(), message })?;
-                if !file.requests.roll.iter().any(|r| r.is_ksk() == ksk) {
-                    file.requests.roll.push(role);
-                }
-                Ok(file)
-            })?;
-            eprintln!(
-                "zone {zone}: rollover asked for; the running server starts it within seconds (lct-dns keys shows it)"
-            );
-            Ok(())
-        }
-        Command::DsSeen { zone, config } => {
-            let (zone, dir, algorithm) = signed_zone(&config, &zone)?;
-            let now = lct_dns::tsig::now();
-            lct_dns::keystate::update(&dir, &zone, algorithm, now, |file| {
-                let mut file = file.ok_or_else(|| no_keys(&dir, &zone))?;
-                lct_dns::keyroll::check_ds_seen(&file, now)
-                    .map_err(|message| lct_dns::zonekeys::KeyError::Key { zone: zone.clone(), message })?;
-                file.requests.ds_seen = Some(now);
-                Ok(file)
-            })?;
-            eprintln!("zone {zone}: DS seen at the parent; the running server retires the old key within seconds");
-            Ok(())
-        }
+        Command::Ds { zone, config } => keycmd::ds(&zone, &config, format),
+        Command::Keys { zone, config } => keycmd::keys(&zone, &config, format),
+        Command::Roll { zone, kind, config } => keycmd::roll(&zone, matches!(kind, args::RollKind::Ksk), &config),
+        Command::DsSeen { zone, config } => keycmd::ds_seen(&zone, &config),
         Command::Serve {
             config,
             records,
@@ -242,30 +181,5 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             lct_core::table::emit(&stats, format).map_err(Into::into)
         }
         Command::Meta(meta) => meta.run::<Cli>(),
-    }
-}
-
-/// A zone signed in the configuration at `config`: its name (fully qualified, lower case),
-/// the state directory its keys are in, and their algorithm; an error for a zone not signed.
-fn signed_zone(
-    config: &std::path::Path,
-    zone: &str,
-) -> anyhow::Result<(String, PathBuf, lct_dns::zonekeys::KeyAlgorithm)> {
-    let config = Config::load(config)?;
-    let zone = lct_dns::zone::fqdn(&zone.to_ascii_lowercase());
-    let algorithm = match config.dnssec.iter().find(|(z, _)| lct_dns::zone::fqdn(&z.to_ascii_lowercase()) == zone) {
-        Some((_, lct_dns::config::DnssecChoice::On)) => lct_dns::zonekeys::KeyAlgorithm::Ecdsa,
-        Some((_, lct_dns::config::DnssecChoice::Ed25519)) => lct_dns::zonekeys::KeyAlgorithm::Ed25519,
-        _ => bail!("zone {zone} is not signed in this configuration ([dnssec] \"{zone}\" = \"on\")"),
-    };
-    let dir = config.state_file().parent().map(PathBuf::from).unwrap_or_default();
-    Ok((zone, dir, algorithm))
-}
-
-/// The error for a signed zone whose keys the server has not made yet.
-fn no_keys(dir: &std::path::Path, zone: &str) -> lct_dns::zonekeys::KeyError {
-    lct_dns::zonekeys::KeyError::File {
-        path: lct_dns::zonekeys::key_file(dir, zone).display().to_string(),
-        message: format!("zone {zone} has no key yet: `lct-dns serve` makes it when it first signs the zone"),
     }
 }
