@@ -1,8 +1,16 @@
 //! Asking the parent zone's servers for a signed zone's DS set, as Knot's `parent` servers
 //! are asked during a KSK submission: once every configured parent answers with the DS of
 //! every key waiting for it, the submission is seen (what `lct-dns ds-seen` says by hand).
+//!
+//! Asked over TCP only: a UDP answer carries nothing but a 16-bit id against an off-path
+//! forger, and a forged "the parent has it" retires the old KSK while the parent still
+//! points at it (the zone bogus for every validator). A TCP answer needs the connection's
+//! sequence numbers, which an off-path sender cannot see. And one look is not enough: the
+//! DS must be at every parent at two looks apart ([`Sightings`]).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -34,40 +42,78 @@ fn ds_set(parent: SocketAddr, zone: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
     query.add_query(Query::query(name.clone(), RecordType::DS));
     let bytes = query.to_vec().map_err(|e| e.to_string())?;
-    let local: SocketAddr = if parent.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
-    let socket = UdpSocket::bind(local).map_err(|e| e.to_string())?;
-    socket.connect(parent).map_err(|e| e.to_string())?;
-    socket.set_read_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
-    socket.send(&bytes).map_err(|e| e.to_string())?;
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = socket.recv(&mut buf).map_err(|e| format!("no answer: {e}"))?;
-        // Only the answer to this question (a stray or forged datagram is skipped).
-        let Ok(answer) = Message::from_vec(&buf[..n]) else { continue };
-        if answer.metadata.id != id
-            || answer.queries.first().map(|q| q.name().to_lowercase()) != Some(name.to_lowercase())
+    let mut stream = TcpStream::connect_timeout(&parent, TIMEOUT).map_err(|e| format!("no answer over TCP: {e}"))?;
+    stream
+        .set_read_timeout(Some(TIMEOUT))
+        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    let mut framed = u16::try_from(bytes.len()).map_err(|_| "query too long".to_string())?.to_be_bytes().to_vec();
+    framed.extend_from_slice(&bytes);
+    stream.write_all(&framed).map_err(|e| format!("no answer: {e}"))?;
+    // One message, its length first (RFC 7766): at most 64 KiB read, whatever is sent.
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).map_err(|e| format!("no answer: {e}"))?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut buf).map_err(|e| format!("a cut answer: {e}"))?;
+    let answer = Message::from_vec(&buf).map_err(|e| format!("not a DNS answer: {e}"))?;
+    if answer.metadata.id != id
+        || answer.metadata.message_type != MessageType::Response
+        || answer.queries.first().map(|q| (q.name().to_lowercase(), q.query_type()))
+            != Some((name.to_lowercase(), RecordType::DS))
+    {
+        return Err("answered another question".into());
+    }
+    if answer.metadata.response_code != ResponseCode::NoError {
+        return Err(format!("answered {}", answer.metadata.response_code));
+    }
+    if answer.metadata.truncation {
+        return Err("a truncated answer over TCP".into());
+    }
+    let mut out = Vec::new();
+    for record in &answer.answers {
+        if let RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::DS(ds)) = &record.data
+            && record.name.to_lowercase() == name.to_lowercase()
         {
-            continue;
+            let mut data = ds.key_tag().to_be_bytes().to_vec();
+            data.push(u8::from(ds.algorithm()));
+            data.push(u8::from(ds.digest_type()));
+            data.extend_from_slice(ds.digest());
+            out.push(data);
         }
-        if answer.metadata.response_code != ResponseCode::NoError {
-            return Err(format!("answered {}", answer.metadata.response_code));
+    }
+    Ok(out)
+}
+
+/// What the parent's servers said at the looks so far, per zone: a DS counts as seen only
+/// when every parent had it at two looks at least `gap` seconds apart with no look between
+/// that missed it (a parent changing its mind, or one answer that was not the parent's, is
+/// not enough to retire a key on).
+#[derive(Debug, Default)]
+pub struct Sightings {
+    /// Per zone the first of the looks in a row that found the DS at every parent.
+    first: BTreeMap<String, u64>,
+}
+
+impl Sightings {
+    /// Notes a look at `now` that found (`have`) or did not find the DS of `zone`; whether
+    /// it is seen now.
+    pub fn note(&mut self, zone: &str, now: u64, have: bool, gap: u64) -> bool {
+        if !have {
+            self.first.remove(zone);
+            return false;
         }
-        if answer.metadata.truncation {
-            return Err("the DS set does not fit in a UDP answer".into());
+        let first = *self.first.entry(zone.to_string()).or_insert(now);
+        // A clock gone back is a look that proves nothing: start again from it.
+        if now < first {
+            self.first.insert(zone.to_string(), now);
+            return false;
         }
-        let mut out = Vec::new();
-        for record in &answer.answers {
-            if let RData::DNSSEC(hickory_proto::dnssec::rdata::DNSSECRData::DS(ds)) = &record.data
-                && record.name.to_lowercase() == name.to_lowercase()
-            {
-                let mut data = ds.key_tag().to_be_bytes().to_vec();
-                data.push(u8::from(ds.algorithm()));
-                data.push(u8::from(ds.digest_type()));
-                data.extend_from_slice(ds.digest());
-                out.push(data);
-            }
-        }
-        return Ok(out);
+        now - first >= gap.max(1)
+    }
+
+    /// Forgets `zone` (its submission is over).
+    pub fn forget(&mut self, zone: &str) {
+        self.first.remove(zone);
     }
 }
 
@@ -78,26 +124,31 @@ mod tests {
     use hickory_proto::dnssec::{Algorithm, DigestType};
     use hickory_proto::rr::Record;
 
-    /// A parent on loopback that answers one DS query with `digests` (a stray answer of
-    /// another id first, which must be skipped).
+    /// A DS query's answer holding `digests`.
+    fn answer_to(query: &Message, digests: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut answer = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        answer.add_query(query.queries[0].clone());
+        for d in digests {
+            let ds = DS::new(7, Algorithm::ECDSAP256SHA256, DigestType::SHA256, d);
+            let rdata = RData::DNSSEC(DNSSECRData::DS(ds));
+            answer.add_answer(Record::from_rdata(query.queries[0].name().clone(), 60, rdata));
+        }
+        answer.to_vec().unwrap()
+    }
+
+    /// A parent on loopback that answers one DS query over TCP with `digests`.
     fn parent(digests: Vec<Vec<u8>>) -> SocketAddr {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = socket.local_addr().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
         std::thread::spawn(move || {
-            let mut buf = [0u8; 512];
-            let (n, from) = socket.recv_from(&mut buf).unwrap();
-            let query = Message::from_vec(&buf[..n]).unwrap();
-            let mut stray = Message::new(query.metadata.id.wrapping_add(1), MessageType::Response, OpCode::Query);
-            stray.add_query(query.queries[0].clone());
-            socket.send_to(&stray.to_vec().unwrap(), from).unwrap();
-            let mut answer = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
-            answer.add_query(query.queries[0].clone());
-            for d in digests {
-                let ds = DS::new(7, Algorithm::ECDSAP256SHA256, DigestType::SHA256, d);
-                let rdata = RData::DNSSEC(DNSSECRData::DS(ds));
-                answer.add_answer(Record::from_rdata(query.queries[0].name().clone(), 60, rdata));
-            }
-            socket.send_to(&answer.to_vec().unwrap(), from).unwrap();
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length).unwrap();
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            stream.read_exact(&mut buf).unwrap();
+            let answer = answer_to(&Message::from_vec(&buf).unwrap(), digests);
+            stream.write_all(&(answer.len() as u16).to_be_bytes()).unwrap();
+            stream.write_all(&answer).unwrap();
         });
         addr
     }
@@ -114,9 +165,52 @@ mod tests {
         assert!(parents_have(&[parent(vec![vec![1; 32], vec![2; 32]])], zone, &[ds(1), ds(2)]).unwrap());
         assert!(!parents_have(&[parent(vec![vec![1; 32]])], zone, &[ds(1), ds(2)]).unwrap());
         assert!(!parents_have(&[parent(Vec::new())], zone, &[ds(1)]).unwrap());
-        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Two parents: the one without the DS decides.
+        assert!(!parents_have(&[parent(vec![vec![1; 32]]), parent(Vec::new())], zone, &[ds(1)]).unwrap());
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = silent.local_addr().unwrap();
         let err = parents_have(&[addr], zone, &[ds(1)]).unwrap_err();
         assert!(err.contains(&addr.to_string()) && err.contains("no answer"), "{err}");
+    }
+
+    /// The attack: a forger answers the DS query over UDP (as an off-path sender can, by
+    /// guessing the id) with the new DS. The parent is asked over TCP only, so the forged
+    /// datagram is never read and the DS is not seen.
+    #[test]
+    fn a_forged_udp_answer_does_not_make_the_ds_seen() {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let forger = std::thread::spawn(move || {
+            udp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+            let mut buf = [0u8; 512];
+            // Answers whatever comes over UDP with the DS wanted.
+            if let Ok((n, from)) = udp.recv_from(&mut buf) {
+                let answer = answer_to(&Message::from_vec(&buf[..n]).unwrap(), vec![vec![1; 32]]);
+                udp.send_to(&answer, from).unwrap();
+                return true;
+            }
+            false
+        });
+        let got = parents_have(&[addr], "lct.internal.", &[ds(1)]);
+        assert!(got.is_err(), "{got:?}");
+        assert!(!forger.join().unwrap(), "the parent was asked over UDP");
+    }
+
+    /// Seen at two looks `gap` apart in a row: one look, a look too soon, or a miss between
+    /// them is not seen; a clock gone back starts again.
+    #[test]
+    fn a_ds_is_seen_at_two_looks_apart_in_a_row() {
+        let mut s = Sightings::default();
+        let z = "lct.internal.";
+        assert!(!s.note(z, 100, true, 60));
+        assert!(!s.note(z, 130, true, 60));
+        assert!(!s.note(z, 150, false, 60));
+        assert!(!s.note(z, 200, true, 60));
+        assert!(!s.note(z, 100, true, 60), "a clock gone back");
+        assert!(!s.note(z, 159, true, 60));
+        assert!(s.note(z, 160, true, 60));
+        assert!(!s.note("other.internal.", 160, true, 60), "per zone");
+        s.forget(z);
+        assert!(!s.note(z, 1_000, true, 60));
     }
 }

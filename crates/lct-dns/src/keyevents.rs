@@ -15,10 +15,11 @@ impl Dnssec {
         self
     }
 
-    /// Asks the parent's servers whether the keys waiting for their DS have it, per zone
-    /// with such keys; where every parent has it, the submission is seen (as `lct-dns
-    /// ds-seen` says it), taken at the next [`Dnssec::advance`]. The zones seen, and an
-    /// error per parent that could not be asked.
+    /// Asks the parent's servers (over TCP) whether the keys waiting for their DS have it,
+    /// per zone with such keys; where every parent has had it at two looks a check interval
+    /// apart, the submission is seen (as `lct-dns ds-seen` says it), taken at the next
+    /// [`Dnssec::advance`]. The zones seen, and an error per parent that could not be asked
+    /// (which counts as a miss: the two looks start again).
     pub fn check_parents(&self, now: u64) -> (Vec<String>, Vec<String>) {
         let (mut seen, mut errors) = (Vec::new(), Vec::new());
         let Some(dir) = &self.dir else { return (seen, errors) };
@@ -32,9 +33,23 @@ impl Dnssec {
                 Ok(plan) => plan.submitting.iter().map(|k| k.ds_rdata(&apex)).collect(),
                 Err(_) => continue,
             };
-            match crate::dsquery::parents_have(&self.parents, &zone, &wanted) {
+            if wanted.is_empty() {
+                self.sightings.lock().expect("not poisoned").forget(&zone);
+                continue;
+            }
+            let asked = crate::dsquery::parents_have(&self.parents, &zone, &wanted);
+            let have = matches!(asked, Ok(true));
+            let gap = self.policy.parent_check_interval;
+            let seen_twice = self.sightings.lock().expect("not poisoned").note(&zone, now, have, gap);
+            match asked {
                 Ok(false) => {}
+                Ok(true) if !seen_twice => {
+                    tracing::info!(
+                        "zone {zone}: every parent has the new DS; looking again in {gap} s before it counts"
+                    );
+                }
                 Ok(true) => {
+                    self.sightings.lock().expect("not poisoned").forget(&zone);
                     let noted = crate::keystate::update(dir, &zone, ring.algorithm, now, |file| {
                         let mut file = file.ok_or_else(|| crate::zonekeys::KeyError::Key {
                             zone: zone.clone(),

@@ -71,6 +71,8 @@ pub struct Dnssec {
     pub(crate) signed_at: AtomicU64,
     /// The parent zone's servers, asked for the DS during a KSK submission.
     pub parents: Vec<std::net::SocketAddr>,
+    /// What the parents said at the looks so far (a DS is seen at two looks apart).
+    pub(crate) sightings: Mutex<crate::dsquery::Sightings>,
     pub(crate) cache: Mutex<(u64, HashMap<Vec<u8>, Cached>)>,
     /// Signatures made since the start (a change should add only a few).
     made: AtomicU64,
