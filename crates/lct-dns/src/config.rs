@@ -369,6 +369,8 @@ impl Config {
         }
         let records = newest(seed, held, &secondary_zones);
         let dnssec = self.dnssec(&records, &secondary_zones)?;
+        // Keys stepped at this start or reload: a new serial, so secondaries take them.
+        let records = crate::keyserial::with_key_serials(&dnssec, records, crate::tsig::now())?;
         let settings = Settings {
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
             modes: self.modes.clone(),

@@ -76,6 +76,7 @@ pub mod journal;
 pub mod keyed;
 pub mod keyevents;
 pub mod keyroll;
+pub mod keyserial;
 pub mod keystate;
 #[cfg(feature = "linode")]
 pub mod linode;

@@ -92,7 +92,12 @@ pub async fn refresh_loop(live: Live) {
         let zones: Vec<String> = served.settings.dnssec.zones();
         let records = with_new_serials(&served.records, &zones);
         let settings = served.settings.clone();
-        match tokio::task::spawn_blocking(move || Served::build_and_persist(records, settings)).await {
+        let build = move || {
+            let next = Served::build_and_persist(records, settings)?;
+            crate::keyserial::note_served(&next.settings.dnssec, &next.records, now);
+            Ok::<_, anyhow::Error>(next)
+        };
+        match tokio::task::spawn_blocking(build).await {
             Ok(Ok(next)) => {
                 live.swap(next);
                 let why = if keys_changed { "keys changed" } else { "signatures refreshed" };
