@@ -294,14 +294,50 @@ fn lock_file(dir: &Path, zone: &str) -> PathBuf {
     PathBuf::from(path)
 }
 
+/// The most a key file holds: a few keys of a few hundred bytes each (a bigger one is not a
+/// key file, and is not read into memory).
+pub const KEY_FILE_MAX: u64 = 64 * 1024;
+
+/// The text of the key file at `path`, opened without following a symbolic link (a link
+/// would have the server read, and rewrite beside it, a file it was never given), checked on
+/// the open file: a regular file, its owner's alone, at most [`KEY_FILE_MAX`] bytes.
+fn read_plain(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let bad = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidData, message);
+    let file = match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(bad("a symbolic link: a key file must be a plain file of its own".into()));
+        }
+        other => other?,
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(bad("not a plain file".into()));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(bad(format!(
+            "mode {:o}: a zone's private key must be its owner's alone (chmod 600)",
+            mode & 0o777
+        )));
+    }
+    let mut text = Vec::new();
+    file.take(KEY_FILE_MAX + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > KEY_FILE_MAX {
+        return Err(bad(format!("more than {KEY_FILE_MAX} bytes: not a key file")));
+    }
+    Ok(text)
+}
+
 /// Reads `zone`'s key file under `dir` (`None` if there is none): its mode checked (its
 /// owner's alone), an old one-key file read as a CSK.
 pub fn read(dir: &Path, zone: &str, algorithm: KeyAlgorithm) -> Result<Option<RingFile>, KeyError> {
-    use std::os::unix::fs::PermissionsExt;
     let path = key_file(dir, zone);
     let shown = path.display().to_string();
     let file_err = |message: String| KeyError::File { path: shown.clone(), message };
-    let text = match std::fs::read(&path) {
+    let text = match read_plain(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let ds_path = ds_file(dir, zone);
@@ -316,13 +352,6 @@ pub fn read(dir: &Path, zone: &str, algorithm: KeyAlgorithm) -> Result<Option<Ri
         }
         Err(e) => return Err(file_err(e.to_string())),
     };
-    let mode = std::fs::metadata(&path).map_err(|e| file_err(e.to_string()))?.permissions().mode();
-    if mode & 0o077 != 0 {
-        return Err(file_err(format!(
-            "mode {:o}: a zone's private key must be its owner's alone (chmod 600)",
-            mode & 0o777
-        )));
-    }
     let file = match serde_json::from_slice(&text).map_err(|e| file_err(format!("not a key file: {e}")))? {
         AnyKeyFile::Ring(ring) => ring,
         AnyKeyFile::Old(old) => {
@@ -409,7 +438,7 @@ pub fn update(
 
 /// Whether the file at `path` is already in the several-keys form.
 fn is_ring_text(path: &Path) -> bool {
-    std::fs::read(path).ok().and_then(|t| serde_json::from_slice::<RingFile>(&t).ok()).is_some()
+    read_plain(path).ok().and_then(|t| serde_json::from_slice::<RingFile>(&t).ok()).is_some()
 }
 
 /// `zone`'s keys as the file holds them now (no change made); an error if there is none.
@@ -478,6 +507,50 @@ mod tests {
         lct_core::fsutil::atomic_write(&path, bad.as_bytes(), 0o600).unwrap();
         let err = update(dir.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| Ok(f.unwrap())).unwrap_err().to_string();
         assert!(err.contains("lct.internal.") && err.contains("cannot be used"), "{err}");
+    }
+
+    /// A key file that is a symbolic link (to a file the server was not given), a FIFO, or
+    /// too big to be one: an error naming the file, the target not read nor rewritten.
+    #[test]
+    fn a_key_file_that_is_a_link_a_fifo_or_huge_is_refused() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-keystate").unwrap();
+        let zone = "lct.internal.";
+        let path = key_file(dir.path(), zone);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        // A good key file elsewhere, linked to.
+        let other = lct_core::fsutil::temp_dir("lct-dns-keystate").unwrap();
+        let ring = update(other.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| {
+            crate::keyroll::advance(
+                zone,
+                KeyAlgorithm::Ecdsa,
+                f,
+                &Default::default(),
+                crate::keyroll::ZoneTtls { dnskey: 300, max: 600 },
+                5,
+            )
+        })
+        .unwrap();
+        let target = key_file(other.path(), zone);
+        let target_text = std::fs::read(&target).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let err = update(dir.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| Ok(f.unwrap())).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()) && err.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read(&target).unwrap(), target_text, "the target untouched");
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(load(dir.path(), zone, KeyAlgorithm::Ecdsa).is_err());
+        assert!(!ring.keys.is_empty());
+        std::fs::remove_file(&path).unwrap();
+        // A FIFO: refused, not waited on.
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let err = load(dir.path(), zone, KeyAlgorithm::Ecdsa).unwrap_err().to_string();
+        assert!(err.contains("not a plain file"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        // Bigger than any key file: refused without reading it all.
+        let huge = vec![b' '; KEY_FILE_MAX as usize + 1];
+        lct_core::fsutil::atomic_write(&path, &huge, 0o600).unwrap();
+        let err = load(dir.path(), zone, KeyAlgorithm::Ecdsa).unwrap_err().to_string();
+        assert!(err.contains("bytes: not a key file"), "{err}");
     }
 
     #[test]
