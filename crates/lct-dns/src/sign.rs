@@ -265,7 +265,11 @@ impl Pass<'_> {
             sets.push(set_of(NSEC, nsec_ttl, [data.as_slice()]));
             // At a delegation only the NSEC (and a DS) are this zone's to sign.
             let cut = cuts.contains(name.as_slice());
-            let mut rrsig = RrSet { rtype: RRSIG, ..Default::default() };
+            // Sized once: growing the set record by record was a tenth of a version's CPU.
+            // (Both algorithms' signatures are 64 bytes; a longer one only grows the set.)
+            let signature_len = 12 + 18 + self.apex.len() + 64;
+            let mut rrsig =
+                RrSet { rtype: RRSIG, bytes: Vec::with_capacity(sets.len() * signature_len), ..Default::default() };
             for set in sets.iter_mut() {
                 set.sigs.clear();
                 set.sig_count = 0;
@@ -276,6 +280,7 @@ impl Pass<'_> {
                 let at = rrsig.bytes.len();
                 push_record(&mut rrsig, RRSIG, records(&set.bytes).next().map_or(0, |(ttl, _)| ttl), sig);
                 // Beside the set too, for answers with the DO bit ([`crate::denial`]).
+                set.sigs.reserve_exact(rrsig.bytes.len() - at);
                 set.sigs.extend_from_slice(&rrsig.bytes[at..]);
                 set.sig_count += 1;
             }
@@ -452,7 +457,8 @@ fn type_bitmap(types: &[u16], out: &mut Vec<u8>) {
 
 /// A set of `rtype` records with one TTL.
 fn set_of<'d>(rtype: u16, ttl: u32, datas: impl IntoIterator<Item = &'d [u8]>) -> RrSet {
-    let mut set = RrSet { rtype, ..Default::default() };
+    let datas = datas.into_iter();
+    let mut set = RrSet { rtype, bytes: Vec::with_capacity(datas.size_hint().0 * 80), ..Default::default() };
     for d in datas {
         push_record(&mut set, rtype, ttl, d);
     }

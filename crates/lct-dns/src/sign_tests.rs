@@ -306,3 +306,28 @@ fn verify_all(answers: &Answers, dnskey: &[u8]) -> usize {
     assert!(verified > 0);
     verified
 }
+
+/// The signature cache is keyed by a hash of the set: an entry found under a set's hash that
+/// signs other records (a collision, or a forged entry) is never served; the set is signed
+/// anew and its signature verifies.
+#[test]
+fn a_cached_signature_of_other_records_is_never_served() {
+    let (dnssec, _dir) = signer(KeyAlgorithm::Ecdsa);
+    let records = nodes(30);
+    signed(&records, &dnssec, NOW);
+    let first = dnssec.signatures_made();
+    let entries = {
+        let mut memory = dnssec.memory.lock().unwrap();
+        for cached in memory.signatures.values_mut() {
+            // Every entry now claims other records (and other owners, for half of them).
+            cached.set.push(0);
+            if cached.rtype % 2 == 0 {
+                cached.owner.insert(0, 1);
+            }
+        }
+        memory.signatures.len() as u64
+    };
+    let answers = signed(&records, &dnssec, NOW + 60);
+    assert_eq!(dnssec.signatures_made() - first, entries, "every set signed anew");
+    verify_all(&answers, &dnssec.key("lct.internal.").unwrap().dnskey);
+}
