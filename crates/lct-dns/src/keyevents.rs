@@ -80,16 +80,7 @@ impl Dnssec {
     /// The expiry of `zone`'s signatures in use that expire first (Unix seconds), if any.
     pub fn first_expiry(&self, zone: &str) -> Option<u64> {
         let apex = crate::wire::wire_name(zone)?;
-        let cache = self.cache.lock().expect("not poisoned");
-        // A cached signature's id starts with its owner's name in wire form.
-        let owner = |id: &[u8]| {
-            let mut at = 0;
-            while at < id.len() && id[at] != 0 {
-                at += 1 + id[at] as usize;
-            }
-            id.get(..=at).map(<[u8]>::to_vec).unwrap_or_default()
-        };
-        cache.1.iter().filter(|(id, _)| owner(id).ends_with(&apex)).map(|(_, c)| u64::from(c.expiration)).min()
+        self.signatures_expiring(|owner| owner.ends_with(&apex))
     }
 
     /// Each zone's keys taken to `now` in its key file (what `lct-dns roll` and `ds-seen`
