@@ -495,11 +495,17 @@ mod tests {
             (r#"{"zone": "lct.internal.", "algorithm": "ed25519", "keys": []}"#, "does not roll algorithms"),
             (r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "flags": 256, "created": 1, "pkcs8": ""}"#, "CSK"),
             (r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "keys": [], "extra": 1}"#, "not a key file"),
+            // Control characters quoted from the file come out escaped, not raw.
+            (
+                r#"{"zone": "\u001b[2J\nforged.", "algorithm": "ecdsa", "keys": []}"#,
+                "holds the keys of \\u{1b}[2J\\nforged.",
+            ),
         ];
         for (text, why) in cases {
             lct_core::fsutil::atomic_write(&path, text.as_bytes(), 0o600).unwrap();
             let err = update(dir.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| Ok(f.unwrap())).unwrap_err().to_string();
             assert!(err.contains(&path.display().to_string()) && err.contains(why), "{text}: {err}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "nothing written");
         }
         // A key whose private half is not a key: named by zone.
