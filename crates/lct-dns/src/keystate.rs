@@ -233,9 +233,13 @@ impl KeyRing {
     }
 
     /// What signs at `now`; an error when nothing would (every key retired or not yet
-    /// active: the zone cannot be signed, the previous version serves on).
+    /// active: the zone cannot be signed, the previous version serves on). Never earlier
+    /// than the last step taken: a clock gone back must not undo a step (the keys it
+    /// removed are gone, the keys it made active would be only published again, and the
+    /// zone left with no signer or signed by a key the parent no longer points at).
     pub fn plan(&self, now: u64) -> Result<SigningPlan<'_>, String> {
         use KeyState::*;
+        let now = now.max(self.file.last_step);
         let mut plan = SigningPlan {
             published: Vec::new(),
             key_signers: Vec::new(),
@@ -272,6 +276,8 @@ impl KeyRing {
     /// The DS set the parent should hold: the keys submitted if a rollover waits for it,
     /// else the active KSKs (or CSK).
     pub fn wanted_ds(&self, now: u64) -> Vec<&ZoneKey> {
+        // As [`KeyRing::plan`]: a clock gone back does not undo a step.
+        let now = now.max(self.file.last_step);
         let of = |want: &[KeyState]| -> Vec<&ZoneKey> {
             self.keys.iter().filter(|k| k.role.is_ksk() && want.contains(&k.state_at(now))).map(|k| &k.key).collect()
         };
