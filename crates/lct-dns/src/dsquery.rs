@@ -27,7 +27,8 @@ pub fn parents_have(parents: &[SocketAddr], zone: &str, wanted: &[Vec<u8>]) -> R
         return Ok(false);
     }
     for parent in parents {
-        let have = ds_set(*parent, zone).map_err(|e| format!("parent {parent}: {e}"))?;
+        // The error may quote what the parent sent: its control characters escaped for the log.
+        let have = ds_set(*parent, zone).map_err(|e| format!("parent {parent}: {}", crate::zonekeys::shown(&e)))?;
         if !wanted.iter().all(|w| have.contains(w)) {
             return Ok(false);
         }
