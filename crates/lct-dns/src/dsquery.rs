@@ -27,7 +27,8 @@ pub fn parents_have(parents: &[SocketAddr], zone: &str, wanted: &[Vec<u8>]) -> R
         return Ok(false);
     }
     for parent in parents {
-        let have = ds_set(*parent, zone).map_err(|e| format!("parent {parent}: {e}"))?;
+        // The error may quote what the parent sent: its control characters escaped for the log.
+        let have = ds_set(*parent, zone).map_err(|e| format!("parent {parent}: {}", crate::zonekeys::shown(&e)))?;
         if !wanted.iter().all(|w| have.contains(w)) {
             return Ok(false);
         }
@@ -42,19 +43,19 @@ fn ds_set(parent: SocketAddr, zone: &str) -> Result<Vec<Vec<u8>>, String> {
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
     query.add_query(Query::query(name.clone(), RecordType::DS));
     let bytes = query.to_vec().map_err(|e| e.to_string())?;
+    // One deadline for the whole exchange: a parent that sends its answer a byte at a time
+    // must not hold the timer (and the zone's updates behind it) for hours.
+    let deadline = std::time::Instant::now() + TIMEOUT;
     let mut stream = TcpStream::connect_timeout(&parent, TIMEOUT).map_err(|e| format!("no answer over TCP: {e}"))?;
-    stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
-        .map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(TIMEOUT)).map_err(|e| e.to_string())?;
     let mut framed = u16::try_from(bytes.len()).map_err(|_| "query too long".to_string())?.to_be_bytes().to_vec();
     framed.extend_from_slice(&bytes);
     stream.write_all(&framed).map_err(|e| format!("no answer: {e}"))?;
     // One message, its length first (RFC 7766): at most 64 KiB read, whatever is sent.
     let mut length = [0u8; 2];
-    stream.read_exact(&mut length).map_err(|e| format!("no answer: {e}"))?;
+    read_by(&mut stream, &mut length, deadline).map_err(|e| format!("no answer: {e}"))?;
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(length))];
-    stream.read_exact(&mut buf).map_err(|e| format!("a cut answer: {e}"))?;
+    read_by(&mut stream, &mut buf, deadline).map_err(|e| format!("no whole answer in {} s: {e}", TIMEOUT.as_secs()))?;
     let answer = Message::from_vec(&buf).map_err(|e| format!("not a DNS answer: {e}"))?;
     if answer.metadata.id != id
         || answer.metadata.message_type != MessageType::Response
@@ -82,6 +83,22 @@ fn ds_set(parent: SocketAddr, zone: &str) -> Result<Vec<Vec<u8>>, String> {
         }
     }
     Ok(out)
+}
+/// Fills `buf` from `stream` before `deadline`.
+fn read_by(stream: &mut TcpStream, buf: &mut [u8], deadline: std::time::Instant) -> std::io::Result<()> {
+    let mut at = 0;
+    while at < buf.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[at..])? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => at += n,
+        }
+    }
+    Ok(())
 }
 
 /// What the parent's servers said at the looks so far, per zone: a DS counts as seen only
@@ -194,6 +211,28 @@ mod tests {
         let got = parents_have(&[addr], "lct.internal.", &[ds(1)]);
         assert!(got.is_err(), "{got:?}");
         assert!(!forger.join().unwrap(), "the parent was asked over UDP");
+    }
+
+    /// A parent that sends its answer a byte at a time is cut off at the deadline, not
+    /// waited on for hours.
+    #[test]
+    fn a_parent_answering_a_byte_at_a_time_is_cut_off() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let _ = stream.write_all(&[0xff, 0xff]);
+            for _ in 0..60 {
+                std::thread::sleep(Duration::from_millis(300));
+                if stream.write_all(&[0]).is_err() {
+                    return;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let err = parents_have(&[addr], "lct.internal.", &[ds(1)]).unwrap_err();
+        assert!(started.elapsed() < TIMEOUT + Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(err.contains("no whole answer"), "{err}");
     }
 
     /// Seen at two looks `gap` apart in a row: one look, a look too soon, or a miss between

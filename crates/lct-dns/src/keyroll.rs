@@ -439,6 +439,15 @@ mod tests {
         let plan = ring(&file).plan(gone).unwrap().key_signers.iter().map(|k| k.tag).collect::<Vec<_>>();
         assert_eq!(plan, [ksk2]);
         assert_eq!(ring(&file).keys.len(), 2);
+        // The clock goes back to before the rollover (an NTP step, a wrong RTC at boot): the
+        // steps taken stay taken, the new KSK signs alone and its DS is the one wanted.
+        let r = ring(&file);
+        for back in [0, 10, ready, gone - 1] {
+            let plan = r.plan(back).unwrap();
+            assert_eq!(tags(&plan.key_signers), [ksk2], "clock back at {back}");
+            assert!(plan.submitting.is_empty(), "clock back at {back}");
+            assert_eq!(tags(&r.wanted_ds(back)), [ksk2], "clock back at {back}");
+        }
     }
 
     /// A CSK ring has no ZSK to roll; a second rollover while one runs is refused; a clock

@@ -233,9 +233,13 @@ impl KeyRing {
     }
 
     /// What signs at `now`; an error when nothing would (every key retired or not yet
-    /// active: the zone cannot be signed, the previous version serves on).
+    /// active: the zone cannot be signed, the previous version serves on). Never earlier
+    /// than the last step taken: a clock gone back must not undo a step (the keys it
+    /// removed are gone, the keys it made active would be only published again, and the
+    /// zone left with no signer or signed by a key the parent no longer points at).
     pub fn plan(&self, now: u64) -> Result<SigningPlan<'_>, String> {
         use KeyState::*;
+        let now = now.max(self.file.last_step);
         let mut plan = SigningPlan {
             published: Vec::new(),
             key_signers: Vec::new(),
@@ -272,6 +276,8 @@ impl KeyRing {
     /// The DS set the parent should hold: the keys submitted if a rollover waits for it,
     /// else the active KSKs (or CSK).
     pub fn wanted_ds(&self, now: u64) -> Vec<&ZoneKey> {
+        // As [`KeyRing::plan`]: a clock gone back does not undo a step.
+        let now = now.max(self.file.last_step);
         let of = |want: &[KeyState]| -> Vec<&ZoneKey> {
             self.keys.iter().filter(|k| k.role.is_ksk() && want.contains(&k.state_at(now))).map(|k| &k.key).collect()
         };
@@ -495,11 +501,17 @@ mod tests {
             (r#"{"zone": "lct.internal.", "algorithm": "ed25519", "keys": []}"#, "does not roll algorithms"),
             (r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "flags": 256, "created": 1, "pkcs8": ""}"#, "CSK"),
             (r#"{"zone": "lct.internal.", "algorithm": "ecdsa", "keys": [], "extra": 1}"#, "not a key file"),
+            // Control characters quoted from the file come out escaped, not raw.
+            (
+                r#"{"zone": "\u001b[2J\nforged.", "algorithm": "ecdsa", "keys": []}"#,
+                "holds the keys of \\u{1b}[2J\\nforged.",
+            ),
         ];
         for (text, why) in cases {
             lct_core::fsutil::atomic_write(&path, text.as_bytes(), 0o600).unwrap();
             let err = update(dir.path(), zone, KeyAlgorithm::Ecdsa, 5, |f| Ok(f.unwrap())).unwrap_err().to_string();
             assert!(err.contains(&path.display().to_string()) && err.contains(why), "{text}: {err}");
+            assert!(!err.chars().any(char::is_control), "{err:?}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "nothing written");
         }
         // A key whose private half is not a key: named by zone.

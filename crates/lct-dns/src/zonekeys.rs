@@ -32,10 +32,25 @@ impl KeyAlgorithm {
 /// A key that cannot be made, read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {message}")]
+    #[error("{}: {}", shown(path), shown(message))]
     File { path: String, message: String },
-    #[error("zone {zone}: {message}")]
+    #[error("zone {}: {}", shown(zone), shown(message))]
     Key { zone: String, message: String },
+}
+
+/// `text` with its control characters escaped (`\u{1b}`): a message may quote a key file's
+/// content (a zone name, an unknown role), and goes to a terminal or a log; a hostile file
+/// must not write escape sequences (move the cursor, rewrite the screen) or forge log lines.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A zone's signing key, loaded.
