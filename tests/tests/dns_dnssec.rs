@@ -267,3 +267,110 @@ fn sync_linode_refuses_a_zone_signed_here() {
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("signed with DNSSEC") && run.stderr.contains("Linode"), "{}", run.stderr);
 }
+
+/// An lct-dns secondary of a signed zone keeps it signed through everything that builds
+/// its tables again: its own zone updated, an IXFR of the signed zone, a reload (SIGHUP)
+/// and a restart (its copy read back from the state file, then an IXFR on top of it).
+/// `delv` validates against the secondary after each.
+#[test]
+fn an_lct_dns_secondary_of_a_signed_zone_stays_signed() {
+    dns::require(&["delv", "nsupdate"]);
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let nodes = zk("zk-1", "192.168.128.1", Some("203.0.113.1"));
+    dns::zone_file(&env, &dir, &nodes, "10");
+    dns::keygen(&env, &dir, &["lct-update", "xfr-internal", "s-update"]);
+    // The secondary's own zone, which it is primary for.
+    let other =
+        env.run_with_input("lct-dns", &["zone", "--domain", "other.internal", "--serial", "5", "--no-reverse"], &nodes);
+    std::fs::write(dir.join("s-zones.jsonl"), other.ok().stdout).unwrap();
+    let (primary, second) = (lct_tests::free_port(), lct_tests::free_port());
+    std::fs::write(
+        dir.join("p.toml"),
+        format!(
+            r#"records = "{d}/zones.jsonl"
+listen = ["127.0.0.1:{primary}"]
+internal = ["127.0.0.2/32"]
+keys = ["lct-update.key"]
+state = "{d}/p-state"
+
+[[secondary]]
+key = "xfr-internal.key"
+view = "internal"
+notify = ["127.0.0.1:{second}"]
+
+[dnssec]
+"lct.internal" = "on"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("s.toml"),
+        format!(
+            r#"records = "{d}/s-zones.jsonl"
+listen = ["127.0.0.1:{second}"]
+internal = ["127.0.0.0/8"]
+keys = ["s-update.key"]
+state = "{d}/s-state"
+
+[[primary]]
+zone = "lct.internal"
+address = "127.0.0.1:{primary}"
+key = "xfr-internal.key"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let _primary = dns::lct_dns(&dir, "p.toml", "p.log");
+    until("the primary answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
+    let anchor = anchor(primary, &dir);
+    let mut secondary = dns::lct_dns(&dir, "s.toml", "s.log");
+    dns::until_answers(second, "zk-1.zk.lct.internal", &["192.168.128.1"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    // Its own zone updated: every table built again, the signed copy among them.
+    let update = dns::nsupdate(
+        second,
+        &["-k", dir.join("s-update.key").to_str().unwrap()],
+        "other.internal",
+        "update add new.other.internal 300 A 192.0.2.7",
+    );
+    assert!(update.status.success(), "{update:?}");
+    dns::until_answers(second, "new.other.internal", &["192.0.2.7"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    // A change at the primary: NOTIFY, then an IXFR whose changes carry new signatures
+    // and NSEC records.
+    let more = nodes.clone() + &zk("zk-2", "192.168.128.2", None);
+    dns::lct_dns_update(&env, primary, &dir.join("lct-update.key"), &more);
+    dns::until_answers(second, "zk-2.zk.lct.internal", &["192.168.128.2"], WITHIN);
+    let log = std::fs::read_to_string(dir.join("s.log")).unwrap();
+    assert!(log.contains("by IXFR ("), "not an incremental transfer: {log}");
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    // A reload.
+    Command::new("kill").args(["-HUP", &secondary.0.id().to_string()]).status().unwrap();
+    until("the secondary reloads", WITHIN, || {
+        std::fs::read_to_string(dir.join("s.log")).unwrap_or_default().contains("reloaded")
+    });
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+
+    // A restart: the copy comes back from the state file (the primary's serial has not
+    // moved: no transfer), then a change comes by IXFR on top of it.
+    drop(secondary);
+    secondary = dns::lct_dns(&dir, "s.toml", "s2.log");
+    dns::until_answers(second, "zk-2.zk.lct.internal", &["192.168.128.2"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+    let more = more + &zk("zk-3", "192.168.128.3", None);
+    dns::lct_dns_update(&env, primary, &dir.join("lct-update.key"), &more);
+    dns::until_answers(second, "zk-3.zk.lct.internal", &["192.168.128.3"], WITHIN);
+    let log = std::fs::read_to_string(dir.join("s2.log")).unwrap();
+    assert!(log.contains("by IXFR (") && !log.contains("AXFR"), "not an incremental transfer: {log}");
+    validates(second, "127.0.0.1", &anchor, "zk-3.zk.lct.internal", "192.168.128.3");
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+    drop(secondary);
+}

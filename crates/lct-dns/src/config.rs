@@ -313,6 +313,17 @@ impl Config {
     /// is the time) replaces them.
     pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
         let seed = read_records(&self.records)?;
+        // DNSSEC records come from a signer (this server's, or a primary's by transfer),
+        // never from the records file: a signature written there would be stale at once.
+        if let Some(r) = seed.iter().find(|r| crate::zone::is_dnssec(r.rtype)) {
+            anyhow::bail!(
+                "{}: {} {} in zone {}: DNSSEC records are made by the signer (`dnssec` in the configuration), not kept in the records file",
+                self.records.display(),
+                r.name,
+                r.rtype,
+                r.zone
+            );
+        }
         let from_state;
         let held = match held {
             Some(h) => h,

@@ -326,6 +326,8 @@ fn rdata_bytes(r: &DnsRecord, out: &mut Vec<u8>) -> Option<()> {
     match r.rtype {
         RecordType::A => out.extend_from_slice(&r.data.parse::<std::net::Ipv4Addr>().ok()?.octets()),
         RecordType::AAAA => out.extend_from_slice(&r.data.parse::<std::net::Ipv6Addr>().ok()?.octets()),
+        // A signed zone's DNSSEC records (a secondary's copy): the bytes as they came.
+        t if crate::zone::is_dnssec(t) => out.extend_from_slice(&crate::wire::generic_bytes(&r.data)?),
         _ => {
             let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
             let mut encoder = BinEncoder::new(out);
