@@ -173,7 +173,11 @@ impl Pass<'_> {
             let next = &names[(i + 1) % names.len()][1..];
             let sets = answers.names.get_mut(&names[i]).expect("listed");
             sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC));
-            let mut types: Vec<u16> = sets.iter().map(|s| s.rtype).chain([RRSIG, NSEC]).collect();
+            // At a cut, only the types the parent is authoritative for (RFC 4035 2.3): not
+            // the glue's address types at the cut's own name.
+            let cut = cuts.contains(&names[i]);
+            let mut types: Vec<u16> =
+                sets.iter().map(|s| s.rtype).filter(|t| !cut || matches!(*t, 2 | DS)).chain([RRSIG, NSEC]).collect();
             types.sort_unstable();
             types.dedup();
             let mut data = next.to_vec();

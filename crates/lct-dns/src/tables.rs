@@ -313,6 +313,7 @@ impl<'m> Builder<'m> {
                 set.targets = Vec::new();
             }
         }
+        answers.find_cuts();
         // A signed zone (a transfer from a signing primary): signatures beside their sets.
         answers.attach_dnssec();
         answers
