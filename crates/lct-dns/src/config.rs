@@ -138,6 +138,32 @@ pub struct DnssecTimers {
     pub signature_refresh: Option<u32>,
 }
 
+/// The longest signature lifetime taken: 90 days. Validators compare signature times in
+/// serial arithmetic (RFC 4034 3.1.5), so an expiration 2^31 s or more ahead reads as past;
+/// and a signature that lives long is a stolen one that does too.
+pub const SIGNATURE_LIFETIME_MAX: u32 = 90 * 86_400;
+
+impl DnssecTimers {
+    /// Each timer within its bounds, an error naming the field otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(lifetime) = self.signature_lifetime
+            && lifetime > SIGNATURE_LIFETIME_MAX
+        {
+            return Err(format!(
+                "dnssec_timers.signature_lifetime: {lifetime} s is more than 90 days ({SIGNATURE_LIFETIME_MAX} s)"
+            ));
+        }
+        if let Some(refresh) = self.signature_refresh
+            && refresh >= SIGNATURE_LIFETIME_MAX
+        {
+            return Err(format!(
+                "dnssec_timers.signature_refresh: {refresh} s is not shorter than the longest lifetime (90 days)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[[secondary]]` in the configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -200,6 +226,7 @@ impl Config {
         if let Some(stats) = &config.stats {
             stats.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         }
+        config.dnssec_timers.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         config.base = path.parent().map(Path::to_path_buf);
         config.source = Some(path.to_path_buf());
         Ok(config)
@@ -435,4 +462,29 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) 
     }
     out.extend(held.iter().filter(|r| secondary_zones.contains(&r.zone)).cloned());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signature lifetime past 90 days is refused at load, naming the field.
+    #[test]
+    fn a_signature_lifetime_past_90_days_is_refused_naming_the_field() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+        let path = dir.path().join("lct-dns.toml");
+        let write = |lifetime: u32| {
+            let text = format!(
+                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        for lifetime in [SIGNATURE_LIFETIME_MAX + 1, 1 << 31, u32::MAX] {
+            write(lifetime);
+            let e = Config::load(&path).unwrap_err().to_string();
+            assert!(e.contains("dnssec_timers.signature_lifetime") && e.contains("lct-dns.toml"), "{e}");
+        }
+        write(SIGNATURE_LIFETIME_MAX);
+        assert!(Config::load(&path).is_ok());
+    }
 }

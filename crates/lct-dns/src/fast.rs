@@ -573,6 +573,28 @@ mod tests {
         assert!(!m.metadata.authoritative);
     }
 
+    /// A wildcard owner is refused, naming the record, from text and off the wire.
+    #[test]
+    fn wildcard_owners_are_refused_naming_the_record() {
+        let mut records = zone();
+        records.push(rec("*.x.lct.internal.", RecordType::A, "192.168.1.1"));
+        let e = Answers::new(&records, &split).err().expect("refused").to_string();
+        assert!(e.contains("*.x.lct.internal.") && e.contains("wildcard"), "{e}");
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        for r in &records {
+            m.add_answer(crate::wire::to_wire(r).unwrap());
+        }
+        let mut batch = crate::wire::WireBatch::default();
+        crate::wire::read_answers(&m.to_vec().unwrap(), &mut 0, &mut batch).unwrap();
+        let mut builder = Builder::new(&split, 16);
+        let e = batch.iter().find_map(|r| builder.add_wire("lct.internal.", &r).err()).expect("refused").to_string();
+        assert!(e.contains("*.x.lct.internal.") && e.contains("wildcard"), "{e}");
+        // A `*` inside a label is a plain name.
+        records.pop();
+        records.push(rec("a*b.lct.internal.", RecordType::A, "192.168.1.1"));
+        assert!(Answers::new(&records, &split).is_ok());
+    }
+
     #[test]
     fn unusual_messages_go_to_the_slow_path() {
         let answers = Answers::new(&zone(), &split).unwrap();

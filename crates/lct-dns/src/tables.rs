@@ -82,6 +82,7 @@ impl<'m> Builder<'m> {
             message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
         };
         self.enter_zone(&r.zone).ok_or_else(|| bad("not a valid name"))?;
+        crate::wire::check_owner(&r.name).map_err(bad)?;
         self.name.clear();
         if !wire_name_into(&r.name, &mut self.name) {
             return Err(bad("not a valid name"));
@@ -97,6 +98,11 @@ impl<'m> Builder<'m> {
             zone: zone.to_string(),
             view: View::Both,
             message: "not a valid name".into(),
+        })?;
+        crate::wire::check_wire_owner(r.name).map_err(|e| ServeError::Zone {
+            zone: zone.to_string(),
+            view: View::Both,
+            message: format!("{}: {e}", crate::wire::wire_name_text(r.name)),
         })?;
         self.name.clear();
         self.name.extend_from_slice(r.name);

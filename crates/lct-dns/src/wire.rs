@@ -453,6 +453,31 @@ pub(crate) fn normal_with_ttl(r: &DnsRecord) -> (String, RecordType, String, u32
     (n, t, d, r.ttl)
 }
 
+/// Why an owner name cannot be served, if it cannot: a `*` label. lct-dns does not
+/// synthesise answers from wildcards (RFC 4592), and a wildcard served as a plain name
+/// answers what lies below it wrongly (NXDOMAIN where it should match) and, signed, with a
+/// denial whose proof says the wildcard exists (bogus).
+pub(crate) fn check_owner(name: &str) -> Result<(), &'static str> {
+    if name.split('.').any(|label| label == "*") {
+        return Err(
+            "a wildcard owner (`*`): lct-dns does not synthesise answers from wildcards; give each name its records",
+        );
+    }
+    Ok(())
+}
+
+/// [`check_owner`] of a wire name.
+pub(crate) fn check_wire_owner(name: &[u8]) -> Result<(), &'static str> {
+    let mut at = 0;
+    while at < name.len() && name[at] != 0 {
+        if name[at] == 1 && name.get(at + 1) == Some(&b'*') {
+            return check_owner("*");
+        }
+        at += 1 + name[at] as usize;
+    }
+    Ok(())
+}
+
 /// Owner names in wire form, lower case: `3www7example3com0`.
 pub(crate) fn wire_name(name: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(name.len() + 2);
