@@ -328,6 +328,15 @@ key = "xfr-internal.key"
     let _primary = dns::lct_dns(&dir, "p.toml", "p.log");
     until("the primary answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
     let anchor = anchor(primary, &dir);
+    // The DS as a `dns-ds` record of its own, the same as the master-file line.
+    let config = dir.join("p.toml");
+    let line = env.run("lct-dns", &["-o", "table", "ds", "lct.internal", "--config", config.to_str().unwrap()]).ok();
+    let json = env.run("lct-dns", &["-o", "jsonl", "ds", "lct.internal", "--config", config.to_str().unwrap()]).ok();
+    let ds = &json.json_lines()[0];
+    assert_eq!(ds["kind"], "dns-ds", "{}", json.stdout);
+    assert_eq!(ds["zone"], "lct.internal.");
+    let fields: Vec<&str> = line.stdout.split_whitespace().collect();
+    assert_eq!(fields[3..], [&ds["key_tag"].to_string(), "13", "2", ds["digest"].as_str().unwrap()]);
     let mut secondary = dns::lct_dns(&dir, "s.toml", "s.log");
     dns::until_answers(second, "zk-1.zk.lct.internal", &["192.168.128.1"], WITHIN);
     validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");

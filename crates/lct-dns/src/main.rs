@@ -128,19 +128,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 };
             let dir = config.state_file().parent().map(PathBuf::from).unwrap_or_default();
             let key = lct_dns::zonekeys::ZoneKey::load(&dir, &zone, algorithm)?;
-            let line = key.ds(&zone).map_err(|e| anyhow::anyhow!(e))?;
             match format {
-                OutputFormat::Table => writeln!(io::stdout().lock(), "{line}")?,
+                OutputFormat::Table => {
+                    writeln!(io::stdout().lock(), "{}", key.ds(&zone).map_err(|e| anyhow::anyhow!(e))?)?
+                }
                 _ => {
-                    let data = line.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
-                    let record = DnsRecord {
-                        zone: zone.clone(),
-                        name: zone,
-                        rtype: lct_dns::RecordType::DS,
-                        ttl: 3600,
-                        data,
-                        view: View::Both,
-                    };
+                    // A kind of its own: a DS belongs to the parent zone, not to the records
+                    // lct-dns serves for this one.
+                    let record = key.ds_record(&zone).map_err(|e| anyhow::anyhow!(e))?;
                     stream::write_after_passthrough(io::stdout().lock(), &[], std::slice::from_ref(&record))?;
                 }
             }

@@ -207,16 +207,43 @@ impl ZoneKey {
     /// The DS record the parent zone publishes for this key (SHA-256, digest type 2), as a
     /// master file line.
     pub fn ds(&self, zone: &str) -> Result<String, String> {
+        let ds = self.ds_record(zone)?;
+        Ok(format!("{} IN DS {} {} {} {}", ds.zone, ds.key_tag, ds.algorithm, ds.digest_type, ds.digest))
+    }
+
+    /// The DS record the parent zone publishes for this key (SHA-256), as a `dns-ds` record.
+    pub fn ds_record(&self, zone: &str) -> Result<DsRecord, String> {
         let owner = crate::wire::wire_name(zone).ok_or_else(|| format!("{zone}: not a name"))?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &[owner, self.dnskey.clone()].concat());
-        Ok(format!(
-            "{} IN DS {} {} 2 {}",
-            crate::zone::fqdn(zone),
-            self.tag,
-            self.algorithm.number(),
-            data_encoding::HEXUPPER.encode(digest.as_ref())
-        ))
+        Ok(DsRecord {
+            zone: crate::zone::fqdn(&zone.to_ascii_lowercase()),
+            key_tag: self.tag,
+            algorithm: self.algorithm.number(),
+            digest_type: 2,
+            digest: data_encoding::HEXUPPER.encode(digest.as_ref()),
+        })
     }
+}
+
+/// The DS a signed zone's parent publishes for its key: the `dns-ds` record
+/// (`lct-dns ds -o jsonl`). `zone` is the child (the DS's owner), which the parent holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DsRecord {
+    /// The signed zone, fully qualified: the DS record's owner in its parent zone.
+    pub zone: String,
+    pub key_tag: u16,
+    /// The key's algorithm number (13 ECDSA P-256, 15 Ed25519).
+    pub algorithm: u8,
+    /// The digest's type (2: SHA-256).
+    pub digest_type: u8,
+    /// The digest, hexadecimal, upper case.
+    pub digest: String,
+}
+
+impl lct_core::record::Record for DsRecord {
+    const KIND: &'static str = "dns-ds";
+    const VERSION: u32 = 1;
 }
 
 /// `dir` made if missing, and readable by its owner alone.

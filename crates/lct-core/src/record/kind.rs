@@ -45,6 +45,7 @@ pub const KINDS: &[&str] = &[
     "dns-update",
     "dns-linode-change",
     "dns-stat",
+    "dns-ds",
     // lct-fw
     "fw-ruleset",
     "fw-sync",
