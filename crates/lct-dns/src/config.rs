@@ -56,6 +56,7 @@ use crate::zone::DnsRecord;
 /// [stats]                                    # the statistics listener (off without it)
 /// listen = "127.0.0.1:9153"                  # GET /metrics (Prometheus), GET /stats (JSON)
 /// allow_public = false                       # true: a public or wildcard address too
+/// allow = ["10.0.0.0/8"]                     # only these clients [any that reach it]
 ///
 /// [dnssec]                                   # zones signed here: on (ECDSA P-256),
 /// "lct.internal" = "on"                      # ed25519, off [off]

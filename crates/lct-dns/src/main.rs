@@ -175,7 +175,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         },
                         tcp_clients: Some(tcp_clients),
                         stats: stats
-                            .map(|listen| lct_dns::scrape::StatsConfig { listen, allow_public: false })
+                            .map(|listen| lct_dns::scrape::StatsConfig {
+                                listen,
+                                allow_public: false,
+                                allow: Vec::new(),
+                            })
                             .map(|s| s.check().map(|()| s))
                             .transpose()
                             .map_err(UsageError)?,
