@@ -167,13 +167,24 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
                     answers: Arc::new(answers),
                     settings: Arc::clone(&settings),
                     settling: Some(zone.clone()),
+                    zone_serials: Default::default(),
                 });
                 tracing::debug!("zone {zone}: its tables serve {:?} after the refresh began", started.elapsed());
                 let answers = Arc::clone(&live.current().answers);
                 let at = zone.clone();
                 let records =
                     tokio::task::spawn_blocking(move || with_transferred(&current.records, &at, &batches)).await?;
-                install(live, Served { records: Arc::new(records), answers, settings, settling: None }, None);
+                install(
+                    live,
+                    Served {
+                        records: Arc::new(records),
+                        answers,
+                        settings,
+                        settling: None,
+                        zone_serials: Default::default(),
+                    },
+                    None,
+                );
                 drop(turn);
             } else {
                 // Another zone changed while this one arrived: built again on top of it.
