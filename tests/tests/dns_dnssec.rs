@@ -406,3 +406,53 @@ key = "xfr-internal.key"
     }
     drop(secondary);
 }
+
+/// `sync-linode` run where the key is not (the controller): a zone whose name server answers
+/// a DNSKEY set is refused, and so is one whose `--config` signs it; an unsigned server's
+/// zone passes the check (and the sync then fails only for want of a Linode token).
+#[test]
+fn sync_linode_refuses_a_zone_its_name_servers_serve_signed() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let nodes = zk("zk-1", "192.168.128.1", Some("203.0.113.1"));
+    dns::zone_file(&env, &dir, &nodes, "10");
+    let (signed, plain) = (lct_tests::free_port(), lct_tests::free_port());
+    let config = |port: u16, state: &str, dnssec: &str| {
+        format!(
+            "records = \"{d}/zones.jsonl\"\nlisten = [\"127.0.0.1:{port}\"]\nstate = \"{d}/{state}\"\n[dnssec]\n\"lct.internal\" = \"{dnssec}\"\n",
+            d = dir.display()
+        )
+    };
+    std::fs::write(dir.join("signed.toml"), config(signed, "signed-state", "on")).unwrap();
+    std::fs::write(dir.join("plain.toml"), config(plain, "plain-state", "off")).unwrap();
+    let _signed = dns::lct_dns(&dir, "signed.toml", "signed.log");
+    let _plain = dns::lct_dns(&dir, "plain.toml", "plain.log");
+    until("both answer", WITHIN, || {
+        !addresses(signed, "zk-1.zk.lct.internal").is_empty() && !addresses(plain, "zk-1.zk.lct.internal").is_empty()
+    });
+    // (The controller's own state directory has no key: the old check alone would pass.)
+    let controller = lct_core::fsutil::temp_dir("lct-dns-controller").unwrap();
+    // No Linode token: a zone past the check fails at once for want of one.
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["sync-linode", "--domain", "lct.internal", "--dry-run"];
+        args.extend_from_slice(extra);
+        let mut command = env.command("lct-dns", &args);
+        command.env("LCT_STATE_DIR", controller.path()).env("HOME", controller.path());
+        command.env_remove("LINODE_TOKEN").env("LINODE_URL", "http://127.0.0.1:9");
+        lct_tests::run_command(command, &nodes)
+    };
+    let at = |port: u16| format!("127.0.0.1:{port}");
+    let run = sync(&["--check-server", &at(plain), "--check-server", &at(signed)]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("signed with DNSSEC") && run.stderr.contains(&at(signed)), "{}", run.stderr);
+    let run = sync(&["--config", dir.join("signed.toml").to_str().unwrap(), "--check-server", &at(plain)]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("[dnssec] in"), "{}", run.stderr);
+    // Unsigned: past the check, failing only for want of a Linode token.
+    let run = sync(&["--config", dir.join("plain.toml").to_str().unwrap(), "--check-server", &at(plain)]);
+    assert!(run.status != 0 && !run.stderr.contains("signed with DNSSEC"), "{}", run.stderr);
+    assert!(run.stderr.to_ascii_lowercase().contains("token"), "{}", run.stderr);
+    // Nobody answering: an error, nothing done.
+    let run = sync(&["--check-server", "127.0.0.1:9"]);
+    assert!(run.status != 0 && run.stderr.contains("cannot tell whether it is signed"), "{}", run.stderr);
+}

@@ -307,6 +307,38 @@ fn parse_ixfr(records: &[DnsRecord]) -> Result<Option<Ixfr>, String> {
     }
 }
 
+/// Whether the server at `server` answers a DNSKEY set for `zone` (an unsigned query over
+/// UDP, its answer checked to be the answer to it): a zone served signed. An error when no
+/// answer came within `timeout`.
+pub fn serves_dnskey(server: SocketAddr, zone: &str, timeout: Duration) -> Result<bool, ClientError> {
+    let protocol = |message: String| ClientError::Protocol { server, message };
+    let io = |error| ClientError::Io { server, error };
+    let name = Name::from_ascii(fqdn(&zone.to_ascii_lowercase())).map_err(|e| protocol(e.to_string()))?;
+    let id = rand_id().map_err(|e| protocol(e.to_string()))?;
+    let mut request = Message::new(id, MessageType::Query, OpCode::Query);
+    request.add_query(Query::query(name.clone(), RecordType::DNSKEY));
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_max_payload(1232);
+    request.set_edns(edns);
+    let bytes = request.to_vec().map_err(|e| protocol(e.to_string()))?;
+    let bind: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let socket = std::net::UdpSocket::bind(bind).map_err(io)?;
+    socket.connect(server).map_err(io)?;
+    socket.set_read_timeout(Some(timeout)).map_err(io)?;
+    socket.send(&bytes).map_err(io)?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let n = socket.recv(&mut buf).map_err(io)?;
+        let Ok(answer) = Message::from_vec(&buf[..n]) else { continue };
+        if answer.id != id || answer.queries.first().is_none_or(|q| q.name() != &name) {
+            continue; // not the answer to this question
+        }
+        // A DNSKEY set, or one too big for the datagram: signed either way.
+        let keys = answer.answers.iter().any(|r| r.record_type() == RecordType::DNSKEY);
+        return Ok(keys || answer.metadata.truncation);
+    }
+}
+
 /// A message id from the system's random source: an unsigned exchange (a secondary's SOA
 /// check without a key) is only as hard to spoof as its id is to guess (RFC 5452).
 pub(crate) fn rand_id() -> Result<u16, lct_core::random::RandomError> {
