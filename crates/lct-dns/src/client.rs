@@ -266,7 +266,7 @@ pub enum Ixfr {
 
 /// The IXFR so far (its records as `dns-record`s of the zone, in order): `None` while
 /// incomplete (more messages follow).
-fn parse_ixfr(records: &[DnsRecord]) -> Result<Option<Ixfr>, String> {
+pub(crate) fn parse_ixfr(records: &[DnsRecord]) -> Result<Option<Ixfr>, String> {
     let serial = |r: &DnsRecord| (r.rtype == RecordType::SOA).then(|| crate::wire::soa_serial(&r.data)).flatten();
     let Some(first) = records.first() else { return Ok(None) };
     let new = serial(first).ok_or("the first record is not the SOA")?;
