@@ -456,3 +456,97 @@ fn sync_linode_refuses_a_zone_its_name_servers_serve_signed() {
     let run = sync(&["--check-server", "127.0.0.1:9"]);
     assert!(run.status != 0 && run.stderr.contains("cannot tell whether it is signed"), "{}", run.stderr);
 }
+
+/// An lct-dns secondary of a zone Knot signs: Knot's signatures and NSEC chain served as
+/// they came, and a change at Knot (an UPDATE, which Knot signs incrementally) arrives by an
+/// incremental IXFR whose new signatures replace the old; `delv` validates throughout.
+#[test]
+fn an_lct_dns_secondary_of_a_zone_knot_signs_follows_its_signatures() {
+    dns::require(&["knotd", "delv", "nsupdate"]);
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    dns::keygen(&env, &dir, &["xfr"]);
+    let (knot, second) = (lct_tests::free_port(), lct_tests::free_port());
+    let kdir = dir.join("knot");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(
+        kdir.join("lct.internal.zone"),
+        "$ORIGIN lct.internal.\n$TTL 300\n@ SOA ns1.lct.internal. hostmaster.lct.internal. 10 3600 600 1209600 300\n\
+         @ NS ns1.lct.internal.\nns1 A 127.0.0.1\nzk-1.zk A 192.168.128.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        kdir.join("knot.conf"),
+        format!(
+            r#"server:
+    listen: 127.0.0.1@{knot}
+    rundir: {k}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: {k}
+key:
+  - id: xfr
+    algorithm: hmac-sha256
+    secret: {secret}
+remote:
+  - id: lct
+    address: 127.0.0.1@{second}
+    key: xfr
+acl:
+  - id: by-key
+    address: 127.0.0.1
+    key: xfr
+    action: [transfer, update]
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+template:
+  - id: default
+    storage: {k}
+    zonefile-sync: -1
+    journal-content: changes
+zone:
+  - domain: lct.internal
+    file: {k}/lct.internal.zone
+    dnssec-signing: on
+    dnssec-policy: csk
+    acl: by-key
+    notify: lct
+"#,
+            k = kdir.display(),
+            secret = secret(&dir.join("xfr.key")),
+        ),
+    )
+    .unwrap();
+    let _knot = dns::knotd(&kdir.join("knot.conf"));
+    until("Knot serves the signed zone", WITHIN, || {
+        dns::dig(knot, &["+short", "lct.internal", "DNSKEY"]).contains("257 3 13")
+    });
+    let anchor = anchor(knot, &dir);
+    std::fs::write(dir.join("empty.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.join("s.toml"),
+        format!(
+            "records = \"{d}/empty.jsonl\"\nlisten = [\"127.0.0.1:{second}\"]\nstate = \"{d}/s-state\"\n\n\
+             [[primary]]\nzone = \"lct.internal\"\naddress = \"127.0.0.1:{knot}\"\nkey = \"xfr.key\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let _secondary = dns::lct_dns(&dir, "s.toml", "s.log");
+    dns::until_answers(second, "zk-1.zk.lct.internal", &["192.168.128.1"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    let key = format!("hmac-sha256:xfr:{}", secret(&dir.join("xfr.key")));
+    let update =
+        dns::nsupdate(knot, &["-y", &key], "lct.internal", "update add zk-2.zk.lct.internal 300 A 192.168.128.2");
+    assert!(update.status.success(), "{update:?}");
+    dns::until_answers(second, "zk-2.zk.lct.internal", &["192.168.128.2"], WITHIN);
+    let log = std::fs::read_to_string(dir.join("s.log")).unwrap();
+    assert!(log.contains("changes)"), "not an incremental transfer: {log}");
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+}
