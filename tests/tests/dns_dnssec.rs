@@ -351,6 +351,15 @@ key = "xfr-internal.key"
     assert!(update.status.success(), "{update:?}");
     dns::until_answers(second, "new.other.internal", &["192.0.2.7"], WITHIN);
     validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+    // A wildcard owner (not synthesised) is refused, and so is a DNSSEC record: only a
+    // signer makes those.
+    let ds = format!("update add sub.other.internal 300 DS 12345 13 2 {}", "AB".repeat(32));
+    for line in ["update add *.x.other.internal 300 A 192.0.2.8", ds.as_str()] {
+        let refused =
+            dns::nsupdate(second, &["-k", dir.join("s-update.key").to_str().unwrap()], "other.internal", line);
+        let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(!refused.status.success() && said.contains("REFUSED"), "{line}: {refused:?}");
+    }
 
     // A change at the primary: NOTIFY, then an IXFR whose changes carry new signatures
     // and NSEC records.
@@ -549,4 +558,24 @@ zone:
     assert!(log.contains("changes)"), "not an incremental transfer: {log}");
     validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
     validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+}
+
+/// DNSSEC records in a records file are refused at start, naming the file and the record:
+/// only a signer makes them.
+#[test]
+fn dnssec_records_in_a_records_file_are_refused() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    dns::zone_file(&env, &dir, &zk("zk-1", "192.168.128.1", None), "10");
+    let ds = r#"{"kind":"dns-record","v":1,"zone":"lct.internal.","name":"sub.lct.internal.","type":"DS","ttl":300,"data":"\\# 4 00010d02","view":"both"}"#;
+    let mut records = std::fs::read_to_string(dir.join("zones.jsonl")).unwrap();
+    records.push_str(ds);
+    records.push('\n');
+    std::fs::write(dir.join("zones.jsonl"), records).unwrap();
+    let port = lct_tests::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let records = dir.join("zones.jsonl");
+    let run = env.run("lct-dns", &["serve", "--records", records.to_str().unwrap(), "--listen", &listen]);
+    assert!(run.status != 0, "{}", run.stderr);
+    assert!(run.stderr.contains("zones.jsonl") && run.stderr.contains("sub.lct.internal. DS"), "{}", run.stderr);
 }
