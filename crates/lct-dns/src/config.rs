@@ -459,7 +459,9 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) 
             _ => false,
         };
         let from = if keep_held { held } else { &seed };
-        out.extend(from.iter().filter(|r| &r.zone == zone).cloned());
+        // A zone served as primary holds no DNSSEC records of its own (a copy held from
+        // when it was a secondary does): its signer, if any, makes them.
+        out.extend(from.iter().filter(|r| &r.zone == zone && !crate::zone::is_dnssec(r.rtype)).cloned());
     }
     out.extend(held.iter().filter(|r| secondary_zones.contains(&r.zone)).cloned());
     out
