@@ -136,13 +136,25 @@ LINODE_TOKEN or linode-cli's configuration, as for lct-api.
 Clusters without a domain of their own are named under --parent-domain, as everywhere in lct
 (LCT_DOMAIN sets both).
 
+Linode's DNS Manager serves no DNSSEC: a zone signed by lct-dns is refused, before any change.
+Signed means: a key in this machine's state directory, `[dnssec]` on for it in the --config
+given, or a DNSKEY set answered by one of its name servers (--check-server: none answering is
+an error; else the addresses its NS records' glue gives, port 53: none answering is a warning).
+
 Example:
   export LCT_DOMAIN=example.com
   lct-inventory query | lct-dns sync-linode --domain example.com --dry-run
-  lct-inventory query | lct-dns sync-linode --domain example.com")]
+  lct-inventory query | lct-dns sync-linode --domain example.com --config /etc/lct/lct-dns.toml
+  lct-inventory query | lct-dns sync-linode --domain example.com --check-server 192.0.2.53:53")]
     SyncLinode {
         #[command(flatten)]
         zone: ZoneArgs,
+        /// The lct-dns configuration of the zone's servers: refused if it signs the zone
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// A name server of the zone to ask for its DNSKEY [default: the NS records' glue, port 53]
+        #[arg(long, value_name = "ADDR:PORT")]
+        check_server: Vec<std::net::SocketAddr>,
         /// The SOA contact if the domain is created [default: hostmaster@DOMAIN]
         #[arg(long, value_name = "EMAIL")]
         soa_email: Option<String>,

@@ -56,6 +56,7 @@ use crate::zone::DnsRecord;
 /// [stats]                                    # the statistics listener (off without it)
 /// listen = "127.0.0.1:9153"                  # GET /metrics (Prometheus), GET /stats (JSON)
 /// allow_public = false                       # true: a public or wildcard address too
+/// allow = ["10.0.0.0/8"]                     # only these clients [any that reach it]
 ///
 /// [dnssec]                                   # zones signed here: on (ECDSA P-256),
 /// "lct.internal" = "on"                      # ed25519, off [off]
@@ -169,6 +170,32 @@ pub struct DnssecPolicy {
     pub parent_check_interval: Option<u64>,
 }
 
+/// The longest signature lifetime taken: 90 days. Validators compare signature times in
+/// serial arithmetic (RFC 4034 3.1.5), so an expiration 2^31 s or more ahead reads as past;
+/// and a signature that lives long is a stolen one that does too.
+pub const SIGNATURE_LIFETIME_MAX: u32 = 90 * 86_400;
+
+impl DnssecTimers {
+    /// Each timer within its bounds, an error naming the field otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(lifetime) = self.signature_lifetime
+            && lifetime > SIGNATURE_LIFETIME_MAX
+        {
+            return Err(format!(
+                "dnssec_timers.signature_lifetime: {lifetime} s is more than 90 days ({SIGNATURE_LIFETIME_MAX} s)"
+            ));
+        }
+        if let Some(refresh) = self.signature_refresh
+            && refresh >= SIGNATURE_LIFETIME_MAX
+        {
+            return Err(format!(
+                "dnssec_timers.signature_refresh: {refresh} s is not shorter than the longest lifetime (90 days)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `[[secondary]]` in the configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -231,6 +258,7 @@ impl Config {
         if let Some(stats) = &config.stats {
             stats.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         }
+        config.dnssec_timers.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         config.base = path.parent().map(Path::to_path_buf);
         config.source = Some(path.to_path_buf());
         Ok(config)
@@ -344,6 +372,17 @@ impl Config {
     /// is the time) replaces them.
     pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
         let seed = read_records(&self.records)?;
+        // DNSSEC records come from a signer (this server's, or a primary's by transfer),
+        // never from the records file: a signature written there would be stale at once.
+        if let Some(r) = seed.iter().find(|r| crate::zone::is_dnssec(r.rtype)) {
+            anyhow::bail!(
+                "{}: {} {} in zone {}: DNSSEC records are made by the signer (`dnssec` in the configuration), not kept in the records file",
+                self.records.display(),
+                r.name,
+                r.rtype,
+                r.zone
+            );
+        }
         let from_state;
         let held = match held {
             Some(h) => h,
@@ -500,8 +539,35 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) 
             _ => false,
         };
         let from = if keep_held { held } else { &seed };
-        out.extend(from.iter().filter(|r| &r.zone == zone).cloned());
+        // A zone served as primary holds no DNSSEC records of its own (a copy held from
+        // when it was a secondary does): its signer, if any, makes them.
+        out.extend(from.iter().filter(|r| &r.zone == zone && !crate::zone::is_dnssec(r.rtype)).cloned());
     }
     out.extend(held.iter().filter(|r| secondary_zones.contains(&r.zone)).cloned());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signature lifetime past 90 days is refused at load, naming the field.
+    #[test]
+    fn a_signature_lifetime_past_90_days_is_refused_naming_the_field() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+        let path = dir.path().join("lct-dns.toml");
+        let write = |lifetime: u32| {
+            let text = format!(
+                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        for lifetime in [SIGNATURE_LIFETIME_MAX + 1, 1 << 31, u32::MAX] {
+            write(lifetime);
+            let e = Config::load(&path).unwrap_err().to_string();
+            assert!(e.contains("dnssec_timers.signature_lifetime") && e.contains("lct-dns.toml"), "{e}");
+        }
+        write(SIGNATURE_LIFETIME_MAX);
+        assert!(Config::load(&path).is_ok());
+    }
 }

@@ -9,35 +9,28 @@ use anyhow::bail;
 use lct_core::cli::OutputFormat;
 use lct_core::stream;
 use lct_dns::config::Config;
-use lct_dns::zone::{DnsRecord, View};
 use lct_dns::zonekeys::{KeyAlgorithm, KeyError};
 
-/// The DS set the parent should hold: a master file line each, or `dns-record` records.
+/// The DS set the parent should hold: a master file line each, or `dns-ds` records (a kind
+/// of its own: a DS belongs to the parent zone, not to the records lct-dns serves for this
+/// one).
 pub fn ds(zone: &str, config: &Path, format: OutputFormat) -> anyhow::Result<()> {
     let (zone, dir, algorithm) = signed_zone(config, zone)?;
     let ring = lct_dns::keystate::load(&dir, &zone, algorithm)?;
     let now = lct_dns::tsig::now();
-    let lines = ring.wanted_ds(now).iter().map(|k| k.ds(&zone)).collect::<Result<Vec<_>, _>>();
-    let lines = lines.map_err(|e| anyhow::anyhow!(e))?;
-    if lines.is_empty() {
+    let records = ring.wanted_ds(now).iter().map(|k| k.ds_record(&zone)).collect::<Result<Vec<_>, _>>();
+    let records = records.map_err(|e| anyhow::anyhow!(e))?;
+    if records.is_empty() {
         bail!("zone {zone}: no KSK is active or ready ({})", ring.describe(now));
     }
-    for line in lines {
-        match format {
-            OutputFormat::Table => writeln!(io::stdout().lock(), "{line}")?,
-            _ => {
-                let data = line.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
-                let record = DnsRecord {
-                    zone: zone.clone(),
-                    name: zone.clone(),
-                    rtype: lct_dns::RecordType::DS,
-                    ttl: 3600,
-                    data,
-                    view: View::Both,
-                };
-                stream::write_after_passthrough(io::stdout().lock(), &[], std::slice::from_ref(&record))?;
+    match format {
+        OutputFormat::Table => {
+            let mut out = io::stdout().lock();
+            for ds in &records {
+                writeln!(out, "{}", ds.line())?;
             }
         }
+        _ => stream::write_after_passthrough(io::stdout().lock(), &[], &records)?,
     }
     Ok(())
 }

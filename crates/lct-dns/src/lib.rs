@@ -20,6 +20,8 @@
 //!   negative, answered from them.
 //! * [`denial`]: a signed zone's signatures beside their sets, and its NSEC chain for
 //!   negative answers with the DO bit.
+//! * [`referral`]: names at or below a delegation answered with a referral (and the DS
+//!   proof with the DO bit).
 //! * [`tables`]: building those tables from records, or a record at a time off a transfer.
 //! * [`sign`]: signing the zones served here when a version is built, signatures kept
 //!   between versions.
@@ -86,6 +88,7 @@ pub mod mode;
 pub mod notify;
 #[cfg(test)]
 mod reference;
+pub mod referral;
 pub mod request;
 pub mod resign;
 pub mod rrl;

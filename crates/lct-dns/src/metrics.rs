@@ -111,11 +111,12 @@ pub fn samples(snap: &Snapshot, served: &Served) -> Vec<DnsStat> {
 /// Per zone: its serial, for a secondary zone whether it expired, for a zone signed here
 /// its signing state. The one place a zone's gauges are made.
 pub fn zone_samples(served: &Served) -> Vec<DnsStat> {
-    // Secondary zones too when they have no records (never transferred, or expired).
-    let zones: std::collections::BTreeSet<&str> = served
-        .records
+    // Serials found once per version, not per scrape; secondary zones too when they
+    // have no records (never transferred, or expired).
+    let serials = served.zone_serials();
+    let zones: std::collections::BTreeSet<&str> = serials
         .iter()
-        .map(|r| r.zone.as_str())
+        .map(|(zone, _)| zone.as_str())
         .chain(served.settings.primaries.iter().map(|p| p.zone.as_str()))
         .collect();
     let expired = served.settings.expired.lock().expect("not poisoned").clone();
@@ -123,8 +124,8 @@ pub fn zone_samples(served: &Served) -> Vec<DnsStat> {
     for zone in zones {
         let secondary = served.settings.primaries.iter().any(|p| p.zone == zone);
         let role = if secondary { "secondary" } else { "primary" };
-        if let Some(serial) = crate::wire::serial_of(&served.records, zone) {
-            out.push(sample("lct_dns_zone_serial", &[("zone", zone), ("role", role)], serial.into()));
+        if let Ok(i) = serials.binary_search_by(|(z, _)| z.as_str().cmp(zone)) {
+            out.push(sample("lct_dns_zone_serial", &[("zone", zone), ("role", role)], serials[i].1.into()));
         }
         if secondary {
             out.push(sample("lct_dns_zone_expired", &[("zone", zone)], expired.contains(zone).into()));
@@ -213,7 +214,10 @@ mod tests {
         let stats = crate::stats::enable();
         stats.worker().answered(false, 1, 3);
         let served = served();
+        assert!(served.zone_serials.get().is_none(), "found before any scrape");
         let samples = samples(&stats.snapshot(), &served);
+        // Found once for this version, read by every later scrape.
+        assert_eq!(served.zone_serials.get().unwrap(), &[("lct.internal.".to_string(), 9)]);
         for s in &samples {
             assert!(METRICS.iter().any(|(name, _, _)| *name == s.metric), "{} is not listed", s.metric);
         }

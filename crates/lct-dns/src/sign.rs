@@ -307,16 +307,18 @@ impl Pass<'_> {
             let next = &names[(i + 1) % names.len()][1..];
             let sets = answers.names.get_mut(name).expect("in the chain, so in the tables");
             sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC));
+            // At a delegation only the NSEC (and a DS) are this zone's to sign, and its NSEC
+            // lists only the types the parent is authoritative for (RFC 4035 2.3): not the
+            // glue's address types at the cut's own name.
+            let cut = cuts.contains(name.as_slice());
             types.clear();
-            types.extend(sets.iter().map(|s| s.rtype).chain([RRSIG, NSEC]));
+            types.extend(sets.iter().map(|s| s.rtype).filter(|t| !cut || matches!(*t, 2 | DS)).chain([RRSIG, NSEC]));
             types.sort_unstable();
             types.dedup();
             let mut data = Vec::with_capacity(next.len() + 12);
             data.extend_from_slice(next);
             type_bitmap(&types, &mut data);
             sets.push(set_of(NSEC, nsec_ttl, [data.as_slice()]));
-            // At a delegation only the NSEC (and a DS) are this zone's to sign.
-            let cut = cuts.contains(name.as_slice());
             let at_apex = *owner == *self.apex;
             // Sized once: growing the set record by record was a tenth of a version's CPU.
             // (Both algorithms' signatures are 64 bytes; a longer one only grows the set.)

@@ -119,15 +119,20 @@ impl ZoneKey {
     /// The DS record the parent zone publishes for this key (SHA-256, digest type 2), as a
     /// master file line.
     pub fn ds(&self, zone: &str) -> Result<String, String> {
+        Ok(self.ds_record(zone)?.line())
+    }
+
+    /// The DS record the parent zone publishes for this key (SHA-256), as a `dns-ds` record.
+    pub fn ds_record(&self, zone: &str) -> Result<DsRecord, String> {
         let owner = crate::wire::wire_name(zone).ok_or_else(|| format!("{zone}: not a name"))?;
-        let digest = &self.ds_rdata(&owner)[4..];
-        Ok(format!(
-            "{} IN DS {} {} 2 {}",
-            crate::zone::fqdn(zone),
-            self.tag,
-            self.algorithm.number(),
-            data_encoding::HEXUPPER.encode(digest)
-        ))
+        let data = self.ds_rdata(&owner);
+        Ok(DsRecord {
+            zone: crate::zone::fqdn(&zone.to_ascii_lowercase()),
+            key_tag: self.tag,
+            algorithm: self.algorithm.number(),
+            digest_type: 2,
+            digest: data_encoding::HEXUPPER.encode(&data[4..]),
+        })
     }
 
     /// The DS (and CDS) record's data for this key of the zone `owner` (wire form, lower
@@ -141,6 +146,34 @@ impl ZoneKey {
         data.extend_from_slice(digest.as_ref());
         data
     }
+}
+
+/// The DS a signed zone's parent publishes for its key: the `dns-ds` record
+/// (`lct-dns ds -o jsonl`). `zone` is the child (the DS's owner), which the parent holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DsRecord {
+    /// The signed zone, fully qualified: the DS record's owner in its parent zone.
+    pub zone: String,
+    pub key_tag: u16,
+    /// The key's algorithm number (13 ECDSA P-256, 15 Ed25519).
+    pub algorithm: u8,
+    /// The digest's type (2: SHA-256).
+    pub digest_type: u8,
+    /// The digest, hexadecimal, upper case.
+    pub digest: String,
+}
+
+impl DsRecord {
+    /// The record as a master file line (what `lct-dns ds` prints on a terminal).
+    pub fn line(&self) -> String {
+        format!("{} IN DS {} {} {} {}", self.zone, self.key_tag, self.algorithm, self.digest_type, self.digest)
+    }
+}
+
+impl lct_core::record::Record for DsRecord {
+    const KIND: &'static str = "dns-ds";
+    const VERSION: u32 = 1;
 }
 
 /// A new private key (PKCS#8 DER) of `algorithm`.

@@ -46,6 +46,7 @@ pub const KINDS: &[&str] = &[
     "dns-linode-change",
     "dns-stat",
     "dns-key",
+    "dns-ds",
     // lct-fw
     "fw-ruleset",
     "fw-sync",
