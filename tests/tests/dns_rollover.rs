@@ -373,5 +373,26 @@ zone "lct.internal" {{
     assert!(said.contains(key_file.to_str().unwrap()), "the error does not name the key file: {said}");
     validates(primary, &new_anchor, "with a broken key file");
     std::fs::write(&key_file, good).unwrap();
+
+    // A ZSK rollover asked while the server is down: the start publishes the new ZSK, so it
+    // gives the zone a new serial and tells the secondary (before, the serial stayed and
+    // BIND kept the old DNSKEY set until the next change).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let before = serial(primary);
+    drop(server);
+    env.run("lct-dns", &["roll", "lct.internal", "zsk", "--config", config.to_str().unwrap()]).ok();
+    let server = dns::lct_dns(&dir, "lct-dns.toml", "lct-dns-restarted.log");
+    until("lct-dns answers after the restart", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
+    // At once (the new ZSK's next step, seconds later, would give a new serial anyway): the
+    // first version served has the new DNSKEY set under a new serial.
+    let (after, published) = (serial(primary), dnskeys(primary).len());
+    assert_eq!(published, 3, "the new ZSK published beside the KSK and the old ZSK");
+    assert_ne!(after, before, "the DNSKEY set changed at the start under serial {before}");
+    let said = std::fs::read_to_string(dir.join("lct-dns-restarted.log")).unwrap();
+    assert!(said.contains(&format!("its keys changed since serial {before} was served")), "{said}");
+    verify("after a restart that published a new ZSK");
+    let tags = |port| dnskeys(port).into_iter().map(|(_, tag)| tag).collect::<std::collections::BTreeSet<u16>>();
+    assert_eq!(tags(bind), tags(primary), "BIND has the new DNSKEY set");
+    validates(primary, &new_anchor, "after a restart that published a new ZSK");
     drop(server);
 }

@@ -429,6 +429,14 @@ pub fn update(
             .and_then(|()| std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700)))
             .map_err(|e| KeyError::File { path: parent.display().to_string(), message: e.to_string() })?;
     }
+    // The lock is opened for writing and made if missing: a link there would have the
+    // server create or open a file elsewhere.
+    if std::fs::symlink_metadata(&lock_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(KeyError::File {
+            path: lock_path.display().to_string(),
+            message: "a symbolic link: the lock beside a key file must be a plain file of its own".into(),
+        });
+    }
     let _lock = lct_core::fsutil::Lock::acquire(&lock_path)
         .map_err(|e| KeyError::File { path: lock_path.display().to_string(), message: e.to_string() })?;
     let before = read(dir, zone, algorithm)?;
@@ -552,6 +560,15 @@ mod tests {
         assert!(load(dir.path(), zone, KeyAlgorithm::Ecdsa).is_err());
         assert!(!ring.keys.is_empty());
         std::fs::remove_file(&path).unwrap();
+        // A lock file that is a link: refused, its target not made.
+        let lock = lock_file(dir.path(), zone);
+        let elsewhere = other.path().join("made-by-the-lock");
+        let _ = std::fs::remove_file(&lock);
+        std::os::unix::fs::symlink(&elsewhere, &lock).unwrap();
+        let err = load_or_lock(dir.path(), zone);
+        assert!(err.contains("symbolic link") && err.contains(".lock"), "{err}");
+        assert!(!elsewhere.exists(), "the lock's link target was made");
+        std::fs::remove_file(&lock).unwrap();
         // A FIFO: refused, not waited on.
         let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
@@ -563,6 +580,12 @@ mod tests {
         lct_core::fsutil::atomic_write(&path, &huge, 0o600).unwrap();
         let err = load(dir.path(), zone, KeyAlgorithm::Ecdsa).unwrap_err().to_string();
         assert!(err.contains("bytes: not a key file"), "{err}");
+    }
+
+    /// `update`'s error for `zone` with no change asked.
+    fn load_or_lock(dir: &Path, zone: &str) -> String {
+        let reached = |_| Err(KeyError::Key { zone: zone.into(), message: "the lock was taken".into() });
+        update(dir, zone, KeyAlgorithm::Ecdsa, 5, reached).map(drop).unwrap_err().to_string()
     }
 
     #[test]
