@@ -31,6 +31,8 @@ pub fn document() -> Value {
     kind!(lct_dns::client::ZoneUpdate);
     kind!(lct_dns::linode::LinodeChange);
     kind!(lct_dns::metrics::DnsStat);
+    kind!(lct_dns::keyroll::DnsKey);
+    kind!(lct_dns::zonekeys::DsRecord);
     kind!(lct_fw::Ruleset);
     kind!(lct_fw::SyncReport);
     kind!(lct_fw::cloud::CloudSync);

@@ -42,9 +42,11 @@ fn validates(port: u16, from: &str, anchor: &Path, name: &str, address: &str) {
 
 /// A trust anchor file for delv from the zone's DNSKEY at the server on `port`.
 fn anchor(port: u16, dir: &Path) -> std::path::PathBuf {
-    let key = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
+    // The KSK (flags 257): the key the parent's DS names (the ZSK, 256, it vouches for).
+    let keys = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
+    let key = keys.lines().find(|l| l.starts_with("257 ")).unwrap_or_default();
     let fields: Vec<&str> = key.split_whitespace().collect();
-    assert!(fields.len() >= 4 && fields[0] == "257" && fields[2] == "13", "no DNSKEY: {key}");
+    assert!(fields.len() >= 4 && fields[0] == "257" && fields[2] == "13", "no KSK: {keys}");
     let text = format!(
         "trust-anchors {{ lct.internal. static-key {} {} {} \"{}\"; }};\n",
         fields[0],
@@ -266,4 +268,316 @@ fn sync_linode_refuses_a_zone_signed_here() {
     let run = lct_tests::run_command(command, "");
     assert_eq!(run.status, 2, "{}", run.stderr);
     assert!(run.stderr.contains("signed with DNSSEC") && run.stderr.contains("Linode"), "{}", run.stderr);
+}
+
+/// An lct-dns secondary of a signed zone keeps it signed through everything that builds
+/// its tables again: its own zone updated, an IXFR of the signed zone, a reload (SIGHUP)
+/// and a restart (its copy read back from the state file, then an IXFR on top of it).
+/// `delv` validates against the secondary after each. Then a delegation: DS at the cut
+/// validated (no DS, proven), names below it referred, at both servers.
+#[test]
+fn an_lct_dns_secondary_of_a_signed_zone_stays_signed() {
+    dns::require(&["delv", "nsupdate"]);
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let nodes = zk("zk-1", "192.168.128.1", Some("203.0.113.1"));
+    dns::zone_file(&env, &dir, &nodes, "10");
+    dns::keygen(&env, &dir, &["lct-update", "xfr-internal", "s-update"]);
+    // The secondary's own zone, which it is primary for.
+    let other =
+        env.run_with_input("lct-dns", &["zone", "--domain", "other.internal", "--serial", "5", "--no-reverse"], &nodes);
+    std::fs::write(dir.join("s-zones.jsonl"), other.ok().stdout).unwrap();
+    let (primary, second) = (lct_tests::free_port(), lct_tests::free_port());
+    std::fs::write(
+        dir.join("p.toml"),
+        format!(
+            r#"records = "{d}/zones.jsonl"
+listen = ["127.0.0.1:{primary}"]
+internal = ["127.0.0.2/32"]
+keys = ["lct-update.key"]
+state = "{d}/p-state"
+
+[[secondary]]
+key = "xfr-internal.key"
+view = "internal"
+notify = ["127.0.0.1:{second}"]
+
+[dnssec]
+"lct.internal" = "on"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("s.toml"),
+        format!(
+            r#"records = "{d}/s-zones.jsonl"
+listen = ["127.0.0.1:{second}"]
+internal = ["127.0.0.0/8"]
+keys = ["s-update.key"]
+state = "{d}/s-state"
+
+[[primary]]
+zone = "lct.internal"
+address = "127.0.0.1:{primary}"
+key = "xfr-internal.key"
+"#,
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let _primary = dns::lct_dns(&dir, "p.toml", "p.log");
+    until("the primary answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
+    let anchor = anchor(primary, &dir);
+    // The DS as a `dns-ds` record of its own, the same as the master-file line.
+    let config = dir.join("p.toml");
+    let line = env.run("lct-dns", &["-o", "table", "ds", "lct.internal", "--config", config.to_str().unwrap()]).ok();
+    let json = env.run("lct-dns", &["-o", "jsonl", "ds", "lct.internal", "--config", config.to_str().unwrap()]).ok();
+    let ds = &json.json_lines()[0];
+    assert_eq!(ds["kind"], "dns-ds", "{}", json.stdout);
+    assert_eq!(ds["zone"], "lct.internal.");
+    let fields: Vec<&str> = line.stdout.split_whitespace().collect();
+    assert_eq!(fields[3..], [&ds["key_tag"].to_string(), "13", "2", ds["digest"].as_str().unwrap()]);
+    let mut secondary = dns::lct_dns(&dir, "s.toml", "s.log");
+    dns::until_answers(second, "zk-1.zk.lct.internal", &["192.168.128.1"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    // Its own zone updated: every table built again, the signed copy among them.
+    let update = dns::nsupdate(
+        second,
+        &["-k", dir.join("s-update.key").to_str().unwrap()],
+        "other.internal",
+        "update add new.other.internal 300 A 192.0.2.7",
+    );
+    assert!(update.status.success(), "{update:?}");
+    dns::until_answers(second, "new.other.internal", &["192.0.2.7"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+    // A wildcard owner (not synthesised) is refused, and so is a DNSSEC record: only a
+    // signer makes those.
+    let ds = format!("update add sub.other.internal 300 DS 12345 13 2 {}", "AB".repeat(32));
+    for line in ["update add *.x.other.internal 300 A 192.0.2.8", ds.as_str()] {
+        let refused =
+            dns::nsupdate(second, &["-k", dir.join("s-update.key").to_str().unwrap()], "other.internal", line);
+        let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(!refused.status.success() && said.contains("REFUSED"), "{line}: {refused:?}");
+    }
+
+    // A change at the primary: NOTIFY, then an IXFR whose changes carry new signatures
+    // and NSEC records.
+    let more = nodes.clone() + &zk("zk-2", "192.168.128.2", None);
+    dns::lct_dns_update(&env, primary, &dir.join("lct-update.key"), &more);
+    dns::until_answers(second, "zk-2.zk.lct.internal", &["192.168.128.2"], WITHIN);
+    let log = std::fs::read_to_string(dir.join("s.log")).unwrap();
+    assert!(log.contains("by IXFR ("), "not an incremental transfer: {log}");
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    // A reload.
+    Command::new("kill").args(["-HUP", &secondary.0.id().to_string()]).status().unwrap();
+    until("the secondary reloads", WITHIN, || {
+        std::fs::read_to_string(dir.join("s.log")).unwrap_or_default().contains("reloaded")
+    });
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+
+    // A restart: the copy comes back from the state file (the primary's serial has not
+    // moved: no transfer), then a change comes by IXFR on top of it.
+    drop(secondary);
+    secondary = dns::lct_dns(&dir, "s.toml", "s2.log");
+    dns::until_answers(second, "zk-2.zk.lct.internal", &["192.168.128.2"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+    let more = more + &zk("zk-3", "192.168.128.3", None);
+    dns::lct_dns_update(&env, primary, &dir.join("lct-update.key"), &more);
+    dns::until_answers(second, "zk-3.zk.lct.internal", &["192.168.128.3"], WITHIN);
+    let log = std::fs::read_to_string(dir.join("s2.log")).unwrap();
+    assert!(log.contains("by IXFR (") && !log.contains("AXFR"), "not an incremental transfer: {log}");
+    validates(second, "127.0.0.1", &anchor, "zk-3.zk.lct.internal", "192.168.128.3");
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    // A delegation added at the primary: its DS answered with authority (no DS, proven),
+    // names below it referred, at the primary and at the secondary alike.
+    let update = dns::nsupdate(
+        primary,
+        &["-k", dir.join("lct-update.key").to_str().unwrap()],
+        "lct.internal",
+        "update add sub.lct.internal 300 NS ns.sub.lct.internal\nupdate add ns.sub.lct.internal 300 A 198.51.100.53",
+    );
+    assert!(update.status.success(), "{update:?}");
+    for port in [primary, second] {
+        until("the delegation is served", WITHIN, || {
+            dns::dig(port, &["+norec", "www.sub.lct.internal", "A"]).contains("ns.sub.lct.internal")
+        });
+        let said = delv(port, "127.0.0.1", &anchor, "sub.lct.internal", "DS");
+        assert!(said.contains("negative response, fully validated"), "DS at the cut, port {port}: {said}");
+        let referral = dns::dig(port, &["+norec", "+dnssec", "www.sub.lct.internal", "A"]);
+        assert!(!referral.contains(" aa") && referral.contains("AUTHORITY: 3"), "{referral}");
+        assert!(referral.contains("NSEC") && referral.contains("198.51.100.53"), "{referral}");
+        // (delv asks its server as a resolver and does not follow a referral: dig shows
+        // the referral, the proof in it is the cut's NSEC that delv validated above.)
+    }
+    drop(secondary);
+}
+
+/// `sync-linode` run where the key is not (the controller): a zone whose name server answers
+/// a DNSKEY set is refused, and so is one whose `--config` signs it; an unsigned server's
+/// zone passes the check (and the sync then fails only for want of a Linode token).
+#[test]
+fn sync_linode_refuses_a_zone_its_name_servers_serve_signed() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let nodes = zk("zk-1", "192.168.128.1", Some("203.0.113.1"));
+    dns::zone_file(&env, &dir, &nodes, "10");
+    let (signed, plain) = (lct_tests::free_port(), lct_tests::free_port());
+    let config = |port: u16, state: &str, dnssec: &str| {
+        format!(
+            "records = \"{d}/zones.jsonl\"\nlisten = [\"127.0.0.1:{port}\"]\nstate = \"{d}/{state}\"\n[dnssec]\n\"lct.internal\" = \"{dnssec}\"\n",
+            d = dir.display()
+        )
+    };
+    std::fs::write(dir.join("signed.toml"), config(signed, "signed-state", "on")).unwrap();
+    std::fs::write(dir.join("plain.toml"), config(plain, "plain-state", "off")).unwrap();
+    let _signed = dns::lct_dns(&dir, "signed.toml", "signed.log");
+    let _plain = dns::lct_dns(&dir, "plain.toml", "plain.log");
+    until("both answer", WITHIN, || {
+        !addresses(signed, "zk-1.zk.lct.internal").is_empty() && !addresses(plain, "zk-1.zk.lct.internal").is_empty()
+    });
+    // (The controller's own state directory has no key: the old check alone would pass.)
+    let controller = lct_core::fsutil::temp_dir("lct-dns-controller").unwrap();
+    // No Linode token: a zone past the check fails at once for want of one.
+    let sync = |extra: &[&str]| {
+        let mut args = vec!["sync-linode", "--domain", "lct.internal", "--dry-run"];
+        args.extend_from_slice(extra);
+        let mut command = env.command("lct-dns", &args);
+        command.env("LCT_STATE_DIR", controller.path()).env("HOME", controller.path());
+        command.env_remove("LINODE_TOKEN").env("LINODE_URL", "http://127.0.0.1:9");
+        lct_tests::run_command(command, &nodes)
+    };
+    let at = |port: u16| format!("127.0.0.1:{port}");
+    let run = sync(&["--check-server", &at(plain), "--check-server", &at(signed)]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("signed with DNSSEC") && run.stderr.contains(&at(signed)), "{}", run.stderr);
+    let run = sync(&["--config", dir.join("signed.toml").to_str().unwrap(), "--check-server", &at(plain)]);
+    assert_eq!(run.status, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("[dnssec] in"), "{}", run.stderr);
+    // Unsigned: past the check, failing only for want of a Linode token.
+    let run = sync(&["--config", dir.join("plain.toml").to_str().unwrap(), "--check-server", &at(plain)]);
+    assert!(run.status != 0 && !run.stderr.contains("signed with DNSSEC"), "{}", run.stderr);
+    assert!(run.stderr.to_ascii_lowercase().contains("token"), "{}", run.stderr);
+    // Nobody answering: an error, nothing done.
+    let run = sync(&["--check-server", "127.0.0.1:9"]);
+    assert!(run.status != 0 && run.stderr.contains("cannot tell whether it is signed"), "{}", run.stderr);
+}
+
+/// An lct-dns secondary of a zone Knot signs: Knot's signatures and NSEC chain served as
+/// they came, and a change at Knot (an UPDATE, which Knot signs incrementally) arrives by an
+/// incremental IXFR whose new signatures replace the old; `delv` validates throughout.
+#[test]
+fn an_lct_dns_secondary_of_a_zone_knot_signs_follows_its_signatures() {
+    dns::require(&["knotd", "delv", "nsupdate"]);
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    dns::keygen(&env, &dir, &["xfr"]);
+    let (knot, second) = (lct_tests::free_port(), lct_tests::free_port());
+    let kdir = dir.join("knot");
+    std::fs::create_dir_all(&kdir).unwrap();
+    std::fs::write(
+        kdir.join("lct.internal.zone"),
+        "$ORIGIN lct.internal.\n$TTL 300\n@ SOA ns1.lct.internal. hostmaster.lct.internal. 10 3600 600 1209600 300\n\
+         @ NS ns1.lct.internal.\nns1 A 127.0.0.1\nzk-1.zk A 192.168.128.1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        kdir.join("knot.conf"),
+        format!(
+            r#"server:
+    listen: 127.0.0.1@{knot}
+    rundir: {k}
+log:
+  - target: stderr
+    any: info
+database:
+    storage: {k}
+key:
+  - id: xfr
+    algorithm: hmac-sha256
+    secret: {secret}
+remote:
+  - id: lct
+    address: 127.0.0.1@{second}
+    key: xfr
+acl:
+  - id: by-key
+    address: 127.0.0.1
+    key: xfr
+    action: [transfer, update]
+policy:
+  - id: csk
+    algorithm: ecdsap256sha256
+    single-type-signing: on
+template:
+  - id: default
+    storage: {k}
+    zonefile-sync: -1
+    journal-content: changes
+zone:
+  - domain: lct.internal
+    file: {k}/lct.internal.zone
+    dnssec-signing: on
+    dnssec-policy: csk
+    acl: by-key
+    notify: lct
+"#,
+            k = kdir.display(),
+            secret = secret(&dir.join("xfr.key")),
+        ),
+    )
+    .unwrap();
+    let _knot = dns::knotd(&kdir.join("knot.conf"));
+    until("Knot serves the signed zone", WITHIN, || {
+        dns::dig(knot, &["+short", "lct.internal", "DNSKEY"]).contains("257 3 13")
+    });
+    let anchor = anchor(knot, &dir);
+    std::fs::write(dir.join("empty.jsonl"), "").unwrap();
+    std::fs::write(
+        dir.join("s.toml"),
+        format!(
+            "records = \"{d}/empty.jsonl\"\nlisten = [\"127.0.0.1:{second}\"]\nstate = \"{d}/s-state\"\n\n\
+             [[primary]]\nzone = \"lct.internal\"\naddress = \"127.0.0.1:{knot}\"\nkey = \"xfr.key\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let _secondary = dns::lct_dns(&dir, "s.toml", "s.log");
+    dns::until_answers(second, "zk-1.zk.lct.internal", &["192.168.128.1"], WITHIN);
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+
+    let key = format!("hmac-sha256:xfr:{}", secret(&dir.join("xfr.key")));
+    let update =
+        dns::nsupdate(knot, &["-y", &key], "lct.internal", "update add zk-2.zk.lct.internal 300 A 192.168.128.2");
+    assert!(update.status.success(), "{update:?}");
+    dns::until_answers(second, "zk-2.zk.lct.internal", &["192.168.128.2"], WITHIN);
+    let log = std::fs::read_to_string(dir.join("s.log")).unwrap();
+    assert!(log.contains("changes)"), "not an incremental transfer: {log}");
+    validates(second, "127.0.0.1", &anchor, "zk-2.zk.lct.internal", "192.168.128.2");
+    validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
+}
+
+/// DNSSEC records in a records file are refused at start, naming the file and the record:
+/// only a signer makes them.
+#[test]
+fn dnssec_records_in_a_records_file_are_refused() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    dns::zone_file(&env, &dir, &zk("zk-1", "192.168.128.1", None), "10");
+    let ds = r#"{"kind":"dns-record","v":1,"zone":"lct.internal.","name":"sub.lct.internal.","type":"DS","ttl":300,"data":"\\# 4 00010d02","view":"both"}"#;
+    let mut records = std::fs::read_to_string(dir.join("zones.jsonl")).unwrap();
+    records.push_str(ds);
+    records.push('\n');
+    std::fs::write(dir.join("zones.jsonl"), records).unwrap();
+    let port = lct_tests::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let records = dir.join("zones.jsonl");
+    let run = env.run("lct-dns", &["serve", "--records", records.to_str().unwrap(), "--listen", &listen]);
+    assert!(run.status != 0, "{}", run.stderr);
+    assert!(run.stderr.contains("zones.jsonl") && run.stderr.contains("sub.lct.internal. DS"), "{}", run.stderr);
 }

@@ -24,13 +24,18 @@ struct Server {
 /// lct-dns on loopback: 127.0.0.2 inside, everyone else outside (RRL 5/s, slip 2), a key
 /// that may transfer, statistics on.
 fn start(env: &Env, dir: &Path) -> Server {
+    start_with(env, dir, "")
+}
+
+/// [`start`], `stats` added to the `[stats]` section.
+fn start_with(env: &Env, dir: &Path, stats_extra: &str) -> Server {
     zone_file(env, dir, NODES, "9");
     keygen(env, dir, &["xfr"]);
     let (dns, stats) = (lct_tests::free_port(), lct_tests::free_port());
     let config = format!(
         "records = \"{}/zones.jsonl\"\nlisten = [\"127.0.0.1:{dns}\"]\ninternal = [\"127.0.0.2/32\"]\n\
          udp_sockets = 2\nkeys = [\"xfr.key\"]\nstate = \"{}/state\"\n\
-         [rate_limit]\nresponses_per_second = 5\nslip = 2\n[stats]\nlisten = \"127.0.0.1:{stats}\"\n",
+         [rate_limit]\nresponses_per_second = 5\nslip = 2\n[stats]\nlisten = \"127.0.0.1:{stats}\"\n{stats_extra}",
         dir.display(),
         dir.display()
     );
@@ -47,6 +52,28 @@ fn http(port: u16, request: &[u8]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A connection to the listener from loopback address `source` (127.0.0.x).
+fn connect_from(source: &str, port: u16) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    let from: std::net::SocketAddr = format!("{source}:0").parse().unwrap();
+    socket.bind(&from.into())?;
+    let to: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+    Ok(socket.into())
+}
+
+/// [`http`] from loopback address `source`.
+fn http_from(source: &str, port: u16, request: &[u8]) -> String {
+    let Ok(mut s) = connect_from(source, port) else { return String::new() };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    if s.write_all(request).is_err() {
+        return String::new();
+    }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -192,7 +219,7 @@ fn the_statistics_listener_withstands_huge_headers_slowloris_and_many_connection
     assert!(http(server.stats, b"GET /etc/passwd HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
     assert!(http(server.stats, b"GET /metrics\r\n\r\n").starts_with("HTTP/1.1 400 "));
 
-    // Slowloris: a byte every 300 ms is cut off after the deadline (5 s) whatever it sends;
+    // Slowloris: a byte every 300 ms is cut off after the head deadline (500 ms);
     // meanwhile scrapes and queries are answered at once.
     let slow = std::thread::spawn(move || {
         let mut s = TcpStream::connect(("127.0.0.1", server.stats)).unwrap();
@@ -215,7 +242,7 @@ fn the_statistics_listener_withstands_huge_headers_slowloris_and_many_connection
     let cut = slow.join().unwrap();
     assert!(cut < Duration::from_secs(8), "the slow client was served {cut:?}");
 
-    // Many connections: 100 held open. The listener serves 16 at once and closes the rest
+    // Many connections: 100 held open from one address. The listener serves 2 of them and closes the rest
     // at once (never a queue); DNS answers all along; once the deadline has cut the idle
     // ones, scrapes work again.
     let held: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(("127.0.0.1", server.stats)).unwrap()).collect();
@@ -254,4 +281,52 @@ fn statistics_on_a_public_or_wildcard_address_are_refused() {
     let run = env.run("lct-dns", &["serve", "--config", config.to_str().unwrap()]);
     assert_eq!(run.status, 1, "{}", run.stderr);
     assert!(run.stderr.contains("public.toml: stats.listen: 203.0.113.9:9153"), "{}", run.stderr);
+}
+
+/// One address that keeps 16 idle connections open, renewing them as they are cut, starves
+/// no one else: scrapes from another address are answered all along (review M6). With
+/// `stats.allow`, an address outside it is closed before a byte is read.
+#[test]
+fn scrapes_are_answered_while_an_address_keeps_renewing_idle_connections() {
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    let server = start_with(&env, &dir, "allow = [\"127.0.0.0/30\"]\n");
+    let port = server.stats;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attacker = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut held: Vec<TcpStream> = Vec::new();
+            let mut opened = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Keep 16 open from 127.0.0.1: those the server closed are opened again.
+                held.retain(|s| {
+                    // Still open: nothing to read yet (closed: end of file or an error).
+                    s.set_nonblocking(true).unwrap();
+                    matches!(s.peek(&mut [0u8; 1]), Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
+                });
+                while held.len() < 16 {
+                    held.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+                    opened += 1;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            opened
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for i in 0..20 {
+        let t = Instant::now();
+        let answer = http_from("127.0.0.2", port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "scrape {i} during the attack: {answer:?}");
+        assert!(t.elapsed() < Duration::from_secs(1), "scrape {i} took {:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let opened = attacker.join().unwrap();
+    assert!(opened > 50 && started.elapsed() > Duration::from_secs(3), "the attack renewed {opened} connections");
+    // Outside `stats.allow`: closed with nothing said.
+    assert_eq!(http_from("127.0.0.9", port, b"GET /metrics HTTP/1.1\r\n\r\n"), "");
+    assert!(http_from("127.0.0.3", port, b"GET /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
 }

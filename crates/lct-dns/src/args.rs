@@ -136,13 +136,25 @@ LINODE_TOKEN or linode-cli's configuration, as for lct-api.
 Clusters without a domain of their own are named under --parent-domain, as everywhere in lct
 (LCT_DOMAIN sets both).
 
+Linode's DNS Manager serves no DNSSEC: a zone signed by lct-dns is refused, before any change.
+Signed means: a key in this machine's state directory, `[dnssec]` on for it in the --config
+given, or a DNSKEY set answered by one of its name servers (--check-server: none answering is
+an error; else the addresses its NS records' glue gives, port 53: none answering is a warning).
+
 Example:
   export LCT_DOMAIN=example.com
   lct-inventory query | lct-dns sync-linode --domain example.com --dry-run
-  lct-inventory query | lct-dns sync-linode --domain example.com")]
+  lct-inventory query | lct-dns sync-linode --domain example.com --config /etc/lct/lct-dns.toml
+  lct-inventory query | lct-dns sync-linode --domain example.com --check-server 192.0.2.53:53")]
     SyncLinode {
         #[command(flatten)]
         zone: ZoneArgs,
+        /// The lct-dns configuration of the zone's servers: refused if it signs the zone
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// A name server of the zone to ask for its DNSKEY [default: the NS records' glue, port 53]
+        #[arg(long, value_name = "ADDR:PORT")]
+        check_server: Vec<std::net::SocketAddr>,
         /// The SOA contact if the domain is created [default: hostmaster@DOMAIN]
         #[arg(long, value_name = "EMAIL")]
         soa_email: Option<String>,
@@ -195,9 +207,10 @@ Examples:
     },
     /// The DS record a signed zone's parent publishes (SHA-256 of its key)
     #[command(after_help = "\
-The key is the one `lct-dns serve` made in its state directory when it first signed the zone
-([dnssec] in its configuration); nothing is made here. One DS covers both views: they are
-signed with the same key.
+The keys are the ones `lct-dns serve` made in its state directory when it first signed the
+zone ([dnssec] in its configuration); nothing is made here. One DS covers both views: they
+are signed with the same keys. During a KSK rollover it is the new key's DS (the zone's CDS),
+once the new key is ready to be submitted; before and after, the active KSK's.
 
 Examples:
   lct-dns ds lct.internal --config /etc/lct/lct-dns.toml            # a master file line
@@ -209,9 +222,68 @@ Examples:
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// A signed zone's keys: role, state, the next event
+    #[command(after_help = "\
+One dns-key record per key (a table on a terminal): its tag, role (KSK, ZSK or CSK), state
+(published, ready, active, retire-active, retired) and the zone's next key event. A KSK in
+state ready waits for its DS at the parent: publish the DS `lct-dns ds` prints (the CDS the
+zone shows), then `lct-dns ds-seen`.
+
+Examples:
+  lct-dns keys lct.internal --config /etc/lct/lct-dns.toml
+  lct-dns keys lct.internal --config /etc/lct/lct-dns.toml -o jsonl")]
+    Keys {
+        /// The signed zone
+        zone: String,
+        /// The server's configuration (where its state directory is)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start a key rollover now (like `knotc zone-key-rollover`)
+    #[command(after_help = "\
+zsk: a new ZSK is published now and signs once caches have it (pre-publication); the old one
+goes once its signatures left them. ksk: a new KSK (or CSK) signs the DNSKEY set beside the
+old one (double signature) and, once caches have it, the zone asks the parent for its DS
+(CDS, CDNSKEY); `lct-dns ds-seen` once the parent has it retires the old key. The running
+server takes the request within seconds (it looks at its key files every 2 s).
+
+Examples:
+  lct-dns roll lct.internal zsk --config /etc/lct/lct-dns.toml
+  lct-dns roll lct.internal ksk --config /etc/lct/lct-dns.toml")]
+    Roll {
+        /// The signed zone
+        zone: String,
+        /// Which key
+        kind: RollKind,
+        /// The server's configuration (where its state directory is)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// The new DS is at the parent: retire the old KSK (like `knotc zone-ksk-submitted`)
+    #[command(after_help = "\
+Refused unless a KSK (or CSK) waits for its DS (`lct-dns keys` shows it ready). Check the
+parent first, e.g. `dig +short DS lct.internal @PARENT-SERVER` against `lct-dns ds`: the old
+key stops signing once resolvers dropped the old DS ([dnssec_policy] parent_ds_ttl and
+propagation_delay later).
+
+Examples:
+  lct-dns ds-seen lct.internal --config /etc/lct/lct-dns.toml")]
+    DsSeen {
+        /// The signed zone
+        zone: String,
+        /// The server's configuration (where its state directory is)
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
 
     #[command(flatten)]
     Meta(MetaCommand),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RollKind {
+    Zsk,
+    Ksk,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

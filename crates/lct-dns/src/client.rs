@@ -13,7 +13,7 @@ use hickory_proto::rr::{DNSClass, Name};
 use crate::chain::Chain;
 use crate::journal::Change;
 use crate::tsig::{Key, now};
-use crate::wire::{WireBatch, from_wire, normal_with_ttl, read_answers, to_wire};
+use crate::wire::{WireBatch, from_wire, normal_with_ttl, read_all_answers, read_answers, to_wire};
 use crate::zone::{DnsRecord, RecordType, fqdn};
 
 /// Talks to an lct-dns server (or any server that takes signed transfers and updates).
@@ -118,11 +118,22 @@ impl Client {
         zone: &str,
         what: &str,
     ) -> Result<Message, ClientError> {
+        Ok(self.receive_verified_bytes(stream, verifier, zone, what)?.1)
+    }
+
+    /// [`Client::receive_verified`], the message's bytes beside it.
+    fn receive_verified_bytes(
+        &self,
+        stream: &mut TcpStream,
+        verifier: &mut Chain,
+        zone: &str,
+        what: &str,
+    ) -> Result<(Vec<u8>, Message), ClientError> {
         let bytes = self.receive(stream)?;
         let message = Message::from_vec(&bytes).map_err(|e| self.protocol(e))?;
         self.check(zone, &message)?;
         verifier.verify(&bytes, &message).map_err(|e| self.protocol(format!("{what} of {zone}: {e}")))?;
-        Ok(message)
+        Ok((bytes, message))
     }
 
     /// The zone's full data, by a signed AXFR whose every message is verified.
@@ -198,14 +209,24 @@ impl Client {
         let (zone, mut request) = self.question(zone, RecordType::IXFR)?;
         request.authorities.push(to_wire(have).map_err(|e| self.protocol(e))?);
         let (mut stream, mut verifier) = self.send_signed(&mut request)?;
+        // Read off the wire as they came (a signed zone's DNSSEC records keep their exact
+        // bytes); the types lct-dns does not keep are left out, and counted.
         let mut records = Vec::new();
+        let mut skipped = 0;
         loop {
-            let message = self.receive_verified(&mut stream, &mut verifier, &zone, "IXFR")?;
+            let (bytes, message) = self.receive_verified_bytes(&mut stream, &mut verifier, &zone, "IXFR")?;
             if message.answers.is_empty() {
                 return Err(self.protocol(format!("IXFR of {zone}: an empty message")));
             }
-            records.extend(message.answers.iter().cloned());
-            match parse_ixfr(&zone, &records) {
+            let mut batch = WireBatch::default();
+            let answered =
+                read_all_answers(&bytes, &mut batch).map_err(|e| self.protocol(format!("IXFR of {zone}: {e}")))?;
+            if skipped == 0 && answered.skipped > 0 {
+                tracing::warn!("zone {zone}: records of types lct-dns does not serve left out of an IXFR");
+            }
+            skipped += answered.skipped;
+            records.extend(batch.texts(&zone));
+            match parse_ixfr(&records) {
                 Ok(Some(ixfr)) => return Ok(ixfr),
                 Ok(None) => continue,
                 Err(e) => return Err(self.protocol(format!("IXFR of {zone}: {e}"))),
@@ -243,23 +264,13 @@ pub enum Ixfr {
     Incremental(DnsRecord, Vec<Change>),
 }
 
-/// The IXFR so far: `None` while incomplete (more messages follow). Records of types lct-dns
-/// does not keep are left out (and counted in the log).
-fn parse_ixfr(zone: &str, records: &[hickory_proto::rr::Record]) -> Result<Option<Ixfr>, String> {
-    use hickory_proto::rr::RData;
-    let serial = |r: &hickory_proto::rr::Record| match &r.data {
-        RData::SOA(soa) => Some(soa.serial),
-        _ => None,
-    };
+/// The IXFR so far (its records as `dns-record`s of the zone, in order): `None` while
+/// incomplete (more messages follow).
+pub(crate) fn parse_ixfr(records: &[DnsRecord]) -> Result<Option<Ixfr>, String> {
+    let serial = |r: &DnsRecord| (r.rtype == RecordType::SOA).then(|| crate::wire::soa_serial(&r.data)).flatten();
     let Some(first) = records.first() else { return Ok(None) };
     let new = serial(first).ok_or("the first record is not the SOA")?;
-    let keep = |list: &[hickory_proto::rr::Record]| -> Vec<DnsRecord> {
-        let kept: Vec<DnsRecord> = list.iter().filter_map(|r| from_wire(zone, r)).collect();
-        if kept.len() < list.len() {
-            tracing::warn!("zone {zone}: {} records of types lct-dns does not serve left out", list.len() - kept.len());
-        }
-        kept
-    };
+    let keep = |list: &[DnsRecord]| list.to_vec();
     if records.len() == 1 {
         return Ok(Some(Ixfr::UpToDate));
     }
@@ -271,7 +282,7 @@ fn parse_ixfr(zone: &str, records: &[hickory_proto::rr::Record]) -> Result<Optio
         }
         return Ok(None);
     }
-    let soa = from_wire(zone, first).ok_or("the SOA cannot be read")?;
+    let soa = first.clone();
     let mut changes = Vec::new();
     let mut i = 1;
     loop {
@@ -296,6 +307,38 @@ fn parse_ixfr(zone: &str, records: &[hickory_proto::rr::Record]) -> Result<Optio
     }
 }
 
+/// Whether the server at `server` answers a DNSKEY set for `zone` (an unsigned query over
+/// UDP, its answer checked to be the answer to it): a zone served signed. An error when no
+/// answer came within `timeout`.
+pub fn serves_dnskey(server: SocketAddr, zone: &str, timeout: Duration) -> Result<bool, ClientError> {
+    let protocol = |message: String| ClientError::Protocol { server, message };
+    let io = |error| ClientError::Io { server, error };
+    let name = Name::from_ascii(fqdn(&zone.to_ascii_lowercase())).map_err(|e| protocol(e.to_string()))?;
+    let id = rand_id().map_err(|e| protocol(e.to_string()))?;
+    let mut request = Message::new(id, MessageType::Query, OpCode::Query);
+    request.add_query(Query::query(name.clone(), RecordType::DNSKEY));
+    let mut edns = hickory_proto::op::Edns::new();
+    edns.set_max_payload(1232);
+    request.set_edns(edns);
+    let bytes = request.to_vec().map_err(|e| protocol(e.to_string()))?;
+    let bind: SocketAddr = if server.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let socket = std::net::UdpSocket::bind(bind).map_err(io)?;
+    socket.connect(server).map_err(io)?;
+    socket.set_read_timeout(Some(timeout)).map_err(io)?;
+    socket.send(&bytes).map_err(io)?;
+    let mut buf = vec![0u8; 65_535];
+    loop {
+        let n = socket.recv(&mut buf).map_err(io)?;
+        let Ok(answer) = Message::from_vec(&buf[..n]) else { continue };
+        if answer.id != id || answer.queries.first().is_none_or(|q| q.name() != &name) {
+            continue; // not the answer to this question
+        }
+        // A DNSKEY set, or one too big for the datagram: signed either way.
+        let keys = answer.answers.iter().any(|r| r.record_type() == RecordType::DNSKEY);
+        return Ok(keys || answer.metadata.truncation);
+    }
+}
+
 /// A message id from the system's random source: an unsigned exchange (a secondary's SOA
 /// check without a key) is only as hard to spoof as its id is to guess (RFC 5452).
 pub(crate) fn rand_id() -> Result<u16, lct_core::random::RandomError> {
@@ -306,7 +349,9 @@ pub(crate) fn rand_id() -> Result<u16, lct_core::random::RandomError> {
 /// server keeps the serial).
 pub fn difference(current: &[DnsRecord], desired: &[DnsRecord]) -> (Vec<DnsRecord>, Vec<DnsRecord>) {
     type Key = (String, RecordType, String, u32);
-    let counted = |r: &&DnsRecord| r.rtype != RecordType::SOA;
+    // The SOA's serial is the server's to keep, and a signed zone's DNSSEC records its
+    // signer's: neither is compared.
+    let counted = |r: &&DnsRecord| r.rtype != RecordType::SOA && !crate::zone::is_dnssec(r.rtype);
     let keys = |list: &[DnsRecord]| list.iter().filter(counted).map(normal_with_ttl).collect::<BTreeSet<Key>>();
     // Each record of `list` that `other` lacks, once.
     let missing_from = |list: &[DnsRecord], other: &BTreeSet<Key>| {

@@ -56,12 +56,23 @@ use crate::zone::DnsRecord;
 /// [stats]                                    # the statistics listener (off without it)
 /// listen = "127.0.0.1:9153"                  # GET /metrics (Prometheus), GET /stats (JSON)
 /// allow_public = false                       # true: a public or wildcard address too
+/// allow = ["10.0.0.0/8"]                     # only these clients [any that reach it]
 ///
 /// [dnssec]                                   # zones signed here: on (ECDSA P-256),
 /// "lct.internal" = "on"                      # ed25519, off [off]
 ///
 /// [dnssec_timers]                            # seconds [Knot's defaults]
 /// signature_lifetime = 1209600               # 14 days
+///
+/// [dnssec_policy]                            # keys; seconds [Knot's defaults]
+/// split = true                               # KSK and ZSK; false: one CSK
+/// zsk_lifetime = 2592000                     # 30 days; 0: only by `lct-dns roll`
+/// ksk_lifetime = 0                           # manual (the parent takes part)
+/// propagation_delay = 3600
+/// dnskey_ttl = 3600                          # [the SOA's TTL]
+/// parent_ds_ttl = 86400                      # the parent's DS TTL
+/// parent = ["198.51.100.1:53"]               # asked for the new DS [none: ds-seen]
+/// parent_check_interval = 3600
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +121,9 @@ pub struct Config {
     /// Signature timers (tests make them short).
     #[serde(default)]
     pub dnssec_timers: DnssecTimers,
+    /// Key policy: roles, lifetimes, the waits of a rollover.
+    #[serde(default)]
+    pub dnssec_policy: DnssecPolicy,
     /// Where relative key paths are resolved when no credentials directory is given.
     #[serde(skip)]
     pub base: Option<PathBuf>,
@@ -136,6 +150,50 @@ pub struct DnssecTimers {
     pub signature_lifetime: Option<u32>,
     /// Made again this long before they expire [a tenth of the lifetime and two hours].
     pub signature_refresh: Option<u32>,
+}
+
+/// `[dnssec_policy]`: seconds; unset, Knot's defaults ([`crate::keyroll::Policy`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnssecPolicy {
+    /// A KSK and a ZSK (Knot's default), or one CSK; for a zone's first keys only.
+    pub split: Option<bool>,
+    pub zsk_lifetime: Option<u64>,
+    pub ksk_lifetime: Option<u64>,
+    pub propagation_delay: Option<u64>,
+    pub dnskey_ttl: Option<u32>,
+    pub parent_ds_ttl: Option<u64>,
+    /// The parent zone's servers, asked for the DS during a KSK submission (every one must
+    /// have it); none: the operator says so with `lct-dns ds-seen`.
+    #[serde(default)]
+    pub parent: Vec<SocketAddr>,
+    pub parent_check_interval: Option<u64>,
+}
+
+/// The longest signature lifetime taken: 90 days. Validators compare signature times in
+/// serial arithmetic (RFC 4034 3.1.5), so an expiration 2^31 s or more ahead reads as past;
+/// and a signature that lives long is a stolen one that does too.
+pub const SIGNATURE_LIFETIME_MAX: u32 = 90 * 86_400;
+
+impl DnssecTimers {
+    /// Each timer within its bounds, an error naming the field otherwise.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(lifetime) = self.signature_lifetime
+            && lifetime > SIGNATURE_LIFETIME_MAX
+        {
+            return Err(format!(
+                "dnssec_timers.signature_lifetime: {lifetime} s is more than 90 days ({SIGNATURE_LIFETIME_MAX} s)"
+            ));
+        }
+        if let Some(refresh) = self.signature_refresh
+            && refresh >= SIGNATURE_LIFETIME_MAX
+        {
+            return Err(format!(
+                "dnssec_timers.signature_refresh: {refresh} s is not shorter than the longest lifetime (90 days)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[[secondary]]` in the configuration.
@@ -200,6 +258,7 @@ impl Config {
         if let Some(stats) = &config.stats {
             stats.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         }
+        config.dnssec_timers.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         config.base = path.parent().map(Path::to_path_buf);
         config.source = Some(path.to_path_buf());
         Ok(config)
@@ -313,6 +372,17 @@ impl Config {
     /// is the time) replaces them.
     pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
         let seed = read_records(&self.records)?;
+        // DNSSEC records come from a signer (this server's, or a primary's by transfer),
+        // never from the records file: a signature written there would be stale at once.
+        if let Some(r) = seed.iter().find(|r| crate::zone::is_dnssec(r.rtype)) {
+            anyhow::bail!(
+                "{}: {} {} in zone {}: DNSSEC records are made by the signer (`dnssec` in the configuration), not kept in the records file",
+                self.records.display(),
+                r.name,
+                r.rtype,
+                r.zone
+            );
+        }
         let from_state;
         let held = match held {
             Some(h) => h,
@@ -338,6 +408,8 @@ impl Config {
         }
         let records = newest(seed, held, &secondary_zones);
         let dnssec = self.dnssec(&records, &secondary_zones)?;
+        // Keys stepped at this start or reload: a new serial, so secondaries take them.
+        let records = crate::keyserial::with_key_serials(&dnssec, records, crate::tsig::now())?;
         let settings = Settings {
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
             modes: self.modes.clone(),
@@ -358,8 +430,10 @@ impl Config {
     /// The zones signed here, each key read from the state directory (made there the first
     /// time); a zone signed must be one of the records file's.
     pub fn dnssec(&self, records: &[DnsRecord], secondary_zones: &[String]) -> anyhow::Result<crate::sign::Dnssec> {
-        use crate::zonekeys::{KeyAlgorithm, ZoneKey};
+        use crate::zonekeys::KeyAlgorithm;
         let dir = self.state_file().parent().map(Path::to_path_buf).unwrap_or_default();
+        let policy = self.policy()?;
+        let now = crate::tsig::now();
         let mut keys = BTreeMap::new();
         for (zone, choice) in &self.dnssec {
             let zone = crate::zone::fqdn(&zone.to_ascii_lowercase());
@@ -375,7 +449,12 @@ impl Config {
             if !records.iter().any(|r| r.zone == zone) {
                 anyhow::bail!("{field}: a zone that has no records");
             }
-            keys.insert(zone.clone(), ZoneKey::load_or_create(&dir, &zone, algorithm, crate::tsig::now())?);
+            let probe = crate::sign::Dnssec::with_rings(BTreeMap::new(), policy, dir.clone(), Default::default());
+            let ttls = probe.ttls(records, &zone);
+            let ring = crate::keystate::update(&dir, &zone, algorithm, now, |file| {
+                crate::keyroll::advance(&zone, algorithm, file, &policy, ttls, now)
+            })?;
+            keys.insert(zone.clone(), ring);
         }
         let mut timers = crate::sign::Timers::default();
         if let Some(lifetime) = self.dnssec_timers.signature_lifetime {
@@ -393,7 +472,47 @@ impl Config {
                 timers.lifetime
             );
         }
-        Ok(crate::sign::Dnssec::new(keys, timers))
+        Ok(crate::sign::Dnssec::with_rings(keys, policy, dir, timers).with_parents(self.dnssec_policy.parent.clone()))
+    }
+
+    /// The key policy: `[dnssec_policy]` over Knot's defaults.
+    pub fn policy(&self) -> anyhow::Result<crate::keyroll::Policy> {
+        let d = crate::keyroll::Policy::default();
+        let p = &self.dnssec_policy;
+        let policy = crate::keyroll::Policy {
+            split: p.split.unwrap_or(d.split),
+            zsk_lifetime: p.zsk_lifetime.unwrap_or(d.zsk_lifetime),
+            ksk_lifetime: p.ksk_lifetime.unwrap_or(d.ksk_lifetime),
+            propagation_delay: p.propagation_delay.unwrap_or(d.propagation_delay),
+            dnskey_ttl: p.dnskey_ttl.or(d.dnskey_ttl),
+            parent_ds_ttl: p.parent_ds_ttl.unwrap_or(d.parent_ds_ttl),
+            parent_check_interval: p.parent_check_interval.unwrap_or(d.parent_check_interval).max(1),
+        };
+        // Ten years bounds every wait (a typing slip of a few digits is not a plan).
+        for (name, value) in [
+            ("zsk_lifetime", policy.zsk_lifetime),
+            ("ksk_lifetime", policy.ksk_lifetime),
+            ("propagation_delay", policy.propagation_delay),
+            ("parent_ds_ttl", policy.parent_ds_ttl),
+            ("parent_check_interval", policy.parent_check_interval),
+        ] {
+            if value > 10 * 365 * 86_400 {
+                anyhow::bail!("{}: {value} s is more than ten years", self.field(format!("dnssec_policy.{name}")));
+            }
+        }
+        // A lifetime shorter than a rollover's own waits would start the next before the
+        // last ended (Knot refuses the same).
+        for (name, lifetime) in [("zsk_lifetime", policy.zsk_lifetime), ("ksk_lifetime", policy.ksk_lifetime)] {
+            let waits = policy.propagation_delay * 2 + u64::from(policy.dnskey_ttl.unwrap_or(0));
+            if lifetime != 0 && lifetime <= waits {
+                anyhow::bail!(
+                    "{}: {lifetime} s is not longer than a rollover's waits ({waits} s: twice the propagation delay \
+                     and the DNSKEY TTL); 0 rolls only when asked",
+                    self.field(format!("dnssec_policy.{name}"))
+                );
+            }
+        }
+        Ok(policy)
     }
 }
 
@@ -420,8 +539,35 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) 
             _ => false,
         };
         let from = if keep_held { held } else { &seed };
-        out.extend(from.iter().filter(|r| &r.zone == zone).cloned());
+        // A zone served as primary holds no DNSSEC records of its own (a copy held from
+        // when it was a secondary does): its signer, if any, makes them.
+        out.extend(from.iter().filter(|r| &r.zone == zone && !crate::zone::is_dnssec(r.rtype)).cloned());
     }
     out.extend(held.iter().filter(|r| secondary_zones.contains(&r.zone)).cloned());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A signature lifetime past 90 days is refused at load, naming the field.
+    #[test]
+    fn a_signature_lifetime_past_90_days_is_refused_naming_the_field() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+        let path = dir.path().join("lct-dns.toml");
+        let write = |lifetime: u32| {
+            let text = format!(
+                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+        };
+        for lifetime in [SIGNATURE_LIFETIME_MAX + 1, 1 << 31, u32::MAX] {
+            write(lifetime);
+            let e = Config::load(&path).unwrap_err().to_string();
+            assert!(e.contains("dnssec_timers.signature_lifetime") && e.contains("lct-dns.toml"), "{e}");
+        }
+        write(SIGNATURE_LIFETIME_MAX);
+        assert!(Config::load(&path).is_ok());
+    }
 }

@@ -101,16 +101,7 @@ impl Answers {
                     soa_sigs = records(&soa.sigs).map(|(ttl, data)| tail(RRSIG, ttl, data)).collect();
                 }
                 if let Some(nsec) = sets.iter().find(|s| s.rtype == NSEC) {
-                    let mut bytes = Vec::with_capacity(nsec.bytes.len() + nsec.sigs.len() + 2 * owner.len());
-                    let mut count = 0;
-                    for (rtype, set) in [(NSEC, &nsec.bytes), (RRSIG, &nsec.sigs)] {
-                        for (ttl, data) in records(set) {
-                            bytes.extend_from_slice(owner);
-                            bytes.extend_from_slice(&tail(rtype, ttl, data));
-                            count += 1;
-                        }
-                    }
-                    chain.push(NsecEntry { owner: owner.to_vec(), bytes, count });
+                    chain.push(nsec_entry(owner, nsec));
                 }
             }
             chain.sort_by(|a, b| canonical_cmp(&a.owner, &b.owner));
@@ -210,8 +201,23 @@ fn attach_sets(sets: &mut [RrSet]) {
     sets[i].bytes = sigs;
 }
 
+/// A name's NSEC record and its signatures, owners written out, as negative answers copy
+/// them.
+pub(crate) fn nsec_entry(owner: &[u8], nsec: &RrSet) -> NsecEntry {
+    let mut bytes = Vec::with_capacity(nsec.bytes.len() + nsec.sigs.len() + 2 * owner.len() + 20);
+    let mut count = 0;
+    for (rtype, set) in [(NSEC, &nsec.bytes), (RRSIG, &nsec.sigs)] {
+        for (ttl, data) in records(set) {
+            bytes.extend_from_slice(owner);
+            bytes.extend_from_slice(&tail(rtype, ttl, data));
+            count += 1;
+        }
+    }
+    NsecEntry { owner: owner.to_vec(), bytes, count }
+}
+
 /// Type, class IN, TTL, length and data.
-fn tail(rtype: u16, ttl: u32, data: &[u8]) -> Vec<u8> {
+pub(crate) fn tail(rtype: u16, ttl: u32, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + data.len());
     out.extend_from_slice(&rtype.to_be_bytes());
     out.extend_from_slice(&1u16.to_be_bytes());

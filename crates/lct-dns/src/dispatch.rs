@@ -67,7 +67,48 @@ pub(crate) fn plain_answer(packet: &[u8], internal: bool, tcp: bool, answers: &A
     if let Some(e) = &request.edns {
         let mut edns = Edns::new();
         edns.set_max_payload(e.max_payload());
+        // DNSSEC OK goes on with the question: signatures and proofs are asked for.
+        edns.set_dnssec_ok(e.flags().dnssec_ok);
         clean.set_edns(edns);
     }
     answers.answer(&clean.to_vec().ok()?, internal, tcp).or_else(|| respond(ResponseCode::Refused))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+    use super::plain_answer;
+    use crate::fast::Answers;
+    use crate::mode::ZoneMode;
+    use crate::sign::{Dnssec, Timers};
+    use crate::zonekeys::KeyAlgorithm;
+
+    /// A query the fast path does not take (a record in its authority section) keeps its
+    /// DO bit on the slow path: the answer is signed.
+    #[test]
+    fn the_slow_path_keeps_the_do_bit() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-dispatch").unwrap();
+        let key = crate::keyroll::load_or_create_csk(dir.path(), "lct.internal.", KeyAlgorithm::Ecdsa, 1_800_000_000)
+            .unwrap();
+        let dnssec = Dnssec::new(BTreeMap::from([("lct.internal.".to_string(), key)]), Timers::default());
+        let mut answers = Answers::new(&crate::zone::fixtures::zone(), &|_: &str| ZoneMode::Split).unwrap();
+        dnssec.sign_at(&mut answers, 1_800_000_000).unwrap();
+        let name = Name::from_ascii("a.zk.lct.internal.").unwrap();
+        let mut m = Message::new(7, MessageType::Query, OpCode::Query);
+        m.add_query(Query::query(name.clone(), RecordType::A));
+        m.authorities.push(Record::from_rdata(name, 60, RData::A("10.0.0.1".parse().unwrap())));
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        e.set_dnssec_ok(true);
+        m.set_edns(e);
+        let packet = m.to_vec().unwrap();
+        assert!(answers.answer(&packet, true, false).is_none(), "the fast path takes it");
+        let reply = Message::from_vec(&plain_answer(&packet, true, false, &answers).unwrap()).unwrap();
+        assert!(reply.answers.iter().any(|r| r.record_type() == RecordType::RRSIG), "{reply:?}");
+        assert!(reply.edns.as_ref().unwrap().flags().dnssec_ok);
+    }
 }

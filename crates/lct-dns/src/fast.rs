@@ -76,6 +76,8 @@ pub(crate) struct NsecEntry {
 pub struct Answers {
     pub(crate) names: Table<Vec<RrSet>>,
     pub(crate) zones: Table<Zone>,
+    /// The zone cuts (delegations) in each view ([`crate::referral`]).
+    pub(crate) cuts: Table<()>,
 }
 
 /// A set as [`Answers::dump`] lists it: key, type, count, bytes, extra count, extra bytes.
@@ -114,8 +116,8 @@ pub struct Outcome {
     pub class: Class,
     /// The question's type (for the statistics).
     pub qtype: u16,
-    bucket: std::ops::Range<usize>,
-    question_end: usize,
+    pub(crate) bucket: std::ops::Range<usize>,
+    pub(crate) question_end: usize,
 }
 
 impl Outcome {
@@ -149,6 +151,7 @@ impl Answers {
             let Some(apex) = wire_name(zone) else { continue };
             for internal in [true, false] {
                 self.names.retain(|k, _| !(k[0] == internal as u8 && is_within(&k[1..], &apex)));
+                self.forget_cuts(internal, &apex);
                 self.zones.insert(keyed(internal, &apex), Zone { soa: Vec::new(), expired: true, denial: None });
             }
         }
@@ -274,6 +277,23 @@ impl Answers {
             edns.map_or(512, |payload| payload.clamp(512, UDP_PAYLOAD_MAX)) as usize
         };
 
+        // A name at or below a delegation: a referral (but DS at the cut, the parent's).
+        if let Some(cut) = self.cut_of(key)
+            && !(cut == 0 && qtype == 43)
+        {
+            return Some(self.referral_answer(
+                query,
+                key,
+                cut,
+                qtype,
+                question_end,
+                edns.is_some(),
+                dnssec_ok,
+                limit,
+                out,
+            ));
+        }
+
         // The answer: the name's records, else the zone's negative answer, else REFUSED.
         let sets = self.names.get(key.as_slice());
         let answer: Vec<&RrSet> = match (sets, qtype) {
@@ -311,7 +331,7 @@ impl Answers {
         out.extend_from_slice(&(0x8000 | aa | (flags & 0x0110) | rcode).to_be_bytes());
         out.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, 0]);
         out.extend_from_slice(&query[12..question_end]); // the question as asked (its case)
-        let opt_len = if edns.is_some() { 11 } else { 0 };
+        let opt_len = if edns.is_some() { OPT_LEN } else { 0 };
         let (mut an, mut ns, mut ar) = (0u16, 0u16, 0u16);
         if let Some((zone, offset)) = soa {
             // The SOA's owner: the apex, a suffix of the question's name.
@@ -355,11 +375,7 @@ impl Answers {
             }
         }
         if edns.is_some() {
-            // Our OPT: payload 1232, version 0, no flags, no options (COOKIE and others the
-            // client sent are ignored, as RFC 7873 lets a server that does not keep them).
-            out.extend_from_slice(&[0, 0, 41]);
-            out.extend_from_slice(&UDP_PAYLOAD_MAX.to_be_bytes());
-            out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+            opt_into(dnssec_ok, out);
             ar += 1;
         }
         out[6..8].copy_from_slice(&an.to_be_bytes());
@@ -387,6 +403,17 @@ impl Answers {
         }
     }
 }
+/// The length of our OPT record.
+pub(crate) const OPT_LEN: usize = 11;
+
+/// Our OPT: payload 1232, version 0, the DO bit echoed, no options (COOKIE and others the
+/// client sent are ignored, as RFC 7873 lets a server that does not keep them).
+pub(crate) fn opt_into(dnssec_ok: bool, out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0, 0, 41]);
+    out.extend_from_slice(&UDP_PAYLOAD_MAX.to_be_bytes());
+    out.extend_from_slice(&[0, 0, if dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
+}
+
 /// Each record of a set: its bytes after the pointer that stands for the owner.
 fn set_records(set: &RrSet) -> impl Iterator<Item = &[u8]> {
     let bytes = &set.bytes;
@@ -544,6 +571,28 @@ mod tests {
         let m = Message::from_vec(&reply).unwrap();
         assert_eq!(m.metadata.response_code, ResponseCode::Refused);
         assert!(!m.metadata.authoritative);
+    }
+
+    /// A wildcard owner is refused, naming the record, from text and off the wire.
+    #[test]
+    fn wildcard_owners_are_refused_naming_the_record() {
+        let mut records = zone();
+        records.push(rec("*.x.lct.internal.", RecordType::A, "192.168.1.1"));
+        let e = Answers::new(&records, &split).err().expect("refused").to_string();
+        assert!(e.contains("*.x.lct.internal.") && e.contains("wildcard"), "{e}");
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        for r in &records {
+            m.add_answer(crate::wire::to_wire(r).unwrap());
+        }
+        let mut batch = crate::wire::WireBatch::default();
+        crate::wire::read_answers(&m.to_vec().unwrap(), &mut 0, &mut batch).unwrap();
+        let mut builder = Builder::new(&split, 16);
+        let e = batch.iter().find_map(|r| builder.add_wire("lct.internal.", &r).err()).expect("refused").to_string();
+        assert!(e.contains("*.x.lct.internal.") && e.contains("wildcard"), "{e}");
+        // A `*` inside a label is a plain name.
+        records.pop();
+        records.push(rec("a*b.lct.internal.", RecordType::A, "192.168.1.1"));
+        assert!(Answers::new(&records, &split).is_ok());
     }
 
     #[test]

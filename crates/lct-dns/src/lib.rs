@@ -10,16 +10,22 @@
 //! * [`tsig`]: TSIG keys.
 //! * [`mode`]: zone modes (split, private, public): who a zone answers.
 //! * [`wire`]: `dns-record` records to and from the wire; names in wire form.
-//! * [`zonekeys`]: DNSSEC keys of the zones signed here, on disk; their DNSKEY and DS.
+//! * [`zonekeys`]: a DNSSEC key: its DNSKEY, signatures and DS.
+//! * [`keystate`]: a signed zone's keys with roles and timestamps, on disk.
+//! * [`keyroll`]: the key policy and rollovers (ZSK pre-publication, KSK double signature).
+//! * [`dsquery`]: asking the parent's servers whether a new DS is there.
 //!
 //! Answering
 //! * [`fast`]: the answer tables and the hot path: every ordinary query, positive or
 //!   negative, answered from them.
 //! * [`denial`]: a signed zone's signatures beside their sets, and its NSEC chain for
 //!   negative answers with the DO bit.
+//! * [`referral`]: names at or below a delegation answered with a referral (and the DS
+//!   proof with the DO bit).
 //! * [`tables`]: building those tables from records, or a record at a time off a transfer.
 //! * [`sign`]: signing the zones served here when a version is built, signatures kept
 //!   between versions.
+//! * [`keyevents`]: the signed zones' key events: rollover steps, the parent's DS.
 //! * [`rrl`]: response rate limiting over UDP.
 //! * [`journal`]: the recent changes of each zone, for IXFR.
 //! * [`stats`]: the counters (queries by view, type and rcode; RRL; TCP; transfers;
@@ -64,11 +70,16 @@ pub mod client;
 pub mod config;
 pub mod denial;
 pub mod dispatch;
+pub mod dsquery;
 pub mod fast;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod journal;
 pub mod keyed;
+pub mod keyevents;
+pub mod keyroll;
+pub mod keyserial;
+pub mod keystate;
 #[cfg(feature = "linode")]
 pub mod linode;
 pub mod live;
@@ -77,6 +88,7 @@ pub mod mode;
 pub mod notify;
 #[cfg(test)]
 mod reference;
+pub mod referral;
 pub mod request;
 pub mod resign;
 pub mod rrl;

@@ -1,6 +1,9 @@
 //! `lct-dns`: zones from the inventory, the authoritative server, updates and keys on the command line.
 
 mod args;
+mod keycmd;
+#[cfg(feature = "linode")]
+mod linodecheck;
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
@@ -76,22 +79,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         #[cfg(feature = "linode")]
-        Command::SyncLinode { zone: args, soa_email, dry_run } => {
+        Command::SyncLinode { zone: args, soa_email, dry_run, config, check_server } => {
             let domain = args.domain.to_string();
-            // Linode's DNS Manager does not sign: refused for a zone lct-dns signs here.
-            let signed_here =
-                lct_dns::zonekeys::key_file(&lct_core::state::state_dir().join("dns"), &lct_dns::zone::fqdn(&domain));
-            if signed_here.exists() {
-                return Err(UsageError(format!(
-                    "zone {domain} is signed with DNSSEC by lct-dns ({}); Linode's DNS Manager serves no DNSSEC, \
-                     so its unsigned answers would fail validation under the DS of the signed zone: serve it \
-                     with lct-dns, or turn [dnssec] off and remove the key and the DS first",
-                    signed_here.display()
-                ))
-                .into());
-            }
-            let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));
+            linodecheck::refuse_signed_here(&domain)?;
             let (records, _) = records(args)?;
+            linodecheck::refuse_signed(&domain, config.as_deref(), &check_server, &records)?;
+            let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));
             let want = lct_dns::linode::desired(&records, &domain);
             let provider = lct_api::linode::LinodeProvider::from_env()?;
             let state = lct_core::state::state_dir().join("dns").join(format!("linode-{domain}.json"));
@@ -117,35 +110,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Ds { zone, config } => {
-            let config = Config::load(&config)?;
-            let zone = lct_dns::zone::fqdn(&zone.to_ascii_lowercase());
-            let algorithm =
-                match config.dnssec.iter().find(|(z, _)| lct_dns::zone::fqdn(&z.to_ascii_lowercase()) == zone) {
-                    Some((_, lct_dns::config::DnssecChoice::On)) => lct_dns::zonekeys::KeyAlgorithm::Ecdsa,
-                    Some((_, lct_dns::config::DnssecChoice::Ed25519)) => lct_dns::zonekeys::KeyAlgorithm::Ed25519,
-                    _ => bail!("zone {zone} is not signed in this configuration ([dnssec] \"{zone}\" = \"on\")"),
-                };
-            let dir = config.state_file().parent().map(PathBuf::from).unwrap_or_default();
-            let key = lct_dns::zonekeys::ZoneKey::load(&dir, &zone, algorithm)?;
-            let line = key.ds(&zone).map_err(|e| anyhow::anyhow!(e))?;
-            match format {
-                OutputFormat::Table => writeln!(io::stdout().lock(), "{line}")?,
-                _ => {
-                    let data = line.splitn(4, ' ').nth(3).unwrap_or_default().to_string();
-                    let record = DnsRecord {
-                        zone: zone.clone(),
-                        name: zone,
-                        rtype: lct_dns::RecordType::DS,
-                        ttl: 3600,
-                        data,
-                        view: View::Both,
-                    };
-                    stream::write_after_passthrough(io::stdout().lock(), &[], std::slice::from_ref(&record))?;
-                }
-            }
-            Ok(())
-        }
+        Command::Ds { zone, config } => keycmd::ds(&zone, &config, format),
+        Command::Keys { zone, config } => keycmd::keys(&zone, &config, format),
+        Command::Roll { zone, kind, config } => keycmd::roll(&zone, matches!(kind, args::RollKind::Ksk), &config),
+        Command::DsSeen { zone, config } => keycmd::ds_seen(&zone, &config),
         Command::Serve {
             config,
             records,
@@ -180,7 +148,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         },
                         tcp_clients: Some(tcp_clients),
                         stats: stats
-                            .map(|listen| lct_dns::scrape::StatsConfig { listen, allow_public: false })
+                            .map(|listen| lct_dns::scrape::StatsConfig {
+                                listen,
+                                allow_public: false,
+                                allow: Vec::new(),
+                            })
                             .map(|s| s.check().map(|()| s))
                             .transpose()
                             .map_err(UsageError)?,
@@ -189,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         updates: Vec::new(),
                         dnssec: Default::default(),
                         dnssec_timers: Default::default(),
+                        dnssec_policy: Default::default(),
                         base: None,
                         source: None,
                     };

@@ -53,6 +53,17 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("lct_dns_notify_refused_total", "counter", "NOTIFY messages refused (not a primary's key for the zone)."),
     ("lct_dns_zone_serial", "gauge", "Each zone's SOA serial, by zone and role (primary or secondary)."),
     ("lct_dns_zone_expired", "gauge", "1 for a secondary zone past its SOA expire without a refresh."),
+    ("lct_dns_zone_signed", "gauge", "1 for a zone signed here with DNSSEC."),
+    (
+        "lct_dns_zone_next_key_event_seconds",
+        "gauge",
+        "Seconds to a signed zone's next key event (absent: none scheduled).",
+    ),
+    (
+        "lct_dns_zone_signatures_expire_seconds",
+        "gauge",
+        "Seconds to the expiry of a signed zone's first signature to expire.",
+    ),
     ("lct_dns_scrapes_refused_total", "counter", "Statistics requests turned away (too many, too slow, too big)."),
     ("lct_dns_uptime_seconds", "gauge", "Seconds since counting began."),
 ];
@@ -97,15 +108,15 @@ pub fn samples(snap: &Snapshot, served: &Served) -> Vec<DnsStat> {
     out
 }
 
-/// Per zone: its serial, and for a secondary zone whether it expired. The one place a
-/// zone's gauges are made: a zone's signing state and next key event join here, as
-/// `lct_dns_zone_*` gauges listed in [`METRICS`], once zones are signed.
+/// Per zone: its serial, for a secondary zone whether it expired, for a zone signed here
+/// its signing state. The one place a zone's gauges are made.
 pub fn zone_samples(served: &Served) -> Vec<DnsStat> {
-    // Secondary zones too when they have no records (never transferred, or expired).
-    let zones: std::collections::BTreeSet<&str> = served
-        .records
+    // Serials found once per version, not per scrape; secondary zones too when they
+    // have no records (never transferred, or expired).
+    let serials = served.zone_serials();
+    let zones: std::collections::BTreeSet<&str> = serials
         .iter()
-        .map(|r| r.zone.as_str())
+        .map(|(zone, _)| zone.as_str())
         .chain(served.settings.primaries.iter().map(|p| p.zone.as_str()))
         .collect();
     let expired = served.settings.expired.lock().expect("not poisoned").clone();
@@ -113,11 +124,32 @@ pub fn zone_samples(served: &Served) -> Vec<DnsStat> {
     for zone in zones {
         let secondary = served.settings.primaries.iter().any(|p| p.zone == zone);
         let role = if secondary { "secondary" } else { "primary" };
-        if let Some(serial) = crate::wire::serial_of(&served.records, zone) {
-            out.push(sample("lct_dns_zone_serial", &[("zone", zone), ("role", role)], serial.into()));
+        if let Ok(i) = serials.binary_search_by(|(z, _)| z.as_str().cmp(zone)) {
+            out.push(sample("lct_dns_zone_serial", &[("zone", zone), ("role", role)], serials[i].1.into()));
         }
         if secondary {
             out.push(sample("lct_dns_zone_expired", &[("zone", zone)], expired.contains(zone).into()));
+        }
+    }
+    out.extend(signing_samples(served, crate::tsig::now()));
+    out
+}
+
+/// Per zone signed here: that it is, and the seconds to its next key event and to its
+/// first signature's expiry.
+fn signing_samples(served: &Served, now: u64) -> Vec<DnsStat> {
+    let dnssec = &served.settings.dnssec;
+    let mut out = Vec::new();
+    for zone in dnssec.zones() {
+        let labels = [("zone", zone.as_str())];
+        out.push(sample("lct_dns_zone_signed", &labels, 1));
+        if let Some(ring) = dnssec.ring(&zone)
+            && let (Some(at), _) = crate::keyroll::next_event(&ring, &dnssec.policy, now)
+        {
+            out.push(sample("lct_dns_zone_next_key_event_seconds", &labels, at.saturating_sub(now)));
+        }
+        if let Some(expiry) = dnssec.first_expiry(&zone) {
+            out.push(sample("lct_dns_zone_signatures_expire_seconds", &labels, expiry.saturating_sub(now)));
         }
     }
     out
@@ -182,7 +214,10 @@ mod tests {
         let stats = crate::stats::enable();
         stats.worker().answered(false, 1, 3);
         let served = served();
+        assert!(served.zone_serials.get().is_none(), "found before any scrape");
         let samples = samples(&stats.snapshot(), &served);
+        // Found once for this version, read by every later scrape.
+        assert_eq!(served.zone_serials.get().unwrap(), &[("lct.internal.".to_string(), 9)]);
         for s in &samples {
             assert!(METRICS.iter().any(|(name, _, _)| *name == s.metric), "{} is not listed", s.metric);
         }

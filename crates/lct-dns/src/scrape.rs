@@ -4,14 +4,19 @@
 //! `dns-stat` JSON lines (what `lct-dns stats` reads, [`fetch`]).
 //!
 //! Built to be scraped, not attacked, but safe when it is: one request per connection, its
-//! head at most [`HEAD_MAX`] bytes, the whole exchange within [`DEADLINE`] (a slow client is
-//! cut off, whatever it trickles), at most [`CLIENTS`] at once (more are closed at once),
-//! and all of it on the runtime, apart from the threads that answer queries.
+//! head at most [`HEAD_MAX`] bytes and in within [`HEAD_DEADLINE`] (a scraper sends it at
+//! once; an idle or trickling client is cut off), the whole exchange within [`DEADLINE`],
+//! at most [`PER_SOURCE`] connections from one address and [`CLIENTS`] in all at once (more
+//! are closed at once), only from `stats.allow`'s prefixes when it is given (checked before
+//! any byte is read), and all of it on the runtime, apart from the threads that answer
+//! queries. One address renewing idle connections holds two slots for half a second each:
+//! scrapes from elsewhere go on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lct_core::prefix::{HostBits, Prefix};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,6 +30,10 @@ pub const HEAD_MAX: usize = 8192;
 pub const DEADLINE: Duration = Duration::from_secs(5);
 /// Requests served at once.
 pub const CLIENTS: usize = 16;
+/// How long a client has to send its request's head.
+pub const HEAD_DEADLINE: Duration = Duration::from_millis(500);
+/// Connections served at once from one address.
+pub const PER_SOURCE: usize = 2;
 
 /// `[stats]` in the configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -35,11 +44,23 @@ pub struct StatsConfig {
     /// Allow a public or wildcard address (the counters tell who asks what, and how much).
     #[serde(default)]
     pub allow_public: bool,
+    /// Only clients in these prefixes are served (empty: any client that reaches it).
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 impl StatsConfig {
-    /// Refuses a public or wildcard address unless `allow_public` says so.
+    /// The `allow` prefixes, read; an error names the one that is not a prefix.
+    pub fn allowed(&self) -> Result<Vec<Prefix>, String> {
+        let read =
+            |(i, p): (usize, &String)| Prefix::parse(p, HostBits::Clear).map_err(|e| format!("stats.allow[{i}]: {e}"));
+        self.allow.iter().enumerate().map(read).collect()
+    }
+
+    /// Refuses a public or wildcard address unless `allow_public` says so, and an `allow`
+    /// entry that is not a prefix.
     pub fn check(&self) -> Result<(), String> {
+        self.allowed()?;
         if self.allow_public || is_private(self.listen.ip()) {
             return Ok(());
         }
@@ -75,16 +96,61 @@ pub async fn listen(config: &StatsConfig, live: Live) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("binding the statistics listener {}: {e}", config.listen))?;
     tracing::info!("statistics on http://{}/metrics", config.listen);
-    tokio::spawn(serve(listener, live));
+    let allow = config.allowed().map_err(|e| anyhow::anyhow!(e))?;
+    tokio::spawn(serve(listener, live, allow));
     Ok(())
 }
 
-async fn serve(listener: tokio::net::TcpListener, live: Live) {
+/// The connections open from each address.
+type Sources = Arc<std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>>;
+
+/// One connection counted against its address while it lives.
+struct SourceSlot {
+    sources: Sources,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    /// A slot for `ip`, unless it has [`PER_SOURCE`] open already.
+    fn take(sources: &Sources, ip: IpAddr) -> Option<SourceSlot> {
+        let mut open = sources.lock().expect("not poisoned");
+        let n = open.entry(ip).or_insert(0);
+        if *n >= PER_SOURCE {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot { sources: Arc::clone(sources), ip })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut open = self.sources.lock().expect("not poisoned");
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip); // the map holds only addresses with connections open
+            }
+        }
+    }
+}
+
+async fn serve(listener: tokio::net::TcpListener, live: Live, allow: Vec<Prefix>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(CLIENTS));
+    let sources: Sources = Arc::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
+        };
+        // Who may ask, before a byte is read; then one address's share, then everyone's.
+        if !allow.is_empty() && !allow.iter().any(|p| p.contains(peer.ip())) {
+            event(Event::ScrapeRefused);
+            continue;
+        }
+        let Some(source) = SourceSlot::take(&sources, peer.ip()) else {
+            event(Event::ScrapeRefused);
+            continue; // closed at once: this address has PER_SOURCE requests being served
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             event(Event::ScrapeRefused);
@@ -92,46 +158,79 @@ async fn serve(listener: tokio::net::TcpListener, live: Live) {
         };
         let live = live.clone();
         tokio::spawn(async move {
-            if tokio::time::timeout(DEADLINE, exchange(stream, &live)).await.is_err() {
+            let held = Held { _permit: permit, _source: source };
+            if tokio::time::timeout(DEADLINE, exchange(stream, &live, held)).await.is_err() {
                 event(Event::ScrapeRefused);
             }
-            drop(permit);
         });
     }
 }
 
-/// One request and its answer.
-async fn exchange(mut stream: tokio::net::TcpStream, live: &Live) -> std::io::Result<()> {
+/// A connection's slots (its address's and everyone's), given back once its answer is
+/// written: the lingering close after it holds neither.
+struct Held {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _source: SourceSlot,
+}
+
+/// What reading a request's head came to.
+enum Head {
+    Complete(Vec<u8>),
+    /// The client closed before the head was in.
+    Closed,
+    TooLong,
+}
+
+/// Reads a request's head, up to [`HEAD_MAX`] bytes.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Head> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
         if head.len() >= HEAD_MAX {
-            event(Event::ScrapeRefused);
-            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", b"").await;
+            return Ok(Head::TooLong);
         }
         let n = stream.read(&mut buf[..(HEAD_MAX - head.len()).min(1024)]).await?;
         if n == 0 {
-            return Ok(());
+            return Ok(Head::Closed);
         }
         head.extend_from_slice(&buf[..n]);
     }
+    Ok(Head::Complete(head))
+}
+
+/// One request and its answer.
+async fn exchange(mut stream: tokio::net::TcpStream, live: &Live, held: Held) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(HEAD_DEADLINE, read_head(&mut stream)).await {
+        Ok(Ok(Head::Complete(head))) => head,
+        Ok(Ok(Head::Closed)) => return Ok(()),
+        Ok(Ok(Head::TooLong)) => {
+            event(Event::ScrapeRefused);
+            return respond(&mut stream, "431 Request Header Fields Too Large", "text/plain", b"", held).await;
+        }
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            // Idle or trickling: cut off, its slot free for a scraper.
+            event(Event::ScrapeRefused);
+            return Ok(());
+        }
+    };
     let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
     let mut parts = line.split(|b| *b == b' ');
     let (method, target, version) = (parts.next(), parts.next(), parts.next());
     if !version.is_some_and(|v| v.starts_with(b"HTTP/1.")) || parts.next().is_some() {
-        return respond(&mut stream, "400 Bad Request", "text/plain", b"").await;
+        return respond(&mut stream, "400 Bad Request", "text/plain", b"", held).await;
     }
     if method != Some(b"GET") {
-        return respond(&mut stream, "405 Method Not Allowed", "text/plain", b"").await;
+        return respond(&mut stream, "405 Method Not Allowed", "text/plain", b"", held).await;
     }
     let Some(stats) = crate::stats::get() else {
-        return respond(&mut stream, "503 Service Unavailable", "text/plain", b"").await;
+        return respond(&mut stream, "503 Service Unavailable", "text/plain", b"", held).await;
     };
     let made = samples(&stats.snapshot(), &live.current());
     match target {
         Some(b"/metrics") => {
             let text = prometheus(&made);
-            respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", text.as_bytes()).await
+            respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", text.as_bytes(), held).await
         }
         Some(b"/stats") => {
             let mut body = Vec::with_capacity(made.len() * 100);
@@ -141,13 +240,19 @@ async fn exchange(mut stream: tokio::net::TcpStream, live: &Live) -> std::io::Re
             }
             w.flush()?;
             drop(w);
-            respond(&mut stream, "200 OK", "application/jsonl", &body).await
+            respond(&mut stream, "200 OK", "application/jsonl", &body, held).await
         }
-        _ => respond(&mut stream, "404 Not Found", "text/plain", b"").await,
+        _ => respond(&mut stream, "404 Not Found", "text/plain", b"", held).await,
     }
 }
 
-async fn respond(stream: &mut tokio::net::TcpStream, status: &str, kind: &str, body: &[u8]) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut tokio::net::TcpStream,
+    status: &str,
+    kind: &str,
+    body: &[u8],
+    held: Held,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -155,6 +260,7 @@ async fn respond(stream: &mut tokio::net::TcpStream, status: &str, kind: &str, b
     stream.write_all(head.as_bytes()).await?;
     stream.write_all(body).await?;
     stream.shutdown().await?;
+    drop(held);
     // A lingering close: what the client still sends (a head past the limit) is read and
     // dropped for a moment, so that closing with it unread does not reset the connection
     // before the client has read the answer. Bounded in time and bytes.
@@ -216,7 +322,11 @@ mod tests {
 
     #[test]
     fn public_and_wildcard_addresses_are_refused_unless_allowed() {
-        let config = |listen: &str, allow_public| StatsConfig { listen: listen.parse().unwrap(), allow_public };
+        let config = |listen: &str, allow_public| StatsConfig {
+            listen: listen.parse().unwrap(),
+            allow_public,
+            allow: Vec::new(),
+        };
         for ok in
             ["127.0.0.1:9153", "10.1.2.3:9153", "192.168.128.53:9153", "100.64.0.1:1", "[::1]:9153", "[fd00::1]:1"]
         {
@@ -227,5 +337,11 @@ mod tests {
             assert!(e.starts_with("stats.listen: ") && e.contains("allow_public"), "{e}");
             assert_eq!(config(refused, true).check(), Ok(()));
         }
+        let mut allowing = config("127.0.0.1:9153", false);
+        allowing.allow = vec!["10.0.0.0/8".into(), "fd00::/8".into()];
+        assert_eq!(allowing.check(), Ok(()));
+        allowing.allow.push("not a prefix".into());
+        let e = allowing.check().unwrap_err();
+        assert!(e.starts_with("stats.allow[2]: "), "{e}");
     }
 }

@@ -167,13 +167,24 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
                     answers: Arc::new(answers),
                     settings: Arc::clone(&settings),
                     settling: Some(zone.clone()),
+                    zone_serials: Default::default(),
                 });
                 tracing::debug!("zone {zone}: its tables serve {:?} after the refresh began", started.elapsed());
                 let answers = Arc::clone(&live.current().answers);
                 let at = zone.clone();
                 let records =
                     tokio::task::spawn_blocking(move || with_transferred(&current.records, &at, &batches)).await?;
-                install(live, Served { records: Arc::new(records), answers, settings, settling: None }, None);
+                install(
+                    live,
+                    Served {
+                        records: Arc::new(records),
+                        answers,
+                        settings,
+                        settling: None,
+                        zone_serials: Default::default(),
+                    },
+                    None,
+                );
                 drop(turn);
             } else {
                 // Another zone changed while this one arrived: built again on top of it.
@@ -287,5 +298,75 @@ async fn rebuild(live: &Live, zone: &str, records: Option<Vec<DnsRecord>>, known
         Ok(Ok(served)) => install(live, served, known),
         Ok(Err(e)) => tracing::error!("zone {zone}: the copy is refused, the previous one serves on: {e:#}"),
         Err(e) => tracing::error!("zone {zone}: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::op::{Message, MessageType, OpCode};
+    use hickory_proto::rr::rdata::NULL;
+    use hickory_proto::rr::{Name, RData, Record};
+
+    use super::*;
+    use crate::client::{Ixfr, parse_ixfr};
+    use crate::zone::fixtures::rec;
+
+    fn soa(serial: u32) -> DnsRecord {
+        rec(
+            "lct.internal.",
+            RecordType::SOA,
+            &format!("ns1.lct.internal. hostmaster.lct.internal. {serial} 3600 600 1209600 300"),
+        )
+    }
+
+    fn dnssec(name: &str, rtype: RecordType, bytes: &[u8]) -> Record {
+        let data = RData::Unknown { code: rtype, rdata: NULL::with(bytes.to_vec()) };
+        Record::from_rdata(Name::from_ascii(name).unwrap(), 300, data)
+    }
+
+    /// An IXFR from a signing primary (Knot, BIND) replaces a name's signatures and NSEC as it
+    /// replaces its address: the old RRSIG goes, the new one comes, bytes as sent; the other
+    /// names' signatures stay.
+    #[test]
+    fn an_incremental_transfer_applies_new_signatures() {
+        let old_sig: Vec<u8> = [&[0, 1, 13, 3][..], &[0; 20], b"old-signature"].concat();
+        let new_sig: Vec<u8> = [&[0, 1, 13, 3][..], &[0; 20], b"new-signature"].concat();
+        let nsec: &[u8] = b"\x01b\x03lct\x08internal\x00\x00\x06\x40\x00\x00\x00\x00\x03";
+        let wire = |r: &DnsRecord| crate::wire::to_wire(r).unwrap();
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.add_answer(wire(&soa(8)));
+        m.add_answer(wire(&soa(7)));
+        m.add_answer(wire(&rec("a.lct.internal.", RecordType::A, "10.0.0.1")));
+        m.add_answer(dnssec("a.lct.internal.", RecordType::RRSIG, &old_sig));
+        m.add_answer(wire(&soa(8)));
+        m.add_answer(wire(&rec("a.lct.internal.", RecordType::A, "10.0.0.2")));
+        m.add_answer(dnssec("a.lct.internal.", RecordType::RRSIG, &new_sig));
+        m.add_answer(dnssec("a.lct.internal.", RecordType::NSEC, nsec));
+        m.add_answer(wire(&soa(8)));
+        let mut batch = WireBatch::default();
+        crate::wire::read_all_answers(&m.to_vec().unwrap(), &mut batch).unwrap();
+        let records: Vec<DnsRecord> = batch.texts("lct.internal.").collect();
+        let Some(Ixfr::Incremental(new_soa, changes)) = parse_ixfr(&records).unwrap() else { panic!("{records:?}") };
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].removed.iter().filter(|r| r.rtype == RecordType::RRSIG).count(), 1);
+        assert_eq!(changes[0].added.len(), 3, "{:?}", changes[0].added);
+
+        let text = |rtype, bytes: &[u8]| DnsRecord {
+            view: crate::zone::View::Both,
+            ..rec("a.lct.internal.", rtype, &crate::wire::generic_text(bytes))
+        };
+        let other_sig = DnsRecord { name: "b.lct.internal.".into(), ..text(RecordType::RRSIG, &old_sig) };
+        let current = vec![
+            soa(7),
+            rec("a.lct.internal.", RecordType::A, "10.0.0.1"),
+            text(RecordType::RRSIG, &old_sig),
+            other_sig.clone(),
+        ];
+        let after = apply(current, new_soa, &changes);
+        assert!(after.contains(&text(RecordType::RRSIG, &new_sig)), "{after:?}");
+        assert!(after.contains(&text(RecordType::NSEC, nsec)));
+        assert!(!after.contains(&text(RecordType::RRSIG, &old_sig)), "the old signature stays: {after:?}");
+        assert!(after.contains(&other_sig), "another name's signature went");
+        assert_eq!(crate::wire::serial_of(&after, "lct.internal."), Some(8));
     }
 }

@@ -17,12 +17,21 @@ pub struct Served {
     /// A zone whose new tables serve while its records' text is still being made (a
     /// secondary's full transfer): not transferred onwards until the text is in.
     pub settling: Option<String>,
+    /// Each zone's SOA serial, found once per version when first asked
+    /// ([`Served::zone_serials`]): a scrape reads them, it does not walk the records.
+    pub zone_serials: std::sync::OnceLock<Vec<(String, u32)>>,
 }
 
 impl Served {
     pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
         let answers = Served::answers(&records, &settings)?;
-        Ok(Served { records: Arc::new(records), answers: Arc::new(answers), settings, settling: None })
+        Ok(Served {
+            records: Arc::new(records),
+            answers: Arc::new(answers),
+            settings,
+            settling: None,
+            zone_serials: Default::default(),
+        })
     }
 
     /// [`Served::build`] and [`Served::persist`] at once, on two cores: the file's text is
@@ -33,7 +42,13 @@ impl Served {
             let text = scope.spawn(|| records_text(&records));
             (Served::answers(&records, &settings), text.join().expect("writing JSON does not panic"))
         });
-        let served = Served { records: Arc::new(records), answers: Arc::new(answers?), settings, settling: None };
+        let served = Served {
+            records: Arc::new(records),
+            answers: Arc::new(answers?),
+            settings,
+            settling: None,
+            zone_serials: Default::default(),
+        };
         served.keep(&text?)?;
         Ok(served)
     }
@@ -48,6 +63,23 @@ impl Served {
     pub fn with_expiry(mut answers: Answers, settings: &Settings) -> Answers {
         answers.expire(settings.expired.lock().expect("not poisoned").iter().map(String::as_str));
         answers
+    }
+
+    /// Each zone's SOA serial (zones with an SOA), by zone name: one walk of the records
+    /// per version, on the first call.
+    pub fn zone_serials(&self) -> &[(String, u32)] {
+        self.zone_serials.get_or_init(|| {
+            let mut serials: Vec<(String, u32)> = self
+                .records
+                .iter()
+                .filter(|r| r.rtype == crate::zone::RecordType::SOA)
+                .filter_map(|r| Some((r.zone.clone(), crate::wire::soa_serial(&r.data)?)))
+                .collect();
+            // The first SOA of a zone counts (as `serial_of` reads it).
+            serials.sort_by(|a, b| a.0.cmp(&b.0));
+            serials.dedup_by(|later, first| later.0 == first.0);
+            serials
+        })
     }
 
     /// Whether a client at `ip` sees the internal view.

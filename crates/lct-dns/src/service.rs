@@ -46,6 +46,11 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     }
     crate::secondary::follow_all(&live);
     tokio::spawn(crate::resign::refresh_loop(live.clone()));
+    // A signed zone may have a new serial from a key step taken at this start
+    // ([`crate::keyserial`]): its secondaries are told now, not at their next refresh (a
+    // secondary already holding the serial asks and transfers nothing).
+    let current = live.current();
+    crate::notify::zones_changed(&current, &current.settings.dnssec.zones());
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
     let mut term = signal(SignalKind::terminate())?;

@@ -1,22 +1,31 @@
 //! Signing the zones this server is primary for, when a zone version's tables are built
 //! (never per query): a DNSKEY set at the apex, an NSEC chain over each view's names, and an
-//! RRSIG for every authoritative set, in both views with the same key (a DS at the parent
-//! covers both). Signatures are kept between versions, keyed by the exact set they sign:
+//! RRSIG for every authoritative set, in both views with the same keys (a DS at the parent
+//! covers both). Which keys sign what at the moment of signing comes from the zone's key
+//! ring ([`crate::keystate`]): during a rollover a set may carry two signatures.
+//! Signatures are kept between versions, keyed by the exact set they sign:
 //! a change re-signs only the sets it touches (the names changed, their NSEC neighbours,
 //! the SOA), and a set the two views share is signed once.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
-use crate::denial::{canonical_cmp, records, zone_key, zone_names};
-use crate::fast::{Answers, RrSet};
+use crate::denial::{canonical_cmp, nsec_entry, records, tail, zone_key, zone_names};
+use crate::fast::{Answers, Denial, RrSet};
+use crate::keyed::TableState;
+use crate::keyroll::Policy;
+use crate::keystate::{KeyRing, SigningPlan};
 use crate::zonekeys::ZoneKey;
 
 const RRSIG: u16 = 46;
 const NSEC: u16 = 47;
 const DNSKEY: u16 = 48;
 const DS: u16 = 43;
+const CDS: u16 = 59;
+const CDNSKEY: u16 = 60;
 
 /// Signature timers, as Knot's defaults: signatures valid for 14 days (`rrsig-lifetime`),
 /// made again when less than a tenth of that and two hours are left (`rrsig-refresh`),
@@ -42,8 +51,15 @@ pub enum SignError {
     Zone { zone: String, message: String },
 }
 
-/// A signature made before, with the times it holds.
+/// A signature made before: what it signs and by which key (checked on a hit, as the
+/// table is keyed by a hash of them) and the times it holds.
 struct Cached {
+    owner: Vec<u8>,
+    rtype: u16,
+    /// The signing key's DNSKEY data: two keys of a rollover may share a key tag, and one's
+    /// signature must never be served as the other's.
+    signer: Vec<u8>,
+    set: Vec<u8>,
     rdata: Vec<u8>,
     inception: u32,
     expiration: u32,
@@ -51,32 +67,108 @@ struct Cached {
     used: u64,
 }
 
-/// The zones signed here, their keys, and the signatures made so far.
+/// What a signing pass leaves the next: the signatures made, and each view's NSEC chain.
+#[derive(Default)]
+struct Memory {
+    generation: u64,
+    /// By a keyed hash of (owner, type, key tag, the set's records): a look-up hashes the
+    /// set where it lies instead of copying it into a key first (a zone has tens of
+    /// thousands of sets, each looked up on every version).
+    signatures: HashMap<u64, Cached, TableState>,
+    hasher: TableState,
+    /// Each signed zone's chain per view, by the apex's table key.
+    chains: HashMap<Vec<u8>, Chain>,
+}
+
+/// A view's NSEC chain as the last pass left it: its owners (table keys) in canonical
+/// order, and the same as a set. A version is spliced in (the names it adds merged in,
+/// the names it lost taken out) instead of the zone being sorted again.
+#[derive(Default)]
+struct Chain {
+    order: Vec<Vec<u8>>,
+    members: HashSet<Vec<u8>, TableState>,
+}
+
+impl Chain {
+    /// Brings the chain to exactly `names` (table keys of one view, each once, in any
+    /// order): a look-up per name, and a sort of the new ones only.
+    fn update(&mut self, names: &[&Vec<u8>]) {
+        let mut added: Vec<Vec<u8>> =
+            names.iter().filter(|k| !self.members.contains(k.as_slice())).map(|k| (*k).clone()).collect();
+        // Every name of the chain is either still there or gone: count before looking.
+        if self.members.len() + added.len() > names.len() {
+            let now: HashSet<&[u8], TableState> = names.iter().map(|k| k.as_slice()).collect();
+            self.order.retain(|k| now.contains(k.as_slice()));
+            self.members.retain(|k| now.contains(k.as_slice()));
+        }
+        if added.is_empty() {
+            return;
+        }
+        added.sort_by(|a, b| canonical_cmp(&a[1..], &b[1..]));
+        self.members.extend(added.iter().cloned());
+        let old = std::mem::take(&mut self.order);
+        self.order.reserve_exact(old.len() + added.len());
+        let (mut old, mut added) = (old.into_iter().peekable(), added.into_iter().peekable());
+        loop {
+            let take_old = match (old.peek(), added.peek()) {
+                (Some(o), Some(a)) => canonical_cmp(&o[1..], &a[1..]) == std::cmp::Ordering::Less,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_old { old.next() } else { added.next() };
+            self.order.extend(next);
+        }
+    }
+}
+
+/// The zones signed here, their keys, and what the last signing pass left.
 #[derive(Default)]
 pub struct Dnssec {
-    keys: BTreeMap<String, ZoneKey>,
+    /// Per zone its keys; replaced at a key event ([`crate::keyevents`]).
+    pub(crate) rings: RwLock<BTreeMap<String, Arc<KeyRing>>>,
     pub timers: Timers,
-    cache: Mutex<(u64, HashMap<Vec<u8>, Cached>)>,
+    pub policy: Policy,
+    /// The state directory the key files are in (`None`: keys in memory only, tests).
+    pub(crate) dir: Option<PathBuf>,
+    /// The moment the last signing pass signed as at (a key event since means a new pass).
+    pub(crate) signed_at: AtomicU64,
+    /// The parent zone's servers, asked for the DS during a KSK submission.
+    pub parents: Vec<std::net::SocketAddr>,
+    /// What the parents said at the looks so far (a DS is seen at two looks apart).
+    pub(crate) sightings: Mutex<crate::dsquery::Sightings>,
+    /// What the last signing pass left: signatures and NSEC chains.
+    memory: Mutex<Memory>,
     /// Signatures made since the start (a change should add only a few).
     made: AtomicU64,
 }
 
 impl Dnssec {
-    /// Signs each zone of `keys` (fully qualified, lower case) with its key.
+    /// Signs each zone of `keys` (fully qualified, lower case) with its one key, a CSK
+    /// (tests: no key file, no rollover).
     pub fn new(keys: BTreeMap<String, ZoneKey>, timers: Timers) -> Dnssec {
-        Dnssec { keys, timers, ..Default::default() }
+        let rings =
+            keys.into_iter().map(|(zone, key)| (zone.clone(), Arc::new(KeyRing::single(&zone, key, String::new()))));
+        Dnssec { rings: RwLock::new(rings.collect()), timers, ..Default::default() }
+    }
+
+    /// Signs each zone of `rings` with its keys, kept under the state directory `dir`.
+    pub fn with_rings(rings: BTreeMap<String, Arc<KeyRing>>, policy: Policy, dir: PathBuf, timers: Timers) -> Dnssec {
+        Dnssec { rings: RwLock::new(rings), policy, dir: Some(dir), timers, ..Default::default() }
     }
 
     pub fn is_signed(&self, zone: &str) -> bool {
-        self.keys.contains_key(zone)
+        self.rings.read().expect("not poisoned").contains_key(zone)
     }
 
-    pub fn key(&self, zone: &str) -> Option<&ZoneKey> {
-        self.keys.get(zone)
+    /// `zone`'s keys as they are now.
+    pub fn ring(&self, zone: &str) -> Option<Arc<KeyRing>> {
+        self.rings.read().expect("not poisoned").get(zone).cloned()
     }
 
-    pub fn zones(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+    /// The zones signed here.
+    pub fn zones(&self) -> Vec<String> {
+        self.rings.read().expect("not poisoned").keys().cloned().collect()
     }
 
     /// Signatures made since the start.
@@ -86,8 +178,15 @@ impl Dnssec {
 
     /// The earliest time a signature in use must be made again (Unix seconds), if any.
     pub fn next_refresh(&self) -> Option<u64> {
-        let cache = self.cache.lock().expect("not poisoned");
-        cache.1.values().map(|c| u64::from(c.expiration.saturating_sub(self.timers.refresh))).min()
+        let memory = self.memory.lock().expect("not poisoned");
+        memory.signatures.values().map(|c| u64::from(c.expiration.saturating_sub(self.timers.refresh))).min()
+    }
+
+    /// The expiry of the signatures in use whose owner `of` takes that expire first (Unix
+    /// seconds), if any.
+    pub(crate) fn signatures_expiring(&self, of: impl Fn(&[u8]) -> bool) -> Option<u64> {
+        let memory = self.memory.lock().expect("not poisoned");
+        memory.signatures.values().filter(|c| of(&c.owner)).map(|c| u64::from(c.expiration)).min()
     }
 
     /// Signs the zones of `answers` now.
@@ -97,50 +196,73 @@ impl Dnssec {
 
     /// Signs the zones of `answers` as at `now` (Unix seconds).
     pub fn sign_at(&self, answers: &mut Answers, now: u64) -> Result<(), SignError> {
-        if self.keys.is_empty() {
+        let rings = self.rings.read().expect("not poisoned").clone();
+        if rings.is_empty() {
             return Ok(());
         }
-        let mut cache = self.cache.lock().expect("not poisoned");
-        let (generation, cache) = &mut *cache;
+        let mut memory = self.memory.lock().expect("not poisoned");
+        let Memory { generation, signatures, hasher, chains } = &mut *memory;
         *generation += 1;
-        for (zone, key) in &self.keys {
+        for (zone, ring) in &rings {
             let err = |message: String| SignError::Zone { zone: zone.clone(), message };
-            // A clock before the key was made is a clock gone wrong: signatures dated by it
+            // A clock before a key was made is a clock gone wrong: signatures dated by it
             // would be refused by every validator whose clock is right.
-            if now + 86_400 < key.created {
+            if let Some(key) = ring.keys.iter().find(|k| now + 86_400 < k.key.created) {
                 return Err(err(format!(
                     "the clock ({now}) is more than a day before the key was made ({}): not signing with a clock far off",
-                    key.created
+                    key.key.created
                 )));
             }
+            let plan = ring.plan(now).map_err(err)?;
             let now = u32::try_from(now).map_err(|_| err(format!("the clock ({now}) is past 2106")))?;
             let apex = crate::wire::wire_name(zone).ok_or_else(|| err("not a valid name".into()))?;
-            let mut pass = Pass { key, apex: &apex, now, timers: self.timers, cache, generation: *generation, made: 0 };
+            let dnskey_ttl = self.policy.dnskey_ttl;
+            let mut pass = Pass {
+                plan: &plan,
+                dnskey_ttl,
+                apex: &apex,
+                now,
+                timers: self.timers,
+                signatures: &mut *signatures,
+                hasher,
+                generation: *generation,
+                made: 0,
+            };
             for internal in [true, false] {
-                pass.sign_view(answers, internal).map_err(err)?;
+                let chain = chains.entry(zone_key(internal, &apex)).or_default();
+                pass.sign_view(answers, internal, chain).map_err(err)?;
             }
             self.made.fetch_add(pass.made, Ordering::Relaxed);
         }
         let current = *generation;
-        cache.retain(|_, c| c.used == current);
-        answers.attach_dnssec();
+        signatures.retain(|_, c| c.used == current);
+        // Chains of views no longer served (a zone gone from a view) are not kept.
+        chains.retain(|k, _| answers.zones.contains_key(k));
+        self.signed_at.store(now, Ordering::Relaxed);
         Ok(())
     }
 }
 
 /// One zone signed in one signing pass.
 struct Pass<'a> {
-    key: &'a ZoneKey,
+    plan: &'a SigningPlan<'a>,
+    /// The DNSKEY, CDS and CDNSKEY sets' TTL (`None`: the SOA's).
+    dnskey_ttl: Option<u32>,
     apex: &'a [u8],
     now: u32,
     timers: Timers,
-    cache: &'a mut HashMap<Vec<u8>, Cached>,
+    signatures: &'a mut HashMap<u64, Cached, TableState>,
+    hasher: &'a TableState,
     generation: u64,
     made: u64,
 }
 
 impl Pass<'_> {
-    fn sign_view(&mut self, answers: &mut Answers, internal: bool) -> Result<(), String> {
+    /// Signs one view of the zone: the DNSKEY set at the apex, an NSEC set at every name
+    /// (in the chain's order), an RRSIG set beside the sets, each signature also beside
+    /// the set it covers, and the zone's proofs for negative answers ([`Denial`]), the
+    /// chain already in order.
+    fn sign_view(&mut self, answers: &mut Answers, internal: bool, chain: &mut Chain) -> Result<(), String> {
         let apex_key = zone_key(internal, self.apex);
         let Some(zone) = answers.zones.get(&apex_key) else { return Ok(()) };
         if zone.expired {
@@ -154,75 +276,134 @@ impl Pass<'_> {
             .find(|s| s.rtype == 6)
             .and_then(|s| records(&s.bytes).next().map(|(ttl, _)| ttl))
             .ok_or("no SOA")?;
-        apex_sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC | DNSKEY));
-        apex_sets.push(set_of(DNSKEY, soa_ttl, [self.key.dnskey.as_slice()]));
+        apex_sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC | DNSKEY | CDS | CDNSKEY));
+        let key_ttl = self.dnskey_ttl.unwrap_or(soa_ttl);
+        apex_sets.push(set_of(DNSKEY, key_ttl, self.plan.published.iter().map(|k| k.dnskey.as_slice())));
+        // A KSK waiting for its DS: the parent is asked for it (RFC 7344, 8078).
+        if !self.plan.submitting.is_empty() {
+            let ds: Vec<Vec<u8>> = self.plan.submitting.iter().map(|k| k.ds_rdata(self.apex)).collect();
+            apex_sets.push(set_of(CDS, key_ttl, ds.iter().map(Vec::as_slice)));
+            apex_sets.push(set_of(CDNSKEY, key_ttl, self.plan.submitting.iter().map(|k| k.dnskey.as_slice())));
+        }
 
-        let mut names: Vec<Vec<u8>> = zone_names(answers, internal, self.apex).into_iter().cloned().collect();
+        let mut names: Vec<&Vec<u8>> = zone_names(answers, internal, self.apex);
         // Delegations: their NS sets and what is below them (glue) are not this zone's to
         // sign, nor in its NSEC chain.
         let cuts: HashSet<Vec<u8>> = names
             .iter()
-            .filter(|k| k[1..] != *self.apex && answers.names[*k].iter().any(|s| s.rtype == 2))
-            .cloned()
+            .filter(|k| k[1..] != *self.apex && answers.names[k.as_slice()].iter().any(|s| s.rtype == 2))
+            .map(|k| (*k).clone())
             .collect();
         if !cuts.is_empty() {
             names.retain(|k| !below_cut(k, self.apex, &cuts));
         }
-        names.sort_by(|a, b| canonical_cmp(&a[1..], &b[1..]));
-        for i in 0..names.len() {
+        chain.update(&names);
+        let names = &chain.order;
+        let plan = self.plan;
+        let mut entries = Vec::with_capacity(names.len());
+        let mut types = Vec::with_capacity(8);
+        for (i, name) in names.iter().enumerate() {
+            let owner = &name[1..];
             let next = &names[(i + 1) % names.len()][1..];
-            let sets = answers.names.get_mut(&names[i]).expect("listed");
+            let sets = answers.names.get_mut(name).expect("in the chain, so in the tables");
             sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC));
-            let mut types: Vec<u16> = sets.iter().map(|s| s.rtype).chain([RRSIG, NSEC]).collect();
+            // At a delegation only the NSEC (and a DS) are this zone's to sign, and its NSEC
+            // lists only the types the parent is authoritative for (RFC 4035 2.3): not the
+            // glue's address types at the cut's own name.
+            let cut = cuts.contains(name.as_slice());
+            types.clear();
+            types.extend(sets.iter().map(|s| s.rtype).filter(|t| !cut || matches!(*t, 2 | DS)).chain([RRSIG, NSEC]));
             types.sort_unstable();
             types.dedup();
-            let mut data = next.to_vec();
+            let mut data = Vec::with_capacity(next.len() + 12);
+            data.extend_from_slice(next);
             type_bitmap(&types, &mut data);
             sets.push(set_of(NSEC, nsec_ttl, [data.as_slice()]));
-        }
-        for name in &names {
-            let cut = cuts.contains(name);
-            let sets = answers.names.get_mut(name).expect("listed");
-            let mut sigs = Vec::new();
-            for set in sets.iter().filter(|s| !cut || matches!(s.rtype, DS | NSEC)) {
-                sigs.push(self.signature(&name[1..], set)?);
+            let at_apex = *owner == *self.apex;
+            // Sized once: growing the set record by record was a tenth of a version's CPU.
+            // (Both algorithms' signatures are 64 bytes; a longer one only grows the set.)
+            let signature_len = 12 + 18 + self.apex.len() + 64;
+            let per_set = plan.zone_signers.len().max(plan.key_signers.len());
+            let mut rrsig = RrSet {
+                rtype: RRSIG,
+                bytes: Vec::with_capacity(sets.len() * per_set * signature_len),
+                ..Default::default()
+            };
+            for set in sets.iter_mut() {
+                set.sigs.clear();
+                set.sig_count = 0;
+                if cut && !matches!(set.rtype, DS | NSEC) {
+                    continue;
+                }
+                // During a rollover a set carries one signature per signing key.
+                let signers = match set.rtype {
+                    DNSKEY | CDS | CDNSKEY if at_apex => &plan.key_signers,
+                    _ => &plan.zone_signers,
+                };
+                let ttl = records(&set.bytes).next().map_or(0, |(ttl, _)| ttl);
+                let at = rrsig.bytes.len();
+                for key in signers {
+                    push_record(&mut rrsig, RRSIG, ttl, self.signature(owner, set, key)?);
+                    set.sig_count += 1;
+                }
+                // Beside the set too, for answers with the DO bit ([`crate::denial`]).
+                set.sigs.reserve_exact(rrsig.bytes.len() - at);
+                set.sigs.extend_from_slice(&rrsig.bytes[at..]);
             }
-            let ttl_of = |set: &RrSet| records(&set.bytes).next().map_or(0, |(ttl, _)| ttl);
-            let mut rrsig = RrSet { rtype: RRSIG, ..Default::default() };
-            for (set, sig) in sets.iter().filter(|s| !cut || matches!(s.rtype, DS | NSEC)).zip(&sigs) {
-                push_record(&mut rrsig, RRSIG, ttl_of(set), sig);
-            }
+            let nsec = sets.last().expect("just pushed");
+            entries.push(nsec_entry(owner, nsec));
             sets.push(rrsig);
         }
+        let apex_sets = &answers.names[&apex_key];
+        let soa = apex_sets.iter().find(|s| s.rtype == 6).ok_or("no SOA")?;
+        // Negative answers' SOA TTL is capped by its minimum: so are its signatures'.
+        let soa_sigs = records(&soa.sigs).map(|(_, data)| tail(RRSIG, nsec_ttl, data)).collect();
+        let zone = answers.zones.get_mut(&apex_key).expect("looked up above");
+        zone.denial = Some(Box::new(Denial { soa_sigs, chain: entries }));
         Ok(())
     }
 
     /// The RRSIG data for `set` at `owner`: the one made before if it signs the same set
     /// and is not due for refresh, else a new one.
-    fn signature(&mut self, owner: &[u8], set: &RrSet) -> Result<Vec<u8>, String> {
-        let mut id = Vec::with_capacity(owner.len() + 4 + set.bytes.len());
-        id.extend_from_slice(owner);
-        id.extend_from_slice(&set.rtype.to_be_bytes());
-        id.extend_from_slice(&self.key.tag.to_be_bytes());
-        id.extend_from_slice(&set.bytes);
-        if let Some(cached) = self.cache.get_mut(&id)
-            && cached.inception <= self.now
-            && cached.expiration.saturating_sub(self.timers.refresh) > self.now
-        {
-            cached.used = self.generation;
-            return Ok(cached.rdata.clone());
+    fn signature(&mut self, owner: &[u8], set: &RrSet, key: &ZoneKey) -> Result<&[u8], String> {
+        let id = {
+            let mut h = self.hasher.build_hasher();
+            h.write(owner);
+            h.write_u16(set.rtype);
+            h.write(&key.dnskey);
+            h.write(&set.bytes);
+            h.finish()
+        };
+        let fresh = |c: &Cached| {
+            c.owner == owner
+                && c.rtype == set.rtype
+                && c.signer == key.dnskey
+                && c.set == set.bytes
+                && c.inception <= self.now
+                && c.expiration.saturating_sub(self.timers.refresh) > self.now
+        };
+        if !self.signatures.get(&id).is_some_and(fresh) {
+            let cached = self.make_signature(owner, set, key)?;
+            self.signatures.insert(id, cached);
         }
+        let cached = self.signatures.get_mut(&id).expect("there or just made");
+        cached.used = self.generation;
+        Ok(&cached.rdata)
+    }
+
+    /// A new signature of `set` at `owner`, valid from now (backdated) for the lifetime.
+    fn make_signature(&mut self, owner: &[u8], set: &RrSet, key: &ZoneKey) -> Result<Cached, String> {
         let ttl = records(&set.bytes).next().map_or(0, |(ttl, _)| ttl);
         let inception = self.now.saturating_sub(self.timers.backdate);
         let expiration = self.now.saturating_add(self.timers.lifetime);
         let mut rdata = Vec::with_capacity(128);
         rdata.extend_from_slice(&set.rtype.to_be_bytes());
-        rdata.push(self.key.algorithm.number());
+        rdata.push(key.algorithm.number());
         rdata.push(label_count(owner));
         rdata.extend_from_slice(&ttl.to_be_bytes());
         rdata.extend_from_slice(&expiration.to_be_bytes());
         rdata.extend_from_slice(&inception.to_be_bytes());
-        rdata.extend_from_slice(&self.key.tag.to_be_bytes());
+        rdata.extend_from_slice(&key.tag.to_be_bytes());
         rdata.extend_from_slice(self.apex);
         // What is signed (RFC 4034 3.1.8.1): the RRSIG data without its signature, then the
         // set's records in canonical form and order, each with the original TTL.
@@ -238,10 +419,18 @@ impl Pass<'_> {
             tbs.extend_from_slice(&(d.len() as u16).to_be_bytes());
             tbs.extend_from_slice(d);
         }
-        rdata.extend(self.key.sign(&tbs)?);
+        rdata.extend(key.sign(&tbs)?);
         self.made += 1;
-        self.cache.insert(id, Cached { rdata: rdata.clone(), inception, expiration, used: self.generation });
-        Ok(rdata)
+        Ok(Cached {
+            owner: owner.to_vec(),
+            rtype: set.rtype,
+            signer: key.dnskey.clone(),
+            set: set.bytes.clone(),
+            rdata,
+            inception,
+            expiration,
+            used: self.generation,
+        })
     }
 }
 
@@ -334,7 +523,8 @@ fn type_bitmap(types: &[u16], out: &mut Vec<u8>) {
 
 /// A set of `rtype` records with one TTL.
 fn set_of<'d>(rtype: u16, ttl: u32, datas: impl IntoIterator<Item = &'d [u8]>) -> RrSet {
-    let mut set = RrSet { rtype, ..Default::default() };
+    let datas = datas.into_iter();
+    let mut set = RrSet { rtype, bytes: Vec::with_capacity(datas.size_hint().0 * 80), ..Default::default() };
     for d in datas {
         push_record(&mut set, rtype, ttl, d);
     }

@@ -218,6 +218,7 @@ mod fuzz {
             answers: Arc::clone(&current.answers),
             settings: Arc::clone(&current.settings),
             settling: zone.map(String::from),
+            zone_serials: Default::default(),
         };
         live.swap_tables(settling(Some("lct.internal.")));
         assert_eq!(rcode(&live), 2, "SERVFAIL");

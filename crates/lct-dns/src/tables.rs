@@ -82,6 +82,7 @@ impl<'m> Builder<'m> {
             message: format!("{} {} {:?}: {message}", r.name, r.rtype, r.data),
         };
         self.enter_zone(&r.zone).ok_or_else(|| bad("not a valid name"))?;
+        crate::wire::check_owner(&r.name).map_err(bad)?;
         self.name.clear();
         if !wire_name_into(&r.name, &mut self.name) {
             return Err(bad("not a valid name"));
@@ -97,6 +98,11 @@ impl<'m> Builder<'m> {
             zone: zone.to_string(),
             view: View::Both,
             message: "not a valid name".into(),
+        })?;
+        crate::wire::check_wire_owner(r.name).map_err(|e| ServeError::Zone {
+            zone: zone.to_string(),
+            view: View::Both,
+            message: format!("{}: {e}", crate::wire::wire_name_text(r.name)),
         })?;
         self.name.clear();
         self.name.extend_from_slice(r.name);
@@ -313,6 +319,7 @@ impl<'m> Builder<'m> {
                 set.targets = Vec::new();
             }
         }
+        answers.find_cuts();
         // A signed zone (a transfer from a signing primary): signatures beside their sets.
         answers.attach_dnssec();
         answers
@@ -326,6 +333,8 @@ fn rdata_bytes(r: &DnsRecord, out: &mut Vec<u8>) -> Option<()> {
     match r.rtype {
         RecordType::A => out.extend_from_slice(&r.data.parse::<std::net::Ipv4Addr>().ok()?.octets()),
         RecordType::AAAA => out.extend_from_slice(&r.data.parse::<std::net::Ipv6Addr>().ok()?.octets()),
+        // A signed zone's DNSSEC records (a secondary's copy): the bytes as they came.
+        t if crate::zone::is_dnssec(t) => out.extend_from_slice(&crate::wire::generic_bytes(&r.data)?),
         _ => {
             let rdata = RData::try_from_str(r.rtype, &r.data).ok()?;
             let mut encoder = BinEncoder::new(out);

@@ -148,6 +148,10 @@ fn changes(
                     tracing::info!("update refused: {t} records are not served");
                     return Err(ResponseCode::Refused);
                 }
+                if let Err(e) = crate::wire::check_owner(&lower(&u.name)) {
+                    tracing::info!("update refused: {}: {e}", lower(&u.name));
+                    return Err(ResponseCode::Refused);
+                }
             }
             DNSClass::ANY if u.ttl != 0 || !u.data.is_update() => return Err(ResponseCode::FormErr),
             DNSClass::ANY => {}

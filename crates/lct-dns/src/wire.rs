@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use hickory_proto::rr::{Name, RData, Record};
 
-use crate::zone::{DnsRecord, RecordType, View, supported};
+use crate::zone::{DnsRecord, RecordType, View, is_dnssec, kept, supported};
 
 /// A record's identity for comparisons: name and data in lower case, addresses in their
 /// canonical form.
@@ -189,6 +189,24 @@ pub(crate) struct Answered {
 /// Appends the answer records of `message` (a transfer's) to `out`, until the closing SOA
 /// (`soas` counts SOAs across the transfer's messages); an error names what is malformed.
 pub(crate) fn read_answers(message: &[u8], soas: &mut u32, out: &mut WireBatch) -> Result<Answered, &'static str> {
+    read_records(message, Some(soas), out)
+}
+
+/// Appends every answer record of `message` to `out`, SOAs and all (an IXFR's, whose
+/// SOAs mark where each change starts).
+pub(crate) fn read_all_answers(message: &[u8], out: &mut WireBatch) -> Result<Answered, &'static str> {
+    read_records(message, None, out)
+}
+
+/// The DNSSEC types, as numbers, whose data is copied as it came: they hold no compressed
+/// names (RFC 4034 forbids it), and the names they hold are kept in their case (an NSEC's
+/// next name is signed as it is written, RFC 6840 section 5.1).
+fn is_dnssec_number(rtype: u16) -> bool {
+    matches!(rtype, 43 | 46 | 47 | 48 | 59 | 60)
+}
+
+/// [`read_answers`] (`soas` given: stops at the closing SOA) or [`read_all_answers`].
+fn read_records(message: &[u8], mut soas: Option<&mut u32>, out: &mut WireBatch) -> Result<Answered, &'static str> {
     let count = |i: usize| u16::from_be_bytes([message[i], message[i + 1]]) as usize;
     if message.len() < 12 {
         return Err("a message shorter than its header");
@@ -210,7 +228,9 @@ pub(crate) fn read_answers(message: &[u8], soas: &mut u32, out: &mut WireBatch) 
         let rdata_end = rdata_at + rdlen;
         let rdata = message.get(rdata_at..rdata_end).ok_or("a truncated record")?;
         at = rdata_end;
-        if rtype == 6 {
+        if rtype == 6
+            && let Some(soas) = soas.as_deref_mut()
+        {
             *soas += 1;
             if *soas == 2 {
                 out.bytes.truncate(start);
@@ -248,6 +268,10 @@ pub(crate) fn read_answers(message: &[u8], soas: &mut u32, out: &mut WireBatch) 
                 }
                 _ => false,
             },
+            t if is_dnssec_number(t) => {
+                out.bytes.extend_from_slice(rdata);
+                rdlen > 0
+            }
             _ => {
                 out.bytes.truncate(start);
                 answered.skipped += 1;
@@ -326,7 +350,7 @@ pub(crate) fn wire_name_text(wire: &[u8]) -> String {
 impl WireRecord<'_> {
     /// As a `dns-record` of `zone`: the same text [`from_wire`] makes of the parsed record.
     pub fn to_text(&self, zone: &str) -> Option<DnsRecord> {
-        let rtype = supported(RecordType::from(self.rtype))?;
+        let rtype = kept(RecordType::from(self.rtype))?;
         let d = self.rdata;
         let number = |i: usize| u32::from_be_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
         let data = match rtype {
@@ -353,6 +377,7 @@ impl WireRecord<'_> {
                     number(n + 16)
                 )
             }
+            t if is_dnssec(t) => generic_text(d),
             _ => return None,
         };
         Some(DnsRecord {
@@ -369,9 +394,49 @@ impl WireRecord<'_> {
 /// A `dns-record` on the wire.
 pub fn to_wire(record: &DnsRecord) -> Result<Record, String> {
     let name = Name::from_ascii(&record.name).map_err(|e| format!("{}: {e}", record.name))?;
-    let data = RData::try_from_str(record.rtype, &record.data)
-        .map_err(|e| format!("{} {:?} {:?}: {e}", record.name, record.rtype, record.data))?;
+    let bad = |e: &dyn std::fmt::Display| format!("{} {:?} {:?}: {e}", record.name, record.rtype, record.data);
+    let data = if is_dnssec(record.rtype) {
+        // The exact bytes, read by hickory's own decoder (which checks them).
+        let bytes = generic_bytes(&record.data).ok_or_else(|| bad(&"not RFC 3597's generic form"))?;
+        let length = u16::try_from(bytes.len()).map_err(|e| bad(&e))?;
+        let mut decoder = hickory_proto::serialize::binary::BinDecoder::new(&bytes);
+        RData::read(&mut decoder, record.rtype, hickory_proto::serialize::binary::Restrict::new(length))
+            .map_err(|e| bad(&e))?
+    } else {
+        RData::try_from_str(record.rtype, &record.data).map_err(|e| bad(&e))?
+    };
     Ok(Record::from_rdata(name, record.ttl, data))
+}
+
+/// Record data in RFC 3597's generic form: `\# LENGTH HEX` (hex in lower case).
+pub(crate) fn generic_text(data: &[u8]) -> String {
+    let mut text = String::with_capacity(8 + 2 * data.len());
+    text.push_str("\\# ");
+    text.push_str(&data.len().to_string());
+    if !data.is_empty() {
+        text.push(' ');
+    }
+    for b in data {
+        text.push(char::from_digit(u32::from(b >> 4), 16).expect("a nibble"));
+        text.push(char::from_digit(u32::from(b & 0xf), 16).expect("a nibble"));
+    }
+    text
+}
+
+/// The bytes of data in RFC 3597's generic form (the hex may be split by spaces); `None`
+/// if it is not in that form or its length is not the one it says.
+pub(crate) fn generic_bytes(text: &str) -> Option<Vec<u8>> {
+    let mut words = text.split_ascii_whitespace();
+    if words.next()? != "\\#" {
+        return None;
+    }
+    let length: usize = words.next()?.parse().ok()?;
+    let hex: Vec<u8> = words.flat_map(str::bytes).collect();
+    if hex.len() != 2 * length || length > u16::MAX as usize {
+        return None;
+    }
+    let digit = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    hex.chunks(2).map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?)).collect()
 }
 
 /// The SOA serial of `zone` among `records`.
@@ -386,6 +451,31 @@ pub fn soa_serial(data: &str) -> Option<u32> {
 pub(crate) fn normal_with_ttl(r: &DnsRecord) -> (String, RecordType, String, u32) {
     let (n, t, d) = normal(&r.name, r.rtype, &r.data);
     (n, t, d, r.ttl)
+}
+
+/// Why an owner name cannot be served, if it cannot: a `*` label. lct-dns does not
+/// synthesise answers from wildcards (RFC 4592), and a wildcard served as a plain name
+/// answers what lies below it wrongly (NXDOMAIN where it should match) and, signed, with a
+/// denial whose proof says the wildcard exists (bogus).
+pub(crate) fn check_owner(name: &str) -> Result<(), &'static str> {
+    if name.contains('*') && name.split('.').any(|label| label == "*") {
+        return Err(
+            "a wildcard owner (`*`): lct-dns does not synthesise answers from wildcards; give each name its records",
+        );
+    }
+    Ok(())
+}
+
+/// [`check_owner`] of a wire name.
+pub(crate) fn check_wire_owner(name: &[u8]) -> Result<(), &'static str> {
+    let mut at = 0;
+    while at < name.len() && name[at] != 0 {
+        if name[at] == 1 && name.get(at + 1) == Some(&b'*') {
+            return check_owner("*");
+        }
+        at += 1 + name[at] as usize;
+    }
+    Ok(())
 }
 
 /// Owner names in wire form, lower case: `3www7example3com0`.
@@ -475,6 +565,44 @@ mod text_tests {
         let mut batch = WireBatch::default();
         let answered = read_answers(&message(&records()[2..4]), &mut soas, &mut batch).unwrap();
         assert_eq!((answered.skipped, answered.closed, batch.len()), (1, false, 3));
+    }
+
+    /// A signed zone's DNSSEC records come off the wire as they were (bytes and case), as
+    /// RFC 3597 text that reads back to the same bytes and goes on the wire again.
+    #[test]
+    fn dnssec_records_are_kept_byte_for_byte() {
+        // An NSEC whose next name has upper case (signed as written, RFC 6840 5.1).
+        let nsec: &[u8] = b"\x01B\x03lct\x08internal\x00\x00\x06\x40\x01\x00\x00\x00\x03";
+        let record = Record::from_rdata(
+            Name::from_ascii("a.lct.internal.").unwrap(),
+            300,
+            RData::Unknown { code: RecordType::NSEC, rdata: hickory_proto::rr::rdata::NULL::with(nsec.to_vec()) },
+        );
+        let mut m = Message::new(9, MessageType::Response, OpCode::Query);
+        m.add_answer(to_wire(&records()[0]).unwrap());
+        m.add_answer(record);
+        let bytes = m.to_vec().unwrap();
+        let mut batch = WireBatch::default();
+        let answered = read_all_answers(&bytes, &mut batch).unwrap();
+        assert_eq!((answered.skipped, batch.len()), (0, 2));
+        let kept = batch.iter().nth(1).unwrap();
+        assert_eq!((kept.rtype, kept.rdata), (47, nsec));
+        let text = kept.to_text("lct.internal.").unwrap();
+        assert_eq!(text.rtype, RecordType::NSEC);
+        assert!(text.data.starts_with("\\# 24 0142"), "{}", text.data);
+        assert_eq!(generic_bytes(&text.data).unwrap(), nsec);
+        assert_eq!(generic_bytes(&text.data.to_ascii_uppercase()).unwrap(), nsec);
+        let back = to_wire(&text).unwrap();
+        assert_eq!(back.record_type(), RecordType::NSEC);
+        // Not the generic form, or a length that lies: refused.
+        for bad in ["\\# 3 0102", "\\# 2 01 0", "01 02", "\\# x 00"] {
+            assert!(generic_bytes(bad).is_none(), "{bad}");
+        }
+        // The state file reads the type back; a records file's reader knows it is DNSSEC.
+        let line = serde_json::to_string(&text).unwrap();
+        let read: DnsRecord = serde_json::from_str(&line).unwrap();
+        assert_eq!(read, text);
+        assert!(crate::zone::is_dnssec(read.rtype) && supported(read.rtype).is_none());
     }
 
     #[test]

@@ -38,14 +38,35 @@ pub fn supported(t: RecordType) -> Option<RecordType> {
     SUPPORTED_TYPES.contains(&t).then_some(t)
 }
 
-/// `type` in a `dns-record`: the type's mnemonic (`AAAA`), one of [`SUPPORTED_TYPES`].
+/// The DNSSEC types a secondary keeps from a signed zone's transfer (never taken from a
+/// records file or an UPDATE: a zone signed here gets them from its signer). Their `data`
+/// is RFC 3597's generic form (`\# LENGTH HEX`), the exact bytes that were signed.
+pub const DNSSEC_TYPES: [RecordType; 6] =
+    [RecordType::DNSKEY, RecordType::RRSIG, RecordType::NSEC, RecordType::DS, RecordType::CDS, RecordType::CDNSKEY];
+
+/// Whether `t` is one of [`DNSSEC_TYPES`].
+pub fn is_dnssec(t: RecordType) -> bool {
+    DNSSEC_TYPES.contains(&t)
+}
+
+/// A type a `dns-record` may hold: [`SUPPORTED_TYPES`], or [`DNSSEC_TYPES`] (a secondary's
+/// copy of a signed zone, in the state file).
+pub fn kept(t: RecordType) -> Option<RecordType> {
+    (SUPPORTED_TYPES.contains(&t) || is_dnssec(t)).then_some(t)
+}
+
+/// `type` in a `dns-record`: the type's mnemonic (`AAAA`), one of [`SUPPORTED_TYPES`] or
+/// [`DNSSEC_TYPES`].
 mod type_mnemonic {
-    use super::{RecordType, SUPPORTED_TYPES, supported};
+    use super::{DNSSEC_TYPES, RecordType, SUPPORTED_TYPES, kept};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
     pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let names: Vec<String> = SUPPORTED_TYPES.iter().map(ToString::to_string).collect();
-        schemars::json_schema!({ "description": "The record type.", "enum": names })
+        let names: Vec<String> = SUPPORTED_TYPES.iter().chain(&DNSSEC_TYPES).map(ToString::to_string).collect();
+        schemars::json_schema!({
+            "description": "The record type (the DNSSEC types only in a secondary's copy of a signed zone).",
+            "enum": names
+        })
     }
 
     pub fn serialize<S: Serializer>(t: &RecordType, s: S) -> Result<S::Ok, S::Error> {
@@ -54,8 +75,8 @@ mod type_mnemonic {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<RecordType, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        text.parse::<RecordType>().ok().and_then(supported).ok_or_else(|| {
-            let names: Vec<String> = SUPPORTED_TYPES.iter().map(ToString::to_string).collect();
+        text.parse::<RecordType>().ok().and_then(kept).ok_or_else(|| {
+            let names: Vec<String> = SUPPORTED_TYPES.iter().chain(&DNSSEC_TYPES).map(ToString::to_string).collect();
             D::Error::custom(format!("{text:?} is not a record type lct-dns keeps ({})", names.join(", ")))
         })
     }

@@ -1,7 +1,7 @@
-//! DNSSEC keys of the zones this server signs: made once (ECDSA P-256, algorithm 13, or
-//! Ed25519, 15, through hickory-proto and ring: no cryptography of ours), kept in the state
-//! directory (`dnssec/ZONE.json`, mode 0600, in a directory of mode 0700), read back at each
-//! start; their DNSKEY data, key tag and the DS the parent zone needs.
+//! A DNSSEC key of a zone this server signs (ECDSA P-256, algorithm 13, or Ed25519, 15,
+//! through hickory-proto and ring: no cryptography of ours): its DNSKEY data, key tag,
+//! signatures and the DS the parent zone needs. A zone's keys, their roles and timestamps
+//! are [`crate::keystate`]'s, kept in the state directory (`dnssec/ZONE.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -32,24 +32,25 @@ impl KeyAlgorithm {
 /// A key that cannot be made, read or used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("{path}: {message}")]
+    #[error("{}: {}", shown(path), shown(message))]
     File { path: String, message: String },
-    #[error("zone {zone}: {message}")]
+    #[error("zone {}: {}", shown(zone), shown(message))]
     Key { zone: String, message: String },
 }
 
-/// A key as its file keeps it.
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyFile {
-    zone: String,
-    algorithm: KeyAlgorithm,
-    /// 257: a combined signing key (CSK: signs the DNSKEY set and the zone).
-    flags: u16,
-    /// When it was made (Unix seconds): a clock before it is a clock gone wrong.
-    created: u64,
-    /// The private key, PKCS#8, base64.
-    pkcs8: String,
+/// `text` with its control characters escaped (`\u{1b}`): a message may quote a key file's
+/// content (a zone name, an unknown role), and goes to a terminal or a log; a hostile file
+/// must not write escape sequences (move the cursor, rewrite the screen) or forge log lines.
+pub fn shown(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A zone's signing key, loaded.
@@ -82,7 +83,7 @@ pub fn ds_file(dir: &Path, zone: &str) -> PathBuf {
 }
 
 impl ZoneKey {
-    fn from_pkcs8(
+    pub(crate) fn from_pkcs8(
         zone: &str,
         algorithm: KeyAlgorithm,
         flags: u16,
@@ -110,95 +111,6 @@ impl ZoneKey {
         Ok(ZoneKey { algorithm, flags, created, dnskey, tag, signer })
     }
 
-    /// A new combined signing key for `zone`, and its file's text.
-    fn generate(zone: &str, algorithm: KeyAlgorithm, now: u64) -> Result<(ZoneKey, Vec<u8>), KeyError> {
-        let bad =
-            |e: &dyn std::fmt::Display| KeyError::Key { zone: zone.to_string(), message: format!("no key made: {e}") };
-        let der = match algorithm {
-            KeyAlgorithm::Ecdsa => EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).map_err(|e| bad(&e))?,
-            KeyAlgorithm::Ed25519 => Ed25519SigningKey::generate_pkcs8().map_err(|e| bad(&e))?,
-        };
-        let bytes = der.secret_pkcs8_der().to_vec();
-        let file = KeyFile {
-            zone: zone.to_string(),
-            algorithm,
-            flags: 257,
-            created: now,
-            pkcs8: data_encoding::BASE64.encode(&bytes),
-        };
-        let mut text = serde_json::to_vec_pretty(&file).map_err(|e| bad(&e))?;
-        text.push(b'\n');
-        Ok((ZoneKey::from_pkcs8(zone, algorithm, 257, now, bytes)?, text))
-    }
-
-    /// `zone`'s key from its file under `dir`; an error if there is none.
-    pub fn load(dir: &Path, zone: &str, algorithm: KeyAlgorithm) -> Result<ZoneKey, KeyError> {
-        let path = key_file(dir, zone);
-        if !path.exists() {
-            return Err(KeyError::File {
-                path: path.display().to_string(),
-                message: format!("zone {zone} has no key yet: `lct-dns serve` makes it when it first signs the zone"),
-            });
-        }
-        ZoneKey::load_or_create(dir, zone, algorithm, 0)
-    }
-
-    /// `zone`'s key from its file under `dir`, made (and kept, 0600) if there is none yet;
-    /// a key of another algorithm than asked for is an error (an algorithm rollover is not
-    /// done by lct-dns: remove the file to start afresh, and replace the DS at the parent).
-    pub fn load_or_create(dir: &Path, zone: &str, algorithm: KeyAlgorithm, now: u64) -> Result<ZoneKey, KeyError> {
-        let path = key_file(dir, zone);
-        let shown = path.display().to_string();
-        let file_err = |message: String| KeyError::File { path: shown.clone(), message };
-        match std::fs::read(&path) {
-            Ok(text) => {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = std::fs::metadata(&path).map_err(|e| file_err(e.to_string()))?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    return Err(file_err(format!(
-                        "mode {:o}: a zone's private key must be its owner's alone (chmod 600)",
-                        mode & 0o777
-                    )));
-                }
-                let file: KeyFile =
-                    serde_json::from_slice(&text).map_err(|e| file_err(format!("not a key file: {e}")))?;
-                if file.zone != zone {
-                    return Err(file_err(format!("holds the key of {}, not {zone}", file.zone)));
-                }
-                if file.algorithm != algorithm {
-                    return Err(file_err(format!(
-                        "the key is {:?} but {algorithm:?} is configured (lct-dns does not roll algorithms)",
-                        file.algorithm
-                    )));
-                }
-                let der =
-                    data_encoding::BASE64.decode(file.pkcs8.as_bytes()).map_err(|e| file_err(format!("pkcs8: {e}")))?;
-                ZoneKey::from_pkcs8(zone, file.algorithm, file.flags, file.created, der)
-                    .map_err(|e| file_err(e.to_string()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let ds_path = ds_file(dir, zone);
-                if ds_path.exists() {
-                    return Err(file_err(format!(
-                        "missing, but a key was made for {zone} (its DS is in {}): restore the key file; \
-                         or remove that file to make a new key, and replace the DS at the parent",
-                        ds_path.display()
-                    )));
-                }
-                let (key, text) = ZoneKey::generate(zone, algorithm, now)?;
-                let parent = path.parent().expect("under a directory");
-                private_dir(parent).map_err(|e| file_err(format!("{}: {e}", parent.display())))?;
-                lct_core::fsutil::atomic_write(&path, &text, 0o600).map_err(|e| file_err(e.to_string()))?;
-                let ds = key.ds(zone).map_err(|e| KeyError::Key { zone: zone.into(), message: e })?;
-                lct_core::fsutil::atomic_write(&ds_path, format!("{ds}\n").as_bytes(), 0o644)
-                    .map_err(|e| file_err(e.to_string()))?;
-                tracing::info!("zone {zone}: a new DNSSEC key (tag {}) in {shown}", key.tag);
-                Ok(key)
-            }
-            Err(e) => Err(file_err(e.to_string())),
-        }
-    }
-
     /// A signature over `data` (what RFC 4034 section 3.1.8.1 says is signed).
     pub fn sign(&self, data: &[u8]) -> Result<Vec<u8>, String> {
         self.signer.sign(&TBS::from(data)).map_err(|e| e.to_string())
@@ -207,47 +119,70 @@ impl ZoneKey {
     /// The DS record the parent zone publishes for this key (SHA-256, digest type 2), as a
     /// master file line.
     pub fn ds(&self, zone: &str) -> Result<String, String> {
+        Ok(self.ds_record(zone)?.line())
+    }
+
+    /// The DS record the parent zone publishes for this key (SHA-256), as a `dns-ds` record.
+    pub fn ds_record(&self, zone: &str) -> Result<DsRecord, String> {
         let owner = crate::wire::wire_name(zone).ok_or_else(|| format!("{zone}: not a name"))?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &[owner, self.dnskey.clone()].concat());
-        Ok(format!(
-            "{} IN DS {} {} 2 {}",
-            crate::zone::fqdn(zone),
-            self.tag,
-            self.algorithm.number(),
-            data_encoding::HEXUPPER.encode(digest.as_ref())
-        ))
+        let data = self.ds_rdata(&owner);
+        Ok(DsRecord {
+            zone: crate::zone::fqdn(&zone.to_ascii_lowercase()),
+            key_tag: self.tag,
+            algorithm: self.algorithm.number(),
+            digest_type: 2,
+            digest: data_encoding::HEXUPPER.encode(&data[4..]),
+        })
+    }
+
+    /// The DS (and CDS) record's data for this key of the zone `owner` (wire form, lower
+    /// case): key tag, algorithm, digest type 2 (SHA-256), digest.
+    pub fn ds_rdata(&self, owner: &[u8]) -> Vec<u8> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, &[owner, self.dnskey.as_slice()].concat());
+        let mut data = Vec::with_capacity(36);
+        data.extend_from_slice(&self.tag.to_be_bytes());
+        data.push(self.algorithm.number());
+        data.push(2);
+        data.extend_from_slice(digest.as_ref());
+        data
     }
 }
 
-/// `dir` made if missing, and readable by its owner alone.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+/// The DS a signed zone's parent publishes for its key: the `dns-ds` record
+/// (`lct-dns ds -o jsonl`). `zone` is the child (the DS's owner), which the parent holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DsRecord {
+    /// The signed zone, fully qualified: the DS record's owner in its parent zone.
+    pub zone: String,
+    pub key_tag: u16,
+    /// The key's algorithm number (13 ECDSA P-256, 15 Ed25519).
+    pub algorithm: u8,
+    /// The digest's type (2: SHA-256).
+    pub digest_type: u8,
+    /// The digest, hexadecimal, upper case.
+    pub digest: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A lost key is not silently replaced (the parent's DS would no longer match), and a key
-    /// others can read is refused; the first load makes the key and its DS.
-    #[test]
-    fn a_lost_or_exposed_key_is_an_error_naming_the_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = lct_core::fsutil::temp_dir("lct-dns-keys").unwrap();
-        let zone = "lct.internal.";
-        let made = ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 1).unwrap();
-        let ds = std::fs::read_to_string(ds_file(dir.path(), zone)).unwrap();
-        assert_eq!(ds.trim(), made.ds(zone).unwrap());
-        assert_eq!(ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 2).unwrap().tag, made.tag);
-        let key = key_file(dir.path(), zone);
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let err = ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 2).err().unwrap().to_string();
-        assert!(err.contains(&key.display().to_string()) && err.contains("mode 644"), "{err}");
-        std::fs::remove_file(&key).unwrap();
-        let err = ZoneKey::load_or_create(dir.path(), zone, KeyAlgorithm::Ecdsa, 2).err().unwrap().to_string();
-        assert!(err.contains("missing") && err.contains("lct.internal.ds"), "{err}");
-        assert!(!key.exists(), "no new key was made");
+impl DsRecord {
+    /// The record as a master file line (what `lct-dns ds` prints on a terminal).
+    pub fn line(&self) -> String {
+        format!("{} IN DS {} {} {} {}", self.zone, self.key_tag, self.algorithm, self.digest_type, self.digest)
     }
+}
+
+impl lct_core::record::Record for DsRecord {
+    const KIND: &'static str = "dns-ds";
+    const VERSION: u32 = 1;
+}
+
+/// A new private key (PKCS#8 DER) of `algorithm`.
+pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Vec<u8>, String> {
+    let der = match algorithm {
+        KeyAlgorithm::Ecdsa => {
+            EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).map_err(|e| e.to_string())?
+        }
+        KeyAlgorithm::Ed25519 => Ed25519SigningKey::generate_pkcs8().map_err(|e| e.to_string())?,
+    };
+    Ok(der.secret_pkcs8_der().to_vec())
 }

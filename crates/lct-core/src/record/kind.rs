@@ -45,6 +45,8 @@ pub const KINDS: &[&str] = &[
     "dns-update",
     "dns-linode-change",
     "dns-stat",
+    "dns-key",
+    "dns-ds",
     // lct-fw
     "fw-ruleset",
     "fw-sync",

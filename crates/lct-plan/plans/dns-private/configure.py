@@ -14,6 +14,10 @@ the internal prefix only. Keys are systemd credentials; the unit (`install` put 
 runs as a dynamic user with only CAP_NET_BIND_SERVICE; it is started, or restarted when its
 configuration changed. Later changes arrive at the primary as signed updates (the `dns`
 action) and reach the secondary by NOTIFY and IXFR.
+
+The plan's `dnssec` (off, on, ed25519) signs the zone at the primary (`[dnssec]`: the key is
+made in the state directory the first time); the secondary keeps and serves the signatures it
+transfers. Its `stats` serves the statistics on each node's private address, port 9153.
 """
 
 import base64
@@ -54,6 +58,10 @@ def main():
     primary = members[0]
     primary_private = primary["private_ipv4"][0]
     secondary = members[1] if len(members) > 1 else None
+    dnssec = os.environ.get("LCT_PARAM_DNSSEC", "off")
+    if dnssec not in ("off", "on", "ed25519"):
+        sys.exit(f"parameter dnssec: {dnssec!r} is not one of off, on, ed25519")
+    stats = os.environ.get("LCT_PARAM_STATS") == "true"
     os.makedirs(ETC, exist_ok=True)
     # The transfer key: the same secret on both nodes, from the plan's generated parameter.
     secret = base64.b64encode(hashlib.sha256(secrets["transfer_secret"].encode()).digest()).decode()
@@ -87,6 +95,8 @@ def main():
                 f'notify = ["{address}:53"]\n'
                 f'allow = ["{address}/32"]\n'
             )
+        if dnssec != "off":
+            config += f'\n[dnssec]\n"{domain}" = "{dnssec}"\n'
         credentials = [("lct-update.key", KEY), ("lct-transfer.key", XFR_KEY)]
         role = "primary"
     else:
@@ -106,6 +116,8 @@ def main():
             config += f'\n[[primary]]\nzone = "{z}"\naddress = "{primary_private}:53"\nkey = "lct-transfer.key"\n'
         credentials = [("lct-transfer.key", XFR_KEY)]
         role = "secondary"
+    if stats:
+        config += f'\n[stats]\nlisten = "{private}:9153"\n'
     changed = write(CONFIG, config, 0o644)
     dropin = "[Service]\n" + "".join(f"LoadCredential={name}:{path}\n" for name, path in credentials)
     changed |= write(DROPIN, dropin, 0o644)
