@@ -196,10 +196,20 @@ pub enum Command {
         keep_volumes: bool,
     },
     /// Who holds a cluster's lock (taken by create, scale, start, stop, reconcile, destroy,
-    /// fire) and since when; a stale record is cleared. In a local directory a live holder's
-    /// lock ends with it; on etcd the holder's lease is revoked, and a holder still running is
-    /// not stopped by that: unlock only when its process is gone (docs/state.md)
-    Unlock { name: Name },
+    /// fire, bake) and since when; a stale record is cleared. A live holder is refused: its
+    /// lock ends with it (on etcd within 30 s of its death). --force takes a live holder's
+    /// lock away on etcd (Terraform's force-unlock): its later writes are refused (docs/state.md)
+    #[command(
+        after_help = "Examples:\n  lct-plan unlock zk            # who holds zk's lock; cleared if its holder is gone\n  \
+                            lct-plan unlock --force zk    # etcd: take a stuck holder's lock away"
+    )]
+    Unlock {
+        name: Name,
+        /// On a shared store, break a live holder's lock (its lease revoked): its writes
+        /// from then on are refused. A provider call or hook it runs may still finish
+        #[arg(long)]
+        force: bool,
+    },
     /// The JSON Schema of the plan format
     Schema,
     /// Clusters (every one made here, or those named) and plans as a picture: groups,

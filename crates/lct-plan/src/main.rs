@@ -90,8 +90,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Fire { name, event } => {
-            let _lock = lct_plan::state::lock(home, name, "fire")?;
-            let ctx = Context::load(home, &tools()?, name)?;
+            let lock = lct_plan::state::lock(home, name, "fire")?;
+            let ctx = Context::load(home, &tools()?, name)?.under(&lock);
             lct_plan::hooks::fire(&ctx, *event, &Change::default()).await?;
             eprintln!("cluster {name}: {event} ran");
         }
@@ -115,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lct_plan::cluster::destroy(home, &tools()?, name, *force, *keep_volumes).await?;
             eprintln!("cluster {name} destroyed");
         }
-        Command::Unlock { name } => match lct_plan::state::unlock(home, name)? {
+        Command::Unlock { name, force } => match lct_plan::state::unlock(home, name, *force)? {
             Some(was) => eprintln!("cluster {name}: unlocked (it was held by {was})"),
             None => eprintln!("cluster {name}: not locked"),
         },

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::api::Store;
 use super::key::Key;
 use super::types::{
-    Change, Committed, Entry, Expect, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch,
+    Change, Committed, Entry, Expect, Fence, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch,
 };
 
 /// The state directory as a [`Store`].
@@ -100,7 +100,7 @@ impl LocalStore {
     /// secret, 0755 otherwise).
     fn file_for(&self, key: &Key, secrecy: Secrecy) -> Result<(PathBuf, u32), StoreError> {
         let path = self.path(key);
-        let (file_mode, dir_mode) = match secrecy {
+        let (file_mode, dir_mode) = match super::layout::at_least(key, secrecy) {
             Secrecy::Public => (0o644, 0o755),
             Secrecy::Secret => (0o600, 0o700),
         };
@@ -115,7 +115,7 @@ impl LocalStore {
             Op::Put { key, value, secrecy } => {
                 let (path, file_mode) = self.file_for(key, *secrecy)?;
                 // atomic_write keeps an existing file's mode: a secret's is narrowed first.
-                if *secrecy == Secrecy::Secret
+                if file_mode == 0o600
                     && let Ok(m) = fs::symlink_metadata(&path)
                     && m.is_file()
                     && m.mode() & 0o077 != 0
@@ -371,6 +371,12 @@ impl LockGuard for LocalLock {
 
     fn is_held(&self) -> bool {
         true
+    }
+
+    fn fence(&self) -> Fence {
+        // A flock: a live process never loses it and `unlock` never breaks it, so nothing
+        // to compare (commit checks no fence here).
+        Fence { lock: self.name.clone(), token: 0 }
     }
 }
 
