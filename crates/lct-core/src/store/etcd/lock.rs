@@ -76,8 +76,14 @@ pub(super) fn take(
             // The put made the key: its create_revision is the transaction's revision.
             return Ok(Box::new(EtcdLock { name: name.clone(), lease, created: outcome.revision }));
         }
-        let Some(held) = outcome.read.into_iter().next() else { continue };
         let now = Instant::now();
+        // Gone between the compare and the read: try again at once, within the deadline.
+        let Some(held) = outcome.read.into_iter().next() else {
+            if now >= deadline {
+                return Err(StoreError::HeldUnknown { name: name.clone() });
+            }
+            continue;
+        };
         if now >= deadline {
             return Err(match serde_json::from_slice::<Holder>(&held.value) {
                 Ok(holder) => StoreError::Held { name: name.clone(), holder },
@@ -85,7 +91,12 @@ pub(super) fn take(
             });
         }
         // Wait for the key to change (released, or its lease run out), then try again.
-        let _ = store.client.watch(&key, held.mod_revision + 1, (deadline - now).min(POLL));
+        let wait = (deadline - now).min(POLL);
+        if store.client.watch(&key, held.mod_revision + 1, wait).is_err() {
+            // A watch that fails at once (its revision compacted away, a member down) must not
+            // make this loop spin: wait as long as the watch would have.
+            std::thread::sleep(wait);
+        }
     }
 }
 
@@ -121,7 +132,16 @@ pub(super) fn breaks(store: &EtcdStore, name: &Key, force: bool) -> Result<Optio
     // A key without a lease (or left after the revoke): deleted if it is still the same one.
     store
         .client
-        .txn(&[Compare::ModRevision(key.clone(), kv.mod_revision)], &[Op::Delete(key)], &[])
+        .txn(&[Compare::ModRevision(key.clone(), kv.mod_revision)], &[Op::Delete(key.clone())], &[])
         .map_err(|e| store.fail(e))?;
+    // Taken by another between the read and the revoke: theirs is left, and said.
+    if let Some(now) = store.client.get(&key).map_err(|e| store.fail(e))?
+        && now.create_revision != kv.create_revision
+    {
+        return Err(match serde_json::from_slice::<Holder>(&now.value) {
+            Ok(holder) => StoreError::Held { name: name.clone(), holder },
+            Err(_) => StoreError::HeldUnknown { name: name.clone() },
+        });
+    }
     Ok(Some(holder))
 }
