@@ -552,3 +552,25 @@ fn a_lost_lock_fences_its_holders_writes_and_a_destroyed_cluster_stays_gone() {
     assert!(matches!(save(&a, &*held, b"{\"late\":1}"), Err(StoreError::Fenced { .. })));
     assert_eq!(b.get(&state).unwrap().unwrap().value, b"{}");
 }
+
+#[test]
+fn a_holder_cut_off_from_etcd_knows_its_lock_lost_within_the_lease() {
+    let cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path().to_path_buf();
+    let store = store_at(&cluster.url("lct"), &TlsFiles::default(), Some(seal_key(&dir, "k"))).unwrap();
+    let held = store.lock(&key!("plans/zk"), &Holder::here("scale zk"), Duration::from_secs(3), Wait::No).unwrap();
+    assert!(held.is_held());
+    // Every member stopped (a partition): renewals hang, each tried for up to 20 s. The holder
+    // must not wait for them to learn that its lease (3 s) may have run out meanwhile.
+    for i in 0..3 {
+        cluster.pause(i, true);
+    }
+    let started = Instant::now();
+    lct_tests::fixtures::until("the holder sees its lock lost", Duration::from_secs(30), || !held.is_held());
+    let known = started.elapsed();
+    for i in 0..3 {
+        cluster.pause(i, false);
+    }
+    assert!(known < Duration::from_secs(4), "known late: {known:?}");
+    drop(held);
+}

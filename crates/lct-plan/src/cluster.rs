@@ -374,6 +374,7 @@ pub async fn stop(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()>
     let api = AnyProvider::from_env(ctx.state.provider)?;
     fire(&ctx, Event::Stopping, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    ctx.check_held("stopping the cluster's nodes")?;
     let stopped = futures_util::future::join_all(nodes.iter().map(|n| api.stop(&n.name))).await;
     for r in stopped {
         r?;
@@ -391,6 +392,7 @@ pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()
     let api = AnyProvider::from_env(ctx.state.provider)?;
     fire(&ctx, Event::Starting, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    ctx.check_held("starting the cluster's nodes")?;
     let started = futures_util::future::join_all(nodes.iter().map(|n| async {
         let node = if n.status == Status::Running { n.clone() } else { api.start(&n.name).await? };
         api.wait_ready(node).await
