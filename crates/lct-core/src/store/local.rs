@@ -275,6 +275,11 @@ impl Store for LocalStore {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(self.io(&path))?;
+        // A secret's existing file is narrowed before it gets more (as a put does).
+        let meta = file.metadata().map_err(self.io(&path))?;
+        if file_mode == 0o600 && meta.mode() & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(self.io(&path))?;
+        }
         file.write_all(bytes).map_err(self.io(&path))?;
         file.sync_data().map_err(self.io(&path))?;
         Ok(rev_of(&file.metadata().map_err(self.io(&path))?))
