@@ -39,8 +39,8 @@ impl Side {
         if spec.starts_with("etcd://") || spec.starts_with("etcds://") {
             return Ok(Side::Etcd(Box::new(EtcdStore::from_env(spec)?)));
         }
-        match spec.strip_prefix("dir:").or_else(|| spec.starts_with('/').then_some(spec)) {
-            Some(dir) => Ok(Side::Local(LocalStore::new(std::path::Path::new(dir)))),
+        match super::open::local_dir(spec)? {
+            Some(dir) => Ok(Side::Local(LocalStore::new(dir))),
             None => Err(StoreError::Spec {
                 spec: spec.into(),
                 detail: "expected an absolute directory or etcd://HOST:PORT,.../PREFIX".into(),

@@ -107,6 +107,13 @@ fn specs_name_a_backend() {
     assert!(open_spec("/var/lib/lct").is_ok());
     let err = open_spec("relative/dir").unwrap_err().to_string();
     assert!(err.contains("LCT_STATE=\"relative/dir\""), "{err}");
+    // `dir:` with nothing or a relative path: refused (the state would land in the current
+    // directory).
+    assert!(open_spec("dir:/var/lib/lct").is_ok());
+    for spec in ["dir:", "dir:relative", "dir:./x"] {
+        let err = open_spec(spec).unwrap_err().to_string();
+        assert!(err.contains(spec) && err.contains("absolute directory"), "{err}");
+    }
     assert!(since_text(0).starts_with("1970-01-01T00:00:00Z"));
 }
 
