@@ -81,7 +81,7 @@ impl SshFiles {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             return Ok(SshFiles { store, dir, _copy: None });
         }
-        let copy = crate::fsutil::temp_dir("lct-ssh.")?;
+        let copy = crate::fsutil::secret_temp_dir("lct-ssh.")?;
         let files = SshFiles { store, dir: copy.path().to_path_buf(), _copy: Some(Arc::new(copy)) };
         for name in [IDENTITY, IDENTITY_PUB, KNOWN_HOSTS] {
             files.copy_out(name)?;
@@ -235,7 +235,7 @@ impl SshFiles {
 /// A new ed25519 key pair from `ssh-keygen` (in a private temporary directory, removed
 /// after; the private key never touches a command line).
 pub fn generate_key(comment: &str) -> io::Result<HostKey> {
-    let dir = crate::fsutil::temp_dir("lct-keygen.")?;
+    let dir = crate::fsutil::secret_temp_dir("lct-keygen.")?;
     let file = dir.path().join("key");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
@@ -254,7 +254,7 @@ pub fn generate_key(comment: &str) -> io::Result<HostKey> {
 /// The public half (`ssh-ed25519 AAAA...`, no comment) of an OpenSSH private key, from
 /// `ssh-keygen -y` on a private copy (0600, in a private temporary directory, removed after).
 pub fn public_of(private: &[u8]) -> io::Result<String> {
-    let dir = crate::fsutil::temp_dir("lct-keygen.")?;
+    let dir = crate::fsutil::secret_temp_dir("lct-keygen.")?;
     let file = dir.path().join("key");
     crate::fsutil::atomic_write(&file, private, 0o600)?;
     let out = Command::new("ssh-keygen")

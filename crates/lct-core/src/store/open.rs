@@ -75,7 +75,8 @@ pub fn materialize(store: &dyn Store, key: &Key) -> Result<Materialized, StoreEr
         key: key.to_string(),
         detail: "absent".into(),
     })?;
-    let dir = crate::fsutil::temp_dir("lct-state.").map_err(|e| StoreError::io("a private temporary directory", e))?;
+    let dir =
+        crate::fsutil::secret_temp_dir("lct-state.").map_err(|e| StoreError::io("a private temporary directory", e))?;
     let path = dir.path().join(key.last());
     crate::fsutil::atomic_write(&path, &entry.value, 0o600).map_err(|e| StoreError::io(path.display(), e))?;
     Ok(Materialized { path, _dir: Some(dir) })
