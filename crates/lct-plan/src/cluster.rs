@@ -414,6 +414,17 @@ pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()
 /// ones' `node-removed`. Stopped clusters are left alone.
 pub async fn reconcile(home: &Home, tools: &Tools, name: &Name, replace: bool) -> anyhow::Result<PlanReconciled> {
     let _lock = lock(home, name, "reconcile")?;
+    reconcile_locked(home, tools, name, replace).await
+}
+
+/// [`reconcile`] for a caller that holds cluster `name`'s lock already (`--watch` reads what
+/// it wrote before letting the lock go).
+pub(crate) async fn reconcile_locked(
+    home: &Home,
+    tools: &Tools,
+    name: &Name,
+    replace: bool,
+) -> anyhow::Result<PlanReconciled> {
     let mut ctx = Context::load(home, tools, name)?;
     let mut out =
         PlanReconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };

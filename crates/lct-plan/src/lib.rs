@@ -69,6 +69,7 @@ pub mod state;
 pub mod suggest;
 pub mod template;
 pub mod validate;
+pub mod watch;
 
 pub use error::PlanError;
 pub use load::{Loaded, PlanRef, parse};
