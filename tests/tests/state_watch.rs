@@ -278,3 +278,42 @@ fn a_controller_killed_mid_create_loses_its_lock_and_another_finishes_with_no_du
     assert_eq!(state["members"].as_array().unwrap().len(), 6, "{state}");
     eprintln!("killed with {made_before} of 6 nodes made; B got the lock {waited:?} after the kill");
 }
+
+/// `lct-dns sync-linode` keeps which records at Linode are lct's in the shared state
+/// (`dns/linode-DOMAIN.json`): a second controller (another directory, the same etcd) finds
+/// nothing to do and deletes what the first made once the node goes, where a directory of
+/// its own would take the first's records for someone else's and leave them.
+#[test]
+fn linode_dns_records_lct_made_are_known_to_every_controller() {
+    let cluster = EtcdCluster::start(3, false);
+    let double = Double::start(Config::fast());
+    let (env_a, env_b) = (Env::new(), Env::new());
+    let url = cluster.url("lct");
+    let sync = |env: &Env, nodes: &str| {
+        let api = Api { env, double: &double };
+        let mut command = api.tool(
+            "lct-dns",
+            &["sync-linode", "--domain", "example.com", "--parent-domain", "example.com", "-o", "jsonl"],
+        );
+        command.env("LCT_STATE", &url);
+        let out = lct_tests::run_command(command, nodes).ok();
+        let mut changes: Vec<String> = out
+            .json_lines()
+            .iter()
+            .map(|c| format!("{} {}", c["action"].as_str().unwrap(), c["name"].as_str().unwrap()))
+            .collect();
+        changes.sort();
+        changes
+    };
+    let node =
+        |name: &str, public: &str| lct_tests::fixtures::node("zk", "server", name, "192.168.128.1", Some(public));
+    let both = node("zk-1", "203.0.113.1") + &node("zk-2", "203.0.113.2");
+    assert_eq!(sync(&env_a, &both), ["create server.zk", "create server.zk", "create zk-1.zk", "create zk-2.zk"]);
+    let kept = cluster.etcdctl(&["get", "--print-value-only", "lct/dns/linode-example.com.json"]);
+    let kept: serde_json::Value = serde_json::from_slice(&kept.stdout).expect("the record ids in etcd");
+    assert_eq!(kept["records"].as_array().unwrap().len(), 4, "{kept}");
+    assert!(!env_a.state.path().join("dns").exists(), "written to the local directory");
+    // B knows them: nothing to do; and once zk-2 goes, B deletes lct's records of it.
+    assert!(sync(&env_b, &both).is_empty());
+    assert_eq!(sync(&env_b, &node("zk-1", "203.0.113.1")), ["delete server.zk", "delete zk-2.zk"]);
+}
