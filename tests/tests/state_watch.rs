@@ -3,7 +3,8 @@
 //! what another records (a scale, a scale recorded by a controller that died before making
 //! its node), survives the whole etcd cluster going away, and stops on SIGTERM; a controller
 //! killed mid-create loses its lock when its lease runs out, and a second controller's create
-//! finishes the cluster with no node made twice.
+//! finishes the cluster with no node made twice. The watch on one machine's directory too, and
+//! lct-dns's record of what it made at Linode shared through the store.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -42,7 +43,10 @@ struct Controller<'a> {
 impl Controller<'_> {
     fn command(&self, args: &[&str]) -> Command {
         let mut c = self.api.tool("lct-plan", args);
-        c.env("LCT_STATE", &self.url).env("LCT_STATE_KEY", &self.key_file);
+        // An empty URL: the local directory (LCT_STATE_DIR).
+        if !self.url.is_empty() {
+            c.env("LCT_STATE", &self.url).env("LCT_STATE_KEY", &self.key_file);
+        }
         c
     }
 
@@ -207,17 +211,7 @@ fn reconcile_watch_reacts_to_another_controllers_changes_survives_an_outage_and_
     assert!(watcher.lines.recv_timeout(Duration::from_secs(4)).is_err(), "A reconciled again with nothing changed");
 
     // SIGTERM: it stops, exit status 0, no lock left behind.
-    let pid = watcher.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let stopped = Instant::now();
-    let status = loop {
-        if let Some(status) = watcher.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(stopped.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status:?}: {}", watcher.stderr());
+    stop(&mut watcher);
     let locks = cluster.etcdctl(&["get", "--prefix", "--keys-only", "lct/.locks/"]);
     assert!(String::from_utf8_lossy(&locks.stdout).trim().is_empty(), "a lock left behind");
 }
@@ -277,6 +271,52 @@ fn a_controller_killed_mid_create_loses_its_lock_and_another_finishes_with_no_du
     let state: serde_json::Value = serde_json::from_slice(&state.value).unwrap();
     assert_eq!(state["members"].as_array().unwrap().len(), 6, "{state}");
     eprintln!("killed with {made_before} of 6 nodes made; B got the lock {waited:?} after the kill");
+}
+
+/// SIGTERM: the watcher stops within seconds, exit status 0.
+fn stop(watcher: &mut Watcher) {
+    let pid = watcher.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = watcher.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(10), "still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}: {}", watcher.stderr());
+}
+
+/// The same on one machine's local directory (two controllers sharing it): its watch polls.
+#[test]
+fn reconcile_watch_on_the_local_directory_reacts_to_another_process() {
+    let double = Double::start(Config::fast());
+    let env = Env::new();
+    let controller =
+        || Controller { api: Api { env: &env, double: &double }, url: String::new(), key_file: PathBuf::new() };
+    let (a, b) = (controller(), controller());
+    let plan = plan(env.state.path(), 2);
+    b.run(&["create", "web", plan.to_str().unwrap(), "-p", "linode"]).ok();
+    let mut watcher = Watcher::start(a.command(&["reconcile", "--watch", "--replace"]));
+    watcher.reconciled(Duration::from_secs(30));
+    b.run(&["scale", "web", "node", "3"]).ok();
+    let (line, took) = watcher.reconciled(Duration::from_secs(15));
+    assert!(took < Duration::from_secs(8), "A reacted after {took:?}");
+    assert_eq!(line["added"], serde_json::json!([]), "{line}");
+    // A scale recorded by a controller that died before making the node.
+    let file = env.state.path().join("plans/web/cluster.json");
+    let mut state: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    state["counts"]["node"] = 4.into();
+    lct_core::fsutil::atomic_write(&file, &serde_json::to_vec_pretty(&state).unwrap(), 0o600).unwrap();
+    let (line, took) = watcher.reconciled(Duration::from_secs(15));
+    assert!(took < Duration::from_secs(8), "A reacted after {took:?}");
+    assert_eq!(line["added"].as_array().unwrap().len(), 1, "{line}");
+    let labels = web_labels(&double);
+    assert_eq!(labels.len(), 4, "{labels:?}");
+    assert!(labels.values().all(|n| *n == 1), "a node made twice: {labels:?}");
+    assert!(watcher.lines.recv_timeout(Duration::from_secs(3)).is_err(), "A reconciled again with nothing changed");
+    stop(&mut watcher);
 }
 
 /// `lct-dns sync-linode` keeps which records at Linode are lct's in the shared state
