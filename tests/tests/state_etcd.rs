@@ -339,6 +339,7 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
         ("plans/zk/cluster.json", "{\"parameters\":{\"password\":\"Xk2LqP9mW4\"}}", 0o600),
         ("plans/zk/events.jsonl", "{\"event\":\"created\"}\n", 0o644),
         ("images/bakes/zb.json", "{\"root\":\"abc\"}", 0o600),
+        ("dns/linode-example.com.json", "{\"domain_id\":1,\"records\":[7]}", 0o644),
     ];
     for (path, text, mode) in files {
         let p = source.join(path);
@@ -349,6 +350,9 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
     // A hook's log stays on the machine that ran it.
     std::fs::create_dir_all(source.join("plans/zk/logs")).unwrap();
     std::fs::write(source.join("plans/zk/logs/1.log"), "hook output").unwrap();
+    // A DNS server's own data in the same directory (its signing key) is not lct's state.
+    std::fs::create_dir_all(source.join("dns/dnssec")).unwrap();
+    std::fs::write(source.join("dns/dnssec/example.com.json"), "zone signing key").unwrap();
     let snapshot = |root: &std::path::Path| {
         let out = std::process::Command::new("find").arg(root).args(["-printf", "%P %m %s %T@\n"]).output().unwrap();
         let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
@@ -368,17 +372,18 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
     };
     let url = cluster.url("lct");
     let run = migrate(source.to_str().unwrap(), &url).ok();
-    assert!(run.stderr.contains("migrated 6 key(s) (3 secret"), "{}", run.stderr);
+    assert!(run.stderr.contains("migrated 7 key(s) (3 secret"), "{}", run.stderr);
     assert_eq!(snapshot(&source), before, "the source is untouched");
     let dump = String::from_utf8_lossy(&cluster.dump("lct/")).into_owned();
     assert!(!dump.contains("PRIVATE KEY") && !dump.contains("Xk2LqP9mW4") && !dump.contains("abc"), "{dump}");
     // The old one-value event log became one key per event.
     assert!(!dump.contains("hook output") && !dump.contains("lct/plans/zk/events.jsonl"), "{dump}");
     assert!(dump.contains("lct/plans/zk/events/0000000000000000-log000000"), "{dump}");
+    assert!(!dump.contains("zone signing key") && dump.contains("lct/dns/linode-example.com.json"), "{dump}");
 
     // Again into a store holding exactly this source's keys: nothing to do (a resumed run).
     let again = migrate(source.to_str().unwrap(), &url).ok();
-    assert!(again.stderr.contains("6 already there"), "{}", again.stderr);
+    assert!(again.stderr.contains("7 already there"), "{}", again.stderr);
     // Into a store that holds other state: refused, nothing copied.
     std::fs::write(source.join("ssh/known_hosts"), "[203.0.113.4]:22 ssh-ed25519 BBBB\n").unwrap();
     let before_refusal = cluster.dump("lct/");
@@ -398,6 +403,7 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
         assert_eq!(got, *mode, "{path}");
     }
     assert!(!back.join("plans/zk/logs").exists());
+    assert!(!back.join("dns/dnssec").exists());
     // A source naming nothing of lct's: said, nothing copied.
     let empty = migrate(dir.join("nothing").to_str().unwrap(), &cluster.url("other"));
     assert_eq!(empty.status, 1);

@@ -123,6 +123,7 @@ pub async fn bake(
         stopped: false,
         volumes: Default::default(),
         images: Default::default(),
+        lab_home: None,
     };
     // The bake node's cluster is locked as any other's: its files and events are fenced.
     let lock = crate::state::lock(home, &cluster, "bake")?;

@@ -27,6 +27,7 @@ Examples:
   lct-plan fire zk dependent-changed             # an event by hand
   lct-plan reconcile                             # for cron / lct-plan-reconcile.timer
   lct-plan reconcile etcd --replace              # lost nodes made anew (a member replaced)
+  lct-plan reconcile --watch                     # runs on: reacts to other controllers' changes
   lct-plan stop zk; lct-plan start zk
   lct-plan unlock zk                             # who holds zk's lock, since when
   lct-plan destroy pg; lct-plan destroy zk
@@ -177,11 +178,25 @@ pub enum Command {
     },
     /// Find nodes added or removed behind lct's back and repair hosts files and firewalls
     /// (every cluster, or the named ones): made for cron and lct-plan-reconcile.timer
+    ///
+    /// With --watch it runs until SIGTERM or Ctrl-C: every cluster once, then each again
+    /// within seconds of another controller recording a change to it in the shared state
+    /// (its cluster.json: a scale, a create, a stop); bursts are gathered, a busy cluster is
+    /// tried again when its lock is free, an unreachable store is waited out.
+    #[command(after_help = "Examples:
+          lct-plan reconcile                       # every cluster once (cron, a timer)
+          lct-plan reconcile etcd --replace        # lost nodes made anew
+          LCT_STATE=etcd://10.0.0.1:2379/team lct-plan reconcile --watch   # react to the team's changes
+          lct-plan reconcile --watch --replace zk pg  # only these, groups made whole again")]
     Reconcile {
         names: Vec<Name>,
         /// Make groups short of the plan whole again (lost nodes made anew, node-added)
         #[arg(long)]
         replace: bool,
+        /// Keep running: reconcile a cluster whenever its recorded state changes (the store's
+        /// watch), until SIGTERM
+        #[arg(long)]
+        watch: bool,
     },
     /// A cluster's plan, parameters (secrets hidden), nodes and last events
     Status { name: Name },

@@ -16,11 +16,12 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hooks::{fire, progress};
+use crate::labhome::LabHome;
 use crate::plan::{Event, Plan};
 use crate::records::PlanReconciled;
 use crate::setting::Settings;
 use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
-use crate::state::{Change, ClusterState, Context, Home, Tools, clusters, find_cluster, lock};
+use crate::state::{Change, ClusterLock, ClusterState, Context, Home, Tools, clusters, find_cluster, lock};
 use crate::suggest::did_you_mean;
 use crate::{PlanRef, parameters};
 
@@ -56,6 +57,9 @@ pub async fn create(
     {
         bail!("cluster {name} was made from {}, not {source}", old.source);
     }
+    if let Some((old, _)) = &previous {
+        old.check_lab_home()?;
+    }
     sets.warn_visible_secrets(plan);
     let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
     crate::template::check_plan(&loaded, name.as_str(), &params)?;
@@ -77,8 +81,10 @@ pub async fn create(
     crate::state::save_plan(home, name, &loaded, &*lock)?;
     // A new cluster's state is made, never written over one another controller made.
     let expect = if previous.is_none() { Expect::Absent } else { Expect::Any };
+    // A local-cloud cluster belongs to this machine's lab (checked above for one made before).
+    let lab_home = if provider == ProviderName::Local { Some(LabHome::here()?) } else { None };
     let state = match previous {
-        Some((old, _)) => ClusterState { parameters: params, provider, images, ..old },
+        Some((old, _)) => ClusterState { parameters: params, provider, images, lab_home, ..old },
         None => ClusterState {
             name: name.clone(),
             source,
@@ -90,6 +96,7 @@ pub async fn create(
             stopped: false,
             volumes: BTreeSet::new(),
             images,
+            lab_home,
         },
     };
     state.save(home, &*lock, expect)?;
@@ -421,7 +428,19 @@ pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()
 /// ones' `node-removed`. Stopped clusters are left alone.
 pub async fn reconcile(home: &Home, tools: &Tools, name: &Name, replace: bool) -> anyhow::Result<PlanReconciled> {
     let lock = lock(home, name, "reconcile")?;
-    let mut ctx = Context::load(home, tools, name)?.under(&lock);
+    reconcile_locked(home, tools, name, replace, &lock).await
+}
+
+/// [`reconcile`] for a caller that holds cluster `name`'s lock already (`--watch` reads what
+/// it wrote before letting the lock go); its writes are fenced by `lock`.
+pub(crate) async fn reconcile_locked(
+    home: &Home,
+    tools: &Tools,
+    name: &Name,
+    replace: bool,
+    lock: &ClusterLock,
+) -> anyhow::Result<PlanReconciled> {
+    let mut ctx = Context::load(home, tools, name)?.under(lock);
     let mut out =
         PlanReconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
     if ctx.state.stopped {

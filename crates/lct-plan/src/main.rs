@@ -99,7 +99,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { name, event: None } => {
             report::log(out, home, name, cli.global.output() == OutputFormat::Jsonl)?;
         }
-        Command::Reconcile { names, replace } => {
+        Command::Reconcile { names, replace, watch: true } => {
+            use lct_plan::watch::Report;
+            let stop = lct_plan::watch::stop_on_signals()?;
+            lct_plan::watch::watch(home, &tools()?, names, *replace, stop, |report| match report {
+                Report::Reconciled(_, Ok(r)) => println!("{}", lct_core::stream::to_line(&r)),
+                Report::Reconciled(name, Err(e)) => eprintln!("lct-plan: reconcile {name}: {e:#} (tried again)"),
+                Report::Busy(name, holder) => eprintln!("lct-plan: cluster {name} is busy ({holder}): tried again"),
+                Report::StoreDown { error, retry } => {
+                    eprintln!("lct-plan: watching the state: {error} (again in {} s)", retry.as_secs())
+                }
+                Report::StoreBack => eprintln!("lct-plan: the state store answers again"),
+            })
+            .await?;
+        }
+        Command::Reconcile { names, replace, watch: false } => {
             lct_plan::cluster::reconcile_all(home, &tools()?, names, *replace, |name, result| match result {
                 Ok(r) => println!("{}", lct_core::stream::to_line(&r)),
                 Err(e) => eprintln!("lct-plan: reconcile {name}: {e:#}"),

@@ -8,6 +8,7 @@
 //! output (`logs/`) stays in this machine's state directory, with the controller that ran
 //! them. Long operations hold the cluster's lock (`plans/NAME`, [`lock`]).
 
+use crate::labhome::LabHome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -48,9 +49,23 @@ pub struct ClusterState {
     /// the bake's `REPO::ENTRY`): `scale` makes new nodes from the same image as the others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<Name, String>,
+    /// For a cluster on the local cloud: the machine and lab its nodes are in. Another
+    /// controller sharing the store is refused its operations (it would see no nodes).
+    /// Absent in a cluster made before it was recorded: not guarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab_home: Option<LabHome>,
 }
 
 impl ClusterState {
+    /// Fails unless this machine may operate the cluster: one on the local cloud only from
+    /// the machine (and lab) that holds its nodes.
+    pub fn check_lab_home(&self) -> anyhow::Result<()> {
+        match &self.lab_home {
+            Some(home) => home.check_is(&LabHome::here()?, self.name.as_str()),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `cluster.json` while `lock` (the cluster's) is still held, and only if the
     /// state is as `expect` says (`Absent` for a new cluster): a controller that lost its
     /// lock, or a late save after a destroy, writes nothing.
@@ -287,6 +302,7 @@ impl Context {
     /// Cluster `name` as saved in `home`.
     pub fn load(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<Context> {
         let (state, saved) = load_saved(home, name)?;
+        state.check_lab_home()?;
         Ok(Context::new(home, tools, state, saved))
     }
 

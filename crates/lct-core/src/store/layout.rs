@@ -108,6 +108,7 @@ mod tests {
             "plans/zk/cluster.json.bak",
             "images",
             "images/bakes",
+            "dns/linode-example.com.json",
         ] {
             assert_eq!(of(public), Secrecy::Public, "{public}");
         }

@@ -27,6 +27,13 @@ const MAX_ETCD_VALUE: usize = 1536 * 1024 - 8 * 1024;
 /// hook logs, `plans/NAME/logs/`, stay on the machine that ran the hooks).
 const KEYS: &[&str] = &["clusters.jsonl"];
 const PREFIXES: &[&str] = &["ssh", "plans", "images/bakes"];
+/// lct-dns's own keys under `dns/`: `dns/linode-DOMAIN.json` (the records it made at Linode).
+/// The rest of a local `STATE/dns/` is a DNS server's data (its zones, its DNSSEC keys),
+/// kept where that server runs.
+fn is_dns_state(key: &Key) -> bool {
+    let segments: Vec<&str> = key.segments().collect();
+    matches!(segments.as_slice(), ["dns", file] if file.starts_with("linode-") && file.ends_with(".json"))
+}
 
 /// A store of either kind, opened from its spec (`/dir`, `dir:/dir`, `etcd://...`).
 pub enum Side {
@@ -88,6 +95,7 @@ impl Side {
                 out.push((key, rev));
             }
         }
+        out.extend(store.keys(&Key::new("dns")?)?.into_iter().filter(|(k, _)| is_dns_state(k)));
         out.sort();
         Ok(out)
     }
