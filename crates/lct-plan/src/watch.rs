@@ -34,7 +34,7 @@ use lct_core::record::Name;
 use lct_core::store::{Change, Holder, Key, Rev, StoreError, Wait};
 
 use crate::records::PlanReconciled;
-use crate::state::{ClusterLock, Home, LOCK_TTL, Tools, cluster_key, cluster_prefix, clusters};
+use crate::state::{ClusterLock, ClusterState, Home, LOCK_TTL, Tools, cluster_key, cluster_prefix, clusters};
 
 /// How long a cluster must go without a change before it is reconciled.
 pub const QUIET: Duration = Duration::from_millis(500);
@@ -152,6 +152,11 @@ pub async fn watch(
                     pending.remove(&name);
                     own.remove(&name);
                 }
+                Outcome::Elsewhere(e) => {
+                    // Said once per change, not tried again: only its lab's machine can act.
+                    pending.remove(&name);
+                    report(Report::Reconciled(name, Err(e)));
+                }
             }
         }
         // Wait for changes until the next cluster is due, the stop flag's next look, or the
@@ -224,11 +229,21 @@ enum Outcome {
     Busy(Holder),
     /// The cluster has no state (destroyed meanwhile).
     Gone,
+    /// A local-cloud cluster of another machine's lab (`lab_home`): not this one's to act on.
+    Elsewhere(anyhow::Error),
 }
 
 /// One reconcile of `name` under its lock; the revision of its cluster.json read before the
 /// lock goes.
 async fn reconcile_once(home: &Home, tools: &Tools, name: &Name, replace: bool) -> Outcome {
+    // Before its lock: another machine's local-cloud cluster is left to that machine (a
+    // state that does not parse is said by the reconcile itself).
+    if let Ok(Some(entry)) = home.store.get(&cluster_key(name, "cluster.json"))
+        && let Ok(state) = serde_json::from_slice::<ClusterState>(&entry.value)
+        && let Err(e) = state.check_lab_home()
+    {
+        return Outcome::Elsewhere(e);
+    }
     let holder = Holder::here(format!("reconcile --watch {name}"));
     let guard: ClusterLock = match home.store.lock(&cluster_prefix(name), &holder, LOCK_TTL, Wait::No) {
         Ok(guard) => guard.into(),
@@ -333,5 +348,29 @@ mod tests {
         assert_eq!(waits[0], RETRY_FIRST);
         assert_eq!(waits[1], RETRY_FIRST * 2);
         assert_eq!(*waits.last().unwrap(), RETRY_MAX);
+    }
+
+    /// A cluster on another machine's local cloud is left alone, said once, and not retried
+    /// (its state written as `create` on that machine would).
+    #[tokio::test]
+    async fn another_machines_local_cloud_cluster_is_not_reconciled_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::local(dir.path());
+        let tools = Tools { bin_dir: dir.path().to_path_buf() };
+        let name: Name = "zk".parse().unwrap();
+        let state = serde_json::json!({
+            "name": "zk", "source": "p.yaml", "provider": "local", "parameters": {},
+            "lab_home": {"machine": "machine-id:elsewhere", "lab": "lct"},
+        });
+        let file = dir.path().join("plans/zk/cluster.json");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, serde_json::to_vec(&state).unwrap()).unwrap();
+        match reconcile_once(&home, &tools, &name, true).await {
+            Outcome::Elsewhere(e) => {
+                let e = e.to_string();
+                assert!(e.contains("cluster zk is on the local cloud of machine machine-id:elsewhere"), "{e}");
+            }
+            _ => panic!("reconciled another machine's cluster"),
+        }
     }
 }
