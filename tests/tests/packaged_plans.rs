@@ -209,7 +209,8 @@ fn zookeeper_and_postgres_ha_end_to_end() {
     assert!(!status.stdout.contains(&password) && !status.stdout.contains(&api_password));
     for cluster in ["zk", "pg"] {
         let dir = env.state.path().join("plans").join(cluster);
-        let mut files = vec![dir.join("events.jsonl")];
+        let mut files: Vec<std::path::PathBuf> =
+            std::fs::read_dir(dir.join("events")).unwrap().map(|e| e.unwrap().path()).collect();
         files.extend(std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().path()));
         for f in files {
             let text = std::fs::read_to_string(&f).unwrap();

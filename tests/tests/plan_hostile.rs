@@ -233,7 +233,10 @@ fn a_secret_from_a_file_never_appears_in_ps_logs_or_errors_during_a_create() {
     // Nowhere else: not in what create printed, the event log, the hooks' logs, status.
     assert!(!out.stdout.contains(&secret) && !out.stderr.contains(&secret));
     let dir = env.state.path().join("plans").join("sec");
-    let mut texts = vec![std::fs::read_to_string(dir.join("events.jsonl")).unwrap()];
+    let mut texts: Vec<String> = std::fs::read_dir(dir.join("events"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
     for log in std::fs::read_dir(dir.join("logs")).unwrap() {
         texts.push(std::fs::read_to_string(log.unwrap().path()).unwrap());
     }

@@ -131,7 +131,12 @@ fn the_reconcile_units_verify() {
     let local = service.replace("/usr/local/bin/lct-plan", lct_tests::bin("lct-plan").to_str().unwrap());
     std::fs::write(env.state.path().join("lct-plan-reconcile.service"), local).unwrap();
     std::fs::copy(format!("{dir}lct-plan-reconcile.timer"), env.state.path().join("lct-plan-reconcile.timer")).unwrap();
-    for unit in ["lct-plan-reconcile.service", "lct-plan-reconcile.timer"] {
+    // The watching one (docs/state.md): a long-running service stopped by SIGTERM.
+    let watch = std::fs::read_to_string(format!("{dir}lct-plan-reconcile-watch.service")).unwrap();
+    assert!(watch.contains("ExecStart=/usr/local/bin/lct-plan reconcile --watch") && watch.contains("Type=simple"));
+    let local = watch.replace("/usr/local/bin/lct-plan", lct_tests::bin("lct-plan").to_str().unwrap());
+    std::fs::write(env.state.path().join("lct-plan-reconcile-watch.service"), local).unwrap();
+    for unit in ["lct-plan-reconcile.service", "lct-plan-reconcile.timer", "lct-plan-reconcile-watch.service"] {
         let path = env.state.path().join(unit);
         let out = std::process::Command::new("systemd-analyze")
             .args(["verify", "--man=no", path.to_str().unwrap()])

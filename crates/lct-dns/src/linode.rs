@@ -1,6 +1,7 @@
 //! Public DNS at Linode: `lct-dns sync-linode` makes the DNS Manager serve a zone's external
 //! view (public addresses only), as an idempotent diff in the way Terraform keeps what it
-//! manages: lct remembers the ids of the records it made (a state file per domain), touches
+//! manages: lct remembers the ids of the records it made (per domain, in lct's state:
+//! `dns/linode-DOMAIN.json`, shared by every controller of a team on etcd), touches
 //! only those, adopts records that already say exactly what it wants, and leaves every
 //! other record of the domain alone. Each run makes what differs and nothing else: creates,
 //! updates (a name whose address or TTL changed keeps its record), deletes.
@@ -11,10 +12,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::path::Path;
 
 use lct_api::linode::api::Linode;
 use lct_api::linode::types::DomainRecord;
+use lct_core::store::{Expect, Secrecy, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -51,7 +52,7 @@ impl lct_core::table::Tabular for LinodeChange {
     }
 }
 
-/// Which records of the domain are lct's: kept in the state directory.
+/// Which records of the domain are lct's: kept in lct's state ([`state_key`]).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Owned {
     domain_id: u64,
@@ -60,6 +61,13 @@ struct Owned {
 
 /// A record as compared: relative name, type, canonical target.
 type Key = (String, String, String);
+
+/// Where lct keeps which records of `domain` at Linode are its own: `dns/linode-DOMAIN.json`
+/// (in the local directory the file `STATE/dns/linode-DOMAIN.json`, as before the store).
+pub fn state_key(domain: &str) -> Result<lct_core::store::Key, lct_core::store::KeyError> {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    lct_core::store::Key::new(format!("dns/linode-{domain}.json"))
+}
 
 /// The records lct wants at Linode for `domain`: the external view's A and AAAA.
 pub fn desired(records: &[DnsRecord], domain: &str) -> BTreeMap<Key, u32> {
@@ -83,14 +91,16 @@ fn key_of(r: &DomainRecord) -> Key {
 }
 
 /// Brings the domain's records at Linode in line with `want` (from [`desired`]); returns
-/// what changed. The state file is written after every change, so an interrupted run is
-/// finished by the next.
+/// what changed. Which records are lct's is written to `store` after every change, so an
+/// interrupted run is finished by the next; each write expects what the last one left, so
+/// two controllers syncing one domain at once cannot lose each other's records silently
+/// (the second is told to run again).
 pub async fn sync(
     api: &Linode,
     domain: &str,
     want: &BTreeMap<Key, u32>,
     soa_email: &str,
-    state: &Path,
+    store: &dyn Store,
     dry_run: bool,
 ) -> anyhow::Result<Vec<LinodeChange>> {
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
@@ -111,22 +121,40 @@ pub async fn sync(
         }
         tracing::info!("domain {domain}: not at Linode yet: creating it");
         api.create_domain(&domain, soa_email).await?;
-        return Box::pin(sync(api, &domain, want, soa_email, state, dry_run)).await;
+        return Box::pin(sync(api, &domain, want, soa_email, store, dry_run)).await;
     };
-    let mut owned: Owned = std::fs::read(state)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .filter(|o: &Owned| o.domain_id == found.id)
-        .unwrap_or(Owned { domain_id: found.id, records: BTreeSet::new() });
+    let state = state_key(&domain)?;
+    // A store that does not answer fails the sync (never taken for "lct owns nothing").
+    let read = store.get(&state)?;
+    let place = || format!("{} {state}", store.describe());
+    let mut owned: Owned = match &read {
+        None => Owned { domain_id: found.id, records: BTreeSet::new() },
+        Some(entry) => serde_json::from_slice(&entry.value).map_err(|e| {
+            anyhow::anyhow!("{}: not lct's list of its records at Linode ({e}); remove it to start over", place())
+        })?,
+    };
+    if owned.domain_id != found.id {
+        // The domain was made anew at Linode: none of the old ids are in it.
+        owned = Owned { domain_id: found.id, records: BTreeSet::new() };
+    }
+    let last = std::cell::Cell::new(Expect::from_read(read.as_ref()));
     let save = |owned: &Owned| -> anyhow::Result<()> {
         if dry_run {
             return Ok(());
         }
-        if let Some(dir) = state.parent() {
-            std::fs::create_dir_all(dir)?;
+        let bytes = serde_json::to_vec_pretty(owned)?;
+        match store.put_if(&state, &bytes, Secrecy::Public, last.get()) {
+            Ok(rev) => {
+                last.set(Expect::Rev(rev));
+                Ok(())
+            }
+            Err(e) if e.is_conflict() => Err(anyhow::anyhow!(
+                "{}: another controller synced {domain} at the same time; run sync-linode again (it adopts what \
+                 the other made)",
+                place()
+            )),
+            Err(e) => Err(e.into()),
         }
-        lct_core::fsutil::atomic_write(state, &serde_json::to_vec_pretty(owned)?, 0o600)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", state.display()))
     };
     let existing = api.domain_records(found.id).await?;
     let mut changes = Vec::new();

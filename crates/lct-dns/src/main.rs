@@ -87,13 +87,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let soa_email = soa_email.unwrap_or_else(|| format!("hostmaster@{domain}"));
             let want = lct_dns::linode::desired(&records, &domain);
             let provider = lct_api::linode::LinodeProvider::from_env()?;
-            let state = lct_core::state::state_dir().join("dns").join(format!("linode-{domain}.json"));
+            let store = lct_core::store::open()?;
             let changes = lct_core::cli::block_on(lct_dns::linode::sync(
                 &provider.api,
                 &domain,
                 &want,
                 &soa_email,
-                &state,
+                &*store,
                 dry_run,
             ))?;
             lct_core::table::emit(&changes, format)

@@ -30,19 +30,40 @@ pub struct ExecOptions {
     pub lct_ssh_options: Vec<String>,
     /// The files those options name (a shared store's private copy lives as long as they).
     pub lct_ssh_files: Option<lct_core::ssh::SshFiles>,
+    /// Why lct's SSH files could not be had (the state store unreadable, no `LCT_STATE_KEY`
+    /// for a shared one): an SSH node is then refused, never reached without lct's pins.
+    pub lct_ssh_error: Option<String>,
 }
 
-impl Default for ExecOptions {
-    fn default() -> Self {
-        let files = lct_core::ssh::SshFiles::from_env().ok();
-        ExecOptions {
+impl ExecOptions {
+    /// The defaults with lct's SSH trust read from the state store; fails when it cannot be
+    /// read (ssh without lct's pinned host keys would trust whatever answers).
+    pub fn new() -> std::io::Result<ExecOptions> {
+        let files = lct_core::ssh::SshFiles::from_env()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("lct's SSH keys and pinned host keys: {e}")))?;
+        Ok(ExecOptions {
             parallel: 16,
             timeout: None,
             ssh_options: Vec::new(),
-            // A state store that cannot be opened was refused before (the cluster records).
-            lct_ssh_options: files.as_ref().map(|f| f.client_options()).unwrap_or_default(),
-            lct_ssh_files: files,
-        }
+            lct_ssh_options: files.client_options(),
+            lct_ssh_files: Some(files),
+            lct_ssh_error: None,
+        })
+    }
+}
+
+impl Default for ExecOptions {
+    /// [`ExecOptions::new`], or, when the state cannot be read, options that refuse every
+    /// SSH node with the reason (local nodes need no SSH trust).
+    fn default() -> Self {
+        ExecOptions::new().unwrap_or_else(|e| ExecOptions {
+            parallel: 16,
+            timeout: None,
+            ssh_options: Vec::new(),
+            lct_ssh_options: Vec::new(),
+            lct_ssh_files: None,
+            lct_ssh_error: Some(e.to_string()),
+        })
     }
 }
 
@@ -184,6 +205,13 @@ pub fn command_for(node: &Node, argv: &[String], options: &ExecOptions) -> Resul
         Some(Access::Ssh { host, port, user, netns }) => {
             // Before anything connects: a lab's address is reached from inside the lab only.
             check_reach(node)?;
+            // Never without lct's pins: the operator's ssh config would decide (TOFU).
+            if let Some(why) = &options.lct_ssh_error {
+                return Err(format!("node {}: not reached over SSH without lct's pinned host keys: {why}", node.name));
+            }
+            if options.lct_ssh_options.is_empty() {
+                return Err(format!("node {}: not reached over SSH without lct's pinned host keys", node.name));
+            }
             let mut cmd: Vec<String> = Vec::new();
             if let Some(ns) = netns {
                 cmd.extend(["ip", "netns", "exec", ns].map(String::from));
@@ -366,6 +394,25 @@ mod tests {
         .unwrap();
         let e = command_for(&node, &["true".into()], &ExecOptions::default()).unwrap_err();
         assert!(e.contains("LCT_LINODE_SSH_NETNS") && e.starts_with("node lz-1: refusing"), "{e}");
+    }
+
+    #[test]
+    fn a_state_that_cannot_be_read_refuses_ssh_rather_than_running_unpinned() {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "group": "g", "name": "n-1", "provider": "linode", "status": "running",
+            "access": {"method": "ssh", "host": "100.64.0.9", "port": 2222}
+        }))
+        .unwrap();
+        let broken = ExecOptions {
+            lct_ssh_options: Vec::new(),
+            lct_ssh_files: None,
+            lct_ssh_error: Some("state store etcd://x/lct: set LCT_STATE_KEY".into()),
+            ..ExecOptions::default()
+        };
+        let e = command_for(&node, &["true".into()], &broken).unwrap_err();
+        assert!(e.contains("n-1") && e.contains("pinned host keys") && e.contains("LCT_STATE_KEY"), "{e}");
+        let bare = ExecOptions { lct_ssh_options: Vec::new(), lct_ssh_error: None, ..ExecOptions::default() };
+        assert!(command_for(&node, &["true".into()], &bare).unwrap_err().contains("pinned host keys"));
     }
 
     #[tokio::test]

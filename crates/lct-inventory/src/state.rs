@@ -6,8 +6,10 @@ use lct_core::store::migrate::{Side, migrate};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum StateCommand {
-    /// Copy every record, key, plan and bake to another store (which must hold no state yet),
-    /// read each back and compare it byte for byte; the source is only read
+    /// Copy every record, key, plan and bake to another store (which must hold no state yet,
+    /// or what a failed run left), read each back and compare it byte for byte; the source
+    /// is only read. Checked before the first write; a failure after it deletes what was
+    /// written
     #[command(after_help = "\
 Examples:
   LCT_STATE_KEY=/etc/lct/state.key lct-inventory state migrate --to etcd://10.0.0.1:2379,10.0.0.2:2379/team
@@ -37,8 +39,13 @@ pub fn run(command: StateCommand) -> anyhow::Result<()> {
             let source = Side::open(&from)?;
             let target = Side::open(&to)?;
             let done = migrate(&source, &target).with_context(|| format!("migrating {from} to {to}"))?;
+            let resumed = if done.resumed > 0 {
+                format!(", {} already there from an earlier run", done.resumed)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "migrated {} key(s) ({} secret, {} bytes) from {} to {}, each read back and compared; {} is untouched",
+                "migrated {} key(s) ({} secret, {} bytes{resumed}) from {} to {}, each read back and compared; {} is untouched",
                 done.keys,
                 done.secrets,
                 done.bytes,

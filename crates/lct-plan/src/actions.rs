@@ -40,7 +40,7 @@ pub(crate) async fn run_action(
         let nodes = lct_inventory::query(&selector, records).await?;
         anyhow::Ok(nodes.into_iter().filter(|n| only.is_none_or(|o| o.contains(&n.name))).collect::<Vec<Node>>())
     };
-    let options = ExecOptions::default();
+    let options = ExecOptions::new()?;
     match action {
         Action::Install => {
             let nodes = own().await?;
@@ -132,7 +132,7 @@ exit 100"#;
 /// whole inventory: `lct-dns update` runs on the server's node, where its key is (the key
 /// never leaves it), and sends the difference as signed updates.
 pub async fn update_dns(home: &Home, records: &[Cluster]) -> anyhow::Result<()> {
-    let options = ExecOptions::default();
+    let options = ExecOptions::new()?;
     let all = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
     let input: String = all.iter().map(|n| lct_core::stream::to_line(n) + "\n").collect();
     for (server, offered) in dns_servers(home, &all, records)? {

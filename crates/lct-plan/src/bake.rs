@@ -123,10 +123,13 @@ pub async fn bake(
         stopped: false,
         volumes: Default::default(),
         images: Default::default(),
+        lab_home: None,
     };
-    let ctx = Context::new(home, tools, state, loaded.clone());
+    // The bake node's cluster is locked as any other's: its files and events are fenced.
+    let lock = crate::state::lock(home, &cluster, "bake")?;
+    let ctx = Context::new(home, tools, state, loaded.clone()).under(&lock);
     // Its plan's files for the hooks, kept as a cluster's are while the bake runs.
-    crate::state::save_plan(home, &cluster, &loaded)?;
+    crate::state::save_plan(home, &cluster, &loaded, &*lock)?;
     let logs = ctx.logs();
     let spec = NodeSpec {
         cluster: cluster.clone(),
@@ -152,7 +155,8 @@ pub async fn bake(
     let added = made.with_context(|| format!("baking {name} (the hooks' logs: {})", logs.display()))?;
     released.with_context(|| format!("releasing the capture of {cluster}"))?;
     deleted.with_context(|| format!("deleting the bake node {cluster}"))?;
-    home.store.commit(&lct_core::store::Txn::new().delete_prefix(&crate::state::cluster_prefix(&cluster)))?;
+    home.store
+        .commit(&ctx.fenced(lct_core::store::Txn::new().delete_prefix(&crate::state::cluster_prefix(&cluster))))?;
     match std::fs::remove_dir_all(home.dir.join("plans").join(cluster.as_str())) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
         _ => {}
@@ -297,7 +301,7 @@ async fn secrets_on_node(node: &Node, device: &str, secrets: &[String]) -> anyho
     let input: String = long.iter().map(|s| format!("{s}\n")).collect();
     let argv: Vec<String> = ["grep", "-qaFf", "-", "--", device].map(String::from).to_vec();
     let jobs = vec![(node.clone(), argv, input.into_bytes())];
-    for r in exec_each(jobs, &ExecOptions::default(), None).await {
+    for r in exec_each(jobs, &ExecOptions::new()?, None).await {
         match r.outcome {
             lct_inventory::exec::Outcome::Exited { code: 1 } => {}
             lct_inventory::exec::Outcome::Exited { code: 0 } => {
@@ -314,7 +318,7 @@ async fn generalize(node: &Node) -> anyhow::Result<()> {
     let argv: Vec<String> =
         vec!["sh".into(), "-c".into(), crate::generalize::GENERALIZE.into(), "lct-generalize".into()];
     let jobs = vec![(node.clone(), argv, Vec::new())];
-    for r in exec_each(jobs, &ExecOptions::default(), None).await {
+    for r in exec_each(jobs, &ExecOptions::new()?, None).await {
         if !r.outcome.success() || !r.stdout.contains("generalized") {
             bail!("generalizing {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
         }

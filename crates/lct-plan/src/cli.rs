@@ -27,6 +27,7 @@ Examples:
   lct-plan fire zk dependent-changed             # an event by hand
   lct-plan reconcile                             # for cron / lct-plan-reconcile.timer
   lct-plan reconcile etcd --replace              # lost nodes made anew (a member replaced)
+  lct-plan reconcile --watch                     # runs on: reacts to other controllers' changes
   lct-plan stop zk; lct-plan start zk
   lct-plan unlock zk                             # who holds zk's lock, since when
   lct-plan destroy pg; lct-plan destroy zk
@@ -177,11 +178,25 @@ pub enum Command {
     },
     /// Find nodes added or removed behind lct's back and repair hosts files and firewalls
     /// (every cluster, or the named ones): made for cron and lct-plan-reconcile.timer
+    ///
+    /// With --watch it runs until SIGTERM or Ctrl-C: every cluster once, then each again
+    /// within seconds of another controller recording a change to it in the shared state
+    /// (its cluster.json: a scale, a create, a stop); bursts are gathered, a busy cluster is
+    /// tried again when its lock is free, an unreachable store is waited out.
+    #[command(after_help = "Examples:
+          lct-plan reconcile                       # every cluster once (cron, a timer)
+          lct-plan reconcile etcd --replace        # lost nodes made anew
+          LCT_STATE=etcd://10.0.0.1:2379/team lct-plan reconcile --watch   # react to the team's changes
+          lct-plan reconcile --watch --replace zk pg  # only these, groups made whole again")]
     Reconcile {
         names: Vec<Name>,
         /// Make groups short of the plan whole again (lost nodes made anew, node-added)
         #[arg(long)]
         replace: bool,
+        /// Keep running: reconcile a cluster whenever its recorded state changes (the store's
+        /// watch), until SIGTERM
+        #[arg(long)]
+        watch: bool,
     },
     /// A cluster's plan, parameters (secrets hidden), nodes and last events
     Status { name: Name },
@@ -196,10 +211,20 @@ pub enum Command {
         keep_volumes: bool,
     },
     /// Who holds a cluster's lock (taken by create, scale, start, stop, reconcile, destroy,
-    /// fire) and since when; a stale record is cleared. In a local directory a live holder's
-    /// lock ends with it; on etcd the holder's lease is revoked, and a holder still running is
-    /// not stopped by that: unlock only when its process is gone (docs/state.md)
-    Unlock { name: Name },
+    /// fire, bake) and since when; a stale record is cleared. A live holder is refused: its
+    /// lock ends with it (on etcd within 30 s of its death). --force takes a live holder's
+    /// lock away on etcd (Terraform's force-unlock): its later writes are refused (docs/state.md)
+    #[command(
+        after_help = "Examples:\n  lct-plan unlock zk            # who holds zk's lock; cleared if its holder is gone\n  \
+                            lct-plan unlock --force zk    # etcd: take a stuck holder's lock away"
+    )]
+    Unlock {
+        name: Name,
+        /// On a shared store, break a live holder's lock (its lease revoked): its writes
+        /// from then on are refused. A provider call or hook it runs may still finish
+        #[arg(long)]
+        force: bool,
+    },
     /// The JSON Schema of the plan format
     Schema,
     /// Clusters (every one made here, or those named) and plans as a picture: groups,

@@ -11,15 +11,17 @@
 use anyhow::{Context as _, bail};
 use lct_api::{AnyProvider, Provider};
 use lct_core::record::{Name, Node, NodeSpec, ProviderName, Status};
+use lct_core::store::Expect;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::hooks::{fire, progress};
+use crate::labhome::LabHome;
 use crate::plan::{Event, Plan};
 use crate::records::PlanReconciled;
 use crate::setting::Settings;
 use crate::spec::{check_no_cycle, cluster_record, node_specs, placed, volume_labels, warn_unwise};
-use crate::state::{Change, ClusterState, Context, Home, Tools, clusters, find_cluster, lock};
+use crate::state::{Change, ClusterLock, ClusterState, Context, Home, Tools, clusters, find_cluster, lock};
 use crate::suggest::did_you_mean;
 use crate::{PlanRef, parameters};
 
@@ -47,13 +49,16 @@ pub async fn create(
     let (plan, source) = (&loaded.plan, loaded.source.clone());
     check_trust(&r, &loaded, trust)?;
     // One operation on a cluster at a time (others proceed); a second fails naming this one.
-    let _lock = lock(home, name, "create")?;
+    let lock = lock(home, name, "create")?;
     // Everything is read and checked before anything is written: bad input changes nothing.
     let previous = find_cluster(home, name)?;
     if let Some((old, _)) = &previous
         && old.source != source
     {
         bail!("cluster {name} was made from {}, not {source}", old.source);
+    }
+    if let Some((old, _)) = &previous {
+        old.check_lab_home()?;
     }
     sets.warn_visible_secrets(plan);
     let params = kept_parameters(plan, previous.as_ref().map(|(s, _)| s), &sets.all())?;
@@ -73,9 +78,13 @@ pub async fn create(
     crate::images::prepare(&api, &images).await.with_context(|| source.clone())?;
 
     // The plan's scripts are kept with its copy: later events need no source or network.
-    crate::state::save_plan(home, name, &loaded)?;
+    crate::state::save_plan(home, name, &loaded, &*lock)?;
+    // A new cluster's state is made, never written over one another controller made.
+    let expect = if previous.is_none() { Expect::Absent } else { Expect::Any };
+    // A local-cloud cluster belongs to this machine's lab (checked above for one made before).
+    let lab_home = if provider == ProviderName::Local { Some(LabHome::here()?) } else { None };
     let state = match previous {
-        Some((old, _)) => ClusterState { parameters: params, provider, images, ..old },
+        Some((old, _)) => ClusterState { parameters: params, provider, images, lab_home, ..old },
         None => ClusterState {
             name: name.clone(),
             source,
@@ -87,11 +96,12 @@ pub async fn create(
             stopped: false,
             volumes: BTreeSet::new(),
             images,
+            lab_home,
         },
     };
-    state.save(home)?;
+    state.save(home, &*lock, expect)?;
     store.set(vec![record])?;
-    let mut ctx = Context::new(home, tools, state, loaded.clone());
+    let mut ctx = Context::new(home, tools, state, loaded.clone()).under(&lock);
 
     // The lab's mirror gets the plan's packages first (Linode nodes reach Debian directly);
     // nodes made from lct images have them (a bake installed them).
@@ -169,6 +179,7 @@ async fn converge_groups(
     if !leaving.is_empty() && plan.hooks.contains_key(&Event::NodeRemoving) {
         fire(ctx, Event::NodeRemoving, &Change { added: vec![], removed: leaving }).await?;
     }
+    ctx.check_held("changing the cluster's nodes")?;
     for node in existing.iter().filter(|n| only.is_none() && !wanted.contains(&n.name)) {
         api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
     }
@@ -183,6 +194,7 @@ async fn converge_groups(
         bar.set_message(format!("cluster {name}: making {} node(s), then waiting until they answer", missing.len()));
     }
     // The provider's order (the local cloud: one at a time, zk-1 gets .1), bounded.
+    ctx.check_held("making the cluster's nodes")?;
     let how = lct_api::create::CreateMany { wait_ready: false, ..Default::default() };
     let made = lct_api::create::create_many(api, missing.into_iter().cloned().collect(), how, |_| {}).await;
     let mut failures = Vec::new();
@@ -255,7 +267,7 @@ pub(crate) async fn wait_ssh(nodes: Vec<Node>) -> anyhow::Result<()> {
     let options = ExecOptions {
         timeout: Some(std::time::Duration::from_secs(120)),
         ssh_options: vec!["ConnectTimeout=5".into()],
-        ..ExecOptions::default()
+        ..ExecOptions::new()?
     };
     let mut waiting: Vec<Node> =
         nodes.into_iter().filter(|n| matches!(n.access, Some(lct_core::record::Access::Ssh { .. }))).collect();
@@ -343,8 +355,8 @@ async fn propagate(ctx: &Context, change: &Change) -> anyhow::Result<()> {
 /// `lct-plan scale NAME GROUP N`: the group's size becomes N (kept over the plan's count);
 /// nodes are made or deleted (the highest numbers first) and the events follow.
 pub async fn scale(home: &Home, tools: &Tools, name: &Name, group: &Name, count: u32) -> anyhow::Result<Vec<Node>> {
-    let _lock = lock(home, name, "scale")?;
-    let mut ctx = Context::load(home, tools, name)?;
+    let lock = lock(home, name, "scale")?;
+    let mut ctx = Context::load(home, tools, name)?.under(&lock);
     let (state, plan) = (&mut ctx.state, &ctx.plan);
     if !plan.groups.contains_key(group) {
         let groups: Vec<&str> = plan.groups.keys().map(Name::as_str).collect();
@@ -364,11 +376,12 @@ pub async fn scale(home: &Home, tools: &Tools, name: &Name, group: &Name, count:
 
 /// `lct-plan stop`: `stopping` (nodes still up), the nodes stop, `stopped`.
 pub async fn stop(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let _lock = lock(home, name, "stop")?;
-    let mut ctx = Context::load(home, tools, name)?;
+    let lock = lock(home, name, "stop")?;
+    let mut ctx = Context::load(home, tools, name)?.under(&lock);
     let api = AnyProvider::from_env(ctx.state.provider)?;
     fire(&ctx, Event::Stopping, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    ctx.check_held("stopping the cluster's nodes")?;
     let stopped = futures_util::future::join_all(nodes.iter().map(|n| api.stop(&n.name))).await;
     for r in stopped {
         r?;
@@ -381,11 +394,12 @@ pub async fn stop(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()>
 /// `lct-plan start`: `starting`, the nodes start and are waited for, `started`; then what
 /// changed while it was stopped is settled.
 pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()> {
-    let _lock = lock(home, name, "start")?;
-    let mut ctx = Context::load(home, tools, name)?;
+    let lock = lock(home, name, "start")?;
+    let mut ctx = Context::load(home, tools, name)?.under(&lock);
     let api = AnyProvider::from_env(ctx.state.provider)?;
     fire(&ctx, Event::Starting, &Change::default()).await?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
+    ctx.check_held("starting the cluster's nodes")?;
     let started = futures_util::future::join_all(nodes.iter().map(|n| async {
         let node = if n.status == Status::Running { n.clone() } else { api.start(&n.name).await? };
         api.wait_ready(node).await
@@ -413,8 +427,20 @@ pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()
 /// whole again as `create` would (the lost nodes made anew: `node-added`), after the lost
 /// ones' `node-removed`. Stopped clusters are left alone.
 pub async fn reconcile(home: &Home, tools: &Tools, name: &Name, replace: bool) -> anyhow::Result<PlanReconciled> {
-    let _lock = lock(home, name, "reconcile")?;
-    let mut ctx = Context::load(home, tools, name)?;
+    let lock = lock(home, name, "reconcile")?;
+    reconcile_locked(home, tools, name, replace, &lock).await
+}
+
+/// [`reconcile`] for a caller that holds cluster `name`'s lock already (`--watch` reads what
+/// it wrote before letting the lock go); its writes are fenced by `lock`.
+pub(crate) async fn reconcile_locked(
+    home: &Home,
+    tools: &Tools,
+    name: &Name,
+    replace: bool,
+    lock: &ClusterLock,
+) -> anyhow::Result<PlanReconciled> {
+    let mut ctx = Context::load(home, tools, name)?.under(lock);
     let mut out =
         PlanReconciled { cluster: name.clone(), added: vec![], removed: vec![], short: vec![], repaired: vec![] };
     if ctx.state.stopped {
@@ -489,8 +515,8 @@ pub async fn reconcile_all(
 /// refused while other clusters depend on it, unless `force`. The clusters it depended on
 /// hear `dependent-changed` (their firewalls stop admitting it).
 pub async fn destroy(home: &Home, tools: &Tools, name: &Name, force: bool, keep_volumes: bool) -> anyhow::Result<()> {
-    let _lock = lock(home, name, "destroy")?;
-    let ctx = Context::load(home, tools, name)?;
+    let lock = lock(home, name, "destroy")?;
+    let ctx = Context::load(home, tools, name)?.under(&lock);
     let (state, plan, store) = (&ctx.state, &ctx.plan, &ctx.store);
     let records = store.load()?;
     let dependents: Vec<String> = records
@@ -511,6 +537,7 @@ pub async fn destroy(home: &Home, tools: &Tools, name: &Name, force: bool, keep_
     let api = AnyProvider::from_env(state.provider)?;
     let nodes: Vec<Node> = api.list().await?.into_iter().filter(|n| &n.cluster == name).collect();
     let removed: Vec<Name> = nodes.iter().map(|n| n.name.clone()).collect();
+    ctx.check_held("deleting the cluster's nodes")?;
     for node in nodes {
         api.delete(&node.name).await.with_context(|| format!("deleting {}", node.name))?;
     }
@@ -524,7 +551,8 @@ pub async fn destroy(home: &Home, tools: &Tools, name: &Name, force: bool, keep_
         }
     }
     store.remove(std::slice::from_ref(name))?;
-    home.store.commit(&lct_core::store::Txn::new().delete_prefix(&crate::state::cluster_prefix(name)))?;
+    // Fenced: a destroy that lost its lock meanwhile deletes nothing another holder made.
+    home.store.commit(&ctx.fenced(lct_core::store::Txn::new().delete_prefix(&crate::state::cluster_prefix(name))))?;
     // This machine's hook logs of it go too.
     match std::fs::remove_dir_all(home.dir.join("plans").join(name.as_str())) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),

@@ -12,7 +12,7 @@ use crate::state::{Change, Context};
 
 /// Raises `event` on the cluster: its hooks run in the declared order and the first
 /// failure stops them, naming hook, node and exit status. The event, how it ended and the
-/// hooks that ran go to the cluster's `events.jsonl`.
+/// hooks that ran go to the cluster's event log (`plans/NAME/events/`).
 pub async fn fire(ctx: &Context, event: Event, change: &Change) -> anyhow::Result<()> {
     let (name, plan) = (ctx.name(), &ctx.plan);
     let started = std::time::Instant::now();
@@ -22,7 +22,10 @@ pub async fn fire(ctx: &Context, event: Event, change: &Change) -> anyhow::Resul
     for (i, hook) in plan.hooks.get(&event).into_iter().flatten().enumerate() {
         let label = hook_label(hook, i);
         bar.set_message(format!("cluster {name}, {event}: {label}"));
-        let result = run_hook(ctx, event, hook, &label, change).await;
+        let result = match ctx.check_held(&format!("{event}'s hook {label}")) {
+            Ok(()) => run_hook(ctx, event, hook, &label, change).await,
+            Err(e) => Err(e),
+        };
         ran.push(HookRun { hook: label.clone(), ok: result.is_ok() });
         if let Err(e) = result {
             outcome = Err(e.context(format!("cluster {name}, event {event}, hook {label}")));
@@ -84,7 +87,14 @@ fn log_event(
         removed: change.removed.clone(),
     };
     let text = format!("{}\n", lct_core::stream::to_line(&line));
-    ctx.home.store.append(&ctx.key("events.jsonl")?, text.as_bytes(), lct_core::store::Secrecy::Public)?;
+    // One key per event, made once; fenced by the cluster's lock when this run holds it.
+    let key = lct_core::store::layout::new_event_key(&crate::state::cluster_prefix(name))?;
+    let txn = lct_core::store::Txn::new().expect(&key, lct_core::store::Expect::Absent).put(
+        &key,
+        text.into_bytes(),
+        lct_core::store::Secrecy::Public,
+    );
+    ctx.home.store.commit(&ctx.fenced(txn)).with_context(|| format!("cluster {name}: logging event {event}"))?;
     Ok(())
 }
 

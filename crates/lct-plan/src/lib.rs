@@ -53,6 +53,7 @@ pub mod generalize;
 pub mod graph;
 pub mod hooks;
 pub mod images;
+pub mod labhome;
 pub mod load;
 pub mod locate;
 pub mod offered;
@@ -69,6 +70,7 @@ pub mod state;
 pub mod suggest;
 pub mod template;
 pub mod validate;
+pub mod watch;
 
 pub use error::PlanError;
 pub use load::{Loaded, PlanRef, parse};

@@ -90,8 +90,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Fire { name, event } => {
-            let _lock = lct_plan::state::lock(home, name, "fire")?;
-            let ctx = Context::load(home, &tools()?, name)?;
+            let lock = lct_plan::state::lock(home, name, "fire")?;
+            let ctx = Context::load(home, &tools()?, name)?.under(&lock);
             lct_plan::hooks::fire(&ctx, *event, &Change::default()).await?;
             eprintln!("cluster {name}: {event} ran");
         }
@@ -99,7 +99,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { name, event: None } => {
             report::log(out, home, name, cli.global.output() == OutputFormat::Jsonl)?;
         }
-        Command::Reconcile { names, replace } => {
+        Command::Reconcile { names, replace, watch: true } => {
+            use lct_plan::watch::Report;
+            let stop = lct_plan::watch::stop_on_signals()?;
+            lct_plan::watch::watch(home, &tools()?, names, *replace, stop, |report| match report {
+                Report::Reconciled(_, Ok(r)) => println!("{}", lct_core::stream::to_line(&r)),
+                Report::Reconciled(name, Err(e)) => eprintln!("lct-plan: reconcile {name}: {e:#} (tried again)"),
+                Report::Busy(name, holder) => eprintln!("lct-plan: cluster {name} is busy ({holder}): tried again"),
+                Report::StoreDown { error, retry } => {
+                    eprintln!("lct-plan: watching the state: {error} (again in {} s)", retry.as_secs())
+                }
+                Report::StoreBack => eprintln!("lct-plan: the state store answers again"),
+            })
+            .await?;
+        }
+        Command::Reconcile { names, replace, watch: false } => {
             lct_plan::cluster::reconcile_all(home, &tools()?, names, *replace, |name, result| match result {
                 Ok(r) => println!("{}", lct_core::stream::to_line(&r)),
                 Err(e) => eprintln!("lct-plan: reconcile {name}: {e:#}"),
@@ -115,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             lct_plan::cluster::destroy(home, &tools()?, name, *force, *keep_volumes).await?;
             eprintln!("cluster {name} destroyed");
         }
-        Command::Unlock { name } => match lct_plan::state::unlock(home, name)? {
+        Command::Unlock { name, force } => match lct_plan::state::unlock(home, name, *force)? {
             Some(was) => eprintln!("cluster {name}: unlocked (it was held by {was})"),
             None => eprintln!("cluster {name}: not locked"),
         },

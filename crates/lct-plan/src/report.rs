@@ -101,11 +101,20 @@ pub fn events_table(out: &mut impl Write, events: &[Value]) -> std::io::Result<(
     Ok(())
 }
 
-/// The events of cluster `name`'s log (`events.jsonl`), oldest first.
+/// The events of cluster `name`'s log (`plans/NAME/events/`, after an older lct's
+/// `events.jsonl` if one is left), oldest first.
 pub fn events(home: &Home, name: &Name) -> anyhow::Result<Vec<Value>> {
-    let key = crate::state::cluster_key(name, "events.jsonl");
-    let entry = home.store.get(&key)?.with_context(|| format!("cluster {name} has no event log here"))?;
-    let text = String::from_utf8_lossy(&entry.value);
+    use lct_core::store::layout::{EVENTS, LEGACY_EVENT_LOG};
+    let legacy = home.store.get(&crate::state::cluster_key(name, LEGACY_EVENT_LOG))?;
+    let prefix = crate::state::cluster_prefix(name).join(EVENTS)?;
+    let listed = home.store.list(&prefix)?;
+    if legacy.is_none() && listed.is_empty() && !home.made_here(name)? {
+        anyhow::bail!("cluster {name} has no event log here");
+    }
+    let mut text = legacy.map(|e| String::from_utf8_lossy(&e.value).into_owned()).unwrap_or_default();
+    for (_, entry) in listed {
+        text.push_str(&String::from_utf8_lossy(&entry.value));
+    }
     Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
 }
 

@@ -147,7 +147,7 @@ pub(crate) async fn run_script(
         return Ok(());
     }
     let mut failed = Vec::new();
-    for r in lct_inventory::exec::exec_each(jobs, &ExecOptions::default(), None).await {
+    for r in lct_inventory::exec::exec_each(jobs, &ExecOptions::new()?, None).await {
         std::fs::write(log_path(r.node.as_str()), format!("{}{}", r.stdout, r.stderr))?;
         if !r.outcome.success() {
             failed.push(format!("node {}: {}: {}", r.node, r.outcome.describe(), last_line(&r.stderr)));

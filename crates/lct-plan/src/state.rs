@@ -8,13 +8,14 @@
 //! output (`logs/`) stays in this machine's state directory, with the controller that ran
 //! them. Long operations hold the cluster's lock (`plans/NAME`, [`lock`]).
 
+use crate::labhome::LabHome;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use lct_core::record::{Name, ProviderName};
 use lct_core::state::ClusterStore;
-use lct_core::store::{Expect, Holder, Key, LockGuard, Secrecy, SharedStore, Wait};
+use lct_core::store::{Expect, Holder, Key, LockGuard, Secrecy, SharedStore, StoreError, Txn, Wait};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -48,13 +49,32 @@ pub struct ClusterState {
     /// the bake's `REPO::ENTRY`): `scale` makes new nodes from the same image as the others.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub images: BTreeMap<Name, String>,
+    /// For a cluster on the local cloud: the machine and lab its nodes are in. Another
+    /// controller sharing the store is refused its operations (it would see no nodes).
+    /// Absent in a cluster made before it was recorded: not guarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab_home: Option<LabHome>,
 }
 
 impl ClusterState {
-    pub(crate) fn save(&self, home: &Home) -> anyhow::Result<()> {
+    /// Fails unless this machine may operate the cluster: one on the local cloud only from
+    /// the machine (and lab) that holds its nodes.
+    pub fn check_lab_home(&self) -> anyhow::Result<()> {
+        match &self.lab_home {
+            Some(home) => home.check_is(&LabHome::here()?, self.name.as_str()),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `cluster.json` while `lock` (the cluster's) is still held, and only if the
+    /// state is as `expect` says (`Absent` for a new cluster): a controller that lost its
+    /// lock, or a late save after a destroy, writes nothing.
+    pub(crate) fn save(&self, home: &Home, lock: &dyn LockGuard, expect: Expect) -> anyhow::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self)?;
         bytes.push(b'\n');
-        home.store.put_secret(&cluster_key(&self.name, "cluster.json"), &bytes, Expect::Any)?;
+        let key = cluster_key(&self.name, "cluster.json");
+        let txn = Txn::new().fenced(lock).expect(&key, expect).put(&key, bytes, Secrecy::Secret);
+        home.store.commit(&txn).with_context(|| format!("saving cluster {}'s state", self.name))?;
         Ok(())
     }
 }
@@ -114,27 +134,53 @@ pub(crate) fn logs_dir(home: &Home, name: &Name) -> PathBuf {
 /// directory frees it at once).
 pub const LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A cluster's lock as an operation holds it: shared by the cluster's [`Context`], whose
+/// writes are fenced by it.
+pub type ClusterLock = std::sync::Arc<dyn LockGuard>;
+
 /// Takes cluster `name`'s lock for `operation` (`scale`), or fails at once naming who
-/// holds it. Held until the guard drops.
-pub fn lock(home: &Home, name: &Name, operation: &str) -> anyhow::Result<Box<dyn LockGuard>> {
+/// holds it. Held until the last clone drops.
+pub fn lock(home: &Home, name: &Name, operation: &str) -> anyhow::Result<ClusterLock> {
     let holder = Holder::here(format!("{operation} {name}"));
-    home.store.lock(&cluster_prefix(name), &holder, LOCK_TTL, Wait::No).map_err(|e| match e {
-        lct_core::store::StoreError::Held { holder, .. } => anyhow::anyhow!(
-            "cluster {name} is busy: {holder} holds its lock (`lct-plan unlock {name}` shows it; it ends with its holder)"
-        ),
-        e => e.into(),
-    })
+    match home.store.lock(&cluster_prefix(name), &holder, LOCK_TTL, Wait::No) {
+        Ok(guard) => Ok(guard.into()),
+        Err(StoreError::Held { holder, .. }) => Err(anyhow::anyhow!(
+            "cluster {name} is busy: {holder} holds its lock (it ends with its holder; `lct-plan unlock {name}` shows it)"
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
-/// `lct-plan unlock`: clears cluster `name`'s lock record if its holder is gone (returns
-/// who it was). In the local directory a live holder is named in the error (its lock ends
-/// with its process); on etcd the holder's lease is revoked whoever holds it, and nothing
-/// fences a holder still running yet (docs/state.md, failure modes).
-pub fn unlock(home: &Home, name: &Name) -> anyhow::Result<Option<Holder>> {
-    home.store.unlock(&cluster_prefix(name)).map_err(|e| match e {
-        lct_core::store::StoreError::Held { holder, .. } => {
+/// Fails when `lock` was lost (a lease that ran out while this process was paused or cut
+/// off, an operator's `unlock --force`): what the operation does next (a provider call, a
+/// hook) would race the lock's next holder.
+pub fn check_held(lock: &dyn LockGuard, doing: &str) -> anyhow::Result<()> {
+    if lock.is_held() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "lock {} is no longer this process's (its lease ran out, or `lct-plan unlock --force` broke it): stopped before {doing}; run the command again",
+        lock.name()
+    )
+}
+
+/// `lct-plan unlock`: clears cluster `name`'s lock if its holder is gone (returns who it
+/// was). A live holder is refused, named in the error. With `force`, a shared store (etcd)
+/// takes a live holder's lock away (its lease revoked, as Terraform's `force-unlock`): its
+/// writes from then on are refused (they are fenced by the lock), though a provider call
+/// or hook it started may still finish. The local directory cannot take a live process's
+/// flock: its lock ends with its process.
+pub fn unlock(home: &Home, name: &Name, force: bool) -> anyhow::Result<Option<Holder>> {
+    let prefix = cluster_prefix(name);
+    let result = if force { home.store.force_unlock(&prefix) } else { home.store.unlock(&prefix) };
+    result.map_err(|e| match e {
+        StoreError::Held { holder, .. } if force => {
             anyhow::anyhow!("cluster {name} is locked by {holder}: that process still runs; its lock ends with it")
         }
+        StoreError::Held { holder, .. } => anyhow::anyhow!(
+            "cluster {name} is locked by {holder}, which still runs (it renews its lock); its lock ends with it. \
+             If it is stuck, `lct-plan unlock --force {name}` takes the lock away on a shared store (its later writes are refused)"
+        ),
         e => e.into(),
     })
 }
@@ -178,9 +224,10 @@ pub(crate) fn saved_plan(home: &Home, name: &Name) -> anyhow::Result<Loaded> {
     Ok(Loaded { plan, text, source, files: BTreeMap::new() })
 }
 
-/// Writes a cluster's plan copy and its files (secret: they may hold anything).
-pub(crate) fn save_plan(home: &Home, name: &Name, loaded: &Loaded) -> anyhow::Result<()> {
-    let mut txn = lct_core::store::Txn::new();
+/// Writes a cluster's plan copy and its files (secret: they may hold anything), while
+/// `lock` (the cluster's) is held.
+pub(crate) fn save_plan(home: &Home, name: &Name, loaded: &Loaded, lock: &dyn LockGuard) -> anyhow::Result<()> {
+    let mut txn = Txn::new().fenced(lock);
     for (file, body) in &loaded.files {
         let key = Key::new(format!("plans/{name}/files/{file}"))
             .with_context(|| format!("the plan's file {file:?} cannot be kept under this name"))?;
@@ -245,12 +292,17 @@ pub struct Context {
     pub plan: Plan,
     /// The plan's text, for errors and warnings that name a place in it.
     pub text: String,
+    /// The cluster's lock when this operation holds it ([`Context::under`]): the cluster's
+    /// writes are fenced by it. A context without (another cluster's, heard from) writes
+    /// only its events.
+    pub lock: Option<ClusterLock>,
 }
 
 impl Context {
     /// Cluster `name` as saved in `home`.
     pub fn load(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<Context> {
         let (state, saved) = load_saved(home, name)?;
+        state.check_lab_home()?;
         Ok(Context::new(home, tools, state, saved))
     }
 
@@ -258,7 +310,26 @@ impl Context {
     pub fn new(home: &Home, tools: &Tools, state: ClusterState, loaded: Loaded) -> Context {
         let store = home.records();
         let (plan, text) = (loaded.plan, loaded.text);
-        Context { home: home.clone(), tools: tools.clone(), store, state, plan, text }
+        Context { home: home.clone(), tools: tools.clone(), store, state, plan, text, lock: None }
+    }
+
+    /// This context under the cluster's lock `lock`, which fences its writes.
+    pub fn under(mut self, lock: &ClusterLock) -> Context {
+        self.lock = Some(lock.clone());
+        self
+    }
+
+    /// Fails when the cluster's lock was lost ([`check_held`]); nothing without a lock.
+    pub fn check_held(&self, doing: &str) -> anyhow::Result<()> {
+        self.lock.as_deref().map_or(Ok(()), |lock| check_held(lock, doing))
+    }
+
+    /// Makes `txn` conditional on the cluster's lock, if this context holds it.
+    pub fn fenced(&self, txn: Txn) -> Txn {
+        match &self.lock {
+            Some(lock) => txn.fenced(&**lock),
+            None => txn,
+        }
     }
 
     /// Another cluster of the same state (a dependency, a dependent).
@@ -280,8 +351,12 @@ impl Context {
         logs_dir(&self.home, self.name())
     }
 
-    /// Writes the cluster's state (`cluster.json`).
+    /// Writes the cluster's state (`cluster.json`), fenced by its lock: only an operation
+    /// holding the lock writes it.
     pub fn save(&self) -> anyhow::Result<()> {
-        self.state.save(&self.home)
+        let lock = self.lock.as_deref().with_context(|| {
+            format!("cluster {}'s state is written only under its lock (a bug: the operation took none)", self.name())
+        })?;
+        self.state.save(&self.home, lock, Expect::Any)
     }
 }

@@ -13,7 +13,8 @@ serves until killed. Controls:
   GET  /_double/stats                   counts: requests, 429s, early retries, duplicates
   POST /_double/faults  {\"path\":\"/linode/instances\",\"method\":\"POST\",\"kind\":\"503\",\"count\":1,\"after\":true}
   POST /_double/advance {\"seconds\":60}
-  POST /_double/seed    {\"instances\":10000}")]
+  POST /_double/seed    {\"instances\":10000}                     (foreign instances: tag seeded)
+  POST /_double/seed    {\"instances\":10000,\"lct_clusters\":10}   (lct's nodes of clusters c0..c9)")]
 struct Args {
     /// Port on 127.0.0.1 (0: any free one)
     #[arg(long, default_value_t = 0)]

@@ -31,11 +31,27 @@ pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> R
             ok(json!({}))
         }
         ("POST", "seed") => {
-            s.seed_instances(body["instances"].as_u64().unwrap_or(0), body["prefix"].as_str().unwrap_or("seeded-"));
+            let (count, prefix) =
+                (body["instances"].as_u64().unwrap_or(0), body["prefix"].as_str().unwrap_or("seeded-"));
+            match body["lct_clusters"].as_u64().filter(|c| *c > 0) {
+                Some(clusters) => seed_lct_nodes(s, count, prefix, clusters),
+                None => s.seed_instances(count, prefix),
+            }
             ok(json!({}))
         }
         _ => error(404, "Not found", None),
     }
+}
+
+/// `count` running instances tagged as lct-api tags its nodes, spread over clusters
+/// `c0`..: a provider holding that many of lct's nodes (the state benchmark's query).
+fn seed_lct_nodes(s: &mut State, count: u64, prefix: &str, clusters: u64) {
+    for i in 0..count {
+        let tags = json!(["lct", format!("lct-cluster:c{}", i % clusters), "lct-group:node"]);
+        let body = json!({ "label": format!("{prefix}{i}"), "region": "us-east", "type": "g6-nanode-1", "tags": tags });
+        let _ = s.new_instance(&body);
+    }
+    s.offset += 3600.0; // let them all be running
 }
 
 pub(crate) fn upload(s: &mut State, id: &str, body: &[u8]) -> Reply {

@@ -155,7 +155,8 @@ fn etcd_scales_through_its_membership_with_tls_and_replaces_a_lost_member() {
     let secret = state["parameters"]["ca_key"].as_str().unwrap().to_string();
     assert!(secret.len() >= 24);
     let dir = env.state.path().join("plans/etcd");
-    let mut files = vec![dir.join("events.jsonl")];
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir.join("events")).unwrap().map(|e| e.unwrap().path()).collect();
     files.extend(std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().path()));
     for f in files {
         assert!(!std::fs::read_to_string(&f).unwrap().contains(&secret), "the CA's secret in {}", f.display());

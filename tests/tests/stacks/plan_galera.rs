@@ -151,7 +151,8 @@ fn galera_replicates_scales_and_stays_primary_without_a_node() {
     let sst_file = env.ssh("gal-1", "stat -c '%a %U' /etc/mysql/mariadb.conf.d/99-lct-sst.cnf").ok().stdout;
     assert_eq!(sst_file, "600 mysql\n");
     let dir = env.state.path().join("plans/gal");
-    let mut files = vec![dir.join("events.jsonl")];
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir.join("events")).unwrap().map(|e| e.unwrap().path()).collect();
     files.extend(std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().path()));
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();

@@ -130,7 +130,8 @@ fn redis_sentinel_scales_fails_over_and_replaces_the_lost_primary() {
     let processes = env.ssh("redis-1", "ps -eo args").stdout;
     assert!(processes.contains("redis-sentinel") && !processes.contains(&password), "{processes}");
     let dir = env.state.path().join("plans/redis");
-    let mut files = vec![dir.join("events.jsonl")];
+    let mut files: Vec<std::path::PathBuf> =
+        std::fs::read_dir(dir.join("events")).unwrap().map(|e| e.unwrap().path()).collect();
     files.extend(std::fs::read_dir(dir.join("logs")).unwrap().map(|e| e.unwrap().path()));
     for f in files {
         assert!(!std::fs::read_to_string(&f).unwrap().contains(&password), "the password in {}", f.display());

@@ -260,7 +260,8 @@ fn server_error(endpoint: &str, code: i32, message: String) -> Attempt {
         "etcdserver: too many requests",
         "etcdserver: leader changed",
     ];
-    if code == 14 && NOT_PROPOSED.iter().any(|m| message.starts_with(m)) {
+    // etcd sends "too many requests" as ResourceExhausted (8), the others as Unavailable (14).
+    if (code == 14 || code == 8) && NOT_PROPOSED.iter().any(|m| message.starts_with(m)) {
         return Attempt::Unavailable(message);
     }
     if code == 14 || code == 4 {
@@ -294,5 +295,20 @@ fn classify(e: ureq::Error) -> Attempt {
         // is an InvalidData error of the handshake, before anything is sent.
         E::Io(io) if io.kind() == ErrorKind::InvalidData => Attempt::NotSent(format!("TLS: {io}")),
         other => Attempt::Broken(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_before_a_proposal_are_tried_again_and_others_are_not() {
+        let retried = |code, m: &str| matches!(server_error("m", code, m.into()), Attempt::Unavailable(_));
+        assert!(retried(8, "etcdserver: too many requests"));
+        assert!(retried(14, "etcdserver: no leader"));
+        // Out of space (the NOSPACE alarm) is final: waiting does not free it.
+        assert!(!retried(8, "etcdserver: mvcc: database space exceeded"));
+        assert!(matches!(server_error("m", 14, "etcdserver: request timed out".into()), Attempt::Broken(_)));
     }
 }

@@ -20,6 +20,8 @@ pub enum Compare {
     ModRevision(Vec<u8>, i64),
     /// The key does not exist.
     Absent(Vec<u8>),
+    /// The key was made at this revision (and not deleted since).
+    CreateRevision(Vec<u8>, i64),
     /// The key holds exactly these bytes.
     Value(Vec<u8>, Vec<u8>),
 }
@@ -194,6 +196,7 @@ fn compare_wire(c: &Compare) -> CompareWire {
     match c {
         Compare::ModRevision(key, rev) => CompareWire { mod_revision: Some(*rev), ..base(key, "MOD") },
         Compare::Absent(key) => CompareWire { create_revision: Some(0), ..base(key, "CREATE") },
+        Compare::CreateRevision(key, rev) => CompareWire { create_revision: Some(*rev), ..base(key, "CREATE") },
         Compare::Value(key, value) => CompareWire { value: Some(value.clone()), ..base(key, "VALUE") },
     }
 }

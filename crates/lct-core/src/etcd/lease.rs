@@ -69,14 +69,29 @@ struct Shared {
     stop: Mutex<bool>,
     wake: Condvar,
     lost: AtomicBool,
+    /// When the last renewal that etcd answered was sent: the lease lives at least its TTL
+    /// from then, and possibly no longer.
+    renewed: Mutex<Instant>,
+}
+
+impl Shared {
+    fn renewed(&self) -> Instant {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl KeptLease {
     /// Grants a lease of `ttl` seconds (at least 2) and keeps it alive with `client`.
     pub fn grant(client: Arc<Client>, ttl: i64) -> Result<KeptLease, EtcdError> {
         let ttl = ttl.max(2);
+        let sent = Instant::now();
         let id = client.lease_grant(ttl)?;
-        let shared = Arc::new(Shared { stop: Mutex::new(false), wake: Condvar::new(), lost: AtomicBool::new(false) });
+        let shared = Arc::new(Shared {
+            stop: Mutex::new(false),
+            wake: Condvar::new(),
+            lost: AtomicBool::new(false),
+            renewed: Mutex::new(sent),
+        });
         let thread = {
             let shared = shared.clone();
             let client = client.clone();
@@ -96,10 +111,13 @@ impl KeptLease {
         self.ttl
     }
 
-    /// Whether the lease may have ended (renewals failed past its time, or etcd said it is
-    /// gone): whatever hangs on it (a lock) may be another's now.
+    /// Whether the lease may have ended (etcd said it is gone, or no renewal was answered
+    /// for nine tenths of its time to live, counted from when the last answered one was
+    /// sent): whatever hangs on it (a lock) may be another's now. Known at once after this
+    /// process was paused, or while a renewal hangs, not only once the thread notices.
     pub fn lost(&self) -> bool {
-        self.shared.lost.load(Ordering::SeqCst)
+        let bound = Duration::from_millis(self.ttl as u64 * 900);
+        self.shared.lost.load(Ordering::SeqCst) || self.shared.renewed().elapsed() >= bound
     }
 
     /// Stops renewing and revokes the lease: whatever hangs on it goes at once.
@@ -127,7 +145,6 @@ impl KeptLease {
 
 fn keep(client: &Client, id: i64, ttl: i64, shared: &Shared) {
     let every = Duration::from_millis((ttl as u64 * 1000) / 3);
-    let mut renewed = Instant::now();
     loop {
         {
             let stop = shared.stop.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,8 +153,9 @@ fn keep(client: &Client, id: i64, ttl: i64, shared: &Shared) {
                 return;
             }
         }
+        let sent = Instant::now();
         match client.lease_keepalive(id) {
-            Ok(Some(_)) => renewed = Instant::now(),
+            Ok(Some(_)) => *shared.renewed.lock().unwrap_or_else(|e| e.into_inner()) = sent,
             Ok(None) => {
                 shared.lost.store(true, Ordering::SeqCst);
                 tracing::warn!(lease = id, "etcd lease expired: what it held is no longer ours");
@@ -145,7 +163,7 @@ fn keep(client: &Client, id: i64, ttl: i64, shared: &Shared) {
             }
             Err(e) => {
                 tracing::warn!(lease = id, error = %e, "renewing an etcd lease failed; trying again");
-                if renewed.elapsed() >= Duration::from_secs(ttl as u64) {
+                if shared.renewed().elapsed() >= Duration::from_secs(ttl as u64) {
                     shared.lost.store(true, Ordering::SeqCst);
                 }
             }

@@ -40,11 +40,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Who holds the lock `name` now, if anyone.
     fn lock_holder(&self, name: &Key) -> Result<Option<Holder>, StoreError>;
 
-    /// Breaks the lock `name` for an operator (`lct-plan unlock`): returns who held it. A
-    /// backend that cannot take a live holder's lock away (the local directory: a live
-    /// process's flock) refuses with [`StoreError::Held`] and says so; a stale record is
-    /// removed.
+    /// Clears the lock `name` for an operator (`lct-plan unlock`) if its holder is gone:
+    /// returns who held it. A live holder (a live process's flock, an etcd lease still
+    /// renewed) is refused with [`StoreError::Held`]; a stale record is removed.
     fn unlock(&self, name: &Key) -> Result<Option<Holder>, StoreError>;
+
+    /// Breaks the lock `name` even if its holder is alive (`lct-plan unlock --force`, as
+    /// Terraform's `force-unlock`): its holder's fenced writes fail from then on. A backend
+    /// that cannot take a live holder's lock away refuses as `unlock` does.
+    fn force_unlock(&self, name: &Key) -> Result<Option<Holder>, StoreError> {
+        self.unlock(name)
+    }
 
     /// Changes under `prefix` from now on.
     fn watch(&self, prefix: &Key) -> Result<Box<dyn Watch>, StoreError>;

@@ -86,6 +86,12 @@ pub fn check(store: &dyn Store) {
     assert!(matches!(&err, StoreError::Held { holder, .. } if holder.operation == "scale zk"), "{err}");
     assert!(err.to_string().contains("scale zk"), "{err}");
     assert_eq!(store.lock_holder(&name).unwrap().unwrap().operation, "scale zk");
+    // A write fenced by the held lock applies (a lost lock's is refused: the backends' tests).
+    assert_eq!(guard.fence().lock, name);
+    let fenced = key!("plans/zk/fenced");
+    store.commit(&Txn::new().fenced(&*guard).put(&fenced, b"f".to_vec(), Secrecy::Public)).unwrap();
+    assert_eq!(store.get(&fenced).unwrap().unwrap().value, b"f");
+    store.delete_if(&fenced, Expect::Any).unwrap();
     // Another cluster's lock is free meanwhile.
     drop(store.lock(&key!("plans/hdfs"), &Holder::here("scale hdfs"), Duration::from_secs(10), Wait::No).unwrap());
     drop(guard);

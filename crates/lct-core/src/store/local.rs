@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use super::api::Store;
 use super::key::Key;
 use super::types::{
-    Change, Committed, Entry, Expect, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch,
+    Change, Committed, Entry, Expect, Fence, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch,
 };
 
 /// The state directory as a [`Store`].
@@ -100,7 +100,7 @@ impl LocalStore {
     /// secret, 0755 otherwise).
     fn file_for(&self, key: &Key, secrecy: Secrecy) -> Result<(PathBuf, u32), StoreError> {
         let path = self.path(key);
-        let (file_mode, dir_mode) = match secrecy {
+        let (file_mode, dir_mode) = match super::layout::at_least(key, secrecy) {
             Secrecy::Public => (0o644, 0o755),
             Secrecy::Secret => (0o600, 0o700),
         };
@@ -115,7 +115,7 @@ impl LocalStore {
             Op::Put { key, value, secrecy } => {
                 let (path, file_mode) = self.file_for(key, *secrecy)?;
                 // atomic_write keeps an existing file's mode: a secret's is narrowed first.
-                if *secrecy == Secrecy::Secret
+                if file_mode == 0o600
                     && let Ok(m) = fs::symlink_metadata(&path)
                     && m.is_file()
                     && m.mode() & 0o077 != 0
@@ -275,6 +275,11 @@ impl Store for LocalStore {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(self.io(&path))?;
+        // A secret's existing file is narrowed before it gets more (as a put does).
+        let meta = file.metadata().map_err(self.io(&path))?;
+        if file_mode == 0o600 && meta.mode() & 0o077 != 0 {
+            file.set_permissions(fs::Permissions::from_mode(0o600)).map_err(self.io(&path))?;
+        }
         file.write_all(bytes).map_err(self.io(&path))?;
         file.sync_data().map_err(self.io(&path))?;
         Ok(rev_of(&file.metadata().map_err(self.io(&path))?))
@@ -371,6 +376,12 @@ impl LockGuard for LocalLock {
 
     fn is_held(&self) -> bool {
         true
+    }
+
+    fn fence(&self) -> Fence {
+        // A flock: a live process never loses it and `unlock` never breaks it, so nothing
+        // to compare (commit checks no fence here).
+        Fence { lock: self.name.clone(), token: 0 }
     }
 }
 

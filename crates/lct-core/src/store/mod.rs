@@ -13,8 +13,9 @@
 //!   or delete several keys, all or nothing against other writers: read, change, write
 //!   with [`Expect::Rev`] of what was read, and on [`StoreError::Conflict`] read again
 //!   ([`update`] does that loop);
-//! * secret values ([`Secrecy::Secret`]) are encrypted by a backend that stores them
-//!   elsewhere, and kept 0600 by the local directory;
+//! * secret values ([`Secrecy::Secret`], and every key [`layout`] names secret whatever
+//!   the writer asked) are encrypted by a backend that stores them elsewhere, and kept
+//!   0600 by the local directory; such a backend also authenticates every other value;
 //! * locks ([`Store::lock`]) guard long operations on one cluster; they carry a
 //!   [`Holder`] record and end with their holder (a flock locally, a lease in etcd);
 //! * [`Store::watch`] reports changes under a prefix.
@@ -27,6 +28,7 @@ pub mod contract;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 mod key;
+pub mod layout;
 pub mod local;
 #[cfg(feature = "etcd")]
 pub mod migrate;
@@ -37,7 +39,8 @@ pub use api::{SharedStore, Store, update};
 pub use key::{Key, KeyError, MAX_KEY_LEN, MAX_SEGMENT_LEN};
 pub use open::{DEFAULT_STATE_DIR, Materialized, STATE_ENV, materialize, open, open_spec, state_dir};
 pub use types::{
-    Change, Committed, Entry, Expect, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch, since_text,
+    Change, Committed, Entry, Expect, Fence, Holder, LockGuard, Op, Rev, Secrecy, StoreError, Txn, Wait, Watch,
+    since_text,
 };
 
 #[cfg(test)]

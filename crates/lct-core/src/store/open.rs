@@ -35,8 +35,8 @@ pub fn open() -> Result<SharedStore, StoreError> {
 /// The store `spec` names: a directory path (`/var/lib/lct`, `dir:/var/lib/lct`) or
 /// `etcd://...` (when this build has the etcd backend).
 pub fn open_spec(spec: &str) -> Result<SharedStore, StoreError> {
-    if let Some(dir) = spec.strip_prefix("dir:").or_else(|| spec.starts_with('/').then_some(spec)) {
-        return Ok(Arc::new(LocalStore::new(Path::new(dir))));
+    if let Some(dir) = local_dir(spec)? {
+        return Ok(Arc::new(LocalStore::new(dir)));
     }
     if spec.starts_with("etcd://") || spec.starts_with("etcds://") {
         #[cfg(feature = "etcd")]
@@ -48,6 +48,19 @@ pub fn open_spec(spec: &str) -> Result<SharedStore, StoreError> {
         spec: spec.into(),
         detail: "expected an absolute directory or etcd://HOST:PORT,.../PREFIX".into(),
     })
+}
+
+/// The directory a local spec names (`/dir`, `dir:/dir`), `None` for another kind. `dir:`
+/// with nothing or a relative path after it is refused: the state would land wherever the
+/// command happens to run.
+pub fn local_dir(spec: &str) -> Result<Option<&Path>, StoreError> {
+    let Some(dir) = spec.strip_prefix("dir:").or_else(|| spec.starts_with('/').then_some(spec)) else {
+        return Ok(None);
+    };
+    if !Path::new(dir).is_absolute() {
+        return Err(StoreError::Spec { spec: spec.into(), detail: "dir: needs an absolute directory".into() });
+    }
+    Ok(Some(Path::new(dir)))
 }
 
 /// A file holding `key`'s value for a program that needs a path: the value's own file
@@ -62,7 +75,8 @@ pub fn materialize(store: &dyn Store, key: &Key) -> Result<Materialized, StoreEr
         key: key.to_string(),
         detail: "absent".into(),
     })?;
-    let dir = crate::fsutil::temp_dir("lct-state.").map_err(|e| StoreError::io("a private temporary directory", e))?;
+    let dir =
+        crate::fsutil::secret_temp_dir("lct-state.").map_err(|e| StoreError::io("a private temporary directory", e))?;
     let path = dir.path().join(key.last());
     crate::fsutil::atomic_write(&path, &entry.value, 0o600).map_err(|e| StoreError::io(path.display(), e))?;
     Ok(Materialized { path, _dir: Some(dir) })

@@ -35,6 +35,21 @@ fn local_store_keeps_todays_files() {
     // A public file that becomes secret is narrowed, never left readable.
     store.put_secret(&key!("clusters.jsonl"), b"s", Expect::Any).unwrap();
     assert_eq!(mode("clusters.jsonl"), 0o600);
+    // So is one appended to as a secret, and a key the table calls secret whatever the
+    // writer asked (store::layout).
+    store.put(&key!("log"), b"a\n", Secrecy::Public).unwrap();
+    store.append(&key!("log"), b"b\n", Secrecy::Secret).unwrap();
+    assert_eq!(mode("log"), 0o600);
+    store.put(&key!("plans/zk/plan.yaml"), b"name: zk\n", Secrecy::Public).unwrap();
+    assert_eq!(mode("plans/zk/plan.yaml"), 0o600);
+    std::fs::set_permissions(
+        dir.path().join("plans/zk/plan.yaml"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    store.put(&key!("plans/zk/plan.yaml"), b"name: zk\n", Secrecy::Public).unwrap();
+    assert_eq!(mode("plans/zk/plan.yaml"), 0o600);
+    store.delete_if(&key!("plans/zk/plan.yaml"), Expect::Any).unwrap();
     // A file written by an older lct (no store) is read, with a revision.
     std::fs::write(dir.path().join("old.json"), "old").unwrap();
     assert_eq!(store.get(&key!("old.json")).unwrap().unwrap().value, b"old");
@@ -92,6 +107,13 @@ fn specs_name_a_backend() {
     assert!(open_spec("/var/lib/lct").is_ok());
     let err = open_spec("relative/dir").unwrap_err().to_string();
     assert!(err.contains("LCT_STATE=\"relative/dir\""), "{err}");
+    // `dir:` with nothing or a relative path: refused (the state would land in the current
+    // directory).
+    assert!(open_spec("dir:/var/lib/lct").is_ok());
+    for spec in ["dir:", "dir:relative", "dir:./x"] {
+        let err = open_spec(spec).unwrap_err().to_string();
+        assert!(err.contains(spec) && err.contains("absolute directory"), "{err}");
+    }
     assert!(since_text(0).starts_with("1970-01-01T00:00:00Z"));
 }
 

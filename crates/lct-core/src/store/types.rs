@@ -96,6 +96,8 @@ impl fmt::Debug for Op {
 pub struct Txn {
     pub compares: Vec<(Key, Expect)>,
     pub ops: Vec<Op>,
+    /// Locks that must still be this process's when the writes apply ([`Txn::fenced`]).
+    pub fences: Vec<Fence>,
 }
 
 impl Txn {
@@ -122,6 +124,23 @@ impl Txn {
         self.ops.push(Op::DeletePrefix { prefix: prefix.clone() });
         self
     }
+
+    /// Applies only while `guard` is still held: a holder whose lock ran out or was broken
+    /// (and maybe taken by another since) gets [`StoreError::Fenced`] and writes nothing.
+    pub fn fenced(mut self, guard: &dyn LockGuard) -> Txn {
+        self.fences.push(guard.fence());
+        self
+    }
+}
+
+/// What identifies one holding of a lock, for writes made under it ([`Txn::fenced`]): etcd,
+/// the lock key's `create_revision` (a lock taken again, by anyone, has another); the local
+/// directory, `0` (its lock is a flock, which a live process never loses and `unlock`
+/// never breaks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lock: Key,
+    pub token: u64,
 }
 
 /// What a committed transaction wrote: the new revision of each key it put, in order.
@@ -192,6 +211,8 @@ pub trait LockGuard: Send + fmt::Debug {
     fn name(&self) -> &Key;
     /// Whether it is still ours (etcd: the lease is alive; local: always).
     fn is_held(&self) -> bool;
+    /// This holding's fence, for writes that must not land once the lock is lost.
+    fn fence(&self) -> Fence;
 }
 
 /// A stream of changes under a prefix.
@@ -212,6 +233,11 @@ pub enum StoreError {
     /// A lock another holds.
     #[error("lock {name} is held by {holder}")]
     Held { name: Key, holder: Holder },
+    /// A write fenced by a lock ([`Txn::fenced`]) this process no longer holds.
+    #[error(
+        "lock {name} is no longer this process's (its lease ran out, or an operator broke it with `unlock --force`): nothing was written"
+    )]
+    Fenced { name: Key },
     /// A lock whose holder record is gone or unreadable, but held.
     #[error("lock {name} is held (holder unknown)")]
     HeldUnknown { name: Key },

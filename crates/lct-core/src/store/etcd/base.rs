@@ -5,9 +5,10 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::etcd::{Client, EtcdError, EtcdUrl, KeyValue, Options, TlsFiles};
-use crate::seal::{SealError, SealKey, is_sealed};
+use crate::seal::{KEY_ENV, SealError, SealKey, is_authenticated, is_sealed};
 use crate::store::key::Key;
-use crate::store::types::{Committed, Entry, Expect, Op, Rev, StoreError, Txn};
+use crate::store::layout;
+use crate::store::types::{Committed, Entry, Expect, Op, Rev, Secrecy, StoreError, Txn};
 
 /// lct's state under a prefix of an etcd cluster.
 pub struct EtcdStore {
@@ -66,6 +67,20 @@ impl EtcdStore {
         &self.client
     }
 
+    /// Before a bulk write (a migration), writing nothing: the prefix is lct's or empty, the
+    /// sealing key is at hand, and it is the one the store's secrets are sealed with.
+    pub fn ready_to_write(&self) -> Result<(), StoreError> {
+        super::marker::check(self)?;
+        let seal = self.seal_key()?;
+        super::marker::seal_key_matches(self, &seal)
+    }
+
+    /// Whether the stored value at `key` is sealed (read raw; nothing opened).
+    pub fn is_sealed_at(&self, key: &Key) -> Result<bool, StoreError> {
+        let kv = self.client.get(&self.raw(key)).map_err(|e| self.fail(e))?;
+        Ok(kv.is_some_and(|kv| is_sealed(&kv.value)))
+    }
+
     /// The etcd key of `key`.
     pub(super) fn raw(&self, key: &Key) -> Vec<u8> {
         format!("{}{key}", self.client.prefix()).into_bytes()
@@ -98,13 +113,32 @@ impl EtcdStore {
         got.clone().map_err(|detail| StoreError::Unreachable { store: self.name(), detail })
     }
 
-    /// A stored value in clear (opened when sealed).
+    /// The name a stored value is bound to (sealed or tagged): its etcd key, prefix and
+    /// all, so a value moved to another key or another store sharing the team's key fails.
+    pub(super) fn bound_name(&self, key: &Key) -> String {
+        format!("{}{key}", self.client.prefix())
+    }
+
+    /// A stored value in clear: opened when sealed, its tag checked when authenticated. A
+    /// plain value (written by someone without the team's key, `etcdctl put`), or a merely
+    /// tagged one at a secret key, is refused naming the key.
     pub(super) fn opened(&self, key: &Key, kv: &KeyValue) -> Result<Vec<u8>, StoreError> {
-        if !is_sealed(&kv.value) {
-            return Ok(kv.value.clone());
+        let secret = layout::secrecy_of(key) == Secrecy::Secret;
+        if !is_sealed(&kv.value) && (secret || !is_authenticated(&kv.value)) {
+            let expected = if secret { "a sealed value" } else { "a value sealed or tagged with the team's key" };
+            return Err(self.corrupt(
+                key.as_str(),
+                format!(
+                    "expected {expected}, found {}: written by someone without {KEY_ENV}'s key; it is not used, nothing was read",
+                    if is_authenticated(&kv.value) { "a value only tagged" } else { "a plain value" }
+                ),
+            ));
         }
         let seal = self.seal_key()?;
-        seal.open(key.as_str(), &kv.value).map_err(|e| self.seal_error(key, e))
+        let name = self.bound_name(key);
+        let opened =
+            if secret || is_sealed(&kv.value) { seal.open(&name, &kv.value) } else { seal.verify(&name, &kv.value) };
+        opened.map_err(|e| self.seal_error(key, e))
     }
 
     pub(super) fn seal_error(&self, key: &Key, e: SealError) -> StoreError {

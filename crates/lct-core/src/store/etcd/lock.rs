@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use super::base::EtcdStore;
 use crate::etcd::{Compare, EtcdError, KeptLease, Op};
 use crate::store::key::Key;
-use crate::store::types::{Holder, LockGuard, StoreError, Wait};
+use crate::store::types::{Fence, Holder, LockGuard, StoreError, Wait};
 
 /// The longest wait for the lock's key to change before it is tried again anyway.
 const POLL: Duration = Duration::from_secs(2);
 
-fn lock_key(store: &EtcdStore, name: &Key) -> Vec<u8> {
+pub(super) fn lock_key(store: &EtcdStore, name: &Key) -> Vec<u8> {
     format!("{}.locks/{name}", store.client.prefix()).into_bytes()
 }
 
@@ -23,6 +23,8 @@ fn lock_key(store: &EtcdStore, name: &Key) -> Vec<u8> {
 struct EtcdLock {
     name: Key,
     lease: KeptLease,
+    /// The lock key's `create_revision`: this holding's fence.
+    created: i64,
 }
 
 impl std::fmt::Debug for EtcdLock {
@@ -38,6 +40,10 @@ impl LockGuard for EtcdLock {
 
     fn is_held(&self) -> bool {
         !self.lease.lost()
+    }
+
+    fn fence(&self) -> Fence {
+        Fence { lock: self.name.clone(), token: self.created as u64 }
     }
 }
 
@@ -59,16 +65,25 @@ pub(super) fn take(
         let outcome = match store.client.txn(&[Compare::Absent(key.clone())], &[put], &[Op::Get(key.clone())]) {
             Ok(outcome) => outcome,
             Err(e @ EtcdError::Ambiguous { .. }) => match store.client.get(&key).map_err(|e| store.fail(e))? {
-                Some(kv) if kv.lease == lease.id() => return Ok(Box::new(EtcdLock { name: name.clone(), lease })),
+                Some(kv) if kv.lease == lease.id() => {
+                    return Ok(Box::new(EtcdLock { name: name.clone(), lease, created: kv.create_revision }));
+                }
                 _ => return Err(store.fail(e)),
             },
             Err(e) => return Err(store.fail(e)),
         };
         if outcome.succeeded {
-            return Ok(Box::new(EtcdLock { name: name.clone(), lease }));
+            // The put made the key: its create_revision is the transaction's revision.
+            return Ok(Box::new(EtcdLock { name: name.clone(), lease, created: outcome.revision }));
         }
-        let Some(held) = outcome.read.into_iter().next() else { continue };
         let now = Instant::now();
+        // Gone between the compare and the read: try again at once, within the deadline.
+        let Some(held) = outcome.read.into_iter().next() else {
+            if now >= deadline {
+                return Err(StoreError::HeldUnknown { name: name.clone() });
+            }
+            continue;
+        };
         if now >= deadline {
             return Err(match serde_json::from_slice::<Holder>(&held.value) {
                 Ok(holder) => StoreError::Held { name: name.clone(), holder },
@@ -76,7 +91,12 @@ pub(super) fn take(
             });
         }
         // Wait for the key to change (released, or its lease run out), then try again.
-        let _ = store.client.watch(&key, held.mod_revision + 1, (deadline - now).min(POLL));
+        let wait = (deadline - now).min(POLL);
+        if store.client.watch(&key, held.mod_revision + 1, wait).is_err() {
+            // A watch that fails at once (its revision compacted away, a member down) must not
+            // make this loop spin: wait as long as the watch would have.
+            std::thread::sleep(wait);
+        }
     }
 }
 
@@ -90,9 +110,11 @@ pub(super) fn holder(store: &EtcdStore, name: &Key) -> Result<Option<Holder>, St
     }
 }
 
-/// Breaks the lock: its holder's lease is revoked (the key goes with it, and a holder still
-/// running sees its guard no longer held). Returns who held it.
-pub(super) fn breaks(store: &EtcdStore, name: &Key) -> Result<Option<Holder>, StoreError> {
+/// Breaks the lock when `force` (its holder's lease is revoked: the key goes with it, a
+/// holder still running sees its guard no longer held and its fenced writes fail); else
+/// refuses a held lock naming its holder: a lock key exists only while its lease is
+/// renewed, so its holder is alive. Returns who held it.
+pub(super) fn breaks(store: &EtcdStore, name: &Key, force: bool) -> Result<Option<Holder>, StoreError> {
     let key = lock_key(store, name);
     let Some(kv) = store.client.get(&key).map_err(|e| store.fail(e))? else { return Ok(None) };
     let holder = serde_json::from_slice::<Holder>(&kv.value).unwrap_or_else(|_| Holder {
@@ -101,13 +123,25 @@ pub(super) fn breaks(store: &EtcdStore, name: &Key) -> Result<Option<Holder>, St
         operation: String::new(),
         since: 0,
     });
+    if !force && kv.lease != 0 {
+        return Err(StoreError::Held { name: name.clone(), holder });
+    }
     if kv.lease != 0 {
         store.client.lease_revoke(kv.lease).map_err(|e| store.fail(e))?;
     }
     // A key without a lease (or left after the revoke): deleted if it is still the same one.
     store
         .client
-        .txn(&[Compare::ModRevision(key.clone(), kv.mod_revision)], &[Op::Delete(key)], &[])
+        .txn(&[Compare::ModRevision(key.clone(), kv.mod_revision)], &[Op::Delete(key.clone())], &[])
         .map_err(|e| store.fail(e))?;
+    // Taken by another between the read and the revoke: theirs is left, and said.
+    if let Some(now) = store.client.get(&key).map_err(|e| store.fail(e))?
+        && now.create_revision != kv.create_revision
+    {
+        return Err(match serde_json::from_slice::<Holder>(&now.value) {
+            Ok(holder) => StoreError::Held { name: name.clone(), holder },
+            Err(_) => StoreError::HeldUnknown { name: name.clone() },
+        });
+    }
     Ok(Some(holder))
 }

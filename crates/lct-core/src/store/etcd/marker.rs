@@ -120,3 +120,18 @@ pub(super) fn check_seal_key(store: &EtcdStore, seal: &SealKey) -> Result<(), St
     }
     Err(store.corrupt(&String::from_utf8_lossy(&marker_key(store)), "changing constantly".into()))
 }
+
+/// Read only (a migration's preflight): the store's secrets, if any were sealed yet, are
+/// sealed with `seal`.
+pub(super) fn seal_key_matches(store: &EtcdStore, seal: &SealKey) -> Result<(), StoreError> {
+    let ours = seal.id_hex();
+    match read(store)? {
+        Some((Mark { seal_key: Some(id), .. }, _)) if id != ours => Err(StoreError::Unreachable {
+            store: store.name(),
+            detail: format!(
+                "its secrets are sealed with key {id}, and LCT_STATE_KEY holds key {ours}: use the team's key file; nothing was written"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}

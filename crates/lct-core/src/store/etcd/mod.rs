@@ -5,7 +5,11 @@
 //!   transaction is one etcd transaction comparing `mod_revision`s (`create_revision` 0 for
 //!   absent keys), so two controllers never make the same thing twice or lose an update.
 //! * Secrets are sealed (`lct_core::seal`, key file `LCT_STATE_KEY`) before they are sent:
-//!   etcd, its snapshots and `etcdctl get` see no plain secret.
+//!   etcd, its snapshots and `etcdctl get` see no plain secret. Which keys are secret is
+//!   decided by the key (`store::layout`), and every other value is authenticated with a
+//!   tag under the same key file: a value someone wrote without it (`etcdctl put`) is
+//!   refused when read, naming the key. Both bind the value to its etcd key (prefix and
+//!   name). So every read and write needs `LCT_STATE_KEY`.
 //! * `PREFIX/.lct` marks the prefix as lct's (`marker`): a prefix holding other keys and no
 //!   marker is refused before anything is written.
 //! * Locks are keys `PREFIX/.locks/NAME` attached to a lease (`lock`); watches follow etcd's
@@ -23,19 +27,22 @@ use std::time::Duration;
 use super::{Committed, Entry, Expect, Holder, Key, LockGuard, Op, Rev, Secrecy, Store, StoreError, Txn, Wait, Watch};
 use crate::etcd::{self, Compare, EtcdError};
 use crate::seal::is_sealed;
+use crate::store::layout;
 
 /// How many times an append reads and writes again when another writer came between.
 const APPEND_TRIES: usize = 100;
 
 impl EtcdStore {
+    /// What is stored for `value` at `key`: sealed when the key is secret (the table in
+    /// `store::layout`) or the writer asked, else authenticated: every value carries the
+    /// team key's tag, so a value written without it is never taken.
     fn sealed(&self, key: &Key, value: &[u8], secrecy: Secrecy) -> Result<Vec<u8>, StoreError> {
-        match secrecy {
-            Secrecy::Public => Ok(value.to_vec()),
-            Secrecy::Secret => {
-                let seal = self.seal_key()?;
-                marker::check_seal_key(self, &seal)?;
-                seal.seal(key.as_str(), value).map_err(|e| self.seal_error(key, e))
-            }
+        let seal = self.seal_key()?;
+        marker::check_seal_key(self, &seal)?;
+        let name = self.bound_name(key);
+        match layout::at_least(key, secrecy) {
+            Secrecy::Public => Ok(seal.authenticate(&name, value)),
+            Secrecy::Secret => seal.seal(&name, value).map_err(|e| self.seal_error(key, e)),
         }
     }
 }
@@ -84,6 +91,12 @@ impl Store for EtcdStore {
             }
             otherwise.push(etcd::Op::Get(raw));
         }
+        // Fences: each lock key is still the one this process took (same create_revision).
+        for fence in &txn.fences {
+            let raw = lock::lock_key(self, &fence.lock);
+            compare.push(Compare::CreateRevision(raw.clone(), fence.token as i64));
+            otherwise.push(etcd::Op::Get(raw));
+        }
         let mut then = Vec::new();
         let mut puts = Vec::new();
         for op in &txn.ops {
@@ -120,6 +133,12 @@ impl Store for EtcdStore {
                     {
                         return Ok(done);
                     }
+                    if let Some(fence) = txn.fences.iter().find(|f| {
+                        let raw = lock::lock_key(self, &f.lock);
+                        !outcome.read.iter().any(|kv| kv.key == raw && kv.create_revision == f.token as i64)
+                    }) {
+                        return Err(StoreError::Fenced { name: fence.lock.clone() });
+                    }
                     return Err(self.conflict(txn, &outcome.read));
                 }
                 Err(e @ EtcdError::Ambiguous { .. }) => {
@@ -152,8 +171,7 @@ impl Store for EtcdStore {
             }
             let (mut value, compare, secrecy) = match &now {
                 Some(kv) => {
-                    let was_secret = is_sealed(&kv.value);
-                    let secrecy = if was_secret { Secrecy::Secret } else { secrecy };
+                    let secrecy = if is_sealed(&kv.value) { Secrecy::Secret } else { secrecy };
                     (self.opened(key, kv)?, Compare::ModRevision(raw.clone(), kv.mod_revision), secrecy)
                 }
                 None => (Vec::new(), Compare::Absent(raw.clone()), secrecy),
@@ -188,7 +206,12 @@ impl Store for EtcdStore {
 
     fn unlock(&self, name: &Key) -> Result<Option<Holder>, StoreError> {
         marker::check(self)?;
-        lock::breaks(self, name)
+        lock::breaks(self, name, false)
+    }
+
+    fn force_unlock(&self, name: &Key) -> Result<Option<Holder>, StoreError> {
+        marker::check(self)?;
+        lock::breaks(self, name, true)
     }
 
     fn watch(&self, prefix: &Key) -> Result<Box<dyn Watch>, StoreError> {
