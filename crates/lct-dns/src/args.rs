@@ -248,8 +248,9 @@ pub struct ZoneArgs {
     /// No reverse (PTR) zones for private addresses
     #[arg(long)]
     pub no_reverse: bool,
-    /// The zone as this region's nodes see it: other regions' nodes by their public
-    /// addresses only (regions' private addresses overlap and do not route), no PTR for them
+    /// The zone as this region's nodes see it: other regions' nodes by their mesh addresses
+    /// when they are mesh members (lct-mesh), else by their public addresses only (regions'
+    /// private addresses overlap and do not route); no PTR for them
     #[arg(long)]
     pub region: Option<String>,
 }
@@ -273,6 +274,7 @@ impl ZoneArgs {
             name_servers,
             reverse: !no_reverse,
             region,
+            mesh: Default::default(),
         }
     }
 }

@@ -20,6 +20,15 @@ pub mod plan;
 pub mod remote;
 pub mod state;
 
+/// Every member's mesh address that the mesh has keyed (its node applied it once), by node:
+/// what lct-hosts and lct-dns name a node of another region with. No mesh yet: none.
+pub fn addresses(
+    state_dir: &std::path::Path,
+) -> Result<std::collections::BTreeMap<lct_core::record::Name, std::net::Ipv4Addr>, MeshError> {
+    let Some(state) = state::MeshState::load(state_dir)? else { return Ok(Default::default()) };
+    Ok(state.members.into_iter().filter(|(_, m)| m.public_key.is_some()).map(|(n, m)| (n, m.address)).collect())
+}
+
 /// Why the mesh could not be planned, recorded or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum MeshError {
@@ -31,4 +40,34 @@ pub enum MeshError {
     Node(String),
     #[error("{0}")]
     Io(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use state::{DEFAULT_PORT, Member, MeshState};
+
+    #[test]
+    fn addresses_are_the_keyed_members_only() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(addresses(dir.path()).unwrap().is_empty(), "no mesh: no addresses");
+        let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), model::Topology::Leader, DEFAULT_PORT);
+        let member = |last: u8, key: Option<&str>| Member {
+            address: std::net::Ipv4Addr::new(100, 64, 0, last),
+            public_key: key.map(String::from),
+            region: "a".into(),
+            local_interface: None,
+        };
+        let key = data_encoding::BASE64.encode(&[7u8; 32]);
+        s.members.insert("a-1".parse().unwrap(), member(1, Some(&key)));
+        // Planned but never applied: its address works nowhere yet.
+        s.members.insert("a-2".parse().unwrap(), member(2, None));
+        s.save(dir.path()).unwrap();
+        let got = addresses(dir.path()).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[&"a-1".parse::<lct_core::record::Name>().unwrap()].to_string(), "100.64.0.1");
+        // A damaged record is an error, not an empty mesh (names would silently fall back).
+        std::fs::write(MeshState::path(dir.path()), "{").unwrap();
+        assert!(addresses(dir.path()).unwrap_err().to_string().contains("mesh.json"));
+    }
 }

@@ -58,7 +58,8 @@ pub(crate) async fn run_action(
             // dependents' nodes.
             let mut selected: BTreeSet<Name> = [name.clone()].into();
             selected.extend(lct_core::state::dependencies_of(records, &selected));
-            let push_plan = lct_hosts::plan(&nodes, records, &selected, &lct_hosts::RenderOptions::default())?;
+            let mesh = lct_mesh::addresses(&ctx.home.dir)?;
+            let push_plan = lct_hosts::plan(&nodes, records, &selected, &lct_hosts::RenderOptions::default(), &mesh)?;
             let local = tools.bin_dir.join("lct-hosts");
             for r in lct_hosts::push(push_plan, "/etc/hosts", &local, "lct-hosts", &options).await {
                 if let Some(e) = r.error {
