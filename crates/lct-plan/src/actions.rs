@@ -104,6 +104,42 @@ pub(crate) async fn run_action(
             }
         }
         Action::Dns => update_dns(&ctx.home, records).await?,
+        Action::MeshSync => mesh_sync(ctx, records).await?,
+    }
+    Ok(())
+}
+
+/// `mesh-sync`: the mesh over every node of this cluster, its dependencies and dependents,
+/// and of every cluster that already has a member (a sync is of the whole mesh: a node left
+/// out would leave it). Nodes gone from the inventory leave the mesh; a failed node fails the
+/// hook, named.
+async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
+    let name = ctx.name();
+    let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
+    let members = lct_mesh::addresses(&ctx.home.dir)?;
+    let mut clusters: BTreeSet<Name> = [name.clone()].into();
+    clusters.extend(lct_core::state::dependencies_of(records, &clusters));
+    clusters.extend(lct_core::state::dependents_of(records, &[name.clone()].into()));
+    clusters.extend(nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()));
+    let meshed: Vec<Node> = nodes.into_iter().filter(|n| clusters.contains(&n.cluster)).collect();
+    let options = lct_mesh::remote::Options {
+        state_dir: ctx.home.dir.clone(),
+        prefix: None,
+        topology: None,
+        port: None,
+        parallel: 32,
+        timeout: std::time::Duration::from_secs(120),
+        local_bin: ctx.tools.bin_dir.join("lct-mesh"),
+        remote_bin: "lct-mesh".into(),
+    };
+    let reports = lct_mesh::remote::sync(&meshed, &options).await?;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| r.status == lct_mesh::model::SyncStatus::Failed)
+        .map(|r| format!("{} ({})", r.node, r.error.as_deref().unwrap_or("failed")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("mesh sync failed on {}", failed.join(", "));
     }
     Ok(())
 }
