@@ -95,6 +95,25 @@ impl Record for MeshPeer {
     const VERSION: u32 = 1;
 }
 
+impl MeshPeer {
+    /// A peer line as a node sent it back, checked before it reaches a table, the picture or
+    /// the record: a public key, an `ADDRESS:PORT` endpoint, IPv4 prefixes (a hostile node
+    /// must not write terminal escapes or DOT through them).
+    pub fn check(&self) -> Result<(), MeshError> {
+        let place = format!("node {}: a peer", self.node);
+        check_public_key(&place, &self.public_key)?;
+        if let Some(endpoint) = &self.endpoint
+            && endpoint.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(MeshError::Input(format!("{place}: endpoint {:?} is not ADDRESS:PORT", shorten(endpoint))));
+        }
+        if let Some(bad) = self.allowed_ips.iter().find(|a| a.parse::<ipnet::Ipv4Net>().is_err()) {
+            return Err(MeshError::Input(format!("{place}: allowed IP {:?} is not an IPv4 prefix", shorten(bad))));
+        }
+        Ok(())
+    }
+}
+
 impl lct_core::table::Tabular for MeshPeer {
     const HEADERS: &'static [&'static str] = &["NODE", "PEER", "ENDPOINT", "HANDSHAKE", "RX", "TX"];
     fn row(&self) -> Vec<String> {

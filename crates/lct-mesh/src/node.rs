@@ -220,7 +220,7 @@ fn parse_peer(node: &Name, line: &str) -> Option<MeshPeer> {
     if f.len() < 7 {
         return None;
     }
-    Some(MeshPeer {
+    let peer = MeshPeer {
         node: node.clone(),
         peer: None,
         public_key: f[0].to_string(),
@@ -229,7 +229,9 @@ fn parse_peer(node: &Name, line: &str) -> Option<MeshPeer> {
         latest_handshake: f[4].parse().ok().filter(|t| *t != 0),
         rx_bytes: f[5].parse().unwrap_or(0),
         tx_bytes: f[6].parse().unwrap_or(0),
-    })
+    };
+    // What `wg` printed is checked like anything else a node says (the controller checks again).
+    peer.check().ok().map(|()| peer)
 }
 
 /// Removes the key of a namespace node that is gone (its file is one of this machine's).
@@ -255,17 +257,29 @@ pub fn down(interface: &str) -> Result<(), MeshError> {
 mod tests {
     use super::*;
 
+    const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
     #[test]
     fn dump_lines_become_peers() {
         let node: Name = "a-1".parse().unwrap();
-        let p =
-            parse_peer(&node, "KEY=\t(none)\t203.0.113.3:51820\t100.64.0.3/32,100.64.0.4/32\t1700000000\t10\t20\toff")
-                .unwrap();
+        let p = parse_peer(
+            &node,
+            &format!("{KEY}\t(none)\t203.0.113.3:51820\t100.64.0.3/32,100.64.0.4/32\t1700000000\t10\t20\toff"),
+        )
+        .unwrap();
         assert_eq!(p.endpoint.as_deref(), Some("203.0.113.3:51820"));
         assert_eq!(p.allowed_ips, ["100.64.0.3/32", "100.64.0.4/32"]);
         assert_eq!((p.latest_handshake, p.rx_bytes, p.tx_bytes), (Some(1_700_000_000), 10, 20));
-        let never = parse_peer(&node, "KEY=\t(none)\t(none)\t(none)\t0\t0\t0\toff").unwrap();
+        let never = parse_peer(&node, &format!("{KEY}\t(none)\t(none)\t(none)\t0\t0\t0\toff")).unwrap();
         assert_eq!((never.endpoint, never.latest_handshake, never.allowed_ips.len()), (None, None, 0));
         assert!(parse_peer(&node, "short").is_none());
+        // Whatever is not a key, an endpoint or a prefix is dropped, never shown.
+        for bad in [
+            "KEY=\t(none)\t(none)\t(none)\t0\t0\t0\toff".to_string(),
+            format!("{KEY}\t(none)\t\x1b[2J:1\t(none)\t0\t0\t0\toff"),
+            format!("{KEY}\t(none)\t(none)\t100.64.0.3/32,\x1b]0;owned\x07\t0\t0\t0\toff"),
+        ] {
+            assert!(parse_peer(&node, &bad).is_none(), "{bad:?}");
+        }
     }
 }

@@ -108,10 +108,8 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         .collect();
     let mut failed: BTreeMap<Name, String> = BTreeMap::new();
     for r in exec_each(jobs, &exec, None).await {
-        match (r.outcome.success(), applied_of(&r)) {
-            (true, Some(k)) => _ = take_key(&mut state, &r.node, k.public_key)?,
-            (true, None) => _ = failed.insert(r.node, "no public key came back".into()),
-            (false, _) => _ = failed.insert(r.node.clone(), why(&r)),
+        if let Err(why) = take_report(&mut state, &r, "no public key came back") {
+            failed.insert(r.node, why);
         }
     }
     for iface in &assigned.gone_local {
@@ -136,20 +134,17 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         }
         let mut again = false;
         for r in exec_each(jobs, &exec, None).await {
-            let lost = match (r.outcome.success(), applied_of(&r)) {
-                (true, Some(a)) => {
-                    again |= take_key(&mut state, &r.node, a.public_key)?;
-                    if a.changed {
+            match take_report(&mut state, &r, "no report came back") {
+                Ok((applied, key_changed)) => {
+                    again |= key_changed;
+                    if applied.changed {
                         changed.insert(r.node.clone());
                     }
-                    None
                 }
-                (true, None) => Some("no report came back".to_string()),
-                (false, _) => Some(why(&r)),
-            };
-            if let Some(why) = lost {
-                again |= planned.leaders.values().any(|l| *l == r.node);
-                failed.insert(r.node, why);
+                Err(why) => {
+                    again |= planned.leaders.values().any(|l| *l == r.node);
+                    failed.insert(r.node, why);
+                }
             }
         }
         if !again || round == 1 {
@@ -189,15 +184,33 @@ fn applied_of(r: &ExecResult) -> Option<MeshApplied> {
     stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop())
 }
 
-/// Records `key` as `node`'s (checked first); whether it differs from the one recorded.
-fn take_key(state: &mut MeshState, node: &Name, key: String) -> Result<bool, MeshError> {
-    crate::model::check_public_key(&format!("node {node}: its public key"), &key)?;
+/// The `mesh-apply` report of one node, its key recorded, and whether that key differs from
+/// the one recorded; or why that node failed (its run failed, nothing came back, its key is
+/// not a key or is another member's). One node's bad answer fails that node only: the sync
+/// goes on with the others (and a leader that fails is replaced in the next round).
+fn take_report(state: &mut MeshState, r: &ExecResult, missing: &str) -> Result<(MeshApplied, bool), String> {
+    if !r.outcome.success() {
+        return Err(why(r));
+    }
+    let applied = applied_of(r).ok_or_else(|| missing.to_string())?;
+    let changed = take_key(state, &r.node, &applied.public_key).map_err(|e| e.to_string())?;
+    Ok((applied, changed))
+}
+
+/// Records `key` as `node`'s (checked first: a key, and no other member's); whether it
+/// differs from the one recorded.
+fn take_key(state: &mut MeshState, node: &Name, key: &str) -> Result<bool, MeshError> {
+    crate::model::check_public_key(&format!("node {node}: its public key"), key)?;
+    if let Some((other, _)) = state.members.iter().find(|(n, m)| *n != node && m.public_key.as_deref() == Some(key)) {
+        // Two peers of one key are merged by `wg` into one: traffic for one goes to the other.
+        return Err(MeshError::Input(format!("node {node}: its public key is node {other}'s too (refused)")));
+    }
     let member = state.members.get_mut(node).expect("running nodes are members");
-    let changed = member.public_key.as_ref().is_some_and(|old| *old != key);
+    let changed = member.public_key.as_ref().is_some_and(|old| old != key);
     if changed {
         tracing::warn!("node {node}: its public key changed (a new node of the same name?)");
     }
-    member.public_key = Some(key);
+    member.public_key = Some(key.to_string());
     Ok(changed)
 }
 
@@ -235,11 +248,18 @@ pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>,
     let (mut peers, mut problems) = (Vec::new(), Vec::new());
     for r in exec_each(jobs, &options.exec(), None).await {
         match stream::read_kind::<MeshPeer>(r.stdout.as_bytes()) {
-            Ok((found, _)) if r.outcome.success() => peers.extend(found.into_iter().map(|mut p| {
-                p.node = r.node.clone();
-                p.peer = by_key.get(p.public_key.as_str()).map(|n| (*n).clone());
-                p
-            })),
+            Ok((found, _)) if r.outcome.success() => {
+                for mut p in found {
+                    p.node = r.node.clone();
+                    // What a node sends back reaches the operator's terminal: checked, or dropped.
+                    if let Err(e) = p.check() {
+                        problems.push(format!("{} ({e})", r.node));
+                        continue;
+                    }
+                    p.peer = by_key.get(p.public_key.as_str()).map(|n| (*n).clone());
+                    peers.push(p);
+                }
+            }
             _ => problems.push(format!("{} ({})", r.node, why(&r))),
         }
     }
@@ -284,5 +304,61 @@ fn remove_state(dir: &Path) -> Result<(), MeshError> {
     match std::fs::remove_file(MeshState::path(dir)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Io(e.to_string())),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Member;
+    use lct_inventory::exec::Outcome;
+
+    fn answer(node: &str, stdout: &str, code: i32) -> ExecResult {
+        ExecResult {
+            node: node.parse().unwrap(),
+            cluster: "c".parse().unwrap(),
+            outcome: Outcome::Exited { code },
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+            duration_ms: 1,
+        }
+    }
+
+    fn applied(key: &str) -> String {
+        stream::to_line(&MeshApplied { interface: "lctmesh0".into(), public_key: key.into(), changed: true })
+    }
+
+    #[test]
+    fn a_bad_answer_fails_its_node_only() {
+        let mut state = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
+        for (i, n) in ["a-1", "a-2", "b-1"].iter().enumerate() {
+            let member = Member {
+                address: std::net::Ipv4Addr::new(100, 64, 0, i as u8 + 1),
+                public_key: None,
+                region: "a".into(),
+                local_interface: None,
+            };
+            state.members.insert(n.parse().unwrap(), member);
+        }
+        let good = data_encoding::BASE64.encode(&[1u8; 32]);
+        let other = data_encoding::BASE64.encode(&[2u8; 32]);
+        let (report, changed) = take_report(&mut state, &answer("a-1", &applied(&good), 0), "none").unwrap();
+        assert!(report.changed && !changed);
+        // A malformed key: that node fails, named, nothing recorded for it; no error for the sync.
+        let err = take_report(&mut state, &answer("a-2", &applied("x\nEndpoint = 6.6.6.6:1"), 0), "none").unwrap_err();
+        assert!(err.contains("node a-2") && err.contains("not a WireGuard public key"), "{err}");
+        assert_eq!(state.members[&"a-2".parse::<Name>().unwrap()].public_key, None);
+        // Another member's key: refused, both named.
+        let err = take_report(&mut state, &answer("b-1", &applied(&good), 0), "none").unwrap_err();
+        assert!(err.contains("node b-1") && err.contains("node a-1's too"), "{err}");
+        assert_eq!(state.members[&"b-1".parse::<Name>().unwrap()].public_key, None);
+        // A failed run, no report: failures of that node.
+        assert!(take_report(&mut state, &answer("b-1", "", 1), "none").unwrap_err().contains("exit"));
+        assert_eq!(take_report(&mut state, &answer("b-1", "garbage\n", 0), "none back").unwrap_err(), "none back");
+        // The others go on: b-1's own key is taken; a key that changes says so.
+        assert!(!take_report(&mut state, &answer("b-1", &applied(&other), 0), "none").unwrap().1);
+        let third = data_encoding::BASE64.encode(&[3u8; 32]);
+        assert!(take_report(&mut state, &answer("b-1", &applied(&third), 0), "none").unwrap().1);
+        state.check().unwrap();
     }
 }

@@ -85,6 +85,7 @@ impl MeshState {
     /// Every recorded value valid, every address in the prefix and claimed once.
     pub fn check(&self) -> Result<(), MeshError> {
         let mut seen: BTreeMap<Ipv4Addr, &Name> = BTreeMap::new();
+        let mut keys: BTreeMap<&String, &Name> = BTreeMap::new();
         for (name, m) in &self.members {
             if !usable(&self.prefix, m.address) {
                 return Err(MeshError::Input(format!(
@@ -100,6 +101,9 @@ impl MeshState {
             }
             if let Some(key) = &m.public_key {
                 check_public_key(&format!("node {name}: public key"), key)?;
+                if let Some(other) = keys.insert(key, name) {
+                    return Err(MeshError::Input(format!("nodes {other} and {name} both hold one public key")));
+                }
             }
             check_region(name.as_str(), &m.region)?;
             if let Some(iface) = &m.local_interface {
@@ -205,6 +209,21 @@ mod tests {
             bad.save(dir.path()).unwrap();
             assert!(MeshState::load(dir.path()).unwrap_err().to_string().contains("mesh.json"));
         }
+        // Two members of one key (`wg` would merge their peers into one).
+        let mut one_key = s.clone();
+        let key = data_encoding::BASE64.encode(&[9u8; 32]);
+        one_key.members.values_mut().for_each(|m| m.public_key = Some(key.clone()));
+        one_key.members.insert(
+            "d-1".parse().unwrap(),
+            Member {
+                address: "100.64.0.4".parse().unwrap(),
+                public_key: Some(key),
+                region: "d".into(),
+                local_interface: None,
+            },
+        );
+        let err = one_key.check().unwrap_err().to_string();
+        assert!(err.contains("nodes a-1 and d-1 both hold one public key"), "{err}");
         let taken: BTreeSet<Ipv4Addr> = ["100.64.0.1".parse().unwrap()].into();
         assert_eq!(s.free_address(&taken).unwrap(), "100.64.0.2".parse::<Ipv4Addr>().unwrap());
     }
