@@ -197,6 +197,12 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
             "nodes m-1 and m-2 both claim mesh address 100.64.0.7",
         ),
         (fine.clone(), vec!["--prefix", "192.168.0.0/16"], "mesh prefix 192.168.0.0/16 overlaps node m-1's address"),
+        // No node there today, but the providers hand out addresses there: refused all the same.
+        (
+            fine.clone(),
+            vec!["--prefix", "192.168.200.0/24"],
+            "mesh prefix 192.168.200.0/24 overlaps 192.168.128.0/17 of local (private addresses)",
+        ),
         (fine.replace("\"public_ipv4\":[\"203.0.113.2\"]", "\"public_ipv4\":[]"), vec![], "region b: no node can lead"),
         (
             fine.replace("\"public_ipv4\":[\"203.0.113.2\"]", "\"public_ipv4\":[]"),

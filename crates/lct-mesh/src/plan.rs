@@ -68,6 +68,16 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
             )));
         }
     }
+    // Not only today's addresses: any a provider may hand out later would be hidden too.
+    let taken = lct_api::ranges::overlapping(&state.prefix);
+    if !taken.is_empty() {
+        let names: Vec<String> = taken.iter().map(|r| format!("{} of {} ({})", r.range, r.provider, r.what)).collect();
+        return Err(MeshError::Input(format!(
+            "mesh prefix {} overlaps {}: choose another --prefix",
+            state.prefix,
+            names.join(", ")
+        )));
+    }
     let present: BTreeSet<&Name> = nodes.iter().map(|n| &n.name).collect();
     let gone_local = state
         .members
@@ -316,6 +326,13 @@ mod tests {
         let overlap = MeshState::new("192.168.0.0/16".parse().unwrap(), Topology::Leader, 51820);
         let err = assign(overlap, &nodes).unwrap_err().to_string();
         assert!(err.contains("overlaps node a-1's address 192.168.128.1"), "{err}");
+        // Above every node's address, inside the providers' private range: a later node's.
+        let above = MeshState::new("192.168.200.0/24".parse().unwrap(), Topology::Leader, 51820);
+        let err = assign(above, &nodes).unwrap_err().to_string();
+        assert!(err.contains("overlaps 192.168.128.0/17 of local (private addresses)"), "{err}");
+        assert!(err.contains("192.168.128.0/17 of linode"), "{err}");
+        let lab = MeshState::new("198.51.100.0/24".parse().unwrap(), Topology::Leader, 51820);
+        assert!(assign(lab, &nodes).unwrap_err().to_string().contains("the lab's public addresses"));
         let mut hostile = node("a-3", "a", 5, true);
         hostile.region = "a\n[Peer]\nAllowedIPs = 0.0.0.0/0".into();
         assert!(assign(fresh(), &[hostile]).unwrap_err().to_string().contains("not a region name"));
