@@ -3,23 +3,25 @@
 //! inside a namespace node's namespace, over SSH (pinned host keys) on a remote one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use lct_core::record::{Access, Name, Node};
+use lct_core::store::{Expect, Holder, Key, LockGuard, SharedStore, Wait};
 use lct_core::stream;
 use lct_inventory::exec::{ExecOptions, ExecResult, exec_each};
 
 use crate::MeshError;
 use crate::model::{MeshApplied, MeshConfig, MeshNode, MeshPeer, SyncStatus, Topology};
 use crate::plan::{assign, interface_for, plan};
-use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, MeshState};
+use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, LOCK, MeshState};
 
 /// How to reach the nodes, and the mesh's settings when it is made.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub state_dir: PathBuf,
+    /// lct's state: the recorded mesh and its lock (the state directory, or a shared store).
+    pub store: SharedStore,
     pub prefix: Option<Ipv4Net>,
     pub topology: Option<Topology>,
     pub port: Option<u16>,
@@ -43,11 +45,12 @@ impl Options {
         std::iter::once(bin).chain(args.iter().map(|s| s.to_string())).collect()
     }
 
-    /// The recorded mesh, or a new one with these settings; settings that contradict the
-    /// recorded ones are an error (a mesh is re-made with `down` first).
-    pub fn state(&self) -> Result<MeshState, MeshError> {
-        match MeshState::load(&self.state_dir)? {
-            Some(s) => {
+    /// The recorded mesh and what its next write expects (the revision read), or a new one
+    /// with these settings; settings that contradict the recorded ones are an error (a mesh
+    /// is re-made with `down` first).
+    pub fn state(&self) -> Result<(MeshState, Expect), MeshError> {
+        match MeshState::load(self.store.as_ref())? {
+            Some((s, rev)) => {
                 let differs = |what: &str, given: String, recorded: String| {
                     MeshError::Input(format!(
                         "{what} {given}: the mesh has {recorded} (lct-mesh down first to change it)"
@@ -62,12 +65,15 @@ impl Options {
                 if let Some(p) = self.port.filter(|p| *p != s.port) {
                     return Err(differs("--port", p.to_string(), s.port.to_string()));
                 }
-                Ok(s)
+                Ok((s, Expect::Rev(rev)))
             }
-            None => Ok(MeshState::new(
-                self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.parse().expect("a prefix")),
-                self.topology.unwrap_or_default(),
-                self.port.unwrap_or(DEFAULT_PORT),
+            None => Ok((
+                MeshState::new(
+                    self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.parse().expect("a prefix")),
+                    self.topology.unwrap_or_default(),
+                    self.port.unwrap_or(DEFAULT_PORT),
+                ),
+                Expect::Absent,
             )),
         }
     }
@@ -83,8 +89,9 @@ fn why(r: &ExecResult) -> String {
 /// back, apply failed) is reported, and the others go on without it.
 pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, MeshError> {
     // One sync (or down) at a time: a watch and a sync by hand must not interleave records.
-    let _lock = lock(&options.state_dir)?;
-    let assigned = assign(options.state()?, nodes)?;
+    let _lock = lock(options, "lct-mesh sync")?;
+    let (recorded, mut expect) = options.state()?;
+    let assigned = assign(recorded, nodes)?;
     let mut state = assigned.state;
     // The plan must be possible before any node is touched (a region nobody can lead...).
     let mut trial = state.clone();
@@ -124,7 +131,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     for round in 0..2 {
         let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
         let planned = plan(&mut state, &members)?;
-        state.save(&options.state_dir)?;
+        expect = Expect::Rev(state.save(options.store.as_ref(), expect)?);
         reports.clear();
         let mut jobs = Vec::new();
         for (node, config) in &planned.configs {
@@ -148,7 +155,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             }
         }
         if !again || round == 1 {
-            state.save(&options.state_dir)?;
+            state.save(options.store.as_ref(), expect)?;
             break;
         }
     }
@@ -231,7 +238,7 @@ fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatu
 /// `lct-mesh status`: the peers of every running member, named by their keys; nodes that
 /// could not be asked, with why.
 pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>, Vec<String>), MeshError> {
-    let state = MeshState::load(&options.state_dir)?.unwrap_or_else(|| {
+    let state = MeshState::load(options.store.as_ref())?.map(|(s, _)| s).unwrap_or_else(|| {
         MeshState::new(DEFAULT_PREFIX.parse().expect("a prefix"), Topology::default(), DEFAULT_PORT)
     });
     let by_key: BTreeMap<&str, &Name> =
@@ -269,7 +276,7 @@ pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>,
 
 /// `lct-mesh down`: every node of `nodes` leaves the mesh; the record goes when all did.
 pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, MeshError> {
-    let _lock = lock(&options.state_dir)?;
+    let _lock = lock(options, "lct-mesh down")?;
     let jobs = nodes
         .iter()
         .filter(|n| n.status == lct_core::record::Status::Running && n.access.is_some())
@@ -283,28 +290,28 @@ pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, Mesh
         .collect();
     if problems.is_empty() {
         // Namespace members not asked (gone from the inventory): their keys are files here.
-        if let Some(state) = MeshState::load(&options.state_dir)? {
+        if let Some((state, _)) = MeshState::load(options.store.as_ref())? {
             for (name, m) in &state.members {
                 if let Some(iface) = m.local_interface.as_deref().filter(|_| !nodes.iter().any(|n| &n.name == name)) {
                     crate::node::forget_key(iface)?;
                 }
             }
         }
-        remove_state(&options.state_dir)?;
+        MeshState::remove(options.store.as_ref())?;
     }
     Ok(problems)
 }
 
-fn lock(dir: &Path) -> Result<lct_core::fsutil::Lock, MeshError> {
-    let path = dir.join("mesh.lock");
-    lct_core::fsutil::Lock::acquire(&path).map_err(|e| MeshError::Io(format!("{}: {e}", path.display())))
-}
-
-fn remove_state(dir: &Path) -> Result<(), MeshError> {
-    match std::fs::remove_file(MeshState::path(dir)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Io(e.to_string())),
-        _ => Ok(()),
-    }
+/// The store lock `mesh`: one sync, watch round or down at a time, across every controller
+/// of the store (a watch and a sync by hand must not interleave records). Waits for the
+/// holder up to the longest a sync may take.
+fn lock(options: &Options, operation: &str) -> Result<Box<dyn LockGuard>, MeshError> {
+    let name = Key::new(LOCK).expect("a fixed key");
+    let wait = Wait::Upto(options.timeout.saturating_mul(4).max(Duration::from_secs(60)));
+    options
+        .store
+        .lock(&name, &Holder::here(operation), Duration::from_secs(60), wait)
+        .map_err(|e| MeshError::Io(format!("{} lock {LOCK}: {e}", options.store.describe())))
 }
 
 #[cfg(test)]

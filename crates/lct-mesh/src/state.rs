@@ -1,15 +1,17 @@
-//! The mesh as recorded in the state directory (`mesh.json`): its prefix, topology and port,
+//! The mesh as recorded in lct's state store (key `mesh.json`: the state directory's file, or
+//! etcd's key, so controllers sharing a store share one mesh): its prefix, topology and port,
 //! each member's mesh address and public key, each region's leader. Addresses are recorded,
-//! not recomputed from order: a node keeps its address for as long as it exists. Read back
-//! strictly: every key, address and region is checked again, and two members claiming one
-//! address is an error naming both.
+//! not recomputed from order: a node keeps its address for as long as it exists. Written
+//! under the store lock `mesh` and with a compare of the revision read; read back strictly:
+//! every key, address and region is checked again, and two members claiming one address or
+//! one key is an error naming both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use lct_core::record::Name;
+use lct_core::store::{Expect, Key, Rev, Secrecy, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
@@ -18,6 +20,11 @@ use crate::model::{Topology, check_public_key, check_region};
 /// The default mesh prefix: the shared address space of RFC 6598 (what Tailscale uses too),
 /// which neither Linode's private network nor the lab's use.
 pub const DEFAULT_PREFIX: &str = "100.64.0.0/10";
+/// The store's key of the recorded mesh.
+pub const KEY: &str = "mesh.json";
+/// The store lock that one sync, watch round or down holds at a time.
+pub const LOCK: &str = "mesh";
+
 /// WireGuard's usual port.
 pub const DEFAULT_PORT: u16 = 51820;
 
@@ -56,30 +63,42 @@ impl MeshState {
         MeshState { prefix, topology, port, members: BTreeMap::new(), leaders: BTreeMap::new() }
     }
 
-    /// Where the mesh is recorded.
-    pub fn path(state_dir: &Path) -> PathBuf {
-        state_dir.join("mesh.json")
+    /// The store's key of the recorded mesh.
+    pub fn key() -> Key {
+        Key::new(KEY).expect("a fixed key")
     }
 
-    /// The recorded mesh, checked; none yet: `None`.
-    pub fn load(state_dir: &Path) -> Result<Option<MeshState>, MeshError> {
-        let path = Self::path(state_dir);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(MeshError::Io(format!("{}: {e}", path.display()))),
+    /// The recorded mesh, checked, with its revision; none yet: `None`.
+    pub fn load(store: &dyn Store) -> Result<Option<(MeshState, Rev)>, MeshError> {
+        let place = || {
+            store
+                .local_path(&Self::key())
+                .map_or_else(|| format!("{} {KEY}", store.describe()), |p| p.display().to_string())
+        };
+        let Some(entry) = store.get(&Self::key()).map_err(|e| MeshError::Io(format!("{}: {e}", place())))? else {
+            return Ok(None);
         };
         let state: MeshState =
-            serde_json::from_str(&text).map_err(|e| MeshError::Input(format!("{}: {e}", path.display())))?;
-        state.check().map_err(|e| MeshError::Input(format!("{}: {e}", path.display())))?;
-        Ok(Some(state))
+            serde_json::from_slice(&entry.value).map_err(|e| MeshError::Input(format!("{}: {e}", place())))?;
+        state.check().map_err(|e| MeshError::Input(format!("{}: {e}", place())))?;
+        Ok(Some((state, entry.rev)))
     }
 
-    /// Writes it atomically (mode 0600).
-    pub fn save(&self, state_dir: &Path) -> Result<(), MeshError> {
-        let path = Self::path(state_dir);
-        std::fs::create_dir_all(state_dir).map_err(|e| MeshError::Io(format!("{}: {e}", state_dir.display())))?;
-        lct_core::fsutil::atomic_write_json(&path, self).map_err(|e| MeshError::Io(format!("{}: {e}", path.display())))
+    /// Writes it if the record is as `expect` says (the revision read: another controller's
+    /// write in between is a conflict, never overwritten); the new revision.
+    pub fn save(&self, store: &dyn Store, expect: Expect) -> Result<Rev, MeshError> {
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| MeshError::Io(e.to_string()))?;
+        text.push(b'\n');
+        store.put_if(&Self::key(), &text, Secrecy::Public, expect).map_err(|e| {
+            MeshError::Io(format!("{} {KEY}: {e} (another controller changed the mesh? sync again)", store.describe()))
+        })
+    }
+
+    /// Forgets the record (`lct-mesh down`).
+    pub fn remove(store: &dyn Store) -> Result<(), MeshError> {
+        store
+            .delete_if(&Self::key(), Expect::Any)
+            .map_err(|e| MeshError::Io(format!("{} {KEY}: {e}", store.describe())))
     }
 
     /// Every recorded value valid, every address in the prefix and claimed once.
@@ -157,7 +176,9 @@ mod tests {
     #[test]
     fn recorded_state_is_checked_on_load() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(MeshState::load(dir.path()).unwrap(), None);
+        let store = lct_core::store::local::LocalStore::new(dir.path());
+        let load = || MeshState::load(&store).map(|s| s.map(|(s, _)| s));
+        assert_eq!(load().unwrap(), None);
         let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
         s.members.insert(
             "a-1".parse().unwrap(),
@@ -168,12 +189,15 @@ mod tests {
                 local_interface: None,
             },
         );
-        s.save(dir.path()).unwrap();
-        assert_eq!(MeshState::load(dir.path()).unwrap(), Some(s.clone()));
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(MeshState::path(dir.path())).unwrap().permissions(),
-        );
-        assert_eq!(mode & 0o777, 0o600);
+        let rev = s.save(&store, Expect::Absent).unwrap();
+        assert_eq!(load().unwrap(), Some(s.clone()));
+        // Another controller's write in between: a conflict, its record kept.
+        let mut theirs = s.clone();
+        theirs.port = 51821;
+        let newer = theirs.save(&store, Expect::Rev(rev)).unwrap();
+        assert!(s.save(&store, Expect::Rev(rev)).is_err());
+        assert_eq!(load().unwrap().unwrap().port, 51821);
+        s.save(&store, Expect::Rev(newer)).unwrap();
 
         // Another node claiming a-1's address.
         let mut twice = s.clone();
@@ -206,8 +230,8 @@ mod tests {
                 },
             );
             assert!(bad.check().is_err(), "{address} {key:?} {region:?}");
-            bad.save(dir.path()).unwrap();
-            assert!(MeshState::load(dir.path()).unwrap_err().to_string().contains("mesh.json"));
+            bad.save(&store, Expect::Any).unwrap();
+            assert!(load().unwrap_err().to_string().contains("mesh.json"));
         }
         // Two members of one key (`wg` would merge their peers into one).
         let mut one_key = s.clone();
