@@ -102,6 +102,37 @@ fn mesh_spans_regions_and_follows_membership() {
     assert_eq!(forwarding("m-1", &public_dev), "0", "a leader routes what arrives on its public side");
     assert_eq!(forwarding("m-1", "all"), "0", "forwarding was switched on globally");
     assert_eq!(forwarding("m-2", nodes["m-2"]["interface"].as_str().unwrap()), "0");
+    let mesh_table = |node: &str| env.in_ns(node, &["nft", "list", "table", "inet", "lct_mesh"]).status == 0;
+    assert!(mesh_table("m-1") && !mesh_table("m-2"), "a leader's forwarding is confined by a table of its own");
+
+    // The outside routes a member's private and mesh addresses through the leader's public
+    // address: neither is reached (the reply would come straight back from m-2's public side).
+    let m1_public = env.node_address("m-1", "public_ipv4");
+    for target in [env.node_address("m-2", "private_ipv4"), addr("m-2")] {
+        env.in_ns("outside", &["ip", "route", "replace", &format!("{target}/32"), "via", &m1_public]).ok();
+        assert!(!env.pings("outside", &target), "the outside reaches {target} through leader m-1");
+        env.in_ns("outside", &["ip", "route", "del", &format!("{target}/32")]).ok();
+    }
+
+    // A hostile leader (b's, m-3) sends a private address of region a into its tunnel: a's
+    // leader forwards mesh destinations only, so m-2's private address is not reached.
+    let m3_iface = nodes["m-3"]["interface"].as_str().unwrap();
+    let m2_private = env.node_address("m-2", "private_ipv4");
+    let allowed = env.in_ns("m-3", &["wg", "show", m3_iface, "allowed-ips"]).ok().stdout;
+    let (m1_key, m1_allowed) = allowed
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .find(|(_, ips)| ips.split(' ').any(|ip| ip == format!("{}/32", addr("m-1"))))
+        .map(|(k, ips)| (k.to_string(), ips.replace(' ', ",")))
+        .unwrap_or_else(|| panic!("m-3 has no peer for region a: {allowed}"));
+    let widened = format!("{m1_allowed},{m2_private}/32");
+    env.in_ns("m-3", &["wg", "set", m3_iface, "peer", &m1_key, "allowed-ips", &widened]).ok();
+    let into_tunnel = format!("{m2_private}/32");
+    env.in_ns("m-3", &["ip", "route", "add", &into_tunnel, "dev", m3_iface, "src", &addr("m-3")]).ok();
+    assert!(!env.pings("m-3", &m2_private), "a peer reaches a private address through leader m-1");
+    assert!(env.pings("m-3", &addr("m-2")), "while mesh addresses still work");
+    env.in_ns("m-3", &["ip", "route", "del", &into_tunnel]).ok();
+    env.in_ns("m-3", &["wg", "set", m3_iface, "peer", &m1_key, "allowed-ips", &m1_allowed]).ok();
 
     // Nothing changed: nothing to do.
     let again = env.run_with_input("lct-mesh", &["sync"], &input).ok();
@@ -152,9 +183,32 @@ fn mesh_spans_regions_and_follows_membership() {
         assert!(svg.contains("<svg"), "{svg}");
     }
 
-    // Down: interfaces gone (wireguard-go with them), the record forgotten.
+    // m-1 can no longer lead (no public address in its record): m-2 leads a; m-1's
+    // forwarding is switched off again where lct-mesh switched it on, its table gone.
+    let without_public: String = input
+        .lines()
+        .map(|l| {
+            let mut n: Value = serde_json::from_str(l).unwrap();
+            if n["name"] == "m-1" {
+                n["public_ipv4"] = Value::Array(Vec::new());
+            }
+            format!("{n}\n")
+        })
+        .collect();
+    let out = env.run_with_input("lct-mesh", &["sync"], &without_public).ok();
+    assert_eq!(by_node(&out)["m-2"]["leader"], true, "{}", out.stdout);
+    assert_eq!(forwarding("m-1", &private_dev), "0", "a former leader still forwards from its private network");
+    assert_eq!(forwarding("m-1", m1_iface), "0");
+    assert!(!mesh_table("m-1") && mesh_table("m-2"));
+    let m2_private_dev = dev_of("m-2", &env.node_address("m-1", "private_ipv4"));
+    assert_eq!(forwarding("m-2", &m2_private_dev), "1");
+    assert!(env.pings("m-5", &addr("m-1")), "m-1 reached through its region's new leader");
+
+    // Down: interfaces gone (wireguard-go with them), the record forgotten, forwarding off.
     let ifaces: Vec<String> = nodes.values().map(|n| n["interface"].as_str().unwrap().to_string()).collect();
     env.run_with_input("lct-mesh", &["down"], &input).ok();
+    assert_eq!(forwarding("m-2", &m2_private_dev), "0", "a leader still forwards after down");
+    assert!(!mesh_table("m-2"));
     assert!(!env.state.path().join("mesh.json").exists());
     for iface in &ifaces {
         assert!(!Path::new("/var/run/wireguard").join(format!("{iface}.sock")).exists(), "{iface}");

@@ -6,6 +6,7 @@
 //! * [`plan`]: addresses, leaders, and each node's peers and routes, before anything is touched.
 //! * [`node`]: the node's side: its key, its interface (kernel or wireguard-go), `wg syncconf`,
 //!   its address and routes.
+//! * [`forward`]: a leader's forwarding, confined to mesh traffic (its own nft table).
 //! * [`remote`]: the controller's side: sync, status and down over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
 //! * [`cli`]: the command line's definitions.
@@ -13,6 +14,7 @@
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
 pub mod cli;
+pub mod forward;
 pub mod graph;
 pub mod model;
 pub mod node;
