@@ -77,7 +77,13 @@ pub fn plan(members: &Members, only: &[Name], force: bool) -> Result<Vec<GroupPl
             let regions = regions.into_iter().collect::<Vec<_>>().join(", ");
             return Err(CloudError::SpansRegions { cluster, group, regions });
         }
-        let ruleset = for_node(nodes[0], &members.nodes, &members.clusters, force)?;
+        let mut ruleset = for_node(nodes[0], &members.nodes, &members.clusters, members.mesh.as_ref(), force)?;
+        // One firewall for the group: WireGuard from every group member's mesh peers (a
+        // leader's are not the others').
+        if let Some(mesh) = &members.mesh {
+            ruleset.rules.retain(|r| r.name != crate::ruleset::MESH_RULE);
+            ruleset.rules.extend(crate::ruleset::mesh_rule(mesh, nodes.iter().map(|n| &n.name)));
+        }
         let rules = rules_of(&ruleset, &group)?;
         let instances = nodes
             .iter()
@@ -358,7 +364,7 @@ mod tests {
             }))
             .unwrap()
         };
-        let members = |nodes| Members { nodes, clusters: Vec::new(), others: Vec::new() };
+        let members = |nodes| Members { nodes, clusters: Vec::new(), others: Vec::new(), mesh: None };
         let spread = members(vec![node("zk-1", "us-east", "1"), node("zk-2", "eu-west", "2")]);
         let err = plan(&spread, &[], false).err().unwrap().to_string();
         assert!(err.contains("cluster zk group server") && err.contains("eu-west, us-east"), "{err}");

@@ -109,9 +109,9 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
         };
         let public_key = member.and_then(|m| m.public_key);
         let local_interface = matches!(node.access, Some(Access::Netns { .. })).then(|| interface_for(node));
-        state
-            .members
-            .insert(node.name.clone(), Member { address, public_key, region: node.region.clone(), local_interface });
+        let endpoint = node.public_ipv4.first().copied();
+        let member = Member { address, public_key, region: node.region.clone(), local_interface, endpoint };
+        state.members.insert(node.name.clone(), member);
     }
     state.check()?;
     let running = nodes.into_iter().filter(|n| n.status == Status::Running && n.access.is_some()).cloned().collect();

@@ -344,6 +344,7 @@ mod tests {
                 public_key: None,
                 region: "a".into(),
                 local_interface: None,
+                endpoint: None,
             };
             state.members.insert(n.parse().unwrap(), member);
         }

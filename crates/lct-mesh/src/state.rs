@@ -41,6 +41,9 @@ pub struct Member {
     /// node leaves the inventory (a deleted node cannot be asked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_interface: Option<String>,
+    /// Its public address, where its WireGuard peers send (what firewalls admit the port from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Ipv4Addr>,
 }
 
 /// The recorded mesh.
@@ -135,6 +138,36 @@ impl MeshState {
         Ok(())
     }
 
+    /// The recorded mesh of lct's state store (`LCT_STATE`, else the state directory), for
+    /// the tools that follow the mesh (firewalls, names); none yet: `None`.
+    pub fn load_shared() -> Result<Option<MeshState>, MeshError> {
+        let store = lct_core::store::open().map_err(|e| MeshError::Io(e.to_string()))?;
+        Ok(Self::load(store.as_ref())?.map(|(s, _)| s))
+    }
+
+    /// `node`'s mesh address, if it is a member.
+    pub fn address_of(&self, node: &Name) -> Option<Ipv4Addr> {
+        self.members.get(node).map(|m| m.address)
+    }
+
+    /// The public addresses `node`'s WireGuard peers send from: in the leader topology a
+    /// leader's are the other regions' leaders and a member has none; in the full topology,
+    /// every other member's. Empty for a node that is not a member.
+    pub fn wireguard_peers(&self, node: &Name) -> BTreeSet<Ipv4Addr> {
+        let Some(me) = self.members.get(node) else { return BTreeSet::new() };
+        let endpoint = |name: &Name| self.members.get(name).and_then(|m| m.endpoint);
+        match self.topology {
+            Topology::Full => self.members.iter().filter(|(n, _)| *n != node).filter_map(|(_, m)| m.endpoint).collect(),
+            Topology::Leader if self.leaders.get(&me.region) == Some(node) => self
+                .leaders
+                .iter()
+                .filter(|(region, _)| **region != me.region)
+                .filter_map(|(_, leader)| endpoint(leader))
+                .collect(),
+            Topology::Leader => BTreeSet::new(),
+        }
+    }
+
     /// The lowest free host address of the prefix not in `taken`.
     pub fn free_address(&self, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr, MeshError> {
         self.prefix
@@ -187,6 +220,7 @@ mod tests {
                 public_key: None,
                 region: "a".into(),
                 local_interface: None,
+                endpoint: None,
             },
         );
         let rev = s.save(&store, Expect::Absent).unwrap();
@@ -208,6 +242,7 @@ mod tests {
                 public_key: None,
                 region: "b".into(),
                 local_interface: None,
+                endpoint: None,
             },
         );
         let err = twice.check().unwrap_err().to_string();
@@ -227,6 +262,7 @@ mod tests {
                     public_key: key.map(String::from),
                     region: region.into(),
                     local_interface: None,
+                    endpoint: None,
                 },
             );
             assert!(bad.check().is_err(), "{address} {key:?} {region:?}");
@@ -244,10 +280,35 @@ mod tests {
                 public_key: Some(key),
                 region: "d".into(),
                 local_interface: None,
+                endpoint: None,
             },
         );
         let err = one_key.check().unwrap_err().to_string();
         assert!(err.contains("nodes a-1 and d-1 both hold one public key"), "{err}");
+        // WireGuard peers: a leader's are the other leaders' public addresses; a member has none.
+        let mut mesh = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
+        for (i, (name, region)) in [("a-1", "a"), ("a-2", "a"), ("b-1", "b"), ("c-1", "c")].into_iter().enumerate() {
+            let member = Member {
+                address: Ipv4Addr::new(100, 64, 0, i as u8 + 1),
+                public_key: None,
+                region: region.into(),
+                local_interface: None,
+                endpoint: Some(Ipv4Addr::new(203, 0, 113, i as u8 + 1)),
+            };
+            mesh.members.insert(name.parse().unwrap(), member);
+            if name != "a-2" {
+                mesh.leaders.insert(region.into(), name.parse().unwrap());
+            }
+        }
+        let peers = |m: &MeshState, n: &str| {
+            m.wireguard_peers(&n.parse().unwrap()).iter().map(|a| a.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(peers(&mesh, "a-1"), ["203.0.113.3", "203.0.113.4"]);
+        assert!(peers(&mesh, "a-2").is_empty() && peers(&mesh, "x-1").is_empty());
+        mesh.topology = Topology::Full;
+        assert_eq!(peers(&mesh, "a-2"), ["203.0.113.1", "203.0.113.3", "203.0.113.4"]);
+        assert_eq!(mesh.address_of(&"b-1".parse().unwrap()), Some(Ipv4Addr::new(100, 64, 0, 3)));
+
         let taken: BTreeSet<Ipv4Addr> = ["100.64.0.1".parse().unwrap()].into();
         assert_eq!(s.free_address(&taken).unwrap(), "100.64.0.2".parse::<Ipv4Addr>().unwrap());
     }
