@@ -215,9 +215,10 @@ pub fn for_node(
     })
 }
 
-/// Whether `a` and `b` share a private network: one provider, one region.
+/// Whether `a` and `b` share a private network (lct-core's one definition: one provider,
+/// one region).
 pub fn same_private_network(a: &Node, b: &Node) -> bool {
-    a.provider == b.provider && a.region == b.region
+    a.private_network() == b.private_network()
 }
 
 fn describe(a: &Allow, own: &Name) -> String {

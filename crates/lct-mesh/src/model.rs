@@ -182,20 +182,13 @@ impl Record for MeshApplied {
     const VERSION: u32 = 1;
 }
 
-/// A region name: what Linode's look like (`us-east`, `eu-central`), a label of at most 63
-/// lower-case letters, digits and hyphens, starting with a letter or digit.
+/// A region name: lct's one grammar (`lct_core::record::region_problem`), up to 63 bytes.
 pub fn check_region(node: &str, region: &str) -> Result<(), MeshError> {
-    let ok = !region.is_empty()
-        && region.len() <= 63
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !region.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(MeshError::Input(format!(
-            "node {node}: region {:?} is not a region name (1-63 of a-z, 0-9, -)",
-            shorten(region)
-        )))
+    match lct_core::record::region_problem(region, lct_core::record::MAX_REGION_LEN) {
+        None => Ok(()),
+        Some(why) => {
+            Err(MeshError::Input(format!("node {node}: region {:?} is not a region name ({why})", shorten(region))))
+        }
     }
 }
 

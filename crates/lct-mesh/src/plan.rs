@@ -78,6 +78,23 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
             names.join(", ")
         )));
     }
+    // The mesh's regions are private networks: a region name shared by two providers would
+    // route one's members via the other's private addresses, which do not reach.
+    let mut networks: BTreeMap<&str, &Node> = BTreeMap::new();
+    for node in &nodes {
+        if let Some(other) = networks.insert(&node.region, node)
+            && other.private_network() != node.private_network()
+        {
+            return Err(MeshError::Input(format!(
+                "nodes {} ({}) and {} ({}) share the region name {} on two private networks: not supported in one mesh",
+                other.name,
+                other.private_network(),
+                node.name,
+                node.private_network(),
+                node.region
+            )));
+        }
+    }
     let present: BTreeSet<&Name> = nodes.iter().map(|n| &n.name).collect();
     let gone_local = state
         .members
@@ -333,6 +350,10 @@ mod tests {
         assert!(err.contains("192.168.128.0/17 of linode"), "{err}");
         let lab = MeshState::new("198.51.100.0/24".parse().unwrap(), Topology::Leader, 51820);
         assert!(assign(lab, &nodes).unwrap_err().to_string().contains("the lab's public addresses"));
+        let mut elsewhere = node("a-9", "a", 9, true);
+        elsewhere.provider = lct_core::record::ProviderName::Linode;
+        let err = assign(fresh(), &[nodes[0].clone(), elsewhere]).unwrap_err().to_string();
+        assert!(err.contains("nodes a-1 (local region a) and a-9 (linode region a) share the region name a"), "{err}");
         let mut hostile = node("a-3", "a", 5, true);
         hostile.region = "a\n[Peer]\nAllowedIPs = 0.0.0.0/0".into();
         assert!(assign(fresh(), &[hostile]).unwrap_err().to_string().contains("not a region name"));
