@@ -373,6 +373,41 @@ mod tests {
     }
 
     #[test]
+    fn a_groups_firewall_admits_wireguard_from_every_members_peers() {
+        use lct_mesh::model::Topology;
+        use lct_mesh::state::{Member, MeshState};
+        let node = |name: &str, region: &str, id: u8| -> Node {
+            serde_json::from_value(json!({
+                "cluster": "zk", "group": "server", "name": name, "provider": "linode", "status": "running",
+                "region": region, "provider_id": id.to_string(), "private_ipv4": [format!("192.168.128.{id}")],
+                "public_ipv4": [format!("203.0.113.{id}")],
+            }))
+            .unwrap()
+        };
+        // zk-1 is a member of us-east, zk-2 leads it (the group's first node does not lead).
+        let nodes = [node("zk-1", "us-east", 1), node("zk-2", "us-east", 2), node("zk-3", "eu-west", 3)];
+        let mut mesh = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, 51820);
+        for (i, n) in nodes.iter().enumerate() {
+            let member = Member {
+                address: std::net::Ipv4Addr::new(100, 64, 0, i as u8 + 1),
+                public_key: None,
+                region: n.region.clone(),
+                local_interface: None,
+                endpoint: n.public_ipv4.first().copied(),
+            };
+            mesh.members.insert(n.name.clone(), member);
+        }
+        mesh.leaders.insert("us-east".into(), "zk-2".parse().unwrap());
+        mesh.leaders.insert("eu-west".into(), "zk-3".parse().unwrap());
+        let members =
+            Members { nodes: nodes[..2].to_vec(), clusters: Vec::new(), others: Vec::new(), mesh: Some(mesh) };
+        let plans = plan(&members, &[], false).unwrap();
+        let inbound = plans[0].rules["inbound"].as_array().unwrap().clone();
+        let wg = inbound.iter().find(|r| r["protocol"] == "UDP" && r["ports"] == "51820").expect("{inbound:?}");
+        assert_eq!(wg["addresses"]["ipv4"], json!(["203.0.113.3/32"]), "the other region's leader only");
+    }
+
+    #[test]
     fn rules_mirror_the_host_ruleset_and_keep_the_limit() {
         let group: Name = "node".parse().unwrap();
         let rs = ruleset(Mode::ManagedPorts, vec![rule("r0", &["2181/tcp"], &["192.168.128.1", "192.168.128.2"])]);
