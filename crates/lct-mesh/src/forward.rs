@@ -175,6 +175,14 @@ fn switch_off(dev: &str) -> Result<(), MeshError> {
     }
 }
 
+/// What `apply` compares before and after, of forwarding: the interfaces lct-mesh switched
+/// on and its table (none: empty).
+pub fn fingerprint(interface: &str) -> String {
+    let devs: Vec<String> = recorded(interface).unwrap_or_default().into_iter().collect();
+    let table = run("nft", &["list", "table", "inet", TABLE], None).unwrap_or_default();
+    format!("forwarding {}\n{table}", devs.join(" "))
+}
+
 /// Forgets the record of a namespace node that is gone (its namespace took its settings).
 pub fn forget(interface: &str) -> Result<(), MeshError> {
     record(interface, &BTreeSet::new())

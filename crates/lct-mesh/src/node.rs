@@ -103,7 +103,7 @@ pub fn ensure_interface(interface: &str) -> Result<(), MeshError> {
 }
 
 /// What `apply` compares before and after: the peers (without counters), the port, the
-/// addresses and lct-mesh's routes.
+/// addresses, lct-mesh's routes and its forwarding.
 fn fingerprint(interface: &str) -> String {
     let dump = run("wg", &["show", interface, "dump"], None).unwrap_or_default();
     // wireguard-go lists peers in no fixed order: sorted here.
@@ -122,6 +122,7 @@ fn fingerprint(interface: &str) -> String {
     let mut text = lines.join("\n");
     text.push_str(&run("ip", &["-4", "-o", "addr", "show", "dev", interface], None).unwrap_or_default());
     text.push_str(&run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO], None).unwrap_or_default());
+    text.push_str(&crate::forward::fingerprint(interface));
     text
 }
 
