@@ -11,6 +11,9 @@ pub struct ProviderRange {
     /// What it holds (`private addresses`, `the lab's public addresses`).
     pub what: &'static str,
     pub range: Ipv4Net,
+    /// Whether it is a private network's (an address there names a node within its region
+    /// only), not public addresses.
+    pub private: bool,
 }
 
 /// Linode's private IPv4 range (every region's; a VPC's subnets are the operator's choice).
@@ -20,14 +23,24 @@ pub const LINODE_PRIVATE_RANGE: &str = "192.168.128.0/17";
 /// Linode's private range.
 pub fn provider_ranges() -> Vec<ProviderRange> {
     let net = |text: &str| text.parse::<Ipv4Net>().expect("a constant prefix");
-    let mut ranges =
-        vec![ProviderRange { provider: "local", what: "private addresses", range: net(crate::local::PRIVATE_RANGE) }];
+    let mut ranges = vec![ProviderRange {
+        provider: "local",
+        what: "private addresses",
+        range: net(crate::local::PRIVATE_RANGE),
+        private: true,
+    }];
     ranges.extend(crate::local::PUBLIC_IPV4_RANGES.iter().map(|text| ProviderRange {
         provider: "local",
         what: "the lab's public addresses",
         range: net(text),
+        private: false,
     }));
-    ranges.push(ProviderRange { provider: "linode", what: "private addresses", range: net(LINODE_PRIVATE_RANGE) });
+    ranges.push(ProviderRange {
+        provider: "linode",
+        what: "private addresses",
+        range: net(LINODE_PRIVATE_RANGE),
+        private: true,
+    });
     ranges
 }
 

@@ -131,9 +131,27 @@ impl MeshState {
             if let Some(iface) = &m.local_interface {
                 crate::model::check_interface(iface)?;
             }
+            if let Some(endpoint) = m.endpoint {
+                check_endpoint(&self.prefix, name, endpoint)?;
+            }
         }
+        // A leader leads the region it is a member of: firewalls admit WireGuard from the
+        // leaders' endpoints, so a record naming another region's node (or none) as a leader
+        // would open the port to it.
         for (region, leader) in &self.leaders {
             check_region(leader.as_str(), region)?;
+            match self.members.get(leader) {
+                Some(m) if &m.region == region => {}
+                Some(m) => {
+                    return Err(MeshError::Input(format!(
+                        "leader of region {region}: node {leader} is a member of region {}",
+                        m.region
+                    )));
+                }
+                None => {
+                    return Err(MeshError::Input(format!("leader of region {region}: node {leader} is not a member")));
+                }
+            }
         }
         Ok(())
     }
@@ -194,6 +212,40 @@ mod prefix_text {
             return Err(serde::de::Error::custom(format!("{text:?} has host bits set")));
         }
         Ok(p)
+    }
+}
+
+/// A member's endpoint: where its WireGuard peers send and what firewalls admit the port
+/// from, so one public unicast address of a host. Refused: `0.0.0.0/8` (to a firewall,
+/// "this network"), loopback, link-local, multicast, broadcast, the reserved `240.0.0.0/4`,
+/// the private ranges (RFC 1918 and the providers', see `lct_api::ranges`) and the mesh's
+/// own prefix: a private network's address is not one node's outside its region, and a
+/// hostile or broken record must not turn into a firewall rule that admits a whole network.
+pub fn check_endpoint(prefix: &Ipv4Net, node: &Name, endpoint: Ipv4Addr) -> Result<(), MeshError> {
+    let why = if endpoint.octets()[0] == 0 {
+        Some("\"this network\" (0.0.0.0/8)")
+    } else if endpoint.is_loopback() {
+        Some("loopback")
+    } else if endpoint.is_link_local() {
+        Some("link-local")
+    } else if endpoint.is_multicast() {
+        Some("multicast")
+    } else if endpoint.is_broadcast() || endpoint.octets()[0] >= 240 {
+        Some("reserved or broadcast")
+    } else if endpoint.is_private()
+        || lct_api::ranges::provider_ranges().iter().any(|r| r.private && r.range.contains(&endpoint))
+    {
+        Some("a private address")
+    } else if prefix.contains(&endpoint) {
+        Some("inside the mesh prefix")
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(MeshError::Input(format!(
+            "node {node}: endpoint {endpoint} is {why}, not a public address of one node"
+        ))),
     }
 }
 
@@ -268,6 +320,37 @@ mod tests {
             assert!(bad.check().is_err(), "{address} {key:?} {region:?}");
             bad.save(&store, Expect::Any).unwrap();
             assert!(load().unwrap_err().to_string().contains("mesh.json"));
+        }
+        // Endpoints that are not one node's public address: refused on load, never a rule.
+        for endpoint in [
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "169.254.169.254",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.128.9",
+            "100.64.0.200",
+        ] {
+            let mut bad = s.clone();
+            bad.members.values_mut().for_each(|m| m.endpoint = Some(endpoint.parse().unwrap()));
+            let err = bad.check().unwrap_err().to_string();
+            assert!(err.contains(&format!("node a-1: endpoint {endpoint} is")), "{err}");
+            bad.save(&store, Expect::Any).unwrap();
+            assert!(load().unwrap_err().to_string().contains("mesh.json"));
+        }
+        let mut public = s.clone();
+        public.members.values_mut().for_each(|m| m.endpoint = Some("203.0.113.9".parse().unwrap()));
+        public.check().unwrap();
+        // A leader that is not a member, or leads another region than its own.
+        for (region, leader, why) in [("a", "z-1", "is not a member"), ("b", "a-1", "is a member of region a")] {
+            let mut bad = s.clone();
+            bad.leaders.insert(region.into(), leader.parse().unwrap());
+            let err = bad.check().unwrap_err().to_string();
+            assert!(err.contains(&format!("leader of region {region}: node {leader} {why}")), "{err}");
         }
         // Two members of one key (`wg` would merge their peers into one).
         let mut one_key = s.clone();
