@@ -11,6 +11,12 @@
 //!   `eth0`), where per-interface forwarding cannot tell them apart, and against a peer that
 //!   sends a non-mesh destination (a private address) into the tunnel.
 //!
+//! A third, for every node with tunnel peers (a leader; every member in the full topology):
+//! an `input` chain drops a packet from a mesh address reached through the tunnel that
+//! arrives on another interface. WireGuard admits such a source only from its peer (AllowedIPs);
+//! the same source on the private or public network is a forgery aimed at lct-fw, which
+//! admits another region's member by its mesh address.
+//!
 //! The chain's policy is accept: forwarding between interfaces lct-mesh does not use (a
 //! container bridge, say) is not lct-mesh's to decide. The interfaces whose forwarding
 //! lct-mesh switched on (those that were off) are recorded beside the key, and switched off
@@ -43,12 +49,21 @@ fn check_device(dev: &str) -> Result<(), MeshError> {
     if ok { Ok(()) } else { Err(MeshError::Node(format!("interface {:?}: not an interface name", shorten(dev)))) }
 }
 
-/// The ruleset that confines a leader's forwarding (see the module's documentation).
+/// Mesh addresses this node reaches through its tunnel (another region's, for a leader;
+/// every other member's in the full topology): WireGuard admits them from their peer only,
+/// so a packet from one of them that arrives on any other interface is a forgery.
+fn through_tunnel(config: &MeshConfig) -> Vec<Ipv4Addr> {
+    config.routes.iter().filter(|r| r.via.is_none()).map(|r| r.to).collect()
+}
+
+/// The ruleset of lct-mesh's table (see the module's documentation): an `input` chain that
+/// drops packets from a tunnel-reached mesh address arriving anywhere but the tunnel, and on
+/// a leader (`forward`) the chain that confines its forwarding.
 pub fn ruleset(interface: &str, private: &BTreeSet<String>, config: &MeshConfig) -> String {
     // A leader's routes: its region's members through their private addresses, other
     // regions' addresses into the tunnel.
     let here: Vec<Ipv4Addr> = config.routes.iter().filter(|r| r.via.is_some()).map(|r| r.to).collect();
-    let there: Vec<Ipv4Addr> = config.routes.iter().filter(|r| r.via.is_none()).map(|r| r.to).collect();
+    let there = through_tunnel(config);
     let set = |name: &str, addrs: &[Ipv4Addr]| {
         let mut t = format!("\tset {name} {{\n\t\ttype ipv4_addr;\n");
         if !addrs.is_empty() {
@@ -60,6 +75,15 @@ pub fn ruleset(interface: &str, private: &BTreeSet<String>, config: &MeshConfig)
     let mut t = format!("table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n");
     t += &set("here", &here);
     t += &set("there", &there);
+    // Before anything local accepts it (lct-fw admits a member of another region by its mesh
+    // address): a packet with such a source that did not come out of the tunnel was sent by
+    // someone on the private or public network, not by the peer WireGuard authenticated.
+    t += "\tchain input {\n\t\ttype filter hook input priority filter - 10; policy accept;\n";
+    let _ = writeln!(t, "\t\tiifname != \"{interface}\" ip saddr @there drop");
+    t += "\t}\n";
+    if !config.forward {
+        return t + "}\n";
+    }
     t += "\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n";
     // A leader alone in its region has no private interface to forward to (nft has no
     // empty anonymous set): its tunnel then forwards nothing.
@@ -127,7 +151,14 @@ fn record(interface: &str, devs: &BTreeSet<String>) -> Result<(), MeshError> {
 /// turned it on, the table gone.
 pub fn apply(interface: &str, config: &MeshConfig) -> Result<(), MeshError> {
     if !config.forward {
-        return stop(interface);
+        stop_forwarding(interface)?;
+        // A node with tunnel peers of its own (the full topology) keeps the input chain,
+        // replaced in one nft transaction; a leader topology's member has none.
+        return if through_tunnel(config).is_empty() {
+            delete_table()
+        } else {
+            run("nft", &["-f", "-"], Some(ruleset(interface, &BTreeSet::new(), config).as_bytes())).map(drop)
+        };
     }
     let private = private_devices(config)?;
     // The confinement first: forwarding is never on without it.
@@ -155,12 +186,21 @@ pub fn apply(interface: &str, config: &MeshConfig) -> Result<(), MeshError> {
 
 /// Forwarding off where lct-mesh switched it on, the tunnel's too, and the table gone.
 pub fn stop(interface: &str) -> Result<(), MeshError> {
+    stop_forwarding(interface)?;
+    delete_table()
+}
+
+/// Forwarding off where lct-mesh switched it on, the tunnel's too; the record cleared.
+fn stop_forwarding(interface: &str) -> Result<(), MeshError> {
     let mut ours = recorded(interface)?;
     ours.insert(interface.to_string());
     for dev in &ours {
         switch_off(dev)?;
     }
-    record(interface, &BTreeSet::new())?;
+    record(interface, &BTreeSet::new())
+}
+
+fn delete_table() -> Result<(), MeshError> {
     // `nft` fails when there is no such table: made first, so the delete always has one.
     let text = format!("table inet {TABLE}\ndelete table inet {TABLE}\n");
     run("nft", &["-f", "-"], Some(text.as_bytes()))?;
@@ -218,6 +258,14 @@ mod tests {
         let drops = t.find("iifname \"lctmesh0\" drop").unwrap();
         assert!(t.rfind("accept\n").unwrap() < drops);
         assert!(t.contains("oifname { \"eth1\" } drop") && t.contains("policy accept"), "{t}");
+        // Another region's mesh source is taken from the tunnel only (a forgery on the private
+        // or public network is dropped before lct-fw, which admits it by that address, sees it).
+        assert!(t.contains("type filter hook input priority filter - 10; policy accept;"), "{t}");
+        assert!(t.contains("\t\tiifname != \"lctmesh0\" ip saddr @there drop\n"), "{t}");
+        // Not a leader (the full topology's member): the input chain, no forwarding chain.
+        let member = MeshConfig { forward: false, ..config.clone() };
+        let m = ruleset("lctmesh0", &BTreeSet::new(), &member);
+        assert!(m.contains("iifname != \"lctmesh0\" ip saddr @there drop") && !m.contains("hook forward"), "{m}");
         // A region of one (no members): empty sets, still valid nft (no `elements = { }`).
         let alone = MeshConfig { routes: vec![route("100.64.0.3", None)], ..config };
         let t = ruleset("lctmesh0", &BTreeSet::new(), &alone);
