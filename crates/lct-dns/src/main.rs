@@ -32,7 +32,7 @@ fn records(args: ZoneArgs) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)
     let mut options = args.options();
     if options.region.is_some() {
         // Other regions' mesh members by their mesh addresses (none without a mesh).
-        options.mesh = lct_mesh::addresses(&lct_core::state::state_dir())?;
+        options.mesh = lct_mesh::addresses(lct_core::store::open()?.as_ref())?;
     }
     let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
     let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();

@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 clusters.into_iter().collect()
             };
             // Nodes of other regions by their mesh addresses where both ends are members.
-            let mesh = lct_mesh::addresses(&lct_core::state::state_dir())?;
+            let mesh = lct_mesh::addresses(lct_core::store::open()?.as_ref())?;
             let work = plan(&nodes, &records, &selected, &options, &mesh)?;
             let local_bin = std::env::current_exe().context("where is lct-hosts?")?;
             let exec = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ..Default::default() };

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use lct_core::record::{Access, Name, Node, Record};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 
 /// How to run.
@@ -57,6 +57,11 @@ pub enum Outcome {
         signal: i32,
     },
     TimedOut,
+    /// The command wrote more than [`OUTPUT_LIMIT`] bytes to one stream: killed (with what
+    /// it started), its output cut there.
+    OutputTooLarge {
+        limit_bytes: u64,
+    },
     /// The command could not be started at all (no such program, no access method).
     NotStarted {
         reason: String,
@@ -73,10 +78,15 @@ impl Outcome {
             Outcome::Exited { code } => format!("exit {code}"),
             Outcome::Signalled { signal } => format!("killed by signal {signal}"),
             Outcome::TimedOut => "timed out".into(),
+            Outcome::OutputTooLarge { limit_bytes } => format!("killed: more than {limit_bytes} bytes of output"),
             Outcome::NotStarted { reason } => format!("not started: {reason}"),
         }
     }
 }
+
+/// The most a node's command may write to stdout or to stderr, each: a node that sends more
+/// (broken, or hostile) fails there instead of filling the controller's memory.
+pub const OUTPUT_LIMIT: usize = 16 << 20;
 
 /// One node's result: the `exec-result` record.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -265,8 +275,8 @@ async fn run_one(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone());
-    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines);
+    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone(), pgid);
+    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines, pgid);
     let run = async {
         let (stdout, stderr, status) = tokio::join!(out, err, child.wait());
         (stdout, stderr, status)
@@ -276,10 +286,11 @@ async fn run_one(
         None => Some(run.await),
     };
     match finished {
-        Some((stdout, stderr, status)) => {
+        Some(((stdout, out_over), (stderr, err_over), status)) => {
             result.stdout = stdout;
             result.stderr = stderr;
             result.outcome = match status {
+                _ if out_over || err_over => Outcome::OutputTooLarge { limit_bytes: OUTPUT_LIMIT as u64 },
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(code), _) => Outcome::Exited { code },
                     (None, Some(signal)) => Outcome::Signalled { signal },
@@ -301,13 +312,17 @@ async fn run_one(
     result
 }
 
+/// A stream's text, at most [`OUTPUT_LIMIT`] bytes of it, and whether the command wrote more
+/// (its process group is then killed: it is not read any further).
 async fn collect(
     reader: impl AsyncRead + Unpin,
     node: Name,
     stream: Stream,
     lines: Option<mpsc::UnboundedSender<OutputLine>>,
-) -> String {
-    let mut reader = BufReader::new(reader);
+    pgid: Option<u32>,
+) -> (String, bool) {
+    // A line is read at most up to what is left of the limit (plus one byte, to see it passed).
+    let mut reader = BufReader::new(reader).take(OUTPUT_LIMIT as u64 + 1);
     let mut all = Vec::new();
     let mut line = Vec::new();
     loop {
@@ -316,6 +331,14 @@ async fn collect(
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 all.extend_from_slice(&line);
+                if all.len() > OUTPUT_LIMIT {
+                    all.truncate(OUTPUT_LIMIT);
+                    if let Some(pgid) = pgid {
+                        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+                        unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+                    }
+                    return (String::from_utf8_lossy(&all).into_owned(), true);
+                }
                 if let Some(tx) = &lines {
                     let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
                     let _ = tx.send(OutputLine { node: node.clone(), stream, text });
@@ -323,7 +346,7 @@ async fn collect(
             }
         }
     }
-    String::from_utf8_lossy(&all).into_owned()
+    (String::from_utf8_lossy(&all).into_owned(), false)
 }
 
 #[cfg(test)]
@@ -366,6 +389,22 @@ mod tests {
         .unwrap();
         let e = command_for(&node, &["true".into()], &ExecOptions::default()).unwrap_err();
         assert!(e.contains("LCT_LINODE_SSH_NETNS") && e.starts_with("node lz-1: refusing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded() {
+        use tokio::io::AsyncReadExt as _;
+        let name: Name = "n-1".parse().unwrap();
+        // A node that never stops writing (one endless line): cut at the limit, and said so.
+        let (text, over) = collect(tokio::io::repeat(b'x'), name.clone(), Stream::Stdout, None, None).await;
+        assert!(over);
+        assert_eq!(text.len(), OUTPUT_LIMIT);
+        // Exactly the limit, in lines: all of it, not over.
+        let lines = tokio::io::repeat(b'\n').take(OUTPUT_LIMIT as u64);
+        let (text, over) = collect(lines, name, Stream::Stdout, None, None).await;
+        assert!(!over);
+        assert_eq!(text.len(), OUTPUT_LIMIT);
+        assert!(Outcome::OutputTooLarge { limit_bytes: 16 }.describe().contains("more than 16 bytes"));
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! * [`plan`]: addresses, leaders, and each node's peers and routes, before anything is touched.
 //! * [`node`]: the node's side: its key, its interface (kernel or wireguard-go), `wg syncconf`,
 //!   its address and routes.
+//! * [`forward`]: a leader's forwarding, confined to mesh traffic (its own nft table).
 //! * [`remote`]: the controller's side: sync, status and down over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
 //! * [`cli`]: the command line's definitions.
@@ -13,6 +14,7 @@
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
 pub mod cli;
+pub mod forward;
 pub mod graph;
 pub mod model;
 pub mod node;
@@ -20,13 +22,14 @@ pub mod plan;
 pub mod remote;
 pub mod state;
 
-/// Every member's mesh address that the mesh has keyed (its node applied it once), by node:
-/// what lct-hosts and lct-dns name a node of another region with. No mesh yet: none.
+/// Every member's mesh address that the mesh has keyed (its node applied it once), by node,
+/// from the mesh recorded in `store` (lct's state store: the state directory or etcd): what
+/// lct-hosts, lct-dns and lct-plan name a node of another region with. No mesh yet: none. A
+/// damaged record is an error, never an empty mesh (names would fall back silently).
 pub fn addresses(
-    state_dir: &std::path::Path,
+    store: &dyn lct_core::store::Store,
 ) -> Result<std::collections::BTreeMap<lct_core::record::Name, std::net::Ipv4Addr>, MeshError> {
-    let Some(state) = state::MeshState::load(state_dir)? else { return Ok(Default::default()) };
-    Ok(state.members.into_iter().filter(|(_, m)| m.public_key.is_some()).map(|(n, m)| (n, m.address)).collect())
+    Ok(state::MeshState::load(store)?.map(|(state, _)| state.applied_addresses()).unwrap_or_default())
 }
 
 /// Why the mesh could not be planned, recorded or applied.
@@ -50,24 +53,26 @@ mod tests {
     #[test]
     fn addresses_are_the_keyed_members_only() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(addresses(dir.path()).unwrap().is_empty(), "no mesh: no addresses");
+        let store = lct_core::store::local::LocalStore::new(dir.path());
+        assert!(addresses(&store).unwrap().is_empty(), "no mesh: no addresses");
         let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), model::Topology::Leader, DEFAULT_PORT);
         let member = |last: u8, key: Option<&str>| Member {
             address: std::net::Ipv4Addr::new(100, 64, 0, last),
             public_key: key.map(String::from),
             region: "a".into(),
             local_interface: None,
+            endpoint: None,
         };
         let key = data_encoding::BASE64.encode(&[7u8; 32]);
         s.members.insert("a-1".parse().unwrap(), member(1, Some(&key)));
         // Planned but never applied: its address works nowhere yet.
         s.members.insert("a-2".parse().unwrap(), member(2, None));
-        s.save(dir.path()).unwrap();
-        let got = addresses(dir.path()).unwrap();
+        s.save(&store, lct_core::store::Expect::Absent).unwrap();
+        let got = addresses(&store).unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!(got[&"a-1".parse::<lct_core::record::Name>().unwrap()].to_string(), "100.64.0.1");
         // A damaged record is an error, not an empty mesh (names would silently fall back).
-        std::fs::write(MeshState::path(dir.path()), "{").unwrap();
-        assert!(addresses(dir.path()).unwrap_err().to_string().contains("mesh.json"));
+        std::fs::write(dir.path().join(state::KEY), "{").unwrap();
+        assert!(addresses(&store).unwrap_err().to_string().contains("mesh.json"));
     }
 }

@@ -58,7 +58,7 @@ pub(crate) async fn run_action(
             // dependents' nodes.
             let mut selected: BTreeSet<Name> = [name.clone()].into();
             selected.extend(lct_core::state::dependencies_of(records, &selected));
-            let mesh = lct_mesh::addresses(&ctx.home.dir)?;
+            let mesh = lct_mesh::addresses(ctx.home.store.as_ref())?;
             let push_plan = lct_hosts::plan(&nodes, records, &selected, &lct_hosts::RenderOptions::default(), &mesh)?;
             let local = tools.bin_dir.join("lct-hosts");
             for r in lct_hosts::push(push_plan, "/etc/hosts", &local, "lct-hosts", &options).await {
@@ -116,14 +116,14 @@ pub(crate) async fn run_action(
 async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
     let name = ctx.name();
     let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
-    let members = lct_mesh::addresses(&ctx.home.dir)?;
+    let members = lct_mesh::addresses(ctx.home.store.as_ref())?;
     let mut clusters: BTreeSet<Name> = [name.clone()].into();
     clusters.extend(lct_core::state::dependencies_of(records, &clusters));
     clusters.extend(lct_core::state::dependents_of(records, &[name.clone()].into()));
     clusters.extend(nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()));
     let meshed: Vec<Node> = nodes.into_iter().filter(|n| clusters.contains(&n.cluster)).collect();
     let options = lct_mesh::remote::Options {
-        state_dir: ctx.home.dir.clone(),
+        store: ctx.home.store.clone(),
         prefix: None,
         topology: None,
         port: None,
