@@ -122,10 +122,11 @@ pub struct ZoneOptions {
     pub hostmaster: String,
     /// Reverse zones for private IPv4 addresses.
     pub reverse: bool,
-    /// The zone as region R's nodes see it: a node of another region (private addresses
-    /// overlap across regions and do not route between them) is published by its public
-    /// addresses only, and gets no PTR record. `None`: every node's private addresses.
-    pub region: Option<String>,
+    /// The zone as the nodes of one private network see it (`Node::private_network`: a
+    /// provider's region): a node of another (private addresses overlap across regions and
+    /// providers and do not route between them) is published by its public addresses only,
+    /// and gets no PTR record. `None`: every node's private addresses.
+    pub region: Option<lct_core::record::PrivateNetwork>,
     /// With `region`: the mesh members' mesh addresses ([`lct_mesh::addresses`]). A member of
     /// another region is published by its mesh address where its private ones would be (the
     /// region's nodes, members too, reach it over the mesh), and gets no PTR record here.
@@ -211,7 +212,7 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
     let mut reverse_zones: BTreeSet<String> = BTreeSet::new();
     for node in &members {
         let Some(cluster_domain) = &domains[&node.cluster] else { continue };
-        let elsewhere = options.region.as_ref().is_some_and(|r| *r != node.region);
+        let elsewhere = options.region.as_ref().is_some_and(|r| *r != node.private_network());
         let meshed = options.mesh.get(&node.name).filter(|_| elsewhere);
         let mode = match publish_of(&node.cluster) {
             // Its mesh address stands for its private ones: what it publishes, as at home.
@@ -259,7 +260,7 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
             // no target there.
             let unreachable = |n: &Node| {
                 publish_of(&n.cluster) == DnsPublish::Private
-                    && options.region.as_ref().is_some_and(|r| *r != n.region)
+                    && options.region.as_ref().is_some_and(|r| *r != n.private_network())
                     && !options.mesh.contains_key(&n.name)
             };
             for node in members.iter().filter(|n| {
@@ -525,16 +526,24 @@ mod tests {
         let mut nodes = vec![
             node("zk", "zookeeper", "zk-1", &["192.168.128.1"], &["203.0.113.1"]),
             node("zk", "zookeeper", "zk-2", &["192.168.128.1"], &["203.0.113.2"]),
+            // Another provider's region of the same name is another private network.
+            node("zk", "zookeeper", "zk-3", &["192.168.128.1"], &["203.0.113.3"]),
         ];
         nodes[0].region = "a".into();
         nodes[1].region = "b".into();
+        (nodes[2].region, nodes[2].provider) = ("a".into(), lct_core::record::ProviderName::Linode);
         let clusters: Vec<Cluster> = vec![serde_json::from_str(r#"{"name":"zk"}"#).unwrap()];
-        let from_a = ZoneOptions { region: Some("a".into()), ..options() };
+        let from_a = ZoneOptions { region: Some("local:a".parse().unwrap()), ..options() };
         let records = zone_records(&nodes, &clusters, &from_a).unwrap();
         let internal = master_file(&records, "lct.internal", View::Internal);
         assert!(internal.contains("zk-1.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
         assert!(internal.contains("zk-2.zk\t300\tIN\tA\t203.0.113.2"), "{internal}");
         assert!(!internal.contains("zk-2.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
+        assert!(internal.contains("zk-3.zk\t300\tIN\tA\t203.0.113.3"), "{internal}");
+        assert!(
+            !internal.contains("zk-3.zk\t300\tIN\tA\t192.168.128.1"),
+            "linode's region a is not local's: {internal}"
+        );
         let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
         assert_eq!(reverse.matches("\tPTR\t").count(), 1, "one PTR for 192.168.128.1: region a's: {reverse}");
         assert!(reverse.contains("PTR\tzk-1.zk.lct.internal."), "{reverse}");
@@ -559,7 +568,7 @@ mod tests {
             .iter()
             .map(|(n, a)| (n.parse().unwrap(), a.parse().unwrap()))
             .collect();
-        let from_a = ZoneOptions { region: Some("a".into()), mesh: mesh.clone(), ..options() };
+        let from_a = ZoneOptions { region: Some("local:a".parse().unwrap()), mesh: mesh.clone(), ..options() };
         let records = zone_records(&nodes, &clusters, &from_a).unwrap();
         let internal = master_file(&records, "lct.internal", View::Internal);
         assert!(internal.contains("db-1.db\t300\tIN\tA\t192.168.128.1"), "its own region privately: {internal}");

@@ -83,11 +83,11 @@ pub fn plan(
     // its mesh address when both are members (the mesh routes it, encrypted), else with its
     // public address, since its private one is not reachable (and may be another node's:
     // regions' private ranges overlap).
-    let viewpoint = |n: &Node| Viewpoint { network: network(n), in_mesh: mesh.contains_key(&n.name) };
+    let viewpoint = |n: &Node| Viewpoint { network: n.private_network(), in_mesh: mesh.contains_key(&n.name) };
     let viewpoints: BTreeSet<Viewpoint> = nodes.iter().filter(|n| reach.contains(&n.cluster)).map(viewpoint).collect();
     let single = shown
         .iter()
-        .map(|n| network(n))
+        .map(|n| n.private_network())
         .chain(viewpoints.iter().map(|v| v.network.clone()))
         .collect::<BTreeSet<_>>()
         .len()
@@ -124,8 +124,8 @@ pub fn plan(
     Ok(plan)
 }
 
-/// A private network: a provider's region.
-type Network = (lct_core::record::ProviderName, String);
+/// A private network: a provider's region (the one definition, lct-core's).
+type Network = lct_core::record::PrivateNetwork;
 
 /// Where a name is asked from: a private network, by a mesh member or not.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -134,17 +134,13 @@ struct Viewpoint {
     in_mesh: bool,
 }
 
-fn network(node: &Node) -> Network {
-    (node.provider, node.region.clone())
-}
-
 /// What a node asking from `from` is to know of `node`: all of it on its own network (or
 /// when there is one network only); else, when both are mesh members, its mesh address under
 /// its private names (its public addresses as they are); else its public addresses under its
 /// private names.
 fn seen_from(node: &Node, from: &Viewpoint, single: bool, mesh: &MeshAddresses) -> crate::Member {
     let mut member = crate::Member::from(node);
-    if !single && network(node) != from.network {
+    if !single && node.private_network() != from.network {
         match mesh.get(&node.name).filter(|_| from.in_mesh) {
             Some(address) => {
                 member.private_ipv4 = Some(*address);

@@ -46,6 +46,21 @@ impl fmt::Display for PrivateNetwork {
     }
 }
 
+/// `PROVIDER:REGION` (`local:a`, `linode:us-east`): how a private network is named on a
+/// command line (a region name alone would be ambiguous: two providers may use one name).
+impl std::str::FromStr for PrivateNetwork {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (provider, region) =
+            s.split_once(':').ok_or_else(|| format!("{s:?}: expected PROVIDER:REGION (local:a, linode:us-east)"))?;
+        let provider: ProviderName = provider.parse().map_err(|e| format!("{s:?}: {e}"))?;
+        if let Some(problem) = region_problem(region, MAX_REGION_LEN) {
+            return Err(format!("{s:?}: region {region:?} {problem}"));
+        }
+        Ok(PrivateNetwork { provider, region: region.to_string() })
+    }
+}
+
 impl Node {
     /// The private network this node is on: the one definition every tool uses to decide
     /// whether another node's private address reaches it (lct-fw, lct-hosts, lct-dns,
@@ -58,6 +73,15 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_private_network_is_named_with_its_provider() {
+        let n: PrivateNetwork = "linode:us-east".parse().unwrap();
+        assert_eq!((n.provider, n.region.as_str()), (ProviderName::Linode, "us-east"));
+        for bad in ["us-east", "nimbus:a", "local:", "local:A", "local:a;reboot", ":a"] {
+            assert!(bad.parse::<PrivateNetwork>().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn one_grammar_and_one_network() {
