@@ -91,6 +91,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     // One sync (or down) at a time: a watch and a sync by hand must not interleave records.
     let _lock = lock(options, "lct-mesh sync")?;
     let (recorded, mut expect) = options.state()?;
+    let before = (expect != Expect::Absent).then(|| recorded.clone());
     let assigned = assign(recorded, nodes)?;
     let mut state = assigned.state;
     // The plan must be possible before any node is touched (a region nobody can lead...).
@@ -167,6 +168,23 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         }
         entry.public_key = state.members.get(name).and_then(|m| m.public_key.clone());
     }
+    // lct-fw's rules follow this record: say whose are stale now, at the default log level
+    // and in the records (a plan or a script pushes those nodes' firewalls again).
+    let stale = state.firewall_changes(before.as_ref());
+    if !stale.is_empty() {
+        let names: Vec<String> = stale.iter().map(Name::to_string).collect();
+        let leaders: Vec<String> = state
+            .leaders
+            .iter()
+            .filter(|(r, l)| before.as_ref().and_then(|b| b.leaders.get(*r)) != Some(*l))
+            .map(|(r, l)| format!("{r}: {l}"))
+            .collect();
+        let led = if leaders.is_empty() { String::new() } else { format!(" (new leaders: {})", leaders.join(", ")) };
+        tracing::warn!(
+            "the mesh changed{led}: the firewalls of {} follow it and are stale until `lct-fw push` (records: firewall_stale)",
+            names.join(", ")
+        );
+    }
     let planned_names: Vec<Name> = reports.keys().cloned().collect();
     for n in nodes.iter().filter(|n| state.members.contains_key(&n.name) && !planned_names.contains(&n.name)) {
         let config = MeshConfig {
@@ -182,6 +200,9 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             None => (SyncStatus::Skipped, Some(format!("status {}", n.status))),
         };
         reports.insert(n.name.clone(), report(&state, n, &config, status, error));
+    }
+    for (name, entry) in reports.iter_mut() {
+        entry.firewall_stale = stale.contains(name);
     }
     Ok(reports.into_values().collect())
 }
@@ -232,6 +253,7 @@ fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatu
         peers: config.peers.len(),
         status,
         error,
+        firewall_stale: false,
     }
 }
 
