@@ -413,6 +413,15 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
             "nodes m-1 and m-2 both claim mesh address 100.64.0.1",
         ),
         (r#""m-1":{"address":"10.0.0.1","region":"a"}"#.to_string(), "not a host address of 100.64.0.0/10"),
+        // An endpoint that is no one node's public address (lct-fw would admit WireGuard from it).
+        (
+            r#""m-1":{"address":"100.64.0.1","region":"a","endpoint":"0.0.0.0"}"#.to_string(),
+            "node m-1: endpoint 0.0.0.0 is",
+        ),
+        (
+            r#""m-1":{"address":"100.64.0.1","region":"a","endpoint":"192.168.128.7"}"#.to_string(),
+            "endpoint 192.168.128.7 is a private address",
+        ),
     ];
     for (members, expected) in tampered {
         let record =
