@@ -34,7 +34,12 @@ pub struct Options {
 
 impl Options {
     fn exec(&self) -> ExecOptions {
-        ExecOptions { parallel: self.parallel, timeout: Some(self.timeout), ..Default::default() }
+        ExecOptions {
+            parallel: self.parallel,
+            timeout: Some(self.timeout),
+            output_limit: ANSWER_LIMIT,
+            ..Default::default()
+        }
     }
 
     fn argv(&self, node: &Node, args: &[&str]) -> Vec<String> {
@@ -78,6 +83,12 @@ impl Options {
         }
     }
 }
+
+/// The most a node's lct-mesh may answer, per stream: a `mesh-apply` record is under a KiB,
+/// a `wg show dump` line about 250 bytes (4000 peers), so a sync holds at most 2 MiB a node
+/// (lct-inventory's general bound is 16 MiB).
+pub const ANSWER_LIMIT: usize = 1 << 20;
+const _: () = assert!(ANSWER_LIMIT < lct_inventory::exec::OUTPUT_LIMIT);
 
 fn why(r: &ExecResult) -> String {
     let last = r.stderr.trim().lines().last().unwrap_or_default();
@@ -355,6 +366,22 @@ mod tests {
 
     fn applied(key: &str) -> String {
         stream::to_line(&MeshApplied { interface: "lctmesh0".into(), public_key: key.into(), changed: true })
+    }
+
+    #[test]
+    fn a_nodes_answer_is_bounded_to_what_lct_mesh_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            store: std::sync::Arc::new(lct_core::store::local::LocalStore::new(dir.path())),
+            prefix: None,
+            topology: None,
+            port: None,
+            parallel: 1,
+            timeout: Duration::from_secs(1),
+            local_bin: "lct-mesh".into(),
+            remote_bin: "lct-mesh".into(),
+        };
+        assert_eq!(options.exec().output_limit, ANSWER_LIMIT);
     }
 
     #[test]
