@@ -58,6 +58,9 @@ fn mesh_spans_regions_and_follows_membership() {
     let nodes = by_node(&out);
     assert_eq!(nodes.len(), 6, "{}", out.stdout);
     assert!(nodes.values().all(|n| n["kind"] == "mesh-node" && n["status"] == "changed"), "{}", out.stdout);
+    // A new mesh: every member's firewall follows it, and is stale until lct-fw is pushed.
+    assert!(nodes.values().all(|n| n["firewall_stale"] == true), "{}", out.stdout);
+    assert!(out.stderr.contains("lct-fw push"), "{}", out.stderr);
     let leaders: Vec<&str> = nodes.iter().filter(|(_, n)| n["leader"] == true).map(|(k, _)| k.as_str()).collect();
     assert_eq!(leaders, ["m-1", "m-3", "m-5"]);
     assert_eq!(nodes["m-1"]["peers"], 2, "a leader peers with the other regions' leaders");
@@ -116,6 +119,28 @@ fn mesh_spans_regions_and_follows_membership() {
         env.in_ns("outside", &["ip", "route", "del", &format!("{target}/32")]).ok();
     }
 
+    // A host of region a's private network (member m-2 here) forges region b's mesh source
+    // (m-4's) to the leader's mesh address, which lct-fw admits m-4 by: WireGuard takes that
+    // source only from b's leader, so the leader drops it outside the tunnel. m-4 itself,
+    // through the tunnel, still arrives (counted by a chain of the test's after lct-mesh's).
+    let m4 = addr("m-4");
+    env.in_ns("m-1", &["nft", "add table inet probe_spoof"]).ok();
+    let chain = "add chain inet probe_spoof input { type filter hook input priority 10; policy accept; }";
+    env.in_ns("m-1", &["nft", chain]).ok();
+    let rule = format!("add rule inet probe_spoof input ip saddr {m4} icmp type echo-request counter");
+    env.in_ns("m-1", &["nft", &rule]).ok();
+    let arrived = || {
+        let out = env.in_ns("m-1", &["nft", "list", "table", "inet", "probe_spoof"]).ok().stdout;
+        let line = out.lines().find(|l| l.contains("counter")).unwrap_or_default().to_string();
+        line.split_whitespace().skip_while(|w| *w != "packets").nth(1).map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    env.in_ns("m-2", &["ip", "addr", "add", &format!("{m4}/32"), "dev", "lo"]).ok();
+    let _ = env.in_ns("m-2", &["ping", "-c", "2", "-W", "1", "-q", "-I", &m4, &addr("m-1")]);
+    env.in_ns("m-2", &["ip", "addr", "del", &format!("{m4}/32"), "dev", "lo"]).ok();
+    assert_eq!(arrived(), 0, "a forged mesh source of region b reached leader m-1 from its private network");
+    assert!(env.pings("m-4", &addr("m-1")) && arrived() >= 1, "m-4 through the tunnel is not counted");
+    env.in_ns("m-1", &["nft", "delete table inet probe_spoof"]).ok();
+
     // A hostile leader (b's, m-3) sends a private address of region a into its tunnel: a's
     // leader forwards mesh destinations only, so m-2's private address is not reached.
     let m3_iface = nodes["m-3"]["interface"].as_str().unwrap();
@@ -139,6 +164,7 @@ fn mesh_spans_regions_and_follows_membership() {
     // Nothing changed: nothing to do.
     let again = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     assert!(by_node(&again).values().all(|n| n["status"] == "unchanged"), "{}", again.stdout);
+    assert!(by_node(&again).values().all(|n| n.get("firewall_stale").is_none()), "{}", again.stdout);
 
     // Region b's leader goes: the next sync makes m-4 lead, routes move, m-3 leaves the peers.
     env.run("lct-api", &["delete", "m-3"]).ok();
@@ -149,6 +175,10 @@ fn mesh_spans_regions_and_follows_membership() {
     assert!(!nodes.contains_key("m-3"));
     assert!(!m3_key.exists(), "a deleted namespace node's key is removed with it");
     assert_eq!(nodes["m-4"]["leader"], true, "{}", out.stdout);
+    // The leaders' firewalls admit WireGuard from b's new leader only after lct-fw is pushed
+    // again: said at the default log level and in the records.
+    assert_eq!(nodes["m-4"]["firewall_stale"], true, "{}", out.stdout);
+    assert!(out.stderr.contains("new leaders: b: m-4") && out.stderr.contains("lct-fw push"), "{}", out.stderr);
     assert_eq!(nodes["m-4"]["address"], addr("m-4"), "addresses are kept");
     assert!(env.pings("m-2", &addr("m-4")), "reachable again through the new leader");
     assert!(env.pings("m-5", &addr("m-4")));
@@ -383,6 +413,15 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
             "nodes m-1 and m-2 both claim mesh address 100.64.0.1",
         ),
         (r#""m-1":{"address":"10.0.0.1","region":"a"}"#.to_string(), "not a host address of 100.64.0.0/10"),
+        // An endpoint that is no one node's public address (lct-fw would admit WireGuard from it).
+        (
+            r#""m-1":{"address":"100.64.0.1","region":"a","endpoint":"0.0.0.0"}"#.to_string(),
+            "node m-1: endpoint 0.0.0.0 is",
+        ),
+        (
+            r#""m-1":{"address":"100.64.0.1","region":"a","endpoint":"192.168.128.7"}"#.to_string(),
+            "endpoint 192.168.128.7 is a private address",
+        ),
     ];
     for (members, expected) in tampered {
         let record =

@@ -30,6 +30,10 @@ pub struct ExecOptions {
     pub lct_ssh_options: Vec<String>,
     /// The files those options name (a shared store's private copy lives as long as they).
     pub lct_ssh_files: Option<lct_core::ssh::SshFiles>,
+    /// The most a node's command may write to stdout or to stderr, each, before it is killed
+    /// and fails ([`OUTPUT_LIMIT`] unless a tool knows its answers are smaller): every node's
+    /// result is kept, so a run holds at most nodes x 2 x this.
+    pub output_limit: usize,
 }
 
 impl Default for ExecOptions {
@@ -42,6 +46,7 @@ impl Default for ExecOptions {
             // A state store that cannot be opened was refused before (the cluster records).
             lct_ssh_options: files.as_ref().map(|f| f.client_options()).unwrap_or_default(),
             lct_ssh_files: files,
+            output_limit: OUTPUT_LIMIT,
         }
     }
 }
@@ -57,7 +62,7 @@ pub enum Outcome {
         signal: i32,
     },
     TimedOut,
-    /// The command wrote more than [`OUTPUT_LIMIT`] bytes to one stream: killed (with what
+    /// The command wrote more than its limit ([`ExecOptions::output_limit`]) to one stream: killed (with what
     /// it started), its output cut there.
     OutputTooLarge {
         limit_bytes: u64,
@@ -275,8 +280,10 @@ async fn run_one(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone(), pgid);
-    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines, pgid);
+    let limit = options.output_limit;
+    let out =
+        collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone(), pgid, limit);
+    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines, pgid, limit);
     let run = async {
         let (stdout, stderr, status) = tokio::join!(out, err, child.wait());
         (stdout, stderr, status)
@@ -290,7 +297,7 @@ async fn run_one(
             result.stdout = stdout;
             result.stderr = stderr;
             result.outcome = match status {
-                _ if out_over || err_over => Outcome::OutputTooLarge { limit_bytes: OUTPUT_LIMIT as u64 },
+                _ if out_over || err_over => Outcome::OutputTooLarge { limit_bytes: limit as u64 },
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(code), _) => Outcome::Exited { code },
                     (None, Some(signal)) => Outcome::Signalled { signal },
@@ -312,7 +319,7 @@ async fn run_one(
     result
 }
 
-/// A stream's text, at most [`OUTPUT_LIMIT`] bytes of it, and whether the command wrote more
+/// A stream's text, at most `limit` bytes of it, and whether the command wrote more
 /// (its process group is then killed: it is not read any further).
 async fn collect(
     reader: impl AsyncRead + Unpin,
@@ -320,9 +327,10 @@ async fn collect(
     stream: Stream,
     lines: Option<mpsc::UnboundedSender<OutputLine>>,
     pgid: Option<u32>,
+    limit: usize,
 ) -> (String, bool) {
     // A line is read at most up to what is left of the limit (plus one byte, to see it passed).
-    let mut reader = BufReader::new(reader).take(OUTPUT_LIMIT as u64 + 1);
+    let mut reader = BufReader::new(reader).take(limit as u64 + 1);
     let mut all = Vec::new();
     let mut line = Vec::new();
     loop {
@@ -331,8 +339,8 @@ async fn collect(
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 all.extend_from_slice(&line);
-                if all.len() > OUTPUT_LIMIT {
-                    all.truncate(OUTPUT_LIMIT);
+                if all.len() > limit {
+                    all.truncate(limit);
                     if let Some(pgid) = pgid {
                         // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
                         unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
@@ -396,14 +404,19 @@ mod tests {
         use tokio::io::AsyncReadExt as _;
         let name: Name = "n-1".parse().unwrap();
         // A node that never stops writing (one endless line): cut at the limit, and said so.
-        let (text, over) = collect(tokio::io::repeat(b'x'), name.clone(), Stream::Stdout, None, None).await;
+        let endless = || tokio::io::repeat(b'x');
+        let (text, over) = collect(endless(), name.clone(), Stream::Stdout, None, None, OUTPUT_LIMIT).await;
         assert!(over);
         assert_eq!(text.len(), OUTPUT_LIMIT);
         // Exactly the limit, in lines: all of it, not over.
         let lines = tokio::io::repeat(b'\n').take(OUTPUT_LIMIT as u64);
-        let (text, over) = collect(lines, name, Stream::Stdout, None, None).await;
+        let (text, over) = collect(lines, name.clone(), Stream::Stdout, None, None, OUTPUT_LIMIT).await;
         assert!(!over);
         assert_eq!(text.len(), OUTPUT_LIMIT);
+        // A tool's own, smaller bound (lct-mesh's answers are small): cut there.
+        let (text, over) = collect(endless(), name, Stream::Stdout, None, None, 1000).await;
+        assert!(over && text.len() == 1000);
+        assert_eq!(ExecOptions::default().output_limit, OUTPUT_LIMIT);
         assert!(Outcome::OutputTooLarge { limit_bytes: 16 }.describe().contains("more than 16 bytes"));
     }
 

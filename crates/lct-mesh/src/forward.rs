@@ -258,6 +258,8 @@ mod tests {
         let drops = t.find("iifname \"lctmesh0\" drop").unwrap();
         assert!(t.rfind("accept\n").unwrap() < drops);
         assert!(t.contains("oifname { \"eth1\" } drop") && t.contains("policy accept"), "{t}");
+        // The drops name no family (the table is inet): IPv6 in or out of either goes too.
+        assert!(t.starts_with("table inet lct_mesh\n") && t.contains("\n\t\tiifname { \"eth1\" } drop\n"), "{t}");
         // Another region's mesh source is taken from the tunnel only (a forgery on the private
         // or public network is dropped before lct-fw, which admits it by that address, sees it).
         assert!(t.contains("type filter hook input priority filter - 10; policy accept;"), "{t}");

@@ -93,8 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // Changes only: a quiet mesh prints nothing.
                     Ok(nodes) => match remote::sync(&nodes, &options).await {
                         Ok(reports) => {
-                            let changed: Vec<_> =
-                                reports.into_iter().filter(|r| r.status != SyncStatus::Unchanged).collect();
+                            let changed: Vec<_> = reports
+                                .into_iter()
+                                .filter(|r| r.status != SyncStatus::Unchanged || r.firewall_stale)
+                                .collect();
                             emit(&changed, format)?;
                         }
                         Err(e) => tracing::error!("sync: {e}"),

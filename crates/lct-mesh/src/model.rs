@@ -50,6 +50,10 @@ pub struct MeshNode {
     pub status: SyncStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Its firewall follows the mesh and the mesh changed under it (a leader, an endpoint, a
+    /// member's address): `lct-fw push` it again (lct-mesh does not push firewalls).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub firewall_stale: bool,
 }
 
 impl Record for MeshNode {

@@ -130,6 +130,10 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
         let member = Member { address, public_key, region: node.region.clone(), local_interface, endpoint };
         state.members.insert(node.name.clone(), member);
     }
+    // A recorded leader that is now of another region (a node made again under its name)
+    // leads it no more: chosen again below, not an error of the record.
+    let members = &state.members;
+    state.leaders.retain(|region, leader| members.get(leader).is_some_and(|m| &m.region == region));
     state.check()?;
     let running = nodes.into_iter().filter(|n| n.status == Status::Running && n.access.is_some()).cloned().collect();
     Ok(Assigned { state, running, gone_local })
@@ -288,6 +292,13 @@ mod tests {
         let s = assign(s, &later).unwrap().state;
         assert_eq!([addr(&s, "a-0"), addr(&s, "a-2"), addr(&s, "b-1")], ["100.64.0.1", "100.64.0.2", "100.64.0.3"]);
         assert!(!s.members.contains_key(&"a-1".parse::<Name>().unwrap()));
+        // b's recorded leader comes back in region c (made again under its name): it leads b
+        // no more, and the record is not refused for it.
+        let mut s = s;
+        s.leaders.insert("b".into(), "b-1".parse().unwrap());
+        let moved = vec![node("a-0", "a", 4, true), node("a-2", "a", 2, true), node("b-1", "c", 3, true)];
+        let s = assign(s, &moved).unwrap().state;
+        assert!(s.leaders.is_empty(), "{:?}", s.leaders);
     }
 
     #[test]

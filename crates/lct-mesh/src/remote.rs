@@ -34,7 +34,12 @@ pub struct Options {
 
 impl Options {
     fn exec(&self) -> ExecOptions {
-        ExecOptions { parallel: self.parallel, timeout: Some(self.timeout), ..Default::default() }
+        ExecOptions {
+            parallel: self.parallel,
+            timeout: Some(self.timeout),
+            output_limit: ANSWER_LIMIT,
+            ..Default::default()
+        }
     }
 
     fn argv(&self, node: &Node, args: &[&str]) -> Vec<String> {
@@ -79,6 +84,12 @@ impl Options {
     }
 }
 
+/// The most a node's lct-mesh may answer, per stream: a `mesh-apply` record is under a KiB,
+/// a `wg show dump` line about 250 bytes (4000 peers), so a sync holds at most 2 MiB a node
+/// (lct-inventory's general bound is 16 MiB).
+pub const ANSWER_LIMIT: usize = 1 << 20;
+const _: () = assert!(ANSWER_LIMIT < lct_inventory::exec::OUTPUT_LIMIT);
+
 fn why(r: &ExecResult) -> String {
     let last = r.stderr.trim().lines().last().unwrap_or_default();
     format!("{}: {last}", r.outcome.describe())
@@ -91,6 +102,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     // One sync (or down) at a time: a watch and a sync by hand must not interleave records.
     let _lock = lock(options, "lct-mesh sync")?;
     let (recorded, mut expect) = options.state()?;
+    let before = (expect != Expect::Absent).then(|| recorded.clone());
     let assigned = assign(recorded, nodes)?;
     let mut state = assigned.state;
     // The plan must be possible before any node is touched (a region nobody can lead...).
@@ -167,6 +179,23 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         }
         entry.public_key = state.members.get(name).and_then(|m| m.public_key.clone());
     }
+    // lct-fw's rules follow this record: say whose are stale now, at the default log level
+    // and in the records (a plan or a script pushes those nodes' firewalls again).
+    let stale = state.firewall_changes(before.as_ref());
+    if !stale.is_empty() {
+        let names: Vec<String> = stale.iter().map(Name::to_string).collect();
+        let leaders: Vec<String> = state
+            .leaders
+            .iter()
+            .filter(|(r, l)| before.as_ref().and_then(|b| b.leaders.get(*r)) != Some(*l))
+            .map(|(r, l)| format!("{r}: {l}"))
+            .collect();
+        let led = if leaders.is_empty() { String::new() } else { format!(" (new leaders: {})", leaders.join(", ")) };
+        tracing::warn!(
+            "the mesh changed{led}: the firewalls of {} follow it and are stale until `lct-fw push` (records: firewall_stale)",
+            names.join(", ")
+        );
+    }
     let planned_names: Vec<Name> = reports.keys().cloned().collect();
     for n in nodes.iter().filter(|n| state.members.contains_key(&n.name) && !planned_names.contains(&n.name)) {
         let config = MeshConfig {
@@ -182,6 +211,9 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             None => (SyncStatus::Skipped, Some(format!("status {}", n.status))),
         };
         reports.insert(n.name.clone(), report(&state, n, &config, status, error));
+    }
+    for (name, entry) in reports.iter_mut() {
+        entry.firewall_stale = stale.contains(name);
     }
     Ok(reports.into_values().collect())
 }
@@ -232,6 +264,7 @@ fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatu
         peers: config.peers.len(),
         status,
         error,
+        firewall_stale: false,
     }
 }
 
@@ -333,6 +366,22 @@ mod tests {
 
     fn applied(key: &str) -> String {
         stream::to_line(&MeshApplied { interface: "lctmesh0".into(), public_key: key.into(), changed: true })
+    }
+
+    #[test]
+    fn a_nodes_answer_is_bounded_to_what_lct_mesh_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            store: std::sync::Arc::new(lct_core::store::local::LocalStore::new(dir.path())),
+            prefix: None,
+            topology: None,
+            port: None,
+            parallel: 1,
+            timeout: Duration::from_secs(1),
+            local_bin: "lct-mesh".into(),
+            remote_bin: "lct-mesh".into(),
+        };
+        assert_eq!(options.exec().output_limit, ANSWER_LIMIT);
     }
 
     #[test]

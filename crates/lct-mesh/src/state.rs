@@ -192,6 +192,19 @@ impl MeshState {
         }
     }
 
+    /// The members whose firewall (lct-fw's rules, which follow this record) differs between
+    /// `before` and `self`: those whose WireGuard peers changed (a new leader, a moved
+    /// endpoint), and every member when any member's mesh address came, went or moved (a
+    /// cluster peer is admitted by it). None recorded before: every member.
+    pub fn firewall_changes(&self, before: Option<&MeshState>) -> BTreeSet<Name> {
+        let Some(before) = before else { return self.members.keys().cloned().collect() };
+        let addresses = |m: &MeshState| m.members.iter().map(|(n, m)| (n.clone(), m.address)).collect::<Vec<_>>();
+        if addresses(before) != addresses(self) || before.port != self.port {
+            return self.members.keys().cloned().collect();
+        }
+        self.members.keys().filter(|n| before.wireguard_peers(n) != self.wireguard_peers(n)).cloned().collect()
+    }
+
     /// The lowest free host address of the prefix not in `taken`.
     pub fn free_address(&self, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr, MeshError> {
         self.prefix
@@ -397,6 +410,22 @@ mod tests {
         mesh.topology = Topology::Full;
         assert_eq!(peers(&mesh, "a-2"), ["203.0.113.1", "203.0.113.3", "203.0.113.4"]);
         assert_eq!(mesh.address_of(&"b-1".parse().unwrap()), Some(Ipv4Addr::new(100, 64, 0, 3)));
+
+        // Whose firewall follows a change: a new leader of a moves the WireGuard peers of
+        // every leader (b-1, c-1) and of a's old and new leader; a new address, everyone's.
+        mesh.topology = Topology::Leader;
+        let names = |set: BTreeSet<Name>| set.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert!(mesh.firewall_changes(Some(&mesh)).is_empty());
+        assert_eq!(names(mesh.firewall_changes(None)), ["a-1", "a-2", "b-1", "c-1"]);
+        let mut moved = mesh.clone();
+        moved.leaders.insert("a".into(), "a-2".parse().unwrap());
+        assert_eq!(names(moved.firewall_changes(Some(&mesh))), ["a-1", "a-2", "b-1", "c-1"]);
+        let mut endpoint = mesh.clone();
+        endpoint.members.get_mut(&"c-1".parse::<Name>().unwrap()).unwrap().endpoint = Some([203, 0, 113, 9].into());
+        assert_eq!(names(endpoint.firewall_changes(Some(&mesh))), ["a-1", "b-1"]);
+        let mut joined = mesh.clone();
+        joined.members.get_mut(&"a-2".parse::<Name>().unwrap()).unwrap().address = [100, 64, 0, 9].into();
+        assert_eq!(joined.firewall_changes(Some(&mesh)).len(), 4);
 
         let taken: BTreeSet<Ipv4Addr> = ["100.64.0.1".parse().unwrap()].into();
         assert_eq!(s.free_address(&taken).unwrap(), "100.64.0.2".parse::<Ipv4Addr>().unwrap());
