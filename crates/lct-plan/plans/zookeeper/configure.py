@@ -11,7 +11,8 @@ of a changed ensemble restart together: a short pause in service, not a data los
 hook ends when the server serves again (a quorum has elected a leader). An ensemble spread
 over regions (its servers' records name several) lists its servers by name, which lct-hosts
 resolves from each server to an address that works from there (its mesh address in another
-region), and listens on every address.
+region), its own line by its mesh address (what it tells the servers it connects to, where
+they connect back), and listens on every address.
 """
 
 import json
@@ -53,6 +54,13 @@ def main():
     client_address = "0.0.0.0" if public or spread else private
     if spread:
         servers = names
+        # Its own line is the address the others reach it at, its mesh address: a server
+        # sends its own line's address when it connects, and a server of a higher id
+        # connects back there. Its name resolves here to its private address, which in
+        # another region is another node's, or that server itself (overlapping ranges).
+        own = mesh_address()
+        if own:
+            servers[myid] = own
 
     lines = [
         "# Written by lct (zookeeper plan): the ensemble from the inventory.",
@@ -78,6 +86,13 @@ def main():
         subprocess.run(["systemctl", "restart", "zookeeper"], check=True)
     mode = wait_serving(private)
     print(f"server {myid} of {len(servers)}: {'restarted' if changed or not active else 'unchanged'}, {mode}")
+
+
+def mesh_address():
+    """This node's address on lct-mesh's interface (lctmesh0), if it has one."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lctmesh0"], capture_output=True, text=True)
+    match = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/", out.stdout) if out.returncode == 0 else None
+    return match.group(1) if match else None
 
 
 def write(path, text):
