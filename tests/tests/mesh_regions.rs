@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 
 use lct_tests::Env;
 
-/// The packaged plan's servers over three regions, with the mesh in their events. No
-/// firewall section: lct-fw admitting WireGuard and mesh flows is another change (the lead
-/// turns it on once both are in).
+/// The packaged plan's servers over three regions, with the mesh in their events and its
+/// firewall (default-deny: SSH from the outside namespace, the ensemble's flows, clients
+/// from dependents; lct-fw admits WireGuard from mesh peers and other regions' members by
+/// mesh address). `dependent-changed` syncs the mesh: a dependent's node going can move a
+/// region's leader, and `mesh-sync` then pushes the firewalls that admit its WireGuard.
 const PLAN: &str = r#"description: ZooKeeper over three regions, through lct's mesh
 groups:
   server:
@@ -21,18 +23,34 @@ groups:
     regions: [a, b, c]
     per_region: 1
     hostname: "{{ cluster }}-{{ index }}"
+    services:
+      client:
+        ports: [2181/tcp]
+      quorum:
+        ports: [2888/tcp, 3888/tcp]
+firewall:
+  admin: ["203.0.113.254/32"]
+  allow:
+    - {from: self, to: server.quorum}
+    - {from: self, to: server.client}
+    - {from: dependents, to: server.client}
 packages: [zookeeperd]
 hooks:
   created:
     - action: install
     - action: mesh-sync
     - action: hosts
+    - action: firewall
     - action: packages
     - {script: configure.py, on: [server]}
   node-removed:
     - action: mesh-sync
     - action: hosts
+    - action: firewall
     - {script: configure.py, on: [server]}
+  dependent-changed:
+    - action: mesh-sync
+    - action: hosts
 "#;
 
 /// `srvr` to ZooKeeper at `host` (a name, resolved where it runs): its `Mode:` line's value.
@@ -161,14 +179,17 @@ fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_onl
     let modes = settled(&env, &servers);
     assert_eq!(modes.iter().filter(|m| *m == "leader").count(), 1, "{modes:?}");
     assert_eq!(modes.iter().filter(|m| *m == "follower").count(), 2, "{modes:?}");
-    let zoo = env.ssh("zk-1", "grep '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
-    assert_eq!(zoo, "server.1=zk-1:2888:3888\nserver.2=zk-2:2888:3888\nserver.3=zk-3:2888:3888\n");
 
     // Names follow the mesh: from zk-1, zk-2 is its mesh address; cl-2 (its own region) is
     // private; from cl-2, zk-3 is its mesh address and zk-1 its private one.
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap()).unwrap();
     let mesh_address = |n: &str| record["members"][n]["address"].as_str().unwrap().to_string();
+    // The others by name; its own line by its mesh address, where the others reach it (a
+    // server's own line is what it tells the servers it connects to).
+    let zoo = env.ssh("zk-1", "grep '^server\\.' /etc/zookeeper/conf/zoo.cfg").stdout;
+    let own = mesh_address("zk-1");
+    assert_eq!(zoo, format!("server.1={own}:2888:3888\nserver.2=zk-2:2888:3888\nserver.3=zk-3:2888:3888\n"));
     let resolved = |run: lct_tests::Run| run.stdout.split_whitespace().next().unwrap_or_default().to_string();
     assert_eq!(resolved(env.ssh("zk-1", "getent hosts zk-2")), mesh_address("zk-2"));
     assert_eq!(resolved(env.ssh("zk-1", "getent hosts zk-3.zk.lct.internal")), mesh_address("zk-3"));
@@ -181,10 +202,17 @@ fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_onl
     }
     assert_eq!(record["leaders"]["a"], "cl-1", "{record}");
 
-    // Region a's mesh leader goes; the next sync gives the region another, and the quorum
-    // stays reachable from region a (the servers' own tunnels did not need cl-1).
+    // Every server's firewall is lct-fw's default-deny table.
+    for s in servers {
+        let table = env.ssh(s, "nft list table inet lct").stdout;
+        assert!(table.contains("policy drop"), "{s}: {table}");
+    }
+
+    // Region a's mesh leader goes; zk's dependent-changed event (mesh-sync) gives the region
+    // another, and pushes the firewalls whose WireGuard peers moved (zk-2 and zk-3 admit
+    // cl-2's endpoint now, not cl-1's): the quorum stays reachable from region a.
     env.run("lct-api", &["delete", "cl-1"]).ok();
-    env.run("lct-mesh", &["sync"]).ok();
+    env.run("lct-plan", &["fire", "zk", "dependent-changed"]).ok();
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap()).unwrap();
     assert_eq!(record["leaders"]["a"], "cl-2", "{record}");
