@@ -12,7 +12,7 @@ release_dir() {
   printf '%s/release\n' "$dir"
 }
 
-# Builds the node-side programs (lct-hosts, lct-fw, lct-dns: what `lct-inventory install`
+# Builds the node-side programs (lct-hosts, lct-fw, lct-dns, lct-mesh: what `lct-inventory install`
 # copies to every node) without the `linode` feature, in a cargo invocation of their own (a
 # workspace build unifies features and would link the Linode client: reqwest, hyper,
 # rustls), and puts them in PROFILE_DIR/node-side, where lct-inventory install takes them
@@ -28,12 +28,12 @@ build_node_side() {
   keep=$(mktemp -d)
   # The controller's builds of these programs (if any) are kept aside while the lean ones
   # are built into the same place (sharing the dependencies already built), then restored.
-  for b in lct-hosts lct-fw lct-dns; do [ -e "$out/$b" ] && cp -p "$out/$b" "$keep/"; done
-  cargo build --locked --profile "$profile" --no-default-features -p lct-hosts -p lct-fw -p lct-dns || return 1
+  for b in lct-hosts lct-fw lct-dns lct-mesh; do [ -e "$out/$b" ] && cp -p "$out/$b" "$keep/"; done
+  cargo build --locked --profile "$profile" --no-default-features -p lct-hosts -p lct-fw -p lct-dns -p lct-mesh || return 1
   mkdir -p "$out/node-side"
-  for b in lct-hosts lct-fw lct-dns; do
+  for b in lct-hosts lct-fw lct-dns lct-mesh; do
     cp -p "$out/$b" "$out/node-side/$b.new" && mv "$out/node-side/$b.new" "$out/node-side/$b"
   done
-  for b in lct-hosts lct-fw lct-dns; do [ -e "$keep/$b" ] && cp -p "$keep/$b" "$out/$b"; done
+  for b in lct-hosts lct-fw lct-dns lct-mesh; do [ -e "$keep/$b" ] && cp -p "$keep/$b" "$out/$b"; done
   rm -rf "$keep"
 }

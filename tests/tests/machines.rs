@@ -230,10 +230,10 @@ fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
     }
 
     // lct's node-side programs, copied and checked; then pushes run them over SSH.
-    // A node without conntrack (lct-fw needs it) gets it from apt, here the lab's mirror.
+    // A node without conntrack (lct-fw needs it) gets it from apt, here the lab's mirror
+    // (which install fills with what the node-side programs need).
     let removed = on(1, "dpkg -r conntrack >/dev/null 2>&1 && ! command -v conntrack");
     assert_eq!(removed.status, 0, "{}", removed.stderr);
-    env.run("lct-api", &["lab", "packages", "add", "conntrack"]).ok();
     let results = env.run("lct-inventory", &["install", "--cluster", "m", "-o", "jsonl"]).ok().json_lines();
     let needs: Vec<(String, String)> = results
         .iter()
@@ -245,7 +245,11 @@ fn machines_install_from_the_mirror_run_ansible_and_take_pushes_over_ssh() {
         .collect();
     assert_eq!(
         needs,
-        [("m-1".to_string(), "present".to_string()), ("m-2".to_string(), "installed conntrack".to_string())]
+        [
+            // wg and wireguard-go (lct-mesh's: the machines' kernel has no WireGuard) on both.
+            ("m-1".to_string(), "installed wireguard-tools wireguard-go".to_string()),
+            ("m-2".to_string(), "installed conntrack wireguard-tools wireguard-go".to_string())
+        ]
     );
     assert_eq!(on(1, "command -v conntrack").status, 0);
     assert_eq!(on(1, "lct-hosts --version").status, 0);

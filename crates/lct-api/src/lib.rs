@@ -20,6 +20,7 @@ pub mod disk_image;
 pub mod linode;
 pub mod local;
 mod provider;
+pub mod ranges;
 pub mod reach;
 
 pub use any::{AnyProvider, PROVIDERS_HELP, has_regions, provider_image, providers_to_ask, remember_provider};

@@ -19,6 +19,9 @@ Examples:
   lct-inventory query | lct-dns zone --domain lct.internal --format zone --view external
   lct-inventory query | lct-dns zone --domain lct.internal --format zone --zone 168.192.in-addr.arpa
 
+  # The zone as Linode's us-east sees it (other regions by mesh or public address)
+  lct-inventory query | lct-dns zone --domain lct.internal --region linode:us-east
+
 Names, in the zone --domain: NODE.CD and GROUP.CD (A and AAAA; a group's name holds every
 member's address) and _SERVICE._PROTO.CD (SRV, for the services a cluster record declares),
 where CD is the cluster's domain: its cluster record's own, else CLUSTER.PARENT
@@ -320,10 +323,12 @@ pub struct ZoneArgs {
     /// No reverse (PTR) zones for private addresses
     #[arg(long)]
     pub no_reverse: bool,
-    /// The zone as this region's nodes see it: other regions' nodes by their public
-    /// addresses only (regions' private addresses overlap and do not route), no PTR for them
-    #[arg(long)]
-    pub region: Option<String>,
+    /// The zone as the nodes of this private network (PROVIDER:REGION, e.g. local:a or
+    /// linode:us-east) see it: other networks' nodes by their mesh addresses when they are
+    /// mesh members (lct-mesh), else by their public addresses only (private addresses
+    /// overlap across regions and providers and do not route); no PTR for them
+    #[arg(long, value_name = "PROVIDER:REGION")]
+    pub region: Option<lct_core::record::PrivateNetwork>,
 }
 
 impl ZoneArgs {
@@ -345,6 +350,7 @@ impl ZoneArgs {
             name_servers,
             reverse: !no_reverse,
             region,
+            mesh: Default::default(),
         }
     }
 }

@@ -32,7 +32,11 @@ fn main() -> std::process::ExitCode {
 /// The zones' records from node records on stdin (and cluster records there or in the
 /// state directory), and the lines that were not node records.
 fn records(args: ZoneArgs) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)> {
-    let options = args.options();
+    let mut options = args.options();
+    if options.region.is_some() {
+        // Other regions' mesh members by their mesh addresses (none without a mesh).
+        options.mesh = lct_mesh::addresses(lct_core::store::open()?.as_ref())?;
+    }
     let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;
     let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
     let clusters = ClusterStore::open()?.with_input(&others)?;

@@ -201,6 +201,7 @@ mod tests {
             hostmaster: "hostmaster.lct.internal".into(),
             reverse: true,
             region: None,
+            mesh: Default::default(),
         };
         zone_records(&nodes, &clusters, &options).unwrap()
     }

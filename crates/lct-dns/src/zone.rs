@@ -1,6 +1,6 @@
 //! Zones from the inventory: `dns-record` records for nodes, groups and services, views, master files.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -143,10 +143,15 @@ pub struct ZoneOptions {
     pub hostmaster: String,
     /// Reverse zones for private IPv4 addresses.
     pub reverse: bool,
-    /// The zone as region R's nodes see it: a node of another region (private addresses
-    /// overlap across regions and do not route between them) is published by its public
-    /// addresses only, and gets no PTR record. `None`: every node's private addresses.
-    pub region: Option<String>,
+    /// The zone as the nodes of one private network see it (`Node::private_network`: a
+    /// provider's region): a node of another (private addresses overlap across regions and
+    /// providers and do not route between them) is published by its public addresses only,
+    /// and gets no PTR record. `None`: every node's private addresses.
+    pub region: Option<lct_core::record::PrivateNetwork>,
+    /// With `region`: the mesh members' mesh addresses ([`lct_mesh::addresses`]). A member of
+    /// another region is published by its mesh address where its private ones would be (the
+    /// region's nodes, members too, reach it over the mesh), and gets no PTR record here.
+    pub mesh: BTreeMap<Name, Ipv4Addr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,8 +233,11 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
     let mut reverse_zones: BTreeSet<String> = BTreeSet::new();
     for node in &members {
         let Some(cluster_domain) = &domains[&node.cluster] else { continue };
-        let elsewhere = options.region.as_ref().is_some_and(|r| *r != node.region);
+        let elsewhere = options.region.as_ref().is_some_and(|r| *r != node.private_network());
+        let meshed = options.mesh.get(&node.name).filter(|_| elsewhere);
         let mode = match publish_of(&node.cluster) {
+            // Its mesh address stands for its private ones: what it publishes, as at home.
+            mode if meshed.is_some() => mode,
             DnsPublish::Split if elsewhere => DnsPublish::Public,
             DnsPublish::Private if elsewhere => DnsPublish::None,
             mode => mode,
@@ -239,12 +247,20 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
         }
         let host = format!("{}.{cluster_domain}", node.name);
         let group = format!("{}.{cluster_domain}", node.group);
+        let seen;
+        let node = match meshed {
+            Some(address) => {
+                seen = Node { private_ipv4: vec![*address], private_ipv6: Vec::new(), ..(*node).clone() };
+                &seen
+            }
+            None => *node,
+        };
         for (addr, view) in addresses(node, mode) {
             let rtype = if addr.is_ipv4() { RecordType::A } else { RecordType::AAAA };
             out.insert(rec(&domain, host.clone(), rtype, addr.to_string(), view));
             out.insert(rec(&domain, group.clone(), rtype, addr.to_string(), view));
         }
-        if options.reverse && mode != DnsPublish::Public {
+        if options.reverse && mode != DnsPublish::Public && meshed.is_none() {
             for a in &node.private_ipv4 {
                 let [w, x, y, z] = a.octets();
                 let zone = format!("{x}.{w}.in-addr.arpa.");
@@ -264,7 +280,9 @@ pub fn zone_records(nodes: &[Node], clusters: &[Cluster], options: &ZoneOptions)
             // A node another region cannot reach (it publishes private addresses only) is
             // no target there.
             let unreachable = |n: &Node| {
-                publish_of(&n.cluster) == DnsPublish::Private && options.region.as_ref().is_some_and(|r| *r != n.region)
+                publish_of(&n.cluster) == DnsPublish::Private
+                    && options.region.as_ref().is_some_and(|r| *r != n.private_network())
+                    && !options.mesh.contains_key(&n.name)
             };
             for node in members.iter().filter(|n| {
                 n.cluster == cluster.name && s.group.as_ref().is_none_or(|g| *g == n.group) && !unreachable(n)
@@ -493,6 +511,7 @@ mod tests {
             hostmaster: "hostmaster.lct.internal".into(),
             reverse: true,
             region: None,
+            mesh: Default::default(),
         }
     }
 
@@ -528,19 +547,62 @@ mod tests {
         let mut nodes = vec![
             node("zk", "zookeeper", "zk-1", &["192.168.128.1"], &["203.0.113.1"]),
             node("zk", "zookeeper", "zk-2", &["192.168.128.1"], &["203.0.113.2"]),
+            // Another provider's region of the same name is another private network.
+            node("zk", "zookeeper", "zk-3", &["192.168.128.1"], &["203.0.113.3"]),
         ];
         nodes[0].region = "a".into();
         nodes[1].region = "b".into();
+        (nodes[2].region, nodes[2].provider) = ("a".into(), lct_core::record::ProviderName::Linode);
         let clusters: Vec<Cluster> = vec![serde_json::from_str(r#"{"name":"zk"}"#).unwrap()];
-        let from_a = ZoneOptions { region: Some("a".into()), ..options() };
+        let from_a = ZoneOptions { region: Some("local:a".parse().unwrap()), ..options() };
         let records = zone_records(&nodes, &clusters, &from_a).unwrap();
         let internal = master_file(&records, "lct.internal", View::Internal);
         assert!(internal.contains("zk-1.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
         assert!(internal.contains("zk-2.zk\t300\tIN\tA\t203.0.113.2"), "{internal}");
         assert!(!internal.contains("zk-2.zk\t300\tIN\tA\t192.168.128.1"), "{internal}");
+        assert!(internal.contains("zk-3.zk\t300\tIN\tA\t203.0.113.3"), "{internal}");
+        assert!(
+            !internal.contains("zk-3.zk\t300\tIN\tA\t192.168.128.1"),
+            "linode's region a is not local's: {internal}"
+        );
         let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
         assert_eq!(reverse.matches("\tPTR\t").count(), 1, "one PTR for 192.168.128.1: region a's: {reverse}");
         assert!(reverse.contains("PTR\tzk-1.zk.lct.internal."), "{reverse}");
+    }
+
+    #[test]
+    fn a_zone_for_one_region_names_other_regions_mesh_members_by_their_mesh_addresses() {
+        // Overlapping private ranges; db-3 (region b) is not in the mesh.
+        let mut nodes = vec![
+            node("db", "db", "db-1", &["192.168.128.1"], &["203.0.113.1"]),
+            node("db", "db", "db-2", &["192.168.128.1"], &["203.0.113.2"]),
+            node("db", "db", "db-3", &["192.168.128.2"], &["203.0.113.3"]),
+        ];
+        nodes[0].region = "a".into();
+        (nodes[1].region, nodes[2].region) = ("b".into(), "b".into());
+        // Private only: another region sees a member over the mesh, a non-member not at all.
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(r#"{"name":"db","names":{"dns":"private"},"services":[{"name":"pg","port":5432}]}"#)
+                .unwrap(),
+        ];
+        let mesh: BTreeMap<Name, Ipv4Addr> = [("db-1", "100.64.0.1"), ("db-2", "100.64.0.2")]
+            .iter()
+            .map(|(n, a)| (n.parse().unwrap(), a.parse().unwrap()))
+            .collect();
+        let from_a = ZoneOptions { region: Some("local:a".parse().unwrap()), mesh: mesh.clone(), ..options() };
+        let records = zone_records(&nodes, &clusters, &from_a).unwrap();
+        let internal = master_file(&records, "lct.internal", View::Internal);
+        assert!(internal.contains("db-1.db\t300\tIN\tA\t192.168.128.1"), "its own region privately: {internal}");
+        assert!(internal.contains("db-2.db\t300\tIN\tA\t100.64.0.2"), "a member by its mesh address: {internal}");
+        assert!(!internal.contains("db-3"), "a private-only non-member of region b is not named in a: {internal}");
+        assert!(internal.contains("5432 db-2.db.lct.internal."), "a member is a service target: {internal}");
+        let external = master_file(&records, "lct.internal", View::External);
+        assert!(!external.contains("100.64."), "mesh addresses are for internal clients: {external}");
+        let reverse = master_file(&records, "168.192.in-addr.arpa", View::Internal);
+        assert_eq!(reverse.matches("\tPTR\t").count(), 1, "region a's 192.168.128.1 only: {reverse}");
+        // Without a region the mesh changes nothing (one private network).
+        let flat = zone_records(&nodes, &clusters, &ZoneOptions { mesh, ..options() }).unwrap();
+        assert!(!master_file(&flat, "lct.internal", View::Internal).contains("100.64."));
     }
 
     #[test]

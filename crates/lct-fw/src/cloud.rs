@@ -77,7 +77,13 @@ pub fn plan(members: &Members, only: &[Name], force: bool) -> Result<Vec<GroupPl
             let regions = regions.into_iter().collect::<Vec<_>>().join(", ");
             return Err(CloudError::SpansRegions { cluster, group, regions });
         }
-        let ruleset = for_node(nodes[0], &members.nodes, &members.clusters, force)?;
+        let mut ruleset = for_node(nodes[0], &members.nodes, &members.clusters, members.mesh.as_ref(), force)?;
+        // One firewall for the group: WireGuard from every group member's mesh peers (a
+        // leader's are not the others').
+        if let Some(mesh) = &members.mesh {
+            ruleset.rules.retain(|r| r.name != crate::ruleset::MESH_RULE);
+            ruleset.rules.extend(crate::ruleset::mesh_rule(mesh, nodes.iter().map(|n| &n.name)));
+        }
         let rules = rules_of(&ruleset, &group)?;
         let instances = nodes
             .iter()
@@ -358,12 +364,47 @@ mod tests {
             }))
             .unwrap()
         };
-        let members = |nodes| Members { nodes, clusters: Vec::new(), others: Vec::new() };
+        let members = |nodes| Members { nodes, clusters: Vec::new(), others: Vec::new(), mesh: None };
         let spread = members(vec![node("zk-1", "us-east", "1"), node("zk-2", "eu-west", "2")]);
         let err = plan(&spread, &[], false).err().unwrap().to_string();
         assert!(err.contains("cluster zk group server") && err.contains("eu-west, us-east"), "{err}");
         let one = members(vec![node("zk-1", "us-east", "1"), node("zk-2", "us-east", "2")]);
         assert_eq!(plan(&one, &[], false).unwrap()[0].instances, [1, 2]);
+    }
+
+    #[test]
+    fn a_groups_firewall_admits_wireguard_from_every_members_peers() {
+        use lct_mesh::model::Topology;
+        use lct_mesh::state::{Member, MeshState};
+        let node = |name: &str, region: &str, id: u8| -> Node {
+            serde_json::from_value(json!({
+                "cluster": "zk", "group": "server", "name": name, "provider": "linode", "status": "running",
+                "region": region, "provider_id": id.to_string(), "private_ipv4": [format!("192.168.128.{id}")],
+                "public_ipv4": [format!("203.0.113.{id}")],
+            }))
+            .unwrap()
+        };
+        // zk-1 is a member of us-east, zk-2 leads it (the group's first node does not lead).
+        let nodes = [node("zk-1", "us-east", 1), node("zk-2", "us-east", 2), node("zk-3", "eu-west", 3)];
+        let mut mesh = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, 51820);
+        for (i, n) in nodes.iter().enumerate() {
+            let member = Member {
+                address: std::net::Ipv4Addr::new(100, 64, 0, i as u8 + 1),
+                public_key: None,
+                region: n.region.clone(),
+                local_interface: None,
+                endpoint: n.public_ipv4.first().copied(),
+            };
+            mesh.members.insert(n.name.clone(), member);
+        }
+        mesh.leaders.insert("us-east".into(), "zk-2".parse().unwrap());
+        mesh.leaders.insert("eu-west".into(), "zk-3".parse().unwrap());
+        let members =
+            Members { nodes: nodes[..2].to_vec(), clusters: Vec::new(), others: Vec::new(), mesh: Some(mesh) };
+        let plans = plan(&members, &[], false).unwrap();
+        let inbound = plans[0].rules["inbound"].as_array().unwrap().clone();
+        let wg = inbound.iter().find(|r| r["protocol"] == "UDP" && r["ports"] == "51820").expect("{inbound:?}");
+        assert_eq!(wg["addresses"]["ipv4"], json!(["203.0.113.3/32"]), "the other region's leader only");
     }
 
     #[test]

@@ -8,7 +8,8 @@ use lct_core::record::{Cluster, Name, Node};
 use lct_core::state::{ClusterStore, StateError};
 use lct_core::stream::{self, Line, StreamError};
 
-use crate::ruleset::{Ruleset, RulesetError, for_node};
+use crate::ruleset::{Ruleset, RulesetError, for_node, load_mesh};
+use lct_mesh::state::MeshState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -30,6 +31,8 @@ pub struct Members {
     pub nodes: Vec<Node>,
     pub clusters: Vec<Cluster>,
     pub others: Vec<Line>,
+    /// The mesh's record, when there is a mesh.
+    pub mesh: Option<MeshState>,
 }
 
 impl Members {
@@ -37,7 +40,7 @@ impl Members {
         let (nodes, others) = stream::read_kind_parallel::<Node, Node>(input, |n, _| n).map_err(InputError::Stdin)?;
         let nodes: Vec<Node> = nodes.into_iter().map(|(_, n)| n).collect();
         let clusters = store.with_input(&others)?;
-        Ok(Members { nodes, clusters, others })
+        Ok(Members { nodes, clusters, others, mesh: load_mesh()? })
     }
 
     /// The rulesets of the nodes named in `only` (every node when empty), in input order.
@@ -46,7 +49,8 @@ impl Members {
             return Err(InputError::NoNode(missing.clone()));
         }
         let targets = self.nodes.iter().filter(|n| only.is_empty() || only.contains(&n.name));
-        Ok(targets.map(|n| for_node(n, &self.nodes, &self.clusters, force)).collect::<Result<Vec<_>, _>>()?)
+        let mesh = self.mesh.as_ref();
+        Ok(targets.map(|n| for_node(n, &self.nodes, &self.clusters, mesh, force)).collect::<Result<Vec<_>, _>>()?)
     }
 }
 
@@ -69,5 +73,5 @@ pub fn host_ruleset(store: &ClusterStore, me: &Name, input: impl BufRead, force:
     let Some(node) = nodes.iter().find(|n| &n.name == me) else {
         return Err(InputError::NoHostRecord(me.clone()));
     };
-    Ok(for_node(node, &nodes, &store.load()?, force)?)
+    Ok(for_node(node, &nodes, &store.load()?, load_mesh()?.as_ref(), force)?)
 }

@@ -72,8 +72,9 @@ pub async fn push(
     affected.extend(dependencies_of(clusters, changed));
     let mut jobs = Vec::new();
     let mut here = Vec::new();
+    let mesh = crate::ruleset::load_mesh()?;
     for node in nodes.iter().filter(|n| affected.contains(&n.cluster) && n.status == Status::Running) {
-        let ruleset = for_node(node, nodes, clusters, options.force)?;
+        let ruleset = for_node(node, nodes, clusters, mesh.as_ref(), options.force)?;
         if let Some(Access::Netns { netns }) = &node.access {
             // A namespace node: applied from a thread that enters its namespace (no process).
             let (netns, name, sync) = (netns.clone(), node.name.clone(), sync_options(options));

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lct_core::record::{Cluster, Name, Node, PortSpec, Protocol, Record, Status};
+use lct_mesh::state::MeshState;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Allow, FirewallSpec, Mode, ModelError};
@@ -77,11 +78,50 @@ pub enum RulesetError {
         "cluster {0}: default-deny without admin_cidrs would shut SSH out; declare admin_cidrs (--force to apply anyway)"
     )]
     NoAdminCidrs(Name),
+    #[error("the mesh's record: {0}")]
+    Mesh(String),
 }
 
-/// Computes the ruleset of `node` from every node and cluster record. With `force`, empty
-/// peer sets and a default-deny without admin prefixes are allowed.
-pub fn for_node(node: &Node, nodes: &[Node], clusters: &[Cluster], force: bool) -> Result<Ruleset, RulesetError> {
+/// The name of the rule that admits WireGuard from the node's mesh peers.
+pub const MESH_RULE: &str = "mesh";
+
+/// The recorded mesh (lct-mesh's, in lct's state store), if there is one.
+pub fn load_mesh() -> Result<Option<MeshState>, RulesetError> {
+    MeshState::load_shared().map_err(|e| RulesetError::Mesh(e.to_string()))
+}
+
+/// The rule admitting the mesh's WireGuard port (UDP) on `nodes` from their WireGuard peers'
+/// public addresses only (a leader: the other leaders; full topology: every other member);
+/// `None` when they have none (a member that does not lead, or no member at all).
+pub fn mesh_rule<'a>(mesh: &MeshState, nodes: impl IntoIterator<Item = &'a Name>) -> Option<Rule> {
+    let peers: BTreeSet<Ipv4Addr> = nodes.into_iter().flat_map(|n| mesh.wireguard_peers(n)).collect();
+    (!peers.is_empty()).then(|| Rule {
+        name: MESH_RULE.into(),
+        comment: "WireGuard from mesh peers".into(),
+        ports: vec![mesh_port(mesh)],
+        peers_v4: peers,
+        peers_v6: BTreeSet::new(),
+        cidrs: Vec::new(),
+    })
+}
+
+fn mesh_port(mesh: &MeshState) -> PortSpec {
+    PortSpec { first: mesh.port, last: mesh.port, protocol: Protocol::Udp }
+}
+
+/// Computes the ruleset of `node` from every node and cluster record, and the mesh's record
+/// when there is one (a member admits WireGuard from its peers only, and a peer of another
+/// region by its mesh address). With `force`, empty peer sets and a default-deny without
+/// admin prefixes are allowed.
+pub fn for_node(
+    node: &Node,
+    nodes: &[Node],
+    clusters: &[Cluster],
+    mesh: Option<&MeshState>,
+    force: bool,
+) -> Result<Ruleset, RulesetError> {
+    // Only a member's own mesh address is reached by other members over the mesh.
+    let mesh = mesh.filter(|m| m.address_of(&node.name).is_some());
     let own = clusters.iter().find(|c| c.name == node.cluster);
     let spec = match own {
         Some(c) => FirewallSpec::of(c)?,
@@ -134,9 +174,16 @@ pub fn for_node(node: &Node, nodes: &[Node], clusters: &[Cluster], force: bool) 
                 // A private address names a node only within its provider's region (two
                 // regions may hand out the same one): another region's peer is admitted by
                 // its public addresses only, never by a private one that here may be anyone's.
+                // A mesh member comes by its mesh address (unique mesh-wide, as no NAT is done);
+                // from another region, by that alone: its flows cross in the tunnel, never in
+                // clear over public addresses.
+                let over_mesh = mesh.and_then(|m| m.address_of(&peer.name));
+                rule.peers_v4.extend(over_mesh);
                 if same_private_network(node, peer) {
                     rule.peers_v4.extend(&peer.private_ipv4);
                     rule.peers_v6.extend(&peer.private_ipv6);
+                } else if over_mesh.is_some() {
+                    continue;
                 }
                 rule.peers_v4.extend(&peer.public_ipv4);
                 rule.peers_v6.extend(&peer.public_ipv6);
@@ -151,6 +198,12 @@ pub fn for_node(node: &Node, nodes: &[Node], clusters: &[Cluster], force: bool) 
         }
         rules.push(rule);
     }
+    if let Some(mesh) = mesh {
+        // The port is guarded (managed-ports mode drops it for everyone else) even on a node
+        // with no WireGuard peer of its own.
+        managed.insert(mesh_port(mesh));
+        rules.extend(mesh_rule(mesh, [&node.name]));
+    }
     Ok(Ruleset {
         node: node.name.clone(),
         cluster: node.cluster.clone(),
@@ -162,9 +215,10 @@ pub fn for_node(node: &Node, nodes: &[Node], clusters: &[Cluster], force: bool) 
     })
 }
 
-/// Whether `a` and `b` share a private network: one provider, one region.
+/// Whether `a` and `b` share a private network (lct-core's one definition: one provider,
+/// one region).
 pub fn same_private_network(a: &Node, b: &Node) -> bool {
-    a.provider == b.provider && a.region == b.region
+    a.private_network() == b.private_network()
 }
 
 fn describe(a: &Allow, own: &Name) -> String {
@@ -306,7 +360,7 @@ mod tests {
             serde_json::from_str(r#"{"name":"hdfs","depends_on":[{"cluster":"zk","groups":["zookeeper"],"ports":["2181/tcp"]}]}"#)
                 .unwrap(),
         ];
-        let r = for_node(&nodes[0], &nodes, &clusters, false).unwrap();
+        let r = for_node(&nodes[0], &nodes, &clusters, None, false).unwrap();
         assert_eq!(r.rules.len(), 3);
         assert_eq!(r.rules[0].comment, "zk -> zk:zookeeper 2888-3888/tcp");
         assert_eq!(r.rules[0].peers_v4.len(), 2);
@@ -327,9 +381,9 @@ mod tests {
         assert!(text.contains("ip daddr 169.254.169.254 meta skuid != 0 drop"), "{text}");
 
         // The dependency's nodes gone: the rule would be empty, which is refused.
-        let err = for_node(&nodes[0], &nodes[..2], &clusters, false).unwrap_err().to_string();
+        let err = for_node(&nodes[0], &nodes[..2], &clusters, None, false).unwrap_err().to_string();
         assert!(err.contains("rule r2 (hdfs depends on zk:zookeeper 2181/tcp) has no peers"), "{err}");
-        assert!(for_node(&nodes[0], &nodes[..2], &clusters, true).is_ok());
+        assert!(for_node(&nodes[0], &nodes[..2], &clusters, None, true).is_ok());
     }
 
     #[test]
@@ -353,9 +407,84 @@ mod tests {
             )
             .unwrap(),
         ];
-        let r = for_node(&nodes[0], &nodes, &clusters, false).unwrap();
+        let r = for_node(&nodes[0], &nodes, &clusters, None, false).unwrap();
         let peers: Vec<String> = r.rules[0].peers_v4.iter().map(|a| a.to_string()).collect();
         assert_eq!(peers, ["192.168.128.1", "192.168.128.3", "203.0.113.1", "203.0.113.2", "203.0.113.3"]);
+    }
+
+    #[test]
+    fn mesh_members_come_by_mesh_address_and_wireguard_from_peers_only() {
+        use lct_mesh::model::Topology;
+        use lct_mesh::state::Member;
+        let placed = |name: &str, region: &str, private: &str, public: &str| {
+            let mut n = node("zk", "zookeeper", name, private);
+            n.region = region.into();
+            n.public_ipv4 = vec![public.parse().unwrap()];
+            n
+        };
+        let nodes = vec![
+            placed("zk-1", "a", "192.168.128.1", "203.0.113.1"),
+            placed("zk-2", "b", "192.168.128.2", "203.0.113.2"),
+            placed("zk-3", "a", "192.168.128.3", "203.0.113.3"),
+            placed("zk-4", "c", "192.168.128.4", "203.0.113.4"),
+        ];
+        let clusters: Vec<Cluster> = vec![
+            serde_json::from_str(
+                r#"{"name":"zk","firewall":{"mode":"managed-ports","allow":[{"to_groups":["zookeeper"],"ports":["2888-3888/tcp"]}]}}"#,
+            )
+            .unwrap(),
+        ];
+        // zk-1 leads a, zk-2 leads b; zk-3 is a's member; zk-4 (region c) is not in the mesh.
+        let mut mesh = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, 51820);
+        for (i, n) in nodes[..3].iter().enumerate() {
+            let member = Member {
+                address: Ipv4Addr::new(100, 64, 0, i as u8 + 1),
+                public_key: None,
+                region: n.region.clone(),
+                local_interface: None,
+                endpoint: n.public_ipv4.first().copied(),
+            };
+            mesh.members.insert(n.name.clone(), member);
+        }
+        mesh.leaders.insert("a".into(), "zk-1".parse().unwrap());
+        mesh.leaders.insert("b".into(), "zk-2".parse().unwrap());
+        let text = |set: &BTreeSet<Ipv4Addr>| set.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+
+        let r = for_node(&nodes[0], &nodes, &clusters, Some(&mesh), false).unwrap();
+        // zk-2 (b) by its mesh address only; zk-3 (a) by private, public and mesh; zk-4 (not a
+        // member) as before, by its public address.
+        assert_eq!(
+            text(&r.rules[0].peers_v4),
+            [
+                "100.64.0.1",
+                "100.64.0.2",
+                "100.64.0.3",
+                "192.168.128.1",
+                "192.168.128.3",
+                "203.0.113.1",
+                "203.0.113.3",
+                "203.0.113.4"
+            ]
+        );
+        let wg = r.rules.iter().find(|r| r.name == MESH_RULE).expect("a leader admits WireGuard");
+        assert_eq!(text(&wg.peers_v4), ["203.0.113.2"], "from the other leaders only");
+        assert_eq!(wg.ports[0].to_string(), "51820/udp");
+        assert!(r.managed.contains(&wg.ports[0]), "the port is dropped for everyone else");
+        assert!(r.to_nft().contains("ip saddr @mesh_v4 udp dport 51820 accept"), "{}", r.to_nft());
+
+        // A member that does not lead: no WireGuard peer, the port still guarded.
+        let r = for_node(&nodes[2], &nodes, &clusters, Some(&mesh), false).unwrap();
+        assert!(r.rules.iter().all(|r| r.name != MESH_RULE));
+        assert!(r.managed.iter().any(|p| p.to_string() == "51820/udp"));
+        // A node not in the mesh: today's ruleset (peers by public address, no port).
+        let outside = for_node(&nodes[3], &nodes, &clusters, Some(&mesh), false).unwrap();
+        assert_eq!(outside, for_node(&nodes[3], &nodes, &clusters, None, false).unwrap());
+        assert!(text(&outside.rules[0].peers_v4).contains(&"203.0.113.2".to_string()));
+        // Full topology: every other member's public address.
+        mesh.topology = Topology::Full;
+        let r = for_node(&nodes[2], &nodes, &clusters, Some(&mesh), false).unwrap();
+        let wg = r.rules.iter().find(|r| r.name == MESH_RULE).unwrap();
+        assert_eq!(text(&wg.peers_v4), ["203.0.113.1", "203.0.113.2"]);
     }
 
     #[test]
@@ -363,7 +492,7 @@ mod tests {
         let nodes = vec![node("zk", "zookeeper", "zk-1", "192.168.128.1")];
         let clusters: Vec<Cluster> =
             vec![serde_json::from_str(r#"{"name":"zk","firewall":{"mode":"default-deny"}}"#).unwrap()];
-        let err = for_node(&nodes[0], &nodes, &clusters, false).unwrap_err().to_string();
+        let err = for_node(&nodes[0], &nodes, &clusters, None, false).unwrap_err().to_string();
         assert!(err.contains("would shut SSH out"), "{err}");
     }
 }

@@ -205,7 +205,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 lct_inventory::say_unknown_clusters(&clusters, &nodes, &records);
                 clusters.into_iter().collect()
             };
-            let work = plan(&nodes, &records, &selected, &options)?;
+            // Nodes of other regions by their mesh addresses where both ends are members.
+            let mesh = lct_mesh::addresses(lct_core::store::open()?.as_ref())?;
+            let work = plan(&nodes, &records, &selected, &options, &mesh)?;
             let local_bin = std::env::current_exe().context("where is lct-hosts?")?;
             let exec = ExecOptions { parallel, timeout: Some(Duration::from_secs(timeout)), ..Default::default() };
             let reports = push(work, &file, &local_bin, &remote_bin, &exec).await;

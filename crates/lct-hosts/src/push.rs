@@ -1,6 +1,7 @@
 //! Push: every node of the changed clusters and their dependents gets its hosts file brought up to date.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 use lct_core::record::{Access, Cluster, Name, Node, Record, Status};
@@ -58,28 +59,42 @@ pub struct PushPlan {
     pub skipped: Vec<Node>,
 }
 
+/// Every mesh member's mesh address ([`lct_mesh::addresses`]): how a node of another region
+/// is reached from a member.
+pub type MeshAddresses = BTreeMap<Name, Ipv4Addr>;
+
 /// Works out, from every node and cluster record, what each node must receive when the
 /// blocks of `selected` are pushed: the nodes of the selected clusters and of the clusters
 /// that depend on them; each gets the blocks of its own cluster and of the clusters it
-/// depends on, among the selected ones.
+/// depends on, among the selected ones. `mesh`: the mesh members' addresses (empty: no mesh).
 pub fn plan(
     nodes: &[Node],
     clusters: &[Cluster],
     selected: &BTreeSet<Name>,
     options: &RenderOptions,
+    mesh: &MeshAddresses,
 ) -> Result<PushPlan, HostsError> {
     let shown: Vec<&Node> =
         nodes.iter().filter(|n| selected.contains(&n.cluster) && n.status != Status::Deleting).collect();
     let mut reach: BTreeSet<Name> = selected.clone();
     reach.extend(dependents_of(clusters, selected));
-    // One rendering per private network (provider and region) a target is on: from there, a
-    // node of another network is named with its public address, since its private one is
-    // not reachable (and may be another node's: regions' private ranges overlap).
-    let networks: BTreeSet<Network> = nodes.iter().filter(|n| reach.contains(&n.cluster)).map(network).collect();
-    let single = shown.iter().map(|n| network(n)).chain(networks.iter().cloned()).collect::<BTreeSet<_>>().len() <= 1;
-    let mut lines_of: BTreeMap<Network, BTreeMap<&Name, String>> = BTreeMap::new();
-    for net in networks {
-        let members: Vec<crate::Member> = shown.iter().map(|n| seen_from(n, &net, single)).collect();
+    // One rendering per place a target asks from: its private network (provider and region)
+    // and whether it is a mesh member. From there, a node of another network is named with
+    // its mesh address when both are members (the mesh routes it, encrypted), else with its
+    // public address, since its private one is not reachable (and may be another node's:
+    // regions' private ranges overlap).
+    let viewpoint = |n: &Node| Viewpoint { network: n.private_network(), in_mesh: mesh.contains_key(&n.name) };
+    let viewpoints: BTreeSet<Viewpoint> = nodes.iter().filter(|n| reach.contains(&n.cluster)).map(viewpoint).collect();
+    let single = shown
+        .iter()
+        .map(|n| n.private_network())
+        .chain(viewpoints.iter().map(|v| v.network.clone()))
+        .collect::<BTreeSet<_>>()
+        .len()
+        <= 1;
+    let mut lines_of: BTreeMap<Viewpoint, BTreeMap<&Name, String>> = BTreeMap::new();
+    for from in viewpoints {
+        let members: Vec<crate::Member> = shown.iter().map(|n| seen_from(n, &from, single, mesh)).collect();
         let entries = render(&members, clusters, options)?;
         let mut lines: BTreeMap<&Name, String> = selected.iter().map(|c| (c, String::new())).collect();
         for e in &entries {
@@ -87,7 +102,7 @@ pub fn plan(
             text.push_str(&lct_core::stream::to_line(e));
             text.push('\n');
         }
-        lines_of.insert(net, lines);
+        lines_of.insert(from, lines);
     }
     let mut plan = PushPlan { targets: Vec::new(), skipped: Vec::new() };
     for node in nodes.iter().filter(|n| reach.contains(&n.cluster)) {
@@ -95,7 +110,7 @@ pub fn plan(
             plan.skipped.push(node.clone());
             continue;
         }
-        let lines = &lines_of[&network(node)];
+        let lines = &lines_of[&viewpoint(node)];
         let uses: BTreeSet<&Name> = clusters
             .iter()
             .filter(|c| c.name == node.cluster)
@@ -109,20 +124,33 @@ pub fn plan(
     Ok(plan)
 }
 
-/// A private network: a provider's region.
-type Network = (lct_core::record::ProviderName, String);
+/// A private network: a provider's region (the one definition, lct-core's).
+type Network = lct_core::record::PrivateNetwork;
 
-fn network(node: &Node) -> Network {
-    (node.provider, node.region.clone())
+/// Where a name is asked from: a private network, by a mesh member or not.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Viewpoint {
+    network: Network,
+    in_mesh: bool,
 }
 
-/// What a node of network `from` is to know of `node`: all of it on its own network (or
-/// when there is one network only), else its public addresses under its private names.
-fn seen_from(node: &Node, from: &Network, single: bool) -> crate::Member {
+/// What a node asking from `from` is to know of `node`: all of it on its own network (or
+/// when there is one network only); else, when both are mesh members, its mesh address under
+/// its private names (its public addresses as they are); else its public addresses under its
+/// private names.
+fn seen_from(node: &Node, from: &Viewpoint, single: bool, mesh: &MeshAddresses) -> crate::Member {
     let mut member = crate::Member::from(node);
-    if !single && network(node) != *from {
-        member.private_ipv4 = member.public_ipv4;
-        member.private_ipv6 = member.public_ipv6;
+    if !single && node.private_network() != from.network {
+        match mesh.get(&node.name).filter(|_| from.in_mesh) {
+            Some(address) => {
+                member.private_ipv4 = Some(*address);
+                member.private_ipv6 = None;
+            }
+            None => {
+                member.private_ipv4 = member.public_ipv4;
+                member.private_ipv6 = member.public_ipv6;
+            }
+        }
     }
     member
 }
@@ -241,7 +269,7 @@ mod tests {
             serde_json::from_str(r#"{"name":"hdfs","depends_on":[{"cluster":"zk"}]}"#).unwrap(),
         ];
         let selected: BTreeSet<Name> = ["zk".parse().unwrap()].into();
-        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default()).unwrap();
+        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default(), &MeshAddresses::new()).unwrap();
         let targets: Vec<(&str, Vec<&str>)> =
             p.targets.iter().map(|(n, b, _)| (n.name.as_str(), b.iter().map(|c| c.as_str()).collect())).collect();
         assert_eq!(targets, [("zk-1", vec!["zk"]), ("nn-1", vec!["zk"])]);
@@ -249,7 +277,7 @@ mod tests {
         assert!(p.targets[1].2.contains("\"address\":\"192.168.128.1\""));
 
         let both: BTreeSet<Name> = ["zk".parse().unwrap(), "hdfs".parse().unwrap()].into();
-        let p = plan(&nodes, &clusters, &both, &RenderOptions::default()).unwrap();
+        let p = plan(&nodes, &clusters, &both, &RenderOptions::default(), &MeshAddresses::new()).unwrap();
         let zk1 = p.targets.iter().find(|(n, _, _)| n.name.as_str() == "zk-1").unwrap();
         assert_eq!(zk1.1.iter().map(|c| c.as_str()).collect::<Vec<_>>(), ["zk"], "zk does not use hdfs");
         let nn1 = p.targets.iter().find(|(n, _, _)| n.name.as_str() == "nn-1").unwrap();
@@ -273,7 +301,7 @@ mod tests {
         ];
         let clusters: Vec<Cluster> = vec![serde_json::from_str(r#"{"name":"zk"}"#).unwrap()];
         let selected: BTreeSet<Name> = ["zk".parse().unwrap()].into();
-        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default()).unwrap();
+        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default(), &MeshAddresses::new()).unwrap();
         let input = |name: &str| p.targets.iter().find(|(n, _, _)| n.name.as_str() == name).unwrap().2.clone();
         let address_of = |text: &str, node: &str| -> String {
             let line = text.lines().find(|l| l.contains(&format!("\"node\":\"{node}\""))).unwrap();
@@ -286,5 +314,50 @@ mod tests {
         assert_eq!(address_of(&from_b, "zk-3"), "192.168.128.1");
         assert_eq!(address_of(&from_b, "zk-1"), "203.0.113.1");
         assert_eq!(address_of(&from_b, "zk-2"), "203.0.113.2");
+    }
+
+    #[test]
+    fn a_mesh_member_of_another_region_is_named_with_its_mesh_address_from_members() {
+        let placed = |name: &str, region: &str, private: &str, public: &str| {
+            let mut n = node("zk", name, private, "running");
+            n.region = region.into();
+            n.public_ipv4 = vec![public.parse().unwrap()];
+            n
+        };
+        // Overlapping private ranges; zk-4 (region b) is not in the mesh.
+        let nodes = vec![
+            placed("zk-1", "a", "192.168.128.1", "203.0.113.1"),
+            placed("zk-2", "a", "192.168.128.2", "203.0.113.2"),
+            placed("zk-3", "b", "192.168.128.1", "203.0.113.3"),
+            placed("zk-4", "b", "192.168.128.2", "203.0.113.4"),
+        ];
+        let mesh: MeshAddresses = [("zk-1", "100.64.0.1"), ("zk-2", "100.64.0.2"), ("zk-3", "100.64.0.3")]
+            .iter()
+            .map(|(n, a)| (n.parse().unwrap(), a.parse().unwrap()))
+            .collect();
+        let clusters: Vec<Cluster> = vec![serde_json::from_str(r#"{"name":"zk"}"#).unwrap()];
+        let selected: BTreeSet<Name> = ["zk".parse().unwrap()].into();
+        let p = plan(&nodes, &clusters, &selected, &RenderOptions::default(), &mesh).unwrap();
+        let input = |name: &str| p.targets.iter().find(|(n, _, _)| n.name.as_str() == name).unwrap().2.clone();
+        let private_of = |text: &str, node: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.contains(&format!("\"node\":\"{node}\"")) && l.contains("\"scope\":\"private\""))
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["address"].as_str().unwrap().to_string())
+                .collect()
+        };
+        // From a member: its own region privately, members elsewhere by mesh address, a
+        // non-member elsewhere by its public address.
+        let from_a = input("zk-1");
+        assert_eq!(private_of(&from_a, "zk-2"), ["192.168.128.2"]);
+        assert_eq!(private_of(&from_a, "zk-3"), ["100.64.0.3"]);
+        assert_eq!(private_of(&from_a, "zk-4"), ["203.0.113.4"]);
+        // From zk-3 (member, region b): its region's zk-4 privately, region a by mesh.
+        let from_b = input("zk-3");
+        assert_eq!(private_of(&from_b, "zk-4"), ["192.168.128.2"]);
+        assert_eq!(private_of(&from_b, "zk-1"), ["100.64.0.1"]);
+        // From zk-4, not a member (no route into the mesh): today's public fallback.
+        let from_outsider = input("zk-4");
+        assert_eq!(private_of(&from_outsider, "zk-1"), ["203.0.113.1"]);
+        assert_eq!(private_of(&from_outsider, "zk-3"), ["192.168.128.1"]);
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use lct_core::record::{Access, Name, Node, Record};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 
 /// How to run.
@@ -33,6 +33,10 @@ pub struct ExecOptions {
     /// Why lct's SSH files could not be had (the state store unreadable, no `LCT_STATE_KEY`
     /// for a shared one): an SSH node is then refused, never reached without lct's pins.
     pub lct_ssh_error: Option<String>,
+    /// The most a node's command may write to stdout or to stderr, each, before it is killed
+    /// and fails ([`OUTPUT_LIMIT`] unless a tool knows its answers are smaller): every node's
+    /// result is kept, so a run holds at most nodes x 2 x this.
+    pub output_limit: usize,
 }
 
 impl ExecOptions {
@@ -48,6 +52,7 @@ impl ExecOptions {
             lct_ssh_options: files.client_options(),
             lct_ssh_files: Some(files),
             lct_ssh_error: None,
+            output_limit: OUTPUT_LIMIT,
         })
     }
 }
@@ -63,6 +68,7 @@ impl Default for ExecOptions {
             lct_ssh_options: Vec::new(),
             lct_ssh_files: None,
             lct_ssh_error: Some(e.to_string()),
+            output_limit: OUTPUT_LIMIT,
         })
     }
 }
@@ -78,6 +84,11 @@ pub enum Outcome {
         signal: i32,
     },
     TimedOut,
+    /// The command wrote more than its limit ([`ExecOptions::output_limit`]) to one stream: killed (with what
+    /// it started), its output cut there.
+    OutputTooLarge {
+        limit_bytes: u64,
+    },
     /// The command could not be started at all (no such program, no access method).
     NotStarted {
         reason: String,
@@ -94,10 +105,15 @@ impl Outcome {
             Outcome::Exited { code } => format!("exit {code}"),
             Outcome::Signalled { signal } => format!("killed by signal {signal}"),
             Outcome::TimedOut => "timed out".into(),
+            Outcome::OutputTooLarge { limit_bytes } => format!("killed: more than {limit_bytes} bytes of output"),
             Outcome::NotStarted { reason } => format!("not started: {reason}"),
         }
     }
 }
+
+/// The most a node's command may write to stdout or to stderr, each: a node that sends more
+/// (broken, or hostile) fails there instead of filling the controller's memory.
+pub const OUTPUT_LIMIT: usize = 16 << 20;
 
 /// One node's result: the `exec-result` record.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -293,8 +309,10 @@ async fn run_one(
             let _ = stdin.write_all(&input).await;
         });
     }
-    let out = collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone());
-    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines);
+    let limit = options.output_limit;
+    let out =
+        collect(child.stdout.take().expect("piped"), node.name.clone(), Stream::Stdout, lines.clone(), pgid, limit);
+    let err = collect(child.stderr.take().expect("piped"), node.name.clone(), Stream::Stderr, lines, pgid, limit);
     let run = async {
         let (stdout, stderr, status) = tokio::join!(out, err, child.wait());
         (stdout, stderr, status)
@@ -304,10 +322,11 @@ async fn run_one(
         None => Some(run.await),
     };
     match finished {
-        Some((stdout, stderr, status)) => {
+        Some(((stdout, out_over), (stderr, err_over), status)) => {
             result.stdout = stdout;
             result.stderr = stderr;
             result.outcome = match status {
+                _ if out_over || err_over => Outcome::OutputTooLarge { limit_bytes: limit as u64 },
                 Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
                     (Some(code), _) => Outcome::Exited { code },
                     (None, Some(signal)) => Outcome::Signalled { signal },
@@ -329,13 +348,18 @@ async fn run_one(
     result
 }
 
+/// A stream's text, at most `limit` bytes of it, and whether the command wrote more
+/// (its process group is then killed: it is not read any further).
 async fn collect(
     reader: impl AsyncRead + Unpin,
     node: Name,
     stream: Stream,
     lines: Option<mpsc::UnboundedSender<OutputLine>>,
-) -> String {
-    let mut reader = BufReader::new(reader);
+    pgid: Option<u32>,
+    limit: usize,
+) -> (String, bool) {
+    // A line is read at most up to what is left of the limit (plus one byte, to see it passed).
+    let mut reader = BufReader::new(reader).take(limit as u64 + 1);
     let mut all = Vec::new();
     let mut line = Vec::new();
     loop {
@@ -344,6 +368,14 @@ async fn collect(
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 all.extend_from_slice(&line);
+                if all.len() > limit {
+                    all.truncate(limit);
+                    if let Some(pgid) = pgid {
+                        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+                        unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+                    }
+                    return (String::from_utf8_lossy(&all).into_owned(), true);
+                }
                 if let Some(tx) = &lines {
                     let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
                     let _ = tx.send(OutputLine { node: node.clone(), stream, text });
@@ -351,7 +383,7 @@ async fn collect(
             }
         }
     }
-    String::from_utf8_lossy(&all).into_owned()
+    (String::from_utf8_lossy(&all).into_owned(), false)
 }
 
 #[cfg(test)]
@@ -413,6 +445,27 @@ mod tests {
         assert!(e.contains("n-1") && e.contains("pinned host keys") && e.contains("LCT_STATE_KEY"), "{e}");
         let bare = ExecOptions { lct_ssh_options: Vec::new(), lct_ssh_error: None, ..ExecOptions::default() };
         assert!(command_for(&node, &["true".into()], &bare).unwrap_err().contains("pinned host keys"));
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded() {
+        use tokio::io::AsyncReadExt as _;
+        let name: Name = "n-1".parse().unwrap();
+        // A node that never stops writing (one endless line): cut at the limit, and said so.
+        let endless = || tokio::io::repeat(b'x');
+        let (text, over) = collect(endless(), name.clone(), Stream::Stdout, None, None, OUTPUT_LIMIT).await;
+        assert!(over);
+        assert_eq!(text.len(), OUTPUT_LIMIT);
+        // Exactly the limit, in lines: all of it, not over.
+        let lines = tokio::io::repeat(b'\n').take(OUTPUT_LIMIT as u64);
+        let (text, over) = collect(lines, name.clone(), Stream::Stdout, None, None, OUTPUT_LIMIT).await;
+        assert!(!over);
+        assert_eq!(text.len(), OUTPUT_LIMIT);
+        // A tool's own, smaller bound (lct-mesh's answers are small): cut there.
+        let (text, over) = collect(endless(), name, Stream::Stdout, None, None, 1000).await;
+        assert!(over && text.len() == 1000);
+        assert_eq!(ExecOptions::default().output_limit, OUTPUT_LIMIT);
+        assert!(Outcome::OutputTooLarge { limit_bytes: 16 }.describe().contains("more than 16 bytes"));
     }
 
     #[tokio::test]

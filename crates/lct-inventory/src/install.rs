@@ -1,4 +1,4 @@
-//! lct's node-side programs on the nodes: `lct-hosts`, `lct-fw` and `lct-dns`, at exactly
+//! lct's node-side programs on the nodes: `lct-hosts`, `lct-fw`, `lct-dns` and `lct-mesh`, at exactly
 //! the controller's version, copied over SSH into `/usr/local/bin` and checked by SHA-256
 //! on the node before they replace what was there, with lct-dns's systemd unit (installed,
 //! not enabled: a plan that runs a DNS server enables it), lct-fw-boot's (enabled: the
@@ -6,7 +6,10 @@
 //! lct-fw-watch's (enabled and started: it undoes tampering with lct's firewall table). A node that already has the same
 //! file gets nothing. Namespace nodes share this machine's programs and are skipped.
 //! What the programs need from the node's distribution (`conntrack`, with which lct-fw ends
-//! the connections of peers that lost access) is installed with apt when it is missing.
+//! the connections of peers that lost access; `wg`, through which lct-mesh drives WireGuard;
+//! wireguard-go where the kernel has no WireGuard, as in the local cloud's machines) is
+//! installed with apt when it is missing; on the local cloud the lab's mirror gets those
+//! packages first ([`provide_needs`]).
 
 use std::path::Path;
 
@@ -15,7 +18,7 @@ use lct_core::record::{Access, Node};
 use crate::exec::{ExecOptions, ExecResult, exec_each, shell_quote};
 
 /// The programs that run on nodes (`push` runs them there).
-pub const NODE_PROGRAMS: [&str; 3] = ["lct-hosts", "lct-fw", "lct-dns"];
+pub const NODE_PROGRAMS: [&str; 4] = ["lct-hosts", "lct-fw", "lct-dns", "lct-mesh"];
 
 /// Where they go on a node.
 pub const REMOTE_DIR: &str = "/usr/local/bin";
@@ -134,8 +137,39 @@ impl Program {
     }
 }
 
+/// A command a node-side program runs, and the Debian package that has it.
+pub struct Need {
+    pub command: &'static str,
+    pub package: &'static str,
+    /// Shell that succeeds where the command is not needed (else it is always needed).
+    pub unless: Option<&'static str>,
+}
+
 /// The commands the node-side programs run, by the Debian package that has them.
-pub const NODE_NEEDS: [(&str, &str); 1] = [("conntrack", "conntrack")];
+pub const NODE_NEEDS: [Need; 3] = [
+    Need { command: "conntrack", package: "conntrack", unless: None },
+    Need { command: "wg", package: "wireguard-tools", unless: None },
+    // lct-mesh falls back to wireguard-go only when the kernel cannot make a WireGuard link
+    // (Linode's Debian can: nothing more there; a container sharing a kernel without it
+    // cannot load the module).
+    Need { command: "wireguard-go", package: "wireguard-go", unless: Some("modprobe -q wireguard 2>/dev/null") },
+];
+
+/// The Debian packages of [`NODE_NEEDS`] (what the lab's mirror must have).
+pub fn need_packages() -> Vec<String> {
+    NODE_NEEDS.iter().map(|n| n.package.to_string()).collect()
+}
+
+/// On the local cloud, the lab's package mirror gets [`NODE_NEEDS`]'s packages (its
+/// machines' apt reaches nothing else); other providers' nodes reach Debian themselves.
+pub async fn provide_needs(nodes: &[Node]) -> Result<(), lct_api::ProviderError> {
+    use lct_api::Provider as _;
+    let local = lct_core::record::ProviderName::Local;
+    if nodes.iter().any(|n| n.provider == local && matches!(n.access, Some(Access::Ssh { .. }))) {
+        lct_api::AnyProvider::from_env(local)?.provide_packages(&need_packages()).await?;
+    }
+    Ok(())
+}
 
 /// The shell run on a node for what the programs need: nothing when every command is there,
 /// else apt installs the missing packages (with a fresh index when the first try fails: a
@@ -143,7 +177,13 @@ pub const NODE_NEEDS: [(&str, &str); 1] = [("conntrack", "conntrack")];
 pub fn needs_script() -> String {
     let checks: Vec<String> = NODE_NEEDS
         .iter()
-        .map(|(command, package)| format!("command -v {command} >/dev/null 2>&1 || missing=\"$missing {package}\";"))
+        .map(|Need { command, package, unless }| {
+            let check = format!("command -v {command} >/dev/null 2>&1 || missing=\"$missing {package}\";");
+            match unless {
+                Some(condition) => format!("{{ {condition}; }} || {{ {check} }};"),
+                None => check,
+            }
+        })
         .collect();
     format!(
         "missing=; {checks} [ -z \"$missing\" ] && {{ echo present; exit 0; }}; \
@@ -184,7 +224,11 @@ mod tests {
         let shipped = |dir: &Path| -> Vec<Vec<u8>> {
             Program::beside(dir).unwrap().into_iter().filter(|p| p.dir == REMOTE_DIR).map(|p| p.bytes).collect()
         };
-        assert_eq!(shipped(&bin), vec![b"controller's".to_vec(); 3], "no node-side build: the controller's own");
+        assert_eq!(
+            shipped(&bin),
+            vec![b"controller's".to_vec(); NODE_PROGRAMS.len()],
+            "no node-side build: the controller's own"
+        );
         // An installed layout: PREFIX/bin beside PREFIX/libexec/lct.
         let libexec = build.path().join("libexec/lct");
         std::fs::create_dir_all(&libexec).unwrap();
@@ -237,5 +281,41 @@ mod tests {
         assert!(!run(b"binarx").0);
         assert_eq!(std::fs::read(dir.path().join("lct-fw")).unwrap(), b"old");
         assert!(!dir.path().join(".lct-fw.lct-new").exists());
+    }
+
+    #[test]
+    fn needs_are_asked_of_apt_only_when_missing() {
+        use std::os::unix::fs::PermissionsExt;
+        // Stand-ins on an otherwise empty PATH: apt-get records what it was asked for.
+        let run = |present: &[&str], modprobe_ok: bool| -> (String, String) {
+            let bin = tempfile::tempdir().unwrap();
+            let stub = |name: &str, body: &str| {
+                let path = bin.path().join(name);
+                std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            };
+            for name in present {
+                stub(name, "exit 0");
+            }
+            stub("modprobe", if modprobe_ok { "exit 0" } else { "exit 1" });
+            let asked = bin.path().join("asked");
+            stub("apt-get", &format!("echo \"$@\" >> {}", asked.display()));
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", &needs_script()])
+                .env("PATH", bin.path())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let asked = std::fs::read_to_string(asked).unwrap_or_default();
+            (String::from_utf8_lossy(&out.stdout).trim().to_string(), asked)
+        };
+        assert_eq!(run(&["conntrack", "wg", "wireguard-go"], false), ("present".into(), String::new()));
+        // A kernel with WireGuard needs no wireguard-go.
+        assert_eq!(run(&["conntrack", "wg"], true), ("present".into(), String::new()));
+        // Without it (a machine of the local cloud), wireguard-go is installed, with wg.
+        let (said, asked) = run(&["conntrack"], false);
+        assert_eq!(said, "installed wireguard-tools wireguard-go");
+        assert!(asked.contains("install") && asked.contains("wireguard-tools wireguard-go"), "{asked}");
+        assert!(!asked.contains("conntrack"), "{asked}");
     }
 }

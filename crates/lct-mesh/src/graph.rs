@@ -125,6 +125,7 @@ mod tests {
                     public_key: None,
                     region: r.to_string(),
                     local_interface: None,
+                    endpoint: None,
                 },
             );
         }

@@ -6,6 +6,7 @@
 //! * [`plan`]: addresses, leaders, and each node's peers and routes, before anything is touched.
 //! * [`node`]: the node's side: its key, its interface (kernel or wireguard-go), `wg syncconf`,
 //!   its address and routes.
+//! * [`forward`]: a leader's forwarding, confined to mesh traffic (its own nft table).
 //! * [`remote`]: the controller's side: sync, status and down over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
 //! * [`cli`]: the command line's definitions.
@@ -13,12 +14,23 @@
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
 pub mod cli;
+pub mod forward;
 pub mod graph;
 pub mod model;
 pub mod node;
 pub mod plan;
 pub mod remote;
 pub mod state;
+
+/// Every member's mesh address that the mesh has keyed (its node applied it once), by node,
+/// from the mesh recorded in `store` (lct's state store: the state directory or etcd): what
+/// lct-hosts, lct-dns and lct-plan name a node of another region with. No mesh yet: none. A
+/// damaged record is an error, never an empty mesh (names would fall back silently).
+pub fn addresses(
+    store: &dyn lct_core::store::Store,
+) -> Result<std::collections::BTreeMap<lct_core::record::Name, std::net::Ipv4Addr>, MeshError> {
+    Ok(state::MeshState::load(store)?.map(|(state, _)| state.applied_addresses()).unwrap_or_default())
+}
 
 /// Why the mesh could not be planned, recorded or applied.
 #[derive(Debug, thiserror::Error)]
@@ -31,4 +43,36 @@ pub enum MeshError {
     Node(String),
     #[error("{0}")]
     Io(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use state::{DEFAULT_PORT, Member, MeshState};
+
+    #[test]
+    fn addresses_are_the_keyed_members_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lct_core::store::local::LocalStore::new(dir.path());
+        assert!(addresses(&store).unwrap().is_empty(), "no mesh: no addresses");
+        let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), model::Topology::Leader, DEFAULT_PORT);
+        let member = |last: u8, key: Option<&str>| Member {
+            address: std::net::Ipv4Addr::new(100, 64, 0, last),
+            public_key: key.map(String::from),
+            region: "a".into(),
+            local_interface: None,
+            endpoint: None,
+        };
+        let key = data_encoding::BASE64.encode(&[7u8; 32]);
+        s.members.insert("a-1".parse().unwrap(), member(1, Some(&key)));
+        // Planned but never applied: its address works nowhere yet.
+        s.members.insert("a-2".parse().unwrap(), member(2, None));
+        s.save(&store, lct_core::store::Expect::Absent).unwrap();
+        let got = addresses(&store).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[&"a-1".parse::<lct_core::record::Name>().unwrap()].to_string(), "100.64.0.1");
+        // A damaged record is an error, not an empty mesh (names would silently fall back).
+        std::fs::write(dir.path().join(state::KEY), "{").unwrap();
+        assert!(addresses(&store).unwrap_err().to_string().contains("mesh.json"));
+    }
 }

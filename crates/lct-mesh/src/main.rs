@@ -8,7 +8,7 @@ use clap::Parser;
 use ipnet::Ipv4Net;
 use lct_core::cli::OutputFormat;
 use lct_core::record::Node;
-use lct_core::state::{ClusterStore, state_dir};
+use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_core::table::emit;
 use lct_mesh::cli::{Cli, Command, Reach};
@@ -28,7 +28,7 @@ fn options(
     port: Option<u16>,
 ) -> anyhow::Result<remote::Options> {
     Ok(remote::Options {
-        state_dir: state_dir(),
+        store: lct_core::store::open()?,
         prefix,
         topology,
         port,
@@ -53,7 +53,8 @@ async fn nodes(reach: &Reach) -> anyhow::Result<Vec<Node>> {
 }
 
 async fn inventory(reach: &Reach) -> anyhow::Result<Vec<Node>> {
-    let clusters = ClusterStore::new(&state_dir()).load()?;
+    // The store's cluster records (a shared store's too: its controllers see one inventory).
+    let clusters = ClusterStore::open()?.load()?;
     let selector = lct_inventory::Selector { providers: reach.providers.clone(), ..Default::default() };
     Ok(lct_inventory::query(&selector, &clusters).await?)
 }
@@ -92,8 +93,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     // Changes only: a quiet mesh prints nothing.
                     Ok(nodes) => match remote::sync(&nodes, &options).await {
                         Ok(reports) => {
-                            let changed: Vec<_> =
-                                reports.into_iter().filter(|r| r.status != SyncStatus::Unchanged).collect();
+                            let changed: Vec<_> = reports
+                                .into_iter()
+                                .filter(|r| r.status != SyncStatus::Unchanged || r.firewall_stale)
+                                .collect();
                             emit(&changed, format)?;
                         }
                         Err(e) => tracing::error!("sync: {e}"),
@@ -113,7 +116,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Graph { format: picture, offline, reach } => {
-            let state = MeshState::load(&state_dir())?.context("no mesh yet: lct-mesh sync first")?;
+            let (state, _) =
+                MeshState::load(lct_core::store::open()?.as_ref())?.context("no mesh yet: lct-mesh sync first")?;
             let peers = if offline {
                 Vec::new()
             } else {

@@ -50,6 +50,10 @@ pub struct MeshNode {
     pub status: SyncStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Its firewall follows the mesh and the mesh changed under it (a leader, an endpoint, a
+    /// member's address): `lct-fw push` it again (lct-mesh does not push firewalls).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub firewall_stale: bool,
 }
 
 impl Record for MeshNode {
@@ -93,6 +97,25 @@ pub struct MeshPeer {
 impl Record for MeshPeer {
     const KIND: &'static str = "mesh-peer";
     const VERSION: u32 = 1;
+}
+
+impl MeshPeer {
+    /// A peer line as a node sent it back, checked before it reaches a table, the picture or
+    /// the record: a public key, an `ADDRESS:PORT` endpoint, IPv4 prefixes (a hostile node
+    /// must not write terminal escapes or DOT through them).
+    pub fn check(&self) -> Result<(), MeshError> {
+        let place = format!("node {}: a peer", self.node);
+        check_public_key(&place, &self.public_key)?;
+        if let Some(endpoint) = &self.endpoint
+            && endpoint.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(MeshError::Input(format!("{place}: endpoint {:?} is not ADDRESS:PORT", shorten(endpoint))));
+        }
+        if let Some(bad) = self.allowed_ips.iter().find(|a| a.parse::<ipnet::Ipv4Net>().is_err()) {
+            return Err(MeshError::Input(format!("{place}: allowed IP {:?} is not an IPv4 prefix", shorten(bad))));
+        }
+        Ok(())
+    }
 }
 
 impl lct_core::table::Tabular for MeshPeer {
@@ -163,20 +186,13 @@ impl Record for MeshApplied {
     const VERSION: u32 = 1;
 }
 
-/// A region name: what Linode's look like (`us-east`, `eu-central`), a label of at most 63
-/// lower-case letters, digits and hyphens, starting with a letter or digit.
+/// A region name: lct's one grammar (`lct_core::record::region_problem`), up to 63 bytes.
 pub fn check_region(node: &str, region: &str) -> Result<(), MeshError> {
-    let ok = !region.is_empty()
-        && region.len() <= 63
-        && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !region.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(MeshError::Input(format!(
-            "node {node}: region {:?} is not a region name (1-63 of a-z, 0-9, -)",
-            shorten(region)
-        )))
+    match lct_core::record::region_problem(region, lct_core::record::MAX_REGION_LEN) {
+        None => Ok(()),
+        Some(why) => {
+            Err(MeshError::Input(format!("node {node}: region {:?} is not a region name ({why})", shorten(region))))
+        }
     }
 }
 

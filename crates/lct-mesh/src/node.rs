@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use lct_core::record::Name;
 
 use crate::MeshError;
-use crate::model::{MeshApplied, MeshConfig, MeshPeer, check_interface, check_public_key, shorten};
+use crate::model::{MeshApplied, MeshConfig, MeshPeer, check_interface, check_public_key};
 
 /// The routing protocol number that marks lct-mesh's routes (`ip route ... proto 77`).
 pub const ROUTE_PROTO: &str = "77";
@@ -28,7 +28,7 @@ fn key_path(interface: &str) -> PathBuf {
 }
 
 /// Runs a program; its stdout on success, else an error with its stderr's last line.
-fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Result<String, MeshError> {
+pub(crate) fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Result<String, MeshError> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
@@ -43,7 +43,13 @@ fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Result<String, Mes
     let out = child.wait_with_output().map_err(|e| MeshError::Node(format!("{program}: {e}")))?;
     if !out.status.success() {
         let why = String::from_utf8_lossy(&out.stderr);
-        let why = why.trim().lines().last().unwrap_or("failed").to_string();
+        // The last line that says something (nft ends with a line of carets under the error).
+        let why = why
+            .trim()
+            .lines()
+            .rev()
+            .find(|l| l.chars().any(char::is_alphanumeric))
+            .map_or_else(|| "failed".to_string(), |l| l.trim().chars().take(200).collect());
         // The arguments are ours (names, addresses): never a secret.
         return Err(MeshError::Node(format!("{program} {}: {why}", args.join(" "))));
     }
@@ -97,7 +103,7 @@ pub fn ensure_interface(interface: &str) -> Result<(), MeshError> {
 }
 
 /// What `apply` compares before and after: the peers (without counters), the port, the
-/// addresses and lct-mesh's routes.
+/// addresses, lct-mesh's routes and its forwarding.
 fn fingerprint(interface: &str) -> String {
     let dump = run("wg", &["show", interface, "dump"], None).unwrap_or_default();
     // wireguard-go lists peers in no fixed order: sorted here.
@@ -116,6 +122,7 @@ fn fingerprint(interface: &str) -> String {
     let mut text = lines.join("\n");
     text.push_str(&run("ip", &["-4", "-o", "addr", "show", "dev", interface], None).unwrap_or_default());
     text.push_str(&run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO], None).unwrap_or_default());
+    text.push_str(&crate::forward::fingerprint(interface));
     text
 }
 
@@ -154,36 +161,8 @@ pub fn apply(config: &MeshConfig) -> Result<MeshApplied, MeshError> {
     }
     run("ip", &["link", "set", "dev", iface, "up"], None)?;
     sync_routes(iface, config.address, &config.routes)?;
-    forward(iface, config)?;
+    crate::forward::apply(iface, config)?;
     Ok(MeshApplied { changed: key.changed || fingerprint(iface) != before, ..key })
-}
-
-/// Forwarding per interface, never the global switch: IPv4 decides by the interface a packet
-/// came in on, so a leader forwards what arrives from the tunnels and from its region's private
-/// network (the interfaces its members' routes use) and nothing that arrives on any other
-/// interface (its public one: no open router into the region). A member forwards nothing from
-/// the tunnel interface.
-fn forward(iface: &str, config: &MeshConfig) -> Result<(), MeshError> {
-    let mut devices = std::collections::BTreeSet::from([iface.to_string()]);
-    if config.forward {
-        for via in config.routes.iter().filter_map(|r| r.via) {
-            let route = run("ip", &["-4", "-o", "route", "get", &via.to_string()], None)?;
-            let mut words = route.split_whitespace();
-            if let Some(dev) = words.by_ref().skip_while(|w| *w != "dev").nth(1) {
-                devices.insert(dev.to_string());
-            }
-        }
-    }
-    let on = if config.forward { "1" } else { "0" };
-    for dev in devices {
-        // A kernel's interface name (1-15 bytes, no '/'), one path component under conf/.
-        if dev.is_empty() || dev.len() > 15 || dev.contains('/') || dev == "." || dev == ".." {
-            return Err(MeshError::Node(format!("route to a member through interface {:?}", shorten(&dev))));
-        }
-        std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/forwarding"), on)
-            .map_err(|e| MeshError::Node(format!("forwarding on {dev}: {e}")))?;
-    }
-    Ok(())
 }
 
 fn sync_routes(iface: &str, src: Ipv4Addr, routes: &[crate::model::RouteConfig]) -> Result<(), MeshError> {
@@ -220,7 +199,7 @@ fn parse_peer(node: &Name, line: &str) -> Option<MeshPeer> {
     if f.len() < 7 {
         return None;
     }
-    Some(MeshPeer {
+    let peer = MeshPeer {
         node: node.clone(),
         peer: None,
         public_key: f[0].to_string(),
@@ -229,21 +208,26 @@ fn parse_peer(node: &Name, line: &str) -> Option<MeshPeer> {
         latest_handshake: f[4].parse().ok().filter(|t| *t != 0),
         rx_bytes: f[5].parse().unwrap_or(0),
         tx_bytes: f[6].parse().unwrap_or(0),
-    })
+    };
+    // What `wg` printed is checked like anything else a node says (the controller checks again).
+    peer.check().ok().map(|()| peer)
 }
 
 /// Removes the key of a namespace node that is gone (its file is one of this machine's).
 pub fn forget_key(interface: &str) -> Result<(), MeshError> {
     check_interface(interface)?;
+    crate::forward::forget(interface)?;
     match std::fs::remove_file(key_path(interface)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Node(format!("key: {e}"))),
         _ => Ok(()),
     }
 }
 
-/// Leaves the mesh: lct-mesh's routes, the interface (wireguard-go exits with it) and the key.
+/// Leaves the mesh: forwarding back as it was (and lct-mesh's nft table gone), lct-mesh's
+/// routes, the interface (wireguard-go exits with it) and the key.
 pub fn down(interface: &str) -> Result<(), MeshError> {
     check_interface(interface)?;
+    crate::forward::stop(interface)?;
     run("ip", &["route", "flush", "proto", ROUTE_PROTO], None)?;
     if run("ip", &["link", "show", "dev", interface], None).is_ok() {
         run("ip", &["link", "del", "dev", interface], None)?;
@@ -255,17 +239,29 @@ pub fn down(interface: &str) -> Result<(), MeshError> {
 mod tests {
     use super::*;
 
+    const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
     #[test]
     fn dump_lines_become_peers() {
         let node: Name = "a-1".parse().unwrap();
-        let p =
-            parse_peer(&node, "KEY=\t(none)\t203.0.113.3:51820\t100.64.0.3/32,100.64.0.4/32\t1700000000\t10\t20\toff")
-                .unwrap();
+        let p = parse_peer(
+            &node,
+            &format!("{KEY}\t(none)\t203.0.113.3:51820\t100.64.0.3/32,100.64.0.4/32\t1700000000\t10\t20\toff"),
+        )
+        .unwrap();
         assert_eq!(p.endpoint.as_deref(), Some("203.0.113.3:51820"));
         assert_eq!(p.allowed_ips, ["100.64.0.3/32", "100.64.0.4/32"]);
         assert_eq!((p.latest_handshake, p.rx_bytes, p.tx_bytes), (Some(1_700_000_000), 10, 20));
-        let never = parse_peer(&node, "KEY=\t(none)\t(none)\t(none)\t0\t0\t0\toff").unwrap();
+        let never = parse_peer(&node, &format!("{KEY}\t(none)\t(none)\t(none)\t0\t0\t0\toff")).unwrap();
         assert_eq!((never.endpoint, never.latest_handshake, never.allowed_ips.len()), (None, None, 0));
         assert!(parse_peer(&node, "short").is_none());
+        // Whatever is not a key, an endpoint or a prefix is dropped, never shown.
+        for bad in [
+            "KEY=\t(none)\t(none)\t(none)\t0\t0\t0\toff".to_string(),
+            format!("{KEY}\t(none)\t\x1b[2J:1\t(none)\t0\t0\t0\toff"),
+            format!("{KEY}\t(none)\t(none)\t100.64.0.3/32,\x1b]0;owned\x07\t0\t0\t0\toff"),
+        ] {
+            assert!(parse_peer(&node, &bad).is_none(), "{bad:?}");
+        }
     }
 }

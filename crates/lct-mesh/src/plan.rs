@@ -68,6 +68,33 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
             )));
         }
     }
+    // Not only today's addresses: any a provider may hand out later would be hidden too.
+    let taken = lct_api::ranges::overlapping(&state.prefix);
+    if !taken.is_empty() {
+        let names: Vec<String> = taken.iter().map(|r| format!("{} of {} ({})", r.range, r.provider, r.what)).collect();
+        return Err(MeshError::Input(format!(
+            "mesh prefix {} overlaps {}: choose another --prefix",
+            state.prefix,
+            names.join(", ")
+        )));
+    }
+    // The mesh's regions are private networks: a region name shared by two providers would
+    // route one's members via the other's private addresses, which do not reach.
+    let mut networks: BTreeMap<&str, &Node> = BTreeMap::new();
+    for node in &nodes {
+        if let Some(other) = networks.insert(&node.region, node)
+            && other.private_network() != node.private_network()
+        {
+            return Err(MeshError::Input(format!(
+                "nodes {} ({}) and {} ({}) share the region name {} on two private networks: not supported in one mesh",
+                other.name,
+                other.private_network(),
+                node.name,
+                node.private_network(),
+                node.region
+            )));
+        }
+    }
     let present: BTreeSet<&Name> = nodes.iter().map(|n| &n.name).collect();
     let gone_local = state
         .members
@@ -99,10 +126,14 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
         };
         let public_key = member.and_then(|m| m.public_key);
         let local_interface = matches!(node.access, Some(Access::Netns { .. })).then(|| interface_for(node));
-        state
-            .members
-            .insert(node.name.clone(), Member { address, public_key, region: node.region.clone(), local_interface });
+        let endpoint = node.public_ipv4.first().copied();
+        let member = Member { address, public_key, region: node.region.clone(), local_interface, endpoint };
+        state.members.insert(node.name.clone(), member);
     }
+    // A recorded leader that is now of another region (a node made again under its name)
+    // leads it no more: chosen again below, not an error of the record.
+    let members = &state.members;
+    state.leaders.retain(|region, leader| members.get(leader).is_some_and(|m| &m.region == region));
     state.check()?;
     let running = nodes.into_iter().filter(|n| n.status == Status::Running && n.access.is_some()).cloned().collect();
     Ok(Assigned { state, running, gone_local })
@@ -261,6 +292,13 @@ mod tests {
         let s = assign(s, &later).unwrap().state;
         assert_eq!([addr(&s, "a-0"), addr(&s, "a-2"), addr(&s, "b-1")], ["100.64.0.1", "100.64.0.2", "100.64.0.3"]);
         assert!(!s.members.contains_key(&"a-1".parse::<Name>().unwrap()));
+        // b's recorded leader comes back in region c (made again under its name): it leads b
+        // no more, and the record is not refused for it.
+        let mut s = s;
+        s.leaders.insert("b".into(), "b-1".parse().unwrap());
+        let moved = vec![node("a-0", "a", 4, true), node("a-2", "a", 2, true), node("b-1", "c", 3, true)];
+        let s = assign(s, &moved).unwrap().state;
+        assert!(s.leaders.is_empty(), "{:?}", s.leaders);
     }
 
     #[test]
@@ -316,6 +354,17 @@ mod tests {
         let overlap = MeshState::new("192.168.0.0/16".parse().unwrap(), Topology::Leader, 51820);
         let err = assign(overlap, &nodes).unwrap_err().to_string();
         assert!(err.contains("overlaps node a-1's address 192.168.128.1"), "{err}");
+        // Above every node's address, inside the providers' private range: a later node's.
+        let above = MeshState::new("192.168.200.0/24".parse().unwrap(), Topology::Leader, 51820);
+        let err = assign(above, &nodes).unwrap_err().to_string();
+        assert!(err.contains("overlaps 192.168.128.0/17 of local (private addresses)"), "{err}");
+        assert!(err.contains("192.168.128.0/17 of linode"), "{err}");
+        let lab = MeshState::new("198.51.100.0/24".parse().unwrap(), Topology::Leader, 51820);
+        assert!(assign(lab, &nodes).unwrap_err().to_string().contains("the lab's public addresses"));
+        let mut elsewhere = node("a-9", "a", 9, true);
+        elsewhere.provider = lct_core::record::ProviderName::Linode;
+        let err = assign(fresh(), &[nodes[0].clone(), elsewhere]).unwrap_err().to_string();
+        assert!(err.contains("nodes a-1 (local region a) and a-9 (linode region a) share the region name a"), "{err}");
         let mut hostile = node("a-3", "a", 5, true);
         hostile.region = "a\n[Peer]\nAllowedIPs = 0.0.0.0/0".into();
         assert!(assign(fresh(), &[hostile]).unwrap_err().to_string().contains("not a region name"));

@@ -3,23 +3,25 @@
 //! inside a namespace node's namespace, over SSH (pinned host keys) on a remote one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use lct_core::record::{Access, Name, Node};
+use lct_core::store::{Expect, Holder, Key, LockGuard, SharedStore, Wait};
 use lct_core::stream;
 use lct_inventory::exec::{ExecOptions, ExecResult, exec_each};
 
 use crate::MeshError;
 use crate::model::{MeshApplied, MeshConfig, MeshNode, MeshPeer, SyncStatus, Topology};
 use crate::plan::{assign, interface_for, plan};
-use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, MeshState};
+use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, LOCK, MeshState};
 
 /// How to reach the nodes, and the mesh's settings when it is made.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub state_dir: PathBuf,
+    /// lct's state: the recorded mesh and its lock (the state directory, or a shared store).
+    pub store: SharedStore,
     pub prefix: Option<Ipv4Net>,
     pub topology: Option<Topology>,
     pub port: Option<u16>,
@@ -32,7 +34,12 @@ pub struct Options {
 
 impl Options {
     fn exec(&self) -> ExecOptions {
-        ExecOptions { parallel: self.parallel, timeout: Some(self.timeout), ..Default::default() }
+        ExecOptions {
+            parallel: self.parallel,
+            timeout: Some(self.timeout),
+            output_limit: ANSWER_LIMIT,
+            ..Default::default()
+        }
     }
 
     fn argv(&self, node: &Node, args: &[&str]) -> Vec<String> {
@@ -43,11 +50,12 @@ impl Options {
         std::iter::once(bin).chain(args.iter().map(|s| s.to_string())).collect()
     }
 
-    /// The recorded mesh, or a new one with these settings; settings that contradict the
-    /// recorded ones are an error (a mesh is re-made with `down` first).
-    pub fn state(&self) -> Result<MeshState, MeshError> {
-        match MeshState::load(&self.state_dir)? {
-            Some(s) => {
+    /// The recorded mesh and what its next write expects (the revision read), or a new one
+    /// with these settings; settings that contradict the recorded ones are an error (a mesh
+    /// is re-made with `down` first).
+    pub fn state(&self) -> Result<(MeshState, Expect), MeshError> {
+        match MeshState::load(self.store.as_ref())? {
+            Some((s, rev)) => {
                 let differs = |what: &str, given: String, recorded: String| {
                     MeshError::Input(format!(
                         "{what} {given}: the mesh has {recorded} (lct-mesh down first to change it)"
@@ -62,16 +70,25 @@ impl Options {
                 if let Some(p) = self.port.filter(|p| *p != s.port) {
                     return Err(differs("--port", p.to_string(), s.port.to_string()));
                 }
-                Ok(s)
+                Ok((s, Expect::Rev(rev)))
             }
-            None => Ok(MeshState::new(
-                self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.parse().expect("a prefix")),
-                self.topology.unwrap_or_default(),
-                self.port.unwrap_or(DEFAULT_PORT),
+            None => Ok((
+                MeshState::new(
+                    self.prefix.unwrap_or_else(|| DEFAULT_PREFIX.parse().expect("a prefix")),
+                    self.topology.unwrap_or_default(),
+                    self.port.unwrap_or(DEFAULT_PORT),
+                ),
+                Expect::Absent,
             )),
         }
     }
 }
+
+/// The most a node's lct-mesh may answer, per stream: a `mesh-apply` record is under a KiB,
+/// a `wg show dump` line about 250 bytes (4000 peers), so a sync holds at most 2 MiB a node
+/// (lct-inventory's general bound is 16 MiB).
+pub const ANSWER_LIMIT: usize = 1 << 20;
+const _: () = assert!(ANSWER_LIMIT < lct_inventory::exec::OUTPUT_LIMIT);
 
 fn why(r: &ExecResult) -> String {
     let last = r.stderr.trim().lines().last().unwrap_or_default();
@@ -83,8 +100,10 @@ fn why(r: &ExecResult) -> String {
 /// back, apply failed) is reported, and the others go on without it.
 pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, MeshError> {
     // One sync (or down) at a time: a watch and a sync by hand must not interleave records.
-    let _lock = lock(&options.state_dir)?;
-    let assigned = assign(options.state()?, nodes)?;
+    let _lock = lock(options, "lct-mesh sync")?;
+    let (recorded, mut expect) = options.state()?;
+    let before = (expect != Expect::Absent).then(|| recorded.clone());
+    let assigned = assign(recorded, nodes)?;
     let mut state = assigned.state;
     // The plan must be possible before any node is touched (a region nobody can lead...).
     let mut trial = state.clone();
@@ -108,10 +127,8 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         .collect();
     let mut failed: BTreeMap<Name, String> = BTreeMap::new();
     for r in exec_each(jobs, &exec, None).await {
-        match (r.outcome.success(), applied_of(&r)) {
-            (true, Some(k)) => _ = take_key(&mut state, &r.node, k.public_key)?,
-            (true, None) => _ = failed.insert(r.node, "no public key came back".into()),
-            (false, _) => _ = failed.insert(r.node.clone(), why(&r)),
+        if let Err(why) = take_report(&mut state, &r, "no public key came back") {
+            failed.insert(r.node, why);
         }
     }
     for iface in &assigned.gone_local {
@@ -126,7 +143,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     for round in 0..2 {
         let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
         let planned = plan(&mut state, &members)?;
-        state.save(&options.state_dir)?;
+        expect = Expect::Rev(state.save(options.store.as_ref(), expect)?);
         reports.clear();
         let mut jobs = Vec::new();
         for (node, config) in &planned.configs {
@@ -136,24 +153,21 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         }
         let mut again = false;
         for r in exec_each(jobs, &exec, None).await {
-            let lost = match (r.outcome.success(), applied_of(&r)) {
-                (true, Some(a)) => {
-                    again |= take_key(&mut state, &r.node, a.public_key)?;
-                    if a.changed {
+            match take_report(&mut state, &r, "no report came back") {
+                Ok((applied, key_changed)) => {
+                    again |= key_changed;
+                    if applied.changed {
                         changed.insert(r.node.clone());
                     }
-                    None
                 }
-                (true, None) => Some("no report came back".to_string()),
-                (false, _) => Some(why(&r)),
-            };
-            if let Some(why) = lost {
-                again |= planned.leaders.values().any(|l| *l == r.node);
-                failed.insert(r.node, why);
+                Err(why) => {
+                    again |= planned.leaders.values().any(|l| *l == r.node);
+                    failed.insert(r.node, why);
+                }
             }
         }
         if !again || round == 1 {
-            state.save(&options.state_dir)?;
+            state.save(options.store.as_ref(), expect)?;
             break;
         }
     }
@@ -164,6 +178,23 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             entry.status = SyncStatus::Changed;
         }
         entry.public_key = state.members.get(name).and_then(|m| m.public_key.clone());
+    }
+    // lct-fw's rules follow this record: say whose are stale now, at the default log level
+    // and in the records (a plan or a script pushes those nodes' firewalls again).
+    let stale = state.firewall_changes(before.as_ref());
+    if !stale.is_empty() {
+        let names: Vec<String> = stale.iter().map(Name::to_string).collect();
+        let leaders: Vec<String> = state
+            .leaders
+            .iter()
+            .filter(|(r, l)| before.as_ref().and_then(|b| b.leaders.get(*r)) != Some(*l))
+            .map(|(r, l)| format!("{r}: {l}"))
+            .collect();
+        let led = if leaders.is_empty() { String::new() } else { format!(" (new leaders: {})", leaders.join(", ")) };
+        tracing::warn!(
+            "the mesh changed{led}: the firewalls of {} follow it and are stale until `lct-fw push` (records: firewall_stale)",
+            names.join(", ")
+        );
     }
     let planned_names: Vec<Name> = reports.keys().cloned().collect();
     for n in nodes.iter().filter(|n| state.members.contains_key(&n.name) && !planned_names.contains(&n.name)) {
@@ -181,6 +212,9 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         };
         reports.insert(n.name.clone(), report(&state, n, &config, status, error));
     }
+    for (name, entry) in reports.iter_mut() {
+        entry.firewall_stale = stale.contains(name);
+    }
     Ok(reports.into_values().collect())
 }
 
@@ -189,15 +223,33 @@ fn applied_of(r: &ExecResult) -> Option<MeshApplied> {
     stream::read_kind::<MeshApplied>(r.stdout.as_bytes()).ok().and_then(|(mut k, _)| k.pop())
 }
 
-/// Records `key` as `node`'s (checked first); whether it differs from the one recorded.
-fn take_key(state: &mut MeshState, node: &Name, key: String) -> Result<bool, MeshError> {
-    crate::model::check_public_key(&format!("node {node}: its public key"), &key)?;
+/// The `mesh-apply` report of one node, its key recorded, and whether that key differs from
+/// the one recorded; or why that node failed (its run failed, nothing came back, its key is
+/// not a key or is another member's). One node's bad answer fails that node only: the sync
+/// goes on with the others (and a leader that fails is replaced in the next round).
+fn take_report(state: &mut MeshState, r: &ExecResult, missing: &str) -> Result<(MeshApplied, bool), String> {
+    if !r.outcome.success() {
+        return Err(why(r));
+    }
+    let applied = applied_of(r).ok_or_else(|| missing.to_string())?;
+    let changed = take_key(state, &r.node, &applied.public_key).map_err(|e| e.to_string())?;
+    Ok((applied, changed))
+}
+
+/// Records `key` as `node`'s (checked first: a key, and no other member's); whether it
+/// differs from the one recorded.
+fn take_key(state: &mut MeshState, node: &Name, key: &str) -> Result<bool, MeshError> {
+    crate::model::check_public_key(&format!("node {node}: its public key"), key)?;
+    if let Some((other, _)) = state.members.iter().find(|(n, m)| *n != node && m.public_key.as_deref() == Some(key)) {
+        // Two peers of one key are merged by `wg` into one: traffic for one goes to the other.
+        return Err(MeshError::Input(format!("node {node}: its public key is node {other}'s too (refused)")));
+    }
     let member = state.members.get_mut(node).expect("running nodes are members");
-    let changed = member.public_key.as_ref().is_some_and(|old| *old != key);
+    let changed = member.public_key.as_ref().is_some_and(|old| old != key);
     if changed {
         tracing::warn!("node {node}: its public key changed (a new node of the same name?)");
     }
-    member.public_key = Some(key);
+    member.public_key = Some(key.to_string());
     Ok(changed)
 }
 
@@ -212,13 +264,14 @@ fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatu
         peers: config.peers.len(),
         status,
         error,
+        firewall_stale: false,
     }
 }
 
 /// `lct-mesh status`: the peers of every running member, named by their keys; nodes that
 /// could not be asked, with why.
 pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>, Vec<String>), MeshError> {
-    let state = MeshState::load(&options.state_dir)?.unwrap_or_else(|| {
+    let state = MeshState::load(options.store.as_ref())?.map(|(s, _)| s).unwrap_or_else(|| {
         MeshState::new(DEFAULT_PREFIX.parse().expect("a prefix"), Topology::default(), DEFAULT_PORT)
     });
     let by_key: BTreeMap<&str, &Name> =
@@ -235,11 +288,18 @@ pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>,
     let (mut peers, mut problems) = (Vec::new(), Vec::new());
     for r in exec_each(jobs, &options.exec(), None).await {
         match stream::read_kind::<MeshPeer>(r.stdout.as_bytes()) {
-            Ok((found, _)) if r.outcome.success() => peers.extend(found.into_iter().map(|mut p| {
-                p.node = r.node.clone();
-                p.peer = by_key.get(p.public_key.as_str()).map(|n| (*n).clone());
-                p
-            })),
+            Ok((found, _)) if r.outcome.success() => {
+                for mut p in found {
+                    p.node = r.node.clone();
+                    // What a node sends back reaches the operator's terminal: checked, or dropped.
+                    if let Err(e) = p.check() {
+                        problems.push(format!("{} ({e})", r.node));
+                        continue;
+                    }
+                    p.peer = by_key.get(p.public_key.as_str()).map(|n| (*n).clone());
+                    peers.push(p);
+                }
+            }
             _ => problems.push(format!("{} ({})", r.node, why(&r))),
         }
     }
@@ -249,7 +309,7 @@ pub async fn status(nodes: &[Node], options: &Options) -> Result<(Vec<MeshPeer>,
 
 /// `lct-mesh down`: every node of `nodes` leaves the mesh; the record goes when all did.
 pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, MeshError> {
-    let _lock = lock(&options.state_dir)?;
+    let _lock = lock(options, "lct-mesh down")?;
     let jobs = nodes
         .iter()
         .filter(|n| n.status == lct_core::record::Status::Running && n.access.is_some())
@@ -263,26 +323,99 @@ pub async fn down(nodes: &[Node], options: &Options) -> Result<Vec<String>, Mesh
         .collect();
     if problems.is_empty() {
         // Namespace members not asked (gone from the inventory): their keys are files here.
-        if let Some(state) = MeshState::load(&options.state_dir)? {
+        if let Some((state, _)) = MeshState::load(options.store.as_ref())? {
             for (name, m) in &state.members {
                 if let Some(iface) = m.local_interface.as_deref().filter(|_| !nodes.iter().any(|n| &n.name == name)) {
                     crate::node::forget_key(iface)?;
                 }
             }
         }
-        remove_state(&options.state_dir)?;
+        MeshState::remove(options.store.as_ref())?;
     }
     Ok(problems)
 }
 
-fn lock(dir: &Path) -> Result<lct_core::fsutil::Lock, MeshError> {
-    let path = dir.join("mesh.lock");
-    lct_core::fsutil::Lock::acquire(&path).map_err(|e| MeshError::Io(format!("{}: {e}", path.display())))
+/// The store lock `mesh`: one sync, watch round or down at a time, across every controller
+/// of the store (a watch and a sync by hand must not interleave records). Waits for the
+/// holder up to the longest a sync may take.
+fn lock(options: &Options, operation: &str) -> Result<Box<dyn LockGuard>, MeshError> {
+    let name = Key::new(LOCK).expect("a fixed key");
+    let wait = Wait::Upto(options.timeout.saturating_mul(4).max(Duration::from_secs(60)));
+    options
+        .store
+        .lock(&name, &Holder::here(operation), Duration::from_secs(60), wait)
+        .map_err(|e| MeshError::Io(format!("{} lock {LOCK}: {e}", options.store.describe())))
 }
 
-fn remove_state(dir: &Path) -> Result<(), MeshError> {
-    match std::fs::remove_file(MeshState::path(dir)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Io(e.to_string())),
-        _ => Ok(()),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Member;
+    use lct_inventory::exec::Outcome;
+
+    fn answer(node: &str, stdout: &str, code: i32) -> ExecResult {
+        ExecResult {
+            node: node.parse().unwrap(),
+            cluster: "c".parse().unwrap(),
+            outcome: Outcome::Exited { code },
+            stdout: stdout.to_string(),
+            stderr: String::new(),
+            duration_ms: 1,
+        }
+    }
+
+    fn applied(key: &str) -> String {
+        stream::to_line(&MeshApplied { interface: "lctmesh0".into(), public_key: key.into(), changed: true })
+    }
+
+    #[test]
+    fn a_nodes_answer_is_bounded_to_what_lct_mesh_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options {
+            store: std::sync::Arc::new(lct_core::store::local::LocalStore::new(dir.path())),
+            prefix: None,
+            topology: None,
+            port: None,
+            parallel: 1,
+            timeout: Duration::from_secs(1),
+            local_bin: "lct-mesh".into(),
+            remote_bin: "lct-mesh".into(),
+        };
+        assert_eq!(options.exec().output_limit, ANSWER_LIMIT);
+    }
+
+    #[test]
+    fn a_bad_answer_fails_its_node_only() {
+        let mut state = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
+        for (i, n) in ["a-1", "a-2", "b-1"].iter().enumerate() {
+            let member = Member {
+                address: std::net::Ipv4Addr::new(100, 64, 0, i as u8 + 1),
+                public_key: None,
+                region: "a".into(),
+                local_interface: None,
+                endpoint: None,
+            };
+            state.members.insert(n.parse().unwrap(), member);
+        }
+        let good = data_encoding::BASE64.encode(&[1u8; 32]);
+        let other = data_encoding::BASE64.encode(&[2u8; 32]);
+        let (report, changed) = take_report(&mut state, &answer("a-1", &applied(&good), 0), "none").unwrap();
+        assert!(report.changed && !changed);
+        // A malformed key: that node fails, named, nothing recorded for it; no error for the sync.
+        let err = take_report(&mut state, &answer("a-2", &applied("x\nEndpoint = 6.6.6.6:1"), 0), "none").unwrap_err();
+        assert!(err.contains("node a-2") && err.contains("not a WireGuard public key"), "{err}");
+        assert_eq!(state.members[&"a-2".parse::<Name>().unwrap()].public_key, None);
+        // Another member's key: refused, both named.
+        let err = take_report(&mut state, &answer("b-1", &applied(&good), 0), "none").unwrap_err();
+        assert!(err.contains("node b-1") && err.contains("node a-1's too"), "{err}");
+        assert_eq!(state.members[&"b-1".parse::<Name>().unwrap()].public_key, None);
+        // A failed run, no report: failures of that node.
+        assert!(take_report(&mut state, &answer("b-1", "", 1), "none").unwrap_err().contains("exit"));
+        assert_eq!(take_report(&mut state, &answer("b-1", "garbage\n", 0), "none back").unwrap_err(), "none back");
+        // The others go on: b-1's own key is taken; a key that changes says so.
+        assert!(!take_report(&mut state, &answer("b-1", &applied(&other), 0), "none").unwrap().1);
+        let third = data_encoding::BASE64.encode(&[3u8; 32]);
+        assert!(take_report(&mut state, &answer("b-1", &applied(&third), 0), "none").unwrap().1);
+        state.check().unwrap();
     }
 }

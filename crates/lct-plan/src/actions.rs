@@ -45,6 +45,7 @@ pub(crate) async fn run_action(
         Action::Install => {
             let nodes = own().await?;
             let programs = lct_inventory::install::Program::beside(&tools.bin_dir)?;
+            lct_inventory::install::provide_needs(&nodes).await?;
             for r in lct_inventory::install::install(&nodes, &programs, &options).await {
                 if !r.outcome.success() {
                     bail!("node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());
@@ -57,7 +58,8 @@ pub(crate) async fn run_action(
             // dependents' nodes.
             let mut selected: BTreeSet<Name> = [name.clone()].into();
             selected.extend(lct_core::state::dependencies_of(records, &selected));
-            let push_plan = lct_hosts::plan(&nodes, records, &selected, &lct_hosts::RenderOptions::default())?;
+            let mesh = lct_mesh::addresses(ctx.home.store.as_ref())?;
+            let push_plan = lct_hosts::plan(&nodes, records, &selected, &lct_hosts::RenderOptions::default(), &mesh)?;
             let local = tools.bin_dir.join("lct-hosts");
             for r in lct_hosts::push(push_plan, "/etc/hosts", &local, "lct-hosts", &options).await {
                 if let Some(e) = r.error {
@@ -67,21 +69,7 @@ pub(crate) async fn run_action(
         }
         Action::Firewall => {
             let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
-            let fw = lct_fw::push::PushOptions {
-                force: false,
-                full: false,
-                kill_established: true,
-                backend: lct_fw::sync::Backend::Nft,
-                parallel: 32,
-                timeout: std::time::Duration::from_secs(60),
-                local_bin: tools.bin_dir.join("lct-fw").display().to_string(),
-                remote_bin: "lct-fw".into(),
-            };
-            let reports = lct_fw::push::push(&nodes, records, &[name.clone()].into(), &fw).await?;
-            let failed = lct_fw::push::failures(&reports);
-            if !failed.is_empty() {
-                bail!("{}", failed.join(", "));
-            }
+            push_firewalls(ctx, &nodes, records, &[name.clone()].into()).await?;
         }
         Action::Packages => {
             let nodes = own().await?;
@@ -102,6 +90,90 @@ pub(crate) async fn run_action(
             }
         }
         Action::Dns => update_dns(&ctx.home, records).await?,
+        Action::MeshSync => mesh_sync(ctx, records).await?,
+    }
+    Ok(())
+}
+
+/// lct-fw pushed for the clusters in `changed`, their dependencies and dependents (what the
+/// `firewall` action does); a node that failed fails it, named.
+async fn push_firewalls(
+    ctx: &Context,
+    nodes: &[Node],
+    records: &[Cluster],
+    changed: &BTreeSet<Name>,
+) -> anyhow::Result<()> {
+    let fw = lct_fw::push::PushOptions {
+        force: false,
+        full: false,
+        kill_established: true,
+        backend: lct_fw::sync::Backend::Nft,
+        parallel: 32,
+        timeout: std::time::Duration::from_secs(60),
+        local_bin: ctx.tools.bin_dir.join("lct-fw").display().to_string(),
+        remote_bin: "lct-fw".into(),
+    };
+    let reports = lct_fw::push::push(nodes, records, changed, &fw).await?;
+    let failed = lct_fw::push::failures(&reports);
+    if !failed.is_empty() {
+        bail!("{}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The clusters to push lct-fw for after a sync: those owning a node the sync marked
+/// `firewall_stale` ([`lct_mesh::state::MeshState::firewall_changes`]: its WireGuard peers
+/// or a member's mesh address changed), when one of them, or of their dependencies and
+/// dependents (which the push reaches too), has a `firewall` section. Without one, nothing:
+/// a mesh change never installs a firewall nobody declared.
+fn firewalls_to_push(reports: &[lct_mesh::model::MeshNode], nodes: &[Node], records: &[Cluster]) -> BTreeSet<Name> {
+    let stale: BTreeSet<&Name> = reports.iter().filter(|r| r.firewall_stale).map(|r| &r.node).collect();
+    let changed: BTreeSet<Name> = nodes.iter().filter(|n| stale.contains(&n.name)).map(|n| n.cluster.clone()).collect();
+    let mut reach = changed.clone();
+    reach.extend(lct_core::state::dependencies_of(records, &changed));
+    reach.extend(lct_core::state::dependents_of(records, &changed));
+    let firewalled = |c: &Name| records.iter().any(|r| &r.name == c && r.extra.contains_key("firewall"));
+    if reach.iter().any(firewalled) { changed } else { BTreeSet::new() }
+}
+
+/// `mesh-sync`: the mesh over every node of this cluster, its dependencies and dependents,
+/// and of every cluster that already has a member (a sync is of the whole mesh: a node left
+/// out would leave it). Nodes gone from the inventory leave the mesh; a failed node fails the
+/// hook, named. When the sync made firewalls stale (a new leader, a member's address) and a
+/// cluster concerned has a firewall, lct-fw is pushed to those clusters (and their
+/// dependencies and dependents): a new leader's default-deny table, and its peers', would
+/// drop its WireGuard otherwise.
+async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
+    let name = ctx.name();
+    let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
+    let members = lct_mesh::addresses(ctx.home.store.as_ref())?;
+    let mut clusters: BTreeSet<Name> = [name.clone()].into();
+    clusters.extend(lct_core::state::dependencies_of(records, &clusters));
+    clusters.extend(lct_core::state::dependents_of(records, &[name.clone()].into()));
+    clusters.extend(nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()));
+    let meshed: Vec<Node> = nodes.iter().filter(|n| clusters.contains(&n.cluster)).cloned().collect();
+    let options = lct_mesh::remote::Options {
+        store: ctx.home.store.clone(),
+        prefix: None,
+        topology: None,
+        port: None,
+        parallel: 32,
+        timeout: std::time::Duration::from_secs(120),
+        local_bin: ctx.tools.bin_dir.join("lct-mesh"),
+        remote_bin: "lct-mesh".into(),
+    };
+    let reports = lct_mesh::remote::sync(&meshed, &options).await?;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| r.status == lct_mesh::model::SyncStatus::Failed)
+        .map(|r| format!("{} ({})", r.node, r.error.as_deref().unwrap_or("failed")))
+        .collect();
+    if !failed.is_empty() {
+        bail!("mesh sync failed on {}", failed.join(", "));
+    }
+    let changed = firewalls_to_push(&reports, &nodes, records);
+    if !changed.is_empty() {
+        push_firewalls(ctx, &nodes, records, &changed).await.context("lct-fw after the mesh changed")?;
     }
     Ok(())
 }
@@ -235,5 +307,60 @@ mod tests {
         assert!(apt_ran(installed, &["jq=1.7-1"]), "another version asked");
         assert!(apt_ran(installed, &["zookeeperd", "curl"]), "one missing");
         assert!(apt_ran("", &["curl"]), "nothing installed");
+    }
+}
+
+#[cfg(test)]
+mod firewall_tests {
+    use super::firewalls_to_push;
+    use lct_core::record::{Cluster, Node};
+    use lct_mesh::model::MeshNode;
+
+    fn node(cluster: &str, name: &str) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "cluster": cluster, "group": "server", "name": name, "provider": "local", "region": "a",
+            "status": "running", "private_ipv4": [], "public_ipv4": [], "private_ipv6": [], "public_ipv6": [],
+            "tags": []
+        }))
+        .unwrap()
+    }
+
+    /// The sync's records, `stale` nodes marked firewall_stale.
+    fn reports(all: &[&str], stale: &[&str]) -> Vec<MeshNode> {
+        all.iter()
+            .map(|n| {
+                serde_json::from_value(serde_json::json!({
+                    "node": n, "region": "a", "address": "100.64.0.1", "leader": false, "interface": "lm0", "peers": 0,
+                    "status": "unchanged", "firewall_stale": stale.contains(n)
+                }))
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn names(set: std::collections::BTreeSet<lct_core::record::Name>) -> Vec<String> {
+        set.iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn stale_firewalls_are_pushed_where_a_firewall_is_declared_only() {
+        let nodes = vec![node("zk", "zk-1"), node("zk", "zk-2"), node("cl", "cl-1"), node("cl", "cl-2")];
+        let zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk", "firewall": {}})).unwrap();
+        let bare_zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk"})).unwrap();
+        let cl: Cluster = serde_json::from_value(serde_json::json!({
+            "name": "cl", "depends_on": [{"cluster": "zk"}]
+        }))
+        .unwrap();
+        let all = ["zk-1", "zk-2", "cl-1", "cl-2"];
+        // cl-2 leads now: its cluster is pushed (the push reaches zk, its dependency, too).
+        let moved = reports(&all, &["cl-2", "zk-2"]);
+        assert_eq!(names(firewalls_to_push(&moved, &nodes, &[zk.clone(), cl.clone()])), ["cl", "zk"]);
+        // Only a firewall-less dependent changed, its dependency has one: pushed.
+        assert_eq!(names(firewalls_to_push(&reports(&all, &["cl-2"]), &nodes, &[zk, cl.clone()])), ["cl"]);
+        assert!(firewalls_to_push(&reports(&all, &[]), &nodes, &[bare_zk.clone(), cl.clone()]).is_empty());
+        assert!(
+            firewalls_to_push(&moved, &nodes, &[bare_zk, cl]).is_empty(),
+            "no firewall declared: none installed by a mesh change"
+        );
     }
 }

@@ -399,4 +399,9 @@ pub enum Action {
     Install,
     /// The plan's packages into the lab's mirror.
     Packages,
+    /// The WireGuard mesh across regions (lct-mesh sync) over this cluster, its dependencies
+    /// and dependents, and every cluster already in the mesh: nodes that came join, nodes
+    /// that went leave, a region whose leader went gets another.
+    #[serde(rename = "mesh-sync")]
+    MeshSync,
 }

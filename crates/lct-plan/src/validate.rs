@@ -347,6 +347,14 @@ mod tests {
         assert!(e.starts_with("p.yaml: groups.server.image: \"debian-13\": debian-12, lct/netns, baked"), "{e}");
         let e = error(&GOOD.replace("    count: 2\n", "    count: 2\n    image: \"/r::a\\nb\"\n"));
         assert!(e.contains("groups.server.image: a control character"), "{e}");
+        // mesh-sync is a built-in action of the controller, for the cluster's events.
+        let meshed = parse(&format!("{GOOD}hooks:\n  node-removed:\n    - action: mesh-sync\n"), "p.yaml").unwrap();
+        validate(&meshed, "p.yaml").unwrap();
+        assert_eq!(meshed.hooks.values().flatten().next().unwrap().action, Some(crate::plan::Action::MeshSync));
+        let e = error(&format!("{GOOD}hooks:\n  created:\n    - {{action: mesh-sync, on: [server]}}\n"));
+        assert!(e.contains("a built-in action runs on the controller"), "{e}");
+        let e = error(&format!("{GOOD}hooks:\n  baked:\n    - action: mesh-sync\n"));
+        assert!(e.contains("a baked hook's action is install or packages"), "{e}");
         let e = error(&format!("{GOOD}hooks:\n  baked:\n    - action: hosts\n"));
         assert!(e.contains("hooks.baked[0]: a baked hook's action is install or packages"), "{e}");
         let e = error(&format!("{GOOD}hooks:\n  baked:\n    - playbook: site.yml\n"));

@@ -26,7 +26,13 @@ pub fn label(field: &str, s: &str) -> Result<(), ApiFailure> {
 }
 
 /// A region id's shape (`us-east`, `in-bom-2`); whether it exists is asked of the API.
+/// lct's one region grammar first (`lct_core::record::region_problem`), then Linode's own
+/// shape on top (a two-letter country, then parts), as the local cloud adds its 12 bytes.
 pub fn region(field: &str, s: &str) -> Result<(), ApiFailure> {
+    if let Some(why) = lct_core::record::region_problem(s, lct_core::record::MAX_REGION_LEN) {
+        let shown: String = s.chars().take(40).collect();
+        return Err(invalid(field, format!("{shown:?} is not a region name ({why})")));
+    }
     let parts: Vec<&str> = s.split('-').collect();
     let ok = parts.len() >= 2
         && parts[0].len() == 2
@@ -101,6 +107,10 @@ mod tests {
     fn ids() {
         assert!(region("region", "us-east").is_ok() && region("region", "in-bom-2").is_ok());
         assert!(region("region", "US-East").is_err() && region("region", "useast").is_err());
+        // Linode's shape, past lct's one grammar's length: refused, and the message stays short.
+        let long = format!("us-{}", "a".repeat(70));
+        let err = format!("{:?}", region("region", &long).unwrap_err());
+        assert!(err.contains("over 63") && err.len() < 300, "{err}");
         assert!(instance_type("type", "g6-nanode-1").is_ok() && instance_type("type", "nanode").is_err());
         assert!(image("image", "linode/debian12").is_ok() && image("image", "private/123").is_ok());
         assert!(image("image", "debian12").is_err() && image("image", "private/abc").is_err());

@@ -19,6 +19,8 @@ pub const OUTSIDE_IPV4: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 254);
 pub const OUTSIDE_IPV6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0xfffe);
 pub(super) const PRIVATE_PREFIX: u8 = 17;
 pub(super) const PUBLIC_RANGES: [[u8; 3]; 2] = [[203, 0, 113], [198, 51, 100]];
+/// The same, as prefixes (for what must not overlap them).
+pub const PUBLIC_IPV4_RANGES: [&str; 2] = ["203.0.113.0/24", "198.51.100.0/24"];
 /// One file per namespace, named after it, holding the name of the lab that owns it.
 pub(super) const MARKER_DIR: &str = "/run/lct/netns";
 pub(super) const PUBLIC_BRIDGE: &str = "br-pub";
@@ -266,4 +268,13 @@ pub(super) fn write_netns_etc(ns: &str, node: &Node) -> Result<(), ProviderError
         atomic_write(&resolv, text.as_bytes(), 0o644).map_err(io(&resolv))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod public_ranges {
+    #[test]
+    fn both_spellings_name_the_same_ranges() {
+        let bytes: Vec<String> = super::PUBLIC_RANGES.iter().map(|[a, b, c]| format!("{a}.{b}.{c}.0/24")).collect();
+        assert_eq!(bytes, super::PUBLIC_IPV4_RANGES);
+    }
 }

@@ -61,7 +61,7 @@ use serde::Serialize;
 use crate::ProviderError;
 pub use golden::{Golden, host_arch};
 pub use images::{BASE_PACKAGES, Images};
-pub use lab::{OUTSIDE_IPV4, OUTSIDE_IPV6};
+pub use lab::{OUTSIDE_IPV4, OUTSIDE_IPV6, PUBLIC_IPV4_RANGES};
 pub use machine::{NodeImage, volume_path_in_machine};
 pub use region::{MAX_REGION_LEN, PRIVATE_RANGE, REGION, RegionInfo, check_region};
 

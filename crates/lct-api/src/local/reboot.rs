@@ -106,12 +106,17 @@ pub fn run(s: &Supervised<'_>) -> Result<(), ProviderError> {
 
 /// Runs systemd-nspawn, keeps its pid in the pid file, and waits for it.
 fn boot_and_wait(s: &Supervised<'_>) -> Result<std::process::ExitStatus, ProviderError> {
-    let mut child =
-        Command::new("systemd-nspawn").args(s.nspawn_args).stdin(Stdio::null()).spawn().map_err(|error| {
-            ProviderError::Io {
-                what: "cannot run systemd-nspawn (systemd-container; scripts/setup installs it)".into(),
-                error,
-            }
+    let mut child = Command::new("systemd-nspawn")
+        .args(s.nspawn_args)
+        // /proc/sys/net writable inside, the rest of /proc/sys read-only (nspawn makes it all
+        // read-only for a network namespace it did not make): the namespace is the machine's
+        // own, as a Linode's kernel is, and lct-mesh sets forwarding per interface there.
+        .env("SYSTEMD_NSPAWN_API_VFS_WRITABLE", "network")
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|error| ProviderError::Io {
+            what: "cannot run systemd-nspawn (systemd-container; scripts/setup installs it)".into(),
+            error,
         })?;
     atomic_write(s.pid_file, format!("{}\n", child.id()).as_bytes(), 0o644)
         .map_err(|error| ProviderError::Io { what: s.pid_file.display().to_string(), error })?;

@@ -24,26 +24,18 @@ pub const MAX_REGION_LEN: usize = 12;
 /// Every region's private range (they overlap on purpose).
 pub const PRIVATE_RANGE: &str = "192.168.128.0/17";
 
-/// Checks a region's name: 1 to 12 lower-case letters, digits and inner hyphens, starting
-/// with a letter (`us-east`, `a`, `eu2`). `field` names where it came from in the error.
+/// Checks a region's name: lct's one grammar (`lct_core::record::region_problem`: lower-case
+/// letters, digits and inner hyphens, a letter first), and here at most 12 bytes, as it names
+/// a bridge. `field` names where it came from in the error.
 pub fn check_region(field: &str, name: &str) -> Result<(), ProviderError> {
-    let bytes = name.as_bytes();
-    let why = if name.is_empty() {
-        Some("is empty".to_string())
-    } else if name.len() > MAX_REGION_LEN {
-        Some(format!("is {} bytes long, over {MAX_REGION_LEN} (it names a network bridge)", name.len()))
-    } else if !bytes[0].is_ascii_lowercase() {
-        Some("must start with a lower-case letter".to_string())
-    } else if !bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-') {
-        Some("may hold only lower-case letters, digits and hyphens".to_string())
-    } else if name.ends_with('-') || name.contains("--") {
-        Some("may not end with a hyphen or hold two in a row".to_string())
-    } else {
-        None
-    };
-    match why {
+    match lct_core::record::region_problem(name, MAX_REGION_LEN) {
         None => Ok(()),
         Some(why) => {
+            let why = if name.len() > MAX_REGION_LEN && why.starts_with("is ") {
+                format!("{why} (it names a network bridge)")
+            } else {
+                why
+            };
             let shown: String = name.chars().take(40).collect::<String>().escape_debug().to_string();
             Err(ProviderError::Invalid(format!("field {field}: region \"{shown}\" {why}")))
         }

@@ -230,7 +230,31 @@ impl LocalCloud {
 pub(super) fn ssh_names(node: &Node) -> Vec<String> {
     let mut names = vec![node.name.to_string()];
     names.extend(node.public_ipv4.iter().map(|a| a.to_string()));
-    names.extend(node.private_ipv4.iter().map(|a| a.to_string()));
+    // A private address names one machine only in the default region: other regions hand
+    // out the same range, and pinning zk-3's key under 192.168.128.1 would replace the pin
+    // of zk-2 (region b, the same address), whose SSH then fails host-key checking.
+    if node.region == super::region::REGION {
+        names.extend(node.private_ipv4.iter().map(|a| a.to_string()));
+    }
     names.extend(node.public_ipv6.iter().map(|a| a.to_string()));
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_private_address_pins_a_host_key_only_where_it_is_unique() {
+        let node = |name: &str, region: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "cluster": "zk", "group": "server", "name": name, "provider": "local", "status": "running",
+                "region": region, "private_ipv4": ["192.168.128.1"], "public_ipv4": ["203.0.113.4"],
+            }))
+            .unwrap()
+        };
+        assert_eq!(ssh_names(&node("zk-1", "local")), ["zk-1", "203.0.113.4", "192.168.128.1"]);
+        // Regions' ranges overlap: 192.168.128.1 is also another region's machine.
+        assert_eq!(ssh_names(&node("zk-2", "b")), ["zk-2", "203.0.113.4"]);
+    }
 }

@@ -17,9 +17,11 @@ pub mod kind;
 pub mod names;
 pub mod node;
 pub mod port;
+pub mod region;
 
 pub use cluster::{Cluster, Dependency, DnsPublish, NamePolicy};
 pub use kind::{KINDS, Record};
 pub use names::{DomainName, InvalidValue, Name, check_label};
 pub use node::{Access, Node, NodeSpec, ProviderName, Status, Volume, VolumeAttachment, default_group};
 pub use port::{PortSpec, Protocol};
+pub use region::{MAX_REGION_LEN, PrivateNetwork, region_problem};

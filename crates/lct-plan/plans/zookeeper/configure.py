@@ -8,7 +8,11 @@ addresses only with the plan's `listen_public`), the quorum and election ports (
 server's own line of the server list, quorumListenOnAllIPs=false); the admin server (Jetty)
 is off. zoo.cfg is rewritten only when it changes; then the server restarts (all servers
 of a changed ensemble restart together: a short pause in service, not a data loss), and the
-hook ends when the server serves again (a quorum has elected a leader).
+hook ends when the server serves again (a quorum has elected a leader). An ensemble spread
+over regions (its servers' records name several) lists its servers by name, which lct-hosts
+resolves from each server to an address that works from there (its mesh address in another
+region), its own line by its mesh address (what it tells the servers it connects to, where
+they connect back), and listens on every address.
 """
 
 import json
@@ -26,12 +30,16 @@ def main():
     cluster = os.environ["LCT_CLUSTER"]
     records = [json.loads(line) for line in sys.stdin if line.strip()]
     servers = {}
+    names = {}
+    regions = set()
     for n in records:
         if n.get("kind") == "node" and n["cluster"] == cluster and n["group"] == "server":
             match = re.search(r"(\d+)$", n["name"])
             if not match:
                 sys.exit(f"{n['name']}: a server's name ends with its number")
             servers[int(match.group(1))] = n["private_ipv4"][0]
+            names[int(match.group(1))] = n["name"]
+            regions.add(n.get("region", ""))
     me = socket.gethostname()
     match = re.search(r"(\d+)$", me)
     if not match or int(match.group(1)) not in servers:
@@ -39,7 +47,20 @@ def main():
     myid = int(match.group(1))
     private = servers[myid]
     public = os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true"
-    client_address = "0.0.0.0" if public else private
+    # Servers in several regions reach each other by name: /etc/hosts names another
+    # region's server by its mesh address (the mesh-sync action), which arrives on the mesh
+    # interface, so the ports listen on every address (the firewall decides who).
+    spread = len(regions) > 1
+    client_address = "0.0.0.0" if public or spread else private
+    if spread:
+        servers = names
+        # Its own line is the address the others reach it at, its mesh address: a server
+        # sends its own line's address when it connects, and a server of a higher id
+        # connects back there. Its name resolves here to its private address, which in
+        # another region is another node's, or that server itself (overlapping ranges).
+        own = mesh_address()
+        if own:
+            servers[myid] = own
 
     lines = [
         "# Written by lct (zookeeper plan): the ensemble from the inventory.",
@@ -50,7 +71,7 @@ def main():
         "clientPort=2181",
         f"clientPortAddress={client_address}",
         "maxClientCnxns=60",
-        "quorumListenOnAllIPs=false",
+        f"quorumListenOnAllIPs={'true' if spread else 'false'}",
         "4lw.commands.whitelist=srvr,stat,ruok,mntr,conf",
         "admin.enableServer=false",
     ]
@@ -65,6 +86,13 @@ def main():
         subprocess.run(["systemctl", "restart", "zookeeper"], check=True)
     mode = wait_serving(private)
     print(f"server {myid} of {len(servers)}: {'restarted' if changed or not active else 'unchanged'}, {mode}")
+
+
+def mesh_address():
+    """This node's address on lct-mesh's interface (lctmesh0), if it has one."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lctmesh0"], capture_output=True, text=True)
+    match = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/", out.stdout) if out.returncode == 0 else None
+    return match.group(1) if match else None
 
 
 def write(path, text):
