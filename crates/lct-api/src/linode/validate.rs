@@ -31,7 +31,7 @@ pub fn label(field: &str, s: &str) -> Result<(), ApiFailure> {
 pub fn region(field: &str, s: &str) -> Result<(), ApiFailure> {
     if let Some(why) = lct_core::record::region_problem(s, lct_core::record::MAX_REGION_LEN) {
         let shown: String = s.chars().take(40).collect();
-        return Err(invalid(field, format!("{shown:?} is not a region name ({why})")));
+        return Err(invalid(field, format!("{shown:?} is not a region id ({why})")));
     }
     let parts: Vec<&str> = s.split('-').collect();
     let ok = parts.len() >= 2
