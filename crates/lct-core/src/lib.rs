@@ -31,6 +31,7 @@ pub mod debian;
 #[cfg(feature = "etcd")]
 pub mod etcd;
 pub mod fsutil;
+mod host_key;
 pub mod naming;
 #[cfg(feature = "native-keys")]
 pub mod openssh_key;

@@ -12,7 +12,7 @@ use std::io;
 use data_encoding::BASE64;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
-use crate::ssh::HostKey;
+use crate::host_key::HostKey;
 
 const KEY_TYPE: &str = "ssh-ed25519";
 

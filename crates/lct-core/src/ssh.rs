@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
+pub use crate::host_key::HostKey;
 use crate::store::{Expect, Key, Secrecy, SharedStore, StoreError, Txn};
 
 /// The SSH files of one state store.
@@ -37,21 +38,6 @@ fn io_err(e: StoreError) -> io::Error {
     match e {
         StoreError::Io { place, error } => io::Error::new(error.kind(), format!("{place}: {error}")),
         e => io::Error::other(e.to_string()),
-    }
-}
-
-/// A host key pair, in OpenSSH's formats.
-#[derive(Clone)]
-pub struct HostKey {
-    /// `-----BEGIN OPENSSH PRIVATE KEY-----...`: secret; never logged.
-    pub private: String,
-    /// `ssh-ed25519 AAAA...` (no comment).
-    pub public: String,
-}
-
-impl std::fmt::Debug for HostKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostKey").field("public", &self.public).field("private", &"<redacted>").finish()
     }
 }
 

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 
 use crate::MeshError;
 use crate::model::{MeshConfig, shorten};
-use crate::node::{KEY_DIR, run};
+use crate::sys::{KEY_DIR, run};
 
 /// lct-mesh's nft table (family inet), apart from lct-fw's `inet lct`.
 pub const TABLE: &str = "lct_mesh";

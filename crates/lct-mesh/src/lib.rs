@@ -21,6 +21,7 @@ pub mod node;
 pub mod plan;
 pub mod remote;
 pub mod state;
+mod sys;
 
 /// Every member's mesh address that the mesh has keyed (its node applied it once), by node,
 /// from the mesh recorded in `store` (lct's state store: the state directory or etcd): what

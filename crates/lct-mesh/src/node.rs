@@ -8,7 +8,6 @@
 //! which has it, is dropped here).
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -17,43 +16,15 @@ use lct_core::record::Name;
 
 use crate::MeshError;
 use crate::model::{MeshApplied, MeshConfig, MeshPeer, check_interface, check_public_key};
+use crate::sys::run;
 
 /// The routing protocol number that marks lct-mesh's routes (`ip route ... proto 77`).
 pub const ROUTE_PROTO: &str = "77";
 /// Where keys live on a node.
-pub const KEY_DIR: &str = "/var/lib/lct/mesh";
+pub use crate::sys::KEY_DIR;
 
 fn key_path(interface: &str) -> PathBuf {
     PathBuf::from(KEY_DIR).join(format!("{interface}.key"))
-}
-
-/// Runs a program; its stdout on success, else an error with its stderr's last line.
-pub(crate) fn run(program: &str, args: &[&str], input: Option<&[u8]>) -> Result<String, MeshError> {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| MeshError::Node(format!("{program}: {e}")))?;
-    if let Some(bytes) = input {
-        let mut stdin = child.stdin.take().expect("piped");
-        stdin.write_all(bytes).map_err(|e| MeshError::Node(format!("{program}: {e}")))?;
-    }
-    let out = child.wait_with_output().map_err(|e| MeshError::Node(format!("{program}: {e}")))?;
-    if !out.status.success() {
-        let why = String::from_utf8_lossy(&out.stderr);
-        // The last line that says something (nft ends with a line of carets under the error).
-        let why = why
-            .trim()
-            .lines()
-            .rev()
-            .find(|l| l.chars().any(char::is_alphanumeric))
-            .map_or_else(|| "failed".to_string(), |l| l.trim().chars().take(200).collect());
-        // The arguments are ours (names, addresses): never a secret.
-        return Err(MeshError::Node(format!("{program} {}: {why}", args.join(" "))));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// This node's public key, its private key made first if it has none (`wg genkey` here).

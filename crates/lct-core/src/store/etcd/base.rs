@@ -67,14 +67,6 @@ impl EtcdStore {
         &self.client
     }
 
-    /// Before a bulk write (a migration), writing nothing: the prefix is lct's or empty, the
-    /// sealing key is at hand, and it is the one the store's secrets are sealed with.
-    pub fn ready_to_write(&self) -> Result<(), StoreError> {
-        super::marker::check(self)?;
-        let seal = self.seal_key()?;
-        super::marker::seal_key_matches(self, &seal)
-    }
-
     /// Whether the stored value at `key` is sealed (read raw; nothing opened).
     pub fn is_sealed_at(&self, key: &Key) -> Result<bool, StoreError> {
         let kv = self.client.get(&self.raw(key)).map_err(|e| self.fail(e))?;

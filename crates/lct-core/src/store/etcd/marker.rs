@@ -23,6 +23,16 @@ struct Mark {
     seal_key: Option<String>,
 }
 
+impl EtcdStore {
+    /// Before a bulk write (a migration), writing nothing: the prefix is lct's or empty, the
+    /// sealing key is at hand, and it is the one the store's secrets are sealed with.
+    pub fn ready_to_write(&self) -> Result<(), StoreError> {
+        check(self)?;
+        let seal = self.seal_key()?;
+        seal_key_matches(self, &seal)
+    }
+}
+
 fn marker_key(store: &EtcdStore) -> Vec<u8> {
     format!("{}{MARKER}", store.client.prefix()).into_bytes()
 }
