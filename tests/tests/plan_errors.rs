@@ -84,7 +84,7 @@ fn unknown_fields_variants_and_actions_have_one_path_and_a_suggestion() {
         1,
         &format!(
             "{path}: line 12, column 16: field hooks.created[0].action: unknown variant `hostz`, expected one of \
-             `hosts`, `firewall`, `dns`, `install`, `packages`; did you mean `hosts`?"
+             `hosts`, `firewall`, `dns`, `install`, `packages`, `mesh-sync`; did you mean `hosts`?"
         ),
     );
     let (path, out) = validate(&env, "    count: 1\n", "    count: 1\n    hostnme: x\n");
