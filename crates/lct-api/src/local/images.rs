@@ -194,12 +194,26 @@ impl Images {
                 added.push(name);
             }
         }
-        // The index, replaced whole: apt in a machine sees the old one or the new one.
-        let index = net::run_in(&mirror, "dpkg-scanpackages", &["--multiversion", "pool", "/dev/null"])?;
+        // The index, replaced whole: apt in a machine sees the old one or the new one. Nothing
+        // added and every .deb of the pool in the index: it stands (re-indexing reads every
+        // .deb, which a create of nodes that need nothing from the mirror must not do; a pool
+        // changed after the index, by a run that stopped before its index, is indexed).
         let packages_file = mirror.join("Packages");
+        if added.is_empty() && Self::pool_indexed(&pool, &packages_file) {
+            return Ok(added);
+        }
+        let index = net::run_in(&mirror, "dpkg-scanpackages", &["--multiversion", "pool", "/dev/null"])?;
         atomic_write(&packages_file, index.as_bytes(), 0o644).map_err(io_at(&packages_file))?;
         added.sort();
         Ok(added)
+    }
+
+    /// Whether the index at `packages_file` was written after `pool` last changed (a .deb
+    /// renamed in or out changes the directory's time): by the files' times alone, nothing is
+    /// opened (the index is what machines read; a test counts who opens it).
+    fn pool_indexed(pool: &Path, packages_file: &Path) -> bool {
+        let modified = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).ok();
+        matches!((modified(packages_file), modified(pool)), (Some(index), Some(pool)) if index >= pool)
     }
 
     /// The packages the mirror holds: `NAME VERSION` lines.
