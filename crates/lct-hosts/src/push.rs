@@ -285,14 +285,16 @@ mod tests {
         assert!(nn1.2.contains("192.168.128.3"), "an offline member keeps its entry");
     }
 
+    /// A running node of cluster zk in `region`, with its private and public address.
+    fn placed(name: &str, region: &str, private: &str, public: &str) -> Node {
+        let mut n = node("zk", name, private, "running");
+        n.region = region.into();
+        n.public_ipv4 = vec![public.parse().unwrap()];
+        n
+    }
+
     #[test]
     fn a_node_of_another_region_is_named_with_its_public_address() {
-        let placed = |name: &str, region: &str, private: &str, public: &str| {
-            let mut n = node("zk", name, private, "running");
-            n.region = region.into();
-            n.public_ipv4 = vec![public.parse().unwrap()];
-            n
-        };
         // Both regions hand out 192.168.128.1.
         let nodes = vec![
             placed("zk-1", "a", "192.168.128.1", "203.0.113.1"),
@@ -318,12 +320,6 @@ mod tests {
 
     #[test]
     fn a_mesh_member_of_another_region_is_named_with_its_mesh_address_from_members() {
-        let placed = |name: &str, region: &str, private: &str, public: &str| {
-            let mut n = node("zk", name, private, "running");
-            n.region = region.into();
-            n.public_ipv4 = vec![public.parse().unwrap()];
-            n
-        };
         // Overlapping private ranges; zk-4 (region b) is not in the mesh.
         let nodes = vec![
             placed("zk-1", "a", "192.168.128.1", "203.0.113.1"),
