@@ -34,6 +34,8 @@ firewall:
     - {from: self, to: server.quorum}
     - {from: self, to: server.client}
     - {from: dependents, to: server.client}
+offers:
+  connect: "{% for n in nodes.server %}{{ n.fqdn }}:2181{% if not loop.last %},{% endif %}{% endfor %}"
 packages: [zookeeperd]
 hooks:
   created:
@@ -52,6 +54,96 @@ hooks:
     - action: mesh-sync
     - action: hosts
 "#;
+
+/// package:postgres-ha as it is packaged, in region a, with the mesh in its events: its nodes
+/// join the mesh after `install` and before `hosts` (and a removed one leaves it), so that
+/// ZooKeeper's servers of other regions resolve on them to their mesh addresses: Patroni's
+/// DCS is the zk ensemble of all three regions, reached by the names zk offers (`connect`).
+fn postgres_plan() -> String {
+    let packaged = std::fs::read_to_string(plans_dir().join("postgres-ha/plan.yaml")).unwrap();
+    let edits = [
+        (
+            "    hostname: \"{{ cluster }}-{{ index }}\"\n",
+            "    regions: [a]\n    hostname: \"{{ cluster }}-{{ index }}\"\n",
+            1,
+        ),
+        ("    - action: install\n", "    - action: install\n    - action: mesh-sync\n", 2),
+        (
+            "  node-removed:\n    - action: hosts\n",
+            "  node-removed:\n    - action: mesh-sync\n    - action: hosts\n",
+            1,
+        ),
+    ];
+    edits.iter().fold(packaged, |plan, (from, to, times)| {
+        assert_eq!(plan.matches(from).count(), *times, "package:postgres-ha changed: {from:?}");
+        plan.replace(from, to)
+    })
+}
+
+fn plans_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans")
+}
+
+/// A plan's files in the state directory: its plan.yaml and its scripts from `package`.
+fn plan_files(env: &Env, name: &str, plan: &str, package: &str, scripts: &[&str]) -> std::path::PathBuf {
+    let dir = env.state.path().join(format!("{name}-plan"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plan.yaml"), plan).unwrap();
+    for script in scripts {
+        std::fs::copy(plans_dir().join(package).join(script), dir.join(script)).unwrap();
+    }
+    dir.join("plan.yaml")
+}
+
+/// `sql` through psql on `node`, as PostgreSQL's superuser (peer authentication).
+fn psql(env: &Env, node: &str, sql: &str) -> lct_tests::Run {
+    env.ssh(node, &format!("cd / && runuser -u postgres -- psql -XAtc \"{sql}\""))
+}
+
+/// The Patroni leader of cluster pg as the ZooKeeper server `at` holds it (its leader key),
+/// or "" when it holds none.
+fn patroni_leader(env: &Env, at: &str) -> String {
+    let out =
+        env.ssh(at, &format!("/usr/share/zookeeper/bin/zkCli.sh -server {at}:2181 get /lct/pg/leader 2>/dev/null"));
+    out.stdout.lines().map(str::trim).find(|l| *l == "pg-1" || *l == "pg-2").unwrap_or_default().to_string()
+}
+
+/// The node where Patroni leads and PostgreSQL takes writes: the leader key in ZooKeeper
+/// (read at region c's server, over the mesh) names it and its PostgreSQL is a primary, and
+/// `insert` commits there; or what was seen after 90 s (a primary that lost its DCS for a
+/// moment demotes itself and takes the key again in Patroni's next loop).
+fn primary_writes(env: &Env, insert: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let leader = patroni_leader(env, "zk-3");
+        let seen = if leader.is_empty() {
+            "no leader key".to_string()
+        } else {
+            let out = psql(env, &leader, insert);
+            if out.status == 0 {
+                return Ok(leader);
+            }
+            format!("{leader}: {}", out.stderr.trim())
+        };
+        if Instant::now() > deadline {
+            return Err(seen);
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `query` at the replica until it answers `expected` (it streams within moments), or what
+/// it answers after 20 s.
+fn replica_reads(env: &Env, replica: &str, query: &str, expected: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = psql(env, replica, query).stdout.trim().to_string();
+        if seen == expected || Instant::now() > deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 /// `srvr` to ZooKeeper at `host` (a name, resolved where it runs): its `Mode:` line's value.
 fn srvr(host: &str) -> String {
@@ -151,16 +243,11 @@ fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_onl
     // leads region a's mesh (the lowest name), so deleting it moves the leader.
     env.run("lct-api", &["create", "--cluster", "cl", "--region", "a", "--name", "cl-1", "cl-2"]).ok();
     env.run("lct-inventory", &["clusters", "set", "cl", "--depends-on", "zk:server:2181/tcp"]).ok();
-    let dir = env.state.path().join("zk-plan");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("plan.yaml"), PLAN).unwrap();
-    let configure =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/zookeeper/configure.py");
-    std::fs::copy(configure, dir.join("configure.py")).unwrap();
+    let plan = plan_files(&env, "zk", PLAN, "zookeeper", &["configure.py"]);
+    let pg_plan = plan_files(&env, "pg", &postgres_plan(), "postgres-ha", &["configure.py", "resume.py"]);
 
     let _down = Down(&env);
     let capture = Capture::start(&env);
-    let plan = dir.join("plan.yaml");
     env.run("lct-plan", &["create", "zk", plan.to_str().unwrap()]).ok();
     let created = started.elapsed();
     let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
@@ -208,6 +295,32 @@ fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_onl
         assert!(table.contains("policy drop"), "{s}: {table}");
     }
 
+    // package:postgres-ha in region a depends on the spread ensemble: Patroni's DCS is zk's
+    // three servers by the names zk offers, which resolve on pg's nodes to zk-1's private
+    // address and to zk-2's and zk-3's mesh addresses. It elects a primary whose leader key
+    // region c's server holds (Patroni's DCS writes crossed the mesh); a write there is read
+    // at the replica (streaming over region a's private network).
+    let pg_started = Instant::now();
+    env.run("lct-plan", &["create", "pg", pg_plan.to_str().unwrap(), "--set", "zookeeper=zk"]).ok();
+    let pg_created = pg_started.elapsed();
+    let nodes = env.run("lct-inventory", &["query", "--cluster", "pg", "-o", "jsonl"]).ok().json_lines();
+    let pg_regions: Vec<&str> = nodes.iter().map(|n| n["region"].as_str().unwrap_or_default()).collect();
+    assert_eq!(pg_regions, ["a", "a"], "{nodes:?}");
+    let patroni = env.ssh("pg-1", "grep -A1 '^zookeeper:' /etc/patroni/config.yml").stdout;
+    assert!(patroni.contains("\"zk-2.zk.lct.internal:2181\""), "Patroni's DCS hosts: {patroni}");
+    assert_eq!(resolved(env.ssh("pg-1", "getent hosts zk-2.zk.lct.internal")), mesh_address("zk-2"));
+    assert_eq!(resolved(env.ssh("pg-2", "getent hosts zk-3.zk.lct.internal")), mesh_address("zk-3"));
+    let marker = "pg-marker-5e1f";
+    let write = format!("create table proof (v text); insert into proof values ('{marker}')");
+    let primary = primary_writes(&env, &write).unwrap_or_else(|seen| panic!("no primary takes a write: {seen}"));
+    let replica = if primary == "pg-1" { "pg-2" } else { "pg-1" };
+    assert_eq!(psql(&env, replica, "select pg_is_in_recovery()").stdout.trim(), "t", "{replica} is a replica");
+    assert_eq!(
+        replica_reads(&env, replica, "select count(*) from proof", "1"),
+        "1",
+        "the replica did not get the write"
+    );
+
     // Region a's mesh leader goes; zk's dependent-changed event (mesh-sync) gives the region
     // another, and pushes the firewalls whose WireGuard peers moved (zk-2 and zk-3 admit
     // cl-2's endpoint now, not cl-1's): the quorum stays reachable from region a.
@@ -222,6 +335,19 @@ fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_onl
         let out = in_node(&env, "cl-2", &srvr(s));
         assert!(!mode_of(&out.stdout).is_empty(), "after the sync, cl-2 does not reach {s}: {}", out.stderr);
     }
+    // Patroni reaches its DCS again: patronictl lists a leader, whose leader key region c's
+    // server holds, and a new write at the primary reaches the replica.
+    let after = primary_writes(&env, &format!("insert into proof values ('{marker}')"))
+        .unwrap_or_else(|seen| panic!("after the leader's deletion, no primary takes a write: {seen}"));
+    let listed = env.ssh(&after, "cd / && patronictl -c /etc/patroni/config.yml list -f json");
+    let members: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout)
+        .unwrap_or_else(|e| panic!("patronictl list: {e}: {}{}", listed.stdout, listed.stderr));
+    let leaders: Vec<&serde_json::Value> = members.iter().filter(|m| m["Role"] == "Leader").collect();
+    assert_eq!(leaders.len(), 1, "patronictl list: {members:?}");
+    assert_eq!(leaders[0]["Member"], after.as_str(), "patronictl list: {members:?}");
+    let replica = if after == "pg-1" { "pg-2" } else { "pg-1" };
+    assert_eq!(replica_reads(&env, replica, "select count(*) from proof", "2"), "2", "the replica lost a write");
+
     // A write through zk-2 (region b) is read at zk-3 (region c): the ensemble works.
     let write = env.ssh("zk-2", "/usr/share/zookeeper/bin/zkCli.sh -server zk-2:2181 create /lct-mesh proof 2>&1");
     assert!(write.stdout.contains("Created /lct-mesh"), "{}", write.stdout);
@@ -238,8 +364,15 @@ fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_onl
     assert!(packets.iter().any(wireguard), "no WireGuard seen: {packets:?}");
     let other: Vec<&String> = packets.iter().filter(|p| !wireguard(p) && !about_wireguard(p)).collect();
     assert!(other.is_empty(), "not WireGuard between the regions' public addresses: {other:?}");
-    for clear in ["zookeeper", "lct-mesh", "proof", "srvr", "Mode: "] {
+    // PostgreSQL's and Patroni's: the marker written by SQL, and Patroni's DCS records (its
+    // znodes' path and members' connection URLs), which ZooKeeper carried between regions.
+    for clear in ["zookeeper", "lct-mesh", "proof", "srvr", "Mode: ", marker, "/lct/pg", "conn_url"] {
         assert!(!bytes.contains(clear), "{clear:?} in clear on the public network");
     }
-    eprintln!("create {:.1} s, whole test {:.1} s", created.as_secs_f64(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "create zk {:.1} s, create pg {:.1} s, whole test {:.1} s",
+        created.as_secs_f64(),
+        pg_created.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
 }
