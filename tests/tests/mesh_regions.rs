@@ -2,8 +2,10 @@
 //! network each, whose ranges overlap): ZooKeeper from package:zookeeper's configure script,
 //! one server per region on machine nodes, elects one leader over the mesh that the plan's
 //! `mesh-sync` action keeps; names follow the mesh (another region's server by its mesh
-//! address); deleting a region's mesh leader keeps the quorum reachable after the next sync;
-//! and the lab's public network carries nothing between the regions but WireGuard. Needs root.
+//! address); package:postgres-ha in region a elects its primary through that ensemble
+//! (Patroni's DCS across the regions); deleting a region's mesh leader keeps the quorum
+//! reachable after the next sync, and Patroni its leader and its writes; and the lab's public
+//! network carries nothing between the regions but WireGuard. Needs root.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -235,7 +237,7 @@ impl Drop for Down<'_> {
 
 #[test]
 #[ignore = "needs root: network namespaces, systemd-nspawn machines, wireguard-go and tcpdump (scripts/test runs it as root)"]
-fn zookeeper_over_three_regions_elects_through_the_mesh_and_the_outside_sees_only_wireguard() {
+fn zookeeper_and_postgres_ha_over_three_regions_through_the_mesh_and_the_outside_sees_only_wireguard() {
     lct_tests::fixtures::dns::require(&["wg", "wireguard-go", "tcpdump"]);
     let started = Instant::now();
     let env = Env::new();
