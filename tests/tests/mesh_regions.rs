@@ -180,25 +180,35 @@ fn in_node(env: &Env, node: &str, cmd: &str) -> lct_tests::Run {
     lct_tests::Run::from(Command::new("ip").args(["netns", "exec", &ns, "sh", "-c", cmd]).output().unwrap())
 }
 
-/// A capture of the lab's public bridge and its ports (in the lab's namespace, where
-/// every node's public link ends), stopped and its packets read as text.
+/// A capture (tcpdump, in a namespace of the lab), stopped and its packets read as text.
 struct Capture {
     child: Child,
     file: std::path::PathBuf,
 }
 
 impl Capture {
-    fn start(env: &Env) -> Capture {
-        let file = env.state.path().join("public.pcap");
-        // Packets between two public addresses of the lab: one region to another, none to
-        // or from the outside namespace (203.0.113.254: SSH to machines, the test's own).
+    /// The lab's public bridge and its ports (in the lab's namespace, where every node's
+    /// public link ends): packets between two public addresses of the lab, one region to
+    /// another, none to or from the outside namespace (203.0.113.254: SSH to machines, the
+    /// test's own).
+    fn public(env: &Env) -> Capture {
         let filter = "ip and src net 203.0.113.0/24 and dst net 203.0.113.0/24 and not host 203.0.113.254";
+        Capture::start(&format!("{}-lab", env.lab), "any", env.state.path().join("public.pcap"), filter)
+    }
+
+    /// What crosses a node's mesh interface (`lctmesh0`, a machine's): the tunnel's
+    /// inside, decrypted, where the bytes the public capture must not see in clear are.
+    fn tunnel(env: &Env, node: &str) -> Capture {
+        Capture::start(&env.ns(node), "lctmesh0", env.state.path().join(format!("{node}-tunnel.pcap")), "ip")
+    }
+
+    fn start(ns: &str, interface: &str, file: std::path::PathBuf, filter: &str) -> Capture {
         let child = Command::new("ip")
-            .args(["netns", "exec", &format!("{}-lab", env.lab), "tcpdump", "-i", "any", "-nn", "-U", "-s", "0", "-w"])
+            .args(["netns", "exec", ns, "tcpdump", "-i", interface, "-nn", "-U", "-s", "0", "-w"])
             .arg(&file)
             .arg(filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("tcpdump (scripts/setup installs it)");
         // tcpdump says "listening on" once it captures.
@@ -249,7 +259,7 @@ fn zookeeper_and_postgres_ha_over_three_regions_through_the_mesh_and_the_outside
     let pg_plan = plan_files(&env, "pg", &postgres_plan(), "postgres-ha", &["configure.py", "resume.py"]);
 
     let _down = Down(&env);
-    let capture = Capture::start(&env);
+    let capture = Capture::public(&env);
     env.run("lct-plan", &["create", "zk", plan.to_str().unwrap()]).ok();
     let created = started.elapsed();
     let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
@@ -302,6 +312,7 @@ fn zookeeper_and_postgres_ha_over_three_regions_through_the_mesh_and_the_outside
     // address and to zk-2's and zk-3's mesh addresses. It elects a primary whose leader key
     // region c's server holds (Patroni's DCS writes crossed the mesh); a write there is read
     // at the replica (streaming over region a's private network).
+    let tunnel = Capture::tunnel(&env, "zk-3");
     let pg_started = Instant::now();
     env.run("lct-plan", &["create", "pg", pg_plan.to_str().unwrap(), "--set", "zookeeper=zk"]).ok();
     let pg_created = pg_started.elapsed();
@@ -322,6 +333,13 @@ fn zookeeper_and_postgres_ha_over_three_regions_through_the_mesh_and_the_outside
         "1",
         "the replica did not get the write"
     );
+    // Inside the tunnel of region c's leader (zk-3), decrypted: Patroni's DCS records did
+    // cross the regions (ZooKeeper's proposals, or a request forwarded to its leader), so
+    // the public capture's looking for them below can fail.
+    let (_, inside) = tunnel.stop();
+    for dcs in ["/lct/pg", "conn_url"] {
+        assert!(inside.contains(dcs), "{dcs:?} did not cross the mesh to region c");
+    }
 
     // Region a's mesh leader goes; zk's dependent-changed event (mesh-sync) gives the region
     // another, and pushes the firewalls whose WireGuard peers moved (zk-2 and zk-3 admit
