@@ -165,6 +165,32 @@ fn mesh_spans_regions_and_follows_membership() {
     let again = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     assert!(by_node(&again).values().all(|n| n["status"] == "unchanged"), "{}", again.stdout);
     assert!(by_node(&again).values().all(|n| n.get("firewall_stale").is_none()), "{}", again.stdout);
+    // Every node's configuration is the one it last applied: none was contacted (no apply_ms).
+    assert!(by_node(&again).values().all(|n| n.get("apply_ms").is_none()), "{}", again.stdout);
+    assert!(nodes.values().all(|n| n["apply_ms"].is_u64()), "the first sync times each node's apply");
+
+    // Drift: m-2's route to its leader's mesh address removed by hand. A sync leaves m-2
+    // alone (its configuration is as applied); `--full` contacts every node, puts it back.
+    let m1_route = format!("{}/32", addr("m-1"));
+    let has_route = || {
+        let out = env.in_ns("m-2", &["ip", "-4", "route", "show", &m1_route, "proto", "77"]).ok();
+        !out.stdout.trim().is_empty()
+    };
+    assert!(has_route());
+    env.in_ns("m-2", &["ip", "route", "del", &m1_route, "proto", "77"]).ok();
+    let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
+    assert!(
+        by_node(&out).values().all(|n| n["status"] == "unchanged" && n.get("apply_ms").is_none()),
+        "{}",
+        out.stdout
+    );
+    assert!(!has_route(), "a sync contacted m-2, whose configuration had not changed");
+    let out = env.run_with_input("lct-mesh", &["sync", "--full"], &input).ok();
+    let full = by_node(&out);
+    assert!(full.values().all(|n| n["apply_ms"].is_u64()), "--full contacts every node: {}", out.stdout);
+    assert_eq!(full["m-2"]["status"], "changed", "{}", out.stdout);
+    assert!(full.iter().filter(|(n, _)| *n != "m-2").all(|(_, n)| n["status"] == "unchanged"), "{}", out.stdout);
+    assert!(has_route(), "--full did not undo the drift");
 
     // Region b's leader goes: the next sync makes m-4 lead, routes move, m-3 leaves the peers.
     env.run("lct-api", &["delete", "m-3"]).ok();

@@ -45,6 +45,14 @@ pub fn netns_inode(name: &str) -> Option<u64> {
 /// `f`, so nothing else of this process runs there.
 pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> io::Result<T> {
     use std::os::fd::AsRawFd;
+    // A node record's name, joined to /run/netns: one file name there, never a path out of it
+    // (`../../proc/1/ns/net` is this machine's own namespace), as `ip netns` insists too.
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("network namespace {:?}: not a namespace name", name.chars().take(60).collect::<String>()),
+        ));
+    }
     let path = Path::new("/run/netns").join(name);
     std::thread::scope(|s| {
         let thread = std::thread::Builder::new().name(format!("netns-{name}")).spawn_scoped(s, || {
@@ -293,6 +301,19 @@ mod tests {
 
     fn cluster(line: &str) -> Cluster {
         serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn a_namespace_name_is_a_name_under_run_netns_only() {
+        // Refused before anything is opened: never this machine's own namespace by a path.
+        for bad in ["", ".", "..", "../../proc/1/ns/net", "/proc/1/ns/net", "a/b", "a\0b"] {
+            let err = in_netns(bad, || ()).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(err.to_string().contains("not a namespace name"), "{err}");
+        }
+        // A name that is one (absent here): the open fails, naming the file.
+        let err = in_netns("lct-no-such-namespace", || ()).unwrap_err();
+        assert!(err.to_string().contains("/run/netns/lct-no-such-namespace"), "{err}");
     }
 
     #[test]

@@ -14,9 +14,12 @@ Examples:
   # Only some nodes, or regions by record (JSON lines in)
   lct-inventory query --cluster zk | lct-mesh sync
   lct-mesh sync --topology full --prefix 10.250.0.0/16      # on the first sync only
+  # Every node contacted, not only those whose configuration changed (undoes drift)
+  lct-mesh sync --full
 
-  # Follow membership: a sync every 2 s (a leader gone is replaced within that)
-  lct-mesh watch --interval 2
+  # Follow membership: a sync every 2 s (a leader gone is replaced within that), every
+  # node verified every 15th round
+  lct-mesh watch --interval 2 --verify-every 15
 
   # Peers, last handshakes and bytes, from `wg show dump` on every node
   lct-mesh status
@@ -29,6 +32,8 @@ Examples:
 
 Nodes come from stdin when records are piped, else from the inventory. A node's mesh
 address is recorded ($LCT_STATE_DIR/mesh.json) and kept; a tag mesh-address=ADDR pins it.
+A sync contacts only the nodes whose planned configuration differs from the one they last
+applied (recorded as a digest); each contacted node's report has its apply_ms.
 Keys are made on the nodes and never leave them. Exit status: 0 success, 1 failure (a node
 failed, each named), 2 usage error.";
 
@@ -72,6 +77,11 @@ pub enum Command {
         /// WireGuard's UDP port (first sync; recorded then) [default: 51820]
         #[arg(long)]
         port: Option<u16>,
+        /// Contact every node, also those whose planned configuration is the one they last
+        /// applied (by default they are left alone): finds drift, such as an interface or a
+        /// route removed by hand
+        #[arg(long)]
+        full: bool,
         #[command(flatten)]
         reach: Reach,
     },
@@ -80,6 +90,10 @@ pub enum Command {
         /// Seconds between syncs
         #[arg(long, default_value_t = 2)]
         interval: u64,
+        /// Every this many rounds, a full sync (every node contacted, drift undone); the
+        /// others contact only the nodes whose configuration changed. 1: every round
+        #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+        verify_every: u64,
         /// Node records from this file, read again each round [default: the inventory]
         #[arg(long, value_name = "FILE")]
         records: Option<std::path::PathBuf>,

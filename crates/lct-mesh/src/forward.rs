@@ -53,7 +53,10 @@ fn check_device(dev: &str) -> Result<(), MeshError> {
 /// every other member's in the full topology): WireGuard admits them from their peer only,
 /// so a packet from one of them that arrives on any other interface is a forgery.
 fn through_tunnel(config: &MeshConfig) -> Vec<Ipv4Addr> {
-    config.routes.iter().filter(|r| r.via.is_none()).map(|r| r.to).collect()
+    // Its peers' allowed IPs: what WireGuard takes from the tunnel (the route into it is one
+    // to the whole prefix, so the routes do not list them).
+    let addrs: BTreeSet<Ipv4Addr> = config.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()).collect();
+    addrs.into_iter().collect()
 }
 
 /// The ruleset of lct-mesh's table (see the module's documentation): an `input` chain that
@@ -105,8 +108,13 @@ pub fn ruleset(interface: &str, private: &BTreeSet<String>, config: &MeshConfig)
 /// The interfaces a leader's members are reached through (its private network's).
 fn private_devices(config: &MeshConfig) -> Result<BTreeSet<String>, MeshError> {
     let mut devices = BTreeSet::new();
-    for via in config.routes.iter().filter_map(|r| r.via) {
-        let route = run("ip", &["-4", "-o", "route", "get", &via.to_string()], None)?;
+    // One `ip` for every gateway (a leader has one per member of its region), a line each.
+    let vias: BTreeSet<Ipv4Addr> = config.routes.iter().filter_map(|r| r.via).collect();
+    if vias.is_empty() {
+        return Ok(devices);
+    }
+    let batch: String = vias.iter().map(|via| format!("route get {via}\n")).collect();
+    for route in run("ip", &["-4", "-o", "-batch", "-"], Some(batch.as_bytes()))?.lines() {
         if let Some(dev) = route.split_whitespace().skip_while(|w| *w != "dev").nth(1) {
             check_device(dev)?;
             devices.insert(dev.to_string());
@@ -148,8 +156,24 @@ fn record(interface: &str, devs: &BTreeSet<String>) -> Result<(), MeshError> {
 
 /// This node's forwarding as `config` says: a leader's confined to mesh traffic between the
 /// tunnel and its private network; a member's (or a former leader's) off where lct-mesh
-/// turned it on, the table gone.
-pub fn apply(interface: &str, config: &MeshConfig) -> Result<(), MeshError> {
+/// turned it on, the table gone. Whether anything changed.
+pub fn apply(interface: &str, config: &MeshConfig) -> Result<bool, MeshError> {
+    if !config.forward && through_tunnel(config).is_empty() {
+        // A member of the leader topology (most nodes): one `nft` to see there is no table.
+        let had_forwarding = !recorded(interface)?.is_empty();
+        stop_forwarding(interface)?;
+        let had_table = run("nft", &["list", "table", "inet", TABLE], None).is_ok();
+        if had_table {
+            delete_table()?;
+        }
+        return Ok(had_forwarding || had_table);
+    }
+    let before = fingerprint(interface);
+    apply_rules(interface, config)?;
+    Ok(fingerprint(interface) != before)
+}
+
+fn apply_rules(interface: &str, config: &MeshConfig) -> Result<(), MeshError> {
     if !config.forward {
         stop_forwarding(interface)?;
         // A node with tunnel peers of its own (the full topology) keeps the input chain,
@@ -231,7 +255,15 @@ pub fn forget(interface: &str) -> Result<(), MeshError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::RouteConfig;
+    use crate::model::{PeerConfig, PrefixRoute, RouteConfig};
+
+    fn peer(allowed: &[&str]) -> PeerConfig {
+        PeerConfig {
+            public_key: "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=".into(),
+            endpoint: "203.0.113.3:51820".into(),
+            allowed_ips: allowed.iter().map(|a| a.parse().unwrap()).collect(),
+        }
+    }
 
     #[test]
     fn a_leader_forwards_mesh_traffic_between_tunnel_and_private_network_only() {
@@ -242,12 +274,10 @@ mod tests {
             address: "100.64.0.1".parse().unwrap(),
             listen_port: 51820,
             forward: true,
-            peers: Vec::new(),
-            routes: vec![
-                route("100.64.0.2", Some("192.168.128.2")),
-                route("100.64.0.3", None),
-                route("100.64.0.4", None),
-            ],
+            // Another region's members, reached through the tunnel by one route to the prefix.
+            peers: vec![peer(&["100.64.0.4", "100.64.0.3"])],
+            routes: vec![route("100.64.0.2", Some("192.168.128.2"))],
+            rest: Some(PrefixRoute { network: "100.64.0.0".parse().unwrap(), prefix_len: 24, via: None }),
         };
         let t = ruleset("lctmesh0", &BTreeSet::from(["eth1".to_string()]), &config);
         assert!(t.contains("set here {\n\t\ttype ipv4_addr;\n\t\telements = { 100.64.0.2 }"), "{t}");
@@ -269,7 +299,7 @@ mod tests {
         let m = ruleset("lctmesh0", &BTreeSet::new(), &member);
         assert!(m.contains("iifname != \"lctmesh0\" ip saddr @there drop") && !m.contains("hook forward"), "{m}");
         // A region of one (no members): empty sets, still valid nft (no `elements = { }`).
-        let alone = MeshConfig { routes: vec![route("100.64.0.3", None)], ..config };
+        let alone = MeshConfig { routes: Vec::new(), peers: vec![peer(&["100.64.0.3"])], ..config };
         let t = ruleset("lctmesh0", &BTreeSet::new(), &alone);
         assert!(!t.contains("{  }") && !t.contains("accept\n") && t.contains("oifname \"lctmesh0\" drop"), "{t}");
         for bad in ["", "..", "a/b", "eth0\"; drop", "a b", &"e".repeat(16)] {

@@ -6,8 +6,12 @@
 //! * [`plan`]: addresses, leaders, and each node's peers and routes, before anything is touched.
 //! * [`node`]: the node's side: its key, its interface (kernel or wireguard-go), `wg syncconf`,
 //!   its address and routes.
+//! * [`uapi`]: wireguard-go's control socket, spoken directly (no `wg` process).
 //! * [`forward`]: a leader's forwarding, confined to mesh traffic (its own nft table).
-//! * [`remote`]: the controller's side: sync, status and down over lct-inventory's exec.
+//! * [`remote`]: the controller's side: sync (only the nodes whose configuration changed),
+//!   status and down.
+//! * [`inplace`]: a namespace node's apply from a thread of the controller in its namespace;
+//!   a remote node's over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
 //! * [`cli`]: the command line's definitions.
 //!
@@ -16,12 +20,14 @@
 pub mod cli;
 pub mod forward;
 pub mod graph;
+pub mod inplace;
 pub mod model;
 pub mod node;
 pub mod plan;
 pub mod remote;
 pub mod state;
 mod sys;
+pub mod uapi;
 
 /// Every member's mesh address that the mesh has keyed (its node applied it once), by node,
 /// from the mesh recorded in `store` (lct's state store: the state directory or etcd): what

@@ -26,6 +26,7 @@ fn options(
     prefix: Option<Ipv4Net>,
     topology: Option<Topology>,
     port: Option<u16>,
+    full: bool,
 ) -> anyhow::Result<remote::Options> {
     Ok(remote::Options {
         store: lct_core::store::open()?,
@@ -34,6 +35,7 @@ fn options(
         port,
         parallel: reach.parallel,
         timeout: Duration::from_secs(reach.timeout),
+        full,
         local_bin: std::env::current_exe().context("where is lct-mesh?")?,
         remote_bin: reach.remote_bin.clone(),
     })
@@ -66,9 +68,9 @@ fn now() -> u64 {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.global.output();
     match cli.command {
-        Command::Sync { prefix, topology, port, reach } => {
+        Command::Sync { prefix, topology, port, full, reach } => {
             let nodes = nodes(&reach).await?;
-            let reports = remote::sync(&nodes, &options(&reach, prefix, topology, port)?).await?;
+            let reports = remote::sync(&nodes, &options(&reach, prefix, topology, port, full)?).await?;
             emit(&reports, format)?;
             let failed: Vec<String> = reports
                 .iter()
@@ -80,9 +82,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Watch { interval, records, reach } => {
-            let options = options(&reach, None, None, None)?;
+        Command::Watch { interval, verify_every, records, reach } => {
+            let mut options = options(&reach, None, None, None, false)?;
+            let mut round = 0u64;
             loop {
+                // The first round verifies too: whatever happened before the watch started.
+                options.full = round.is_multiple_of(verify_every);
+                round = round.wrapping_add(1);
                 let nodes = match &records {
                     Some(file) => std::fs::read(file)
                         .with_context(|| file.display().to_string())
@@ -108,7 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status { reach } => {
             let nodes = nodes(&reach).await?;
-            let (peers, problems) = remote::status(&nodes, &options(&reach, None, None, None)?).await?;
+            let (peers, problems) = remote::status(&nodes, &options(&reach, None, None, None, false)?).await?;
             emit(&peers, format)?;
             if !problems.is_empty() {
                 bail!("status failed on: {}", problems.join(", "));
@@ -122,7 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Vec::new()
             } else {
                 let nodes = nodes(&reach).await?;
-                let (peers, problems) = remote::status(&nodes, &options(&reach, None, None, None)?).await?;
+                let (peers, problems) = remote::status(&nodes, &options(&reach, None, None, None, false)?).await?;
                 if !problems.is_empty() {
                     tracing::warn!("no status from: {}", problems.join(", "));
                 }
@@ -135,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Down { reach } => {
             let nodes = nodes(&reach).await?;
-            let problems = remote::down(&nodes, &options(&reach, None, None, None)?).await?;
+            let problems = remote::down(&nodes, &options(&reach, None, None, None, false)?).await?;
             if !problems.is_empty() {
                 bail!("down failed on: {}", problems.join(", "));
             }

@@ -54,6 +54,11 @@ pub struct MeshNode {
     /// member's address): `lct-fw push` it again (lct-mesh does not push firewalls).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub firewall_stale: bool,
+    /// How long its apply took this sync, in milliseconds, as the controller saw it (for a
+    /// namespace node, its thread's work; for a remote one, the whole SSH exec). Absent: not
+    /// contacted (its configuration was the one it last applied) or not planned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_ms: Option<u64>,
 }
 
 impl Record for MeshNode {
@@ -143,8 +148,40 @@ pub struct MeshConfig {
     /// Forward packets (a leader: between the private network and the tunnels).
     pub forward: bool,
     pub peers: Vec<PeerConfig>,
-    /// Every mesh route this node must have (others of lct's are removed).
+    /// Every mesh route to one address this node must have (others of lct's are removed):
+    /// its region's members, through their private addresses.
     pub routes: Vec<RouteConfig>,
+    /// The rest of the mesh, one route to the whole prefix under those: through the region's
+    /// leader (a member), or into the tunnel (a leader, or every node in the full topology),
+    /// where WireGuard's allowed IPs pick the peer. One route, not one per member of the other
+    /// regions: a node joining changes its own region's members and the leaders only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<PrefixRoute>,
+}
+
+/// The route to the rest of the mesh prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PrefixRoute {
+    /// The mesh prefix's network address and length.
+    pub network: Ipv4Addr,
+    pub prefix_len: u8,
+    /// Through this private address (the region's leader); none: through the WireGuard
+    /// interface.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<Ipv4Addr>,
+}
+
+impl PrefixRoute {
+    /// `NETWORK/LEN` as `ip route` shows it, checked: a prefix whose host bits are clear.
+    pub fn destination(&self) -> Result<String, MeshError> {
+        let net = ipnet::Ipv4Net::new(self.network, self.prefix_len)
+            .ok()
+            .filter(|n| n.trunc().network() == self.network)
+            .ok_or_else(|| {
+                MeshError::Input(format!("mesh route {}/{}: not a network prefix", self.network, self.prefix_len))
+            })?;
+        Ok(net.to_string())
+    }
 }
 
 impl Record for MeshConfig {

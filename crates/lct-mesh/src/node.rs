@@ -7,6 +7,7 @@
 //! only: never in an argument, a log line or what is printed (`wg show dump`'s first line,
 //! which has it, is dropped here).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -27,33 +28,61 @@ fn key_path(interface: &str) -> PathBuf {
     PathBuf::from(KEY_DIR).join(format!("{interface}.key"))
 }
 
+/// The public key beside the private one: derived once (`wg pubkey`), then read.
+fn public_path(interface: &str) -> PathBuf {
+    PathBuf::from(KEY_DIR).join(format!("{interface}.pub"))
+}
+
 /// This node's public key, its private key made first if it has none (`wg genkey` here).
 pub fn ensure_key(interface: &str) -> Result<MeshApplied, MeshError> {
     check_interface(interface)?;
     let path = key_path(interface);
+    let public_file = public_path(interface);
     let made = !path.exists();
     if made {
         std::fs::create_dir_all(KEY_DIR).map_err(|e| MeshError::Node(format!("{KEY_DIR}: {e}")))?;
         std::fs::set_permissions(KEY_DIR, std::os::unix::fs::PermissionsExt::from_mode(0o700))
             .map_err(|e| MeshError::Node(format!("{KEY_DIR}: {e}")))?;
         let private = run("wg", &["genkey"], None)?;
+        // The old public key first: it must never be read beside the new private key.
+        remove_if_there(&public_file)?;
         lct_core::fsutil::atomic_write(&path, private.as_bytes(), 0o600)
             .map_err(|e| MeshError::Node(format!("{}: {e}", path.display())))?;
     }
-    let private = std::fs::read(&path).map_err(|e| MeshError::Node(format!("{}: {e}", path.display())))?;
-    let public = run("wg", &["pubkey"], Some(&private))?.trim().to_string();
-    check_public_key("wg pubkey", &public)?;
+    let cached = std::fs::read_to_string(&public_file).ok().map(|t| t.trim().to_string());
+    let public = match cached.filter(|k| check_public_key("cached", k).is_ok()) {
+        Some(public) => public,
+        None => {
+            let private = std::fs::read(&path).map_err(|e| MeshError::Node(format!("{}: {e}", path.display())))?;
+            let public = run("wg", &["pubkey"], Some(&private))?.trim().to_string();
+            check_public_key("wg pubkey", &public)?;
+            lct_core::fsutil::atomic_write(&public_file, format!("{public}\n").as_bytes(), 0o600)
+                .map_err(|e| MeshError::Node(format!("{}: {e}", public_file.display())))?;
+            public
+        }
+    };
     Ok(MeshApplied { interface: interface.to_string(), public_key: public, changed: made })
 }
 
-/// The interface up: the kernel's WireGuard when it has it, else wireguard-go (which
-/// detaches and keeps running until the interface is deleted).
-pub fn ensure_interface(interface: &str) -> Result<(), MeshError> {
-    check_interface(interface)?;
-    if run("ip", &["link", "show", "dev", interface], None).is_ok() {
-        return Ok(());
+fn remove_if_there(path: &std::path::Path) -> Result<(), MeshError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Node(format!("{}: {e}", path.display()))),
+        _ => Ok(()),
     }
-    if run("ip", &["link", "add", "dev", interface, "type", "wireguard"], None).is_err() {
+}
+
+/// The interface up: the kernel's WireGuard when it has it, else wireguard-go (which
+/// detaches and keeps running until the interface is deleted). Whether it was made or
+/// brought up now.
+pub fn ensure_interface(interface: &str) -> Result<bool, MeshError> {
+    check_interface(interface)?;
+    if let Ok(link) = run("ip", &["-o", "link", "show", "dev", interface], None) {
+        // `3: lm0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu ...`: its flags.
+        let flags = link.split_once('<').and_then(|(_, rest)| rest.split_once('>')).map_or("", |(f, _)| f);
+        if flags.split(',').any(|f| f == "UP") {
+            return Ok(false);
+        }
+    } else if run("ip", &["link", "add", "dev", interface, "type", "wireguard"], None).is_err() {
         let status = Command::new("wireguard-go")
             .arg(interface)
             // Debian's wireguard-go starts on Linux only when told the kernel's is not wanted.
@@ -70,12 +99,43 @@ pub fn ensure_interface(interface: &str) -> Result<(), MeshError> {
         }
     }
     run("ip", &["link", "set", "dev", interface, "up"], None)?;
-    Ok(())
+    Ok(true)
 }
 
-/// What `apply` compares before and after: the peers (without counters), the port, the
-/// addresses, lct-mesh's routes and its forwarding.
-fn fingerprint(interface: &str) -> String {
+/// The peers, port and key as `config` says; whether anything changed. wireguard-go's
+/// control socket when there is one (only the differences sent, no process), else `wg
+/// syncconf` through a pipe (the kernel's WireGuard), compared before and after.
+fn sync_peers(iface: &str, config: &MeshConfig) -> Result<bool, MeshError> {
+    let private = std::fs::read_to_string(key_path(iface)).map_err(|e| MeshError::Node(format!("key: {e}")))?;
+    if crate::uapi::socket(iface).exists() {
+        let private_hex = crate::uapi::hex_key(private.trim()).map_err(|_| MeshError::Node("key: not a key".into()))?;
+        let body = crate::uapi::changes(&crate::uapi::get(iface)?, &private_hex, config)?;
+        drop(private_hex);
+        if body.is_empty() {
+            return Ok(false);
+        }
+        crate::uapi::set(iface, &body)?;
+        return Ok(true);
+    }
+    let before = wg_fingerprint(iface);
+    let mut conf = format!("[Interface]\nPrivateKey = {}\nListenPort = {}\n", private.trim(), config.listen_port);
+    for p in &config.peers {
+        let allowed: Vec<String> = p.allowed_ips.iter().map(|a| format!("{a}/32")).collect();
+        let _ = write!(
+            conf,
+            "\n[Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = {}\n",
+            p.public_key,
+            p.endpoint,
+            allowed.join(", ")
+        );
+    }
+    run("wg", &["syncconf", iface, "/dev/stdin"], Some(conf.as_bytes()))?;
+    drop(conf);
+    Ok(wg_fingerprint(iface) != before)
+}
+
+/// The peers (without counters) and the port, as `wg show dump` has them, sorted.
+fn wg_fingerprint(interface: &str) -> String {
     let dump = run("wg", &["show", interface, "dump"], None).unwrap_or_default();
     // wireguard-go lists peers in no fixed order: sorted here.
     let mut lines: Vec<String> = dump
@@ -90,11 +150,7 @@ fn fingerprint(interface: &str) -> String {
         })
         .collect();
     lines.sort();
-    let mut text = lines.join("\n");
-    text.push_str(&run("ip", &["-4", "-o", "addr", "show", "dev", interface], None).unwrap_or_default());
-    text.push_str(&run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO], None).unwrap_or_default());
-    text.push_str(&crate::forward::fingerprint(interface));
-    text
+    lines.join("\n")
 }
 
 /// Brings this node to `config`.
@@ -107,54 +163,93 @@ pub fn apply(config: &MeshConfig) -> Result<MeshApplied, MeshError> {
             .parse::<std::net::SocketAddr>()
             .map_err(|_| MeshError::Input(format!("peer endpoint {:?}", p.endpoint)))?;
     }
-    let key = ensure_key(iface)?;
-    ensure_interface(iface)?;
-    let before = fingerprint(iface);
-    let private = std::fs::read_to_string(key_path(iface)).map_err(|e| MeshError::Node(format!("key: {e}")))?;
-    let mut conf = format!("[Interface]\nPrivateKey = {}\nListenPort = {}\n", private.trim(), config.listen_port);
-    for p in &config.peers {
-        let allowed: Vec<String> = p.allowed_ips.iter().map(|a| format!("{a}/32")).collect();
-        let _ = write!(
-            conf,
-            "\n[Peer]\nPublicKey = {}\nEndpoint = {}\nAllowedIPs = {}\n",
-            p.public_key,
-            p.endpoint,
-            allowed.join(", ")
-        );
+    if let Some(rest) = &config.rest {
+        rest.destination()?;
     }
-    run("wg", &["syncconf", iface, "/dev/stdin"], Some(conf.as_bytes()))?;
-    drop(conf);
+    let key = ensure_key(iface)?;
+    // Each step says whether it changed something: nothing is read twice to compare.
+    let mut changed = key.changed;
+    changed |= ensure_interface(iface)?;
+    changed |= sync_peers(iface, config)?;
     let cidr = format!("{}/32", config.address);
     let addrs = run("ip", &["-4", "-o", "addr", "show", "dev", iface], None)?;
     if !addrs.contains(&format!("inet {cidr} ")) {
         run("ip", &["addr", "flush", "dev", iface], None)?;
         run("ip", &["addr", "add", &cidr, "dev", iface], None)?;
+        changed = true;
     }
-    run("ip", &["link", "set", "dev", iface, "up"], None)?;
-    sync_routes(iface, config.address, &config.routes)?;
-    crate::forward::apply(iface, config)?;
-    Ok(MeshApplied { changed: key.changed || fingerprint(iface) != before, ..key })
+    changed |= sync_routes(iface, config.address, &config.routes, config.rest.as_ref())?;
+    changed |= crate::forward::apply(iface, config)?;
+    Ok(MeshApplied { changed, ..key })
 }
 
-fn sync_routes(iface: &str, src: Ipv4Addr, routes: &[crate::model::RouteConfig]) -> Result<(), MeshError> {
+/// lct-mesh's routes (`proto 77`) as `routes` and `rest` say: those that differ replaced,
+/// those not wanted deleted, the others left alone (one `ip` to read, one batch to change,
+/// none when nothing differs); whether anything changed.
+fn sync_routes(
+    iface: &str,
+    src: Ipv4Addr,
+    routes: &[crate::model::RouteConfig],
+    rest: Option<&crate::model::PrefixRoute>,
+) -> Result<bool, MeshError> {
+    // Destination as `ip route` shows it (a host without `/32`) -> gateway (none: `dev iface`).
+    let mut wanted: BTreeMap<String, Option<Ipv4Addr>> = routes.iter().map(|r| (r.to.to_string(), r.via)).collect();
+    if let Some(rest) = rest {
+        wanted.insert(rest.destination()?.trim_end_matches("/32").to_string(), rest.via);
+    }
+    let shown = run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO], None)?;
+    let current = shown_routes(&shown);
     let mut batch = String::new();
-    let wanted: Vec<String> = routes.iter().map(|r| r.to.to_string()).collect();
-    for line in run("ip", &["-4", "route", "show", "proto", ROUTE_PROTO], None)?.lines() {
-        let dst = line.split_whitespace().next().unwrap_or_default();
-        if !dst.is_empty() && !wanted.iter().any(|w| w == dst || format!("{w}/32") == dst) {
-            let _ = writeln!(batch, "route del {dst} proto {ROUTE_PROTO}");
+    for dst in current.keys().filter(|d| !wanted.contains_key(*d)) {
+        let _ = writeln!(batch, "route del {dst} proto {ROUTE_PROTO}");
+    }
+    // The routes to single addresses first (more specific, so they win anyway).
+    let mut order: Vec<(&String, &Option<Ipv4Addr>)> = wanted.iter().collect();
+    order.sort_by_key(|(dst, _)| dst.contains('/'));
+    for (dst, via) in order {
+        let how = match via {
+            Some(via) => format!("via {via}"),
+            None => format!("dev {iface}"),
+        };
+        let want = ShownRoute {
+            via: via.map(|v| v.to_string()),
+            dev: via.is_none().then(|| iface.to_string()),
+            src: Some(src.to_string()),
+        };
+        let same = current.get(dst).is_some_and(|now| {
+            now.via == want.via && now.src == want.src && (want.dev.is_none() || now.dev == want.dev)
+        });
+        if !same {
+            let to = if dst.contains('/') { dst.clone() } else { format!("{dst}/32") };
+            let _ = writeln!(batch, "route replace {to} {how} src {src} proto {ROUTE_PROTO}");
         }
     }
-    for r in routes {
-        match r.via {
-            Some(via) => _ = writeln!(batch, "route replace {}/32 via {via} src {src} proto {ROUTE_PROTO}", r.to),
-            None => _ = writeln!(batch, "route replace {}/32 dev {iface} src {src} proto {ROUTE_PROTO}", r.to),
-        }
+    if batch.is_empty() {
+        return Ok(false);
     }
-    if !batch.is_empty() {
-        run("ip", &["-batch", "-"], Some(batch.as_bytes()))?;
+    run("ip", &["-batch", "-"], Some(batch.as_bytes()))?;
+    Ok(true)
+}
+
+/// One route as `ip route show` has it: its gateway, device and source.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ShownRoute {
+    via: Option<String>,
+    dev: Option<String>,
+    src: Option<String>,
+}
+
+/// `ip -4 route show` lines by destination.
+fn shown_routes(text: &str) -> BTreeMap<String, ShownRoute> {
+    let mut routes = BTreeMap::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(dst) = words.first() else { continue };
+        let after =
+            |key: &str| words.iter().position(|w| *w == key).and_then(|i| words.get(i + 1)).map(|w| w.to_string());
+        routes.insert(dst.to_string(), ShownRoute { via: after("via"), dev: after("dev"), src: after("src") });
     }
-    Ok(())
+    routes
 }
 
 /// This node's peers as `wg show dump` has them (its own line, with the private key, left out).
@@ -188,10 +283,8 @@ fn parse_peer(node: &Name, line: &str) -> Option<MeshPeer> {
 pub fn forget_key(interface: &str) -> Result<(), MeshError> {
     check_interface(interface)?;
     crate::forward::forget(interface)?;
-    match std::fs::remove_file(key_path(interface)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MeshError::Node(format!("key: {e}"))),
-        _ => Ok(()),
-    }
+    remove_if_there(&public_path(interface))?;
+    remove_if_there(&key_path(interface))
 }
 
 /// Leaves the mesh: forwarding back as it was (and lct-mesh's nft table gone), lct-mesh's
@@ -211,6 +304,18 @@ mod tests {
     use super::*;
 
     const KEY: &str = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+
+    #[test]
+    fn shown_routes_are_read_by_destination() {
+        let text = "100.64.0.1 via 192.168.128.1 dev veth0 src 100.64.0.2 \n\
+                    100.64.0.0/10 dev lm0 scope link src 100.64.0.2 \n";
+        let routes = shown_routes(text);
+        let host = &routes["100.64.0.1"];
+        assert_eq!((host.via.as_deref(), host.src.as_deref()), (Some("192.168.128.1"), Some("100.64.0.2")));
+        let rest = &routes["100.64.0.0/10"];
+        assert_eq!((rest.via.as_deref(), rest.dev.as_deref()), (None, Some("lm0")));
+        assert!(shown_routes("").is_empty());
+    }
 
     #[test]
     fn dump_lines_become_peers() {

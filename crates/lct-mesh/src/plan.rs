@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 use lct_core::record::{Access, Name, Node, Status};
 
 use crate::MeshError;
-use crate::model::{MeshConfig, PeerConfig, RouteConfig, Topology, check_region, shorten};
+use crate::model::{MeshConfig, PeerConfig, PrefixRoute, RouteConfig, Topology, check_region, shorten};
 use crate::state::{Member, MeshState, usable};
 
 /// The tag that pins a node's mesh address.
@@ -103,6 +103,7 @@ pub fn assign(mut state: MeshState, nodes: &[Node]) -> Result<Assigned, MeshErro
         .filter_map(|(_, m)| m.local_interface.clone())
         .collect();
     state.members.retain(|name, _| present.contains(name));
+    state.applied.retain(|name, _| present.contains(name));
     state.leaders.retain(|_, leader| present.contains(leader));
     // A pinned address taken by another recorded member: the claim is refused, the record stays.
     for (address, name) in &pinned {
@@ -195,37 +196,43 @@ pub fn plan(state: &mut MeshState, members: &[Node]) -> Result<Plan, MeshError> 
     } else if let Some(n) = members.iter().find(|n| n.public_ipv4.is_empty()) {
         return Err(MeshError::Input(format!("node {}: no public address, which topology full needs", n.name)));
     }
+    let regions_led = leaders.len();
     let mut configs = Vec::new();
     for n in members {
         let mut peers = Vec::new();
         let mut routes = BTreeSet::new();
         let is_leader = leaders.get(&n.region) == Some(&n.name);
-        for other in members.iter().filter(|o| o.name != n.name) {
-            match state.topology {
-                Topology::Full => {
+        let to_prefix = |via: Option<Ipv4Addr>| PrefixRoute {
+            network: state.prefix.network(),
+            prefix_len: state.prefix.prefix_len(),
+            via,
+        };
+        let rest = match state.topology {
+            Topology::Full => {
+                for other in members.iter().filter(|o| o.name != n.name) {
                     peers.push(PeerConfig {
                         public_key: key(other).expect("checked above"),
                         endpoint: endpoint(other).expect("checked above"),
                         allowed_ips: vec![address(other)],
                     });
-                    routes.insert(RouteConfig { to: address(other), via: None });
                 }
-                Topology::Leader if other.region == n.region => {
-                    // The region's private network, unencrypted (as the provider's is).
+                (!peers.is_empty()).then(|| to_prefix(None))
+            }
+            Topology::Leader => {
+                // The region's private network, unencrypted (as the provider's is).
+                for other in regions[n.region.as_str()].iter().filter(|o| o.name != n.name) {
                     routes.insert(RouteConfig { to: address(other), via: other.private_ipv4.first().copied() });
                 }
-                Topology::Leader => {
-                    if is_leader {
-                        routes.insert(RouteConfig { to: address(other), via: None });
-                    } else {
-                        let leader =
-                            regions[n.region.as_str()].iter().find(|l| Some(&l.name) == leaders.get(&n.region));
-                        let via = leader.and_then(|l| l.private_ipv4.first().copied());
-                        routes.insert(RouteConfig { to: address(other), via });
-                    }
+                if regions_led < 2 {
+                    None
+                } else if is_leader {
+                    Some(to_prefix(None))
+                } else {
+                    let leader = regions[n.region.as_str()].iter().find(|l| Some(&l.name) == leaders.get(&n.region));
+                    Some(to_prefix(leader.and_then(|l| l.private_ipv4.first().copied())))
                 }
             }
-        }
+        };
         if is_leader {
             for (region, leader) in &leaders {
                 if *region == n.region {
@@ -251,6 +258,7 @@ pub fn plan(state: &mut MeshState, members: &[Node]) -> Result<Plan, MeshError> 
                 forward: is_leader,
                 peers,
                 routes: routes.into_iter().collect(),
+                rest,
             },
         ));
     }
@@ -318,13 +326,32 @@ mod tests {
         assert_eq!(cfg("a-1").peers.len(), 1);
         assert_eq!(cfg("a-1").peers[0].endpoint, "203.0.113.3:51820");
         assert_eq!(cfg("a-1").peers[0].allowed_ips.len(), 2);
-        // a-2: no peers; b's addresses through a-1's private address; a-1's directly.
+        // a-2: no peers; a-1 through its private address; the rest of the mesh (b) through
+        // a-1 too, one route to the prefix, not one per member of b.
         assert!(cfg("a-2").peers.is_empty() && !cfg("a-2").forward);
         let via: Vec<String> = cfg("a-2").routes.iter().map(|r| format!("{}>{:?}", r.to, r.via)).collect();
+        assert_eq!(via, ["100.64.0.1>Some(192.168.128.1)"]);
+        let rest = cfg("a-2").rest.clone().unwrap();
         assert_eq!(
-            via,
-            ["100.64.0.1>Some(192.168.128.1)", "100.64.0.3>Some(192.168.128.1)", "100.64.0.4>Some(192.168.128.1)"]
+            (rest.destination().unwrap(), rest.via),
+            ("100.64.0.0/24".into(), Some("192.168.128.1".parse().unwrap()))
         );
+        // A leader: its region's members through the private network, the rest into the tunnel.
+        assert_eq!(cfg("a-1").routes.len(), 1);
+        assert_eq!(cfg("a-1").rest.as_ref().unwrap().via, None);
+        // A node joins region b: only b's members and the other regions' leaders change.
+        let mut joined = nodes.clone();
+        joined.push(node("b-3", "b", 5, true));
+        let mut s2 = keyed(&joined);
+        let before = plan(&mut s2, &nodes).unwrap();
+        let after = plan(&mut s2, &joined).unwrap();
+        let changed: Vec<&str> = after
+            .configs
+            .iter()
+            .filter(|(n, c)| before.configs.iter().find(|(m, _)| m.name == n.name).is_none_or(|(_, b)| b != c))
+            .map(|(n, _)| n.name.as_str())
+            .collect();
+        assert_eq!(changed, ["a-1", "b-1", "b-2", "b-3"]);
         // The recorded leader stays while it is a member, though b-1 comes first by name.
         s.leaders.insert("b".into(), "b-2".parse().unwrap());
         assert_eq!(plan(&mut s, &nodes).unwrap().leaders["b"].as_str(), "b-2");
@@ -344,7 +371,10 @@ mod tests {
         let mut s = keyed(&nodes);
         s.topology = Topology::Full;
         let p = plan(&mut s, &nodes).unwrap();
-        assert!(p.configs.iter().all(|(_, c)| c.peers.len() == 2 && c.routes.iter().all(|r| r.via.is_none())));
+        // Every other member a peer; one route to the prefix into the tunnel, none per member.
+        assert!(p.configs.iter().all(|(_, c)| c.peers.len() == 2
+            && c.routes.is_empty()
+            && c.rest.as_ref().is_some_and(|r| r.via.is_none())));
         let lone = vec![node("a-1", "a", 1, true), node("a-2", "a", 2, false)];
         let mut s = keyed(&lone);
         s.topology = Topology::Full;

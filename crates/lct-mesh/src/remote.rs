@@ -13,9 +13,10 @@ use lct_core::stream;
 use lct_inventory::exec::{ExecOptions, ExecResult, exec_each};
 
 use crate::MeshError;
+use crate::inplace::{Work, run_each};
 use crate::model::{MeshApplied, MeshConfig, MeshNode, MeshPeer, SyncStatus, Topology};
 use crate::plan::{assign, interface_for, plan};
-use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, LOCK, MeshState};
+use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, LOCK, MeshState, config_digest};
 
 /// How to reach the nodes, and the mesh's settings when it is made.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct Options {
     pub port: Option<u16>,
     pub parallel: usize,
     pub timeout: Duration,
+    /// Contact every node, also those whose planned configuration is the one they last
+    /// applied (finds drift: an interface or a route removed by hand, a node restarted).
+    pub full: bool,
     /// lct-mesh on this machine (namespace nodes) and on remote nodes.
     pub local_bin: PathBuf,
     pub remote_bin: String,
@@ -120,13 +124,10 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
         .running
         .iter()
         .filter(|n| state.members[&n.name].public_key.is_none())
-        .map(|n| {
-            let argv = options.argv(n, &["apply", "--key", "--interface", &interface_for(n), "-o", "jsonl"]);
-            (n.clone(), argv, Vec::new())
-        })
+        .map(|n| (n.clone(), Work::Key { interface: interface_for(n) }))
         .collect();
     let mut failed: BTreeMap<Name, String> = BTreeMap::new();
-    for r in exec_each(jobs, &exec, None).await {
+    for r in run_each(jobs, &exec, &options.remote_bin).await {
         if let Err(why) = take_report(&mut state, &r, "no public key came back") {
             failed.insert(r.node, why);
         }
@@ -136,28 +137,44 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             tracing::warn!("a gone node's key ({iface}): {e}");
         }
     }
+    // A node not running now is contacted when it runs again (it may have lost its interface).
+    let running: BTreeSet<&Name> = assigned.running.iter().map(|n| &n.name).collect();
+    state.applied.retain(|name, _| running.contains(name));
 
     // Apply; once more when a leader failed or a key changed (the others' peers follow).
     let mut changed: BTreeSet<Name> = BTreeSet::new();
+    let mut timings: BTreeMap<Name, u64> = BTreeMap::new();
     let mut reports: BTreeMap<Name, MeshNode> = BTreeMap::new();
     for round in 0..2 {
         let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
         let planned = plan(&mut state, &members)?;
-        expect = Expect::Rev(state.save(options.store.as_ref(), expect)?);
         reports.clear();
         let mut jobs = Vec::new();
+        let mut digests = BTreeMap::new();
         for (node, config) in &planned.configs {
             reports.insert(node.name.clone(), report(&state, node, config, SyncStatus::Unchanged, None));
-            let line = format!("{}\n", stream::to_line(config));
-            jobs.push((node.clone(), options.argv(node, &["apply", "-o", "jsonl"]), line.into_bytes()));
+            let digest = config_digest(node, config);
+            // As last applied: not contacted (drift is found by --full, or watch's verify).
+            if !options.full && state.applied.get(&node.name) == Some(&digest) {
+                continue;
+            }
+            // Until it answers, its configuration is unknown: a crash now contacts it next time.
+            state.applied.remove(&node.name);
+            digests.insert(node.name.clone(), digest);
+            jobs.push((node.clone(), Work::Apply(config.clone())));
         }
+        expect = Expect::Rev(state.save(options.store.as_ref(), expect)?);
         let mut again = false;
-        for r in exec_each(jobs, &exec, None).await {
+        for r in run_each(jobs, &exec, &options.remote_bin).await {
+            timings.insert(r.node.clone(), r.duration_ms);
             match take_report(&mut state, &r, "no report came back") {
                 Ok((applied, key_changed)) => {
                     again |= key_changed;
                     if applied.changed {
                         changed.insert(r.node.clone());
+                    }
+                    if let Some(digest) = digests.remove(&r.node) {
+                        state.applied.insert(r.node.clone(), digest);
                     }
                 }
                 Err(why) => {
@@ -178,6 +195,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             entry.status = SyncStatus::Changed;
         }
         entry.public_key = state.members.get(name).and_then(|m| m.public_key.clone());
+        entry.apply_ms = timings.get(name).copied();
     }
     // lct-fw's rules follow this record: say whose are stale now, at the default log level
     // and in the records (a plan or a script pushes those nodes' firewalls again).
@@ -205,6 +223,7 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
             forward: false,
             peers: Vec::new(),
             routes: Vec::new(),
+            rest: None,
         };
         let (status, error) = match failed.remove(&n.name) {
             Some(e) => (SyncStatus::Failed, Some(e)),
@@ -265,6 +284,7 @@ fn report(state: &MeshState, node: &Node, config: &MeshConfig, status: SyncStatu
         status,
         error,
         firewall_stale: false,
+        apply_ms: None,
     }
 }
 
@@ -378,6 +398,7 @@ mod tests {
             port: None,
             parallel: 1,
             timeout: Duration::from_secs(1),
+            full: false,
             local_bin: "lct-mesh".into(),
             remote_bin: "lct-mesh".into(),
         };

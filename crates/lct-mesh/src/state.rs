@@ -10,12 +10,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
-use lct_core::record::Name;
+use lct_core::record::{Name, Node};
 use lct_core::store::{Expect, Key, Rev, Secrecy, Store};
+use lct_core::stream;
 use serde::{Deserialize, Serialize};
 
 use crate::MeshError;
-use crate::model::{Topology, check_public_key, check_region};
+use crate::model::{MeshConfig, Topology, check_public_key, check_region, shorten};
 
 /// The default mesh prefix: the shared address space of RFC 6598 (what Tailscale uses too),
 /// which neither Linode's private network nor the lab's use.
@@ -59,11 +60,23 @@ pub struct MeshState {
     /// Region -> its leader.
     #[serde(default)]
     pub leaders: BTreeMap<String, Name>,
+    /// Node -> the digest of the configuration it last applied (see [`config_digest`]): a
+    /// sync does not contact a node whose planned configuration has this digest (`--full`
+    /// does). Absent: never applied, or its last apply failed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub applied: BTreeMap<Name, String>,
 }
 
 impl MeshState {
     pub fn new(prefix: Ipv4Net, topology: Topology, port: u16) -> MeshState {
-        MeshState { prefix, topology, port, members: BTreeMap::new(), leaders: BTreeMap::new() }
+        MeshState {
+            prefix,
+            topology,
+            port,
+            members: BTreeMap::new(),
+            leaders: BTreeMap::new(),
+            applied: BTreeMap::new(),
+        }
     }
 
     /// The store's key of the recorded mesh.
@@ -133,6 +146,17 @@ impl MeshState {
             }
             if let Some(endpoint) = m.endpoint {
                 check_endpoint(&self.prefix, name, endpoint)?;
+            }
+        }
+        for (name, digest) in &self.applied {
+            if !self.members.contains_key(name) {
+                return Err(MeshError::Input(format!("applied configuration of node {name}: not a member")));
+            }
+            if !is_digest(digest) {
+                return Err(MeshError::Input(format!(
+                    "applied configuration of node {name}: {:?} is not a digest (64 hex digits)",
+                    shorten(digest)
+                )));
             }
         }
         // A leader leads the region it is a member of: firewalls admit WireGuard from the
@@ -214,6 +238,24 @@ impl MeshState {
     }
 }
 
+/// The digest of what `node` is to look like: its planned configuration and the node it is
+/// for (provider, its id there, how it is reached), so a node made again under the same name
+/// (a new id) is contacted though its configuration is the same. SHA-256, in hex.
+pub fn config_digest(node: &Node, config: &MeshConfig) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let access = serde_json::to_string(&node.access).unwrap_or_default();
+    // Fields apart by a newline: none of them holds one in its JSON or its grammar.
+    for part in [stream::to_line(config).as_str(), node.provider.as_str(), &node.provider_id, &access] {
+        ctx.update(part.as_bytes());
+        ctx.update(b"\n");
+    }
+    data_encoding::HEXLOWER.encode(ctx.finish().as_ref())
+}
+
+fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// The prefix as `ADDR/LEN` text (ipnet's serde support is not built in).
 mod prefix_text {
     use ipnet::Ipv4Net;
@@ -276,6 +318,51 @@ pub fn usable(prefix: &Ipv4Net, a: Ipv4Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn applied_digests_are_members_and_digests() {
+        let mut s = MeshState::new("100.64.0.0/24".parse().unwrap(), Topology::Leader, DEFAULT_PORT);
+        let name: Name = "a-1".parse().unwrap();
+        let member = Member {
+            address: "100.64.0.1".parse().unwrap(),
+            public_key: None,
+            region: "a".into(),
+            local_interface: None,
+            endpoint: None,
+        };
+        s.members.insert(name.clone(), member);
+        s.applied.insert(name.clone(), "ab".repeat(32));
+        s.check().unwrap();
+        for bad in ["AB".repeat(32), "ab".repeat(31), format!("{}\n", "ab".repeat(32))] {
+            let mut t = s.clone();
+            t.applied.insert(name.clone(), bad.clone());
+            assert!(t.check().unwrap_err().to_string().contains("not a digest"), "{bad:?}");
+        }
+        let mut t = s.clone();
+        t.applied.insert("b-1".parse().unwrap(), "ab".repeat(32));
+        assert!(t.check().unwrap_err().to_string().contains("node b-1: not a member"));
+
+        // The digest follows the configuration and the node it is for (made again: a new id).
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "cluster": "c", "group": "g", "name": "a-1", "provider": "local", "provider_id": "7", "region": "a", "status": "running",
+            "access": {"method": "netns", "netns": "x-a-1"},
+        }))
+        .unwrap();
+        let config = MeshConfig {
+            interface: "lm0".into(),
+            address: "100.64.0.1".parse().unwrap(),
+            listen_port: DEFAULT_PORT,
+            forward: false,
+            peers: Vec::new(),
+            routes: Vec::new(),
+            rest: None,
+        };
+        let d = config_digest(&node, &config);
+        assert!(is_digest(&d) && d == config_digest(&node, &config.clone()));
+        assert_ne!(d, config_digest(&node, &MeshConfig { listen_port: 1, ..config.clone() }));
+        let again = Node { provider_id: "8".into(), ..node.clone() };
+        assert_ne!(d, config_digest(&again, &config), "a node made again under its name is contacted");
+    }
 
     #[test]
     fn recorded_state_is_checked_on_load() {

@@ -159,6 +159,8 @@ async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
         port: None,
         parallel: 32,
         timeout: std::time::Duration::from_secs(120),
+        // Only the nodes whose configuration changed (a node joining: its region, the leaders).
+        full: false,
         local_bin: ctx.tools.bin_dir.join("lct-mesh"),
         remote_bin: "lct-mesh".into(),
     };
