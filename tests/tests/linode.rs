@@ -19,6 +19,13 @@ fn bulk_create_prints_each_node_reports_failures_and_reruns_make_only_whats_miss
     let out = api.run(&["-p", "linode", "create"], &specs);
     assert_eq!(out.status, 1, "one node failed: {}", out.stderr);
     assert!(out.stderr.contains("create web-7: field region: \"eu-nowhere\": no such region"), "{}", out.stderr);
+    // Every spec is checked before any instance is asked for: one refused, none made (the
+    // others are told why), nothing left half made.
+    assert!(out.nodes().is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("not made: another node of this create was refused"), "{}", out.stderr);
+    assert!(double.stats().created_labels.is_empty(), "{}", double.stats().to_json());
+    let specs: String = (1..=6).map(|i| spec(&format!("web-{i}"), "")).collect();
+    let out = api.run(&["-p", "linode", "create"], &specs).ok();
     let nodes = out.nodes();
     assert_eq!(nodes.len(), 6);
     for n in &nodes {

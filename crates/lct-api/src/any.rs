@@ -172,6 +172,9 @@ impl Provider for AnyProvider {
     async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
         dispatch!(self, p => p.create(spec).await)
     }
+    async fn check_specs(&self, specs: &[NodeSpec]) -> Vec<Result<(), ProviderError>> {
+        dispatch!(self, p => p.check_specs(specs).await)
+    }
     async fn create_batch(&self, specs: &[NodeSpec]) -> Option<Vec<Result<Node, ProviderError>>> {
         dispatch!(self, p => p.create_batch(specs).await)
     }

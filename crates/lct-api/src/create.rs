@@ -43,6 +43,25 @@ pub async fn create_many<P: Provider>(
     mut on_done: impl FnMut(&Made),
 ) -> Vec<Made> {
     let total = specs.len();
+    // Every spec is checked before any node is made: one refused (a region the provider does
+    // not have) and none is made, the others told why, so nothing is left half made.
+    let checks = provider.check_specs(&specs).await;
+    let refused: Vec<String> = specs
+        .iter()
+        .zip(&checks)
+        .filter_map(|(spec, check)| check.as_ref().err().map(|e| format!("{}: {e}", spec.name)))
+        .collect();
+    if !refused.is_empty() {
+        let why = refused.join("; ");
+        let outcomes = specs.into_iter().zip(checks).map(|(spec, check)| {
+            let error = match check {
+                Err(e) => e,
+                Ok(()) => ProviderError::Invalid(format!("not made: another node of this create was refused ({why})")),
+            };
+            (spec, Err(error))
+        });
+        return outcomes.inspect(|made| on_done(made)).collect();
+    }
     // A provider that makes many nodes in one step (the local cloud: one hold of its lock)
     // does; then all are waited for side by side.
     if let Some(outcomes) = provider.create_batch(&specs).await {

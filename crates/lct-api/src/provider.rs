@@ -90,6 +90,15 @@ pub trait Provider: Send + Sync {
     /// where [`Provider::wait_ready`] has more to wait for.
     fn create(&self, spec: &NodeSpec) -> impl Future<Output = Result<Node, ProviderError>> + Send;
 
+    /// Checks every spec of a create before any node of it is made (region, type, image
+    /// against what the provider offers): one outcome per spec, in order. A create of many
+    /// ([`crate::create::create_many`]) makes none when one is refused, so a plan spread over
+    /// regions with one unknown region leaves nothing half made. Nothing to check by default.
+    fn check_specs(&self, specs: &[NodeSpec]) -> impl Future<Output = Vec<Result<(), ProviderError>>> + Send {
+        let all = specs.iter().map(|_| Ok(())).collect();
+        async { all }
+    }
+
     /// How this provider makes many nodes at once ([`crate::create::create_many`] follows it).
     fn create_order(&self) -> CreateOrder {
         CreateOrder::Parallel

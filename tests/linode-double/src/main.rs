@@ -11,6 +11,7 @@ Prints one line of the settings that point lct at it, for a shell to eval:
 (the namespace with --backing local: its nodes' addresses are reached from there only), and
 serves until killed. Controls:
   GET  /_double/stats                   counts: requests, 429s, early retries, duplicates
+  GET  /_double/requests                the requests it served: method, path, body (secrets redacted)
   POST /_double/faults  {\"path\":\"/linode/instances\",\"method\":\"POST\",\"kind\":\"503\",\"count\":1,\"after\":true}
   POST /_double/advance {\"seconds\":60}
   POST /_double/seed    {\"instances\":10000}                     (foreign instances: tag seeded)

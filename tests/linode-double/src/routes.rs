@@ -13,6 +13,7 @@ pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> R
     let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match (method, rest) {
         ("GET", "stats") => ok(s.stats.to_json()),
+        ("GET", "requests") => ok(json!({ "data": s.stats.log.iter().map(logged).collect::<Vec<_>>() })),
         ("POST", "advance") => {
             s.offset += body["seconds"].as_f64().unwrap_or(0.0);
             ok(json!({}))
@@ -41,6 +42,21 @@ pub(crate) fn control(s: &mut State, method: &str, rest: &str, body: &[u8]) -> R
         }
         _ => error(404, "Not found", None),
     }
+}
+
+/// A logged request as the `requests` control shows it: method, path and body, without what
+/// grants access to a node (a root password, the first boot's document with its host key,
+/// authorized keys): the controls need no token.
+fn logged((method, path, body): &(String, String, Value)) -> Value {
+    let mut body = body.clone();
+    if let Some(fields) = body.as_object_mut() {
+        for secret in ["root_pass", "metadata", "authorized_keys", "authorized_users"] {
+            if fields.contains_key(secret) {
+                fields.insert(secret.to_string(), json!("(redacted)"));
+            }
+        }
+    }
+    json!({ "method": method, "path": path, "body": body })
 }
 
 /// `count` running instances tagged as lct-api tags its nodes, spread over clusters

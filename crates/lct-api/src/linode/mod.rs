@@ -246,17 +246,14 @@ impl LinodeProvider {
                         // Pinned before the stream's connection: the helper boots with this
                         // node's metadata, so with its host key too.
                         let pin = |made: &Instance| {
-                            let mut names = vec![made.label.clone()];
-                            names.extend(made.ipv4.iter().cloned());
-                            ssh.trust_host(&names, &host_key.public).map_err(|e| ProviderError::from(local(e)))
+                            ssh.trust_host(&pinned_names(made), &host_key.public)
+                                .map_err(|e| ProviderError::from(local(e)))
                         };
                         self.create_through_helper(spec, &checked, body, &keys, &pin).await?
                     }
                 };
                 self.remember(&made).await?;
-                let mut names = vec![made.label.clone()];
-                names.extend(made.ipv4.iter().map(|a| a.to_string()));
-                ssh.trust_host(&names, &host_key.public).map_err(local)?;
+                ssh.trust_host(&pinned_names(&made), &host_key.public).map_err(local)?;
                 made
             }
         };
@@ -333,6 +330,16 @@ fn is_private_v4(a: Ipv4Addr) -> bool {
     a.is_private() || a.is_link_local()
 }
 
+/// The names an instance's host key is pinned under: its label and public addresses. Not
+/// its private address: Linode's private network is per datacenter, and another region's
+/// instance may hold the same one; pinning under it would replace that instance's pin (a
+/// pin replaces every line naming any of its names), whose SSH then fails host-key checks.
+fn pinned_names(made: &Instance) -> Vec<String> {
+    let mut names = vec![made.label.clone()];
+    names.extend(made.ipv4.iter().filter(|a| a.parse().is_ok_and(|a| !is_private_v4(a))).cloned());
+    names
+}
+
 /// The node record of one of lct's instances (`None` for an instance without lct's tags or
 /// with a label that is not a node name).
 pub fn node_of(i: &Instance) -> Option<Node> {
@@ -393,6 +400,15 @@ impl Provider for LinodeProvider {
 
     async fn create(&self, spec: &NodeSpec) -> Result<Node, ProviderError> {
         self.create_node(spec).await
+    }
+
+    async fn check_specs(&self, specs: &[NodeSpec]) -> Vec<Result<(), ProviderError>> {
+        // One catalog (regions, types) for all: asked once, then every spec checked against it.
+        let mut outcomes = Vec::with_capacity(specs.len());
+        for spec in specs {
+            outcomes.push(self.check(spec).await.map(drop).map_err(ProviderError::from));
+        }
+        outcomes
     }
 
     async fn prepare_image(&self, image: &str, disk_mib: Option<u64>) -> Result<(), ProviderError> {
@@ -485,6 +501,23 @@ pub fn with_kind(kind: &str, mut v: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_keys_are_pinned_under_names_no_other_region_shares() {
+        let in_region = |label: &str, region: &str, public: &str| -> Instance {
+            serde_json::from_value(json!({
+                "id": 1, "label": label, "status": "running", "region": region,
+                "ipv4": [public, "192.168.128.1"], "tags": ["lct"]
+            }))
+            .unwrap()
+        };
+        // Two regions hand out the same private address: neither pin may name it.
+        let east = pinned_names(&in_region("zk-1", "us-east", "203.0.113.7"));
+        let west = pinned_names(&in_region("zk-2", "eu-west", "203.0.113.8"));
+        assert_eq!(east, ["zk-1", "203.0.113.7"]);
+        assert_eq!(west, ["zk-2", "203.0.113.8"]);
+        assert!(!east.iter().any(|n| west.contains(n)));
+    }
 
     #[test]
     fn instances_become_nodes() {
