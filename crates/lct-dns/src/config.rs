@@ -44,6 +44,7 @@ use crate::zone::DnsRecord;
 /// zone = "example.internal"
 /// address = "192.168.128.60:53"              # its primary (lct-dns, BIND, Knot)
 /// key = "xfr-example.key"                    # TSIG: transfers, and NOTIFY from it
+/// dnssec_validation = "on"                   # a signed copy is checked before it serves [on]
 ///
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
@@ -233,6 +234,19 @@ pub struct PrimaryConfig {
     pub zone: String,
     pub address: SocketAddr,
     pub key: PathBuf,
+    /// Whether each transferred version of a signed zone is validated before it serves
+    /// ([`crate::validate`]) [on].
+    #[serde(default)]
+    pub dnssec_validation: OnOff,
+}
+
+/// A setting that is on or off (`"on"`, `"off"`, as Knot writes them).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    #[default]
+    On,
+    Off,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -338,7 +352,8 @@ impl Config {
             if out.iter().any(|o| o.zone == zone) {
                 anyhow::bail!("{}: {zone} is given twice", self.field(format!("primary[{i}].zone")));
             }
-            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)? });
+            let validate = p.dnssec_validation == OnOff::On;
+            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)?, validate });
         }
         Ok(out)
     }
