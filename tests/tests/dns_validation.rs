@@ -3,7 +3,8 @@
 //! validates it against the secondary); then the primary's version is signed with Ed448
 //! alone (Knot, `algorithm: ed448`), an algorithm lct-dns lacks: the secondary refuses it
 //! with an error naming zone, serial, owner, type and algorithm, counts it, shows the
-//! refused serial in its statistics, and serves the old version on, still validating.
+//! refused serial in its statistics, and serves the old version on, still validating; once
+//! the primary signs with ECDSA again, its next version is followed.
 //! Loopback only; no root needed.
 
 use std::path::Path;
@@ -135,7 +136,7 @@ key = "k-knot.key"
 
     // The primary's next version: signed with Ed448 alone (a newer serial, new keys).
     drop(first);
-    let _second = knot(&dir.join("knot-ed448"), primary, secondary, "ed448", old + 100);
+    let second = knot(&dir.join("knot-ed448"), primary, secondary, "ed448", old + 100);
     until("Knot serves the Ed448 version", WITHIN, || serial(primary).is_some_and(|s| s > old));
     let new = serial(primary).unwrap();
     let keys = dns::dig(primary, &["+short", ZONE, "DNSKEY"]);
@@ -158,6 +159,13 @@ key = "k-knot.key"
     assert!(said.contains("; fully validated") && said.contains("192.0.2.10"), "{said}");
     let said = delv(secondary, &anchor, "nothing.knot.test");
     assert!(said.contains("negative response, fully validated") && said.contains("NXDOMAIN"), "{said}");
+
+    // The primary fixed (signing with ECDSA again, a newer serial): followed, the refusal gone.
+    drop(second);
+    let _fixed = knot(&dir.join("knot-fixed"), primary, secondary, "ecdsap256sha256", new + 100);
+    until("the secondary serves the fixed version", WITHIN, || serial(secondary).is_some_and(|s| s > new));
+    assert_eq!(dns::stat(&env, stats, "lct_dns_zone_refused_serial", &[("zone", "knot.test.")]), 0);
+    dns::until_answers(secondary, "www.knot.test", &["192.0.2.10"], WITHIN);
     if std::env::var_os("LCT_SHOW_LOG").is_some() {
         eprintln!("{log}");
     }

@@ -66,6 +66,8 @@ async fn follow(live: Live, primary: Primary) {
         let ours = soa_of(&live.current(), &zone);
         let wait = match refresh(&live, &primary, ours.clone()).await {
             Ok(changed) => {
+                // The primary's version serves (or ours is it): nothing refused stands.
+                crate::stats::zone_refused(&zone, None);
                 let t = now();
                 refreshed = Some(t);
                 let _ = lct_core::fsutil::atomic_write(&stamp, t.to_string().as_bytes(), 0o640);
