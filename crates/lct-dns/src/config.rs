@@ -585,4 +585,26 @@ mod tests {
         write(SIGNATURE_LIFETIME_MAX);
         assert!(Config::load(&path).is_ok());
     }
+
+    /// `dnssec_validation` is on unless a zone says "off"; anything else is refused at load,
+    /// naming the file and the values it takes.
+    #[test]
+    fn dnssec_validation_is_on_by_default_and_only_on_or_off() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+        let path = dir.path().join("lct-dns.toml");
+        let load = |setting: &str| {
+            let text = format!(
+                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[[primary]]\nzone = \"a.test\"\naddress = \"127.0.0.1:5300\"\nkey = \"k.key\"\n{setting}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path).map(|c| c.primaries[0].dnssec_validation)
+        };
+        assert_eq!(load("").unwrap(), OnOff::On);
+        assert_eq!(load("dnssec_validation = \"on\"").unwrap(), OnOff::On);
+        assert_eq!(load("dnssec_validation = \"off\"").unwrap(), OnOff::Off);
+        for bad in ["dnssec_validation = \"maybe\"", "dnssec_validation = true", "dnssec_validation = \"ON \""] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("lct-dns.toml") && e.contains("dnssec_validation"), "{bad}: {e}");
+        }
+    }
 }
