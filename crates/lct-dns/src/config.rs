@@ -44,6 +44,7 @@ use crate::zone::DnsRecord;
 /// zone = "example.internal"
 /// address = "192.168.128.60:53"              # its primary (lct-dns, BIND, Knot)
 /// key = "xfr-example.key"                    # TSIG: transfers, and NOTIFY from it
+/// dnssec_validation = "on"                   # a signed copy is checked before it serves [on]
 ///
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
@@ -233,6 +234,19 @@ pub struct PrimaryConfig {
     pub zone: String,
     pub address: SocketAddr,
     pub key: PathBuf,
+    /// Whether each transferred version of a signed zone is validated before it serves
+    /// ([`crate::validate`]) [on].
+    #[serde(default)]
+    pub dnssec_validation: OnOff,
+}
+
+/// A setting that is on or off (`"on"`, `"off"`, as Knot writes them).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    #[default]
+    On,
+    Off,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -338,7 +352,8 @@ impl Config {
             if out.iter().any(|o| o.zone == zone) {
                 anyhow::bail!("{}: {zone} is given twice", self.field(format!("primary[{i}].zone")));
             }
-            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)? });
+            let validate = p.dnssec_validation == OnOff::On;
+            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)?, validate });
         }
         Ok(out)
     }
@@ -569,5 +584,27 @@ mod tests {
         }
         write(SIGNATURE_LIFETIME_MAX);
         assert!(Config::load(&path).is_ok());
+    }
+
+    /// `dnssec_validation` is on unless a zone says "off"; anything else is refused at load,
+    /// naming the file and the values it takes.
+    #[test]
+    fn dnssec_validation_is_on_by_default_and_only_on_or_off() {
+        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+        let path = dir.path().join("lct-dns.toml");
+        let load = |setting: &str| {
+            let text = format!(
+                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[[primary]]\nzone = \"a.test\"\naddress = \"127.0.0.1:5300\"\nkey = \"k.key\"\n{setting}\n"
+            );
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path).map(|c| c.primaries[0].dnssec_validation)
+        };
+        assert_eq!(load("").unwrap(), OnOff::On);
+        assert_eq!(load("dnssec_validation = \"on\"").unwrap(), OnOff::On);
+        assert_eq!(load("dnssec_validation = \"off\"").unwrap(), OnOff::Off);
+        for bad in ["dnssec_validation = \"maybe\"", "dnssec_validation = true", "dnssec_validation = \"ON \""] {
+            let e = load(bad).unwrap_err().to_string();
+            assert!(e.contains("lct-dns.toml") && e.contains("dnssec_validation"), "{bad}: {e}");
+        }
     }
 }

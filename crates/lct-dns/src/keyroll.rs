@@ -5,7 +5,7 @@
 //! `knotc zone-ksk-submitted`). The server's timer calls [`advance`] at each key event.
 
 use crate::keystate::{KeyRing, KeyState, Requests, RingFile, Role, StoredKey, Timing};
-use crate::zonekeys::{KeyAlgorithm, KeyError};
+use crate::zonekeys::{KeyAlgorithm, KeyError, ZoneKey};
 
 /// A day: how far past a rollover step the clock may be before it is suspect.
 pub const CLOCK_SLACK: u64 = 86_400;
@@ -54,20 +54,65 @@ pub struct ZoneTtls {
     pub max: u32,
 }
 
-/// A key of `role`, made now, published at `publish`.
-fn new_key(zone: &str, algorithm: KeyAlgorithm, role: Role, now: u64, timing: Timing) -> Result<StoredKey, KeyError> {
-    let der = crate::zonekeys::generate_pkcs8(algorithm)
-        .map_err(|e| KeyError::Key { zone: zone.to_string(), message: format!("no key made: {e}") })?;
-    Ok(StoredKey { role, timing: Timing { created: now, ..timing }, pkcs8: data_encoding::BASE64.encode(&der) })
+/// How many keys are made, at most, to find one whose key tag no key of the zone has (a
+/// new key collides with one of n keys with odds n in 65,536: sixteen tries all colliding
+/// mean a broken generator, not bad luck).
+const KEY_TAG_TRIES: usize = 16;
+
+/// A key of `role`, made now, published at `publish`, its key tag none of `file`'s keys have.
+fn new_key(file: &RingFile, role: Role, now: u64, timing: Timing) -> Result<StoredKey, KeyError> {
+    let algorithm = file.algorithm;
+    new_key_from(file, role, now, timing, &mut || crate::zonekeys::generate_pkcs8(algorithm))
+}
+
+/// [`new_key`] with keys from `generate` (tests force a collision with it). Validators pick
+/// the key for a signature by its tag: two keys of a zone with one tag make them try both
+/// (RFC 4035 5.3.1), a cost a hostile zone could multiply (KeyTrap, CVE-2023-50387), and
+/// some stop at the first. So a key whose tag is taken is thrown away and another made
+/// (RFC 6781 3.1 says as much; Knot and BIND do the same).
+fn new_key_from(
+    file: &RingFile,
+    role: Role,
+    now: u64,
+    timing: Timing,
+    generate: &mut dyn FnMut() -> Result<Vec<u8>, String>,
+) -> Result<StoredKey, KeyError> {
+    let zone = &file.zone;
+    let taken: Vec<u16> = KeyRing::from_file(file.clone())?.keys.iter().map(|k| k.key.tag).collect();
+    for _ in 0..KEY_TAG_TRIES {
+        let der = generate().map_err(|e| KeyError::Key { zone: zone.clone(), message: format!("no key made: {e}") })?;
+        let key = ZoneKey::from_pkcs8(zone, file.algorithm, role.flags(), now, der.clone())?;
+        if taken.contains(&key.tag) {
+            tracing::info!("zone {zone}: a new {role:?} had key tag {} (taken): made another", key.tag);
+            continue;
+        }
+        return Ok(StoredKey {
+            role,
+            timing: Timing { created: now, ..timing },
+            pkcs8: data_encoding::BASE64.encode(&der),
+        });
+    }
+    Err(KeyError::Key {
+        zone: zone.clone(),
+        message: format!(
+            "no new {role:?} made: {KEY_TAG_TRIES} keys in a row had a key tag the zone's keys have ({taken:?})"
+        ),
+    })
 }
 
 /// A zone's first keys, active at once (nothing to roll from): a KSK and a ZSK, or a CSK.
 pub fn first_keys(zone: &str, algorithm: KeyAlgorithm, split: bool, now: u64) -> Result<RingFile, KeyError> {
     let at_once = Timing { created: now, publish: now, ready: Some(now), active: Some(now), ..Default::default() };
     let roles: &[Role] = if split { &[Role::Ksk, Role::Zsk] } else { &[Role::Csk] };
-    let keys = roles.iter().map(|&r| new_key(zone, algorithm, r, now, at_once)).collect::<Result<_, _>>()?;
+    let mut file =
+        RingFile { zone: zone.to_string(), algorithm, keys: Vec::new(), last_step: now, requests: Requests::default() };
+    for &role in roles {
+        // Each after the one before: the ZSK's tag is not the KSK's.
+        let key = new_key(&file, role, now, at_once)?;
+        file.keys.push(key);
+    }
     tracing::info!("zone {zone}: new DNSSEC keys ({})", if split { "KSK and ZSK" } else { "CSK" });
-    Ok(RingFile { zone: zone.to_string(), algorithm, keys, last_step: now, requests: Requests::default() })
+    Ok(file)
 }
 
 /// `zone`'s CSK, from its key file under `dir`, made (and kept, 0600) if there is none
@@ -136,12 +181,14 @@ fn start_roll(file: &mut RingFile, role: Role, policy: &Policy, ttls: ZoneTtls, 
             old.timing.retire = Some(known);
             old.timing.remove = Some(remove);
         }
-        file.keys.push(new_key(&file.zone, file.algorithm, role, now, timing)?);
+        let key = new_key(file, role, now, timing)?;
+        file.keys.push(key);
     } else {
         // Double signature (RFC 6781 4.1.2): the new key signs the DNSKEY set (a CSK, the
         // zone too) from now; its DS may go to the parent once every cache has it.
         let timing = Timing { publish: now, ready: Some(known), ..Default::default() };
-        file.keys.push(new_key(&file.zone, file.algorithm, role, now, timing)?);
+        let key = new_key(file, role, now, timing)?;
+        file.keys.push(key);
     }
     tracing::info!("zone {}: {role:?} rollover started", file.zone);
     Ok(())
@@ -358,6 +405,8 @@ mod erased {
 
 #[cfg(test)]
 mod tests {
+    use data_encoding::BASE64;
+
     use super::*;
     use crate::zonekeys::{ds_file, key_file};
 
@@ -511,6 +560,46 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+    }
+
+    /// A new key whose key tag a key of the zone has is not kept: another is made, at most
+    /// [`KEY_TAG_TRIES`] times, then a clear error (a generator that only collides).
+    #[test]
+    fn a_new_key_never_takes_a_key_tag_the_zone_has() {
+        let file = first_keys(ZONE, KeyAlgorithm::Ecdsa, false, 0).unwrap();
+        let csk = BASE64.decode(file.keys[0].pkcs8.as_bytes()).unwrap();
+        let tag = |der: &[u8], role: Role| {
+            ZoneKey::from_pkcs8(ZONE, KeyAlgorithm::Ecdsa, role.flags(), 0, der.to_vec()).unwrap().tag
+        };
+        let other = crate::zonekeys::generate_pkcs8(KeyAlgorithm::Ecdsa).unwrap();
+        assert_ne!(tag(&other, Role::Csk), tag(&csk, Role::Csk), "two fresh keys collided: run again");
+        // The same key again (same flags: the same tag) twice, then another.
+        let mut made = vec![csk.clone(), csk.clone(), other.clone()].into_iter();
+        let mut calls = 0;
+        let key = new_key_from(&file, Role::Csk, 5, Timing::default(), &mut || {
+            calls += 1;
+            Ok(made.next().unwrap())
+        })
+        .unwrap();
+        assert_eq!(calls, 3, "the colliding keys were thrown away");
+        assert_eq!(BASE64.decode(key.pkcs8.as_bytes()).unwrap(), other);
+        let mut with = file.clone();
+        with.keys.push(key);
+        let tags: Vec<u16> = ring(&with).keys.iter().map(|k| k.key.tag).collect();
+        assert_ne!(tags[0], tags[1]);
+        // A generator that only collides: an error naming the zone and the tag, no key.
+        let mut calls = 0;
+        let err = new_key_from(&file, Role::Csk, 5, Timing::default(), &mut || {
+            calls += 1;
+            Ok(csk.clone())
+        })
+        .unwrap_err()
+        .to_string();
+        assert_eq!(calls, KEY_TAG_TRIES);
+        assert!(
+            err.contains(ZONE) && err.contains(&tag(&csk, Role::Csk).to_string()) && err.contains("key tag"),
+            "{err}"
+        );
     }
 
     /// A lost key is not silently replaced (the parent's DS would no longer match), and a key

@@ -107,6 +107,7 @@ pub mod transfer;
 pub mod tsig;
 pub mod udp;
 pub mod update;
+pub mod validate;
 pub mod wire;
 pub mod zone;
 pub mod zonekeys;

@@ -53,6 +53,16 @@ pub const METRICS: &[(&str, &str, &str)] = &[
     ("lct_dns_notify_refused_total", "counter", "NOTIFY messages refused (not a primary's key for the zone)."),
     ("lct_dns_zone_serial", "gauge", "Each zone's SOA serial, by zone and role (primary or secondary)."),
     ("lct_dns_zone_expired", "gauge", "1 for a secondary zone past its SOA expire without a refresh."),
+    (
+        "lct_dns_validation_refused_total",
+        "counter",
+        "Transferred versions of signed secondary zones refused: they did not validate.",
+    ),
+    (
+        "lct_dns_zone_refused_serial",
+        "gauge",
+        "The serial of a secondary zone's last transferred version, refused by validation (absent: it serves).",
+    ),
     ("lct_dns_zone_signed", "gauge", "1 for a zone signed here with DNSSEC."),
     (
         "lct_dns_zone_next_key_event_seconds",
@@ -101,6 +111,7 @@ pub fn samples(snap: &Snapshot, served: &Served) -> Vec<DnsStat> {
         sample("lct_dns_notify_unanswered_total", &[], e(Event::NotifyUnanswered)),
         sample("lct_dns_notify_received_total", &[], e(Event::NotifyReceived)),
         sample("lct_dns_notify_refused_total", &[], e(Event::NotifyRefused)),
+        sample("lct_dns_validation_refused_total", &[], e(Event::ValidationRefused)),
     ]);
     out.extend(zone_samples(served));
     out.push(sample("lct_dns_scrapes_refused_total", &[], e(Event::ScrapeRefused)));
@@ -129,6 +140,9 @@ pub fn zone_samples(served: &Served) -> Vec<DnsStat> {
         }
         if secondary {
             out.push(sample("lct_dns_zone_expired", &[("zone", zone)], expired.contains(zone).into()));
+            if let Some(serial) = crate::stats::refused_serial(zone) {
+                out.push(sample("lct_dns_zone_refused_serial", &[("zone", zone)], serial.into()));
+            }
         }
     }
     out.extend(signing_samples(served, crate::tsig::now()));

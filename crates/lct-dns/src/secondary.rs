@@ -17,6 +17,7 @@ use crate::served::Served;
 use crate::settings::Primary;
 use crate::stats::Event;
 use crate::tsig::now;
+use crate::validate::Scope;
 use crate::wire::WireBatch;
 use crate::wire::{normal, serial_of};
 use crate::zone::{DnsRecord, RecordType};
@@ -65,6 +66,8 @@ async fn follow(live: Live, primary: Primary) {
         let ours = soa_of(&live.current(), &zone);
         let wait = match refresh(&live, &primary, ours.clone()).await {
             Ok(changed) => {
+                // The primary's version serves (or ours is it): nothing refused stands.
+                crate::stats::zone_refused(&zone, None);
                 let t = now();
                 refreshed = Some(t);
                 let _ = lct_core::fsutil::atomic_write(&stamp, t.to_string().as_bytes(), 0o640);
@@ -78,7 +81,17 @@ async fn follow(live: Live, primary: Primary) {
                 timers(soa_of(&live.current(), &zone).as_ref()).0
             }
             Err(e) => {
-                tracing::warn!("zone {zone}: refresh from {} failed: {e:#}", primary.address);
+                if let Some(refused) = e.downcast_ref::<crate::validate::Refused>() {
+                    // The primary's version is broken (or forged): loud, counted, kept out.
+                    tracing::error!(
+                        "{refused}: the version from {} is refused, the previous one serves on",
+                        primary.address
+                    );
+                    crate::stats::event(Event::ValidationRefused);
+                    crate::stats::zone_refused(&zone, Some(refused.serial));
+                } else {
+                    tracing::warn!("zone {zone}: refresh from {} failed: {e:#}", primary.address);
+                }
                 crate::stats::event(Event::TransferInFailed);
                 if ours.is_none() {
                     // Nothing to serve yet: try again soon, backing off.
@@ -113,9 +126,13 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
     let served = live.current();
     let generation = live.generation();
     let started = std::time::Instant::now();
+    let validate = primary.validate;
     let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Fetched>> {
+        // A copy signed now stays signed: a version without its signatures is refused.
+        let was_signed = served.records.iter().any(|r| r.zone == zone && r.rtype == RecordType::DNSKEY);
+        let check = Check { validate, was_signed };
         // Nothing yet: straight to the transfer (its first record is the SOA).
-        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served)?)) };
+        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served, check)?)) };
         let theirs = client.soa(&zone)?;
         let their_serial = crate::wire::soa_serial(&theirs.data).unwrap_or_default();
         let our_serial = crate::wire::soa_serial(&ours.data).unwrap_or_default();
@@ -124,17 +141,21 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
         }
         match client.ixfr(&zone, &ours) {
             Ok(Ixfr::UpToDate) => Ok(None),
-            Ok(Ixfr::Full(records)) => Ok(Some(Fetched::Zone(records, "IXFR (the whole zone)".into(), None))),
+            Ok(Ixfr::Full(records)) => {
+                check.records(&zone, &records, &Scope::Whole)?;
+                Ok(Some(Fetched::Zone(records, "IXFR (the whole zone)".into(), None)))
+            }
             Ok(Ixfr::Incremental(soa, changes)) => {
                 let how = format!("IXFR ({} changes)", changes.len());
                 // (The zone is copied only now: most refreshes find it current.)
                 let current = served.records.iter().filter(|r| r.zone == zone).cloned().collect();
                 let records = apply(current, soa, &changes);
+                check.records(&zone, &records, &touched(&changes))?;
                 Ok(Some(Fetched::Zone(records, how, Some(changes))))
             }
             Err(e) => {
                 tracing::info!("zone {zone}: IXFR failed ({e}); full transfer");
-                Ok(Some(full_transfer(&client, &zone, &served)?))
+                Ok(Some(full_transfer(&client, &zone, &served, check)?))
             }
         }
     })
@@ -212,7 +233,7 @@ enum Fetched {
 /// first, then each message's records, straight off the wire, as the client hands them over.
 /// The records' text (what the state file, the journal and updates read) is made later,
 /// once the tables serve.
-fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result<Fetched> {
+fn full_transfer(client: &Client, zone: &str, served: &Served, check: Check) -> anyhow::Result<Fetched> {
     let settings = Arc::clone(&served.settings);
     let modes = |z: &str| crate::mode::mode_of(&settings.modes, z);
     let mut builder = crate::tables::Builder::new(&modes, served.records.len().max(1024));
@@ -235,6 +256,7 @@ fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result
     if let Some(e) = refused {
         anyhow::bail!("zone {zone}: the copy is refused, the previous one serves on: {e}");
     }
+    check.batches(zone, &batches)?;
     let received = started.elapsed();
     let answers = Served::with_expiry(builder.finish(), &settings);
     tracing::debug!(
@@ -243,6 +265,65 @@ fn full_transfer(client: &Client, zone: &str, served: &Served) -> anyhow::Result
         started.elapsed() - received
     );
     Ok(Fetched::Built(answers, batches))
+}
+
+/// Whether and how a transferred version is validated before it serves.
+#[derive(Debug, Clone, Copy)]
+struct Check {
+    /// `dnssec_validation` is on for the zone.
+    validate: bool,
+    /// The version served now is signed.
+    was_signed: bool,
+}
+
+impl Check {
+    /// Validates a full transfer's records as they came off the wire.
+    fn batches(self, zone: &str, batches: &[WireBatch]) -> Result<(), crate::validate::Refused> {
+        if !self.validate {
+            return Ok(());
+        }
+        let serial = batches
+            .first()
+            .and_then(|b| b.iter().next())
+            .filter(|soa| soa.rtype == 6)
+            .and_then(|soa| soa.to_text(zone))
+            .and_then(|soa| crate::wire::soa_serial(&soa.data))
+            .unwrap_or_default();
+        let started = std::time::Instant::now();
+        let records = batches.iter().flat_map(WireBatch::iter);
+        let checked = crate::validate::check(zone, serial, records, &Scope::Whole, now(), self.was_signed)?;
+        tracing::debug!(
+            "zone {zone}: serial {serial} validated ({} signatures) in {:?}",
+            checked.verified,
+            started.elapsed()
+        );
+        Ok(())
+    }
+
+    /// Validates a version made of `records` (an IXFR's), the sets `scope` names.
+    fn records(self, zone: &str, records: &[DnsRecord], scope: &Scope) -> anyhow::Result<()> {
+        if !self.validate {
+            return Ok(());
+        }
+        let serial = serial_of(records, zone).unwrap_or_default();
+        let wanted = |r: &&DnsRecord| match scope {
+            Scope::Whole => true,
+            Scope::Owners(owners) => {
+                r.name == zone || crate::wire::wire_name(&r.name).is_some_and(|n| owners.contains(&n))
+            }
+        };
+        let batch = crate::validate::batch_of(records.iter().filter(wanted))
+            .map_err(|e| anyhow::anyhow!("zone {zone} serial {serial}: {e}"))?;
+        crate::validate::check(zone, serial, batch.iter(), scope, now(), self.was_signed)?;
+        Ok(())
+    }
+}
+
+/// The owners an incremental transfer's changes touched (wire form, lower case): their
+/// sets are what it validates, with the apex's SOA and DNSKEY sets.
+fn touched(changes: &[Change]) -> Scope {
+    let names = changes.iter().flat_map(|c| c.removed.iter().chain(&c.added));
+    Scope::Owners(names.filter_map(|r| crate::wire::wire_name(&r.name.to_ascii_lowercase())).collect())
 }
 
 /// Every zone's records but `zone`'s from `records`, then `zone`'s as `batches` have them.

@@ -37,6 +37,8 @@ pub struct Primary {
     pub zone: String,
     pub address: SocketAddr,
     pub key: Key,
+    /// A signed copy is validated before it serves (`dnssec_validation`).
+    pub validate: bool,
 }
 
 /// Which view a secondary's key transfers.

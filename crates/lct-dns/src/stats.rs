@@ -156,12 +156,32 @@ pub enum Event {
     NotifyReceived,
     /// A NOTIFY refused: not signed with a primary's key for its zone.
     NotifyRefused,
+    /// A transferred version of a signed zone refused: it did not validate.
+    ValidationRefused,
     /// A scrape of the statistics listener turned away (too many at once, too slow, too big).
     ScrapeRefused,
 }
 
+/// The secondary zones whose last transferred version was refused by validation, with
+/// that version's serial (kept whether or not counting is on: `lct-dns stats` shows it).
+static REFUSED: Mutex<std::collections::BTreeMap<String, u32>> = Mutex::new(std::collections::BTreeMap::new());
+
+/// `zone`'s last transferred version: refused (its serial), or served (`None`).
+pub fn zone_refused(zone: &str, serial: Option<u32>) {
+    let mut refused = REFUSED.lock().expect("not poisoned");
+    match serial {
+        Some(serial) => refused.insert(zone.to_string(), serial),
+        None => refused.remove(zone),
+    };
+}
+
+/// The serial of `zone`'s last version refused by validation, if its last one was.
+pub fn refused_serial(zone: &str) -> Option<u32> {
+    REFUSED.lock().expect("not poisoned").get(zone).copied()
+}
+
 /// How many [`Event`]s there are.
-pub const EVENTS: usize = 14;
+pub const EVENTS: usize = 15;
 
 /// The counters of a running server.
 pub struct Stats {
@@ -331,7 +351,7 @@ mod tests {
 
     #[test]
     fn the_event_list_is_complete() {
-        assert_eq!(Event::NotifyRefused as usize + 2, EVENTS);
+        assert_eq!(Event::NotifyRefused as usize + 3, EVENTS);
         assert_eq!(Event::ScrapeRefused as usize + 1, EVENTS);
     }
 

@@ -1,0 +1,236 @@
+//! Tests of [`crate::validate`]: a zone lct-dns signed passes; each way of breaking it (a
+//! flipped byte, a missing RRSIG, an expired one, an algorithm not known here, a broken
+//! NSEC chain, the signatures dropped) is refused with an error naming what failed.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::*;
+use crate::fast::Answers;
+use crate::mode::ZoneMode;
+use crate::sign::{Dnssec, Timers};
+use crate::zone::fixtures::{rec, zone};
+use crate::zone::{DnsRecord, RecordType, View};
+use crate::zonekeys::KeyAlgorithm;
+
+const NOW: u64 = 1_800_000_000;
+const ZONE: &str = "lct.internal.";
+
+/// A record as the transfer hands it over: owner, type, TTL, data.
+type Owned = (Vec<u8>, u16, u32, Vec<u8>);
+
+/// A zone of `n` nodes signed by lct-dns with `algorithm`, its internal view's records
+/// as a full transfer sends them.
+fn signed_zone(n: usize, algorithm: KeyAlgorithm) -> Vec<Owned> {
+    let dir = lct_core::fsutil::temp_dir("lct-dns-validate").unwrap();
+    let key = crate::keyroll::load_or_create_csk(dir.path(), ZONE, algorithm, NOW).unwrap();
+    let dnssec = Dnssec::new(BTreeMap::from([(ZONE.to_string(), key)]), Timers::default());
+    let mut records: Vec<DnsRecord> = zone();
+    for i in 0..n {
+        let name = format!("n-{i}.c{}.lct.internal.", i % 10);
+        records.push(DnsRecord {
+            view: View::Internal,
+            ..rec(&name, RecordType::A, &format!("10.0.{}.{}", i / 250, i % 250))
+        });
+    }
+    let mut answers = Answers::new(&records, &|_: &str| ZoneMode::Split).unwrap();
+    dnssec.sign_at(&mut answers, NOW).unwrap();
+    let mut out = Vec::new();
+    assert!(answers.each_transfer_record(ZONE, true, |owner, rest| {
+        let rtype = u16::from_be_bytes([rest[0], rest[1]]);
+        let ttl = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+        out.push((owner.to_vec(), rtype, ttl, rest[10..].to_vec()));
+        true
+    }));
+    out
+}
+
+fn wire(records: &[Owned]) -> Vec<WireRecord<'_>> {
+    records.iter().map(|(name, rtype, ttl, rdata)| WireRecord { name, rtype: *rtype, ttl: *ttl, rdata }).collect()
+}
+
+fn check_at(records: &[Owned], now: u64) -> Result<Checked, Refused> {
+    check(ZONE, 7, wire(records), &Scope::Whole, now, true)
+}
+
+fn owner(name: &str) -> Vec<u8> {
+    crate::wire::wire_name(name).unwrap()
+}
+
+/// The index of the RRSIG at `name` covering `covered`.
+fn rrsig_of(records: &[Owned], name: &str, covered: u16) -> usize {
+    let name = owner(name);
+    records
+        .iter()
+        .position(|(o, t, _, d)| *o == name && *t == 46 && u16::from_be_bytes([d[0], d[1]]) == covered)
+        .unwrap()
+}
+
+#[test]
+fn a_zone_lct_dns_signed_passes_with_either_algorithm() {
+    for algorithm in [KeyAlgorithm::Ecdsa, KeyAlgorithm::Ed25519] {
+        let records = signed_zone(50, algorithm);
+        let checked = check_at(&records, NOW).unwrap();
+        assert!(checked.signed);
+        // Every name's A (or apex) set, its NSEC, the DNSKEY set: each verified.
+        assert!(checked.verified > 100, "{checked:?}");
+        let touched = HashSet::from([owner("n-3.c3.lct.internal.")]);
+        let some = check(ZONE, 7, wire(&records), &Scope::Owners(touched), NOW, true).unwrap();
+        assert!(some.verified < 10 && some.verified >= 4, "the touched name's sets, the SOA and DNSKEY: {some:?}");
+    }
+}
+
+/// One byte flipped in a signature: refused, naming serial, owner, type and algorithm.
+#[test]
+fn a_flipped_signature_byte_is_refused_naming_the_set() {
+    let mut records = signed_zone(20, KeyAlgorithm::Ecdsa);
+    let at = rrsig_of(&records, "n-4.c4.lct.internal.", 1);
+    let last = records[at].3.len() - 1;
+    records[at].3[last] ^= 1;
+    let err = check_at(&records, NOW).unwrap_err();
+    assert_eq!((err.serial, err.owner.as_str(), err.rtype.as_str()), (7, "n-4.c4.lct.internal.", "A"));
+    let text = err.to_string();
+    assert!(text.contains("bad signature") && text.contains("ECDSAP256SHA256 (13)") && text.contains(ZONE), "{text}");
+    // The signed data changed instead (an address rewritten): refused the same way.
+    let mut records = signed_zone(20, KeyAlgorithm::Ed25519);
+    let name = owner("n-5.c5.lct.internal.");
+    let a = records.iter().position(|(o, t, _, _)| *o == name && *t == 1).unwrap();
+    records[a].3 = vec![203, 0, 113, 66];
+    let err = check_at(&records, NOW).unwrap_err().to_string();
+    assert!(
+        err.contains("n-5.c5.lct.internal. A") && err.contains("ED25519 (15)") && err.contains("bad signature"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_rrsig_an_expired_one_and_one_not_yet_valid_are_refused() {
+    let mut records = signed_zone(20, KeyAlgorithm::Ecdsa);
+    let gone = records.remove(rrsig_of(&records, "n-6.c6.lct.internal.", 1));
+    let err = check_at(&records, NOW).unwrap_err().to_string();
+    assert!(err.contains("n-6.c6.lct.internal. A: no RRSIG"), "{err}");
+    records.push(gone);
+    check_at(&records, NOW).unwrap();
+    // Signatures live 14 days: a day past, every one has expired.
+    let err = check_at(&records, NOW + 15 * 86_400).unwrap_err().to_string();
+    assert!(err.contains("expired at"), "{err}");
+    // A clock two hours before they were made (they are dated an hour back).
+    let err = check_at(&records, NOW - 7_200).unwrap_err().to_string();
+    assert!(err.contains("is valid only from"), "{err}");
+}
+
+/// A zone whose keys are all of an algorithm lct-dns lacks (Ed448, an unknown number), or a
+/// set signed only with one: refused naming the algorithm, mnemonic and number.
+#[test]
+fn an_algorithm_this_server_lacks_is_refused_by_name_and_number() {
+    for (number, shown) in [(16u8, "ED448 (16)"), (200, "an unknown algorithm (200)")] {
+        let mut records = signed_zone(5, KeyAlgorithm::Ecdsa);
+        for (_, rtype, _, data) in &mut records {
+            match *rtype {
+                48 => data[3] = number,
+                46 => data[2] = number,
+                _ => {}
+            }
+        }
+        let err = check_at(&records, NOW).unwrap_err().to_string();
+        assert!(err.contains("lct.internal. DNSKEY") && err.contains(shown), "{err}");
+        assert!(err.contains("no key of an algorithm this server can verify"), "{err}");
+    }
+    let mut records = signed_zone(5, KeyAlgorithm::Ecdsa);
+    let at = rrsig_of(&records, "n-1.c1.lct.internal.", 1);
+    records[at].3[2] = 16;
+    let err = check_at(&records, NOW).unwrap_err().to_string();
+    assert!(err.contains("n-1.c1.lct.internal. A: signed only with ED448 (16)"), "{err}");
+}
+
+#[test]
+fn a_broken_nsec_chain_is_refused() {
+    let records = signed_zone(20, KeyAlgorithm::Ecdsa);
+    let nsec = |name: &str| {
+        let name = owner(name);
+        records.iter().position(|(o, t, _, _)| *o == name && *t == 47).unwrap()
+    };
+    // A name left out of the chain (its NSEC and the NSEC's signature gone).
+    let mut left_out = records.clone();
+    left_out.remove(nsec("n-7.c7.lct.internal."));
+    let err = check_at(&left_out, NOW).unwrap_err().to_string();
+    assert!(err.contains("n-7.c7.lct.internal. NSEC: no NSEC at this name"), "{err}");
+    // An NSEC that skips names, re-pointed (its signature would catch it: checked with the
+    // chain alone, as a primary could sign a bad chain).
+    let mut sets = HashMap::new();
+    let wired = wire(&records);
+    let mut order = Vec::new();
+    for r in &wired {
+        let set: &mut Vec<WireRecord> = sets.entry((r.name, r.rtype)).or_default();
+        if set.is_empty() {
+            order.push((r.name, r.rtype));
+        }
+        set.push(*r);
+    }
+    let apex = owner(ZONE);
+    let short = [apex.clone(), vec![0, 0, 0, 0, 0, 0]].concat();
+    sets.get_mut(&(apex.as_slice(), 47)).unwrap()[0].rdata = &short[..apex.len()];
+    let (at, why) = check_chain(&sets, &order, &apex, &|_| false).unwrap_err();
+    assert_eq!(at, apex);
+    assert!(why.contains("comes back to the apex after 1 of its"), "{why}");
+}
+
+#[test]
+fn signatures_dropped_from_a_signed_zone_are_refused_an_unsigned_zone_passes() {
+    let records: Vec<Owned> =
+        signed_zone(5, KeyAlgorithm::Ecdsa).into_iter().filter(|(_, t, _, _)| !(46..=48).contains(t)).collect();
+    let err = check(ZONE, 8, wire(&records), &Scope::Whole, NOW, true).unwrap_err().to_string();
+    assert!(err.contains("serial 8") && err.contains("no DNSKEY set"), "{err}");
+    assert_eq!(check(ZONE, 8, wire(&records), &Scope::Whole, NOW, false).unwrap(), Checked::default());
+}
+
+/// An incremental transfer's version is checked from its `dns-record`s, read back as the
+/// wire reader reads them: the same verdicts as the transfer's bytes.
+#[test]
+fn records_kept_as_text_are_checked_on_the_same_bytes() {
+    let records = signed_zone(20, KeyAlgorithm::Ecdsa);
+    let texts: Vec<DnsRecord> = wire(&records).iter().filter_map(|r| r.to_text(ZONE)).collect();
+    assert_eq!(texts.len(), records.len());
+    let batch = batch_of(texts.iter()).unwrap();
+    assert_eq!(batch.len(), records.len());
+    let touched = Scope::Owners(HashSet::from([owner("n-2.c2.lct.internal.")]));
+    check(ZONE, 7, batch.iter(), &Scope::Whole, NOW, true).unwrap();
+    check(ZONE, 7, batch.iter(), &touched, NOW, true).unwrap();
+    // A changed address at a touched name: refused; at a name the change did not touch: not
+    // looked at (a full transfer looks at every name).
+    let mut changed = texts.clone();
+    let at = changed.iter().position(|r| r.name == "n-2.c2.lct.internal." && r.rtype == RecordType::A).unwrap();
+    changed[at].data = "10.9.9.9".into();
+    let batch = batch_of(changed.iter()).unwrap();
+    let err = check(ZONE, 7, batch.iter(), &touched, NOW, true).unwrap_err().to_string();
+    assert!(err.contains("n-2.c2.lct.internal. A") && err.contains("bad signature"), "{err}");
+    let elsewhere = Scope::Owners(HashSet::from([owner("n-3.c3.lct.internal.")]));
+    check(ZONE, 7, batch.iter(), &elsewhere, NOW, true).unwrap();
+}
+
+/// A 10,000-node zone (both algorithms): every set verified; the time it takes is printed
+/// (`-- --nocapture`) for docs/benchmarks.md.
+#[test]
+fn a_ten_thousand_node_zone_validates_whole() {
+    for algorithm in [KeyAlgorithm::Ecdsa, KeyAlgorithm::Ed25519] {
+        let records = signed_zone(10_000, algorithm);
+        let (started, cpu) = (std::time::Instant::now(), thread_cpu());
+        let checked = check_at(&records, NOW).unwrap();
+        let (took, cpu) = (started.elapsed(), thread_cpu() - cpu);
+        // Each node's A set and NSEC, the apex's sets.
+        assert!(checked.verified >= 20_000, "{checked:?}");
+        eprintln!(
+            "{algorithm:?}: {} records, {} signatures verified in {took:?}, {cpu:?} of CPU ({:.1} us each)",
+            records.len(),
+            checked.verified,
+            cpu.as_secs_f64() * 1e6 / checked.verified as f64
+        );
+    }
+}
+
+/// This thread's CPU time (a shared machine's other work does not move it).
+fn thread_cpu() -> std::time::Duration {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec for the call to fill.
+    assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) }, 0);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
