@@ -9,11 +9,13 @@
 //! * [`forward`]: a leader's forwarding, confined to mesh traffic (its own nft table).
 //! * [`remote`]: the controller's side: sync, status and down over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
+//! * [`follow`]: what a sync leaves for lct-fw (the clusters whose firewalls went stale).
 //! * [`cli`]: the command line's definitions.
 //!
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
 pub mod cli;
+pub mod follow;
 pub mod forward;
 pub mod graph;
 pub mod model;

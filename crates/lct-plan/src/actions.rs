@@ -121,21 +121,6 @@ async fn push_firewalls(
     Ok(())
 }
 
-/// The clusters to push lct-fw for after a sync: those owning a node the sync marked
-/// `firewall_stale` ([`lct_mesh::state::MeshState::firewall_changes`]: its WireGuard peers
-/// or a member's mesh address changed), when one of them, or of their dependencies and
-/// dependents (which the push reaches too), has a `firewall` section. Without one, nothing:
-/// a mesh change never installs a firewall nobody declared.
-fn firewalls_to_push(reports: &[lct_mesh::model::MeshNode], nodes: &[Node], records: &[Cluster]) -> BTreeSet<Name> {
-    let stale: BTreeSet<&Name> = reports.iter().filter(|r| r.firewall_stale).map(|r| &r.node).collect();
-    let changed: BTreeSet<Name> = nodes.iter().filter(|n| stale.contains(&n.name)).map(|n| n.cluster.clone()).collect();
-    let mut reach = changed.clone();
-    reach.extend(lct_core::state::dependencies_of(records, &changed));
-    reach.extend(lct_core::state::dependents_of(records, &changed));
-    let firewalled = |c: &Name| records.iter().any(|r| &r.name == c && r.extra.contains_key("firewall"));
-    if reach.iter().any(firewalled) { changed } else { BTreeSet::new() }
-}
-
 /// `mesh-sync`: the mesh over every node of this cluster, its dependencies and dependents,
 /// and of every cluster that already has a member (a sync is of the whole mesh: a node left
 /// out would leave it). Nodes gone from the inventory leave the mesh; a failed node fails the
@@ -171,7 +156,7 @@ async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
     if !failed.is_empty() {
         bail!("mesh sync failed on {}", failed.join(", "));
     }
-    let changed = firewalls_to_push(&reports, &nodes, records);
+    let changed = lct_mesh::follow::firewalls_to_push(&reports, &nodes, records);
     if !changed.is_empty() {
         push_firewalls(ctx, &nodes, records, &changed).await.context("lct-fw after the mesh changed")?;
     }
@@ -307,60 +292,5 @@ mod tests {
         assert!(apt_ran(installed, &["jq=1.7-1"]), "another version asked");
         assert!(apt_ran(installed, &["zookeeperd", "curl"]), "one missing");
         assert!(apt_ran("", &["curl"]), "nothing installed");
-    }
-}
-
-#[cfg(test)]
-mod firewall_tests {
-    use super::firewalls_to_push;
-    use lct_core::record::{Cluster, Node};
-    use lct_mesh::model::MeshNode;
-
-    fn node(cluster: &str, name: &str) -> Node {
-        serde_json::from_value(serde_json::json!({
-            "cluster": cluster, "group": "server", "name": name, "provider": "local", "region": "a",
-            "status": "running", "private_ipv4": [], "public_ipv4": [], "private_ipv6": [], "public_ipv6": [],
-            "tags": []
-        }))
-        .unwrap()
-    }
-
-    /// The sync's records, `stale` nodes marked firewall_stale.
-    fn reports(all: &[&str], stale: &[&str]) -> Vec<MeshNode> {
-        all.iter()
-            .map(|n| {
-                serde_json::from_value(serde_json::json!({
-                    "node": n, "region": "a", "address": "100.64.0.1", "leader": false, "interface": "lm0", "peers": 0,
-                    "status": "unchanged", "firewall_stale": stale.contains(n)
-                }))
-                .unwrap()
-            })
-            .collect()
-    }
-
-    fn names(set: std::collections::BTreeSet<lct_core::record::Name>) -> Vec<String> {
-        set.iter().map(|c| c.to_string()).collect()
-    }
-
-    #[test]
-    fn stale_firewalls_are_pushed_where_a_firewall_is_declared_only() {
-        let nodes = vec![node("zk", "zk-1"), node("zk", "zk-2"), node("cl", "cl-1"), node("cl", "cl-2")];
-        let zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk", "firewall": {}})).unwrap();
-        let bare_zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk"})).unwrap();
-        let cl: Cluster = serde_json::from_value(serde_json::json!({
-            "name": "cl", "depends_on": [{"cluster": "zk"}]
-        }))
-        .unwrap();
-        let all = ["zk-1", "zk-2", "cl-1", "cl-2"];
-        // cl-2 leads now: its cluster is pushed (the push reaches zk, its dependency, too).
-        let moved = reports(&all, &["cl-2", "zk-2"]);
-        assert_eq!(names(firewalls_to_push(&moved, &nodes, &[zk.clone(), cl.clone()])), ["cl", "zk"]);
-        // Only a firewall-less dependent changed, its dependency has one: pushed.
-        assert_eq!(names(firewalls_to_push(&reports(&all, &["cl-2"]), &nodes, &[zk, cl.clone()])), ["cl"]);
-        assert!(firewalls_to_push(&reports(&all, &[]), &nodes, &[bare_zk.clone(), cl.clone()]).is_empty());
-        assert!(
-            firewalls_to_push(&moved, &nodes, &[bare_zk, cl]).is_empty(),
-            "no firewall declared: none installed by a mesh change"
-        );
     }
 }
