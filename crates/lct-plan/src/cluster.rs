@@ -421,8 +421,8 @@ pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()
 
 /// `lct-plan reconcile`: raises `node-added` / `node-removed` for what changed behind lct's
 /// back (the provider is the source of truth), makes the lost nodes of groups with
-/// `replace_lost` again (their `node-added` follows), then runs the plan's built-in `hosts` and
-/// `firewall` actions again (each converges: a node whose file or rules drifted is put
+/// `replace_lost` again (their `node-added` follows), then runs the plan's built-in
+/// `mesh-sync` (also for a cluster with a mesh member), `hosts`, `firewall` and `dns` actions again (each converges: a node whose file or rules drifted is put
 /// right, the others are left alone). With `replace`, groups short of the plan are made
 /// whole again as `create` would (the lost nodes made anew: `node-added`), after the lost
 /// ones' `node-removed`. Stopped clusters are left alone.
@@ -479,8 +479,20 @@ pub(crate) async fn reconcile_locked(
             out.short.push(format!("{g}: {have} of {want} nodes"));
         }
     }
-    let used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
-    for action in [crate::plan::Action::Hosts, crate::plan::Action::Firewall, crate::plan::Action::Dns] {
+    let mut used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
+    // A cluster with a member in the mesh has its mesh synced too (a leader deleted behind
+    // lct's back is replaced, its firewalls pushed), before the names that follow it.
+    let members = lct_mesh::addresses(home.store.as_ref())?;
+    if nodes.iter().any(|n| members.contains_key(&n.name)) {
+        used.insert(crate::plan::Action::MeshSync);
+    }
+    let order = [
+        crate::plan::Action::MeshSync,
+        crate::plan::Action::Hosts,
+        crate::plan::Action::Firewall,
+        crate::plan::Action::Dns,
+    ];
+    for action in order {
         if used.contains(&action) {
             crate::actions::repair(&ctx, action).await?;
             out.repaired.push(serde_json::to_value(action)?.as_str().unwrap_or_default().to_string());
