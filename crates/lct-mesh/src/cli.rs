@@ -15,7 +15,8 @@ Examples:
   lct-inventory query --cluster zk | lct-mesh sync
   lct-mesh sync --topology full --prefix 10.250.0.0/16      # on the first sync only
 
-  # Follow membership: a sync every 2 s (a leader gone is replaced within that)
+  # Follow membership: a sync every 2 s (a leader gone is replaced within that, and
+  # lct-fw pushed to the clusters whose firewalls follow it, where one is declared)
   lct-mesh watch --interval 2
 
   # Peers, last handshakes and bytes, from `wg show dump` on every node
@@ -75,7 +76,8 @@ pub enum Command {
         #[command(flatten)]
         reach: Reach,
     },
-    /// Sync again and again: a leader that went away is replaced within an interval
+    /// Sync again and again: a leader that went away is replaced within an interval, and the
+    /// firewalls that follow the mesh are pushed (lct-fw, beside lct-mesh or on the PATH)
     Watch {
         /// Seconds between syncs
         #[arg(long, default_value_t = 2)]
