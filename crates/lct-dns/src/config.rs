@@ -96,7 +96,7 @@ pub struct Config {
     /// Views keyed by the asker's region: a client in a region's `clients` (its members'
     /// mesh addresses) is answered from that region's records, as the internal view.
     #[serde(default, rename = "region")]
-    pub regions: Vec<RegionConfig>,
+    pub regions: Vec<crate::regions::RegionConfig>,
     #[serde(default)]
     pub udp_sockets: Option<usize>,
     /// Per zone: split (default), private (inside only) or public (public answers to all).
@@ -226,19 +226,6 @@ pub struct SecondaryConfig {
     pub zones: Vec<String>,
 }
 
-/// `[[region]]` in the configuration: one region's view and who asks from there.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RegionConfig {
-    /// `PROVIDER:REGION`.
-    pub network: String,
-    /// `dns-record` records: `lct-dns zone --region NETWORK`'s output.
-    pub records: PathBuf,
-    /// Addresses or prefixes its askers come from (its members' mesh addresses).
-    #[serde(default)]
-    pub clients: Vec<String>,
-}
-
 /// `[[update]]` in the configuration.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -309,45 +296,6 @@ impl Config {
             prefixes_of(&r.clients, &format!("region[{i}].clients")).map_err(|e| e.to_string())?;
         }
         Ok(())
-    }
-
-    /// The views keyed by region: each records file read and checked against the zones
-    /// served (`records`: what the main records file serves; `signed`: zones signed here).
-    fn region_views(
-        &self,
-        records: &[DnsRecord],
-        signed: &[String],
-        secondary_zones: &[String],
-    ) -> anyhow::Result<crate::regions::RegionViews> {
-        use crate::regions::{RegionView, RegionViews};
-        let mut views = Vec::with_capacity(self.regions.len());
-        for (i, r) in self.regions.iter().enumerate() {
-            let field = self.field(format!("region[{i}]"));
-            let seed = read_records(&r.records).map_err(|e| anyhow::anyhow!("{field}.records: {e}"))?;
-            for rec in &seed {
-                if crate::zone::is_dnssec(rec.rtype) {
-                    anyhow::bail!("{field}.records: {} {}: DNSSEC records are made by the signer", rec.name, rec.rtype);
-                }
-                let zone = &rec.zone;
-                // A region's view of a zone this server does not serve would answer for it
-                // to that region only: a typo, not a design.
-                if !records.iter().any(|m| &m.zone == zone) || secondary_zones.contains(zone) {
-                    anyhow::bail!("{field}.records: zone {zone} is not one of the records file's zones");
-                }
-                // Signing a region's view with the zone's keys is not done: an unsigned
-                // answer where a validator expects a signed one would fail it.
-                if signed.contains(zone) {
-                    anyhow::bail!(
-                        "{field}.records: zone {zone} is signed here; views keyed by region of a signed zone are not served yet"
-                    );
-                }
-            }
-            let answers = crate::fast::Answers::new(&seed, &|zone| crate::mode::mode_of(&self.modes, zone))
-                .map_err(|e| anyhow::anyhow!("{field}.records: {e}"))?;
-            let clients = prefixes_of(&r.clients, &format!("{field}.clients"))?;
-            views.push((RegionView { network: r.network.clone(), answers }, clients));
-        }
-        RegionViews::new(views).map_err(|e| anyhow::anyhow!("{}", self.field(e.to_string())))
     }
 
     /// Where this server keeps its zones: in the state directory, under a name drawn from its
@@ -452,7 +400,7 @@ impl Config {
     /// (each raises the serial) survive a restart, and a records file made afresh (its serial
     /// is the time) replaces them.
     pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
-        let seed = read_records(&self.records)?;
+        let seed = crate::zone::read_records(&self.records)?;
         // DNSSEC records come from a signer (this server's, or a primary's by transfer),
         // never from the records file: a signature written there would be stale at once.
         if let Some(r) = seed.iter().find(|r| crate::zone::is_dnssec(r.rtype)) {
@@ -469,7 +417,7 @@ impl Config {
             Some(h) => h,
             None => {
                 let file = self.state_file();
-                from_state = if file.exists() { read_records(&file)? } else { Vec::new() };
+                from_state = if file.exists() { crate::zone::read_records(&file)? } else { Vec::new() };
                 &from_state
             }
         };
@@ -491,7 +439,9 @@ impl Config {
         let dnssec = self.dnssec(&records, &secondary_zones)?;
         // Keys stepped at this start or reload: a new serial, so secondaries take them.
         let records = crate::keyserial::with_key_serials(&dnssec, records, crate::tsig::now())?;
-        let regions = self.region_views(&records, &dnssec.zones(), &secondary_zones)?;
+        let field = |name: String| self.field(name);
+        let regions =
+            crate::regions::load(&self.regions, &self.modes, &records, &dnssec.zones(), &secondary_zones, &field)?;
         let settings = Settings {
             regions: Arc::new(regions),
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
@@ -599,14 +549,6 @@ impl Config {
     }
 }
 
-fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
-    let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
-        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    Ok(records)
-}
-
 /// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982); and
 /// the secondary zones `held` has (the last copy transferred).
 fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) -> Vec<DnsRecord> {
@@ -631,108 +573,5 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A signature lifetime past 90 days is refused at load, naming the field.
-    #[test]
-    fn a_signature_lifetime_past_90_days_is_refused_naming_the_field() {
-        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
-        let path = dir.path().join("lct-dns.toml");
-        let write = |lifetime: u32| {
-            let text = format!(
-                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n"
-            );
-            std::fs::write(&path, text).unwrap();
-        };
-        for lifetime in [SIGNATURE_LIFETIME_MAX + 1, 1 << 31, u32::MAX] {
-            write(lifetime);
-            let e = Config::load(&path).unwrap_err().to_string();
-            assert!(e.contains("dnssec_timers.signature_lifetime") && e.contains("lct-dns.toml"), "{e}");
-        }
-        write(SIGNATURE_LIFETIME_MAX);
-        assert!(Config::load(&path).is_ok());
-    }
-
-    /// Writes `records` as a records file.
-    fn records_file(path: &Path, records: &[DnsRecord]) {
-        std::fs::write(path, records_text(records)).unwrap();
-    }
-
-    fn records_text(records: &[DnsRecord]) -> String {
-        records.iter().map(|r| lct_core::stream::to_line(r) + "\n").collect()
-    }
-
-    /// The A records a client at `ip` is answered for `a.zk.lct.internal`.
-    fn asked(served: &Served, ip: &str, public: bool) -> Vec<String> {
-        use hickory_proto::op::{Message, MessageType, OpCode, Query};
-        use hickory_proto::rr::{Name, RecordType};
-        let mut m = Message::new(9, MessageType::Query, OpCode::Query);
-        m.add_query(Query::query(Name::from_ascii("a.zk.lct.internal.").unwrap(), RecordType::A));
-        let (answers, internal) = served.view(ip.parse().unwrap(), public);
-        let reply = Message::from_vec(&answers.answer(&m.to_vec().unwrap(), internal, false).unwrap()).unwrap();
-        reply.answers.iter().map(|r| r.data.to_string()).collect()
-    }
-
-    /// A region's client (by its mesh address) gets its region's view, the internal prefix
-    /// this server's own, anyone else the external one; and on a `public` listen address
-    /// everyone the external one, whatever the source says.
-    #[test]
-    fn views_are_chosen_by_the_askers_region_and_the_public_side_is_external_only() {
-        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
-        let own = crate::zone::fixtures::zone();
-        // Region b sees a.zk by its mesh address.
-        let from_b: Vec<DnsRecord> = own
-            .iter()
-            .map(|r| DnsRecord { data: r.data.replace("192.168.128.1", "100.64.0.1"), ..r.clone() })
-            .collect();
-        let (records, b_records) = (dir.path().join("zones.jsonl"), dir.path().join("zones-b.jsonl"));
-        records_file(&records, &own);
-        records_file(&b_records, &from_b);
-        let path = dir.path().join("lct-dns.toml");
-        let write = |public: &str, region: &str| {
-            let text = format!(
-                "records = {records:?}\nlisten = [\"192.168.128.53:53\", \"203.0.113.53:53\"]\n\
-                 internal = [\"192.168.128.0/17\"]\npublic = [{public}]\nstate = {state:?}\n{region}",
-                state = dir.path().join("state"),
-            );
-            std::fs::write(&path, text).unwrap();
-        };
-        let region_b = format!(
-            "[[region]]\nnetwork = \"local:b\"\nrecords = {b_records:?}\nclients = [\"100.64.0.7/32\", \"100.64.0.9\"]\n"
-        );
-        write("\"203.0.113.53:53\"", &region_b);
-        let served = Config::load(&path).unwrap().load_served(None).unwrap();
-        assert_eq!(asked(&served, "100.64.0.7", false), ["100.64.0.1"], "region b's member");
-        assert_eq!(asked(&served, "100.64.0.9", false), ["100.64.0.1"], "region b's member");
-        assert_eq!(asked(&served, "192.168.128.20", false), ["192.168.128.1"], "this server's own region");
-        assert_eq!(asked(&served, "100.64.0.8", false), ["203.0.113.1"], "a mesh address of no region given");
-        assert_eq!(asked(&served, "198.51.100.7", false), ["203.0.113.1"], "the outside");
-        // Over the public side a forged source of region b's or of the private network is
-        // the outside.
-        for forged in ["100.64.0.7", "192.168.128.20", "::ffff:100.64.0.7"] {
-            assert_eq!(asked(&served, forged, true), ["203.0.113.1"], "{forged} on the public side");
-        }
-
-        // Bad input: each names its field, nothing is served.
-        write("\"203.0.113.54:53\"", &region_b);
-        let e = Config::load(&path).unwrap_err().to_string();
-        assert!(e.contains("public: 203.0.113.54:53 is not one of the listen addresses"), "{e}");
-        write("", &region_b.replace("local:b", "local"));
-        let e = Config::load(&path).unwrap_err().to_string();
-        assert!(e.contains("region[0].network") && e.contains("PROVIDER:REGION"), "{e}");
-        write("", &region_b.replace("100.64.0.9", "100.64.0.0/33"));
-        let e = Config::load(&path).unwrap_err().to_string();
-        assert!(e.contains("region[0].clients"), "{e}");
-        let twice = format!("{region_b}{}", region_b.replace("local:b", "local:c"));
-        write("", &twice);
-        let e = Config::load(&path).unwrap().load_served(None).err().unwrap().to_string();
-        assert!(e.contains("local:b") && e.contains("local:c") && e.contains("overlap"), "{e}");
-        let other_zone: Vec<DnsRecord> =
-            from_b.iter().map(|r| DnsRecord { zone: "other.internal.".into(), ..r.clone() }).collect();
-        records_file(&b_records, &other_zone);
-        write("", &region_b);
-        let e = Config::load(&path).unwrap().load_served(None).err().unwrap().to_string();
-        assert!(e.contains("region[0].records: zone other.internal. is not one of the records file's zones"), "{e}");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

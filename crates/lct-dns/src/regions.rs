@@ -6,11 +6,29 @@
 //! end to end, no NAT). The table holds each region's askers as address ranges, sorted and
 //! disjoint: a lookup is a binary search over integers, no allocation on the answer path.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
-use lct_core::prefix::Prefix;
+use lct_core::prefix::{HostBits, Prefix};
+use serde::Deserialize;
 
 use crate::fast::Answers;
+use crate::mode::ZoneMode;
+use crate::zone::DnsRecord;
+
+/// `[[region]]` in the configuration: one region's view and who asks from there.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegionConfig {
+    /// `PROVIDER:REGION`.
+    pub network: String,
+    /// `dns-record` records: `lct-dns zone --region NETWORK`'s output.
+    pub records: PathBuf,
+    /// Addresses or prefixes its askers come from (its members' mesh addresses).
+    #[serde(default)]
+    pub clients: Vec<String>,
+}
 
 /// One region's view: its zones as that region's nodes see them.
 pub struct RegionView {
@@ -106,10 +124,54 @@ impl RegionViews {
     }
 }
 
+/// The views of `regions` (the configuration's `[[region]]`), each records file read and
+/// checked against the zones served (`served`: the main records; `signed`: zones signed
+/// here; `secondary_zones`: zones followed from a primary); `field` names a field in errors.
+pub fn load(
+    regions: &[RegionConfig],
+    modes: &BTreeMap<String, ZoneMode>,
+    served: &[DnsRecord],
+    signed: &[String],
+    secondary_zones: &[String],
+    field: &dyn Fn(String) -> String,
+) -> anyhow::Result<RegionViews> {
+    let mut views = Vec::with_capacity(regions.len());
+    for (i, r) in regions.iter().enumerate() {
+        let field = field(format!("region[{i}]"));
+        let seed = crate::zone::read_records(&r.records).map_err(|e| anyhow::anyhow!("{field}.records: {e}"))?;
+        for rec in &seed {
+            if crate::zone::is_dnssec(rec.rtype) {
+                anyhow::bail!("{field}.records: {} {}: DNSSEC records are made by the signer", rec.name, rec.rtype);
+            }
+            let zone = &rec.zone;
+            // A region's view of a zone this server does not serve would answer for it to
+            // that region only: a typo, not a design.
+            if !served.iter().any(|m| &m.zone == zone) || secondary_zones.contains(zone) {
+                anyhow::bail!("{field}.records: zone {zone} is not one of the records file's zones");
+            }
+            // Signing a region's view with the zone's keys is not done: an unsigned answer
+            // where a validator expects a signed one would fail it.
+            if signed.contains(zone) {
+                anyhow::bail!(
+                    "{field}.records: zone {zone} is signed here; views keyed by region of a signed zone are not served yet"
+                );
+            }
+        }
+        let answers = Answers::new(&seed, &|zone| crate::mode::mode_of(modes, zone))
+            .map_err(|e| anyhow::anyhow!("{field}.records: {e}"))?;
+        let clients = r
+            .clients
+            .iter()
+            .map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| anyhow::anyhow!("{field}.clients: {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        views.push((RegionView { network: r.network.clone(), answers }, clients));
+    }
+    RegionViews::new(views).map_err(|e| anyhow::anyhow!("{}", field(e.to_string())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mode::ZoneMode;
 
     fn view(network: &str) -> RegionView {
         let answers = Answers::new(&crate::zone::fixtures::zone(), &|_: &str| ZoneMode::Split).unwrap();
