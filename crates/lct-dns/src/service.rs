@@ -32,15 +32,15 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     for addr in &config.listen {
         let udp = udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))?;
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
-        bound.push((udp, tcp));
+        bound.push((udp, tcp, config.public.contains(addr)));
     }
-    for (udp, tcp) in bound {
-        tokio::spawn(crate::tcp::tcp_loop(tcp, live.clone(), connections.clone()));
+    for (udp, tcp, public) in bound {
+        tokio::spawn(crate::tcp::tcp_loop(tcp, public, live.clone(), connections.clone()));
         for udp in udp {
             let (live, rrl, runtime) = (live.clone(), rrl.clone(), tokio::runtime::Handle::current());
             std::thread::Builder::new()
                 .name("lct-dns-udp".into())
-                .spawn(move || crate::udp::udp_batch_loop(udp, live, rrl, runtime))
+                .spawn(move || crate::udp::udp_batch_loop(udp, public, live, rrl, runtime))
                 .context("starting a UDP thread")?;
         }
     }
@@ -72,6 +72,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                 match reloaded.and_then(|c| c.load_served(Some(&held.records)).map(|v| (c, v))) {
                     Ok((c, served)) => {
                         if c.listen != config.listen
+                            || c.public != config.public
                             || c.rate_limit != config.rate_limit
                             || c.tcp_clients != config.tcp_clients
                             || c.udp_sockets != config.udp_sockets
@@ -79,7 +80,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                             || c.stats != config.stats
                         {
                             tracing::warn!(
-                                "reload: listen, udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
+                                "reload: listen, public, udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
                             );
                         }
                         live.swap(served);

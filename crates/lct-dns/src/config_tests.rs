@@ -1,0 +1,102 @@
+//! Tests of [`crate::config`]: bounds named by field, views keyed by region.
+use super::*;
+
+/// A signature lifetime past 90 days is refused at load, naming the field.
+#[test]
+fn a_signature_lifetime_past_90_days_is_refused_naming_the_field() {
+    let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+    let path = dir.path().join("lct-dns.toml");
+    let write = |lifetime: u32| {
+        let text = format!(
+            "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    for lifetime in [SIGNATURE_LIFETIME_MAX + 1, 1 << 31, u32::MAX] {
+        write(lifetime);
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("dnssec_timers.signature_lifetime") && e.contains("lct-dns.toml"), "{e}");
+    }
+    write(SIGNATURE_LIFETIME_MAX);
+    assert!(Config::load(&path).is_ok());
+}
+
+/// Writes `records` as a records file.
+fn records_file(path: &Path, records: &[DnsRecord]) {
+    std::fs::write(path, records_text(records)).unwrap();
+}
+
+fn records_text(records: &[DnsRecord]) -> String {
+    records.iter().map(|r| lct_core::stream::to_line(r) + "\n").collect()
+}
+
+/// The A records a client at `ip` is answered for `a.zk.lct.internal`.
+fn asked(served: &Served, ip: &str, public: bool) -> Vec<String> {
+    use hickory_proto::op::{Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    let mut m = Message::new(9, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(Name::from_ascii("a.zk.lct.internal.").unwrap(), RecordType::A));
+    let (answers, internal) = served.view(ip.parse().unwrap(), public);
+    let reply = Message::from_vec(&answers.answer(&m.to_vec().unwrap(), internal, false).unwrap()).unwrap();
+    reply.answers.iter().map(|r| r.data.to_string()).collect()
+}
+
+/// A region's client (by its mesh address) gets its region's view, the internal prefix
+/// this server's own, anyone else the external one; and on a `public` listen address
+/// everyone the external one, whatever the source says.
+#[test]
+fn views_are_chosen_by_the_askers_region_and_the_public_side_is_external_only() {
+    let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+    let own = crate::zone::fixtures::zone();
+    // Region b sees a.zk by its mesh address.
+    let from_b: Vec<DnsRecord> =
+        own.iter().map(|r| DnsRecord { data: r.data.replace("192.168.128.1", "100.64.0.1"), ..r.clone() }).collect();
+    let (records, b_records) = (dir.path().join("zones.jsonl"), dir.path().join("zones-b.jsonl"));
+    records_file(&records, &own);
+    records_file(&b_records, &from_b);
+    let path = dir.path().join("lct-dns.toml");
+    let write = |public: &str, region: &str| {
+        let text = format!(
+            "records = {records:?}\nlisten = [\"192.168.128.53:53\", \"203.0.113.53:53\"]\n\
+             internal = [\"192.168.128.0/17\"]\npublic = [{public}]\nstate = {state:?}\n{region}",
+            state = dir.path().join("state"),
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    let region_b = format!(
+        "[[region]]\nnetwork = \"local:b\"\nrecords = {b_records:?}\nclients = [\"100.64.0.7/32\", \"100.64.0.9\"]\n"
+    );
+    write("\"203.0.113.53:53\"", &region_b);
+    let served = Config::load(&path).unwrap().load_served(None).unwrap();
+    assert_eq!(asked(&served, "100.64.0.7", false), ["100.64.0.1"], "region b's member");
+    assert_eq!(asked(&served, "100.64.0.9", false), ["100.64.0.1"], "region b's member");
+    assert_eq!(asked(&served, "192.168.128.20", false), ["192.168.128.1"], "this server's own region");
+    assert_eq!(asked(&served, "100.64.0.8", false), ["203.0.113.1"], "a mesh address of no region given");
+    assert_eq!(asked(&served, "198.51.100.7", false), ["203.0.113.1"], "the outside");
+    // Over the public side a forged source of region b's or of the private network is
+    // the outside.
+    for forged in ["100.64.0.7", "192.168.128.20", "::ffff:100.64.0.7"] {
+        assert_eq!(asked(&served, forged, true), ["203.0.113.1"], "{forged} on the public side");
+    }
+
+    // Bad input: each names its field, nothing is served.
+    write("\"203.0.113.54:53\"", &region_b);
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(e.contains("public: 203.0.113.54:53 is not one of the listen addresses"), "{e}");
+    write("", &region_b.replace("local:b", "local"));
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(e.contains("region[0].network") && e.contains("PROVIDER:REGION"), "{e}");
+    write("", &region_b.replace("100.64.0.9", "100.64.0.0/33"));
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(e.contains("region[0].clients"), "{e}");
+    let twice = format!("{region_b}{}", region_b.replace("local:b", "local:c"));
+    write("", &twice);
+    let e = Config::load(&path).unwrap().load_served(None).err().unwrap().to_string();
+    assert!(e.contains("local:b") && e.contains("local:c") && e.contains("overlap"), "{e}");
+    let other_zone: Vec<DnsRecord> =
+        from_b.iter().map(|r| DnsRecord { zone: "other.internal.".into(), ..r.clone() }).collect();
+    records_file(&b_records, &other_zone);
+    write("", &region_b);
+    let e = Config::load(&path).unwrap().load_served(None).err().unwrap().to_string();
+    assert!(e.contains("region[0].records: zone other.internal. is not one of the records file's zones"), "{e}");
+}
