@@ -3,7 +3,8 @@
 //! (which pushes through lct-fw's library): one reach for both.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use lct_core::record::{Cluster, Name, Node, ProviderName};
 
@@ -25,6 +26,34 @@ pub fn firewalls_to_push(reports: &[MeshNode], nodes: &[Node], records: &[Cluste
     if reach.iter().any(firewalled) { changed } else { BTreeSet::new() }
 }
 
+/// How long one `lct-fw push` may take before it is killed (and tried again later): long
+/// enough for a push to many nodes, short enough that a hung one does not stop the mesh
+/// from being kept.
+pub const PUSH_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The most rounds skipped between two tries of a push that keeps failing.
+pub const BACKOFF_MAX_ROUNDS: u32 = 64;
+
+/// The lct-fw that `watch` runs, as root and unattended: `configured` (an absolute path),
+/// else the one installed beside lct-mesh (`exe`). Never looked up on the PATH: a directory
+/// early on a service's PATH would choose the program that rewrites every firewall.
+pub fn lct_fw_program(configured: Option<&Path>, exe: &Path) -> Result<PathBuf, MeshError> {
+    let program = match configured {
+        Some(p) if !p.is_absolute() => {
+            return Err(MeshError::Input(format!("--lct-fw {}: an absolute path, please", p.display())));
+        }
+        Some(p) => p.to_path_buf(),
+        None => exe.with_file_name("lct-fw"),
+    };
+    if !program.is_file() {
+        return Err(MeshError::Input(format!(
+            "lct-fw: no program at {} (install it beside lct-mesh, or give --lct-fw ABSOLUTE_PATH)",
+            program.display()
+        )));
+    }
+    Ok(program)
+}
+
 /// What `lct-mesh watch` keeps between rounds: the clusters whose firewalls a sync made
 /// stale and no push has caught up with yet. A push that failed is tried again next round:
 /// the sync that made them stale will not say so twice.
@@ -35,11 +64,14 @@ pub struct Follower {
     /// The providers lct-fw asks for the nodes (none: every provider).
     pub providers: Vec<ProviderName>,
     pending: BTreeSet<Name>,
+    /// Pushes failed in a row, and the rounds still to skip before the next try.
+    failures: u32,
+    skip: u32,
 }
 
 impl Follower {
     pub fn new(lct_fw: PathBuf, providers: Vec<ProviderName>) -> Follower {
-        Follower { lct_fw, providers, pending: BTreeSet::new() }
+        Follower { lct_fw, providers, pending: BTreeSet::new(), failures: 0, skip: 0 }
     }
 
     /// After a sync: `lct-fw push` for the clusters it made stale ([`firewalls_to_push`]) and
@@ -47,22 +79,36 @@ impl Follower {
     /// dependencies and dependents too; established connections of peers that lost access
     /// ended). The pushed clusters (none: nothing to do), their nodes' reports no longer
     /// stale; a failed push is the error, lct-fw's last word in it, and stays pending.
+    ///
+    /// A push that keeps failing is tried after 1, 2, 4 ... rounds (at most
+    /// [`BACKOFF_MAX_ROUNDS`]): one error a try, not one a round forever. A cluster newly made
+    /// stale is pushed at once all the same: that is when its tunnels need it.
     pub fn after_sync(
         &mut self,
         reports: &mut [MeshNode],
         nodes: &[Node],
         clusters: &[Cluster],
     ) -> Result<BTreeSet<Name>, MeshError> {
-        self.pending.extend(firewalls_to_push(reports, nodes, clusters));
+        let stale = firewalls_to_push(reports, nodes, clusters);
+        let fresh = stale.iter().any(|c| !self.pending.contains(c));
+        self.pending.extend(stale);
         if self.pending.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        if self.skip > 0 && !fresh {
+            self.skip -= 1;
             return Ok(BTreeSet::new());
         }
         let mut args: Vec<String> = ["push", "--kill-established", "--output", "jsonl"].map(String::from).to_vec();
         // Glued to their options: a name is never read as an option of its own.
         args.extend(self.pending.iter().map(|c| format!("--cluster={c}")));
         args.extend(self.providers.iter().map(|p| format!("--provider={p}")));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        crate::sys::run(&self.lct_fw.display().to_string(), &args, None)?;
+        if let Err(e) = crate::bounded::run(&self.lct_fw, &args, PUSH_DEADLINE) {
+            self.failures = self.failures.saturating_add(1);
+            self.skip = 1u32.checked_shl(self.failures - 1).unwrap_or(u32::MAX).min(BACKOFF_MAX_ROUNDS);
+            return Err(e);
+        }
+        (self.failures, self.skip) = (0, 0);
         let pushed = std::mem::take(&mut self.pending);
         let cluster_of: BTreeMap<&Name, &Name> = nodes.iter().map(|n| (&n.name, &n.cluster)).collect();
         for r in reports.iter_mut() {
@@ -160,6 +206,9 @@ mod tests {
         assert!(first.iter().any(|r| r.firewall_stale), "not pushed: still stale");
         std::fs::remove_file(dir.path().join("fail")).unwrap();
         let mut quiet = reports(&all, &[]);
+        // One failure: the next round waits (backoff), the one after tries again.
+        assert!(follower.after_sync(&mut quiet, &nodes, &clusters).unwrap().is_empty(), "backing off");
+        assert_eq!(std::fs::read_to_string(&calls).unwrap().lines().count(), 1);
         assert_eq!(names(follower.after_sync(&mut quiet, &nodes, &clusters).unwrap()), ["zk"], "tried again");
         let said = std::fs::read_to_string(&calls).unwrap();
         assert_eq!(said, "push --kill-established --output jsonl --cluster=zk --provider=local\n".repeat(2));
@@ -173,5 +222,60 @@ mod tests {
         let mut moved = reports(&all, &["zk-1"]);
         assert_eq!(names(follower.after_sync(&mut moved, &nodes, &clusters).unwrap()), ["zk"]);
         assert!(moved.iter().all(|r| !r.firewall_stale));
+    }
+
+    /// A push that fails forever: tried less and less often (not once a round, each try an
+    /// error in the log), yet still tried; a cluster newly made stale is pushed at once.
+    #[test]
+    fn a_push_that_always_fails_backs_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let fw = dir.path().join("lct-fw");
+        let calls = dir.path().join("calls");
+        std::fs::write(&fw, format!("#!/bin/sh\necho \"$*\" >> {}\necho refused >&2\nexit 1\n", calls.display()))
+            .unwrap();
+        std::fs::set_permissions(&fw, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let nodes = vec![node("zk", "zk-1"), node("db", "db-1")];
+        let zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk", "firewall": {}})).unwrap();
+        let db: Cluster = serde_json::from_value(serde_json::json!({"name": "db", "firewall": {}})).unwrap();
+        let clusters = [zk, db];
+        let all = ["zk-1", "db-1"];
+        let mut follower = super::Follower::new(fw, Vec::new());
+        let tries = || std::fs::read_to_string(&calls).map_or(0, |s| s.lines().count());
+        let mut errors = 0;
+        for round in 0..200 {
+            let mut r = reports(&all, if round == 0 { &["zk-1"] } else { &[] });
+            errors += usize::from(follower.after_sync(&mut r, &nodes, &clusters).is_err());
+        }
+        assert_eq!(errors, tries());
+        assert!((5..=12).contains(&tries()), "{} tries in 200 rounds", tries());
+        // Waiting 64 rounds at most between tries.
+        let before = tries();
+        for _ in 0..=super::BACKOFF_MAX_ROUNDS {
+            let _ = follower.after_sync(&mut reports(&all, &[]), &nodes, &clusters);
+        }
+        assert_eq!(tries(), before + 1, "tried again within the bound");
+        // db newly stale: pushed in this round, despite the backoff.
+        let before = tries();
+        assert!(follower.after_sync(&mut reports(&all, &["db-1"]), &nodes, &clusters).is_err());
+        assert_eq!(tries(), before + 1);
+        assert!(std::fs::read_to_string(&calls).unwrap().lines().last().unwrap().contains("--cluster=db --cluster=zk"));
+    }
+
+    /// watch runs lct-fw from an absolute path only: the one beside lct-mesh or the one
+    /// given; a planted lct-fw on the PATH is never chosen, a relative one is refused.
+    #[test]
+    fn lct_fw_is_never_taken_from_the_path() {
+        let installed = tempfile::tempdir().unwrap();
+        let exe = installed.path().join("lct-mesh");
+        let e = super::lct_fw_program(None, &exe).unwrap_err().to_string();
+        assert!(e.contains("beside lct-mesh") && e.contains("--lct-fw"), "{e}");
+        std::fs::write(installed.path().join("lct-fw"), "").unwrap();
+        assert_eq!(super::lct_fw_program(None, &exe).unwrap(), installed.path().join("lct-fw"));
+        let e = super::lct_fw_program(Some(std::path::Path::new("lct-fw")), &exe).unwrap_err().to_string();
+        assert!(e.contains("absolute"), "{e}");
+        let e = super::lct_fw_program(Some(&installed.path().join("nope")), &exe).unwrap_err().to_string();
+        assert!(e.contains("no program at"), "{e}");
+        let given = installed.path().join("lct-fw");
+        assert_eq!(super::lct_fw_program(Some(&given), std::path::Path::new("/nowhere/lct-mesh")).unwrap(), given);
     }
 }

@@ -14,6 +14,7 @@
 //!
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
+pub mod bounded;
 pub mod cli;
 pub mod follow;
 pub mod forward;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -85,9 +85,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Watch { interval, records, reach } => {
+        Command::Watch { interval, records, lct_fw, reach } => {
             let options = options(&reach, None, None, None)?;
-            let mut follower = follow::Follower::new(beside("lct-fw")?, reach.providers.clone());
+            let exe = std::env::current_exe().context("where is lct-mesh?")?;
+            let lct_fw = follow::lct_fw_program(lct_fw.as_deref(), &exe)?;
+            let mut follower = follow::Follower::new(lct_fw, reach.providers.clone());
             loop {
                 if let Err(e) = watch_round(&reach, records.as_deref(), &options, &mut follower, format).await {
                     tracing::error!("{e:#}");
@@ -152,12 +154,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DownHere { interface } => Ok(node::down(&interface)?),
         Command::Meta(meta) => meta.run::<Cli>(),
     }
-}
-
-/// A program of lct's beside this one (as installed and as built), else the one on the PATH.
-fn beside(program: &str) -> anyhow::Result<PathBuf> {
-    let here = std::env::current_exe().context("where is lct-mesh?")?.with_file_name(program);
-    Ok(if here.exists() { here } else { PathBuf::from(program) })
 }
 
 /// One round of `watch`: the node records (from `records`, else the inventory), a sync, lct-fw
