@@ -291,11 +291,32 @@ impl Config {
         if let Some(a) = self.public.iter().find(|a| !self.listen.contains(a)) {
             return Err(format!("public: {a} is not one of the listen addresses"));
         }
+        // A wildcard socket takes the public side's queries too, where a forged mesh source
+        // would be given its region's view: regions are served on named addresses only.
+        let wildcard = self.listen.iter().find(|a| a.ip().is_unspecified() && !self.public.contains(a));
+        if let (Some(a), false) = (wildcard, self.regions.is_empty()) {
+            return Err(format!(
+                "listen: {a} is a wildcard address, which the public side reaches too: with [[region]], \
+                 listen on the private and mesh addresses by name (or name {a} in `public`)"
+            ));
+        }
         for (i, r) in self.regions.iter().enumerate() {
             r.network.parse::<lct_core::record::PrivateNetwork>().map_err(|e| format!("region[{i}].network: {e}"))?;
             prefixes_of(&r.clients, &format!("region[{i}].clients")).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// A configuration reloaded while `running`'s sockets serve on: their listen and public
+    /// addresses are what is bound (they change only on restart), checked again with the new
+    /// regions (a reload cannot give a wildcard socket regions' views).
+    pub fn for_reload(mut self, running: &Config) -> Result<Config, String> {
+        if (&self.listen, &self.public) != (&running.listen, &running.public) {
+            tracing::warn!("reload: listen and public change only on restart");
+        }
+        (self.listen, self.public) = (running.listen.clone(), running.public.clone());
+        self.check_regions()?;
+        Ok(self)
     }
 
     /// Where this server keeps its zones: in the state directory, under a name drawn from its

@@ -100,3 +100,67 @@ fn views_are_chosen_by_the_askers_region_and_the_public_side_is_external_only() 
     let e = Config::load(&path).unwrap().load_served(None).err().unwrap().to_string();
     assert!(e.contains("region[0].records: zone other.internal. is not one of the records file's zones"), "{e}");
 }
+
+/// A wildcard listener takes the public side's queries on the same socket as the mesh's:
+/// a public asker forging region b's mesh source there would get b's view. With regions, a
+/// wildcard is refused unless it is `public` (external to all); a reload cannot give the
+/// wildcard socket of a running server regions either (its bound addresses are kept).
+#[test]
+fn a_wildcard_socket_never_serves_a_regions_view() {
+    let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+    let (records, b_records) = (dir.path().join("zones.jsonl"), dir.path().join("zones-b.jsonl"));
+    records_file(&records, &crate::zone::fixtures::zone());
+    records_file(&b_records, &crate::zone::fixtures::zone());
+    let path = dir.path().join("lct-dns.toml");
+    let region_b = format!("[[region]]\nnetwork = \"local:b\"\nrecords = {b_records:?}\nclients = [\"100.64.0.7\"]\n");
+    let write = |listen: &str, public: &str, region: &str| {
+        let text = format!("records = {records:?}\nlisten = [{listen}]\npublic = [{public}]\n{region}");
+        std::fs::write(&path, text).unwrap();
+    };
+    for wildcard in ["\"0.0.0.0:53\"", "\"[::]:53\""] {
+        write(&format!("{wildcard}, \"203.0.113.53:53\""), "\"203.0.113.53:53\"", &region_b);
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("listen: ") && e.contains("wildcard") && e.contains("lct-dns.toml"), "{e}");
+        // Named public: every asker there is the outside; regions are served elsewhere.
+        write(&format!("{wildcard}, \"192.168.128.53:53\""), wildcard, &region_b);
+        assert!(Config::load(&path).is_ok());
+        // Without regions a wildcard stays as it was.
+        write(wildcard, "", "");
+        let running = Config::load(&path).unwrap();
+        // A reload naming specific addresses (not bound: listen changes on restart) and
+        // adding a region: refused, the wildcard socket still serves.
+        write("\"192.168.128.53:53\"", "", &region_b);
+        let reloaded = Config::load(&path).unwrap();
+        let e = reloaded.for_reload(&running).unwrap_err();
+        assert!(e.contains("wildcard"), "{e}");
+        write(wildcard, "", "");
+        assert!(Config::load(&path).unwrap().for_reload(&running).is_ok());
+    }
+}
+
+/// Region clients by the thousand load in one sort (not pairwise), and each is found.
+#[test]
+fn many_region_clients_load_and_are_found() {
+    let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+    let (records, b_records) = (dir.path().join("zones.jsonl"), dir.path().join("zones-b.jsonl"));
+    records_file(&records, &crate::zone::fixtures::zone());
+    let from_b: Vec<DnsRecord> = crate::zone::fixtures::zone()
+        .iter()
+        .map(|r| DnsRecord { data: r.data.replace("192.168.128.1", "100.64.0.1"), ..r.clone() })
+        .collect();
+    records_file(&b_records, &from_b);
+    let clients: Vec<String> =
+        (0..100_000u32).map(|i| format!("\"100.{}.{}.{}\"", 64 + (i >> 16), (i >> 8) & 255, i & 255)).collect();
+    let path = dir.path().join("lct-dns.toml");
+    let text = format!(
+        "records = {records:?}\nlisten = [\"192.168.128.53:53\"]\nstate = {state:?}\n[[region]]\nnetwork = \"local:b\"\nrecords = {b_records:?}\nclients = [{}]\n",
+        clients.join(", "),
+        state = dir.path().join("state"),
+    );
+    std::fs::write(&path, text).unwrap();
+    let started = std::time::Instant::now();
+    let served = Config::load(&path).unwrap().load_served(None).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "{:?}", started.elapsed());
+    assert_eq!(asked(&served, "100.65.134.159", false), ["100.64.0.1"], "the last client");
+    assert_eq!(asked(&served, "100.65.134.160", false), ["203.0.113.1"], "one past it");
+}

@@ -66,21 +66,20 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                 let reloaded = match &config_path {
                     Some(path) => Config::load(path).map_err(anyhow::Error::from),
                     None => Ok(config.clone()),
-                };
+                }
+                .and_then(|c| c.for_reload(&config).map_err(|e| anyhow::anyhow!("{}", e)));
                 let turn = live.update_lock().await;
                 let held = live.current();
                 match reloaded.and_then(|c| c.load_served(Some(&held.records)).map(|v| (c, v))) {
                     Ok((c, served)) => {
-                        if c.listen != config.listen
-                            || c.public != config.public
-                            || c.rate_limit != config.rate_limit
+                        if c.rate_limit != config.rate_limit
                             || c.tcp_clients != config.tcp_clients
                             || c.udp_sockets != config.udp_sockets
                             || c.primaries != config.primaries
                             || c.stats != config.stats
                         {
                             tracing::warn!(
-                                "reload: listen, public, udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
+                                "reload: udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
                             );
                         }
                         live.swap(served);

@@ -38,20 +38,16 @@ pub const BACKOFF_MAX_ROUNDS: u32 = 64;
 /// else the one installed beside lct-mesh (`exe`). Never looked up on the PATH: a directory
 /// early on a service's PATH would choose the program that rewrites every firewall.
 pub fn lct_fw_program(configured: Option<&Path>, exe: &Path) -> Result<PathBuf, MeshError> {
-    let program = match configured {
+    match configured {
         Some(p) if !p.is_absolute() => {
-            return Err(MeshError::Input(format!("--lct-fw {}: an absolute path, please", p.display())));
+            Err(MeshError::Input(format!("--lct-fw {}: an absolute path, please", p.display())))
         }
-        Some(p) => p.to_path_buf(),
-        None => exe.with_file_name("lct-fw"),
-    };
-    if !program.is_file() {
-        return Err(MeshError::Input(format!(
-            "lct-fw: no program at {} (install it beside lct-mesh, or give --lct-fw ABSOLUTE_PATH)",
-            program.display()
-        )));
+        Some(p) if !p.is_file() => Err(MeshError::Input(format!("--lct-fw {}: no such program", p.display()))),
+        Some(p) => Ok(p.to_path_buf()),
+        // Not required to be there yet: a mesh with no firewall declared never pushes, and a
+        // push without it fails naming this path (then tried again, as any failed push).
+        None => Ok(exe.with_file_name("lct-fw")),
     }
-    Ok(program)
 }
 
 /// What `lct-mesh watch` keeps between rounds: the clusters whose firewalls a sync made
@@ -267,14 +263,25 @@ mod tests {
     fn lct_fw_is_never_taken_from_the_path() {
         let installed = tempfile::tempdir().unwrap();
         let exe = installed.path().join("lct-mesh");
-        let e = super::lct_fw_program(None, &exe).unwrap_err().to_string();
-        assert!(e.contains("beside lct-mesh") && e.contains("--lct-fw"), "{e}");
-        std::fs::write(installed.path().join("lct-fw"), "").unwrap();
-        assert_eq!(super::lct_fw_program(None, &exe).unwrap(), installed.path().join("lct-fw"));
+        // None beside lct-mesh, one on the PATH: still the absent one beside, whose push
+        // fails naming it.
+        let planted = tempfile::tempdir().unwrap();
+        let fw = planted.path().join("lct-fw");
+        std::fs::write(&fw, format!("#!/bin/sh\ntouch {}/ran\n", planted.path().display())).unwrap();
+        std::fs::set_permissions(&fw, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let path = format!("{}:{}", planted.path().display(), std::env::var("PATH").unwrap_or_default());
+        // SAFETY: this test alone reads PATH for lct-fw; the others run programs by path.
+        unsafe { std::env::set_var("PATH", &path) };
+        let chosen = super::lct_fw_program(None, &exe).unwrap();
+        assert_eq!(chosen, installed.path().join("lct-fw"));
+        let e = crate::bounded::run(&chosen, &[], super::PUSH_DEADLINE).unwrap_err().to_string();
+        assert!(e.contains(&installed.path().join("lct-fw").display().to_string()), "{e}");
+        assert!(!planted.path().join("ran").exists(), "the planted lct-fw never runs");
         let e = super::lct_fw_program(Some(std::path::Path::new("lct-fw")), &exe).unwrap_err().to_string();
         assert!(e.contains("absolute"), "{e}");
         let e = super::lct_fw_program(Some(&installed.path().join("nope")), &exe).unwrap_err().to_string();
-        assert!(e.contains("no program at"), "{e}");
+        assert!(e.contains("no such program"), "{e}");
+        std::fs::write(installed.path().join("lct-fw"), "").unwrap();
         let given = installed.path().join("lct-fw");
         assert_eq!(super::lct_fw_program(Some(&given), std::path::Path::new("/nowhere/lct-mesh")).unwrap(), given);
     }
