@@ -15,6 +15,15 @@ use crate::script::last_line;
 use crate::spec::offers;
 use crate::state::{Context, clusters, load_cluster};
 
+/// `reconcile` for a cluster whose plan names no `mesh-sync` but which has a mesh member:
+/// the mesh kept as it is (a lost leader replaced, its firewalls pushed) over the clusters
+/// that already have a member, never grown to this cluster's dependencies and dependents
+/// (which `mesh-sync`, asked for by a plan, brings in).
+pub async fn resync_mesh(ctx: &Context) -> anyhow::Result<()> {
+    let records = ctx.store.load()?;
+    mesh_sync(ctx, &records, false).await.with_context(|| format!("cluster {}: the mesh kept", ctx.name()))
+}
+
 /// Runs one built-in action outside an event (`reconcile` repairing drift).
 pub async fn repair(ctx: &Context, action: Action) -> anyhow::Result<()> {
     let records = ctx.store.load()?;
@@ -90,7 +99,7 @@ pub(crate) async fn run_action(
             }
         }
         Action::Dns => update_dns(&ctx.home, records).await?,
-        Action::MeshSync => mesh_sync(ctx, records).await?,
+        Action::MeshSync => mesh_sync(ctx, records, true).await?,
     }
     Ok(())
 }
@@ -128,14 +137,10 @@ async fn push_firewalls(
 /// cluster concerned has a firewall, lct-fw is pushed to those clusters (and their
 /// dependencies and dependents): a new leader's default-deny table, and its peers', would
 /// drop its WireGuard otherwise.
-async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
-    let name = ctx.name();
+async fn mesh_sync(ctx: &Context, records: &[Cluster], grow: bool) -> anyhow::Result<()> {
     let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
     let members = lct_mesh::addresses(ctx.home.store.as_ref())?;
-    let mut clusters: BTreeSet<Name> = [name.clone()].into();
-    clusters.extend(lct_core::state::dependencies_of(records, &clusters));
-    clusters.extend(lct_core::state::dependents_of(records, &[name.clone()].into()));
-    clusters.extend(nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()));
+    let clusters = mesh_reach(ctx.name(), records, &nodes, &members, grow);
     let meshed: Vec<Node> = nodes.iter().filter(|n| clusters.contains(&n.cluster)).cloned().collect();
     let options = lct_mesh::remote::Options {
         store: ctx.home.store.clone(),
@@ -161,6 +166,27 @@ async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
         push_firewalls(ctx, &nodes, records, &changed).await.context("lct-fw after the mesh changed")?;
     }
     Ok(())
+}
+
+/// The clusters a mesh sync for `name` covers: every cluster that already has a member
+/// (a sync is of the whole mesh), and, when `grow` (a plan's `mesh-sync`), `name` with its
+/// dependencies and dependents.
+fn mesh_reach<T>(
+    name: &Name,
+    records: &[Cluster],
+    nodes: &[Node],
+    members: &BTreeMap<Name, T>,
+    grow: bool,
+) -> BTreeSet<Name> {
+    let mut clusters: BTreeSet<Name> =
+        nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()).collect();
+    if grow {
+        let own: BTreeSet<Name> = [name.clone()].into();
+        clusters.extend(lct_core::state::dependencies_of(records, &own));
+        clusters.extend(lct_core::state::dependents_of(records, &own));
+        clusters.extend(own);
+    }
+    clusters
 }
 
 /// Installs the packages given as its arguments. A node that has them all (at the version
@@ -252,6 +278,37 @@ fn dns_servers(
 #[cfg(test)]
 mod tests {
     use super::INSTALL_PACKAGES;
+
+    /// reconcile keeps the mesh it finds (the clusters with a member) and never grows it to a
+    /// dependent nobody meshed; a plan's own mesh-sync takes its dependencies and dependents.
+    #[test]
+    fn reconcile_keeps_the_mesh_and_grows_it_only_when_a_plan_asks() {
+        use lct_core::record::{Cluster, Name, Node};
+        let node = |cluster: &str, name: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "cluster": cluster, "group": "server", "name": name, "provider": "local", "region": "a",
+                "status": "running", "private_ipv4": [], "public_ipv4": [], "private_ipv6": [], "public_ipv6": [],
+                "tags": []
+            }))
+            .unwrap()
+        };
+        let nodes = [node("zk", "zk-1"), node("zk", "zk-2"), node("cl", "cl-1"), node("db", "db-1")];
+        let records: Vec<Cluster> = [
+            serde_json::json!({"name": "zk"}),
+            serde_json::json!({"name": "cl", "depends_on": [{"cluster": "zk"}]}),
+            serde_json::json!({"name": "db"}),
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+        let members: std::collections::BTreeMap<Name, ()> = [("zk-1".parse().unwrap(), ())].into();
+        let zk: Name = "zk".parse().unwrap();
+        let names = |set: std::collections::BTreeSet<Name>| set.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(super::mesh_reach(&zk, &records, &nodes, &members, false)), ["zk"]);
+        assert_eq!(names(super::mesh_reach(&zk, &records, &nodes, &members, true)), ["cl", "zk"]);
+        let db: Name = "db".parse().unwrap();
+        assert_eq!(names(super::mesh_reach(&db, &records, &nodes, &members, false)), ["zk"], "db never joins");
+    }
 
     /// Runs the script with a dpkg-query that knows `installed` (`NAME VERSION` lines) and an
     /// apt-get that says it ran: whether apt-get ran.

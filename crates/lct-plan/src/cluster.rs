@@ -479,12 +479,14 @@ pub(crate) async fn reconcile_locked(
             out.short.push(format!("{g}: {have} of {want} nodes"));
         }
     }
-    let mut used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
-    // A cluster with a member in the mesh has its mesh synced too (a leader deleted behind
-    // lct's back is replaced, its firewalls pushed), before the names that follow it.
+    let used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
+    // A cluster with a member in the mesh has its mesh kept too (a leader deleted behind
+    // lct's back is replaced, its firewalls pushed), before the names that follow it; only
+    // a plan that names mesh-sync grows the mesh to its dependencies and dependents.
     let members = lct_mesh::addresses(home.store.as_ref())?;
-    if nodes.iter().any(|n| members.contains_key(&n.name)) {
-        used.insert(crate::plan::Action::MeshSync);
+    if !used.contains(&crate::plan::Action::MeshSync) && nodes.iter().any(|n| members.contains_key(&n.name)) {
+        crate::actions::resync_mesh(&ctx).await?;
+        out.repaired.push("mesh-sync".to_string());
     }
     let order = [
         crate::plan::Action::MeshSync,
