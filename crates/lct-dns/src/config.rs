@@ -22,6 +22,8 @@ use crate::zone::DnsRecord;
 /// records = "/etc/lct/zones.jsonl"           # dns-record records (lct-dns zone)
 /// listen = ["192.168.128.53:53", "203.0.113.53:53"]
 /// internal = ["192.168.128.0/17"]            # clients that see the internal view
+/// public = ["203.0.113.53:53"]               # listen addresses on the public side:
+///                                            # the external view, whatever the source
 /// udp_sockets = 2                            # per address; default: one per core
 /// keys = ["lct-update.key"]                  # TSIG keys that may update and transfer
 /// state = "/var/lib/lct/dns"                 # where updated zones are kept (zones-HASH.jsonl)
@@ -39,6 +41,11 @@ use crate::zone::DnsRecord;
 /// notify = ["198.51.100.53:53"]              # told of every change (signed NOTIFY)
 /// allow = ["198.51.100.53/32"]               # where its requests may come from [any]
 /// zones = ["lct.internal"]                   # which zones [all]
+///
+/// [[region]]                                 # a view keyed by the asker's region
+/// network = "local:b"                        # PROVIDER:REGION (lct-dns zone --region)
+/// records = "/etc/lct/zones-local-b.jsonl"   # the zones as that region sees them
+/// clients = ["100.64.0.7/32"]                # its askers: its members' mesh addresses
 ///
 /// [[primary]]                                # a zone this server is a secondary for
 /// zone = "example.internal"
@@ -82,6 +89,15 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     #[serde(default)]
     pub internal: Vec<String>,
+    /// Listen addresses on the public side (each one of `listen`): every client there gets
+    /// the external view, whatever its source address says (a forged private or mesh
+    /// source gets nothing more than the outside does).
+    #[serde(default)]
+    pub public: Vec<SocketAddr>,
+    /// Views keyed by the asker's region: a client in a region's `clients` (its members'
+    /// mesh addresses) is answered from that region's records, as the internal view.
+    #[serde(default, rename = "region")]
+    pub regions: Vec<crate::regions::RegionConfig>,
     #[serde(default)]
     pub udp_sockets: Option<usize>,
     /// Per zone: split (default), private (inside only) or public (public answers to all).
@@ -269,6 +285,7 @@ impl Config {
             return Err(ConfigError::Invalid { path: shown, message: "listen: give at least one address".into() });
         }
         config.prefixes().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
+        config.check_regions().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         if let Some(stats) = &config.stats {
             stats.check().map_err(|message| ConfigError::Invalid { path: shown.clone(), message })?;
         }
@@ -281,6 +298,39 @@ impl Config {
     pub fn prefixes(&self) -> Result<Vec<Prefix>, String> {
         // Client selection: `192.168.128.7/17` means its network, as BIND's ACLs read it.
         self.internal.iter().map(|p| Prefix::parse(p, HostBits::Clear).map_err(|e| format!("internal: {e}"))).collect()
+    }
+
+    /// `public` names listen addresses; each region's network and clients parse.
+    pub fn check_regions(&self) -> Result<(), String> {
+        if let Some(a) = self.public.iter().find(|a| !self.listen.contains(a)) {
+            return Err(format!("public: {a} is not one of the listen addresses"));
+        }
+        // A wildcard socket takes the public side's queries too, where a forged mesh source
+        // would be given its region's view: regions are served on named addresses only.
+        let wildcard = self.listen.iter().find(|a| a.ip().is_unspecified() && !self.public.contains(a));
+        if let (Some(a), false) = (wildcard, self.regions.is_empty()) {
+            return Err(format!(
+                "listen: {a} is a wildcard address, which the public side reaches too: with [[region]], \
+                 listen on the private and mesh addresses by name (or name {a} in `public`)"
+            ));
+        }
+        for (i, r) in self.regions.iter().enumerate() {
+            r.network.parse::<lct_core::record::PrivateNetwork>().map_err(|e| format!("region[{i}].network: {e}"))?;
+            prefixes_of(&r.clients, &format!("region[{i}].clients")).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// A configuration reloaded while `running`'s sockets serve on: their listen and public
+    /// addresses are what is bound (they change only on restart), checked again with the new
+    /// regions (a reload cannot give a wildcard socket regions' views).
+    pub fn for_reload(mut self, running: &Config) -> Result<Config, String> {
+        if (&self.listen, &self.public) != (&running.listen, &running.public) {
+            tracing::warn!("reload: listen and public change only on restart");
+        }
+        (self.listen, self.public) = (running.listen.clone(), running.public.clone());
+        self.check_regions()?;
+        Ok(self)
     }
 
     /// Where this server keeps its zones: in the state directory, under a name drawn from its
@@ -386,7 +436,7 @@ impl Config {
     /// (each raises the serial) survive a restart, and a records file made afresh (its serial
     /// is the time) replaces them.
     pub fn load_served(&self, held: Option<&[DnsRecord]>) -> anyhow::Result<Served> {
-        let seed = read_records(&self.records)?;
+        let seed = crate::zone::read_records(&self.records)?;
         // DNSSEC records come from a signer (this server's, or a primary's by transfer),
         // never from the records file: a signature written there would be stale at once.
         if let Some(r) = seed.iter().find(|r| crate::zone::is_dnssec(r.rtype)) {
@@ -403,7 +453,7 @@ impl Config {
             Some(h) => h,
             None => {
                 let file = self.state_file();
-                from_state = if file.exists() { read_records(&file)? } else { Vec::new() };
+                from_state = if file.exists() { crate::zone::read_records(&file)? } else { Vec::new() };
                 &from_state
             }
         };
@@ -425,7 +475,11 @@ impl Config {
         let dnssec = self.dnssec(&records, &secondary_zones)?;
         // Keys stepped at this start or reload: a new serial, so secondaries take them.
         let records = crate::keyserial::with_key_serials(&dnssec, records, crate::tsig::now())?;
+        let field = |name: String| self.field(name);
+        let regions =
+            crate::regions::load(&self.regions, &self.modes, &records, &dnssec.zones(), &secondary_zones, &field)?;
         let settings = Settings {
+            regions: Arc::new(regions),
             prefixes: self.prefixes().map_err(|e| anyhow::anyhow!(e))?,
             modes: self.modes.clone(),
             keys: self.keys()?,
@@ -531,14 +585,6 @@ impl Config {
     }
 }
 
-fn read_records(path: &Path) -> anyhow::Result<Vec<DnsRecord>> {
-    let shown = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    let (records, _) = lct_core::stream::read_kind::<DnsRecord>(io::BufReader::new(file))
-        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    Ok(records)
-}
-
 /// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982); and
 /// the secondary zones `held` has (the last copy transferred).
 fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) -> Vec<DnsRecord> {
@@ -563,48 +609,5 @@ fn newest(seed: Vec<DnsRecord>, held: &[DnsRecord], secondary_zones: &[String]) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A signature lifetime past 90 days is refused at load, naming the field.
-    #[test]
-    fn a_signature_lifetime_past_90_days_is_refused_naming_the_field() {
-        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
-        let path = dir.path().join("lct-dns.toml");
-        let write = |lifetime: u32| {
-            let text = format!(
-                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n"
-            );
-            std::fs::write(&path, text).unwrap();
-        };
-        for lifetime in [SIGNATURE_LIFETIME_MAX + 1, 1 << 31, u32::MAX] {
-            write(lifetime);
-            let e = Config::load(&path).unwrap_err().to_string();
-            assert!(e.contains("dnssec_timers.signature_lifetime") && e.contains("lct-dns.toml"), "{e}");
-        }
-        write(SIGNATURE_LIFETIME_MAX);
-        assert!(Config::load(&path).is_ok());
-    }
-
-    /// `dnssec_validation` is on unless a zone says "off"; anything else is refused at load,
-    /// naming the file and the values it takes.
-    #[test]
-    fn dnssec_validation_is_on_by_default_and_only_on_or_off() {
-        let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
-        let path = dir.path().join("lct-dns.toml");
-        let load = |setting: &str| {
-            let text = format!(
-                "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[[primary]]\nzone = \"a.test\"\naddress = \"127.0.0.1:5300\"\nkey = \"k.key\"\n{setting}\n"
-            );
-            std::fs::write(&path, text).unwrap();
-            Config::load(&path).map(|c| c.primaries[0].dnssec_validation)
-        };
-        assert_eq!(load("").unwrap(), OnOff::On);
-        assert_eq!(load("dnssec_validation = \"on\"").unwrap(), OnOff::On);
-        assert_eq!(load("dnssec_validation = \"off\"").unwrap(), OnOff::Off);
-        for bad in ["dnssec_validation = \"maybe\"", "dnssec_validation = true", "dnssec_validation = \"ON \""] {
-            let e = load(bad).unwrap_err().to_string();
-            assert!(e.contains("lct-dns.toml") && e.contains("dnssec_validation"), "{bad}: {e}");
-        }
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -14,17 +14,18 @@ use crate::transfer::Replies;
 
 /// The answers to one message the UDP fast path did not take (or any over TCP): the tables
 /// first, then updates, transfers, NOTIFY and signed queries ([`crate::signed`]), then the
-/// rest read in full ([`plain_answer`]).
-pub(crate) async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, live: &Live) -> Replies {
+/// rest read in full ([`plain_answer`]). `public`: it came to a public listen address (the
+/// external view, whatever its source).
+pub(crate) async fn answer(packet: Vec<u8>, src: SocketAddr, tcp: bool, public: bool, live: &Live) -> Replies {
     let served = live.current();
-    let internal = served.is_internal(src.ip());
-    if tcp && let Some(reply) = served.answers.answer(&packet, internal, true) {
+    let (answers, internal) = served.view(src.ip(), public);
+    if tcp && let Some(reply) = answers.answer(&packet, internal, true) {
         return Replies::Now(vec![reply]);
     }
     if let Some(messages) = crate::signed::handle(&packet, tcp, src.ip(), live).await {
         return messages;
     }
-    Replies::Now(plain_answer(&packet, internal, tcp, &served.answers).into_iter().collect())
+    Replies::Now(plain_answer(&packet, internal, tcp, answers).into_iter().collect())
 }
 
 /// A query the tables did not take as it came (other classes, EDNS versions, several

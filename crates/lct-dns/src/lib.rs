@@ -37,6 +37,8 @@
 //! * [`linode`]: the external view into Linode's DNS Manager (`lct-dns sync-linode`).
 //!
 //! What a server serves
+//! * [`regions`]: views keyed by the asker's region (by its mesh address): another region's
+//!   zones, chosen in one table lookup.
 //! * [`settings`]: what a running server needs besides its zones (prefixes, modes, keys and
 //!   what each may do).
 //! * [`served`]: the records, their answer tables and the settings, kept in the state
@@ -89,6 +91,7 @@ pub mod notify;
 #[cfg(test)]
 mod reference;
 pub mod referral;
+pub mod regions;
 pub mod request;
 pub mod resign;
 pub mod rrl;

@@ -141,6 +141,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         records: records.expect("required without --config"),
                         listen,
                         internal,
+                        public: Vec::new(),
+                        regions: Vec::new(),
                         udp_sockets,
                         modes: modes.into_iter().collect(),
                         keys: key_files,

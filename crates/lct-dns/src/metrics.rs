@@ -219,6 +219,7 @@ mod tests {
             expired: Default::default(),
             state_file: "/nonexistent/zones.jsonl".into(),
             dnssec: Default::default(),
+            regions: Default::default(),
         };
         Served::build(vec![soa], std::sync::Arc::new(settings)).unwrap()
     }

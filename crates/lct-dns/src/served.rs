@@ -82,9 +82,25 @@ impl Served {
         })
     }
 
-    /// Whether a client at `ip` sees the internal view.
+    /// Whether a client at `ip` is in an `internal` prefix (this server's own region).
     pub fn is_internal(&self, ip: std::net::IpAddr) -> bool {
         self.settings.prefixes.iter().any(|p| p.contains(ip))
+    }
+
+    /// The tables a client at `ip` is answered from, and whether as an inside view (true:
+    /// the internal view, or its region's): on a `public` listen address the external
+    /// view whatever the source says (a forged private or mesh source gets nothing more);
+    /// else a region's client (by its mesh address) its region's view, a client in an
+    /// `internal` prefix this server's own region's, anyone else the external view.
+    /// No allocation: a binary search and a scan of the internal prefixes.
+    pub fn view(&self, ip: std::net::IpAddr, public: bool) -> (&Answers, bool) {
+        if public {
+            return (&self.answers, false);
+        }
+        if let Some(region) = self.settings.regions.view_of(ip) {
+            return (&region.answers, true);
+        }
+        (&self.answers, self.is_internal(ip))
     }
 
     /// Keeps the zones in the state directory (atomically: the old file or the new one).

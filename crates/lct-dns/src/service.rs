@@ -32,15 +32,15 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     for addr in &config.listen {
         let udp = udp_sockets(*addr, per_address).with_context(|| format!("binding UDP {addr}"))?;
         let tcp = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
-        bound.push((udp, tcp));
+        bound.push((udp, tcp, config.public.contains(addr)));
     }
-    for (udp, tcp) in bound {
-        tokio::spawn(crate::tcp::tcp_loop(tcp, live.clone(), connections.clone()));
+    for (udp, tcp, public) in bound {
+        tokio::spawn(crate::tcp::tcp_loop(tcp, public, live.clone(), connections.clone()));
         for udp in udp {
             let (live, rrl, runtime) = (live.clone(), rrl.clone(), tokio::runtime::Handle::current());
             std::thread::Builder::new()
                 .name("lct-dns-udp".into())
-                .spawn(move || crate::udp::udp_batch_loop(udp, live, rrl, runtime))
+                .spawn(move || crate::udp::udp_batch_loop(udp, public, live, rrl, runtime))
                 .context("starting a UDP thread")?;
         }
     }
@@ -66,20 +66,20 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                 let reloaded = match &config_path {
                     Some(path) => Config::load(path).map_err(anyhow::Error::from),
                     None => Ok(config.clone()),
-                };
+                }
+                .and_then(|c| c.for_reload(&config).map_err(|e| anyhow::anyhow!("{}", e)));
                 let turn = live.update_lock().await;
                 let held = live.current();
                 match reloaded.and_then(|c| c.load_served(Some(&held.records)).map(|v| (c, v))) {
                     Ok((c, served)) => {
-                        if c.listen != config.listen
-                            || c.rate_limit != config.rate_limit
+                        if c.rate_limit != config.rate_limit
                             || c.tcp_clients != config.tcp_clients
                             || c.udp_sockets != config.udp_sockets
                             || c.primaries != config.primaries
                             || c.stats != config.stats
                         {
                             tracing::warn!(
-                                "reload: listen, udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
+                                "reload: udp_sockets, tcp_clients, rate_limit, stats and [[primary]] change only on restart"
                             );
                         }
                         live.swap(served);

@@ -94,4 +94,7 @@ pub struct Settings {
     pub state_file: PathBuf,
     /// The zones signed here, their keys and signatures (kept across changes).
     pub dnssec: Arc<crate::sign::Dnssec>,
+    /// Views keyed by the asker's region (`[[region]]`): read from their records files at
+    /// start and reload, kept as they are across updates of the zones.
+    pub regions: Arc<crate::regions::RegionViews>,
 }

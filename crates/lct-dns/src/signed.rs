@@ -174,6 +174,7 @@ mod fuzz {
             expired: Default::default(),
             state_file: state,
             dnssec: Default::default(),
+            regions: Default::default(),
         };
         Live::new(Served::build(records, Arc::new(settings)).unwrap())
     }

@@ -13,8 +13,9 @@ use crate::live::Live;
 use crate::transfer::Replies;
 
 /// Accepts TCP connections until the process ends; when `connections` is full, the one idle
-/// the longest makes room (as Knot does), so idle clients cannot lock the others out.
-pub async fn tcp_loop(listener: TcpListener, live: Live, connections: Connections) {
+/// the longest makes room (as Knot does), so idle clients cannot lock the others out. On a
+/// `public` listener every query gets the external view.
+pub async fn tcp_loop(listener: TcpListener, public: bool, live: Live, connections: Connections) {
     loop {
         let (stream, src) = match listener.accept().await {
             Ok(c) => c,
@@ -32,7 +33,7 @@ pub async fn tcp_loop(listener: TcpListener, live: Live, connections: Connection
         crate::stats::event(crate::stats::Event::TcpAccepted);
         let live = live.clone();
         tokio::spawn(async move {
-            let _ = connection(stream, src, &live, &slot).await;
+            let _ = connection(stream, src, public, &live, &slot).await;
         });
     }
 }
@@ -132,7 +133,13 @@ pub fn raise_file_limit(wanted: usize) {
     }
 }
 
-async fn connection(mut stream: TcpStream, src: SocketAddr, live: &Live, slot: &Slot) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    public: bool,
+    live: &Live,
+    slot: &Slot,
+) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     loop {
         let mut len = [0u8; 2];
@@ -155,8 +162,8 @@ async fn connection(mut stream: TcpStream, src: SocketAddr, live: &Live, slot: &
             framed.extend_from_slice(&message);
             tokio::time::timeout(TCP_IO, stream.write_all(&framed)).await.map_err(std::io::Error::other)?
         };
-        let internal = crate::stats::get().is_some() && live.current().is_internal(src.ip());
-        match answer(packet, src, true, live).await {
+        let internal = crate::stats::get().is_some() && live.current().view(src.ip(), public).1;
+        match answer(packet, src, true, public, live).await {
             Replies::Now(messages) => {
                 if let Some(first) = messages.first() {
                     crate::stats::response(internal, first);

@@ -36,9 +36,11 @@ const BATCH: usize = 32;
 /// Serves one UDP socket until the process ends, on a thread of its own: datagrams are
 /// received and answered in batches (`recvmmsg`/`sendmmsg`, as NSD does), the common query
 /// from the fast path's table without leaving the thread; everything else (other queries,
-/// updates, transfers) goes to the runtime, which answers on the same socket.
+/// updates, transfers) goes to the runtime, which answers on the same socket. On a
+/// `public` socket every query gets the external view ([`crate::served::Served::view`]).
 pub fn udp_batch_loop(
     socket: std::net::UdpSocket,
+    public: bool,
     live: Live,
     rrl: Option<Arc<RateLimit>>,
     runtime: tokio::runtime::Handle,
@@ -97,8 +99,8 @@ pub fn udp_batch_loop(
         for i in 0..n as usize {
             let packet = &bufs[i][..msgs[i].msg_len as usize];
             let Some(src) = socket_addr(&names[i]) else { continue };
-            let internal = served.is_internal(src.ip());
-            if let Some(outcome) = served.answers.answer_into(packet, internal, false, &mut key, &mut replies[ready]) {
+            let (answers, internal) = served.view(src.ip(), public);
+            if let Some(outcome) = answers.answer_into(packet, internal, false, &mut key, &mut replies[ready]) {
                 if let Some(counts) = &counts {
                     counts.answered(internal, outcome.qtype, replies[ready][3] & 0xf);
                 }
@@ -131,9 +133,9 @@ pub fn udp_batch_loop(
             let (socket, live, packet) = (socket.clone(), live.clone(), packet.to_vec());
             runtime.spawn(async move {
                 // (Over UDP nothing is streamed: transfers are refused there.)
-                if let Replies::Now(messages) = answer(packet, src, false, &live).await {
+                if let Replies::Now(messages) = answer(packet, src, false, public, &live).await {
                     if let Some(first) = messages.first().filter(|_| crate::stats::get().is_some()) {
-                        crate::stats::response(live.current().is_internal(src.ip()), first);
+                        crate::stats::response(live.current().view(src.ip(), public).1, first);
                     }
                     for message in messages {
                         let _ = socket.send_to(&message, src);

@@ -463,6 +463,16 @@ pub fn reverse_zone_of(a: Ipv4Addr) -> String {
     format!("{x}.{w}.in-addr.arpa.")
 }
 
+/// `dns-record` records from a file of JSON lines (a records file, the state directory's
+/// zones), an error naming the file.
+pub fn read_records(path: &std::path::Path) -> anyhow::Result<Vec<DnsRecord>> {
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let (records, _) = lct_core::stream::read_kind::<DnsRecord>(std::io::BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    Ok(records)
+}
+
 /// A small zone for tests: SOA, NS, and a node with a private and a public address.
 #[cfg(test)]
 pub(crate) mod fixtures {

@@ -17,9 +17,12 @@ Examples:
   # Every node contacted, not only those whose configuration changed (undoes drift)
   lct-mesh sync --full
 
-  # Follow membership: a sync every 2 s (a leader gone is replaced within that), every
+  # Follow membership: a sync every 2 s (a leader gone is replaced within that, and
+  # lct-fw pushed to the clusters whose firewalls follow it, where one is declared), every
   # node verified every 15th round
   lct-mesh watch --interval 2 --verify-every 15
+  # As a unit: the lct-fw it runs is the one beside it, or one named by absolute path
+  lct-mesh watch --lct-fw /usr/local/bin/lct-fw
 
   # Peers, last handshakes and bytes, from `wg show dump` on every node
   lct-mesh status
@@ -85,7 +88,9 @@ pub enum Command {
         #[command(flatten)]
         reach: Reach,
     },
-    /// Sync again and again: a leader that went away is replaced within an interval
+    /// Sync again and again: a leader that went away is replaced within an interval, and the
+    /// firewalls that follow the mesh are pushed (the lct-fw beside lct-mesh, or --lct-fw;
+    /// never one found on the PATH)
     Watch {
         /// Seconds between syncs
         #[arg(long, default_value_t = 2)]
@@ -97,6 +102,9 @@ pub enum Command {
         /// Node records from this file, read again each round [default: the inventory]
         #[arg(long, value_name = "FILE")]
         records: Option<std::path::PathBuf>,
+        /// The lct-fw to push with, an absolute path [default: the one beside lct-mesh]
+        #[arg(long, value_name = "PATH")]
+        lct_fw: Option<std::path::PathBuf>,
         #[command(flatten)]
         reach: Reach,
     },

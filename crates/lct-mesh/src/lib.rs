@@ -13,11 +13,14 @@
 //! * [`inplace`]: a namespace node's apply from a thread of the controller in its namespace;
 //!   a remote node's over lct-inventory's exec.
 //! * [`graph`]: the mesh as Graphviz DOT.
+//! * [`follow`]: what a sync leaves for lct-fw (the clusters whose firewalls went stale).
 //! * [`cli`]: the command line's definitions.
 //!
 //! lct-mesh does not implement WireGuard: the kernel's or wireguard-go does, driven by `wg`.
 
+pub mod bounded;
 pub mod cli;
+pub mod follow;
 pub mod forward;
 pub mod graph;
 pub mod inplace;

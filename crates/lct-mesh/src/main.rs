@@ -1,19 +1,21 @@
 //! `lct-mesh`: a WireGuard mesh across regions, planned from the inventory, on the command line.
 
+use std::collections::BTreeSet;
 use std::io::{self, IsTerminal, Read, Write};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use ipnet::Ipv4Net;
 use lct_core::cli::OutputFormat;
-use lct_core::record::Node;
+use lct_core::record::{Cluster, Name, Node};
 use lct_core::state::ClusterStore;
 use lct_core::stream;
 use lct_core::table::emit;
 use lct_mesh::cli::{Cli, Command, Reach};
 use lct_mesh::model::{MeshConfig, SyncStatus, Topology};
-use lct_mesh::{graph, node, remote, state::MeshState};
+use lct_mesh::{follow, graph, node, remote, state::MeshState};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -56,9 +58,12 @@ async fn nodes(reach: &Reach) -> anyhow::Result<Vec<Node>> {
 
 async fn inventory(reach: &Reach) -> anyhow::Result<Vec<Node>> {
     // The store's cluster records (a shared store's too: its controllers see one inventory).
-    let clusters = ClusterStore::open()?.load()?;
+    query(reach, &ClusterStore::open()?.load()?).await
+}
+
+async fn query(reach: &Reach, clusters: &[Cluster]) -> anyhow::Result<Vec<Node>> {
     let selector = lct_inventory::Selector { providers: reach.providers.clone(), ..Default::default() };
-    Ok(lct_inventory::query(&selector, &clusters).await?)
+    Ok(lct_inventory::query(&selector, clusters).await?)
 }
 
 fn now() -> u64 {
@@ -82,32 +87,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Watch { interval, verify_every, records, reach } => {
+        Command::Watch { interval, verify_every, records, lct_fw, reach } => {
             let mut options = options(&reach, None, None, None, false)?;
+            let exe = std::env::current_exe().context("where is lct-mesh?")?;
+            let lct_fw = follow::lct_fw_program(lct_fw.as_deref(), &exe)?;
+            let mut follower = follow::Follower::new(lct_fw, reach.providers.clone());
             let mut round = 0u64;
             loop {
                 // The first round verifies too: whatever happened before the watch started.
                 options.full = round.is_multiple_of(verify_every);
                 round = round.wrapping_add(1);
-                let nodes = match &records {
-                    Some(file) => std::fs::read(file)
-                        .with_context(|| file.display().to_string())
-                        .and_then(|b| Ok(stream::read_kind::<Node>(&b[..]).context(file.display().to_string())?.0)),
-                    None => inventory(&reach).await,
-                };
-                match nodes {
-                    // Changes only: a quiet mesh prints nothing.
-                    Ok(nodes) => match remote::sync(&nodes, &options).await {
-                        Ok(reports) => {
-                            let changed: Vec<_> = reports
-                                .into_iter()
-                                .filter(|r| r.status != SyncStatus::Unchanged || r.firewall_stale)
-                                .collect();
-                            emit(&changed, format)?;
-                        }
-                        Err(e) => tracing::error!("sync: {e}"),
-                    },
-                    Err(e) => tracing::error!("{e:#}"),
+                if let Err(e) = watch_round(&reach, records.as_deref(), &options, &mut follower, format).await {
+                    tracing::error!("{e:#}");
                 }
                 tokio::time::sleep(Duration::from_secs(interval.max(1))).await;
             }
@@ -169,6 +160,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DownHere { interface } => Ok(node::down(&interface)?),
         Command::Meta(meta) => meta.run::<Cli>(),
     }
+}
+
+/// One round of `watch`: the node records (from `records`, else the inventory), a sync, lct-fw
+/// pushed to the clusters whose firewalls the mesh made stale (`mesh-sync`'s reach: a new
+/// leader's default-deny table, and its peers', admit its WireGuard within the round), then
+/// the changes printed (a quiet mesh prints nothing).
+async fn watch_round(
+    reach: &Reach,
+    records: Option<&Path>,
+    options: &remote::Options,
+    follower: &mut follow::Follower,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let clusters = ClusterStore::open()?.load()?;
+    let nodes = match records {
+        Some(file) => {
+            let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
+            stream::read_kind::<Node>(&bytes[..]).context(file.display().to_string())?.0
+        }
+        None => query(reach, &clusters).await?,
+    };
+    let mut reports = remote::sync(&nodes, options).await.context("sync")?;
+    match follower.after_sync(&mut reports, &nodes, &clusters) {
+        Ok(pushed) if pushed.is_empty() => {}
+        // At the level the sync said they were stale: the one answers the other.
+        Ok(pushed) => tracing::warn!("lct-fw pushed after the mesh changed: {}", joined(&pushed)),
+        Err(e) => tracing::error!("lct-fw push (tried again next round): {e}"),
+    }
+    let changed: Vec<_> =
+        reports.into_iter().filter(|r| r.status != SyncStatus::Unchanged || r.firewall_stale).collect();
+    emit(&changed, format)?;
+    Ok(())
+}
+
+fn joined(names: &BTreeSet<Name>) -> String {
+    names.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// SVG through Graphviz's dot.

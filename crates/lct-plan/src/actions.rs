@@ -15,6 +15,15 @@ use crate::script::last_line;
 use crate::spec::offers;
 use crate::state::{Context, clusters, load_cluster};
 
+/// `reconcile` for a cluster whose plan names no `mesh-sync` but which has a mesh member:
+/// the mesh kept as it is (a lost leader replaced, its firewalls pushed) over the clusters
+/// that already have a member, never grown to this cluster's dependencies and dependents
+/// (which `mesh-sync`, asked for by a plan, brings in).
+pub async fn resync_mesh(ctx: &Context) -> anyhow::Result<()> {
+    let records = ctx.store.load()?;
+    mesh_sync(ctx, &records, false).await.with_context(|| format!("cluster {}: the mesh kept", ctx.name()))
+}
+
 /// Runs one built-in action outside an event (`reconcile` repairing drift).
 pub async fn repair(ctx: &Context, action: Action) -> anyhow::Result<()> {
     let records = ctx.store.load()?;
@@ -90,7 +99,7 @@ pub(crate) async fn run_action(
             }
         }
         Action::Dns => update_dns(&ctx.home, records).await?,
-        Action::MeshSync => mesh_sync(ctx, records).await?,
+        Action::MeshSync => mesh_sync(ctx, records, true).await?,
     }
     Ok(())
 }
@@ -121,21 +130,6 @@ async fn push_firewalls(
     Ok(())
 }
 
-/// The clusters to push lct-fw for after a sync: those owning a node the sync marked
-/// `firewall_stale` ([`lct_mesh::state::MeshState::firewall_changes`]: its WireGuard peers
-/// or a member's mesh address changed), when one of them, or of their dependencies and
-/// dependents (which the push reaches too), has a `firewall` section. Without one, nothing:
-/// a mesh change never installs a firewall nobody declared.
-fn firewalls_to_push(reports: &[lct_mesh::model::MeshNode], nodes: &[Node], records: &[Cluster]) -> BTreeSet<Name> {
-    let stale: BTreeSet<&Name> = reports.iter().filter(|r| r.firewall_stale).map(|r| &r.node).collect();
-    let changed: BTreeSet<Name> = nodes.iter().filter(|n| stale.contains(&n.name)).map(|n| n.cluster.clone()).collect();
-    let mut reach = changed.clone();
-    reach.extend(lct_core::state::dependencies_of(records, &changed));
-    reach.extend(lct_core::state::dependents_of(records, &changed));
-    let firewalled = |c: &Name| records.iter().any(|r| &r.name == c && r.extra.contains_key("firewall"));
-    if reach.iter().any(firewalled) { changed } else { BTreeSet::new() }
-}
-
 /// `mesh-sync`: the mesh over every node of this cluster, its dependencies and dependents,
 /// and of every cluster that already has a member (a sync is of the whole mesh: a node left
 /// out would leave it). Nodes gone from the inventory leave the mesh; a failed node fails the
@@ -143,14 +137,10 @@ fn firewalls_to_push(reports: &[lct_mesh::model::MeshNode], nodes: &[Node], reco
 /// cluster concerned has a firewall, lct-fw is pushed to those clusters (and their
 /// dependencies and dependents): a new leader's default-deny table, and its peers', would
 /// drop its WireGuard otherwise.
-async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
-    let name = ctx.name();
+async fn mesh_sync(ctx: &Context, records: &[Cluster], grow: bool) -> anyhow::Result<()> {
     let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
     let members = lct_mesh::addresses(ctx.home.store.as_ref())?;
-    let mut clusters: BTreeSet<Name> = [name.clone()].into();
-    clusters.extend(lct_core::state::dependencies_of(records, &clusters));
-    clusters.extend(lct_core::state::dependents_of(records, &[name.clone()].into()));
-    clusters.extend(nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()));
+    let clusters = mesh_reach(ctx.name(), records, &nodes, &members, grow);
     let meshed: Vec<Node> = nodes.iter().filter(|n| clusters.contains(&n.cluster)).cloned().collect();
     let options = lct_mesh::remote::Options {
         store: ctx.home.store.clone(),
@@ -173,11 +163,32 @@ async fn mesh_sync(ctx: &Context, records: &[Cluster]) -> anyhow::Result<()> {
     if !failed.is_empty() {
         bail!("mesh sync failed on {}", failed.join(", "));
     }
-    let changed = firewalls_to_push(&reports, &nodes, records);
+    let changed = lct_mesh::follow::firewalls_to_push(&reports, &nodes, records);
     if !changed.is_empty() {
         push_firewalls(ctx, &nodes, records, &changed).await.context("lct-fw after the mesh changed")?;
     }
     Ok(())
+}
+
+/// The clusters a mesh sync for `name` covers: every cluster that already has a member
+/// (a sync is of the whole mesh), and, when `grow` (a plan's `mesh-sync`), `name` with its
+/// dependencies and dependents.
+fn mesh_reach<T>(
+    name: &Name,
+    records: &[Cluster],
+    nodes: &[Node],
+    members: &BTreeMap<Name, T>,
+    grow: bool,
+) -> BTreeSet<Name> {
+    let mut clusters: BTreeSet<Name> =
+        nodes.iter().filter(|n| members.contains_key(&n.name)).map(|n| n.cluster.clone()).collect();
+    if grow {
+        let own: BTreeSet<Name> = [name.clone()].into();
+        clusters.extend(lct_core::state::dependencies_of(records, &own));
+        clusters.extend(lct_core::state::dependents_of(records, &own));
+        clusters.extend(own);
+    }
+    clusters
 }
 
 /// Installs the packages given as its arguments. A node that has them all (at the version
@@ -270,6 +281,37 @@ fn dns_servers(
 mod tests {
     use super::INSTALL_PACKAGES;
 
+    /// reconcile keeps the mesh it finds (the clusters with a member) and never grows it to a
+    /// dependent nobody meshed; a plan's own mesh-sync takes its dependencies and dependents.
+    #[test]
+    fn reconcile_keeps_the_mesh_and_grows_it_only_when_a_plan_asks() {
+        use lct_core::record::{Cluster, Name, Node};
+        let node = |cluster: &str, name: &str| -> Node {
+            serde_json::from_value(serde_json::json!({
+                "cluster": cluster, "group": "server", "name": name, "provider": "local", "region": "a",
+                "status": "running", "private_ipv4": [], "public_ipv4": [], "private_ipv6": [], "public_ipv6": [],
+                "tags": []
+            }))
+            .unwrap()
+        };
+        let nodes = [node("zk", "zk-1"), node("zk", "zk-2"), node("cl", "cl-1"), node("db", "db-1")];
+        let records: Vec<Cluster> = [
+            serde_json::json!({"name": "zk"}),
+            serde_json::json!({"name": "cl", "depends_on": [{"cluster": "zk"}]}),
+            serde_json::json!({"name": "db"}),
+        ]
+        .into_iter()
+        .map(|v| serde_json::from_value(v).unwrap())
+        .collect();
+        let members: std::collections::BTreeMap<Name, ()> = [("zk-1".parse().unwrap(), ())].into();
+        let zk: Name = "zk".parse().unwrap();
+        let names = |set: std::collections::BTreeSet<Name>| set.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(super::mesh_reach(&zk, &records, &nodes, &members, false)), ["zk"]);
+        assert_eq!(names(super::mesh_reach(&zk, &records, &nodes, &members, true)), ["cl", "zk"]);
+        let db: Name = "db".parse().unwrap();
+        assert_eq!(names(super::mesh_reach(&db, &records, &nodes, &members, false)), ["zk"], "db never joins");
+    }
+
     /// Runs the script with a dpkg-query that knows `installed` (`NAME VERSION` lines) and an
     /// apt-get that says it ran: whether apt-get ran.
     fn apt_ran(installed: &str, args: &[&str]) -> bool {
@@ -309,60 +351,5 @@ mod tests {
         assert!(apt_ran(installed, &["jq=1.7-1"]), "another version asked");
         assert!(apt_ran(installed, &["zookeeperd", "curl"]), "one missing");
         assert!(apt_ran("", &["curl"]), "nothing installed");
-    }
-}
-
-#[cfg(test)]
-mod firewall_tests {
-    use super::firewalls_to_push;
-    use lct_core::record::{Cluster, Node};
-    use lct_mesh::model::MeshNode;
-
-    fn node(cluster: &str, name: &str) -> Node {
-        serde_json::from_value(serde_json::json!({
-            "cluster": cluster, "group": "server", "name": name, "provider": "local", "region": "a",
-            "status": "running", "private_ipv4": [], "public_ipv4": [], "private_ipv6": [], "public_ipv6": [],
-            "tags": []
-        }))
-        .unwrap()
-    }
-
-    /// The sync's records, `stale` nodes marked firewall_stale.
-    fn reports(all: &[&str], stale: &[&str]) -> Vec<MeshNode> {
-        all.iter()
-            .map(|n| {
-                serde_json::from_value(serde_json::json!({
-                    "node": n, "region": "a", "address": "100.64.0.1", "leader": false, "interface": "lm0", "peers": 0,
-                    "status": "unchanged", "firewall_stale": stale.contains(n)
-                }))
-                .unwrap()
-            })
-            .collect()
-    }
-
-    fn names(set: std::collections::BTreeSet<lct_core::record::Name>) -> Vec<String> {
-        set.iter().map(|c| c.to_string()).collect()
-    }
-
-    #[test]
-    fn stale_firewalls_are_pushed_where_a_firewall_is_declared_only() {
-        let nodes = vec![node("zk", "zk-1"), node("zk", "zk-2"), node("cl", "cl-1"), node("cl", "cl-2")];
-        let zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk", "firewall": {}})).unwrap();
-        let bare_zk: Cluster = serde_json::from_value(serde_json::json!({"name": "zk"})).unwrap();
-        let cl: Cluster = serde_json::from_value(serde_json::json!({
-            "name": "cl", "depends_on": [{"cluster": "zk"}]
-        }))
-        .unwrap();
-        let all = ["zk-1", "zk-2", "cl-1", "cl-2"];
-        // cl-2 leads now: its cluster is pushed (the push reaches zk, its dependency, too).
-        let moved = reports(&all, &["cl-2", "zk-2"]);
-        assert_eq!(names(firewalls_to_push(&moved, &nodes, &[zk.clone(), cl.clone()])), ["cl", "zk"]);
-        // Only a firewall-less dependent changed, its dependency has one: pushed.
-        assert_eq!(names(firewalls_to_push(&reports(&all, &["cl-2"]), &nodes, &[zk, cl.clone()])), ["cl"]);
-        assert!(firewalls_to_push(&reports(&all, &[]), &nodes, &[bare_zk.clone(), cl.clone()]).is_empty());
-        assert!(
-            firewalls_to_push(&moved, &nodes, &[bare_zk, cl]).is_empty(),
-            "no firewall declared: none installed by a mesh change"
-        );
     }
 }

@@ -421,8 +421,8 @@ pub async fn start(home: &Home, tools: &Tools, name: &Name) -> anyhow::Result<()
 
 /// `lct-plan reconcile`: raises `node-added` / `node-removed` for what changed behind lct's
 /// back (the provider is the source of truth), makes the lost nodes of groups with
-/// `replace_lost` again (their `node-added` follows), then runs the plan's built-in `hosts` and
-/// `firewall` actions again (each converges: a node whose file or rules drifted is put
+/// `replace_lost` again (their `node-added` follows), then runs the plan's built-in
+/// `mesh-sync` (also for a cluster with a mesh member), `hosts`, `firewall` and `dns` actions again (each converges: a node whose file or rules drifted is put
 /// right, the others are left alone). With `replace`, groups short of the plan are made
 /// whole again as `create` would (the lost nodes made anew: `node-added`), after the lost
 /// ones' `node-removed`. Stopped clusters are left alone.
@@ -480,7 +480,21 @@ pub(crate) async fn reconcile_locked(
         }
     }
     let used: BTreeSet<crate::plan::Action> = plan.hooks.values().flatten().filter_map(|h| h.action).collect();
-    for action in [crate::plan::Action::Hosts, crate::plan::Action::Firewall, crate::plan::Action::Dns] {
+    // A cluster with a member in the mesh has its mesh kept too (a leader deleted behind
+    // lct's back is replaced, its firewalls pushed), before the names that follow it; only
+    // a plan that names mesh-sync grows the mesh to its dependencies and dependents.
+    let members = lct_mesh::addresses(home.store.as_ref())?;
+    if !used.contains(&crate::plan::Action::MeshSync) && nodes.iter().any(|n| members.contains_key(&n.name)) {
+        crate::actions::resync_mesh(&ctx).await?;
+        out.repaired.push("mesh-sync".to_string());
+    }
+    let order = [
+        crate::plan::Action::MeshSync,
+        crate::plan::Action::Hosts,
+        crate::plan::Action::Firewall,
+        crate::plan::Action::Dns,
+    ];
+    for action in order {
         if used.contains(&action) {
             crate::actions::repair(&ctx, action).await?;
             out.repaired.push(serde_json::to_value(action)?.as_str().unwrap_or_default().to_string());
