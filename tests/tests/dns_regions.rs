@@ -2,7 +2,9 @@
 //! ranges overlap, joined by lct-mesh (wireguard-go in namespace nodes); one server in region
 //! a answers every region with the address that works from there (each answer is pinged from
 //! where it was asked), and its public side with the external view only, whatever source an
-//! asker forges. Needs root.
+//! asker forges, its configuration rendered by package:dns-private's `configure.py regions`
+//! (what the `dns` action runs on the primary). Needs root. Without root: that rendering
+//! over three regions and membership changes, and its bad input.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -71,37 +73,31 @@ fn a_server_answers_each_region_with_the_address_that_works_from_there() {
     assert_eq!(private("a-2"), private("b-2"));
     assert_eq!(private("a-1"), private("c-1"));
 
-    // The zones as each region sees them (`zone --region`: other regions' members by their
-    // mesh addresses), and a server on a-2 that answers each region from its own.
+    // A server on a-2 configured as package:dns-private's primary is: its own view as region
+    // a sees it (what the `dns` action's `lct-dns update --region` makes), then the plan's
+    // `configure.py regions` (what the `dns` action runs there next) renders every other
+    // region's view (`zone --region`: other regions' members by their mesh addresses) and
+    // the configuration that answers each region from its own.
     let dir = env.state.path().join("dns");
     std::fs::create_dir_all(&dir).unwrap();
-    for region in ["a", "b", "c"] {
-        let network = format!("local:{region}");
-        let zones =
-            env.run_with_input("lct-dns", &["zone", "--domain", "lct.internal", "--region", &network], &input).ok();
-        std::fs::write(dir.join(format!("zones-{region}.jsonl")), zones.stdout).unwrap();
-    }
-    let clients = |nodes: &[&str]| nodes.iter().map(|n| format!("\"{}/32\"", mesh[*n])).collect::<Vec<_>>().join(", ");
     let (a2_private, a2_mesh, a2_public) = (private("a-2"), mesh["a-2"].clone(), public("a-2"));
-    let config = format!(
-        "records = {records:?}\n\
-         listen = [\"{a2_private}:53\", \"{a2_mesh}:53\", \"{a2_public}:53\"]\n\
-         # Region a: its private network, and its members' mesh addresses.\n\
-         internal = [\"192.168.128.0/17\", {a_clients}]\n\
-         public = [\"{a2_public}:53\"]\n\
-         state = {state:?}\n\
-         udp_sockets = 1\n\
-         [rate_limit]\nresponses_per_second = 0\n\
-         [[region]]\nnetwork = \"local:b\"\nrecords = {b:?}\nclients = [{b_clients}]\n\
-         [[region]]\nnetwork = \"local:c\"\nrecords = {c:?}\nclients = [{c_clients}]\n",
-        records = dir.join("zones-a.jsonl"),
-        a_clients = clients(&["a-1", "a-2"]),
-        state = dir.join("state"),
-        b = dir.join("zones-b.jsonl"),
-        b_clients = clients(&["b-1", "b-2"]),
-        c = dir.join("zones-c.jsonl"),
-        c_clients = clients(&["c-1", "c-2"]),
-    );
+    let settings = serde_json::json!({
+        "node": "a-2", "domain": "lct.internal", "internal": "192.168.128.0/17", "private": a2_private,
+        "public": a2_public, "secondary": null, "dnssec": "off", "stats": false, "state": dir.join("state"),
+    });
+    std::fs::write(dir.join("dns-private.json"), settings.to_string()).unwrap();
+    env.run("lct-dns", &["keygen", "lct-update", "--out", dir.join("lct-update.key").to_str().unwrap()]).ok();
+    let mut region_args = vec!["--region=local:a".to_string()];
+    region_args.extend(mesh.iter().map(|(node, address)| format!("--mesh-address={node}={address}")));
+    let mut own = vec!["zone", "--domain", "lct.internal", "--parent-domain", "lct.internal"];
+    own.extend(region_args.iter().map(String::as_str));
+    std::fs::write(dir.join("zones.jsonl"), env.run_with_input("lct-dns", &own, &input).ok().stdout).unwrap();
+    let rendered = render_regions(&env, &dir, &region_args, &input).ok();
+    assert!(rendered.stdout.contains("2 region views"), "{}", rendered.stdout);
+    // One socket, and no response rate limit: the attack below asks many times from one
+    // source (top-level keys go before the rendered tables).
+    let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
+    let config = format!("udp_sockets = 1\n{config}\n[rate_limit]\nresponses_per_second = 0\n");
     std::fs::write(dir.join("dns.toml"), config).unwrap();
     let mut serve = Command::new("ip");
     serve
@@ -167,4 +163,180 @@ fn a_server_answers_each_region_with_the_address_that_works_from_there() {
     // The mesh route is back: region b is answered over the mesh again.
     assert_eq!(ask(&env, "b-2", &a2_mesh, a2_name, &[]), one(&a2_mesh));
     drop(down);
+}
+
+/// package:dns-private's configure.py, which the `dns` action runs on the primary as
+/// `regions` (here with `--etc` and `--no-reload`: rendered into `dir`, no service touched),
+/// lct's programs first on PATH; the inventory on stdin.
+fn render_regions(env: &Env, dir: &std::path::Path, args: &[String], input: &str) -> lct_tests::Run {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/dns-private/configure.py");
+    let bin = lct_tests::bin("lct-dns");
+    let path = format!("{}:{}", bin.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .arg("regions")
+        .args(args)
+        .arg(format!("--etc={}", dir.display()))
+        .arg("--no-reload")
+        .env("PATH", path)
+        .env("LCT_STATE_DIR", env.state.path());
+    lct_tests::run_command(command, input)
+}
+
+/// The settings configure.py keeps on a primary (node dns-1, region a, public side on).
+fn primary_settings(dir: &std::path::Path, dnssec: &str) -> String {
+    serde_json::json!({
+        "node": "dns-1", "domain": "lct.internal", "internal": "192.168.128.0/17",
+        "private": "192.168.128.2", "public": "203.0.113.2", "secondary": "192.168.128.3",
+        "dnssec": dnssec, "stats": false, "state": dir.join("state"),
+    })
+    .to_string()
+}
+
+/// A node record of the inventory.
+fn node_line(cluster: &str, name: &str, region: &str, private: &str, public: &str) -> String {
+    serde_json::json!({
+        "kind": "node", "cluster": cluster, "group": "g", "name": name, "provider": "local", "region": region,
+        "status": "running", "private_ipv4": [private], "public_ipv4": [public], "private_ipv6": [],
+        "public_ipv6": [], "tags": []
+    })
+    .to_string()
+        + "\n"
+}
+
+#[test]
+fn the_plan_renders_a_view_per_region_and_follows_membership() {
+    let env = Env::new();
+    let dir = env.state.path().join("etc");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("dns-private.json"), primary_settings(&dir, "off")).unwrap();
+    for key in ["lct-update", "lct-transfer"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    // Overlapping private ranges: dns-1 (a), b-1 (b) and c-1 (c) hold 192.168.128.2.
+    let mut input = node_line("dns", "dns-1", "a", "192.168.128.2", "203.0.113.2")
+        + &node_line("dns", "dns-2", "a", "192.168.128.3", "203.0.113.3")
+        + &node_line("rb", "b-1", "b", "192.168.128.2", "203.0.113.12")
+        + &node_line("rb", "b-2", "b", "192.168.128.4", "203.0.113.14")
+        + &node_line("rc", "c-1", "c", "192.168.128.2", "203.0.113.22");
+    let mesh = |members: &[(&str, &str)]| -> Vec<String> {
+        std::iter::once("--region=local:a".to_string())
+            .chain(members.iter().map(|(n, a)| format!("--mesh-address={n}={a}")))
+            .collect()
+    };
+    let all = [
+        ("dns-1", "100.64.0.1"),
+        ("dns-2", "100.64.0.2"),
+        ("b-1", "100.64.0.3"),
+        ("b-2", "100.64.0.4"),
+        ("c-1", "100.64.0.5"),
+    ];
+    // The primary's own view as the `dns` action's update makes it (`--region`, the mesh).
+    let mut own = vec!["zone", "--domain", "lct.internal", "--parent-domain", "lct.internal"];
+    let own_args = mesh(&all);
+    own.extend(own_args.iter().map(String::as_str));
+    std::fs::write(dir.join("zones.jsonl"), env.run_with_input("lct-dns", &own, &input).ok().stdout).unwrap();
+
+    let first = render_regions(&env, &dir, &mesh(&all), &input).ok();
+    assert!(first.stdout.contains("2 region views: restarted"), "{}", first.stdout);
+    let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
+    // Listens on its mesh address too; the public side answers the external view only; its
+    // region's members' mesh addresses are internal; b and c answered from their views.
+    assert!(config.contains(r#"listen = ["192.168.128.2:53", "100.64.0.1:53", "203.0.113.2:53"]"#), "{config}");
+    assert!(config.contains(r#"public = ["203.0.113.2:53"]"#), "{config}");
+    assert!(config.contains(r#"internal = ["192.168.128.0/17", "100.64.0.1/32", "100.64.0.2/32"]"#), "{config}");
+    assert!(
+        config.contains("network = \"local:b\"") && config.contains(r#"clients = ["100.64.0.3/32", "100.64.0.4/32"]"#),
+        "{config}"
+    );
+    assert!(config.contains("network = \"local:c\"") && config.contains(r#"clients = ["100.64.0.5/32"]"#), "{config}");
+    // lct-dns takes it as it is: every view loaded and checked, as at start.
+    let loaded = lct_dns::config::Config::load(&dir.join("dns.toml")).unwrap();
+    loaded.load_served(Some(&[])).unwrap();
+    // Region b's view: its own node by its private address, region a's by its mesh address.
+    let b_view = std::fs::read_to_string(dir.join("zones-local-b.jsonl")).unwrap();
+    let answers = |view: &str, name: &str| -> Vec<String> {
+        view.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|r| r["name"].as_str() == Some(name) && r["type"] == "A" && r["view"] != "external")
+            .map(|r| r["data"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(answers(&b_view, "b-1.rb.lct.internal."), ["192.168.128.2"], "{b_view}");
+    assert_eq!(answers(&b_view, "dns-1.dns.lct.internal."), ["100.64.0.1"], "{b_view}");
+    assert_eq!(
+        answers(&b_view, "ns1.lct.internal."),
+        ["100.64.0.1"],
+        "region b reaches the server by its mesh address"
+    );
+
+    // Nothing changed: nothing reloaded.
+    assert!(render_regions(&env, &dir, &mesh(&all), &input).ok().stdout.contains("unchanged"));
+    // b-2 removed (node-removed): b's view and clients lose it; a reload, not a restart.
+    input = input.lines().filter(|l| !l.contains("\"b-2\"")).map(|l| format!("{l}\n")).collect();
+    let left: Vec<_> = all.iter().copied().filter(|(n, _)| *n != "b-2").collect();
+    let second = render_regions(&env, &dir, &mesh(&left), &input).ok();
+    assert!(second.stdout.contains("2 region views: reloaded"), "{}", second.stdout);
+    let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
+    assert!(config.contains(r#"clients = ["100.64.0.3/32"]"#) && !config.contains("100.64.0.4"), "{config}");
+    assert!(
+        answers(&std::fs::read_to_string(dir.join("zones-local-b.jsonl")).unwrap(), "b-2.rb.lct.internal.").is_empty()
+    );
+    // Region c leaves the mesh: its view goes.
+    let left: Vec<_> = left.into_iter().filter(|(n, _)| *n != "c-1").collect();
+    render_regions(&env, &dir, &mesh(&left), &input).ok();
+    let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
+    assert!(!config.contains("local:c"), "{config}");
+
+    // Bad input: a signed zone cannot have region views (lct-dns would answer them unsigned):
+    // refused, naming why, and the configuration is left as it was.
+    std::fs::write(dir.join("dns-private.json"), primary_settings(&dir, "on")).unwrap();
+    let signed = render_regions(&env, &dir, &mesh(&left), &input);
+    assert_ne!(signed.status, 0);
+    assert!(signed.stderr.contains("dnssec"), "{}", signed.stderr);
+    assert_eq!(std::fs::read_to_string(dir.join("dns.toml")).unwrap(), config);
+    // The server's node named in another region than the inventory says: refused.
+    std::fs::write(dir.join("dns-private.json"), primary_settings(&dir, "off")).unwrap();
+    let elsewhere: Vec<String> =
+        std::iter::once("--region=local:b".to_string()).chain(mesh(&left).into_iter().skip(1)).collect();
+    let wrong = render_regions(&env, &dir, &elsewhere, &input);
+    assert_ne!(wrong.status, 0);
+    assert!(wrong.stderr.contains("dns-1 is not a node of local:b"), "{}", wrong.stderr);
+    // Not a mesh member (yet): no region views, nothing changed.
+    let outside = render_regions(&env, &dir, &mesh(&[("b-1", "100.64.0.3")]), &input).ok();
+    assert!(outside.stdout.contains("not a mesh member yet"), "{}", outside.stdout);
+    assert_eq!(std::fs::read_to_string(dir.join("dns.toml")).unwrap(), config);
+}
+
+#[test]
+fn mesh_addresses_on_the_command_line_are_checked() {
+    let env = Env::new();
+    let zone = |extra: &[&str]| {
+        let mut args = vec!["zone", "--domain", "lct.internal"];
+        args.extend_from_slice(extra);
+        env.run_with_input("lct-dns", &args, "")
+    };
+    for (extra, says) in [
+        (&["--region=local:a", "--mesh-address=-a=100.64.0.1"][..], "\"-a\""),
+        (&["--region=local:a", "--mesh-address=a/b=100.64.0.1"][..], "\"a/b\""),
+        (&["--region=local:a", "--mesh-address=a-1=fd00::1"][..], "\"fd00::1\" is not an IPv4 address"),
+        (&["--region=local:a", "--mesh-address=a-1"][..], "expected NODE=IPV4"),
+        (&["--mesh-address=a-1=100.64.0.1"][..], "--region"),
+    ] {
+        let run = zone(extra);
+        assert_eq!(run.status, 2, "{extra:?}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{extra:?}: {}", run.stderr);
+    }
+    // Given, they stand for the store's mesh: a member of another region by its mesh address.
+    let input = node_line("rb", "b-1", "b", "192.168.128.2", "203.0.113.12");
+    let run = env
+        .run_with_input(
+            "lct-dns",
+            &["zone", "--domain", "lct.internal", "--region=local:a", "--mesh-address=b-1=100.64.0.3"],
+            &input,
+        )
+        .ok();
+    assert!(run.stdout.contains("\"100.64.0.3\"") && !run.stdout.contains("192.168.128.2"), "{}", run.stdout);
 }

@@ -329,12 +329,18 @@ pub struct ZoneArgs {
     /// overlap across regions and providers and do not route); no PTR for them
     #[arg(long, value_name = "PROVIDER:REGION")]
     pub region: Option<lct_core::record::PrivateNetwork>,
+    /// With --region: a mesh member's mesh address, NODE=IPV4 (repeatable), instead of the
+    /// mesh recorded in the state store (a DNS server's node, where the controller runs this,
+    /// has no store; the controller passes what lct-mesh recorded)
+    #[arg(long = "mesh-address", value_name = "NODE=IPV4", value_parser = parse_mesh_address, requires = "region")]
+    pub mesh_addresses: Vec<(lct_core::record::Name, std::net::Ipv4Addr)>,
 }
 
 impl ZoneArgs {
     /// How the zones are made, defaults filled in.
     pub fn options(self) -> ZoneOptions {
-        let ZoneArgs { domain, parent_domain, mut name_servers, serial, ttl, no_reverse, region } = self;
+        let ZoneArgs { domain, parent_domain, mut name_servers, serial, ttl, no_reverse, region, mesh_addresses } =
+            self;
         if name_servers.is_empty() {
             name_servers.push((format!("ns1.{domain}"), vec!["127.0.0.1".parse().expect("an address")]));
         }
@@ -350,7 +356,7 @@ impl ZoneArgs {
             name_servers,
             reverse: !no_reverse,
             region,
-            mesh: Default::default(),
+            mesh: mesh_addresses.into_iter().collect(),
         }
     }
 }
@@ -358,6 +364,14 @@ impl ZoneArgs {
 fn parse_mode(s: &str) -> Result<(String, ZoneMode), String> {
     let (zone, mode) = s.split_once('=').ok_or("expected ZONE=MODE")?;
     Ok((zone.to_string(), mode.parse()?))
+}
+
+/// `NODE=IPV4`: a node's name (lct's grammar) and its mesh address.
+fn parse_mesh_address(s: &str) -> Result<(lct_core::record::Name, std::net::Ipv4Addr), String> {
+    let (name, address) = s.split_once('=').ok_or("expected NODE=IPV4")?;
+    let name = name.parse().map_err(|e| format!("{name:?}: {e}"))?;
+    let address = address.parse().map_err(|_| format!("{address:?} is not an IPv4 address"))?;
+    Ok((name, address))
 }
 
 fn parse_ns(s: &str) -> Result<(String, Vec<IpAddr>), String> {

@@ -33,8 +33,9 @@ fn main() -> std::process::ExitCode {
 /// state directory), and the lines that were not node records.
 fn records(args: ZoneArgs) -> anyhow::Result<(Vec<DnsRecord>, Vec<stream::Line>)> {
     let mut options = args.options();
-    if options.region.is_some() {
-        // Other regions' mesh members by their mesh addresses (none without a mesh).
+    if options.region.is_some() && options.mesh.is_empty() {
+        // Other regions' mesh members by their mesh addresses (none without a mesh), from
+        // the store unless the command line named them (--mesh-address).
         options.mesh = lct_mesh::addresses(lct_core::store::open()?.as_ref())?;
     }
     let (nodes, others) = stream::read_kind_parallel::<Node, Node>(io::stdin().lock(), |n, _| n).context("stdin")?;

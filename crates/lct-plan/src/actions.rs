@@ -220,6 +220,8 @@ pub async fn update_dns(home: &Home, records: &[Cluster]) -> anyhow::Result<()> 
     let options = ExecOptions::new()?;
     let all = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
     let input: String = all.iter().map(|n| lct_core::stream::to_line(n) + "\n").collect();
+    // A mesh across regions: the server answers each region from that region's view.
+    let mesh = lct_mesh::addresses(home.store.as_ref())?;
     for (server, offered) in dns_servers(home, &all, records)? {
         let (Some(at), Some(address), Some(ns), Some(domain)) =
             (offered.get("update_node"), offered.get("server"), offered.get("dns_ns"), offered.get("domain"))
@@ -244,19 +246,45 @@ pub async fn update_dns(home: &Home, records: &[Cluster]) -> anyhow::Result<()> 
             format!("--ns={ns}"),
             "--output=jsonl".into(),
         ];
-        let jobs = vec![(node.clone(), argv, input.clone().into_bytes())];
-        for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
-            if !r.outcome.success() {
-                bail!(
-                    "lct-dns update on {} (cluster {server}): {}: {}",
-                    r.node,
-                    r.outcome.describe(),
-                    last_line(&r.stderr)
-                );
+        let mut steps = vec![("lct-dns update", argv)];
+        if !mesh.is_empty() {
+            // Its own view as its region sees it (other regions' members by their mesh
+            // addresses), then every other region's view, re-rendered and reloaded.
+            let region = region_args(node, &mesh);
+            steps[0].1.extend(region.iter().cloned());
+            let mut regions: Vec<String> = vec!["python3".into(), DNS_REGIONS.into(), "regions".into()];
+            regions.extend(region);
+            steps.push(("region views", regions));
+        }
+        for (what, argv) in steps {
+            let jobs = vec![(node.clone(), argv, input.clone().into_bytes())];
+            for r in lct_inventory::exec::exec_each(jobs, &options, None).await {
+                if !r.outcome.success() {
+                    bail!(
+                        "{what} on {} (cluster {server}): {}: {}",
+                        r.node,
+                        r.outcome.describe(),
+                        last_line(&r.stderr)
+                    );
+                }
             }
         }
     }
     Ok(())
+}
+
+/// Where package:dns-private's configure.py keeps itself on the primary, for the `dns`
+/// action's region views (`configure.py regions`).
+const DNS_REGIONS: &str = "/usr/local/lib/lct/dns-private.py";
+
+/// `--region=PROVIDER:REGION` (the server node's private network) and one
+/// `--mesh-address=NODE=IPV4` per mesh member: what `lct-dns update` and the region views
+/// render with on a node that has no state store. Names and addresses passed lct's grammar
+/// when recorded, and each is glued to its option.
+fn region_args(server: &Node, mesh: &BTreeMap<Name, std::net::Ipv4Addr>) -> Vec<String> {
+    let mut args = vec![format!("--region={}:{}", server.provider, server.region)];
+    args.extend(mesh.iter().map(|(node, address)| format!("--mesh-address={node}={address}")));
+    args
 }
 
 /// The DNS servers made by plans here (clusters whose plan offers `update_node`, as
@@ -310,6 +338,23 @@ mod tests {
         assert_eq!(names(super::mesh_reach(&zk, &records, &nodes, &members, true)), ["cl", "zk"]);
         let db: Name = "db".parse().unwrap();
         assert_eq!(names(super::mesh_reach(&db, &records, &nodes, &members, false)), ["zk"], "db never joins");
+    }
+
+    #[test]
+    fn region_arguments_name_the_servers_network_and_every_member() {
+        let server: lct_core::record::Node = serde_json::from_value(serde_json::json!({
+            "cluster": "dns", "group": "ns", "name": "dns-1", "provider": "local", "region": "b",
+            "status": "running", "private_ipv4": [], "public_ipv4": [], "private_ipv6": [], "public_ipv6": [],
+            "tags": []
+        }))
+        .unwrap();
+        let mesh = [("a-1", [100, 64, 0, 1]), ("dns-1", [100, 64, 0, 7])]
+            .map(|(n, a)| (n.parse().unwrap(), std::net::Ipv4Addr::from(a)))
+            .into();
+        assert_eq!(
+            super::region_args(&server, &mesh),
+            ["--region=local:b", "--mesh-address=a-1=100.64.0.1", "--mesh-address=dns-1=100.64.0.7"]
+        );
     }
 
     /// Runs the script with a dpkg-query that knows `installed` (`NAME VERSION` lines) and an

@@ -15,6 +15,18 @@ runs as a dynamic user with only CAP_NET_BIND_SERVICE; it is started, or restart
 configuration changed. Later changes arrive at the primary as signed updates (the `dns`
 action) and reach the secondary by NOTIFY and IXFR.
 
+Across regions (lct-mesh): the `dns` action runs this file again on the primary, kept at
+/usr/local/lib/lct/dns-private.py, as `regions --region=PROVIDER:REGION
+--mesh-address=NODE=IPV4...` with the inventory on standard input (see `regions`): the
+primary then also listens on its mesh address, answers its public address with the external
+view whatever the source (`public`), counts its own region's members' mesh addresses as
+internal, and answers each other region from that region's view (`[[region]]`: `lct-dns zone
+--region`, the region's members' mesh addresses as `clients`). What it rendered from is kept
+in /etc/lct/dns-private.json and dns-mesh.json, so a later configure keeps the region views.
+The secondary transfers the primary's own region's view only, so it must be in that region
+(refused otherwise) and answers its region's private range only: a mesh asker of another
+region gets nothing from it, never a wrong view.
+
 The plan's `dnssec` (off, on, ed25519) signs the zone at the primary (`[dnssec]`: the key is
 made in the state directory the first time); the secondary keeps and serves the signatures it
 transfers. Its `stats` serves the statistics on each node's private address, port 9153.
@@ -25,6 +37,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -37,9 +50,19 @@ DROPIN = "/etc/systemd/system/lct-dns.service.d/lct.conf"
 
 
 XFR_KEY = f"{ETC}/lct-transfer.key"
+# This file, kept on the primary for the `dns` action's `regions`.
+SELF = "/usr/local/lib/lct/dns-private.py"
+# What the primary's configuration is rendered from (the plan's parameters, its addresses).
+SETTINGS = "dns-private.json"
+# The mesh's part of it, from the last `regions` (absent without a mesh).
+MESH = "dns-mesh.json"
+# PROVIDER:REGION as lct names them (a region view's file is named after it).
+NETWORK = re.compile(r"[a-z][a-z0-9]*:[a-z0-9][a-z0-9-]{0,62}")
 
 
 def main():
+    if sys.argv[1:2] == ["regions"]:
+        return regions(sys.argv[2:])
     lines = [line for line in sys.stdin if line.strip()]
     records = [json.loads(line) for line in lines]
     secrets = next((r for r in records if r.get("kind") == "plan-secrets"), {}).get("parameters", {})
@@ -62,6 +85,10 @@ def main():
     if dnssec not in ("off", "on", "ed25519"):
         sys.exit(f"parameter dnssec: {dnssec!r} is not one of off, on, ed25519")
     stats = os.environ.get("LCT_PARAM_STATS") == "true"
+    if secondary is not None and network(secondary) != network(primary):
+        # It transfers the primary's own region's view: in another region it would answer
+        # its askers with addresses that do not work there.
+        sys.exit(f"{secondary['name']} ({network(secondary)}): the secondary must be in the primary's region ({network(primary)})")
     os.makedirs(ETC, exist_ok=True)
     # The transfer key: the same secret on both nodes, from the plan's generated parameter.
     secret = base64.b64encode(hashlib.sha256(secrets["transfer_secret"].encode()).digest()).decode()
@@ -69,34 +96,28 @@ def main():
     nodes = "".join(line for line, r in zip(lines, records) if r.get("kind") == "node")
     zone_args = ["lct-dns", "zone", "--domain", domain, "--parent-domain", domain, "--ns", f"ns1.{domain}={primary_private}"]
     if node is primary:
-        listen = [f"{private}:53"]
-        if os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true":
-            # The public view is for the outside: the plan's flows open it to every address.
-            listen += [f"{a}:53" for a in node.get("public_ipv4", [])[:1]]
         if not os.path.exists(KEY):
             subprocess.run(["lct-dns", "keygen", "lct-update", "--out", KEY], check=True, stdout=subprocess.DEVNULL)
         if not os.path.exists(ZONES):
             zone = subprocess.run(zone_args, input=nodes, capture_output=True, text=True, check=True)
             write(ZONES, zone.stdout, 0o644)
-        config = (
-            "# Written by lct (dns-private plan): the primary.\n"
-            f'records = "{ZONES}"\n'
-            f"listen = {json.dumps(listen)}\n"
-            f"internal = {json.dumps([internal])}\n"
-            'keys = ["lct-update.key"]\n'
-            'state = "/var/lib/lct/dns"\n'
-        )
-        if secondary is not None:
-            address = secondary["private_ipv4"][0]
-            config += (
-                "\n[[secondary]]\n"
-                'key = "lct-transfer.key"\n'
-                'view = "internal"\n'
-                f'notify = ["{address}:53"]\n'
-                f'allow = ["{address}/32"]\n'
-            )
-        if dnssec != "off":
-            config += f'\n[dnssec]\n"{domain}" = "{dnssec}"\n'
+        # The public view is for the outside: the plan's flows open it to every address.
+        public = node.get("public_ipv4", [])[:1] if os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true" else []
+        settings = {
+            "node": me,
+            "domain": domain,
+            "internal": internal,
+            "private": private,
+            "public": public[0] if public else None,
+            "secondary": secondary["private_ipv4"][0] if secondary is not None else None,
+            "dnssec": dnssec,
+            "stats": stats,
+            "state": "/var/lib/lct/dns",
+        }
+        write(f"{ETC}/{SETTINGS}", json.dumps(settings, indent=1) + "\n", 0o644)
+        with open(__file__) as f:
+            write(SELF, f.read(), 0o755)
+        config = primary_config(ETC, settings, load(f"{ETC}/{MESH}"))
         credentials = [("lct-update.key", KEY), ("lct-transfer.key", XFR_KEY)]
         role = "primary"
     else:
@@ -114,10 +135,10 @@ def main():
         )
         for z in zones:
             config += f'\n[[primary]]\nzone = "{z}"\naddress = "{primary_private}:53"\nkey = "lct-transfer.key"\n'
+        if stats:
+            config += f'\n[stats]\nlisten = "{private}:9153"\n'
         credentials = [("lct-transfer.key", XFR_KEY)]
         role = "secondary"
-    if stats:
-        config += f'\n[stats]\nlisten = "{private}:9153"\n'
     changed = write(CONFIG, config, 0o644)
     dropin = "[Service]\n" + "".join(f"LoadCredential={name}:{path}\n" for name, path in credentials)
     changed |= write(DROPIN, dropin, 0o644)
@@ -135,6 +156,137 @@ def main():
         subprocess.run(["systemctl", "restart", "lct-dns"], check=True)
     state = "started" if not active else "restarted" if changed else "unchanged"
     print(f"lct-dns ({role}) on {private} for {domain}: {state}")
+
+
+def network(node):
+    """The node's private network, PROVIDER:REGION (private addresses are its own)."""
+    return f"{node['provider']}:{node['region']}"
+
+
+def listen_of(settings, mesh):
+    """The primary's listen and public addresses: private, mesh (with a mesh), public."""
+    listen = [f"{settings['private']}:53"]
+    if mesh:
+        listen.append(f"{mesh['address']}:53")
+    public = [f"{settings['public']}:53"] if settings["public"] else []
+    return listen + public, public if mesh else []
+
+
+def primary_config(etc, settings, mesh):
+    """The primary's dns.toml from its settings and, with a mesh, the region views."""
+    listen, public = listen_of(settings, mesh)
+    # Its own region's askers: its private range and, with a mesh, its members' mesh addresses.
+    internal = [settings["internal"]] + (mesh["own_clients"] if mesh else [])
+    config = (
+        "# Written by lct (dns-private plan): the primary.\n"
+        f'records = "{etc}/zones.jsonl"\n'
+        f"listen = {json.dumps(listen)}\n"
+        f"internal = {json.dumps(internal)}\n"
+        + (f"public = {json.dumps(public)}\n" if public else "")
+        + 'keys = ["lct-update.key"]\n'
+        f"state = {json.dumps(settings['state'])}\n"
+    )
+    if settings["secondary"]:
+        address = settings["secondary"]
+        config += (
+            "\n[[secondary]]\n"
+            'key = "lct-transfer.key"\n'
+            'view = "internal"\n'
+            f'notify = ["{address}:53"]\n'
+            f'allow = ["{address}/32"]\n'
+        )
+    if settings["dnssec"] != "off":
+        config += f'\n[dnssec]\n"{settings["domain"]}" = "{settings["dnssec"]}"\n'
+    for region in mesh["regions"] if mesh else []:
+        config += (
+            "\n[[region]]\n"
+            f"network = {json.dumps(region['network'])}\n"
+            f"records = {json.dumps(region['records'])}\n"
+            f"clients = {json.dumps(region['clients'])}\n"
+        )
+    if settings["stats"]:
+        config += f'\n[stats]\nlisten = "{settings["private"]}:9153"\n'
+    return config
+
+
+def regions(argv):
+    """`regions --region=PROVIDER:REGION --mesh-address=NODE=IPV4...` (the `dns` action, on
+    the primary; the inventory's node records on standard input): every other region's view
+    rendered (`lct-dns zone --region`, this server named by its mesh address there), the
+    configuration re-rendered with them, and lct-dns reloaded (restarted when its listen
+    addresses changed). `--etc=DIR` and `--no-reload` render elsewhere without touching the
+    service (tests)."""
+    etc, reload, own, mesh = ETC, True, None, {}
+    for arg in argv:
+        option, _, value = arg.partition("=")
+        if option == "--region":
+            own = value
+        elif option == "--mesh-address":
+            name, _, address = value.partition("=")
+            mesh[name] = address
+        elif option == "--etc":
+            etc = value
+        elif arg == "--no-reload":
+            reload = False
+        else:
+            sys.exit(f"regions: unknown argument {arg!r}")
+    lines = [line for line in sys.stdin if line.strip()]
+    nodes = [json.loads(line) for line in lines]
+    nodes = [n for n in nodes if n.get("kind") == "node"]
+    settings = load(f"{etc}/{SETTINGS}")
+    if settings is None:
+        sys.exit(f"regions: no {etc}/{SETTINGS}: this node's lct-dns was not configured as the dns-private primary")
+    me = next((n for n in nodes if n["name"] == settings["node"]), None)
+    if me is None or network(me) != own:
+        sys.exit(f"regions: {settings['node']} is not a node of {own} in the inventory")
+    if settings["node"] not in mesh:
+        # Not a member yet: nobody of another region could reach it; nothing to serve them.
+        print(f"lct-dns on {settings['node']}: not a mesh member yet, no region views")
+        return
+    if settings["dnssec"] != "off":
+        # lct-dns refuses region views of a zone it signs (they would answer unsigned).
+        sys.exit("regions: a signed zone (dnssec) cannot have region views yet; the mesh's other regions are not served")
+    address = mesh[settings["node"]]
+    members = {}
+    for n in nodes:
+        if n["name"] in mesh:
+            members.setdefault(network(n), []).append(f"{mesh[n['name']]}/32")
+    domain = settings["domain"]
+    mesh_args = [f"--mesh-address={name}={a}" for name, a in sorted(mesh.items())]
+    node_lines = "".join(line for line in lines if json.loads(line).get("kind") == "node")
+    changed = False
+    views = []
+    for net, clients in sorted(members.items()):
+        if net == own:
+            continue
+        if not NETWORK.fullmatch(net):
+            # It becomes a file name below: lct's grammar, never a path.
+            sys.exit(f"regions: {net!r} is not a private network (PROVIDER:REGION)")
+        records = f"{etc}/zones-{net.replace(':', '-')}.jsonl"
+        argv = ["lct-dns", "zone", f"--domain={domain}", f"--parent-domain={domain}", f"--ns=ns1.{domain}={address}"]
+        zone = subprocess.run(argv + [f"--region={net}"] + mesh_args, input=node_lines, capture_output=True, text=True)
+        if zone.returncode != 0:
+            sys.exit(f"regions: lct-dns zone --region {net}: {zone.stderr.strip()}")
+        changed |= write(records, zone.stdout, 0o644)
+        views.append({"network": net, "records": records, "clients": sorted(clients)})
+    part = {"address": address, "own_clients": sorted(members.get(own, [])), "regions": views}
+    before = load(f"{etc}/{MESH}")
+    write(f"{etc}/{MESH}", json.dumps(part, indent=1) + "\n", 0o644)
+    changed |= write(f"{etc}/dns.toml", primary_config(etc, settings, part), 0o644)
+    restart = listen_of(settings, before) != listen_of(settings, part)
+    state = "restarted" if changed and restart else "reloaded" if changed else "unchanged"
+    if reload and changed:
+        # Listen addresses change only on restart; zones and views on SIGHUP (a reload).
+        subprocess.run(["systemctl", "restart" if restart else "reload", "lct-dns"], check=True)
+    print(f"lct-dns on {settings['node']}: {len(views)} region views: {state}")
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
 
 
 def write(path, text, mode):
