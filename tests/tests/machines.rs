@@ -34,7 +34,7 @@ fn ip(args: &[String]) -> Run {
     }
 }
 
-/// `lab down`, then no container, no overlay and no namespace of this test is left.
+/// `lab down`, then no container, no overlay, no namespace and no cgroup of this test is left.
 fn lab_down_leaves_nothing(env: &Env) {
     env.run("lct-api", &["lab", "down"]).ok();
     let state_dir = env.state.path().display().to_string();
@@ -43,6 +43,9 @@ fn lab_down_leaves_nothing(env: &Env) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
     assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
+    // Nor a machine's own cgroup (with the container's `payload/...` below it), in either
+    // hierarchy of a hybrid host: the kernel never removes an empty cgroup by itself.
+    assert!(env.machine_cgroups().is_empty(), "cgroups left: {:?}", env.machine_cgroups());
 }
 
 #[test]
@@ -395,8 +398,11 @@ fn a_machine_create_killed_half_way_is_finished_by_the_next_run() {
     assert!(started.elapsed() < std::time::Duration::from_secs(90), "took {:?}", started.elapsed());
 
     // The state file lost (or restored from before the machine): lab down still stops the
-    // machines and removes their overlays.
+    // machines and removes their overlays. Their supervisors killed too (an OOM kill, a
+    // harness's pkill): nothing is left to remove the machines' own cgroups but the removal.
     std::fs::remove_file(env.state.path().join("local/cloud.json")).unwrap();
+    let supervisors = format!("lab run-machine --state-dir={}", env.state.path().display());
+    assert!(Command::new("pkill").args(["-KILL", "-f", &supervisors]).status().unwrap().success(), "no supervisor");
     lab_down_leaves_nothing(&env);
 }
 
