@@ -72,6 +72,18 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     for line in hostnames.json_lines() {
         assert_eq!(line["stdout"].as_str().unwrap().trim(), line["node"].as_str().unwrap(), "{line}");
     }
+    // No machine's nspawn sees the host's /run/netns: no node's namespace is copied into it
+    // (each new one used to be, under the kernel's mount lock) or held alive by it.
+    let nspawns = Command::new("pgrep")
+        .args(["-f", &format!("systemd-nspawn.*{}", env.state.path().display())])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&nspawns.stdout).split_whitespace().map(String::from).collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for pid in pids {
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        assert!(!mounts.contains(" - nsfs "), "a namespace mount in nspawn {pid}'s view:\n{mounts}");
+    }
     let state =
         env.run("lct-inventory", &["exec", "--cluster", "m", "-o", "jsonl", "--", "systemctl", "is-system-running"]);
     assert_eq!(state.json_lines().len(), 3, "{}\n{}", state.stdout, state.stderr);

@@ -107,10 +107,65 @@ pub fn run(s: &Supervised<'_>) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// nspawn's argument naming the machine's network namespace.
+const NETNS_ARG: &str = "--network-namespace-path=";
+
 /// Runs systemd-nspawn, keeps its pid in the pid file, and waits for it.
+///
+/// nspawn starts in a mount namespace of its own without /run/netns: that directory is a
+/// shared mount (iproute2 makes it so), so every nspawn's namespace, copied from the host's,
+/// received every node's namespace mount made after it (each `ip netns add` copied into
+/// every running machine's nspawn under the kernel's one mount lock: O(N) per new machine)
+/// and held every node's namespace alive. The machine's own namespace is passed to nspawn
+/// as a file descriptor opened before (`/proc/self/fd/N`).
 fn boot_and_wait(s: &Supervised<'_>) -> Result<std::process::ExitStatus, ProviderError> {
-    let mut child = Command::new("systemd-nspawn")
-        .args(s.nspawn_args)
+    let netns = s
+        .nspawn_args
+        .iter()
+        .find_map(|a| a.strip_prefix(NETNS_ARG))
+        .map(|path| fs::File::open(path).map_err(|error| ProviderError::Io { what: path.to_string(), error }))
+        .transpose()?;
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    let args: Vec<String> = s
+        .nspawn_args
+        .iter()
+        .map(|a| match (a.strip_prefix(NETNS_ARG), netns_fd) {
+            (Some(_), Some(fd)) => format!("{NETNS_ARG}/proc/self/fd/{fd}"),
+            _ => a.clone(),
+        })
+        .collect();
+    let mut cmd = Command::new("systemd-nspawn");
+    // SAFETY: between fork and exec only system calls (fcntl, unshare, mount, umount2), on
+    // a file descriptor `netns` keeps open until the spawn returns and C strings made here.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = netns_fd {
+                // Inherited by nspawn (File::open made it close-on-exec).
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let run_netns = c"/run/netns";
+            // Private first, so the unmount below is this namespace's alone; no /run/netns
+            // (a host without any namespace yet) is fine.
+            if libc::mount(
+                std::ptr::null(),
+                run_netns.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            {
+                libc::umount2(run_netns.as_ptr(), libc::MNT_DETACH);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .args(&args)
         // /proc/sys/net writable inside, the rest of /proc/sys read-only (nspawn makes it all
         // read-only for a network namespace it did not make): the namespace is the machine's
         // own, as a Linode's kernel is, and lct-mesh sets forwarding per interface there.
