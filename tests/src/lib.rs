@@ -250,6 +250,27 @@ impl Env {
     }
 }
 
+impl Env {
+    /// The machines' own cgroups of this lab left anywhere in this host's cgroup file
+    /// systems (`lct-LAB-NODE`, made by each machine's supervisor; local/cgroups.rs).
+    pub fn machine_cgroups(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, prefix: &str, depth: usize, found: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            for e in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(prefix) {
+                    found.push(e.path());
+                } else if depth > 0 && !name.starts_with("lct-") {
+                    walk(&e.path(), prefix, depth - 1, found);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(Path::new("/sys/fs/cgroup"), &format!("lct-{}-", self.lab), 8, &mut found);
+        found
+    }
+}
+
 impl Default for Env {
     fn default() -> Self {
         Env::new()
@@ -287,6 +308,10 @@ impl Drop for Env {
             for m in mounts.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&state)) {
                 let _ = Command::new("umount").args(["--lazy", m]).status();
             }
+        }
+        // The machines' own cgroups (their supervisors killed above leave them).
+        for dir in self.machine_cgroups() {
+            let _ = Command::new("find").arg(&dir).args(["-depth", "-type", "d", "-exec", "rmdir", "{}", ";"]).status();
         }
         let volumes = self.state.path().join("local/volumes");
         if let Ok(entries) = std::fs::read_dir(&volumes) {

@@ -34,7 +34,7 @@ fn ip(args: &[String]) -> Run {
     }
 }
 
-/// `lab down`, then no container, no overlay and no namespace of this test is left.
+/// `lab down`, then no container, no overlay, no namespace and no cgroup of this test is left.
 fn lab_down_leaves_nothing(env: &Env) {
     env.run("lct-api", &["lab", "down"]).ok();
     let state_dir = env.state.path().display().to_string();
@@ -43,6 +43,9 @@ fn lab_down_leaves_nothing(env: &Env) {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&state_dir), "mounts left under {state_dir}");
     assert!(env.namespaces().is_empty(), "namespaces left: {:?}", env.namespaces());
+    // Nor a machine's own cgroup (with the container's `payload/...` below it), in either
+    // hierarchy of a hybrid host: the kernel never removes an empty cgroup by itself.
+    assert!(env.machine_cgroups().is_empty(), "cgroups left: {:?}", env.machine_cgroups());
 }
 
 #[test]
@@ -68,6 +71,18 @@ fn a_machine_cluster_boots_answers_ssh_with_pinned_keys_only_and_leaves_nothing(
     assert_eq!(hostnames.json_lines().len(), 3, "{}", hostnames.stdout);
     for line in hostnames.json_lines() {
         assert_eq!(line["stdout"].as_str().unwrap().trim(), line["node"].as_str().unwrap(), "{line}");
+    }
+    // No machine's nspawn sees the host's /run/netns: no node's namespace is copied into it
+    // (each new one used to be, under the kernel's mount lock) or held alive by it.
+    let nspawns = Command::new("pgrep")
+        .args(["-f", &format!("systemd-nspawn.*{}", env.state.path().display())])
+        .output()
+        .unwrap();
+    let pids: Vec<String> = String::from_utf8_lossy(&nspawns.stdout).split_whitespace().map(String::from).collect();
+    assert_eq!(pids.len(), 3, "{pids:?}");
+    for pid in pids {
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+        assert!(!mounts.contains(" - nsfs "), "a namespace mount in nspawn {pid}'s view:\n{mounts}");
     }
     let state =
         env.run("lct-inventory", &["exec", "--cluster", "m", "-o", "jsonl", "--", "systemctl", "is-system-running"]);
@@ -395,8 +410,11 @@ fn a_machine_create_killed_half_way_is_finished_by_the_next_run() {
     assert!(started.elapsed() < std::time::Duration::from_secs(90), "took {:?}", started.elapsed());
 
     // The state file lost (or restored from before the machine): lab down still stops the
-    // machines and removes their overlays.
+    // machines and removes their overlays. Their supervisors killed too (an OOM kill, a
+    // harness's pkill): nothing is left to remove the machines' own cgroups but the removal.
     std::fs::remove_file(env.state.path().join("local/cloud.json")).unwrap();
+    let supervisors = format!("lab run-machine --state-dir={}", env.state.path().display());
+    assert!(Command::new("pkill").args(["-KILL", "-f", &supervisors]).status().unwrap().success(), "no supervisor");
     lab_down_leaves_nothing(&env);
 }
 

@@ -426,7 +426,7 @@ impl Machine {
     pub fn remove(&self) -> Result<(), ProviderError> {
         self.stop()?;
         if let Some(node) = self.dir.file_name() {
-            super::reboot::forget_cgroups(&self.lab, &node.to_string_lossy());
+            super::cgroups::remove_machine(&self.dir, &self.lab, &node.to_string_lossy());
         }
         self.unmount_root()?;
         if self.mounted() {

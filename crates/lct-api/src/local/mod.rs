@@ -32,12 +32,13 @@
 //! `lab down`), `machine` and `images` (machine nodes, their base root and mirror),
 //! `golden` (machines from lct images), `native_boot` (their first boot without cloud-init), `confined` (writing into an image's tree safely),
 //! `capture` (a stopped machine's root as a disk, for bake),
-//! `reboot` (a machine's supervisor), `net` (iproute2 and util-linux), and `cloud`:
+//! `reboot` (a machine's supervisor), `cgroups` (a machine's own cgroups), `net` (iproute2 and util-linux), and `cloud`:
 //! the [`Provider`](crate::Provider) impl, whose every operation runs on tokio's blocking
 //! threads (the lock, `ip`, `losetup` and systemd-nspawn block).
 
 mod address;
 mod capture;
+mod cgroups;
 mod cloud;
 mod confined;
 mod golden;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use lct_core::fsutil::atomic_write;
 
+use super::cgroups;
 use crate::ProviderError;
 
 /// systemd-nspawn's exit status when the machine asked for a reboot (`--keep-unit`).
@@ -92,11 +93,13 @@ pub fn start(s: &Supervised<'_>, console: fs::File, running: impl Fn() -> bool) 
 /// machine rebooted itself, the lab's repair (under the lab's lock) boots it again in a
 /// fresh namespace, unless it was stopped or deleted meanwhile.
 pub fn run(s: &Supervised<'_>) -> Result<(), ProviderError> {
-    let cgroups = own_cgroups(s);
+    let machine_dir = s.pid_file.parent().unwrap_or(Path::new("."));
+    let node = machine_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let joined = cgroups::join_own(machine_dir, &cgroups::name(s.lab, &node));
     let status = boot_and_wait(s);
     // Left before a reboot's repair starts the next supervisor, which must not be born in
     // this machine's cgroup (it makes its own beside it).
-    leave_cgroups(&cgroups);
+    cgroups::leave(&joined);
     if status?.code() == Some(EXIT_REBOOT) {
         eprintln!("lct-api: the machine rebooted itself: booting it again with a fresh network stack");
         super::LocalCloud::new(s.state_dir, Some(s.lab.to_string())).repair_after_reboot()?;
@@ -104,10 +107,65 @@ pub fn run(s: &Supervised<'_>) -> Result<(), ProviderError> {
     Ok(())
 }
 
+/// nspawn's argument naming the machine's network namespace.
+const NETNS_ARG: &str = "--network-namespace-path=";
+
 /// Runs systemd-nspawn, keeps its pid in the pid file, and waits for it.
+///
+/// nspawn starts in a mount namespace of its own without /run/netns: that directory is a
+/// shared mount (iproute2 makes it so), so every nspawn's namespace, copied from the host's,
+/// received every node's namespace mount made after it (each `ip netns add` copied into
+/// every running machine's nspawn under the kernel's one mount lock: O(N) per new machine)
+/// and held every node's namespace alive. The machine's own namespace is passed to nspawn
+/// as a file descriptor opened before (`/proc/self/fd/N`).
 fn boot_and_wait(s: &Supervised<'_>) -> Result<std::process::ExitStatus, ProviderError> {
-    let mut child = Command::new("systemd-nspawn")
-        .args(s.nspawn_args)
+    let netns = s
+        .nspawn_args
+        .iter()
+        .find_map(|a| a.strip_prefix(NETNS_ARG))
+        .map(|path| fs::File::open(path).map_err(|error| ProviderError::Io { what: path.to_string(), error }))
+        .transpose()?;
+    let netns_fd = netns.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    let args: Vec<String> = s
+        .nspawn_args
+        .iter()
+        .map(|a| match (a.strip_prefix(NETNS_ARG), netns_fd) {
+            (Some(_), Some(fd)) => format!("{NETNS_ARG}/proc/self/fd/{fd}"),
+            _ => a.clone(),
+        })
+        .collect();
+    let mut cmd = Command::new("systemd-nspawn");
+    // SAFETY: between fork and exec only system calls (fcntl, unshare, mount, umount2), on
+    // a file descriptor `netns` keeps open until the spawn returns and C strings made here.
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some(fd) = netns_fd {
+                // Inherited by nspawn (File::open made it close-on-exec).
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let run_netns = c"/run/netns";
+            // Private first, so the unmount below is this namespace's alone; no /run/netns
+            // (a host without any namespace yet) is fine.
+            if libc::mount(
+                std::ptr::null(),
+                run_netns.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) == 0
+            {
+                libc::umount2(run_netns.as_ptr(), libc::MNT_DETACH);
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .args(&args)
         // /proc/sys/net writable inside, the rest of /proc/sys read-only (nspawn makes it all
         // read-only for a network namespace it did not make): the namespace is the machine's
         // own, as a Linode's kernel is, and lct-mesh sets forwarding per interface there.
@@ -121,91 +179,4 @@ fn boot_and_wait(s: &Supervised<'_>) -> Result<std::process::ExitStatus, Provide
     atomic_write(s.pid_file, format!("{}\n", child.id()).as_bytes(), 0o644)
         .map_err(|error| ProviderError::Io { what: s.pid_file.display().to_string(), error })?;
     child.wait().map_err(|error| ProviderError::Io { what: "waiting for systemd-nspawn".into(), error })
-}
-
-/// The cgroup hierarchies a machine's container is placed in: (where the hierarchy is
-/// mounted, this process's path in it), for the named `systemd` v1 hierarchy of a hybrid
-/// host and the unified (v2) one.
-fn hierarchies() -> Vec<(PathBuf, String)> {
-    let Ok(text) = fs::read_to_string("/proc/self/cgroup") else { return Vec::new() };
-    let is_cgroup2 = |p: &Path| {
-        fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
-            m.lines().any(|l| {
-                let f: Vec<&str> = l.split(' ').collect();
-                f.len() > 2 && Path::new(f[1]) == p && f[2] == "cgroup2"
-            })
-        })
-    };
-    let mut found = Vec::new();
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
-        let mount = match controllers {
-            "name=systemd" => PathBuf::from("/sys/fs/cgroup/systemd"),
-            "" if is_cgroup2(Path::new("/sys/fs/cgroup/unified")) => PathBuf::from("/sys/fs/cgroup/unified"),
-            "" if is_cgroup2(Path::new("/sys/fs/cgroup")) => PathBuf::from("/sys/fs/cgroup"),
-            _ => continue,
-        };
-        found.push((mount, path.trim_start_matches('/').to_string()));
-    }
-    found
-}
-
-/// Moves this supervisor into a cgroup of its own in each hierarchy (`lct-LAB-NODE` beside
-/// where it was), so its systemd-nspawn makes the container's `payload` cgroup there. Every
-/// machine's nspawn in one cgroup shared one `payload/system.slice/...` tree: one machine's
-/// systemd removing a unit's empty cgroup while another attached a process to the same
-/// unit's failed the second (`219/CGROUP` at boot, seen with 30 machines booting at once).
-/// Best effort: where a hierarchy refuses, the machine boots as before (a warning says so).
-/// Returns the cgroups joined (with their parents), to leave when the machine stops.
-fn own_cgroups(s: &Supervised<'_>) -> Vec<(PathBuf, PathBuf)> {
-    let node = s.pid_file.parent().and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
-    let name = format!("lct-{}-{}", s.lab, node.unwrap_or_default());
-    let mut joined = Vec::new();
-    for (mount, path) in hierarchies() {
-        let parent = mount.join(&path);
-        let own = parent.join(&name);
-        let joining = match fs::create_dir(&own) {
-            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
-            _ => fs::write(own.join("cgroup.procs"), b"0"),
-        };
-        match joining {
-            Ok(()) => joined.push((own, parent)),
-            Err(e) => eprintln!("lct-api: no cgroup of its own for this machine in {}: {e}", own.display()),
-        }
-    }
-    joined
-}
-
-/// Leaves the machine's own cgroups (back to where the supervisor came from) and removes
-/// them with whatever nspawn left inside (empty by now: the container has stopped).
-fn leave_cgroups(joined: &[(PathBuf, PathBuf)]) {
-    for (own, parent) in joined {
-        let _ = fs::write(parent.join("cgroup.procs"), b"0");
-        remove_cgroup(own);
-    }
-}
-
-/// Removes machine `node`'s own cgroups (what a supervisor killed before it left them
-/// leaves), for [`super::machine::Machine::remove`].
-pub fn forget_cgroups(lab: &str, node: &str) {
-    if lab.is_empty() {
-        return;
-    }
-    for (mount, path) in hierarchies() {
-        remove_cgroup(&mount.join(path).join(format!("lct-{lab}-{node}")));
-    }
-}
-
-/// Removes a cgroup directory and the cgroups below it, deepest first (a cgroup's files go
-/// with it: only its directory is removed).
-fn remove_cgroup(dir: &Path) {
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup(&entry.path());
-            }
-        }
-    }
-    let _ = fs::remove_dir(dir);
 }
