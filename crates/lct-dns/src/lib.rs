@@ -88,6 +88,7 @@ pub mod mode;
 pub mod notify;
 #[cfg(test)]
 mod reference;
+pub mod reaper;
 pub mod referral;
 pub mod request;
 pub mod resign;
