@@ -86,9 +86,9 @@ pub mod live;
 pub mod metrics;
 pub mod mode;
 pub mod notify;
+pub mod reaper;
 #[cfg(test)]
 mod reference;
-pub mod reaper;
 pub mod referral;
 pub mod request;
 pub mod resign;
@@ -108,6 +108,7 @@ pub mod transfer;
 pub mod tsig;
 pub mod udp;
 pub mod update;
+pub mod updatelog;
 pub mod wire;
 pub mod zone;
 pub mod zonekeys;
