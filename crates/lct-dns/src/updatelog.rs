@@ -56,9 +56,14 @@ pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, Lo
     }
     let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(io)?;
     // One write of the whole line: a crash leaves it whole or torn at its end, never
-    // interleaved (one update at a time appends).
-    file.write_all(&line).map_err(io)?;
-    file.sync_data().map_err(io)?;
+    // interleaved (one update at a time appends). A write that fails (a full disk) is cut
+    // off again, so the next update's line does not follow torn bytes (a replay stops at
+    // them, and would drop that acknowledged update).
+    let before = file.metadata().map_err(io)?.len();
+    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+        let _ = file.set_len(before);
+        return Err(io(e));
+    }
     if created && let Some(dir) = path.parent() {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }

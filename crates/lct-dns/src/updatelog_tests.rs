@@ -106,3 +106,36 @@ fn an_unreadable_line_stops_the_replay() {
     assert!(done.torn.as_deref().is_some_and(|t| t.contains("line 2")), "{:?}", done.torn);
     assert_eq!(serial_of(&records, "lct.internal."), Some(8));
 }
+
+/// Folding writes the zones served whole and removes the log: the state file read back is
+/// the version served, and nothing is replayed onto it.
+#[test]
+fn a_fold_writes_the_zones_whole_and_empties_the_log() {
+    use crate::served::Served;
+    use crate::settings::Settings;
+    let (_dir, path) = temp_log();
+    let state_file = path.parent().unwrap().join("zones.jsonl");
+    let [first, second] = two_changes();
+    append(&path, "lct.internal.", &first).unwrap();
+    append(&path, "lct.internal.", &second).unwrap();
+    let settings = Settings {
+        prefixes: Vec::new(),
+        modes: Default::default(),
+        keys: crate::tsig::Keys::new(Vec::new()),
+        secondaries: Vec::new(),
+        update_scopes: Vec::new(),
+        primaries: Vec::new(),
+        expired: Default::default(),
+        state_file: state_file.clone(),
+        dnssec: Default::default(),
+    };
+    let served = Served::build(expected(), std::sync::Arc::new(settings)).unwrap();
+    fold(&served).unwrap();
+    assert!(!path.exists(), "the log is gone");
+    let text = std::fs::read(&state_file).unwrap();
+    let (mut back, _) = lct_core::stream::read_kind::<DnsRecord>(&text[..]).unwrap();
+    assert_eq!(replay(&path, &mut back).unwrap(), Replayed::default());
+    assert_eq!(sorted(back), expected());
+    // Folding again with no log is fine.
+    fold(&served).unwrap();
+}
