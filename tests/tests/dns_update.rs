@@ -38,14 +38,35 @@ impl Server {
         }
     }
 
-    fn start(&self) -> Background {
+    fn command(&self) -> Command {
         let mut cmd = Command::new(lct_tests::bin("lct-dns"));
         cmd.args(["serve", "--records", self.records.to_str().unwrap(), "--internal", "127.0.0.2/32"])
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--key-file", self.key.to_str().unwrap(), "--state", self.state.to_str().unwrap()]);
-        let server = Background::spawn(cmd);
+        cmd
+    }
+
+    fn start(&self) -> Background {
+        let server = Background::spawn(self.command());
         self.until_answering();
         server
+    }
+
+    /// As [`Server::start`], what it logs going to `log`.
+    fn start_logged(&self, log: &std::path::Path) -> Background {
+        let server = Background::spawn_logged(self.command(), log);
+        self.until_answering();
+        server
+    }
+
+    /// The update log in the state directory (the updates since the zones were written
+    /// whole), if there is one.
+    fn update_log(&self) -> Option<std::path::PathBuf> {
+        std::fs::read_dir(&self.state)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.to_string_lossy().ends_with(".updates.jsonl"))
     }
 
     /// Waits until the server answers (it started, or reloaded).
@@ -234,6 +255,59 @@ fn lct_dns_update_follows_the_inventory_and_survives_a_restart() {
     assert_eq!(out.status, 1);
     assert!(out.stderr.contains("BadSig"), "{}", out.stderr);
     assert_eq!(server.serial(), 50, "nothing changed");
+}
+
+/// Each update is appended to a log and synced, not the zones rewritten: a crash in the
+/// middle of an append (the log cut in its last line) restarts on the version before it,
+/// says which line was torn, and takes updates again; a clean stop folds the log into the
+/// state file.
+#[test]
+fn a_crash_in_the_middle_of_an_update_serves_the_version_before_it() {
+    let env = Env::new();
+    let server = Server::prepare(&env, &node("zk-1", "192.168.128.1", None), 7);
+    let running = server.start();
+    let key = server.key.to_str().unwrap();
+    for (i, name) in ["x1", "x2"].iter().enumerate() {
+        let add = format!("update add {name}.zk.lct.internal 300 A 192.168.128.{}", 11 + i);
+        let (ok, err) = server.nsupdate(&["-k", key], &add);
+        assert!(ok, "{err}");
+    }
+    assert_eq!(server.serial(), 9);
+    let log = server.update_log().expect("the updates are in the log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.lines().count(), 2, "one line per update: {text}");
+    drop(running); // SIGKILL: no clean stop
+    // The second append cut short, as a crash in the middle of its write leaves it.
+    let whole = text.len();
+    let first = text.find('\n').unwrap() + 1;
+    std::fs::write(&log, &text.as_bytes()[..whole - 20]).unwrap();
+
+    let said = env.state.path().join("restart.log");
+    let running = server.start_logged(&said);
+    assert_eq!(server.serial(), 8, "the version before the torn update");
+    assert_eq!(server.short("127.0.0.2", "x1.zk.lct.internal"), "192.168.128.11");
+    assert!(server.dig("127.0.0.2", &["x2.zk.lct.internal", "A"]).contains("NXDOMAIN"));
+    let said_text = std::fs::read_to_string(&said).unwrap();
+    assert!(
+        said_text.contains(&format!("line 2 (byte {first}): cut short"))
+            && said_text.contains("the version before it serves"),
+        "the torn line reported: {said_text}"
+    );
+    // The start wrote the zones whole: the log is gone, and updates go on from serial 8.
+    assert!(server.update_log().is_none(), "folded at start");
+    let (ok, err) = server.nsupdate(&["-k", key], "update add x3.zk.lct.internal 300 A 192.168.128.13");
+    assert!(ok, "{err}");
+    assert_eq!(server.serial(), 9);
+    assert!(server.update_log().is_some());
+    // A clean stop (SIGTERM) folds the log into the state file.
+    Command::new("kill").args(["-TERM", &running.0.id().to_string()]).status().unwrap();
+    let mut running = running;
+    running.wait();
+    assert!(server.update_log().is_none(), "folded at a clean stop");
+    let _running = server.start();
+    assert_eq!(server.serial(), 9);
+    assert_eq!(server.short("127.0.0.2", "x3.zk.lct.internal"), "192.168.128.13");
+    assert!(server.dig("127.0.0.2", &["x2.zk.lct.internal", "A"]).contains("NXDOMAIN"));
 }
 
 #[test]

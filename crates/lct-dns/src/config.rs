@@ -453,7 +453,7 @@ impl Config {
             Some(h) => h,
             None => {
                 let file = self.state_file();
-                from_state = if file.exists() { crate::zone::read_records(&file)? } else { Vec::new() };
+                from_state = if file.exists() { with_update_log(&file, crate::zone::read_records(&file)?)? } else { Vec::new() };
                 &from_state
             }
         };
@@ -583,6 +583,22 @@ impl Config {
         }
         Ok(policy)
     }
+}
+
+/// The state file's `records` with the updates logged since it was written whole
+/// ([`crate::updatelog`]); a line torn by a crash is reported and the version before it held.
+fn with_update_log(state_file: &Path, mut records: Vec<DnsRecord>) -> anyhow::Result<Vec<DnsRecord>> {
+    let log = crate::updatelog::update_log_file(state_file);
+    let done = crate::updatelog::replay(&log, &mut records)?;
+    if done.applied > 0 {
+        tracing::info!("{}: {} updates replayed onto {}", log.display(), done.applied, state_file.display());
+    }
+    if let Some(torn) = done.torn {
+        tracing::warn!(
+            "{torn}: an update cut short by a crash (never answered NOERROR) is dropped; the version before it serves"
+        );
+    }
+    Ok(records)
 }
 
 /// Per zone of `seed`: its records, or `held`'s if their serial is newer (RFC 1982); and

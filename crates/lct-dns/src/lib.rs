@@ -88,6 +88,7 @@ pub mod live;
 pub mod metrics;
 pub mod mode;
 pub mod notify;
+pub mod reaper;
 #[cfg(test)]
 mod reference;
 pub mod referral;
@@ -110,6 +111,7 @@ pub mod transfer;
 pub mod tsig;
 pub mod udp;
 pub mod update;
+pub mod updatelog;
 pub mod validate;
 pub mod wire;
 pub mod zone;

@@ -39,39 +39,44 @@ impl Live {
     /// Serves `served` from now on; zones whose serial changed go in the journal, and their
     /// secondaries are notified.
     pub fn swap(&self, served: Served) {
-        self.swap_known(served, None)
+        self.swap_known(served, None);
     }
 
     /// Serves `served`'s tables at once while its records are still the last swap's (a
     /// secondary's full transfer, its `settling` zone's text still being made): nothing is
     /// journaled, notified or kept; the [`Live::swap_known`] that brings the records does.
     pub fn swap_tables(&self, served: Served) {
-        *self.served.write().expect("not poisoned") = Arc::new(served);
+        let previous = std::mem::replace(&mut *self.served.write().expect("not poisoned"), Arc::new(served));
         self.generation.fetch_add(1, Ordering::Release);
+        crate::reaper::retire(previous);
     }
 
     /// [`Live::swap`] when the steps of the changed zone are known (the journal need not
-    /// compare the whole zone).
-    pub fn swap_known(&self, served: Served, known: Option<Known>) {
+    /// compare the whole zone). Returns when the new version began to be served: the
+    /// journal is noted before (an IXFR never sees a serial it cannot reach) and written to
+    /// disk after, so its sync is not in the way of the answers.
+    pub fn swap_known(&self, served: Served, known: Option<Known>) -> std::time::Instant {
         let old = self.current();
-        let changed = {
-            let mut journal = self.journal.lock().expect("not poisoned");
-            let changed = journal.record(&old.records, &served.records, known);
-            if !changed.is_empty() {
-                let path = journal_file(&served.settings.state_file);
-                if let Err(e) = journal.save(&path) {
-                    tracing::warn!(
-                        "{}: the journal is not kept ({e}); after a restart, secondaries get AXFR",
-                        path.display()
-                    );
-                }
-            }
-            changed
-        };
+        let mut journal = self.journal.lock().expect("not poisoned");
+        let changed = journal.record(&old.records, &served.records, known);
         let served = Arc::new(served);
-        *self.served.write().expect("not poisoned") = served.clone();
+        let previous = std::mem::replace(&mut *self.served.write().expect("not poisoned"), served.clone());
         self.generation.fetch_add(1, Ordering::Release);
+        let swapped = std::time::Instant::now();
+        if !changed.is_empty() {
+            let path = journal_file(&served.settings.state_file);
+            if let Err(e) = journal.save(&path) {
+                tracing::warn!(
+                    "{}: the journal is not kept ({e}); after a restart, secondaries get AXFR",
+                    path.display()
+                );
+            }
+        }
+        drop(journal);
         crate::notify::zones_changed(&served, &changed);
+        drop(old);
+        crate::reaper::retire(previous);
+        swapped
     }
 
     /// What wakes `zone`'s refresh.

@@ -22,6 +22,10 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     let tcp_clients = config.tcp_clients.unwrap_or(crate::tcp::TCP_CLIENTS);
     crate::tcp::raise_file_limit(tcp_clients + 256);
     let connections = crate::tcp::Connections::new(tcp_clients);
+    // What is served now may differ from the state file (the records file newer, a key
+    // step's serial, the update log replayed): written whole before any update can come,
+    // so the next update's log line follows it.
+    fold_update_log(&live, "at start").await;
     // Every socket bound before any is served: a client that gets a UDP answer can open a
     // TCP connection (a secondary's transfer right after our start).
     let mut bound = Vec::new();
@@ -51,6 +55,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     // secondary already holding the serial asks and transfers nothing).
     let current = live.current();
     crate::notify::zones_changed(&current, &current.settings.dnssec.zones());
+
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
     let mut term = signal(SignalKind::terminate())?;
@@ -83,6 +88,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                             );
                         }
                         live.swap(served);
+                        fold_update_log(&live, "after a reload").await;
                         config = c;
                         tracing::info!("reloaded: {} records", live.current().records.len());
                     }
@@ -94,5 +100,21 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
         }
     }
     notify("STOPPING=1");
+    // A clean stop leaves no log to replay (an update in progress finishes first).
+    let turn = live.update_lock().await;
+    fold_update_log(&live, "at stop").await;
+    drop(turn);
     Ok(())
+}
+
+/// Writes the zones served whole to the state file and empties the update log
+/// ([`crate::updatelog`]); the caller holds the update lock (or no update runs yet), so no
+/// line is appended meanwhile.
+async fn fold_update_log(live: &Live, when: &str) {
+    let current = live.current();
+    match tokio::task::spawn_blocking(move || crate::updatelog::fold(&current)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("keeping the zones {when}: {e:#}"),
+        Err(e) => tracing::warn!("keeping the zones {when}: {e}"),
+    }
 }

@@ -1,0 +1,169 @@
+//! The updates since the state file was last written whole: each appended as one JSON line
+//! and synced (an update costs its own few hundred bytes on disk, not the whole zone's text
+//! rewritten), read back onto the state file at start, and folded into it (the file written
+//! whole, the log removed) past a bound, at a start, a reload and a clean stop.
+//!
+//! Each line carries the serial it starts from: it is applied only to a zone at exactly that
+//! serial, so a line already in the state file (a fold cut short by a crash, or a whole
+//! write by another path) is skipped, and replaying is idempotent.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::journal::Change;
+use crate::zone::{DnsRecord, RecordType};
+
+/// Past this size the log is folded into the state file (about 3,000 one-node updates: a
+/// start replays it in a few milliseconds; the fold costs one whole write).
+pub(crate) const FOLD_BYTES: u64 = 1 << 20;
+
+/// Where the log is kept: beside the zones in the state directory.
+pub(crate) fn update_log_file(state_file: &Path) -> PathBuf {
+    state_file.with_extension("updates.jsonl")
+}
+
+/// One line of the log: a zone's change from one serial to the next.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    zone: String,
+    #[serde(flatten)]
+    change: Change,
+}
+
+/// The log cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Json { path: String, source: serde_json::Error },
+}
+
+/// Appends `change` of `zone` to the log at `path` and syncs it; returns the log's size.
+pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, LogError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = || path.display().to_string();
+    let io = |source| LogError::Io { path: shown(), source };
+    let entry = Entry { zone: zone.to_string(), change: change.clone() };
+    let mut line = serde_json::to_vec(&entry).map_err(|source| LogError::Json { path: shown(), source })?;
+    line.push(b'\n');
+    let created = !path.exists();
+    // The state directory is made on first need, as the state file's writer does.
+    if created && let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(io)?;
+    // One write of the whole line: a crash leaves it whole or torn at its end, never
+    // interleaved (one update at a time appends). A write that fails (a full disk) is cut
+    // off again, so the next update's line does not follow torn bytes (a replay stops at
+    // them, and would drop that acknowledged update).
+    let before = file.metadata().map_err(io)?.len();
+    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+        let _ = file.set_len(before);
+        return Err(io(e));
+    }
+    if created && let Some(dir) = path.parent() {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(file.metadata().map_err(io)?.len())
+}
+
+/// What a replay did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Replayed {
+    /// Lines applied to the records.
+    pub applied: usize,
+    /// Lines whose zone was not at their starting serial (already in the state file).
+    pub skipped: usize,
+    /// A line that could not be read (a write cut short by a crash), with where it starts:
+    /// it and anything after it were dropped from the log.
+    pub torn: Option<String>,
+}
+
+/// Applies the log at `path` (if there is one) to `records`, the state file's; a torn or
+/// unreadable line ends the replay (the versions before it serve) and is cut off the log,
+/// so later appends follow whole lines.
+pub(crate) fn replay(path: &Path, records: &mut Vec<DnsRecord>) -> Result<Replayed, LogError> {
+    let shown = || path.display().to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Replayed::default()),
+        Err(source) => return Err(LogError::Io { path: shown(), source }),
+    };
+    let mut done = Replayed::default();
+    let mut start = 0;
+    let mut number = 0;
+    while start < bytes.len() {
+        number += 1;
+        let whole = bytes[start..].iter().position(|&b| b == b'\n').map(|end| &bytes[start..start + end]);
+        let entry = match whole.map(serde_json::from_slice::<Entry>) {
+            Some(Ok(entry)) => entry,
+            Some(Err(e)) => {
+                done.torn = Some(format!("{}: line {number} (byte {start}): {e}", shown()));
+                break;
+            }
+            None => {
+                done.torn = Some(format!(
+                    "{}: line {number} (byte {start}): cut short after {} bytes",
+                    shown(),
+                    bytes.len() - start
+                ));
+                break;
+            }
+        };
+        if apply(records, &entry) {
+            done.applied += 1;
+        } else {
+            done.skipped += 1;
+        }
+        start += whole.map_or(0, <[u8]>::len) + 1;
+    }
+    if done.torn.is_some() {
+        let file = std::fs::OpenOptions::new().write(true).open(path);
+        file.and_then(|f| {
+            f.set_len(start as u64)?;
+            f.sync_all()
+        })
+        .map_err(|source| LogError::Io { path: shown(), source })?;
+    }
+    Ok(done)
+}
+
+/// Applies one line if its zone is at the serial it starts from; whether it was.
+fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> bool {
+    let Entry { zone, change } = entry;
+    if crate::wire::serial_of(records, zone) != Some(change.from) {
+        return false;
+    }
+    if !change.removed.is_empty() {
+        let gone: std::collections::HashSet<&DnsRecord> = change.removed.iter().collect();
+        records.retain(|r| !gone.contains(r));
+    }
+    records.extend(change.added.iter().cloned());
+    for soa in records.iter_mut().filter(|r| &r.zone == zone && r.rtype == RecordType::SOA) {
+        let mut fields: Vec<&str> = soa.data.split_whitespace().collect();
+        let to = change.to.to_string();
+        if let Some(serial) = fields.get_mut(2) {
+            *serial = &to;
+        }
+        soa.data = fields.join(" ");
+    }
+    true
+}
+
+/// Writes `served` whole to the state file and removes the log (its lines are in it now).
+pub(crate) fn fold(served: &crate::served::Served) -> anyhow::Result<()> {
+    served.persist()?;
+    let path = update_log_file(&served.settings.state_file);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+#[path = "updatelog_tests.rs"]
+mod tests;
