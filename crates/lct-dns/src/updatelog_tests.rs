@@ -128,6 +128,7 @@ fn a_fold_writes_the_zones_whole_and_empties_the_log() {
         expired: Default::default(),
         state_file: state_file.clone(),
         dnssec: Default::default(),
+        regions: Default::default(),
     };
     let served = Served::build(expected(), std::sync::Arc::new(settings)).unwrap();
     fold(&served).unwrap();
