@@ -15,7 +15,8 @@ use crate::model::MeshNode;
 /// `firewall_stale` ([`crate::state::MeshState::firewall_changes`]: its WireGuard peers
 /// or a member's mesh address changed), when one of them, or of their dependencies and
 /// dependents (which the push reaches too), has a `firewall` section. Without one, nothing:
-/// a mesh change never installs a firewall nobody declared.
+/// a mesh change never installs a firewall nobody declared (a plan's cluster always declares
+/// one: lct-plan stores lct-fw's default-deny with the plan's flows in its record).
 pub fn firewalls_to_push(reports: &[MeshNode], nodes: &[Node], records: &[Cluster]) -> BTreeSet<Name> {
     let stale: BTreeSet<&Name> = reports.iter().filter(|r| r.firewall_stale).map(|r| &r.node).collect();
     let changed: BTreeSet<Name> = nodes.iter().filter(|n| stale.contains(&n.name)).map(|n| n.cluster.clone()).collect();
