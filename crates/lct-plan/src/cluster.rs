@@ -205,7 +205,11 @@ async fn converge_groups(
         }
     }
     if !failures.is_empty() {
-        bail!("{} of the nodes were not made (a re-run makes the missing ones once the cause named here is fixed): {}", failures.len(), failures.join("; "));
+        bail!(
+            "{} of the nodes were not made (a re-run makes the missing ones once the cause named here is fixed): {}",
+            failures.len(),
+            failures.join("; ")
+        );
     }
     if !state.stopped {
         // Machines boot side by side; a node made by a run that died is waited for too.
