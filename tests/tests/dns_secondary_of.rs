@@ -22,50 +22,8 @@ fn lct_dns_follows_knot_bind_and_lct_dns_primaries() {
 
     // Knot, primary of knot.test: short timers, so that expiry shows within the test.
     let kdir = dir.join("knot");
-    std::fs::create_dir_all(&kdir).unwrap();
-    std::fs::write(
-        kdir.join("knot.test.zone"),
-        "$ORIGIN knot.test.\n$TTL 60\n@ SOA ns1.knot.test. hostmaster.knot.test. 1 2 1 6 60\n@ NS ns1.knot.test.\nns1 A 192.0.2.1\nwww A 192.0.2.10\n",
-    )
-    .unwrap();
-    std::fs::write(
-        kdir.join("knot.conf"),
-        format!(
-            r#"server:
-    listen: 127.0.0.1@{knot}
-    rundir: {k}
-log:
-  - target: stderr
-    any: info
-database:
-    storage: {k}
-key:
-  - id: k-knot
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: lct
-    address: 127.0.0.1@{secondary}
-    key: k-knot
-acl:
-  - id: lct
-    address: 127.0.0.1
-    key: k-knot
-    action: [transfer, update]
-zone:
-  - domain: knot.test
-    storage: {k}
-    file: knot.test.zone
-    notify: lct
-    acl: lct
-    zonefile-sync: -1
-"#,
-            k = kdir.display(),
-            secret = secret(&dir.join("k-knot.key")),
-        ),
-    )
-    .unwrap();
-    let knot_server = dns::knotd(&kdir.join("knot.conf"));
+    let zones = dns::knot_test_zone(&kdir, "1 2 1 6 60");
+    let knot_server = dns::knot(&kdir, knot, &dir.join("k-knot.key"), secondary, "[transfer, update]", &zones);
 
     // BIND, primary of bind.test, dynamic (its journal answers IXFR).
     let bdir = dir.join("bind");
@@ -101,54 +59,23 @@ zone "bind.test" {{
     // lct-dns, primary of lct.internal, with the other lct-dns as its secondary.
     let nodes = node("zk", "zookeeper", "zk-1", "192.168.128.1", Some("203.0.113.1"));
     dns::zone_file(&env, &dir, &nodes, "10");
-    std::fs::write(
-        dir.join("primary.toml"),
-        format!(
-            r#"records = "{d}/zones.jsonl"
-listen = ["127.0.0.1:{primary}"]
-keys = ["lct-update.key"]
-state = "{d}/primary-state"
-[stats]
-listen = "127.0.0.1:{primary_stats}"
-[[secondary]]
-key = "k-lct.key"
-view = "internal"
-notify = ["127.0.0.1:{secondary}"]
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more = format!(
+        "keys = [\"lct-update.key\"]\n{}{}",
+        dns::stats_section(primary_stats),
+        dns::secondary_section("k-lct.key", "internal", secondary)
+    );
+    dns::lct_dns_config(&dir, "primary", Some("zones.jsonl"), primary, &more);
     let primary_server = dns::lct_dns(&dir, "primary.toml", "primary.log");
 
     // The lct-dns secondary of all three, with its own (empty) records file.
-    std::fs::write(dir.join("none.jsonl"), "").unwrap();
-    std::fs::write(
-        dir.join("secondary.toml"),
-        format!(
-            r#"records = "{d}/none.jsonl"
-listen = ["127.0.0.1:{secondary}"]
-internal = ["127.0.0.0/8"]
-state = "{d}/secondary-state"
-[stats]
-listen = "127.0.0.1:{secondary_stats}"
-[[primary]]
-zone = "knot.test"
-address = "127.0.0.1:{knot}"
-key = "k-knot.key"
-[[primary]]
-zone = "bind.test"
-address = "127.0.0.1:{bind}"
-key = "k-bind.key"
-[[primary]]
-zone = "lct.internal"
-address = "127.0.0.1:{primary}"
-key = "k-lct.key"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more = format!(
+        "internal = [\"127.0.0.0/8\"]\n{}{}{}{}",
+        dns::stats_section(secondary_stats),
+        dns::primary_section("knot.test", knot, "k-knot.key"),
+        dns::primary_section("bind.test", bind, "k-bind.key"),
+        dns::primary_section("lct.internal", primary, "k-lct.key")
+    );
+    dns::lct_dns_config(&dir, "secondary", None, secondary, &more);
     let secondary_server = dns::lct_dns(&dir, "secondary.toml", "secondary.log");
 
     dns::until_answers(secondary, "www.knot.test", &["192.0.2.10"], WITHIN);
@@ -202,7 +129,7 @@ key = "k-lct.key"
         [(vec![], "update failed: REFUSED"), (vec!["-k", key.to_str().unwrap()], "NOTAUTH(BADKEY)")]
     {
         let refused = dns::nsupdate(secondary, &key_args, "lct.internal", add);
-        let said = String::from_utf8_lossy(&refused.stdout).into_owned() + &String::from_utf8_lossy(&refused.stderr);
+        let said = dns::said(&refused);
         assert!(!refused.status.success() && said.contains(error), "an update at the secondary: {refused:?}");
     }
     assert_eq!(status(secondary, "x.lct.internal"), "NXDOMAIN");

@@ -8,11 +8,10 @@
 //! Loopback only; no root needed.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use lct_tests::Env;
-use lct_tests::fixtures::dns::{self, secret};
+use lct_tests::fixtures::dns::{self, Anchor};
 use lct_tests::fixtures::until;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -21,73 +20,22 @@ const ZONE: &str = "knot.test";
 /// A Knot primary of knot.test on loopback `port`, signing with `algorithm` (Knot's
 /// name), its zone file at `serial`, notifying the secondary on `secondary`.
 fn knot(dir: &Path, port: u16, secondary: u16, algorithm: &str, serial: u32) -> lct_tests::Background {
-    std::fs::create_dir_all(dir).unwrap();
     // refresh 2 s, retry 1 s: the secondary asks again soon after a refusal.
-    std::fs::write(
-        dir.join("knot.test.zone"),
-        format!(
-            "$ORIGIN knot.test.\n$TTL 60\n@ SOA ns1.knot.test. hostmaster.knot.test. {serial} 2 1 600 60\n@ NS ns1.knot.test.\nns1 A 192.0.2.1\nwww A 192.0.2.10\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("knot.conf"),
-        format!(
-            r#"server:
-    listen: 127.0.0.1@{port}
-    rundir: {k}
-log:
-  - target: stderr
-    any: info
-database:
-    storage: {k}
-key:
-  - id: k-knot
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: lct
-    address: 127.0.0.1@{secondary}
-    key: k-knot
-acl:
-  - id: lct
-    address: 127.0.0.1
-    key: k-knot
-    action: transfer
-policy:
-  - id: signed
-    algorithm: {algorithm}
-zone:
-  - domain: knot.test
-    storage: {k}
-    file: knot.test.zone
-    notify: lct
-    acl: lct
-    zonefile-sync: -1
-    dnssec-signing: on
-    dnssec-policy: signed
-"#,
-            k = dir.display(),
-            secret = secret(&dir.join("../k-knot.key")),
-        ),
-    )
-    .unwrap();
-    dns::knotd(&dir.join("knot.conf"))
+    let zone = dns::knot_test_zone(dir, &format!("{serial} 2 1 600 60"));
+    let zones = format!(
+        "policy:\n  - id: signed\n    algorithm: {algorithm}\n{zone}    dnssec-signing: on\n    dnssec-policy: signed\n"
+    );
+    dns::knot(dir, port, &dir.join("../k-knot.key"), secondary, "transfer", &zones)
 }
 
 /// The SOA serial the server on `port` answers for knot.test.
 fn serial(port: u16) -> Option<u32> {
-    dns::dig(port, &["+short", ZONE, "SOA"]).split_whitespace().nth(2).and_then(|s| s.parse().ok())
+    dns::serial(port, ZONE)
 }
 
 /// delv's whole output for `name` A at the server on `port`, `anchor` the trust anchor.
-fn delv(port: u16, anchor: &Path, name: &str) -> String {
-    let out = Command::new("delv")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "-a", anchor.to_str().unwrap()])
-        .args(["+root=knot.test", "+tcp", name, "A"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+fn delv(port: u16, anchor: &Anchor, name: &str) -> String {
+    dns::delv(port, "127.0.0.1", anchor, name, "A")
 }
 
 #[test]
@@ -99,37 +47,19 @@ fn a_secondary_refuses_a_version_signed_with_an_algorithm_it_lacks_and_serves_th
     let (primary, secondary, stats) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
 
     let first = knot(&dir.join("knot-ecdsa"), primary, secondary, "ecdsap256sha256", 1);
-    std::fs::write(dir.join("none.jsonl"), "").unwrap();
-    std::fs::write(
-        dir.join("secondary.toml"),
-        format!(
-            r#"records = "{d}/none.jsonl"
-listen = ["127.0.0.1:{secondary}"]
-internal = ["127.0.0.0/8"]
-state = "{d}/secondary-state"
-[stats]
-listen = "127.0.0.1:{stats}"
-[[primary]]
-zone = "knot.test"
-address = "127.0.0.1:{primary}"
-key = "k-knot.key"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more = format!(
+        "internal = [\"127.0.0.0/8\"]\n{}{}",
+        dns::stats_section(stats),
+        dns::primary_section(ZONE, primary, "k-knot.key")
+    );
+    dns::lct_dns_config(&dir, "secondary", None, secondary, &more);
     let _secondary = dns::lct_dns(&dir, "secondary.toml", "secondary.log");
     dns::until_answers(secondary, "www.knot.test", &["192.0.2.10"], WITHIN);
     let old = serial(secondary).unwrap();
     assert_eq!(Some(old), serial(primary), "the secondary serves Knot's signed version");
 
     // The trust anchor: the KSK the secondary serves (ECDSA P-256), as a parent's DS would.
-    let keys = dns::dig(secondary, &["+short", ZONE, "DNSKEY"]);
-    let ksk: Vec<&str> = keys.lines().find(|l| l.starts_with("257 ")).unwrap_or_default().split_whitespace().collect();
-    assert!(ksk.len() >= 4 && ksk[2] == "13", "no ECDSA KSK served: {keys}");
-    let anchor = dir.join("anchor.conf");
-    let text = format!("trust-anchors {{ knot.test. static-key 257 3 13 \"{}\"; }};\n", ksk[3..].concat());
-    std::fs::write(&anchor, text).unwrap();
+    let anchor = Anchor::served_ksk(secondary, ZONE, &dir);
     let said = delv(secondary, &anchor, "www.knot.test");
     assert!(said.contains("; fully validated") && said.contains("192.0.2.10"), "{said}");
     assert_eq!(dns::stat(&env, stats, "lct_dns_validation_refused_total", &[]), 0);
