@@ -24,102 +24,23 @@ fn knot_and_bind_transfer_the_view_their_key_selects_and_follow_changes() {
     dns::zone_file(&env, &dir, &nodes, "10");
     dns::keygen(&env, &dir, &["lct-update", "xfr-internal", "xfr-external"]);
     let (primary, knot, bind) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
-    std::fs::write(
-        dir.join("lct-dns.toml"),
-        format!(
-            r#"records = "{d}/zones.jsonl"
-listen = ["127.0.0.1:{primary}"]
-internal = ["192.168.0.0/16"]
-keys = ["lct-update.key"]
-state = "{d}/dns-state"
-
-[[secondary]]
-key = "xfr-internal.key"
-view = "internal"
-notify = ["127.0.0.1:{knot}"]
-allow = ["127.0.0.0/8"]
-
-[[secondary]]
-key = "xfr-external.key"
-view = "external"
-notify = ["127.0.0.1:{bind}"]
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more = format!(
+        "internal = [\"192.168.0.0/16\"]\nkeys = [\"lct-update.key\"]\n\n{}allow = [\"127.0.0.0/8\"]\n\n{}",
+        dns::secondary_section("xfr-internal.key", "internal", knot),
+        dns::secondary_section("xfr-external.key", "external", bind)
+    );
+    dns::lct_dns_config(&dir, "lct-dns", Some("zones.jsonl"), primary, &more);
     let primary_server = dns::lct_dns(&dir, "lct-dns.toml", "lct-dns.log");
     let log = dir.join("lct-dns.log");
     until("lct-dns answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
 
     // Knot: the internal view, refreshed by NOTIFY from lct-dns (signed with the same key).
     let kdir = dir.join("knot");
-    std::fs::create_dir_all(&kdir).unwrap();
-    std::fs::write(
-        kdir.join("knot.conf"),
-        format!(
-            r#"server:
-    listen: 127.0.0.1@{knot}
-    rundir: {k}
-log:
-  - target: stderr
-    any: info
-database:
-    storage: {k}
-key:
-  - id: xfr-internal
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: primary
-    address: 127.0.0.1@{primary}
-    key: xfr-internal
-acl:
-  - id: from-primary
-    address: 127.0.0.1
-    key: xfr-internal
-    action: notify
-template:
-  - id: default
-    storage: {k}
-    zonefile-sync: -1
-    journal-content: none
-zone:
-  - domain: lct.internal
-    master: primary
-    acl: from-primary
-"#,
-            k = kdir.display(),
-            secret = secret(&dir.join("xfr-internal.key")),
-        ),
-    )
-    .unwrap();
-    let _knot = dns::knotd(&kdir.join("knot.conf"));
+    let _knot = dns::knot_secondary(&kdir, knot, &dir.join("xfr-internal.key"), primary, false);
 
-    // BIND: the external view, its copy kept as text (raw, BIND's default for a secondary,
-    // would hide from a text search what it holds).
+    // BIND: the external view, its copy kept as text.
     let bdir = dir.join("bind");
-    dns::named_conf(
-        &bdir,
-        bind,
-        r#"    notify no;
-    dnssec-validation no;
-"#,
-        &format!(
-            r#"key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
-server 127.0.0.1 {{ keys {{ xfr-external; }}; }};
-zone "lct.internal" {{
-    type secondary;
-    primaries port {primary} {{ 127.0.0.1 key xfr-external; }};
-    file "{b}/lct.internal.db";
-    masterfile-format text;
-    allow-notify {{ key xfr-external; }};
-}};
-"#,
-            secret = secret(&dir.join("xfr-external.key")),
-            b = bdir.display(),
-        ),
-    );
+    dns::named_secondary_conf(&bdir, bind, primary, &dir.join("xfr-external.key"), "");
     let _bind = dns::named(&bdir);
 
     // Each serves its view, never the other's.
@@ -187,7 +108,7 @@ zone "lct.internal" {{
         "lct.internal",
         "update add evil.lct.internal 300 A 192.0.2.1",
     );
-    let said = String::from_utf8_lossy(&update.stdout).into_owned() + &String::from_utf8_lossy(&update.stderr);
+    let said = dns::said(&update);
     assert!(!update.status.success() && said.contains("update failed: REFUSED"), "{update:?}");
     assert_eq!(dns::status(primary, "evil.lct.internal"), "NXDOMAIN");
     if std::env::var_os("LCT_SHOW_LOG").is_some() {
@@ -207,69 +128,23 @@ fn a_50000_record_zone_transfers_whole_to_bind_and_lct_dns_and_follows_by_ixfr()
     dns::zone_file(&env, &dir, &nodes_of(50_000), "10");
     dns::keygen(&env, &dir, &["lct-update", "xfr-bind", "xfr-lct"]);
     let (primary, bind, secondary) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
-    std::fs::write(
-        dir.join("primary.toml"),
-        format!(
-            r#"records = "{d}/zones.jsonl"
-listen = ["127.0.0.1:{primary}"]
-internal = ["10.0.0.0/8"]
-keys = ["lct-update.key"]
-state = "{d}/primary-state"
-[[secondary]]
-key = "xfr-bind.key"
-view = "internal"
-notify = ["127.0.0.1:{bind}"]
-[[secondary]]
-key = "xfr-lct.key"
-view = "internal"
-notify = ["127.0.0.1:{secondary}"]
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more = format!(
+        "internal = [\"10.0.0.0/8\"]\nkeys = [\"lct-update.key\"]\n{}{}",
+        dns::secondary_section("xfr-bind.key", "internal", bind),
+        dns::secondary_section("xfr-lct.key", "internal", secondary)
+    );
+    dns::lct_dns_config(&dir, "primary", Some("zones.jsonl"), primary, &more);
     let _primary = dns::lct_dns(&dir, "primary.toml", "primary.log");
-    std::fs::write(dir.join("none.jsonl"), "").unwrap();
-    std::fs::write(
-        dir.join("secondary.toml"),
-        format!(
-            r#"records = "{d}/none.jsonl"
-listen = ["127.0.0.1:{secondary}"]
-internal = ["127.0.0.0/8"]
-state = "{d}/secondary-state"
-[[primary]]
-zone = "lct.internal"
-address = "127.0.0.1:{primary}"
-key = "xfr-lct.key"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more =
+        format!("internal = [\"127.0.0.0/8\"]\n{}", dns::primary_section("lct.internal", primary, "xfr-lct.key"));
+    dns::lct_dns_config(&dir, "secondary", None, secondary, &more);
     let bdir = dir.join("bind");
-    dns::named_conf(
-        &bdir,
-        bind,
-        r#"    notify no;
-    dnssec-validation no;
-    allow-transfer { 127.0.0.1; };
+    let options = r#"    allow-transfer { 127.0.0.1; };
     // A group name of 5,000 members is one RRset of 5,000 A records: BIND 9.18.28 and later
     // refuse more than 100 per RRset unless told (docs/dns.md).
     max-records-per-type 0;
-"#,
-        &format!(
-            r#"key "xfr-bind" {{ algorithm hmac-sha256; secret "{secret}"; }};
-server 127.0.0.1 {{ keys {{ xfr-bind; }}; }};
-zone "lct.internal" {{
-    type secondary;
-    primaries port {primary} {{ 127.0.0.1 key xfr-bind; }};
-    file "{b}/lct.internal.db";
-}};
-"#,
-            secret = secret(&dir.join("xfr-bind.key")),
-            b = bdir.display(),
-        ),
-    );
+"#;
+    dns::named_secondary_conf(&bdir, bind, primary, &dir.join("xfr-bind.key"), options);
     // Wait for the primary, then start both secondaries.
     let long = Duration::from_secs(120);
     until("the primary answers", long, || !addresses(primary, "n-49999.c9.lct.internal").is_empty());
