@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use lct_tests::Env;
-use lct_tests::fixtures::dns::{self, addresses, secret};
+use lct_tests::fixtures::dns::{self, Anchor, addresses, delv, secret, tool};
 use lct_tests::fixtures::{node, until};
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -19,49 +19,14 @@ fn zk(name: &str, private: &str, public: Option<&str>) -> String {
     node("zk", "zookeeper", name, private, public)
 }
 
-/// delv's whole output for `name` `rtype` at the server on loopback `port`, asked from
-/// `from` (127.0.0.2 is inside, 127.0.0.1 outside), the zone's DNSKEY the trust anchor.
-fn delv(port: u16, from: &str, anchor: &Path, name: &str, rtype: &str) -> String {
-    let out = Command::new("delv")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "-b", from, "-a", anchor.to_str().unwrap()])
-        .args(["+root=lct.internal", "+tcp", name, rtype])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+/// A trust anchor for lct.internal: the KSK the server on `port` serves.
+fn anchor(port: u16, dir: &Path) -> Anchor {
+    Anchor::served_ksk(port, "lct.internal", dir)
 }
 
 /// Asserts delv validates an answer, NXDOMAIN and NODATA in a view.
-fn validates(port: u16, from: &str, anchor: &Path, name: &str, address: &str) {
-    let said = delv(port, from, anchor, name, "A");
-    assert!(said.contains("; fully validated") && said.contains(address), "{name} from {from}: {said}");
-    let said = delv(port, from, anchor, "no-such-name.lct.internal", "A");
-    assert!(said.contains("negative response, fully validated") && said.contains("NXDOMAIN"), "{from}: {said}");
-    let said = delv(port, from, anchor, name, "MX");
-    assert!(said.contains("negative response, fully validated") && said.contains("NXRRSET"), "{from}: {said}");
-}
-
-/// A trust anchor file for delv from the zone's DNSKEY at the server on `port`.
-fn anchor(port: u16, dir: &Path) -> std::path::PathBuf {
-    // The KSK (flags 257): the key the parent's DS names (the ZSK, 256, it vouches for).
-    let keys = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
-    let key = keys.lines().find(|l| l.starts_with("257 ")).unwrap_or_default();
-    let fields: Vec<&str> = key.split_whitespace().collect();
-    assert!(fields.len() >= 4 && fields[0] == "257" && fields[2] == "13", "no KSK: {keys}");
-    let text = format!(
-        "trust-anchors {{ lct.internal. static-key {} {} {} \"{}\"; }};\n",
-        fields[0],
-        fields[1],
-        fields[2],
-        fields[3..].concat()
-    );
-    let path = dir.join("anchor.conf");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn tool(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+fn validates(port: u16, from: &str, anchor: &Anchor, name: &str, address: &str) {
+    dns::validates(port, from, anchor, name, address, &format!("port {port}"));
 }
 
 #[test]
@@ -73,38 +38,19 @@ fn a_signed_zone_validates_in_both_views_and_on_knot_and_bind_secondaries() {
     dns::zone_file(&env, &dir, &nodes, "10");
     dns::keygen(&env, &dir, &["lct-update", "xfr-internal", "xfr-external"]);
     let (primary, knot, bind) = (lct_tests::free_port(), lct_tests::free_port(), lct_tests::free_port());
-    let config = |extra: &str| {
-        format!(
-            r#"records = "{d}/zones.jsonl"
-listen = ["127.0.0.1:{primary}"]
-internal = ["127.0.0.2/32"]
-keys = ["lct-update.key"]
-state = "{d}/dns-state"
-
-[[secondary]]
-key = "xfr-internal.key"
-view = "internal"
-notify = ["127.0.0.1:{knot}"]
-
-[[secondary]]
-key = "xfr-external.key"
-view = "external"
-notify = ["127.0.0.1:{bind}"]
-
-[dnssec]
-"lct.internal" = "on"
-
-[dnssec_timers]
-signature_lifetime = {extra}
-"#,
-            d = dir.display()
-        )
+    let config = |lifetime: &str| {
+        let more = format!(
+            "internal = [\"127.0.0.2/32\"]\nkeys = [\"lct-update.key\"]\n\n{}\n{}\n[dnssec]\n\"lct.internal\" = \"on\"\n\n[dnssec_timers]\nsignature_lifetime = {lifetime}\n",
+            dns::secondary_section("xfr-internal.key", "internal", knot),
+            dns::secondary_section("xfr-external.key", "external", bind)
+        );
+        dns::lct_dns_config(&dir, "lct-dns", Some("zones.jsonl"), primary, &more);
     };
     // Signatures valid for 40 s, made again 4 s before they expire.
-    std::fs::write(dir.join("lct-dns.toml"), config("40")).unwrap();
+    config("40");
     let server = dns::lct_dns(&dir, "lct-dns.toml", "lct-dns.log");
     until("lct-dns answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
-    let key_file = dir.join("dns-state/dnssec/lct.internal.json");
+    let key_file = dir.join("lct-dns-state/dnssec/lct.internal.json");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
     let anchor = anchor(primary, &dir);
@@ -130,72 +76,8 @@ signature_lifetime = {extra}
     assert_eq!(ds.ok().stdout.trim(), from_bind.ok().stdout.trim());
 
     // Knot takes the internal view, BIND the external one; each keeps a text copy.
-    let kdir = dir.join("knot");
-    std::fs::create_dir_all(&kdir).unwrap();
-    std::fs::write(
-        kdir.join("knot.conf"),
-        format!(
-            r#"server:
-    listen: 127.0.0.1@{knot}
-    rundir: {k}
-log:
-  - target: stderr
-    any: info
-database:
-    storage: {k}
-key:
-  - id: xfr-internal
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: primary
-    address: 127.0.0.1@{primary}
-    key: xfr-internal
-acl:
-  - id: from-primary
-    address: 127.0.0.1
-    key: xfr-internal
-    action: notify
-template:
-  - id: default
-    storage: {k}
-    zonefile-sync: 0
-    journal-content: none
-zone:
-  - domain: lct.internal
-    master: primary
-    acl: from-primary
-    file: {k}/lct.internal.zone
-"#,
-            k = kdir.display(),
-            secret = secret(&dir.join("xfr-internal.key")),
-        ),
-    )
-    .unwrap();
-    let _knot = dns::knotd(&kdir.join("knot.conf"));
-    let bdir = dir.join("bind");
-    dns::named_conf(
-        &bdir,
-        bind,
-        "    notify no;\n    dnssec-validation no;\n",
-        &format!(
-            r#"key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
-server 127.0.0.1 {{ keys {{ xfr-external; }}; }};
-zone "lct.internal" {{
-    type secondary;
-    primaries port {primary} {{ 127.0.0.1 key xfr-external; }};
-    file "{b}/lct.internal.db";
-    masterfile-format text;
-    allow-notify {{ key xfr-external; }};
-}};
-"#,
-            secret = secret(&dir.join("xfr-external.key")),
-            b = bdir.display(),
-        ),
-    );
-    let _bind = dns::named(&bdir);
-    until("Knot serves the zone", WITHIN, || !addresses(knot, "zk-1.zk.lct.internal").is_empty());
-    until("BIND serves the zone", WITHIN, || !addresses(bind, "zk-1.zk.lct.internal").is_empty());
+    let (kdir, bdir) = (dir.join("knot"), dir.join("bind"));
+    let _servers = dns::knot_and_bind_secondaries(&dir, primary, (knot, bind), true, "zk-1.zk.lct.internal", WITHIN);
     // A secondary of a signed zone answers signed (delv asks them from 127.0.0.1).
     validates(knot, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");
     validates(bind, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "203.0.113.1");
@@ -204,10 +86,7 @@ zone "lct.internal" {{
         let bind_copy = bdir.join("lct.internal.db");
         let knot_copy = kdir.join("lct.internal.zone");
         for copy in [&bind_copy, &knot_copy] {
-            until(&format!("{} at serial {serial}", copy.display()), WITHIN, || {
-                std::fs::read_to_string(copy).unwrap_or_default().contains(&format!(" {serial} "))
-                    || std::fs::read_to_string(copy).unwrap_or_default().contains(&format!("\t{serial} "))
-            });
+            until(&format!("{} at serial {serial}", copy.display()), WITHIN, || dns::copy_at_serial(copy, serial));
         }
         let (ok, said) = tool("dnssec-verify", &["-z", "-o", "lct.internal", bind_copy.to_str().unwrap()]);
         assert!(ok && said.contains("Zone fully signed"), "dnssec-verify of BIND's copy: {said}");
@@ -239,7 +118,7 @@ zone "lct.internal" {{
     validates(bind, "127.0.0.1", &anchor, "zk-3.zk.lct.internal", "203.0.113.3");
 
     // A broken key file: the reload is refused, naming it, and the signed zone serves on.
-    std::fs::write(dir.join("lct-dns.toml"), config("1209600")).unwrap();
+    config("1209600");
     let good = std::fs::read(&key_file).unwrap();
     std::fs::write(&key_file, b"{\"zone\": \"lct.internal.\"}").unwrap();
     Command::new("kill").args(["-HUP", &server.0.id().to_string()]).status().unwrap();
@@ -288,45 +167,16 @@ fn an_lct_dns_secondary_of_a_signed_zone_stays_signed() {
         env.run_with_input("lct-dns", &["zone", "--domain", "other.internal", "--serial", "5", "--no-reverse"], &nodes);
     std::fs::write(dir.join("s-zones.jsonl"), other.ok().stdout).unwrap();
     let (primary, second) = (lct_tests::free_port(), lct_tests::free_port());
-    std::fs::write(
-        dir.join("p.toml"),
-        format!(
-            r#"records = "{d}/zones.jsonl"
-listen = ["127.0.0.1:{primary}"]
-internal = ["127.0.0.2/32"]
-keys = ["lct-update.key"]
-state = "{d}/p-state"
-
-[[secondary]]
-key = "xfr-internal.key"
-view = "internal"
-notify = ["127.0.0.1:{second}"]
-
-[dnssec]
-"lct.internal" = "on"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("s.toml"),
-        format!(
-            r#"records = "{d}/s-zones.jsonl"
-listen = ["127.0.0.1:{second}"]
-internal = ["127.0.0.0/8"]
-keys = ["s-update.key"]
-state = "{d}/s-state"
-
-[[primary]]
-zone = "lct.internal"
-address = "127.0.0.1:{primary}"
-key = "xfr-internal.key"
-"#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    let more = format!(
+        "internal = [\"127.0.0.2/32\"]\nkeys = [\"lct-update.key\"]\n\n{}\n[dnssec]\n\"lct.internal\" = \"on\"\n",
+        dns::secondary_section("xfr-internal.key", "internal", second)
+    );
+    dns::lct_dns_config(&dir, "p", Some("zones.jsonl"), primary, &more);
+    let more = format!(
+        "internal = [\"127.0.0.0/8\"]\nkeys = [\"s-update.key\"]\n\n{}",
+        dns::primary_section("lct.internal", primary, "xfr-internal.key")
+    );
+    dns::lct_dns_config(&dir, "s", Some("s-zones.jsonl"), second, &more);
     let _primary = dns::lct_dns(&dir, "p.toml", "p.log");
     until("the primary answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
     let anchor = anchor(primary, &dir);
@@ -428,14 +278,12 @@ fn sync_linode_refuses_a_zone_its_name_servers_serve_signed() {
     let nodes = zk("zk-1", "192.168.128.1", Some("203.0.113.1"));
     dns::zone_file(&env, &dir, &nodes, "10");
     let (signed, plain) = (lct_tests::free_port(), lct_tests::free_port());
-    let config = |port: u16, state: &str, dnssec: &str| {
-        format!(
-            "records = \"{d}/zones.jsonl\"\nlisten = [\"127.0.0.1:{port}\"]\nstate = \"{d}/{state}\"\n[dnssec]\n\"lct.internal\" = \"{dnssec}\"\n",
-            d = dir.display()
-        )
+    let config = |name: &str, port: u16, dnssec: &str| {
+        let more = format!("[dnssec]\n\"lct.internal\" = \"{dnssec}\"\n");
+        dns::lct_dns_config(&dir, name, Some("zones.jsonl"), port, &more);
     };
-    std::fs::write(dir.join("signed.toml"), config(signed, "signed-state", "on")).unwrap();
-    std::fs::write(dir.join("plain.toml"), config(plain, "plain-state", "off")).unwrap();
+    config("signed", signed, "on");
+    config("plain", plain, "off");
     let _signed = dns::lct_dns(&dir, "signed.toml", "signed.log");
     let _plain = dns::lct_dns(&dir, "plain.toml", "plain.log");
     until("both answer", WITHIN, || {
@@ -486,31 +334,8 @@ fn an_lct_dns_secondary_of_a_zone_knot_signs_follows_its_signatures() {
          @ NS ns1.lct.internal.\nns1 A 127.0.0.1\nzk-1.zk A 192.168.128.1\n",
     )
     .unwrap();
-    std::fs::write(
-        kdir.join("knot.conf"),
-        format!(
-            r#"server:
-    listen: 127.0.0.1@{knot}
-    rundir: {k}
-log:
-  - target: stderr
-    any: info
-database:
-    storage: {k}
-key:
-  - id: xfr
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: lct
-    address: 127.0.0.1@{second}
-    key: xfr
-acl:
-  - id: by-key
-    address: 127.0.0.1
-    key: xfr
-    action: [transfer, update]
-policy:
+    let zones = format!(
+        r#"policy:
   - id: csk
     algorithm: ecdsap256sha256
     single-type-signing: on
@@ -524,29 +349,17 @@ zone:
     file: {k}/lct.internal.zone
     dnssec-signing: on
     dnssec-policy: csk
-    acl: by-key
-    notify: lct
+    acl: peer
+    notify: peer
 "#,
-            k = kdir.display(),
-            secret = secret(&dir.join("xfr.key")),
-        ),
-    )
-    .unwrap();
-    let _knot = dns::knotd(&kdir.join("knot.conf"));
+        k = kdir.display(),
+    );
+    let _knot = dns::knot(&kdir, knot, &dir.join("xfr.key"), second, "[transfer, update]", &zones);
     until("Knot serves the signed zone", WITHIN, || {
         dns::dig(knot, &["+short", "lct.internal", "DNSKEY"]).contains("257 3 13")
     });
     let anchor = anchor(knot, &dir);
-    std::fs::write(dir.join("empty.jsonl"), "").unwrap();
-    std::fs::write(
-        dir.join("s.toml"),
-        format!(
-            "records = \"{d}/empty.jsonl\"\nlisten = [\"127.0.0.1:{second}\"]\nstate = \"{d}/s-state\"\n\n\
-             [[primary]]\nzone = \"lct.internal\"\naddress = \"127.0.0.1:{knot}\"\nkey = \"xfr.key\"\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+    dns::lct_dns_config(&dir, "s", None, second, &dns::primary_section("lct.internal", knot, "xfr.key"));
     let _secondary = dns::lct_dns(&dir, "s.toml", "s.log");
     dns::until_answers(second, "zk-1.zk.lct.internal", &["192.168.128.1"], WITHIN);
     validates(second, "127.0.0.1", &anchor, "zk-1.zk.lct.internal", "192.168.128.1");

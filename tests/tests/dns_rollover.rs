@@ -6,12 +6,11 @@
 //! until the parent, asked, has the new DS); BIND takes each version by transfer and its copy
 //! passes `dnssec-verify` and `kzonecheck`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use lct_tests::Env;
-use lct_tests::fixtures::dns::{self, addresses, secret};
+use lct_tests::fixtures::dns::{self, Anchor, addresses, delv, secret, tool};
 use lct_tests::fixtures::{node, until};
 
 const WITHIN: Duration = Duration::from_secs(20);
@@ -20,26 +19,10 @@ fn zk(name: &str, private: &str, public: Option<&str>) -> String {
     node("zk", "zookeeper", name, private, public)
 }
 
-/// delv's whole output for `name` `rtype` at the server on loopback `port`, asked from
-/// `from` (127.0.0.2 is inside, 127.0.0.1 outside), with the trust anchors in `anchor`.
-fn delv(port: u16, from: &str, anchor: &Path, name: &str, rtype: &str) -> String {
-    let out = Command::new("delv")
-        .args(["@127.0.0.1", "-p", &port.to_string(), "-b", from, "-a", anchor.to_str().unwrap()])
-        .args(["+root=lct.internal", "+tcp", name, rtype])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
 /// Asserts delv validates an answer, NXDOMAIN and NODATA in both views of the primary.
-fn validates(port: u16, anchor: &Path, step: &str) {
+fn validates(port: u16, anchor: &Anchor, step: &str) {
     for (from, address) in [("127.0.0.2", "192.168.128.1"), ("127.0.0.1", "203.0.113.1")] {
-        let said = delv(port, from, anchor, "zk-1.zk.lct.internal", "A");
-        assert!(said.contains("; fully validated") && said.contains(address), "{step}, from {from}: {said}");
-        let said = delv(port, from, anchor, "no-such-name.lct.internal", "A");
-        assert!(said.contains("negative response, fully validated") && said.contains("NXDOMAIN"), "{step}: {said}");
-        let said = delv(port, from, anchor, "zk-1.zk.lct.internal", "MX");
-        assert!(said.contains("negative response, fully validated") && said.contains("NXRRSET"), "{step}: {said}");
+        dns::validates(port, from, anchor, "zk-1.zk.lct.internal", address, step);
     }
 }
 
@@ -81,19 +64,9 @@ fn signers(port: u16, name: &str, rtype: &str) -> Vec<u16> {
     tags
 }
 
-/// A trust anchor file holding `lines` (`static-key` or `static-ds` entries).
-fn anchor_file(dir: &Path, name: &str, lines: &[String]) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, format!("trust-anchors {{\n{}\n}};\n", lines.join("\n"))).unwrap();
-    path
-}
-
-/// The KSK's DNSKEY as a static-key trust anchor.
-fn ksk_anchor(port: u16) -> String {
-    let short = dns::dig(port, &["+short", "lct.internal", "DNSKEY"]);
-    let key = short.lines().find(|l| l.starts_with("257 ")).expect("a KSK");
-    let f: Vec<&str> = key.split_whitespace().collect();
-    format!("lct.internal. static-key {} {} {} \"{}\";", f[0], f[1], f[2], f[3..].concat())
+/// A trust anchor file for lct.internal holding `lines` (`static-key` or `static-ds` entries).
+fn anchor_file(dir: &Path, name: &str, lines: &[String]) -> Anchor {
+    Anchor::write(dir, name, "lct.internal", lines)
 }
 
 /// `lct-dns ds`'s lines as static-ds trust anchors, and the DS data (tag alg type digest).
@@ -126,13 +99,9 @@ fn keys(env: &Env, config: &Path) -> Vec<(u16, String, String)> {
         .collect()
 }
 
+/// The SOA serial the server on `port` answers for lct.internal (empty when none).
 fn serial(port: u16) -> String {
-    dns::dig(port, &["+short", "lct.internal", "SOA"]).split_whitespace().nth(2).unwrap_or_default().to_string()
-}
-
-fn tool(program: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(program).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    dns::serial(port, "lct.internal").map_or(String::new(), |s| s.to_string())
 }
 
 #[test]
@@ -189,23 +158,11 @@ zone "internal" {{
     .unwrap();
     let _parent = dns::named(&pdir);
     until("the parent answers", WITHIN, || !dns::dig(parent, &["+short", "internal", "SOA"]).trim().is_empty());
-    let config = dir.join("lct-dns.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"records = "{d}/zones.jsonl"
-listen = ["127.0.0.1:{primary}"]
-internal = ["127.0.0.2/32"]
-state = "{d}/dns-state"
+    let more = format!(
+        r#"internal = ["127.0.0.2/32"]
 
-[stats]
-listen = "127.0.0.1:{stats}"
-
-[[secondary]]
-key = "xfr-external.key"
-view = "external"
-notify = ["127.0.0.1:{bind}"]
-
+{}
+{}
 [dnssec]
 "lct.internal" = "on"
 
@@ -216,41 +173,22 @@ parent_ds_ttl = 2
 parent = ["127.0.0.1:{parent}"]
 parent_check_interval = 1
 "#,
-            d = dir.display()
-        ),
-    )
-    .unwrap();
+        dns::stats_section(stats),
+        dns::secondary_section("xfr-external.key", "external", bind),
+    );
+    let config = dns::lct_dns_config(&dir, "lct-dns", Some("zones.jsonl"), primary, &more);
     let log = dir.join("lct-dns.log");
     let server = dns::lct_dns(&dir, "lct-dns.toml", "lct-dns.log");
     until("lct-dns answers", WITHIN, || !addresses(primary, "zk-1.zk.lct.internal").is_empty());
     let bdir = dir.join("bind");
-    dns::named_conf(
-        &bdir,
-        bind,
-        "    notify no;\n    dnssec-validation no;\n",
-        &format!(
-            r#"key "xfr-external" {{ algorithm hmac-sha256; secret "{secret}"; }};
-server 127.0.0.1 {{ keys {{ xfr-external; }}; }};
-zone "lct.internal" {{
-    type secondary;
-    primaries port {primary} {{ 127.0.0.1 key xfr-external; }};
-    file "{b}/lct.internal.db";
-    masterfile-format text;
-    allow-notify {{ key xfr-external; }};
-}};
-"#,
-            secret = secret(&dir.join("xfr-external.key")),
-            b = bdir.display(),
-        ),
-    );
+    dns::named_secondary_conf(&bdir, bind, primary, &dir.join("xfr-external.key"), "");
     let _bind = dns::named(&bdir);
     // BIND's copy of the primary's current version passes both checkers.
     let verify = |step: &str| {
         let want = serial(primary);
         let copy = bdir.join("lct.internal.db");
         until(&format!("BIND's copy at serial {want} ({step})"), WITHIN, || {
-            let text = std::fs::read_to_string(&copy).unwrap_or_default();
-            serial(bind) == want && (text.contains(&format!(" {want} ")) || text.contains(&format!("\t{want} ")))
+            serial(bind) == want && dns::copy_at_serial(&copy, &want)
         });
         let (ok, said) = tool("dnssec-verify", &["-o", "lct.internal", copy.to_str().unwrap()]);
         assert!(ok && said.contains("Zone fully signed"), "dnssec-verify of BIND's copy, {step}: {said}");
@@ -263,7 +201,7 @@ zone "lct.internal" {{
     let roles: Vec<(&str, &str)> = start.iter().map(|(_, r, s)| (r.as_str(), s.as_str())).collect();
     assert_eq!(roles, [("ksk", "active"), ("zsk", "active")], "{start:?}");
     let (ksk1, zsk1) = (start[0].0, start[1].0);
-    let old_anchor = anchor_file(&dir, "old.conf", &[ksk_anchor(primary)]);
+    let old_anchor = anchor_file(&dir, "old.conf", &[dns::ksk_line(primary, "lct.internal")]);
     validates(primary, &old_anchor, "before any rollover");
     assert_eq!(signers(primary, "zk-1.zk.lct.internal", "A"), [zsk1]);
     assert_eq!(signers(primary, "lct.internal", "DNSKEY"), [ksk1]);
@@ -367,7 +305,7 @@ zone "lct.internal" {{
 
     // A key file broken by hand: `lct-dns roll` refuses, naming it; the server's key look
     // fails, naming it, and the signed zone serves on, validated.
-    let key_file = dir.join("dns-state/dnssec/lct.internal.json");
+    let key_file = dir.join("lct-dns-state/dnssec/lct.internal.json");
     let good = std::fs::read(&key_file).unwrap();
     std::fs::write(&key_file, b"{\"zone\": \"lct.internal.\", \"algorithm\": \"rsasha1\", \"keys\": []}").unwrap();
     refused(&["roll", "lct.internal", "zsk"], key_file.to_str().unwrap());
