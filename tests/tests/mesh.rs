@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use lct_tests::fixtures::mesh::{MeshDown, refused_sync};
 use lct_tests::{Env, Run};
 use serde_json::Value;
 
@@ -26,15 +27,6 @@ fn by_node(run: &Run) -> BTreeMap<String, Value> {
     run.json_lines().into_iter().map(|r| (r["node"].as_str().unwrap().to_string(), r)).collect()
 }
 
-/// Takes the mesh down however the test ends (wireguard-go would outlive the lab otherwise).
-struct Down<'a>(&'a Env, String);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run_with_input("lct-mesh", &["down"], &self.1);
-    }
-}
-
 /// Bytes the node `node`'s tunnel to `peer` carried, both ways (`lct-mesh status`).
 fn tunnel_bytes(env: &Env, input: &str, node: &str, peer: &str) -> u64 {
     let peers = env.run_with_input("lct-mesh", &["status", "-o", "jsonl"], input).ok().json_lines();
@@ -52,7 +44,7 @@ fn mesh_spans_regions_and_follows_membership() {
     env.run("lct-api", &["create", "--cluster", "m", "--count", "6"]).ok();
     let regions = [("m-1", "a"), ("m-2", "a"), ("m-3", "b"), ("m-4", "b"), ("m-5", "c"), ("m-6", "b")];
     let input = nodes_in_regions(&env, &regions);
-    let mut down = Down(&env, input.clone());
+    let mut down = MeshDown::new(&env, &input);
 
     let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     let nodes = by_node(&out);
@@ -195,7 +187,7 @@ fn mesh_spans_regions_and_follows_membership() {
     // Region b's leader goes: the next sync makes m-4 lead, routes move, m-3 leaves the peers.
     env.run("lct-api", &["delete", "m-3"]).ok();
     let input = nodes_in_regions(&env, &regions);
-    down.1 = input.clone();
+    down.input = input.clone();
     let out = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     let nodes = by_node(&out);
     assert!(!nodes.contains_key("m-3"));
@@ -231,7 +223,7 @@ fn mesh_spans_regions_and_follows_membership() {
     assert_eq!(recorded["leaders"]["b"], "m-6", "{recorded}");
     drop(_watch);
     let input = nodes_in_regions(&env, &regions);
-    down.1 = input.clone();
+    down.input = input.clone();
 
     // The picture: regions as boxes, leaders marked, the tunnels with handshake ages.
     let dot = env.run_with_input("lct-mesh", &["graph"], &input).ok().stdout;
@@ -307,7 +299,7 @@ fn default_deny_firewalls_follow_the_mesh_across_regions() {
     create("zk", "a", &["a-1", "a-2"]);
     create("zk", "b", &["b-1"]);
     create("web", "b", &["b-2"]);
-    let _down = Down(&env, String::new());
+    let _down = MeshDown::new(&env, "");
     let declare = ["declare", "zk", "--mode", "default-deny", "--admin-cidr", "203.0.113.254/32"];
     env.run("lct-fw", &[&declare[..], &["--allow", "self->*:2888-3888/tcp"]].concat()).ok();
     let out = env.run("lct-mesh", &["sync"]).ok();
@@ -377,7 +369,7 @@ fn watch_replaces_a_leader_and_pushes_the_firewalls() {
     let env = Env::new();
     env.run("lct-api", &["create", "--cluster", "zk", "--region", "a", "--name", "a-1", "a-2"]).ok();
     env.run("lct-api", &["create", "--cluster", "zk", "--region", "b", "--name", "b-1"]).ok();
-    let _down = Down(&env, String::new());
+    let _down = MeshDown::new(&env, "");
     let declare = ["declare", "zk", "--mode", "default-deny", "--admin-cidr", "203.0.113.254/32"];
     env.run("lct-fw", &[&declare[..], &["--allow", "self->*:2888-3888/tcp"]].concat()).ok();
     let nodes = by_node(&env.run("lct-mesh", &["sync"]).ok());
@@ -428,7 +420,7 @@ fn reconcile_syncs_the_mesh_of_a_cluster_that_has_one() {
     )
     .unwrap();
     env.run("lct-plan", &["create", "sp", plan.to_str().unwrap()]).ok();
-    let _down = Down(&env, String::new());
+    let _down = MeshDown::new(&env, "");
     env.run("lct-mesh", &["sync"]).ok();
     env.run("lct-fw", &["push"]).ok();
     // Round-robin over [a, b]: sp-1 and sp-3 in a (sp-1 leads), sp-2 in b.
@@ -497,14 +489,9 @@ fn hostile_inventory_is_refused_before_any_node_is_touched() {
         ),
     ];
     for (input, flags, expected) in cases {
-        let mut args = vec!["sync"];
-        args.extend(flags);
-        let out = env.run_with_input("lct-mesh", &args, &input);
-        assert_eq!(out.status, 1, "{input}\n{}", out.stderr);
-        assert!(out.stderr.contains(expected), "expected {expected:?}\n{}", out.stderr);
+        let out = refused_sync(&env, &input, &flags, expected);
         assert!(out.stderr.len() < 600, "the error quotes a hostile value whole: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{}", out.stdout);
-        assert!(!env.state.path().join("mesh.json").exists(), "nothing recorded for {expected}");
     }
 
     // A recorded mesh whose keys or addresses were tampered with: refused, file named.

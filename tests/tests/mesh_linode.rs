@@ -11,6 +11,7 @@ use std::time::Instant;
 use lct_linode_double::{Config, Double};
 use lct_tests::Env;
 use lct_tests::fixtures::linode::Api;
+use lct_tests::fixtures::mesh::{MeshDown, refused_sync};
 use serde_json::Value;
 
 /// Three nodes, one per Linode region, in the mesh with names and a firewall that follow it:
@@ -121,13 +122,8 @@ fn linode_nodes_that_cannot_join_are_refused_before_any_node_is_touched() {
         ),
     ];
     for (input, flags, expected) in cases {
-        let mut args = vec!["sync"];
-        args.extend(flags);
-        let out = env.run_with_input("lct-mesh", &args, &input);
-        assert_eq!(out.status, 1, "{input}\n{}", out.stderr);
-        assert!(out.stderr.contains(expected), "expected {expected:?}\n{}", out.stderr);
+        let out = refused_sync(&env, &input, &flags, expected);
         assert!(!out.stderr.contains("lct-nonexistent"), "a node was reached for: {}", out.stderr);
-        assert!(!env.state.path().join("mesh.json").exists(), "recorded for {expected}");
     }
 }
 
@@ -153,17 +149,22 @@ struct Controller<'a> {
 }
 
 impl Controller<'_> {
-    fn run(&self, program: &str, args: &[&str]) -> lct_tests::Run {
+    /// `program` with `args`, run as this controller.
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
         let mut cmd = self.env.command(program, args);
         cmd.env("LCT_STATE_DIR", &self.home)
             .env("HOME", &self.home)
             .env("LCT_LINODE_POLL", "0.05")
-            .env_remove("LINODE_CLI_TOKEN")
-            .stdin(std::process::Stdio::null());
+            .env_remove("LINODE_CLI_TOKEN");
         for (k, v) in &self.settings {
             cmd.env(k, v);
         }
-        lct_tests::Run::from(cmd.output().unwrap())
+        cmd
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> lct_tests::Run {
+        let mut cmd = self.command(program, args);
+        lct_tests::Run::from(cmd.stdin(std::process::Stdio::null()).output().unwrap())
     }
 
     /// `script` on node `node` over SSH (lct's key, the pinned host key): its stdout.
@@ -172,15 +173,6 @@ impl Controller<'_> {
         let result = out.json_lines().into_iter().next().unwrap_or_else(|| panic!("{node}: {}", out.stderr));
         assert_eq!(result["code"], 0, "{node}: {script}: {result}");
         result["stdout"].as_str().unwrap_or_default().to_string()
-    }
-}
-
-/// Takes the mesh down however the test ends (wireguard-go runs in the machines).
-struct Down<'a>(&'a Controller<'a>);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run("lct-mesh", &["down"]);
     }
 }
 
@@ -199,7 +191,8 @@ fn three_linode_regions_reach_each_other_by_name_over_the_mesh() {
     let home = env.state.path().join("controller");
     std::fs::create_dir_all(&home).unwrap();
     let controller = Controller { env: &env, settings, home: home.clone() };
-    let down = Down(&controller);
+    // (wireguard-go runs in the machines behind the double.)
+    let down = MeshDown::by(|| controller.command("lct-mesh", &["down"]), "");
 
     let plan = write_plan(&env, PLAN);
     controller.run("lct-plan", &["create", "lm", &plan, "-p", "linode"]).ok();

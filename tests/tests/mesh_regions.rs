@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lct_tests::Env;
+use lct_tests::fixtures::mesh::MeshDown;
 
 /// The packaged plan's servers over three regions, with the mesh in their events and its
 /// firewall (default-deny: SSH from the outside namespace, the ensemble's flows, clients
@@ -236,15 +237,6 @@ impl Drop for Capture {
     }
 }
 
-/// Takes the mesh down however the test ends (wireguard-go would outlive the lab otherwise).
-struct Down<'a>(&'a Env);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run("lct-mesh", &["down"]);
-    }
-}
-
 #[test]
 #[ignore = "needs root: network namespaces, systemd-nspawn machines, wireguard-go and tcpdump (scripts/test runs it as root)"]
 fn zookeeper_and_postgres_ha_over_three_regions_through_the_mesh_and_the_outside_sees_only_wireguard() {
@@ -258,7 +250,7 @@ fn zookeeper_and_postgres_ha_over_three_regions_through_the_mesh_and_the_outside
     let plan = plan_files(&env, "zk", PLAN, "zookeeper", &["configure.py"]);
     let pg_plan = plan_files(&env, "pg", &postgres_plan(), "postgres-ha", &["configure.py", "resume.py"]);
 
-    let _down = Down(&env);
+    let _down = MeshDown::new(&env, "");
     let capture = Capture::public(&env);
     env.run("lct-plan", &["create", "zk", plan.to_str().unwrap()]).ok();
     let created = started.elapsed();
