@@ -10,16 +10,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
+use lct_tests::fixtures::mesh::MeshDown;
 use lct_tests::{Background, Env};
-
-/// Takes the mesh down however the test ends (wireguard-go would outlive the lab otherwise).
-struct Down<'a>(&'a Env, String);
-
-impl Drop for Down<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.run_with_input("lct-mesh", &["down"], &self.1);
-    }
-}
 
 /// dig inside `node`'s namespace: the A answers for `name` at `server`, sorted (`extra`:
 /// more of dig's options, such as `-b SOURCE`).
@@ -59,7 +51,7 @@ fn a_server_answers_each_region_with_the_address_that_works_from_there() {
         env.run("lct-api", &["create", "--cluster", cluster, "--region", region, "--name", names[0], names[1]]).ok();
     }
     let input = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().stdout;
-    let down = Down(&env, input.clone());
+    let down = MeshDown::new(&env, &input);
     let sync = env.run_with_input("lct-mesh", &["sync"], &input).ok();
     let mesh: BTreeMap<String, String> = sync
         .json_lines()
