@@ -41,6 +41,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 ETC = "/etc/lct"
 KEY = f"{ETC}/lct-update.key"
@@ -264,7 +265,14 @@ def regions(argv):
             sys.exit(f"regions: {net!r} is not a private network (PROVIDER:REGION)")
         records = f"{etc}/zones-{net.replace(':', '-')}.jsonl"
         argv = ["lct-dns", "zone", f"--domain={domain}", f"--parent-domain={domain}", f"--ns=ns1.{domain}={address}"]
-        zone = subprocess.run(argv + [f"--region={net}"] + mesh_args, input=node_lines, capture_output=True, text=True)
+        argv += [f"--region={net}"] + mesh_args
+        # The view rendered at its last serial first: the same records are the same file (no
+        # reload), whatever second it is; changed ones get a serial that grows.
+        kept = kept_serial(records)
+        zone = subprocess.run(argv + serial_arg(kept), input=node_lines, capture_output=True, text=True)
+        if zone.returncode == 0 and kept is not None and zone.stdout != read_text(records):
+            fresh = max(int(time.time()), kept + 1) % 2**32
+            zone = subprocess.run(argv + serial_arg(fresh), input=node_lines, capture_output=True, text=True)
         if zone.returncode != 0:
             sys.exit(f"regions: lct-dns zone --region {net}: {zone.stderr.strip()}")
         changed |= write(records, zone.stdout, 0o644)
@@ -287,6 +295,30 @@ def load(path):
             return json.load(f)
     except FileNotFoundError:
         return None
+
+
+def kept_serial(path):
+    """The SOA serial of a view rendered before (None: none yet, or not one lct wrote)."""
+    for line in read_text(path).splitlines():
+        try:
+            record = json.loads(line)
+            if record.get("type") == "SOA":
+                return int(record["data"].split()[2])
+        except (ValueError, IndexError, KeyError, AttributeError):
+            return None
+    return None
+
+
+def serial_arg(serial):
+    return [] if serial is None else [f"--serial={serial}"]
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
 
 
 def write(path, text, mode):
