@@ -10,8 +10,8 @@
 //! `supervisor` and `payload/...` below it, which the kernel never removes by itself.
 
 use std::fs;
-use std::io;
-use std::os::fd::AsRawFd;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -235,9 +235,12 @@ pub fn remove_machine(machine_dir: &Path, lab: &str, node: &str) {
     }
 }
 
-/// A machine's cgroup directory, checked: on a cgroup file system, with the recorded inode.
+/// A machine's cgroup directory, open: what is killed is the cgroup checked, not whatever
+/// a path names later.
 struct Opened {
     dir: PathBuf,
+    fd: fs::File,
+    unified: bool,
 }
 
 impl Opened {
@@ -250,9 +253,11 @@ impl Opened {
         if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs_info) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        if fs_info.f_type != libc::CGROUP2_SUPER_MAGIC && fs_info.f_type != libc::CGROUP_SUPER_MAGIC {
-            return Err(io::Error::other("not a cgroup file system's directory: left alone"));
-        }
+        let unified = match fs_info.f_type {
+            libc::CGROUP2_SUPER_MAGIC => true,
+            libc::CGROUP_SUPER_MAGIC => false,
+            _ => return Err(io::Error::other("not a cgroup file system's directory: left alone")),
+        };
         let inode = fd.metadata()?.ino();
         if r.inode.is_some_and(|recorded| recorded != inode) {
             return Err(io::Error::other(format!(
@@ -260,15 +265,26 @@ impl Opened {
                 r.inode.unwrap_or_default()
             )));
         }
-        Ok(Opened { dir: r.dir.clone() })
+        Ok(Opened { dir: r.dir.clone(), fd, unified })
     }
 
-    /// Kills every process in the cgroup and below.
+    /// Kills every process in the cgroup and below: on cgroup v2 by `cgroup.kill` (the
+    /// kernel kills them all, no pid read and signalled later), else by pidfd.
     fn kill_all(&self) {
-        for pid in procs_below(&self.dir) {
-            // SAFETY: kill(2) on a pid the kernel listed in this machine's own cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        if self.unified {
+            // SAFETY: openat(2) below a descriptor this value owns, with a NUL-ended name.
+            let raw =
+                unsafe { libc::openat(self.fd.as_raw_fd(), c"cgroup.kill".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+            if raw >= 0 {
+                // SAFETY: a descriptor openat just returned, owned by nothing else.
+                let mut kill = fs::File::from(unsafe { OwnedFd::from_raw_fd(raw) });
+                if kill.write_all(b"1").is_ok() {
+                    return;
+                }
+            }
+            // A kernel before 5.14 has no cgroup.kill: as on v1.
         }
+        kill_below(&self.dir);
     }
 }
 
@@ -299,19 +315,54 @@ fn remove_settled(r: &Recorded) -> io::Result<()> {
     Ok(())
 }
 
-/// Every process in `dir` and the cgroups below it.
-fn procs_below(dir: &Path) -> Vec<libc::pid_t> {
-    let mut pids: Vec<libc::pid_t> = fs::read_to_string(dir.join("cgroup.procs"))
+/// Kills the processes of `dir` and the cgroups below it, each through a pidfd taken before
+/// its pid is checked to be still listed in `dir`: a pid read from `cgroup.procs` may be
+/// another process's by the time it is signalled (the listed one exited, its pid reused),
+/// and a pidfd's process is the one it was opened for, whatever pid it had.
+fn kill_below(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            kill_below(&entry.path());
+        }
+    }
+    let pidfds: Vec<(libc::pid_t, OwnedFd)> =
+        procs_in(dir).into_iter().filter_map(|pid| Some((pid, pidfd_open(pid)?))).collect();
+    let still_there = procs_in(dir);
+    for (pid, pidfd) in pidfds.iter().filter(|(pid, _)| still_there.contains(pid)) {
+        // SAFETY: pidfd_send_signal(2) on a pidfd this function owns, no siginfo.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                pidfd.as_raw_fd(),
+                libc::SIGKILL,
+                std::ptr::null::<libc::siginfo_t>(),
+                0u32,
+            )
+        };
+        if sent != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                tracing::warn!(pid, cgroup = %dir.display(), error = %e, "cannot kill a process of a machine's cgroup");
+            }
+        }
+    }
+}
+
+/// A pidfd for `pid`, if it still runs.
+fn pidfd_open(pid: libc::pid_t) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+    (raw >= 0).then(|| unsafe { OwnedFd::from_raw_fd(raw as libc::c_int) })
+}
+
+/// The processes listed in `dir` itself.
+fn procs_in(dir: &Path) -> Vec<libc::pid_t> {
+    fs::read_to_string(dir.join("cgroup.procs"))
         .unwrap_or_default()
         .split_whitespace()
         .filter_map(|p| p.parse().ok())
-        .collect();
-    if let Ok(entries) = fs::read_dir(dir) {
-        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-            pids.extend(procs_below(&entry.path()));
-        }
-    }
-    pids
+        .collect()
 }
 
 /// Removes a cgroup directory and the cgroups below it, deepest first (a cgroup's files go
@@ -419,6 +470,60 @@ mod tests {
         assert!(err.to_string().contains("not a cgroup file system"), "{err}");
         std::os::unix::fs::symlink(&dir, mount.join("link")).unwrap();
         assert!(Opened::open(&Recorded { dir: mount.join("link"), inode: None }).is_err(), "a link followed");
+    }
+
+    /// Processes and cgroups of a root test, ended and removed also when it fails.
+    struct Made(Vec<std::process::Child>, Vec<PathBuf>);
+
+    impl Drop for Made {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            for dir in &self.1 {
+                let _ = remove_tree(dir);
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root: makes cgroups in this host's hierarchies (cargo test -p lct-api -- --ignored as_root)"]
+    fn as_root_only_the_recorded_cgroups_are_killed_and_removed() {
+        let lab = format!("cgt{}", std::process::id());
+        let machine_dir = tempfile::tempdir().unwrap();
+        let dirs: Vec<PathBuf> = hierarchies().into_iter().map(|(m, p)| m.join(p).join(name(&lab, "n1"))).collect();
+        assert!(!dirs.is_empty(), "no cgroup hierarchy of this process found");
+        let mut made = Made(Vec::new(), dirs.clone());
+        // One process in each hierarchy's machine cgroup (and in its own elsewhere).
+        for dir in &dirs {
+            fs::create_dir(dir).unwrap();
+            let child = std::process::Command::new("sleep").arg("600").spawn().unwrap();
+            fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+            made.0.push(child);
+        }
+        let all_alive = |made: &mut Made| made.0.iter_mut().all(|c| c.try_wait().unwrap().is_none());
+
+        // Recorded with another inode (made again since, or the record edited): left alone.
+        let record = |inode: &dyn Fn(&Path) -> u64| -> String {
+            dirs.iter().map(|d| format!("{} {}\n", inode(d), d.display())).collect()
+        };
+        fs::write(machine_dir.path().join(RECORD), record(&|d| fs::metadata(d).unwrap().ino() + 1)).unwrap();
+        remove_machine(machine_dir.path(), &lab, "n1");
+        assert!(all_alive(&mut made) && dirs.iter().all(|d| d.exists()));
+        // Another lab's name: left alone.
+        remove_machine(machine_dir.path(), "other", "n1");
+        assert!(all_alive(&mut made) && dirs.iter().all(|d| d.exists()));
+
+        // The machine's own: its processes killed after the wait (by cgroup.kill on v2, by
+        // pidfd on v1), its cgroups gone.
+        fs::write(machine_dir.path().join(RECORD), record(&|d| fs::metadata(d).unwrap().ino())).unwrap();
+        remove_machine(machine_dir.path(), &lab, "n1");
+        assert!(dirs.iter().all(|d| !d.exists()), "left: {:?}", dirs.iter().filter(|d| d.exists()).collect::<Vec<_>>());
+        for child in &mut made.0 {
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        }
     }
 
     #[test]
