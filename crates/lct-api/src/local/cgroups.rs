@@ -124,7 +124,8 @@ pub struct Joined {
 /// Moves this process (the supervisor) into a cgroup of its own named `lct-LAB-NODE` in each
 /// hierarchy, beside where it was, so its systemd-nspawn makes the container's `payload`
 /// cgroup there, and records them in `machine_dir`. Best effort: where a hierarchy refuses,
-/// the machine boots as before (an error says so).
+/// or a cgroup of that name already holds processes (another run of this machine: joining it
+/// would make its removal kill them), the machine boots as before (an error says so).
 pub fn join_own(machine_dir: &Path, lab: &str, node: &str) -> Vec<Joined> {
     let mut joined = Vec::new();
     if !is_lab_name(lab) || !is_node_name(node) {
@@ -153,12 +154,20 @@ pub fn join_own(machine_dir: &Path, lab: &str, node: &str) -> Vec<Joined> {
     joined
 }
 
-/// Makes `own` (or takes it when it is there) and moves this process into it; returns its
-/// inode.
+/// Makes `own` (or takes it when it is there and empty: left by a supervisor killed after its
+/// container stopped) and moves this process into it; returns its inode.
 fn join(own: &Path) -> io::Result<u64> {
     match fs::create_dir(own) {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let pids = procs_below(own);
+            if !pids.is_empty() {
+                return Err(io::Error::other(format!(
+                    "it is there already with processes {pids:?} in it (another run of this machine, still alive): not joined"
+                )));
+            }
+        }
+        Err(e) => return Err(e),
     }
     let inode = fs::metadata(own)?.ino();
     fs::write(own.join("cgroup.procs"), b"0")?;
@@ -215,7 +224,8 @@ pub fn remove_machine(machine_dir: &Path, lab: &str, node: &str) {
     let expected = name(lab, node);
     let recorded = match fs::read_to_string(machine_dir.join(RECORD)) {
         Ok(text) => parse_record(&text),
-        // An empty record is not missing: a supervisor that joined none recorded so.
+        // An empty record is not missing: a supervisor that joined none (another run held
+        // them) recorded so, and must not have the other run's cgroups removed.
         Err(e) if e.kind() == io::ErrorKind::NotFound => hierarchies()
             .into_iter()
             .map(|(mount, path)| Recorded { dir: mount.join(path).join(&expected), inode: None })
@@ -365,6 +375,17 @@ fn procs_in(dir: &Path) -> Vec<libc::pid_t> {
         .collect()
 }
 
+/// Every process in `dir` and the cgroups below it.
+fn procs_below(dir: &Path) -> Vec<libc::pid_t> {
+    let mut pids = procs_in(dir);
+    if let Ok(entries) = fs::read_dir(dir) {
+        for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            pids.extend(procs_below(&entry.path()));
+        }
+    }
+    pids
+}
+
 /// Removes a cgroup directory and the cgroups below it, deepest first (a cgroup's files go
 /// with it: only its directory is removed). The first error is returned (EBUSY: a process
 /// is still inside), after trying every directory.
@@ -489,13 +510,14 @@ mod tests {
 
     #[test]
     #[ignore = "needs root: makes cgroups in this host's hierarchies (cargo test -p lct-api -- --ignored as_root)"]
-    fn as_root_only_the_recorded_cgroups_are_killed_and_removed() {
+    fn as_root_only_the_recorded_cgroups_are_killed_and_removed_and_a_busy_one_is_not_joined() {
         let lab = format!("cgt{}", std::process::id());
         let machine_dir = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = hierarchies().into_iter().map(|(m, p)| m.join(p).join(name(&lab, "n1"))).collect();
         assert!(!dirs.is_empty(), "no cgroup hierarchy of this process found");
         let mut made = Made(Vec::new(), dirs.clone());
-        // One process in each hierarchy's machine cgroup (and in its own elsewhere).
+        // One process in each hierarchy's machine cgroup (and in its own elsewhere): another
+        // run of the machine, still alive.
         for dir in &dirs {
             fs::create_dir(dir).unwrap();
             let child = std::process::Command::new("sleep").arg("600").spawn().unwrap();
@@ -503,6 +525,13 @@ mod tests {
             made.0.push(child);
         }
         let all_alive = |made: &mut Made| made.0.iter_mut().all(|c| c.try_wait().unwrap().is_none());
+
+        // Not joined: its removal would kill the other run; the record says none, and a
+        // removal by that record leaves them.
+        assert!(join_own(machine_dir.path(), &lab, "n1").is_empty());
+        assert_eq!(fs::read_to_string(machine_dir.path().join(RECORD)).unwrap(), "");
+        remove_machine(machine_dir.path(), &lab, "n1");
+        assert!(all_alive(&mut made) && dirs.iter().all(|d| d.exists()));
 
         // Recorded with another inode (made again since, or the record edited): left alone.
         let record = |inode: &dyn Fn(&Path) -> u64| -> String {
