@@ -92,7 +92,8 @@ pub struct Machine {
     name: String,
     /// The node's network namespace.
     netns: String,
-    /// The lab it belongs to (for its supervisor's repair after a reboot).
+    /// The lab it belongs to (for its supervisor's repair after a reboot, and its cgroups'
+    /// names).
     lab: String,
 }
 
