@@ -92,7 +92,8 @@ pub struct Machine {
     name: String,
     /// The node's network namespace.
     netns: String,
-    /// The lab it belongs to (for its supervisor's repair after a reboot).
+    /// The lab it belongs to (for its supervisor's repair after a reboot, and its cgroups'
+    /// names).
     lab: String,
 }
 
@@ -107,14 +108,16 @@ impl Machine {
     }
 
     /// The machines whose directories are under `STATE/local/machines`, known to the state or
-    /// not (a state file lost or restored from an older copy): what `lab down` sweeps.
-    pub fn all_on_disk(local_dir: &Path) -> Vec<Machine> {
+    /// not (a state file lost or restored from an older copy): what `lab down` sweeps. They
+    /// belong to `lab`, the state directory's (one lab a state directory): their removal
+    /// finds their cgroups by it.
+    pub fn all_on_disk(local_dir: &Path, lab: &str) -> Vec<Machine> {
         let Ok(dirs) = fs::read_dir(local_dir.join("machines")) else { return Vec::new() };
         dirs.flatten()
             .filter(|d| d.file_type().is_ok_and(|t| t.is_dir()))
             .map(|d| {
                 let name = d.file_name().to_string_lossy().into_owned();
-                Machine { dir: d.path(), name: name.clone(), netns: name, lab: String::new() }
+                Machine { dir: d.path(), name: name.clone(), netns: name, lab: lab.to_string() }
             })
             .collect()
     }

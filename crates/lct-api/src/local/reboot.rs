@@ -95,7 +95,7 @@ pub fn start(s: &Supervised<'_>, console: fs::File, running: impl Fn() -> bool) 
 pub fn run(s: &Supervised<'_>) -> Result<(), ProviderError> {
     let machine_dir = s.pid_file.parent().unwrap_or(Path::new("."));
     let node = machine_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let joined = cgroups::join_own(machine_dir, &cgroups::name(s.lab, &node));
+    let joined = cgroups::join_own(machine_dir, s.lab, &node);
     let status = boot_and_wait(s);
     // Left before a reboot's repair starts the next supervisor, which must not be born in
     // this machine's cgroup (it makes its own beside it).

@@ -180,7 +180,7 @@ impl LocalCloud {
         }
         // Machines no node of the state owns (its file lost, or older than they are): their
         // containers and overlays go too.
-        for machine in Machine::all_on_disk(&self.dir) {
+        for machine in Machine::all_on_disk(&self.dir, &state.lab) {
             tracing::warn!(machine = %machine.dir().display(), "removing a machine of this lab that no node owns");
             machine.remove()?;
         }
