@@ -504,6 +504,19 @@ fn with_update_log(state_file: &Path, mut records: Vec<DnsRecord>) -> anyhow::Re
     if done.applied > 0 {
         tracing::info!("{}: {} updates replayed onto {}", log.display(), done.applied, state_file.display());
     }
+    if !done.gaps.is_empty() {
+        // Kept aside before the fold at start removes the log: what was lost can be read.
+        let kept = state_file.with_extension("updates-unapplied.jsonl");
+        let copied = match std::fs::copy(&log, &kept) {
+            Ok(_) => format!("the log is kept as {}", kept.display()),
+            Err(e) => format!("the log could not be kept as {}: {e}", kept.display()),
+        };
+        tracing::error!(
+            "{} acknowledged updates cannot be applied (the version they follow is not in the state file; {copied}): {}",
+            done.gaps.len(),
+            done.gaps.join("; ")
+        );
+    }
     if let Some(torn) = done.torn {
         tracing::warn!(
             "{torn}: an update cut short by a crash (never answered NOERROR) is dropped; the version before it serves"

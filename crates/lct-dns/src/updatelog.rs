@@ -4,8 +4,10 @@
 //! whole, the log removed) past a bound, at a start, a reload and a clean stop.
 //!
 //! Each line carries the serial it starts from: it is applied only to a zone at exactly that
-//! serial, so a line already in the state file (a fold cut short by a crash, or a whole
-//! write by another path) is skipped, and replaying is idempotent.
+//! serial, so a line already in the state file (its serial older, RFC 1982: a fold cut short
+//! by a crash, or a whole write by another path) is skipped, and replaying is idempotent. A
+//! line that starts from a serial newer than the zone's is a gap (the version it followed
+//! never reached the disk): it is reported, never skipped quietly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -75,8 +77,12 @@ pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, Lo
 pub struct Replayed {
     /// Lines applied to the records.
     pub applied: usize,
-    /// Lines whose zone was not at their starting serial (already in the state file).
+    /// Lines whose zone was past their starting serial (already in the state file), or is
+    /// no longer served.
     pub skipped: usize,
+    /// Lines that start from a serial newer than their zone's (RFC 1982): acknowledged
+    /// updates that cannot be applied, each named by file, line, zone and serials.
+    pub gaps: Vec<String>,
     /// A line that could not be read (a write cut short by a crash), with where it starts:
     /// it and anything after it were dropped from the log.
     pub torn: Option<String>,
@@ -113,10 +119,15 @@ pub(crate) fn replay(path: &Path, records: &mut Vec<DnsRecord>) -> Result<Replay
                 break;
             }
         };
-        if apply(records, &entry) {
-            done.applied += 1;
-        } else {
-            done.skipped += 1;
+        match apply(records, &entry) {
+            Applied::Yes => done.applied += 1,
+            Applied::Already => done.skipped += 1,
+            Applied::Gap(serial) => done.gaps.push(format!(
+                "{}: line {number} (byte {start}): zone {} goes from serial {} but the state file has {serial}",
+                shown(),
+                entry.zone,
+                entry.change.from
+            )),
         }
         start += whole.map_or(0, <[u8]>::len) + 1;
     }
@@ -131,11 +142,24 @@ pub(crate) fn replay(path: &Path, records: &mut Vec<DnsRecord>) -> Result<Replay
     Ok(done)
 }
 
-/// Applies one line if its zone is at the serial it starts from; whether it was.
-fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> bool {
+/// What became of one line.
+enum Applied {
+    Yes,
+    /// The zone is past the line's starting serial, or not served.
+    Already,
+    /// The zone's serial (given) is older than the line's start: a version is missing.
+    Gap(u32),
+}
+
+/// Applies one line if its zone is at the serial it starts from.
+fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> Applied {
     let Entry { zone, change } = entry;
-    if crate::wire::serial_of(records, zone) != Some(change.from) {
-        return false;
+    match crate::wire::serial_of(records, zone) {
+        None => return Applied::Already,
+        Some(serial) if serial == change.from => {}
+        // RFC 1982: the state file is past the line (a fold cut short after its write).
+        Some(serial) if (serial.wrapping_sub(change.from) as i32) > 0 => return Applied::Already,
+        Some(serial) => return Applied::Gap(serial),
     }
     if !change.removed.is_empty() {
         let gone: std::collections::HashSet<&DnsRecord> = change.removed.iter().collect();
@@ -150,7 +174,7 @@ fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> bool {
         }
         soa.data = fields.join(" ");
     }
-    true
+    Applied::Yes
 }
 
 /// Writes `served` whole to the state file and removes the log (its lines are in it now).
