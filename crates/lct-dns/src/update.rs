@@ -95,6 +95,11 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
             ResponseCode::NoError
         }
         Ok(Err(e)) => {
+            // A line left in the log would be replayed at restart: a fold must remove it
+            // before another update is taken.
+            if matches!(e.downcast_ref(), Some(crate::updatelog::LogError::NotCutBack { .. })) {
+                live.set_log_base_kept(false);
+            }
             tracing::error!("zone {zone}: update refused, nothing changed: {e:#}");
             ResponseCode::ServFail
         }

@@ -41,10 +41,26 @@ pub enum LogError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: {source}")]
     Json { path: String, source: serde_json::Error },
+    /// An append failed after its line was written, and the line could not be cut off
+    /// again: a restart would replay an update answered SERVFAIL, unless a fold (the zones
+    /// served written whole, the log removed) comes first.
+    #[error("{path}: {source}; cutting the line off again failed too ({cut}): a fold must come before the next update")]
+    NotCutBack { path: String, source: std::io::Error, cut: std::io::Error },
 }
 
 /// Appends `change` of `zone` to the log at `path` and syncs it; returns the log's size.
 pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, LogError> {
+    append_then(path, zone, change, |dir| std::fs::File::open(dir).and_then(|d| d.sync_all()))
+}
+
+/// [`append`], with `sync_dir` run on the state directory when the log was made by this
+/// append (a test makes it fail).
+fn append_then(
+    path: &Path,
+    zone: &str,
+    change: &Change,
+    sync_dir: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<u64, LogError> {
     use std::os::unix::fs::OpenOptionsExt;
     let shown = || path.display().to_string();
     let io = |source| LogError::Io { path: shown(), source };
@@ -57,19 +73,27 @@ pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, Lo
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(io)?;
-    // One write of the whole line: a crash leaves it whole or torn at its end, never
-    // interleaved (one update at a time appends). A write that fails (a full disk) is cut
-    // off again, so the next update's line does not follow torn bytes (a replay stops at
-    // them, and would drop that acknowledged update).
     let before = file.metadata().map_err(io)?.len();
-    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
-        let _ = file.set_len(before);
-        return Err(io(e));
+    // One write of the whole line: a crash leaves it whole or torn at its end, never
+    // interleaved (one update at a time appends). Any step after the write that fails (a
+    // full disk, the directory's sync) cuts the line off again: the update is answered
+    // SERVFAIL, so its line must neither be replayed at restart nor have the next update's
+    // line follow torn bytes (a replay stops at them, and would drop that update).
+    let written = file
+        .write_all(&line)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| match path.parent() {
+            Some(dir) if created => sync_dir(dir),
+            _ => Ok(()),
+        })
+        .and_then(|()| file.metadata());
+    match written {
+        Ok(meta) => Ok(meta.len()),
+        Err(source) => match file.set_len(before).and_then(|()| file.sync_data()) {
+            Ok(()) => Err(io(source)),
+            Err(cut) => Err(LogError::NotCutBack { path: shown(), source, cut }),
+        },
     }
-    if created && let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(file.metadata().map_err(io)?.len())
 }
 
 /// What a replay did.

@@ -110,6 +110,25 @@ fn a_torn_line_ends_the_replay_is_reported_and_cut_off() {
     assert_eq!(sorted(records), expected());
 }
 
+/// A step after the line's write that fails (here the new log's directory sync) cuts the
+/// line off again: the update is answered SERVFAIL, so a restart must not replay it.
+#[test]
+fn a_failure_after_the_write_cuts_the_line_off() {
+    let (_dir, path) = temp_log();
+    let [first, second] = two_changes();
+    let failing = |_: &Path| Err(std::io::Error::other("the directory's sync failed"));
+    let e = append_then(&path, "lct.internal.", &first, failing).unwrap_err();
+    assert!(matches!(e, LogError::Io { .. }) && e.to_string().contains("sync failed"), "{e}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the line is cut off");
+    let mut records = zone();
+    assert_eq!(replay(&path, &mut records).unwrap(), Replayed::default());
+    // The log exists now: the next appends do not sync the directory, and replay whole.
+    let whole = append(&path, "lct.internal.", &first).unwrap();
+    assert!(append_then(&path, "lct.internal.", &second, failing).unwrap() > whole);
+    assert_eq!(replay(&path, &mut records).unwrap().applied, 2);
+    assert_eq!(sorted(records), expected());
+}
+
 /// A line that is whole but not a change (a disk that returned garbage) stops the replay
 /// there, as a torn one does: nothing after it is applied out of order.
 #[test]
