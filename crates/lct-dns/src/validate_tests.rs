@@ -167,9 +167,11 @@ fn a_broken_nsec_chain_is_refused() {
         set.push(*r);
     }
     let apex = owner(ZONE);
-    let short = [apex.clone(), vec![0, 0, 0, 0, 0, 0]].concat();
-    sets.get_mut(&(apex.as_slice(), 47)).unwrap()[0].rdata = &short[..apex.len()];
-    let (at, why) = check_chain(&sets, &order, &apex, &|_| false).unwrap_err();
+    // Its next name the apex itself, its type bitmap kept.
+    let data = sets[&(apex.as_slice(), 47)][0].rdata;
+    let short = [apex.clone(), data[name_len(data).unwrap()..].to_vec()].concat();
+    sets.get_mut(&(apex.as_slice(), 47)).unwrap()[0].rdata = &short;
+    let (at, why) = check_chain(&sets, &order, &apex, &|_| false, &|_| false).unwrap_err();
     assert_eq!(at, apex);
     assert!(why.contains("comes back to the apex after 1 of its"), "{why}");
 }
@@ -377,4 +379,55 @@ fn an_rrsig_whose_labels_differ_from_its_owner_is_refused() {
     assert!(err.contains("lct.internal. SOA") && err.contains("has labels 1, but its owner has 2"), "{err}");
     let err = check_at(&hand_signed(0x0101, Some(3)), NOW).unwrap_err().to_string();
     assert!(err.contains("has labels 3"), "{err}");
+}
+
+/// A signed zone must have its NSEC chain (none at all was passed unchecked), and each
+/// NSEC's bitmap must name the types at its owner: one that leaves out the A set at its
+/// name, or names an AAAA it does not have, is refused (checked on the chain alone, as a
+/// primary could sign such a bitmap).
+#[test]
+fn a_signed_zone_needs_nsec_with_true_type_bitmaps() {
+    let records = signed_zone(5, KeyAlgorithm::Ecdsa);
+    let no_nsec: Vec<Owned> = records
+        .iter()
+        .filter(|(_, t, _, d)| *t != 47 && !(*t == 46 && u16::from_be_bytes([d[0], d[1]]) == 47))
+        .cloned()
+        .collect();
+    let err = check_at(&no_nsec, NOW).unwrap_err().to_string();
+    assert!(err.contains("lct.internal. NSEC: a signed zone without NSEC records"), "{err}");
+
+    let name = owner("n-2.c2.lct.internal.");
+    let nsec = records.iter().position(|(o, t, _, _)| *o == name && *t == 47).unwrap();
+    let next_len = name_len(&records[nsec].3).unwrap();
+    let listed = type_bitmap(&records[nsec].3[next_len..]).unwrap();
+    assert_eq!(listed, HashSet::from([1, 46, 47]), "A, RRSIG, NSEC at a node's name");
+    // The bitmap rewritten: A left out; AAAA (28) named too.
+    let bitmap = |types: &[u16]| {
+        let mut bytes = vec![0u8; 6];
+        for t in types {
+            bytes[*t as usize / 8] |= 0x80 >> (t % 8);
+        }
+        [vec![0, 6], bytes].concat()
+    };
+    for (types, why) in [(&[46u16, 47][..], "leaves out A present"), (&[1, 28, 46, 47][..], "names AAAA")] {
+        let mut changed = records.clone();
+        changed[nsec].3 = [records[nsec].3[..next_len].to_vec(), bitmap(types)].concat();
+        let wired = wire(&changed);
+        let mut sets: HashMap<(&[u8], u16), Vec<WireRecord>> = HashMap::new();
+        let mut order = Vec::new();
+        for r in wired.iter().filter(|r| r.rtype != 46) {
+            let set = sets.entry((r.name, r.rtype)).or_default();
+            if set.is_empty() {
+                order.push((r.name, r.rtype));
+            }
+            set.push(*r);
+        }
+        let (at, reason) = check_chain(&sets, &order, &owner(ZONE), &|_| false, &|_| false).unwrap_err();
+        assert_eq!(at, name);
+        assert!(reason.contains(why), "{reason}");
+    }
+    // Malformed: a window of length 0, windows out of order, bytes cut short.
+    for bad in [&[0u8, 0][..], &[1, 1, 0x40, 0, 1, 0x40], &[0, 4, 0]] {
+        assert!(type_bitmap(bad).is_none(), "{bad:?}");
+    }
 }
