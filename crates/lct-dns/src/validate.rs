@@ -203,14 +203,14 @@ pub fn check<'a>(
     }
     if !keys.iter().any(|k| supported(k.algorithm)) {
         let algorithms: Vec<String> = keys.iter().map(|k| algorithm_name(k.algorithm)).collect();
-        let revoked = dnskeys.iter().filter(|k| k.rdata.len() > 4 && flags(k.rdata) & REVOKE != 0).count();
+        let revoked = match dnskeys.iter().filter(|k| k.rdata.len() > 4 && flags(k.rdata) & REVOKE != 0).count() {
+            0 => String::new(),
+            n => format!("; {n} revoked, which verify nothing"),
+        };
         return Err(refuse(
             &apex,
             DNSKEY,
-            format!(
-                "no key of an algorithm this server can verify (the zone's: {}; {revoked} revoked, which verify nothing)",
-                algorithms.join(", ")
-            ),
+            format!("no key of an algorithm this server can verify (the zone's: {}{revoked})", algorithms.join(", ")),
         ));
     }
 
