@@ -219,6 +219,23 @@ pub fn check<'a>(
         sets.keys().filter(|(owner, t)| *t == NS && *owner != apex.as_slice()).map(|(owner, _)| *owner).collect();
     let below_cut = |owner: &[u8]| ancestors(owner, &apex).any(|a| cuts.contains(a));
 
+    // An incremental transfer's touched names: their NSEC's bitmap names what is there now
+    // (a type added or removed without the NSEC following would go unseen otherwise).
+    if let Scope::Owners(owners) = scope {
+        let mut types_at: HashMap<&[u8], HashSet<u16>> = HashMap::new();
+        for &(owner, rtype) in order.iter().filter(|(owner, _)| owners.contains(*owner)) {
+            types_at.entry(owner).or_default().insert(rtype);
+        }
+        for (owner, present) in &types_at {
+            if !present.contains(&NSEC) || below_cut(owner) {
+                continue;
+            }
+            let data = sets[&(*owner, NSEC)][0].rdata;
+            let listed = name_len(data).and_then(|len| type_bitmap(&data[len..]));
+            let listed = listed.ok_or_else(|| refuse(owner, NSEC, "an NSEC that is malformed".into()))?;
+            check_bitmap(&listed, present, cuts.contains(owner)).map_err(|why| refuse(owner, NSEC, why))?;
+        }
+    }
     let mut checked = Checked { signed: true, verified: 0 };
     let in_scope = |owner: &[u8], rtype: u16| match scope {
         Scope::Whole => true,

@@ -426,6 +426,14 @@ fn a_signed_zone_needs_nsec_with_true_type_bitmaps() {
         assert_eq!(at, name);
         assert!(reason.contains(why), "{reason}");
     }
+    // An incremental transfer that adds an AAAA at a name, its NSEC left as it was: the
+    // touched name's bitmap is checked too (before its signatures).
+    let mut added = records.clone();
+    added.push((name.clone(), 28, 300, vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+    let touched = Scope::Owners(HashSet::from([name.clone()]));
+    let err = check(ZONE, 8, wire(&added), &touched, NOW, true, &Anchors::default()).unwrap_err();
+    assert_eq!((err.owner.as_str(), err.rtype.as_str()), ("n-2.c2.lct.internal.", "NSEC"));
+    assert!(err.reason.contains("leaves out AAAA present"), "{err}");
     // Malformed: a window of length 0, windows out of order, bytes cut short.
     for bad in [&[0u8, 0][..], &[1, 1, 0x40, 0, 1, 0x40], &[0, 4, 0]] {
         assert!(type_bitmap(bad).is_none(), "{bad:?}");
