@@ -3,8 +3,10 @@
 //! validates it against the secondary); then the primary's version is signed with Ed448
 //! alone (Knot, `algorithm: ed448`), an algorithm lct-dns lacks: the secondary refuses it
 //! with an error naming zone, serial, owner, type and algorithm, counts it, shows the
-//! refused serial in its statistics, and serves the old version on, still validating; once
-//! the primary signs with ECDSA again, its next version is followed.
+//! refused serial in its statistics, and serves the old version on, still validating; a
+//! version signed with ECDSA keys the secondary never trusted is refused too (key
+//! continuity); once the primary signs with its own ECDSA keys again, its next version is
+//! followed.
 //! Loopback only; no root needed.
 
 use std::path::Path;
@@ -90,10 +92,28 @@ fn a_secondary_refuses_a_version_signed_with_an_algorithm_it_lacks_and_serves_th
     let said = delv(secondary, &anchor, "nothing.knot.test");
     assert!(said.contains("negative response, fully validated") && said.contains("NXDOMAIN"), "{said}");
 
-    // The primary fixed (signing with ECDSA again, a newer serial): followed, the refusal gone.
+    // A primary with keys of its own (ECDSA, a newer serial; as someone holding the transfer
+    // key would send): every signature verifies, but its DNSKEY set is signed by no key the
+    // secondary trusted: refused (key continuity), the old version serves on.
     drop(second);
-    let _fixed = knot(&dir.join("knot-fixed"), primary, secondary, "ecdsap256sha256", new + 100);
-    until("the secondary serves the fixed version", WITHIN, || serial(secondary).is_some_and(|s| s > new));
+    let fresh = knot(&dir.join("knot-fresh"), primary, secondary, "ecdsap256sha256", new + 100);
+    until("Knot serves the version with new keys", WITHIN, || serial(primary).is_some_and(|s| s > new));
+    let foreign = serial(primary).unwrap();
+    until("the secondary refuses the version with new keys", WITHIN, || {
+        dns::stat(&env, stats, "lct_dns_zone_refused_serial", &[("zone", "knot.test.")]) == u64::from(foreign)
+    });
+    let log = std::fs::read_to_string(dir.join("secondary.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains(&format!("serial {foreign}: knot.test. DNSKEY"))
+            && l.contains("not signed by a key of the version served now")),
+        "no continuity refusal logged: {log}"
+    );
+    assert_eq!(serial(secondary), Some(old));
+
+    // The primary fixed (its own ECDSA keys again, a newer serial): followed, the refusal gone.
+    drop(fresh);
+    let _fixed = knot(&dir.join("knot-ecdsa"), primary, secondary, "ecdsap256sha256", foreign + 100);
+    until("the secondary serves the fixed version", WITHIN, || serial(secondary).is_some_and(|s| s > foreign));
     assert_eq!(dns::stat(&env, stats, "lct_dns_zone_refused_serial", &[("zone", "knot.test.")]), 0);
     dns::until_answers(secondary, "www.knot.test", &["192.0.2.10"], WITHIN);
     if std::env::var_os("LCT_SHOW_LOG").is_some() {

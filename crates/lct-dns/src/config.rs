@@ -52,6 +52,7 @@ use crate::zone::DnsRecord;
 /// address = "192.168.128.60:53"              # its primary (lct-dns, BIND, Knot)
 /// key = "xfr-example.key"                    # TSIG: transfers, and NOTIFY from it
 /// dnssec_validation = "on"                   # a signed copy is checked before it serves [on]
+/// ds = ["12345 13 2 3F1A…"]                  # its DS: a key change must be signed by one [none]
 ///
 /// [rate_limit]                               # UDP answers to the outside (RRL)
 /// responses_per_second = 20                  # per /24 (/56) and answer; 0: off
@@ -254,6 +255,11 @@ pub struct PrimaryConfig {
     /// ([`crate::validate`]) [on].
     #[serde(default)]
     pub dnssec_validation: OnOff,
+    /// The zone's DS records (`"TAG ALGORITHM DIGEST-TYPE HEX"`, as a parent serves them):
+    /// a new DNSKEY set signed by a key one names is taken, as one signed by a key of the
+    /// copy served now is [none: the first copy is taken on its own signatures].
+    #[serde(default)]
+    pub ds: Vec<String>,
 }
 
 /// A setting that is on or off (`"on"`, `"off"`, as Knot writes them).
@@ -403,7 +409,12 @@ impl Config {
                 anyhow::bail!("{}: {zone} is given twice", self.field(format!("primary[{i}].zone")));
             }
             let validate = p.dnssec_validation == OnOff::On;
-            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)?, validate });
+            let ds = p.ds.iter().enumerate().map(|(j, text)| {
+                crate::validate::parse_ds(text)
+                    .map_err(|e| anyhow::anyhow!("{}: {text:?}: {e}", self.field(format!("primary[{i}].ds[{j}]"))))
+            });
+            let ds = ds.collect::<anyhow::Result<Vec<_>>>()?;
+            out.push(Primary { zone, address: p.address, key: self.key_file(&p.key)?, validate, ds });
         }
         Ok(out)
     }
@@ -503,6 +514,19 @@ fn with_update_log(state_file: &Path, mut records: Vec<DnsRecord>) -> anyhow::Re
     let done = crate::updatelog::replay(&log, &mut records)?;
     if done.applied > 0 {
         tracing::info!("{}: {} updates replayed onto {}", log.display(), done.applied, state_file.display());
+    }
+    if !done.gaps.is_empty() {
+        // Kept aside before the fold at start removes the log: what was lost can be read.
+        let kept = state_file.with_extension("updates-unapplied.jsonl");
+        let copied = match std::fs::copy(&log, &kept) {
+            Ok(_) => format!("the log is kept as {}", kept.display()),
+            Err(e) => format!("the log could not be kept as {}: {e}", kept.display()),
+        };
+        tracing::error!(
+            "{} acknowledged updates cannot be applied (the version they follow is not in the state file; {copied}): {}",
+            done.gaps.len(),
+            done.gaps.join("; ")
+        );
     }
     if let Some(torn) = done.torn {
         tracing::warn!(

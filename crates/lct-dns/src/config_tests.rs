@@ -186,3 +186,15 @@ fn dnssec_validation_is_on_by_default_and_only_on_or_off() {
         assert!(e.contains("lct-dns.toml") && e.contains("dnssec_validation"), "{bad}: {e}");
     }
 }
+
+/// A `ds` of a `[[primary]]` that is not a DS this server can match is refused when the
+/// zones are read, naming the file, the field and the value.
+#[test]
+fn a_primarys_ds_is_refused_by_field_when_unreadable() {
+    let dir = lct_core::fsutil::temp_dir("lct-dns-config").unwrap();
+    let path = dir.path().join("lct-dns.toml");
+    let text = "records = \"zones.jsonl\"\nlisten = [\"127.0.0.1:53\"]\n[[primary]]\nzone = \"a.test\"\naddress = \"127.0.0.1:5300\"\nkey = \"k.key\"\nds = [\"60485 13 1 ABCD\"]\n";
+    std::fs::write(&path, text).unwrap();
+    let e = Config::load(&path).unwrap().primaries().unwrap_err().to_string();
+    assert!(e.contains("lct-dns.toml") && e.contains("primary[0].ds[0]") && e.contains("digest type 1"), "{e}");
+}

@@ -2,7 +2,7 @@
 //! journal of recent changes (for IXFR) and the wake-up of each secondary zone's refresh.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::journal::{Change, Journal, Known, journal_file};
@@ -21,6 +21,10 @@ pub struct Live {
     generation: Arc<AtomicU64>,
     /// Held by whoever changes the zones (an update, a reload), so each starts from the last.
     changing: Arc<tokio::sync::Mutex<()>>,
+    /// The version the update log's next line starts from is the state file's (a fold
+    /// wrote it, or nothing changed since). False until the first fold succeeds: a line
+    /// appended before would start from a serial a restart cannot reach, and be lost.
+    log_base_kept: Arc<AtomicBool>,
 }
 
 impl Live {
@@ -33,6 +37,7 @@ impl Live {
             refreshers: Arc::default(),
             generation: Arc::new(AtomicU64::new(0)),
             changing: Arc::new(tokio::sync::Mutex::new(())),
+            log_base_kept: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -96,6 +101,17 @@ impl Live {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the state file holds the version served (the update log's base); see
+    /// [`crate::updatelog`].
+    pub fn log_base_kept(&self) -> bool {
+        self.log_base_kept.load(Ordering::Acquire)
+    }
+
+    /// Notes whether a fold (or a failed one) left the version served in the state file.
+    pub fn set_log_base_kept(&self, kept: bool) {
+        self.log_base_kept.store(kept, Ordering::Release);
     }
 
     /// The right to change the zones, one change at a time.

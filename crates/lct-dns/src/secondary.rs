@@ -17,7 +17,7 @@ use crate::served::Served;
 use crate::settings::Primary;
 use crate::stats::Event;
 use crate::tsig::now;
-use crate::validate::Scope;
+use crate::validate::{Anchors, Scope};
 use crate::wire::WireBatch;
 use crate::wire::{normal, serial_of};
 use crate::zone::{DnsRecord, RecordType};
@@ -127,12 +127,17 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
     let generation = live.generation();
     let started = std::time::Instant::now();
     let validate = primary.validate;
+    let ds = primary.ds.clone();
     let fetched = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Fetched>> {
         // A copy signed now stays signed: a version without its signatures is refused.
         let was_signed = served.records.iter().any(|r| r.zone == zone && r.rtype == RecordType::DNSKEY);
-        let check = Check { validate, was_signed };
+        // Key continuity: the next version's keys are signed by one of these.
+        let keys = served.records.iter().filter(|r| r.zone == zone && r.rtype == RecordType::DNSKEY);
+        let keys = crate::validate::batch_of(keys).map_err(|e| anyhow::anyhow!("zone {zone}: its DNSKEY set: {e}"))?;
+        let anchors = Anchors { keys: keys.iter().map(|k| k.rdata.to_vec()).collect(), ds };
+        let check = Check { validate, was_signed, anchors };
         // Nothing yet: straight to the transfer (its first record is the SOA).
-        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served, check)?)) };
+        let Some(ours) = ours else { return Ok(Some(full_transfer(&client, &zone, &served, &check)?)) };
         let theirs = client.soa(&zone)?;
         let their_serial = crate::wire::soa_serial(&theirs.data).unwrap_or_default();
         let our_serial = crate::wire::soa_serial(&ours.data).unwrap_or_default();
@@ -155,7 +160,7 @@ async fn refresh(live: &Live, primary: &Primary, ours: Option<DnsRecord>) -> any
             }
             Err(e) => {
                 tracing::info!("zone {zone}: IXFR failed ({e}); full transfer");
-                Ok(Some(full_transfer(&client, &zone, &served, check)?))
+                Ok(Some(full_transfer(&client, &zone, &served, &check)?))
             }
         }
     })
@@ -233,7 +238,7 @@ enum Fetched {
 /// first, then each message's records, straight off the wire, as the client hands them over.
 /// The records' text (what the state file, the journal and updates read) is made later,
 /// once the tables serve.
-fn full_transfer(client: &Client, zone: &str, served: &Served, check: Check) -> anyhow::Result<Fetched> {
+fn full_transfer(client: &Client, zone: &str, served: &Served, check: &Check) -> anyhow::Result<Fetched> {
     let settings = Arc::clone(&served.settings);
     let modes = |z: &str| crate::mode::mode_of(&settings.modes, z);
     let mut builder = crate::tables::Builder::new(&modes, served.records.len().max(1024));
@@ -268,17 +273,19 @@ fn full_transfer(client: &Client, zone: &str, served: &Served, check: Check) -> 
 }
 
 /// Whether and how a transferred version is validated before it serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Check {
     /// `dnssec_validation` is on for the zone.
     validate: bool,
     /// The version served now is signed.
     was_signed: bool,
+    /// What the new version's DNSKEY set must be signed by.
+    anchors: Anchors,
 }
 
 impl Check {
     /// Validates a full transfer's records as they came off the wire.
-    fn batches(self, zone: &str, batches: &[WireBatch]) -> Result<(), crate::validate::Refused> {
+    fn batches(&self, zone: &str, batches: &[WireBatch]) -> Result<(), crate::validate::Refused> {
         if !self.validate {
             return Ok(());
         }
@@ -291,7 +298,8 @@ impl Check {
             .unwrap_or_default();
         let started = std::time::Instant::now();
         let records = batches.iter().flat_map(WireBatch::iter);
-        let checked = crate::validate::check(zone, serial, records, &Scope::Whole, now(), self.was_signed)?;
+        let checked =
+            crate::validate::check(zone, serial, records, &Scope::Whole, now(), self.was_signed, &self.anchors)?;
         tracing::debug!(
             "zone {zone}: serial {serial} validated ({} signatures) in {:?}",
             checked.verified,
@@ -301,7 +309,7 @@ impl Check {
     }
 
     /// Validates a version made of `records` (an IXFR's), the sets `scope` names.
-    fn records(self, zone: &str, records: &[DnsRecord], scope: &Scope) -> anyhow::Result<()> {
+    fn records(&self, zone: &str, records: &[DnsRecord], scope: &Scope) -> anyhow::Result<()> {
         if !self.validate {
             return Ok(());
         }
@@ -314,15 +322,21 @@ impl Check {
         };
         let batch = crate::validate::batch_of(records.iter().filter(wanted))
             .map_err(|e| anyhow::anyhow!("zone {zone} serial {serial}: {e}"))?;
-        crate::validate::check(zone, serial, batch.iter(), scope, now(), self.was_signed)?;
+        crate::validate::check(zone, serial, batch.iter(), scope, now(), self.was_signed, &self.anchors)?;
         Ok(())
     }
 }
 
 /// The owners an incremental transfer's changes touched (wire form, lower case): their
-/// sets are what it validates, with the apex's SOA and DNSKEY sets.
+/// sets are what it validates, with the apex's SOA and DNSKEY sets. A change to the keys
+/// (DNSKEY, CDS, CDNSKEY) or to any NSEC reaches past the names it touches (a key removed
+/// whose signatures remain elsewhere, a chain re-pointed): the whole version is validated.
 fn touched(changes: &[Change]) -> Scope {
     let names = changes.iter().flat_map(|c| c.removed.iter().chain(&c.added));
+    let wide = [RecordType::DNSKEY, RecordType::CDS, RecordType::CDNSKEY, RecordType::NSEC];
+    if names.clone().any(|r| wide.contains(&r.rtype)) {
+        return Scope::Whole;
+    }
     Scope::Owners(names.filter_map(|r| crate::wire::wire_name(&r.name.to_ascii_lowercase())).collect())
 }
 
@@ -449,5 +463,23 @@ mod tests {
         assert!(!after.contains(&text(RecordType::RRSIG, &old_sig)), "the old signature stays: {after:?}");
         assert!(after.contains(&other_sig), "another name's signature went");
         assert_eq!(crate::wire::serial_of(&after, "lct.internal."), Some(8));
+    }
+
+    /// An IXFR that changes the keys or any NSEC is validated whole (a key removed whose
+    /// signatures remain at names the change did not touch); one that changes addresses
+    /// only, at the names it touched.
+    #[test]
+    fn a_change_to_the_keys_or_an_nsec_is_validated_whole() {
+        let step = |rtype: RecordType| Change {
+            from: 7,
+            to: 8,
+            removed: vec![rec("lct.internal.", rtype, "\\# 4 01020304")],
+            added: vec![rec("a.lct.internal.", RecordType::A, "10.0.0.2")],
+        };
+        for rtype in [RecordType::DNSKEY, RecordType::CDS, RecordType::CDNSKEY, RecordType::NSEC] {
+            assert!(matches!(touched(&[step(RecordType::A), step(rtype)]), Scope::Whole), "{rtype}");
+        }
+        let Scope::Owners(owners) = touched(&[step(RecordType::A)]) else { panic!("an address change is narrow") };
+        assert_eq!(owners.len(), 2);
     }
 }

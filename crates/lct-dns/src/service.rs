@@ -109,12 +109,18 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
 
 /// Writes the zones served whole to the state file and empties the update log
 /// ([`crate::updatelog`]); the caller holds the update lock (or no update runs yet), so no
-/// line is appended meanwhile.
+/// line is appended meanwhile. A fold that fails leaves the log's base off the disk: the
+/// next update retries it, and is refused (SERVFAIL) while it still fails, rather than
+/// appending a line a restart could not apply.
 async fn fold_update_log(live: &Live, when: &str) {
     let current = live.current();
-    match tokio::task::spawn_blocking(move || crate::updatelog::fold(&current)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!("keeping the zones {when}: {e:#}"),
-        Err(e) => tracing::warn!("keeping the zones {when}: {e}"),
+    let failed = match tokio::task::spawn_blocking(move || crate::updatelog::fold(&current)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(e) => Some(e.to_string()),
+    };
+    live.set_log_base_kept(failed.is_none());
+    if let Some(e) = failed {
+        tracing::error!("writing the zones {when} failed, updates are refused until it succeeds: {e}");
     }
 }

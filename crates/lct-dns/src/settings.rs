@@ -39,6 +39,9 @@ pub struct Primary {
     pub key: Key,
     /// A signed copy is validated before it serves (`dnssec_validation`).
     pub validate: bool,
+    /// DS records' data (`ds`): a DNSKEY set signed by a key one names is trusted, as one
+    /// signed by a key of the copy served now is ([`crate::validate::Anchors`]).
+    pub ds: Vec<Vec<u8>>,
 }
 
 /// Which view a secondary's key transfers.

@@ -38,6 +38,25 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
         Ok(None) => return ResponseCode::NoError,
         Err(code) => return code,
     };
+    // The log's lines follow the state file's version: if the version served is not there
+    // yet (a fold at start or reload failed), it is written now, or the update refused.
+    if !live.log_base_kept() {
+        let current = served.clone();
+        match tokio::task::spawn_blocking(move || fold(&current)).await {
+            Ok(Ok(())) => {
+                live.set_log_base_kept(true);
+                tracing::info!("the zones served are written to the state file; updates are taken again");
+            }
+            Ok(Err(e)) => {
+                tracing::error!("zone {zone}: update refused: the zones served cannot be written first: {e:#}");
+                return ResponseCode::ServFail;
+            }
+            Err(e) => {
+                tracing::error!("zone {zone}: update refused: writing the zones served: {e}");
+                return ResponseCode::ServFail;
+            }
+        }
+    }
     let settings = served.settings.clone();
     // The previous version is let go of here: the swap hands it to a thread of its own to
     // free ([`Live::swap_known`]), not to this update or an answering thread.
@@ -76,6 +95,11 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
             ResponseCode::NoError
         }
         Ok(Err(e)) => {
+            // A line left in the log would be replayed at restart: a fold must remove it
+            // before another update is taken.
+            if matches!(e.downcast_ref(), Some(crate::updatelog::LogError::NotCutBack { .. })) {
+                live.set_log_base_kept(false);
+            }
             tracing::error!("zone {zone}: update refused, nothing changed: {e:#}");
             ResponseCode::ServFail
         }
@@ -416,5 +440,59 @@ mod tests {
         assert!(changes(&records, "lct.internal.", &m).unwrap().is_some());
         m.answers[0].name = Name::from_ascii("a.zk.lct.internal.").unwrap();
         assert_eq!(changes(&records, "lct.internal.", &m).unwrap_err(), ResponseCode::YXDomain);
+    }
+
+    /// The served version differs from the state file (a newer records file at start) and
+    /// writing it failed: an update is refused (SERVFAIL, no log line) rather than appended
+    /// from a serial a restart cannot reach; once the write works, the update lands and the
+    /// state file plus the log replay to exactly the version served.
+    #[test]
+    fn an_update_waits_for_the_served_version_to_reach_the_state_file() {
+        use crate::settings::Settings;
+        let dir = lct_core::fsutil::temp_dir("lct-dns-update-base").unwrap();
+        let state_file = dir.path().join("zones.jsonl");
+        // A directory where the state file goes: writing it whole fails, as on a full disk.
+        std::fs::create_dir_all(state_file.join("in-the-way")).unwrap();
+        let settings = Settings {
+            prefixes: Vec::new(),
+            modes: Default::default(),
+            keys: crate::tsig::Keys::new(Vec::new()),
+            secondaries: Vec::new(),
+            update_scopes: Vec::new(),
+            primaries: Vec::new(),
+            expired: Default::default(),
+            state_file: state_file.clone(),
+            dnssec: Default::default(),
+            regions: Default::default(),
+        };
+        let mut served = zone();
+        let soa = served.iter_mut().find(|r| r.rtype == RecordType::SOA).unwrap();
+        soa.data = soa.data.replace(" 7 ", " 10 ");
+        let live = Live::new(Served::build(served, std::sync::Arc::new(settings)).unwrap());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let add = |name: &str| update(&[(name, RecordType::A, "192.168.128.2")], &[]);
+        let serial = |live: &Live| serial_of(&live.current().records, "lct.internal.");
+        let log = update_log_file(&state_file);
+
+        assert_eq!(runtime.block_on(apply_update(&add("b.zk.lct.internal."), &live)), ResponseCode::ServFail);
+        assert_eq!(serial(&live), Some(10), "nothing changed");
+        assert!(!log.exists(), "no line appended from a version the disk does not have");
+        assert!(!live.log_base_kept());
+
+        // The disk holds the older version (serial 7); the write works again.
+        std::fs::remove_dir_all(&state_file).unwrap();
+        let old = Served::build(zone(), live.current().settings.clone()).unwrap();
+        old.persist().unwrap();
+        assert_eq!(runtime.block_on(apply_update(&add("c.zk.lct.internal."), &live)), ResponseCode::NoError);
+        assert_eq!(serial(&live), Some(11));
+        assert!(live.log_base_kept());
+        let text = std::fs::read(&state_file).unwrap();
+        let (mut back, _) = lct_core::stream::read_kind::<DnsRecord>(&text[..]).unwrap();
+        let done = crate::updatelog::replay(&log, &mut back).unwrap();
+        assert_eq!((done.applied, done.gaps.len()), (1, 0));
+        let mut want = live.current().records.to_vec();
+        want.sort();
+        back.sort();
+        assert_eq!(back, want, "state file and log are the version served");
     }
 }

@@ -4,8 +4,10 @@
 //! whole, the log removed) past a bound, at a start, a reload and a clean stop.
 //!
 //! Each line carries the serial it starts from: it is applied only to a zone at exactly that
-//! serial, so a line already in the state file (a fold cut short by a crash, or a whole
-//! write by another path) is skipped, and replaying is idempotent.
+//! serial, so a line already in the state file (its serial older, RFC 1982: a fold cut short
+//! by a crash, or a whole write by another path) is skipped, and replaying is idempotent. A
+//! line that starts from a serial newer than the zone's is a gap (the version it followed
+//! never reached the disk): it is reported, never skipped quietly.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -39,10 +41,26 @@ pub enum LogError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: {source}")]
     Json { path: String, source: serde_json::Error },
+    /// An append failed after its line was written, and the line could not be cut off
+    /// again: a restart would replay an update answered SERVFAIL, unless a fold (the zones
+    /// served written whole, the log removed) comes first.
+    #[error("{path}: {source}; cutting the line off again failed too ({cut}): a fold must come before the next update")]
+    NotCutBack { path: String, source: std::io::Error, cut: std::io::Error },
 }
 
 /// Appends `change` of `zone` to the log at `path` and syncs it; returns the log's size.
 pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, LogError> {
+    append_then(path, zone, change, |dir| std::fs::File::open(dir).and_then(|d| d.sync_all()))
+}
+
+/// [`append`], with `sync_dir` run on the state directory when the log was made by this
+/// append (a test makes it fail).
+fn append_then(
+    path: &Path,
+    zone: &str,
+    change: &Change,
+    sync_dir: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<u64, LogError> {
     use std::os::unix::fs::OpenOptionsExt;
     let shown = || path.display().to_string();
     let io = |source| LogError::Io { path: shown(), source };
@@ -55,19 +73,27 @@ pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, Lo
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(io)?;
-    // One write of the whole line: a crash leaves it whole or torn at its end, never
-    // interleaved (one update at a time appends). A write that fails (a full disk) is cut
-    // off again, so the next update's line does not follow torn bytes (a replay stops at
-    // them, and would drop that acknowledged update).
     let before = file.metadata().map_err(io)?.len();
-    if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
-        let _ = file.set_len(before);
-        return Err(io(e));
+    // One write of the whole line: a crash leaves it whole or torn at its end, never
+    // interleaved (one update at a time appends). Any step after the write that fails (a
+    // full disk, the directory's sync) cuts the line off again: the update is answered
+    // SERVFAIL, so its line must neither be replayed at restart nor have the next update's
+    // line follow torn bytes (a replay stops at them, and would drop that update).
+    let written = file
+        .write_all(&line)
+        .and_then(|()| file.sync_data())
+        .and_then(|()| match path.parent() {
+            Some(dir) if created => sync_dir(dir),
+            _ => Ok(()),
+        })
+        .and_then(|()| file.metadata());
+    match written {
+        Ok(meta) => Ok(meta.len()),
+        Err(source) => match file.set_len(before).and_then(|()| file.sync_data()) {
+            Ok(()) => Err(io(source)),
+            Err(cut) => Err(LogError::NotCutBack { path: shown(), source, cut }),
+        },
     }
-    if created && let Some(dir) = path.parent() {
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    }
-    Ok(file.metadata().map_err(io)?.len())
 }
 
 /// What a replay did.
@@ -75,8 +101,12 @@ pub(crate) fn append(path: &Path, zone: &str, change: &Change) -> Result<u64, Lo
 pub struct Replayed {
     /// Lines applied to the records.
     pub applied: usize,
-    /// Lines whose zone was not at their starting serial (already in the state file).
+    /// Lines whose zone was past their starting serial (already in the state file), or is
+    /// no longer served.
     pub skipped: usize,
+    /// Lines that start from a serial newer than their zone's (RFC 1982): acknowledged
+    /// updates that cannot be applied, each named by file, line, zone and serials.
+    pub gaps: Vec<String>,
     /// A line that could not be read (a write cut short by a crash), with where it starts:
     /// it and anything after it were dropped from the log.
     pub torn: Option<String>,
@@ -113,10 +143,15 @@ pub(crate) fn replay(path: &Path, records: &mut Vec<DnsRecord>) -> Result<Replay
                 break;
             }
         };
-        if apply(records, &entry) {
-            done.applied += 1;
-        } else {
-            done.skipped += 1;
+        match apply(records, &entry) {
+            Applied::Yes => done.applied += 1,
+            Applied::Already => done.skipped += 1,
+            Applied::Gap(serial) => done.gaps.push(format!(
+                "{}: line {number} (byte {start}): zone {} goes from serial {} but the state file has {serial}",
+                shown(),
+                entry.zone,
+                entry.change.from
+            )),
         }
         start += whole.map_or(0, <[u8]>::len) + 1;
     }
@@ -131,11 +166,24 @@ pub(crate) fn replay(path: &Path, records: &mut Vec<DnsRecord>) -> Result<Replay
     Ok(done)
 }
 
-/// Applies one line if its zone is at the serial it starts from; whether it was.
-fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> bool {
+/// What became of one line.
+enum Applied {
+    Yes,
+    /// The zone is past the line's starting serial, or not served.
+    Already,
+    /// The zone's serial (given) is older than the line's start: a version is missing.
+    Gap(u32),
+}
+
+/// Applies one line if its zone is at the serial it starts from.
+fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> Applied {
     let Entry { zone, change } = entry;
-    if crate::wire::serial_of(records, zone) != Some(change.from) {
-        return false;
+    match crate::wire::serial_of(records, zone) {
+        None => return Applied::Already,
+        Some(serial) if serial == change.from => {}
+        // RFC 1982: the state file is past the line (a fold cut short after its write).
+        Some(serial) if (serial.wrapping_sub(change.from) as i32) > 0 => return Applied::Already,
+        Some(serial) => return Applied::Gap(serial),
     }
     if !change.removed.is_empty() {
         let gone: std::collections::HashSet<&DnsRecord> = change.removed.iter().collect();
@@ -150,7 +198,7 @@ fn apply(records: &mut Vec<DnsRecord>, entry: &Entry) -> bool {
         }
         soa.data = fields.join(" ");
     }
-    true
+    Applied::Yes
 }
 
 /// Writes `served` whole to the state file and removes the log (its lines are in it now).

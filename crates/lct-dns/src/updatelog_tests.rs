@@ -42,18 +42,41 @@ fn appended_changes_replay_onto_the_state_file_once() {
     assert!(append(&path, "lct.internal.", &second).unwrap() > size, "appended, not rewritten");
     let mut records = zone();
     let done = replay(&path, &mut records).unwrap();
-    assert_eq!(done, Replayed { applied: 2, skipped: 0, torn: None });
+    assert_eq!(done, Replayed { applied: 2, ..Default::default() });
     assert_eq!(sorted(records.clone()), expected());
     assert_eq!(serial_of(&records, "lct.internal."), Some(9));
     // Replayed again onto the result (a fold the crash cut short): nothing applies twice.
     let done = replay(&path, &mut records).unwrap();
-    assert_eq!(done, Replayed { applied: 0, skipped: 2, torn: None });
+    assert_eq!(done, Replayed { skipped: 2, ..Default::default() });
     assert_eq!(sorted(records), expected());
     // No log: nothing to do.
     let mut records = zone();
     std::fs::remove_file(&path).unwrap();
     assert_eq!(replay(&path, &mut records).unwrap(), Replayed::default());
     assert_eq!(records, zone());
+}
+
+/// A line that starts from a serial newer than the state file's (the version it followed
+/// was never written: a fold that failed) is a gap, reported with its place and serials,
+/// never skipped as if applied; one from an older serial across the RFC 1982 wrap is in
+/// the state file already.
+#[test]
+fn a_line_past_the_state_files_serial_is_a_gap_not_a_skip() {
+    let (_dir, path) = temp_log();
+    let [_, second] = two_changes();
+    append(&path, "lct.internal.", &second).unwrap();
+    let mut records = zone();
+    let done = replay(&path, &mut records).unwrap();
+    assert_eq!((done.applied, done.skipped), (0, 0));
+    let [gap] = done.gaps.as_slice() else { panic!("one gap: {:?}", done.gaps) };
+    assert!(gap.contains("line 1") && gap.contains("serial 8") && gap.contains("has 7"), "{gap}");
+    assert_eq!(records, zone(), "nothing applied");
+    // A line from before the wrap onto a zone past it: already applied.
+    std::fs::remove_file(&path).unwrap();
+    let wrapped = Change { from: u32::MAX - 2, to: u32::MAX - 1, removed: vec![], added: vec![] };
+    append(&path, "lct.internal.", &wrapped).unwrap();
+    let done = replay(&path, &mut records).unwrap();
+    assert_eq!(done, Replayed { skipped: 1, ..Default::default() });
 }
 
 /// A crash in the middle of an append: the versions before the torn line are served, the
@@ -83,6 +106,25 @@ fn a_torn_line_ends_the_replay_is_reported_and_cut_off() {
     // The next append follows the whole line and replays.
     append(&path, "lct.internal.", &second).unwrap();
     let mut records = zone();
+    assert_eq!(replay(&path, &mut records).unwrap().applied, 2);
+    assert_eq!(sorted(records), expected());
+}
+
+/// A step after the line's write that fails (here the new log's directory sync) cuts the
+/// line off again: the update is answered SERVFAIL, so a restart must not replay it.
+#[test]
+fn a_failure_after_the_write_cuts_the_line_off() {
+    let (_dir, path) = temp_log();
+    let [first, second] = two_changes();
+    let failing = |_: &Path| Err(std::io::Error::other("the directory's sync failed"));
+    let e = append_then(&path, "lct.internal.", &first, failing).unwrap_err();
+    assert!(matches!(e, LogError::Io { .. }) && e.to_string().contains("sync failed"), "{e}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "the line is cut off");
+    let mut records = zone();
+    assert_eq!(replay(&path, &mut records).unwrap(), Replayed::default());
+    // The log exists now: the next appends do not sync the directory, and replay whole.
+    let whole = append(&path, "lct.internal.", &first).unwrap();
+    assert!(append_then(&path, "lct.internal.", &second, failing).unwrap() > whole);
     assert_eq!(replay(&path, &mut records).unwrap().applied, 2);
     assert_eq!(sorted(records), expected());
 }

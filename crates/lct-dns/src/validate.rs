@@ -24,6 +24,28 @@ const DNSKEY: u16 = 48;
 /// Keys tried per signature when several of the zone's share its key tag and algorithm.
 const KEYS_PER_TAG: usize = 4;
 
+/// Distinct signatures a set may carry (one per key of a rollover's few, and algorithms):
+/// more is refused, as copies of one signature are counted once (each would cost a
+/// verification).
+pub const SIGNATURES_PER_SET: usize = 8;
+
+/// Keys a zone's DNSKEY set may hold (a rollover of each of a KSK and a ZSK needs four).
+pub const DNSKEY_SET_MAX: usize = 32;
+
+/// The REVOKE flag of a DNSKEY (RFC 5011 3): such a key verifies nothing.
+const REVOKE: u16 = 0x0080;
+
+/// What a new version's DNSKEY set must be signed by (key continuity): a key of the
+/// version accepted last, or one a configured DS names. Both empty: the zone's first
+/// version, accepted on its own signatures (nothing to continue from).
+#[derive(Debug, Clone, Default)]
+pub struct Anchors {
+    /// The DNSKEY records' data of the version served now (empty: none, or unsigned).
+    pub keys: Vec<Vec<u8>>,
+    /// DS records' data configured for the zone (`ds = [...]` in its `[[primary]]`).
+    pub ds: Vec<Vec<u8>>,
+}
+
 /// Which sets of a version are checked.
 #[derive(Debug, Clone)]
 pub enum Scope {
@@ -97,11 +119,17 @@ struct Key<'a> {
     tag: u16,
     algorithm: u8,
     public: &'a [u8],
+    /// The whole DNSKEY data (what continuity and a DS are matched on).
+    rdata: &'a [u8],
 }
+
+/// The zone's keys by (tag, algorithm): a signature's candidates without a scan.
+type KeyIndex<'k, 'a> = HashMap<(u16, u8), Vec<&'k Key<'a>>>;
 
 /// Checks the version of `zone` (fully qualified) made of `records`, serial `serial`, as at
 /// `now` (Unix seconds). `was_signed`: the version served now is signed (an unsigned one
 /// then is refused: the parent's DS would make validating resolvers fail the zone).
+/// `anchors`: what the DNSKEY set must be signed by.
 pub fn check<'a>(
     zone: &str,
     serial: u32,
@@ -109,6 +137,7 @@ pub fn check<'a>(
     scope: &Scope,
     now: u64,
     was_signed: bool,
+    anchors: &Anchors,
 ) -> Result<Checked, Refused> {
     let apex = crate::wire::wire_name(zone).unwrap_or_default();
     let refuse = |owner: &[u8], rtype: u16, reason: String| Refused {
@@ -149,21 +178,39 @@ pub fn check<'a>(
         }
         return Ok(Checked::default()); // an unsigned zone: nothing to check
     };
+    if dnskeys.len() > DNSKEY_SET_MAX {
+        return Err(refuse(
+            &apex,
+            DNSKEY,
+            format!("{} keys in the DNSKEY set, more than the {DNSKEY_SET_MAX} taken", dnskeys.len()),
+        ));
+    }
+    // Zone keys of protocol 3 not revoked (a revoked key must not verify, RFC 5011 2.1).
+    let flags = |d: &[u8]| u16::from_be_bytes([d[0], d[1]]);
     let keys: Vec<Key> = dnskeys
         .iter()
-        .filter(|k| k.rdata.len() > 4 && k.rdata[0] & 1 == 1 && k.rdata[2] == 3) // zone key, protocol 3
+        .filter(|k| k.rdata.len() > 4 && k.rdata[0] & 1 == 1 && k.rdata[2] == 3 && flags(k.rdata) & REVOKE == 0)
         .map(|k| Key {
             tag: hickory_proto::dnssec::rdata::DNSKEY::calculate_key_tag_internal(k.rdata),
             algorithm: k.rdata[3],
             public: &k.rdata[4..],
+            rdata: k.rdata,
         })
         .collect();
+    let mut index: KeyIndex = HashMap::new();
+    for key in &keys {
+        index.entry((key.tag, key.algorithm)).or_default().push(key);
+    }
     if !keys.iter().any(|k| supported(k.algorithm)) {
         let algorithms: Vec<String> = keys.iter().map(|k| algorithm_name(k.algorithm)).collect();
+        let revoked = match dnskeys.iter().filter(|k| k.rdata.len() > 4 && flags(k.rdata) & REVOKE != 0).count() {
+            0 => String::new(),
+            n => format!("; {n} revoked, which verify nothing"),
+        };
         return Err(refuse(
             &apex,
             DNSKEY,
-            format!("no key of an algorithm this server can verify (the zone's: {})", algorithms.join(", ")),
+            format!("no key of an algorithm this server can verify (the zone's: {}{revoked})", algorithms.join(", ")),
         ));
     }
 
@@ -172,6 +219,23 @@ pub fn check<'a>(
         sets.keys().filter(|(owner, t)| *t == NS && *owner != apex.as_slice()).map(|(owner, _)| *owner).collect();
     let below_cut = |owner: &[u8]| ancestors(owner, &apex).any(|a| cuts.contains(a));
 
+    // An incremental transfer's touched names: their NSEC's bitmap names what is there now
+    // (a type added or removed without the NSEC following would go unseen otherwise).
+    if let Scope::Owners(owners) = scope {
+        let mut types_at: HashMap<&[u8], HashSet<u16>> = HashMap::new();
+        for &(owner, rtype) in order.iter().filter(|(owner, _)| owners.contains(*owner)) {
+            types_at.entry(owner).or_default().insert(rtype);
+        }
+        for (owner, present) in &types_at {
+            if !present.contains(&NSEC) || below_cut(owner) {
+                continue;
+            }
+            let data = sets[&(*owner, NSEC)][0].rdata;
+            let listed = name_len(data).and_then(|len| type_bitmap(&data[len..]));
+            let listed = listed.ok_or_else(|| refuse(owner, NSEC, "an NSEC that is malformed".into()))?;
+            check_bitmap(&listed, present, cuts.contains(owner)).map_err(|why| refuse(owner, NSEC, why))?;
+        }
+    }
     let mut checked = Checked { signed: true, verified: 0 };
     let in_scope = |owner: &[u8], rtype: u16| match scope {
         Scope::Whole => true,
@@ -183,11 +247,18 @@ pub fn check<'a>(
         }
         let set = &sets[&(owner, rtype)];
         let signatures = sigs.get(&(owner, rtype)).map(Vec::as_slice).unwrap_or_default();
-        checked.verified += verify_set(owner, rtype, set, signatures, &keys, &apex, now)
+        checked.verified += verify_set(owner, rtype, set, signatures, &index, &apex, now)
             .map_err(|reason| refuse(owner, rtype, reason))?;
     }
+    if !anchors.keys.is_empty() || !anchors.ds.is_empty() {
+        let signatures = sigs.get(&(apex.as_slice(), DNSKEY)).map(Vec::as_slice).unwrap_or_default();
+        continuity(&apex, &sets[&(apex.as_slice(), DNSKEY)], signatures, &index, anchors)
+            .map_err(|reason| refuse(&apex, DNSKEY, reason))?;
+    }
     if matches!(scope, Scope::Whole) {
-        check_chain(&sets, &order, &apex, &below_cut).map_err(|(owner, reason)| refuse(&owner, NSEC, reason))?;
+        let at_cut = |owner: &[u8]| cuts.contains(owner);
+        check_chain(&sets, &order, &apex, &below_cut, &at_cut)
+            .map_err(|(owner, reason)| refuse(&owner, NSEC, reason))?;
     }
     Ok(checked)
 }
@@ -231,22 +302,35 @@ fn ancestors<'n>(owner: &'n [u8], apex: &'n [u8]) -> impl Iterator<Item = &'n [u
 
 /// Checks `set`'s signatures: at least one verifies with a key of the zone, and none of an
 /// algorithm this server knows is bad or out of its validity period. The number verified.
+/// Copies of one signature count once; more than [`SIGNATURES_PER_SET`] distinct ones are
+/// refused; the set's canonical form is built once, not per signature.
 fn verify_set(
     owner: &[u8],
     rtype: u16,
     set: &[WireRecord],
     signatures: &[&[u8]],
-    keys: &[Key],
+    keys: &KeyIndex,
     apex: &[u8],
     now: u64,
 ) -> Result<usize, String> {
     if signatures.is_empty() {
         return Err("no RRSIG".into());
     }
+    // Hashed, not sorted: a million copies cost a million hashes, not n log n comparisons.
+    let distinct: HashSet<&[u8]> = signatures.iter().copied().collect();
+    let mut signatures: Vec<&[u8]> = distinct.into_iter().collect();
+    signatures.sort_unstable(); // (a few: the order errors are found in does not vary)
+    if signatures.len() > SIGNATURES_PER_SET {
+        return Err(format!("{} RRSIGs, more than the {SIGNATURES_PER_SET} taken per set", signatures.len()));
+    }
+    // RFC 4035 5.3.1: in a zone (no wildcard expansion) the labels field is the owner's
+    // label count, a leading `*` not counted.
+    let labels = label_count(owner);
     // Serial number arithmetic (RFC 4034 3.1.5): the times wrap every 136 years.
     let now = now as u32;
     let mut verified = 0;
     let mut unknown: Vec<u8> = Vec::new();
+    let mut canonical = Canonical::new(owner, rtype, set);
     for sig in signatures {
         let algorithm = sig[2];
         let field = |i: usize| u32::from_be_bytes([sig[i], sig[i + 1], sig[i + 2], sig[i + 3]]);
@@ -258,6 +342,9 @@ fn verify_set(
         if !signer.eq_ignore_ascii_case(apex) {
             return Err(format!("{named} names signer {}, not the zone", crate::wire::wire_name_text(signer)));
         }
+        if sig[3] != labels {
+            return Err(format!("{named} has labels {}, but its owner has {labels}", sig[3]));
+        }
         if (expiration.wrapping_sub(now) as i32) < 0 {
             return Err(format!("{named} expired at {expiration} (now {now})"));
         }
@@ -268,11 +355,10 @@ fn verify_set(
             unknown.push(algorithm);
             continue;
         }
-        let candidates: Vec<&Key> = keys.iter().filter(|k| k.tag == tag && k.algorithm == algorithm).collect();
-        if candidates.is_empty() {
-            return Err(format!("{named}: no such key in the zone's DNSKEY set"));
-        }
-        let signed = signed_data(owner, rtype, set, &sig[..18 + signer_len], original_ttl, sig[3]);
+        let Some(candidates) = keys.get(&(tag, algorithm)) else {
+            return Err(format!("{named}: no such key in the zone's DNSKEY set (or it is revoked)"));
+        };
+        let signed = canonical.signed_data(&sig[..18 + signer_len], original_ttl);
         let signature = &sig[18 + signer_len..];
         // Keys sharing a tag (the signer cannot tell them apart): one of them must verify;
         // at most a few tried (many keys of one tag is the KeyTrap attack, CVE-2023-50387).
@@ -293,6 +379,103 @@ fn verify_set(
     Ok(verified)
 }
 
+/// Key continuity: one signature over the new DNSKEY set verifies with a key of the last
+/// accepted version, or one a configured DS names; else whoever holds the transfer key
+/// could put in keys of their own and sign everything with them.
+fn continuity(
+    apex: &[u8],
+    dnskeys: &[WireRecord],
+    signatures: &[&[u8]],
+    keys: &KeyIndex,
+    anchors: &Anchors,
+) -> Result<(), String> {
+    let trusted = |key: &Key| {
+        anchors.keys.iter().any(|k| k.as_slice() == key.rdata) || anchors.ds.iter().any(|ds| ds_matches(ds, apex, key))
+    };
+    let mut canonical = Canonical::new(apex, DNSKEY, dnskeys);
+    let mut signatures = signatures.to_vec();
+    signatures.sort_unstable();
+    signatures.dedup();
+    for sig in signatures.iter().take(SIGNATURES_PER_SET) {
+        let tag = u16::from_be_bytes([sig[16], sig[17]]);
+        let Some(signer_len) = name_len(&sig[18..]) else { continue };
+        let Some(candidates) = keys.get(&(tag, sig[2])) else { continue };
+        let field = |i: usize| u32::from_be_bytes([sig[i], sig[i + 1], sig[i + 2], sig[i + 3]]);
+        let signed = canonical.signed_data(&sig[..18 + signer_len], field(4));
+        let signature = &sig[18 + signer_len..];
+        if candidates.iter().take(KEYS_PER_TAG).any(|k| trusted(k) && verify(k, &signed, signature)) {
+            return Ok(());
+        }
+    }
+    let what = match (anchors.keys.is_empty(), anchors.ds.is_empty()) {
+        (false, true) => "a key of the version served now",
+        (true, false) => "a key the configured DS names",
+        _ => "a key of the version served now or the configured DS",
+    };
+    Err(format!("the DNSKEY set is not signed by {what}: a new set of keys is taken only from one that was trusted"))
+}
+
+/// Whether DS data `ds` (RFC 4034 5.1: tag, algorithm, digest type, digest) names `key`
+/// of the zone at `apex` (SHA-256 and SHA-384 digests).
+fn ds_matches(ds: &[u8], apex: &[u8], key: &Key) -> bool {
+    use ring::digest;
+    if ds.len() < 5 || u16::from_be_bytes([ds[0], ds[1]]) != key.tag || ds[2] != key.algorithm {
+        return false;
+    }
+    let algorithm = match ds[3] {
+        2 => &digest::SHA256,
+        4 => &digest::SHA384,
+        _ => return false,
+    };
+    let mut context = digest::Context::new(algorithm);
+    context.update(&apex.to_ascii_lowercase());
+    context.update(key.rdata);
+    context.finish().as_ref() == &ds[4..]
+}
+
+/// DS data from its presentation form, `TAG ALGORITHM DIGEST-TYPE HEX` (RFC 4034 5.3; the
+/// digest may be split by spaces); only digests this server computes (2: SHA-256, 4:
+/// SHA-384), of their length.
+pub fn parse_ds(text: &str) -> Result<Vec<u8>, String> {
+    let mut fields = text.split_whitespace();
+    let mut number = |what: &str, max: u32| -> Result<u32, String> {
+        let field = fields.next().ok_or(format!("no {what}: want \"TAG ALGORITHM DIGEST-TYPE HEX\""))?;
+        field.parse::<u32>().ok().filter(|n| *n <= max).ok_or(format!("{what} {field:?} is not a number up to {max}"))
+    };
+    let (tag, algorithm, digest_type) =
+        (number("key tag", 65535)?, number("algorithm", 255)?, number("digest type", 255)?);
+    let hex: String = fields.collect();
+    let digest_len = match digest_type {
+        2 => 32,
+        4 => 48,
+        n => return Err(format!("digest type {n}: this server checks 2 (SHA-256) and 4 (SHA-384)")),
+    };
+    if hex.len() != digest_len * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("the digest is not {digest_len} bytes of hexadecimal"));
+    }
+    let mut out = Vec::with_capacity(4 + digest_len);
+    out.extend_from_slice(&(tag as u16).to_be_bytes());
+    out.extend_from_slice(&[algorithm as u8, digest_type as u8]);
+    for pair in hex.as_bytes().chunks(2) {
+        let pair = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
+        out.push(u8::from_str_radix(pair, 16).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// The number of labels of wire name `owner`, the root and a leading `*` not counted.
+fn label_count(owner: &[u8]) -> u8 {
+    let mut count = 0u8;
+    let mut at = 0;
+    while at < owner.len() && owner[at] != 0 {
+        if !(at == 0 && owner[0] == 1 && owner.get(1) == Some(&b'*')) {
+            count = count.saturating_add(1);
+        }
+        at += 1 + owner[at] as usize;
+    }
+    count
+}
+
 /// The length of the uncompressed wire name at the start of `data`, if there is one.
 fn name_len(data: &[u8]) -> Option<usize> {
     let mut at = 0;
@@ -310,41 +493,46 @@ fn name_len(data: &[u8]) -> Option<usize> {
 
 /// What an RRSIG signs (RFC 4034 3.1.8.1): its data without the signature (the signer's
 /// name in lower case), then the set's records in canonical order, each with the original
-/// TTL. `labels`: the RRSIG's label count (fewer than the owner's: a wildcard's expansion).
-fn signed_data(owner: &[u8], rtype: u16, set: &[WireRecord], head: &[u8], ttl: u32, labels: u8) -> Vec<u8> {
-    let mut out = Vec::with_capacity(head.len() + set.iter().map(|r| owner.len() + 10 + r.rdata.len()).sum::<usize>());
-    out.extend_from_slice(&head[..18]);
-    out.extend(head[18..].iter().map(u8::to_ascii_lowercase));
-    let owner = wildcard_owner(owner, labels);
-    let mut datas: Vec<&[u8]> = set.iter().map(|r| r.rdata).collect();
-    datas.sort_unstable();
-    datas.dedup();
-    for d in datas {
-        out.extend_from_slice(&owner);
-        out.extend_from_slice(&rtype.to_be_bytes());
-        out.extend_from_slice(&1u16.to_be_bytes());
-        out.extend_from_slice(&ttl.to_be_bytes());
-        out.extend_from_slice(&(d.len() as u16).to_be_bytes());
-        out.extend_from_slice(d);
-    }
-    out
+/// TTL. The set's part is built once per TTL (the signatures of a set nearly always share
+/// it), not per signature.
+struct Canonical<'s> {
+    owner: &'s [u8],
+    rtype: u16,
+    /// The set's distinct data, in canonical order.
+    datas: Vec<&'s [u8]>,
+    /// The set's part for the last TTL asked.
+    built: Option<(u32, Vec<u8>)>,
 }
 
-/// `owner` as signed by an RRSIG of `labels` labels: itself, or `*.` and its last `labels`.
-fn wildcard_owner(owner: &[u8], labels: u8) -> Vec<u8> {
-    let mut starts = Vec::new();
-    let mut at = 0;
-    while at < owner.len() && owner[at] != 0 {
-        starts.push(at);
-        at += 1 + owner[at] as usize;
+impl<'s> Canonical<'s> {
+    fn new(owner: &'s [u8], rtype: u16, set: &'s [WireRecord]) -> Canonical<'s> {
+        let mut datas: Vec<&[u8]> = set.iter().map(|r| r.rdata).collect();
+        datas.sort_unstable();
+        datas.dedup();
+        Canonical { owner, rtype, datas, built: None }
     }
-    let labels = labels as usize;
-    if labels >= starts.len() {
-        return owner.to_vec();
+
+    /// The bytes signed by the RRSIG whose fields up to its signer's name are `head`.
+    fn signed_data(&mut self, head: &[u8], ttl: u32) -> Vec<u8> {
+        if self.built.as_ref().is_none_or(|(t, _)| *t != ttl) {
+            let mut out = Vec::with_capacity(self.datas.iter().map(|d| self.owner.len() + 10 + d.len()).sum::<usize>());
+            for d in &self.datas {
+                out.extend_from_slice(self.owner);
+                out.extend_from_slice(&self.rtype.to_be_bytes());
+                out.extend_from_slice(&1u16.to_be_bytes());
+                out.extend_from_slice(&ttl.to_be_bytes());
+                out.extend_from_slice(&(d.len() as u16).to_be_bytes());
+                out.extend_from_slice(d);
+            }
+            self.built = Some((ttl, out));
+        }
+        let body = self.built.as_ref().map_or(&[][..], |(_, b)| b.as_slice());
+        let mut out = Vec::with_capacity(head.len() + body.len());
+        out.extend_from_slice(&head[..18]);
+        out.extend(head[18..].iter().map(u8::to_ascii_lowercase));
+        out.extend_from_slice(body);
+        out
     }
-    let mut out = vec![1, b'*'];
-    out.extend_from_slice(&owner[starts[starts.len() - labels]..]);
-    out
 }
 
 /// Whether `signature` over `data` verifies with `key` (ring).
@@ -383,15 +571,22 @@ fn verify(key: &Key, data: &[u8], signature: &[u8]) -> bool {
 }
 
 /// The NSEC chain: every name the zone is authoritative for has an NSEC, and following
-/// their next names from the apex visits each once and comes back to the apex. A zone
-/// without NSEC records (NSEC3, which lct-dns does not serve) is not checked here.
+/// their next names from the apex visits each once and comes back to the apex; each NSEC's
+/// type bitmap names exactly the types at its owner (and RRSIG, NSEC). A signed zone
+/// without NSEC records (NSEC3, which lct-dns does not serve) is refused: its denials could
+/// not be proven.
 fn check_chain<'a>(
     sets: &HashMap<(&'a [u8], u16), Vec<WireRecord<'a>>>,
     order: &[(&'a [u8], u16)],
     apex: &'a [u8],
     below_cut: &dyn Fn(&[u8]) -> bool,
+    at_cut: &dyn Fn(&[u8]) -> bool,
 ) -> Result<(), (Vec<u8>, String)> {
     let mut next: HashMap<&'a [u8], Vec<u8>> = HashMap::new();
+    let mut types_at: HashMap<&'a [u8], HashSet<u16>> = HashMap::new();
+    for &(owner, rtype) in order {
+        types_at.entry(owner).or_default().insert(rtype);
+    }
     for &(owner, rtype) in order {
         if rtype != NSEC {
             continue;
@@ -399,9 +594,15 @@ fn check_chain<'a>(
         let data = sets[&(owner, rtype)][0].rdata;
         let len = name_len(data).ok_or((owner.to_vec(), "an NSEC whose next name is malformed".to_string()))?;
         next.insert(owner, data[..len].to_ascii_lowercase());
+        let listed =
+            type_bitmap(&data[len..]).ok_or((owner.to_vec(), "an NSEC whose type bitmap is malformed".into()))?;
+        check_bitmap(&listed, &types_at[owner], at_cut(owner)).map_err(|why| (owner.to_vec(), why))?;
     }
     if next.is_empty() {
-        return Ok(());
+        return Err((
+            apex.to_vec(),
+            "a signed zone without NSEC records (NSEC3 is not served here): its denials cannot be proven".into(),
+        ));
     }
     for &(owner, _) in order {
         if !below_cut(owner) && !next.contains_key(owner) {
@@ -423,6 +624,60 @@ fn check_chain<'a>(
     }
     if at != apex {
         return Err((at.to_vec(), "the NSEC chain does not come back to the apex".into()));
+    }
+    Ok(())
+}
+
+/// The types an NSEC type bitmap (RFC 4034 4.1.2) names, or `None` if it is malformed
+/// (windows out of order, a length of 0 or past 32, bytes left over).
+fn type_bitmap(mut data: &[u8]) -> Option<HashSet<u16>> {
+    let mut types = HashSet::new();
+    let mut last_window: Option<u8> = None;
+    while !data.is_empty() {
+        let (&window, &len) = (data.first()?, data.get(1)?);
+        if last_window.is_some_and(|w| w >= window) || !(1..=32).contains(&len) {
+            return None;
+        }
+        last_window = Some(window);
+        let bits = data.get(2..2 + len as usize)?;
+        for (i, byte) in bits.iter().enumerate() {
+            for bit in 0..8 {
+                if byte & (0x80 >> bit) != 0 {
+                    types.insert(u16::from(window) << 8 | (i as u16 * 8 + bit));
+                }
+            }
+        }
+        data = &data[2 + len as usize..];
+    }
+    Some(types)
+}
+
+/// The types a zone here can hold at a name (lct-dns keeps these from a transfer, leaves
+/// others out): an NSEC naming one of them absent at its owner denies nothing truly.
+const KEPT_TYPES: [u16; 12] = [1, 2, 6, 12, 28, 33, DS, RRSIG, NSEC, DNSKEY, 59, 60];
+
+/// Checks an NSEC's `listed` types against the types `present` at its owner: each present
+/// one listed (else the NSEC denies data the zone has), RRSIG and NSEC listed, and each
+/// listed type lct-dns keeps present (else it claims data a NODATA answer denies); at a
+/// delegation only its NS and DS count.
+fn check_bitmap(listed: &HashSet<u16>, present: &HashSet<u16>, at_cut: bool) -> Result<(), String> {
+    let counts = |t: u16| !at_cut || matches!(t, NS | DS | NSEC);
+    let names = |types: Vec<u16>| types.into_iter().map(type_name).collect::<Vec<_>>().join(", ");
+    let mut missing: Vec<u16> =
+        present.iter().copied().chain([RRSIG, NSEC]).filter(|t| counts(*t) && !listed.contains(t)).collect();
+    if !missing.is_empty() {
+        missing.sort_unstable();
+        missing.dedup();
+        return Err(format!("the NSEC's type bitmap leaves out {} present at this name", names(missing)));
+    }
+    let mut extra: Vec<u16> = listed
+        .iter()
+        .copied()
+        .filter(|t| KEPT_TYPES.contains(t) && !matches!(*t, RRSIG | NSEC) && counts(*t) && !present.contains(t))
+        .collect();
+    if !extra.is_empty() {
+        extra.sort_unstable();
+        return Err(format!("the NSEC's type bitmap names {}, which this name does not have", names(extra)));
     }
     Ok(())
 }

@@ -49,7 +49,7 @@ fn wire(records: &[Owned]) -> Vec<WireRecord<'_>> {
 }
 
 fn check_at(records: &[Owned], now: u64) -> Result<Checked, Refused> {
-    check(ZONE, 7, wire(records), &Scope::Whole, now, true)
+    check(ZONE, 7, wire(records), &Scope::Whole, now, true, &Anchors::default())
 }
 
 fn owner(name: &str) -> Vec<u8> {
@@ -74,7 +74,7 @@ fn a_zone_lct_dns_signed_passes_with_either_algorithm() {
         // Every name's A (or apex) set, its NSEC, the DNSKEY set: each verified.
         assert!(checked.verified > 100, "{checked:?}");
         let touched = HashSet::from([owner("n-3.c3.lct.internal.")]);
-        let some = check(ZONE, 7, wire(&records), &Scope::Owners(touched), NOW, true).unwrap();
+        let some = check(ZONE, 7, wire(&records), &Scope::Owners(touched), NOW, true, &Anchors::default()).unwrap();
         assert!(some.verified < 10 && some.verified >= 4, "the touched name's sets, the SOA and DNSKEY: {some:?}");
     }
 }
@@ -167,9 +167,11 @@ fn a_broken_nsec_chain_is_refused() {
         set.push(*r);
     }
     let apex = owner(ZONE);
-    let short = [apex.clone(), vec![0, 0, 0, 0, 0, 0]].concat();
-    sets.get_mut(&(apex.as_slice(), 47)).unwrap()[0].rdata = &short[..apex.len()];
-    let (at, why) = check_chain(&sets, &order, &apex, &|_| false).unwrap_err();
+    // Its next name the apex itself, its type bitmap kept.
+    let data = sets[&(apex.as_slice(), 47)][0].rdata;
+    let short = [apex.clone(), data[name_len(data).unwrap()..].to_vec()].concat();
+    sets.get_mut(&(apex.as_slice(), 47)).unwrap()[0].rdata = &short;
+    let (at, why) = check_chain(&sets, &order, &apex, &|_| false, &|_| false).unwrap_err();
     assert_eq!(at, apex);
     assert!(why.contains("comes back to the apex after 1 of its"), "{why}");
 }
@@ -178,9 +180,12 @@ fn a_broken_nsec_chain_is_refused() {
 fn signatures_dropped_from_a_signed_zone_are_refused_an_unsigned_zone_passes() {
     let records: Vec<Owned> =
         signed_zone(5, KeyAlgorithm::Ecdsa).into_iter().filter(|(_, t, _, _)| !(46..=48).contains(t)).collect();
-    let err = check(ZONE, 8, wire(&records), &Scope::Whole, NOW, true).unwrap_err().to_string();
+    let err = check(ZONE, 8, wire(&records), &Scope::Whole, NOW, true, &Anchors::default()).unwrap_err().to_string();
     assert!(err.contains("serial 8") && err.contains("no DNSKEY set"), "{err}");
-    assert_eq!(check(ZONE, 8, wire(&records), &Scope::Whole, NOW, false).unwrap(), Checked::default());
+    assert_eq!(
+        check(ZONE, 8, wire(&records), &Scope::Whole, NOW, false, &Anchors::default()).unwrap(),
+        Checked::default()
+    );
 }
 
 /// An incremental transfer's version is checked from its `dns-record`s, read back as the
@@ -193,18 +198,18 @@ fn records_kept_as_text_are_checked_on_the_same_bytes() {
     let batch = batch_of(texts.iter()).unwrap();
     assert_eq!(batch.len(), records.len());
     let touched = Scope::Owners(HashSet::from([owner("n-2.c2.lct.internal.")]));
-    check(ZONE, 7, batch.iter(), &Scope::Whole, NOW, true).unwrap();
-    check(ZONE, 7, batch.iter(), &touched, NOW, true).unwrap();
+    check(ZONE, 7, batch.iter(), &Scope::Whole, NOW, true, &Anchors::default()).unwrap();
+    check(ZONE, 7, batch.iter(), &touched, NOW, true, &Anchors::default()).unwrap();
     // A changed address at a touched name: refused; at a name the change did not touch: not
     // looked at (a full transfer looks at every name).
     let mut changed = texts.clone();
     let at = changed.iter().position(|r| r.name == "n-2.c2.lct.internal." && r.rtype == RecordType::A).unwrap();
     changed[at].data = "10.9.9.9".into();
     let batch = batch_of(changed.iter()).unwrap();
-    let err = check(ZONE, 7, batch.iter(), &touched, NOW, true).unwrap_err().to_string();
+    let err = check(ZONE, 7, batch.iter(), &touched, NOW, true, &Anchors::default()).unwrap_err().to_string();
     assert!(err.contains("n-2.c2.lct.internal. A") && err.contains("bad signature"), "{err}");
     let elsewhere = Scope::Owners(HashSet::from([owner("n-3.c3.lct.internal.")]));
-    check(ZONE, 7, batch.iter(), &elsewhere, NOW, true).unwrap();
+    check(ZONE, 7, batch.iter(), &elsewhere, NOW, true, &Anchors::default()).unwrap();
 }
 
 /// A 10,000-node zone (both algorithms): every set verified; the time it takes is printed
@@ -233,4 +238,204 @@ fn thread_cpu() -> std::time::Duration {
     // SAFETY: `t` is a valid timespec for the call to fill.
     assert_eq!(unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) }, 0);
     std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// The DNSKEY records' data of `records` (what a secondary holds as the version served).
+fn dnskeys_of(records: &[Owned]) -> Vec<Vec<u8>> {
+    records.iter().filter(|(_, t, _, _)| *t == 48).map(|(_, _, _, d)| d.clone()).collect()
+}
+
+/// A million copies of one valid RRSIG cost one verification (copies count once); more
+/// distinct signatures than [`SIGNATURES_PER_SET`] on a set, or a DNSKEY set past
+/// [`DNSKEY_SET_MAX`], are refused by name before any is verified.
+#[test]
+fn copied_signatures_verify_once_and_too_many_are_refused() {
+    let records = signed_zone(5, KeyAlgorithm::Ecdsa);
+    let before = check_at(&records, NOW).unwrap().verified;
+    let at = rrsig_of(&records, "n-1.c1.lct.internal.", 1);
+    let mut copied = records.clone();
+    copied.extend(std::iter::repeat_n(records[at].clone(), 100_000));
+    assert_eq!(check_at(&copied, NOW).unwrap().verified, before, "the copies verified once");
+    // Nine distinct signatures (expirations apart, so they differ): refused.
+    let mut many = records.clone();
+    for i in 0..SIGNATURES_PER_SET as u32 {
+        let mut sig = records[at].clone();
+        sig.3[8..12].copy_from_slice(&(NOW as u32 + 86_400 + i).to_be_bytes());
+        many.push(sig);
+    }
+    let err = check_at(&many, NOW).unwrap_err().to_string();
+    assert!(err.contains("n-1.c1.lct.internal. A: 9 RRSIGs, more than the 8"), "{err}");
+    // 33 keys at the apex.
+    let mut keys = records.clone();
+    for i in 0..DNSKEY_SET_MAX as u8 {
+        keys.push((owner(ZONE), 48, 300, vec![1, 0, 3, 15, i, 1, 2, 3]));
+    }
+    let err = check_at(&keys, NOW).unwrap_err().to_string();
+    assert!(err.contains("DNSKEY: 33 keys in the DNSKEY set, more than the 32"), "{err}");
+}
+
+/// Key continuity: a version whose DNSKEY set is signed only by keys the secondary never
+/// trusted (someone holding the transfer key signing a zone of their own) is refused; one
+/// signed by a key of the version served now, or by a key a configured DS names, is taken;
+/// the zone's first version (nothing to continue from) is taken on its own signatures.
+#[test]
+fn a_dnskey_set_signed_by_no_trusted_key_is_refused() {
+    let served = signed_zone(5, KeyAlgorithm::Ecdsa);
+    let foreign = signed_zone(5, KeyAlgorithm::Ecdsa);
+    assert_ne!(dnskeys_of(&served), dnskeys_of(&foreign), "two keys");
+    let from_served = Anchors { keys: dnskeys_of(&served), ds: Vec::new() };
+    let with = |records: &[Owned], anchors: &Anchors| check(ZONE, 8, wire(records), &Scope::Whole, NOW, true, anchors);
+    with(&served, &from_served).unwrap();
+    let err = with(&foreign, &from_served).unwrap_err();
+    assert_eq!((err.owner.as_str(), err.rtype.as_str()), (ZONE, "DNSKEY"));
+    assert!(err.reason.contains("not signed by a key of the version served now"), "{err}");
+    // An incremental transfer's narrow scope checks it too (the apex's DNSKEY set always).
+    let narrow = Scope::Owners(HashSet::from([owner("n-1.c1.lct.internal.")]));
+    assert!(check(ZONE, 8, wire(&foreign), &narrow, NOW, true, &from_served).is_err());
+    // The first version: nothing to continue from.
+    with(&foreign, &Anchors::default()).unwrap();
+    // A DS naming the foreign key (a key rollover the parent already knows) lets it in.
+    let key = &dnskeys_of(&foreign)[0];
+    let tag = hickory_proto::dnssec::rdata::DNSKEY::calculate_key_tag_internal(key);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &[owner(ZONE), key.clone()].concat());
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    let ds = parse_ds(&format!("{tag} 13 2 {hex}")).unwrap();
+    with(&foreign, &Anchors { keys: dnskeys_of(&served), ds: vec![ds.clone()] }).unwrap();
+    let err = with(&served, &Anchors { keys: Vec::new(), ds: vec![ds] }).unwrap_err();
+    assert!(err.reason.contains("a key the configured DS names"), "{err}");
+}
+
+#[test]
+fn a_ds_is_read_from_its_presentation_form_or_refused_by_field() {
+    let hex = "AB".repeat(32);
+    let ds = parse_ds(&format!("60485 13 2 {} {}", &hex[..32], &hex[32..])).unwrap();
+    assert_eq!(&ds[..4], &[0xec, 0x45, 13, 2]);
+    assert_eq!(ds.len(), 36);
+    for (bad, why) in [
+        ("60485 13 2", "not 32 bytes"),
+        ("60485 13 1 ABCD", "digest type 1"),
+        ("70000 13 2 AB", "key tag \"70000\""),
+        (&format!("1 13 2 {}", "G".repeat(64)), "hexadecimal"),
+        ("", "no key tag"),
+    ] {
+        let e = parse_ds(bad).unwrap_err();
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+/// A zone of one name, its apex, signed by hand with an Ed25519 key whose DNSKEY has
+/// `flags`; `labels` overrides the RRSIG labels of the SOA's signature.
+fn hand_signed(flags: u16, soa_labels: Option<u8>) -> Vec<Owned> {
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+    let rng = ring::rand::SystemRandom::new();
+    let key = Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let dnskey = [&flags.to_be_bytes()[..], &[3, 15], key.public_key().as_ref()].concat();
+    let tag = hickory_proto::dnssec::rdata::DNSKEY::calculate_key_tag_internal(&dnskey);
+    let apex = owner(ZONE);
+    // The apex's types: SOA (6), RRSIG (46), NSEC (47), DNSKEY (48).
+    let mut bitmap = vec![0u8, 7, 0, 0, 0, 0, 0, 0, 0];
+    for t in [6u16, 46, 47, 48] {
+        bitmap[2 + (t / 8) as usize] |= 0x80 >> (t % 8);
+    }
+    let soa = [&apex[..], &apex[..], &[0, 0, 0, 7, 0, 0, 14, 16, 0, 0, 2, 88, 0, 18, 117, 0, 0, 0, 1, 44]].concat();
+    let sets: Vec<(u16, Vec<u8>)> = vec![(6, soa), (48, dnskey), (47, [apex.clone(), bitmap].concat())];
+    let mut out = Vec::new();
+    for (rtype, data) in sets {
+        let labels = if rtype == 6 { soa_labels.unwrap_or(2) } else { 2 };
+        let mut head = rtype.to_be_bytes().to_vec();
+        head.extend_from_slice(&[15, labels]);
+        head.extend_from_slice(&300u32.to_be_bytes());
+        head.extend_from_slice(&(NOW as u32 + 86_400).to_be_bytes());
+        head.extend_from_slice(&(NOW as u32 - 3_600).to_be_bytes());
+        head.extend_from_slice(&tag.to_be_bytes());
+        head.extend_from_slice(&apex);
+        let record = WireRecord { name: &apex, rtype, ttl: 300, rdata: &data };
+        // What the RRSIG signs, as a signer that takes `labels` at its word builds it.
+        let signed_owner = if labels < 2 { [&[1, b'*'][..], &apex[4..]].concat() } else { apex.clone() };
+        let set = [record];
+        let signed = Canonical::new(&signed_owner, rtype, &set).signed_data(&head, 300);
+        let sig = [head, key.sign(&signed).as_ref().to_vec()].concat();
+        out.push((apex.clone(), rtype, 300, data.clone()));
+        out.push((apex.clone(), 46, 300, sig));
+    }
+    out
+}
+
+/// A key with the REVOKE flag verifies nothing (RFC 5011): the zone it alone signs is
+/// refused; the same key without the flag passes.
+#[test]
+fn a_revoked_key_verifies_nothing() {
+    check_at(&hand_signed(0x0101, None), NOW).unwrap();
+    let err = check_at(&hand_signed(0x0181, None), NOW).unwrap_err().to_string();
+    assert!(err.contains("lct.internal. DNSKEY") && err.contains("1 revoked, which verify nothing"), "{err}");
+}
+
+/// An RRSIG whose labels field is fewer than its owner's (a wildcard expansion, which a
+/// zone's own records never are) is refused, though it verifies over the `*` name it
+/// claims: signed for `*.internal.`, it must not prove `lct.internal.`.
+#[test]
+fn an_rrsig_whose_labels_differ_from_its_owner_is_refused() {
+    let err = check_at(&hand_signed(0x0101, Some(1)), NOW).unwrap_err().to_string();
+    assert!(err.contains("lct.internal. SOA") && err.contains("has labels 1, but its owner has 2"), "{err}");
+    let err = check_at(&hand_signed(0x0101, Some(3)), NOW).unwrap_err().to_string();
+    assert!(err.contains("has labels 3"), "{err}");
+}
+
+/// A signed zone must have its NSEC chain (none at all was passed unchecked), and each
+/// NSEC's bitmap must name the types at its owner: one that leaves out the A set at its
+/// name, or names an AAAA it does not have, is refused (checked on the chain alone, as a
+/// primary could sign such a bitmap).
+#[test]
+fn a_signed_zone_needs_nsec_with_true_type_bitmaps() {
+    let records = signed_zone(5, KeyAlgorithm::Ecdsa);
+    let no_nsec: Vec<Owned> = records
+        .iter()
+        .filter(|(_, t, _, d)| *t != 47 && !(*t == 46 && u16::from_be_bytes([d[0], d[1]]) == 47))
+        .cloned()
+        .collect();
+    let err = check_at(&no_nsec, NOW).unwrap_err().to_string();
+    assert!(err.contains("lct.internal. NSEC: a signed zone without NSEC records"), "{err}");
+
+    let name = owner("n-2.c2.lct.internal.");
+    let nsec = records.iter().position(|(o, t, _, _)| *o == name && *t == 47).unwrap();
+    let next_len = name_len(&records[nsec].3).unwrap();
+    let listed = type_bitmap(&records[nsec].3[next_len..]).unwrap();
+    assert_eq!(listed, HashSet::from([1, 46, 47]), "A, RRSIG, NSEC at a node's name");
+    // The bitmap rewritten: A left out; AAAA (28) named too.
+    let bitmap = |types: &[u16]| {
+        let mut bytes = vec![0u8; 6];
+        for t in types {
+            bytes[*t as usize / 8] |= 0x80 >> (t % 8);
+        }
+        [vec![0, 6], bytes].concat()
+    };
+    for (types, why) in [(&[46u16, 47][..], "leaves out A present"), (&[1, 28, 46, 47][..], "names AAAA")] {
+        let mut changed = records.clone();
+        changed[nsec].3 = [records[nsec].3[..next_len].to_vec(), bitmap(types)].concat();
+        let wired = wire(&changed);
+        let mut sets: HashMap<(&[u8], u16), Vec<WireRecord>> = HashMap::new();
+        let mut order = Vec::new();
+        for r in wired.iter().filter(|r| r.rtype != 46) {
+            let set = sets.entry((r.name, r.rtype)).or_default();
+            if set.is_empty() {
+                order.push((r.name, r.rtype));
+            }
+            set.push(*r);
+        }
+        let (at, reason) = check_chain(&sets, &order, &owner(ZONE), &|_| false, &|_| false).unwrap_err();
+        assert_eq!(at, name);
+        assert!(reason.contains(why), "{reason}");
+    }
+    // An incremental transfer that adds an AAAA at a name, its NSEC left as it was: the
+    // touched name's bitmap is checked too (before its signatures).
+    let mut added = records.clone();
+    added.push((name.clone(), 28, 300, vec![0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+    let touched = Scope::Owners(HashSet::from([name.clone()]));
+    let err = check(ZONE, 8, wire(&added), &touched, NOW, true, &Anchors::default()).unwrap_err();
+    assert_eq!((err.owner.as_str(), err.rtype.as_str()), ("n-2.c2.lct.internal.", "NSEC"));
+    assert!(err.reason.contains("leaves out AAAA present"), "{err}");
+    // Malformed: a window of length 0, windows out of order, bytes cut short.
+    for bad in [&[0u8, 0][..], &[1, 1, 0x40, 0, 1, 0x40], &[0, 4, 0]] {
+        assert!(type_bitmap(bad).is_none(), "{bad:?}");
+    }
 }
