@@ -209,18 +209,7 @@ mod tests {
             data: "ns1.lct.internal. hostmaster.lct.internal. 9 3600 600 1209600 300".into(),
             view: View::Both,
         };
-        let settings = Settings {
-            prefixes: Vec::new(),
-            modes: Default::default(),
-            keys: crate::tsig::Keys::new(Vec::new()),
-            secondaries: Vec::new(),
-            update_scopes: Vec::new(),
-            primaries: Vec::new(),
-            expired: Default::default(),
-            state_file: "/nonexistent/zones.jsonl".into(),
-            dnssec: Default::default(),
-            regions: Default::default(),
-        };
+        let settings = Settings::bare("/nonexistent/zones.jsonl".into());
         Served::build(vec![soa], std::sync::Arc::new(settings)).unwrap()
     }
 

@@ -101,3 +101,22 @@ pub struct Settings {
     /// start and reload, kept as they are across updates of the zones.
     pub regions: Arc<crate::regions::RegionViews>,
 }
+
+#[cfg(test)]
+impl Settings {
+    /// Settings with nothing configured but where the state file goes (tests of one part).
+    pub(crate) fn bare(state_file: PathBuf) -> Settings {
+        Settings {
+            prefixes: Vec::new(),
+            modes: Default::default(),
+            keys: Keys::new(Vec::new()),
+            secondaries: Vec::new(),
+            update_scopes: Vec::new(),
+            primaries: Vec::new(),
+            expired: Default::default(),
+            state_file,
+            dnssec: Default::default(),
+            regions: Default::default(),
+        }
+    }
+}

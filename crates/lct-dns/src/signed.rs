@@ -164,18 +164,7 @@ mod fuzz {
         let state = std::env::temp_dir()
             .join(format!("lct-dns-fuzz-{}", lct_core::random::hex(8).unwrap()))
             .join("zones.jsonl");
-        let settings = Settings {
-            prefixes: Vec::new(),
-            modes: Default::default(),
-            keys: Keys::new(vec![key.clone()]),
-            secondaries: Vec::new(),
-            update_scopes: Vec::new(),
-            primaries: Vec::new(),
-            expired: Default::default(),
-            state_file: state,
-            dnssec: Default::default(),
-            regions: Default::default(),
-        };
+        let settings = Settings { keys: Keys::new(vec![key.clone()]), ..Settings::bare(state) };
         Live::new(Served::build(records, Arc::new(settings)).unwrap())
     }
 

@@ -453,18 +453,7 @@ mod tests {
         let state_file = dir.path().join("zones.jsonl");
         // A directory where the state file goes: writing it whole fails, as on a full disk.
         std::fs::create_dir_all(state_file.join("in-the-way")).unwrap();
-        let settings = Settings {
-            prefixes: Vec::new(),
-            modes: Default::default(),
-            keys: crate::tsig::Keys::new(Vec::new()),
-            secondaries: Vec::new(),
-            update_scopes: Vec::new(),
-            primaries: Vec::new(),
-            expired: Default::default(),
-            state_file: state_file.clone(),
-            dnssec: Default::default(),
-            regions: Default::default(),
-        };
+        let settings = Settings::bare(state_file.clone());
         let mut served = zone();
         let soa = served.iter_mut().find(|r| r.rtype == RecordType::SOA).unwrap();
         soa.data = soa.data.replace(" 7 ", " 10 ");

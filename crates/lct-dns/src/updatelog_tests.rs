@@ -160,18 +160,7 @@ fn a_fold_writes_the_zones_whole_and_empties_the_log() {
     let [first, second] = two_changes();
     append(&path, "lct.internal.", &first).unwrap();
     append(&path, "lct.internal.", &second).unwrap();
-    let settings = Settings {
-        prefixes: Vec::new(),
-        modes: Default::default(),
-        keys: crate::tsig::Keys::new(Vec::new()),
-        secondaries: Vec::new(),
-        update_scopes: Vec::new(),
-        primaries: Vec::new(),
-        expired: Default::default(),
-        state_file: state_file.clone(),
-        dnssec: Default::default(),
-        regions: Default::default(),
-    };
+    let settings = Settings::bare(state_file.clone());
     let served = Served::build(expected(), std::sync::Arc::new(settings)).unwrap();
     fold(&served).unwrap();
     assert!(!path.exists(), "the log is gone");
