@@ -369,10 +369,17 @@ impl Drop for Background {
 /// A port free on loopback for TCP and UDP right now (the kernel's pick), for a server a test
 /// starts: tests running side by side never collide.
 pub fn free_port() -> u16 {
+    // Never the same port twice in one test binary: the kernel may hand a port released here
+    // to the next bind, and two tests running side by side would then start their servers on
+    // one port (one fails to bind, the other answers for it until it ends).
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     loop {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
         let port = tcp.local_addr().expect("its address").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port)
+        {
             return port;
         }
     }
