@@ -327,8 +327,7 @@ fn a_ds_is_read_from_its_presentation_form_or_refused_by_field() {
 /// `flags`; `labels` overrides the RRSIG labels of the SOA's signature.
 fn hand_signed(flags: u16, soa_labels: Option<u8>) -> Vec<Owned> {
     use ring::signature::{Ed25519KeyPair, KeyPair};
-    let rng = ring::rand::SystemRandom::new();
-    let key = Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let key = Ed25519KeyPair::from_seed_unchecked(&lct_core::random::bytes::<32>().unwrap()).unwrap();
     let dnskey = [&flags.to_be_bytes()[..], &[3, 15], key.public_key().as_ref()].concat();
     let tag = hickory_proto::dnssec::rdata::DNSKEY::calculate_key_tag_internal(&dnskey);
     let apex = owner(ZONE);

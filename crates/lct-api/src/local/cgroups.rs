@@ -511,7 +511,7 @@ mod tests {
     #[test]
     #[ignore = "needs root: makes cgroups in this host's hierarchies (cargo test -p lct-api -- --ignored as_root)"]
     fn as_root_only_the_recorded_cgroups_are_killed_and_removed_and_a_busy_one_is_not_joined() {
-        let lab = format!("cgt{}", std::process::id());
+        let lab = format!("cgt{}", lct_core::random::hex(4).unwrap());
         let machine_dir = tempfile::tempdir().unwrap();
         let dirs: Vec<PathBuf> = hierarchies().into_iter().map(|(m, p)| m.join(p).join(name(&lab, "n1"))).collect();
         assert!(!dirs.is_empty(), "no cgroup hierarchy of this process found");
