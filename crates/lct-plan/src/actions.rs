@@ -16,20 +16,38 @@ use crate::spec::offers;
 use crate::state::{Context, clusters, load_cluster};
 
 /// `reconcile` for a cluster whose plan names no `mesh-sync` but which has a mesh member:
-/// the mesh kept as it is (a lost leader replaced, its firewalls pushed) over the clusters
-/// that already have a member, never grown to this cluster's dependencies and dependents
-/// (which `mesh-sync`, asked for by a plan, brings in).
+/// the mesh kept as it is (a lost leader replaced, its firewalls pushed, every member's
+/// drift undone) over the clusters that already have a member, never grown to this cluster's
+/// dependencies and dependents (which `mesh-sync`, asked for by a plan, brings in).
 pub async fn resync_mesh(ctx: &Context) -> anyhow::Result<()> {
     let records = ctx.store.load()?;
-    mesh_sync(ctx, &records, false).await.with_context(|| format!("cluster {}: the mesh kept", ctx.name()))
+    mesh_sync(ctx, &records, false, MeshCheck::EveryMember)
+        .await
+        .with_context(|| format!("cluster {}: the mesh kept", ctx.name()))
 }
 
-/// Runs one built-in action outside an event (`reconcile` repairing drift).
+/// Runs one built-in action outside an event (`reconcile` repairing drift). Its `mesh-sync`
+/// asks every member, not only those whose planned configuration changed: drift on a node
+/// (an interface or route removed by hand, wireguard-go killed) changes no plan, and
+/// reconcile is where it is undone.
 pub async fn repair(ctx: &Context, action: Action) -> anyhow::Result<()> {
     let records = ctx.store.load()?;
-    run_action(ctx, action, &records, None)
-        .await
-        .with_context(|| format!("cluster {}: action {}", ctx.name(), action_name(action)))
+    let repaired = match action {
+        Action::MeshSync => mesh_sync(ctx, &records, true, MeshCheck::EveryMember).await,
+        _ => run_action(ctx, action, &records, None).await,
+    };
+    repaired.with_context(|| format!("cluster {}: action {}", ctx.name(), action_name(action)))
+}
+
+/// Which members a mesh sync contacts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MeshCheck {
+    /// Those whose planned configuration differs from the one they last applied (an event's
+    /// sync: a node joining changes its region and the leaders only).
+    Changed,
+    /// Every member, its interface, peers and routes compared and put right (`lct-mesh sync
+    /// --full`): reconcile's drift repair.
+    EveryMember,
 }
 
 pub(crate) fn action_name(action: Action) -> String {
@@ -99,7 +117,7 @@ pub(crate) async fn run_action(
             }
         }
         Action::Dns => update_dns(&ctx.home, records).await?,
-        Action::MeshSync => mesh_sync(ctx, records, true).await?,
+        Action::MeshSync => mesh_sync(ctx, records, true, MeshCheck::Changed).await?,
     }
     Ok(())
 }
@@ -136,8 +154,8 @@ async fn push_firewalls(
 /// hook, named. When the sync made firewalls stale (a new leader, a member's address) and a
 /// cluster concerned has a firewall, lct-fw is pushed to those clusters (and their
 /// dependencies and dependents): a new leader's default-deny table, and its peers', would
-/// drop its WireGuard otherwise.
-async fn mesh_sync(ctx: &Context, records: &[Cluster], grow: bool) -> anyhow::Result<()> {
+/// drop its WireGuard otherwise. `check` says which members are contacted.
+async fn mesh_sync(ctx: &Context, records: &[Cluster], grow: bool, check: MeshCheck) -> anyhow::Result<()> {
     let nodes = lct_inventory::query(&lct_inventory::Selector::default(), records).await?;
     let members = lct_mesh::addresses(ctx.home.store.as_ref())?;
     let clusters = mesh_reach(ctx.name(), records, &nodes, &members, grow);
@@ -149,8 +167,7 @@ async fn mesh_sync(ctx: &Context, records: &[Cluster], grow: bool) -> anyhow::Re
         port: None,
         parallel: 32,
         timeout: std::time::Duration::from_secs(120),
-        // Only the nodes whose configuration changed (a node joining: its region, the leaders).
-        full: false,
+        full: check == MeshCheck::EveryMember,
         local_bin: ctx.tools.bin_dir.join("lct-mesh"),
         remote_bin: "lct-mesh".into(),
     };
