@@ -402,6 +402,15 @@ fn watch_replaces_a_leader_and_pushes_the_firewalls() {
     assert!(std::fs::read_to_string(&log).unwrap().contains("lct-fw pushed after the mesh changed: zk"));
 }
 
+/// Creates cluster `name` from a plan of three namespace nodes over regions a and b
+/// (round-robin: NAME-1 and NAME-3 in a, NAME-2 in b), `rest` ending the plan's text.
+fn create_spread(env: &Env, name: &str, rest: &str) {
+    let plan = env.state.path().join(format!("{name}.yaml"));
+    let groups = "description: spread over the mesh\ngroups:\n  server:\n    count: 3\n    image: lct/netns\n    regions: [a, b]\n";
+    std::fs::write(&plan, format!("{groups}{rest}")).unwrap();
+    env.run("lct-plan", &["create", name, plan.to_str().unwrap()]).ok();
+}
+
 /// `lct-plan reconcile` syncs the mesh of a cluster that has one: the plan names no
 /// `mesh-sync` (its nodes joined the mesh by hand), a leader is deleted behind lct's back (no
 /// event moves it), and reconcile gives region a another leader, whose firewalls follow: the
@@ -411,15 +420,12 @@ fn watch_replaces_a_leader_and_pushes_the_firewalls() {
 fn reconcile_syncs_the_mesh_of_a_cluster_that_has_one() {
     lct_tests::fixtures::dns::require(&["wg", "wireguard-go"]);
     let env = Env::new();
-    let plan = env.state.path().join("spread.yaml");
-    std::fs::write(
-        &plan,
-        "description: spread over the mesh\ngroups:\n  server:\n    count: 3\n    image: lct/netns\n    regions: [a, b]\n    \
-         services:\n      quorum:\n        ports: [2888/tcp]\nfirewall:\n  admin: [\"203.0.113.254/32\"]\n  allow:\n    \
+    create_spread(
+        &env,
+        "sp",
+        "    services:\n      quorum:\n        ports: [2888/tcp]\nfirewall:\n  admin: [\"203.0.113.254/32\"]\n  allow:\n    \
          - {from: self, to: server.quorum}\nhooks:\n  created:\n    - action: firewall\n",
-    )
-    .unwrap();
-    env.run("lct-plan", &["create", "sp", plan.to_str().unwrap()]).ok();
+    );
     let _down = MeshDown::new(&env, "");
     env.run("lct-mesh", &["sync"]).ok();
     env.run("lct-fw", &["push"]).ok();
@@ -451,14 +457,7 @@ fn reconcile_syncs_the_mesh_of_a_cluster_that_has_one() {
 fn reconcile_repairs_mesh_drift_on_every_member() {
     lct_tests::fixtures::dns::require(&["wg", "wireguard-go"]);
     let env = Env::new();
-    let plan = env.state.path().join("drift.yaml");
-    std::fs::write(
-        &plan,
-        "description: spread over the mesh\ngroups:\n  server:\n    count: 3\n    image: lct/netns\n    regions: [a, b]\n\
-         hooks:\n  created:\n    - action: mesh-sync\n",
-    )
-    .unwrap();
-    env.run("lct-plan", &["create", "dr", plan.to_str().unwrap()]).ok();
+    create_spread(&env, "dr", "hooks:\n  created:\n    - action: mesh-sync\n");
     let _down = MeshDown::new(&env, "");
     // Round-robin over [a, b]: dr-1 and dr-3 in a (dr-1 leads), dr-2 in b (leads).
     let recorded: Value =
