@@ -360,7 +360,7 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
+            lct_core::bounded::kill_group(self.0.id());
             let _ = self.0.wait();
         }
     }

@@ -25,6 +25,7 @@
 //! This crate exists so that `lct-api` (which returns node records) and `lct-inventory`
 //! (which asks the providers for them) can share the record types without a cycle.
 
+pub mod bounded;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod debian;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lct_core::bounded::{Tail, kill_group};
 use lct_core::record::Node;
 
 use crate::error::ImageError;
@@ -59,7 +60,7 @@ pub struct Piped {
     started: Instant,
     timed_out: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Tail>>,
     stderr_thread: Option<std::thread::JoinHandle<()>>,
     finished: bool,
     /// Why it failed, once known (said once, however often asked).
@@ -84,7 +85,7 @@ impl Piped {
         let mut err = child.stderr.take().expect("piped");
         let started = Instant::now();
         let last = Arc::new(AtomicU64::new(0));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Tail::new(STDERR_TAIL)));
         let (tail, seen) = (stderr.clone(), last.clone());
         // stderr is read as it comes (progress lines count as signs of life), only its tail kept.
         let stderr_thread = std::thread::spawn(move || {
@@ -95,14 +96,11 @@ impl Piped {
                 }
                 TRAFFIC.fetch_add(n as u64, Ordering::Relaxed);
                 seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-                let mut tail = tail.lock().expect("not poisoned");
-                tail.extend_from_slice(&buf[..n]);
-                let over = tail.len().saturating_sub(STDERR_TAIL);
-                tail.drain(..over);
+                tail.lock().expect("not poisoned").push(&buf[..n]);
             }
         });
         let (timed_out, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let pid = child.id() as libc::pid_t;
+        let pid = child.id();
         let (watch_last, watch_out, watch_stop, limit) = (last.clone(), timed_out.clone(), stop.clone(), idle_limit());
         std::thread::spawn(move || {
             while !watch_stop.load(Ordering::Relaxed) {
@@ -110,9 +108,8 @@ impl Piped {
                 let quiet = started.elapsed().saturating_sub(Duration::from_millis(watch_last.load(Ordering::Relaxed)));
                 if quiet > limit && !watch_stop.load(Ordering::Relaxed) {
                     watch_out.store(true, Ordering::Relaxed);
-                    // SAFETY: kill(2) on our own child's group, not reaped yet (reaping sets
-                    // `stop` first).
-                    unsafe { libc::kill(-pid, libc::SIGKILL) };
+                    // Our own child's group, not reaped yet (reaping sets `stop` first).
+                    kill_group(pid);
                     break;
                 }
             }
@@ -137,8 +134,8 @@ impl Piped {
     /// Stops the command and everything it started.
     fn kill(&mut self) {
         if !self.finished {
-            // SAFETY: kill(2) on our own child's group; the child is not reaped yet.
-            unsafe { libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL) };
+            // Our own child's group; the child is not reaped yet.
+            kill_group(self.child.id());
         }
     }
 
@@ -190,7 +187,7 @@ impl Piped {
             return Err(refused(format!("{}: said nothing for {} s: stopped", self.what, idle_limit().as_secs())));
         }
         if !status.success() {
-            let tail = self.stderr.lock().expect("not poisoned").clone();
+            let tail = std::mem::take(&mut *self.stderr.lock().expect("not poisoned")).into_bytes();
             // The last line that is not a progress record says why.
             let text = String::from_utf8_lossy(&tail);
             let why = text

@@ -73,43 +73,9 @@ impl Default for ExecOptions {
     }
 }
 
-/// How a node's command ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case", tag = "outcome")]
-pub enum Outcome {
-    Exited {
-        code: i32,
-    },
-    Signalled {
-        signal: i32,
-    },
-    TimedOut,
-    /// The command wrote more than its limit ([`ExecOptions::output_limit`]) to one stream: killed (with what
-    /// it started), its output cut there.
-    OutputTooLarge {
-        limit_bytes: u64,
-    },
-    /// The command could not be started at all (no such program, no access method).
-    NotStarted {
-        reason: String,
-    },
-}
-
-impl Outcome {
-    pub fn success(&self) -> bool {
-        *self == Outcome::Exited { code: 0 }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Outcome::Exited { code } => format!("exit {code}"),
-            Outcome::Signalled { signal } => format!("killed by signal {signal}"),
-            Outcome::TimedOut => "timed out".into(),
-            Outcome::OutputTooLarge { limit_bytes } => format!("killed: more than {limit_bytes} bytes of output"),
-            Outcome::NotStarted { reason } => format!("not started: {reason}"),
-        }
-    }
-}
+/// How a node's command ended: lct-core's bounded runner's outcome, shared with every
+/// bounded program lct runs.
+pub use lct_core::bounded::Outcome;
 
 /// The most a node's command may write to stdout or to stderr, each: a node that sends more
 /// (broken, or hostile) fails there instead of filling the controller's memory.
@@ -325,21 +291,16 @@ async fn run_one(
         Some(((stdout, out_over), (stderr, err_over), status)) => {
             result.stdout = stdout;
             result.stderr = stderr;
-            result.outcome = match status {
-                _ if out_over || err_over => Outcome::OutputTooLarge { limit_bytes: limit as u64 },
-                Ok(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
-                    (Some(code), _) => Outcome::Exited { code },
-                    (None, Some(signal)) => Outcome::Signalled { signal },
-                    (None, None) => Outcome::NotStarted { reason: "unknown exit status".into() },
-                },
-                Err(e) => Outcome::NotStarted { reason: e.to_string() },
+            result.outcome = if out_over || err_over {
+                Outcome::OutputTooLarge { limit_bytes: limit as u64 }
+            } else {
+                Outcome::of(status)
             };
         }
         None => {
             // The whole process group: a shell's children must not outlive the timeout.
             if let Some(pgid) = pgid {
-                // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-                unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+                lct_core::bounded::kill_group(pgid);
             }
             result.outcome = Outcome::TimedOut;
         }
@@ -360,21 +321,18 @@ async fn collect(
 ) -> (String, bool) {
     // A line is read at most up to what is left of the limit (plus one byte, to see it passed).
     let mut reader = BufReader::new(reader).take(limit as u64 + 1);
-    let mut all = Vec::new();
+    let mut head = lct_core::bounded::Head::new(limit);
     let mut line = Vec::new();
     loop {
         line.clear();
         match reader.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
-                all.extend_from_slice(&line);
-                if all.len() > limit {
-                    all.truncate(limit);
+                if head.push(&line) {
                     if let Some(pgid) = pgid {
-                        // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
-                        unsafe { libc::kill(-(pgid as i32), libc::SIGKILL) };
+                        lct_core::bounded::kill_group(pgid);
                     }
-                    return (String::from_utf8_lossy(&all).into_owned(), true);
+                    break;
                 }
                 if let Some(tx) = &lines {
                     let text = String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']).to_string();
@@ -383,7 +341,8 @@ async fn collect(
             }
         }
     }
-    (String::from_utf8_lossy(&all).into_owned(), false)
+    let over = head.over();
+    (String::from_utf8_lossy(&head.into_bytes()).into_owned(), over)
 }
 
 #[cfg(test)]
