@@ -179,6 +179,9 @@ pub enum Command {
     /// Find nodes added or removed behind lct's back and repair hosts files and firewalls
     /// (every cluster, or the named ones): made for cron and lct-plan-reconcile.timer
     ///
+    /// A cluster in the mesh has every member's interface, peers and routes checked and put
+    /// right (as `lct-mesh sync --full`), not only the members whose configuration changed.
+    ///
     /// With --watch it runs until SIGTERM or Ctrl-C: every cluster once, then each again
     /// within seconds of another controller recording a change to it in the shared state
     /// (its cluster.json: a scale, a create, a stop); bursts are gathered, a busy cluster is
