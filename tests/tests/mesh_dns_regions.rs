@@ -1,0 +1,202 @@
+//! package:dns-private's region views end to end (issue 23): the plan's primary and secondary
+//! on machine nodes in region a, an app cluster with nodes in regions a, b and c (their
+//! private ranges overlap) joined to them by the mesh; each region asks the primary (its own
+//! region at its private address, the others over the mesh) and gets, for every node, the
+//! address that works from there: its private one in its own region, its mesh address from
+//! another; the asker reaches it there. Then a node is added in one region and one removed
+//! in another, and every region's view follows after the plans' events. Needs root.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lct_tests::Env;
+use lct_tests::fixtures::mesh::MeshDown;
+
+/// One namespace node per region and one more in a and b: the smallest cluster that keeps a
+/// member in every region when one node goes. Its events sync the mesh (over it and every
+/// cluster already in the mesh: the DNS servers), push hosts files and then the `dns` action,
+/// which renders every region's view on the primary.
+const APP_PLAN: &str = r#"description: Askers in three regions, reaching each other by name through the mesh
+groups:
+  node:
+    count: 5
+    image: lct/netns
+    regions: [a, b, c]
+    hostname: "{{ cluster }}-{{ index }}"
+hooks:
+  created:
+    - action: mesh-sync
+    - action: hosts
+    - action: dns
+  node-added:
+    - action: mesh-sync
+    - action: hosts
+    - action: dns
+  node-removed:
+    - action: mesh-sync
+    - action: hosts
+    - action: dns
+"#;
+
+/// package:dns-private as it is packaged, in region a, with its nodes in the mesh before
+/// `configure.py` and the `dns` action (the primary listens on its mesh address, the action
+/// passes the mesh to `configure.py regions`).
+fn dns_plan() -> String {
+    let packaged = std::fs::read_to_string(plans_dir().join("dns-private/plan.yaml")).unwrap();
+    let edits = [
+        (
+            "    hostname: \"{{ cluster }}-{{ index }}\"\n",
+            "    regions: [a]\n    hostname: \"{{ cluster }}-{{ index }}\"\n",
+        ),
+        ("  created:\n    - action: install\n", "  created:\n    - action: install\n    - action: mesh-sync\n"),
+    ];
+    edits.iter().fold(packaged, |plan, (from, to)| {
+        assert_eq!(plan.matches(from).count(), 1, "package:dns-private changed: {from:?}");
+        plan.replace(from, to)
+    })
+}
+
+fn plans_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans")
+}
+
+/// A plan's files in the state directory: plan.yaml and, from `package`, its scripts.
+fn plan_files(env: &Env, name: &str, plan: &str, package: Option<(&str, &[&str])>) -> String {
+    let dir = env.state.path().join(format!("{name}-plan"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("plan.yaml"), plan).unwrap();
+    if let Some((package, scripts)) = package {
+        for script in scripts {
+            std::fs::copy(plans_dir().join(package).join(script), dir.join(script)).unwrap();
+        }
+    }
+    dir.join("plan.yaml").to_str().unwrap().to_string()
+}
+
+/// dig inside namespace node `node`: the A answers for `name` at `server`, sorted.
+fn ask(env: &Env, node: &str, server: &str, name: &str) -> Vec<String> {
+    let at = format!("@{server}");
+    let out = env.in_ns(node, &["dig", "+short", "+time=1", "+tries=3", &at, name, "A"]);
+    let mut v: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// [`ask`] until the answer is `expected` (a view reloaded by SIGHUP, or a secondary's
+/// IXFR after NOTIFY, lands a moment after the event that made it), or the answer after 10 s.
+fn asked(env: &Env, node: &str, server: &str, name: &str, expected: &[String]) -> Vec<String> {
+    lct_tests::fixtures::settle(Duration::from_secs(10), || ask(env, node, server, name), |v| v == expected)
+}
+
+/// What the test knows of the nodes: region, private address, and mesh address (from the
+/// mesh's record), read again after each membership change.
+struct Seen {
+    region: BTreeMap<String, String>,
+    private: BTreeMap<String, String>,
+    mesh: BTreeMap<String, String>,
+}
+
+impl Seen {
+    fn read(env: &Env) -> Seen {
+        let nodes = env.run("lct-inventory", &["query", "-o", "jsonl"]).ok().json_lines();
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(env.state.path().join("mesh.json")).unwrap()).unwrap();
+        let name = |n: &serde_json::Value| n["name"].as_str().unwrap().to_string();
+        Seen {
+            region: nodes.iter().map(|n| (name(n), n["region"].as_str().unwrap().to_string())).collect(),
+            private: nodes.iter().map(|n| (name(n), n["private_ipv4"][0].as_str().unwrap().to_string())).collect(),
+            mesh: record["members"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(n, m)| (n.clone(), m["address"].as_str().unwrap().to_string()))
+                .collect(),
+        }
+    }
+
+    /// The address `target` should resolve to for an asker in `region`.
+    fn expected(&self, region: &str, target: &str) -> String {
+        if self.region[target] == region { self.private[target].clone() } else { self.mesh[target].clone() }
+    }
+}
+
+/// The fully qualified name of a node (its cluster is its name's part before the dash).
+fn fqdn(node: &str) -> String {
+    let cluster = node.rsplit_once('-').unwrap().0;
+    format!("{node}.{cluster}.lct.internal")
+}
+
+/// Every asker asks the primary for every target (its own region at the primary's private
+/// address, another over the mesh at its mesh address), gets the address that works from its
+/// region, and reaches the target there.
+fn every_region_resolves(env: &Env, seen: &Seen, askers: &[&str], targets: &[&str]) {
+    for asker in askers {
+        let region = &seen.region[*asker];
+        let server = seen.expected(region, "dns-1");
+        for target in targets {
+            let expected = seen.expected(region, target);
+            let want = vec![expected.clone()];
+            assert_eq!(
+                asked(env, asker, &server, &fqdn(target), &want),
+                want,
+                "{asker} (region {region}) asks {server} for {target} (region {})",
+                seen.region[*target]
+            );
+            assert!(env.pings(asker, &expected), "{asker} reaches {target} at {expected}, the address it was given");
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root: network namespaces, systemd-nspawn machines and wireguard-go (scripts/test runs it as root)"]
+fn the_dns_private_plan_answers_each_region_with_the_address_that_works_from_there() {
+    lct_tests::fixtures::dns::require(&["wg", "wireguard-go", "dig"]);
+    let started = Instant::now();
+    let env = Env::new();
+    let _down = MeshDown::new(&env, "");
+    let dns = plan_files(&env, "dns", &dns_plan(), Some(("dns-private", &["configure.py"])));
+    let app = plan_files(&env, "app", APP_PLAN, None);
+    env.run("lct-plan", &["create", "dns", &dns]).ok();
+    env.run("lct-plan", &["create", "app", &app]).ok();
+    let created = started.elapsed();
+
+    // app-1 and app-4 in region a, app-2 and app-5 in b, app-3 in c; the ranges overlap
+    // (region b's app-2 holds the primary's private address).
+    let seen = Seen::read(&env);
+    let regions: Vec<&str> = ["app-1", "app-2", "app-3", "app-4", "app-5", "dns-1", "dns-2"]
+        .iter()
+        .map(|n| seen.region[*n].as_str())
+        .collect();
+    assert_eq!(regions, ["a", "b", "c", "a", "b", "a", "a"]);
+    assert_eq!(seen.private["app-2"], seen.private["dns-1"], "the ranges overlap");
+    assert_eq!(seen.mesh.len(), 7, "every node is a mesh member: {:?}", seen.mesh);
+
+    let askers = ["app-1", "app-2", "app-3"];
+    every_region_resolves(&env, &seen, &askers, &["app-1", "app-2", "app-3", "app-5", "dns-1"]);
+    // The secondary (region a, the primary's own region's view by transfer) answers region a
+    // alike: its own nodes private, another region's by mesh address.
+    let dns2 = seen.private["dns-2"].clone();
+    for (target, expected) in [("app-1", &seen.private["app-1"]), ("app-3", &seen.mesh["app-3"])] {
+        let expected = vec![expected.clone()];
+        assert_eq!(asked(&env, "app-4", &dns2, &fqdn(target), &expected), expected, "app-4 asks dns-2 for {target}");
+    }
+
+    // Membership: app-6 comes in region c (scale: node-added), app-4 (region a) goes behind
+    // lct's back (reconcile: node-removed). Each event's `dns` action renders every view again.
+    env.run("lct-plan", &["scale", "app", "node", "6"]).ok();
+    env.run("lct-api", &["delete", "app-4"]).ok();
+    env.run("lct-plan", &["reconcile", "app"]).ok();
+    let seen = Seen::read(&env);
+    assert_eq!(seen.region["app-6"], "c");
+    assert!(!seen.mesh.contains_key("app-4"), "app-4 left the mesh: {:?}", seen.mesh);
+    every_region_resolves(&env, &seen, &askers, &["app-6", "app-2", "dns-1"]);
+    for asker in askers {
+        let server = seen.expected(&seen.region[asker], "dns-1");
+        assert_eq!(asked(&env, asker, &server, &fqdn("app-4"), &[]), Vec::<String>::new(), "{asker}: app-4 is gone");
+    }
+    // The secondary followed (NOTIFY, IXFR): app-6 by its mesh address, app-4 gone.
+    let app6 = vec![seen.mesh["app-6"].clone()];
+    assert_eq!(asked(&env, "app-1", &dns2, &fqdn("app-6"), &app6), app6, "dns-2 has app-6");
+    assert_eq!(asked(&env, "app-1", &dns2, &fqdn("app-4"), &[]), Vec::<String>::new(), "dns-2 forgot app-4");
+    eprintln!("create dns and app {:.1} s, whole test {:.1} s", created.as_secs_f64(), started.elapsed().as_secs_f64());
+}
