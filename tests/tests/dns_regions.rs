@@ -427,3 +427,58 @@ fn a_regions_secondary_transfers_that_regions_view_with_its_own_key() {
         assert!(e.contains(says), "{e}");
     }
 }
+
+#[test]
+fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
+    use lct_tests::fixtures::dns::secret;
+    let env = Env::new();
+    let dir = env.state.path().join("etc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings: serde_json::Value = serde_json::from_str(&primary_settings(&dir, "off")).unwrap();
+    settings["cluster"] = "dns".into();
+    std::fs::write(dir.join("dns-private.json"), settings.to_string()).unwrap();
+    for key in ["lct-update", "lct-transfer"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    // dns-private's servers: dns-1 (the primary, a), dns-2 and dns-3 (b); region c has an
+    // app node only.
+    let ns = |name: &str, region: &str, private: &str| {
+        node_line("dns", name, region, private, "203.0.113.9").replace("\"group\":\"g\"", "\"group\":\"ns\"")
+    };
+    let input = ns("dns-1", "a", "192.168.128.2")
+        + &ns("dns-2", "b", "192.168.128.2")
+        + &ns("dns-3", "b", "192.168.128.3")
+        + &node_line("rc", "c-1", "c", "192.168.128.2", "203.0.113.22");
+    let args: Vec<String> = [
+        "--region=local:a",
+        "--mesh-address=dns-1=100.64.0.1",
+        "--mesh-address=dns-2=100.64.0.2",
+        "--mesh-address=dns-3=100.64.0.3",
+        "--mesh-address=c-1=100.64.0.4",
+    ]
+    .map(String::from)
+    .into();
+    let mut own = vec!["zone", "--domain", "lct.internal", "--parent-domain", "lct.internal"];
+    own.extend(args.iter().map(String::as_str));
+    std::fs::write(dir.join("zones.jsonl"), env.run_with_input("lct-dns", &own, &input).ok().stdout).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
+    // One [[secondary]] for region b (both its servers), none for c (no server there).
+    let expected = "[[secondary]]\nkey = \"lct-transfer-local-b.key\"\nview = \"internal\"\nregion = \"local:b\"\n\
+                    notify = [\"100.64.0.2:53\", \"100.64.0.3:53\"]\nallow = [\"100.64.0.2/32\", \"100.64.0.3/32\"]\n";
+    assert!(config.contains(expected), "{config}");
+    assert_eq!(config.matches("region = ").count(), 1, "{config}");
+    // Its key: 0600, a secret of its own (not the transfer key's), the same on every render.
+    let key = dir.join("lct-transfer-local-b.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let region_secret = secret(&key);
+    assert_ne!(region_secret, secret(&dir.join("lct-transfer.key")));
+    assert!(!dir.join("lct-transfer-local-c.key").exists());
+    // lct-dns takes it (the region's key read from beside the configuration, as from the
+    // unit's credentials).
+    let loaded = lct_dns::config::Config::load(&dir.join("dns.toml")).unwrap();
+    loaded.load_served(Some(&[])).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    assert_eq!(secret(&key), region_secret, "rendered again: the same key");
+}

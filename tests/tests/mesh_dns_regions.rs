@@ -1,5 +1,5 @@
-//! package:dns-private's region views end to end (issue 23): the plan's primary and secondary
-//! on machine nodes in region a, an app cluster with nodes in regions a, b and c (their
+//! package:dns-private's region views end to end (issue 23): the plan's primary and a
+//! secondary on machine nodes in region a and a secondary in b and in c, an app cluster with nodes in regions a, b and c (their
 //! private ranges overlap) joined to them by the mesh; each region asks the primary (its own
 //! region at its private address, the others over the mesh) and gets, for every node, the
 //! address that works from there: its private one in its own region, its mesh address from
@@ -39,15 +39,17 @@ hooks:
     - action: dns
 "#;
 
-/// package:dns-private as it is packaged, in region a, with its nodes in the mesh before
-/// `configure.py` and the `dns` action (the primary listens on its mesh address, the action
-/// passes the mesh to `configure.py regions`).
+/// package:dns-private as it is packaged, spread over regions a, b and c (with `servers=4`:
+/// the primary and a secondary in a, a secondary in b and in c), its nodes in the mesh before
+/// `hosts`, `configure.py` and the `dns` action (the primary listens on its mesh address, a
+/// secondary of another region reaches it there, the action passes the mesh to
+/// `configure.py regions`).
 fn dns_plan() -> String {
     let packaged = std::fs::read_to_string(plans_dir().join("dns-private/plan.yaml")).unwrap();
     let edits = [
         (
             "    hostname: \"{{ cluster }}-{{ index }}\"\n",
-            "    regions: [a]\n    hostname: \"{{ cluster }}-{{ index }}\"\n",
+            "    regions: [a, b, c]\n    hostname: \"{{ cluster }}-{{ index }}\"\n",
         ),
         ("  created:\n    - action: install\n", "  created:\n    - action: install\n    - action: mesh-sync\n"),
     ];
@@ -127,13 +129,12 @@ fn fqdn(node: &str) -> String {
     format!("{node}.{cluster}.lct.internal")
 }
 
-/// Every asker asks the primary for every target (its own region at the primary's private
-/// address, another over the mesh at its mesh address), gets the address that works from its
-/// region, and reaches the target there.
-fn every_region_resolves(env: &Env, seen: &Seen, askers: &[&str], targets: &[&str]) {
+/// Every asker asks `server(its region)` for every target, gets the address that works from
+/// its region, and reaches the target there.
+fn every_region_resolves(env: &Env, seen: &Seen, askers: &[&str], targets: &[&str], server: impl Fn(&str) -> String) {
     for asker in askers {
         let region = &seen.region[*asker];
-        let server = seen.expected(region, "dns-1");
+        let server = server(region);
         for target in targets {
             let expected = seen.expected(region, target);
             let want = vec![expected.clone()];
@@ -148,6 +149,15 @@ fn every_region_resolves(env: &Env, seen: &Seen, askers: &[&str], targets: &[&st
     }
 }
 
+/// No asker of `askers` gets `target` from `server(its region)`.
+fn nobody_resolves(env: &Env, seen: &Seen, askers: &[&str], target: &str, server: impl Fn(&str) -> String) {
+    for asker in askers {
+        let server = server(&seen.region[*asker]);
+        let seen = asked(env, asker, &server, &fqdn(target), &[]);
+        assert_eq!(seen, Vec::<String>::new(), "{asker} asks {server}: {target} is gone");
+    }
+}
+
 #[test]
 #[ignore = "needs root: network namespaces, systemd-nspawn machines and wireguard-go (scripts/test runs it as root)"]
 fn the_dns_private_plan_answers_each_region_with_the_address_that_works_from_there() {
@@ -157,58 +167,66 @@ fn the_dns_private_plan_answers_each_region_with_the_address_that_works_from_the
     let _down = MeshDown::new(&env, "");
     let dns = plan_files(&env, "dns", &dns_plan(), Some(("dns-private", &["configure.py"])));
     let app = plan_files(&env, "app", APP_PLAN, None);
-    env.run("lct-plan", &["create", "dns", &dns]).ok();
+    env.run("lct-plan", &["create", "dns", &dns, "--set", "servers=4"]).ok();
     env.run("lct-plan", &["create", "app", &app]).ok();
     let created = started.elapsed();
 
-    // app-1 and app-4 in region a, app-2 and app-5 in b, app-3 in c; the ranges overlap
-    // (region b's app-2 holds the primary's private address).
+    // dns-1 (the primary) and dns-4 in region a, dns-2 in b, dns-3 in c; app-1 and app-4 in
+    // a, app-2 and app-5 in b, app-3 in c. The ranges overlap.
     let seen = Seen::read(&env);
-    let regions: Vec<&str> = ["app-1", "app-2", "app-3", "app-4", "app-5", "dns-1", "dns-2"]
-        .iter()
-        .map(|n| seen.region[*n].as_str())
-        .collect();
-    assert_eq!(regions, ["a", "b", "c", "a", "b", "a", "a"]);
-    assert_eq!(seen.private["app-2"], seen.private["dns-1"], "the ranges overlap");
-    assert_eq!(seen.mesh.len(), 7, "every node is a mesh member: {:?}", seen.mesh);
+    let names = ["dns-1", "dns-2", "dns-3", "dns-4", "app-1", "app-2", "app-3", "app-4", "app-5"];
+    let regions: Vec<&str> = names.iter().map(|n| seen.region[*n].as_str()).collect();
+    assert_eq!(regions, ["a", "b", "c", "a", "a", "b", "c", "a", "b"]);
+    let in_region = |r: &str| -> Vec<&String> {
+        names.iter().filter(|n| seen.region[**n] == r).map(|n| &seen.private[*n]).collect()
+    };
+    assert!(in_region("a").iter().any(|a| in_region("b").contains(a)), "the ranges overlap: {:?}", seen.private);
+    assert_eq!(seen.mesh.len(), 9, "every node is a mesh member: {:?}", seen.mesh);
 
+    // The primary: its own region at its private address, the others over the mesh.
+    let primary = |region: &str| seen.expected(region, "dns-1");
     let askers = ["app-1", "app-2", "app-3"];
-    every_region_resolves(&env, &seen, &askers, &["app-1", "app-2", "app-3", "app-5", "dns-1"]);
-    // The secondary (region a, the primary's own region's view by transfer) answers region a
-    // alike: its own nodes private, another region's by mesh address.
-    let dns2 = seen.private["dns-2"].clone();
-    for (target, expected) in [("app-1", &seen.private["app-1"]), ("app-3", &seen.mesh["app-3"])] {
-        let expected = vec![expected.clone()];
-        assert_eq!(asked(&env, "app-4", &dns2, &fqdn(target), &expected), expected, "app-4 asks dns-2 for {target}");
-    }
+    every_region_resolves(&env, &seen, &askers, &["app-1", "app-2", "app-3", "app-5", "dns-1"], primary);
+    // Each region's secondary, asked at its private address in its region: region a's (dns-4)
+    // transfers the primary's own view, b's and c's their region's with their region's key.
+    let secondary_of = |region: &str| -> String {
+        let node = match region {
+            "a" => "dns-4",
+            "b" => "dns-2",
+            _ => "dns-3",
+        };
+        seen.private[node].clone()
+    };
+    every_region_resolves(&env, &seen, &askers, &["app-1", "app-2", "app-3", "dns-1"], secondary_of);
 
     // Membership: app-6 comes in region c (scale: node-added), app-4 (region a) goes behind
-    // lct's back (reconcile: node-removed). Each event's `dns` action renders every view again.
+    // lct's back (reconcile: node-removed). Each event's `dns` action renders every view again;
+    // the secondaries hear of it by NOTIFY.
     env.run("lct-plan", &["scale", "app", "node", "6"]).ok();
     env.run("lct-api", &["delete", "app-4"]).ok();
     env.run("lct-plan", &["reconcile", "app"]).ok();
     let seen = Seen::read(&env);
     assert_eq!(seen.region["app-6"], "c");
     assert!(!seen.mesh.contains_key("app-4"), "app-4 left the mesh: {:?}", seen.mesh);
-    every_region_resolves(&env, &seen, &askers, &["app-6", "app-2", "dns-1"]);
-    for asker in askers {
-        let server = seen.expected(&seen.region[asker], "dns-1");
-        assert_eq!(asked(&env, asker, &server, &fqdn("app-4"), &[]), Vec::<String>::new(), "{asker}: app-4 is gone");
+    let primary = |region: &str| seen.expected(region, "dns-1");
+    let secondary_of = |region: &str| -> String {
+        seen.private[match region {
+            "a" => "dns-4",
+            "b" => "dns-2",
+            _ => "dns-3",
+        }]
+        .clone()
+    };
+    for server in [&primary as &dyn Fn(&str) -> String, &secondary_of] {
+        every_region_resolves(&env, &seen, &askers, &["app-6", "app-2"], server);
+        nobody_resolves(&env, &seen, &askers, "app-4", server);
     }
-    // The secondary followed (NOTIFY, IXFR): app-6 by its mesh address, app-4 gone.
-    let app6 = vec![seen.mesh["app-6"].clone()];
-    assert_eq!(asked(&env, "app-1", &dns2, &fqdn("app-6"), &app6), app6, "dns-2 has app-6");
-    assert_eq!(asked(&env, "app-1", &dns2, &fqdn("app-4"), &[]), Vec::<String>::new(), "dns-2 forgot app-4");
-    // The primary down: region a's askers still get region a's view from the secondary (the
-    // other regions have no secondary of their own yet: docs/mesh.md, "What is not done yet").
+
+    // The primary down: every region's askers get their region's view from its secondary.
     env.ssh("dns-1", "systemctl stop lct-dns").ok();
     // (dig says why it got no answer on stdout too: no line of it is an address.)
     let unanswered = ask(&env, "app-1", &seen.private["dns-1"], &fqdn("app-1"));
     assert!(!unanswered.iter().any(|l| l.parse::<std::net::Ipv4Addr>().is_ok()), "dns-1 answers: {unanswered:?}");
-    for (target, expected) in [("app-1", &seen.private["app-1"]), ("app-6", &seen.mesh["app-6"])] {
-        let want = vec![expected.clone()];
-        assert_eq!(ask(&env, "app-1", &dns2, &fqdn(target)), want, "primary down: dns-2 for {target}");
-        assert!(env.pings("app-1", expected), "app-1 reaches {target} at {expected}");
-    }
+    every_region_resolves(&env, &seen, &askers, &["app-1", "app-2", "app-3", "app-6"], secondary_of);
     eprintln!("create dns and app {:.1} s, whole test {:.1} s", created.as_secs_f64(), started.elapsed().as_secs_f64());
 }
