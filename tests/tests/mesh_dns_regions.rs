@@ -1,11 +1,12 @@
-//! package:dns-private's region views end to end (issue 23): the plan's primary and a
-//! secondary on machine nodes in region a and a secondary in b and in c, an app cluster with nodes in regions a, b and c (their
-//! private ranges overlap) joined to them by the mesh; each region asks the primary (its own
-//! region at its private address, the others over the mesh) and gets, for every node, the
-//! address that works from there: its private one in its own region, its mesh address from
-//! another; the asker reaches it there. Then a node is added in one region and one removed
-//! in another, and every region's view follows after the plans' events; with the primary's
-//! lct-dns stopped, region a's askers get region a's view from the secondary. Needs root.
+//! package:dns-private's region views end to end (issue 23): the plan spread over regions a,
+//! b and c on machine nodes (the primary and a secondary in a, a secondary in b and in c),
+//! an app cluster of namespace nodes in the three regions (their private ranges overlap),
+//! all joined by the mesh. Each region asks the primary (its own region at its private
+//! address, the others over the mesh) and its own region's secondary, and gets for every
+//! node the address that works from there: its private one in its own region, its mesh
+//! address from another; the asker reaches it there. Then a node is added in one region and
+//! one removed in another, and every view follows after the plans' events; with the
+//! primary's lct-dns stopped, each region's secondary still answers its region. Needs root.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
