@@ -335,3 +335,150 @@ fn mesh_addresses_on_the_command_line_are_checked() {
         .ok();
     assert!(run.stdout.contains("\"100.64.0.3\"") && !run.stdout.contains("192.168.128.2"), "{}", run.stdout);
 }
+
+/// `lct-dns zone` of lct.internal as region `network` sees it, at `serial`, no reverse zones:
+/// `mesh` the members' mesh addresses.
+fn region_zone(env: &Env, network: &str, serial: &str, mesh: &[(&str, &str)], nodes: &str) -> String {
+    let mut args = vec!["zone".to_string(), "--domain=lct.internal".into(), "--no-reverse".into()];
+    args.extend([format!("--serial={serial}"), format!("--region={network}")]);
+    args.extend(mesh.iter().map(|(n, a)| format!("--mesh-address={n}={a}")));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    env.run_with_input("lct-dns", &args, nodes).ok().stdout
+}
+
+#[test]
+fn a_regions_secondary_transfers_that_regions_view_with_its_own_key() {
+    use lct_tests::fixtures::dns::{addresses, dig, keygen, lct_dns, lct_dns_config, secret};
+    lct_tests::fixtures::dns::require(&["dig"]);
+    let env = Env::new();
+    let dir = env.state.path().to_path_buf();
+    keygen(&env, &dir, &["xfr-b", "xfr-a"]);
+    // dns-1 (region a) and b-1 (region b) hold one private address; b-2 comes later.
+    let mesh = [("dns-1", "100.64.0.1"), ("b-1", "100.64.0.3"), ("b-2", "100.64.0.4")];
+    let nodes = node_line("dns", "dns-1", "a", "192.168.128.2", "203.0.113.2")
+        + &node_line("rb", "b-1", "b", "192.168.128.2", "203.0.113.12");
+    std::fs::write(dir.join("zones.jsonl"), region_zone(&env, "local:a", "1", &mesh, &nodes)).unwrap();
+    std::fs::write(dir.join("zones-local-b.jsonl"), region_zone(&env, "local:b", "1", &mesh, &nodes)).unwrap();
+    let (port, secondary_port) = (lct_tests::free_port(), lct_tests::free_port());
+    // The primary: region b's askers are 127.0.0.1 here (a region's secondary asks the SOA
+    // from its mesh address, which is one of its region's clients), its own region 127.0.0.2.
+    let d = dir.display();
+    let primary = format!(
+        "internal = [\"127.0.0.2/32\"]\n\n[[secondary]]\nkey = \"xfr-a.key\"\nview = \"internal\"\n\n\
+         [[secondary]]\nkey = \"xfr-b.key\"\nview = \"internal\"\nregion = \"local:b\"\n\
+         notify = [\"127.0.0.1:{secondary_port}\"]\n\n\
+         [[region]]\nnetwork = \"local:b\"\nrecords = \"{d}/zones-local-b.jsonl\"\nclients = [\"127.0.0.1/32\"]\n"
+    );
+    let config = lct_dns_config(&dir, "primary", Some("zones.jsonl"), port, &primary);
+    let primary_server = lct_dns(&dir, "primary.toml", "primary.log");
+    lct_tests::fixtures::until("the primary answers", Duration::from_secs(20), || {
+        !addresses(port, "b-1.rb.lct.internal").is_empty()
+    });
+
+    // Region b's key transfers region b's view: its own b-1 private, region a's dns-1 by its
+    // mesh address; the primary's own region's key, region a's view (b-1 by mesh address).
+    let axfr = |key: &str| {
+        let tsig = format!("hmac-sha256:{key}:{}", secret(&dir.join(format!("{key}.key"))));
+        dig(port, &["-y", &tsig, "lct.internal", "AXFR"])
+    };
+    let b_view = axfr("xfr-b");
+    assert!(b_view.contains("b-1.rb.lct.internal.\t") && b_view.contains("192.168.128.2"), "{b_view}");
+    assert!(b_view.contains("100.64.0.1") && !b_view.contains("100.64.0.3"), "region b's view: {b_view}");
+    let a_view = axfr("xfr-a");
+    assert!(a_view.contains("100.64.0.3") && !a_view.contains("100.64.0.1"), "region a's view: {a_view}");
+
+    // An lct-dns secondary with region b's key serves region b's view.
+    let follow = format!(
+        "internal = [\"127.0.0.0/8\"]\n\n{}",
+        lct_tests::fixtures::dns::primary_section("lct.internal", port, "xfr-b.key")
+    );
+    lct_dns_config(&dir, "secondary", None, secondary_port, &follow);
+    let _secondary = lct_dns(&dir, "secondary.toml", "secondary.log");
+    let b1 = ["192.168.128.2"];
+    lct_tests::fixtures::dns::until_answers(secondary_port, "b-1.rb.lct.internal", &b1, Duration::from_secs(20));
+    assert_eq!(addresses(secondary_port, "dns-1.dns.lct.internal"), ["100.64.0.1"]);
+
+    // b-2 joins: region b's view rendered again, the primary reloaded (SIGHUP); the NOTIFY
+    // that follows brings it to the secondary at once (its SOA refresh is an hour).
+    let nodes = nodes + &node_line("rb", "b-2", "b", "192.168.128.4", "203.0.113.14");
+    std::fs::write(dir.join("zones-local-b.jsonl"), region_zone(&env, "local:b", "2", &mesh, &nodes)).unwrap();
+    Command::new("kill").args(["-HUP", &primary_server.0.id().to_string()]).status().unwrap();
+    let b2 = vec!["192.168.128.4".to_string()];
+    let seen = lct_tests::fixtures::settle(
+        Duration::from_secs(10),
+        || addresses(secondary_port, "b-2.rb.lct.internal"),
+        |seen| *seen == b2,
+    );
+    let log = std::fs::read_to_string(dir.join("primary.log")).unwrap();
+    let secondary_log = std::fs::read_to_string(dir.join("secondary.log")).unwrap();
+    assert_eq!(seen, b2, "the secondary after the primary's reload:\n{log}\n{secondary_log}");
+    assert!(log.contains("region local:b's view notified"), "{log}");
+
+    // Bad input: a region's secondary of a region not served, or of the external view, is
+    // refused at start naming the field.
+    for (from, to, says) in [
+        ("region = \"local:b\"", "region = \"local:x\"", "secondary[1].region: local:x is not one of the [[region]]"),
+        ("view = \"internal\"\nregion", "view = \"external\"\nregion", "secondary[1].view: a region's secondary"),
+    ] {
+        let text = std::fs::read_to_string(&config).unwrap().replacen(from, to, 1);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let e = lct_dns::config::Config::load(&bad).expect_err("refused").to_string();
+        assert!(e.contains(says), "{e}");
+    }
+}
+
+#[test]
+fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
+    use lct_tests::fixtures::dns::secret;
+    let env = Env::new();
+    let dir = env.state.path().join("etc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut settings: serde_json::Value = serde_json::from_str(&primary_settings(&dir, "off")).unwrap();
+    settings["cluster"] = "dns".into();
+    std::fs::write(dir.join("dns-private.json"), settings.to_string()).unwrap();
+    for key in ["lct-update", "lct-transfer"] {
+        env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
+    }
+    // dns-private's servers: dns-1 (the primary, a), dns-2 and dns-3 (b); region c has an
+    // app node only.
+    let ns = |name: &str, region: &str, private: &str| {
+        node_line("dns", name, region, private, "203.0.113.9").replace("\"group\":\"g\"", "\"group\":\"ns\"")
+    };
+    let input = ns("dns-1", "a", "192.168.128.2")
+        + &ns("dns-2", "b", "192.168.128.2")
+        + &ns("dns-3", "b", "192.168.128.3")
+        + &node_line("rc", "c-1", "c", "192.168.128.2", "203.0.113.22");
+    let args: Vec<String> = [
+        "--region=local:a",
+        "--mesh-address=dns-1=100.64.0.1",
+        "--mesh-address=dns-2=100.64.0.2",
+        "--mesh-address=dns-3=100.64.0.3",
+        "--mesh-address=c-1=100.64.0.4",
+    ]
+    .map(String::from)
+    .into();
+    let mut own = vec!["zone", "--domain", "lct.internal", "--parent-domain", "lct.internal"];
+    own.extend(args.iter().map(String::as_str));
+    std::fs::write(dir.join("zones.jsonl"), env.run_with_input("lct-dns", &own, &input).ok().stdout).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
+    // One [[secondary]] for region b (both its servers), none for c (no server there).
+    let expected = "[[secondary]]\nkey = \"lct-transfer-local-b.key\"\nview = \"internal\"\nregion = \"local:b\"\n\
+                    notify = [\"100.64.0.2:53\", \"100.64.0.3:53\"]\nallow = [\"100.64.0.2/32\", \"100.64.0.3/32\"]\n";
+    assert!(config.contains(expected), "{config}");
+    assert_eq!(config.matches("region = ").count(), 1, "{config}");
+    // Its key: 0600, a secret of its own (not the transfer key's), the same on every render.
+    let key = dir.join("lct-transfer-local-b.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let region_secret = secret(&key);
+    assert_ne!(region_secret, secret(&dir.join("lct-transfer.key")));
+    assert!(!dir.join("lct-transfer-local-c.key").exists());
+    // lct-dns takes it (the region's key read from beside the configuration, as from the
+    // unit's credentials).
+    let loaded = lct_dns::config::Config::load(&dir.join("dns.toml")).unwrap();
+    loaded.load_served(Some(&[])).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    assert_eq!(secret(&key), region_secret, "rendered again: the same key");
+}

@@ -42,6 +42,11 @@ use crate::zone::DnsRecord;
 /// allow = ["198.51.100.53/32"]               # where its requests may come from [any]
 /// zones = ["lct.internal"]                   # which zones [all]
 ///
+/// [[secondary]]                              # a secondary of one region's view
+/// key = "xfr-local-b.key"                    # this key transfers region local:b's view only
+/// view = "internal"                          # (a region's view is an inside view)
+/// region = "local:b"                         # one of the [[region]] networks
+///
 /// [[region]]                                 # a view keyed by the asker's region
 /// network = "local:b"                        # PROVIDER:REGION (lct-dns zone --region)
 /// records = "/etc/lct/zones-local-b.jsonl"   # the zones as that region sees them
@@ -226,6 +231,10 @@ pub struct SecondaryConfig {
     pub allow: Vec<String>,
     #[serde(default)]
     pub zones: Vec<String>,
+    /// `PROVIDER:REGION`: the key transfers that `[[region]]`'s view instead of this
+    /// server's own (a secondary serving that region's askers).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// `[[update]]` in the configuration.
@@ -323,6 +332,18 @@ impl Config {
         for (i, r) in self.regions.iter().enumerate() {
             r.network.parse::<lct_core::record::PrivateNetwork>().map_err(|e| format!("region[{i}].network: {e}"))?;
             prefixes_of(&r.clients, &format!("region[{i}].clients")).map_err(|e| e.to_string())?;
+        }
+        // A region's secondary takes that region's view, which is an inside one; a region
+        // this server does not serve would leave it nothing to transfer (a typo, or a view
+        // dropped without its secondary: both refused at start and reload).
+        for (i, s) in self.secondaries.iter().enumerate() {
+            let Some(network) = &s.region else { continue };
+            if s.view != TransferView::Internal {
+                return Err(format!("secondary[{i}].view: a region's secondary takes its internal view, not external"));
+            }
+            if !self.regions.iter().any(|r| &r.network == network) {
+                return Err(format!("secondary[{i}].region: {network} is not one of the [[region]] networks"));
+            }
         }
         Ok(())
     }
@@ -434,7 +455,8 @@ impl Config {
             }
             let allow = prefixes_of(&s.allow, &self.field(format!("secondary[{i}].allow")))?;
             let zones = s.zones.iter().map(|z| crate::zone::fqdn(&z.to_ascii_lowercase())).collect();
-            out.push(Secondary { key, view: s.view, notify: s.notify.clone(), allow, zones });
+            let region = s.region.clone();
+            out.push(Secondary { key, view: s.view, notify: s.notify.clone(), allow, zones, region });
         }
         Ok(out)
     }

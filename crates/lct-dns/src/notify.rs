@@ -14,29 +14,50 @@ use crate::tsig::{Key, now};
 use crate::wire::serial_of;
 
 /// Sends NOTIFY for each of `zones` to the secondaries that take it, in the background
-/// (nothing happens outside a runtime: a tool that changes no served zone).
+/// (nothing happens outside a runtime: a tool that changes no served zone). A region's
+/// secondary is not among them: its view does not change with this server's records.
 pub fn zones_changed(served: &Served, zones: &[String]) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
     for zone in zones {
         let serial = serial_of(&served.records, zone).unwrap_or_default();
-        for secondary in served.settings.secondaries.iter().filter(|s| s.serves(zone)) {
+        for secondary in served.settings.secondaries.iter().filter(|s| s.region.is_none() && s.serves(zone)) {
             for target in &secondary.notify {
-                let (zone, key, target) = (zone.clone(), secondary.key.clone(), *target);
-                runtime.spawn(async move {
-                    match notify(&zone, &key, target).await {
-                        Ok(()) => {
-                            crate::stats::event(crate::stats::Event::NotifySent);
-                            tracing::info!("zone {zone}: serial {serial} notified to {target}")
-                        }
-                        Err(e) => {
-                            crate::stats::event(crate::stats::Event::NotifyUnanswered);
-                            tracing::warn!("zone {zone}: NOTIFY to {target} unanswered: {e}")
-                        }
-                    }
-                });
+                spawn(&runtime, zone, &secondary.key, *target, &format!("serial {serial}"));
             }
         }
     }
+}
+
+/// Sends NOTIFY to each region's secondary for every zone it takes, once the region views
+/// were read (at start and on reload, whole from their files): whether its region's view
+/// changed is for the secondary to see (it asks the SOA, and transfers only a newer one).
+pub fn regions_read(served: &Served) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    for secondary in &served.settings.secondaries {
+        let Some(network) = &secondary.region else { continue };
+        for (zone, _) in served.zone_serials().iter().filter(|(zone, _)| secondary.serves(zone)) {
+            for target in &secondary.notify {
+                spawn(&runtime, zone, &secondary.key, *target, &format!("region {network}'s view"));
+            }
+        }
+    }
+}
+
+/// One NOTIFY in the background, its outcome counted and logged (`what`: what changed).
+fn spawn(runtime: &tokio::runtime::Handle, zone: &str, key: &Key, target: SocketAddr, what: &str) {
+    let (zone, key, what) = (zone.to_string(), key.clone(), what.to_string());
+    runtime.spawn(async move {
+        match notify(&zone, &key, target).await {
+            Ok(()) => {
+                crate::stats::event(crate::stats::Event::NotifySent);
+                tracing::info!("zone {zone}: {what} notified to {target}")
+            }
+            Err(e) => {
+                crate::stats::event(crate::stats::Event::NotifyUnanswered);
+                tracing::warn!("zone {zone}: NOTIFY to {target} unanswered: {e}")
+            }
+        }
+    });
 }
 
 /// One NOTIFY, until answered.

@@ -55,6 +55,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
     // secondary already holding the serial asks and transfers nothing).
     let current = live.current();
     crate::notify::zones_changed(&current, &current.settings.dnssec.zones());
+    crate::notify::regions_read(&current);
 
     tracing::info!("serving on {:?}", config.listen);
     notify("READY=1");
@@ -88,6 +89,7 @@ pub async fn serve(live: Live, config: Config, config_path: Option<PathBuf>) -> 
                             );
                         }
                         live.swap(served);
+                        crate::notify::regions_read(&live.current());
                         fold_update_log(&live, "after a reload").await;
                         config = c;
                         tracing::info!("reloaded: {} records", live.current().records.len());

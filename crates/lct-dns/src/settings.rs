@@ -70,6 +70,9 @@ pub struct Secondary {
     pub allow: Vec<Prefix>,
     /// Fully qualified; empty: every zone.
     pub zones: Vec<String>,
+    /// `PROVIDER:REGION`: its key transfers that region's view (`[[region]]`), never this
+    /// server's own records.
+    pub region: Option<String>,
 }
 
 impl Secondary {

@@ -110,7 +110,8 @@ fn question_type(raw: &[u8]) -> Option<u16> {
 }
 
 /// The answer to a signed query (a secondary's SOA refresh, most often), from the tables
-/// the unsigned ones are answered from, in the key's view, signed.
+/// the unsigned ones are answered from, in the key's view (a region's secondary: its
+/// region's tables), signed.
 fn signed_query(request: &Message, signed: &Signed, over_tcp: bool, live: &Live) -> Vec<u8> {
     let served = live.current();
     let mut query = Message::new(request.id, MessageType::Query, request.op_code);
@@ -120,8 +121,15 @@ fn signed_query(request: &Message, signed: &Signed, over_tcp: bool, live: &Live)
         query.set_edns(edns);
     }
     let internal = !matches!(&signed.grant, Grant::Secondary(s) if s.view == TransferView::External);
+    // A region's secondary asks in its region's view (its SOA must be the one it transfers).
+    let answers = match &signed.grant {
+        Grant::Secondary(s) if s.region.is_some() => {
+            served.settings.regions.views().iter().find(|v| Some(&v.network) == s.region.as_ref()).map(|v| &v.answers)
+        }
+        _ => Some(&*served.answers),
+    };
     let context = || TSigResponseContext::new(request.id, now(), signed.signer.clone(), signed.mac.clone(), None);
-    let answer = query.to_vec().ok().and_then(|q| served.answers.answer(&q, internal, over_tcp));
+    let answer = answers.zip(query.to_vec().ok()).and_then(|(answers, q)| answers.answer(&q, internal, over_tcp));
     match answer.and_then(|a| Message::from_vec(&a).ok()) {
         Some(message) => sign(message, context()),
         None => reply(request, ResponseCode::Refused, Some(signed)),

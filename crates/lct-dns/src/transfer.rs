@@ -3,17 +3,22 @@
 //! chained as RFC 8945 section 5.3.1 says. What a transfer holds depends on the key: an
 //! update key gets the zone's full data (every view's records once, which is what `lct-dns
 //! update` diffs against); a secondary's key gets its view only, as the zone's mode serves
-//! it there, so a standard secondary never serves both views merged.
+//! it there, so a standard secondary never serves both views merged. A region's secondary
+//! (`region` on its `[[secondary]]`) gets that region's view, whole each time (a region's
+//! view is read from its file and has no journal; RFC 1995 lets an IXFR be answered so).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::rdata::tsig::{TSIG, make_tsig_record};
 use hickory_proto::rr::{RData, Record, TSigResponseContext};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
+use crate::fast::Answers;
 use crate::live::Live;
 use crate::mode::{ZoneMode, mode_of};
+use crate::regions::RegionViews;
 use crate::request::{Grant, Signed, reply, response, zone_of_request};
 use crate::stats::Event;
 use crate::tsig::now;
@@ -54,7 +59,6 @@ impl Replies {
 
 /// [`transfer_messages`]: `Err` holds every message at once.
 fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, Vec<Vec<u8>>> {
-    let started = std::time::Instant::now();
     let served = live.current();
     let zone = match zone_of_request(request, &served.records) {
         Ok(zone) => zone,
@@ -63,6 +67,27 @@ fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, 
     if served.settling.as_deref() == Some(zone.as_str()) {
         // Its new copy serves, its records' text is a moment away: ask again then.
         return Err(vec![reply(request, ResponseCode::ServFail, Some(signed))]);
+    }
+    // A region's secondary: that region's tables, never this server's own records.
+    if let Grant::Secondary(s) = &signed.grant
+        && let Some(network) = &s.region
+    {
+        if !s.serves(&zone) {
+            return Err(vec![reply(request, ResponseCode::NotAuth, Some(signed))]);
+        }
+        let regions = Arc::clone(&served.settings.regions);
+        let Some(index) = regions.views().iter().position(|v| &v.network == network) else {
+            // Checked at start and reload: only a configuration swapped under it gets here.
+            return Err(vec![reply(request, ResponseCode::Refused, Some(signed))]);
+        };
+        let internal = mode_of(&served.settings.modes, &zone) != ZoneMode::Public;
+        if !regions.views()[index].answers.transferable(&zone, internal) {
+            return Err(vec![reply(request, ResponseCode::NotAuth, Some(signed))]);
+        }
+        let kind = if ixfr_serial(request).is_some() { "IXFR" } else { "AXFR" };
+        crate::stats::event(if ixfr_serial(request).is_some() { Event::IxfrOut } else { Event::AxfrOut });
+        tracing::info!("zone {zone}: {kind} of region {network}'s view (whole)");
+        return Ok(stream_tables(request, signed, zone, Tables::Region(regions, index), internal, kind));
     }
     // Which records the key sees: all, or its view of the zone as the zone's mode has it.
     let view = match &signed.grant {
@@ -116,37 +141,8 @@ fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, 
             return servfail();
         }
         tracing::info!("zone {zone}: {kind} (serial {current}, {shown} view)");
-        // Packed, signed and sent a message at a time, on a thread of its own.
-        let (sender, messages) = tokio::sync::mpsc::channel(16);
-        let mut signer = ChainSigner::new(request.id, signed);
-        let mut packer = Packer::new(request);
-        let answers = std::sync::Arc::clone(&served.answers);
-        tokio::task::spawn_blocking(move || {
-            let (mut sent, mut records) = (0usize, 0usize);
-            let mut send = |body: Vec<u8>| {
-                sent += 1;
-                signer.sign(body).is_some_and(|m| sender.blocking_send(m).is_ok())
-            };
-            let mut soa = Vec::new();
-            let all = answers.each_transfer_record(&zone, internal, |owner, rest| {
-                if soa.is_empty() {
-                    soa = [owner, rest].concat();
-                }
-                records += 1;
-                packer.push(owner, rest).is_none_or(&mut send)
-            });
-            // The SOA again at the end.
-            if all && packer.push(&soa, &[]).is_none_or(&mut send) && send(packer.finish()) {
-                tracing::debug!(
-                    "zone {zone}: {} records in {sent} messages sent in {:?}",
-                    records + 1,
-                    started.elapsed()
-                );
-            } else {
-                tracing::info!("zone {zone}: the {kind} stopped after {sent} messages (the client left)");
-            }
-        });
-        return Ok(Replies::Streamed(messages));
+        let tables = Tables::Main(Arc::clone(&served.answers));
+        return Ok(stream_tables(request, signed, zone, tables, internal, kind));
     }
     let mut all = vec![soa_wire.clone()];
     match changes {
@@ -181,6 +177,59 @@ fn transfer(request: &Message, signed: &Signed, live: &Live) -> Result<Replies, 
         bodies.push(bytes);
     }
     Err(sign_chain(request, signed, bodies))
+}
+
+/// The answer tables a full transfer is read from: this server's own, or a region's view.
+enum Tables {
+    Main(Arc<Answers>),
+    Region(Arc<RegionViews>, usize),
+}
+
+impl Tables {
+    fn answers(&self) -> &Answers {
+        match self {
+            Tables::Main(answers) => answers,
+            Tables::Region(regions, index) => &regions.views()[*index].answers,
+        }
+    }
+}
+
+/// A full transfer of `zone`'s view (`internal` or not) straight from `tables`: packed,
+/// signed and sent a message at a time, on a thread of its own.
+fn stream_tables(
+    request: &Message,
+    signed: &Signed,
+    zone: String,
+    tables: Tables,
+    internal: bool,
+    kind: &'static str,
+) -> Replies {
+    let started = std::time::Instant::now();
+    let (sender, messages) = tokio::sync::mpsc::channel(16);
+    let mut signer = ChainSigner::new(request.id, signed);
+    let mut packer = Packer::new(request);
+    tokio::task::spawn_blocking(move || {
+        let (mut sent, mut records) = (0usize, 0usize);
+        let mut send = |body: Vec<u8>| {
+            sent += 1;
+            signer.sign(body).is_some_and(|m| sender.blocking_send(m).is_ok())
+        };
+        let mut soa = Vec::new();
+        let all = tables.answers().each_transfer_record(&zone, internal, |owner, rest| {
+            if soa.is_empty() {
+                soa = [owner, rest].concat();
+            }
+            records += 1;
+            packer.push(owner, rest).is_none_or(&mut send)
+        });
+        // The SOA again at the end.
+        if all && packer.push(&soa, &[]).is_none_or(&mut send) && send(packer.finish()) {
+            tracing::debug!("zone {zone}: {} records in {sent} messages sent in {:?}", records + 1, started.elapsed());
+        } else {
+            tracing::info!("zone {zone}: the {kind} stopped after {sent} messages (the client left)");
+        }
+    });
+    Replies::Streamed(messages)
 }
 
 /// Largest transfer message we write (the records of one RRset are never split across

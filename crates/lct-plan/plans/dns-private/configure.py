@@ -23,9 +23,13 @@ view whatever the source (`public`), counts its own region's members' mesh addre
 internal, and answers each other region from that region's view (`[[region]]`: `lct-dns zone
 --region`, the region's members' mesh addresses as `clients`). What it rendered from is kept
 in /etc/lct/dns-private.json and dns-mesh.json, so a later configure keeps the region views.
-The secondary transfers the primary's own region's view only, so it must be in that region
-(refused otherwise) and answers its region's private range only: a mesh asker of another
-region gets nothing from it, never a wrong view.
+A secondary in the primary's region transfers the primary's own view; one in another region
+(the plan's `servers` over a group spread with `regions`) transfers that region's view with
+a key of that region's (HMAC-SHA256 of the region's name under the transfer secret; it keeps
+no other key), from the primary's mesh address (its hosts file's name for the primary), hears
+NOTIFY on its own mesh address, and answers its region's private range only. `regions` on the
+primary gives each such region a `[[secondary]]` (its key, `region`, its servers' mesh
+addresses), the key as one more credential of the unit (a restart).
 
 The plan's `dnssec` (off, on, ed25519) signs the zone at the primary (`[dnssec]`: the key is
 made in the state directory the first time); the secondary keeps and serves the signatures it
@@ -35,6 +39,7 @@ transfers. Its `stats` serves the statistics on each node's private address, por
 import base64
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -81,19 +86,19 @@ def main():
     private = node["private_ipv4"][0]
     primary = members[0]
     primary_private = primary["private_ipv4"][0]
-    secondary = members[1] if len(members) > 1 else None
     dnssec = os.environ.get("LCT_PARAM_DNSSEC", "off")
     if dnssec not in ("off", "on", "ed25519"):
         sys.exit(f"parameter dnssec: {dnssec!r} is not one of off, on, ed25519")
     stats = os.environ.get("LCT_PARAM_STATS") == "true"
-    if secondary is not None and network(secondary) != network(primary):
-        # It transfers the primary's own region's view: in another region it would answer
-        # its askers with addresses that do not work there.
-        sys.exit(f"{secondary['name']} ({network(secondary)}): the secondary must be in the primary's region ({network(primary)})")
+    # The primary's own region's secondary (the internal view); one of another region is
+    # that region's secondary (its view, with a key of that region's).
+    secondary = next((n for n in members[1:] if network(n) == network(primary)), None)
     os.makedirs(ETC, exist_ok=True)
-    # The transfer key: the same secret on both nodes, from the plan's generated parameter.
+    # The transfer key: the same secret on the primary and its region's secondary, from the
+    # plan's generated parameter; another region's secondary keeps only its region's key.
     secret = base64.b64encode(hashlib.sha256(secrets["transfer_secret"].encode()).digest()).decode()
-    write(XFR_KEY, f'key "lct-transfer" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n', 0o600)
+    if node is primary or network(node) == network(primary):
+        write(XFR_KEY, key_text("lct-transfer", secret), 0o600)
     nodes = "".join(line for line, r in zip(lines, records) if r.get("kind") == "node")
     zone_args = ["lct-dns", "zone", "--domain", domain, "--parent-domain", domain, "--ns", f"ns1.{domain}={primary_private}"]
     if node is primary:
@@ -106,6 +111,7 @@ def main():
         public = node.get("public_ipv4", [])[:1] if os.environ.get("LCT_PARAM_LISTEN_PUBLIC") == "true" else []
         settings = {
             "node": me,
+            "cluster": cluster,
             "domain": domain,
             "internal": internal,
             "private": private,
@@ -118,9 +124,17 @@ def main():
         write(f"{ETC}/{SETTINGS}", json.dumps(settings, indent=1) + "\n", 0o644)
         with open(__file__) as f:
             write(SELF, f.read(), 0o755)
-        config = primary_config(ETC, settings, load(f"{ETC}/{MESH}"))
+        mesh = load(f"{ETC}/{MESH}")
+        config = primary_config(ETC, settings, mesh)
         credentials = [("lct-update.key", KEY), ("lct-transfer.key", XFR_KEY)]
+        # The region secondaries' keys the kept configuration names (`regions` made them).
+        credentials += [(s["key"], f"{ETC}/{s['key']}") for s in (mesh or {}).get("secondaries", [])]
         role = "primary"
+    elif network(node) != network(primary):
+        config = region_secondary_config(node, primary, domain, internal, secret, zone_args, nodes, stats)
+        key_file = f"{ETC}/{region_key_name(network(node))}.key"
+        credentials = [(os.path.basename(key_file), key_file)]
+        role = f"secondary of region {network(node)}"
     else:
         # The zones the primary serves: those the same inventory makes.
         zone = subprocess.run(zone_args, input=nodes, capture_output=True, text=True, check=True)
@@ -157,6 +171,69 @@ def main():
         subprocess.run(["systemctl", "restart", "lct-dns"], check=True)
     state = "started" if not active else "restarted" if changed else "unchanged"
     print(f"lct-dns ({role}) on {private} for {domain}: {state}")
+
+
+def region_key_name(net):
+    """The TSIG key name of region `net`'s view (`local:b` -> `lct-transfer-local-b`)."""
+    return "lct-transfer-" + net.replace(":", "-")
+
+
+def region_secret(base, net):
+    """Region `net`'s transfer secret: HMAC-SHA256 of its name under the transfer key's
+    secret (base64), so the primary and that region's secondary make the same one and a
+    region's key says nothing of another's."""
+    return base64.b64encode(hmac.new(base64.b64decode(base), net.encode(), hashlib.sha256).digest()).decode()
+
+
+def key_text(name, secret):
+    return f'key "{name}" {{\n\talgorithm hmac-sha256;\n\tsecret "{secret}";\n}};\n'
+
+
+def region_secondary_config(node, primary, domain, internal, base, zone_args, nodes, stats):
+    """A secondary in another region than the primary: it transfers its region's view with
+    its region's key from the primary's mesh address (what this node's hosts file names the
+    primary: the `hosts` action ran after `mesh-sync`), hears NOTIFY on its own mesh address,
+    and answers its region's private range (the internal prefix) only."""
+    net = network(node)
+    if not NETWORK.fullmatch(net):
+        # It becomes a key's and a file's name below: lct's grammar, never a path.
+        sys.exit(f"{node['name']}: {net!r} is not a private network (PROVIDER:REGION)")
+    try:
+        address = socket.gethostbyname(primary["name"])
+    except OSError as e:
+        sys.exit(f"{node['name']}: the primary {primary['name']} has no address here ({e}): a secondary in another region needs the mesh and hosts (mesh-sync, hosts before configure.py)")
+    own_mesh = mesh_address()
+    if own_mesh is None or address in primary.get("private_ipv4", []) + primary.get("public_ipv4", []):
+        sys.exit(
+            f"{node['name']} ({net}): the primary {primary['name']} ({network(primary)}) is not reached over the mesh here; "
+            "a secondary in another region transfers its region's view over lct-mesh (mesh-sync before configure.py)"
+        )
+    private = node["private_ipv4"][0]
+    name = region_key_name(net)
+    write(f"{ETC}/{name}.key", key_text(name, region_secret(base, net)), 0o600)
+    zone = subprocess.run(zone_args, input=nodes, capture_output=True, text=True, check=True)
+    zones = sorted({json.loads(line)["zone"] for line in zone.stdout.splitlines() if line.strip()})
+    write(ZONES, "", 0o644)
+    config = (
+        f"# Written by lct (dns-private plan): the secondary of region {net}'s view.\n"
+        f'records = "{ZONES}"\n'
+        f'listen = ["{private}:53", "{own_mesh}:53"]\n'
+        f"internal = {json.dumps([internal])}\n"
+        'state = "/var/lib/lct/dns"\n'
+        "\n[modes]\n" + "".join(f'"{z}" = "private"\n' for z in zones)
+    )
+    for z in zones:
+        config += f'\n[[primary]]\nzone = "{z}"\naddress = "{address}:53"\nkey = "{name}.key"\n'
+    if stats:
+        config += f'\n[stats]\nlisten = "{private}:9153"\n'
+    return config
+
+
+def mesh_address():
+    """This node's address on lct-mesh's interface (lctmesh0), if it has one."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", "lctmesh0"], capture_output=True, text=True)
+    match = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)/", out.stdout) if out.returncode == 0 else None
+    return match.group(1) if match else None
 
 
 def network(node):
@@ -198,6 +275,15 @@ def primary_config(etc, settings, mesh):
         )
     if settings["dnssec"] != "off":
         config += f'\n[dnssec]\n"{settings["domain"]}" = "{settings["dnssec"]}"\n'
+    for secondary in mesh.get("secondaries", []) if mesh else []:
+        config += (
+            "\n[[secondary]]\n"
+            f"key = {json.dumps(secondary['key'])}\n"
+            'view = "internal"\n'
+            f"region = {json.dumps(secondary['network'])}\n"
+            f"notify = {json.dumps([f'{a}:53' for a in secondary['addresses']])}\n"
+            f"allow = {json.dumps([f'{a}/32' for a in secondary['addresses']])}\n"
+        )
     for region in mesh["regions"] if mesh else []:
         config += (
             "\n[[region]]\n"
@@ -277,16 +363,56 @@ def regions(argv):
             sys.exit(f"regions: lct-dns zone --region {net}: {zone.stderr.strip()}")
         changed |= write(records, zone.stdout, 0o644)
         views.append({"network": net, "records": records, "clients": sorted(clients)})
-    part = {"address": address, "own_clients": sorted(members.get(own, [])), "regions": views}
+    secondaries, keys = region_secondaries(etc, settings, nodes, mesh, {v["network"] for v in views})
+    part = {"address": address, "own_clients": sorted(members.get(own, [])), "regions": views, "secondaries": secondaries}
     before = load(f"{etc}/{MESH}")
+    # Region keys first, then the configuration naming them: a restart in between finds both.
+    for path, text in keys:
+        changed |= write(path, text, 0o600)
     write(f"{etc}/{MESH}", json.dumps(part, indent=1) + "\n", 0o644)
     changed |= write(f"{etc}/dns.toml", primary_config(etc, settings, part), 0o644)
     restart = listen_of(settings, before) != listen_of(settings, part)
+    if reload:
+        # The unit reads keys as credentials: a region's key is one more.
+        credentials = [("lct-update.key", KEY), ("lct-transfer.key", XFR_KEY)] + [(os.path.basename(p), p) for p, _ in keys]
+        dropin = "[Service]\n" + "".join(f"LoadCredential={name}:{path}\n" for name, path in credentials)
+        if write(DROPIN, dropin, 0o644):
+            subprocess.run(["systemctl", "daemon-reload"], check=True)
+            changed = restart = True
     state = "restarted" if changed and restart else "reloaded" if changed else "unchanged"
     if reload and changed:
         # Listen addresses change only on restart; zones and views on SIGHUP (a reload).
         subprocess.run(["systemctl", "restart" if restart else "reload", "lct-dns"], check=True)
     print(f"lct-dns on {settings['node']}: {len(views)} region views: {state}")
+
+
+def region_secondaries(etc, settings, nodes, mesh, viewed):
+    """The plan's secondaries in other regions, one `[[secondary]]` per region with a view:
+    its key (made from the transfer key's secret), notified and allowed at its members'
+    mesh addresses. Returns them and the key files to write."""
+    cluster = settings.get("cluster")
+    by_region = {}
+    for n in nodes:
+        net = network(n)
+        if cluster and n.get("cluster") == cluster and n.get("group") == "ns" and net in viewed and n["name"] in mesh:
+            by_region.setdefault(net, []).append(mesh[n["name"]])
+    if not by_region:
+        return [], []
+    base = key_secret(f"{etc}/lct-transfer.key")
+    secondaries, keys = [], []
+    for net, addresses in sorted(by_region.items()):
+        name = region_key_name(net)
+        keys.append((f"{etc}/{name}.key", key_text(name, region_secret(base, net))))
+        secondaries.append({"network": net, "key": f"{name}.key", "addresses": sorted(addresses)})
+    return secondaries, keys
+
+
+def key_secret(path):
+    """The secret of a key file lct wrote (`secret "...";`)."""
+    match = re.search(r'secret "([A-Za-z0-9+/=]+)";', read_text(path))
+    if match is None:
+        sys.exit(f"regions: {path}: no transfer key (configure the primary first)")
+    return match.group(1)
 
 
 def load(path):
