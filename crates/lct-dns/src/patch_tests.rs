@@ -238,3 +238,22 @@ fn changes_reaching_other_names_are_built_whole() {
     assert!(refused("n-1.c1.lct.internal.", RecordType::NS, "ns1.lct.internal."), "a new delegation");
     assert!(!refused("n-1.c1.lct.internal.", RecordType::A, "192.168.128.77"), "a plain address is patched");
 }
+
+/// A signed version (its NSEC chain and signatures span names) is never patched: a change
+/// to it is built and signed whole.
+#[test]
+fn signed_versions_are_built_whole() {
+    let modes = |_: &str| ZoneMode::Split;
+    let dir = lct_core::fsutil::temp_dir("lct-dns-patch").unwrap();
+    let key = crate::keyroll::load_or_create_csk(dir.path(), ZONE, crate::zonekeys::KeyAlgorithm::Ecdsa, 1_800_000_000)
+        .unwrap();
+    let dnssec = crate::sign::Dnssec::new(
+        std::collections::BTreeMap::from([(ZONE.to_string(), key)]),
+        crate::sign::Timers::default(),
+    );
+    let records = base();
+    let mut previous = Answers::new(&records, &modes).unwrap();
+    dnssec.sign_at(&mut previous, 1_800_000_000).unwrap();
+    let (next, change) = apply(&records, &Step::Add { name: 3, v6: false, public: false, host: 9 }, 2);
+    assert!(Answers::patched(&previous, &next, ZONE, &change, &modes).is_none());
+}
