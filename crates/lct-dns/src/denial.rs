@@ -92,7 +92,7 @@ impl Answers {
             let mut chain = Vec::new();
             let mut soa_sigs = Vec::new();
             for key in &names {
-                let Some(sets) = self.names.get_mut(key) else { continue };
+                let Some(sets) = self.names.get_mut(key).map(std::sync::Arc::make_mut) else { continue };
                 attach_sets(sets);
                 let owner = &key[1..];
                 if owner == apex.as_slice()

@@ -45,6 +45,7 @@ pub(crate) struct RrSet {
 
 /// A zone as one view serves it: its SOA for negative answers (type, class, TTL, length and
 /// data; the owner is a pointer into the question).
+#[derive(Clone)]
 pub(crate) struct Zone {
     pub(crate) soa: Vec<u8>,
     /// A secondary zone past its expire time: SERVFAIL for every name in it.
@@ -54,7 +55,7 @@ pub(crate) struct Zone {
 }
 
 /// What a signed zone answers negative queries with, in one view.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Denial {
     /// The SOA's signatures: type, class, TTL, length and data, the owner left for the
     /// answer to point at (as [`Zone::soa`]).
@@ -64,6 +65,7 @@ pub(crate) struct Denial {
 }
 
 /// An NSEC record and its signatures, owners written out, ready to copy.
+#[derive(Clone)]
 pub(crate) struct NsecEntry {
     pub(crate) owner: Vec<u8>,
     pub(crate) bytes: Vec<u8>,
@@ -74,10 +76,16 @@ pub(crate) struct NsecEntry {
 /// the lower-case wire name.
 #[derive(Default)]
 pub struct Answers {
-    pub(crate) names: Table<Vec<RrSet>>,
+    /// Each name's sets, shared between versions: a change makes a new version that holds
+    /// the previous version's unchanged names ([`crate::patch`]), so an update copies a
+    /// pointer per name, not its records.
+    pub(crate) names: Table<std::sync::Arc<Vec<RrSet>>>,
     pub(crate) zones: Table<Zone>,
     /// The zone cuts (delegations) in each view ([`crate::referral`]).
     pub(crate) cuts: Table<()>,
+    /// The names (keys) that are NS or SRV targets: their addresses are copied into other
+    /// names' additional sections, so a change to them is not patched ([`crate::patch`]).
+    pub(crate) targeted: Table<()>,
 }
 
 /// A set as [`Answers::dump`] lists it: key, type, count, bytes, extra count, extra bytes.

@@ -88,6 +88,7 @@ pub mod live;
 pub mod metrics;
 pub mod mode;
 pub mod notify;
+pub mod patch;
 pub mod reaper;
 #[cfg(test)]
 mod reference;

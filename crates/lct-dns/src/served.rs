@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::fast::Answers;
+use crate::journal::Change;
 use crate::settings::Settings;
 use crate::zone::DnsRecord;
 
@@ -25,6 +26,34 @@ pub struct Served {
 impl Served {
     pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
         let answers = Served::answers(&records, &settings)?;
+        Ok(Served {
+            records: Arc::new(records),
+            answers: Arc::new(answers),
+            settings,
+            settling: None,
+            zone_serials: Default::default(),
+        })
+    }
+
+    /// The version after `change` to `zone` (now `records`): `previous`'s tables patched
+    /// where the change allows it ([`crate::patch`]: the names it touches built again, the
+    /// rest shared), else built whole; signed zones are built (and signed) whole.
+    pub fn patched(
+        previous: &Answers,
+        records: Vec<DnsRecord>,
+        zone: &str,
+        change: &Change,
+        settings: Arc<Settings>,
+    ) -> anyhow::Result<Served> {
+        let modes = |z: &str| crate::mode::mode_of(&settings.modes, z);
+        let patched = match settings.dnssec.zones().is_empty() {
+            true => Answers::patched(previous, &records, zone, change, &modes),
+            false => None,
+        };
+        let answers = match patched {
+            Some(answers) => Served::with_expiry(answers?, &settings),
+            None => Served::answers(&records, &settings)?,
+        };
         Ok(Served {
             records: Arc::new(records),
             answers: Arc::new(answers),

@@ -270,7 +270,7 @@ impl Pass<'_> {
         }
         // NSEC records live as long as negative answers (RFC 9077): the SOA as they carry it.
         let nsec_ttl = zone.soa.get(4..8).map_or(0, |t| u32::from_be_bytes(t.try_into().expect("four bytes")));
-        let apex_sets = answers.names.get_mut(&apex_key).ok_or("no records at the apex")?;
+        let apex_sets = answers.names.get_mut(&apex_key).map(Arc::make_mut).ok_or("no records at the apex")?;
         let soa_ttl = apex_sets
             .iter()
             .find(|s| s.rtype == 6)
@@ -305,7 +305,7 @@ impl Pass<'_> {
         for (i, name) in names.iter().enumerate() {
             let owner = &name[1..];
             let next = &names[(i + 1) % names.len()][1..];
-            let sets = answers.names.get_mut(name).expect("in the chain, so in the tables");
+            let sets = answers.names.get_mut(name).map(Arc::make_mut).expect("in the chain, so in the tables");
             sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC));
             // At a delegation only the NSEC (and a DS) are this zone's to sign, and its NSEC
             // lists only the types the parent is authoritative for (RFC 4035 2.3): not the

@@ -294,7 +294,7 @@ fn versions_signed_one_from_another_equal_versions_signed_whole() {
 fn unsigned_dump(answers: &Answers) -> Vec<(Vec<u8>, u16, Vec<Vec<u8>>)> {
     let mut out = Vec::new();
     for (key, sets) in &answers.names {
-        for set in sets {
+        for set in sets.iter() {
             let mut records: Vec<Vec<u8>> = crate::denial::records(&set.bytes)
                 .map(|(ttl, data)| [&ttl.to_be_bytes()[..], &timeless(set.rtype, data)].concat())
                 .collect();

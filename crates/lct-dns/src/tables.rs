@@ -3,6 +3,8 @@
 //! between a name and its zone's apex, each zone's negative answer, and the addresses of NS
 //! and SRV targets for the additional section.
 
+use std::sync::Arc;
+
 use hickory_proto::rr::RData;
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder, NameEncoding};
 
@@ -203,7 +205,7 @@ impl<'m> Builder<'m> {
             // One look-up: the key is made for the table either way.
             match answers.names.entry(probe.clone()) {
                 std::collections::hash_map::Entry::Occupied(mut entry) => {
-                    let existing = entry.get_mut();
+                    let existing = Arc::make_mut(entry.get_mut());
                     for set in sets.drain(..) {
                         match existing.iter_mut().find(|s| s.rtype == set.rtype) {
                             Some(old) => {
@@ -217,7 +219,7 @@ impl<'m> Builder<'m> {
                     continue;
                 }
                 std::collections::hash_map::Entry::Vacant(entry) => {
-                    entry.insert(std::mem::take(sets));
+                    entry.insert(Arc::new(std::mem::take(sets)));
                 }
             }
             let Some((_, apex, _)) = zone.as_ref() else { continue };
@@ -234,9 +236,20 @@ impl<'m> Builder<'m> {
                 if answers.names.contains_key(probe.as_slice()) {
                     break;
                 }
-                answers.names.insert(probe.clone(), Vec::new());
+                answers.names.insert(probe.clone(), Arc::default());
             }
         }
+    }
+
+    /// The tables of only the records added, as they stand (no zone-wide pass: names
+    /// outside a served zone kept, no additional sections, cuts or signatures), and the
+    /// keys of the names with NS or SRV sets: what [`crate::patch`] merges into a version.
+    pub(crate) fn into_parts(mut self) -> (Answers, Vec<Vec<u8>>) {
+        self.flush();
+        let mut with_targets = std::mem::take(&mut self.with_targets);
+        with_targets.sort_unstable();
+        with_targets.dedup();
+        (self.answers, with_targets)
     }
 
     /// The tables, once every record is in.
@@ -277,52 +290,61 @@ impl<'m> Builder<'m> {
                 at += 1 + key[at] as usize;
             }
         });
-        // Addresses of NS and SRV targets we hold, in the same view.
-        let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
-        for key in &with_targets {
-            let Some(sets) = answers.names.get(key) else { continue }; // not in a served zone
-            for (i, set) in sets.iter().enumerate() {
-                if set.targets.is_empty() {
-                    continue;
-                }
-                let (mut count, mut bytes) = (0u16, Vec::new());
-                // Only addresses from the owner's zone (what resolvers accept as glue).
-                let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
-                let apex = &key[1 + offset..];
-                for target in set.targets.iter().filter(|t| is_within(t, apex)) {
-                    let Some(target_sets) = answers.names.get(&keyed(key[0] == 1, target)) else { continue };
-                    for t in target_sets.iter().filter(|t| t.rtype == 1 || t.rtype == 28) {
-                        // Each record of the set, its owner written out instead of the pointer.
-                        let mut at = 0;
-                        while at < t.bytes.len() {
-                            let rdlen = u16::from_be_bytes([t.bytes[at + 10], t.bytes[at + 11]]) as usize;
-                            bytes.extend_from_slice(target);
-                            bytes.extend_from_slice(&t.bytes[at + 2..at + 12 + rdlen]);
-                            at += 12 + rdlen;
-                            count += 1;
-                        }
-                    }
-                }
-                if count > 0 {
-                    extras.push((key.clone(), i, count, bytes));
-                }
-            }
-        }
-        for (key, i, count, bytes) in extras {
-            if let Some(set) = answers.names.get_mut(&key).and_then(|s| s.get_mut(i)) {
-                set.extra_count = count;
-                set.extra = bytes;
-            }
-        }
-        for key in &with_targets {
-            for set in answers.names.get_mut(key).into_iter().flatten() {
-                set.targets = Vec::new();
-            }
-        }
+        add_extras(&mut answers, &with_targets);
         answers.find_cuts();
         // A signed zone (a transfer from a signing primary): signatures beside their sets.
         answers.attach_dnssec();
         answers
+    }
+}
+
+/// The addresses of NS and SRV targets we hold, in the same view, into the additional
+/// sections of the sets of the names in `with_targets` (keys, sorted, each once); the
+/// targets are noted in [`Answers::targeted`] and dropped from the sets.
+pub(crate) fn add_extras(answers: &mut Answers, with_targets: &[Vec<u8>]) {
+    // Addresses of NS and SRV targets we hold, in the same view.
+    let mut extras: Vec<(Vec<u8>, usize, u16, Vec<u8>)> = Vec::new();
+    for key in with_targets {
+        let Some(sets) = answers.names.get(key) else { continue }; // not in a served zone
+        for (i, set) in sets.iter().enumerate() {
+            if set.targets.is_empty() {
+                continue;
+            }
+            let (mut count, mut bytes) = (0u16, Vec::new());
+            // Only addresses from the owner's zone (what resolvers accept as glue).
+            let Some((_, offset)) = answers.enclosing_zone(key) else { continue };
+            let apex = &key[1 + offset..];
+            for target in set.targets.iter().filter(|t| is_within(t, apex)) {
+                let Some(target_sets) = answers.names.get(&keyed(key[0] == 1, target)) else { continue };
+                for t in target_sets.iter().filter(|t| t.rtype == 1 || t.rtype == 28) {
+                    // Each record of the set, its owner written out instead of the pointer.
+                    let mut at = 0;
+                    while at < t.bytes.len() {
+                        let rdlen = u16::from_be_bytes([t.bytes[at + 10], t.bytes[at + 11]]) as usize;
+                        bytes.extend_from_slice(target);
+                        bytes.extend_from_slice(&t.bytes[at + 2..at + 12 + rdlen]);
+                        at += 12 + rdlen;
+                        count += 1;
+                    }
+                }
+            }
+            if count > 0 {
+                extras.push((key.clone(), i, count, bytes));
+            }
+        }
+    }
+    for (key, i, count, bytes) in extras {
+        if let Some(set) = answers.names.get_mut(&key).and_then(|s| Arc::make_mut(s).get_mut(i)) {
+            set.extra_count = count;
+            set.extra = bytes;
+        }
+    }
+    for key in with_targets {
+        for set in answers.names.get_mut(key).map(Arc::make_mut).into_iter().flatten() {
+            for target in std::mem::take(&mut set.targets) {
+                answers.targeted.insert(keyed(key[0] == 1, &target), ());
+            }
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
         }
     }
     let settings = served.settings.clone();
+    // The previous version's tables: the new version shares what the change leaves alone.
+    let previous = std::sync::Arc::clone(&served.answers);
     // The previous version is let go of here: the swap hands it to a thread of its own to
     // free ([`Live::swap_known`]), not to this update or an answering thread.
     drop(served);
@@ -67,7 +69,8 @@ pub(crate) async fn apply_update(request: &Message, live: &Live) -> ResponseCode
     // Built (and signed), then the change appended to the log and synced: a zone that
     // cannot be served is not kept; one not kept is not served.
     let built = tokio::task::spawn_blocking(move || {
-        let served = Served::build(changed, settings)?;
+        let served = Served::patched(&previous, changed, &kept.0, &kept.1, settings)?;
+        drop(previous);
         let size = append(&log, &kept.0, &kept.1)?;
         Ok::<_, anyhow::Error>((served, size))
     })
