@@ -386,6 +386,13 @@ fn a_regions_secondary_transfers_that_regions_view_with_its_own_key() {
     assert!(b_view.contains("100.64.0.1") && !b_view.contains("100.64.0.3"), "region b's view: {b_view}");
     let a_view = axfr("xfr-a");
     assert!(a_view.contains("100.64.0.3") && !a_view.contains("100.64.0.1"), "region a's view: {a_view}");
+    // Region b's key asking with the zone's name in another case, with its trailing dot, or
+    // by IXFR from serial 0: region b's view every time, never the primary's own.
+    let tsig_b = format!("hmac-sha256:xfr-b:{}", secret(&dir.join("xfr-b.key")));
+    for (name, kind) in [("LCT.Internal.", "AXFR"), ("lct.INTERNAL", "IXFR=0"), ("lct.internal.", "IXFR=1")] {
+        let view = dig(port, &["-y", &tsig_b, "+tcp", name, kind]);
+        assert!(view.contains("100.64.0.1") && !view.contains("100.64.0.3"), "{name} {kind}: {view}");
+    }
 
     // An lct-dns secondary with region b's key serves region b's view.
     let follow = format!(
