@@ -386,6 +386,13 @@ fn a_regions_secondary_transfers_that_regions_view_with_its_own_key() {
     assert!(b_view.contains("100.64.0.1") && !b_view.contains("100.64.0.3"), "region b's view: {b_view}");
     let a_view = axfr("xfr-a");
     assert!(a_view.contains("100.64.0.3") && !a_view.contains("100.64.0.1"), "region a's view: {a_view}");
+    // Region b's key asking with the zone's name in another case, with its trailing dot, or
+    // by IXFR from serial 0: region b's view every time, never the primary's own.
+    let tsig_b = format!("hmac-sha256:xfr-b:{}", secret(&dir.join("xfr-b.key")));
+    for (name, kind) in [("LCT.Internal.", "AXFR"), ("lct.INTERNAL", "IXFR=0"), ("lct.internal.", "IXFR=1")] {
+        let view = dig(port, &["-y", &tsig_b, "+tcp", name, kind]);
+        assert!(view.contains("100.64.0.1") && !view.contains("100.64.0.3"), "{name} {kind}: {view}");
+    }
 
     // An lct-dns secondary with region b's key serves region b's view.
     let follow = format!(
@@ -428,10 +435,10 @@ fn a_regions_secondary_transfers_that_regions_view_with_its_own_key() {
     }
 }
 
-#[test]
-fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
-    use lct_tests::fixtures::dns::secret;
-    let env = Env::new();
+/// A primary's configuration directory with dns-private's settings, its keys and its own
+/// zones, for three regions: dns-1 (the primary, a), dns-2 and dns-3 (b) are the plan's
+/// servers; region c has an app node only. The `regions` arguments and inventory returned.
+fn region_secondaries_setup(env: &Env) -> (std::path::PathBuf, Vec<String>, String) {
     let dir = env.state.path().join("etc");
     std::fs::create_dir_all(&dir).unwrap();
     let mut settings: serde_json::Value = serde_json::from_str(&primary_settings(&dir, "off")).unwrap();
@@ -440,8 +447,6 @@ fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
     for key in ["lct-update", "lct-transfer"] {
         env.run("lct-dns", &["keygen", key, "--out", dir.join(format!("{key}.key")).to_str().unwrap()]).ok();
     }
-    // dns-private's servers: dns-1 (the primary, a), dns-2 and dns-3 (b); region c has an
-    // app node only.
     let ns = |name: &str, region: &str, private: &str| {
         node_line("dns", name, region, private, "203.0.113.9").replace("\"group\":\"g\"", "\"group\":\"ns\"")
     };
@@ -461,6 +466,14 @@ fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
     let mut own = vec!["zone", "--domain", "lct.internal", "--parent-domain", "lct.internal"];
     own.extend(args.iter().map(String::as_str));
     std::fs::write(dir.join("zones.jsonl"), env.run_with_input("lct-dns", &own, &input).ok().stdout).unwrap();
+    (dir, args, input)
+}
+
+#[test]
+fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
+    use lct_tests::fixtures::dns::secret;
+    let env = Env::new();
+    let (dir, args, input) = region_secondaries_setup(&env);
     render_regions(&env, &dir, &args, &input).ok();
     let config = std::fs::read_to_string(dir.join("dns.toml")).unwrap();
     // One [[secondary]] for region b (both its servers), none for c (no server there).
@@ -481,4 +494,39 @@ fn the_plan_gives_each_region_with_a_secondary_a_key_of_its_own() {
     loaded.load_served(Some(&[])).unwrap();
     render_regions(&env, &dir, &args, &input).ok();
     assert_eq!(secret(&key), region_secret, "rendered again: the same key");
+}
+
+/// A region's key left readable by others (an operator's copy, an older writer) is narrowed
+/// to 0600 on the next render although its text is the same; a file planted at the temporary
+/// path (world-readable, or a link elsewhere) is never written through.
+#[test]
+fn a_region_key_is_0600_whatever_was_there_before() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (dir, args, input) = region_secondaries_setup(&env);
+    render_regions(&env, &dir, &args, &input).ok();
+    let key = dir.join("lct-transfer-local-b.key");
+    let mode = |path: &std::path::Path| std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777;
+    let text = std::fs::read_to_string(&key).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    assert_eq!(mode(&key), 0o600, "an unchanged key readable by others stays so");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), text);
+    // Gone, and a link at its temporary path to a file others read: the key is written to a
+    // new file of its own (0600), the link's target untouched.
+    std::fs::remove_file(&key).unwrap();
+    let decoy = dir.join("decoy");
+    std::fs::write(&decoy, "").unwrap();
+    std::fs::set_permissions(&decoy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::os::unix::fs::symlink(&decoy, dir.join("lct-transfer-local-b.key.lct-tmp")).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    assert_eq!((mode(&key), std::fs::read_to_string(&key).unwrap()), (0o600, text));
+    assert_eq!(std::fs::read_to_string(&decoy).unwrap(), "", "written through a link");
+    // A world-readable file left there by a crash: the same.
+    std::fs::remove_file(&key).unwrap();
+    let tmp = dir.join("lct-transfer-local-b.key.lct-tmp");
+    std::fs::write(&tmp, "").unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o666)).unwrap();
+    render_regions(&env, &dir, &args, &input).ok();
+    assert_eq!(mode(&key), 0o600);
 }

@@ -4,8 +4,11 @@
 //! each node, async) and lct-mesh's pushes (lct-fw from an unattended loop, [`run`]) share
 //! these pieces; lct-image's node pipes kill and keep stderr's end through them too.
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -169,9 +172,15 @@ pub struct Finished {
 /// may hold its pipes open, and is not waited for.
 const AFTER_EXIT: Duration = Duration::from_secs(1);
 
+/// How often a reader looks whether it is still wanted: a pipe held open by a process that
+/// left the group (`setsid`) is dropped that long after [`run`] returns, not kept forever.
+const READER_POLL: Duration = Duration::from_millis(50);
+
 /// Runs `command` (its arguments an argument vector: no shell) with no stdin, in a process
 /// group of its own, within `bounds`: killed with its group at the deadline
-/// ([`Outcome::TimedOut`]) or when a [`Keep::Head`] stream passes its limit.
+/// ([`Outcome::TimedOut`]) or when a [`Keep::Head`] stream passes its limit. When it ends,
+/// what it left running in its group is killed too; a process that left the group keeps
+/// its pipe only until [`run`] returns (its read end is closed then, its reader ended).
 pub fn run(mut command: Command, bounds: &Bounds) -> Finished {
     let piped = |keep: Keep| if keep == Keep::Nothing { Stdio::null() } else { Stdio::piped() };
     command.stdin(Stdio::null()).stdout(piped(bounds.stdout)).stderr(piped(bounds.stderr)).process_group(0);
@@ -184,20 +193,26 @@ pub fn run(mut command: Command, bounds: &Bounds) -> Finished {
     };
     let pgid = child.id();
     // Each stream read on a thread of its own: a full pipe would stop the program otherwise.
-    let stdout = child.stdout.take().map(|s| read_bounded(s, bounds.stdout, pgid));
-    let stderr = child.stderr.take().map(|s| read_bounded(s, bounds.stderr, pgid));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stdout = child.stdout.take().map(|s| read_bounded(s, bounds.stdout, pgid, Arc::clone(&stop)));
+    let stderr = child.stderr.take().map(|s| read_bounded(s, bounds.stderr, pgid, Arc::clone(&stop)));
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Ok(status),
-            Ok(None) if started.elapsed() >= bounds.deadline => {
+        match exited(pgid) {
+            Ok(true) => {
+                // Not reaped yet, so its group's id is still its own: what it left running
+                // there (a daemon holding its pipes) goes with it.
+                kill_group(pgid);
+                break Ok(child.wait());
+            }
+            Ok(false) if started.elapsed() >= bounds.deadline => {
                 kill_group(pgid);
                 let _ = child.wait();
                 break Err(Outcome::TimedOut);
             }
             // Short at first (most programs end at once), then at most every 20 ms.
-            Ok(None) => {
+            Ok(false) => {
                 std::thread::sleep(pause.min(bounds.deadline.saturating_sub(started.elapsed())));
                 pause = (pause * 2).min(Duration::from_millis(20));
             }
@@ -208,8 +223,19 @@ pub fn run(mut command: Command, bounds: &Bounds) -> Finished {
             }
         }
     };
+    // A reader still going then (a process outside the group holds the pipe) is stopped,
+    // and gives what it read until then.
+    let ended = Instant::now();
     let take = |read: Option<mpsc::Receiver<(Vec<u8>, bool)>>| {
-        read.and_then(|r| r.recv_timeout(AFTER_EXIT).ok()).unwrap_or_default()
+        read.and_then(|r| {
+            r.recv_timeout(AFTER_EXIT.saturating_sub(ended.elapsed()))
+                .or_else(|_| {
+                    stop.store(true, Ordering::Relaxed);
+                    r.recv()
+                })
+                .ok()
+        })
+        .unwrap_or_default()
     };
     let ((stdout, out_over), (stderr, err_over)) = (take(stdout), take(stderr));
     let limit = |keep: Keep| if let Keep::Head(limit) = keep { limit as u64 } else { 0 };
@@ -217,24 +243,57 @@ pub fn run(mut command: Command, bounds: &Bounds) -> Finished {
         Err(outcome) => outcome,
         Ok(_) if out_over => Outcome::OutputTooLarge { limit_bytes: limit(bounds.stdout) },
         Ok(_) if err_over => Outcome::OutputTooLarge { limit_bytes: limit(bounds.stderr) },
-        Ok(status) => Outcome::of(Ok(status)),
+        Ok(waited) => Outcome::of(waited),
     };
     Finished { outcome, stdout, stderr }
 }
 
+/// Whether the child `pid` has ended, without reaping it (`WNOWAIT`): until it is reaped
+/// its pid, and so its group's id, cannot be handed to another process.
+fn exited(pid: u32) -> std::io::Result<bool> {
+    let pid = libc::id_t::from(pid);
+    // SAFETY: waitid(2) writes only the siginfo_t given, zeroed first (si_pid stays 0 when
+    // nothing has ended, as WNOHANG documents).
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let done = unsafe { libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: filled in by waitid above (or still zeroed).
+    Ok(unsafe { info.si_pid() } != 0)
+}
+
+/// Whether `fd` has something to read (or its end) within [`READER_POLL`].
+fn readable(fd: RawFd) -> bool {
+    let mut poll = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: poll(2) on one pollfd we own, for a bounded time.
+    let ready = unsafe { libc::poll(&mut poll, 1, READER_POLL.as_millis() as libc::c_int) };
+    // An error other than a signal's interruption: the read says which.
+    ready > 0 || (ready < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+}
+
 /// Reads `stream` on a thread as `keep` says; what it kept, and whether it passed a
-/// [`Keep::Head`] limit (the group `pgid` is killed then), come on the channel.
+/// [`Keep::Head`] limit (the group `pgid` is killed then), come on the channel. The thread
+/// ends, closing the stream, at its end or once `stop` is set.
 fn read_bounded(
-    mut stream: impl std::io::Read + Send + 'static,
+    mut stream: impl std::io::Read + AsRawFd + Send + 'static,
     keep: Keep,
     pgid: u32,
+    stop: Arc<AtomicBool>,
 ) -> mpsc::Receiver<(Vec<u8>, bool)> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut chunk = [0u8; 8192];
         let mut head = Head::new(if let Keep::Head(limit) = keep { limit } else { 0 });
         let mut tail = Tail::new(if let Keep::Tail(keep) = keep { keep } else { 0 });
-        while let Ok(n) = stream.read(&mut chunk) {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if !readable(stream.as_raw_fd()) {
+                continue;
+            }
+            let Ok(n) = stream.read(&mut chunk) else { break };
             if n == 0 {
                 break;
             }
@@ -285,6 +344,48 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
         assert!(state.is_empty() || state.contains(") Z "), "the group's child still runs: {state}");
+    }
+
+    /// A program that ends leaving a daemon in its group holding its stderr: the daemon is
+    /// killed with the group when the program ends (it would outlive every push otherwise).
+    #[test]
+    fn what_a_program_leaves_in_its_group_goes_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("child-pid");
+        let prog = script(dir.path(), "leaves", &format!("sleep 600 & echo $! > {}; exit 0", marker.display()));
+        let started = Instant::now();
+        let ran = run(prog, &bounds(Duration::from_secs(60), Keep::Nothing, Keep::Tail(100)));
+        assert_eq!(ran.outcome, Outcome::Exited { code: 0 });
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        let child: libc::pid_t = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let state = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        assert!(state.is_empty() || state.contains(") Z "), "left running: {state}");
+    }
+
+    /// A process that left the group (`setsid`) keeps the program's stdout open: `run` returns
+    /// all the same, and its read end is closed then (the reader does not stay blocked on it
+    /// for ever: the process's next write fails).
+    #[test]
+    fn a_pipe_held_outside_the_group_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let survived = dir.path().join("survived");
+        let ready = dir.path().join("ready");
+        // The program waits until the other process has left its group (killed with it else).
+        let body = format!(
+            "setsid sh -c 'echo $$ > {ready}; sleep 3; echo late && touch {survived}' & \
+             while [ ! -s {ready} ]; do sleep 0.01; done; echo early",
+            ready = ready.display(),
+            survived = survived.display()
+        );
+        let prog = script(dir.path(), "escapes", &body);
+        let started = Instant::now();
+        let ran = run(prog, &bounds(Duration::from_secs(60), Keep::Head(1000), Keep::Nothing));
+        assert_eq!(ran.outcome, Outcome::Exited { code: 0 });
+        assert_eq!(ran.stdout, b"early\n");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        std::thread::sleep(Duration::from_secs(5));
+        assert!(!survived.exists(), "the escaped process still wrote to a pipe somebody read");
     }
 
     /// A program that says far more than is kept: stderr's end is kept (its last line is the

@@ -44,6 +44,7 @@ import json
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -448,17 +449,32 @@ def read_text(path):
 
 
 def write(path, text, mode):
+    """Writes `text` to `path` atomically, the file left with exactly `mode` whatever was
+    there: a key found unchanged but readable by others is narrowed, and a file left at the
+    temporary path (another mode, or a link elsewhere) is never written through. True when
+    the text changed."""
     try:
-        with open(path) as f:
+        # Not through a link: a link in its place is replaced below, never read or chmodded.
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW)) as f:
             if f.read() == text:
+                if stat.S_IMODE(os.fstat(f.fileno()).st_mode) != mode:
+                    os.fchmod(f.fileno(), mode)
                 return False
-    except FileNotFoundError:
+    except OSError:
         pass
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f"{path}.lct-tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    # A file of our own, made here (O_EXCL): its mode is the one given (fchmod: not the umask's).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, mode)
         f.write(text)
+        f.flush()
+        os.fsync(fd)
     os.replace(tmp, path)
     return True
 
