@@ -32,6 +32,11 @@ pub struct PushReport {
     pub blocks: Vec<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// How long this node's apply took, in milliseconds, as this controller saw it (a
+    /// namespace node: the write of its file here; a remote one: the whole exec). Absent:
+    /// not contacted (skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_ms: Option<u64>,
 }
 
 impl Record for PushReport {
@@ -191,12 +196,15 @@ pub async fn push(
         if let (Some(Access::Netns { netns }), "/etc/hosts") = (&node.access, file) {
             let path = netns_hosts_file(netns);
             here.push(tokio::task::spawn_blocking(move || {
-                let (status, error) = match apply_here(&path, &blocks, &input) {
+                let started = std::time::Instant::now();
+                let applied = apply_here(&path, &blocks, &input);
+                let apply_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+                let (status, error) = match applied {
                     Ok(true) => (PushStatus::Changed, None),
                     Ok(false) => (PushStatus::Unchanged, None),
                     Err(e) => (PushStatus::Failed, Some(e)),
                 };
-                PushReport { node: node.name, cluster: node.cluster, status, blocks, error }
+                PushReport { node: node.name, cluster: node.cluster, status, blocks, error, apply_ms }
             }));
             continue;
         }
@@ -225,7 +233,8 @@ pub async fn push(
                 let why = r.stderr.trim().lines().last().unwrap_or_default().to_string();
                 (PushStatus::Failed, Some(format!("{}: {why}", r.outcome.describe())))
             };
-            PushReport { node: r.node, cluster: r.cluster, status, blocks, error }
+            let apply_ms = Some(r.duration_ms);
+            PushReport { node: r.node, cluster: r.cluster, status, blocks, error, apply_ms }
         })
         .collect();
     for job in here {
@@ -239,6 +248,7 @@ pub async fn push(
         cluster: n.cluster,
         status: PushStatus::Skipped,
         blocks: Vec::new(),
+        apply_ms: None,
     }));
     reports.sort_by(|a, b| (&a.cluster, &a.node).cmp(&(&b.cluster, &b.node)));
     reports

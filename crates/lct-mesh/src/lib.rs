@@ -6,6 +6,7 @@
 //! * [`plan`]: addresses, leaders, and each node's peers and routes, before anything is touched.
 //! * [`node`]: the node's side: its key, its interface (kernel or wireguard-go), `wg syncconf`,
 //!   its address and routes.
+//! * `netif`: an interface's state and IPv4 addresses through getifaddrs (no `ip` process).
 //! * [`uapi`]: wireguard-go's control socket, spoken directly (no `wg` process).
 //! * [`forward`]: a leader's forwarding, confined to mesh traffic (its own nft table).
 //! * [`remote`]: the controller's side: sync (only the nodes whose configuration changed),
@@ -25,6 +26,7 @@ pub mod forward;
 pub mod graph;
 pub mod inplace;
 pub mod model;
+mod netif;
 pub mod node;
 pub mod plan;
 pub mod remote;

@@ -76,10 +76,8 @@ fn remove_if_there(path: &std::path::Path) -> Result<(), MeshError> {
 /// brought up now.
 pub fn ensure_interface(interface: &str) -> Result<bool, MeshError> {
     check_interface(interface)?;
-    if let Ok(link) = run("ip", &["-o", "link", "show", "dev", interface], None) {
-        // `3: lm0: <POINTOPOINT,NOARP,UP,LOWER_UP> mtu ...`: its flags.
-        let flags = link.split_once('<').and_then(|(_, rest)| rest.split_once('>')).map_or("", |(f, _)| f);
-        if flags.split(',').any(|f| f == "UP") {
+    if let Some(link) = crate::netif::interface(interface)? {
+        if link.up {
             return Ok(false);
         }
     } else if run("ip", &["link", "add", "dev", interface, "type", "wireguard"], None).is_err() {
@@ -172,8 +170,8 @@ pub fn apply(config: &MeshConfig) -> Result<MeshApplied, MeshError> {
     changed |= ensure_interface(iface)?;
     changed |= sync_peers(iface, config)?;
     let cidr = format!("{}/32", config.address);
-    let addrs = run("ip", &["-4", "-o", "addr", "show", "dev", iface], None)?;
-    if !addrs.contains(&format!("inet {cidr} ")) {
+    let has = crate::netif::interface(iface)?.is_some_and(|i| i.ipv4.contains(&(config.address, 32)));
+    if !has {
         run("ip", &["addr", "flush", "dev", iface], None)?;
         run("ip", &["addr", "add", &cidr, "dev", iface], None)?;
         changed = true;

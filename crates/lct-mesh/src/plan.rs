@@ -162,6 +162,14 @@ pub struct Plan {
     pub leaders: BTreeMap<String, Name>,
 }
 
+/// Whether a node's configuration in `plan` has `key` as a peer's key. Planned with a stand-in
+/// key for the nodes that have none yet: when no one names it, their real keys are not needed
+/// before the others' applies (a member joining a region that has a leader), and are made in
+/// their own apply, in the same round.
+pub fn names_key(plan: &Plan, key: &str) -> bool {
+    plan.configs.iter().any(|(_, config)| config.peers.iter().any(|p| p.public_key == key))
+}
+
 /// The configuration of every node in `members` (running nodes whose keys are known, the
 /// keys recorded in `state`). Leaders: the recorded one while it is a member, else the first
 /// by name that has a public address. A region with no node able to lead is an error.
@@ -286,6 +294,25 @@ mod tests {
             m.public_key = Some(data_encoding::BASE64.encode(&[i as u8; 32]));
         }
         a.state
+    }
+
+    #[test]
+    fn a_new_member_is_named_by_no_one_a_new_leader_or_full_peer_is() {
+        let stand_in = data_encoding::BASE64.encode(&[0xEE; 32]);
+        let with_new = |topology: Topology, nodes: &[Node], new: &str| {
+            let mut s = keyed(nodes);
+            s.topology = topology;
+            s.members.get_mut(&new.parse::<Name>().unwrap()).unwrap().public_key = Some(stand_in.clone());
+            plan(&mut s, nodes).unwrap()
+        };
+        let nodes = vec![node("a-1", "a", 1, true), node("b-1", "b", 2, true), node("a-2", "a", 3, true)];
+        // a-2 joins region a, led by a-1: its peers and a-1's routes name its address, no one its key.
+        assert!(!names_key(&with_new(Topology::Leader, &nodes, "a-2"), &stand_in));
+        // A region's first node leads it: the other leaders peer with it, by its key.
+        let c = vec![node("a-1", "a", 1, true), node("b-1", "b", 2, true), node("c-1", "c", 3, true)];
+        assert!(names_key(&with_new(Topology::Leader, &c, "c-1"), &stand_in));
+        // Full: every node is every other's peer.
+        assert!(names_key(&with_new(Topology::Full, &nodes, "a-2"), &stand_in));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use lct_inventory::exec::{ExecOptions, ExecResult, exec_each};
 use crate::MeshError;
 use crate::inplace::{Work, run_each};
 use crate::model::{MeshApplied, MeshConfig, MeshNode, MeshPeer, SyncStatus, Topology};
-use crate::plan::{assign, interface_for, plan};
+use crate::plan::{assign, interface_for, names_key, plan};
 use crate::state::{DEFAULT_PORT, DEFAULT_PREFIX, LOCK, MeshState, config_digest};
 
 /// How to reach the nodes, and the mesh's settings when it is made.
@@ -115,15 +115,26 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     for m in trial.members.values_mut() {
         m.public_key.get_or_insert_with(|| placeholder.clone());
     }
-    plan(&mut trial, &assigned.running)?;
+    let trial_plan = plan(&mut trial, &assigned.running)?;
 
     let exec = options.exec();
     // Keys are asked of new nodes only (none recorded): every apply reports the node's key
     // too, so a changed one (a node made again under its name) is seen in the apply round.
-    let jobs = assigned
+    // And only when another node's configuration names a new node's key (it leads, or the
+    // topology is full): else the key is made by the new node's own apply, in the same round
+    // as everyone else's, which saves a whole round on a join's way (a member joining).
+    let new_nodes: BTreeSet<Name> = assigned
         .running
         .iter()
         .filter(|n| state.members[&n.name].public_key.is_none())
+        .map(|n| n.name.clone())
+        .collect();
+    let mut deferred: BTreeSet<Name> =
+        if names_key(&trial_plan, &placeholder) { BTreeSet::new() } else { new_nodes.clone() };
+    let jobs = assigned
+        .running
+        .iter()
+        .filter(|n| new_nodes.contains(&n.name) && !deferred.contains(&n.name))
         .map(|n| (n.clone(), Work::Key { interface: interface_for(n) }))
         .collect();
     let mut failed: BTreeMap<Name, String> = BTreeMap::new();
@@ -147,7 +158,17 @@ pub async fn sync(nodes: &[Node], options: &Options) -> Result<Vec<MeshNode>, Me
     let mut reports: BTreeMap<Name, MeshNode> = BTreeMap::new();
     for round in 0..2 {
         let members: Vec<Node> = assigned.running.iter().filter(|n| !failed.contains_key(&n.name)).cloned().collect();
-        let planned = plan(&mut state, &members)?;
+        // A deferred node's key is not needed by anyone's configuration (checked above): a
+        // stand-in lets the plan be made, and is never recorded.
+        deferred.retain(|n| state.members[n].public_key.is_none());
+        for name in &deferred {
+            state.members.get_mut(name).expect("running nodes are members").public_key = Some(placeholder.clone());
+        }
+        let planned = plan(&mut state, &members);
+        for name in &deferred {
+            state.members.get_mut(name).expect("running nodes are members").public_key = None;
+        }
+        let planned = planned?;
         reports.clear();
         let mut jobs = Vec::new();
         let mut digests = BTreeMap::new();
