@@ -4,12 +4,13 @@
 //! not enabled: a plan that runs a DNS server enables it), lct-fw-boot's (enabled: the
 //! firewall lct-fw last applied comes back before the network at every boot) and
 //! lct-fw-watch's (enabled and started: it undoes tampering with lct's firewall table). A node that already has the same
-//! file gets nothing. Namespace nodes share this machine's programs and are skipped.
+//! file (by its SHA-256 there) is not sent it ([`check_script`]: a node made from a baked
+//! image gets nothing). Namespace nodes share this machine's programs and are skipped.
 //! What the programs need from the node's distribution (`conntrack`, with which lct-fw ends
 //! the connections of peers that lost access; `wg`, through which lct-mesh drives WireGuard;
 //! wireguard-go where the kernel has no WireGuard, as in the local cloud's machines) is
 //! installed with apt when it is missing; on the local cloud the lab's mirror gets those
-//! packages first ([`provide_needs`]).
+//! packages first, and only then ([`provide_needs`]).
 
 use std::path::Path;
 
@@ -171,10 +172,9 @@ pub async fn provide_needs(nodes: &[Node]) -> Result<(), lct_api::ProviderError>
     Ok(())
 }
 
-/// The shell run on a node for what the programs need: nothing when every command is there,
-/// else apt installs the missing packages (with a fresh index when the first try fails: a
-/// new machine's lists may be empty or old).
-pub fn needs_script() -> String {
+/// Shell that leaves in `$missing` the packages of [`NODE_NEEDS`] whose command the node
+/// lacks (space-separated, each after a space).
+fn needs_checks() -> String {
     let checks: Vec<String> = NODE_NEEDS
         .iter()
         .map(|Need { command, package, unless }| {
@@ -185,28 +185,99 @@ pub fn needs_script() -> String {
             }
         })
         .collect();
+    format!("missing=; {}", checks.join(" "))
+}
+
+/// The shell run on a node for what the programs need: nothing when every command is there,
+/// else apt installs the missing packages (with a fresh index when the first try fails: a
+/// new machine's lists may be empty or old).
+pub fn needs_script() -> String {
     format!(
-        "missing=; {checks} [ -z \"$missing\" ] && {{ echo present; exit 0; }}; \
+        "{checks} [ -z \"$missing\" ] && {{ echo present; exit 0; }}; \
          export DEBIAN_FRONTEND=noninteractive; \
          apt-get install -y -qq --no-install-recommends $missing >/dev/null 2>&1 || \
          {{ apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null; }} || \
          {{ echo \"could not install$missing with apt\" >&2; exit 1; }}; echo \"installed$missing\"",
-        checks = checks.join(" ")
+        checks = needs_checks()
     )
 }
 
-/// Installs `programs` and what they need on every SSH node of `nodes`; one result per node
-/// and program, and one per node for the needs.
-pub async fn install(nodes: &[Node], programs: &[Program], options: &ExecOptions) -> Vec<ExecResult> {
-    let mut jobs = Vec::new();
-    for node in nodes.iter().filter(|n| matches!(n.access, Some(Access::Ssh { .. }))) {
-        for p in programs {
-            let argv = vec!["sh".to_string(), "-c".to_string(), p.script()];
-            jobs.push((node.clone(), argv, p.bytes.clone()));
-        }
-        jobs.push((node.clone(), vec!["sh".to_string(), "-c".to_string(), needs_script()], Vec::new()));
+/// Run first on a node, in one session with nothing on its standard input: for each
+/// program, whether the file there has the controller's SHA-256 (the digest of what is
+/// there, never its name or version). One that has it is not sent again and its activation
+/// runs here (`changed=0`: a unit enabled, a watcher started), as [`Program::script`] would
+/// have run it; the others are printed as `differs NAME` and sent next. A node made from a
+/// baked image has them all: one session, no program bytes carried. Last, what the
+/// programs need and the node lacks ([`NODE_NEEDS`]), as `needs PACKAGE...`: apt runs only
+/// then, and the lab's mirror is filled only then.
+pub fn check_script(programs: &[Program]) -> String {
+    let mut script = String::from("set -e; ");
+    for p in programs {
+        let target = format!("{}/{}", p.dir, p.name);
+        script.push_str(&format!(
+            "if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then \
+             changed=0; {activate}; echo unchanged {name}; else echo differs {name}; fi; ",
+            target = shell_quote(&target),
+            hash = p.sha256,
+            activate = p.activate.unwrap_or(":"),
+            name = shell_quote(&p.name),
+        ));
     }
-    exec_each(jobs, options, None).await
+    script.push_str(&needs_checks());
+    script.push_str(" [ -z \"$missing\" ] || echo \"needs$missing\"; echo checked");
+    script
+}
+
+/// The programs a node's check ([`check_script`]) said differ.
+fn differing<'a>(stdout: &str, programs: &'a [Program]) -> Vec<&'a Program> {
+    let said: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("differs ")).collect();
+    programs.iter().filter(|p| said.contains(&shell_quote(&p.name).as_str())).collect()
+}
+
+/// Installs `programs` and what they need on every SSH node of `nodes`. Each node first
+/// checks, in one session, which programs it has already and which needs it lacks
+/// ([`check_script`]); then only the programs that differ are sent, each checked by its
+/// SHA-256 on the node before it replaces the old one ([`Program::script`]), and apt runs
+/// only on a node that lacks a need (the lab's mirror filled first, [`provide_needs`]).
+/// Results: one per node for the check, one per program sent, one per node that lacked a
+/// need (not started, naming why, when the mirror could not be filled).
+pub async fn install(nodes: &[Node], programs: &[Program], options: &ExecOptions) -> Vec<ExecResult> {
+    let ssh: Vec<&Node> = nodes.iter().filter(|n| matches!(n.access, Some(Access::Ssh { .. }))).collect();
+    let sh = |script: String| vec!["sh".to_string(), "-c".to_string(), script];
+    let checks = ssh.iter().map(|n| ((*n).clone(), sh(check_script(programs)), Vec::new())).collect();
+    let checked = exec_each(checks, options, None).await;
+    let mut sends = Vec::new();
+    let mut needy: Vec<Node> = Vec::new();
+    for r in checked.iter().filter(|r| r.outcome.success()) {
+        let node = ssh.iter().find(|n| n.name == r.node).expect("a result is of a node asked");
+        // A check that did not end with its last line was cut short: everything is sent.
+        let complete = r.stdout.lines().last() == Some("checked");
+        let differ = if complete { differing(&r.stdout, programs) } else { programs.iter().collect() };
+        for p in differ {
+            sends.push(((*node).clone(), sh(p.script()), p.bytes.clone()));
+        }
+        if !complete || r.stdout.lines().any(|l| l.starts_with("needs ")) {
+            needy.push((*node).clone());
+        }
+    }
+    let mut results = checked;
+    if !needy.is_empty() {
+        match provide_needs(&needy).await {
+            Ok(()) => sends.extend(needy.into_iter().map(|n| (n, sh(needs_script()), Vec::new()))),
+            Err(e) => results.extend(needy.into_iter().map(|n| ExecResult {
+                node: n.name.clone(),
+                cluster: n.cluster.clone(),
+                outcome: crate::exec::Outcome::NotStarted {
+                    reason: format!("the lab's mirror, for what lct's programs need: {e}"),
+                },
+                stdout: String::new(),
+                stderr: format!("the lab's mirror, for what lct's programs need: {e}"),
+                duration_ms: 0,
+            })),
+        }
+    }
+    results.extend(exec_each(sends, options, None).await);
+    results
 }
 
 #[cfg(test)]
@@ -281,6 +352,69 @@ mod tests {
         assert!(!run(b"binarx").0);
         assert_eq!(std::fs::read(dir.path().join("lct-fw")).unwrap(), b"old");
         assert!(!dir.path().join(".lct-fw.lct-new").exists());
+    }
+
+    /// The check sends nothing a node has (by digest, not by name), runs the activation of
+    /// what it has, and names what differs or is missing.
+    #[test]
+    fn the_check_names_only_the_programs_whose_digest_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().to_str().unwrap();
+        let mut same = Program::new("lct-hosts", b"same".to_vec());
+        same.activate = Some("touch \"$ACTIVATED/hosts.$changed\"");
+        let other = Program::new("lct-fw", b"new build".to_vec());
+        let absent = Program::new("lct-dns", b"dns".to_vec());
+        std::fs::write(dir.path().join("lct-hosts"), b"same").unwrap();
+        // Same name, same size, other bytes: sent again.
+        std::fs::write(dir.path().join("lct-fw"), b"old build").unwrap();
+        let programs = [same, other, absent];
+        let script = check_script(&programs).replace(REMOTE_DIR, at);
+        let out = std::process::Command::new("sh").args(["-c", &script]).env("ACTIVATED", at).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // What this host lacks of the needs is the next test's matter.
+        let stdout: String = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("needs "))
+            .map(|l| l.to_string() + "\n")
+            .collect();
+        assert_eq!(stdout, "unchanged lct-hosts\ndiffers lct-fw\ndiffers lct-dns\nchecked\n");
+        let names: Vec<&str> = differing(&stdout, &programs).iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["lct-fw", "lct-dns"]);
+        assert!(dir.path().join("hosts.0").exists(), "the activation of a program in place ran, changed=0");
+        // A failing activation fails the check (as it fails a program's install).
+        let mut failing = Program::new("lct-hosts", b"same".to_vec());
+        failing.activate = Some("false");
+        let script = check_script(&[failing]).replace(REMOTE_DIR, at);
+        assert!(!std::process::Command::new("sh").args(["-c", &script]).status().unwrap().success());
+    }
+
+    /// The check names the needs a node lacks (so apt and the mirror are asked only then),
+    /// and nothing when it has them.
+    #[test]
+    fn the_check_names_the_needs_a_node_lacks() {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = tempfile::tempdir().unwrap();
+        let stub = |name: &str, body: &str| {
+            let path = bin.path().join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        stub("modprobe", "exit 1");
+        stub("conntrack", "exit 0");
+        let check = |path: &str| {
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", &check_script(&[])])
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let path = bin.path().display().to_string();
+        assert_eq!(check(&path), "needs wireguard-tools wireguard-go\nchecked\n");
+        stub("wg", "exit 0");
+        stub("wireguard-go", "exit 0");
+        assert_eq!(check(&path), "checked\n");
     }
 
     #[test]

@@ -200,9 +200,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .context(
                 "lct's node-side programs must be beside lct-inventory (scripts/install puts them there)",
             )?;
-            lct_inventory::install::provide_needs(&ssh)
-                .await
-                .context("the lab's mirror: the node-side programs' needs")?;
             let options = ExecOptions { parallel, timeout: Some(Duration::from_secs(300)), ..Default::default() };
             install_printed(lct_inventory::install::install(&ssh, &programs, &options).await, format)
         }

@@ -72,7 +72,6 @@ pub(crate) async fn run_action(
         Action::Install => {
             let nodes = own().await?;
             let programs = lct_inventory::install::Program::beside(&tools.bin_dir)?;
-            lct_inventory::install::provide_needs(&nodes).await?;
             for r in lct_inventory::install::install(&nodes, &programs, &options).await {
                 if !r.outcome.success() {
                     bail!("node {}: {}: {}", r.node, r.outcome.describe(), r.stderr.trim());

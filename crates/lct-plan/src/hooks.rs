@@ -22,11 +22,16 @@ pub async fn fire(ctx: &Context, event: Event, change: &Change) -> anyhow::Resul
     for (i, hook) in plan.hooks.get(&event).into_iter().flatten().enumerate() {
         let label = hook_label(hook, i);
         bar.set_message(format!("cluster {name}, {event}: {label}"));
+        let hook_started = std::time::Instant::now();
         let result = match ctx.check_held(&format!("{event}'s hook {label}")) {
             Ok(()) => run_hook(ctx, event, hook, &label, change).await,
             Err(e) => Err(e),
         };
-        ran.push(HookRun { hook: label.clone(), ok: result.is_ok() });
+        ran.push(HookRun {
+            hook: label.clone(),
+            ok: result.is_ok(),
+            took_ms: hook_started.elapsed().as_millis() as u64,
+        });
         if let Err(e) = result {
             outcome = Err(e.context(format!("cluster {name}, event {event}, hook {label}")));
             break;

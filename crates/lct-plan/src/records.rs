@@ -37,12 +37,15 @@ impl Record for PlanEvent {
     const VERSION: u32 = 1;
 }
 
-/// One hook of an event: its name in logs (`action hosts`, `script configure.py`) and
-/// whether it succeeded.
+/// One hook of an event: its name in logs (`action hosts`, `script configure.py`),
+/// whether it succeeded and how long it took (where an event's time goes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HookRun {
     pub hook: String,
     pub ok: bool,
+    /// Wall time of the hook (0 in events logged before it was recorded).
+    #[serde(default)]
+    pub took_ms: u64,
 }
 
 /// The secret parameters of a cluster, by name: the first line of a hook's standard input
