@@ -23,6 +23,12 @@ rm -rf /var/lib/cloud/instances /var/lib/cloud/instance /var/lib/cloud/data /var
 # native_boot): its files go, so nodes from this image run cloud-init where user-data asks.
 rm -rf /etc/systemd/system/lct-cloud-init.service.d/lct-native.conf /usr/local/lib/lct/native-boot \
   /etc/systemd/system-generators/cloud-init-generator
+# lct's masks of systemd generators that do nothing in a container (lct_api's generators):
+# links to /dev/null only (a plan's own file of that name stays); every node gets them again.
+for g in cryptsetup debug gpt-auto hibernate-resume integritysetup run system-update veritysetup; do
+  f=/etc/systemd/system-generators/systemd-$g-generator
+  if [ "$(readlink "$f")" = /dev/null ]; then rm -f "$f"; fi
+done
 # apt: package lists and downloaded packages (a node from the image installs nothing; lists
 # from the bake's mirror would be stale).
 apt-get clean >/dev/null 2>&1
@@ -103,6 +109,12 @@ mod tests {
         ] {
             assert!(GENERALIZE.contains(must), "{must}");
         }
+        // Every generator mask lct writes into a machine is removed.
+        for name in lct_api::local::CONTAINER_GENERATOR_MASKS {
+            let short = name.trim_start_matches("systemd-").trim_end_matches("-generator");
+            assert!(GENERALIZE.contains(&format!(" {short} ")) || GENERALIZE.contains(&format!(" {short};")), "{name}");
+        }
+        assert!(GENERALIZE.contains(&format!("/{}/systemd-$g-generator", lct_api::local::GENERATORS_DIR)));
         // No positional parameter or expansion of anything a plan or node gave.
         assert!(!GENERALIZE.contains("$1") && !GENERALIZE.contains("$@") && !GENERALIZE.contains("$LCT"));
     }

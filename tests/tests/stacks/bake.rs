@@ -261,6 +261,19 @@ fn create_bake_bakes_a_missing_image_then_makes_the_nodes_from_it() {
     let on =
         env.ssh("pl-1", "hostname; command -v lct-fw; grep -c 'native first boot' /run/cloud-init/result.json").ok();
     assert_eq!(on.stdout, "pl-1\n/usr/local/bin/lct-fw\n1\n", "{}", on.stderr);
+    // Generators that do nothing in a container are masked on the node, in its own layer;
+    // the image has none of those masks (the bake node had them: GENERALIZE removed them).
+    let dir = lct_api::local::GENERATORS_DIR;
+    let masks =
+        env.ssh("pl-1", &format!("cd /{dir} && readlink systemd-gpt-auto-generator systemd-debug-generator; ls")).ok();
+    assert!(masks.stdout.starts_with("/dev/null\n/dev/null\n"), "{}", masks.stdout);
+    let lower = std::fs::read_to_string(env.state.path().join("local/machines/pl-1/lower")).unwrap();
+    let in_image = Path::new(lower.trim()).join(dir);
+    assert!(Path::new(lower.trim()).join("etc/systemd").is_dir(), "the image's root is not at {lower}");
+    for name in lct_api::local::CONTAINER_GENERATOR_MASKS {
+        assert!(masks.stdout.lines().any(|l| l == name), "{name} not masked on the node: {}", masks.stdout);
+        assert!(std::fs::symlink_metadata(in_image.join(name)).is_err(), "the image keeps lct's mask of {name}");
+    }
     eprintln!("create --bake of a plain plan: {:.1} s", started.elapsed().as_secs_f64());
 }
 

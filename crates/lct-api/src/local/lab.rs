@@ -103,7 +103,7 @@ impl Lab {
         self.mark(&outside)?;
         for ns in [&lab, &outside] {
             if !net::netns_exists(ns) {
-                net::ip(&["netns", "add", ns])?;
+                net::add_netns(ns)?;
             }
         }
         let lab_links = net::links_in(&lab)?;
@@ -150,7 +150,7 @@ impl Lab {
         write_netns_etc(&ns, node)?;
         let fresh = !net::netns_exists(&ns);
         if fresh {
-            net::ip(&["netns", "add", &ns])?;
+            net::add_netns(&ns)?;
         }
         // Keep IPv6 quiet: no router solicitations or autoconfigured addresses.
         net::net_sysctl_in(&ns, "ipv6/conf/default/accept_ra", "0")?;

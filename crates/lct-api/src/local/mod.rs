@@ -28,19 +28,21 @@
 //!
 //! The rooms: `state` (the state file and the lab's lock), `lab` (namespaces, bridges,
 //! veths, addresses on links), `region` (region names, their bridges), `address` (allocation), `volumes` (loop devices),
-//! `nodes` (create, power, wait for SSH), `repair` (finishing what a dead run left,
+//! `nodes` (create, power, wait for SSH), `boot_window` (how many machines boot at once), `repair` (finishing what a dead run left,
 //! `lab down`), `machine` and `images` (machine nodes, their base root and mirror),
-//! `golden` (machines from lct images), `native_boot` (their first boot without cloud-init), `confined` (writing into an image's tree safely),
+//! `golden` (machines from lct images), `native_boot` (their first boot without cloud-init), `generators` (systemd's generators masked in a container), `confined` (writing into an image's tree safely),
 //! `capture` (a stopped machine's root as a disk, for bake),
 //! `reboot` (a machine's supervisor), `cgroups` (a machine's own cgroups), `net` (iproute2 and util-linux), and `cloud`:
 //! the [`Provider`](crate::Provider) impl, whose every operation runs on tokio's blocking
 //! threads (the lock, `ip`, `losetup` and systemd-nspawn block).
 
 mod address;
+mod boot_window;
 mod capture;
 mod cgroups;
 mod cloud;
 mod confined;
+mod generators;
 mod golden;
 mod images;
 mod lab;
@@ -53,6 +55,8 @@ mod region;
 mod repair;
 mod state;
 mod volumes;
+
+pub use generators::{CONTAINER_GENERATOR_MASKS, GENERATORS_DIR};
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};

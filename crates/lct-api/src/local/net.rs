@@ -1,5 +1,6 @@
 //! Thin wrappers over iproute2 and util-linux, the tools that own namespaces, links and loop
-//! devices: one process per call, or per namespace with `ip -batch`; every step is written
+//! devices: one process per call, or per namespace with `ip -batch`, and what is cheaper
+//! done in process (a namespace made, its links listed); every step is written
 //! so that running it again is harmless (`replace` rather than `add`, existence checks
 //! before `add`).
 
@@ -118,18 +119,102 @@ fn failed_line<'a>(stderr: &str, commands: &'a [String]) -> Option<&'a str> {
     commands.get(n.checked_sub(1)?).map(String::as_str)
 }
 
-/// Link names from `ip -o link show`.
-fn link_names(listing: &str) -> std::collections::BTreeSet<String> {
-    listing
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|name| name.split('@').next().unwrap_or(name).to_string())
-        .collect()
+/// The names of the links in a namespace, asked from a thread that enters it
+/// (`if_nameindex(3)`: one netlink dump on a socket opened there), not from an `ip` process
+/// (a node's create asked this once each; `ip`'s start is mostly the dynamic loader).
+pub fn links_in(ns: &str) -> Result<std::collections::BTreeSet<String>, ProviderError> {
+    let io = |error| ProviderError::Io { what: format!("the links of namespace {ns}"), error };
+    lct_core::state::in_netns(ns, || {
+        // SAFETY: if_nameindex returns an array ended by a zeroed entry (or null on error);
+        // the names are C strings it owns, copied out before the array is freed once.
+        unsafe {
+            let list = libc::if_nameindex();
+            if list.is_null() {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut names = std::collections::BTreeSet::new();
+            let mut entry = list;
+            while (*entry).if_index != 0 && !(*entry).if_name.is_null() {
+                names.insert(std::ffi::CStr::from_ptr((*entry).if_name).to_string_lossy().into_owned());
+                entry = entry.add(1);
+            }
+            libc::if_freenameindex(list);
+            Ok(names)
+        }
+    })
+    .and_then(|listed| listed)
+    .map_err(io)
 }
 
-/// The names of the links in a namespace (a veth's `@peer` left off).
-pub fn links_in(ns: &str) -> Result<std::collections::BTreeSet<String>, ProviderError> {
-    Ok(link_names(&ip_in(ns, &["-o", "link", "show"])?))
+/// Where `ip netns` keeps its named namespaces.
+const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// Makes the named network namespace as `ip netns add` does, without its process: /run/netns
+/// made a shared mount point (so the name propagates into mount namespaces made from this
+/// one, and `ip netns` everywhere sees it), an empty file created there (exclusively: two
+/// creates of one name never share it), and a new namespace, unshared by a thread of its own,
+/// bind-mounted onto the file. A failure removes the file: nothing half-made is left.
+pub fn add_netns(ns: &str) -> Result<(), ProviderError> {
+    use std::ffi::CString;
+    if ns.is_empty() || ns == "." || ns == ".." || ns.contains(['/', '\0']) {
+        return Err(ProviderError::Invalid(format!("network namespace {ns:?}: not a namespace name")));
+    }
+    let io = |what: String| move |error| ProviderError::Io { what, error };
+    let dir = Path::new(NETNS_RUN_DIR);
+    std::fs::create_dir_all(dir).map_err(io(NETNS_RUN_DIR.into()))?;
+    let c = |p: &str| CString::new(p).expect("no NUL: checked above");
+    let (dir_c, none) = (c(NETNS_RUN_DIR), c("none"));
+    let empty = c("");
+    let mut made_mount_point = false;
+    // SAFETY: mount(2) with NUL-terminated strings that outlive the calls.
+    while unsafe {
+        libc::mount(empty.as_ptr(), dir_c.as_ptr(), none.as_ptr(), libc::MS_SHARED | libc::MS_REC, std::ptr::null())
+    } != 0
+    {
+        let error = std::io::Error::last_os_error();
+        // EINVAL: /run/netns is not a mount point yet; bind it onto itself once, as iproute2.
+        if error.raw_os_error() != Some(libc::EINVAL) || made_mount_point {
+            return Err(io(format!("making {NETNS_RUN_DIR} a shared mount"))(error));
+        }
+        // SAFETY: as above.
+        if unsafe {
+            libc::mount(dir_c.as_ptr(), dir_c.as_ptr(), none.as_ptr(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
+        } != 0
+        {
+            return Err(io(format!("bind-mounting {NETNS_RUN_DIR} onto itself"))(std::io::Error::last_os_error()));
+        }
+        made_mount_point = true;
+    }
+    let path = dir.join(ns);
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(io(format!("creating {}", path.display())))?;
+    let target = c(&path.to_string_lossy());
+    let bound = std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: unshare(2) of this thread's network namespace only (the thread ends
+            // right after), then a bind mount of it, with NUL-terminated strings.
+            unsafe {
+                if libc::unshare(libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let source = c("/proc/thread-self/ns/net");
+                if libc::mount(source.as_ptr(), target.as_ptr(), none.as_ptr(), libc::MS_BIND, std::ptr::null()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the thread making the namespace panicked")))
+    });
+    bound.map_err(|error| {
+        let _ = std::fs::remove_file(&path);
+        io(format!("making network namespace {ns}"))(error)
+    })
 }
 
 /// Sets a sysctl of a network namespace (`net.ipv6.conf.default.accept_ra` is
@@ -222,16 +307,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_batch_names_its_line_and_links_are_named_without_their_peer() {
+    fn a_failed_batch_names_its_line() {
         let commands = vec!["link set lo up".to_string(), "addr replace 10.0.0.1/24 dev eth9".to_string()];
         let stderr = "Cannot find device \"eth9\"\nCommand failed -:2";
         assert_eq!(failed_line(stderr, &commands), Some("addr replace 10.0.0.1/24 dev eth9"));
         assert_eq!(failed_line("Command failed -:0", &commands), None);
         assert_eq!(failed_line("Command failed -:7", &commands), None);
         assert_eq!(failed_line("Error: something else", &commands), None);
-        let listing = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN\\    link/loopback 00:00:00:00:00:00\n\
-                       5: p1@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 master br-priv state UP\\    link/ether 4e:9e\n";
-        let names: Vec<String> = link_names(listing).into_iter().collect();
-        assert_eq!(names, ["lo", "p1"]);
+    }
+
+    #[test]
+    #[ignore = "needs root: makes a network namespace (cargo test -p lct-api -- --ignored as_root)"]
+    fn as_root_a_namespace_made_in_process_is_one_ip_netns_lists_and_enters() {
+        let tag = lct_core::random::hex(4).unwrap();
+        let ns = format!("lct-nstest-{tag}");
+        add_netns(&ns).unwrap();
+        struct Gone(String);
+        impl Drop for Gone {
+            fn drop(&mut self) {
+                let _ = ip(&["netns", "delete", &self.0]);
+            }
+        }
+        let gone = Gone(ns.clone());
+        // iproute2 sees it by name and can work in it; it is a namespace of its own (only lo).
+        assert!(ip(&["netns", "list"]).unwrap().lines().any(|l| l.split(' ').next() == Some(ns.as_str())));
+        let pair = format!("link add {tag}a type veth peer name {tag}b");
+        ip_batch(&ns, &[pair]).unwrap();
+        let links: Vec<String> = links_in(&ns).unwrap().into_iter().collect();
+        assert_eq!(links, [format!("{tag}a"), format!("{tag}b"), "lo".to_string()]);
+        // The machine's own namespace has no such link: the thread's unshare left it alone.
+        assert!(!std::path::Path::new("/sys/class/net").join(format!("{tag}a")).exists());
+        // A second make of the same name fails and leaves the first intact; bad names are refused.
+        assert!(add_netns(&ns).is_err());
+        assert!(links_in(&ns).unwrap().contains(&format!("{tag}a")));
+        for bad in ["", "..", "a/b", "x\0y"] {
+            assert!(matches!(add_netns(bad), Err(ProviderError::Invalid(_))), "{bad:?}");
+        }
+        drop(gone);
+        assert!(!netns_exists(&ns));
     }
 }

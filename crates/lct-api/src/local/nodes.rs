@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use lct_core::record::{Access, Name, Node, NodeSpec, ProviderName, Status};
 
 use super::address::allocate;
+use super::boot_window;
 use super::golden::Golden;
 use super::lab::Lab;
 use super::machine::{self, NodeImage};
@@ -166,9 +167,12 @@ impl LocalCloud {
     }
 
     /// Creates many nodes in one hold of the lab's lock: all recorded first, in order (so
-    /// addresses follow names) and saved once, then made side by side, [`BATCH_WORKERS`] at
-    /// a time, each machine's container spawned as soon as its node is made; waiting for the
-    /// machines to answer is left to the caller, all at once. One outcome per spec, in order.
+    /// addresses follow names) and saved once, then made side by side, each machine's
+    /// container spawned as soon as its node is made: with a boot window
+    /// ([`boot_window`], by default), at most that many machines booting at once, the next
+    /// made as one answers; with none, [`BATCH_WORKERS`] at a time, all booting together.
+    /// Waiting for the machines to finish their boots is left to the caller, all at once.
+    /// One outcome per spec, in order.
     ///
     /// Crash-safe as one create is: every node is recorded (provisioning) before anything of
     /// it is made, so a run killed half-way leaves records that the next run (any change, or
@@ -176,6 +180,10 @@ impl LocalCloud {
     /// held from the first record to the last spawn, so no other run sees a node half-made
     /// (its repair would make it a second time) or allocates the same addresses.
     pub fn create_all(&self, specs: &[NodeSpec]) -> Vec<Result<Node, ProviderError>> {
+        let window = match boot_window::from_env() {
+            Ok(window) => window,
+            Err(e) => return specs.iter().map(|_| Err(clone_error(&e))).collect(),
+        };
         let mut outcomes: Vec<Option<Result<Node, ProviderError>>> = Vec::with_capacity(specs.len());
         // Each image is looked up once per batch, before the lock.
         type Found = Result<Option<Golden>, ProviderError>;
@@ -233,14 +241,19 @@ impl LocalCloud {
                 (i, node, r)
             })
             .collect();
+        // With a boot window, each worker is one place in it: it makes a node, waits until
+        // that machine answers, then takes the next (super::boot_window).
         let queue = std::sync::Mutex::new(rest.into_iter());
         let results = std::sync::Mutex::new(Vec::new());
         std::thread::scope(|scope| {
-            for _ in 0..BATCH_WORKERS {
+            for _ in 0..window.unwrap_or(BATCH_WORKERS) {
                 scope.spawn(|| {
                     loop {
                         let Some((i, node)) = queue.lock().expect("queue").next() else { break };
                         let r = self.make(&state, &node, seed_of(i));
+                        if window.is_some() && r.is_ok() && state.machines.contains(&node.name) {
+                            boot_window::wait_booted(&node);
+                        }
                         results.lock().expect("results").push((i, node, r));
                     }
                 });
