@@ -98,13 +98,19 @@ struct Chain {
 }
 
 /// A name as a signing pass left it: its sets (shared with the version served), the
-/// signatures in them (by their key in [`Memory::signatures`]), and when the first of
-/// those is due to be made again and the latest was dated from.
+/// signatures in them (by their key in [`Memory::signatures`]), when the first of those is
+/// due to be made again and the latest was dated from, and what its NSEC was made of
+/// besides its sets' types (the next name, the TTL, whether it is a delegation) and its
+/// entry in the proofs of negative answers.
 struct SignedName {
     sets: Arc<Vec<RrSet>>,
     ids: Vec<u64>,
     due: u32,
     since: u32,
+    next: Vec<u8>,
+    nsec_ttl: u32,
+    cut: bool,
+    entry: crate::fast::NsecEntry,
 }
 
 impl Chain {
@@ -334,7 +340,7 @@ impl Pass<'_> {
             let at_apex = *owner == *self.apex;
             if keep_signed
                 && !at_apex
-                && let Some(kept) = self.kept(&chain.signed, answers, name, next, cut, nsec_ttl, &mut types)
+                && let Some(kept) = self.kept(&chain.signed, answers, name, next, cut, nsec_ttl)
             {
                 entries.push(kept);
                 continue;
@@ -342,7 +348,16 @@ impl Pass<'_> {
             let sets = answers.names.get_mut(name).map(Arc::make_mut).expect("in the chain, so in the tables");
             sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC));
             sets.push(nsec_set(sets, cut, next, nsec_ttl, &mut types));
-            let mut signed = SignedName { sets: Arc::default(), ids: Vec::new(), due: u32::MAX, since: 0 };
+            let mut signed = SignedName {
+                sets: Arc::default(),
+                ids: Vec::new(),
+                due: u32::MAX,
+                since: 0,
+                next: next.to_vec(),
+                nsec_ttl,
+                cut,
+                entry: crate::fast::NsecEntry::default(),
+            };
             // Sized once: growing the set record by record was a tenth of a version's CPU.
             // (Both algorithms' signatures are 64 bytes; a longer one only grows the set.)
             let signature_len = 12 + 18 + self.apex.len() + 64;
@@ -379,7 +394,8 @@ impl Pass<'_> {
                 set.sigs.extend_from_slice(&rrsig.bytes[at..]);
             }
             let nsec = sets.last().expect("just pushed");
-            entries.push(nsec_entry(owner, nsec));
+            signed.entry = nsec_entry(owner, nsec);
+            entries.push(signed.entry.clone());
             sets.push(rrsig);
             signed.sets = Arc::clone(&answers.names[name.as_slice()]);
             chain.signed.insert(name.clone(), signed);
@@ -399,10 +415,10 @@ impl Pass<'_> {
     }
 
     /// `name`'s NSEC entry when its sets are the ones the last pass signed (the same
-    /// `Arc`), its NSEC is the one it would get now (the same next name, types and TTL),
+    /// `Arc`), its NSEC is the one it would get now (the same next name, TTL and delegation
+    /// or not; its types are those of the same sets),
     /// and none of its signatures is due or dated after now: its signatures marked as used
     /// by this pass. `None`: it is to be signed again.
-    #[allow(clippy::too_many_arguments)]
     fn kept(
         &mut self,
         signed: &HashMap<Vec<u8>, SignedName, TableState>,
@@ -411,15 +427,13 @@ impl Pass<'_> {
         next: &[u8],
         cut: bool,
         nsec_ttl: u32,
-        types: &mut Vec<u16>,
     ) -> Option<crate::fast::NsecEntry> {
         let kept = signed.get(name)?;
         let sets = answers.names.get(name)?;
         if !Arc::ptr_eq(sets, &kept.sets) || kept.due <= self.now || kept.since > self.now {
             return None;
         }
-        let nsec = sets.iter().find(|s| s.rtype == NSEC)?;
-        if nsec.bytes != nsec_set(sets, cut, next, nsec_ttl, types).bytes {
+        if kept.next != next || kept.nsec_ttl != nsec_ttl || kept.cut != cut {
             return None;
         }
         // (The cleanup after the pass drops signatures not used by it.)
@@ -429,7 +443,7 @@ impl Pass<'_> {
         for id in &kept.ids {
             self.signatures.get_mut(id).expect("looked up").used = self.generation;
         }
-        Some(nsec_entry(&name[1..], nsec))
+        Some(kept.entry.clone())
     }
 
     /// The RRSIG data for `set` at `owner` (and its key in the table): the one made before
