@@ -65,7 +65,7 @@ pub(crate) struct Denial {
 }
 
 /// An NSEC record and its signatures, owners written out, ready to copy.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct NsecEntry {
     pub(crate) owner: Vec<u8>,
     pub(crate) bytes: Vec<u8>,

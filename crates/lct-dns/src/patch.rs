@@ -7,7 +7,11 @@
 //! empty non-terminal with nothing left below it goes, a new name's missing ancestors come.
 //! A change whose effects reach other names in ways not tracked here (NS or SRV sets, whose
 //! additional sections hold other names' addresses; addresses that are such a target;
-//! delegations; signed zones) is refused (`None`), and the caller builds the version whole.
+//! delegations) is refused (`None`), and the caller builds the version whole. A signed zone
+//! is patched the same way, then signed ([`crate::sign`]): the shared names are the signed
+//! ones (their NSEC and RRSIG sets in), which the signer keeps as they are unless their NSEC
+//! changes (a touched name's neighbours) or their signatures are due; a name holding only
+//! NSEC and RRSIG sets is an empty non-terminal here, as an empty one is unsigned.
 
 use std::sync::Arc;
 
@@ -30,10 +34,6 @@ impl Answers {
         change: &Change,
         modes: &(dyn Fn(&str) -> ZoneMode + Sync),
     ) -> Option<Result<Answers, ServeError>> {
-        // Signed zones (their NSEC chains and signatures span names) are built whole.
-        if previous.zones.values().any(|z| z.denial.is_some()) {
-            return None;
-        }
         let apex = wire_name(zone)?;
         // The touched names: the apex (its SOA's serial) and each changed record's owner.
         let mut touched: Vec<Vec<u8>> = vec![apex.clone()];
@@ -153,7 +153,7 @@ fn forget_vanished(answers: &mut Answers, apex: &[u8], vanished: Vec<Vec<u8>>) {
                 break;
             }
             // (A vanished name is out of the tables by now.)
-            let empty = answers.names.get(&ancestor).is_none_or(|s| s.is_empty());
+            let empty = answers.names.get(&ancestor).is_none_or(|s| !holds_records(s));
             if !empty {
                 break;
             }
@@ -166,7 +166,7 @@ fn forget_vanished(answers: &mut Answers, apex: &[u8], vanished: Vec<Vec<u8>>) {
     // One walk of the names with records: which candidates have one below them.
     let mut has_below = vec![false; candidates.len()];
     for (key, sets) in &answers.names {
-        if sets.is_empty() || candidates.contains(key) {
+        if !holds_records(sets) || candidates.contains(key) {
             continue;
         }
         for (candidate, below) in candidates.iter().zip(has_below.iter_mut()) {
@@ -177,11 +177,17 @@ fn forget_vanished(answers: &mut Answers, apex: &[u8], vanished: Vec<Vec<u8>>) {
     }
     for (candidate, below) in candidates.into_iter().zip(has_below) {
         if below {
-            answers.names.insert(candidate, Arc::default());
+            // (A signed empty non-terminal stays as it was signed.)
+            answers.names.entry(candidate).or_default();
         } else {
             answers.names.remove(&candidate);
         }
     }
+}
+
+/// Whether a name's sets hold records of its own (not only the signer's NSEC and RRSIG).
+fn holds_records(sets: &[crate::fast::RrSet]) -> bool {
+    sets.iter().any(|s| !matches!(s.rtype, 46 | 47))
 }
 
 /// Whether the name in `key` is strictly below the name in `ancestor` (keys of one view).

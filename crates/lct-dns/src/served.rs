@@ -37,7 +37,8 @@ impl Served {
 
     /// The version after `change` to `zone` (now `records`): `previous`'s tables patched
     /// where the change allows it ([`crate::patch`]: the names it touches built again, the
-    /// rest shared), else built whole; signed zones are built (and signed) whole.
+    /// rest shared; then signed, the signer keeping the names it signed before as they are
+    /// where the change leaves them), else built whole.
     pub fn patched(
         previous: &Answers,
         records: Vec<DnsRecord>,
@@ -46,12 +47,12 @@ impl Served {
         settings: Arc<Settings>,
     ) -> anyhow::Result<Served> {
         let modes = |z: &str| crate::mode::mode_of(&settings.modes, z);
-        let patched = match settings.dnssec.zones().is_empty() {
-            true => Answers::patched(previous, &records, zone, change, &modes),
-            false => None,
-        };
-        let answers = match patched {
-            Some(answers) => Served::with_expiry(answers?, &settings),
+        let answers = match Answers::patched(previous, &records, zone, change, &modes) {
+            Some(answers) => {
+                let mut answers = answers?;
+                settings.dnssec.sign(&mut answers)?;
+                Served::with_expiry(answers, &settings)
+            }
             None => Served::answers(&records, &settings)?,
         };
         Ok(Served {

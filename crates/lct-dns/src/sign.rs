@@ -5,7 +5,10 @@
 //! ring ([`crate::keystate`]): during a rollover a set may carry two signatures.
 //! Signatures are kept between versions, keyed by the exact set they sign:
 //! a change re-signs only the sets it touches (the names changed, their NSEC neighbours,
-//! the SOA), and a set the two views share is signed once.
+//! the SOA), and a set the two views share is signed once. A name whose sets are the very
+//! ones the last pass signed (the same `Arc`: a patched version shares them,
+//! [`crate::patch`]), whose NSEC is unchanged and whose signatures are not due, is kept as
+//! it is: a pointer compare instead of a hash and a compare of each of its sets.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -87,6 +90,27 @@ struct Memory {
 struct Chain {
     order: Vec<Vec<u8>>,
     members: HashSet<Vec<u8>, TableState>,
+    /// Each name's sets as the last pass left them signed (table key to them).
+    signed: HashMap<Vec<u8>, SignedName, TableState>,
+    /// The zone signing keys' DNSKEY data the last pass signed with: other keys (a
+    /// rollover's step) mean no name is kept as it was.
+    signers: Vec<Vec<u8>>,
+}
+
+/// A name as a signing pass left it: its sets (shared with the version served), the
+/// signatures in them (by their key in [`Memory::signatures`]), when the first of those is
+/// due to be made again and the latest was dated from, and what its NSEC was made of
+/// besides its sets' types (the next name, the TTL, whether it is a delegation) and its
+/// entry in the proofs of negative answers.
+struct SignedName {
+    sets: Arc<Vec<RrSet>>,
+    ids: Vec<u64>,
+    due: u32,
+    since: u32,
+    next: Vec<u8>,
+    nsec_ttl: u32,
+    cut: bool,
+    entry: crate::fast::NsecEntry,
 }
 
 impl Chain {
@@ -298,6 +322,13 @@ impl Pass<'_> {
             names.retain(|k| !below_cut(k, self.apex, &cuts));
         }
         chain.update(&names);
+        // A name is kept as signed only under the zone signing keys that signed it.
+        let signers: Vec<Vec<u8>> = self.plan.zone_signers.iter().map(|k| k.dnskey.clone()).collect();
+        let keep_signed = chain.signers == signers;
+        if !keep_signed {
+            chain.signed.clear();
+            chain.signers = signers;
+        }
         let names = &chain.order;
         let plan = self.plan;
         let mut entries = Vec::with_capacity(names.len());
@@ -305,21 +336,28 @@ impl Pass<'_> {
         for (i, name) in names.iter().enumerate() {
             let owner = &name[1..];
             let next = &names[(i + 1) % names.len()][1..];
+            let cut = cuts.contains(name.as_slice());
+            let at_apex = *owner == *self.apex;
+            if keep_signed
+                && !at_apex
+                && let Some(kept) = self.kept(&chain.signed, answers, name, next, cut, nsec_ttl)
+            {
+                entries.push(kept);
+                continue;
+            }
             let sets = answers.names.get_mut(name).map(Arc::make_mut).expect("in the chain, so in the tables");
             sets.retain(|s| !matches!(s.rtype, RRSIG | NSEC));
-            // At a delegation only the NSEC (and a DS) are this zone's to sign, and its NSEC
-            // lists only the types the parent is authoritative for (RFC 4035 2.3): not the
-            // glue's address types at the cut's own name.
-            let cut = cuts.contains(name.as_slice());
-            types.clear();
-            types.extend(sets.iter().map(|s| s.rtype).filter(|t| !cut || matches!(*t, 2 | DS)).chain([RRSIG, NSEC]));
-            types.sort_unstable();
-            types.dedup();
-            let mut data = Vec::with_capacity(next.len() + 12);
-            data.extend_from_slice(next);
-            type_bitmap(&types, &mut data);
-            sets.push(set_of(NSEC, nsec_ttl, [data.as_slice()]));
-            let at_apex = *owner == *self.apex;
+            sets.push(nsec_set(sets, cut, next, nsec_ttl, &mut types));
+            let mut signed = SignedName {
+                sets: Arc::default(),
+                ids: Vec::new(),
+                due: u32::MAX,
+                since: 0,
+                next: next.to_vec(),
+                nsec_ttl,
+                cut,
+                entry: crate::fast::NsecEntry::default(),
+            };
             // Sized once: growing the set record by record was a tenth of a version's CPU.
             // (Both algorithms' signatures are 64 bytes; a longer one only grows the set.)
             let signature_len = 12 + 18 + self.apex.len() + 64;
@@ -343,16 +381,29 @@ impl Pass<'_> {
                 let ttl = records(&set.bytes).next().map_or(0, |(ttl, _)| ttl);
                 let at = rrsig.bytes.len();
                 for key in signers {
-                    push_record(&mut rrsig, RRSIG, ttl, self.signature(owner, set, key)?);
+                    let (id, data) = self.signature(owner, set, key)?;
+                    push_record(&mut rrsig, RRSIG, ttl, data);
                     set.sig_count += 1;
+                    let cached = &self.signatures[&id];
+                    signed.due = signed.due.min(cached.expiration.saturating_sub(self.timers.refresh));
+                    signed.since = signed.since.max(cached.inception);
+                    signed.ids.push(id);
                 }
                 // Beside the set too, for answers with the DO bit ([`crate::denial`]).
                 set.sigs.reserve_exact(rrsig.bytes.len() - at);
                 set.sigs.extend_from_slice(&rrsig.bytes[at..]);
             }
             let nsec = sets.last().expect("just pushed");
-            entries.push(nsec_entry(owner, nsec));
+            signed.entry = nsec_entry(owner, nsec);
+            entries.push(signed.entry.clone());
             sets.push(rrsig);
+            signed.sets = Arc::clone(&answers.names[name.as_slice()]);
+            chain.signed.insert(name.clone(), signed);
+        }
+        // Names gone from the chain are not kept.
+        if chain.signed.len() > names.len() {
+            let Chain { signed, members, .. } = &mut *chain;
+            signed.retain(|k, _| members.contains(k));
         }
         let apex_sets = &answers.names[&apex_key];
         let soa = apex_sets.iter().find(|s| s.rtype == 6).ok_or("no SOA")?;
@@ -363,9 +414,41 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// The RRSIG data for `set` at `owner`: the one made before if it signs the same set
-    /// and is not due for refresh, else a new one.
-    fn signature(&mut self, owner: &[u8], set: &RrSet, key: &ZoneKey) -> Result<&[u8], String> {
+    /// `name`'s NSEC entry when its sets are the ones the last pass signed (the same
+    /// `Arc`), its NSEC is the one it would get now (the same next name, TTL and delegation
+    /// or not; its types are those of the same sets),
+    /// and none of its signatures is due or dated after now: its signatures marked as used
+    /// by this pass. `None`: it is to be signed again.
+    fn kept(
+        &mut self,
+        signed: &HashMap<Vec<u8>, SignedName, TableState>,
+        answers: &Answers,
+        name: &[u8],
+        next: &[u8],
+        cut: bool,
+        nsec_ttl: u32,
+    ) -> Option<crate::fast::NsecEntry> {
+        let kept = signed.get(name)?;
+        let sets = answers.names.get(name)?;
+        if !Arc::ptr_eq(sets, &kept.sets) || kept.due <= self.now || kept.since > self.now {
+            return None;
+        }
+        if kept.next != next || kept.nsec_ttl != nsec_ttl || kept.cut != cut {
+            return None;
+        }
+        // (The cleanup after the pass drops signatures not used by it.)
+        if !kept.ids.iter().all(|id| self.signatures.contains_key(id)) {
+            return None;
+        }
+        for id in &kept.ids {
+            self.signatures.get_mut(id).expect("looked up").used = self.generation;
+        }
+        Some(kept.entry.clone())
+    }
+
+    /// The RRSIG data for `set` at `owner` (and its key in the table): the one made before
+    /// if it signs the same set and is not due for refresh, else a new one.
+    fn signature(&mut self, owner: &[u8], set: &RrSet, key: &ZoneKey) -> Result<(u64, &[u8]), String> {
         let id = {
             let mut h = self.hasher.build_hasher();
             h.write(owner);
@@ -388,7 +471,7 @@ impl Pass<'_> {
         }
         let cached = self.signatures.get_mut(&id).expect("there or just made");
         cached.used = self.generation;
-        Ok(&cached.rdata)
+        Ok((id, &cached.rdata))
     }
 
     /// A new signature of `set` at `owner`, valid from now (backdated) for the lifetime.
@@ -432,6 +515,26 @@ impl Pass<'_> {
             used: self.generation,
         })
     }
+}
+
+/// The NSEC set at a name of `sets` (their NSEC and RRSIG sets not counted) whose next
+/// name is `next`. At a delegation (`cut`) only the NSEC (and a DS) are this zone's to
+/// sign, and its NSEC lists only the types the parent is authoritative for (RFC 4035
+/// 2.3): not the glue's address types at the cut's own name.
+fn nsec_set(sets: &[RrSet], cut: bool, next: &[u8], ttl: u32, types: &mut Vec<u16>) -> RrSet {
+    types.clear();
+    types.extend(
+        sets.iter()
+            .map(|s| s.rtype)
+            .filter(|t| !matches!(*t, RRSIG | NSEC) && (!cut || matches!(*t, 2 | DS)))
+            .chain([RRSIG, NSEC]),
+    );
+    types.sort_unstable();
+    types.dedup();
+    let mut data = Vec::with_capacity(next.len() + 12);
+    data.extend_from_slice(next);
+    type_bitmap(types, &mut data);
+    set_of(NSEC, ttl, [data.as_slice()])
 }
 
 /// Whether a proper ancestor of the name in `key`, below `apex`, is a delegation.
