@@ -201,7 +201,7 @@ impl Env {
             .filter_map(|w| w.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        (Background(child), settings)
+        (Background(child, None), settings)
     }
 
     /// Runs `cmd` on a machine node over SSH, as lct does (its key, its pinned host keys),
@@ -334,13 +334,13 @@ pub fn image_dir() -> String {
 /// A helper process of a test (a listener, a probe, a server), in a process group of its
 /// own, with no inherited output (a leftover must never hold the test runner's pipes open),
 /// and ended with its whole group when dropped, also when the test fails.
-pub struct Background(pub std::process::Child);
+pub struct Background(pub std::process::Child, Option<std::path::PathBuf>);
 
 impl Background {
     pub fn spawn(mut cmd: Command) -> Background {
         use std::os::unix::process::CommandExt;
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
-        Background(cmd.spawn().expect("spawn a helper process"))
+        Background(cmd.spawn().expect("spawn a helper process"), None)
     }
 
     /// As [`Background::spawn`], its standard error going to `log` (to read what it said).
@@ -348,7 +348,7 @@ impl Background {
         use std::os::unix::process::CommandExt;
         let file = std::fs::File::create(log).expect("create a log file");
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(file).process_group(0);
-        Background(cmd.spawn().expect("spawn a helper process"))
+        Background(cmd.spawn().expect("spawn a helper process"), Some(log.to_path_buf()))
     }
 
     /// Waits for it to end by itself (a probe that saw its stop file).
@@ -359,30 +359,55 @@ impl Background {
 
 impl Drop for Background {
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
+        let ended = self.0.try_wait();
+        if let Ok(None) = ended {
             lct_core::bounded::kill_group(self.0.id());
             let _ = self.0.wait();
+        }
+        // A failing test shows what its helper said (the log goes with the test's directory),
+        // and whether it had ended before the test let go of it.
+        if let (true, Some(log)) = (std::thread::panicking(), &self.1) {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let ended = match ended {
+                Ok(Some(status)) => format!("had ended by itself ({status})"),
+                _ => "was still running".to_string(),
+            };
+            eprintln!("helper {} {ended}; the end of {}:", self.0.id(), log.display());
+            for line in tail.iter().rev() {
+                eprintln!("  {line}");
+            }
         }
     }
 }
 
-/// A port free on loopback for TCP and UDP right now (the kernel's pick), for a server a test
-/// starts: tests running side by side never collide.
+/// A port free on loopback for TCP and UDP right now, for a server a test starts: tests
+/// running side by side never collide.
 pub fn free_port() -> u16 {
-    // Never the same port twice in one test binary: the kernel may hand a port released here
-    // to the next bind, and two tests running side by side would then start their servers on
-    // one port (one fails to bind, the other answers for it until it ends).
+    // Below the kernel's ephemeral range (`ip_local_port_range`, 32768-60999 by default): a
+    // port from that range, free at the pick, can be taken before the server binds it as the
+    // source port of any query or connection on the machine (a dig, a transfer, a NOTIFY).
+    // Never the same port twice in one test binary, so two tests side by side never start
+    // their servers on one port (one fails to bind, the other answers for it until it ends).
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let port = tcp.local_addr().expect("its address").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10000u16, ephemeral.clamp(12000, 32768) - 1);
+    let span = high - low + 1;
+    let start = lct_core::random::u16().expect("a random start") % span;
+    for step in 0..span {
+        let port = low + (start + step) % span;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
             && GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port)
         {
             return port;
         }
     }
+    panic!("no loopback port free for TCP and UDP in {low}-{high}");
 }
 
 /// Runs a blocking socket call again when it was interrupted. A read with a timeout
