@@ -214,12 +214,16 @@ pub fn check_script(programs: &[Program]) -> String {
     let mut script = String::from("set -e; ");
     for p in programs {
         let target = format!("{}/{}", p.dir, p.name);
+        // The activation runs in a shell of its own with `-e` (a condition would switch `-e`
+        // off inside it): one that fails marks its program as differing, so the program is
+        // sent and its own install runs the activation again and reports the failure there,
+        // rather than the whole check failing and nothing reaching the node.
         script.push_str(&format!(
-            "if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ]; then \
-             changed=0; {activate}; echo unchanged {name}; else echo differs {name}; fi; ",
+            "if [ \"$(sha256sum {target} 2>/dev/null | cut -d' ' -f1)\" = {hash} ] && sh -ec {activate}; \
+             then echo unchanged {name}; else echo differs {name}; fi; ",
             target = shell_quote(&target),
             hash = p.sha256,
-            activate = p.activate.unwrap_or(":"),
+            activate = shell_quote(&format!("changed=0; {}", p.activate.unwrap_or(":"))),
             name = shell_quote(&p.name),
         ));
     }
@@ -228,10 +232,12 @@ pub fn check_script(programs: &[Program]) -> String {
     script
 }
 
-/// The programs a node's check ([`check_script`]) said differ.
+/// The programs to send after a node's check ([`check_script`]): every one it did not say
+/// `unchanged NAME` of (as the shell echoes the name: unquoted). What the check left unclear
+/// is sent, never skipped.
 fn differing<'a>(stdout: &str, programs: &'a [Program]) -> Vec<&'a Program> {
-    let said: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("differs ")).collect();
-    programs.iter().filter(|p| said.contains(&shell_quote(&p.name).as_str())).collect()
+    let kept: Vec<&str> = stdout.lines().filter_map(|l| l.strip_prefix("unchanged ")).collect();
+    programs.iter().filter(|p| !kept.contains(&p.name.as_str())).collect()
 }
 
 /// Installs `programs` and what they need on every SSH node of `nodes`. Each node first
@@ -381,11 +387,23 @@ mod tests {
         let names: Vec<&str> = differing(&stdout, &programs).iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["lct-fw", "lct-dns"]);
         assert!(dir.path().join("hosts.0").exists(), "the activation of a program in place ran, changed=0");
-        // A failing activation fails the check (as it fails a program's install).
+        // A failing activation (its first command: `-e` in force) sends its program again, whose
+        // own install reports it; the other programs are checked as before.
         let mut failing = Program::new("lct-hosts", b"same".to_vec());
-        failing.activate = Some("false");
-        let script = check_script(&[failing]).replace(REMOTE_DIR, at);
-        assert!(!std::process::Command::new("sh").args(["-c", &script]).status().unwrap().success());
+        failing.activate = Some("false; touch \"$ACTIVATED/went-on\"");
+        let mut quoted = Program::new("lct fw's", b"spaced".to_vec());
+        quoted.activate = None;
+        std::fs::write(dir.path().join("lct fw's"), b"spaced").unwrap();
+        let programs = [failing, quoted];
+        let script = check_script(&programs).replace(REMOTE_DIR, at);
+        let out = std::process::Command::new("sh").args(["-c", &script]).env("ACTIVATED", at).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!dir.path().join("went-on").exists(), "the activation stopped at its failing command");
+        let names: Vec<&str> = differing(&stdout, &programs).iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["lct-hosts"], "{stdout}");
+        // A check that said nothing of a program sends it.
+        assert_eq!(differing("checked\n", &programs).len(), 2);
     }
 
     /// The check names the needs a node lacks (so apt and the mirror are asked only then),
