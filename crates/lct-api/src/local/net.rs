@@ -186,6 +186,11 @@ pub fn add_netns(ns: &str) -> Result<(), ProviderError> {
         made_mount_point = true;
     }
     let path = dir.join(ns);
+    // A plain file of that name is what a create killed between its file and its mount left
+    // (no namespace is mounted on it): it goes, or the name could never be made again.
+    if path.exists() && !netns_exists(ns) {
+        std::fs::remove_file(&path).map_err(io(format!("removing the stale {}", path.display())))?;
+    }
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -194,7 +199,7 @@ pub fn add_netns(ns: &str) -> Result<(), ProviderError> {
         .map_err(io(format!("creating {}", path.display())))?;
     let target = c(&path.to_string_lossy());
     let bound = std::thread::scope(|s| {
-        s.spawn(|| {
+        let made = std::thread::Builder::new().name("lct-netns-add".into()).spawn_scoped(s, || {
             // SAFETY: unshare(2) of this thread's network namespace only (the thread ends
             // right after), then a bind mount of it, with NUL-terminated strings.
             unsafe {
@@ -207,9 +212,9 @@ pub fn add_netns(ns: &str) -> Result<(), ProviderError> {
                 }
             }
             Ok(())
-        })
-        .join()
-        .unwrap_or_else(|_| Err(std::io::Error::other("the thread making the namespace panicked")))
+        });
+        // No thread (a limit on threads or memory): an error, the file removed below.
+        made?.join().unwrap_or_else(|_| Err(std::io::Error::other("the thread making the namespace panicked")))
     });
     bound.map_err(|error| {
         let _ = std::fs::remove_file(&path);
@@ -226,8 +231,16 @@ pub fn net_sysctl_in(ns: &str, key: &str, value: &str) -> Result<(), ProviderErr
         .map_err(|error| ProviderError::Io { what: format!("{} in namespace {ns}", sysctl.display()), error })
 }
 
+/// Whether a network namespace is mounted at /run/netns/NS: the file is on nsfs (a plain
+/// file there is a create that died half-way, not a namespace).
 pub fn netns_exists(ns: &str) -> bool {
-    Path::new("/run/netns").join(ns).exists()
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    let Ok(path) = std::ffi::CString::new(format!("{NETNS_RUN_DIR}/{ns}")) else { return false };
+    // SAFETY: statfs(2) of a NUL-terminated path into a zeroed struct it fills.
+    unsafe {
+        let mut fs: libc::statfs = std::mem::zeroed();
+        libc::statfs(path.as_ptr(), &mut fs) == 0 && fs.f_type as libc::c_long == NSFS_MAGIC
+    }
 }
 
 /// Ends the processes still in a namespace that goes for good (a deleted node's daemons:
@@ -345,5 +358,15 @@ mod tests {
         }
         drop(gone);
         assert!(!netns_exists(&ns));
+        // A create that died between its file and its mount left a plain file: not a
+        // namespace, and the next create of the name replaces it.
+        let stale = std::path::Path::new(NETNS_RUN_DIR).join(&ns);
+        std::fs::write(&stale, "").unwrap();
+        let gone = Gone(ns.clone());
+        assert!(!netns_exists(&ns), "a plain file is not a namespace");
+        add_netns(&ns).unwrap();
+        assert!(netns_exists(&ns) && links_in(&ns).unwrap().contains("lo"));
+        drop(gone);
+        assert!(!stale.exists());
     }
 }
