@@ -148,18 +148,27 @@ fn boot_and_wait(s: &Supervised<'_>) -> Result<std::process::ExitStatus, Provide
             if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(io::Error::last_os_error());
             }
-            let run_netns = c"/run/netns";
-            // Private first, so the unmount below is this namespace's alone; no /run/netns
-            // (a host without any namespace yet) is fine.
+            // The whole tree private first: nothing the host mounts later (every other node's
+            // namespace) propagates in, even where /run/netns shares /run's peer group (a
+            // systemd host's shared /run: iproute2's bind of /run/netns joins it), and the
+            // unmounts below are this namespace's alone.
+            let (root, run_netns) = (c"/", c"/run/netns");
             if libc::mount(
                 std::ptr::null(),
-                run_netns.as_ptr(),
+                root.as_ptr(),
                 std::ptr::null(),
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
-            ) == 0
+            ) != 0
             {
-                libc::umount2(run_netns.as_ptr(), libc::MNT_DETACH);
+                return Err(io::Error::last_os_error());
+            }
+            // Every /run/netns mount stacked there (iproute2 and lct may each have bound it
+            // onto itself); none (a host without any namespace yet) is fine.
+            for _ in 0..16 {
+                if libc::umount2(run_netns.as_ptr(), libc::MNT_DETACH) != 0 {
+                    break;
+                }
             }
             Ok(())
         });
