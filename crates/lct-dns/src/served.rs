@@ -26,13 +26,18 @@ pub struct Served {
 impl Served {
     pub fn build(records: Vec<DnsRecord>, settings: Arc<Settings>) -> anyhow::Result<Served> {
         let answers = Served::answers(&records, &settings)?;
-        Ok(Served {
+        Ok(Served::of(records, answers, settings))
+    }
+
+    /// A version of `records` whose tables are `answers`, settled.
+    fn of(records: Vec<DnsRecord>, answers: Answers, settings: Arc<Settings>) -> Served {
+        Served {
             records: Arc::new(records),
             answers: Arc::new(answers),
             settings,
             settling: None,
             zone_serials: Default::default(),
-        })
+        }
     }
 
     /// The version after `change` to `zone` (now `records`): `previous`'s tables patched
@@ -55,13 +60,7 @@ impl Served {
             }
             None => Served::answers(&records, &settings)?,
         };
-        Ok(Served {
-            records: Arc::new(records),
-            answers: Arc::new(answers),
-            settings,
-            settling: None,
-            zone_serials: Default::default(),
-        })
+        Ok(Served::of(records, answers, settings))
     }
 
     /// [`Served::build`] and [`Served::persist`] at once, on two cores: the file's text is
