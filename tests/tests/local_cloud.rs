@@ -111,6 +111,18 @@ fn three_node_cluster_networks_exec_and_cleanup() {
     assert_eq!(start_missing.status, 1, "{}", start_missing.stderr);
     assert!(start_missing.stderr.contains("start demo-1: no node named demo-1 on local"), "{}", start_missing.stderr);
 
+    // Made again, demo-1 holds its old addresses on the same MACs: the outside and the other
+    // nodes, whose neighbour entries still name the deleted node's MAC, reach it with their
+    // first packet (a new random MAC left them sending into nothing for 8 s).
+    let remade = env.run("lct-api", &["create", "--cluster", "demo", "--count", "3"]).ok();
+    let demo1 = remade.nodes().into_iter().find(|n| n.name.as_str() == "demo-1").expect("demo-1 made again");
+    assert_eq!(demo1.public_ipv4[0].to_string(), public[0]);
+    assert_eq!(demo1.private_ipv4[0].to_string(), private[0]);
+    assert!(env.pings("outside", &public[0]), "the outside's first ping to demo-1 made again was lost");
+    assert!(env.pings("demo-2", &private[0]), "demo-2's first ping to demo-1 made again was lost");
+    let links = env.in_ns("demo-1", &["ip", "-br", "link"]).ok().stdout;
+    assert!(links.contains("02:1c:c0:a8:80:01") && links.contains("02:1d:cb:00:71:01"), "{links}");
+
     env.run("lct-api", &["lab", "down"]).ok();
     assert!(env.namespaces().is_empty(), "left behind: {:?}", env.namespaces());
 }

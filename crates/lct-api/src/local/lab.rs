@@ -115,7 +115,13 @@ impl Lab {
             }
             in_lab.push(format!("link set {bridge} up"));
         }
-        in_lab.extend(veth_pair(&lab, &lab_links, "out", &outside, "eth0", outside_links.contains("eth0"))?);
+        in_lab.extend(veth_pair(
+            &lab,
+            &lab_links,
+            "out",
+            Inner { ns: &outside, name: "eth0", mac: None },
+            outside_links.contains("eth0"),
+        )?);
         in_lab.push(format!("link set out master {PUBLIC_BRIDGE} up"));
         net::ip_batch(&lab, &in_lab)?;
         let mut in_outside = vec![
@@ -162,10 +168,17 @@ impl Lab {
             in_lab.push(format!("link add {private} type bridge"));
         }
         in_lab.push(format!("link set {private} up"));
-        for (veth, inside, bridge) in
+        let macs = [
+            node_mac(PRIVATE_MAC_PREFIX, node.private_ipv4.first()),
+            node_mac(PUBLIC_MAC_PREFIX, node.public_ipv4.first()),
+        ];
+        for ((veth, inside, bridge), mac) in
             [(format!("p{id}"), "eth0", private.as_str()), (format!("u{id}"), "eth1", PUBLIC_BRIDGE)]
+                .into_iter()
+                .zip(macs)
         {
-            in_lab.extend(veth_pair(&lab, &lab_links, &veth, &ns, inside, node_links.contains(inside))?);
+            let inner = Inner { ns: &ns, name: inside, mac: mac.as_deref() };
+            in_lab.extend(veth_pair(&lab, &lab_links, &veth, inner, node_links.contains(inside))?);
             in_lab.push(format!("link set {veth} master {bridge} up"));
         }
         net::ip_batch(&lab, &in_lab)?;
@@ -223,15 +236,40 @@ impl Lab {
     }
 }
 
+/// The first two bytes of a node's MAC on the private and on the public bridge (locally
+/// administered, unicast); the other four are the link's IPv4 address.
+const PRIVATE_MAC_PREFIX: [u8; 2] = [0x02, 0x1c];
+const PUBLIC_MAC_PREFIX: [u8; 2] = [0x02, 0x1d];
+
+/// The MAC of a node's link that holds `address`: the same for as long as the address is
+/// the same, as a provider's network answers for an address whichever guest holds it. A
+/// random MAC per veth made every reuse of an address (a machine made again after a
+/// destroy, a scale down and up, a reboot's new namespace) a new MAC, while the outside
+/// namespace and the other nodes still held the old one as STALE: their packets went to a
+/// MAC no port had until the entry failed, 8.7 s in which a new machine's SSH did not answer.
+/// (A gratuitous ARP at link up is no cure: the bridge sees the port's carrier a moment
+/// later, and drops what comes first.)
+fn node_mac(prefix: [u8; 2], address: Option<&std::net::Ipv4Addr>) -> Option<String> {
+    let [a, b, c, d] = address?.octets();
+    Some(format!("{:02x}:{:02x}:{a:02x}:{b:02x}:{c:02x}:{d:02x}", prefix[0], prefix[1]))
+}
+
+/// The inside end of a veth pair: its namespace, its name there and its MAC (the kernel's
+/// random one when none).
+pub(super) struct Inner<'a> {
+    pub ns: &'a str,
+    pub name: &'a str,
+    pub mac: Option<&'a str>,
+}
+
 /// The batch line (in the lab's namespace) that makes the veth pair `outer` (in the lab) to
-/// `inner` (in `ns`), when the inside end is missing; a lab end left alone (its namespace
-/// made again after a crash between the two) is deleted first.
+/// `inner`, when the inside end is missing; a lab end left alone (its namespace made again
+/// after a crash between the two) is deleted first.
 pub(super) fn veth_pair(
     lab: &str,
     lab_links: &BTreeSet<String>,
     outer: &str,
-    ns: &str,
-    inner: &str,
+    inner: Inner<'_>,
     inner_exists: bool,
 ) -> Result<Option<String>, ProviderError> {
     if inner_exists {
@@ -240,7 +278,9 @@ pub(super) fn veth_pair(
     if lab_links.contains(outer) {
         net::delete_link(lab, outer)?;
     }
-    Ok(Some(format!("link add {outer} type veth peer name {inner} netns {ns}")))
+    let Inner { ns, name, mac } = inner;
+    let address = mac.map(|mac| format!("address {mac} ")).unwrap_or_default();
+    Ok(Some(format!("link add {outer} type veth peer name {name} {address}netns {ns}")))
 }
 
 /// The node's own `/etc/hosts` and `/etc/resolv.conf`, which `ip netns exec` bind-mounts
@@ -276,5 +316,27 @@ mod public_ranges {
     fn both_spellings_name_the_same_ranges() {
         let bytes: Vec<String> = super::PUBLIC_RANGES.iter().map(|[a, b, c]| format!("{a}.{b}.{c}.0/24")).collect();
         assert_eq!(bytes, super::PUBLIC_IPV4_RANGES);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_link_s_mac_is_its_address_locally_administered() {
+        let address: std::net::Ipv4Addr = "203.0.113.7".parse().unwrap();
+        assert_eq!(node_mac(PUBLIC_MAC_PREFIX, Some(&address)).unwrap(), "02:1d:cb:00:71:07");
+        assert_eq!(node_mac(PRIVATE_MAC_PREFIX, Some(&address)).unwrap(), "02:1c:cb:00:71:07");
+        assert_eq!(node_mac(PUBLIC_MAC_PREFIX, None), None);
+        // Unicast (bit 0 clear) and locally administered (bit 1 set), on both bridges.
+        for prefix in [PRIVATE_MAC_PREFIX, PUBLIC_MAC_PREFIX] {
+            assert_eq!(prefix[0] & 0b11, 0b10);
+        }
+        let inner = Inner { ns: "lab-n1", name: "eth1", mac: Some("02:1d:cb:00:71:07") };
+        let line = veth_pair("lab", &BTreeSet::new(), "u7", inner, false).unwrap().unwrap();
+        assert_eq!(line, "link add u7 type veth peer name eth1 address 02:1d:cb:00:71:07 netns lab-n1");
+        let plain = veth_pair("lab", &BTreeSet::new(), "out", Inner { ns: "o", name: "eth0", mac: None }, false);
+        assert_eq!(plain.unwrap().unwrap(), "link add out type veth peer name eth0 netns o");
     }
 }
