@@ -322,7 +322,7 @@ impl LocalCloud {
             None => None,
         };
         let ns_fd = ns_file.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        let argv = probe_argv(&ssh, port, &user, &host);
+        let argv = probe_argv(&ssh, port, &user, &host, classical_first());
         let run = |remote: &str| {
             let mut cmd = tokio::process::Command::new("ssh");
             cmd.args(&argv).arg(remote).stdin(std::process::Stdio::null()).kill_on_drop(true);
@@ -462,53 +462,75 @@ pub(super) fn crash_point(step: &str) {
 }
 
 /// The readiness probe's `ssh` arguments up to the remote command: lct's client options
-/// (pinned host key, lct's identity), then a preference for the classical key exchange.
-/// The session carries nothing secret (it only waits for a file), so it puts curve25519 first:
-/// the client's default, sntrup761x25519, makes a post-quantum key pair per connection, about
-/// 50 ms of CPU in OpenSSH's portable code (8 % of all the CPU of 100 machines booting at
-/// once, measured with perf; docs/security.md 65). The hooks' sessions keep the default; a
-/// node that offers no curve25519 still gets one of the defaults that follow the head.
-fn probe_argv(ssh: &lct_core::ssh::SshFiles, port: u16, user: &str, host: &str) -> Vec<String> {
+/// (pinned host key, lct's identity), then, where the controller's OpenSSH defaults to
+/// sntrup761x25519 (9.0-9.8), a preference for curve25519: that key exchange makes a
+/// post-quantum key pair per connection, about 65 ms of CPU in OpenSSH's portable code (8 %
+/// of all the CPU of 100 machines booting at once, measured with perf), and the probe carries
+/// nothing secret (docs/security.md 65). An OpenSSH with ML-KEM (9.9 on) keeps its default,
+/// post-quantum and cheap. The hooks' sessions keep the default everywhere; a node that offers
+/// no curve25519 still gets one of the defaults that follow the head.
+fn probe_argv(ssh: &lct_core::ssh::SshFiles, port: u16, user: &str, host: &str, classical_first: bool) -> Vec<String> {
     let mut argv: Vec<String> = Vec::new();
     for o in ssh.client_options() {
         argv.extend(["-o".into(), o]);
     }
-    argv.extend(
-        [
-            "-o",
-            "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org",
-            "-o",
-            "ConnectTimeout=5",
-            "-p",
-            &port.to_string(),
-            "-l",
-            user,
-            host,
-        ]
-        .map(String::from),
-    );
+    if classical_first {
+        argv.extend(["-o".into(), CLASSICAL_FIRST.into()]);
+    }
+    argv.extend(["-o", "ConnectTimeout=5", "-p", &port.to_string(), "-l", user, host].map(String::from));
     argv
+}
+
+/// The probe's key exchange preference: curve25519 at the head of OpenSSH's default list.
+const CLASSICAL_FIRST: &str = "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org";
+
+/// Whether the controller's `ssh` lacks ML-KEM (`ssh -Q kex`), so that its default key
+/// exchange is sntrup761x25519's costly one: asked once per process. An `ssh` that cannot
+/// say keeps its default.
+fn classical_first() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| {
+        std::process::Command::new("ssh")
+            .args(["-Q", "kex"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .is_ok_and(|out| out.status.success() && !String::from_utf8_lossy(&out.stdout).contains("mlkem"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// What this machine's OpenSSH makes of the arguments (-G: the configuration, no
+    /// connection): its key exchange list.
+    fn kex_of(argv: &[String]) -> (Vec<String>, String) {
+        let out = std::process::Command::new("ssh").arg("-G").args(argv).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let config = String::from_utf8_lossy(&out.stdout).to_string();
+        let kex = config.lines().find_map(|l| l.strip_prefix("kexalgorithms ")).expect("kexalgorithms");
+        (kex.split(',').map(String::from).collect(), config)
+    }
+
     #[test]
     fn the_probe_puts_curve25519_first_and_keeps_the_defaults_and_the_pinning() {
         let dir = tempfile::tempdir().unwrap();
         let ssh = lct_core::ssh::SshFiles::new(dir.path());
-        let argv = probe_argv(&ssh, 2222, "root", "203.0.113.7");
+        let argv = probe_argv(&ssh, 2222, "root", "203.0.113.7", true);
         assert!(argv.contains(&"StrictHostKeyChecking=yes".to_string()), "{argv:?}");
         assert_eq!(argv[argv.len() - 5..], ["-p", "2222", "-l", "root", "203.0.113.7"]);
-        // What this machine's OpenSSH makes of it (-G: the configuration, no connection).
-        let out = std::process::Command::new("ssh").arg("-G").args(&argv).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let config = String::from_utf8_lossy(&out.stdout);
-        let kex = config.lines().find_map(|l| l.strip_prefix("kexalgorithms ")).expect("kexalgorithms");
-        let kex: Vec<&str> = kex.split(',').collect();
-        assert_eq!(kex[..2], ["curve25519-sha256", "curve25519-sha256@libssh.org"], "{kex:?}");
-        assert!(kex.iter().any(|k| k.starts_with("sntrup761x25519")), "the defaults follow: {kex:?}");
+        let (kex, config) = kex_of(&argv);
+        let head = ["curve25519-sha256", "curve25519-sha256@libssh.org"];
+        assert_eq!(kex[..2], head, "{kex:?}");
         assert!(config.lines().any(|l| l == "stricthostkeychecking true"), "{config}");
+        // The rest is the default list as it was, in its order: nothing dropped.
+        let plain = probe_argv(&ssh, 2222, "root", "203.0.113.7", false);
+        assert!(!plain.iter().any(|a| a.starts_with("KexAlgorithms")), "{plain:?}");
+        let (defaults, _) = kex_of(&plain);
+        let rest: Vec<&String> = defaults.iter().filter(|k| !head.contains(&k.as_str())).collect();
+        assert_eq!(kex[2..].iter().collect::<Vec<_>>(), rest);
+        // Asked of this machine's OpenSSH: only one without ML-KEM gets the preference.
+        let offered = std::process::Command::new("ssh").args(["-Q", "kex"]).output().unwrap();
+        assert_eq!(classical_first(), !String::from_utf8_lossy(&offered.stdout).contains("mlkem"));
     }
 }
