@@ -211,6 +211,58 @@ finally:
     }
 }
 
+/// An add-brick that another server's pre-validation refuses because it has not connected
+/// the new peer yet (a probe reaches the other servers a moment after it returns) is asked
+/// again, and goes through; any other refusal stops the hook at once, asking nothing more.
+#[test]
+fn an_add_brick_refused_until_every_server_connects_the_new_peer_is_asked_again() {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/lct-plan/plans/glusterfs/configure.py");
+    let add = |refusal: &str| {
+        let program = format!(
+            r#"
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("configure", {script:?})
+c = importlib.util.module_from_spec(spec); spec.loader.exec_module(c)
+c.time.sleep = lambda s: None
+c.bricks_of = lambda v: [f"gfs-{{n}}.gfs.lct.internal:/srv/gluster/brick/data" for n in range(1, 4)]
+c.wait_online = lambda v: None
+c.wait_task = lambda *a: None
+calls = []
+def gluster(*args, check=True, xml=False):
+    calls.append(list(args))
+    refused = args[1] == "add-brick" and len([a for a in calls if a[1] == "add-brick"]) <= 2
+    class Out:
+        returncode = 1 if refused else 0
+        stdout = ""
+        stderr = sys.argv[1] if refused else ""
+    return Out()
+c.gluster = gluster
+try:
+    c.add_bricks("gv0", [f"gfs-{{n}}.gfs.lct.internal" for n in range(1, 7)])
+finally:
+    print(json.dumps(calls))
+"#,
+            script = script.display().to_string(),
+        );
+        Command::new("python3").args(["-c", &program, refusal]).env("PYTHONDONTWRITEBYTECODE", "1").output().unwrap()
+    };
+    let add_bricks = |out: &std::process::Output| {
+        let calls: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        calls.as_array().unwrap().iter().filter(|c| c[1] == "add-brick").count()
+    };
+    let transient = add("volume add-brick: failed: Pre Validation failed on gfs-2.gfs.lct.internal. \
+         Host gfs-5.gfs.lct.internal not connected");
+    let stderr = String::from_utf8_lossy(&transient.stderr);
+    assert!(transient.status.success(), "{stderr}");
+    assert_eq!(add_bricks(&transient), 3, "two refusals, then the set went in");
+    assert!(stderr.contains("not connected; asking again"), "{stderr}");
+    let lasting = add("volume add-brick: failed: Brick: gfs-4.gfs.lct.internal:/srv/gluster/brick/data not available");
+    let stderr = String::from_utf8_lossy(&lasting.stderr);
+    assert!(!lasting.status.success() && stderr.contains("not available"), "{stderr}");
+    assert_eq!(add_bricks(&lasting), 1, "a lasting refusal is not asked again");
+}
+
 /// The volume's name reaches gluster's command lines and the clients' mount source: the
 /// plan's pattern refuses anything but a label.
 #[test]

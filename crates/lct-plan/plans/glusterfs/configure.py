@@ -236,12 +236,32 @@ def wait_online(volume):
     wait(f"the bricks of {volume} to be online", online)
 
 
+def add_brick_set(volume, bricks):
+    """`volume add-brick` of one replica set, asked again while another server's glusterd has
+    not connected to a new peer yet: a probe reaches the other servers a moment after it
+    returns, and their pre-validation then refuses ("Pre Validation failed on gfs-2...: Host
+    gfs-5... not connected"), having changed nothing. Any other refusal stops the hook."""
+    args = ["volume", "add-brick", volume, "replica", str(REPLICA), *bricks]
+
+    def added():
+        out = gluster(*args, check=False)
+        if out.returncode == 0:
+            return True
+        said = out.stderr.strip() or out.stdout.strip()
+        if "Pre Validation failed" not in said or "not connected" not in said:
+            sys.exit(f"gluster {' '.join(args)}: {said}")
+        print(f"add-brick: {said}; asking again", file=sys.stderr)
+        return False
+
+    wait(f"the servers to connect the new peers for add-brick {' '.join(bricks)}", added)
+
+
 def add_bricks(volume, hosts):
     """The bricks of servers not in the volume yet, added as replica sets, then rebalanced."""
     have = bricks_of(volume)
     new = [f"{h}:{BRICK}" for h in hosts if f"{h}:{BRICK}" not in have]
     for i in range(0, len(new), REPLICA):
-        gluster("volume", "add-brick", volume, "replica", str(REPLICA), *new[i : i + REPLICA])
+        add_brick_set(volume, new[i : i + REPLICA])
     wait_online(volume)
     if new:
         gluster("volume", "rebalance", volume, "start")
